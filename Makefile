@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Anchor OS top-level build. Everything heavy is cached outside the clone under
+# $(ANCHOR_CACHE) (default /var/cache/anchor-os), keyed by input hashes, so a
+# second run is fast. See docs/BUILD.md.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+ANCHOR_CACHE ?= /var/cache/anchor-os
+export ANCHOR_CACHE
+CARGO_TARGET_DIR ?= $(ANCHOR_CACHE)/target
+export CARGO_TARGET_DIR
+# Where finished artifacts are linked by the build scripts (stable names).
+ANCHOR_OUT ?= $(ANCHOR_CACHE)/out
+export ANCHOR_OUT
+
+CARGO ?= cargo
+
+.PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
+        kernels guest-kernel host-kernel images initramfs systest test run qemu bench clean help
+
+all: build
+
+help:
+	@echo "make run        boot Anchor OS (bay0 as PID 1) under QEMU on this terminal"
+	@echo "make test       everything CI runs: setup, lint, gates, unit, fuzz smoke, kernels, images, system tests"
+	@echo "make bench      benchmarks (printed figures, never asserted)"
+	@echo "make qemu       the anchor-host harness, interactive on the serial console"
+	@echo "make kernels    guest + host kernels (cached by config hash)"
+	@echo "make images     room base images (reproducible SquashFS)"
+	@echo "make setup      install Debian packages / rust targets this needs (idempotent)"
+	@echo "cache: ANCHOR_CACHE=$(ANCHOR_CACHE)"
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	$(CARGO) build --workspace --all-targets
+
+# Static release binaries for the initramfs and the room images.
+static: setup
+	scripts/build-static.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint: fmt-check clippy
+
+gates: setup
+	scripts/ci/run-all.sh
+
+unit: setup
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+fuzz-smoke: setup
+	scripts/fuzz-smoke.sh
+
+guest-kernel: setup
+	guest-kernel/build.sh
+
+host-kernel: setup
+	host-kernel/build.sh
+
+kernels: guest-kernel host-kernel
+
+images: setup static
+	images/build.sh
+
+initramfs: static kernels images
+	tests/system/mkinitramfs.sh
+
+systest: initramfs
+	tests/system/run-all.sh
+
+test: setup lint gates unit fuzz-smoke systest
+	@echo "make test: all stages passed"
+
+run: initramfs
+	tests/system/run-qemu.sh --interactive
+
+qemu: run
+
+bench: initramfs
+	scripts/bench.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Installs what `make run` / `make test` need on a fresh Debian 12 machine (as root).
+# Idempotent: checks before it installs; a second run does nothing and says so.
+set -euo pipefail
+
+PKGS=(
+  build-essential bc bison flex libelf-dev libssl-dev dwarves cpio zstd xz-utils kmod
+  gcc-aarch64-linux-gnu
+  swtpm swtpm-tools tpm2-tools cryptsetup squashfs-tools erofs-utils
+  ovmf systemd-boot-efi sbsigntool busybox-static linux-source-6.1 bubblewrap
+  libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat
+)
+
+# QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from
+# there, and bookworm's 7.2 system emulators cannot be installed beside it.
+QEMU_PKGS=(qemu-system-x86 qemu-system-arm qemu-utils)
+BPO_LIST=/etc/apt/sources.list.d/anchor-bookworm-backports.list
+
+is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
+
+missing=()
+for p in "${PKGS[@]}"; do
+  is_installed "$p" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages (${missing[*]}) and not root: run as root" >&2
+    exit 1
+  fi
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: Debian packages present (${#PKGS[@]})"
+fi
+
+qmissing=()
+for p in "${QEMU_PKGS[@]}"; do is_installed "$p" || qmissing+=("$p"); done
+if ((${#qmissing[@]})); then
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" > "$BPO_LIST"
+  fi
+  echo "setup: installing QEMU from bookworm-backports: ${qmissing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends -t bookworm-backports "${QEMU_PKGS[@]}"
+else
+  echo "setup: QEMU present ($(qemu-system-x86_64 --version | head -n1))"
+fi
+
+# Rust targets: aarch64 for the Duet 5 build gate. Not fetched from a promised
+# registry, so a failure is reported plainly (the aarch64 gate then fails with it).
+for t in aarch64-unknown-linux-gnu; do
+  if rustup target list --installed 2>/dev/null | grep -qx "$t"; then
+    echo "setup: rust target $t present"
+  elif rustup target add "$t"; then
+    echo "setup: rust target $t added"
+  else
+    echo "setup: WARNING: could not add rust target $t (rustup could not fetch it)" >&2
+  fi
+done
+
+# cargo-fuzz for the fuzz smoke runs (crates.io).
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz from crates.io"
+  cargo install --locked cargo-fuzz
+else
+  echo "setup: cargo-fuzz present"
+fi
