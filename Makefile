@@ -53,7 +53,7 @@ gates: setup
 	scripts/ci/run-all.sh
 
 unit: setup
-	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) nextest run --workspace --exclude anchor-systest --no-fail-fast
 
 fuzz-smoke: setup
 	scripts/fuzz-smoke.sh

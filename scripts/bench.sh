@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Benchmarks: printed figures and ratios against peers measured in the same run.
+# Never asserted. Each area owns its bench script.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+rc=0
+for b in bay0/bench.sh vmm/bench.sh images/bench.sh; do
+  [[ -x "$b" ]] || continue
+  echo "=== $b"
+  "$b" || { echo "bench: $b failed" >&2; rc=1; }
+done
+exit $rc
