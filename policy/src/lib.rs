@@ -1,1 +1,32 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+//! Anchor OS room policies.
+//!
+//! A policy is a small TOML file, one per room. It is parsed once into a typed, immutable
+//! [`Policy`] (parse -> validate -> typed value); validation reports every problem as
+//! `FILE:LINE:KEY: message`. A nested room names its `parent`; [`load`] / [`resolve`]
+//! check the whole chain (subset rules, depth <= [`MAX_DEPTH`], no cycles).
+//! The language is documented in docs/POLICY.md.
+
+mod error;
+mod model;
+mod nesting;
+mod parse;
+mod raw;
+mod schema;
+mod show;
+mod units;
+mod validate;
+
+pub use error::{PolicyError, Problem, ProblemKind};
+pub use model::{
+    Backend, Ceiling, Courier, Device, Lifetime, Name, Network, Persist, Policy, Resources,
+    MAX_NAME_LEN,
+};
+pub use nesting::{load, missing_parent, read_policy_file, resolve, Resolved, MAX_DEPTH};
+pub use parse::{parse, MAX_FILE_BYTES};
+pub use show::Effective;
+pub use units::{ByteSize, Limit};
+pub use validate::{
+    CPU_WEIGHT, CPU_WEIGHT_DEFAULT, LIFETIME_MAX_SECS, LIFETIME_MIN_SECS, MAX_CHILDREN,
+    MEMORY_MAX_MIB, MEMORY_MIN_MIB, PERSIST_MAX_MIB, PIDS_MAX, PIDS_MAX_DEFAULT, VCPUS,
+};

@@ -1,4 +1,38 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! anchor-vmm command line (placeholder until the CLI lands).
+//! `anchor-vmm`: thin CLI over the library. Exit status: 0 guest off/reset,
+//! 2 usage error, 3 VMM error, 4 guest fault; one-line reason on stderr.
 
-fn main() {}
+use std::time::Instant;
+
+use anchor_vmm::config::{self, Command};
+use anchor_vmm::exit::{EXIT_OK, EXIT_USAGE, EXIT_VMM_ERROR};
+use anchor_vmm::{builder, runner, sys};
+
+fn main() {
+    let start = Instant::now();
+    let cfg = match config::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", config::USAGE);
+            std::process::exit(EXIT_OK);
+        }
+        Ok(Command::Run(c)) => c,
+        Err(e) => {
+            eprintln!("anchor-vmm: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    let built = match builder::build(&cfg, start) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("anchor-vmm: {e}");
+            std::process::exit(EXIT_VMM_ERROR);
+        }
+    };
+    let opts = runner::RunOptions {
+        seccomp_test_trigger: cfg.seccomp_test_trigger,
+        defer_teardown: true,
+    };
+    let stop = runner::run(built, opts);
+    eprintln!("anchor-vmm: {}", stop.reason);
+    sys::exit_now(stop.code);
+}

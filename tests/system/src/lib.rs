@@ -1,1 +1,736 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
+//! The Anchor OS system-test harness: boots the anchor host (our host kernel plus an
+//! initramfs with bay0 as /init) under `qemu-system-x86_64 -M q35 -accel tcg -cpu max`
+//! and drives it: wait for serial lines, type on the serial console, QMP commands
+//! (system_powerdown, send-key, screendump), wait for QEMU to exit. When a test
+//! panics, the machine's serial log is printed (it is also kept under
+//! `$ANCHOR_CACHE/systest/logs/NAME.log`).
+//!
+//! Extend it through [`Options`]: new devices are new fields (or [`Options::arg`]).
+
+use serde_json::{json, Value};
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A harness failure, with a message meant for the person reading the test output.
+pub struct Error(pub String);
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result with the harness error.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error(msg.into()))
+}
+
+fn io<T>(what: &str, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Error(format!("{what}: {e}")))
+}
+
+/// `$ANCHOR_CACHE` (default /var/cache/anchor-os).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("ANCHOR_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/anchor-os"), PathBuf::from)
+}
+
+/// `$ANCHOR_OUT` (default `$ANCHOR_CACHE/out`).
+pub fn out_dir() -> PathBuf {
+    std::env::var_os("ANCHOR_OUT").map_or_else(|| cache_dir().join("out"), PathBuf::from)
+}
+
+/// An input file named by `env` (or `default`); a clear error when it is missing.
+pub fn artifact(env: &str, default: PathBuf, what: &str, how: &str) -> Result<PathBuf> {
+    let path = std::env::var_os(env).map_or(default, PathBuf::from);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        err(format!(
+            "{what} not found at {} (set {env}, or {how})",
+            path.display()
+        ))
+    }
+}
+
+/// The anchor host kernel: `$ANCHOR_HOST_KERNEL`, default `$ANCHOR_OUT/host-bzImage`.
+pub fn host_kernel() -> Result<PathBuf> {
+    let default = out_dir().join("host-bzImage");
+    artifact(
+        "ANCHOR_HOST_KERNEL",
+        default,
+        "host kernel",
+        "build it: host-kernel/build.sh",
+    )
+}
+
+/// The initramfs: `$ANCHOR_INITRAMFS`, default `$ANCHOR_OUT/initramfs.cpio.gz`.
+pub fn initramfs() -> Result<PathBuf> {
+    let default = out_dir().join("initramfs.cpio.gz");
+    artifact(
+        "ANCHOR_INITRAMFS",
+        default,
+        "initramfs",
+        "build it: tests/system/mkinitramfs.sh",
+    )
+}
+
+/// The initramfs whose bay0 has the `debug-stall` feature (built by run-all.sh).
+pub fn stall_initramfs() -> Result<PathBuf> {
+    let default = cache_dir().join("systest/initramfs-debug-stall.cpio.gz");
+    artifact(
+        "ANCHOR_STALL_INITRAMFS",
+        default,
+        "debug-stall initramfs",
+        "run tests/system/run-all.sh",
+    )
+}
+
+/// Kernel command line every machine gets; [`Options::append`] adds to it.
+pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1";
+
+/// How to start a machine. Defaults: 1024 MiB, 1 CPU, no extra devices, `-no-reboot`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Names the work directory and the kept serial log.
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// Added to [`BASE_APPEND`].
+    pub append: String,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// `-device i6300esb` (a watchdog that resets the machine).
+    pub watchdog: bool,
+    /// A TPM 2.0 (`tpm-tis`) backed by a private swtpm.
+    pub tpm: bool,
+    /// Raw images attached as virtio-blk disks, in order.
+    pub disks: Vec<PathBuf>,
+    /// A VGA framebuffer (for screendump); otherwise no display device.
+    pub framebuffer: bool,
+    /// Exit QEMU instead of rebooting (a kernel panic or reset ends the run).
+    pub no_reboot: bool,
+    /// Further QEMU arguments, appended last.
+    pub extra_args: Vec<String>,
+}
+
+impl Options {
+    pub fn new(name: &str, kernel: PathBuf, initramfs: PathBuf) -> Options {
+        Options {
+            name: name.to_string(),
+            kernel,
+            initramfs,
+            append: String::new(),
+            memory_mib: 1024,
+            cpus: 1,
+            watchdog: false,
+            tpm: false,
+            disks: Vec::new(),
+            framebuffer: false,
+            no_reboot: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// Options with the kernel and initramfs from the environment (see [`host_kernel`]).
+    pub fn from_env(name: &str) -> Result<Options> {
+        Ok(Options::new(name, host_kernel()?, initramfs()?))
+    }
+
+    pub fn initramfs(mut self, path: PathBuf) -> Self {
+        self.initramfs = path;
+        self
+    }
+    pub fn append(mut self, words: &str) -> Self {
+        if !self.append.is_empty() {
+            self.append.push(' ');
+        }
+        self.append.push_str(words);
+        self
+    }
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+    pub fn watchdog(mut self) -> Self {
+        self.watchdog = true;
+        self
+    }
+    pub fn tpm(mut self) -> Self {
+        self.tpm = true;
+        self
+    }
+    pub fn disk(mut self, image: PathBuf) -> Self {
+        self.disks.push(image);
+        self
+    }
+    pub fn framebuffer(mut self) -> Self {
+        self.framebuffer = true;
+        self
+    }
+    /// Let the guest reboot (for tests that count boots).
+    pub fn allow_reboot(mut self) -> Self {
+        self.no_reboot = false;
+        self
+    }
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.to_string());
+        self
+    }
+
+    /// The full kernel command line.
+    pub fn cmdline(&self) -> String {
+        if self.append.is_empty() {
+            BASE_APPEND.to_string()
+        } else {
+            format!("{BASE_APPEND} {}", self.append)
+        }
+    }
+
+    /// QEMU's arguments, with sockets under `workdir`. The serial console is stdio.
+    pub fn qemu_args(&self, workdir: &Path) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-M",
+            "q35",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut push = |args: &[&str]| a.extend(args.iter().map(|s| s.to_string()));
+        let (mem, cpus) = (self.memory_mib.to_string(), self.cpus.to_string());
+        push(&["-m", &mem, "-smp", &cpus]);
+        push(&[
+            "-kernel",
+            &self.kernel.to_string_lossy(),
+            "-initrd",
+            &self.initramfs.to_string_lossy(),
+        ]);
+        push(&["-append", &self.cmdline()]);
+        let qmp = format!(
+            "unix:{},server=on,wait=off",
+            workdir.join("qmp.sock").display()
+        );
+        push(&["-qmp", &qmp]);
+        if self.no_reboot {
+            push(&["-no-reboot"]);
+        }
+        if self.watchdog {
+            push(&["-device", "i6300esb", "-action", "watchdog=reset"]);
+        }
+        if self.tpm {
+            let sock = format!(
+                "socket,id=chrtpm,path={}",
+                workdir.join("swtpm.sock").display()
+            );
+            push(&[
+                "-chardev",
+                &sock,
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                "tpm-tis,tpmdev=tpm0",
+            ]);
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            let drive = format!("file={},if=none,id=disk{i},format=raw", disk.display());
+            let dev = format!("virtio-blk-pci,drive=disk{i}");
+            push(&["-drive", &drive, "-device", &dev]);
+        }
+        if self.framebuffer {
+            push(&["-device", "VGA"]);
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+}
+
+/// Everything the guest wrote on its serial console.
+#[derive(Default)]
+struct Serial {
+    text: String,
+    /// QEMU closed the console (it exited).
+    closed: bool,
+}
+
+type Shared<T> = Arc<(Mutex<T>, Condvar)>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A line found on the serial console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The whole line holding the match.
+    pub line: String,
+    /// Offset in the serial log just past that line (search from here for "later").
+    pub end: usize,
+}
+
+/// A running QEMU machine. Dropping it stops QEMU (and swtpm).
+pub struct Machine {
+    opts: Options,
+    qemu: Child,
+    stdin: Option<ChildStdin>,
+    serial: Shared<Serial>,
+    qemu_stderr: Arc<Mutex<String>>,
+    qmp: UnixStream,
+    responses: mpsc::Receiver<Value>,
+    events: Shared<Vec<Value>>,
+    swtpm: Option<Child>,
+    workdir: PathBuf,
+    /// The command-line argument vector (for failure reports).
+    pub args: Vec<String>,
+}
+
+impl fmt::Debug for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Machine({})", self.opts.name)
+    }
+}
+
+static RUN: AtomicU32 = AtomicU32::new(0);
+
+fn wait_for_path(path: &Path, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while !path.exists() {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+impl Machine {
+    /// Start QEMU with `opts` and connect to its QMP socket.
+    pub fn start(opts: Options) -> Result<Machine> {
+        let run = RUN.fetch_add(1, Ordering::Relaxed);
+        let workdir = cache_dir().join(format!(
+            "systest/run/{}-{}-{run}",
+            opts.name,
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&workdir);
+        io("create work dir", std::fs::create_dir_all(&workdir))?;
+        let logs = cache_dir().join("systest/logs");
+        io("create log dir", std::fs::create_dir_all(&logs))?;
+        let log_path = logs.join(format!("{}.log", opts.name));
+
+        let swtpm = if opts.tpm {
+            Some(start_swtpm(&workdir)?)
+        } else {
+            None
+        };
+        let args = opts.qemu_args(&workdir);
+        let mut qemu = io(
+            "start qemu-system-x86_64 (is QEMU installed? scripts/setup.sh)",
+            Command::new("qemu-system-x86_64")
+                .args(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn(),
+        )?;
+        let stdin = qemu.stdin.take();
+        let serial: Shared<Serial> = Arc::default();
+        if let Some(out) = qemu.stdout.take() {
+            let serial = serial.clone();
+            let log = std::fs::File::create(&log_path).ok();
+            std::thread::spawn(move || pump_serial(out, &serial, log));
+        }
+        let qemu_stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(e) = qemu.stderr.take() {
+            let buf = qemu_stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(e).lines().map_while(std::result::Result::ok) {
+                    let mut b = lock(&buf);
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            });
+        }
+        let qmp_path = workdir.join("qmp.sock");
+        let connected = Instant::now() + Duration::from_secs(20);
+        let stream = loop {
+            match UnixStream::connect(&qmp_path) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if Instant::now() > connected || io("qemu", qemu.try_wait())?.is_some() {
+                        let _ = qemu.kill();
+                        let stderr = lock(&qemu_stderr).clone();
+                        return err(format!(
+                            "QMP socket {}: {e}; QEMU stderr:\n{stderr}",
+                            qmp_path.display()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        let (tx, responses) = mpsc::channel();
+        let events: Shared<Vec<Value>> = Arc::default();
+        let reader = io("clone QMP socket", stream.try_clone())?;
+        let ev = events.clone();
+        std::thread::spawn(move || pump_qmp(reader, &tx, &ev));
+        let mut m = Machine {
+            opts,
+            qemu,
+            stdin,
+            serial,
+            qemu_stderr,
+            qmp: stream,
+            responses,
+            events,
+            swtpm,
+            workdir,
+            args,
+        };
+        m.qmp("qmp_capabilities", None)?;
+        Ok(m)
+    }
+
+    /// The options this machine was started with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The serial log so far.
+    pub fn serial(&self) -> String {
+        lock(&self.serial.0).text.clone()
+    }
+
+    /// How often `needle` appears on the serial console so far.
+    pub fn count(&self, needle: &str) -> usize {
+        lock(&self.serial.0).text.matches(needle).count()
+    }
+
+    /// Wait for a serial line holding `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<Found> {
+        self.wait_for_from(0, needle, timeout)
+    }
+
+    /// Wait for a serial line holding `needle` at or after offset `from`.
+    pub fn wait_for_from(&self, from: usize, needle: &str, timeout: Duration) -> Result<Found> {
+        let end = Instant::now() + timeout;
+        let (mutex, cond) = &*self.serial;
+        let mut s = lock(mutex);
+        loop {
+            if let Some(found) = find_line(&s.text, from, needle) {
+                return Ok(found);
+            }
+            if s.closed {
+                return err(format!("QEMU exited before {needle:?} appeared on serial"));
+            }
+            let now = Instant::now();
+            if now >= end {
+                return err(format!("no {needle:?} on serial within {timeout:?}"));
+            }
+            s = cond
+                .wait_timeout(s, end - now)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+    }
+
+    /// Type `text` on the serial console.
+    pub fn type_text(&mut self, text: &str) -> Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or(Error("serial input closed".into()))?;
+        io(
+            "type on serial",
+            stdin
+                .write_all(text.as_bytes())
+                .and_then(|()| stdin.flush()),
+        )
+    }
+
+    /// Run a QMP command; its `return` value.
+    pub fn qmp(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        let msg = match arguments {
+            Some(args) => json!({ "execute": command, "arguments": args }),
+            None => json!({ "execute": command }),
+        };
+        let mut line = msg.to_string();
+        line.push('\n');
+        io("write QMP", self.qmp.write_all(line.as_bytes()))?;
+        let reply = self
+            .responses
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|e| Error(format!("QMP {command}: no reply ({e})")))?;
+        match reply.get("error") {
+            Some(e) => err(format!("QMP {command} failed: {e}")),
+            None => Ok(reply.get("return").cloned().unwrap_or(Value::Null)),
+        }
+    }
+
+    /// Press the ACPI power button.
+    pub fn system_powerdown(&mut self) -> Result<()> {
+        self.qmp("system_powerdown", None).map(drop)
+    }
+
+    /// Press keys together, by QEMU qcode (e.g. `["ctrl", "alt", "delete"]`).
+    pub fn send_key(&mut self, qcodes: &[&str]) -> Result<()> {
+        let keys: Vec<Value> = qcodes
+            .iter()
+            .map(|k| json!({ "type": "qcode", "data": k }))
+            .collect();
+        self.qmp("send-key", Some(json!({ "keys": keys })))
+            .map(drop)
+    }
+
+    /// Save the framebuffer as PNG (needs [`Options::framebuffer`]).
+    pub fn screendump(&mut self, path: &Path) -> Result<()> {
+        let args = json!({ "filename": path.to_string_lossy(), "format": "png" });
+        self.qmp("screendump", Some(args)).map(drop)
+    }
+
+    /// Wait for a QMP event (e.g. "SHUTDOWN", "WATCHDOG", "RESET"); its whole message.
+    pub fn wait_event(&self, name: &str, timeout: Duration) -> Result<Value> {
+        let end = Instant::now() + timeout;
+        let (mutex, cond) = &*self.events;
+        let mut evs = lock(mutex);
+        loop {
+            if let Some(e) = evs
+                .iter()
+                .find(|e| e.get("event").and_then(Value::as_str) == Some(name))
+            {
+                return Ok(e.clone());
+            }
+            let now = Instant::now();
+            if now >= end {
+                return err(format!("no QMP event {name} within {timeout:?}"));
+            }
+            evs = cond
+                .wait_timeout(evs, end - now)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+    }
+
+    /// Wait for QEMU to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = io("wait for qemu", self.qemu.try_wait())? {
+                return Ok(status);
+            }
+            if Instant::now() >= end {
+                return err(format!("QEMU still running after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Pull the plug.
+    pub fn power_off(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+
+    /// Print the serial log and QEMU's stderr (done automatically when a test panics).
+    pub fn dump(&self) {
+        eprintln!(
+            "===== serial log of {} =====\n{}",
+            self.opts.name,
+            self.serial()
+        );
+        eprintln!("===== qemu stderr =====\n{}", lock(&self.qemu_stderr));
+        eprintln!("===== qemu {} =====", self.args.join(" "));
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump();
+        }
+        self.power_off();
+        if let Some(mut tpm) = self.swtpm.take() {
+            let _ = tpm.kill();
+            let _ = tpm.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+fn start_swtpm(workdir: &Path) -> Result<Child> {
+    let state = workdir.join("tpm");
+    io("create tpm dir", std::fs::create_dir_all(&state))?;
+    let sock = workdir.join("swtpm.sock");
+    let child = io(
+        "start swtpm (is swtpm installed? scripts/setup.sh)",
+        Command::new("swtpm")
+            .arg("socket")
+            .arg("--tpm2")
+            .arg("--tpmstate")
+            .arg(format!("dir={}", state.display()))
+            .arg("--ctrl")
+            .arg(format!("type=unixio,path={}", sock.display()))
+            .stdout(Stdio::null())
+            .spawn(),
+    )?;
+    if !wait_for_path(&sock, Duration::from_secs(10)) {
+        return err("swtpm did not create its socket within 10 s");
+    }
+    Ok(child)
+}
+
+fn pump_serial(mut out: impl Read, serial: &Shared<Serial>, mut log: Option<std::fs::File>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = out.read(&mut buf).unwrap_or(0);
+        let (mutex, cond) = &**serial;
+        let mut s = lock(mutex);
+        if n == 0 {
+            s.closed = true;
+            cond.notify_all();
+            return;
+        }
+        let chunk = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).replace('\r', "");
+        if let Some(f) = log.as_mut() {
+            let _ = f.write_all(chunk.as_bytes());
+        }
+        s.text.push_str(&chunk);
+        cond.notify_all();
+    }
+}
+
+fn pump_qmp(stream: UnixStream, responses: &mpsc::Sender<Value>, events: &Shared<Vec<Value>>) {
+    for line in BufReader::new(stream)
+        .lines()
+        .map_while(std::result::Result::ok)
+    {
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v.get("event").is_some() {
+            let (mutex, cond) = &**events;
+            lock(mutex).push(v);
+            cond.notify_all();
+        } else if (v.get("return").is_some() || v.get("error").is_some())
+            && responses.send(v).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The line of `text` holding `needle` at or after `from`.
+pub fn find_line(text: &str, from: usize, needle: &str) -> Option<Found> {
+    let tail = text.get(from..)?;
+    let at = from + tail.find(needle)?;
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text
+        .get(at..)?
+        .find('\n')
+        .map_or(text.len(), |i| at + i + 1);
+    Some(Found {
+        line: text.get(start..end)?.trim_end().to_string(),
+        end,
+    })
+}
+
+/// The printk timestamp of a kernel log line ("[    3.236016] ..."), in seconds.
+pub fn kernel_time(line: &str) -> Option<f64> {
+    let open = line.find('[')?;
+    let close = open + line.get(open..)?.find(']')?;
+    line.get(open + 1..close)?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_args_follow_the_options() {
+        let o = Options::new("t", "/k".into(), "/i".into())
+            .append("a=1")
+            .append("b=2")
+            .watchdog()
+            .tpm();
+        let o = o.disk("/d.img".into()).framebuffer().arg("-s");
+        let a = o.qemu_args(Path::new("/w"));
+        let joined = a.join(" ");
+        assert!(joined.starts_with("-M q35 -accel tcg -cpu max"));
+        assert!(joined.contains("-kernel /k -initrd /i"));
+        let append = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(a[append + 1], format!("{BASE_APPEND} a=1 b=2"));
+        for part in [
+            "-qmp unix:/w/qmp.sock,server=on,wait=off",
+            "-no-reboot",
+            "-device i6300esb",
+            "-device tpm-tis,tpmdev=tpm0",
+            "file=/d.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0",
+            "-device VGA",
+        ] {
+            assert!(joined.contains(part), "{part} missing from {joined}");
+        }
+        assert_eq!(a.last().unwrap(), "-s");
+        assert!(!Options::new("t", "/k".into(), "/i".into())
+            .allow_reboot()
+            .qemu_args(Path::new("/w"))
+            .contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn find_line_returns_the_whole_line_and_where_it_ends() {
+        let text = "[ 1.0] boot\n[ 3.5] bay0: ready\nmore";
+        let f = find_line(text, 0, "bay0: ready").unwrap();
+        assert_eq!(f.line, "[ 3.5] bay0: ready");
+        assert_eq!(&text[f.end..], "more");
+        assert!(find_line(text, f.end, "ready").is_none());
+        assert_eq!(find_line(text, 0, "more").unwrap().end, text.len());
+    }
+
+    #[test]
+    fn kernel_time_parses_printk_stamps() {
+        assert_eq!(
+            kernel_time("[    3.236016] Run /init as init process"),
+            Some(3.236016)
+        );
+        assert_eq!(kernel_time("bay0: starting"), None);
+    }
+
+    #[test]
+    fn missing_artifacts_say_what_to_do() {
+        let e = artifact(
+            "ANCHOR_TEST_NO_SUCH_VAR",
+            "/nonexistent/k".into(),
+            "host kernel",
+            "build it",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "host kernel not found at /nonexistent/k (set ANCHOR_TEST_NO_SUCH_VAR, or build it)"
+        );
+    }
+}

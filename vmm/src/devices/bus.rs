@@ -197,7 +197,10 @@ mod tests {
         b.insert(0x1000, 0x100, dev.clone()).unwrap();
         assert_eq!(
             b.insert(0x10ff, 0x10, dev.clone()),
-            Err(BusError::Overlap { base: 0x10ff, len: 0x10 })
+            Err(BusError::Overlap {
+                base: 0x10ff,
+                len: 0x10
+            })
         );
         assert!(b.insert(u64::MAX, 2, dev.clone()).is_err());
         assert!(b.insert(0x2000, 0, dev).is_err());
@@ -209,7 +212,10 @@ mod tests {
         assert_eq!(bus.read(0x10fe, &mut d), Access::Unmapped);
         assert_eq!(d, [0xff; 4]);
         assert_eq!(bus.write(0x0fff, &[1]), Access::Unmapped);
-        assert_eq!(bus.write(0x1000, &[7, 0, 0, 0, 0, 0, 0, 0]), Access::Handled);
+        assert_eq!(
+            bus.write(0x1000, &[7, 0, 0, 0, 0, 0, 0, 0]),
+            Access::Handled
+        );
         assert_eq!(bus.read(0x1000, &mut d), Access::Handled);
         assert_eq!(u32::from_le_bytes(d), 7);
         let mut odd = [0u8; 3];

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Emulated devices: the MMIO bus, legacy port devices and virtio.
 
+pub mod boot_timer;
 pub mod bus;
+pub mod i8042;
+pub mod serial;
 pub mod virtio;

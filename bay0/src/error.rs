@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! bay0's one error type. Every payload is `Copy` (errno, `&'static str`): building,
+//! passing or printing an error never allocates (spec: no allocation on error paths).
+
+use core::fmt;
+
+/// Everything that can go wrong in bay0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// A system call failed: what bay0 was doing and the errno it got.
+    Sys { op: &'static str, errno: i32 },
+    /// The command line bay0 was started with is wrong.
+    Usage(&'static str),
+    /// A configuration value (kernel command line) is out of range or malformed.
+    Config(&'static str),
+    /// A room policy was rejected (used by the policy module).
+    Policy(&'static str),
+    /// bay0 cannot uphold one of its own invariants.
+    Fatal(&'static str),
+}
+
+/// Result with bay0's error.
+pub type Result<T> = core::result::Result<T, Error>;
+
+impl Error {
+    /// The errno of a failed system call, if this is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Sys { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+/// Symbolic name of the errno values bay0 is likely to meet; `None` for the rest.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => return None,
+    })
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sys { op, errno } => match errno_name(*errno) {
+                Some(name) => write!(f, "{op}: {name} (errno {errno})"),
+                None => write!(f, "{op}: errno {errno}"),
+            },
+            Error::Usage(msg) => write!(f, "usage: {msg}"),
+            Error::Config(msg) => write!(f, "config: {msg}"),
+            Error::Policy(msg) => write!(f, "policy: {msg}"),
+            Error::Fatal(msg) => write!(f, "fatal: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_error_names_known_errno() {
+        let e = Error::Sys {
+            op: "mount /proc",
+            errno: libc::EBUSY,
+        };
+        assert_eq!(e.to_string(), "mount /proc: EBUSY (errno 16)");
+        assert_eq!(e.errno(), Some(libc::EBUSY));
+    }
+
+    #[test]
+    fn sys_error_with_unknown_errno_prints_number() {
+        let e = Error::Sys {
+            op: "ioctl",
+            errno: 4095,
+        };
+        assert_eq!(e.to_string(), "ioctl: errno 4095");
+    }
+
+    #[test]
+    fn other_variants_display_their_kind() {
+        assert_eq!(Error::Usage("bad").to_string(), "usage: bad");
+        assert_eq!(Error::Config("x").to_string(), "config: x");
+        assert_eq!(Error::Policy("too deep").to_string(), "policy: too deep");
+        assert_eq!(Error::Fatal("no loop").to_string(), "fatal: no loop");
+        assert_eq!(Error::Fatal("no loop").errno(), None);
+    }
+
+    #[test]
+    fn error_is_copy_and_small() {
+        fn assert_copy<T: Copy>() {}
+        assert_copy::<Error>();
+        assert!(core::mem::size_of::<Error>() <= 24);
+    }
+}

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Hosted mode: bay0 as PID 1 of fresh PID, mount, IPC and UTS namespaces on an
+//! ordinary Linux. The outer process creates the namespaces, forks the namespace's
+//! init (which runs the normal PID 1 code) and stays outside as a relay: it forwards
+//! SIGTERM/SIGINT/SIGHUP/SIGQUIT to the inner PID 1 and exits with its status. If the
+//! relay is killed, the kernel kills the inner PID 1 (parent-death signal) and with it
+//! the whole namespace.
+
+use crate::error::{Error, Result};
+use crate::supervisor::WaitStatus;
+use crate::sys::{self, Fork, SigSet};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+/// Which side of the fork we are on.
+#[derive(Debug)]
+pub enum Role {
+    /// The relay outside; the value is the exit code to leave with.
+    Relay(i32),
+    /// The namespace's PID 1; the absolute state directory.
+    Init(CString),
+}
+
+const RELAYED: [i32; 5] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGCHLD,
+];
+
+fn io_err(op: &'static str, e: &std::io::Error) -> Error {
+    Error::Sys {
+        op,
+        errno: e.raw_os_error().unwrap_or(0),
+    }
+}
+
+/// Create the state directory and the namespaces, and fork.
+pub fn enter(state_dir: &OsStr) -> Result<Role> {
+    std::fs::create_dir_all(state_dir).map_err(|e| io_err("create STATE_DIR", &e))?;
+    let abs = std::fs::canonicalize(state_dir).map_err(|e| io_err("resolve STATE_DIR", &e))?;
+    let abs = CString::new(abs.as_os_str().as_bytes())
+        .map_err(|_| Error::Usage("STATE_DIR contains NUL"))?;
+    // Blocked before the fork: the inner PID 1 inherits the mask and loses nothing.
+    let set = SigSet::of(&RELAYED);
+    sys::set_sigmask(&set)?;
+    let flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    sys::unshare(flags).map_err(|e| match e.errno() {
+        Some(libc::EPERM) => Error::Sys {
+            op: "unshare namespaces (hosted mode needs root)",
+            errno: libc::EPERM,
+        },
+        _ => e,
+    })?;
+    match sys::fork()? {
+        Fork::Child => {
+            sys::set_parent_death_signal(libc::SIGKILL)?;
+            Ok(Role::Init(abs))
+        }
+        Fork::Parent(pid) => Ok(Role::Relay(relay(pid, &set))),
+    }
+}
+
+/// Forward stop signals to the inner PID 1 until it ends; its exit code.
+fn relay(inner: i32, set: &SigSet) -> i32 {
+    loop {
+        match sys::sigwait(set) {
+            Ok(libc::SIGCHLD) => match sys::reap_pid(inner) {
+                Ok(Some(status)) => return WaitStatus(status).exit_code(),
+                Ok(None) => {}
+                Err(_) => return 1,
+            },
+            Ok(sig) => {
+                let forward = if sig == libc::SIGINT {
+                    libc::SIGINT
+                } else {
+                    libc::SIGTERM
+                };
+                let _ = sys::kill(inner, forward);
+            }
+            Err(_) => return 1,
+        }
+    }
+}
+
+/// Start the hosted command as a child of PID 1; its pid.
+pub fn spawn(command: &[OsString]) -> Result<i32> {
+    let (prog, args) = command.split_first().ok_or(Error::Usage("empty command"))?;
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args);
+    sys::clean_signals_on_exec(&mut cmd);
+    let child = cmd.spawn().map_err(|e| io_err("spawn command", &e))?;
+    i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawning_nothing_or_a_missing_program_is_an_error() {
+        assert_eq!(spawn(&[]), Err(Error::Usage("empty command")));
+        let e = spawn(&["/nonexistent/bay0-test".into()]).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Sys {
+                op: "spawn command",
+                errno: libc::ENOENT
+            }
+        );
+    }
+
+    #[test]
+    fn a_spawned_command_gets_a_pid() {
+        let pid = spawn(&["/bin/true".into()]).unwrap();
+        assert!(pid > 1);
+        assert_eq!(
+            sys::reap_pid_blocking(pid).map(|s| WaitStatus(s).exit_code()),
+            Ok(0)
+        );
+    }
+}

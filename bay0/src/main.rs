@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! bay0's entry point: decide the mode, then wire the modules to the event loop.
+
+use bay0::cli::{self, Invocation};
+use bay0::config::Config;
+use bay0::error::Result;
+use bay0::event::{EventLoop, RealProcesses};
+use bay0::hosted::{self, Role};
+use bay0::init::{self, Mode, RealMounts};
+use bay0::supervisor::Supervisor;
+use bay0::watchdog::{RealDevice, Watchdog};
+use bay0::{input, logger, shutdown, sys};
+use bay0::{log_error, log_info, log_warn};
+use std::ffi::OsString;
+
+fn main() {
+    let is_pid1 = std::process::id() == 1;
+    match cli::parse(std::env::args_os().skip(1), is_pid1) {
+        Ok(Invocation::Help) => print!("{}", cli::HELP),
+        Ok(Invocation::Version) => println!("bay0 {}", env!("CARGO_PKG_VERSION")),
+        Ok(Invocation::Pid1) => boot(Mode::Machine, &[]),
+        Ok(Invocation::Hosted { state_dir, command }) => match hosted::enter(&state_dir) {
+            Ok(Role::Relay(code)) => std::process::exit(code),
+            Ok(Role::Init(dir)) => boot(Mode::Hosted(&dir), &command),
+            Err(e) => {
+                eprintln!("bay0: {e}");
+                std::process::exit(1);
+            }
+        },
+        Err(e) => {
+            eprintln!("bay0: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Run as PID 1; never returns.
+fn boot(mode: Mode<'_>, command: &[OsString]) -> ! {
+    let hosted = matches!(mode, Mode::Hosted(_));
+    match run(mode, command) {
+        Ok(never) => match never {},
+        Err(e) => shutdown::fatal(e, hosted),
+    }
+}
+
+fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible> {
+    let machine = matches!(mode, Mode::Machine);
+    logger::use_stderr();
+    let mut event_loop = EventLoop::new()?;
+    let mounted = init::mount_all(&mut RealMounts, mode, &mut |target, e| {
+        log_error!("mount {}: {e}", target.to_str().unwrap_or("?"));
+    });
+    let mut config = Config::default();
+    if machine {
+        match sys::open("open /dev/kmsg", c"/dev/kmsg", libc::O_WRONLY) {
+            Ok(fd) => logger::use_kmsg(fd),
+            Err(e) => log_warn!("{e}; logging to the console"),
+        }
+        if let Err(e) = init::unlimit_kmsg() {
+            log_warn!("{e}");
+        }
+        // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate reboot.
+        if let Err(e) = sys::reboot(libc::RB_DISABLE_CAD) {
+            log_warn!("disabling Ctrl-Alt-Del: {e}");
+        }
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        config = Config::from_cmdline(&cmdline, &mut |word, e| {
+            log_warn!("kernel command line {word}: {e}")
+        });
+    }
+    let how = if machine { "machine" } else { "hosted" };
+    log_info!("starting as PID 1 ({how})");
+    let kvm = std::path::Path::new("/dev/kvm").exists();
+    log_info!("/dev/kvm {}", if kvm { "present" } else { "absent" });
+    if machine {
+        arm_watchdog(&mut event_loop, &config)?;
+        let buttons = input::open_power_buttons();
+        log_info!("watching {} power button device(s)", buttons.len());
+        for fd in buttons {
+            event_loop.add_input(fd)?;
+        }
+    }
+    event_loop.set_stall_after(config.debug_stall_after);
+    if !command.is_empty() {
+        match hosted::spawn(command) {
+            Ok(pid) => {
+                log_info!("started command as pid {pid}");
+                event_loop.supervise(pid);
+            }
+            Err(e) => log_error!("{e}"),
+        }
+    }
+    let mut supervisor = Supervisor::new(config.shutdown_grace_s);
+    log_info!("ready");
+    let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
+    shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)
+}
+
+fn arm_watchdog(event_loop: &mut EventLoop, config: &Config) -> Result<()> {
+    let device = match RealDevice::open() {
+        Ok(Some(device)) => device,
+        Ok(None) => {
+            log_warn!("no /dev/watchdog: running without a hardware watchdog");
+            return Ok(());
+        }
+        Err(e) => {
+            log_error!("{e}: running without a hardware watchdog");
+            return Ok(());
+        }
+    };
+    let watchdog = match Watchdog::arm(Box::new(device), config.watchdog) {
+        Ok(watchdog) => watchdog,
+        Err(e) => {
+            log_error!("arming the watchdog: {e}; running without it");
+            return Ok(());
+        }
+    };
+    log_info!(
+        "watchdog armed: timeout {} s, tickle every {} s",
+        watchdog.timeout_s,
+        watchdog.interval_s
+    );
+    event_loop.set_watchdog(watchdog)
+}

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Room policies for bay0: load one policy file (and its parent chain) into the typed,
+//! immutable `Policy` that rooms are spawned from. Parsed once; the value is handed on,
+//! the file is never consulted again (no check-then-use).
+//!
+//! The language and its validation live in the `anchor-policy` crate (shared with
+//! anchorctl; docs/POLICY.md). Detailed `FILE:LINE:KEY` messages are anchorctl's job: bay0
+//! logs one line with the first problem and returns a compact, `Copy` reason.
+
+use std::path::Path;
+
+pub use anchor_policy::{Backend, Name, Network, Policy, Resolved, MAX_DEPTH};
+
+use crate::error::{Error, Result};
+
+/// Loads and validates the policy at `path` and every ancestor it names.
+pub fn load(path: &Path) -> Result<Resolved> {
+    anchor_policy::load(path).map_err(|e| {
+        let first = e.problems().first();
+        // Formatted straight into the logger's fixed line: nothing allocated here.
+        match first {
+            Some(p) => crate::log_warn!(
+                "policy rejected: {p} ({} problem(s); `anchorctl policy check` lists all)",
+                e.problems().len()
+            ),
+            None => crate::log_warn!("policy rejected: {}", path.display()),
+        }
+        Error::Policy(first.map_or("policy rejected", |p| p.kind().as_str()))
+    })
+}
+
+/// Loads room `room` from `dir/<room>.toml`. The name is checked against the policy name
+/// charset first, so a requested name can never walk out of `dir`.
+pub fn load_room(dir: &Path, room: &str) -> Result<Resolved> {
+    let name = Name::parse(room).map_err(|_| Error::Policy("invalid room name"))?;
+    load(&dir.join(format!("{name}.toml")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    #[test]
+    fn shipped_rooms_load() {
+        for room in ["web", "work", "dev"] {
+            let r = load_room(&shipped(), room).unwrap();
+            assert_eq!(r.policy().name().as_str(), room);
+            assert_eq!(r.depth(), 1);
+            assert_eq!(r.policy().backend(), Backend::Microvm);
+        }
+        let dev = load(&shipped().join("dev.toml")).unwrap();
+        assert!(dev.policy().privileged() && dev.policy().nesting().is_some());
+    }
+
+    #[test]
+    fn hostile_room_names_rejected_before_touching_files() {
+        for room in [
+            "../policies/web",
+            "/etc/passwd",
+            "WEB",
+            "",
+            "web.toml",
+            "a\nb",
+        ] {
+            assert_eq!(
+                load_room(&shipped(), room).unwrap_err(),
+                Error::Policy("invalid room name"),
+                "{room:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejected_policies_give_a_compact_static_reason() {
+        let dir = std::env::temp_dir().join(format!("bay0-policy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        let base =
+            "image = \"base\"\nbackend = \"microvm\"\n[resources]\nmemory = \"1GiB\"\nvcpus = 1\n";
+        write("empty.toml", "");
+        write("typo.toml", &format!("name = \"typo\"\n{base}swap = 1\n"));
+        write(
+            "big.toml",
+            &format!("name = \"big\"\n{base}").replace("1GiB", "2TiB"),
+        );
+        write(
+            "kid.toml",
+            &format!("name = \"kid\"\nparent = \"web\"\n{base}"),
+        );
+        write("web.toml", &format!("name = \"web\"\n{base}"));
+        let reason = |room: &str| match load_room(&dir, room) {
+            Err(Error::Policy(r)) => r,
+            other => panic!("{room}: {other:?}"),
+        };
+        assert_eq!(reason("empty"), anchor_policy::ProblemKind::File.as_str());
+        assert_eq!(reason("typo"), anchor_policy::ProblemKind::Shape.as_str());
+        assert_eq!(reason("big"), anchor_policy::ProblemKind::Value.as_str());
+        assert_eq!(reason("kid"), anchor_policy::ProblemKind::Nesting.as_str());
+        assert_eq!(reason("missing"), anchor_policy::ProblemKind::File.as_str());
+        assert!(load_room(&dir, "web").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Every raw system call bay0 makes lives here, each `unsafe` block with its reason.
+//! Callers get safe functions that return [`Error::Sys`] with the errno on failure.
+
+use crate::error::{Error, Result};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The calling thread's errno.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn check(op: &'static str, ret: libc::c_int) -> Result<libc::c_int> {
+    if ret < 0 {
+        Err(Error::Sys { op, errno: errno() })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(op: &'static str, ret: libc::ssize_t) -> Result<usize> {
+    usize::try_from(ret).map_err(|_| Error::Sys { op, errno: errno() })
+}
+
+fn owned(op: &'static str, fd: libc::c_int) -> Result<OwnedFd> {
+    let fd = check(op, fd)?;
+    // SAFETY: `fd` was just returned by the kernel, is valid and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(core::ptr::null(), CStr::as_ptr)
+}
+
+/// mount(2).
+pub fn mount(
+    op: &'static str,
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<()> {
+    let data_ptr = opt_ptr(data).cast::<libc::c_void>();
+    // SAFETY: all pointers are NUL-terminated strings (or NULL) that outlive the call.
+    let ret = unsafe {
+        libc::mount(
+            opt_ptr(source),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            data_ptr,
+        )
+    };
+    check(op, ret).map(drop)
+}
+
+/// umount2(2).
+pub fn umount(op: &'static str, target: &CStr, flags: libc::c_int) -> Result<()> {
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(op, unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// mkdir(2); an existing directory is not an error.
+pub fn mkdir(op: &'static str, path: &CStr, mode: libc::mode_t) -> Result<()> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    match check(op, unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// The device number of the file system holding `path` (stat(2) st_dev).
+pub fn stat_dev(op: &'static str, path: &CStr) -> Result<u64> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `path` is NUL-terminated; `st` is a valid, writable stat buffer.
+    check(op, unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: stat(2) succeeded, so it filled the buffer (which was zeroed anyway).
+    Ok(unsafe { st.assume_init() }.st_dev)
+}
+
+/// open(2) with O_CLOEXEC added.
+pub fn open(op: &'static str, path: &CStr, flags: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    owned(op, unsafe {
+        libc::open(path.as_ptr(), flags | libc::O_CLOEXEC)
+    })
+}
+
+/// read(2) into `buf`.
+pub fn read(op: &'static str, fd: RawFd, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    check_size(op, unsafe {
+        libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// write(2) of `buf`.
+pub fn write(op: &'static str, fd: RawFd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    check_size(op, unsafe {
+        libc::write(fd, buf.as_ptr().cast(), buf.len())
+    })
+}
+
+/// A set of signals.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl core::fmt::Debug for SigSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SigSet")
+    }
+}
+
+impl SigSet {
+    /// The set holding exactly `signals`.
+    pub fn of(signals: &[libc::c_int]) -> Self {
+        let mut set = core::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+        // SAFETY: `set` is a valid sigset_t buffer; sigemptyset initialises it.
+        unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+        for &sig in signals {
+            // SAFETY: `set` was initialised above; invalid numbers only return EINVAL.
+            unsafe { libc::sigaddset(set.as_mut_ptr(), sig) };
+        }
+        // SAFETY: initialised by sigemptyset above.
+        SigSet(unsafe { set.assume_init() })
+    }
+}
+
+/// Replace the signal mask of the (only) thread with `set`.
+pub fn set_sigmask(set: &SigSet) -> Result<()> {
+    // SAFETY: `set.0` is an initialised sigset_t; the old mask is not requested.
+    let ret = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set.0, core::ptr::null_mut()) };
+    check("sigprocmask", ret).map(drop)
+}
+
+/// A signalfd for `set` (the signals must be blocked).
+pub fn signalfd(set: &SigSet) -> Result<OwnedFd> {
+    let flags = libc::SFD_CLOEXEC | libc::SFD_NONBLOCK;
+    // SAFETY: `set.0` is an initialised sigset_t; -1 asks for a new descriptor.
+    owned("signalfd", unsafe { libc::signalfd(-1, &set.0, flags) })
+}
+
+/// Read one pending signal number from a signalfd; `None` when none is pending.
+pub fn read_signal(fd: &OwnedFd) -> Result<Option<i32>> {
+    let mut info = core::mem::MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+    let size = core::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is a writable buffer of exactly `size` bytes.
+    let ret = unsafe { libc::read(fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+    match check_size("read signalfd", ret) {
+        Ok(n) if n == size => {
+            // SAFETY: the kernel filled the whole structure.
+            let info = unsafe { info.assume_init() };
+            Ok(i32::try_from(info.ssi_signo).ok())
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wait (blocking) for one signal of `set`; returns its number.
+pub fn sigwait(set: &SigSet) -> Result<i32> {
+    loop {
+        // SAFETY: `set.0` is initialised; no siginfo is requested.
+        let ret = unsafe { libc::sigwaitinfo(&set.0, core::ptr::null_mut()) };
+        match check("sigwaitinfo", ret) {
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A monotonic, non-blocking timerfd.
+pub fn timerfd() -> Result<OwnedFd> {
+    let flags = libc::TFD_CLOEXEC | libc::TFD_NONBLOCK;
+    // SAFETY: plain system call with constant arguments.
+    owned("timerfd_create", unsafe {
+        libc::timerfd_create(libc::CLOCK_MONOTONIC, flags)
+    })
+}
+
+fn timespec_ms(ms: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(ms / 1000).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Arm `fd` to fire after `first_ms` and then every `every_ms` (0: once; both 0: disarm).
+pub fn timer_set(fd: &OwnedFd, first_ms: u64, every_ms: u64) -> Result<()> {
+    let spec = libc::itimerspec {
+        it_interval: timespec_ms(every_ms),
+        it_value: timespec_ms(first_ms),
+    };
+    // SAFETY: `spec` is a valid itimerspec; the old value is not requested.
+    let ret = unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, core::ptr::null_mut()) };
+    check("timerfd_settime", ret).map(drop)
+}
+
+/// Consume a timerfd expiry; returns how many periods elapsed (0 if none).
+pub fn timer_ack(fd: &OwnedFd) -> Result<u64> {
+    let mut buf = [0u8; 8];
+    match read("read timerfd", fd.as_raw_fd(), &mut buf) {
+        Ok(8) => Ok(u64::from_ne_bytes(buf)),
+        Ok(_) => Ok(0),
+        Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new epoll instance.
+pub fn epoll() -> Result<OwnedFd> {
+    // SAFETY: plain system call with a constant flag.
+    owned("epoll_create1", unsafe {
+        libc::epoll_create1(libc::EPOLL_CLOEXEC)
+    })
+}
+
+/// Watch `fd` for input on `ep`, reporting `token`.
+pub fn epoll_add(ep: &OwnedFd, fd: RawFd, token: u64) -> Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: `ev` is a valid epoll_event; the kernel copies it.
+    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    check("epoll_ctl add", ret).map(drop)
+}
+
+/// Stop watching `fd`.
+pub fn epoll_del(ep: &OwnedFd, fd: RawFd) -> Result<()> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: `ev` is valid (ignored by the kernel for DEL).
+    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    check("epoll_ctl del", ret).map(drop)
+}
+
+/// Wait for events; writes their tokens into `tokens`, returns how many. EINTR gives 0.
+pub fn epoll_wait(ep: &OwnedFd, tokens: &mut [u64; 16], timeout_ms: i32) -> Result<usize> {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    // SAFETY: `events` is writable for 16 entries, the count passed.
+    let ret = unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), 16, timeout_ms) };
+    let n = match check("epoll_wait", ret) {
+        Err(e) if e.errno() == Some(libc::EINTR) => return Ok(0),
+        other => usize::try_from(other?).unwrap_or(0),
+    };
+    for (slot, ev) in tokens.iter_mut().zip(events.iter()).take(n) {
+        *slot = ev.u64;
+    }
+    Ok(n.min(16))
+}
+
+/// What one waitpid(-1, WNOHANG) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// A child ended: its pid and raw wait status.
+    Child { pid: i32, status: i32 },
+    /// Children exist but none has ended.
+    Running,
+    /// No children at all.
+    NoChildren,
+}
+
+/// Reap at most one ended child without blocking.
+pub fn reap_one() -> Result<Reaped> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        return match check("waitpid", ret) {
+            Ok(0) => Ok(Reaped::Running),
+            Ok(pid) => Ok(Reaped::Child { pid, status }),
+            Err(e) if e.errno() == Some(libc::ECHILD) => Ok(Reaped::NoChildren),
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Reap `pid` if it has ended: its raw status, or `None` while it runs.
+pub fn reap_pid(pid: i32) -> Result<Option<i32>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    Ok((check("waitpid", ret)? == pid).then_some(status))
+}
+
+/// Wait (blocking) for `pid` to end; its raw status.
+pub fn reap_pid_blocking(pid: i32) -> Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        match check("waitpid", unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            other => return other.map(|_| status),
+        }
+    }
+}
+
+/// kill(2). `pid == -1` signals every process we may signal except ourselves.
+pub fn kill(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: plain system call with integer arguments.
+    check("kill", unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: plain system call without arguments; it cannot fail.
+    unsafe { libc::sync() }
+}
+
+/// reboot(2) with one of the LINUX_REBOOT_CMD_* / RB_* commands.
+pub fn reboot(cmd: libc::c_int) -> Result<()> {
+    // SAFETY: plain system call; on success for power off/restart it does not return.
+    check("reboot", unsafe { libc::reboot(cmd) }).map(drop)
+}
+
+/// Outcome of fork(2) as seen by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2). bay0 has no threads, so the child may run any code.
+pub fn fork() -> Result<Fork> {
+    // SAFETY: bay0 is single-threaded: no lock can be held by another thread in the child.
+    let pid = check("fork", unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// unshare(2).
+pub fn unshare(flags: libc::c_int) -> Result<()> {
+    // SAFETY: plain system call with an integer argument.
+    check("unshare", unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// Ask the kernel to send `sig` to us when our parent dies.
+pub fn set_parent_death_signal(sig: i32) -> Result<()> {
+    let sig = libc::c_ulong::try_from(sig).unwrap_or(0);
+    // SAFETY: PR_SET_PDEATHSIG takes one integer argument.
+    check("prctl PDEATHSIG", unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, sig)
+    })
+    .map(drop)
+}
+
+/// Make `cmd`'s child start with an empty signal mask and default SIGPIPE: PID 1
+/// blocks the signals it reads from its signalfd, and children inherit that mask.
+pub fn clean_signals_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec; it only calls
+    // async-signal-safe functions and touches no locks or heap (see below).
+    unsafe {
+        cmd.pre_exec(reset_signals);
+    }
+}
+
+/// Runs in a forked child: only async-signal-safe calls.
+fn reset_signals() -> std::io::Result<()> {
+    let empty = SigSet::of(&[]);
+    // SAFETY: `empty.0` is an initialised sigset_t; the old mask is not requested.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty.0, core::ptr::null_mut()) };
+    // SAFETY: restoring the default disposition of SIGPIPE has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    Ok(())
+}
+
+/// Sleep until a signal handler runs (none ever does): the "never return" of PID 1.
+pub fn pause_forever() -> ! {
+    loop {
+        // SAFETY: plain system call without arguments.
+        unsafe { libc::pause() };
+    }
+}
+
+const WDIOC_KEEPALIVE: libc::c_ulong = 0x8004_5705; // _IOR('W', 5, int)
+const WDIOC_SETTIMEOUT: libc::c_ulong = 0xc004_5706; // _IOWR('W', 6, int)
+
+/// Set the watchdog timeout; returns the timeout the driver actually chose.
+pub fn watchdog_set_timeout(fd: &OwnedFd, secs: u32) -> Result<u32> {
+    let mut val = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the valid pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_SETTIMEOUT, &mut val) };
+    check("WDIOC_SETTIMEOUT", ret)?;
+    Ok(u32::try_from(val).unwrap_or(0))
+}
+
+/// Tickle the watchdog.
+pub fn watchdog_keepalive(fd: &OwnedFd) -> Result<()> {
+    let mut dummy: libc::c_int = 0;
+    // SAFETY: WDIOC_KEEPALIVE may write one int through the valid pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_KEEPALIVE, &mut dummy) };
+    check("WDIOC_KEEPALIVE", ret).map(drop)
+}
+
+/// EVIOCGBIT(EV_KEY): fill `bits` with the key bitmap of an evdev device.
+pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
+    const EV_KEY: libc::c_ulong = 1;
+    // _IOC(_IOC_READ, 'E', 0x20 + EV_KEY, len)
+    let req: libc::c_ulong = (2 << 30) | (96 << 16) | (0x45 << 8) | (0x20 + EV_KEY);
+    // SAFETY: the request encodes the buffer length (96), and `bits` is that long.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), req, bits.as_mut_ptr()) };
+    Ok(usize::try_from(check("EVIOCGBIT", ret)?).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_linux_headers() {
+        // linux/watchdog.h: WDIOC_KEEPALIVE _IOR('W', 5, int), WDIOC_SETTIMEOUT _IOWR(.., 6, int)
+        let ior = |nr: libc::c_ulong| (2 << 30) | (4 << 16) | (0x57 << 8) | nr;
+        assert_eq!(WDIOC_KEEPALIVE, ior(5));
+        assert_eq!(WDIOC_SETTIMEOUT, ior(6) | (1 << 30));
+    }
+
+    #[test]
+    fn timerfd_fires_and_acks() {
+        let fd = timerfd().unwrap();
+        timer_set(&fd, 1, 0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(timer_ack(&fd).unwrap(), 1);
+        assert_eq!(timer_ack(&fd).unwrap(), 0);
+    }
+
+    #[test]
+    fn epoll_reports_the_token_of_a_ready_fd() {
+        let ep = epoll().unwrap();
+        let t = timerfd().unwrap();
+        epoll_add(&ep, t.as_raw_fd(), 42).unwrap();
+        timer_set(&t, 1, 0).unwrap();
+        let mut tokens = [0u64; 16];
+        assert_eq!(epoll_wait(&ep, &mut tokens, 2000).unwrap(), 1);
+        assert_eq!(tokens[0], 42);
+        epoll_del(&ep, t.as_raw_fd()).unwrap();
+    }
+
+    #[test]
+    fn mkdir_tolerates_existing_and_reports_errno() {
+        mkdir("mkdir", c"/tmp", 0o755).unwrap();
+        let e = mkdir("mkdir", c"/nonexistent-bay0/x", 0o755).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+    }
+}

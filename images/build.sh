@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Build the room images: read-only SquashFS (zstd) files, reproducible (the same
+# inputs give the same bytes), one per flavour described in images/flavours/*.toml.
+#
+#   images/build.sh [FLAVOUR...]        (default: every flavour)
+#
+# Layout of every image: busybox (static, all applets linked), anchor-agent as
+# /sbin/init, /etc basics, empty mount points for /proc /sys /dev and the tmpfs
+# mounts the agent makes (/tmp /run /var /home /root). A flavour adds programs from
+# the build machine (`tools`, copied with their shared libraries) and data files.
+#
+# Output: $ANCHOR_OUT/images/<flavour>.squashfs, cached in $ANCHOR_CACHE/images keyed
+# by the hash of the staged tree + mksquashfs version + options: a second run is a
+# no-op. Inputs: ANCHOR_AGENT (default $ANCHOR_OUT/bin/anchor-agent, built by
+# scripts/build-static.sh), BUSYBOX (default /bin/busybox, Debian busybox-static),
+# SOURCE_DATE_EPOCH (default 0: every timestamp in the image).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+: "${ANCHOR_CACHE:=/var/cache/anchor-os}"
+: "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
+: "${ANCHOR_AGENT:=$ANCHOR_OUT/bin/anchor-agent}"
+: "${BUSYBOX:=/bin/busybox}"
+: "${SOURCE_DATE_EPOCH:=0}"
+export SOURCE_DATE_EPOCH
+
+die() { echo "images: ERROR: $*" >&2; exit 1; }
+log() { echo "images: $*" >&2; }
+
+command -v mksquashfs >/dev/null || die "mksquashfs not found (apt-get install squashfs-tools)"
+command -v python3 >/dev/null || die "python3 not found (needed to read the TOML manifests)"
+[[ -x "$BUSYBOX" ]] || die "$BUSYBOX not found (apt-get install busybox-static)"
+if ldd "$BUSYBOX" 2>&1 | grep -q '=>'; then die "$BUSYBOX is not static (need busybox-static)"; fi
+[[ -x "$ANCHOR_AGENT" ]] || die "agent $ANCHOR_AGENT not found: run scripts/build-static.sh (or set ANCHOR_AGENT)"
+if ldd "$ANCHOR_AGENT" 2>&1 | grep -q '=>'; then die "$ANCHOR_AGENT is dynamically linked"; fi
+
+MKSQ_OPTS=(-noappend -no-progress -quiet -reproducible -all-root -no-xattrs
+           -comp zstd -Xcompression-level 19 -b 131072
+           -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH")
+
+# Reads a manifest; prints shell assignments (values quoted with printf %q by python).
+read_manifest() {
+    python3 - "$1" <<'PY'
+import sys, tomllib, shlex
+path = sys.argv[1]
+with open(path, "rb") as f:
+    m = tomllib.load(f)
+allowed = {"description", "motd", "tools", "data"}
+unknown = set(m) - allowed
+if unknown:
+    sys.exit(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+def strlist(k):
+    v = m.get(k, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        sys.exit(f"{path}: {k} must be a list of strings")
+    return v
+for k in ("description", "motd"):
+    if not isinstance(m.get(k), str):
+        sys.exit(f"{path}: {k} must be a string")
+for t in strlist("tools"):
+    if "/" in t or not t:
+        sys.exit(f"{path}: tools entries are program names, got {t!r}")
+for d in strlist("data"):
+    if not d.startswith("/") or ".." in d.split("/"):
+        sys.exit(f"{path}: data entries are absolute paths without '..', got {d!r}")
+print("M_DESCRIPTION=" + shlex.quote(m["description"]))
+print("M_MOTD=" + shlex.quote(m["motd"]))
+print("M_TOOLS=(" + " ".join(shlex.quote(t) for t in strlist("tools")) + ")")
+print("M_DATA=(" + " ".join(shlex.quote(d) for d in strlist("data")) + ")")
+PY
+}
+
+# Copies host file $1 (following symlinks) to the same path under $2.
+copy_host_file() {
+    local src="$1" root="$2"
+    [[ -e "$src" ]] || die "$src not found on this machine"
+    mkdir -p "$root$(dirname "$src")"
+    cp -L "$src" "$root$src"
+}
+
+# Copies program $1 (from PATH) and every shared library it needs into $2.
+copy_tool() {
+    local name="$1" root="$2" path lib
+    path="$(command -v "$name")" || die "tool $name not found on this machine"
+    path="$(readlink -f "$path")"
+    copy_host_file "$path" "$root"
+    # Put it where a shell finds it: /usr/bin/<name> (the real path may differ).
+    if [[ "$path" != "/usr/bin/$name" ]]; then
+        mkdir -p "$root/usr/bin"
+        cp -L "$path" "$root/usr/bin/$name"
+    fi
+    # ldd prints "libx.so => /path (addr)" and "/lib64/ld-linux-x86-64.so.2 (addr)".
+    while read -r lib; do
+        [[ -n "$lib" && -e "$root$lib" ]] || { [[ -n "$lib" ]] && copy_host_file "$lib" "$root"; }
+    done < <(ldd "$path" 2>/dev/null | awk '/=> \//{print $3} /^\t\//{print $1}' | sort -u)
+}
+
+stage_flavour() {
+    local flavour="$1" root="$2" applet
+    # shellcheck disable=SC1090
+    eval "$(read_manifest "$here/flavours/$flavour.toml")" || die "bad manifest $flavour.toml"
+
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,var,home,root,mnt}
+    install -m 0755 "$BUSYBOX" "$root/bin/busybox"
+    # One symlink per applet (one python process instead of hundreds of ln/mkdir).
+    "$BUSYBOX" --list-full | python3 -c '
+import os, sys
+root = sys.argv[1]
+for applet in sorted(set(sys.stdin.read().split())):
+    if applet in ("bin/busybox", "sbin/init", "linuxrc") or applet.startswith("/") or ".." in applet:
+        continue
+    dst = os.path.join(root, applet)
+    if os.path.lexists(dst):
+        continue
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.symlink("/bin/busybox", dst)
+' "$root"
+    install -m 0755 "$ANCHOR_AGENT" "$root/sbin/init"
+
+    for t in "${M_TOOLS[@]}"; do
+        rm -f "$root/usr/bin/$t" "$root/bin/$t"
+        copy_tool "$t" "$root"
+    done
+    for d in "${M_DATA[@]}"; do copy_host_file "$d" "$root"; done
+
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:x:0:\n' >"$root/etc/group"
+    printf '%s\n' "$M_MOTD" >"$root/etc/motd"
+    printf '%s\n' "$flavour" >"$root/etc/anchor-flavour"
+    cat >"$root/etc/os-release" <<EOF
+NAME="Anchor OS room"
+ID=anchor-room
+VARIANT_ID=$flavour
+PRETTY_NAME="Anchor OS $flavour room"
+EOF
+    cat >"$root/etc/profile" <<'EOF'
+export PS1='\h:\w\$ '
+[ -r /etc/motd ] && cat /etc/motd
+EOF
+    # Normalise modes: nothing group/world-writable except /tmp; /root private.
+    chmod -R u+rwX,go+rX,go-w "$root"
+    chmod 1777 "$root/tmp"
+    chmod 0700 "$root/root"
+    find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+}
+
+# Hash of everything that determines the image bytes.
+input_key() {
+    local root="$1"
+    {
+        mksquashfs -version 2>&1 | head -n 1
+        printf '%s\n' "${MKSQ_OPTS[@]}"
+        tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+            --format=gnu -C "$root" -cf - .
+    } | sha256sum | cut -c1-16
+}
+
+build_flavour() {
+    local flavour="$1" stage key cached out start
+    [[ -f "$here/flavours/$flavour.toml" ]] || die "no manifest images/flavours/$flavour.toml"
+    start="$(date +%s%N)"
+    mkdir -p "$ANCHOR_CACHE/images" "$ANCHOR_OUT/images"
+    stage="$(mktemp -d "$ANCHOR_CACHE/images/.stage-$flavour.XXXXXX")"
+    trap 'rm -rf "$stage"' RETURN
+    stage_flavour "$flavour" "$stage/root"
+    key="$(input_key "$stage/root")"
+    cached="$ANCHOR_CACHE/images/$flavour-$key.squashfs"
+    out="$ANCHOR_OUT/images/$flavour.squashfs"
+    if [[ -f "$cached" ]]; then
+        ln -f "$cached" "$out" 2>/dev/null || cp -f "$cached" "$out"
+        printf 'images: %-5s %9d bytes  cached (%s)\n' "$flavour" "$(stat -c %s "$out")" "$key"
+        return 0
+    fi
+    # mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time/-mkfs-time.
+    env -u SOURCE_DATE_EPOCH nice -n 10 mksquashfs "$stage/root" "$stage/img" "${MKSQ_OPTS[@]}" >/dev/null \
+        || die "mksquashfs failed for $flavour"
+    mv "$stage/img" "$cached"
+    ln -f "$cached" "$out" 2>/dev/null || cp -f "$cached" "$out"
+    printf 'images: %-5s %9d bytes  built in %d ms (%s) sha256 %s\n' "$flavour" \
+        "$(stat -c %s "$out")" "$(( ($(date +%s%N) - start) / 1000000 ))" "$key" \
+        "$(sha256sum "$out" | cut -c1-16)"
+}
+
+flavours=("$@")
+if [[ ${#flavours[@]} -eq 0 ]]; then
+    for f in "$here"/flavours/*.toml; do flavours+=("$(basename "$f" .toml)"); done
+fi
+for f in "${flavours[@]}"; do build_flavour "$f"; done

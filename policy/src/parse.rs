@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Bytes -> text -> TOML -> raw shape, with file-level checks first: size (before any
+//! parsing), emptiness and UTF-8. TOML and serde errors are mapped to a line and the key
+//! path they occurred at.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::error::{PolicyError, Problem, ProblemKind};
+use crate::model::Policy;
+use crate::raw::RawPolicy;
+use crate::validate;
+
+/// Largest policy file accepted, checked before parsing.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
+
+/// Line of each key that was written in the file (for later nesting messages).
+pub(crate) type KeyLines = BTreeMap<&'static str, usize>;
+
+/// Parses and validates one policy on its own (its parent, if any, is not consulted).
+///
+/// `file` is only used to label problems. Returns every problem found.
+pub fn parse(file: &str, bytes: &[u8]) -> Result<Policy, PolicyError> {
+    parse_with_lines(file, bytes).map(|(policy, _)| policy)
+}
+
+pub(crate) fn parse_with_lines(
+    file: &str,
+    bytes: &[u8],
+) -> Result<(Policy, KeyLines), PolicyError> {
+    let text = check_file(file, bytes).map_err(PolicyError::one)?;
+    let raw: RawPolicy = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // serde stops at the first shape error; list them all if the syntax is valid.
+            let mut problems = DeTable::parse(text)
+                .map(|doc| crate::schema::shape_problems(file, text, doc.get_ref()))
+                .unwrap_or_default();
+            if problems.is_empty() {
+                problems.push(toml_problem(file, text, &e));
+            }
+            sort_by_line(&mut problems);
+            return Err(PolicyError::from_problems(problems)
+                .unwrap_or_else(|| PolicyError::one(toml_problem(file, text, &e))));
+        }
+    };
+    validate::validate(file, text, &raw).map_err(|e| {
+        let mut problems = e.into_problems();
+        sort_by_line(&mut problems);
+        PolicyError::from_problems(problems).unwrap_or(e_fallback(file))
+    })
+}
+
+/// File order; problems without a line (missing keys) last. Stable.
+fn sort_by_line(problems: &mut [Problem]) {
+    problems.sort_by_key(|p| p.line_number().unwrap_or(usize::MAX));
+}
+
+fn e_fallback(file: &str) -> PolicyError {
+    PolicyError::one(Problem::file(file, "internal error: empty problem list"))
+}
+
+/// Size, emptiness and encoding, in that order (size first: never parse a huge file).
+fn check_file<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Problem> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(Problem::file(
+            file,
+            format!(
+                "file is {} bytes; the limit is {MAX_FILE_BYTES} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = bytes
+            .get(..at)
+            .map_or(1, |b| b.iter().filter(|&&c| c == b'\n').count() + 1);
+        Problem::line(
+            file,
+            Some(line),
+            format!("file is not valid UTF-8 (bad byte at offset {at})"),
+        )
+        .with_kind(ProblemKind::File)
+    })?;
+    if text.trim().is_empty() {
+        return Err(Problem::file(file, "file is empty"));
+    }
+    Ok(text)
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()
+        .get(..end)
+        .map_or(1, |b| b.iter().filter(|&&c| c == b'\n').count() + 1)
+}
+
+fn toml_problem(file: &str, text: &str, err: &toml::de::Error) -> Problem {
+    let message = clean(err.message());
+    let Some(span) = err.span() else {
+        return Problem::line(file, None, message);
+    };
+    let line = Some(line_of(text, span.start));
+    let (key, kind) = match DeTable::parse(text) {
+        Ok(doc) => (key_at(doc.get_ref(), &span), ProblemKind::Shape),
+        Err(_) => (key_from_line(text, span.start), ProblemKind::Syntax),
+    };
+    match key {
+        Some(key) => Problem::key(file, line, key, message).with_kind(kind),
+        None => Problem::line(file, line, message).with_kind(kind),
+    }
+}
+
+/// For TOML syntax errors (no parsed document to walk): the key written on the error's
+/// line, prefixed by the last `[table]` header above it. Only plain keys are returned.
+fn key_from_line(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i.saturating_add(1));
+    let rest = text.get(line_start..)?;
+    let line = rest.split('\n').next().unwrap_or("").trim();
+    let plain = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    };
+    if line.starts_with('[') {
+        let header = line.split('#').next().unwrap_or("").trim();
+        let header = header.trim_matches(|c| c == '[' || c == ']').trim();
+        return plain(header).then(|| header.to_owned());
+    }
+    let key = line.split('=').next().unwrap_or("").trim();
+    if !line.contains('=') || !plain(key) {
+        return None;
+    }
+    let table = text
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned()
+        });
+    match table {
+        Some(t) if plain(&t) => Some(format!("{t}.{key}")),
+        Some(_) => None,
+        None => Some(key.to_owned()),
+    }
+}
+
+/// Escapes control characters and joins lines: messages quote user text.
+fn clean(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.trim().chars() {
+        if c == '\n' {
+            out.push_str("; ");
+        } else if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The dotted key path of the deepest key whose key or value span contains `span.start`.
+fn key_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    for (key, value) in table.iter() {
+        let name = key_text(key);
+        if let Some(inner) = value_key_at(value, span) {
+            return Some(join(&name, &inner));
+        }
+        if key.span().contains(&span.start) || value.span().contains(&span.start) {
+            return Some(name);
+        }
+    }
+    None
+}
+
+fn value_key_at(value: &Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<String> {
+    match value.get_ref() {
+        DeValue::Table(t) => key_at(t, span),
+        DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let inner = value_key_at(item, span);
+            match inner {
+                Some(inner) => Some(format!("[{i}]{}", dotted(&inner))),
+                None if item.span().contains(&span.start) => Some(format!("[{i}]")),
+                None => None,
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn key_text(key: &Spanned<toml::de::DeString<'_>>) -> String {
+    let raw: &str = key.get_ref();
+    let safe = !raw.is_empty()
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if safe {
+        raw.to_owned()
+    } else {
+        crate::error::shown(raw)
+    }
+}
+
+fn dotted(inner: &str) -> String {
+    if inner.starts_with('[') {
+        inner.to_owned()
+    } else {
+        format!(".{inner}")
+    }
+}
+
+fn join(outer: &str, inner: &str) -> String {
+    format!("{outer}{}", dotted(inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_found_from_spans() {
+        let text = "a = 1\n[t]\nb = [1, {c = 2}]\n";
+        let doc = DeTable::parse(text).unwrap();
+        let c = text.find("c =").unwrap();
+        assert_eq!(key_at(doc.get_ref(), &(c..c + 1)).unwrap(), "t.b[1].c");
+        let a = text.find('a').unwrap();
+        assert_eq!(key_at(doc.get_ref(), &(a..a + 1)).unwrap(), "a");
+    }
+
+    #[test]
+    fn key_from_syntax_error_line() {
+        let text = "a = 1\n[res]\nb = 1\nb = 2\n";
+        let off = text.rfind("b = 2").unwrap();
+        assert_eq!(key_from_line(text, off).unwrap(), "res.b");
+        assert_eq!(key_from_line("x = [[[", 5).unwrap(), "x");
+        assert_eq!(key_from_line("[t]\n[t]\n", 5).unwrap(), "t");
+        assert!(key_from_line("\"q\" = [[", 7).is_none());
+    }
+
+    #[test]
+    fn lines() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
+    }
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Loading policies from files: the shipped policies, fixtures, and file-level limits.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+
+use anchor_policy::{load, Backend, Network, PolicyError};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn problems(e: &PolicyError) -> Vec<String> {
+    e.problems().iter().map(ToString::to_string).collect()
+}
+
+fn has(e: &PolicyError, file: &Path, rest: &str) {
+    let want = format!("{}{rest}", file.display());
+    assert!(
+        problems(e).iter().any(|p| p.starts_with(&want)),
+        "expected a problem starting `{want}`, got:\n{e}"
+    );
+}
+
+#[test]
+fn shipped_policies_are_valid_and_mean_what_they_say() {
+    let web = load(&repo("policies/web.toml")).unwrap();
+    let work = load(&repo("policies/work.toml")).unwrap();
+    let dev = load(&repo("policies/dev.toml")).unwrap();
+    for r in [&web, &work, &dev] {
+        assert_eq!(r.depth(), 1);
+        assert_eq!(r.policy().backend(), Backend::Microvm);
+    }
+    // The browser is amnesiac and cannot nest; work has no network; only the workshop is
+    // root, and only inside its own microVM.
+    assert!(web.policy().persist().is_none() && web.policy().nesting().is_none());
+    assert_eq!(work.policy().network(), Network::None);
+    assert!(work.policy().persist().is_some());
+    assert!(dev.policy().privileged() && !web.policy().privileged() && !work.policy().privileged());
+    assert!(dev.policy().nesting().is_some());
+    // Courier rights agree pairwise: whatever one room may send, the other may receive.
+    let all = [web.policy(), work.policy(), dev.policy()];
+    for from in all {
+        for to in from.courier().send_to() {
+            let target = all
+                .iter()
+                .find(|p| p.name() == to)
+                .expect("send_to names a shipped room");
+            assert!(
+                target.courier().receive_from().contains(from.name()),
+                "{} -> {to}",
+                from.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn nested_fixture_resolves_through_its_parent_file() {
+    let lab = load(&fixture("nested/lab.toml")).unwrap();
+    assert_eq!(lab.depth(), 2);
+    assert_eq!(lab.ancestors()[0].name().as_str(), "shop");
+    assert_eq!(lab.policy().resources().memory().mib(), 512);
+}
+
+#[test]
+fn greedy_child_reports_every_widening() {
+    let path = fixture("nested/greedy.toml");
+    let e = load(&path).unwrap_err();
+    has(&e, &path, ":5:backend: \"namespaces\" is weaker");
+    has(&e, &path, ":7:devices: \"camera\" is not granted");
+    has(
+        &e,
+        &path,
+        ":10:resources.memory: 1GiB exceeds parent \"shop\"'s nesting.memory ceiling",
+    );
+    has(&e, &path, ":14:courier.send_to: \"web\" is not in parent");
+    has(
+        &e,
+        &path,
+        ":resources.pids_max: 512 exceeds parent \"shop\"'s nesting.pids_max ceiling (256) \
+         (the default; write a smaller value)",
+    );
+}
+
+#[test]
+fn bad_fixtures_are_rejected_with_file_line_key() {
+    let unknown = fixture("bad/unknown-key.toml");
+    has(
+        &load(&unknown).unwrap_err(),
+        &unknown,
+        ":5:netwrok: unknown key",
+    );
+    let units = fixture("bad/bad-units.toml");
+    let e = load(&units).unwrap_err();
+    has(&e, &units, ":7:resources.memory: unknown size unit \"GB\"");
+    has(&e, &units, ":8:resources.vcpus: 0 is out of range");
+    has(&e, &units, ":11:lifetime.max: unknown duration unit");
+    let misnamed = fixture("bad/misnamed.toml");
+    has(
+        &load(&misnamed).unwrap_err(),
+        &misnamed,
+        ":2:name: \"something-else\" does not match",
+    );
+}
+
+#[test]
+fn unreadable_and_special_files_rejected() {
+    let missing = fixture("bad/does-not-exist.toml");
+    has(&load(&missing).unwrap_err(), &missing, ": cannot read");
+    let dir = fixture("bad");
+    has(&load(&dir).unwrap_err(), &dir, ": not a regular file");
+    let zero = Path::new("/dev/zero");
+    has(&load(zero).unwrap_err(), zero, ": not a regular file");
+}
+
+#[test]
+fn oversized_file_rejected_before_parsing() {
+    let dir = tempdir();
+    let path = dir.join("big.toml");
+    std::fs::write(&path, vec![b'#'; 10 * 1024 * 1024]).unwrap();
+    has(
+        &load(&path).unwrap_err(),
+        &path,
+        ": file is 10485760 bytes; the limit is 65536 bytes",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("anchor-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

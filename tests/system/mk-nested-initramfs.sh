@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# TEST-ONLY initramfs for the nested-room system test (tests/nested_room.rs): a busybox
+# shell script as /init that mounts the basics, reports /dev/kvm, and runs
+# anchor-vmm on the room kernel + base image, exactly the command a person would type.
+# It stands in for bay0's room lifecycle, which does not launch rooms yet; it is never
+# part of the product initramfs (tests/system/mkinitramfs.sh builds that one).
+#
+# usage: mk-nested-initramfs.sh [--out PATH]   (default $ANCHOR_CACHE/systest/initramfs-nested.cpio.gz)
+# Inputs: $ANCHOR_OUT/bin/anchor-vmm, $ANCHOR_OUT/guest-vmlinux,
+#         $ANCHOR_OUT/images/base.squashfs, BUSYBOX (default /bin/busybox, static).
+# /init reads nested.room=NAME from its kernel command line (default base): the image
+# /usr/lib/anchor/images/NAME.squashfs and anchor.room=NAME for the agent.
+set -euo pipefail
+SELF=$(realpath "$0")
+: "${ANCHOR_CACHE:=/var/cache/anchor-os}"
+: "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
+: "${BUSYBOX:=/bin/busybox}"
+OUT="$ANCHOR_CACHE/systest/initramfs-nested.cpio.gz"
+die() { echo "mk-nested-initramfs: $*" >&2; exit 1; }
+while (($#)); do
+  case "$1" in
+    --out) OUT="${2:?--out needs a path}"; shift 2 ;;
+    *) die "unknown argument $1" ;;
+  esac
+done
+VMM="$ANCHOR_OUT/bin/anchor-vmm"
+KERNEL="$ANCHOR_OUT/guest-vmlinux"
+[[ -x "$VMM" ]] || die "$VMM missing: run scripts/build-static.sh"
+[[ -f "$KERNEL" ]] || die "$KERNEL missing: run guest-kernel/build.sh"
+[[ -x "$BUSYBOX" ]] || die "$BUSYBOX missing: apt-get install busybox-static"
+images=("$ANCHOR_OUT"/images/*.squashfs)
+[[ -f "${images[0]}" ]] || die "no room images in $ANCHOR_OUT/images: run images/build.sh"
+
+stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,usr/bin,usr/lib/anchor/kernel,usr/lib/anchor/images}
+install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
+for a in sh mount mkdir cat sed cut ls uname poweroff sleep echo grep; do ln -s busybox "$stage/bin/$a"; done
+install -m 0755 "$VMM" "$stage/usr/bin/anchor-vmm"
+install -m 0644 "$KERNEL" "$stage/usr/lib/anchor/kernel/vmlinux"
+for f in "${images[@]}"; do install -m 0644 "$f" "$stage/usr/lib/anchor/images/"; done
+cat > "$stage/init" <<'EOF'
+#!/bin/sh
+# Test-only /init (tests/system/mk-nested-initramfs.sh): launch one room by hand.
+export PATH=/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+up() { cut -d' ' -f1 /proc/uptime; }
+if [ -c /dev/kvm ]; then echo "nested-init: /dev/kvm present"; else echo "nested-init: /dev/kvm absent"; fi
+room=$(sed -n 's/.*nested\.room=\([a-z0-9_-]*\).*/\1/p' /proc/cmdline)
+[ -n "$room" ] || room=base
+cmdline="console=ttyS0 quiet reboot=k root=/dev/vda ro rootfstype=squashfs init=/sbin/init anchor.room=$room anchor.shell=off"
+echo "nested-init: starting anchor-vmm at $(up) s: --kernel /usr/lib/anchor/kernel/vmlinux --disk /usr/lib/anchor/images/$room.squashfs,ro --mem-mib 128 --cmdline \"$cmdline\""
+anchor-vmm --kernel /usr/lib/anchor/kernel/vmlinux --disk "/usr/lib/anchor/images/$room.squashfs,ro" \
+  --cmdline "$cmdline" --mem-mib 128 </dev/null
+echo "nested-init: anchor-vmm exited with status $? at $(up) s"
+poweroff -f
+EOF
+chmod 0755 "$stage/init"
+mknod -m 0600 "$stage/dev/console" c 5 1 2>/dev/null || true
+find "$stage" -exec touch -h -d @0 {} +
+mkdir -p "$(dirname "$OUT")"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+  cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -1 > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+printf 'mk-nested-initramfs: %s (%d bytes)\n' "$OUT" "$(stat -c %s "$OUT")"

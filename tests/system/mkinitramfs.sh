@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Builds the anchor-host initramfs: bay0 as /init, plus (when present) what the system
+# tests carry: the VMM, the in-room agent, the room kernel, room images and policies.
+# Reproducible (sorted entries, fixed mtimes, uid/gid 0, gzip -n) and cached by the
+# hash of its inputs under $ANCHOR_CACHE/initramfs: a second run with the same inputs
+# only relinks the cached archive.
+#
+# usage: mkinitramfs.sh [--bay0 PATH] [--out PATH] [--minimal]
+#   --bay0 PATH   the bay0 binary (default $ANCHOR_OUT/bin/bay0)
+#   --out PATH    where to put the archive (default $ANCHOR_OUT/initramfs.cpio.gz)
+#   --minimal     bay0 only (used for the watchdog-stall test image)
+set -euo pipefail
+SELF=$(realpath "$0")
+cd "$(dirname "$SELF")/../.."
+: "${ANCHOR_CACHE:=/var/cache/anchor-os}"
+: "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
+BAY0="$ANCHOR_OUT/bin/bay0"
+OUT="$ANCHOR_OUT/initramfs.cpio.gz"
+MINIMAL=0
+die() { echo "mkinitramfs: $*" >&2; exit 1; }
+while (($#)); do
+  case "$1" in
+    --bay0) BAY0="${2:?--bay0 needs a path}"; shift 2 ;;
+    --out) OUT="${2:?--out needs a path}"; shift 2 ;;
+    --minimal) MINIMAL=1; shift ;;
+    -h|--help) sed -n '3,13p' "$SELF"; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+done
+[[ -x "$BAY0" ]] || die "bay0 binary $BAY0 is missing: run scripts/build-static.sh"
+if ldd "$BAY0" 2>&1 | grep -q '=>'; then die "$BAY0 is dynamically linked; /init must be static"; fi
+
+# Manifest: "destination<TAB>source<TAB>mode", one line per file.
+manifest=$(mktemp); trap 'rm -f "$manifest"' EXIT
+add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$manifest"; }
+add init "$BAY0" 0755
+if ((!MINIMAL)); then
+  [[ -f "$ANCHOR_OUT/bin/anchor-vmm" ]] && add usr/bin/anchor-vmm "$ANCHOR_OUT/bin/anchor-vmm" 0755
+  [[ -f "$ANCHOR_OUT/bin/anchor-agent" ]] && add usr/lib/anchor/anchor-agent "$ANCHOR_OUT/bin/anchor-agent" 0755
+  [[ -f "$ANCHOR_OUT/guest-vmlinux" ]] && add usr/lib/anchor/kernel/vmlinux "$ANCHOR_OUT/guest-vmlinux" 0644
+  for f in "$ANCHOR_OUT"/images/*.squashfs; do
+    [[ -f "$f" ]] && add "usr/lib/anchor/images/$(basename "$f")" "$f" 0644
+  done
+  for f in policies/*.toml; do
+    [[ -f "$f" ]] && add "etc/anchor/policies/$(basename "$f")" "$f" 0644
+  done
+fi
+LC_ALL=C sort -o "$manifest" "$manifest"
+
+# Cache key: this script, and every destination, mode and source content.
+key=$( {
+  sha256sum < "$SELF"
+  while IFS=$'\t' read -r dest src mode; do
+    printf '%s %s %s\n' "$dest" "$mode" "$(sha256sum < "$src" | cut -d' ' -f1)"
+  done < "$manifest"
+} | sha256sum | cut -c1-32)
+cache_dir="$ANCHOR_CACHE/initramfs"
+cached="$cache_dir/$key.cpio.gz"
+mkdir -p "$cache_dir" "$(dirname "$OUT")"
+
+if [[ ! -f "$cached" ]]; then
+  stage=$(mktemp -d)
+  trap 'rm -rf "$stage"; rm -f "$manifest"' EXIT
+  mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,usr/bin,usr/lib}
+  while IFS=$'\t' read -r dest src mode; do
+    install -D -m "$mode" "$src" "$stage/$dest"
+  done < "$manifest"
+  if [[ $(id -u) -eq 0 ]]; then
+    # The kernel opens /dev/console for init's stdio before /dev is mounted.
+    mknod -m 0600 "$stage/dev/console" c 5 1
+    mknod -m 0666 "$stage/dev/null" c 1 3
+  fi
+  find "$stage" -exec touch -h -d @0 {} +
+  (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+    cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -6 > "$cached.tmp"
+  mv "$cached.tmp" "$cached"
+  echo "mkinitramfs: built $cached"
+else
+  echo "mkinitramfs: cached $cached"
+fi
+ln -f "$cached" "$OUT" 2>/dev/null || cp -f "$cached" "$OUT"
+# Keep the 8 most recent archives in the cache.
+ls -1t "$cache_dir"/*.cpio.gz 2>/dev/null | tail -n +9 | xargs -r rm -f
+printf 'mkinitramfs: %s (%d bytes, %d files)\n' "$OUT" "$(stat -c %s "$OUT")" "$(wc -l < "$manifest")"

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The anchor host boots with bay0 as /init, and the ACPI power button powers it off
+//! cleanly. Needs QEMU, the host kernel ($ANCHOR_HOST_KERNEL) and the initramfs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use anchor_systest::{kernel_time, Machine, Options};
+use std::time::Duration;
+
+/// Generous: TCG on a busy 2-core machine.
+const BOOT: Duration = Duration::from_secs(180);
+
+#[test]
+fn boot_reaches_ready_and_bay0_stays_up() {
+    let mut m = Machine::start(Options::from_env("boot-ready").unwrap()).unwrap();
+    let ready = m.wait_for("bay0: ready", BOOT).unwrap();
+    let init = m
+        .wait_for("Run /init as init process", Duration::ZERO)
+        .unwrap();
+    if let (Some(a), Some(b)) = (kernel_time(&init.line), kernel_time(&ready.line)) {
+        eprintln!(
+            "figure: /init exec -> bay0: ready = {:.0} ms (kernel clock, TCG)",
+            (b - a) * 1000.0
+        );
+    }
+    let log = m.serial();
+    assert!(
+        log.contains("bay0: starting as PID 1 (machine)"),
+        "bay0 did not start as the machine's init"
+    );
+    let kvm = m.wait_for("bay0: /dev/kvm ", Duration::ZERO).unwrap();
+    assert!(
+        kvm.line.ends_with("present") || kvm.line.ends_with("absent"),
+        "{}",
+        kvm.line
+    );
+    assert!(
+        !log.contains("bay0: error:"),
+        "bay0 reported errors while booting"
+    );
+    // PID 1 keeps running: an exit would panic the kernel (and -no-reboot would end QEMU).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        m.wait_exit(Duration::ZERO).is_err(),
+        "QEMU exited after ready"
+    );
+    assert!(
+        !m.serial().contains("Kernel panic"),
+        "kernel panicked after bay0 was ready"
+    );
+}
+
+#[test]
+fn acpi_power_button_powers_off_cleanly() {
+    // With the i6300esb armed, so the clean path also disarms the watchdog.
+    let opts = Options::from_env("powerdown").unwrap().watchdog();
+    let mut m = Machine::start(opts).unwrap();
+    m.wait_for("bay0: ready", BOOT).unwrap();
+    let buttons = m
+        .wait_for("power button device(s)", Duration::ZERO)
+        .unwrap();
+    assert!(
+        !buttons.line.contains("watching 0 "),
+        "bay0 found no power button: the host kernel needs ACPI_BUTTON and INPUT_EVDEV built in"
+    );
+    m.system_powerdown().unwrap();
+    let status = m.wait_exit(Duration::from_secs(90)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let shutdown = m.wait_event("SHUTDOWN", Duration::from_secs(5)).unwrap();
+    assert_eq!(shutdown["data"]["reason"], "guest-shutdown", "{shutdown}");
+    let log = m.serial();
+    let order = [
+        "bay0: power button pressed",
+        "bay0: shutdown (power off) on power button: sending SIGTERM to all processes",
+        "bay0: shutdown: all processes have ended",
+        "bay0: watchdog disarmed",
+        "bay0: file systems synced and unmounted; powering off",
+        "reboot: Power down",
+    ];
+    let mut at = 0;
+    for line in order {
+        let found = anchor_systest::find_line(&log, at, line);
+        assert!(found.is_some(), "missing (in this order) {line:?}");
+        at = found.unwrap().end;
+    }
+    assert!(
+        !log.contains("Unexpected close"),
+        "the watchdog was not disarmed by the magic close"
+    );
+}
+
+#[test]
+fn ctrl_alt_del_reboots_cleanly() {
+    // -no-reboot (the harness default) turns the guest's restart into QEMU's exit.
+    let mut m = Machine::start(Options::from_env("ctrl-alt-del").unwrap()).unwrap();
+    m.wait_for("bay0: ready", BOOT).unwrap();
+    m.send_key(&["ctrl", "alt", "delete"]).unwrap();
+    let status = m.wait_exit(Duration::from_secs(90)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let shutdown = m.wait_event("SHUTDOWN", Duration::from_secs(5)).unwrap();
+    assert_eq!(shutdown["data"]["reason"], "guest-reset", "{shutdown}");
+    let log = m.serial();
+    let mut at = 0;
+    for line in [
+        "bay0: shutdown (reboot) on SIGINT: sending SIGTERM to all processes",
+        "bay0: shutdown: all processes have ended",
+        "bay0: file systems synced and unmounted; rebooting",
+        "reboot: Restarting system",
+    ] {
+        let found = anchor_systest::find_line(&log, at, line);
+        assert!(found.is_some(), "missing (in this order) {line:?}");
+        at = found.unwrap().end;
+    }
+}

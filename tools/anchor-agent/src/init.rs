@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! PID 1 duties: mounts (amnesia), console, the shell, reaping, stopping the VM.
+
+use crate::cmdline::{self, ExitMode, Settings};
+use crate::error::{Error, Result};
+use crate::sys;
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const NOSUID: libc::c_ulong = libc::MS_NOSUID;
+const NODEV: libc::c_ulong = libc::MS_NODEV;
+const NOEXEC: libc::c_ulong = libc::MS_NOEXEC;
+
+/// One mount the agent performs at boot.
+#[derive(Debug, Clone, Copy)]
+pub struct MountSpec {
+    /// Source (device or a label for pseudo filesystems).
+    pub source: &'static CStr,
+    /// Mount point; it must exist in the read-only image.
+    pub target: &'static CStr,
+    /// Filesystem type.
+    pub fstype: &'static CStr,
+    /// MS_* flags.
+    pub flags: libc::c_ulong,
+    /// Filesystem options.
+    pub data: Option<&'static CStr>,
+    /// Without it the room is degraded (the marker says so).
+    pub required: bool,
+}
+
+const fn m(
+    source: &'static CStr,
+    target: &'static CStr,
+    fstype: &'static CStr,
+    flags: libc::c_ulong,
+    data: Option<&'static CStr>,
+    required: bool,
+) -> MountSpec {
+    MountSpec {
+        source,
+        target,
+        fstype,
+        flags,
+        data,
+        required,
+    }
+}
+
+/// Everything mounted at boot, in order. The image is read-only: every writable
+/// path is a fresh tmpfs, so nothing a room writes survives it (amnesia).
+pub const MOUNTS: &[MountSpec] = &[
+    m(
+        c"proc",
+        c"/proc",
+        c"proc",
+        NOSUID | NODEV | NOEXEC,
+        None,
+        true,
+    ),
+    m(
+        c"sysfs",
+        c"/sys",
+        c"sysfs",
+        NOSUID | NODEV | NOEXEC,
+        None,
+        true,
+    ),
+    // Usually already mounted by the kernel (DEVTMPFS_MOUNT): EBUSY is success.
+    m(
+        c"devtmpfs",
+        c"/dev",
+        c"devtmpfs",
+        NOSUID | NOEXEC,
+        Some(c"mode=0755"),
+        true,
+    ),
+    m(
+        c"tmpfs",
+        c"/tmp",
+        c"tmpfs",
+        NOSUID | NODEV,
+        Some(c"mode=1777"),
+        true,
+    ),
+    m(
+        c"tmpfs",
+        c"/run",
+        c"tmpfs",
+        NOSUID | NODEV,
+        Some(c"mode=0755"),
+        true,
+    ),
+    m(
+        c"tmpfs",
+        c"/var",
+        c"tmpfs",
+        NOSUID | NODEV,
+        Some(c"mode=0755"),
+        true,
+    ),
+    m(
+        c"tmpfs",
+        c"/home",
+        c"tmpfs",
+        NOSUID | NODEV,
+        Some(c"mode=0755"),
+        true,
+    ),
+    m(
+        c"tmpfs",
+        c"/root",
+        c"tmpfs",
+        NOSUID | NODEV,
+        Some(c"mode=0700"),
+        true,
+    ),
+];
+
+/// Mounts [`MOUNTS`]; returns how many required mounts failed (each is reported).
+pub fn mount_all() -> usize {
+    let mut failed = 0usize;
+    for spec in MOUNTS {
+        match sys::mount(
+            "mount",
+            spec.source,
+            spec.target,
+            spec.fstype,
+            spec.flags,
+            spec.data,
+        ) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::EBUSY) => {}
+            Err(e) => {
+                say(&format!(
+                    "mounting {} on {}: {e}",
+                    spec.fstype.to_string_lossy(),
+                    spec.target.to_string_lossy()
+                ));
+                if spec.required {
+                    failed = failed.saturating_add(1);
+                }
+            }
+        }
+    }
+    // Conventional directories inside the fresh tmpfs mounts.
+    for (dir, mode) in [
+        ("/var/tmp", 0o1777),
+        ("/var/log", 0o755),
+        ("/run/lock", 0o755),
+    ] {
+        if let Err(e) = make_dir(dir, mode) {
+            say(&format!("creating {dir}: {e}"));
+        }
+    }
+    failed
+}
+
+fn make_dir(path: &str, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Prints one line on the console, prefixed with the agent's name.
+pub fn say(msg: &str) {
+    eprintln!("anchor-agent: {msg}");
+}
+
+/// Makes sure fds 0, 1, 2 are the console (the kernel normally opens /dev/console
+/// for init; if it could not, do it now that /dev is mounted).
+pub fn ensure_console() {
+    if sys::fd_is_open(1) && sys::fd_is_open(2) {
+        return;
+    }
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    {
+        for fd in 0..=2 {
+            // Nothing to report to if this fails: there is no console.
+            let _ = sys::dup2("dup2(console)", f.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// The tty behind /dev/console (job control needs a real tty, not /dev/console).
+fn console_path() -> String {
+    std::fs::read_to_string("/sys/class/tty/console/active")
+        .ok()
+        .as_deref()
+        .and_then(cmdline::console_tty)
+        .map_or_else(|| "/dev/console".to_owned(), |t| format!("/dev/{t}"))
+}
+
+/// Starts /bin/sh on the console tty as the leader of a new session with the tty
+/// as its controlling terminal (job control works). Returns its pid.
+pub fn spawn_shell(settings: &Settings) -> Result<libc::pid_t> {
+    let tty_path = console_path();
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&tty_path)
+        .map_err(|e| Error::Sys {
+            op: "open console tty",
+            errno: e.raw_os_error().unwrap_or(0),
+        })?;
+    let io_err = |e: std::io::Error| Error::Sys {
+        op: "dup console tty",
+        errno: e.raw_os_error().unwrap_or(0),
+    };
+    let (out, err) = (
+        tty.try_clone().map_err(io_err)?,
+        tty.try_clone().map_err(io_err)?,
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-l")
+        .env_clear()
+        .env("HOME", "/root")
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("TERM", "linux")
+        .env("ANCHOR_ROOM", &settings.room)
+        .current_dir("/root")
+        .stdin(Stdio::from(tty))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // async-signal-safe calls setsid(2) and ioctl(2).
+    unsafe { cmd.pre_exec(sys::become_tty_session_leader) };
+    let child = cmd.spawn().map_err(|e| Error::Sys {
+        op: "spawn /bin/sh",
+        errno: e.raw_os_error().unwrap_or(0),
+    })?;
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or(-1);
+    // The child is reaped by `reap_until`, not through `child`.
+    drop(child);
+    Ok(pid)
+}
+
+/// Starts this binary again as the vsock echo service.
+pub fn spawn_echo(port: u32) -> Result<libc::pid_t> {
+    let child = Command::new("/proc/self/exe")
+        .arg("--vsock-echo")
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Sys {
+            op: "spawn vsock echo",
+            errno: e.raw_os_error().unwrap_or(0),
+        })?;
+    Ok(libc::pid_t::try_from(child.id()).unwrap_or(-1))
+}
+
+/// Reaps children until `main` (if any) has exited, or until no child is left.
+/// Returns the raw wait status of `main` if it was seen.
+pub fn reap_until(main: Option<libc::pid_t>) -> Option<libc::c_int> {
+    loop {
+        match sys::reap(true) {
+            Ok(sys::Reaped::Child(pid, status)) if Some(pid) == main => return Some(status),
+            Ok(sys::Reaped::Child(..) | sys::Reaped::NoneYet) => {}
+            Ok(sys::Reaped::NoChildren) => return None,
+            Err(e) => {
+                say(&format!("{e}"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Stops everything and ends the VM. Never returns.
+pub fn shutdown(exit: ExitMode) -> ! {
+    sys::sync();
+    sys::kill_all(libc::SIGTERM);
+    for _ in 0..20 {
+        if matches!(sys::reap(false), Ok(sys::Reaped::NoChildren)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sys::kill_all(libc::SIGKILL);
+    while matches!(sys::reap(false), Ok(sys::Reaped::Child(..))) {}
+    sys::sync();
+    let (cmd, what) = match exit {
+        ExitMode::Reboot => (libc::RB_AUTOBOOT, "reset"),
+        ExitMode::PowerOff => (libc::RB_POWER_OFF, "power-off"),
+    };
+    say(&format!("stopping the room ({what})"));
+    let err = sys::reboot(cmd);
+    say(&format!("{err}; halting here"));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The whole PID 1 sequence.
+pub fn run_pid1() -> ! {
+    let failed = mount_all();
+    ensure_console();
+    let raw = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let (settings, warnings) = cmdline::parse(&raw);
+    for w in &warnings {
+        say(&w.to_string());
+    }
+    if let Err(e) = sys::sethostname(&settings.room) {
+        say(&format!("{e}"));
+    }
+    if let Some(port) = settings.vsock_echo {
+        if let Err(e) = spawn_echo(port) {
+            say(&format!("{e}"));
+        }
+    }
+    if failed == 0 {
+        say(&format!("room {} ready", settings.room));
+    } else {
+        say(&format!(
+            "room {} degraded: {failed} mount(s) failed",
+            settings.room
+        ));
+    }
+    let shell = if settings.shell {
+        match spawn_shell(&settings) {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                say(&format!("{e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let status = reap_until(shell);
+    if let Some(st) = status {
+        say(&format!("shell exited (status {st:#x})"));
+    }
+    shutdown(settings.exit)
+}
+
+/// True when running as PID 1.
+pub fn is_pid1() -> bool {
+    sys::getpid() == 1
+}

@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Every raw system call the agent makes, each `unsafe` block with its reason.
+//! Callers get safe functions returning [`Error::Sys`] with the errno.
+
+use crate::error::{Error, Result};
+use std::ffi::CStr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// The calling thread's errno.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn check(op: &'static str, ret: libc::c_int) -> Result<libc::c_int> {
+    if ret < 0 {
+        Err(Error::Sys { op, errno: errno() })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn owned(op: &'static str, fd: libc::c_int) -> Result<OwnedFd> {
+    let fd = check(op, fd)?;
+    // SAFETY: `fd` was just returned by the kernel, is valid and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// mount(2) with a filesystem type and optional data string.
+pub fn mount(
+    op: &'static str,
+    source: &CStr,
+    target: &CStr,
+    fstype: &CStr,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<()> {
+    let data_ptr = data
+        .map_or(core::ptr::null(), CStr::as_ptr)
+        .cast::<libc::c_void>();
+    // SAFETY: all pointers are NUL-terminated strings (or NULL for data) that outlive
+    // the call.
+    let ret = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data_ptr,
+        )
+    };
+    check(op, ret).map(drop)
+}
+
+/// sethostname(2).
+pub fn sethostname(name: &str) -> Result<()> {
+    // SAFETY: the pointer/length pair describes `name`'s bytes, valid for the call.
+    let ret = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    check("sethostname", ret).map(drop)
+}
+
+/// True if `fd` is an open file descriptor.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// dup2(2).
+pub fn dup2(op: &'static str, from: RawFd, to: RawFd) -> Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table.
+    check(op, unsafe { libc::dup2(from, to) }).map(drop)
+}
+
+/// setsid(2) then ioctl(0, TIOCSCTTY): make fd 0 (a tty) the controlling terminal of
+/// a new session. Only async-signal-safe calls: usable between fork and exec.
+pub fn become_tty_session_leader() -> std::io::Result<()> {
+    // SAFETY: setsid takes no arguments and only changes the caller's session.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal); fd 0 belongs
+    // to the caller.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Result of one waitpid(2) call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// A child ended: its pid and raw wait status.
+    Child(libc::pid_t, libc::c_int),
+    /// WNOHANG and no child has ended yet.
+    NoneYet,
+    /// No children at all (ECHILD).
+    NoChildren,
+}
+
+/// waitpid(-1, ..): reap any child; `block` waits for one.
+pub fn reap(block: bool) -> Result<Reaped> {
+    let mut status: libc::c_int = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if pid > 0 {
+            return Ok(Reaped::Child(pid, status));
+        }
+        if pid == 0 {
+            return Ok(Reaped::NoneYet);
+        }
+        match errno() {
+            libc::EINTR => continue,
+            libc::ECHILD => return Ok(Reaped::NoChildren),
+            e => {
+                return Err(Error::Sys {
+                    op: "waitpid",
+                    errno: e,
+                })
+            }
+        }
+    }
+}
+
+/// kill(-1, sig): signal every process except PID 1.
+pub fn kill_all(sig: libc::c_int) {
+    // SAFETY: kill has no memory arguments; failure (ESRCH: nobody left) is fine.
+    unsafe { libc::kill(-1, sig) };
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: sync has no arguments.
+    unsafe { libc::sync() };
+}
+
+/// reboot(2) with `cmd` (RB_AUTOBOOT or RB_POWER_OFF). Returns only on failure.
+pub fn reboot(cmd: libc::c_int) -> Error {
+    // SAFETY: reboot has no memory arguments.
+    unsafe { libc::reboot(cmd) };
+    Error::Sys {
+        op: "reboot",
+        errno: errno(),
+    }
+}
+
+/// getpid(2).
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid has no arguments and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// A listening AF_VSOCK stream socket on `port`, any CID.
+pub fn vsock_listen(port: u32) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked and owned by `owned`.
+    let fd = owned("socket(AF_VSOCK)", unsafe {
+        libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: sockaddr_vm is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_vm = unsafe { core::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_port = port;
+    addr.svm_cid = libc::VMADDR_CID_ANY;
+    let len = core::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: `addr` is a valid sockaddr_vm of `len` bytes for the duration of the call.
+    let ret = unsafe { libc::bind(raw, (&raw const addr).cast::<libc::sockaddr>(), len) };
+    check("bind(vsock)", ret)?;
+    // SAFETY: listen has no memory arguments.
+    check("listen(vsock)", unsafe { libc::listen(raw, 16) })?;
+    Ok(fd)
+}
+
+/// accept4(2) on a listening socket.
+pub fn accept(listener: RawFd) -> Result<OwnedFd> {
+    loop {
+        // SAFETY: NULL address pointers are allowed; the result is checked.
+        let fd = unsafe {
+            libc::accept4(
+                listener,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return owned("accept(vsock)", fd);
+    }
+}

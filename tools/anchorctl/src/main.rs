@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! anchorctl entry point: parse arguments, run, map the outcome to an exit status.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anchorctl::cli::{Cli, Command, PolicyCommand};
+use anchorctl::policy_cmd::{self, Outcome};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // clap prints help/version (exit 0) or the usage error (exit 2) itself.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let (stdout, stderr) = (io::stdout(), io::stderr());
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    let result = match &cli.command {
+        Command::Policy(PolicyCommand::Check { files }) => {
+            policy_cmd::check(files, &mut out, &mut err)
+        }
+        Command::Policy(PolicyCommand::Show { file, json }) => {
+            policy_cmd::show(file, *json, &mut out, &mut err)
+        }
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Invalid) => ExitCode::from(1),
+        // The reader went away (`anchorctl policy show x | head`): nothing to say.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(1),
+        Err(e) => {
+            // Writing the output failed: say so if stderr still works.
+            let _ = writeln!(err, "anchorctl: cannot write output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Runs the anchorctl binary as a user would.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn anchorctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anchorctl"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run anchorctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).expect("UTF-8 output")
+}
+
+#[test]
+fn check_shipped_policies_ok() {
+    let out = anchorctl(&[
+        "policy",
+        "check",
+        "policies/web.toml",
+        "policies/work.toml",
+        "policies/dev.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "policies/web.toml: ok\npolicies/work.toml: ok\npolicies/dev.toml: ok\n"
+    );
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn check_nested_fixture_ok() {
+    let out = anchorctl(&["policy", "check", "policy/tests/fixtures/nested/lab.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "policy/tests/fixtures/nested/lab.toml: ok\n"
+    );
+}
+
+#[test]
+fn check_bad_files_prints_file_line_key_and_exits_1() {
+    let out = anchorctl(&[
+        "policy",
+        "check",
+        "policies/web.toml",
+        "policy/tests/fixtures/bad/bad-units.toml",
+        "policy/tests/fixtures/bad/unknown-key.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // The good file is still reported ok; every problem of the bad ones is printed.
+    assert_eq!(text(&out.stdout), "policies/web.toml: ok\n");
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let f = "policy/tests/fixtures/bad/bad-units.toml";
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:7:resources.memory: unknown size unit"))),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:8:resources.vcpus: 0 is out of range"))),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:11:lifetime.max: "))),
+        "{err}"
+    );
+    let g = "policy/tests/fixtures/bad/unknown-key.toml";
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{g}:5:netwrok: unknown key"))),
+        "{err}"
+    );
+    assert_eq!(lines.len(), 4, "{err}");
+}
+
+#[test]
+fn check_wider_child_names_each_field() {
+    let out = anchorctl(&[
+        "policy",
+        "check",
+        "policy/tests/fixtures/nested/greedy.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for key in [
+        ":5:backend:",
+        ":7:devices:",
+        ":10:resources.memory:",
+        ":14:courier.send_to:",
+    ] {
+        assert!(
+            err.contains(&format!("greedy.toml{key}")),
+            "{key} missing:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn check_missing_file_exits_1() {
+    let out = anchorctl(&["policy", "check", "no/such/file.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("no/such/file.toml: cannot read"));
+}
+
+#[test]
+fn show_toml_is_a_valid_equal_policy() {
+    let out = anchorctl(&["policy", "show", "policies/work.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("pids_max = 1024"), "{shown}");
+    // Defaults are filled in: work.toml does not write privileged.
+    assert!(shown.contains("privileged = false"), "{shown}");
+    let reparsed = anchor_policy::parse("shown.toml", shown.as_bytes()).unwrap();
+    let original = anchor_policy::load(&root().join("policies/work.toml")).unwrap();
+    assert_eq!(&reparsed, original.policy());
+}
+
+#[test]
+fn show_json_is_valid_json_with_defaults() {
+    let out = anchorctl(&["policy", "show", "--json", "policies/web.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["name"], "web");
+    assert_eq!(v["backend"], "microvm");
+    assert_eq!(v["privileged"], false);
+    assert_eq!(v["resources"]["memory"], "2GiB");
+    assert_eq!(v["resources"]["cpu_weight"], 100);
+    assert_eq!(v["nesting"]["allowed"], false);
+    assert_eq!(v["courier"]["send_to"], serde_json::json!(["work"]));
+}
+
+#[test]
+fn show_invalid_file_exits_1_with_problems() {
+    let out = anchorctl(&[
+        "policy",
+        "show",
+        "policy/tests/fixtures/bad/unknown-key.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("unknown-key.toml:5:netwrok:"));
+}
+
+#[test]
+fn help_exits_0_and_describes_the_commands() {
+    let out = anchorctl(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("policy"));
+    let out = anchorctl(&["policy", "check", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("FILE: ok") && help.contains("FILE:LINE:KEY: message"),
+        "{help}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["policy", "check"][..],
+        &["policy", "frobnicate"],
+        &["policy", "show"],
+        &["--bogus"],
+    ] {
+        let out = anchorctl(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}

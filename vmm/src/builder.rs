@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Builds a VM from a `VmConfig`: memory, KVM VM, kernel/initrd, devices,
+//! boot structures and vcpus. Running it is `runner`'s job.
+
+use std::fmt;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use kvm_ioctls::VcpuFd;
+use vm_memory::GuestMemoryMmap;
+
+use crate::arch::current::boot::{self, BootError, KernelEntry};
+use crate::arch::current::{layout, mptable};
+use crate::config::VmConfig;
+use crate::devices::boot_timer::BootTimer;
+use crate::devices::bus::{BusError, MmioBusBuilder};
+use crate::devices::i8042::I8042;
+use crate::devices::serial::{SerialDevice, SerialError, Sink};
+use crate::devices::virtio;
+use crate::exit::ExitLatch;
+use crate::vstate::memory::{self, MemoryError};
+use crate::vstate::vcpu::{self, PortDevices, VcpuCtx, VcpuError};
+use crate::vstate::vm::{Vm, VmError};
+
+/// The event manager type run on the VMM thread.
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// Build errors (all map to exit code 3).
+#[derive(Debug)]
+pub enum BuildError {
+    /// Opening the kernel or initrd.
+    Open(&'static str, PathBuf, std::io::Error),
+    /// Guest memory.
+    Memory(MemoryError),
+    /// KVM VM setup.
+    Vm(VmError),
+    /// Kernel/initrd/boot structures.
+    Boot(BootError),
+    /// vcpu setup.
+    Vcpu(VcpuError),
+    /// MP table.
+    Mptable(mptable::MptableError),
+    /// Serial output target.
+    Serial(SerialError),
+    /// MMIO bus layout.
+    Bus(BusError),
+    /// A virtio device.
+    Virtio(&'static str, virtio::VirtioError),
+    /// The event manager.
+    EventManager(event_manager::Error),
+    /// Creating an eventfd.
+    EventFd(std::io::Error),
+    /// The memory-registration helper thread died.
+    Thread,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Open(what, p, e) => write!(f, "cannot open {what} {}: {e}", p.display()),
+            Self::Memory(e) => e.fmt(f),
+            Self::Vm(e) => e.fmt(f),
+            Self::Boot(e) => e.fmt(f),
+            Self::Vcpu(e) => e.fmt(f),
+            Self::Mptable(e) => e.fmt(f),
+            Self::Serial(e) => e.fmt(f),
+            Self::Bus(e) => e.fmt(f),
+            Self::Virtio(dev, e) => write!(f, "{dev}: {e}"),
+            Self::EventManager(e) => write!(f, "event manager: {e:?}"),
+            Self::EventFd(e) => write!(f, "eventfd: {e}"),
+            Self::Thread => f.write_str("memory registration thread failed"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// A VM ready to run.
+pub struct Built {
+    /// Guest memory (kept alive for the life of the process).
+    pub mem: GuestMemoryMmap<()>,
+    /// The VM (kept alive for the life of the process).
+    pub vm: Vm,
+    /// vcpu fds, index = vcpu id.
+    pub vcpus: Vec<VcpuFd>,
+    /// Shared vcpu context.
+    pub ctx: VcpuCtx,
+    /// Event loop with every device subscriber.
+    pub events: EventManager<Subscriber>,
+    /// The final kernel command line.
+    pub cmdline: String,
+}
+
+impl fmt::Debug for Built {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Built")
+            .field("vcpus", &self.vcpus.len())
+            .field("cmdline", &self.cmdline)
+            .finish()
+    }
+}
+
+fn open(what: &'static str, p: &PathBuf) -> Result<File, BuildError> {
+    File::open(p).map_err(|e| BuildError::Open(what, p.clone(), e))
+}
+
+/// The `virtio_mmio.device=` entry for device `index`.
+pub fn virtio_cmdline_entry(index: u64) -> String {
+    let base = layout::VIRTIO_MMIO_BASE + index * layout::VIRTIO_MMIO_SIZE;
+    let irq = u64::from(layout::VIRTIO_FIRST_GSI) + index;
+    format!("virtio_mmio.device=4K@{base:#x}:{irq}")
+}
+
+/// Builds everything; nothing runs yet. Registering guest memory with KVM
+/// runs on a helper thread, overlapped with loading and device setup.
+pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
+    let mut kernel = open("kernel", &cfg.kernel)?;
+    let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
+    let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
+    let vm = Vm::new().map_err(BuildError::Vm)?;
+    std::thread::scope(|s| {
+        let slots = s.spawn(|| vm.register_memory(&mem));
+        let r = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd);
+        match slots.join() {
+            Ok(Ok(())) => r,
+            Ok(Err(e)) => Err(BuildError::Vm(e)),
+            Err(_) => Err(BuildError::Thread),
+        }
+    })
+    .map(|(vcpus, ctx, events, cmdline)| Built {
+        mem,
+        vm,
+        vcpus,
+        ctx,
+        events,
+        cmdline,
+    })
+}
+
+type Parts = (Vec<VcpuFd>, VcpuCtx, EventManager<Subscriber>, String);
+
+fn setup(
+    cfg: &VmConfig,
+    start: Instant,
+    vm: &Vm,
+    mem: &GuestMemoryMmap<()>,
+    ranges: &[layout::RamRange],
+    kernel: &mut File,
+    mut initrd: Option<File>,
+) -> Result<Parts, BuildError> {
+    let entry: KernelEntry = boot::load_kernel(mem, kernel).map_err(BuildError::Boot)?;
+    let initrd = match initrd.as_mut() {
+        Some(f) => {
+            Some(boot::load_initrd(mem, f, ranges, entry.kernel_end).map_err(BuildError::Boot)?)
+        }
+        None => None,
+    };
+
+    let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
+    let sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
+    let serial_irq = vm.irqfd(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
+    let ports = Arc::new(PortDevices {
+        serial: Mutex::new(SerialDevice::new(serial_irq, sink)),
+        i8042: Mutex::new(I8042::new()),
+    });
+
+    let mut events: EventManager<Subscriber> =
+        EventManager::new().map_err(BuildError::EventManager)?;
+    let mut bus = MmioBusBuilder::new();
+    if cfg.boot_timer {
+        bus.insert(
+            layout::BOOT_TIMER_ADDR,
+            layout::BOOT_TIMER_SIZE,
+            Arc::new(Mutex::new(BootTimer::new(start))),
+        )
+        .map_err(BuildError::Bus)?;
+    }
+
+    // Fixed order: disks, rng, vsock.
+    let mut cmdline = cfg.cmdline.clone();
+    let mut index = 0u64;
+    let mut add = |handle: virtio::VirtioDeviceHandle,
+                   bus: &mut MmioBusBuilder,
+                   events: &mut EventManager<Subscriber>,
+                   index: &mut u64|
+     -> Result<(), BuildError> {
+        let base = layout::VIRTIO_MMIO_BASE + *index * layout::VIRTIO_MMIO_SIZE;
+        bus.insert(base, layout::VIRTIO_MMIO_SIZE, handle.mmio)
+            .map_err(BuildError::Bus)?;
+        events.add_subscriber(handle.subscriber);
+        cmdline.push(' ');
+        cmdline.push_str(&virtio_cmdline_entry(*index));
+        *index += 1;
+        Ok(())
+    };
+    let gsi = |i: u64| layout::VIRTIO_FIRST_GSI + i as u32;
+    for d in &cfg.disks {
+        let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+        let bc = virtio::BlockConfig {
+            path: d.path.clone(),
+            read_only: d.read_only,
+        };
+        let h = virtio::build_block(mem.clone(), irq, &bc)
+            .map_err(|e| BuildError::Virtio("virtio-blk", e))?;
+        add(h, &mut bus, &mut events, &mut index)?;
+    }
+    let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+    let h = virtio::build_rng(mem.clone(), irq).map_err(|e| BuildError::Virtio("virtio-rng", e))?;
+    add(h, &mut bus, &mut events, &mut index)?;
+    if let Some(v) = &cfg.vsock {
+        let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+        let vc = virtio::VsockConfig {
+            guest_cid: v.cid,
+            uds_path: v.uds.clone(),
+        };
+        let h = virtio::build_vsock(mem.clone(), irq, &vc)
+            .map_err(|e| BuildError::Virtio("virtio-vsock", e))?;
+        add(h, &mut bus, &mut events, &mut index)?;
+    }
+
+    boot::write_boot_structures(mem, entry.mode, &cmdline, initrd, ranges)
+        .map_err(BuildError::Boot)?;
+    mptable::write(mem, cfg.vcpus).map_err(BuildError::Mptable)?;
+
+    let mut vcpus = Vec::with_capacity(usize::from(cfg.vcpus));
+    for id in 0..cfg.vcpus {
+        vcpus.push(vcpu::create(vm, id, cfg.vcpus, &entry).map_err(BuildError::Vcpu)?);
+    }
+    let ctx = VcpuCtx {
+        bus: bus.build(),
+        ports,
+        latch,
+    };
+    Ok((vcpus, ctx, events, cmdline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_entries_follow_the_contract() {
+        assert_eq!(
+            virtio_cmdline_entry(0),
+            "virtio_mmio.device=4K@0xd0000000:5"
+        );
+        assert_eq!(
+            virtio_cmdline_entry(2),
+            "virtio_mmio.device=4K@0xd0002000:7"
+        );
+    }
+}

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The validated VM configuration and its command-line parser.
+//! Parse -> validate -> apply: `parse` returns either a complete, checked
+//! `VmConfig` or one error naming the offending flag.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::arch::current::layout;
+use crate::devices::serial::SerialTarget;
+
+/// Default kernel command line for rooms.
+pub const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+
+/// Maximum number of vcpus.
+pub const MAX_VCPUS: u8 = 16;
+
+/// One `--disk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Image path.
+    pub path: PathBuf,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+/// `--vsock-cid` + `--vsock-uds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// Guest CID (>= 3).
+    pub cid: u64,
+    /// Host Unix socket path.
+    pub uds: PathBuf,
+}
+
+/// A complete VM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// ELF kernel.
+    pub kernel: PathBuf,
+    /// Optional initrd.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (virtio_mmio.device= entries are appended).
+    pub cmdline: String,
+    /// Disks in command-line order.
+    pub disks: Vec<DiskConfig>,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// Number of vcpus.
+    pub vcpus: u8,
+    /// Optional vsock.
+    pub vsock: Option<VsockConfig>,
+    /// Serial output.
+    pub serial: SerialTarget,
+    /// Boot timer device present.
+    pub boot_timer: bool,
+    /// Test-only: make the VMM thread issue a forbidden syscall.
+    pub seccomp_test_trigger: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Print usage and exit 0.
+    Help,
+    /// Run a VM.
+    Run(Box<VmConfig>),
+}
+
+/// A usage error: the flag and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    /// The flag (or argument) at fault.
+    pub flag: String,
+    /// What is wrong.
+    pub msg: String,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.flag, self.msg)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn err(flag: &str, msg: impl Into<String>) -> UsageError {
+    UsageError {
+        flag: flag.to_owned(),
+        msg: msg.into(),
+    }
+}
+
+/// Usage text.
+pub const USAGE: &str = "\
+usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
+                  [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
+                  [--serial stdout|file:PATH|socket:PATH] [--boot-timer] [--help]
+
+  --kernel PATH      ELF kernel: vmlinux with a PVH note (PVH boot) or a plain
+                     64-bit ELF (Linux 64-bit boot protocol)
+  --initrd PATH      initial ramdisk
+  --cmdline STR      kernel command line (default: console=ttyS0 reboot=k panic=1 ...)
+  --disk PATH[,ro]   virtio-blk disk, repeatable, in order (,ro = read-only)
+  --mem-mib N        guest RAM in MiB, 16..=16384 (default 128)
+  --vcpus N          number of vcpus, 1..=16 (default 1)
+  --vsock-cid N      guest CID (>= 3) of the virtio-vsock device
+  --vsock-uds PATH   host Unix socket of the vsock device (needs --vsock-cid)
+  --serial TARGET    serial output: stdout (default), file:PATH (created or
+                     truncated), socket:PATH (connects to a listening Unix socket)
+  --boot-timer       enable the boot-timer device at 0xc0000000
+  --help             this text
+
+exit status: 0 guest powered off or reset, 2 usage error, 3 VMM error,
+             4 guest fault (triple fault, KVM internal error, unhandled exit)
+";
+
+fn path(flag: &str, v: &str) -> Result<PathBuf, UsageError> {
+    if v.is_empty() {
+        return Err(err(flag, "empty path"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn number(flag: &str, v: &str) -> Result<u64, UsageError> {
+    v.parse::<u64>()
+        .map_err(|_| err(flag, format!("'{v}' is not a non-negative integer")))
+}
+
+fn set_once<T>(slot: &mut Option<T>, flag: &str, v: T) -> Result<(), UsageError> {
+    if slot.is_some() {
+        return Err(err(flag, "given more than once"));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn serial_target(v: &str) -> Result<SerialTarget, UsageError> {
+    const F: &str = "--serial";
+    if v == "stdout" {
+        Ok(SerialTarget::Stdout)
+    } else if let Some(p) = v.strip_prefix("file:") {
+        Ok(SerialTarget::File(path(F, p)?))
+    } else if let Some(p) = v.strip_prefix("socket:") {
+        Ok(SerialTarget::Socket(path(F, p)?))
+    } else {
+        Err(err(
+            F,
+            format!("'{v}' is not stdout, file:PATH or socket:PATH"),
+        ))
+    }
+}
+
+fn disk(v: &str) -> Result<DiskConfig, UsageError> {
+    const F: &str = "--disk";
+    let (p, ro) = match v.rsplit_once(',') {
+        Some((p, "ro")) => (p, true),
+        Some((_, opt)) => return Err(err(F, format!("unknown option '{opt}' (only ,ro)"))),
+        None => (v, false),
+    };
+    Ok(DiskConfig {
+        path: path(F, p)?,
+        read_only: ro,
+    })
+}
+
+/// Parses the arguments after argv[0].
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
+    let mut kernel = None;
+    let mut initrd = None;
+    let mut cmdline = None;
+    let mut disks = Vec::new();
+    let mut mem = None;
+    let mut vcpus = None;
+    let mut cid = None;
+    let mut uds = None;
+    let mut serial = None;
+    let mut boot_timer = false;
+    let mut trigger = false;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let flag = a.as_str();
+        if flag == "--help" || flag == "-h" {
+            return Ok(Command::Help);
+        }
+        if flag == "--boot-timer" {
+            boot_timer = true;
+            continue;
+        }
+        if cfg!(feature = "seccomp-test-trigger") && flag == "--seccomp-test-trigger" {
+            trigger = true;
+            continue;
+        }
+        let known = [
+            "--kernel",
+            "--initrd",
+            "--cmdline",
+            "--disk",
+            "--mem-mib",
+            "--vcpus",
+            "--vsock-cid",
+            "--vsock-uds",
+            "--serial",
+        ];
+        if !known.contains(&flag) {
+            return Err(err(flag, "unknown argument (see --help)"));
+        }
+        // A value never starts with "--": `--kernel --initrd x` is a missing value.
+        let v = it
+            .next()
+            .filter(|v| !v.starts_with("--"))
+            .ok_or_else(|| err(flag, "missing value"))?;
+        match flag {
+            "--kernel" => set_once(&mut kernel, flag, path(flag, &v)?)?,
+            "--initrd" => set_once(&mut initrd, flag, path(flag, &v)?)?,
+            "--cmdline" => set_once(&mut cmdline, flag, v)?,
+            "--disk" => disks.push(disk(&v)?),
+            "--mem-mib" => set_once(&mut mem, flag, number(flag, &v)?)?,
+            "--vcpus" => set_once(&mut vcpus, flag, number(flag, &v)?)?,
+            "--vsock-cid" => set_once(&mut cid, flag, number(flag, &v)?)?,
+            "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
+            _ => set_once(&mut serial, flag, serial_target(&v)?)?,
+        }
+    }
+    let kernel = kernel.ok_or_else(|| err("--kernel", "is required"))?;
+    let mem_mib = mem.unwrap_or(128);
+    if !(layout::MIN_MEM_MIB..=layout::MAX_MEM_MIB).contains(&mem_mib) {
+        return Err(err(
+            "--mem-mib",
+            format!(
+                "{mem_mib} is outside {}..={}",
+                layout::MIN_MEM_MIB,
+                layout::MAX_MEM_MIB
+            ),
+        ));
+    }
+    let vcpus = vcpus.unwrap_or(1);
+    let vcpus = u8::try_from(vcpus)
+        .ok()
+        .filter(|n| (1..=MAX_VCPUS).contains(n))
+        .ok_or_else(|| err("--vcpus", format!("{vcpus} is outside 1..={MAX_VCPUS}")))?;
+    let vsock = match (cid, uds) {
+        (None, None) => None,
+        (Some(_), None) => return Err(err("--vsock-cid", "needs --vsock-uds")),
+        (None, Some(_)) => return Err(err("--vsock-uds", "needs --vsock-cid")),
+        (Some(cid), Some(uds)) => {
+            if !(3..u64::from(u32::MAX)).contains(&cid) {
+                return Err(err(
+                    "--vsock-cid",
+                    format!("{cid} is outside 3..4294967295"),
+                ));
+            }
+            Some(VsockConfig { cid, uds })
+        }
+    };
+    let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some());
+    if devices > layout::MAX_VIRTIO_DEVICES {
+        return Err(err(
+            "--disk",
+            format!(
+                "too many devices (max {} virtio devices)",
+                layout::MAX_VIRTIO_DEVICES
+            ),
+        ));
+    }
+    let cmdline = cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.to_owned());
+    // Leave room for the appended virtio_mmio.device= entries (~40 bytes each).
+    let budget = layout::CMDLINE_MAX_SIZE.saturating_sub(1 + 40 * devices as usize);
+    if cmdline.len() > budget {
+        return Err(err("--cmdline", format!("longer than {budget} bytes")));
+    }
+    if cmdline.bytes().any(|b| b == 0 || b == b'\n') {
+        return Err(err("--cmdline", "contains a NUL or newline"));
+    }
+    Ok(Command::Run(Box::new(VmConfig {
+        kernel,
+        initrd,
+        cmdline,
+        disks,
+        mem_mib,
+        vcpus,
+        vsock,
+        serial: serial.unwrap_or(SerialTarget::Stdout),
+        boot_timer,
+        seccomp_test_trigger: trigger,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: &[&str]) -> Result<Command, UsageError> {
+        parse(a.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn full_command_line() {
+        let c = p(&[
+            "--kernel",
+            "/k",
+            "--disk",
+            "/a,ro",
+            "--disk",
+            "/b",
+            "--mem-mib",
+            "64",
+            "--vcpus",
+            "2",
+            "--vsock-cid",
+            "3",
+            "--vsock-uds",
+            "/v",
+            "--serial",
+            "file:/s",
+            "--boot-timer",
+        ])
+        .unwrap();
+        let Command::Run(c) = c else { panic!() };
+        assert_eq!(
+            c.disks[0],
+            DiskConfig {
+                path: "/a".into(),
+                read_only: true
+            }
+        );
+        assert!(!c.disks[1].read_only);
+        assert_eq!((c.mem_mib, c.vcpus, c.boot_timer), (64, 2, true));
+        assert_eq!(
+            c.vsock,
+            Some(VsockConfig {
+                cid: 3,
+                uds: "/v".into()
+            })
+        );
+        assert_eq!(c.serial, SerialTarget::File("/s".into()));
+        assert_eq!(c.cmdline, DEFAULT_CMDLINE);
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "--kernel"),
+            (&["--kernel"], "--kernel"),
+            (&["--kernel", "--initrd", "/i"], "--kernel"),
+            (&["--kernel", "/k", "--mem-mib", "99999999"], "--mem-mib"),
+            (&["--kernel", "/k", "--mem-mib", "-1"], "--mem-mib"),
+            (&["--kernel", "/k", "--vcpus", "0"], "--vcpus"),
+            (&["--kernel", "/k", "--vcpus", "300"], "--vcpus"),
+            (&["--kernel", "/k", "--vsock-cid", "3"], "--vsock-cid"),
+            (&["--kernel", "/k", "--vsock-uds", "/x"], "--vsock-uds"),
+            (
+                &["--kernel", "/k", "--vsock-cid", "2", "--vsock-uds", "/x"],
+                "--vsock-cid",
+            ),
+            (&["--kernel", "/k", "--serial", "tcp:1"], "--serial"),
+            (&["--kernel", "/k", "--disk", "/a,rw"], "--disk"),
+            (&["--kernel", "/k", "--kernel", "/k"], "--kernel"),
+            (&["--kernel", "/k", "--bogus"], "--bogus"),
+            (
+                &["--kernel", "/k", "--seccomp-test-trigger-x"],
+                "--seccomp-test-trigger-x",
+            ),
+        ];
+        for (args, flag) in cases {
+            let e = p(args).unwrap_err();
+            assert_eq!(&e.flag, flag, "{args:?}: {e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+        let long = "x".repeat(5000);
+        assert_eq!(
+            p(&["--kernel", "/k", "--cmdline", &long]).unwrap_err().flag,
+            "--cmdline"
+        );
+        assert_eq!(p(&["--help"]).unwrap(), Command::Help);
+    }
+}

@@ -1,0 +1,521 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! virtio-blk queue logic against MockSplitQueue.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::QueueT;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::process_requests;
+use super::request::*;
+use crate::devices::virtio::queue::{drain_queue, DeviceFault};
+use crate::devices::virtio::test_utils::*;
+
+const HDR: u64 = 0x1_0000;
+const DATA: u64 = 0x2_0000;
+const STATUS: u64 = 0x3_0000;
+const SECTORS: u64 = 64;
+const ID: &[u8; ID_LEN] = b"anchor-test-disk-id!";
+
+struct Fixture {
+    mem: GuestMemoryMmap<()>,
+    disk: std::fs::File,
+}
+
+fn fixture() -> Fixture {
+    let mut disk = tempfile::tempfile().unwrap();
+    for s in 0..SECTORS {
+        disk.write_all(&[s as u8; 512]).unwrap();
+    }
+    Fixture { mem: mem(), disk }
+}
+
+fn header(mem: &GuestMemoryMmap<()>, kind: u32, sector: u64) {
+    mem.write_obj(kind, GuestAddress(HDR)).unwrap();
+    mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
+    mem.write_obj(sector, GuestAddress(HDR + 8)).unwrap();
+    mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+}
+
+/// Run one chain through the device; returns (status byte, used len).
+fn run(f: &mut Fixture, parts: &[(u64, u32, bool)], ro: bool) -> (u8, u32) {
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    push_chain(&vq, &f.mem, &chain(parts, 0), 0);
+    let pass = process_requests(&mut q, &f.mem, &mut f.disk, SECTORS, ro, ID).unwrap();
+    assert_eq!(pass.used, 1);
+    assert_eq!(used_idx(&vq, &f.mem), 1);
+    let (id, len) = used_elem(&vq, &f.mem, 0);
+    assert_eq!(id, 0);
+    (f.mem.read_obj(GuestAddress(STATUS)).unwrap(), len)
+}
+
+fn std_req(data_len: u32, data_writable: bool) -> Vec<(u64, u32, bool)> {
+    vec![
+        (HDR, 16, false),
+        (DATA, data_len, data_writable),
+        (STATUS, 1, true),
+    ]
+}
+
+#[test]
+fn read_returns_sector_bytes() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 3);
+    let (st, len) = run(&mut f, &std_req(1024, true), false);
+    assert_eq!((st, len), (S_OK, 1025));
+    let mut buf = [0u8; 1024];
+    f.mem.read_slice(&mut buf, GuestAddress(DATA)).unwrap();
+    assert!(buf[..512].iter().all(|&b| b == 3));
+    assert!(buf[512..].iter().all(|&b| b == 4));
+}
+
+#[test]
+fn read_across_several_data_descriptors() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 10);
+    let parts = [
+        (HDR, 16, false),
+        (DATA, 512, true),
+        (DATA + 0x1000, 512, true),
+        (STATUS, 1, true),
+    ];
+    assert_eq!(run(&mut f, &parts, false), (S_OK, 1025));
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(DATA)).unwrap(), 10);
+    assert_eq!(
+        f.mem.read_obj::<u8>(GuestAddress(DATA + 0x1000)).unwrap(),
+        11
+    );
+}
+
+#[test]
+fn write_then_read_back() {
+    let mut f = fixture();
+    f.mem.write_slice(&[0xab; 512], GuestAddress(DATA)).unwrap();
+    header(&f.mem, T_OUT, 5);
+    assert_eq!(run(&mut f, &std_req(512, false), false), (S_OK, 1));
+    let mut buf = [0u8; 512];
+    f.disk.seek(SeekFrom::Start(5 * 512)).unwrap();
+    f.disk.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0xab));
+    header(&f.mem, T_IN, 5);
+    f.mem.write_slice(&[0; 512], GuestAddress(DATA)).unwrap();
+    assert_eq!(run(&mut f, &std_req(512, true), false), (S_OK, 513));
+    assert_eq!(
+        f.mem.read_obj::<u8>(GuestAddress(DATA + 511)).unwrap(),
+        0xab
+    );
+}
+
+#[test]
+fn write_to_read_only_disk_is_ioerr_and_disk_unchanged() {
+    let mut f = fixture();
+    f.mem.write_slice(&[0xab; 512], GuestAddress(DATA)).unwrap();
+    header(&f.mem, T_OUT, 5);
+    assert_eq!(run(&mut f, &std_req(512, false), true), (S_IOERR, 1));
+    let mut buf = [0u8; 1];
+    f.disk.seek(SeekFrom::Start(5 * 512)).unwrap();
+    f.disk.read_exact(&mut buf).unwrap();
+    assert_eq!(buf[0], 5);
+}
+
+#[test]
+fn out_of_range_sectors_are_ioerr() {
+    for (sector, len) in [
+        (SECTORS, 512),
+        (SECTORS - 1, 1024),
+        (u64::MAX, 512),
+        (u64::MAX / 512 + 1, 512),
+    ] {
+        let mut f = fixture();
+        header(&f.mem, T_IN, sector);
+        assert_eq!(
+            run(&mut f, &std_req(len, true), false),
+            (S_IOERR, 1),
+            "sector {sector}"
+        );
+    }
+    // The very last sector is fine.
+    let mut f = fixture();
+    header(&f.mem, T_IN, SECTORS - 1);
+    assert_eq!(run(&mut f, &std_req(512, true), false), (S_OK, 513));
+}
+
+#[test]
+fn length_not_multiple_of_sector_is_ioerr() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    assert_eq!(run(&mut f, &std_req(100, true), false), (S_IOERR, 1));
+}
+
+#[test]
+fn wrong_data_direction_is_ioerr() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    assert_eq!(run(&mut f, &std_req(512, false), false), (S_IOERR, 1));
+    header(&f.mem, T_OUT, 0);
+    assert_eq!(run(&mut f, &std_req(512, true), false), (S_IOERR, 1));
+    // Mixed directions.
+    header(&f.mem, T_IN, 0);
+    let parts = [
+        (HDR, 16, false),
+        (DATA, 512, true),
+        (DATA + 0x1000, 512, false),
+        (STATUS, 1, true),
+    ];
+    assert_eq!(run(&mut f, &parts, false), (S_IOERR, 1));
+}
+
+#[test]
+fn flush_and_get_id() {
+    let mut f = fixture();
+    header(&f.mem, T_FLUSH, 0);
+    assert_eq!(
+        run(&mut f, &[(HDR, 16, false), (STATUS, 1, true)], false),
+        (S_OK, 1)
+    );
+    header(&f.mem, T_GET_ID, 0);
+    assert_eq!(run(&mut f, &std_req(20, true), false), (S_OK, 21));
+    let mut id = [0u8; ID_LEN];
+    f.mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+    assert_eq!(&id, ID);
+    header(&f.mem, T_GET_ID, 0);
+    assert_eq!(run(&mut f, &std_req(8, true), false), (S_IOERR, 1));
+}
+
+#[test]
+fn unsupported_type_is_unsupp() {
+    let mut f = fixture();
+    header(&f.mem, 99, 0);
+    assert_eq!(run(&mut f, &std_req(512, true), false), (S_UNSUPP, 1));
+}
+
+#[test]
+fn missing_or_readonly_status_returns_chain_untouched() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    let (st, len) = run(
+        &mut f,
+        &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, false)],
+        false,
+    );
+    assert_eq!((st, len), (0xff, 0));
+    let (st, len) = run(&mut f, &[(HDR, 16, false)], false);
+    assert_eq!((st, len), (0xff, 0));
+    // Zero-length status descriptor.
+    let (st, len) = run(
+        &mut f,
+        &[(HDR, 16, false), (DATA, 512, true), (STATUS, 0, true)],
+        false,
+    );
+    assert_eq!((st, len), (0xff, 0));
+}
+
+#[test]
+fn short_or_writable_header_is_ioerr() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    assert_eq!(
+        run(
+            &mut f,
+            &[(HDR, 8, false), (DATA, 512, true), (STATUS, 1, true)],
+            false
+        ),
+        (S_IOERR, 1)
+    );
+    assert_eq!(
+        run(
+            &mut f,
+            &[(HDR, 16, true), (DATA, 512, true), (STATUS, 1, true)],
+            false
+        ),
+        (S_IOERR, 1)
+    );
+}
+
+#[test]
+fn out_of_memory_and_huge_buffers_are_ioerr() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    let beyond = MEM_SIZE as u64 - 256;
+    for parts in [
+        vec![(HDR, 16, false), (beyond, 512, true), (STATUS, 1, true)],
+        vec![
+            (HDR, 16, false),
+            (u64::MAX - 100, 512, true),
+            (STATUS, 1, true),
+        ],
+        vec![(HDR, 16, false), (DATA, !511u32, true), (STATUS, 1, true)],
+        vec![
+            (MEM_SIZE as u64 + 0x1000, 16, false),
+            (DATA, 512, true),
+            (STATUS, 1, true),
+        ],
+    ] {
+        assert_eq!(run(&mut f, &parts, false), (S_IOERR, 1), "{parts:?}");
+    }
+    // Status byte outside memory: nothing to write, chain returned with length 0.
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    push_chain(
+        &vq,
+        &f.mem,
+        &chain(
+            &[(HDR, 16, false), (DATA, 512, true), (u64::MAX, 1, true)],
+            0,
+        ),
+        0,
+    );
+    process_requests(&mut q, &f.mem, &mut f.disk, SECTORS, false, ID).unwrap();
+    assert_eq!(used_elem(&vq, &f.mem, 0), (0, 0));
+}
+
+#[test]
+fn u32_total_length_overflow_is_refused() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    let parts = [
+        (HDR, 16, false),
+        (DATA, 0x8000_0000, true),
+        (DATA, 0x8000_0000, true),
+        (STATUS, 1, true),
+    ];
+    let (st, len) = run(&mut f, &parts, false);
+    // virtio-queue ends the walk at the overflow: no status descriptor is seen.
+    assert!(matches!((st, len), (0xff, 0) | (S_IOERR, 1)), "{st} {len}");
+}
+
+#[test]
+fn zero_length_data_is_an_empty_read() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    assert_eq!(run(&mut f, &std_req(0, true), false), (S_OK, 1));
+}
+
+#[test]
+fn descriptor_loop_terminates() {
+    let f = fixture();
+    header(&f.mem, T_IN, 0);
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    // 0 -> 1 -> 2 -> 1 -> 2 ...
+    vq.desc_table().store(0, desc(HDR, 16, NEXT, 1)).unwrap();
+    vq.desc_table()
+        .store(1, desc(DATA, 512, NEXT | WRITE, 2))
+        .unwrap();
+    vq.desc_table()
+        .store(2, desc(STATUS, 1, NEXT | WRITE, 1))
+        .unwrap();
+    make_avail(&vq, &f.mem, 0);
+    let mut disk = f.disk;
+    let pass = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    assert_eq!(pass.used, 1);
+    assert_eq!(used_idx(&vq, &f.mem), 1);
+}
+
+#[test]
+fn indirect_tables_work_and_nested_indirect_is_refused() {
+    let f = fixture();
+    let mut disk = f.disk;
+    header(&f.mem, T_IN, 7);
+    let table = 0x4_0000u64;
+    for (i, d) in chain(&[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)], 0)
+        .iter()
+        .enumerate()
+    {
+        f.mem
+            .write_obj(*d, GuestAddress(table + 16 * i as u64))
+            .unwrap();
+    }
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    vq.desc_table()
+        .store(0, desc(table, 48, INDIRECT, 0))
+        .unwrap();
+    make_avail(&vq, &f.mem, 0);
+    process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    assert_eq!(used_elem(&vq, &f.mem, 0), (0, 513));
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(DATA)).unwrap(), 7);
+
+    // Indirect inside indirect: the walk stops, the request fails without a status.
+    let table2 = 0x5_0000u64;
+    f.mem
+        .write_obj(desc(HDR, 16, NEXT, 1), GuestAddress(table2))
+        .unwrap();
+    f.mem
+        .write_obj(desc(table, 48, INDIRECT, 0), GuestAddress(table2 + 16))
+        .unwrap();
+    vq.desc_table()
+        .store(1, desc(table2, 32, INDIRECT, 0))
+        .unwrap();
+    f.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+    make_avail(&vq, &f.mem, 1);
+    process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    assert_eq!(used_elem(&vq, &f.mem, 1), (1, 0));
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0xff);
+
+    // Indirect table with a length that is not a multiple of 16.
+    vq.desc_table()
+        .store(2, desc(table, 47, INDIRECT, 0))
+        .unwrap();
+    make_avail(&vq, &f.mem, 2);
+    process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    assert_eq!(used_elem(&vq, &f.mem, 2), (2, 0));
+}
+
+#[test]
+fn avail_index_jump_is_a_device_fault() {
+    let f = fixture();
+    let mut disk = f.disk;
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    f.mem
+        .write_obj(17u16, vq.avail_addr().checked_add(2).unwrap())
+        .unwrap();
+    let err = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap_err();
+    assert_eq!(err, DeviceFault::AvailIndex);
+}
+
+#[test]
+fn head_index_out_of_table_is_a_device_fault() {
+    let f = fixture();
+    let mut disk = f.disk;
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    make_avail(&vq, &f.mem, 300);
+    let err = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap_err();
+    assert_eq!(err, DeviceFault::DescriptorIndex);
+}
+
+#[test]
+fn work_per_call_is_bounded() {
+    let f = fixture();
+    header(&f.mem, T_FLUSH, 0);
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    for i in 0..8u16 {
+        push_chain(
+            &vq,
+            &f.mem,
+            &chain(&[(HDR, 16, false), (STATUS, 1, true)], i * 2),
+            i * 2,
+        );
+    }
+    let mut n = 0;
+    let pass = drain_queue(&mut q, &f.mem, 3, |_| {
+        n += 1;
+        Some(0)
+    })
+    .unwrap();
+    assert_eq!((pass.used, pass.more, n), (3, true, 3));
+    let mut disk = f.disk;
+    let pass = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    assert_eq!((pass.used, pass.more), (5, false));
+    assert_eq!(q.size(), 16);
+}
+
+#[test]
+fn block_open_reads_capacity_and_flags() {
+    use crate::devices::virtio::{BlockConfig, VirtioDevice};
+    let mut tmp = tempfile::NamedTempFile::new().unwrap();
+    tmp.write_all(&[0u8; 4096]).unwrap();
+    let cfg = BlockConfig {
+        path: tmp.path().to_path_buf(),
+        read_only: true,
+    };
+    let b = super::Block::open(&cfg).unwrap();
+    assert_eq!(b.capacity(), 8);
+    assert_eq!(&b.config_space()[..8], &8u64.to_le_bytes());
+    assert_eq!(&b.config_space()[12..16], &super::SEG_MAX.to_le_bytes());
+    assert_ne!(b.avail_features() & super::F_SEG_MAX, 0);
+    assert_ne!(b.avail_features() & super::F_RO, 0);
+    tmp.write_all(&[0u8; 100]).unwrap();
+    assert!(matches!(
+        super::Block::open(&cfg),
+        Err(crate::devices::virtio::VirtioError::DiskNotSectorAligned(
+            4196
+        ))
+    ));
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A data descriptor: (address selector, length, device-writable).
+    fn data_desc() -> impl Strategy<Value = (u8, u32, bool)> {
+        (
+            any::<u8>(),
+            prop_oneof![Just(0u32), Just(512), Just(1024), 0u32..5000, any::<u32>()],
+            any::<bool>(),
+        )
+    }
+
+    fn addr(sel: u8) -> u64 {
+        match sel % 8 {
+            0 => MEM_SIZE as u64 - 100,
+            1 => u64::MAX - 1000,
+            _ => DATA + u64::from(sel) * 0x800,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn parser_enforces_request_rules(
+            kind in prop_oneof![Just(T_IN), Just(T_OUT), Just(T_FLUSH), Just(T_GET_ID), any::<u32>()],
+            sector in prop_oneof![0u64..80, any::<u64>()],
+            hdr_len in prop_oneof![Just(16u32), 0u32..32],
+            hdr_writable in prop::bool::weighted(0.1),
+            datas in proptest::collection::vec(data_desc(), 0..5),
+            status_len in prop_oneof![Just(1u32), 0u32..3],
+            status_writable in prop::bool::weighted(0.9),
+            ro in any::<bool>(),
+        ) {
+            let mut f = fixture();
+            header(&f.mem, kind, sector);
+            let mut parts = vec![(HDR, hdr_len, hdr_writable)];
+            parts.extend(datas.iter().map(|&(a, l, w)| (addr(a), l, w)));
+            parts.push((STATUS, status_len, status_writable));
+            let vq = MockSplitQueue::new(&f.mem, 16);
+            let mut q = queue(&vq);
+            push_chain(&vq, &f.mem, &chain(&parts, 0), 0);
+            let chain = {
+                use virtio_queue::QueueOwnedT;
+                q.iter(&f.mem).unwrap().next().unwrap()
+            };
+            let writable: u64 = parts.iter().filter(|p| p.2).map(|p| u64::from(p.1)).sum();
+            match parse(chain.clone(), &f.mem, SECTORS, ro) {
+                Ok(req) => {
+                    prop_assert!([T_IN, T_OUT, T_FLUSH, T_GET_ID].contains(&req.kind));
+                    prop_assert!(!hdr_writable && hdr_len >= 16 && status_writable && status_len >= 1);
+                    if req.kind == T_IN || req.kind == T_OUT {
+                        prop_assert_eq!(req.data_len % 512, 0);
+                        prop_assert!(req.sector.checked_add(req.data_len / 512).is_some_and(|e| e <= SECTORS));
+                        prop_assert!(req.kind == T_IN || !ro);
+                    }
+                }
+                Err(ParseError::Bad { addr, .. }) => prop_assert_eq!(addr, GuestAddress(STATUS)),
+                Err(ParseError::NoStatus) => {}
+            }
+            let before = {
+                let mut v = vec![0u8; (SECTORS * 512) as usize];
+                f.disk.seek(SeekFrom::Start(0)).unwrap();
+                f.disk.read_exact(&mut v).unwrap();
+                v
+            };
+            let used = handle_chain(chain, &f.mem, &mut f.disk, SECTORS, ro, ID);
+            prop_assert!(u64::from(used) <= writable);
+            let mut after = vec![0u8; (SECTORS * 512) as usize];
+            f.disk.seek(SeekFrom::Start(0)).unwrap();
+            f.disk.read_exact(&mut after).unwrap();
+            prop_assert_eq!(f.disk.metadata().unwrap().len(), SECTORS * 512, "never grows the disk");
+            if ro || kind != T_OUT {
+                prop_assert!(before == after, "disk changed without a valid write");
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The raw system calls of the virtio devices (all `unsafe` of this module tree lives here).
+
+/// Fill `buf` from the kernel's random pool (getrandom(2), no flags: blocks only until the
+/// pool is initialised at boot). Returns the number of bytes filled.
+pub fn getrandom(buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: the pointer and length describe `buf`, a valid writable slice that outlives
+    // the call; getrandom writes at most `buf.len()` bytes into it.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// Connect a non-blocking Unix stream socket to `path`. Unlike std's blocking connect this
+/// never waits: a listener with a full backlog yields `WouldBlock` at once.
+pub fn connect_unix_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
+    let bytes = path.as_os_str().as_bytes();
+    let mut addr = libc::sockaddr_un {
+        sun_family: libc::AF_UNIX as libc::sa_family_t,
+        sun_path: [0; 108],
+    };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2), is valid and owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sa_family_t>()
+        .saturating_add(bytes.len())
+        .saturating_add(1);
+    let len = libc::socklen_t::try_from(len).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: `addr` is a fully initialised sockaddr_un that outlives the call and `len`
+    // does not exceed its size; `fd` is a valid socket.
+    let r = unsafe { libc::connect(fd, std::ptr::from_ref(&addr).cast::<libc::sockaddr>(), len) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(UnixStream::from(owned))
+}

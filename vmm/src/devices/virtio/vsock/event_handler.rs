@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The thin event side of virtio-vsock: host Unix sockets (listener, sockets still sending
+//! their CONNECT line, connection streams), the housekeeping timer, and the
+//! `VirtioDevice` glue that runs the queue logic of the parent module after each event.
+
+use std::io::{ErrorKind, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
+
+use event_manager::EventSet;
+
+use super::conn::{need, Conn, Deliver, State};
+use super::{
+    deadline, parse_connect, Pending, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
+    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TXQ,
+};
+use crate::devices::virtio::queue::{DeviceFault, FdRegistry, QueueCtx, INT_VRING};
+use crate::devices::virtio::{VirtioDevice, TYPE_VSOCK};
+
+impl Vsock {
+    pub(super) fn bury(&mut self, reg: &mut dyn FdRegistry) {
+        for s in self.graveyard.drain(..) {
+            reg.remove(s.as_raw_fd());
+        }
+    }
+
+    pub(super) fn accept_host(&mut self, reg: &mut dyn FdRegistry) {
+        for _ in 0..MAX_PENDING {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let Some(slot) = self.pending.iter().position(Option::is_none) else {
+                continue;
+            };
+            if !self.active || stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let Ok(idx) = u32::try_from(slot) else {
+                continue;
+            };
+            if !reg.add(
+                stream.as_raw_fd(),
+                EV_PENDING + idx,
+                EventSet::IN | EventSet::READ_HANG_UP,
+            ) {
+                continue;
+            }
+            let p = Pending {
+                stream,
+                line: [0; MAX_CONNECT_LINE],
+                len: 0,
+                deadline: deadline(),
+            };
+            if let Some(s) = self.pending.get_mut(slot) {
+                *s = Some(p);
+            }
+        }
+    }
+
+    pub(super) fn drop_pending(
+        &mut self,
+        slot: usize,
+        reg: &mut dyn FdRegistry,
+    ) -> Option<Pending> {
+        let p = self.pending.get_mut(slot).and_then(Option::take)?;
+        reg.remove(p.stream.as_raw_fd());
+        Some(p)
+    }
+
+    pub(super) fn pending_readable(&mut self, slot: usize, reg: &mut dyn FdRegistry) {
+        let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let room = p.line.get_mut(p.len..).unwrap_or(&mut []);
+        let n = if room.is_empty() {
+            0
+        } else {
+            match p.stream.read(room) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                    return
+                }
+                Err(_) => 0,
+            }
+        };
+        if n == 0 {
+            self.drop_pending(slot, reg);
+            return;
+        }
+        p.len = p.len.saturating_add(n);
+        let line = p.line.get(..p.len).unwrap_or(&[]);
+        let Some(nl) = line.iter().position(|&b| b == b'\n') else {
+            if p.len >= MAX_CONNECT_LINE {
+                self.drop_pending(slot, reg);
+            }
+            return;
+        };
+        let port = parse_connect(line.get(..=nl).unwrap_or(&[]));
+        let Some(p) = self.drop_pending(slot, reg) else {
+            return;
+        };
+        let (Some(port), Some(cslot), true) = (port, self.free_slot(), self.active) else {
+            return;
+        };
+        let local = self.alloc_local_port();
+        let c = Conn::new(
+            p.stream,
+            local,
+            port,
+            self.guest_cid,
+            State::Connecting(deadline()),
+            need::REQUEST,
+        );
+        if self.add_conn(cslot, c, reg) {}
+    }
+
+    pub(super) fn conn_event(&mut self, slot: usize, set: EventSet) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if set.intersects(EventSet::IN | EventSet::READ_HANG_UP | EventSet::HANG_UP) {
+            c.readable = true;
+        }
+        if set.contains(EventSet::OUT) && c.flush() == Deliver::Reset {
+            c.needs |= need::RST;
+        }
+        if set.contains(EventSet::ERROR) {
+            c.needs |= need::RST;
+        }
+    }
+
+    pub(super) fn tick(&mut self, reg: &mut dyn FdRegistry) {
+        let _ = self.timer.wait();
+        let now = Instant::now();
+        for slot in 0..self.pending.len() {
+            if self
+                .pending
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.deadline <= now)
+            {
+                self.drop_pending(slot, reg);
+            }
+        }
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            match c.state {
+                State::Connecting(d) if d <= now => c.needs |= need::RST,
+                State::Closing(d) if d <= now => self.remove_conn(slot, reg),
+                _ => {}
+            }
+        }
+    }
+
+    /// Run rx/tx after any event and raise the interrupt if buffers were used.
+    pub(super) fn pump(
+        &mut self,
+        ctx: &mut QueueCtx<'_>,
+        reg: &mut dyn FdRegistry,
+        tx: bool,
+    ) -> Result<bool, DeviceFault> {
+        let mut more = false;
+        let mut used = 0;
+        if tx {
+            if let Some(q) = ctx.queues.get_mut(TXQ) {
+                let p = self.process_tx(q, ctx.mem, reg)?;
+                used += p.used;
+                more |= p.more;
+            }
+        }
+        if let Some(q) = ctx.queues.get_mut(RXQ) {
+            let p = self.process_rx(q, ctx.mem, reg)?;
+            used += p.used;
+            more |= p.more;
+        }
+        if used > 0 {
+            ctx.interrupt.raise(INT_VRING);
+        }
+        Ok(more)
+    }
+}
+
+impl VirtioDevice for Vsock {
+    fn device_type(&self) -> u32 {
+        TYPE_VSOCK
+    }
+    fn avail_features(&self) -> u64 {
+        // VIRTIO_VSOCK_F_STREAM is implied; no SEQPACKET.
+        0
+    }
+    fn queue_max_sizes(&self) -> &'static [u16] {
+        QUEUE_SIZES
+    }
+    fn config_space(&self) -> &[u8] {
+        &self.config
+    }
+    fn activate(&mut self, _ctx: &mut QueueCtx<'_>) -> Result<(), DeviceFault> {
+        self.active = true;
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.active = false;
+        for c in self.conns.iter_mut().filter_map(Option::take) {
+            self.graveyard.push(c.stream);
+        }
+        for p in self.pending.iter_mut().filter_map(Option::take) {
+            self.graveyard.push(p.stream);
+        }
+        self.orphans.clear();
+    }
+    fn process_queue(
+        &mut self,
+        index: usize,
+        ctx: &mut QueueCtx<'_>,
+        reg: &mut dyn FdRegistry,
+    ) -> Result<bool, DeviceFault> {
+        self.pump(ctx, reg, index == TXQ)
+    }
+    fn housekeeping(&mut self, reg: &mut dyn FdRegistry) {
+        self.bury(reg);
+    }
+    fn register_extra(&mut self, reg: &mut dyn FdRegistry) {
+        let _ = reg.add(self.listener.as_raw_fd(), EV_LISTENER, EventSet::IN);
+        let _ = reg.add(self.timer.as_raw_fd(), EV_TIMER, EventSet::IN);
+    }
+    fn process_extra(
+        &mut self,
+        fd: RawFd,
+        data: u32,
+        set: EventSet,
+        reg: &mut dyn FdRegistry,
+        ctx: Option<&mut QueueCtx<'_>>,
+    ) -> Result<bool, DeviceFault> {
+        match data {
+            EV_LISTENER => self.accept_host(reg),
+            EV_TIMER => self.tick(reg),
+            d if (EV_PENDING..EV_PENDING + MAX_PENDING as u32).contains(&d) => {
+                let slot = (d - EV_PENDING) as usize;
+                if self.pending.get(slot).is_some_and(Option::is_some) {
+                    self.pending_readable(slot, reg);
+                } else {
+                    reg.remove(fd);
+                }
+            }
+            d if (EV_CONN..EV_CONN + MAX_CONNS as u32).contains(&d) => {
+                let slot = (d - EV_CONN) as usize;
+                if self.conns.get(slot).is_some_and(Option::is_some) {
+                    self.conn_event(slot, set);
+                } else {
+                    reg.remove(fd);
+                }
+            }
+            _ => {}
+        }
+        match ctx {
+            Some(ctx) => self.pump(ctx, reg, false),
+            None => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Runs a built VM: one thread per vcpu, the event loop on the calling (VMM)
+//! thread, seccomp on every thread before the first guest instruction, and
+//! the process exit once the first terminal condition is latched.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::{Arc, Barrier};
+
+use event_manager::{EventOps, Events, MutEventSubscriber, SubscriberOps};
+use vmm_sys_util::epoll::EventSet;
+
+use crate::builder::{Built, Subscriber};
+use crate::exit::{ExitLatch, Stop, EXIT_VMM_ERROR};
+use crate::seccomp::{self, ThreadKind};
+use crate::sys;
+use crate::vstate::vcpu;
+
+/// Wakes the event loop when the exit latch fires.
+struct ExitWatcher {
+    latch: Arc<ExitLatch>,
+}
+
+impl MutEventSubscriber for ExitWatcher {
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.latch.evt.read();
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if ops.add(Events::new(&self.latch.evt, EventSet::IN)).is_err() {
+            self.latch
+                .request(Stop::new(EXIT_VMM_ERROR, "cannot watch the exit eventfd"));
+        }
+    }
+}
+
+/// Options for `run`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Test-only: issue a forbidden syscall on the VMM thread after its
+    /// filter is installed.
+    pub seccomp_test_trigger: bool,
+    /// Leave KVM's VM destruction to a holder process (see
+    /// `sys::spawn_teardown_holder`), so the VMM exits ~16 ms sooner.
+    pub defer_teardown: bool,
+}
+
+/// Runs the VM to its end and returns why it stopped. The caller exits the
+/// process right away (the VM, its memory and the vcpu threads are left to
+/// the kernel's teardown).
+pub fn run(built: Built, opts: RunOptions) -> Stop {
+    let Built {
+        mem,
+        vm,
+        vcpus,
+        ctx,
+        mut events,
+        cmdline: _,
+    } = built;
+    let latch = ctx.latch.clone();
+    let mut keep: Vec<std::os::fd::RawFd> = vec![vm.kvm.as_raw_fd(), vm.fd.as_raw_fd()];
+    keep.extend(vcpus.iter().map(|v| v.as_raw_fd()));
+    if opts.defer_teardown {
+        if let Err(e) = sys::spawn_teardown_holder(&mem, &keep) {
+            return Stop::new(EXIT_VMM_ERROR, format!("forking the teardown holder: {e}"));
+        }
+    }
+    let watcher: Subscriber = Arc::new(std::sync::Mutex::new(ExitWatcher {
+        latch: latch.clone(),
+    }));
+    events.add_subscriber(watcher);
+    if let Err(e) = sys::install_kick_handler() {
+        return Stop::new(
+            EXIT_VMM_ERROR,
+            format!("installing the vcpu kick handler: {e}"),
+        );
+    }
+
+    let start = Arc::new(Barrier::new(vcpus.len() + 1));
+    let mut threads = Vec::with_capacity(vcpus.len());
+    for (id, fd) in vcpus.into_iter().enumerate() {
+        let ctx = ctx.clone();
+        let start = start.clone();
+        let id = id as u8;
+        let spawned = std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let mut fd = fd;
+                let ok = match seccomp::install(ThreadKind::Vcpu) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        ctx.latch.request(Stop::new(EXIT_VMM_ERROR, e.to_string()));
+                        false
+                    }
+                };
+                start.wait();
+                if ok && !ctx.latch.is_stopping() {
+                    vcpu::run(&mut fd, id, &ctx);
+                }
+                // Never return (and never drop `fd`): thread exit and fd close
+                // would need syscalls (close, munmap,
+                // sigaltstack) that the filter does not allow, and the
+                // process is about to exit anyway.
+                loop {
+                    std::thread::park();
+                }
+            });
+        match spawned {
+            Ok(h) => threads.push(h),
+            Err(e) => {
+                return Stop::new(EXIT_VMM_ERROR, format!("spawning vcpu thread {id}: {e}"));
+            }
+        }
+    }
+
+    if let Err(e) = seccomp::install(ThreadKind::Vmm) {
+        latch.request(Stop::new(EXIT_VMM_ERROR, e.to_string()));
+    }
+    start.wait();
+    if opts.seccomp_test_trigger {
+        #[cfg(feature = "seccomp-test-trigger")]
+        sys::forbidden_syscall();
+    }
+
+    while !latch.is_stopping() {
+        if let Err(e) = events.run() {
+            latch.request(Stop::new(EXIT_VMM_ERROR, format!("event loop: {e:?}")));
+        }
+    }
+    // Stop the other vcpus promptly (they also die with the process).
+    for t in &threads {
+        sys::kick_thread(t.as_pthread_t());
+    }
+    if let Ok(mut s) = ctx.ports.serial.try_lock() {
+        s.flush();
+    }
+    // Keep VM and memory alive until the process exits: no teardown work.
+    std::mem::forget(vm);
+    std::mem::forget(mem);
+    std::mem::forget(threads);
+    std::mem::forget(events);
+    latch
+        .take()
+        .unwrap_or_else(|| Stop::new(EXIT_VMM_ERROR, "stopped without a reason"))
+}

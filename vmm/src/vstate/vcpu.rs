@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! vcpu configuration and the exit-handling loop. Nothing here may panic:
+//! every value comes from the guest.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use crate::arch::current::boot::KernelEntry;
+use crate::arch::current::{cpuid, layout, regs};
+use crate::devices::bus::{Access, MmioBus};
+use crate::devices::i8042::{self, I8042};
+use crate::devices::serial::SerialDevice;
+use crate::exit::{ExitLatch, Stop, EXIT_GUEST_FAULT, EXIT_OK, EXIT_VMM_ERROR};
+use crate::vstate::vm::Vm;
+
+/// vcpu setup errors.
+#[derive(Debug)]
+pub struct VcpuError {
+    step: &'static str,
+    source: kvm_ioctls::Error,
+}
+
+impl fmt::Display for VcpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vcpu setup: {}: {}", self.step, self.source)
+    }
+}
+
+impl std::error::Error for VcpuError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn step(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
+    move |source| VcpuError { step, source }
+}
+
+/// Creates and configures vcpu `id` of `count`. Only vcpu 0 gets boot
+/// registers; the others wait for INIT/SIPI in the in-kernel LAPIC.
+pub fn create(vm: &Vm, id: u8, count: u8, entry: &KernelEntry) -> Result<VcpuFd, VcpuError> {
+    let fd = vm
+        .fd
+        .create_vcpu(u64::from(id))
+        .map_err(step("KVM_CREATE_VCPU"))?;
+    let mut cpuid = vm
+        .kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(step("KVM_GET_SUPPORTED_CPUID"))?;
+    cpuid::filter(cpuid.as_mut_slice(), id, count);
+    // This host's KVM accepts and ignores it; nested KVM honours it.
+    fd.set_cpuid2(&cpuid).map_err(step("KVM_SET_CPUID2"))?;
+    let msrs = regs::boot_msrs_fam().map_err(|_| VcpuError {
+        step: "building MSR list",
+        source: kvm_ioctls::Error::new(libc::EINVAL),
+    })?;
+    fd.set_msrs(&msrs).map_err(step("KVM_SET_MSRS"))?;
+    let mut lapic = fd.get_lapic().map_err(step("KVM_GET_LAPIC"))?;
+    regs::setup_lint(&mut lapic);
+    fd.set_lapic(&lapic).map_err(step("KVM_SET_LAPIC"))?;
+    if id == 0 {
+        let sregs = fd.get_sregs().map_err(step("KVM_GET_SREGS"))?;
+        fd.set_sregs(&regs::boot_sregs(entry.mode, sregs))
+            .map_err(step("KVM_SET_SREGS"))?;
+        fd.set_regs(&regs::boot_regs(entry))
+            .map_err(step("KVM_SET_REGS"))?;
+        fd.set_fpu(&regs::boot_fpu()).map_err(step("KVM_SET_FPU"))?;
+    }
+    Ok(fd)
+}
+
+/// Legacy port devices, shared by all vcpus.
+#[derive(Debug)]
+pub struct PortDevices {
+    /// The UART at 0x3f8.
+    pub serial: Mutex<SerialDevice>,
+    /// The keyboard controller.
+    pub i8042: Mutex<I8042>,
+}
+
+/// Everything a vcpu thread needs.
+#[derive(Debug, Clone)]
+pub struct VcpuCtx {
+    /// MMIO bus.
+    pub bus: MmioBus,
+    /// Port devices.
+    pub ports: Arc<PortDevices>,
+    /// Exit latch.
+    pub latch: Arc<ExitLatch>,
+}
+
+static UNMAPPED_LOGS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs the first 8 unmapped accesses, then every power-of-two-th one.
+fn log_unmapped(kind: &str, addr: u64, len: usize) {
+    let n = UNMAPPED_LOGS.fetch_add(1, Ordering::Relaxed);
+    if n < 8 || n.is_power_of_two() {
+        eprintln!(
+            "anchor-vmm: guest {kind} of {len} bytes at unmapped {addr:#x} ignored ({} so far)",
+            n + 1
+        );
+    }
+}
+
+fn port_in(ctx: &VcpuCtx, port: u16, data: &mut [u8]) {
+    data.fill(0xff);
+    let serial_end = layout::SERIAL_PORT + 8;
+    if (layout::SERIAL_PORT..serial_end).contains(&port) {
+        if let (Some(first), Ok(mut s)) = (data.first_mut(), ctx.ports.serial.lock()) {
+            *first = s.read((port - layout::SERIAL_PORT) as u8);
+        }
+    } else if port == i8042::DATA_PORT || port == i8042::CMD_PORT {
+        if let (Some(first), Ok(mut k)) = (data.first_mut(), ctx.ports.i8042.lock()) {
+            *first = k.read(port);
+        }
+    }
+}
+
+fn port_out(ctx: &VcpuCtx, port: u16, data: &[u8]) -> Option<Stop> {
+    let v = *data.first()?;
+    let serial_end = layout::SERIAL_PORT + 8;
+    if (layout::SERIAL_PORT..serial_end).contains(&port) {
+        if let Ok(mut s) = ctx.ports.serial.lock() {
+            s.write((port - layout::SERIAL_PORT) as u8, v);
+        }
+    } else if port == i8042::DATA_PORT || port == i8042::CMD_PORT {
+        let action = match ctx.ports.i8042.lock() {
+            Ok(mut k) => k.write(port, v),
+            Err(_) => i8042::Action::None,
+        };
+        if action == i8042::Action::Reset {
+            return Some(Stop::new(EXIT_OK, "guest reset (i8042)"));
+        }
+    }
+    // Anything else (0x80 POST codes, probes of absent hardware) is ignored.
+    None
+}
+
+/// One exit; `Some` when the VM must stop.
+fn handle(ctx: &VcpuCtx, exit: VcpuExit<'_>) -> Option<Stop> {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            port_in(ctx, port, data);
+            None
+        }
+        VcpuExit::IoOut(port, data) => port_out(ctx, port, data),
+        VcpuExit::MmioRead(addr, data) => {
+            match ctx.bus.read(addr, data) {
+                Access::Handled => {}
+                Access::Unmapped => log_unmapped("read", addr, data.len()),
+                Access::DeviceFailed => {
+                    return Some(Stop::new(
+                        EXIT_VMM_ERROR,
+                        format!("device at {addr:#x} failed"),
+                    ))
+                }
+            }
+            None
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            match ctx.bus.write(addr, data) {
+                Access::Handled => {}
+                Access::Unmapped => log_unmapped("write", addr, data.len()),
+                Access::DeviceFailed => {
+                    return Some(Stop::new(
+                        EXIT_VMM_ERROR,
+                        format!("device at {addr:#x} failed"),
+                    ))
+                }
+            }
+            None
+        }
+        // Only reached without an in-kernel LAPIC halt path: treat as power-off.
+        VcpuExit::Hlt => Some(Stop::new(EXIT_OK, "guest halted")),
+        VcpuExit::Shutdown => Some(Stop::new(
+            EXIT_GUEST_FAULT,
+            "guest fault: triple fault (KVM_EXIT_SHUTDOWN)",
+        )),
+        VcpuExit::FailEntry(reason, cpu) => Some(Stop::new(
+            EXIT_GUEST_FAULT,
+            format!("guest fault: VM entry failed (reason {reason:#x}, cpu {cpu})"),
+        )),
+        VcpuExit::InternalError => Some(Stop::new(
+            EXIT_GUEST_FAULT,
+            "guest fault: KVM internal error (emulation failure)",
+        )),
+        VcpuExit::SystemEvent(ty, _) => match ty {
+            KVM_SYSTEM_EVENT_SHUTDOWN => Some(Stop::new(EXIT_OK, "guest powered off")),
+            KVM_SYSTEM_EVENT_RESET => Some(Stop::new(EXIT_OK, "guest reset")),
+            other => Some(Stop::new(
+                EXIT_GUEST_FAULT,
+                format!("guest fault: system event {other}"),
+            )),
+        },
+        VcpuExit::Intr => None,
+        other => Some(Stop::new(
+            EXIT_GUEST_FAULT,
+            format!("guest fault: unhandled VM exit {}", exit_name(&other)),
+        )),
+    }
+}
+
+fn exit_name(e: &VcpuExit<'_>) -> &'static str {
+    match e {
+        VcpuExit::Unknown => "Unknown",
+        VcpuExit::Exception => "Exception",
+        VcpuExit::Hypercall(_) => "Hypercall",
+        VcpuExit::Debug(_) => "Debug",
+        VcpuExit::IrqWindowOpen => "IrqWindowOpen",
+        VcpuExit::Nmi => "Nmi",
+        VcpuExit::Unsupported(_) => "Unsupported",
+        _ => "other",
+    }
+}
+
+/// Runs the vcpu until the VM stops. Never returns an error: every terminal
+/// condition goes through the latch.
+pub fn run(fd: &mut VcpuFd, id: u8, ctx: &VcpuCtx) {
+    crate::sys::register_immediate_exit(&mut fd.get_kvm_run().immediate_exit);
+    loop {
+        if ctx.latch.is_stopping() {
+            return;
+        }
+        let stop = match fd.run() {
+            Ok(exit) => handle(ctx, exit),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                fd.set_kvm_immediate_exit(0);
+                None
+            }
+            Err(e) => Some(Stop::new(
+                EXIT_VMM_ERROR,
+                format!("vcpu {id}: KVM_RUN failed: {e}"),
+            )),
+        };
+        if let Some(s) = stop {
+            ctx.latch.request(s);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::bus::MmioBusBuilder;
+    use crate::devices::serial::{SerialTarget, Sink};
+    use vmm_sys_util::eventfd::EventFd;
+
+    fn ctx(dir: &std::path::Path) -> VcpuCtx {
+        let sink = Sink::open(&SerialTarget::File(dir.join("serial"))).unwrap();
+        VcpuCtx {
+            bus: MmioBusBuilder::new().build(),
+            ports: Arc::new(PortDevices {
+                serial: Mutex::new(SerialDevice::new(EventFd::new(0).unwrap(), sink)),
+                i8042: Mutex::new(I8042::new()),
+            }),
+            latch: Arc::new(ExitLatch::new().unwrap()),
+        }
+    }
+
+    fn code(s: Option<Stop>) -> Option<i32> {
+        s.map(|s| s.code)
+    }
+
+    #[test]
+    fn exits_map_to_the_documented_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ctx(dir.path());
+        assert_eq!(code(handle(&c, VcpuExit::Shutdown)), Some(EXIT_GUEST_FAULT));
+        assert_eq!(
+            code(handle(&c, VcpuExit::InternalError)),
+            Some(EXIT_GUEST_FAULT)
+        );
+        assert_eq!(
+            code(handle(&c, VcpuExit::FailEntry(7, 0))),
+            Some(EXIT_GUEST_FAULT)
+        );
+        assert_eq!(code(handle(&c, VcpuExit::Unknown)), Some(EXIT_GUEST_FAULT));
+        assert_eq!(
+            code(handle(&c, VcpuExit::Exception)),
+            Some(EXIT_GUEST_FAULT)
+        );
+        assert_eq!(
+            code(handle(
+                &c,
+                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, &[])
+            )),
+            Some(EXIT_OK)
+        );
+        assert_eq!(
+            code(handle(
+                &c,
+                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, &[])
+            )),
+            Some(EXIT_OK)
+        );
+        assert_eq!(
+            code(handle(&c, VcpuExit::SystemEvent(99, &[]))),
+            Some(EXIT_GUEST_FAULT)
+        );
+        assert_eq!(code(handle(&c, VcpuExit::Intr)), None);
+        assert_eq!(
+            code(handle(&c, VcpuExit::IoOut(0x64, &[0xfe]))),
+            Some(EXIT_OK)
+        );
+        assert_eq!(code(handle(&c, VcpuExit::IoOut(0x80, &[1]))), None);
+        assert_eq!(code(handle(&c, VcpuExit::IoOut(0x3f8, &[]))), None);
+    }
+
+    #[test]
+    fn port_and_mmio_reads_of_nothing_are_all_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ctx(dir.path());
+        let mut d = [0u8; 4];
+        assert_eq!(code(handle(&c, VcpuExit::IoIn(0x1234, &mut d))), None);
+        assert_eq!(d, [0xff; 4]);
+        let mut m = [0u8; 8];
+        assert_eq!(
+            code(handle(&c, VcpuExit::MmioRead(0xe000_0000, &mut m))),
+            None
+        );
+        assert_eq!(m, [0xff; 8]);
+        assert_eq!(
+            code(handle(&c, VcpuExit::MmioWrite(0xe000_0000, &[1, 2]))),
+            None
+        );
+        // Serial LSR: transmitter empty bits set.
+        let mut lsr = [0u8; 1];
+        handle(&c, VcpuExit::IoIn(0x3fd, &mut lsr));
+        assert_eq!(lsr[0] & 0x60, 0x60);
+    }
+}

@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Hostile-guest tests of the VMM core (exits, port I/O, MMIO outside any
+//! device, serial, i8042, boot timer, CLI/setup failures). They run the
+//! interpreter guest (tests/common/guest.S) on this machine's KVM.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{run_script, run_vmm, Outcome, Script, BOOT_TIMER_BASE};
+
+const T: Duration = Duration::from_secs(20);
+/// Peak RSS bound for a 32 MiB guest that touches only a few pages.
+const RSS_BOUND_KIB: u64 = 8 * 1024;
+
+fn assert_exit(o: &Outcome, code: i32) {
+    assert!(!o.timed_out, "VMM hung: {o:#?}");
+    assert_eq!(o.exit_code, Some(code), "{o:#?}");
+    assert!(
+        o.peak_rss_kib < RSS_BOUND_KIB,
+        "peak RSS {} KiB: {o:#?}",
+        o.peak_rss_kib
+    );
+}
+
+fn one_line_stderr(o: &Outcome) -> &str {
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line: {o:#?}");
+    lines[0]
+}
+
+#[test]
+fn end_prints_and_resets_with_exit_0() {
+    let o = run_script(Script::new().print("HELLO").end(), &[], T);
+    assert_exit(&o, 0);
+    assert_eq!(o.serial, "HELLO\nEND\n");
+    assert!(o.stderr.contains("guest reset"), "{o:#?}");
+}
+
+#[test]
+fn triple_fault_exits_4_with_reason() {
+    let o = run_script(
+        Script::new().print("PRE").triple_fault().print("POST"),
+        &[],
+        T,
+    );
+    assert_exit(&o, 4);
+    assert_eq!(o.serial, "PRE\n");
+    assert!(one_line_stderr(&o).contains("triple fault"), "{o:#?}");
+}
+
+#[test]
+fn triple_fault_on_one_of_two_vcpus_stops_the_process() {
+    // vcpu 1 waits for INIT/SIPI; the fault of vcpu 0 must still end the VM.
+    let o = run_script(Script::new().triple_fault(), &["--vcpus", "2"], T);
+    assert_exit(&o, 4);
+    assert!(o.stderr.contains("triple fault"));
+}
+
+#[test]
+fn mmio_outside_any_device_is_ignored_and_vmm_keeps_serving() {
+    let mut s = Script::new();
+    for addr in [
+        0xe000_0000u64,                 // hole in the MMIO gap
+        BOOT_TIMER_BASE,                // boot timer absent without --boot-timer
+        common::virtio_base(5),         // past the last virtio device
+        common::virtio_base(0) + 0xffc, // straddles the end of a window (8-byte read)
+        0x0300_0000,                    // beyond the end of 32 MiB of RAM
+    ] {
+        s.write(addr, 4, 0xdead_beef)
+            .write(addr, 1, 0xff)
+            .read(addr, 8);
+    }
+    // A flood of unmapped writes: stderr logging stays rate-limited.
+    s.repeat(5000, 1).write(0xe000_1000, 8, 0x1234);
+    s.read(common::virtio_base(0), 4).print("ALIVE").end();
+    let o = run_script(&s, &[], T);
+    assert_exit(&o, 0);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    // Line 3 is the read straddling the end of device 0's window: KVM splits
+    // it at the page boundary, so its low half comes from the device.
+    assert_eq!(lines.len(), 8, "{o:#?}");
+    for i in [0, 1, 2, 4] {
+        assert_eq!(lines[i], "R ffffffffffffffff", "line {i}: {o:#?}");
+    }
+    assert!(lines[3].starts_with("R ffffffff"), "{o:#?}");
+    // virtio magic "virt" of the first device (rng) is still served.
+    assert_eq!(lines[5], "R 0000000074726976");
+    assert_eq!(&lines[6..], &["ALIVE", "END"]);
+    let logged = o.stderr.lines().filter(|l| l.contains("unmapped")).count();
+    assert!(
+        logged <= 30,
+        "unmapped accesses not rate-limited: {logged} lines"
+    );
+}
+
+#[test]
+fn port_io_flood_to_random_ports_is_harmless() {
+    // xorshift so the sequence is reproducible.
+    let mut x: u32 = 0x9e37_79b9;
+    let mut s = Script::new();
+    let mut n = 0;
+    while n < 600 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = (x & 0xffff) as u16;
+        // Skip the reset command port and the UART (re-programming it could
+        // legitimately garble the output we assert on).
+        if port == 0x64 || (0x3f8..0x400).contains(&port) {
+            continue;
+        }
+        s.outb(port, (x >> 16) as u8);
+        n += 1;
+    }
+    s.inb(0x80).inb(0xcf8).inb(0x1234).print("ALIVE").end();
+    let o = run_script(&s, &[], T);
+    assert_exit(&o, 0);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(lines, ["I ff", "I ff", "I ff", "ALIVE", "END"], "{o:#?}");
+}
+
+#[test]
+fn serial_flood_keeps_memory_bounded() {
+    let lines = 10_000u64;
+    let o = run_script(
+        Script::new().repeat(lines, 1).print("FLOOD123").end(),
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_exit(&o, 0);
+    assert_eq!(o.serial.len() as u64, lines * 9 + 4);
+    assert!(o.serial.ends_with("FLOOD123\nEND\n"));
+}
+
+#[test]
+fn serial_to_a_socket_that_never_reads_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let arg = format!("socket:{}", sock.display());
+    let acceptor = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let o = run_script(
+        Script::new().repeat(20_000, 1).print("SOCKFLD").end(),
+        &["--serial", &arg],
+        Duration::from_secs(60),
+    );
+    let _peer = acceptor.join().unwrap().unwrap();
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn i8042_answers_like_a_controller_and_0xfe_resets() {
+    let s = Script::new()
+        .inb(0x64) // status: input buffer empty, nothing to read
+        .outb(0x64, 0xaa) // self test
+        .inb(0x64)
+        .inb(0x60)
+        .outb(0x64, 0xfe) // reset
+        .print("AFTER")
+        .end()
+        .clone();
+    let o = run_script(&s, &[], T);
+    assert_exit(&o, 0);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let st0 = u8::from_str_radix(&lines[0][2..], 16).unwrap();
+    assert_eq!(st0 & 0x03, 0, "status {st0:#x}");
+    let st1 = u8::from_str_radix(&lines[1][2..], 16).unwrap();
+    assert_eq!(st1 & 0x01, 1, "output buffer full after self test");
+    assert_eq!(lines[2], "I 55");
+    assert_eq!(lines.len(), 3, "guest ran past the reset: {o:#?}");
+    assert!(o.stderr.contains("i8042"));
+}
+
+#[test]
+fn hlt_with_interrupts_off_waits_without_spinning() {
+    // Documented behaviour: a vcpu halted with IF=0 sleeps in KVM waiting for
+    // an interrupt (none comes); the VMM does not exit on its own and burns no
+    // CPU; the supervisor's timeout ends it.
+    let s = Script::new()
+        .print("HALT")
+        .hlt()
+        .print("WOKE")
+        .end()
+        .clone();
+    let o = run_script(&s, &[], Duration::from_secs(3));
+    assert!(o.timed_out, "{o:#?}");
+    assert_eq!(o.signal, Some(9));
+    assert_eq!(o.serial, "HALT\n");
+    assert!(
+        o.cpu_time < Duration::from_millis(1000),
+        "halted guest made the VMM spin: {:?} CPU in {:?}",
+        o.cpu_time,
+        o.elapsed
+    );
+}
+
+#[test]
+fn boot_timer_magic_write_logs_the_line() {
+    let o = run_script(
+        Script::new()
+            .write(BOOT_TIMER_BASE, 1, 123)
+            .print("AFTER")
+            .end(),
+        &["--boot-timer"],
+        T,
+    );
+    assert_exit(&o, 0);
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("boot-timer:"))
+        .expect("no boot-timer line");
+    let ms: f64 = line
+        .trim_start_matches("boot-timer: guest init after ")
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap();
+    assert!(ms > 0.0);
+    assert_eq!(o.serial, "AFTER\nEND\n");
+}
+
+#[test]
+fn boot_timer_ignores_other_values() {
+    let o = run_script(
+        Script::new()
+            .write(BOOT_TIMER_BASE, 1, 122)
+            .write(BOOT_TIMER_BASE, 2, 123)
+            .write(BOOT_TIMER_BASE, 4, 0xffff_ff7b)
+            .write(BOOT_TIMER_BASE + 1, 1, 123)
+            .write(BOOT_TIMER_BASE + 0xfff, 1, 123)
+            .read(BOOT_TIMER_BASE, 8)
+            .end(),
+        &["--boot-timer"],
+        T,
+    );
+    assert_exit(&o, 0);
+    assert!(!o.stderr.contains("boot-timer"), "{o:#?}");
+    assert_eq!(o.serial, "R 0000000000000000\nEND\n");
+}
+
+#[test]
+fn huge_or_tiny_mem_is_a_usage_error() {
+    for mem in ["99999999", "18446744073709551615", "1", "lots"] {
+        let o = run_script(Script::new().end(), &["--mem-mib", mem], T);
+        assert_exit(&o, 2);
+        assert!(one_line_stderr(&o).contains("--mem-mib"), "{o:#?}");
+    }
+}
+
+#[test]
+fn usage_errors_name_the_flag() {
+    for (args, flag) in [
+        (&["--bogus"][..], "--bogus"),
+        (&[][..], "--kernel"),
+        (&["--kernel", "/x", "--vcpus", "0"][..], "--vcpus"),
+        (&["--kernel", "/x", "--serial", "tcp:1"][..], "--serial"),
+        (&["--kernel", "/x", "--vsock-cid", "3"][..], "--vsock-cid"),
+        (&["--kernel", "/x", "--disk", "/a,rw"][..], "--disk"),
+        (&["--kernel"][..], "--kernel"),
+    ] {
+        let o = run_vmm(args, T);
+        assert_exit(&o, 2);
+        assert!(one_line_stderr(&o).contains(flag), "{args:?}: {o:#?}");
+    }
+    let o = run_vmm(&["--help"], T);
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn missing_or_garbage_kernel_is_a_vmm_error() {
+    common::require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let o = run_vmm(&["--kernel", missing.to_str().unwrap()], T);
+    assert_exit(&o, 3);
+    assert!(one_line_stderr(&o).contains("kernel"), "{o:#?}");
+
+    let garbage = dir.path().join("garbage");
+    let mut bytes = vec![0u8; 64 * 1024];
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    for b in bytes.iter_mut() {
+        x ^= x << 7;
+        x ^= x >> 9;
+        *b = x as u8;
+    }
+    std::fs::write(&garbage, &bytes).unwrap();
+    let o = run_vmm(&["--kernel", garbage.to_str().unwrap()], T);
+    assert_exit(&o, 3);
+    assert!(one_line_stderr(&o).contains("kernel"), "{o:#?}");
+
+    // An ELF header that lies about its program headers.
+    let mut elf = bytes.clone();
+    elf[..4].copy_from_slice(b"\x7fELF");
+    std::fs::write(&garbage, &elf).unwrap();
+    let o = run_vmm(&["--kernel", garbage.to_str().unwrap()], T);
+    assert_exit(&o, 3);
+
+    let o = run_vmm(
+        &[
+            "--kernel",
+            common::guest_elf().to_str().unwrap(),
+            "--initrd",
+            missing.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert_exit(&o, 3);
+    assert!(one_line_stderr(&o).contains("initrd"), "{o:#?}");
+}
+
+#[test]
+fn serial_socket_that_does_not_exist_is_a_vmm_error() {
+    let o = run_script(
+        Script::new().end(),
+        &["--serial", "socket:/nonexistent/anchor.sock"],
+        T,
+    );
+    assert_exit(&o, 3);
+    assert!(one_line_stderr(&o).contains("/nonexistent/anchor.sock"));
+}
+
+#[test]
+fn guest_that_never_exits_is_killed_by_the_timeout() {
+    // Honest behaviour: the VMM runs a busy guest until someone stops it.
+    let o = run_script(
+        Script::new()
+            .print("BUSY")
+            .repeat(u64::MAX, 1)
+            .write(0x30_0000, 8, 1)
+            .end(),
+        &[],
+        Duration::from_secs(2),
+    );
+    assert!(o.timed_out);
+    assert_eq!(o.signal, Some(9));
+    assert_eq!(o.serial, "BUSY\n");
+}
+
+#[test]
+fn unknown_script_op_and_script_end_without_end_op() {
+    let o = run_script(Script::new().op(77, 0, 0, 0).print("NEXT"), &[], T);
+    assert_exit(&o, 0);
+    assert_eq!(o.serial, "BADOP\nNEXT\nEOS\n");
+}
+
+#[test]
+fn poll_and_ram_round_trip_in_scratch() {
+    let o = run_script(
+        Script::new()
+            .write(0x20_0000, 8, 0x0123_4567_89ab_cdef)
+            .read(0x20_0000, 8)
+            .read(0x20_0000, 2)
+            .poll(0x20_0000, 4, 0x89ab_cdef)
+            .poll(0x20_0008, 1, 0)
+            .end(),
+        &[],
+        T,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(
+        o.serial,
+        "R 0123456789abcdef\nR 000000000000cdef\nP ok\nP ok\nEND\n"
+    );
+}
+
+#[test]
+fn pvh_elf_boots_through_the_32bit_entry_with_start_info() {
+    common::require_kvm();
+    let kernel = common::pvh_guest_elf().to_str().unwrap().to_owned();
+    let o = run_vmm(
+        &[
+            "--kernel",
+            &kernel,
+            "--cmdline",
+            "hello pvh",
+            "--mem-mib",
+            "32",
+        ],
+        T,
+    );
+    assert_exit(&o, 0);
+    // start_info magic checked by the guest, 2 memmap entries (low RAM, high RAM),
+    // the command line with the rng device appended.
+    assert_eq!(
+        o.serial,
+        "PVH ok 2 0\nhello pvh virtio_mmio.device=4K@0xd0000000:5\n"
+    );
+}
+
+#[test]
+fn pvh_initrd_is_passed_as_module_0() {
+    common::require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, vec![0x5au8; 10_000]).unwrap();
+    let kernel = common::pvh_guest_elf().to_str().unwrap().to_owned();
+    let o = run_vmm(
+        &[
+            "--kernel",
+            &kernel,
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--cmdline",
+            "i",
+        ],
+        T,
+    );
+    assert_exit(&o, 0);
+    assert!(o.serial.starts_with("PVH ok 2 1\ni "), "{o:#?}");
+}
+
+#[test]
+fn virtio_devices_are_announced_in_the_fixed_order() {
+    common::require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.img");
+    let b = dir.path().join("b.img");
+    std::fs::write(&a, vec![0u8; 4096]).unwrap();
+    std::fs::write(&b, vec![0u8; 4096]).unwrap();
+    let uds = dir.path().join("v.sock");
+    let kernel = common::pvh_guest_elf().to_str().unwrap().to_owned();
+    let a_ro = format!("{},ro", a.display());
+    let o = run_vmm(
+        &[
+            "--kernel",
+            &kernel,
+            "--cmdline",
+            "x",
+            "--mem-mib",
+            "32",
+            "--disk",
+            &a_ro,
+            "--disk",
+            b.to_str().unwrap(),
+            "--vsock-cid",
+            "3",
+            "--vsock-uds",
+            uds.to_str().unwrap(),
+        ],
+        T,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(
+        o.serial,
+        "PVH ok 2 0\nx virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6 \
+         virtio_mmio.device=4K@0xd0002000:7 virtio_mmio.device=4K@0xd0003000:8\n"
+    );
+}
+
+#[test]
+fn mp_table_describes_the_vcpus_to_the_guest() {
+    let o = run_script(
+        Script::new()
+            .read(0x9_fc00, 4)
+            .read(0x9_fc10, 4)
+            .read(0x9_fc10 + 34, 2)
+            .end(),
+        &["--vcpus", "3"],
+        T,
+    );
+    assert_exit(&o, 0);
+    // "_MP_", "PCMP", 3 processors + bus + IOAPIC + 24 pins + 2 local = 31 entries.
+    assert_eq!(
+        o.serial,
+        "R 000000005f504d5f\nR 00000000504d4350\nR 000000000000001f\nEND\n"
+    );
+}
+
+#[test]
+fn linux_64bit_boot_protocol_zero_page_is_filled_in() {
+    let zp = 0x7000u64;
+    let mut s = Script::new();
+    s.read(zp + 0x1fe, 2) // boot_flag
+        .read(zp + 0x202, 4) // header "HdrS"
+        .read(zp + 0x1e8, 1) // e820 entries
+        .read(zp + 0x2d0 + 20 + 8, 8) // size of e820 entry 1 (RAM from 1 MiB)
+        .read(zp + 0x228, 4) // cmd_line_ptr
+        .read(0x2_0000, 8) // start of the default command line
+        .read(zp + 0x21c, 4) // ramdisk_size = script length
+        .end();
+    let script_len = s.bytes().len();
+    let o = run_script(&s, &[], T);
+    assert_exit(&o, 0);
+    let want = format!(
+        "R 000000000000aa55\nR 0000000053726448\nR 0000000000000002\nR {:016x}\n\
+         R 0000000000020000\nR {:016x}\nR {script_len:016x}\nEND\n",
+        (32u64 << 20) - 0x10_0000,
+        u64::from_le_bytes(*b"console=")
+    );
+    assert_eq!(o.serial, want);
+}
+
+#[test]
+fn fault_on_one_vcpu_stops_another_that_is_busy_in_the_guest() {
+    // vcpu 0 wakes vcpu 1 with INIT + SIPI (vector 0x10 -> real-mode code at
+    // 0x10000 that sets a flag at 0x600 and spins forever), sees the flag,
+    // then triple-faults. The VMM must stop the spinning vcpu and exit 4.
+    let ap_code = u64::from_le_bytes([0xc6, 0x06, 0x00, 0x06, 0x01, 0xeb, 0xfe, 0x90]);
+    let icr_lo = 0xfee0_0300;
+    let icr_hi = 0xfee0_0310;
+    let o = run_script(
+        Script::new()
+            .write(0x1_0000, 8, ap_code)
+            .write(icr_hi, 4, 1 << 24)
+            .write(icr_lo, 4, 0x4500) // INIT
+            .write(icr_hi, 4, 1 << 24)
+            .write(icr_lo, 4, 0x4610) // SIPI, vector 0x10
+            .poll(0x600, 1, 1)
+            .triple_fault(),
+        &["--vcpus", "2"],
+        T,
+    );
+    assert_exit(&o, 4);
+    assert_eq!(o.serial, "P ok\n", "vcpu 1 did not run: {o:#?}");
+    assert!(one_line_stderr(&o).contains("triple fault"));
+}

@@ -1,0 +1,810 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Hostile-guest tests of the virtio devices: the interpreter guest (tests/common) programs
+//! our virtio-mmio registers, descriptor tables and rings directly on this machine's KVM.
+//! Each case asserts that the VMM neither panics nor hangs, that its peak RSS stays under
+//! a fixed bound, and that the device keeps serving afterwards (a valid request succeeds,
+//! checked through READ ops in the guest's serial output).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anchor_vmm::devices::virtio::mmio::{reg, status};
+use common::{require_kvm, run_script, virtio_base, Outcome, Script};
+
+const T: Duration = Duration::from_secs(30);
+/// Peak RSS bound: 32 MiB guest (only a few pages touched) plus the VMM itself.
+const RSS_BOUND_KIB: u64 = 16 * 1024;
+
+/// Queue memory (scratch RAM): descriptor table, available ring, used ring.
+const DESC: u64 = 0x20_0000;
+const AVAIL: u64 = 0x20_1000;
+const USED: u64 = 0x20_2000;
+/// Request buffers.
+const HDR: u64 = 0x21_0000;
+const DATA: u64 = 0x22_0000;
+const STATUS_BYTE: u64 = 0x23_0000;
+const IND: u64 = 0x24_0000;
+/// Disk: 64 sectors, sector k filled with byte 0x40 + k.
+const SECTORS: u64 = 64;
+
+const F_WRITE: u64 = 2;
+const F_NEXT: u64 = 1;
+const F_INDIRECT: u64 = 4;
+
+const S_ACK_DRV: u64 = (status::ACKNOWLEDGE | status::DRIVER) as u64;
+const S_FEAT: u64 = S_ACK_DRV | status::FEATURES_OK as u64;
+const S_OK: u64 = S_FEAT | status::DRIVER_OK as u64;
+
+fn disk(ro_name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-virtio");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Tests run in parallel threads: one file per call.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = dir.join(format!("{ro_name}-{}-{n}.img", std::process::id()));
+    let mut f = std::fs::File::create(&p).unwrap();
+    for k in 0..SECTORS {
+        f.write_all(&[0x40 + k as u8; 512]).unwrap();
+    }
+    p
+}
+
+/// A line "R <16 hex digits>" for an 8-byte value.
+fn r(v: u64) -> String {
+    format!("R {v:016x}")
+}
+
+fn rep(b: u8) -> u64 {
+    u64::from_le_bytes([b; 8])
+}
+
+/// Script helpers that speak virtio-mmio.
+trait Virtio {
+    fn reg(&mut self, base: u64, off: u64, v: u64) -> &mut Self;
+    fn init(&mut self, base: u64) -> &mut Self;
+    fn queue(
+        &mut self,
+        base: u64,
+        q: u64,
+        size: u64,
+        desc: u64,
+        avail: u64,
+        used: u64,
+    ) -> &mut Self;
+    fn desc(&mut self, table: u64, i: u64, addr: u64, len: u64, flags: u64, next: u64)
+        -> &mut Self;
+    fn avail(&mut self, avail: u64, slot: u64, head: u64, idx: u64) -> &mut Self;
+    fn notify(&mut self, base: u64, q: u64) -> &mut Self;
+    fn blk_header(&mut self, kind: u64, sector: u64) -> &mut Self;
+    /// A valid 1-sector read of `sector` through descriptors 0..3 as request number
+    /// `n` (1-based), then print the first 8 data bytes and the status byte.
+    fn blk_read(&mut self, base: u64, sector: u64, n: u64) -> &mut Self;
+}
+
+impl Virtio for Script {
+    fn reg(&mut self, base: u64, off: u64, v: u64) -> &mut Self {
+        self.write(base + off, 4, v)
+    }
+    fn init(&mut self, base: u64) -> &mut Self {
+        self.reg(base, reg::STATUS, 0)
+            .reg(base, reg::STATUS, u64::from(status::ACKNOWLEDGE))
+            .reg(base, reg::STATUS, S_ACK_DRV)
+            .reg(base, reg::DRIVER_FEATURES_SEL, 1)
+            .reg(base, reg::DRIVER_FEATURES, 1)
+            .reg(base, reg::STATUS, S_FEAT)
+    }
+    fn queue(
+        &mut self,
+        base: u64,
+        q: u64,
+        size: u64,
+        desc: u64,
+        avail: u64,
+        used: u64,
+    ) -> &mut Self {
+        self.reg(base, reg::QUEUE_SEL, q)
+            .reg(base, reg::QUEUE_NUM, size)
+            .reg(base, reg::QUEUE_DESC_LOW, desc)
+            .reg(base, reg::QUEUE_DESC_HIGH, 0)
+            .reg(base, reg::QUEUE_AVAIL_LOW, avail)
+            .reg(base, reg::QUEUE_AVAIL_HIGH, 0)
+            .reg(base, reg::QUEUE_USED_LOW, used)
+            .reg(base, reg::QUEUE_USED_HIGH, 0)
+            .reg(base, reg::QUEUE_READY, 1)
+    }
+    fn desc(
+        &mut self,
+        table: u64,
+        i: u64,
+        addr: u64,
+        len: u64,
+        flags: u64,
+        next: u64,
+    ) -> &mut Self {
+        self.write(table + 16 * i, 8, addr).write(
+            table + 16 * i + 8,
+            8,
+            (len & 0xffff_ffff) | (flags << 32) | (next << 48),
+        )
+    }
+    fn avail(&mut self, avail: u64, slot: u64, head: u64, idx: u64) -> &mut Self {
+        self.write(avail + 4 + 2 * slot, 2, head)
+            .write(avail + 2, 2, idx)
+    }
+    fn notify(&mut self, base: u64, q: u64) -> &mut Self {
+        self.reg(base, reg::QUEUE_NOTIFY, q)
+    }
+    fn blk_header(&mut self, kind: u64, sector: u64) -> &mut Self {
+        self.write(HDR, 8, kind)
+            .write(HDR + 8, 8, sector)
+            .write(STATUS_BYTE, 1, 0xff)
+    }
+    fn blk_read(&mut self, base: u64, sector: u64, n: u64) -> &mut Self {
+        self.blk_header(0, sector)
+            .write(DATA, 8, 0)
+            .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+            .desc(DESC, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+            .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+            .avail(AVAIL, (n - 1) % 16, 0, n)
+            .notify(base, 0)
+            .poll(USED + 2, 2, n)
+            .read(DATA, 8)
+            .read(STATUS_BYTE, 1)
+    }
+}
+
+fn assert_sane(o: &Outcome) {
+    assert!(!o.timed_out, "VMM hung: {o:#?}");
+    assert_eq!(o.signal, None, "VMM died from a signal: {o:#?}");
+    assert!(
+        o.peak_rss_kib < RSS_BOUND_KIB,
+        "peak RSS {} KiB: {o:#?}",
+        o.peak_rss_kib
+    );
+    assert!(!o.stderr.contains("panicked"), "{o:#?}");
+}
+
+/// The guest ran to END and the VMM exited 0 (guest reset).
+fn assert_served(o: &Outcome) {
+    assert_sane(o);
+    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    assert!(o.serial.ends_with("END\n"), "{o:#?}");
+}
+
+/// Serial lines after the marker `tag`.
+fn after<'a>(o: &'a Outcome, tag: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| *l == tag)
+        .unwrap_or_else(|| panic!("no {tag}: {o:#?}"));
+    lines[i + 1..].to_vec()
+}
+
+/// Run a script against one disk (device 0 = blk, 1 = rng).
+fn run_blk(s: &Script, ro: bool) -> Outcome {
+    require_kvm();
+    let d = disk(if ro { "ro" } else { "rw" });
+    let arg = if ro {
+        format!("{},ro", d.display())
+    } else {
+        d.display().to_string()
+    };
+    let o = run_script(s, &["--disk", &arg], T);
+    let _ = std::fs::remove_file(&d);
+    o
+}
+
+/// Script prefix: bring up the blk device with a 16-entry queue.
+fn blk_up(s: &mut Script) -> u64 {
+    let b = virtio_base(0);
+    s.init(b)
+        .queue(b, 0, 16, DESC, AVAIL, USED)
+        .reg(b, reg::STATUS, S_OK);
+    b
+}
+
+/// Script suffix: reset the device, bring it up again and read sector 1.
+fn blk_recover_and_read(s: &mut Script) {
+    let b = virtio_base(0);
+    s.write(AVAIL + 2, 2, 0).write(USED + 2, 2, 0);
+    blk_up(s);
+    s.print("SERVE").blk_read(b, 1, 1).end();
+}
+
+fn assert_serves_sector_1(o: &Outcome) {
+    assert_served(o);
+    let tail = after(o, "SERVE");
+    assert_eq!(tail, ["P ok", &r(rep(0x41)), &r(0), "END"], "{o:#?}");
+}
+
+#[test]
+fn blk_valid_read_and_write() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_read(b, 3, 1)
+        // OUT: write 0x99 x 512 to sector 5, then read it back.
+        .blk_header(1, 5);
+    for k in 0..64 {
+        s.write(DATA + 8 * k, 8, rep(0x99));
+    }
+    s.desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, DATA, 512, F_NEXT, 2)
+        .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+        .avail(AVAIL, 1, 0, 2)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 2)
+        .read(STATUS_BYTE, 1)
+        .blk_read(b, 5, 3)
+        // Capacity in config space.
+        .read(b + reg::CONFIG, 8)
+        .end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "P ok",
+            &r(rep(0x43)),
+            &r(0),
+            "P ok",
+            &r(0),
+            "P ok",
+            &r(rep(0x99)),
+            &r(0),
+            &r(SECTORS),
+            "END"
+        ],
+        "{o:#?}"
+    );
+}
+
+#[test]
+fn blk_descriptor_loop() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    // 0 -> 1 -> 2 -> 1 -> 2 ... never ends; and a self-loop 3 -> 3.
+    s.blk_header(0, 0)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+        .desc(DESC, 2, STATUS_BYTE, 1, F_NEXT | F_WRITE, 1)
+        .desc(DESC, 3, HDR, 16, F_NEXT, 3)
+        .avail(AVAIL, 0, 0, 1)
+        .avail(AVAIL, 1, 3, 2)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 2);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    assert!(
+        o.serial.starts_with("P ok\n"),
+        "both looping chains were returned: {o:#?}"
+    );
+}
+
+#[test]
+fn blk_out_of_range_addresses() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_header(0, 0);
+    // Data past the end of RAM, at the top of the address space, in the MMIO hole, and a
+    // header outside RAM: each answered with IOERR.
+    let cases = [
+        (HDR, 0x200_0000 - 256),
+        (HDR, 0xffff_ffff_ffff_fe00),
+        (HDR, virtio_base(0)),
+        (0x1_0000_0000, DATA),
+    ];
+    for (n, (h, d)) in cases.iter().enumerate() {
+        let n = n as u64 + 1;
+        s.write(STATUS_BYTE, 1, 0xff)
+            .desc(DESC, 0, *h, 16, F_NEXT, 1)
+            .desc(DESC, 1, *d, 512, F_NEXT | F_WRITE, 2)
+            .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+            .avail(AVAIL, n - 1, 0, n)
+            .notify(b, 0)
+            .poll(USED + 2, 2, n)
+            .read(STATUS_BYTE, 1);
+    }
+    // Status byte itself outside RAM: the chain comes back with used length 0.
+    s.desc(DESC, 2, 0xffff_ffff_ffff_fff0, 1, F_WRITE, 0)
+        .desc(DESC, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .avail(AVAIL, 4, 0, 5)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 5)
+        .read(USED + 4 + 8 * 4 + 4, 4)
+        .print("SERVE")
+        .blk_read(b, 1, 6)
+        .end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let ioerr = r(1);
+    assert_eq!(
+        &lines[..8],
+        ["P ok", &ioerr, "P ok", &ioerr, "P ok", &ioerr, "P ok", &ioerr],
+        "{o:#?}"
+    );
+    assert_eq!(&lines[8..10], ["P ok", &r(0)], "{o:#?}");
+    assert_eq!(after(&o, "SERVE"), ["P ok", &r(rep(0x41)), &r(0), "END"]);
+}
+
+#[test]
+fn blk_overlapping_addresses() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    // The data buffer of a read overlaps the descriptor table and the available ring;
+    // the header overlaps the status byte.
+    s.write(DESC, 8, 0)
+        .desc(DESC, 0, DESC, 16, F_NEXT, 1)
+        .desc(DESC, 1, DESC, 0x1200, F_NEXT | F_WRITE, 2)
+        .desc(DESC, 2, DESC + 4, 1, F_WRITE, 0)
+        .avail(AVAIL, 0, 0, 1)
+        .notify(b, 0)
+        // Rings overlapping each other.
+        .reg(b, reg::STATUS, 0);
+    s.init(b)
+        .queue(b, 0, 16, DESC, DESC, DESC)
+        .reg(b, reg::STATUS, S_OK)
+        .notify(b, 0);
+    s.write(AVAIL, 8, 0)
+        .write(USED, 8, 0)
+        .write(DESC, 8, 0)
+        .write(DESC + 8, 8, 0);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+}
+
+#[test]
+fn blk_zero_and_huge_lengths() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_header(0, 0);
+    let cases: [(u64, u64, u64); 4] = [
+        (0, 512, 1),                // zero-length header
+        (16, 0xffff_fe00, 1),       // 4 GiB read
+        (16, 0x1_0000_0000 - 1, 1), // u32::MAX: the chain total overflows u32
+        (16, 512, 0),               // zero-length status
+    ];
+    for (n, (h, d, st)) in cases.iter().enumerate() {
+        let n = n as u64 + 1;
+        s.write(STATUS_BYTE, 1, 0xff)
+            .desc(DESC, 0, HDR, *h, F_NEXT, 1)
+            .desc(DESC, 1, DATA, *d, F_NEXT | F_WRITE, 2)
+            .desc(DESC, 2, STATUS_BYTE, *st, F_WRITE, 0)
+            .avail(AVAIL, n - 1, 0, n)
+            .notify(b, 0)
+            .poll(USED + 2, 2, n)
+            .read(STATUS_BYTE, 1);
+    }
+    s.print("SERVE").blk_read(b, 1, 5).end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let ioerr = r(1);
+    // The u32 overflow ends the chain walk before the status descriptor, as does a
+    // zero-length status: both chains come back untouched.
+    assert_eq!(
+        &lines[..8],
+        [
+            "P ok",
+            &ioerr,
+            "P ok",
+            &ioerr,
+            "P ok",
+            &r(0xff),
+            "P ok",
+            &r(0xff)
+        ],
+        "{o:#?}"
+    );
+    assert_eq!(after(&o, "SERVE"), ["P ok", &r(rep(0x41)), &r(0), "END"]);
+}
+
+#[test]
+fn blk_u32_length_overflow() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_header(0, 0)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, DATA, 0x8000_0000, F_NEXT | F_WRITE, 2)
+        .desc(DESC, 2, DATA, 0x8000_0000, F_NEXT | F_WRITE, 3)
+        .desc(DESC, 3, STATUS_BYTE, 1, F_WRITE, 0)
+        .avail(AVAIL, 0, 0, 1)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 1)
+        .read(STATUS_BYTE, 1)
+        .print("SERVE")
+        .blk_read(b, 1, 2)
+        .end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    assert_eq!(o.serial.lines().next(), Some("P ok"), "{o:#?}");
+    assert_eq!(after(&o, "SERVE"), ["P ok", &r(rep(0x41)), &r(0), "END"]);
+}
+
+#[test]
+fn blk_indirect_inside_indirect() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    // A valid indirect request first (sector 2) ...
+    s.blk_header(0, 2)
+        .desc(IND, 0, HDR, 16, F_NEXT, 1)
+        .desc(IND, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+        .desc(IND, 2, STATUS_BYTE, 1, F_WRITE, 0)
+        .desc(DESC, 0, IND, 48, F_INDIRECT, 0)
+        .avail(AVAIL, 0, 0, 1)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 1)
+        .read(DATA, 8)
+        .read(STATUS_BYTE, 1)
+        // ... then a table whose second entry points at another indirect table, and
+        // one whose length is not a multiple of 16.
+        .write(STATUS_BYTE, 1, 0xff)
+        .desc(IND + 0x100, 0, HDR, 16, F_NEXT, 1)
+        .desc(IND + 0x100, 1, IND, 48, F_INDIRECT, 0)
+        .desc(DESC, 1, IND + 0x100, 32, F_INDIRECT, 0)
+        .desc(DESC, 2, IND, 47, F_INDIRECT, 0)
+        .avail(AVAIL, 1, 1, 2)
+        .avail(AVAIL, 2, 2, 3)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 3)
+        .read(STATUS_BYTE, 1)
+        .read(USED + 4 + 8 + 4, 4)
+        .print("SERVE")
+        .blk_read(b, 1, 4)
+        .end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        &lines[..6],
+        ["P ok", &r(rep(0x42)), &r(0), "P ok", &r(0xff), &r(0)],
+        "{o:#?}"
+    );
+    assert_eq!(after(&o, "SERVE"), ["P ok", &r(rep(0x41)), &r(0), "END"]);
+}
+
+#[test]
+fn blk_queue_size_not_power_of_two_or_over_max() {
+    let b = virtio_base(0);
+    let mut s = Script::new();
+    s.init(b);
+    for size in [0u64, 3, 100, 512, 0x1_0000, 0xffff_ffff] {
+        s.queue(b, 0, size, DESC, AVAIL, USED)
+            .read(b + reg::QUEUE_READY, 4);
+    }
+    // Misaligned rings and rings outside RAM are refused too.
+    s.queue(b, 0, 16, DESC + 8, AVAIL, USED)
+        .read(b + reg::QUEUE_READY, 4);
+    s.queue(b, 0, 16, DESC, AVAIL, 0x7fff_0000)
+        .read(b + reg::QUEUE_READY, 4);
+    // DRIVER_OK is refused while the queue is not ready.
+    s.reg(b, reg::STATUS, S_OK)
+        .read(b + reg::STATUS, 4)
+        .notify(b, 0);
+    s.read(b + reg::QUEUE_NUM_MAX, 4);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(&lines[..8], [r(0).as_str(); 8], "{o:#?}");
+    assert_eq!(lines[8], r(S_FEAT));
+    assert_eq!(lines[9], r(256));
+}
+
+#[test]
+fn blk_avail_index_jump() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_header(0, 0)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+        .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+        .avail(AVAIL, 0, 0, 40000)
+        .notify(b, 0)
+        .poll(
+            b + reg::STATUS,
+            4,
+            S_OK | u64::from(status::DEVICE_NEEDS_RESET),
+        )
+        .read(b + reg::INTERRUPT_STATUS, 4)
+        // More notifications on the failed device are ignored.
+        .notify(b, 0)
+        .notify(b, 0);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        &lines[..2],
+        ["P ok", &r(2)],
+        "DEVICE_NEEDS_RESET + config interrupt: {o:#?}"
+    );
+}
+
+#[test]
+fn blk_head_index_out_of_table() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.avail(AVAIL, 0, 0xffff, 1).notify(b, 0).poll(
+        b + reg::STATUS,
+        4,
+        S_OK | u64::from(status::DEVICE_NEEDS_RESET),
+    );
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    assert!(o.serial.starts_with("P ok\n"), "{o:#?}");
+}
+
+#[test]
+fn notifications_before_setup() {
+    let b = virtio_base(0);
+    let mut s = Script::new();
+    // Before any status write, after ACK only, for queues that do not exist.
+    for q in [0u64, 1, 2, 99, 0xffff_ffff] {
+        s.notify(b, q).notify(virtio_base(1), q);
+    }
+    s.reg(b, reg::STATUS, u64::from(status::ACKNOWLEDGE))
+        .notify(b, 0);
+    s.init(b).notify(b, 0);
+    // A queue that is set up but never made ready.
+    s.reg(b, reg::QUEUE_SEL, 0)
+        .reg(b, reg::QUEUE_NUM, 16)
+        .notify(b, 0);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+}
+
+#[test]
+fn config_space_out_of_range() {
+    let b = virtio_base(0);
+    let mut s = Script::new();
+    s.read(b + reg::CONFIG, 8)
+        .read(b + reg::CONFIG + 12, 4)
+        .read(b + reg::CONFIG + 36, 4)
+        .read(b + reg::CONFIG + 34, 4)
+        .read(b + 0xff8, 8)
+        .read(b + 0xffc, 4)
+        .read(b + reg::CONFIG + 1, 2)
+        .write(b + reg::CONFIG, 8, 0x1234)
+        .write(b + 0xff8, 8, u64::MAX)
+        .read(b + reg::CONFIG, 8)
+        // rng has no config space at all.
+        .read(virtio_base(1) + reg::CONFIG, 8);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        &lines[..9],
+        [
+            r(SECTORS),
+            r(128),
+            r(0),
+            r(0),
+            r(0),
+            r(0),
+            r(0),
+            r(SECTORS),
+            r(0)
+        ],
+        "{o:#?}"
+    );
+}
+
+#[test]
+fn status_abuse_unknown_features_and_driver_ok_without_features_ok() {
+    let b = virtio_base(0);
+    let mut s = Script::new();
+    s.reg(b, reg::STATUS, u64::from(status::ACKNOWLEDGE))
+        .reg(b, reg::STATUS, S_ACK_DRV)
+        // Unknown feature in the low word (bit 0 is not offered by virtio-blk here).
+        .reg(b, reg::DRIVER_FEATURES_SEL, 0)
+        .reg(b, reg::DRIVER_FEATURES, 0xffff_ffff)
+        .reg(b, reg::DRIVER_FEATURES_SEL, 1)
+        .reg(b, reg::DRIVER_FEATURES, 1)
+        .reg(b, reg::STATUS, S_FEAT)
+        .read(b + reg::STATUS, 4)
+        // DRIVER_OK without FEATURES_OK.
+        .reg(b, reg::STATUS, S_ACK_DRV | u64::from(status::DRIVER_OK))
+        .read(b + reg::STATUS, 4)
+        // Queue registers are not writable before FEATURES_OK.
+        .queue(b, 0, 16, DESC, AVAIL, USED)
+        .read(b + reg::QUEUE_READY, 4)
+        // Without VERSION_1.
+        .reg(b, reg::STATUS, 0)
+        .reg(b, reg::STATUS, u64::from(status::ACKNOWLEDGE))
+        .reg(b, reg::STATUS, S_ACK_DRV)
+        .reg(b, reg::STATUS, S_FEAT)
+        .read(b + reg::STATUS, 4)
+        // Writes to read-only registers and odd widths.
+        .write(b + reg::MAGIC, 4, 0)
+        .write(b + reg::DEVICE_ID, 4, 7)
+        .write(b + reg::INTERRUPT_STATUS, 4, 0xff)
+        .write(b + reg::STATUS, 1, 0xff)
+        .write(b + reg::STATUS, 8, u64::MAX)
+        .read(b + reg::MAGIC, 4)
+        .read(b + reg::DEVICE_ID, 4)
+        .read(b + reg::STATUS, 4)
+        .read(b + reg::MAGIC, 2)
+        // FAILED from the driver, then a reset.
+        .reg(b, reg::STATUS, u64::from(status::FAILED))
+        .read(b + reg::STATUS, 4);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        &lines[..9],
+        [
+            r(S_ACK_DRV),
+            r(S_ACK_DRV),
+            r(0),
+            r(S_ACK_DRV),
+            r(0x7472_6976),
+            r(2),
+            r(S_ACK_DRV),
+            r(0),
+            r(S_ACK_DRV | u64::from(status::FAILED)),
+        ],
+        "{o:#?}"
+    );
+}
+
+#[test]
+fn blk_read_only_disk_refuses_writes() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.read(b + reg::DEVICE_FEATURES, 4)
+        .blk_header(1, 1)
+        .write(DATA, 8, rep(0x99))
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, DATA, 512, F_NEXT, 2)
+        .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+        .avail(AVAIL, 0, 0, 1)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 1)
+        .read(STATUS_BYTE, 1)
+        .print("SERVE")
+        .blk_read(b, 1, 2)
+        .end();
+    let o = run_blk(&s, true);
+    assert_served(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        lines[0],
+        r((1 << 28) | (1 << 9) | (1 << 5) | (1 << 2)),
+        "INDIRECT | FLUSH | RO | SEG_MAX: {o:#?}"
+    );
+    assert_eq!(&lines[1..3], ["P ok", &r(1)], "{o:#?}");
+    assert_eq!(
+        after(&o, "SERVE"),
+        ["P ok", &r(rep(0x41)), &r(0), "END"],
+        "sector 1 unchanged"
+    );
+}
+
+#[test]
+fn blk_out_of_range_sectors_unsupported_types_flush_and_get_id() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    let mut n = 0;
+    for (kind, sector) in [
+        (0u64, SECTORS),
+        (0, u64::MAX),
+        (0, u64::MAX / 512 + 1),
+        (7, 0),
+        (4, 0),
+        (8, 0),
+    ] {
+        n += 1;
+        s.blk_header(kind, sector)
+            .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+            .desc(DESC, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+            .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+            .avail(AVAIL, n - 1, 0, n)
+            .notify(b, 0)
+            .poll(USED + 2, 2, n)
+            .read(STATUS_BYTE, 1);
+    }
+    s.read(DATA, 8).print("SERVE").blk_read(b, 1, n + 1).end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let want = [r(1), r(1), r(1), r(2), r(0), r(0)];
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(lines[2 * i], "P ok", "{o:#?}");
+        assert_eq!(&lines[2 * i + 1], w, "request {i}: {o:#?}");
+    }
+    // The first 8 ID bytes, little-endian: "anchor-" then a hex digit.
+    assert!(
+        lines[12].ends_with("2d726f68636e61"),
+        "GET_ID starts with \"anchor-\": {o:#?}"
+    );
+    assert_eq!(after(&o, "SERVE"), ["P ok", &r(rep(0x41)), &r(0), "END"]);
+}
+
+#[test]
+fn notification_flood() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    // Thousands of notifications for an empty queue, for a queue that does not exist, and
+    // interrupt acks, on every device.
+    s.repeat(3000, 4)
+        .notify(b, 0)
+        .notify(b, 5)
+        .notify(virtio_base(1), 0)
+        .reg(b, reg::INTERRUPT_ACK, 3);
+    s.print("SERVE").blk_read(b, 1, 1).end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    assert_eq!(
+        after(&o, "SERVE"),
+        ["P ok", &r(rep(0x41)), &r(0), "END"],
+        "{o:#?}"
+    );
+}
+
+#[test]
+fn blk_full_queue_every_turn_is_bounded() {
+    // Sixteen requests at once, repeatedly re-offered by moving avail idx by exactly the
+    // queue size: each batch is served, the VMM never spins.
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_header(4, 0)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, STATUS_BYTE, 1, F_WRITE, 0);
+    for slot in 0..16 {
+        s.write(AVAIL + 4 + 2 * slot, 2, 0);
+    }
+    for round in 1..=20u64 {
+        s.write(AVAIL + 2, 2, 16 * round)
+            .notify(b, 0)
+            .poll(USED + 2, 2, 16 * round);
+    }
+    s.print("SERVE").write(AVAIL + 2, 2, 320);
+    s.blk_read(b, 1, 321).end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    assert!(o.serial.lines().take(20).all(|l| l == "P ok"), "{o:#?}");
+    assert_eq!(
+        after(&o, "SERVE"),
+        ["P ok", &r(rep(0x41)), &r(0), "END"],
+        "{o:#?}"
+    );
+}
+
+#[test]
+fn reset_in_the_middle_of_work() {
+    let mut s = Script::new();
+    let b = blk_up(&mut s);
+    s.blk_header(0, 0)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, DATA, 512, F_NEXT | F_WRITE, 2)
+        .desc(DESC, 2, STATUS_BYTE, 1, F_WRITE, 0)
+        .avail(AVAIL, 0, 0, 1)
+        .notify(b, 0)
+        .reg(b, reg::STATUS, 0)
+        .read(b + reg::QUEUE_READY, 4)
+        .read(b + reg::STATUS, 4);
+    blk_recover_and_read(&mut s);
+    let o = run_blk(&s, false);
+    assert_serves_sector_1(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(&lines[..2], [r(0), r(0)], "{o:#?}");
+}
