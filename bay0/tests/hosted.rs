@@ -357,3 +357,33 @@ fn unsafe_kill(pid: i32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
 }
+
+#[test]
+fn sigint_to_the_relay_stops_bay0_cleanly() {
+    let mut h = Hosted::start("sigint", "exec sleep 600");
+    unsafe_kill(h.child.id() as i32, libc::SIGINT);
+    assert_eq!(
+        h.wait_exit(Duration::from_secs(30)).code(),
+        Some(0),
+        "log:\n{}",
+        h.log()
+    );
+    assert!(
+        h.log().contains("shutdown (reboot) on SIGINT"),
+        "log:\n{}",
+        h.log()
+    );
+}
+
+#[test]
+fn killing_the_relay_takes_the_namespace_down() {
+    let h = Hosted::start("relay-kill", "exec sleep 600");
+    let inner = h.inner_pid();
+    let sleep = descendants(inner)[0].0;
+    unsafe_kill(h.child.id() as i32, libc::SIGKILL);
+    wait_until(
+        "bay0 and its child to die with the relay",
+        Duration::from_secs(10),
+        || !alive(inner) && !alive(sleep),
+    );
+}

@@ -763,3 +763,70 @@ fn vsock_reset_with_live_connections_closes_them() {
     );
     let _ = std::fs::remove_file(&svc);
 }
+
+#[test]
+fn vsock_host_connect_unanswered_by_the_guest_is_closed_in_bounded_time() {
+    let path = uds("noanswer");
+    let done = Arc::new(AtomicBool::new(false));
+    let (p2, d2) = (path.clone(), done.clone());
+    let host = std::thread::spawn(move || -> Result<Duration, String> {
+        while !d2.load(Ordering::Relaxed) {
+            let Ok(mut s) = UnixStream::connect(&p2) else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let sent = Instant::now();
+            if s.write_all(b"CONNECT 7\n").is_err() {
+                continue;
+            }
+            let mut b = [0u8; 16];
+            let r = s.read(&mut b);
+            let waited = sent.elapsed();
+            match r {
+                // Closed at once: the driver was not up yet; try again.
+                Ok(0) | Err(_) if waited < Duration::from_millis(500) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(0) => return Ok(waited),
+                other => return Err(format!("unexpected answer {other:?} after {waited:?}")),
+            }
+        }
+        Err("the VMM ended first".into())
+    });
+    let vs = virtio_base(1);
+    let mut s = Script::new();
+    s.bring_up(vs, &[RXQ, TXQ, EVQ]);
+    post_rx(&mut s, 2);
+    // The guest never answers the REQUEST; it waits (bounded) for a second packet.
+    s.repeat(3, 1)
+        .poll(RXQ + USED + 2, 2, 2)
+        .print("LOOK")
+        .read(RXQ + USED + 2, 2);
+    read_rx(&mut s, 0);
+    read_rx(&mut s, 1);
+    s.end();
+    let o = run_vsock(&s, &path);
+    done.store(true, Ordering::Relaxed);
+    assert_served(&o);
+    let waited = host
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}: {o:#?}"));
+    assert!(
+        waited < Duration::from_secs(8),
+        "host stream closed after {waited:?}"
+    );
+    let l: Vec<&str> = lines(&o).into_iter().skip_while(|l| *l != "LOOK").collect();
+    assert_eq!(
+        &l[1..6],
+        [
+            r(2),
+            ports(FIRST_HOST_PORT, 7),
+            len_op(0, OP_REQUEST),
+            ports(FIRST_HOST_PORT, 7),
+            len_op(0, OP_RST)
+        ],
+        "REQUEST, then RST when the attempt expired: {o:#?}"
+    );
+}

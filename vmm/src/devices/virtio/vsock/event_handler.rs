@@ -10,6 +10,7 @@ use std::time::Instant;
 use event_manager::EventSet;
 
 use super::conn::{need, Conn, Deliver, State};
+use super::packet;
 use super::{
     deadline, parse_connect, Pending, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
     MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TXQ,
@@ -149,7 +150,13 @@ impl Vsock {
                 continue;
             };
             match c.state {
-                State::Connecting(d) if d <= now => c.needs |= need::RST,
+                // The guest did not answer: close the host stream now (even if the device
+                // cannot deliver anything any more) and tell the guest when it can listen.
+                State::Connecting(d) if d <= now => {
+                    let h = c.header(packet::OP_RST, 0, 0);
+                    self.remove_conn(slot, reg);
+                    self.orphan(h);
+                }
                 State::Closing(d) if d <= now => self.remove_conn(slot, reg),
                 _ => {}
             }
@@ -235,6 +242,11 @@ impl VirtioDevice for Vsock {
         reg: &mut dyn FdRegistry,
         ctx: Option<&mut QueueCtx<'_>>,
     ) -> Result<bool, DeviceFault> {
+        if ctx.is_none() {
+            // The transport is not running (failed, or not yet DRIVER_OK): refuse host
+            // connections until the driver activates the device again.
+            self.active = false;
+        }
         match data {
             EV_LISTENER => self.accept_host(reg),
             EV_TIMER => self.tick(reg),
