@@ -124,6 +124,13 @@ pub const MOUNTS: &[MountSpec] = &[
 pub fn mount_all() -> usize {
     let mut failed = 0usize;
     for spec in MOUNTS {
+        // Mount points inside /dev live on devtmpfs (writable): create them.
+        if spec.target.to_bytes().starts_with(b"/dev/") {
+            let target = spec.target.to_string_lossy();
+            if let Err(e) = make_dir(&target, 0o755) {
+                say(&format!("creating {target}: {e}"));
+            }
+        }
         match sys::mount(
             "mount",
             spec.source,
