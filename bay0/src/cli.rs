@@ -12,7 +12,9 @@ bay0: the Anchor OS PID 1 supervisor
 usage:
   bay0                              as the kernel's init (PID 1); settings come from the
                                     kernel command line: bay0.watchdog_timeout=SECS,
-                                    bay0.watchdog_interval=SECS, bay0.shutdown_grace=SECS
+                                    bay0.watchdog_interval=SECS, bay0.shutdown_grace=SECS,
+                                    bay0.room=NAME (open room NAME at boot from
+                                    /etc/anchor/policies/NAME.toml, its console on bay0's)
   bay0 --hosted STATE_DIR [-- CMD [ARGS...]]
                                     run as PID 1 of new PID, mount, IPC and UTS namespaces
                                     on an ordinary Linux (needs root); /run and /tmp are

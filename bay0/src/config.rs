@@ -39,6 +39,42 @@ impl WatchdogConfig {
     }
 }
 
+/// Longest room name (the policy language's limit).
+pub const ROOM_NAME_MAX: usize = 32;
+
+/// A room name from the kernel command line, kept inline so `Config` stays `Copy`.
+/// Only `[a-z0-9-]` is accepted here; the policy loader checks the full name rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomName {
+    buf: [u8; ROOM_NAME_MAX],
+    len: usize,
+}
+
+impl RoomName {
+    /// The name, or an error naming what is wrong with it.
+    pub fn parse(text: &str) -> Result<RoomName, Error> {
+        let bytes = text.as_bytes();
+        let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+        if bytes.is_empty() || bytes.len() > ROOM_NAME_MAX || !bytes.iter().all(ok) {
+            return Err(Error::Config("room wants a name of 1..=32 of [a-z0-9-]"));
+        }
+        let mut buf = [0u8; ROOM_NAME_MAX];
+        for (dst, src) in buf.iter_mut().zip(bytes) {
+            *dst = *src;
+        }
+        Ok(RoomName {
+            buf,
+            len: bytes.len(),
+        })
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.buf.get(..self.len).unwrap_or_default();
+        core::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
 /// Everything configurable in bay0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -47,6 +83,8 @@ pub struct Config {
     pub shutdown_grace_s: u32,
     /// Test builds only (feature `debug-stall`): stall the loop after this many ticks.
     pub debug_stall_after: Option<u32>,
+    /// The room to open at boot (`bay0.room=NAME`), with its console on bay0's console.
+    pub boot_room: Option<RoomName>,
 }
 
 impl Default for Config {
@@ -55,6 +93,7 @@ impl Default for Config {
             watchdog: WatchdogConfig::default(),
             shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE,
             debug_stall_after: None,
+            boot_room: None,
         }
     }
 }
@@ -94,6 +133,7 @@ impl Config {
                 "debug_stall_after" => {
                     Err(Error::Config("ignored: bay0 built without debug-stall"))
                 }
+                "room" => RoomName::parse(value).map(|r| cfg.boot_room = Some(r)),
                 _ => Err(Error::Config("unknown bay0 setting")),
             };
             if let Err(e) = parsed {
@@ -153,6 +193,30 @@ mod tests {
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].starts_with("bay0.watchdog_timeout=abc: config: watchdog_timeout"));
         assert!(problems[2].contains("unknown bay0 setting"));
+    }
+
+    #[test]
+    fn boot_room_is_read_and_checked() {
+        let (cfg, problems) = parse("bay0.room=work");
+        assert_eq!(
+            cfg.boot_room.map(|r| r.as_str().to_owned()),
+            Some("work".into())
+        );
+        assert!(problems.is_empty());
+        let long = format!("bay0.room={}", "a".repeat(33));
+        for bad in [
+            "bay0.room=",
+            "bay0.room=../etc",
+            "bay0.room=Web",
+            long.as_str(),
+        ] {
+            let (cfg, problems) = parse(bad);
+            assert_eq!(cfg.boot_room, None, "{bad}");
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert!(problems[0].contains("room wants a name"), "{problems:?}");
+        }
+        let max = "b".repeat(32);
+        assert_eq!(RoomName::parse(&max).unwrap().as_str(), max);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum Error {
     Config(&'static str),
     /// A room policy was rejected (used by the policy module).
     Policy(&'static str),
+    /// A room could not be started as its policy asks.
+    Room(&'static str),
     /// bay0 cannot uphold one of its own invariants.
     Fatal(&'static str),
 }
@@ -71,6 +73,7 @@ impl fmt::Display for Error {
             Error::Usage(msg) => write!(f, "usage: {msg}"),
             Error::Config(msg) => write!(f, "config: {msg}"),
             Error::Policy(msg) => write!(f, "policy: {msg}"),
+            Error::Room(msg) => write!(f, "room: {msg}"),
             Error::Fatal(msg) => write!(f, "fatal: {msg}"),
         }
     }

@@ -4,6 +4,7 @@
 //! power-button input devices. Sockets join here later. Decisions are the
 //! [`Supervisor`]'s; this module only moves events and performs effects.
 
+use crate::config::RoomName;
 use crate::error::Result;
 use crate::supervisor::{Host, Input, Phase, Stop, Supervisor, WaitStatus};
 use crate::sys::{self, Reaped, SigSet};
@@ -27,7 +28,7 @@ pub struct EventLoop {
     stop_timer: OwnedFd,
     inputs: Vec<Option<OwnedFd>>,
     watchdog: Option<Watchdog>,
-    supervised: Vec<i32>,
+    supervised: Vec<(i32, Option<RoomName>)>,
     stall_after: Option<u32>,
 }
 
@@ -57,7 +58,7 @@ impl Processes for RealProcesses {
 struct LoopHost<'a> {
     procs: &'a mut dyn Processes,
     stop_timer: &'a OwnedFd,
-    supervised: &'a mut Vec<i32>,
+    supervised: &'a mut Vec<(i32, Option<RoomName>)>,
 }
 
 impl Host for LoopHost<'_> {
@@ -71,9 +72,17 @@ impl Host for LoopHost<'_> {
         sys::timer_set(self.stop_timer, ms, 0)
     }
     fn child_ended(&mut self, pid: i32, status: i32) {
-        if let Some(i) = self.supervised.iter().position(|&p| p == pid) {
-            self.supervised.swap_remove(i);
-            crate::log_info!("child {pid} {}", WaitStatus(status));
+        if let Some(i) = self.supervised.iter().position(|&(p, _)| p == pid) {
+            let (_, room) = self.supervised.swap_remove(i);
+            let status = WaitStatus(status);
+            match room {
+                Some(room) => crate::log_notice!(
+                    "room {} (pid {pid}) {status}: {}",
+                    room.as_str(),
+                    crate::room::describe_exit(status.exit_code())
+                ),
+                None => crate::log_info!("child {pid} {status}"),
+            }
         } else {
             crate::log_debug!("reaped {pid}: {}", WaitStatus(status));
         }
@@ -125,7 +134,12 @@ impl EventLoop {
 
     /// Log the end of this child by name (others are reaped quietly).
     pub fn supervise(&mut self, pid: i32) {
-        self.supervised.push(pid);
+        self.supervised.push((pid, None));
+    }
+
+    /// Log the end of this room's VMM by the room's name.
+    pub fn supervise_room(&mut self, pid: i32, room: RoomName) {
+        self.supervised.push((pid, Some(room)));
     }
 
     /// Give the watchdog back (for the magic close at shutdown).

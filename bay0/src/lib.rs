@@ -11,6 +11,7 @@ pub mod hosted;
 pub mod init;
 pub mod input;
 pub mod policy;
+pub mod room;
 pub mod shutdown;
 pub mod supervisor;
 pub mod sys;

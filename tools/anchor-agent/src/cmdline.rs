@@ -198,6 +198,13 @@ pub fn console_tty(active: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
+/// The first field of /proc/uptime ("12.34 5.67"), if it looks like seconds.
+pub fn uptime_seconds(proc_uptime: &str) -> Option<&str> {
+    let first = proc_uptime.split_ascii_whitespace().next()?;
+    let ok = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    ok.then_some(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +315,13 @@ mod tests {
         let (s, w) = parse("\"anchor.room=web\" x");
         assert_eq!(s.room, "web");
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn uptime_field() {
+        assert_eq!(uptime_seconds("1.62 0.10\n"), Some("1.62"));
+        assert_eq!(uptime_seconds(""), None);
+        assert_eq!(uptime_seconds("x 1"), None);
     }
 
     #[test]

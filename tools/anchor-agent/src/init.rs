@@ -324,11 +324,13 @@ pub fn run_pid1() -> ! {
             say(&format!("{e}"));
         }
     }
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let uptime = cmdline::uptime_seconds(&uptime).unwrap_or("?");
     if failed == 0 {
-        say(&format!("room {} ready", settings.room));
+        say(&format!("room {} ready (uptime {uptime} s)", settings.room));
     } else {
         say(&format!(
-            "room {} degraded: {failed} mount(s) failed",
+            "room {} degraded: {failed} mount(s) failed (uptime {uptime} s)",
             settings.room
         ));
     }
