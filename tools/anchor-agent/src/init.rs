@@ -78,6 +78,23 @@ pub const MOUNTS: &[MountSpec] = &[
         Some(c"mode=0755"),
         true,
     ),
+    // Pseudo-terminals (tmux, script); optional: a kernel without UNIX98_PTYS still boots.
+    m(
+        c"devpts",
+        c"/dev/pts",
+        c"devpts",
+        NOSUID | NOEXEC,
+        Some(c"mode=0620,ptmxmode=0666"),
+        false,
+    ),
+    m(
+        c"tmpfs",
+        c"/dev/shm",
+        c"tmpfs",
+        NOSUID | NODEV,
+        Some(c"mode=1777"),
+        false,
+    ),
     m(
         c"tmpfs",
         c"/tmp",
