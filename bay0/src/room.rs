@@ -122,6 +122,12 @@ pub fn open(layout: &Layout, name: &str, kvm: bool) -> Result<i32> {
         crate::log_warn!("room {name}: not granted: {what}");
     }
     ensure_dir(&layout.run)?;
+    // The room's console is bay0's: keys go to the room's own tty untouched.
+    match sys::console_passthrough(libc::STDIN_FILENO) {
+        Ok(true) => crate::log_info!("room {name}: console passed through to the room"),
+        Ok(false) => {}
+        Err(e) => crate::log_warn!("room {name}: console stays in line mode: {e}"),
+    }
     spawn(&argv)
 }
 

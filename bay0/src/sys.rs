@@ -373,6 +373,32 @@ fn reset_signals() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Put the terminal on `fd` into "room console" mode: no line editing, no echo and no
+/// signal keys on the host side (the room's own tty does all of that), output
+/// post-processing kept so host-side log lines still end in CR LF. `Ok(false)` when
+/// `fd` is not a terminal.
+pub fn console_passthrough(fd: RawFd) -> Result<bool> {
+    // SAFETY: isatty only inspects the descriptor number.
+    if unsafe { libc::isatty(fd) } != 1 {
+        return Ok(false);
+    }
+    // SAFETY: termios is plain old data; all-zero is a valid value to be overwritten.
+    let mut t: libc::termios = unsafe { core::mem::zeroed() };
+    // SAFETY: `t` is a valid, writable termios for the kernel to fill.
+    check("read the console mode", unsafe {
+        libc::tcgetattr(fd, &mut t)
+    })?;
+    t.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN);
+    t.c_iflag &= !(libc::IXON | libc::ICRNL | libc::INLCR | libc::IGNCR | libc::ISTRIP);
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+    // SAFETY: `t` is the initialised termios read above, modified field by field.
+    check("set the console mode", unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &t)
+    })?;
+    Ok(true)
+}
+
 /// Sleep until a signal handler runs (none ever does): the "never return" of PID 1.
 pub fn pause_forever() -> ! {
     loop {

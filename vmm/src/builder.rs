@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,6 +12,7 @@ use std::time::Instant;
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::current::boot::{self, BootError, KernelEntry};
 use crate::arch::current::{layout, mptable};
@@ -18,7 +20,8 @@ use crate::config::VmConfig;
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
 use crate::devices::i8042::I8042;
-use crate::devices::serial::{SerialDevice, SerialError, Sink};
+use crate::devices::serial::{SerialDevice, SerialError, SerialTarget, Sink};
+use crate::devices::serial_input::SerialInput;
 use crate::devices::virtio;
 use crate::exit::ExitLatch;
 use crate::vstate::memory::{self, MemoryError};
@@ -162,13 +165,30 @@ fn setup(
     let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
     let sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
     let serial_irq = vm.irqfd(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
+    let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
+    let serial = Arc::new(Mutex::new(SerialDevice::new(
+        serial_irq,
+        sink,
+        input_room_dev,
+    )));
     let ports = Arc::new(PortDevices {
-        serial: Mutex::new(SerialDevice::new(serial_irq, sink)),
+        serial: serial.clone(),
         i8042: Mutex::new(I8042::new()),
     });
 
     let mut events: EventManager<Subscriber> =
         EventManager::new().map_err(BuildError::EventManager)?;
+    if cfg.serial == SerialTarget::Stdout {
+        // The console is interactive: what is typed on stdin goes to the guest.
+        let stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(BuildError::EventFd)?;
+        events.add_subscriber(Arc::new(Mutex::new(SerialInput::new(
+            serial, stdin, input_room,
+        ))));
+    }
     let mut bus = MmioBusBuilder::new();
     if cfg.boot_timer {
         bus.insert(

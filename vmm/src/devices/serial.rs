@@ -6,8 +6,13 @@
 //! listens on, e.g. bay0's logger). The sink never grows without bound:
 //! bytes are staged in a fixed 4 KiB line buffer and written out on newline
 //! or when full; a non-blocking socket that cannot take more drops bytes
-//! (counted) instead of queueing them. Serial input is not wired up: rooms
-//! talk to the host over vsock.
+//! (counted) instead of queueing them. On `stdout` every byte is written out
+//! at once (an interactive shell's prompt has no newline).
+//!
+//! Input: with `--serial stdout` the VMM's stdin feeds the UART's receive
+//! FIFO (see `serial_input`), so a person can type into the room's console.
+//! The FIFO is the bound: stdin is read only while it has room, and the
+//! guest emptying it wakes the reader again (`InputEvents`).
 
 use std::fmt;
 use std::fs::File;
@@ -137,7 +142,7 @@ impl Write for Sink {
                 self.drain();
             }
             self.buf.push(b);
-            if b == b'\n' {
+            if b == b'\n' || matches!(self.out, Out::Stdout(_)) {
                 self.drain();
             }
         }
@@ -161,9 +166,25 @@ impl Trigger for IrqTrigger {
     }
 }
 
+/// UART events the VMM cares about: the guest has read the last byte of the
+/// receive FIFO, so more input may be fed (signalled on an eventfd that the
+/// input handler on the VMM thread watches).
+#[derive(Debug)]
+pub struct InputEvents(pub EventFd);
+
+impl vm_superio::serial::SerialEvents for InputEvents {
+    fn buffer_read(&self) {}
+    fn out_byte(&self) {}
+    fn tx_lost_byte(&self) {}
+    fn in_buffer_empty(&self) {
+        // Best effort: a lost wake-up only delays input until the next key.
+        let _ = self.0.write(1);
+    }
+}
+
 /// The UART, owned behind a mutex by the vcpu threads.
 pub struct SerialDevice {
-    inner: Serial<IrqTrigger, vm_superio::serial::NoEvents, Sink>,
+    inner: Serial<IrqTrigger, InputEvents, Sink>,
 }
 
 impl fmt::Debug for SerialDevice {
@@ -173,11 +194,22 @@ impl fmt::Debug for SerialDevice {
 }
 
 impl SerialDevice {
-    /// Creates the UART writing to `sink`, interrupting through `irq`.
-    pub fn new(irq: EventFd, sink: Sink) -> Self {
+    /// Creates the UART writing to `sink`, interrupting through `irq`;
+    /// `input_room` is signalled whenever the guest empties the receive FIFO.
+    pub fn new(irq: EventFd, sink: Sink, input_room: EventFd) -> Self {
         Self {
-            inner: Serial::new(IrqTrigger(irq), sink),
+            inner: Serial::with_events(IrqTrigger(irq), InputEvents(input_room), sink),
         }
+    }
+
+    /// Free space in the receive FIFO.
+    pub fn input_capacity(&self) -> usize {
+        self.inner.fifo_capacity()
+    }
+
+    /// Queues `bytes` for the guest to read; returns how many fit.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
+        self.inner.enqueue_raw_bytes(bytes).unwrap_or(0)
     }
 
     /// Port read at `offset` (0..8) from the base.
@@ -231,6 +263,41 @@ mod tests {
         }
         assert!(s.dropped() > 0);
         assert!(s.buf.capacity() <= SINK_BUF + 64);
+    }
+
+    #[test]
+    fn stdout_sink_writes_through() {
+        let mut s = Sink::open(&SerialTarget::Stdout).unwrap();
+        s.write_all(b"/ # ").unwrap();
+        assert!(s.buf.is_empty(), "a prompt without newline must not wait");
+    }
+
+    #[test]
+    fn input_fills_the_fifo_up_to_its_size_and_signals_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(&SerialTarget::File(dir.path().join("o"))).unwrap();
+        let room = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut dev = SerialDevice::new(irq.try_clone().unwrap(), sink, room.try_clone().unwrap());
+        // Enable the received-data interrupt (IER bit 0) like a driver does.
+        dev.write(1, 1);
+        let cap = dev.input_capacity();
+        assert!(cap > 0);
+        let big = vec![b'k'; cap + 10];
+        assert_eq!(
+            dev.enqueue_input(&big),
+            cap,
+            "never more than the FIFO holds"
+        );
+        assert_eq!(dev.input_capacity(), 0);
+        assert_eq!(dev.enqueue_input(b"x"), 0);
+        assert_eq!(irq.read().unwrap(), 1, "the guest is interrupted");
+        assert!(room.read().is_err(), "no wake-up before the guest reads");
+        for _ in 0..cap {
+            assert_eq!(dev.read(0), b'k');
+        }
+        assert_eq!(room.read().unwrap(), 1, "emptying the FIFO signals room");
+        assert_eq!(dev.input_capacity(), cap);
     }
 
     #[test]

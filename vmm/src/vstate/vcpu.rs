@@ -77,7 +77,7 @@ pub fn create(vm: &Vm, id: u8, count: u8, entry: &KernelEntry) -> Result<VcpuFd,
 #[derive(Debug)]
 pub struct PortDevices {
     /// The UART at 0x3f8.
-    pub serial: Mutex<SerialDevice>,
+    pub serial: Arc<Mutex<SerialDevice>>,
     /// The keyboard controller.
     pub i8042: Mutex<I8042>,
 }
@@ -255,7 +255,11 @@ mod tests {
         VcpuCtx {
             bus: MmioBusBuilder::new().build(),
             ports: Arc::new(PortDevices {
-                serial: Mutex::new(SerialDevice::new(EventFd::new(0).unwrap(), sink)),
+                serial: Arc::new(Mutex::new(SerialDevice::new(
+                    EventFd::new(0).unwrap(),
+                    sink,
+                    EventFd::new(0).unwrap(),
+                ))),
                 i8042: Mutex::new(I8042::new()),
             }),
             latch: Arc::new(ExitLatch::new().unwrap()),
