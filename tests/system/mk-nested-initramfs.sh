@@ -3,8 +3,8 @@
 # TEST-ONLY initramfs for the nested-room system test (tests/nested_room.rs): a busybox
 # shell script as /init that mounts the basics, reports /dev/kvm, and runs
 # anchor-vmm on the room kernel + base image, exactly the command a person would type.
-# It stands in for bay0's room lifecycle, which does not launch rooms yet; it is never
-# part of the product initramfs (tests/system/mkinitramfs.sh builds that one).
+# It isolates the VMM-level path from bay0's room lifecycle (tests/room.rs tests that);
+# it is never part of the product initramfs (tests/system/mkinitramfs.sh builds that one).
 #
 # usage: mk-nested-initramfs.sh [--out PATH]   (default $ANCHOR_CACHE/systest/initramfs-nested.cpio.gz)
 # Inputs: $ANCHOR_OUT/bin/anchor-vmm, $ANCHOR_OUT/guest-vmlinux,

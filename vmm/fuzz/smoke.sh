@@ -7,12 +7,12 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+run_target="$here/../../scripts/fuzz-target.sh"
 secs="${1:-${FUZZ_SECONDS:-20}}"
 cache="${ANCHOR_CACHE:-/var/cache/anchor-os}"
 export CARGO_TARGET_DIR="${VMM_FUZZ_TARGET_DIR:-$cache/target-vmm-fuzz}"
 work="$(mktemp -d)"
 artifacts="$cache/vmm-fuzz-artifacts"
-mkdir -p "$artifacts"
 trap 'rm -rf "$work"' EXIT
 
 cd "$here"
@@ -29,21 +29,6 @@ CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}" cargo +nightly fuzz build >"$work/buil
 }
 
 for target in $(cargo +nightly fuzz list); do
-    # Fresh corpus per run, seeded from the checked-in seeds (never grown in the tree).
-    mkdir -p "$work/$target"
-    if [ -d "$here/seeds/$target" ]; then
-        cp "$here/seeds/$target"/* "$work/$target/"
-    fi
-    echo "== vmm fuzz: $target, ${secs}s"
-    log="$work/$target.log"
-    if ! cargo +nightly fuzz run "$target" "$work/$target" -- \
-        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=8192 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/$target-" >"$log" 2>&1; then
-        tail -n 60 "$log" >&2
-        echo "vmm fuzz smoke: $target FAILED (crash input kept in $artifacts/)" >&2
-        exit 1
-    fi
-    # The figures: executions, their rate, peak RSS and final coverage.
-    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+ *DONE' "$log" || true
+    "$run_target" "vmm fuzz" "$here" "$target" "$secs" "$artifacts" -max_len=8192
 done
 echo "vmm fuzz smoke: ok"

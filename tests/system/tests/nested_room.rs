@@ -5,10 +5,11 @@
 //! prints `anchor-agent: room base ready`, then the room resets itself (`reboot=k`)
 //! and anchor-vmm exits 0.
 //!
-//! bay0 does not launch rooms yet, so the host runs a test-only initramfs
+//! This is the VMM-level check, without bay0: the host runs a test-only initramfs
 //! (tests/system/mk-nested-initramfs.sh: busybox /init that types the anchor-vmm
-//! command). When bay0's room lifecycle lands, this test should boot the product
-//! initramfs and let bay0 start the room.
+//! command), so a failure here points at the kernels, the image, the agent or
+//! anchor-vmm rather than at bay0's room lifecycle (tests/room.rs covers the product
+//! path bay0 -> anchor-vmm).
 //!
 //! Needs: qemu-system-x86_64, $ANCHOR_OUT/host-bzImage, $ANCHOR_OUT/bin/anchor-vmm,
 //! $ANCHOR_OUT/guest-vmlinux, $ANCHOR_OUT/images/base.squashfs, busybox-static.

@@ -109,6 +109,25 @@ pub struct QueueCtx<'a> {
     pub interrupt: &'a mut Interrupt,
 }
 
+impl QueueCtx<'_> {
+    /// Run `pass` (one bounded pass of a device's queue logic) over queue `index` and
+    /// raise the vring interrupt if it used any chain. A queue the device does not have is
+    /// left alone. Returns whether work was left for the next turn.
+    pub fn serve<F>(&mut self, index: usize, pass: F) -> Result<bool, DeviceFault>
+    where
+        F: FnOnce(&mut Queue, &GuestMemoryMmap<()>) -> Result<Pass, DeviceFault>,
+    {
+        let Some(queue) = self.queues.get_mut(index) else {
+            return Ok(false);
+        };
+        let pass = pass(queue, self.mem)?;
+        if pass.used > 0 {
+            self.interrupt.raise(INT_VRING);
+        }
+        Ok(pass.more)
+    }
+}
+
 /// Result of one bounded pass over a queue.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
@@ -159,6 +178,20 @@ where
             }
         }
     }
+}
+
+/// [`drain_queue`] bounded to one queue's worth of chains (the per-turn bound of every
+/// device's queue logic).
+pub fn drain_turn<F>(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap<()>,
+    f: F,
+) -> Result<Pass, DeviceFault>
+where
+    F: FnMut(DescriptorChain<&GuestMemoryMmap<()>>) -> Option<u32>,
+{
+    let limit = u32::from(queue.size());
+    drain_queue(queue, mem, limit, f)
 }
 
 /// Bytes the device may read (`writable == false`) or write (`writable == true`) in a chain.

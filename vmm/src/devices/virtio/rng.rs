@@ -4,10 +4,10 @@
 //! Work is bounded: at most [`MAX_BYTES_PER_CHAIN`] bytes go into one chain and at most
 //! [`MAX_BYTES_PER_TURN`] bytes per event-loop turn; the rest waits for the next turn.
 
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
 
-use super::queue::{drain_queue, DeviceFault, FdRegistry, Pass, QueueCtx, INT_VRING};
+use super::queue::{drain_turn, DeviceFault, FdRegistry, Pass, QueueCtx};
 use super::{sys, VirtioDevice, F_INDIRECT_DESC, TYPE_RNG};
 
 /// Cap on bytes written into one chain.
@@ -89,8 +89,7 @@ pub fn process_requests<E: Entropy>(
     entropy: &mut E,
 ) -> Result<Pass, DeviceFault> {
     let mut budget = MAX_BYTES_PER_TURN;
-    let limit = u32::from(queue.size());
-    drain_queue(queue, mem, limit, |chain| {
+    drain_turn(queue, mem, |chain| {
         if budget == 0 {
             return None;
         }
@@ -133,14 +132,9 @@ impl VirtioDevice for Rng {
         ctx: &mut QueueCtx<'_>,
         _reg: &mut dyn FdRegistry,
     ) -> Result<bool, DeviceFault> {
-        let Some(queue) = ctx.queues.get_mut(index) else {
-            return Ok(false);
-        };
-        let pass = process_requests(queue, ctx.mem, &mut self.entropy)?;
-        if pass.used > 0 {
-            ctx.interrupt.raise(INT_VRING);
-        }
-        Ok(pass.more)
+        ctx.serve(index, |queue, mem| {
+            process_requests(queue, mem, &mut self.entropy)
+        })
     }
 }
 

@@ -8,10 +8,9 @@ mod tests;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 
-use super::queue::{drain_queue, DeviceFault, FdRegistry, QueueCtx, INT_VRING};
+use super::queue::{drain_turn, DeviceFault, FdRegistry, QueueCtx};
 use super::{BlockConfig, VirtioDevice, VirtioError, F_INDIRECT_DESC, TYPE_BLOCK};
 use request::{handle_chain, ID_LEN, SECTOR_SIZE};
-use virtio_queue::QueueT;
 
 /// VIRTIO_BLK_F_RO.
 pub const F_RO: u64 = 1 << 5;
@@ -101,8 +100,7 @@ pub fn process_requests<D: request::Disk>(
     read_only: bool,
     id: &[u8; ID_LEN],
 ) -> Result<super::queue::Pass, DeviceFault> {
-    let limit = u32::from(queue.size());
-    drain_queue(queue, mem, limit, |chain| {
+    drain_turn(queue, mem, |chain| {
         Some(handle_chain(chain, mem, disk, capacity, read_only, id))
     })
 }
@@ -133,20 +131,15 @@ impl VirtioDevice for Block {
         ctx: &mut QueueCtx<'_>,
         _reg: &mut dyn FdRegistry,
     ) -> Result<bool, DeviceFault> {
-        let Some(queue) = ctx.queues.get_mut(index) else {
-            return Ok(false);
-        };
-        let pass = process_requests(
-            queue,
-            ctx.mem,
-            &mut self.file,
-            self.capacity,
-            self.read_only,
-            &self.id,
-        )?;
-        if pass.used > 0 {
-            ctx.interrupt.raise(INT_VRING);
-        }
-        Ok(pass.more)
+        ctx.serve(index, |queue, mem| {
+            process_requests(
+                queue,
+                mem,
+                &mut self.file,
+                self.capacity,
+                self.read_only,
+                &self.id,
+            )
+        })
     }
 }

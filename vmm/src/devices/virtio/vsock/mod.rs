@@ -26,12 +26,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use event_manager::EventSet;
-use virtio_queue::{DescriptorChain, Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::timerfd::TimerFd;
 
 use super::mmio::EXTRA_EVENT_BASE;
-use super::queue::{chain_copy, chain_len, drain_queue, DeviceFault, FdRegistry, Pass};
+use super::queue::{chain_copy, chain_len, drain_turn, DeviceFault, FdRegistry, Pass};
 use super::{sys, VirtioError, VsockConfig};
 use conn::{need, Conn, Deliver, State};
 use packet::{Header, PacketError, HDR_LEN, HOST_CID, TYPE_STREAM};
@@ -107,6 +107,15 @@ fn rst_reply(h: &Header, guest_cid: u64) -> Header {
         buf_alloc: 0,
         fwd_cnt: 0,
     }
+}
+
+/// The OP_SHUTDOWN (both directions) that `c` owes the guest; `c` then waits (bounded)
+/// for the guest's RST.
+fn shutdown_packet(c: &mut Conn<UnixStream>) -> (Header, usize) {
+    c.needs &= !need::SHUTDOWN;
+    c.state = State::Closing(deadline());
+    let flags = packet::SHUTDOWN_RCV | packet::SHUTDOWN_SEND;
+    (c.header(packet::OP_SHUTDOWN, 0, flags), 0)
 }
 
 /// Parse `CONNECT <port>\n`.
@@ -359,22 +368,14 @@ impl Vsock {
                 c.needs &= !need::RESPONSE;
                 Some((c.header(packet::OP_RESPONSE, 0, 0), 0))
             } else if c.needs & need::SHUTDOWN != 0 {
-                c.needs &= !need::SHUTDOWN;
-                c.state = State::Closing(deadline());
-                let flags = packet::SHUTDOWN_RCV | packet::SHUTDOWN_SEND;
-                Some((c.header(packet::OP_SHUTDOWN, 0, flags), 0))
+                Some(shutdown_packet(c))
             } else if c.needs & need::CREDIT != 0 {
                 c.needs &= !need::CREDIT;
                 Some((c.header(packet::OP_CREDIT_UPDATE, 0, 0), 0))
             } else {
                 match c.read_for_guest(buf, cap) {
                     Ok(Some(p)) => Some(p),
-                    Ok(None) if c.needs & need::SHUTDOWN != 0 => {
-                        c.needs &= !need::SHUTDOWN;
-                        c.state = State::Closing(deadline());
-                        let flags = packet::SHUTDOWN_RCV | packet::SHUTDOWN_SEND;
-                        Some((c.header(packet::OP_SHUTDOWN, 0, flags), 0))
-                    }
+                    Ok(None) if c.needs & need::SHUTDOWN != 0 => Some(shutdown_packet(c)),
                     Ok(None) => None,
                     Err(conn::StreamBroken) => {
                         let h = c.header(packet::OP_RST, 0, 0);
@@ -398,9 +399,8 @@ impl Vsock {
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
     ) -> Result<Pass, DeviceFault> {
-        let limit = u32::from(queue.size());
         let mut buf = [0u8; CHUNK];
-        drain_queue(queue, mem, limit, |chain| {
+        drain_turn(queue, mem, |chain| {
             let cap = chain_len(chain.clone(), true);
             let Some(payload_cap) = cap.checked_sub(HDR_LEN as u64) else {
                 // Too small to hold a header: hand it back unused.
@@ -423,8 +423,7 @@ impl Vsock {
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
     ) -> Result<Pass, DeviceFault> {
-        let limit = u32::from(queue.size());
-        drain_queue(queue, mem, limit, |chain| {
+        drain_turn(queue, mem, |chain| {
             self.handle_tx(chain, mem, reg);
             Some(0)
         })
