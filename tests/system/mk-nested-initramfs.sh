@@ -11,6 +11,10 @@
 #         $ANCHOR_OUT/images/base.squashfs, BUSYBOX (default /bin/busybox, static).
 # /init reads nested.room=NAME from its kernel command line (default base): the image
 # /usr/lib/anchor/images/NAME.squashfs and anchor.room=NAME for the agent.
+# With nested.vsock=PORT it instead runs the room with a vsock device and the agent's
+# echo service on PORT, and plays the host side of Firecracker-style hybrid vsock with
+# socat (copied in with its libraries: test-only): connect to the VMM's Unix socket,
+# `CONNECT PORT`, expect `OK <host port>`, send a line, expect it back.
 set -euo pipefail
 SELF=$(realpath "$0")
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
@@ -35,7 +39,13 @@ images=("$ANCHOR_OUT"/images/*.squashfs)
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,usr/bin,usr/lib/anchor/kernel,usr/lib/anchor/images}
 install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
-for a in sh mount mkdir cat sed cut ls uname poweroff sleep echo grep; do ln -s busybox "$stage/bin/$a"; done
+for a in sh mount mkdir cat sed cut ls uname poweroff sleep echo grep kill head seq; do ln -s busybox "$stage/bin/$a"; done
+# socat and the shared libraries it loads (host side of the vsock round trip).
+SOCAT=$(command -v socat) || die "socat missing: apt-get install socat"
+install -D -m 0755 "$SOCAT" "$stage/usr/bin/socat"
+while read -r lib; do
+  install -D -m 0755 "$lib" "$stage$lib"
+done < <(ldd "$SOCAT" | grep -o '/[^ ]*' | sort -u)
 install -m 0755 "$VMM" "$stage/usr/bin/anchor-vmm"
 install -m 0644 "$KERNEL" "$stage/usr/lib/anchor/kernel/vmlinux"
 for f in "${images[@]}"; do install -m 0644 "$f" "$stage/usr/lib/anchor/images/"; done
@@ -51,7 +61,30 @@ up() { cut -d' ' -f1 /proc/uptime; }
 if [ -c /dev/kvm ]; then echo "nested-init: /dev/kvm present"; else echo "nested-init: /dev/kvm absent"; fi
 room=$(sed -n 's/.*nested\.room=\([a-z0-9_-]*\).*/\1/p' /proc/cmdline)
 [ -n "$room" ] || room=base
-cmdline="console=ttyS0 quiet reboot=k root=/dev/vda ro rootfstype=squashfs init=/sbin/init anchor.room=$room anchor.shell=off"
+port=$(sed -n 's/.*nested\.vsock=\([0-9]*\).*/\1/p' /proc/cmdline)
+base="console=ttyS0 quiet reboot=k root=/dev/vda ro rootfstype=squashfs init=/sbin/init anchor.room=$room"
+if [ -n "$port" ]; then
+  uds=/tmp/room.vsock
+  anchor-vmm --kernel /usr/lib/anchor/kernel/vmlinux --disk "/usr/lib/anchor/images/$room.squashfs,ro" \
+    --cmdline "$base anchor.vsock_echo=$port" --mem-mib 128 --vsock-cid 3 --vsock-uds "$uds" </dev/null &
+  vmm=$!
+  echo "nested-init: room $room with vsock echo on port $port (anchor-vmm pid $vmm)"
+  # Until the guest listens, the VMM answers CONNECT by closing: retry (bounded).
+  for i in $(seq 1 120); do
+    # Keep our write side open while the echo comes back: a host-side EOF closes the
+    # vsock connection in both directions (hybrid vsock semantics).
+    reply=$( (printf 'CONNECT %s\nhello-vsock-%s\n' "$port" "$i"; sleep 2) | socat -t 1 - "UNIX-CONNECT:$uds" 2>/dev/null)
+    case "$reply" in
+      OK*hello-vsock-*) echo "nested-init: vsock reply: $(echo "$reply" | head -n 1) then $(echo "$reply" | grep hello-vsock)"; break ;;
+    esac
+    sleep 0.5
+  done
+  case "$reply" in OK*hello-vsock-*) ;; *) echo "nested-init: vsock round trip FAILED (last reply: '$reply')" ;; esac
+  kill "$vmm"; wait "$vmm"
+  echo "nested-init: vsock test done"
+  poweroff -f
+fi
+cmdline="$base anchor.shell=off"
 echo "nested-init: starting anchor-vmm at $(up) s: --kernel /usr/lib/anchor/kernel/vmlinux --disk /usr/lib/anchor/images/$room.squashfs,ro --mem-mib 128 --cmdline \"$cmdline\""
 anchor-vmm --kernel /usr/lib/anchor/kernel/vmlinux --disk "/usr/lib/anchor/images/$room.squashfs,ro" \
   --cmdline "$cmdline" --mem-mib 128 </dev/null
@@ -63,6 +96,6 @@ mknod -m 0600 "$stage/dev/console" c 5 1 2>/dev/null || true
 find "$stage" -exec touch -h -d @0 {} +
 mkdir -p "$(dirname "$OUT")"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
-  cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -1 > "$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+  cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -1 > "$OUT.tmp.$$"
+mv "$OUT.tmp.$$" "$OUT"
 printf 'mk-nested-initramfs: %s (%d bytes)\n' "$OUT" "$(stat -c %s "$OUT")"

@@ -442,9 +442,22 @@ impl Machine {
         let end = Instant::now() + timeout;
         let (mutex, cond) = &*self.serial;
         let mut s = lock(mutex);
+        // A line is returned once it is complete (its newline arrived), so callers never
+        // judge half a line; a line that stays open (a shell prompt) is returned after
+        // LINE_GRACE.
+        let mut seen_open: Option<Instant> = None;
         loop {
             if let Some(found) = find_line(&s.text, from, needle) {
-                return Ok(found);
+                let complete = s.text.get(..found.end).is_some_and(|t| t.ends_with('\n'));
+                let first_seen = *seen_open.get_or_insert_with(Instant::now);
+                if complete || s.closed || first_seen.elapsed() >= LINE_GRACE {
+                    return Ok(found);
+                }
+                let wait = LINE_GRACE.saturating_sub(first_seen.elapsed());
+                s = cond
+                    .wait_timeout(s, wait)
+                    .map_or_else(|e| e.into_inner().0, |r| r.0);
+                continue;
             }
             if s.closed {
                 return err(format!("QEMU exited before {needle:?} appeared on serial"));
@@ -642,6 +655,9 @@ fn pump_qmp(stream: UnixStream, responses: &mpsc::Sender<Value>, events: &Shared
         }
     }
 }
+
+/// How long [`Machine::wait_for_from`] waits for the rest of a matching line.
+const LINE_GRACE: Duration = Duration::from_secs(2);
 
 /// The line of `text` holding `needle` at or after `from`.
 pub fn find_line(text: &str, from: usize, needle: &str) -> Option<Found> {

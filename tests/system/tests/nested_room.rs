@@ -113,3 +113,39 @@ fn nested_room_reaches_agent_marker() {
     }
     assert!(!log.contains("Kernel panic"), "a kernel panicked");
 }
+
+/// The vsock round trip host <-> guest through anchor-vmm's hybrid vsock: the anchor
+/// host connects to the VMM's Unix socket, asks for guest port 5000 (`CONNECT 5000`),
+/// gets `OK <host port>`, and the agent's echo service in the room sends its line back.
+#[test]
+fn nested_room_vsock_echo_round_trip() {
+    let initramfs = nested_initramfs();
+    let kernel = host_kernel().unwrap();
+    let opts = Options::new("nested-vsock", kernel, initramfs)
+        .append("quiet nested.room=base nested.vsock=5000")
+        .memory_mib(1024);
+    let mut m = Machine::start(opts).unwrap();
+    let kvm = m.wait_for("nested-init: /dev/kvm ", HOST_BOOT).unwrap();
+    assert!(kvm.line.ends_with("present"), "{}", kvm.line);
+    m.wait_for("anchor-agent: room base ready", ROOM_BOOT).unwrap();
+    let done = m.wait_for("nested-init: vsock test done", ROOM_BOOT).unwrap();
+    let log = m.serial();
+    assert!(
+        !log.contains("vsock round trip FAILED"),
+        "the vsock round trip failed:\n{log}"
+    );
+    let reply = anchor_systest::find_line(&log, 0, "nested-init: vsock reply: ").unwrap();
+    assert!(reply.end <= done.end);
+    // `OK <port>` with the VMM's host-side port (>= 2^30), then our own line echoed.
+    let text = reply.line;
+    let ok = text
+        .split("vsock reply: OK ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no OK <port> in {text:?}"));
+    assert!(ok >= 1 << 30, "{text}");
+    assert!(text.contains(" then hello-vsock-"), "{text}");
+    let status = m.wait_exit(Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+}

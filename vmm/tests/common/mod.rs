@@ -15,6 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod virtio;
+
 pub const OP_END: u32 = 0;
 pub const OP_WRITE: u32 = 1;
 pub const OP_READ: u32 = 2;
@@ -179,71 +181,47 @@ fn tool(name: &str) -> Command {
 /// Assembles and links the interpreter guest once per test binary.
 pub fn guest_elf() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
-    GUEST.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/guest.S");
-        let dir = scratch_dir();
-        let pid = std::process::id();
-        let obj = dir.join(format!("guest-{pid}.o"));
-        let elf = dir.join(format!("guest-{pid}.elf"));
-        let st = tool("as")
-            .args(["--64", "-o"])
-            .arg(&obj)
-            .arg(&src)
-            .status()
-            .expect("binutils `as` is needed to build the test guest (apt install binutils)");
-        assert!(st.success(), "assembling {} failed", src.display());
-        let st = tool("ld")
-            .args([
-                "-Ttext",
-                "0x100000",
-                "-e",
-                "_start",
-                "-static",
-                "-nostdlib",
-                "-o",
-            ])
-            .arg(&elf)
-            .arg(&obj)
-            .status()
-            .expect("binutils `ld` is needed to build the test guest");
-        assert!(st.success(), "linking the test guest failed");
-        elf
-    })
+    GUEST.get_or_init(|| build_guest("guest", "test guest"))
 }
 
 /// Assembles and links the PVH guest (tests/common/pvh_guest.S) once.
 pub fn pvh_guest_elf() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
-    GUEST.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/pvh_guest.S");
-        let dir = scratch_dir();
-        let pid = std::process::id();
-        let obj = dir.join(format!("pvh-{pid}.o"));
-        let elf = dir.join(format!("pvh-{pid}.elf"));
-        let st = tool("as")
-            .args(["--64", "-o"])
-            .arg(&obj)
-            .arg(&src)
-            .status()
-            .expect("binutils `as`");
-        assert!(st.success(), "assembling {} failed", src.display());
-        let st = tool("ld")
-            .args([
-                "-Ttext",
-                "0x100000",
-                "-e",
-                "_start",
-                "-static",
-                "-nostdlib",
-                "-o",
-            ])
-            .arg(&elf)
-            .arg(&obj)
-            .status()
-            .expect("binutils `ld`");
-        assert!(st.success(), "linking the PVH guest failed");
-        elf
-    })
+    GUEST.get_or_init(|| build_guest("pvh_guest", "PVH guest"))
+}
+
+/// Assembles tests/common/`name`.S and links it at 0x100000 with binutils; returns the ELF.
+fn build_guest(name: &str, what: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/common/{name}.S"));
+    let dir = scratch_dir();
+    let pid = std::process::id();
+    let obj = dir.join(format!("{name}-{pid}.o"));
+    let elf = dir.join(format!("{name}-{pid}.elf"));
+    let st = tool("as")
+        .args(["--64", "-o"])
+        .arg(&obj)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("binutils `as` is needed to build the {what} (apt install binutils): {e}")
+        });
+    assert!(st.success(), "assembling {} failed", src.display());
+    let st = tool("ld")
+        .args([
+            "-Ttext",
+            "0x100000",
+            "-e",
+            "_start",
+            "-static",
+            "-nostdlib",
+            "-o",
+        ])
+        .arg(&elf)
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| panic!("binutils `ld` is needed to build the {what}: {e}"));
+    assert!(st.success(), "linking the {what} failed");
+    elf
 }
 
 /// The anchor-vmm binary under test: cargo's build for this test, or the
@@ -255,7 +233,8 @@ pub fn vmm_bin() -> PathBuf {
     }
 }
 
-fn unique(prefix: &str) -> PathBuf {
+/// A fresh path in the tests' scratch dir: `<prefix>-<pid>-<n>` (tests run in parallel).
+pub fn unique(prefix: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);

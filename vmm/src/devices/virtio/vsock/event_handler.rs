@@ -74,30 +74,35 @@ impl Vsock {
         let Some(p) = self.pending.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let room = p.line.get_mut(p.len..).unwrap_or(&mut []);
-        let n = if room.is_empty() {
-            0
-        } else {
-            match p.stream.read(room) {
-                Ok(n) => n,
+        // One byte at a time (at most MAX_CONNECT_LINE reads per socket): whatever the
+        // host sends after the newline stays in the socket and becomes the first data of
+        // the connection instead of being swallowed with the CONNECT line.
+        let nl = loop {
+            let Some(byte) = p.line.get_mut(p.len..p.len.saturating_add(1)) else {
+                self.drop_pending(slot, reg);
+                return;
+            };
+            match p.stream.read(byte) {
+                Ok(1) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                     return
                 }
-                Err(_) => 0,
+                Ok(_) | Err(_) => {
+                    self.drop_pending(slot, reg);
+                    return;
+                }
             }
-        };
-        if n == 0 {
-            self.drop_pending(slot, reg);
-            return;
-        }
-        p.len = p.len.saturating_add(n);
-        let line = p.line.get(..p.len).unwrap_or(&[]);
-        let Some(nl) = line.iter().position(|&b| b == b'\n') else {
+            let newline = byte.first() == Some(&b'\n');
+            p.len = p.len.saturating_add(1);
+            if newline {
+                break p.len.saturating_sub(1);
+            }
             if p.len >= MAX_CONNECT_LINE {
                 self.drop_pending(slot, reg);
+                return;
             }
-            return;
         };
+        let line = p.line.get(..p.len).unwrap_or(&[]);
         let port = parse_connect(line.get(..=nl).unwrap_or(&[]));
         let Some(p) = self.drop_pending(slot, reg) else {
             return;

@@ -244,6 +244,24 @@ fn host_initiated_connection_accept_and_data() {
 }
 
 #[test]
+fn data_sent_right_after_the_connect_line_is_not_lost() {
+    let mut h = h();
+    // One write: the CONNECT line and the first bytes of the stream.
+    let mut host = h.host_connect(b"CONNECT 52\nearly-bytes");
+    h.post_rx(2);
+    let req = h.recv()[0].0;
+    assert_eq!((req.op, req.dst_port), (OP_REQUEST, 52));
+    h.send(hdr(OP_RESPONSE, 52, req.src_port, 0), &[]);
+    let mut line = [0u8; 64];
+    let n = host.read(&mut line).unwrap();
+    assert_eq!(&line[..n], format!("OK {}\n", req.src_port).as_bytes());
+    h.readable();
+    let p = h.recv();
+    assert_eq!(ops(&p), [OP_RW]);
+    assert_eq!(p[0].1, b"early-bytes");
+}
+
+#[test]
 fn host_connect_refused_by_guest_or_timed_out_closes_the_host_stream() {
     let mut h = h();
     let mut host = h.host_connect(b"CONNECT 52\n");
