@@ -17,7 +17,7 @@ export ANCHOR_OUT
 CARGO ?= cargo
 
 .PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
-        kernels guest-kernel host-kernel images initramfs systest test run qemu bench clean help
+        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench clean help
 
 all: build
 
@@ -72,7 +72,11 @@ images: setup static
 initramfs: static kernels images
 	tests/system/mkinitramfs.sh
 
-systest: initramfs
+# Images build reproducibly (twice from empty caches, same bytes) and have the right layout.
+images-repro: images
+	images/tests/reproducible.sh
+
+systest: initramfs images-repro
 	tests/system/run-all.sh
 
 test: setup lint gates unit fuzz-smoke systest

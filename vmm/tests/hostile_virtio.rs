@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anchor_vmm::devices::virtio::mmio::{reg, status};
-use common::virtio::{after, r, Driver, F_INDIRECT, F_NEXT, F_WRITE, S_ACK_DRV, S_FEAT, S_OK, T};
+use common::virtio::{after, r, F_INDIRECT, F_NEXT, F_WRITE, S_ACK_DRV, S_FEAT, S_OK, T};
 use common::{run_script, unique, virtio_base, Outcome, Script};
 
 /// Queue memory (scratch RAM): descriptor table, available ring, used ring.
@@ -73,42 +73,32 @@ const WRITE: Chain = Chain {
 };
 
 /// Script steps that speak virtio-blk (device at `base`, queue 0 at DESC/AVAIL/USED).
-trait Blk {
-    fn blk_header(&mut self, kind: u64, sector: u64) -> &mut Self;
-    /// Write `c` into descriptors 0..3.
-    fn blk_chain(&mut self, c: Chain) -> &mut Self;
-    /// Offer the chain at descriptor 0 as request number `n` (1-based), notify and wait
-    /// until it is used.
-    fn submit(&mut self, base: u64, n: u64) -> &mut Self;
-    /// `c` as request number `n`, then print the status byte.
-    fn blk_request(&mut self, base: u64, c: Chain, n: u64) -> &mut Self;
-    /// A valid 1-sector read of `sector` as request number `n` (1-based), then print the
-    /// first 8 data bytes and the status byte.
-    fn blk_read(&mut self, base: u64, sector: u64, n: u64) -> &mut Self;
-    /// Print SERVE, read sector 1 as request number `n` and end: see
-    /// [`assert_serves_sector_1`].
-    fn serve_sector_1(&mut self, base: u64, n: u64) -> &mut Self;
-}
-
-impl Blk for Script {
+impl Script {
+    /// Request header (type `kind`, `sector`) and a status byte preset to 0xff.
     fn blk_header(&mut self, kind: u64, sector: u64) -> &mut Self {
         self.write(HDR, 8, kind)
             .write(HDR + 8, 8, sector)
             .write(STATUS_BYTE, 1, 0xff)
     }
+    /// Write `c` into descriptors 0..3.
     fn blk_chain(&mut self, c: Chain) -> &mut Self {
         self.desc(DESC, 0, c.hdr, c.hdr_len, F_NEXT, 1)
             .desc(DESC, 1, c.data, c.data_len, F_NEXT | c.data_flags, 2)
             .desc(DESC, 2, STATUS_BYTE, c.status_len, F_WRITE, 0)
     }
+    /// Offer the chain at descriptor 0 as request number `n` (1-based), notify and wait
+    /// until it is used.
     fn submit(&mut self, base: u64, n: u64) -> &mut Self {
         self.avail(AVAIL, (n - 1) % 16, 0, n)
             .notify(base, 0)
             .poll(USED + 2, 2, n)
     }
+    /// `c` as request number `n`, then print the status byte.
     fn blk_request(&mut self, base: u64, c: Chain, n: u64) -> &mut Self {
         self.blk_chain(c).submit(base, n).read(STATUS_BYTE, 1)
     }
+    /// A valid 1-sector read of `sector` as request number `n` (1-based), then print the
+    /// first 8 data bytes and the status byte.
     fn blk_read(&mut self, base: u64, sector: u64, n: u64) -> &mut Self {
         self.blk_header(0, sector)
             .write(DATA, 8, 0)
@@ -117,6 +107,8 @@ impl Blk for Script {
             .read(DATA, 8)
             .read(STATUS_BYTE, 1)
     }
+    /// Print SERVE, read sector 1 as request number `n` and end: see
+    /// [`assert_serves_sector_1`].
     fn serve_sector_1(&mut self, base: u64, n: u64) -> &mut Self {
         self.print("SERVE").blk_read(base, 1, n).end()
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anchor_vmm::devices::virtio::mmio::{reg, status};
-use common::virtio::{after, assert_served, r, Driver, F_WRITE, S_OK, T};
+use common::virtio::{after, assert_served, r, F_WRITE, S_OK, T};
 use common::{require_kvm, run_script, unique, virtio_base, Outcome, Script};
 
 const CID: u64 = 3;
@@ -76,19 +76,8 @@ fn pkt(op: u64, src_port: u64, dst_port: u64) -> Pkt {
 
 /// Driver steps with this file's queue layout: queue i of a device at the address given
 /// for it, its rings at + AVAIL and + USED.
-trait VsockDriver {
+impl Script {
     /// Bring the device at `base` up with one 16-entry queue per entry of `queues`.
-    fn bring_up(&mut self, base: u64, queues: &[u64]) -> &mut Self;
-    fn offer(&mut self, q: u64, slot: u64, head: u64, idx: u64) -> &mut Self;
-    fn packet(&mut self, at: u64, p: Pkt) -> &mut Self;
-    /// Send `p` (plus `payload`) as tx chain number `n` (1-based) and wait for it to be used.
-    fn send(&mut self, p: Pkt, payload: &[u8], n: u64) -> &mut Self;
-    /// Send the one-descriptor chain `addr`/`len`/`flags` as tx chain number `n` and wait
-    /// for it to be used.
-    fn send_desc(&mut self, addr: u64, len: u64, flags: u64, n: u64) -> &mut Self;
-}
-
-impl VsockDriver for Script {
     fn bring_up(&mut self, base: u64, queues: &[u64]) -> &mut Self {
         self.init(base);
         for (i, q) in queues.iter().enumerate() {
@@ -101,9 +90,11 @@ impl VsockDriver for Script {
         }
         self.reg(base, reg::STATUS, S_OK)
     }
+    /// Put chain `head` in slot `slot` of queue `q`'s available ring and publish `idx`.
     fn offer(&mut self, q: u64, slot: u64, head: u64, idx: u64) -> &mut Self {
         self.avail(q + AVAIL, slot, head, idx)
     }
+    /// Write the vsock header `p` at `at`.
     fn packet(&mut self, at: u64, p: Pkt) -> &mut Self {
         self.write(at, 8, p.src_cid)
             .write(at + 8, 8, p.dst_cid)
@@ -112,6 +103,7 @@ impl VsockDriver for Script {
             .write(at + 32, 8, p.flags | (p.buf_alloc << 32))
             .write(at + 40, 4, p.fwd_cnt)
     }
+    /// Send `p` (plus `payload`) as tx chain number `n` (1-based) and wait for it to be used.
     fn send(&mut self, p: Pkt, payload: &[u8], n: u64) -> &mut Self {
         let at = TXBUF + ((n - 1) % 16) * 0x1000;
         self.packet(at, p);
@@ -122,6 +114,8 @@ impl VsockDriver for Script {
         }
         self.send_desc(at, 44 + payload.len() as u64, 0, n)
     }
+    /// Send the one-descriptor chain `addr`/`len`/`flags` as tx chain number `n` and wait
+    /// for it to be used.
     fn send_desc(&mut self, addr: u64, len: u64, flags: u64, n: u64) -> &mut Self {
         let slot = (n - 1) % 16;
         self.desc(TXQ, slot, addr, len, flags, 0)

@@ -28,35 +28,13 @@ pub const S_FEAT: u64 = S_ACK_DRV | status::FEATURES_OK as u64;
 pub const S_OK: u64 = S_FEAT | status::DRIVER_OK as u64;
 
 /// Virtio-mmio driver steps appended to a script.
-pub trait Driver {
+impl Script {
     /// Write the 32-bit register `off` of the device at `base`.
-    fn reg(&mut self, base: u64, off: u64, v: u64) -> &mut Self;
-    /// Reset the device, then ACKNOWLEDGE, DRIVER, VERSION_1 and FEATURES_OK.
-    fn init(&mut self, base: u64) -> &mut Self;
-    /// Set up queue `q` (`size` entries, rings below 4 GiB) and make it ready.
-    fn queue(
-        &mut self,
-        base: u64,
-        q: u64,
-        size: u64,
-        desc: u64,
-        avail: u64,
-        used: u64,
-    ) -> &mut Self;
-    /// Descriptor `i` of the table at `table`.
-    fn desc(&mut self, table: u64, i: u64, addr: u64, len: u64, flags: u64, next: u64)
-        -> &mut Self;
-    /// Put chain `head` in slot `slot` of the available ring at `avail` and publish `idx`.
-    fn avail(&mut self, avail: u64, slot: u64, head: u64, idx: u64) -> &mut Self;
-    /// Notify queue `q` of the device at `base`.
-    fn notify(&mut self, base: u64, q: u64) -> &mut Self;
-}
-
-impl Driver for Script {
-    fn reg(&mut self, base: u64, off: u64, v: u64) -> &mut Self {
+    pub fn reg(&mut self, base: u64, off: u64, v: u64) -> &mut Self {
         self.write(base + off, 4, v)
     }
-    fn init(&mut self, base: u64) -> &mut Self {
+    /// Reset the device, then ACKNOWLEDGE, DRIVER, VERSION_1 and FEATURES_OK.
+    pub fn init(&mut self, base: u64) -> &mut Self {
         self.reg(base, reg::STATUS, 0)
             .reg(base, reg::STATUS, u64::from(status::ACKNOWLEDGE))
             .reg(base, reg::STATUS, S_ACK_DRV)
@@ -64,7 +42,8 @@ impl Driver for Script {
             .reg(base, reg::DRIVER_FEATURES, 1)
             .reg(base, reg::STATUS, S_FEAT)
     }
-    fn queue(
+    /// Set up queue `q` (`size` entries, rings below 4 GiB) and make it ready.
+    pub fn queue(
         &mut self,
         base: u64,
         q: u64,
@@ -83,7 +62,8 @@ impl Driver for Script {
             .reg(base, reg::QUEUE_USED_HIGH, 0)
             .reg(base, reg::QUEUE_READY, 1)
     }
-    fn desc(
+    /// Descriptor `i` of the table at `table`.
+    pub fn desc(
         &mut self,
         table: u64,
         i: u64,
@@ -98,11 +78,13 @@ impl Driver for Script {
             (len & 0xffff_ffff) | (flags << 32) | (next << 48),
         )
     }
-    fn avail(&mut self, avail: u64, slot: u64, head: u64, idx: u64) -> &mut Self {
+    /// Put chain `head` in slot `slot` of the available ring at `avail` and publish `idx`.
+    pub fn avail(&mut self, avail: u64, slot: u64, head: u64, idx: u64) -> &mut Self {
         self.write(avail + 4 + 2 * slot, 2, head)
             .write(avail + 2, 2, idx)
     }
-    fn notify(&mut self, base: u64, q: u64) -> &mut Self {
+    /// Notify queue `q` of the device at `base`.
+    pub fn notify(&mut self, base: u64, q: u64) -> &mut Self {
         self.reg(base, reg::QUEUE_NOTIFY, q)
     }
 }
