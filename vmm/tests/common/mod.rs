@@ -357,19 +357,6 @@ pub fn run_script(script: &Script, extra_args: &[&str], timeout: Duration) -> Ou
         args.extend_from_slice(&["--mem-mib", "32"]);
     }
     args.extend_from_slice(extra_args);
-    // TEMP-DUMP (cleanup verification; removed before hand-off)
-    if let Some(d) = std::env::var_os("ANCHOR_DUMP_SCRIPTS") {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static K: AtomicU64 = AtomicU64::new(0);
-        let k = K.fetch_add(1, Ordering::Relaxed);
-        let name = std::thread::current()
-            .name()
-            .unwrap_or("unnamed")
-            .replace("::", "__");
-        let base = PathBuf::from(d).join(format!("{name}-{k}"));
-        std::fs::write(base.with_extension("bin"), script.bytes()).unwrap();
-        std::fs::write(base.with_extension("args"), args.join(" ")).unwrap();
-    }
     let out = run_vmm(&args, timeout);
     let _ = std::fs::remove_file(&script_path);
     out
