@@ -22,7 +22,7 @@ CARGO ?= cargo
 all: build
 
 help:
-	@echo "make run        boot Anchor OS (bay0 as PID 1) under QEMU on this terminal"
+	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work)"
 	@echo "make test       everything CI runs: setup, lint, gates, unit, fuzz smoke, kernels, images, system tests"
 	@echo "make bench      benchmarks (printed figures, never asserted)"
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
@@ -82,8 +82,10 @@ systest: initramfs images-repro
 test: setup lint gates unit fuzz-smoke systest
 	@echo "make test: all stages passed"
 
+# The room `make run` opens (policies/$(ROOM).toml); ROOM= (empty) boots bay0 alone.
+ROOM ?= work
 run: initramfs
-	tests/system/run-qemu.sh --interactive
+	ANCHOR_APPEND="$(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)" tests/system/run-qemu.sh --interactive
 
 qemu: run
 
