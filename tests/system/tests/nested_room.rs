@@ -127,8 +127,11 @@ fn nested_room_vsock_echo_round_trip() {
     let mut m = Machine::start(opts).unwrap();
     let kvm = m.wait_for("nested-init: /dev/kvm ", HOST_BOOT).unwrap();
     assert!(kvm.line.ends_with("present"), "{}", kvm.line);
-    m.wait_for("anchor-agent: room base ready", ROOM_BOOT).unwrap();
-    let done = m.wait_for("nested-init: vsock test done", ROOM_BOOT).unwrap();
+    m.wait_for("anchor-agent: room base ready", ROOM_BOOT)
+        .unwrap();
+    let done = m
+        .wait_for("nested-init: vsock test done", ROOM_BOOT)
+        .unwrap();
     let log = m.serial();
     assert!(
         !log.contains("vsock round trip FAILED"),
