@@ -15,7 +15,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::current::boot::{self, BootError, KernelEntry};
-use crate::arch::current::{layout, mptable};
+use crate::arch::current::layout;
+#[cfg(target_arch = "x86_64")]
+use crate::arch::current::mptable;
 use crate::config::VmConfig;
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
@@ -45,6 +47,7 @@ pub enum BuildError {
     /// vcpu setup.
     Vcpu(VcpuError),
     /// MP table.
+    #[cfg(target_arch = "x86_64")]
     Mptable(mptable::MptableError),
     /// Serial output target.
     Serial(SerialError),
@@ -68,6 +71,7 @@ impl fmt::Display for BuildError {
             Self::Vm(e) => e.fmt(f),
             Self::Boot(e) => e.fmt(f),
             Self::Vcpu(e) => e.fmt(f),
+            #[cfg(target_arch = "x86_64")]
             Self::Mptable(e) => e.fmt(f),
             Self::Serial(e) => e.fmt(f),
             Self::Bus(e) => e.fmt(f),
@@ -243,6 +247,7 @@ fn setup(
 
     boot::write_boot_structures(mem, entry.mode, &cmdline, initrd, ranges)
         .map_err(BuildError::Boot)?;
+    #[cfg(target_arch = "x86_64")]
     mptable::write(mem, cfg.vcpus).map_err(BuildError::Mptable)?;
 
     let mut vcpus = Vec::with_capacity(usize::from(cfg.vcpus));
@@ -257,7 +262,8 @@ fn setup(
     Ok((vcpus, ctx, events, cmdline))
 }
 
-#[cfg(test)]
+// The contract values below are the x86_64 layout's.
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 

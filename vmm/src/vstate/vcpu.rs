@@ -6,47 +6,81 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+#[cfg(target_arch = "x86_64")]
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::arch::current::boot::KernelEntry;
+#[cfg(target_arch = "x86_64")]
 use crate::arch::current::{cpuid, layout, regs};
 use crate::devices::bus::{Access, MmioBus};
-use crate::devices::i8042::{self, I8042};
+#[cfg(target_arch = "x86_64")]
+use crate::devices::i8042;
+use crate::devices::i8042::I8042;
 use crate::devices::serial::SerialDevice;
 use crate::exit::{ExitLatch, Stop, EXIT_GUEST_FAULT, EXIT_OK, EXIT_VMM_ERROR};
 use crate::vstate::vm::Vm;
 
 /// vcpu setup errors.
 #[derive(Debug)]
-pub struct VcpuError {
-    step: &'static str,
-    source: kvm_ioctls::Error,
+pub enum VcpuError {
+    /// A KVM step failed: the step plus KVM's errno.
+    Kvm {
+        /// The failing step.
+        step: &'static str,
+        /// KVM's error.
+        source: kvm_ioctls::Error,
+    },
+    /// This host architecture cannot run guests yet.
+    #[cfg(not(target_arch = "x86_64"))]
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for VcpuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vcpu setup: {}: {}", self.step, self.source)
+        match self {
+            Self::Kvm { step, source } => write!(f, "vcpu setup: {step}: {source}"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Unsupported(why) => f.write_str(why),
+        }
     }
 }
 
 impl std::error::Error for VcpuError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match self {
+            Self::Kvm { source, .. } => Some(source),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Unsupported(_) => None,
+        }
     }
 }
 
 fn step(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
-    move |source| VcpuError { step, source }
+    move |source| VcpuError::Kvm { step, source }
 }
 
-/// Creates and configures vcpu `id` of `count`. Only vcpu 0 gets boot
-/// registers; the others wait for INIT/SIPI in the in-kernel LAPIC.
+/// Creates and configures vcpu `id` of `count`.
 pub fn create(vm: &Vm, id: u8, count: u8, entry: &KernelEntry) -> Result<VcpuFd, VcpuError> {
     let fd = vm
         .fd
         .create_vcpu(u64::from(id))
         .map_err(step("KVM_CREATE_VCPU"))?;
+    configure(vm, &fd, id, count, entry)?;
+    Ok(fd)
+}
+
+/// x86_64: CPUID, MSRs and LAPIC LINT pins on every vcpu; only vcpu 0 gets
+/// boot registers, the others wait for INIT/SIPI in the in-kernel LAPIC.
+#[cfg(target_arch = "x86_64")]
+fn configure(
+    vm: &Vm,
+    fd: &VcpuFd,
+    id: u8,
+    count: u8,
+    entry: &KernelEntry,
+) -> Result<(), VcpuError> {
     let mut cpuid = vm
         .kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -54,7 +88,7 @@ pub fn create(vm: &Vm, id: u8, count: u8, entry: &KernelEntry) -> Result<VcpuFd,
     cpuid::filter(cpuid.as_mut_slice(), id, count);
     // This host's KVM accepts and ignores it; nested KVM honours it.
     fd.set_cpuid2(&cpuid).map_err(step("KVM_SET_CPUID2"))?;
-    let msrs = regs::boot_msrs_fam().map_err(|_| VcpuError {
+    let msrs = regs::boot_msrs_fam().map_err(|_| VcpuError::Kvm {
         step: "building MSR list",
         source: kvm_ioctls::Error::new(libc::EINVAL),
     })?;
@@ -70,7 +104,19 @@ pub fn create(vm: &Vm, id: u8, count: u8, entry: &KernelEntry) -> Result<VcpuFd,
             .map_err(step("KVM_SET_REGS"))?;
         fd.set_fpu(&regs::boot_fpu()).map_err(step("KVM_SET_FPU"))?;
     }
-    Ok(fd)
+    Ok(())
+}
+
+/// aarch64: vcpu init and boot registers are not written yet.
+#[cfg(target_arch = "aarch64")]
+fn configure(
+    _vm: &Vm,
+    _fd: &VcpuFd,
+    _id: u8,
+    _count: u8,
+    _entry: &KernelEntry,
+) -> Result<(), VcpuError> {
+    Err(VcpuError::Unsupported(crate::arch::current::UNSUPPORTED))
 }
 
 /// Legacy port devices, shared by all vcpus.
@@ -106,6 +152,7 @@ fn log_unmapped(kind: &str, addr: u64, len: usize) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn port_in(ctx: &VcpuCtx, port: u16, data: &mut [u8]) {
     data.fill(0xff);
     let serial_end = layout::SERIAL_PORT + 8;
@@ -120,6 +167,7 @@ fn port_in(ctx: &VcpuCtx, port: u16, data: &mut [u8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn port_out(ctx: &VcpuCtx, port: u16, data: &[u8]) -> Option<Stop> {
     let v = *data.first()?;
     let serial_end = layout::SERIAL_PORT + 8;
@@ -143,10 +191,13 @@ fn port_out(ctx: &VcpuCtx, port: u16, data: &[u8]) -> Option<Stop> {
 /// One exit; `Some` when the VM must stop.
 fn handle(ctx: &VcpuCtx, exit: VcpuExit<'_>) -> Option<Stop> {
     match exit {
+        // Port I/O exists on x86 only.
+        #[cfg(target_arch = "x86_64")]
         VcpuExit::IoIn(port, data) => {
             port_in(ctx, port, data);
             None
         }
+        #[cfg(target_arch = "x86_64")]
         VcpuExit::IoOut(port, data) => port_out(ctx, port, data),
         VcpuExit::MmioRead(addr, data) => {
             match ctx.bus.read(addr, data) {
@@ -307,21 +358,28 @@ mod tests {
             Some(EXIT_GUEST_FAULT)
         );
         assert_eq!(code(handle(&c, VcpuExit::Intr)), None);
-        assert_eq!(
-            code(handle(&c, VcpuExit::IoOut(0x64, &[0xfe]))),
-            Some(EXIT_OK)
-        );
-        assert_eq!(code(handle(&c, VcpuExit::IoOut(0x80, &[1]))), None);
-        assert_eq!(code(handle(&c, VcpuExit::IoOut(0x3f8, &[]))), None);
+        // Port I/O exits exist on x86 only.
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(
+                code(handle(&c, VcpuExit::IoOut(0x64, &[0xfe]))),
+                Some(EXIT_OK)
+            );
+            assert_eq!(code(handle(&c, VcpuExit::IoOut(0x80, &[1]))), None);
+            assert_eq!(code(handle(&c, VcpuExit::IoOut(0x3f8, &[]))), None);
+        }
     }
 
     #[test]
     fn port_and_mmio_reads_of_nothing_are_all_ones() {
         let dir = tempfile::tempdir().unwrap();
         let c = ctx(dir.path());
-        let mut d = [0u8; 4];
-        assert_eq!(code(handle(&c, VcpuExit::IoIn(0x1234, &mut d))), None);
-        assert_eq!(d, [0xff; 4]);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut d = [0u8; 4];
+            assert_eq!(code(handle(&c, VcpuExit::IoIn(0x1234, &mut d))), None);
+            assert_eq!(d, [0xff; 4]);
+        }
         let mut m = [0u8; 8];
         assert_eq!(
             code(handle(&c, VcpuExit::MmioRead(0xe000_0000, &mut m))),
@@ -333,8 +391,11 @@ mod tests {
             None
         );
         // Serial LSR: transmitter empty bits set.
-        let mut lsr = [0u8; 1];
-        handle(&c, VcpuExit::IoIn(0x3fd, &mut lsr));
-        assert_eq!(lsr[0] & 0x60, 0x60);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut lsr = [0u8; 1];
+            handle(&c, VcpuExit::IoIn(0x3fd, &mut lsr));
+            assert_eq!(lsr[0] & 0x60, 0x60);
+        }
     }
 }

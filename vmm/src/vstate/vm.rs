@@ -3,34 +3,52 @@
 
 use std::fmt;
 
+#[cfg(target_arch = "x86_64")]
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+#[cfg(target_arch = "x86_64")]
 use crate::arch::current::layout;
 
-/// VM errors: the failing step plus KVM's errno.
+/// VM errors.
 #[derive(Debug)]
-pub struct VmError {
-    step: &'static str,
-    source: kvm_ioctls::Error,
+pub enum VmError {
+    /// A KVM step failed: the step plus KVM's errno.
+    Kvm {
+        /// The failing step.
+        step: &'static str,
+        /// KVM's error.
+        source: kvm_ioctls::Error,
+    },
+    /// This host architecture cannot run guests yet.
+    #[cfg(not(target_arch = "x86_64"))]
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.step, self.source)
+        match self {
+            Self::Kvm { step, source } => write!(f, "{step}: {source}"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Unsupported(why) => f.write_str(why),
+        }
     }
 }
 
 impl std::error::Error for VmError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match self {
+            Self::Kvm { source, .. } => Some(source),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Unsupported(_) => None,
+        }
     }
 }
 
 fn step(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
-    move |source| VmError { step, source }
+    move |source| VmError::Kvm { step, source }
 }
 
 /// An initialised VM.
@@ -46,6 +64,7 @@ impl Vm {
     /// Opens /dev/kvm, creates the VM with irqchip, PIT and TSS. Guest memory
     /// is registered separately (`register_memory`), so the caller can overlap
     /// that slow ioctl (~6 ms on this host, independent of size) with other setup.
+    #[cfg(target_arch = "x86_64")]
     pub fn new() -> Result<Self, VmError> {
         let kvm = Kvm::new().map_err(step("cannot open /dev/kvm"))?;
         let fd = kvm.create_vm().map_err(step("KVM_CREATE_VM"))?;
@@ -62,6 +81,13 @@ impl Vm {
         Ok(Self { kvm, fd })
     }
 
+    /// aarch64 needs a GIC (created after the vcpus) and vcpu init, neither
+    /// written yet: fail before /dev/kvm is opened, with one clear reason.
+    #[cfg(target_arch = "aarch64")]
+    pub fn new() -> Result<Self, VmError> {
+        Err(VmError::Unsupported(crate::arch::current::UNSUPPORTED))
+    }
+
     /// Registers every region of `mem` as a KVM memory slot.
     pub fn register_memory(&self, mem: &GuestMemoryMmap<()>) -> Result<(), VmError> {
         crate::sys::register_guest_memory(&self.fd, mem).map_err(step("KVM_SET_USER_MEMORY_REGION"))
@@ -69,7 +95,7 @@ impl Vm {
 
     /// Creates an EventFd registered as an irqfd for `gsi`.
     pub fn irqfd(&self, gsi: u32) -> Result<EventFd, VmError> {
-        let e = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError {
+        let e = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Kvm {
             step: "eventfd",
             source: kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
