@@ -85,7 +85,8 @@ fn configure(
         .kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(step("KVM_GET_SUPPORTED_CPUID"))?;
-    cpuid::filter(cpuid.as_mut_slice(), id, count);
+    let tsc_deadline = vm.kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+    cpuid::filter(cpuid.as_mut_slice(), id, count, tsc_deadline);
     // This host's KVM accepts and ignores it; nested KVM honours it.
     fd.set_cpuid2(&cpuid).map_err(step("KVM_SET_CPUID2"))?;
     let msrs = regs::boot_msrs_fam().map_err(|_| VcpuError::Kvm {

@@ -15,6 +15,7 @@ const ECX_EST: u32 = 1 << 7;
 const ECX_TM2: u32 = 1 << 8;
 const ECX_XTPR: u32 = 1 << 14;
 const ECX_PDCM: u32 = 1 << 15;
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const ECX_HYPERVISOR: u32 = 1 << 31;
 // Leaf 1 EDX
 const EDX_DS: u32 = 1 << 21;
@@ -29,8 +30,13 @@ const EDX7_CORE_CAPABILITIES: u32 = 1 << 30;
 const ECX8_SVM: u32 = 1 << 2;
 const ECX8_PERFCTR_CORE: u32 = 1 << 23;
 
-/// Filters `entries` in place for vcpu `id` of `count`.
-pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, count: u8) {
+/// Filters `entries` in place for vcpu `id` of `count`. `tsc_deadline`: KVM
+/// emulates the LAPIC TSC-deadline timer (KVM_CAP_TSC_DEADLINE_TIMER with the
+/// in-kernel irqchip) but KVM_GET_SUPPORTED_CPUID does not report it; offering
+/// it spares the guest the LAPIC timer calibration, which fails or is slow
+/// under nested virtualisation ("APIC timer disabled due to verification
+/// failure").
+pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, count: u8, tsc_deadline: bool) {
     for e in entries.iter_mut() {
         match e.function {
             0x1 => {
@@ -44,6 +50,11 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, count: u8) {
                     | ECX_XTPR
                     | ECX_PDCM);
                 e.ecx |= ECX_HYPERVISOR;
+                if tsc_deadline {
+                    e.ecx |= ECX_TSC_DEADLINE;
+                } else {
+                    e.ecx &= !ECX_TSC_DEADLINE;
+                }
                 e.edx &= !(EDX_DS | EDX_ACPI | EDX_TM | EDX_PBE);
                 // EBX: initial APIC id [31:24], logical processor count [23:16],
                 // CLFLUSH line size [15:8] (keep), brand index [7:0] = 0.
@@ -118,12 +129,27 @@ mod tests {
                 ..Default::default()
             },
         ];
-        filter(&mut v, 1, 2);
+        filter(&mut v, 1, 2, false);
         assert_eq!(v[0].ecx, ECX_HYPERVISOR | 1);
         assert_eq!(v[0].edx, EDX_HTT | 1);
         assert_eq!(v[0].ebx >> 24, 1);
         assert_eq!((v[0].ebx >> 16) & 0xff, 2);
         assert_eq!(v[1].edx, 4);
         assert_eq!(v[2].eax, 0);
+    }
+
+    #[test]
+    fn tsc_deadline_offered_exactly_when_kvm_has_it() {
+        let leaf1 = |ecx| kvm_cpuid_entry2 {
+            function: 1,
+            ecx,
+            ..Default::default()
+        };
+        let mut v = vec![leaf1(0)];
+        filter(&mut v, 0, 1, true);
+        assert_eq!(v[0].ecx & ECX_TSC_DEADLINE, ECX_TSC_DEADLINE);
+        let mut v = vec![leaf1(ECX_TSC_DEADLINE)];
+        filter(&mut v, 0, 1, false);
+        assert_eq!(v[0].ecx & ECX_TSC_DEADLINE, 0);
     }
 }
