@@ -28,6 +28,8 @@
 # timeout=0|1 guest_uptime_s=.. host_uptime_s=..` per run, then `bench-init: done` and powers off.
 set -euo pipefail
 SELF=$(realpath "$0")
+# shellcheck source=tests/system/initramfs-lib.sh
+source "$(dirname "$SELF")/initramfs-lib.sh"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 : "${BUSYBOX:=/bin/busybox}"
@@ -54,11 +56,11 @@ for f in /usr/share/qemu/qboot.rom /usr/share/qboot/bios.bin /usr/share/seabios/
 done
 [[ -n "$QBOOT" ]] || die "qboot.rom (QEMU's microvm firmware) not found: apt-get install qemu-system-data"
 command -v gcc >/dev/null || die "gcc missing: apt-get install gcc libc6-dev"
-mapfile -t LIBS < <(ldd "$QEMU" | grep -o '/[^ ]*' | sort -u)
+mapfile -t LIBS < <(libs_of "$QEMU")
 ((${#LIBS[@]} > 0)) || die "ldd lists no libraries for $QEMU"
 
 # Cache key: this script (it holds /init and the helper) and every input file.
-key=$( { sha256sum "$SELF" "$VMM" "$KERNEL" "$IMAGE" "$BUSYBOX" "$QEMU" "$QBOOT" "${LIBS[@]}"
+key=$( { sha256sum "$SELF" "$INITRAMFS_LIB" "$VMM" "$KERNEL" "$IMAGE" "$BUSYBOX" "$QEMU" "$QBOOT" "${LIBS[@]}"
          gcc --version | head -n 1; } | sha256sum | cut -d' ' -f1)
 if [[ -f "$OUT" && -f "$OUT.key" && "$(cat "$OUT.key")" == "$key" ]]; then
   echo "mk-bench-initramfs: $OUT up to date" >&2
@@ -236,10 +238,8 @@ poweroff -f
 EOF
 chmod 0755 "$stage/init"
 mknod -m 0600 "$stage/dev/console" c 5 1 2>/dev/null || true
-find "$stage" -exec touch -h -d @0 {} +
 mkdir -p "$(dirname "$OUT")"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
-  cpio --quiet -o -H newc -R 0:0 --reproducible) > "$OUT.tmp.$$"
+cpio_stage "$stage" > "$OUT.tmp.$$"
 mv "$OUT.tmp.$$" "$OUT"
 echo "$key" > "$OUT.key"
 printf 'mk-bench-initramfs: %s (%d bytes)\n' "$OUT" "$(stat -c %s "$OUT")" >&2

@@ -17,6 +17,8 @@
 # `CONNECT PORT`, expect `OK <host port>`, send a line, expect it back.
 set -euo pipefail
 SELF=$(realpath "$0")
+# shellcheck source=tests/system/initramfs-lib.sh
+source "$(dirname "$SELF")/initramfs-lib.sh"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 : "${BUSYBOX:=/bin/busybox}"
@@ -45,7 +47,7 @@ SOCAT=$(command -v socat) || die "socat missing: apt-get install socat"
 install -D -m 0755 "$SOCAT" "$stage/usr/bin/socat"
 while read -r lib; do
   install -D -m 0755 "$lib" "$stage$lib"
-done < <(ldd "$SOCAT" | grep -o '/[^ ]*' | sort -u)
+done < <(libs_of "$SOCAT")
 install -m 0755 "$VMM" "$stage/usr/bin/anchor-vmm"
 install -m 0644 "$KERNEL" "$stage/usr/lib/anchor/kernel/vmlinux"
 for f in "${images[@]}"; do install -m 0644 "$f" "$stage/usr/lib/anchor/images/"; done
@@ -93,9 +95,7 @@ poweroff -f
 EOF
 chmod 0755 "$stage/init"
 mknod -m 0600 "$stage/dev/console" c 5 1 2>/dev/null || true
-find "$stage" -exec touch -h -d @0 {} +
 mkdir -p "$(dirname "$OUT")"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
-  cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -1 > "$OUT.tmp.$$"
+cpio_stage "$stage" | gzip -n -1 > "$OUT.tmp.$$"
 mv "$OUT.tmp.$$" "$OUT"
 printf 'mk-nested-initramfs: %s (%d bytes)\n' "$OUT" "$(stat -c %s "$OUT")"

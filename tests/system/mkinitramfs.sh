@@ -12,6 +12,8 @@
 #   --minimal     bay0 only (used for the watchdog-stall test image)
 set -euo pipefail
 SELF=$(realpath "$0")
+# shellcheck source=tests/system/initramfs-lib.sh
+source "$(dirname "$SELF")/initramfs-lib.sh"
 cd "$(dirname "$SELF")/../.."
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
@@ -51,6 +53,7 @@ LC_ALL=C sort -o "$manifest" "$manifest"
 # Cache key: this script, and every destination, mode and source content.
 key=$( {
   sha256sum < "$SELF"
+  sha256sum < "$INITRAMFS_LIB"
   while IFS=$'\t' read -r dest src mode; do
     printf '%s %s %s\n' "$dest" "$mode" "$(sha256sum < "$src" | cut -d' ' -f1)"
   done < "$manifest"
@@ -71,9 +74,7 @@ if [[ ! -f "$cached" ]]; then
     mknod -m 0600 "$stage/dev/console" c 5 1
     mknod -m 0666 "$stage/dev/null" c 1 3
   fi
-  find "$stage" -exec touch -h -d @0 {} +
-  (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
-    cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -6 > "$cached.tmp"
+  cpio_stage "$stage" | gzip -n -6 > "$cached.tmp"
   mv "$cached.tmp" "$cached"
   echo "mkinitramfs: built $cached"
 else
