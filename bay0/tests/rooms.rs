@@ -38,11 +38,8 @@ fn sibling(name: &str) -> PathBuf {
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (namespaces, cgroups)"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root (namespaces, cgroups)");
 }
 
 const POLICY: &str = "image = \"base\"\nbackend = \"microvm\"\n[resources]\nvcpus = 1\n";
