@@ -3,11 +3,13 @@
 //!
 //! - [`control`]: bay0's control socket (`/run/anchor/control.sock`), spoken by anchorctl.
 //! - [`umbilical`]: the channel between bay0 and a room's agent (over the room's vsock).
+//! - [`courier`]: what the courier's requests, answers and data connections carry.
 //!
 //! No dependencies, no allocation on the decoding side (bay0 decodes into fixed buffers),
 //! and a hard limit on every field. docs/CONTROL-PROTOCOL.md and docs/COURIER-PROTOCOL.md
 //! describe the formats in prose.
 
 pub mod control;
+pub mod courier;
 pub mod name;
 pub mod umbilical;

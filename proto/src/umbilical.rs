@@ -9,7 +9,9 @@
 //! Frames: a 4-byte header (kind: u8, reserved: u8 = 0, payload length: u16 little
 //! endian) and at most [`PAYLOAD_MAX`] bytes of payload. A frame that breaks a rule
 //! (unknown kind, reserved byte set, payload too long) ends the connection: a room that
-//! sends garbage only loses its own umbilical.
+//! sends garbage only loses its own umbilical. The courier's data connections use the
+//! same framing with their own kinds ([`crate::courier::Data`]): [`Frames`] decodes
+//! either, by the kind type it is given.
 
 /// The host vsock port bay0 listens on for agents.
 pub const PORT: u32 = 1024;
@@ -33,15 +35,29 @@ pub enum Kind {
     /// bay0 -> agent: show this line on the room's console (e.g. "this room closes in
     /// 60 s"). Payload: UTF-8 text, at most [`NOTICE_MAX`] bytes, no control characters.
     Notice,
+    /// Agent -> bay0: a courier request (payload: [`crate::courier::Request`]).
+    CourierRequest,
+    /// bay0 -> agent: how a courier request ended (payload: [`crate::courier::Answer`]).
+    CourierAnswer,
 }
 
-impl Kind {
+/// The kinds of one channel's frames: each channel has its own set, so a frame meant for
+/// another channel is an unknown kind.
+pub trait FrameKind: Copy {
     /// The kind byte on the wire.
-    pub fn code(self) -> u8 {
+    fn code(self) -> u8;
+    /// The kind a byte stands for on this channel.
+    fn from_code(code: u8) -> Option<Self>;
+}
+
+impl FrameKind for Kind {
+    fn code(self) -> u8 {
         match self {
             Kind::Ready => 1,
             Kind::PowerOff => 2,
             Kind::Notice => 3,
+            Kind::CourierRequest => 4,
+            Kind::CourierAnswer => 5,
         }
     }
 
@@ -50,6 +66,8 @@ impl Kind {
             1 => Kind::Ready,
             2 => Kind::PowerOff,
             3 => Kind::Notice,
+            4 => Kind::CourierRequest,
+            5 => Kind::CourierAnswer,
             _ => return None,
         })
     }
@@ -78,7 +96,7 @@ impl core::fmt::Display for FrameError {
 
 /// Writes one frame into `out`; its length, or `TooLong` when the payload (or `out`) is
 /// too small for it.
-pub fn encode(kind: Kind, payload: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
+pub fn encode<K: FrameKind>(kind: K, payload: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
     let len = payload.len();
     let len16 = u16::try_from(len).map_err(|_| FrameError::TooLong(len))?;
     if len > PAYLOAD_MAX {
@@ -94,31 +112,36 @@ pub fn encode(kind: Kind, payload: &[u8], out: &mut [u8]) -> Result<usize, Frame
 }
 
 /// One frame as a new vector (for senders that may allocate).
-pub fn encode_vec(kind: Kind, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+pub fn encode_vec<K: FrameKind>(kind: K, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let mut out = vec![0u8; HEADER + payload.len()];
     let n = encode(kind, payload, &mut out)?;
     out.truncate(n);
     Ok(out)
 }
 
-/// A streaming decoder with a fixed buffer: read into [`Decoder::space`], report with
-/// [`Decoder::filled`], then take frames out with [`Decoder::next_frame`].
+/// A streaming decoder with a fixed buffer: read into [`Frames::space`], report with
+/// [`Frames::filled`], then take frames out with [`Frames::next_frame`].
 #[derive(Debug, Clone)]
-pub struct Decoder {
+pub struct Frames<K> {
     buf: [u8; FRAME_MAX],
     len: usize,
+    kind: core::marker::PhantomData<K>,
 }
 
-impl Default for Decoder {
+/// The umbilical's decoder.
+pub type Decoder = Frames<Kind>;
+
+impl<K> Default for Frames<K> {
     fn default() -> Self {
-        Decoder {
+        Frames {
             buf: [0; FRAME_MAX],
             len: 0,
+            kind: core::marker::PhantomData,
         }
     }
 }
 
-impl Decoder {
+impl<K: FrameKind> Frames<K> {
     /// The free part of the buffer (empty while a whole frame waits to be taken).
     pub fn space(&mut self) -> &mut [u8] {
         self.buf.get_mut(self.len..).unwrap_or_default()
@@ -134,7 +157,7 @@ impl Decoder {
     pub fn next_frame(
         &mut self,
         payload: &mut [u8; PAYLOAD_MAX],
-    ) -> Result<Option<(Kind, usize)>, FrameError> {
+    ) -> Result<Option<(K, usize)>, FrameError> {
         let Some(head) = self.buf.get(..HEADER).filter(|_| self.len >= HEADER) else {
             return Ok(None);
         };
@@ -143,7 +166,7 @@ impl Decoder {
             head.get(2).copied().unwrap_or(0),
             head.get(3).copied().unwrap_or(0),
         ]));
-        let kind = code.and_then(Kind::from_code);
+        let kind = code.and_then(K::from_code);
         let Some(kind) = kind else {
             return Err(FrameError::UnknownKind(code.unwrap_or(0)));
         };
@@ -163,6 +186,23 @@ impl Decoder {
         self.buf.copy_within(total..self.len, 0);
         self.len -= total;
         Ok(Some((kind, len)))
+    }
+
+    /// Takes out up to `out.len()` bytes that follow the frames taken so far (a raw byte
+    /// stream after a header frame); how many.
+    pub fn take_raw(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), self.buf.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+        n
+    }
+
+    /// Bytes received but not taken out yet.
+    pub fn pending(&self) -> usize {
+        self.len
     }
 }
 
@@ -225,6 +265,25 @@ mod tests {
         assert!(encode(Kind::Notice, b"xx", &mut small).is_err());
     }
 
+    #[test]
+    fn raw_bytes_after_a_frame_are_taken_out_in_order() {
+        let mut wire = encode_vec(Kind::Notice, b"head").unwrap();
+        wire.extend_from_slice(b"raw-bytes");
+        let mut d = Decoder::default();
+        d.space()[..wire.len()].copy_from_slice(&wire);
+        d.filled(wire.len());
+        let mut payload = [0u8; PAYLOAD_MAX];
+        assert_eq!(d.next_frame(&mut payload).unwrap(), Some((Kind::Notice, 4)));
+        assert_eq!(d.pending(), 9);
+        let mut out = [0u8; 4];
+        assert_eq!(d.take_raw(&mut out), 4);
+        assert_eq!(&out, b"raw-");
+        let mut rest = [0u8; 64];
+        assert_eq!(d.take_raw(&mut rest), 5);
+        assert_eq!(&rest[..5], b"bytes");
+        assert_eq!(d.pending(), 0);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic_or_overflow(bytes in proptest::collection::vec(any::<u8>(), 0..10000), chunk in 1usize..5000) {
@@ -233,10 +292,10 @@ mod tests {
 
         #[test]
         fn valid_streams_decode_to_what_was_sent(
-            msgs in proptest::collection::vec((0u8..3, proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
+            msgs in proptest::collection::vec((0u8..5, proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
             chunk in 1usize..700,
         ) {
-            let kinds = [Kind::Ready, Kind::PowerOff, Kind::Notice];
+            let kinds = [Kind::Ready, Kind::PowerOff, Kind::Notice, Kind::CourierRequest, Kind::CourierAnswer];
             let mut wire = Vec::new();
             for (k, p) in &msgs {
                 wire.extend(encode_vec(kinds[usize::from(*k)], p).unwrap());
