@@ -7,6 +7,7 @@
 //! check the whole chain (subset rules, depth <= [`MAX_DEPTH`], no cycles).
 //! The language is documented in docs/POLICY.md.
 
+pub mod courier;
 mod error;
 mod model;
 mod nesting;
@@ -17,6 +18,7 @@ mod show;
 mod units;
 mod validate;
 
+pub use courier::{courier_allowed, Refusal};
 pub use error::{PolicyError, Problem, ProblemKind};
 pub use model::{
     Backend, Ceiling, Courier, Device, Lifetime, Name, Network, Persist, Policy, Resources,
@@ -27,6 +29,6 @@ pub use parse::{parse, MAX_FILE_BYTES};
 pub use show::Effective;
 pub use units::{ByteSize, Limit};
 pub use validate::{
-    CPU_WEIGHT, CPU_WEIGHT_DEFAULT, LIFETIME_MAX_SECS, LIFETIME_MIN_SECS, MAX_CHILDREN,
+    COURIER_DEFAULT_MIB, COURIER_MAX_MIB, CPU_WEIGHT, CPU_WEIGHT_DEFAULT, LIFETIME_MAX_SECS, LIFETIME_MIN_SECS, MAX_CHILDREN,
     MEMORY_MAX_MIB, MEMORY_MIN_MIB, PERSIST_MAX_MIB, PIDS_MAX, PIDS_MAX_DEFAULT, VCPUS,
 };

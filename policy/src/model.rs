@@ -208,13 +208,18 @@ impl Persist {
 }
 
 /// Courier rights: with which rooms this room may exchange one-shot, approved transfers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Courier {
     pub(crate) send_to: BTreeSet<Name>,
     pub(crate) receive_from: BTreeSet<Name>,
+    pub(crate) max_size: ByteSize,
 }
 
 impl Courier {
+    /// The largest item this room may send or receive.
+    pub fn max_size(&self) -> ByteSize {
+        self.max_size
+    }
     /// Rooms this room may send to (each transfer still needs approval).
     pub fn send_to(&self) -> &BTreeSet<Name> {
         &self.send_to

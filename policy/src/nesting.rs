@@ -394,6 +394,16 @@ fn subset_problems(child: &Link, parent: &Policy, problems: &mut Vec<Problem>) {
             }
         }
     }
+    if c.courier().max_size() > parent.courier().max_size() {
+        err(
+            "courier.max_size",
+            format!(
+                "{} exceeds parent \"{pn}\"'s {}",
+                c.courier().max_size(),
+                parent.courier().max_size()
+            ),
+        );
+    }
     for n in c.courier().send_to().difference(parent.courier().send_to()) {
         err(
             "courier.send_to",

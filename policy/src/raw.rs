@@ -54,6 +54,7 @@ pub(crate) struct RawPersist {
 pub(crate) struct RawCourier {
     pub send_to: Option<NameList>,
     pub receive_from: Option<NameList>,
+    pub max_size: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

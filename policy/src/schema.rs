@@ -28,7 +28,11 @@ const RESOURCES: &[(&str, Kind)] = &[
 ];
 const LIFETIME: &[(&str, Kind)] = &[("max", Str), ("idle", Str)];
 const PERSIST: &[(&str, Kind)] = &[("volume", Str), ("size", Str)];
-const COURIER: &[(&str, Kind)] = &[("send_to", StrList), ("receive_from", StrList)];
+const COURIER: &[(&str, Kind)] = &[
+    ("send_to", StrList),
+    ("receive_from", StrList),
+    ("max_size", Str),
+];
 const NESTING: &[(&str, Kind)] = &[
     ("allowed", Bool),
     ("max_children", Int),

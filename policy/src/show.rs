@@ -49,6 +49,7 @@ struct EffPersist {
 struct EffCourier {
     send_to: Vec<String>,
     receive_from: Vec<String>,
+    max_size: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +105,7 @@ impl Policy {
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
+                max_size: self.courier().max_size().to_string(),
             },
             nesting: EffNesting {
                 allowed: ceil.is_some(),

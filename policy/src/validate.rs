@@ -29,6 +29,10 @@ pub const PIDS_MAX: (u32, u32) = (16, 65_536);
 pub const PIDS_MAX_DEFAULT: u32 = 512;
 /// Vault volume size range (1 MiB .. 16 TiB).
 pub const PERSIST_MAX_MIB: u64 = 16 << 20;
+/// Largest courier item (1 TiB), and the default limit (1 GiB).
+pub const COURIER_MAX_MIB: u64 = 1 << 20;
+/// Default `courier.max_size` in MiB.
+pub const COURIER_DEFAULT_MIB: u64 = 1 << 10;
 /// Child rooms open at once.
 pub const MAX_CHILDREN: (u32, u32) = (1, 16);
 /// Shortest finite lifetime / idle limit (seconds).
@@ -374,6 +378,10 @@ pub(crate) fn validate(
         cour.and_then(|c| c.receive_from.as_ref()),
         own,
     );
+    let max_size = match cour.and_then(|c| c.max_size.as_ref()) {
+        Some(s) => v.size("courier.max_size", s, 1, COURIER_MAX_MIB),
+        None => ByteSize::from_mib(COURIER_DEFAULT_MIB),
+    };
 
     // [nesting]
     let nesting = raw.nesting.as_ref().map(|n| n.get_ref());
@@ -463,6 +471,7 @@ pub(crate) fn validate(
             courier: Courier {
                 send_to,
                 receive_from,
+                max_size: max_size?,
             },
             nesting,
             lifetime: Lifetime {

@@ -89,6 +89,8 @@ fn hostile_single_files() {
         ("root with auto backend", format!("privileged = true\n{BASE}").replace("\"microvm\"", "\"auto\"").into_bytes(), "t.toml:1:privileged", "needs backend"),
         ("own parent", format!("parent = \"room\"\n{BASE}").into_bytes(), "t.toml:1:parent", "its own parent"),
         ("courier to itself", format!("{BASE}[courier]\nreceive_from = [\"room\"]\n").into_bytes(), "t.toml:8:courier.receive_from[0]", "cannot name itself"),
+        ("courier quota in bytes", format!("{BASE}[courier]\nmax_size = \"5000\"\n").into_bytes(), "t.toml:8:courier.max_size", "unit"),
+        ("courier quota over 1TiB", format!("{BASE}[courier]\nmax_size = \"2TiB\"\n").into_bytes(), "t.toml:8:courier.max_size", "out of range 1MiB..=1TiB"),
         ("persist without size", format!("{BASE}[persist]\nvolume = \"v\"\n").into_bytes(), "t.toml:persist.size", "missing"),
         ("ceiling above own resources", format!("{BASE}[nesting]\nallowed = true\nmax_children = 1\nmemory = \"2GiB\"\nvcpus = 1\npids_max = 16\n").into_bytes(), "t.toml:10:nesting.memory", "exceeds the room's own"),
         ("nesting without a ceiling", format!("{BASE}[nesting]\nallowed = true\n").into_bytes(), "t.toml:nesting.max_children", "missing"),
@@ -405,6 +407,12 @@ fn child_wider_than_parent_on_each_field() {
             r("send_to = [\"x\"]", "send_to = [\"x\", \"z\"]"),
             "c.toml:18:courier.send_to",
             "\"z\" is not in parent",
+        ),
+        (
+            "courier quota wider",
+            r("receive_from = [\"y\"]", "receive_from = [\"y\"]\nmax_size = \"2GiB\""),
+            "c.toml:20:courier.max_size",
+            "exceeds parent",
         ),
         (
             "courier receive_from wider",
