@@ -410,7 +410,10 @@ fn child_wider_than_parent_on_each_field() {
         ),
         (
             "courier quota wider",
-            r("receive_from = [\"y\"]", "receive_from = [\"y\"]\nmax_size = \"2GiB\""),
+            r(
+                "receive_from = [\"y\"]",
+                "receive_from = [\"y\"]\nmax_size = \"2GiB\"",
+            ),
             "c.toml:20:courier.max_size",
             "exceeds parent",
         ),

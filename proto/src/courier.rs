@@ -257,12 +257,16 @@ impl Manifest {
 
     /// The room name's bytes (unchecked: see [`Manifest::check`]).
     pub fn room(&self) -> &[u8] {
-        self.room.get(..usize::from(self.room_len)).unwrap_or_default()
+        self.room
+            .get(..usize::from(self.room_len))
+            .unwrap_or_default()
     }
 
     /// The file name's bytes (unchecked: see [`Manifest::check`]).
     pub fn name(&self) -> &[u8] {
-        self.name.get(..usize::from(self.name_len)).unwrap_or_default()
+        self.name
+            .get(..usize::from(self.name_len))
+            .unwrap_or_default()
     }
 
     /// Writes the payload into `out` (at least [`MANIFEST_MAX`] bytes); its length.
@@ -722,10 +726,7 @@ mod tests {
         );
         let m = Manifest::new([0; 16], "w", &[b'a'; 255], u64::MAX, [0; 32]).unwrap();
         assert_eq!(Manifest::decode(&m.to_vec()).unwrap().size, u64::MAX);
-        assert_eq!(
-            m.check(),
-            Err(RequestError::Name(NameError::TooLong(255)))
-        );
+        assert_eq!(m.check(), Err(RequestError::Name(NameError::TooLong(255))));
     }
 
     #[test]
@@ -742,7 +743,10 @@ mod tests {
             (b"a\nb", NameError::Control('\n')),
             (b"del\x7f", NameError::Control('\u{7f}')),
             ("c1\u{9b}".as_bytes(), NameError::Control('\u{9b}')),
-            ("invoice\u{202e}fdp.exe".as_bytes(), NameError::Bidi('\u{202e}')),
+            (
+                "invoice\u{202e}fdp.exe".as_bytes(),
+                NameError::Bidi('\u{202e}'),
+            ),
             ("a\u{2067}b".as_bytes(), NameError::Bidi('\u{2067}')),
             ("a\u{200b}b".as_bytes(), NameError::Invisible('\u{200b}')),
             ("a\u{feff}".as_bytes(), NameError::Invisible('\u{feff}')),
@@ -754,7 +758,14 @@ mod tests {
             assert_eq!(check_name(name), Err(*want), "{name:?}");
             assert!(!want.to_string().is_empty());
         }
-        for good in ["report.pdf", ".hidden", "...", "caf\u{e9} menu.txt", "a b", "x".repeat(NAME_MAX).as_str()] {
+        for good in [
+            "report.pdf",
+            ".hidden",
+            "...",
+            "caf\u{e9} menu.txt",
+            "a b",
+            "x".repeat(NAME_MAX).as_str(),
+        ] {
             assert_eq!(check_name(good.as_bytes()), Ok(good));
         }
         assert_eq!(

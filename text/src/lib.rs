@@ -6,5 +6,9 @@
 //!
 //! - [`console`]: a room's console output rendered for a trusted terminal, line by line,
 //!   each line carrying the room's name.
+//! - [`prompt`]: the courier's trusted prompt, with the file name a room chose shown
+//!   escaped, as text lines and as pixels drawn with [`font`] (a built-in bitmap font).
 
 pub mod console;
+pub mod font;
+pub mod prompt;
