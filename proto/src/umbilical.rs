@@ -204,6 +204,43 @@ impl<K: FrameKind> Frames<K> {
     pub fn pending(&self) -> usize {
         self.len
     }
+
+    /// Reads from `r` (blocking) until a whole frame is there; `None` when the stream
+    /// ends cleanly between frames. A rule-breaking frame, or an end inside one, is an
+    /// `InvalidData` error.
+    pub fn read_from<R: std::io::Read>(
+        &mut self,
+        r: &mut R,
+        payload: &mut [u8; PAYLOAD_MAX],
+    ) -> std::io::Result<Option<(K, usize)>> {
+        use std::io::{Error, ErrorKind};
+        loop {
+            match self.next_frame(payload) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => {}
+                Err(e) => return Err(Error::new(ErrorKind::InvalidData, e.to_string())),
+            }
+            match r.read(self.space()) {
+                Ok(0) if self.len == 0 => return Ok(None),
+                Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof, "a frame cut short")),
+                Ok(n) => self.filled(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Writes one frame to `w` (blocking).
+pub fn write_frame<W: std::io::Write, K: FrameKind>(
+    w: &mut W,
+    kind: K,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut frame = [0u8; FRAME_MAX];
+    let n = encode(kind, payload, &mut frame)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    w.write_all(frame.get(..n).unwrap_or_default())
 }
 
 #[cfg(test)]

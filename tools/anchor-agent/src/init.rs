@@ -396,6 +396,18 @@ pub fn run_pid1() -> ! {
         }
     }
     crate::umbilical::start(settings.exit);
+    crate::courier::start(crate::courier::Config {
+        home: crate::courier::Home {
+            dir: if settings.privileged {
+                "/root"
+            } else {
+                "/home/room"
+            }
+            .into(),
+            owner: (!settings.privileged).then_some((ROOM_UID, ROOM_UID)),
+        },
+        socket: crate::courier::SOCKET.into(),
+    });
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let uptime = cmdline::uptime_seconds(&uptime).unwrap_or("?");
     if failed == 0 {

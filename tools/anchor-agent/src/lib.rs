@@ -9,6 +9,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod courier;
 pub mod echo;
 pub mod error;
 pub mod init;

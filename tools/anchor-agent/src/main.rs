@@ -17,6 +17,14 @@ const USAGE: &str = "anchor-agent (as PID 1) | anchor-agent --vsock-echo PORT | 
                      anchor-agent --parse-cmdline [FILE]";
 
 fn main() -> ExitCode {
+    // Called as `courier` (the symlink in every room image): the courier client.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some("courier".as_ref()) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
+        let socket = std::path::Path::new(anchor_agent::courier::SOCKET);
+        return ExitCode::from(anchor_agent::courier::client::run(&args, socket, out, err));
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if init::is_pid1() {
         init::run_pid1();

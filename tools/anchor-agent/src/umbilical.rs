@@ -24,6 +24,9 @@ pub fn start(exit: ExitMode) -> bool {
         }
     };
     let mut stream = std::fs::File::from(fd);
+    if let Ok(writer) = stream.try_clone() {
+        crate::courier::attach_umbilical(writer);
+    }
     let ready = umbilical::encode_vec(Kind::Ready, &[]).unwrap_or_default();
     if let Err(e) = stream.write_all(&ready) {
         say(&format!("umbilical: cannot report ready: {e}"));
@@ -31,7 +34,10 @@ pub fn start(exit: ExitMode) -> bool {
     }
     let spawned = std::thread::Builder::new()
         .name("umbilical".into())
-        .spawn(move || serve(&mut stream, exit));
+        .spawn(move || {
+            serve(&mut stream, exit);
+            crate::courier::detach_umbilical();
+        });
     spawned.is_ok()
 }
 
@@ -55,7 +61,10 @@ fn serve(stream: &mut std::fs::File, exit: ExitMode) {
                     let text = payload.get(..len).unwrap_or_default();
                     say(&printable(text));
                 }
-                Ok(Some((Kind::Ready, _))) => {}
+                Ok(Some((Kind::CourierAnswer, len))) => {
+                    crate::courier::on_answer(payload.get(..len).unwrap_or_default());
+                }
+                Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => {
                     say(&format!("umbilical: {e}; closing it"));

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! `anchor-courier`: see `--help` and the crate documentation.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anchor_courier::{confine, sys, transfer};
+use anchor_proto::courier::Launch;
+
+const USAGE: &str = "\
+usage: anchor-courier --id HEX32 --token HEX32 --from ROOM --to ROOM --size BYTES
+                      --sha256 HEX64 --name NAME [--vsock]
+
+Started by bay0 (as root, PID 1 of a new PID namespace) once the user approved a courier
+transfer on bay0's prompt, with stdin connected to the source room's agent and stdout to
+the destination room's agent (--vsock: each connection first answers `OK <port>`, as
+anchor-vmm's hybrid vsock does). It confines itself (empty read-only root, no network,
+uid 63999, no capabilities, seccomp), fetches the item with the request's --token,
+delivers it under transfer id --id with its --name, --size and --sha256, and commits it
+only if the source sent exactly --size bytes. A peer that makes no progress for 30 s
+fails the transfer. Its last line on stderr is `delivered NAME` (exit 0: the name the
+destination stored it under in ~/Incoming) or `failed REASON` (exit 1).
+";
+
+/// Seconds a peer may make no progress.
+const STALL_S: u32 = 30;
+
+/// The one result line (one write), then the exit status.
+fn finish(ok: bool, text: &str) -> ExitCode {
+    let line = format!("{} {text}\n", if ok { "delivered" } else { "failed" });
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let l = match Launch::parse(&args) {
+        Ok(l) => l,
+        Err(e) => return finish(false, &format!("anchor-courier: usage: {e}")),
+    };
+    if let Err(e) = confine::jail(Path::new(confine::RUN_DIR)) {
+        return finish(false, &format!("the courier could not confine itself: {e}"));
+    }
+    let streams = sys::inherited(0).and_then(|src| {
+        let dst = sys::inherited(1)?;
+        sys::blocking_with_timeouts(0, STALL_S)?;
+        sys::blocking_with_timeouts(1, STALL_S)?;
+        Ok((src, dst))
+    });
+    let (mut src, mut dst) = match streams {
+        Ok(s) => s,
+        Err(e) => return finish(false, &format!("the courier's connections: {e}")),
+    };
+    if let Err(e) = confine::seccomp() {
+        return finish(false, &e);
+    }
+    match transfer::run(&mut src, &mut dst, &l) {
+        Ok(name) => finish(true, &name),
+        Err(e) => finish(false, &e.explain(&l)),
+    }
+}

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! One transfer over two connected streams (docs/COURIER-PROTOCOL.md, "Data
+//! connections"): fetch the approved item from the source room's agent, deliver it to
+//! the destination room's agent, commit only when the source's stream ended exactly at
+//! the approved size, and report the name the destination stored it under. Generic over
+//! the streams, so the same code runs on vsock connections, Unix sockets and test pairs.
+//! Timeouts are the streams' own (the binary sets SO_RCVTIMEO / SO_SNDTIMEO).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use anchor_proto::courier::{cut, Data, Launch, Manifest, MANIFEST_MAX, TEXT_MAX};
+use anchor_proto::umbilical::{encode, Frames, HEADER, PAYLOAD_MAX};
+
+/// Bytes moved per read.
+pub const CHUNK: usize = 256 * 1024;
+/// Longest `OK <port>\n` line of the hybrid vsock handshake.
+const OK_LINE_MAX: usize = 32;
+
+/// Which end of the transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// Why a transfer failed: each says which room and what happened.
+#[derive(Debug)]
+pub enum TransferError {
+    /// The room's agent did not take the connection (no `OK` line).
+    Handshake(Side, String),
+    /// Reading or writing failed (a timeout is a stall).
+    Io(Side, &'static str, io::Error),
+    /// The agent sent something the protocol does not allow there.
+    Protocol(Side, String),
+    /// The agent said it cannot (its reason).
+    Refused(Side, String),
+    /// The source offered a different size than the one approved.
+    Offer { offered: u64, approved: u64 },
+    /// The source's stream ended early.
+    Short { got: u64, size: u64 },
+    /// The source sent more than it declared.
+    Long { size: u64 },
+}
+
+impl TransferError {
+    /// The message, naming the rooms of `l`.
+    pub fn explain(&self, l: &Launch) -> String {
+        let room = |s: &Side| match s {
+            Side::Source => format!("the source room {}", l.from),
+            Side::Destination => format!("the destination room {}", l.to),
+        };
+        match self {
+            TransferError::Handshake(s, why) => {
+                format!("{}'s agent did not take the connection ({why})", room(s))
+            }
+            TransferError::Io(s, what, e) if stalled(e) => {
+                format!(
+                    "{} stalled ({what}: no progress before the timeout)",
+                    room(s)
+                )
+            }
+            TransferError::Io(s, what, e) => format!("{}: {what}: {e}", room(s)),
+            TransferError::Protocol(s, what) => format!("{} broke the protocol: {what}", room(s)),
+            TransferError::Refused(s, why) => format!("{}: {why}", room(s)),
+            TransferError::Offer { offered, approved } => format!(
+                "the source room {} offered {offered} bytes, {approved} were approved",
+                l.from
+            ),
+            TransferError::Short { got, size } => format!(
+                "the source room {}'s stream ended after {got} of {size} bytes",
+                l.from
+            ),
+            TransferError::Long { size } => format!(
+                "the source room {} sent more than the {size} bytes it declared",
+                l.from
+            ),
+        }
+    }
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::Handshake(s, why) => write!(f, "{s:?}: no connection ({why})"),
+            TransferError::Io(s, what, e) => write!(f, "{s:?}: {what}: {e}"),
+            TransferError::Protocol(s, what) => write!(f, "{s:?}: protocol: {what}"),
+            TransferError::Refused(s, why) => write!(f, "{s:?}: {why}"),
+            TransferError::Offer { offered, approved } => {
+                write!(f, "offered {offered} bytes, approved {approved}")
+            }
+            TransferError::Short { got, size } => write!(f, "ended after {got} of {size} bytes"),
+            TransferError::Long { size } => write!(f, "more than {size} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
+fn stalled(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Reads the hybrid vsock's `OK <port>\n` (byte by byte: what follows is the stream).
+pub fn handshake<S: Read>(s: &mut S, side: Side) -> Result<(), TransferError> {
+    let mut line = Vec::with_capacity(OK_LINE_MAX);
+    let mut b = [0u8; 1];
+    while line.len() < OK_LINE_MAX {
+        match s.read(&mut b) {
+            Ok(0) => {
+                return Err(TransferError::Handshake(
+                    side,
+                    "the room closed the connection: nothing listens on its courier port".into(),
+                ))
+            }
+            Ok(_) if b[0] == b'\n' => {
+                return match line.strip_prefix(b"OK ") {
+                    Some(port) if !port.is_empty() && port.iter().all(u8::is_ascii_digit) => Ok(()),
+                    _ => Err(TransferError::Handshake(side, "no OK line".into())),
+                }
+            }
+            Ok(_) => line.push(b[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TransferError::Io(side, "waiting for the connection", e)),
+        }
+    }
+    Err(TransferError::Handshake(side, "OK line too long".into()))
+}
+
+fn send<W: Write>(w: &mut W, side: Side, kind: Data, payload: &[u8]) -> Result<(), TransferError> {
+    let mut frame = [0u8; HEADER + MANIFEST_MAX];
+    let n = encode(kind, payload, &mut frame)
+        .map_err(|e| TransferError::Protocol(side, e.to_string()))?;
+    w.write_all(frame.get(..n).unwrap_or_default())
+        .map_err(|e| TransferError::Io(side, "sending a frame", e))
+}
+
+/// Reads the next frame (`None` at a clean end of the stream before any byte of one).
+fn next<R: Read>(
+    r: &mut R,
+    dec: &mut Frames<Data>,
+    side: Side,
+    payload: &mut [u8; PAYLOAD_MAX],
+) -> Result<Option<(Data, usize)>, TransferError> {
+    loop {
+        match dec.next_frame(payload) {
+            Ok(Some(f)) => return Ok(Some(f)),
+            Ok(None) => {}
+            Err(e) => return Err(TransferError::Protocol(side, e.to_string())),
+        }
+        match r.read(dec.space()) {
+            Ok(0) if dec.pending() == 0 => return Ok(None),
+            Ok(0) => return Err(TransferError::Protocol(side, "a frame cut short".into())),
+            Ok(n) => dec.filled(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TransferError::Io(side, "reading a frame", e)),
+        }
+    }
+}
+
+fn text(payload: &[u8]) -> String {
+    let s = String::from_utf8_lossy(payload);
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    cut(&clean, TEXT_MAX).to_string()
+}
+
+/// Carries the item `l` describes from `src` to `dst`; the name the destination stored it
+/// under. `l.vsock`: both streams start with the hybrid vsock's `OK` line.
+pub fn run<S: Read + Write, D: Read + Write>(
+    src: &mut S,
+    dst: &mut D,
+    l: &Launch,
+) -> Result<String, TransferError> {
+    use Side::{Destination, Source};
+    if l.vsock {
+        handshake(src, Source)?;
+        handshake(dst, Destination)?;
+    }
+    let mut payload = [0u8; PAYLOAD_MAX];
+    let mut from_src = Frames::<Data>::default();
+    send(src, Source, Data::Fetch, &l.token)?;
+    match next(src, &mut from_src, Source, &mut payload)? {
+        Some((Data::Offer, 8)) => {
+            let offered = u64::from_le_bytes(
+                <[u8; 8]>::try_from(payload.get(..8).unwrap_or_default()).unwrap_or_default(),
+            );
+            if offered != l.size {
+                return Err(TransferError::Offer {
+                    offered,
+                    approved: l.size,
+                });
+            }
+        }
+        Some((Data::Failed, n)) => {
+            return Err(TransferError::Refused(
+                Source,
+                text(payload.get(..n).unwrap_or_default()),
+            ))
+        }
+        Some((k, n)) => {
+            return Err(TransferError::Protocol(
+                Source,
+                format!("{k:?} of {n} bytes instead of an offer"),
+            ))
+        }
+        None => {
+            return Err(TransferError::Protocol(
+                Source,
+                "closed instead of offering the item".into(),
+            ))
+        }
+    }
+    let manifest = Manifest::new(l.id, &l.from, l.name.as_bytes(), l.size, l.sha256)
+        .map_err(|e| TransferError::Protocol(Destination, e.to_string()))?;
+    let mut head = [0u8; MANIFEST_MAX];
+    let n = manifest.encode(&mut head);
+    send(
+        dst,
+        Destination,
+        Data::Deliver,
+        head.get(..n).unwrap_or_default(),
+    )?;
+    copy(src, &mut from_src, dst, l.size)?;
+    send(dst, Destination, Data::Commit, &[])?;
+    let mut from_dst = Frames::<Data>::default();
+    match next(dst, &mut from_dst, Destination, &mut payload)? {
+        Some((Data::Stored, n)) => Ok(text(payload.get(..n).unwrap_or_default())),
+        Some((Data::Failed, n)) => Err(TransferError::Refused(
+            Destination,
+            text(payload.get(..n).unwrap_or_default()),
+        )),
+        Some((k, _)) => Err(TransferError::Protocol(
+            Destination,
+            format!("{k:?} instead of stored or failed"),
+        )),
+        None => Err(TransferError::Protocol(
+            Destination,
+            "closed the connection without an answer".into(),
+        )),
+    }
+}
+
+/// Moves exactly `size` raw bytes from `src` (after what `dec` already holds) to `dst`,
+/// then makes sure the source's stream ends there.
+fn copy<S: Read, D: Write>(
+    src: &mut S,
+    dec: &mut Frames<Data>,
+    dst: &mut D,
+    size: u64,
+) -> Result<(), TransferError> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut done: u64 = 0;
+    while done < size {
+        let want = usize::try_from(size - done).unwrap_or(CHUNK).min(CHUNK);
+        let room = buf.get_mut(..want).unwrap_or_default();
+        let n = match dec.take_raw(room) {
+            0 => match src.read(room) {
+                Ok(0) => return Err(TransferError::Short { got: done, size }),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransferError::Io(Side::Source, "reading the item", e)),
+            },
+            n => n,
+        };
+        dst.write_all(buf.get(..n).unwrap_or_default())
+            .map_err(|e| TransferError::Io(Side::Destination, "writing the item", e))?;
+        done += n as u64;
+    }
+    if dec.pending() > 0 {
+        return Err(TransferError::Long { size });
+    }
+    let mut one = [0u8; 1];
+    loop {
+        return match src.read(&mut one) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(TransferError::Long { size }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(TransferError::Io(
+                Side::Source,
+                "waiting for the end of the stream",
+                e,
+            )),
+        };
+    }
+}

@@ -1,0 +1,357 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The room's side of the courier (docs/COURIER-PROTOCOL.md). The agent:
+//!
+//! - serves the room's `courier send` clients on a local socket ([`Config::socket`]):
+//!   each passes the open file (the client's own rights, never a path the agent opens),
+//!   the agent checks it ([`source::check`]), hashes it, and sends one request at a time
+//!   to bay0 over the umbilical; bay0's answer ends the client's wait;
+//! - serves data connections ([`handle_data`], transport-neutral: any connected
+//!   stream; microVM rooms take them on vsock port [`DATA_PORT`] from the host only): a
+//!   courier's fetch of the pending request (once: the token is spent), or a courier's
+//!   delivery into ~/Incoming ([`store`]).
+
+pub mod client;
+pub mod source;
+pub mod store;
+pub mod sys;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+pub use anchor_proto::courier::DATA_PORT;
+use anchor_proto::courier::{Answer, Data, Manifest, Outcome, Token, MANIFEST_MAX};
+use anchor_proto::umbilical::{write_frame, Frames, Kind, PAYLOAD_MAX};
+
+use crate::console::say;
+pub use store::Home;
+
+/// Where the room's `courier` clients reach the agent.
+pub const SOCKET: &str = "/run/courier.sock";
+/// Seconds a data connection may make no progress.
+pub const STALL_S: u32 = 30;
+/// Data connections served at once (more are closed at once).
+const MAX_DATA: usize = 4;
+/// The host's vsock context id: the only peer a data connection may come from.
+const HOST_CID: u32 = 2;
+
+/// The courier's settings in this room.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: Home,
+    /// The local socket for clients.
+    pub socket: PathBuf,
+}
+
+/// A request sent to bay0, waiting for its answer (and for its one fetch).
+struct Pending {
+    token: Token,
+    file: Arc<File>,
+    size: u64,
+    fetched: bool,
+    client: Option<UnixStream>,
+    done: mpsc::SyncSender<(Outcome, String)>,
+}
+
+static UMBILICAL: Mutex<Option<File>> = Mutex::new(None);
+static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
+static SEEN: Mutex<store::Seen> = Mutex::new(store::Seen::new());
+static BUSY: AtomicBool = AtomicBool::new(false);
+static DATA: AtomicUsize = AtomicUsize::new(0);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The umbilical's write side (the agent's umbilical module hands it over at boot).
+pub fn attach_umbilical(writer: File) {
+    *lock(&UMBILICAL) = Some(writer);
+}
+
+/// The umbilical closed: a waiting request will never hear from bay0.
+pub fn detach_umbilical() {
+    *lock(&UMBILICAL) = None;
+    if let Some(p) = lock(&PENDING).take() {
+        let _ = p
+            .done
+            .try_send((Outcome::Failed, "the umbilical to bay0 closed".into()));
+    }
+}
+
+/// bay0's answer to a request (a [`Kind::CourierAnswer`] payload).
+pub fn on_answer(payload: &[u8]) {
+    let Ok(a) = Answer::decode(payload) else {
+        say("courier: a malformed answer from bay0 was ignored");
+        return;
+    };
+    let mut pending = lock(&PENDING);
+    if pending.as_ref().is_some_and(|p| p.token == a.token) {
+        if let Some(p) = pending.take() {
+            let _ = p.done.try_send((a.outcome, a.text.to_string()));
+        }
+    }
+}
+
+/// Starts the client socket and the vsock data port, each served by its own thread.
+pub fn start(cfg: Config) {
+    let _ = std::fs::remove_file(&cfg.socket);
+    match UnixListener::bind(&cfg.socket) {
+        Ok(l) => {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o666));
+            spawn("courier-local", move || serve_clients(&l));
+        }
+        Err(e) => say(&format!(
+            "courier: no client socket {}: {e}",
+            cfg.socket.display()
+        )),
+    }
+    let home = cfg.home;
+    spawn("courier-data", move || {
+        match crate::sys::vsock_listen(DATA_PORT) {
+            Ok(l) => loop {
+                let Ok(conn) = crate::sys::accept(l.as_raw_fd()) else {
+                    continue;
+                };
+                if sys::vsock_peer_cid(conn.as_raw_fd()).ok() != Some(HOST_CID) {
+                    continue;
+                }
+                let home = home.clone();
+                serve_data_connection(File::from(conn), home);
+            },
+            Err(e) => say(&format!("courier: no data port {DATA_PORT}: {e}")),
+        }
+    });
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+        say(&format!("courier: cannot start {name}: {e}"));
+    }
+}
+
+/// Serves one data connection on its own thread (at most [`MAX_DATA`] at once), with
+/// the stall timeouts set.
+pub fn serve_data_connection(mut stream: File, home: Home) {
+    if DATA.fetch_add(1, Ordering::SeqCst) >= MAX_DATA {
+        DATA.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let _ = sys::set_timeouts(stream.as_raw_fd(), STALL_S);
+    spawn("courier-conn", move || {
+        handle_data(&mut stream, &home);
+        DATA.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// One data connection (any connected stream): a fetch of the pending request or a
+/// delivery into ~/Incoming. Every refusal is a [`Data::Failed`] frame with the reason.
+pub fn handle_data<S: Read + Write>(stream: &mut S, home: &Home) {
+    let mut dec = Frames::<Data>::default();
+    let mut payload = [0u8; PAYLOAD_MAX];
+    let first = dec.read_from(stream, &mut payload);
+    let failed = |s: &mut S, why: &str| {
+        let _ = write_frame(s, Data::Failed, why.as_bytes());
+    };
+    match first {
+        Ok(Some((Data::Fetch, 16))) => {
+            let token =
+                <Token>::try_from(payload.get(..16).unwrap_or_default()).unwrap_or_default();
+            fetch(stream, &token);
+        }
+        Ok(Some((Data::Deliver, n))) => {
+            match Manifest::decode(payload.get(..n).unwrap_or_default()) {
+                Ok(m) => {
+                    let result = store::receive(stream, &mut dec, &m, home, &mut |id| {
+                        lock(&SEEN).first_time(id)
+                    });
+                    match result {
+                        Ok(name) => {
+                            let from = String::from_utf8_lossy(m.room());
+                            say(&format!(
+                            "courier: received \"{name}\" ({} bytes) from room {from} in ~/Incoming",
+                            m.size
+                        ));
+                            let _ = write_frame(stream, Data::Stored, name.as_bytes());
+                        }
+                        Err(e) => failed(stream, &e.to_string()),
+                    }
+                }
+                Err(e) => failed(stream, &e.to_string()),
+            }
+        }
+        Ok(Some((k, n))) => failed(stream, &format!("unexpected {k:?} frame of {n} bytes")),
+        Ok(None) => {}
+        Err(e) => failed(stream, &format!("bad frame: {e}")),
+    }
+}
+
+/// A courier fetches the pending request's file: served once, and only for its token.
+fn fetch<S: Write>(stream: &mut S, token: &Token) {
+    let item = {
+        let mut pending = lock(&PENDING);
+        match pending.as_mut() {
+            Some(p) if p.token == *token && !p.fetched => {
+                p.fetched = true;
+                Some((
+                    p.file.clone(),
+                    p.size,
+                    p.client.as_ref().and_then(|c| c.try_clone().ok()),
+                ))
+            }
+            _ => None,
+        }
+    };
+    let Some((file, size, client)) = item else {
+        let _ = write_frame(
+            stream,
+            Data::Failed,
+            b"no such request: it was served already or never made",
+        );
+        return;
+    };
+    let mut step = Progress::new(client, "sending", size);
+    if let Err(e) = source::serve(stream, &file, size, &mut |done| step.tell(done)) {
+        say(&format!("courier: sending stopped: {e}"));
+    }
+}
+
+/// Progress lines to a client, every tenth of the way.
+struct Progress {
+    client: Option<UnixStream>,
+    what: &'static str,
+    size: u64,
+    next: u64,
+}
+
+impl Progress {
+    fn new(client: Option<UnixStream>, what: &'static str, size: u64) -> Progress {
+        Progress {
+            client,
+            what,
+            size,
+            next: 0,
+        }
+    }
+
+    fn tell(&mut self, done: u64) {
+        if done < self.next && done < self.size {
+            return;
+        }
+        self.next = done.saturating_add(self.size / 10).max(1);
+        if let Some(c) = self.client.as_mut() {
+            let _ =
+                c.write_all(format!("progress {} {done} {}\n", self.what, self.size).as_bytes());
+        }
+    }
+}
+
+/// The lines a client reads: progress, then one final `OUTCOME text`.
+fn final_line(outcome: Outcome, text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    format!("{} {clean}\n", outcome.as_str())
+}
+
+fn serve_clients(listener: &UnixListener) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        spawn("courier-client", move || handle_client(conn));
+    }
+}
+
+/// Releases the one-request-at-a-time claim when dropped.
+struct Claim;
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        BUSY.store(false, Ordering::SeqCst);
+    }
+}
+
+/// One `courier send`: `send\0ROOM\0NAME` with the open file attached.
+pub fn handle_client(mut conn: UnixStream) {
+    let (outcome, text) = request(&mut conn);
+    let _ = conn.write_all(final_line(outcome, &text).as_bytes());
+}
+
+fn request(conn: &mut UnixStream) -> (Outcome, String) {
+    let refused = |t: String| (Outcome::Refused, t);
+    let mut buf = [0u8; 512];
+    let (n, fd) = match sys::recv_with_fd(conn, &mut buf) {
+        Ok(r) => r,
+        Err(e) => return refused(format!("bad request: {e}")),
+    };
+    let mut parts = buf.get(..n).unwrap_or_default().splitn(3, |&b| b == 0);
+    let (Some(b"send"), Some(to), Some(name), Some(fd)) =
+        (parts.next(), parts.next(), parts.next(), fd)
+    else {
+        return refused("bad request: want send, a room, a name and the open file".into());
+    };
+    let file = File::from(fd);
+    let size = match source::check(&file) {
+        Ok(s) => s,
+        Err(e) => return refused(e.to_string()),
+    };
+    let to = String::from_utf8_lossy(to).into_owned();
+    let checked = Manifest::new([0; 16], &to, name, size, [0; 32])
+        .map_err(|e| e.to_string())
+        .and_then(|m| m.check().map(drop).map_err(|e| e.to_string()));
+    if let Err(e) = checked {
+        return refused(e);
+    }
+    if BUSY.swap(true, Ordering::SeqCst) {
+        return refused("another courier send is in progress in this room".into());
+    }
+    let _claim = Claim;
+    let mut step = Progress::new(conn.try_clone().ok(), "hashing", size);
+    let digest = match source::hash(&file, size, &mut |d| step.tell(d)) {
+        Ok(d) => d,
+        Err(e) => return (Outcome::Failed, e.to_string()),
+    };
+    let mut token = [0u8; 16];
+    if let Err(e) = sys::random(&mut token) {
+        return (
+            Outcome::Failed,
+            format!("no randomness for the request: {e}"),
+        );
+    }
+    let manifest = match Manifest::new(token, &to, name, size, digest) {
+        Ok(m) => m,
+        Err(e) => return refused(e.to_string()),
+    };
+    let (done, answer) = mpsc::sync_channel(1);
+    *lock(&PENDING) = Some(Pending {
+        token,
+        file: Arc::new(file),
+        size,
+        fetched: false,
+        client: conn.try_clone().ok(),
+        done,
+    });
+    let mut frame = [0u8; MANIFEST_MAX];
+    let len = manifest.encode(&mut frame);
+    let sent = match lock(&UMBILICAL).as_mut() {
+        Some(u) => write_frame(
+            u,
+            Kind::CourierRequest,
+            frame.get(..len).unwrap_or_default(),
+        )
+        .map_err(|e| e.to_string()),
+        None => Err("the room has no umbilical to bay0".to_string()),
+    };
+    if let Err(e) = sent {
+        lock(&PENDING).take();
+        return (Outcome::Failed, e);
+    }
+    let _ = conn.write_all(b"progress waiting 0 0\n");
+    answer
+        .recv()
+        .unwrap_or((Outcome::Failed, "the umbilical to bay0 closed".into()))
+}

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The courier's raw system calls in the room (kept apart from the agent's own `sys` so
+//! the courier stays in its own modules), each `unsafe` block with its reason: passing a
+//! file descriptor over a Unix socket, directory-relative opens that never follow a
+//! symbolic link, O_TMPFILE and linking it in without replacing anything, randomness,
+//! and the peer of a vsock connection.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = check(fd)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Space for one descriptor's control message.
+const CMSG_SPACE: usize = 32;
+
+/// Sends `msg` with descriptor `fd` attached (SCM_RIGHTS).
+pub fn send_with_fd(sock: &UnixStream, msg: &[u8], fd: RawFd) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr().cast_mut().cast(),
+        iov_len: msg.len(),
+    };
+    let mut control = [0u8; CMSG_SPACE];
+    // SAFETY: msghdr is plain old data; all-zero is valid before the fields are set.
+    let mut hdr: libc::msghdr = unsafe { core::mem::zeroed() };
+    hdr.msg_iov = &raw mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
+    // SAFETY: `hdr` points at `control`, large enough for one header with one int.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+    if cmsg.is_null() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: CMSG_LEN only computes a size.
+    let cmsg_len = unsafe { libc::CMSG_LEN(4) } as _;
+    // SAFETY: `cmsg` points into `control` (checked non-null above), which outlives
+    // this function, and is aligned for a cmsghdr by CMSG_FIRSTHDR.
+    let header = unsafe { &mut *cmsg };
+    header.cmsg_level = libc::SOL_SOCKET;
+    header.cmsg_type = libc::SCM_RIGHTS;
+    header.cmsg_len = cmsg_len;
+    // SAFETY: CMSG_DATA addresses the int after the header, inside `control`.
+    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+    // SAFETY: `data` points at 4 writable bytes inside `control` (CMSG_SPACE(4) above).
+    unsafe { core::ptr::write_unaligned(data, fd) };
+    // SAFETY: `hdr` and everything it points to are valid for the call.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if usize::try_from(n).ok() != Some(msg.len()) {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "message cut short",
+        ));
+    }
+    Ok(())
+}
+
+/// Receives one message into `buf`; its length and the descriptor attached, if any
+/// (more than one, or anything but SCM_RIGHTS, is closed and refused).
+pub fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u8; 64];
+    // SAFETY: msghdr is plain old data; all-zero is valid before the fields are set.
+    let mut hdr: libc::msghdr = unsafe { core::mem::zeroed() };
+    hdr.msg_iov = &raw mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = control.len() as _;
+    // SAFETY: `hdr` and the buffers it points to are valid for the call; received
+    // descriptors get O_CLOEXEC.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `control` up to msg_controllen; the CMSG macros walk it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is a header inside `control`, as returned by the CMSG macros.
+        let header = unsafe { &*cmsg };
+        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN only computes a size.
+            let head = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = header.cmsg_len.saturating_sub(head) / 4;
+            // SAFETY: CMSG_DATA addresses the data after this header, inside `control`.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: the kernel wrote `count` ints after the header, inside `control`.
+                let at = unsafe { data.add(i) };
+                // SAFETY: `at` points at one of those ints (possibly unaligned).
+                let fd = unsafe { core::ptr::read_unaligned(at) };
+                fds.push(owned(fd)?);
+            }
+        }
+        // SAFETY: walks to the next header inside `control` (or null at its end).
+        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
+    }
+    if hdr.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "more than one descriptor attached",
+        ));
+    }
+    Ok((n, fds.pop()))
+}
+
+/// Opens directory `name` (relative to `dir`, or absolute) without following a symbolic
+/// link in its last component.
+pub fn open_dir(dir: Option<RawFd>, name: &CStr) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    owned(unsafe { libc::openat(dir.unwrap_or(libc::AT_FDCWD), name.as_ptr(), flags) })
+}
+
+/// mkdirat(2); an existing entry is not an error (it is checked when opened).
+pub fn mkdir_at(dir: RawFd, name: &CStr, mode: libc::mode_t) -> io::Result<bool> {
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    match check(unsafe { libc::mkdirat(dir, name.as_ptr(), mode) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// An unnamed regular file in directory `dir` (O_TMPFILE): it vanishes unless linked in.
+pub fn tmpfile(dir: RawFd, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let flags = libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC;
+    // SAFETY: "." is a NUL-terminated static string.
+    owned(unsafe { libc::openat(dir, c".".as_ptr(), flags, libc::c_uint::from(mode)) })
+}
+
+/// Gives the O_TMPFILE `file` the name `name` in `dir`; fails with EEXIST, never
+/// replacing, if the name exists (whatever it is, a symbolic link included).
+pub fn link_tmpfile(file: RawFd, dir: RawFd, name: &CStr) -> io::Result<()> {
+    let path = CString::new(format!("/proc/self/fd/{file}"))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: both paths are NUL-terminated and outlive the call. AT_SYMLINK_FOLLOW
+    // resolves the /proc link to the open file itself (open(2), O_TMPFILE).
+    check(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            dir,
+            name.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+/// Bytes available to the caller in the file system holding `fd`.
+pub fn free_bytes(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: statvfs is plain old data; all-zero is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statvfs for the kernel to fill.
+    check(unsafe { libc::fstatvfs(fd, &mut st) })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Fills `buf` from the kernel's random number generator.
+pub fn random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        // SAFETY: `rest` is valid for writes of its length.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => done += n,
+            Err(_) if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(io::Error::last_os_error()),
+        }
+    }
+    Ok(())
+}
+
+/// The context id of the peer of a connected AF_VSOCK socket.
+pub fn vsock_peer_cid(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: sockaddr_vm is plain old data; all-zero is valid.
+    let mut addr: libc::sockaddr_vm = unsafe { core::mem::zeroed() };
+    let mut len = core::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+    // SAFETY: `addr` and `len` are valid for writing, sized as passed.
+    check(unsafe { libc::getpeername(fd, (&raw mut addr).cast(), &mut len) })?;
+    Ok(addr.svm_cid)
+}
+
+/// SO_RCVTIMEO and SO_SNDTIMEO of socket `fd`: a peer that makes no progress for `secs`
+/// fails the read or write.
+pub fn set_timeouts(fd: RawFd, secs: u32) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::from(secs),
+        tv_usec: 0,
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        let len = core::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: `tv` is a valid timeval of `len` bytes for the duration of the call.
+        check(unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&raw const tv).cast(), len) })?;
+    }
+    Ok(())
+}
