@@ -217,6 +217,10 @@ impl fmt::Display for AnchorProblem {
                 records + 1,
                 records + 1
             ),
+            AnchorProblem::Diverged { anchored: 0 } => f.write_str(
+                "record 1 (line 1): the log does not start where the TPM anchor's log starts \
+                 (the whole log was replaced)",
+            ),
             AnchorProblem::Diverged { anchored } => write!(
                 f,
                 "record {anchored} (line {anchored}) or one before it: the log does not match \

@@ -119,6 +119,10 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
 }
 
 fn main() -> ExitCode {
+    // libtss2 logs TPM error responses on stderr; anchor-vault explains them itself.
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+none");
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

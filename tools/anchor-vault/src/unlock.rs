@@ -33,6 +33,9 @@ use crate::tpm::{self, DaStatus, Tpm, TpmError};
 /// Recovery-key attempts before giving up.
 pub const RECOVERY_TRIES: u32 = 3;
 
+/// The passphrase prompt (an empty line switches to the recovery key).
+pub const PASSPHRASE_PROMPT: &str = "Vault passphrase (Enter alone for the recovery key): ";
+
 /// What the PCR lock is extended with once the vault is open.
 pub const LOCK_EVENT: &[u8] = b"anchor-vault: vault opened";
 
@@ -164,12 +167,11 @@ fn passphrase_phase(
         return Ok(Phase::Recovery);
     }
     for attempt in 1..=opts.tries {
-        let Some(pass) = con.secret("Vault passphrase: ")? else {
+        let Some(pass) = con.secret(PASSPHRASE_PROMPT)? else {
             return Ok(Phase::GiveUp);
         };
         if pass.is_empty() {
-            con.say("Empty passphrase.");
-            continue;
+            return Ok(Phase::Recovery);
         }
         let start = Instant::now();
         let auth = keys::tpm_auth(&token.salt, &pass);

@@ -77,11 +77,7 @@ pub enum TpmError {
 impl fmt::Display for TpmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TpmError::Absent => write!(
-                f,
-                "no TPM found ({} and {} are missing)",
-                DEVICES[0], DEVICES[1]
-            ),
+            TpmError::Absent => f.write_str("no TPM found (no TPM device exists)"),
             TpmError::BadTcti(t) => write!(f, "TPM connection {t:?} is not a valid TCTI string"),
             TpmError::Connect(t, e) => write!(f, "cannot talk to the TPM at {t}: {e}"),
             TpmError::AuthFail => f.write_str("the TPM refused the passphrase"),
@@ -147,9 +143,15 @@ pub fn classify(op: &'static str, e: tss_esapi::Error) -> TpmError {
     TpmError::Command(op, e)
 }
 
-/// The TCTI to use: `explicit` if given, else the first TPM device that exists.
+/// The TCTI to use: `explicit` if given, else the first TPM device that exists. A
+/// `device:PATH` whose PATH does not exist is an absent TPM, as is finding none.
 pub fn find(explicit: Option<&str>) -> Result<String, TpmError> {
     if let Some(t) = explicit {
+        if let Some(path) = t.strip_prefix("device:") {
+            if !Path::new(path).exists() {
+                return Err(TpmError::Absent);
+            }
+        }
         return Ok(t.to_owned());
     }
     DEVICES
@@ -506,6 +508,10 @@ mod tests {
     #[test]
     fn an_explicit_tcti_wins_and_none_found_is_absent() {
         assert_eq!(find(Some("swtpm:port=1")).unwrap(), "swtpm:port=1");
+        assert!(matches!(
+            find(Some("device:/nonexistent/tpmrm0")),
+            Err(TpmError::Absent)
+        ));
         if DEVICES.iter().all(|d| !Path::new(d).exists()) {
             assert!(matches!(find(None), Err(TpmError::Absent)));
         }

@@ -146,7 +146,9 @@ impl Tpm {
     }
 
     /// Make the two indices ready for a new log: the counter is kept if it exists (it
-    /// cannot be reset anyway), the head index is defined afresh (all zeros).
+    /// cannot be reset anyway) and incremented once if it was never written (a new
+    /// counter only takes its real starting value, the highest any counter on this TPM
+    /// ever had, at its first increment); the head index is defined afresh (all zeros).
     pub fn define_anchor(&mut self, idx: Indices) -> Result<(), TpmError> {
         match self.nv_type(idx.counter)? {
             Some((NvIndexType::Counter, 8)) => {}
@@ -156,6 +158,19 @@ impl Tpm {
                 ))
             }
             None => self.define(idx.counter, NvIndexType::Counter, 8)?,
+        }
+        if self.nv_read(idx.counter, 8)?.is_none() {
+            let h = self
+                .nv_handle(idx.counter)?
+                .ok_or(TpmError::Blob("the audit counter vanished"))?;
+            let r = self
+                .ctx()
+                .execute_with_session(Some(AuthSession::Password), |c| {
+                    c.nv_increment(NvAuth::NvIndex(h), h)
+                })
+                .map_err(|e| classify("NV_Increment", e));
+            self.close(h);
+            r?;
         }
         match self.nv_type(idx.head)? {
             Some((NvIndexType::Extend, 32)) => self.undefine(idx.head)?,
