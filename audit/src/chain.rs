@@ -211,7 +211,9 @@ mod tests {
     fn a_failed_write_does_not_advance_the_chain() {
         let mut chain = Chain::new();
         let mut buf = [0u8; MAX_RECORD];
-        let e = chain.append(&mut Broken, &entry("x"), &mut buf).unwrap_err();
+        let e = chain
+            .append(&mut Broken, &entry("x"), &mut buf)
+            .unwrap_err();
         assert!(matches!(e, ChainError::Write(_)), "{e}");
         assert_eq!(chain, Chain::new());
         let e = chain

@@ -22,9 +22,7 @@ pub fn is_name(s: &str) -> bool {
 /// A field key: 1..=32 of `[a-z0-9_]`, not one of [`RESERVED_KEYS`].
 pub fn is_key(s: &str) -> bool {
     let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_';
-    (1..=NAME_MAX).contains(&s.len())
-        && s.as_bytes().iter().all(ok)
-        && !RESERVED_KEYS.contains(&s)
+    (1..=NAME_MAX).contains(&s.len()) && s.as_bytes().iter().all(ok) && !RESERVED_KEYS.contains(&s)
 }
 
 /// True if `b` is written as itself.
@@ -34,10 +32,7 @@ pub fn is_plain(b: u8) -> bool {
 
 /// How many bytes `value` takes once escaped.
 pub fn escaped_len(value: &[u8]) -> usize {
-    value
-        .iter()
-        .map(|&b| if is_plain(b) { 1 } else { 3 })
-        .sum()
+    value.iter().map(|&b| if is_plain(b) { 1 } else { 3 }).sum()
 }
 
 /// Escape `value`, handing each output piece to `out` (no allocation).

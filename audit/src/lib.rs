@@ -30,7 +30,10 @@ pub fn hex<'a>(hash: &Hash, out: &'a mut [u8; 64]) -> &'a str {
     for (pair, byte) in out.chunks_exact_mut(2).zip(hash.iter()) {
         if let [hi, lo] = pair {
             *hi = DIGITS.get(usize::from(byte >> 4)).copied().unwrap_or(b'0');
-            *lo = DIGITS.get(usize::from(byte & 0x0f)).copied().unwrap_or(b'0');
+            *lo = DIGITS
+                .get(usize::from(byte & 0x0f))
+                .copied()
+                .unwrap_or(b'0');
         }
     }
     core::str::from_utf8(out).unwrap_or("")

@@ -83,11 +83,17 @@ impl<'b> Buf<'b> {
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
-        let end = self.len.checked_add(bytes.len()).ok_or(RecordError::TooLong)?;
+        let end = self
+            .len
+            .checked_add(bytes.len())
+            .ok_or(RecordError::TooLong)?;
         if end > MAX_RECORD {
             return Err(RecordError::TooLong);
         }
-        let dst = self.buf.get_mut(self.len..end).ok_or(RecordError::TooLong)?;
+        let dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(RecordError::TooLong)?;
         dst.copy_from_slice(bytes);
         self.len = end;
         Ok(())

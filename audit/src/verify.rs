@@ -98,7 +98,11 @@ impl fmt::Display for Problem {
 
 impl fmt::Display for Bad {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "record {} (line {}): {}", self.record, self.line, self.problem)
+        write!(
+            f,
+            "record {} (line {}): {}",
+            self.record, self.line, self.problem
+        )
     }
 }
 
@@ -389,7 +393,10 @@ mod tests {
         let mut ls = lines(&l);
         ls.swap(3, 4);
         let bad = first_bad(&join(&ls));
-        assert_eq!((bad.line, bad.problem), (4, Problem::Reordered { found: 5 }));
+        assert_eq!(
+            (bad.line, bad.problem),
+            (4, Problem::Reordered { found: 5 })
+        );
         let mut ls = lines(&l);
         let moved = ls.remove(1);
         ls.push(moved);
@@ -481,7 +488,10 @@ mod tests {
                 anchored: 6
             }
         );
-        assert!(e.to_string().starts_with("record 5 (line 5): missing"), "{e}");
+        assert!(
+            e.to_string().starts_with("record 5 (line 5): missing"),
+            "{e}"
+        );
         // An unrelated log with at least as many records.
         let (mut other, _) = log(0);
         let mut c = Chain::new();
@@ -506,9 +516,23 @@ mod tests {
         let (l, _) = log(6);
         let v = verify(&l).unwrap();
         let at = |k: usize| v.hashes[k - 1];
-        let ok = verify_anchored(&l, &Anchor { count: 4, head: at(4) }).unwrap();
+        let ok = verify_anchored(
+            &l,
+            &Anchor {
+                count: 4,
+                head: at(4),
+            },
+        )
+        .unwrap();
         assert_eq!((ok.unanchored, ok.counter_lag), (2, false));
-        let ok = verify_anchored(&l, &Anchor { count: 4, head: at(5) }).unwrap();
+        let ok = verify_anchored(
+            &l,
+            &Anchor {
+                count: 4,
+                head: at(5),
+            },
+        )
+        .unwrap();
         assert_eq!((ok.unanchored, ok.counter_lag), (1, true));
         let fresh = Anchor {
             count: 0,

@@ -290,7 +290,9 @@ pub fn settle(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             start.fields.push(("why".into(), b"restart".to_vec()));
-            start.fields.push(("problem".into(), problem.as_bytes().to_vec()));
+            start
+                .fields
+                .push(("problem".into(), problem.as_bytes().to_vec()));
             start.fields.push(("previous".into(), name.into_bytes()));
         } else {
             start.fields.push(("why".into(), b"new".to_vec()));
@@ -315,7 +317,11 @@ pub fn settle(
 }
 
 /// Extend and count each digest (after bumping a lagging counter).
-pub fn anchor_digests(tcti: &str, lag: bool, digests: &[anchor_audit::Hash]) -> Result<(), TpmError> {
+pub fn anchor_digests(
+    tcti: &str,
+    lag: bool,
+    digests: &[anchor_audit::Hash],
+) -> Result<(), TpmError> {
     let mut raw = crate::sys::esys::RawEsys::open(tcti)?;
     if lag {
         nv::bump(&mut raw, Indices::default())?;
@@ -346,7 +352,9 @@ fn carry_over(pre_unlock: &Path, log: &mut LogFile) -> Result<u64, AuditError> {
     let from = pre_unlock.display().to_string();
     let mut summary = Event::new("audit.carry", &[("from", &from), ("records", &count)]);
     if let Some(p) = &problem {
-        summary.fields.push(("problem".into(), p.as_bytes().to_vec()));
+        summary
+            .fields
+            .push(("problem".into(), p.as_bytes().to_vec()));
     }
     log.append(&summary)?;
     for r in &records {

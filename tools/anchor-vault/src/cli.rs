@@ -35,13 +35,28 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR", default_value = "/persist")]
     pub mount: PathBuf,
     /// Device-mapper name of the opened vault.
-    #[arg(long, global = true, value_name = "NAME", default_value = "anchor-vault")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        default_value = "anchor-vault"
+    )]
     pub mapper: String,
     /// The pre-unlock audit log (carried into the vault when it opens).
-    #[arg(long, global = true, value_name = "FILE", default_value = "/run/anchor/audit.log")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/run/anchor/audit.log"
+    )]
     pub pre_log: PathBuf,
     /// Room policies, for the volumes they ask for.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/etc/anchor/policies")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/anchor/policies"
+    )]
     pub policies: PathBuf,
     /// mke2fs to make the vault's filesystem with (default: found in /usr/sbin, /sbin).
     #[arg(long, global = true, value_name = "PATH")]

@@ -163,7 +163,10 @@ fn audit_summary(log: &Path, nv: Option<&tpm::nv::NvState>) -> String {
         Err(bad) => return format!("BROKEN: {bad}"),
     };
     match nv {
-        None => format!("{} records, chain intact (no TPM anchor to compare)", v.records),
+        None => format!(
+            "{} records, chain intact (no TPM anchor to compare)",
+            v.records
+        ),
         Some(nv) => match verify_anchored(&bytes, &auditlog::anchor_of(&v, nv)) {
             Ok(a) => format!(
                 "{} records, intact and matching the TPM anchor ({} not anchored yet)",
@@ -190,14 +193,7 @@ pub fn volume_list(paths: &Paths) -> Result<String, VaultError> {
     }
     let mut s = String::new();
     for v in persist::volumes(&paths.mount)? {
-        let _ = writeln!(
-            s,
-            "{} {} {} {}",
-            v.name,
-            v.size,
-            v.used,
-            v.path.display()
-        );
+        let _ = writeln!(s, "{} {} {} {}", v.name, v.size, v.used, v.path.display());
     }
     Ok(s)
 }
@@ -208,7 +204,11 @@ pub fn audit_append(paths: &Paths, event: &Event) -> Result<String, VaultError> 
     if persist::is_open(&paths.mount) {
         let mut log = LogFile::open(&paths.log(), anchor_audit::GENESIS)?;
         log.append(event)?;
-        Ok(format!("{} ({} records)", paths.log().display(), log.records()))
+        Ok(format!(
+            "{} ({} records)",
+            paths.log().display(),
+            log.records()
+        ))
     } else {
         auditlog::append_pre_unlock(&paths.pre_log, event)?;
         Ok(paths.pre_log.display().to_string())
@@ -277,8 +277,7 @@ pub fn reset_lockout(con: &mut dyn Console, tcti: Option<&str>) -> Result<Outcom
 /// `lock`: unmount /persist and close the vault.
 pub fn lock(paths: &Paths) -> Result<String, VaultError> {
     if persist::is_open(&paths.mount) {
-        sys::umount(&paths.mount)
-            .map_err(|e| persist::PersistError::Io(paths.mount.clone(), e))?;
+        sys::umount(&paths.mount).map_err(|e| persist::PersistError::Io(paths.mount.clone(), e))?;
     }
     match luks::deactivate(&paths.disk, &paths.mapper) {
         Ok(()) => Ok("vault closed".to_owned()),

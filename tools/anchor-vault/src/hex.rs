@@ -7,7 +7,9 @@ pub fn encode(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         for n in [b >> 4, b & 0x0f] {
-            s.push(char::from(DIGITS.get(usize::from(n)).copied().unwrap_or(b'0')));
+            s.push(char::from(
+                DIGITS.get(usize::from(n)).copied().unwrap_or(b'0'),
+            ));
         }
     }
     s

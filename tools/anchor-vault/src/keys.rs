@@ -207,6 +207,9 @@ mod tests {
         assert_ne!(*tpm_auth(&salt, b"pass"), *tpm_auth(&salt, b"pasz"));
         assert_ne!(*tpm_auth(&salt, b"pass"), *tpm_auth(&[0; 32], b"pass"));
         let k = RecoveryKey::from_bytes(&[1; 16]);
-        assert_ne!(*k.lockout_auth(), *RecoveryKey::from_bytes(&[2; 16]).lockout_auth());
+        assert_ne!(
+            *k.lockout_auth(),
+            *RecoveryKey::from_bytes(&[2; 16]).lockout_auth()
+        );
     }
 }

@@ -31,9 +31,7 @@ pub const LABEL: &str = "anchor-vault";
 const MAGIC_1: &[u8; 6] = b"LUKS\xba\xbe";
 const MAGIC_2: &[u8; 6] = b"SKUL\xba\xbe";
 /// Where a second header copy may start (LUKS2 allows these metadata sizes).
-const SECOND_OFFSETS: [u64; 7] = [
-    0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000,
-];
+const SECOND_OFFSETS: [u64; 7] = [0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000];
 /// How much of a disk must be zero for it to count as blank.
 pub const BLANK_PROBE: usize = 1 << 20;
 
@@ -326,9 +324,9 @@ impl Vault {
 
     /// The vault token.
     pub fn token(&mut self) -> Result<Value, LuksError> {
-        let id = self
-            .find_token()?
-            .ok_or(LuksError::Token("no anchor-vault token (not made by anchor-vault?)"))?;
+        let id = self.find_token()?.ok_or(LuksError::Token(
+            "no anchor-vault token (not made by anchor-vault?)",
+        ))?;
         self.dev
             .token_handle()
             .json_get(id)

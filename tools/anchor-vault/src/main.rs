@@ -44,7 +44,10 @@ fn print(text: &str) -> Result<Outcome, VaultError> {
 
 fn run(cli: Cli) -> Result<Outcome, VaultError> {
     let g = &cli.global;
-    let needs_disk = !matches!(cli.command, Command::Volume(_) | Command::Audit(_) | Command::ResetLockout);
+    let needs_disk = !matches!(
+        cli.command,
+        Command::Volume(_) | Command::Audit(_) | Command::ResetLockout
+    );
     let disk = settings::disk(g.disk.as_deref());
     if needs_disk && disk.is_none() {
         return Err(VaultError::Refused(
@@ -68,7 +71,13 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
             force,
         } => {
             let _ = sys::protect_memory();
-            provision::init(&mut con, &paths, &init_options(create, !no_open), tcti, *force)
+            provision::init(
+                &mut con,
+                &paths,
+                &init_options(create, !no_open),
+                tcti,
+                *force,
+            )
         }
         Command::Unlock {
             tries,
@@ -101,9 +110,9 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
             let mut e = Event::new(event, &[]);
             e.actor.clone_from(actor);
             for f in fields {
-                let (k, v) = f.split_once('=').ok_or_else(|| {
-                    VaultError::Refused(format!("field {f:?} is not KEY=VALUE"))
-                })?;
+                let (k, v) = f
+                    .split_once('=')
+                    .ok_or_else(|| VaultError::Refused(format!("field {f:?} is not KEY=VALUE")))?;
                 e.fields.push((k.to_owned(), v.as_bytes().to_vec()));
             }
             print(&commands::audit_append(&paths, &e)?)

@@ -165,7 +165,9 @@ pub fn volumes(root: &Path) -> Result<Vec<Volume>, PersistError> {
         else {
             continue;
         };
-        let meta = entry.metadata().map_err(|e| PersistError::Io(path.clone(), e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| PersistError::Io(path.clone(), e))?;
         out.push(Volume {
             name,
             size: meta.len(),
@@ -188,7 +190,11 @@ pub enum Ensured {
 /// Make sure volume `name` exists under `root` (the vault's mount point: callers check
 /// it is open) with quota `size`: created sparse, or grown; never shrunk. Refuses when
 /// the quotas would not fit in the vault.
-pub fn ensure_volume(root: &Path, name: &str, size: u64) -> Result<(PathBuf, Ensured), PersistError> {
+pub fn ensure_volume(
+    root: &Path,
+    name: &str,
+    size: u64,
+) -> Result<(PathBuf, Ensured), PersistError> {
     let path = volume_path(root, name)?;
     let all = volumes(root)?;
     let have = all.iter().find(|v| v.name == name).map(|v| v.size);
@@ -253,7 +259,11 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
         let resolved = match anchor_policy::load(&file) {
             Ok(r) => r,
             Err(e) => {
-                let first = e.problems().first().map(ToString::to_string).unwrap_or_default();
+                let first = e
+                    .problems()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 out.push(Err(format!("{}: {first}", file.display())));
                 continue;
             }
@@ -282,8 +292,14 @@ mod tests {
         let (p, how) = ensure_volume(root, "work", 64 << 20).unwrap();
         assert_eq!(how, Ensured::Created);
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 64 << 20);
-        assert_eq!(ensure_volume(root, "work", 64 << 20).unwrap().1, Ensured::Existing);
-        assert_eq!(ensure_volume(root, "work", 128 << 20).unwrap().1, Ensured::Grown);
+        assert_eq!(
+            ensure_volume(root, "work", 64 << 20).unwrap().1,
+            Ensured::Existing
+        );
+        assert_eq!(
+            ensure_volume(root, "work", 128 << 20).unwrap().1,
+            Ensured::Grown
+        );
         assert!(matches!(
             ensure_volume(root, "work", 1 << 20),
             Err(PersistError::Shrink { .. })

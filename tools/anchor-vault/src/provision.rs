@@ -195,8 +195,14 @@ fn create(
         paths.disk.display(),
         opts.cost
     ));
-    con.say(&format!("Sealing policy: {}.", sealed.token.policy.describe()));
-    con.say(&format!("TPM dictionary-attack settings {}.", sealed.da_note));
+    con.say(&format!(
+        "Sealing policy: {}.",
+        sealed.token.policy.describe()
+    ));
+    con.say(&format!(
+        "TPM dictionary-attack settings {}.",
+        sealed.da_note
+    ));
     show_recovery_key(con, &recovery)?;
     drop(recovery);
     if !opts.open {

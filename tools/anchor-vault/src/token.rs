@@ -71,7 +71,9 @@ fn bytes(v: &Value, key: &'static str) -> Result<Vec<u8>, TokenError> {
 }
 
 fn number(v: &Value, key: &'static str) -> Result<u64, TokenError> {
-    v.get(key).and_then(Value::as_u64).ok_or(TokenError::Field(key))
+    v.get(key)
+        .and_then(Value::as_u64)
+        .ok_or(TokenError::Field(key))
 }
 
 impl VaultToken {

@@ -149,7 +149,11 @@ fn passphrase_phase(
     let da = tpm.da_status().ok();
     if da.is_some_and(|d| d.in_lockout) {
         explain_lockout(con, da.as_ref());
-        pre_audit(con, paths, &Event::new("vault.unlock.refused", &[("reason", "tpm-lockout")]));
+        pre_audit(
+            con,
+            paths,
+            &Event::new("vault.unlock.refused", &[("reason", "tpm-lockout")]),
+        );
         return Ok(Phase::Recovery);
     }
     let changed = tpm.changed_pcrs(&token.policy)?;
@@ -220,7 +224,11 @@ fn passphrase_phase(
             Err(TpmError::Lockout) => {
                 let da = tpm.da_status().ok();
                 explain_lockout(con, da.as_ref());
-                pre_audit(con, paths, &Event::new("vault.unlock.refused", &[("reason", "tpm-lockout")]));
+                pre_audit(
+                    con,
+                    paths,
+                    &Event::new("vault.unlock.refused", &[("reason", "tpm-lockout")]),
+                );
                 return Ok(Phase::Recovery);
             }
             Err(TpmError::PolicyFail) => {
@@ -275,7 +283,11 @@ fn recovery_phase(
             }
             Err(LuksError::WrongKey) => {
                 con.say("Wrong recovery key.");
-                pre_audit(con, paths, &Event::new("vault.unlock.refused", &[("reason", "wrong-recovery-key")]));
+                pre_audit(
+                    con,
+                    paths,
+                    &Event::new("vault.unlock.refused", &[("reason", "wrong-recovery-key")]),
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -304,7 +316,9 @@ pub fn finish(
     if let Some(mut tpm) = tpm {
         let digest = anchor_audit::chain::digest(LOCK_EVENT);
         if let Err(e) = tpm.extend_pcr(LOCK_PCR, &digest) {
-            con.say(&format!("warning: could not extend PCR {LOCK_PCR} after opening: {e}"));
+            con.say(&format!(
+                "warning: could not extend PCR {LOCK_PCR} after opening: {e}"
+            ));
         }
     }
     let ms = format!("{:.0}", unlock_s * 1000.0);
@@ -327,8 +341,12 @@ pub fn finish(
     };
     for r in persist::ensure_for_policies(&paths.mount, &paths.policies) {
         match r {
-            Ok((name, persist::Ensured::Created)) => con.say(&format!("room volume {name} created")),
-            Ok((name, persist::Ensured::Grown)) => con.say(&format!("room volume {name} grown to its new quota")),
+            Ok((name, persist::Ensured::Created)) => {
+                con.say(&format!("room volume {name} created"))
+            }
+            Ok((name, persist::Ensured::Grown)) => {
+                con.say(&format!("room volume {name} grown to its new quota"))
+            }
             Ok(_) => {}
             Err(e) => con.say(&format!("room volume not made: {e}")),
         }
@@ -388,12 +406,22 @@ pub fn unlock(
         Ok(t) => Some(t),
         Err(TpmError::Absent) => {
             con.say("No TPM was found on this machine. The vault's everyday key needs this machine's TPM 2.0: use the recovery key.");
-            pre_audit(con, paths, &Event::new("vault.unlock.refused", &[("reason", "no-tpm")]));
+            pre_audit(
+                con,
+                paths,
+                &Event::new("vault.unlock.refused", &[("reason", "no-tpm")]),
+            );
             None
         }
         Err(e) => {
-            con.say(&format!("The TPM cannot be used ({e}): use the recovery key."));
-            pre_audit(con, paths, &Event::new("vault.unlock.refused", &[("reason", "tpm-unusable")]));
+            con.say(&format!(
+                "The TPM cannot be used ({e}): use the recovery key."
+            ));
+            pre_audit(
+                con,
+                paths,
+                &Event::new("vault.unlock.refused", &[("reason", "tpm-unusable")]),
+            );
             None
         }
     };

@@ -89,7 +89,10 @@ fn unlock_carries_the_pre_unlock_records_over_and_anchors_everything() {
     // audit.start + audit.carry + 1 carried + 2 new.
     assert_eq!((out.records, out.carried, out.anchored_now), (5, 1, 5));
     assert!(out.tampered.is_none() && out.unanchored_because.is_none());
-    assert!(!s.pre().exists(), "the pre-unlock log is removed once carried");
+    assert!(
+        !s.pre().exists(),
+        "the pre-unlock log is removed once carried"
+    );
     let bytes = std::fs::read(s.log()).unwrap();
     assert_eq!(s.check(&bytes).unwrap(), 0);
     let text = String::from_utf8(bytes).unwrap();
@@ -179,13 +182,25 @@ fn a_tampered_log_is_kept_aside_and_a_new_one_continues_from_the_tpm() {
     let out = s.settle(&events(1, "c"));
     let (problem, aside) = out.tampered.expect("tampering reported");
     assert!(problem.contains("record 4 (line 4): missing"), "{problem}");
-    assert_eq!(std::fs::read(&aside).unwrap(), ls.concat(), "damaged log kept");
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        ls.concat(),
+        "damaged log kept"
+    );
     let bytes = std::fs::read(s.log()).unwrap();
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("why=restart problem=record%204"), "{text}");
-    assert_eq!(s.check(&bytes).unwrap(), 0, "the new log matches the anchor");
+    assert_eq!(
+        s.check(&bytes).unwrap(),
+        0,
+        "the new log matches the anchor"
+    );
     let v = verify(&bytes).unwrap();
-    assert_ne!(v.origin, anchor_audit::GENESIS, "continues from the TPM head");
+    assert_ne!(
+        v.origin,
+        anchor_audit::GENESIS,
+        "continues from the TPM head"
+    );
 }
 
 #[test]
@@ -214,8 +229,7 @@ fn a_crash_between_the_two_tpm_updates_is_repaired() {
 fn a_broken_pre_unlock_log_is_recorded_not_hidden() {
     let s = Setup::new();
     for i in 0..3 {
-        auditlog::append_pre_unlock(&s.pre(), &Event::new("x", &[("i", &i.to_string())]))
-            .unwrap();
+        auditlog::append_pre_unlock(&s.pre(), &Event::new("x", &[("i", &i.to_string())])).unwrap();
     }
     let mut ls = lines(&s.pre());
     ls[1][20] ^= 1;
@@ -230,7 +244,10 @@ fn a_broken_pre_unlock_log_is_recorded_not_hidden() {
     // A hostile field value cannot forge a record.
     let hostile = Event::new(
         "room.note",
-        &[("text", "x\nv1 seq=99 time=0 actor=bay0 event=vault.unlock prev=00 hash=00")],
+        &[(
+            "text",
+            "x\nv1 seq=99 time=0 actor=bay0 event=vault.unlock prev=00 hash=00",
+        )],
     );
     s.settle(&[hostile]);
     let text = std::fs::read_to_string(s.log()).unwrap();

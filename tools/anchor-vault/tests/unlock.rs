@@ -42,7 +42,10 @@ fn wrong_passphrases_then_the_right_one() {
     );
     assert_eq!(refusals(&f, "wrong-passphrase"), 2);
     // Too many wrong ones: the recovery key is offered; an empty line leaves it locked.
-    let r = f.run(&["unlock", "--check", "--tries", "2"], "a1234567\nb1234567\n\n");
+    let r = f.run(
+        &["unlock", "--check", "--tries", "2"],
+        "a1234567\nb1234567\n\n",
+    );
     assert_eq!(r.code, Some(3), "{}", r.out);
     assert!(r.out.contains("2 passphrase attempts failed"), "{}", r.out);
     assert!(r.out.contains("The vault stays locked."), "{}", r.out);
@@ -84,7 +87,10 @@ fn a_wrong_recovery_key_cannot_reset_the_lockout_and_holds_it_off() {
     let f = Fixture::new(2);
     let r = f.run(&["unlock", "--check"], "bad1bad1\nbad2bad2\n\n");
     assert_eq!(r.code, Some(3), "{}", r.out);
-    let r = f.run(&["reset-lockout"], "0000-0000-0000-0000-0000-0000-0000-0000\n");
+    let r = f.run(
+        &["reset-lockout"],
+        "0000-0000-0000-0000-0000-0000-0000-0000\n",
+    );
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert!(r.out.contains("wrong recovery key"), "{}", r.out);
     // After a wrong lockout authorization the TPM refuses the next one for the
@@ -117,8 +123,7 @@ fn a_changed_boot_chain_is_refused_and_the_recovery_key_works() {
     let r = f.run(&["unlock", "--check"], &format!("{PASS}\n"));
     assert_eq!(r.code, Some(3), "{}", r.out);
     assert!(
-        r.out
-            .contains("PCR 7 (Secure Boot state and keys) changed"),
+        r.out.contains("PCR 7 (Secure Boot state and keys) changed"),
         "{}",
         r.out
     );
@@ -211,11 +216,7 @@ fn a_damaged_primary_header_opens_from_the_secondary() {
     damage(&f.disk, 0x100, 64);
     let r = f.run(&["unlock", "--check"], &format!("{PASS}\n"));
     assert_eq!(r.code, Some(0), "{}", r.out);
-    assert!(
-        r.out.contains("restored from the second copy"),
-        "{}",
-        r.out
-    );
+    assert!(r.out.contains("restored from the second copy"), "{}", r.out);
     // The JSON area of the first copy.
     damage(&f.disk, 0x1000 + 200, 64);
     let r = f.run(&["unlock", "--check"], &format!("\n{}\n", f.recovery));
@@ -261,17 +262,35 @@ fn init_refuses_disks_that_are_not_blank() {
     let before = digest(&d);
     let mut args = vec!["init", "--no-open"];
     args.extend_from_slice(&CHEAP);
-    let r = run_with(&d, Some(&tpm.tcti()), dir.path(), &args, &format!("{PASS}\n{PASS}\n\n"));
+    let r = run_with(
+        &d,
+        Some(&tpm.tcti()),
+        dir.path(),
+        &args,
+        &format!("{PASS}\n{PASS}\n\n"),
+    );
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert!(r.out.contains("not blank"), "{}", r.out);
     assert_eq!(digest(&d), before);
-    let r = run_with(&d, Some(&tpm.tcti()), dir.path(), &["unlock", "--first-boot"], "");
+    let r = run_with(
+        &d,
+        Some(&tpm.tcti()),
+        dir.path(),
+        &["unlock", "--first-boot"],
+        "",
+    );
     assert_eq!(r.code, Some(4), "{}", r.out);
     assert!(r.out.contains("not an Anchor vault"), "{}", r.out);
     assert_eq!(digest(&d), before);
     // Passphrases are checked when chosen.
     let blank = disk(dir.path(), 40);
-    let r = run_with(&blank, Some(&tpm.tcti()), dir.path(), &args, "short\nshort\n");
+    let r = run_with(
+        &blank,
+        Some(&tpm.tcti()),
+        dir.path(),
+        &args,
+        "short\nshort\n",
+    );
     assert_eq!(r.code, Some(4), "{}", r.out);
     assert!(r.out.contains("at least 8 characters"), "{}", r.out);
     let r = run_with(

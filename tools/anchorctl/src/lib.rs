@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! anchorctl, the Anchor OS operator CLI. `main.rs` only parses arguments and exits.
 
+pub mod audit_cmd;
 pub mod cli;
 pub mod policy_cmd;
+pub mod vault_cmd;

@@ -12,11 +12,10 @@ use std::ptr;
 use tss_esapi::constants::tss::{TPM2_ALG_NULL, TPM2_ALG_SHA256, TPM2_SE_HMAC};
 use tss_esapi::tss2_esys::{
     Esys_DictionaryAttackLockReset, Esys_DictionaryAttackParameters, Esys_Finalize,
-    Esys_FlushContext, Esys_Initialize, Esys_NV_Extend, Esys_NV_Increment,
-    Esys_StartAuthSession, Esys_TR_FromTPMPublic, Esys_TR_SetAuth, Tss2_TctiLdr_Finalize,
-    Tss2_TctiLdr_Initialize, ESYS_CONTEXT, ESYS_TR, ESYS_TR_NONE, ESYS_TR_PASSWORD,
-    ESYS_TR_RH_LOCKOUT, TPM2B_AUTH, TPM2B_MAX_NV_BUFFER, TPMT_SYM_DEF, TSS2_RC,
-    TSS2_TCTI_CONTEXT,
+    Esys_FlushContext, Esys_Initialize, Esys_NV_Extend, Esys_NV_Increment, Esys_StartAuthSession,
+    Esys_TR_FromTPMPublic, Esys_TR_SetAuth, Tss2_TctiLdr_Finalize, Tss2_TctiLdr_Initialize,
+    ESYS_CONTEXT, ESYS_TR, ESYS_TR_NONE, ESYS_TR_PASSWORD, ESYS_TR_RH_LOCKOUT, TPM2B_AUTH,
+    TPM2B_MAX_NV_BUFFER, TPMT_SYM_DEF, TSS2_RC, TSS2_TCTI_CONTEXT,
 };
 use zeroize::Zeroize;
 

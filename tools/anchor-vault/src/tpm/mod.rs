@@ -32,9 +32,9 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, CapabilityData, Digest, DigestValues, EccParameter, EccPoint, KeyedHashScheme,
-    Private, Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters,
-    SensitiveData, SymmetricDefinition, SymmetricDefinitionObject,
+    Auth, CapabilityData, Digest, DigestValues, EccParameter, EccPoint, KeyedHashScheme, Private,
+    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
+    SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
@@ -85,9 +85,9 @@ impl fmt::Display for TpmError {
             TpmError::PolicyFail => f.write_str(
                 "the TPM refused: the boot chain differs from when the vault was sealed",
             ),
-            TpmError::OwnerAuth => f.write_str(
-                "the TPM owner hierarchy has a password (someone else owns this TPM)",
-            ),
+            TpmError::OwnerAuth => {
+                f.write_str("the TPM owner hierarchy has a password (someone else owns this TPM)")
+            }
             TpmError::Command(op, e) => write!(f, "TPM {op}: {e}"),
             TpmError::Raw(e) => write!(f, "{e}"),
             TpmError::Policy(e) => write!(f, "{e}"),
@@ -421,8 +421,8 @@ impl Tpm {
                     other => other,
                 })?;
             let inner = (|| {
-                let auth = Auth::try_from(auth.to_vec())
-                    .map_err(|e| TpmError::Command("auth", e))?;
+                let auth =
+                    Auth::try_from(auth.to_vec()).map_err(|e| TpmError::Command("auth", e))?;
                 self.ctx
                     .tr_set_auth(object.into(), auth)
                     .map_err(|e| classify("TR_SetAuth", e))?;
@@ -454,15 +454,17 @@ impl Tpm {
 
     /// Extend PCR `pcr` (SHA-256 bank) with `digest`.
     pub fn extend_pcr(&mut self, pcr: u8, digest: &[u8; 32]) -> Result<(), TpmError> {
-        let handle = PcrHandle::try_from(u32::from(pcr))
-            .map_err(|e| TpmError::Command("PCR handle", e))?;
+        let handle =
+            PcrHandle::try_from(u32::from(pcr)).map_err(|e| TpmError::Command("PCR handle", e))?;
         let mut values = DigestValues::new();
         values.set(
             HashingAlgorithm::Sha256,
             Digest::try_from(digest.to_vec()).map_err(|e| TpmError::Command("digest", e))?,
         );
         self.ctx
-            .execute_with_session(Some(AuthSession::Password), |c| c.pcr_extend(handle, values))
+            .execute_with_session(Some(AuthSession::Password), |c| {
+                c.pcr_extend(handle, values)
+            })
             .map_err(|e| classify("PCR_Extend", e))
     }
 

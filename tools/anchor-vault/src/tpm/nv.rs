@@ -185,9 +185,9 @@ impl Tpm {
     }
 
     fn nv_read(&mut self, index: u32, size: u16) -> Result<Option<Vec<u8>>, TpmError> {
-        let h = self
-            .nv_handle(index)?
-            .ok_or(TpmError::Blob("an audit anchor NV index is missing from the TPM"))?;
+        let h = self.nv_handle(index)?.ok_or(TpmError::Blob(
+            "an audit anchor NV index is missing from the TPM",
+        ))?;
         let read = self
             .ctx()
             .execute_with_session(Some(AuthSession::Password), |c| {

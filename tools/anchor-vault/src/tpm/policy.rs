@@ -132,8 +132,10 @@ pub fn check_pcrs(pcrs: &[u8]) -> Result<Vec<u8>, PolicyError> {
 
 /// Read the SHA-256 values of `pcrs` (at most 8), in ascending order.
 pub fn read_pcrs(ctx: &mut Context, pcrs: &[u8]) -> Result<Vec<PcrValue>, PolicyError> {
-    let (_, _, digests) = ctx
-        .execute_without_session(|c| c.pcr_read(selection(pcrs)?).map_err(|e| PolicyError::Tpm("PCR_Read", e)))?;
+    let (_, _, digests) = ctx.execute_without_session(|c| {
+        c.pcr_read(selection(pcrs)?)
+            .map_err(|e| PolicyError::Tpm("PCR_Read", e))
+    })?;
     let values = digests.value();
     if values.len() != pcrs.len() {
         return Err(PolicyError::ShortRead);
@@ -169,7 +171,12 @@ impl SealPolicy {
 
     /// Run the policy's commands on `session`: a trial session (computing the digest
     /// from the demanded values) or a real one (the TPM uses its current PCRs).
-    pub fn run(&self, ctx: &mut Context, session: PolicySession, trial: bool) -> Result<(), PolicyError> {
+    pub fn run(
+        &self,
+        ctx: &mut Context,
+        session: PolicySession,
+        trial: bool,
+    ) -> Result<(), PolicyError> {
         match self {
             SealPolicy::Pcr { .. } => {
                 let demanded = self.demanded();
@@ -244,7 +251,11 @@ impl SealPolicy {
     pub fn from_json(v: &Value) -> Result<SealPolicy, PolicyError> {
         match v.get("kind").and_then(Value::as_str) {
             Some("pcr") => {}
-            Some(_) => return Err(PolicyError::Token("unknown policy kind (a newer anchor-vault?)")),
+            Some(_) => {
+                return Err(PolicyError::Token(
+                    "unknown policy kind (a newer anchor-vault?)",
+                ))
+            }
             None => return Err(PolicyError::Token("no policy kind")),
         }
         if v.get("bank").and_then(Value::as_str) != Some("sha256")
@@ -258,7 +269,9 @@ impl SealPolicy {
             .ok_or(PolicyError::Token("no PCR values"))?;
         let mut expected = Vec::with_capacity(map.len());
         for (k, val) in map {
-            let p: u8 = k.parse().map_err(|_| PolicyError::Token("bad PCR number"))?;
+            let p: u8 = k
+                .parse()
+                .map_err(|_| PolicyError::Token("bad PCR number"))?;
             let bytes = val
                 .as_str()
                 .and_then(hex::decode)

@@ -143,7 +143,13 @@ pub const PASS: &str = "correct horse battery";
 impl Fixture {
     /// Run anchor-vault with `args` (after the global options) and `stdin`.
     pub fn run(&self, args: &[&str], stdin: &str) -> Run {
-        run_with(&self.disk, Some(&self.tpm.tcti()), self.dir.path(), args, stdin)
+        run_with(
+            &self.disk,
+            Some(&self.tpm.tcti()),
+            self.dir.path(),
+            args,
+            stdin,
+        )
     }
 
     /// A new vault (header + TPM objects, not opened: the host has no dm-crypt).
