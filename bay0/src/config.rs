@@ -85,6 +85,8 @@ pub struct Config {
     pub debug_stall_after: Option<u32>,
     /// The room to open at boot (`bay0.room=NAME`), with its console on bay0's console.
     pub boot_room: Option<RoomName>,
+    /// The vault disk to unlock at boot (`bay0.vault=/dev/...`).
+    pub vault: Option<crate::vault::VaultDisk>,
 }
 
 impl Default for Config {
@@ -94,6 +96,7 @@ impl Default for Config {
             shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE,
             debug_stall_after: None,
             boot_room: None,
+            vault: None,
         }
     }
 }
@@ -134,6 +137,7 @@ impl Config {
                     Err(Error::Config("ignored: bay0 built without debug-stall"))
                 }
                 "room" => RoomName::parse(value).map(|r| cfg.boot_room = Some(r)),
+                "vault" => crate::vault::VaultDisk::parse(value).map(|d| cfg.vault = Some(d)),
                 _ => Err(Error::Config("unknown bay0 setting")),
             };
             if let Err(e) = parsed {
@@ -217,6 +221,22 @@ mod tests {
         }
         let max = "b".repeat(32);
         assert_eq!(RoomName::parse(&max).unwrap().as_str(), max);
+    }
+
+    #[test]
+    fn the_vault_disk_is_read_and_checked() {
+        let (cfg, problems) = parse("bay0.vault=/dev/vdb");
+        assert_eq!(
+            cfg.vault.map(|d| d.as_str().to_owned()),
+            Some("/dev/vdb".into())
+        );
+        assert!(problems.is_empty());
+        let (cfg, problems) = parse("bay0.vault=/etc/shadow");
+        assert_eq!(cfg.vault, None);
+        assert!(
+            problems[0].contains("vault wants a /dev/ path"),
+            "{problems:?}"
+        );
     }
 
     #[test]

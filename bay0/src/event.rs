@@ -29,6 +29,8 @@ pub struct EventLoop {
     inputs: Vec<Option<OwnedFd>>,
     watchdog: Option<Watchdog>,
     supervised: Vec<(i32, Option<RoomName>)>,
+    /// The vault unlock helper, and the boot room that waits for it.
+    vault: Option<(i32, Option<RoomName>)>,
     stall_after: Option<u32>,
 }
 
@@ -59,6 +61,7 @@ struct LoopHost<'a> {
     procs: &'a mut dyn Processes,
     stop_timer: &'a OwnedFd,
     supervised: &'a mut Vec<(i32, Option<RoomName>)>,
+    vault: &'a mut Option<(i32, Option<RoomName>)>,
 }
 
 impl Host for LoopHost<'_> {
@@ -72,6 +75,13 @@ impl Host for LoopHost<'_> {
         sys::timer_set(self.stop_timer, ms, 0)
     }
     fn child_ended(&mut self, pid: i32, status: i32) {
+        if let Some((_, room)) = self.vault.take_if(|(p, _)| *p == pid) {
+            crate::vault::unlock_ended(WaitStatus(status).exit_code());
+            if let Some(pid) = room.and_then(crate::room::open_logged) {
+                self.supervised.push((pid, room));
+            }
+            return;
+        }
         if let Some(i) = self.supervised.iter().position(|&(p, _)| p == pid) {
             let (_, room) = self.supervised.swap_remove(i);
             let status = WaitStatus(status);
@@ -103,6 +113,7 @@ impl EventLoop {
             inputs: Vec::new(),
             watchdog: None,
             supervised: Vec::new(),
+            vault: None,
             stall_after: None,
         };
         sys::epoll_add(&lp.epoll, lp.signals.as_raw_fd(), TOKEN_SIGNAL)?;
@@ -142,6 +153,16 @@ impl EventLoop {
         self.supervised.push((pid, Some(room)));
     }
 
+    /// Watch the vault unlock helper; open `then` (the boot room) once it has ended.
+    pub fn supervise_vault(&mut self, pid: i32, then: Option<RoomName>) {
+        self.vault = Some((pid, then));
+    }
+
+    /// Is the vault unlock helper still running?
+    pub fn vault_pending(&self) -> bool {
+        self.vault.is_some()
+    }
+
     /// Give the watchdog back (for the magic close at shutdown).
     pub fn take_watchdog(&mut self) -> Option<Watchdog> {
         self.watchdog.take()
@@ -171,6 +192,7 @@ impl EventLoop {
             procs,
             stop_timer: &self.stop_timer,
             supervised: &mut self.supervised,
+            vault: &mut self.vault,
         };
         match token {
             TOKEN_SIGNAL => {

@@ -2,15 +2,15 @@
 //! bay0's entry point: decide the mode, then wire the modules to the event loop.
 
 use bay0::cli::{self, Invocation};
-use bay0::config::{Config, RoomName};
+use bay0::config::Config;
 use bay0::error::Result;
 use bay0::event::{EventLoop, RealProcesses};
 use bay0::hosted::{self, Role};
 use bay0::init::{self, Mode, RealMounts};
 use bay0::supervisor::Supervisor;
 use bay0::watchdog::{RealDevice, Watchdog};
-use bay0::{input, logger, room, shutdown, sys};
-use bay0::{log_error, log_info, log_notice, log_warn};
+use bay0::{input, logger, room, shutdown, sys, vault};
+use bay0::{log_error, log_info, log_warn};
 use std::ffi::OsString;
 
 fn main() {
@@ -92,22 +92,20 @@ fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible
     }
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
-    if let Some(name) = config.boot_room {
-        open_room(&mut event_loop, name, kvm);
+    if let Some(disk) = config.vault {
+        // The boot room waits for the vault dialog: both would use the console.
+        match vault::start_unlock(&disk) {
+            Ok(pid) => event_loop.supervise_vault(pid, config.boot_room),
+            Err(e) => log_error!("vault {}: {e}", disk.as_str()),
+        }
+    }
+    if let Some(name) = config.boot_room.filter(|_| !event_loop.vault_pending()) {
+        if let Some(pid) = room::open_logged(name) {
+            event_loop.supervise_room(pid, name);
+        }
     }
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)
-}
-
-/// Open the boot room; a room that cannot start is logged, never fatal for PID 1.
-fn open_room(event_loop: &mut EventLoop, name: RoomName, kvm: bool) {
-    match room::open(&room::Layout::system(), name.as_str(), kvm) {
-        Ok(pid) => {
-            log_notice!("room {} opened (anchor-vmm pid {pid})", name.as_str());
-            event_loop.supervise_room(pid, name);
-        }
-        Err(e) => log_error!("room {}: {e}", name.as_str()),
-    }
 }
 
 fn arm_watchdog(event_loop: &mut EventLoop, config: &Config) -> Result<()> {

@@ -131,6 +131,21 @@ pub fn open(layout: &Layout, name: &str, kvm: bool) -> Result<i32> {
     spawn(&argv)
 }
 
+/// Open room `name` from the system layout, logging the outcome; its VMM's pid.
+pub fn open_logged(name: crate::config::RoomName) -> Option<i32> {
+    let kvm = Path::new("/dev/kvm").exists();
+    match open(&Layout::system(), name.as_str(), kvm) {
+        Ok(pid) => {
+            crate::log_notice!("room {} opened (anchor-vmm pid {pid})", name.as_str());
+            Some(pid)
+        }
+        Err(e) => {
+            crate::log_error!("room {}: {e}", name.as_str());
+            None
+        }
+    }
+}
+
 fn ensure_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Sys {
         op: "create the room runtime directory",
