@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The console anchor-vault is given (its stdin and stdout: bay0's trusted console at
 //! boot). Every line is one write(2); secrets are read byte by byte straight into a
-//! wiped buffer, with echo off when the console is a terminal.
+//! wiped buffer. For a dialog, echo is off for the whole session (not per prompt), so
+//! what a person types ahead while the TPM or argon2 works is neither echoed nor lost.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -29,15 +30,25 @@ pub trait Console {
 pub struct Terminal {
     input: RawFd,
     output: RawFd,
+    /// Echo is off while this lives (dialogs on a terminal).
+    echo_off: Option<sys::EchoOff>,
 }
 
 impl Terminal {
-    /// stdin and stdout.
+    /// stdin and stdout, as they are (for printing).
     pub fn stdio() -> Terminal {
         Terminal {
             input: libc::STDIN_FILENO,
             output: libc::STDOUT_FILENO,
+            echo_off: None,
         }
+    }
+
+    /// stdin and stdout for a dialog: echo off until dropped, when stdin is a terminal.
+    pub fn dialog() -> io::Result<Terminal> {
+        let mut t = Terminal::stdio();
+        t.echo_off = sys::EchoOff::new(t.input)?;
+        Ok(t)
     }
 
     fn read_line(&mut self) -> io::Result<Option<Secret>> {
@@ -71,9 +82,12 @@ impl Console for Terminal {
 
     fn secret(&mut self, prompt: &str) -> io::Result<Option<Secret>> {
         sys::write_all(self.output, prompt.as_bytes())?;
-        let echo = sys::EchoOff::new(self.input)?;
+        let per_prompt = match self.echo_off {
+            Some(_) => None,
+            None => sys::EchoOff::new(self.input)?,
+        };
         let line = self.read_line();
-        drop(echo);
+        drop(per_prompt);
         // The Enter the person typed was not echoed: end the prompt's line.
         sys::write_all(self.output, b"\n")?;
         line
@@ -81,8 +95,10 @@ impl Console for Terminal {
 
     fn line(&mut self, prompt: &str) -> io::Result<Option<String>> {
         sys::write_all(self.output, prompt.as_bytes())?;
-        Ok(self
-            .read_line()?
-            .map(|l| String::from_utf8_lossy(&l).trim().to_owned()))
+        let line = self.read_line()?;
+        if self.echo_off.is_some() {
+            sys::write_all(self.output, b"\n")?;
+        }
+        Ok(line.map(|l| String::from_utf8_lossy(&l).trim().to_owned()))
     }
 }

@@ -63,7 +63,15 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
         ..Paths::system(disk.unwrap_or_default())
     };
     let tcti = g.tpm.as_deref();
-    let mut con = Terminal::stdio();
+    let dialog = matches!(
+        cli.command,
+        Command::Init { .. } | Command::Unlock { .. } | Command::ResetLockout
+    );
+    let mut con = if dialog {
+        Terminal::dialog()?
+    } else {
+        Terminal::stdio()
+    };
     match &cli.command {
         Command::Init {
             create,

@@ -43,8 +43,9 @@ impl EchoOff {
         let mut quiet = saved;
         quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK | libc::ECHONL);
         quiet.c_lflag |= libc::ICANON;
+        // TCSANOW: what the person already typed ahead is kept (and never echoed).
         // SAFETY: `quiet` is a valid termios copied from the current one.
-        if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(Some(EchoOff { fd, saved }))
@@ -54,7 +55,7 @@ impl EchoOff {
 impl Drop for EchoOff {
     fn drop(&mut self) {
         // SAFETY: restores the termios read in `new` on the same descriptor.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved) };
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
     }
 }
 
