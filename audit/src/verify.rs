@@ -222,8 +222,8 @@ impl fmt::Display for AnchorProblem {
                 records + 1
             ),
             AnchorProblem::Diverged { anchored: 0 } => f.write_str(
-                "record 1 (line 1): the log does not start where the TPM anchor's log starts \
-                 (the whole log was replaced)",
+                "record 1 (line 1): the log does not match the TPM anchor: it does not start \
+                 where the anchored log starts (the whole log was replaced)",
             ),
             AnchorProblem::Diverged { anchored } => write!(
                 f,

@@ -3,47 +3,60 @@
 
 use bay0::cli::{self, Invocation};
 use bay0::config::Config;
+use bay0::control::Control;
 use bay0::error::Result;
 use bay0::event::{EventLoop, RealProcesses};
 use bay0::hosted::{self, Role};
 use bay0::init::{self, Mode, RealMounts};
+use bay0::room::Layout;
+use bay0::rooms::Rooms;
 use bay0::supervisor::Supervisor;
 use bay0::watchdog::{RealDevice, Watchdog};
-use bay0::{input, logger, room, shutdown, sys, vault};
+use bay0::{input, logger, shutdown, sys, vault};
 use bay0::{log_error, log_info, log_warn};
 use std::ffi::OsString;
+use std::path::Path;
+
+const CONTROL_PATH: &str = anchor_proto::control::SOCKET_PATH;
 
 fn main() {
     let is_pid1 = std::process::id() == 1;
     match cli::parse(std::env::args_os().skip(1), is_pid1) {
         Ok(Invocation::Help) => print!("{}", cli::HELP),
         Ok(Invocation::Version) => println!("bay0 {}", env!("CARGO_PKG_VERSION")),
-        Ok(Invocation::Pid1) => boot(Mode::Machine, &[]),
-        Ok(Invocation::Hosted { state_dir, command }) => match hosted::enter(&state_dir) {
+        Ok(Invocation::Pid1) => boot(Mode::Machine, &[], Layout::system()),
+        Ok(Invocation::Hosted {
+            state_dir,
+            layout,
+            command,
+        }) => match hosted::enter(&state_dir) {
             Ok(Role::Relay(code)) => std::process::exit(code),
-            Ok(Role::Init(dir)) => boot(Mode::Hosted(&dir), &command),
+            Ok(Role::Init(dir)) => {
+                let layout = layout.map_or_else(Layout::system, |l| Layout::under(Path::new(&l)));
+                boot(Mode::Hosted(&dir), &command, layout)
+            }
             Err(e) => {
-                eprintln!("bay0: {e}");
+                logger::to_stderr(format_args!("{e}"));
                 std::process::exit(1);
             }
         },
         Err(e) => {
-            eprintln!("bay0: {e}");
+            logger::to_stderr(format_args!("{e}"));
             std::process::exit(2);
         }
     }
 }
 
 /// Run as PID 1; never returns.
-fn boot(mode: Mode<'_>, command: &[OsString]) -> ! {
+fn boot(mode: Mode<'_>, command: &[OsString], layout: Layout) -> ! {
     let hosted = matches!(mode, Mode::Hosted(_));
-    match run(mode, command) {
+    match run(mode, command, layout) {
         Ok(never) => match never {},
         Err(e) => shutdown::fatal(e, hosted),
     }
 }
 
-fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible> {
+fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::convert::Infallible> {
     let machine = matches!(mode, Mode::Machine);
     logger::use_stderr();
     let mut event_loop = EventLoop::new()?;
@@ -90,19 +103,24 @@ fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible
             Err(e) => log_error!("{e}"),
         }
     }
+    event_loop.rooms = Some(Rooms::new(layout, kvm));
+    match Control::open(&event_loop.epoll, CONTROL_PATH) {
+        Ok(c) => event_loop.control = Some(c),
+        Err(e) => log_error!(
+            "control socket {}: {e}; anchorctl cannot reach bay0",
+            CONTROL_PATH
+        ),
+    }
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
-    if let Some(disk) = config.vault {
-        // The boot room waits for the vault dialog: both would use the console.
-        match vault::start_unlock(&disk) {
-            Ok(pid) => event_loop.supervise_vault(pid, config.boot_room),
-            Err(e) => log_error!("vault {}: {e}", disk.as_str()),
+    // The vault dialog needs the console: bay0's console and the boot rooms wait for it.
+    match config.vault.map(|d| (d, vault::start_unlock(&d))) {
+        Some((_, Ok(pid))) => event_loop.wait_for_vault(pid, config),
+        Some((d, Err(e))) => {
+            log_error!("vault {}: {e}", d.as_str());
+            event_loop.open_console(&config);
         }
-    }
-    if let Some(name) = config.boot_room.filter(|_| !event_loop.vault_pending()) {
-        if let Some(pid) = room::open_logged(name) {
-            event_loop.supervise_room(pid, name);
-        }
+        None => event_loop.open_console(&config),
     }
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)

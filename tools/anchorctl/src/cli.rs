@@ -7,12 +7,17 @@ use clap::{Parser, Subcommand};
 
 /// Anchor OS operator CLI.
 ///
-/// Exit status: 0 success, 1 a policy is invalid or unreadable / the audit log is bad,
-/// 2 usage error; `vault` commands pass on anchor-vault's status; `audit verify` exits
-/// 3 when the chain is intact but the TPM anchor could not be read.
+/// Exit status: 0 success, 1 a policy is invalid or unreadable, bay0 refused or could not
+/// be reached (the reason on stderr, one line), or the audit log is bad, 2 usage error;
+/// `vault` commands pass on anchor-vault's status; `audit verify` exits 3 when the chain
+/// is intact but the TPM anchor could not be read.
 #[derive(Debug, Parser)]
 #[command(name = "anchorctl", version)]
 pub struct Cli {
+    /// bay0's control socket (room and status commands).
+    #[arg(long, global = true, value_name = "PATH", env = "ANCHOR_CONTROL_SOCKET",
+          default_value = anchor_proto::control::SOCKET_PATH)]
+    pub socket: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -24,6 +29,17 @@ pub enum Command {
     /// Room policies (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Open, close, reset, list and attach to rooms (talks to bay0; root on the anchor
+    /// host).
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Every room (name, backend, state, uptime, memory, vCPUs, VMM pid) and the host's
+    /// memory.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The vault (/persist): runs the anchor-vault helper on this terminal.
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -97,6 +113,31 @@ pub enum AuditCommand {
         #[arg(long, value_name = "TCTI")]
         tpm: Option<String>,
     },
+}
+
+/// `anchorctl room ...`
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Every room with a policy: open ones with backend, state, uptime, memory, vCPUs and
+    /// VMM pid, the others as stopped.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a room from its policy; returns once its agent reports ready (or with the
+    /// reason it could not start).
+    Start {
+        /// The room (its policy is /etc/anchor/policies/NAME.toml).
+        name: String,
+    },
+    /// Close a room: everything in it is forgotten (only its vault volume, if it has one,
+    /// is synced first).
+    Stop { name: String },
+    /// Close a room and open it again from its pristine image; returns once it is ready.
+    Reset { name: String },
+    /// Attach this terminal to a room's console. Ctrl-] detaches (the room keeps running).
+    Console { name: String },
 }
 
 /// `anchorctl policy ...`

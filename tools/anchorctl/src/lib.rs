@@ -4,4 +4,6 @@
 pub mod audit_cmd;
 pub mod cli;
 pub mod policy_cmd;
+pub mod room_cmd;
+pub mod sys;
 pub mod vault_cmd;
