@@ -395,6 +395,14 @@ pub fn run_pid1() -> ! {
             say(&format!("{e}"));
         }
     }
+    if let Some(dev) = &settings.persist {
+        match crate::volume::setup(dev) {
+            Ok(msg) => say(&msg),
+            Err(e) => say(&format!(
+                "vault volume {dev}: {e}; no /persist in this room"
+            )),
+        }
+    }
     crate::umbilical::start(settings.exit);
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let uptime = cmdline::uptime_seconds(&uptime).unwrap_or("?");

@@ -14,3 +14,4 @@ pub mod error;
 pub mod init;
 pub mod sys;
 pub mod umbilical;
+pub mod volume;
