@@ -62,16 +62,40 @@ fn show_recovery_key(con: &mut dyn Console, key: &RecoveryKey) -> Result<(), Vau
 struct Sealed {
     token: VaultToken,
     keyslot: Secret,
-    da_note: String,
+    /// Why the dictionary-attack settings stay as they are (`None`: anchor-vault sets
+    /// them once the recovery key has been shown).
+    da_note: Option<String>,
 }
 
-/// Prepare everything on the TPM: seal, anchor, dictionary-attack settings.
-fn prepare_tpm(
+/// Set the dictionary-attack parameters and make the lockout authorization the
+/// recovery key's (only when nobody owned the lockout hierarchy). Done after the
+/// recovery key was shown: a failure before that must not leave the TPM locked to a
+/// key nobody saw.
+fn take_lockout(
     tcti: &str,
-    pass: &[u8],
     recovery: &RecoveryKey,
     opts: &InitOptions,
-) -> Result<Sealed, VaultError> {
+) -> Result<String, VaultError> {
+    let mut raw = RawEsys::open(tcti).map_err(TpmError::from)?;
+    raw.da_parameters(
+        &[],
+        opts.da.max_tries,
+        opts.da.recovery_s,
+        opts.da.lockout_recovery_s,
+    )
+    .map_err(TpmError::from)?;
+    drop(raw);
+    let mut tpm = Tpm::open(tcti)?;
+    tpm.set_lockout_auth(&*recovery.lockout_auth())?;
+    Ok(format!(
+        "set: {} tries, one forgiven every {} s; clearing a lockout needs the recovery key",
+        opts.da.max_tries, opts.da.recovery_s
+    ))
+}
+
+/// Prepare the TPM side: seal the secret, define the audit anchor, note who owns the
+/// lockout hierarchy.
+fn prepare_tpm(tcti: &str, pass: &[u8], opts: &InitOptions) -> Result<Sealed, VaultError> {
     let mut tpm = Tpm::open(tcti)?;
     let da = tpm.da_status()?;
     if da.owner_auth_set {
@@ -85,27 +109,12 @@ fn prepare_tpm(
     let keyslot = keys::keyslot_key(&secret, pass, &salt);
     drop(secret);
     let da_note = if da.lockout_auth_set {
-        format!(
+        Some(format!(
             "kept as they are (the TPM's lockout authorization is already set): {} tries, one forgiven every {} s",
             da.max_tries, da.recovery_s
-        )
+        ))
     } else {
-        drop(tpm);
-        let mut raw = RawEsys::open(tcti).map_err(TpmError::from)?;
-        raw.da_parameters(
-            &[],
-            opts.da.max_tries,
-            opts.da.recovery_s,
-            opts.da.lockout_recovery_s,
-        )
-        .map_err(TpmError::from)?;
-        drop(raw);
-        let mut tpm = Tpm::open(tcti)?;
-        tpm.set_lockout_auth(&*recovery.lockout_auth())?;
-        format!(
-            "set: {} tries, one forgiven every {} s; the lockout authorization is now derived from the recovery key",
-            opts.da.max_tries, opts.da.recovery_s
-        )
+        None
     };
     Ok(Sealed {
         token: VaultToken {
@@ -183,7 +192,7 @@ fn create(
     };
     let recovery = RecoveryKey::generate()?;
     let started = Instant::now();
-    let sealed = prepare_tpm(&tcti, &pass, &recovery, opts)?;
+    let sealed = prepare_tpm(&tcti, &pass, opts)?;
     drop(pass);
     let mut vault = luks::format(&paths.disk)?;
     vault.add_keyslot(TPM_SLOT, &sealed.keyslot, opts.cost)?;
@@ -199,11 +208,14 @@ fn create(
         "Sealing policy: {}.",
         sealed.token.policy.describe()
     ));
-    con.say(&format!(
-        "TPM dictionary-attack settings {}.",
-        sealed.da_note
-    ));
     show_recovery_key(con, &recovery)?;
+    let da_note = match sealed.da_note.clone() {
+        Some(note) => note,
+        None => {
+            take_lockout(&tcti, &recovery, opts).unwrap_or_else(|e| format!("not changed ({e})"))
+        }
+    };
+    con.say(&format!("TPM dictionary-attack settings {da_note}."));
     drop(recovery);
     if !opts.open {
         return Ok(Outcome::Done);

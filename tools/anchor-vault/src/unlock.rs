@@ -326,7 +326,18 @@ pub fn finish(
         "vault.unlock",
         &[("how", how.as_str()), ("unlock_ms", &ms)],
     ));
-    let settled = auditlog::settle(&paths.log(), &paths.pre_log, tcti.as_deref(), &events)?;
+    // The vault is open: an audit log problem is reported loudly, never a reason to
+    // leave the user's data locked.
+    let settled = match auditlog::settle(&paths.log(), &paths.pre_log, tcti.as_deref(), &events) {
+        Ok(s) => s,
+        Err(e) => {
+            con.say(&format!("WARNING: the audit log could not be written: {e}"));
+            auditlog::Settled {
+                unanchored_because: Some("not written".to_owned()),
+                ..auditlog::Settled::default()
+            }
+        }
+    };
     if let Some((problem, aside)) = &settled.tampered {
         con.say("WARNING: the audit log failed its check against the TPM anchor:");
         con.say(&format!("  {problem}"));
