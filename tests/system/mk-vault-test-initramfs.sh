@@ -40,6 +40,7 @@ anchor-vault --disk /dev/vda --policies /vaulttest/none unlock --first-boot
 rc=$?
 echo "vaulttest: unlock exit $rc"
 [ "$rc" = 0 ] || poweroff -f
+echo "vaulttest: pcr15=$(cat /sys/class/tpm/tpm0/pcr-sha256/15 2>&1)"
 boot=0
 for f in /persist/stream.*; do
   [ -e "$f" ] || continue

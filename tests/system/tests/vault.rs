@@ -11,8 +11,9 @@
 //!   is there and matches the TPM anchor.
 //! - `power_cuts_keep_every_acknowledged_write`: a test-only init (busybox,
 //!   `rdinit=/vaulttest/init`, see mk-vault-test-initramfs.sh) unlocks with the product
-//!   anchor-vault and appends fsync'ed records; QEMU is SIGKILLed mid-stream, three
-//!   times; after every boot the vault opens and every acknowledged record is there.
+//!   anchor-vault (the third boot with the recovery key) and appends fsync'ed records;
+//!   QEMU is SIGKILLed mid-stream, three times; after every boot the vault opens, PCR 15
+//!   holds the vault's lock, and every acknowledged record is there.
 //!
 //! Needs QEMU, swtpm, the host kernel and the initramfs with anchor-vault (run-all.sh
 //! builds the test initramfs).
@@ -179,6 +180,13 @@ fn power_cuts_keep_every_acknowledged_write() {
     let mut cuts: Vec<Cut> = Vec::new();
     // Acknowledged records to wait for before each cut (varied on purpose).
     let targets = [7u64, 23, 3];
+    let mut recovery = String::new();
+    // What PCR 15 holds once anchor-vault has locked it (one extend from zeros).
+    let locked = {
+        let d = anchor_audit::chain::digest(b"anchor-vault: vault opened");
+        let mut hex = [0u8; 64];
+        anchor_audit::hex(&anchor_audit::chain::link(&[0u8; 32], &d), &mut hex).to_uppercase()
+    };
     for boot in 0..=targets.len() {
         let opts = st
             .options(&format!("vault-powercut-{boot}"))
@@ -188,13 +196,28 @@ fn power_cuts_keep_every_acknowledged_write() {
         if boot == 0 {
             m.wait_for("New vault passphrase", BOOT).unwrap();
             m.type_text(&format!("{PASS}\n{PASS}\n")).unwrap();
+            let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
+            recovery = m.wait_for_from(banner.end, "-", SHORT).unwrap().line.trim().to_owned();
             m.wait_for("Press Enter once", VAULT).unwrap();
             m.type_text("\n").unwrap();
+        } else if boot == 2 {
+            // This boot opens with the recovery key (keyslot 1, really activated).
+            m.wait_for("Vault passphrase", BOOT).unwrap();
+            m.type_text("\n").unwrap();
+            m.wait_for("Recovery key:", SHORT).unwrap();
+            m.type_text(&format!("{recovery}\n")).unwrap();
+            m.wait_for("/persist open: unlocked with the recovery key", VAULT)
+                .unwrap();
         } else {
             m.wait_for("Vault passphrase", BOOT).unwrap();
             m.type_text(&format!("{PASS}\n")).unwrap();
         }
         m.wait_for("vaulttest: unlock exit 0", VAULT).unwrap();
+        let pcr = m.wait_for("vaulttest: pcr15=", SHORT).unwrap().line;
+        assert!(
+            pcr.ends_with(&format!("pcr15={locked}")),
+            "boot {boot}: PCR 15 was not locked after opening: {pcr}"
+        );
         for cut in &cuts {
             let f = format!("/persist/stream.{} ", cut.boot);
             let line = m.wait_for(&format!("vaulttest: {f}"), SHORT).unwrap().line;
