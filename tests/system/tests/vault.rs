@@ -197,7 +197,12 @@ fn power_cuts_keep_every_acknowledged_write() {
             m.wait_for("New vault passphrase", BOOT).unwrap();
             m.type_text(&format!("{PASS}\n{PASS}\n")).unwrap();
             let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
-            recovery = m.wait_for_from(banner.end, "-", SHORT).unwrap().line.trim().to_owned();
+            recovery = m
+                .wait_for_from(banner.end, "-", SHORT)
+                .unwrap()
+                .line
+                .trim()
+                .to_owned();
             m.wait_for("Press Enter once", VAULT).unwrap();
             m.type_text("\n").unwrap();
         } else if boot == 2 {

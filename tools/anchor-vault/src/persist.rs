@@ -242,8 +242,9 @@ pub fn ensure_volume(
     ))
 }
 
-/// Make the volumes every policy in `dir` asks for; each problem is returned with the
-/// policy file it came from (and does not stop the others).
+/// Make the volumes the policies in `dir` ask for, each once with the largest quota any
+/// policy gives it (a nested room shares its parent's volume with a smaller size). Each
+/// problem is returned with the policy file it came from and does not stop the others.
 pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensured), String>> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -255,6 +256,8 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    // volume -> (largest quota, the policy file that asks for it)
+    let mut wanted: std::collections::BTreeMap<String, (u64, PathBuf)> = Default::default();
     for file in files {
         let resolved = match anchor_policy::load(&file) {
             Ok(r) => r,
@@ -271,9 +274,17 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
         let Some(persist) = resolved.policy().persist() else {
             continue;
         };
-        let name = persist.volume().as_str().to_owned();
+        let size = persist.size().bytes();
+        let entry = wanted
+            .entry(persist.volume().as_str().to_owned())
+            .or_insert((0, file.clone()));
+        if size > entry.0 {
+            *entry = (size, file);
+        }
+    }
+    for (name, (size, file)) in wanted {
         out.push(
-            ensure_volume(root, &name, persist.size().bytes())
+            ensure_volume(root, &name, size)
                 .map(|(_, how)| (name.clone(), how))
                 .map_err(|e| format!("{}: {e}", file.display())),
         );
@@ -321,6 +332,39 @@ mod tests {
         let e = ensure_volume(dir.path(), "huge", space.total).unwrap_err();
         assert!(matches!(e, PersistError::NoRoom { .. }), "{e}");
         assert!(e.to_string().contains("does not fit"), "{e}");
+    }
+
+    #[test]
+    fn a_nested_room_shares_its_parents_volume_at_the_parents_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("policies");
+        std::fs::create_dir_all(&pol).unwrap();
+        let room = |name: &str, parent: Option<&str>, size: &str| {
+            let parent = parent
+                .map(|p| format!("parent = \"{p}\"\n"))
+                .unwrap_or_default();
+            format!(
+                "name = \"{name}\"\n{parent}image = \"work\"\nbackend = \"microvm\"\n\
+                 [resources]\nmemory = \"512MiB\"\nvcpus = 1\n\
+                 [persist]\nvolume = \"shared\"\nsize = \"{size}\"\n{}",
+                if parent.is_empty() {
+                    "[nesting]\nallowed = true\nmax_children = 1\nmemory = \"512MiB\"\nvcpus = 1\npids_max = 512\n"
+                } else {
+                    ""
+                }
+            )
+        };
+        std::fs::write(pol.join("a.toml"), room("a", None, "64MiB")).unwrap();
+        std::fs::write(pol.join("b.toml"), room("b", Some("a"), "16MiB")).unwrap();
+        let root = dir.path().join("vault");
+        std::fs::create_dir_all(&root).unwrap();
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(
+            r,
+            vec![Ok(("shared".to_owned(), Ensured::Created))],
+            "{r:?}"
+        );
+        assert_eq!(volumes(&root).unwrap()[0].size, 64 << 20);
     }
 
     #[test]
