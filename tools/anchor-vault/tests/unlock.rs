@@ -319,3 +319,58 @@ fn status_names_the_keyslots_and_their_cost() {
         assert!(r.out.contains(want), "{want:?} missing from:\n{}", r.out);
     }
 }
+
+/// On a real terminal (a pty from script(1)) nothing typed is echoed: the passphrase
+/// typed after the prompt appears never shows in the terminal's output.
+#[test]
+fn a_passphrase_typed_on_a_terminal_is_not_echoed() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let f = Fixture::new(10);
+    let cmd = format!(
+        "{} --disk {} --tpm {} --pre-log {} unlock --check",
+        env!("CARGO_BIN_EXE_anchor-vault"),
+        f.disk.display(),
+        f.tpm.tcti(),
+        f.pre_log().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("TSS2_LOG", "all+none")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run script(1) (util-linux)");
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = out.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&out.lock().unwrap()).contains("Vault passphrase") {
+        assert!(Instant::now() < end, "no prompt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{PASS}\n").as_bytes()).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("Checked: the passphrase opens the vault"),
+        "{text}"
+    );
+    assert!(!text.contains(PASS), "the passphrase was echoed: {text}");
+}
