@@ -34,6 +34,10 @@ tests/system/mkinitramfs.sh --minimal --bay0 "$stall_target/x86_64-unknown-linux
 export ANCHOR_VAULT_TEST_INITRAMFS="$ANCHOR_OUT/initramfs-vault-test.cpio.gz"
 tests/system/mk-vault-test-initramfs.sh "$ANCHOR_INITRAMFS" "$ANCHOR_VAULT_TEST_INITRAMFS"
 
+# The product initramfs plus the small test rooms (tests/system/policies).
+export ANCHOR_ROOMS_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-rooms.cpio.gz"
+tests/system/mkinitramfs.sh --policies tests/system/policies --out "$ANCHOR_ROOMS_INITRAMFS"
+
 echo "run-all: kernel $ANCHOR_HOST_KERNEL, initramfs $ANCHOR_INITRAMFS"
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
