@@ -102,7 +102,7 @@ stage_flavour() {
     # shellcheck disable=SC1090
     eval "$(read_manifest "$here/flavours/$flavour.toml")" || die "bad manifest $flavour.toml"
 
-    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,var,home,root,mnt}
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,var,home,root,mnt,persist}
     install -m 0755 "$BUSYBOX" "$root/bin/busybox"
     # One symlink per applet (one python process instead of hundreds of ln/mkdir).
     "$BUSYBOX" --list-full | python3 -c '

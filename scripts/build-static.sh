@@ -26,3 +26,10 @@ for b in "${BINS[@]}"; do
   install -m 0755 "$src" "$ANCHOR_OUT/bin/$b"
   printf 'build-static: %-14s %8d bytes\n' "$b" "$(stat -c %s "$ANCHOR_OUT/bin/$b")"
 done
+
+# anchor-vault links libtss2 and libcryptsetup, which Debian ships only as shared
+# libraries: it is built dynamically (host target dir, no crt-static) and the initramfs
+# builder copies it with its libraries and the loader (tests/system/mkinitramfs.sh).
+cargo build --release --locked -p anchor-vault
+install -m 0755 "$CARGO_TARGET_DIR/release/anchor-vault" "$ANCHOR_OUT/bin/anchor-vault"
+printf 'build-static: %-14s %8d bytes (dynamic)\n' anchor-vault "$(stat -c %s "$ANCHOR_OUT/bin/anchor-vault")"

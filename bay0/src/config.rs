@@ -105,6 +105,8 @@ pub struct Config {
     pub boot_rooms: [Option<RoomName>; BOOT_ROOMS],
     /// Run an operator shell on bay0's console (`bay0.shell=1`; development images).
     pub shell: bool,
+    /// The vault disk to unlock at boot (`bay0.vault=/dev/...`).
+    pub vault: Option<crate::vault::VaultDisk>,
 }
 
 impl Default for Config {
@@ -115,6 +117,7 @@ impl Default for Config {
             debug_stall_after: None,
             boot_rooms: [None; BOOT_ROOMS],
             shell: false,
+            vault: None,
         }
     }
 }
@@ -160,6 +163,7 @@ impl Config {
                     Ok(())
                 }
                 "shell" => Err(Error::Config("shell wants 0 or 1")),
+                "vault" => crate::vault::VaultDisk::parse(value).map(|d| cfg.vault = Some(d)),
                 _ => Err(Error::Config("unknown bay0 setting")),
             };
             if let Err(e) = parsed {

@@ -6,6 +6,7 @@
 //! every room's descriptors. Decisions are the [`Supervisor`]'s and the modules'; this
 //! module only moves events between them.
 
+use crate::config::Config;
 use crate::console::{self, SystemConsole};
 use crate::control::{self, Control};
 use crate::error::Result;
@@ -40,6 +41,8 @@ pub struct EventLoop {
     pub rooms: Option<Rooms>,
     pub control: Option<Control>,
     pub console: Option<SystemConsole>,
+    /// The vault unlock helper, and the settings to open the console with after it.
+    vault: Option<(i32, Config)>,
 }
 
 /// The process table as PID 1 sees it (a trait so the loop is tested without
@@ -107,6 +110,7 @@ impl EventLoop {
             rooms: None,
             control: None,
             console: None,
+            vault: None,
         };
         sys::epoll_add(&lp.epoll, lp.signals.as_raw_fd(), TOKEN_SIGNAL)?;
         sys::epoll_add(&lp.epoll, lp.tick.as_raw_fd(), TOKEN_TICK)?;
@@ -147,6 +151,33 @@ impl EventLoop {
         self.watchdog.take()
     }
 
+    /// Let the vault unlock helper (pid) have the console; open it after the helper ends.
+    pub fn wait_for_vault(&mut self, pid: i32, config: Config) {
+        self.vault = Some((pid, config));
+    }
+
+    /// Take bay0's console and open the boot rooms; the first one gets the console. A
+    /// room that cannot start is logged, never fatal for PID 1.
+    pub fn open_console(&mut self, config: &Config) {
+        self.console = Some(SystemConsole::new(&self.epoll, config.shell));
+        let now = sys::monotonic_ms();
+        for (i, name) in config.boot_rooms.iter().flatten().enumerate() {
+            let Some(rooms) = self.rooms.as_mut() else {
+                return;
+            };
+            let mut detail = crate::logger::Line::default();
+            match rooms.start(&self.epoll, name.as_str(), now, &mut detail) {
+                Ok(slot) if i == 0 => {
+                    if let Some(c) = self.console.as_mut() {
+                        c.focus_room(slot, rooms);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => crate::log_error!("room {}: {e} {}", name.as_str(), detail.as_str()),
+            }
+        }
+    }
+
     /// Run until the supervisor is done; returns how to stop.
     pub fn run(&mut self, sup: &mut Supervisor, procs: &mut dyn Processes) -> Result<Stop> {
         let mut tokens = [0u64; 16];
@@ -173,6 +204,11 @@ impl EventLoop {
     fn after_children(&mut self) {
         let now = sys::monotonic_ms();
         for (pid, status) in core::mem::take(&mut self.ended) {
+            if let Some((_, config)) = self.vault.take_if(|(p, _)| *p == pid) {
+                crate::vault::unlock_ended(WaitStatus(status).exit_code());
+                self.open_console(&config);
+                continue;
+            }
             let notice = self
                 .rooms
                 .as_mut()

@@ -3,7 +3,6 @@
 
 use bay0::cli::{self, Invocation};
 use bay0::config::Config;
-use bay0::console::SystemConsole;
 use bay0::control::Control;
 use bay0::error::Result;
 use bay0::event::{EventLoop, RealProcesses};
@@ -13,7 +12,7 @@ use bay0::room::Layout;
 use bay0::rooms::Rooms;
 use bay0::supervisor::Supervisor;
 use bay0::watchdog::{RealDevice, Watchdog};
-use bay0::{input, logger, shutdown, sys};
+use bay0::{input, logger, shutdown, sys, vault};
 use bay0::{log_error, log_info, log_warn};
 use std::ffi::OsString;
 use std::path::Path;
@@ -112,33 +111,19 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
             CONTROL_PATH
         ),
     }
-    event_loop.console = Some(SystemConsole::new(&event_loop.epoll, config.shell));
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
-    open_boot_rooms(&mut event_loop, &config);
+    // The vault dialog needs the console: bay0's console and the boot rooms wait for it.
+    match config.vault.map(|d| (d, vault::start_unlock(&d))) {
+        Some((_, Ok(pid))) => event_loop.wait_for_vault(pid, config),
+        Some((d, Err(e))) => {
+            log_error!("vault {}: {e}", d.as_str());
+            event_loop.open_console(&config);
+        }
+        None => event_loop.open_console(&config),
+    }
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)
-}
-
-/// Open the boot rooms; the first one gets bay0's console. A room that cannot start is
-/// logged, never fatal for PID 1.
-fn open_boot_rooms(event_loop: &mut EventLoop, config: &Config) {
-    let now = sys::monotonic_ms();
-    for (i, name) in config.boot_rooms.iter().flatten().enumerate() {
-        let Some(rooms) = event_loop.rooms.as_mut() else {
-            return;
-        };
-        let mut detail = logger::Line::default();
-        match rooms.start(&event_loop.epoll, name.as_str(), now, &mut detail) {
-            Ok(slot) if i == 0 => {
-                if let Some(c) = event_loop.console.as_mut() {
-                    c.focus_room(slot, rooms);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => log_error!("room {}: {e} {}", name.as_str(), detail.as_str()),
-        }
-    }
 }
 
 fn arm_watchdog(event_loop: &mut EventLoop, config: &Config) -> Result<()> {

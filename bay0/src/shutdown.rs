@@ -18,6 +18,7 @@ pub fn finish(hosted: bool, stop: Stop, watchdog: Option<Watchdog>, mounted: Mou
         }
     }
     sys::sync();
+    crate::vault::close();
     init::unmount_all(&mut RealMounts, mounted, &mut |target, e| {
         crate::log_warn!("unmount {}: {e}", target.to_str().unwrap_or("?"));
     });

@@ -55,6 +55,21 @@ if ((!MINIMAL)); then
   for f in policies/*.toml ${EXTRA_POLICIES:+"$EXTRA_POLICIES"/*.toml}; do
     [[ -f "$f" ]] && add "etc/anchor/policies/$(basename "$f")" "$f" 0644
   done
+  # The vault helper (dynamically linked: libtss2, libcryptsetup) and mke2fs for the
+  # vault's filesystem, with their shared libraries and the loader; libtss2-tctildr
+  # dlopen()s its TCTI, which ldd cannot see.
+  if [[ -f "$ANCHOR_OUT/bin/anchor-vault" ]]; then
+    add usr/bin/anchor-vault "$ANCHOR_OUT/bin/anchor-vault" 0755
+    mke2fs=$(command -v mke2fs || echo /sbin/mke2fs)
+    [[ -x "$mke2fs" ]] || die "mke2fs not found (apt-get install e2fsprogs)"
+    add usr/sbin/mke2fs "$mke2fs" 0755
+    [[ -f /etc/mke2fs.conf ]] && add etc/mke2fs.conf /etc/mke2fs.conf 0644
+    tcti=$(ls /usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0 2>/dev/null) \
+      || die "libtss2-tcti-device.so.0 not found (apt-get install libtss2-tcti-device0)"
+    while read -r lib; do
+      add "${lib#/}" "$lib" 0755
+    done < <( { libs_of "$ANCHOR_OUT/bin/anchor-vault"; libs_of "$mke2fs"; libs_of "$tcti"; echo "$tcti"; } | sort -u)
+  fi
 fi
 LC_ALL=C sort -o "$manifest" "$manifest"
 

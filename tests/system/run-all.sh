@@ -30,6 +30,10 @@ export ANCHOR_STALL_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-debug-stall.cpio.
 tests/system/mkinitramfs.sh --minimal --bay0 "$stall_target/x86_64-unknown-linux-gnu/release/bay0" \
   --out "$ANCHOR_STALL_INITRAMFS"
 
+# The vault power-cut test's initramfs (product initramfs + a test-only busybox script).
+export ANCHOR_VAULT_TEST_INITRAMFS="$ANCHOR_OUT/initramfs-vault-test.cpio.gz"
+tests/system/mk-vault-test-initramfs.sh "$ANCHOR_INITRAMFS" "$ANCHOR_VAULT_TEST_INITRAMFS"
+
 # The product initramfs plus the small test rooms (tests/system/policies).
 export ANCHOR_ROOMS_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-rooms.cpio.gz"
 tests/system/mkinitramfs.sh --policies tests/system/policies --out "$ANCHOR_ROOMS_INITRAMFS"

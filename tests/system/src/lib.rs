@@ -103,6 +103,18 @@ pub fn stall_initramfs() -> Result<PathBuf> {
     )
 }
 
+/// The initramfs for the vault power-cut test: the product initramfs plus a test-only
+/// busybox script (built by run-all.sh with mk-vault-test-initramfs.sh).
+pub fn vault_test_initramfs() -> Result<PathBuf> {
+    let default = out_dir().join("initramfs-vault-test.cpio.gz");
+    artifact(
+        "ANCHOR_VAULT_TEST_INITRAMFS",
+        default,
+        "vault test initramfs",
+        "run tests/system/run-all.sh",
+    )
+}
+
 /// The initramfs with the system tests' small room policies (tests/system/policies) next
 /// to the shipped ones (built by run-all.sh).
 pub fn rooms_initramfs() -> Result<PathBuf> {
@@ -133,6 +145,9 @@ pub struct Options {
     pub watchdog: bool,
     /// A TPM 2.0 (`tpm-tis`) backed by a private swtpm.
     pub tpm: bool,
+    /// Keep the swtpm's state in this directory (it outlives the machine, so the next
+    /// machine given the same directory has the same TPM); default: the work directory.
+    pub tpm_state: Option<PathBuf>,
     /// Raw images attached as virtio-blk disks, in order.
     pub disks: Vec<PathBuf>,
     /// A VGA framebuffer (for screendump); otherwise no display device.
@@ -154,6 +169,7 @@ impl Options {
             cpus: 1,
             watchdog: false,
             tpm: false,
+            tpm_state: None,
             disks: Vec::new(),
             framebuffer: false,
             no_reboot: true,
@@ -187,6 +203,12 @@ impl Options {
     }
     pub fn tpm(mut self) -> Self {
         self.tpm = true;
+        self
+    }
+    /// A TPM whose state lives in `dir` (see [`Options::tpm_state`]).
+    pub fn tpm_state(mut self, dir: PathBuf) -> Self {
+        self.tpm = true;
+        self.tpm_state = Some(dir);
         self
     }
     pub fn disk(mut self, image: PathBuf) -> Self {
@@ -358,7 +380,7 @@ impl Machine {
         let log_path = logs.join(format!("{}.log", opts.name));
 
         let swtpm = if opts.tpm {
-            Some(start_swtpm(&workdir)?)
+            Some(start_swtpm(&workdir, opts.tpm_state.as_deref())?)
         } else {
             None
         };
@@ -676,8 +698,8 @@ impl Drop for Machine {
     }
 }
 
-fn start_swtpm(workdir: &Path) -> Result<Child> {
-    let state = workdir.join("tpm");
+fn start_swtpm(workdir: &Path, state: Option<&Path>) -> Result<Child> {
+    let state = state.map_or_else(|| workdir.join("tpm"), Path::to_path_buf);
     io("create tpm dir", std::fs::create_dir_all(&state))?;
     let sock = workdir.join("swtpm.sock");
     let child = io(

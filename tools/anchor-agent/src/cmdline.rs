@@ -48,6 +48,8 @@ pub enum Warning {
     BadPrivileged(String),
     /// `anchor.pids_max=` is not a number >= 1.
     BadPidsMax(String),
+    /// `anchor.persist=` is not a virtio disk (`/dev/vdX`).
+    BadPersist(String),
     /// An `anchor.` key the agent does not know.
     UnknownKey(String),
 }
@@ -76,6 +78,9 @@ impl fmt::Display for Warning {
                 )
             }
             Warning::BadPidsMax(v) => write!(f, "anchor.pids_max={v:?} is not a count; no cap"),
+            Warning::BadPersist(v) => {
+                write!(f, "anchor.persist={v:?} is not /dev/vdX; no /persist")
+            }
             Warning::UnknownKey(k) => write!(f, "unknown setting {k:?} ignored"),
         }
     }
@@ -96,6 +101,8 @@ pub struct Settings {
     pub privileged: bool,
     /// Cap on the shell's processes and threads.
     pub pids_max: Option<u32>,
+    /// The room's vault volume, mounted at /persist (`anchor.persist=/dev/vdb`).
+    pub persist: Option<String>,
 }
 
 impl Default for Settings {
@@ -107,6 +114,7 @@ impl Default for Settings {
             vsock_echo: None,
             privileged: false,
             pids_max: None,
+            persist: None,
         }
     }
 }
@@ -208,6 +216,12 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Warning>) {
                     warnings.push(Warning::BadPidsMax(value.to_owned()));
                 }
             },
+            "persist" => match value.strip_prefix("/dev/vd") {
+                Some(d) if d.len() == 1 && d.bytes().all(|b| b.is_ascii_lowercase()) => {
+                    s.persist = Some(value.to_owned());
+                }
+                _ => warnings.push(Warning::BadPersist(value.to_owned())),
+            },
             _ => warnings.push(Warning::UnknownKey(param.clone())),
         }
     }
@@ -285,7 +299,7 @@ mod tests {
     #[test]
     fn all_keys() {
         let (s, w) =
-            parse("anchor.room=dev-2 anchor.exit=poweroff anchor.shell=off anchor.vsock_echo=5000");
+            parse("anchor.room=dev-2 anchor.exit=poweroff anchor.shell=off anchor.vsock_echo=5000 anchor.persist=/dev/vdb");
         assert_eq!(
             s,
             Settings {
@@ -295,9 +309,26 @@ mod tests {
                 vsock_echo: Some(5000),
                 privileged: false,
                 pids_max: None,
+                persist: Some("/dev/vdb".into()),
             }
         );
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn persist_names_a_virtio_disk_only() {
+        for bad in [
+            "/dev/sda",
+            "/dev/vd",
+            "/dev/vdb1",
+            "/dev/../etc/x",
+            "vdb",
+            "/dev/vdB",
+        ] {
+            let (s, w) = parse(&format!("anchor.persist={bad}"));
+            assert_eq!(s.persist, None, "{bad}");
+            assert_eq!(w, vec![Warning::BadPersist(bad.into())]);
+        }
     }
 
     #[test]

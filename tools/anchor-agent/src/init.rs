@@ -395,6 +395,14 @@ pub fn run_pid1() -> ! {
             say(&format!("{e}"));
         }
     }
+    if let Some(dev) = &settings.persist {
+        match crate::volume::setup(dev) {
+            Ok(msg) => say(&msg),
+            Err(e) => say(&format!(
+                "vault volume {dev}: {e}; no /persist in this room"
+            )),
+        }
+    }
     crate::umbilical::start(settings.exit);
     crate::courier::start(crate::courier::Config {
         home: crate::courier::Home {

@@ -15,3 +15,4 @@ pub mod error;
 pub mod init;
 pub mod sys;
 pub mod umbilical;
+pub mod volume;

@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 
 /// Anchor OS operator CLI.
 ///
-/// Exit status: 0 success, 1 a policy is invalid or unreadable, or bay0 refused or could
-/// not be reached (the reason on stderr, one line), 2 usage error.
+/// Exit status: 0 success, 1 a policy is invalid or unreadable, bay0 refused or could not
+/// be reached (the reason on stderr, one line), or the audit log is bad, 2 usage error;
+/// `vault` commands pass on anchor-vault's status; `audit verify` exits 3 when the chain
+/// is intact but the TPM anchor could not be read.
 #[derive(Debug, Parser)]
 #[command(name = "anchorctl", version)]
 pub struct Cli {
@@ -37,6 +39,79 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// The vault (/persist): runs the anchor-vault helper on this terminal.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+    /// The audit log (docs/AUDIT-LOG-FORMAT.md).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// The anchor-vault helper anchorctl runs.
+pub const ANCHOR_VAULT: &str = "/usr/bin/anchor-vault";
+/// The persistent audit log.
+pub const AUDIT_LOG: &str = "/persist/audit/audit.log";
+
+/// `anchorctl vault ...`
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Locked or open, the keyslots and their cost, the volumes and their use, the
+    /// TPM's dictionary-attack state and the audit log's check (`anchor-vault status`).
+    Status {
+        /// The anchor-vault binary.
+        #[arg(long, value_name = "PATH", default_value = ANCHOR_VAULT)]
+        anchor_vault: PathBuf,
+        /// Further anchor-vault options (e.g. --disk PATH, --tpm TCTI).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Create the vault on a blank disk (`anchor-vault init ARGS`): asks for the
+    /// passphrase twice and shows the recovery key once.
+    Init {
+        /// The anchor-vault binary.
+        #[arg(long, value_name = "PATH", default_value = ANCHOR_VAULT)]
+        anchor_vault: PathBuf,
+        /// anchor-vault init options (e.g. --disk PATH, --pcrs 7).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// `anchorctl audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the records, one per line: `#SEQ DATE TIME ACTOR EVENT KEY=VALUE...`
+    /// (values stay escaped as stored); a line that is not a record is shown as `#?`.
+    Show {
+        #[arg(long, value_name = "FILE", default_value = AUDIT_LOG)]
+        file: PathBuf,
+        /// Print the stored lines unchanged.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Check the hash chain and compare the log with its TPM anchor (read with
+    /// `anchor-vault audit tpm-state`). Prints `intact` or the first bad record and why.
+    Verify {
+        #[arg(long, value_name = "FILE", default_value = AUDIT_LOG)]
+        file: PathBuf,
+        /// Check the chain only, not the TPM anchor.
+        #[arg(long)]
+        no_tpm: bool,
+        /// The anchor-vault binary.
+        #[arg(long, value_name = "PATH", default_value = ANCHOR_VAULT)]
+        anchor_vault: PathBuf,
+        /// TPM connection for anchor-vault (a TCTI string).
+        #[arg(long, value_name = "TCTI")]
+        tpm: Option<String>,
     },
 }
 

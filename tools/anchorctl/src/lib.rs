@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! anchorctl, the Anchor OS operator CLI. `main.rs` only parses arguments and exits.
 
+pub mod audit_cmd;
 pub mod cli;
 pub mod policy_cmd;
 pub mod room_cmd;
 pub mod sys;
+pub mod vault_cmd;

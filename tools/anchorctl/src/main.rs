@@ -5,10 +5,22 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anchor_proto::control::Verb;
-use anchorctl::cli::{Cli, Command, PolicyCommand, RoomCommand};
+use anchorctl::audit_cmd::{self, Verdict};
+use anchorctl::cli::{AuditCommand, Cli, Command, PolicyCommand, RoomCommand, VaultCommand};
 use anchorctl::policy_cmd::{self, Outcome};
 use anchorctl::room_cmd::{self, Failure};
+use anchorctl::vault_cmd;
 use clap::Parser;
+
+fn vault_exit(r: Result<i32, String>, err: &mut dyn Write) -> ExitCode {
+    match r {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            let _ = writeln!(err, "anchorctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 fn main() -> ExitCode {
     // clap prints help/version (exit 0) or the usage error (exit 2) itself.
@@ -35,6 +47,39 @@ fn main() -> ExitCode {
             policy_cmd::show(file, *json, &mut out, &mut err)
         }
         Command::Room(_) | Command::Status { .. } => Ok(Outcome::Ok),
+        Command::Vault(VaultCommand::Status { anchor_vault, args }) => {
+            let mut all = vec!["status".into()];
+            all.extend(args.iter().cloned());
+            return vault_exit(vault_cmd::run(anchor_vault, &all), &mut err);
+        }
+        Command::Vault(VaultCommand::Init { anchor_vault, args }) => {
+            let mut all = vec!["init".into()];
+            all.extend(args.iter().cloned());
+            return vault_exit(vault_cmd::run(anchor_vault, &all), &mut err);
+        }
+        Command::Audit(AuditCommand::Show { file, raw }) => {
+            audit_cmd::show(file, *raw, &mut out, &mut err).map(|ok| {
+                if ok {
+                    Outcome::Ok
+                } else {
+                    Outcome::Invalid
+                }
+            })
+        }
+        Command::Audit(AuditCommand::Verify {
+            file,
+            no_tpm,
+            anchor_vault,
+            tpm,
+        }) => {
+            let anchor = (!no_tpm).then(|| audit_cmd::tpm_state(anchor_vault, tpm.as_deref()));
+            match audit_cmd::verify_file(file, anchor, &mut out) {
+                Ok(Verdict::Intact) => Ok(Outcome::Ok),
+                Ok(Verdict::Bad) => Ok(Outcome::Invalid),
+                Ok(Verdict::Unanchored) => return ExitCode::from(3),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -66,6 +111,6 @@ fn room_command(cli: &Cli) -> Option<Result<(), Failure>> {
             room_cmd::simple(socket, Verb::Reset, name, &mut out)
         }
         Command::Room(RoomCommand::Console { name }) => room_cmd::console(socket, name),
-        Command::Policy(_) => return None,
+        Command::Policy(_) | Command::Vault(_) | Command::Audit(_) => return None,
     })
 }

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The hash chain and the append path.
+//!
+//! Appending encodes the whole line into the caller's buffer (no heap allocation), hands
+//! it to the writer in one `write_all` (one `write(2)` on a regular file), and only then
+//! advances the chain: a failed write leaves the chain where it was.
+
+use core::fmt;
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+
+use crate::record::{encode_body, Buf, Entry, RecordError, MAX_RECORD};
+use crate::{Hash, GENESIS};
+
+/// SHA-256 of `bytes`.
+pub fn digest(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
+}
+
+/// The next link: `SHA-256(prev || digest)`, what a TPM extend index computes.
+pub fn link(prev: &Hash, digest: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(digest);
+    h.finalize().into()
+}
+
+/// Why an append failed.
+#[derive(Debug)]
+pub enum ChainError {
+    /// The entry cannot be encoded.
+    Record(RecordError),
+    /// Writing the record failed; the chain did not advance.
+    Write(std::io::Error),
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainError::Record(e) => write!(f, "audit record: {e}"),
+            ChainError::Write(e) => write!(f, "writing the audit record: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ChainError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChainError::Record(e) => Some(e),
+            ChainError::Write(e) => Some(e),
+        }
+    }
+}
+
+impl From<RecordError> for ChainError {
+    fn from(e: RecordError) -> Self {
+        ChainError::Record(e)
+    }
+}
+
+/// A record ready to be (or just) written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its sequence number (the first record is 1).
+    pub seq: u64,
+    /// SHA-256 of its body: what the TPM extend index is extended with.
+    pub digest: Hash,
+    /// Its chain hash (the new head).
+    pub hash: Hash,
+    /// Length of the encoded line, newline included.
+    pub len: usize,
+}
+
+/// Where the chain stands: how many records, and the hash of the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    records: u64,
+    head: Hash,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain::new()
+    }
+}
+
+impl Chain {
+    /// An empty log.
+    pub const fn new() -> Chain {
+        Chain {
+            records: 0,
+            head: GENESIS,
+        }
+    }
+
+    /// Continue a log of `records` records whose last hash is `head` (from [`crate::verify`]).
+    pub const fn resume(records: u64, head: Hash) -> Chain {
+        Chain { records, head }
+    }
+
+    /// How many records the log holds.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The hash of the last record ([`GENESIS`] for an empty log).
+    pub fn head(&self) -> Hash {
+        self.head
+    }
+
+    /// Encode the next record as a whole line into `buf` (at least [`MAX_RECORD`] bytes
+    /// are used at most); the line is `buf[..appended.len]`. The chain does not move.
+    pub fn encode(&self, entry: &Entry<'_>, buf: &mut [u8]) -> Result<Appended, RecordError> {
+        let seq = self.records.checked_add(1).ok_or(RecordError::TooLong)?;
+        let body_len = encode_body(seq, entry, &self.head, buf)?;
+        let body = buf.get(..body_len).ok_or(RecordError::TooLong)?;
+        let digest = digest(body);
+        let hash = link(&self.head, &digest);
+        let mut hex = [0u8; 64];
+        let hex = crate::hex(&hash, &mut hex);
+        let mut tail = [0u8; 72];
+        let mut t = Buf::new(&mut tail);
+        t.push(b" hash=")?;
+        t.push(hex.as_bytes())?;
+        t.push(b"\n")?;
+        let end = body_len
+            .checked_add(t.len())
+            .filter(|&e| e <= MAX_RECORD)
+            .ok_or(RecordError::TooLong)?;
+        buf.get_mut(body_len..end)
+            .ok_or(RecordError::TooLong)?
+            .copy_from_slice(t.written());
+        Ok(Appended {
+            seq,
+            digest,
+            hash,
+            len: end,
+        })
+    }
+
+    /// Take a record encoded by [`Chain::encode`] as written.
+    pub fn advance(&mut self, appended: &Appended) {
+        self.records = appended.seq;
+        self.head = appended.hash;
+    }
+
+    /// Encode, write in one piece, then advance. `buf` is scratch space
+    /// ([`MAX_RECORD`] bytes are enough for any record).
+    pub fn append(
+        &mut self,
+        out: &mut dyn Write,
+        entry: &Entry<'_>,
+        buf: &mut [u8],
+    ) -> Result<Appended, ChainError> {
+        let appended = self.encode(entry, buf)?;
+        let line = buf.get(..appended.len).ok_or(RecordError::TooLong)?;
+        out.write_all(line).map_err(ChainError::Write)?;
+        self.advance(&appended);
+        Ok(appended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    fn entry(event: &str) -> Entry<'_> {
+        Entry {
+            time: 1,
+            actor: "test",
+            event,
+            fields: &[],
+        }
+    }
+
+    #[test]
+    fn each_record_links_to_the_last() {
+        let mut chain = Chain::new();
+        let mut log = Vec::new();
+        let mut buf = [0u8; MAX_RECORD];
+        let a = chain.append(&mut log, &entry("one"), &mut buf).unwrap();
+        let b = chain.append(&mut log, &entry("two"), &mut buf).unwrap();
+        assert_eq!((a.seq, b.seq, chain.records()), (1, 2, 2));
+        assert_eq!(chain.head(), b.hash);
+        assert_eq!(a.hash, link(&GENESIS, &a.digest));
+        assert_eq!(b.hash, link(&a.hash, &b.digest));
+        let text = String::from_utf8(log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let r2 = Record::parse(lines[1].as_bytes()).unwrap();
+        assert_eq!((r2.prev, r2.hash, r2.digest), (a.hash, b.hash, b.digest));
+        assert_eq!(a.len, lines[0].len() + 1);
+    }
+
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from_raw_os_error(libc_enospc()))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    fn libc_enospc() -> i32 {
+        28
+    }
+
+    #[test]
+    fn a_failed_write_does_not_advance_the_chain() {
+        let mut chain = Chain::new();
+        let mut buf = [0u8; MAX_RECORD];
+        let e = chain
+            .append(&mut Broken, &entry("x"), &mut buf)
+            .unwrap_err();
+        assert!(matches!(e, ChainError::Write(_)), "{e}");
+        assert_eq!(chain, Chain::new());
+        let e = chain
+            .append(&mut Vec::new(), &entry("Bad Event"), &mut buf)
+            .unwrap_err();
+        assert!(matches!(e, ChainError::Record(RecordError::Event)));
+    }
+
+    #[test]
+    fn the_chain_is_what_a_tpm_extend_index_computes() {
+        // An extend index starts at zeros and becomes H(old || data) per extend.
+        let mut chain = Chain::new();
+        let mut nv = [0u8; 32];
+        let mut buf = [0u8; MAX_RECORD];
+        for event in ["a", "b", "c"] {
+            let a = chain
+                .append(&mut Vec::new(), &entry(event), &mut buf)
+                .unwrap();
+            let mut h = Sha256::new();
+            h.update(nv);
+            h.update(a.digest);
+            nv = h.finalize().into();
+        }
+        assert_eq!(chain.head(), nv);
+    }
+}

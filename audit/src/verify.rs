@@ -1,0 +1,600 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Verification of a whole log: every record parses, matches its own hash, has the next
+//! sequence number and links to the record before it. The first record that fails is
+//! named with its line, its expected sequence number and the reason. With the TPM anchor
+//! (the record count and head hash the TPM holds), a log that lost records at its end, or
+//! an older copy put back in its place, is caught too.
+
+use core::fmt;
+
+use crate::chain::link;
+use crate::record::{Record, RecordError};
+use crate::{Hash, GENESIS};
+
+/// A log that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Number of records.
+    pub records: u64,
+    /// The `prev` of the first record: where the chain starts ([`GENESIS`] for a log
+    /// started on a fresh anchor, the TPM's head for one restarted on an old anchor).
+    pub origin: Hash,
+    /// Hash of the last record (`origin` when empty).
+    pub head: Hash,
+    /// Every record's hash, in order (`hashes[i]` belongs to record `i + 1`).
+    pub hashes: Vec<Hash>,
+    /// Every record's body digest (what the TPM extend index is extended with).
+    pub digests: Vec<Hash>,
+    /// The value of the first record's `base` field, if it has one (the TPM counter's
+    /// value when the log started).
+    pub base: Option<u64>,
+}
+
+/// What is wrong with the first bad record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The log ends in the middle of this record (no newline): its tail was cut.
+    Incomplete,
+    /// The line is not a record.
+    Malformed(RecordError),
+    /// The record's contents do not match its own hash: it was changed.
+    Modified,
+    /// Records `first..=last` are absent: the next one found is `last + 1`.
+    Missing { first: u64, last: u64 },
+    /// Record `found` stands where the expected one belongs, which comes later.
+    Reordered { found: u64 },
+    /// A copy of record `of`, already seen.
+    Duplicate { of: u64 },
+    /// Record `found`, already seen, stands here (and is not a plain copy).
+    OutOfPlace { found: u64 },
+    /// Right number, consistent with itself, but not chained to the record before it:
+    /// it (or the one before it) was replaced by a forged record.
+    BrokenLink,
+}
+
+/// The first bad record of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bad {
+    /// Line number (1-based).
+    pub line: u64,
+    /// The sequence number the record at this line should have.
+    pub record: u64,
+    /// Byte offset of the line in the log (everything before it verified).
+    pub offset: usize,
+    pub problem: Problem,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Incomplete => {
+                f.write_str("incomplete: the log ends in the middle of it (tail truncated)")
+            }
+            Problem::Malformed(e) => write!(f, "{e}"),
+            Problem::Modified => f.write_str("its contents do not match its hash (modified)"),
+            Problem::Missing { first, last } if first == last => {
+                write!(f, "missing (deleted): record {} follows record {}", last + 1, first - 1)
+            }
+            Problem::Missing { first, last } => write!(
+                f,
+                "missing: records {first}..{last} were deleted (record {} follows record {})",
+                last + 1,
+                first - 1
+            ),
+            Problem::Reordered { found } => write!(
+                f,
+                "out of order: record {found} stands here and this record comes later (reordered)"
+            ),
+            Problem::Duplicate { of } => write!(f, "a copy of record {of} (duplicated)"),
+            Problem::OutOfPlace { found } => {
+                write!(f, "out of order: an earlier record {found} appears again here")
+            }
+            Problem::BrokenLink => f.write_str(
+                "not chained to the record before it (its prev hash differs: a record was replaced)",
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Bad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {} (line {}): {}",
+            self.record, self.line, self.problem
+        )
+    }
+}
+
+impl std::error::Error for Bad {}
+
+/// The sequence number of a line, if it parses at all.
+fn seq_of(line: &[u8]) -> Option<u64> {
+    Record::parse(line).ok().map(|r| r.seq)
+}
+
+/// Verify the chain of `log` (the whole file). The first record may start from any
+/// `prev` (the chain's origin); every later one must link to the record before it.
+pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
+    let mut hashes: Vec<Hash> = Vec::new();
+    let mut digests: Vec<Hash> = Vec::new();
+    let mut head = GENESIS;
+    let mut origin = GENESIS;
+    let mut base = None;
+    let mut offset = 0usize;
+    let mut line_no = 0u64;
+    while offset < log.len() {
+        line_no += 1;
+        let expected = line_no;
+        let rest = log.get(offset..).unwrap_or_default();
+        let bad = |problem| Bad {
+            line: line_no,
+            record: expected,
+            offset,
+            problem,
+        };
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            return Err(bad(Problem::Incomplete));
+        };
+        let line = rest.get(..nl).unwrap_or_default();
+        let record = Record::parse(line).map_err(|e| bad(Problem::Malformed(e)))?;
+        if record.hash != link(&record.prev, &record.digest) {
+            return Err(bad(Problem::Modified));
+        }
+        if record.seq > expected {
+            let later = rest.get(nl + 1..).unwrap_or_default();
+            let comes_later = later
+                .split(|&b| b == b'\n')
+                .any(|l| seq_of(l) == Some(expected));
+            return Err(bad(if comes_later {
+                Problem::Reordered { found: record.seq }
+            } else {
+                Problem::Missing {
+                    first: expected,
+                    last: record.seq - 1,
+                }
+            }));
+        }
+        if record.seq < expected {
+            let index = usize::try_from(record.seq.saturating_sub(1)).unwrap_or(usize::MAX);
+            let copy = record.seq >= 1 && hashes.get(index) == Some(&record.hash);
+            return Err(bad(if copy {
+                Problem::Duplicate { of: record.seq }
+            } else {
+                Problem::OutOfPlace { found: record.seq }
+            }));
+        }
+        if line_no == 1 {
+            origin = record.prev;
+            base = record
+                .field("base")
+                .and_then(|b| core::str::from_utf8(b).ok())
+                .and_then(|b| b.parse().ok());
+        } else if record.prev != head {
+            return Err(bad(Problem::BrokenLink));
+        }
+        head = record.hash;
+        hashes.push(head);
+        digests.push(record.digest);
+        offset += nl + 1;
+    }
+    if line_no == 0 {
+        head = origin;
+    }
+    Ok(Verified {
+        records: line_no,
+        origin,
+        head,
+        hashes,
+        digests,
+        base,
+    })
+}
+
+/// What the TPM holds about the log: how many records were anchored and the head then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub count: u64,
+    pub head: Hash,
+}
+
+/// Why a log fails against its anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorProblem {
+    /// The chain itself is broken.
+    Chain(Bad),
+    /// The log holds fewer records than the TPM counted.
+    Truncated { records: u64, anchored: u64 },
+    /// The log's first `anchored` records are not the ones the TPM saw.
+    Diverged { anchored: u64 },
+}
+
+impl fmt::Display for AnchorProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnchorProblem::Chain(bad) => write!(f, "{bad}"),
+            AnchorProblem::Truncated { records, anchored } => write!(
+                f,
+                "record {} (line {}): missing: the log ends after record {records} but the TPM \
+                 anchor counts {anchored} records (its tail was cut off, or an older copy of \
+                 the log was put back)",
+                records + 1,
+                records + 1
+            ),
+            AnchorProblem::Diverged { anchored: 0 } => f.write_str(
+                "record 1 (line 1): the log does not match the TPM anchor: it does not start \
+                 where the anchored log starts (the whole log was replaced)",
+            ),
+            AnchorProblem::Diverged { anchored } => write!(
+                f,
+                "record {anchored} (line {anchored}) or one before it: the log does not match \
+                 the TPM anchor (records up to {anchored} were rewritten, or the whole log was \
+                 replaced)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AnchorProblem {}
+
+/// A log that matches its anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchored {
+    pub verified: Verified,
+    /// Records after the anchored ones (written, not anchored yet: e.g. a crash before
+    /// the TPM update, or records bay0 appended since the last anchoring).
+    pub unanchored: u64,
+    /// The TPM's head is one record ahead of its counter (a crash between the two TPM
+    /// updates); the counter should be moved on by one.
+    pub counter_lag: bool,
+}
+
+/// Verify `log` and compare it with the TPM `anchor`.
+pub fn verify_anchored(log: &[u8], anchor: &Anchor) -> Result<Anchored, AnchorProblem> {
+    let verified = verify(log).map_err(AnchorProblem::Chain)?;
+    let n = verified.records;
+    if n < anchor.count {
+        return Err(AnchorProblem::Truncated {
+            records: n,
+            anchored: anchor.count,
+        });
+    }
+    let head_at = |k: u64| -> Option<Hash> {
+        if k == 0 {
+            return Some(verified.origin);
+        }
+        let i = usize::try_from(k - 1).ok()?;
+        verified.hashes.get(i).copied()
+    };
+    if head_at(anchor.count) == Some(anchor.head) {
+        return Ok(Anchored {
+            unanchored: n - anchor.count,
+            counter_lag: false,
+            verified,
+        });
+    }
+    if n > anchor.count && head_at(anchor.count + 1) == Some(anchor.head) {
+        return Ok(Anchored {
+            unanchored: n - anchor.count - 1,
+            counter_lag: true,
+            verified,
+        });
+    }
+    Err(AnchorProblem::Diverged {
+        anchored: anchor.count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Chain;
+    use crate::record::{Entry, MAX_RECORD};
+    use proptest::prelude::*;
+
+    /// A log of `n` records; also the chain after it.
+    fn log(n: u64) -> (Vec<u8>, Chain) {
+        let mut chain = Chain::new();
+        let mut out = Vec::new();
+        let mut buf = [0u8; MAX_RECORD];
+        for i in 0..n {
+            let room = format!("room{i}");
+            let fields: [(&str, &[u8]); 2] = [("room", room.as_bytes()), ("note", b"x y\n")];
+            let e = Entry {
+                time: 1000 + i,
+                actor: "bay0",
+                event: "room.start",
+                fields: &fields,
+            };
+            chain.append(&mut out, &e, &mut buf).unwrap();
+        }
+        (out, chain)
+    }
+
+    fn lines(log: &[u8]) -> Vec<Vec<u8>> {
+        log.split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn join(lines: &[Vec<u8>]) -> Vec<u8> {
+        lines.concat()
+    }
+
+    fn first_bad(log: &[u8]) -> Bad {
+        verify(log).unwrap_err()
+    }
+
+    #[test]
+    fn an_intact_log_verifies() {
+        let (l, chain) = log(5);
+        let v = verify(&l).unwrap();
+        assert_eq!((v.records, v.head, v.origin), (5, chain.head(), GENESIS));
+        assert_eq!(v.digests.len(), 5);
+        assert_eq!(v.base, None);
+        assert_eq!(verify(b"").unwrap().records, 0);
+    }
+
+    #[test]
+    fn a_flipped_byte_names_its_record() {
+        let (l, _) = log(6);
+        let ls = lines(&l);
+        for (i, line) in ls.iter().enumerate() {
+            for pos in [0, 5, line.len() / 2, line.len() - 2] {
+                let mut damaged = ls.clone();
+                damaged[i][pos] ^= 0x01;
+                let bad = first_bad(&join(&damaged));
+                assert_eq!(bad.line, i as u64 + 1, "line {i} byte {pos}: {bad}");
+                assert!(
+                    matches!(bad.problem, Problem::Modified | Problem::Malformed(_)),
+                    "line {i} byte {pos}: {bad}"
+                );
+            }
+        }
+        let mut damaged = ls.clone();
+        let at = damaged[3].len() / 2;
+        damaged[3][at] ^= 0x01;
+        assert_eq!(
+            first_bad(&join(&damaged)).to_string(),
+            "record 4 (line 4): its contents do not match its hash (modified)"
+        );
+    }
+
+    #[test]
+    fn a_deleted_record_is_named() {
+        let (l, _) = log(6);
+        let mut ls = lines(&l);
+        ls.remove(2);
+        let bad = first_bad(&join(&ls));
+        assert_eq!(
+            (bad.line, bad.problem.clone()),
+            (3, Problem::Missing { first: 3, last: 3 })
+        );
+        assert_eq!(
+            bad.to_string(),
+            "record 3 (line 3): missing (deleted): record 4 follows record 2"
+        );
+        ls.remove(2);
+        assert_eq!(
+            first_bad(&join(&ls)).problem,
+            Problem::Missing { first: 3, last: 4 }
+        );
+        let mut first_gone = lines(&l);
+        first_gone.remove(0);
+        assert_eq!(
+            first_bad(&join(&first_gone)).problem,
+            Problem::Missing { first: 1, last: 1 }
+        );
+    }
+
+    #[test]
+    fn reordered_records_are_named() {
+        let (l, _) = log(6);
+        let mut ls = lines(&l);
+        ls.swap(3, 4);
+        let bad = first_bad(&join(&ls));
+        assert_eq!(
+            (bad.line, bad.problem),
+            (4, Problem::Reordered { found: 5 })
+        );
+        let mut ls = lines(&l);
+        let moved = ls.remove(1);
+        ls.push(moved);
+        assert_eq!(
+            first_bad(&join(&ls)).problem,
+            Problem::Reordered { found: 3 }
+        );
+    }
+
+    #[test]
+    fn duplicated_records_are_named() {
+        let (l, _) = log(6);
+        let mut ls = lines(&l);
+        let copy = ls[2].clone();
+        ls.insert(3, copy);
+        let bad = first_bad(&join(&ls));
+        assert_eq!((bad.line, bad.problem), (4, Problem::Duplicate { of: 3 }));
+        let mut ls = lines(&l);
+        let copy = ls[0].clone();
+        ls.push(copy);
+        let bad = first_bad(&join(&ls));
+        assert_eq!((bad.line, bad.problem), (7, Problem::Duplicate { of: 1 }));
+    }
+
+    #[test]
+    fn a_forged_but_consistent_record_breaks_the_link() {
+        // Record 3 of another log: right number, consistent with itself, chained to
+        // that log's record 2.
+        let (l, _) = log(4);
+        let mut other = Vec::new();
+        let mut c = Chain::new();
+        let mut buf = [0u8; MAX_RECORD];
+        for ev in ["a", "b", "c"] {
+            let e = Entry {
+                time: 1,
+                actor: "x",
+                event: ev,
+                fields: &[],
+            };
+            c.append(&mut other, &e, &mut buf).unwrap();
+        }
+        let mut forged = lines(&l);
+        forged[2] = lines(&other)[2].clone();
+        let bad = first_bad(&join(&forged));
+        assert_eq!((bad.line, bad.problem), (3, Problem::BrokenLink));
+    }
+
+    #[test]
+    fn a_cut_tail_is_named() {
+        let (l, _) = log(4);
+        let cut = &l[..l.len() - 10];
+        let bad = first_bad(cut);
+        assert_eq!((bad.line, bad.problem.clone()), (4, Problem::Incomplete));
+        let ls = lines(&l);
+        assert_eq!(bad.offset, ls[..3].concat().len());
+        // A cut exactly at a record boundary is only visible against the anchor.
+        let whole = &l[..bad.offset];
+        assert_eq!(verify(whole).unwrap().records, 3);
+    }
+
+    #[test]
+    fn blank_and_garbage_lines_are_malformed() {
+        let (l, _) = log(2);
+        let mut ls = lines(&l);
+        ls.insert(1, b"\n".to_vec());
+        assert!(matches!(
+            first_bad(&join(&ls)).problem,
+            Problem::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn the_anchor_catches_truncation_and_replay() {
+        let (l, chain) = log(6);
+        let anchor = Anchor {
+            count: 6,
+            head: chain.head(),
+        };
+        let ok = verify_anchored(&l, &anchor).unwrap();
+        assert_eq!((ok.unanchored, ok.counter_lag), (0, false));
+        // Truncated at a record boundary, or an older copy of the log put back.
+        let ls = lines(&l);
+        let older = join(&ls[..4]);
+        let e = verify_anchored(&older, &anchor).unwrap_err();
+        assert_eq!(
+            e,
+            AnchorProblem::Truncated {
+                records: 4,
+                anchored: 6
+            }
+        );
+        assert!(
+            e.to_string().starts_with("record 5 (line 5): missing"),
+            "{e}"
+        );
+        // An unrelated log with at least as many records.
+        let (mut other, _) = log(0);
+        let mut c = Chain::new();
+        let mut buf = [0u8; MAX_RECORD];
+        for ev in ["a", "b", "c", "d", "e", "f", "g"] {
+            let e = Entry {
+                time: 5,
+                actor: "x",
+                event: ev,
+                fields: &[],
+            };
+            c.append(&mut other, &e, &mut buf).unwrap();
+        }
+        assert_eq!(
+            verify_anchored(&other, &anchor).unwrap_err(),
+            AnchorProblem::Diverged { anchored: 6 }
+        );
+    }
+
+    #[test]
+    fn unanchored_tails_and_a_lagging_counter_are_reported_not_failed() {
+        let (l, _) = log(6);
+        let v = verify(&l).unwrap();
+        let at = |k: usize| v.hashes[k - 1];
+        let ok = verify_anchored(
+            &l,
+            &Anchor {
+                count: 4,
+                head: at(4),
+            },
+        )
+        .unwrap();
+        assert_eq!((ok.unanchored, ok.counter_lag), (2, false));
+        let ok = verify_anchored(
+            &l,
+            &Anchor {
+                count: 4,
+                head: at(5),
+            },
+        )
+        .unwrap();
+        assert_eq!((ok.unanchored, ok.counter_lag), (1, true));
+        let fresh = Anchor {
+            count: 0,
+            head: GENESIS,
+        };
+        assert_eq!(verify_anchored(&l, &fresh).unwrap().unanchored, 6);
+    }
+
+    #[test]
+    fn a_log_restarted_on_an_old_anchor_chains_from_the_tpm_head() {
+        let tpm_head = [0x5a; 32];
+        let mut chain = Chain::resume(0, tpm_head);
+        let mut out = Vec::new();
+        let mut buf = [0u8; MAX_RECORD];
+        let start: [(&str, &[u8]); 1] = [("base", b"41")];
+        for (event, fields) in [("audit.start", &start[..]), ("x", &[][..])] {
+            let e = Entry {
+                time: 1,
+                actor: "anchor-vault",
+                event,
+                fields,
+            };
+            chain.append(&mut out, &e, &mut buf).unwrap();
+        }
+        let v = verify(&out).unwrap();
+        assert_eq!((v.origin, v.base, v.records), (tpm_head, Some(41), 2));
+        let fresh = Anchor {
+            count: 0,
+            head: tpm_head,
+        };
+        assert_eq!(verify_anchored(&out, &fresh).unwrap().unanchored, 2);
+        let wrong = Anchor {
+            count: 0,
+            head: GENESIS,
+        };
+        assert_eq!(
+            verify_anchored(&out, &wrong).unwrap_err(),
+            AnchorProblem::Diverged { anchored: 0 }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_single_byte_change_is_caught_at_or_before_its_line(
+            n in 1u64..8, pick in any::<prop::sample::Index>(), xor in 1u8..=255
+        ) {
+            let (l, chain) = log(n);
+            let at = pick.index(l.len());
+            let mut damaged = l.clone();
+            damaged[at] ^= xor;
+            let line_of_byte = l[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+            let anchor = Anchor { count: n, head: chain.head() };
+            match verify_anchored(&damaged, &anchor) {
+                Ok(_) => prop_assert!(false, "change at byte {at} not detected"),
+                Err(AnchorProblem::Chain(bad)) => prop_assert!(bad.line <= line_of_byte),
+                Err(_) => {}
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = verify(&bytes);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The vault from bay0's side. bay0 never links the TPM or LUKS libraries: when the
+//! kernel command line names a vault disk (`bay0.vault=/dev/vdb`), bay0 starts
+//! `anchor-vault unlock` on its own console (the trusted one) as a supervised child and
+//! goes back to its event loop (the watchdog keeps being tickled while a person types).
+//! /persist counts as open only once that child has exited 0. On a blank disk the
+//! helper offers the first-boot creation of the vault.
+
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::init::{MountOps, RealMounts};
+use crate::sys;
+
+/// The helper that owns everything TPM and LUKS.
+pub const HELPER: &str = "/usr/bin/anchor-vault";
+/// Where the helper mounts the vault.
+pub const PERSIST: &str = "/persist";
+/// Longest vault disk path accepted.
+pub const DISK_MAX: usize = 64;
+
+static OPEN: AtomicBool = AtomicBool::new(false);
+
+/// The vault disk from the kernel command line, inline so `Config` stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaultDisk {
+    buf: [u8; DISK_MAX],
+    len: usize,
+}
+
+impl VaultDisk {
+    /// `/dev/...` of `[A-Za-z0-9/_.-]`, at most 64 bytes, without `..`.
+    pub fn parse(text: &str) -> Result<VaultDisk> {
+        let ok = |b: &u8| b.is_ascii_alphanumeric() || b"/_.-".contains(b);
+        let b = text.as_bytes();
+        if !text.starts_with("/dev/")
+            || b.len() > DISK_MAX
+            || !b.iter().all(ok)
+            || text.contains("..")
+        {
+            return Err(Error::Config("vault wants a /dev/ path of [A-Za-z0-9/_.-]"));
+        }
+        let mut buf = [0u8; DISK_MAX];
+        buf.iter_mut().zip(b).for_each(|(d, s)| *d = *s);
+        Ok(VaultDisk { buf, len: b.len() })
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.buf.get(..self.len).unwrap_or_default();
+        core::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+/// Start the unlock dialog on bay0's console; the helper's pid for supervision.
+pub fn start_unlock(disk: &VaultDisk) -> Result<i32> {
+    let mut cmd = std::process::Command::new(HELPER);
+    cmd.args(["--disk", disk.as_str(), "unlock", "--first-boot"]);
+    sys::clean_signals_on_exec(&mut cmd);
+    let child = cmd.spawn().map_err(|e| Error::Sys {
+        op: "start anchor-vault",
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    })?;
+    i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
+}
+
+/// What an `anchor-vault unlock` exit status means (its documented exit codes).
+pub fn describe_exit(code: i32) -> &'static str {
+    match code {
+        0 => "/persist is open",
+        2 => "anchor-vault refused its command line",
+        3 => "no right passphrase or recovery key was given",
+        4 => "the disk holds no vault",
+        5 => "both copies of the vault header are damaged (nothing was changed)",
+        _ => "anchor-vault failed (its message is on the console)",
+    }
+}
+
+/// The unlock helper ended with `code`: remember and log the outcome.
+pub fn unlock_ended(code: i32) {
+    OPEN.store(code == 0, Ordering::Relaxed);
+    if code == 0 {
+        crate::log_notice!("vault: {}", describe_exit(code));
+    } else {
+        crate::log_warn!("vault stays locked (exit {code}): {}", describe_exit(code));
+    }
+}
+
+/// Is /persist open (the helper succeeded and the mount is there)?
+pub fn is_open() -> bool {
+    OPEN.load(Ordering::Relaxed) && RealMounts.is_mount_point(c"/persist").unwrap_or(false)
+}
+
+/// The extra read-write `--disk` for a room whose policy names vault volume `volume`
+/// with quota `quota` bytes, or why it is not granted. anchor-vault made the volume at
+/// unlock from the same policy; the room formats it on first use.
+pub fn room_disk(volume: &str, quota: u64) -> core::result::Result<OsString, &'static str> {
+    if !is_open() {
+        return Err("the vault is locked");
+    }
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if volume.is_empty() || !volume.bytes().all(ok) {
+        return Err("invalid volume name");
+    }
+    let path = format!("{PERSIST}/volumes/{volume}.img");
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() && m.len() == quota => Ok(path.into()),
+        Ok(_) => Err("the volume's size differs from the policy's quota"),
+        Err(_) => Err("anchor-vault has not made this volume"),
+    }
+}
+
+/// At shutdown, after sync: unmount /persist (detached if still busy).
+pub fn close() {
+    if !is_open() {
+        return;
+    }
+    let r = match RealMounts.umount(c"/persist", 0) {
+        Err(Error::Sys {
+            errno: libc::EBUSY, ..
+        }) => RealMounts.umount(c"/persist", libc::MNT_DETACH),
+        other => other,
+    };
+    match r {
+        Ok(()) => crate::log_info!("vault: /persist unmounted"),
+        Err(e) => crate::log_warn!("vault: unmount /persist: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_disks_are_device_paths_only() {
+        assert_eq!(VaultDisk::parse("/dev/vdb").unwrap().as_str(), "/dev/vdb");
+        let long = format!("/dev/{}", "a".repeat(DISK_MAX));
+        for bad in [
+            "vdb",
+            "/tmp/x",
+            "/dev/../etc/shadow",
+            "/dev/a b",
+            "",
+            long.as_str(),
+        ] {
+            assert!(VaultDisk::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_locked_vault_grants_no_volume() {
+        OPEN.store(false, Ordering::Relaxed);
+        assert_eq!(room_disk("work", 8 << 30), Err("the vault is locked"));
+        assert!(!is_open());
+    }
+
+    #[test]
+    fn exit_codes_are_described() {
+        assert_eq!(describe_exit(0), "/persist is open");
+        assert!(describe_exit(5).contains("nothing was changed"));
+        assert!(describe_exit(99).contains("failed"));
+    }
+}

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The audit log files and their TPM anchor (docs/AUDIT-LOG-FORMAT.md).
+//!
+//! Before the vault is open, records go to the pre-unlock log on tmpfs
+//! ([`PRE_UNLOCK_LOG`]). When the vault opens, [`settle`] checks the persistent log
+//! against the TPM anchor (a damaged log is kept aside and a new one starts from the
+//! TPM's head, saying why), carries the pre-unlock records over, appends the caller's
+//! records, and anchors everything not anchored yet.
+
+use core::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anchor_audit::verify::Verified;
+use anchor_audit::{verify, Anchor, AnchorProblem, Chain, ChainError, Entry, Record, MAX_RECORD};
+
+use crate::tpm::nv::{self, Indices, NvState};
+use crate::tpm::{Tpm, TpmError};
+
+/// Records written before the vault is open (tmpfs; carried over on unlock).
+pub const PRE_UNLOCK_LOG: &str = "/run/anchor/audit.log";
+/// The persistent log, relative to the vault's mount point.
+pub const LOG: &str = "audit/audit.log";
+/// Who anchor-vault's records name as their actor.
+pub const ACTOR: &str = "anchor-vault";
+
+/// What went wrong with the audit log.
+#[derive(Debug)]
+pub enum AuditError {
+    /// Reading or writing a log file.
+    Io(PathBuf, std::io::Error),
+    /// A record could not be encoded or written.
+    Append(PathBuf, ChainError),
+    /// The log file's chain is broken where it must not be.
+    Broken(PathBuf, anchor_audit::Bad),
+    /// The TPM anchor could not be read or advanced.
+    Tpm(TpmError),
+}
+
+impl fmt::Display for AuditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditError::Io(p, e) => write!(f, "audit log {}: {e}", p.display()),
+            AuditError::Append(p, e) => write!(f, "audit log {}: {e}", p.display()),
+            AuditError::Broken(p, b) => write!(f, "audit log {}: {b}", p.display()),
+            AuditError::Tpm(e) => write!(f, "audit log TPM anchor: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuditError::Io(_, e) => Some(e),
+            AuditError::Append(_, e) => Some(e),
+            AuditError::Broken(_, b) => Some(b),
+            AuditError::Tpm(e) => Some(e),
+        }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A record to append, owning its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub time: u64,
+    pub actor: String,
+    pub event: String,
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Event {
+    /// An anchor-vault event now.
+    pub fn new(event: &str, fields: &[(&str, &str)]) -> Event {
+        Event {
+            time: now(),
+            actor: ACTOR.to_owned(),
+            event: event.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    fn from_record(r: &Record) -> Event {
+        Event {
+            time: r.time,
+            actor: r.actor.clone(),
+            event: r.event.clone(),
+            fields: r.fields.clone(),
+        }
+    }
+}
+
+fn read_all(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)
+                .map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AuditError::Io(path.to_path_buf(), e)),
+    }
+}
+
+/// An open log file and its chain.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    chain: Chain,
+    /// The record digests appended through this handle, in order.
+    pub appended: Vec<anchor_audit::Hash>,
+}
+
+impl LogFile {
+    fn open_append(path: &Path, chain: Chain) -> Result<LogFile, AuditError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+            chain,
+            appended: Vec::new(),
+        })
+    }
+
+    /// Open an existing log whose chain verifies, or start an empty one from `origin`.
+    pub fn open(path: &Path, origin: anchor_audit::Hash) -> Result<LogFile, AuditError> {
+        let chain = match read_all(path)? {
+            Some(bytes) => {
+                let v = verify(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
+                Chain::resume(v.records, v.head)
+            }
+            None => Chain::resume(0, origin),
+        };
+        LogFile::open_append(path, chain)
+    }
+
+    /// Append `event` (one write, then fsync).
+    pub fn append(&mut self, event: &Event) -> Result<(), AuditError> {
+        let fields: Vec<(&str, &[u8])> = event
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let entry = Entry {
+            time: event.time,
+            actor: &event.actor,
+            event: &event.event,
+            fields: &fields,
+        };
+        let mut buf = [0u8; MAX_RECORD];
+        let appended = self
+            .chain
+            .append(&mut self.file, &entry, &mut buf)
+            .map_err(|e| AuditError::Append(self.path.clone(), e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| AuditError::Io(self.path.clone(), e))?;
+        self.appended.push(appended.digest);
+        Ok(())
+    }
+
+    /// Records in the log.
+    pub fn records(&self) -> u64 {
+        self.chain.records()
+    }
+}
+
+/// Append `event` to the pre-unlock log at `path`. A damaged pre-unlock log is moved
+/// aside (`.damaged`) and a new one started, so the event is never lost.
+pub fn append_pre_unlock(path: &Path, event: &Event) -> Result<(), AuditError> {
+    let mut log = match LogFile::open(path, anchor_audit::GENESIS) {
+        Ok(l) => l,
+        Err(AuditError::Broken(..)) => {
+            let aside = path.with_extension("log.damaged");
+            std::fs::rename(path, &aside).map_err(|e| AuditError::Io(aside, e))?;
+            LogFile::open(path, anchor_audit::GENESIS)?
+        }
+        Err(e) => return Err(e),
+    };
+    log.append(event)
+}
+
+/// What [`settle`] did, for the console and the tests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settled {
+    /// Records in the persistent log afterwards.
+    pub records: u64,
+    /// Records carried over from the pre-unlock log.
+    pub carried: u64,
+    /// Records anchored in the TPM now.
+    pub anchored_now: u64,
+    /// The check against the anchor failed: the problem, and where the old log went.
+    pub tampered: Option<(String, PathBuf)>,
+    /// The TPM anchor could not be used (the log is kept, unanchored).
+    pub unanchored_because: Option<String>,
+}
+
+/// The state of the TPM anchor, read on its own connection.
+pub fn read_anchor(tcti: &str) -> Result<NvState, TpmError> {
+    Tpm::open(tcti)?.read_anchor(Indices::default())
+}
+
+/// Count the records of `v` the TPM anchors, given its state `nv`.
+pub fn anchor_of(v: &Verified, nv: &NvState) -> Anchor {
+    let base = v.base.unwrap_or(nv.counter);
+    Anchor {
+        count: nv.counter.saturating_sub(base),
+        head: nv.head,
+    }
+}
+
+/// Check the persistent log at `log_path` against the TPM (if `tcti` is given), carry
+/// the pre-unlock log over, append `events`, then anchor. See the module docs.
+pub fn settle(
+    log_path: &Path,
+    pre_unlock: &Path,
+    tcti: Option<&str>,
+    events: &[Event],
+) -> Result<Settled, AuditError> {
+    let mut out = Settled::default();
+    let nv = match tcti.map(read_anchor) {
+        Some(Ok(nv)) => Some(nv),
+        Some(Err(e)) => {
+            out.unanchored_because = Some(e.to_string());
+            None
+        }
+        None => {
+            out.unanchored_because = Some("no TPM".to_owned());
+            None
+        }
+    };
+    let existing = read_all(log_path)?;
+    let mut restart: Option<(String, PathBuf)> = None;
+    let mut lag = false;
+    let mut to_anchor: Vec<anchor_audit::Hash> = Vec::new();
+    if let Some(bytes) = &existing {
+        let problem = match verify(bytes) {
+            Err(bad) => Some(bad.to_string()),
+            Ok(v) => match &nv {
+                None => None,
+                Some(nv) => match anchor_audit::verify_anchored(bytes, &anchor_of(&v, nv)) {
+                    Ok(a) => {
+                        lag = a.counter_lag;
+                        let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
+                        to_anchor = v.digests.get(first..).unwrap_or_default().to_vec();
+                        None
+                    }
+                    Err(AnchorProblem::Chain(bad)) => Some(bad.to_string()),
+                    Err(p) => Some(p.to_string()),
+                },
+            },
+        };
+        if let Some(problem) = problem {
+            let aside = log_path.with_extension(format!("log.damaged.{}", now()));
+            std::fs::rename(log_path, &aside).map_err(|e| AuditError::Io(aside.clone(), e))?;
+            restart = Some((problem, aside));
+        }
+    }
+    let fresh = existing.is_none() || restart.is_some();
+    let origin = nv.map_or(anchor_audit::GENESIS, |n| n.head);
+    let mut log = LogFile::open(log_path, origin)?;
+    if fresh {
+        let base = nv.map_or(0, |n| n.counter).to_string();
+        let mut start = Event::new("audit.start", &[("base", &base)]);
+        if let Some((problem, aside)) = &restart {
+            let name = aside
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            start.fields.push(("why".into(), b"restart".to_vec()));
+            start
+                .fields
+                .push(("problem".into(), problem.as_bytes().to_vec()));
+            start.fields.push(("previous".into(), name.into_bytes()));
+        } else {
+            start.fields.push(("why".into(), b"new".to_vec()));
+        }
+        log.append(&start)?;
+    }
+    out.tampered = restart;
+    out.carried = carry_over(pre_unlock, &mut log)?;
+    for e in events {
+        log.append(e)?;
+    }
+    out.records = log.records();
+    to_anchor.extend_from_slice(&log.appended);
+    drop(log);
+    if let (Some(tcti), Some(_)) = (tcti, nv) {
+        match anchor_digests(tcti, lag, &to_anchor) {
+            Ok(()) => out.anchored_now = to_anchor.len() as u64,
+            Err(e) => out.unanchored_because = Some(e.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Extend and count each digest (after bumping a lagging counter).
+pub fn anchor_digests(
+    tcti: &str,
+    lag: bool,
+    digests: &[anchor_audit::Hash],
+) -> Result<(), TpmError> {
+    let mut raw = crate::sys::esys::RawEsys::open(tcti)?;
+    if lag {
+        nv::bump(&mut raw, Indices::default())?;
+    }
+    for d in digests {
+        nv::advance(&mut raw, Indices::default(), d)?;
+    }
+    Ok(())
+}
+
+/// Move the pre-unlock log's records into `log`; returns how many. The pre-unlock log
+/// is removed afterwards. A break in its chain is recorded, not hidden.
+fn carry_over(pre_unlock: &Path, log: &mut LogFile) -> Result<u64, AuditError> {
+    let Some(bytes) = read_all(pre_unlock)? else {
+        return Ok(0);
+    };
+    let (good_len, problem) = match verify(&bytes) {
+        Ok(_) => (bytes.len(), None),
+        Err(bad) => (bad.offset, Some(bad.to_string())),
+    };
+    let good = bytes.get(..good_len).unwrap_or_default();
+    let records: Vec<Record> = good
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| Record::parse(l).ok())
+        .collect();
+    let count = records.len().to_string();
+    let from = pre_unlock.display().to_string();
+    let mut summary = Event::new("audit.carry", &[("from", &from), ("records", &count)]);
+    if let Some(p) = &problem {
+        summary
+            .fields
+            .push(("problem".into(), p.as_bytes().to_vec()));
+    }
+    log.append(&summary)?;
+    for r in &records {
+        log.append(&Event::from_record(r))?;
+    }
+    std::fs::remove_file(pre_unlock).map_err(|e| AuditError::Io(pre_unlock.to_path_buf(), e))?;
+    Ok(records.len() as u64)
+}

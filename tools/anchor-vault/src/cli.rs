@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Command-line syntax (clap derive). The help text is the user documentation: keep it true.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The Anchor OS vault helper: /persist on LUKS2, sealed to the TPM 2.0 plus a
+/// passphrase; room volumes; the audit log's TPM anchor.
+///
+/// Dialogs (passphrases, the recovery key) happen on stdin/stdout: at boot that is
+/// bay0's console. Exit status: 0 done, 1 error, 2 usage error, 3 the vault stays
+/// locked (no right passphrase or recovery key), 4 the disk holds no vault, 5 both
+/// LUKS2 header copies are damaged (nothing was changed).
+#[derive(Debug, Parser)]
+#[command(name = "anchor-vault", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The vault disk (default: `bay0.vault=` on the kernel command line).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub disk: Option<PathBuf>,
+    /// TPM connection as a TCTI string, e.g. `device:/dev/tpmrm0` or
+    /// `swtpm:host=127.0.0.1,port=2321` (default: /dev/tpmrm0, else /dev/tpm0).
+    #[arg(long, global = true, value_name = "TCTI")]
+    pub tpm: Option<String>,
+    /// Where the vault is mounted.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/persist")]
+    pub mount: PathBuf,
+    /// Device-mapper name of the opened vault.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        default_value = "anchor-vault"
+    )]
+    pub mapper: String,
+    /// The pre-unlock audit log (carried into the vault when it opens).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/run/anchor/audit.log"
+    )]
+    pub pre_log: PathBuf,
+    /// Room policies, for the volumes they ask for.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/anchor/policies"
+    )]
+    pub policies: PathBuf,
+    /// mke2fs to make the vault's filesystem with (default: found in /usr/sbin, /sbin).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub mkfs: Option<PathBuf>,
+}
+
+/// How a new vault is made.
+#[derive(Debug, Args, Clone)]
+pub struct CreateArgs {
+    /// PCRs (SHA-256 bank) the key is sealed to, comma-separated; PCR 15 is always
+    /// added as the vault's own lock.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "7")]
+    pub pcrs: Vec<u8>,
+    /// argon2id memory per keyslot, MiB (default 1024).
+    #[arg(long, value_name = "MIB")]
+    pub argon2_memory_mib: Option<u32>,
+    /// argon2id passes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub argon2_lanes: u32,
+    /// TPM dictionary-attack: failures before lockout (set only if nobody owns the
+    /// TPM's lockout authorization yet).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub tpm_max_tries: u32,
+    /// TPM dictionary-attack: seconds after which one failure is forgiven.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub tpm_recovery_secs: u32,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a vault on a blank disk: seal a new key to the TPM (PCR policy + the
+    /// passphrase you choose, asked twice), write LUKS2 with a TPM+passphrase keyslot
+    /// and a recovery keyslot, show the recovery key once, then make the filesystem
+    /// and mount it (unless --no-open).
+    Init {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Write the header and TPM objects only: do not open, format or mount.
+        #[arg(long)]
+        no_open: bool,
+        /// Overwrite a disk that is not blank (never one holding a LUKS header).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Open the vault and mount it: passphrase (checked by the TPM), or the recovery
+    /// key when the TPM cannot help. Mounts nodev,nosuid,noexec.
+    Unlock {
+        /// Passphrase attempts before offering the recovery key.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        tries: u32,
+        /// Only check that the key opens the vault: no device, mount or PCR lock.
+        #[arg(long)]
+        check: bool,
+        /// On a blank disk, offer to create the vault (bay0's first boot).
+        #[arg(long)]
+        first_boot: bool,
+        #[command(flatten)]
+        create: CreateArgs,
+    },
+    /// Show the vault disk, /persist, the volumes, the TPM and the audit log.
+    Status,
+    /// Room volumes (files in the vault, one per policy volume, sized to its quota).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// The audit log's TPM side.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Clear the TPM's dictionary-attack lockout (asks for the recovery key).
+    ResetLockout,
+    /// Unmount /persist and close the vault.
+    Lock,
+}
+
+/// `anchor-vault volume ...`
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Make sure volume NAME exists with quota SIZE (e.g. 8GiB); print its path (the
+    /// room's extra disk). Grows a volume whose quota grew; never shrinks one.
+    Attach {
+        name: String,
+        #[arg(long, value_name = "SIZE")]
+        size: String,
+    },
+    /// List volumes: NAME QUOTA_BYTES USED_BYTES PATH.
+    List,
+}
+
+/// `anchor-vault audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Append a record (to /persist's log when open, else the pre-unlock log).
+    Append {
+        #[arg(long, default_value = "anchor-vault")]
+        actor: String,
+        #[arg(long)]
+        event: String,
+        /// KEY=VALUE fields.
+        fields: Vec<String>,
+    },
+    /// Check /persist's log against the TPM anchor and anchor its new records.
+    Anchor,
+    /// Print the TPM anchor: `counter=N head=HEX`.
+    TpmState,
+}

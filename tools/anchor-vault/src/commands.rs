@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The smaller commands: status, volumes, the audit log's TPM side, reset-lockout, lock.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anchor_audit::{verify, verify_anchored};
+
+use crate::auditlog::{self, Event, LogFile};
+use crate::console::Console;
+use crate::error::{Outcome, VaultError};
+use crate::keys::RecoveryKey;
+use crate::luks::{self, DiskState, LuksError, Vault, RECOVERY_SLOT, TPM_SLOT};
+use crate::persist;
+use crate::settings::Paths;
+use crate::sys;
+use crate::sys::esys::RawEsys;
+use crate::token::VaultToken;
+use crate::tpm::nv::Indices;
+use crate::tpm::{self, Tpm, TpmError};
+
+fn mib(bytes: u64) -> u64 {
+    bytes >> 20
+}
+
+/// `status`: the vault disk, /persist, the volumes, the TPM, the audit log.
+pub fn status(paths: &Paths, tcti: Option<&str>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "vault disk: {}", paths.disk.display());
+    match luks::probe(&paths.disk) {
+        Err(e) => {
+            let _ = writeln!(s, "  state: unreadable ({e})");
+        }
+        Ok(DiskState::Blank) => {
+            let _ = writeln!(s, "  state: blank (no vault yet)");
+        }
+        Ok(DiskState::Foreign) => {
+            let _ = writeln!(s, "  state: holds something that is not a vault");
+        }
+        Ok(DiskState::Luks) => match Vault::open(&paths.disk) {
+            Err(e) => {
+                let _ = writeln!(s, "  state: {e}");
+            }
+            Ok(mut v) => {
+                let _ = writeln!(
+                    s,
+                    "  state: LUKS2 vault{}",
+                    if v.repaired {
+                        " (first header copy was damaged: restored from the second)"
+                    } else {
+                        ""
+                    }
+                );
+                for slot in v.keyslots() {
+                    let what = match slot {
+                        TPM_SLOT => "TPM + passphrase",
+                        RECOVERY_SLOT => "recovery key",
+                        _ => "unknown to anchor-vault",
+                    };
+                    let cost = v
+                        .keyslot_cost(slot)
+                        .map_or_else(|| "not argon2id".to_owned(), |c| c.to_string());
+                    let _ = writeln!(s, "  keyslot {slot}: {what}, {cost}");
+                }
+                match v.token().ok().and_then(|t| VaultToken::from_json(&t).ok()) {
+                    Some(t) => {
+                        let _ = writeln!(s, "  sealing policy: {}", t.policy.describe());
+                    }
+                    None => {
+                        let _ = writeln!(s, "  sealing policy: no readable anchor-vault token");
+                    }
+                }
+            }
+        },
+    }
+    if persist::is_open(&paths.mount) {
+        let _ = write!(s, "{}: open", paths.mount.display());
+        if let Ok(space) = sys::fs_space(&paths.mount) {
+            let _ = write!(
+                s,
+                " ({} MiB, {} MiB free)",
+                mib(space.total),
+                mib(space.free)
+            );
+        }
+        let _ = writeln!(s);
+        match persist::volumes(&paths.mount) {
+            Ok(vols) if vols.is_empty() => {
+                let _ = writeln!(s, "  volumes: none");
+            }
+            Ok(vols) => {
+                for v in vols {
+                    let _ = writeln!(
+                        s,
+                        "  volume {}: quota {} MiB, using {} MiB",
+                        v.name,
+                        mib(v.size),
+                        mib(v.used)
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(s, "  volumes: {e}");
+            }
+        }
+    } else {
+        let _ = writeln!(s, "{}: locked (not mounted)", paths.mount.display());
+    }
+    let tcti = match tpm::find(tcti) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(s, "TPM: {e}");
+            return s;
+        }
+    };
+    let nv = match Tpm::open(&tcti) {
+        Err(e) => {
+            let _ = writeln!(s, "TPM: {e}");
+            None
+        }
+        Ok(mut t) => {
+            let _ = writeln!(s, "TPM: {tcti}");
+            if let Ok(da) = t.da_status() {
+                let _ = writeln!(
+                    s,
+                    "  dictionary-attack protection: {} of {} failures counted, one forgiven every {} s{}",
+                    da.failures,
+                    da.max_tries,
+                    da.recovery_s,
+                    if da.in_lockout { ", LOCKED OUT" } else { "" }
+                );
+            }
+            match t.read_anchor(Indices::default()) {
+                Ok(nv) => {
+                    let _ = writeln!(
+                        s,
+                        "  audit anchor: counter {}, head {}",
+                        nv.counter,
+                        crate::hex::encode(&nv.head)
+                    );
+                    Some(nv)
+                }
+                Err(e) => {
+                    let _ = writeln!(s, "  audit anchor: {e}");
+                    None
+                }
+            }
+        }
+    };
+    if persist::is_open(&paths.mount) {
+        let _ = writeln!(s, "audit log: {}", audit_summary(&paths.log(), nv.as_ref()));
+    }
+    s
+}
+
+fn audit_summary(log: &Path, nv: Option<&tpm::nv::NvState>) -> String {
+    let bytes = match std::fs::read(log) {
+        Ok(b) => b,
+        Err(e) => return format!("{}: {e}", log.display()),
+    };
+    let v = match verify(&bytes) {
+        Ok(v) => v,
+        Err(bad) => return format!("BROKEN: {bad}"),
+    };
+    match nv {
+        None => format!(
+            "{} records, chain intact (no TPM anchor to compare)",
+            v.records
+        ),
+        Some(nv) => match verify_anchored(&bytes, &auditlog::anchor_of(&v, nv)) {
+            Ok(a) => format!(
+                "{} records, intact and matching the TPM anchor ({} not anchored yet)",
+                v.records, a.unanchored
+            ),
+            Err(p) => format!("DOES NOT MATCH THE TPM ANCHOR: {p}"),
+        },
+    }
+}
+
+/// `volume create|attach NAME --size SIZE`: make sure it exists; its path.
+pub fn volume_ensure(paths: &Paths, name: &str, size: u64) -> Result<String, VaultError> {
+    if !persist::is_open(&paths.mount) {
+        return Err(persist::PersistError::NotOpen.into());
+    }
+    let (path, _) = persist::ensure_volume(&paths.mount, name, size)?;
+    Ok(path.display().to_string())
+}
+
+/// `volume list`.
+pub fn volume_list(paths: &Paths) -> Result<String, VaultError> {
+    if !persist::is_open(&paths.mount) {
+        return Err(persist::PersistError::NotOpen.into());
+    }
+    let mut s = String::new();
+    for v in persist::volumes(&paths.mount)? {
+        let _ = writeln!(s, "{} {} {} {}", v.name, v.size, v.used, v.path.display());
+    }
+    Ok(s)
+}
+
+/// `audit append`: to the persistent log when the vault is open, else the pre-unlock
+/// log. Not anchored here (`audit anchor` does that).
+pub fn audit_append(paths: &Paths, event: &Event) -> Result<String, VaultError> {
+    if persist::is_open(&paths.mount) {
+        let mut log = LogFile::open(&paths.log(), anchor_audit::GENESIS)?;
+        log.append(event)?;
+        Ok(format!(
+            "{} ({} records)",
+            paths.log().display(),
+            log.records()
+        ))
+    } else {
+        auditlog::append_pre_unlock(&paths.pre_log, event)?;
+        Ok(paths.pre_log.display().to_string())
+    }
+}
+
+/// `audit anchor`: check the persistent log against the TPM and anchor its new records.
+pub fn audit_anchor(paths: &Paths, tcti: Option<&str>) -> Result<String, VaultError> {
+    let tcti = tpm::find(tcti)?;
+    let log = paths.log();
+    let bytes = std::fs::read(&log).map_err(|e| auditlog::AuditError::Io(log.clone(), e))?;
+    let nv = auditlog::read_anchor(&tcti)?;
+    let v = verify(&bytes).map_err(|b| auditlog::AuditError::Broken(log.clone(), b))?;
+    let a = verify_anchored(&bytes, &auditlog::anchor_of(&v, &nv))
+        .map_err(|p| VaultError::Refused(format!("{}: {p}", log.display())))?;
+    let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
+    let todo = v.digests.get(first..).unwrap_or_default();
+    auditlog::anchor_digests(&tcti, a.counter_lag, todo)?;
+    Ok(format!(
+        "{}: {} records, {} anchored now",
+        log.display(),
+        v.records,
+        todo.len()
+    ))
+}
+
+/// `audit tpm-state`: the anchor as `counter=N head=HEX`.
+pub fn audit_tpm_state(tcti: Option<&str>) -> Result<String, VaultError> {
+    let nv = auditlog::read_anchor(&tpm::find(tcti)?)?;
+    Ok(format!(
+        "counter={} head={}",
+        nv.counter,
+        crate::hex::encode(&nv.head)
+    ))
+}
+
+/// `reset-lockout`: clear the TPM's dictionary-attack lockout with the recovery key.
+pub fn reset_lockout(con: &mut dyn Console, tcti: Option<&str>) -> Result<Outcome, VaultError> {
+    let tcti = tpm::find(tcti)?;
+    let Some(input) = con.secret("Recovery key: ")? else {
+        return Ok(Outcome::Locked);
+    };
+    let Some(key) = RecoveryKey::parse(&input) else {
+        return Err(VaultError::Refused(
+            "that is not a recovery key (32 hexadecimal digits)".to_owned(),
+        ));
+    };
+    let mut raw = RawEsys::open(&tcti).map_err(TpmError::from)?;
+    match raw.da_lock_reset(&*key.lockout_auth()) {
+        Ok(()) => {
+            con.say("The TPM's dictionary-attack lockout is cleared: passphrases are accepted again.");
+            Ok(Outcome::Done)
+        }
+        Err(e) => match TpmError::from(e) {
+            TpmError::AuthFail => Err(VaultError::Refused(
+                "the TPM refused: wrong recovery key, or the lockout authorization was set by someone else".to_owned(),
+            )),
+            TpmError::Lockout => Err(VaultError::Refused(
+                "the TPM refuses lockout authorizations for a while after a wrong one; try again later".to_owned(),
+            )),
+            other => Err(other.into()),
+        },
+    }
+}
+
+/// `lock`: unmount /persist and close the vault.
+pub fn lock(paths: &Paths) -> Result<String, VaultError> {
+    if persist::is_open(&paths.mount) {
+        sys::umount(&paths.mount).map_err(|e| persist::PersistError::Io(paths.mount.clone(), e))?;
+    }
+    match luks::deactivate(&paths.disk, &paths.mapper) {
+        Ok(()) => Ok("vault closed".to_owned()),
+        Err(LuksError::Crypt(_, e)) => Err(VaultError::Refused(format!(
+            "closing {}: {e}",
+            paths.mapper
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}

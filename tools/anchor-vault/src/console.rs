@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The console anchor-vault is given (its stdin and stdout: bay0's trusted console at
+//! boot). Every line is one write(2); secrets are read byte by byte straight into a
+//! wiped buffer. For a dialog, echo is off for the whole session (not per prompt), so
+//! what a person types ahead while the TPM or argon2 works is neither echoed nor lost.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use zeroize::Zeroizing;
+
+use crate::keys::Secret;
+use crate::sys;
+
+/// The longest line read (longer input is refused, not cut).
+pub const MAX_LINE: usize = 1024;
+
+/// Where dialogs happen. A trait so flows can be driven without a terminal.
+pub trait Console {
+    /// Show one line.
+    fn say(&mut self, line: &str);
+    /// Ask for a secret (no echo); `None` at end of input.
+    fn secret(&mut self, prompt: &str) -> io::Result<Option<Secret>>;
+    /// Ask for a line (echoed); `None` at end of input.
+    fn line(&mut self, prompt: &str) -> io::Result<Option<String>>;
+}
+
+/// The real console on two descriptors.
+#[derive(Debug)]
+pub struct Terminal {
+    input: RawFd,
+    output: RawFd,
+    /// Echo is off while this lives (dialogs on a terminal).
+    echo_off: Option<sys::EchoOff>,
+}
+
+impl Terminal {
+    /// stdin and stdout, as they are (for printing).
+    pub fn stdio() -> Terminal {
+        Terminal {
+            input: libc::STDIN_FILENO,
+            output: libc::STDOUT_FILENO,
+            echo_off: None,
+        }
+    }
+
+    /// stdin and stdout for a dialog: echo off until dropped, when stdin is a terminal.
+    pub fn dialog() -> io::Result<Terminal> {
+        let mut t = Terminal::stdio();
+        t.echo_off = sys::EchoOff::new(t.input)?;
+        Ok(t)
+    }
+
+    fn read_line(&mut self) -> io::Result<Option<Secret>> {
+        let mut buf = Zeroizing::new(Vec::with_capacity(128));
+        let mut too_long = false;
+        loop {
+            match sys::read_byte(self.input)? {
+                None if buf.is_empty() && !too_long => return Ok(None),
+                None | Some(b'\n') => break,
+                Some(b'\r') => {}
+                Some(b) if buf.len() < MAX_LINE => buf.push(b),
+                Some(_) => too_long = true,
+            }
+        }
+        if too_long {
+            buf.clear();
+            self.say(&format!("(input longer than {MAX_LINE} bytes ignored)"));
+        }
+        Ok(Some(buf))
+    }
+}
+
+impl Console for Terminal {
+    fn say(&mut self, line: &str) {
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        // Nothing better to do if the console is gone.
+        let _ = sys::write_all(self.output, buf.as_bytes());
+    }
+
+    fn secret(&mut self, prompt: &str) -> io::Result<Option<Secret>> {
+        sys::write_all(self.output, prompt.as_bytes())?;
+        let per_prompt = match self.echo_off {
+            Some(_) => None,
+            None => sys::EchoOff::new(self.input)?,
+        };
+        let line = self.read_line();
+        drop(per_prompt);
+        // The Enter the person typed was not echoed: end the prompt's line.
+        sys::write_all(self.output, b"\n")?;
+        line
+    }
+
+    fn line(&mut self, prompt: &str) -> io::Result<Option<String>> {
+        sys::write_all(self.output, prompt.as_bytes())?;
+        let line = self.read_line()?;
+        if self.echo_off.is_some() {
+            sys::write_all(self.output, b"\n")?;
+        }
+        Ok(line.map(|l| String::from_utf8_lossy(&l).trim().to_owned()))
+    }
+}

@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! /persist itself: the filesystem inside the vault (ext4, made once at creation,
+//! mounted nodev,nosuid,noexec) and the room volumes in it.
+//!
+//! A room volume is a sparse file `volumes/<name>.img` whose size is the policy's
+//! quota: the room sees a disk of exactly that size and cannot write more. The sum of
+//! all quotas never exceeds what the vault filesystem can hold (no overcommit), so a
+//! room can always fill its quota. The host never mounts a volume: the room formats it
+//! on first use and only the room's kernel ever parses what is inside.
+
+use core::fmt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anchor_policy::Name;
+
+use crate::sys;
+
+/// Where the vault is mounted.
+pub const MOUNT_POINT: &str = "/persist";
+/// The device-mapper name of the opened vault.
+pub const MAPPER_NAME: &str = "anchor-vault";
+/// Room volumes, relative to the mount point.
+pub const VOLUMES: &str = "volumes";
+/// Kept free for the audit log and the filesystem itself, beyond all quotas.
+pub const RESERVE: u64 = 16 << 20;
+
+/// What went wrong.
+#[derive(Debug)]
+pub enum PersistError {
+    /// A file operation failed.
+    Io(PathBuf, std::io::Error),
+    /// mke2fs failed or could not run.
+    Mkfs(String),
+    /// Mounting the vault failed.
+    Mount(PathBuf, std::io::Error),
+    /// The volume name is not a valid name.
+    BadName(String),
+    /// Not enough room in the vault for the quota.
+    NoRoom { name: String, size: u64, free: u64 },
+    /// The existing volume is larger than the policy's quota now.
+    Shrink { name: String, have: u64, want: u64 },
+    /// /persist is not mounted.
+    NotOpen,
+}
+
+impl fmt::Display for PersistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PersistError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            PersistError::Mkfs(why) => write!(f, "making the vault filesystem: {why}"),
+            PersistError::Mount(p, e) => write!(f, "mounting the vault on {}: {e}", p.display()),
+            PersistError::BadName(why) => write!(f, "volume name: {why}"),
+            PersistError::NoRoom { name, size, free } => write!(
+                f,
+                "volume {name}: its quota of {} MiB does not fit in the vault ({} MiB left \
+                 after the other volumes' quotas)",
+                size >> 20,
+                free >> 20
+            ),
+            PersistError::Shrink { name, have, want } => write!(
+                f,
+                "volume {name} is {} MiB and the policy now says {} MiB: shrinking would \
+                 destroy data, so it is kept as it is",
+                have >> 20,
+                want >> 20
+            ),
+            PersistError::NotOpen => f.write_str("the vault is not open (/persist is not mounted)"),
+        }
+    }
+}
+
+impl std::error::Error for PersistError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PersistError::Io(_, e) | PersistError::Mount(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The mapper device of the opened vault.
+pub fn mapper_path(name: &str) -> PathBuf {
+    Path::new("/dev/mapper").join(name)
+}
+
+/// Find mke2fs: `explicit`, else the usual places.
+pub fn find_mkfs(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    ["/usr/sbin/mke2fs", "/sbin/mke2fs", "/usr/bin/mke2fs"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Make the ext4 filesystem on `device` (only ever on a vault just created).
+pub fn mkfs(mke2fs: &Path, device: &Path) -> Result<(), PersistError> {
+    let out = Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext4", "-L", "persist", "-m", "0"])
+        .arg(device)
+        .output()
+        .map_err(|e| PersistError::Mkfs(format!("{}: {e}", mke2fs.display())))?;
+    if !out.status.success() {
+        return Err(PersistError::Mkfs(format!(
+            "{} {}: {}",
+            mke2fs.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Mount `device` (ext4) on `target`, nodev,nosuid,noexec.
+pub fn mount(device: &Path, target: &Path) -> Result<(), PersistError> {
+    std::fs::create_dir_all(target).map_err(|e| PersistError::Io(target.to_path_buf(), e))?;
+    let flags = libc::MS_NODEV | libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NOATIME;
+    sys::mount(device, target, "ext4", flags, Some("errors=remount-ro"))
+        .map_err(|e| PersistError::Mount(target.to_path_buf(), e))
+}
+
+/// Is the vault mounted at `target`?
+pub fn is_open(target: &Path) -> bool {
+    sys::is_mount_point(target).unwrap_or(false)
+}
+
+/// One room volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub path: PathBuf,
+    /// Its quota (the size of the disk the room sees).
+    pub size: u64,
+    /// Bytes the vault filesystem spends on it now.
+    pub used: u64,
+}
+
+/// The file of volume `name` under the vault at `root`.
+pub fn volume_path(root: &Path, name: &str) -> Result<PathBuf, PersistError> {
+    let name = Name::parse(name).map_err(PersistError::BadName)?;
+    Ok(root.join(VOLUMES).join(format!("{}.img", name.as_str())))
+}
+
+/// Every volume under `root`, sorted by name.
+pub fn volumes(root: &Path) -> Result<Vec<Volume>, PersistError> {
+    let dir = root.join(VOLUMES);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PersistError::Io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| PersistError::Io(dir.clone(), e))?;
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".img"))
+            .filter(|n| Name::parse(n).is_ok())
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let meta = entry
+            .metadata()
+            .map_err(|e| PersistError::Io(path.clone(), e))?;
+        out.push(Volume {
+            name,
+            size: meta.len(),
+            used: meta.blocks().saturating_mul(512),
+            path,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// What [`ensure_volume`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Created,
+    Grown,
+    Existing,
+}
+
+/// Make sure volume `name` exists under `root` (the vault's mount point: callers check
+/// it is open) with quota `size`: created sparse, or grown; never shrunk. Refuses when
+/// the quotas would not fit in the vault.
+pub fn ensure_volume(
+    root: &Path,
+    name: &str,
+    size: u64,
+) -> Result<(PathBuf, Ensured), PersistError> {
+    let path = volume_path(root, name)?;
+    let all = volumes(root)?;
+    let have = all.iter().find(|v| v.name == name).map(|v| v.size);
+    if let Some(have) = have {
+        if have > size {
+            return Err(PersistError::Shrink {
+                name: name.to_owned(),
+                have,
+                want: size,
+            });
+        }
+        if have == size {
+            return Ok((path, Ensured::Existing));
+        }
+    }
+    let space = sys::fs_space(root).map_err(|e| PersistError::Io(root.to_path_buf(), e))?;
+    let others: u64 = all.iter().filter(|v| v.name != name).map(|v| v.size).sum();
+    let free = space.total.saturating_sub(RESERVE).saturating_sub(others);
+    if size > free {
+        return Err(PersistError::NoRoom {
+            name: name.to_owned(),
+            size,
+            free,
+        });
+    }
+    let dir = root.join(VOLUMES);
+    std::fs::create_dir_all(&dir).map_err(|e| PersistError::Io(dir.clone(), e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| PersistError::Io(path.clone(), e))?;
+    file.set_len(size)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| PersistError::Io(path.clone(), e))?;
+    Ok((
+        path,
+        if have.is_some() {
+            Ensured::Grown
+        } else {
+            Ensured::Created
+        },
+    ))
+}
+
+/// Make the volumes the policies in `dir` ask for, each once with the largest quota any
+/// policy gives it (a nested room shares its parent's volume with a smaller size). Each
+/// problem is returned with the policy file it came from and does not stop the others.
+pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensured), String>> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    // volume -> (largest quota, the policy file that asks for it)
+    let mut wanted: std::collections::BTreeMap<String, (u64, PathBuf)> = Default::default();
+    for file in files {
+        let resolved = match anchor_policy::load(&file) {
+            Ok(r) => r,
+            Err(e) => {
+                let first = e
+                    .problems()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                out.push(Err(format!("{}: {first}", file.display())));
+                continue;
+            }
+        };
+        let Some(persist) = resolved.policy().persist() else {
+            continue;
+        };
+        let size = persist.size().bytes();
+        let entry = wanted
+            .entry(persist.volume().as_str().to_owned())
+            .or_insert((0, file.clone()));
+        if size > entry.0 {
+            *entry = (size, file);
+        }
+    }
+    for (name, (size, file)) in wanted {
+        out.push(
+            ensure_volume(root, &name, size)
+                .map(|(_, how)| (name.clone(), how))
+                .map_err(|e| format!("{}: {e}", file.display())),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes_are_sparse_quota_sized_and_never_shrink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (p, how) = ensure_volume(root, "work", 64 << 20).unwrap();
+        assert_eq!(how, Ensured::Created);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 64 << 20);
+        assert_eq!(
+            ensure_volume(root, "work", 64 << 20).unwrap().1,
+            Ensured::Existing
+        );
+        assert_eq!(
+            ensure_volume(root, "work", 128 << 20).unwrap().1,
+            Ensured::Grown
+        );
+        assert!(matches!(
+            ensure_volume(root, "work", 1 << 20),
+            Err(PersistError::Shrink { .. })
+        ));
+        let v = volumes(root).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].name.as_str(), v[0].size), ("work", 128 << 20));
+        assert!(v[0].used < 1 << 20, "sparse: {} bytes used", v[0].used);
+        assert!(matches!(
+            ensure_volume(root, "../etc", 1 << 20),
+            Err(PersistError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn quotas_never_overcommit_the_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = sys::fs_space(dir.path()).unwrap();
+        let e = ensure_volume(dir.path(), "huge", space.total).unwrap_err();
+        assert!(matches!(e, PersistError::NoRoom { .. }), "{e}");
+        assert!(e.to_string().contains("does not fit"), "{e}");
+    }
+
+    #[test]
+    fn a_nested_room_shares_its_parents_volume_at_the_parents_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("policies");
+        std::fs::create_dir_all(&pol).unwrap();
+        let room = |name: &str, parent: Option<&str>, size: &str| {
+            let parent = parent
+                .map(|p| format!("parent = \"{p}\"\n"))
+                .unwrap_or_default();
+            format!(
+                "name = \"{name}\"\n{parent}image = \"work\"\nbackend = \"microvm\"\n\
+                 [resources]\nmemory = \"512MiB\"\nvcpus = 1\n\
+                 [persist]\nvolume = \"shared\"\nsize = \"{size}\"\n{}",
+                if parent.is_empty() {
+                    "[nesting]\nallowed = true\nmax_children = 1\nmemory = \"512MiB\"\nvcpus = 1\npids_max = 512\n"
+                } else {
+                    ""
+                }
+            )
+        };
+        std::fs::write(pol.join("a.toml"), room("a", None, "64MiB")).unwrap();
+        std::fs::write(pol.join("b.toml"), room("b", Some("a"), "16MiB")).unwrap();
+        let root = dir.path().join("vault");
+        std::fs::create_dir_all(&root).unwrap();
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(
+            r,
+            vec![Ok(("shared".to_owned(), Ensured::Created))],
+            "{r:?}"
+        );
+        assert_eq!(volumes(&root).unwrap()[0].size, 64 << 20);
+    }
+
+    #[test]
+    fn policies_with_persist_get_their_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+        let results = ensure_for_policies(dir.path(), &policies);
+        // work.toml asks for 8GiB: on a small test filesystem it may not fit; either
+        // way the answer names the policy and the volume.
+        assert!(!results.is_empty());
+        for r in &results {
+            match r {
+                Ok((name, _)) => assert!(!name.is_empty()),
+                Err(e) => assert!(e.contains(".toml: volume "), "{e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Creating a vault: `anchor-vault init`, and the first-boot flow `unlock --first-boot`
+//! offers on a blank disk.
+//!
+//! Order matters: everything on the TPM is prepared before the disk is touched, so a
+//! TPM that refuses leaves the disk as it was. The disk must be blank (or, with
+//! `--force`, hold something that is not a LUKS header: an existing vault, even a
+//! damaged one, is never overwritten).
+
+use std::time::Instant;
+
+use crate::auditlog::Event;
+use crate::console::Console;
+use crate::error::{Outcome, VaultError};
+use crate::keys::{self, RecoveryKey, Secret, SALT_LEN, TPM_SECRET_LEN};
+use crate::luks::{self, DiskState, RECOVERY_SLOT, TPM_SLOT};
+use crate::persist;
+use crate::settings::{InitOptions, Paths};
+use crate::sys::esys::RawEsys;
+use crate::token::{AuditNv, VaultToken};
+use crate::tpm::nv::Indices;
+use crate::tpm::{self, SealPolicy, Tpm, TpmError};
+use crate::unlock::{self, How, Timing};
+
+/// The shortest passphrase accepted.
+pub const MIN_PASSPHRASE: usize = 8;
+
+/// Ask for a new passphrase twice (three rounds at most).
+fn new_passphrase(con: &mut dyn Console) -> Result<Option<Secret>, VaultError> {
+    for _ in 0..3 {
+        let Some(first) = con.secret("New vault passphrase: ")? else {
+            return Ok(None);
+        };
+        if first.len() < MIN_PASSPHRASE {
+            con.say(&format!(
+                "Use at least {MIN_PASSPHRASE} characters (the TPM limits guesses, but the passphrase is still half of the key)."
+            ));
+            continue;
+        }
+        let Some(again) = con.secret("Type it again: ")? else {
+            return Ok(None);
+        };
+        if *first == *again {
+            return Ok(Some(first));
+        }
+        con.say("The two passphrases differ.");
+    }
+    Ok(None)
+}
+
+fn show_recovery_key(con: &mut dyn Console, key: &RecoveryKey) -> Result<(), VaultError> {
+    con.say("================================ RECOVERY KEY ================================");
+    con.say(&format!("    {}", key.text()));
+    con.say("==============================================================================");
+    con.say("Write it down now and keep it away from this machine: it is shown only this once.");
+    con.say("It opens the vault when the TPM cannot (changed boot chain, TPM lockout, no TPM).");
+    con.line("Press Enter once you have written it down: ")?;
+    Ok(())
+}
+
+/// What the TPM side of a new vault produced.
+struct Sealed {
+    token: VaultToken,
+    keyslot: Secret,
+    /// Why the dictionary-attack settings stay as they are (`None`: anchor-vault sets
+    /// them once the recovery key has been shown).
+    da_note: Option<String>,
+}
+
+/// Set the dictionary-attack parameters and make the lockout authorization the
+/// recovery key's (only when nobody owned the lockout hierarchy). Done after the
+/// recovery key was shown: a failure before that must not leave the TPM locked to a
+/// key nobody saw.
+fn take_lockout(
+    tcti: &str,
+    recovery: &RecoveryKey,
+    opts: &InitOptions,
+) -> Result<String, VaultError> {
+    let mut raw = RawEsys::open(tcti).map_err(TpmError::from)?;
+    raw.da_parameters(
+        &[],
+        opts.da.max_tries,
+        opts.da.recovery_s,
+        opts.da.lockout_recovery_s,
+    )
+    .map_err(TpmError::from)?;
+    drop(raw);
+    let mut tpm = Tpm::open(tcti)?;
+    tpm.set_lockout_auth(&*recovery.lockout_auth())?;
+    Ok(format!(
+        "set: {} tries, one forgiven every {} s; clearing a lockout needs the recovery key",
+        opts.da.max_tries, opts.da.recovery_s
+    ))
+}
+
+/// Prepare the TPM side: seal the secret, define the audit anchor, note who owns the
+/// lockout hierarchy.
+fn prepare_tpm(tcti: &str, pass: &[u8], opts: &InitOptions) -> Result<Sealed, VaultError> {
+    let mut tpm = Tpm::open(tcti)?;
+    let da = tpm.da_status()?;
+    if da.owner_auth_set {
+        return Err(TpmError::OwnerAuth.into());
+    }
+    let policy = tpm.pcr_policy(&opts.pcrs)?;
+    let secret = keys::random(TPM_SECRET_LEN)?;
+    let salt = keys::random(SALT_LEN)?;
+    let blob = tpm.seal(&secret, &*keys::tpm_auth(&salt, pass), &policy)?;
+    tpm.define_anchor(Indices::default())?;
+    let keyslot = keys::keyslot_key(&secret, pass, &salt);
+    drop(secret);
+    let da_note = if da.lockout_auth_set {
+        Some(format!(
+            "kept as they are (the TPM's lockout authorization is already set): {} tries, one forgiven every {} s",
+            da.max_tries, da.recovery_s
+        ))
+    } else {
+        None
+    };
+    Ok(Sealed {
+        token: VaultToken {
+            blob,
+            policy,
+            salt: salt.to_vec(),
+            audit: Some(AuditNv {
+                indices: Indices::default(),
+            }),
+        },
+        keyslot,
+        da_note,
+    })
+}
+
+/// Create a vault on `paths.disk`; `force` allows overwriting a non-LUKS disk.
+pub fn init(
+    con: &mut dyn Console,
+    paths: &Paths,
+    opts: &InitOptions,
+    tcti: Option<&str>,
+    force: bool,
+) -> Result<Outcome, VaultError> {
+    match luks::probe(&paths.disk)? {
+        DiskState::Blank => {}
+        DiskState::Luks => {
+            return Err(VaultError::Refused(format!(
+                "{} already holds a LUKS header (a vault, perhaps a damaged one): refusing to overwrite it; nothing was changed",
+                paths.disk.display()
+            )))
+        }
+        DiskState::Foreign if force => {}
+        DiskState::Foreign => {
+            return Err(VaultError::Refused(format!(
+                "{} is not blank: refusing to overwrite it without --force; nothing was changed",
+                paths.disk.display()
+            )))
+        }
+    }
+    create(con, paths, opts, tcti)
+}
+
+/// The first-boot flow on a blank disk: explain, ask, create, open.
+pub fn first_boot(
+    con: &mut dyn Console,
+    paths: &Paths,
+    opts: &InitOptions,
+    tcti: Option<&str>,
+) -> Result<Outcome, VaultError> {
+    con.say(&format!(
+        "{} is blank: this is the first boot. A new vault will be created on it.",
+        paths.disk.display()
+    ));
+    con.say("Choose a passphrase: you will type it at every boot; together with this machine's TPM it opens the vault.");
+    create(con, paths, opts, tcti)
+}
+
+fn create(
+    con: &mut dyn Console,
+    paths: &Paths,
+    opts: &InitOptions,
+    tcti: Option<&str>,
+) -> Result<Outcome, VaultError> {
+    let tcti = match tpm::find(tcti) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(VaultError::Refused(format!(
+                "a vault needs a TPM 2.0 to seal its key to: {e}"
+            )))
+        }
+    };
+    let Some(pass) = new_passphrase(con)? else {
+        con.say("No passphrase chosen: no vault was created.");
+        return Ok(Outcome::NoVault);
+    };
+    let recovery = RecoveryKey::generate()?;
+    let started = Instant::now();
+    let sealed = prepare_tpm(&tcti, &pass, opts)?;
+    drop(pass);
+    let mut vault = luks::format(&paths.disk)?;
+    vault.add_keyslot(TPM_SLOT, &sealed.keyslot, opts.cost)?;
+    vault.add_keyslot(RECOVERY_SLOT, recovery.text().as_bytes(), opts.cost)?;
+    vault.set_token(&sealed.token.to_json())?;
+    let created_s = started.elapsed().as_secs_f64();
+    con.say(&format!(
+        "Vault created on {} in {created_s:.1} s: LUKS2 aes-xts-plain64, keyslot {TPM_SLOT} (TPM + passphrase) and keyslot {RECOVERY_SLOT} (recovery key), {}.",
+        paths.disk.display(),
+        opts.cost
+    ));
+    con.say(&format!(
+        "Sealing policy: {}.",
+        sealed.token.policy.describe()
+    ));
+    show_recovery_key(con, &recovery)?;
+    let da_note = match sealed.da_note.clone() {
+        Some(note) => note,
+        None => {
+            take_lockout(&tcti, &recovery, opts).unwrap_or_else(|e| format!("not changed ({e})"))
+        }
+    };
+    con.say(&format!("TPM dictionary-attack settings {da_note}."));
+    drop(recovery);
+    if !opts.open {
+        return Ok(Outcome::Done);
+    }
+    let start = Instant::now();
+    vault.activate(&paths.mapper, TPM_SLOT, &sealed.keyslot)?;
+    let keyslot_s = start.elapsed().as_secs_f64();
+    drop(sealed.keyslot);
+    let mkfs = persist::find_mkfs(paths.mkfs.as_deref()).ok_or_else(|| {
+        VaultError::Refused("mke2fs not found: cannot make the vault's filesystem".to_owned())
+    })?;
+    if let Err(e) = persist::mkfs(&mkfs, &persist::mapper_path(&paths.mapper)) {
+        let _ = luks::deactivate(&paths.disk, &paths.mapper);
+        return Err(e.into());
+    }
+    let pcrs: Vec<String> = opts.pcrs.iter().map(u8::to_string).collect();
+    let cost = opts.cost.to_string();
+    let events = vec![Event::new(
+        "vault.init",
+        &[("pcrs", &pcrs.join(",")), ("kdf", &cost)],
+    )];
+    let tpm = Tpm::open(&tcti).ok();
+    unlock::finish(
+        con,
+        paths,
+        tpm,
+        How::Created,
+        Timing {
+            start,
+            tpm_s: 0.0,
+            keyslot_s,
+        },
+        events,
+    )
+}
+
+impl Tpm {
+    /// A PCR policy over `pcrs` with their current values.
+    pub fn pcr_policy(&mut self, pcrs: &[u8]) -> Result<SealPolicy, TpmError> {
+        Ok(SealPolicy::pcr_now(self.ctx(), pcrs)?)
+    }
+}

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The audit log against its TPM anchor (swtpm): settling at unlock (carry-over, new
+//! records, anchoring), and each kind of tampering detected with the first bad record
+//! named: a flipped byte, a deleted, reordered or duplicated record, a truncated tail,
+//! and an older copy of the log put back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use anchor_audit::{verify, verify_anchored, AnchorProblem};
+use anchor_vault::auditlog::{self, Event};
+use anchor_vault::tpm::nv::Indices;
+use anchor_vault::tpm::Tpm;
+use common::Swtpm;
+
+struct Setup {
+    tpm: Swtpm,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let tpm = Swtpm::start();
+        Tpm::open(&tpm.tcti())
+            .unwrap()
+            .define_anchor(Indices::default())
+            .unwrap();
+        Setup {
+            tpm,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("persist/audit/audit.log")
+    }
+    fn pre(&self) -> PathBuf {
+        self.dir.path().join("run/audit.log")
+    }
+    fn settle(&self, events: &[Event]) -> auditlog::Settled {
+        auditlog::settle(&self.log(), &self.pre(), Some(&self.tpm.tcti()), events).unwrap()
+    }
+    /// Verify a log's bytes against the TPM now.
+    fn check(&self, bytes: &[u8]) -> Result<u64, AnchorProblem> {
+        let nv = auditlog::read_anchor(&self.tpm.tcti()).unwrap();
+        let v = verify(bytes).map_err(AnchorProblem::Chain)?;
+        verify_anchored(bytes, &auditlog::anchor_of(&v, &nv)).map(|a| a.unanchored)
+    }
+}
+
+fn events(n: usize, tag: &str) -> Vec<Event> {
+    (0..n)
+        .map(|i| Event::new("room.start", &[("room", &format!("{tag}{i}"))]))
+        .collect()
+}
+
+fn lines(path: &Path) -> Vec<Vec<u8>> {
+    std::fs::read(path)
+        .unwrap()
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn first_bad(s: &Setup, damaged: &[u8]) -> (u64, String) {
+    match s.check(damaged) {
+        Ok(_) => panic!("tampering not detected"),
+        Err(AnchorProblem::Chain(bad)) => (bad.line, bad.to_string()),
+        Err(p @ AnchorProblem::Truncated { records, .. }) => (records + 1, p.to_string()),
+        Err(p @ AnchorProblem::Diverged { anchored }) => (anchored, p.to_string()),
+    }
+}
+
+#[test]
+fn unlock_carries_the_pre_unlock_records_over_and_anchors_everything() {
+    let s = Setup::new();
+    auditlog::append_pre_unlock(
+        &s.pre(),
+        &Event::new("vault.unlock.refused", &[("reason", "wrong-passphrase")]),
+    )
+    .unwrap();
+    let out = s.settle(&events(2, "a"));
+    // audit.start + audit.carry + 1 carried + 2 new.
+    assert_eq!((out.records, out.carried, out.anchored_now), (5, 1, 5));
+    assert!(out.tampered.is_none() && out.unanchored_because.is_none());
+    assert!(
+        !s.pre().exists(),
+        "the pre-unlock log is removed once carried"
+    );
+    let bytes = std::fs::read(s.log()).unwrap();
+    assert_eq!(s.check(&bytes).unwrap(), 0);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("event=audit.start base="), "{text}");
+    assert!(text.contains("event=vault.unlock.refused reason=wrong-passphrase"));
+    // The next boot appends and anchors on top.
+    let out = s.settle(&events(3, "b"));
+    assert_eq!((out.records, out.anchored_now), (8, 3));
+    assert_eq!(s.check(&std::fs::read(s.log()).unwrap()).unwrap(), 0);
+}
+
+#[test]
+fn every_kind_of_tampering_is_caught_and_the_first_bad_record_named() {
+    let s = Setup::new();
+    s.settle(&events(3, "a"));
+    let older = std::fs::read(s.log()).unwrap(); // 4 records, all anchored
+    s.settle(&events(4, "b")); // 8 records
+    let ls = lines(&s.log());
+    assert_eq!(ls.len(), 8);
+    assert_eq!(s.check(&ls.concat()).unwrap(), 0);
+
+    let mut flipped = ls.clone();
+    let at = flipped[4].windows(5).position(|w| w == b"room=").unwrap() + 6;
+    flipped[4][at] ^= 0x04; // the room name changes (still a valid name)
+    let (line, why) = first_bad(&s, &flipped.concat());
+    assert_eq!(line, 5, "{why}");
+    assert!(why.contains("modified"), "{why}");
+
+    let mut deleted = ls.clone();
+    deleted.remove(5);
+    let (line, why) = first_bad(&s, &deleted.concat());
+    assert_eq!(line, 6, "{why}");
+    assert!(why.contains("missing (deleted)"), "{why}");
+
+    let mut reordered = ls.clone();
+    reordered.swap(2, 3);
+    let (line, why) = first_bad(&s, &reordered.concat());
+    assert_eq!(line, 3, "{why}");
+    assert!(why.contains("reordered"), "{why}");
+
+    let mut duplicated = ls.clone();
+    duplicated.insert(7, ls[6].clone());
+    let (line, why) = first_bad(&s, &duplicated.concat());
+    assert_eq!(line, 8, "{why}");
+    assert!(why.contains("duplicated"), "{why}");
+
+    let whole = ls.concat();
+    let cut = &whole[..whole.len() - 25];
+    let (line, why) = first_bad(&s, cut);
+    assert_eq!(line, 8, "{why}");
+    assert!(why.contains("tail truncated"), "{why}");
+
+    let boundary = ls[..6].concat();
+    let (line, why) = first_bad(&s, &boundary);
+    assert_eq!(line, 7, "{why}");
+    assert!(why.contains("TPM anchor counts 8 records"), "{why}");
+
+    let (line, why) = first_bad(&s, &older);
+    assert_eq!(line, 5, "{why}");
+    assert!(why.contains("older copy"), "{why}");
+
+    // The same log, records replaced wholesale by a self-consistent forgery.
+    let mut chain = anchor_audit::Chain::new();
+    let mut forged = Vec::new();
+    let mut buf = [0u8; anchor_audit::MAX_RECORD];
+    for i in 0..9 {
+        let n = i.to_string();
+        let e = anchor_audit::Entry {
+            time: 1,
+            actor: "x",
+            event: "forged",
+            fields: &[("n", n.as_bytes())],
+        };
+        chain.append(&mut forged, &e, &mut buf).unwrap();
+    }
+    let (_, why) = first_bad(&s, &forged);
+    assert!(why.contains("does not match the TPM anchor"), "{why}");
+}
+
+#[test]
+fn a_tampered_log_is_kept_aside_and_a_new_one_continues_from_the_tpm() {
+    let s = Setup::new();
+    s.settle(&events(5, "a"));
+    let mut ls = lines(&s.log());
+    ls.remove(3);
+    std::fs::write(s.log(), ls.concat()).unwrap();
+    let out = s.settle(&events(1, "c"));
+    let (problem, aside) = out.tampered.expect("tampering reported");
+    assert!(problem.contains("record 4 (line 4): missing"), "{problem}");
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        ls.concat(),
+        "damaged log kept"
+    );
+    let bytes = std::fs::read(s.log()).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("why=restart problem=record%204"), "{text}");
+    assert_eq!(
+        s.check(&bytes).unwrap(),
+        0,
+        "the new log matches the anchor"
+    );
+    let v = verify(&bytes).unwrap();
+    assert_ne!(
+        v.origin,
+        anchor_audit::GENESIS,
+        "continues from the TPM head"
+    );
+}
+
+#[test]
+fn a_crash_between_the_two_tpm_updates_is_repaired() {
+    let s = Setup::new();
+    s.settle(&events(2, "a"));
+    // Extend the head with one more record's digest but do not count it (a crash).
+    let mut log = auditlog::LogFile::open(&s.log(), anchor_audit::GENESIS).unwrap();
+    log.append(&Event::new("room.stop", &[])).unwrap();
+    let d = log.appended[0];
+    drop(log);
+    let mut raw = anchor_vault::sys::esys::RawEsys::open(&s.tpm.tcti()).unwrap();
+    raw.nv_extend(Indices::default().head, &d).unwrap();
+    drop(raw);
+    let bytes = std::fs::read(s.log()).unwrap();
+    let nv = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
+    let v = verify(&bytes).unwrap();
+    let a = verify_anchored(&bytes, &auditlog::anchor_of(&v, &nv)).unwrap();
+    assert!(a.counter_lag);
+    let out = s.settle(&[]);
+    assert!(out.tampered.is_none());
+    assert_eq!(s.check(&std::fs::read(s.log()).unwrap()).unwrap(), 0);
+}
+
+#[test]
+fn a_broken_pre_unlock_log_is_recorded_not_hidden() {
+    let s = Setup::new();
+    for i in 0..3 {
+        auditlog::append_pre_unlock(&s.pre(), &Event::new("x", &[("i", &i.to_string())])).unwrap();
+    }
+    let mut ls = lines(&s.pre());
+    ls[1][20] ^= 1;
+    std::fs::write(s.pre(), ls.concat()).unwrap();
+    let out = s.settle(&[]);
+    assert_eq!(out.carried, 1);
+    let text = std::fs::read_to_string(s.log()).unwrap();
+    assert!(
+        text.contains("event=audit.carry") && text.contains("problem=record%202"),
+        "{text}"
+    );
+    // A hostile field value cannot forge a record.
+    let hostile = Event::new(
+        "room.note",
+        &[(
+            "text",
+            "x\nv1 seq=99 time=0 actor=bay0 event=vault.unlock prev=00 hash=00",
+        )],
+    );
+    s.settle(&[hostile]);
+    let text = std::fs::read_to_string(s.log()).unwrap();
+    assert!(!text.contains("\nv1 seq=99"), "{text}");
+    assert_eq!(s.check(text.as_bytes()).unwrap(), 0);
+}

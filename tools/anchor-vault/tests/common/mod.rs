@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Shared by anchor-vault's integration tests: a private swtpm per test (one TCP port
+//! each; tss-esapi 7 ignores `path=`), vault disk images, and running the binary with
+//! what a person would type on its console.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running swtpm with its own state directory.
+pub struct Swtpm {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+fn free_port_pair() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Swtpm {
+    /// Start a fresh TPM 2.0 simulator (fails with a clear message if swtpm is missing).
+    pub fn start() -> Swtpm {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port_pair();
+            let child = Command::new("swtpm")
+                .args(["socket", "--tpm2", "--tpmstate"])
+                .arg(format!("dir={}", dir.path().display()))
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .args(["--flags", "not-need-init,startup-clear"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start swtpm (apt-get install swtpm; scripts/setup.sh)");
+            let mut tpm = Swtpm { child, port, dir };
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // The probe connection is closed at once; swtpm accepts the next.
+                    return tpm;
+                }
+                if tpm.child.try_wait().unwrap().is_some() {
+                    break; // lost the port race: try another
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = tpm.child.kill();
+        }
+        panic!("swtpm did not start listening");
+    }
+
+    /// The TCTI string for this TPM.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    /// Run a tpm2-tools command against this TPM.
+    pub fn tool(&self, args: &[&str]) -> Output {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .env("TSS2_LOG", "all+none")
+            .output()
+            .expect("run tpm2-tools (apt-get install tpm2-tools)");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Extend PCR `pcr` with a digest of ones.
+    pub fn extend_pcr(&self, pcr: u8) {
+        self.tool(&[
+            "tpm2_pcrextend",
+            &format!("{pcr}:sha256={}", "01".repeat(32)),
+        ]);
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sparse disk image of `mib` MiB in `dir`.
+pub fn disk(dir: &Path, mib: u64) -> PathBuf {
+    let p = dir.join("vault.img");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(mib << 20).unwrap();
+    p
+}
+
+/// The result of one anchor-vault run.
+pub struct Run {
+    pub code: Option<i32>,
+    pub out: String,
+}
+
+impl Run {
+    pub fn count(&self, needle: &str) -> usize {
+        self.out.matches(needle).count()
+    }
+}
+
+/// Test cost: 32 MiB, 4 passes, 1 lane.
+pub const CHEAP: [&str; 6] = [
+    "--argon2-memory-mib",
+    "32",
+    "--argon2-lanes",
+    "1",
+    "--argon2-iterations",
+    "4",
+];
+
+/// A vault on a disk image with its own TPM.
+pub struct Fixture {
+    pub tpm: Swtpm,
+    pub dir: tempfile::TempDir,
+    pub disk: PathBuf,
+    pub recovery: String,
+}
+
+pub const PASS: &str = "correct horse battery";
+
+impl Fixture {
+    /// Run anchor-vault with `args` (after the global options) and `stdin`.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Run {
+        run_with(
+            &self.disk,
+            Some(&self.tpm.tcti()),
+            self.dir.path(),
+            args,
+            stdin,
+        )
+    }
+
+    /// A new vault (header + TPM objects, not opened: the host has no dm-crypt).
+    pub fn new(max_tries: u32) -> Fixture {
+        let tpm = Swtpm::start();
+        let dir = tempfile::tempdir().unwrap();
+        let disk = disk(dir.path(), 40);
+        let mut f = Fixture {
+            tpm,
+            dir,
+            disk,
+            recovery: String::new(),
+        };
+        let tries = max_tries.to_string();
+        let mut args = vec!["init", "--no-open", "--tpm-max-tries", &tries];
+        args.extend_from_slice(&CHEAP);
+        let r = f.run(&args, &format!("{PASS}\n{PASS}\n\n"));
+        assert_eq!(r.code, Some(0), "{}", r.out);
+        f.recovery = recovery_key_of(&r.out);
+        f
+    }
+
+    pub fn pre_log(&self) -> PathBuf {
+        self.dir.path().join("pre.log")
+    }
+}
+
+/// Run the binary on `disk` with its own pre-unlock log and mount point under `dir`.
+pub fn run_with(disk: &Path, tcti: Option<&str>, dir: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-vault"));
+    cmd.arg("--disk").arg(disk);
+    if let Some(t) = tcti {
+        cmd.arg("--tpm").arg(t);
+    }
+    cmd.arg("--pre-log")
+        .arg(dir.join("pre.log"))
+        .arg("--mount")
+        .arg(dir.join("persist"))
+        .arg("--policies")
+        .arg(dir.join("policies"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run anchor-vault");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Run {
+        code: out.status.code(),
+        out: text,
+    }
+}
+
+/// The recovery key printed by `init`.
+pub fn recovery_key_of(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.contains("RECOVERY KEY"))
+        .expect("init printed a recovery key");
+    lines[i + 1].trim().to_owned()
+}
+
+/// SHA-256 of a file, for "nothing was changed" checks.
+pub fn digest(path: &Path) -> [u8; 32] {
+    anchor_audit::chain::digest(&std::fs::read(path).unwrap())
+}

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! `anchorctl audit show` and `anchorctl audit verify` (docs/AUDIT-LOG-FORMAT.md).
+//!
+//! The chain is checked here with anchor-audit; the TPM anchor (counter and head) is
+//! read by running `anchor-vault audit tpm-state`, so anchorctl never links the TPM
+//! stack.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::Command;
+
+use anchor_audit::{verify, verify_anchored, Anchor, Record};
+
+/// Outcome of `audit verify`, mapped to the exit status by main.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Intact (and matching the TPM anchor unless it was not asked for): exit 0.
+    Intact,
+    /// A bad record, or the log does not match the anchor: exit 1.
+    Bad,
+    /// The chain is intact but the TPM anchor could not be read: exit 3.
+    Unanchored,
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` for seconds since the epoch.
+pub fn utc(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn escaped(value: &[u8]) -> String {
+    let mut s = String::with_capacity(value.len());
+    let _ = anchor_audit::escape::escape::<()>(value, &mut |p| {
+        s.push_str(&String::from_utf8_lossy(p));
+        Ok(())
+    });
+    s
+}
+
+/// Print every record of `file` readably (values stay escaped: nothing in the log can
+/// reach the terminal as a control sequence).
+pub fn show(file: &Path, raw: bool, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<bool> {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            writeln!(err, "anchorctl: {}: {e}", file.display())?;
+            return Ok(false);
+        }
+    };
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match Record::parse(line) {
+            Ok(_) if raw => {
+                out.write_all(line)?;
+                writeln!(out)?;
+            }
+            Ok(r) => {
+                write!(out, "#{} {} {} {}", r.seq, utc(r.time), r.actor, r.event)?;
+                for (k, v) in &r.fields {
+                    write!(out, " {k}={}", escaped(v))?;
+                }
+                writeln!(out)?;
+            }
+            Err(e) => writeln!(out, "#? line {}: {e}", i + 1)?,
+        }
+    }
+    Ok(true)
+}
+
+/// Read the TPM anchor by running `anchor_vault audit tpm-state`.
+pub fn tpm_state(
+    anchor_vault: &Path,
+    tpm: Option<&str>,
+) -> Result<(u64, anchor_audit::Hash), String> {
+    let mut cmd = Command::new(anchor_vault);
+    if let Some(t) = tpm {
+        cmd.arg("--tpm").arg(t);
+    }
+    let out = cmd
+        .args(["audit", "tpm-state"])
+        .output()
+        .map_err(|e| format!("{}: {e}", anchor_vault.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(text.trim().to_owned());
+    }
+    let mut counter = None;
+    let mut head = None;
+    for word in text.split_whitespace() {
+        if let Some(c) = word.strip_prefix("counter=") {
+            counter = c.parse().ok();
+        } else if let Some(h) = word.strip_prefix("head=") {
+            head = anchor_audit::parse_hex(h.as_bytes());
+        }
+    }
+    match (counter, head) {
+        (Some(c), Some(h)) => Ok((c, h)),
+        _ => Err(format!(
+            "unexpected answer from anchor-vault: {}",
+            text.trim()
+        )),
+    }
+}
+
+/// Verify `file`; with `anchor` (counter, head) also against the TPM anchor.
+pub fn verify_file(
+    file: &Path,
+    anchor: Option<Result<(u64, anchor_audit::Hash), String>>,
+    out: &mut dyn Write,
+) -> io::Result<Verdict> {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            writeln!(out, "{}: cannot read: {e}", file.display())?;
+            return Ok(Verdict::Bad);
+        }
+    };
+    let v = match verify(&bytes) {
+        Ok(v) => v,
+        Err(bad) => {
+            writeln!(out, "{}: BAD: {bad}", file.display())?;
+            return Ok(Verdict::Bad);
+        }
+    };
+    match anchor {
+        None => {
+            writeln!(
+                out,
+                "{}: chain intact: {} records (not compared with the TPM anchor)",
+                file.display(),
+                v.records
+            )?;
+            Ok(Verdict::Intact)
+        }
+        Some(Err(why)) => {
+            writeln!(
+                out,
+                "{}: chain intact: {} records, but the TPM anchor could not be read: {why}",
+                file.display(),
+                v.records
+            )?;
+            Ok(Verdict::Unanchored)
+        }
+        Some(Ok((counter, head))) => {
+            let base = v.base.unwrap_or(counter);
+            let anchor = Anchor {
+                count: counter.saturating_sub(base),
+                head,
+            };
+            match verify_anchored(&bytes, &anchor) {
+                Ok(a) => {
+                    writeln!(
+                        out,
+                        "{}: intact: {} records, matching the TPM anchor ({} anchored, {} not yet)",
+                        file.display(),
+                        v.records,
+                        anchor.count,
+                        a.unanchored
+                    )?;
+                    Ok(Verdict::Intact)
+                }
+                Err(p) => {
+                    writeln!(out, "{}: BAD: {p}", file.display())?;
+                    Ok(Verdict::Bad)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_796_022_235), "2026-11-30 07:03:55Z");
+    }
+}
