@@ -107,6 +107,8 @@ pub struct Config {
     pub shell: bool,
     /// The vault disk to unlock at boot (`bay0.vault=/dev/...`).
     pub vault: Option<crate::vault::VaultDisk>,
+    /// Seconds the courier prompt waits for an answer (`bay0.courier_timeout=SECS`).
+    pub courier_timeout_s: u32,
 }
 
 impl Default for Config {
@@ -118,6 +120,7 @@ impl Default for Config {
             boot_rooms: [None; BOOT_ROOMS],
             shell: false,
             vault: None,
+            courier_timeout_s: 60,
         }
     }
 }
@@ -164,6 +167,8 @@ impl Config {
                 }
                 "shell" => Err(Error::Config("shell wants 0 or 1")),
                 "vault" => crate::vault::VaultDisk::parse(value).map(|d| cfg.vault = Some(d)),
+                "courier_timeout" => number(value, 5, 600, "courier_timeout wants 5..=600 s")
+                    .map(|s| cfg.courier_timeout_s = s),
                 _ => Err(Error::Config("unknown bay0 setting")),
             };
             if let Err(e) = parsed {

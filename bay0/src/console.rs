@@ -6,6 +6,7 @@ use crate::rooms::Rooms;
 use crate::sys;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// epoll token of bay0's console input (fd 0).
 pub const TOKEN_INPUT: u64 = 4;
@@ -106,7 +107,7 @@ impl SystemConsole {
 
     /// Writes to bay0's console without ever blocking (what does not fit is dropped).
     pub fn put(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+        if bytes.is_empty() || crate::courier::HOLD.load(Relaxed) {
             return;
         }
         match sys::write("console", libc::STDOUT_FILENO, bytes) {
@@ -168,7 +169,7 @@ impl SystemConsole {
             }),
             Focus::None => None,
         };
-        if let (Some(fd), false) = (fd, keys.is_empty()) {
+        if let (Some(fd), false) = (fd, keys.is_empty() || crate::courier::HOLD.load(Relaxed)) {
             let _ = sys::write("console input", fd, keys);
         }
     }

@@ -264,6 +264,7 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                 _ => true,
             }
         }
+        Notice::Courier(..) => true,
     }
 }
 

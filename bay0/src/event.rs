@@ -43,6 +43,7 @@ pub struct EventLoop {
     pub console: Option<SystemConsole>,
     /// The vault unlock helper, and the settings to open the console with after it.
     vault: Option<(i32, Config)>,
+    pub courier: crate::courier::Courier,
 }
 
 /// The process table as PID 1 sees it (a trait so the loop is tested without
@@ -111,6 +112,7 @@ impl EventLoop {
             control: None,
             console: None,
             vault: None,
+            courier: Default::default(),
         };
         sys::epoll_add(&lp.epoll, lp.signals.as_raw_fd(), TOKEN_SIGNAL)?;
         sys::epoll_add(&lp.epoll, lp.tick.as_raw_fd(), TOKEN_TICK)?;
@@ -213,10 +215,11 @@ impl EventLoop {
                 .rooms
                 .as_mut()
                 .and_then(|r| r.ended(&self.epoll, pid, status, now));
-            let slot = match &notice {
-                Some(Notice::Ended { slot, .. }) => Some(*slot),
-                _ => None,
+            let (slot, name) = match &notice {
+                Some(Notice::Ended { slot, name, .. }) => (Some(*slot), Some(*name)),
+                _ => (None, None),
             };
+            self.courier.ended(self.rooms.as_ref(), pid, status, name);
             if let Some(c) = self.console.as_mut() {
                 c.ended(&self.epoll, pid, slot);
             }
@@ -268,6 +271,8 @@ impl EventLoop {
                 sys::timer_ack(&self.housekeeping)?;
                 if let Some(rooms) = self.rooms.as_mut() {
                     rooms.tick(now);
+                    let v = self.courier.arb.tick(now);
+                    self.courier.done(Some(rooms), v);
                 }
                 if let Some(ctl) = self.control.as_mut() {
                     ctl.tick(now);
@@ -294,7 +299,12 @@ impl EventLoop {
                 }
             }
             t if t >= rooms::TOKEN_BASE => self.room_event(t),
-            _ => power_input(&mut self.inputs, &self.epoll, token, sup, &mut host),
+            _ => {
+                let yes = power_input(&mut self.inputs, &self.epoll, token, sup, &mut host);
+                if let Some(yes) = yes {
+                    self.courier.key(self.rooms.as_ref(), yes, now);
+                }
+            }
         }
         Ok(())
     }
@@ -315,8 +325,11 @@ impl EventLoop {
                 ctl.show(slot, &out);
             }
         }
-        if let Some(ctl) = self.control.as_mut() {
-            for n in &notices {
+        for n in &notices {
+            if let Notice::Courier(from, req) = n {
+                let now = sys::monotonic_ms();
+                self.courier.request(Some(rooms), from.as_str(), *req, now);
+            } else if let Some(ctl) = self.control.as_mut() {
                 ctl.notify(n, rooms);
             }
         }
@@ -346,24 +359,24 @@ fn power_input(
     token: u64,
     sup: &mut Supervisor,
     host: &mut LoopHost<'_>,
-) {
+) -> Option<bool> {
     let index = usize::try_from(token.saturating_sub(TOKEN_INPUT)).unwrap_or(usize::MAX);
-    let Some(slot) = inputs.get_mut(index) else {
-        return;
-    };
-    let Some(fd) = slot.as_ref() else {
-        return;
-    };
+    let slot = inputs.get_mut(index)?;
+    let fd = slot.as_ref()?;
     match crate::input::read_presses(fd) {
-        Ok(0) => {}
-        Ok(_) => {
-            crate::log_notice!("power button pressed");
-            sup.handle(Input::PowerKey, host);
+        Ok([power, yes, no]) => {
+            if power > 0 {
+                crate::log_notice!("power button pressed");
+                sup.handle(Input::PowerKey, host);
+            }
+            // The courier prompt's answer: Y alone is yes; N or Esc (even with Y) is no.
+            (yes + no > 0).then_some(no == 0)
         }
         Err(e) => {
             crate::log_warn!("input device gone ({e}); no longer watched");
             let _ = sys::epoll_del(epoll, fd.as_raw_fd());
             *slot = None;
+            None
         }
     }
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Keyboard-class input: the power button. The kernel's ACPI button driver (and any
-//! keyboard with a power key) is an evdev device reporting KEY_POWER; the kernel does
-//! not signal init for it, so bay0 watches those devices and a press means "power off
-//! cleanly". This is how QEMU's `system_powerdown` reaches us.
+//! Keyboard-class input: the power button and the courier prompt's answer. The kernel's
+//! ACPI button driver (and any keyboard with a power key) is an evdev device reporting
+//! KEY_POWER; the kernel does not signal init for it, so bay0 watches those devices and
+//! a press means "power off cleanly" (this is how QEMU's `system_powerdown` reaches us).
+//! Keyboards (KEY_Y) are watched too: Y, N and Esc answer the courier prompt.
 
 use crate::error::Result;
 use std::ffi::CString;
@@ -12,20 +13,25 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub const EV_KEY: u16 = 1;
 /// linux/input-event-codes.h
 pub const KEY_POWER: u16 = 116;
+/// linux/input-event-codes.h: the prompt's answers.
+pub const KEY_Y: u16 = 21;
+pub const KEY_N: u16 = 49;
+pub const KEY_ESC: u16 = 1;
+/// What [`read_presses`] counts: the power key; Y; N or Esc.
+const COUNTED: [&[u16]; 3] = [&[KEY_POWER], &[KEY_Y], &[KEY_N, KEY_ESC]];
 /// sizeof(struct input_event) on 64-bit Linux: timeval (16) + type, code (2+2) + value (4).
 pub const EVENT_SIZE: usize = 24;
 /// At most this many input devices are watched.
 pub const MAX_DEVICES: usize = 8;
 
-/// True if an EVIOCGBIT(EV_KEY) bitmap has KEY_POWER.
-pub fn has_power_key(bits: &[u8]) -> bool {
-    let byte = usize::from(KEY_POWER / 8);
-    bits.get(byte)
-        .is_some_and(|b| b & (1 << (KEY_POWER % 8)) != 0)
+/// True if an EVIOCGBIT(EV_KEY) bitmap has `key`.
+pub fn has_key(bits: &[u8], key: u16) -> bool {
+    bits.get(usize::from(key / 8))
+        .is_some_and(|b| b & (1 << (key % 8)) != 0)
 }
 
-/// Count KEY_POWER presses (value 1) in a buffer of raw input events.
-pub fn power_presses(buf: &[u8]) -> usize {
+/// Count presses (value 1) of any of `keys` in a buffer of raw input events.
+pub fn presses(buf: &[u8], keys: &[u16]) -> usize {
     buf.chunks_exact(EVENT_SIZE)
         .filter(|ev| {
             let field = |at: usize| ev.get(at..at + 2).and_then(|b| <[u8; 2]>::try_from(b).ok());
@@ -35,12 +41,12 @@ pub fn power_presses(buf: &[u8]) -> usize {
                 .get(20..24)
                 .and_then(|b| <[u8; 4]>::try_from(b).ok())
                 .map(i32::from_ne_bytes);
-            ty == Some(EV_KEY) && code == Some(KEY_POWER) && value == Some(1)
+            ty == Some(EV_KEY) && code.is_some_and(|c| keys.contains(&c)) && value == Some(1)
         })
         .count()
 }
 
-/// Open every /dev/input/event* that reports KEY_POWER (non-blocking).
+/// Open every /dev/input/event* that reports KEY_POWER or KEY_Y (non-blocking).
 pub fn open_power_buttons() -> Vec<OwnedFd> {
     let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/dev/input") else {
@@ -68,23 +74,27 @@ pub fn open_power_buttons() -> Vec<OwnedFd> {
             continue;
         };
         let mut bits = [0u8; 96];
-        if crate::sys::evdev_key_bits(&fd, &mut bits).is_ok() && has_power_key(&bits) {
+        let keys = crate::sys::evdev_key_bits(&fd, &mut bits).is_ok();
+        if keys && (has_key(&bits, KEY_POWER) || has_key(&bits, KEY_Y)) {
             found.push(fd);
         }
     }
     found
 }
 
-/// Read what is pending on a device; returns the number of power presses.
-pub fn read_presses(fd: &OwnedFd) -> Result<usize> {
+/// Read what is pending on a device; presses of the power key, of Y, of N or Esc.
+pub fn read_presses(fd: &OwnedFd) -> Result<[usize; 3]> {
     let mut buf = [0u8; EVENT_SIZE * 16];
-    let mut presses = 0;
+    let mut n = [0; 3];
     loop {
-        match crate::sys::read("read input", fd.as_raw_fd(), &mut buf) {
-            Ok(0) => return Ok(presses),
-            Ok(n) => presses += power_presses(buf.get(..n).unwrap_or(&[])),
-            Err(e) if e.errno() == Some(libc::EAGAIN) => return Ok(presses),
+        let got = match crate::sys::read("read input", fd.as_raw_fd(), &mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(got) => buf.get(..got).unwrap_or(&[]),
+            Err(e) if e.errno() == Some(libc::EAGAIN) => return Ok(n),
             Err(e) => return Err(e.into()),
+        };
+        for (count, keys) in n.iter_mut().zip(COUNTED) {
+            *count += presses(got, keys);
         }
     }
 }
@@ -104,10 +114,11 @@ mod tests {
     #[test]
     fn power_key_bit_is_found() {
         let mut bits = [0u8; 96];
-        assert!(!has_power_key(&bits));
+        assert!(!has_key(&bits, KEY_POWER));
         bits[14] = 1 << 4; // 116 = 14 * 8 + 4
-        assert!(has_power_key(&bits));
-        assert!(!has_power_key(&bits[..10]));
+        assert!(has_key(&bits, KEY_POWER));
+        assert!(!has_key(&bits[..10], KEY_POWER));
+        assert!(!has_key(&bits, KEY_Y));
     }
 
     #[test]
@@ -118,17 +129,18 @@ mod tests {
         buf.extend(event(EV_KEY, KEY_POWER, 0)); // release
         buf.extend(event(EV_KEY, 30, 1)); // KEY_A
         buf.extend(event(4, KEY_POWER, 1)); // EV_MSC with the same code
-        assert_eq!(power_presses(&buf), 1);
+        assert_eq!(presses(&buf, &[KEY_POWER]), 1);
         buf.extend(event(EV_KEY, KEY_POWER, 1));
-        assert_eq!(power_presses(&buf), 2);
+        assert_eq!(presses(&buf, &[KEY_POWER]), 2);
+        assert_eq!(presses(&buf, &[30, 99]), 1);
         // A torn trailing event is ignored.
-        assert_eq!(power_presses(&buf[..buf.len() - 1]), 1);
+        assert_eq!(presses(&buf[..buf.len() - 1], &[KEY_POWER]), 1);
     }
 
     #[test]
     fn reading_an_empty_nonblocking_source_gives_no_presses() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        assert_eq!(read_presses(&a.into()).unwrap(), 0);
+        assert_eq!(read_presses(&a.into()).unwrap(), [0, 0, 0]);
     }
 }

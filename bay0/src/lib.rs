@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod control;
+pub mod courier;
 pub mod error;
 pub mod event;
 pub mod hosted;

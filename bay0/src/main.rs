@@ -103,6 +103,7 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
             Err(e) => log_error!("{e}"),
         }
     }
+    event_loop.courier.arb.timeout_s = config.courier_timeout_s;
     event_loop.rooms = Some(Rooms::new(layout, kvm));
     match Control::open(&event_loop.epoll, CONTROL_PATH) {
         Ok(c) => event_loop.control = Some(c),

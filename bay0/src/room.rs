@@ -103,6 +103,7 @@ pub struct Plan {
     pub max_s: Option<u64>,
     pub idle_s: Option<u64>,
     pub has_volume: bool,
+    pub courier: anchor_policy::Courier,
 }
 
 /// Decide how the room runs, or why it cannot. `kvm` says whether /dev/kvm exists.
@@ -216,6 +217,7 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
         max_s: life.max().secs(),
         idle_s: life.idle().secs(),
         has_volume: false,
+        courier: policy.courier().clone(),
     })
 }
 

@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
+use anchor_proto::courier::{Malformed, Manifest};
 use anchor_proto::umbilical::{self, Decoder, Kind};
 
 use crate::config::RoomName;
@@ -79,8 +80,11 @@ pub struct Room {
     err_line: Line,
     pub last_err: Line,
     umb_listen: UnixListener,
-    umb: Option<UnixStream>,
+    /// The agent's umbilical connection (bay0 writes whole frames, never waits).
+    pub umb: Option<UnixStream>,
     dec: Box<Decoder>,
+    /// Courier rights (from the policy, read once at start).
+    pub courier: anchor_policy::Courier,
 }
 
 /// Something control clients waiting on a room want to hear (short-lived, on the stack).
@@ -97,6 +101,8 @@ pub enum Notice {
         why: Line,
         new_slot: Option<usize>,
     },
+    /// A courier request arrived on room NAME's umbilical.
+    Courier(RoomName, core::result::Result<Manifest, Malformed>),
 }
 
 /// Memory kept for the host out of `total_mib`.
@@ -280,6 +286,7 @@ impl Rooms {
             umb_listen,
             umb: None,
             dec: Box::default(),
+            courier: plan.courier.clone(),
         })
     }
 
@@ -331,7 +338,7 @@ impl Rooms {
             1 => read_stderr(r),
             2 => accept_umbilical(r, slot, ep),
             _ => {
-                if read_umbilical(r) {
+                if read_umbilical(r, notices) {
                     notices.push(Notice::Ready {
                         slot,
                         ms: sys::monotonic_ms().saturating_sub(r.started_ms),
@@ -503,8 +510,9 @@ fn accept_umbilical(r: &mut Room, slot: usize, ep: &OwnedFd) {
     }
 }
 
-/// Reads umbilical frames; true when the agent reported ready.
-fn read_umbilical(r: &mut Room) -> bool {
+/// Reads umbilical frames (courier requests become notices); true when the agent
+/// reported ready.
+fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>) -> bool {
     let Some(mut umb) = r.umb.as_ref() else {
         return false;
     };
@@ -526,6 +534,10 @@ fn read_umbilical(r: &mut Room) -> bool {
                 Ok(Some((Kind::Ready, _))) if r.phase == Phase::Booting => {
                     r.phase = Phase::Ready;
                     ready = true;
+                }
+                Ok(Some((Kind::CourierRequest, n))) => {
+                    let req = Manifest::decode(payload.get(..n).unwrap_or_default());
+                    notices.push(Notice::Courier(r.name, req));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,

@@ -32,6 +32,8 @@ pub const DATA_PORT: u32 = 1025;
 pub const NAME_MAX: usize = 200;
 /// Longest name the wire format can express (its length is one byte).
 pub const WIRE_NAME_MAX: usize = 255;
+/// What bay0 writes on a microVM room's hybrid vsock socket to reach [`DATA_PORT`].
+pub const CONNECT_LINE: &[u8] = b"CONNECT 1025\n";
 /// Longest room name.
 pub const ROOM_MAX: usize = crate::name::NAME_MAX;
 /// Longest text of an answer or a failure.
@@ -198,7 +200,8 @@ impl fmt::Display for RequestError {
     }
 }
 
-/// One item's metadata and one room's name: a courier request (token = the request's
+/// One item's metadata and one room's name (the default is all zeros and empty names,
+/// the stand-in for a request too malformed to read): a courier request (token = the request's
 /// token, room = the destination) or a delivery header (token = the transfer id, room =
 /// the source). Wire layout: token (16) | size (u64 LE) | sha256 (32) | room length (u8)
 /// | name length (u8) | room | name, and nothing after it.
@@ -221,6 +224,20 @@ fn take<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
         out.copy_from_slice(src);
     }
     out
+}
+
+impl Default for Manifest {
+    fn default() -> Manifest {
+        Manifest {
+            token: [0; 16],
+            size: 0,
+            sha256: [0; 32],
+            room: [0; ROOM_MAX],
+            room_len: 0,
+            name: [0; WIRE_NAME_MAX],
+            name_len: 0,
+        }
+    }
 }
 
 impl Manifest {
@@ -572,6 +589,13 @@ impl Launch {
         v
     }
 
+    /// The whole argv: `program`, then [`Launch::args`]; `None` if a NUL byte is in one.
+    pub fn argv(&self, program: &[u8]) -> Option<Vec<std::ffi::CString>> {
+        let args = self.args().into_iter().map(String::into_bytes);
+        let all = core::iter::once(program.to_vec()).chain(args);
+        all.map(|a| std::ffi::CString::new(a).ok()).collect()
+    }
+
     /// Parses [`Launch::args`] (every flag exactly once, `--vsock` optional); the error
     /// names the flag.
     pub fn parse(args: &[String]) -> Result<Launch, String> {
@@ -805,6 +829,12 @@ mod tests {
     }
 
     #[test]
+    fn the_connect_line_names_the_data_port() {
+        assert_eq!(CONNECT_LINE, format!("CONNECT {DATA_PORT}\n").as_bytes());
+        assert_eq!(Manifest::default().check(), Err(RequestError::Room));
+    }
+
+    #[test]
     fn data_frames_are_not_umbilical_frames() {
         let wire = encode_vec(Data::Fetch, &[0; 16]).unwrap();
         let mut d = umbilical::Decoder::default();
@@ -832,6 +862,10 @@ mod tests {
             vsock: true,
         };
         assert_eq!(Launch::parse(&l.args()), Ok(l.clone()));
+        let argv = l.argv(b"/usr/lib/anchor/anchor-courier").unwrap();
+        assert_eq!(argv.len(), 16);
+        assert_eq!(argv[0].to_bytes(), b"/usr/lib/anchor/anchor-courier");
+        assert_eq!(l.argv(b"a\0b"), None);
         let mut args = l.args();
         args[5] = "../x".into();
         assert!(Launch::parse(&args).unwrap_err().contains("--from"));

@@ -572,6 +572,19 @@ pub struct Spawn<'a> {
     pub ctty: bool,
 }
 
+impl<'a> Spawn<'a> {
+    /// `argv` with these stdio descriptors and clone flags, no environment, no terminal.
+    pub fn child(argv: &'a [std::ffi::CString], stdio: [RawFd; 3], clone_flags: i32) -> Self {
+        Spawn {
+            argv,
+            envp: &[],
+            stdio,
+            clone_flags,
+            ctty: false,
+        }
+    }
+}
+
 /// Starts a child (clone(2) with `clone_flags`, then execve); its pid. The child only
 /// makes async-signal-safe calls before exec (bay0 is single-threaded anyway) and
 /// exits 127 if exec fails.
@@ -650,6 +663,159 @@ pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
     Ok(usize::try_from(check("EVIOCGBIT", ret)?).unwrap_or(0))
 }
 
+/// Connects a non-blocking Unix stream socket to `path` and writes `hello` (a short
+/// line: it fits the empty socket buffer); the connection, close-on-exec. A listener that
+/// does not accept (its backlog full) is an error, never a wait.
+pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: plain socket(2) call; the result is checked and owned by `owned`.
+    let fd = owned("socket(AF_UNIX)", unsafe {
+        libc::socket(libc::AF_UNIX, flags, 0)
+    })?;
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(Error {
+            op: "connect: socket path too long",
+            errno: libc::ENAMETOOLONG,
+        });
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = core::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes for the duration of the call.
+    let ret = unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) };
+    check("connect", ret)?;
+    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
+    if n != hello.len() {
+        return Err(Error {
+            op: "write the connection's first line",
+            errno: libc::EAGAIN,
+        });
+    }
+    Ok(fd)
+}
+
+/// A framebuffer's raw `fb_var_screeninfo` (160 bytes) and `fb_fix_screeninfo` (80
+/// bytes), as FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO return them.
+pub fn fb_screeninfo(fd: &OwnedFd) -> Result<([u8; 160], [u8; 80])> {
+    const FBIOGET_VSCREENINFO: libc::c_ulong = 0x4600;
+    const FBIOGET_FSCREENINFO: libc::c_ulong = 0x4602;
+    let (mut var, mut fix) = ([0u8; 160], [0u8; 80]);
+    // SAFETY: the kernel writes sizeof(struct fb_var_screeninfo) = 160 bytes into `var`.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), FBIOGET_VSCREENINFO, var.as_mut_ptr()) };
+    check("FBIOGET_VSCREENINFO", ret)?;
+    // SAFETY: the kernel writes sizeof(struct fb_fix_screeninfo) = 80 bytes into `fix`.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), FBIOGET_FSCREENINFO, fix.as_mut_ptr()) };
+    check("FBIOGET_FSCREENINFO", ret)?;
+    Ok((var, fix))
+}
+
+/// KDSETMODE on a virtual console: graphics (the kernel stops drawing the text console on
+/// the framebuffer) or text (it draws it again).
+pub fn kd_graphics(tty: &OwnedFd, graphics: bool) -> Result<()> {
+    const KDSETMODE: libc::c_ulong = 0x4b3a;
+    let mode: libc::c_ulong = if graphics { 1 } else { 0 };
+    // SAFETY: KDSETMODE takes an integer argument by value.
+    check("KDSETMODE", unsafe {
+        libc::ioctl(tty.as_raw_fd(), KDSETMODE, mode)
+    })
+    .map(drop)
+}
+
+/// Shows a whole frame on /dev/fb0: `frame` draws it for the framebuffer's raw
+/// screeninfo (see [`fb_screeninfo`]; `None`: a format it cannot draw). With `graphics`
+/// the kernel's text console is switched off the framebuffer first (KDSETMODE on
+/// /dev/tty0, when there is one); without, it is switched back on after the frame.
+pub fn fb_present(
+    frame: impl FnOnce(&[u8; 160], &[u8; 80]) -> Option<Vec<u8>>,
+    graphics: bool,
+) -> Result<()> {
+    let fb = open("open /dev/fb0", c"/dev/fb0", libc::O_RDWR)?;
+    let (var, fix) = fb_screeninfo(&fb)?;
+    let frame = frame(&var, &fix).ok_or(Error {
+        op: "draw on /dev/fb0 (its pixel format)",
+        errno: libc::EINVAL,
+    })?;
+    let tty = open(
+        "open /dev/tty0",
+        c"/dev/tty0",
+        libc::O_RDWR | libc::O_NOCTTY,
+    )
+    .ok();
+    if let (Some(t), true) = (&tty, graphics) {
+        kd_graphics(t, true)?;
+    }
+    pwrite_all("draw on /dev/fb0", &fb, &frame, 0)?;
+    match (&tty, graphics) {
+        (Some(t), false) => kd_graphics(t, false),
+        _ => Ok(()),
+    }
+}
+
+/// Writes all of `buf` at `offset` of `fd` (pwrite(2), retried for short writes).
+pub fn pwrite_all(op: &'static str, fd: &OwnedFd, buf: &[u8], offset: u64) -> Result<()> {
+    let mut done = 0usize;
+    while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
+        let at = libc::off_t::try_from(offset.saturating_add(done as u64)).unwrap_or(0);
+        // SAFETY: `rest` is valid for reads of its length.
+        let n = unsafe { libc::pwrite(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len(), at) };
+        match check_size(op, n)? {
+            0 => {
+                return Err(Error {
+                    op,
+                    errno: libc::ENOSPC,
+                })
+            }
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Appends to the file at `path` (created with `mode`) what `derive` makes of its
+/// current contents, in one write(2); `derive` returning `None` appends nothing.
+pub fn append_derived(
+    path: &str,
+    mode: u32,
+    derive: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+) -> std::io::Result<()> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    let mut f = o
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path)?;
+    let mut old = Vec::new();
+    f.read_to_end(&mut old)?;
+    match derive(&old) {
+        Some(new) => f.write_all(&new),
+        None => Ok(()),
+    }
+}
+
+/// Fills `buf` from the kernel's random number generator.
+pub fn getrandom(buf: &mut [u8]) -> Result<()> {
+    let mut done = 0usize;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        // SAFETY: `rest` is valid for writes of its length.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match check_size("getrandom", n) {
+            Ok(n) => done += n,
+            Err(e) if e.errno == libc::EINTR => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,6 +847,28 @@ mod tests {
         assert_eq!(epoll_wait(&ep, &mut tokens, 2000).unwrap(), 1);
         assert_eq!(tokens[0], 42);
         epoll_del(&ep, t.as_raw_fd()).unwrap();
+    }
+
+    #[test]
+    fn connect_unix_sends_its_line_and_never_waits() {
+        let dir = std::env::temp_dir().join(format!("anchor-sys-connect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let fd = connect_unix(&path, b"CONNECT 1025\n").unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        let mut line = [0u8; 13];
+        std::io::Read::read_exact(&mut peer, &mut line).unwrap();
+        assert_eq!(&line, b"CONNECT 1025\n");
+        drop(fd);
+        assert_eq!(
+            connect_unix(&dir.join("nobody"), b"x").unwrap_err().errno,
+            libc::ENOENT
+        );
+        let mut r = [0u8; 64];
+        getrandom(&mut r).unwrap();
+        assert_ne!(r, [0u8; 64]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

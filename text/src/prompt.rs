@@ -79,7 +79,27 @@ fn wrap(text: &str, width: usize) -> impl Iterator<Item = &str> {
         .filter_map(move |i| text.get(i * width..((i + 1) * width).min(text.len())))
 }
 
-impl Prompt<'_> {
+impl<'a> Prompt<'a> {
+    /// A prompt for a transfer of `name` (`size` bytes, `sha256`) from room `from` to
+    /// room `to`, refused after `timeout_s` without an answer.
+    pub fn of(
+        from: &'a str,
+        to: &'a str,
+        name: &'a [u8],
+        size: u64,
+        sha256: &'a [u8; 32],
+        timeout_s: u32,
+    ) -> Prompt<'a> {
+        Prompt {
+            from,
+            to,
+            name,
+            size,
+            sha256,
+            timeout_s,
+        }
+    }
+
     /// The title line (also the marker a reader of the console looks for).
     pub const TITLE: &'static str = "ANCHOR TRUSTED PROMPT - drawn by bay0, never by a room";
 
@@ -210,6 +230,42 @@ pub struct Surface {
 }
 
 impl Surface {
+    /// The surface Linux fbdev describes: `var` is `struct fb_var_screeninfo` (160 bytes)
+    /// and `fix` is `struct fb_fix_screeninfo` (80 bytes, LP64 layout) as the kernel
+    /// returned them. `None` for a panned view (the frame would not start at offset 0),
+    /// a non-packed format or sizes that do not fit each other.
+    pub fn from_fbdev(var: &[u8; 160], fix: &[u8; 80]) -> Option<Surface> {
+        let word = |b: &[u8], at: usize| {
+            b.get(at..at + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map(u32::from_le_bytes)
+        };
+        let v = |at: usize| word(var, at);
+        let channel = |at: usize| {
+            Some(Channel {
+                offset: v(at)?,
+                length: v(at + 4)?,
+            })
+        };
+        let bits = v(24)?;
+        let s = Surface {
+            width: v(0)?,
+            height: v(4)?,
+            stride: word(fix, 48)?,
+            bytes_per_pixel: bits.div_ceil(8),
+            red: channel(32)?,
+            green: channel(44)?,
+            blue: channel(56)?,
+        };
+        let fits = u64::from(s.width) * u64::from(s.bytes_per_pixel) <= u64::from(s.stride);
+        (v(16)? == 0 && v(20)? == 0 && bits % 8 == 0 && fits).then_some(s)
+    }
+
+    /// A black frame (`stride * height` bytes).
+    pub fn blank(&self) -> Vec<u8> {
+        vec![0; (self.stride as usize).saturating_mul(self.height as usize)]
+    }
+
     /// The pixel value for `rgb`.
     pub fn pixel(&self, (r, g, b): Rgb) -> u32 {
         let put = |v: u8, c: Channel| {
@@ -402,6 +458,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fbdev_screeninfo_is_read_as_the_kernel_lays_it_out() {
+        let mut var = [0u8; 160];
+        let mut fix = [0u8; 80];
+        for (at, v) in [
+            (0, 1024u32),
+            (4, 768),
+            (8, 1024),
+            (12, 768),
+            (24, 24),
+            (32, 16),
+            (36, 8),
+            (44, 8),
+            (48, 8),
+            (56, 0),
+            (60, 8),
+        ] {
+            var[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        fix[48..52].copy_from_slice(&3072u32.to_le_bytes());
+        assert_eq!(Surface::from_fbdev(&var, &fix), Some(vesa_24()));
+        let mut panned = var;
+        panned[20] = 1;
+        assert_eq!(Surface::from_fbdev(&panned, &fix), None);
+        let mut narrow = fix;
+        narrow[48..52].copy_from_slice(&100u32.to_le_bytes());
+        assert_eq!(Surface::from_fbdev(&var, &narrow), None);
     }
 
     #[test]

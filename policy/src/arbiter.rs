@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The courier arbiter's decisions, without any I/O (bay0 does the I/O: it feeds events
+//! in and carries the results out). One request at a time:
+//!
+//! 1. [`Arbiter::request`]: a request from room `from` (bay0 knows the sender from the
+//!    umbilical it arrived on; the request never names it) is refused at once -- over the
+//!    room's [`Budget`], malformed, a bad name, busy, the destination not running, either
+//!    policy saying no ([`crate::courier_allowed`]) -- or it becomes the pending request
+//!    and bay0 shows the prompt;
+//! 2. [`Arbiter::key`]: a key on bay0's keyboard, no earlier than [`ANSWER_DELAY_MS`] after
+//!    the prompt appeared: no ends it; yes asks bay0 to launch the courier
+//!    ([`Step::Launch`], with a fresh transfer id), and [`Arbiter::started`] records it;
+//! 3. [`Arbiter::tick`]: the prompt's timeout (no answer means no);
+//! 4. [`Arbiter::ended`]: the courier ended (its result line) or a room of the pending
+//!    request ended before the answer.
+//!
+//! Every request ends in exactly one [`Verdict`]: the answer to the sender and the audit
+//! record ([`Verdict::record`], chained onto the log it is given; not audited only when
+//! the room is over its [`Budget`]: a flood costs a counter, reported with the next
+//! audited record). The budgets are the arbiter's, by room name, so a room's reset does
+//! not refill its budget.
+
+use core::fmt;
+
+use anchor_proto::courier::{
+    hex, result_of, Answer, Budget, Launch, Malformed, Manifest, Outcome, Token, ANSWER_MAX,
+};
+use anchor_proto::umbilical::HEADER;
+
+use crate::courier::{courier_allowed, Explained};
+use crate::model::Courier;
+
+/// Keys pressed sooner than this after the prompt appeared do not answer it.
+pub const ANSWER_DELAY_MS: u64 = 1_000;
+
+/// A room as the arbiter sees it: its courier rights and whether it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomView<'a> {
+    pub rights: &'a Courier,
+    pub ready: bool,
+}
+
+impl<'a> RoomView<'a> {
+    pub fn new(rights: &'a Courier, ready: bool) -> Self {
+        RoomView { rights, ready }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The sending room (from the transport).
+    pub from: String,
+    pub req: Manifest,
+    /// The transfer id (zeros when no transfer was approved).
+    pub id: Token,
+    /// `refused` (by the arbiter), `no`, `timeout`, `yes`, `cancelled`.
+    pub decision: &'static str,
+    pub outcome: Outcome,
+    /// The name the file was stored under when delivered, the reason otherwise.
+    pub reason: String,
+    /// Write an audit record (false only for requests over the room's budget).
+    pub audit: bool,
+    /// Requests of this room refused over its budget (and not audited) before this one.
+    pub dropped: u32,
+    text: [String; 4],
+}
+
+impl Verdict {
+    fn new(p: &Pending, decision: &'static str, outcome: Outcome, reason: String) -> Verdict {
+        let (mut sha, mut id) = ([0u8; 64], [0u8; 32]);
+        Verdict {
+            from: p.from.clone(),
+            req: p.req,
+            id: p.id,
+            decision,
+            outcome,
+            reason,
+            audit: true,
+            dropped: p.dropped,
+            text: [
+                p.req.size.to_string(),
+                hex(&p.req.sha256, &mut sha).to_string(),
+                hex(&p.id, &mut id).to_string(),
+                p.dropped.to_string(),
+            ],
+        }
+    }
+
+    /// The answer for the sender as a whole umbilical frame.
+    pub fn answer(&self) -> Vec<u8> {
+        let (token, outcome, text) = (self.req.token, self.outcome, self.reason.as_str());
+        let mut out = [0u8; HEADER + ANSWER_MAX];
+        let a = Answer {
+            token,
+            outcome,
+            text,
+        };
+        let n = a.frame(&mut out);
+        out.get(..n).unwrap_or_default().to_vec()
+    }
+
+    /// The audit record as a whole line (written at `time`), chained onto the last good
+    /// record of `log` (the audit log's current contents; a damaged tail is left as it is
+    /// and chained past, so verification still names it).
+    pub fn record(&self, log: &[u8], time: u64) -> Result<Vec<u8>, anchor_audit::RecordError> {
+        let prefix =
+            |b: anchor_audit::Bad| anchor_audit::verify(log.get(..b.offset).unwrap_or(&[]));
+        let good = anchor_audit::verify(log).or_else(prefix);
+        let chain = good.map_or(anchor_audit::Chain::new(), |g| {
+            anchor_audit::Chain::resume(g.records, g.head)
+        });
+        let fields = self.fields();
+        let entry = anchor_audit::Entry {
+            time,
+            actor: "bay0",
+            event: "courier",
+            fields: &fields,
+        };
+        let mut buf = vec![0u8; anchor_audit::MAX_RECORD];
+        let n = chain.encode(&entry, &mut buf)?.len;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// The audit record's fields (docs/COURIER-PROTOCOL.md, "Audit").
+    pub fn fields(&self) -> [(&'static str, &[u8]); 10] {
+        let [size, sha, id, dropped] = &self.text;
+        [
+            ("from", self.from.as_bytes()),
+            ("to", self.req.room()),
+            ("name", self.req.name()),
+            ("size", size.as_bytes()),
+            ("sha256", sha.as_bytes()),
+            ("id", id.as_bytes()),
+            ("decision", self.decision.as_bytes()),
+            ("outcome", self.outcome.as_str().as_bytes()),
+            ("reason", self.reason.as_bytes()),
+            ("dropped", dropped.as_bytes()),
+        ]
+    }
+}
+
+impl fmt::Display for Verdict {
+    /// One log line (the room-chosen names escaped by the caller's logger rules: only
+    /// checked names or none reach here unescaped).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to = String::from_utf8_lossy(self.req.room());
+        let to: String = to.chars().filter(|c| !c.is_control()).take(40).collect();
+        write!(
+            f,
+            "courier: {} -> {to}: {}, {}: {}",
+            self.from,
+            self.decision,
+            self.outcome.as_str(),
+            self.reason.escape_default()
+        )
+    }
+}
+
+/// What bay0 must do after a key.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Connect to both rooms and start anchor-courier with this command line; then call
+    /// [`Arbiter::started`].
+    Launch(Box<Launch>),
+    Done(Box<Verdict>),
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    from: String,
+    req: Manifest,
+    id: Token,
+    shown_ms: u64,
+    dropped: u32,
+    /// The approved transfer's courier (0 while it is being started).
+    courier: Option<i32>,
+}
+
+/// Rooms whose request budget is kept (the least recently used goes beyond).
+const BUDGETS: usize = 32;
+
+/// The arbiter: at most one request pending.
+#[derive(Debug, Default)]
+pub struct Arbiter {
+    pending: Option<Pending>,
+    budgets: Vec<(String, Budget)>,
+    /// Seconds the prompt waits for an answer.
+    pub timeout_s: u32,
+}
+
+impl Arbiter {
+    /// True while the prompt is up.
+    pub fn prompting(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.courier.is_none())
+    }
+
+    /// The request on the prompt: its sender, its manifest, and the prompt's timeout.
+    pub fn asking(&self) -> Option<(&str, &Manifest, u32)> {
+        let p = self.pending.as_ref().filter(|p| p.courier.is_none())?;
+        Some((p.from.as_str(), &p.req, self.timeout_s))
+    }
+
+    /// The running courier's pid.
+    pub fn courier(&self) -> Option<i32> {
+        self.pending.as_ref().and_then(|p| p.courier)
+    }
+
+    /// Takes one request's worth of room `from`'s budget: whether it was within it,
+    /// and how many requests were refused over it since the last one within it.
+    fn spend(&mut self, from: &str, now_ms: u64) -> (bool, u32) {
+        let mut budget = match self.budgets.iter().position(|(n, _)| n == from) {
+            Some(i) => self.budgets.remove(i).1,
+            None => Budget::new(now_ms),
+        };
+        let within = budget.take(now_ms);
+        let dropped = if within {
+            core::mem::take(&mut budget.dropped)
+        } else {
+            0
+        };
+        if self.budgets.len() >= BUDGETS {
+            self.budgets.remove(0);
+        }
+        self.budgets.push((from.to_string(), budget));
+        (within, dropped)
+    }
+
+    /// A request from room `from`; `room` describes rooms by name. `Some` when refused
+    /// at once, `None` when the prompt is to be shown.
+    pub fn request<'a>(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        req: Result<Manifest, Malformed>,
+        room: impl Fn(&str) -> Option<RoomView<'a>>,
+    ) -> Option<Verdict> {
+        let (within, dropped) = self.spend(from, now_ms);
+        let p = Pending {
+            from: from.to_string(),
+            req: *req.as_ref().unwrap_or(&Manifest::default()),
+            id: [0; 16],
+            shown_ms: now_ms,
+            dropped,
+            courier: None,
+        };
+        let why = match (req, within) {
+            (_, false) => "too many courier requests (5 at once, then 1 every 6 s)".to_string(),
+            (Err(e), _) => e.to_string(),
+            (Ok(m), _) => match self.admit(from, &m, &room) {
+                Some(why) => why,
+                None => {
+                    self.pending = Some(p);
+                    return None;
+                }
+            },
+        };
+        let mut v = Verdict::new(&p, "refused", Outcome::Refused, why);
+        v.audit = within;
+        Some(v)
+    }
+
+    fn admit<'a>(
+        &self,
+        from: &str,
+        m: &Manifest,
+        room: &impl Fn(&str) -> Option<RoomView<'a>>,
+    ) -> Option<String> {
+        let to = match m.check() {
+            Ok((to, _)) => to,
+            Err(e) => return Some(e.to_string()),
+        };
+        if self.pending.is_some() {
+            return Some("busy: another transfer is waiting for approval or under way".into());
+        }
+        let (Some(src), Some(dst)) = (room(from), room(to).filter(|d| d.ready)) else {
+            return Some(format!("room {to} is not running"));
+        };
+        courier_allowed(from, src.rights, to, dst.rights, m.size)
+            .err()
+            .map(|refusal| Explained { refusal, from, to }.to_string())
+    }
+
+    fn end(&mut self, decision: &'static str, outcome: Outcome, why: String) -> Option<Verdict> {
+        let p = self.pending.take()?;
+        Some(Verdict::new(&p, decision, outcome, why))
+    }
+
+    /// A key on bay0's keyboard: Y (`yes`), N or Esc. `id` is a fresh random transfer id.
+    pub fn key(&mut self, now_ms: u64, yes: bool, id: Token) -> Option<Step> {
+        let p = self.pending.as_mut().filter(|p| p.courier.is_none())?;
+        if now_ms < p.shown_ms.saturating_add(ANSWER_DELAY_MS) {
+            return None;
+        }
+        if !yes {
+            let why = "declined on the anchor's keyboard".to_string();
+            return self
+                .end("no", Outcome::Refused, why)
+                .map(|v| Step::Done(Box::new(v)));
+        }
+        p.id = id;
+        p.courier = Some(0);
+        let to = String::from_utf8_lossy(p.req.room()).into_owned();
+        Some(Step::Launch(Box::new(Launch {
+            id,
+            token: p.req.token,
+            from: p.from.clone(),
+            to,
+            name: String::from_utf8_lossy(p.req.name()).into_owned(),
+            size: p.req.size,
+            sha256: p.req.sha256,
+            vsock: true,
+        })))
+    }
+
+    /// The courier was started (its pid), or could not be (why).
+    pub fn started(&mut self, pid: Result<i32, &dyn fmt::Display>) -> Option<Verdict> {
+        match pid {
+            Ok(pid) => {
+                if let Some(p) = self.pending.as_mut() {
+                    p.courier = Some(pid);
+                }
+                None
+            }
+            Err(e) => self.end(
+                "yes",
+                Outcome::Failed,
+                format!("the courier could not start: {e}"),
+            ),
+        }
+    }
+
+    /// Once a second: a prompt past its timeout is a no.
+    pub fn tick(&mut self, now_ms: u64) -> Option<Verdict> {
+        let p = self.pending.as_ref().filter(|p| p.courier.is_none())?;
+        let due = p.shown_ms.saturating_add(u64::from(self.timeout_s) * 1000);
+        if now_ms < due {
+            return None;
+        }
+        let why = format!(
+            "no answer on the anchor's keyboard within {} s",
+            self.timeout_s
+        );
+        self.end("timeout", Outcome::TimedOut, why)
+    }
+
+    /// A child ended: the courier `pid` (`ok`: it exited 0; `out`: what it wrote on
+    /// stderr; `status` describes its end), or room `room` while the prompt was up.
+    pub fn ended(
+        &mut self,
+        pid: i32,
+        ok: bool,
+        out: &[u8],
+        status: &dyn fmt::Display,
+        room: Option<&str>,
+    ) -> Option<Verdict> {
+        let p = self.pending.as_ref()?;
+        if p.courier == Some(pid) {
+            let (outcome, why) = match result_of(ok, out) {
+                Some((o, text)) => (o, text.to_string()),
+                None => (Outcome::Failed, format!("anchor-courier {status}")),
+            };
+            return self.end("yes", outcome, why);
+        }
+        let r =
+            room.filter(|r| p.courier.is_none() && (*r == p.from || r.as_bytes() == p.req.room()))?;
+        let why = format!("room {r} ended before the answer");
+        self.end("cancelled", Outcome::Failed, why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rights(text: &str) -> Courier {
+        let policy = format!(
+            "name = \"r\"\nimage = \"base\"\nbackend = \"microvm\"\n[resources]\nmemory = \"64MiB\"\nvcpus = 1\n[courier]\n{text}"
+        );
+        crate::parse("r.toml", policy.as_bytes())
+            .unwrap()
+            .courier()
+            .clone()
+    }
+
+    struct World {
+        web: Courier,
+        work: Courier,
+        work_ready: bool,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                web: rights("send_to = [\"work\"]\n"),
+                work: rights("receive_from = [\"web\"]\n"),
+                work_ready: true,
+            }
+        }
+        fn room(&self, n: &str) -> Option<RoomView<'_>> {
+            match n {
+                "web" => Some(RoomView {
+                    rights: &self.web,
+                    ready: true,
+                }),
+                "work" => Some(RoomView {
+                    rights: &self.work,
+                    ready: self.work_ready,
+                }),
+                _ => None,
+            }
+        }
+    }
+
+    fn req(to: &str, name: &str, size: u64) -> Result<Manifest, Malformed> {
+        Manifest::new([5; 16], to, name.as_bytes(), size, [7; 32])
+    }
+
+    fn arbiter() -> Arbiter {
+        Arbiter {
+            timeout_s: 60,
+            ..Arbiter::default()
+        }
+    }
+
+    #[test]
+    fn refusals_are_answered_and_audited_with_their_reason() {
+        let w = World::new();
+        let mut a = arbiter();
+        let mut refused = |r: Result<Manifest, Malformed>, from: &str| {
+            a.request(0, from, r, |n| w.room(n)).unwrap()
+        };
+        let v = refused(req("work", "../etc/passwd", 1), "web");
+        assert_eq!(
+            (v.decision, v.outcome, v.audit),
+            ("refused", Outcome::Refused, true)
+        );
+        assert!(v.reason.contains("'/'"), "{}", v.reason);
+        let v = refused(req("web", "a", 1), "work");
+        assert!(
+            v.reason
+                .starts_with("policy: room work may not send to web"),
+            "{}",
+            v.reason
+        );
+        assert_eq!(v.from, "work");
+        let v = refused(req("nosuch", "a", 1), "web");
+        assert_eq!(v.reason, "room nosuch is not running");
+        let v = refused(req("work", "a", u64::MAX), "web");
+        assert!(v.reason.contains("courier.max_size"), "{}", v.reason);
+        let v = refused(Err(Malformed::Length { got: 3, want: 58 }), "web");
+        assert!(v.reason.starts_with("malformed"), "{}", v.reason);
+        assert_eq!(v.fields()[1].1, b"");
+        let frame = v.answer();
+        let ans = Answer::decode(&frame[HEADER..]).unwrap();
+        assert_eq!(
+            (ans.outcome, ans.text),
+            (Outcome::Refused, v.reason.as_str())
+        );
+    }
+
+    #[test]
+    fn yes_launches_once_and_the_courier_result_ends_it() {
+        let w = World::new();
+        let mut a = arbiter();
+        assert!(a
+            .request(0, "web", req("work", "r.pdf", 9), |n| w.room(n))
+            .is_none());
+        assert!(a.prompting());
+        assert_eq!(a.asking().unwrap().0, "web");
+        // A second request while the prompt is up: busy.
+        let v = a
+            .request(5, "web", req("work", "x", 1), |n| w.room(n))
+            .unwrap();
+        assert!(v.reason.starts_with("busy"));
+        // Keys before the answer delay do nothing.
+        assert!(a.key(ANSWER_DELAY_MS - 1, true, [1; 16]).is_none());
+        let Some(Step::Launch(l)) = a.key(ANSWER_DELAY_MS, true, [1; 16]) else {
+            panic!()
+        };
+        assert_eq!(
+            (l.from.as_str(), l.to.as_str(), l.name.as_str(), l.id),
+            ("web", "work", "r.pdf", [1; 16])
+        );
+        assert!(!a.prompting());
+        // No second launch, no timeout while it runs.
+        assert!(a.key(ANSWER_DELAY_MS * 2, true, [2; 16]).is_none());
+        assert!(a.started(Ok(42)).is_none());
+        assert!(a.tick(u64::MAX).is_none());
+        assert_eq!(a.courier(), Some(42));
+        assert!(a.ended(41, true, b"delivered x\n", &"", None).is_none());
+        let v = a
+            .ended(42, true, b"delivered r (1).pdf\n", &"", None)
+            .unwrap();
+        assert_eq!(
+            (v.decision, v.outcome, v.reason.as_str()),
+            ("yes", Outcome::Delivered, "r (1).pdf")
+        );
+        assert_eq!(v.fields()[5].1, "01".repeat(16).as_bytes());
+        assert!(a.pending.is_none());
+    }
+
+    #[test]
+    fn no_timeout_a_failed_start_a_killed_courier_and_a_vanished_room() {
+        let w = World::new();
+        let mut a = arbiter();
+        let ask = |a: &mut Arbiter| {
+            assert!(a
+                .request(0, "web", req("work", "f", 1), |n| w.room(n))
+                .is_none())
+        };
+        ask(&mut a);
+        let Some(Step::Done(v)) = a.key(2000, false, [0; 16]) else {
+            panic!()
+        };
+        assert_eq!((v.decision, v.outcome), ("no", Outcome::Refused));
+        ask(&mut a);
+        assert!(a.tick(59_999).is_none());
+        let v = a.tick(60_000).unwrap();
+        assert_eq!((v.decision, v.outcome), ("timeout", Outcome::TimedOut));
+        assert!(v.reason.contains("60 s"));
+        ask(&mut a);
+        a.key(2000, true, [3; 16]);
+        let v = a.started(Err(&"connect: ECONNREFUSED")).unwrap();
+        assert_eq!(v.outcome, Outcome::Failed);
+        assert!(v.reason.contains("ECONNREFUSED"));
+        ask(&mut a);
+        a.key(2000, true, [3; 16]);
+        a.started(Ok(7));
+        let v = a.ended(7, false, b"", &"killed by signal 9", None).unwrap();
+        assert_eq!(
+            (v.outcome, v.reason.as_str()),
+            (Outcome::Failed, "anchor-courier killed by signal 9")
+        );
+        ask(&mut a);
+        assert!(a.ended(99, false, b"", &"", Some("dev")).is_none());
+        let v = a.ended(99, false, b"", &"", Some("work")).unwrap();
+        assert_eq!(v.decision, "cancelled");
+    }
+
+    #[test]
+    fn a_flood_is_answered_but_audited_once_with_its_count() {
+        let w = World::new();
+        let mut a = arbiter();
+        let mut audited = 0;
+        for _ in 0..1000 {
+            let v = a
+                .request(0, "web", req("dev", "f", 1), |n| w.room(n))
+                .unwrap();
+            audited += usize::from(v.audit);
+        }
+        assert_eq!(audited, Budget::BURST as usize);
+        let v = a
+            .request(Budget::REFILL_MS, "web", req("dev", "f", 1), |n| w.room(n))
+            .unwrap();
+        assert!(v.audit);
+        assert_eq!(v.dropped, 1000 - Budget::BURST);
+        assert_eq!(
+            v.fields()[9].1,
+            (1000 - Budget::BURST).to_string().as_bytes()
+        );
+    }
+
+    #[test]
+    fn records_chain_onto_the_log_and_past_a_damaged_tail() {
+        let w = World::new();
+        let mut a = arbiter();
+        let mut log = Vec::new();
+        for i in 0..3 {
+            let v = a
+                .request(i, "web", req("nosuch", "f\u{e9}", 1), |n| w.room(n))
+                .unwrap();
+            log.extend(v.record(&log, 1_700_000_000).unwrap());
+        }
+        let ok = anchor_audit::verify(&log).unwrap();
+        assert_eq!(ok.records, 3);
+        let text = String::from_utf8(log.clone()).unwrap();
+        assert!(
+            text.contains(" actor=bay0 event=courier from=web to=nosuch name=f%C3%A9 size=1 "),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                " decision=refused outcome=refused reason=room%20nosuch%20is%20not%20running "
+            ),
+            "{text}"
+        );
+        // A damaged last record: the next one chains onto record 2, and verification
+        // still reports the damage.
+        let cut = log.len() - 10;
+        log[cut] ^= 1;
+        let v = a
+            .request(9, "web", req("nosuch", "g", 1), |n| w.room(n))
+            .unwrap();
+        log.extend(v.record(&log, 1_700_000_001).unwrap());
+        let bad = anchor_audit::verify(&log).unwrap_err();
+        assert_eq!(bad.record, 3);
+    }
+
+    #[test]
+    fn a_destination_that_is_not_ready_is_not_running() {
+        let mut w = World::new();
+        w.work_ready = false;
+        let mut a = arbiter();
+        let v = a
+            .request(0, "web", req("work", "f", 1), |n| w.room(n))
+            .unwrap();
+        assert_eq!(v.reason, "room work is not running");
+    }
+}
