@@ -15,13 +15,14 @@
       forAll = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
     in {
       packages = forAll (pkgs: rec {
-        # Same as scripts/build-static.sh: bay0, anchor-vmm, anchor-agent (static glibc).
+        # Same as scripts/build-static.sh: bay0, anchor-vmm, anchor-agent, anchor-jail,
+        # anchor-courier, anchorctl (static glibc).
         anchor-bins = pkgs.rustPlatform.buildRustPackage {
           pname = "anchor-os-bins";
           version = "0.1.0";
           src = ./.;
           cargoLock.lockFile = ./Cargo.lock;
-          cargoBuildFlags = [ "-p" "bay0" "-p" "anchor-vmm" "-p" "anchor-agent" "-p" "anchorctl" ];
+          cargoBuildFlags = [ "-p" "bay0" "-p" "anchor-vmm" "-p" "anchor-agent" "-p" "anchor-jail" "-p" "anchor-courier" "-p" "anchorctl" ];
           RUSTFLAGS = "-C target-feature=+crt-static";
           nativeBuildInputs = [ pkgs.binutils ];
           doCheck = false; # the tests need /dev/kvm and root: run `make test`

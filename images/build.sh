@@ -118,6 +118,8 @@ for applet in sorted(set(sys.stdin.read().split())):
     os.symlink("/bin/busybox", dst)
 ' "$root"
     install -m 0755 "$ANCHOR_AGENT" "$root/sbin/init"
+    # The courier client is the agent called as `courier` (courier send FILE --to ROOM).
+    ln -s /sbin/init "$root/usr/bin/courier"
 
     for t in "${M_TOOLS[@]}"; do
         rm -f "$root/usr/bin/$t" "$root/bin/$t"

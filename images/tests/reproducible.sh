@@ -46,6 +46,7 @@ for f in "${flavours[@]}"; do
     }
     check '^-rwxr-xr-x 0/0 .* squashfs-root/sbin/init$' "/sbin/init is an executable owned by root"
     check '^lrwxrwxrwx 0/0 .* squashfs-root/bin/sh -> /bin/busybox$' "/bin/sh is busybox"
+    check '^lrwxrwxrwx 0/0 .* squashfs-root/usr/bin/courier -> /sbin/init$' "courier is the agent (the courier client)"
     for d in proc sys dev tmp run var home root; do
         check "^d.* 0/0 .* squashfs-root/$d\$" "mount point /$d exists"
     done

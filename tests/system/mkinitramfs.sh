@@ -45,6 +45,7 @@ if ((!MINIMAL)); then
   [[ -f "$ANCHOR_OUT/bin/anchor-vmm" ]] && add usr/bin/anchor-vmm "$ANCHOR_OUT/bin/anchor-vmm" 0755
   [[ -f "$ANCHOR_OUT/bin/anchor-agent" ]] && add usr/lib/anchor/anchor-agent "$ANCHOR_OUT/bin/anchor-agent" 0755
   [[ -f "$ANCHOR_OUT/bin/anchor-jail" ]] && add usr/lib/anchor/anchor-jail "$ANCHOR_OUT/bin/anchor-jail" 0755
+  [[ -f "$ANCHOR_OUT/bin/anchor-courier" ]] && add usr/lib/anchor/anchor-courier "$ANCHOR_OUT/bin/anchor-courier" 0755
   [[ -f "$ANCHOR_OUT/bin/anchorctl" ]] && add usr/bin/anchorctl "$ANCHOR_OUT/bin/anchorctl" 0755
   # The operator shell (bay0.shell=1) and its tools: busybox-static, applets linked below.
   [[ -x "$BUSYBOX" ]] && add bin/busybox "$BUSYBOX" 0755
