@@ -184,8 +184,16 @@ pub fn run<S: Read + Write, D: Read + Write>(
     }
     let mut payload = [0u8; PAYLOAD_MAX];
     let mut from_src = Frames::<Data>::default();
-    send(src, Source, Data::Fetch, &l.token)?;
-    match next(src, &mut from_src, Source, &mut payload)? {
+    // What the source says counts even if it closed before taking the fetch.
+    let fetched = send(src, Source, Data::Fetch, &l.token);
+    let offer = next(src, &mut from_src, Source, &mut payload);
+    let offer = match (offer, fetched) {
+        (Ok(Some(frame)), _) => Some(frame),
+        (Err(e @ TransferError::Protocol(..)), _) => return Err(e),
+        (Ok(None) | Err(_), Err(e)) => return Err(e),
+        (other, Ok(())) => other?,
+    };
+    match offer {
         Some((Data::Offer, 8)) => {
             let offered = u64::from_le_bytes(
                 <[u8; 8]>::try_from(payload.get(..8).unwrap_or_default()).unwrap_or_default(),
@@ -220,15 +228,26 @@ pub fn run<S: Read + Write, D: Read + Write>(
         .map_err(|e| TransferError::Protocol(Destination, e.to_string()))?;
     let mut head = [0u8; MANIFEST_MAX];
     let n = manifest.encode(&mut head);
-    send(
+    let mut from_dst = Frames::<Data>::default();
+    let sent = send(
         dst,
         Destination,
         Data::Deliver,
         head.get(..n).unwrap_or_default(),
-    )?;
-    copy(src, &mut from_src, dst, l.size)?;
-    send(dst, Destination, Data::Commit, &[])?;
-    let mut from_dst = Frames::<Data>::default();
+    )
+    .and_then(|()| copy(src, &mut from_src, dst, l.size))
+    .and_then(|()| send(dst, Destination, Data::Commit, &[]));
+    if let Err(e @ TransferError::Io(Destination, ..)) = sent {
+        // The destination stopped taking bytes: its refusal says why, if it sent one.
+        return match next(dst, &mut from_dst, Destination, &mut payload) {
+            Ok(Some((Data::Failed, n))) => Err(TransferError::Refused(
+                Destination,
+                text(payload.get(..n).unwrap_or_default()),
+            )),
+            _ => Err(e),
+        };
+    }
+    sent?;
     match next(dst, &mut from_dst, Destination, &mut payload)? {
         Some((Data::Stored, n)) => Ok(text(payload.get(..n).unwrap_or_default())),
         Some((Data::Failed, n)) => Err(TransferError::Refused(
