@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The courier end to end, in the anchor host: two microVM rooms (tests/system/policies:
+//! `sender` may send to `receiver`), bay0's prompt on the framebuffer (QEMU VGA, vesafb)
+//! and on the console, answered with QMP `send-key` on the emulated PS/2 keyboard (bay0
+//! reads it from evdev), the file carried over both rooms' hybrid vsock by the one-shot
+//! anchor-courier. A person's view: commands typed into the rooms' consoles
+//! (`anchorctl room console`) and the operator shell.
+//!
+//! Needs: qemu-system-x86_64, $ANCHOR_OUT/host-bzImage, the rooms initramfs (run-all.sh
+//! builds it). The prompt's screendump is kept as a PNG under
+//! `$ANCHOR_CACHE/systest/artifacts/`. Asserts behaviour; figures are printed only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use anchor_systest::{cache_dir, rooms_initramfs, Machine, Options};
+use anchor_text::prompt::{Channel, Prompt, Surface};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Hang detection only (TCG + nesting on a busy 2-core machine).
+const BOOT: Duration = Duration::from_secs(180);
+const ROOM: Duration = Duration::from_secs(240);
+const SHELL: Duration = Duration::from_secs(120);
+/// A 100 MiB item through two nested rooms under TCG.
+const BIG: Duration = Duration::from_secs(1200);
+/// The prompt's timeout these tests boot bay0 with (`bay0.courier_timeout`).
+const TIMEOUT_S: u32 = 15;
+const TITLE: &str = "bay0: courier: ANCHOR TRUSTED PROMPT";
+
+fn machine(name: &str, framebuffer: bool) -> Machine {
+    let mut opts = Options::from_env(name)
+        .unwrap()
+        .initramfs(rooms_initramfs().unwrap())
+        .append("bay0.shell=1")
+        .append(&format!("bay0.courier_timeout={TIMEOUT_S}"))
+        .memory_mib(1536)
+        .watchdog();
+    if framebuffer {
+        // VGA with a VESA mode set at boot: /dev/fb0 is vesafb, 1024x768, 24 bpp.
+        opts = opts.framebuffer().append("vga=0x318");
+    }
+    let mut m = Machine::start(opts).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
+    m.wait_for_from(0, "anchor# ", SHELL).unwrap();
+    sh(&mut m, "stty cols 1000");
+    m
+}
+
+fn sh(m: &mut Machine, cmd: &str) -> String {
+    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
+    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
+    out
+}
+
+fn attach(m: &mut Machine, room: &str) {
+    let from = m.serial().len();
+    m.type_text(&format!("anchorctl room console {room}\r"))
+        .unwrap();
+    m.wait_for_line_from(
+        from,
+        &format!("attached to room {room} (Ctrl-] detaches)"),
+        SHELL,
+    )
+    .unwrap();
+    m.type_text("\r").unwrap();
+    m.wait_for_from(from, &format!("{room}| {room}:"), SHELL)
+        .unwrap();
+}
+
+fn detach(m: &mut Machine, room: &str) {
+    let from = m.serial().len();
+    m.type_text("\x1d").unwrap();
+    m.wait_for_line_from(from, &format!("[detached from room {room}]"), SHELL)
+        .unwrap();
+    m.type_text("\r").unwrap();
+    m.wait_for_from(from, "anchor# ", SHELL).unwrap();
+}
+
+static MARK: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `cmd` in the attached `room`; its output lines (without the `room| ` prefix)
+/// and exit status.
+fn in_room(m: &mut Machine, room: &str, cmd: &str, timeout: Duration) -> (Vec<String>, i32) {
+    let n = MARK.fetch_add(1, Ordering::Relaxed);
+    let marker = format!("@@room-done-{n}@@");
+    let from = m.serial().len();
+    m.type_text(&format!("{cmd}; echo {marker} $?\r")).unwrap();
+    let end = m
+        .wait_for_line_from(from, &format!("{room}| {marker}"), timeout)
+        .unwrap_or_else(|e| panic!("`{cmd}` in {room}: {e}"));
+    let status = end.line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    let log = m.serial();
+    let prefix = format!("{room}| ");
+    let lines = log[from..end.end]
+        .lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, rest)| rest.to_string()))
+        .filter(|l| !l.contains(&marker))
+        .collect();
+    (lines, status)
+}
+
+/// Types `cmd` into the attached room and waits for bay0's prompt (on the console); the
+/// serial offset before the command.
+fn ask(m: &mut Machine, cmd: &str) -> usize {
+    let from = m.serial().len();
+    m.type_text(&format!("{cmd}\r")).unwrap();
+    m.wait_for_line_from(from, TITLE, ROOM).unwrap();
+    // Keys sooner than 1 s after the prompt appeared do not count.
+    std::thread::sleep(Duration::from_millis(1300));
+    from
+}
+
+fn hex32(text: &str) -> [u8; 32] {
+    let t = text.trim();
+    assert_eq!(t.len(), 64, "{t:?}");
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+/// The screendump shows exactly the prompt bay0 draws for this request (vesafb
+/// 1024x768x24 as QEMU's VGA presents it): decoded and compared pixel for pixel with
+/// anchor-text's rendering of the same prompt.
+fn check_screendump(m: &mut Machine, prompt: &Prompt<'_>) {
+    let dir = cache_dir().join("systest/artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("courier-prompt.png");
+    let _ = std::fs::remove_file(&png);
+    m.screendump(&png).unwrap();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1024, 768), "screen size");
+    let surface = Surface {
+        width: 1024,
+        height: 768,
+        stride: 3072,
+        bytes_per_pixel: 3,
+        red: Channel {
+            offset: 16,
+            length: 8,
+        },
+        green: Channel {
+            offset: 8,
+            length: 8,
+        },
+        blue: Channel {
+            offset: 0,
+            length: 8,
+        },
+    };
+    let want = prompt.draw(&surface).unwrap();
+    let step = match info.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    let mut differ = 0usize;
+    for y in 0..768 {
+        for x in 0..1024 {
+            let at = y * 3072 + x * 3;
+            let wanted = [want[at + 2], want[at + 1], want[at]];
+            let got = &buf[(y * 1024 + x) * step..(y * 1024 + x) * step + 3];
+            differ += usize::from(got != wanted);
+        }
+    }
+    eprintln!(
+        "figure: screendump {} ({differ} of 786432 pixels differ)",
+        png.display()
+    );
+    assert_eq!(
+        differ,
+        0,
+        "the screen is not bay0's prompt: see {}",
+        png.display()
+    );
+}
+
+#[test]
+fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
+    let t0 = Instant::now();
+    let mut m = machine("courier-prompt", true);
+    for room in ["sender", "receiver"] {
+        assert!(sh(&mut m, &format!("anchorctl room start {room}")).contains("ready"));
+    }
+    eprintln!(
+        "figure: boot + two rooms {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // A policy refusal: receiver may not send to sender.
+    attach(&mut m, "receiver");
+    let (out, status) = in_room(
+        &mut m,
+        "receiver",
+        "echo x > /tmp/x; courier send /tmp/x --to sender",
+        SHELL,
+    );
+    assert_eq!(status, 1, "{out:?}");
+    assert!(
+        out.iter()
+            .any(|l| l.contains("courier: refused: policy: room receiver may not send to sender")),
+        "{out:?}"
+    );
+    detach(&mut m, "receiver");
+
+    attach(&mut m, "sender");
+    let t = Instant::now();
+    let (out, status) = in_room(
+        &mut m,
+        "sender",
+        "head -c 104857600 /dev/urandom > big && sha256sum big && echo note > small.txt",
+        BIG,
+    );
+    assert_eq!(status, 0, "{out:?}");
+    let sha_big = hex32(
+        out.iter()
+            .find(|l| l.ends_with("  big"))
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap(),
+    );
+    eprintln!(
+        "figure: 100 MiB from /dev/urandom + sha256sum in the room {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // No: the prompt, then N on the keyboard.
+    let from = ask(&mut m, "courier send small.txt --to receiver; echo @@no $?");
+    m.send_key(&["n"]).unwrap();
+    let line = m
+        .wait_for_line_from(
+            from,
+            "sender| courier: refused: declined on the anchor's keyboard",
+            SHELL,
+        )
+        .unwrap();
+    m.wait_for_line_from(line.end, "sender| @@no 1", SHELL)
+        .unwrap();
+
+    // No answer: the stated timeout refuses it.
+    let from = ask(
+        &mut m,
+        "courier send small.txt --to receiver; echo @@timeout $?",
+    );
+    let timed = format!(
+        "sender| courier: timed out: no answer on the anchor's keyboard within {TIMEOUT_S} s"
+    );
+    let line = m.wait_for_line_from(from, &timed, SHELL).unwrap();
+    m.wait_for_line_from(line.end, "sender| @@timeout 3", SHELL)
+        .unwrap();
+
+    // Yes: the prompt is on the screen, Y on the keyboard, 100 MiB arrive byte-identical.
+    let from = ask(&mut m, "courier send big --to receiver; echo @@big $?");
+    let sha_line = m
+        .wait_for_line_from(0, "bay0: courier: SHA-256: ", Duration::ZERO)
+        .unwrap();
+    assert!(sha_line
+        .line
+        .contains(&format!("{:02x}{:02x}", sha_big[0], sha_big[1])));
+    let prompt = Prompt::of(
+        "sender",
+        "receiver",
+        b"big",
+        104_857_600,
+        &sha_big,
+        TIMEOUT_S,
+    );
+    check_screendump(&mut m, &prompt);
+    let t = Instant::now();
+    m.send_key(&["y"]).unwrap();
+    let done = m
+        .wait_for_line_from(
+            from,
+            "sender| courier: delivered big to room receiver as ~/Incoming/big",
+            BIG,
+        )
+        .unwrap();
+    eprintln!(
+        "figure: Y -> 100 MiB delivered {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    m.wait_for_line_from(done.end, "sender| @@big 0", SHELL)
+        .unwrap();
+    detach(&mut m, "sender");
+    attach(&mut m, "receiver");
+    let (out, _) = in_room(
+        &mut m,
+        "receiver",
+        "sha256sum ~/Incoming/big; ls -ln ~/Incoming",
+        BIG,
+    );
+    let got = out.iter().find(|l| l.contains("Incoming/big")).unwrap();
+    assert_eq!(hex32(got.split(' ').next().unwrap()), sha_big, "{out:?}");
+    let listing = out.iter().find(|l| l.ends_with(" big")).unwrap();
+    assert!(
+        listing.starts_with("-rw-r--r--")
+            && listing.contains(" 1000 ")
+            && listing.contains(" 104857600 "),
+        "{listing}"
+    );
+    detach(&mut m, "receiver");
+
+    // Every decision is in the audit log, and the log verifies.
+    let shown = sh(&mut m, "anchorctl audit show --file /run/anchor/audit.log");
+    let records: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains(" bay0 courier "))
+        .collect();
+    assert_eq!(records.len(), 4, "{shown}");
+    for (i, want) in [
+        "from=receiver to=sender name=x size=2 ",
+        "from=sender to=receiver name=small.txt size=5 ",
+        "from=sender to=receiver name=small.txt size=5 ",
+        "from=sender to=receiver name=big size=104857600 ",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(records[i].contains(want), "{}", records[i]);
+    }
+    for (r, d) in records.iter().zip([
+        "decision=refused outcome=refused reason=policy:",
+        "decision=no outcome=refused",
+        "decision=timeout outcome=timed-out",
+        "decision=yes outcome=delivered reason=big ",
+    ]) {
+        assert!(r.contains(d), "{r}");
+    }
+    let verified = sh(
+        &mut m,
+        "anchorctl audit verify --file /run/anchor/audit.log --no-tpm",
+    );
+    assert!(verified.contains("intact: 4 records"), "{verified}");
+
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
+    eprintln!("figure: whole run {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// Starts `courier send mid --to receiver` in the attached sender, approves it, and
+/// detaches once the courier runs.
+fn approve_and_detach(m: &mut Machine) -> usize {
+    let from = ask(m, "courier send mid --to receiver; echo @@sent $?");
+    m.send_key(&["y"]).unwrap();
+    // The prompt is gone (and bay0's console free again) once the room shows progress.
+    m.wait_for_line_from(from, "sender| courier: sending mid: ", SHELL)
+        .unwrap();
+    detach(m, "sender");
+    from
+}
+
+/// The ~/Incoming of the receiver, as `ls -A` lists it.
+fn incoming(m: &mut Machine) -> Vec<String> {
+    attach(m, "receiver");
+    let (out, _) = in_room(m, "receiver", "ls -A ~/Incoming 2>/dev/null", SHELL);
+    detach(m, "receiver");
+    out.into_iter().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Waits in the operator shell until the courier has read `bytes` from the source.
+const WAIT_COURIER: &str = "p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.2; done; \
+     while [ \"$(awk '/^rchar/ {print $2}' /proc/$p/io 2>/dev/null || echo 0)\" -lt 2097152 ]; do sleep 0.2; done";
+
+#[test]
+fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audited() {
+    let mut m = machine("courier-kill", false);
+    for room in ["sender", "receiver"] {
+        assert!(sh(&mut m, &format!("anchorctl room start {room}")).contains("ready"));
+    }
+    let make = |m: &mut Machine| {
+        attach(m, "sender");
+        let (out, status) = in_room(m, "sender", "head -c 33554432 /dev/urandom > mid", BIG);
+        assert_eq!(status, 0, "{out:?}");
+    };
+    let audit = |m: &mut Machine| sh(m, "anchorctl audit show --file /run/anchor/audit.log");
+
+    // The courier killed mid-transfer.
+    make(&mut m);
+    let from = approve_and_detach(&mut m);
+    let st = sh(&mut m, &format!("{WAIT_COURIER}; grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status; kill -9 $p"));
+    assert!(st.contains("Uid:\t63999\t63999\t63999\t63999"), "{st}");
+    assert!(
+        st.contains("CapEff:\t0000000000000000")
+            && st.contains("NoNewPrivs:\t1")
+            && st.contains("Seccomp:\t2"),
+        "{st}"
+    );
+    m.wait_for_line_from(
+        from,
+        "bay0: courier: sender -> receiver: yes, failed: anchor-courier killed by signal 9",
+        SHELL,
+    )
+    .unwrap();
+    assert_eq!(incoming(&mut m), Vec::<String>::new());
+    assert!(audit(&mut m)
+        .contains("decision=yes outcome=failed reason=anchor-courier%20killed%20by%20signal%209"));
+
+    // The source room killed mid-transfer: the destination keeps nothing.
+    attach(&mut m, "sender");
+    let from = approve_and_detach(&mut m);
+    sh(&mut m, &format!("{WAIT_COURIER}; kill -9 $(anchorctl room list | awk '$1 == \"sender\" {{ print $7 }}')"));
+    let line = m
+        .wait_for_line_from(
+            from,
+            "bay0: courier: sender -> receiver: yes, failed:",
+            SHELL,
+        )
+        .unwrap();
+    assert!(
+        line.line.contains("the source room sender"),
+        "{}",
+        line.line
+    );
+    assert_eq!(incoming(&mut m), Vec::<String>::new());
+
+    // The destination room killed mid-transfer: the courier fails, the audit says so,
+    // and the room, opened again, has nothing.
+    assert!(sh(&mut m, "anchorctl room start sender").contains("ready"));
+    make(&mut m);
+    let from = approve_and_detach(&mut m);
+    sh(&mut m, &format!("{WAIT_COURIER}; kill -9 $(anchorctl room list | awk '$1 == \"receiver\" {{ print $7 }}')"));
+    let line = m
+        .wait_for_line_from(
+            from,
+            "bay0: courier: sender -> receiver: yes, failed:",
+            SHELL,
+        )
+        .unwrap();
+    assert!(
+        line.line.contains("the destination room receiver"),
+        "{}",
+        line.line
+    );
+    attach(&mut m, "sender");
+    m.type_text("\r").unwrap();
+    m.wait_for_line_from(
+        from,
+        "sender| courier: failed: the destination room receiver",
+        SHELL,
+    )
+    .unwrap();
+    detach(&mut m, "sender");
+    assert!(sh(&mut m, "anchorctl room start receiver").contains("ready"));
+    assert_eq!(incoming(&mut m), Vec::<String>::new());
+    let log = audit(&mut m);
+    assert_eq!(
+        log.matches("decision=yes outcome=failed").count(),
+        3,
+        "{log}"
+    );
+    assert!(sh(
+        &mut m,
+        "anchorctl audit verify --file /run/anchor/audit.log --no-tpm"
+    )
+    .contains("intact: 3 records"));
+
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
+}
