@@ -47,6 +47,12 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return finish(false, &format!("anchor-courier: usage: {e}")),
     };
+    if let Err(e) = sys::close_others() {
+        return finish(
+            false,
+            &format!("the courier could not close what it inherited: {e}"),
+        );
+    }
     if let Err(e) = confine::jail(Path::new(confine::RUN_DIR)) {
         return finish(false, &format!("the courier could not confine itself: {e}"));
     }

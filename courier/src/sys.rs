@@ -41,3 +41,15 @@ pub fn blocking_with_timeouts(fd: RawFd, secs: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Closes every descriptor above stderr: the courier holds its two connections and its
+/// result pipe and nothing it may have inherited by mistake.
+pub fn close_others() -> io::Result<()> {
+    // SAFETY: close_range(2) only closes descriptors of this process; none above 2 is
+    // in use by this program at this point (it runs first thing in main).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
