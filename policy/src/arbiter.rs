@@ -145,15 +145,17 @@ impl fmt::Display for Verdict {
     /// One log line (the room-chosen names escaped by the caller's logger rules: only
     /// checked names or none reach here unescaped).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let to = String::from_utf8_lossy(self.req.room());
-        let to: String = to.chars().filter(|c| !c.is_control()).take(40).collect();
+        let clean = |s: &str| -> String {
+            let s = s.chars().map(|c| if c.is_control() { '?' } else { c });
+            s.take(400).collect()
+        };
+        let to = clean(&String::from_utf8_lossy(self.req.room()));
+        let (d, o) = (self.decision, self.outcome.as_str());
         write!(
             f,
-            "courier: {} -> {to}: {}, {}: {}",
+            "courier: {} -> {to}: {d}, {o}: {}",
             self.from,
-            self.decision,
-            self.outcome.as_str(),
-            self.reason.escape_default()
+            clean(&self.reason)
         )
     }
 }

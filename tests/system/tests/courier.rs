@@ -82,6 +82,12 @@ fn detach(m: &mut Machine, room: &str) {
 
 static MARK: AtomicU32 = AtomicU32::new(0);
 
+/// A shell command (N follows it) that writes N MiB: 1 MiB from /dev/urandom, repeated N
+/// times, each copy starting with its number (no two MiB are alike). /dev/urandom for the
+/// whole item takes minutes in a nested TCG room.
+const SEEDED: &str = "head -c 1048560 /dev/urandom > /tmp/seed && f() { for i in $(seq $1); do \
+     printf '%016d' $i; cat /tmp/seed; done; } && f";
+
 /// Runs `cmd` in the attached `room`; its output lines (without the `room| ` prefix)
 /// and exit status.
 fn in_room(m: &mut Machine, room: &str, cmd: &str, timeout: Duration) -> (Vec<String>, i32) {
@@ -216,7 +222,7 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     let (out, status) = in_room(
         &mut m,
         "sender",
-        "head -c 104857600 /dev/urandom > big && sha256sum big && echo note > small.txt",
+        &format!("{SEEDED} 100 > big && sha256sum big && echo note > small.txt"),
         BIG,
     );
     assert_eq!(status, 0, "{out:?}");
@@ -229,7 +235,7 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
             .unwrap(),
     );
     eprintln!(
-        "figure: 100 MiB from /dev/urandom + sha256sum in the room {:.1} s",
+        "figure: 100 MiB (seeded from /dev/urandom) + sha256sum in the room {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -261,11 +267,10 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     // Yes: the prompt is on the screen, Y on the keyboard, 100 MiB arrive byte-identical.
     let from = ask(&mut m, "courier send big --to receiver; echo @@big $?");
     let sha_line = m
-        .wait_for_line_from(0, "bay0: courier: SHA-256: ", Duration::ZERO)
+        .wait_for_line_from(from, "bay0: courier: SHA-256: ", Duration::ZERO)
         .unwrap();
-    assert!(sha_line
-        .line
-        .contains(&format!("{:02x}{:02x}", sha_big[0], sha_big[1])));
+    let want = format!("{:02x}{:02x}", sha_big[0], sha_big[1]);
+    assert!(sha_line.line.contains(&want), "{} {want}", sha_line.line);
     let prompt = Prompt::of(
         "sender",
         "receiver",
@@ -378,7 +383,7 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     }
     let make = |m: &mut Machine| {
         attach(m, "sender");
-        let (out, status) = in_room(m, "sender", "head -c 33554432 /dev/urandom > mid", BIG);
+        let (out, status) = in_room(m, "sender", &format!("{SEEDED} 32 > mid"), BIG);
         assert_eq!(status, 0, "{out:?}");
     };
     let audit = |m: &mut Machine| sh(m, "anchorctl audit show --file /run/anchor/audit.log");

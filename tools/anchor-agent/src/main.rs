@@ -5,6 +5,9 @@
 //! - `anchor-agent --vsock-echo PORT`: the vsock echo test service, in the foreground.
 //! - `anchor-agent --parse-cmdline [FILE]`: print the settings the agent would use
 //!   (from FILE, default /proc/cmdline) and exit; for checking a command line.
+//! - `anchor-agent --vsock-send|--vsock-recv PORT FILE`: the courier benchmark's raw copy
+//!   baseline (see [`anchor_agent::courier::bench`]).
+//! - Called as `courier` (the symlink in every room image): the courier client.
 
 use anchor_agent::cmdline;
 use anchor_agent::console;
@@ -14,7 +17,9 @@ use anchor_agent::init;
 use std::process::ExitCode;
 
 const USAGE: &str = "anchor-agent (as PID 1) | anchor-agent --vsock-echo PORT | \
-                     anchor-agent --parse-cmdline [FILE]";
+                     anchor-agent --parse-cmdline [FILE] | \
+                     anchor-agent --vsock-send|--vsock-recv PORT FILE (benchmark baseline) | \
+                     courier send FILE --to ROOM";
 
 fn main() -> ExitCode {
     // Called as `courier` (the symlink in every room image): the courier client.
@@ -41,6 +46,17 @@ fn main() -> ExitCode {
                 "PORT must be a vsock port number (1..4294967294)",
             )),
         },
+        [flag @ ("--vsock-send" | "--vsock-recv"), port, file] => {
+            use anchor_agent::courier::bench;
+            match cmdline::parse_port(port) {
+                Some(p) if *flag == "--vsock-send" => bench::send_file(p, file),
+                Some(p) => bench::recv_file(p, file),
+                None => Err(Error::Usage(
+                    "PORT must be a vsock port number (1..4294967294)",
+                )),
+            }
+            .map(|n| console::print_line(&format!("{n} bytes")))
+        }
         ["--parse-cmdline"] => show_settings("/proc/cmdline"),
         ["--parse-cmdline", file] => show_settings(file),
         _ => Err(Error::Usage(USAGE)),

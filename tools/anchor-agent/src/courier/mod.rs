@@ -10,6 +10,7 @@
 //!   courier's fetch of the pending request (once: the token is spent), or a courier's
 //!   delivery into ~/Incoming ([`store`]).
 
+pub mod bench;
 pub mod client;
 pub mod source;
 pub mod store;
