@@ -11,6 +11,7 @@
 #   --out PATH       where to put the archive (default $ANCHOR_OUT/initramfs.cpio.gz)
 #   --minimal        bay0 only (used for the watchdog-stall test image)
 #   --policies DIR   also ship DIR/*.toml as room policies (the system tests' small rooms)
+#   --extra SRC:DEST also ship file SRC at DEST (benchmark helpers; repeatable)
 set -euo pipefail
 SELF=$(realpath "$0")
 # shellcheck source=tests/system/initramfs-lib.sh
@@ -23,6 +24,7 @@ BUSYBOX="${BUSYBOX:-/bin/busybox}"
 OUT="$ANCHOR_OUT/initramfs.cpio.gz"
 MINIMAL=0
 EXTRA_POLICIES=
+EXTRAS=()
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
 while (($#)); do
   case "$1" in
@@ -30,7 +32,8 @@ while (($#)); do
     --out) OUT="${2:?--out needs a path}"; shift 2 ;;
     --minimal) MINIMAL=1; shift ;;
     --policies) EXTRA_POLICIES="${2:?--policies needs a directory}"; shift 2 ;;
-    -h|--help) sed -n '3,14p' "$SELF"; exit 0 ;;
+    --extra) EXTRAS+=("${2:?--extra needs SRC:DEST}"); shift 2 ;;
+    -h|--help) sed -n '3,15p' "$SELF"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -52,6 +55,10 @@ if ((!MINIMAL)); then
   [[ -f "$ANCHOR_OUT/guest-vmlinux" ]] && add usr/lib/anchor/kernel/vmlinux "$ANCHOR_OUT/guest-vmlinux" 0644
   for f in "$ANCHOR_OUT"/images/*.squashfs; do
     [[ -f "$f" ]] && add "usr/lib/anchor/images/$(basename "$f")" "$f" 0644
+  done
+  for x in "${EXTRAS[@]}"; do
+    [[ -f "${x%%:*}" ]] || die "--extra: ${x%%:*} is missing"
+    add "${x#*:}" "${x%%:*}" 0755
   done
   for f in policies/*.toml ${EXTRA_POLICIES:+"$EXTRA_POLICIES"/*.toml}; do
     [[ -f "$f" ]] && add "etc/anchor/policies/$(basename "$f")" "$f" 0644

@@ -351,18 +351,6 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     eprintln!("figure: whole run {:.1} s", t0.elapsed().as_secs_f64());
 }
 
-/// Starts `courier send mid --to receiver` in the attached sender, approves it, and
-/// detaches once the courier runs.
-fn approve_and_detach(m: &mut Machine) -> usize {
-    let from = ask(m, "courier send mid --to receiver; echo @@sent $?");
-    m.send_key(&["y"]).unwrap();
-    // The prompt is gone (and bay0's console free again) once the room shows progress.
-    m.wait_for_line_from(from, "sender| courier: sending mid: ", SHELL)
-        .unwrap();
-    detach(m, "sender");
-    from
-}
-
 /// The ~/Incoming of the receiver, as `ls -A` lists it.
 fn incoming(m: &mut Machine) -> Vec<String> {
     attach(m, "receiver");
@@ -371,9 +359,35 @@ fn incoming(m: &mut Machine) -> Vec<String> {
     out.into_iter().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// Waits in the operator shell until the courier has read `bytes` from the source.
-const WAIT_COURIER: &str = "p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.2; done; \
-     while [ \"$(awk '/^rchar/ {print $2}' /proc/$p/io 2>/dev/null || echo 0)\" -lt 2097152 ]; do sleep 0.2; done";
+/// Starts, in the operator shell's background, a watcher that waits for the courier to
+/// have read 2 MiB of the item, records its credentials in /tmp/watch.log, and runs
+/// `then` (the kill); then sends `mid` from the attached sender and approves it. Returns
+/// the serial offset before the send.
+fn send_and_kill(m: &mut Machine, then: &str) -> usize {
+    sh(
+        m,
+        &format!(
+            "(p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.1; done; \
+             while [ \"$(awk '/^rchar/ {{print $2}}' /proc/$p/io 2>/dev/null || echo 0)\" -lt 2097152 ]; \
+             do sleep 0.1; done; grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status; \
+             {then}; echo watcher-done) > /tmp/watch.log 2>&1 &"
+        ),
+    );
+    attach(m, "sender");
+    let from = ask(m, "courier send mid --to receiver; echo @@sent $?");
+    m.send_key(&["y"]).unwrap();
+    from
+}
+
+/// What the watcher saw and did.
+fn watched(m: &mut Machine) -> String {
+    sh(
+        m,
+        "while ! grep -q watcher-done /tmp/watch.log; do sleep 0.2; done; cat /tmp/watch.log",
+    )
+}
+
+const VMM_OF: &str = "anchorctl room list | awk '$1 == \"ROOM\" { print $7 }'";
 
 #[test]
 fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audited() {
@@ -383,15 +397,31 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     }
     let make = |m: &mut Machine| {
         attach(m, "sender");
-        let (out, status) = in_room(m, "sender", &format!("{SEEDED} 32 > mid"), BIG);
+        let (out, status) = in_room(m, "sender", &format!("{SEEDED} 64 > mid"), BIG);
         assert_eq!(status, 0, "{out:?}");
+        detach(m, "sender");
     };
-    let audit = |m: &mut Machine| sh(m, "anchorctl audit show --file /run/anchor/audit.log");
+    let failed = "bay0: courier: sender -> receiver: yes, failed: ";
 
-    // The courier killed mid-transfer.
+    // The courier killed mid-transfer: the sender hears it failed, nothing arrives.
     make(&mut m);
-    let from = approve_and_detach(&mut m);
-    let st = sh(&mut m, &format!("{WAIT_COURIER}; grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status; kill -9 $p"));
+    let from = send_and_kill(&mut m, "kill -9 $p");
+    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
+    assert!(
+        line.line.ends_with("anchor-courier killed by signal 9"),
+        "{}",
+        line.line
+    );
+    m.wait_for_line_from(
+        from,
+        "sender| courier: failed: anchor-courier killed by signal 9",
+        SHELL,
+    )
+    .unwrap();
+    m.wait_for_line_from(from, "sender| @@sent 4", SHELL)
+        .unwrap();
+    detach(&mut m, "sender");
+    let st = watched(&mut m);
     assert!(st.contains("Uid:\t63999\t63999\t63999\t63999"), "{st}");
     assert!(
         st.contains("CapEff:\t0000000000000000")
@@ -399,54 +429,39 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
             && st.contains("Seccomp:\t2"),
         "{st}"
     );
-    m.wait_for_line_from(
-        from,
-        "bay0: courier: sender -> receiver: yes, failed: anchor-courier killed by signal 9",
-        SHELL,
-    )
-    .unwrap();
     assert_eq!(incoming(&mut m), Vec::<String>::new());
-    assert!(audit(&mut m)
-        .contains("decision=yes outcome=failed reason=anchor-courier%20killed%20by%20signal%209"));
 
     // The source room killed mid-transfer: the destination keeps nothing.
-    attach(&mut m, "sender");
-    let from = approve_and_detach(&mut m);
-    sh(&mut m, &format!("{WAIT_COURIER}; kill -9 $(anchorctl room list | awk '$1 == \"sender\" {{ print $7 }}')"));
-    let line = m
-        .wait_for_line_from(
-            from,
-            "bay0: courier: sender -> receiver: yes, failed:",
-            SHELL,
-        )
-        .unwrap();
+    let from = send_and_kill(
+        &mut m,
+        &format!("kill -9 $({})", VMM_OF.replace("ROOM", "sender")),
+    );
+    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
     assert!(
         line.line.contains("the source room sender"),
         "{}",
         line.line
     );
+    m.wait_for_line_from(from, "bay0: room sender ended", SHELL)
+        .unwrap();
+    m.wait_for_from(from, "anchor# ", SHELL).unwrap();
+    watched(&mut m);
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 
-    // The destination room killed mid-transfer: the courier fails, the audit says so,
+    // The destination room killed mid-transfer: the courier fails, the sender hears it,
     // and the room, opened again, has nothing.
     assert!(sh(&mut m, "anchorctl room start sender").contains("ready"));
     make(&mut m);
-    let from = approve_and_detach(&mut m);
-    sh(&mut m, &format!("{WAIT_COURIER}; kill -9 $(anchorctl room list | awk '$1 == \"receiver\" {{ print $7 }}')"));
-    let line = m
-        .wait_for_line_from(
-            from,
-            "bay0: courier: sender -> receiver: yes, failed:",
-            SHELL,
-        )
-        .unwrap();
+    let from = send_and_kill(
+        &mut m,
+        &format!("kill -9 $({})", VMM_OF.replace("ROOM", "receiver")),
+    );
+    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
     assert!(
         line.line.contains("the destination room receiver"),
         "{}",
         line.line
     );
-    attach(&mut m, "sender");
-    m.type_text("\r").unwrap();
     m.wait_for_line_from(
         from,
         "sender| courier: failed: the destination room receiver",
@@ -454,19 +469,25 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     )
     .unwrap();
     detach(&mut m, "sender");
+    watched(&mut m);
     assert!(sh(&mut m, "anchorctl room start receiver").contains("ready"));
     assert_eq!(incoming(&mut m), Vec::<String>::new());
-    let log = audit(&mut m);
+
+    let log = sh(&mut m, "anchorctl audit show --file /run/anchor/audit.log");
     assert_eq!(
         log.matches("decision=yes outcome=failed").count(),
         3,
         "{log}"
     );
-    assert!(sh(
+    assert!(
+        log.contains("reason=anchor-courier%20killed%20by%20signal%209"),
+        "{log}"
+    );
+    let verified = sh(
         &mut m,
-        "anchorctl audit verify --file /run/anchor/audit.log --no-tpm"
-    )
-    .contains("intact: 3 records"));
+        "anchorctl audit verify --file /run/anchor/audit.log --no-tpm",
+    );
+    assert!(verified.contains("intact: 3 records"), "{verified}");
 
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();
