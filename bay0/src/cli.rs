@@ -16,7 +16,8 @@ usage:
                                     bay0.room=NAME[,NAME...] (open these rooms at boot
                                     from /etc/anchor/policies/NAME.toml; the first gets
                                     bay0's console, Ctrl-] leaves it), bay0.shell=1 (an
-                                    operator shell on bay0's console, for anchorctl)
+                                    operator shell on bay0's console, for anchorctl),
+                                    bay0.courier_timeout=SECS (the courier prompt's, 60)
                                     bay0 serves anchorctl on /run/anchor/control.sock
   bay0 --hosted STATE_DIR [--layout DIR] [-- CMD [ARGS...]]
                                     run as PID 1 of new PID, mount, IPC and UTS namespaces

@@ -231,6 +231,24 @@ mod tests {
     }
 
     #[test]
+    fn the_courier_prompt_timeout_is_read_and_bounded() {
+        assert_eq!(Config::default().courier_timeout_s, 60);
+        assert_eq!(parse("bay0.courier_timeout=15").0.courier_timeout_s, 15);
+        for bad in [
+            "bay0.courier_timeout=4",
+            "bay0.courier_timeout=601",
+            "bay0.courier_timeout=x",
+        ] {
+            let (cfg, problems) = parse(bad);
+            assert_eq!(cfg.courier_timeout_s, 60, "{bad}");
+            assert!(
+                problems[0].contains("courier_timeout wants 5..=600 s"),
+                "{problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn boot_room_is_read_and_checked() {
         let (cfg, problems) = parse("bay0.room=work bay0.shell=1");
         assert_eq!(

@@ -138,6 +138,27 @@ mod tests {
     }
 
     #[test]
+    fn power_yes_and_no_keys_are_counted_apart() {
+        use std::io::Write;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut buf = Vec::new();
+        for (code, value) in [
+            (KEY_Y, 1),
+            (KEY_Y, 0),
+            (KEY_Y, 2),
+            (KEY_N, 1),
+            (KEY_ESC, 1),
+            (KEY_POWER, 1),
+            (30, 1),
+        ] {
+            buf.extend(event(EV_KEY, code, value));
+        }
+        b.write_all(&buf).unwrap();
+        assert_eq!(read_presses(&a.into()).unwrap(), [1, 1, 2]);
+    }
+
+    #[test]
     fn reading_an_empty_nonblocking_source_gives_no_presses() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
