@@ -276,7 +276,7 @@ fn setup(
     // and device) written only now that all vcpus exist.
     #[cfg(target_arch = "aarch64")]
     boot::write_boot_structures(
-        &vm.gic, mem, &vcpus, &entry, &cmdline, initrd, ranges, index,
+        &vm.fd, &vm.gic, mem, &vcpus, &entry, &cmdline, initrd, ranges, index,
     )
     .map_err(BuildError::Boot)?;
     let ctx = VcpuCtx {

@@ -286,6 +286,15 @@ pub fn run(fd: &mut VcpuFd, id: u8, ctx: &VcpuCtx) {
                 fd.set_kvm_immediate_exit(0);
                 None
             }
+            // arm64: a data abort outside memory that the CPU gave no syndrome
+            // for (e.g. a load pair from MMIO) cannot be emulated by KVM.
+            #[cfg(target_arch = "aarch64")]
+            Err(e) if e.errno() == libc::ENOSYS => Some(Stop::new(
+                EXIT_GUEST_FAULT,
+                format!(
+                    "guest fault: vcpu {id}: MMIO access KVM cannot decode (no valid syndrome)"
+                ),
+            )),
             Err(e) => Some(Stop::new(
                 EXIT_VMM_ERROR,
                 format!("vcpu {id}: KVM_RUN failed: {e}"),

@@ -130,6 +130,14 @@ impl Vm {
             step: "eventfd",
             source: kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
+        // aarch64: KVM takes irqfds only once the GIC is initialised, which
+        // needs every vcpu: the GIC registers them then (`Gic::init`).
+        #[cfg(target_arch = "aarch64")]
+        self.gic.defer_irqfd(&e, gsi).map_err(|e| VmError::Kvm {
+            step: "eventfd",
+            source: kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        #[cfg(not(target_arch = "aarch64"))]
         self.fd.register_irqfd(&e, gsi).map_err(step("KVM_IRQFD"))?;
         Ok(e)
     }

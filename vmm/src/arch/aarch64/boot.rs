@@ -161,6 +161,7 @@ pub fn write_fdt(
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)] // one call site (the builder); each is a distinct input
 pub fn write_boot_structures(
+    vm: &kvm_ioctls::VmFd,
     gic: &super::kvm::Gic,
     mem: &GuestMemoryMmap<()>,
     vcpus: &[kvm_ioctls::VcpuFd],
@@ -170,7 +171,7 @@ pub fn write_boot_structures(
     ranges: &[RamRange],
     virtio_devices: u64,
 ) -> Result<(), BootError> {
-    gic.init(vcpus.len()).map_err(BootError::Kvm)?;
+    gic.init(vm, vcpus.len()).map_err(BootError::Kvm)?;
     let mpidrs = vcpus
         .iter()
         .map(super::kvm::mpidr)

@@ -5,6 +5,7 @@
 //! the boot vcpu entering the Image with x0 = device tree).
 
 use std::fmt;
+use std::sync::Mutex;
 
 use kvm_bindings::{
     kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V2,
@@ -16,6 +17,7 @@ use kvm_bindings::{
     KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST,
 };
 use kvm_ioctls::{Cap, DeviceFd, Kvm, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::fdt::GicVersion;
 use super::layout;
@@ -111,6 +113,8 @@ pub struct Gic {
     fd: DeviceFd,
     /// Its version.
     pub version: GicVersion,
+    /// irqfds asked for before `init` (KVM refuses them until then: EAGAIN).
+    pending: Mutex<Vec<(EventFd, u32)>>,
 }
 
 fn set_attr(fd: &DeviceFd, group: u32, attr: u64, addr: u64) -> Result<(), kvm_ioctls::Error> {
@@ -174,12 +178,30 @@ pub fn create_gic(vm: &VmFd) -> Result<Gic, KvmError> {
     let nr: u32 = layout::GIC_NR_IRQS;
     set_attr(&fd, KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 0, val_addr(&nr))
         .map_err(step("GIC number of interrupts"))?;
-    Ok(Gic { fd, version })
+    Ok(Gic {
+        fd,
+        version,
+        pending: Mutex::new(Vec::new()),
+    })
 }
 
 impl Gic {
-    /// Initialises the GIC once all `vcpus` exist (before the first KVM_RUN).
-    pub fn init(&self, vcpus: usize) -> Result<(), KvmError> {
+    /// Records that `evt` is to become the irqfd of `gsi` once the GIC is
+    /// initialised (a duplicate of the fd is kept until then).
+    pub fn defer_irqfd(&self, evt: &EventFd, gsi: u32) -> std::io::Result<()> {
+        let dup = evt.try_clone()?;
+        match self.pending.lock() {
+            Ok(mut p) => {
+                p.push((dup, gsi));
+                Ok(())
+            }
+            Err(_) => Err(std::io::Error::other("irqfd list poisoned")),
+        }
+    }
+
+    /// Initialises the GIC once all `vcpus` exist (before the first KVM_RUN),
+    /// then registers the deferred irqfds with `vm`.
+    pub fn init(&self, vm: &VmFd, vcpus: usize) -> Result<(), KvmError> {
         if self.version == GicVersion::V2 && vcpus > layout::GIC_V2_MAX_VCPUS {
             return Err(KvmError::TooManyVcpusForGicV2(vcpus));
         }
@@ -189,7 +211,15 @@ impl Gic {
             KVM_DEV_ARM_VGIC_CTRL_INIT.into(),
             0,
         )
-        .map_err(step("GIC init (KVM_DEV_ARM_VGIC_CTRL_INIT)"))
+        .map_err(step("GIC init (KVM_DEV_ARM_VGIC_CTRL_INIT)"))?;
+        let pending = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => Vec::new(),
+        };
+        for (evt, gsi) in &pending {
+            vm.register_irqfd(evt, *gsi).map_err(step("KVM_IRQFD"))?;
+        }
+        Ok(())
     }
 }
 
