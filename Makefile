@@ -117,7 +117,7 @@ run-arm64: arm64
 	  -initrd $(ANCHOR_OUT)/aarch64/initramfs.cpio.gz \
 	  -append "console=ttyAMA0 panic=-1 $(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)"
 
-bench: initramfs
+bench: initramfs arm64
 	scripts/bench.sh
 
 clean:
