@@ -9,7 +9,8 @@
 #               Default output: $ANCHOR_OUT/aarch64/initramfs.cpio.gz
 #   --nested    TEST-ONLY: an arm64 busybox /init that drives anchor-vmm by hand (never
 #               the product): the hand-made guests of tests/system/arm64/guest.S (one
-#               Image per case, assembled here) and a room boot without bay0.
+#               Image per case, assembled here), an anchor-vmm built with the test-only
+#               seccomp-test-trigger feature, and a room boot without bay0.
 #               Default output: $ANCHOR_CACHE/systest/arm64/initramfs-nested.cpio.gz
 #
 # usage: mk-arm64-initramfs.sh --product|--nested [--out PATH]
@@ -85,6 +86,15 @@ else
     aarch64-linux-gnu-ld -Ttext=0x80000000 -o "$obj/$c.elf" "$obj/$c.o"
     aarch64-linux-gnu-objcopy -O binary "$obj/$c.elf" "$stage/usr/lib/anchor/guests/$c.img"
   done
+  # anchor-vmm with the test-only `--seccomp-test-trigger` (a forbidden syscall on the VMM
+  # thread once its filter is in): proves the aarch64 filters kill, not only load. Own
+  # target dir, so the release binaries are never built with the feature.
+  trig="$ANCHOR_CACHE/target-aarch64-seccomp-trigger"
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_TARGET_DIR="$trig" \
+    cargo build --quiet --release --locked --target aarch64-unknown-linux-gnu -p anchor-vmm \
+    --features seccomp-test-trigger || die "building the seccomp-trigger anchor-vmm for aarch64"
+  install -m 0755 "$trig/aarch64-unknown-linux-gnu/release/anchor-vmm" "$stage/usr/bin/anchor-vmm-seccomp-trigger"
   # Not an Image: the hostile-kernel case feeds anchor-vmm an ELF.
   cp "$obj/boot.elf" "$stage/usr/lib/anchor/guests/not-an-image.elf"
   cat > "$stage/init" <<'EOF'
@@ -117,6 +127,10 @@ if [ "$case_" = guests ]; then
   run smp 60 --kernel $G/smp.img --mem-mib 32 --vcpus 2
   run notimage 60 --kernel $G/not-an-image.elf --mem-mib 32
   run protected 60 --kernel $G/boot.img --mem-mib 32 --vm-type protected
+  # The VMM thread's filter kills the process on a forbidden syscall (SIGSYS: 128 + 31).
+  anchor-vmm-seccomp-trigger --kernel $G/wfi.img --mem-mib 32 --serial file:/tmp/trigger.serial \
+    --seccomp-test-trigger </dev/null 2>/tmp/trigger.err
+  echo "arm64-case: seccomp-trigger exit=$?"
   # A running VMM: every thread under its seccomp filter, and the guest asleep in WFI.
   anchor-vmm --kernel $G/wfi.img --mem-mib 32 --vcpus 2 --serial file:/tmp/wfi.serial </dev/null 2>/tmp/wfi.err &
   vmm=$!

@@ -250,6 +250,8 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     // A protected VM demanded from a host that has none: refused (3), never downgraded.
     assert_eq!(exit_of(case(&log, "protected")), 3);
     assert!(log.contains("refuses the pKVM protected VM type"), "{log}");
+    // The aarch64 filter kills: a forbidden syscall on the VMM thread dies with SIGSYS.
+    assert_eq!(exit_of(case(&log, "seccomp-trigger")), 128 + 31);
     // A running VMM: every thread (VMM + 2 vcpus) under its seccomp filter, asleep.
     let threads: Vec<&str> = log
         .lines()
