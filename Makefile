@@ -17,7 +17,7 @@ export ANCHOR_OUT
 CARGO ?= cargo
 
 .PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
-        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench clean help \
+        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench soak clean help \
         arm64 static-aarch64 kernels-arm64 images-arm64 initramfs-arm64 run-arm64
 
 all: build
@@ -26,6 +26,7 @@ help:
 	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work)"
 	@echo "make test       everything CI runs: setup, lint, gates, unit, fuzz smoke, kernels, images, system tests"
 	@echo "make bench      benchmarks (printed figures, never asserted)"
+	@echo "make soak       run a test stage N times, pass/fail table per test (STAGE=system|unit|hostile, N=10|20|20)"
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
 	@echo "make kernels    guest + host kernels (cached by config hash)"
 	@echo "make images     room base images (reproducible SquashFS)"
@@ -119,6 +120,11 @@ run-arm64: arm64
 
 bench: initramfs arm64
 	scripts/bench.sh
+
+# Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit or hostile (N=20).
+STAGE ?= system
+soak: $(if $(filter system,$(STAGE)),initramfs,setup)
+	scripts/soak.sh --stage $(STAGE) $(if $(N),-n $(N))
 
 clean:
 	$(CARGO) clean

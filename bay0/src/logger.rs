@@ -118,6 +118,18 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     let _ = crate::sys::write("log", target, line.as_bytes());
 }
 
+/// Write `bay0: <args>` to stderr as one line in one write(2), whatever the log target
+/// (command-line errors before bay0 runs as PID 1).
+pub fn to_stderr(args: fmt::Arguments<'_>) {
+    let mut line = Line::default();
+    let _ = write!(line, "bay0: {args}");
+    if let Some(b) = line.buf.get_mut(line.len) {
+        *b = b'\n';
+        line.len += 1;
+    }
+    let _ = crate::sys::write("log", libc::STDERR_FILENO, line.as_bytes());
+}
+
 /// Log at error level.
 #[macro_export]
 macro_rules! log_error {

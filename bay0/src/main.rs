@@ -23,12 +23,12 @@ fn main() {
             Ok(Role::Relay(code)) => std::process::exit(code),
             Ok(Role::Init(dir)) => boot(Mode::Hosted(&dir), &command),
             Err(e) => {
-                eprintln!("bay0: {e}");
+                logger::to_stderr(format_args!("{e}"));
                 std::process::exit(1);
             }
         },
         Err(e) => {
-            eprintln!("bay0: {e}");
+            logger::to_stderr(format_args!("{e}"));
             std::process::exit(2);
         }
     }

@@ -23,6 +23,7 @@ use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{SerialDevice, SerialError, SerialTarget, Sink};
+use crate::devices::serial_flush::SerialFlush;
 use crate::devices::serial_input::SerialInput;
 use crate::devices::virtio;
 use crate::exit::ExitLatch;
@@ -170,7 +171,15 @@ fn setup(
     };
 
     let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
-    let sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
+    let mut sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
+    // The stdout console is shared with other writers: whole lines, one write each.
+    let line_started = if cfg.serial == SerialTarget::Stdout {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+        sink = sink.with_partial_notify(evt.try_clone().map_err(BuildError::EventFd)?);
+        Some(evt)
+    } else {
+        None
+    };
     let serial_irq = vm.irqfd(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
@@ -186,6 +195,10 @@ fn setup(
 
     let mut events: EventManager<Subscriber> =
         EventManager::new().map_err(BuildError::EventManager)?;
+    if let Some(started) = line_started {
+        let flush = SerialFlush::new(serial.clone(), started).map_err(BuildError::EventFd)?;
+        events.add_subscriber(Arc::new(Mutex::new(flush)));
+    }
     if cfg.serial == SerialTarget::Stdout {
         // The console is interactive: what is typed on stdin goes to the guest.
         let stdin = std::io::stdin()

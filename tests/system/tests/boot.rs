@@ -17,7 +17,7 @@ const BOOT: Duration = Duration::from_secs(180);
 #[test]
 fn boot_reaches_ready_and_bay0_stays_up() {
     let mut m = Machine::start(Options::from_env("boot-ready").unwrap()).unwrap();
-    let ready = m.wait_for("bay0: ready", BOOT).unwrap();
+    let ready = m.wait_for_line("bay0: ready", BOOT).unwrap();
     let init = m
         .wait_for("Run /init as init process", Duration::ZERO)
         .unwrap();
@@ -32,7 +32,7 @@ fn boot_reaches_ready_and_bay0_stays_up() {
         log.contains("bay0: starting as PID 1 (machine)"),
         "bay0 did not start as the machine's init"
     );
-    let kvm = m.wait_for("bay0: /dev/kvm ", Duration::ZERO).unwrap();
+    let kvm = m.wait_for_line("bay0: /dev/kvm ", Duration::ZERO).unwrap();
     assert!(
         kvm.line.ends_with("present") || kvm.line.ends_with("absent"),
         "{}",
@@ -59,7 +59,7 @@ fn acpi_power_button_powers_off_cleanly() {
     // With the i6300esb armed, so the clean path also disarms the watchdog.
     let opts = Options::from_env("powerdown").unwrap().watchdog();
     let mut m = Machine::start(opts).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
     let buttons = m
         .wait_for("power button device(s)", Duration::ZERO)
         .unwrap();
@@ -97,7 +97,7 @@ fn acpi_power_button_powers_off_cleanly() {
 fn ctrl_alt_del_reboots_cleanly() {
     // -no-reboot (the harness default) turns the guest's restart into QEMU's exit.
     let mut m = Machine::start(Options::from_env("ctrl-alt-del").unwrap()).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
     m.send_key(&["ctrl", "alt", "delete"]).unwrap();
     let status = m.wait_exit(Duration::from_secs(90)).unwrap();
     assert!(status.success(), "QEMU exit status {status}");

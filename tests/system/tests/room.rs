@@ -39,16 +39,18 @@ fn bay0_opens_a_room_from_its_policy_and_a_person_can_type_into_it() {
         .unwrap()
         .append("bay0.room=work");
     let mut m = Machine::start(opts).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
-    let kvm = m.wait_for("bay0: /dev/kvm ", Duration::ZERO).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
+    let kvm = m.wait_for_line("bay0: /dev/kvm ", Duration::ZERO).unwrap();
     assert!(
         kvm.line.ends_with("present"),
         "the anchor host has no /dev/kvm (QEMU must offer SVM: -cpu max): {}",
         kvm.line
     );
-    let opened = m.wait_for("bay0: room work opened", BOOT).unwrap();
+    let opened = m.wait_for_line("bay0: room work opened", BOOT).unwrap();
     let t_open = t0.elapsed();
-    let ready = m.wait_for("anchor-agent: room work ready", ROOM).unwrap();
+    let ready = m
+        .wait_for_line("anchor-agent: room work ready", ROOM)
+        .unwrap();
     let t_ready = t0.elapsed();
     eprintln!(
         "figure: boot -> room opened {:.1} s; room opened -> agent ready {:.1} s (nested, TCG)",
@@ -82,7 +84,7 @@ fn bay0_opens_a_room_from_its_policy_and_a_person_can_type_into_it() {
     let from = m.serial().len();
     m.type_text("exit\r").unwrap();
     let ended = m
-        .wait_for_from(from, "bay0: room work (pid ", SHELL)
+        .wait_for_line_from(from, "bay0: room work (pid ", SHELL)
         .unwrap();
     assert!(
         ended
@@ -109,8 +111,10 @@ fn a_room_without_a_policy_is_refused_and_bay0_stays_up() {
         .unwrap()
         .append("bay0.room=nosuchroom");
     let mut m = Machine::start(opts).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
-    let refused = m.wait_for("bay0: error: room nosuchroom:", BOOT).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
+    let refused = m
+        .wait_for_line("bay0: error: room nosuchroom:", BOOT)
+        .unwrap();
     assert!(refused.line.contains("policy"), "{}", refused.line);
     std::thread::sleep(Duration::from_secs(2));
     assert!(m.wait_exit(Duration::ZERO).is_err(), "bay0 exited");

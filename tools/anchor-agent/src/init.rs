@@ -192,10 +192,8 @@ fn make_dir(path: &str, mode: u32) -> std::io::Result<()> {
     }
 }
 
-/// Prints one line on the console, prefixed with the agent's name.
-pub fn say(msg: &str) {
-    eprintln!("anchor-agent: {msg}");
-}
+/// Prints one line on the console, prefixed with the agent's name, in one write(2).
+pub use crate::console::say;
 
 /// Makes sure fds 0, 1, 2 are the console (the kernel normally opens /dev/console
 /// for init; if it could not, do it now that /dev is mounted).

@@ -8,6 +8,7 @@
 //! job control, reaps orphans, and resets the VM when the shell exits.
 
 pub mod cmdline;
+pub mod console;
 pub mod echo;
 pub mod error;
 pub mod init;

@@ -58,6 +58,16 @@ pub fn sethostname(name: &str) -> Result<()> {
     check("sethostname", ret).map(drop)
 }
 
+/// write(2) once; how many bytes the kernel took.
+pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: the pointer/length pair describes `buf`, valid for the call.
+    let ret = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    usize::try_from(ret).map_err(|_| Error::Sys {
+        op: "write",
+        errno: errno(),
+    })
+}
+
 /// True if `fd` is an open file descriptor.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table.

@@ -35,7 +35,9 @@ impl MmioDevice for BootTimer {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         if offset == 0 && data == [MAGIC] {
-            eprintln!("{}", self.line());
+            let mut line = self.line();
+            line.push('\n');
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
     }
 }

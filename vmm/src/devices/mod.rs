@@ -5,5 +5,6 @@ pub mod boot_timer;
 pub mod bus;
 pub mod i8042;
 pub mod serial;
+pub mod serial_flush;
 pub mod serial_input;
 pub mod virtio;

@@ -149,10 +149,10 @@ static UNMAPPED_LOGS: AtomicU64 = AtomicU64::new(0);
 fn log_unmapped(kind: &str, addr: u64, len: usize) {
     let n = UNMAPPED_LOGS.fetch_add(1, Ordering::Relaxed);
     if n < 8 || n.is_power_of_two() {
-        eprintln!(
-            "anchor-vmm: guest {kind} of {len} bytes at unmapped {addr:#x} ignored ({} so far)",
+        crate::log::say(format_args!(
+            "guest {kind} of {len} bytes at unmapped {addr:#x} ignored ({} so far)",
             n + 1
-        );
+        ));
     }
 }
 
