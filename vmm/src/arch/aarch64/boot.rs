@@ -103,7 +103,12 @@ pub fn load_kernel(mem: &GuestMemoryMmap<()>, file: &mut File) -> Result<KernelE
         image::parse_header(head.get(..got).unwrap_or_default()).map_err(BootError::Image)?;
     let p =
         image::place(&header, file_len, layout::DRAM_START, fdt_addr).map_err(BootError::Image)?;
-    let len = usize::try_from(file_len).map_err(|_| BootError::Initrd("kernel too large"))?;
+    let len = usize::try_from(file_len).map_err(|_| {
+        BootError::Image(ImageError::DoesNotFit {
+            size: file_len,
+            limit: fdt_addr,
+        })
+    })?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| BootError::Io("kernel", e))?;
     mem.read_exact_volatile_from(GuestAddress(p.load), file, len)
