@@ -94,6 +94,18 @@ fn product_room(name: &str, append: &str, kvm_mode: &str) -> String {
     run(&mut m, "uname -m", "aarch64");
     let cmdline = run(&mut m, "cat /proc/cmdline", "anchor.room=work");
     assert!(cmdline.contains("root=/dev/vda ro"), "{cmdline}");
+    // The device tree's three virtio-mmio devices are found (blk, rng, vsock) and their
+    // interrupts work: the root came from the disk, and entropy comes from virtio-rng.
+    run(
+        &mut m,
+        "echo virtio: $(cat /sys/bus/virtio/devices/*/device)",
+        "virtio: 0x0002 0x0004 0x0013",
+    );
+    run(
+        &mut m,
+        "echo rng=$(head -c 64 /dev/hwrng | wc -c)",
+        "rng=64",
+    );
     // The policy's two vcpus came up (PSCI CPU_ON for the secondary) ...
     run(&mut m, "grep -c ^processor /proc/cpuinfo", "2");
     // ... and the image is read-only, the rest tmpfs.
