@@ -4,8 +4,8 @@
 # (glibc + crt-static: needs no musl target) and links them under stable names.
 #
 # usage: scripts/build-static.sh [x86_64|aarch64]     (default x86_64)
-#   x86_64   bay0, anchor-vmm, anchor-agent            -> $ANCHOR_OUT/bin/
-#   aarch64  bay0, anchor-vmm, anchor-agent, anchorctl -> $ANCHOR_OUT/aarch64/bin/
+#   x86_64   bay0, anchor-vmm, anchor-agent, anchor-jail, anchorctl -> $ANCHOR_OUT/bin/
+#   aarch64  the same                                             -> $ANCHOR_OUT/aarch64/bin/
 #            (cross build: rust std for aarch64-unknown-linux-gnu from rustup, linker
 #            aarch64-linux-gnu-gcc from Debian's gcc-aarch64-linux-gnu)
 set -euo pipefail
@@ -20,14 +20,14 @@ ARCH="${1:-x86_64}"
 case "$ARCH" in
   x86_64)
     TARGET=x86_64-unknown-linux-gnu
-    BINS=(bay0 anchor-vmm anchor-agent)
+    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl)
     DEST="$ANCHOR_OUT/bin"
     READELF=readelf
     ;;
   aarch64 | arm64)
     ARCH=aarch64
     TARGET=aarch64-unknown-linux-gnu
-    BINS=(bay0 anchor-vmm anchor-agent anchorctl)
+    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl)
     DEST="$ANCHOR_OUT/aarch64/bin"
     READELF=aarch64-linux-gnu-readelf
     command -v aarch64-linux-gnu-gcc >/dev/null ||

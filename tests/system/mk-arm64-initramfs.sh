@@ -3,9 +3,10 @@
 # Builds the initramfs archives of the arm64 anchor host (qemu-system-aarch64 -M virt,
 # virtualization=on), from the aarch64 artifacts under $ANCHOR_OUT/aarch64/:
 #
-#   --product   bay0 as /init, anchor-vmm, the room kernel (Image) at
-#               /usr/lib/anchor/kernel/Image, the arm64 room images and the policies:
-#               the same layout as the x86_64 product initramfs (tests/system/mkinitramfs.sh).
+#   --product   bay0 as /init, anchor-jail, anchor-vmm, anchorctl, busybox (operator shell),
+#               the room kernel (Image) at /usr/lib/anchor/kernel/Image, the arm64 room
+#               images and the policies: the same layout as the x86_64 product initramfs
+#               (tests/system/mkinitramfs.sh).
 #               Default output: $ANCHOR_OUT/aarch64/initramfs.cpio.gz
 #   --nested    TEST-ONLY: an arm64 busybox /init that drives anchor-vmm by hand (never
 #               the product): the hand-made guests of tests/system/arm64/guest.S (one
@@ -15,7 +16,7 @@
 #
 # usage: mk-arm64-initramfs.sh --product|--nested [--out PATH]
 # Reproducible (initramfs-lib.sh: sorted, fixed mtimes, root-owned; gzip -n). Inputs:
-# $ANCHOR_OUT/aarch64/bin/{bay0,anchor-vmm} (scripts/build-static.sh aarch64),
+# $ANCHOR_OUT/aarch64/bin/{bay0,anchor-jail,anchor-vmm,anchorctl} (scripts/build-static.sh aarch64),
 # $ANCHOR_OUT/aarch64/guest-Image (guest-kernel/build-arm64.sh),
 # $ANCHOR_OUT/aarch64/images/*.squashfs (images/build.sh --arch aarch64),
 # the arm64 busybox (scripts/arm64-busybox.sh; --nested only), binutils-aarch64-linux-gnu.
@@ -65,7 +66,21 @@ if [[ "$MODE" == product ]]; then
   need "$A/bin/bay0" "run scripts/build-static.sh aarch64"
   is_static "$A/bin/bay0" || die "$A/bin/bay0 is dynamically linked; /init must be static"
   install -m 0755 "$A/bin/bay0" "$stage/init"
+  need "$A/bin/anchor-jail" "run scripts/build-static.sh aarch64"
+  install -D -m 0755 "$A/bin/anchor-jail" "$stage/usr/lib/anchor/anchor-jail"
   [[ -f "$A/bin/anchor-agent" ]] && install -D -m 0755 "$A/bin/anchor-agent" "$stage/usr/lib/anchor/anchor-agent"
+  [[ -f "$A/bin/anchorctl" ]] && install -m 0755 "$A/bin/anchorctl" "$stage/usr/bin/anchorctl"
+  # The operator shell (bay0.shell=1): the arm64 busybox, one symlink per applet (the list
+  # from this machine's busybox, the same Debian build: checked like images/build.sh does).
+  BUSYBOX="${ARM64_BUSYBOX:-$(scripts/arm64-busybox.sh)}" || die "no arm64 busybox (scripts/arm64-busybox.sh)"
+  banner() { grep -a -o -m1 'BusyBox v[^)]*)' "$1" | head -n 1; }
+  [[ -n "$(banner "$BUSYBOX")" && "$(banner "$BUSYBOX")" == "$(banner /bin/busybox)" ]] ||
+    die "$BUSYBOX and /bin/busybox are different builds: cannot take the applet list from the host"
+  mkdir -p "$stage/bin"
+  install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
+  for applet in $(/bin/busybox --list | LC_ALL=C sort); do
+    [[ "$applet" == busybox || -e "$stage/bin/$applet" ]] || ln -s busybox "$stage/bin/$applet"
+  done
   mkdir -p "$stage/etc/anchor/policies"
   for f in policies/*.toml; do install -m 0644 "$f" "$stage/etc/anchor/policies/"; done
 else
