@@ -89,7 +89,7 @@ else
   is_static "$BUSYBOX" || die "$BUSYBOX is not static"
   mkdir -p "$stage/bin" "$stage/usr/lib/anchor/guests"
   install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
-  for a in sh mount cat sed grep ls sleep echo kill timeout poweroff head tail wc cut tr; do
+  for a in sh mount cat sed grep ls sleep echo kill timeout poweroff head tail wc cut tr seq; do
     ln -s busybox "$stage/bin/$a"
   done
   obj=$(mktemp -d); trap 'rm -rf "$stage" "$obj"' EXIT
@@ -126,6 +126,7 @@ arg() { sed -n "s/.*$1=\([a-z0-9_-]*\).*/\1/p" /proc/cmdline; }
 case_=$(arg arm64.case)
 G=/usr/lib/anchor/guests
 # run NAME TIMEOUT ANCHOR-VMM-ARGS...: one guest, its serial on our console, then its status.
+# (TIMEOUT is hang detection only: a case takes seconds, TCG on a loaded machine much longer.)
 run() {
   name=$1; t=$2; shift 2
   timeout "$t" anchor-vmm --serial file:/tmp/$name.serial "$@" </dev/null 2>/tmp/$name.err
@@ -135,13 +136,13 @@ run() {
   echo "arm64-case: $name exit=$rc serial_bytes=$(wc -c < /tmp/$name.serial)"
 }
 if [ "$case_" = guests ]; then
-  run boot 60 --kernel $G/boot.img --mem-mib 32
-  run reset 60 --kernel $G/reset.img --mem-mib 32
-  run abuse 120 --kernel $G/abuse.img --mem-mib 32 --disk /usr/lib/anchor/images/base.squashfs,ro
-  run nisv 60 --kernel $G/nisv.img --mem-mib 32 --disk /usr/lib/anchor/images/base.squashfs,ro
-  run smp 60 --kernel $G/smp.img --mem-mib 32 --vcpus 2
-  run notimage 60 --kernel $G/not-an-image.elf --mem-mib 32
-  run protected 60 --kernel $G/boot.img --mem-mib 32 --vm-type protected
+  run boot 300 --kernel $G/boot.img --mem-mib 32
+  run reset 300 --kernel $G/reset.img --mem-mib 32
+  run abuse 300 --kernel $G/abuse.img --mem-mib 32 --disk /usr/lib/anchor/images/base.squashfs,ro
+  run nisv 300 --kernel $G/nisv.img --mem-mib 32 --disk /usr/lib/anchor/images/base.squashfs,ro
+  run smp 300 --kernel $G/smp.img --mem-mib 32 --vcpus 2
+  run notimage 300 --kernel $G/not-an-image.elf --mem-mib 32
+  run protected 300 --kernel $G/boot.img --mem-mib 32 --vm-type protected
   # The VMM thread's filter kills the process on a forbidden syscall (SIGSYS: 128 + 31).
   anchor-vmm-seccomp-trigger --kernel $G/wfi.img --mem-mib 32 --serial file:/tmp/trigger.serial \
     --seccomp-test-trigger </dev/null 2>/tmp/trigger.err
@@ -149,7 +150,11 @@ if [ "$case_" = guests ]; then
   # A running VMM: every thread under its seccomp filter, and the guest asleep in WFI.
   anchor-vmm --kernel $G/wfi.img --mem-mib 32 --vcpus 2 --serial file:/tmp/wfi.serial </dev/null 2>/tmp/wfi.err &
   vmm=$!
-  for i in 1 2 3 4 5 6 7 8 9 10; do grep -q sleeping /tmp/wfi.serial 2>/dev/null && break; sleep 1; done
+  # Hang detection only (TCG on a loaded machine can take long): the guest says when it
+  # sleeps; only then do all its threads exist and wait.
+  slept=no
+  for i in $(seq 1 300); do grep -q sleeping /tmp/wfi.serial 2>/dev/null && { slept=yes; break; }; sleep 1; done
+  echo "arm64-case: wfi guest asleep=$slept"
   sleep 1
   for t in /proc/$vmm/task/*; do
     echo "arm64-case: wfi thread $(cat $t/comm) $(grep '^Seccomp:' $t/status | tr -d '\t') state=$(cut -d' ' -f3 $t/stat)"

@@ -216,7 +216,9 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     let mut m = Machine::start(opts).unwrap();
     let kvm = m.wait_for("arm64-init: /dev/kvm ", BOOT).unwrap();
     assert!(kvm.line.ends_with("present"), "{}", kvm.line);
-    m.wait_for("arm64-init: done", ROOM).unwrap();
+    // Hang detection only: nine VMM runs under nested KVM in TCG on a shared machine.
+    m.wait_for("arm64-init: done", Duration::from_secs(1200))
+        .unwrap();
     let status = m.wait_exit(Duration::from_secs(60)).unwrap();
     assert!(status.success(), "QEMU exit status {status}");
     let log = m.serial();
@@ -241,13 +243,18 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     assert_eq!(exit_of(case(&log, "reset")), 0);
     assert!(log.contains("[reset stderr] anchor-vmm: guest reset"));
     // Device abuse: the VMM survives unmapped MMIO, virtio registers full of nonsense, a
-    // notify flood and a 256 KiB UART flood, then powers off normally.
+    // notify flood and a 32 KiB UART flood, then powers off normally.
     let abuse = case(&log, "abuse");
     assert_eq!(exit_of(abuse), 0, "{abuse}");
     assert!(log.contains("[abuse] arm64-guest: abuse: unmapped MMIO reads all ones"));
     assert!(log.contains("[abuse] arm64-guest: abuse: virtio registers survived"));
+    let bytes: u64 = abuse
+        .split("serial_bytes=")
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
     assert!(
-        abuse.contains("serial_bytes=2"),
+        bytes > 32 * 1024,
         "the UART flood reached the file: {abuse}"
     );
     // A load pair from MMIO cannot be emulated: guest fault (4), not a hang or a VMM error.
@@ -269,6 +276,7 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     // The aarch64 filter kills: a forbidden syscall on the VMM thread dies with SIGSYS.
     assert_eq!(exit_of(case(&log, "seccomp-trigger")), 128 + 31);
     // A running VMM: every thread (VMM + 2 vcpus) under its seccomp filter, asleep.
+    assert!(log.contains("arm64-case: wfi guest asleep=yes"), "{log}");
     let threads: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("arm64-case: wfi thread "))
