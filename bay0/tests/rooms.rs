@@ -266,11 +266,12 @@ impl Drop for Bay0 {
             };
             for e in dir.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    for _ in 0..50 {
+                    // Until their processes are reaped (up to 10 s).
+                    for _ in 0..200 {
                         if std::fs::remove_dir(e.path()).is_ok() {
                             break;
                         }
-                        std::thread::sleep(Duration::from_millis(20));
+                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
             }
