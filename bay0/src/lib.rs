@@ -15,4 +15,5 @@ pub mod room;
 pub mod shutdown;
 pub mod supervisor;
 pub mod sys;
+pub mod update;
 pub mod watchdog;

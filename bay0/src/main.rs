@@ -9,7 +9,7 @@ use bay0::hosted::{self, Role};
 use bay0::init::{self, Mode, RealMounts};
 use bay0::supervisor::Supervisor;
 use bay0::watchdog::{RealDevice, Watchdog};
-use bay0::{input, logger, room, shutdown, sys};
+use bay0::{input, logger, room, shutdown, sys, update};
 use bay0::{log_error, log_info, log_notice, log_warn};
 use std::ffi::OsString;
 
@@ -92,21 +92,30 @@ fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible
     }
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
-    if let Some(name) = config.boot_room {
-        open_room(&mut event_loop, name, kvm);
+    let boot_room = config
+        .boot_room
+        .map(|name| (name, open_room(&mut event_loop, name, kvm)));
+    match update::spawn_bless(boot_room) {
+        Some(Ok(pid)) => event_loop.supervise(pid),
+        Some(Err(e)) => log_error!("{}: {e}", update::HELPER),
+        None => {}
     }
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)
 }
 
 /// Open the boot room; a room that cannot start is logged, never fatal for PID 1.
-fn open_room(event_loop: &mut EventLoop, name: RoomName, kvm: bool) {
+fn open_room(event_loop: &mut EventLoop, name: RoomName, kvm: bool) -> Option<i32> {
     match room::open(&room::Layout::system(), name.as_str(), kvm) {
         Ok(pid) => {
             log_notice!("room {} opened (anchor-vmm pid {pid})", name.as_str());
             event_loop.supervise_room(pid, name);
+            Some(pid)
         }
-        Err(e) => log_error!("room {}: {e}", name.as_str()),
+        Err(e) => {
+            log_error!("room {}: {e}", name.as_str());
+            None
+        }
     }
 }
 
