@@ -203,7 +203,7 @@ pub fn apply(
     let version = crate::esp::image_version(&image).map_err(ApplyError::NoVersion)?;
     let state = esp.scan()?;
     let target = target_slot(&state, running)?;
-    let floor = floor(esp, &state, running, target)?;
+    let floor = floor(esp, &state, running)?;
     if let Some(floor) = floor {
         if version <= floor {
             return Err(ApplyError::Downgrade {
@@ -274,19 +274,14 @@ pub fn apply(
     })
 }
 
-/// The lowest version an update must exceed: the running base's, and every good slot's.
-fn floor(
-    esp: &Esp,
-    state: &EspState,
-    running: &Running,
-    target: Slot,
-) -> Result<Option<Version>, ApplyError> {
+/// The lowest version an update must exceed: the running base's, and every good slot's
+/// (also the one about to be replaced: a machine never goes back below a version it once
+/// booted healthy). Slots on trial or bad do not count.
+fn floor(esp: &Esp, state: &EspState, running: &Running) -> Result<Option<Version>, ApplyError> {
     let mut floor = running.version.clone();
     for slot in Slot::ALL {
         for f in state.files(slot) {
-            // The slot about to be replaced counts only if it is good and running,
-            // which target_slot() already excludes.
-            if f.entry.counter != Counter::Good || slot == target {
+            if f.entry.counter != Counter::Good {
                 continue;
             }
             let v = esp.version_of(&f.file)?;

@@ -3,3 +3,4 @@
 
 pub mod cli;
 pub mod policy_cmd;
+pub mod update_cmd;

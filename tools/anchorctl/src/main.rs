@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anchorctl::cli::{Cli, Command, PolicyCommand};
 use anchorctl::policy_cmd::{self, Outcome};
+use anchorctl::update_cmd;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -22,6 +23,16 @@ fn main() -> ExitCode {
         }
         Command::Policy(PolicyCommand::Show { file, json }) => {
             policy_cmd::show(file, *json, &mut out, &mut err)
+        }
+        Command::Update(cmd) => {
+            return match update_cmd::run(cmd, &mut out, &mut err) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(usage) => {
+                    let _ = writeln!(err, "anchorctl: {usage}");
+                    ExitCode::from(2)
+                }
+            };
         }
     };
     match result {
