@@ -66,7 +66,7 @@ done
 [[ $VERSION =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "version $VERSION is not dotted numbers"
 
 KEYS=$("$HERE/keys.sh")
-cargo build --quiet --release --locked -p anchor-update --bin anchor-uki
+cargo build --quiet --release --locked --manifest-path "$ROOT/Cargo.toml" -p anchor-update --bin anchor-uki
 TOOL="$CARGO_TARGET_DIR/release/anchor-uki"
 
 work=$(mktemp -d)
