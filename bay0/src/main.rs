@@ -52,6 +52,13 @@ fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible
     });
     let mut config = Config::default();
     if machine {
+        // The base is the signed UKI's initramfs, in RAM: nothing changes it at run time
+        // (docs/THREAT-MODEL.md); runtime state lives on /run, /tmp and /dev.
+        let ro = libc::MS_REMOUNT | libc::MS_RDONLY;
+        match sys::mount("remount / read-only", None, c"/", None, ro, None) {
+            Ok(()) => log_info!("/ is read-only"),
+            Err(e) => log_warn!("{e}"),
+        }
         match sys::open("open /dev/kmsg", c"/dev/kmsg", libc::O_WRONLY) {
             Ok(fd) => logger::use_kmsg(fd),
             Err(e) => log_warn!("{e}; logging to the console"),

@@ -388,7 +388,10 @@ fn anchorctl_update_cli() {
     let v1 = w.dir.path().join("anchor-1.efi");
     let (code, out) = ctl(&["apply", v1.to_str().unwrap(), "--running", "A"]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("error: update refused, nothing written: version 1 is not newer than 1"), "{out}");
+    assert!(
+        out.contains("error: update refused, nothing written: version 1 is not newer than 1"),
+        "{out}"
+    );
     let (code, _) = ctl(&[
         "apply",
         v2.to_str().unwrap(),
