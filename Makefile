@@ -17,7 +17,7 @@ export ANCHOR_OUT
 CARGO ?= cargo
 
 .PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
-        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench soak clean help
+        kernels guest-kernel host-kernel images images-repro initramfs uki uki-check systest test run qemu bench soak clean help
 
 all: build
 
@@ -29,6 +29,7 @@ help:
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
 	@echo "make kernels    guest + host kernels (cached by config hash)"
 	@echo "make images     room base images (reproducible SquashFS)"
+	@echo "make uki        the signed base: a Unified Kernel Image signed with this cache's TEST keys"
 	@echo "make setup      install Debian packages / rust targets this needs (idempotent)"
 	@echo "cache: ANCHOR_CACHE=$(ANCHOR_CACHE)"
 
@@ -77,7 +78,18 @@ initramfs: static kernels images
 images-repro: images
 	images/tests/reproducible.sh
 
-systest: initramfs images-repro
+# The signed base (docs/SIGNING.md): $(ANCHOR_OUT)/anchor.efi, cached by input hash.
+uki: initramfs
+	uki/build.sh
+
+# The UKI builds reproducibly; its signed PCR 11 policy unseals on a TPM (swtpm) for our
+# images and not for a foreign one; the images tests/system/tests/uki.rs boots.
+uki-check: uki
+	uki/tests/reproducible.sh
+	uki/tests/pcr-policy.sh
+	uki/tests/mk-test-ukis.sh
+
+systest: initramfs images-repro uki-check
 	tests/system/run-all.sh
 
 test: setup lint gates unit fuzz-smoke systest
@@ -90,8 +102,9 @@ run: initramfs
 
 qemu: run
 
-bench: initramfs
+bench: initramfs uki
 	scripts/bench.sh
+	uki/bench.sh
 
 # Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit or hostile (N=20).
 STAGE ?= system

@@ -10,7 +10,7 @@ PKGS=(
   swtpm swtpm-tools tpm2-tools cryptsetup squashfs-tools erofs-utils
   ovmf systemd-boot-efi sbsigntool busybox-static linux-source-6.1 bubblewrap
   libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat
-  mtools dosfstools fdisk python3-venv
+  mtools dosfstools fdisk python3-venv faketime
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from

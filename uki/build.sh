@@ -56,7 +56,13 @@ while (($#)); do
   esac
 done
 STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
-for t in objcopy objdump sbsign sbverify openssl cpio; do
+# The signature's signingTime: SOURCE_DATE_EPOCH when set (release builds), else fixed.
+if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
+  SIGNING_TIME=$(date -u -d "@$SOURCE_DATE_EPOCH" '+%Y-%m-%d %H:%M:%S')
+else
+  SIGNING_TIME="2026-01-01 00:00:00"
+fi
+for t in objcopy objdump sbsign sbverify openssl cpio faketime; do
   command -v "$t" >/dev/null || die "$t missing: run scripts/setup.sh"
 done
 [[ -f "$STUB" ]] || die "$STUB missing: run scripts/setup.sh (package systemd-boot-efi)"
@@ -80,13 +86,14 @@ mkdir -p "$work/extra/usr/lib/anchor" "$work/extra/etc/anchor/secureboot"
 install -m 0755 "$HELPER" "$work/extra/usr/lib/anchor/anchor-update"
 install -m 0644 "$KEYS/db.der" "$work/extra/etc/anchor/secureboot/db.der"
 install -m 0644 "$work/os-release" "$work/extra/usr/lib/os-release"
+find "$work/extra" -type d -exec chmod 0755 {} +
 cpio_stage "$work/extra" | gzip -n -9 > "$work/extra.cpio.gz"
 cat "$INITRAMFS" "$work/extra.cpio.gz" > "$work/initrd"
 
 key=$( {
   sha256sum < "$SELF"; sha256sum < "$INITRAMFS_LIB"; sha256sum < "$STUB"; sha256sum < "$TOOL"
   for f in os-release cmdline pcrpkey initrd; do sha256sum < "$work/$f"; done
-  sha256sum < "$KERNEL"; sha256sum < "$KEYS/db.crt"
+  sha256sum < "$KERNEL"; sha256sum < "$KEYS/db.crt"; echo "$SIGNING_TIME"
 } | sha256sum | cut -c1-32)
 cdir="$ANCHOR_CACHE/uki/images/$key"
 
@@ -119,7 +126,9 @@ if [[ ! -f "$cdir/anchor.efi" ]]; then
   "$TOOL" finalize "$work/withsig.efi"
   "$TOOL" pcr11 "$work/withsig.efi" | cmp -s - "$work/pcr11" \
     || die "adding .pcrsig changed the measured sections (objcopy rewrote them?)"
-  sbsign --key "$KEYS/db.key" --cert "$KEYS/db.crt" --output "$work/signed.efi" \
+  # sbsign puts the current time in the signature (PKCS#7 signingTime): a fixed clock
+  # keeps the bytes reproducible (UEFI ignores signing times).
+  faketime "$SIGNING_TIME" sbsign --key "$KEYS/db.key" --cert "$KEYS/db.crt" --output "$work/signed.efi" \
     "$work/withsig.efi" >/dev/null 2>"$work/sbsign.log" || { cat "$work/sbsign.log" >&2; die "sbsign failed"; }
   sbverify --cert "$KEYS/db.crt" "$work/signed.efi" >/dev/null 2>&1 || die "sbverify refuses the signed UKI"
   "$TOOL" verify "$work/signed.efi" --cert "$KEYS/db.der" >/dev/null

@@ -41,7 +41,7 @@ fn need(p: &Path, how: &str) -> PathBuf {
 fn image(name: &str) -> PathBuf {
     need(
         &test_images().join(name),
-        "run uki/tests/mk-test-ukis.sh (tests/system/run-all.sh does)",
+        "run uki/tests/mk-test-ukis.sh (make uki-check does)",
     )
 }
 
