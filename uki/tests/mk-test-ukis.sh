@@ -31,7 +31,7 @@ cp "$("$ROOT/uki/ovmf-vars.sh")" "$OUT/vars.fd"
 # Product UKI, unsigned and tampered.
 rm -f "$OUT/anchor.unsigned.efi" "$OUT/anchor.tampered.efi"
 cp "$PRODUCT" "$OUT/anchor.unsigned.efi"
-sbattach --remove "$OUT/anchor.unsigned.efi" >/dev/null
+sbattach --remove "$OUT/anchor.unsigned.efi" >/dev/null 2>&1
 flip() { # FILE SECTION: change the first byte of SECTION (after signing)
   local off
   off=$(objdump -h "$1" | awk -v s="$2" '$2 == s {print $6}')

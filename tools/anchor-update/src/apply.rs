@@ -90,6 +90,13 @@ pub enum ApplyError {
     },
     /// The bytes read back differ from the bytes written.
     ReadBack,
+    /// A leftover `.efi.new` holds the same bytes as a slot: probably the other name of a
+    /// rename a power cut interrupted (both names on the same FAT clusters). Removing it
+    /// would free the slot's clusters.
+    Twin {
+        temp: String,
+        slot_file: String,
+    },
     Esp(EspError),
 }
 
@@ -128,6 +135,12 @@ impl fmt::Display for ApplyError {
             ApplyError::ReadBack => {
                 f.write_str("the update read back from the ESP differs from what was written")
             }
+            ApplyError::Twin { temp, slot_file } => write!(
+                f,
+                "update refused, nothing written: the leftover {temp} has the same bytes as \
+                 {slot_file}, probably a rename cut short by a power loss (both names on the \
+                 same clusters); check the ESP with fsck.vfat before updating"
+            ),
             ApplyError::Esp(e) => write!(f, "{e}"),
         }
     }
@@ -213,6 +226,7 @@ pub fn apply(
         }
     }
     check_space(esp, &state, target, image.len() as u64)?;
+    check_twins(esp, &state)?;
     obs.after(
         Step::Verify,
         &format!("update {path}: signed by our key, version {version}, for slot {target}"),
@@ -291,6 +305,31 @@ fn floor(esp: &Esp, state: &EspState, running: &Running) -> Result<Option<Versio
         }
     }
     Ok(floor)
+}
+
+/// Refuse to touch a leftover that is byte-identical to a slot file (see [`ApplyError::Twin`]).
+fn check_twins(esp: &Esp, state: &EspState) -> Result<(), ApplyError> {
+    for temp in &state.temps {
+        let tpath = esp.entry_path(temp);
+        let tlen = std::fs::metadata(&tpath).map_or(0, |m| m.len());
+        for slot in Slot::ALL {
+            for f in state.files(slot) {
+                let spath = esp.entry_path(&f.file);
+                if std::fs::metadata(&spath).map_or(0, |m| m.len()) != tlen || tlen == 0 {
+                    continue;
+                }
+                let a = std::fs::read(&tpath).map_err(io_err("read", &tpath))?;
+                let b = std::fs::read(&spath).map_err(io_err("read", &spath))?;
+                if a == b {
+                    return Err(ApplyError::Twin {
+                        temp: temp.clone(),
+                        slot_file: f.file.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_limited(path: &str) -> Result<Vec<u8>, ApplyError> {

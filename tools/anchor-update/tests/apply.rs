@@ -402,3 +402,29 @@ fn anchorctl_update_cli() {
     ]);
     assert_eq!(code, Some(1));
 }
+
+#[test]
+fn a_leftover_identical_to_a_slot_is_not_removed() {
+    // A power cut inside the arm rename can leave anchor-B.efi.new and anchor-B+3-0.efi
+    // naming the same FAT clusters; removing the leftover would free the slot's data.
+    let w = world();
+    let v1 = uki(w.dir.path(), "1", &w.k);
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    w.put("anchor-A.efi", &v1);
+    w.put("anchor-B+3-0.efi", &v2);
+    w.put("anchor-B.efi.new", &v2);
+    let before = w.listing();
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    let e = apply::apply(
+        &w.esp,
+        v3.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ApplyError::Twin { .. }), "{e}");
+    assert!(e.to_string().contains("fsck.vfat"), "{e}");
+    assert_eq!(w.listing(), before);
+}
