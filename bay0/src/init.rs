@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Early system setup: the file systems PID 1 provides (/proc, /sys, /dev, /run, /tmp)
+//! Early system setup: the file systems PID 1 provides (/proc, /sys, /dev, /dev/pts,
+//! /sys/fs/cgroup, /run, /tmp)
 //! and the directories bay0 needs. Mounts that are already there are left alone and
 //! not claimed; only what bay0 mounted is unmounted at shutdown.
 //!
@@ -34,7 +35,7 @@ pub struct MountSpec {
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
 /// The plan, in mount order (unmounted in reverse).
-pub const PLAN: [MountSpec; 5] = [
+pub const PLAN: [MountSpec; 7] = [
     MountSpec {
         target: c"/proc",
         fstype: c"proc",
@@ -54,6 +55,22 @@ pub const PLAN: [MountSpec; 5] = [
         fstype: c"devtmpfs",
         flags: libc::MS_NOSUID,
         data: Some(c"mode=0755"),
+        hosted: Hosted::Skip,
+    },
+    // Ptys for room consoles and the operator shell (only root opens the multiplexer).
+    MountSpec {
+        target: c"/dev/pts",
+        fstype: c"devpts",
+        flags: NOSUID_NODEV | libc::MS_NOEXEC,
+        data: Some(c"mode=0620,ptmxmode=0600"),
+        hosted: Hosted::Skip,
+    },
+    // Room cgroups (anchor-jail creates them under /sys/fs/cgroup/anchor).
+    MountSpec {
+        target: c"/sys/fs/cgroup",
+        fstype: c"cgroup2",
+        flags: NOSUID_NODEV | libc::MS_NOEXEC,
+        data: None,
         hosted: Hosted::Skip,
     },
     MountSpec {
@@ -97,7 +114,7 @@ pub struct RealMounts;
 
 impl MountOps for RealMounts {
     fn mkdir(&mut self, path: &CStr, mode: libc::mode_t) -> Result<()> {
-        crate::sys::mkdir("mkdir", path, mode)
+        Ok(crate::sys::mkdir("mkdir", path, mode)?)
     }
     fn is_mount_point(&mut self, path: &CStr) -> Result<bool> {
         let mut parent = path.to_bytes().to_vec();
@@ -116,10 +133,12 @@ impl MountOps for RealMounts {
         flags: libc::c_ulong,
         data: Option<&CStr>,
     ) -> Result<()> {
-        crate::sys::mount("mount", source, target, fstype, flags, data)
+        Ok(crate::sys::mount(
+            "mount", source, target, fstype, flags, data,
+        )?)
     }
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> Result<()> {
-        crate::sys::umount("umount", target, flags)
+        Ok(crate::sys::umount("umount", target, flags)?)
     }
 }
 
@@ -246,8 +265,8 @@ pub fn unlimit_kmsg() -> Result<()> {
         "write printk_devkmsg",
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         b"on\n",
-    )
-    .map(drop)
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -331,12 +350,14 @@ mod tests {
                 "mount proc /proc proc bind=false",
                 "mount sysfs /sys sysfs bind=false",
                 "mount devtmpfs /dev devtmpfs bind=false",
+                "mount devpts /dev/pts devpts bind=false",
+                "mount cgroup2 /sys/fs/cgroup cgroup2 bind=false",
                 "mount tmpfs /run tmpfs bind=false",
                 "mount tmpfs /tmp tmpfs bind=false"
             ]
         );
         assert!(fake.calls.contains(&"mkdir /run/anchor".to_string()));
-        assert_eq!(m.targets().count(), 5);
+        assert_eq!(m.targets().count(), 7);
     }
 
     #[test]
@@ -350,7 +371,7 @@ mod tests {
             .iter()
             .any(|c| c.contains(" /dev ") || c.contains(" /proc ")));
         let left: Vec<_> = m.targets().map(|t| t.to_str().unwrap()).collect();
-        assert_eq!(left, ["/sys", "/run", "/tmp"]);
+        assert_eq!(left, ["/sys", "/dev/pts", "/sys/fs/cgroup", "/run", "/tmp"]);
     }
 
     #[test]
@@ -364,7 +385,7 @@ mod tests {
             problems.push(format!("{t:?}: {e}"))
         });
         assert_eq!(problems, ["\"/sys\": mount: ENODEV (errno 19)"]);
-        assert_eq!(m.targets().count(), 4);
+        assert_eq!(m.targets().count(), 6);
     }
 
     #[test]
@@ -397,6 +418,8 @@ mod tests {
             [
                 "umount /tmp detach=false",
                 "umount /run detach=false",
+                "umount /sys/fs/cgroup detach=false",
+                "umount /dev/pts detach=false",
                 "umount /dev detach=false",
                 "umount /dev detach=true",
                 "umount /sys detach=false",

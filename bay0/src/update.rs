@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The A/B update hook: once per boot, after the boot room was started, bay0 spawns
-//! `anchor-update bless`, which judges the boot healthy or not and blesses the running
-//! slot (docs/SIGNING.md). All the logic lives in that helper; bay0 only says what it saw.
+//! The A/B update hook: once per boot, after the boot rooms were started, bay0 spawns
+//! `anchor-update bless --room NAME...`. The helper judges the boot (each boot room must
+//! reach ready, as bay0's control socket reports it) and blesses the running slot
+//! (docs/SIGNING.md). All the logic lives in the helper.
 
 use crate::config::RoomName;
 use crate::error::Result;
@@ -10,27 +11,22 @@ use std::ffi::OsString;
 /// The helper, present in a base built as a UKI (uki/build.sh).
 pub const HELPER: &str = "/usr/lib/anchor/anchor-update";
 
-/// The helper's command line: with the boot room's VMM pid when it started, or the
-/// reason the boot is unhealthy when it did not.
-pub fn bless_argv(room: Option<(RoomName, Option<i32>)>) -> Vec<OsString> {
+/// The helper's command line: `bless` and the boot rooms it must see ready.
+pub fn bless_argv(rooms: &[Option<RoomName>]) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec![HELPER.into(), "bless".into()];
-    match room {
-        Some((name, Some(pid))) => {
-            argv.extend(["--room".into(), name.as_str().into(), "--room-pid".into()]);
-            argv.push(pid.to_string().into());
-        }
-        Some((_, None)) => argv.extend(["--unhealthy".into(), "the boot room did not open".into()]),
-        None => {}
+    for name in rooms.iter().flatten() {
+        argv.push("--room".into());
+        argv.push(name.as_str().into());
     }
     argv
 }
 
 /// Spawn the helper; None when this base has none (booted without a UKI).
-pub fn spawn_bless(room: Option<(RoomName, Option<i32>)>) -> Option<Result<i32>> {
+pub fn spawn_bless(rooms: &[Option<RoomName>]) -> Option<Result<i32>> {
     if !std::path::Path::new(HELPER).exists() {
         return None;
     }
-    Some(crate::hosted::spawn(&bless_argv(room)))
+    Some(crate::hosted::spawn(&bless_argv(rooms)))
 }
 
 #[cfg(test)]
@@ -38,23 +34,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_helper_hears_how_the_boot_room_went() {
-        let work = RoomName::parse("work").unwrap();
-        let words = |r| {
-            bless_argv(r)
+    fn the_helper_hears_the_boot_rooms() {
+        let r = |s| Some(RoomName::parse(s).unwrap());
+        let words = |rooms: &[Option<RoomName>]| {
+            let v: Vec<String> = bless_argv(rooms)
                 .into_iter()
                 .map(|s| s.into_string().unwrap())
-                .collect::<Vec<_>>()
-                .join(" ")
+                .collect();
+            v.join(" ")
         };
-        assert_eq!(words(None), format!("{HELPER} bless"));
+        assert_eq!(words(&[None, None]), format!("{HELPER} bless"));
         assert_eq!(
-            words(Some((work, Some(42)))),
-            format!("{HELPER} bless --room work --room-pid 42")
-        );
-        assert_eq!(
-            words(Some((work, None))),
-            format!("{HELPER} bless --unhealthy the boot room did not open")
+            words(&[r("work"), r("web")]),
+            format!("{HELPER} bless --room work --room web")
         );
     }
 }

@@ -13,3 +13,4 @@ pub mod echo;
 pub mod error;
 pub mod init;
 pub mod sys;
+pub mod umbilical;

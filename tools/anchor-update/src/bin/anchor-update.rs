@@ -31,21 +31,19 @@ enum Command {
     /// Boot-time check (bay0 runs it after `ready`): report the slot that booted and PCR 11,
     /// and bless the slot (drop its boot counter) if the boot is healthy.
     ///
-    /// Healthy means: the boot room named by --room is still running after --settle
-    /// seconds (or no room is configured). Not blessed, systemd-boot keeps counting and
-    /// falls back to the other slot once the tries are used up.
+    /// Healthy means: every boot room named by --room reaches ready (its agent reported in,
+    /// as bay0's control socket says) within --timeout seconds; with no --room, the boot
+    /// is healthy once bay0 is up. Not blessed, systemd-boot keeps counting and falls back
+    /// to the other slot once the tries are used up.
     Bless {
-        /// The boot room bay0 opened.
-        #[arg(long, requires = "room_pid")]
-        room: Option<String>,
-        /// Its VMM's pid.
-        #[arg(long, requires = "room")]
-        room_pid: Option<u32>,
-        /// Seconds the room must stay up.
-        #[arg(long, default_value_t = 10)]
-        settle: u64,
-        /// The boot is known to be unhealthy (bay0 could not open the boot room).
-        #[arg(long, value_name = "REASON", conflicts_with = "room")]
+        /// A boot room that must reach ready (repeatable).
+        #[arg(long = "room", value_name = "NAME")]
+        rooms: Vec<String>,
+        /// Seconds to wait for the rooms.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// The boot is known to be unhealthy (for bay0, e.g. the vault did not open).
+        #[arg(long, value_name = "REASON")]
         unhealthy: Option<String>,
     },
     /// Show the slots, their versions, tries left and the next boot.
@@ -104,11 +102,10 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout();
     let ok = match cli.command {
         Command::Bless {
-            room,
-            room_pid,
-            settle,
+            rooms,
+            timeout,
             unhealthy,
-        } => bless(&mut out, room.zip(room_pid), settle, unhealthy),
+        } => bless(&mut out, &rooms, timeout, unhealthy),
         Command::Status { target } => {
             let r = commands::status(&target.into(), &mut out, PREFIX);
             report(&mut out, r)
@@ -151,41 +148,78 @@ fn report(out: &mut dyn Write, r: Result<(), commands::CmdError>) -> bool {
     }
 }
 
-/// The health check: the boot room's VMM stays up for `settle` seconds.
-fn room_health(room: &Option<(String, u32)>, settle: u64) -> Result<(), String> {
-    let Some((name, pid)) = room else {
-        return Ok(());
-    };
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let end = Instant::now() + Duration::from_secs(settle);
+/// The health check: every boot room reaches `running` (ready) in bay0's room list.
+fn rooms_health(rooms: &[String], timeout: u64) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs(timeout);
+    let mut waiting: Vec<&String> = rooms.iter().collect();
     loop {
-        // A reaped VMM disappears; a zombie (not yet reaped by bay0) counts as gone too.
-        let state = std::fs::read_to_string(proc_dir.join("stat")).ok();
-        let alive = state.is_some_and(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        });
-        if !alive {
-            return Err(format!(
-                "room {name} (anchor-vmm pid {pid}) ended during the health check"
-            ));
+        let states = room_states().unwrap_or_default();
+        let mut still = Vec::new();
+        for name in waiting {
+            match states
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.as_str())
+            {
+                Some("running") => {}
+                Some("stopped") => {
+                    return Err(format!(
+                        "room {name} is stopped (it did not start, or it ended)"
+                    ))
+                }
+                _ => still.push(name),
+            }
         }
-        if Instant::now() >= end {
+        if still.is_empty() {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() >= end {
+            let names: Vec<&str> = still.iter().map(|s| s.as_str()).collect();
+            return Err(format!(
+                "room(s) {} not ready after {timeout} s",
+                names.join(", ")
+            ));
+        }
+        waiting = still;
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-fn bless(
-    out: &mut dyn Write,
-    room: Option<(String, u32)>,
-    settle: u64,
-    unhealthy: Option<String>,
-) -> bool {
+/// (name, state) of every room bay0 lists on its control socket.
+fn room_states() -> Option<Vec<(String, String)>> {
+    use anchor_proto::control::{self, Reply, Verb};
+    use std::io::{BufRead, BufReader, Read};
+    let mut s = std::os::unix::net::UnixStream::connect(control::SOCKET_PATH).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(control::format_request(Verb::List, "").as_bytes())
+        .ok()?;
+    let mut reader = BufReader::new(s);
+    let mut out = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .by_ref()
+            .take(control::REPLY_LINE_MAX as u64)
+            .read_line(&mut line)
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        match control::parse_reply(line.trim_end_matches(['\n', '\r']))? {
+            Reply::Record { kind, fields } if kind == "room" => {
+                let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+                if let (Some(n), Some(st)) = (get("name"), get("state")) {
+                    out.push((n, st));
+                }
+            }
+            Reply::Record { .. } => {}
+            Reply::Ok(_) => return Some(out),
+            Reply::Err(_) => return None,
+        }
+    }
+}
+
+fn bless(out: &mut dyn Write, rooms: &[String], timeout: u64, unhealthy: Option<String>) -> bool {
     let opened = match commands::open(&Target::default()) {
         Ok(o) => o,
         Err(commands::CmdError::Device(DeviceError::NotUefi)) => {
@@ -204,7 +238,7 @@ fn bless(
     commands::report_pcr11(out, PREFIX);
     let health = match unhealthy {
         Some(reason) => Err(reason),
-        None => room_health(&room, settle),
+        None => rooms_health(rooms, timeout),
     };
     let blessed = match commands::bless_boot(&opened, health, out, PREFIX) {
         Ok(b) => b,
