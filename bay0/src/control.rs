@@ -49,8 +49,15 @@ pub struct Control {
     clients: Vec<Option<Client>>,
 }
 
+/// `say!(stream, "format", args...)`: one formatted line to a client.
+macro_rules! say {
+    ($fd:expr, $($arg:tt)*) => {
+        send_line($fd, format_args!($($arg)*))
+    };
+}
+
 /// Sends one formatted line (best effort: a client that does not read loses it).
-fn say(mut fd: &UnixStream, args: core::fmt::Arguments<'_>) {
+fn send_line(mut fd: &UnixStream, args: core::fmt::Arguments<'_>) {
     let mut line = Line::default();
     let _ = line.write_fmt(args);
     let _ = line.write_char('\n');
@@ -81,11 +88,6 @@ impl Control {
         })
     }
 
-    /// True when a client is connected.
-    pub fn any(&self) -> bool {
-        self.clients.iter().any(Option::is_some)
-    }
-
     /// Accepts waiting connections.
     pub fn accept(&mut self, ep: &OwnedFd, now_ms: u64) {
         while let Ok((fd, _)) = self.listener.accept() {
@@ -95,17 +97,14 @@ impl Control {
             match sys::peer_uid(fd.as_raw_fd()) {
                 Ok(0) => {}
                 _ => {
-                    say(
-                        &fd,
-                        format_args!("err permission denied: only root may control rooms"),
-                    );
+                    say!(&fd, "err permission denied: only root may control rooms");
                     continue;
                 }
             }
             let Some(i) = self.clients.iter().position(Option::is_none) else {
-                say(
+                say!(
                     &fd,
-                    format_args!("err busy: too many control connections ({MAX_CLIENTS})"),
+                    "err busy: too many control connections ({MAX_CLIENTS})"
                 );
                 continue;
             };
@@ -186,13 +185,10 @@ impl Control {
                 continue;
             }
             match c.mode {
-                Mode::Request => say(
+                Mode::Request => say!(&c.fd, "err timeout: no request line within 5 s"),
+                Mode::Wait { .. } => say!(
                     &c.fd,
-                    format_args!("err timeout: no request line within 5 s"),
-                ),
-                Mode::Wait { .. } => say(
-                    &c.fd,
-                    format_args!("err the room's agent did not report ready within 180 s"),
+                    "err the room's agent did not report ready within 180 s"
                 ),
                 Mode::Console(_) => continue,
             }
@@ -208,10 +204,7 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
             Mode::Wait { slot: s, verb } if s == slot && verb != Verb::Stop => {
                 let name = rooms.get(slot).map_or("?", |r| r.name.as_str());
                 let (secs, centis) = (ms / 1000, (ms % 1000) / 10);
-                say(
-                    &c.fd,
-                    format_args!("ok room {name} ready in {secs}.{centis:02} s"),
-                );
+                say!(&c.fd, "ok room {name} ready in {secs}.{centis:02} s");
                 false
             }
             _ => true,
@@ -232,7 +225,7 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                     },
                     _,
                 ) if s == slot => {
-                    say(&c.fd, format_args!("ok room {n} stopped"));
+                    say!(&c.fd, "ok room {n} stopped");
                     false
                 }
                 (
@@ -251,17 +244,15 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                 (Mode::Wait { slot: s, .. }, _) if s == slot => {
                     let what = crate::room::describe_exit(status.exit_code());
                     let sep = if why.as_str().is_empty() { "" } else { ": " };
-                    say(
+                    say!(
                         &c.fd,
-                        format_args!(
-                            "err room {n}: ended before it was ready ({status}: {what}){sep}{}",
-                            why.as_str()
-                        ),
+                        "err room {n}: ended before it was ready ({status}: {what}){sep}{}",
+                        why.as_str()
                     );
                     false
                 }
                 (Mode::Console(s), ns) if s == slot => {
-                    say(&c.fd, format_args!("\r\nbay0: room {n} ended ({status})\r"));
+                    say!(&c.fd, "\r\nbay0: room {n} ended ({status})\r");
                     match ns {
                         Some(ns) => {
                             c.mode = Mode::Console(ns);
@@ -287,10 +278,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
     let filled = c.buf.get(..c.len).unwrap_or_default();
     let Some(end) = filled.iter().position(|&b| b == b'\n') else {
         if c.len >= REQUEST_MAX {
-            say(
-                &c.fd,
-                format_args!("err {}", control::RequestError::TooLong),
-            );
+            say!(&c.fd, "err {}", control::RequestError::TooLong);
             return false;
         }
         return true;
@@ -303,7 +291,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
     let req = match control::parse_request(line.get(..len).unwrap_or_default()) {
         Ok(r) => r,
         Err(e) => {
-            say(&c.fd, format_args!("err {e}"));
+            say!(&c.fd, "err {e}");
             return false;
         }
     };
@@ -312,7 +300,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
     match (req.verb, running) {
         (Verb::List, _) => {
             list(&c.fd, rooms, now_ms);
-            say(&c.fd, format_args!("ok"));
+            say!(&c.fd, "ok");
             false
         }
         (Verb::Start, _) => {
@@ -328,16 +316,13 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
                 }
                 Err(e) => {
                     let sep = if detail.as_str().is_empty() { "" } else { ": " };
-                    say(
-                        &c.fd,
-                        format_args!("err room {name}: {e}{sep}{}", detail.as_str()),
-                    );
+                    say!(&c.fd, "err room {name}: {e}{sep}{}", detail.as_str());
                     false
                 }
             }
         }
         (_, None) => {
-            say(&c.fd, format_args!("err room {name}: not running"));
+            say!(&c.fd, "err room {name}: not running");
             false
         }
         (Verb::Stop | Verb::Reset, Some(slot)) => {
@@ -351,10 +336,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
             true
         }
         (Verb::Console, Some(slot)) => {
-            say(
-                &c.fd,
-                format_args!("ok attached to room {name} (Ctrl-] detaches)"),
-            );
+            say!(&c.fd, "ok attached to room {name} (Ctrl-] detaches)");
             if let Some(r) = rooms.get_mut(slot) {
                 let _ = (&c.fd).write(&r.scroll.contents());
                 r.last_input_ms = now_ms;
@@ -388,16 +370,14 @@ fn console_input(c: &mut Client, slot: usize, rooms: &mut Rooms, now_ms: u64) ->
 fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
     for r in rooms.slots.iter().flatten() {
         let up = now_ms.saturating_sub(r.started_ms) / 1000;
-        say(
+        say!(
             fd,
-            format_args!(
-                "room name={} backend=microvm state={} uptime_s={up} memory_mib={} vcpus={} pid={}",
-                r.name.as_str(),
-                r.phase.as_str(),
-                r.memory_mib,
-                r.vcpus,
-                r.pid
-            ),
+            "room name={} backend=microvm state={} uptime_s={up} memory_mib={} vcpus={} pid={}",
+            r.name.as_str(),
+            r.phase.as_str(),
+            r.memory_mib,
+            r.vcpus,
+            r.pid
         );
     }
     let mut names: Vec<String> = std::fs::read_dir(&rooms.layout.policies)
@@ -412,17 +392,15 @@ fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
             continue;
         };
         if anchor_proto::name::is_valid(name) && rooms.find(name).is_none() {
-            say(fd, format_args!("room name={name} state=stopped"));
+            say!(fd, "room name={name} state=stopped");
         }
     }
     let total = crate::rooms::mem_total_mib();
     let reserved = crate::rooms::reserve_mib(total);
     let used = rooms.used_mib();
-    say(
+    say!(
         fd,
-        format_args!(
-            "host memory_mib={total} reserved_mib={reserved} rooms_mib={used} free_mib={}",
-            total.saturating_sub(reserved).saturating_sub(used)
-        ),
+        "host memory_mib={total} reserved_mib={reserved} rooms_mib={used} free_mib={}",
+        total.saturating_sub(reserved).saturating_sub(used)
     );
 }

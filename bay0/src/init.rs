@@ -34,59 +34,36 @@ pub struct MountSpec {
 
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
-/// The plan, in mount order (unmounted in reverse).
+const fn spec(
+    target: &'static CStr,
+    fstype: &'static CStr,
+    flags: libc::c_ulong,
+    data: Option<&'static CStr>,
+    hosted: Hosted,
+) -> MountSpec {
+    MountSpec {
+        target,
+        fstype,
+        flags,
+        data,
+        hosted,
+    }
+}
+
+const NOEXEC: libc::c_ulong = NOSUID_NODEV | libc::MS_NOEXEC;
+
+/// The plan, in mount order (unmounted in reverse): /dev/pts gives ptys to room consoles
+/// and the operator shell (only root opens the multiplexer); /sys/fs/cgroup holds the
+/// rooms' cgroups (anchor-jail creates them under `anchor/`).
+#[rustfmt::skip]
 pub const PLAN: [MountSpec; 7] = [
-    MountSpec {
-        target: c"/proc",
-        fstype: c"proc",
-        flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        data: None,
-        hosted: Hosted::Mount,
-    },
-    MountSpec {
-        target: c"/sys",
-        fstype: c"sysfs",
-        flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        data: None,
-        hosted: Hosted::Skip,
-    },
-    MountSpec {
-        target: c"/dev",
-        fstype: c"devtmpfs",
-        flags: libc::MS_NOSUID,
-        data: Some(c"mode=0755"),
-        hosted: Hosted::Skip,
-    },
-    // Ptys for room consoles and the operator shell (only root opens the multiplexer).
-    MountSpec {
-        target: c"/dev/pts",
-        fstype: c"devpts",
-        flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        data: Some(c"mode=0620,ptmxmode=0600"),
-        hosted: Hosted::Skip,
-    },
-    // Room cgroups (anchor-jail creates them under /sys/fs/cgroup/anchor).
-    MountSpec {
-        target: c"/sys/fs/cgroup",
-        fstype: c"cgroup2",
-        flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        data: None,
-        hosted: Hosted::Skip,
-    },
-    MountSpec {
-        target: c"/run",
-        fstype: c"tmpfs",
-        flags: NOSUID_NODEV,
-        data: Some(c"mode=0755"),
-        hosted: Hosted::BindState(c"run"),
-    },
-    MountSpec {
-        target: c"/tmp",
-        fstype: c"tmpfs",
-        flags: NOSUID_NODEV,
-        data: Some(c"mode=1777"),
-        hosted: Hosted::BindState(c"tmp"),
-    },
+    spec(c"/proc", c"proc", NOEXEC, None, Hosted::Mount),
+    spec(c"/sys", c"sysfs", NOEXEC, None, Hosted::Skip),
+    spec(c"/dev", c"devtmpfs", libc::MS_NOSUID, Some(c"mode=0755"), Hosted::Skip),
+    spec(c"/dev/pts", c"devpts", NOEXEC, Some(c"mode=0620,ptmxmode=0600"), Hosted::Skip),
+    spec(c"/sys/fs/cgroup", c"cgroup2", NOEXEC, None, Hosted::Skip),
+    spec(c"/run", c"tmpfs", NOSUID_NODEV, Some(c"mode=0755"), Hosted::BindState(c"run")),
+    spec(c"/tmp", c"tmpfs", NOSUID_NODEV, Some(c"mode=1777"), Hosted::BindState(c"tmp")),
 ];
 
 /// Directories bay0 creates once its file systems are up: (path, mode).

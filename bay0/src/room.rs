@@ -69,9 +69,10 @@ pub const ROOM_CID: u32 = 3;
 /// Room slot N runs as uid and gid `ROOM_UID_BASE + N` (never root, never shared by two
 /// rooms running at the same time).
 pub const ROOM_UID_BASE: u32 = 64_000;
-/// Memory charged for a room on top of its policy memory: the VMM process, KVM's page
-/// tables and per-VM kernel structures (measured ~6 MiB for a 2 GiB room; the rest is
-/// headroom). Part of the room's cgroup limit and of admission.
+/// Memory charged for a room on top of its policy memory: the VMM process (~1.3 MiB), its
+/// vsock buffers (up to 2 MiB), and the kernel memory charged to the room's cgroup for
+/// KVM's page tables and per-VM structures, with headroom. Part of the room's cgroup
+/// limit and of admission; `make bench` prints what a room's cgroup really uses.
 pub const VMM_OVERHEAD_MIB: u64 = 64;
 /// Processes and threads the VMM may have beyond one per vCPU (cgroup pids.max and
 /// RLIMIT_NPROC of the room's uid).

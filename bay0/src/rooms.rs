@@ -185,11 +185,6 @@ impl Rooms {
         self.slots.iter().flatten().map(|r| r.charged_mib).sum()
     }
 
-    /// True when any room is open.
-    pub fn any(&self) -> bool {
-        self.slots.iter().any(Option::is_some)
-    }
-
     /// Opens room `name`; its slot. On failure `detail` may hold more about why.
     pub fn start(
         &mut self,

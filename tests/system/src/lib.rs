@@ -103,6 +103,18 @@ pub fn stall_initramfs() -> Result<PathBuf> {
     )
 }
 
+/// The initramfs with the system tests' small room policies (tests/system/policies) next
+/// to the shipped ones (built by run-all.sh).
+pub fn rooms_initramfs() -> Result<PathBuf> {
+    let default = cache_dir().join("systest/initramfs-rooms.cpio.gz");
+    artifact(
+        "ANCHOR_ROOMS_INITRAMFS",
+        default,
+        "rooms initramfs",
+        "run tests/system/run-all.sh",
+    )
+}
+
 /// Kernel command line every machine gets; [`Options::append`] adds to it.
 pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1";
 
@@ -382,6 +394,7 @@ impl fmt::Debug for Machine {
 }
 
 static RUN: AtomicU32 = AtomicU32::new(0);
+static SH_RUN: AtomicU32 = AtomicU32::new(0);
 
 fn wait_for_path(path: &Path, timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
@@ -585,6 +598,29 @@ impl Machine {
                 .wait_timeout(s, end - now)
                 .map_or_else(|e| e.into_inner().0, |r| r.0);
         }
+    }
+
+    /// Runs `cmd` in the operator shell (`bay0.shell=1`) and returns what it printed (the
+    /// lines between the command and its end marker) and its exit status.
+    pub fn sh(&mut self, cmd: &str, timeout: Duration) -> Result<(String, i32)> {
+        let n = SH_RUN.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("@@end-{n}@@");
+        let from = self.serial().len();
+        // The marker starts a line of its own even after output without a final newline.
+        self.type_text(&format!("{cmd}; printf '\\n{marker} %s\\n' $?\r"))?;
+        let end = self.wait_for_line_from(from, &marker, timeout)?;
+        let log = self.serial();
+        let text = log.get(from..end.end).unwrap_or("");
+        // Drop the echoed command line (it holds the marker too, after the prompt).
+        let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+        let body = body.rsplit_once(&marker).map_or(body, |(b, _)| b);
+        let status = end
+            .line
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(-1);
+        Ok((body.to_string(), status))
     }
 
     /// Type `text` on the serial console.
