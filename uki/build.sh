@@ -126,9 +126,9 @@ if [[ ! -f "$cdir/anchor.efi" ]]; then
   "$TOOL" finalize "$work/withsig.efi"
   "$TOOL" pcr11 "$work/withsig.efi" | cmp -s - "$work/pcr11" \
     || die "adding .pcrsig changed the measured sections (objcopy rewrote them?)"
-  # sbsign puts the current time in the signature (PKCS#7 signingTime): a fixed clock
-  # keeps the bytes reproducible (UEFI ignores signing times).
-  faketime "$SIGNING_TIME" sbsign --key "$KEYS/db.key" --cert "$KEYS/db.crt" --output "$work/signed.efi" \
+  # sbsign puts the current time in the signature (PKCS#7 signingTime): a frozen clock
+  # (-f: absolute time that does not advance) keeps the bytes reproducible; UEFI ignores it.
+  faketime -f "$SIGNING_TIME" sbsign --key "$KEYS/db.key" --cert "$KEYS/db.crt" --output "$work/signed.efi" \
     "$work/withsig.efi" >/dev/null 2>"$work/sbsign.log" || { cat "$work/sbsign.log" >&2; die "sbsign failed"; }
   sbverify --cert "$KEYS/db.crt" "$work/signed.efi" >/dev/null 2>&1 || die "sbverify refuses the signed UKI"
   "$TOOL" verify "$work/signed.efi" --cert "$KEYS/db.der" >/dev/null
