@@ -700,10 +700,14 @@ impl Machine {
     }
 
     /// Wait for QEMU to exit on its own.
+    /// Once it returns, [`Machine::serial`] holds everything QEMU wrote: the reader of
+    /// the console pipe has seen its end (QEMU's exit alone does not mean the last bytes
+    /// were read).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = io("wait for qemu", self.qemu.try_wait())? {
+                self.wait_serial_closed(Duration::from_secs(30))?;
                 return Ok(status);
             }
             if Instant::now() >= end {
@@ -711,6 +715,25 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Wait until the console pipe reached its end (QEMU closed it).
+    fn wait_serial_closed(&self, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        let (mutex, cond) = &*self.serial;
+        let mut s = lock(mutex);
+        while !s.closed {
+            let now = Instant::now();
+            if now >= end {
+                return err(format!(
+                    "QEMU exited but its console did not close within {timeout:?}"
+                ));
+            }
+            s = cond
+                .wait_timeout(s, end - now)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+        Ok(())
     }
 
     /// Pull the plug.
