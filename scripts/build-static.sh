@@ -4,8 +4,9 @@
 # (glibc + crt-static: needs no musl target) and links them under stable names.
 #
 # usage: scripts/build-static.sh [x86_64|aarch64]     (default x86_64)
-#   x86_64   bay0, anchor-vmm, anchor-agent, anchor-jail, anchorctl -> $ANCHOR_OUT/bin/
-#   aarch64  the same                                             -> $ANCHOR_OUT/aarch64/bin/
+#   x86_64   bay0, anchor-vmm, anchor-agent, anchor-jail, anchorctl, anchor-update
+#                                                                 -> $ANCHOR_OUT/bin/
+#   aarch64  the same but anchor-update (no arm64 UKI yet)        -> $ANCHOR_OUT/aarch64/bin/
 #            (cross build: rust std for aarch64-unknown-linux-gnu from rustup, linker
 #            aarch64-linux-gnu-gcc from Debian's gcc-aarch64-linux-gnu)
 set -euo pipefail
@@ -20,7 +21,7 @@ ARCH="${1:-x86_64}"
 case "$ARCH" in
   x86_64)
     TARGET=x86_64-unknown-linux-gnu
-    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl)
+    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl anchor-update)
     DEST="$ANCHOR_OUT/bin"
     READELF=readelf
     ;;

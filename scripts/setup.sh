@@ -10,6 +10,7 @@ PKGS=(
   swtpm swtpm-tools tpm2-tools cryptsetup squashfs-tools erofs-utils
   ovmf systemd-boot-efi sbsigntool busybox-static linux-source-6.1 bubblewrap
   libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat device-tree-compiler
+  mtools dosfstools fdisk python3-venv faketime
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from
@@ -104,3 +105,17 @@ fi
 # A static arm64 busybox (Debian's busybox-static for arm64, unpacked into the cache) for
 # the arm64 room images and the arm64 anchor-host tests.
 "$(dirname "$0")/arm64-busybox.sh" >/dev/null && echo "setup: arm64 busybox present"
+
+# virt-firmware (PyPI) enrols the Secure Boot test certificates into an OVMF variable store
+# (uki/ovmf-vars.sh). A pinned version in its own venv under the cache; Debian's
+# python3-cryptography is reused through --system-site-packages.
+VFW_VERSION=26.10
+VFW_VENV="${ANCHOR_CACHE:-/var/cache/anchor-os}/venv/virt-firmware-$VFW_VERSION"
+if [[ -x "$VFW_VENV/bin/virt-fw-vars" ]]; then
+  echo "setup: virt-firmware $VFW_VERSION present"
+else
+  echo "setup: installing virt-firmware $VFW_VERSION from PyPI into $VFW_VENV"
+  rm -rf "$VFW_VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VFW_VENV"
+  "$VFW_VENV/bin/pip" install -q "virt-firmware==$VFW_VERSION"
+fi

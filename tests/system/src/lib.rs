@@ -180,7 +180,30 @@ pub struct Options {
     pub no_reboot: bool,
     /// Further QEMU arguments, appended last.
     pub extra_args: Vec<String>,
+    /// Boot through UEFI firmware (OVMF) from a disk instead of `-kernel`/`-initrd`;
+    /// `kernel`, `initramfs` and `append` are then unused (the UKI carries them).
+    pub uefi: Option<Uefi>,
+    /// Keep the TPM's state in this directory (it survives the machine: power-cut
+    /// tests); default: a fresh TPM per machine.
+    pub tpm_state: Option<PathBuf>,
 }
+
+/// UEFI boot: OVMF firmware, its variable store and the disk it boots.
+#[derive(Debug, Clone)]
+pub struct Uefi {
+    /// The firmware code (read-only pflash), e.g. `OVMF_CODE_4M.secboot.fd`.
+    pub code: PathBuf,
+    /// The variable store (writable pflash): the machine writes to it, so give each
+    /// machine its own copy (and keep it across boots of the same "device").
+    pub vars: PathBuf,
+    /// Secure Boot firmware (needs SMM and a secure pflash).
+    pub secure: bool,
+    /// The disk holding the ESP (virtio-blk, raw).
+    pub disk: PathBuf,
+}
+
+/// Debian's OVMF with Secure Boot (package ovmf).
+pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 impl Options {
     pub fn new(name: &str, kernel: PathBuf, initramfs: PathBuf) -> Options {
@@ -198,6 +221,8 @@ impl Options {
             framebuffer: false,
             no_reboot: true,
             extra_args: Vec::new(),
+            uefi: None,
+            tpm_state: None,
         }
     }
 
@@ -209,6 +234,20 @@ impl Options {
             arch: Arch::Aarch64,
             ..Options::new(name, kernel, initramfs)
         }
+    }
+
+    /// A machine that boots `uefi.disk` through OVMF (no kernel or initramfs of its own).
+    pub fn uefi(name: &str, uefi: Uefi) -> Options {
+        let mut o = Options::new(name, PathBuf::new(), PathBuf::new());
+        o.uefi = Some(uefi);
+        o
+    }
+
+    /// Keep the TPM state in `dir` (implies a TPM).
+    pub fn tpm_state(mut self, dir: PathBuf) -> Self {
+        self.tpm = true;
+        self.tpm_state = Some(dir);
+        self
     }
 
     /// Options with the kernel and initramfs from the environment (see [`host_kernel`]).
@@ -280,8 +319,12 @@ impl Options {
 
     /// QEMU's arguments, with sockets under `workdir`. The serial console is stdio.
     pub fn qemu_args(&self, workdir: &Path) -> Vec<String> {
+        let x86 = match &self.uefi {
+            Some(u) if u.secure => "q35,smm=on",
+            _ => "q35",
+        };
         let machine: [&str; 6] = match self.arch {
-            Arch::X86_64 => ["-M", "q35", "-accel", "tcg", "-cpu", "max"],
+            Arch::X86_64 => ["-M", x86, "-accel", "tcg", "-cpu", "max"],
             Arch::Aarch64 => [
                 "-M",
                 "virt,virtualization=on,gic-version=3",
@@ -309,13 +352,35 @@ impl Options {
         let mut push = |args: &[&str]| a.extend(args.iter().map(|s| s.to_string()));
         let (mem, cpus) = (self.memory_mib.to_string(), self.cpus.to_string());
         push(&["-m", &mem, "-smp", &cpus]);
-        push(&[
-            "-kernel",
-            &self.kernel.to_string_lossy(),
-            "-initrd",
-            &self.initramfs.to_string_lossy(),
-        ]);
-        push(&["-append", &self.cmdline()]);
+        match &self.uefi {
+            None => {
+                push(&[
+                    "-kernel",
+                    &self.kernel.to_string_lossy(),
+                    "-initrd",
+                    &self.initramfs.to_string_lossy(),
+                ]);
+                push(&["-append", &self.cmdline()]);
+            }
+            Some(u) => {
+                if u.secure {
+                    push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+                }
+                let code = format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    u.code.display()
+                );
+                let vars = format!("if=pflash,format=raw,unit=1,file={}", u.vars.display());
+                let disk = format!("file={},if=none,id=esp,format=raw", u.disk.display());
+                push(&["-drive", &code, "-drive", &vars]);
+                push(&[
+                    "-drive",
+                    &disk,
+                    "-device",
+                    "virtio-blk-pci,drive=esp,bootindex=0",
+                ]);
+            }
+        }
         let qmp = format!(
             "unix:{},server=on,wait=off",
             workdir.join("qmp.sock").display()
@@ -429,7 +494,11 @@ impl Machine {
         let log_path = logs.join(format!("{}.log", opts.name));
 
         let swtpm = if opts.tpm {
-            Some(start_swtpm(&workdir)?)
+            let state = opts
+                .tpm_state
+                .clone()
+                .unwrap_or_else(|| workdir.join("tpm"));
+            Some(start_swtpm(&workdir, &state)?)
         } else {
             None
         };
@@ -774,9 +843,8 @@ impl Drop for Machine {
     }
 }
 
-fn start_swtpm(workdir: &Path) -> Result<Child> {
-    let state = workdir.join("tpm");
-    io("create tpm dir", std::fs::create_dir_all(&state))?;
+fn start_swtpm(workdir: &Path, state: &Path) -> Result<Child> {
+    io("create tpm dir", std::fs::create_dir_all(state))?;
     let sock = workdir.join("swtpm.sock");
     let child = io(
         "start swtpm (is swtpm installed? scripts/setup.sh)",
@@ -944,6 +1012,34 @@ mod tests {
             assert!(joined.contains(part), "{part} missing from {joined}");
         }
         assert_eq!(a.last().unwrap(), "-s");
+        let u = Options::uefi(
+            "u",
+            Uefi {
+                code: "/c.fd".into(),
+                vars: "/v.fd".into(),
+                secure: true,
+                disk: "/esp.img".into(),
+            },
+        )
+        .tpm_state("/t".into());
+        let joined = u.qemu_args(Path::new("/w")).join(" ");
+        assert!(
+            joined.starts_with("-M q35,smm=on -accel tcg -cpu max"),
+            "{joined}"
+        );
+        assert!(
+            !joined.contains("-kernel") && !joined.contains("-append"),
+            "{joined}"
+        );
+        for part in [
+            "-global driver=cfi.pflash01,property=secure,value=on",
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/c.fd",
+            "-drive if=pflash,format=raw,unit=1,file=/v.fd",
+            "file=/esp.img,if=none,id=esp,format=raw -device virtio-blk-pci,drive=esp,bootindex=0",
+            "-device tpm-tis,tpmdev=tpm0",
+        ] {
+            assert!(joined.contains(part), "{part} missing from {joined}");
+        }
         assert!(!Options::new("t", "/k".into(), "/i".into())
             .allow_reboot()
             .qemu_args(Path::new("/w"))
