@@ -158,9 +158,11 @@ impl EventLoop {
         self.vault = Some((pid, config));
     }
 
-    /// Take bay0's console and open the boot rooms; the first one gets the console. A
-    /// room that cannot start is logged, never fatal for PID 1.
-    pub fn open_console(&mut self, config: &Config) {
+    /// Take bay0's console, open the boot rooms (the first one gets the console; a room
+    /// that cannot start is logged, never fatal for PID 1), then start this boot's update
+    /// check (`anchor-update bless`), which waits for those rooms; `unhealthy` says why
+    /// the boot is known to be bad already (the vault did not open).
+    pub fn open_console(&mut self, config: &Config, unhealthy: Option<&str>) {
         self.console = Some(SystemConsole::new(&self.epoll, config.shell));
         let now = sys::monotonic_ms();
         for (i, name) in config.boot_rooms.iter().flatten().enumerate() {
@@ -177,6 +179,11 @@ impl EventLoop {
                 Ok(_) => {}
                 Err(e) => crate::log_error!("room {}: {e} {}", name.as_str(), detail.as_str()),
             }
+        }
+        match crate::update::spawn_bless(&config.boot_rooms, unhealthy) {
+            Some(Ok(pid)) => self.supervise(pid),
+            Some(Err(e)) => crate::log_error!("{}: {e}", crate::update::HELPER),
+            None => {}
         }
     }
 
@@ -207,8 +214,10 @@ impl EventLoop {
         let now = sys::monotonic_ms();
         for (pid, status) in core::mem::take(&mut self.ended) {
             if let Some((_, config)) = self.vault.take_if(|(p, _)| *p == pid) {
-                crate::vault::unlock_ended(WaitStatus(status).exit_code());
-                self.open_console(&config);
+                let code = WaitStatus(status).exit_code();
+                crate::vault::unlock_ended(code);
+                let locked = (code != 0).then(|| crate::vault::describe_exit(code));
+                self.open_console(&config, locked);
                 continue;
             }
             let notice = self

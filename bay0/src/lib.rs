@@ -20,5 +20,6 @@ pub mod rooms;
 pub mod shutdown;
 pub mod supervisor;
 pub mod sys;
+pub mod update;
 pub mod vault;
 pub mod watchdog;

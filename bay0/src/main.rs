@@ -65,6 +65,13 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     });
     let mut config = Config::default();
     if machine {
+        // The base is the signed UKI's initramfs, in RAM: nothing changes it at run time
+        // (docs/THREAT-MODEL.md); runtime state lives on /run, /tmp and /dev.
+        let ro = libc::MS_REMOUNT | libc::MS_RDONLY;
+        match sys::mount("remount / read-only", None, c"/", None, ro, None) {
+            Ok(()) => log_info!("/ is read-only"),
+            Err(e) => log_warn!("{e}"),
+        }
         match sys::open("open /dev/kmsg", c"/dev/kmsg", libc::O_WRONLY) {
             Ok(fd) => logger::use_kmsg(fd),
             Err(e) => log_warn!("{e}; logging to the console"),
@@ -114,14 +121,15 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     }
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
-    // The vault dialog needs the console: bay0's console and the boot rooms wait for it.
+    // The vault dialog needs the console: bay0's console, the boot rooms and the update
+    // check of this boot wait for it.
     match config.vault.map(|d| (d, vault::start_unlock(&d))) {
         Some((_, Ok(pid))) => event_loop.wait_for_vault(pid, config),
         Some((d, Err(e))) => {
             log_error!("vault {}: {e}", d.as_str());
-            event_loop.open_console(&config);
+            event_loop.open_console(&config, Some("the vault helper did not start"));
         }
-        None => event_loop.open_console(&config),
+        None => event_loop.open_console(&config, None),
     }
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)

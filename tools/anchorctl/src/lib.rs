@@ -6,4 +6,5 @@ pub mod cli;
 pub mod policy_cmd;
 pub mod room_cmd;
 pub mod sys;
+pub mod update_cmd;
 pub mod vault_cmd;

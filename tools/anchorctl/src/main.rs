@@ -9,6 +9,7 @@ use anchorctl::audit_cmd::{self, Verdict};
 use anchorctl::cli::{AuditCommand, Cli, Command, PolicyCommand, RoomCommand, VaultCommand};
 use anchorctl::policy_cmd::{self, Outcome};
 use anchorctl::room_cmd::{self, Failure};
+use anchorctl::update_cmd;
 use anchorctl::vault_cmd;
 use clap::Parser;
 
@@ -45,6 +46,16 @@ fn main() -> ExitCode {
         }
         Command::Policy(PolicyCommand::Show { file, json }) => {
             policy_cmd::show(file, *json, &mut out, &mut err)
+        }
+        Command::Update(cmd) => {
+            return match update_cmd::run(cmd, &mut out, &mut err) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(usage) => {
+                    let _ = writeln!(err, "anchorctl: {usage}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Command::Room(_) | Command::Status { .. } => Ok(Outcome::Ok),
         Command::Vault(VaultCommand::Status { anchor_vault, args }) => {
@@ -111,6 +122,8 @@ fn room_command(cli: &Cli) -> Option<Result<(), Failure>> {
             room_cmd::simple(socket, Verb::Reset, name, &mut out)
         }
         Command::Room(RoomCommand::Console { name }) => room_cmd::console(socket, name),
-        Command::Policy(_) | Command::Vault(_) | Command::Audit(_) => return None,
+        Command::Policy(_) | Command::Update(_) | Command::Vault(_) | Command::Audit(_) => {
+            return None
+        }
     })
 }
