@@ -7,8 +7,8 @@
 //! anchor-courier with only those two connections; every request ends in one answer to
 //! the sender and one hash-chained audit record (anchor-audit).
 
-use std::io::Write as _;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{Read as _, Write as _};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use anchor_policy::arbiter::{Arbiter, RoomView, Step, Verdict};
@@ -19,10 +19,10 @@ use crate::config::RoomName;
 use crate::rooms::{Phase, Rooms};
 use crate::sys;
 
+const NEWPID: i32 = libc::CLONE_NEWPID;
+
 /// The audit log until the vault is open (the vault issue moves it to /persist).
 pub const AUDIT_LOG: &str = "/run/anchor/audit.log";
-/// The one-shot courier.
-pub const PROGRAM: &str = "/usr/lib/anchor/anchor-courier";
 /// The prompt is up: bay0's console shows nothing but bay0's own lines, and no key typed
 /// on it reaches a room or the operator shell.
 pub static HOLD: AtomicBool = AtomicBool::new(false);
@@ -31,7 +31,7 @@ pub static HOLD: AtomicBool = AtomicBool::new(false);
 #[derive(Debug, Default)]
 pub struct Courier {
     pub arb: Arbiter,
-    err: Option<OwnedFd>,
+    err: Option<std::fs::File>,
 }
 
 type Request = core::result::Result<Manifest, Malformed>;
@@ -46,11 +46,13 @@ impl Courier {
     }
 
     /// Y (`yes`), N or Esc was pressed on a keyboard.
-    pub fn key(&mut self, rooms: Option<&Rooms>, yes: bool, now: u64) {
-        let mut id = [0u8; 16];
+    pub fn key(&mut self, rooms: Option<&Rooms>, yes: Option<bool>, now: u64) {
+        let (Some(yes), mut id) = (yes, [0u8; 16]) else {
+            return;
+        };
         let v = match sys::getrandom(&mut id).map(|()| self.arb.key(now, yes, id)) {
             Ok(Some(Step::Launch(l))) => match launch(rooms, &l) {
-                Ok((pid, err)) => self.err.replace(err).and(self.arb.started(Ok(pid))),
+                Ok((pid, err)) => self.err.replace(err.into()).and(self.arb.started(Ok(pid))),
                 Err(e) => self.arb.started(Err(&e)),
             },
             Ok(Some(Step::Done(v))) => Some(*v),
@@ -64,9 +66,7 @@ impl Courier {
         let mut out = [0u8; 1024];
         let mine = self.arb.courier() == Some(pid);
         let err = self.err.take_if(|_| mine);
-        let read = |fd| sys::read("courier result", fd, &mut out).ok();
-        let fd = err.as_ref().map(AsRawFd::as_raw_fd);
-        let n = fd.and_then(read).unwrap_or(0);
+        let n = err.map_or(0, |mut f| f.read(&mut out).unwrap_or(0));
         let st = crate::supervisor::WaitStatus(status);
         let text = out.get(..n).unwrap_or_default();
         let room = room.as_ref().map(RoomName::as_str);
@@ -85,10 +85,9 @@ impl Courier {
             for l in p.lines(100) {
                 crate::log_notice!("courier: {l}");
             }
+            // Without a framebuffer (or a format it can draw) the console has the prompt.
             let drawn = |v: &_, f: &_| Surface::from_fbdev(v, f).and_then(|s| p.draw(&s));
-            if let Err(e) = sys::fb_present(drawn, true) {
-                crate::log_info!("courier: the prompt is on the console only ({e})");
-            }
+            let _ = sys::fb_present(drawn, true);
         }
         if was && !up {
             let _ = sys::fb_present(|v, f| Surface::from_fbdev(v, f).map(|s| s.blank()), false);
@@ -99,9 +98,7 @@ impl Courier {
             let _ = umb.write(&v.answer());
         }
         crate::log_notice!("{v}");
-        let time = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
-        let record = |log: &[u8]| v.record(log, time).ok();
-        let append = || sys::append_derived(AUDIT_LOG, 0o600, record);
+        let append = || sys::append_derived(AUDIT_LOG, 0o600, |log| v.record_now(log));
         if let Some(Err(e)) = v.audit.then(append) {
             crate::log_warn!("audit log {AUDIT_LOG}: {e}");
         }
@@ -111,14 +108,10 @@ impl Courier {
 /// Connects to both rooms' agents and starts anchor-courier with the two connections
 /// as its stdin and stdout; its pid and the read end of its stderr.
 fn launch(rooms: Option<&Rooms>, l: &Launch) -> crate::error::Result<(i32, OwnedFd)> {
+    let nul = crate::error::Error::Room("a NUL byte in the courier's command");
+    let argv = l.argv(b"/usr/lib/anchor/anchor-courier").ok_or(nul)?;
     let run = rooms.map_or(crate::room::Layout::system().run, |r| r.layout.run.clone());
     let at = |room: &str| run.join(room).join("vsock");
-    let src = sys::connect_unix(&at(&l.from), CONNECT_LINE)?;
-    let dst = sys::connect_unix(&at(&l.to), CONNECT_LINE)?;
-    let (err, err_w) = sys::pipe()?;
-    let nul = crate::error::Error::Room("a NUL byte in the courier's command");
-    let argv = l.argv(PROGRAM.as_bytes()).ok_or(nul)?;
-    let stdio = [src.as_raw_fd(), dst.as_raw_fd(), err_w.as_raw_fd()];
-    let spawn = sys::Spawn::child(&argv, stdio, libc::CLONE_NEWPID);
-    Ok((sys::spawn(&spawn)?, err))
+    let child = sys::spawn_connected(&argv, &[at(&l.from), at(&l.to)], CONNECT_LINE, NEWPID)?;
+    Ok(child)
 }

@@ -310,9 +310,7 @@ impl EventLoop {
             t if t >= rooms::TOKEN_BASE => self.room_event(t),
             _ => {
                 let yes = power_input(&mut self.inputs, &self.epoll, token, sup, &mut host);
-                if let Some(yes) = yes {
-                    self.courier.key(self.rooms.as_ref(), yes, now);
-                }
+                self.courier.key(self.rooms.as_ref(), yes, now);
             }
         }
         Ok(())

@@ -123,6 +123,12 @@ impl Verdict {
         Ok(buf)
     }
 
+    /// [`Verdict::record`] at the current time (`None` if it cannot be encoded).
+    pub fn record_now(&self, log: &[u8]) -> Option<Vec<u8>> {
+        let time = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+        self.record(log, time).ok()
+    }
+
     /// The audit record's fields (docs/COURIER-PROTOCOL.md, "Audit").
     pub fn fields(&self) -> [(&'static str, &[u8]); 10] {
         let [size, sha, id, dropped] = &self.text;

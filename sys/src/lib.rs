@@ -700,6 +700,23 @@ pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Starts `argv` (see [`spawn`], with `clone_flags`) holding exactly two connections, as
+/// its stdin and stdout: Unix stream sockets connected to `socks` (each first sent
+/// `hello`, without ever waiting: see [`connect_unix`]); its stderr is a pipe. Returns
+/// the child's pid and the pipe's (non-blocking) read end.
+pub fn spawn_connected(
+    argv: &[std::ffi::CString],
+    socks: &[std::path::PathBuf; 2],
+    hello: &[u8],
+    clone_flags: libc::c_int,
+) -> Result<(i32, OwnedFd)> {
+    let [a, b] = socks;
+    let (first, second) = (connect_unix(a, hello)?, connect_unix(b, hello)?);
+    let (err, err_w) = pipe()?;
+    let stdio = [first.as_raw_fd(), second.as_raw_fd(), err_w.as_raw_fd()];
+    Ok((spawn(&Spawn::child(argv, stdio, clone_flags))?, err))
+}
+
 /// A framebuffer's raw `fb_var_screeninfo` (160 bytes) and `fb_fix_screeninfo` (80
 /// bytes), as FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO return them.
 pub fn fb_screeninfo(fd: &OwnedFd) -> Result<([u8; 160], [u8; 80])> {

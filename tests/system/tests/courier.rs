@@ -367,10 +367,10 @@ fn send_and_kill(m: &mut Machine, then: &str) -> usize {
     sh(
         m,
         &format!(
-            "(p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.1; done; \
+            "{{ (p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.1; done; \
              while [ \"$(awk '/^rchar/ {{print $2}}' /proc/$p/io 2>/dev/null || echo 0)\" -lt 2097152 ]; \
              do sleep 0.1; done; grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status; \
-             {then}; echo watcher-done) > /tmp/watch.log 2>&1 &"
+             {then}; echo watcher-done) > /tmp/watch.log 2>&1 & }}"
         ),
     );
     attach(m, "sender");
