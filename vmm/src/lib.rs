@@ -9,6 +9,7 @@ pub mod builder;
 pub mod config;
 pub mod devices;
 pub mod exit;
+pub mod log;
 pub mod runner;
 pub mod seccomp;
 pub mod sys;

@@ -17,14 +17,14 @@ fn main() {
         }
         Ok(Command::Run(c)) => c,
         Err(e) => {
-            eprintln!("anchor-vmm: {e}");
+            anchor_vmm::log_line!("anchor-vmm: {e}");
             std::process::exit(EXIT_USAGE);
         }
     };
     let built = match builder::build(&cfg, start) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("anchor-vmm: {e}");
+            anchor_vmm::log_line!("anchor-vmm: {e}");
             std::process::exit(EXIT_VMM_ERROR);
         }
     };
@@ -33,6 +33,6 @@ fn main() {
         defer_teardown: true,
     };
     let stop = runner::run(built, opts);
-    eprintln!("anchor-vmm: {}", stop.reason);
+    anchor_vmm::log_line!("anchor-vmm: {}", stop.reason);
     sys::exit_now(stop.code);
 }

@@ -159,10 +159,14 @@ fn host_service(path: &Path, port: u64) -> (OsString, UnixListener) {
 }
 
 fn run_vsock(s: &Script, uds: &Path) -> Outcome {
+    run_vsock_for(s, uds, T)
+}
+
+fn run_vsock_for(s: &Script, uds: &Path, timeout: Duration) -> Outcome {
     require_kvm();
     let cid = CID.to_string();
     let u = uds.display().to_string();
-    run_script(s, &["--vsock-cid", &cid, "--vsock-uds", &u], T)
+    run_script(s, &["--vsock-cid", &cid, "--vsock-uds", &u], timeout)
 }
 
 fn lines(o: &Outcome) -> Vec<&str> {
@@ -752,4 +756,41 @@ fn vsock_host_connect_unanswered_by_the_guest_is_closed_in_bounded_time() {
         ],
         "REQUEST, then RST when the attempt expired: {o:#?}"
     );
+}
+
+#[test]
+fn a_second_vmm_on_the_same_vsock_socket_is_refused_and_the_first_keeps_it() {
+    // Regression (review): the second VMM used to unlink the first one's socket silently
+    // and take its listener over.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    require_kvm();
+    let path = unique("twice");
+    let mut idle = Script::new();
+    idle.print("IDLE").hlt();
+    let p1 = path.clone();
+    let first = std::thread::spawn(move || run_vsock_for(&idle, &p1, Duration::from_secs(3)));
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "first VMM never bound"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let second = run_vsock(Script::new().print("SECOND").end(), &path);
+    assert_eq!(second.exit_code, Some(3), "{second:#?}");
+    assert!(second.stderr.contains("is in use"), "{second:#?}");
+    assert!(
+        second.serial.is_empty(),
+        "the second guest never ran: {second:#?}"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+    // The first VMM still owns a working listener.
+    UnixStream::connect(&path).expect("the first VMM's socket still accepts");
+    let o = first.join().unwrap();
+    assert!(o.timed_out, "{o:#?}");
+    assert_eq!(o.serial, "IDLE\n");
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{guest_elf, require_kvm, run_script, run_vmm_with, vmm_bin, Script};
+use common::{guest_elf, require_kvm, run_vmm_with, vmm_bin, Script};
 
 fn tasks_seccomp(pid: u32) -> Vec<(String, String, String)> {
     let mut v = Vec::new();
@@ -110,35 +110,53 @@ fn every_vcpu_thread_is_filtered_with_two_vcpus() {
     check_all_threads_filtered("2");
 }
 
-fn trigger_binary() -> PathBuf {
-    if cfg!(feature = "seccomp-test-trigger") {
-        return vmm_bin();
-    }
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("seccomp-trigger-build");
+/// Builds anchor-vmm with or without the `seccomp-test-trigger` feature into
+/// its own target dir under CARGO_TARGET_TMPDIR; returns the binary.
+fn build_vmm(with_trigger: bool) -> PathBuf {
+    let name = if with_trigger {
+        "seccomp-trigger-build"
+    } else {
+        "seccomp-default-build"
+    };
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let cargo = std::env::var("CARGO")
         .ok()
         .or_else(|| option_env!("CARGO").map(str::to_owned))
         .unwrap_or_else(|| "cargo".to_owned());
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "anchor-vmm",
-            "--bin",
-            "anchor-vmm",
-            "--features",
-            "seccomp-test-trigger",
-        ])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "anchor-vmm", "--bin", "anchor-vmm"]);
+    if with_trigger {
+        cmd.args(["--features", "seccomp-test-trigger"]);
+    }
+    let st = cmd
         .arg("--target-dir")
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .expect("running cargo to build the seccomp-test-trigger binary");
+        .expect("running cargo to build anchor-vmm");
     assert!(
         st.success(),
-        "building anchor-vmm with --features seccomp-test-trigger failed"
+        "building anchor-vmm (seccomp-test-trigger: {with_trigger}) failed"
     );
     target.join("debug/anchor-vmm")
+}
+
+/// A binary with the trigger: this test's own when it was built with the
+/// feature, else one built here.
+fn trigger_binary() -> PathBuf {
+    if cfg!(feature = "seccomp-test-trigger") {
+        return vmm_bin();
+    }
+    build_vmm(true)
+}
+
+/// A binary without the trigger: this test's own when it was built without
+/// the feature, else one built here (so the property is checked in every build).
+fn default_binary() -> PathBuf {
+    if cfg!(feature = "seccomp-test-trigger") {
+        return build_vmm(false);
+    }
+    vmm_bin()
 }
 
 #[test]
@@ -167,16 +185,26 @@ fn forbidden_syscall_from_the_vmm_dies_with_sigsys() {
 
 #[test]
 fn default_build_has_no_trigger_flag() {
-    if cfg!(feature = "seccomp-test-trigger") {
-        // This test binary's anchor-vmm was built with the feature on purpose;
-        // the property is checked by the runs built without it.
-        return;
-    }
-    let o = run_script(
-        Script::new().end(),
-        &["--seccomp-test-trigger"],
+    // Regression (review): this test used to return early (and pass) when the
+    // test binary was built with the feature; now it checks a default build
+    // in every configuration.
+    let bin = default_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, Script::new().end().bytes()).unwrap();
+    let o = run_vmm_with(
+        &bin,
+        &[
+            "--kernel",
+            guest_elf().to_str().unwrap(),
+            "--initrd",
+            script.to_str().unwrap(),
+            "--mem-mib",
+            "32",
+            "--seccomp-test-trigger",
+        ],
         Duration::from_secs(20),
     );
-    assert_eq!(o.exit_code, Some(2), "{o:?}");
-    assert!(o.stderr.contains("--seccomp-test-trigger"));
+    assert_eq!(o.exit_code, Some(2), "{o:#?}");
+    assert!(o.stderr.contains("--seccomp-test-trigger"), "{o:#?}");
 }

@@ -146,7 +146,7 @@ static UNMAPPED_LOGS: AtomicU64 = AtomicU64::new(0);
 fn log_unmapped(kind: &str, addr: u64, len: usize) {
     let n = UNMAPPED_LOGS.fetch_add(1, Ordering::Relaxed);
     if n < 8 || n.is_power_of_two() {
-        eprintln!(
+        crate::log_line!(
             "anchor-vmm: guest {kind} of {len} bytes at unmapped {addr:#x} ignored ({} so far)",
             n + 1
         );

@@ -54,7 +54,11 @@ pub enum VirtioError {
     /// Creating a timerfd failed.
     TimerFd(std::io::Error),
     /// Binding the vsock Unix socket failed.
-    VsockBind(std::io::Error),
+    VsockBind(std::path::PathBuf, std::io::Error),
+    /// Opening or locking the vsock socket's lock file failed.
+    VsockLock(std::path::PathBuf, std::io::Error),
+    /// The vsock socket path is taken (by another VMM, a live listener, or a non-socket).
+    VsockInUse(std::path::PathBuf, &'static str),
     /// The guest CID is reserved (0, 1, 2 and u32::MAX are not valid guest CIDs).
     VsockCid(u64),
     /// The virtio-queue crate refused a queue size (internal invariant).
@@ -71,7 +75,9 @@ impl fmt::Display for VirtioError {
             }
             Self::EventFd(_) => write!(f, "cannot create an eventfd"),
             Self::TimerFd(_) => write!(f, "cannot create a timerfd"),
-            Self::VsockBind(_) => write!(f, "cannot bind the vsock Unix socket"),
+            Self::VsockBind(p, _) => write!(f, "cannot bind the vsock Unix socket {}", p.display()),
+            Self::VsockLock(p, _) => write!(f, "cannot lock {}", p.display()),
+            Self::VsockInUse(p, why) => write!(f, "vsock socket {} is in use: {why}", p.display()),
             Self::VsockCid(c) => write!(f, "invalid vsock guest CID {c}"),
             Self::Queue(_) => write!(f, "invalid virtio queue parameters"),
         }
@@ -85,9 +91,10 @@ impl std::error::Error for VirtioError {
             | Self::DiskSize(e)
             | Self::EventFd(e)
             | Self::TimerFd(e)
-            | Self::VsockBind(e) => Some(e),
+            | Self::VsockBind(_, e)
+            | Self::VsockLock(_, e) => Some(e),
             Self::Queue(e) => Some(e),
-            Self::DiskNotSectorAligned(_) | Self::VsockCid(_) => None,
+            Self::DiskNotSectorAligned(_) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
         }
     }
 }

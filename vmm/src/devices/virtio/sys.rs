@@ -54,3 +54,38 @@ pub fn connect_unix_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
     }
     Ok(UnixStream::from(owned))
 }
+
+/// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
+/// without waiting: `WouldBlock` when another process holds it. The lock lives as long as
+/// the returned file (and dies with the process).
+pub fn lock_exclusive(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid fd we own; no pointers involved.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// Bind a Unix stream listener at `path` with the umask set to 0177 for the bind, so the
+/// socket file is created with mode 0600 whatever the process umask is (fixing the mode
+/// after bind would leave a window in which others could connect). The umask is
+/// process-wide: this runs during setup, when no other thread creates files.
+pub fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    // SAFETY: umask has no memory effects; it cannot fail.
+    let old = unsafe { libc::umask(0o177) };
+    let r = std::os::unix::net::UnixListener::bind(path);
+    // SAFETY: as above; restores the caller's umask.
+    unsafe { libc::umask(old) };
+    r
+}

@@ -12,7 +12,7 @@ use event_manager::EventSet;
 use super::conn::{need, Conn, Deliver, State};
 use super::packet;
 use super::{
-    deadline, parse_connect, Pending, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
+    deadline, parse_connect, Pending, Refusal, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
     MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TXQ,
 };
 use crate::devices::virtio::queue::{DeviceFault, FdRegistry, QueueCtx, INT_VRING};
@@ -32,20 +32,26 @@ impl Vsock {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let Some(slot) = self.pending.iter().position(Option::is_none) else {
-                continue;
-            };
-            if !self.active || stream.set_nonblocking(true).is_err() {
+            // A stream refused here is closed at the end of this iteration (dropped).
+            if !self.active {
+                self.refuse(Refusal::Inactive, 0);
                 continue;
             }
+            let Some(slot) = self.pending.iter().position(Option::is_none) else {
+                self.refuse(Refusal::TooManyPending, 0);
+                continue;
+            };
             let Ok(idx) = u32::try_from(slot) else {
                 continue;
             };
-            if !reg.add(
-                stream.as_raw_fd(),
-                EV_PENDING + idx,
-                EventSet::IN | EventSet::READ_HANG_UP,
-            ) {
+            if stream.set_nonblocking(true).is_err()
+                || !reg.add(
+                    stream.as_raw_fd(),
+                    EV_PENDING + idx,
+                    EventSet::IN | EventSet::READ_HANG_UP,
+                )
+            {
+                self.refuse(Refusal::Unwatchable, 0);
                 continue;
             }
             let p = Pending {
@@ -99,7 +105,7 @@ impl Vsock {
             }
             if p.len >= MAX_CONNECT_LINE {
                 self.drop_pending(slot, reg);
-                return;
+                return self.refuse(Refusal::BadConnectLine, 0);
             }
         };
         let line = p.line.get(..p.len).unwrap_or(&[]);
@@ -107,8 +113,17 @@ impl Vsock {
         let Some(p) = self.drop_pending(slot, reg) else {
             return;
         };
-        let (Some(port), Some(cslot), true) = (port, self.free_slot(), self.active) else {
-            return;
+        // Every way a host connection can fail from here on closes its stream (the host
+        // sees EOF instead of `OK <port>`) and is reported, never dropped silently.
+        let Some(port) = port else {
+            return self.refuse(Refusal::BadConnectLine, 0);
+        };
+        // (Port 0 in a refusal message means: not known yet.)
+        if !self.active {
+            return self.refuse(Refusal::Inactive, port);
+        }
+        let Some(cslot) = self.free_slot() else {
+            return self.refuse(Refusal::TableFull, port);
         };
         let local = self.alloc_local_port();
         let c = Conn::new(
@@ -119,7 +134,22 @@ impl Vsock {
             State::Connecting(deadline()),
             need::REQUEST,
         );
-        if self.add_conn(cslot, c, reg) {}
+        if !self.add_conn(cslot, c, reg) {
+            self.refuse(Refusal::Unwatchable, port);
+        }
+    }
+
+    /// Count and log (bounded: the first 8, then every power of two) a host connection
+    /// that is closed without reaching the guest.
+    pub(super) fn refuse(&mut self, why: Refusal, port: u32) {
+        self.refused = self.refused.saturating_add(1);
+        self.last_refusal = Some(why);
+        let n = self.refused;
+        if n <= 8 || n.is_power_of_two() {
+            crate::log_line!(
+                "anchor-vmm: vsock: host connection to guest port {port} closed: {why} ({n} so far)"
+            );
+        }
     }
 
     pub(super) fn conn_event(&mut self, slot: usize, set: EventSet) {
@@ -148,6 +178,7 @@ impl Vsock {
                 .is_some_and(|p| p.deadline <= now)
             {
                 self.drop_pending(slot, reg);
+                self.refuse(Refusal::NoConnectLine, 0);
             }
         }
         for slot in 0..self.conns.len() {

@@ -76,6 +76,36 @@ struct Pending {
     deadline: Instant,
 }
 
+/// Why a host connection was closed before it reached the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The first line was not `CONNECT <port>\n`.
+    BadConnectLine,
+    /// The guest driver is not active.
+    Inactive,
+    /// [`MAX_CONNS`] connections are live.
+    TableFull,
+    /// [`MAX_PENDING`] host sockets are still sending their CONNECT line.
+    TooManyPending,
+    /// No complete CONNECT line within [`CONNECT_TIMEOUT`].
+    NoConnectLine,
+    /// The event loop refused to watch the stream (resource exhaustion).
+    Unwatchable,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::BadConnectLine => "the first line was not `CONNECT <port>`",
+            Self::Inactive => "the guest's vsock driver is not active",
+            Self::TableFull => "too many connections",
+            Self::TooManyPending => "too many host sockets still sending CONNECT",
+            Self::NoConnectLine => "no CONNECT line in time",
+            Self::Unwatchable => "cannot watch the stream (event loop refused it)",
+        })
+    }
+}
+
 /// The vsock device.
 #[derive(Debug)]
 pub struct Vsock {
@@ -92,6 +122,11 @@ pub struct Vsock {
     next_local_port: u32,
     rr: usize,
     active: bool,
+    /// Host connections closed before reaching the guest, and the last reason.
+    refused: u64,
+    last_refusal: Option<Refusal>,
+    /// Held (flock) for the life of the device: one VMM per socket path.
+    _lock: std::fs::File,
 }
 
 fn rst_reply(h: &Header, guest_cid: u64) -> Header {
@@ -118,6 +153,46 @@ fn shutdown_packet(c: &mut Conn<UnixStream>) -> (Header, usize) {
     (c.header(packet::OP_SHUTDOWN, 0, flags), 0)
 }
 
+/// The lock file that claims `uds` for one VMM: `<uds>.lock`.
+pub fn lock_path(uds: &std::path::Path) -> PathBuf {
+    let mut p = uds.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Make `uds` free for our bind (we hold its lock): nothing there, or a stale socket
+/// (connecting is refused: its listener is gone), which is removed. A live listener or
+/// any other kind of file is an error.
+fn claim_path(uds: &std::path::Path) -> Result<(), VirtioError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(uds) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(VirtioError::VsockBind(uds.to_path_buf(), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(VirtioError::VsockInUse(
+            uds.to_path_buf(),
+            "it exists and is not a socket",
+        ));
+    }
+    match sys::connect_unix_nonblocking(uds) {
+        // Someone accepts (or would, once its backlog drains): it is live.
+        Ok(_) => Err(VirtioError::VsockInUse(
+            uds.to_path_buf(),
+            "a live listener owns it",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(VirtioError::VsockInUse(
+            uds.to_path_buf(),
+            "a live listener owns it",
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            std::fs::remove_file(uds).map_err(|e| VirtioError::VsockBind(uds.to_path_buf(), e))
+        }
+        Err(e) => Err(VirtioError::VsockBind(uds.to_path_buf(), e)),
+    }
+}
+
 /// Parse `CONNECT <port>\n`.
 pub fn parse_connect(line: &[u8]) -> Option<u32> {
     let text = std::str::from_utf8(line).ok()?;
@@ -129,21 +204,29 @@ pub fn parse_connect(line: &[u8]) -> Option<u32> {
 }
 
 impl Vsock {
-    /// Bind `cfg.uds_path` (a stale socket file there is replaced).
+    /// Bind `cfg.uds_path`, created with mode 0600 whatever the umask. The path is
+    /// claimed first with an exclusive lock on `<uds_path>.lock` (held for the life of the
+    /// device): a second VMM for the same path is refused. A socket file already at the
+    /// path is replaced only when nobody listens on it (a stale one, left by a VMM that
+    /// died); a live listener, or a file that is not a socket, is refused.
     pub fn new(cfg: &VsockConfig) -> Result<Self, VirtioError> {
         if cfg.guest_cid <= HOST_CID || cfg.guest_cid >= u64::from(u32::MAX) {
             return Err(VirtioError::VsockCid(cfg.guest_cid));
         }
-        if let Ok(meta) = std::fs::symlink_metadata(&cfg.uds_path) {
-            use std::os::unix::fs::FileTypeExt;
-            if meta.file_type().is_socket() {
-                let _ = std::fs::remove_file(&cfg.uds_path);
+        let lock_path = lock_path(&cfg.uds_path);
+        let lock = sys::lock_exclusive(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                VirtioError::VsockInUse(lock_path.clone(), "another anchor-vmm holds its lock")
+            } else {
+                VirtioError::VsockLock(lock_path.clone(), e)
             }
-        }
-        let listener = UnixListener::bind(&cfg.uds_path).map_err(VirtioError::VsockBind)?;
+        })?;
+        claim_path(&cfg.uds_path)?;
+        let listener = sys::bind_private(&cfg.uds_path)
+            .map_err(|e| VirtioError::VsockBind(cfg.uds_path.clone(), e))?;
         listener
             .set_nonblocking(true)
-            .map_err(VirtioError::VsockBind)?;
+            .map_err(|e| VirtioError::VsockBind(cfg.uds_path.clone(), e))?;
         let mut timer = TimerFd::new().map_err(|e| VirtioError::TimerFd(e.into()))?;
         timer
             .reset(TICK, Some(TICK))
@@ -161,7 +244,15 @@ impl Vsock {
             next_local_port: FIRST_LOCAL_PORT,
             rr: 0,
             active: false,
+            refused: 0,
+            last_refusal: None,
+            _lock: lock,
         })
+    }
+
+    /// Host connections closed before they reached the guest, and the last reason.
+    pub fn refusals(&self) -> (u64, Option<Refusal>) {
+        (self.refused, self.last_refusal)
     }
 
     /// Number of live connections (tests).

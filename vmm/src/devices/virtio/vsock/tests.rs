@@ -538,3 +538,135 @@ fn credit_accounting_is_wrapping_safe() {
     c.peer_fwd_cnt = 1000; // consumed more than sent: no extra credit
     assert_eq!(c.peer_credit(), 0);
 }
+
+/// A registry that refuses every fd (the event loop out of resources).
+#[derive(Default)]
+struct RefusingRegistry;
+
+impl crate::devices::virtio::queue::FdRegistry for RefusingRegistry {
+    fn add(&mut self, _fd: std::os::fd::RawFd, _data: u32, _set: EventSet) -> bool {
+        false
+    }
+    fn remove(&mut self, _fd: std::os::fd::RawFd) -> bool {
+        true
+    }
+}
+
+/// Regression (review): when the event loop refused to watch a new host stream, the
+/// connection was dropped silently (`if self.add_conn(..) {}`). Now the host stream is
+/// closed and the refusal counted and logged.
+#[test]
+fn host_stream_the_event_loop_cannot_watch_is_closed_and_reported() {
+    let mut h = h();
+    let mut host = UnixStream::connect(h.dir.path().join("v.sock")).unwrap();
+    host.write_all(b"CONNECT 52\n").unwrap();
+    host.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    h.dev.accept_host(&mut h.reg);
+    let slot = h.dev.pending.iter().position(Option::is_some).unwrap();
+    h.dev.pending_readable(slot, &mut RefusingRegistry);
+    assert_eq!(h.dev.connections(), 0);
+    assert_eq!(h.dev.refusals(), (1, Some(Refusal::Unwatchable)));
+    assert_closed(&mut host, "unwatchable stream");
+}
+
+#[test]
+fn every_host_connection_refusal_is_counted_with_its_reason() {
+    let mut h = h();
+    let mut host = h.host_connect(b"HELLO 5\n");
+    assert_closed(&mut host, "bad line");
+    assert_eq!(h.dev.refusals(), (1, Some(Refusal::BadConnectLine)));
+    h.dev.active = false;
+    let mut host = h.host_connect(b"CONNECT 52\n");
+    assert_closed(&mut host, "inactive");
+    assert_eq!(h.dev.refusals(), (2, Some(Refusal::Inactive)));
+    h.dev.active = true;
+    let _l = h.host_listener(93);
+    for i in 0..MAX_CONNS as u32 {
+        h.send(hdr(OP_REQUEST, 2000 + i, 93, 0), &[]);
+    }
+    assert_eq!(h.dev.connections(), MAX_CONNS);
+    let mut host = h.host_connect(b"CONNECT 52\n");
+    assert_closed(&mut host, "table full");
+    assert_eq!(h.dev.refusals(), (3, Some(Refusal::TableFull)));
+}
+
+fn cfg_at(path: &std::path::Path) -> VsockConfig {
+    VsockConfig {
+        guest_cid: CID,
+        uds_path: path.to_path_buf(),
+    }
+}
+
+/// Regression (review): an existing socket at --vsock-uds was unlinked silently, so a
+/// second VMM took over the first one's listener. Now the second one is refused and the
+/// first keeps its socket.
+#[test]
+fn a_second_device_on_the_same_path_is_refused_and_the_first_keeps_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    let first = Vsock::new(&cfg_at(&path)).unwrap();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let err = Vsock::new(&cfg_at(&path)).unwrap_err();
+    assert!(
+        matches!(err, VirtioError::VsockInUse(..)),
+        "second device: {err}"
+    );
+    assert!(err.to_string().contains("room.vsock.lock"), "{err}");
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+    // The first device's listener still answers.
+    let _c = UnixStream::connect(&path).unwrap();
+    drop(first);
+}
+
+#[test]
+fn a_live_listener_that_is_not_ours_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    let theirs = UnixListener::bind(&path).unwrap();
+    let err = Vsock::new(&cfg_at(&path)).unwrap_err();
+    assert!(err.to_string().contains("a live listener owns it"), "{err}");
+    let _c = UnixStream::connect(&path).unwrap();
+    let _ = theirs.accept().unwrap();
+    // A plain file there is refused too (never removed).
+    let file = dir.path().join("file.vsock");
+    std::fs::write(&file, b"keep").unwrap();
+    let err = Vsock::new(&cfg_at(&file)).unwrap_err();
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_dead_holder_frees_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists(), "the stale socket file stays behind");
+    let dev = Vsock::new(&cfg_at(&path)).unwrap();
+    drop(dev);
+    // The first device is gone (its lock released with its fd): the next one claims the
+    // stale socket it left.
+    let _again = Vsock::new(&cfg_at(&path)).unwrap();
+}
+
+/// Regression (review): the socket's mode came from the umask. It is 0600 always.
+#[test]
+fn the_socket_is_created_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    // SAFETY: umask has no memory effects; restored below.
+    let old = unsafe { libc::umask(0) };
+    let dev = Vsock::new(&cfg_at(&path));
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let _dev = dev.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let lock = std::fs::metadata(lock_path(&path))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(lock, 0o600, "lock file mode {lock:o}");
+}
