@@ -55,6 +55,8 @@ pub struct VmConfig {
     pub serial: SerialTarget,
     /// Boot timer device present.
     pub boot_timer: bool,
+    /// Print VM exit counts (KVM statistics) on stderr when the VM stops.
+    pub exit_stats: bool,
     /// Test-only: make the VMM thread issue a forbidden syscall.
     pub seccomp_test_trigger: bool,
 }
@@ -96,7 +98,8 @@ fn err(flag: &str, msg: impl Into<String>) -> UsageError {
 pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
-                  [--serial stdout|file:PATH|socket:PATH] [--boot-timer] [--help]
+                  [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
+                  [--exit-stats] [--help]
 
   --kernel PATH      ELF kernel: vmlinux with a PVH note (PVH boot) or a plain
                      64-bit ELF (Linux 64-bit boot protocol)
@@ -110,6 +113,9 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device at 0xc0000000
+  --exit-stats       at exit, print one line of VM exit counts on stderr (KVM's
+                     per-vcpu statistics, summed, and queue notifications that
+                     reached the VMM as MMIO exits)
   --help             this text
 
 exit status: 0 guest powered off or reset, 2 usage error, 3 VMM error,
@@ -177,6 +183,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut uds = None;
     let mut serial = None;
     let mut boot_timer = false;
+    let mut exit_stats = false;
     let mut trigger = false;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -186,6 +193,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         }
         if flag == "--boot-timer" {
             boot_timer = true;
+            continue;
+        }
+        if flag == "--exit-stats" {
+            exit_stats = true;
             continue;
         }
         if cfg!(feature = "seccomp-test-trigger") && flag == "--seccomp-test-trigger" {
@@ -283,6 +294,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         vsock,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
+        exit_stats,
         seccomp_test_trigger: trigger,
     })))
 }
@@ -315,6 +327,7 @@ mod tests {
             "--serial",
             "file:/s",
             "--boot-timer",
+            "--exit-stats",
         ])
         .unwrap();
         let Command::Run(c) = c else { panic!() };
@@ -327,6 +340,7 @@ mod tests {
         );
         assert!(!c.disks[1].read_only);
         assert_eq!((c.mem_mib, c.vcpus, c.boot_timer), (64, 2, true));
+        assert!(c.exit_stats);
         assert_eq!(
             c.vsock,
             Some(VsockConfig {

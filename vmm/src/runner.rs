@@ -50,6 +50,8 @@ pub struct RunOptions {
     /// Leave KVM's VM destruction to a holder process (see
     /// `sys::spawn_teardown_holder`), so the VMM exits ~16 ms sooner.
     pub defer_teardown: bool,
+    /// Print the `--exit-stats` line when the VM stops.
+    pub exit_stats: bool,
 }
 
 /// Runs the VM to its end and returns why it stopped. The caller exits the
@@ -63,6 +65,7 @@ pub fn run(built: Built, opts: RunOptions) -> Stop {
         ctx,
         mut events,
         cmdline: _,
+        stats,
     } = built;
     let latch = ctx.latch.clone();
     let mut keep: Vec<std::os::fd::RawFd> = vec![vm.kvm.as_raw_fd(), vm.fd.as_raw_fd()];
@@ -140,6 +143,9 @@ pub fn run(built: Built, opts: RunOptions) -> Stop {
     }
     if let Ok(mut s) = ctx.ports.serial.try_lock() {
         s.flush();
+    }
+    if opts.exit_stats {
+        crate::log::line(&crate::stats::line(&stats));
     }
     // Keep VM and memory alive until the process exits: no teardown work.
     std::mem::forget(vm);

@@ -30,6 +30,19 @@ pub fn register_guest_memory(
     Ok(())
 }
 
+/// KVM_GET_STATS_FD on a vcpu: a file with the vcpu's binary statistics (KVM 5.14+).
+pub fn vcpu_stats_fd(vcpu: &kvm_ioctls::VcpuFd) -> io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const KVM_GET_STATS_FD: libc::c_ulong = 0xaece;
+    // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(vcpu.as_raw_fd(), KVM_GET_STATS_FD) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 thread_local! {
     /// This vcpu thread's `kvm_run.immediate_exit` byte (null elsewhere).
     static IMMEDIATE_EXIT: std::cell::Cell<*mut u8> = const { std::cell::Cell::new(std::ptr::null_mut()) };

@@ -93,6 +93,20 @@ impl Vm {
         crate::sys::register_guest_memory(&self.fd, mem).map_err(step("KVM_SET_USER_MEMORY_REGION"))
     }
 
+    /// Whether KVM can signal an eventfd on a guest MMIO write (KVM_CAP_IOEVENTFD).
+    pub fn has_ioeventfd(&self) -> bool {
+        self.kvm.check_extension(kvm_ioctls::Cap::Ioeventfd)
+    }
+
+    /// Makes KVM signal `evt` when the guest writes the 32-bit value `value` to the MMIO
+    /// address `addr`, without leaving the kernel (a virtio QueueNotify register, `value`
+    /// = the queue index). Other widths and values still exit to the VMM.
+    pub fn register_notify(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+        self.fd
+            .register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr), value)
+            .map_err(step("KVM_IOEVENTFD"))
+    }
+
     /// Creates an EventFd registered as an irqfd for `gsi`.
     pub fn irqfd(&self, gsi: u32) -> Result<EventFd, VmError> {
         let e = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| VmError::Kvm {

@@ -4,7 +4,9 @@
 //! Each device is split three ways (see STYLE.md): pure queue logic that works on a
 //! `virtio_queue::Queue` and guest memory only (unit-tested with `MockSplitQueue`), a thin
 //! event handler ([`VirtioDevice::process_queue`] / [`VirtioDevice::process_extra`] called by
-//! the transport's event subscriber), and the MMIO register state machine in [`mmio`].
+//! the [`worker::Worker`] on the VMM thread's event loop), and the MMIO register state
+//! machine in [`mmio`] (vcpu threads). The two sides share only atomics: a vcpu never waits
+//! for device work to read or write a register.
 
 pub mod block;
 pub mod mmio;
@@ -14,6 +16,7 @@ mod sys;
 #[cfg(test)]
 mod test_utils;
 pub mod vsock;
+pub mod worker;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -26,7 +29,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::bus::MmioDevice;
 use mmio::MmioTransport;
-pub use queue::{DeviceFault, FdRegistry, QueueCtx};
+pub use queue::{DeviceFault, FdRegistry, QueueCtx, QueueMask};
 
 /// Virtio device ids (virtio spec 1.2, section 5).
 pub const TYPE_BLOCK: u32 = 2;
@@ -39,6 +42,9 @@ pub const TYPE_VSOCK: u32 = 19;
 pub const F_VERSION_1: u64 = 1 << 32;
 /// VIRTIO_RING_F_INDIRECT_DESC (virtio-queue walks indirect tables, one level only).
 pub const F_INDIRECT_DESC: u64 = 1 << 28;
+/// VIRTIO_RING_F_EVENT_IDX: notification suppression both ways through `used_event` and
+/// `avail_event` (offered by every device here).
+pub const F_EVENT_IDX: u64 = 1 << 29;
 
 /// Errors building a virtio device.
 #[derive(Debug)]
@@ -99,13 +105,17 @@ impl std::error::Error for VirtioError {
     }
 }
 
-/// What the VMM core needs to wire one virtio device: the MMIO window and the event
-/// subscriber (both are the same transport object behind one mutex).
+/// What the VMM core needs to wire one virtio device: the MMIO window (register side,
+/// vcpu threads), the event subscriber (device work, VMM thread; a separate object behind
+/// its own lock) and the queue notification eventfds (by queue index), which the VMM
+/// registers as KVM ioeventfds on the QueueNotify register.
 pub struct VirtioDeviceHandle {
     /// Register window; called from vcpu threads.
     pub mmio: Arc<Mutex<dyn MmioDevice>>,
     /// Queue processing; runs on the VMM thread's event manager.
     pub subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>>,
+    /// Queue notification eventfds, by queue index.
+    pub notify: Vec<EventFd>,
 }
 
 impl fmt::Debug for VirtioDeviceHandle {
@@ -141,7 +151,8 @@ pub trait VirtioDevice: Send {
     fn avail_features(&self) -> u64;
     /// Maximum size of each queue; the number of entries is the number of queues.
     fn queue_max_sizes(&self) -> &'static [u16];
-    /// Device configuration space (little-endian bytes).
+    /// Device configuration space (little-endian bytes). Read once, when the transport is
+    /// built: configuration is fixed for the life of the device.
     fn config_space(&self) -> &[u8];
     /// Called once the driver sets DRIVER_OK (all queues are ready and validated).
     fn activate(&mut self, _ctx: &mut QueueCtx<'_>) -> Result<(), DeviceFault> {
@@ -149,19 +160,20 @@ pub trait VirtioDevice: Send {
     }
     /// Drop every piece of state derived from the driver (status was written 0).
     fn reset(&mut self);
-    /// Process queue `index` after a notification. Returns whether work was left undone
-    /// (the transport then re-arms the queue's eventfd so the event loop comes back).
+    /// Process queue `index` after a notification: one turn, bounded (a byte budget and at
+    /// most a queue's worth of chains). Returns the queues with work left undone (the
+    /// worker re-arms their eventfds so the event loop comes back after serving others).
     fn process_queue(
         &mut self,
         index: usize,
         ctx: &mut QueueCtx<'_>,
         reg: &mut dyn FdRegistry,
-    ) -> Result<bool, DeviceFault>;
+    ) -> Result<QueueMask, DeviceFault>;
     /// Register device-specific fds (data values >= [`mmio::EXTRA_EVENT_BASE`]).
     fn register_extra(&mut self, _reg: &mut dyn FdRegistry) {}
     /// Handle an event on a device-specific fd. `ctx` is `None` while the device is not
     /// active (the device must still drain/close its fd so the loop does not spin).
-    /// Returns whether receive work was left undone (the transport re-arms queue 0).
+    /// Returns the queues with work left undone, as `process_queue`.
     fn process_extra(
         &mut self,
         _fd: RawFd,
@@ -169,19 +181,33 @@ pub trait VirtioDevice: Send {
         _set: EventSet,
         _reg: &mut dyn FdRegistry,
         _ctx: Option<&mut QueueCtx<'_>>,
-    ) -> Result<bool, DeviceFault> {
-        Ok(false)
+    ) -> Result<QueueMask, DeviceFault> {
+        Ok(0)
     }
     /// Called at the start of every event-loop callback, active or not (release fds that a
     /// reset dropped: reset runs on a vcpu thread without access to the event loop).
     fn housekeeping(&mut self, _reg: &mut dyn FdRegistry) {}
 }
 
-fn handle<D: VirtioDevice + 'static>(transport: MmioTransport<D>) -> VirtioDeviceHandle {
-    let shared = Arc::new(Mutex::new(transport));
-    let mmio: Arc<Mutex<dyn MmioDevice>> = shared.clone();
-    let subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>> = shared;
-    VirtioDeviceHandle { mmio, subscriber }
+fn handle<D: VirtioDevice + 'static>(
+    mem: GuestMemoryMmap<()>,
+    irq: EventFd,
+    device: D,
+) -> Result<VirtioDeviceHandle, VirtioError> {
+    let (transport, worker) = MmioTransport::new(mem, irq, device)?;
+    let notify = transport
+        .queue_evts()
+        .iter()
+        .map(EventFd::try_clone)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(VirtioError::EventFd)?;
+    let mmio: Arc<Mutex<dyn MmioDevice>> = Arc::new(Mutex::new(transport));
+    let subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>> = worker;
+    Ok(VirtioDeviceHandle {
+        mmio,
+        subscriber,
+        notify,
+    })
 }
 
 /// Build a virtio-blk device backed by `cfg.path`.
@@ -191,7 +217,7 @@ pub fn build_block(
     cfg: &BlockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = block::Block::open(cfg)?;
-    Ok(handle(MmioTransport::new(mem, irq, dev)?))
+    handle(mem, irq, dev)
 }
 
 /// Build the virtio-rng device.
@@ -199,7 +225,7 @@ pub fn build_rng(
     mem: GuestMemoryMmap<()>,
     irq: EventFd,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
-    Ok(handle(MmioTransport::new(mem, irq, rng::Rng::new())?))
+    handle(mem, irq, rng::Rng::new()?)
 }
 
 /// Build the virtio-vsock device (binds `cfg.uds_path`).
@@ -209,5 +235,5 @@ pub fn build_vsock(
     cfg: &VsockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = vsock::Vsock::new(cfg)?;
-    Ok(handle(MmioTransport::new(mem, irq, dev)?))
+    handle(mem, irq, dev)
 }

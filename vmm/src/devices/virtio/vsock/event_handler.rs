@@ -13,10 +13,12 @@ use super::conn::{need, Conn, Deliver, State};
 use super::packet;
 use super::{
     deadline, parse_connect, Pending, Refusal, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
-    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TXQ,
+    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TURN_BYTES, TXQ,
 };
-use crate::devices::virtio::queue::{DeviceFault, FdRegistry, QueueCtx, INT_VRING};
-use crate::devices::virtio::{VirtioDevice, TYPE_VSOCK};
+use crate::devices::virtio::queue::{
+    queue_bit, Budget, DeviceFault, FdRegistry, QueueCtx, QueueMask,
+};
+use crate::devices::virtio::{VirtioDevice, F_EVENT_IDX, TYPE_VSOCK};
 
 impl Vsock {
     pub(super) fn bury(&mut self, reg: &mut dyn FdRegistry) {
@@ -199,31 +201,41 @@ impl Vsock {
         }
     }
 
-    /// Run rx/tx after any event and raise the interrupt if buffers were used.
+    /// Run tx (when asked) and rx after any event, within one turn's budget, and raise the
+    /// interrupt for each queue that used buffers (unless the driver suppressed it).
+    /// Returns the queues with work left.
     pub(super) fn pump(
         &mut self,
         ctx: &mut QueueCtx<'_>,
         reg: &mut dyn FdRegistry,
         tx: bool,
-    ) -> Result<bool, DeviceFault> {
-        let mut more = false;
-        let mut used = 0;
+    ) -> Result<QueueMask, DeviceFault> {
+        let mut budget = Budget::new(TURN_BYTES, ctx.stop);
+        let mut mask = 0;
+        let (mut tx_used, mut rx_used) = (0, 0);
         if tx {
             if let Some(q) = ctx.queues.get_mut(TXQ) {
-                let p = self.process_tx(q, ctx.mem, reg)?;
-                used += p.used;
-                more |= p.more;
+                let p = self.process_tx(q, ctx.mem, reg, &mut budget)?;
+                tx_used = p.used;
+                if p.more {
+                    mask |= queue_bit(TXQ);
+                }
             }
         }
         if let Some(q) = ctx.queues.get_mut(RXQ) {
-            let p = self.process_rx(q, ctx.mem, reg)?;
-            used += p.used;
-            more |= p.more;
+            let p = self.process_rx(q, ctx.mem, reg, &mut budget)?;
+            rx_used = p.used;
+            if p.more {
+                mask |= queue_bit(RXQ);
+            }
         }
-        if used > 0 {
-            ctx.interrupt.raise(INT_VRING);
+        if tx_used > 0 {
+            ctx.notify_used(TXQ)?;
         }
-        Ok(more)
+        if rx_used > 0 {
+            ctx.notify_used(RXQ)?;
+        }
+        Ok(mask)
     }
 }
 
@@ -233,7 +245,7 @@ impl VirtioDevice for Vsock {
     }
     fn avail_features(&self) -> u64 {
         // VIRTIO_VSOCK_F_STREAM is implied; no SEQPACKET.
-        0
+        F_EVENT_IDX
     }
     fn queue_max_sizes(&self) -> &'static [u16] {
         QUEUE_SIZES
@@ -260,7 +272,7 @@ impl VirtioDevice for Vsock {
         index: usize,
         ctx: &mut QueueCtx<'_>,
         reg: &mut dyn FdRegistry,
-    ) -> Result<bool, DeviceFault> {
+    ) -> Result<QueueMask, DeviceFault> {
         self.pump(ctx, reg, index == TXQ)
     }
     fn housekeeping(&mut self, reg: &mut dyn FdRegistry) {
@@ -277,7 +289,7 @@ impl VirtioDevice for Vsock {
         set: EventSet,
         reg: &mut dyn FdRegistry,
         ctx: Option<&mut QueueCtx<'_>>,
-    ) -> Result<bool, DeviceFault> {
+    ) -> Result<QueueMask, DeviceFault> {
         if ctx.is_none() {
             // The transport is not running (failed, or not yet DRIVER_OK): refuse host
             // connections until the driver activates the device again.
@@ -306,7 +318,7 @@ impl VirtioDevice for Vsock {
         }
         match ctx {
             Some(ctx) => self.pump(ctx, reg, false),
-            None => Ok(false),
+            None => Ok(0),
         }
     }
 }

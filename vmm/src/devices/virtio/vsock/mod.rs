@@ -31,7 +31,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::timerfd::TimerFd;
 
 use super::mmio::EXTRA_EVENT_BASE;
-use super::queue::{chain_copy, chain_len, drain_turn, DeviceFault, FdRegistry, Pass};
+use super::queue::{
+    chain_copy, chain_len, drain_queue, Budget, DeviceFault, FdRegistry, Pass, Step,
+};
 use super::{sys, VirtioError, VsockConfig};
 use conn::{need, Conn, Deliver, State};
 use packet::{Header, PacketError, HDR_LEN, HOST_CID, TYPE_STREAM};
@@ -46,6 +48,8 @@ pub const MAX_ORPHANS: usize = 64;
 pub const MAX_CONNECT_LINE: usize = 32;
 /// How long a host CONNECT waits for the guest (and a closing connection for its RST).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes moved per event-loop turn (tx and rx together).
+pub const TURN_BYTES: u64 = 256 * 1024;
 /// Queue sizes: rx, tx, event.
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE];
@@ -307,18 +311,20 @@ impl Vsock {
         true
     }
 
-    /// Handle one tx chain (a packet from the guest).
+    /// Handle one tx chain (a packet from the guest). Returns the bytes it moved (header
+    /// included) for the turn's budget.
     fn handle_tx(
         &mut self,
         chain: DescriptorChain<&GuestMemoryMmap<()>>,
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
-    ) {
+    ) -> u64 {
         let readable = chain_len(chain.clone(), false);
         let mut raw = [0u8; HDR_LEN];
         if chain_copy(chain.clone(), mem, 0, &mut raw, false) < HDR_LEN {
-            return;
+            return 0;
         }
+        let moved = HDR_LEN as u64;
         let h = match packet::parse_guest_packet(&raw, readable, self.guest_cid) {
             Ok(h) => h,
             Err(PacketError::BadType(_) | PacketError::BadOp(_)) => {
@@ -326,9 +332,9 @@ impl Vsock {
                 if h.src_cid == self.guest_cid && h.dst_cid == HOST_CID && h.op != packet::OP_RST {
                     self.orphan(rst_reply(&h, self.guest_cid));
                 }
-                return;
+                return moved;
             }
-            Err(_) => return,
+            Err(_) => return moved,
         };
         let slot = self.find(h.dst_port, h.src_port);
         if let Some(c) = slot
@@ -344,7 +350,7 @@ impl Vsock {
             (_, None) => self.orphan(rst_reply(&h, self.guest_cid)),
             (op, Some(s)) => {
                 let Some(c) = self.conns.get_mut(s).and_then(Option::as_mut) else {
-                    return;
+                    return moved;
                 };
                 match op {
                     packet::OP_RESPONSE => {
@@ -362,7 +368,7 @@ impl Vsock {
                     packet::OP_RW => {
                         if c.state != State::Established || c.guest_no_send {
                             c.needs |= need::RST;
-                            return;
+                            return moved;
                         }
                         let mut buf = [0u8; CHUNK];
                         let mut off = 0u64;
@@ -379,6 +385,7 @@ impl Vsock {
                             }
                             off = off.saturating_add(got as u64);
                         }
+                        return moved.saturating_add(off);
                     }
                     packet::OP_CREDIT_REQUEST => c.needs |= need::CREDIT,
                     packet::OP_SHUTDOWN => {
@@ -401,6 +408,7 @@ impl Vsock {
                 }
             }
         }
+        moved
     }
 
     fn guest_connect(&mut self, h: &Header, reg: &mut dyn FdRegistry) {
@@ -483,40 +491,55 @@ impl Vsock {
         None
     }
 
-    /// Fill rx buffers with what we owe the guest (bounded by the queue size).
+    /// Fill rx buffers with what we owe the guest, within `budget` and a queue's worth of
+    /// chains. With nothing to send, the buffers stay in the ring (no busy loop: the next
+    /// host-socket event or guest packet brings us back).
     pub fn process_rx(
         &mut self,
         queue: &mut Queue,
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
+        budget: &mut Budget<'_>,
     ) -> Result<Pass, DeviceFault> {
         let mut buf = [0u8; CHUNK];
-        drain_turn(queue, mem, |chain| {
+        drain_queue(queue, mem, |chain| {
+            if !budget.allows() {
+                return Step::Stop;
+            }
             let cap = chain_len(chain.clone(), true);
             let Some(payload_cap) = cap.checked_sub(HDR_LEN as u64) else {
                 // Too small to hold a header: hand it back unused.
-                return Some(0);
+                return Step::Used(0);
             };
             let payload_cap = usize::try_from(payload_cap).unwrap_or(usize::MAX);
-            let (h, n) = self.next_rx(&mut buf, payload_cap, reg)?;
+            let Some((h, n)) = self.next_rx(&mut buf, payload_cap, reg) else {
+                return Step::Keep;
+            };
             let mut hdr = h.encode();
             let wrote_hdr = chain_copy(chain.clone(), mem, 0, &mut hdr, true);
             let payload = buf.get_mut(..n).unwrap_or(&mut []);
             let wrote = chain_copy(chain, mem, HDR_LEN as u64, payload, true);
-            u32::try_from(wrote_hdr.saturating_add(wrote)).ok()
+            let len = wrote_hdr.saturating_add(wrote);
+            budget.spend(u64::try_from(len).unwrap_or(u64::MAX));
+            Step::Used(u32::try_from(len).unwrap_or(u32::MAX))
         })
     }
 
-    /// Handle the guest's packets (bounded by the queue size).
+    /// Handle the guest's packets, within `budget` and a queue's worth of chains.
     pub fn process_tx(
         &mut self,
         queue: &mut Queue,
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
+        budget: &mut Budget<'_>,
     ) -> Result<Pass, DeviceFault> {
-        drain_turn(queue, mem, |chain| {
-            self.handle_tx(chain, mem, reg);
-            Some(0)
+        drain_queue(queue, mem, |chain| {
+            if !budget.allows() {
+                return Step::Stop;
+            }
+            let n = self.handle_tx(chain, mem, reg);
+            budget.spend(n);
+            Step::Used(0)
         })
     }
 }

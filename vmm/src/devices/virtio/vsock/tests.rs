@@ -18,6 +18,13 @@ use crate::devices::virtio::test_utils::*;
 use crate::devices::virtio::VirtioDevice;
 
 const CID: u64 = 3;
+
+static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A budget that never runs out.
+fn unbounded() -> crate::devices::virtio::queue::Budget<'static> {
+    crate::devices::virtio::queue::Budget::new(u64::MAX, &NEVER)
+}
 const TX_BUF: u64 = 0x1_0000;
 const RX_BUF: u64 = 0x4_0000;
 const RX_LEN: u32 = 4096;
@@ -99,7 +106,7 @@ impl H {
         push_chain(&self.txq, self.m, &chain(&parts, first), first);
         self.n_tx += 1;
         self.dev
-            .process_tx(&mut self.tx, self.m, &mut self.reg)
+            .process_tx(&mut self.tx, self.m, &mut self.reg, &mut unbounded())
             .unwrap();
     }
 
@@ -119,7 +126,7 @@ impl H {
     /// Run the rx side and return every packet the guest received.
     fn recv(&mut self) -> Vec<(Header, Vec<u8>)> {
         self.dev
-            .process_rx(&mut self.rx, self.m, &mut self.reg)
+            .process_rx(&mut self.rx, self.m, &mut self.reg, &mut unbounded())
             .unwrap();
         let mut out = Vec::new();
         while self.rx_seen != used_idx(&self.rxq, self.m) {
@@ -354,13 +361,17 @@ fn short_tx_and_rx_chains() {
     let mut h = h();
     // A tx chain with fewer than 44 bytes is returned and ignored.
     push_chain(&h.txq, h.m, &chain(&[(TX_BUF, 10, false)], 0), 0);
-    h.dev.process_tx(&mut h.tx, h.m, &mut h.reg).unwrap();
+    h.dev
+        .process_tx(&mut h.tx, h.m, &mut h.reg, &mut unbounded())
+        .unwrap();
     assert_eq!(used_idx(&h.txq, h.m), 1);
     // An rx chain too small for a header is handed back unused.
     h.send(hdr(OP_RW, 1, 2, 0), &[]);
     push_chain(&h.rxq, h.m, &chain(&[(RX_BUF, 20, true)], 0), 0);
     h.n_rx = 1;
-    h.dev.process_rx(&mut h.rx, h.m, &mut h.reg).unwrap();
+    h.dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut unbounded())
+        .unwrap();
     assert_eq!(used_elem(&h.rxq, h.m, 0), (0, 0));
     h.rx_seen = 1;
     h.post_rx(1);
