@@ -278,7 +278,9 @@ fn setup(
         add(h, &mut bus, &mut events, &mut index)?;
     }
     let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
-    let h = virtio::build_rng(mem.clone(), irq).map_err(|e| BuildError::Virtio("virtio-rng", e))?;
+    let unready = std::time::Duration::from_millis(cfg.test_entropy_unready_ms);
+    let h = virtio::build_rng(mem.clone(), irq, unready)
+        .map_err(|e| BuildError::Virtio("virtio-rng", e))?;
     add(h, &mut bus, &mut events, &mut index)?;
     if let Some(v) = &cfg.vsock {
         let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;

@@ -59,6 +59,9 @@ pub struct VmConfig {
     pub exit_stats: bool,
     /// Test-only: make the VMM thread issue a forbidden syscall.
     pub seccomp_test_trigger: bool,
+    /// Test-only: the host entropy source reports "not ready" for this many ms after start
+    /// (exercises virtio-rng's retry path under the real seccomp filter).
+    pub test_entropy_unready_ms: u64,
 }
 
 /// What the command line asks for.
@@ -185,6 +188,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut boot_timer = false;
     let mut exit_stats = false;
     let mut trigger = false;
+    let mut unready = 0;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let flag = a.as_str();
@@ -201,6 +205,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         }
         if cfg!(feature = "seccomp-test-trigger") && flag == "--seccomp-test-trigger" {
             trigger = true;
+            continue;
+        }
+        if cfg!(feature = "seccomp-test-trigger") && flag == "--test-entropy-unready-ms" {
+            let v = it.next().ok_or_else(|| err(flag, "missing value"))?;
+            unready = number(flag, &v)?;
             continue;
         }
         let known = [
@@ -296,6 +305,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         boot_timer,
         exit_stats,
         seccomp_test_trigger: trigger,
+        test_entropy_unready_ms: unready,
     })))
 }
 

@@ -208,3 +208,77 @@ fn default_build_has_no_trigger_flag() {
     assert_eq!(o.exit_code, Some(2), "{o:#?}");
     assert!(o.stderr.contains("--seccomp-test-trigger"), "{o:#?}");
 }
+
+#[test]
+fn rng_retry_path_runs_under_the_vmm_filter() {
+    // A host whose entropy pool is not initialised yet (the first room after a host boot)
+    // makes virtio-rng arm its retry timer (timerfd_settime) on the VMM thread, under the
+    // seccomp filter. The test build makes the pool look unready for 300 ms: the request is
+    // served after the retries, the VMM is not killed with SIGSYS, and a disk request made
+    // meanwhile is served at once (the VMM thread never waits for entropy).
+    use anchor_vmm::devices::virtio::mmio::reg;
+    use common::virtio::{r, F_WRITE, S_OK};
+    require_kvm();
+    let bin = trigger_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, [0x61u8; 512]).unwrap();
+    let (blk, rng) = (common::virtio_base(0), common::virtio_base(1));
+    let (bq, rq) = (0x20_0000u64, 0x30_0000u64);
+    let mut s = Script::new();
+    s.init(rng)
+        .queue(rng, 0, 16, rq, rq + 0x1000, rq + 0x2000)
+        .reg(rng, reg::STATUS, S_OK)
+        .desc(rq, 0, 0x50_0000, 16, F_WRITE, 0)
+        .avail(rq + 0x1000, 0, 0, 1)
+        .notify(rng, 0)
+        // A one-sector read while the rng waits.
+        .init(blk)
+        .queue(blk, 0, 16, bq, bq + 0x1000, bq + 0x2000)
+        .reg(blk, reg::STATUS, S_OK)
+        .write(0x21_0000, 8, 0)
+        .write(0x21_0008, 8, 0)
+        .desc(bq, 0, 0x21_0000, 16, 1, 1)
+        .desc(bq, 1, 0x22_0000, 512, 1 | F_WRITE, 2)
+        .desc(bq, 2, 0x23_0000, 1, F_WRITE, 0)
+        .avail(bq + 0x1000, 0, 0, 1)
+        .notify(blk, 0)
+        .poll(bq + 0x2002, 2, 1)
+        .print("BLK")
+        .read(rq + 0x2002, 2)
+        .read(0x22_0000, 8)
+        .repeat(100, 1)
+        .poll(rq + 0x2002, 2, 1)
+        .print("RNG")
+        .read(rq + 0x2008, 4)
+        .end();
+    let script = dir.path().join("script");
+    std::fs::write(&script, s.bytes()).unwrap();
+    let o = run_vmm_with(
+        &bin,
+        &[
+            "--kernel",
+            guest_elf().to_str().unwrap(),
+            "--initrd",
+            script.to_str().unwrap(),
+            "--mem-mib",
+            "32",
+            "--disk",
+            img.to_str().unwrap(),
+            "--test-entropy-unready-ms",
+            "300",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.signal, None, "{o:#?}");
+    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let blk_at = lines.iter().position(|l| *l == "BLK").unwrap();
+    assert_eq!(
+        lines[blk_at + 1..blk_at + 3],
+        [r(0), r(0x6161_6161_6161_6161)],
+        "the disk was served while the rng still waited: {o:#?}"
+    );
+    let rng_at = lines.iter().position(|l| *l == "RNG").unwrap();
+    assert_eq!(lines[rng_at + 1], r(16), "{o:#?}");
+}

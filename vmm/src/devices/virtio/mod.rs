@@ -220,12 +220,15 @@ pub fn build_block(
     handle(mem, irq, dev)
 }
 
-/// Build the virtio-rng device.
+/// Build the virtio-rng device. `unready` (zero in production) makes the host pool look
+/// uninitialised for that long after start (tests of the retry path).
 pub fn build_rng(
     mem: GuestMemoryMmap<()>,
     irq: EventFd,
+    unready: std::time::Duration,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
-    handle(mem, irq, rng::Rng::new()?)
+    let entropy = rng::KernelEntropy::new(unready);
+    handle(mem, irq, rng::Rng::with_entropy(entropy)?)
 }
 
 /// Build the virtio-vsock device (binds `cfg.uds_path`).

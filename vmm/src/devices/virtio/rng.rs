@@ -41,10 +41,30 @@ pub trait Entropy {
 
 /// getrandom(2) with GRND_NONBLOCK.
 #[derive(Debug, Default)]
-pub struct KernelEntropy;
+pub struct KernelEntropy {
+    /// Test builds only: report "not ready" until then (the retry path under seccomp).
+    unready_until: Option<std::time::Instant>,
+}
+
+impl KernelEntropy {
+    /// The kernel's pool, reported as not ready for `unready` first (tests; zero in
+    /// production).
+    pub fn new(unready: Duration) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            unready_until: (!unready.is_zero()).then(|| now.checked_add(unready).unwrap_or(now)),
+        }
+    }
+}
 
 impl Entropy for KernelEntropy {
     fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if self
+            .unready_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
         let mut done = 0;
         while let Some(rest) = buf.get_mut(done..) {
             if rest.is_empty() {
@@ -167,7 +187,7 @@ pub struct Rng<E = KernelEntropy> {
 impl Rng<KernelEntropy> {
     /// A new device reading the kernel's pool.
     pub fn new() -> Result<Self, VirtioError> {
-        Self::with_entropy(KernelEntropy)
+        Self::with_entropy(KernelEntropy::default())
     }
 }
 

@@ -61,7 +61,7 @@ fn kernel_entropy_fills_buffers() {
     let vq = MockSplitQueue::new(&m, 16);
     let mut q = queue(&vq);
     push_chain(&vq, &m, &chain(&[(0x1_0000, 4096, true)], 0), 0);
-    let pass = pr(&mut q, &m, &mut KernelEntropy).unwrap();
+    let pass = pr(&mut q, &m, &mut KernelEntropy::default()).unwrap();
     assert_eq!(pass.used, 1);
     assert_eq!(used_elem(&vq, &m, 0), (0, 4096));
     let mut buf = vec![0u8; 4096];
