@@ -10,6 +10,7 @@ PKGS=(
   swtpm swtpm-tools tpm2-tools cryptsetup squashfs-tools erofs-utils
   ovmf systemd-boot-efi sbsigntool busybox-static linux-source-6.1 bubblewrap
   libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat
+  libseccomp-dev  # vmm/bench-firecracker.sh: builds the Firecracker peer of `make bench`
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from

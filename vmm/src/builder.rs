@@ -17,7 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::arch::current::boot::{self, BootError, KernelEntry};
 use crate::arch::current::layout;
 #[cfg(target_arch = "x86_64")]
-use crate::arch::current::mptable;
+use crate::arch::current::{ioapic, mptable};
 use crate::config::VmConfig;
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
@@ -59,8 +59,6 @@ pub enum BuildError {
     EventManager(event_manager::Error),
     /// Creating an eventfd.
     EventFd(std::io::Error),
-    /// The memory-registration helper thread died.
-    Thread,
 }
 
 impl fmt::Display for BuildError {
@@ -78,7 +76,6 @@ impl fmt::Display for BuildError {
             Self::Virtio(dev, e) => write!(f, "{dev}: {e}"),
             Self::EventManager(e) => write!(f, "event manager: {e:?}"),
             Self::EventFd(e) => write!(f, "eventfd: {e}"),
-            Self::Thread => f.write_str("memory registration thread failed"),
         }
     }
 }
@@ -123,37 +120,28 @@ pub fn virtio_cmdline_entry(index: u64) -> String {
     format!("virtio_mmio.device=4K@{base:#x}:{irq}")
 }
 
-/// Builds everything; nothing runs yet. Registering guest memory with KVM
-/// runs on a helper thread, overlapped with loading and device setup.
+/// Builds everything; nothing runs yet. Guest memory is registered with KVM first, right
+/// after the VM exists: no vcpu ioctl runs at the same time (see `Vm::new`).
 pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     let mut kernel = open("kernel", &cfg.kernel)?;
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
     let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
     let vm = Vm::new().map_err(BuildError::Vm)?;
-    std::thread::scope(|s| {
-        let slots = s.spawn(|| vm.register_memory(&mem));
-        let r = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd);
-        match slots.join() {
-            Ok(Ok(())) => r,
-            Ok(Err(e)) => Err(BuildError::Vm(e)),
-            Err(_) => Err(BuildError::Thread),
-        }
-    })
-    .map(|(vcpus, ctx, events, cmdline)| {
-        let stats = if cfg.exit_stats {
-            exit_stats(&vcpus)
-        } else {
-            Vec::new()
-        };
-        Built {
-            mem,
-            vm,
-            vcpus,
-            ctx,
-            events,
-            cmdline,
-            stats,
-        }
+    vm.register_memory(&mem).map_err(BuildError::Vm)?;
+    let (vcpus, ctx, events, cmdline) = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd)?;
+    let stats = if cfg.exit_stats {
+        exit_stats(&vcpus)
+    } else {
+        Vec::new()
+    };
+    Ok(Built {
+        mem,
+        vm,
+        vcpus,
+        ctx,
+        events,
+        cmdline,
+        stats,
     })
 }
 
@@ -194,7 +182,7 @@ fn setup(
 
     let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
     let sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
-    let serial_irq = vm.irqfd(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
+    let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
     let serial = Arc::new(Mutex::new(SerialDevice::new(
@@ -220,6 +208,13 @@ fn setup(
         ))));
     }
     let mut bus = MmioBusBuilder::new();
+    #[cfg(target_arch = "x86_64")]
+    bus.insert(
+        ioapic::IOAPIC_BASE,
+        ioapic::IOAPIC_SIZE,
+        Arc::new(Mutex::new(ioapic::IoapicMmio(vm.ioapic.clone()))),
+    )
+    .map_err(BuildError::Bus)?;
     if cfg.boot_timer {
         bus.insert(
             layout::BOOT_TIMER_ADDR,
@@ -268,7 +263,7 @@ fn setup(
     };
     let gsi = |i: u64| layout::VIRTIO_FIRST_GSI + i as u32;
     for d in &cfg.disks {
-        let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+        let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
         let bc = virtio::BlockConfig {
             path: d.path.clone(),
             read_only: d.read_only,
@@ -277,13 +272,13 @@ fn setup(
             .map_err(|e| BuildError::Virtio("virtio-blk", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }
-    let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+    let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
     let unready = std::time::Duration::from_millis(cfg.test_entropy_unready_ms);
     let h = virtio::build_rng(mem.clone(), irq, unready)
         .map_err(|e| BuildError::Virtio("virtio-rng", e))?;
     add(h, &mut bus, &mut events, &mut index)?;
     if let Some(v) = &cfg.vsock {
-        let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+        let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
         let vc = virtio::VsockConfig {
             guest_cid: v.cid,
             uds_path: v.uds.clone(),

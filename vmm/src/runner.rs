@@ -3,7 +3,6 @@
 //! thread, seccomp on every thread before the first guest instruction, and
 //! the process exit once the first terminal condition is latched.
 
-use std::os::fd::AsRawFd;
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::{Arc, Barrier};
 
@@ -47,9 +46,6 @@ pub struct RunOptions {
     /// Test-only: issue a forbidden syscall on the VMM thread after its
     /// filter is installed.
     pub seccomp_test_trigger: bool,
-    /// Leave KVM's VM destruction to a holder process (see
-    /// `sys::spawn_teardown_holder`), so the VMM exits ~16 ms sooner.
-    pub defer_teardown: bool,
     /// Print the `--exit-stats` line when the VM stops.
     pub exit_stats: bool,
 }
@@ -68,13 +64,6 @@ pub fn run(built: Built, opts: RunOptions) -> Stop {
         stats,
     } = built;
     let latch = ctx.latch.clone();
-    let mut keep: Vec<std::os::fd::RawFd> = vec![vm.kvm.as_raw_fd(), vm.fd.as_raw_fd()];
-    keep.extend(vcpus.iter().map(|v| v.as_raw_fd()));
-    if opts.defer_teardown {
-        if let Err(e) = sys::spawn_teardown_holder(&mem, &keep) {
-            return Stop::new(EXIT_VMM_ERROR, format!("forking the teardown holder: {e}"));
-        }
-    }
     let watcher: Subscriber = Arc::new(std::sync::Mutex::new(ExitWatcher {
         latch: latch.clone(),
     }));

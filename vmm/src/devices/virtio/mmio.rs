@@ -33,6 +33,7 @@ use super::queue::{DeviceFault, Interrupt};
 use super::worker::{Shared, SharedWorker, Worker};
 use super::{VirtioDevice, VirtioError, F_EVENT_IDX, F_VERSION_1};
 use crate::devices::bus::MmioDevice;
+use crate::devices::irq::IrqLine;
 
 /// Event data values at or above this belong to the device, below are queue indexes.
 pub const EXTRA_EVENT_BASE: u32 = 0x100;
@@ -130,14 +131,14 @@ fn half(v: u64, high: bool) -> u32 {
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
-    /// Wrap `device`; `irq` is the irqfd for the device's GSI. Returns the register side
+    /// Wrap `device`; `irq` is the device's interrupt line. Returns the register side
     /// (for the MMIO bus) and the worker (for the event loop).
     pub fn new(
         mem: GuestMemoryMmap<()>,
-        irq: EventFd,
+        irq: IrqLine,
         device: D,
     ) -> Result<(Self, SharedWorker<D>), VirtioError> {
-        Self::with_interrupt(mem, Interrupt::new(Some(irq)), device)
+        Self::with_interrupt(mem, Interrupt::new(irq), device)
     }
 
     /// Wrap `device` with a given interrupt (tests use one without irqfd).

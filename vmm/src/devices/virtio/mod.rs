@@ -28,6 +28,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::bus::MmioDevice;
+use crate::devices::irq::IrqLine;
 use mmio::MmioTransport;
 pub use queue::{DeviceFault, FdRegistry, QueueCtx, QueueMask};
 
@@ -191,7 +192,7 @@ pub trait VirtioDevice: Send {
 
 fn handle<D: VirtioDevice + 'static>(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
     device: D,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let (transport, worker) = MmioTransport::new(mem, irq, device)?;
@@ -213,7 +214,7 @@ fn handle<D: VirtioDevice + 'static>(
 /// Build a virtio-blk device backed by `cfg.path`.
 pub fn build_block(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
     cfg: &BlockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = block::Block::open(cfg)?;
@@ -224,7 +225,7 @@ pub fn build_block(
 /// uninitialised for that long after start (tests of the retry path).
 pub fn build_rng(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
     unready: std::time::Duration,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let entropy = rng::KernelEntropy::new(unready);
@@ -234,7 +235,7 @@ pub fn build_rng(
 /// Build the virtio-vsock device (binds `cfg.uds_path`).
 pub fn build_vsock(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
     cfg: &VsockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = vsock::Vsock::new(cfg)?;

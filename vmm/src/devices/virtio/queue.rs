@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use event_manager::{EventOps, EventSet, Events};
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
-use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::irq::IrqLine;
 
 /// Interrupt status bit: a used buffer was added.
 pub const INT_VRING: u32 = 1;
@@ -62,13 +63,13 @@ impl From<virtio_queue::Error> for DeviceFault {
 #[derive(Debug)]
 pub struct Interrupt {
     status: AtomicU32,
-    irq: Option<EventFd>,
+    irq: IrqLine,
     raised: AtomicU64,
 }
 
 impl Interrupt {
-    /// `irq` is the irqfd registered by the VMM core; `None` in unit tests.
-    pub fn new(irq: Option<EventFd>) -> Self {
+    /// `irq` is the device's interrupt line (a line to nothing in unit tests).
+    pub fn new(irq: IrqLine) -> Self {
         Self {
             status: AtomicU32::new(0),
             irq,
@@ -81,10 +82,9 @@ impl Interrupt {
         // The status is visible before the interrupt: the guest's handler reads it.
         self.status.fetch_or(bits, Ordering::SeqCst);
         self.raised.fetch_add(1, Ordering::Relaxed);
-        if let Some(fd) = &self.irq {
-            // A failed write means the counter is saturated: the interrupt is pending anyway.
-            let _ = fd.write(1);
-        }
+        // Best effort: a failed irqfd write means its counter is saturated, so the
+        // interrupt is pending anyway.
+        let _ = self.irq.trigger();
     }
 
     /// InterruptStatus register value.

@@ -12,9 +12,13 @@ use crate::devices::virtio::TYPE_RNG;
 type T = MmioTransport<Rng>;
 
 fn transport() -> T {
-    MmioTransport::with_interrupt(mem(), Interrupt::new(None), Rng::new().unwrap())
-        .unwrap()
-        .0
+    MmioTransport::with_interrupt(
+        mem(),
+        Interrupt::new(crate::devices::irq::IrqLine::none()),
+        Rng::new().unwrap(),
+    )
+    .unwrap()
+    .0
 }
 
 fn rd(t: &mut T, off: u64) -> u32 {
@@ -311,11 +315,14 @@ fn register_accesses_do_not_wait_for_device_work() {
     let worker = t.worker();
     let released = Arc::new(AtomicBool::new(false));
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let r2 = released.clone();
     let holder = std::thread::spawn(move || {
         let _busy = worker.lock().unwrap();
         locked_tx.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Busy until the register accesses are done (or, if one of them waited for this
+        // lock, until the timeout: then `released` is seen below).
+        let _ = done_rx.recv_timeout(std::time::Duration::from_secs(10));
         r2.store(true, Ordering::SeqCst);
     });
     locked_rx.recv().unwrap();
@@ -333,6 +340,7 @@ fn register_accesses_do_not_wait_for_device_work() {
         !released.load(Ordering::SeqCst),
         "a register access waited for the busy worker"
     );
+    done_tx.send(()).unwrap();
     holder.join().unwrap();
     assert!(
         t.queue_evts()[0].read().unwrap() >= 1,
@@ -351,21 +359,25 @@ fn reset_asks_a_busy_worker_to_yield_and_then_resets() {
     driver_ok(&mut t);
     let worker = t.worker();
     let shared = t.shared();
+    let yielded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let y2 = yielded.clone();
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let busy = std::thread::spawn(move || {
         let _turn = worker.lock().unwrap();
         locked_tx.send(()).unwrap();
-        // A device turn: work in chunks until asked to stop.
-        let mut chunks = 0u64;
+        // A device turn: work in chunks until asked to stop, then end the turn.
         while !shared.stop.load(Ordering::SeqCst) {
-            chunks += 1;
             std::thread::yield_now();
         }
-        chunks
+        y2.store(true, Ordering::SeqCst);
     });
     locked_rx.recv().unwrap();
     wr(&mut t, reg::STATUS, 0);
-    assert!(busy.join().unwrap() > 0);
+    assert!(
+        yielded.load(Ordering::SeqCst),
+        "the reset finished before the busy turn yielded"
+    );
+    busy.join().unwrap();
     assert_eq!(rd(&mut t, reg::STATUS), 0);
     assert!(!t.is_active());
     assert!(

@@ -172,7 +172,7 @@ fn the_device_retries_on_a_timer_when_starved() {
     let mut queues = [queue(&vq)];
     push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
     let mut dev = Rng::with_entropy(NotYet { ready: false }).unwrap();
-    let irq = Interrupt::new(None);
+    let irq = Interrupt::new(crate::devices::irq::IrqLine::none());
     let stop = AtomicBool::new(false);
     let mut reg = NullRegistry::default();
     let mut ctx = QueueCtx {
