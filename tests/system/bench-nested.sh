@@ -50,7 +50,7 @@ HOST_KERNEL="${ANCHOR_HOST_KERNEL:-$ANCHOR_OUT/host-bzImage}"
 [[ -f "$HOST_KERNEL" ]] || die "$HOST_KERNEL missing: run host-kernel/build.sh (make kernels)"
 
 INITRAMFS=$(tests/system/mk-bench-initramfs.sh) || die "cannot build the bench initramfs"
-LOG="$ANCHOR_CACHE/bench/nested-bench.log"
+LOG="$ANCHOR_OUT/bench/nested-bench.log"
 mkdir -p "$(dirname "$LOG")"
 echo "bench-nested: booting the anchor host under TCG ($N runs per VMM; serial log $LOG)" >&2
 t0=$SECONDS

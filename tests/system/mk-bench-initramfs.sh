@@ -4,7 +4,7 @@
 # anchor-vmm vs QEMU microvm (and, when given, an earlier anchor-vmm build). Never the
 # product initramfs (tests/system/mkinitramfs.sh builds that one) and never used by a test.
 #
-# usage: mk-bench-initramfs.sh [--out PATH]   (default $ANCHOR_CACHE/bench/initramfs-nested-bench.cpio)
+# usage: mk-bench-initramfs.sh [--out PATH]   (default $ANCHOR_OUT/bench/initramfs-nested-bench.cpio)
 # Prints the path of the initramfs on stdout. Cached: rebuilt only when an input changed
 # (key = sha256 of this script and every file copied in, stored in PATH.key).
 # Inputs: $ANCHOR_OUT/bin/anchor-vmm, $ANCHOR_OUT/guest-vmlinux, $ANCHOR_OUT/images/base.squashfs,
@@ -30,9 +30,11 @@
 #
 # /init, from its kernel command line: bench.n=N (boot runs per VMM, default 5),
 # bench.io=M (I/O runs per VMM, default 2; 0 = none), bench.qcpu=MODEL (QEMU's -cpu inside,
-# default host), bench.timeout=S (per run, default 120), bench.warmup=W (uncounted warm-up
-# rounds, reported as run=0, default 1), bench.verbose=1 (diagnostic: room console without
-# `quiet`, with printk times, printed in full for every run).
+# default host), bench.timeout=S (per boot run, default 120), bench.iotimeout=S (per I/O run,
+# default 600), bench.warmup=W (uncounted warm-up rounds, reported as run=0, default 1),
+# bench.vmms=ours,before,qemu (which VMMs, default every one present), bench.verbose=1
+# (diagnostic: room console without `quiet`, with printk times, printed in full for every
+# run).
 # Per boot run: `bench-result: vmm=ours|before|qemu run=I first_ms=.. marker_ms=.. exit_ms=..
 # gone_ms=.. status=.. timeout=0|1 guest_uptime_s=.. host_uptime_s=..`; per I/O run:
 # `bench-io: vmm=.. run=I <bench-run fields> <roombench key=value fields>`; then
@@ -44,7 +46,7 @@ source "$(dirname "$SELF")/initramfs-lib.sh"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 : "${BUSYBOX:=/bin/busybox}"
-OUT="$ANCHOR_CACHE/bench/initramfs-nested-bench.cpio"
+OUT="$ANCHOR_OUT/bench/initramfs-nested-bench.cpio"
 die() { echo "mk-bench-initramfs: $*" >&2; exit 1; }
 while (($#)); do
   case "$1" in
@@ -123,6 +125,7 @@ n=$(arg n); [ -n "$n" ] || n=5
 io=$(arg io); [ -n "$io" ] || io=2
 qcpu=$(arg qcpu); [ -n "$qcpu" ] || qcpu=host
 tmo=$(arg timeout); [ -n "$tmo" ] || tmo=120
+iotmo=$(arg iotimeout); [ -n "$iotmo" ] || iotmo=600
 verbose=$(arg verbose)
 warm=$(arg warmup); [ -n "$warm" ] || warm=1
 if [ ! -c /dev/kvm ]; then
@@ -143,6 +146,7 @@ if [ "$verbose" = 1 ]; then
 fi
 VMMS="ours qemu"
 [ -x /usr/bin/anchor-vmm-before ] && VMMS="ours before qemu"
+only=$(arg vmms); [ -n "$only" ] && VMMS=$(echo "$only" | tr , ' ')
 STATS_BEFORE=""
 anchor-vmm-before --help 2>/dev/null | grep -q -- --exit-stats && STATS_BEFORE=--exit-stats
 echo "bench-init: room cmdline: $ROOM"
@@ -215,9 +219,12 @@ if [ "$io" -gt 0 ]; then
   cp /usr/lib/anchor/images/roombench.squashfs /tmp/bench.disk
   dd if=/dev/zero of=/tmp/bench.disk bs=1M seek=1 count=63 conv=notrunc 2>/dev/null
   IOROOM="$BASE anchor.shell=on"
+  [ "$verbose" = 1 ] && IOROOM=$(echo "$IOROOM" | sed 's/ quiet / printk.time=1 /')
   for v in $VMMS; do
     case "$v" in ours|before) vsock-peer "/tmp/v-$v.sock_7000" & ;; esac
     {
+      # The shell's first read may be taken by its terminal query (ESC [6n): spare lines.
+      echo; echo true
       echo 'for d in vda vdb vdc; do [ "$(cat /sys/block/$d/size)" = 131072 ] && D=/dev/$d; done; mkdir -p /tmp/b; mount -t squashfs -o ro $D /tmp/b; echo "roombench: disk dev=$D"'
       echo '/tmp/b/roombench seq $D 64'
       echo '/tmp/b/roombench rand $D 3'
@@ -229,14 +236,14 @@ if [ "$io" -gt 0 ]; then
   for i in $(seq 1 "$io"); do
     for v in $VMMS; do
       vmm_args "$v" "$IOROOM" /tmp/bench.disk io
-      r=$(bench 600 "$MARK" "/tmp/io-$v-$i.serial" "/tmp/io-$v-$i.err" -i ':~# ' "/tmp/io-$v.sh")
+      r=$(bench "$iotmo" "$MARK" "/tmp/io-$v-$i.serial" "/tmp/io-$v-$i.err" -i ':~# ' "/tmp/io-$v.sh")
       rb=$(tr -d '\r' < "/tmp/io-$v-$i.serial" | sed -n 's/^roombench: \([a-z0-9_]*\) \(.*=.*\)/\1 \2/p' |
            while read -r name rest; do for kv in $rest; do printf ' %s.%s' "$name" "$kv"; done; done)
       echo "bench-io: vmm=$v run=$i $r$rb"
-      grep -q 'roombench: loopback' "/tmp/io-$v-$i.serial" || {
-        tail -n 40 "/tmp/io-$v-$i.serial" | sed "s/^/bench-serial[io-$v#$i]: /"
+      if [ "$verbose" = 1 ] || ! grep -q 'roombench: loopback' "/tmp/io-$v-$i.serial"; then
+        tail -n "$lines" "/tmp/io-$v-$i.serial" | sed "s/^/bench-serial[io-$v#$i]: /"
         tail -n 20 "/tmp/io-$v-$i.err" | sed "s/^/bench-stderr[io-$v#$i]: /"
-      }
+      fi
     done
   done
 fi

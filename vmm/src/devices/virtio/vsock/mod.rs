@@ -56,6 +56,9 @@ const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE];
 const RXQ: usize = 0;
 const TXQ: usize = 1;
 const CHUNK: usize = 4096;
+/// Guest data is copied to the host stream in pieces of this size (one write each); the
+/// buffer is allocated once per device.
+const TX_CHUNK: usize = 64 * 1024;
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
 const EV_LISTENER: u32 = EXTRA_EVENT_BASE;
 const EV_TIMER: u32 = EXTRA_EVENT_BASE + 1;
@@ -131,6 +134,8 @@ pub struct Vsock {
     last_refusal: Option<Refusal>,
     /// Held (flock) for the life of the device: one VMM per socket path.
     _lock: std::fs::File,
+    /// Copy buffer for guest packets ([`TX_CHUNK`] bytes).
+    tx_scratch: Box<[u8]>,
 }
 
 fn rst_reply(h: &Header, guest_cid: u64) -> Header {
@@ -251,6 +256,7 @@ impl Vsock {
             refused: 0,
             last_refusal: None,
             _lock: lock,
+            tx_scratch: vec![0u8; TX_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -370,11 +376,12 @@ impl Vsock {
                             c.needs |= need::RST;
                             return moved;
                         }
-                        let mut buf = [0u8; CHUNK];
+                        let buf = &mut self.tx_scratch;
                         let mut off = 0u64;
                         let len = u64::from(h.len);
                         while off < len {
-                            let n = usize::try_from((len - off).min(CHUNK as u64)).unwrap_or(CHUNK);
+                            let n = usize::try_from((len - off).min(TX_CHUNK as u64))
+                                .unwrap_or(TX_CHUNK);
                             let Some(part) = buf.get_mut(..n) else { break };
                             let got =
                                 chain_copy(chain.clone(), mem, HDR_LEN as u64 + off, part, false);
