@@ -24,11 +24,13 @@ work="$out/src"
 rm -rf "$work"
 mkdir -p "$work"
 cp -a "$src/." "$work/"
-cat >> "$work/Cargo.toml" <<EOF
+if ! grep -q 'patch."https://github.com/firecracker-microvm/micro-http"' "$work/Cargo.toml"; then
+  cat >> "$work/Cargo.toml" <<EOF
 
 [patch."https://github.com/firecracker-microvm/micro-http"]
 micro_http = { path = "$http" }
 EOF
+fi
 (cd "$work" && CARGO_TARGET_DIR="$out/target" \
   cargo build --release -p firecracker --target x86_64-unknown-linux-gnu)
 install -m 0755 "$out/target/x86_64-unknown-linux-gnu/release/firecracker" "$out/firecracker"

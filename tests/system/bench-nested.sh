@@ -25,7 +25,7 @@
 #
 # usage: tests/system/bench-nested.sh [N]   (N boot runs per VMM, default 5; env BENCH_NESTED_N)
 # env:   BENCH_NESTED_IO (I/O runs per VMM, default 2; 0 = none),
-#        BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 1500),
+#        BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 2400),
 #        BENCH_NESTED_QEMU_CPU (QEMU's -cpu inside, default host),
 #        BENCH_VMM_BEFORE (another anchor-vmm binary to measure as "before"),
 #        BENCH_NESTED_VERBOSE=1 (diagnostic: rooms boot without `quiet` and every run's room
@@ -38,7 +38,7 @@ cd "$(dirname "$0")/../.."
 export ANCHOR_CACHE ANCHOR_OUT
 N="${1:-${BENCH_NESTED_N:-5}}"
 IO="${BENCH_NESTED_IO:-2}"
-TIMEOUT="${BENCH_NESTED_TIMEOUT:-1500}"
+TIMEOUT="${BENCH_NESTED_TIMEOUT:-2400}"
 QCPU="${BENCH_NESTED_QEMU_CPU:-host}"
 VERBOSE="${BENCH_NESTED_VERBOSE:-0}"
 die() { echo "bench-nested: $*" >&2; exit 1; }
@@ -63,12 +63,18 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max
 qrc=$?
 set -e
 elapsed=$((SECONDS - t0))
+# A run that broke still prints what it measured before it broke, then fails.
+broke=""
 if ((qrc == 124 || qrc == 137)); then
   tail -n 30 "$LOG" >&2
-  die "the anchor host did not finish within $TIMEOUT s (log: $LOG)"
+  broke="the anchor host did not finish within $TIMEOUT s (log: $LOG)"
+elif ((qrc != 0)); then
+  cat "$LOG.stderr" >&2
+  broke="QEMU (anchor host) exited with status $qrc (log: $LOG)"
+elif ! grep -q '^bench-init: done' "$LOG"; then
+  tail -n 30 "$LOG" >&2
+  broke="the bench /init did not finish (log: $LOG)"
 fi
-((qrc == 0)) || { cat "$LOG.stderr" >&2; die "QEMU (anchor host) exited with status $qrc (log: $LOG)"; }
-grep -q '^bench-init: done' "$LOG" || { tail -n 30 "$LOG" >&2; die "the bench /init did not finish (log: $LOG)"; }
 
 python3 - "$LOG" "$N" "$elapsed" "$VERBOSE" <<'PY'
 import statistics, sys
@@ -102,7 +108,8 @@ for line in text.splitlines():
     if not ok or vmm not in runs:
         broken.append(line)
         continue
-    rec = (first, marker, exit_, gone, f.get("guest_uptime_s", "none"), f.get("host_uptime_s", "?"))
+    rec = (first, marker, exit_, gone, f.get("guest_uptime_s", "none"), f.get("host_uptime_s", "?"),
+           {k[5:]: float(v) for k, v in f.items() if k.startswith("boot.")})
     if f.get("run") == "0":
         warm[vmm] = rec
         continue
@@ -132,6 +139,11 @@ for vmm in order:
     print(f"  {'':17}  exec -> first serial byte {fmt([x[0] for x in r])}")
     up = [float(u) for u in ups if u != "none"]
     print(f"  {'':17}  room kernel's own uptime at the marker: median {med(up):.3f} s ({' '.join(ups)})")
+    st = [x[6] for x in r if x[6]]
+    if st:
+        keys = ("exits", "io_exits", "mmio_exits", "halt_exits", "irq_injections")
+        print(f"  {'':17}  KVM counters at the marker (medians): " + "  ".join(
+            f"{k}={statistics.median(s.get(k, 0) for s in st):.0f}" for k in keys))
     if vmm in warm:
         w = warm[vmm]
         print(f"  {'':17}  first room after host boot (warm-up): marker {w[1] / 1000:.3f} s, "
@@ -223,3 +235,4 @@ for l in text.splitlines():
 if not runs["ours"]:
     sys.exit("bench-nested: anchor-vmm never reached the marker (see the log)")
 PY
+[[ -z "$broke" ]] || die "$broke"

@@ -160,10 +160,8 @@ vmm_args() {
     ours|before)
       bin=anchor-vmm; extra=""
       [ "$v" = before ] && bin=anchor-vmm-before
-      if [ "$mode" = io ]; then
-        extra="--vsock-cid 3 --vsock-uds /tmp/v-$v.sock"
-        if [ "$v" = ours ]; then extra="$extra --exit-stats"; else extra="$extra $STATS_BEFORE"; fi
-      fi
+      if [ "$v" = ours ]; then extra="--exit-stats"; else extra="$STATS_BEFORE"; fi
+      [ "$mode" = io ] && extra="$extra --vsock-cid 3 --vsock-uds /tmp/v-$v.sock"
       # shellcheck disable=SC2086
       set -- "$bin" --kernel "$K" --disk "$IMG,ro" ${disk:+--disk "$disk,ro"} --cmdline "$cl" \
         --mem-mib 128 --vcpus 1 $extra ;;

@@ -833,11 +833,12 @@ fn an_idle_vsock_device_with_rx_buffers_does_not_spin() {
     s.bring_up(vs, &[RXQ, TXQ, EVQ]);
     post_rx(&mut s, 4);
     s.print("IDLE").hlt();
-    let o = run_vsock_for(&s, &path, Duration::from_secs(3));
+    let o = run_vsock_for(&s, &path, Duration::from_secs(4));
     assert!(o.timed_out, "{o:#?}");
     assert_eq!(o.serial, "IDLE\n");
+    // Startup and the 500 ms housekeeping tick cost a few ms; spinning costs seconds.
     assert!(
-        o.cpu_time < Duration::from_millis(500),
+        o.cpu_time < Duration::from_millis(1000),
         "an idle vsock device made the VMM spin: {:?} CPU in {:?}",
         o.cpu_time,
         o.elapsed

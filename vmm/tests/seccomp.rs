@@ -213,7 +213,7 @@ fn default_build_has_no_trigger_flag() {
 fn rng_retry_path_runs_under_the_vmm_filter() {
     // A host whose entropy pool is not initialised yet (the first room after a host boot)
     // makes virtio-rng arm its retry timer (timerfd_settime) on the VMM thread, under the
-    // seccomp filter. The test build makes the pool look unready for 300 ms: the request is
+    // seccomp filter. The test build makes the pool look unready for 1 s: the request is
     // served after the retries, the VMM is not killed with SIGSYS, and a disk request made
     // meanwhile is served at once (the VMM thread never waits for entropy).
     use anchor_vmm::devices::virtio::mmio::reg;
@@ -247,7 +247,8 @@ fn rng_retry_path_runs_under_the_vmm_filter() {
         .print("BLK")
         .read(rq + 0x2002, 2)
         .read(0x22_0000, 8)
-        .repeat(100, 1)
+        // Each poll gives up after ~1M loads (a few ms); repeated, it waits long enough.
+        .repeat(3000, 1)
         .poll(rq + 0x2002, 2, 1)
         .print("RNG")
         .read(rq + 0x2008, 4)
@@ -266,7 +267,7 @@ fn rng_retry_path_runs_under_the_vmm_filter() {
             "--disk",
             img.to_str().unwrap(),
             "--test-entropy-unready-ms",
-            "300",
+            "1000",
         ],
         Duration::from_secs(20),
     );
@@ -280,5 +281,6 @@ fn rng_retry_path_runs_under_the_vmm_filter() {
         "the disk was served while the rng still waited: {o:#?}"
     );
     let rng_at = lines.iter().position(|l| *l == "RNG").unwrap();
+    assert_eq!(lines[rng_at - 1], "P ok", "the rng was served: {o:#?}");
     assert_eq!(lines[rng_at + 1], r(16), "{o:#?}");
 }

@@ -9,7 +9,8 @@
  *   -i TRIGGER INPUT  once TRIGGER appears in the output, write the file INPUT to the VMM's
  *                     stdin (the room's console: commands for its shell); otherwise the
  *                     VMM's stdin is /dev/null.
- * Whenever a line `roombench: mark NAME` appears, the VMM's KVM statistics are sampled
+ * When the marker appears, and whenever a line `roombench: mark NAME` appears, the VMM's KVM
+ * statistics are sampled (the marker as NAME "boot")
  * and reported as `NAME.STAT=VALUE` for the stats in STATS below, summed over the vcpus:
  * the per-vcpu statistics fds the VMM holds (anchor-vmm --exit-stats opens them at
  * setup) are borrowed with pidfd_getfd and read. (KVM refuses vcpu ioctls from another
@@ -161,7 +162,15 @@ int main(int argc, char **argv) {
     /* Marker and trigger search over a sliding window. */
     memcpy(win + wl, buf, (size_t)n);
     wl += (size_t)n;
-    if (t_marker < 0 && memmem(win, wl, marker, mlen)) t_marker = t;
+    if (t_marker < 0 && memmem(win, wl, marker, mlen)) {
+      t_marker = t;
+      /* The exit counters at the marker: what booting to it cost (mark "boot"). */
+      if (nmarks < MAXMARKS) {
+        snprintf(mark_name[nmarks], sizeof mark_name[0], "boot");
+        mark_found[nmarks] = sample(pid, mark_val[nmarks]);
+        nmarks++;
+      }
+    }
     if (!fed && memmem(win, wl, trigger, tlen)) {
       int f = open(input, O_RDONLY | O_CLOEXEC);
       ssize_t k;
