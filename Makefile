@@ -17,14 +17,15 @@ export ANCHOR_OUT
 CARGO ?= cargo
 
 .PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
-        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench clean help
+        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench soak clean help
 
 all: build
 
 help:
-	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work)"
+	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work|, MEM=MiB)"
 	@echo "make test       everything CI runs: setup, lint, gates, unit, fuzz smoke, kernels, images, system tests"
 	@echo "make bench      benchmarks (printed figures, never asserted)"
+	@echo "make soak       run a test stage N times, pass/fail table per test (STAGE=system|unit|hostile, N=10|20|20)"
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
 	@echo "make kernels    guest + host kernels (cached by config hash)"
 	@echo "make images     room base images (reproducible SquashFS)"
@@ -82,15 +83,24 @@ systest: initramfs images-repro
 test: setup lint gates unit fuzz-smoke systest
 	@echo "make test: all stages passed"
 
-# The room `make run` opens (policies/$(ROOM).toml); ROOM= (empty) boots bay0 alone.
+# The room `make run` opens (policies/$(ROOM).toml); ROOM= (empty) boots bay0 alone with
+# its operator shell. 6 GiB (allocated lazily by QEMU) fit two shipped 2 GiB rooms at once
+# next to the host's reserve (docs/ARCHITECTURE.md, admission).
 ROOM ?= work
+MEM ?= 6144
 run: initramfs
-	ANCHOR_APPEND="$(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)" tests/system/run-qemu.sh --interactive
+	ANCHOR_MEM=$(MEM) ANCHOR_APPEND="bay0.shell=1 $(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)" \
+	  tests/system/run-qemu.sh --interactive
 
 qemu: run
 
 bench: initramfs
 	scripts/bench.sh
+
+# Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit or hostile (N=20).
+STAGE ?= system
+soak: $(if $(filter system,$(STAGE)),initramfs,setup)
+	scripts/soak.sh --stage $(STAGE) $(if $(N),-n $(N))
 
 clean:
 	$(CARGO) clean

@@ -125,8 +125,10 @@ for applet in sorted(set(sys.stdin.read().split())):
     done
     for d in "${M_DATA[@]}"; do copy_host_file "$d" "$root"; done
 
-    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
-    printf 'root:x:0:\n' >"$root/etc/group"
+    # `room` (uid 1000) is who the console shell runs as unless the policy makes the room
+    # privileged (tools/anchor-agent: ROOM_UID).
+    printf 'root:x:0:0:root:/root:/bin/sh\nroom:x:1000:1000:room:/home/room:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nroom:x:1000:\n' >"$root/etc/group"
     printf '%s\n' "$M_MOTD" >"$root/etc/motd"
     printf '%s\n' "$flavour" >"$root/etc/anchor-flavour"
     cat >"$root/etc/os-release" <<EOF

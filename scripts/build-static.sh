@@ -10,11 +10,11 @@ cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
 export CARGO_TARGET_DIR
 TARGET=x86_64-unknown-linux-gnu
-BINS=(bay0 anchor-vmm anchor-agent)
+BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl)
 
 # --target makes RUSTFLAGS apply to the target only, not to build scripts.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$TARGET" -p bay0 -p anchor-vmm -p anchor-agent
+  cargo build --release --locked --target "$TARGET" -p bay0 -p anchor-vmm -p anchor-agent -p anchor-jail -p anchorctl
 
 mkdir -p "$ANCHOR_OUT/bin"
 for b in "${BINS[@]}"; do

@@ -37,12 +37,43 @@ else
   echo "setup: Debian packages present (${#PKGS[@]})"
 fi
 
+# The backports line comes from the URI of the bookworm source apt is already configured
+# with (a local mirror or proxy keeps working); it is never a hard-coded host.
+bookworm_uri() {
+  apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null \
+    | awk '$1 == "bookworm" { print $2; exit }'
+}
+ensure_backports() {
+  # A backports source the machine already has (not ours) is used as it is.
+  if grep -rqs --exclude="$(basename "$BPO_LIST")" 'bookworm-backports' \
+       /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "setup: bookworm-backports is already configured on this machine"
+    return 0
+  fi
+  local uri
+  uri=$(bookworm_uri)
+  if [[ -z "$uri" ]]; then
+    echo "setup: no bookworm source is configured for apt, so bookworm-backports cannot be" \
+         "derived from it: add one (or a backports line) to /etc/apt/sources.list.d" >&2
+    return 1
+  fi
+  local line="deb ${uri%/} bookworm-backports main"
+  if [[ -f "$BPO_LIST" && "$(cat "$BPO_LIST")" == "$line" ]]; then
+    echo "setup: $BPO_LIST present ($line)"
+  else
+    echo "$line" > "$BPO_LIST"
+    echo "setup: wrote $BPO_LIST: '$line' (the mirror of the configured bookworm source)"
+  fi
+}
+
 qmissing=()
 for p in "${QEMU_PKGS[@]}"; do is_installed "$p" || qmissing+=("$p"); done
 if ((${#qmissing[@]})); then
-  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "deb http://deb.debian.org/debian bookworm-backports main" > "$BPO_LIST"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: QEMU from bookworm-backports is missing (${qmissing[*]}) and not root: run as root" >&2
+    exit 1
   fi
+  ensure_backports
   echo "setup: installing QEMU from bookworm-backports: ${qmissing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

@@ -13,14 +13,21 @@ usage:
   bay0                              as the kernel's init (PID 1); settings come from the
                                     kernel command line: bay0.watchdog_timeout=SECS,
                                     bay0.watchdog_interval=SECS, bay0.shutdown_grace=SECS,
-                                    bay0.room=NAME (open room NAME at boot from
-                                    /etc/anchor/policies/NAME.toml, its console on bay0's)
-  bay0 --hosted STATE_DIR [-- CMD [ARGS...]]
+                                    bay0.room=NAME[,NAME...] (open these rooms at boot
+                                    from /etc/anchor/policies/NAME.toml; the first gets
+                                    bay0's console, Ctrl-] leaves it), bay0.shell=1 (an
+                                    operator shell on bay0's console, for anchorctl)
+                                    bay0 serves anchorctl on /run/anchor/control.sock
+  bay0 --hosted STATE_DIR [--layout DIR] [-- CMD [ARGS...]]
                                     run as PID 1 of new PID, mount, IPC and UTS namespaces
                                     on an ordinary Linux (needs root); /run and /tmp are
                                     STATE_DIR/run and STATE_DIR/tmp; the log goes to
                                     stderr; CMD runs as a supervised child. SIGTERM or
-                                    SIGINT stops the children and exits 0.
+                                    SIGINT stops the children and exits 0. --layout
+                                    DIR takes the rooms' files from DIR (anchor-jail,
+                                    anchor-vmm, vmlinux, images/, policies/) instead of
+                                    the system paths, with the host's libraries
+                                    visible read-only in the jail (tests)
   bay0 --help                       this text
   bay0 --version                    the version
 ";
@@ -33,6 +40,7 @@ pub enum Invocation {
     /// Be PID 1 of fresh namespaces on an ordinary Linux.
     Hosted {
         state_dir: OsString,
+        layout: Option<OsString>,
         command: Vec<OsString>,
     },
     Help,
@@ -59,7 +67,13 @@ pub fn parse(mut args: impl Iterator<Item = OsString>, is_pid1: bool) -> Result<
             if state_dir.is_empty() || state_dir.to_str().is_some_and(|s| s.starts_with('-')) {
                 return Err(Error::Usage("--hosted needs STATE_DIR"));
             }
-            let command: Vec<OsString> = match args.next() {
+            let mut layout = None;
+            let mut next = args.next();
+            if next.as_ref().is_some_and(|a| a == "--layout") {
+                layout = Some(args.next().ok_or(Error::Usage("--layout needs DIR"))?);
+                next = args.next();
+            }
+            let command: Vec<OsString> = match next {
                 None => Vec::new(),
                 Some(sep) if sep == "--" => args.collect(),
                 Some(_) => {
@@ -68,7 +82,11 @@ pub fn parse(mut args: impl Iterator<Item = OsString>, is_pid1: bool) -> Result<
                     ))
                 }
             };
-            Ok(Invocation::Hosted { state_dir, command })
+            Ok(Invocation::Hosted {
+                state_dir,
+                layout,
+                command,
+            })
         }
         _ => Err(Error::Usage("unknown argument (see --help)")),
     }
@@ -94,6 +112,7 @@ mod tests {
             p(&["--hosted", "/tmp/s"]),
             Ok(Invocation::Hosted {
                 state_dir: "/tmp/s".into(),
+                layout: None,
                 command: vec![]
             })
         );
@@ -101,7 +120,16 @@ mod tests {
             p(&["--hosted", "/tmp/s", "--", "sh", "-c", "true"]),
             Ok(Invocation::Hosted {
                 state_dir: "/tmp/s".into(),
+                layout: None,
                 command: vec!["sh".into(), "-c".into(), "true".into()]
+            })
+        );
+        assert_eq!(
+            p(&["--hosted", "/tmp/s", "--layout", "/l"]),
+            Ok(Invocation::Hosted {
+                state_dir: "/tmp/s".into(),
+                layout: Some("/l".into()),
+                command: vec![]
             })
         );
     }
@@ -121,6 +149,7 @@ mod tests {
             &["--hosted", "--"],
             &["--bogus"],
             &["--hosted", "/s", "sh"],
+            &["--hosted", "/s", "--layout"],
         ] {
             assert!(matches!(p(bad), Err(Error::Usage(_))), "{bad:?}");
         }

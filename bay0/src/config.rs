@@ -75,6 +75,23 @@ impl RoomName {
     }
 }
 
+/// Most rooms opened at boot.
+pub const BOOT_ROOMS: usize = 4;
+
+fn parse_rooms(value: &str) -> Result<[Option<RoomName>; BOOT_ROOMS], Error> {
+    let mut rooms = [None; BOOT_ROOMS];
+    let mut names = value.split(',');
+    for slot in rooms.iter_mut() {
+        if let Some(name) = names.next() {
+            *slot = Some(RoomName::parse(name)?);
+        }
+    }
+    match names.next() {
+        Some(_) => Err(Error::Config("room lists at most 4 rooms")),
+        None => Ok(rooms),
+    }
+}
+
 /// Everything configurable in bay0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -83,8 +100,11 @@ pub struct Config {
     pub shutdown_grace_s: u32,
     /// Test builds only (feature `debug-stall`): stall the loop after this many ticks.
     pub debug_stall_after: Option<u32>,
-    /// The room to open at boot (`bay0.room=NAME`), with its console on bay0's console.
-    pub boot_room: Option<RoomName>,
+    /// Rooms to open at boot (`bay0.room=NAME[,NAME...]`, at most [`BOOT_ROOMS`]); the
+    /// first gets bay0's console.
+    pub boot_rooms: [Option<RoomName>; BOOT_ROOMS],
+    /// Run an operator shell on bay0's console (`bay0.shell=1`; development images).
+    pub shell: bool,
 }
 
 impl Default for Config {
@@ -93,7 +113,8 @@ impl Default for Config {
             watchdog: WatchdogConfig::default(),
             shutdown_grace_s: DEFAULT_SHUTDOWN_GRACE,
             debug_stall_after: None,
-            boot_room: None,
+            boot_rooms: [None; BOOT_ROOMS],
+            shell: false,
         }
     }
 }
@@ -133,7 +154,12 @@ impl Config {
                 "debug_stall_after" => {
                     Err(Error::Config("ignored: bay0 built without debug-stall"))
                 }
-                "room" => RoomName::parse(value).map(|r| cfg.boot_room = Some(r)),
+                "room" => parse_rooms(value).map(|r| cfg.boot_rooms = r),
+                "shell" if value == "0" || value == "1" => {
+                    cfg.shell = value == "1";
+                    Ok(())
+                }
+                "shell" => Err(Error::Config("shell wants 0 or 1")),
                 _ => Err(Error::Config("unknown bay0 setting")),
             };
             if let Err(e) = parsed {
@@ -197,12 +223,20 @@ mod tests {
 
     #[test]
     fn boot_room_is_read_and_checked() {
-        let (cfg, problems) = parse("bay0.room=work");
+        let (cfg, problems) = parse("bay0.room=work bay0.shell=1");
         assert_eq!(
-            cfg.boot_room.map(|r| r.as_str().to_owned()),
+            cfg.boot_rooms[0].map(|r| r.as_str().to_owned()),
             Some("work".into())
         );
+        assert!(cfg.shell && cfg.boot_rooms[1].is_none());
         assert!(problems.is_empty());
+        let (cfg, _) = parse("bay0.room=web,work");
+        assert_eq!(
+            cfg.boot_rooms[1].map(|r| r.as_str().to_owned()),
+            Some("work".into())
+        );
+        let (_, problems) = parse("bay0.room=a,b,c,d,e bay0.shell=yes");
+        assert_eq!(problems.len(), 2, "{problems:?}");
         let long = format!("bay0.room={}", "a".repeat(33));
         for bad in [
             "bay0.room=",
@@ -211,7 +245,7 @@ mod tests {
             long.as_str(),
         ] {
             let (cfg, problems) = parse(bad);
-            assert_eq!(cfg.boot_room, None, "{bad}");
+            assert_eq!(cfg.boot_rooms, [None; BOOT_ROOMS], "{bad}");
             assert_eq!(problems.len(), 1, "{bad}");
             assert!(problems[0].contains("room wants a name"), "{problems:?}");
         }

@@ -19,6 +19,8 @@ pub enum Error {
     Room(&'static str),
     /// bay0 cannot uphold one of its own invariants.
     Fatal(&'static str),
+    /// A room does not fit in the memory left for rooms (MiB).
+    Memory { need_mib: u32, free_mib: u32 },
 }
 
 /// Result with bay0's error.
@@ -34,33 +36,15 @@ impl Error {
     }
 }
 
-/// Symbolic name of the errno values bay0 is likely to meet; `None` for the rest.
-pub fn errno_name(errno: i32) -> Option<&'static str> {
-    Some(match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::ECHILD => "ECHILD",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EMFILE => "EMFILE",
-        libc::ENOTTY => "ENOTTY",
-        libc::ENOSPC => "ENOSPC",
-        libc::EROFS => "EROFS",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        _ => return None,
-    })
+pub use anchor_sys::errno_name;
+
+impl From<anchor_sys::Error> for Error {
+    fn from(e: anchor_sys::Error) -> Error {
+        Error::Sys {
+            op: e.op,
+            errno: e.errno,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -73,8 +57,13 @@ impl fmt::Display for Error {
             Error::Usage(msg) => write!(f, "usage: {msg}"),
             Error::Config(msg) => write!(f, "config: {msg}"),
             Error::Policy(msg) => write!(f, "policy: {msg}"),
-            Error::Room(msg) => write!(f, "room: {msg}"),
+            Error::Room(msg) => f.write_str(msg),
             Error::Fatal(msg) => write!(f, "fatal: {msg}"),
+            Error::Memory { need_mib, free_mib } => write!(
+                f,
+                "not enough memory: the room needs {need_mib} MiB (its memory plus the VMM's \
+                 overhead) and {free_mib} MiB are left for rooms"
+            ),
         }
     }
 }

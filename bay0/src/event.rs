@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The single-threaded epoll loop: a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGPWR), a
-//! timerfd ticking the watchdog, a timerfd for the shutdown grace period, and the
-//! power-button input devices. Sockets join here later. Decisions are the
-//! [`Supervisor`]'s; this module only moves events and performs effects.
+//! timerfd ticking the watchdog, a timerfd for the shutdown grace period, a once-a-second
+//! housekeeping timer (room lifetimes, client timeouts), the power-button input devices,
+//! bay0's console, the operator shell's pty, the control socket and its clients, and
+//! every room's descriptors. Decisions are the [`Supervisor`]'s and the modules'; this
+//! module only moves events between them.
 
-use crate::config::RoomName;
+use crate::console::{self, SystemConsole};
+use crate::control::{self, Control};
 use crate::error::Result;
+use crate::rooms::{self, Notice, Rooms};
 use crate::supervisor::{Host, Input, Phase, Stop, Supervisor, WaitStatus};
 use crate::sys::{self, Reaped, SigSet};
 use crate::watchdog::Watchdog;
@@ -17,19 +21,25 @@ pub const SIGNALS: [i32; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc:
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TICK: u64 = 2;
 const TOKEN_STOP: u64 = 3;
+const TOKEN_HOUSEKEEPING: u64 = 6;
 const TOKEN_INPUT: u64 = 100;
 
 /// The loop's descriptors and what it drives.
 #[derive(Debug)]
 pub struct EventLoop {
-    epoll: OwnedFd,
+    pub epoll: OwnedFd,
     signals: OwnedFd,
     tick: OwnedFd,
     stop_timer: OwnedFd,
+    housekeeping: OwnedFd,
     inputs: Vec<Option<OwnedFd>>,
     watchdog: Option<Watchdog>,
-    supervised: Vec<(i32, Option<RoomName>)>,
+    supervised: Vec<i32>,
+    ended: Vec<(i32, i32)>,
     stall_after: Option<u32>,
+    pub rooms: Option<Rooms>,
+    pub control: Option<Control>,
+    pub console: Option<SystemConsole>,
 }
 
 /// The process table as PID 1 sees it (a trait so the loop is tested without
@@ -47,18 +57,19 @@ pub struct RealProcesses;
 
 impl Processes for RealProcesses {
     fn reap_one(&mut self) -> Result<Reaped> {
-        sys::reap_one()
+        Ok(sys::reap_one()?)
     }
     fn signal_all(&mut self, sig: i32) -> Result<()> {
-        sys::kill(-1, sig)
+        Ok(sys::kill(-1, sig)?)
     }
 }
 
-/// The supervisor's effects: processes, plus the loop's stop timer and child names.
+/// The supervisor's effects: processes, the loop's stop timer, and the list of children
+/// that ended (handled by the loop once the supervisor is done).
 struct LoopHost<'a> {
     procs: &'a mut dyn Processes,
     stop_timer: &'a OwnedFd,
-    supervised: &'a mut Vec<(i32, Option<RoomName>)>,
+    ended: &'a mut Vec<(i32, i32)>,
 }
 
 impl Host for LoopHost<'_> {
@@ -69,23 +80,10 @@ impl Host for LoopHost<'_> {
         self.procs.signal_all(sig)
     }
     fn arm_stop_timer(&mut self, ms: u64) -> Result<()> {
-        sys::timer_set(self.stop_timer, ms, 0)
+        Ok(sys::timer_set(self.stop_timer, ms, 0)?)
     }
     fn child_ended(&mut self, pid: i32, status: i32) {
-        if let Some(i) = self.supervised.iter().position(|&(p, _)| p == pid) {
-            let (_, room) = self.supervised.swap_remove(i);
-            let status = WaitStatus(status);
-            match room {
-                Some(room) => crate::log_notice!(
-                    "room {} (pid {pid}) {status}: {}",
-                    room.as_str(),
-                    crate::room::describe_exit(status.exit_code())
-                ),
-                None => crate::log_info!("child {pid} {status}"),
-            }
-        } else {
-            crate::log_debug!("reaped {pid}: {}", WaitStatus(status));
-        }
+        self.ended.push((pid, status));
     }
 }
 
@@ -100,14 +98,21 @@ impl EventLoop {
             signals: sys::signalfd(&set)?,
             tick: sys::timerfd()?,
             stop_timer: sys::timerfd()?,
+            housekeeping: sys::timerfd()?,
             inputs: Vec::new(),
             watchdog: None,
             supervised: Vec::new(),
+            ended: Vec::new(),
             stall_after: None,
+            rooms: None,
+            control: None,
+            console: None,
         };
         sys::epoll_add(&lp.epoll, lp.signals.as_raw_fd(), TOKEN_SIGNAL)?;
         sys::epoll_add(&lp.epoll, lp.tick.as_raw_fd(), TOKEN_TICK)?;
         sys::epoll_add(&lp.epoll, lp.stop_timer.as_raw_fd(), TOKEN_STOP)?;
+        sys::epoll_add(&lp.epoll, lp.housekeeping.as_raw_fd(), TOKEN_HOUSEKEEPING)?;
+        sys::timer_set(&lp.housekeeping, 1000, 1000)?;
         Ok(lp)
     }
 
@@ -132,14 +137,9 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Log the end of this child by name (others are reaped quietly).
+    /// Log the end of this child.
     pub fn supervise(&mut self, pid: i32) {
-        self.supervised.push((pid, None));
-    }
-
-    /// Log the end of this room's VMM by the room's name.
-    pub fn supervise_room(&mut self, pid: i32, room: RoomName) {
-        self.supervised.push((pid, Some(room)));
+        self.supervised.push(pid);
     }
 
     /// Give the watchdog back (for the magic close at shutdown).
@@ -153,10 +153,47 @@ impl EventLoop {
         loop {
             let n = sys::epoll_wait(&self.epoll, &mut tokens, -1)?;
             for &token in tokens.iter().take(n) {
+                let before = sup.phase();
                 self.dispatch(token, sup, procs)?;
+                self.after_children();
+                if before == Phase::Running && sup.phase() != Phase::Running {
+                    // Rooms have nothing to save: they go at once, not after the grace.
+                    if let Some(rooms) = self.rooms.as_mut() {
+                        rooms.kill_all();
+                    }
+                }
                 if let Phase::Done(stop) = sup.phase() {
                     return Ok(stop);
                 }
+            }
+        }
+    }
+
+    /// Handles the children the supervisor reaped.
+    fn after_children(&mut self) {
+        let now = sys::monotonic_ms();
+        for (pid, status) in core::mem::take(&mut self.ended) {
+            let notice = self
+                .rooms
+                .as_mut()
+                .and_then(|r| r.ended(&self.epoll, pid, status, now));
+            let slot = match &notice {
+                Some(Notice::Ended { slot, .. }) => Some(*slot),
+                _ => None,
+            };
+            if let Some(c) = self.console.as_mut() {
+                c.ended(&self.epoll, pid, slot);
+            }
+            if let (Some(n), Some(ctl), Some(rooms)) =
+                (&notice, self.control.as_mut(), self.rooms.as_ref())
+            {
+                ctl.notify(n, rooms);
+            }
+            if let Some(i) = self.supervised.iter().position(|&p| p == pid) {
+                self.supervised.swap_remove(i);
+                crate::log_info!("child {pid} {}", WaitStatus(status));
+            } else if notice.is_none() {
+                crate::log_debug!("reaped {pid}: {}", WaitStatus(status));
             }
         }
     }
@@ -170,8 +207,9 @@ impl EventLoop {
         let mut host = LoopHost {
             procs,
             stop_timer: &self.stop_timer,
-            supervised: &mut self.supervised,
+            ended: &mut self.ended,
         };
+        let now = sys::monotonic_ms();
         match token {
             TOKEN_SIGNAL => {
                 while let Some(sig) = sys::read_signal(&self.signals)? {
@@ -190,30 +228,62 @@ impl EventLoop {
                     self.tickle();
                 }
             }
-            _ => {
-                let index =
-                    usize::try_from(token.saturating_sub(TOKEN_INPUT)).unwrap_or(usize::MAX);
-                let Some(slot) = self.inputs.get_mut(index) else {
-                    return Ok(());
-                };
-                let Some(fd) = slot.as_ref() else {
-                    return Ok(());
-                };
-                match crate::input::read_presses(fd) {
-                    Ok(0) => {}
-                    Ok(_) => {
-                        crate::log_notice!("power button pressed");
-                        sup.handle(Input::PowerKey, &mut host);
-                    }
-                    Err(e) => {
-                        crate::log_warn!("input device gone ({e}); no longer watched");
-                        let _ = sys::epoll_del(&self.epoll, fd.as_raw_fd());
-                        *slot = None;
-                    }
+            TOKEN_HOUSEKEEPING => {
+                sys::timer_ack(&self.housekeeping)?;
+                if let Some(rooms) = self.rooms.as_mut() {
+                    rooms.tick(now);
+                }
+                if let Some(ctl) = self.control.as_mut() {
+                    ctl.tick(now);
                 }
             }
+            console::TOKEN_INPUT => {
+                if let (Some(c), Some(rooms)) = (self.console.as_mut(), self.rooms.as_mut()) {
+                    c.on_input(rooms, now);
+                }
+            }
+            console::TOKEN_SHELL => {
+                if let Some(c) = self.console.as_mut() {
+                    c.on_shell();
+                }
+            }
+            control::TOKEN_LISTEN => {
+                if let Some(ctl) = self.control.as_mut() {
+                    ctl.accept(&self.epoll, now);
+                }
+            }
+            t if (control::TOKEN_BASE..rooms::TOKEN_BASE).contains(&t) => {
+                if let (Some(ctl), Some(rooms)) = (self.control.as_mut(), self.rooms.as_mut()) {
+                    ctl.on_token(&self.epoll, t, rooms, now);
+                }
+            }
+            t if t >= rooms::TOKEN_BASE => self.room_event(t),
+            _ => power_input(&mut self.inputs, &self.epoll, token, sup, &mut host),
         }
         Ok(())
+    }
+
+    fn room_event(&mut self, token: u64) {
+        let Some(rooms) = self.rooms.as_mut() else {
+            return;
+        };
+        let mut notices = Vec::new();
+        let mut out = Vec::new();
+        rooms.on_token(&self.epoll, token, &mut notices, &mut out);
+        let slot = usize::try_from((token - rooms::TOKEN_BASE) / 4).unwrap_or(usize::MAX);
+        if !out.is_empty() {
+            if let Some(c) = self.console.as_mut() {
+                c.show(slot, &out);
+            }
+            if let Some(ctl) = self.control.as_mut() {
+                ctl.show(slot, &out);
+            }
+        }
+        if let Some(ctl) = self.control.as_mut() {
+            for n in &notices {
+                ctl.notify(n, rooms);
+            }
+        }
     }
 
     fn tickle(&mut self) {
@@ -230,6 +300,34 @@ impl EventLoop {
                 }
             }
             Err(e) => crate::log_error!("watchdog tickle: {e}"),
+        }
+    }
+}
+
+fn power_input(
+    inputs: &mut [Option<OwnedFd>],
+    epoll: &OwnedFd,
+    token: u64,
+    sup: &mut Supervisor,
+    host: &mut LoopHost<'_>,
+) {
+    let index = usize::try_from(token.saturating_sub(TOKEN_INPUT)).unwrap_or(usize::MAX);
+    let Some(slot) = inputs.get_mut(index) else {
+        return;
+    };
+    let Some(fd) = slot.as_ref() else {
+        return;
+    };
+    match crate::input::read_presses(fd) {
+        Ok(0) => {}
+        Ok(_) => {
+            crate::log_notice!("power button pressed");
+            sup.handle(Input::PowerKey, host);
+        }
+        Err(e) => {
+            crate::log_warn!("input device gone ({e}); no longer watched");
+            let _ = sys::epoll_del(epoll, fd.as_raw_fd());
+            *slot = None;
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn enter(state_dir: &OsStr) -> Result<Role> {
             op: "unshare namespaces (hosted mode needs root)",
             errno: libc::EPERM,
         },
-        _ => e,
+        _ => e.into(),
     })?;
     match sys::fork()? {
         Fork::Child => {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Early system setup: the file systems PID 1 provides (/proc, /sys, /dev, /run, /tmp)
+//! Early system setup: the file systems PID 1 provides (/proc, /sys, /dev, /dev/pts,
+//! /sys/fs/cgroup, /run, /tmp)
 //! and the directories bay0 needs. Mounts that are already there are left alone and
 //! not claimed; only what bay0 mounted is unmounted at shutdown.
 //!
@@ -33,43 +34,36 @@ pub struct MountSpec {
 
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
-/// The plan, in mount order (unmounted in reverse).
-pub const PLAN: [MountSpec; 5] = [
+const fn spec(
+    target: &'static CStr,
+    fstype: &'static CStr,
+    flags: libc::c_ulong,
+    data: Option<&'static CStr>,
+    hosted: Hosted,
+) -> MountSpec {
     MountSpec {
-        target: c"/proc",
-        fstype: c"proc",
-        flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        data: None,
-        hosted: Hosted::Mount,
-    },
-    MountSpec {
-        target: c"/sys",
-        fstype: c"sysfs",
-        flags: NOSUID_NODEV | libc::MS_NOEXEC,
-        data: None,
-        hosted: Hosted::Skip,
-    },
-    MountSpec {
-        target: c"/dev",
-        fstype: c"devtmpfs",
-        flags: libc::MS_NOSUID,
-        data: Some(c"mode=0755"),
-        hosted: Hosted::Skip,
-    },
-    MountSpec {
-        target: c"/run",
-        fstype: c"tmpfs",
-        flags: NOSUID_NODEV,
-        data: Some(c"mode=0755"),
-        hosted: Hosted::BindState(c"run"),
-    },
-    MountSpec {
-        target: c"/tmp",
-        fstype: c"tmpfs",
-        flags: NOSUID_NODEV,
-        data: Some(c"mode=1777"),
-        hosted: Hosted::BindState(c"tmp"),
-    },
+        target,
+        fstype,
+        flags,
+        data,
+        hosted,
+    }
+}
+
+const NOEXEC: libc::c_ulong = NOSUID_NODEV | libc::MS_NOEXEC;
+
+/// The plan, in mount order (unmounted in reverse): /dev/pts gives ptys to room consoles
+/// and the operator shell (only root opens the multiplexer); /sys/fs/cgroup holds the
+/// rooms' cgroups (anchor-jail creates them under `anchor/`).
+#[rustfmt::skip]
+pub const PLAN: [MountSpec; 7] = [
+    spec(c"/proc", c"proc", NOEXEC, None, Hosted::Mount),
+    spec(c"/sys", c"sysfs", NOEXEC, None, Hosted::Skip),
+    spec(c"/dev", c"devtmpfs", libc::MS_NOSUID, Some(c"mode=0755"), Hosted::Skip),
+    spec(c"/dev/pts", c"devpts", NOEXEC, Some(c"mode=0620,ptmxmode=0600"), Hosted::Skip),
+    spec(c"/sys/fs/cgroup", c"cgroup2", NOEXEC, None, Hosted::Skip),
+    spec(c"/run", c"tmpfs", NOSUID_NODEV, Some(c"mode=0755"), Hosted::BindState(c"run")),
+    spec(c"/tmp", c"tmpfs", NOSUID_NODEV, Some(c"mode=1777"), Hosted::BindState(c"tmp")),
 ];
 
 /// Directories bay0 creates once its file systems are up: (path, mode).
@@ -97,7 +91,7 @@ pub struct RealMounts;
 
 impl MountOps for RealMounts {
     fn mkdir(&mut self, path: &CStr, mode: libc::mode_t) -> Result<()> {
-        crate::sys::mkdir("mkdir", path, mode)
+        Ok(crate::sys::mkdir("mkdir", path, mode)?)
     }
     fn is_mount_point(&mut self, path: &CStr) -> Result<bool> {
         let mut parent = path.to_bytes().to_vec();
@@ -116,10 +110,12 @@ impl MountOps for RealMounts {
         flags: libc::c_ulong,
         data: Option<&CStr>,
     ) -> Result<()> {
-        crate::sys::mount("mount", source, target, fstype, flags, data)
+        Ok(crate::sys::mount(
+            "mount", source, target, fstype, flags, data,
+        )?)
     }
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> Result<()> {
-        crate::sys::umount("umount", target, flags)
+        Ok(crate::sys::umount("umount", target, flags)?)
     }
 }
 
@@ -246,8 +242,8 @@ pub fn unlimit_kmsg() -> Result<()> {
         "write printk_devkmsg",
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         b"on\n",
-    )
-    .map(drop)
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -331,12 +327,14 @@ mod tests {
                 "mount proc /proc proc bind=false",
                 "mount sysfs /sys sysfs bind=false",
                 "mount devtmpfs /dev devtmpfs bind=false",
+                "mount devpts /dev/pts devpts bind=false",
+                "mount cgroup2 /sys/fs/cgroup cgroup2 bind=false",
                 "mount tmpfs /run tmpfs bind=false",
                 "mount tmpfs /tmp tmpfs bind=false"
             ]
         );
         assert!(fake.calls.contains(&"mkdir /run/anchor".to_string()));
-        assert_eq!(m.targets().count(), 5);
+        assert_eq!(m.targets().count(), 7);
     }
 
     #[test]
@@ -350,7 +348,7 @@ mod tests {
             .iter()
             .any(|c| c.contains(" /dev ") || c.contains(" /proc ")));
         let left: Vec<_> = m.targets().map(|t| t.to_str().unwrap()).collect();
-        assert_eq!(left, ["/sys", "/run", "/tmp"]);
+        assert_eq!(left, ["/sys", "/dev/pts", "/sys/fs/cgroup", "/run", "/tmp"]);
     }
 
     #[test]
@@ -364,7 +362,7 @@ mod tests {
             problems.push(format!("{t:?}: {e}"))
         });
         assert_eq!(problems, ["\"/sys\": mount: ENODEV (errno 19)"]);
-        assert_eq!(m.targets().count(), 4);
+        assert_eq!(m.targets().count(), 6);
     }
 
     #[test]
@@ -397,6 +395,8 @@ mod tests {
             [
                 "umount /tmp detach=false",
                 "umount /run detach=false",
+                "umount /sys/fs/cgroup detach=false",
+                "umount /dev/pts detach=false",
                 "umount /dev detach=false",
                 "umount /dev detach=true",
                 "umount /sys detach=false",

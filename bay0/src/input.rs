@@ -84,7 +84,7 @@ pub fn read_presses(fd: &OwnedFd) -> Result<usize> {
             Ok(0) => return Ok(presses),
             Ok(n) => presses += power_presses(buf.get(..n).unwrap_or(&[])),
             Err(e) if e.errno() == Some(libc::EAGAIN) => return Ok(presses),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -3,8 +3,11 @@
 
 pub mod logger;
 
+pub mod cgroup;
 pub mod cli;
 pub mod config;
+pub mod console;
+pub mod control;
 pub mod error;
 pub mod event;
 pub mod hosted;
@@ -12,6 +15,7 @@ pub mod init;
 pub mod input;
 pub mod policy;
 pub mod room;
+pub mod rooms;
 pub mod shutdown;
 pub mod supervisor;
 pub mod sys;

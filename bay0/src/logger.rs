@@ -34,9 +34,17 @@ pub const LINE_MAX: usize = 512;
 /// Descriptor lines go to: -1 means stderr (plain text), otherwise /dev/kmsg.
 static KMSG_FD: AtomicI32 = AtomicI32::new(-1);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+/// bay0 left a line open on its console (a room's prompt): end it before a log line, so
+/// every log line starts a line of its own.
+static CONSOLE_OPEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Record whether the last thing written to the console left its line open.
+pub fn console_line_open(open: bool) {
+    CONSOLE_OPEN.store(open, Ordering::Relaxed);
+}
 
 /// A fixed line buffer that silently truncates (keeping UTF-8 whole).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Line {
     buf: [u8; LINE_MAX],
     len: usize,
@@ -55,6 +63,16 @@ impl Line {
     /// The bytes written so far.
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The text written so far (always whole UTF-8).
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// Empty the line.
+    pub fn clear(&mut self) {
+        self.len = 0;
     }
 }
 
@@ -114,8 +132,23 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     let mut line = Line::default();
     format_line(&mut line, fd >= 0, level, args);
     let target = if fd >= 0 { fd } else { libc::STDERR_FILENO };
+    if CONSOLE_OPEN.swap(false, Ordering::Relaxed) {
+        let _ = crate::sys::write("log", libc::STDOUT_FILENO, b"\r\n");
+    }
     // Lost log lines are not worth dying for: the error is dropped on purpose.
     let _ = crate::sys::write("log", target, line.as_bytes());
+}
+
+/// Write `bay0: <args>` to stderr as one line in one write(2), whatever the log target
+/// (command-line errors before bay0 runs as PID 1).
+pub fn to_stderr(args: fmt::Arguments<'_>) {
+    let mut line = Line::default();
+    let _ = write!(line, "bay0: {args}");
+    if let Some(b) = line.buf.get_mut(line.len) {
+        *b = b'\n';
+        line.len += 1;
+    }
+    let _ = crate::sys::write("log", libc::STDERR_FILENO, line.as_bytes());
 }
 
 /// Log at error level.

@@ -2,48 +2,62 @@
 //! bay0's entry point: decide the mode, then wire the modules to the event loop.
 
 use bay0::cli::{self, Invocation};
-use bay0::config::{Config, RoomName};
+use bay0::config::Config;
+use bay0::console::SystemConsole;
+use bay0::control::Control;
 use bay0::error::Result;
 use bay0::event::{EventLoop, RealProcesses};
 use bay0::hosted::{self, Role};
 use bay0::init::{self, Mode, RealMounts};
+use bay0::room::Layout;
+use bay0::rooms::Rooms;
 use bay0::supervisor::Supervisor;
 use bay0::watchdog::{RealDevice, Watchdog};
-use bay0::{input, logger, room, shutdown, sys};
-use bay0::{log_error, log_info, log_notice, log_warn};
+use bay0::{input, logger, shutdown, sys};
+use bay0::{log_error, log_info, log_warn};
 use std::ffi::OsString;
+use std::path::Path;
+
+const CONTROL_PATH: &str = anchor_proto::control::SOCKET_PATH;
 
 fn main() {
     let is_pid1 = std::process::id() == 1;
     match cli::parse(std::env::args_os().skip(1), is_pid1) {
         Ok(Invocation::Help) => print!("{}", cli::HELP),
         Ok(Invocation::Version) => println!("bay0 {}", env!("CARGO_PKG_VERSION")),
-        Ok(Invocation::Pid1) => boot(Mode::Machine, &[]),
-        Ok(Invocation::Hosted { state_dir, command }) => match hosted::enter(&state_dir) {
+        Ok(Invocation::Pid1) => boot(Mode::Machine, &[], Layout::system()),
+        Ok(Invocation::Hosted {
+            state_dir,
+            layout,
+            command,
+        }) => match hosted::enter(&state_dir) {
             Ok(Role::Relay(code)) => std::process::exit(code),
-            Ok(Role::Init(dir)) => boot(Mode::Hosted(&dir), &command),
+            Ok(Role::Init(dir)) => {
+                let layout = layout.map_or_else(Layout::system, |l| Layout::under(Path::new(&l)));
+                boot(Mode::Hosted(&dir), &command, layout)
+            }
             Err(e) => {
-                eprintln!("bay0: {e}");
+                logger::to_stderr(format_args!("{e}"));
                 std::process::exit(1);
             }
         },
         Err(e) => {
-            eprintln!("bay0: {e}");
+            logger::to_stderr(format_args!("{e}"));
             std::process::exit(2);
         }
     }
 }
 
 /// Run as PID 1; never returns.
-fn boot(mode: Mode<'_>, command: &[OsString]) -> ! {
+fn boot(mode: Mode<'_>, command: &[OsString], layout: Layout) -> ! {
     let hosted = matches!(mode, Mode::Hosted(_));
-    match run(mode, command) {
+    match run(mode, command, layout) {
         Ok(never) => match never {},
         Err(e) => shutdown::fatal(e, hosted),
     }
 }
 
-fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible> {
+fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::convert::Infallible> {
     let machine = matches!(mode, Mode::Machine);
     logger::use_stderr();
     let mut event_loop = EventLoop::new()?;
@@ -90,23 +104,40 @@ fn run(mode: Mode<'_>, command: &[OsString]) -> Result<core::convert::Infallible
             Err(e) => log_error!("{e}"),
         }
     }
+    event_loop.rooms = Some(Rooms::new(layout, kvm));
+    match Control::open(&event_loop.epoll, CONTROL_PATH) {
+        Ok(c) => event_loop.control = Some(c),
+        Err(e) => log_error!(
+            "control socket {}: {e}; anchorctl cannot reach bay0",
+            CONTROL_PATH
+        ),
+    }
+    event_loop.console = Some(SystemConsole::new(&event_loop.epoll, config.shell));
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
-    if let Some(name) = config.boot_room {
-        open_room(&mut event_loop, name, kvm);
-    }
+    open_boot_rooms(&mut event_loop, &config);
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)
 }
 
-/// Open the boot room; a room that cannot start is logged, never fatal for PID 1.
-fn open_room(event_loop: &mut EventLoop, name: RoomName, kvm: bool) {
-    match room::open(&room::Layout::system(), name.as_str(), kvm) {
-        Ok(pid) => {
-            log_notice!("room {} opened (anchor-vmm pid {pid})", name.as_str());
-            event_loop.supervise_room(pid, name);
+/// Open the boot rooms; the first one gets bay0's console. A room that cannot start is
+/// logged, never fatal for PID 1.
+fn open_boot_rooms(event_loop: &mut EventLoop, config: &Config) {
+    let now = sys::monotonic_ms();
+    for (i, name) in config.boot_rooms.iter().flatten().enumerate() {
+        let Some(rooms) = event_loop.rooms.as_mut() else {
+            return;
+        };
+        let mut detail = logger::Line::default();
+        match rooms.start(&event_loop.epoll, name.as_str(), now, &mut detail) {
+            Ok(slot) if i == 0 => {
+                if let Some(c) = event_loop.console.as_mut() {
+                    c.focus_room(slot, rooms);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log_error!("room {}: {e} {}", name.as_str(), detail.as_str()),
         }
-        Err(e) => log_error!("room {}: {e}", name.as_str()),
     }
 }
 

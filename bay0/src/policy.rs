@@ -12,17 +12,23 @@ use std::path::Path;
 pub use anchor_policy::{Backend, Name, Network, Policy, Resolved, MAX_DEPTH};
 
 use crate::error::{Error, Result};
+use crate::logger::Line;
+use core::fmt::Write as _;
 
-/// Loads and validates the policy at `path` and every ancestor it names.
-pub fn load(path: &Path) -> Result<Resolved> {
+/// Loads and validates the policy at `path` and every ancestor it names. On failure the
+/// first problem (`FILE:LINE:KEY: message`) is also written into `detail`.
+pub fn load(path: &Path, detail: &mut Line) -> Result<Resolved> {
     anchor_policy::load(path).map_err(|e| {
         let first = e.problems().first();
-        // Formatted straight into the logger's fixed line: nothing allocated here.
+        let n = e.problems().len();
+        // Formatted into fixed lines: nothing allocated here.
         match first {
-            Some(p) => crate::log_warn!(
-                "policy rejected: {p} ({} problem(s); `anchorctl policy check` lists all)",
-                e.problems().len()
-            ),
+            Some(p) => {
+                let _ = write!(detail, "{p}");
+                crate::log_warn!(
+                    "policy rejected: {p} ({n} problem(s); `anchorctl policy check` lists all)"
+                )
+            }
             None => crate::log_warn!("policy rejected: {}", path.display()),
         }
         Error::Policy(first.map_or("policy rejected", |p| p.kind().as_str()))
@@ -31,9 +37,9 @@ pub fn load(path: &Path) -> Result<Resolved> {
 
 /// Loads room `room` from `dir/<room>.toml`. The name is checked against the policy name
 /// charset first, so a requested name can never walk out of `dir`.
-pub fn load_room(dir: &Path, room: &str) -> Result<Resolved> {
+pub fn load_room(dir: &Path, room: &str, detail: &mut Line) -> Result<Resolved> {
     let name = Name::parse(room).map_err(|_| Error::Policy("invalid room name"))?;
-    load(&dir.join(format!("{name}.toml")))
+    load(&dir.join(format!("{name}.toml")), detail)
 }
 
 #[cfg(test)]
@@ -48,12 +54,12 @@ mod tests {
     #[test]
     fn shipped_rooms_load() {
         for room in ["web", "work", "dev"] {
-            let r = load_room(&shipped(), room).unwrap();
+            let r = load_room(&shipped(), room, &mut Line::default()).unwrap();
             assert_eq!(r.policy().name().as_str(), room);
             assert_eq!(r.depth(), 1);
             assert_eq!(r.policy().backend(), Backend::Microvm);
         }
-        let dev = load(&shipped().join("dev.toml")).unwrap();
+        let dev = load(&shipped().join("dev.toml"), &mut Line::default()).unwrap();
         assert!(dev.policy().privileged() && dev.policy().nesting().is_some());
     }
 
@@ -68,7 +74,7 @@ mod tests {
             "a\nb",
         ] {
             assert_eq!(
-                load_room(&shipped(), room).unwrap_err(),
+                load_room(&shipped(), room, &mut Line::default()).unwrap_err(),
                 Error::Policy("invalid room name"),
                 "{room:?}"
             );
@@ -93,7 +99,7 @@ mod tests {
             &format!("name = \"kid\"\nparent = \"web\"\n{base}"),
         );
         write("web.toml", &format!("name = \"web\"\n{base}"));
-        let reason = |room: &str| match load_room(&dir, room) {
+        let reason = |room: &str| match load_room(&dir, room, &mut Line::default()) {
             Err(Error::Policy(r)) => r,
             other => panic!("{room}: {other:?}"),
         };
@@ -102,7 +108,11 @@ mod tests {
         assert_eq!(reason("big"), anchor_policy::ProblemKind::Value.as_str());
         assert_eq!(reason("kid"), anchor_policy::ProblemKind::Nesting.as_str());
         assert_eq!(reason("missing"), anchor_policy::ProblemKind::File.as_str());
-        assert!(load_room(&dir, "web").is_ok());
+        assert!(load_room(&dir, "web", &mut Line::default()).is_ok());
+        let mut d = Line::default();
+        let _ = load_room(&dir, "typo", &mut d);
+        let d = String::from_utf8_lossy(d.as_bytes()).into_owned();
+        assert!(d.contains("typo.toml") && d.contains("swap"), "{d}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

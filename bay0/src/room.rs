@@ -1,23 +1,25 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Rooms: turn a validated policy into one `anchor-vmm` process (a KVM microVM with the
-//! room kernel and the room's read-only image) and start it under bay0's supervision.
+//! From a validated policy to a launch plan: the `anchor-jail` command line that runs the
+//! room's `anchor-vmm` under its own uid, cgroup and namespaces, with the room kernel and
+//! the room's read-only image, and the limits bay0 keeps for the room (docs/POLICY.md has
+//! the field -> enforcement table).
 //!
 //! The policy is parsed once (crate::policy) and the typed value is handed here; this
-//! module never re-reads the file. Capabilities this release cannot grant yet (vault
-//! volumes, network) are left out, which only ever gives the room less than it asked for.
-//! The namespace fallback backend is not built yet: a room that would need it is refused
-//! with a clear reason instead of being started weaker than its policy says.
+//! module never re-reads the file. What this release cannot grant (network, vault
+//! volume, devices) is left out and reported: the room gets less, never more. The
+//! namespace backend is not built yet: a room that needs it is refused.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::ffi::CString;
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::policy::{Backend, Network, Resolved};
-use crate::sys;
 
 /// Where the base keeps what rooms are made of (all read-only, inside the signed image).
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The jail binary.
+    pub jail: PathBuf,
     /// The VMM binary.
     pub vmm: PathBuf,
     /// The room kernel (ELF vmlinux with a PVH entry).
@@ -26,37 +28,89 @@ pub struct Layout {
     pub images: PathBuf,
     /// Directory of `<room>.toml` policies.
     pub policies: PathBuf,
-    /// Directory for per-room runtime sockets (on tmpfs).
+    /// Directory of per-room runtime directories (on tmpfs).
     pub run: PathBuf,
+    /// Show the host's libraries read-only inside the jail (hosted-mode tests run
+    /// dynamically linked stand-ins for the VMM).
+    pub host_libs: bool,
 }
 
 impl Layout {
     /// The paths inside the anchor host's initramfs / UKI.
     pub fn system() -> Layout {
         Layout {
+            jail: PathBuf::from("/usr/lib/anchor/anchor-jail"),
             vmm: PathBuf::from("/usr/bin/anchor-vmm"),
             kernel: PathBuf::from("/usr/lib/anchor/kernel/vmlinux"),
             images: PathBuf::from("/usr/lib/anchor/images"),
             policies: PathBuf::from("/etc/anchor/policies"),
             run: PathBuf::from("/run/anchor/rooms"),
+            host_libs: false,
+        }
+    }
+
+    /// Everything under `root` (hosted-mode tests): `anchor-jail`, `anchor-vmm`,
+    /// `vmlinux`, `images/`, `policies/`.
+    pub fn under(root: &std::path::Path) -> Layout {
+        Layout {
+            jail: root.join("anchor-jail"),
+            vmm: root.join("anchor-vmm"),
+            kernel: root.join("vmlinux"),
+            images: root.join("images"),
+            policies: root.join("policies"),
+            run: PathBuf::from("/run/anchor/rooms"),
+            host_libs: true,
         }
     }
 }
 
 /// The guest context id every room gets on its own (private) vsock device.
 pub const ROOM_CID: u32 = 3;
+/// Room slot N runs as uid and gid `ROOM_UID_BASE + N` (never root, never shared by two
+/// rooms running at the same time).
+pub const ROOM_UID_BASE: u32 = 64_000;
+/// Memory charged for a room on top of its policy memory: the VMM process (~1.3 MiB), its
+/// vsock buffers (up to 2 MiB), and the kernel memory charged to the room's cgroup for
+/// KVM's page tables and per-VM structures, with headroom. Part of the room's cgroup
+/// limit and of admission; `make bench` prints what a room's cgroup really uses.
+pub const VMM_OVERHEAD_MIB: u64 = 64;
+/// Processes and threads the VMM may have beyond one per vCPU (cgroup pids.max and
+/// RLIMIT_NPROC of the room's uid).
+pub const VMM_TASKS: u32 = 16;
 
 /// Kernel command line of every room. `reboot=k` makes the guest reset through the i8042,
 /// which anchor-vmm turns into a clean exit; `panic=-1` makes a guest panic end the room.
 const ROOM_CMDLINE: &str =
     "console=ttyS0 quiet reboot=k panic=-1 root=/dev/vda ro rootfstype=squashfs init=/sbin/init";
 
+/// Paths inside the jail.
+const JAIL_VMM: &str = "/bin/anchor-vmm";
+const JAIL_KERNEL: &str = "/boot/vmlinux";
+const JAIL_IMAGE: &str = "/images/room.squashfs";
+
+/// Everything bay0 needs to launch and keep a room.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `anchor-jail ... -- anchor-vmm ...`.
+    pub argv: Vec<CString>,
+    /// The room's runtime directory (its uid's, mode 0700).
+    pub run_dir: PathBuf,
+    pub uid: u32,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// Policy memory plus [`VMM_OVERHEAD_MIB`].
+    pub charged_mib: u64,
+    pub max_s: Option<u64>,
+    pub idle_s: Option<u64>,
+    pub has_volume: bool,
+}
+
 /// Decide how the room runs, or why it cannot. `kvm` says whether /dev/kvm exists.
 pub fn check_backend(backend: Backend, kvm: bool) -> Result<()> {
     match (backend, kvm) {
         (Backend::Microvm | Backend::Auto, true) => Ok(()),
         (Backend::Microvm, false) => Err(Error::Room(
-            "policy demands backend microvm and this machine has no /dev/kvm",
+            "no KVM on this machine (/dev/kvm is missing) and the policy demands backend microvm",
         )),
         (Backend::Auto | Backend::Namespaces, _) => Err(Error::Room(
             "the namespaces backend is not available in this release",
@@ -64,35 +118,105 @@ pub fn check_backend(backend: Backend, kvm: bool) -> Result<()> {
     }
 }
 
-/// The `anchor-vmm` argument vector for the room `resolved` describes.
-pub fn vmm_argv(layout: &Layout, resolved: &Resolved, kvm: bool) -> Result<Vec<OsString>> {
+fn cstr(s: impl Into<Vec<u8>>) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Room("a path contains a NUL byte"))
+}
+
+/// The launch plan for the room `resolved` describes, in slot `slot`.
+pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Result<Plan> {
+    use std::os::unix::ffi::OsStrExt;
     let policy = resolved.policy();
     check_backend(policy.backend(), kvm)?;
     let name = policy.name().as_str();
+    let res = policy.resources();
+    let uid = ROOM_UID_BASE + u32::try_from(slot).map_err(|_| Error::Room("slot"))?;
+    let run_dir = layout.run.join(name);
+    let memory_mib = res.memory().mib();
+    let charged_mib = memory_mib.saturating_add(VMM_OVERHEAD_MIB);
+    let tasks = res.vcpus().saturating_add(VMM_TASKS).to_string();
     let image = layout
         .images
         .join(format!("{}.squashfs", policy.image().as_str()));
-    let mut disk = image.into_os_string();
-    disk.push(",ro");
-    let uds = layout.run.join(format!("{name}.vsock"));
-    let res = policy.resources();
-    let mut argv: Vec<OsString> = vec![layout.vmm.clone().into_os_string()];
-    let mut arg = |a: &str, b: OsString| {
-        argv.push(a.into());
-        argv.push(b);
+    let bind = |host: &PathBuf, jail: &str| {
+        let mut v = host.as_os_str().as_bytes().to_vec();
+        v.push(b':');
+        v.extend_from_slice(jail.as_bytes());
+        v
     };
-    arg("--kernel", layout.kernel.clone().into_os_string());
-    arg("--disk", disk);
-    arg("--mem-mib", res.memory().mib().to_string().into());
-    arg("--vcpus", res.vcpus().to_string().into());
-    arg(
-        "--cmdline",
-        format!("{ROOM_CMDLINE} anchor.room={name}").into(),
+    let cmdline = format!(
+        "{ROOM_CMDLINE} anchor.room={name} anchor.privileged={} anchor.pids_max={}",
+        u8::from(policy.privileged()),
+        res.pids_max()
     );
-    arg("--vsock-cid", ROOM_CID.to_string().into());
-    arg("--vsock-uds", uds.into_os_string());
-    arg("--serial", "stdout".into());
-    Ok(argv)
+    let mut words: Vec<Vec<u8>> = vec![
+        layout.jail.as_os_str().as_bytes().to_vec(),
+        "--name".into(),
+        name.into(),
+        "--uid".into(),
+        uid.to_string().into(),
+        "--gid".into(),
+        uid.to_string().into(),
+        "--run-dir".into(),
+        run_dir.as_os_str().as_bytes().to_vec(),
+        "--memory".into(),
+        charged_mib.saturating_mul(1 << 20).to_string().into(),
+        "--pids".into(),
+        tasks.clone().into(),
+        "--cpu-weight".into(),
+        res.cpu_weight().to_string().into(),
+        "--nproc".into(),
+        tasks.into(),
+        "--ro".into(),
+        bind(&layout.vmm, JAIL_VMM),
+        "--ro".into(),
+        bind(&layout.kernel, JAIL_KERNEL),
+        "--ro".into(),
+        bind(&image, JAIL_IMAGE),
+        "--dev".into(),
+        "kvm".into(),
+    ];
+    if layout.host_libs {
+        for lib in ["/lib", "/lib64", "/usr/lib"] {
+            if std::path::Path::new(lib).exists() {
+                words.push("--ro".into());
+                words.push(format!("{lib}:{lib}").into());
+            }
+        }
+    }
+    let vmm: Vec<Vec<u8>> = vec![
+        "--".into(),
+        JAIL_VMM.into(),
+        "--kernel".into(),
+        JAIL_KERNEL.into(),
+        "--disk".into(),
+        format!("{JAIL_IMAGE},ro").into(),
+        "--mem-mib".into(),
+        memory_mib.to_string().into(),
+        "--vcpus".into(),
+        res.vcpus().to_string().into(),
+        "--cmdline".into(),
+        cmdline.into(),
+        "--vsock-cid".into(),
+        ROOM_CID.to_string().into(),
+        "--vsock-uds".into(),
+        "/run/vsock".into(),
+        "--serial".into(),
+        "stdout".into(),
+    ];
+    words.extend(vmm);
+    let argv = words.into_iter().map(cstr).collect::<Result<Vec<_>>>()?;
+    let life = policy.lifetime();
+    Ok(Plan {
+        argv,
+        run_dir,
+        uid,
+        memory_mib,
+        vcpus: res.vcpus(),
+        charged_mib,
+        max_s: life.max().secs(),
+        idle_s: life.idle().secs(),
+        has_volume: false,
+    })
 }
 
 /// What of the policy this release does not grant (logged, never silently widened).
@@ -113,51 +237,16 @@ pub fn not_granted(resolved: &Resolved) -> impl Iterator<Item = &'static str> {
     .filter_map(|(wanted, what)| wanted.then_some(what))
 }
 
-/// Load room `name`'s policy and start its VMM with the console as its terminal.
-/// Returns the VMM's pid for supervision.
-pub fn open(layout: &Layout, name: &str, kvm: bool) -> Result<i32> {
-    let resolved = crate::policy::load_room(&layout.policies, name)?;
-    let argv = vmm_argv(layout, &resolved, kvm)?;
-    for what in not_granted(&resolved) {
-        crate::log_warn!("room {name}: not granted: {what}");
-    }
-    ensure_dir(&layout.run)?;
-    // The room's console is bay0's: keys go to the room's own tty untouched.
-    match sys::console_passthrough(libc::STDIN_FILENO) {
-        Ok(true) => crate::log_info!("room {name}: console passed through to the room"),
-        Ok(false) => {}
-        Err(e) => crate::log_warn!("room {name}: console stays in line mode: {e}"),
-    }
-    spawn(&argv)
-}
-
-fn ensure_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Sys {
-        op: "create the room runtime directory",
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    })
-}
-
-fn spawn(argv: &[OsString]) -> Result<i32> {
-    let (prog, args) = argv.split_first().ok_or(Error::Room("empty VMM command"))?;
-    let mut cmd = std::process::Command::new(prog);
-    cmd.args(args);
-    // Children must not inherit PID 1's blocked signals (they could not be stopped).
-    sys::clean_signals_on_exec(&mut cmd);
-    let child = cmd.spawn().map_err(|e| Error::Sys {
-        op: "start anchor-vmm",
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    })?;
-    i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
-}
-
-/// What an `anchor-vmm` exit status means (its documented exit codes).
+/// What an `anchor-vmm` (or jail) exit status means.
 pub fn describe_exit(code: i32) -> &'static str {
     match code {
         0 => "the room powered off",
+        1 => "anchor-jail could not build the room's jail",
         2 => "anchor-vmm refused its command line",
         3 => "anchor-vmm failed (VMM error)",
         4 => "the room's guest faulted",
+        127 => "anchor-jail could not be started",
+        137 => "anchor-vmm was killed (SIGKILL)",
         _ => "anchor-vmm ended unexpectedly",
     }
 }
@@ -165,25 +254,32 @@ pub fn describe_exit(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
-    fn layout(root: &Path) -> Layout {
+    fn layout() -> Layout {
+        let root = Path::new("/x");
         Layout {
+            jail: root.join("jail"),
             vmm: root.join("bin/anchor-vmm"),
             kernel: root.join("vmlinux"),
             images: root.join("images"),
             policies: Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
             run: root.join("run"),
+            host_libs: false,
         }
     }
 
-    fn argv_of(room: &str, kvm: bool) -> Result<Vec<String>> {
-        let l = layout(Path::new("/x"));
-        let resolved = crate::policy::load_room(&l.policies, room)?;
-        vmm_argv(&l, &resolved, kvm).map(|v| {
-            v.into_iter()
-                .map(|s| s.into_string().unwrap())
-                .collect::<Vec<_>>()
-        })
+    fn plan_of(room: &str, kvm: bool) -> Result<(Plan, Vec<String>)> {
+        let l = layout();
+        let resolved =
+            crate::policy::load_room(&l.policies, room, &mut crate::logger::Line::default())?;
+        let p = plan(&l, &resolved, kvm, 2)?;
+        let argv = p
+            .argv
+            .iter()
+            .map(|a| a.to_str().unwrap().to_string())
+            .collect();
+        Ok((p, argv))
     }
 
     fn value_of<'a>(argv: &'a [String], flag: &str) -> &'a str {
@@ -192,36 +288,45 @@ mod tests {
     }
 
     #[test]
-    fn work_room_becomes_a_vmm_command_line_from_its_policy() {
-        let argv = argv_of("work", true).unwrap();
-        assert_eq!(argv[0], "/x/bin/anchor-vmm");
-        assert_eq!(value_of(&argv, "--kernel"), "/x/vmlinux");
-        assert_eq!(value_of(&argv, "--disk"), "/x/images/work.squashfs,ro");
-        assert_eq!(value_of(&argv, "--mem-mib"), "2048");
-        assert_eq!(value_of(&argv, "--vcpus"), "2");
-        assert_eq!(value_of(&argv, "--vsock-uds"), "/x/run/work.vsock");
-        let cmdline = value_of(&argv, "--cmdline");
-        assert!(cmdline.ends_with(" anchor.room=work"), "{cmdline}");
-        assert!(cmdline.contains("reboot=k") && cmdline.contains(" ro "));
+    fn work_room_becomes_a_jailed_vmm_from_its_policy() {
+        let (p, argv) = plan_of("work", true).unwrap();
+        assert_eq!(argv[0], "/x/jail");
+        assert_eq!(value_of(&argv, "--uid"), "64002");
+        assert_eq!(value_of(&argv, "--run-dir"), "/x/run/work");
+        assert_eq!(
+            value_of(&argv, "--memory"),
+            ((2048u64 + 64) << 20).to_string()
+        );
+        assert_eq!(value_of(&argv, "--cpu-weight"), "200");
+        assert_eq!(value_of(&argv, "--pids"), "18");
+        assert!(argv.contains(&"/x/images/work.squashfs:/images/room.squashfs".to_string()));
+        let sep = argv.iter().position(|a| a == "--").unwrap();
+        let vmm = &argv[sep + 1..];
+        assert_eq!(vmm[0], "/bin/anchor-vmm");
+        assert_eq!(value_of(vmm, "--disk"), "/images/room.squashfs,ro");
+        assert_eq!(value_of(vmm, "--mem-mib"), "2048");
+        assert_eq!(value_of(vmm, "--vcpus"), "2");
+        assert_eq!(value_of(vmm, "--vsock-uds"), "/run/vsock");
+        let cmdline = value_of(vmm, "--cmdline");
+        assert!(cmdline.contains(" anchor.room=work anchor.privileged=0 anchor.pids_max=1024"));
+        assert_eq!((p.charged_mib, p.max_s, p.idle_s), (2112, None, None));
     }
 
     #[test]
-    fn every_shipped_room_maps_its_own_image_and_size() {
-        for (room, mib) in [("web", "2048"), ("dev", "4096")] {
-            let argv = argv_of(room, true).unwrap();
-            assert_eq!(
-                value_of(&argv, "--disk"),
-                format!("/x/images/{room}.squashfs,ro")
-            );
-            assert_eq!(value_of(&argv, "--mem-mib"), mib);
-        }
+    fn lifetimes_and_privilege_come_from_the_policy() {
+        let (web, _) = plan_of("web", true).unwrap();
+        assert_eq!((web.max_s, web.idle_s), (Some(12 * 3600), Some(2 * 3600)));
+        let (_, dev) = plan_of("dev", true).unwrap();
+        assert!(value_of(&dev, "--cmdline").contains("anchor.privileged=1"));
     }
 
     #[test]
     fn a_microvm_room_is_refused_without_kvm() {
         assert_eq!(
-            argv_of("work", false).unwrap_err(),
-            Error::Room("policy demands backend microvm and this machine has no /dev/kvm")
+            plan_of("work", false).unwrap_err(),
+            Error::Room(
+                "no KVM on this machine (/dev/kvm is missing) and the policy demands backend microvm"
+            )
         );
     }
 
@@ -243,40 +348,12 @@ mod tests {
 
     #[test]
     fn capabilities_not_yet_built_are_reported_not_granted() {
-        let l = layout(Path::new("/x"));
-        let web = crate::policy::load_room(&l.policies, "web").unwrap();
-        let missing: Vec<_> = not_granted(&web).collect();
-        assert!(
-            missing.iter().any(|m| m.starts_with("network")),
-            "{missing:?}"
-        );
-        let work = crate::policy::load_room(&l.policies, "work").unwrap();
+        let l = layout();
+        let mut d = crate::logger::Line::default();
+        let web = crate::policy::load_room(&l.policies, "web", &mut d).unwrap();
+        assert!(not_granted(&web).any(|m| m.starts_with("network")));
+        let work = crate::policy::load_room(&l.policies, "work", &mut d).unwrap();
         assert!(!not_granted(&work).any(|m| m.starts_with("network")));
-    }
-
-    #[test]
-    fn unknown_or_hostile_room_names_fail_before_spawning() {
-        let l = layout(Path::new("/nonexistent"));
-        assert!(matches!(
-            open(&l, "nosuchroom", true),
-            Err(Error::Policy(_))
-        ));
-        assert!(matches!(open(&l, "../etc/x", true), Err(Error::Policy(_))));
-    }
-
-    #[test]
-    fn a_missing_vmm_binary_is_a_clear_error() {
-        let root = std::env::temp_dir().join(format!("bay0-room-{}", std::process::id()));
-        let l = layout(&root);
-        assert_eq!(
-            open(&l, "work", true).unwrap_err(),
-            Error::Sys {
-                op: "start anchor-vmm",
-                errno: libc::ENOENT
-            }
-        );
-        assert!(root.join("run").is_dir());
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

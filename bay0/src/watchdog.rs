@@ -30,20 +30,20 @@ impl RealDevice {
             Err(e) if e.errno() == Some(libc::ENOENT) || e.errno() == Some(libc::ENODEV) => {
                 Ok(None)
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 }
 
 impl Device for RealDevice {
     fn set_timeout(&mut self, secs: u32) -> Result<u32> {
-        crate::sys::watchdog_set_timeout(&self.0, secs)
+        Ok(crate::sys::watchdog_set_timeout(&self.0, secs)?)
     }
     fn keepalive(&mut self) -> Result<()> {
-        crate::sys::watchdog_keepalive(&self.0)
+        Ok(crate::sys::watchdog_keepalive(&self.0)?)
     }
     fn magic_close(self: Box<Self>) -> Result<()> {
-        crate::sys::write("write watchdog magic", self.0.as_raw_fd(), b"V").map(drop)
+        Ok(crate::sys::write("write watchdog magic", self.0.as_raw_fd(), b"V").map(drop)?)
     }
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Gate: no unwrap/expect/panic!/unreachable!/todo!/unimplemented!/indexing outside
-# tests in bay0 and in the guest-facing crates (vmm, policy, agent). The workspace lints
+# tests in bay0, the crates it links (sys, proto, text), the jail, and the guest-facing
+# crates (vmm, policy, agent). The workspace lints
 # deny them; this gate (1) re-runs clippy on the non-test targets with those lints forced
 # to deny, and (2) refuses any attribute that would switch them off outside tests.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-CRATES=(bay0 anchor-vmm anchor-policy anchor-agent)
+CRATES=(bay0 anchor-sys anchor-proto anchor-text anchor-jail anchor-vmm anchor-policy anchor-agent)
 LINTS=(unwrap_used expect_used panic indexing_slicing unreachable todo unimplemented)
 args=()
 for l in "${LINTS[@]}"; do args+=(-D "clippy::$l"); done
@@ -18,7 +19,7 @@ if ! cargo clippy --quiet "${pkgs[@]}" --lib --bins -- "${args[@]}" 2>/tmp/no-pa
 fi
 rm -f /tmp/no-panics.$$
 pattern="allow\((clippy::)?($(IFS='|'; echo "${LINTS[*]}"))"
-dirs=(bay0/src vmm/src policy/src tools/anchor-agent/src)
+dirs=(bay0/src sys/src proto/src text/src jail/src vmm/src policy/src tools/anchor-agent/src)
 # Attributes that switch the lints off are tolerated only inside test modules/files.
 offenders=$(grep -rnE "$pattern" "${dirs[@]}" 2>/dev/null | grep -vE '/tests?/|_test\.rs|tests\.rs' || true)
 if [[ -n "$offenders" ]]; then

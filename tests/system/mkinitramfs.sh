@@ -6,10 +6,11 @@
 # hash of its inputs under $ANCHOR_CACHE/initramfs: a second run with the same inputs
 # only relinks the cached archive.
 #
-# usage: mkinitramfs.sh [--bay0 PATH] [--out PATH] [--minimal]
-#   --bay0 PATH   the bay0 binary (default $ANCHOR_OUT/bin/bay0)
-#   --out PATH    where to put the archive (default $ANCHOR_OUT/initramfs.cpio.gz)
-#   --minimal     bay0 only (used for the watchdog-stall test image)
+# usage: mkinitramfs.sh [--bay0 PATH] [--out PATH] [--minimal] [--policies DIR]
+#   --bay0 PATH      the bay0 binary (default $ANCHOR_OUT/bin/bay0)
+#   --out PATH       where to put the archive (default $ANCHOR_OUT/initramfs.cpio.gz)
+#   --minimal        bay0 only (used for the watchdog-stall test image)
+#   --policies DIR   also ship DIR/*.toml as room policies (the system tests' small rooms)
 set -euo pipefail
 SELF=$(realpath "$0")
 # shellcheck source=tests/system/initramfs-lib.sh
@@ -18,15 +19,18 @@ cd "$(dirname "$SELF")/../.."
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 BAY0="$ANCHOR_OUT/bin/bay0"
+BUSYBOX="${BUSYBOX:-/bin/busybox}"
 OUT="$ANCHOR_OUT/initramfs.cpio.gz"
 MINIMAL=0
+EXTRA_POLICIES=
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
 while (($#)); do
   case "$1" in
     --bay0) BAY0="${2:?--bay0 needs a path}"; shift 2 ;;
     --out) OUT="${2:?--out needs a path}"; shift 2 ;;
     --minimal) MINIMAL=1; shift ;;
-    -h|--help) sed -n '3,13p' "$SELF"; exit 0 ;;
+    --policies) EXTRA_POLICIES="${2:?--policies needs a directory}"; shift 2 ;;
+    -h|--help) sed -n '3,14p' "$SELF"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -40,11 +44,15 @@ add init "$BAY0" 0755
 if ((!MINIMAL)); then
   [[ -f "$ANCHOR_OUT/bin/anchor-vmm" ]] && add usr/bin/anchor-vmm "$ANCHOR_OUT/bin/anchor-vmm" 0755
   [[ -f "$ANCHOR_OUT/bin/anchor-agent" ]] && add usr/lib/anchor/anchor-agent "$ANCHOR_OUT/bin/anchor-agent" 0755
+  [[ -f "$ANCHOR_OUT/bin/anchor-jail" ]] && add usr/lib/anchor/anchor-jail "$ANCHOR_OUT/bin/anchor-jail" 0755
+  [[ -f "$ANCHOR_OUT/bin/anchorctl" ]] && add usr/bin/anchorctl "$ANCHOR_OUT/bin/anchorctl" 0755
+  # The operator shell (bay0.shell=1) and its tools: busybox-static, applets linked below.
+  [[ -x "$BUSYBOX" ]] && add bin/busybox "$BUSYBOX" 0755
   [[ -f "$ANCHOR_OUT/guest-vmlinux" ]] && add usr/lib/anchor/kernel/vmlinux "$ANCHOR_OUT/guest-vmlinux" 0644
   for f in "$ANCHOR_OUT"/images/*.squashfs; do
     [[ -f "$f" ]] && add "usr/lib/anchor/images/$(basename "$f")" "$f" 0644
   done
-  for f in policies/*.toml; do
+  for f in policies/*.toml ${EXTRA_POLICIES:+"$EXTRA_POLICIES"/*.toml}; do
     [[ -f "$f" ]] && add "etc/anchor/policies/$(basename "$f")" "$f" 0644
   done
 fi
@@ -69,6 +77,11 @@ if [[ ! -f "$cached" ]]; then
   while IFS=$'\t' read -r dest src mode; do
     install -D -m "$mode" "$src" "$stage/$dest"
   done < "$manifest"
+  if [[ -x "$stage/bin/busybox" ]]; then
+    for applet in $("$stage/bin/busybox" --list | LC_ALL=C sort); do
+      [[ "$applet" == busybox || -e "$stage/bin/$applet" ]] || ln -s busybox "$stage/bin/$applet"
+    done
+  fi
   if [[ $(id -u) -eq 0 ]]; then
     # The kernel opens /dev/console for init's stdio before /dev is mounted.
     mknod -m 0600 "$stage/dev/console" c 5 1

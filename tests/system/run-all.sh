@@ -30,6 +30,10 @@ export ANCHOR_STALL_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-debug-stall.cpio.
 tests/system/mkinitramfs.sh --minimal --bay0 "$stall_target/x86_64-unknown-linux-gnu/release/bay0" \
   --out "$ANCHOR_STALL_INITRAMFS"
 
+# The product initramfs plus the small test rooms (tests/system/policies).
+export ANCHOR_ROOMS_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-rooms.cpio.gz"
+tests/system/mkinitramfs.sh --policies tests/system/policies --out "$ANCHOR_ROOMS_INITRAMFS"
+
 echo "run-all: kernel $ANCHOR_HOST_KERNEL, initramfs $ANCHOR_INITRAMFS"
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

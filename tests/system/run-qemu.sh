@@ -9,7 +9,8 @@
 #          headless: boot, wait until PATTERN shows on serial (logged to FILE), stop
 #          QEMU; exit 0 if seen, 1 if not (used by bay0/bench.sh).
 # env: ANCHOR_HOST_KERNEL (default $ANCHOR_OUT/host-bzImage), ANCHOR_INITRAMFS
-#      (default $ANCHOR_OUT/initramfs.cpio.gz), ANCHOR_APPEND (extra kernel arguments).
+#      (default $ANCHOR_OUT/initramfs.cpio.gz), ANCHOR_APPEND (extra kernel arguments),
+#      ANCHOR_MEM (the anchor host's memory in MiB, default 1024).
 set -euo pipefail
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
@@ -33,7 +34,9 @@ done
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/setup.sh"
 [[ -f "$KERNEL" ]] || die "host kernel $KERNEL missing: build it with host-kernel/build.sh (make kernels)"
 [[ -f "$INITRAMFS" ]] || die "initramfs $INITRAMFS missing: build it with tests/system/mkinitramfs.sh"
-QEMU=(qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1
+MEM="${ANCHOR_MEM:-1024}"
+[[ "$MEM" =~ ^[0-9]+$ ]] || die "ANCHOR_MEM must be MiB, not '$MEM'"
+QEMU=(qemu-system-x86_64 -M q35 -accel tcg -cpu max -m "$MEM" -smp 1
   -kernel "$KERNEL" -initrd "$INITRAMFS" -append "$APPEND" -device i6300esb)
 
 if [[ "$MODE" == interactive ]]; then

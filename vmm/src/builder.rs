@@ -23,6 +23,7 @@ use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
 use crate::devices::i8042::I8042;
 use crate::devices::serial::{SerialDevice, SerialError, SerialTarget, Sink};
+use crate::devices::serial_flush::SerialFlush;
 use crate::devices::serial_input::SerialInput;
 use crate::devices::virtio;
 use crate::exit::ExitLatch;
@@ -155,7 +156,7 @@ fn exit_stats(vcpus: &[VcpuFd]) -> Vec<crate::stats::StatsFd> {
         match crate::sys::vcpu_stats_fd(v).and_then(crate::stats::StatsFd::new) {
             Ok(s) => out.push(s),
             Err(e) => {
-                crate::log_line!("anchor-vmm: --exit-stats: no KVM statistics: {e}");
+                crate::log::say(format_args!("--exit-stats: no KVM statistics: {e}"));
                 return Vec::new();
             }
         }
@@ -181,7 +182,15 @@ fn setup(
     };
 
     let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
-    let sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
+    let mut sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
+    // The stdout console is shared with other writers: whole lines, one write each.
+    let line_started = if cfg.serial == SerialTarget::Stdout {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+        sink = sink.with_partial_notify(evt.try_clone().map_err(BuildError::EventFd)?);
+        Some(evt)
+    } else {
+        None
+    };
     let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
@@ -197,6 +206,10 @@ fn setup(
 
     let mut events: EventManager<Subscriber> =
         EventManager::new().map_err(BuildError::EventManager)?;
+    if let Some(started) = line_started {
+        let flush = SerialFlush::new(serial.clone(), started).map_err(BuildError::EventFd)?;
+        events.add_subscriber(Arc::new(Mutex::new(flush)));
+    }
     if cfg.serial == SerialTarget::Stdout {
         // The console is interactive: what is typed on stdin goes to the guest.
         let stdin = std::io::stdin()
@@ -233,9 +246,9 @@ fn setup(
     // eventfd from the vcpu thread.
     let ioeventfd = vm.has_ioeventfd();
     if !ioeventfd {
-        crate::log_line!(
-            "anchor-vmm: KVM lacks KVM_CAP_IOEVENTFD: virtio queue notifications exit to the VMM (slower)"
-        );
+        crate::log::say(format_args!(
+            "KVM lacks KVM_CAP_IOEVENTFD: virtio queue notifications exit to the VMM (slower)"
+        ));
     }
     let mut add = |handle: virtio::VirtioDeviceHandle,
                    bus: &mut MmioBusBuilder,
@@ -247,9 +260,9 @@ fn setup(
             let addr = base + virtio::mmio::reg::QUEUE_NOTIFY;
             for (q, evt) in (0u32..).zip(&handle.notify) {
                 if let Err(e) = vm.register_notify(evt, addr, q) {
-                    crate::log_line!(
-                        "anchor-vmm: virtio device {index}: queue {q} notifications exit to the VMM: {e}"
-                    );
+                    crate::log::say(format_args!(
+                        "virtio device {index}: queue {q} notifications exit to the VMM: {e}"
+                    ));
                 }
             }
         }

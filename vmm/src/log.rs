@@ -1,22 +1,32 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! One-line messages on stderr, each written with a single write(2) (formatted into a
-//! buffer first), so lines from several threads or processes sharing the console never
-//! tear. `eprintln!` on Rust's unbuffered stderr issues one write per formatted piece.
+//! anchor-vmm's own stderr lines. The VMM's stderr is usually a console shared with
+//! other writers (bay0, the host kernel), so every line is formatted into one buffer
+//! and handed to the kernel in a single write(2): no other writer can land inside it.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
-/// Writes `line` plus a newline to stderr in one write(2).
-pub fn line(line: &str) {
-    let mut buf = String::with_capacity(line.len().saturating_add(1));
-    buf.push_str(line);
-    buf.push('\n');
-    let _ = std::io::stderr().write_all(buf.as_bytes());
+/// `anchor-vmm: <args>\n` as one buffer.
+pub fn format_line(args: std::fmt::Arguments<'_>) -> String {
+    let mut line = String::from("anchor-vmm: ");
+    let _ = line.write_fmt(args);
+    line.push('\n');
+    line
 }
 
-/// `format!` a line and write it to stderr in one write(2).
-#[macro_export]
-macro_rules! log_line {
-    ($($arg:tt)*) => {
-        $crate::log::line(&format!($($arg)*))
-    };
+/// Writes `anchor-vmm: <args>` to stderr as one write (best effort: a VMM whose
+/// stderr is gone has nobody to tell).
+pub fn say(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().write_all(format_line(args).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_carry_the_prefix_and_one_newline() {
+        assert_eq!(
+            super::format_line(format_args!("exit {}", 3)),
+            "anchor-vmm: exit 3\n"
+        );
+    }
 }

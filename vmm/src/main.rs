@@ -17,14 +17,14 @@ fn main() {
         }
         Ok(Command::Run(c)) => c,
         Err(e) => {
-            anchor_vmm::log_line!("anchor-vmm: {e}");
+            anchor_vmm::log::say(format_args!("{e}"));
             std::process::exit(EXIT_USAGE);
         }
     };
     let built = match builder::build(&cfg, start) {
         Ok(b) => b,
         Err(e) => {
-            anchor_vmm::log_line!("anchor-vmm: {e}");
+            anchor_vmm::log::say(format_args!("{e}"));
             std::process::exit(EXIT_VMM_ERROR);
         }
     };
@@ -33,6 +33,6 @@ fn main() {
         exit_stats: cfg.exit_stats,
     };
     let stop = runner::run(built, opts);
-    anchor_vmm::log_line!("anchor-vmm: {}", stop.reason);
+    anchor_vmm::log::say(format_args!("{}", stop.reason));
     sys::exit_now(stop.code);
 }

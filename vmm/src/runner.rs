@@ -134,7 +134,7 @@ pub fn run(built: Built, opts: RunOptions) -> Stop {
         s.flush();
     }
     if opts.exit_stats {
-        crate::log::line(&crate::stats::line(&stats));
+        crate::log::say(format_args!("{}", crate::stats::line(&stats)));
     }
     // Keep VM and memory alive until the process exits: no teardown work.
     std::mem::forget(vm);

@@ -93,13 +93,13 @@ impl StatsFd {
     }
 }
 
-/// The `--exit-stats` line for the vcpus' stats fds.
+/// The `--exit-stats` line (without the `anchor-vmm: ` prefix) for the vcpus' stats fds.
 pub fn line(fds: &[StatsFd]) -> String {
     let mut sums = vec![None; REPORTED.len()];
     for f in fds {
         f.add_to(&mut sums);
     }
-    let mut out = String::from("anchor-vmm: exit-stats:");
+    let mut out = String::from("exit-stats:");
     for (name, v) in REPORTED.iter().zip(&sums) {
         if let Some(v) = v {
             let _ = write!(out, " {name}={v}");
@@ -146,7 +146,7 @@ mod tests {
         let a = StatsFd::new(fake()).unwrap();
         let b = StatsFd::new(fake()).unwrap();
         let l = line(&[a, b]);
-        assert!(l.starts_with("anchor-vmm: exit-stats: exits=84 "), "{l}");
+        assert!(l.starts_with("exit-stats: exits=84 "), "{l}");
         assert!(!l.contains("unrelated"));
     }
 

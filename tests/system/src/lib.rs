@@ -103,6 +103,18 @@ pub fn stall_initramfs() -> Result<PathBuf> {
     )
 }
 
+/// The initramfs with the system tests' small room policies (tests/system/policies) next
+/// to the shipped ones (built by run-all.sh).
+pub fn rooms_initramfs() -> Result<PathBuf> {
+    let default = cache_dir().join("systest/initramfs-rooms.cpio.gz");
+    artifact(
+        "ANCHOR_ROOMS_INITRAMFS",
+        default,
+        "rooms initramfs",
+        "run tests/system/run-all.sh",
+    )
+}
+
 /// Kernel command line every machine gets; [`Options::append`] adds to it.
 pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1";
 
@@ -317,6 +329,7 @@ impl fmt::Debug for Machine {
 }
 
 static RUN: AtomicU32 = AtomicU32::new(0);
+static SH_RUN: AtomicU32 = AtomicU32::new(0);
 
 fn wait_for_path(path: &Path, timeout: Duration) -> bool {
     let end = Instant::now() + timeout;
@@ -460,16 +473,85 @@ impl Machine {
                 continue;
             }
             if s.closed {
-                return err(format!("QEMU exited before {needle:?} appeared on serial"));
+                return err(format!(
+                    "QEMU exited before {needle:?} appeared on serial{}",
+                    tail(&s.text)
+                ));
             }
             let now = Instant::now();
             if now >= end {
-                return err(format!("no {needle:?} on serial within {timeout:?}"));
+                return err(format!(
+                    "no {needle:?} on serial within {timeout:?}{}",
+                    tail(&s.text)
+                ));
             }
             s = cond
                 .wait_timeout(s, end - now)
                 .map_or_else(|e| e.into_inner().0, |r| r.0);
         }
+    }
+
+    /// Wait for a marker: a whole serial line (its newline arrived) that starts with
+    /// `marker`, after an optional printk timestamp (`[    3.2] `). A marker torn by
+    /// another writer, or buried inside some other line, does not count.
+    pub fn wait_for_line(&self, marker: &str, timeout: Duration) -> Result<Found> {
+        self.wait_for_line_from(0, marker, timeout)
+    }
+
+    /// [`Machine::wait_for_line`] at or after offset `from`.
+    pub fn wait_for_line_from(
+        &self,
+        from: usize,
+        marker: &str,
+        timeout: Duration,
+    ) -> Result<Found> {
+        let end = Instant::now() + timeout;
+        let (mutex, cond) = &*self.serial;
+        let mut s = lock(mutex);
+        loop {
+            if let Some(found) = find_marker_line(&s.text, from, marker) {
+                return Ok(found);
+            }
+            if s.closed {
+                return err(format!(
+                    "QEMU exited before a line starting with {marker:?} appeared on serial{}",
+                    tail(&s.text)
+                ));
+            }
+            let now = Instant::now();
+            if now >= end {
+                return err(format!(
+                    "no line starting with {marker:?} on serial within {timeout:?}{}",
+                    tail(&s.text)
+                ));
+            }
+            s = cond
+                .wait_timeout(s, end - now)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+    }
+
+    /// Runs `cmd` in the operator shell (`bay0.shell=1`) and returns what it printed (the
+    /// lines between the command and its end marker) and its exit status.
+    pub fn sh(&mut self, cmd: &str, timeout: Duration) -> Result<(String, i32)> {
+        let n = SH_RUN.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("@@end-{n}@@");
+        let from = self.serial().len();
+        // The marker starts a line of its own even after output without a final newline.
+        self.type_text(&format!("{cmd}; printf '\\n{marker} %s\\n' $?\r"))?;
+        let end = self.wait_for_line_from(from, &marker, timeout)?;
+        let log = self.serial();
+        let text = log.get(from..end.end).unwrap_or("");
+        // Drop the echoed command line (it holds the marker too, after the prompt).
+        let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+        let body = body.rsplit_once(&marker).map_or(body, |(b, _)| b);
+        let status = end
+            .line
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(-1);
+        Ok((body.to_string(), status))
     }
 
     /// Type `text` on the serial console.
@@ -549,10 +631,14 @@ impl Machine {
     }
 
     /// Wait for QEMU to exit on its own.
+    /// Once it returns, [`Machine::serial`] holds everything QEMU wrote: the reader of
+    /// the console pipe has seen its end (QEMU's exit alone does not mean the last bytes
+    /// were read).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = io("wait for qemu", self.qemu.try_wait())? {
+                self.wait_serial_closed(Duration::from_secs(30))?;
                 return Ok(status);
             }
             if Instant::now() >= end {
@@ -560,6 +646,25 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Wait until the console pipe reached its end (QEMU closed it).
+    fn wait_serial_closed(&self, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        let (mutex, cond) = &*self.serial;
+        let mut s = lock(mutex);
+        while !s.closed {
+            let now = Instant::now();
+            if now >= end {
+                return err(format!(
+                    "QEMU exited but its console did not close within {timeout:?}"
+                ));
+            }
+            s = cond
+                .wait_timeout(s, end - now)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+        Ok(())
     }
 
     /// Pull the plug.
@@ -674,6 +779,60 @@ pub fn find_line(text: &str, from: usize, needle: &str) -> Option<Found> {
     })
 }
 
+/// How many serial lines a failure message carries (the whole log is printed too when
+/// the test panics, and kept under `$ANCHOR_CACHE/systest/logs`).
+const TAIL_LINES: usize = 60;
+
+/// The last [`TAIL_LINES`] lines of `text`, as a block for an error message.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(TAIL_LINES);
+    let mut out = format!(
+        "\n----- serial, last {} of {} lines -----\n",
+        lines.len() - skip,
+        lines.len()
+    );
+    for l in lines.iter().skip(skip) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str("----- end of serial -----");
+    out
+}
+
+/// A line's text without a leading printk timestamp (`[    3.236016] `).
+pub fn strip_timestamp(line: &str) -> &str {
+    let t = line.trim_start();
+    if let Some(rest) = t.strip_prefix('[') {
+        if let Some(close) = rest.find(']') {
+            let stamp = rest.get(..close).unwrap_or("");
+            if !stamp.is_empty() && stamp.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return rest.get(close + 1..).unwrap_or("").trim_start();
+            }
+        }
+    }
+    t
+}
+
+/// The first complete line at or after `from` that starts with `marker` (after an
+/// optional printk timestamp).
+pub fn find_marker_line(text: &str, from: usize, marker: &str) -> Option<Found> {
+    // Start at the beginning of the line holding `from`.
+    let mut start = text.get(..from)?.rfind('\n').map_or(0, |i| i + 1);
+    while let Some(nl) = text.get(start..)?.find('\n') {
+        let end = start + nl + 1;
+        let line = text.get(start..start + nl)?.trim_end();
+        if end > from && strip_timestamp(line).starts_with(marker) {
+            return Some(Found {
+                line: line.to_string(),
+                end,
+            });
+        }
+        start = end;
+    }
+    None
+}
+
 /// The printk timestamp of a kernel log line ("[    3.236016] ..."), in seconds.
 pub fn kernel_time(line: &str) -> Option<f64> {
     let open = line.find('[')?;
@@ -724,6 +883,39 @@ mod tests {
         assert_eq!(&text[f.end..], "more");
         assert!(find_line(text, f.end, "ready").is_none());
         assert_eq!(find_line(text, 0, "more").unwrap().end, text.len());
+    }
+
+    #[test]
+    fn a_marker_is_a_whole_line_that_starts_with_it() {
+        let text = "[ 1.0] boot\n[    3.5] bay0: ready\nanchor-agent: anchor-agent: vsock echo \
+                    listening on port 5000\nroom base ready (uptime 3.06 s)\nanchor-agent: room";
+        let f = find_marker_line(text, 0, "bay0: ready").unwrap();
+        assert_eq!(f.line, "[    3.5] bay0: ready");
+        // A torn marker (its parts on two lines) is not the marker.
+        assert!(find_marker_line(text, 0, "anchor-agent: room base ready").is_none());
+        assert!(find_marker_line(text, 0, "room base ready").is_some());
+        // Buried inside another line is not the marker either.
+        assert!(find_marker_line(text, 0, "vsock echo").is_none());
+        // A line that has not ended yet is not a marker.
+        assert!(find_marker_line(text, 0, "anchor-agent: room").is_none());
+        // `from` inside a line still considers that line; earlier lines are skipped.
+        assert!(find_marker_line(text, 14, "bay0: ready").is_some());
+        assert!(find_marker_line(text, f.end, "bay0: ready").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_stripped_but_other_brackets_stay() {
+        assert_eq!(strip_timestamp("[    3.236016] bay0: ready"), "bay0: ready");
+        assert_eq!(strip_timestamp("[work] x"), "[work] x");
+        assert_eq!(strip_timestamp("plain"), "plain");
+    }
+
+    #[test]
+    fn failure_messages_carry_the_end_of_the_serial_log() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let t = tail(&text);
+        assert!(t.contains("last 60 of 100 lines"));
+        assert!(t.contains("line 99\n") && t.contains("line 40\n") && !t.contains("line 39\n"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ const BOOT: Duration = Duration::from_secs(180);
 #[test]
 fn boot_reaches_ready_and_bay0_stays_up() {
     let mut m = Machine::start(Options::from_env("boot-ready").unwrap()).unwrap();
-    let ready = m.wait_for("bay0: ready", BOOT).unwrap();
+    let ready = m.wait_for_line("bay0: ready", BOOT).unwrap();
     let init = m
         .wait_for("Run /init as init process", Duration::ZERO)
         .unwrap();
@@ -35,7 +35,7 @@ fn boot_reaches_ready_and_bay0_stays_up() {
     // The harness runs the anchor host with `-cpu max` (TCG offers AMD SVM with nested
     // paging) and the host kernel builds KVM and KVM_AMD in: bay0 must find /dev/kvm.
     // (This used to accept "present" or "absent", which cannot fail.)
-    let kvm = m.wait_for("bay0: /dev/kvm ", Duration::ZERO).unwrap();
+    let kvm = m.wait_for_line("bay0: /dev/kvm ", Duration::ZERO).unwrap();
     assert!(
         kvm.line.ends_with("/dev/kvm present"),
         "bay0 did not find /dev/kvm in an anchor host with SVM: {}",
@@ -62,7 +62,7 @@ fn acpi_power_button_powers_off_cleanly() {
     // With the i6300esb armed, so the clean path also disarms the watchdog.
     let opts = Options::from_env("powerdown").unwrap().watchdog();
     let mut m = Machine::start(opts).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
     let buttons = m
         .wait_for("power button device(s)", Duration::ZERO)
         .unwrap();
@@ -86,7 +86,7 @@ fn acpi_power_button_powers_off_cleanly() {
     ];
     let mut at = 0;
     for line in order {
-        let found = anchor_systest::find_line(&log, at, line);
+        let found = anchor_systest::find_marker_line(&log, at, line);
         assert!(found.is_some(), "missing (in this order) {line:?}");
         at = found.unwrap().end;
     }
@@ -100,7 +100,7 @@ fn acpi_power_button_powers_off_cleanly() {
 fn ctrl_alt_del_reboots_cleanly() {
     // -no-reboot (the harness default) turns the guest's restart into QEMU's exit.
     let mut m = Machine::start(Options::from_env("ctrl-alt-del").unwrap()).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
     m.send_key(&["ctrl", "alt", "delete"]).unwrap();
     let status = m.wait_exit(Duration::from_secs(90)).unwrap();
     assert!(status.success(), "QEMU exit status {status}");
@@ -114,7 +114,7 @@ fn ctrl_alt_del_reboots_cleanly() {
         "bay0: file systems synced and unmounted; rebooting",
         "reboot: Restarting system",
     ] {
-        let found = anchor_systest::find_line(&log, at, line);
+        let found = anchor_systest::find_marker_line(&log, at, line);
         assert!(found.is_some(), "missing (in this order) {line:?}");
         at = found.unwrap().end;
     }

@@ -57,7 +57,9 @@ fn nested_room_reaches_agent_marker() {
         .memory_mib(1024);
     let mut m = Machine::start(opts).unwrap();
 
-    let kvm = m.wait_for("nested-init: /dev/kvm ", HOST_BOOT).unwrap();
+    let kvm = m
+        .wait_for_line("nested-init: /dev/kvm ", HOST_BOOT)
+        .unwrap();
     let t_host = t0.elapsed();
     assert!(
         kvm.line.ends_with("present"),
@@ -65,14 +67,14 @@ fn nested_room_reaches_agent_marker() {
         kvm.line
     );
     let start = m
-        .wait_for_from(kvm.end, "nested-init: starting anchor-vmm", HOST_BOOT)
+        .wait_for_line_from(kvm.end, "nested-init: starting anchor-vmm", HOST_BOOT)
         .unwrap();
     let t_vmm = Instant::now();
     let ready = m
-        .wait_for_from(start.end, "anchor-agent: room base ready", ROOM_BOOT)
+        .wait_for_line_from(start.end, "anchor-agent: room base ready", ROOM_BOOT)
         .unwrap();
     let t_marker = t_vmm.elapsed();
-    m.wait_for_from(
+    m.wait_for_line_from(
         ready.end,
         "nested-init: anchor-vmm exited with status",
         ROOM_BOOT,
@@ -125,12 +127,14 @@ fn nested_room_vsock_echo_round_trip() {
         .append("quiet nested.room=base nested.vsock=5000")
         .memory_mib(1024);
     let mut m = Machine::start(opts).unwrap();
-    let kvm = m.wait_for("nested-init: /dev/kvm ", HOST_BOOT).unwrap();
+    let kvm = m
+        .wait_for_line("nested-init: /dev/kvm ", HOST_BOOT)
+        .unwrap();
     assert!(kvm.line.ends_with("present"), "{}", kvm.line);
-    m.wait_for("anchor-agent: room base ready", ROOM_BOOT)
+    m.wait_for_line("anchor-agent: room base ready", ROOM_BOOT)
         .unwrap();
     let done = m
-        .wait_for("nested-init: vsock test done", ROOM_BOOT)
+        .wait_for_line("nested-init: vsock test done", ROOM_BOOT)
         .unwrap();
     let log = m.serial();
     assert!(

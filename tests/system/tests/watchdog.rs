@@ -23,7 +23,7 @@ fn watchdog_resets_a_stalled_machine() {
         .allow_reboot()
         .append("bay0.watchdog_timeout=3 bay0.watchdog_interval=1 bay0.debug_stall_after=3");
     let mut m = Machine::start(opts).unwrap();
-    m.wait_for("bay0: ready", BOOT).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
     let log = m.serial();
     assert!(
         !log.contains("no /dev/watchdog"),
@@ -44,7 +44,8 @@ fn watchdog_resets_a_stalled_machine() {
     assert_eq!(event["data"]["action"], "reset", "{event}");
     // The machine really restarted: a second kernel banner after the stall, and bay0 again.
     let again = m.wait_for_from(stall.end, "Linux version", BOOT).unwrap();
-    m.wait_for_from(again.end, "bay0: ready", BOOT).unwrap();
+    m.wait_for_line_from(again.end, "bay0: ready", BOOT)
+        .unwrap();
     let between = &m.serial()[stall.end..again.end];
     assert!(
         !between.contains("bay0: shutdown"),

@@ -10,6 +10,10 @@
 //! - `anchor.shell=on|off`    start a console shell (default on). With `off` the agent
 //!   powers the room off as soon as it has no children left.
 //! - `anchor.vsock_echo=PORT` also run the vsock echo test service on PORT.
+//! - `anchor.privileged=0|1`  whether the console shell runs as root in the room (1) or
+//!   as the unprivileged user `room` (0, the default).
+//! - `anchor.pids_max=N`      cap on the processes and threads of the shell and everything
+//!   it starts (a cgroup inside the room). Default: no cap.
 //!
 //! A bad value never stops the room from booting: the default is kept and a warning
 //! is returned for the console.
@@ -40,6 +44,10 @@ pub enum Warning {
     BadShell(String),
     /// `anchor.vsock_echo=` is not a port number in 1..=u32::MAX-1.
     BadPort(String),
+    /// `anchor.privileged=` is neither 0 nor 1.
+    BadPrivileged(String),
+    /// `anchor.pids_max=` is not a number >= 1.
+    BadPidsMax(String),
     /// An `anchor.` key the agent does not know.
     UnknownKey(String),
 }
@@ -61,6 +69,13 @@ impl fmt::Display for Warning {
                     "anchor.vsock_echo={v:?} is not a vsock port; echo service off"
                 )
             }
+            Warning::BadPrivileged(v) => {
+                write!(
+                    f,
+                    "anchor.privileged={v:?} is not 0|1; the shell is unprivileged"
+                )
+            }
+            Warning::BadPidsMax(v) => write!(f, "anchor.pids_max={v:?} is not a count; no cap"),
             Warning::UnknownKey(k) => write!(f, "unknown setting {k:?} ignored"),
         }
     }
@@ -77,6 +92,10 @@ pub struct Settings {
     pub shell: bool,
     /// Port of the vsock echo test service, if requested.
     pub vsock_echo: Option<u32>,
+    /// Whether the shell runs as root in the room.
+    pub privileged: bool,
+    /// Cap on the shell's processes and threads.
+    pub pids_max: Option<u32>,
 }
 
 impl Default for Settings {
@@ -86,6 +105,8 @@ impl Default for Settings {
             exit: ExitMode::Reboot,
             shell: true,
             vsock_echo: None,
+            privileged: false,
+            pids_max: None,
         }
     }
 }
@@ -173,6 +194,20 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Warning>) {
                     warnings.push(Warning::BadPort(value.to_owned()));
                 }
             },
+            "privileged" => match value {
+                "0" | "1" => s.privileged = value == "1",
+                _ => {
+                    s.privileged = false;
+                    warnings.push(Warning::BadPrivileged(value.to_owned()));
+                }
+            },
+            "pids_max" => match value.parse::<u32>() {
+                Ok(n) if n >= 1 => s.pids_max = Some(n),
+                _ => {
+                    s.pids_max = None;
+                    warnings.push(Warning::BadPidsMax(value.to_owned()));
+                }
+            },
             _ => warnings.push(Warning::UnknownKey(param.clone())),
         }
     }
@@ -231,6 +266,15 @@ mod tests {
     }
 
     #[test]
+    fn privilege_and_pids_cap() {
+        let (s, w) = parse("anchor.privileged=1 anchor.pids_max=1024");
+        assert!(s.privileged && s.pids_max == Some(1024) && w.is_empty());
+        let (s, w) = parse("anchor.privileged=yes anchor.pids_max=0");
+        assert!(!s.privileged && s.pids_max.is_none());
+        assert_eq!(w.len(), 2);
+    }
+
+    #[test]
     fn no_settings_gives_defaults() {
         let (s, w) = parse("console=ttyS0 init=/sbin/init");
         assert_eq!(s, Settings::default());
@@ -248,7 +292,9 @@ mod tests {
                 room: "dev-2".into(),
                 exit: ExitMode::PowerOff,
                 shell: false,
-                vsock_echo: Some(5000)
+                vsock_echo: Some(5000),
+                privileged: false,
+                pids_max: None,
             }
         );
         assert!(w.is_empty());

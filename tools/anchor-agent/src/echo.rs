@@ -29,7 +29,7 @@ pub fn echo<S: Read + Write>(stream: &mut S) -> std::io::Result<u64> {
 /// fails for good).
 pub fn serve(port: u32) -> Result<()> {
     let listener = sys::vsock_listen(port)?;
-    println!("anchor-agent: vsock echo listening on port {port}");
+    crate::console::say_fmt(format_args!("vsock echo listening on port {port}"));
     loop {
         let conn = sys::accept(listener.as_raw_fd())?;
         let spawned = std::thread::Builder::new()
@@ -37,11 +37,11 @@ pub fn serve(port: u32) -> Result<()> {
             .spawn(move || {
                 let mut stream = std::fs::File::from(conn);
                 if let Err(e) = echo(&mut stream) {
-                    eprintln!("anchor-agent: vsock echo connection: {e}");
+                    crate::console::say_fmt(format_args!("vsock echo connection: {e}"));
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("anchor-agent: vsock echo: cannot start a thread: {e}");
+            crate::console::say_fmt(format_args!("vsock echo: cannot start a thread: {e}"));
         }
     }
 }

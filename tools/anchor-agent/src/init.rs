@@ -192,10 +192,8 @@ fn make_dir(path: &str, mode: u32) -> std::io::Result<()> {
     }
 }
 
-/// Prints one line on the console, prefixed with the agent's name.
-pub fn say(msg: &str) {
-    eprintln!("anchor-agent: {msg}");
-}
+/// Prints one line on the console, prefixed with the agent's name, in one write(2).
+pub use crate::console::say;
 
 /// Makes sure fds 0, 1, 2 are the console (the kernel normally opens /dev/console
 /// for init; if it could not, do it now that /dev is mounted).
@@ -224,8 +222,45 @@ fn console_path() -> String {
         .map_or_else(|| "/dev/console".to_owned(), |t| format!("/dev/{t}"))
 }
 
+/// The unprivileged user the console shell runs as unless the policy says
+/// `privileged = true` (in /etc/passwd of every room image).
+pub const ROOM_UID: u32 = 1000;
+
+/// The cgroup of the console shell and everything it starts, capped at `pids_max`
+/// processes and threads: an open `cgroup.procs` to join it between fork and exec.
+fn shell_cgroup(pids_max: u32) -> Result<std::fs::File> {
+    let err = |op: &'static str| {
+        move |e: std::io::Error| Error::Sys {
+            op,
+            errno: e.raw_os_error().unwrap_or(0),
+        }
+    };
+    let root = "/sys/fs/cgroup";
+    match sys::mount(
+        "mount",
+        c"cgroup2",
+        c"/sys/fs/cgroup",
+        c"cgroup2",
+        NOSUID | NODEV | NOEXEC,
+        None,
+    ) {
+        Err(e) if e.errno() != Some(libc::EBUSY) => return Err(e),
+        _ => {}
+    }
+    std::fs::write(format!("{root}/cgroup.subtree_control"), "+pids")
+        .map_err(err("enable pids"))?;
+    let dir = format!("{root}/room");
+    make_dir(&dir, 0o755).map_err(err("create the room cgroup"))?;
+    std::fs::write(format!("{dir}/pids.max"), pids_max.to_string()).map_err(err("set pids.max"))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("{dir}/cgroup.procs"))
+        .map_err(err("open cgroup.procs"))
+}
+
 /// Starts /bin/sh on the console tty as the leader of a new session with the tty
-/// as its controlling terminal (job control works). Returns its pid.
+/// as its controlling terminal (job control works), in the room's pids cgroup, as
+/// root only when the policy makes the room privileged. Returns its pid.
 pub fn spawn_shell(settings: &Settings) -> Result<libc::pid_t> {
     let tty_path = console_path();
     let tty = std::fs::OpenOptions::new()
@@ -245,20 +280,39 @@ pub fn spawn_shell(settings: &Settings) -> Result<libc::pid_t> {
         tty.try_clone().map_err(io_err)?,
         tty.try_clone().map_err(io_err)?,
     );
+    let cgroup = match settings.pids_max {
+        Some(n) => Some(shell_cgroup(n)?),
+        None => None,
+    };
+    let (uid, home) = if settings.privileged {
+        (None, "/root")
+    } else {
+        let home = "/home/room";
+        make_dir(home, 0o700).map_err(io_err)?;
+        std::os::unix::fs::chown(home, Some(ROOM_UID), Some(ROOM_UID)).map_err(io_err)?;
+        (Some(ROOM_UID), home)
+    };
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-l")
         .env_clear()
-        .env("HOME", "/root")
+        .env("HOME", home)
+        .env("USER", if uid.is_some() { "room" } else { "root" })
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         .env("TERM", "linux")
         .env("ANCHOR_ROOM", &settings.room)
-        .current_dir("/root")
+        .current_dir(home)
         .stdin(Stdio::from(tty))
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
-    // SAFETY: the closure runs between fork and exec and only makes the
-    // async-signal-safe calls setsid(2) and ioctl(2).
-    unsafe { cmd.pre_exec(sys::become_tty_session_leader) };
+    let cg_fd = cgroup.as_ref().map(AsRawFd::as_raw_fd);
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (setsid, ioctl, write, setgroups, setresgid, setresuid).
+    unsafe {
+        cmd.pre_exec(move || {
+            sys::become_tty_session_leader()?;
+            sys::confine_child(cg_fd, uid)
+        })
+    };
     let child = cmd.spawn().map_err(|e| Error::Sys {
         op: "spawn /bin/sh",
         errno: e.raw_os_error().unwrap_or(0),
@@ -341,6 +395,7 @@ pub fn run_pid1() -> ! {
             say(&format!("{e}"));
         }
     }
+    crate::umbilical::start(settings.exit);
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let uptime = cmdline::uptime_seconds(&uptime).unwrap_or("?");
     if failed == 0 {

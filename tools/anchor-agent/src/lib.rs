@@ -8,7 +8,9 @@
 //! job control, reaps orphans, and resets the VM when the shell exits.
 
 pub mod cmdline;
+pub mod console;
 pub mod echo;
 pub mod error;
 pub mod init;
 pub mod sys;
+pub mod umbilical;

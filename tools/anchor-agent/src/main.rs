@@ -7,6 +7,7 @@
 //!   (from FILE, default /proc/cmdline) and exit; for checking a command line.
 
 use anchor_agent::cmdline;
+use anchor_agent::console;
 use anchor_agent::echo;
 use anchor_agent::error::Error;
 use anchor_agent::init;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("anchor-agent: {e}");
+            console::say_fmt(format_args!("{e}"));
             ExitCode::from(2)
         }
     }
@@ -52,14 +53,14 @@ fn show_settings(path: &str) -> Result<(), Error> {
     })?;
     let (s, warnings) = cmdline::parse(&raw);
     for w in &warnings {
-        eprintln!("anchor-agent: {w}");
+        console::say_fmt(format_args!("{w}"));
     }
-    println!("room={}", s.room);
-    println!("exit={:?}", s.exit);
-    println!("shell={}", s.shell);
+    console::print_line(&format!("room={}", s.room));
+    console::print_line(&format!("exit={:?}", s.exit));
+    console::print_line(&format!("shell={}", s.shell));
     match s.vsock_echo {
-        Some(p) => println!("vsock_echo={p}"),
-        None => println!("vsock_echo=off"),
+        Some(p) => console::print_line(&format!("vsock_echo={p}")),
+        None => console::print_line("vsock_echo=off"),
     }
     Ok(())
 }

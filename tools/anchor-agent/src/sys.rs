@@ -58,6 +58,16 @@ pub fn sethostname(name: &str) -> Result<()> {
     check("sethostname", ret).map(drop)
 }
 
+/// write(2) once; how many bytes the kernel took.
+pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: the pointer/length pair describes `buf`, valid for the call.
+    let ret = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    usize::try_from(ret).map_err(|_| Error::Sys {
+        op: "write",
+        errno: errno(),
+    })
+}
+
 /// True if `fd` is an open file descriptor.
 pub fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table.
@@ -83,6 +93,52 @@ pub fn become_tty_session_leader() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Between fork and exec of the console shell: join the room's cgroup through the open
+/// `cgroup.procs` descriptor `cgroup` (writing "0" moves the writer), then, for an
+/// unprivileged shell, drop to `uid` (no supplementary groups). Only async-signal-safe
+/// system calls.
+pub fn confine_child(cgroup: Option<RawFd>, uid: Option<u32>) -> std::io::Result<()> {
+    let fail = |ret: libc::c_long| {
+        if ret < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(fd) = cgroup {
+        // SAFETY: writes one byte from a static buffer to a descriptor we own.
+        fail(unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } as libc::c_long)?;
+    }
+    if let Some(uid) = uid {
+        // SAFETY: an empty group list: the kernel reads no memory.
+        fail(unsafe { libc::setgroups(0, core::ptr::null()) }.into())?;
+        // SAFETY: plain integer arguments.
+        fail(unsafe { libc::setresgid(uid, uid, uid) }.into())?;
+        // SAFETY: plain integer arguments.
+        fail(unsafe { libc::setresuid(uid, uid, uid) }.into())?;
+    }
+    Ok(())
+}
+
+/// A connected AF_VSOCK stream socket to `cid`:`port`.
+pub fn vsock_connect(cid: u32, port: u32) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked and owned by `owned`.
+    let fd = owned("socket(AF_VSOCK)", unsafe {
+        libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: sockaddr_vm is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_vm = unsafe { core::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_port = port;
+    addr.svm_cid = cid;
+    let len = core::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: `addr` is a valid sockaddr_vm of `len` bytes for the duration of the call.
+    let ret = unsafe { libc::connect(raw, (&raw const addr).cast::<libc::sockaddr>(), len) };
+    check("connect(vsock)", ret)?;
+    Ok(fd)
 }
 
 /// Result of one waitpid(2) call.

@@ -7,10 +7,15 @@ use clap::{Parser, Subcommand};
 
 /// Anchor OS operator CLI.
 ///
-/// Exit status: 0 success, 1 a policy is invalid or unreadable, 2 usage error.
+/// Exit status: 0 success, 1 a policy is invalid or unreadable, or bay0 refused or could
+/// not be reached (the reason on stderr, one line), 2 usage error.
 #[derive(Debug, Parser)]
 #[command(name = "anchorctl", version)]
 pub struct Cli {
+    /// bay0's control socket (room and status commands).
+    #[arg(long, global = true, value_name = "PATH", env = "ANCHOR_CONTROL_SOCKET",
+          default_value = anchor_proto::control::SOCKET_PATH)]
+    pub socket: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -22,6 +27,42 @@ pub enum Command {
     /// Room policies (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Open, close, reset, list and attach to rooms (talks to bay0; root on the anchor
+    /// host).
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Every room (name, backend, state, uptime, memory, vCPUs, VMM pid) and the host's
+    /// memory.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `anchorctl room ...`
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Every room with a policy: open ones with backend, state, uptime, memory, vCPUs and
+    /// VMM pid, the others as stopped.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a room from its policy; returns once its agent reports ready (or with the
+    /// reason it could not start).
+    Start {
+        /// The room (its policy is /etc/anchor/policies/NAME.toml).
+        name: String,
+    },
+    /// Close a room: everything in it is forgotten (only its vault volume, if it has one,
+    /// is synced first).
+    Stop { name: String },
+    /// Close a room and open it again from its pristine image; returns once it is ready.
+    Reset { name: String },
+    /// Attach this terminal to a room's console. Ctrl-] detaches (the room keeps running).
+    Console { name: String },
 }
 
 /// `anchorctl policy ...`

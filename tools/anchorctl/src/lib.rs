@@ -3,3 +3,5 @@
 
 pub mod cli;
 pub mod policy_cmd;
+pub mod room_cmd;
+pub mod sys;

@@ -4,8 +4,10 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anchorctl::cli::{Cli, Command, PolicyCommand};
+use anchor_proto::control::Verb;
+use anchorctl::cli::{Cli, Command, PolicyCommand, RoomCommand};
 use anchorctl::policy_cmd::{self, Outcome};
+use anchorctl::room_cmd::{self, Failure};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -14,6 +16,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Some(result) = room_command(&cli) {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Failure::Io(msg) | Failure::Refused(msg)) => {
+                let _ = writeln!(io::stderr(), "anchorctl: {msg}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let (stdout, stderr) = (io::stdout(), io::stderr());
     let (mut out, mut err) = (stdout.lock(), stderr.lock());
     let result = match &cli.command {
@@ -23,6 +34,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Show { file, json }) => {
             policy_cmd::show(file, *json, &mut out, &mut err)
         }
+        Command::Room(_) | Command::Status { .. } => Ok(Outcome::Ok),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -35,4 +47,25 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The commands that talk to bay0; `None` for the others.
+fn room_command(cli: &Cli) -> Option<Result<(), Failure>> {
+    let socket = cli.socket.as_path();
+    let mut out = io::stdout();
+    Some(match &cli.command {
+        Command::Status { json } => room_cmd::list(socket, *json, true, &mut out),
+        Command::Room(RoomCommand::List { json }) => room_cmd::list(socket, *json, false, &mut out),
+        Command::Room(RoomCommand::Start { name }) => {
+            room_cmd::simple(socket, Verb::Start, name, &mut out)
+        }
+        Command::Room(RoomCommand::Stop { name }) => {
+            room_cmd::simple(socket, Verb::Stop, name, &mut out)
+        }
+        Command::Room(RoomCommand::Reset { name }) => {
+            room_cmd::simple(socket, Verb::Reset, name, &mut out)
+        }
+        Command::Room(RoomCommand::Console { name }) => room_cmd::console(socket, name),
+        Command::Policy(_) => return None,
+    })
 }

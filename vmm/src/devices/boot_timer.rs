@@ -49,8 +49,10 @@ impl MmioDevice for BootTimer {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if let Some(line) = self.magic(offset, data) {
-            crate::log_line!("{line}");
+        if let Some(mut line) = self.magic(offset, data) {
+            // One write(2) for the whole line (the console is shared).
+            line.push('\n');
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
     }
 }

@@ -6,5 +6,6 @@ pub mod bus;
 pub mod i8042;
 pub mod irq;
 pub mod serial;
+pub mod serial_flush;
 pub mod serial_input;
 pub mod virtio;

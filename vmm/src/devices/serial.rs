@@ -6,8 +6,11 @@
 //! listens on, e.g. bay0's logger). The sink never grows without bound:
 //! bytes are staged in a fixed 4 KiB line buffer and written out on newline
 //! or when full; a non-blocking socket that cannot take more drops bytes
-//! (counted) instead of queueing them. On `stdout` every byte is written out
-//! at once (an interactive shell's prompt has no newline).
+//! (counted) instead of queueing them. On `stdout` (a console other programs
+//! write to as well) whole lines go out as one write(2) each, so no other
+//! writer can land inside a room's line; a line that stays open (a shell
+//! prompt, typed characters being echoed) is written out by `serial_flush`
+//! shortly after it started, through the `partial` notifier.
 //!
 //! Input: with `--serial stdout` the VMM's stdin feeds the UART's receive
 //! FIFO (see `serial_input`), so a person can type into the room's console.
@@ -72,6 +75,8 @@ pub struct Sink {
     out: Out,
     buf: Vec<u8>,
     dropped: u64,
+    /// Signalled when a line starts and stays open (stdout only).
+    partial: Option<EventFd>,
 }
 
 impl fmt::Debug for Sink {
@@ -104,7 +109,21 @@ impl Sink {
             out,
             buf: Vec::with_capacity(SINK_BUF),
             dropped: 0,
+            partial: None,
         })
+    }
+
+    /// Line-buffer stdout too: `evt` is signalled whenever a line starts, so the
+    /// owner can write out a line that stays open (see `serial_flush`). Without it,
+    /// stdout output is written through byte by byte.
+    pub fn with_partial_notify(mut self, evt: EventFd) -> Self {
+        self.partial = Some(evt);
+        self
+    }
+
+    /// True when bytes of an unfinished line are waiting.
+    pub fn has_partial(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// Bytes dropped because a socket reader was too slow.
@@ -144,8 +163,14 @@ impl Write for Sink {
                 self.drain();
             }
             self.buf.push(b);
-            if b == b'\n' || matches!(self.out, Out::Stdout(_)) {
+            let stdout = matches!(self.out, Out::Stdout(_));
+            if b == b'\n' || (stdout && self.partial.is_none()) {
                 self.drain();
+            } else if self.buf.len() == 1 {
+                if let Some(evt) = &self.partial {
+                    // Best effort: a lost wake-up only delays the open line.
+                    let _ = evt.write(1);
+                }
             }
         }
         Ok(data.len())
@@ -257,10 +282,28 @@ mod tests {
     }
 
     #[test]
-    fn stdout_sink_writes_through() {
+    fn stdout_sink_without_a_notifier_writes_through() {
         let mut s = Sink::open(&SerialTarget::Stdout).unwrap();
         s.write_all(b"/ # ").unwrap();
         assert!(s.buf.is_empty(), "a prompt without newline must not wait");
+    }
+
+    #[test]
+    fn stdout_sink_with_a_notifier_holds_open_lines_and_signals_once_per_line() {
+        let evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut s = Sink::open(&SerialTarget::Stdout)
+            .unwrap()
+            .with_partial_notify(evt.try_clone().unwrap());
+        s.write_all(b"anchor-agent: room ").unwrap();
+        assert!(s.has_partial());
+        assert_eq!(evt.read().unwrap(), 1, "one signal when the line starts");
+        s.write_all(b"base ready\n").unwrap();
+        assert!(!s.has_partial(), "a whole line goes out at once");
+        assert!(evt.read().is_err(), "no signal for the rest of the line");
+        s.write_all(b"/ # ").unwrap();
+        assert_eq!(evt.read().unwrap(), 1);
+        s.flush().unwrap();
+        assert!(!s.has_partial(), "flush writes the open line");
     }
 
     #[test]

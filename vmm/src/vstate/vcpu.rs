@@ -89,6 +89,13 @@ fn configure(
     cpuid::filter(cpuid.as_mut_slice(), id, count, tsc_deadline);
     // This host's KVM accepts and ignores it; nested KVM honours it.
     fd.set_cpuid2(&cpuid).map_err(step("KVM_SET_CPUID2"))?;
+    // Run the guest's TSC at the host's rate as the host knows it *now* (0 means exactly
+    // that to KVM_SET_TSC_KHZ). KVM gives a new vcpu the rate it measured when it was
+    // initialised; a host that refined its TSC calibration after that by more than KVM's
+    // tolerance, without TSC scaling (nested under an emulated SVM: our anchor host),
+    // leaves the vcpu without a TSC multiplier, and the guest's LAPIC timer never fires.
+    // Where the rate already matches this changes nothing; a refusal leaves KVM's choice.
+    let _ = fd.set_tsc_khz(0);
     let msrs = regs::boot_msrs_fam().map_err(|_| VcpuError::Kvm {
         step: "building MSR list",
         source: kvm_ioctls::Error::new(libc::EINVAL),
@@ -146,10 +153,10 @@ static UNMAPPED_LOGS: AtomicU64 = AtomicU64::new(0);
 fn log_unmapped(kind: &str, addr: u64, len: usize) {
     let n = UNMAPPED_LOGS.fetch_add(1, Ordering::Relaxed);
     if n < 8 || n.is_power_of_two() {
-        crate::log_line!(
-            "anchor-vmm: guest {kind} of {len} bytes at unmapped {addr:#x} ignored ({} so far)",
+        crate::log::say(format_args!(
+            "guest {kind} of {len} bytes at unmapped {addr:#x} ignored ({} so far)",
             n + 1
-        );
+        ));
     }
 }
 

@@ -148,9 +148,9 @@ impl Vsock {
         self.last_refusal = Some(why);
         let n = self.refused;
         if n <= 8 || n.is_power_of_two() {
-            crate::log_line!(
-                "anchor-vmm: vsock: host connection to guest port {port} closed: {why} ({n} so far)"
-            );
+            crate::log::say(format_args!(
+                "vsock: host connection to guest port {port} closed: {why} ({n} so far)"
+            ));
         }
     }
 

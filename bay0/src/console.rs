@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! bay0's own console: one room (rendered by anchor-text's `console::Renderer`, so no room
+//! can paint or answer back) or the operator shell at a time; Ctrl-] leaves a room.
+
+use crate::rooms::Rooms;
+use crate::sys;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// epoll token of bay0's console input (fd 0).
+pub const TOKEN_INPUT: u64 = 4;
+/// epoll token of the operator shell's pty.
+pub const TOKEN_SHELL: u64 = 7;
+
+/// Where bay0's own console (keyboard and screen) is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// Nobody: keys are dropped.
+    None,
+    /// The operator shell (`bay0.shell=1`).
+    Shell,
+    /// A room, rendered.
+    Room(usize),
+}
+
+/// bay0's console: one room or the operator shell at a time; Ctrl-] leaves a room.
+#[derive(Debug)]
+pub struct SystemConsole {
+    pub focus: Focus,
+    shell_wanted: bool,
+    shell: Option<(OwnedFd, i32)>,
+    /// Bytes dropped because the console could not take them.
+    pub dropped: u64,
+}
+
+impl SystemConsole {
+    /// Takes over bay0's stdin/stdout when they are a terminal (raw, non-blocking input
+    /// watched by the loop); `shell` asks for the operator shell.
+    pub fn new(ep: &OwnedFd, shell: bool) -> SystemConsole {
+        let mut c = SystemConsole {
+            focus: Focus::None,
+            shell_wanted: false,
+            shell: None,
+            dropped: 0,
+        };
+        let tty = matches!(sys::console_passthrough(libc::STDIN_FILENO), Ok(true));
+        if tty
+            && sys::set_nonblocking(libc::STDIN_FILENO).is_ok()
+            && sys::set_nonblocking(libc::STDOUT_FILENO).is_ok()
+            && sys::epoll_add(ep, libc::STDIN_FILENO, TOKEN_INPUT).is_ok()
+        {
+            c.shell_wanted = shell;
+            c.spawn_shell(ep);
+        } else if shell {
+            crate::log_warn!("no terminal on bay0's console: no operator shell");
+        }
+        c
+    }
+
+    fn spawn_shell(&mut self, ep: &OwnedFd) {
+        if !self.shell_wanted {
+            return;
+        }
+        let started = sys::open_pty().and_then(|(pty, slave)| {
+            let cs = |s: &str| {
+                CString::new(s).map_err(|_| sys::Error {
+                    op: "shell argument",
+                    errno: libc::EINVAL,
+                })
+            };
+            let argv = [cs("/bin/sh")?];
+            let envp = [
+                cs("HOME=/root")?,
+                cs("PATH=/usr/bin:/bin:/usr/sbin:/sbin")?,
+                cs("TERM=linux")?,
+                cs("PS1=anchor# ")?,
+            ];
+            let fd = slave.as_raw_fd();
+            let pid = sys::spawn(&sys::Spawn {
+                argv: &argv,
+                envp: &envp,
+                stdio: [fd, fd, fd],
+                clone_flags: 0,
+                ctty: true,
+            })?;
+            sys::epoll_add(ep, pty.as_raw_fd(), TOKEN_SHELL)?;
+            Ok((pty, pid))
+        });
+        match started {
+            Ok(shell) => {
+                crate::log_info!(
+                    "operator shell started (pid {}); Ctrl-] leaves a room for it",
+                    shell.1
+                );
+                self.shell = Some(shell);
+                if self.focus == Focus::None {
+                    self.focus = Focus::Shell;
+                }
+            }
+            Err(e) => {
+                crate::log_error!("operator shell: {e}; no shell");
+                self.shell_wanted = false;
+            }
+        }
+    }
+
+    /// Writes to bay0's console without ever blocking (what does not fit is dropped).
+    pub fn put(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        match sys::write("console", libc::STDOUT_FILENO, bytes) {
+            Ok(n) if n == bytes.len() => {}
+            Ok(n) => self.dropped = self.dropped.saturating_add((bytes.len() - n) as u64),
+            Err(_) => self.dropped = self.dropped.saturating_add(bytes.len() as u64),
+        }
+        crate::logger::console_line_open(bytes.last() != Some(&b'\n'));
+    }
+
+    /// Gives the console to room `slot`, showing what it printed lately.
+    pub fn focus_room(&mut self, slot: usize, rooms: &Rooms) {
+        let Some(r) = rooms.get(slot) else { return };
+        self.focus = Focus::Room(slot);
+        crate::log_notice!("console: room {} (Ctrl-] leaves it)", r.name.as_str());
+        let back = r.scroll.contents();
+        self.put(&back);
+    }
+
+    /// Room output: shown when the room has the console.
+    pub fn show(&mut self, slot: usize, bytes: &[u8]) {
+        if self.focus == Focus::Room(slot) {
+            self.put(bytes);
+        }
+    }
+
+    /// Keys typed on bay0's console.
+    pub fn on_input(&mut self, rooms: &mut Rooms, now_ms: u64) {
+        let mut buf = [0u8; 256];
+        let Ok(n @ 1..) = sys::read("read console", libc::STDIN_FILENO, &mut buf) else {
+            return;
+        };
+        let keys = buf.get(..n).unwrap_or_default();
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let (chunk, detach) = match rest
+                .iter()
+                .position(|&b| b == anchor_proto::control::DETACH_KEY)
+            {
+                Some(i) if self.focus != Focus::Shell => (rest.get(..i).unwrap_or_default(), true),
+                _ => (rest, false),
+            };
+            self.forward(chunk, rooms, now_ms);
+            rest = rest
+                .get(chunk.len() + usize::from(detach)..)
+                .unwrap_or_default();
+            if detach {
+                self.leave_room(rooms);
+            }
+        }
+    }
+
+    fn forward(&mut self, keys: &[u8], rooms: &mut Rooms, now_ms: u64) {
+        let fd = match self.focus {
+            Focus::Shell => self.shell.as_ref().map(|(pty, _)| pty.as_raw_fd()),
+            Focus::Room(slot) => rooms.get_mut(slot).map(|r| {
+                r.last_input_ms = now_ms;
+                r.pty.as_raw_fd()
+            }),
+            Focus::None => None,
+        };
+        if let (Some(fd), false) = (fd, keys.is_empty()) {
+            let _ = sys::write("console input", fd, keys);
+        }
+    }
+
+    /// Ctrl-] in a room: to the operator shell, or else to the next open room.
+    fn leave_room(&mut self, rooms: &Rooms) {
+        if self.shell.is_some() {
+            self.focus = Focus::Shell;
+            self.put(b"\r\n");
+            crate::log_notice!("console: operator shell (rooms keep running; `anchorctl room console NAME` returns)");
+            return;
+        }
+        let from = match self.focus {
+            Focus::Room(s) => s + 1,
+            _ => 0,
+        };
+        let n = rooms.slots.len();
+        if let Some(next) = (0..n)
+            .map(|i| (from + i) % n)
+            .find(|&s| rooms.get(s).is_some())
+        {
+            self.focus_room(next, rooms);
+        }
+    }
+
+    /// The operator shell printed something.
+    pub fn on_shell(&mut self) {
+        let mut buf = [0u8; 4096];
+        let Some((pty, _)) = &self.shell else { return };
+        if let Ok(n @ 1..) = sys::read("read shell", pty.as_raw_fd(), &mut buf) {
+            if self.focus == Focus::Shell {
+                self.put(buf.get(..n).unwrap_or_default());
+            }
+        }
+    }
+
+    /// A child ended: the shell is started again; a room that had the console gives it
+    /// back.
+    pub fn ended(&mut self, ep: &OwnedFd, pid: i32, room_slot: Option<usize>) {
+        if self.shell.as_ref().is_some_and(|(_, p)| *p == pid) {
+            self.shell = None;
+            self.spawn_shell(ep);
+        }
+        if let Some(slot) = room_slot {
+            if self.focus == Focus::Room(slot) {
+                self.focus = if self.shell.is_some() {
+                    Focus::Shell
+                } else {
+                    Focus::None
+                };
+                self.put(b"\r\n");
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! bay0's control socket: `/run/anchor/control.sock`, mode 0600, root peers only
+//! (SO_PEERCRED), served by the event loop without ever blocking it. One request line
+//! per connection (anchor-proto's `control` module and docs/CONTROL-PROTOCOL.md): at most
+//! 127 bytes, within 5 s of connecting, at most 16 connections at once (more are told
+//! `err busy` and closed). `start`, `stop` and `reset` answer when the room is ready or
+//! gone; `console` turns the connection into the room's console.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use anchor_proto::control::{self, Verb, MAX_CLIENTS, REQUEST_MAX, REQUEST_TIMEOUT_MS};
+
+use crate::error::Result;
+use crate::logger::Line;
+use crate::rooms::{Notice, Rooms};
+use crate::sys;
+use core::fmt::Write as _;
+
+/// epoll token of the listening socket.
+pub const TOKEN_LISTEN: u64 = 5;
+/// First epoll token of the client connections.
+pub const TOKEN_BASE: u64 = 200;
+/// How long `start`/`reset` wait for the room's agent to report ready.
+pub const READY_TIMEOUT_MS: u64 = 180_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Request,
+    Wait { slot: usize, verb: Verb },
+    Console(usize),
+}
+
+#[derive(Debug)]
+struct Client {
+    fd: UnixStream,
+    buf: [u8; REQUEST_MAX],
+    len: usize,
+    deadline_ms: u64,
+    mode: Mode,
+}
+
+/// The listener and its clients.
+#[derive(Debug)]
+pub struct Control {
+    listener: UnixListener,
+    clients: Vec<Option<Client>>,
+}
+
+/// `say!(stream, "format", args...)`: one formatted line to a client.
+macro_rules! say {
+    ($fd:expr, $($arg:tt)*) => {
+        send_line($fd, format_args!($($arg)*))
+    };
+}
+
+/// Sends one formatted line (best effort: a client that does not read loses it).
+fn send_line(mut fd: &UnixStream, args: core::fmt::Arguments<'_>) {
+    let mut line = Line::default();
+    let _ = line.write_fmt(args);
+    let _ = line.write_char('\n');
+    let _ = fd.write(line.as_bytes());
+}
+
+fn io_err(op: &'static str) -> impl Fn(std::io::Error) -> crate::error::Error {
+    move |e| crate::error::Error::Sys {
+        op,
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+impl Control {
+    /// Listens at `path` (mode 0600; its directory is root's alone anyway).
+    pub fn open(ep: &OwnedFd, path: &str) -> Result<Control> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).map_err(io_err("bind the control socket"))?;
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(path, mode).map_err(io_err("chmod the control socket"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("control socket"))?;
+        sys::epoll_add(ep, listener.as_raw_fd(), TOKEN_LISTEN)?;
+        Ok(Control {
+            listener,
+            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
+        })
+    }
+
+    /// Accepts waiting connections.
+    pub fn accept(&mut self, ep: &OwnedFd, now_ms: u64) {
+        while let Ok((fd, _)) = self.listener.accept() {
+            if fd.set_nonblocking(true).is_err() {
+                continue;
+            }
+            match sys::peer_uid(fd.as_raw_fd()) {
+                Ok(0) => {}
+                _ => {
+                    say!(&fd, "err permission denied: only root may control rooms");
+                    continue;
+                }
+            }
+            let Some(i) = self.clients.iter().position(Option::is_none) else {
+                say!(
+                    &fd,
+                    "err busy: too many control connections ({MAX_CLIENTS})"
+                );
+                continue;
+            };
+            if sys::epoll_add(ep, fd.as_raw_fd(), TOKEN_BASE + i as u64).is_err() {
+                continue;
+            }
+            if let Some(slot) = self.clients.get_mut(i) {
+                *slot = Some(Client {
+                    fd,
+                    buf: [0; REQUEST_MAX],
+                    len: 0,
+                    deadline_ms: now_ms.saturating_add(REQUEST_TIMEOUT_MS),
+                    mode: Mode::Request,
+                });
+            }
+        }
+    }
+
+    /// A client connection is readable.
+    pub fn on_token(&mut self, ep: &OwnedFd, tok: u64, rooms: &mut Rooms, now_ms: u64) {
+        let i = usize::try_from(tok.saturating_sub(TOKEN_BASE)).unwrap_or(usize::MAX);
+        let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let keep = match c.mode {
+            Mode::Request => read_request(c, ep, rooms, now_ms),
+            Mode::Wait { .. } => {
+                // Nothing is expected; EOF means the client gave up waiting.
+                let mut b = [0u8; 64];
+                matches!(
+                    sys::read("read control", c.fd.as_raw_fd(), &mut b),
+                    Ok(1..) | Err(_)
+                )
+            }
+            Mode::Console(slot) => console_input(c, slot, rooms, now_ms),
+        };
+        if !keep {
+            self.close(i);
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(slot) = self.clients.get_mut(i) {
+            // Closing the descriptor also takes it out of the epoll set.
+            *slot = None;
+        }
+    }
+
+    /// Room output for the clients attached to `slot`'s console.
+    pub fn show(&mut self, slot: usize, bytes: &[u8]) {
+        for c in self.clients.iter().flatten() {
+            if c.mode == Mode::Console(slot) {
+                // A viewer that cannot keep up loses output, never stalls bay0.
+                let _ = (&c.fd).write(bytes);
+            }
+        }
+    }
+
+    /// Tells waiting clients what happened to a room.
+    pub fn notify(&mut self, notice: &Notice, rooms: &Rooms) {
+        for i in 0..self.clients.len() {
+            let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !answer(c, notice, rooms) {
+                self.close(i);
+            }
+        }
+    }
+
+    /// Once a second: clients that took too long.
+    pub fn tick(&mut self, now_ms: u64) {
+        for i in 0..self.clients.len() {
+            let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+                continue;
+            };
+            if now_ms < c.deadline_ms {
+                continue;
+            }
+            match c.mode {
+                Mode::Request => say!(&c.fd, "err timeout: no request line within 5 s"),
+                Mode::Wait { .. } => say!(
+                    &c.fd,
+                    "err the room's agent did not report ready within 180 s"
+                ),
+                Mode::Console(_) => continue,
+            }
+            self.close(i);
+        }
+    }
+}
+
+/// Handles a notice for one client; false when the client is done.
+fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
+    match *notice {
+        Notice::Ready { slot, ms } => match c.mode {
+            Mode::Wait { slot: s, verb } if s == slot && verb != Verb::Stop => {
+                let name = rooms.get(slot).map_or("?", |r| r.name.as_str());
+                let (secs, centis) = (ms / 1000, (ms % 1000) / 10);
+                say!(&c.fd, "ok room {name} ready in {secs}.{centis:02} s");
+                false
+            }
+            _ => true,
+        },
+        Notice::Ended {
+            slot,
+            name,
+            status,
+            ref why,
+            new_slot,
+        } => {
+            let n = name.as_str();
+            match (c.mode, new_slot) {
+                (
+                    Mode::Wait {
+                        slot: s,
+                        verb: Verb::Stop,
+                    },
+                    _,
+                ) if s == slot => {
+                    say!(&c.fd, "ok room {n} stopped");
+                    false
+                }
+                (
+                    Mode::Wait {
+                        slot: s,
+                        verb: Verb::Reset,
+                    },
+                    Some(ns),
+                ) if s == slot => {
+                    c.mode = Mode::Wait {
+                        slot: ns,
+                        verb: Verb::Reset,
+                    };
+                    true
+                }
+                (Mode::Wait { slot: s, .. }, _) if s == slot => {
+                    let what = crate::room::describe_exit(status.exit_code());
+                    let sep = if why.as_str().is_empty() { "" } else { ": " };
+                    say!(
+                        &c.fd,
+                        "err room {n}: ended before it was ready ({status}: {what}){sep}{}",
+                        why.as_str()
+                    );
+                    false
+                }
+                (Mode::Console(s), ns) if s == slot => {
+                    say!(&c.fd, "\r\nbay0: room {n} ended ({status})\r");
+                    match ns {
+                        Some(ns) => {
+                            c.mode = Mode::Console(ns);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                _ => true,
+            }
+        }
+    }
+}
+
+/// Reads the request line; false when the connection is done.
+fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) -> bool {
+    let space = c.buf.get_mut(c.len..).unwrap_or_default();
+    match (&c.fd).read(space) {
+        Ok(0) => return false,
+        Ok(n) => c.len = c.len.saturating_add(n).min(REQUEST_MAX),
+        Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+    let filled = c.buf.get(..c.len).unwrap_or_default();
+    let Some(end) = filled.iter().position(|&b| b == b'\n') else {
+        if c.len >= REQUEST_MAX {
+            say!(&c.fd, "err {}", control::RequestError::TooLong);
+            return false;
+        }
+        return true;
+    };
+    let mut line = [0u8; REQUEST_MAX];
+    let len = end.min(REQUEST_MAX);
+    if let (Some(dst), Some(src)) = (line.get_mut(..len), filled.get(..len)) {
+        dst.copy_from_slice(src);
+    }
+    let req = match control::parse_request(line.get(..len).unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => {
+            say!(&c.fd, "err {e}");
+            return false;
+        }
+    };
+    let name = req.room;
+    let running = rooms.find(name);
+    match (req.verb, running) {
+        (Verb::List, _) => {
+            list(&c.fd, rooms, now_ms);
+            say!(&c.fd, "ok");
+            false
+        }
+        (Verb::Start, _) => {
+            let mut detail = Line::default();
+            match rooms.start(ep, name, now_ms, &mut detail) {
+                Ok(slot) => {
+                    c.mode = Mode::Wait {
+                        slot,
+                        verb: Verb::Start,
+                    };
+                    c.deadline_ms = now_ms.saturating_add(READY_TIMEOUT_MS);
+                    true
+                }
+                Err(e) => {
+                    let sep = if detail.as_str().is_empty() { "" } else { ": " };
+                    say!(&c.fd, "err room {name}: {e}{sep}{}", detail.as_str());
+                    false
+                }
+            }
+        }
+        (_, None) => {
+            say!(&c.fd, "err room {name}: not running");
+            false
+        }
+        (Verb::Stop | Verb::Reset, Some(slot)) => {
+            let reset = req.verb == Verb::Reset;
+            rooms.stop(slot, reset, now_ms);
+            c.mode = Mode::Wait {
+                slot,
+                verb: req.verb,
+            };
+            c.deadline_ms = now_ms.saturating_add(READY_TIMEOUT_MS);
+            true
+        }
+        (Verb::Console, Some(slot)) => {
+            say!(&c.fd, "ok attached to room {name} (Ctrl-] detaches)");
+            if let Some(r) = rooms.get_mut(slot) {
+                let _ = (&c.fd).write(&r.scroll.contents());
+                r.last_input_ms = now_ms;
+            }
+            c.mode = Mode::Console(slot);
+            true
+        }
+    }
+}
+
+/// Keyboard input from an attached client goes to the room's console.
+fn console_input(c: &mut Client, slot: usize, rooms: &mut Rooms, now_ms: u64) -> bool {
+    let mut buf = [0u8; 1024];
+    let n = match (&c.fd).read(&mut buf) {
+        Ok(0) => return false,
+        Ok(n) => n,
+        Err(e) => return e.kind() == std::io::ErrorKind::WouldBlock,
+    };
+    if let Some(r) = rooms.get_mut(slot) {
+        r.last_input_ms = now_ms;
+        let _ = sys::write(
+            "write room console",
+            r.pty.as_raw_fd(),
+            buf.get(..n).unwrap_or_default(),
+        );
+    }
+    true
+}
+
+/// `room ...` records for open rooms and the rooms that have a policy, then `host ...`.
+fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
+    for r in rooms.slots.iter().flatten() {
+        let up = now_ms.saturating_sub(r.started_ms) / 1000;
+        say!(
+            fd,
+            "room name={} backend=microvm state={} uptime_s={up} memory_mib={} vcpus={} pid={}",
+            r.name.as_str(),
+            r.phase.as_str(),
+            r.memory_mib,
+            r.vcpus,
+            r.pid
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&rooms.layout.policies)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    for file in &names {
+        let Some(name) = file.strip_suffix(".toml") else {
+            continue;
+        };
+        if anchor_proto::name::is_valid(name) && rooms.find(name).is_none() {
+            say!(fd, "room name={name} state=stopped");
+        }
+    }
+    let total = crate::rooms::mem_total_mib();
+    let reserved = crate::rooms::reserve_mib(total);
+    let used = rooms.used_mib();
+    say!(
+        fd,
+        "host memory_mib={total} reserved_mib={reserved} rooms_mib={used} free_mib={}",
+        total.saturating_sub(reserved).saturating_sub(used)
+    );
+}

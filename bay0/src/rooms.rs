@@ -1,0 +1,575 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The room table and each room's life. Start: policy, admission (memory), a pty for its
+//! console, a pipe for its VMM's messages, its run directory and umbilical socket, then
+//! `anchor-jail` as PID 1 of a new PID namespace. While it runs: console output (rendered,
+//! see `console`), the VMM's stderr lines (logged under the room's name), the umbilical
+//! (the agent's `ready`), lifetime limits. Stop: a room with nothing to save is killed at
+//! once; one with a vault volume is asked to power off first and killed after
+//! [`STOP_GRACE_MS`]. When its VMM ends, everything of the room goes: run directory,
+//! cgroup, descriptors.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use anchor_proto::umbilical::{self, Decoder, Kind};
+
+use crate::config::RoomName;
+use crate::error::{Error, Result};
+use crate::logger::Line;
+use crate::room::{self, Layout, Plan};
+use crate::supervisor::WaitStatus;
+use crate::sys;
+use anchor_text::console::{Renderer, Scrollback};
+
+/// Most rooms open at once.
+pub const MAX_ROOMS: usize = 8;
+/// How long a room asked to power off gets before its VMM is killed.
+pub const STOP_GRACE_MS: u64 = 3_000;
+/// Memory kept for the host (bay0, the kernel, page cache): the larger of this and 1/8.
+pub const RESERVE_MIN_MIB: u64 = 192;
+/// How long before a lifetime limit the room is warned.
+const WARN_LEAD_MS: u64 = 60_000;
+/// First epoll token of the room descriptors (4 per slot: console, stderr, umbilical
+/// listener, umbilical connection).
+pub const TOKEN_BASE: u64 = 300;
+
+/// Where a room is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// VMM started; the agent has not reported ready yet.
+    Booting,
+    Ready,
+    Stopping,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Booting => "booting",
+            Phase::Ready => "running",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+/// One open room.
+#[derive(Debug)]
+pub struct Room {
+    pub name: RoomName,
+    pub pid: i32,
+    pub phase: Phase,
+    pub started_ms: u64,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    charged_mib: u64,
+    /// Open again once it has ended (reset).
+    pub restart: bool,
+    kill_at_ms: u64,
+    max_at_ms: Option<u64>,
+    idle_ms: Option<u64>,
+    pub last_input_ms: u64,
+    warned: bool,
+    has_volume: bool,
+    pub pty: OwnedFd,
+    pub render: Renderer,
+    pub scroll: Scrollback,
+    err: OwnedFd,
+    err_line: Line,
+    pub last_err: Line,
+    umb_listen: UnixListener,
+    umb: Option<UnixStream>,
+    dec: Box<Decoder>,
+}
+
+/// Something control clients waiting on a room want to hear (short-lived, on the stack).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Notice {
+    /// The room's agent is up, `ms` after its VMM started.
+    Ready { slot: usize, ms: u64 },
+    /// The room ended (and, being reset, opened again in `new_slot`).
+    Ended {
+        slot: usize,
+        name: RoomName,
+        status: WaitStatus,
+        why: Line,
+        new_slot: Option<usize>,
+    },
+}
+
+/// Memory kept for the host out of `total_mib`.
+pub fn reserve_mib(total_mib: u64) -> u64 {
+    RESERVE_MIN_MIB.max(total_mib / 8)
+}
+
+/// Admission: does a room needing `need_mib` fit next to rooms using `used_mib`?
+pub fn admit(total_mib: u64, used_mib: u64, need_mib: u64) -> Result<()> {
+    let free = total_mib
+        .saturating_sub(reserve_mib(total_mib))
+        .saturating_sub(used_mib);
+    if need_mib <= free {
+        return Ok(());
+    }
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Err(Error::Memory {
+        need_mib: clamp(need_mib),
+        free_mib: clamp(free),
+    })
+}
+
+/// MemTotal from /proc/meminfo, in MiB.
+pub fn mem_total_mib() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// The room table.
+#[derive(Debug)]
+pub struct Rooms {
+    pub slots: Vec<Option<Room>>,
+    pub layout: Layout,
+    pub kvm: bool,
+    /// Rooms whose cgroup could not be removed yet (processes still exiting).
+    stale_cgroups: Vec<RoomName>,
+}
+
+fn token(slot: usize, kind: u64) -> u64 {
+    TOKEN_BASE + (slot as u64) * 4 + kind
+}
+
+/// Gives `path` to the room's uid with `mode`.
+fn hand_over(path: &std::path::Path, uid: u32, mode: u32) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).map_err(io("chown"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("chmod"))
+}
+
+fn io(op: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::Sys {
+        op,
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+impl Rooms {
+    pub fn new(layout: Layout, kvm: bool) -> Rooms {
+        Rooms {
+            slots: (0..MAX_ROOMS).map(|_| None).collect(),
+            layout,
+            kvm,
+            stale_cgroups: Vec::new(),
+        }
+    }
+
+    /// The slot of the open room called `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| r.name.as_str() == name))
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&Room> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Room> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    /// Memory charged by the open rooms (MiB).
+    pub fn used_mib(&self) -> u64 {
+        self.slots.iter().flatten().map(|r| r.charged_mib).sum()
+    }
+
+    /// Opens room `name`; its slot. On failure `detail` may hold more about why.
+    pub fn start(
+        &mut self,
+        ep: &OwnedFd,
+        name: &str,
+        now_ms: u64,
+        detail: &mut Line,
+    ) -> Result<usize> {
+        if self.find(name).is_some() {
+            return Err(Error::Room("already running"));
+        }
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(Error::Room("too many rooms open (8)"))?;
+        let resolved = crate::policy::load_room(&self.layout.policies, name, detail)?;
+        let plan = room::plan(&self.layout, &resolved, self.kvm, slot)?;
+        admit(mem_total_mib(), self.used_mib(), plan.charged_mib)?;
+        for what in room::not_granted(&resolved) {
+            crate::log_warn!("room {name}: not granted: {what}");
+        }
+        let room_name = RoomName::parse(name).map_err(|_| Error::Room("invalid room name"))?;
+        let room = self.launch(ep, slot, room_name, &plan, now_ms)?;
+        crate::log_notice!(
+            "room {name} opened: {} MiB, {} vCPU(s), jailed as uid {} (pid {})",
+            plan.memory_mib,
+            plan.vcpus,
+            plan.uid,
+            room.pid
+        );
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(room);
+        }
+        Ok(slot)
+    }
+
+    fn launch(
+        &mut self,
+        ep: &OwnedFd,
+        slot: usize,
+        name: RoomName,
+        plan: &Plan,
+        now_ms: u64,
+    ) -> Result<Room> {
+        // A leftover directory of an earlier run is removed first (nothing in it is kept).
+        let _ = std::fs::remove_dir_all(&plan.run_dir);
+        std::fs::create_dir_all(&plan.run_dir).map_err(io("create the room's run directory"))?;
+        hand_over(&plan.run_dir, plan.uid, 0o700)?;
+        let umb_path = plan.run_dir.join(format!("vsock_{}", umbilical::PORT));
+        let umb_listen = UnixListener::bind(&umb_path).map_err(io("bind the umbilical"))?;
+        umb_listen.set_nonblocking(true).map_err(io("umbilical"))?;
+        hand_over(&umb_path, plan.uid, 0o600)?;
+        let (pty, slave) = sys::open_pty()?;
+        let (err, err_w) = sys::pipe()?;
+        let pid = sys::spawn(&sys::Spawn {
+            argv: &plan.argv,
+            envp: &[],
+            stdio: [slave.as_raw_fd(), slave.as_raw_fd(), err_w.as_raw_fd()],
+            clone_flags: libc::CLONE_NEWPID,
+            ctty: false,
+        })?;
+        drop((slave, err_w));
+        for (fd, kind) in [
+            (pty.as_raw_fd(), 0),
+            (err.as_raw_fd(), 1),
+            (umb_listen.as_raw_fd(), 2),
+        ] {
+            sys::epoll_add(ep, fd, token(slot, kind))?;
+        }
+        let at = |s: Option<u64>| s.map(|s| now_ms.saturating_add(s.saturating_mul(1000)));
+        Ok(Room {
+            name,
+            pid,
+            phase: Phase::Booting,
+            started_ms: now_ms,
+            memory_mib: plan.memory_mib,
+            vcpus: plan.vcpus,
+            charged_mib: plan.charged_mib,
+            restart: false,
+            kill_at_ms: 0,
+            max_at_ms: at(plan.max_s),
+            idle_ms: plan.idle_s.map(|s| s.saturating_mul(1000)),
+            last_input_ms: now_ms,
+            warned: false,
+            has_volume: plan.has_volume,
+            pty,
+            render: Renderer::new(name.as_str()),
+            scroll: Scrollback::default(),
+            err,
+            err_line: Line::default(),
+            last_err: Line::default(),
+            umb_listen,
+            umb: None,
+            dec: Box::default(),
+        })
+    }
+
+    /// Closes the room in `slot` (and opens it again once it has ended, if `restart`).
+    pub fn stop(&mut self, slot: usize, restart: bool, now_ms: u64) {
+        let Some(r) = self.get_mut(slot) else { return };
+        r.restart |= restart;
+        if r.phase == Phase::Stopping {
+            return;
+        }
+        r.phase = Phase::Stopping;
+        r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
+        if r.has_volume {
+            if let Some(mut umb) = r.umb.as_ref() {
+                let mut frame = [0u8; umbilical::HEADER];
+                if umbilical::encode(Kind::PowerOff, &[], &mut frame).is_ok()
+                    && umb.write(&frame).is_ok()
+                {
+                    crate::log_info!("room {}: asked to power off", r.name.as_str());
+                    return;
+                }
+            }
+        }
+        kill(r);
+    }
+
+    /// Kills every room's VMM (shutdown: rooms have nothing to save but their volume,
+    /// which the kernel's sync at power-off covers for what reached the host).
+    pub fn kill_all(&mut self) {
+        for r in self.slots.iter_mut().flatten() {
+            r.phase = Phase::Stopping;
+            kill(r);
+        }
+    }
+
+    /// Handles readiness of a room descriptor; returns rendered console output, if any.
+    pub fn on_token(
+        &mut self,
+        ep: &OwnedFd,
+        tok: u64,
+        notices: &mut Vec<Notice>,
+        out: &mut Vec<u8>,
+    ) {
+        let rel = tok.saturating_sub(TOKEN_BASE);
+        let slot = usize::try_from(rel / 4).unwrap_or(usize::MAX);
+        let Some(r) = self.get_mut(slot) else { return };
+        match rel % 4 {
+            0 => read_console(r, out),
+            1 => read_stderr(r),
+            2 => accept_umbilical(r, slot, ep),
+            _ => {
+                if read_umbilical(r) {
+                    notices.push(Notice::Ready {
+                        slot,
+                        ms: sys::monotonic_ms().saturating_sub(r.started_ms),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A child ended: if it was a room's VMM, clean the room up (and restart it when it
+    /// was being reset). Returns what waiting clients should hear.
+    pub fn ended(&mut self, ep: &OwnedFd, pid: i32, status: i32, now_ms: u64) -> Option<Notice> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|r| r.pid == pid))?;
+        let mut r = self.slots.get_mut(slot)?.take()?;
+        read_stderr(&mut r);
+        let status = WaitStatus(status);
+        let name = r.name;
+        // A room bay0 closed ended as asked; otherwise its VMM's last line says why.
+        let (what, why) = if r.phase == Phase::Stopping {
+            ("closed", Line::default())
+        } else {
+            (room::describe_exit(status.exit_code()), r.last_err.clone())
+        };
+        let sep = if why.as_str().is_empty() { "" } else { ": " };
+        crate::log_notice!(
+            "room {} (pid {pid}) {status}: {what}{sep}{}",
+            name.as_str(),
+            why.as_str()
+        );
+        let restart = r.restart;
+        drop(r);
+        self.clean(name);
+        let mut new_slot = None;
+        if restart {
+            let mut detail = Line::default();
+            match self.start(ep, name.as_str(), now_ms, &mut detail) {
+                Ok(s) => new_slot = Some(s),
+                Err(e) => {
+                    crate::log_error!("room {}: reopening: {e} {}", name.as_str(), detail.as_str())
+                }
+            }
+        }
+        Some(Notice::Ended {
+            slot,
+            name,
+            status,
+            why,
+            new_slot,
+        })
+    }
+
+    /// Removes what a room left on the host: its run directory and its cgroup.
+    fn clean(&mut self, name: RoomName) {
+        let dir = self.layout.run.join(name.as_str());
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                crate::log_warn!("room {}: removing {}: {e}", name.as_str(), dir.display());
+            }
+        }
+        if !crate::cgroup::remove(name.as_str()) {
+            self.stale_cgroups.push(name);
+        }
+    }
+
+    /// Once a second: lifetime limits, stop deadlines, leftover cgroups.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.stale_cgroups
+            .retain(|n| !crate::cgroup::remove(n.as_str()));
+        for slot in 0..MAX_ROOMS {
+            let Some(r) = self.get_mut(slot) else {
+                continue;
+            };
+            if r.phase == Phase::Stopping {
+                if now_ms >= r.kill_at_ms {
+                    kill(r);
+                    r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
+                }
+                continue;
+            }
+            let idle_at = r.idle_ms.map(|i| r.last_input_ms.saturating_add(i));
+            let due = [
+                (r.max_at_ms, "its lifetime is over"),
+                (idle_at, "it was idle too long"),
+            ];
+            let Some((at, why)) = due
+                .into_iter()
+                .filter_map(|(at, why)| at.map(|at| (at, why)))
+                .min_by_key(|(at, _)| *at)
+            else {
+                continue;
+            };
+            if now_ms >= at {
+                crate::log_notice!("room {}: closing: {why}", r.name.as_str());
+                self.stop(slot, false, now_ms);
+            } else if !r.warned && now_ms.saturating_add(WARN_LEAD_MS) >= at {
+                r.warned = true;
+                let secs = (at - now_ms).div_ceil(1000);
+                let mut text = Line::default();
+                let _ = core::fmt::Write::write_fmt(
+                    &mut text,
+                    format_args!("bay0: this room closes in {secs} s: {why}"),
+                );
+                crate::log_notice!("room {}: closes in {secs} s: {why}", r.name.as_str());
+                send_notice(r, text.as_bytes());
+            }
+        }
+    }
+}
+
+fn kill(r: &Room) {
+    if let Err(e) = sys::kill(r.pid, libc::SIGKILL) {
+        crate::log_warn!("room {}: SIGKILL: {e}", r.name.as_str());
+    }
+}
+
+fn send_notice(r: &Room, text: &[u8]) {
+    let Some(mut umb) = r.umb.as_ref() else {
+        return;
+    };
+    let mut frame = [0u8; umbilical::HEADER + umbilical::NOTICE_MAX];
+    let text = text
+        .get(..umbilical::NOTICE_MAX.min(text.len()))
+        .unwrap_or_default();
+    if let Ok(n) = umbilical::encode(Kind::Notice, text, &mut frame) {
+        let _ = umb.write(frame.get(..n).unwrap_or_default());
+    }
+}
+
+fn read_console(r: &mut Room, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    // EIO after the VMM is gone, EAGAIN when drained: nothing to show either way.
+    if let Ok(n) = sys::read("read room console", r.pty.as_raw_fd(), &mut buf) {
+        let start = out.len();
+        r.render.render(buf.get(..n).unwrap_or_default(), out);
+        r.scroll.push(out.get(start..).unwrap_or_default());
+    }
+}
+
+/// Logs the VMM's (and jail's) stderr lines under the room's name; keeps the last one.
+fn read_stderr(r: &mut Room) {
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = sys::read("read room stderr", r.err.as_raw_fd(), &mut buf) {
+        for &b in buf.get(..n).unwrap_or_default() {
+            if b == b'\n' {
+                crate::log_info!("room {}: {}", r.name.as_str(), r.err_line.as_str());
+                r.last_err.clear();
+                let _ = core::fmt::Write::write_str(&mut r.last_err, r.err_line.as_str());
+                r.err_line.clear();
+            } else if (0x20..0x7f).contains(&b) {
+                let _ = core::fmt::Write::write_char(&mut r.err_line, char::from(b));
+            }
+        }
+    }
+}
+
+fn accept_umbilical(r: &mut Room, slot: usize, ep: &OwnedFd) {
+    while let Ok((conn, _)) = r.umb_listen.accept() {
+        // One agent per boot: the first connection is the agent (it connects before any
+        // other program of the room runs); later ones are refused.
+        if r.umb.is_none()
+            && conn.set_nonblocking(true).is_ok()
+            && sys::epoll_add(ep, conn.as_raw_fd(), token(slot, 3)).is_ok()
+        {
+            r.umb = Some(conn);
+        }
+    }
+}
+
+/// Reads umbilical frames; true when the agent reported ready.
+fn read_umbilical(r: &mut Room) -> bool {
+    let Some(mut umb) = r.umb.as_ref() else {
+        return false;
+    };
+    let mut ready = false;
+    let mut payload = [0u8; umbilical::PAYLOAD_MAX];
+    loop {
+        let space = r.dec.space();
+        let n = match umb.read(space) {
+            Ok(n @ 1..) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Ok(0) | Err(_) => {
+                r.umb = None;
+                break;
+            }
+        };
+        r.dec.filled(n);
+        loop {
+            match r.dec.next_frame(&mut payload) {
+                Ok(Some((Kind::Ready, _))) if r.phase == Phase::Booting => {
+                    r.phase = Phase::Ready;
+                    ready = true;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    crate::log_warn!("room {}: {e}; umbilical closed", r.name.as_str());
+                    r.umb = None;
+                    return ready;
+                }
+            }
+        }
+        if r.umb.is_none() {
+            break;
+        }
+    }
+    ready
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_keeps_the_host_reserve_and_counts_running_rooms() {
+        assert_eq!(reserve_mib(1024), 192);
+        assert_eq!(reserve_mib(8192), 1024);
+        assert!(admit(3072, 0, 2112).is_ok());
+        assert_eq!(
+            admit(3072, 2112, 2112),
+            Err(Error::Memory {
+                need_mib: 2112,
+                free_mib: 3072 - 384 - 2112
+            })
+        );
+        assert!(admit(1024, 0, 2112).is_err());
+        assert!(admit(0, 0, 1).is_err());
+        let msg = admit(1024, 0, 2112).unwrap_err().to_string();
+        assert!(
+            msg.contains("needs 2112 MiB") && msg.contains("832 MiB are left"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn meminfo_is_read() {
+        assert!(mem_total_mib() > 0);
+    }
+}

@@ -1,0 +1,576 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! bay0's room lifecycle and control socket, for real, on this machine: bay0 in hosted
+//! mode with `--layout` pointing at a scratch directory whose `anchor-jail` is the real
+//! jail and whose `anchor-vmm` is `anchor-jail-probe`, which stands in for a room (it
+//! reports ready on the umbilical and echoes its console) since this machine cannot boot
+//! a Linux guest under KVM. Everything else is the product path: policies, admission,
+//! the jail (cgroup v1 here), ptys, the umbilical, cleanup.
+//!
+//! Needs root, and the workspace's binaries built (`make unit` builds them).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BAY0: &str = env!("CARGO_BIN_EXE_bay0");
+
+/// A workspace binary next to this test's directory (target/<profile>/NAME).
+fn sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`; make unit does)",
+        path.display()
+    );
+    path
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root (namespaces, cgroups)");
+}
+
+const POLICY: &str = "image = \"base\"\nbackend = \"microvm\"\n[resources]\nvcpus = 1\n";
+
+struct Bay0 {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    dir: PathBuf,
+    /// Prefix of this test's room names.
+    name: String,
+}
+
+impl Bay0 {
+    fn start(name: &str) -> Bay0 {
+        require_root();
+        // Not under /tmp or /run: hosted bay0 mounts its own over those.
+        let dir = PathBuf::from(format!("/var/tmp/bay0-rooms-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = dir.join("layout");
+        std::fs::create_dir_all(layout.join("images")).unwrap();
+        std::fs::create_dir_all(layout.join("policies")).unwrap();
+        std::fs::copy(sibling("anchor-jail"), layout.join("anchor-jail")).unwrap();
+        std::fs::copy(sibling("anchor-jail-probe"), layout.join("anchor-vmm")).unwrap();
+        std::fs::write(layout.join("vmlinux"), b"kernel").unwrap();
+        std::fs::write(layout.join("images/base.squashfs"), b"image").unwrap();
+        // Room names are unique per test: cgroups are the host's, shared by the tests
+        // running at the same time.
+        for (room, extra) in [
+            ("a", "memory = \"128MiB\"\n"),
+            ("b", "memory = \"128MiB\"\n"),
+            ("huge", "memory = \"900GiB\"\n"),
+            ("short", "memory = \"128MiB\"\n[lifetime]\nmax = \"1m\"\n"),
+        ] {
+            let room = if name == "probe" {
+                format!("probe-{}", if room == "a" { "a" } else { "other" })
+            } else {
+                format!("{name}-{room}")
+            };
+            let text = format!("name = \"{room}\"\n{POLICY}{extra}");
+            std::fs::write(layout.join(format!("policies/{room}.toml")), text).unwrap();
+        }
+        let mut child = Command::new(BAY0)
+            .arg("--hosted")
+            .arg(dir.join("state"))
+            .arg("--layout")
+            .arg(&layout)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let b = Bay0 {
+            child,
+            log,
+            dir,
+            name: name.to_string(),
+        };
+        b.wait_log("bay0: ready", Duration::from_secs(20));
+        b
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} within {timeout:?}; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("state/run/anchor/control.sock")
+    }
+
+    fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(self.socket()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s
+    }
+
+    /// One request; every reply line.
+    fn ask(&self, request: &str) -> Vec<String> {
+        let mut s = self.connect();
+        s.write_all(format!("{request}\n").as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// The final line of a request.
+    fn answer(&self, request: &str) -> String {
+        self.ask(request).last().cloned().unwrap_or_default()
+    }
+
+    /// The host pid of a running room's VMM.
+    fn pid_of(&self, room: &str) -> i32 {
+        let line = self
+            .ask("list")
+            .into_iter()
+            .find(|l| l.starts_with(&format!("room name={room} ")))
+            .unwrap();
+        let pid = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("pid="))
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_string();
+        // `list` shows the pid as bay0's namespace sees it: find the host pid.
+        let inner = self.inner_pid();
+        let children =
+            std::fs::read_to_string(format!("/proc/{inner}/task/{inner}/children")).unwrap();
+        for host in children.split_whitespace() {
+            let status =
+                std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+            let ns = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .unwrap_or("");
+            if ns.split_whitespace().nth(1) == Some(pid.as_str()) {
+                return host.parse().unwrap();
+            }
+        }
+        panic!("no child of bay0 ({inner}: {children:?}) has pid {pid} in its namespace");
+    }
+
+    /// Host pid of the namespace's PID 1 (bay0 itself).
+    fn inner_pid(&self) -> i32 {
+        let outer = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children")).unwrap();
+        children.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// What a room could leave behind: bay0's descriptors, its children, its mounts, the
+    /// rooms' cgroups and run directories.
+    fn footprint(&self) -> (usize, String, usize, Vec<String>, Vec<String>) {
+        let pid = self.inner_pid();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap()
+            .lines()
+            .count();
+        let mut cgroups = Vec::new();
+        for c in ["memory", "pids", "cpu"] {
+            if let Ok(d) = std::fs::read_dir(format!("/sys/fs/cgroup/{c}/anchor")) {
+                for e in d.flatten().filter(|e| e.path().is_dir()) {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with(&format!("{}-", self.name)) {
+                        cgroups.push(format!("{c}/{n}"));
+                    }
+                }
+            }
+        }
+        let rundirs = std::fs::read_dir(self.dir.join("state/run/anchor/rooms"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (fds, children.trim().to_string(), mounts, cgroups, rundirs)
+    }
+}
+
+impl Drop for Bay0 {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("===== bay0 log =====\n{}", self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_hundred_start_stop_cycles_leave_nothing_behind() {
+    let b = Bay0::start("cycles");
+    // Once first, so lazily created directories (rooms/, the cgroup parents) exist.
+    assert!(
+        b.answer("start cycles-a")
+            .starts_with("ok room cycles-a ready in"),
+        "{}",
+        b.log()
+    );
+    assert_eq!(b.answer("stop cycles-a"), "ok room cycles-a stopped");
+    let before = b.footprint();
+    assert_eq!(
+        before.1, "",
+        "bay0 has children before the cycles: {before:?}"
+    );
+    for i in 0..100 {
+        let started = b.answer("start cycles-a");
+        assert!(
+            started.starts_with("ok room cycles-a ready in"),
+            "cycle {i}: {started}"
+        );
+        assert_eq!(
+            b.answer("stop cycles-a"),
+            "ok room cycles-a stopped",
+            "cycle {i}"
+        );
+    }
+    // The last VMM is reaped before `stop` answers; cgroups may take a tick longer.
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut after = b.footprint();
+    while after != before && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        after = b.footprint();
+    }
+    assert_eq!(
+        before, after,
+        "(fds, children, mounts, cgroups, run dirs) before vs after"
+    );
+}
+
+#[test]
+fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
+    let b = Bay0::start("two");
+    assert!(b.answer("start two-a").starts_with("ok room two-a ready"));
+    assert!(b.answer("start two-b").starts_with("ok room two-b ready"));
+    let list = b.ask("list");
+    for room in ["two-a", "two-b"] {
+        let line = list
+            .iter()
+            .find(|l| l.starts_with(&format!("room name={room} ")))
+            .unwrap();
+        for field in [
+            "backend=microvm",
+            "state=running",
+            "memory_mib=128",
+            "vcpus=1",
+        ] {
+            assert!(line.contains(field), "{line}");
+        }
+    }
+    assert!(
+        list.iter().any(|l| l.starts_with("host memory_mib=")),
+        "{list:?}"
+    );
+    assert_eq!(list.last().unwrap(), "ok");
+    // Each room runs under its own uid, in its own cgroup.
+    let (a, c) = (b.pid_of("two-a"), b.pid_of("two-b"));
+    let uid = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(uid(a), uid(c), "pids {a} {c}");
+    assert!(
+        !uid(a).contains("\t0\t"),
+        "a room's VMM runs as root: {}",
+        uid(a)
+    );
+    // A VMM that dies is noticed, logged with its reason, and its room cleaned up.
+    // SAFETY: kill has no memory arguments.
+    assert_eq!(unsafe { libc::kill(a, libc::SIGKILL) }, 0);
+    let ended = b.wait_log("room two-a (pid", Duration::from_secs(10));
+    assert!(ended.contains("killed by signal 9"), "{ended}");
+    let list = b.ask("list");
+    assert!(
+        list.iter().any(|l| l == "room name=two-a state=stopped"),
+        "{list:?}"
+    );
+    assert!(list
+        .iter()
+        .any(|l| l.starts_with("room name=two-b ") && l.contains("state=running")));
+    let (_, _, _, cgroups, rundirs) = b.footprint();
+    assert!(
+        !cgroups.iter().any(|c| c.ends_with("/two-a")),
+        "{cgroups:?}"
+    );
+    assert_eq!(rundirs, ["two-b"]);
+    assert_eq!(b.answer("stop two-b"), "ok room two-b stopped");
+}
+
+#[test]
+fn errors_name_the_room_and_the_reason() {
+    let b = Bay0::start("errors");
+    let e = b.answer("start nosuch");
+    assert!(
+        e.starts_with("err room nosuch: policy: ") && e.contains("nosuch.toml"),
+        "{e}"
+    );
+    let e = b.answer("start errors-huge");
+    assert!(
+        e.starts_with("err room errors-huge: not enough memory: the room needs 921664 MiB"),
+        "{e}"
+    );
+    assert!(b.answer("start errors-a").starts_with("ok"));
+    assert_eq!(
+        b.answer("start errors-a"),
+        "err room errors-a: already running"
+    );
+    assert_eq!(b.answer("stop errors-b"), "err room errors-b: not running");
+    assert_eq!(
+        b.answer("console errors-b"),
+        "err room errors-b: not running"
+    );
+    assert_eq!(
+        b.answer("start ../etc"),
+        "err invalid room name (1-32 of a-z 0-9 -)"
+    );
+    assert!(b.answer("frobnicate").starts_with("err unknown request"));
+}
+
+#[test]
+fn a_console_client_sees_the_room_and_types_into_it() {
+    let b = Bay0::start("console");
+    assert!(b.answer("start console-a").starts_with("ok"));
+    let mut s = b.connect();
+    s.write_all(b"console console-a\n").unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut typed = false;
+    while !got.contains("console-a| typed-\x41\x42") {
+        assert!(Instant::now() < end, "no echo; got {got:?}");
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "console closed; got {got:?}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if !typed && got.contains("console-a| fake room: ready") {
+            // The stand-in room echoes its input: it comes back rendered, prefixed.
+            s.write_all(b"typed-\x41\x42\x1b]0;title\x07\r\n").unwrap();
+            typed = true;
+        }
+    }
+    assert!(
+        got.starts_with("ok attached to room console-a (Ctrl-] detaches)\n"),
+        "{got:?}"
+    );
+    assert!(!got.contains("title") && !got.contains('\x1b'), "{got:?}");
+    // Stopping the room ends the attachment with a line from bay0.
+    assert_eq!(b.answer("stop console-a"), "ok room console-a stopped");
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("bay0: room console-a ended"), "{rest:?}");
+}
+
+#[test]
+fn hostile_control_clients_never_stall_bay0() {
+    let b = Bay0::start("hostile");
+    // Garbage and oversized lines get one `err` line each and are closed.
+    for (req, want) in [
+        (
+            &b"\xff\xfe garbage\n"[..],
+            "err request is not printable ASCII",
+        ),
+        (b"\n", "err empty request"),
+        (b"start\n", "err this request needs a room name"),
+    ] {
+        let mut s = b.connect();
+        s.write_all(req).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert_eq!(text.trim_end(), want);
+    }
+    let mut s = b.connect();
+    // A huge "length": bay0 stops reading at 128 bytes and says why.
+    let _ = s.write_all(&vec![b'a'; 100_000]);
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert_eq!(
+        text.trim_end(),
+        "err request line too long (at most 127 bytes)"
+    );
+    // Slowloris and a flood: 1000 connections that never finish their line. bay0 keeps 16
+    // (dropped after 5 s), tells the rest it is busy, and keeps serving.
+    let lim = libc::rlimit {
+        rlim_cur: 4096,
+        rlim_max: 4096,
+    };
+    // SAFETY: `lim` is a valid rlimit.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let t0 = Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..1000 {
+        let mut s = b.connect();
+        let _ = s.write_all(b"li");
+        flood.push(s);
+    }
+    let mut busy = 0;
+    for s in &mut flood {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        match text.trim_end() {
+            "err busy: too many control connections (16)" => busy += 1,
+            "err timeout: no request line within 5 s" => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(busy >= 1000 - 16, "{busy} busy answers");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    drop(flood);
+    assert_eq!(b.ask("list").last().unwrap(), "ok");
+    // A peer that is not root is refused even when it can reach the socket.
+    let run = b.dir.join("state/run/anchor");
+    let perm = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    perm(&b.dir, 0o755);
+    for p in [b.dir.join("state"), b.dir.join("state/run"), run.clone()] {
+        perm(&p, 0o755);
+    }
+    perm(&b.socket(), 0o666);
+    let out = Command::new("socat")
+        .args([
+            "-t",
+            "2",
+            "-",
+            &format!("UNIX-CONNECT:{}", b.socket().display()),
+        ])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .expect("socat (scripts/setup.sh installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "err permission denied: only root may control rooms"
+    );
+}
+
+#[test]
+fn a_compromised_vmm_started_by_bay0_reaches_nothing_outside_its_room() {
+    let b = Bay0::start("probe");
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name("anchor-probe-target").unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
+    assert!(
+        b.answer("start probe-other").starts_with("ok"),
+        "{}",
+        b.log()
+    );
+    assert!(b.answer("start probe-a").starts_with("ok"), "{}", b.log());
+    let mut s = b.connect();
+    s.write_all(b"console probe-a\n").unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(60);
+    while !got.contains("BLOCKED done:") && !got.contains("ESCAPED done:") {
+        assert!(
+            Instant::now() < end,
+            "the probe did not finish; console:\n{got}"
+        );
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "console closed:\n{got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!got.contains("ESCAPED"), "{got}");
+    for name in [
+        "other-room-socket",
+        "host-socket",
+        "host-abstract-socket",
+        "host-loopback-tcp",
+        "proc-of-others",
+        "mount-proc",
+        "mount-cgroup",
+        "write-image",
+        "write-root",
+        "ptrace-outside",
+        "signal-outside",
+        "setuid-root",
+        "mknod-mem",
+        "chroot",
+        "capabilities",
+        "memory-over-cgroup",
+    ] {
+        assert!(
+            got.contains(&format!("probe-a| BLOCKED {name}: ")),
+            "{name}:\n{got}"
+        );
+    }
+    // The room survived its own misbehaviour, and so did bay0 and the other room.
+    assert!(b
+        .ask("list")
+        .iter()
+        .any(|l| l.starts_with("room name=probe-other ") && l.contains("state=running")));
+}
+
+#[test]
+fn a_room_past_its_lifetime_is_warned_then_closed() {
+    let b = Bay0::start("lifetime");
+    assert!(b
+        .answer("start lifetime-short")
+        .starts_with("ok room lifetime-short ready"));
+    let warned = b.wait_log("room lifetime-short: closes in", Duration::from_secs(10));
+    assert!(warned.contains("its lifetime is over"), "{warned}");
+    let closed = b.wait_log(
+        "room lifetime-short: closing: its lifetime is over",
+        Duration::from_secs(90),
+    );
+    assert!(!closed.is_empty());
+    b.wait_log("room lifetime-short (pid", Duration::from_secs(10));
+    assert!(b
+        .ask("list")
+        .iter()
+        .any(|l| l == "room name=lifetime-short state=stopped"));
+}
+
+use std::os::unix::process::CommandExt;

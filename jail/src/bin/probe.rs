@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! `anchor-jail-probe`: a test program that plays a compromised VMM. Started through the
+//! jail exactly like anchor-vmm, it tries what a VMM taken over by its guest would try
+//! and prints one line per attempt: `BLOCKED name: how` or `ESCAPED name: what worked`.
+//! The tests fail on any ESCAPED (jail/tests, bay0/tests/jail.rs, tests/system).
+//!
+//! usage: anchor-jail-probe [--other-socket PATH] [--host-socket PATH] [--image PATH]
+//!        [--outside-pid PID] [--tcp PORT] [--abstract NAME] [--memory-bytes N]
+//!
+//! Started with anchor-vmm's arguments (it sees `--kernel`, e.g. by bay0 in hosted-mode
+//! tests, where no Linux guest can boot), it stands in for a room: it prints a console
+//! line, reports ready on the umbilical (/run/vsock_1024), prints every notice bay0
+//! sends, echoes its console input, and powers off when bay0 asks. When the room's name
+//! (`anchor.room=` in `--cmdline`) starts with `probe`, it first makes its attempts on
+//! its console, against the host paths bay0 uses (/run/anchor/...), a host abstract
+//! socket named `anchor-probe-target`, other pids, its image, and memory past its
+//! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB).
+
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use anchor_jail::sys;
+
+fn report(name: &str, escaped: bool, how: &str) {
+    let line = format!(
+        "{} {name}: {how}\n",
+        if escaped { "ESCAPED" } else { "BLOCKED" }
+    );
+    let _ = std::io::stdout().write_all(line.as_bytes());
+}
+
+fn expect_err<T, E: std::fmt::Display>(name: &str, r: Result<T, E>, what: &str) {
+    match r {
+        Ok(_) => report(name, true, what),
+        Err(e) => report(name, false, &e.to_string()),
+    }
+}
+
+fn arg(args: &[String], flag: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).cloned()
+}
+
+/// Touches `bytes` of fresh memory in a child; the cgroup should kill it.
+fn exceed_memory(bytes: u64) {
+    match sys::fork() {
+        Ok(0) => {
+            let mut hold: Vec<Vec<u8>> = Vec::new();
+            let mut total = 0u64;
+            while total < bytes {
+                hold.push(vec![0x5a; 1 << 20]);
+                total += 1 << 20;
+            }
+            std::process::exit(if hold.len() > 1 { 0 } else { 3 });
+        }
+        Ok(child) => {
+            let code = sys::wait_exit_code(child);
+            let mib = bytes >> 20;
+            if code == 0 {
+                report("memory-over-cgroup", true, &format!("touched {mib} MiB"));
+            } else {
+                let how = format!("killed while touching {mib} MiB (exit code {code})");
+                report("memory-over-cgroup", false, &how);
+            }
+        }
+        Err(e) => report("memory-over-cgroup", false, &format!("cannot fork: {e}")),
+    }
+}
+
+/// Stands in for a room (see the module documentation).
+fn fake_room(args: &[String]) {
+    use std::io::Read;
+    let say = |s: &str| {
+        let _ = std::io::stdout().write_all(format!("{s}\r\n").as_bytes());
+    };
+    say("fake room: booting");
+    let umb = UnixStream::connect("/run/vsock_1024");
+    let Ok(mut umb) = umb else {
+        say("fake room: no umbilical");
+        std::process::exit(3);
+    };
+    let _ = umb.write_all(&[1, 0, 0, 0]);
+    say("fake room: ready");
+    let cmdline = arg(args, "--cmdline").unwrap_or_default();
+    let room = cmdline
+        .split(' ')
+        .find_map(|w| w.strip_prefix("anchor.room="))
+        .unwrap_or("");
+    if room.starts_with("probe") {
+        let mib: u64 = arg(args, "--mem-mib")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let targets: Vec<String> = [
+            "--other-socket",
+            "/run/anchor/rooms/probe-other/vsock_1024",
+            "--host-socket",
+            "/run/anchor/control.sock",
+            "--abstract",
+            "anchor-probe-target",
+            "--tcp",
+            "22",
+            "--image",
+            "/images/room.squashfs",
+            "--outside-pid",
+            "2",
+            "--memory-bytes",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([((mib + 64 + 64) << 20).to_string()])
+        .collect();
+        attempts(&targets);
+    }
+    std::thread::spawn(|| {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while let Ok(n @ 1..) = stdin.read(&mut buf) {
+            let _ = std::io::stdout().write_all(buf.get(..n).unwrap_or_default());
+        }
+    });
+    let mut head = [0u8; 4];
+    while umb.read_exact(&mut head).is_ok() {
+        let len = usize::from(u16::from_le_bytes([head[2], head[3]]));
+        let mut body = vec![0u8; len];
+        if umb.read_exact(&mut body).is_err() {
+            break;
+        }
+        match head[0] {
+            2 => {
+                say("fake room: powering off");
+                std::process::exit(0);
+            }
+            3 => say(&format!(
+                "fake room: notice: {}",
+                String::from_utf8_lossy(&body)
+            )),
+            _ => {}
+        }
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--kernel") {
+        fake_room(&args);
+    } else {
+        attempts(&args);
+    }
+}
+
+/// Makes every attempt the arguments allow, one line each.
+fn attempts(args: &[String]) {
+    let args = args.to_vec();
+    for (name, flag) in [
+        ("other-room-socket", "--other-socket"),
+        ("host-socket", "--host-socket"),
+    ] {
+        if let Some(p) = arg(&args, flag) {
+            expect_err(name, UnixStream::connect(&p), &format!("connected to {p}"));
+        }
+    }
+    if let Some(name) = arg(&args, "--abstract") {
+        use std::os::linux::net::SocketAddrExt;
+        let r = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| UnixStream::connect_addr(&a));
+        expect_err(
+            "host-abstract-socket",
+            r,
+            "connected to a host abstract socket",
+        );
+    }
+    if let Some(port) = arg(&args, "--tcp") {
+        let r = std::net::TcpStream::connect(format!("127.0.0.1:{port}"));
+        expect_err("host-loopback-tcp", r, "reached the host's loopback");
+    }
+    expect_err(
+        "proc-of-others",
+        std::fs::read_to_string("/proc/1/environ"),
+        "read /proc/1/environ",
+    );
+    expect_err(
+        "mount-proc",
+        sys::mount(
+            "mount",
+            Some(Path::new("proc")),
+            Path::new("/run"),
+            Some(c"proc"),
+            0,
+            None,
+        ),
+        "mounted /proc",
+    );
+    expect_err(
+        "mount-tmpfs",
+        sys::mount(
+            "mount",
+            Some(Path::new("t")),
+            Path::new("/run"),
+            Some(c"tmpfs"),
+            0,
+            None,
+        ),
+        "mounted a tmpfs",
+    );
+    expect_err(
+        "mount-cgroup",
+        sys::mount(
+            "mount",
+            Some(Path::new("c")),
+            Path::new("/run"),
+            Some(c"cgroup2"),
+            0,
+            None,
+        ),
+        "mounted the cgroup file system (could raise its own limits)",
+    );
+    if let Some(image) = arg(&args, "--image") {
+        expect_err(
+            "write-image",
+            std::fs::OpenOptions::new().write(true).open(&image),
+            "opened the room image for writing",
+        );
+    }
+    expect_err(
+        "write-root",
+        std::fs::File::create("/evil"),
+        "created a file in the jail's root",
+    );
+    if let Some(pid) = arg(&args, "--outside-pid").and_then(|p| p.parse().ok()) {
+        expect_err(
+            "ptrace-outside",
+            sys::ptrace_attach(pid),
+            "attached to an outside process",
+        );
+        expect_err(
+            "signal-outside",
+            sys::kill(pid, 0),
+            "can signal an outside process",
+        );
+    }
+    expect_err("setuid-root", sys::setresuid(0), "became root");
+    expect_err(
+        "mknod-mem",
+        sys::mknod_char(Path::new("/run/mem"), 0o600, 1, 1),
+        "created /dev/mem",
+    );
+    expect_err("chroot", sys::chroot(Path::new("/run")), "called chroot");
+    match sys::capabilities_held() {
+        Ok(false) => report("capabilities", false, "none held"),
+        Ok(true) => report("capabilities", true, "holds capabilities"),
+        Err(e) => report("capabilities", true, &format!("cannot tell: {e}")),
+    }
+    if let Some(bytes) = arg(&args, "--memory-bytes").and_then(|b| b.parse().ok()) {
+        exceed_memory(bytes);
+    }
+    report("done", false, "all attempts made");
+}

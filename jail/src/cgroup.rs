@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The room's cgroup: `anchor/<room>` with a memory cap, a pids cap and a CPU weight.
+//!
+//! cgroup v2 when /sys/fs/cgroup is a cgroup2 mount offering the memory, pids and cpu
+//! controllers (the anchor host: bay0 mounts it); otherwise cgroup v1 when the memory,
+//! pids and cpu hierarchies are mounted under /sys/fs/cgroup (some development hosts,
+//! whose cgroup2 hierarchy offers none of them); otherwise the room is refused: a room is
+//! never started without its limits. bay0 removes the directories when the room ends
+//! (bay0/src/cgroup.rs knows the same paths).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Where cgroup file systems are mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
+/// The parent of every room's cgroup.
+pub const GROUP: &str = "anchor";
+const CGROUP2_SUPER_MAGIC: libc::c_long = 0x6367_7270;
+const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// A room's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// memory.max / memory.limit_in_bytes.
+    pub memory_bytes: u64,
+    /// pids.max.
+    pub pids: u64,
+    /// cpu.weight (1..=10000, 100 is the default share); cpu.shares on v1.
+    pub cpu_weight: u32,
+}
+
+/// Which cgroup interface this machine offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// The unified hierarchy at this root.
+    V2(PathBuf),
+    /// One hierarchy per controller: memory, pids, cpu.
+    V1([PathBuf; 3]),
+}
+
+fn path_err(op: &'static str, path: &Path, e: &std::io::Error) -> Error {
+    Error::Path {
+        op,
+        path: path.display().to_string(),
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| path_err("write", path, &e))
+}
+
+fn mkdir(path: &Path) -> Result<()> {
+    match std::fs::create_dir(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(path_err("create cgroup", path, &e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// cgroup v1 cpu.shares for a v2 weight (100 <-> 1024).
+pub fn shares_for_weight(weight: u32) -> u64 {
+    (u64::from(weight) * 1024 / 100).clamp(2, 262_144)
+}
+
+impl Hierarchy {
+    /// The interface at [`ROOT`].
+    pub fn detect() -> Result<Hierarchy> {
+        let root = Path::new(ROOT);
+        let v2 = crate::sys::fs_type(root).is_ok_and(|t| t == CGROUP2_SUPER_MAGIC);
+        Hierarchy::detect_at(root, v2)
+    }
+
+    /// The interface at `root`, which is (`v2`) or is not a cgroup2 mount.
+    pub fn detect_at(root: &Path, v2: bool) -> Result<Hierarchy> {
+        if v2 {
+            let offered = std::fs::read_to_string(root.join("cgroup.controllers"))
+                .map_err(|e| path_err("read", &root.join("cgroup.controllers"), &e))?;
+            let has = |c: &str| offered.split_whitespace().any(|o| o == c);
+            if CONTROLLERS.iter().all(|c| has(c)) {
+                return Ok(Hierarchy::V2(root.to_path_buf()));
+            }
+        }
+        let v1 = CONTROLLERS.map(|c| root.join(c));
+        let mounted = ["memory.limit_in_bytes", "cgroup.procs", "cpu.shares"];
+        if v1
+            .iter()
+            .zip(mounted)
+            .all(|(dir, file)| dir.join(file).exists())
+        {
+            return Ok(Hierarchy::V1(v1));
+        }
+        Err(Error::Unsupported(
+            "no usable cgroups: need cgroup v2 with the memory, pids and cpu controllers at \
+             /sys/fs/cgroup, or cgroup v1 memory, pids and cpu hierarchies under it",
+        ))
+    }
+
+    /// "v2" or "v1", with the controllers used.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Hierarchy::V2(_) => "v2 (memory, pids, cpu)",
+            Hierarchy::V1(_) => "v1 (memory, pids, cpu hierarchies)",
+        }
+    }
+
+    /// The room's cgroup directories.
+    pub fn dirs(&self, room: &str) -> Vec<PathBuf> {
+        match self {
+            Hierarchy::V2(root) => vec![root.join(GROUP).join(room)],
+            Hierarchy::V1(dirs) => dirs.iter().map(|d| d.join(GROUP).join(room)).collect(),
+        }
+    }
+
+    /// Creates the room's cgroup with `limits` and moves this process into it.
+    pub fn enter(&self, room: &str, limits: &Limits) -> Result<()> {
+        for dir in self.dirs(room) {
+            // A leftover directory of an earlier run of this room: empty ones go.
+            if dir.exists() && std::fs::remove_dir(&dir).is_err() {
+                return Err(Error::Unsupported(
+                    "the room's cgroup from its previous run still holds processes",
+                ));
+            }
+        }
+        match self {
+            Hierarchy::V2(root) => {
+                let enable = "+memory +pids +cpu";
+                write_file(&root.join("cgroup.subtree_control"), enable)?;
+                let parent = root.join(GROUP);
+                mkdir(&parent)?;
+                write_file(&parent.join("cgroup.subtree_control"), enable)?;
+                let dir = parent.join(room);
+                mkdir(&dir)?;
+                write_file(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+                // Optional knobs: absent without swap, or on older kernels.
+                let _ = write_file(&dir.join("memory.swap.max"), "0");
+                let _ = write_file(&dir.join("memory.oom.group"), "1");
+                write_file(&dir.join("pids.max"), &limits.pids.to_string())?;
+                write_file(&dir.join("cpu.weight"), &limits.cpu_weight.to_string())?;
+                write_file(&dir.join("cgroup.procs"), "0")
+            }
+            Hierarchy::V1([memory, pids, cpu]) => {
+                let make = |ctrl: &PathBuf| -> Result<PathBuf> {
+                    mkdir(&ctrl.join(GROUP))?;
+                    let dir = ctrl.join(GROUP).join(room);
+                    mkdir(&dir)?;
+                    Ok(dir)
+                };
+                let (m, p, c) = (make(memory)?, make(pids)?, make(cpu)?);
+                let bytes = limits.memory_bytes.to_string();
+                write_file(&m.join("memory.limit_in_bytes"), &bytes)?;
+                // Memory+swap, where swap accounting exists.
+                let _ = write_file(&m.join("memory.memsw.limit_in_bytes"), &bytes);
+                write_file(&p.join("pids.max"), &limits.pids.to_string())?;
+                let shares = shares_for_weight(limits.cpu_weight);
+                write_file(&c.join("cpu.shares"), &shares.to_string())?;
+                for d in [m, p, c] {
+                    write_file(&d.join("cgroup.procs"), "0")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_map_to_shares() {
+        assert_eq!(shares_for_weight(100), 1024);
+        assert_eq!(shares_for_weight(200), 2048);
+        assert_eq!(shares_for_weight(1), 10);
+        assert_eq!(shares_for_weight(10_000), 102_400);
+    }
+
+    #[test]
+    fn detection_prefers_a_complete_v2_then_v1_then_refuses() {
+        let dir = std::env::temp_dir().join(format!("jail-cg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Hierarchy::detect_at(&dir, true).unwrap(),
+            Hierarchy::V2(dir.clone())
+        );
+        std::fs::write(dir.join("cgroup.controllers"), "hugetlb\n").unwrap();
+        assert!(Hierarchy::detect_at(&dir, true).is_err());
+        for (c, f) in [
+            ("memory", "memory.limit_in_bytes"),
+            ("pids", "cgroup.procs"),
+            ("cpu", "cpu.shares"),
+        ] {
+            std::fs::create_dir_all(dir.join(c)).unwrap();
+            std::fs::write(dir.join(c).join(f), "").unwrap();
+        }
+        let v1 = Hierarchy::detect_at(&dir, true).unwrap();
+        assert!(matches!(v1, Hierarchy::V1(_)));
+        assert_eq!(v1.dirs("web")[1], dir.join("pids/anchor/web"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

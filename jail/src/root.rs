@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The jail's root file system: a small tmpfs holding only what the program needs
+//! (read-only binds of the listed files, the listed device nodes, and the room's run
+//! directory as /run), pivoted into, with the host's tree detached and the tmpfs made
+//! read-only. Built inside the jail's private mount namespace: the host sees none of it.
+
+use std::path::{Path, PathBuf};
+
+use crate::args::Config;
+use crate::error::{Error, Result};
+use crate::sys;
+
+const RO_BIND: libc::c_ulong =
+    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+
+fn io_err(op: &'static str, path: &Path, e: &std::io::Error) -> Error {
+    Error::Path {
+        op,
+        path: path.display().to_string(),
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+fn mkdir_all(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| io_err("mkdir", path, &e))
+}
+
+/// `new_root` joined with an absolute jail path.
+fn inside(new_root: &Path, jail: &Path) -> PathBuf {
+    new_root.join(jail.strip_prefix("/").unwrap_or(jail))
+}
+
+/// Builds the root under the room's run directory and pivots into it.
+pub fn build_and_enter(cfg: &Config) -> Result<()> {
+    let slash = Path::new("/");
+    // Nothing mounted here propagates to the host, and nothing of the host's reaches us.
+    sys::mount(
+        "make the mount tree private",
+        None,
+        slash,
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
+    let new_root = cfg.run_dir.join(".root");
+    mkdir_all(&new_root)?;
+    sys::mount(
+        "mount the jail's tmpfs",
+        Some(Path::new("tmpfs")),
+        &new_root,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID,
+        Some(c"mode=0755,size=1m,nr_inodes=512"),
+    )?;
+    for bind in &cfg.binds {
+        let target = inside(&new_root, &bind.jail);
+        if let Some(parent) = target.parent() {
+            mkdir_all(parent)?;
+        }
+        let meta = std::fs::metadata(&bind.host).map_err(|e| io_err("stat", &bind.host, &e))?;
+        if meta.is_dir() {
+            mkdir_all(&target)?;
+        } else {
+            std::fs::File::create(&target).map_err(|e| io_err("create", &target, &e))?;
+        }
+        sys::mount("bind", Some(&bind.host), &target, None, libc::MS_BIND, None)?;
+        sys::mount("make read-only", None, &target, None, RO_BIND, None)?;
+    }
+    let dev = new_root.join("dev");
+    mkdir_all(&dev)?;
+    for d in &cfg.devs {
+        let (name, major, minor, mode) = d.node();
+        let node = dev.join(name);
+        sys::mknod_char(&node, mode, major, minor)?;
+        sys::chmod(&node, mode)?;
+        sys::chown(&node, cfg.uid, cfg.gid)?;
+    }
+    let run = new_root.join("run");
+    mkdir_all(&run)?;
+    sys::mount("bind", Some(&cfg.run_dir), &run, None, libc::MS_BIND, None)?;
+    let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount("restrict /run", None, &run, None, rw, None)?;
+    // Enter: the new root becomes /, the old one is stacked on top and detached. The
+    // initramfs root (rootfs) cannot be pivoted away from (EINVAL): there the new root is
+    // moved over / and made the process root instead; the rootfs underneath stays
+    // unreachable, since reaching it would take an unmount, i.e. CAP_SYS_ADMIN, which the
+    // program never has.
+    sys::chdir(&new_root)?;
+    match sys::pivot_root_here() {
+        Ok(()) => sys::umount(Path::new("."), libc::MNT_DETACH)?,
+        Err(Error::Sys { errno, .. }) if errno == libc::EINVAL => {
+            sys::mount(
+                "move the jail root over /",
+                Some(Path::new(".")),
+                slash,
+                None,
+                libc::MS_MOVE,
+                None,
+            )?;
+            sys::chroot(Path::new("."))?;
+        }
+        Err(e) => return Err(e),
+    }
+    sys::chdir(slash)?;
+    sys::mount(
+        "make the jail's root read-only",
+        None,
+        slash,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
+        None,
+    )
+}

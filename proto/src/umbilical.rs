@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The umbilical: the one channel between bay0 and a room's agent. A microVM room's agent
+//! connects from the guest to the host's vsock port [`PORT`] (anchor-vmm's hybrid vsock
+//! turns that into a connection to the Unix socket bay0 listens on in the room's own
+//! directory); a namespace room's agent connects to a Unix socket placed in the room.
+//! bay0 knows which room is talking from the socket the connection arrived on, never
+//! from anything the room sends.
+//!
+//! Frames: a 4-byte header (kind: u8, reserved: u8 = 0, payload length: u16 little
+//! endian) and at most [`PAYLOAD_MAX`] bytes of payload. A frame that breaks a rule
+//! (unknown kind, reserved byte set, payload too long) ends the connection: a room that
+//! sends garbage only loses its own umbilical.
+
+/// The host vsock port bay0 listens on for agents.
+pub const PORT: u32 = 1024;
+/// Header size.
+pub const HEADER: usize = 4;
+/// Largest payload.
+pub const PAYLOAD_MAX: usize = 4096;
+/// Largest frame.
+pub const FRAME_MAX: usize = HEADER + PAYLOAD_MAX;
+/// Longest notice text bay0 sends (one console line).
+pub const NOTICE_MAX: usize = 400;
+
+/// What a frame means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Agent -> bay0: the room has booted and its agent serves the umbilical. Payload:
+    /// empty.
+    Ready,
+    /// bay0 -> agent: sync file systems and power the room off now. Payload: empty.
+    PowerOff,
+    /// bay0 -> agent: show this line on the room's console (e.g. "this room closes in
+    /// 60 s"). Payload: UTF-8 text, at most [`NOTICE_MAX`] bytes, no control characters.
+    Notice,
+}
+
+impl Kind {
+    /// The kind byte on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::Ready => 1,
+            Kind::PowerOff => 2,
+            Kind::Notice => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Kind> {
+        Some(match code {
+            1 => Kind::Ready,
+            2 => Kind::PowerOff,
+            3 => Kind::Notice,
+            _ => return None,
+        })
+    }
+}
+
+/// A frame that breaks the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    UnknownKind(u8),
+    Reserved(u8),
+    TooLong(usize),
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            FrameError::UnknownKind(k) => write!(f, "unknown umbilical frame kind {k}"),
+            FrameError::Reserved(r) => write!(f, "umbilical frame reserved byte is {r}, not 0"),
+            FrameError::TooLong(n) => write!(
+                f,
+                "umbilical frame of {n} bytes (at most {PAYLOAD_MAX} bytes of payload)"
+            ),
+        }
+    }
+}
+
+/// Writes one frame into `out`; its length, or `TooLong` when the payload (or `out`) is
+/// too small for it.
+pub fn encode(kind: Kind, payload: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
+    let len = payload.len();
+    let len16 = u16::try_from(len).map_err(|_| FrameError::TooLong(len))?;
+    if len > PAYLOAD_MAX {
+        return Err(FrameError::TooLong(len));
+    }
+    let total = HEADER + len;
+    let frame = out.get_mut(..total).ok_or(FrameError::TooLong(len))?;
+    let (head, body) = frame.split_at_mut(HEADER);
+    let l = len16.to_le_bytes();
+    head.copy_from_slice(&[kind.code(), 0, l[0], l[1]]);
+    body.copy_from_slice(payload);
+    Ok(total)
+}
+
+/// One frame as a new vector (for senders that may allocate).
+pub fn encode_vec(kind: Kind, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; HEADER + payload.len()];
+    let n = encode(kind, payload, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// A streaming decoder with a fixed buffer: read into [`Decoder::space`], report with
+/// [`Decoder::filled`], then take frames out with [`Decoder::next_frame`].
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    buf: [u8; FRAME_MAX],
+    len: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            buf: [0; FRAME_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl Decoder {
+    /// The free part of the buffer (empty while a whole frame waits to be taken).
+    pub fn space(&mut self) -> &mut [u8] {
+        self.buf.get_mut(self.len..).unwrap_or_default()
+    }
+
+    /// `n` bytes were written into [`Decoder::space`].
+    pub fn filled(&mut self, n: usize) {
+        self.len = self.len.saturating_add(n).min(FRAME_MAX);
+    }
+
+    /// The next whole frame: its kind and payload copied into `payload`, or `None` when
+    /// more bytes are needed. After an error the decoder is unusable (close the channel).
+    pub fn next_frame(
+        &mut self,
+        payload: &mut [u8; PAYLOAD_MAX],
+    ) -> Result<Option<(Kind, usize)>, FrameError> {
+        let Some(head) = self.buf.get(..HEADER).filter(|_| self.len >= HEADER) else {
+            return Ok(None);
+        };
+        let (code, reserved) = (head.first().copied(), head.get(1).copied());
+        let len = usize::from(u16::from_le_bytes([
+            head.get(2).copied().unwrap_or(0),
+            head.get(3).copied().unwrap_or(0),
+        ]));
+        let kind = code.and_then(Kind::from_code);
+        let Some(kind) = kind else {
+            return Err(FrameError::UnknownKind(code.unwrap_or(0)));
+        };
+        if reserved != Some(0) {
+            return Err(FrameError::Reserved(reserved.unwrap_or(0)));
+        }
+        if len > PAYLOAD_MAX {
+            return Err(FrameError::TooLong(len));
+        }
+        let total = HEADER + len;
+        if self.len < total {
+            return Ok(None);
+        }
+        if let (Some(dst), Some(src)) = (payload.get_mut(..len), self.buf.get(HEADER..total)) {
+            dst.copy_from_slice(src);
+        }
+        self.buf.copy_within(total..self.len, 0);
+        self.len -= total;
+        Ok(Some((kind, len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_all(bytes: &[u8], chunk: usize) -> Result<Vec<(Kind, Vec<u8>)>, FrameError> {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        let mut payload = [0u8; PAYLOAD_MAX];
+        for part in bytes.chunks(chunk.max(1)) {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let space = d.space();
+                let n = space.len().min(rest.len());
+                assert!(n > 0, "decoder stalled with a full buffer");
+                space[..n].copy_from_slice(&rest[..n]);
+                d.filled(n);
+                rest = &rest[n..];
+                while let Some((k, len)) = d.next_frame(&mut payload)? {
+                    out.push((k, payload[..len].to_vec()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn frames_round_trip_in_any_chunking() {
+        let mut wire = encode_vec(Kind::Ready, b"").unwrap();
+        wire.extend(encode_vec(Kind::Notice, b"closes in 60 s").unwrap());
+        wire.extend(encode_vec(Kind::PowerOff, &[7u8; PAYLOAD_MAX]).unwrap());
+        for chunk in [1, 3, 4, 5, 4100, 9000] {
+            let got = decode_all(&wire, chunk).unwrap();
+            assert_eq!(got.len(), 3);
+            assert_eq!(got[0], (Kind::Ready, vec![]));
+            assert_eq!(got[1], (Kind::Notice, b"closes in 60 s".to_vec()));
+            assert_eq!(got[2].1.len(), PAYLOAD_MAX);
+        }
+    }
+
+    #[test]
+    fn rule_breaking_frames_are_errors() {
+        assert_eq!(
+            decode_all(&[9, 0, 0, 0], 4),
+            Err(FrameError::UnknownKind(9))
+        );
+        assert_eq!(decode_all(&[1, 1, 0, 0], 4), Err(FrameError::Reserved(1)));
+        assert_eq!(
+            decode_all(&[1, 0, 0x01, 0x10], 4),
+            Err(FrameError::TooLong(4097))
+        );
+        assert_eq!(
+            encode_vec(Kind::Notice, &[0; PAYLOAD_MAX + 1]),
+            Err(FrameError::TooLong(PAYLOAD_MAX + 1))
+        );
+        let mut small = [0u8; 5];
+        assert!(encode(Kind::Notice, b"xx", &mut small).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_or_overflow(bytes in proptest::collection::vec(any::<u8>(), 0..10000), chunk in 1usize..5000) {
+            let _ = decode_all(&bytes, chunk);
+        }
+
+        #[test]
+        fn valid_streams_decode_to_what_was_sent(
+            msgs in proptest::collection::vec((0u8..3, proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
+            chunk in 1usize..700,
+        ) {
+            let kinds = [Kind::Ready, Kind::PowerOff, Kind::Notice];
+            let mut wire = Vec::new();
+            for (k, p) in &msgs {
+                wire.extend(encode_vec(kinds[usize::from(*k)], p).unwrap());
+            }
+            let got = decode_all(&wire, chunk).unwrap();
+            prop_assert_eq!(got.len(), msgs.len());
+            for ((k, p), (gk, gp)) in msgs.iter().zip(got) {
+                prop_assert_eq!(kinds[usize::from(*k)], gk);
+                prop_assert_eq!(p, &gp);
+            }
+        }
+    }
+}

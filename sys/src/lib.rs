@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The raw system calls of Anchor OS's host-side programs (bay0 and its helpers), each
+//! `unsafe` block with its reason. Callers get safe functions that return a [`Error`]: what
+//! was being done and the errno, `Copy` and allocation-free (bay0's error-path rule).
+
+pub use libc;
+
+use core::fmt;
+
+/// A failed system call: what was being done and the errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Error {
+    pub op: &'static str,
+    pub errno: i32,
+}
+
+/// Result with a system call error.
+pub type Result<T> = core::result::Result<T, Error>;
+
+impl Error {
+    /// The errno (an `Option` to read like other error types' accessors).
+    pub fn errno(&self) -> Option<i32> {
+        Some(self.errno)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match errno_name(self.errno) {
+            Some(name) => write!(f, "{}: {name} (errno {})", self.op, self.errno),
+            None => write!(f, "{}: errno {}", self.op, self.errno),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Symbolic name of the errno values the callers are likely to meet; `None` for the rest.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => return None,
+    })
+}
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The calling thread's errno.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn check(op: &'static str, ret: libc::c_int) -> Result<libc::c_int> {
+    if ret < 0 {
+        Err(Error { op, errno: errno() })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(op: &'static str, ret: libc::ssize_t) -> Result<usize> {
+    usize::try_from(ret).map_err(|_| Error { op, errno: errno() })
+}
+
+fn owned(op: &'static str, fd: libc::c_int) -> Result<OwnedFd> {
+    let fd = check(op, fd)?;
+    // SAFETY: `fd` was just returned by the kernel, is valid and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(core::ptr::null(), CStr::as_ptr)
+}
+
+/// mount(2).
+pub fn mount(
+    op: &'static str,
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<()> {
+    let data_ptr = opt_ptr(data).cast::<libc::c_void>();
+    // SAFETY: all pointers are NUL-terminated strings (or NULL) that outlive the call.
+    let ret = unsafe {
+        libc::mount(
+            opt_ptr(source),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            data_ptr,
+        )
+    };
+    check(op, ret).map(drop)
+}
+
+/// umount2(2).
+pub fn umount(op: &'static str, target: &CStr, flags: libc::c_int) -> Result<()> {
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(op, unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// mkdir(2); an existing directory is not an error.
+pub fn mkdir(op: &'static str, path: &CStr, mode: libc::mode_t) -> Result<()> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    match check(op, unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// The device number of the file system holding `path` (stat(2) st_dev).
+pub fn stat_dev(op: &'static str, path: &CStr) -> Result<u64> {
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: `path` is NUL-terminated; `st` is a valid, writable stat buffer.
+    check(op, unsafe { libc::stat(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: stat(2) succeeded, so it filled the buffer (which was zeroed anyway).
+    Ok(unsafe { st.assume_init() }.st_dev)
+}
+
+/// open(2) with O_CLOEXEC added.
+pub fn open(op: &'static str, path: &CStr, flags: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    owned(op, unsafe {
+        libc::open(path.as_ptr(), flags | libc::O_CLOEXEC)
+    })
+}
+
+/// read(2) into `buf`.
+pub fn read(op: &'static str, fd: RawFd, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    check_size(op, unsafe {
+        libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// write(2) of `buf`.
+pub fn write(op: &'static str, fd: RawFd, buf: &[u8]) -> Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    check_size(op, unsafe {
+        libc::write(fd, buf.as_ptr().cast(), buf.len())
+    })
+}
+
+/// A set of signals.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl core::fmt::Debug for SigSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SigSet")
+    }
+}
+
+impl SigSet {
+    /// The set holding exactly `signals`.
+    pub fn of(signals: &[libc::c_int]) -> Self {
+        let mut set = core::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+        // SAFETY: `set` is a valid sigset_t buffer; sigemptyset initialises it.
+        unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+        for &sig in signals {
+            // SAFETY: `set` was initialised above; invalid numbers only return EINVAL.
+            unsafe { libc::sigaddset(set.as_mut_ptr(), sig) };
+        }
+        // SAFETY: initialised by sigemptyset above.
+        SigSet(unsafe { set.assume_init() })
+    }
+}
+
+/// Replace the signal mask of the (only) thread with `set`.
+pub fn set_sigmask(set: &SigSet) -> Result<()> {
+    // SAFETY: `set.0` is an initialised sigset_t; the old mask is not requested.
+    let ret = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set.0, core::ptr::null_mut()) };
+    check("sigprocmask", ret).map(drop)
+}
+
+/// A signalfd for `set` (the signals must be blocked).
+pub fn signalfd(set: &SigSet) -> Result<OwnedFd> {
+    let flags = libc::SFD_CLOEXEC | libc::SFD_NONBLOCK;
+    // SAFETY: `set.0` is an initialised sigset_t; -1 asks for a new descriptor.
+    owned("signalfd", unsafe { libc::signalfd(-1, &set.0, flags) })
+}
+
+/// Read one pending signal number from a signalfd; `None` when none is pending.
+pub fn read_signal(fd: &OwnedFd) -> Result<Option<i32>> {
+    let mut info = core::mem::MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+    let size = core::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is a writable buffer of exactly `size` bytes.
+    let ret = unsafe { libc::read(fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+    match check_size("read signalfd", ret) {
+        Ok(n) if n == size => {
+            // SAFETY: the kernel filled the whole structure.
+            let info = unsafe { info.assume_init() };
+            Ok(i32::try_from(info.ssi_signo).ok())
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wait (blocking) for one signal of `set`; returns its number.
+pub fn sigwait(set: &SigSet) -> Result<i32> {
+    loop {
+        // SAFETY: `set.0` is initialised; no siginfo is requested.
+        let ret = unsafe { libc::sigwaitinfo(&set.0, core::ptr::null_mut()) };
+        match check("sigwaitinfo", ret) {
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A monotonic, non-blocking timerfd.
+pub fn timerfd() -> Result<OwnedFd> {
+    let flags = libc::TFD_CLOEXEC | libc::TFD_NONBLOCK;
+    // SAFETY: plain system call with constant arguments.
+    owned("timerfd_create", unsafe {
+        libc::timerfd_create(libc::CLOCK_MONOTONIC, flags)
+    })
+}
+
+fn timespec_ms(ms: u64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(ms / 1000).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from((ms % 1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Arm `fd` to fire after `first_ms` and then every `every_ms` (0: once; both 0: disarm).
+pub fn timer_set(fd: &OwnedFd, first_ms: u64, every_ms: u64) -> Result<()> {
+    let spec = libc::itimerspec {
+        it_interval: timespec_ms(every_ms),
+        it_value: timespec_ms(first_ms),
+    };
+    // SAFETY: `spec` is a valid itimerspec; the old value is not requested.
+    let ret = unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, core::ptr::null_mut()) };
+    check("timerfd_settime", ret).map(drop)
+}
+
+/// Consume a timerfd expiry; returns how many periods elapsed (0 if none).
+pub fn timer_ack(fd: &OwnedFd) -> Result<u64> {
+    let mut buf = [0u8; 8];
+    match read("read timerfd", fd.as_raw_fd(), &mut buf) {
+        Ok(8) => Ok(u64::from_ne_bytes(buf)),
+        Ok(_) => Ok(0),
+        Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new epoll instance.
+pub fn epoll() -> Result<OwnedFd> {
+    // SAFETY: plain system call with a constant flag.
+    owned("epoll_create1", unsafe {
+        libc::epoll_create1(libc::EPOLL_CLOEXEC)
+    })
+}
+
+/// Watch `fd` for input on `ep`, reporting `token`.
+pub fn epoll_add(ep: &OwnedFd, fd: RawFd, token: u64) -> Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: `ev` is a valid epoll_event; the kernel copies it.
+    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    check("epoll_ctl add", ret).map(drop)
+}
+
+/// Stop watching `fd`.
+pub fn epoll_del(ep: &OwnedFd, fd: RawFd) -> Result<()> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: `ev` is valid (ignored by the kernel for DEL).
+    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    check("epoll_ctl del", ret).map(drop)
+}
+
+/// Wait for events; writes their tokens into `tokens`, returns how many. EINTR gives 0.
+pub fn epoll_wait(ep: &OwnedFd, tokens: &mut [u64; 16], timeout_ms: i32) -> Result<usize> {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    // SAFETY: `events` is writable for 16 entries, the count passed.
+    let ret = unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), 16, timeout_ms) };
+    let n = match check("epoll_wait", ret) {
+        Err(e) if e.errno() == Some(libc::EINTR) => return Ok(0),
+        other => usize::try_from(other?).unwrap_or(0),
+    };
+    for (slot, ev) in tokens.iter_mut().zip(events.iter()).take(n) {
+        *slot = ev.u64;
+    }
+    Ok(n.min(16))
+}
+
+/// What one waitpid(-1, WNOHANG) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// A child ended: its pid and raw wait status.
+    Child { pid: i32, status: i32 },
+    /// Children exist but none has ended.
+    Running,
+    /// No children at all.
+    NoChildren,
+}
+
+/// Reap at most one ended child without blocking.
+pub fn reap_one() -> Result<Reaped> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        let ret = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        return match check("waitpid", ret) {
+            Ok(0) => Ok(Reaped::Running),
+            Ok(pid) => Ok(Reaped::Child { pid, status }),
+            Err(e) if e.errno() == Some(libc::ECHILD) => Ok(Reaped::NoChildren),
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Reap `pid` if it has ended: its raw status, or `None` while it runs.
+pub fn reap_pid(pid: i32) -> Result<Option<i32>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    Ok((check("waitpid", ret)? == pid).then_some(status))
+}
+
+/// Wait (blocking) for `pid` to end; its raw status.
+pub fn reap_pid_blocking(pid: i32) -> Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer.
+        match check("waitpid", unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            other => return other.map(|_| status),
+        }
+    }
+}
+
+/// kill(2). `pid == -1` signals every process we may signal except ourselves.
+pub fn kill(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: plain system call with integer arguments.
+    check("kill", unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: plain system call without arguments; it cannot fail.
+    unsafe { libc::sync() }
+}
+
+/// reboot(2) with one of the LINUX_REBOOT_CMD_* / RB_* commands.
+pub fn reboot(cmd: libc::c_int) -> Result<()> {
+    // SAFETY: plain system call; on success for power off/restart it does not return.
+    check("reboot", unsafe { libc::reboot(cmd) }).map(drop)
+}
+
+/// Outcome of fork(2) as seen by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2). bay0 has no threads, so the child may run any code.
+pub fn fork() -> Result<Fork> {
+    // SAFETY: bay0 is single-threaded: no lock can be held by another thread in the child.
+    let pid = check("fork", unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// unshare(2).
+pub fn unshare(flags: libc::c_int) -> Result<()> {
+    // SAFETY: plain system call with an integer argument.
+    check("unshare", unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// Ask the kernel to send `sig` to us when our parent dies.
+pub fn set_parent_death_signal(sig: i32) -> Result<()> {
+    let sig = libc::c_ulong::try_from(sig).unwrap_or(0);
+    // SAFETY: PR_SET_PDEATHSIG takes one integer argument.
+    check("prctl PDEATHSIG", unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, sig)
+    })
+    .map(drop)
+}
+
+/// Make `cmd`'s child start with an empty signal mask and default SIGPIPE: PID 1
+/// blocks the signals it reads from its signalfd, and children inherit that mask.
+pub fn clean_signals_on_exec(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec; it only calls
+    // async-signal-safe functions and touches no locks or heap (see below).
+    unsafe {
+        cmd.pre_exec(reset_signals);
+    }
+}
+
+/// Runs in a forked child: only async-signal-safe calls.
+fn reset_signals() -> std::io::Result<()> {
+    let empty = SigSet::of(&[]);
+    // SAFETY: `empty.0` is an initialised sigset_t; the old mask is not requested.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty.0, core::ptr::null_mut()) };
+    // SAFETY: restoring the default disposition of SIGPIPE has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    Ok(())
+}
+
+/// Put the terminal on `fd` into "room console" mode: no line editing, no echo and no
+/// signal keys on the host side (the room's own tty does all of that), output
+/// post-processing kept so host-side log lines still end in CR LF. `Ok(false)` when
+/// `fd` is not a terminal.
+pub fn console_passthrough(fd: RawFd) -> Result<bool> {
+    // SAFETY: isatty only inspects the descriptor number.
+    if unsafe { libc::isatty(fd) } != 1 {
+        return Ok(false);
+    }
+    // SAFETY: termios is plain old data; all-zero is a valid value to be overwritten.
+    let mut t: libc::termios = unsafe { core::mem::zeroed() };
+    // SAFETY: `t` is a valid, writable termios for the kernel to fill.
+    check("read the console mode", unsafe {
+        libc::tcgetattr(fd, &mut t)
+    })?;
+    t.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN);
+    t.c_iflag &= !(libc::IXON | libc::ICRNL | libc::INLCR | libc::IGNCR | libc::ISTRIP);
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+    // SAFETY: `t` is the initialised termios read above, modified field by field.
+    check("set the console mode", unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &t)
+    })?;
+    Ok(true)
+}
+
+/// Sleep until a signal handler runs (none ever does): the "never return" of PID 1.
+pub fn pause_forever() -> ! {
+    loop {
+        // SAFETY: plain system call without arguments.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Milliseconds on the monotonic clock.
+pub fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let ms = u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000;
+    secs.saturating_mul(1000).saturating_add(ms)
+}
+
+/// A pseudo-terminal pair: (master, non-blocking, for bay0; slave, raw, for the child).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK;
+    let master = open("open /dev/ptmx", c"/dev/ptmx", flags)?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the valid pointer.
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) };
+    check("unlock pty", ret)?;
+    let slave_flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new descriptor.
+    let slave = owned("open pty peer", unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, slave_flags)
+    })?;
+    set_raw(slave.as_raw_fd())?;
+    Ok((master, slave))
+}
+
+/// Puts a tty in raw mode (bytes pass unchanged, no echo, no signals).
+pub fn set_raw(fd: RawFd) -> Result<()> {
+    let mut t = core::mem::MaybeUninit::<libc::termios>::zeroed();
+    // SAFETY: `t` is a valid, writable termios buffer for the call.
+    check("read tty mode", unsafe {
+        libc::tcgetattr(fd, t.as_mut_ptr())
+    })?;
+    // SAFETY: tcgetattr succeeded and filled the buffer.
+    let mut t = unsafe { t.assume_init() };
+    // SAFETY: cfmakeraw only edits the struct it is given.
+    unsafe { libc::cfmakeraw(&mut t) };
+    // SAFETY: `t` is a valid termios for the call.
+    check("set tty mode", unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &t)
+    })
+    .map(drop)
+}
+
+/// Sets O_NONBLOCK on `fd`.
+pub fn set_nonblocking(fd: RawFd) -> Result<()> {
+    // SAFETY: F_GETFL/F_SETFL only read and set this descriptor's status flags.
+    let flags = check("fcntl F_GETFL", unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    check("fcntl F_SETFL", ret).map(drop)
+}
+
+/// A pipe: (read end, non-blocking, for bay0; write end for a child). Both close on exec.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    check("pipe", unsafe {
+        libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC)
+    })?;
+    let [r, w] = fds;
+    let (r, w) = (owned("pipe", r)?, owned("pipe", w)?);
+    set_nonblocking(r.as_raw_fd())?;
+    Ok((r, w))
+}
+
+/// The uid of the process at the other end of a Unix socket (SO_PEERCRED).
+pub fn peer_uid(fd: RawFd) -> Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writing and sized as the option requires.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    check("SO_PEERCRED", ret).map(|_| cred.uid)
+}
+
+/// What a spawned child gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawn<'a> {
+    /// Program path and argv (argv\[0\] included), environment.
+    pub argv: &'a [std::ffi::CString],
+    pub envp: &'a [std::ffi::CString],
+    /// Descriptors that become the child's 0, 1, 2.
+    pub stdio: [RawFd; 3],
+    /// clone(2) namespace flags (e.g. CLONE_NEWPID).
+    pub clone_flags: libc::c_int,
+    /// Make stdin the controlling terminal of a new session.
+    pub ctty: bool,
+}
+
+/// Starts a child (clone(2) with `clone_flags`, then execve); its pid. The child only
+/// makes async-signal-safe calls before exec (bay0 is single-threaded anyway) and
+/// exits 127 if exec fails.
+pub fn spawn(s: &Spawn<'_>) -> Result<i32> {
+    let prog = s.argv.first().ok_or(Error {
+        op: "spawn an empty command",
+        errno: libc::EINVAL,
+    })?;
+    let mut argv: Vec<*const libc::c_char> = s.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(core::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = s.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(core::ptr::null());
+    let flags = libc::c_ulong::try_from(s.clone_flags | libc::SIGCHLD).unwrap_or(0);
+    // SAFETY: without CLONE_VM or a stack argument, clone behaves like fork: the child
+    // gets a copy of our (single-threaded) address space.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    let pid = check("clone", i32::try_from(pid).unwrap_or(-1))?;
+    if pid != 0 {
+        return Ok(pid);
+    }
+    // Child: only async-signal-safe calls from here to exec; each one acts on this new
+    // process only, and every pointer was prepared above and outlives the call.
+    let empty = SigSet::of(&[]);
+    for (target, fd) in (0..).zip(s.stdio) {
+        if fd != target {
+            // SAFETY: see above (dup2 on descriptors we own).
+            unsafe { libc::dup2(fd, target) };
+        } else {
+            // SAFETY: see above (clear FD_CLOEXEC on a descriptor we own).
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+    }
+    if s.ctty {
+        // SAFETY: see above.
+        unsafe { libc::setsid() };
+        // SAFETY: see above (fd 0 is the pty slave).
+        unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+    }
+    // SAFETY: see above (a valid empty set).
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty.0, core::ptr::null_mut()) };
+    // SAFETY: see above.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // SAFETY: see above (NULL-terminated arrays of NUL-terminated strings).
+    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    // SAFETY: see above; exec failed.
+    unsafe { libc::_exit(127) }
+}
+
+const WDIOC_KEEPALIVE: libc::c_ulong = 0x8004_5705; // _IOR('W', 5, int)
+const WDIOC_SETTIMEOUT: libc::c_ulong = 0xc004_5706; // _IOWR('W', 6, int)
+
+/// Set the watchdog timeout; returns the timeout the driver actually chose.
+pub fn watchdog_set_timeout(fd: &OwnedFd, secs: u32) -> Result<u32> {
+    let mut val = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: WDIOC_SETTIMEOUT reads and writes one int through the valid pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_SETTIMEOUT, &mut val) };
+    check("WDIOC_SETTIMEOUT", ret)?;
+    Ok(u32::try_from(val).unwrap_or(0))
+}
+
+/// Tickle the watchdog.
+pub fn watchdog_keepalive(fd: &OwnedFd) -> Result<()> {
+    let mut dummy: libc::c_int = 0;
+    // SAFETY: WDIOC_KEEPALIVE may write one int through the valid pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), WDIOC_KEEPALIVE, &mut dummy) };
+    check("WDIOC_KEEPALIVE", ret).map(drop)
+}
+
+/// EVIOCGBIT(EV_KEY): fill `bits` with the key bitmap of an evdev device.
+pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
+    const EV_KEY: libc::c_ulong = 1;
+    // _IOC(_IOC_READ, 'E', 0x20 + EV_KEY, len)
+    let req: libc::c_ulong = (2 << 30) | (96 << 16) | (0x45 << 8) | (0x20 + EV_KEY);
+    // SAFETY: the request encodes the buffer length (96), and `bits` is that long.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), req, bits.as_mut_ptr()) };
+    Ok(usize::try_from(check("EVIOCGBIT", ret)?).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_linux_headers() {
+        // linux/watchdog.h: WDIOC_KEEPALIVE _IOR('W', 5, int), WDIOC_SETTIMEOUT _IOWR(.., 6, int)
+        let ior = |nr: libc::c_ulong| (2 << 30) | (4 << 16) | (0x57 << 8) | nr;
+        assert_eq!(WDIOC_KEEPALIVE, ior(5));
+        assert_eq!(WDIOC_SETTIMEOUT, ior(6) | (1 << 30));
+    }
+
+    #[test]
+    fn timerfd_fires_and_acks() {
+        let fd = timerfd().unwrap();
+        timer_set(&fd, 1, 0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(timer_ack(&fd).unwrap(), 1);
+        assert_eq!(timer_ack(&fd).unwrap(), 0);
+    }
+
+    #[test]
+    fn epoll_reports_the_token_of_a_ready_fd() {
+        let ep = epoll().unwrap();
+        let t = timerfd().unwrap();
+        epoll_add(&ep, t.as_raw_fd(), 42).unwrap();
+        timer_set(&t, 1, 0).unwrap();
+        let mut tokens = [0u64; 16];
+        assert_eq!(epoll_wait(&ep, &mut tokens, 2000).unwrap(), 1);
+        assert_eq!(tokens[0], 42);
+        epoll_del(&ep, t.as_raw_fd()).unwrap();
+    }
+
+    #[test]
+    fn mkdir_tolerates_existing_and_reports_errno() {
+        mkdir("mkdir", c"/tmp", 0o755).unwrap();
+        let e = mkdir("mkdir", c"/nonexistent-bay0/x", 0o755).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+    }
+}

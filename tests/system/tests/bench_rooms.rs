@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Room benchmarks in the anchor host (run by tests/system/bench-rooms.sh from `make bench`;
+//! `#[ignore]`d so `make test` does not run them). Printed, never asserted:
+//! - `anchorctl room start` -> agent ready, one room, 5 times;
+//! - three rooms started at once -> all ready;
+//! - `anchorctl room reset` (stop -> agent ready again), 5 times;
+//! - bay0's RSS idle and with three rooms;
+//! - jail setup cost: anchor-vmm started by hand vs through anchor-jail (same arguments,
+//!   same run, alternating), exec -> the agent's ready line.
+//!
+//! Times come from the anchor host's /proc/uptime (10 ms resolution) around each command.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use anchor_systest::{rooms_initramfs, Machine, Options};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(300);
+
+fn sh(m: &mut Machine, cmd: &str) -> String {
+    let (out, status) = m.sh(cmd, T).unwrap();
+    assert_eq!(status, 0, "`{cmd}`:\n{out}");
+    out
+}
+
+/// Seconds `cmd` took in the anchor host.
+fn timed(m: &mut Machine, cmd: &str) -> f64 {
+    let out = sh(
+        m,
+        &format!(
+            "t0=$(cut -d' ' -f1 /proc/uptime); {cmd} >/dev/null; t1=$(cut -d' ' -f1 /proc/uptime); \
+             echo took=$(echo \"$t1 $t0\" | awk '{{printf \"%.2f\", $1 - $2}}')"
+        ),
+    );
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("took="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no timing in {out:?}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn rss_kib(m: &mut Machine) -> u64 {
+    let out = sh(m, "grep VmRSS /proc/1/status");
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "benchmark: make bench"]
+fn bench_rooms() {
+    let opts = Options::from_env("bench-rooms")
+        .unwrap()
+        .initramfs(rooms_initramfs().unwrap())
+        .append("bay0.shell=1 quiet");
+    let mut m = Machine::start(opts).unwrap();
+    m.wait_for_line("bay0: ready", T).unwrap();
+    m.wait_for("anchor# ", T).unwrap();
+    sh(&mut m, "stty cols 1000");
+    let idle = rss_kib(&mut m);
+
+    let start: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = timed(&mut m, "anchorctl room start alpha");
+            sh(&mut m, "anchorctl room stop alpha");
+            t
+        })
+        .collect();
+    let three = timed(
+        &mut m,
+        "(anchorctl room start alpha & anchorctl room start beta & anchorctl room start gamma & wait)",
+    );
+    let with_three = rss_kib(&mut m);
+    let charged = sh(
+        &mut m,
+        "cat /sys/fs/cgroup/anchor/alpha/memory.current /sys/fs/cgroup/anchor/alpha/memory.peak",
+    );
+    sh(
+        &mut m,
+        "anchorctl room stop beta; anchorctl room stop gamma",
+    );
+    let reset: Vec<f64> = (0..5)
+        .map(|_| timed(&mut m, "anchorctl room reset alpha"))
+        .collect();
+    sh(&mut m, "anchorctl room stop alpha");
+
+    // The same VMM, by hand and jailed (the arguments bay0 builds; see bay0/src/room.rs).
+    let vmm_args =
+        "--kernel /usr/lib/anchor/kernel/vmlinux --disk /usr/lib/anchor/images/base.squashfs,ro \
+        --mem-mib 160 --vcpus 1 --cmdline 'console=ttyS0 quiet reboot=k panic=-1 root=/dev/vda ro \
+        rootfstype=squashfs init=/sbin/init anchor.room=bench anchor.shell=off' --serial stdout";
+    let jailed_args =
+        "--kernel /boot/vmlinux --disk /images/room.squashfs,ro --mem-mib 160 --vcpus 1 \
+        --cmdline 'console=ttyS0 quiet reboot=k panic=-1 root=/dev/vda ro rootfstype=squashfs \
+        init=/sbin/init anchor.room=bench anchor.shell=off' --serial stdout";
+    sh(
+        &mut m,
+        "mkdir -p /run/anchor/rooms/bench && chown 64007:64007 /run/anchor/rooms/bench",
+    );
+    let (mut bare, mut jailed) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        bare.push(timed(
+            &mut m,
+            &format!("/usr/bin/anchor-vmm {vmm_args} | grep -m1 -q 'room bench ready'; sleep 0"),
+        ));
+        jailed.push(timed(
+            &mut m,
+            &format!(
+                "/usr/lib/anchor/anchor-jail --name bench --uid 64007 --gid 64007 \
+                 --run-dir /run/anchor/rooms/bench --memory 234881024 --pids 17 --cpu-weight 100 \
+                 --nproc 17 --ro /usr/bin/anchor-vmm:/bin/anchor-vmm \
+                 --ro /usr/lib/anchor/kernel/vmlinux:/boot/vmlinux \
+                 --ro /usr/lib/anchor/images/base.squashfs:/images/room.squashfs --dev kvm \
+                 -- /bin/anchor-vmm {jailed_args} | grep -m1 -q 'room bench ready'"
+            ),
+        ));
+    }
+    println!("bench-rooms: anchor host under QEMU TCG, rooms nested under KVM (alpha/beta/gamma: 160 MiB, 1 vCPU)");
+    println!(
+        "bench-rooms: anchorctl room start -> ready, median of 5: {:.2} s ({start:?})",
+        median(start.clone())
+    );
+    println!("bench-rooms: three rooms started at once -> all ready: {three:.2} s");
+    println!(
+        "bench-rooms: anchorctl room reset (stop -> ready again), median of 5: {:.2} s ({reset:?})",
+        median(reset.clone())
+    );
+    println!("bench-rooms: bay0 RSS idle {idle} KiB, with three rooms {with_three} KiB");
+    let c: Vec<u64> = charged
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if let [current, peak] = c[..] {
+        println!(
+            "bench-rooms: an idle 160 MiB room's cgroup (VMM + guest pages touched + KVM): {} MiB now, {} MiB peak (admission charges 160 + 64)",
+            current >> 20,
+            peak >> 20
+        );
+    }
+    let (b, j) = (median(bare.clone()), median(jailed.clone()));
+    println!(
+        "bench-rooms: VMM exec -> agent ready, median of 5: by hand {b:.2} s, jailed {j:.2} s, jail cost {:.2} s ({bare:?} vs {jailed:?})",
+        j - b
+    );
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", T).unwrap();
+}

@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Showing a room's console on a trusted display. Room output is rendered as text: every
+//! line starts with `NAME| ` (so no room can print a line that looks like bay0's), and
+//! everything that could paint outside the room's own line or talk back to the terminal
+//! is dropped: escape sequences (CSI, OSC, DCS, APC, PM, SOS and the rest) except erase-
+//! to-end-of-line and cursor left/right within the line, C0 controls other than tab,
+//! newline and backspace (never past the start of the line), C1 controls, invalid UTF-8
+//! and the bidirectional overrides. A lone carriage return restarts the line with its
+//! prefix. The renderer keeps only a few bytes of state per room.
+
+/// Longest prefix (`NAME| `).
+const PREFIX_MAX: usize = 34;
+/// Longest CSI sequence kept for inspection; longer ones are dropped whole.
+const CSI_MAX: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ground,
+    Esc,
+    /// ESC ( etc.: one more byte to swallow.
+    EscArg,
+    Csi,
+    /// OSC, DCS, APC, PM, SOS: swallowed up to BEL or ST; `true` after an ESC.
+    Str(bool),
+}
+
+/// Per-room rendering state.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    prefix: [u8; PREFIX_MAX],
+    prefix_len: usize,
+    state: State,
+    csi: [u8; CSI_MAX],
+    csi_len: usize,
+    utf8: [u8; 4],
+    utf8_len: usize,
+    utf8_need: usize,
+    /// Nothing of the current line written yet (the prefix is due).
+    line_start: bool,
+    /// A carriage return waits to see whether a newline follows.
+    cr: bool,
+    /// Column after the prefix (for backspace and cursor-left bounds).
+    col: usize,
+}
+
+impl Renderer {
+    /// A renderer prefixing lines with `name| `.
+    pub fn new(name: &str) -> Renderer {
+        let mut prefix = [0u8; PREFIX_MAX];
+        let mut len = 0;
+        for b in name.bytes().chain(*b"| ").take(PREFIX_MAX) {
+            if let Some(slot) = prefix.get_mut(len) {
+                *slot = b;
+                len += 1;
+            }
+        }
+        Renderer {
+            prefix,
+            prefix_len: len,
+            state: State::Ground,
+            csi: [0; CSI_MAX],
+            csi_len: 0,
+            utf8: [0; 4],
+            utf8_len: 0,
+            utf8_need: 0,
+            line_start: true,
+            cr: false,
+            col: 0,
+        }
+    }
+
+    /// True when the last thing rendered ended a line.
+    pub fn at_line_start(&self) -> bool {
+        self.line_start && !self.cr
+    }
+
+    fn text(&mut self, out: &mut Vec<u8>, bytes: &[u8], width: usize) {
+        if self.line_start {
+            out.extend_from_slice(self.prefix.get(..self.prefix_len).unwrap_or_default());
+            self.line_start = false;
+        }
+        out.extend_from_slice(bytes);
+        self.col = self.col.saturating_add(width);
+    }
+
+    fn newline(&mut self, out: &mut Vec<u8>) {
+        if self.line_start {
+            out.extend_from_slice(self.prefix.get(..self.prefix_len).unwrap_or_default());
+        }
+        out.extend_from_slice(b"\r\n");
+        self.line_start = true;
+        self.col = 0;
+    }
+
+    /// Renders `input` (raw room output) onto `out`.
+    pub fn render(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            if self.cr && self.state == State::Ground {
+                self.cr = false;
+                if b == b'\n' {
+                    self.newline(out);
+                    continue;
+                }
+                // A lone CR: back to column 0 and write the prefix again over itself.
+                out.push(b'\r');
+                self.line_start = true;
+                self.col = 0;
+            }
+            match self.state {
+                State::Ground => self.ground(b, out),
+                State::Esc => {
+                    self.state = match b {
+                        b'[' => {
+                            self.csi_len = 0;
+                            State::Csi
+                        }
+                        b']' | b'P' | b'_' | b'^' | b'X' => State::Str(false),
+                        b'(' | b')' | b'*' | b'+' | b'#' | b'%' => State::EscArg,
+                        _ => State::Ground,
+                    }
+                }
+                State::EscArg => self.state = State::Ground,
+                State::Csi => self.csi_byte(b, out),
+                State::Str(after_esc) => {
+                    self.state = match b {
+                        0x07 | 0x9c => State::Ground,
+                        b'\\' if after_esc => State::Ground,
+                        0x1b => State::Str(true),
+                        _ => State::Str(false),
+                    }
+                }
+            }
+        }
+    }
+
+    fn ground(&mut self, b: u8, out: &mut Vec<u8>) {
+        if self.utf8_need > 0 {
+            if b & 0xc0 == 0x80 {
+                if let Some(slot) = self.utf8.get_mut(self.utf8_len) {
+                    *slot = b;
+                }
+                self.utf8_len += 1;
+                if self.utf8_len == self.utf8_need {
+                    self.utf8_need = 0;
+                    self.emit_utf8(out);
+                }
+                return;
+            }
+            // A truncated sequence is dropped; this byte starts afresh.
+            self.utf8_need = 0;
+        }
+        match b {
+            0x20..=0x7e => self.text(out, &[b], 1),
+            b'\n' => self.newline(out),
+            b'\r' => self.cr = true,
+            b'\t' => {
+                let to = (self.col / 8 + 1) * 8;
+                self.text(out, b"\t", to - self.col);
+            }
+            0x08 if self.col > 0 => {
+                out.push(0x08);
+                self.col -= 1;
+            }
+            0x1b => self.state = State::Esc,
+            0xc2..=0xf4 => {
+                self.utf8[0] = b;
+                self.utf8_len = 1;
+                self.utf8_need = match b {
+                    0xc2..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    _ => 4,
+                };
+            }
+            // Other C0 controls, DEL, stray continuation bytes, C1 and invalid leads.
+            _ => {}
+        }
+    }
+
+    fn emit_utf8(&mut self, out: &mut Vec<u8>) {
+        let bytes = self.utf8.get(..self.utf8_len).unwrap_or_default();
+        let Some(c) = core::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.chars().next())
+        else {
+            return;
+        };
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        // C1 controls (U+0080..U+009F) act like ESC sequences on some terminals.
+        if !bidi && !('\u{80}'..='\u{9f}').contains(&c) {
+            let mut copy = [0u8; 4];
+            let n = bytes.len().min(4);
+            copy.get_mut(..n)
+                .unwrap_or_default()
+                .copy_from_slice(bytes.get(..n).unwrap_or_default());
+            self.text(out, copy.get(..n).unwrap_or_default(), 1);
+        }
+    }
+
+    fn csi_byte(&mut self, b: u8, out: &mut Vec<u8>) {
+        match b {
+            0x20..=0x3f => {
+                if let Some(slot) = self.csi.get_mut(self.csi_len) {
+                    *slot = b;
+                }
+                self.csi_len = self.csi_len.saturating_add(1);
+            }
+            0x40..=0x7e => {
+                self.state = State::Ground;
+                let params = self.csi.get(..self.csi_len).unwrap_or_default();
+                if self.csi_len > CSI_MAX || !params.iter().all(u8::is_ascii_digit) {
+                    return;
+                }
+                let n = core::str::from_utf8(params)
+                    .ok()
+                    .and_then(|p| p.parse::<usize>().ok())
+                    .unwrap_or(1)
+                    .max(1);
+                match b {
+                    // Erase to the end of the line (only the default form).
+                    b'K' if params.is_empty() || params == b"0" => out.extend_from_slice(b"\x1b[K"),
+                    // Cursor left, never into the prefix; cursor right.
+                    b'D' => {
+                        let n = n.min(self.col);
+                        if n > 0 {
+                            out.extend_from_slice(format!("\x1b[{n}D").as_bytes());
+                            self.col -= n;
+                        }
+                    }
+                    b'C' => {
+                        let n = n.min(256);
+                        out.extend_from_slice(format!("\x1b[{n}C").as_bytes());
+                        self.col += n;
+                    }
+                    _ => {}
+                }
+            }
+            // Anything else aborts the sequence.
+            _ => self.state = State::Ground,
+        }
+    }
+}
+
+/// The last bytes a room rendered, replayed when someone attaches to its console.
+#[derive(Debug, Clone)]
+pub struct Scrollback {
+    buf: Box<[u8; SCROLLBACK]>,
+    /// Total bytes ever written (the write position is `total % SCROLLBACK`).
+    total: usize,
+}
+
+/// Bytes kept per room.
+pub const SCROLLBACK: usize = 4096;
+
+impl Default for Scrollback {
+    fn default() -> Self {
+        Scrollback {
+            buf: Box::new([0; SCROLLBACK]),
+            total: 0,
+        }
+    }
+}
+
+impl Scrollback {
+    /// Appends `bytes`, forgetting the oldest.
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if let Some(slot) = self.buf.get_mut(self.total % SCROLLBACK) {
+                *slot = b;
+            }
+            self.total = self.total.wrapping_add(1);
+        }
+    }
+
+    /// The kept bytes, oldest first, starting at a line boundary when one is kept.
+    pub fn contents(&self) -> Vec<u8> {
+        let kept = self.total.min(SCROLLBACK);
+        let start = self.total - kept;
+        let all: Vec<u8> = (start..self.total)
+            .filter_map(|i| self.buf.get(i % SCROLLBACK).copied())
+            .collect();
+        if self.total <= SCROLLBACK {
+            return all;
+        }
+        let cut = all.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        all.get(cut..).unwrap_or_default().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(input: &[u8]) -> String {
+        let mut r = Renderer::new("web");
+        let mut out = Vec::new();
+        r.render(input, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lines_carry_the_room_name() {
+        assert_eq!(
+            render(b"hello\r\nworld\r\n"),
+            "web| hello\r\nweb| world\r\n"
+        );
+        assert_eq!(render(b"\n\n"), "web| \r\nweb| \r\n");
+        assert_eq!(render(b"web:~# "), "web| web:~# ");
+    }
+
+    #[test]
+    fn a_room_cannot_forge_a_bay0_line() {
+        let out = render(b"x\r\nbay0: room work opened\r\n\rbay0: ready\n");
+        for line in out.split("\r\n").filter(|l| !l.is_empty()) {
+            let visible = line.rsplit('\r').next().unwrap();
+            assert!(visible.starts_with("web| "), "{line:?} in {out:?}");
+        }
+    }
+
+    #[test]
+    fn screen_control_and_answerback_sequences_are_dropped() {
+        let hostile: &[u8] = b"\x1b[2J\x1b[H\x1b]0;owned title\x07\x1b]52;c;Y2xpcA==\x1b\\\
+            \x1bP$q m\x1b\\\x1b[6n\x1b[5;5H\x1b[?1049h\x1bc\x1b(0\x1b[31mred\x1b[0m\x07\x0c";
+        assert_eq!(render(hostile), "web| red");
+        assert_eq!(render("a\u{9b}2J\u{85}b".as_bytes()), "web| a2Jb");
+        assert_eq!(render(b"a\x9b2Jb\xff\xc3"), "web| a2Jb");
+        assert_eq!(render("x\u{202e}gpj.exe".as_bytes()), "web| xgpj.exe");
+        assert_eq!(render("é€😀".as_bytes()), "web| é€😀");
+    }
+
+    #[test]
+    fn line_editing_stays_inside_the_line() {
+        assert_eq!(render(b"ab\x08\x08\x08\x08c"), "web| ab\x08\x08c");
+        assert_eq!(render(b"abc\x1b[5D\x1b[K"), "web| abc\x1b[3D\x1b[K");
+        assert_eq!(render(b"abc\x1b[2K\x1b[1J"), "web| abc");
+        assert_eq!(render(b"50%\r60%\r\n"), "web| 50%\rweb| 60%\r\n");
+    }
+
+    #[test]
+    fn state_survives_chunk_boundaries() {
+        let input = "a\x1b]0;t\x07b\u{20ac}\r\nc".as_bytes();
+        let whole = render(input);
+        for split in 1..input.len() {
+            let mut r = Renderer::new("web");
+            let mut out = Vec::new();
+            r.render(&input[..split], &mut out);
+            r.render(&input[split..], &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn scrollback_keeps_the_newest_whole_lines() {
+        let mut s = Scrollback::default();
+        s.push(b"one\r\n");
+        assert_eq!(s.contents(), b"one\r\n");
+        for i in 0..1000 {
+            s.push(format!("line {i}\r\n").as_bytes());
+        }
+        let c = String::from_utf8(s.contents()).unwrap();
+        assert!(c.len() <= SCROLLBACK && c.starts_with("line ") && c.ends_with("line 999\r\n"));
+    }
+}

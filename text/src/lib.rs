@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Text that comes from a room is untrusted: shown on one of bay0's displays it must not be
+//! able to paint outside its place, talk back to the terminal, or pass for bay0's own
+//! words. This crate holds that logic, pure and without dependencies, so bay0 (PID 1)
+//! keeps only the plumbing:
+//!
+//! - [`console`]: a room's console output rendered for a trusted terminal, line by line,
+//!   each line carrying the room's name.
+
+pub mod console;

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! anchorctl's raw system calls: the terminal mode for `room console`.
+
+/// A terminal in raw mode, restored when dropped. Not a terminal: nothing is changed.
+#[derive(Debug)]
+pub struct RawTerminal {
+    fd: libc::c_int,
+    saved: Option<libc::termios>,
+}
+
+impl RawTerminal {
+    /// Puts `fd` in raw mode (keys pass through unprocessed: Ctrl-C reaches the room).
+    pub fn enter(fd: libc::c_int) -> RawTerminal {
+        let mut t = core::mem::MaybeUninit::<libc::termios>::zeroed();
+        // SAFETY: `t` is a valid, writable termios buffer for the call.
+        if unsafe { libc::tcgetattr(fd, t.as_mut_ptr()) } != 0 {
+            return RawTerminal { fd, saved: None };
+        }
+        // SAFETY: tcgetattr succeeded and filled the buffer.
+        let saved = unsafe { t.assume_init() };
+        let mut raw = saved;
+        // SAFETY: cfmakeraw only edits the struct it is given.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        // SAFETY: `raw` is a valid termios for the call.
+        let ok = unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } == 0;
+        RawTerminal {
+            fd,
+            saved: ok.then_some(saved),
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(t) = self.saved {
+            // SAFETY: `t` is the mode read from this descriptor at `enter`.
+            unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &t) };
+        }
+    }
+}
