@@ -216,7 +216,7 @@ for i in $(seq 1 "$n"); do for v in $VMMS; do run "$v" "$i"; done; done
 if [ "$io" -gt 0 ]; then
   cp /usr/lib/anchor/images/roombench.squashfs /tmp/bench.disk
   dd if=/dev/zero of=/tmp/bench.disk bs=1M seek=1 count=63 conv=notrunc 2>/dev/null
-  IOROOM="$BASE anchor.shell=on"
+  IOROOM="$BASE anchor.shell=on anchor.privileged=1"
   [ "$verbose" = 1 ] && IOROOM=$(echo "$IOROOM" | sed 's/ quiet / printk.time=1 /')
   for v in $VMMS; do
     case "$v" in ours|before) vsock-peer "/tmp/v-$v.sock_7000" & ;; esac
