@@ -7,8 +7,8 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use anchor_vmm::devices::virtio::block::request::{Bufs, Disk, DiskRef};
 use anchor_vmm::devices::virtio::block::process_requests;
+use anchor_vmm::devices::virtio::block::request::{Bufs, Disk, DiskRef};
 use anchor_vmm::devices::virtio::queue::Budget;
 
 struct MemDisk([u8; 64 * 512]);

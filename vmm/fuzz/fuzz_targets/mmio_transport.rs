@@ -7,6 +7,7 @@
 #![no_main]
 
 use anchor_vmm::devices::bus::MmioDevice;
+use anchor_vmm::devices::irq::IrqLine;
 use anchor_vmm::devices::virtio::mmio::MmioTransport;
 use anchor_vmm::devices::virtio::queue::{Interrupt, NullRegistry};
 use anchor_vmm::devices::virtio::rng::Rng;
@@ -19,7 +20,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let Ok(rng) = Rng::new() else { return };
-    let Ok((mut t, worker)) = MmioTransport::with_interrupt(mem.clone(), Interrupt::new(None), rng)
+    let Ok((mut t, worker)) =
+        MmioTransport::with_interrupt(mem.clone(), Interrupt::new(IrqLine::none()), rng)
     else {
         return;
     };
