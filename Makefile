@@ -17,7 +17,8 @@ export ANCHOR_OUT
 CARGO ?= cargo
 
 .PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
-        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench soak clean help
+        kernels guest-kernel host-kernel images images-repro initramfs uki uki-check systest test run qemu bench soak clean help \
+        arm64 static-aarch64 kernels-arm64 images-arm64 initramfs-arm64 run-arm64
 
 all: build
 
@@ -29,6 +30,9 @@ help:
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
 	@echo "make kernels    guest + host kernels (cached by config hash)"
 	@echo "make images     room base images (reproducible SquashFS)"
+	@echo "make arm64      the arm64 (Duet 5) artifacts: static aarch64 binaries, arm64 kernels, images, initramfs"
+	@echo "make run-arm64  boot the arm64 anchor host (qemu-system-aarch64 virt, EL2) and open a room (ROOM=..., APPEND=kvm-arm.mode=protected)"
+	@echo "make uki        the signed base: a Unified Kernel Image signed with this cache's TEST keys"
 	@echo "make setup      install Debian packages / rust targets this needs (idempotent)"
 	@echo "cache: ANCHOR_CACHE=$(ANCHOR_CACHE)"
 
@@ -73,11 +77,41 @@ images: setup static
 initramfs: static kernels images
 	tests/system/mkinitramfs.sh
 
-# Images build reproducibly (twice from empty caches, same bytes) and have the right layout.
-images-repro: images
+# arm64 (the Duet 5 path): cross-built static binaries, arm64 kernels from the same
+# linux-source (cached by input hash like the x86_64 ones), arm64 room images and the
+# arm64 anchor-host initramfs, all under $(ANCHOR_OUT)/aarch64/.
+static-aarch64: setup
+	scripts/build-static.sh aarch64
+
+kernels-arm64: setup
+	guest-kernel/build-arm64.sh
+	host-kernel/build-arm64.sh
+
+images-arm64: static-aarch64
+	images/build.sh --arch aarch64
+
+initramfs-arm64: static-aarch64 kernels-arm64 images-arm64
+	tests/system/mk-arm64-initramfs.sh --product
+
+arm64: initramfs-arm64
+
+# Images build reproducibly (twice from empty caches, same bytes) and have the right layout
+# (x86_64 and arm64).
+images-repro: images images-arm64
 	images/tests/reproducible.sh
 
-systest: initramfs images-repro
+# The signed base (docs/SIGNING.md): $(ANCHOR_OUT)/anchor.efi, cached by input hash.
+uki: initramfs
+	uki/build.sh
+
+# The UKI builds reproducibly; its signed PCR 11 policy unseals on a TPM (swtpm) for our
+# images and not for a foreign one; the images tests/system/tests/uki.rs boots.
+uki-check: uki
+	uki/tests/reproducible.sh
+	uki/tests/pcr-policy.sh
+	uki/tests/mk-test-ukis.sh
+
+systest: initramfs images-repro arm64 uki-check
 	tests/system/run-all.sh
 
 test: setup lint gates unit fuzz-smoke systest
@@ -94,8 +128,15 @@ run: initramfs
 
 qemu: run
 
-bench: initramfs
+run-arm64: arm64
+	qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on -accel tcg \
+	  -m $(MEM) -smp 1 -nographic -no-reboot -kernel $(ANCHOR_OUT)/aarch64/host-Image \
+	  -initrd $(ANCHOR_OUT)/aarch64/initramfs.cpio.gz \
+	  -append "console=ttyAMA0 panic=-1 bay0.shell=1 $(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)"
+
+bench: initramfs arm64 uki
 	scripts/bench.sh
+	uki/bench.sh
 
 # Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit or hostile (N=20).
 STAGE ?= system

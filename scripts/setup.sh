@@ -6,10 +6,11 @@ set -euo pipefail
 
 PKGS=(
   build-essential bc bison flex libelf-dev libssl-dev dwarves cpio zstd xz-utils kmod
-  gcc-aarch64-linux-gnu
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   swtpm swtpm-tools tpm2-tools cryptsetup squashfs-tools erofs-utils
   ovmf systemd-boot-efi sbsigntool busybox-static linux-source-6.1 bubblewrap
-  libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat
+  libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat device-tree-compiler
+  mtools dosfstools fdisk python3-venv faketime
   libseccomp-dev  # vmm/bench-firecracker.sh: builds the Firecracker peer of `make bench`
 )
 
@@ -100,4 +101,22 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 else
   echo "setup: cargo-fuzz present"
+fi
+
+# A static arm64 busybox (Debian's busybox-static for arm64, unpacked into the cache) for
+# the arm64 room images and the arm64 anchor-host tests.
+"$(dirname "$0")/arm64-busybox.sh" >/dev/null && echo "setup: arm64 busybox present"
+
+# virt-firmware (PyPI) enrols the Secure Boot test certificates into an OVMF variable store
+# (uki/ovmf-vars.sh). A pinned version in its own venv under the cache; Debian's
+# python3-cryptography is reused through --system-site-packages.
+VFW_VERSION=26.10
+VFW_VENV="${ANCHOR_CACHE:-/var/cache/anchor-os}/venv/virt-firmware-$VFW_VERSION"
+if [[ -x "$VFW_VENV/bin/virt-fw-vars" ]]; then
+  echo "setup: virt-firmware $VFW_VERSION present"
+else
+  echo "setup: installing virt-firmware $VFW_VERSION from PyPI into $VFW_VENV"
+  rm -rf "$VFW_VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VFW_VENV"
+  "$VFW_VENV/bin/pip" install -q "virt-firmware==$VFW_VERSION"
 fi

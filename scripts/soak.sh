@@ -63,7 +63,9 @@ for ((i = 1; i <= N; i++)); do
   seen=0
   while IFS=$'\t' read -r result name; do
     [[ -n "${pass[$name]+x}" ]] || { pass[$name]=0; fail[$name]=0; order+=("$name"); }
-    if [[ "$result" == PASS ]]; then
+    # LEAK: passed, but the test process's output pipes stayed open a little longer than
+    # nextest's leak timeout (seen under heavy load); nextest itself counts it as passed.
+    if [[ "$result" == PASS || "$result" == LEAK ]]; then
       pass[$name]=$((pass[$name] + 1))
     else
       fail[$name]=$((fail[$name] + 1))

@@ -19,4 +19,5 @@ pub mod rooms;
 pub mod shutdown;
 pub mod supervisor;
 pub mod sys;
+pub mod update;
 pub mod watchdog;

@@ -13,7 +13,7 @@ use bay0::room::Layout;
 use bay0::rooms::Rooms;
 use bay0::supervisor::Supervisor;
 use bay0::watchdog::{RealDevice, Watchdog};
-use bay0::{input, logger, shutdown, sys};
+use bay0::{input, logger, shutdown, sys, update};
 use bay0::{log_error, log_info, log_warn};
 use std::ffi::OsString;
 use std::path::Path;
@@ -66,6 +66,13 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     });
     let mut config = Config::default();
     if machine {
+        // The base is the signed UKI's initramfs, in RAM: nothing changes it at run time
+        // (docs/THREAT-MODEL.md); runtime state lives on /run, /tmp and /dev.
+        let ro = libc::MS_REMOUNT | libc::MS_RDONLY;
+        match sys::mount("remount / read-only", None, c"/", None, ro, None) {
+            Ok(()) => log_info!("/ is read-only"),
+            Err(e) => log_warn!("{e}"),
+        }
         match sys::open("open /dev/kmsg", c"/dev/kmsg", libc::O_WRONLY) {
             Ok(fd) => logger::use_kmsg(fd),
             Err(e) => log_warn!("{e}; logging to the console"),
@@ -116,6 +123,11 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     let mut supervisor = Supervisor::new(config.shutdown_grace_s);
     log_info!("ready");
     open_boot_rooms(&mut event_loop, &config);
+    match update::spawn_bless(&config.boot_rooms) {
+        Some(Ok(pid)) => event_loop.supervise(pid),
+        Some(Err(e)) => log_error!("{}: {e}", update::HELPER),
+        None => {}
+    }
     let stop = event_loop.run(&mut supervisor, &mut RealProcesses)?;
     shutdown::finish(!machine, stop, event_loop.take_watchdog(), mounted)
 }

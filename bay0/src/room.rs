@@ -22,7 +22,7 @@ pub struct Layout {
     pub jail: PathBuf,
     /// The VMM binary.
     pub vmm: PathBuf,
-    /// The room kernel (ELF vmlinux with a PVH entry).
+    /// The room kernel (x86_64: ELF vmlinux with a PVH entry; aarch64: Linux arm64 Image).
     pub kernel: PathBuf,
     /// Directory of `<image>.squashfs` room images.
     pub images: PathBuf,
@@ -41,7 +41,7 @@ impl Layout {
         Layout {
             jail: PathBuf::from("/usr/lib/anchor/anchor-jail"),
             vmm: PathBuf::from("/usr/bin/anchor-vmm"),
-            kernel: PathBuf::from("/usr/lib/anchor/kernel/vmlinux"),
+            kernel: PathBuf::from(ROOM_KERNEL),
             images: PathBuf::from("/usr/lib/anchor/images"),
             policies: PathBuf::from("/etc/anchor/policies"),
             run: PathBuf::from("/run/anchor/rooms"),
@@ -63,6 +63,12 @@ impl Layout {
         }
     }
 }
+
+/// Where the base keeps the room kernel, in the format anchor-vmm boots on this architecture.
+#[cfg(not(target_arch = "aarch64"))]
+const ROOM_KERNEL: &str = "/usr/lib/anchor/kernel/vmlinux";
+#[cfg(target_arch = "aarch64")]
+const ROOM_KERNEL: &str = "/usr/lib/anchor/kernel/Image";
 
 /// The guest context id every room gets on its own (private) vsock device.
 pub const ROOM_CID: u32 = 3;

@@ -7,7 +7,7 @@
 # to deny, and (2) refuses any attribute that would switch them off outside tests.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-CRATES=(bay0 anchor-sys anchor-proto anchor-text anchor-jail anchor-vmm anchor-policy anchor-agent)
+CRATES=(bay0 anchor-sys anchor-proto anchor-text anchor-jail anchor-vmm anchor-policy anchor-agent anchor-update)
 LINTS=(unwrap_used expect_used panic indexing_slicing unreachable todo unimplemented)
 args=()
 for l in "${LINTS[@]}"; do args+=(-D "clippy::$l"); done
@@ -19,7 +19,7 @@ if ! cargo clippy --quiet "${pkgs[@]}" --lib --bins -- "${args[@]}" 2>/tmp/no-pa
 fi
 rm -f /tmp/no-panics.$$
 pattern="allow\((clippy::)?($(IFS='|'; echo "${LINTS[*]}"))"
-dirs=(bay0/src sys/src proto/src text/src jail/src vmm/src policy/src tools/anchor-agent/src)
+dirs=(bay0/src sys/src proto/src text/src jail/src vmm/src policy/src tools/anchor-agent/src tools/anchor-update/src)
 # Attributes that switch the lints off are tolerated only inside test modules/files.
 offenders=$(grep -rnE "$pattern" "${dirs[@]}" 2>/dev/null | grep -vE '/tests?/|_test\.rs|tests\.rs' || true)
 if [[ -n "$offenders" ]]; then

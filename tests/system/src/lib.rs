@@ -117,12 +117,51 @@ pub fn rooms_initramfs() -> Result<PathBuf> {
 
 /// Kernel command line every machine gets; [`Options::append`] adds to it.
 pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1";
+/// The same for the arm64 anchor host (QEMU virt's PL011 is ttyAMA0).
+pub const BASE_APPEND_ARM64: &str = "console=ttyAMA0 panic=-1 printk.time=1";
+
+/// Which anchor host QEMU emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `qemu-system-x86_64 -M q35 -accel tcg -cpu max` (AMD SVM + NPT for nested rooms).
+    X86_64,
+    /// `qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -accel tcg
+    /// -cpu max,pauth-impdef=on`: EL2 for the host kernel, so KVM (VHE, or protected
+    /// mode with `kvm-arm.mode=protected`) runs nested rooms.
+    Aarch64,
+}
+
+/// The arm64 anchor host kernel: `$ANCHOR_ARM64_HOST_KERNEL`, default
+/// `$ANCHOR_OUT/aarch64/host-Image`.
+pub fn arm64_host_kernel() -> Result<PathBuf> {
+    let default = out_dir().join("aarch64/host-Image");
+    artifact(
+        "ANCHOR_ARM64_HOST_KERNEL",
+        default,
+        "arm64 host kernel",
+        "build it: host-kernel/build-arm64.sh",
+    )
+}
+
+/// The arm64 product initramfs: `$ANCHOR_ARM64_INITRAMFS`, default
+/// `$ANCHOR_OUT/aarch64/initramfs.cpio.gz`.
+pub fn arm64_initramfs() -> Result<PathBuf> {
+    let default = out_dir().join("aarch64/initramfs.cpio.gz");
+    artifact(
+        "ANCHOR_ARM64_INITRAMFS",
+        default,
+        "arm64 initramfs",
+        "build it: tests/system/mk-arm64-initramfs.sh --product",
+    )
+}
 
 /// How to start a machine. Defaults: 1024 MiB, 1 CPU, no extra devices, `-no-reboot`.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Names the work directory and the kept serial log.
     pub name: String,
+    /// The emulated machine ([`Options::new`]: x86_64; [`Options::arm64`]: aarch64).
+    pub arch: Arch,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     /// Added to [`BASE_APPEND`].
@@ -141,12 +180,36 @@ pub struct Options {
     pub no_reboot: bool,
     /// Further QEMU arguments, appended last.
     pub extra_args: Vec<String>,
+    /// Boot through UEFI firmware (OVMF) from a disk instead of `-kernel`/`-initrd`;
+    /// `kernel`, `initramfs` and `append` are then unused (the UKI carries them).
+    pub uefi: Option<Uefi>,
+    /// Keep the TPM's state in this directory (it survives the machine: power-cut
+    /// tests); default: a fresh TPM per machine.
+    pub tpm_state: Option<PathBuf>,
 }
+
+/// UEFI boot: OVMF firmware, its variable store and the disk it boots.
+#[derive(Debug, Clone)]
+pub struct Uefi {
+    /// The firmware code (read-only pflash), e.g. `OVMF_CODE_4M.secboot.fd`.
+    pub code: PathBuf,
+    /// The variable store (writable pflash): the machine writes to it, so give each
+    /// machine its own copy (and keep it across boots of the same "device").
+    pub vars: PathBuf,
+    /// Secure Boot firmware (needs SMM and a secure pflash).
+    pub secure: bool,
+    /// The disk holding the ESP (virtio-blk, raw).
+    pub disk: PathBuf,
+}
+
+/// Debian's OVMF with Secure Boot (package ovmf).
+pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 impl Options {
     pub fn new(name: &str, kernel: PathBuf, initramfs: PathBuf) -> Options {
         Options {
             name: name.to_string(),
+            arch: Arch::X86_64,
             kernel,
             initramfs,
             append: String::new(),
@@ -158,7 +221,33 @@ impl Options {
             framebuffer: false,
             no_reboot: true,
             extra_args: Vec::new(),
+            uefi: None,
+            tpm_state: None,
         }
+    }
+
+    /// An arm64 anchor host (see [`Arch::Aarch64`]); same defaults otherwise. The x86-only
+    /// devices ([`Options::watchdog`], [`Options::tpm`], [`Options::framebuffer`]) are
+    /// not offered on it.
+    pub fn arm64(name: &str, kernel: PathBuf, initramfs: PathBuf) -> Options {
+        Options {
+            arch: Arch::Aarch64,
+            ..Options::new(name, kernel, initramfs)
+        }
+    }
+
+    /// A machine that boots `uefi.disk` through OVMF (no kernel or initramfs of its own).
+    pub fn uefi(name: &str, uefi: Uefi) -> Options {
+        let mut o = Options::new(name, PathBuf::new(), PathBuf::new());
+        o.uefi = Some(uefi);
+        o
+    }
+
+    /// Keep the TPM state in `dir` (implies a TPM).
+    pub fn tpm_state(mut self, dir: PathBuf) -> Self {
+        self.tpm = true;
+        self.tpm_state = Some(dir);
+        self
     }
 
     /// Options with the kernel and initramfs from the environment (see [`host_kernel`]).
@@ -209,42 +298,89 @@ impl Options {
 
     /// The full kernel command line.
     pub fn cmdline(&self) -> String {
+        let base = match self.arch {
+            Arch::X86_64 => BASE_APPEND,
+            Arch::Aarch64 => BASE_APPEND_ARM64,
+        };
         if self.append.is_empty() {
-            BASE_APPEND.to_string()
+            base.to_string()
         } else {
-            format!("{BASE_APPEND} {}", self.append)
+            format!("{base} {}", self.append)
+        }
+    }
+
+    /// The QEMU binary for [`Options::arch`].
+    pub fn qemu_binary(&self) -> &'static str {
+        match self.arch {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
         }
     }
 
     /// QEMU's arguments, with sockets under `workdir`. The serial console is stdio.
     pub fn qemu_args(&self, workdir: &Path) -> Vec<String> {
-        let mut a: Vec<String> = [
-            "-M",
-            "q35",
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let x86 = match &self.uefi {
+            Some(u) if u.secure => "q35,smm=on",
+            _ => "q35",
+        };
+        let machine: [&str; 6] = match self.arch {
+            Arch::X86_64 => ["-M", x86, "-accel", "tcg", "-cpu", "max"],
+            Arch::Aarch64 => [
+                "-M",
+                "virt,virtualization=on,gic-version=3",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max,pauth-impdef=on",
+            ],
+        };
+        let mut a: Vec<String> = machine
+            .iter()
+            .chain(
+                [
+                    "-nodefaults",
+                    "-no-user-config",
+                    "-display",
+                    "none",
+                    "-serial",
+                    "stdio",
+                ]
+                .iter(),
+            )
+            .map(|s| s.to_string())
+            .collect();
         let mut push = |args: &[&str]| a.extend(args.iter().map(|s| s.to_string()));
         let (mem, cpus) = (self.memory_mib.to_string(), self.cpus.to_string());
         push(&["-m", &mem, "-smp", &cpus]);
-        push(&[
-            "-kernel",
-            &self.kernel.to_string_lossy(),
-            "-initrd",
-            &self.initramfs.to_string_lossy(),
-        ]);
-        push(&["-append", &self.cmdline()]);
+        match &self.uefi {
+            None => {
+                push(&[
+                    "-kernel",
+                    &self.kernel.to_string_lossy(),
+                    "-initrd",
+                    &self.initramfs.to_string_lossy(),
+                ]);
+                push(&["-append", &self.cmdline()]);
+            }
+            Some(u) => {
+                if u.secure {
+                    push(&["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+                }
+                let code = format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    u.code.display()
+                );
+                let vars = format!("if=pflash,format=raw,unit=1,file={}", u.vars.display());
+                let disk = format!("file={},if=none,id=esp,format=raw", u.disk.display());
+                push(&["-drive", &code, "-drive", &vars]);
+                push(&[
+                    "-drive",
+                    &disk,
+                    "-device",
+                    "virtio-blk-pci,drive=esp,bootindex=0",
+                ]);
+            }
+        }
         let qmp = format!(
             "unix:{},server=on,wait=off",
             workdir.join("qmp.sock").display()
@@ -358,14 +494,22 @@ impl Machine {
         let log_path = logs.join(format!("{}.log", opts.name));
 
         let swtpm = if opts.tpm {
-            Some(start_swtpm(&workdir)?)
+            let state = opts
+                .tpm_state
+                .clone()
+                .unwrap_or_else(|| workdir.join("tpm"));
+            Some(start_swtpm(&workdir, &state)?)
         } else {
             None
         };
         let args = opts.qemu_args(&workdir);
+        let what = format!(
+            "start {} (is QEMU installed? scripts/setup.sh)",
+            opts.qemu_binary()
+        );
         let mut qemu = io(
-            "start qemu-system-x86_64 (is QEMU installed? scripts/setup.sh)",
-            Command::new("qemu-system-x86_64")
+            &what,
+            Command::new(opts.qemu_binary())
                 .args(&args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -699,9 +843,8 @@ impl Drop for Machine {
     }
 }
 
-fn start_swtpm(workdir: &Path) -> Result<Child> {
-    let state = workdir.join("tpm");
-    io("create tpm dir", std::fs::create_dir_all(&state))?;
+fn start_swtpm(workdir: &Path, state: &Path) -> Result<Child> {
+    io("create tpm dir", std::fs::create_dir_all(state))?;
     let sock = workdir.join("swtpm.sock");
     let child = io(
         "start swtpm (is swtpm installed? scripts/setup.sh)",
@@ -869,10 +1012,61 @@ mod tests {
             assert!(joined.contains(part), "{part} missing from {joined}");
         }
         assert_eq!(a.last().unwrap(), "-s");
+        let u = Options::uefi(
+            "u",
+            Uefi {
+                code: "/c.fd".into(),
+                vars: "/v.fd".into(),
+                secure: true,
+                disk: "/esp.img".into(),
+            },
+        )
+        .tpm_state("/t".into());
+        let joined = u.qemu_args(Path::new("/w")).join(" ");
+        assert!(
+            joined.starts_with("-M q35,smm=on -accel tcg -cpu max"),
+            "{joined}"
+        );
+        assert!(
+            !joined.contains("-kernel") && !joined.contains("-append"),
+            "{joined}"
+        );
+        for part in [
+            "-global driver=cfi.pflash01,property=secure,value=on",
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/c.fd",
+            "-drive if=pflash,format=raw,unit=1,file=/v.fd",
+            "file=/esp.img,if=none,id=esp,format=raw -device virtio-blk-pci,drive=esp,bootindex=0",
+            "-device tpm-tis,tpmdev=tpm0",
+        ] {
+            assert!(joined.contains(part), "{part} missing from {joined}");
+        }
         assert!(!Options::new("t", "/k".into(), "/i".into())
             .allow_reboot()
             .qemu_args(Path::new("/w"))
             .contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn arm64_options_start_the_virt_machine_at_el2() {
+        let o = Options::arm64("a", "/k".into(), "/i".into()).append("kvm-arm.mode=protected");
+        assert_eq!(o.qemu_binary(), "qemu-system-aarch64");
+        let joined = o.qemu_args(Path::new("/w")).join(" ");
+        assert!(
+            joined.starts_with(
+                "-M virt,virtualization=on,gic-version=3 -accel tcg -cpu max,pauth-impdef=on"
+            ),
+            "{joined}"
+        );
+        assert_eq!(
+            o.cmdline(),
+            format!("{BASE_APPEND_ARM64} kvm-arm.mode=protected")
+        );
+        // The x86_64 default is untouched.
+        let x = Options::new("x", "/k".into(), "/i".into());
+        assert_eq!(
+            (x.arch, x.qemu_binary()),
+            (Arch::X86_64, "qemu-system-x86_64")
+        );
     }
 
     #[test]

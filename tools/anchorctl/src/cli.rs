@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 
 /// Anchor OS operator CLI.
 ///
-/// Exit status: 0 success, 1 a policy is invalid or unreadable, or bay0 refused or could
-/// not be reached (the reason on stderr, one line), 2 usage error.
+/// Exit status: 0 success, 1 a policy is invalid or unreadable, bay0 refused or could
+/// not be reached (the reason on stderr, one line), or an update was refused or failed,
+/// 2 usage error.
 #[derive(Debug, Parser)]
 #[command(name = "anchorctl", version)]
 pub struct Cli {
@@ -27,6 +28,9 @@ pub enum Command {
     /// Room policies (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// A/B updates of the signed base (docs/SIGNING.md).
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Open, close, reset, list and attach to rooms (talks to bay0; root on the anchor
     /// host).
     #[command(subcommand)]
@@ -63,6 +67,52 @@ pub enum RoomCommand {
     Reset { name: String },
     /// Attach this terminal to a room's console. Ctrl-] detaches (the room keeps running).
     Console { name: String },
+}
+
+/// `anchorctl update ...`
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Show both slots: version, state (good, on trial with N tries left, bad), which one
+    /// runs and which one the next boot picks.
+    Status {
+        #[command(flatten)]
+        target: UpdateTarget,
+    },
+    /// Install an update into the slot that is not running and arm it for a trial boot.
+    ///
+    /// FILE must be a UKI signed with our Secure Boot db key and newer than the running
+    /// base and every good slot (no downgrades); otherwise nothing is written. The image
+    /// is written to a temporary file, synced, read back, then renamed to
+    /// `anchor-X+N-0.efi`: the next N boots try it, and unless one of them passes bay0's
+    /// health check the machine falls back to the old slot by itself.
+    Apply {
+        /// The signed update (a UKI).
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Trial boots before falling back (1-9).
+        #[arg(long, default_value_t = 3)]
+        tries: u32,
+        #[command(flatten)]
+        target: UpdateTarget,
+    },
+}
+
+/// Which ESP `anchorctl update` works on.
+#[derive(Debug, clap::Args)]
+pub struct UpdateTarget {
+    /// Work on the ESP mounted at DIR (e.g. a device's disk on another machine) instead of
+    /// this machine's own ESP (found through systemd-boot's LoaderDevicePartUUID and
+    /// mounted privately for the command).
+    #[arg(long, value_name = "DIR")]
+    pub esp: Option<PathBuf>,
+    /// The slot that is running (default: what systemd-boot reported; with --esp and one
+    /// filled slot, that one).
+    #[arg(long, value_name = "A|B")]
+    pub running: Option<String>,
+    /// The DER certificate updates must be signed with (default: the running base's own,
+    /// /etc/anchor/secureboot/db.der).
+    #[arg(long, value_name = "DER")]
+    pub cert: Option<PathBuf>,
 }
 
 /// `anchorctl policy ...`

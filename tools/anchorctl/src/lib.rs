@@ -5,3 +5,4 @@ pub mod cli;
 pub mod policy_cmd;
 pub mod room_cmd;
 pub mod sys;
+pub mod update_cmd;

@@ -8,6 +8,7 @@ use anchor_proto::control::Verb;
 use anchorctl::cli::{Cli, Command, PolicyCommand, RoomCommand};
 use anchorctl::policy_cmd::{self, Outcome};
 use anchorctl::room_cmd::{self, Failure};
+use anchorctl::update_cmd;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -33,6 +34,16 @@ fn main() -> ExitCode {
         }
         Command::Policy(PolicyCommand::Show { file, json }) => {
             policy_cmd::show(file, *json, &mut out, &mut err)
+        }
+        Command::Update(cmd) => {
+            return match update_cmd::run(cmd, &mut out, &mut err) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(usage) => {
+                    let _ = writeln!(err, "anchorctl: {usage}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Command::Room(_) | Command::Status { .. } => Ok(Outcome::Ok),
     };
@@ -66,6 +77,6 @@ fn room_command(cli: &Cli) -> Option<Result<(), Failure>> {
             room_cmd::simple(socket, Verb::Reset, name, &mut out)
         }
         Command::Room(RoomCommand::Console { name }) => room_cmd::console(socket, name),
-        Command::Policy(_) => return None,
+        Command::Policy(_) | Command::Update(_) => return None,
     })
 }

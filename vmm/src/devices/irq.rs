@@ -60,6 +60,12 @@ impl IrqLine {
     }
 }
 
+impl From<EventFd> for IrqLine {
+    fn from(e: EventFd) -> Self {
+        Self::eventfd(e)
+    }
+}
+
 impl vm_superio::Trigger for IrqLine {
     type E = std::io::Error;
     fn trigger(&self) -> std::io::Result<()> {

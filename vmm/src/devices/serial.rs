@@ -212,9 +212,9 @@ impl fmt::Debug for SerialDevice {
 impl SerialDevice {
     /// Creates the UART writing to `sink`, interrupting through `irq`;
     /// `input_room` is signalled whenever the guest empties the receive FIFO.
-    pub fn new(irq: IrqLine, sink: Sink, input_room: EventFd) -> Self {
+    pub fn new(irq: impl Into<IrqLine>, sink: Sink, input_room: EventFd) -> Self {
         Self {
-            inner: Serial::with_events(irq, InputEvents(input_room), sink),
+            inner: Serial::with_events(irq.into(), InputEvents(input_room), sink),
         }
     }
 

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The A/B update hook: once per boot, after the boot rooms were started, bay0 spawns
+//! `anchor-update bless --room NAME...`. The helper judges the boot (each boot room must
+//! reach ready, as bay0's control socket reports it) and blesses the running slot
+//! (docs/SIGNING.md). All the logic lives in the helper.
+
+use crate::config::RoomName;
+use crate::error::Result;
+use std::ffi::OsString;
+
+/// The helper, present in a base built as a UKI (uki/build.sh).
+pub const HELPER: &str = "/usr/lib/anchor/anchor-update";
+
+/// The helper's command line: `bless` and the boot rooms it must see ready.
+pub fn bless_argv(rooms: &[Option<RoomName>]) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![HELPER.into(), "bless".into()];
+    for name in rooms.iter().flatten() {
+        argv.push("--room".into());
+        argv.push(name.as_str().into());
+    }
+    argv
+}
+
+/// Spawn the helper; None when this base has none (booted without a UKI).
+pub fn spawn_bless(rooms: &[Option<RoomName>]) -> Option<Result<i32>> {
+    if !std::path::Path::new(HELPER).exists() {
+        return None;
+    }
+    Some(crate::hosted::spawn(&bless_argv(rooms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helper_hears_the_boot_rooms() {
+        let r = |s| Some(RoomName::parse(s).unwrap());
+        let words = |rooms: &[Option<RoomName>]| {
+            let v: Vec<String> = bless_argv(rooms)
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect();
+            v.join(" ")
+        };
+        assert_eq!(words(&[None, None]), format!("{HELPER} bless"));
+        assert_eq!(
+            words(&[r("work"), r("web")]),
+            format!("{HELPER} bless --room work --room web")
+        );
+    }
+}

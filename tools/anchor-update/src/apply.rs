@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! `apply`: put a signed update into the slot that is not running, so that the next boot
+//! tries it.
+//!
+//! Steps (each is durable before the next starts; a power cut between any two leaves the
+//! running slot untouched and bootable, see docs/SIGNING.md "Power cuts"):
+//!
+//! 1. `verify` — read the file, check its Authenticode signature against our db
+//!    certificate and its version against the floor. Nothing is written before this passes.
+//! 2. `clean`  — remove the inactive slot's old image and leftovers of an interrupted apply.
+//! 3. `write`  — write the image to `EFI/Linux/anchor-X.efi.new` (not a boot entry).
+//! 4. `sync`   — fsync it and read it back (the bytes on the ESP are the verified bytes).
+//! 5. `arm`    — rename it to `anchor-X+N-0.efi` and fsync the directory: from here on
+//!    systemd-boot boots it first, N times at most, until `bless` keeps it.
+
+use crate::esp::{io_err, Esp, EspError, EspState};
+use crate::slots::{Counter, EntryName, Slot, MAX_TRIES};
+use crate::verify::{self, Trust, VerifyError};
+use crate::version::Version;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::Write;
+
+/// The steps of an apply, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Verify,
+    Clean,
+    Write,
+    Sync,
+    Arm,
+}
+
+impl Step {
+    pub const ALL: [Step; 5] = [
+        Step::Verify,
+        Step::Clean,
+        Step::Write,
+        Step::Sync,
+        Step::Arm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Verify => "verify",
+            Step::Clean => "clean",
+            Step::Write => "write",
+            Step::Sync => "sync",
+            Step::Arm => "arm",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == text)
+    }
+}
+
+/// Largest update accepted (an ESP slot; the UKI is a few tens of MiB).
+pub const MAX_IMAGE: u64 = 1 << 30;
+
+/// Why an update was refused or failed.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The update file cannot be read.
+    Read {
+        path: String,
+        err: std::io::Error,
+    },
+    TooBig(u64),
+    /// Signature check failed: nothing was written.
+    Untrusted(VerifyError),
+    /// No usable os-release version in the update.
+    NoVersion(String),
+    /// Not newer than the floor: nothing was written.
+    Downgrade {
+        new: Version,
+        floor: Version,
+    },
+    /// Which slot runs is unknown.
+    RunningUnknown,
+    /// The running slot is still on trial: replacing the other one would leave no
+    /// known-good slot.
+    RunningNotBlessed(Slot),
+    /// Tries outside 1..=MAX_TRIES.
+    BadTries(u32),
+    /// Not enough room on the ESP.
+    NoSpace {
+        need: u64,
+        free: u64,
+    },
+    /// The bytes read back differ from the bytes written.
+    ReadBack,
+    /// A leftover `.efi.new` holds the same bytes as a slot: probably the other name of a
+    /// rename a power cut interrupted (both names on the same FAT clusters). Removing it
+    /// would free the slot's clusters.
+    Twin {
+        temp: String,
+        slot_file: String,
+    },
+    Esp(EspError),
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApplyError::Read { path, err } => write!(f, "cannot read update {path}: {err}"),
+            ApplyError::TooBig(n) => {
+                write!(
+                    f,
+                    "update is {n} bytes, more than the {MAX_IMAGE} a slot may hold"
+                )
+            }
+            ApplyError::Untrusted(e) => write!(f, "update refused, nothing written: {e}"),
+            ApplyError::NoVersion(e) => write!(f, "update refused, nothing written: {e}"),
+            ApplyError::Downgrade { new, floor } => write!(
+                f,
+                "update refused, nothing written: version {new} is not newer than {floor} \
+                 (no downgrades)"
+            ),
+            ApplyError::RunningUnknown => f.write_str(
+                "cannot tell which slot is running (not booted through systemd-boot?): \
+                 pass --running A|B",
+            ),
+            ApplyError::RunningNotBlessed(s) => write!(
+                f,
+                "update refused: the running slot {s} has not passed its health check yet \
+                 (writing slot {} now would leave no known-good slot)",
+                s.other()
+            ),
+            ApplyError::BadTries(n) => write!(f, "--tries {n}: must be 1..={MAX_TRIES}"),
+            ApplyError::NoSpace { need, free } => write!(
+                f,
+                "update refused, nothing written: the ESP has {free} bytes free, {need} needed"
+            ),
+            ApplyError::ReadBack => {
+                f.write_str("the update read back from the ESP differs from what was written")
+            }
+            ApplyError::Twin { temp, slot_file } => write!(
+                f,
+                "update refused, nothing written: the leftover {temp} has the same bytes as \
+                 {slot_file}, probably a rename cut short by a power loss (both names on the \
+                 same clusters); check the ESP with fsck.vfat before updating"
+            ),
+            ApplyError::Esp(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl From<EspError> for ApplyError {
+    fn from(e: EspError) -> Self {
+        ApplyError::Esp(e)
+    }
+}
+
+/// What is known about the running system.
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    /// The slot that booted (from systemd-boot's variables, or `--running`).
+    pub slot: Option<Slot>,
+    /// The running base's IMAGE_VERSION (from its own /usr/lib/os-release).
+    pub version: Option<Version>,
+}
+
+/// Called after each step (progress lines; test builds stop here to cut the power).
+pub trait Observer {
+    fn after(&mut self, step: Step, what: &str);
+}
+
+/// A finished apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub slot: Slot,
+    pub version: String,
+    pub file: String,
+    pub tries: u32,
+}
+
+/// The slot an update goes to: the one not running.
+pub fn target_slot(state: &EspState, running: &Running) -> Result<Slot, ApplyError> {
+    let slot = match running.slot {
+        Some(s) => s,
+        // Offline (no loader variables): the only slot that holds an image is the
+        // current one; with both or neither filled we cannot guess.
+        None => match (state.a.is_empty(), state.b.is_empty()) {
+            (false, true) => Slot::A,
+            (true, false) => Slot::B,
+            (true, true) => return Ok(Slot::A),
+            (false, false) => return Err(ApplyError::RunningUnknown),
+        },
+    };
+    if let Some(f) = state.single(slot) {
+        if f.entry.counter != Counter::Good {
+            return Err(ApplyError::RunningNotBlessed(slot));
+        }
+    }
+    Ok(slot.other())
+}
+
+/// Apply the update at `path` to `esp`.
+pub fn apply(
+    esp: &Esp,
+    path: &str,
+    trust: &Trust,
+    running: &Running,
+    tries: u32,
+    obs: &mut dyn Observer,
+) -> Result<Applied, ApplyError> {
+    if tries == 0 || tries > MAX_TRIES {
+        return Err(ApplyError::BadTries(tries));
+    }
+    // 1. verify
+    let image = read_limited(path)?;
+    verify::verify(&image, trust).map_err(ApplyError::Untrusted)?;
+    let version = crate::esp::image_version(&image).map_err(ApplyError::NoVersion)?;
+    let state = esp.scan()?;
+    let target = target_slot(&state, running)?;
+    let floor = floor(esp, &state, running)?;
+    if let Some(floor) = floor {
+        if version <= floor {
+            return Err(ApplyError::Downgrade {
+                new: version,
+                floor,
+            });
+        }
+    }
+    check_space(esp, &state, target, image.len() as u64)?;
+    check_twins(esp, &state)?;
+    obs.after(
+        Step::Verify,
+        &format!("update {path}: signed by our key, version {version}, for slot {target}"),
+    );
+
+    // 2. clean
+    for f in state.files(target) {
+        esp.remove(&f.file)?;
+    }
+    let temp = target.temp_name();
+    for t in &state.temps {
+        esp.remove(t)?;
+    }
+    obs.after(Step::Clean, &format!("slot {target} emptied"));
+
+    // 3. write
+    std::fs::create_dir_all(esp.entry_dir()).map_err(io_err("create", &esp.entry_dir()))?;
+    let temp_path = esp.entry_path(&temp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp_path)
+        .map_err(io_err("create", &temp_path))?;
+    f.write_all(&image).map_err(io_err("write", &temp_path))?;
+    obs.after(
+        Step::Write,
+        &format!("{} bytes written to {temp}", image.len()),
+    );
+
+    // 4. sync
+    f.sync_all().map_err(io_err("sync", &temp_path))?;
+    drop(f);
+    esp.sync_dir()?;
+    let back = std::fs::read(&temp_path).map_err(io_err("read back", &temp_path))?;
+    if Sha256::digest(&back) != Sha256::digest(&image) {
+        return Err(ApplyError::ReadBack);
+    }
+    obs.after(Step::Sync, &format!("{temp} synced and read back"));
+
+    // 5. arm
+    let armed = EntryName {
+        slot: target,
+        counter: Counter::Counting {
+            left: tries,
+            done: 0,
+        },
+    }
+    .file_name();
+    esp.rename(&temp, &armed)?;
+    obs.after(
+        Step::Arm,
+        &format!("slot {target} armed: {armed} ({tries} tries; reboot to try it)"),
+    );
+    Ok(Applied {
+        slot: target,
+        version: version.to_string(),
+        file: armed,
+        tries,
+    })
+}
+
+/// The lowest version an update must exceed: the running base's, and every good slot's
+/// (also the one about to be replaced: a machine never goes back below a version it once
+/// booted healthy). Slots on trial or bad do not count.
+fn floor(esp: &Esp, state: &EspState, running: &Running) -> Result<Option<Version>, ApplyError> {
+    let mut floor = running.version.clone();
+    for slot in Slot::ALL {
+        for f in state.files(slot) {
+            if f.entry.counter != Counter::Good {
+                continue;
+            }
+            let v = esp.version_of(&f.file)?;
+            if floor.as_ref().is_none_or(|fl| v > *fl) {
+                floor = Some(v);
+            }
+        }
+    }
+    Ok(floor)
+}
+
+/// Refuse to touch a leftover that is byte-identical to a slot file (see [`ApplyError::Twin`]).
+fn check_twins(esp: &Esp, state: &EspState) -> Result<(), ApplyError> {
+    for temp in &state.temps {
+        let tpath = esp.entry_path(temp);
+        let tlen = std::fs::metadata(&tpath).map_or(0, |m| m.len());
+        for slot in Slot::ALL {
+            for f in state.files(slot) {
+                let spath = esp.entry_path(&f.file);
+                if std::fs::metadata(&spath).map_or(0, |m| m.len()) != tlen || tlen == 0 {
+                    continue;
+                }
+                let a = std::fs::read(&tpath).map_err(io_err("read", &tpath))?;
+                let b = std::fs::read(&spath).map_err(io_err("read", &spath))?;
+                if a == b {
+                    return Err(ApplyError::Twin {
+                        temp: temp.clone(),
+                        slot_file: f.file.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_limited(path: &str) -> Result<Vec<u8>, ApplyError> {
+    let read = |err| ApplyError::Read {
+        path: path.to_string(),
+        err,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
+    if meta.len() > MAX_IMAGE {
+        return Err(ApplyError::TooBig(meta.len()));
+    }
+    std::fs::read(path).map_err(read)
+}
+
+fn check_space(esp: &Esp, state: &EspState, target: Slot, need: u64) -> Result<(), ApplyError> {
+    let Some(free) = crate::sys::free_bytes(esp.root()) else {
+        return Ok(());
+    };
+    // What clean will free: the target's old files and leftovers.
+    let mut freed = 0u64;
+    let names = state
+        .files(target)
+        .iter()
+        .map(|f| f.file.clone())
+        .chain(state.temps.iter().cloned());
+    for n in names {
+        freed += std::fs::metadata(esp.entry_path(&n)).map_or(0, |m| m.len());
+    }
+    // A little slack for FAT metadata.
+    let need = need + (1 << 20);
+    if free + freed < need {
+        return Err(ApplyError::NoSpace {
+            need,
+            free: free + freed,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! anchor-uki: build-time helper of uki/build.sh (runs on the build machine, never on the
+//! device): make an assembled UKI reproducible, predict its PCR 11, write the PolicyPCR
+//! digest to be signed, wrap the signature as `.pcrsig` JSON, verify a signed UKI.
+
+use anchor_update::{esp, pcr, pe, verify};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// UKI build helper (docs/SIGNING.md).
+///
+/// Exit status: 0 success, 1 failure (the message says which file), 2 usage error.
+#[derive(Debug, Parser)]
+#[command(name = "anchor-uki", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Zero the PE timestamp and fix the checksum, in place (objcopy stamps the time).
+    Finalize { uki: PathBuf },
+    /// Print the PCR 11 events systemd-stub will log for UKI and the resulting PCR 11
+    /// (`pcr11 HEX`) and PolicyPCR digest (`policy HEX`).
+    Pcr11 { uki: PathBuf },
+    /// Write the 32-byte PolicyPCR digest for UKI's PCR 11 to OUT (what the PCR key signs).
+    Policy {
+        uki: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the `.pcrsig` JSON for a policy digest file, its signature and the public key.
+    Pcrsig {
+        #[arg(long)]
+        policy: PathBuf,
+        /// RSA PKCS#1 v1.5 signature over SHA-256(policy) (openssl dgst -sha256 -sign).
+        #[arg(long)]
+        signature: PathBuf,
+        /// The PCR public key (PEM), also the UKI's `.pcrpkey`.
+        #[arg(long)]
+        pubkey: PathBuf,
+    },
+    /// Verify UKI's Authenticode signature against a DER certificate (as anchor-update
+    /// does before writing a slot).
+    Verify {
+        uki: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Print the IMAGE_VERSION of UKI's `.osrel`.
+    Version { uki: PathBuf },
+}
+
+fn read(p: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn run(cmd: Command) -> Result<(), String> {
+    match cmd {
+        Command::Finalize { uki } => {
+            let mut img = read(&uki)?;
+            pe::finalize(&mut img).map_err(|e| format!("{}: {e}", uki.display()))?;
+            std::fs::write(&uki, img).map_err(|e| format!("{}: {e}", uki.display()))
+        }
+        Command::Pcr11 { uki } => {
+            let img = read(&uki)?;
+            let secs = pe::sections(&img).map_err(|e| format!("{}: {e}", uki.display()))?;
+            let events = pcr::events(secs.iter().map(|s| (s.name.as_str(), &*s.data)));
+            for e in &events {
+                println!("event {} {}", pcr::hex(&e.digest), e.what);
+            }
+            let value = pcr::replay(&events);
+            println!("pcr11 {}", pcr::hex(&value));
+            println!("policy {}", pcr::hex(&pcr::policy_digest(&value)));
+            Ok(())
+        }
+        Command::Policy { uki, out } => {
+            let img = read(&uki)?;
+            let secs = pe::sections(&img).map_err(|e| format!("{}: {e}", uki.display()))?;
+            let events = pcr::events(secs.iter().map(|s| (s.name.as_str(), &*s.data)));
+            let policy = pcr::policy_digest(&pcr::replay(&events));
+            std::fs::write(&out, policy).map_err(|e| format!("{}: {e}", out.display()))
+        }
+        Command::Pcrsig {
+            policy,
+            signature,
+            pubkey,
+        } => {
+            let pol: [u8; 32] = read(&policy)?
+                .try_into()
+                .map_err(|_| format!("{}: not 32 bytes", policy.display()))?;
+            let sig = read(&signature)?;
+            let pem = String::from_utf8(read(&pubkey)?)
+                .map_err(|_| format!("{}: not text", pubkey.display()))?;
+            let json = pcr::pcrsig_json(&pem, &pol, &sig).map_err(|e| e.to_string())?;
+            println!("{json}");
+            Ok(())
+        }
+        Command::Verify { uki, cert } => {
+            let trust = verify::Trust::from_der(&read(&cert)?)
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            verify::verify(&read(&uki)?, &trust).map_err(|e| format!("{}: {e}", uki.display()))?;
+            println!("{}: signed by {}", uki.display(), cert.display());
+            Ok(())
+        }
+        Command::Version { uki } => {
+            let v =
+                esp::image_version(&read(&uki)?).map_err(|e| format!("{}: {e}", uki.display()))?;
+            println!("{v}");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("anchor-uki: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! On the device: find and mount the ESP for the duration of one command. Everything
+//! happens in a private mount namespace, so the ESP and efivarfs are never mounted for
+//! bay0 or the rooms, and vanish when the command exits (the base stays read-only).
+
+use crate::efivars::{self, LoaderInfo, EFIVARS};
+use crate::esp::Esp;
+use crate::gpt;
+use crate::sys;
+use crate::version::Version;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The running base's os-release (inside the signed initramfs).
+pub const OS_RELEASE: &str = "/usr/lib/os-release";
+/// The certificate updates must be signed with (our Secure Boot db certificate).
+pub const DB_CERT: &str = "/etc/anchor/secureboot/db.der";
+/// Where the ESP is mounted, privately.
+const MOUNT_POINT: &str = "/run/anchor-update/esp";
+
+/// Why the ESP could not be reached.
+#[derive(Debug)]
+pub enum DeviceError {
+    NotUefi,
+    Namespace(std::io::Error),
+    Efivarfs(std::io::Error),
+    NoEsp(String),
+    Mount { dev: PathBuf, err: std::io::Error },
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceError::NotUefi => f.write_str(
+                "not booted through UEFI (no /sys/firmware/efi): there are no A/B slots here",
+            ),
+            DeviceError::Namespace(e) => write!(f, "private mount namespace: {e}"),
+            DeviceError::Efivarfs(e) => write!(f, "mount efivarfs on {EFIVARS}: {e}"),
+            DeviceError::NoEsp(why) => write!(f, "no ESP found: {why}"),
+            DeviceError::Mount { dev, err } => {
+                write!(f, "mount ESP {} on {MOUNT_POINT}: {err}", dev.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// The ESP of this machine, mounted privately, and what the loader reported.
+#[derive(Debug)]
+pub struct Device {
+    pub esp: Esp,
+    pub info: LoaderInfo,
+    pub esp_device: PathBuf,
+}
+
+/// The running base's version (None when this is not an Anchor OS base).
+pub fn running_version() -> Option<Version> {
+    let raw = std::fs::read(OS_RELEASE).ok()?;
+    crate::osrel::anchor_version(&raw).ok()
+}
+
+/// Enter a private mount namespace, read the loader variables and mount the ESP.
+pub fn open() -> Result<Device, DeviceError> {
+    if !Path::new("/sys/firmware/efi").is_dir() {
+        return Err(DeviceError::NotUefi);
+    }
+    sys::private_mounts().map_err(DeviceError::Namespace)?;
+    let vars = Path::new(EFIVARS);
+    let empty = std::fs::read_dir(vars).map_or(true, |mut d| d.next().is_none());
+    if empty {
+        let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        sys::mount(Path::new("efivarfs"), vars, "efivarfs", flags, "")
+            .map_err(DeviceError::Efivarfs)?;
+    }
+    let info = efivars::loader_info(vars);
+    let dev = find_esp(info.esp_partuuid.as_deref())?;
+    let mnt = PathBuf::from(MOUNT_POINT);
+    std::fs::create_dir_all(&mnt).map_err(|err| DeviceError::Mount {
+        dev: dev.clone(),
+        err,
+    })?;
+    // dirsync: a rename reaches the disk before rename(2) returns, in order.
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_DIRSYNC;
+    sys::mount(&dev, &mnt, "vfat", flags, "umask=0077").map_err(|err| DeviceError::Mount {
+        dev: dev.clone(),
+        err,
+    })?;
+    Ok(Device {
+        esp: Esp::new(mnt),
+        info,
+        esp_device: dev,
+    })
+}
+
+impl Device {
+    /// Unmount the ESP (flushes it). Also happens when the process exits.
+    pub fn close(self) -> std::io::Result<()> {
+        sys::umount(self.esp.root())
+    }
+}
+
+fn read_trim(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The block device of the ESP: scan every disk's GPT.
+fn find_esp(partuuid: Option<&str>) -> Result<PathBuf, DeviceError> {
+    let disks = std::fs::read_dir("/sys/block")
+        .map_err(|e| DeviceError::NoEsp(format!("/sys/block: {e}")))?;
+    let mut names: Vec<String> = disks
+        .filter_map(|d| d.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("zram"))
+        .collect();
+    names.sort();
+    for disk in &names {
+        let sys_dir = Path::new("/sys/block").join(disk);
+        let sector = read_trim(&sys_dir.join("queue/logical_block_size"))
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(512);
+        let Ok(mut f) = File::open(Path::new("/dev").join(disk)) else {
+            continue;
+        };
+        let Some(parts) = gpt::partitions(&mut f, sector) else {
+            continue;
+        };
+        let Some(p) = gpt::pick_esp(&parts, partuuid) else {
+            continue;
+        };
+        if let Some(dev) = partition_device(&sys_dir, p.number) {
+            return Ok(dev);
+        }
+    }
+    Err(DeviceError::NoEsp(match partuuid {
+        Some(u) => format!("no partition with UUID {u} (LoaderDevicePartUUID) on {names:?}"),
+        None => format!("no EFI System Partition on {names:?}"),
+    }))
+}
+
+/// `/dev/<name>` of partition `number` of the disk at `sys_dir`.
+fn partition_device(sys_dir: &Path, number: u32) -> Option<PathBuf> {
+    let want = number.to_string();
+    for child in std::fs::read_dir(sys_dir).ok()?.flatten() {
+        let p = child.path();
+        if read_trim(&p.join("partition")).as_deref() == Some(want.as_str()) {
+            return Some(Path::new("/dev").join(child.file_name()));
+        }
+    }
+    None
+}

@@ -1,0 +1,430 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! apply / status / bless on an ESP directory with real signed images (systemd-stub +
+//! sections, signed by sbsign with keys made here): what is refused is refused before
+//! anything is written; after every step of an apply the ESP still boots a verified image;
+//! anchorctl's CLI says the same. Needs openssl, objcopy, sbsign and Debian's stub
+//! (scripts/setup.sh).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use anchor_update::apply::{self, ApplyError, Observer, Running, Step};
+use anchor_update::esp::{next_boot, Esp};
+use anchor_update::slots::{Counter, Slot};
+use anchor_update::verify::{self, Trust, VerifyError};
+use anchor_update::version::Version;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Keys {
+    key: PathBuf,
+    crt: PathBuf,
+    der: PathBuf,
+}
+
+fn keys(dir: &Path, name: &str) -> Keys {
+    let k = Keys {
+        key: dir.join(format!("{name}.key")),
+        crt: dir.join(format!("{name}.crt")),
+        der: dir.join(format!("{name}.der")),
+    };
+    run(Command::new("openssl")
+        .args([
+            "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={name}/"))
+        .arg("-keyout")
+        .arg(&k.key)
+        .arg("-out")
+        .arg(&k.crt));
+    run(Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&k.crt)
+        .arg("-out")
+        .arg(&k.der));
+    k
+}
+
+/// A small signed UKI of `version` (the stub plus .osrel and a dummy .linux).
+fn uki(dir: &Path, version: &str, k: &Keys) -> PathBuf {
+    let osrel = dir.join(format!("osrel-{version}"));
+    std::fs::write(
+        &osrel,
+        format!("ID=anchor\nIMAGE_ID=anchor\nIMAGE_VERSION={version}\n"),
+    )
+    .unwrap();
+    let linux = dir.join("linux");
+    std::fs::write(&linux, vec![0x5a; 200_000]).unwrap();
+    let unsigned = dir.join(format!("u-{version}.efi"));
+    run(Command::new("objcopy")
+        .arg("--add-section")
+        .arg(format!(".osrel={}", osrel.display()))
+        .args(["--change-section-vma", ".osrel=0x20000", "--add-section"])
+        .arg(format!(".linux={}", linux.display()))
+        .args(["--change-section-vma", ".linux=0x21000", STUB])
+        .arg(&unsigned));
+    let signed = dir.join(format!("anchor-{version}.efi"));
+    run(Command::new("sbsign")
+        .arg("--key")
+        .arg(&k.key)
+        .arg("--cert")
+        .arg(&k.crt)
+        .arg("--output")
+        .arg(&signed)
+        .arg(&unsigned));
+    signed
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    k: Keys,
+    esp: Esp,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(dir.path(), "db");
+    let esp = Esp::new(dir.path().join("esp"));
+    std::fs::create_dir_all(esp.entry_dir()).unwrap();
+    World { dir, k, esp }
+}
+
+impl World {
+    fn trust(&self) -> Trust {
+        Trust::from_der(&std::fs::read(&self.k.der).unwrap()).unwrap()
+    }
+    fn put(&self, name: &str, image: &Path) {
+        std::fs::copy(image, self.esp.entry_path(name)).unwrap();
+    }
+    /// (name, sha256) of every file in EFI/Linux.
+    fn listing(&self) -> Vec<(String, Vec<u8>)> {
+        use sha2::Digest;
+        let mut v: Vec<_> = std::fs::read_dir(self.esp.entry_dir())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let data = std::fs::read(e.path()).unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    sha2::Sha256::digest(data).to_vec(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+struct Quiet;
+impl Observer for Quiet {
+    fn after(&mut self, _: Step, _: &str) {}
+}
+
+fn running(slot: Slot, v: &str) -> Running {
+    Running {
+        slot: Some(slot),
+        version: Some(Version::parse(v).unwrap()),
+    }
+}
+
+#[test]
+fn verify_accepts_ours_and_refuses_tampered_foreign_and_unsigned() {
+    let w = world();
+    let good = uki(w.dir.path(), "1", &w.k);
+    let trust = w.trust();
+    verify::verify(&std::fs::read(&good).unwrap(), &trust).unwrap();
+    // Every single-byte change in the signed range is caught (sample of offsets).
+    let bytes = std::fs::read(&good).unwrap();
+    for at in [0x80usize, 0x400, 0x20400, bytes.len() / 2] {
+        let mut t = bytes.clone();
+        t[at] ^= 0x01;
+        assert!(
+            verify::verify(&t, &trust).is_err(),
+            "flip at {at:#x} accepted"
+        );
+    }
+    let foreign = keys(w.dir.path(), "foreign");
+    let f = uki(w.dir.path(), "2", &foreign);
+    assert_eq!(
+        verify::verify(&std::fs::read(f).unwrap(), &trust),
+        Err(VerifyError::ForeignSigner)
+    );
+    let unsigned = std::fs::read(w.dir.path().join("u-1.efi")).unwrap();
+    assert_eq!(
+        verify::verify(&unsigned, &trust),
+        Err(VerifyError::Unsigned)
+    );
+    assert!(matches!(
+        verify::verify(b"MZ", &trust),
+        Err(VerifyError::NotPe(_))
+    ));
+}
+
+#[test]
+fn apply_writes_the_inactive_slot_and_arms_it() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let done = apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap();
+    assert_eq!(
+        (done.slot, done.file.as_str()),
+        (Slot::B, "anchor-B+3-0.efi")
+    );
+    assert_eq!(
+        std::fs::read(w.esp.entry_path("anchor-B+3-0.efi")).unwrap(),
+        std::fs::read(&v2).unwrap()
+    );
+    let names: Vec<String> = w.listing().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["anchor-A.efi", "anchor-B+3-0.efi"]);
+    let report = anchor_update::status::report(&w.esp, Some(Slot::A)).unwrap();
+    assert_eq!(
+        report,
+        "slot A: version 1, good (running) [anchor-A.efi]\n\
+         slot B: version 2, on trial: 3 tries left, 0 done [anchor-B+3-0.efi]\n\
+         next boot: slot B\n"
+    );
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "2", &w.k));
+    w.put("anchor-B.efi", &uki(w.dir.path(), "1.5", &w.k));
+    let before = w.listing();
+    let trust = w.trust();
+    let run = running(Slot::A, "2");
+    let try_apply = |file: &Path, r: &Running| {
+        apply::apply(&w.esp, file.to_str().unwrap(), &trust, r, 3, &mut Quiet).unwrap_err()
+    };
+    // Older and equal versions.
+    for v in ["1", "2", "2.0"] {
+        let e = try_apply(&uki(w.dir.path(), v, &w.k), &run);
+        assert!(matches!(e, ApplyError::Downgrade { .. }), "{v}: {e}");
+        assert!(e.to_string().contains("no downgrades"), "{e}");
+    }
+    // The floor is also every good slot: running 1 but slot A holds 2.
+    let e = try_apply(&uki(w.dir.path(), "1.9", &w.k), &running(Slot::B, "1.5"));
+    assert!(matches!(e, ApplyError::Downgrade { .. }), "{e}");
+    // Tampered (a byte of the signed image changed): refused before anything is written.
+    let mut t = std::fs::read(uki(w.dir.path(), "3", &w.k)).unwrap();
+    let n = t.len();
+    t[n / 3] ^= 0xff;
+    let tampered = w.dir.path().join("tampered.efi");
+    std::fs::write(&tampered, t).unwrap();
+    assert!(matches!(
+        try_apply(&tampered, &run),
+        ApplyError::Untrusted(VerifyError::Tampered)
+    ));
+    // Foreign signer, unsigned, not a PE, missing.
+    let foreign = keys(w.dir.path(), "foreign");
+    let f = uki(w.dir.path(), "4", &foreign);
+    assert!(matches!(
+        try_apply(&f, &run),
+        ApplyError::Untrusted(VerifyError::ForeignSigner)
+    ));
+    let u = w.dir.path().join("u-4.efi");
+    assert!(matches!(
+        try_apply(&u, &run),
+        ApplyError::Untrusted(VerifyError::Unsigned)
+    ));
+    assert!(matches!(
+        try_apply(Path::new("/nonexistent"), &run),
+        ApplyError::Read { .. }
+    ));
+    assert_eq!(w.listing(), before, "a refused update changed the ESP");
+}
+
+#[test]
+fn a_slot_on_trial_is_not_replaced() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    w.put("anchor-B+2-1.efi", &uki(w.dir.path(), "2", &w.k));
+    let before = w.listing();
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    let e = apply::apply(
+        &w.esp,
+        v3.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::B, "2"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ApplyError::RunningNotBlessed(Slot::B)), "{e}");
+    assert_eq!(w.listing(), before);
+}
+
+/// After each step, the slot systemd-boot would boot holds a complete image we signed,
+/// and the running slot is untouched.
+struct Checker<'a> {
+    w: &'a World,
+    old: Vec<u8>,
+    seen: Vec<Step>,
+}
+
+impl Observer for Checker<'_> {
+    fn after(&mut self, step: Step, _: &str) {
+        self.seen.push(step);
+        let state = self.w.esp.scan().unwrap();
+        assert_eq!(
+            std::fs::read(self.w.esp.entry_path("anchor-A.efi")).unwrap(),
+            self.old,
+            "running slot changed at {step:?}"
+        );
+        let cands: Vec<_> = Slot::ALL
+            .iter()
+            .filter_map(|&s| {
+                state
+                    .single(s)
+                    .map(|f| (s, f.entry.counter, self.w.esp.version_of(&f.file).ok()))
+            })
+            .collect();
+        let next = next_boot(&cands).unwrap();
+        let file = &state.single(next).unwrap().file;
+        let image = std::fs::read(self.w.esp.entry_path(file)).unwrap();
+        verify::verify(&image, &self.w.trust()).unwrap();
+        let expect = if step == Step::Arm { Slot::B } else { Slot::A };
+        assert_eq!(next, expect, "after {step:?}");
+    }
+}
+
+#[test]
+fn every_step_leaves_a_bootable_esp_and_leftovers_are_cleaned() {
+    let w = world();
+    let v1 = uki(w.dir.path(), "1", &w.k);
+    w.put("anchor-A.efi", &v1);
+    // An old bad slot B and a leftover temp from an interrupted apply.
+    w.put("anchor-B+0-3.efi", &uki(w.dir.path(), "1.1", &w.k));
+    std::fs::write(w.esp.entry_path("anchor-B.efi.new"), b"half an image").unwrap();
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let mut c = Checker {
+        w: &w,
+        old: std::fs::read(&v1).unwrap(),
+        seen: Vec::new(),
+    };
+    apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        2,
+        &mut c,
+    )
+    .unwrap();
+    assert_eq!(c.seen, Step::ALL);
+    let names: Vec<String> = w.listing().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["anchor-A.efi", "anchor-B+2-0.efi"]);
+    assert_eq!(
+        w.esp.scan().unwrap().single(Slot::B).unwrap().entry.counter,
+        Counter::Counting { left: 2, done: 0 }
+    );
+}
+
+#[test]
+fn anchorctl_update_cli() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_anchor-update"))
+            .args(args)
+            .arg("--esp")
+            .arg(w.esp.root())
+            .arg("--cert")
+            .arg(&w.k.der)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = ctl(&[
+        "apply",
+        v2.to_str().unwrap(),
+        "--tries",
+        "2",
+        "--running",
+        "A",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    for step in ["verify", "clean", "write", "sync", "arm"] {
+        assert!(
+            out.contains(&format!("anchor-update: apply: {step}: ")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("slot B armed: anchor-B+2-0.efi"), "{out}");
+    let (code, out) = ctl(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("anchor-update: slot B: version 2, on trial: 2 tries left, 0 done"),
+        "{out}"
+    );
+    // Slot A (good, version 1) is the floor: version 1 again is refused.
+    let v1 = w.dir.path().join("anchor-1.efi");
+    let (code, out) = ctl(&["apply", v1.to_str().unwrap(), "--running", "A"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("error: update refused, nothing written: version 1 is not newer than 1"),
+        "{out}"
+    );
+    let (code, _) = ctl(&[
+        "apply",
+        v2.to_str().unwrap(),
+        "--tries",
+        "0",
+        "--running",
+        "A",
+    ]);
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn a_leftover_identical_to_a_slot_is_not_removed() {
+    // A power cut inside the arm rename can leave anchor-B.efi.new and anchor-B+3-0.efi
+    // naming the same FAT clusters; removing the leftover would free the slot's data.
+    let w = world();
+    let v1 = uki(w.dir.path(), "1", &w.k);
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    w.put("anchor-A.efi", &v1);
+    w.put("anchor-B+3-0.efi", &v2);
+    w.put("anchor-B.efi.new", &v2);
+    let before = w.listing();
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    let e = apply::apply(
+        &w.esp,
+        v3.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ApplyError::Twin { .. }), "{e}");
+    assert!(e.to_string().contains("fsck.vfat"), "{e}");
+    assert_eq!(w.listing(), before);
+}
