@@ -12,6 +12,7 @@ PKGS=(
   libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat device-tree-compiler
   mtools dosfstools fdisk python3-venv faketime
   e2fsprogs libtss2-tcti-device0 libtss2-tcti-swtpm0
+  libseccomp-dev  # vmm/bench-firecracker.sh: builds the Firecracker peer of `make bench`
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from

@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Benchmark (printed, never asserted): time to init of the room kernel in the harness,
-# anchor-vmm vs QEMU microvm, both nested (KVM) inside the anchor host that runs under
-# QEMU TCG (`-M q35 -accel tcg -cpu max -m 1024 -smp 1`, AMD SVM + NPT), our host kernel.
+# Benchmark (printed, never asserted): rooms nested (KVM) inside the anchor host that runs
+# under QEMU TCG (`-M q35 -accel tcg -cpu max -m 1024 -smp 1`, AMD SVM + NPT), our host
+# kernel; anchor-vmm vs QEMU microvm (and an earlier anchor-vmm build when
+# BENCH_VMM_BEFORE=PATH is given, as "before").
 #
-# The anchor host boots a bench-only initramfs (tests/system/mk-bench-initramfs.sh) whose
-# /init boots the same room (room kernel + base.squashfs, 128 MiB, 1 vCPU, `quiet`,
-# `anchor.shell=off`: the agent prints `anchor-agent: room base ready`, then resets the
-# room with reboot=k) N times with each VMM, alternating ours, QEMU, ours, QEMU, ...,
-# after one uncounted warm-up pair (the first nested boot pays one-off costs in the host).
+# The anchor host boots a bench-only initramfs (tests/system/mk-bench-initramfs.sh):
+# - boot runs: the same room (room kernel + base.squashfs, 128 MiB, 1 vCPU, `quiet`,
+#   `anchor.shell=off`: the agent prints `anchor-agent: room base ready`, then resets the
+#   room with reboot=k) N times with each VMM, alternating, after one uncounted warm-up
+#   round (the first nested boot pays one-off costs in the host: it is reported on its
+#   own, "first room after host boot"). Per VMM: exec -> agent marker, exec -> VMM exit,
+#   exec -> every process the VMM started gone, the room kernel's own uptime at the marker.
+# - I/O runs: the room's shell runs roombench (tests/system/bench-tools/roombench.c) on a
+#   64 MiB bench disk: sequential 1 MiB O_DIRECT reads (MiB/s), 4 KiB O_DIRECT random reads
+#   at queue depth 1 (IOPS), vsock transfers room -> host and host -> room (anchor-vmm's
+#   hybrid vsock to a Unix socket; QEMU has no vsock here: vhost-vsock is not in the host
+#   kernel) and, as their ceiling, the same bytes over an in-room AF_UNIX socketpair; and,
+#   for anchor-vmm builds with --exit-stats, KVM's exit counters sampled around each
+#   transfer: VM exits per MiB read.
 # QEMU inside: -M microvm,x-option-roms=off,rtc=off,acpi=off -accel kvm -cpu host
-# -bios qboot.rom -device i8042 -no-reboot, virtio-blk-device (virtio-mmio) on the image.
-# Clock: CLOCK_MONOTONIC of the anchor host, read by a tiny static helper that execs the
-# VMM with the VMM's serial on a pipe (same helper, same pipe, for both VMMs).
-# Per VMM: median/min/max of exec -> agent marker and exec -> VMM exit, ratio ours/QEMU.
+# -bios qboot.rom -device i8042 -no-reboot, virtio-blk-device (virtio-mmio) disks.
+# Clock: CLOCK_MONOTONIC of the anchor host (bench-run) and of the room (roombench).
 #
-# usage: tests/system/bench-nested.sh [N]   (N runs per VMM, default 5; env BENCH_NESTED_N)
-# env:   BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 600),
+# usage: tests/system/bench-nested.sh [N]   (N boot runs per VMM, default 5; env BENCH_NESTED_N)
+# env:   BENCH_NESTED_IO (I/O runs per VMM, default 2; 0 = none),
+#        BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 2400),
 #        BENCH_NESTED_QEMU_CPU (QEMU's -cpu inside, default host),
+#        BENCH_VMM_BEFORE (another anchor-vmm binary to measure as "before"),
 #        BENCH_NESTED_VERBOSE=1 (diagnostic: rooms boot without `quiet` and every run's room
 #        console is printed; the figures then include the cost of the console output)
 # Exit status: 0 when the run completed (whatever the figures), 1 when it broke.
@@ -27,18 +37,20 @@ cd "$(dirname "$0")/../.."
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 export ANCHOR_CACHE ANCHOR_OUT
 N="${1:-${BENCH_NESTED_N:-5}}"
-TIMEOUT="${BENCH_NESTED_TIMEOUT:-600}"
+IO="${BENCH_NESTED_IO:-2}"
+TIMEOUT="${BENCH_NESTED_TIMEOUT:-2400}"
 QCPU="${BENCH_NESTED_QEMU_CPU:-host}"
 VERBOSE="${BENCH_NESTED_VERBOSE:-0}"
 die() { echo "bench-nested: $*" >&2; exit 1; }
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$N'"
+[[ "$IO" =~ ^[0-9]+$ ]] || die "BENCH_NESTED_IO must be a number, got '$IO'"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/setup.sh"
 command -v python3 >/dev/null || die "python3 missing"
 HOST_KERNEL="${ANCHOR_HOST_KERNEL:-$ANCHOR_OUT/host-bzImage}"
 [[ -f "$HOST_KERNEL" ]] || die "$HOST_KERNEL missing: run host-kernel/build.sh (make kernels)"
 
 INITRAMFS=$(tests/system/mk-bench-initramfs.sh) || die "cannot build the bench initramfs"
-LOG="$ANCHOR_CACHE/bench/nested-bench.log"
+LOG="$ANCHOR_OUT/bench/nested-bench.log"
 mkdir -p "$(dirname "$LOG")"
 echo "bench-nested: booting the anchor host under TCG ($N runs per VMM; serial log $LOG)" >&2
 t0=$SECONDS
@@ -46,84 +58,181 @@ set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1 \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 quiet bench.n=$N bench.qcpu=$QCPU bench.verbose=$VERBOSE" \
+  -append "console=ttyS0 panic=-1 printk.time=1 quiet bench.n=$N bench.io=$IO bench.qcpu=$QCPU bench.verbose=$VERBOSE" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 set -e
 elapsed=$((SECONDS - t0))
+# A run that broke still prints what it measured before it broke, then fails.
+broke=""
 if ((qrc == 124 || qrc == 137)); then
   tail -n 30 "$LOG" >&2
-  die "the anchor host did not finish within $TIMEOUT s (log: $LOG)"
+  broke="the anchor host did not finish within $TIMEOUT s (log: $LOG)"
+elif ((qrc != 0)); then
+  cat "$LOG.stderr" >&2
+  broke="QEMU (anchor host) exited with status $qrc (log: $LOG)"
+elif ! grep -q '^bench-init: done' "$LOG"; then
+  tail -n 30 "$LOG" >&2
+  broke="the bench /init did not finish (log: $LOG)"
 fi
-((qrc == 0)) || { cat "$LOG.stderr" >&2; die "QEMU (anchor host) exited with status $qrc (log: $LOG)"; }
-grep -q '^bench-init: done' "$LOG" || { tail -n 30 "$LOG" >&2; die "the bench /init did not finish (log: $LOG)"; }
 
 python3 - "$LOG" "$N" "$elapsed" "$VERBOSE" <<'PY'
 import statistics, sys
 
 log, n, elapsed, verbose = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 text = open(log, errors="replace").read().replace("\r", "")
-runs = {"ours": [], "qemu": []}
-broken, warm = [], []
+names = {"ours": "anchor-vmm", "before": "anchor-vmm before", "qemu": "qemu microvm"}
+order = [v for v in ("ours", "before", "qemu")]
+runs = {v: [] for v in order}
+io = {v: [] for v in order}
+broken, warm = [], {}
+
+def fields(line):
+    return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+
 for line in text.splitlines():
+    if line.startswith("bench-io: "):
+        f = fields(line)
+        if f.get("vmm") in io:
+            io[f["vmm"]].append(f)
+        continue
     if not line.startswith("bench-result: "):
         continue
-    f = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+    f = fields(line)
     vmm = f.get("vmm", "?")
     try:
-        first, marker, exit_ = (float(f[k]) for k in ("first_ms", "marker_ms", "exit_ms"))
+        first, marker, exit_, gone = (float(f[k]) for k in ("first_ms", "marker_ms", "exit_ms", "gone_ms"))
         ok = marker >= 0 and f.get("status") == "0" and f.get("timeout") == "0"
     except (KeyError, ValueError):
         ok = False
     if not ok or vmm not in runs:
         broken.append(line)
         continue
+    rec = (first, marker, exit_, gone, f.get("guest_uptime_s", "none"), f.get("host_uptime_s", "?"),
+           {k[5:]: float(v) for k, v in f.items() if k.startswith("boot.")})
     if f.get("run") == "0":
-        warm.append(f"{vmm} {marker / 1000:.2f}/{exit_ / 1000:.2f}")
+        warm[vmm] = rec
         continue
-    runs[vmm].append((first, marker, exit_, f.get("guest_uptime_s", "none"), f.get("host_uptime_s", "?")))
+    runs[vmm].append(rec)
+order = [v for v in order if runs[v] or io[v] or v in warm]
 for l in text.splitlines():
     if l.startswith("bench-init: ") and l != "bench-init: done":
         print(l)
-print(f"nested room boot, {n} runs per VMM alternating after a warm-up pair, anchor host under TCG "
-      f"(whole run {elapsed} s); clock: anchor host CLOCK_MONOTONIC")
+print(f"nested rooms, anchor host under TCG (whole run {elapsed} s); clock: anchor host CLOCK_MONOTONIC")
 
-def stats(v):
-    return statistics.median(v), min(v), max(v)
+def med(v):
+    return statistics.median(v) if v else float("nan")
 
 def fmt(v):
-    med, lo, hi = stats(v)
-    return f"median {med / 1000:6.3f} s  (min {lo / 1000:6.3f}, max {hi / 1000:6.3f})"
+    return f"median {med(v) / 1000:6.3f} s  (min {min(v) / 1000:6.3f}, max {max(v) / 1000:6.3f})"
 
-names = {"ours": "anchor-vmm", "qemu": "qemu microvm"}
-for vmm in ("ours", "qemu"):
+print(f"boot: {n} runs per VMM, alternating, after a warm-up round")
+for vmm in order:
     r = runs[vmm]
     if not r:
-        print(f"  {names[vmm]:12}: no successful run")
+        print(f"  {names[vmm]:17}: no successful run")
         continue
-    ups = [x[3] for x in r]
-    print(f"  {names[vmm]:12}: exec -> init marker {fmt([x[1] for x in r])}   "
-          f"exec -> exit {fmt([x[2] for x in r])}   [{len(r)}/{n} ok]")
-    # With `quiet` the first byte is the marker line itself; BENCH_NESTED_VERBOSE=1 makes it
-    # the kernel's first console line (VMM setup + firmware + early kernel).
-    print(f"  {'':12}  exec -> first serial byte {fmt([x[0] for x in r])}")
-    print(f"  {'':12}  per run (marker/exit s): "
-          + "  ".join(f"{x[1] / 1000:.2f}/{x[2] / 1000:.2f}" for x in r))
-    print(f"  {'':12}  room kernel's own uptime at the marker: {' '.join(ups)} s; "
-          f"anchor host uptime at exec: {' '.join(x[4] for x in r)} s")
-if warm:
-    print(f"  warm-up run (not counted), marker/exit s: {'  '.join(warm)}")
-if runs["ours"] and runs["qemu"]:
-    om, qm = stats([x[1] for x in runs["ours"]])[0], stats([x[1] for x in runs["qemu"]])[0]
-    oe, qe = stats([x[2] for x in runs["ours"]])[0], stats([x[2] for x in runs["qemu"]])[0]
-    print(f"  ratio ours/qemu (medians): exec -> init marker {om / qm:.3f}   exec -> exit {oe / qe:.3f}")
+    ups = [x[4] for x in r]
+    print(f"  {names[vmm]:17}: exec -> agent marker {fmt([x[1] for x in r])}   [{len(r)}/{n} ok]")
+    print(f"  {'':17}  exec -> VMM exit {fmt([x[2] for x in r])}")
+    print(f"  {'':17}  exec -> all its processes gone {fmt([x[3] for x in r])}")
+    print(f"  {'':17}  exec -> first serial byte {fmt([x[0] for x in r])}")
+    up = [float(u) for u in ups if u != "none"]
+    print(f"  {'':17}  room kernel's own uptime at the marker: median {med(up):.3f} s ({' '.join(ups)})")
+    st = [x[6] for x in r if x[6]]
+    if st:
+        keys = ("exits", "io_exits", "mmio_exits", "halt_exits", "irq_injections")
+        print(f"  {'':17}  KVM counters at the marker (medians): " + "  ".join(
+            f"{k}={statistics.median(s.get(k, 0) for s in st):.0f}" for k in keys))
+    if vmm in warm:
+        w = warm[vmm]
+        print(f"  {'':17}  first room after host boot (warm-up): marker {w[1] / 1000:.3f} s, "
+              f"room uptime {w[4]} s, host uptime at exec {w[5]} s")
+base = "qemu" if runs["qemu"] else None
+if base:
+    qm = med([x[1] for x in runs["qemu"]])
+    qu = med([float(x[4]) for x in runs["qemu"] if x[4] != "none"])
+    qg = med([x[3] for x in runs["qemu"]])
+    for vmm in order:
+        if vmm == "qemu" or not runs[vmm]:
+            continue
+        m = med([x[1] for x in runs[vmm]])
+        u = med([float(x[4]) for x in runs[vmm] if x[4] != "none"])
+        g = med([x[3] for x in runs[vmm]])
+        print(f"  ratio {names[vmm]}/qemu (medians): exec -> marker {m / qm:.3f}   room uptime at marker {u / qu:.3f}"
+              f"   exec -> all gone {g / qg:.3f}")
+
+def num(f, k):
+    try:
+        return float(f[k])
+    except (KeyError, ValueError):
+        return None
+
+def per(f, mark, stat, div):
+    a, b = num(f, f"{mark}-start.{stat}"), num(f, f"{mark}-end.{stat}")
+    return None if a is None or b is None or not div else (b - a) / div
+
+def medf(vals, spec):
+    v = [x for x in vals if x is not None]
+    return format(statistics.median(v), spec) if v else "n/a"
+
+if any(io.values()):
+    print("I/O in the room (roombench), medians over the runs:")
+    for vmm in order:
+        rs = io[vmm]
+        if not rs:
+            continue
+        seq = [num(f, "seq_read.mib_per_s") for f in rs]
+        rnd = [num(f, "rand_read_4k.iops") for f in rs]
+        r2h = [num(f, "vsock_room_to_host.mib_per_s") for f in rs]
+        h2r = [num(f, "vsock_host_to_room.mib_per_s") for f in rs]
+        lo = [num(f, "loopback.mib_per_s") for f in rs]
+        mib = [num(f, "seq_read.mib") for f in rs]
+        ios = [num(f, "rand_read_4k.ios") for f in rs]
+        print(f"  {names[vmm]:17}: disk seq read {medf(seq, '.1f')} MiB/s   4 KiB random read {medf(rnd, '.0f')} IOPS"
+              f"   [{sum(1 for x in seq if x)}/{len(rs)} ok]")
+        if any(r2h) or any(h2r):
+            l = [x for x in lo if x]
+            ceil = statistics.median(l) if l else None
+            def vs(v):
+                m = [x for x in v if x]
+                if not m:
+                    return "n/a"
+                s = f"{statistics.median(m):.1f} MiB/s"
+                return s + (f" ({statistics.median(m) / ceil:.3f} of the ceiling)" if ceil else "")
+            print(f"  {'':17}  vsock room -> host {vs(r2h)}   host -> room {vs(h2r)}   "
+                  f"in-room loopback (ceiling) {medf(lo, '.1f')} MiB/s")
+        else:
+            print(f"  {'':17}  in-room loopback {medf(lo, '.1f')} MiB/s (no vsock)")
+        ex = [per(f, "seq", "exits", m) for f, m in zip(rs, mib)]
+        if any(x is not None for x in ex):
+            mm = [per(f, "seq", "mmio_exits", m) for f, m in zip(rs, mib)]
+            hx = [per(f, "seq", "halt_exits", m) for f, m in zip(rs, mib)]
+            ri = [per(f, "rand", "exits", k) for f, k in zip(rs, ios)]
+            print(f"  {'':17}  VM exits per MiB read (sequential): {medf(ex, '.1f')} "
+                  f"(to the VMM: {medf(mm, '.1f')}; halts: {medf(hx, '.1f')}); per 4 KiB random read: {medf(ri, '.2f')}")
+        else:
+            print(f"  {'':17}  VM exits: not available (this build has no --exit-stats)")
+    sq = {v: [num(f, "seq_read.mib_per_s") for f in io[v]] for v in order}
+    rn = {v: [num(f, "rand_read_4k.iops") for f in io[v]] for v in order}
+    if io.get("qemu"):
+        for v in order:
+            if v == "qemu" or not io[v]:
+                continue
+            try:
+                a = statistics.median([x for x in sq[v] if x]) / statistics.median([x for x in sq["qemu"] if x])
+                b = statistics.median([x for x in rn[v] if x]) / statistics.median([x for x in rn["qemu"] if x])
+                print(f"  ratio {names[v]}/qemu: disk seq read {a:.3f}   4 KiB random read IOPS {b:.3f}")
+            except (statistics.StatisticsError, ZeroDivisionError):
+                pass
 for b in broken:
     print(f"  FAILED run: {b}")
 for l in text.splitlines():
     if verbose and l.startswith(("bench-serial[", "bench-stderr[")):
         print(f"  {l}")
-    elif l.startswith(("bench-serial[qemu", "bench-stderr[qemu")) and not runs["qemu"]:
+    elif l.startswith(("bench-serial[io", "bench-stderr[io")):
         print(f"  {l}")
 if not runs["ours"]:
     sys.exit("bench-nested: anchor-vmm never reached the marker (see the log)")
 PY
+[[ -z "$broke" ]] || die "$broke"

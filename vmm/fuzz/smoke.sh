@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Short fuzz smoke run of every anchor-vmm fuzz target (cargo +nightly fuzz): blk_queue
-# (descriptor chains + block requests on a fuzzer-built virtqueue), vsock_packet (header
+# (descriptor chains + block requests on a fuzzer-built virtqueue, with EVENT_IDX and a small
+# per-turn byte budget), mmio_transport (the virtio-mmio register state machine and its
+# worker driven by register accesses, ring pokes and event-loop turns), vsock_packet (header
 # parser), vsock_tx (packets through the vsock connection muxer). Exits non-zero if a
 # target crashes, leaks or times out. Usage: vmm/fuzz/smoke.sh [SECONDS_PER_TARGET]
 set -euo pipefail

@@ -17,7 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::arch::current::boot::{self, BootError, KernelEntry};
 use crate::arch::current::layout;
 #[cfg(target_arch = "x86_64")]
-use crate::arch::current::mptable;
+use crate::arch::current::{ioapic, mptable};
 use crate::config::VmConfig;
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
@@ -60,8 +60,6 @@ pub enum BuildError {
     EventManager(event_manager::Error),
     /// Creating an eventfd.
     EventFd(std::io::Error),
-    /// The memory-registration helper thread died.
-    Thread,
 }
 
 impl fmt::Display for BuildError {
@@ -79,7 +77,6 @@ impl fmt::Display for BuildError {
             Self::Virtio(dev, e) => write!(f, "{dev}: {e}"),
             Self::EventManager(e) => write!(f, "event manager: {e:?}"),
             Self::EventFd(e) => write!(f, "eventfd: {e}"),
-            Self::Thread => f.write_str("memory registration thread failed"),
         }
     }
 }
@@ -100,6 +97,8 @@ pub struct Built {
     pub events: EventManager<Subscriber>,
     /// The final kernel command line.
     pub cmdline: String,
+    /// Per-vcpu KVM statistics (`--exit-stats`; empty otherwise).
+    pub stats: Vec<crate::stats::StatsFd>,
 }
 
 impl fmt::Debug for Built {
@@ -122,8 +121,8 @@ pub fn virtio_cmdline_entry(index: u64) -> String {
     format!("virtio_mmio.device=4K@{base:#x}:{irq}")
 }
 
-/// Builds everything; nothing runs yet. Registering guest memory with KVM
-/// runs on a helper thread, overlapped with loading and device setup.
+/// Builds everything; nothing runs yet. Guest memory is registered with KVM first, right
+/// after the VM exists: no vcpu ioctl runs at the same time (see `Vm::new`).
 pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     let mut kernel = open("kernel", &cfg.kernel)?;
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
@@ -132,26 +131,41 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     let vm = Vm::new().map_err(BuildError::Vm)?;
     #[cfg(target_arch = "aarch64")]
     let vm = Vm::with_type(cfg.vm_type).map_err(BuildError::Vm)?;
-    std::thread::scope(|s| {
-        let slots = s.spawn(|| vm.register_memory(&mem));
-        let r = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd);
-        match slots.join() {
-            Ok(Ok(())) => r,
-            Ok(Err(e)) => Err(BuildError::Vm(e)),
-            Err(_) => Err(BuildError::Thread),
-        }
-    })
-    .map(|(vcpus, ctx, events, cmdline)| Built {
+    vm.register_memory(&mem).map_err(BuildError::Vm)?;
+    let (vcpus, ctx, events, cmdline) = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd)?;
+    let stats = if cfg.exit_stats {
+        exit_stats(&vcpus)
+    } else {
+        Vec::new()
+    };
+    Ok(Built {
         mem,
         vm,
         vcpus,
         ctx,
         events,
         cmdline,
+        stats,
     })
 }
 
 type Parts = (Vec<VcpuFd>, VcpuCtx, EventManager<Subscriber>, String);
+
+/// Opens each vcpu's KVM statistics; says once if KVM has none (the line then only
+/// counts notify exits).
+fn exit_stats(vcpus: &[VcpuFd]) -> Vec<crate::stats::StatsFd> {
+    let mut out = Vec::with_capacity(vcpus.len());
+    for v in vcpus {
+        match crate::sys::vcpu_stats_fd(v).and_then(crate::stats::StatsFd::new) {
+            Ok(s) => out.push(s),
+            Err(e) => {
+                crate::log::say(format_args!("--exit-stats: no KVM statistics: {e}"));
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
 
 fn setup(
     cfg: &VmConfig,
@@ -180,7 +194,7 @@ fn setup(
     } else {
         None
     };
-    let serial_irq = vm.irqfd(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
+    let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
     let serial = Arc::new(Mutex::new(SerialDevice::new(
@@ -210,6 +224,13 @@ fn setup(
         ))));
     }
     let mut bus = MmioBusBuilder::new();
+    #[cfg(target_arch = "x86_64")]
+    bus.insert(
+        ioapic::IOAPIC_BASE,
+        ioapic::IOAPIC_SIZE,
+        Arc::new(Mutex::new(ioapic::IoapicMmio(vm.ioapic.clone()))),
+    )
+    .map_err(BuildError::Bus)?;
     // aarch64 has no port I/O: the same UART sits in an MMIO window.
     #[cfg(target_arch = "aarch64")]
     bus.insert(
@@ -232,12 +253,32 @@ fn setup(
     // Fixed order: disks, rng, vsock.
     let mut cmdline = cfg.cmdline.clone();
     let mut index = 0u64;
+    // Queue notifications: a KVM ioeventfd per queue on QueueNotify (datamatch = queue
+    // index), so a notify never leaves the kernel; without the capability (said once,
+    // here) or when registering fails, the notify exits and the transport signals the same
+    // eventfd from the vcpu thread.
+    let ioeventfd = vm.has_ioeventfd();
+    if !ioeventfd {
+        crate::log::say(format_args!(
+            "KVM lacks KVM_CAP_IOEVENTFD: virtio queue notifications exit to the VMM (slower)"
+        ));
+    }
     let mut add = |handle: virtio::VirtioDeviceHandle,
                    bus: &mut MmioBusBuilder,
                    events: &mut EventManager<Subscriber>,
                    index: &mut u64|
      -> Result<(), BuildError> {
         let base = layout::VIRTIO_MMIO_BASE + *index * layout::VIRTIO_MMIO_SIZE;
+        if ioeventfd {
+            let addr = base + virtio::mmio::reg::QUEUE_NOTIFY;
+            for (q, evt) in (0u32..).zip(&handle.notify) {
+                if let Err(e) = vm.register_notify(evt, addr, q) {
+                    crate::log::say(format_args!(
+                        "virtio device {index}: queue {q} notifications exit to the VMM: {e}"
+                    ));
+                }
+            }
+        }
         bus.insert(base, layout::VIRTIO_MMIO_SIZE, handle.mmio)
             .map_err(BuildError::Bus)?;
         events.add_subscriber(handle.subscriber);
@@ -252,7 +293,7 @@ fn setup(
     };
     let gsi = |i: u64| layout::VIRTIO_FIRST_GSI + i as u32;
     for d in &cfg.disks {
-        let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+        let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
         let bc = virtio::BlockConfig {
             path: d.path.clone(),
             read_only: d.read_only,
@@ -261,11 +302,13 @@ fn setup(
             .map_err(|e| BuildError::Virtio("virtio-blk", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }
-    let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
-    let h = virtio::build_rng(mem.clone(), irq).map_err(|e| BuildError::Virtio("virtio-rng", e))?;
+    let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
+    let unready = std::time::Duration::from_millis(cfg.test_entropy_unready_ms);
+    let h = virtio::build_rng(mem.clone(), irq, unready)
+        .map_err(|e| BuildError::Virtio("virtio-rng", e))?;
     add(h, &mut bus, &mut events, &mut index)?;
     if let Some(v) = &cfg.vsock {
-        let irq = vm.irqfd(gsi(index)).map_err(BuildError::Vm)?;
+        let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
         let vc = virtio::VsockConfig {
             guest_cid: v.cid,
             uds_path: v.uds.clone(),

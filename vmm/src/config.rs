@@ -71,10 +71,15 @@ pub struct VmConfig {
     pub serial: SerialTarget,
     /// Boot timer device present.
     pub boot_timer: bool,
+    /// Print VM exit counts (KVM statistics) on stderr when the VM stops.
+    pub exit_stats: bool,
     /// Kind of VM.
     pub vm_type: VmType,
     /// Test-only: make the VMM thread issue a forbidden syscall.
     pub seccomp_test_trigger: bool,
+    /// Test-only: the host entropy source reports "not ready" for this many ms after start
+    /// (exercises virtio-rng's retry path under the real seccomp filter).
+    pub test_entropy_unready_ms: u64,
 }
 
 /// What the command line asks for.
@@ -115,7 +120,7 @@ pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
                   [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
-                  [--vm-type ordinary|protected] [--help]
+                  [--exit-stats] [--vm-type ordinary|protected] [--help]
 
   --kernel PATH      x86_64: ELF vmlinux with a PVH note (PVH boot) or a plain
                      64-bit ELF (Linux 64-bit boot protocol); aarch64: a Linux
@@ -131,6 +136,9 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
                      aarch64 0x40000000)
+  --exit-stats       at exit, print one line of VM exit counts on stderr (KVM's
+                     per-vcpu statistics, summed, and queue notifications that
+                     reached the VMM as MMIO exits)
   --vm-type TYPE     ordinary (default) or protected: a pKVM protected VM
                      (arm64 only; exit 3 if the host's KVM refuses it)
   --help             this text
@@ -211,7 +219,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut serial = None;
     let mut vm_type = None;
     let mut boot_timer = false;
+    let mut exit_stats = false;
     let mut trigger = false;
+    let mut unready = 0;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let flag = a.as_str();
@@ -222,8 +232,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             boot_timer = true;
             continue;
         }
+        if flag == "--exit-stats" {
+            exit_stats = true;
+            continue;
+        }
         if cfg!(feature = "seccomp-test-trigger") && flag == "--seccomp-test-trigger" {
             trigger = true;
+            continue;
+        }
+        if cfg!(feature = "seccomp-test-trigger") && flag == "--test-entropy-unready-ms" {
+            let v = it.next().ok_or_else(|| err(flag, "missing value"))?;
+            unready = number(flag, &v)?;
             continue;
         }
         let known = [
@@ -319,8 +338,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         vsock,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
+        exit_stats,
         vm_type: vm_type.unwrap_or_default(),
         seccomp_test_trigger: trigger,
+        test_entropy_unready_ms: unready,
     })))
 }
 
@@ -352,6 +373,7 @@ mod tests {
             "--serial",
             "file:/s",
             "--boot-timer",
+            "--exit-stats",
         ])
         .unwrap();
         let Command::Run(c) = c else { panic!() };
@@ -364,6 +386,7 @@ mod tests {
         );
         assert!(!c.disks[1].read_only);
         assert_eq!((c.mem_mib, c.vcpus, c.boot_timer), (64, 2, true));
+        assert!(c.exit_stats);
         assert_eq!(
             c.vsock,
             Some(VsockConfig {

@@ -12,5 +12,6 @@ pub mod exit;
 pub mod log;
 pub mod runner;
 pub mod seccomp;
+pub mod stats;
 pub mod sys;
 pub mod vstate;

@@ -30,7 +30,7 @@ fn main() {
     };
     let opts = runner::RunOptions {
         seccomp_test_trigger: cfg.seccomp_test_trigger,
-        defer_teardown: true,
+        exit_stats: cfg.exit_stats,
     };
     let stop = runner::run(built, opts);
     anchor_vmm::log::say(format_args!("{}", stop.reason));

@@ -30,6 +30,19 @@ pub fn register_guest_memory(
     Ok(())
 }
 
+/// KVM_GET_STATS_FD on a vcpu: a file with the vcpu's binary statistics (KVM 5.14+).
+pub fn vcpu_stats_fd(vcpu: &kvm_ioctls::VcpuFd) -> io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const KVM_GET_STATS_FD: libc::c_ulong = 0xaece;
+    // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(vcpu.as_raw_fd(), KVM_GET_STATS_FD) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 thread_local! {
     /// This vcpu thread's `kvm_run.immediate_exit` byte (null elsewhere).
     static IMMEDIATE_EXIT: std::cell::Cell<*mut u8> = const { std::cell::Cell::new(std::ptr::null_mut()) };
@@ -99,74 +112,4 @@ pub fn forbidden_syscall() {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and takes no pointers.
     unsafe { libc::_exit(code) }
-}
-
-/// Defers KVM's VM destruction (about 16 ms on this host) past the VMM's own
-/// exit. Forks a holder process that inherits only the KVM fds in `keep`
-/// (every other fd, including stdio, is closed in it) and waits until the VMM
-/// process is gone (EOF on a pipe whose write end only the VMM holds), then
-/// exits; the last reference to the VM is dropped there. Guest memory is
-/// marked MADV_DONTFORK first, so the holder shares none of it (no
-/// copy-on-write of guest pages). Must be called while the process is still
-/// single-threaded (before the vcpu threads are spawned).
-pub fn spawn_teardown_holder(
-    mem: &GuestMemoryMmap<()>,
-    keep: &[std::os::fd::RawFd],
-) -> io::Result<()> {
-    for region in mem.iter() {
-        // SAFETY: the range is exactly one live mapping owned by `mem`;
-        // MADV_DONTFORK only changes what a fork inherits.
-        let r = unsafe {
-            libc::madvise(
-                region.as_ptr().cast(),
-                region.len() as usize,
-                libc::MADV_DONTFORK,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let [rd, wr] = fds;
-    // SAFETY: the process is single-threaded here (documented precondition),
-    // so the child may run arbitrary code; it only calls close/read/_exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // Child: keep the KVM fds and the pipe's read end, close the rest
-        // (close_range over the gaps between the kept fds, up to ~0).
-        let mut kept: Vec<u32> = keep
-            .iter()
-            .chain(std::iter::once(&rd))
-            .filter_map(|&f| u32::try_from(f).ok())
-            .collect();
-        kept.sort_unstable();
-        let mut next = 0u32;
-        for &k in kept.iter().chain(std::iter::once(&u32::MAX)) {
-            if k > next {
-                // SAFETY: close_range only closes fds of this freshly forked
-                // child; no pointers are involved.
-                unsafe { libc::syscall(libc::SYS_close_range, next, k - 1, 0) };
-            }
-            next = k.saturating_add(1);
-        }
-        let mut b = [0u8; 1];
-        // SAFETY: reads into a valid 1-byte buffer; returns 0 (EOF) once the
-        // VMM process, the only holder of the write end, has exited.
-        while unsafe { libc::read(rd, b.as_mut_ptr().cast(), 1) } < 0 {}
-        // SAFETY: terminate the holder; this drops the last VM references.
-        unsafe { libc::_exit(0) };
-    }
-    // Parent: the write end stays open until the process exits.
-    // SAFETY: `rd` is our own fd and is not used afterwards.
-    unsafe { libc::close(rd) };
-    let _ = wr;
-    Ok(())
 }

@@ -227,6 +227,30 @@ fn boot_timer_magic_write_logs_the_line() {
 }
 
 #[test]
+fn boot_timer_logs_once_however_often_the_guest_writes_the_magic() {
+    // Regression (review): every magic write used to print a line, so a guest
+    // could flood the VMM's stderr through the boot timer.
+    let o = run_script(
+        Script::new()
+            .write(BOOT_TIMER_BASE, 1, 123)
+            .repeat(5000, 1)
+            .write(BOOT_TIMER_BASE, 1, 123)
+            .print("AFTER")
+            .end(),
+        &["--boot-timer"],
+        T,
+    );
+    assert_exit(&o, 0);
+    let n = o
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("boot-timer:"))
+        .count();
+    assert_eq!(n, 1, "{o:#?}");
+    assert_eq!(o.serial, "AFTER\nEND\n");
+}
+
+#[test]
 fn boot_timer_ignores_other_values() {
     let o = run_script(
         Script::new()

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{guest_elf, require_kvm, run_script, run_vmm_with, vmm_bin, Script};
+use common::{guest_elf, require_kvm, run_vmm_with, vmm_bin, Script};
 
 fn tasks_seccomp(pid: u32) -> Vec<(String, String, String)> {
     let mut v = Vec::new();
@@ -110,35 +110,53 @@ fn every_vcpu_thread_is_filtered_with_two_vcpus() {
     check_all_threads_filtered("2");
 }
 
-fn trigger_binary() -> PathBuf {
-    if cfg!(feature = "seccomp-test-trigger") {
-        return vmm_bin();
-    }
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("seccomp-trigger-build");
+/// Builds anchor-vmm with or without the `seccomp-test-trigger` feature into
+/// its own target dir under CARGO_TARGET_TMPDIR; returns the binary.
+fn build_vmm(with_trigger: bool) -> PathBuf {
+    let name = if with_trigger {
+        "seccomp-trigger-build"
+    } else {
+        "seccomp-default-build"
+    };
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let cargo = std::env::var("CARGO")
         .ok()
         .or_else(|| option_env!("CARGO").map(str::to_owned))
         .unwrap_or_else(|| "cargo".to_owned());
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "-p",
-            "anchor-vmm",
-            "--bin",
-            "anchor-vmm",
-            "--features",
-            "seccomp-test-trigger",
-        ])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "anchor-vmm", "--bin", "anchor-vmm"]);
+    if with_trigger {
+        cmd.args(["--features", "seccomp-test-trigger"]);
+    }
+    let st = cmd
         .arg("--target-dir")
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
-        .expect("running cargo to build the seccomp-test-trigger binary");
+        .expect("running cargo to build anchor-vmm");
     assert!(
         st.success(),
-        "building anchor-vmm with --features seccomp-test-trigger failed"
+        "building anchor-vmm (seccomp-test-trigger: {with_trigger}) failed"
     );
     target.join("debug/anchor-vmm")
+}
+
+/// A binary with the trigger: this test's own when it was built with the
+/// feature, else one built here.
+fn trigger_binary() -> PathBuf {
+    if cfg!(feature = "seccomp-test-trigger") {
+        return vmm_bin();
+    }
+    build_vmm(true)
+}
+
+/// A binary without the trigger: this test's own when it was built without
+/// the feature, else one built here (so the property is checked in every build).
+fn default_binary() -> PathBuf {
+    if cfg!(feature = "seccomp-test-trigger") {
+        return build_vmm(false);
+    }
+    vmm_bin()
 }
 
 #[test]
@@ -167,16 +185,102 @@ fn forbidden_syscall_from_the_vmm_dies_with_sigsys() {
 
 #[test]
 fn default_build_has_no_trigger_flag() {
-    if cfg!(feature = "seccomp-test-trigger") {
-        // This test binary's anchor-vmm was built with the feature on purpose;
-        // the property is checked by the runs built without it.
-        return;
-    }
-    let o = run_script(
-        Script::new().end(),
-        &["--seccomp-test-trigger"],
+    // Regression (review): this test used to return early (and pass) when the
+    // test binary was built with the feature; now it checks a default build
+    // in every configuration.
+    let bin = default_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, Script::new().end().bytes()).unwrap();
+    let o = run_vmm_with(
+        &bin,
+        &[
+            "--kernel",
+            guest_elf().to_str().unwrap(),
+            "--initrd",
+            script.to_str().unwrap(),
+            "--mem-mib",
+            "32",
+            "--seccomp-test-trigger",
+        ],
         Duration::from_secs(20),
     );
-    assert_eq!(o.exit_code, Some(2), "{o:?}");
-    assert!(o.stderr.contains("--seccomp-test-trigger"));
+    assert_eq!(o.exit_code, Some(2), "{o:#?}");
+    assert!(o.stderr.contains("--seccomp-test-trigger"), "{o:#?}");
+}
+
+#[test]
+fn rng_retry_path_runs_under_the_vmm_filter() {
+    // A host whose entropy pool is not initialised yet (the first room after a host boot)
+    // makes virtio-rng arm its retry timer (timerfd_settime) on the VMM thread, under the
+    // seccomp filter. The test build makes the pool look unready for 1 s: the request is
+    // served after the retries, the VMM is not killed with SIGSYS, and a disk request made
+    // meanwhile is served at once (the VMM thread never waits for entropy).
+    use anchor_vmm::devices::virtio::mmio::reg;
+    use common::virtio::{r, F_WRITE, S_OK};
+    require_kvm();
+    let bin = trigger_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, [0x61u8; 512]).unwrap();
+    let (blk, rng) = (common::virtio_base(0), common::virtio_base(1));
+    let (bq, rq) = (0x20_0000u64, 0x30_0000u64);
+    let mut s = Script::new();
+    s.init(rng)
+        .queue(rng, 0, 16, rq, rq + 0x1000, rq + 0x2000)
+        .reg(rng, reg::STATUS, S_OK)
+        .desc(rq, 0, 0x50_0000, 16, F_WRITE, 0)
+        .avail(rq + 0x1000, 0, 0, 1)
+        .notify(rng, 0)
+        // A one-sector read while the rng waits.
+        .init(blk)
+        .queue(blk, 0, 16, bq, bq + 0x1000, bq + 0x2000)
+        .reg(blk, reg::STATUS, S_OK)
+        .write(0x21_0000, 8, 0)
+        .write(0x21_0008, 8, 0)
+        .desc(bq, 0, 0x21_0000, 16, 1, 1)
+        .desc(bq, 1, 0x22_0000, 512, 1 | F_WRITE, 2)
+        .desc(bq, 2, 0x23_0000, 1, F_WRITE, 0)
+        .avail(bq + 0x1000, 0, 0, 1)
+        .notify(blk, 0)
+        .poll(bq + 0x2002, 2, 1)
+        .print("BLK")
+        .read(rq + 0x2002, 2)
+        .read(0x22_0000, 8)
+        // Each poll gives up after ~1M loads (a few ms); repeated, it waits long enough.
+        .repeat(3000, 1)
+        .poll(rq + 0x2002, 2, 1)
+        .print("RNG")
+        .read(rq + 0x2008, 4)
+        .end();
+    let script = dir.path().join("script");
+    std::fs::write(&script, s.bytes()).unwrap();
+    let o = run_vmm_with(
+        &bin,
+        &[
+            "--kernel",
+            guest_elf().to_str().unwrap(),
+            "--initrd",
+            script.to_str().unwrap(),
+            "--mem-mib",
+            "32",
+            "--disk",
+            img.to_str().unwrap(),
+            "--test-entropy-unready-ms",
+            "1000",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.signal, None, "{o:#?}");
+    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let blk_at = lines.iter().position(|l| *l == "BLK").unwrap();
+    assert_eq!(
+        lines[blk_at + 1..blk_at + 3],
+        [r(0), r(0x6161_6161_6161_6161)],
+        "the disk was served while the rng still waited: {o:#?}"
+    );
+    let rng_at = lines.iter().position(|l| *l == "RNG").unwrap();
+    assert_eq!(lines[rng_at - 1], "P ok", "the rng was served: {o:#?}");
+    assert_eq!(lines[rng_at + 1], r(16), "{o:#?}");
 }

@@ -5,29 +5,44 @@
 
 mod common;
 
+use std::sync::atomic::AtomicBool;
+
 use anchor_vmm::devices::virtio::block::process_requests;
-use anchor_vmm::devices::virtio::block::request::Disk;
+use anchor_vmm::devices::virtio::block::request::{Bufs, Disk, DiskRef};
+use anchor_vmm::devices::virtio::queue::Budget;
 
 struct MemDisk([u8; 64 * 512]);
 
 impl Disk for MemDisk {
-    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let o = usize::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-        let src = self
-            .0
-            .get(o..o + buf.len())
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        buf.copy_from_slice(src);
-        Ok(())
+    fn read_vectored_at(&mut self, bufs: &Bufs<'_>, offset: u64) -> std::io::Result<usize> {
+        let mut o = usize::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let mut n = 0;
+        for b in bufs {
+            let src = self.0.get(o..).unwrap_or(&[]);
+            let take = src.len().min(b.len());
+            b.copy_from(&src[..take]);
+            n += take;
+            o += take;
+            if take < b.len() {
+                break;
+            }
+        }
+        Ok(n)
     }
-    fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        let o = usize::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-        let dst = self
-            .0
-            .get_mut(o..o + buf.len())
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        dst.copy_from_slice(buf);
-        Ok(())
+    fn write_vectored_at(&mut self, bufs: &Bufs<'_>, offset: u64) -> std::io::Result<usize> {
+        let mut o = usize::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let mut n = 0;
+        for b in bufs {
+            let dst = self.0.get_mut(o..).unwrap_or(&mut []);
+            let take = dst.len().min(b.len());
+            b.copy_to(&mut dst[..take]);
+            n += take;
+            o += take;
+            if take < b.len() {
+                break;
+            }
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -40,11 +55,28 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let mut disk = MemDisk([0; 64 * 512]);
     let ro = data.first().is_some_and(|b| b & 1 == 1);
-    // Twice: the second pass sees the state the first one left (next_avail, used ring).
-    for _ in 0..2 {
-        if let Ok(pass) = process_requests(&mut q, &mem, &mut disk, 64, ro, b"fuzz-disk-id-0000000")
-        {
-            assert!(pass.used <= u32::from(common::SIZE));
+    // A small byte budget from the input, so requests get interrupted and resumed.
+    let turn = 1 + u64::from(data.get(1).copied().unwrap_or(0)) * 512;
+    let stop = AtomicBool::new(false);
+    let mut inflight = None;
+    // Several turns: later ones see the state earlier ones left (next_avail, used ring,
+    // a request in flight).
+    for _ in 0..8 {
+        let d = DiskRef {
+            disk: &mut disk,
+            capacity: 64,
+            read_only: ro,
+            id: b"fuzz-disk-id-0000000",
+        };
+        let mut budget = Budget::new(turn, &stop);
+        match process_requests(&mut q, &mem, d, &mut inflight, &mut budget) {
+            Ok(pass) => {
+                assert!(pass.used <= u32::from(common::SIZE) + 1);
+                if !pass.more {
+                    break;
+                }
+            }
+            Err(_) => break,
         }
     }
 });

@@ -45,6 +45,8 @@ pub fn build(mut data: &[u8]) -> Option<(GuestMemoryMmap<()>, Queue)> {
     let n = data.len().min((MEM - DATA) as usize);
     mem.write_slice(&data[..n], GuestAddress(DATA)).ok()?;
     let mut q = Queue::new(SIZE).ok()?;
+    // EVENT_IDX on for half the inputs (the used_event / avail_event paths).
+    q.set_event_idx(idx[0] & 0x80 != 0);
     q.try_set_desc_table_address(GuestAddress(DESC)).ok()?;
     q.try_set_avail_ring_address(GuestAddress(AVAIL)).ok()?;
     q.try_set_used_ring_address(GuestAddress(USED)).ok()?;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use anchor_vmm::devices::virtio::queue::NullRegistry;
+use anchor_vmm::devices::virtio::queue::{Budget, NullRegistry};
 use anchor_vmm::devices::virtio::vsock::Vsock;
 use anchor_vmm::devices::virtio::VsockConfig;
 
@@ -26,7 +26,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut reg = NullRegistry::default();
-    let _ = dev.process_tx(&mut tx, &mem, &mut reg);
-    let _ = dev.process_rx(&mut rx, &mem, &mut reg);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut budget = Budget::new(256 * 1024, &stop);
+    let _ = dev.process_tx(&mut tx, &mem, &mut reg, &mut budget);
+    let _ = dev.process_rx(&mut rx, &mem, &mut reg, &mut budget);
     assert!(dev.connections() <= anchor_vmm::devices::virtio::vsock::MAX_CONNS);
 });

@@ -4,6 +4,7 @@
 pub mod boot_timer;
 pub mod bus;
 pub mod i8042;
+pub mod irq;
 pub mod serial;
 pub mod serial_flush;
 pub mod serial_input;

@@ -23,8 +23,10 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use vm_superio::{Serial, Trigger};
+use vm_superio::Serial;
 use vmm_sys_util::eventfd::EventFd;
+
+use super::irq::IrqLine;
 
 /// Where serial output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,17 +182,6 @@ impl Write for Sink {
     }
 }
 
-/// vm-superio interrupt trigger over an irqfd.
-#[derive(Debug)]
-pub struct IrqTrigger(pub EventFd);
-
-impl Trigger for IrqTrigger {
-    type E = io::Error;
-    fn trigger(&self) -> io::Result<()> {
-        self.0.write(1)
-    }
-}
-
 /// UART events the VMM cares about: the guest has read the last byte of the
 /// receive FIFO, so more input may be fed (signalled on an eventfd that the
 /// input handler on the VMM thread watches).
@@ -209,7 +200,7 @@ impl vm_superio::serial::SerialEvents for InputEvents {
 
 /// The UART, owned behind a mutex by the vcpu threads.
 pub struct SerialDevice {
-    inner: Serial<IrqTrigger, InputEvents, Sink>,
+    inner: Serial<IrqLine, InputEvents, Sink>,
 }
 
 impl fmt::Debug for SerialDevice {
@@ -221,9 +212,9 @@ impl fmt::Debug for SerialDevice {
 impl SerialDevice {
     /// Creates the UART writing to `sink`, interrupting through `irq`;
     /// `input_room` is signalled whenever the guest empties the receive FIFO.
-    pub fn new(irq: EventFd, sink: Sink, input_room: EventFd) -> Self {
+    pub fn new(irq: impl Into<IrqLine>, sink: Sink, input_room: EventFd) -> Self {
         Self {
-            inner: Serial::with_events(IrqTrigger(irq), InputEvents(input_room), sink),
+            inner: Serial::with_events(irq.into(), InputEvents(input_room), sink),
         }
     }
 
@@ -242,7 +233,7 @@ impl SerialDevice {
         self.inner.read(offset)
     }
 
-    /// Port write at `offset` (0..8) from the base. Errors (irqfd write) are
+    /// Port write at `offset` (0..8) from the base. Errors (interrupt delivery) are
     /// ignored: output is best effort and must never stop the vcpu.
     pub fn write(&mut self, offset: u8, value: u8) {
         let _ = self.inner.write(offset, value);
@@ -321,7 +312,11 @@ mod tests {
         let sink = Sink::open(&SerialTarget::File(dir.path().join("o"))).unwrap();
         let room = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let mut dev = SerialDevice::new(irq.try_clone().unwrap(), sink, room.try_clone().unwrap());
+        let mut dev = SerialDevice::new(
+            IrqLine::eventfd(irq.try_clone().unwrap()),
+            sink,
+            room.try_clone().unwrap(),
+        );
         // Enable the received-data interrupt (IER bit 0) like a driver does.
         dev.write(1, 1);
         let cap = dev.input_capacity();

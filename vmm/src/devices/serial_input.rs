@@ -144,7 +144,11 @@ mod tests {
         let sink = Sink::open(&SerialTarget::File(dir.join("out"))).unwrap();
         let room = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let dev = SerialDevice::new(irq, sink, room.try_clone().unwrap());
+        let dev = SerialDevice::new(
+            crate::devices::irq::IrqLine::eventfd(irq),
+            sink,
+            room.try_clone().unwrap(),
+        );
         (Arc::new(Mutex::new(dev)), room)
     }
 

@@ -1,16 +1,21 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The KVM VM: memory slots, in-kernel irqchip and PIT, TSS, irqfds.
+//! The KVM VM: memory slots, the interrupt controller (x86_64: KVM's split irqchip, i.e.
+//! in-kernel local APICs plus the VMM's own IOAPIC; no in-kernel PIC, IOAPIC or PIT),
+//! TSS, device interrupt lines, queue-notify ioeventfds.
 
 use std::fmt;
 
-#[cfg(target_arch = "x86_64")]
-use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
+use std::sync::Arc;
+
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 #[cfg(target_arch = "x86_64")]
+use crate::arch::current::ioapic::{Ioapic, IoapicPin, MsiSink, NUM_PINS};
+#[cfg(target_arch = "x86_64")]
 use crate::arch::current::layout;
+use crate::devices::irq::IrqLine;
 
 /// VM errors.
 #[derive(Debug)]
@@ -56,32 +61,80 @@ fn step(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 pub struct Vm {
     /// /dev/kvm handle (needed for CPUID queries).
     pub kvm: Kvm,
-    /// The VM fd.
-    pub fd: VmFd,
+    /// The VM fd (shared with the IOAPIC, which injects interrupts through it).
+    pub fd: Arc<VmFd>,
+    /// The userspace IOAPIC (its MMIO window goes on the bus).
+    #[cfg(target_arch = "x86_64")]
+    pub ioapic: Arc<Ioapic>,
     /// aarch64: the in-kernel GIC (initialised once the vcpus exist).
     #[cfg(target_arch = "aarch64")]
     pub gic: crate::arch::current::kvm::Gic,
 }
 
+/// KVM_SIGNAL_MSI: a message straight to the local APICs (one ioctl, no exit).
+#[cfg(target_arch = "x86_64")]
+struct KvmMsi(Arc<VmFd>);
+
+#[cfg(target_arch = "x86_64")]
+impl MsiSink for KvmMsi {
+    fn signal(&self, address: u64, data: u32) {
+        let msi = kvm_bindings::kvm_msi {
+            address_lo: (address & 0xffff_ffff) as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        // 0 = nobody accepted it (no such APIC, APIC disabled): the guest's business.
+        let _ = self.0.signal_msi(msi);
+    }
+}
+
 impl Vm {
-    /// Opens /dev/kvm, creates the VM with irqchip, PIT and TSS. Guest memory
-    /// is registered separately (`register_memory`), so the caller can overlap
-    /// that slow ioctl (~6 ms on this host, independent of size) with other setup.
+    /// Opens /dev/kvm, creates the VM with KVM's split irqchip (local APICs in the kernel,
+    /// the IOAPIC here; no PIC, no PIT: rooms boot with the TSC-deadline LAPIC timer) and
+    /// the TSS. Guest memory is registered separately (`register_memory`), before any vcpu
+    /// exists: KVM waits for an SRCU grace period on every memory-slot change, and that
+    /// wait grows when vcpu ioctls run at the same time.
     #[cfg(target_arch = "x86_64")]
     pub fn new() -> Result<Self, VmError> {
         let kvm = Kvm::new().map_err(step("cannot open /dev/kvm"))?;
-        let fd = kvm.create_vm().map_err(step("KVM_CREATE_VM"))?;
+        let fd = Arc::new(kvm.create_vm().map_err(step("KVM_CREATE_VM"))?);
         fd.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
             .map_err(step("KVM_SET_TSS_ADDR"))?;
         fd.set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDRESS)
             .map_err(step("KVM_SET_IDENTITY_MAP_ADDR"))?;
-        fd.create_irq_chip().map_err(step("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
+        let mut split = kvm_bindings::kvm_enable_cap {
+            cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP,
             ..Default::default()
         };
-        fd.create_pit2(pit).map_err(step("KVM_CREATE_PIT2"))?;
-        Ok(Self { kvm, fd })
+        // Pins reserved for IOAPIC routes (we use none: messages go by KVM_SIGNAL_MSI).
+        split.args[0] = NUM_PINS as u64;
+        fd.enable_cap(&split)
+            .map_err(step("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)"))?;
+        let ioapic = Arc::new(Ioapic::new(Box::new(KvmMsi(fd.clone()))));
+        Ok(Self { kvm, fd, ioapic })
+    }
+
+    /// The interrupt line of device interrupt `gsi` (an IOAPIC pin).
+    #[cfg(target_arch = "x86_64")]
+    pub fn irq_line(&self, gsi: u32) -> Result<IrqLine, VmError> {
+        let pin = usize::try_from(gsi)
+            .ok()
+            .filter(|p| *p < NUM_PINS)
+            .ok_or(VmError::Kvm {
+                step: "IOAPIC pin",
+                source: kvm_ioctls::Error::new(libc::EINVAL),
+            })?;
+        Ok(IrqLine::new(Arc::new(IoapicPin {
+            ioapic: self.ioapic.clone(),
+            pin,
+        })))
+    }
+
+    /// The interrupt line of device interrupt `gsi` (an irqfd into the in-kernel GIC).
+    #[cfg(target_arch = "aarch64")]
+    pub fn irq_line(&self, gsi: u32) -> Result<IrqLine, VmError> {
+        self.irqfd(gsi).map(IrqLine::eventfd)
     }
 
     /// aarch64: an ordinary VM with its GIC (see `with_type`).
@@ -116,12 +169,30 @@ impl Vm {
             gic.version
         );
         let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
-        Ok(Self { kvm: k, fd, gic })
+        Ok(Self {
+            kvm: k,
+            fd: Arc::new(fd),
+            gic,
+        })
     }
 
     /// Registers every region of `mem` as a KVM memory slot.
     pub fn register_memory(&self, mem: &GuestMemoryMmap<()>) -> Result<(), VmError> {
         crate::sys::register_guest_memory(&self.fd, mem).map_err(step("KVM_SET_USER_MEMORY_REGION"))
+    }
+
+    /// Whether KVM can signal an eventfd on a guest MMIO write (KVM_CAP_IOEVENTFD).
+    pub fn has_ioeventfd(&self) -> bool {
+        self.kvm.check_extension(kvm_ioctls::Cap::Ioeventfd)
+    }
+
+    /// Makes KVM signal `evt` when the guest writes the 32-bit value `value` to the MMIO
+    /// address `addr`, without leaving the kernel (a virtio QueueNotify register, `value`
+    /// = the queue index). Other widths and values still exit to the VMM.
+    pub fn register_notify(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
+        self.fd
+            .register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr), value)
+            .map_err(step("KVM_IOEVENTFD"))
     }
 
     /// Creates an EventFd registered as an irqfd for `gsi`.

@@ -23,6 +23,8 @@ const EDX_ACPI: u32 = 1 << 22;
 const EDX_HTT: u32 = 1 << 28;
 const EDX_TM: u32 = 1 << 29;
 const EDX_PBE: u32 = 1 << 31;
+// Leaf 6 EAX
+const EAX6_ARAT: u32 = 1 << 2;
 // Leaf 7.0 EDX
 const EDX7_ARCH_CAPABILITIES: u32 = 1 << 29;
 const EDX7_CORE_CAPABILITIES: u32 = 1 << 30;
@@ -65,8 +67,17 @@ pub fn filter(entries: &mut [kvm_cpuid_entry2], id: u8, count: u8, tsc_deadline:
                     e.edx &= !EDX_HTT;
                 }
             }
-            // Thermal/power management and the architectural PMU: not emulated.
-            0x6 | 0xa => {
+            // Thermal/power management: not emulated, except ARAT (the LAPIC timer keeps
+            // running in every C-state, as KVM's does): with TSC-deadline it tells Linux
+            // that no PIT is needed (there is none).
+            0x6 => {
+                e.eax = EAX6_ARAT;
+                e.ebx = 0;
+                e.ecx = 0;
+                e.edx = 0;
+            }
+            // The architectural PMU: not emulated.
+            0xa => {
                 e.eax = 0;
                 e.ebx = 0;
                 e.ecx = 0;
@@ -151,5 +162,17 @@ mod tests {
         let mut v = vec![leaf1(ECX_TSC_DEADLINE)];
         filter(&mut v, 0, 1, false);
         assert_eq!(v[0].ecx & ECX_TSC_DEADLINE, 0);
+    }
+
+    #[test]
+    fn leaf6_offers_only_arat() {
+        let mut v = vec![kvm_cpuid_entry2 {
+            function: 6,
+            eax: 0xffff_ffff,
+            ecx: 9,
+            ..Default::default()
+        }];
+        filter(&mut v, 0, 1, true);
+        assert_eq!((v[0].eax, v[0].ecx), (EAX6_ARAT, 0));
     }
 }

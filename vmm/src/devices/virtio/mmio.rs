@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! virtio-mmio version 2 transport: the register state machine (vcpu threads) and the
-//! event subscriber that runs queue processing (VMM thread).
+//! virtio-mmio version 2 transport: the register state machine, run on the vcpu threads.
+//! Device work runs elsewhere ([`super::worker::Worker`], on the VMM thread); the two share
+//! only atomics (interrupt status, DEVICE_NEEDS_RESET, a "yield now" flag), and a register
+//! access never waits for device work. Activation (DRIVER_OK) and reset take the worker's
+//! lock after asking it to yield, which it does within one chunk of work.
+//! Queue notifications normally never get here: the VMM registers a KVM ioeventfd per queue
+//! on QueueNotify (datamatch = queue index), so KVM signals the queue's eventfd without
+//! leaving the kernel; a notify that does exit (no ioeventfd support, another width or
+//! value) signals the same eventfd from here.
 //!
 //! Guest rules enforced here:
 //! - registers are 32-bit; other access widths read as 0 and are ignored on write;
@@ -15,16 +22,18 @@
 //! - a device fault sets DEVICE_NEEDS_RESET and raises a config interrupt; queues are not
 //!   processed again until reset.
 
-use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use std::os::fd::{AsRawFd, RawFd};
-
-use super::queue::{DeviceFault, FdRegistry, Interrupt, QueueCtx, INT_CONFIG};
-use super::{VirtioDevice, VirtioError, F_VERSION_1};
+use super::queue::{DeviceFault, Interrupt};
+use super::worker::{Shared, SharedWorker, Worker};
+use super::{VirtioDevice, VirtioError, F_EVENT_IDX, F_VERSION_1};
 use crate::devices::bus::MmioDevice;
+use crate::devices::irq::IrqLine;
 
 /// Event data values at or above this belong to the device, below are queue indexes.
 pub const EXTRA_EVENT_BASE: u32 = 0x100;
@@ -85,22 +94,27 @@ struct QueueRegs {
     used: u64,
 }
 
-/// The transport around one device.
+/// The register side of one device.
 #[derive(Debug)]
 pub struct MmioTransport<D> {
-    device: D,
+    worker: SharedWorker<D>,
+    shared: Arc<Shared>,
     mem: GuestMemoryMmap<()>,
-    interrupt: Interrupt,
+    device_type: u32,
+    features: u64,
+    config: Vec<u8>,
+    /// The driver's view of each queue, validated at QueueReady; handed to the worker (as
+    /// state) at DRIVER_OK.
     queues: Vec<Queue>,
     regs: Vec<QueueRegs>,
-    queue_evts: Vec<EventFd>,
+    /// The queues' notification eventfds (the worker's, duplicated).
+    notify: Vec<EventFd>,
     status: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
     driver_features: u64,
     queue_sel: u32,
     config_generation: u32,
-    active: bool,
 }
 
 fn set_half(v: u64, high: bool, half: u32) -> u64 {
@@ -117,9 +131,14 @@ fn half(v: u64, high: bool) -> u32 {
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
-    /// Wrap `device`; `irq` is the irqfd for the device's GSI.
-    pub fn new(mem: GuestMemoryMmap<()>, irq: EventFd, device: D) -> Result<Self, VirtioError> {
-        Self::with_interrupt(mem, Interrupt::new(Some(irq)), device)
+    /// Wrap `device`; `irq` is the device's interrupt line. Returns the register side
+    /// (for the MMIO bus) and the worker (for the event loop).
+    pub fn new(
+        mem: GuestMemoryMmap<()>,
+        irq: IrqLine,
+        device: D,
+    ) -> Result<(Self, SharedWorker<D>), VirtioError> {
+        Self::with_interrupt(mem, Interrupt::new(irq), device)
     }
 
     /// Wrap `device` with a given interrupt (tests use one without irqfd).
@@ -127,58 +146,76 @@ impl<D: VirtioDevice> MmioTransport<D> {
         mem: GuestMemoryMmap<()>,
         interrupt: Interrupt,
         device: D,
-    ) -> Result<Self, VirtioError> {
+    ) -> Result<(Self, SharedWorker<D>), VirtioError> {
         let sizes = device.queue_max_sizes();
         let mut queues = Vec::with_capacity(sizes.len());
-        let mut queue_evts = Vec::with_capacity(sizes.len());
+        let mut evts = Vec::with_capacity(sizes.len());
+        let mut notify = Vec::with_capacity(sizes.len());
         for &max in sizes {
             queues.push(Queue::new(max).map_err(VirtioError::Queue)?);
-            queue_evts.push(EventFd::new(EFD_NONBLOCK).map_err(VirtioError::EventFd)?);
+            let e = EventFd::new(EFD_NONBLOCK).map_err(VirtioError::EventFd)?;
+            notify.push(e.try_clone().map_err(VirtioError::EventFd)?);
+            evts.push(e);
         }
-        Ok(Self {
+        let shared = Arc::new(Shared::new(interrupt));
+        let transport = Self {
             regs: vec![QueueRegs::default(); sizes.len()],
-            device,
+            device_type: device.device_type(),
+            features: device.avail_features() | F_VERSION_1,
+            config: device.config_space().to_vec(),
+            worker: Arc::new(Mutex::new(Worker::new(
+                device,
+                mem.clone(),
+                evts,
+                shared.clone(),
+            ))),
+            shared,
             mem,
-            interrupt,
             queues,
-            queue_evts,
+            notify,
             status: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
             driver_features: 0,
             queue_sel: 0,
             config_generation: 0,
-            active: false,
-        })
+        };
+        let worker = transport.worker.clone();
+        Ok((transport, worker))
     }
 
-    /// The wrapped device (tests).
-    pub fn device(&self) -> &D {
-        &self.device
-    }
-
-    /// Device status register.
+    /// Device status register (with DEVICE_NEEDS_RESET when the device failed).
     pub fn status(&self) -> u32 {
-        self.status
+        if self.shared.needs_reset.load(Ordering::SeqCst) {
+            self.status | status::DEVICE_NEEDS_RESET
+        } else {
+            self.status
+        }
     }
 
     /// Interrupt state (tests).
     pub fn interrupt(&self) -> &Interrupt {
-        &self.interrupt
+        &self.shared.interrupt
     }
 
-    /// The queue notification eventfds, by queue index.
+    /// The queue notification eventfds, by queue index (the VMM registers them as KVM
+    /// ioeventfds on QueueNotify).
     pub fn queue_evts(&self) -> &[EventFd] {
-        &self.queue_evts
+        &self.notify
     }
 
-    /// Whether DRIVER_OK was accepted and the device has not failed since.
+    /// Whether the device is running (tests).
     pub fn is_active(&self) -> bool {
-        self.active
+        self.worker.lock().is_ok_and(|w| w.is_active())
     }
 
-    fn features(&self) -> u64 {
-        self.device.avail_features() | F_VERSION_1
+    /// Run `f` on the worker once it yields (see the module doc). `None` if the worker's
+    /// lock is poisoned (never with panic = "abort").
+    fn with_worker<R>(&self, f: impl FnOnce(&mut Worker<D>) -> R) -> Option<R> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let r = self.worker.lock().ok().map(|mut w| f(&mut w));
+        self.shared.stop.store(false, Ordering::SeqCst);
+        r
     }
 
     fn reset(&mut self) {
@@ -188,28 +225,22 @@ impl<D: VirtioDevice> MmioTransport<D> {
         for r in &mut self.regs {
             *r = QueueRegs::default();
         }
-        self.device.reset();
+        let shared = self.shared.clone();
+        self.with_worker(|w| {
+            w.reset();
+            shared.needs_reset.store(false, Ordering::SeqCst);
+        });
         self.status = 0;
         self.driver_features = 0;
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
         self.queue_sel = 0;
-        self.active = false;
-        self.interrupt.ack(u32::MAX);
-        // Wake the event loop once so the device can release what the reset dropped.
-        // (Pending notifications are not drained here: this runs on a vcpu thread, whose
-        // seccomp filter has no read(2); the VMM thread reads them and, the device being
-        // inactive, ignores them.)
-        if let Some(e) = self.queue_evts.first() {
-            let _ = e.write(1);
-        }
+        self.shared.interrupt.ack(u32::MAX);
     }
 
-    /// Mark the device broken: DEVICE_NEEDS_RESET + config interrupt, no more processing.
-    pub fn fail(&mut self, _fault: DeviceFault) {
-        self.active = false;
-        self.status |= status::DEVICE_NEEDS_RESET;
-        self.interrupt.raise(INT_CONFIG);
+    /// Mark the device broken (tests; the worker does this on a device fault).
+    pub fn fail(&mut self, fault: DeviceFault) {
+        self.with_worker(|w| w.fail(fault));
     }
 
     fn selected(&self) -> Option<usize> {
@@ -218,8 +249,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     fn queue_config_allowed(&self) -> bool {
-        self.status & status::FEATURES_OK != 0
-            && self.status & (status::DRIVER_OK | status::FAILED | status::DEVICE_NEEDS_RESET) == 0
+        let st = self.status();
+        st & status::FEATURES_OK != 0
+            && st & (status::DRIVER_OK | status::FAILED | status::DEVICE_NEEDS_RESET) == 0
     }
 
     fn read_reg(&self, offset: u64) -> u32 {
@@ -227,11 +259,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
         match offset {
             reg::MAGIC => MAGIC,
             reg::VERSION => 2,
-            reg::DEVICE_ID => self.device.device_type(),
+            reg::DEVICE_ID => self.device_type,
             reg::VENDOR_ID => VENDOR_ID,
             reg::DEVICE_FEATURES => match self.device_features_sel {
-                0 => half(self.features(), false),
-                1 => half(self.features(), true),
+                0 => half(self.features, false),
+                1 => half(self.features, true),
                 _ => 0,
             },
             reg::QUEUE_NUM_MAX => self.selected().map_or(0, max_size),
@@ -239,8 +271,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 .selected()
                 .and_then(|i| self.queues.get(i))
                 .map_or(0, |q| u32::from(q.ready())),
-            reg::INTERRUPT_STATUS => self.interrupt.status(),
-            reg::STATUS => self.status,
+            reg::INTERRUPT_STATUS => self.shared.interrupt.status(),
+            reg::STATUS => self.status(),
             reg::SHM_LEN_LOW..=reg::SHM_BASE_HIGH => u32::MAX,
             reg::CONFIG_GENERATION => self.config_generation,
             _ => 0,
@@ -315,44 +347,44 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
         if val & status::FAILED != 0 {
             self.status |= status::FAILED;
-            self.active = false;
+            self.with_worker(Worker::deactivate);
             return;
         }
-        let new_bits = val & !self.status;
+        let cur = self.status();
+        let new_bits = val & !cur;
         // Status bits only accumulate, in order.
-        if val & self.status != self.status {
+        if val & cur != cur {
             return;
         }
         let next = match new_bits {
-            status::ACKNOWLEDGE if self.status == 0 => val,
-            status::DRIVER if self.status == status::ACKNOWLEDGE => val,
-            status::FEATURES_OK if self.status == status::ACKNOWLEDGE | status::DRIVER => {
+            status::ACKNOWLEDGE if cur == 0 => val,
+            status::DRIVER if cur == status::ACKNOWLEDGE => val,
+            status::FEATURES_OK if cur == status::ACKNOWLEDGE | status::DRIVER => {
                 let acked = self.driver_features;
-                if acked & !self.features() != 0 || acked & F_VERSION_1 == 0 {
+                if acked & !self.features != 0 || acked & F_VERSION_1 == 0 {
                     return;
                 }
                 val
             }
             status::DRIVER_OK
-                if self.status == status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK =>
+                if cur == status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK =>
             {
                 if !self.queues.iter().all(|q| q.ready()) {
                     return;
                 }
                 self.status = val;
-                let mut ctx = QueueCtx {
-                    mem: &self.mem,
-                    queues: &mut self.queues,
-                    interrupt: &mut self.interrupt,
-                };
-                match self.device.activate(&mut ctx) {
-                    Ok(()) => self.active = true,
-                    Err(f) => self.fail(f),
-                }
-                // Buffers made available before DRIVER_OK are picked up now.
-                for e in &self.queue_evts {
-                    let _ = e.write(1);
-                }
+                let event_idx = self.driver_features & F_EVENT_IDX != 0;
+                let states: Vec<_> = self
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        let mut st = q.state();
+                        st.event_idx_enabled = event_idx;
+                        st
+                    })
+                    .collect();
+                // A refusal marks the device failed (DEVICE_NEEDS_RESET) in the worker.
+                self.with_worker(|w| w.activate(&states));
                 return;
             }
             _ => return,
@@ -388,14 +420,13 @@ impl<D: VirtioDevice> MmioTransport<D> {
             | reg::QUEUE_USED_LOW
             | reg::QUEUE_USED_HIGH => self.write_queue_reg(offset, val),
             reg::QUEUE_NOTIFY => {
-                if let Some(e) = usize::try_from(val)
-                    .ok()
-                    .and_then(|i| self.queue_evts.get(i))
-                {
+                // Only reached when KVM did not take the notify (see the module doc).
+                crate::stats::NOTIFY_EXITS.fetch_add(1, Ordering::Relaxed);
+                if let Some(e) = usize::try_from(val).ok().and_then(|i| self.notify.get(i)) {
                     let _ = e.write(1);
                 }
             }
-            reg::INTERRUPT_ACK => self.interrupt.ack(val),
+            reg::INTERRUPT_ACK => self.shared.interrupt.ack(val),
             reg::STATUS => self.write_status(val),
             // Everything else is read-only or reserved.
             _ => {}
@@ -404,81 +435,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        let cfg = self.device.config_space();
         let Ok(start) = usize::try_from(offset) else {
             return;
         };
         let Some(end) = start.checked_add(data.len()) else {
             return;
         };
-        if let Some(src) = cfg.get(start..end) {
+        if let Some(src) = self.config.get(start..end) {
             data.copy_from_slice(src);
         }
-    }
-
-    /// Run queue `index` once (event loop). Public for tests that drive the transport
-    /// without an event manager.
-    pub fn run_queue(&mut self, index: usize, reg: &mut dyn FdRegistry) {
-        let Some(evt) = self.queue_evts.get(index) else {
-            return;
-        };
-        let _ = evt.read();
-        self.device.housekeeping(reg);
-        if !self.active {
-            return;
-        }
-        let mut ctx = QueueCtx {
-            mem: &self.mem,
-            queues: &mut self.queues,
-            interrupt: &mut self.interrupt,
-        };
-        match self.device.process_queue(index, &mut ctx, reg) {
-            Ok(true) => {
-                if let Some(e) = self.queue_evts.get(index) {
-                    let _ = e.write(1);
-                }
-            }
-            Ok(false) => {}
-            Err(f) => self.fail(f),
-        }
-    }
-}
-
-impl<D: VirtioDevice> MmioTransport<D> {
-    /// Dispatch an event on a device-specific fd (event loop; tests call it directly).
-    pub fn run_extra(&mut self, fd: RawFd, data: u32, set: EventSet, reg: &mut dyn FdRegistry) {
-        self.device.housekeeping(reg);
-        let res = if self.active {
-            let mut ctx = QueueCtx {
-                mem: &self.mem,
-                queues: &mut self.queues,
-                interrupt: &mut self.interrupt,
-            };
-            self.device
-                .process_extra(fd, data, set, reg, Some(&mut ctx))
-        } else {
-            self.device.process_extra(fd, data, set, reg, None)
-        };
-        match res {
-            Ok(true) => {
-                if let Some(e) = self.queue_evts.first() {
-                    let _ = e.write(1);
-                }
-            }
-            Ok(false) => {}
-            Err(f) => self.fail(f),
-        }
-    }
-
-    /// Register the queue eventfds and the device's own fds.
-    pub fn register(&mut self, reg: &mut dyn FdRegistry) {
-        for (i, e) in self.queue_evts.iter().enumerate() {
-            let Ok(data) = u32::try_from(i) else { continue };
-            // Registration only fails on resource exhaustion at setup: the device then
-            // simply never processes that queue (no panic on the VMM thread).
-            let _ = reg.add(e.as_raw_fd(), data, EventSet::IN);
-        }
-        self.device.register_extra(reg);
     }
 }
 
@@ -512,20 +477,28 @@ impl<D: VirtioDevice> MmioDevice for MmioTransport<D> {
     }
 }
 
-impl<D: VirtioDevice> MutEventSubscriber for MmioTransport<D> {
-    fn process(&mut self, events: Events, ops: &mut EventOps) {
-        let data = events.data();
-        if data < EXTRA_EVENT_BASE {
-            if let Ok(i) = usize::try_from(data) {
-                self.run_queue(i, ops);
-            }
-            return;
+#[cfg(test)]
+impl<D: VirtioDevice> MmioTransport<D> {
+    /// Run queue `index` on the worker, as the event loop would.
+    pub(crate) fn run_queue(&self, index: usize, reg: &mut dyn super::queue::FdRegistry) {
+        if let Ok(mut w) = self.worker.lock() {
+            w.run_queue(index, reg);
         }
-        self.run_extra(events.fd(), data, events.event_set(), ops);
     }
 
-    fn init(&mut self, ops: &mut EventOps) {
-        self.register(ops);
+    /// The worker (tests that play the event loop's part).
+    pub(crate) fn worker(&self) -> SharedWorker<D> {
+        self.worker.clone()
+    }
+
+    /// The shared state (tests).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Guest memory (tests).
+    pub(crate) fn mem(&self) -> &GuestMemoryMmap<()> {
+        &self.mem
     }
 }
 

@@ -4,7 +4,9 @@
 //! Each device is split three ways (see STYLE.md): pure queue logic that works on a
 //! `virtio_queue::Queue` and guest memory only (unit-tested with `MockSplitQueue`), a thin
 //! event handler ([`VirtioDevice::process_queue`] / [`VirtioDevice::process_extra`] called by
-//! the transport's event subscriber), and the MMIO register state machine in [`mmio`].
+//! the [`worker::Worker`] on the VMM thread's event loop), and the MMIO register state
+//! machine in [`mmio`] (vcpu threads). The two sides share only atomics: a vcpu never waits
+//! for device work to read or write a register.
 
 pub mod block;
 pub mod mmio;
@@ -14,6 +16,7 @@ mod sys;
 #[cfg(test)]
 mod test_utils;
 pub mod vsock;
+pub mod worker;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -25,8 +28,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::devices::bus::MmioDevice;
+use crate::devices::irq::IrqLine;
 use mmio::MmioTransport;
-pub use queue::{DeviceFault, FdRegistry, QueueCtx};
+pub use queue::{DeviceFault, FdRegistry, QueueCtx, QueueMask};
 
 /// Virtio device ids (virtio spec 1.2, section 5).
 pub const TYPE_BLOCK: u32 = 2;
@@ -39,6 +43,9 @@ pub const TYPE_VSOCK: u32 = 19;
 pub const F_VERSION_1: u64 = 1 << 32;
 /// VIRTIO_RING_F_INDIRECT_DESC (virtio-queue walks indirect tables, one level only).
 pub const F_INDIRECT_DESC: u64 = 1 << 28;
+/// VIRTIO_RING_F_EVENT_IDX: notification suppression both ways through `used_event` and
+/// `avail_event` (offered by every device here).
+pub const F_EVENT_IDX: u64 = 1 << 29;
 
 /// Errors building a virtio device.
 #[derive(Debug)]
@@ -54,7 +61,11 @@ pub enum VirtioError {
     /// Creating a timerfd failed.
     TimerFd(std::io::Error),
     /// Binding the vsock Unix socket failed.
-    VsockBind(std::io::Error),
+    VsockBind(std::path::PathBuf, std::io::Error),
+    /// Opening or locking the vsock socket's lock file failed.
+    VsockLock(std::path::PathBuf, std::io::Error),
+    /// The vsock socket path is taken (by another VMM, a live listener, or a non-socket).
+    VsockInUse(std::path::PathBuf, &'static str),
     /// The guest CID is reserved (0, 1, 2 and u32::MAX are not valid guest CIDs).
     VsockCid(u64),
     /// The virtio-queue crate refused a queue size (internal invariant).
@@ -71,7 +82,9 @@ impl fmt::Display for VirtioError {
             }
             Self::EventFd(_) => write!(f, "cannot create an eventfd"),
             Self::TimerFd(_) => write!(f, "cannot create a timerfd"),
-            Self::VsockBind(_) => write!(f, "cannot bind the vsock Unix socket"),
+            Self::VsockBind(p, _) => write!(f, "cannot bind the vsock Unix socket {}", p.display()),
+            Self::VsockLock(p, _) => write!(f, "cannot lock {}", p.display()),
+            Self::VsockInUse(p, why) => write!(f, "vsock socket {} is in use: {why}", p.display()),
             Self::VsockCid(c) => write!(f, "invalid vsock guest CID {c}"),
             Self::Queue(_) => write!(f, "invalid virtio queue parameters"),
         }
@@ -85,20 +98,25 @@ impl std::error::Error for VirtioError {
             | Self::DiskSize(e)
             | Self::EventFd(e)
             | Self::TimerFd(e)
-            | Self::VsockBind(e) => Some(e),
+            | Self::VsockBind(_, e)
+            | Self::VsockLock(_, e) => Some(e),
             Self::Queue(e) => Some(e),
-            Self::DiskNotSectorAligned(_) | Self::VsockCid(_) => None,
+            Self::DiskNotSectorAligned(_) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
         }
     }
 }
 
-/// What the VMM core needs to wire one virtio device: the MMIO window and the event
-/// subscriber (both are the same transport object behind one mutex).
+/// What the VMM core needs to wire one virtio device: the MMIO window (register side,
+/// vcpu threads), the event subscriber (device work, VMM thread; a separate object behind
+/// its own lock) and the queue notification eventfds (by queue index), which the VMM
+/// registers as KVM ioeventfds on the QueueNotify register.
 pub struct VirtioDeviceHandle {
     /// Register window; called from vcpu threads.
     pub mmio: Arc<Mutex<dyn MmioDevice>>,
     /// Queue processing; runs on the VMM thread's event manager.
     pub subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>>,
+    /// Queue notification eventfds, by queue index.
+    pub notify: Vec<EventFd>,
 }
 
 impl fmt::Debug for VirtioDeviceHandle {
@@ -134,7 +152,8 @@ pub trait VirtioDevice: Send {
     fn avail_features(&self) -> u64;
     /// Maximum size of each queue; the number of entries is the number of queues.
     fn queue_max_sizes(&self) -> &'static [u16];
-    /// Device configuration space (little-endian bytes).
+    /// Device configuration space (little-endian bytes). Read once, when the transport is
+    /// built: configuration is fixed for the life of the device.
     fn config_space(&self) -> &[u8];
     /// Called once the driver sets DRIVER_OK (all queues are ready and validated).
     fn activate(&mut self, _ctx: &mut QueueCtx<'_>) -> Result<(), DeviceFault> {
@@ -142,19 +161,20 @@ pub trait VirtioDevice: Send {
     }
     /// Drop every piece of state derived from the driver (status was written 0).
     fn reset(&mut self);
-    /// Process queue `index` after a notification. Returns whether work was left undone
-    /// (the transport then re-arms the queue's eventfd so the event loop comes back).
+    /// Process queue `index` after a notification: one turn, bounded (a byte budget and at
+    /// most a queue's worth of chains). Returns the queues with work left undone (the
+    /// worker re-arms their eventfds so the event loop comes back after serving others).
     fn process_queue(
         &mut self,
         index: usize,
         ctx: &mut QueueCtx<'_>,
         reg: &mut dyn FdRegistry,
-    ) -> Result<bool, DeviceFault>;
+    ) -> Result<QueueMask, DeviceFault>;
     /// Register device-specific fds (data values >= [`mmio::EXTRA_EVENT_BASE`]).
     fn register_extra(&mut self, _reg: &mut dyn FdRegistry) {}
     /// Handle an event on a device-specific fd. `ctx` is `None` while the device is not
     /// active (the device must still drain/close its fd so the loop does not spin).
-    /// Returns whether receive work was left undone (the transport re-arms queue 0).
+    /// Returns the queues with work left undone, as `process_queue`.
     fn process_extra(
         &mut self,
         _fd: RawFd,
@@ -162,45 +182,62 @@ pub trait VirtioDevice: Send {
         _set: EventSet,
         _reg: &mut dyn FdRegistry,
         _ctx: Option<&mut QueueCtx<'_>>,
-    ) -> Result<bool, DeviceFault> {
-        Ok(false)
+    ) -> Result<QueueMask, DeviceFault> {
+        Ok(0)
     }
     /// Called at the start of every event-loop callback, active or not (release fds that a
     /// reset dropped: reset runs on a vcpu thread without access to the event loop).
     fn housekeeping(&mut self, _reg: &mut dyn FdRegistry) {}
 }
 
-fn handle<D: VirtioDevice + 'static>(transport: MmioTransport<D>) -> VirtioDeviceHandle {
-    let shared = Arc::new(Mutex::new(transport));
-    let mmio: Arc<Mutex<dyn MmioDevice>> = shared.clone();
-    let subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>> = shared;
-    VirtioDeviceHandle { mmio, subscriber }
+fn handle<D: VirtioDevice + 'static>(
+    mem: GuestMemoryMmap<()>,
+    irq: IrqLine,
+    device: D,
+) -> Result<VirtioDeviceHandle, VirtioError> {
+    let (transport, worker) = MmioTransport::new(mem, irq, device)?;
+    let notify = transport
+        .queue_evts()
+        .iter()
+        .map(EventFd::try_clone)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(VirtioError::EventFd)?;
+    let mmio: Arc<Mutex<dyn MmioDevice>> = Arc::new(Mutex::new(transport));
+    let subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>> = worker;
+    Ok(VirtioDeviceHandle {
+        mmio,
+        subscriber,
+        notify,
+    })
 }
 
 /// Build a virtio-blk device backed by `cfg.path`.
 pub fn build_block(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
     cfg: &BlockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = block::Block::open(cfg)?;
-    Ok(handle(MmioTransport::new(mem, irq, dev)?))
+    handle(mem, irq, dev)
 }
 
-/// Build the virtio-rng device.
+/// Build the virtio-rng device. `unready` (zero in production) makes the host pool look
+/// uninitialised for that long after start (tests of the retry path).
 pub fn build_rng(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
+    unready: std::time::Duration,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
-    Ok(handle(MmioTransport::new(mem, irq, rng::Rng::new())?))
+    let entropy = rng::KernelEntropy::new(unready);
+    handle(mem, irq, rng::Rng::with_entropy(entropy)?)
 }
 
 /// Build the virtio-vsock device (binds `cfg.uds_path`).
 pub fn build_vsock(
     mem: GuestMemoryMmap<()>,
-    irq: EventFd,
+    irq: IrqLine,
     cfg: &VsockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = vsock::Vsock::new(cfg)?;
-    Ok(handle(MmioTransport::new(mem, irq, dev)?))
+    handle(mem, irq, dev)
 }

@@ -5,10 +5,13 @@
 use std::fmt;
 use std::os::fd::RawFd;
 
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
 use event_manager::{EventOps, EventSet, Events};
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
-use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::irq::IrqLine;
 
 /// Interrupt status bit: a used buffer was added.
 pub const INT_VRING: u32 = 1;
@@ -54,51 +57,104 @@ impl From<virtio_queue::Error> for DeviceFault {
     }
 }
 
-/// Interrupt state of one device: the InterruptStatus register and the irqfd.
+/// Interrupt state of one device: the InterruptStatus register and the irqfd. Shared by
+/// the vcpu threads (register reads, InterruptACK) and the VMM thread (raising), so the
+/// status is an atomic and never waits on a lock.
 #[derive(Debug)]
 pub struct Interrupt {
-    status: u32,
-    irq: Option<EventFd>,
-    raised: u64,
+    status: AtomicU32,
+    irq: IrqLine,
+    raised: AtomicU64,
 }
 
 impl Interrupt {
-    /// `irq` is the irqfd registered by the VMM core; `None` in unit tests.
-    pub fn new(irq: Option<EventFd>) -> Self {
+    /// `irq` is the device's interrupt line (a line to nothing in unit tests).
+    pub fn new(irq: IrqLine) -> Self {
         Self {
-            status: 0,
+            status: AtomicU32::new(0),
             irq,
-            raised: 0,
+            raised: AtomicU64::new(0),
         }
     }
 
     /// Set `bits` in InterruptStatus and raise the interrupt line.
-    pub fn raise(&mut self, bits: u32) {
-        self.status |= bits;
-        self.raised = self.raised.wrapping_add(1);
-        if let Some(fd) = &self.irq {
-            // A failed write means the counter is saturated: the interrupt is pending anyway.
-            let _ = fd.write(1);
-        }
+    pub fn raise(&self, bits: u32) {
+        // The status is visible before the interrupt: the guest's handler reads it.
+        self.status.fetch_or(bits, Ordering::SeqCst);
+        self.raised.fetch_add(1, Ordering::Relaxed);
+        // Best effort: a failed irqfd write means its counter is saturated, so the
+        // interrupt is pending anyway.
+        let _ = self.irq.trigger();
     }
 
     /// InterruptStatus register value.
     pub fn status(&self) -> u32 {
-        self.status
+        self.status.load(Ordering::SeqCst)
     }
 
     /// InterruptACK: clear the acknowledged bits.
-    pub fn ack(&mut self, bits: u32) {
-        self.status &= !bits;
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
     }
 
     /// How many times the interrupt was raised (tests).
     pub fn raised(&self) -> u64 {
-        self.raised
+        self.raised.load(Ordering::Relaxed)
     }
 }
 
-/// What queue logic gets to work with: guest memory, the device's queues and its interrupt.
+/// Bytes of device work left in this event-loop turn. The turn also ends early when a
+/// vcpu asks the device to stop (a reset or a status change waits for it): devices check
+/// [`Budget::allows`] between chunks of at most [`CHUNK_BOUND`] bytes.
+#[derive(Debug)]
+pub struct Budget<'a> {
+    left: u64,
+    stop: &'a AtomicBool,
+}
+
+/// The most a device moves between two checks of its [`Budget`].
+pub const CHUNK_BOUND: u64 = 64 * 1024;
+
+impl<'a> Budget<'a> {
+    /// `bytes` for this turn; `stop` is the transport's "yield now" flag.
+    pub fn new(bytes: u64, stop: &'a AtomicBool) -> Self {
+        Self { left: bytes, stop }
+    }
+
+    /// Whether more work may be done now.
+    pub fn allows(&self) -> bool {
+        self.left > 0 && !self.stop.load(Ordering::Acquire)
+    }
+
+    /// How much of `want` bytes may be done now (0 when the turn is over).
+    pub fn grant(&self, want: u64) -> u64 {
+        if self.allows() {
+            want.min(self.left)
+        } else {
+            0
+        }
+    }
+
+    /// Account for `n` bytes of work (at least one unit, so zero-byte work is bounded too).
+    pub fn spend(&mut self, n: u64) {
+        self.left = self.left.saturating_sub(n.max(1));
+    }
+}
+
+/// Which queues still have work after a turn (bit i = queue i): the worker re-arms their
+/// notification eventfds so the event loop comes back to them after serving the others.
+pub type QueueMask = u32;
+
+/// The mask bit of queue `index` (0 for indexes a mask cannot hold).
+pub fn queue_bit(index: usize) -> QueueMask {
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| 1u32.checked_shl(i))
+        .unwrap_or(0)
+}
+
+/// What queue logic gets to work with: guest memory, the device's queues, its interrupt and
+/// the transport's "yield now" flag (see [`Budget`]).
 #[derive(Debug)]
 pub struct QueueCtx<'a> {
     /// Guest memory.
@@ -106,25 +162,47 @@ pub struct QueueCtx<'a> {
     /// The device's queues, validated and ready.
     pub queues: &'a mut [Queue],
     /// Interrupt state.
-    pub interrupt: &'a mut Interrupt,
+    pub interrupt: &'a Interrupt,
+    /// Set by a vcpu that waits for the device to stop (reset, status change).
+    pub stop: &'a AtomicBool,
 }
 
 impl QueueCtx<'_> {
-    /// Run `pass` (one bounded pass of a device's queue logic) over queue `index` and
-    /// raise the vring interrupt if it used any chain. A queue the device does not have is
-    /// left alone. Returns whether work was left for the next turn.
-    pub fn serve<F>(&mut self, index: usize, pass: F) -> Result<bool, DeviceFault>
-    where
-        F: FnOnce(&mut Queue, &GuestMemoryMmap<()>) -> Result<Pass, DeviceFault>,
-    {
+    /// A budget of `bytes` for this turn.
+    pub fn budget(&self, bytes: u64) -> Budget<'_> {
+        Budget::new(bytes, self.stop)
+    }
+
+    /// After a turn that used chains of queue `index`: raise the vring interrupt unless the
+    /// driver suppressed it (VIRTIO_RING_F_EVENT_IDX: only when the used index crossed the
+    /// driver's `used_event`).
+    pub fn notify_used(&mut self, index: usize) -> Result<(), DeviceFault> {
         let Some(queue) = self.queues.get_mut(index) else {
-            return Ok(false);
+            return Ok(());
         };
-        let pass = pass(queue, self.mem)?;
-        if pass.used > 0 {
+        if queue.needs_notification(self.mem)? {
             self.interrupt.raise(INT_VRING);
         }
-        Ok(pass.more)
+        Ok(())
+    }
+
+    /// Run `pass` (one pass of a device's queue logic, bounded by a budget of `bytes`) over
+    /// queue `index` and raise the vring interrupt if it used any chain (and the driver
+    /// wants it). A queue the device does not have is left alone. Returns the queue's mask
+    /// bit if work was left for the next turn.
+    pub fn serve<F>(&mut self, index: usize, bytes: u64, pass: F) -> Result<QueueMask, DeviceFault>
+    where
+        F: FnOnce(&mut Queue, &GuestMemoryMmap<()>, &mut Budget<'_>) -> Result<Pass, DeviceFault>,
+    {
+        let Some(queue) = self.queues.get_mut(index) else {
+            return Ok(0);
+        };
+        let mut budget = Budget::new(bytes, self.stop);
+        let pass = pass(queue, self.mem, &mut budget)?;
+        if pass.used > 0 {
+            self.notify_used(index)?;
+        }
+        Ok(if pass.more { queue_bit(index) } else { 0 })
     }
 }
 
@@ -137,61 +215,79 @@ pub struct Pass {
     pub more: bool,
 }
 
-/// Pop at most `limit` chains from `queue`, handing each to `f`, which returns the number
-/// of bytes written into the chain (the used length). Each chain is added to the used
-/// ring. Stops early when `f` returns `None` (the device wants to keep the chain for
-/// later: it is put back). Errors that concern the whole queue become a [`DeviceFault`].
+/// What the device did with one chain handed to it by [`drain_queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Done: return it to the used ring with this many bytes written into it.
+    Used(u32),
+    /// Nothing to do with it now (for example an rx buffer and nothing to send): put it
+    /// back and stop, without asking for another turn (an event will bring us back).
+    Keep,
+    /// This turn's budget is spent: put it back and ask for another turn.
+    Stop,
+    /// Taken and started; the device finishes it in a later turn (it remembers the head).
+    Held,
+}
+
+/// One bounded pass over `queue`: hand each available chain to `f` until the ring is
+/// empty, `f` stops, or a queue's worth of chains was used. Notifications from the driver
+/// are suppressed while the device works and re-enabled once the ring is empty (with
+/// VIRTIO_RING_F_EVENT_IDX through `avail_event`, otherwise through the used ring's
+/// NO_NOTIFY flag); a chain that raced the re-enable is served in the same pass. Errors that
+/// concern the whole queue become a [`DeviceFault`]. The caller raises the interrupt
+/// ([`QueueCtx::notify_used`]) once all its used chains of the turn are added.
 pub fn drain_queue<F>(
     queue: &mut Queue,
     mem: &GuestMemoryMmap<()>,
-    limit: u32,
     mut f: F,
 ) -> Result<Pass, DeviceFault>
 where
-    F: FnMut(DescriptorChain<&GuestMemoryMmap<()>>) -> Option<u32>,
+    F: FnMut(DescriptorChain<&GuestMemoryMmap<()>>) -> Step,
 {
     let mut pass = Pass::default();
-    loop {
+    let limit = u32::from(queue.size());
+    queue.disable_notification(mem)?;
+    // Each round either uses a chain or ends the pass; the extra rounds cover re-enables
+    // that race with the driver (bounded anyway, whatever the guest does).
+    for _ in 0..limit.saturating_mul(2).saturating_add(2) {
         if pass.used >= limit {
-            // Is there anything left? Peek at the avail index without consuming.
             let avail = queue.avail_idx(mem, std::sync::atomic::Ordering::Acquire)?;
             pass.more = avail.0 != queue.next_avail();
             return Ok(pass);
         }
-        let chain = {
+        let next = {
             let mut iter = queue.iter(mem)?;
-            match iter.next() {
-                Some(c) => c,
-                None => return Ok(pass),
+            iter.next()
+        };
+        let Some(chain) = next else {
+            if queue.enable_notification(mem)? {
+                continue;
             }
+            return Ok(pass);
         };
         let head = chain.head_index();
         match f(chain) {
-            Some(len) => {
+            Step::Used(len) => {
                 queue.add_used(mem, head, len)?;
                 pass.used = pass.used.saturating_add(1);
             }
-            None => {
+            Step::Keep => {
                 queue.go_to_previous_position();
+                return Ok(pass);
+            }
+            Step::Stop => {
+                queue.go_to_previous_position();
+                pass.more = true;
+                return Ok(pass);
+            }
+            Step::Held => {
                 pass.more = true;
                 return Ok(pass);
             }
         }
     }
-}
-
-/// [`drain_queue`] bounded to one queue's worth of chains (the per-turn bound of every
-/// device's queue logic).
-pub fn drain_turn<F>(
-    queue: &mut Queue,
-    mem: &GuestMemoryMmap<()>,
-    f: F,
-) -> Result<Pass, DeviceFault>
-where
-    F: FnMut(DescriptorChain<&GuestMemoryMmap<()>>) -> Option<u32>,
-{
-    let limit = u32::from(queue.size());
-    drain_queue(queue, mem, limit, f)
+    pass.more = true;
+    Ok(pass)
 }
 
 /// Bytes the device may read (`writable == false`) or write (`writable == true`) in a chain.

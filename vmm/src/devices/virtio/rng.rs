@@ -3,12 +3,23 @@
 //!
 //! Work is bounded: at most [`MAX_BYTES_PER_CHAIN`] bytes go into one chain and at most
 //! [`MAX_BYTES_PER_TURN`] bytes per event-loop turn; the rest waits for the next turn.
+//! The VMM thread never blocks on entropy: getrandom runs with GRND_NONBLOCK, and while the
+//! host's pool is not initialised yet (the first room after a host boot) the request stays
+//! in the ring and a one-shot timer retries every [`RETRY`]; the other devices keep running.
 
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use event_manager::EventSet;
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
+use vmm_sys_util::timerfd::TimerFd;
 
-use super::queue::{drain_turn, DeviceFault, FdRegistry, Pass, QueueCtx};
-use super::{sys, VirtioDevice, F_INDIRECT_DESC, TYPE_RNG};
+use super::mmio::EXTRA_EVENT_BASE;
+use super::queue::{
+    drain_queue, queue_bit, Budget, DeviceFault, FdRegistry, Pass, QueueCtx, QueueMask, Step,
+};
+use super::{sys, VirtioDevice, VirtioError, F_EVENT_IDX, F_INDIRECT_DESC, TYPE_RNG};
 
 /// Cap on bytes written into one chain.
 pub const MAX_BYTES_PER_CHAIN: u32 = 64 * 1024;
@@ -16,27 +27,50 @@ pub const MAX_BYTES_PER_CHAIN: u32 = 64 * 1024;
 pub const MAX_BYTES_PER_TURN: u32 = 256 * 1024;
 /// Queue size offered.
 pub const QUEUE_SIZE: u16 = 256;
+/// How long to wait before asking an uninitialised host pool again.
+pub const RETRY: Duration = Duration::from_millis(20);
 const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE];
 const CHUNK: usize = 4096;
+const EV_RETRY: u32 = EXTRA_EVENT_BASE;
 
 /// Source of random bytes (the kernel in production, a pattern in tests).
 pub trait Entropy {
-    /// Fill `buf` completely.
+    /// Fill `buf` completely, or fail; `WouldBlock` when the source is not ready yet.
     fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()>;
 }
 
-/// getrandom(2).
+/// getrandom(2) with GRND_NONBLOCK.
 #[derive(Debug, Default)]
-pub struct KernelEntropy;
+pub struct KernelEntropy {
+    /// Test builds only: report "not ready" until then (the retry path under seccomp).
+    unready_until: Option<std::time::Instant>,
+}
+
+impl KernelEntropy {
+    /// The kernel's pool, reported as not ready for `unready` first (tests; zero in
+    /// production).
+    pub fn new(unready: Duration) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            unready_until: (!unready.is_zero()).then(|| now.checked_add(unready).unwrap_or(now)),
+        }
+    }
+}
 
 impl Entropy for KernelEntropy {
     fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if self
+            .unready_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
         let mut done = 0;
         while let Some(rest) = buf.get_mut(done..) {
             if rest.is_empty() {
                 break;
             }
-            match sys::getrandom(rest) {
+            match sys::getrandom_nonblocking(rest) {
                 Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => done = done.saturating_add(n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -47,77 +81,143 @@ impl Entropy for KernelEntropy {
     }
 }
 
-/// Fill the writable descriptors of `chain`, up to `cap` bytes. Returns bytes written.
+/// What filling one chain gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    /// Bytes written into the chain.
+    pub written: u32,
+    /// The source was not ready (nothing more can be produced now).
+    pub starved: bool,
+}
+
+/// Fill the writable descriptors of `chain`, up to `cap` bytes.
 pub fn fill_chain<E: Entropy>(
     chain: DescriptorChain<&GuestMemoryMmap<()>>,
     mem: &GuestMemoryMmap<()>,
     entropy: &mut E,
     cap: u32,
-) -> u32 {
+) -> Fill {
     let mut buf = [0u8; CHUNK];
-    let mut written: u32 = 0;
+    let mut fill = Fill {
+        written: 0,
+        starved: false,
+    };
     for d in chain {
         if !d.is_write_only() {
             continue;
         }
         let mut done: u32 = 0;
-        while done < d.len() && written < cap {
-            let n = (d.len() - done).min(cap - written).min(CHUNK as u32);
+        while done < d.len() && fill.written < cap {
+            let n = (d.len() - done).min(cap - fill.written).min(CHUNK as u32);
             let Some(chunk) = buf.get_mut(..n as usize) else {
-                return written;
+                return fill;
             };
             let Some(addr) = d.addr().checked_add(u64::from(done)) else {
-                return written;
+                return fill;
             };
-            if entropy.fill(chunk).is_err() || mem.write_slice(chunk, addr).is_err() {
-                return written;
+            match entropy.fill(chunk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    fill.starved = true;
+                    return fill;
+                }
+                Err(_) => return fill,
+            }
+            if mem.write_slice(chunk, addr).is_err() {
+                return fill;
             }
             done = done.saturating_add(n);
-            written = written.saturating_add(n);
+            fill.written = fill.written.saturating_add(n);
         }
-        if written >= cap {
+        if fill.written >= cap {
             break;
         }
     }
-    written
+    fill
 }
 
-/// One bounded pass over the request queue.
+/// Result of one pass: the queue pass, and whether the entropy source was not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RngPass {
+    /// Chains used / work left.
+    pub pass: Pass,
+    /// The source was not ready: retry later (the unserved chains stay in the ring).
+    pub starved: bool,
+}
+
+/// One pass over the request queue, bounded by `budget` (and [`MAX_BYTES_PER_CHAIN`]).
 pub fn process_requests<E: Entropy>(
     queue: &mut Queue,
     mem: &GuestMemoryMmap<()>,
     entropy: &mut E,
-) -> Result<Pass, DeviceFault> {
-    let mut budget = MAX_BYTES_PER_TURN;
-    drain_turn(queue, mem, |chain| {
-        if budget == 0 {
-            return None;
+    budget: &mut Budget<'_>,
+) -> Result<RngPass, DeviceFault> {
+    let mut starved = false;
+    let pass = drain_queue(queue, mem, |chain| {
+        if starved {
+            return Step::Keep;
         }
-        let n = fill_chain(chain, mem, entropy, MAX_BYTES_PER_CHAIN.min(budget));
-        budget = budget.saturating_sub(n.max(1));
-        Some(n)
-    })
+        let cap = budget.grant(u64::from(MAX_BYTES_PER_CHAIN));
+        if cap == 0 {
+            return Step::Stop;
+        }
+        let cap = u32::try_from(cap).unwrap_or(MAX_BYTES_PER_CHAIN);
+        let f = fill_chain(chain, mem, entropy, cap);
+        budget.spend(u64::from(f.written));
+        if f.starved {
+            starved = true;
+            // Nothing produced: the chain waits in the ring for the retry.
+            if f.written == 0 {
+                return Step::Keep;
+            }
+        }
+        Step::Used(f.written)
+    })?;
+    Ok(RngPass { pass, starved })
 }
 
 /// The virtio-rng device.
-#[derive(Debug, Default)]
-pub struct Rng {
-    entropy: KernelEntropy,
+#[derive(Debug)]
+pub struct Rng<E = KernelEntropy> {
+    entropy: E,
+    retry: TimerFd,
+    retry_armed: bool,
 }
 
-impl Rng {
+impl Rng<KernelEntropy> {
     /// A new device reading the kernel's pool.
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new() -> Result<Self, VirtioError> {
+        Self::with_entropy(KernelEntropy::default())
     }
 }
 
-impl VirtioDevice for Rng {
+impl<E: Entropy> Rng<E> {
+    /// A device over `entropy` (tests use a controllable source).
+    pub fn with_entropy(entropy: E) -> Result<Self, VirtioError> {
+        Ok(Self {
+            entropy,
+            retry: TimerFd::new().map_err(|e| VirtioError::TimerFd(e.into()))?,
+            retry_armed: false,
+        })
+    }
+
+    /// Whether a retry is pending because the source was not ready (tests).
+    pub fn retry_armed(&self) -> bool {
+        self.retry_armed
+    }
+
+    /// The entropy source (tests).
+    pub fn entropy_mut(&mut self) -> &mut E {
+        &mut self.entropy
+    }
+}
+
+impl<E: Entropy + Send> VirtioDevice for Rng<E> {
     fn device_type(&self) -> u32 {
         TYPE_RNG
     }
     fn avail_features(&self) -> u64 {
-        F_INDIRECT_DESC
+        F_INDIRECT_DESC | F_EVENT_IDX
     }
     fn queue_max_sizes(&self) -> &'static [u16] {
         QUEUE_SIZES
@@ -125,16 +225,51 @@ impl VirtioDevice for Rng {
     fn config_space(&self) -> &[u8] {
         &[]
     }
-    fn reset(&mut self) {}
+    fn reset(&mut self) {
+        // A pending retry finds the device inactive and does nothing.
+    }
     fn process_queue(
         &mut self,
         index: usize,
         ctx: &mut QueueCtx<'_>,
         _reg: &mut dyn FdRegistry,
-    ) -> Result<bool, DeviceFault> {
-        ctx.serve(index, |queue, mem| {
-            process_requests(queue, mem, &mut self.entropy)
-        })
+    ) -> Result<QueueMask, DeviceFault> {
+        let mut starved = false;
+        let entropy = &mut self.entropy;
+        let mask = ctx.serve(
+            index,
+            u64::from(MAX_BYTES_PER_TURN),
+            |queue, mem, budget| {
+                let p = process_requests(queue, mem, entropy, budget)?;
+                starved = p.starved;
+                Ok(p.pass)
+            },
+        )?;
+        if starved && !self.retry_armed {
+            // One-shot; if arming fails the next notification retries anyway.
+            self.retry_armed = self.retry.reset(RETRY, None).is_ok();
+        }
+        Ok(mask)
+    }
+    fn register_extra(&mut self, reg: &mut dyn FdRegistry) {
+        let _ = reg.add(self.retry.as_raw_fd(), EV_RETRY, EventSet::IN);
+    }
+    fn process_extra(
+        &mut self,
+        _fd: RawFd,
+        data: u32,
+        _set: EventSet,
+        _reg: &mut dyn FdRegistry,
+        ctx: Option<&mut QueueCtx<'_>>,
+    ) -> Result<QueueMask, DeviceFault> {
+        if data != EV_RETRY {
+            return Ok(0);
+        }
+        // The timer fired (epoll said so): this read returns at once.
+        let _ = self.retry.wait();
+        self.retry_armed = false;
+        // Serve the queue again on the next turn (through its eventfd).
+        Ok(if ctx.is_some() { queue_bit(0) } else { 0 })
     }
 }
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The raw system calls of the virtio devices (all `unsafe` of this module tree lives here).
 
-/// Fill `buf` from the kernel's random pool (getrandom(2), no flags: blocks only until the
-/// pool is initialised at boot). Returns the number of bytes filled.
-pub fn getrandom(buf: &mut [u8]) -> std::io::Result<usize> {
+/// Fill `buf` from the kernel's random pool (getrandom(2) with GRND_NONBLOCK: `WouldBlock`
+/// instead of waiting while the pool is not initialised). Returns the number of bytes filled.
+pub fn getrandom_nonblocking(buf: &mut [u8]) -> std::io::Result<usize> {
     // SAFETY: the pointer and length describe `buf`, a valid writable slice that outlives
     // the call; getrandom writes at most `buf.len()` bytes into it.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
     usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
@@ -53,4 +53,94 @@ pub fn connect_unix_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(UnixStream::from(owned))
+}
+
+/// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
+/// without waiting: `WouldBlock` when another process holds it. The lock lives as long as
+/// the returned file (and dies with the process).
+pub fn lock_exclusive(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid fd we own; no pointers involved.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// Bind a Unix stream listener at `path` with the umask set to 0177 for the bind, so the
+/// socket file is created with mode 0600 whatever the process umask is (fixing the mode
+/// after bind would leave a window in which others could connect). The umask is
+/// process-wide: this runs during setup, when no other thread creates files.
+pub fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    // SAFETY: umask has no memory effects; it cannot fail.
+    let old = unsafe { libc::umask(0o177) };
+    let r = std::os::unix::net::UnixListener::bind(path);
+    // SAFETY: as above; restores the caller's umask.
+    unsafe { libc::umask(old) };
+    r
+}
+
+/// Most iovecs per preadv/pwritev call here.
+const MAX_IOV: usize = 64;
+
+type Slices<'a> = [vm_memory::volatile_memory::VolatileSlice<'a, ()>];
+
+fn iovecs(bufs: &Slices<'_>, out: &mut [libc::iovec; MAX_IOV]) -> usize {
+    let mut n = 0;
+    for (slot, b) in out.iter_mut().zip(bufs) {
+        *slot = libc::iovec {
+            iov_base: b.ptr_guard_mut().as_ptr().cast(),
+            iov_len: b.len(),
+        };
+        n += 1;
+    }
+    n
+}
+
+/// preadv(2) from `file` at `offset` straight into guest memory (`bufs`, at most 64 of
+/// them are used). Returns the bytes read.
+pub fn preadv(file: &std::fs::File, bufs: &Slices<'_>, offset: u64) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; MAX_IOV];
+    let n = iovecs(bufs, &mut iov);
+    let off = libc::off_t::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let cnt = libc::c_int::try_from(n).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: the first `n` iovecs describe live guest-memory mappings (VolatileSlices
+    // borrowed from the guest memory, which outlives the call) of exactly their lengths;
+    // the kernel writes at most that much into each. Guest memory is shared with the guest
+    // anyway: concurrent guest access can only garble the guest's own data.
+    let r = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), cnt, off) };
+    usize::try_from(r).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// pwritev(2) to `file` at `offset` straight from guest memory (`bufs`, at most 64 of them
+/// are used). Returns the bytes written.
+pub fn pwritev(file: &std::fs::File, bufs: &Slices<'_>, offset: u64) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; MAX_IOV];
+    let n = iovecs(bufs, &mut iov);
+    let off = libc::off_t::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let cnt = libc::c_int::try_from(n).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: the first `n` iovecs describe live guest-memory mappings of exactly their
+    // lengths (see `preadv`); the kernel only reads from them.
+    let r = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), cnt, off) };
+    usize::try_from(r).map_err(|_| std::io::Error::last_os_error())
 }

@@ -8,9 +8,13 @@ mod tests;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::MetadataExt;
 
-use super::queue::{drain_turn, DeviceFault, FdRegistry, QueueCtx};
-use super::{BlockConfig, VirtioDevice, VirtioError, F_INDIRECT_DESC, TYPE_BLOCK};
-use request::{handle_chain, ID_LEN, SECTOR_SIZE};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use super::queue::{drain_queue, Budget, DeviceFault, FdRegistry, Pass, QueueCtx, QueueMask, Step};
+use super::{BlockConfig, VirtioDevice, VirtioError, F_EVENT_IDX, F_INDIRECT_DESC, TYPE_BLOCK};
+pub use request::DiskRef;
+use request::{resume, start, Disk, InFlight, ID_LEN, SECTOR_SIZE};
 
 /// VIRTIO_BLK_F_RO.
 pub const F_RO: u64 = 1 << 5;
@@ -18,8 +22,11 @@ pub const F_RO: u64 = 1 << 5;
 pub const F_FLUSH: u64 = 1 << 9;
 /// VIRTIO_BLK_F_SEG_MAX: without it Linux sends one data segment per request.
 pub const F_SEG_MAX: u64 = 1 << 2;
-/// Data segments per request we announce (the queue holds header + status besides).
-pub const SEG_MAX: u32 = 128;
+/// Data segments per request we announce (the chain holds header + status besides);
+/// a chain with more is answered with IOERR.
+pub const SEG_MAX: u32 = request::SEG_MAX as u32;
+/// Bytes of disk I/O per event-loop turn; a larger request continues next turn.
+pub const TURN_BYTES: u64 = 1024 * 1024;
 /// Queue size offered.
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE];
@@ -34,6 +41,8 @@ pub struct Block {
     read_only: bool,
     id: [u8; ID_LEN],
     config: [u8; CONFIG_LEN],
+    /// The request the last turn's budget interrupted (at most one: requests run in order).
+    inflight: Option<InFlight>,
 }
 
 impl Block {
@@ -77,6 +86,7 @@ impl Block {
             read_only,
             id,
             config,
+            inflight: None,
         }
     }
 
@@ -91,17 +101,41 @@ impl Block {
     }
 }
 
-/// Process the request queue: at most one queue's worth of chains per call.
-pub fn process_requests<D: request::Disk>(
-    queue: &mut virtio_queue::Queue,
-    mem: &vm_memory::GuestMemoryMmap<()>,
-    disk: &mut D,
-    capacity: u64,
-    read_only: bool,
-    id: &[u8; ID_LEN],
-) -> Result<super::queue::Pass, DeviceFault> {
-    drain_turn(queue, mem, |chain| {
-        Some(handle_chain(chain, mem, disk, capacity, read_only, id))
+/// One turn over the request queue, bounded by `budget` and a queue's worth of chains:
+/// first the request a previous turn interrupted (`inflight`), then new chains in order.
+/// A request the budget interrupts is kept in `inflight` (its chain stays taken).
+pub fn process_requests<D: Disk>(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap<()>,
+    mut d: DiskRef<'_, D>,
+    inflight: &mut Option<InFlight>,
+    budget: &mut Budget<'_>,
+) -> Result<Pass, DeviceFault> {
+    let mut used = 0u32;
+    if let Some(mut f) = inflight.take() {
+        match resume(&mut f, mem, d.disk, d.id, budget) {
+            Some(len) => {
+                queue.add_used(mem, f.head, len)?;
+                used = 1;
+            }
+            None => {
+                *inflight = Some(f);
+                return Ok(Pass { used, more: true });
+            }
+        }
+    }
+    let pass = drain_queue(queue, mem, |chain| {
+        if !budget.allows() {
+            return Step::Stop;
+        }
+        match start(chain, mem, &mut d, budget, inflight) {
+            Some(len) => Step::Used(len),
+            None => Step::Held,
+        }
+    })?;
+    Ok(Pass {
+        used: used.saturating_add(pass.used),
+        more: pass.more,
     })
 }
 
@@ -112,7 +146,7 @@ impl VirtioDevice for Block {
 
     fn avail_features(&self) -> u64 {
         let ro = if self.read_only { F_RO } else { 0 };
-        F_FLUSH | F_SEG_MAX | F_INDIRECT_DESC | ro
+        F_FLUSH | F_SEG_MAX | F_INDIRECT_DESC | F_EVENT_IDX | ro
     }
 
     fn queue_max_sizes(&self) -> &'static [u16] {
@@ -123,23 +157,26 @@ impl VirtioDevice for Block {
         &self.config
     }
 
-    fn reset(&mut self) {}
+    fn reset(&mut self) {
+        // The interrupted request's chain belongs to the old queue: forget it.
+        self.inflight = None;
+    }
 
     fn process_queue(
         &mut self,
         index: usize,
         ctx: &mut QueueCtx<'_>,
         _reg: &mut dyn FdRegistry,
-    ) -> Result<bool, DeviceFault> {
-        ctx.serve(index, |queue, mem| {
-            process_requests(
-                queue,
-                mem,
-                &mut self.file,
-                self.capacity,
-                self.read_only,
-                &self.id,
-            )
+    ) -> Result<QueueMask, DeviceFault> {
+        let d = DiskRef {
+            disk: &mut self.file,
+            capacity: self.capacity,
+            read_only: self.read_only,
+            id: &self.id,
+        };
+        let inflight = &mut self.inflight;
+        ctx.serve(index, TURN_BYTES, |queue, mem, budget| {
+            process_requests(queue, mem, d, inflight, budget)
         })
     }
 }

@@ -2,23 +2,36 @@
 //! virtio-blk request parsing and execution: pure queue logic, no epoll.
 //!
 //! A request is a descriptor chain: a device-readable 16-byte header
-//! `{type: u32, reserved: u32, sector: u64}`, zero or more data descriptors (device-writable
-//! for IN and GET_ID, device-readable for OUT), and a final device-writable status byte.
-//! The chain is validated completely (directions, lengths, sector range with checked
-//! arithmetic, every buffer inside guest memory) before any I/O is done; data moves through
-//! a fixed 64 KiB buffer, never one sized by the guest.
+//! `{type: u32, reserved: u32, sector: u64}`, at most [`SEG_MAX`] data descriptors
+//! (device-writable for IN and GET_ID, device-readable for OUT), and a final device-writable
+//! status byte. The chain is validated completely (directions, lengths, segment count,
+//! sector range with checked arithmetic, every buffer inside guest memory) before any I/O,
+//! and its data segments are copied into the request (a fixed array: the guest cannot change
+//! them afterwards, and nothing is sized by the guest). Data moves between the disk and guest
+//! memory directly (preadv/pwritev on the guest's buffers), at most [`IO_BYTES`] per call,
+//! so a large request is carried out over several event-loop turns ([`Progress`]).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::DescriptorChain;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::volatile_memory::VolatileSlice;
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap, Permissions,
+};
+
+use crate::devices::virtio::queue::Budget;
 
 /// Sector size in bytes.
 pub const SECTOR_SIZE: u64 = 512;
 /// Length of the GET_ID answer.
 pub const ID_LEN: usize = 20;
+/// Data segments per request (announced as `seg_max`, enforced here).
+pub const SEG_MAX: usize = 128;
+/// Most bytes moved by one preadv/pwritev (and between two budget checks).
+pub const IO_BYTES: u64 = crate::devices::virtio::queue::CHUNK_BOUND;
+/// Most guest buffers handed to one preadv/pwritev.
+pub const IO_VECS: usize = 64;
 
 /// Request types.
 pub const T_IN: u32 = 0;
@@ -37,9 +50,15 @@ pub const S_IOERR: u8 = 1;
 pub const S_UNSUPP: u8 = 2;
 
 const HEADER_LEN: u32 = 16;
-/// Bytes moved per pread/pwrite. Fixed (never the guest's length); on the stack of the
-/// VMM thread, where block requests are processed.
-const CHUNK: usize = 64 * 1024;
+
+/// One data segment of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seg {
+    /// Guest address.
+    pub addr: GuestAddress,
+    /// Length in bytes.
+    pub len: u32,
+}
 
 /// What a chain asks for, after validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +71,15 @@ pub struct Request {
     pub data_len: u64,
     /// Where to write the status byte.
     pub status_addr: GuestAddress,
+    segs: [Seg; SEG_MAX],
+    nsegs: usize,
+}
+
+impl Request {
+    /// The data segments, in chain order.
+    pub fn segs(&self) -> &[Seg] {
+        self.segs.get(..self.nsegs).unwrap_or(&[])
+    }
 }
 
 /// Why a chain was refused. With a status descriptor the guest gets a status byte,
@@ -70,11 +98,16 @@ pub enum ParseError {
 }
 
 /// Validated shape of a chain, gathered in one pass without allocating.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shape {
+    /// Descriptors in the chain (header + data + status).
     count: u32,
     header: Option<Descriptor>,
     last: Option<Descriptor>,
+    /// The data descriptors seen so far (all but the header and the last one), as long as
+    /// there are at most SEG_MAX of them.
+    segs: [Seg; SEG_MAX],
+    nsegs: usize,
     data_len: u64,
     data_writable: Option<bool>,
     mixed_dirs: bool,
@@ -82,6 +115,30 @@ struct Shape {
     /// The walk stopped on a descriptor that says NEXT: virtio-queue cut the chain short
     /// (a loop, a u32 length overflow, a bad index or a nested indirect table).
     truncated: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            header: None,
+            last: None,
+            segs: [Seg::default(); SEG_MAX],
+            nsegs: 0,
+            data_len: 0,
+            data_writable: None,
+            mixed_dirs: false,
+            out_of_memory: false,
+            truncated: false,
+        }
+    }
+}
+
+impl Shape {
+    /// Data segments in the chain (header and status excluded).
+    fn data_segments(&self) -> u32 {
+        self.count.saturating_sub(2)
+    }
 }
 
 fn in_memory(mem: &GuestMemoryMmap<()>, d: &Descriptor) -> bool {
@@ -93,7 +150,7 @@ fn in_memory(mem: &GuestMemoryMmap<()>, d: &Descriptor) -> bool {
     } else {
         Permissions::Read
     };
-    len == 0 || mem.check_range(d.addr(), len, perm)
+    len == 0 || GuestMemory::check_range(mem, d.addr(), len, perm)
 }
 
 fn shape(chain: DescriptorChain<&GuestMemoryMmap<()>>, mem: &GuestMemoryMmap<()>) -> Shape {
@@ -111,6 +168,13 @@ fn shape(chain: DescriptorChain<&GuestMemoryMmap<()>>, mem: &GuestMemoryMmap<()>
         // The previous "last" was a data descriptor after all.
         if let Some(prev) = s.last.replace(d) {
             s.data_len = s.data_len.saturating_add(u64::from(prev.len()));
+            if let Some(slot) = s.segs.get_mut(s.nsegs) {
+                *slot = Seg {
+                    addr: prev.addr(),
+                    len: prev.len(),
+                };
+                s.nsegs = s.nsegs.saturating_add(1);
+            }
             let w = prev.is_write_only();
             match s.data_writable {
                 None => s.data_writable = Some(w),
@@ -150,6 +214,10 @@ pub fn parse(
     if header.is_write_only() || header.len() < HEADER_LEN || s.out_of_memory {
         return Err(bad(S_IOERR));
     }
+    // seg_max is a promise the driver made when it read our configuration.
+    if s.data_segments() > SEG_MAX as u32 {
+        return Err(bad(S_IOERR));
+    }
     let kind: u32 = mem.read_obj(header.addr()).map_err(|_| bad(S_IOERR))?;
     let sector_addr = header.addr().checked_add(8).ok_or(bad(S_IOERR))?;
     let sector: u64 = mem.read_obj(sector_addr).map_err(|_| bad(S_IOERR))?;
@@ -159,6 +227,8 @@ pub fn parse(
         sector,
         data_len: s.data_len,
         status_addr: status.addr(),
+        segs: s.segs,
+        nsegs: s.nsegs,
     };
     match kind {
         T_IN | T_OUT => {
@@ -190,92 +260,266 @@ pub fn parse(
     }
 }
 
-/// The backing store of a block device.
+/// Guest buffers for one vectored disk call.
+pub type Bufs<'a> = [VolatileSlice<'a, ()>];
+
+/// The backing store of a block device. Transfers go straight between the store and the
+/// guest's buffers; short transfers are allowed (the caller continues).
 pub trait Disk {
-    /// Read `buf.len()` bytes at `offset`.
-    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
-    /// Write `buf` at `offset`.
-    fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()>;
+    /// Read into `bufs`, in order, from `offset`. Returns the bytes read (0 = end of disk).
+    fn read_vectored_at(&mut self, bufs: &Bufs<'_>, offset: u64) -> std::io::Result<usize>;
+    /// Write `bufs`, in order, at `offset`. Returns the bytes written.
+    fn write_vectored_at(&mut self, bufs: &Bufs<'_>, offset: u64) -> std::io::Result<usize>;
     /// Make writes durable.
     fn flush(&mut self) -> std::io::Result<()>;
 }
 
 impl Disk for File {
-    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        FileExt::read_exact_at(self, buf, offset)
+    fn read_vectored_at(&mut self, bufs: &Bufs<'_>, offset: u64) -> std::io::Result<usize> {
+        crate::devices::virtio::sys::preadv(self, bufs, offset)
     }
-    fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        FileExt::write_all_at(self, buf, offset)
+    fn write_vectored_at(&mut self, bufs: &Bufs<'_>, offset: u64) -> std::io::Result<usize> {
+        crate::devices::virtio::sys::pwritev(self, bufs, offset)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.sync_data()
     }
 }
 
-/// Execute a validated request; returns (status, bytes written into the chain's data).
+/// How far the data transfer of a request got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Current segment.
+    pub seg: usize,
+    /// Offset inside it.
+    pub off: u32,
+    /// Bytes transferred so far.
+    pub done: u64,
+}
+
+impl Progress {
+    /// Move `n` bytes forward through `segs`.
+    fn advance(&mut self, segs: &[Seg], mut n: u64) {
+        self.done = self.done.saturating_add(n);
+        while n > 0 {
+            let Some(s) = segs.get(self.seg) else { return };
+            let left = u64::from(s.len.saturating_sub(self.off));
+            if n < left {
+                // n < left <= u32::MAX
+                self.off = self
+                    .off
+                    .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+                return;
+            }
+            n -= left;
+            self.seg = self.seg.saturating_add(1);
+            self.off = 0;
+        }
+        // Skip empty segments so `seg` points at the next byte.
+        while segs.get(self.seg).is_some_and(|s| s.len == 0) {
+            self.seg = self.seg.saturating_add(1);
+        }
+    }
+}
+
+/// Outcome of working on a request for one turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exec {
+    /// Finished: the status, and the bytes written into the chain's data buffers.
+    Done(u8, u32),
+    /// The turn's budget ran out; continue from the saved [`Progress`] next turn.
+    Paused,
+}
+
+/// Gather the guest buffers from `p` on, up to `max` bytes and [`IO_VECS`] buffers.
+/// `None` if a buffer is not in guest memory (validated at parse; kept as a check).
+fn gather<'m>(
+    mem: &'m GuestMemoryMmap<()>,
+    segs: &[Seg],
+    p: Progress,
+    max: u64,
+    out: &mut Vec<VolatileSlice<'m, ()>>,
+) -> Option<()> {
+    out.clear();
+    let mut want = max;
+    let mut seg = p.seg;
+    let mut off = p.off;
+    while want > 0 && out.len() < IO_VECS {
+        let Some(s) = segs.get(seg) else { break };
+        let len = u64::from(s.len.saturating_sub(off)).min(want);
+        if len > 0 {
+            let addr = s.addr.checked_add(u64::from(off))?;
+            let len_usize = usize::try_from(len).ok()?;
+            for slice in GuestMemoryBackend::get_slices(mem, addr, len_usize) {
+                if out.len() >= IO_VECS {
+                    return Some(());
+                }
+                out.push(slice.ok()?);
+            }
+            want -= len;
+        }
+        seg = seg.saturating_add(1);
+        off = 0;
+    }
+    Some(())
+}
+
+/// Work on a validated request within `budget`: FLUSH and GET_ID finish at once; IN and OUT
+/// move at most [`IO_BYTES`] per disk call, checking the budget between calls.
 pub fn execute<D: Disk>(
     req: &Request,
-    chain: DescriptorChain<&GuestMemoryMmap<()>>,
+    progress: &mut Progress,
     mem: &GuestMemoryMmap<()>,
     disk: &mut D,
     id: &[u8; ID_LEN],
-) -> (u8, u32) {
-    if req.kind == T_FLUSH {
-        return (if disk.flush().is_ok() { S_OK } else { S_IOERR }, 0);
-    }
-    let mut buf = [0u8; CHUNK];
-    let mut offset = req.sector.saturating_mul(SECTOR_SIZE);
-    let mut written: u32 = 0;
-    // Skip the header; the final descriptor is the status byte.
-    let data = chain.skip(1);
-    let mut remaining = req.data_len;
-    for d in data {
-        if remaining == 0 {
-            break;
+    budget: &mut Budget<'_>,
+) -> Exec {
+    match req.kind {
+        T_FLUSH => {
+            budget.spend(0);
+            return Exec::Done(if disk.flush().is_ok() { S_OK } else { S_IOERR }, 0);
         }
-        let len = u64::from(d.len()).min(remaining);
-        remaining = remaining.saturating_sub(len);
-        let mut done = 0u64;
-        while done < len {
-            let n = usize::try_from((len - done).min(CHUNK as u64)).unwrap_or(CHUNK);
-            let Some(chunk) = buf.get_mut(..n) else {
-                return (S_IOERR, written);
-            };
-            let Some(addr) = d.addr().checked_add(done) else {
-                return (S_IOERR, written);
-            };
-            let ok = match req.kind {
-                T_IN => disk.read_at(chunk, offset).is_ok() && mem.write_slice(chunk, addr).is_ok(),
-                T_OUT => {
-                    mem.read_slice(chunk, addr).is_ok() && disk.write_at(chunk, offset).is_ok()
-                }
-                T_GET_ID => {
-                    let take = n.min(ID_LEN);
-                    let ok = id
-                        .get(..take)
-                        .is_some_and(|src| mem.write_slice(src, addr).is_ok());
-                    if ok {
-                        written = written.saturating_add(u32::try_from(take).unwrap_or(0));
-                    }
-                    return (if ok { S_OK } else { S_IOERR }, written);
-                }
-                _ => true,
-            };
-            if !ok {
-                return (S_IOERR, written);
-            }
-            if req.kind == T_IN {
-                written = written.saturating_add(u32::try_from(n).unwrap_or(0));
-            }
-            let step = n as u64;
-            offset = offset.saturating_add(step);
-            done = done.saturating_add(step);
+        T_GET_ID => {
+            budget.spend(ID_LEN as u64);
+            return get_id(req, mem, id);
         }
+        _ => {}
     }
-    (S_OK, written)
+    // Fixed capacity (IO_VECS): never grows with what the guest sends.
+    let mut bufs: Vec<VolatileSlice<'_, ()>> = Vec::with_capacity(IO_VECS);
+    while progress.done < req.data_len {
+        let grant = budget.grant(IO_BYTES.min(req.data_len - progress.done));
+        if grant == 0 {
+            return Exec::Paused;
+        }
+        if gather(mem, req.segs(), *progress, grant, &mut bufs).is_none() || bufs.is_empty() {
+            return Exec::Done(S_IOERR, 0);
+        }
+        let offset = req
+            .sector
+            .saturating_mul(SECTOR_SIZE)
+            .saturating_add(progress.done);
+        let r = if req.kind == T_IN {
+            disk.read_vectored_at(&bufs, offset)
+        } else {
+            disk.write_vectored_at(&bufs, offset)
+        };
+        let n = match r {
+            Ok(0) | Err(_) => return Exec::Done(S_IOERR, 0),
+            Ok(n) => u64::try_from(n).unwrap_or(0).min(grant),
+        };
+        budget.spend(n);
+        progress.advance(req.segs(), n);
+    }
+    let written = if req.kind == T_IN {
+        u32::try_from(req.data_len).unwrap_or(u32::MAX)
+    } else {
+        0
+    };
+    Exec::Done(S_OK, written)
 }
 
-/// Handle one chain end to end; returns the used length (data written + status byte).
+fn get_id(req: &Request, mem: &GuestMemoryMmap<()>, id: &[u8; ID_LEN]) -> Exec {
+    let mut done = 0usize;
+    for s in req.segs() {
+        let Some(src) = id.get(done..) else { break };
+        let take = src.len().min(usize::try_from(s.len).unwrap_or(usize::MAX));
+        let Some(part) = src.get(..take) else { break };
+        if mem.write_slice(part, s.addr).is_err() {
+            return Exec::Done(S_IOERR, u32::try_from(done).unwrap_or(0));
+        }
+        done = done.saturating_add(take);
+        if done >= ID_LEN {
+            break;
+        }
+    }
+    Exec::Done(S_OK, u32::try_from(done).unwrap_or(0))
+}
+
+/// Write the status byte of a finished request; returns the chain's used length (data
+/// written + the status byte, or just the data if the status byte cannot be written).
+pub fn finish(
+    mem: &GuestMemoryMmap<()>,
+    status_addr: GuestAddress,
+    status: u8,
+    written: u32,
+) -> u32 {
+    if mem.write_obj(status, status_addr).is_err() {
+        return written;
+    }
+    written.saturating_add(1)
+}
+
+/// A request the budget interrupted: the chain's head and where the transfer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Head index of the chain (returned to the used ring when done).
+    pub head: u16,
+    /// The validated request.
+    pub req: Request,
+    /// Transfer progress.
+    pub progress: Progress,
+}
+
+/// The disk a request works on.
+#[derive(Debug)]
+pub struct DiskRef<'a, D> {
+    /// Backing store.
+    pub disk: &'a mut D,
+    /// Capacity in sectors.
+    pub capacity: u64,
+    /// Refuse writes.
+    pub read_only: bool,
+    /// GET_ID answer.
+    pub id: &'a [u8; ID_LEN],
+}
+
+/// Parse and start a chain: `Some(used length)` when it finished (or was refused) now;
+/// `None` when the budget interrupted it, which is then left in `inflight` for [`resume`].
+pub fn start<D: Disk>(
+    chain: DescriptorChain<&GuestMemoryMmap<()>>,
+    mem: &GuestMemoryMmap<()>,
+    d: &mut DiskRef<'_, D>,
+    budget: &mut Budget<'_>,
+    inflight: &mut Option<InFlight>,
+) -> Option<u32> {
+    let head = chain.head_index();
+    let req = match parse(chain, mem, d.capacity, d.read_only) {
+        Ok(req) => req,
+        Err(ParseError::NoStatus) => return Some(0),
+        Err(ParseError::Bad { addr, status }) => {
+            budget.spend(0);
+            return Some(finish(mem, addr, status, 0));
+        }
+    };
+    let mut f = InFlight {
+        head,
+        req,
+        progress: Progress::default(),
+    };
+    let done = resume(&mut f, mem, d.disk, d.id, budget);
+    if done.is_none() {
+        *inflight = Some(f);
+    }
+    done
+}
+
+/// Continue an interrupted request; `Some(used length)` once it is finished.
+pub fn resume<D: Disk>(
+    f: &mut InFlight,
+    mem: &GuestMemoryMmap<()>,
+    disk: &mut D,
+    id: &[u8; ID_LEN],
+    budget: &mut Budget<'_>,
+) -> Option<u32> {
+    match execute(&f.req, &mut f.progress, mem, disk, id, budget) {
+        Exec::Done(status, written) => Some(finish(mem, f.req.status_addr, status, written)),
+        Exec::Paused => None,
+    }
+}
+
+/// Handle one chain end to end, whatever the size (tests and fuzzing; the device goes
+/// through [`start`]/[`resume`] with a per-turn budget).
 pub fn handle_chain<D: Disk>(
     chain: DescriptorChain<&GuestMemoryMmap<()>>,
     mem: &GuestMemoryMmap<()>,
@@ -284,16 +528,15 @@ pub fn handle_chain<D: Disk>(
     read_only: bool,
     id: &[u8; ID_LEN],
 ) -> u32 {
-    let (status, addr, written) = match parse(chain.clone(), mem, capacity, read_only) {
-        Ok(req) => {
-            let (st, w) = execute(&req, chain, mem, disk, id);
-            (st, req.status_addr, w)
-        }
-        Err(ParseError::NoStatus) => return 0,
-        Err(ParseError::Bad { addr, status }) => (status, addr, 0),
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut budget = Budget::new(u64::MAX, &stop);
+    let mut inflight = None;
+    let mut d = DiskRef {
+        disk,
+        capacity,
+        read_only,
+        id,
     };
-    if mem.write_obj(status, addr).is_err() {
-        return written;
-    }
-    written.saturating_add(1)
+    // Never interrupted with an unbounded budget nobody stops (else: like a dropped chain).
+    start(chain, mem, &mut d, &mut budget, &mut inflight).unwrap_or(0)
 }

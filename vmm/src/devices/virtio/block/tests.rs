@@ -7,9 +7,13 @@ use virtio_queue::mock::MockSplitQueue;
 use virtio_queue::QueueT;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::process_requests;
+use std::sync::atomic::AtomicBool;
+
+use virtio_queue::Queue;
+
 use super::request::*;
-use crate::devices::virtio::queue::{drain_queue, DeviceFault};
+use super::{process_requests, DiskRef};
+use crate::devices::virtio::queue::{drain_queue, Budget, DeviceFault, Pass, Step};
 use crate::devices::virtio::test_utils::*;
 
 const HDR: u64 = 0x1_0000;
@@ -31,6 +35,27 @@ fn fixture() -> Fixture {
     Fixture { mem: mem(), disk }
 }
 
+/// One unbounded pass (no request left in flight).
+fn pr(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap<()>,
+    disk: &mut std::fs::File,
+    ro: bool,
+) -> Result<Pass, DeviceFault> {
+    let stop = AtomicBool::new(false);
+    let mut budget = Budget::new(u64::MAX, &stop);
+    let mut inflight = None;
+    let d = DiskRef {
+        disk,
+        capacity: SECTORS,
+        read_only: ro,
+        id: ID,
+    };
+    let pass = process_requests(q, mem, d, &mut inflight, &mut budget);
+    assert!(inflight.is_none());
+    pass
+}
+
 fn header(mem: &GuestMemoryMmap<()>, kind: u32, sector: u64) {
     mem.write_obj(kind, GuestAddress(HDR)).unwrap();
     mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
@@ -43,7 +68,7 @@ fn run(f: &mut Fixture, parts: &[(u64, u32, bool)], ro: bool) -> (u8, u32) {
     let vq = MockSplitQueue::new(&f.mem, 16);
     let mut q = queue(&vq);
     push_chain(&vq, &f.mem, &chain(parts, 0), 0);
-    let pass = process_requests(&mut q, &f.mem, &mut f.disk, SECTORS, ro, ID).unwrap();
+    let pass = pr(&mut q, &f.mem, &mut f.disk, ro).unwrap();
     assert_eq!(pass.used, 1);
     assert_eq!(used_idx(&vq, &f.mem), 1);
     let (id, len) = used_elem(&vq, &f.mem, 0);
@@ -267,7 +292,7 @@ fn out_of_memory_and_huge_buffers_are_ioerr() {
         ),
         0,
     );
-    process_requests(&mut q, &f.mem, &mut f.disk, SECTORS, false, ID).unwrap();
+    pr(&mut q, &f.mem, &mut f.disk, false).unwrap();
     assert_eq!(used_elem(&vq, &f.mem, 0), (0, 0));
 }
 
@@ -309,7 +334,7 @@ fn descriptor_loop_terminates() {
         .unwrap();
     make_avail(&vq, &f.mem, 0);
     let mut disk = f.disk;
-    let pass = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    let pass = pr(&mut q, &f.mem, &mut disk, false).unwrap();
     assert_eq!(pass.used, 1);
     assert_eq!(used_idx(&vq, &f.mem), 1);
 }
@@ -334,7 +359,7 @@ fn indirect_tables_work_and_nested_indirect_is_refused() {
         .store(0, desc(table, 48, INDIRECT, 0))
         .unwrap();
     make_avail(&vq, &f.mem, 0);
-    process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    pr(&mut q, &f.mem, &mut disk, false).unwrap();
     assert_eq!(used_elem(&vq, &f.mem, 0), (0, 513));
     assert_eq!(f.mem.read_obj::<u8>(GuestAddress(DATA)).unwrap(), 7);
 
@@ -351,7 +376,7 @@ fn indirect_tables_work_and_nested_indirect_is_refused() {
         .unwrap();
     f.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
     make_avail(&vq, &f.mem, 1);
-    process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    pr(&mut q, &f.mem, &mut disk, false).unwrap();
     assert_eq!(used_elem(&vq, &f.mem, 1), (1, 0));
     assert_eq!(f.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0xff);
 
@@ -360,7 +385,7 @@ fn indirect_tables_work_and_nested_indirect_is_refused() {
         .store(2, desc(table, 47, INDIRECT, 0))
         .unwrap();
     make_avail(&vq, &f.mem, 2);
-    process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    pr(&mut q, &f.mem, &mut disk, false).unwrap();
     assert_eq!(used_elem(&vq, &f.mem, 2), (2, 0));
 }
 
@@ -373,7 +398,7 @@ fn avail_index_jump_is_a_device_fault() {
     f.mem
         .write_obj(17u16, vq.avail_addr().checked_add(2).unwrap())
         .unwrap();
-    let err = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap_err();
+    let err = pr(&mut q, &f.mem, &mut disk, false).unwrap_err();
     assert_eq!(err, DeviceFault::AvailIndex);
 }
 
@@ -384,7 +409,7 @@ fn head_index_out_of_table_is_a_device_fault() {
     let vq = MockSplitQueue::new(&f.mem, 16);
     let mut q = queue(&vq);
     make_avail(&vq, &f.mem, 300);
-    let err = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap_err();
+    let err = pr(&mut q, &f.mem, &mut disk, false).unwrap_err();
     assert_eq!(err, DeviceFault::DescriptorIndex);
 }
 
@@ -403,16 +428,169 @@ fn work_per_call_is_bounded() {
         );
     }
     let mut n = 0;
-    let pass = drain_queue(&mut q, &f.mem, 3, |_| {
+    let pass = drain_queue(&mut q, &f.mem, |_| {
         n += 1;
-        Some(0)
+        if n > 3 {
+            Step::Stop
+        } else {
+            Step::Used(0)
+        }
     })
     .unwrap();
-    assert_eq!((pass.used, pass.more, n), (3, true, 3));
+    assert_eq!((pass.used, pass.more, n), (3, true, 4));
     let mut disk = f.disk;
-    let pass = process_requests(&mut q, &f.mem, &mut disk, SECTORS, false, ID).unwrap();
+    let pass = pr(&mut q, &f.mem, &mut disk, false).unwrap();
     assert_eq!((pass.used, pass.more), (5, false));
     assert_eq!(q.size(), 16);
+}
+
+/// Lay out `parts` as an indirect table at `table` and offer it as chain `head`.
+fn indirect(
+    vq: &MockSplitQueue<GuestMemoryMmap<()>>,
+    mem: &GuestMemoryMmap<()>,
+    table: u64,
+    parts: &[(u64, u32, bool)],
+    head: u16,
+) {
+    for (i, d) in chain(parts, 0).iter().enumerate() {
+        mem.write_obj(*d, GuestAddress(table + 16 * i as u64))
+            .unwrap();
+    }
+    vq.desc_table()
+        .store(head, desc(table, 16 * parts.len() as u32, INDIRECT, 0))
+        .unwrap();
+    make_avail(vq, mem, head);
+}
+
+/// Regression (review): SEG_MAX = 128 was announced but not enforced. A chain with more
+/// data segments than that is refused with IOERR; exactly SEG_MAX is served.
+#[test]
+fn more_data_segments_than_seg_max_is_ioerr() {
+    let mut f = fixture();
+    header(&f.mem, T_IN, 0);
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    // SEG_MAX segments of 256 bytes (32 KiB, within the 64-sector disk); one more
+    // (zero-length, so only the count is wrong) is refused.
+    let req = |extra: usize| {
+        let mut parts = vec![(HDR, 16, false)];
+        parts.extend((0..SEG_MAX).map(|i| (DATA + 256 * i as u64, 256, true)));
+        parts.extend((0..extra).map(|_| (DATA, 0, true)));
+        parts.push((STATUS, 1, true));
+        parts
+    };
+    indirect(&vq, &f.mem, 0x6_0000, &req(0), 0);
+    pr(&mut q, &f.mem, &mut f.disk, false).unwrap();
+    assert_eq!(used_elem(&vq, &f.mem, 0), (0, 128 * 256 + 1));
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_OK);
+    f.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+    f.mem.write_slice(&[0xee; 512], GuestAddress(DATA)).unwrap();
+    indirect(&vq, &f.mem, 0x7_0000, &req(1), 1);
+    pr(&mut q, &f.mem, &mut f.disk, false).unwrap();
+    assert_eq!(used_elem(&vq, &f.mem, 1), (1, 1));
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), S_IOERR);
+    assert_eq!(
+        f.mem.read_obj::<u8>(GuestAddress(DATA)).unwrap(),
+        0xee,
+        "nothing was read for the refused request"
+    );
+}
+
+/// A request larger than the turn's byte budget is carried out over several turns (its
+/// chain held in flight), with the same data as in one go; the chains behind it wait.
+#[test]
+fn a_large_request_spans_turns_within_the_byte_budget() {
+    let f = fixture();
+    let mut disk = f.disk;
+    header(&f.mem, T_IN, 0);
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    // 64 sectors (32 KiB) in 8 segments of 4 KiB, then a flush.
+    let mut parts = vec![(HDR, 16, false)];
+    parts.extend((0..8u64).map(|i| (DATA + 0x1000 * i, 4096, true)));
+    parts.push((STATUS, 1, true));
+    indirect(&vq, &f.mem, 0x6_0000, &parts, 0);
+    f.mem.write_obj(T_FLUSH, GuestAddress(0x8_0000)).unwrap();
+    push_chain(
+        &vq,
+        &f.mem,
+        &chain(&[(0x8_0000, 16, false), (0x8_1000, 1, true)], 1),
+        1,
+    );
+    let stop = AtomicBool::new(false);
+    let mut inflight = None;
+    let mut turns = 0;
+    let mut bytes_per_turn = Vec::new();
+    loop {
+        turns += 1;
+        assert!(turns < 100, "no progress");
+        let mut budget = Budget::new(5000, &stop);
+        let d = DiskRef {
+            disk: &mut disk,
+            capacity: SECTORS,
+            read_only: false,
+            id: ID,
+        };
+        let before = inflight.map_or(0, |i: InFlight| i.progress.done);
+        let pass = process_requests(&mut q, &f.mem, d, &mut inflight, &mut budget).unwrap();
+        let after = inflight.map_or(32768, |i: InFlight| i.progress.done);
+        bytes_per_turn.push(after - before);
+        if !pass.more {
+            break;
+        }
+        if inflight.is_some() {
+            assert_eq!(
+                used_idx(&vq, &f.mem),
+                0,
+                "nothing completes while in flight"
+            );
+        }
+    }
+    // 32 KiB at <= 5000 bytes per turn (transfers are granted in sector-sized pieces or
+    // less, never more than the budget).
+    assert!(turns >= 7, "{turns} turns");
+    assert!(
+        bytes_per_turn.iter().all(|&b| b <= 5000),
+        "{bytes_per_turn:?}"
+    );
+    assert_eq!(used_idx(&vq, &f.mem), 2);
+    assert_eq!(used_elem(&vq, &f.mem, 0), (0, 32768 + 1));
+    for i in 0..8u64 {
+        let mut b = [0u8; 4096];
+        f.mem
+            .read_slice(&mut b, GuestAddress(DATA + 0x1000 * i))
+            .unwrap();
+        assert!(
+            b.chunks(512)
+                .enumerate()
+                .all(|(k, s)| s.iter().all(|&x| x == (8 * i + k as u64) as u8)),
+            "segment {i}"
+        );
+    }
+}
+
+/// A vcpu waiting for the device (reset) stops the turn at the next chunk; the request
+/// stays in flight (and a reset then forgets it).
+#[test]
+fn a_stop_request_ends_the_turn_at_the_next_chunk() {
+    let f = fixture();
+    let mut disk = f.disk;
+    header(&f.mem, T_IN, 0);
+    let vq = MockSplitQueue::new(&f.mem, 16);
+    let mut q = queue(&vq);
+    push_chain(&vq, &f.mem, &chain(&std_req(4096, true), 0), 0);
+    let stop = AtomicBool::new(true);
+    let mut budget = Budget::new(u64::MAX, &stop);
+    let mut inflight = None;
+    let d = DiskRef {
+        disk: &mut disk,
+        capacity: SECTORS,
+        read_only: false,
+        id: ID,
+    };
+    let pass = process_requests(&mut q, &f.mem, d, &mut inflight, &mut budget).unwrap();
+    assert_eq!((pass.used, pass.more), (0, true));
+    assert_eq!(used_idx(&vq, &f.mem), 0);
 }
 
 #[test]

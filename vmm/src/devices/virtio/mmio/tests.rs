@@ -4,7 +4,7 @@
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
-use crate::devices::virtio::queue::{NullRegistry, INT_VRING};
+use crate::devices::virtio::queue::{NullRegistry, INT_CONFIG, INT_VRING};
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::test_utils::{chain, mem};
 use crate::devices::virtio::TYPE_RNG;
@@ -12,7 +12,13 @@ use crate::devices::virtio::TYPE_RNG;
 type T = MmioTransport<Rng>;
 
 fn transport() -> T {
-    MmioTransport::with_interrupt(mem(), Interrupt::new(None), Rng::new()).unwrap()
+    MmioTransport::with_interrupt(
+        mem(),
+        Interrupt::new(crate::devices::irq::IrqLine::none()),
+        Rng::new().unwrap(),
+    )
+    .unwrap()
+    .0
 }
 
 fn rd(t: &mut T, off: u64) -> u32 {
@@ -93,7 +99,11 @@ fn features_and_negotiation() {
     wr(&mut t, reg::DEVICE_FEATURES_SEL, 1);
     assert_eq!(rd(&mut t, reg::DEVICE_FEATURES), 1, "VERSION_1 is bit 32");
     wr(&mut t, reg::DEVICE_FEATURES_SEL, 0);
-    assert_eq!(rd(&mut t, reg::DEVICE_FEATURES), 1 << 28, "INDIRECT_DESC");
+    assert_eq!(
+        rd(&mut t, reg::DEVICE_FEATURES),
+        (1 << 28) | (1 << 29),
+        "INDIRECT_DESC | EVENT_IDX"
+    );
     wr(&mut t, reg::DEVICE_FEATURES_SEL, 2);
     assert_eq!(rd(&mut t, reg::DEVICE_FEATURES), 0);
 
@@ -235,7 +245,7 @@ fn requests_flow_and_interrupts_ack() {
     negotiate(&mut t);
     setup_queue(&mut t, 16);
     driver_ok(&mut t);
-    let m = t.mem.clone();
+    let m = t.mem().clone();
     let d = chain(&[(0x8000, 32, true)], 0);
     m.write_obj(d[0], GuestAddress(DESC)).unwrap();
     m.write_obj(0u16, GuestAddress(AVAIL + 4)).unwrap();
@@ -257,7 +267,7 @@ fn device_fault_sets_needs_reset_and_reset_recovers() {
     negotiate(&mut t);
     setup_queue(&mut t, 16);
     driver_ok(&mut t);
-    let m = t.mem.clone();
+    let m = t.mem().clone();
     m.write_obj(40u16, GuestAddress(AVAIL + 2)).unwrap();
     t.run_queue(0, &mut NullRegistry::default());
     assert!(!t.is_active());
@@ -288,4 +298,135 @@ fn config_space_is_bounds_checked() {
     t.write(reg::CONFIG, &[1, 2, 3, 4]);
     t.write(u64::MAX - 3, &[1, 2, 3, 4]);
     assert_eq!(b, [0; 8]);
+}
+
+/// The register side never waits for device work: with the worker busy (its lock held, as
+/// during a long block or vsock turn), a vcpu still reads InterruptStatus, acks, notifies
+/// and reads config space at once. (Before the split both sides shared one lock.)
+#[test]
+fn register_accesses_do_not_wait_for_device_work() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut t = transport();
+    negotiate(&mut t);
+    setup_queue(&mut t, 16);
+    driver_ok(&mut t);
+    t.interrupt().raise(INT_VRING);
+    let worker = t.worker();
+    let released = Arc::new(AtomicBool::new(false));
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let r2 = released.clone();
+    let holder = std::thread::spawn(move || {
+        let _busy = worker.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        // Busy until the register accesses are done (or, if one of them waited for this
+        // lock, until the timeout: then `released` is seen below).
+        let _ = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+        r2.store(true, Ordering::SeqCst);
+    });
+    locked_rx.recv().unwrap();
+    assert_eq!(rd(&mut t, reg::INTERRUPT_STATUS), INT_VRING);
+    wr(&mut t, reg::INTERRUPT_ACK, INT_VRING);
+    assert_eq!(rd(&mut t, reg::INTERRUPT_STATUS), 0);
+    wr(&mut t, reg::QUEUE_NOTIFY, 0);
+    assert_eq!(
+        rd(&mut t, reg::STATUS) & status::DRIVER_OK,
+        status::DRIVER_OK
+    );
+    let mut b = [0u8; 4];
+    t.read(reg::CONFIG, &mut b);
+    assert!(
+        !released.load(Ordering::SeqCst),
+        "a register access waited for the busy worker"
+    );
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(
+        t.queue_evts()[0].read().unwrap() >= 1,
+        "the notify was signalled"
+    );
+}
+
+/// A reset waits only until the worker yields: it raises `stop`, which device work checks
+/// between chunks, and takes the worker's lock once the turn ends.
+#[test]
+fn reset_asks_a_busy_worker_to_yield_and_then_resets() {
+    use std::sync::atomic::Ordering;
+    let mut t = transport();
+    negotiate(&mut t);
+    setup_queue(&mut t, 16);
+    driver_ok(&mut t);
+    let worker = t.worker();
+    let shared = t.shared();
+    let yielded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let y2 = yielded.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let busy = std::thread::spawn(move || {
+        let _turn = worker.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        // A device turn: work in chunks until asked to stop, then end the turn.
+        while !shared.stop.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        y2.store(true, Ordering::SeqCst);
+    });
+    locked_rx.recv().unwrap();
+    wr(&mut t, reg::STATUS, 0);
+    assert!(
+        yielded.load(Ordering::SeqCst),
+        "the reset finished before the busy turn yielded"
+    );
+    busy.join().unwrap();
+    assert_eq!(rd(&mut t, reg::STATUS), 0);
+    assert!(!t.is_active());
+    assert!(
+        !t.shared().stop.load(Ordering::SeqCst),
+        "stop is lowered again"
+    );
+}
+
+/// EVENT_IDX is offered, and a driver that acks it gets queues with notification
+/// suppression: no interrupt unless the used index crosses `used_event`.
+#[test]
+fn event_idx_suppresses_interrupts_until_used_event() {
+    let mut t = transport();
+    wr(&mut t, reg::DEVICE_FEATURES_SEL, 0);
+    let low = rd(&mut t, reg::DEVICE_FEATURES);
+    assert_ne!(low & (1 << 29), 0, "EVENT_IDX offered");
+    wr(&mut t, reg::STATUS, status::ACKNOWLEDGE);
+    wr(&mut t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
+    wr(&mut t, reg::DRIVER_FEATURES_SEL, 0);
+    wr(&mut t, reg::DRIVER_FEATURES, 1 << 29);
+    wr(&mut t, reg::DRIVER_FEATURES_SEL, 1);
+    wr(&mut t, reg::DRIVER_FEATURES, 1);
+    wr(
+        &mut t,
+        reg::STATUS,
+        status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+    );
+    setup_queue(&mut t, 16);
+    driver_ok(&mut t);
+    let m = t.mem().clone();
+    // used_event (after the 16-entry avail ring) = 2: interrupt only once entry 2 is used.
+    m.write_obj(2u16, GuestAddress(AVAIL + 4 + 2 * 16)).unwrap();
+    let offer = |n: u16| {
+        let d = chain(&[(0x8000 + 0x100 * u64::from(n), 32, true)], 0);
+        m.write_obj(d[0], GuestAddress(DESC + 16 * u64::from(n)))
+            .unwrap();
+        m.write_obj(n, GuestAddress(AVAIL + 4 + 2 * u64::from(n)))
+            .unwrap();
+        m.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
+    };
+    for n in 0..2 {
+        offer(n);
+        t.run_queue(0, &mut NullRegistry::default());
+        assert_eq!(t.interrupt().raised(), 0, "entry {n}: suppressed");
+    }
+    offer(2);
+    t.run_queue(0, &mut NullRegistry::default());
+    assert_eq!(t.interrupt().raised(), 1, "crossed used_event");
+    // avail_event (after the used ring) tells the driver where to notify next.
+    let avail_event: u16 = m.read_obj(GuestAddress(USED + 4 + 8 * 16)).unwrap();
+    assert_eq!(avail_event, 3);
 }

@@ -2,10 +2,19 @@
 //! virtio-rng queue logic against MockSplitQueue.
 
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::devices::virtio::test_utils::*;
+
+/// One turn with the device's per-turn budget.
+fn pr<E: Entropy>(q: &mut Queue, m: &GuestMemoryMmap<()>, e: &mut E) -> Result<Pass, DeviceFault> {
+    let stop = AtomicBool::new(false);
+    let mut budget = Budget::new(u64::from(MAX_BYTES_PER_TURN), &stop);
+    process_requests(q, m, e, &mut budget).map(|p| p.pass)
+}
 
 /// Counts bytes and fills with a constant so tests can see what was written.
 struct Pattern(u64);
@@ -37,7 +46,7 @@ fn fills_writable_buffers_and_skips_readable_ones() {
         0,
     );
     let mut e = Pattern(0);
-    let pass = process_requests(&mut q, &m, &mut e).unwrap();
+    let pass = pr(&mut q, &m, &mut e).unwrap();
     assert_eq!(pass.used, 1);
     assert_eq!(used_elem(&vq, &m, 0), (0, 128));
     assert_eq!(m.read_obj::<u8>(GuestAddress(0x1_0000 + 99)).unwrap(), 0x5a);
@@ -52,7 +61,7 @@ fn kernel_entropy_fills_buffers() {
     let vq = MockSplitQueue::new(&m, 16);
     let mut q = queue(&vq);
     push_chain(&vq, &m, &chain(&[(0x1_0000, 4096, true)], 0), 0);
-    let pass = process_requests(&mut q, &m, &mut KernelEntropy).unwrap();
+    let pass = pr(&mut q, &m, &mut KernelEntropy::default()).unwrap();
     assert_eq!(pass.used, 1);
     assert_eq!(used_elem(&vq, &m, 0), (0, 4096));
     let mut buf = vec![0u8; 4096];
@@ -73,13 +82,13 @@ fn per_chain_cap_and_per_turn_budget() {
         push_chain(&vq, &m, &chain(&[(0x1_0000, 128 * 1024, true)], i), i);
     }
     let mut e = Pattern(0);
-    let pass = process_requests(&mut q, &m, &mut e).unwrap();
+    let pass = pr(&mut q, &m, &mut e).unwrap();
     let per_turn = MAX_BYTES_PER_TURN / MAX_BYTES_PER_CHAIN;
     assert_eq!(pass.used, per_turn);
     assert!(pass.more);
     assert_eq!(e.0, u64::from(MAX_BYTES_PER_TURN));
     assert_eq!(used_elem(&vq, &m, 0), (0, MAX_BYTES_PER_CHAIN));
-    let pass = process_requests(&mut q, &m, &mut e).unwrap();
+    let pass = pr(&mut q, &m, &mut e).unwrap();
     assert_eq!(pass.used, 8 - per_turn);
     assert!(!pass.more);
 }
@@ -93,7 +102,7 @@ fn bad_buffers_are_returned_short() {
     push_chain(&vq, &m, &chain(&[(u64::MAX - 8, 64, true)], 1), 1);
     push_chain(&vq, &m, &chain(&[(0x1_0000, 0, true)], 2), 2);
     let mut e = Pattern(0);
-    let pass = process_requests(&mut q, &m, &mut e).unwrap();
+    let pass = pr(&mut q, &m, &mut e).unwrap();
     assert_eq!(pass.used, 3);
     // The first chunk straddles the end of memory and is refused whole.
     assert_eq!(used_elem(&vq, &m, 0), (0, 0));
@@ -109,7 +118,83 @@ fn avail_jump_faults() {
     m.write_obj(100u16, GuestAddress(vq.avail_addr().0 + 2))
         .unwrap();
     assert_eq!(
-        process_requests(&mut q, &m, &mut Pattern(0)).unwrap_err(),
+        pr(&mut q, &m, &mut Pattern(0)).unwrap_err(),
         DeviceFault::AvailIndex
     );
+}
+
+/// A source that is not ready until told so (like the host pool right after boot).
+struct NotYet {
+    ready: bool,
+}
+
+impl Entropy for NotYet {
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if !self.ready {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        buf.fill(0x77);
+        Ok(())
+    }
+}
+
+/// The VMM thread never waits for entropy: a pool that is not ready leaves the request in
+/// the ring (nothing used, no interrupt), and the next pass after it is ready serves it.
+#[test]
+fn an_uninitialised_pool_leaves_requests_queued_instead_of_blocking() {
+    let m = mem();
+    let vq = MockSplitQueue::new(&m, 16);
+    let mut q = queue(&vq);
+    push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
+    push_chain(&vq, &m, &chain(&[(0x2_0000, 64, true)], 1), 1);
+    let mut e = NotYet { ready: false };
+    let stop = AtomicBool::new(false);
+    let mut budget = Budget::new(u64::from(MAX_BYTES_PER_TURN), &stop);
+    let p = process_requests(&mut q, &m, &mut e, &mut budget).unwrap();
+    assert!(p.starved);
+    assert_eq!((p.pass.used, p.pass.more), (0, false));
+    assert_eq!(used_idx(&vq, &m), 0);
+    e.ready = true;
+    let p = process_requests(&mut q, &m, &mut e, &mut budget).unwrap();
+    assert!(!p.starved);
+    assert_eq!(p.pass.used, 2);
+    assert_eq!(used_elem(&vq, &m, 0), (0, 64));
+    assert_eq!(m.read_obj::<u8>(GuestAddress(0x2_0000 + 63)).unwrap(), 0x77);
+}
+
+/// The device arms its retry timer when starved, and the timer event asks for another
+/// pass over the queue.
+#[test]
+fn the_device_retries_on_a_timer_when_starved() {
+    use crate::devices::virtio::queue::{Interrupt, NullRegistry, QueueCtx};
+    let m = mem();
+    let vq = MockSplitQueue::new(&m, 16);
+    let mut queues = [queue(&vq)];
+    push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
+    let mut dev = Rng::with_entropy(NotYet { ready: false }).unwrap();
+    let irq = Interrupt::new(crate::devices::irq::IrqLine::none());
+    let stop = AtomicBool::new(false);
+    let mut reg = NullRegistry::default();
+    let mut ctx = QueueCtx {
+        mem: &m,
+        queues: &mut queues,
+        interrupt: &irq,
+        stop: &stop,
+    };
+    assert_eq!(dev.process_queue(0, &mut ctx, &mut reg).unwrap(), 0);
+    assert!(dev.retry_armed());
+    assert_eq!(irq.raised(), 0);
+    dev.register_extra(&mut reg);
+    assert_eq!(reg.fds.len(), 1, "the retry timer is watched");
+    std::thread::sleep(RETRY * 2);
+    dev.entropy_mut().ready = true;
+    let fd = reg.fds[0];
+    let mask = dev
+        .process_extra(fd, EV_RETRY, EventSet::IN, &mut reg, Some(&mut ctx))
+        .unwrap();
+    assert_eq!(mask, 1, "queue 0 is served again");
+    assert!(!dev.retry_armed());
+    assert_eq!(dev.process_queue(0, &mut ctx, &mut reg).unwrap(), 0);
+    assert_eq!(used_idx(&vq, &m), 1);
+    assert_eq!(irq.raised(), 1);
 }

@@ -8,8 +8,10 @@ use std::time::Instant;
 use super::packet::{Header, HOST_CID, OP_RW, TYPE_STREAM};
 
 /// Receive buffer we advertise to the guest, and the bound on bytes we hold for a
-/// connection (data the guest sent that the host has not taken yet).
-pub const BUF_ALLOC: u32 = 64 * 1024;
+/// connection (data the guest sent that the host has not taken yet). 256 KiB keeps several
+/// 64 KiB guest packets in flight per credit update (each update is a round trip through
+/// the rx queue and an interrupt); at most MAX_CONNS x this is ever held.
+pub const BUF_ALLOC: u32 = 256 * 1024;
 
 /// Control packets a connection owes the guest.
 pub mod need {

@@ -12,11 +12,13 @@ use event_manager::EventSet;
 use super::conn::{need, Conn, Deliver, State};
 use super::packet;
 use super::{
-    deadline, parse_connect, Pending, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
-    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TXQ,
+    deadline, parse_connect, Pending, Refusal, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
+    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TURN_BYTES, TXQ,
 };
-use crate::devices::virtio::queue::{DeviceFault, FdRegistry, QueueCtx, INT_VRING};
-use crate::devices::virtio::{VirtioDevice, TYPE_VSOCK};
+use crate::devices::virtio::queue::{
+    queue_bit, Budget, DeviceFault, FdRegistry, QueueCtx, QueueMask,
+};
+use crate::devices::virtio::{VirtioDevice, F_EVENT_IDX, TYPE_VSOCK};
 
 impl Vsock {
     pub(super) fn bury(&mut self, reg: &mut dyn FdRegistry) {
@@ -32,20 +34,26 @@ impl Vsock {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let Some(slot) = self.pending.iter().position(Option::is_none) else {
-                continue;
-            };
-            if !self.active || stream.set_nonblocking(true).is_err() {
+            // A stream refused here is closed at the end of this iteration (dropped).
+            if !self.active {
+                self.refuse(Refusal::Inactive, 0);
                 continue;
             }
+            let Some(slot) = self.pending.iter().position(Option::is_none) else {
+                self.refuse(Refusal::TooManyPending, 0);
+                continue;
+            };
             let Ok(idx) = u32::try_from(slot) else {
                 continue;
             };
-            if !reg.add(
-                stream.as_raw_fd(),
-                EV_PENDING + idx,
-                EventSet::IN | EventSet::READ_HANG_UP,
-            ) {
+            if stream.set_nonblocking(true).is_err()
+                || !reg.add(
+                    stream.as_raw_fd(),
+                    EV_PENDING + idx,
+                    EventSet::IN | EventSet::READ_HANG_UP,
+                )
+            {
+                self.refuse(Refusal::Unwatchable, 0);
                 continue;
             }
             let p = Pending {
@@ -99,7 +107,7 @@ impl Vsock {
             }
             if p.len >= MAX_CONNECT_LINE {
                 self.drop_pending(slot, reg);
-                return;
+                return self.refuse(Refusal::BadConnectLine, 0);
             }
         };
         let line = p.line.get(..p.len).unwrap_or(&[]);
@@ -107,8 +115,17 @@ impl Vsock {
         let Some(p) = self.drop_pending(slot, reg) else {
             return;
         };
-        let (Some(port), Some(cslot), true) = (port, self.free_slot(), self.active) else {
-            return;
+        // Every way a host connection can fail from here on closes its stream (the host
+        // sees EOF instead of `OK <port>`) and is reported, never dropped silently.
+        let Some(port) = port else {
+            return self.refuse(Refusal::BadConnectLine, 0);
+        };
+        // (Port 0 in a refusal message means: not known yet.)
+        if !self.active {
+            return self.refuse(Refusal::Inactive, port);
+        }
+        let Some(cslot) = self.free_slot() else {
+            return self.refuse(Refusal::TableFull, port);
         };
         let local = self.alloc_local_port();
         let c = Conn::new(
@@ -119,7 +136,22 @@ impl Vsock {
             State::Connecting(deadline()),
             need::REQUEST,
         );
-        if self.add_conn(cslot, c, reg) {}
+        if !self.add_conn(cslot, c, reg) {
+            self.refuse(Refusal::Unwatchable, port);
+        }
+    }
+
+    /// Count and log (bounded: the first 8, then every power of two) a host connection
+    /// that is closed without reaching the guest.
+    pub(super) fn refuse(&mut self, why: Refusal, port: u32) {
+        self.refused = self.refused.saturating_add(1);
+        self.last_refusal = Some(why);
+        let n = self.refused;
+        if n <= 8 || n.is_power_of_two() {
+            crate::log::say(format_args!(
+                "vsock: host connection to guest port {port} closed: {why} ({n} so far)"
+            ));
+        }
     }
 
     pub(super) fn conn_event(&mut self, slot: usize, set: EventSet) {
@@ -148,6 +180,7 @@ impl Vsock {
                 .is_some_and(|p| p.deadline <= now)
             {
                 self.drop_pending(slot, reg);
+                self.refuse(Refusal::NoConnectLine, 0);
             }
         }
         for slot in 0..self.conns.len() {
@@ -168,31 +201,41 @@ impl Vsock {
         }
     }
 
-    /// Run rx/tx after any event and raise the interrupt if buffers were used.
+    /// Run tx (when asked) and rx after any event, within one turn's budget, and raise the
+    /// interrupt for each queue that used buffers (unless the driver suppressed it).
+    /// Returns the queues with work left.
     pub(super) fn pump(
         &mut self,
         ctx: &mut QueueCtx<'_>,
         reg: &mut dyn FdRegistry,
         tx: bool,
-    ) -> Result<bool, DeviceFault> {
-        let mut more = false;
-        let mut used = 0;
+    ) -> Result<QueueMask, DeviceFault> {
+        let mut budget = Budget::new(TURN_BYTES, ctx.stop);
+        let mut mask = 0;
+        let (mut tx_used, mut rx_used) = (0, 0);
         if tx {
             if let Some(q) = ctx.queues.get_mut(TXQ) {
-                let p = self.process_tx(q, ctx.mem, reg)?;
-                used += p.used;
-                more |= p.more;
+                let p = self.process_tx(q, ctx.mem, reg, &mut budget)?;
+                tx_used = p.used;
+                if p.more {
+                    mask |= queue_bit(TXQ);
+                }
             }
         }
         if let Some(q) = ctx.queues.get_mut(RXQ) {
-            let p = self.process_rx(q, ctx.mem, reg)?;
-            used += p.used;
-            more |= p.more;
+            let p = self.process_rx(q, ctx.mem, reg, &mut budget)?;
+            rx_used = p.used;
+            if p.more {
+                mask |= queue_bit(RXQ);
+            }
         }
-        if used > 0 {
-            ctx.interrupt.raise(INT_VRING);
+        if tx_used > 0 {
+            ctx.notify_used(TXQ)?;
         }
-        Ok(more)
+        if rx_used > 0 {
+            ctx.notify_used(RXQ)?;
+        }
+        Ok(mask)
     }
 }
 
@@ -202,7 +245,7 @@ impl VirtioDevice for Vsock {
     }
     fn avail_features(&self) -> u64 {
         // VIRTIO_VSOCK_F_STREAM is implied; no SEQPACKET.
-        0
+        F_EVENT_IDX
     }
     fn queue_max_sizes(&self) -> &'static [u16] {
         QUEUE_SIZES
@@ -229,7 +272,7 @@ impl VirtioDevice for Vsock {
         index: usize,
         ctx: &mut QueueCtx<'_>,
         reg: &mut dyn FdRegistry,
-    ) -> Result<bool, DeviceFault> {
+    ) -> Result<QueueMask, DeviceFault> {
         self.pump(ctx, reg, index == TXQ)
     }
     fn housekeeping(&mut self, reg: &mut dyn FdRegistry) {
@@ -246,7 +289,7 @@ impl VirtioDevice for Vsock {
         set: EventSet,
         reg: &mut dyn FdRegistry,
         ctx: Option<&mut QueueCtx<'_>>,
-    ) -> Result<bool, DeviceFault> {
+    ) -> Result<QueueMask, DeviceFault> {
         if ctx.is_none() {
             // The transport is not running (failed, or not yet DRIVER_OK): refuse host
             // connections until the driver activates the device again.
@@ -275,7 +318,7 @@ impl VirtioDevice for Vsock {
         }
         match ctx {
             Some(ctx) => self.pump(ctx, reg, false),
-            None => Ok(false),
+            None => Ok(0),
         }
     }
 }

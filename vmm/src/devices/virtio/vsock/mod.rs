@@ -31,7 +31,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::timerfd::TimerFd;
 
 use super::mmio::EXTRA_EVENT_BASE;
-use super::queue::{chain_copy, chain_len, drain_turn, DeviceFault, FdRegistry, Pass};
+use super::queue::{
+    chain_copy, chain_len, drain_queue, Budget, DeviceFault, FdRegistry, Pass, Step,
+};
 use super::{sys, VirtioError, VsockConfig};
 use conn::{need, Conn, Deliver, State};
 use packet::{Header, PacketError, HDR_LEN, HOST_CID, TYPE_STREAM};
@@ -46,12 +48,17 @@ pub const MAX_ORPHANS: usize = 64;
 pub const MAX_CONNECT_LINE: usize = 32;
 /// How long a host CONNECT waits for the guest (and a closing connection for its RST).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes moved per event-loop turn (tx and rx together).
+pub const TURN_BYTES: u64 = 256 * 1024;
 /// Queue sizes: rx, tx, event.
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE];
 const RXQ: usize = 0;
 const TXQ: usize = 1;
 const CHUNK: usize = 4096;
+/// Guest data is copied to the host stream in pieces of this size (one write each); the
+/// buffer is allocated once per device.
+const TX_CHUNK: usize = 64 * 1024;
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
 const EV_LISTENER: u32 = EXTRA_EVENT_BASE;
 const EV_TIMER: u32 = EXTRA_EVENT_BASE + 1;
@@ -76,6 +83,36 @@ struct Pending {
     deadline: Instant,
 }
 
+/// Why a host connection was closed before it reached the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The first line was not `CONNECT <port>\n`.
+    BadConnectLine,
+    /// The guest driver is not active.
+    Inactive,
+    /// [`MAX_CONNS`] connections are live.
+    TableFull,
+    /// [`MAX_PENDING`] host sockets are still sending their CONNECT line.
+    TooManyPending,
+    /// No complete CONNECT line within [`CONNECT_TIMEOUT`].
+    NoConnectLine,
+    /// The event loop refused to watch the stream (resource exhaustion).
+    Unwatchable,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::BadConnectLine => "the first line was not `CONNECT <port>`",
+            Self::Inactive => "the guest's vsock driver is not active",
+            Self::TableFull => "too many connections",
+            Self::TooManyPending => "too many host sockets still sending CONNECT",
+            Self::NoConnectLine => "no CONNECT line in time",
+            Self::Unwatchable => "cannot watch the stream (event loop refused it)",
+        })
+    }
+}
+
 /// The vsock device.
 #[derive(Debug)]
 pub struct Vsock {
@@ -92,6 +129,13 @@ pub struct Vsock {
     next_local_port: u32,
     rr: usize,
     active: bool,
+    /// Host connections closed before reaching the guest, and the last reason.
+    refused: u64,
+    last_refusal: Option<Refusal>,
+    /// Held (flock) for the life of the device: one VMM per socket path.
+    _lock: std::fs::File,
+    /// Copy buffer for guest packets ([`TX_CHUNK`] bytes).
+    tx_scratch: Box<[u8]>,
 }
 
 fn rst_reply(h: &Header, guest_cid: u64) -> Header {
@@ -118,6 +162,46 @@ fn shutdown_packet(c: &mut Conn<UnixStream>) -> (Header, usize) {
     (c.header(packet::OP_SHUTDOWN, 0, flags), 0)
 }
 
+/// The lock file that claims `uds` for one VMM: `<uds>.lock`.
+pub fn lock_path(uds: &std::path::Path) -> PathBuf {
+    let mut p = uds.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Make `uds` free for our bind (we hold its lock): nothing there, or a stale socket
+/// (connecting is refused: its listener is gone), which is removed. A live listener or
+/// any other kind of file is an error.
+fn claim_path(uds: &std::path::Path) -> Result<(), VirtioError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(uds) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(VirtioError::VsockBind(uds.to_path_buf(), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(VirtioError::VsockInUse(
+            uds.to_path_buf(),
+            "it exists and is not a socket",
+        ));
+    }
+    match sys::connect_unix_nonblocking(uds) {
+        // Someone accepts (or would, once its backlog drains): it is live.
+        Ok(_) => Err(VirtioError::VsockInUse(
+            uds.to_path_buf(),
+            "a live listener owns it",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(VirtioError::VsockInUse(
+            uds.to_path_buf(),
+            "a live listener owns it",
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            std::fs::remove_file(uds).map_err(|e| VirtioError::VsockBind(uds.to_path_buf(), e))
+        }
+        Err(e) => Err(VirtioError::VsockBind(uds.to_path_buf(), e)),
+    }
+}
+
 /// Parse `CONNECT <port>\n`.
 pub fn parse_connect(line: &[u8]) -> Option<u32> {
     let text = std::str::from_utf8(line).ok()?;
@@ -129,21 +213,29 @@ pub fn parse_connect(line: &[u8]) -> Option<u32> {
 }
 
 impl Vsock {
-    /// Bind `cfg.uds_path` (a stale socket file there is replaced).
+    /// Bind `cfg.uds_path`, created with mode 0600 whatever the umask. The path is
+    /// claimed first with an exclusive lock on `<uds_path>.lock` (held for the life of the
+    /// device): a second VMM for the same path is refused. A socket file already at the
+    /// path is replaced only when nobody listens on it (a stale one, left by a VMM that
+    /// died); a live listener, or a file that is not a socket, is refused.
     pub fn new(cfg: &VsockConfig) -> Result<Self, VirtioError> {
         if cfg.guest_cid <= HOST_CID || cfg.guest_cid >= u64::from(u32::MAX) {
             return Err(VirtioError::VsockCid(cfg.guest_cid));
         }
-        if let Ok(meta) = std::fs::symlink_metadata(&cfg.uds_path) {
-            use std::os::unix::fs::FileTypeExt;
-            if meta.file_type().is_socket() {
-                let _ = std::fs::remove_file(&cfg.uds_path);
+        let lock_path = lock_path(&cfg.uds_path);
+        let lock = sys::lock_exclusive(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                VirtioError::VsockInUse(lock_path.clone(), "another anchor-vmm holds its lock")
+            } else {
+                VirtioError::VsockLock(lock_path.clone(), e)
             }
-        }
-        let listener = UnixListener::bind(&cfg.uds_path).map_err(VirtioError::VsockBind)?;
+        })?;
+        claim_path(&cfg.uds_path)?;
+        let listener = sys::bind_private(&cfg.uds_path)
+            .map_err(|e| VirtioError::VsockBind(cfg.uds_path.clone(), e))?;
         listener
             .set_nonblocking(true)
-            .map_err(VirtioError::VsockBind)?;
+            .map_err(|e| VirtioError::VsockBind(cfg.uds_path.clone(), e))?;
         let mut timer = TimerFd::new().map_err(|e| VirtioError::TimerFd(e.into()))?;
         timer
             .reset(TICK, Some(TICK))
@@ -161,7 +253,16 @@ impl Vsock {
             next_local_port: FIRST_LOCAL_PORT,
             rr: 0,
             active: false,
+            refused: 0,
+            last_refusal: None,
+            _lock: lock,
+            tx_scratch: vec![0u8; TX_CHUNK].into_boxed_slice(),
         })
+    }
+
+    /// Host connections closed before they reached the guest, and the last reason.
+    pub fn refusals(&self) -> (u64, Option<Refusal>) {
+        (self.refused, self.last_refusal)
     }
 
     /// Number of live connections (tests).
@@ -216,18 +317,20 @@ impl Vsock {
         true
     }
 
-    /// Handle one tx chain (a packet from the guest).
+    /// Handle one tx chain (a packet from the guest). Returns the bytes it moved (header
+    /// included) for the turn's budget.
     fn handle_tx(
         &mut self,
         chain: DescriptorChain<&GuestMemoryMmap<()>>,
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
-    ) {
+    ) -> u64 {
         let readable = chain_len(chain.clone(), false);
         let mut raw = [0u8; HDR_LEN];
         if chain_copy(chain.clone(), mem, 0, &mut raw, false) < HDR_LEN {
-            return;
+            return 0;
         }
+        let moved = HDR_LEN as u64;
         let h = match packet::parse_guest_packet(&raw, readable, self.guest_cid) {
             Ok(h) => h,
             Err(PacketError::BadType(_) | PacketError::BadOp(_)) => {
@@ -235,9 +338,9 @@ impl Vsock {
                 if h.src_cid == self.guest_cid && h.dst_cid == HOST_CID && h.op != packet::OP_RST {
                     self.orphan(rst_reply(&h, self.guest_cid));
                 }
-                return;
+                return moved;
             }
-            Err(_) => return,
+            Err(_) => return moved,
         };
         let slot = self.find(h.dst_port, h.src_port);
         if let Some(c) = slot
@@ -253,7 +356,7 @@ impl Vsock {
             (_, None) => self.orphan(rst_reply(&h, self.guest_cid)),
             (op, Some(s)) => {
                 let Some(c) = self.conns.get_mut(s).and_then(Option::as_mut) else {
-                    return;
+                    return moved;
                 };
                 match op {
                     packet::OP_RESPONSE => {
@@ -271,13 +374,14 @@ impl Vsock {
                     packet::OP_RW => {
                         if c.state != State::Established || c.guest_no_send {
                             c.needs |= need::RST;
-                            return;
+                            return moved;
                         }
-                        let mut buf = [0u8; CHUNK];
+                        let buf = &mut self.tx_scratch;
                         let mut off = 0u64;
                         let len = u64::from(h.len);
                         while off < len {
-                            let n = usize::try_from((len - off).min(CHUNK as u64)).unwrap_or(CHUNK);
+                            let n = usize::try_from((len - off).min(TX_CHUNK as u64))
+                                .unwrap_or(TX_CHUNK);
                             let Some(part) = buf.get_mut(..n) else { break };
                             let got =
                                 chain_copy(chain.clone(), mem, HDR_LEN as u64 + off, part, false);
@@ -288,6 +392,7 @@ impl Vsock {
                             }
                             off = off.saturating_add(got as u64);
                         }
+                        return moved.saturating_add(off);
                     }
                     packet::OP_CREDIT_REQUEST => c.needs |= need::CREDIT,
                     packet::OP_SHUTDOWN => {
@@ -310,6 +415,7 @@ impl Vsock {
                 }
             }
         }
+        moved
     }
 
     fn guest_connect(&mut self, h: &Header, reg: &mut dyn FdRegistry) {
@@ -392,40 +498,55 @@ impl Vsock {
         None
     }
 
-    /// Fill rx buffers with what we owe the guest (bounded by the queue size).
+    /// Fill rx buffers with what we owe the guest, within `budget` and a queue's worth of
+    /// chains. With nothing to send, the buffers stay in the ring (no busy loop: the next
+    /// host-socket event or guest packet brings us back).
     pub fn process_rx(
         &mut self,
         queue: &mut Queue,
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
+        budget: &mut Budget<'_>,
     ) -> Result<Pass, DeviceFault> {
         let mut buf = [0u8; CHUNK];
-        drain_turn(queue, mem, |chain| {
+        drain_queue(queue, mem, |chain| {
+            if !budget.allows() {
+                return Step::Stop;
+            }
             let cap = chain_len(chain.clone(), true);
             let Some(payload_cap) = cap.checked_sub(HDR_LEN as u64) else {
                 // Too small to hold a header: hand it back unused.
-                return Some(0);
+                return Step::Used(0);
             };
             let payload_cap = usize::try_from(payload_cap).unwrap_or(usize::MAX);
-            let (h, n) = self.next_rx(&mut buf, payload_cap, reg)?;
+            let Some((h, n)) = self.next_rx(&mut buf, payload_cap, reg) else {
+                return Step::Keep;
+            };
             let mut hdr = h.encode();
             let wrote_hdr = chain_copy(chain.clone(), mem, 0, &mut hdr, true);
             let payload = buf.get_mut(..n).unwrap_or(&mut []);
             let wrote = chain_copy(chain, mem, HDR_LEN as u64, payload, true);
-            u32::try_from(wrote_hdr.saturating_add(wrote)).ok()
+            let len = wrote_hdr.saturating_add(wrote);
+            budget.spend(u64::try_from(len).unwrap_or(u64::MAX));
+            Step::Used(u32::try_from(len).unwrap_or(u32::MAX))
         })
     }
 
-    /// Handle the guest's packets (bounded by the queue size).
+    /// Handle the guest's packets, within `budget` and a queue's worth of chains.
     pub fn process_tx(
         &mut self,
         queue: &mut Queue,
         mem: &GuestMemoryMmap<()>,
         reg: &mut dyn FdRegistry,
+        budget: &mut Budget<'_>,
     ) -> Result<Pass, DeviceFault> {
-        drain_turn(queue, mem, |chain| {
-            self.handle_tx(chain, mem, reg);
-            Some(0)
+        drain_queue(queue, mem, |chain| {
+            if !budget.allows() {
+                return Step::Stop;
+            }
+            let n = self.handle_tx(chain, mem, reg);
+            budget.spend(n);
+            Step::Used(0)
         })
     }
 }

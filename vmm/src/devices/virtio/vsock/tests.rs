@@ -18,6 +18,13 @@ use crate::devices::virtio::test_utils::*;
 use crate::devices::virtio::VirtioDevice;
 
 const CID: u64 = 3;
+
+static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A budget that never runs out.
+fn unbounded() -> crate::devices::virtio::queue::Budget<'static> {
+    crate::devices::virtio::queue::Budget::new(u64::MAX, &NEVER)
+}
 const TX_BUF: u64 = 0x1_0000;
 const RX_BUF: u64 = 0x4_0000;
 const RX_LEN: u32 = 4096;
@@ -99,7 +106,7 @@ impl H {
         push_chain(&self.txq, self.m, &chain(&parts, first), first);
         self.n_tx += 1;
         self.dev
-            .process_tx(&mut self.tx, self.m, &mut self.reg)
+            .process_tx(&mut self.tx, self.m, &mut self.reg, &mut unbounded())
             .unwrap();
     }
 
@@ -119,7 +126,7 @@ impl H {
     /// Run the rx side and return every packet the guest received.
     fn recv(&mut self) -> Vec<(Header, Vec<u8>)> {
         self.dev
-            .process_rx(&mut self.rx, self.m, &mut self.reg)
+            .process_rx(&mut self.rx, self.m, &mut self.reg, &mut unbounded())
             .unwrap();
         let mut out = Vec::new();
         while self.rx_seen != used_idx(&self.rxq, self.m) {
@@ -354,13 +361,17 @@ fn short_tx_and_rx_chains() {
     let mut h = h();
     // A tx chain with fewer than 44 bytes is returned and ignored.
     push_chain(&h.txq, h.m, &chain(&[(TX_BUF, 10, false)], 0), 0);
-    h.dev.process_tx(&mut h.tx, h.m, &mut h.reg).unwrap();
+    h.dev
+        .process_tx(&mut h.tx, h.m, &mut h.reg, &mut unbounded())
+        .unwrap();
     assert_eq!(used_idx(&h.txq, h.m), 1);
     // An rx chain too small for a header is handed back unused.
     h.send(hdr(OP_RW, 1, 2, 0), &[]);
     push_chain(&h.rxq, h.m, &chain(&[(RX_BUF, 20, true)], 0), 0);
     h.n_rx = 1;
-    h.dev.process_rx(&mut h.rx, h.m, &mut h.reg).unwrap();
+    h.dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut unbounded())
+        .unwrap();
     assert_eq!(used_elem(&h.rxq, h.m, 0), (0, 0));
     h.rx_seen = 1;
     h.post_rx(1);
@@ -537,4 +548,136 @@ fn credit_accounting_is_wrapping_safe() {
     assert_eq!(c.peer_credit(), 84);
     c.peer_fwd_cnt = 1000; // consumed more than sent: no extra credit
     assert_eq!(c.peer_credit(), 0);
+}
+
+/// A registry that refuses every fd (the event loop out of resources).
+#[derive(Default)]
+struct RefusingRegistry;
+
+impl crate::devices::virtio::queue::FdRegistry for RefusingRegistry {
+    fn add(&mut self, _fd: std::os::fd::RawFd, _data: u32, _set: EventSet) -> bool {
+        false
+    }
+    fn remove(&mut self, _fd: std::os::fd::RawFd) -> bool {
+        true
+    }
+}
+
+/// Regression (review): when the event loop refused to watch a new host stream, the
+/// connection was dropped silently (`if self.add_conn(..) {}`). Now the host stream is
+/// closed and the refusal counted and logged.
+#[test]
+fn host_stream_the_event_loop_cannot_watch_is_closed_and_reported() {
+    let mut h = h();
+    let mut host = UnixStream::connect(h.dir.path().join("v.sock")).unwrap();
+    host.write_all(b"CONNECT 52\n").unwrap();
+    host.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    h.dev.accept_host(&mut h.reg);
+    let slot = h.dev.pending.iter().position(Option::is_some).unwrap();
+    h.dev.pending_readable(slot, &mut RefusingRegistry);
+    assert_eq!(h.dev.connections(), 0);
+    assert_eq!(h.dev.refusals(), (1, Some(Refusal::Unwatchable)));
+    assert_closed(&mut host, "unwatchable stream");
+}
+
+#[test]
+fn every_host_connection_refusal_is_counted_with_its_reason() {
+    let mut h = h();
+    let mut host = h.host_connect(b"HELLO 5\n");
+    assert_closed(&mut host, "bad line");
+    assert_eq!(h.dev.refusals(), (1, Some(Refusal::BadConnectLine)));
+    h.dev.active = false;
+    let mut host = h.host_connect(b"CONNECT 52\n");
+    assert_closed(&mut host, "inactive");
+    assert_eq!(h.dev.refusals(), (2, Some(Refusal::Inactive)));
+    h.dev.active = true;
+    let _l = h.host_listener(93);
+    for i in 0..MAX_CONNS as u32 {
+        h.send(hdr(OP_REQUEST, 2000 + i, 93, 0), &[]);
+    }
+    assert_eq!(h.dev.connections(), MAX_CONNS);
+    let mut host = h.host_connect(b"CONNECT 52\n");
+    assert_closed(&mut host, "table full");
+    assert_eq!(h.dev.refusals(), (3, Some(Refusal::TableFull)));
+}
+
+fn cfg_at(path: &std::path::Path) -> VsockConfig {
+    VsockConfig {
+        guest_cid: CID,
+        uds_path: path.to_path_buf(),
+    }
+}
+
+/// Regression (review): an existing socket at --vsock-uds was unlinked silently, so a
+/// second VMM took over the first one's listener. Now the second one is refused and the
+/// first keeps its socket.
+#[test]
+fn a_second_device_on_the_same_path_is_refused_and_the_first_keeps_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    let first = Vsock::new(&cfg_at(&path)).unwrap();
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let err = Vsock::new(&cfg_at(&path)).unwrap_err();
+    assert!(
+        matches!(err, VirtioError::VsockInUse(..)),
+        "second device: {err}"
+    );
+    assert!(err.to_string().contains("room.vsock.lock"), "{err}");
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+    // The first device's listener still answers.
+    let _c = UnixStream::connect(&path).unwrap();
+    drop(first);
+}
+
+#[test]
+fn a_live_listener_that_is_not_ours_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    let theirs = UnixListener::bind(&path).unwrap();
+    let err = Vsock::new(&cfg_at(&path)).unwrap_err();
+    assert!(err.to_string().contains("a live listener owns it"), "{err}");
+    let _c = UnixStream::connect(&path).unwrap();
+    let _ = theirs.accept().unwrap();
+    // A plain file there is refused too (never removed).
+    let file = dir.path().join("file.vsock");
+    std::fs::write(&file, b"keep").unwrap();
+    let err = Vsock::new(&cfg_at(&file)).unwrap_err();
+    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_dead_holder_frees_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists(), "the stale socket file stays behind");
+    let dev = Vsock::new(&cfg_at(&path)).unwrap();
+    drop(dev);
+    // The first device is gone (its lock released with its fd): the next one claims the
+    // stale socket it left.
+    let _again = Vsock::new(&cfg_at(&path)).unwrap();
+}
+
+/// Regression (review): the socket's mode came from the umask. It is 0600 always.
+#[test]
+fn the_socket_is_created_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("room.vsock");
+    // SAFETY: umask has no memory effects; restored below.
+    let old = unsafe { libc::umask(0) };
+    let dev = Vsock::new(&cfg_at(&path));
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let _dev = dev.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let lock = std::fs::metadata(lock_path(&path))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(lock, 0o600, "lock file mode {lock:o}");
 }
