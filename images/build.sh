@@ -8,20 +8,25 @@
 #
 # Layout of every image: busybox (static, all applets linked), anchor-agent as
 # /sbin/init, /etc basics, empty mount points for /proc /sys /dev and the tmpfs
-# mounts the agent makes (/tmp /run /var /home /root). A flavour adds programs from
-# the build machine (`tools`, copied with their shared libraries) and data files.
+# mounts the agent makes (/tmp /run /var /home /root), and the escape-resistance suite
+# (/usr/lib/anchor/escape/: escape.sh and its static probe; tests/escape/), so any room
+# can check its own walls. A flavour adds programs from the build machine (`tools`,
+# copied with their shared libraries) and data files.
 #
 # Output: $ANCHOR_OUT/images/<flavour>.squashfs, cached in $ANCHOR_CACHE/images keyed
 # by the hash of the staged tree + mksquashfs version + options: a second run is a
 # no-op. Inputs: ANCHOR_AGENT (default $ANCHOR_OUT/bin/anchor-agent, built by
-# scripts/build-static.sh), BUSYBOX (default /bin/busybox, Debian busybox-static),
-# SOURCE_DATE_EPOCH (default 0: every timestamp in the image).
+# scripts/build-static.sh), ANCHOR_ESCAPE_PROBE (default $ANCHOR_OUT/bin/anchor-escape-probe,
+# likewise), BUSYBOX (default /bin/busybox, Debian busybox-static), SOURCE_DATE_EPOCH
+# (default 0: every timestamp in the image).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 : "${ANCHOR_AGENT:=$ANCHOR_OUT/bin/anchor-agent}"
+: "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/bin/anchor-escape-probe}"
+ESCAPE_SCRIPT="$here/../tests/escape/escape.sh"
 : "${BUSYBOX:=/bin/busybox}"
 : "${SOURCE_DATE_EPOCH:=0}"
 export SOURCE_DATE_EPOCH
@@ -35,6 +40,9 @@ command -v python3 >/dev/null || die "python3 not found (needed to read the TOML
 if ldd "$BUSYBOX" 2>&1 | grep -q '=>'; then die "$BUSYBOX is not static (need busybox-static)"; fi
 [[ -x "$ANCHOR_AGENT" ]] || die "agent $ANCHOR_AGENT not found: run scripts/build-static.sh (or set ANCHOR_AGENT)"
 if ldd "$ANCHOR_AGENT" 2>&1 | grep -q '=>'; then die "$ANCHOR_AGENT is dynamically linked"; fi
+[[ -x "$ANCHOR_ESCAPE_PROBE" ]] || die "escape probe $ANCHOR_ESCAPE_PROBE not found: run scripts/build-static.sh (or set ANCHOR_ESCAPE_PROBE)"
+if ldd "$ANCHOR_ESCAPE_PROBE" 2>&1 | grep -q '=>'; then die "$ANCHOR_ESCAPE_PROBE is dynamically linked"; fi
+[[ -f "$ESCAPE_SCRIPT" ]] || die "$ESCAPE_SCRIPT not found"
 
 MKSQ_OPTS=(-noappend -no-progress -quiet -reproducible -all-root -no-xattrs
            -comp zstd -Xcompression-level 19 -b 131072
@@ -118,6 +126,9 @@ for applet in sorted(set(sys.stdin.read().split())):
     os.symlink("/bin/busybox", dst)
 ' "$root"
     install -m 0755 "$ANCHOR_AGENT" "$root/sbin/init"
+    mkdir -p "$root/usr/lib/anchor/escape"
+    install -m 0755 "$ESCAPE_SCRIPT" "$root/usr/lib/anchor/escape/escape.sh"
+    install -m 0755 "$ANCHOR_ESCAPE_PROBE" "$root/usr/lib/anchor/escape/anchor-escape-probe"
 
     for t in "${M_TOOLS[@]}"; do
         rm -f "$root/usr/bin/$t" "$root/bin/$t"

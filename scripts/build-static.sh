@@ -10,11 +10,11 @@ cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
 export CARGO_TARGET_DIR
 TARGET=x86_64-unknown-linux-gnu
-BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl)
+BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchorctl anchor-escape-probe)
 
 # --target makes RUSTFLAGS apply to the target only, not to build scripts.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$TARGET" -p bay0 -p anchor-vmm -p anchor-agent -p anchor-jail -p anchorctl
+  cargo build --release --locked --target "$TARGET" -p bay0 -p anchor-vmm -p anchor-agent -p anchor-jail -p anchorctl -p anchor-escape
 
 mkdir -p "$ANCHOR_OUT/bin"
 for b in "${BINS[@]}"; do

@@ -6,7 +6,8 @@
 #     at different times and under different umasks, and requires identical bytes;
 #  2. checks the image: /sbin/init is the agent, /bin/sh is busybox, the mount points
 #     the agent needs exist, everything is owned by root with the fixed timestamp.
-# Needs: the static agent (ANCHOR_AGENT or $ANCHOR_OUT/bin/anchor-agent),
+# Needs: the static agent (ANCHOR_AGENT or $ANCHOR_OUT/bin/anchor-agent) and escape probe
+# (ANCHOR_ESCAPE_PROBE or $ANCHOR_OUT/bin/anchor-escape-probe),
 # busybox-static, squashfs-tools, python3. Fails loudly if one is missing.
 set -euo pipefail
 export TZ=UTC
@@ -14,7 +15,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 : "${ANCHOR_AGENT:=$ANCHOR_OUT/bin/anchor-agent}"
-export ANCHOR_AGENT
+: "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/bin/anchor-escape-probe}"
+export ANCHOR_AGENT ANCHOR_ESCAPE_PROBE
 read -r -a flavours <<<"${FLAVOURS:-base dev}"
 command -v unsquashfs >/dev/null || { echo "FAIL: unsquashfs missing (squashfs-tools)"; exit 1; }
 [[ -x "$ANCHOR_AGENT" ]] || { echo "FAIL: agent $ANCHOR_AGENT missing: run scripts/build-static.sh"; exit 1; }
@@ -51,6 +53,8 @@ for f in "${flavours[@]}"; do
     done
     check '^drwx------ 0/0 .* squashfs-root/root$' "/root is private"
     check '^drwxrwxrwt 0/0 .* squashfs-root/tmp$' "/tmp is sticky"
+    check '^-rwxr-xr-x 0/0 .* squashfs-root/usr/lib/anchor/escape/escape.sh$' "the escape suite is shipped"
+    check '^-rwxr-xr-x 0/0 .* squashfs-root/usr/lib/anchor/escape/anchor-escape-probe$' "its probe is shipped"
     if grep -vE '^(|Parallel unsquashfs.*|[0-9]+ inodes.*)$' <<<"$listing" \
         | grep -vE ' 0/0 .* 1970-01-01 00:00 squashfs-root' | grep -q .; then
         echo "FAIL: $f: an entry is not root-owned or not at the fixed timestamp"
