@@ -155,8 +155,6 @@ impl core::fmt::Display for LandlockOutcome {
             }
             LandlockStatus::NotEnabled => write!(f, "{what}: landlock is not enabled at boot"),
             LandlockStatus::NotImplemented => write!(f, "{what}: the kernel has no landlock"),
-            #[allow(unreachable_patterns)]
-            _ => f.write_str(what),
         }
     }
 }

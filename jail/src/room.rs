@@ -168,6 +168,14 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
     mkdir_all(&new_root)?;
     mkdir_all(&state)?;
     // The image: read-only, through a loop device that frees itself with the mount.
+    let meta = std::fs::metadata(image).map_err(|e| io_err("the room image", image, &e))?;
+    if !meta.is_file() {
+        return Err(Error::Path {
+            op: "the room image is not a regular file",
+            path: image.display().to_string(),
+            errno: libc::EINVAL,
+        });
+    }
     let (loop_dev, loop_path) = sys::loop_attach_readonly(image)?;
     sys::mount(
         "mount the room image",
