@@ -183,8 +183,8 @@ tmpfs
 # Processes that try to outlive the room: their own session, ignoring the signals a
 # polite shutdown sends. The harness checks the host for them after the room closed.
 setsid sh -c 'trap "" HUP TERM INT; exec sleep 987654' </dev/null >/dev/null 2>&1 &
-nohup sleep 987653 </dev/null >/dev/null 2>&1 &
-say "LINGER linger: started 'sleep 987654' (own session, ignores HUP TERM INT) and 'nohup sleep 987653'"
+sh -c 'trap "" HUP; exec sleep 987653' </dev/null >/dev/null 2>&1 &
+say "LINGER linger: started 'sleep 987654' (own session, ignores HUP TERM INT) and 'sleep 987653' (ignores HUP, like nohup)"
 
 blocked=$(grep -c '^BLOCKED ' "$log")
 escaped=$(grep -c '^ESCAPED ' "$log")
