@@ -17,7 +17,8 @@ export ANCHOR_OUT
 CARGO ?= cargo
 
 .PHONY: all setup build static lint fmt-check clippy gates unit escape fuzz-smoke \
-        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench soak clean help
+        kernels guest-kernel host-kernel images images-repro initramfs systest test run qemu bench soak clean help \
+        arm64 static-aarch64 kernels-arm64 images-arm64 initramfs-arm64 run-arm64
 
 all: build
 
@@ -30,6 +31,8 @@ help:
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
 	@echo "make kernels    guest + host kernels (cached by config hash)"
 	@echo "make images     room base images (reproducible SquashFS)"
+	@echo "make arm64      the arm64 (Duet 5) artifacts: static aarch64 binaries, arm64 kernels, images, initramfs"
+	@echo "make run-arm64  boot the arm64 anchor host (qemu-system-aarch64 virt, EL2) and open a room (ROOM=..., APPEND=kvm-arm.mode=protected)"
 	@echo "make setup      install Debian packages / rust targets this needs (idempotent)"
 	@echo "cache: ANCHOR_CACHE=$(ANCHOR_CACHE)"
 
@@ -79,11 +82,30 @@ images: setup static
 initramfs: static kernels images
 	tests/system/mkinitramfs.sh
 
-# Images build reproducibly (twice from empty caches, same bytes) and have the right layout.
-images-repro: images
+# arm64 (the Duet 5 path): cross-built static binaries, arm64 kernels from the same
+# linux-source (cached by input hash like the x86_64 ones), arm64 room images and the
+# arm64 anchor-host initramfs, all under $(ANCHOR_OUT)/aarch64/.
+static-aarch64: setup
+	scripts/build-static.sh aarch64
+
+kernels-arm64: setup
+	guest-kernel/build-arm64.sh
+	host-kernel/build-arm64.sh
+
+images-arm64: static-aarch64
+	images/build.sh --arch aarch64
+
+initramfs-arm64: static-aarch64 kernels-arm64 images-arm64
+	tests/system/mk-arm64-initramfs.sh --product
+
+arm64: initramfs-arm64
+
+# Images build reproducibly (twice from empty caches, same bytes) and have the right layout
+# (x86_64 and arm64).
+images-repro: images images-arm64
 	images/tests/reproducible.sh
 
-systest: initramfs images-repro
+systest: initramfs images-repro arm64
 	tests/system/run-all.sh
 
 test: setup lint gates unit escape fuzz-smoke systest
@@ -100,7 +122,13 @@ run: initramfs
 
 qemu: run
 
-bench: initramfs
+run-arm64: arm64
+	qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on -accel tcg \
+	  -m 1024 -smp 1 -nographic -no-reboot -kernel $(ANCHOR_OUT)/aarch64/host-Image \
+	  -initrd $(ANCHOR_OUT)/aarch64/initramfs.cpio.gz \
+	  -append "console=ttyAMA0 panic=-1 $(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)"
+
+bench: initramfs arm64
 	scripts/bench.sh
 
 # Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit, hostile or

@@ -4,7 +4,7 @@
 # Build the room images: read-only SquashFS (zstd) files, reproducible (the same
 # inputs give the same bytes), one per flavour described in images/flavours/*.toml.
 #
-#   images/build.sh [FLAVOUR...]        (default: every flavour)
+#   images/build.sh [--arch x86_64|aarch64] [FLAVOUR...]   (default: x86_64, every flavour)
 #
 # Layout of every image: busybox (static, all applets linked), anchor-agent as
 # /sbin/init, /etc basics, empty mount points for /proc /sys /dev and the tmpfs
@@ -19,30 +19,75 @@
 # scripts/build-static.sh), ANCHOR_ESCAPE_PROBE (default $ANCHOR_OUT/bin/anchor-escape-probe,
 # likewise), BUSYBOX (default /bin/busybox, Debian busybox-static), SOURCE_DATE_EPOCH
 # (default 0: every timestamp in the image).
+#
+# --arch aarch64: the same layout for arm64 rooms, with the arm64 agent (default
+# $ANCHOR_OUT/aarch64/bin/anchor-agent, scripts/build-static.sh aarch64) and Debian's
+# arm64 busybox-static (default $ANCHOR_CACHE/arm64/busybox, scripts/arm64-busybox.sh),
+# and the arm64 escape probe (default $ANCHOR_OUT/aarch64/bin/anchor-escape-probe),
+# into $ANCHOR_OUT/aarch64/images/. Flavours that copy tools from this (x86_64) machine
+# cannot be built for arm64 and are refused by name; the default list skips them.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
-: "${ANCHOR_AGENT:=$ANCHOR_OUT/bin/anchor-agent}"
-: "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/bin/anchor-escape-probe}"
-ESCAPE_SCRIPT="$here/../tests/escape/escape.sh"
-: "${BUSYBOX:=/bin/busybox}"
 : "${SOURCE_DATE_EPOCH:=0}"
 export SOURCE_DATE_EPOCH
 
 die() { echo "images: ERROR: $*" >&2; exit 1; }
 log() { echo "images: $*" >&2; }
 
+ARCH=x86_64
+if [[ "${1:-}" == "--arch" ]]; then
+    ARCH="${2:?--arch needs x86_64 or aarch64}"
+    shift 2
+fi
+case "$ARCH" in
+    x86_64)
+        : "${ANCHOR_AGENT:=$ANCHOR_OUT/bin/anchor-agent}"
+        : "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/bin/anchor-escape-probe}"
+        : "${BUSYBOX:=/bin/busybox}"
+        IMG_OUT="$ANCHOR_OUT/images"
+        IMG_TAG=""
+        is_dynamic() { ldd "$1" 2>&1 | grep -q '=>'; }
+        ;;
+    aarch64 | arm64)
+        ARCH=aarch64
+        : "${ANCHOR_AGENT:=$ANCHOR_OUT/aarch64/bin/anchor-agent}"
+        : "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/aarch64/bin/anchor-escape-probe}"
+        : "${BUSYBOX:=$ANCHOR_CACHE/arm64/busybox}"
+        IMG_OUT="$ANCHOR_OUT/aarch64/images"
+        IMG_TAG="aarch64-"
+        command -v aarch64-linux-gnu-readelf >/dev/null ||
+            die "aarch64-linux-gnu-readelf not found (apt-get install binutils-aarch64-linux-gnu)"
+        is_dynamic() { aarch64-linux-gnu-readelf -l "$1" | grep -q 'program interpreter'; }
+        ;;
+    *) die "unknown --arch '$ARCH' (x86_64 or aarch64)" ;;
+esac
+
 command -v mksquashfs >/dev/null || die "mksquashfs not found (apt-get install squashfs-tools)"
 command -v python3 >/dev/null || die "python3 not found (needed to read the TOML manifests)"
-[[ -x "$BUSYBOX" ]] || die "$BUSYBOX not found (apt-get install busybox-static)"
-if ldd "$BUSYBOX" 2>&1 | grep -q '=>'; then die "$BUSYBOX is not static (need busybox-static)"; fi
-[[ -x "$ANCHOR_AGENT" ]] || die "agent $ANCHOR_AGENT not found: run scripts/build-static.sh (or set ANCHOR_AGENT)"
-if ldd "$ANCHOR_AGENT" 2>&1 | grep -q '=>'; then die "$ANCHOR_AGENT is dynamically linked"; fi
-[[ -x "$ANCHOR_ESCAPE_PROBE" ]] || die "escape probe $ANCHOR_ESCAPE_PROBE not found: run scripts/build-static.sh (or set ANCHOR_ESCAPE_PROBE)"
-if ldd "$ANCHOR_ESCAPE_PROBE" 2>&1 | grep -q '=>'; then die "$ANCHOR_ESCAPE_PROBE is dynamically linked"; fi
+[[ -x "$BUSYBOX" ]] || die "$BUSYBOX not found (x86_64: apt-get install busybox-static; aarch64: scripts/arm64-busybox.sh)"
+if is_dynamic "$BUSYBOX"; then die "$BUSYBOX is not static (need busybox-static)"; fi
+[[ -x "$ANCHOR_AGENT" ]] || die "agent $ANCHOR_AGENT not found: run scripts/build-static.sh $ARCH (or set ANCHOR_AGENT)"
+if is_dynamic "$ANCHOR_AGENT"; then die "$ANCHOR_AGENT is dynamically linked"; fi
+ESCAPE_SCRIPT="$here/../tests/escape/escape.sh"
+[[ -x "$ANCHOR_ESCAPE_PROBE" ]] || die "escape probe $ANCHOR_ESCAPE_PROBE not found: run scripts/build-static.sh $ARCH (or set ANCHOR_ESCAPE_PROBE)"
+if is_dynamic "$ANCHOR_ESCAPE_PROBE"; then die "$ANCHOR_ESCAPE_PROBE is dynamically linked"; fi
 [[ -f "$ESCAPE_SCRIPT" ]] || die "$ESCAPE_SCRIPT not found"
+
+# The applet list (one symlink per applet). A foreign busybox cannot run here, so for
+# arm64 the list comes from this machine's busybox-static, which must be the very same
+# Debian build (checked on the version banner both binaries carry).
+banner() { grep -a -o -m1 'BusyBox v[^)]*)' "$1" | head -n 1; }
+if [[ "$ARCH" == x86_64 ]]; then
+    APPLETS="$("$BUSYBOX" --list-full)"
+else
+    [[ -x /bin/busybox ]] || die "/bin/busybox (busybox-static) is needed for the applet list"
+    [[ "$(banner "$BUSYBOX")" == "$(banner /bin/busybox)" && -n "$(banner "$BUSYBOX")" ]] ||
+        die "$BUSYBOX ($(banner "$BUSYBOX")) and /bin/busybox ($(banner /bin/busybox)) are different builds: cannot take the applet list from the host"
+    APPLETS="$(/bin/busybox --list-full)"
+fi
 
 MKSQ_OPTS=(-noappend -no-progress -quiet -reproducible -all-root -no-xattrs
            -comp zstd -Xcompression-level 19 -b 131072
@@ -113,7 +158,7 @@ stage_flavour() {
     mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,var,home,root,mnt}
     install -m 0755 "$BUSYBOX" "$root/bin/busybox"
     # One symlink per applet (one python process instead of hundreds of ln/mkdir).
-    "$BUSYBOX" --list-full | python3 -c '
+    printf '%s\n' "$APPLETS" | python3 -c '
 import os, sys
 root = sys.argv[1]
 for applet in sorted(set(sys.stdin.read().split())):
@@ -174,16 +219,16 @@ build_flavour() {
     local flavour="$1" stage key cached out start
     [[ -f "$here/flavours/$flavour.toml" ]] || die "no manifest images/flavours/$flavour.toml"
     start="$(date +%s%N)"
-    mkdir -p "$ANCHOR_CACHE/images" "$ANCHOR_OUT/images"
+    mkdir -p "$ANCHOR_CACHE/images" "$IMG_OUT"
     stage="$(mktemp -d "$ANCHOR_CACHE/images/.stage-$flavour.XXXXXX")"
     trap 'rm -rf "$stage"' RETURN
     stage_flavour "$flavour" "$stage/root"
     key="$(input_key "$stage/root")"
-    cached="$ANCHOR_CACHE/images/$flavour-$key.squashfs"
-    out="$ANCHOR_OUT/images/$flavour.squashfs"
+    cached="$ANCHOR_CACHE/images/$flavour-$IMG_TAG$key.squashfs"
+    out="$IMG_OUT/$flavour.squashfs"
     if [[ -f "$cached" ]]; then
         ln -f "$cached" "$out" 2>/dev/null || cp -f "$cached" "$out"
-        printf 'images: %-5s %9d bytes  cached (%s)\n' "$flavour" "$(stat -c %s "$out")" "$key"
+        printf 'images: %s%-5s %9d bytes  cached (%s)\n' "$IMG_TAG" "$flavour" "$(stat -c %s "$out")" "$key"
         return 0
     fi
     # mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time/-mkfs-time.
@@ -191,13 +236,32 @@ build_flavour() {
         || die "mksquashfs failed for $flavour"
     mv "$stage/img" "$cached"
     ln -f "$cached" "$out" 2>/dev/null || cp -f "$cached" "$out"
-    printf 'images: %-5s %9d bytes  built in %d ms (%s) sha256 %s\n' "$flavour" \
+    printf 'images: %s%-5s %9d bytes  built in %d ms (%s) sha256 %s\n' "$IMG_TAG" "$flavour" \
         "$(stat -c %s "$out")" "$(( ($(date +%s%N) - start) / 1000000 ))" "$key" \
         "$(sha256sum "$out" | cut -c1-16)"
 }
 
+# Whether a flavour copies programs from this machine (x86_64 binaries).
+has_host_tools() {
+    eval "$(read_manifest "$here/flavours/$1.toml")" || die "bad manifest $1.toml"
+    [[ ${#M_TOOLS[@]} -gt 0 ]]
+}
+
 flavours=("$@")
 if [[ ${#flavours[@]} -eq 0 ]]; then
-    for f in "$here"/flavours/*.toml; do flavours+=("$(basename "$f" .toml)"); done
+    for f in "$here"/flavours/*.toml; do
+        f="$(basename "$f" .toml)"
+        if [[ "$ARCH" != x86_64 ]] && has_host_tools "$f"; then
+            log "$ARCH: skipping flavour $f (it copies x86_64 tools from this machine)"
+            continue
+        fi
+        flavours+=("$f")
+    done
+fi
+if [[ "$ARCH" != x86_64 ]]; then
+    for f in "${flavours[@]}"; do
+        [[ -f "$here/flavours/$f.toml" ]] || die "no manifest images/flavours/$f.toml"
+        if has_host_tools "$f"; then die "flavour $f copies x86_64 tools from this machine: it cannot be built for $ARCH"; fi
+    done
 fi
 for f in "${flavours[@]}"; do build_flavour "$f"; done

@@ -6,10 +6,10 @@ set -euo pipefail
 
 PKGS=(
   build-essential bc bison flex libelf-dev libssl-dev dwarves cpio zstd xz-utils kmod
-  gcc-aarch64-linux-gnu
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   swtpm swtpm-tools tpm2-tools cryptsetup squashfs-tools erofs-utils
   ovmf systemd-boot-efi sbsigntool busybox-static linux-source-6.1 bubblewrap
-  libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat
+  libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat device-tree-compiler
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from
@@ -100,3 +100,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 else
   echo "setup: cargo-fuzz present"
 fi
+
+# A static arm64 busybox (Debian's busybox-static for arm64, unpacked into the cache) for
+# the arm64 room images and the arm64 anchor-host tests.
+"$(dirname "$0")/arm64-busybox.sh" >/dev/null && echo "setup: arm64 busybox present"

@@ -21,7 +21,7 @@ pub struct Layout {
     pub jail: PathBuf,
     /// The VMM binary.
     pub vmm: PathBuf,
-    /// The room kernel (ELF vmlinux with a PVH entry).
+    /// The room kernel (x86_64: ELF vmlinux with a PVH entry; aarch64: Linux arm64 Image).
     pub kernel: PathBuf,
     /// Directory of `<image>.squashfs` room images.
     pub images: PathBuf,
@@ -40,7 +40,7 @@ impl Layout {
         Layout {
             jail: PathBuf::from("/usr/lib/anchor/anchor-jail"),
             vmm: PathBuf::from("/usr/bin/anchor-vmm"),
-            kernel: PathBuf::from("/usr/lib/anchor/kernel/vmlinux"),
+            kernel: PathBuf::from(ROOM_KERNEL),
             images: PathBuf::from("/usr/lib/anchor/images"),
             policies: PathBuf::from("/etc/anchor/policies"),
             run: PathBuf::from("/run/anchor/rooms"),
@@ -63,14 +63,21 @@ impl Layout {
     }
 }
 
+/// Where the base keeps the room kernel, in the format anchor-vmm boots on this architecture.
+#[cfg(not(target_arch = "aarch64"))]
+const ROOM_KERNEL: &str = "/usr/lib/anchor/kernel/vmlinux";
+#[cfg(target_arch = "aarch64")]
+const ROOM_KERNEL: &str = "/usr/lib/anchor/kernel/Image";
+
 /// The guest context id every room gets on its own (private) vsock device.
 pub const ROOM_CID: u32 = 3;
 /// Room slot N runs as uid and gid `ROOM_UID_BASE + N` (never root, never shared by two
 /// rooms running at the same time).
 pub const ROOM_UID_BASE: u32 = 64_000;
-/// Memory charged for a room on top of its policy memory: the VMM process, KVM's page
-/// tables and per-VM kernel structures (measured ~6 MiB for a 2 GiB room; the rest is
-/// headroom). Part of the room's cgroup limit and of admission.
+/// Memory charged for a room on top of its policy memory: the VMM process (~1.3 MiB), its
+/// vsock buffers (up to 2 MiB), and the kernel memory charged to the room's cgroup for
+/// KVM's page tables and per-VM structures, with headroom. Part of the room's cgroup
+/// limit and of admission; `make bench` prints what a room's cgroup really uses.
 pub const VMM_OVERHEAD_MIB: u64 = 64;
 /// Processes and threads the VMM may have beyond one per vCPU (cgroup pids.max and
 /// RLIMIT_NPROC of the room's uid).

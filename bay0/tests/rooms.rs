@@ -50,6 +50,10 @@ struct Bay0 {
     dir: PathBuf,
     /// Prefix of this test's room names.
     name: String,
+    /// Unique per test process: cgroups are the host's, shared by every test (and every
+    /// test run) on the machine, so the real room names carry it (`NAME<tag>-x`); the tests
+    /// read and write the short names (`NAME-x`) and these helpers translate.
+    tag: String,
 }
 
 impl Bay0 {
@@ -65,18 +69,19 @@ impl Bay0 {
         std::fs::copy(sibling("anchor-jail-probe"), layout.join("anchor-vmm")).unwrap();
         std::fs::write(layout.join("vmlinux"), b"kernel").unwrap();
         std::fs::write(layout.join("images/base.squashfs"), b"image").unwrap();
-        // Room names are unique per test: cgroups are the host's, shared by the tests
-        // running at the same time.
+        // Room names are unique per test and per run: cgroups are the host's, shared by
+        // every test running on the machine.
+        let tag = format!("{:x}", std::process::id() % 0x10_0000);
         for (room, extra) in [
             ("a", "memory = \"128MiB\"\n"),
             ("b", "memory = \"128MiB\"\n"),
             ("huge", "memory = \"900GiB\"\n"),
             ("short", "memory = \"128MiB\"\n[lifetime]\nmax = \"1m\"\n"),
         ] {
-            let room = if name == "probe" {
-                format!("probe-{}", if room == "a" { "a" } else { "other" })
-            } else {
-                format!("{name}-{room}")
+            let room = match (name, room) {
+                ("probe", "a") => format!("probe{tag}-a"),
+                ("probe", _) => format!("probe{tag}-other"),
+                _ => format!("{name}{tag}-{room}"),
             };
             let text = format!("name = \"{room}\"\n{POLICY}{extra}");
             std::fs::write(layout.join(format!("policies/{room}.toml")), text).unwrap();
@@ -110,6 +115,7 @@ impl Bay0 {
             log,
             dir,
             name: name.to_string(),
+            tag,
         };
         b.wait_log("bay0: ready", Duration::from_secs(20));
         b
@@ -119,12 +125,25 @@ impl Bay0 {
         self.log.lock().unwrap().clone()
     }
 
+    /// `text` with this test's short room names made real.
+    fn real(&self, text: &str) -> String {
+        let n = &self.name;
+        text.replace(&format!("{n}-"), &format!("{n}{}-", self.tag))
+    }
+
+    /// `text` with this test's real room names made short.
+    fn shown(&self, text: &str) -> String {
+        let n = &self.name;
+        text.replace(&format!("{n}{}-", self.tag), &format!("{n}-"))
+    }
+
     fn wait_log(&self, needle: &str, timeout: Duration) -> String {
         let end = Instant::now() + timeout;
+        let needle = self.real(needle);
         loop {
             let log = self.log();
-            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
-                return line.to_string();
+            if let Some(line) = log.lines().find(|l| l.contains(&needle)) {
+                return self.shown(line);
             }
             assert!(
                 Instant::now() < end,
@@ -147,10 +166,11 @@ impl Bay0 {
     /// One request; every reply line.
     fn ask(&self, request: &str) -> Vec<String> {
         let mut s = self.connect();
-        s.write_all(format!("{request}\n").as_bytes()).unwrap();
+        s.write_all(format!("{}\n", self.real(request)).as_bytes())
+            .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        text.lines().map(str::to_string).collect()
+        text.lines().map(|l| self.shown(l)).collect()
     }
 
     /// The final line of a request.
@@ -213,8 +233,8 @@ impl Bay0 {
             if let Ok(d) = std::fs::read_dir(format!("/sys/fs/cgroup/{c}/anchor")) {
                 for e in d.flatten().filter(|e| e.path().is_dir()) {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    if n.starts_with(&format!("{}-", self.name)) {
-                        cgroups.push(format!("{c}/{n}"));
+                    if n.starts_with(&format!("{}{}-", self.name, self.tag)) {
+                        cgroups.push(format!("{c}/{}", self.shown(&n)));
                     }
                 }
             }
@@ -222,7 +242,7 @@ impl Bay0 {
         let rundirs = std::fs::read_dir(self.dir.join("state/run/anchor/rooms"))
             .map(|d| {
                 d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map(|e| self.shown(&e.file_name().to_string_lossy()))
                     .collect()
             })
             .unwrap_or_default();
@@ -238,6 +258,24 @@ impl Drop for Bay0 {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The rooms bay0 still had open die with it; their cgroups are this test's to go.
+        let prefix = format!("{}{}-", self.name, self.tag);
+        for c in ["memory", "pids", "cpu"] {
+            let Ok(dir) = std::fs::read_dir(format!("/sys/fs/cgroup/{c}/anchor")) else {
+                continue;
+            };
+            for e in dir.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    // Until their processes are reaped (up to 10 s).
+                    for _ in 0..200 {
+                        if std::fs::remove_dir(e.path()).is_ok() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -380,7 +418,8 @@ fn a_console_client_sees_the_room_and_types_into_it() {
     let b = Bay0::start("console");
     assert!(b.answer("start console-a").starts_with("ok"));
     let mut s = b.connect();
-    s.write_all(b"console console-a\n").unwrap();
+    s.write_all(b.real("console console-a\n").as_bytes())
+        .unwrap();
     let mut got = String::new();
     let mut buf = [0u8; 4096];
     let end = Instant::now() + Duration::from_secs(20);
@@ -389,7 +428,7 @@ fn a_console_client_sees_the_room_and_types_into_it() {
         assert!(Instant::now() < end, "no echo; got {got:?}");
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "console closed; got {got:?}");
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        got.push_str(&b.shown(&String::from_utf8_lossy(&buf[..n])));
         if !typed && got.contains("console-a| fake room: ready") {
             // The stand-in room echoes its input: it comes back rendered, prefixed.
             s.write_all(b"typed-\x41\x42\x1b]0;title\x07\r\n").unwrap();
@@ -405,6 +444,7 @@ fn a_console_client_sees_the_room_and_types_into_it() {
     assert_eq!(b.answer("stop console-a"), "ok room console-a stopped");
     let mut rest = String::new();
     s.read_to_string(&mut rest).unwrap();
+    let rest = b.shown(&rest);
     assert!(rest.contains("bay0: room console-a ended"), "{rest:?}");
 }
 
@@ -509,7 +549,7 @@ fn a_compromised_vmm_started_by_bay0_reaches_nothing_outside_its_room() {
     );
     assert!(b.answer("start probe-a").starts_with("ok"), "{}", b.log());
     let mut s = b.connect();
-    s.write_all(b"console probe-a\n").unwrap();
+    s.write_all(b.real("console probe-a\n").as_bytes()).unwrap();
     let mut got = String::new();
     let mut buf = [0u8; 4096];
     let end = Instant::now() + Duration::from_secs(60);
@@ -520,7 +560,7 @@ fn a_compromised_vmm_started_by_bay0_reaches_nothing_outside_its_room() {
         );
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "console closed:\n{got}");
-        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        got.push_str(&b.shown(&String::from_utf8_lossy(&buf[..n])));
     }
     assert!(!got.contains("ESCAPED"), "{got}");
     for name in [

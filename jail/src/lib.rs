@@ -42,6 +42,7 @@ pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
     sys::sethostname(&cfg.name)?;
     root::build_and_enter(cfg)?;
     privs::limit(&cfg.rlimits)?;
+    sys::umask_private();
     privs::drop_to(cfg.uid, cfg.gid)?;
     sys::exec(&cfg.program, &cfg.argv)
 }

@@ -198,6 +198,12 @@ pub fn setresuid(uid: u32) -> Result<()> {
     check("setresuid", unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
 }
 
+/// umask(2): files and sockets the program creates are its own alone.
+pub fn umask_private() {
+    // SAFETY: umask only sets this process's file creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
 /// prctl(PR_SET_NO_NEW_PRIVS, 1).
 pub fn no_new_privs() -> Result<()> {
     // SAFETY: prctl with integer arguments only sets this process's flag.

@@ -128,7 +128,10 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     let mut kernel = open("kernel", &cfg.kernel)?;
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
     let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
+    #[cfg(not(target_arch = "aarch64"))]
     let vm = Vm::new().map_err(BuildError::Vm)?;
+    #[cfg(target_arch = "aarch64")]
+    let vm = Vm::with_type(cfg.vm_type).map_err(BuildError::Vm)?;
     std::thread::scope(|s| {
         let slots = s.spawn(|| vm.register_memory(&mem));
         let r = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd);
@@ -207,6 +210,16 @@ fn setup(
         ))));
     }
     let mut bus = MmioBusBuilder::new();
+    // aarch64 has no port I/O: the same UART sits in an MMIO window.
+    #[cfg(target_arch = "aarch64")]
+    bus.insert(
+        layout::SERIAL_MMIO_ADDR,
+        layout::SERIAL_MMIO_SIZE,
+        Arc::new(Mutex::new(crate::arch::current::serial::SerialMmio(
+            ports.serial.clone(),
+        ))),
+    )
+    .map_err(BuildError::Bus)?;
     if cfg.boot_timer {
         bus.insert(
             layout::BOOT_TIMER_ADDR,
@@ -228,8 +241,12 @@ fn setup(
         bus.insert(base, layout::VIRTIO_MMIO_SIZE, handle.mmio)
             .map_err(BuildError::Bus)?;
         events.add_subscriber(handle.subscriber);
-        cmdline.push(' ');
-        cmdline.push_str(&virtio_cmdline_entry(*index));
+        // x86_64 rooms learn their devices from the command line; aarch64
+        // rooms from the device tree (a GIC interrupt is not a Linux IRQ number).
+        if cfg!(not(target_arch = "aarch64")) {
+            cmdline.push(' ');
+            cmdline.push_str(&virtio_cmdline_entry(*index));
+        }
         *index += 1;
         Ok(())
     };
@@ -258,6 +275,7 @@ fn setup(
         add(h, &mut bus, &mut events, &mut index)?;
     }
 
+    #[cfg(not(target_arch = "aarch64"))]
     boot::write_boot_structures(mem, entry.mode, &cmdline, initrd, ranges)
         .map_err(BuildError::Boot)?;
     #[cfg(target_arch = "x86_64")]
@@ -267,6 +285,13 @@ fn setup(
     for id in 0..cfg.vcpus {
         vcpus.push(vcpu::create(vm, id, cfg.vcpus, &entry).map_err(BuildError::Vcpu)?);
     }
+    // aarch64: the GIC is initialised and the device tree (naming every vcpu
+    // and device) written only now that all vcpus exist.
+    #[cfg(target_arch = "aarch64")]
+    boot::write_boot_structures(
+        &vm.fd, &vm.gic, mem, &vcpus, &entry, &cmdline, initrd, ranges, index,
+    )
+    .map_err(BuildError::Boot)?;
     let ctx = VcpuCtx {
         bus: bus.build(),
         ports,

@@ -10,8 +10,24 @@ use crate::arch::current::layout;
 use crate::devices::serial::SerialTarget;
 
 /// Default kernel command line for rooms.
+#[cfg(not(target_arch = "aarch64"))]
 pub const DEFAULT_CMDLINE: &str =
     "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+/// Default kernel command line for rooms (aarch64: no PC devices to tame; the
+/// UART is still ttyS0, and PSCI ends the room on reboot or power-off).
+#[cfg(target_arch = "aarch64")]
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=1 nomodule";
+
+/// Which kind of VM to create (`--vm-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VmType {
+    /// An ordinary KVM VM.
+    #[default]
+    Ordinary,
+    /// A protected VM (arm64 pKVM): refused, never downgraded, where the
+    /// host's KVM does not offer it.
+    Protected,
+}
 
 /// Maximum number of vcpus.
 pub const MAX_VCPUS: u8 = 16;
@@ -55,6 +71,8 @@ pub struct VmConfig {
     pub serial: SerialTarget,
     /// Boot timer device present.
     pub boot_timer: bool,
+    /// Kind of VM.
+    pub vm_type: VmType,
     /// Test-only: make the VMM thread issue a forbidden syscall.
     pub seccomp_test_trigger: bool,
 }
@@ -96,10 +114,12 @@ fn err(flag: &str, msg: impl Into<String>) -> UsageError {
 pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
-                  [--serial stdout|file:PATH|socket:PATH] [--boot-timer] [--help]
+                  [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
+                  [--vm-type ordinary|protected] [--help]
 
-  --kernel PATH      ELF kernel: vmlinux with a PVH note (PVH boot) or a plain
-                     64-bit ELF (Linux 64-bit boot protocol)
+  --kernel PATH      x86_64: ELF vmlinux with a PVH note (PVH boot) or a plain
+                     64-bit ELF (Linux 64-bit boot protocol); aarch64: a Linux
+                     arm64 Image (booted with a device tree in x0)
   --initrd PATH      initial ramdisk
   --cmdline STR      kernel command line (default: console=ttyS0 reboot=k panic=1 ...)
   --disk PATH[,ro]   virtio-blk disk, repeatable, in order (,ro = read-only)
@@ -109,7 +129,10 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
   --vsock-uds PATH   host Unix socket of the vsock device (needs --vsock-cid)
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
-  --boot-timer       enable the boot-timer device at 0xc0000000
+  --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
+                     aarch64 0x40000000)
+  --vm-type TYPE     ordinary (default) or protected: a pKVM protected VM
+                     (arm64 only; exit 3 if the host's KVM refuses it)
   --help             this text
 
 exit status: 0 guest powered off or reset, 2 usage error, 3 VMM error,
@@ -152,6 +175,16 @@ fn serial_target(v: &str) -> Result<SerialTarget, UsageError> {
     }
 }
 
+fn vm_type_arg(v: &str) -> Result<VmType, UsageError> {
+    const F: &str = "--vm-type";
+    match v {
+        "ordinary" => Ok(VmType::Ordinary),
+        "protected" if cfg!(target_arch = "aarch64") => Ok(VmType::Protected),
+        "protected" => Err(err(F, "protected VMs exist only on arm64 hosts (pKVM)")),
+        _ => Err(err(F, format!("'{v}' is not ordinary or protected"))),
+    }
+}
+
 fn disk(v: &str) -> Result<DiskConfig, UsageError> {
     const F: &str = "--disk";
     let (p, ro) = match v.rsplit_once(',') {
@@ -176,6 +209,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut cid = None;
     let mut uds = None;
     let mut serial = None;
+    let mut vm_type = None;
     let mut boot_timer = false;
     let mut trigger = false;
     let mut it = args.into_iter();
@@ -202,6 +236,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vsock-cid",
             "--vsock-uds",
             "--serial",
+            "--vm-type",
         ];
         if !known.contains(&flag) {
             return Err(err(flag, "unknown argument (see --help)"));
@@ -220,6 +255,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vcpus" => set_once(&mut vcpus, flag, number(flag, &v)?)?,
             "--vsock-cid" => set_once(&mut cid, flag, number(flag, &v)?)?,
             "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
+            "--vm-type" => set_once(&mut vm_type, flag, vm_type_arg(&v)?)?,
             _ => set_once(&mut serial, flag, serial_target(&v)?)?,
         }
     }
@@ -283,6 +319,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         vsock,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
+        vm_type: vm_type.unwrap_or_default(),
         seccomp_test_trigger: trigger,
     })))
 }
@@ -336,6 +373,22 @@ mod tests {
         );
         assert_eq!(c.serial, SerialTarget::File("/s".into()));
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
+        assert_eq!(c.vm_type, VmType::Ordinary);
+    }
+
+    #[test]
+    fn protected_vms_are_an_arm64_request() {
+        let r = p(&["--kernel", "/k", "--vm-type", "protected"]);
+        if cfg!(target_arch = "aarch64") {
+            let Ok(Command::Run(c)) = r else {
+                panic!("{r:?}")
+            };
+            assert_eq!(c.vm_type, VmType::Protected);
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.flag, "--vm-type");
+            assert!(e.msg.contains("arm64"), "{e}");
+        }
     }
 
     #[test]
@@ -358,6 +411,18 @@ mod tests {
             (&["--kernel", "/k", "--disk", "/a,rw"], "--disk"),
             (&["--kernel", "/k", "--kernel", "/k"], "--kernel"),
             (&["--kernel", "/k", "--bogus"], "--bogus"),
+            (&["--kernel", "/k", "--vm-type", "secret"], "--vm-type"),
+            (
+                &[
+                    "--kernel",
+                    "/k",
+                    "--vm-type",
+                    "ordinary",
+                    "--vm-type",
+                    "ordinary",
+                ],
+                "--vm-type",
+            ),
             (
                 &["--kernel", "/k", "--seccomp-test-trigger-x"],
                 "--seccomp-test-trigger-x",

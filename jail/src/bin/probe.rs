@@ -12,7 +12,8 @@
 //! line, reports ready on the umbilical (/run/vsock_1024), prints every notice bay0
 //! sends, echoes its console input, and powers off when bay0 asks. When the room's name
 //! (`anchor.room=` in `--cmdline`) starts with `probe`, it first makes its attempts on
-//! its console, against the host paths bay0 uses (/run/anchor/...), a host abstract
+//! its console, against the host paths bay0 uses (/run/anchor/control.sock, the umbilical
+//! of the room named like it with `-other` at the end), a host abstract
 //! socket named `anchor-probe-target`, other pids, its image, and memory past its
 //! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB).
 

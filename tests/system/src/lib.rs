@@ -117,12 +117,51 @@ pub fn rooms_initramfs() -> Result<PathBuf> {
 
 /// Kernel command line every machine gets; [`Options::append`] adds to it.
 pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1";
+/// The same for the arm64 anchor host (QEMU virt's PL011 is ttyAMA0).
+pub const BASE_APPEND_ARM64: &str = "console=ttyAMA0 panic=-1 printk.time=1";
+
+/// Which anchor host QEMU emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `qemu-system-x86_64 -M q35 -accel tcg -cpu max` (AMD SVM + NPT for nested rooms).
+    X86_64,
+    /// `qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -accel tcg
+    /// -cpu max,pauth-impdef=on`: EL2 for the host kernel, so KVM (VHE, or protected
+    /// mode with `kvm-arm.mode=protected`) runs nested rooms.
+    Aarch64,
+}
+
+/// The arm64 anchor host kernel: `$ANCHOR_ARM64_HOST_KERNEL`, default
+/// `$ANCHOR_OUT/aarch64/host-Image`.
+pub fn arm64_host_kernel() -> Result<PathBuf> {
+    let default = out_dir().join("aarch64/host-Image");
+    artifact(
+        "ANCHOR_ARM64_HOST_KERNEL",
+        default,
+        "arm64 host kernel",
+        "build it: host-kernel/build-arm64.sh",
+    )
+}
+
+/// The arm64 product initramfs: `$ANCHOR_ARM64_INITRAMFS`, default
+/// `$ANCHOR_OUT/aarch64/initramfs.cpio.gz`.
+pub fn arm64_initramfs() -> Result<PathBuf> {
+    let default = out_dir().join("aarch64/initramfs.cpio.gz");
+    artifact(
+        "ANCHOR_ARM64_INITRAMFS",
+        default,
+        "arm64 initramfs",
+        "build it: tests/system/mk-arm64-initramfs.sh --product",
+    )
+}
 
 /// How to start a machine. Defaults: 1024 MiB, 1 CPU, no extra devices, `-no-reboot`.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Names the work directory and the kept serial log.
     pub name: String,
+    /// The emulated machine ([`Options::new`]: x86_64; [`Options::arm64`]: aarch64).
+    pub arch: Arch,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     /// Added to [`BASE_APPEND`].
@@ -147,6 +186,7 @@ impl Options {
     pub fn new(name: &str, kernel: PathBuf, initramfs: PathBuf) -> Options {
         Options {
             name: name.to_string(),
+            arch: Arch::X86_64,
             kernel,
             initramfs,
             append: String::new(),
@@ -158,6 +198,16 @@ impl Options {
             framebuffer: false,
             no_reboot: true,
             extra_args: Vec::new(),
+        }
+    }
+
+    /// An arm64 anchor host (see [`Arch::Aarch64`]); same defaults otherwise. The x86-only
+    /// devices ([`Options::watchdog`], [`Options::tpm`], [`Options::framebuffer`]) are
+    /// not offered on it.
+    pub fn arm64(name: &str, kernel: PathBuf, initramfs: PathBuf) -> Options {
+        Options {
+            arch: Arch::Aarch64,
+            ..Options::new(name, kernel, initramfs)
         }
     }
 
@@ -209,32 +259,53 @@ impl Options {
 
     /// The full kernel command line.
     pub fn cmdline(&self) -> String {
+        let base = match self.arch {
+            Arch::X86_64 => BASE_APPEND,
+            Arch::Aarch64 => BASE_APPEND_ARM64,
+        };
         if self.append.is_empty() {
-            BASE_APPEND.to_string()
+            base.to_string()
         } else {
-            format!("{BASE_APPEND} {}", self.append)
+            format!("{base} {}", self.append)
+        }
+    }
+
+    /// The QEMU binary for [`Options::arch`].
+    pub fn qemu_binary(&self) -> &'static str {
+        match self.arch {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
         }
     }
 
     /// QEMU's arguments, with sockets under `workdir`. The serial console is stdio.
     pub fn qemu_args(&self, workdir: &Path) -> Vec<String> {
-        let mut a: Vec<String> = [
-            "-M",
-            "q35",
-            "-accel",
-            "tcg",
-            "-cpu",
-            "max",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let machine: [&str; 6] = match self.arch {
+            Arch::X86_64 => ["-M", "q35", "-accel", "tcg", "-cpu", "max"],
+            Arch::Aarch64 => [
+                "-M",
+                "virt,virtualization=on,gic-version=3",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max,pauth-impdef=on",
+            ],
+        };
+        let mut a: Vec<String> = machine
+            .iter()
+            .chain(
+                [
+                    "-nodefaults",
+                    "-no-user-config",
+                    "-display",
+                    "none",
+                    "-serial",
+                    "stdio",
+                ]
+                .iter(),
+            )
+            .map(|s| s.to_string())
+            .collect();
         let mut push = |args: &[&str]| a.extend(args.iter().map(|s| s.to_string()));
         let (mem, cpus) = (self.memory_mib.to_string(), self.cpus.to_string());
         push(&["-m", &mem, "-smp", &cpus]);
@@ -363,9 +434,13 @@ impl Machine {
             None
         };
         let args = opts.qemu_args(&workdir);
+        let what = format!(
+            "start {} (is QEMU installed? scripts/setup.sh)",
+            opts.qemu_binary()
+        );
         let mut qemu = io(
-            "start qemu-system-x86_64 (is QEMU installed? scripts/setup.sh)",
-            Command::new("qemu-system-x86_64")
+            &what,
+            Command::new(opts.qemu_binary())
                 .args(&args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -631,10 +706,14 @@ impl Machine {
     }
 
     /// Wait for QEMU to exit on its own.
+    /// Once it returns, [`Machine::serial`] holds everything QEMU wrote: the reader of
+    /// the console pipe has seen its end (QEMU's exit alone does not mean the last bytes
+    /// were read).
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = io("wait for qemu", self.qemu.try_wait())? {
+                self.wait_serial_closed(Duration::from_secs(30))?;
                 return Ok(status);
             }
             if Instant::now() >= end {
@@ -642,6 +721,25 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Wait until the console pipe reached its end (QEMU closed it).
+    fn wait_serial_closed(&self, timeout: Duration) -> Result<()> {
+        let end = Instant::now() + timeout;
+        let (mutex, cond) = &*self.serial;
+        let mut s = lock(mutex);
+        while !s.closed {
+            let now = Instant::now();
+            if now >= end {
+                return err(format!(
+                    "QEMU exited but its console did not close within {timeout:?}"
+                ));
+            }
+            s = cond
+                .wait_timeout(s, end - now)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+        Ok(())
     }
 
     /// Pull the plug.
@@ -850,6 +948,29 @@ mod tests {
             .allow_reboot()
             .qemu_args(Path::new("/w"))
             .contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn arm64_options_start_the_virt_machine_at_el2() {
+        let o = Options::arm64("a", "/k".into(), "/i".into()).append("kvm-arm.mode=protected");
+        assert_eq!(o.qemu_binary(), "qemu-system-aarch64");
+        let joined = o.qemu_args(Path::new("/w")).join(" ");
+        assert!(
+            joined.starts_with(
+                "-M virt,virtualization=on,gic-version=3 -accel tcg -cpu max,pauth-impdef=on"
+            ),
+            "{joined}"
+        );
+        assert_eq!(
+            o.cmdline(),
+            format!("{BASE_APPEND_ARM64} kvm-arm.mode=protected")
+        );
+        // The x86_64 default is untouched.
+        let x = Options::new("x", "/k".into(), "/i".into());
+        assert_eq!(
+            (x.arch, x.qemu_binary()),
+            (Arch::X86_64, "qemu-system-x86_64")
+        );
     }
 
     #[test]

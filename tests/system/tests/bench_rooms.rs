@@ -80,6 +80,10 @@ fn bench_rooms() {
         "(anchorctl room start alpha & anchorctl room start beta & anchorctl room start gamma & wait)",
     );
     let with_three = rss_kib(&mut m);
+    let charged = sh(
+        &mut m,
+        "cat /sys/fs/cgroup/anchor/alpha/memory.current /sys/fs/cgroup/anchor/alpha/memory.peak",
+    );
     sh(
         &mut m,
         "anchorctl room stop beta; anchorctl room stop gamma",
@@ -131,6 +135,17 @@ fn bench_rooms() {
         median(reset.clone())
     );
     println!("bench-rooms: bay0 RSS idle {idle} KiB, with three rooms {with_three} KiB");
+    let c: Vec<u64> = charged
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if let [current, peak] = c[..] {
+        println!(
+            "bench-rooms: an idle 160 MiB room's cgroup (VMM + guest pages touched + KVM): {} MiB now, {} MiB peak (admission charges 160 + 64)",
+            current >> 20,
+            peak >> 20
+        );
+    }
     let (b, j) = (median(bare.clone()), median(jailed.clone()));
     println!(
         "bench-rooms: VMM exec -> agent ready, median of 5: by hand {b:.2} s, jailed {j:.2} s, jail cost {:.2} s ({bare:?} vs {jailed:?})",

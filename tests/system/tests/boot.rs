@@ -84,7 +84,7 @@ fn acpi_power_button_powers_off_cleanly() {
     ];
     let mut at = 0;
     for line in order {
-        let found = anchor_systest::find_line(&log, at, line);
+        let found = anchor_systest::find_marker_line(&log, at, line);
         assert!(found.is_some(), "missing (in this order) {line:?}");
         at = found.unwrap().end;
     }
@@ -112,7 +112,7 @@ fn ctrl_alt_del_reboots_cleanly() {
         "bay0: file systems synced and unmounted; rebooting",
         "reboot: Restarting system",
     ] {
-        let found = anchor_systest::find_line(&log, at, line);
+        let found = anchor_systest::find_marker_line(&log, at, line);
         assert!(found.is_some(), "missing (in this order) {line:?}");
         at = found.unwrap().end;
     }

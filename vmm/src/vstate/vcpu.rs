@@ -32,17 +32,17 @@ pub enum VcpuError {
         /// KVM's error.
         source: kvm_ioctls::Error,
     },
-    /// This host architecture cannot run guests yet.
-    #[cfg(not(target_arch = "x86_64"))]
-    Unsupported(&'static str),
+    /// aarch64 vcpu init.
+    #[cfg(target_arch = "aarch64")]
+    Arch(crate::arch::current::kvm::KvmError),
 }
 
 impl fmt::Display for VcpuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Kvm { step, source } => write!(f, "vcpu setup: {step}: {source}"),
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Unsupported(why) => f.write_str(why),
+            #[cfg(target_arch = "aarch64")]
+            Self::Arch(e) => write!(f, "vcpu setup: {e}"),
         }
     }
 }
@@ -51,8 +51,8 @@ impl std::error::Error for VcpuError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Kvm { source, .. } => Some(source),
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Unsupported(_) => None,
+            #[cfg(target_arch = "aarch64")]
+            Self::Arch(e) => Some(e),
         }
     }
 }
@@ -115,16 +115,19 @@ fn configure(
     Ok(())
 }
 
-/// aarch64: vcpu init and boot registers are not written yet.
+/// aarch64: KVM_ARM_VCPU_INIT with the preferred target and PSCI 0.2 (vcpus
+/// other than 0 start powered off, for PSCI CPU_ON); vcpu 0 enters the Image
+/// with x0 = the device tree.
 #[cfg(target_arch = "aarch64")]
 fn configure(
-    _vm: &Vm,
-    _fd: &VcpuFd,
-    _id: u8,
+    vm: &Vm,
+    fd: &VcpuFd,
+    id: u8,
     _count: u8,
-    _entry: &KernelEntry,
+    entry: &KernelEntry,
 ) -> Result<(), VcpuError> {
-    Err(VcpuError::Unsupported(crate::arch::current::UNSUPPORTED))
+    crate::arch::current::kvm::init_vcpu(&vm.kvm, &vm.fd, fd, id, entry.entry, entry.fdt_addr)
+        .map_err(VcpuError::Arch)
 }
 
 /// Legacy port devices, shared by all vcpus.
@@ -290,6 +293,15 @@ pub fn run(fd: &mut VcpuFd, id: u8, ctx: &VcpuCtx) {
                 fd.set_kvm_immediate_exit(0);
                 None
             }
+            // arm64: a data abort outside memory that the CPU gave no syndrome
+            // for (e.g. a load pair from MMIO) cannot be emulated by KVM.
+            #[cfg(target_arch = "aarch64")]
+            Err(e) if e.errno() == libc::ENOSYS => Some(Stop::new(
+                EXIT_GUEST_FAULT,
+                format!(
+                    "guest fault: vcpu {id}: MMIO access KVM cannot decode (no valid syndrome)"
+                ),
+            )),
             Err(e) => Some(Stop::new(
                 EXIT_VMM_ERROR,
                 format!("vcpu {id}: KVM_RUN failed: {e}"),

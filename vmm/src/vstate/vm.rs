@@ -22,17 +22,17 @@ pub enum VmError {
         /// KVM's error.
         source: kvm_ioctls::Error,
     },
-    /// This host architecture cannot run guests yet.
-    #[cfg(not(target_arch = "x86_64"))]
-    Unsupported(&'static str),
+    /// aarch64: VM type, GIC.
+    #[cfg(target_arch = "aarch64")]
+    Arch(crate::arch::current::kvm::KvmError),
 }
 
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Kvm { step, source } => write!(f, "{step}: {source}"),
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Unsupported(why) => f.write_str(why),
+            #[cfg(target_arch = "aarch64")]
+            Self::Arch(e) => e.fmt(f),
         }
     }
 }
@@ -41,8 +41,8 @@ impl std::error::Error for VmError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Kvm { source, .. } => Some(source),
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Unsupported(_) => None,
+            #[cfg(target_arch = "aarch64")]
+            Self::Arch(e) => Some(e),
         }
     }
 }
@@ -58,6 +58,9 @@ pub struct Vm {
     pub kvm: Kvm,
     /// The VM fd.
     pub fd: VmFd,
+    /// aarch64: the in-kernel GIC (initialised once the vcpus exist).
+    #[cfg(target_arch = "aarch64")]
+    pub gic: crate::arch::current::kvm::Gic,
 }
 
 impl Vm {
@@ -81,11 +84,39 @@ impl Vm {
         Ok(Self { kvm, fd })
     }
 
-    /// aarch64 needs a GIC (created after the vcpus) and vcpu init, neither
-    /// written yet: fail before /dev/kvm is opened, with one clear reason.
+    /// aarch64: an ordinary VM with its GIC (see `with_type`).
     #[cfg(target_arch = "aarch64")]
     pub fn new() -> Result<Self, VmError> {
-        Err(VmError::Unsupported(crate::arch::current::UNSUPPORTED))
+        Self::with_type(crate::arch::current::kvm::VmType::Ordinary)
+    }
+
+    /// aarch64: opens /dev/kvm, creates a VM of type `want` and its GIC, and
+    /// says in one line on stderr which VM the room got and what the host
+    /// offers (a protected VM that KVM refuses is an error, never a downgrade).
+    #[cfg(target_arch = "aarch64")]
+    pub fn with_type(want: crate::arch::current::kvm::VmType) -> Result<Self, VmError> {
+        use crate::arch::current::kvm;
+        let k = Kvm::new().map_err(step("cannot open /dev/kvm"))?;
+        let (fd, support) = kvm::create_vm(&k, want).map_err(VmError::Arch)?;
+        let gic = kvm::create_gic(&fd).map_err(VmError::Arch)?;
+        let offered = match support {
+            kvm::ProtectedSupport::Offered => "offered".to_owned(),
+            kvm::ProtectedSupport::Refused(errno) => format!(
+                "refused by the host's KVM ({})",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+        };
+        let got = match want {
+            kvm::VmType::Ordinary => "ordinary",
+            kvm::VmType::Protected => "protected",
+        };
+        // One write(2) for the whole line (console lines never tear).
+        let line = format!(
+            "anchor-vmm: aarch64 VM: {got} KVM VM, {}; protected VMs: {offered}\n",
+            gic.version
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        Ok(Self { kvm: k, fd, gic })
     }
 
     /// Registers every region of `mem` as a KVM memory slot.
@@ -99,6 +130,14 @@ impl Vm {
             step: "eventfd",
             source: kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
+        // aarch64: KVM takes irqfds only once the GIC is initialised, which
+        // needs every vcpu: the GIC registers them then (`Gic::init`).
+        #[cfg(target_arch = "aarch64")]
+        self.gic.defer_irqfd(&e, gsi).map_err(|e| VmError::Kvm {
+            step: "eventfd",
+            source: kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        #[cfg(not(target_arch = "aarch64"))]
         self.fd.register_irqfd(&e, gsi).map_err(step("KVM_IRQFD"))?;
         Ok(e)
     }
