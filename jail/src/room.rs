@@ -105,10 +105,8 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     crate::privs::limit(&cfg.rlimits)?;
     confine::become_room_root(cfg.uid, cfg.gid)?;
     confine::give_up_capabilities()?;
-    match confine::landlock() {
-        Ok(status) => note(format_args!("room {}: landlock {status}", cfg.name)),
-        Err(e) => return Err(e),
-    }
+    let landlock = confine::landlock()?;
+    note(format_args!("room {}: landlock {landlock}", cfg.name));
     crate::seccomp::install()?;
     // The room's stderr is its console, like a microVM's; the jail's own failure from
     // here on still goes to bay0's log.
