@@ -370,12 +370,15 @@ impl Console {
         let text = self.wait_for(&format!("{}| {marker} ", self.room), timeout);
         let status_text = self.wait_for("\n", timeout);
         let status = status_text.trim().parse().unwrap_or(-1);
+        let echo = format!("{marker} %s");
         let prefix = format!("{}| ", self.room);
         let lines = text
             .lines()
             .map(|l| l.trim_end_matches('\r'))
             .filter_map(|l| l.strip_prefix(prefix.as_str()))
-            .filter(|l| !l.is_empty() && !l.starts_with(marker))
+            // The typed line may be echoed twice (by the tty, then redrawn by the shell's
+            // line editor): every copy holds the trailer's `%s`, output never does.
+            .filter(|l| !l.is_empty() && !l.starts_with(marker) && !l.contains(&echo))
             .map(str::to_string)
             .collect();
         (lines, status)
