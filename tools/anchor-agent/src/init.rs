@@ -423,9 +423,15 @@ pub fn run_pid1() -> ! {
             std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
         )
     };
-    let (settings, warnings) = cmdline::parse(&raw);
+    let (mut settings, warnings) = cmdline::parse(&raw);
     for w in &warnings {
         say(&w.to_string());
+    }
+    if settings.namespaces && !namespaces {
+        // Only anchor-jail's arguments make a namespace room, never a kernel command line.
+        say("anchor.backend=namespaces ignored on the kernel command line");
+        settings.namespaces = false;
+        settings.exit = ExitMode::Reboot;
     }
     if !settings.namespaces {
         if let Err(e) = sys::sethostname(&settings.room) {
