@@ -16,7 +16,7 @@ export ANCHOR_OUT
 
 CARGO ?= cargo
 
-.PHONY: all setup build static lint fmt-check clippy gates unit fuzz-smoke \
+.PHONY: all setup build static lint fmt-check clippy gates unit escape fuzz-smoke \
         kernels guest-kernel host-kernel images images-repro initramfs uki uki-check systest test run qemu bench soak clean help \
         arm64 static-aarch64 kernels-arm64 images-arm64 initramfs-arm64 run-arm64
 
@@ -24,9 +24,10 @@ all: build
 
 help:
 	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work|, MEM=MiB)"
-	@echo "make test       everything CI runs: setup, lint, gates, unit, fuzz smoke, kernels, images, system tests"
+	@echo "make test       everything CI runs: setup, lint, gates, unit, escape, fuzz smoke, kernels, images, system tests"
+	@echo "make escape     namespace rooms on this host: the escape-resistance suite, 100-cycle leak test (needs images)"
 	@echo "make bench      benchmarks (printed figures, never asserted)"
-	@echo "make soak       run a test stage N times, pass/fail table per test (STAGE=system|unit|hostile, N=10|20|20)"
+	@echo "make soak       run a test stage N times, pass/fail table per test (STAGE=system|unit|hostile|escape, N=10|20|20|20)"
 	@echo "make qemu       the anchor-host harness, interactive on the serial console"
 	@echo "make kernels    guest + host kernels (cached by config hash)"
 	@echo "make images     room base images (reproducible SquashFS)"
@@ -58,7 +59,12 @@ gates: setup
 	scripts/ci/run-all.sh
 
 unit: setup
-	$(CARGO) nextest run --workspace --exclude anchor-systest --no-fail-fast
+	$(CARGO) nextest run --workspace --exclude anchor-systest --exclude anchor-escape --no-fail-fast
+
+# Namespace rooms for real on this host (root): hosted bay0 with the static product
+# binaries and the real base image (tests/escape: escape-resistance suite, leak cycles).
+escape: images
+	$(CARGO) nextest run -p anchor-escape --no-fail-fast
 
 fuzz-smoke: setup
 	scripts/fuzz-smoke.sh
@@ -114,7 +120,7 @@ uki-check: uki
 systest: initramfs images-repro arm64 uki-check
 	tests/system/run-all.sh
 
-test: setup lint gates unit fuzz-smoke systest
+test: setup lint gates unit escape fuzz-smoke systest
 	@echo "make test: all stages passed"
 
 # The room `make run` opens (policies/$(ROOM).toml); ROOM= (empty) boots bay0 alone with
@@ -138,9 +144,10 @@ bench: initramfs arm64 uki
 	scripts/bench.sh
 	uki/bench.sh
 
-# Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit or hostile (N=20).
+# Flakiness hunt, not part of `make test`: STAGE=system (default, N=10), unit, hostile or
+# escape (N=20).
 STAGE ?= system
-soak: $(if $(filter system,$(STAGE)),initramfs,setup)
+soak: $(if $(filter system,$(STAGE)),initramfs,$(if $(filter escape,$(STAGE)),images,setup))
 	scripts/soak.sh --stage $(STAGE) $(if $(N),-n $(N))
 
 clean:

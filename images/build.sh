@@ -8,18 +8,22 @@
 #
 # Layout of every image: busybox (static, all applets linked), anchor-agent as
 # /sbin/init, /etc basics, empty mount points for /proc /sys /dev and the tmpfs
-# mounts the agent makes (/tmp /run /var /home /root). A flavour adds programs from
-# the build machine (`tools`, copied with their shared libraries) and data files.
+# mounts the agent makes (/tmp /run /var /home /root), and the escape-resistance suite
+# (/usr/lib/anchor/escape/: escape.sh and its static probe; tests/escape/), so any room
+# can check its own walls. A flavour adds programs from the build machine (`tools`,
+# copied with their shared libraries) and data files.
 #
 # Output: $ANCHOR_OUT/images/<flavour>.squashfs, cached in $ANCHOR_CACHE/images keyed
 # by the hash of the staged tree + mksquashfs version + options: a second run is a
 # no-op. Inputs: ANCHOR_AGENT (default $ANCHOR_OUT/bin/anchor-agent, built by
-# scripts/build-static.sh), BUSYBOX (default /bin/busybox, Debian busybox-static),
-# SOURCE_DATE_EPOCH (default 0: every timestamp in the image).
+# scripts/build-static.sh), ANCHOR_ESCAPE_PROBE (default $ANCHOR_OUT/bin/anchor-escape-probe,
+# likewise), BUSYBOX (default /bin/busybox, Debian busybox-static), SOURCE_DATE_EPOCH
+# (default 0: every timestamp in the image).
 #
 # --arch aarch64: the same layout for arm64 rooms, with the arm64 agent (default
 # $ANCHOR_OUT/aarch64/bin/anchor-agent, scripts/build-static.sh aarch64) and Debian's
 # arm64 busybox-static (default $ANCHOR_CACHE/arm64/busybox, scripts/arm64-busybox.sh),
+# and the arm64 escape probe (default $ANCHOR_OUT/aarch64/bin/anchor-escape-probe),
 # into $ANCHOR_OUT/aarch64/images/. Flavours that copy tools from this (x86_64) machine
 # cannot be built for arm64 and are refused by name; the default list skips them.
 set -euo pipefail
@@ -41,6 +45,7 @@ fi
 case "$ARCH" in
     x86_64)
         : "${ANCHOR_AGENT:=$ANCHOR_OUT/bin/anchor-agent}"
+        : "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/bin/anchor-escape-probe}"
         : "${BUSYBOX:=/bin/busybox}"
         IMG_OUT="$ANCHOR_OUT/images"
         IMG_TAG=""
@@ -49,6 +54,7 @@ case "$ARCH" in
     aarch64 | arm64)
         ARCH=aarch64
         : "${ANCHOR_AGENT:=$ANCHOR_OUT/aarch64/bin/anchor-agent}"
+        : "${ANCHOR_ESCAPE_PROBE:=$ANCHOR_OUT/aarch64/bin/anchor-escape-probe}"
         : "${BUSYBOX:=$ANCHOR_CACHE/arm64/busybox}"
         IMG_OUT="$ANCHOR_OUT/aarch64/images"
         IMG_TAG="aarch64-"
@@ -65,6 +71,10 @@ command -v python3 >/dev/null || die "python3 not found (needed to read the TOML
 if is_dynamic "$BUSYBOX"; then die "$BUSYBOX is not static (need busybox-static)"; fi
 [[ -x "$ANCHOR_AGENT" ]] || die "agent $ANCHOR_AGENT not found: run scripts/build-static.sh $ARCH (or set ANCHOR_AGENT)"
 if is_dynamic "$ANCHOR_AGENT"; then die "$ANCHOR_AGENT is dynamically linked"; fi
+ESCAPE_SCRIPT="$here/../tests/escape/escape.sh"
+[[ -x "$ANCHOR_ESCAPE_PROBE" ]] || die "escape probe $ANCHOR_ESCAPE_PROBE not found: run scripts/build-static.sh $ARCH (or set ANCHOR_ESCAPE_PROBE)"
+if is_dynamic "$ANCHOR_ESCAPE_PROBE"; then die "$ANCHOR_ESCAPE_PROBE is dynamically linked"; fi
+[[ -f "$ESCAPE_SCRIPT" ]] || die "$ESCAPE_SCRIPT not found"
 
 # The applet list (one symlink per applet). A foreign busybox cannot run here, so for
 # arm64 the list comes from this machine's busybox-static, which must be the very same
@@ -163,6 +173,9 @@ for applet in sorted(set(sys.stdin.read().split())):
     install -m 0755 "$ANCHOR_AGENT" "$root/sbin/init"
     # The courier client is the agent called as `courier` (courier send FILE --to ROOM).
     ln -s /sbin/init "$root/usr/bin/courier"
+    mkdir -p "$root/usr/lib/anchor/escape"
+    install -m 0755 "$ESCAPE_SCRIPT" "$root/usr/lib/anchor/escape/escape.sh"
+    install -m 0755 "$ANCHOR_ESCAPE_PROBE" "$root/usr/lib/anchor/escape/anchor-escape-probe"
 
     for t in "${M_TOOLS[@]}"; do
         rm -f "$root/usr/bin/$t" "$root/bin/$t"

@@ -4,8 +4,8 @@
 # (glibc + crt-static: needs no musl target) and links them under stable names.
 #
 # usage: scripts/build-static.sh [x86_64|aarch64]     (default x86_64)
-#   x86_64   bay0, anchor-vmm, anchor-agent, anchor-jail, anchorctl, anchor-update
-#                                                                 -> $ANCHOR_OUT/bin/
+#   x86_64   bay0, anchor-vmm, anchor-agent, anchor-jail, anchor-courier, anchorctl,
+#            anchor-update, anchor-escape-probe                    -> $ANCHOR_OUT/bin/
 #   aarch64  the same but anchor-update (no arm64 UKI yet)        -> $ANCHOR_OUT/aarch64/bin/
 #            (cross build: rust std for aarch64-unknown-linux-gnu from rustup, linker
 #            aarch64-linux-gnu-gcc from Debian's gcc-aarch64-linux-gnu)
@@ -21,14 +21,14 @@ ARCH="${1:-x86_64}"
 case "$ARCH" in
   x86_64)
     TARGET=x86_64-unknown-linux-gnu
-    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchor-courier anchorctl anchor-update)
+    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchor-courier anchorctl anchor-update anchor-escape-probe)
     DEST="$ANCHOR_OUT/bin"
     READELF=readelf
     ;;
   aarch64 | arm64)
     ARCH=aarch64
     TARGET=aarch64-unknown-linux-gnu
-    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchor-courier anchorctl)
+    BINS=(bay0 anchor-vmm anchor-agent anchor-jail anchor-courier anchorctl anchor-escape-probe)
     DEST="$ANCHOR_OUT/aarch64/bin"
     READELF=aarch64-linux-gnu-readelf
     command -v aarch64-linux-gnu-gcc >/dev/null ||
@@ -41,7 +41,10 @@ case "$ARCH" in
 esac
 
 pkgs=()
-for b in "${BINS[@]}"; do pkgs+=(-p "$b"); done
+for b in "${BINS[@]}"; do
+  # Binaries are named after their package, but for the escape suite's probe.
+  case "$b" in anchor-escape-probe) pkgs+=(-p anchor-escape) ;; *) pkgs+=(-p "$b") ;; esac
+done
 # --target makes RUSTFLAGS apply to the target only, not to build scripts.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --locked --target "$TARGET" "${pkgs[@]}"

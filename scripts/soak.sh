@@ -5,10 +5,11 @@
 # this finds it. Not part of `make test` (it is N times its cost). Nothing is retried:
 # every run counts.
 #
-# usage: scripts/soak.sh [--stage system|unit|hostile] [-n N] [FILTER...]
+# usage: scripts/soak.sh [--stage system|unit|hostile|escape] [-n N] [FILTER...]
 #   --stage system   the QEMU system tests (tests/system/run-all.sh), default N=10
 #   --stage unit     every unit and crate integration test (as `make unit`), default N=20
 #   --stage hostile  anchor-vmm's hostile-guest and seccomp tests on this host's KVM, N=20
+#   --stage escape   namespace rooms on this host (tests/escape, as `make escape`), N=20
 #   FILTER...        passed to the test runner (test-name filters)
 # Logs of every run: $ANCHOR_CACHE/soak/<stage>-<time>/run-<i>.log
 # Exit status: 0 when every test passed every run, 1 otherwise.
@@ -23,7 +24,7 @@ filters=()
 die() { echo "soak: $*" >&2; exit 2; }
 while (($#)); do
   case "$1" in
-    --stage) STAGE="${2:?--stage needs system, unit or hostile}"; shift 2 ;;
+    --stage) STAGE="${2:?--stage needs system, unit, hostile or escape}"; shift 2 ;;
     -n) N="${2:?-n needs a number}"; shift 2 ;;
     -h|--help) sed -n '3,14p' "$SELF"; exit 0 ;;
     *) filters+=("$1"); shift ;;
@@ -31,8 +32,8 @@ while (($#)); do
 done
 case "$STAGE" in
   system) : "${N:=10}" ;;
-  unit|hostile) : "${N:=20}" ;;
-  *) die "unknown stage '$STAGE' (system, unit or hostile)" ;;
+  unit|hostile|escape) : "${N:=20}" ;;
+  *) die "unknown stage '$STAGE' (system, unit, hostile or escape)" ;;
 esac
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number, not '$N'"
 cargo nextest --version >/dev/null 2>&1 || die "cargo-nextest is missing (it comes with the Rust toolchain here)"
@@ -44,7 +45,8 @@ run_stage() {
   local common=(--no-fail-fast --status-level all --final-status-level none)
   case "$STAGE" in
     system) tests/system/run-all.sh --status-level all --final-status-level none "${filters[@]}" ;;
-    unit) cargo nextest run --workspace --exclude anchor-systest "${common[@]}" "${filters[@]}" ;;
+    unit) cargo nextest run --workspace --exclude anchor-systest --exclude anchor-escape "${common[@]}" "${filters[@]}" ;;
+    escape) cargo nextest run -p anchor-escape "${common[@]}" "${filters[@]}" ;;
     hostile) cargo nextest run -p anchor-vmm "${common[@]}" \
                -E 'binary(/^hostile/) | binary(=seccomp)' "${filters[@]}" ;;
   esac

@@ -373,8 +373,9 @@ fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
         let up = now_ms.saturating_sub(r.started_ms) / 1000;
         say!(
             fd,
-            "room name={} backend=microvm state={} uptime_s={up} memory_mib={} vcpus={} pid={}",
+            "room name={} backend={} state={} uptime_s={up} memory_mib={} vcpus={} pid={}",
             r.name.as_str(),
+            r.backend,
             r.phase.as_str(),
             r.memory_mib,
             r.vcpus,

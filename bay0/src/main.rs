@@ -90,8 +90,12 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     }
     let how = if machine { "machine" } else { "hosted" };
     log_info!("starting as PID 1 ({how})");
-    let kvm = std::path::Path::new("/dev/kvm").exists();
-    log_info!("/dev/kvm {}", if kvm { "present" } else { "absent" });
+    // Probed once: `auto` rooms are microVMs only where KVM really runs a VM.
+    let kvm = sys::kvm_usable();
+    match kvm {
+        Ok(()) => log_info!("/dev/kvm usable (a test VM was created): auto rooms are microVMs"),
+        Err(e) => log_info!("/dev/kvm not usable ({e}): auto rooms run in namespaces"),
+    }
     if machine {
         arm_watchdog(&mut event_loop, &config)?;
         let buttons = input::open_power_buttons();
@@ -111,7 +115,7 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
         }
     }
     event_loop.courier.arb.timeout_s = config.courier_timeout_s;
-    event_loop.rooms = Some(Rooms::new(layout, kvm));
+    event_loop.rooms = Some(Rooms::new(layout, kvm.is_ok()));
     match Control::open(&event_loop.epoll, CONTROL_PATH) {
         Ok(c) => event_loop.control = Some(c),
         Err(e) => log_error!(

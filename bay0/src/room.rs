@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! From a validated policy to a launch plan: the `anchor-jail` command line that runs the
-//! room's `anchor-vmm` under its own uid, cgroup and namespaces, with the room kernel and
-//! the room's read-only image, and the limits bay0 keeps for the room (docs/POLICY.md has
-//! the field -> enforcement table).
+//! room under its own uid, cgroup and namespaces -- a microVM room's `anchor-vmm` with
+//! the room kernel and image, or a namespace room's agent on the image itself -- and the
+//! limits bay0 keeps for the room (docs/POLICY.md has the field -> enforcement table).
 //!
 //! The policy is parsed once (crate::policy) and the typed value is handed here; this
 //! module never re-reads the file. What this release cannot grant (network, vault
-//! volume, devices) is left out and reported: the room gets less, never more. The
-//! namespace backend is not built yet: a room that needs it is refused.
+//! volume, devices) is left out and reported: the room gets less, never more.
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -110,18 +109,19 @@ pub struct Plan {
     pub idle_s: Option<u64>,
     pub has_volume: bool,
     pub courier: anchor_policy::Courier,
+    /// "microvm" or "namespaces".
+    pub backend: &'static str,
 }
 
-/// Decide how the room runs, or why it cannot. `kvm` says whether /dev/kvm exists.
-pub fn check_backend(backend: Backend, kvm: bool) -> Result<()> {
+/// Decide how the room runs (true: in namespaces), or why it cannot. `kvm` says whether
+/// KVM can run a VM here (probed once at boot).
+pub fn check_backend(backend: Backend, kvm: bool) -> Result<bool> {
     match (backend, kvm) {
-        (Backend::Microvm | Backend::Auto, true) => Ok(()),
+        (Backend::Microvm | Backend::Auto, true) => Ok(false),
         (Backend::Microvm, false) => Err(Error::Room(
-            "no KVM on this machine (/dev/kvm is missing) and the policy demands backend microvm",
+            "no usable KVM on this machine and the policy demands backend microvm",
         )),
-        (Backend::Auto | Backend::Namespaces, _) => Err(Error::Room(
-            "the namespaces backend is not available in this release",
-        )),
+        (Backend::Auto | Backend::Namespaces, _) => Ok(true),
     }
 }
 
@@ -133,14 +133,21 @@ fn cstr(s: impl Into<Vec<u8>>) -> Result<CString> {
 pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Result<Plan> {
     use std::os::unix::ffi::OsStrExt;
     let policy = resolved.policy();
-    check_backend(policy.backend(), kvm)?;
+    let ns = check_backend(policy.backend(), kvm)?;
     let name = policy.name().as_str();
     let res = policy.resources();
     let uid = ROOM_UID_BASE + u32::try_from(slot).map_err(|_| Error::Room("slot"))?;
     let run_dir = layout.run.join(name);
     let memory_mib = res.memory().mib();
-    let charged_mib = memory_mib.saturating_add(VMM_OVERHEAD_MIB);
-    let tasks = res.vcpus().saturating_add(VMM_TASKS).to_string();
+    // A namespace room has no VMM: its cgroup caps the room itself, at its memory and
+    // its pids_max.
+    let charged_mib = memory_mib.saturating_add(if ns { 0 } else { VMM_OVERHEAD_MIB });
+    let tasks = if ns {
+        res.pids_max()
+    } else {
+        res.vcpus().saturating_add(VMM_TASKS)
+    };
+    let tasks = tasks.to_string();
     let image = layout
         .images
         .join(format!("{}.squashfs", policy.image().as_str()));
@@ -173,44 +180,57 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
         res.cpu_weight().to_string().into(),
         "--nproc".into(),
         tasks.into(),
-        "--ro".into(),
-        bind(&layout.vmm, JAIL_VMM),
-        "--ro".into(),
-        bind(&layout.kernel, JAIL_KERNEL),
-        "--ro".into(),
-        bind(&image, JAIL_IMAGE),
-        "--dev".into(),
-        "kvm".into(),
     ];
-    if layout.host_libs {
-        for lib in ["/lib", "/lib64", "/usr/lib"] {
-            if std::path::Path::new(lib).exists() {
-                words.push("--ro".into());
-                words.push(format!("{lib}:{lib}").into());
+    if ns {
+        let init = format!("anchor.room={name}");
+        let vcpus = res.vcpus().to_string();
+        for w in ["--backend", "namespaces", "--cpus", &vcpus, "--image"] {
+            words.push(w.into());
+        }
+        words.push(image.as_os_str().as_bytes().to_vec());
+        for w in ["--", "/sbin/init", "anchor.backend=namespaces", &init] {
+            words.push(w.into());
+        }
+    } else {
+        words.extend([
+            "--ro".into(),
+            bind(&layout.vmm, JAIL_VMM),
+            "--ro".into(),
+            bind(&layout.kernel, JAIL_KERNEL),
+            "--ro".into(),
+            bind(&image, JAIL_IMAGE),
+            "--dev".into(),
+            "kvm".into(),
+        ]);
+        if layout.host_libs {
+            for lib in ["/lib", "/lib64", "/usr/lib"] {
+                if std::path::Path::new(lib).exists() {
+                    words.push("--ro".into());
+                    words.push(format!("{lib}:{lib}").into());
+                }
             }
         }
+        words.extend([
+            "--".into(),
+            JAIL_VMM.into(),
+            "--kernel".into(),
+            JAIL_KERNEL.into(),
+            "--disk".into(),
+            format!("{JAIL_IMAGE},ro").into(),
+            "--mem-mib".into(),
+            memory_mib.to_string().into(),
+            "--vcpus".into(),
+            res.vcpus().to_string().into(),
+            "--cmdline".into(),
+            cmdline.into(),
+            "--vsock-cid".into(),
+            ROOM_CID.to_string().into(),
+            "--vsock-uds".into(),
+            "/run/vsock".into(),
+            "--serial".into(),
+            "stdout".into(),
+        ]);
     }
-    let vmm: Vec<Vec<u8>> = vec![
-        "--".into(),
-        JAIL_VMM.into(),
-        "--kernel".into(),
-        JAIL_KERNEL.into(),
-        "--disk".into(),
-        format!("{JAIL_IMAGE},ro").into(),
-        "--mem-mib".into(),
-        memory_mib.to_string().into(),
-        "--vcpus".into(),
-        res.vcpus().to_string().into(),
-        "--cmdline".into(),
-        cmdline.into(),
-        "--vsock-cid".into(),
-        ROOM_CID.to_string().into(),
-        "--vsock-uds".into(),
-        "/run/vsock".into(),
-        "--serial".into(),
-        "stdout".into(),
-    ];
-    words.extend(vmm);
     let argv = words.into_iter().map(cstr).collect::<Result<Vec<_>>>()?;
     let life = policy.lifetime();
     Ok(Plan {
@@ -224,6 +244,7 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
         idle_s: life.idle().secs(),
         has_volume: false,
         courier: policy.courier().clone(),
+        backend: if ns { "namespaces" } else { "microvm" },
     })
 }
 
@@ -318,6 +339,7 @@ mod tests {
         let cmdline = value_of(vmm, "--cmdline");
         assert!(cmdline.contains(" anchor.room=work anchor.privileged=0 anchor.pids_max=1024"));
         assert_eq!((p.charged_mib, p.max_s, p.idle_s), (2112, None, None));
+        assert_eq!(p.backend, "microvm");
     }
 
     #[test]
@@ -332,26 +354,75 @@ mod tests {
     fn a_microvm_room_is_refused_without_kvm() {
         assert_eq!(
             plan_of("work", false).unwrap_err(),
-            Error::Room(
-                "no KVM on this machine (/dev/kvm is missing) and the policy demands backend microvm"
-            )
+            Error::Room("no usable KVM on this machine and the policy demands backend microvm")
         );
     }
 
     #[test]
     fn backends_map_to_what_exists() {
-        assert!(check_backend(Backend::Microvm, true).is_ok());
-        assert!(check_backend(Backend::Auto, true).is_ok());
+        assert_eq!(check_backend(Backend::Microvm, true), Ok(false));
+        assert_eq!(check_backend(Backend::Auto, true), Ok(false));
+        assert!(matches!(
+            check_backend(Backend::Microvm, false),
+            Err(Error::Room(_))
+        ));
         for (b, kvm) in [
             (Backend::Auto, false),
             (Backend::Namespaces, true),
             (Backend::Namespaces, false),
         ] {
-            assert!(
-                matches!(check_backend(b, kvm), Err(Error::Room(_))),
-                "{b:?}"
-            );
+            assert_eq!(check_backend(b, kvm), Ok(true), "{b:?}");
         }
+    }
+
+    /// A policy in a scratch directory (the shipped ones are all microvm).
+    fn plan_text(text: &str, kvm: bool) -> (Plan, Vec<String>) {
+        let dir = std::env::temp_dir().join(format!("bay0-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lab.toml"), text).unwrap();
+        let l = Layout {
+            policies: dir.clone(),
+            ..layout()
+        };
+        let mut d = crate::logger::Line::default();
+        let resolved = crate::policy::load_room(&dir, "lab", &mut d).unwrap();
+        let p = plan(&l, &resolved, kvm, 1).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let argv = p.argv.iter().map(|a| a.to_str().unwrap().into()).collect();
+        (p, argv)
+    }
+
+    #[test]
+    fn a_namespace_room_is_the_image_run_by_the_jail_with_the_agent_as_pid_1() {
+        let text = "name = \"lab\"\nimage = \"base\"\nbackend = \"namespaces\"\n\
+                    [resources]\nmemory = \"256MiB\"\nvcpus = 2\npids_max = 100\n";
+        let (p, argv) = plan_text(text, true);
+        assert_eq!(
+            (p.backend, p.charged_mib, p.uid),
+            ("namespaces", 256, 64001)
+        );
+        assert_eq!(value_of(&argv, "--backend"), "namespaces");
+        assert_eq!(value_of(&argv, "--memory"), (256u64 << 20).to_string());
+        assert_eq!(value_of(&argv, "--pids"), "100");
+        assert_eq!(value_of(&argv, "--nproc"), "100");
+        assert_eq!(value_of(&argv, "--cpus"), "2");
+        assert_eq!(value_of(&argv, "--image"), "/x/images/base.squashfs");
+        let sep = argv.iter().position(|a| a == "--").unwrap();
+        assert_eq!(
+            argv[sep + 1..],
+            ["/sbin/init", "anchor.backend=namespaces", "anchor.room=lab"]
+        );
+        assert!(!argv
+            .iter()
+            .any(|a| a == "--ro" || a == "--dev" || a == "kvm"));
+        // `auto` without a usable KVM is the same namespace room; with KVM, a microVM.
+        let auto = text.replace("namespaces", "auto");
+        let (p, argv) = plan_text(&auto, false);
+        assert_eq!(p.backend, "namespaces");
+        assert_eq!(value_of(&argv, "--backend"), "namespaces");
+        let (p, argv) = plan_text(&auto, true);
+        assert_eq!((p.backend, p.charged_mib), ("microvm", 256 + 64));
+        assert!(argv.contains(&"/bin/anchor-vmm".to_string()));
     }
 
     #[test]

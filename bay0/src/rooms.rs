@@ -59,6 +59,7 @@ impl Phase {
 #[derive(Debug)]
 pub struct Room {
     pub name: RoomName,
+    pub backend: &'static str,
     pub pid: i32,
     pub phase: Phase,
     pub started_ms: u64,
@@ -216,7 +217,8 @@ impl Rooms {
         let room_name = RoomName::parse(name).map_err(|_| Error::Room("invalid room name"))?;
         let room = self.launch(ep, slot, room_name, &plan, now_ms)?;
         crate::log_notice!(
-            "room {name} opened: {} MiB, {} vCPU(s), jailed as uid {} (pid {})",
+            "room {name} opened: {}, {} MiB, {} vCPU(s), jailed as uid {} (pid {})",
+            plan.backend,
             plan.memory_mib,
             plan.vcpus,
             plan.uid,
@@ -264,6 +266,7 @@ impl Rooms {
         let at = |s: Option<u64>| s.map(|s| now_ms.saturating_add(s.saturating_mul(1000)));
         Ok(Room {
             name,
+            backend: plan.backend,
             pid,
             phase: Phase::Booting,
             started_ms: now_ms,

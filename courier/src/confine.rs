@@ -35,6 +35,7 @@ pub fn jail(run_dir: &Path) -> Result<(), Error> {
         errno: e.raw_os_error().unwrap_or(libc::EIO),
     })?;
     let cfg = Config {
+        backend: anchor_jail::args::Backend::Vmm,
         name: "courier".into(),
         uid: COURIER_UID,
         gid: COURIER_UID,
@@ -43,14 +44,18 @@ pub fn jail(run_dir: &Path) -> Result<(), Error> {
             memory_bytes: ADDRESS_SPACE,
             pids: 1,
             cpu_weight: 100,
+            cpus: None,
+            oom_group: false,
         },
         rlimits: Rlimits {
             nofile: 8,
             nproc: 1,
             fsize: 0,
+            memlock: 0,
         },
         binds: Vec::new(),
         devs: Vec::new(),
+        image: None,
         program: CString::default(),
         argv: Vec::new(),
     };

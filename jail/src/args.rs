@@ -17,15 +17,39 @@ usage: anchor-jail --name ROOM --uid UID --gid GID --run-dir DIR
                    [--nofile N] [--nproc N] [--fsize BYTES]
                    [--ro HOST_PATH:JAIL_PATH]... [--dev kvm|urandom|null]...
                    -- PROGRAM [ARG]...
+       anchor-jail --backend namespaces --name ROOM --uid UID --gid GID --run-dir DIR
+                   --memory BYTES --pids N --cpu-weight N [--cpus N] --image SQUASHFS
+                   [--nofile N] [--nproc N] [--fsize BYTES]
+                   -- PROGRAM [ARG]...
 
-Runs PROGRAM (a path inside the jail) as UID:GID with no capabilities and no_new_privs,
-in the room's cgroup (anchor/ROOM: memory.max BYTES, pids.max N, cpu weight N; cgroup v2
-where it has those controllers, v1 otherwise), in fresh mount, IPC, UTS and network
-namespaces (and a fresh PID namespace), with a root file system holding only: each
---ro file or directory (read-only, nosuid, nodev), the --dev device nodes under /dev
-(owned by UID), and DIR (the room's run directory, owned by UID) as /run. bay0 starts it
-as PID 1 of a new PID namespace; started otherwise, it makes one itself.
-Exit status: PROGRAM's, or 1 when the jail cannot be built (the reason on stderr).
+Both forms put PROGRAM in the room's cgroup (anchor/ROOM: memory.max BYTES without swap,
+pids.max N, cpu weight N, with --cpus the CPU time of N CPUs; cgroup v2 where it has the
+memory, pids and cpu controllers, v1 otherwise; the version used is printed on stderr)
+and in a fresh PID namespace (bay0 starts the jail as its PID 1; started otherwise, the
+jail makes one itself), with no_new_privs.
+
+First form (--backend vmm, the default: a room's anchor-vmm): fresh mount, IPC, UTS and
+network namespaces; a root file system holding only each --ro file or directory
+(read-only, nosuid, nodev), the --dev device nodes under /dev (owned by UID), and DIR
+(the room's run directory, owned by UID) as /run; PROGRAM runs as UID:GID with no
+capabilities. The memory cgroup kills the whole group on OOM. Defaults: --nofile 256,
+--nproc 64, --fsize 0.
+
+Second form (--backend namespaces: the whole room on the host kernel): fresh user, mount,
+IPC, UTS, network (loopback only, up), cgroup and time namespaces (the room's clocks
+start at zero); uid and gid 0 in the room are UID and GID on the host, nothing else is
+mapped; the root is SQUASHFS, attached read-only through an autoclear loop device, with
+one tmpfs of BYTES/2 for /tmp /run /var /home /root /dev/shm, a /dev of null zero full
+random urandom tty and a private devpts, /proc with the host's knobs read-only or
+masked, and DIR/vsock_1024 (bay0's umbilical socket) at /dev/anchor-umbilical. PROGRAM
+(a path in the image, normally /sbin/init) runs as the room's PID 1 with no capability
+in any namespace (securebits locked, so uid 0 cannot regain any), under landlock where
+the kernel has it (whether it applied is printed on stderr) and the room's seccomp
+filter, its stderr joined to its stdout (the console). Only the chosen process is OOM
+killed. Defaults: --nofile 4096, --nproc the --pids value, --fsize unlimited.
+
+Exit status: PROGRAM's, or 1 when the jail cannot be built (the reason on stderr), 2
+for a bad command line.
 ";
 
 /// A device node the jail may create.
@@ -56,6 +80,15 @@ impl Dev {
     }
 }
 
+/// What the jail runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A room's VMM, alone in a minimal root (`--backend vmm`, the default).
+    Vmm,
+    /// A whole room on the host kernel (`--backend namespaces`).
+    Namespaces,
+}
+
 /// A read-only bind mount: a host path shown at a path inside the jail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -66,6 +99,7 @@ pub struct Bind {
 /// Everything the jail does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    pub backend: Backend,
     pub name: String,
     pub uid: u32,
     pub gid: u32,
@@ -74,6 +108,8 @@ pub struct Config {
     pub rlimits: Rlimits,
     pub binds: Vec<Bind>,
     pub devs: Vec<Dev>,
+    /// The room's SquashFS image (namespaces).
+    pub image: Option<PathBuf>,
     pub program: CString,
     pub argv: Vec<CString>,
 }
@@ -123,8 +159,9 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString> {
 pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let mut name = None;
     let (mut uid, mut gid, mut run_dir) = (None, None, None);
-    let (mut memory, mut pids, mut weight) = (None, None, None);
-    let mut rl = Rlimits::default();
+    let (mut memory, mut pids, mut weight, mut cpus) = (None, None, None, None);
+    let (mut nofile, mut nproc, mut fsize) = (None, None, None);
+    let (mut backend, mut image) = (Backend::Vmm, None);
     let (mut binds, mut devs) = (Vec::new(), Vec::new());
     let mut i = 0;
     let mut rest: &[std::ffi::OsString] = &[];
@@ -151,9 +188,23 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
             "--memory" => memory = Some(number::<u64>(&flag, v)?),
             "--pids" => pids = Some(number::<u64>(&flag, v)?),
             "--cpu-weight" => weight = Some(number::<u32>(&flag, v)?),
-            "--nofile" => rl.nofile = number(&flag, v)?,
-            "--nproc" => rl.nproc = number(&flag, v)?,
-            "--fsize" => rl.fsize = number(&flag, v)?,
+            "--nofile" => nofile = Some(number(&flag, v)?),
+            "--nproc" => nproc = Some(number(&flag, v)?),
+            "--fsize" => fsize = Some(number(&flag, v)?),
+            "--cpus" => cpus = Some(number::<u32>(&flag, v)?),
+            "--backend" => {
+                backend = match v {
+                    "vmm" => Backend::Vmm,
+                    "namespaces" => Backend::Namespaces,
+                    _ => return usage(format!("--backend wants vmm or namespaces, not {v:?}")),
+                }
+            }
+            "--image" => {
+                if !Path::new(v).is_absolute() {
+                    return usage(format!("--image: {v:?} is not an absolute path"));
+                }
+                image = Some(PathBuf::from(v));
+            }
             "--ro" => {
                 let (host, jail) = v
                     .split_once(':')
@@ -201,6 +252,34 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     if !(1..=10_000).contains(&cpu_weight) || pids == 0 || memory_bytes < 16 << 20 {
         return usage("--cpu-weight wants 1..=10000, --pids >= 1, --memory >= 16 MiB");
     }
+    if cpus.is_some_and(|c| !(1..=1024).contains(&c)) {
+        return usage("--cpus wants 1..=1024");
+    }
+    let namespaces = backend == Backend::Namespaces;
+    if namespaces && (!binds.is_empty() || !devs.is_empty()) {
+        return usage(
+            "--ro and --dev are for the VMM jail; a namespace room gets its image and a fixed /dev",
+        );
+    }
+    if namespaces != image.is_some() {
+        return usage("--image is required with --backend namespaces, and only there");
+    }
+    let rlimits = if namespaces {
+        Rlimits {
+            nofile: nofile.unwrap_or(4096),
+            nproc: nproc.unwrap_or(pids),
+            fsize: fsize.unwrap_or(libc::RLIM_INFINITY),
+            memlock: 8 << 20,
+        }
+    } else {
+        let d = Rlimits::default();
+        Rlimits {
+            nofile: nofile.unwrap_or(d.nofile),
+            nproc: nproc.unwrap_or(d.nproc),
+            fsize: fsize.unwrap_or(d.fsize),
+            memlock: d.memlock,
+        }
+    };
     let Some((program, _)) = rest.split_first() else {
         return usage("no program after --");
     };
@@ -210,6 +289,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         .map(|a| cstring("an argument", a.as_bytes()))
         .collect::<Result<Vec<_>>>()?;
     Ok(Command::Run(Box::new(Config {
+        backend,
         name,
         uid,
         gid,
@@ -218,10 +298,15 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
             memory_bytes,
             pids,
             cpu_weight,
+            cpus,
+            // A VMM is the room: all or nothing. In a namespace room the kernel picks
+            // the process to kill, as a room's own kernel would.
+            oom_group: !namespaces,
         },
-        rlimits: rl,
+        rlimits,
         binds,
         devs,
+        image,
         program: program_path,
         argv,
     })))
@@ -291,5 +376,48 @@ mod tests {
         let bad_name = BASE.replace("--name web", "--name ../x");
         assert!(parse(&args(&format!("{bad_name} -- /v"))).is_err());
         assert!(matches!(parse(&args("--help")).unwrap(), Command::Help));
+    }
+
+    #[test]
+    fn a_namespace_room_command_line_parses_with_its_own_defaults() {
+        let line = format!(
+            "--backend namespaces {BASE} --cpus 2 --image /i/base.squashfs -- /sbin/init \
+             anchor.backend=namespaces"
+        );
+        let Command::Run(c) = parse(&args(&line)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.backend, Backend::Namespaces);
+        assert_eq!(c.image.as_deref(), Some(Path::new("/i/base.squashfs")));
+        assert_eq!((c.limits.cpus, c.limits.oom_group), (Some(2), false));
+        assert_eq!(c.rlimits.nproc, 24);
+        assert_eq!(c.rlimits.nofile, 4096);
+        assert_eq!(c.rlimits.fsize, libc::RLIM_INFINITY);
+        let Command::Run(v) = parse(&args(&format!("{BASE} -- /v"))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (v.backend, v.limits.oom_group, v.rlimits.fsize),
+            (Backend::Vmm, true, 0)
+        );
+        for (extra, why) in [
+            ("--backend namespaces -- /sbin/init", "--image is required"),
+            ("--image /i -- /v", "--image is required"),
+            (
+                "--backend namespaces --image i -- /v",
+                "not an absolute path",
+            ),
+            (
+                "--backend namespaces --image /i --dev kvm -- /v",
+                "--ro and --dev",
+            ),
+            ("--backend ns --image /i -- /v", "wants vmm or namespaces"),
+            ("--cpus 0 -- /v", "--cpus wants"),
+        ] {
+            let e = parse(&args(&format!("{BASE} {extra}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
     }
 }

@@ -29,7 +29,14 @@ pub struct Limits {
     pub pids: u64,
     /// cpu.weight (1..=10000, 100 is the default share); cpu.shares on v1.
     pub cpu_weight: u32,
+    /// At most this many CPUs' worth of time (cpu.max; v1 cpu.cfs_quota_us), if set.
+    pub cpus: Option<u32>,
+    /// OOM kills the whole group (v2 memory.oom.group) rather than one process.
+    pub oom_group: bool,
 }
+
+/// The CPU bandwidth period (microseconds) for [`Limits::cpus`].
+const CPU_PERIOD_US: u64 = 100_000;
 
 /// Which cgroup interface this machine offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,9 +148,15 @@ impl Hierarchy {
                 write_file(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
                 // Optional knobs: absent without swap, or on older kernels.
                 let _ = write_file(&dir.join("memory.swap.max"), "0");
-                let _ = write_file(&dir.join("memory.oom.group"), "1");
+                if limits.oom_group {
+                    let _ = write_file(&dir.join("memory.oom.group"), "1");
+                }
                 write_file(&dir.join("pids.max"), &limits.pids.to_string())?;
                 write_file(&dir.join("cpu.weight"), &limits.cpu_weight.to_string())?;
+                if let Some(n) = limits.cpus {
+                    let quota = u64::from(n).saturating_mul(CPU_PERIOD_US);
+                    write_file(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                }
                 write_file(&dir.join("cgroup.procs"), "0")
             }
             Hierarchy::V1([memory, pids, cpu]) => {
@@ -161,6 +174,11 @@ impl Hierarchy {
                 write_file(&p.join("pids.max"), &limits.pids.to_string())?;
                 let shares = shares_for_weight(limits.cpu_weight);
                 write_file(&c.join("cpu.shares"), &shares.to_string())?;
+                if let Some(n) = limits.cpus {
+                    let quota = u64::from(n).saturating_mul(CPU_PERIOD_US);
+                    write_file(&c.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    write_file(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
                 for d in [m, p, c] {
                     write_file(&d.join("cgroup.procs"), "0")?;
                 }

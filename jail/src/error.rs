@@ -18,6 +18,8 @@ pub enum Error {
     Usage(String),
     /// The machine cannot give this jail what it needs.
     Unsupported(&'static str),
+    /// Landlock refused a rule or the restriction.
+    Landlock(String),
 }
 
 /// Result with the jail's error.
@@ -34,6 +36,7 @@ impl fmt::Display for Error {
             Error::Path { op, path, errno } => write!(f, "{op} {path}: {}", errno_text(*errno)),
             Error::Usage(msg) => write!(f, "usage: {msg}"),
             Error::Unsupported(msg) => f.write_str(msg),
+            Error::Landlock(msg) => write!(f, "landlock: {msg}"),
         }
     }
 }

@@ -1,21 +1,33 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! anchor-jail: what stands between a room's VMM and the rest of the machine. bay0 starts
-//! it as PID 1 of a fresh PID namespace; it joins the room's cgroup, enters fresh mount,
-//! IPC, UTS and network namespaces, builds a minimal root (only what the VMM needs),
-//! pivots into it, drops every capability and its uid, sets rlimits and no_new_privs,
-//! and execs the VMM. See docs/ARCHITECTURE.md ("The jail").
+//! anchor-jail: what stands between a room and the rest of the machine. bay0 starts it
+//! as PID 1 of a fresh PID namespace, in one of two modes:
+//!
+//! - a microVM room's VMM (the default): it joins the room's cgroup, enters fresh
+//!   mount, IPC, UTS and network namespaces, builds a minimal root (only what the VMM
+//!   needs), pivots into it, drops every capability and its uid, sets rlimits and
+//!   no_new_privs, and execs the VMM (docs/ARCHITECTURE.md, "The jail");
+//! - a namespace room (`--backend namespaces`, module `room`): the room's image becomes
+//!   the root of fresh namespaces of every kind, and the room's agent runs there as PID 1
+//!   with no capability, under landlock and seccomp (docs/ARCHITECTURE.md, "The
+//!   namespace backend").
 
 pub mod args;
 pub mod cgroup;
+pub mod confine;
 pub mod error;
 pub mod privs;
+pub mod room;
 pub mod root;
+pub mod seccomp;
 pub mod sys;
 
 use error::Result;
 
 /// Sets the jail up as `cfg` says and execs its program; returns only on failure.
 pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
+    if cfg.backend == args::Backend::Namespaces {
+        return room::run(cfg);
+    }
     let cg = cgroup::Hierarchy::detect()?;
     cg.enter(&cfg.name, &cfg.limits)?;
     note(format_args!(

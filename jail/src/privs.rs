@@ -16,6 +16,8 @@ pub struct Rlimits {
     /// Largest file it may create or extend (bytes); writes inside existing files (a
     /// disk image) are not limited by it.
     pub fsize: u64,
+    /// Lockable memory (bytes; counted in the room's memory cgroup as well).
+    pub memlock: u64,
 }
 
 impl Default for Rlimits {
@@ -24,17 +26,19 @@ impl Default for Rlimits {
             nofile: 256,
             nproc: 64,
             fsize: 0,
+            memlock: 0,
         }
     }
 }
 
-/// Applies `rl`, plus no core dumps and no locked memory.
+/// Applies `rl`, plus no core dumps and no real-time priority.
 pub fn limit(rl: &Rlimits) -> Result<()> {
     sys::setrlimit(libc::RLIMIT_NOFILE, rl.nofile)?;
     sys::setrlimit(libc::RLIMIT_NPROC, rl.nproc)?;
     sys::setrlimit(libc::RLIMIT_FSIZE, rl.fsize)?;
     sys::setrlimit(libc::RLIMIT_CORE, 0)?;
-    sys::setrlimit(libc::RLIMIT_MEMLOCK, 0)
+    sys::setrlimit(libc::RLIMIT_RTPRIO, 0)?;
+    sys::setrlimit(libc::RLIMIT_MEMLOCK, rl.memlock)
 }
 
 /// Becomes `uid`:`gid` with no supplementary groups and no capabilities, for good.

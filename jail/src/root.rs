@@ -13,7 +13,7 @@ use crate::sys;
 const RO_BIND: libc::c_ulong =
     libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
 
-fn io_err(op: &'static str, path: &Path, e: &std::io::Error) -> Error {
+pub(crate) fn io_err(op: &'static str, path: &Path, e: &std::io::Error) -> Error {
     Error::Path {
         op,
         path: path.display().to_string(),
@@ -21,27 +21,31 @@ fn io_err(op: &'static str, path: &Path, e: &std::io::Error) -> Error {
     }
 }
 
-fn mkdir_all(path: &Path) -> Result<()> {
+/// Nothing mounted from here on propagates to the host, and nothing of the host's
+/// reaches this mount namespace.
+pub fn make_private() -> Result<()> {
+    sys::mount(
+        "make the mount tree private",
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+}
+
+pub(crate) fn mkdir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| io_err("mkdir", path, &e))
 }
 
 /// `new_root` joined with an absolute jail path.
-fn inside(new_root: &Path, jail: &Path) -> PathBuf {
+pub(crate) fn inside(new_root: &Path, jail: &Path) -> PathBuf {
     new_root.join(jail.strip_prefix("/").unwrap_or(jail))
 }
 
 /// Builds the root under the room's run directory and pivots into it.
 pub fn build_and_enter(cfg: &Config) -> Result<()> {
-    let slash = Path::new("/");
-    // Nothing mounted here propagates to the host, and nothing of the host's reaches us.
-    sys::mount(
-        "make the mount tree private",
-        None,
-        slash,
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )?;
+    make_private()?;
     let new_root = cfg.run_dir.join(".root");
     mkdir_all(&new_root)?;
     sys::mount(
@@ -80,12 +84,26 @@ pub fn build_and_enter(cfg: &Config) -> Result<()> {
     sys::mount("bind", Some(&cfg.run_dir), &run, None, libc::MS_BIND, None)?;
     let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount("restrict /run", None, &run, None, rw, None)?;
-    // Enter: the new root becomes /, the old one is stacked on top and detached. The
-    // initramfs root (rootfs) cannot be pivoted away from (EINVAL): there the new root is
-    // moved over / and made the process root instead; the rootfs underneath stays
-    // unreachable, since reaching it would take an unmount, i.e. CAP_SYS_ADMIN, which the
-    // program never has.
-    sys::chdir(&new_root)?;
+    enter(&new_root)?;
+    sys::mount(
+        "make the jail's root read-only",
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
+        None,
+    )
+}
+
+/// Makes the mount at `new_root` this process's root and working directory, the old root
+/// detached. The initramfs root (rootfs) cannot be pivoted away from (EINVAL): there the
+/// new root is moved over / and made the process root instead; the rootfs underneath
+/// stays unreachable, since reaching it would take an unmount, i.e. CAP_SYS_ADMIN over
+/// this mount namespace, which the jailed program never has. (Our mount being the topmost
+/// on /, the process does not count as chrooted: it may still create a user namespace.)
+pub fn enter(new_root: &Path) -> Result<()> {
+    let slash = Path::new("/");
+    sys::chdir(new_root)?;
     match sys::pivot_root_here() {
         Ok(()) => sys::umount(Path::new("."), libc::MNT_DETACH)?,
         Err(Error::Sys { errno, .. }) if errno == libc::EINVAL => {
@@ -101,13 +119,5 @@ pub fn build_and_enter(cfg: &Config) -> Result<()> {
         }
         Err(e) => return Err(e),
     }
-    sys::chdir(slash)?;
-    sys::mount(
-        "make the jail's root read-only",
-        None,
-        slash,
-        None,
-        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
-        None,
-    )
+    sys::chdir(slash)
 }

@@ -2,6 +2,7 @@
 //! Every raw system call of the jail, each `unsafe` block with its reason.
 
 use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -318,4 +319,240 @@ pub fn chroot(path: &Path) -> Result<()> {
 pub fn kill(pid: i32, sig: i32) -> Result<()> {
     // SAFETY: plain integer arguments.
     check("kill", unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// A read-only loop device for `image`, configured with LOOP_CONFIGURE (autoclear: it
+/// comes apart when its last user, the room's mount, goes away). Returns the device's
+/// open descriptor (to keep it until the mount holds it) and its path.
+pub fn loop_attach_readonly(image: &Path) -> Result<(OwnedFd, std::path::PathBuf)> {
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    const LO_FLAGS_READ_ONLY: u32 = 1;
+    const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    let backing = open_path(image, libc::O_RDONLY)?;
+    let control = open_path(Path::new("/dev/loop-control"), libc::O_RDWR)?;
+    let mut name = [0u8; 64];
+    for (d, s) in name
+        .iter_mut()
+        .zip(image.as_os_str().as_bytes().iter().take(63))
+    {
+        *d = *s;
+    }
+    // Another room may take the free device between the query and the configuration:
+    // then ask again.
+    for _ in 0..16 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        let n = check("find a free loop device (/dev/loop-control)", n)?;
+        let path = std::path::PathBuf::from(format!("/dev/loop{n}"));
+        let dev = open_path(&path, libc::O_RDONLY)?;
+        let cfg = LoopConfig {
+            fd: u32::try_from(backing.as_raw_fd()).unwrap_or(u32::MAX),
+            block_size: 0,
+            info: LoopInfo64 {
+                lo_flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+                lo_file_name: name,
+                ..LoopInfo64::default()
+            },
+            reserved: [0; 8],
+        };
+        // SAFETY: `cfg` has the kernel's struct loop_config layout and outlives the call;
+        // the kernel only reads it.
+        let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, &raw const cfg) };
+        match check_path("configure loop device", &path, ret) {
+            Ok(()) => return Ok((dev, path)),
+            Err(Error::Path { errno, .. }) if errno == libc::EBUSY => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Unsupported(
+        "no free loop device after 16 tries (other rooms took them)",
+    ))
+}
+
+/// `struct loop_info64` (linux/loop.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+impl Default for LoopInfo64 {
+    fn default() -> Self {
+        LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: 0,
+            lo_file_name: [0; 64],
+            lo_crypt_name: [0; 64],
+            lo_encrypt_key: [0; 32],
+            lo_init: [0; 2],
+        }
+    }
+}
+
+/// `struct loop_config` (linux/loop.h, LOOP_CONFIGURE).
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// open(2) of `path` with `flags` | O_CLOEXEC.
+pub fn open_path(path: &Path, flags: libc::c_int) -> Result<OwnedFd> {
+    let p = cpath(path)?;
+    // SAFETY: `p` is NUL-terminated and outlives the call.
+    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+    check_path("open", path, fd)?;
+    // SAFETY: `fd` was just returned by open, is valid and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Brings the network interface `name` up (SIOCSIFFLAGS |= IFF_UP) in this network
+/// namespace.
+pub fn interface_up(name: &str) -> Result<()> {
+    #[repr(C)]
+    struct IfreqFlags {
+        name: [u8; 16],
+        flags: libc::c_short,
+        pad: [u8; 22],
+    }
+    let mut req = IfreqFlags {
+        name: [0; 16],
+        flags: 0,
+        pad: [0; 22],
+    };
+    for (d, s) in req.name.iter_mut().zip(name.bytes().take(15)) {
+        *d = s;
+    }
+    // Any socket reaches the interface ioctls; a Unix one needs no network protocol.
+    // SAFETY: plain socket(2) call; the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = check("socket for interface control", fd)?;
+    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `req` has the layout of struct ifreq (name, then the flags member of the
+    // union, padded to 40 bytes) and outlives both calls.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
+    check("read the loopback interface's flags", ret)?;
+    req.flags |= libc::IFF_UP as libc::c_short;
+    // SAFETY: as above.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) };
+    check("bring the loopback interface up", ret).map(drop)
+}
+
+/// prctl(PR_SET_SECUREBITS, bits).
+pub fn set_securebits(bits: libc::c_ulong) -> Result<()> {
+    // SAFETY: prctl with integer arguments only changes this process's securebits.
+    let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
+    check("lock the securebits", ret).map(drop)
+}
+
+/// capset(2): no effective, permitted or inheritable capability.
+pub fn capset_none() -> Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    let mut head = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [0u32; 6];
+    // SAFETY: `head` and `data` (two zeroed {effective, permitted, inheritable} words)
+    // have the layout capset(2) expects for version 3 and outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            (&raw mut head).cast::<libc::c_void>(),
+            data.as_ptr().cast::<libc::c_void>(),
+        )
+    };
+    check("drop every capability", i32::try_from(ret).unwrap_or(-1)).map(drop)
+}
+
+/// Installs the classic BPF program `prog` (raw little-endian `struct sock_filter`
+/// records) as a seccomp filter of this thread; no_new_privs must be set.
+pub fn seccomp_install(op: &'static str, prog: &[u8]) -> Result<()> {
+    if prog.is_empty() || prog.len() % 8 != 0 {
+        return Err(Error::Unsupported("an embedded seccomp filter is corrupt"));
+    }
+    let filters: Vec<libc::sock_filter> = prog
+        .chunks_exact(8)
+        .map(|c| {
+            let b = |i: usize| c.get(i).copied().unwrap_or(0);
+            libc::sock_filter {
+                code: u16::from_le_bytes([b(0), b(1)]),
+                jt: b(2),
+                jf: b(3),
+                k: u32::from_le_bytes([b(4), b(5), b(6), b(7)]),
+            }
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(filters.len()).unwrap_or(u16::MAX),
+        filter: filters.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `filters`, which outlives the call; the kernel copies
+    // the program.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &raw const fprog,
+        )
+    };
+    check(op, i32::try_from(ret).unwrap_or(-1)).map(drop)
+}
+
+/// dup(2) with close-on-exec.
+pub fn dup_cloexec(fd: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only adds a descriptor to this process's table.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    let new = check("duplicate a descriptor", new)?;
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// dup2(2).
+pub fn dup2(from: libc::c_int, to: libc::c_int) -> Result<()> {
+    // SAFETY: dup2 only manipulates this process's descriptor table.
+    check("dup2", unsafe { libc::dup2(from, to) }).map(drop)
+}
+
+/// Whole seconds of `clock` (0 if it cannot be read).
+pub fn clock_secs(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    let ret = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if ret == 0 {
+        ts.tv_sec
+    } else {
+        0
+    }
 }

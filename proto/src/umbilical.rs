@@ -15,6 +15,9 @@
 
 /// The host vsock port bay0 listens on for agents.
 pub const PORT: u32 = 1024;
+/// Where a namespace room's agent finds bay0's socket (anchor-jail binds the room's
+/// `vsock_1024` there, on the room's read-only /dev).
+pub const ROOM_SOCKET: &str = "/dev/anchor-umbilical";
 /// Header size.
 pub const HEADER: usize = 4;
 /// Largest payload.

@@ -146,11 +146,155 @@ fn fake_room(args: &[String]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--kernel") {
+    if args.get(1).map(String::as_str) == Some("--room-seccomp") {
+        room_seccomp();
+    } else if args.iter().any(|a| a == "--kernel") {
         fake_room(&args);
     } else {
         attempts(&args);
     }
+}
+
+/// `--room-seccomp`: installs a namespace room's seccomp filters on itself (as anchor-jail
+/// does before exec'ing a room's agent) and prints `CASE ok` or `CASE ERRNO` for each
+/// system call in `raw::CASES`, then whether a thread and a child can still be made.
+fn room_seccomp() {
+    if let Err(e) = sys::no_new_privs().and_then(|()| anchor_jail::seccomp::install()) {
+        report("install", true, &e.to_string());
+        std::process::exit(1);
+    }
+    for (name, call) in raw::CASES {
+        let line = match call() {
+            Ok(()) => format!("{name} ok\n"),
+            Err(e) => format!("{name} {e}\n"),
+        };
+        let _ = std::io::stdout().write_all(line.as_bytes());
+    }
+    let thread = std::thread::spawn(|| 7).join().unwrap_or(0);
+    let child = match sys::fork() {
+        Ok(0) => std::process::exit(3),
+        Ok(pid) => sys::wait_exit_code(pid),
+        Err(_) => -1,
+    };
+    let line = format!("thread {thread}\nfork {child}\n");
+    let _ = std::io::stdout().write_all(line.as_bytes());
+}
+
+/// Raw system calls for `--room-seccomp` (test helper only), each `unsafe` block with its
+/// reason. Arguments are invalid or harmless: only the filter's answer matters.
+mod raw {
+    fn answer(ret: libc::c_long) -> Result<(), i32> {
+        if ret < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(())
+        }
+    }
+
+    macro_rules! call {
+        ($($arg:expr),*) => {
+            // SAFETY: every argument is an integer, NULL or a static string; a call the
+            // filter lets through fails on them or makes a throwaway descriptor.
+            answer(unsafe { libc::syscall($($arg),*) })
+        };
+    }
+
+    type Case = (&'static str, fn() -> Result<(), i32>);
+
+    /// (name, call): names say what is asked.
+    pub const CASES: &[Case] = &[
+        ("getpid", || call!(libc::SYS_getpid)),
+        ("unknown-1000", || call!(1000)),
+        ("clone3", || call!(libc::SYS_clone3, 0usize, 0usize)),
+        ("clone-newuser", || {
+            call!(
+                libc::SYS_clone,
+                libc::CLONE_NEWUSER | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize
+            )
+        }),
+        ("clone-newnet", || {
+            call!(
+                libc::SYS_clone,
+                libc::CLONE_NEWNET | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize
+            )
+        }),
+        ("unshare-user", || {
+            call!(libc::SYS_unshare, libc::CLONE_NEWUSER)
+        }),
+        ("setns", || call!(libc::SYS_setns, -1, 0)),
+        ("mount", || {
+            call!(libc::SYS_mount, 0usize, 0usize, 0usize, 0usize, 0usize)
+        }),
+        ("umount2", || call!(libc::SYS_umount2, c"/".as_ptr(), 0)),
+        ("chroot", || call!(libc::SYS_chroot, c"/".as_ptr())),
+        ("pivot_root", || call!(libc::SYS_pivot_root, 0usize, 0usize)),
+        ("fsopen", || call!(libc::SYS_fsopen, 0usize, 0)),
+        ("open_tree", || call!(libc::SYS_open_tree, -1, 0usize, 0)),
+        ("bpf", || call!(libc::SYS_bpf, 0, 0usize, 0)),
+        ("perf_event_open", || {
+            call!(libc::SYS_perf_event_open, 0usize, 0, -1, -1, 0)
+        }),
+        ("init_module", || {
+            call!(libc::SYS_init_module, 0usize, 0usize, 0usize)
+        }),
+        ("finit_module", || {
+            call!(libc::SYS_finit_module, -1, 0usize, 0)
+        }),
+        ("kexec_load", || {
+            call!(libc::SYS_kexec_load, 0usize, 0usize, 0usize, 0usize)
+        }),
+        ("keyctl", || call!(libc::SYS_keyctl, 0, 0, 0)),
+        ("userfaultfd", || call!(libc::SYS_userfaultfd, 0)),
+        ("open_by_handle_at", || {
+            call!(libc::SYS_open_by_handle_at, -1, 0usize, 0)
+        }),
+        ("io_uring_setup", || {
+            call!(libc::SYS_io_uring_setup, 0, 0usize)
+        }),
+        ("syslog", || call!(libc::SYS_syslog, 3, 0usize, 0)),
+        ("reboot", || call!(libc::SYS_reboot, 0, 0, 0, 0usize)),
+        ("ioctl-tiocsti", || {
+            call!(libc::SYS_ioctl, -1, libc::TIOCSTI, 0usize)
+        }),
+        ("ioctl-tcgets", || {
+            call!(libc::SYS_ioctl, -1, libc::TCGETS, 0usize)
+        }),
+        ("socket-unix", || {
+            call!(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0)
+        }),
+        ("socket-inet", || {
+            call!(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0)
+        }),
+        ("socket-netlink-route", || {
+            call!(libc::SYS_socket, libc::AF_NETLINK, libc::SOCK_DGRAM, 0)
+        }),
+        ("socket-netlink-uevent", || {
+            call!(libc::SYS_socket, libc::AF_NETLINK, libc::SOCK_DGRAM, 15)
+        }),
+        ("socket-vsock", || {
+            call!(libc::SYS_socket, libc::AF_VSOCK, libc::SOCK_STREAM, 0)
+        }),
+        ("socket-alg", || {
+            call!(libc::SYS_socket, libc::AF_ALG, libc::SOCK_SEQPACKET, 0)
+        }),
+        ("socketpair-inet", || {
+            call!(
+                libc::SYS_socketpair,
+                libc::AF_INET,
+                libc::SOCK_STREAM,
+                0,
+                0usize
+            )
+        }),
+    ];
 }
 
 /// Makes every attempt the arguments allow, one line each.

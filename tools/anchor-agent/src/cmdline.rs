@@ -14,6 +14,11 @@
 //!   as the unprivileged user `room` (0, the default).
 //! - `anchor.pids_max=N`      cap on the processes and threads of the shell and everything
 //!   it starts (a cgroup inside the room). Default: no cap.
+//! - `anchor.backend=namespaces`  the room is a namespace room, not a microVM: anchor-jail
+//!   passes the settings as the agent's arguments (there /proc/cmdline is the host's), has
+//!   made every mount, and runs the agent with no capabilities; the agent then leaves the
+//!   mounts and the hostname alone, talks to bay0 over a Unix socket, and ends the room
+//!   by exiting (see `init`). `anchor.backend=microvm` is the default.
 //!
 //! A bad value never stops the room from booting: the default is kept and a warning
 //! is returned for the console.
@@ -31,6 +36,8 @@ pub enum ExitMode {
     Reboot,
     /// `reboot(RB_POWER_OFF)`: needs a power-off method (ACPI) in the guest.
     PowerOff,
+    /// A namespace room: PID 1 exits, and the kernel ends every process of the room.
+    Exit,
 }
 
 /// A problem with one command-line key; the default was used instead.
@@ -50,6 +57,8 @@ pub enum Warning {
     BadPidsMax(String),
     /// `anchor.persist=` is not a virtio disk (`/dev/vdX`).
     BadPersist(String),
+    /// `anchor.backend=` is neither `microvm` nor `namespaces`.
+    BadBackend(String),
     /// An `anchor.` key the agent does not know.
     UnknownKey(String),
 }
@@ -81,6 +90,12 @@ impl fmt::Display for Warning {
             Warning::BadPersist(v) => {
                 write!(f, "anchor.persist={v:?} is not /dev/vdX; no /persist")
             }
+            Warning::BadBackend(v) => {
+                write!(
+                    f,
+                    "anchor.backend={v:?} is not microvm|namespaces; using microvm"
+                )
+            }
             Warning::UnknownKey(k) => write!(f, "unknown setting {k:?} ignored"),
         }
     }
@@ -103,6 +118,8 @@ pub struct Settings {
     pub pids_max: Option<u32>,
     /// The room's vault volume, mounted at /persist (`anchor.persist=/dev/vdb`).
     pub persist: Option<String>,
+    /// A namespace room (`anchor.backend=namespaces`).
+    pub namespaces: bool,
 }
 
 impl Default for Settings {
@@ -115,6 +132,7 @@ impl Default for Settings {
             privileged: false,
             pids_max: None,
             persist: None,
+            namespaces: false,
         }
     }
 }
@@ -222,8 +240,18 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Warning>) {
                 }
                 _ => warnings.push(Warning::BadPersist(value.to_owned())),
             },
+            "backend" => match value {
+                "microvm" | "namespaces" => s.namespaces = value == "namespaces",
+                _ => {
+                    s.namespaces = false;
+                    warnings.push(Warning::BadBackend(value.to_owned()));
+                }
+            },
             _ => warnings.push(Warning::UnknownKey(param.clone())),
         }
+    }
+    if s.namespaces {
+        s.exit = ExitMode::Exit;
     }
     (s, warnings)
 }
@@ -310,6 +338,7 @@ mod tests {
                 privileged: false,
                 pids_max: None,
                 persist: Some("/dev/vdb".into()),
+                namespaces: false,
             }
         );
         assert!(w.is_empty());
@@ -385,6 +414,18 @@ mod tests {
         assert_eq!(parse_port("+5"), None);
         assert_eq!(parse_port(""), None);
         assert_eq!(parse_port("0x10"), None);
+    }
+
+    #[test]
+    fn a_namespace_room_exits_instead_of_resetting() {
+        let (s, w) = parse("anchor.backend=namespaces anchor.room=work anchor.exit=reboot");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(s.namespaces);
+        assert_eq!((s.room.as_str(), s.exit), ("work", ExitMode::Exit));
+        let (s, w) = parse("anchor.backend=container");
+        assert!(!s.namespaces && s.exit == ExitMode::Reboot);
+        assert_eq!(w, [Warning::BadBackend("container".into())]);
+        assert!(!parse("anchor.backend=microvm").0.namespaces);
     }
 
     #[test]

@@ -1,5 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! PID 1 duties: mounts (amnesia), console, the shell, reaping, stopping the VM.
+//!
+//! In a namespace room (`anchor.backend=namespaces` among the agent's arguments, given by
+//! anchor-jail) the jail has already made the mounts, the hostname and the console (the
+//! pty bay0 gives is stdin/stdout/stderr), and the agent holds no capability: it only
+//! creates the usual directories, talks to bay0 through the socket the jail placed in
+//! the room, runs the shell on its own terminal, reaps, and ends the room by exiting.
 
 use crate::cmdline::{self, ExitMode, Settings};
 use crate::error::{Error, Result};
@@ -170,7 +176,12 @@ pub fn mount_all() -> usize {
             }
         }
     }
-    // Conventional directories inside the fresh tmpfs mounts.
+    make_conventional_dirs();
+    failed
+}
+
+/// Conventional directories inside the fresh tmpfs mounts.
+pub fn make_conventional_dirs() {
     for (dir, mode) in [
         ("/var/tmp", 0o1777),
         ("/var/log", 0o755),
@@ -180,7 +191,6 @@ pub fn mount_all() -> usize {
             say(&format!("creating {dir}: {e}"));
         }
     }
-    failed
 }
 
 fn make_dir(path: &str, mode: u32) -> std::io::Result<()> {
@@ -261,17 +271,27 @@ fn shell_cgroup(pids_max: u32) -> Result<std::fs::File> {
 /// Starts /bin/sh on the console tty as the leader of a new session with the tty
 /// as its controlling terminal (job control works), in the room's pids cgroup, as
 /// root only when the policy makes the room privileged. Returns its pid.
+///
+/// In a namespace room the terminal is the agent's own stdin (bay0's pty, which bay0
+/// keeps raw: it is given the line discipline a console has), there is no cgroup to
+/// make (the room's own limits everything in it), and the shell is the room's uid 0
+/// without any capability (the jail locked that in; no other uid exists there).
 pub fn spawn_shell(settings: &Settings) -> Result<libc::pid_t> {
-    let tty_path = console_path();
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(&tty_path)
-        .map_err(|e| Error::Sys {
-            op: "open console tty",
-            errno: e.raw_os_error().unwrap_or(0),
-        })?;
+    let tty = if settings.namespaces {
+        let fd = sys::dup_cloexec(libc::STDIN_FILENO)?;
+        sys::console_line_discipline(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        std::fs::File::from(fd)
+    } else {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(console_path())
+            .map_err(|e| Error::Sys {
+                op: "open console tty",
+                errno: e.raw_os_error().unwrap_or(0),
+            })?
+    };
     let io_err = |e: std::io::Error| Error::Sys {
         op: "dup console tty",
         errno: e.raw_os_error().unwrap_or(0),
@@ -281,10 +301,10 @@ pub fn spawn_shell(settings: &Settings) -> Result<libc::pid_t> {
         tty.try_clone().map_err(io_err)?,
     );
     let cgroup = match settings.pids_max {
-        Some(n) => Some(shell_cgroup(n)?),
-        None => None,
+        Some(n) if !settings.namespaces => Some(shell_cgroup(n)?),
+        _ => None,
     };
-    let (uid, home) = if settings.privileged {
+    let (uid, home) = if settings.privileged || settings.namespaces {
         (None, "/root")
     } else {
         let home = "/home/room";
@@ -353,7 +373,7 @@ pub fn reap_until(main: Option<libc::pid_t>) -> Option<libc::c_int> {
     }
 }
 
-/// Stops everything and ends the VM. Never returns.
+/// Stops everything and ends the VM (a namespace room: exits). Never returns.
 pub fn shutdown(exit: ExitMode) -> ! {
     sys::sync();
     sys::kill_all(libc::SIGTERM);
@@ -369,6 +389,10 @@ pub fn shutdown(exit: ExitMode) -> ! {
     let (cmd, what) = match exit {
         ExitMode::Reboot => (libc::RB_AUTOBOOT, "reset"),
         ExitMode::PowerOff => (libc::RB_POWER_OFF, "power-off"),
+        ExitMode::Exit => {
+            say("stopping the room");
+            std::process::exit(0)
+        }
     };
     say(&format!("stopping the room ({what})"));
     let err = sys::reboot(cmd);
@@ -380,15 +404,39 @@ pub fn shutdown(exit: ExitMode) -> ! {
 
 /// The whole PID 1 sequence.
 pub fn run_pid1() -> ! {
-    let failed = mount_all();
-    ensure_console();
-    let raw = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let (settings, warnings) = cmdline::parse(&raw);
+    // A namespace room's settings are the agent's arguments (/proc/cmdline is the
+    // host's there); a microVM room's are the kernel command line.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let namespaces = args.iter().any(|a| a == "anchor.backend=namespaces");
+    let (failed, raw) = if namespaces {
+        // Nobody in the room may trace or read PID 1 (it holds the umbilical).
+        if let Err(e) = sys::set_dumpable(false) {
+            say(&format!("{e}"));
+        }
+        make_conventional_dirs();
+        (0, args.join(" "))
+    } else {
+        let failed = mount_all();
+        ensure_console();
+        (
+            failed,
+            std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        )
+    };
+    let (mut settings, warnings) = cmdline::parse(&raw);
     for w in &warnings {
         say(&w.to_string());
     }
-    if let Err(e) = sys::sethostname(&settings.room) {
-        say(&format!("{e}"));
+    if settings.namespaces && !namespaces {
+        // Only anchor-jail's arguments make a namespace room, never a kernel command line.
+        say("anchor.backend=namespaces ignored on the kernel command line");
+        settings.namespaces = false;
+        settings.exit = ExitMode::Reboot;
+    }
+    if !settings.namespaces {
+        if let Err(e) = sys::sethostname(&settings.room) {
+            say(&format!("{e}"));
+        }
     }
     if let Some(port) = settings.vsock_echo {
         if let Err(e) = spawn_echo(port) {
@@ -403,7 +451,10 @@ pub fn run_pid1() -> ! {
             )),
         }
     }
-    crate::umbilical::start(settings.exit);
+    let socket = settings
+        .namespaces
+        .then_some(anchor_proto::umbilical::ROOM_SOCKET);
+    crate::umbilical::start(settings.exit, socket);
     crate::courier::start(crate::courier::Config {
         home: crate::courier::Home {
             dir: if settings.privileged {

@@ -245,3 +245,73 @@ pub fn accept(listener: RawFd) -> Result<OwnedFd> {
         return owned("accept(vsock)", fd);
     }
 }
+
+/// prctl(PR_SET_DUMPABLE): whether processes of the same uid may trace or read us.
+pub fn set_dumpable(dumpable: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments only changes this process's flag.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            libc::c_ulong::from(dumpable),
+            0,
+            0,
+            0,
+        )
+    };
+    check("set dumpable", ret).map(drop)
+}
+
+/// dup(2) with close-on-exec.
+pub fn dup_cloexec(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only adds a descriptor to this process's table.
+    owned("dup the console", unsafe {
+        libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3)
+    })
+}
+
+/// Gives the terminal `fd` what a console has by default (the kernel's own settings for a
+/// new tty): line editing, echo, signals from ^C ^Z ^\, CR -> NL in, NL -> CRNL out.
+pub fn console_line_discipline(fd: RawFd) -> Result<()> {
+    let mut t = core::mem::MaybeUninit::<libc::termios>::zeroed();
+    // SAFETY: `t` is a valid, writable termios buffer for the call.
+    check("read the console's mode", unsafe {
+        libc::tcgetattr(fd, t.as_mut_ptr())
+    })?;
+    // SAFETY: tcgetattr succeeded and filled the buffer.
+    let mut t = unsafe { t.assume_init() };
+    t.c_iflag = libc::ICRNL | libc::IXON | libc::IUTF8;
+    t.c_oflag = libc::OPOST | libc::ONLCR;
+    t.c_cflag = (t.c_cflag & (libc::CBAUD | libc::CBAUDEX)) | libc::CS8 | libc::CREAD | libc::HUPCL;
+    t.c_lflag = libc::ISIG
+        | libc::ICANON
+        | libc::ECHO
+        | libc::ECHOE
+        | libc::ECHOK
+        | libc::ECHOCTL
+        | libc::ECHOKE
+        | libc::IEXTEN;
+    for (i, c) in [
+        (libc::VINTR, 0x03),
+        (libc::VQUIT, 0x1c),
+        (libc::VERASE, 0x7f),
+        (libc::VKILL, 0x15),
+        (libc::VEOF, 0x04),
+        (libc::VTIME, 0),
+        (libc::VMIN, 1),
+        (libc::VSTART, 0x11),
+        (libc::VSTOP, 0x13),
+        (libc::VSUSP, 0x1a),
+        (libc::VREPRINT, 0x12),
+        (libc::VWERASE, 0x17),
+        (libc::VLNEXT, 0x16),
+    ] {
+        if let Some(slot) = t.c_cc.get_mut(i) {
+            *slot = c;
+        }
+    }
+    // SAFETY: `t` is a valid termios for the call.
+    check("set the console's mode", unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &t)
+    })
+    .map(drop)
+}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The agent's end of the umbilical (anchor-proto's `umbilical`): at boot the agent
-//! connects to bay0 (host CID 2, port 1024), reports `Ready`, and from then on obeys bay0:
+//! connects to bay0 (host CID 2, port 1024; in a namespace room, the Unix socket the jail
+//! placed at `ROOM_SOCKET`), reports `Ready`, and from then on obeys bay0:
 //! `PowerOff` syncs and ends the room; `Notice` prints bay0's line on the room's console.
 //! Without bay0 (a VMM started by hand) the connection is refused and the room runs on.
 
@@ -14,9 +15,19 @@ use crate::console::say;
 /// The host's vsock context id.
 const HOST_CID: u32 = 2;
 
-/// Connects, reports ready and serves bay0 on a thread. Returns whether bay0 answered.
-pub fn start(exit: ExitMode) -> bool {
-    let fd = match crate::sys::vsock_connect(HOST_CID, umbilical::PORT) {
+/// Connects (to the Unix socket `unix`, else over vsock), reports ready and serves bay0 on
+/// a thread. Returns whether bay0 answered.
+pub fn start(exit: ExitMode, unix: Option<&str>) -> bool {
+    let connected = match unix {
+        Some(path) => std::os::unix::net::UnixStream::connect(path)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| crate::error::Error::Sys {
+                op: "connect to the umbilical socket",
+                errno: e.raw_os_error().unwrap_or(0),
+            }),
+        None => crate::sys::vsock_connect(HOST_CID, umbilical::PORT),
+    };
+    let fd = match connected {
         Ok(fd) => fd,
         Err(e) => {
             say(&format!("no umbilical to bay0 ({e}); running on my own"));

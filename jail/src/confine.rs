@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Turning the jail, root on the host, into a namespace room's powerless PID 1: a user
+//! namespace in which only uid and gid 0 exist (mapped to the room's unprivileged host
+//! uid and gid), then no capability at all, in any namespace, for good; then landlock.
+//! (The seccomp filters come last, just before exec: see `seccomp`.)
+
+use std::path::Path;
+
+use landlock::{
+    Access, AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// securebits: uid 0 gets no capability from exec or setuid, ambient capabilities cannot
+/// be raised, and none of that can be undone (the *_LOCKED bits).
+const SECUREBITS: libc::c_ulong = (1 << 0) // SECBIT_NOROOT
+    | (1 << 1) // SECBIT_NOROOT_LOCKED
+    | (1 << 2) // SECBIT_NO_SETUID_FIXUP
+    | (1 << 3) // SECBIT_NO_SETUID_FIXUP_LOCKED
+    | (1 << 5) // SECBIT_KEEP_CAPS_LOCKED (KEEP_CAPS stays off)
+    | (1 << 6) // SECBIT_NO_CAP_AMBIENT_RAISE
+    | (1 << 7); // SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+
+/// Enters a new user namespace whose uid 0 and gid 0 are `uid` and `gid` on the host
+/// (nothing else is mapped, setgroups is denied) and becomes its uid/gid 0.
+///
+/// The maps are written by a helper forked beforehand, which is still root on the host:
+/// a process cannot map a host id other than its own from inside the namespace it just
+/// created. So this works even where unprivileged user namespaces are switched off.
+pub fn become_room_root(uid: u32, gid: u32) -> Result<()> {
+    sys::setgroups_none()?;
+    let me = sys::getpid();
+    let (mut ours, mut theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| Error::Sys {
+            op: "socketpair for the user namespace helper",
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        })?;
+    let helper = sys::fork()?;
+    if helper == 0 {
+        drop(ours);
+        let code = match write_maps(&mut theirs, me, uid, gid) {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::note(format_args!("user namespace helper: {e}"));
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+    drop(theirs);
+    let created = sys::unshare(libc::CLONE_NEWUSER);
+    // Tell the helper either way; it maps only after a byte.
+    let told = std::io::Write::write_all(&mut ours, if created.is_ok() { b"u" } else { b"x" });
+    drop(ours);
+    let code = sys::wait_exit_code(helper);
+    created?;
+    if told.is_err() || code != 0 {
+        return Err(Error::Unsupported(
+            "the helper could not write the room's user namespace maps",
+        ));
+    }
+    sys::setresgid(0)?;
+    sys::setresuid(0)
+}
+
+/// The helper's half: wait for the namespace, then map it.
+fn write_maps(
+    sock: &mut std::os::unix::net::UnixStream,
+    pid: i32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    sys::die_with_parent()?;
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read_exact(sock, &mut byte);
+    if read.is_err() || byte != *b"u" {
+        return Err(Error::Unsupported(
+            "the jail did not create its user namespace",
+        ));
+    }
+    for (file, text) in [
+        ("setgroups", "deny".to_string()),
+        ("uid_map", format!("0 {uid} 1\n")),
+        ("gid_map", format!("0 {gid} 1\n")),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).map_err(|e| Error::Path {
+            op: "write",
+            path,
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        })?;
+    }
+    Ok(())
+}
+
+/// Drops every capability of the room's user namespace, locks securebits so that uid 0
+/// never regains any, and sets no_new_privs; checks that nothing survived.
+pub fn give_up_capabilities() -> Result<()> {
+    sys::set_securebits(SECUREBITS)?;
+    for cap in 0..=sys::last_cap() {
+        sys::capbset_drop(cap)?;
+    }
+    sys::ambient_clear()?;
+    sys::capset_none()?;
+    sys::no_new_privs()?;
+    if sys::capabilities_held()? {
+        return Err(Error::Unsupported(
+            "capabilities survived in the room's user namespace; refusing to start it",
+        ));
+    }
+    Ok(())
+}
+
+/// The landlock ABI whose rights were tested with this code; newer kernels get the same
+/// rules, older ones as much of them as they know (best effort).
+const TESTED_ABI: ABI = ABI::V7;
+
+/// Writable directories of the room (all on its tmpfs).
+const WRITABLE: [&str; 6] = ["/tmp", "/run", "/var", "/home", "/root", "/dev/shm"];
+/// Device files the room reads, writes and controls.
+const DEVICES: [&str; 7] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/pts",
+];
+
+fn ll_err(e: landlock::RulesetError) -> Error {
+    Error::Landlock(e.to_string())
+}
+
+/// What `landlock()` could enforce, for the jail's log line.
+#[derive(Debug)]
+pub struct LandlockOutcome {
+    status: RulesetStatus,
+    kernel: LandlockStatus,
+}
+
+impl core::fmt::Display for LandlockOutcome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let what = match self.status {
+            RulesetStatus::FullyEnforced => "applied",
+            RulesetStatus::PartiallyEnforced => "applied in part",
+            RulesetStatus::NotEnforced => "not applied",
+        };
+        match self.kernel {
+            LandlockStatus::Available { effective_abi, .. } => {
+                write!(f, "{what} (kernel ABI {})", effective_abi as i32)
+            }
+            LandlockStatus::NotEnabled => write!(f, "{what}: landlock is not enabled at boot"),
+            LandlockStatus::NotImplemented => write!(f, "{what}: the kernel has no landlock"),
+        }
+    }
+}
+
+/// Restricts the room's file access (where the kernel has landlock): read and execute
+/// everywhere; write only on its tmpfs directories and a few devices; no device nodes
+/// anywhere; with ABI 6, no abstract socket or signal beyond the room. /proc is
+/// read-only. Call after entering the room's root and setting no_new_privs.
+pub fn landlock() -> Result<LandlockOutcome> {
+    let abi = TESTED_ABI;
+    let all = AccessFs::from_all(abi);
+    let no_nodes = all & !(AccessFs::MakeChar | AccessFs::MakeBlock);
+    let device: BitFlags<AccessFs> =
+        (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev) & all;
+    let rule = |path: &str, access: BitFlags<AccessFs>| -> Result<PathBeneath<PathFd>> {
+        let fd =
+            PathFd::new(Path::new(path)).map_err(|e| Error::Landlock(format!("{path}: {e}")))?;
+        Ok(PathBeneath::new(fd, access))
+    };
+    let mut rules = vec![
+        rule("/", AccessFs::from_read(abi))?,
+        rule("/proc", AccessFs::ReadFile | AccessFs::ReadDir)?,
+    ];
+    for dir in WRITABLE {
+        rules.push(rule(dir, no_nodes)?);
+    }
+    for dev in DEVICES {
+        let access = if dev == "/dev/pts" {
+            device | AccessFs::ReadDir
+        } else {
+            device
+        };
+        rules.push(rule(dev, access)?);
+    }
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)
+        .map_err(ll_err)?
+        .scope(Scope::from_all(abi))
+        .map_err(ll_err)?
+        .create()
+        .map_err(ll_err)?
+        .add_rules(rules.into_iter().map(Ok::<_, landlock::RulesetError>))
+        .map_err(ll_err)?
+        .restrict_self()
+        .map_err(ll_err)?;
+    Ok(LandlockOutcome {
+        status: status.ruleset,
+        kernel: status.landlock,
+    })
+}

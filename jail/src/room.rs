@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The namespace backend: a whole room on the host kernel (`--backend namespaces`). The
+//! jail, still root on the host, builds everything the room is made of in its private
+//! mount namespace, enters it, then becomes the room's uid 0 in a user namespace that
+//! owns nothing, gives up every capability for good and execs the room's agent as PID 1
+//! (docs/ARCHITECTURE.md, "The namespace backend").
+//!
+//! Every namespace but the user namespace is created while the jail is still root on
+//! the host, so all of them belong to the host's user namespace: the room holds no
+//! capability over its own mounts, network, hostname or clocks, and cannot change them
+//! (no mount, no umount, no ifconfig, no sethostname), even if it regained capabilities
+//! inside its user namespace.
+//!
+//! The file system: the room's SquashFS image, attached read-only through an autoclear
+//! loop device, is the root; one tmpfs of half the room's memory holds every writable
+//! path (/tmp /run /var /home /root /dev/shm); /dev is a read-only tmpfs with null, zero,
+//! full, random, urandom and tty bound from the host, a private devpts instance, and
+//! bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's
+//! knobs (/proc/sys, /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys,
+//! kmsg, ...) masked. /sys is not mounted. When the room's last process ends, the mount
+//! namespace goes, and with it every mount, the tmpfs, and (autoclear) the loop device.
+
+use std::ffi::CString;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use crate::args::Config;
+use crate::error::{Error, Result};
+use crate::root::{inside, io_err, mkdir_all};
+use crate::{cgroup, confine, note, root, sys};
+
+/// Where bay0's umbilical socket appears in the room (the agent connects to it).
+pub const UMBILICAL: &str = anchor_proto::umbilical::ROOM_SOCKET;
+
+/// Writable directories of the room (one shared tmpfs) and their modes.
+const WRITABLE: [(&str, u32); 5] = [
+    ("tmp", 0o1777),
+    ("run", 0o755),
+    ("var", 0o755),
+    ("home", 0o755),
+    ("root", 0o700),
+];
+
+/// Device nodes bound from the host's /dev into the room's.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// /proc entries the room may read but not write (the host kernel's knobs).
+const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// /proc files hidden behind /dev/null (host secrets and kernel internals).
+const PROC_MASKED_FILES: [&str; 8] = [
+    "kcore",
+    "keys",
+    "key-users",
+    "kmsg",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "kallsyms",
+];
+/// /proc directories hidden behind an empty read-only tmpfs.
+const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+
+const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
+const BIND_REMOUNT: libc::c_ulong = libc::MS_BIND | libc::MS_REMOUNT;
+
+/// The writable tmpfs gets half the room's memory (its pages count in the room's memory
+/// cgroup, so a full tmpfs still leaves the room's programs the other half).
+pub fn tmpfs_bytes(memory_bytes: u64) -> u64 {
+    (memory_bytes / 2) & !0xfff
+}
+
+/// Builds the room and execs its program as the room's PID 1; returns only on failure.
+pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
+    let image = cfg
+        .image
+        .as_deref()
+        .ok_or(Error::Unsupported("a namespace room needs --image"))?;
+    let cg = cgroup::Hierarchy::detect()?;
+    cg.enter(&cfg.name, &cfg.limits)?;
+    note(format_args!(
+        "room {}: namespaces backend; cgroup {} (memory {} MiB, pids {}, cpu weight {}{})",
+        cfg.name,
+        cg.describe(),
+        cfg.limits.memory_bytes >> 20,
+        cfg.limits.pids,
+        cfg.limits.cpu_weight,
+        cfg.limits
+            .cpus
+            .map(|n| format!(", {n} CPU(s) of time"))
+            .unwrap_or_default(),
+    ));
+    sys::unshare(
+        libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWCGROUP
+            | libc::CLONE_NEWTIME,
+    )?;
+    sys::sethostname(&cfg.name)?;
+    sys::interface_up("lo")?;
+    clocks_start_at_zero()?;
+    let new_root = build(cfg, image)?;
+    root::enter(&new_root)?;
+    crate::privs::limit(&cfg.rlimits)?;
+    confine::become_room_root(cfg.uid, cfg.gid)?;
+    confine::give_up_capabilities()?;
+    let landlock = confine::landlock()?;
+    note(format_args!("room {}: landlock {landlock}", cfg.name));
+    crate::seccomp::install()?;
+    // The room's stderr is its console, like a microVM's; the jail's own failure from
+    // here on still goes to bay0's log.
+    let log = sys::dup_cloexec(libc::STDERR_FILENO)?;
+    sys::dup2(libc::STDOUT_FILENO, libc::STDERR_FILENO)?;
+    let Err(e) = sys::exec(&cfg.program, &cfg.argv);
+    let _ = sys::dup2(std::os::fd::AsRawFd::as_raw_fd(&log), libc::STDERR_FILENO);
+    Err(e)
+}
+
+/// The room's monotonic and boot-time clocks start near zero, as a microVM's would (its
+/// uptime is the room's age). Written before any process enters the time namespace:
+/// this process does at exec.
+fn clocks_start_at_zero() -> Result<()> {
+    let text = format!(
+        "monotonic -{} 0\nboottime -{} 0\n",
+        sys::clock_secs(libc::CLOCK_MONOTONIC),
+        sys::clock_secs(libc::CLOCK_BOOTTIME)
+    );
+    let path = Path::new("/proc/self/timens_offsets");
+    std::fs::write(path, text).map_err(|e| io_err("write", path, &e))
+}
+
+fn cstring(s: String) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Unsupported("mount options contain a NUL byte"))
+}
+
+fn mkdir_owned(path: &Path, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    mkdir_all(path)?;
+    sys::chown(path, uid, gid)?;
+    sys::chmod(path, mode)
+}
+
+fn create_file(path: &Path) -> Result<()> {
+    std::fs::File::create(path)
+        .map(drop)
+        .map_err(|e| io_err("create", path, &e))
+}
+
+fn bind(source: &Path, target: &Path, flags: libc::c_ulong) -> Result<()> {
+    sys::mount("bind", Some(source), target, None, libc::MS_BIND, None)?;
+    sys::mount(
+        "restrict a bind mount",
+        None,
+        target,
+        None,
+        BIND_REMOUNT | flags,
+        None,
+    )
+}
+
+/// Mounts everything under the room's run directory; returns the new root.
+fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
+    root::make_private()?;
+    let new_root = cfg.run_dir.join(".root");
+    let state = cfg.run_dir.join(".state");
+    mkdir_all(&new_root)?;
+    mkdir_all(&state)?;
+    // The image: read-only, through a loop device that frees itself with the mount.
+    let meta = std::fs::metadata(image).map_err(|e| io_err("the room image", image, &e))?;
+    if !meta.is_file() {
+        return Err(Error::Path {
+            op: "the room image is not a regular file",
+            path: image.display().to_string(),
+            errno: libc::EINVAL,
+        });
+    }
+    let (loop_dev, loop_path) = sys::loop_attach_readonly(image)?;
+    sys::mount(
+        "mount the room image",
+        Some(&loop_path),
+        &new_root,
+        Some(c"squashfs"),
+        libc::MS_RDONLY | NOSUID_NODEV,
+        None,
+    )?;
+    drop(loop_dev);
+    // One tmpfs for every writable path, owned by the room's root.
+    let bytes = tmpfs_bytes(cfg.limits.memory_bytes);
+    let opts = cstring(format!(
+        "size={bytes},nr_inodes={},mode=0755,uid={},gid={}",
+        (bytes / 4096).max(1024),
+        cfg.uid,
+        cfg.gid
+    ))?;
+    sys::mount(
+        "mount the room's tmpfs",
+        Some(Path::new("tmpfs")),
+        &state,
+        Some(c"tmpfs"),
+        NOSUID_NODEV,
+        Some(&opts),
+    )?;
+    for (dir, mode) in WRITABLE {
+        let target = new_root.join(dir);
+        if !target.is_dir() {
+            return Err(Error::Path {
+                op: "the room image lacks the mount point",
+                path: format!("/{dir}"),
+                errno: libc::ENOENT,
+            });
+        }
+        mkdir_owned(&state.join(dir), mode, cfg.uid, cfg.gid)?;
+        bind(&state.join(dir), &target, NOSUID_NODEV)?;
+    }
+    build_dev(cfg, &new_root.join("dev"), &state)?;
+    build_proc(&new_root.join("proc"))?;
+    Ok(new_root)
+}
+
+/// The room's /dev: a few host nodes, its own ptys, shared memory, the umbilical.
+fn build_dev(cfg: &Config, dev: &Path, state: &Path) -> Result<()> {
+    sys::mount(
+        "mount the room's /dev",
+        Some(Path::new("tmpfs")),
+        dev,
+        Some(c"tmpfs"),
+        NOSUID_NODEV | libc::MS_NOEXEC,
+        Some(c"mode=0755,size=64k,nr_inodes=64"),
+    )?;
+    for name in DEVICES {
+        let target = dev.join(name);
+        create_file(&target)?;
+        bind(
+            &Path::new("/dev").join(name),
+            &target,
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+        )?;
+    }
+    let pts = dev.join("pts");
+    mkdir_all(&pts)?;
+    sys::mount(
+        "mount the room's devpts",
+        Some(Path::new("devpts")),
+        &pts,
+        Some(c"devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some(c"newinstance,ptmxmode=0666,mode=0620,max=256"),
+    )?;
+    let link = |target: &str, name: &str| {
+        let path = dev.join(name);
+        symlink(target, &path).map_err(|e| io_err("symlink", &path, &e))
+    };
+    link("pts/ptmx", "ptmx")?;
+    link("/proc/self/fd", "fd")?;
+    for (i, name) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+        link(&format!("/proc/self/fd/{i}"), name)?;
+    }
+    let shm = state.join("shm");
+    mkdir_owned(&shm, 0o1777, cfg.uid, cfg.gid)?;
+    let dev_shm = dev.join("shm");
+    mkdir_all(&dev_shm)?;
+    bind(&shm, &dev_shm, NOSUID_NODEV | libc::MS_NOEXEC)?;
+    let umbilical = inside(dev.parent().unwrap_or(dev), Path::new(UMBILICAL));
+    create_file(&umbilical)?;
+    let socket = cfg
+        .run_dir
+        .join(format!("vsock_{}", anchor_proto::umbilical::PORT));
+    bind(&socket, &umbilical, NOSUID_NODEV | libc::MS_NOEXEC)?;
+    sys::mount(
+        "make the room's /dev read-only",
+        None,
+        dev,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+}
+
+/// The room's /proc: its own processes; the host's knobs read-only, secrets masked.
+fn build_proc(proc: &Path) -> Result<()> {
+    let hidden = NOSUID_NODEV | libc::MS_NOEXEC;
+    sys::mount(
+        "mount the room's /proc",
+        Some(Path::new("proc")),
+        proc,
+        Some(c"proc"),
+        hidden,
+        None,
+    )?;
+    for name in PROC_READ_ONLY {
+        let p = proc.join(name);
+        if p.exists() {
+            bind(&p, &p, libc::MS_RDONLY | hidden)?;
+        }
+    }
+    for name in PROC_MASKED_FILES {
+        let p = proc.join(name);
+        if p.is_file() {
+            bind(Path::new("/dev/null"), &p, libc::MS_RDONLY | hidden)?;
+        }
+    }
+    for name in PROC_MASKED_DIRS {
+        let p = proc.join(name);
+        if p.is_dir() {
+            sys::mount(
+                "mask a /proc directory",
+                Some(Path::new("tmpfs")),
+                &p,
+                Some(c"tmpfs"),
+                libc::MS_RDONLY | hidden,
+                Some(c"size=4k,nr_inodes=1,mode=0555"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writable_tmpfs_is_half_the_rooms_memory_in_whole_pages() {
+        assert_eq!(tmpfs_bytes(128 << 20), 64 << 20);
+        assert_eq!(tmpfs_bytes((32 << 20) + 3), 16 << 20);
+    }
+
+    #[test]
+    fn the_umbilical_is_inside_the_read_only_dev() {
+        assert!(UMBILICAL.starts_with("/dev/") && !UMBILICAL.contains(".."));
+        assert_eq!(
+            inside(Path::new("/r/.root"), Path::new(UMBILICAL)),
+            Path::new("/r/.root/dev/anchor-umbilical")
+        );
+    }
+}

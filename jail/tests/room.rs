@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! anchor-jail's namespace backend (`--backend namespaces`), without bay0: the room's
+//! seccomp filters answer as docs/SYSCALL-JUSTIFICATIONS.md says (EPERM for the deny
+//! list, ENOSYS for anything unknown, threads and children still work), and a room built
+//! from a small SquashFS image (the host's static busybox) has exactly the shape the
+//! jail promises: its uid map, no capability, its own PID/UTS/network/time namespaces,
+//! the image read-only as root, one tmpfs sized from --memory, a minimal /dev, /proc
+//! with the host's knobs read-only; broken images are refused with one clear line; and
+//! when the room ends, its loop device and mounts are gone.
+//!
+//! The room cases need root, mksquashfs and busybox-static (scripts/setup.sh installs
+//! them); they fail with a clear message otherwise.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+#[test]
+fn the_room_filter_denies_what_it_must_and_keeps_programs_working() {
+    let out = Command::new(env!("CARGO_BIN_EXE_anchor-jail-probe"))
+        .arg("--room-seccomp")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = |case: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{case} ")))
+            .unwrap_or_else(|| panic!("no {case} in\n{text}"))
+            .to_string()
+    };
+    let eperm = libc::EPERM.to_string();
+    let enosys = libc::ENOSYS.to_string();
+    for case in [
+        "clone-newuser",
+        "clone-newnet",
+        "unshare-user",
+        "setns",
+        "mount",
+        "umount2",
+        "chroot",
+        "pivot_root",
+        "fsopen",
+        "open_tree",
+        "bpf",
+        "perf_event_open",
+        "init_module",
+        "finit_module",
+        "kexec_load",
+        "keyctl",
+        "userfaultfd",
+        "open_by_handle_at",
+        "io_uring_setup",
+        "syslog",
+        "reboot",
+        "ioctl-tiocsti",
+    ] {
+        assert_eq!(answer(case), eperm, "{case} must be denied with EPERM");
+    }
+    for case in [
+        "unknown-1000",
+        "clone3",
+        "socket-netlink-uevent",
+        "socket-vsock",
+        "socket-alg",
+        "socketpair-inet",
+    ] {
+        assert_eq!(
+            answer(case),
+            enosys,
+            "{case} is not in the allow list: ENOSYS"
+        );
+    }
+    for case in [
+        "getpid",
+        "socket-unix",
+        "socket-inet",
+        "socket-netlink-route",
+    ] {
+        assert_eq!(answer(case), "ok", "{case} must work");
+    }
+    assert_eq!(
+        answer("ioctl-tcgets"),
+        libc::EBADF.to_string(),
+        "ioctl itself is allowed"
+    );
+    // glibc falls back from clone3 (ENOSYS) to clone: threads and children still work.
+    assert_eq!(answer("thread"), "7");
+    assert_eq!(answer("fork"), "3");
+}
+
+fn need_root_and_tools() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+    for tool in ["mksquashfs", "/bin/busybox"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(found, "{tool} is missing: scripts/setup.sh installs it");
+    }
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A SquashFS image: static busybox, the mount points a room needs (minus `skip`).
+fn image(dir: &Path, skip: &str) -> PathBuf {
+    let tree = dir.join("tree");
+    for d in [
+        "bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "var", "home", "root", "mnt",
+    ] {
+        if d != skip {
+            std::fs::create_dir_all(tree.join(d)).unwrap();
+        }
+    }
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", tree.join("bin/sh")).unwrap();
+    let img = dir.join(format!("room{skip}.squashfs"));
+    let out = Command::new("mksquashfs")
+        .arg(&tree)
+        .arg(&img)
+        .args(["-noappend", "-quiet", "-no-progress", "-all-root"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&tree).unwrap();
+    img
+}
+
+fn remove_cgroups(room: &str) {
+    for c in ["", "memory/", "pids/", "cpu/"] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{c}anchor/{room}"));
+    }
+}
+
+/// Runs `script` with busybox sh as the room's PID 1.
+fn run_room(dir: &Path, room: &str, image: &Path, script: &str) -> Output {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(64_200), Some(64_200)).unwrap();
+    let _ = std::fs::remove_file(run.join("vsock_1024"));
+    let _umbilical = UnixListener::bind(run.join("vsock_1024")).unwrap();
+    std::os::unix::fs::chown(run.join("vsock_1024"), Some(64_200), Some(64_200)).unwrap();
+    remove_cgroups(room);
+    let out = Command::new(env!("CARGO_BIN_EXE_anchor-jail"))
+        .args(["--backend", "namespaces", "--name", room])
+        .args(["--uid", "64200", "--gid", "64200", "--run-dir"])
+        .arg(&run)
+        .args(["--memory", &(96u64 << 20).to_string(), "--pids", "32"])
+        .args(["--cpu-weight", "100", "--cpus", "1", "--image"])
+        .arg(image)
+        .args(["--", "/bin/busybox", "sh", "-c", script])
+        .output()
+        .unwrap();
+    remove_cgroups(room);
+    out
+}
+
+fn loops_of(image: &Path) -> Vec<String> {
+    let want = image.to_string_lossy().into_owned();
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|b| b.trim() == want)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
+    need_root_and_tools();
+    let pid = std::process::id();
+    let dir = Scratch(PathBuf::from(format!("/var/tmp/anchor-jail-room-{pid}")));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let img = image(&dir.0, "");
+    let room = format!("jr{}", pid % 100_000);
+    let script = "\
+        echo id=$(id -u):$(id -g); \
+        echo map=$(cat /proc/self/uid_map); \
+        grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; \
+        echo pid1=$(cat /proc/1/comm) procs=$(ls -d /proc/[0-9]* | wc -l); \
+        echo host=$(hostname); \
+        echo up=$(cut -d. -f1 /proc/uptime); \
+        ip link | grep -c '^[0-9]' | sed 's/^/links=/'; \
+        ip link show lo | grep -q 'UP' && echo lo=up; \
+        grep ' / ' /proc/mounts | cut -d' ' -f3,4 | sed 's/^/root=/'; \
+        df -k /tmp | tail -n 1 | awk '{print \"tmp=\" $2}'; \
+        touch /tmp/w && echo tmp-writable; \
+        touch /etc/w 2>/dev/null || echo etc-refused; \
+        echo dev=$(ls /dev | tr '\\n' ' '); \
+        echo sys=$(ls /sys | wc -l); \
+        grep -q ' /proc/sys proc ro,' /proc/mounts && echo proc-sys-ro; \
+        echo x > /proc/self/comm 2>/dev/null || echo proc-write-refused; \
+        mknod /tmp/k c 1 1 2>/dev/null || echo mknod-refused; \
+        mkfifo /tmp/f && echo fifo-ok; \
+        unshare -U true 2>/dev/null || echo unshare-refused; \
+        mount -t tmpfs t /mnt 2>/dev/null || echo mount-refused; \
+        test -S /dev/anchor-umbilical && echo umbilical; \
+        echo done";
+    let out = run_room(&dir.0, &room, &img, script);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(out.status.success(), "{}\n{ctx}", out.status);
+    for want in [
+        "id=0:0",
+        "map= 0 64200 1",
+        "CapEff:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+        &format!("host={room}"),
+        "links=1",
+        "lo=up",
+        "tmp=49152",
+        "tmp-writable",
+        "etc-refused",
+        "dev=anchor-umbilical fd full null ptmx pts random shm stderr stdin stdout tty urandom zero",
+        "sys=0",
+        "proc-sys-ro",
+        "proc-write-refused",
+        "mknod-refused",
+        "fifo-ok",
+        "unshare-refused",
+        "mount-refused",
+        "umbilical",
+        "done",
+    ] {
+        assert!(stdout.lines().any(|l| l == want), "missing {want:?}\n{ctx}");
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("root=squashfs ro,nosuid,nodev")),
+        "the image is not the read-only root\n{ctx}"
+    );
+    // The room's PID 1 is its program; its clocks start with it.
+    assert!(stdout.contains("pid1=busybox"), "{ctx}");
+    let up: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("up="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(up < 30, "uptime {up}: not the room's own clock\n{ctx}");
+    // The jail says which cgroup version and whether landlock applied.
+    assert!(stderr.contains("namespaces backend; cgroup v"), "{ctx}");
+    assert!(stderr.contains("landlock "), "{ctx}");
+    // Everything went with the room: no loop device for the image, no mount left on the
+    // host (the room's mounts lived in its own mount namespace), the cgroup removable.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !loops_of(&img).is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(loops_of(&img), Vec::<String>::new());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(dir.0.to_str().unwrap()), "{mounts}");
+}
+
+#[test]
+fn a_broken_room_is_refused_with_one_clear_line() {
+    need_root_and_tools();
+    let pid = std::process::id();
+    let dir = Scratch(PathBuf::from(format!("/var/tmp/anchor-jail-bad-{pid}")));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let room = format!("jb{}", pid % 100_000);
+    let no_tmp = image(&dir.0, "tmp");
+    for (image, why) in [
+        (no_tmp.clone(), "the room image lacks the mount point /tmp"),
+        (dir.0.join("nosuch.squashfs"), "nosuch.squashfs"),
+        (dir.0.clone(), "the room image is not a regular file"),
+    ] {
+        let out = run_room(&dir.0, &room, &image, "echo ran");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{image:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!("anchor-jail: room {room}: ")) && last.contains(why),
+            "{image:?}: {stderr}"
+        );
+        assert_eq!(loops_of(&image), Vec::<String>::new(), "{image:?}");
+    }
+    assert_eq!(loops_of(&no_tmp), Vec::<String>::new());
+}

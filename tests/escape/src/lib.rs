@@ -1,0 +1,786 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The escape-resistance suite's probe: the attempts `escape.sh` cannot make from a shell
+//! (raw system calls), one verdict line each. Shipped in every room image next to the
+//! script (`/usr/lib/anchor/escape/`), so the suite runs against the exact images rooms
+//! boot, in any room. It grants nothing: every call it makes, any program in a room may
+//! make, and each is made with arguments a kernel that let it through would reject
+//! (invalid images, zeroed attributes) or undone at once (a mount is unmounted, a trace
+//! detached, a descriptor closed unread).
+//!
+//! A verdict is `BLOCKED name: how` or `ESCAPED name: what worked`. With `--own-kernel`
+//! (a microVM room) an attempt that only reached the room's own kernel (a keyring, a
+//! perf counter of the guest) is BLOCKED with that said: a microVM room's system calls
+//! never reach the host kernel. Attempts on mounts, roots and devices are judged the same
+//! way for both backends.
+
+pub mod sys;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use sys::{describe, Errno};
+
+/// One attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub name: String,
+    pub escaped: bool,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = if self.escaped { "ESCAPED" } else { "BLOCKED" };
+        write!(f, "{word} {}: {}", self.name, self.detail)
+    }
+}
+
+fn blocked(name: &str, detail: impl Into<String>) -> Verdict {
+    Verdict {
+        name: name.into(),
+        escaped: false,
+        detail: detail.into(),
+    }
+}
+
+fn escaped(name: &str, detail: impl Into<String>) -> Verdict {
+    Verdict {
+        name: name.into(),
+        escaped: true,
+        detail: detail.into(),
+    }
+}
+
+/// Processes that exist only outside a room (bay0 and the programs of other rooms).
+const HOST_ONLY: [&str; 3] = ["bay0", "anchor-vmm", "anchor-jail"];
+/// Highest pid scanned for invisible processes (the anchor host's pid_max; the harness
+/// names host pids above it explicitly).
+const SCAN_MAX: i32 = 32_768;
+
+/// What the room's kernel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    /// The room has a kernel of its own (microVM): its system calls never reach the host.
+    pub own_kernel: bool,
+}
+
+impl Context {
+    /// The verdict for a call into a kernel facility: `reached` says the call got past
+    /// the kernel's permission checks (or succeeded).
+    fn kernel_facility(self, name: &str, reached: bool, detail: &str) -> Verdict {
+        match (reached, self.own_kernel) {
+            (false, _) => blocked(name, detail),
+            (true, true) => blocked(
+                name,
+                format!("{detail}: only the room's own kernel (a microVM's system calls never reach the host)"),
+            ),
+            (true, false) => escaped(name, detail),
+        }
+    }
+}
+
+fn answer<T>(what: &str, r: &Result<T, Errno>) -> String {
+    match r {
+        Ok(_) => format!("{what}: succeeded"),
+        Err(e) => format!("{what}: {}", describe(*e)),
+    }
+}
+
+/// Denied outright (permission, or the call does not exist here).
+fn refused(e: Errno) -> bool {
+    matches!(e, libc::EPERM | libc::EACCES | libc::ENOSYS)
+}
+
+fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn visible(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn visible_pids() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// See host processes, signal them: every pid up to [`SCAN_MAX`] and `extra` that is not
+/// in the room's /proc must be unknown to kill(2) (ESRCH), and no visible process may
+/// be one that exists only outside rooms.
+pub fn host_pids(extra: &[i32]) -> Vec<Verdict> {
+    let pids = visible_pids();
+    let names: Vec<String> = pids.iter().filter_map(|&p| comm(p)).collect();
+    let host: Vec<&String> = names
+        .iter()
+        .filter(|n| HOST_ONLY.contains(&n.as_str()))
+        .collect();
+    let (mut exists, mut signalled) = (Vec::new(), Vec::new());
+    for pid in (1..=SCAN_MAX).chain(extra.iter().copied()) {
+        if visible(pid) {
+            continue;
+        }
+        match sys::kill(pid, 0) {
+            Ok(()) => signalled.push(pid),
+            Err(libc::EPERM) => exists.push(pid),
+            Err(_) => {}
+        }
+    }
+    let mut shown = names.clone();
+    shown.sort();
+    shown.dedup();
+    let see = if !host.is_empty() || !exists.is_empty() || !signalled.is_empty() {
+        escaped(
+            "see-host-pids",
+            format!("host processes visible {host:?}, invisible pids that exist: {exists:?} {signalled:?}"),
+        )
+    } else {
+        blocked(
+            "see-host-pids",
+            format!(
+                "{} processes visible, all the room's own ({}); no other pid up to {SCAN_MAX} or in {extra:?} exists for it",
+                pids.len(),
+                shown.join(" ")
+            ),
+        )
+    };
+    let signal = if signalled.is_empty() {
+        blocked(
+            "signal-host",
+            format!("kill(pid, 0) found no process outside the room (bay0's pid {extra:?} included): ESRCH"),
+        )
+    } else {
+        escaped(
+            "signal-host",
+            format!("could signal pids outside the room: {signalled:?}"),
+        )
+    };
+    vec![see, signal]
+}
+
+/// ptrace(PTRACE_ATTACH) of host processes (pids not in the room's /proc).
+pub fn ptrace_host(pids: &[i32]) -> Verdict {
+    let mut how = Vec::new();
+    for &pid in pids {
+        if visible(pid) {
+            how.push(format!("pid {pid} is the room's own"));
+            continue;
+        }
+        match sys::ptrace_attach_detach(pid) {
+            Ok(()) => return escaped("ptrace-host", format!("attached to host pid {pid}")),
+            Err(e) => how.push(format!("pid {pid}: {}", describe(e))),
+        }
+    }
+    blocked("ptrace-host", how.join("; "))
+}
+
+/// ptrace(PTRACE_ATTACH) of the room's PID 1 (its agent holds the umbilical).
+pub fn ptrace_init() -> Verdict {
+    match sys::ptrace_attach_detach(1) {
+        Ok(()) => escaped("ptrace-init", "attached to the room's PID 1"),
+        Err(e) => blocked(
+            "ptrace-init",
+            format!("PID 1 ({}): {}", comm(1).unwrap_or_default(), describe(e)),
+        ),
+    }
+}
+
+/// A path that exists only on the host must stay invisible, also through /proc.
+pub fn host_file(path: &str) -> Verdict {
+    let rel = path.trim_start_matches('/');
+    let ways = [
+        path.to_string(),
+        format!("/proc/1/root/{rel}"),
+        format!("/proc/self/root/../../../{rel}"),
+        format!("/proc/self/cwd/../../../../{rel}"),
+    ];
+    for w in &ways {
+        if Path::new(w).exists() {
+            return escaped("host-file", format!("the host's {path} is visible as {w}"));
+        }
+    }
+    blocked(
+        "host-file",
+        format!("the host's {path} is not visible (directly, via /proc/1/root, via ..)"),
+    )
+}
+
+/// The root mount's source device and its major:minor, from mountinfo.
+fn root_device() -> Option<(String, u32, u32)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.get(4) != Some(&"/") {
+            continue;
+        }
+        let (maj, min) = f.get(2)?.split_once(':')?;
+        let dash = f.iter().position(|x| *x == "-")?;
+        let source = f.get(dash + 2)?.to_string();
+        return Some((source, maj.parse().ok()?, min.parse().ok()?));
+    }
+    None
+}
+
+/// Write the room's image: its device, a node made for it, a file on it.
+pub fn write_image() -> Verdict {
+    let mut how = Vec::new();
+    if let Some((source, major, minor)) = root_device() {
+        let r = sys::open(&source, libc::O_RDWR);
+        if r.is_ok() {
+            return escaped("write-image", format!("opened {source} for writing"));
+        }
+        how.push(answer(&format!("open {source} rw"), &r));
+        let node = "/tmp/.escape-root-dev";
+        let made = sys::mknod(node, libc::S_IFBLK | 0o600, major, minor);
+        how.push(answer(&format!("mknod b {major}:{minor}"), &made));
+        if made.is_ok() {
+            let r = sys::open(node, libc::O_RDWR);
+            let _ = std::fs::remove_file(node);
+            if r.is_ok() {
+                return escaped(
+                    "write-image",
+                    "opened a node of the root device for writing",
+                );
+            }
+            how.push(answer("open it rw", &r));
+        }
+    }
+    for (path, flags) in [
+        ("/sbin/init", libc::O_WRONLY),
+        ("/.escape-write", libc::O_WRONLY | libc::O_CREAT),
+    ] {
+        let r = sys::open(path, flags);
+        if r.is_ok() {
+            let _ = std::fs::remove_file("/.escape-write");
+            return escaped("write-image", format!("opened {path} for writing"));
+        }
+        how.push(answer(&format!("write {path}"), &r));
+    }
+    blocked("write-image", how.join("; "))
+}
+
+/// Mount a file system (unmounted again at once if that worked).
+pub fn mount(name: &str, fstype: &str, target: &str) -> Verdict {
+    let r = sys::mount(fstype, target, fstype, 0);
+    match r {
+        Ok(()) => escaped(name, format!("mounted {fstype} on {target}")),
+        Err(e) => blocked(
+            name,
+            format!("mount -t {fstype} on {target}: {}", describe(e)),
+        ),
+    }
+}
+
+/// Remount / read-write.
+pub fn remount_rw() -> Verdict {
+    let mut how = Vec::new();
+    for (what, flags) in [
+        ("remount", libc::MS_REMOUNT),
+        ("remount,bind", libc::MS_REMOUNT | libc::MS_BIND),
+    ] {
+        let r = sys::remount("/", flags);
+        if r.is_ok() {
+            return escaped("remount-rw", format!("mount -o {what},rw / succeeded"));
+        }
+        how.push(answer(&format!("mount -o {what},rw /"), &r));
+    }
+    blocked("remount-rw", how.join("; "))
+}
+
+/// The new mount API: fsopen and open_tree.
+pub fn new_mount_api(cx: Context) -> Verdict {
+    let a = sys::fsopen_tmpfs();
+    let b = sys::open_tree_clone_root();
+    let reached = a.is_ok() || b.is_ok();
+    let detail = format!(
+        "{}; {}",
+        answer("fsopen(tmpfs)", &a),
+        answer("open_tree(/, CLONE)", &b)
+    );
+    cx.kernel_facility("new-mount-api", reached, &detail)
+}
+
+/// New namespaces of every kind.
+pub fn unshare(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut reached = false;
+    for (flag, name) in [
+        (libc::CLONE_NEWNS, "mount"),
+        (libc::CLONE_NEWNET, "net"),
+        (libc::CLONE_NEWPID, "pid"),
+        (libc::CLONE_NEWUTS, "uts"),
+        (libc::CLONE_NEWIPC, "ipc"),
+        (libc::CLONE_NEWCGROUP, "cgroup"),
+        (libc::CLONE_NEWUSER, "user"),
+    ] {
+        let r = sys::unshare(flag);
+        reached |= r.is_ok();
+        how.push(answer(name, &r));
+    }
+    cx.kernel_facility("unshare", reached, &format!("unshare {}", how.join(", ")))
+}
+
+/// Join namespaces through /proc/1/ns (the only namespace files a room can see are its
+/// own processes').
+pub fn setns(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut reached = false;
+    for ns in ["mnt", "net", "pid", "user", "uts", "ipc", "cgroup", "time"] {
+        let path = format!("/proc/1/ns/{ns}");
+        let r = sys::open(&path, libc::O_RDONLY).and_then(|fd| sys::setns(&fd));
+        reached |= r.is_ok();
+        how.push(answer(ns, &r));
+    }
+    cx.kernel_facility(
+        "setns",
+        reached,
+        &format!("setns to /proc/1/ns/*: {}", how.join(", ")),
+    )
+}
+
+/// chroot, and the classic escape with a directory descriptor kept from before.
+pub fn chroot_escape(marker: &str) -> Verdict {
+    let dir = "/tmp/.escape-chroot";
+    let _ = std::fs::create_dir_all(dir);
+    let outside = sys::open("/", libc::O_RDONLY | libc::O_DIRECTORY);
+    let r = sys::chroot(dir);
+    let _ = std::fs::remove_dir(dir);
+    let Ok(outside) = outside else {
+        return blocked("chroot-escape", "cannot open / (nothing to escape with)");
+    };
+    match r {
+        Err(e) => blocked("chroot-escape", format!("chroot: {}", describe(e))),
+        Ok(()) => {
+            let _ = sys::fchdir(&outside);
+            for _ in 0..64 {
+                let _ = std::env::set_current_dir("..");
+            }
+            let _ = sys::chroot(".");
+            if Path::new(marker).exists() {
+                escaped("chroot-escape", format!("reached the host's {marker}"))
+            } else {
+                blocked(
+                    "chroot-escape",
+                    "chroot worked, but the way out led only to the room's own root",
+                )
+            }
+        }
+    }
+}
+
+/// pivot_root to a directory of the room.
+pub fn pivot_root() -> Verdict {
+    let new = "/tmp/.escape-pivot";
+    let old = "/tmp/.escape-pivot/old";
+    let _ = std::fs::create_dir_all(old);
+    let r = sys::pivot_root(new, old);
+    let _ = std::fs::remove_dir(old);
+    let _ = std::fs::remove_dir(new);
+    match r {
+        Ok(()) => escaped("pivot-root", "pivot_root succeeded"),
+        Err(e) => blocked("pivot-root", format!("pivot_root: {}", describe(e))),
+    }
+}
+
+/// Open a host device: the node if the room has it, else one made with mknod.
+pub fn device(name: &str) -> Verdict {
+    let (paths, kind, major, minor): (&[&str], libc::mode_t, u32, u32) = match name {
+        "kvm" => (&["/dev/kvm"], libc::S_IFCHR, 10, 232),
+        "mem" => (&["/dev/mem"], libc::S_IFCHR, 1, 1),
+        "sda" => (&["/dev/sda"], libc::S_IFBLK, 8, 0),
+        "tty0" => (&["/dev/tty0"], libc::S_IFCHR, 4, 0),
+        "fb0" => (&["/dev/fb0"], libc::S_IFCHR, 29, 0),
+        "input" => (
+            &["/dev/input/event0", "/dev/input/event1", "/dev/input/mice"],
+            libc::S_IFCHR,
+            13,
+            64,
+        ),
+        _ => return escaped(&format!("dev-{name}"), "unknown device (probe error)"),
+    };
+    let verdict_name = format!("dev-{name}");
+    let mut how = Vec::new();
+    for path in paths {
+        for flags in [libc::O_RDWR, libc::O_RDONLY] {
+            let r = sys::open(path, flags | libc::O_NONBLOCK | libc::O_NOCTTY);
+            if r.is_ok() {
+                return escaped(&verdict_name, format!("opened {path}"));
+            }
+            if flags == libc::O_RDWR {
+                how.push(answer(&format!("open {path}"), &r));
+            }
+        }
+    }
+    let node = format!("/tmp/.escape-dev-{name}");
+    let made = sys::mknod(&node, kind | 0o666, major, minor);
+    how.push(answer(&format!("mknod {major}:{minor}"), &made));
+    if made.is_ok() {
+        let r = sys::open(&node, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY);
+        let _ = std::fs::remove_file(&node);
+        if r.is_ok() {
+            return escaped(
+                &verdict_name,
+                format!("opened a node made for {major}:{minor}"),
+            );
+        }
+        how.push(answer("open it", &r));
+    }
+    blocked(&verdict_name, how.join("; "))
+}
+
+/// Load a kernel module (from a file, and from memory).
+pub fn module(cx: Context) -> Verdict {
+    let file = "/tmp/.escape-module.ko";
+    let _ = std::fs::write(file, [0u8; 64]);
+    let a = sys::open(file, libc::O_RDONLY).and_then(|fd| sys::finit_module(&fd));
+    let _ = std::fs::remove_file(file);
+    let b = sys::init_module_garbage();
+    let reached = [&a, &b].iter().any(|r| !matches!(r, Err(e) if refused(*e)));
+    let detail = format!(
+        "{}; {}",
+        answer("finit_module", &a),
+        answer("init_module", &b)
+    );
+    cx.kernel_facility("module", reached, &detail)
+}
+
+/// Load a new kernel to boot into.
+pub fn kexec(cx: Context) -> Verdict {
+    let a = sys::kexec_load_invalid();
+    let b = sys::kexec_file_load_invalid();
+    let reached = [&a, &b].iter().any(|r| !matches!(r, Err(e) if refused(*e)));
+    let detail = format!(
+        "{}; {}",
+        answer("kexec_load", &a),
+        answer("kexec_file_load", &b)
+    );
+    cx.kernel_facility("kexec", reached, &detail)
+}
+
+/// eBPF.
+pub fn bpf(cx: Context) -> Verdict {
+    let r = sys::bpf_map_create_invalid();
+    let reached = !matches!(r, Err(e) if refused(e));
+    cx.kernel_facility("bpf", reached, &answer("bpf(BPF_MAP_CREATE)", &r))
+}
+
+/// A perf counter (user space only: what an unprivileged user may usually have).
+pub fn perf(cx: Context) -> Verdict {
+    let r = sys::perf_event_open_self();
+    cx.kernel_facility("perf", r.is_ok(), &answer("perf_event_open", &r))
+}
+
+/// A userfaultfd (user-mode faults only).
+pub fn userfaultfd(cx: Context) -> Verdict {
+    let r = sys::userfaultfd();
+    cx.kernel_facility("userfaultfd", r.is_ok(), &answer("userfaultfd", &r))
+}
+
+/// The session keyring (kernel keyrings are not namespaced).
+pub fn keyctl(cx: Context) -> Verdict {
+    let r = sys::keyctl_session_keyring();
+    cx.kernel_facility("keyctl", r.is_ok(), &answer("keyctl(GET_KEYRING_ID)", &r))
+}
+
+/// open_by_handle_at with a forged handle (the "shocker" escape).
+pub fn open_by_handle(cx: Context) -> Verdict {
+    let r = sys::open("/", libc::O_RDONLY | libc::O_DIRECTORY)
+        .and_then(|root| sys::open_by_forged_handle(&root));
+    let reached = !matches!(r, Err(e) if refused(e));
+    cx.kernel_facility(
+        "open-by-handle",
+        reached,
+        &answer("open_by_handle_at(inode 2)", &r),
+    )
+}
+
+/// Open host knobs for writing (nothing is written).
+pub fn writable(name: &str, paths: &[&str]) -> Verdict {
+    let mut how = Vec::new();
+    for path in paths {
+        if !Path::new(path).exists() {
+            continue;
+        }
+        let r = sys::open(path, libc::O_WRONLY);
+        if r.is_ok() {
+            return escaped(name, format!("opened {path} for writing"));
+        }
+        how.push(answer(path, &r));
+    }
+    if how.is_empty() {
+        blocked(
+            name,
+            format!("none of {} exists in the room", paths.join(" ")),
+        )
+    } else {
+        blocked(name, how.join("; "))
+    }
+}
+
+/// /proc/sys knobs of the host kernel.
+pub const PROC_SYS: [&str; 6] = [
+    "/proc/sys/kernel/core_pattern",
+    "/proc/sys/kernel/modprobe",
+    "/proc/sys/vm/drop_caches",
+    "/proc/sys/kernel/hostname",
+    "/proc/sys/kernel/sysrq",
+    "/proc/sys/net/ipv4/ip_forward",
+];
+/// /sys attributes of the host.
+pub const SYS: [&str; 5] = [
+    "/sys/kernel/uevent_helper",
+    "/sys/power/state",
+    "/sys/kernel/mm/transparent_hugepage/enabled",
+    "/sys/class/net/lo/mtu",
+    "/sys/fs/cgroup/cgroup.procs",
+];
+
+/// The host kernel's log: it must not show the line the harness wrote there.
+pub fn kernel_log(token: &str) -> Verdict {
+    let mut buf = vec![0u8; 1 << 20];
+    let r = sys::syslog_read_all(&mut buf);
+    let mut how = vec![answer("syslog(READ_ALL)", &r)];
+    if let Ok(n) = r {
+        let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+        if text.contains(token) {
+            return escaped(
+                "host-kernel-log",
+                "read the host's kernel log through syslog(2)",
+            );
+        }
+    }
+    match sys::open("/dev/kmsg", libc::O_RDONLY | libc::O_NONBLOCK) {
+        Ok(fd) => {
+            let mut f = std::fs::File::from(fd);
+            let mut text = Vec::new();
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = f.read(&mut chunk) {
+                text.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            }
+            if String::from_utf8_lossy(&text).contains(token) {
+                return escaped(
+                    "host-kernel-log",
+                    "read the host's kernel log through /dev/kmsg",
+                );
+            }
+            how.push("/dev/kmsg: opened, no host line in it".into());
+        }
+        Err(e) => how.push(format!("/dev/kmsg: {}", describe(e))),
+    }
+    blocked(
+        "host-kernel-log",
+        format!(
+            "the host's marker line is out of reach ({})",
+            how.join("; ")
+        ),
+    )
+}
+
+/// Connect to Unix sockets of the host by path.
+pub fn unix_sockets(name: &str, paths: &[String]) -> Verdict {
+    let mut how = Vec::new();
+    for p in paths {
+        match std::os::unix::net::UnixStream::connect(p) {
+            Ok(_) => return escaped(name, format!("connected to {p}")),
+            Err(e) => how.push(format!("{p}: {}", e.kind())),
+        }
+    }
+    blocked(name, how.join("; "))
+}
+
+/// Connect to an abstract Unix socket of the host.
+pub fn abstract_socket(socket: &str) -> Verdict {
+    use std::os::linux::net::SocketAddrExt;
+    let r = std::os::unix::net::SocketAddr::from_abstract_name(socket.as_bytes())
+        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+    match r {
+        Ok(_) => escaped("abstract-socket", format!("connected to @{socket}")),
+        Err(e) => blocked("abstract-socket", format!("@{socket}: {}", e.kind())),
+    }
+}
+
+/// TCP to the host's loopback, where the harness serves `token`.
+pub fn host_loopback(port: u16, token: &str) -> Verdict {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        Err(e) => blocked(
+            "host-loopback",
+            format!("127.0.0.1:{port} (the room's own loopback): {}", e.kind()),
+        ),
+        Ok(mut s) => {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            let _ = s.write_all(b"\n");
+            let mut got = vec![0u8; 256];
+            let n = s.read(&mut got).unwrap_or(0);
+            let text = String::from_utf8_lossy(got.get(..n).unwrap_or_default()).into_owned();
+            if text.contains(token) {
+                escaped(
+                    "host-loopback",
+                    format!("the host's service on {port} answered"),
+                )
+            } else {
+                blocked(
+                    "host-loopback",
+                    "something in the room listens there, not the host's service",
+                )
+            }
+        }
+    }
+}
+
+/// Capabilities the probe (a room process) holds.
+pub fn capabilities() -> Verdict {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (eff, prm, amb) = (field("CapEff:"), field("CapPrm:"), field("CapAmb:"));
+    let zero = |v: &str| !v.is_empty() && v.bytes().all(|b| b == b'0');
+    let detail = format!(
+        "CapEff {eff} CapPrm {prm} CapAmb {amb} CapBnd {} NoNewPrivs {} Seccomp {}",
+        field("CapBnd:"),
+        field("NoNewPrivs:"),
+        field("Seccomp:")
+    );
+    if zero(&eff) && zero(&prm) && zero(&amb) {
+        blocked("capabilities", detail)
+    } else {
+        escaped("capabilities", detail)
+    }
+}
+
+/// Runs one command line of the probe; the verdicts (or a usage error).
+pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let own_kernel = args.first() == Some(&"--own-kernel");
+    if own_kernel {
+        args.remove(0);
+    }
+    let cx = Context { own_kernel };
+    let Some((&attempt, rest)) = args.split_first() else {
+        return Err(USAGE.into());
+    };
+    let pids = || -> Result<Vec<i32>, String> {
+        rest.iter()
+            .map(|p| p.parse().map_err(|_| format!("{p:?} is not a pid")))
+            .collect()
+    };
+    let one = |v: Verdict| Ok(vec![v]);
+    let arg = |i: usize| -> Result<&str, String> {
+        rest.get(i)
+            .copied()
+            .ok_or_else(|| format!("{attempt}: missing argument ({USAGE})"))
+    };
+    match attempt {
+        "capabilities" => one(capabilities()),
+        "host-pids" => Ok(host_pids(&pids()?)),
+        "ptrace-host" => one(ptrace_host(&pids()?)),
+        "ptrace-init" => one(ptrace_init()),
+        "host-file" => one(host_file(arg(0)?)),
+        "write-image" => one(write_image()),
+        "remount-rw" => one(remount_rw()),
+        "mount-proc" => one(mount("mount-proc", "proc", "/mnt")),
+        "mount-sysfs" => one(mount("mount-sysfs", "sysfs", "/sys")),
+        "mount-tmpfs" => one(mount("mount-tmpfs", "tmpfs", "/etc")),
+        "new-mount-api" => one(new_mount_api(cx)),
+        "unshare" => one(unshare(cx)),
+        "setns" => one(setns(cx)),
+        "chroot-escape" => one(chroot_escape(arg(0)?)),
+        "pivot-root" => one(pivot_root()),
+        "device" => one(device(arg(0)?)),
+        "module" => one(module(cx)),
+        "kexec" => one(kexec(cx)),
+        "bpf" => one(bpf(cx)),
+        "perf" => one(perf(cx)),
+        "userfaultfd" => one(userfaultfd(cx)),
+        "keyctl" => one(keyctl(cx)),
+        "open-by-handle" => one(open_by_handle(cx)),
+        "proc-sys" => one(writable("proc-sys", &PROC_SYS)),
+        "sys-write" => one(writable("sys-write", &SYS)),
+        "sysrq" => one(writable("sysrq", &["/proc/sysrq-trigger"])),
+        "host-kernel-log" => one(kernel_log(arg(0)?)),
+        "unix-socket" => {
+            let paths: Vec<String> = rest.iter().skip(1).map(|s| s.to_string()).collect();
+            one(unix_sockets(arg(0)?, &paths))
+        }
+        "abstract-socket" => one(abstract_socket(arg(0)?)),
+        "host-loopback" => {
+            let port = arg(0)?.parse().map_err(|_| "host-loopback: bad port")?;
+            one(host_loopback(port, arg(1)?))
+        }
+        _ => Err(format!("unknown attempt {attempt:?} ({USAGE})")),
+    }
+}
+
+/// The probe's usage line.
+pub const USAGE: &str = "anchor-escape-probe [--own-kernel] ATTEMPT [ARG...]; see escape.sh";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_read_as_the_suite_prints_them() {
+        assert_eq!(blocked("a", "b").to_string(), "BLOCKED a: b");
+        assert_eq!(escaped("a", "b").to_string(), "ESCAPED a: b");
+    }
+
+    #[test]
+    fn a_microvm_reaching_its_own_kernel_is_not_an_escape_but_a_namespace_room_is() {
+        let vm = Context { own_kernel: true };
+        let ns = Context { own_kernel: false };
+        assert!(!vm.kernel_facility("k", true, "ok").escaped);
+        assert!(vm
+            .kernel_facility("k", true, "ok")
+            .detail
+            .contains("own kernel"));
+        assert!(ns.kernel_facility("k", true, "ok").escaped);
+        assert!(!ns.kernel_facility("k", false, "EPERM").escaped);
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        assert!(run(&[]).is_err());
+        assert!(run(&["nosuch".into()]).is_err());
+        assert!(run(&["host-pids".into(), "x".into()]).is_err());
+        assert!(run(&["host-file".into()]).is_err());
+    }
+
+    /// Run as root on the host (no room around it), the probe must see what a room must
+    /// not: a probe that always said BLOCKED would be worthless.
+    #[test]
+    fn outside_a_room_the_probe_sees_the_host() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("this test needs root");
+        }
+        assert!(
+            capabilities().escaped,
+            "root on the host holds capabilities"
+        );
+        assert!(host_file("/proc/self/status").escaped);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"token-42\n").unwrap();
+        });
+        assert!(host_loopback(port, "token-42").escaped);
+        server.join().unwrap();
+        assert!(writable("proc-sys", &PROC_SYS).escaped);
+        assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
+    }
+}

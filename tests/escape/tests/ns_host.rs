@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Namespace rooms for real on this machine, through bay0 (hosted) and the product
+//! binaries and base image (see common/mod.rs): the escape-resistance suite run from
+//! inside a room finds every wall standing, and a hundred start/stop cycles leave
+//! nothing behind.
+//!
+//! Needs root, and `make images` (static binaries + the base image) done first.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{ns_policy, processes_with, Bay0, Console};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// Attempts the suite must report, each as BLOCKED.
+pub const ATTEMPTS: [&str; 41] = [
+    "capabilities",
+    "see-host-pids",
+    "signal-host",
+    "ptrace-host",
+    "ptrace-init",
+    "host-file",
+    "write-image",
+    "remount-rw",
+    "mount-proc",
+    "mount-sysfs",
+    "mount-tmpfs",
+    "new-mount-api",
+    "unshare",
+    "setns",
+    "chroot-escape",
+    "pivot-root",
+    "dev-kvm",
+    "dev-mem",
+    "dev-sda",
+    "dev-tty0",
+    "dev-fb0",
+    "dev-input",
+    "module",
+    "kexec",
+    "bpf",
+    "perf",
+    "userfaultfd",
+    "keyctl",
+    "open-by-handle",
+    "proc-sys",
+    "sys-write",
+    "sysrq",
+    "host-kernel-log",
+    "control-socket",
+    "other-room-socket",
+    "abstract-socket",
+    "host-loopback",
+    "setuid-binary",
+    "fork-bomb",
+    "memory",
+    "tmpfs-fill",
+];
+
+fn sha256(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_escape_suite_finds_every_wall_of_a_namespace_room_standing() {
+    let (room, other) = ("esc-a", "esc-b");
+    let b = Bay0::start(
+        "suite",
+        &[
+            (room, ns_policy(room, 128, 64)),
+            (other, ns_policy(other, 64, 32)),
+        ],
+    );
+    let image_before = sha256(&b.image);
+    assert!(
+        b.answer(&format!("start {other}"))
+            .starts_with("ok room esc-b ready"),
+        "{}",
+        b.log()
+    );
+    assert!(
+        b.answer(&format!("start {room}"))
+            .starts_with("ok room esc-a ready"),
+        "{}",
+        b.log()
+    );
+    assert!(
+        b.record(room).contains(" backend=namespaces "),
+        "{}",
+        b.record(room)
+    );
+
+    // What the host offers, for the attempts to aim at.
+    let token = format!("anchor-escape-token-{}", std::process::id());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = token.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let _ = s.write_all(format!("{served}\n").as_bytes());
+        }
+    });
+    let abstract_name = format!("anchor-escape-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let a = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&a).unwrap()
+    };
+    let marker = b.dir.join("host-only-marker");
+    std::fs::write(&marker, &token).unwrap();
+    let kmsg = format!("{token}-kmsg");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut k| k.write_all(format!("anchor-escape: {kmsg}\n").as_bytes()))
+        .expect("write the host's kernel log (/dev/kmsg)");
+
+    let mut c = Console::attach(&b, room);
+    let cmd = format!(
+        "sh /usr/lib/anchor/escape/escape.sh backend=namespaces mem_mib=128 pids_max=64 \
+         host_pids={},{} marker={} kmsg={kmsg} port={port} token={token} other={other} \
+         abstract={abstract_name} control={}",
+        b.pid(),
+        std::process::id(),
+        marker.display(),
+        b.socket().display()
+    );
+    let t0 = Instant::now();
+    let (lines, status) = c.run(&cmd, "", Duration::from_secs(300));
+    eprintln!("escape suite ran in {:.1} s", t0.elapsed().as_secs_f64());
+    let text = lines.join("\n");
+    assert_eq!(status, 0, "{text}");
+    for l in &lines {
+        eprintln!("{l}");
+    }
+    assert!(!text.contains("ESCAPED"), "an attempt escaped:\n{text}");
+    for name in ATTEMPTS {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("BLOCKED {name}: "))),
+            "{name} not reported BLOCKED:\n{text}"
+        );
+    }
+    let done = lines
+        .iter()
+        .find(|l| l.starts_with("ESCAPE-SUITE done: "))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"));
+    assert!(done.ends_with(" blocked, 0 escaped"), "{done}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("LINGER linger: ")),
+        "{text}"
+    );
+
+    // The room survived its own misbehaviour (only the hog was killed), and so did bay0
+    // and the other room.
+    let (out, _) = c.run("echo still-$((40+2))", "", Duration::from_secs(20));
+    assert_eq!(out, ["still-42"]);
+    let mut o = Console::attach(&b, other);
+    assert_eq!(
+        o.run("echo other-$((1+1))", "", Duration::from_secs(20)).0,
+        ["other-2"]
+    );
+    drop(o);
+
+    // Closing the room ends everything in it: the lingering processes too.
+    let agent = b.room_pid(room);
+    assert!(
+        !processes_with("sleep 987654").is_empty(),
+        "the linger attempt did not start"
+    );
+    drop(c);
+    assert_eq!(b.answer(&format!("stop {room}")), "ok room esc-a stopped");
+    let end = Instant::now() + Duration::from_secs(5);
+    while (!processes_with("sleep 98765").is_empty()
+        || std::path::Path::new(&format!("/proc/{agent}")).exists())
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = processes_with("sleep 98765");
+    assert!(left.is_empty(), "processes outlived their room: {left:?}");
+    println!("BLOCKED linger: no process of the room outlived it (checked on the host)");
+    assert_eq!(sha256(&b.image), image_before, "the room's image changed");
+    assert_eq!(b.answer(&format!("stop {other}")), "ok room esc-b stopped");
+    assert!(b.log().contains("landlock applied"), "{}", b.log());
+}
+
+#[test]
+fn a_hundred_namespace_room_cycles_leave_nothing_behind() {
+    let b = Bay0::start("cycles", &[("nscyc-a", ns_policy("nscyc-a", 64, 32))]);
+    // Once first, so lazily created directories (rooms/, the cgroup parents) exist.
+    assert!(
+        b.answer("start nscyc-a")
+            .starts_with("ok room nscyc-a ready"),
+        "{}",
+        b.log()
+    );
+    assert_eq!(b.answer("stop nscyc-a"), "ok room nscyc-a stopped");
+    let settle = |want: &common::Footprint| {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut now = b.footprint("nscyc-");
+        while &now != want && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+            now = b.footprint("nscyc-");
+        }
+        now
+    };
+    let empty = common::Footprint {
+        loops: Vec::new(),
+        cgroups: Vec::new(),
+        run_dirs: Vec::new(),
+        ..b.footprint("nscyc-")
+    };
+    let before = settle(&empty);
+    assert_eq!(before, empty, "the first room left something behind");
+    let t0 = Instant::now();
+    for i in 0..100 {
+        let started = b.answer("start nscyc-a");
+        assert!(
+            started.starts_with("ok room nscyc-a ready"),
+            "cycle {i}: {started}"
+        );
+        if i == 0 {
+            // While it runs, the room has its loop device, cgroup and run directory.
+            let open = b.footprint("nscyc-");
+            assert_eq!(open.loops.len(), 1, "{open:?}");
+            assert!(
+                !open.cgroups.is_empty() && !open.run_dirs.is_empty(),
+                "{open:?}"
+            );
+        }
+        assert_eq!(
+            b.answer("stop nscyc-a"),
+            "ok room nscyc-a stopped",
+            "cycle {i}"
+        );
+    }
+    eprintln!("100 cycles in {:.1} s", t0.elapsed().as_secs_f64());
+    let after = settle(&before);
+    assert_eq!(
+        before, after,
+        "what 100 cycles left behind (after vs before)"
+    );
+}
+
+/// Runs `cmd` in an attached room; its output, which must end with status 0.
+fn sh_in(c: &mut Console, cmd: &str) -> String {
+    let (out, status) = c.run(cmd, "", Duration::from_secs(30));
+    assert_eq!(status, 0, "`{cmd}`: {out:?}");
+    out.join("\n")
+}
+
+#[test]
+fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
+    let b = Bay0::start("shape", &[("nsshape", ns_policy("nsshape", 96, 40))]);
+    assert!(
+        b.answer("start nsshape")
+            .starts_with("ok room nsshape ready"),
+        "{}",
+        b.log()
+    );
+    let rec = b.record("nsshape");
+    for f in [
+        "backend=namespaces",
+        "state=running",
+        "memory_mib=96",
+        "vcpus=1",
+    ] {
+        assert!(rec.contains(f), "{rec}");
+    }
+    let mut c = Console::attach(&b, "nsshape");
+    let mut sh = |cmd: &str| sh_in(&mut c, cmd);
+    // uid 0 of the room is the room's own unprivileged host uid; nothing else exists.
+    assert_eq!(sh("id"), "uid=0(root) gid=0(root)");
+    let map = sh("cat /proc/self/uid_map /proc/self/gid_map");
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "64000", "1", "0", "64000", "1"]
+    );
+    assert!(
+        sh("grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs)' /proc/self/status")
+            .split('\n')
+            .all(|l| l.ends_with("0000000000000000") || l.ends_with('1') || l.ends_with('2'))
+    );
+    // Its PID 1 is the agent; its hostname is its name; its clocks started with it.
+    assert_eq!(sh("cat /proc/1/comm"), "init");
+    assert_eq!(sh("hostname"), "nsshape");
+    let up: f64 = sh("cut -d' ' -f1 /proc/uptime").parse().unwrap();
+    assert!(up < 60.0, "uptime {up}: the room's clocks are the host's");
+    // Loopback only, up.
+    let ip = sh("ip -o link");
+    assert!(
+        ip.contains("lo: <LOOPBACK,UP") && ip.lines().count() == 1,
+        "{ip}"
+    );
+    // The image is the read-only root; the writable paths share one tmpfs of half the
+    // room's memory; /dev holds only what a room needs.
+    assert!(sh("grep ' / ' /proc/mounts").contains(" squashfs ro,"));
+    let tmp = sh("df -k /tmp | tail -n 1");
+    assert!(tmp.split_whitespace().nth(1) == Some("49152"), "{tmp}");
+    assert!(sh("touch /etc/x 2>&1 || echo refused").ends_with("refused"));
+    assert_eq!(
+        sh("ls /dev | tr '\\n' ' '"),
+        "anchor-umbilical fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "
+    );
+    assert_eq!(sh("ls /sys | wc -l"), "0");
+    // Amnesia: a reset forgets what the room wrote.
+    sh("echo kept > /tmp/marker");
+    drop(c);
+    assert!(
+        b.answer("reset nsshape")
+            .starts_with("ok room nsshape ready"),
+        "{}",
+        b.log()
+    );
+    let mut c = Console::attach(&b, "nsshape");
+    let (out, status) = c.run("cat /tmp/marker", "", Duration::from_secs(10));
+    assert_ne!(status, 0, "{out:?}");
+    drop(c);
+    // Its limits are the policy's, in its cgroup (v1 on this host, v2 in the anchor host).
+    let pid = b.room_pid("nsshape");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.contains("/anchor/nsshape"), "{cg}");
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory/anchor/nsshape");
+    if v1.exists() {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
+        assert_eq!(
+            read("/sys/fs/cgroup/memory/anchor/nsshape/memory.limit_in_bytes"),
+            (96u64 << 20).to_string()
+        );
+        assert_eq!(read("/sys/fs/cgroup/pids/anchor/nsshape/pids.max"), "40");
+        assert_eq!(
+            read("/sys/fs/cgroup/cpu/anchor/nsshape/cpu.cfs_quota_us"),
+            "100000"
+        );
+    }
+    assert_eq!(b.answer("stop nsshape"), "ok room nsshape stopped");
+    let mut s = b.connect();
+    s.write_all(b"list\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    assert!(all.contains("room name=nsshape state=stopped"), "{all}");
+}

@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The escape-resistance suite (tests/escape/escape.sh, shipped in every room image) in
+//! the anchor host: against a microVM room (nested KVM), and, on an anchor host whose CPU
+//! has no virtualization (`-cpu max,-svm`: KVM cannot start, as on a Duet 5 without
+//! pKVM), against a namespace room that `backend = "auto"` chose. The operator shell sets
+//! up what the attempts aim at: a file only the host has, a line in the host's kernel
+//! log, a TCP service on the host's loopback, another room. Every attempt must be
+//! BLOCKED; the host, bay0 and the other room must go on; nothing of a closed room may
+//! remain (its processes, cgroup, loop device, mounts, run directory).
+//!
+//! Needs: qemu-system-x86_64, $ANCHOR_OUT/host-bzImage, the rooms initramfs (run-all.sh
+//! builds it). The verdict lines are printed (`escape-table:`) for docs/TESTING.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use anchor_systest::{rooms_initramfs, Machine, Options};
+use std::time::{Duration, Instant};
+
+/// Hang detection only (TCG + nesting on a busy 2-core machine).
+const BOOT: Duration = Duration::from_secs(180);
+const ROOM: Duration = Duration::from_secs(240);
+const SHELL: Duration = Duration::from_secs(90);
+const SUITE: Duration = Duration::from_secs(900);
+
+/// Attempts every run must report BLOCKED (escape.sh; `linger` is judged from outside).
+const ATTEMPTS: [&str; 41] = [
+    "capabilities",
+    "see-host-pids",
+    "signal-host",
+    "ptrace-host",
+    "ptrace-init",
+    "host-file",
+    "write-image",
+    "remount-rw",
+    "mount-proc",
+    "mount-sysfs",
+    "mount-tmpfs",
+    "new-mount-api",
+    "unshare",
+    "setns",
+    "chroot-escape",
+    "pivot-root",
+    "dev-kvm",
+    "dev-mem",
+    "dev-sda",
+    "dev-tty0",
+    "dev-fb0",
+    "dev-input",
+    "module",
+    "kexec",
+    "bpf",
+    "perf",
+    "userfaultfd",
+    "keyctl",
+    "open-by-handle",
+    "proc-sys",
+    "sys-write",
+    "sysrq",
+    "host-kernel-log",
+    "control-socket",
+    "other-room-socket",
+    "abstract-socket",
+    "host-loopback",
+    "setuid-binary",
+    "fork-bomb",
+    "memory",
+    "tmpfs-fill",
+];
+
+fn machine(name: &str, kvm: bool) -> Machine {
+    let mut opts = Options::from_env(name)
+        .unwrap()
+        .initramfs(rooms_initramfs().unwrap())
+        .append("bay0.shell=1")
+        .watchdog();
+    if !kvm {
+        // The last -cpu wins: the same CPU without AMD-V, so KVM cannot initialise.
+        opts = opts.arg("-cpu").arg("max,-svm");
+    }
+    let mut m = Machine::start(opts).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
+    let line = m
+        .wait_for_line("bay0: /dev/kvm ", Duration::ZERO)
+        .unwrap()
+        .line;
+    let want = if kvm {
+        "/dev/kvm usable"
+    } else {
+        "/dev/kvm not usable"
+    };
+    assert!(line.contains(want), "{line}");
+    m.wait_for("anchor# ", SHELL).unwrap();
+    sh(&mut m, "stty cols 1000");
+    m
+}
+
+/// Runs `cmd` in the operator shell; its output, which must end with status 0.
+fn sh(m: &mut Machine, cmd: &str) -> String {
+    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
+    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
+    out
+}
+
+/// The host pid of an open room (anchorctl room list: NAME ... PID last).
+fn room_pid(m: &mut Machine, room: &str) -> u32 {
+    let out = sh(
+        m,
+        &format!("anchorctl room list | awk '$1 == \"{room}\" {{ print $7 }}'"),
+    );
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid for {room}: {out}"))
+}
+
+/// Attaches the operator shell's terminal to `room` and waits for its prompt.
+fn attach(m: &mut Machine, room: &str) {
+    let from = m.serial().len();
+    m.type_text(&format!("anchorctl room console {room}\r"))
+        .unwrap();
+    m.wait_for_line_from(
+        from,
+        &format!("attached to room {room} (Ctrl-] detaches)"),
+        SHELL,
+    )
+    .unwrap();
+    m.type_text("\r").unwrap();
+    m.wait_for_from(from, &format!("{room}| {room}:"), SHELL)
+        .unwrap();
+    in_room(m, room, "stty cols 1000; echo wide", "wide");
+}
+
+/// Ctrl-]: back to the operator shell.
+fn detach(m: &mut Machine, room: &str) {
+    let from = m.serial().len();
+    m.type_text("\x1d").unwrap();
+    m.wait_for_line_from(from, &format!("[detached from room {room}]"), SHELL)
+        .unwrap();
+}
+
+/// Types `cmd` into the attached room; waits for the rendered line `room| <expect...>`.
+fn in_room(m: &mut Machine, room: &str, cmd: &str, expect: &str) -> String {
+    let from = m.serial().len();
+    m.type_text(&format!("{cmd}\r")).unwrap();
+    m.wait_for_line_from(from, &format!("{room}| {expect}"), SHELL)
+        .unwrap_or_else(|e| panic!("`{cmd}` in {room}: {e}"))
+        .line
+}
+
+/// What the attempts aim at, set up by the operator shell on the anchor host.
+fn host_targets(m: &mut Machine) -> (String, String) {
+    let token = format!("anchor-escape-{}", std::process::id());
+    sh(
+        m,
+        &format!(
+            "echo {token} > /tmp/escape-marker && printf '#!/bin/sh\\necho {token}\\n' > /tmp/serve \
+             && chmod +x /tmp/serve && echo 'anchor-escape: {token}-kmsg' > /dev/kmsg"
+        ),
+    );
+    sh(
+        m,
+        "ip link set lo up && (nc -ll -p 7777 -e /tmp/serve </dev/null >/dev/null 2>&1 &); sleep 1",
+    );
+    // The targets are real: the host itself reaches them (bay0 leaves the host's loopback
+    // down; the test brings it up, so a room that could reach it would).
+    let out = sh(
+        m,
+        "echo | nc 127.0.0.1 7777; dmesg | grep -c anchor-escape:",
+    );
+    assert!(out.contains(&token), "the host's loopback service: {out}");
+    (token.clone(), format!("{token}-kmsg"))
+}
+
+/// Runs the suite in the attached `room`; its verdict lines.
+fn run_suite(m: &mut Machine, room: &str, args: &str) -> Vec<String> {
+    let from = m.serial().len();
+    let t0 = Instant::now();
+    m.type_text(&format!("sh /usr/lib/anchor/escape/escape.sh {args}\r"))
+        .unwrap();
+    let done = m
+        .wait_for_line_from(from, &format!("{room}| ESCAPE-SUITE done:"), SUITE)
+        .unwrap();
+    eprintln!(
+        "figure: escape suite in {room}: {:.1} s (TCG)",
+        t0.elapsed().as_secs_f64()
+    );
+    let log = m.serial();
+    let prefix = format!("{room}| ");
+    let lines: Vec<String> = log[from..done.end]
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter(|l| {
+            ["BLOCKED ", "ESCAPED ", "LINGER ", "ESCAPE-SUITE "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect();
+    let text = lines.join("\n");
+    for l in &lines {
+        eprintln!("escape-table: {room}: {l}");
+    }
+    assert!(
+        !text.contains("ESCAPED"),
+        "an attempt escaped from {room}:\n{text}"
+    );
+    for name in ATTEMPTS {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("BLOCKED {name}: "))),
+            "{room}: {name} not reported BLOCKED:\n{text}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("LINGER linger: ")),
+        "{text}"
+    );
+    assert!(done.line.ends_with(" blocked, 0 escaped"), "{}", done.line);
+    lines
+}
+
+/// bay0's descriptors, mounts, the rooms' cgroups and run directories, bound loop devices.
+fn footprint(m: &mut Machine) -> String {
+    sh(
+        m,
+        "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
+         cg=$(ls /sys/fs/cgroup/anchor | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms | tr '\\n' ,) \
+         loops=$(cat /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l)",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_microvm_room_keeps_every_wall_standing() {
+    let t0 = Instant::now();
+    let mut m = machine("escape-microvm", true);
+    let (token, kmsg) = host_targets(&mut m);
+    // The other room is a namespace room: both backends side by side.
+    assert!(sh(&mut m, "anchorctl room start nsroom").contains("room nsroom ready"));
+    assert!(sh(&mut m, "anchorctl room start escvm").contains("room escvm ready"));
+    let list = sh(&mut m, "anchorctl room list");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("escvm ") && l.contains("microvm")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("nsroom ") && l.contains("namespaces")),
+        "{list}"
+    );
+    let other = room_pid(&mut m, "nsroom");
+    attach(&mut m, "escvm");
+    run_suite(
+        &mut m,
+        "escvm",
+        &format!(
+            "backend=microvm mem_mib=256 pids_max=64 host_pids=1,{other} marker=/tmp/escape-marker \
+             kmsg={kmsg} port=7777 token={token} other=nsroom"
+        ),
+    );
+    // The room survived its own misbehaviour (its kernel killed only the hog).
+    in_room(&mut m, "escvm", "echo still-$((40+2))", "still-42");
+    detach(&mut m, "escvm");
+    attach(&mut m, "nsroom");
+    in_room(&mut m, "nsroom", "echo other-$((1+1))", "other-2");
+    detach(&mut m, "nsroom");
+    // Closing the microVM ends everything in it: its processes lived in its own kernel.
+    sh(&mut m, "anchorctl room stop escvm");
+    let left = sh(
+        &mut m,
+        "ps -o pid,user,args | grep -E '98765[34]|anchor-vm[m]' || true",
+    );
+    assert!(left.trim().is_empty(), "left behind: {left}");
+    eprintln!("escape-table: escvm: BLOCKED linger: nothing of the room runs after it closed");
+    sh(&mut m, "anchorctl room stop nsroom");
+    assert_eq!(m.count("Linux version"), 1, "the anchor host rebooted");
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
+    eprintln!("figure: whole run {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
+    let t0 = Instant::now();
+    let mut m = machine("escape-namespaces", false);
+    // A room that demands a microVM is refused; `auto` becomes a namespace room.
+    let (out, status) = m.sh("anchorctl room start escvm", ROOM).unwrap();
+    assert_ne!(status, 0, "{out}");
+    assert!(out.contains("no usable KVM on this machine"), "{out}");
+    let (token, kmsg) = host_targets(&mut m);
+    assert!(sh(&mut m, "anchorctl room start nsroom").contains("room nsroom ready"));
+    let before = footprint(&mut m);
+    let t = Instant::now();
+    let out = sh(&mut m, "anchorctl room start nsauto");
+    assert!(out.contains("room nsauto ready in"), "{out}");
+    eprintln!(
+        "figure: anchorctl room start nsauto (namespaces, TCG) {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    let list = sh(&mut m, "anchorctl room list");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("nsauto ") && l.contains("namespaces")),
+        "{list}"
+    );
+    // The jail chose cgroup v2 here and said so; the limits are the policy's.
+    let log = m.serial();
+    assert!(
+        log.contains("room nsauto: anchor-jail: room nsauto: namespaces backend; cgroup v2"),
+        "no cgroup v2 line"
+    );
+    assert!(
+        log.contains("room nsauto: anchor-jail: room nsauto: landlock "),
+        "no landlock line"
+    );
+    let cg = sh(
+        &mut m,
+        "cd /sys/fs/cgroup/anchor/nsauto && echo $(cat memory.max pids.max cpu.max)",
+    );
+    assert_eq!(
+        cg.trim(),
+        format!("{} 64 100000 100000", 128u64 << 20),
+        "{cg}"
+    );
+    let other = room_pid(&mut m, "nsroom");
+    attach(&mut m, "nsauto");
+    in_room(&mut m, "nsauto", "id", "uid=0(root) gid=0(root)");
+    run_suite(
+        &mut m,
+        "nsauto",
+        &format!(
+            "backend=namespaces mem_mib=128 pids_max=64 host_pids=1,{other} \
+             marker=/tmp/escape-marker kmsg={kmsg} port=7777 token={token} other=nsroom"
+        ),
+    );
+    in_room(&mut m, "nsauto", "echo still-$((40+2))", "still-42");
+    detach(&mut m, "nsauto");
+    // The processes that tried to outlive the room are host processes here: they must
+    // be gone with it, and so must its cgroup, loop device and run directory.
+    let running = sh(&mut m, "ps -o pid,args | grep -c '[s]leep 98765' || true");
+    assert_eq!(
+        running.trim(),
+        "2",
+        "the linger attempt did not start: {running}"
+    );
+    sh(&mut m, "anchorctl room stop nsauto");
+    let left = sh(&mut m, "ps -o pid,args | grep '[s]leep 98765' || true");
+    assert!(
+        left.trim().is_empty(),
+        "processes outlived their room: {left}"
+    );
+    eprintln!("escape-table: nsauto: BLOCKED linger: no process of the room outlived it");
+    assert_eq!(footprint(&mut m), before);
+    // The other room went on.
+    attach(&mut m, "nsroom");
+    in_room(&mut m, "nsroom", "echo other-$((1+1))", "other-2");
+    detach(&mut m, "nsroom");
+    // Start/stop and reset cycles leave nothing behind.
+    for _ in 0..5 {
+        assert!(sh(&mut m, "anchorctl room start nsauto").contains("ready"));
+        sh(&mut m, "anchorctl room stop nsauto");
+    }
+    assert_eq!(footprint(&mut m), before);
+    assert!(sh(&mut m, "anchorctl room start nsauto").contains("ready"));
+    let t = Instant::now();
+    let out = sh(&mut m, "anchorctl room reset nsauto");
+    assert!(out.contains("room nsauto ready in"), "{out}");
+    eprintln!(
+        "figure: anchorctl room reset nsauto (namespaces, TCG) {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    sh(&mut m, "anchorctl room stop nsauto");
+    sh(&mut m, "anchorctl room stop nsroom");
+    assert_eq!(m.count("Linux version"), 1, "the anchor host rebooted");
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
+    eprintln!("figure: whole run {:.1} s", t0.elapsed().as_secs_f64());
+}
