@@ -43,36 +43,13 @@ impl WatchdogConfig {
 pub const ROOM_NAME_MAX: usize = 32;
 
 /// A room name from the kernel command line, kept inline so `Config` stays `Copy`.
-/// Only `[a-z0-9-]` is accepted here; the policy loader checks the full name rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomName {
-    buf: [u8; ROOM_NAME_MAX],
-    len: usize,
-}
+pub type RoomName = anchor_text::fixed::Fixed<ROOM_NAME_MAX>;
 
-impl RoomName {
-    /// The name, or an error naming what is wrong with it.
-    pub fn parse(text: &str) -> Result<RoomName, Error> {
-        let bytes = text.as_bytes();
-        let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-        if bytes.is_empty() || bytes.len() > ROOM_NAME_MAX || !bytes.iter().all(ok) {
-            return Err(Error::Config("room wants a name of 1..=32 of [a-z0-9-]"));
-        }
-        let mut buf = [0u8; ROOM_NAME_MAX];
-        for (dst, src) in buf.iter_mut().zip(bytes) {
-            *dst = *src;
-        }
-        Ok(RoomName {
-            buf,
-            len: bytes.len(),
-        })
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        let bytes = self.buf.get(..self.len).unwrap_or_default();
-        core::str::from_utf8(bytes).unwrap_or_default()
-    }
+/// The room name `text`, or what is wrong with it. Only `[a-z0-9-]` is accepted here;
+/// the policy loader checks the full name rules.
+pub fn room_name(text: &str) -> Result<RoomName, Error> {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    RoomName::parse(text, ok).ok_or(Error::Config("room wants a name of 1..=32 of [a-z0-9-]"))
 }
 
 /// Most rooms opened at boot.
@@ -83,7 +60,7 @@ fn parse_rooms(value: &str) -> Result<[Option<RoomName>; BOOT_ROOMS], Error> {
     let mut names = value.split(',');
     for slot in rooms.iter_mut() {
         if let Some(name) = names.next() {
-            *slot = Some(RoomName::parse(name)?);
+            *slot = Some(room_name(name)?);
         }
     }
     match names.next() {
@@ -166,7 +143,7 @@ impl Config {
                     Ok(())
                 }
                 "shell" => Err(Error::Config("shell wants 0 or 1")),
-                "vault" => crate::vault::VaultDisk::parse(value).map(|d| cfg.vault = Some(d)),
+                "vault" => crate::vault::parse_disk(value).map(|d| cfg.vault = Some(d)),
                 "courier_timeout" => number(value, 5, 600, "courier_timeout wants 5..=600 s")
                     .map(|s| cfg.courier_timeout_s = s),
                 _ => Err(Error::Config("unknown bay0 setting")),
@@ -277,7 +254,7 @@ mod tests {
             assert!(problems[0].contains("room wants a name"), "{problems:?}");
         }
         let max = "b".repeat(32);
-        assert_eq!(RoomName::parse(&max).unwrap().as_str(), max);
+        assert_eq!(room_name(&max).unwrap().as_str(), max);
     }
 
     #[test]

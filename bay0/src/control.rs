@@ -29,7 +29,8 @@ pub const READY_TIMEOUT_MS: u64 = 180_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Request,
-    Wait { slot: usize, verb: Verb },
+    /// Waiting for room `.0` to be ready (start, reset) or gone (stop).
+    Wait(usize, Verb),
     Console(usize),
 }
 
@@ -131,7 +132,7 @@ impl Control {
         };
         let keep = match c.mode {
             Mode::Request => read_request(c, ep, rooms, now_ms),
-            Mode::Wait { .. } => {
+            Mode::Wait(..) => {
                 // Nothing is expected; EOF means the client gave up waiting.
                 let mut b = [0u8; 64];
                 matches!(
@@ -186,7 +187,7 @@ impl Control {
             }
             match c.mode {
                 Mode::Request => say!(&c.fd, "err timeout: no request line within 5 s"),
-                Mode::Wait { .. } => say!(
+                Mode::Wait(..) => say!(
                     &c.fd,
                     "err the room's agent did not report ready within 180 s"
                 ),
@@ -201,7 +202,7 @@ impl Control {
 fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
     match *notice {
         Notice::Ready { slot, ms } => match c.mode {
-            Mode::Wait { slot: s, verb } if s == slot && verb != Verb::Stop => {
+            Mode::Wait(s, verb) if s == slot && verb != Verb::Stop => {
                 let name = rooms.get(slot).map_or("?", |r| r.name.as_str());
                 let (secs, centis) = (ms / 1000, (ms % 1000) / 10);
                 say!(&c.fd, "ok room {name} ready in {secs}.{centis:02} s");
@@ -218,30 +219,15 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
         } => {
             let n = name.as_str();
             match (c.mode, new_slot) {
-                (
-                    Mode::Wait {
-                        slot: s,
-                        verb: Verb::Stop,
-                    },
-                    _,
-                ) if s == slot => {
+                (Mode::Wait(s, Verb::Stop), _) if s == slot => {
                     say!(&c.fd, "ok room {n} stopped");
                     false
                 }
-                (
-                    Mode::Wait {
-                        slot: s,
-                        verb: Verb::Reset,
-                    },
-                    Some(ns),
-                ) if s == slot => {
-                    c.mode = Mode::Wait {
-                        slot: ns,
-                        verb: Verb::Reset,
-                    };
+                (Mode::Wait(s, Verb::Reset), Some(ns)) if s == slot => {
+                    c.mode = Mode::Wait(ns, Verb::Reset);
                     true
                 }
-                (Mode::Wait { slot: s, .. }, _) if s == slot => {
+                (Mode::Wait(s, _), _) if s == slot => {
                     let what = crate::room::describe_exit(status.exit_code());
                     let sep = if why.as_str().is_empty() { "" } else { ": " };
                     say!(
@@ -308,10 +294,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
             let mut detail = Line::default();
             match rooms.start(ep, name, now_ms, &mut detail) {
                 Ok(slot) => {
-                    c.mode = Mode::Wait {
-                        slot,
-                        verb: Verb::Start,
-                    };
+                    c.mode = Mode::Wait(slot, Verb::Start);
                     c.deadline_ms = now_ms.saturating_add(READY_TIMEOUT_MS);
                     true
                 }
@@ -329,10 +312,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
         (Verb::Stop | Verb::Reset, Some(slot)) => {
             let reset = req.verb == Verb::Reset;
             rooms.stop(slot, reset, now_ms);
-            c.mode = Mode::Wait {
-                slot,
-                verb: req.verb,
-            };
+            c.mode = Mode::Wait(slot, req.verb);
             c.deadline_ms = now_ms.saturating_add(READY_TIMEOUT_MS);
             true
         }

@@ -16,7 +16,7 @@ use anchor_proto::courier::{Launch, Malformed, Manifest, CONNECT_LINE};
 use anchor_text::prompt::{Prompt, Surface};
 
 use crate::config::RoomName;
-use crate::rooms::{Phase, Rooms};
+use crate::rooms::{Phase, Room, Rooms};
 use crate::sys;
 
 const NEWPID: i32 = libc::CLONE_NEWPID;
@@ -39,8 +39,10 @@ type Request = core::result::Result<Manifest, Malformed>;
 impl Courier {
     /// A request from room `from`.
     pub fn request(&mut self, rooms: Option<&Rooms>, from: &str, req: Request, now: u64) {
-        let view = |n: &str| rooms?.get(rooms?.find(n)?).map(|r| (&r.courier, r.phase));
-        let view = |n: &str| view(n).map(|(rights, p)| RoomView::new(rights, p == Phase::Ready));
+        let view = |n: &str| rooms?.get(rooms?.find(n)?);
+        // A namespace room has no courier channel (no vsock) yet: never ready for one.
+        let ok = |r: &Room| r.phase == Phase::Ready && r.backend == "microvm";
+        let view = |n: &str| view(n).map(|r| RoomView::new(&r.courier, ok(r)));
         let v = self.arb.request(now, from, req, view);
         self.done(rooms, v);
     }

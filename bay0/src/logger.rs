@@ -43,67 +43,17 @@ pub fn console_line_open(open: bool) {
     CONSOLE_OPEN.store(open, Ordering::Relaxed);
 }
 
-/// A fixed line buffer that silently truncates (keeping UTF-8 whole).
-#[derive(Debug, Clone)]
-pub struct Line {
-    buf: [u8; LINE_MAX],
-    len: usize,
-}
-
-impl Default for Line {
-    fn default() -> Self {
-        Line {
-            buf: [0; LINE_MAX],
-            len: 0,
-        }
-    }
-}
-
-impl Line {
-    /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or(&[])
-    }
-
-    /// The text written so far (always whole UTF-8).
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(self.as_bytes()).unwrap_or_default()
-    }
-
-    /// Empty the line.
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-}
-
-impl Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        // One byte is always kept back for the final newline.
-        let room = LINE_MAX.saturating_sub(1).saturating_sub(self.len);
-        let mut take = s.len().min(room);
-        while take > 0 && !s.is_char_boundary(take) {
-            take -= 1;
-        }
-        let src = s.as_bytes().get(..take).unwrap_or(&[]);
-        if let Some(dst) = self.buf.get_mut(self.len..self.len + take) {
-            dst.copy_from_slice(src);
-            self.len += take;
-        }
-        Ok(())
-    }
-}
+/// A log line (or any short message): a fixed buffer that silently truncates.
+pub type Line = anchor_text::fixed::Fixed<LINE_MAX>;
 
 /// Format one log line. `kmsg` adds the `<N>` priority the kernel log expects.
 pub fn format_line(line: &mut Line, kmsg: bool, level: Level, args: fmt::Arguments<'_>) {
-    line.len = 0;
+    line.clear();
     if kmsg {
         let _ = write!(line, "<{}>", level as u8);
     }
     let _ = write!(line, "bay0: {}{}", level.label(), args);
-    if let Some(b) = line.buf.get_mut(line.len) {
-        *b = b'\n';
-        line.len += 1;
-    }
+    line.push_tail("\n");
 }
 
 /// Send lines to this /dev/kmsg descriptor from now on (it stays open for good).
@@ -144,10 +94,7 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
 pub fn to_stderr(args: fmt::Arguments<'_>) {
     let mut line = Line::default();
     let _ = write!(line, "bay0: {args}");
-    if let Some(b) = line.buf.get_mut(line.len) {
-        *b = b'\n';
-        line.len += 1;
-    }
+    line.push_tail("\n");
     let _ = crate::sys::write("log", libc::STDERR_FILENO, line.as_bytes());
 }
 

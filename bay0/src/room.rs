@@ -151,85 +151,75 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
     let image = layout
         .images
         .join(format!("{}.squashfs", policy.image().as_str()));
-    let bind = |host: &PathBuf, jail: &str| {
-        let mut v = host.as_os_str().as_bytes().to_vec();
-        v.push(b':');
-        v.extend_from_slice(jail.as_bytes());
-        v
-    };
     let cmdline = format!(
         "{ROOM_CMDLINE} anchor.room={name} anchor.privileged={} anchor.pids_max={}",
         u8::from(policy.privileged()),
         res.pids_max()
     );
-    let mut words: Vec<Vec<u8>> = vec![
-        layout.jail.as_os_str().as_bytes().to_vec(),
-        "--name".into(),
-        name.into(),
-        "--uid".into(),
-        uid.to_string().into(),
-        "--gid".into(),
-        uid.to_string().into(),
-        "--run-dir".into(),
-        run_dir.as_os_str().as_bytes().to_vec(),
-        "--memory".into(),
-        charged_mib.saturating_mul(1 << 20).to_string().into(),
-        "--pids".into(),
-        tasks.clone().into(),
-        "--cpu-weight".into(),
-        res.cpu_weight().to_string().into(),
-        "--nproc".into(),
-        tasks.into(),
-    ];
+    let (uid_s, mem_s) = (
+        uid.to_string(),
+        charged_mib.saturating_mul(1 << 20).to_string(),
+    );
+    let run_s = run_dir.to_string_lossy();
+    let mut words: Vec<Vec<u8>> = vec![layout.jail.as_os_str().as_bytes().to_vec()];
+    let mut opts = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .for_each(|(k, v)| words.extend([k.as_bytes().to_vec(), v.as_bytes().to_vec()]))
+    };
+    let weight = res.cpu_weight().to_string();
+    opts(&[
+        ("--name", name),
+        ("--uid", &uid_s),
+        ("--gid", &uid_s),
+        ("--run-dir", &run_s),
+    ]);
+    opts(&[
+        ("--memory", &mem_s),
+        ("--pids", &tasks),
+        ("--cpu-weight", &weight),
+        ("--nproc", &tasks),
+    ]);
+    let (vcpus, image_s) = (res.vcpus().to_string(), image.to_string_lossy());
     if ns {
         let init = format!("anchor.room={name}");
-        let vcpus = res.vcpus().to_string();
-        for w in ["--backend", "namespaces", "--cpus", &vcpus, "--image"] {
-            words.push(w.into());
-        }
-        words.push(image.as_os_str().as_bytes().to_vec());
-        for w in ["--", "/sbin/init", "anchor.backend=namespaces", &init] {
-            words.push(w.into());
-        }
-    } else {
-        words.extend([
-            "--ro".into(),
-            bind(&layout.vmm, JAIL_VMM),
-            "--ro".into(),
-            bind(&layout.kernel, JAIL_KERNEL),
-            "--ro".into(),
-            bind(&image, JAIL_IMAGE),
-            "--dev".into(),
-            "kvm".into(),
+        opts(&[
+            ("--backend", "namespaces"),
+            ("--cpus", &vcpus),
+            ("--image", &image_s),
         ]);
-        if layout.host_libs {
-            for lib in ["/lib", "/lib64", "/usr/lib"] {
-                if std::path::Path::new(lib).exists() {
-                    words.push("--ro".into());
-                    words.push(format!("{lib}:{lib}").into());
-                }
+        opts(&[("--", "/sbin/init"), ("anchor.backend=namespaces", &init)]);
+    } else {
+        let ro = |host: &PathBuf, jail: &str| format!("{}:{jail}", host.to_string_lossy());
+        let (vmm, kernel, img) = (
+            ro(&layout.vmm, JAIL_VMM),
+            ro(&layout.kernel, JAIL_KERNEL),
+            ro(&image, JAIL_IMAGE),
+        );
+        opts(&[
+            ("--ro", &vmm),
+            ("--ro", &kernel),
+            ("--ro", &img),
+            ("--dev", "kvm"),
+        ]);
+        for lib in ["/lib", "/lib64", "/usr/lib"] {
+            if layout.host_libs && std::path::Path::new(lib).exists() {
+                opts(&[("--ro", &format!("{lib}:{lib}"))]);
             }
         }
-        words.extend([
-            "--".into(),
-            JAIL_VMM.into(),
-            "--kernel".into(),
-            JAIL_KERNEL.into(),
-            "--disk".into(),
-            format!("{JAIL_IMAGE},ro").into(),
-            "--mem-mib".into(),
-            memory_mib.to_string().into(),
-            "--vcpus".into(),
-            res.vcpus().to_string().into(),
-            "--cmdline".into(),
-            cmdline.into(),
-            "--vsock-cid".into(),
-            ROOM_CID.to_string().into(),
-            "--vsock-uds".into(),
-            "/run/vsock".into(),
-            "--serial".into(),
-            "stdout".into(),
+        let (disk, mem) = (format!("{JAIL_IMAGE},ro"), memory_mib.to_string());
+        opts(&[
+            ("--", JAIL_VMM),
+            ("--kernel", JAIL_KERNEL),
+            ("--disk", &disk),
+            ("--mem-mib", &mem),
         ]);
+        opts(&[
+            ("--vcpus", &vcpus),
+            ("--cmdline", &cmdline),
+            ("--vsock-cid", &ROOM_CID.to_string()),
+        ]);
+        opts(&[("--vsock-uds", "/run/vsock"), ("--serial", "stdout")]);
     }
     let argv = words.into_iter().map(cstr).collect::<Result<Vec<_>>>()?;
     let life = policy.lifetime();
@@ -258,7 +248,7 @@ pub fn not_granted(resolved: &Resolved) -> impl Iterator<Item = &'static str> {
         (network, "network (rooms have none in this release)"),
         (
             persist,
-            "vault volume (the vault is not available in this release)",
+            "vault volume (rooms get no vault volume in this release)",
         ),
         (devices, "devices (none are passed through in this release)"),
     ]

@@ -214,7 +214,8 @@ impl Rooms {
         for what in room::not_granted(&resolved) {
             crate::log_warn!("room {name}: not granted: {what}");
         }
-        let room_name = RoomName::parse(name).map_err(|_| Error::Room("invalid room name"))?;
+        let room_name =
+            crate::config::room_name(name).map_err(|_| Error::Room("invalid room name"))?;
         let room = self.launch(ep, slot, room_name, &plan, now_ms)?;
         crate::log_notice!(
             "room {name} opened: {}, {} MiB, {} vCPU(s), jailed as uid {} (pid {})",
@@ -366,7 +367,7 @@ impl Rooms {
         let (what, why) = if r.phase == Phase::Stopping {
             ("closed", Line::default())
         } else {
-            (room::describe_exit(status.exit_code()), r.last_err.clone())
+            (room::describe_exit(status.exit_code()), r.last_err)
         };
         let sep = if why.as_str().is_empty() { "" } else { ": " };
         crate::log_notice!(

@@ -40,7 +40,7 @@ mod tests {
 
     #[test]
     fn the_helper_hears_the_boot_rooms() {
-        let r = |s| Some(RoomName::parse(s).unwrap());
+        let r = |s| Some(crate::config::room_name(s).unwrap());
         let words = |rooms: &[Option<RoomName>]| {
             let v: Vec<String> = bless_argv(rooms, None)
                 .into_iter()

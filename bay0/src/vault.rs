@@ -6,7 +6,6 @@
 //! /persist counts as open only once that child has exited 0. On a blank disk the
 //! helper offers the first-boot creation of the vault.
 
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
@@ -23,34 +22,14 @@ pub const DISK_MAX: usize = 64;
 static OPEN: AtomicBool = AtomicBool::new(false);
 
 /// The vault disk from the kernel command line, inline so `Config` stays `Copy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VaultDisk {
-    buf: [u8; DISK_MAX],
-    len: usize,
-}
+pub type VaultDisk = anchor_text::fixed::Fixed<DISK_MAX>;
 
-impl VaultDisk {
-    /// `/dev/...` of `[A-Za-z0-9/_.-]`, at most 64 bytes, without `..`.
-    pub fn parse(text: &str) -> Result<VaultDisk> {
-        let ok = |b: &u8| b.is_ascii_alphanumeric() || b"/_.-".contains(b);
-        let b = text.as_bytes();
-        if !text.starts_with("/dev/")
-            || b.len() > DISK_MAX
-            || !b.iter().all(ok)
-            || text.contains("..")
-        {
-            return Err(Error::Config("vault wants a /dev/ path of [A-Za-z0-9/_.-]"));
-        }
-        let mut buf = [0u8; DISK_MAX];
-        buf.iter_mut().zip(b).for_each(|(d, s)| *d = *s);
-        Ok(VaultDisk { buf, len: b.len() })
-    }
-
-    /// The path as text.
-    pub fn as_str(&self) -> &str {
-        let bytes = self.buf.get(..self.len).unwrap_or_default();
-        core::str::from_utf8(bytes).unwrap_or_default()
-    }
+/// The vault disk `text`: a /dev/ path of `[A-Za-z0-9/_.-]`, no `..`.
+pub fn parse_disk(text: &str) -> Result<VaultDisk> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b"/_.-".contains(&b);
+    VaultDisk::parse(text, ok)
+        .filter(|_| text.starts_with("/dev/") && !text.contains(".."))
+        .ok_or(Error::Config("vault wants a /dev/ path of [A-Za-z0-9/_.-]"))
 }
 
 /// Start the unlock dialog on bay0's console; the helper's pid for supervision.
@@ -92,25 +71,6 @@ pub fn is_open() -> bool {
     OPEN.load(Ordering::Relaxed) && RealMounts.is_mount_point(c"/persist").unwrap_or(false)
 }
 
-/// The extra read-write `--disk` for a room whose policy names vault volume `volume`
-/// with quota `quota` bytes, or why it is not granted. anchor-vault made the volume at
-/// unlock from the same policy; the room formats it on first use.
-pub fn room_disk(volume: &str, quota: u64) -> core::result::Result<OsString, &'static str> {
-    if !is_open() {
-        return Err("the vault is locked");
-    }
-    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
-    if volume.is_empty() || !volume.bytes().all(ok) {
-        return Err("invalid volume name");
-    }
-    let path = format!("{PERSIST}/volumes/{volume}.img");
-    match std::fs::metadata(&path) {
-        Ok(m) if m.is_file() && m.len() == quota => Ok(path.into()),
-        Ok(_) => Err("the volume's size differs from the policy's quota"),
-        Err(_) => Err("anchor-vault has not made this volume"),
-    }
-}
-
 /// At shutdown, after sync: unmount /persist (detached if still busy).
 pub fn close() {
     if !is_open() {
@@ -134,7 +94,7 @@ mod tests {
 
     #[test]
     fn vault_disks_are_device_paths_only() {
-        assert_eq!(VaultDisk::parse("/dev/vdb").unwrap().as_str(), "/dev/vdb");
+        assert_eq!(parse_disk("/dev/vdb").unwrap().as_str(), "/dev/vdb");
         let long = format!("/dev/{}", "a".repeat(DISK_MAX));
         for bad in [
             "vdb",
@@ -144,14 +104,13 @@ mod tests {
             "",
             long.as_str(),
         ] {
-            assert!(VaultDisk::parse(bad).is_err(), "{bad}");
+            assert!(parse_disk(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn a_locked_vault_grants_no_volume() {
+    fn a_locked_vault_is_not_open() {
         OPEN.store(false, Ordering::Relaxed);
-        assert_eq!(room_disk("work", 8 << 30), Err("the vault is locked"));
         assert!(!is_open());
     }
 

@@ -282,8 +282,15 @@ impl Arbiter {
         if self.pending.is_some() {
             return Some("busy: another transfer is waiting for approval or under way".into());
         }
-        let (Some(src), Some(dst)) = (room(from), room(to).filter(|d| d.ready)) else {
-            return Some(format!("room {to} is not running"));
+        // `ready`: the room's agent is up and the room can take part (bay0 says not ready
+        // for a namespace room: it has no courier channel yet).
+        let Some(src) = room(from).filter(|s| s.ready) else {
+            return Some(format!(
+                "room {from} cannot send now (not ready, or a namespace room)"
+            ));
+        };
+        let Some(dst) = room(to).filter(|d| d.ready) else {
+            return Some(format!("room {to} is not running (or is a namespace room)"));
         };
         courier_allowed(from, src.rights, to, dst.rights, m.size)
             .err()
@@ -454,7 +461,10 @@ mod tests {
         );
         assert_eq!(v.from, "work");
         let v = refused(req("nosuch", "a", 1), "web");
-        assert_eq!(v.reason, "room nosuch is not running");
+        assert_eq!(
+            v.reason,
+            "room nosuch is not running (or is a namespace room)"
+        );
         let v = refused(req("work", "a", u64::MAX), "web");
         assert!(v.reason.contains("courier.max_size"), "{}", v.reason);
         let v = refused(Err(Malformed::Length { got: 3, want: 58 }), "web");
@@ -590,7 +600,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                " decision=refused outcome=refused reason=room%20nosuch%20is%20not%20running "
+                " decision=refused outcome=refused reason=room%20nosuch%20is%20not%20running%20"
             ),
             "{text}"
         );
@@ -614,6 +624,9 @@ mod tests {
         let v = a
             .request(0, "web", req("work", "f", 1), |n| w.room(n))
             .unwrap();
-        assert_eq!(v.reason, "room work is not running");
+        assert_eq!(
+            v.reason,
+            "room work is not running (or is a namespace room)"
+        );
     }
 }

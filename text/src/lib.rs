@@ -8,7 +8,9 @@
 //!   each line carrying the room's name.
 //! - [`prompt`]: the courier's trusted prompt, with the file name a room chose shown
 //!   escaped, as text lines and as pixels drawn with [`font`] (a built-in bitmap font).
+//! - [`fixed`]: short texts in fixed arrays (log lines, names), which never allocate.
 
 pub mod console;
+pub mod fixed;
 pub mod font;
 pub mod prompt;
