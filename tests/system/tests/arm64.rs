@@ -11,14 +11,15 @@
 //! - the same with the host KVM in protected mode (pKVM): the room gets an ordinary VM,
 //!   and anchor-vmm says so and that the host refuses protected VMs;
 //! - anchor-vmm's aarch64 boot protocol and exit paths against hand-made arm64 guests
-//!   (tests/system/arm64/guest.S, run by a test-only busybox /init).
-//!
-//! The namespace backend (virtualization=off, no /dev/kvm) is not tested here: it waits
-//! for the namespace-backend issue.
+//!   (tests/system/arm64/guest.S, run by a test-only busybox /init);
+//! - without virtualization (`virtualization=off`: the host kernel starts at EL1, no
+//!   /dev/kvm): a `backend = "auto"` room (tests/system/policies/nsauto.toml) opens in
+//!   namespaces and its shell answers; a microvm room is refused plainly.
 //!
 //! Needs: qemu-system-aarch64, $ANCHOR_OUT/aarch64/{host-Image, initramfs.cpio.gz,
 //! bin/anchor-vmm, guest-Image, images/base.squashfs} (make arm64), the arm64 busybox
-//! (scripts/arm64-busybox.sh), binutils-aarch64-linux-gnu. Prints figures; asserts
+//! (scripts/arm64-busybox.sh), binutils-aarch64-linux-gnu. The test initramfs archives are
+//! built here with tests/system/mk-arm64-initramfs.sh. Prints figures; asserts
 //! behaviour only (timeouts are hang detection).
 #![allow(
     clippy::unwrap_used,
