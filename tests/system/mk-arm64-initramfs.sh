@@ -62,7 +62,8 @@ need "$A/guest-Image" "run guest-kernel/build-arm64.sh"
 need "$A/images/base.squashfs" "run images/build.sh --arch aarch64"
 
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,usr/bin,usr/lib/anchor/kernel,usr/lib/anchor/images}
+# /persist: the vault's mount point (/ is read-only once bay0 runs).
+mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,persist,usr/bin,usr/lib/anchor/kernel,usr/lib/anchor/images}
 install -m 0755 "$A/bin/anchor-vmm" "$stage/usr/bin/anchor-vmm"
 install -m 0644 "$A/guest-Image" "$stage/usr/lib/anchor/kernel/Image"
 for f in "$A"/images/*.squashfs; do install -m 0644 "$f" "$stage/usr/lib/anchor/images/"; done

@@ -96,7 +96,8 @@ mkdir -p "$cache_dir" "$(dirname "$OUT")"
 if [[ ! -f "$cached" ]]; then
   stage=$(mktemp -d)
   trap 'rm -rf "$stage"; rm -f "$manifest"' EXIT
-  mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,usr/bin,usr/lib}
+  # /persist: the vault's mount point (/ is read-only once bay0 runs).
+  mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,persist,usr/bin,usr/lib}
   while IFS=$'\t' read -r dest src mode; do
     install -D -m "$mode" "$src" "$stage/$dest"
   done < "$manifest"
