@@ -359,32 +359,44 @@ fn incoming(m: &mut Machine) -> Vec<String> {
     out.into_iter().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// Starts, in the operator shell's background, a watcher that waits for the courier to
-/// have read 2 MiB of the item, records its credentials in /tmp/watch.log, and runs
-/// `then` (the kill); then sends `mid` from the attached sender and approves it. Returns
-/// the serial offset before the send.
+/// Sends `mid` from the sender and approves it; once the sender's client reports 10% sent
+/// (the courier is streaming), detaches from the sender and, in the operator shell,
+/// records the running courier's credentials in /tmp/watch.log and runs `then` (the
+/// kill; `$p` is the courier's pid). Returns the serial offset before the send. (The
+/// host kernel has no per-task I/O accounting, so the room's own progress lines are
+/// what says the transfer is under way.)
 fn send_and_kill(m: &mut Machine, then: &str) -> usize {
-    sh(
-        m,
-        &format!(
-            "{{ (p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.1; done; \
-             while [ \"$(awk '/^rchar/ {{print $2}}' /proc/$p/io 2>/dev/null || echo 0)\" -lt 2097152 ]; \
-             do sleep 0.1; done; grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status; \
-             {then}; echo watcher-done) > /tmp/watch.log 2>&1 & }}"
-        ),
-    );
     attach(m, "sender");
     let from = ask(m, "courier send mid --to receiver; echo @@sent $?");
     m.send_key(&["y"]).unwrap();
+    m.wait_for_line_from(from, "sender| courier: sending mid: 10%", BIG)
+        .unwrap();
+    detach(m, "sender");
+    sh(
+        m,
+        &format!(
+            "p=$(pidof anchor-courier) && \
+             grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status > /tmp/watch.log && {then}"
+        ),
+    );
     from
 }
 
-/// What the watcher saw and did.
+/// Waits for the courier's failure line after a kill; when it does not come, the failure
+/// says what is left running.
+fn failed_line(m: &mut Machine, from: usize, failed: &str) -> String {
+    match m.wait_for_line_from(from, failed, SHELL) {
+        Ok(l) => l.line,
+        Err(e) => {
+            let seen = m.sh("cat /tmp/watch.log; ps -o pid,user,args", ROOM);
+            panic!("{e}\nleft: {seen:?}");
+        }
+    }
+}
+
+/// What the kill saw of the courier.
 fn watched(m: &mut Machine) -> String {
-    sh(
-        m,
-        "while ! grep -q watcher-done /tmp/watch.log; do sleep 0.2; done; cat /tmp/watch.log",
-    )
+    sh(m, "cat /tmp/watch.log")
 }
 
 const VMM_OF: &str = "anchorctl room list | awk '$1 == \"ROOM\" { print $7 }'";
@@ -406,12 +418,14 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     // The courier killed mid-transfer: the sender hears it failed, nothing arrives.
     make(&mut m);
     let from = send_and_kill(&mut m, "kill -9 $p");
-    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
+    let line = failed_line(&mut m, from, failed);
     assert!(
-        line.line.ends_with("anchor-courier killed by signal 9"),
+        line.ends_with("anchor-courier killed by signal 9"),
         "{}",
-        line.line
+        line
     );
+    // Attaching shows the sender's console scrollback: its client's result.
+    attach(&mut m, "sender");
     m.wait_for_line_from(
         from,
         "sender| courier: failed: anchor-courier killed by signal 9",
@@ -436,16 +450,10 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         &mut m,
         &format!("kill -9 $({})", VMM_OF.replace("ROOM", "sender")),
     );
-    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
-    assert!(
-        line.line.contains("the source room sender"),
-        "{}",
-        line.line
-    );
+    let line = failed_line(&mut m, from, failed);
+    assert!(line.contains("the source room sender"), "{}", line);
     m.wait_for_line_from(from, "bay0: room sender ended", SHELL)
         .unwrap();
-    m.wait_for_from(from, "anchor# ", SHELL).unwrap();
-    watched(&mut m);
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 
     // The destination room killed mid-transfer: the courier fails, the sender hears it,
@@ -456,12 +464,9 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         &mut m,
         &format!("kill -9 $({})", VMM_OF.replace("ROOM", "receiver")),
     );
-    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
-    assert!(
-        line.line.contains("the destination room receiver"),
-        "{}",
-        line.line
-    );
+    let line = failed_line(&mut m, from, failed);
+    assert!(line.contains("the destination room receiver"), "{}", line);
+    attach(&mut m, "sender");
     m.wait_for_line_from(
         from,
         "sender| courier: failed: the destination room receiver",
@@ -469,7 +474,6 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     )
     .unwrap();
     detach(&mut m, "sender");
-    watched(&mut m);
     assert!(sh(&mut m, "anchorctl room start receiver").contains("ready"));
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 
