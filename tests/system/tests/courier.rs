@@ -452,7 +452,7 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     );
     let line = failed_line(&mut m, from, failed);
     assert!(line.contains("the source room sender"), "{}", line);
-    m.wait_for_line_from(from, "bay0: room sender ended", SHELL)
+    m.wait_for_line_from(from, "bay0: room sender (pid ", SHELL)
         .unwrap();
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 
