@@ -359,18 +359,21 @@ fn incoming(m: &mut Machine) -> Vec<String> {
     out.into_iter().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// Sends `mid` from the sender and approves it; once the sender's client reports 10% sent
-/// (the courier is streaming), detaches from the sender and, in the operator shell,
-/// records the running courier's credentials in /tmp/watch.log and runs `then` (the
-/// kill; `$p` is the courier's pid). Returns the serial offset before the send. (The
-/// host kernel has no per-task I/O accounting, so the room's own progress lines are
-/// what says the transfer is under way.)
+/// Sends `mid` from the sender in the background (its client's output goes to
+/// /tmp/send.log in the room) and approves it; once the client reports 10% sent (the
+/// courier is streaming), detaches from the sender and, in the operator shell, records
+/// the running courier's credentials in /tmp/watch.log and runs `then` (the kill; `$p` is
+/// the courier's pid). Returns the serial offset before the send. (The host kernel has no
+/// per-task I/O accounting, so the client's own progress says the transfer is under way.)
 fn send_and_kill(m: &mut Machine, then: &str) -> usize {
     attach(m, "sender");
-    let from = ask(m, "courier send mid --to receiver; echo @@sent $?");
+    let from = ask(
+        m,
+        "(courier send mid --to receiver; echo @@sent $?) > /tmp/send.log 2>&1 &",
+    );
     m.send_key(&["y"]).unwrap();
-    m.wait_for_line_from(from, "sender| courier: sending mid: 10%", BIG)
-        .unwrap();
+    let ten = "until grep -q 'sending mid: 10%' /tmp/send.log; do sleep 0.2; done";
+    assert_eq!(in_room(m, "sender", ten, BIG).1, 0);
     detach(m, "sender");
     sh(
         m,
@@ -380,6 +383,13 @@ fn send_and_kill(m: &mut Machine, then: &str) -> usize {
         ),
     );
     from
+}
+
+/// The sender's client output once it has ended (attached to the sender, left attached).
+fn client_result(m: &mut Machine) -> String {
+    attach(m, "sender");
+    let wait = "while ! grep -q @@sent /tmp/send.log; do sleep 0.2; done; cat /tmp/send.log";
+    in_room(m, "sender", wait, SHELL).0.join("\n")
 }
 
 /// Waits for the courier's failure line after a kill; when it does not come, the failure
@@ -424,16 +434,12 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         "{}",
         line
     );
-    // Attaching shows the sender's console scrollback: its client's result.
-    attach(&mut m, "sender");
-    m.wait_for_line_from(
-        from,
-        "sender| courier: failed: anchor-courier killed by signal 9",
-        SHELL,
-    )
-    .unwrap();
-    m.wait_for_line_from(from, "sender| @@sent 4", SHELL)
-        .unwrap();
+    let out = client_result(&mut m);
+    assert!(
+        out.contains("courier: failed: anchor-courier killed by signal 9")
+            && out.contains("@@sent 4"),
+        "{out}"
+    );
     detach(&mut m, "sender");
     let st = watched(&mut m);
     assert!(st.contains("Uid:\t63999\t63999\t63999\t63999"), "{st}");
@@ -466,13 +472,11 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     );
     let line = failed_line(&mut m, from, failed);
     assert!(line.contains("the destination room receiver"), "{}", line);
-    attach(&mut m, "sender");
-    m.wait_for_line_from(
-        from,
-        "sender| courier: failed: the destination room receiver",
-        SHELL,
-    )
-    .unwrap();
+    let out = client_result(&mut m);
+    assert!(
+        out.contains("courier: failed: the destination room receiver") && out.contains("@@sent 4"),
+        "{out}"
+    );
     detach(&mut m, "sender");
     assert!(sh(&mut m, "anchorctl room start receiver").contains("ready"));
     assert_eq!(incoming(&mut m), Vec::<String>::new());
