@@ -378,6 +378,8 @@ impl Rooms {
             .position(|r| r.as_ref().is_some_and(|r| r.pid == pid))?;
         let mut r = self.slots.get_mut(slot)?.take()?;
         read_stderr(&mut r);
+        // The volume is root's again while no room runs it (its uid goes to other rooms).
+        let _ = r.volume.as_ref().map(|v| hand_over(v, 0, 0o600));
         let status = WaitStatus(status);
         let name = r.name;
         // A room bay0 closed ended as asked; otherwise its VMM's last line says why.
