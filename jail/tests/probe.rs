@@ -197,7 +197,8 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
         .set_len(8192)
         .unwrap();
     chown(&volume, 64_102);
-    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Executable by its mode on purpose: only the mount's noexec can stop it running.
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink(&volume, dir.0.join("link.img")).unwrap();
     let room = format!("jr{}", pid % 100_000);
     let jail = |host: &Path, script: &str| {
@@ -230,7 +231,7 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     let script = "B=/bin/busybox; printf written | $B dd of=/volume.img conv=notrunc 2>&1; \
                   echo write=$?; /volume.img; echo exec=$?; \
                   ( printf x | $B dd of=/volume.img bs=1 seek=8192 conv=notrunc ); \
-                  echo grow=$?; $B touch /new 2>/dev/null; echo root=$?";
+                  echo grow=$?; $B touch /new; echo root=$?";
     let out = jail(&volume, script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let context = format!(
@@ -239,13 +240,18 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     );
     assert!(out.status.success(), "{}\n{context}", out.status);
     assert!(stdout.contains("write=0"), "{context}");
-    // noexec: the shell cannot run it (126); past --fsize: SIGXFSZ; / is read-only.
+    // noexec: EACCES, the shell cannot run it (126; without noexec, ENOEXEC would make
+    // it a shell script: 127); past --fsize: SIGXFSZ; / is read-only.
     assert!(stdout.contains("exec=126"), "{context}");
     assert!(
         !stdout.contains("grow=0") && stdout.contains("grow="),
         "{context}"
     );
     assert!(stdout.contains("root=1"), "{context}");
+    assert!(
+        context.contains("touch: /new: Read-only file system"),
+        "{context}"
+    );
     let data = std::fs::read(&volume).unwrap();
     assert_eq!((&data[..7], data.len()), (&b"written"[..], 8192));
 
