@@ -250,7 +250,7 @@ fn setup(
         .map_err(BuildError::Bus)?;
     }
 
-    // Fixed order: disks, rng, vsock.
+    // Fixed order: disks, rng, vsock, net.
     let mut cmdline = cfg.cmdline.clone();
     let mut index = 0u64;
     // Queue notifications: a KVM ioeventfd per queue on QueueNotify (datamatch = queue
@@ -315,6 +315,15 @@ fn setup(
         };
         let h = virtio::build_vsock(mem.clone(), irq, &vc)
             .map_err(|e| BuildError::Virtio("virtio-vsock", e))?;
+        add(h, &mut bus, &mut events, &mut index)?;
+    }
+    if let Some(n) = &cfg.net {
+        let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
+        let nc = virtio::NetConfig {
+            uds_path: n.uds.clone(),
+        };
+        let h = virtio::build_net(mem.clone(), irq, &nc)
+            .map_err(|e| BuildError::Virtio("virtio-net", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }
 

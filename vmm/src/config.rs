@@ -50,6 +50,13 @@ pub struct VsockConfig {
     pub uds: PathBuf,
 }
 
+/// `--net-uds`: the virtio-net device's backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// A listening Unix stream socket speaking QEMU's `-netdev stream` framing (passt).
+    pub uds: PathBuf,
+}
+
 /// A complete VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -67,6 +74,8 @@ pub struct VmConfig {
     pub vcpus: u8,
     /// Optional vsock.
     pub vsock: Option<VsockConfig>,
+    /// Optional network device.
+    pub net: Option<NetConfig>,
     /// Serial output.
     pub serial: SerialTarget,
     /// Boot timer device present.
@@ -119,7 +128,7 @@ fn err(flag: &str, msg: impl Into<String>) -> UsageError {
 pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
-                  [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
+                  [--net-uds PATH] [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
                   [--exit-stats] [--vm-type ordinary|protected] [--help]
 
   --kernel PATH      x86_64: ELF vmlinux with a PVH note (PVH boot) or a plain
@@ -132,6 +141,10 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
   --vcpus N          number of vcpus, 1..=16 (default 1)
   --vsock-cid N      guest CID (>= 3) of the virtio-vsock device
   --vsock-uds PATH   host Unix socket of the vsock device (needs --vsock-cid)
+  --net-uds PATH     virtio-net device (no offloads, MTU 1500) whose frames go to
+                     the Unix stream socket listening at PATH, with QEMU's
+                     `-netdev stream` framing (passt --socket PATH); connected
+                     once at start (exit 3 if nobody listens)
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
@@ -216,6 +229,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut vcpus = None;
     let mut cid = None;
     let mut uds = None;
+    let mut net_uds = None;
     let mut serial = None;
     let mut vm_type = None;
     let mut boot_timer = false;
@@ -254,6 +268,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vcpus",
             "--vsock-cid",
             "--vsock-uds",
+            "--net-uds",
             "--serial",
             "--vm-type",
         ];
@@ -274,6 +289,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vcpus" => set_once(&mut vcpus, flag, number(flag, &v)?)?,
             "--vsock-cid" => set_once(&mut cid, flag, number(flag, &v)?)?,
             "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
+            "--net-uds" => set_once(&mut net_uds, flag, path(flag, &v)?)?,
             "--vm-type" => set_once(&mut vm_type, flag, vm_type_arg(&v)?)?,
             _ => set_once(&mut serial, flag, serial_target(&v)?)?,
         }
@@ -309,7 +325,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             Some(VsockConfig { cid, uds })
         }
     };
-    let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some());
+    let net = net_uds.map(|uds| NetConfig { uds });
+    let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some()) + u64::from(net.is_some());
     if devices > layout::MAX_VIRTIO_DEVICES {
         return Err(err(
             "--disk",
@@ -336,6 +353,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         mem_mib,
         vcpus,
         vsock,
+        net,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
         exit_stats,
@@ -370,6 +388,8 @@ mod tests {
             "3",
             "--vsock-uds",
             "/v",
+            "--net-uds",
+            "/n",
             "--serial",
             "file:/s",
             "--boot-timer",
@@ -394,6 +414,7 @@ mod tests {
                 uds: "/v".into()
             })
         );
+        assert_eq!(c.net, Some(NetConfig { uds: "/n".into() }));
         assert_eq!(c.serial, SerialTarget::File("/s".into()));
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
         assert_eq!(c.vm_type, VmType::Ordinary);
@@ -431,6 +452,12 @@ mod tests {
                 "--vsock-cid",
             ),
             (&["--kernel", "/k", "--serial", "tcp:1"], "--serial"),
+            (&["--kernel", "/k", "--net-uds"], "--net-uds"),
+            (&["--kernel", "/k", "--net-uds", ""], "--net-uds"),
+            (
+                &["--kernel", "/k", "--net-uds", "/a", "--net-uds", "/b"],
+                "--net-uds",
+            ),
             (&["--kernel", "/k", "--disk", "/a,rw"], "--disk"),
             (&["--kernel", "/k", "--kernel", "/k"], "--kernel"),
             (&["--kernel", "/k", "--bogus"], "--bogus"),

@@ -10,6 +10,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod rng;
 mod sys;
@@ -34,6 +35,8 @@ pub use queue::{DeviceFault, FdRegistry, QueueCtx, QueueMask};
 
 /// Virtio device ids (virtio spec 1.2, section 5).
 pub const TYPE_BLOCK: u32 = 2;
+/// Network card.
+pub const TYPE_NET: u32 = 1;
 /// Entropy source.
 pub const TYPE_RNG: u32 = 4;
 /// Socket device.
@@ -68,6 +71,8 @@ pub enum VirtioError {
     VsockInUse(std::path::PathBuf, &'static str),
     /// The guest CID is reserved (0, 1, 2 and u32::MAX are not valid guest CIDs).
     VsockCid(u64),
+    /// Connecting to (or setting up) the network backend's Unix socket failed.
+    NetBackend(std::path::PathBuf, std::io::Error),
     /// The virtio-queue crate refused a queue size (internal invariant).
     Queue(virtio_queue::Error),
 }
@@ -86,6 +91,9 @@ impl fmt::Display for VirtioError {
             Self::VsockLock(p, _) => write!(f, "cannot lock {}", p.display()),
             Self::VsockInUse(p, why) => write!(f, "vsock socket {} is in use: {why}", p.display()),
             Self::VsockCid(c) => write!(f, "invalid vsock guest CID {c}"),
+            Self::NetBackend(p, _) => {
+                write!(f, "cannot connect to the network backend {}", p.display())
+            }
             Self::Queue(_) => write!(f, "invalid virtio queue parameters"),
         }
     }
@@ -99,7 +107,8 @@ impl std::error::Error for VirtioError {
             | Self::EventFd(e)
             | Self::TimerFd(e)
             | Self::VsockBind(_, e)
-            | Self::VsockLock(_, e) => Some(e),
+            | Self::VsockLock(_, e)
+            | Self::NetBackend(_, e) => Some(e),
             Self::Queue(e) => Some(e),
             Self::DiskNotSectorAligned(_) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
         }
@@ -141,6 +150,14 @@ pub struct VsockConfig {
     pub guest_cid: u64,
     /// Host Unix socket: host processes connect here and send `CONNECT <port>\n`;
     /// guest connections to host port P go to `<uds_path>_<P>`.
+    pub uds_path: std::path::PathBuf,
+}
+
+/// Configuration of the virtio-net device.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// A listening Unix stream socket speaking QEMU's `-netdev stream` framing (passt's
+    /// `--socket`); the VMM connects to it once, at start.
     pub uds_path: std::path::PathBuf,
 }
 
@@ -239,5 +256,18 @@ pub fn build_vsock(
     cfg: &VsockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = vsock::Vsock::new(cfg)?;
+    handle(mem, irq, dev)
+}
+
+/// Build the virtio-net device: connect to `cfg.uds_path` (at start, before any seccomp
+/// filter; the connection is never re-established).
+pub fn build_net(
+    mem: GuestMemoryMmap<()>,
+    irq: IrqLine,
+    cfg: &NetConfig,
+) -> Result<VirtioDeviceHandle, VirtioError> {
+    let fail = |e| VirtioError::NetBackend(cfg.uds_path.clone(), e);
+    let stream = std::os::unix::net::UnixStream::connect(&cfg.uds_path).map_err(fail)?;
+    let dev = net::Net::new(stream).map_err(fail)?;
     handle(mem, irq, dev)
 }
