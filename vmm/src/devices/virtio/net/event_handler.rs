@@ -42,6 +42,10 @@ impl Net {
                 mask |= queue_bit(RXQ);
             }
         }
+        if self.tx_blocked && self.backend.is_none() {
+            // The backend went away while chains waited for room: come back and drop them.
+            mask |= queue_bit(TXQ);
+        }
         if tx_used > 0 {
             ctx.notify_used(TXQ)?;
         }
