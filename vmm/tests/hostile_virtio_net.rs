@@ -452,3 +452,111 @@ fn net_without_a_listening_backend_is_a_setup_error_naming_the_path() {
     assert_eq!(lines.len(), 1, "{o:#?}");
     assert!(lines[0].contains(&path.display().to_string()), "{o:#?}");
 }
+
+/// A real passt (the Debian package) in a fresh network namespace that holds only a veth
+/// pair of its own (so passt has a "default route" to template from; no traffic leaves
+/// the namespace), listening at a fresh socket path. Killed by its pid when dropped.
+struct Passt {
+    child: std::process::Child,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Passt {
+    fn start() -> Self {
+        // passt drops root for nobody before it binds: its directory must let it in.
+        let dir = tempfile::Builder::new()
+            .prefix("anchor-vmm-passt")
+            .tempdir()
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o733)).unwrap();
+        let path = dir.path().join("passt.sock");
+        let script = format!(
+            "ip link set lo up && ip link add v0 type veth peer name v1 && \
+             ip addr add 192.0.2.1/24 dev v0 && ip link set v0 up && ip link set v1 up && \
+             ip route add default via 192.0.2.254 dev v0 && \
+             exec passt -f -1 -4 --mtu 1500 --socket {}",
+            path.display()
+        );
+        let child = std::process::Command::new("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("this test needs unshare(1) and root: {e}"));
+        let mut p = Passt {
+            child,
+            path,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.path.exists() {
+            if let Ok(Some(st)) = p.child.try_wait() {
+                panic!(
+                    "passt did not start ({st}): it needs the passt package \
+                     (scripts/setup.sh), root, and veth in the host kernel"
+                );
+            }
+            assert!(Instant::now() < deadline, "passt never bound its socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        p
+    }
+}
+
+impl Drop for Passt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn net_real_passt_answers_the_guests_arp_request() {
+    let passt = Passt::start();
+    let mac = [0x02, 0x41, 0x4e, 0x43, 0x48, 0x01];
+    // ARP: who has 192.0.2.254 (passt's gateway address)? Tell 192.0.2.1 (the address
+    // passt hands out, copied from the namespace's template interface).
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&mac);
+    arp.extend_from_slice(&[192, 0, 2, 1]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&[192, 0, 2, 254]);
+    arp.resize(60, 0);
+    let mut s = Script::new();
+    s.net_up()
+        .post_rx(4)
+        .send_frame(0, &arp, 1)
+        .repeat(400, 1)
+        .poll(RXQ + USED + 2, 2, 1)
+        .print("REPLY")
+        // Ethertype and ARP opcode; sender and target protocol addresses.
+        .read(RXBUF + HDR + 12, 2)
+        .read(RXBUF + HDR + 20, 2)
+        .read(RXBUF + HDR + 28, 4)
+        .read(RXBUF + HDR + 38, 4)
+        // Destination MAC: ours.
+        .read(RXBUF + HDR, 4)
+        .end();
+    let p = passt.path.display().to_string();
+    let o = run_script(&s, &["--net-uds", &p], T);
+    drop(passt);
+    assert_served(&o);
+    let a = after(&o, "REPLY");
+    assert_eq!(
+        &a[..5],
+        [
+            r(0x0608),                // ARP, big-endian on the wire
+            r(0x0200),                // opcode 2: reply
+            r(le(&[192, 0, 2, 254])), // "192.0.2.254 is at ..."
+            r(le(&[192, 0, 2, 1])),   // ... told to us
+            r(le(&mac[..4])),
+        ],
+        "{o:#?}"
+    );
+}
