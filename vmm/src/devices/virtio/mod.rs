@@ -260,14 +260,15 @@ pub fn build_vsock(
 }
 
 /// Build the virtio-net device: connect to `cfg.uds_path` (at start, before any seccomp
-/// filter; the connection is never re-established).
+/// filter; the connection is never re-established). The connect does not wait: a backend
+/// whose listen backlog is full is an error now, not a VMM stuck at start.
 pub fn build_net(
     mem: GuestMemoryMmap<()>,
     irq: IrqLine,
     cfg: &NetConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let fail = |e| VirtioError::NetBackend(cfg.uds_path.clone(), e);
-    let stream = std::os::unix::net::UnixStream::connect(&cfg.uds_path).map_err(fail)?;
+    let stream = sys::connect_unix_nonblocking(&cfg.uds_path).map_err(fail)?;
     let dev = net::Net::new(stream).map_err(fail)?;
     handle(mem, irq, dev)
 }
