@@ -64,6 +64,9 @@ done
 # anchor-vault links libtss2 and libcryptsetup, which Debian ships only as shared
 # libraries: it is built dynamically (host target dir, no crt-static) and the initramfs
 # builder copies it with its libraries and the loader (tests/system/mkinitramfs.sh).
-cargo build --release --locked -p anchor-vault
-install -m 0755 "$CARGO_TARGET_DIR/release/anchor-vault" "$ANCHOR_OUT/bin/anchor-vault"
-printf 'build-static: %-14s %8d bytes (dynamic)\n' anchor-vault "$(stat -c %s "$ANCHOR_OUT/bin/anchor-vault")"
+# x86_64 only: no arm64 initramfs carries it yet.
+if [[ "$ARCH" == x86_64 ]]; then
+  cargo build --release --locked -p anchor-vault
+  install -m 0755 "$CARGO_TARGET_DIR/release/anchor-vault" "$ANCHOR_OUT/bin/anchor-vault"
+  printf 'build-static: %-14s %8d bytes (dynamic)\n' anchor-vault "$(stat -c %s "$ANCHOR_OUT/bin/anchor-vault")"
+fi

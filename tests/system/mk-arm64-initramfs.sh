@@ -8,13 +8,15 @@
 #               images and the policies: the same layout as the x86_64 product initramfs
 #               (tests/system/mkinitramfs.sh).
 #               Default output: $ANCHOR_OUT/aarch64/initramfs.cpio.gz
+#   --policies DIR  (with --product) also ship DIR/*.toml as room policies (the system
+#               tests' small rooms, tests/system/policies; never in the product archive)
 #   --nested    TEST-ONLY: an arm64 busybox /init that drives anchor-vmm by hand (never
 #               the product): the hand-made guests of tests/system/arm64/guest.S (one
 #               Image per case, assembled here), an anchor-vmm built with the test-only
 #               seccomp-test-trigger feature, and a room boot without bay0.
 #               Default output: $ANCHOR_CACHE/systest/arm64/initramfs-nested.cpio.gz
 #
-# usage: mk-arm64-initramfs.sh --product|--nested [--out PATH]
+# usage: mk-arm64-initramfs.sh --product [--policies DIR]|--nested [--out PATH]
 # Reproducible (initramfs-lib.sh: sorted, fixed mtimes, root-owned; gzip -n). Inputs:
 # $ANCHOR_OUT/aarch64/bin/{bay0,anchor-jail,anchor-vmm,anchorctl} (scripts/build-static.sh aarch64),
 # $ANCHOR_OUT/aarch64/guest-Image (guest-kernel/build-arm64.sh),
@@ -39,16 +41,20 @@ A="$ANCHOR_OUT/aarch64"
 die() { echo "mk-arm64-initramfs: $*" >&2; exit 1; }
 MODE=""
 OUT=""
+EXTRA_POLICIES=""
 while (($#)); do
   case "$1" in
     --product) MODE=product; shift ;;
     --nested) MODE=nested; shift ;;
     --out) OUT="${2:?--out needs a path}"; shift 2 ;;
-    -h|--help) sed -n '3,30p' "$SELF"; exit 0 ;;
+    --policies) EXTRA_POLICIES="${2:?--policies needs a directory}"; shift 2 ;;
+    -h|--help) sed -n '3,31p' "$SELF"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
 [[ -n "$MODE" ]] || die "say --product or --nested (see --help)"
+[[ -z "$EXTRA_POLICIES" || "$MODE" == product ]] || die "--policies goes with --product"
+[[ -z "$EXTRA_POLICIES" || -d "$EXTRA_POLICIES" ]] || die "--policies $EXTRA_POLICIES: not a directory"
 is_static() { ! aarch64-linux-gnu-readelf -l "$1" | grep -q 'program interpreter'; }
 need() { [[ -f "$1" ]] || die "$1 missing: $2"; }
 need "$A/bin/anchor-vmm" "run scripts/build-static.sh aarch64"
@@ -83,7 +89,9 @@ if [[ "$MODE" == product ]]; then
     [[ "$applet" == busybox || -e "$stage/bin/$applet" ]] || ln -s busybox "$stage/bin/$applet"
   done
   mkdir -p "$stage/etc/anchor/policies"
-  for f in policies/*.toml; do install -m 0644 "$f" "$stage/etc/anchor/policies/"; done
+  for f in policies/*.toml ${EXTRA_POLICIES:+"$EXTRA_POLICIES"/*.toml}; do
+    install -m 0644 "$f" "$stage/etc/anchor/policies/"
+  done
 else
   OUT="${OUT:-$ANCHOR_CACHE/systest/arm64/initramfs-nested.cpio.gz}"
   BUSYBOX="${ARM64_BUSYBOX:-$(scripts/arm64-busybox.sh)}" || die "no arm64 busybox (scripts/arm64-busybox.sh)"

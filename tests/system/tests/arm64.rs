@@ -11,14 +11,15 @@
 //! - the same with the host KVM in protected mode (pKVM): the room gets an ordinary VM,
 //!   and anchor-vmm says so and that the host refuses protected VMs;
 //! - anchor-vmm's aarch64 boot protocol and exit paths against hand-made arm64 guests
-//!   (tests/system/arm64/guest.S, run by a test-only busybox /init).
-//!
-//! The namespace backend (virtualization=off, no /dev/kvm) is not tested here: it waits
-//! for the namespace-backend issue.
+//!   (tests/system/arm64/guest.S, run by a test-only busybox /init);
+//! - without virtualization (`virtualization=off`: the host kernel starts at EL1, no
+//!   /dev/kvm): a `backend = "auto"` room (tests/system/policies/nsauto.toml) opens in
+//!   namespaces and its shell answers; a microvm room is refused plainly.
 //!
 //! Needs: qemu-system-aarch64, $ANCHOR_OUT/aarch64/{host-Image, initramfs.cpio.gz,
 //! bin/anchor-vmm, guest-Image, images/base.squashfs} (make arm64), the arm64 busybox
-//! (scripts/arm64-busybox.sh), binutils-aarch64-linux-gnu. Prints figures; asserts
+//! (scripts/arm64-busybox.sh), binutils-aarch64-linux-gnu. The test initramfs archives are
+//! built here with tests/system/mk-arm64-initramfs.sh. Prints figures; asserts
 //! behaviour only (timeouts are hang detection).
 #![allow(
     clippy::unwrap_used,
@@ -27,7 +28,9 @@
     clippy::indexing_slicing
 )]
 
-use anchor_systest::{arm64_host_kernel, arm64_initramfs, cache_dir, find_line, Machine, Options};
+use anchor_systest::{
+    arm64_host_kernel, arm64_initramfs, cache_dir, find_line, out_dir, Machine, Options,
+};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -176,11 +179,11 @@ fn arm64_protected_mode_host_runs_the_room_in_an_ordinary_vm_and_says_so() {
     assert!(!log.contains("Kernel panic"), "a kernel panicked");
 }
 
-fn nested_initramfs() -> PathBuf {
-    let out = cache_dir().join("systest/arm64/initramfs-nested.cpio.gz");
+/// Builds a test initramfs with mk-arm64-initramfs.sh `args` at `out`.
+fn test_initramfs(args: &[&str], out: PathBuf) -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mk-arm64-initramfs.sh");
     let result = Command::new(&script)
-        .arg("--nested")
+        .args(args)
         .arg("--out")
         .arg(&out)
         .output()
@@ -191,6 +194,132 @@ fn nested_initramfs() -> PathBuf {
         String::from_utf8_lossy(&result.stderr)
     );
     out
+}
+
+#[test]
+fn arm64_host_without_virtualization_opens_auto_rooms_in_namespaces() {
+    let initramfs = rooms_initramfs();
+    let t0 = Instant::now();
+    // virtualization=off: no EL2 for the host kernel, so KVM cannot start and there is no
+    // /dev/kvm (a Duet 5 booted without pKVM). QEMU merges -M options; the last one wins.
+    let opts = Options::arm64("arm64-room-ns", arm64_host_kernel().unwrap(), initramfs)
+        .arg("-M")
+        .arg("virtualization=off")
+        .append("bay0.shell=1 bay0.room=nsauto");
+    let mut m = Machine::start(opts).unwrap();
+    let ready = m.wait_for("bay0: ready", BOOT).unwrap();
+    let t_ready = t0.elapsed();
+    let kvm = m.wait_for("bay0: /dev/kvm ", Duration::ZERO).unwrap();
+    assert!(
+        kvm.line
+            .contains("/dev/kvm not usable (open /dev/kvm: ENOENT")
+            && kvm.line.ends_with("auto rooms run in namespaces"),
+        "{}",
+        kvm.line
+    );
+    assert!(
+        !m.serial().contains("mode initialized successfully"),
+        "KVM initialised on a host without EL2"
+    );
+    // `backend = "auto"` became a namespace room (anchor-jail --backend namespaces).
+    let opened = m
+        .wait_for_from(ready.end, "bay0: room nsauto opened: ", BOOT)
+        .unwrap();
+    assert!(
+        opened
+            .line
+            .contains("opened: namespaces, 128 MiB, 1 vCPU(s)"),
+        "{}",
+        opened.line
+    );
+    let agent = m
+        .wait_for_from(opened.end, "anchor-agent: room nsauto ready", ROOM)
+        .unwrap();
+    m.wait_for_from(agent.end, "nsauto:~# ", SHELL).unwrap();
+    let t_prompt = t0.elapsed();
+    eprintln!("figure: arm64-room-ns: host KVM: {}", kvm.line);
+    eprintln!(
+        "figure: arm64-room-ns: boot -> bay0 ready {:.1} s, -> room shell {:.1} s (TCG, no KVM)",
+        t_ready.as_secs_f64(),
+        t_prompt.as_secs_f64()
+    );
+
+    // The console is the room's: what is typed runs in the namespace room, on the anchor
+    // host's own kernel.
+    run(&mut m, "echo hello-$((6*7))", "hello-42");
+    run(&mut m, "uname -m", "aarch64");
+    // Root in the room is the jail's unprivileged uid on the host (a user namespace).
+    let uid = opened
+        .line
+        .split("jailed as uid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no uid in {}", opened.line));
+    let map = run(&mut m, "cat /proc/self/uid_map", &format!(" {uid} "));
+    let map: Vec<&str> = map.split_whitespace().collect();
+    assert!(map.ends_with(&["0", uid, "1"]), "uid_map: {map:?}");
+
+    // Ctrl-] leaves the room for the operator shell; the room keeps running.
+    let from = m.serial().len();
+    m.type_text("\x1d").unwrap();
+    m.wait_for_from(from, "console: operator shell", SHELL)
+        .unwrap();
+    m.type_text("\r").unwrap();
+    m.wait_for_from(from, "anchor# ", SHELL).unwrap();
+    let (list, status) = m.sh("anchorctl room list", SHELL).unwrap();
+    assert_eq!(status, 0, "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("nsauto ") && l.contains("namespaces")),
+        "{list}"
+    );
+    // A room that demands a microVM (the product's work room) is refused, plainly.
+    let (out, status) = m.sh("anchorctl room start work", SHELL).unwrap();
+    assert_ne!(status, 0, "{out}");
+    assert!(
+        out.contains("no usable KVM on this machine and the policy demands backend microvm"),
+        "{out}"
+    );
+    let (out, status) = m.sh("anchorctl room stop nsauto", SHELL).unwrap();
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("room nsauto stopped"), "{out}");
+    let closed = m
+        .wait_for("bay0: room nsauto (pid ", Duration::ZERO)
+        .unwrap();
+    assert!(closed.line.ends_with(": closed"), "{}", closed.line);
+    let (list, _) = m.sh("anchorctl room list", SHELL).unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("nsauto ") && l.contains(" stopped ")),
+        "{list}"
+    );
+    assert!(!m.serial().contains("Kernel panic"), "a kernel panicked");
+    assert_eq!(m.count("Linux version"), 1, "the anchor host rebooted");
+    assert!(
+        m.wait_exit(Duration::from_secs(2)).is_err(),
+        "bay0 went down"
+    );
+    eprintln!(
+        "figure: arm64-room-ns: whole run {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+fn nested_initramfs() -> PathBuf {
+    test_initramfs(
+        &["--nested"],
+        cache_dir().join("systest/arm64/initramfs-nested.cpio.gz"),
+    )
+}
+
+/// The product initramfs plus the system tests' small room policies (tests/system/policies).
+/// Built from this checkout's aarch64 artifacts, so it lives beside them in `$ANCHOR_OUT`.
+fn rooms_initramfs() -> PathBuf {
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    test_initramfs(
+        &["--product", "--policies", policies.to_str().unwrap()],
+        out_dir().join("aarch64/initramfs-rooms.cpio.gz"),
+    )
 }
 
 /// The `arm64-case: NAME exit=N ...` line of a case.

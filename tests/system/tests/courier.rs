@@ -359,32 +359,54 @@ fn incoming(m: &mut Machine) -> Vec<String> {
     out.into_iter().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// Starts, in the operator shell's background, a watcher that waits for the courier to
-/// have read 2 MiB of the item, records its credentials in /tmp/watch.log, and runs
-/// `then` (the kill); then sends `mid` from the attached sender and approves it. Returns
-/// the serial offset before the send.
+/// Sends `mid` from the sender in the background (its client's output goes to
+/// /tmp/send.log in the room) and approves it; once the client reports 10% sent (the
+/// courier is streaming), detaches from the sender and, in the operator shell, records
+/// the running courier's credentials in /tmp/watch.log and runs `then` (the kill; `$p` is
+/// the courier's pid). Returns the serial offset before the send. (The host kernel has no
+/// per-task I/O accounting, so the client's own progress says the transfer is under way.)
 fn send_and_kill(m: &mut Machine, then: &str) -> usize {
+    attach(m, "sender");
+    let from = ask(
+        m,
+        "(courier send mid --to receiver; echo @@sent $?) > /tmp/send.log 2>&1 &",
+    );
+    m.send_key(&["y"]).unwrap();
+    let ten = "until grep -q 'sending mid: 10%' /tmp/send.log; do sleep 0.2; done";
+    assert_eq!(in_room(m, "sender", ten, BIG).1, 0);
+    detach(m, "sender");
     sh(
         m,
         &format!(
-            "{{ (p=''; while [ -z \"$p\" ]; do p=$(pidof anchor-courier); sleep 0.1; done; \
-             while [ \"$(awk '/^rchar/ {{print $2}}' /proc/$p/io 2>/dev/null || echo 0)\" -lt 2097152 ]; \
-             do sleep 0.1; done; grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status; \
-             {then}; echo watcher-done) > /tmp/watch.log 2>&1 & }}"
+            "p=$(pidof anchor-courier) && \
+             grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status > /tmp/watch.log && {then}"
         ),
     );
-    attach(m, "sender");
-    let from = ask(m, "courier send mid --to receiver; echo @@sent $?");
-    m.send_key(&["y"]).unwrap();
     from
 }
 
-/// What the watcher saw and did.
+/// The sender's client output once it has ended (attached to the sender, left attached).
+fn client_result(m: &mut Machine) -> String {
+    attach(m, "sender");
+    let wait = "while ! grep -q @@sent /tmp/send.log; do sleep 0.2; done; cat /tmp/send.log";
+    in_room(m, "sender", wait, SHELL).0.join("\n")
+}
+
+/// Waits for the courier's failure line after a kill; when it does not come, the failure
+/// says what is left running.
+fn failed_line(m: &mut Machine, from: usize, failed: &str) -> String {
+    match m.wait_for_line_from(from, failed, SHELL) {
+        Ok(l) => l.line,
+        Err(e) => {
+            let seen = m.sh("cat /tmp/watch.log; ps -o pid,user,args", ROOM);
+            panic!("{e}\nleft: {seen:?}");
+        }
+    }
+}
+
+/// What the kill saw of the courier.
 fn watched(m: &mut Machine) -> String {
-    sh(
-        m,
-        "while ! grep -q watcher-done /tmp/watch.log; do sleep 0.2; done; cat /tmp/watch.log",
-    )
+    sh(m, "cat /tmp/watch.log")
 }
 
 const VMM_OF: &str = "anchorctl room list | awk '$1 == \"ROOM\" { print $7 }'";
@@ -406,20 +428,18 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     // The courier killed mid-transfer: the sender hears it failed, nothing arrives.
     make(&mut m);
     let from = send_and_kill(&mut m, "kill -9 $p");
-    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
+    let line = failed_line(&mut m, from, failed);
     assert!(
-        line.line.ends_with("anchor-courier killed by signal 9"),
+        line.ends_with("anchor-courier killed by signal 9"),
         "{}",
-        line.line
+        line
     );
-    m.wait_for_line_from(
-        from,
-        "sender| courier: failed: anchor-courier killed by signal 9",
-        SHELL,
-    )
-    .unwrap();
-    m.wait_for_line_from(from, "sender| @@sent 4", SHELL)
-        .unwrap();
+    let out = client_result(&mut m);
+    assert!(
+        out.contains("courier: failed: anchor-courier killed by signal 9")
+            && out.contains("@@sent 4"),
+        "{out}"
+    );
     detach(&mut m, "sender");
     let st = watched(&mut m);
     assert!(st.contains("Uid:\t63999\t63999\t63999\t63999"), "{st}");
@@ -436,16 +456,10 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         &mut m,
         &format!("kill -9 $({})", VMM_OF.replace("ROOM", "sender")),
     );
-    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
-    assert!(
-        line.line.contains("the source room sender"),
-        "{}",
-        line.line
-    );
-    m.wait_for_line_from(from, "bay0: room sender ended", SHELL)
+    let line = failed_line(&mut m, from, failed);
+    assert!(line.contains("the source room sender"), "{}", line);
+    m.wait_for_line_from(from, "bay0: room sender (pid ", SHELL)
         .unwrap();
-    m.wait_for_from(from, "anchor# ", SHELL).unwrap();
-    watched(&mut m);
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 
     // The destination room killed mid-transfer: the courier fails, the sender hears it,
@@ -456,20 +470,14 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         &mut m,
         &format!("kill -9 $({})", VMM_OF.replace("ROOM", "receiver")),
     );
-    let line = m.wait_for_line_from(from, failed, SHELL).unwrap();
+    let line = failed_line(&mut m, from, failed);
+    assert!(line.contains("the destination room receiver"), "{}", line);
+    let out = client_result(&mut m);
     assert!(
-        line.line.contains("the destination room receiver"),
-        "{}",
-        line.line
+        out.contains("courier: failed: the destination room receiver") && out.contains("@@sent 4"),
+        "{out}"
     );
-    m.wait_for_line_from(
-        from,
-        "sender| courier: failed: the destination room receiver",
-        SHELL,
-    )
-    .unwrap();
     detach(&mut m, "sender");
-    watched(&mut m);
     assert!(sh(&mut m, "anchorctl room start receiver").contains("ready"));
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 

@@ -29,7 +29,8 @@ pub enum State {
     Connecting(Instant),
     /// Data flows.
     Established,
-    /// We sent SHUTDOWN after the host closed; the guest has until the deadline to RST.
+    /// We sent SHUTDOWN after the host closed, or the guest closed while data for the
+    /// host was still buffered: closed (with an RST to the guest) at the deadline.
     Closing(Instant),
 }
 
@@ -197,6 +198,10 @@ impl<S: HostStream> Conn<S> {
         self.tx_buf.drain(..n.min(self.tx_buf.len()));
         if self.tx_buf.is_empty() && self.guest_no_send {
             self.stream.shutdown_write();
+            if self.guest_no_recv {
+                // The guest closed and the host now has all it sent: finish with RST.
+                self.needs |= need::RST;
+            }
         }
         Deliver::Ok
     }

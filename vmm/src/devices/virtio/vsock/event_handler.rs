@@ -195,7 +195,11 @@ impl Vsock {
                     self.remove_conn(slot, reg);
                     self.orphan(h);
                 }
-                State::Closing(d) if d <= now => self.remove_conn(slot, reg),
+                State::Closing(d) if d <= now => {
+                    let h = c.header(packet::OP_RST, 0, 0);
+                    self.remove_conn(slot, reg);
+                    self.orphan(h);
+                }
                 _ => {}
             }
         }

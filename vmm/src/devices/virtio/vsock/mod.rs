@@ -406,7 +406,13 @@ impl Vsock {
                             c.guest_no_recv = true;
                         }
                         if c.guest_no_send && c.guest_no_recv {
-                            c.needs |= need::RST;
+                            if c.tx_buf.is_empty() {
+                                c.needs |= need::RST;
+                            } else {
+                                // The host has not taken everything the guest sent: the
+                                // reset waits for the flush (conn.rs), or the deadline.
+                                c.state = State::Closing(deadline());
+                            }
                         }
                     }
                     packet::OP_REQUEST => c.needs |= need::RST,
