@@ -560,3 +560,60 @@ fn net_real_passt_answers_the_guests_arp_request() {
         "{o:#?}"
     );
 }
+
+#[test]
+fn net_over_an_inherited_socketpair_end() {
+    // What bay0 will do with passt --fd: a socketpair, one end to each.
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    use std::os::fd::AsRawFd;
+    let fd = theirs.as_raw_fd();
+    // SAFETY: clears FD_CLOEXEC on a descriptor this test owns, so anchor-vmm inherits it.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let be = std::thread::spawn(move || {
+        let mut s = ours;
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let f = read_frame(&mut s)?;
+        write_frame(&mut s, &f)?;
+        Ok::<_, std::io::Error>(f)
+    });
+    let mut s = Script::new();
+    s.net_up()
+        .post_rx(1)
+        .send_frame(0, &eth(90, 0x44), 1)
+        .repeat(400, 1)
+        .poll(RXQ + USED + 2, 2, 1)
+        .print("ECHO")
+        .read(RXBUF + HDR + 80, 8)
+        .end();
+    let o = run_script(&s, &["--net-fd", &fd.to_string()], T);
+    drop(theirs);
+    assert_served(&o);
+    assert_eq!(be.join().unwrap().unwrap(), eth(90, 0x44));
+    assert_eq!(
+        after(&o, "ECHO")[0],
+        r(le(&eth(90, 0x44)[80..88])),
+        "{o:#?}"
+    );
+}
+
+#[test]
+fn net_fd_that_is_not_a_stream_socket_is_refused() {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: clears FD_CLOEXEC on a descriptor this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    for (arg, why) in [
+        (fd.to_string(), "not a Unix stream socket"),
+        ("900".to_string(), "Bad file descriptor"),
+    ] {
+        let o = run_script(&Script::new(), &["--net-fd", &arg], T);
+        assert_eq!(o.exit_code, Some(3), "{o:#?}");
+        let l: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(l.len(), 1, "{o:#?}");
+        assert!(
+            l[0].contains(&format!("fd {arg}")) && l[0].contains(why),
+            "{o:#?}"
+        );
+    }
+}

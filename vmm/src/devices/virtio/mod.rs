@@ -73,6 +73,10 @@ pub enum VirtioError {
     VsockCid(u64),
     /// Connecting to (or setting up) the network backend's Unix socket failed.
     NetBackend(std::path::PathBuf, std::io::Error),
+    /// The inherited network backend descriptor is not a usable Unix stream socket.
+    NetFd(i32, std::io::Error),
+    /// Making the network backend socket non-blocking failed.
+    NetSetup(std::io::Error),
     /// The virtio-queue crate refused a queue size (internal invariant).
     Queue(virtio_queue::Error),
 }
@@ -94,6 +98,8 @@ impl fmt::Display for VirtioError {
             Self::NetBackend(p, _) => {
                 write!(f, "cannot connect to the network backend {}", p.display())
             }
+            Self::NetFd(fd, _) => write!(f, "cannot use fd {fd} as the network backend"),
+            Self::NetSetup(_) => write!(f, "cannot set up the network backend socket"),
             Self::Queue(_) => write!(f, "invalid virtio queue parameters"),
         }
     }
@@ -108,7 +114,9 @@ impl std::error::Error for VirtioError {
             | Self::TimerFd(e)
             | Self::VsockBind(_, e)
             | Self::VsockLock(_, e)
-            | Self::NetBackend(_, e) => Some(e),
+            | Self::NetBackend(_, e)
+            | Self::NetFd(_, e)
+            | Self::NetSetup(e) => Some(e),
             Self::Queue(e) => Some(e),
             Self::DiskNotSectorAligned(_) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
         }
@@ -150,14 +158,6 @@ pub struct VsockConfig {
     pub guest_cid: u64,
     /// Host Unix socket: host processes connect here and send `CONNECT <port>\n`;
     /// guest connections to host port P go to `<uds_path>_<P>`.
-    pub uds_path: std::path::PathBuf,
-}
-
-/// Configuration of the virtio-net device.
-#[derive(Debug, Clone)]
-pub struct NetConfig {
-    /// A listening Unix stream socket speaking QEMU's `-netdev stream` framing (passt's
-    /// `--socket`); the VMM connects to it once, at start.
     pub uds_path: std::path::PathBuf,
 }
 
@@ -259,16 +259,29 @@ pub fn build_vsock(
     handle(mem, irq, dev)
 }
 
-/// Build the virtio-net device: connect to `cfg.uds_path` (at start, before any seccomp
+/// Connect to the network backend listening at `path` (at start, before any seccomp
 /// filter; the connection is never re-established). The connect does not wait: a backend
 /// whose listen backlog is full is an error now, not a VMM stuck at start.
+pub fn connect_net_backend(
+    path: &std::path::Path,
+) -> Result<std::os::unix::net::UnixStream, VirtioError> {
+    sys::connect_unix_nonblocking(path).map_err(|e| VirtioError::NetBackend(path.to_path_buf(), e))
+}
+
+/// Take over the inherited descriptor `fd` as the network backend: it must be an open Unix
+/// stream socket. Call it before the process opens any descriptor of its own (the number
+/// could otherwise name one of those).
+pub fn adopt_net_backend(fd: i32) -> Result<std::os::unix::net::UnixStream, VirtioError> {
+    sys::adopt_unix_stream(fd).map_err(|e| VirtioError::NetFd(fd, e))
+}
+
+/// Build the virtio-net device over `backend` (from [`connect_net_backend`] or
+/// [`adopt_net_backend`]).
 pub fn build_net(
     mem: GuestMemoryMmap<()>,
     irq: IrqLine,
-    cfg: &NetConfig,
+    backend: std::os::unix::net::UnixStream,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
-    let fail = |e| VirtioError::NetBackend(cfg.uds_path.clone(), e);
-    let stream = sys::connect_unix_nonblocking(&cfg.uds_path).map_err(fail)?;
-    let dev = net::Net::new(stream).map_err(fail)?;
+    let dev = net::Net::new(backend).map_err(VirtioError::NetSetup)?;
     handle(mem, irq, dev)
 }
