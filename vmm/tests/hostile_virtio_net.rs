@@ -463,7 +463,17 @@ struct Passt {
 }
 
 impl Passt {
+    /// passt on its own socket (`--socket`).
     fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// passt on an inherited descriptor (`--fd`, the shape meant for rooms).
+    fn with_fd(fd: i32) -> Self {
+        Self::spawn(Some(fd))
+    }
+
+    fn spawn(fd: Option<i32>) -> Self {
         // passt drops root for nobody before it binds: its directory must let it in.
         let dir = tempfile::Builder::new()
             .prefix("anchor-vmm-passt")
@@ -476,8 +486,11 @@ impl Passt {
             "ip link set lo up && ip link add v0 type veth peer name v1 && \
              ip addr add 192.0.2.1/24 dev v0 && ip link set v0 up && ip link set v1 up && \
              ip route add default via 192.0.2.254 dev v0 && \
-             exec passt -f -1 -4 --mtu 1500 --socket {}",
-            path.display()
+             exec passt -f -1 -4 --mtu 1500 {}",
+            match fd {
+                Some(fd) => format!("--fd {fd}"),
+                None => format!("--socket {}", path.display()),
+            }
         );
         let child = std::process::Command::new("unshare")
             .args(["-n", "sh", "-c", &script])
@@ -492,7 +505,7 @@ impl Passt {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !p.path.exists() {
+        while fd.is_none() && !p.path.exists() {
             if let Ok(Some(st)) = p.child.try_wait() {
                 panic!(
                     "passt did not start ({st}): it needs the passt package \
@@ -517,7 +530,37 @@ impl Drop for Passt {
 #[test]
 fn net_real_passt_answers_the_guests_arp_request() {
     let passt = Passt::start();
-    let mac = [0x02, 0x41, 0x4e, 0x43, 0x48, 0x01];
+    let p = passt.path.display().to_string();
+    let o = arp_through_passt(&["--net-uds", &p]);
+    drop(passt);
+    assert_arp_reply(&o);
+}
+
+#[test]
+fn net_real_passt_over_a_socketpair_answers_the_guests_arp_request() {
+    use std::os::fd::AsRawFd;
+    let (vmm_end, passt_end) = UnixStream::pair().unwrap();
+    let set_cloexec = |fd: i32, on: bool| {
+        let v = if on { libc::FD_CLOEXEC } else { 0 };
+        // SAFETY: F_SETFD on a descriptor this test owns, no pointers.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, v) }, 0);
+    };
+    set_cloexec(passt_end.as_raw_fd(), false);
+    let passt = Passt::with_fd(passt_end.as_raw_fd());
+    drop(passt_end);
+    set_cloexec(vmm_end.as_raw_fd(), false);
+    let fd = vmm_end.as_raw_fd().to_string();
+    let o = arp_through_passt(&["--net-fd", &fd]);
+    drop(vmm_end);
+    drop(passt);
+    assert_arp_reply(&o);
+}
+
+const GUEST_MAC: [u8; 6] = [0x02, 0x41, 0x4e, 0x43, 0x48, 0x01];
+
+/// The guest asks passt for its gateway's MAC.
+fn arp_through_passt(args: &[&str]) -> Outcome {
+    let mac = GUEST_MAC;
     // ARP: who has 192.0.2.254 (passt's gateway address)? Tell 192.0.2.1 (the address
     // passt hands out, copied from the namespace's template interface).
     let mut arp = vec![0xff; 6];
@@ -543,11 +586,13 @@ fn net_real_passt_answers_the_guests_arp_request() {
         // Destination MAC: ours.
         .read(RXBUF + HDR, 4)
         .end();
-    let p = passt.path.display().to_string();
-    let o = run_script(&s, &["--net-uds", &p], T);
-    drop(passt);
-    assert_served(&o);
-    let a = after(&o, "REPLY");
+    run_script(&s, args, T)
+}
+
+fn assert_arp_reply(o: &Outcome) {
+    let mac = GUEST_MAC;
+    assert_served(o);
+    let a = after(o, "REPLY");
     assert_eq!(
         &a[..5],
         [
