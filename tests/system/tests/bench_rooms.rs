@@ -49,9 +49,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn rss_kib(m: &mut Machine) -> u64 {
     let out = sh(m, "grep VmRSS /proc/1/status");
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
