@@ -320,26 +320,21 @@ impl Rooms {
         }
         r.phase = Phase::Stopping;
         r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
-        if r.volume.is_some() {
-            if let Some(mut umb) = r.umb.as_ref() {
-                let mut frame = [0u8; umbilical::HEADER];
-                if umbilical::encode(Kind::PowerOff, &[], &mut frame).is_ok()
-                    && umb.write(&frame).is_ok()
-                {
-                    crate::log_info!("room {}: asked to power off", r.name.as_str());
-                    return;
-                }
-            }
+        if !power_off(r) {
+            kill(r);
         }
-        kill(r);
     }
 
-    /// Kills every room's VMM (shutdown: rooms have nothing to save but their volume,
-    /// which the kernel's sync at power-off covers for what reached the host).
+    /// Shutdown: kills every room's VMM at once, but a room with a vault volume is asked
+    /// to power off (its agent syncs first); the supervisor's grace period, then its
+    /// SIGKILL, bound the wait. (A VMM is PID 1 of its PID namespace: the SIGTERM sent to
+    /// every process does not reach it.)
     pub fn kill_all(&mut self) {
         for r in self.slots.iter_mut().flatten() {
             r.phase = Phase::Stopping;
-            kill(r);
+            if !power_off(r) {
+                kill(r);
+            }
         }
     }
 
@@ -472,6 +467,18 @@ impl Rooms {
             }
         }
     }
+}
+
+/// Asks a room with a vault volume to power off; false when it has none or cannot be asked.
+fn power_off(r: &Room) -> bool {
+    let mut frame = [0u8; umbilical::HEADER];
+    let asked = r.volume.is_some()
+        && umbilical::encode(Kind::PowerOff, &[], &mut frame).is_ok()
+        && r.umb.as_ref().is_some_and(|mut u| u.write(&frame).is_ok());
+    if asked {
+        crate::log_info!("room {}: asked to power off", r.name.as_str());
+    }
+    asked
 }
 
 fn kill(r: &Room) {
