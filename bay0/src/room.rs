@@ -5,8 +5,9 @@
 //! limits bay0 keeps for the room (docs/POLICY.md has the field -> enforcement table).
 //!
 //! The policy is parsed once (crate::policy) and the typed value is handed here; this
-//! module never re-reads the file. What this release cannot grant (network, vault
-//! volume, devices) is left out and reported: the room gets less, never more.
+//! module never re-reads the file. What this release cannot grant (network, devices,
+//! a vault volume the vault cannot give now) is left out and reported: the room gets
+//! less, never more.
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub struct Layout {
     pub policies: PathBuf,
     /// Directory of per-room runtime directories (on tmpfs).
     pub run: PathBuf,
+    /// Directory of the vault's room volumes (`<volume>.img`, made by anchor-vault).
+    pub volumes: PathBuf,
     /// Show the host's libraries read-only inside the jail (hosted-mode tests run
     /// dynamically linked stand-ins for the VMM).
     pub host_libs: bool,
@@ -44,6 +47,7 @@ impl Layout {
             images: PathBuf::from("/usr/lib/anchor/images"),
             policies: PathBuf::from("/etc/anchor/policies"),
             run: PathBuf::from("/run/anchor/rooms"),
+            volumes: PathBuf::from("/persist/volumes"),
             host_libs: false,
         }
     }
@@ -58,6 +62,7 @@ impl Layout {
             images: root.join("images"),
             policies: root.join("policies"),
             run: PathBuf::from("/run/anchor/rooms"),
+            volumes: root.join("volumes"),
             host_libs: true,
         }
     }
@@ -92,6 +97,7 @@ const ROOM_CMDLINE: &str =
 const JAIL_VMM: &str = "/bin/anchor-vmm";
 const JAIL_KERNEL: &str = "/boot/vmlinux";
 const JAIL_IMAGE: &str = "/images/room.squashfs";
+const JAIL_VOLUME: &str = "/volume.img";
 
 /// Everything bay0 needs to launch and keep a room.
 #[derive(Debug, Clone)]
@@ -107,7 +113,11 @@ pub struct Plan {
     pub charged_mib: u64,
     pub max_s: Option<u64>,
     pub idle_s: Option<u64>,
-    pub has_volume: bool,
+    /// The vault volume file, granted: bound read-write into the jail as the VMM's second
+    /// disk; bay0 gives it to the room's uid at every start.
+    pub volume: Option<PathBuf>,
+    /// Why the vault volume the policy asks for is not granted.
+    pub no_volume: Option<&'static str>,
     pub courier: anchor_policy::Courier,
     /// "microvm" or "namespaces".
     pub backend: &'static str,
@@ -129,10 +139,29 @@ fn cstr(s: impl Into<Vec<u8>>) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Room("a path contains a NUL byte"))
 }
 
-/// The launch plan for the room `resolved` describes, in slot `slot`.
-pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Result<Plan> {
+/// The policy's vault volume file and its size, or why the room gets none now (None: the
+/// policy asks for none). Granted only when the vault is open and anchor-vault made the
+/// file (a regular file) at exactly the policy's quota.
+fn volume(layout: &Layout, room: &Resolved, ns: bool, open: bool) -> Option<Grant> {
+    let persist = room.policy().persist()?;
+    let name = format!("{}.img", persist.volume().as_str());
+    let (file, size) = (layout.volumes.join(name), persist.size().bytes());
+    Some(match std::fs::symlink_metadata(&file) {
+        _ if ns => Err("namespace rooms get no vault volume in this release"),
+        _ if !open => Err("the vault is locked"),
+        Ok(m) if m.is_file() && m.len() == size => Ok((file, size)),
+        Ok(m) if m.is_file() => Err("its size differs from the policy"),
+        _ => Err("the volume was not made"),
+    })
+}
+
+type Grant = core::result::Result<(PathBuf, u64), &'static str>;
+
+/// The launch plan for `room` in slot `slot`; `vault`: is /persist open (room volumes
+/// are granted only then).
+pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usize) -> Result<Plan> {
     use std::os::unix::ffi::OsStrExt;
-    let policy = resolved.policy();
+    let policy = room.policy();
     let ns = check_backend(policy.backend(), kvm)?;
     let name = policy.name().as_str();
     let res = policy.resources();
@@ -151,10 +180,16 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
     let image = layout
         .images
         .join(format!("{}.squashfs", policy.image().as_str()));
+    let (granted, no_volume) = match volume(layout, room, ns, vault) {
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
+    };
     let cmdline = format!(
-        "{ROOM_CMDLINE} anchor.room={name} anchor.privileged={} anchor.pids_max={}",
+        "{ROOM_CMDLINE} anchor.room={name} anchor.privileged={} anchor.pids_max={}{}",
         u8::from(policy.privileged()),
-        res.pids_max()
+        res.pids_max(),
+        granted.as_ref().map_or("", |_| " anchor.persist=/dev/vdb")
     );
     let (uid_s, mem_s) = (
         uid.to_string(),
@@ -207,6 +242,10 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
                 opts(&[("--ro", &format!("{lib}:{lib}"))]);
             }
         }
+        if let Some((file, size)) = &granted {
+            let rw = ro(file, JAIL_VOLUME);
+            opts(&[("--rw", &rw), ("--fsize", &size.to_string())]);
+        }
         let (disk, mem) = (format!("{JAIL_IMAGE},ro"), memory_mib.to_string());
         opts(&[
             ("--", JAIL_VMM),
@@ -214,6 +253,9 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
             ("--disk", &disk),
             ("--mem-mib", &mem),
         ]);
+        if granted.is_some() {
+            opts(&[("--disk", JAIL_VOLUME)]);
+        }
         opts(&[
             ("--vcpus", &vcpus),
             ("--cmdline", &cmdline),
@@ -232,7 +274,8 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
         charged_mib,
         max_s: life.max().secs(),
         idle_s: life.idle().secs(),
-        has_volume: false,
+        volume: granted.map(|(file, _)| file),
+        no_volume,
         courier: policy.courier().clone(),
         backend: if ns { "namespaces" } else { "microvm" },
     })
@@ -242,14 +285,9 @@ pub fn plan(layout: &Layout, resolved: &Resolved, kvm: bool, slot: usize) -> Res
 pub fn not_granted(resolved: &Resolved) -> impl Iterator<Item = &'static str> {
     let policy = resolved.policy();
     let network = policy.network() != Network::None;
-    let persist = policy.persist().is_some();
     let devices = !policy.devices().is_empty();
     [
         (network, "network (rooms have none in this release)"),
-        (
-            persist,
-            "vault volume (rooms get no vault volume in this release)",
-        ),
         (devices, "devices (none are passed through in this release)"),
     ]
     .into_iter()
@@ -284,6 +322,7 @@ mod tests {
             images: root.join("images"),
             policies: Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
             run: root.join("run"),
+            volumes: root.join("volumes"),
             host_libs: false,
         }
     }
@@ -292,7 +331,7 @@ mod tests {
         let l = layout();
         let resolved =
             crate::policy::load_room(&l.policies, room, &mut crate::logger::Line::default())?;
-        let p = plan(&l, &resolved, kvm, 2)?;
+        let p = plan(&l, &resolved, kvm, false, 2)?;
         let argv = p
             .argv
             .iter()
@@ -367,16 +406,31 @@ mod tests {
 
     /// A policy in a scratch directory (the shipped ones are all microvm).
     fn plan_text(text: &str, kvm: bool) -> (Plan, Vec<String>) {
-        let dir = std::env::temp_dir().join(format!("bay0-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        plan_in(text, kvm, false, "plan", |_| ())
+    }
+
+    /// [`plan_text`] with the vault open or not, and `volumes` (the vault's volume
+    /// directory, empty at first) prepared by the caller.
+    fn plan_in(
+        text: &str,
+        kvm: bool,
+        vault_open: bool,
+        tag: &str,
+        volumes: impl FnOnce(&Path),
+    ) -> (Plan, Vec<String>) {
+        let dir = std::env::temp_dir().join(format!("bay0-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("volumes")).unwrap();
         std::fs::write(dir.join("lab.toml"), text).unwrap();
+        volumes(&dir.join("volumes"));
         let l = Layout {
             policies: dir.clone(),
+            volumes: dir.join("volumes"),
             ..layout()
         };
         let mut d = crate::logger::Line::default();
         let resolved = crate::policy::load_room(&dir, "lab", &mut d).unwrap();
-        let p = plan(&l, &resolved, kvm, 1).unwrap();
+        let p = plan(&l, &resolved, kvm, vault_open, 1).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let argv = p.argv.iter().map(|a| a.to_str().unwrap().into()).collect();
         (p, argv)
@@ -430,5 +484,99 @@ mod tests {
         assert_eq!(describe_exit(0), "the room powered off");
         assert_eq!(describe_exit(4), "the room's guest faulted");
         assert_eq!(describe_exit(99), "anchor-vmm ended unexpectedly");
+    }
+
+    const KEEPER: &str = "name = \"lab\"\nimage = \"base\"\nbackend = \"microvm\"\n\
+                          [resources]\nmemory = \"256MiB\"\nvcpus = 1\n\
+                          [persist]\nvolume = \"notes\"\nsize = \"8MiB\"\n";
+
+    fn sized(len: u64) -> impl FnOnce(&Path) {
+        move |dir| {
+            let f = std::fs::File::create(dir.join("notes.img")).unwrap();
+            f.set_len(len).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_open_vault_volume_of_the_policys_size_is_the_rooms_second_disk() {
+        let (p, argv) = plan_in(KEEPER, true, true, "vol-ok", sized(8 << 20));
+        let file = std::env::temp_dir().join(format!(
+            "bay0-vol-ok-{}/volumes/notes.img",
+            std::process::id()
+        ));
+        assert_eq!(
+            (p.volume.as_deref(), p.no_volume),
+            (Some(file.as_path()), None)
+        );
+        let sep = argv.iter().position(|a| a == "--").unwrap();
+        let (jail, vmm) = (&argv[..sep], &argv[sep + 1..]);
+        assert_eq!(
+            value_of(jail, "--rw"),
+            format!("{}:/volume.img", file.display())
+        );
+        // The VMM may write the volume up to its quota and no further.
+        assert_eq!(value_of(jail, "--fsize"), (8u64 << 20).to_string());
+        let disks: Vec<_> = vmm
+            .windows(2)
+            .filter(|w| w[0] == "--disk")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(disks, ["/images/room.squashfs,ro", "/volume.img"]);
+        assert!(value_of(vmm, "--cmdline").ends_with(" anchor.persist=/dev/vdb"));
+    }
+
+    #[test]
+    fn a_vault_volume_that_cannot_be_given_now_is_refused_with_the_reason() {
+        let ns = KEEPER.replace("microvm", "namespaces");
+        // (policy, vault open, volume file size if made, why it is refused)
+        let cases = [
+            (KEEPER, false, Some(8 << 20), "the vault is locked"),
+            (KEEPER, true, None, "the volume was not made"),
+            (
+                KEEPER,
+                true,
+                Some(4 << 20),
+                "its size differs from the policy",
+            ),
+            (
+                ns.as_str(),
+                true,
+                Some(8 << 20),
+                "namespace rooms get no vault volume in this release",
+            ),
+        ];
+        for (i, (text, open, size, why)) in cases.into_iter().enumerate() {
+            let prepare = |d: &Path| size.map_or((), |len| sized(len)(d));
+            let (p, argv) = plan_in(text, true, open, &format!("vol-no{i}"), prepare);
+            assert_eq!((p.volume.as_ref(), p.no_volume), (None, Some(why)), "{why}");
+            assert!(!argv.iter().any(|a| a == "--rw"
+                || a == "--fsize"
+                || a.contains("volume.img")
+                || a.contains("anchor.persist")));
+        }
+        // A directory where the volume should be is not the volume.
+        let (p, _) = plan_in(KEEPER, true, true, "vol-dir", |d| {
+            std::fs::create_dir(d.join("notes.img")).unwrap()
+        });
+        assert_eq!(p.no_volume, Some("the volume was not made"));
+        // A symlink where the volume should be is not the volume.
+        let (p, _) = plan_in(KEEPER, true, true, "vol-link", |d| {
+            std::fs::File::create(d.join("real.img"))
+                .unwrap()
+                .set_len(8 << 20)
+                .unwrap();
+            std::os::unix::fs::symlink(d.join("real.img"), d.join("notes.img")).unwrap();
+        });
+        assert_eq!(p.no_volume, Some("the volume was not made"));
+        // No [persist]: nothing asked, nothing refused, nothing given.
+        let (p, argv) = plan_in(
+            &KEEPER.replace("[persist]\nvolume = \"notes\"\nsize = \"8MiB\"\n", ""),
+            true,
+            true,
+            "vol-none",
+            |_| (),
+        );
+        assert_eq!((p.volume, p.no_volume), (None, None));
+        assert!(!argv.iter().any(|a| a.contains("persist") || a == "--rw"));
     }
 }

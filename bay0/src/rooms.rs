@@ -73,7 +73,8 @@ pub struct Room {
     idle_ms: Option<u64>,
     pub last_input_ms: u64,
     warned: bool,
-    has_volume: bool,
+    /// The vault volume file (the room is asked to power off before it is killed).
+    volume: Option<std::path::PathBuf>,
     pub pty: OwnedFd,
     pub render: Renderer,
     pub scroll: Scrollback,
@@ -209,21 +210,34 @@ impl Rooms {
             .position(Option::is_none)
             .ok_or(Error::Room("too many rooms open (8)"))?;
         let resolved = crate::policy::load_room(&self.layout.policies, name, detail)?;
-        let plan = room::plan(&self.layout, &resolved, self.kvm, slot)?;
+        let open = crate::vault::is_open();
+        let plan = room::plan(&self.layout, &resolved, self.kvm, open, slot)?;
         admit(mem_total_mib(), self.used_mib(), plan.charged_mib)?;
+        let busy = |r: &Room| r.volume.is_some() && r.volume == plan.volume;
+        if self.slots.iter().flatten().any(busy) {
+            return Err(Error::Room(
+                "its vault volume is in use by another open room",
+            ));
+        }
         for what in room::not_granted(&resolved) {
             crate::log_warn!("room {name}: not granted: {what}");
+        }
+        if let Some(why) = plan.no_volume {
+            crate::log_warn!("room {name}: not granted: vault volume ({why})");
         }
         let room_name =
             crate::config::room_name(name).map_err(|_| Error::Room("invalid room name"))?;
         let room = self.launch(ep, slot, room_name, &plan, now_ms)?;
         crate::log_notice!(
-            "room {name} opened: {}, {} MiB, {} vCPU(s), jailed as uid {} (pid {})",
+            "room {name} opened: {}, {} MiB, {} vCPU(s), jailed as uid {} (pid {}){}",
             plan.backend,
             plan.memory_mib,
             plan.vcpus,
             plan.uid,
-            room.pid
+            room.pid,
+            room.volume
+                .as_ref()
+                .map_or("", |_| ", vault volume attached")
         );
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(room);
@@ -243,6 +257,9 @@ impl Rooms {
         let _ = std::fs::remove_dir_all(&plan.run_dir);
         std::fs::create_dir_all(&plan.run_dir).map_err(io("create the room's run directory"))?;
         hand_over(&plan.run_dir, plan.uid, 0o700)?;
+        if let Some(volume) = &plan.volume {
+            hand_over(volume, plan.uid, 0o600)?;
+        }
         let umb_path = plan.run_dir.join(format!("vsock_{}", umbilical::PORT));
         let umb_listen = UnixListener::bind(&umb_path).map_err(io("bind the umbilical"))?;
         umb_listen.set_nonblocking(true).map_err(io("umbilical"))?;
@@ -280,7 +297,7 @@ impl Rooms {
             idle_ms: plan.idle_s.map(|s| s.saturating_mul(1000)),
             last_input_ms: now_ms,
             warned: false,
-            has_volume: plan.has_volume,
+            volume: plan.volume.clone(),
             pty,
             render: Renderer::new(name.as_str()),
             scroll: Scrollback::default(),
@@ -303,7 +320,7 @@ impl Rooms {
         }
         r.phase = Phase::Stopping;
         r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
-        if r.has_volume {
+        if r.volume.is_some() {
             if let Some(mut umb) = r.umb.as_ref() {
                 let mut frame = [0u8; umbilical::HEADER];
                 if umbilical::encode(Kind::PowerOff, &[], &mut frame).is_ok()
@@ -361,6 +378,8 @@ impl Rooms {
             .position(|r| r.as_ref().is_some_and(|r| r.pid == pid))?;
         let mut r = self.slots.get_mut(slot)?.take()?;
         read_stderr(&mut r);
+        // The volume is root's again while no room runs it (its uid goes to other rooms).
+        let _ = r.volume.as_ref().map(|v| hand_over(v, 0, 0o600));
         let status = WaitStatus(status);
         let name = r.name;
         // A room bay0 closed ended as asked; otherwise its VMM's last line says why.

@@ -15,8 +15,8 @@ pub const USAGE: &str = "\
 usage: anchor-jail --name ROOM --uid UID --gid GID --run-dir DIR
                    --memory BYTES --pids N --cpu-weight N
                    [--nofile N] [--nproc N] [--fsize BYTES]
-                   [--ro HOST_PATH:JAIL_PATH]... [--dev kvm|urandom|null]...
-                   -- PROGRAM [ARG]...
+                   [--ro HOST_PATH:JAIL_PATH]... [--rw HOST_FILE:JAIL_PATH]...
+                   [--dev kvm|urandom|null]... -- PROGRAM [ARG]...
        anchor-jail --backend namespaces --name ROOM --uid UID --gid GID --run-dir DIR
                    --memory BYTES --pids N --cpu-weight N [--cpus N] --image SQUASHFS
                    [--nofile N] [--nproc N] [--fsize BYTES]
@@ -30,10 +30,12 @@ jail makes one itself), with no_new_privs.
 
 First form (--backend vmm, the default: a room's anchor-vmm): fresh mount, IPC, UTS and
 network namespaces; a root file system holding only each --ro file or directory
-(read-only, nosuid, nodev), the --dev device nodes under /dev (owned by UID), and DIR
+(read-only, nosuid, nodev), each --rw file (writable, nosuid, nodev, noexec: one
+regular file, never a symlink, a path under one, a directory or a device; the caller
+makes it accessible to UID), the --dev device nodes under /dev (owned by UID), and DIR
 (the room's run directory, owned by UID) as /run; PROGRAM runs as UID:GID with no
 capabilities. The memory cgroup kills the whole group on OOM. Defaults: --nofile 256,
---nproc 64, --fsize 0.
+--nproc 64, --fsize 0 (a --rw file is written only within --fsize BYTES).
 
 Second form (--backend namespaces: the whole room on the host kernel): fresh user, mount,
 IPC, UTS, network (loopback only, up), cgroup and time namespaces (the room's clocks
@@ -89,11 +91,13 @@ pub enum Backend {
     Namespaces,
 }
 
-/// A read-only bind mount: a host path shown at a path inside the jail.
+/// A bind mount: a host path shown at a path inside the jail, read-only unless
+/// `writable` (`--rw`: one regular file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
     pub host: PathBuf,
     pub jail: PathBuf,
+    pub writable: bool,
 }
 
 /// Everything the jail does.
@@ -205,16 +209,21 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                 }
                 image = Some(PathBuf::from(v));
             }
-            "--ro" => {
+            "--ro" | "--rw" => {
                 let (host, jail) = v
                     .split_once(':')
-                    .ok_or_else(|| Error::Usage(format!("--ro wants HOST:JAIL, not {v:?}")))?;
+                    .ok_or_else(|| Error::Usage(format!("{flag} wants HOST:JAIL, not {v:?}")))?;
                 if !Path::new(host).is_absolute() {
-                    return usage(format!("--ro: host path {host:?} is not absolute"));
+                    return usage(format!("{flag}: host path {host:?} is not absolute"));
+                }
+                let writable = flag == "--rw";
+                if writable {
+                    regular_file(Path::new(host))?;
                 }
                 binds.push(Bind {
                     host: PathBuf::from(host),
-                    jail: jail_path("--ro", jail)?,
+                    jail: jail_path(&flag, jail)?,
+                    writable,
                 });
             }
             "--dev" => devs.push(
@@ -258,7 +267,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let namespaces = backend == Backend::Namespaces;
     if namespaces && (!binds.is_empty() || !devs.is_empty()) {
         return usage(
-            "--ro and --dev are for the VMM jail; a namespace room gets its image and a fixed /dev",
+            "--ro, --rw and --dev are for the VMM jail; a namespace room gets its image and a fixed /dev",
         );
     }
     if namespaces != image.is_some() {
@@ -310,6 +319,28 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         program: program_path,
         argv,
     })))
+}
+
+/// A `--rw` host path must name one regular file by its real path: no symlink (as the
+/// file or anywhere above it), no directory, device, FIFO or socket. Its identity
+/// (device, inode) is returned, so the mount can be checked to show this very file.
+pub fn regular_file(host: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: &str| usage(format!("--rw: {} {why}", host.display()));
+    let meta = match std::fs::symlink_metadata(host) {
+        Ok(m) => m,
+        Err(e) => return refuse(&format!("cannot be read: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return refuse("is a symlink (a --rw path must name the file itself)");
+    }
+    if !meta.is_file() {
+        return refuse("is not a regular file");
+    }
+    if std::fs::canonicalize(host).ok().as_deref() != Some(host) {
+        return refuse("is not its real path (a symlink, . or .. on the way)");
+    }
+    Ok((meta.dev(), meta.ino()))
 }
 
 fn jail_path_program(p: &[u8]) -> Result<CString> {
@@ -409,7 +440,7 @@ mod tests {
             ),
             (
                 "--backend namespaces --image /i --dev kvm -- /v",
-                "--ro and --dev",
+                "--ro, --rw and --dev",
             ),
             ("--backend ns --image /i -- /v", "wants vmm or namespaces"),
             ("--cpus 0 -- /v", "--cpus wants"),
@@ -419,5 +450,80 @@ mod tests {
                 .to_string();
             assert!(e.contains(why), "{extra}: {e}");
         }
+    }
+
+    /// A scratch directory with a regular file, a symlink to it, a directory and a
+    /// symlinked directory holding the file.
+    fn scratch() -> PathBuf {
+        let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+        let dir = tmp.join(format!("jail-rw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        std::fs::write(dir.join("d/vol.img"), [0u8; 4096]).unwrap();
+        std::os::unix::fs::symlink(dir.join("d/vol.img"), dir.join("link.img")).unwrap();
+        std::os::unix::fs::symlink(dir.join("d"), dir.join("dlink")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_rw_bind_is_one_regular_file_by_its_real_path() {
+        let dir = scratch();
+        let file = dir.join("d/vol.img");
+        let line = format!(
+            "{BASE} --fsize 4096 --ro /k:/boot/kernel --rw {}:/volume.img -- /v",
+            file.display()
+        );
+        let Command::Run(c) = parse(&args(&line)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            c.binds[1],
+            Bind {
+                host: file.clone(),
+                jail: PathBuf::from("/volume.img"),
+                writable: true
+            }
+        );
+        assert!(!c.binds[0].writable);
+        assert_eq!(c.rlimits.fsize, 4096);
+        for (host, why) in [
+            (dir.join("link.img"), "is a symlink"),
+            (dir.join("dlink/vol.img"), "is not its real path"),
+            (dir.join("d/../d/vol.img"), "is not its real path"),
+            (dir.join("d"), "is not a regular file"),
+            (PathBuf::from("/dev/null"), "is not a regular file"),
+            (dir.join("none.img"), "cannot be read"),
+        ] {
+            let line = format!("{BASE} --rw {}:/volume.img -- /v", host.display());
+            let e = parse(&args(&line)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("--rw: {} {why}", host.display())),
+                "{e}"
+            );
+        }
+        for (extra, why) in [
+            (
+                format!("--rw {}:/run/v -- /v", file.display()),
+                "which the jail owns",
+            ),
+            ("--rw d/vol.img:/v -- /v".into(), "not absolute"),
+            (
+                format!("--rw {} -- /v", file.display()),
+                "--rw wants HOST:JAIL",
+            ),
+            (
+                format!(
+                    "--backend namespaces --image /i --rw {}:/v -- /v",
+                    file.display()
+                ),
+                "--ro, --rw and --dev are for the VMM jail",
+            ),
+        ] {
+            let e = parse(&args(&format!("{BASE} {extra}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

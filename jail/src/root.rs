@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The jail's root file system: a small tmpfs holding only what the program needs
-//! (read-only binds of the listed files, the listed device nodes, and the room's run
-//! directory as /run), pivoted into, with the host's tree detached and the tmpfs made
-//! read-only. Built inside the jail's private mount namespace: the host sees none of it.
+//! (read-only binds of the listed files, writable binds of the listed regular files,
+//! the listed device nodes, and the room's run directory as /run), pivoted into, with
+//! the host's tree detached and the tmpfs made read-only. Built inside the jail's private mount namespace: the host sees none of it.
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,10 @@ pub fn build_and_enter(cfg: &Config) -> Result<()> {
         } else {
             std::fs::File::create(&target).map_err(|e| io_err("create", &target, &e))?;
         }
+        if bind.writable {
+            bind_writable(&bind.host, &target)?;
+            continue;
+        }
         sys::mount("bind", Some(&bind.host), &target, None, libc::MS_BIND, None)?;
         sys::mount("make read-only", None, &target, None, RO_BIND, None)?;
     }
@@ -93,6 +97,25 @@ pub fn build_and_enter(cfg: &Config) -> Result<()> {
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
         None,
     )
+}
+
+/// Binds the regular file `host` writable (nosuid, nodev, noexec) at `target`, and checks
+/// that the mount shows the very file that was checked (a path swapped for a symlink
+/// between the check and the mount is caught).
+fn bind_writable(host: &Path, target: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let checked = crate::args::regular_file(host)?;
+    sys::mount("bind", Some(host), target, None, libc::MS_BIND, None)?;
+    let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount("restrict a writable bind", None, target, None, rw, None)?;
+    let shown = std::fs::metadata(target).map_err(|e| io_err("stat", target, &e))?;
+    if (shown.dev(), shown.ino()) != checked || !shown.is_file() {
+        return Err(Error::Usage(format!(
+            "--rw: {} changed while it was being mounted",
+            host.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Makes the mount at `new_root` this process's root and working directory, the old root

@@ -173,3 +173,91 @@ fn bad_command_lines_exit_2_with_one_line() {
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--run-dir DIR"));
 }
+
+/// `--rw`: the one regular file a room's VMM may write (its vault volume). Inside the
+/// jail it can be written up to `--fsize` but not grown, not executed; the rest of the
+/// root stays read-only. A symlink in its place is refused before anything runs.
+#[test]
+fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
+    need_root();
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing (apt-get install busybox-static)"
+    );
+    let pid = std::process::id();
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+    let dir = Scratch(tmp.join(format!("anchor-jail-rw-{pid}")));
+    let run = dir.0.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    chown(&run, 64_102);
+    let volume = dir.0.join("volume.img");
+    std::fs::File::create(&volume)
+        .unwrap()
+        .set_len(8192)
+        .unwrap();
+    chown(&volume, 64_102);
+    // Executable by its mode on purpose: only the mount's noexec can stop it running.
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&volume, dir.0.join("link.img")).unwrap();
+    let room = format!("jr{}", pid % 100_000);
+    let jail = |host: &Path, script: &str| {
+        remove_cgroups(&room);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));
+        cmd.args([
+            "--name",
+            &room,
+            "--uid",
+            "64102",
+            "--gid",
+            "64102",
+            "--run-dir",
+        ])
+        .arg(&run)
+        .args(["--memory", "67108864", "--pids", "16", "--cpu-weight", "50"])
+        .args([
+            "--fsize",
+            "8192",
+            "--ro",
+            "/bin/busybox:/bin/busybox",
+            "--rw",
+        ])
+        .arg(format!("{}:/volume.img", host.display()))
+        .args(["--", "/bin/busybox", "sh", "-c", script]);
+        let out = cmd.output().unwrap();
+        remove_cgroups(&room);
+        out
+    };
+    let script = "B=/bin/busybox; printf written | $B dd of=/volume.img conv=notrunc 2>&1; \
+                  echo write=$?; /volume.img; echo exec=$?; \
+                  ( printf x | $B dd of=/volume.img bs=1 seek=8192 conv=notrunc ); \
+                  echo grow=$?; $B touch /new; echo root=$?";
+    let out = jail(&volume, script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let context = format!(
+        "{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{}\n{context}", out.status);
+    assert!(stdout.contains("write=0"), "{context}");
+    // noexec: EACCES, the shell cannot run it (126; without noexec, ENOEXEC would make
+    // it a shell script: 127); past --fsize: SIGXFSZ; / is read-only.
+    assert!(stdout.contains("exec=126"), "{context}");
+    assert!(
+        !stdout.contains("grow=0") && stdout.contains("grow="),
+        "{context}"
+    );
+    assert!(stdout.contains("root=1"), "{context}");
+    assert!(
+        context.contains("touch: /new: Read-only file system"),
+        "{context}"
+    );
+    let data = std::fs::read(&volume).unwrap();
+    assert_eq!((&data[..7], data.len()), (&b"written"[..], 8192));
+
+    let out = jail(&dir.0.join("link.img"), "echo ran");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a symlink"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+}

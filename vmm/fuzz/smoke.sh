@@ -4,7 +4,8 @@
 # (descriptor chains + block requests on a fuzzer-built virtqueue, with EVENT_IDX and a small
 # per-turn byte budget), mmio_transport (the virtio-mmio register state machine and its
 # worker driven by register accesses, ring pokes and event-loop turns), vsock_packet (header
-# parser), vsock_tx (packets through the vsock connection muxer). Exits non-zero if a
+# parser), vsock_tx (packets through the vsock connection muxer), net_queue (virtio-net frames
+# both ways between fuzzer-built rings and a backend socket fed fuzzer bytes). Exits non-zero if a
 # target crashes, leaks or times out. Usage: vmm/fuzz/smoke.sh [SECONDS_PER_TARGET]
 set -euo pipefail
 

@@ -18,7 +18,7 @@ use crate::arch::current::boot::{self, BootError, KernelEntry};
 use crate::arch::current::layout;
 #[cfg(target_arch = "x86_64")]
 use crate::arch::current::{ioapic, mptable};
-use crate::config::VmConfig;
+use crate::config::{NetConfig, VmConfig};
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
 use crate::devices::i8042::I8042;
@@ -74,7 +74,10 @@ impl fmt::Display for BuildError {
             Self::Mptable(e) => e.fmt(f),
             Self::Serial(e) => e.fmt(f),
             Self::Bus(e) => e.fmt(f),
-            Self::Virtio(dev, e) => write!(f, "{dev}: {e}"),
+            Self::Virtio(dev, e) => match std::error::Error::source(e) {
+                Some(cause) => write!(f, "{dev}: {e}: {cause}"),
+                None => write!(f, "{dev}: {e}"),
+            },
             Self::EventManager(e) => write!(f, "event manager: {e:?}"),
             Self::EventFd(e) => write!(f, "eventfd: {e}"),
         }
@@ -124,6 +127,15 @@ pub fn virtio_cmdline_entry(index: u64) -> String {
 /// Builds everything; nothing runs yet. Guest memory is registered with KVM first, right
 /// after the VM exists: no vcpu ioctl runs at the same time (see `Vm::new`).
 pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
+    // The network backend first: an inherited descriptor must be claimed before this
+    // process opens any of its own, and a missing backend fails the start at once.
+    let net = match &cfg.net {
+        None => None,
+        Some(NetConfig::Uds(p)) => Some(virtio::connect_net_backend(p)),
+        Some(NetConfig::Fd(fd)) => Some(virtio::adopt_net_backend(*fd)),
+    }
+    .transpose()
+    .map_err(|e| BuildError::Virtio("virtio-net", e))?;
     let mut kernel = open("kernel", &cfg.kernel)?;
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
     let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
@@ -132,7 +144,12 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     #[cfg(target_arch = "aarch64")]
     let vm = Vm::with_type(cfg.vm_type).map_err(BuildError::Vm)?;
     vm.register_memory(&mem).map_err(BuildError::Vm)?;
-    let (vcpus, ctx, events, cmdline) = setup(cfg, start, &vm, &mem, &ranges, &mut kernel, initrd)?;
+    let opened = Opened {
+        kernel: &mut kernel,
+        initrd,
+        net,
+    };
+    let (vcpus, ctx, events, cmdline) = setup(cfg, start, &vm, &mem, &ranges, opened)?;
     let stats = if cfg.exit_stats {
         exit_stats(&vcpus)
     } else {
@@ -167,15 +184,27 @@ fn exit_stats(vcpus: &[VcpuFd]) -> Vec<crate::stats::StatsFd> {
     out
 }
 
+/// What `build` opened before the VM existed.
+struct Opened<'a> {
+    kernel: &'a mut File,
+    initrd: Option<File>,
+    /// The virtio-net backend socket.
+    net: Option<std::os::unix::net::UnixStream>,
+}
+
 fn setup(
     cfg: &VmConfig,
     start: Instant,
     vm: &Vm,
     mem: &GuestMemoryMmap<()>,
     ranges: &[layout::RamRange],
-    kernel: &mut File,
-    mut initrd: Option<File>,
+    opened: Opened<'_>,
 ) -> Result<Parts, BuildError> {
+    let Opened {
+        kernel,
+        mut initrd,
+        net,
+    } = opened;
     let entry: KernelEntry = boot::load_kernel(mem, kernel).map_err(BuildError::Boot)?;
     let initrd = match initrd.as_mut() {
         Some(f) => {
@@ -250,7 +279,7 @@ fn setup(
         .map_err(BuildError::Bus)?;
     }
 
-    // Fixed order: disks, rng, vsock.
+    // Fixed order: disks, rng, vsock, net.
     let mut cmdline = cfg.cmdline.clone();
     let mut index = 0u64;
     // Queue notifications: a KVM ioeventfd per queue on QueueNotify (datamatch = queue
@@ -315,6 +344,12 @@ fn setup(
         };
         let h = virtio::build_vsock(mem.clone(), irq, &vc)
             .map_err(|e| BuildError::Virtio("virtio-vsock", e))?;
+        add(h, &mut bus, &mut events, &mut index)?;
+    }
+    if let Some(backend) = net {
+        let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
+        let h = virtio::build_net(mem.clone(), irq, backend)
+            .map_err(|e| BuildError::Virtio("virtio-net", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }
 

@@ -50,6 +50,17 @@ pub struct VsockConfig {
     pub uds: PathBuf,
 }
 
+/// `--net-uds` / `--net-fd`: the virtio-net device's backend, a Unix stream socket
+/// speaking QEMU's `-netdev stream` framing (passt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetConfig {
+    /// Connect to the socket listening at this path (passt `--socket PATH`).
+    Uds(PathBuf),
+    /// An inherited, connected socket (the other end of a socketpair handed to
+    /// `passt --fd`); taken over before the VMM opens anything else.
+    Fd(i32),
+}
+
 /// A complete VM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {
@@ -67,6 +78,8 @@ pub struct VmConfig {
     pub vcpus: u8,
     /// Optional vsock.
     pub vsock: Option<VsockConfig>,
+    /// Optional network device.
+    pub net: Option<NetConfig>,
     /// Serial output.
     pub serial: SerialTarget,
     /// Boot timer device present.
@@ -119,6 +132,7 @@ fn err(flag: &str, msg: impl Into<String>) -> UsageError {
 pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
+                  [--net-uds PATH | --net-fd N]
                   [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
                   [--exit-stats] [--vm-type ordinary|protected] [--help]
 
@@ -132,6 +146,13 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
   --vcpus N          number of vcpus, 1..=16 (default 1)
   --vsock-cid N      guest CID (>= 3) of the virtio-vsock device
   --vsock-uds PATH   host Unix socket of the vsock device (needs --vsock-cid)
+  --net-uds PATH     virtio-net device (no offloads, MTU 1500) whose frames go to
+                     the Unix stream socket listening at PATH, with QEMU's
+                     `-netdev stream` framing (passt --socket PATH); connected
+                     once at start (exit 3 if nobody listens)
+  --net-fd N         the same device over the inherited, connected Unix stream
+                     socket N (>= 3), e.g. one end of a socketpair whose other
+                     end was given to `passt --fd`
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
@@ -216,6 +237,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut vcpus = None;
     let mut cid = None;
     let mut uds = None;
+    let mut net_uds = None;
+    let mut net_fd = None;
     let mut serial = None;
     let mut vm_type = None;
     let mut boot_timer = false;
@@ -254,6 +277,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vcpus",
             "--vsock-cid",
             "--vsock-uds",
+            "--net-uds",
+            "--net-fd",
             "--serial",
             "--vm-type",
         ];
@@ -274,6 +299,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vcpus" => set_once(&mut vcpus, flag, number(flag, &v)?)?,
             "--vsock-cid" => set_once(&mut cid, flag, number(flag, &v)?)?,
             "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
+            "--net-uds" => set_once(&mut net_uds, flag, path(flag, &v)?)?,
+            "--net-fd" => set_once(&mut net_fd, flag, number(flag, &v)?)?,
             "--vm-type" => set_once(&mut vm_type, flag, vm_type_arg(&v)?)?,
             _ => set_once(&mut serial, flag, serial_target(&v)?)?,
         }
@@ -309,7 +336,19 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             Some(VsockConfig { cid, uds })
         }
     };
-    let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some());
+    let net = match (net_uds, net_fd) {
+        (None, None) => None,
+        (Some(p), None) => Some(NetConfig::Uds(p)),
+        (None, Some(fd)) => {
+            let fd = i32::try_from(fd)
+                .ok()
+                .filter(|fd| *fd >= 3)
+                .ok_or_else(|| err("--net-fd", format!("{fd} is not a descriptor >= 3")))?;
+            Some(NetConfig::Fd(fd))
+        }
+        (Some(_), Some(_)) => return Err(err("--net-fd", "not together with --net-uds")),
+    };
+    let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some()) + u64::from(net.is_some());
     if devices > layout::MAX_VIRTIO_DEVICES {
         return Err(err(
             "--disk",
@@ -336,6 +375,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         mem_mib,
         vcpus,
         vsock,
+        net,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
         exit_stats,
@@ -370,6 +410,8 @@ mod tests {
             "3",
             "--vsock-uds",
             "/v",
+            "--net-uds",
+            "/n",
             "--serial",
             "file:/s",
             "--boot-timer",
@@ -394,9 +436,22 @@ mod tests {
                 uds: "/v".into()
             })
         );
+        assert_eq!(c.net, Some(NetConfig::Uds("/n".into())));
         assert_eq!(c.serial, SerialTarget::File("/s".into()));
         assert_eq!(c.cmdline, DEFAULT_CMDLINE);
         assert_eq!(c.vm_type, VmType::Ordinary);
+    }
+
+    #[test]
+    fn net_fd_is_an_alternative_to_net_uds() {
+        let Command::Run(c) = p(&["--kernel", "/k", "--net-fd", "7"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.net, Some(NetConfig::Fd(7)));
+        let Command::Run(c) = p(&["--kernel", "/k"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.net, None);
     }
 
     #[test]
@@ -431,6 +486,19 @@ mod tests {
                 "--vsock-cid",
             ),
             (&["--kernel", "/k", "--serial", "tcp:1"], "--serial"),
+            (&["--kernel", "/k", "--net-uds"], "--net-uds"),
+            (&["--kernel", "/k", "--net-uds", ""], "--net-uds"),
+            (
+                &["--kernel", "/k", "--net-uds", "/a", "--net-uds", "/b"],
+                "--net-uds",
+            ),
+            (&["--kernel", "/k", "--net-fd", "2"], "--net-fd"),
+            (&["--kernel", "/k", "--net-fd", "x"], "--net-fd"),
+            (&["--kernel", "/k", "--net-fd", "4294967299"], "--net-fd"),
+            (
+                &["--kernel", "/k", "--net-fd", "5", "--net-uds", "/n"],
+                "--net-fd",
+            ),
             (&["--kernel", "/k", "--disk", "/a,rw"], "--disk"),
             (&["--kernel", "/k", "--kernel", "/k"], "--kernel"),
             (&["--kernel", "/k", "--bogus"], "--bogus"),

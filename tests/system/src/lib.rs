@@ -710,6 +710,37 @@ impl Machine {
         Ok((body.to_string(), status))
     }
 
+    /// Runs `cmd` in the shell of `room`, whose console is on the serial line (a boot
+    /// room, or one attached with `anchorctl room console`): its output lines (without
+    /// the `room| ` prefix) and its exit status.
+    pub fn in_room(
+        &mut self,
+        room: &str,
+        cmd: &str,
+        timeout: Duration,
+    ) -> Result<(Vec<String>, i32)> {
+        let n = SH_RUN.fetch_add(1, Ordering::Relaxed);
+        let marker = format!("@@room-done-{n}@@");
+        let from = self.serial().len();
+        self.type_text(&format!("{cmd}; echo {marker} $?\r"))?;
+        let end = self.wait_for_line_from(from, &format!("{room}| {marker}"), timeout)?;
+        let status = end
+            .line
+            .rsplit(' ')
+            .next()
+            .and_then(|s| s.trim().parse().ok());
+        let prefix = format!("{room}| ");
+        let lines = self
+            .serial()
+            .get(from..end.end)
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.split_once(&prefix).map(|(_, rest)| rest.to_string()))
+            .filter(|l| !l.contains(&marker))
+            .collect();
+        Ok((lines, status.unwrap_or(-1)))
+    }
+
     /// Type `text` on the serial console.
     pub fn type_text(&mut self, text: &str) -> Result<()> {
         let stdin = self

@@ -6,17 +6,22 @@
 //! - `first_boot_then_unlock_survives_power_off`: the product path. bay0 (PID 1) runs
 //!   `anchor-vault unlock --first-boot` for `bay0.vault=/dev/vda`: the blank disk gets a
 //!   vault (passphrase twice, recovery key shown once), /persist is mounted and the
-//!   audit log started and anchored; power off. Second boot: a wrong passphrase, then
-//!   the right one while the watchdog keeps running; the log written in the first boot
-//!   is there and matches the TPM anchor.
+//!   audit log started and anchored, and the boot room `keeper` (tests/system/policies:
+//!   `[persist] volume = "keeper", size = "8MiB"`) gets its vault volume: anchor-vault
+//!   makes it at unlock, bay0 attaches it as the room's second disk, the room's agent
+//!   formats it and mounts it at /persist; the room writes a marker there and one in
+//!   /tmp; power off. Second boot: a wrong passphrase, then the right one while the
+//!   watchdog keeps running; the log written in the first boot is there and matches the
+//!   TPM anchor; the room opens again with its volume: the /persist marker is there, the
+//!   /tmp one is gone (amnesia by default, the vault volume excepted).
 //! - `power_cuts_keep_every_acknowledged_write`: a test-only init (busybox,
 //!   `rdinit=/vaulttest/init`, see mk-vault-test-initramfs.sh) unlocks with the product
 //!   anchor-vault (the third boot with the recovery key) and appends fsync'ed records;
 //!   QEMU is SIGKILLed mid-stream, three times; after every boot the vault opens, PCR 15
 //!   holds the vault's lock, and every acknowledged record is there.
 //!
-//! Needs QEMU, swtpm, the host kernel and the initramfs with anchor-vault (run-all.sh
-//! builds the test initramfs).
+//! Needs QEMU, swtpm, the host kernel, the rooms initramfs (product + test policies) and
+//! the vault test initramfs (run-all.sh builds both).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -27,13 +32,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anchor_systest::{cache_dir, vault_test_initramfs, Machine, Options};
+use anchor_systest::{cache_dir, rooms_initramfs, vault_test_initramfs, Machine, Options};
 
 /// Generous: TCG on a busy 2-core machine.
 const BOOT: Duration = Duration::from_secs(240);
 /// Creating or opening the vault (argon2id at 32 MiB under TCG, mkfs).
 const VAULT: Duration = Duration::from_secs(300);
 const SHORT: Duration = Duration::from_secs(60);
+/// A nested microVM room booting under TCG on a busy machine.
+const ROOM: Duration = Duration::from_secs(240);
 
 const PASS: &str = "correct horse battery staple";
 
@@ -66,6 +73,25 @@ impl Drop for State {
     }
 }
 
+/// Waits for the boot room `keeper` to open with its vault volume mounted at /persist
+/// (`how`: what the agent says about it) and for its shell prompt.
+fn keeper_opens_with_its_volume(m: &mut Machine, how: &str) {
+    let opened = m.wait_for_line("bay0: room keeper opened", ROOM).unwrap();
+    assert!(
+        opened.line.ends_with(", vault volume attached"),
+        "{}",
+        opened.line
+    );
+    let mounted = format!("keeper| anchor-agent: vault volume /dev/vdb mounted on /persist{how}");
+    let line = m.wait_for_line(&mounted, ROOM).unwrap().line;
+    assert!(line.ends_with(&mounted), "{line}");
+    m.wait_for("keeper| keeper:~$ ", ROOM).unwrap();
+    assert!(!m.serial().contains("not granted: vault volume"));
+    // A wide terminal: the room's shell never folds the commands typed below.
+    let (_, status) = m.in_room("keeper", "stty cols 1000", ROOM).unwrap();
+    assert_eq!(status, 0);
+}
+
 /// The figure after `word` in `line` (e.g. "in 3.21 s").
 fn number_after(line: &str, word: &str) -> Option<f64> {
     let at = line.find(word)? + word.len();
@@ -76,11 +102,17 @@ fn number_after(line: &str, word: &str) -> Option<f64> {
 fn first_boot_then_unlock_survives_power_off() {
     let st = State::new("persist");
     let append = "bay0.vault=/dev/vda anchor.vault_argon2_kib=32768 \
-                  bay0.watchdog_timeout=8 bay0.watchdog_interval=2";
+                  bay0.watchdog_timeout=8 bay0.watchdog_interval=2 bay0.room=keeper";
+    let options = |name: &str| {
+        st.options(name)
+            .initramfs(rooms_initramfs().unwrap())
+            .append(append)
+            .watchdog()
+    };
 
     // First boot: the blank disk becomes a vault.
     let started = Instant::now();
-    let mut m = Machine::start(st.options("vault-first-boot").append(append).watchdog()).unwrap();
+    let mut m = Machine::start(options("vault-first-boot")).unwrap();
     m.wait_for("this is the first boot", BOOT).unwrap();
     m.wait_for("New vault passphrase", SHORT).unwrap();
     m.type_text(&format!("{PASS}\n")).unwrap();
@@ -102,6 +134,7 @@ fn first_boot_then_unlock_survives_power_off() {
     );
     m.wait_for("bay0: vault: /persist is open", SHORT).unwrap();
     let log = m.serial();
+    assert!(log.contains("room volume keeper created"), "{}", open.line);
     assert!(
         log.contains("keyslot 0 (TPM + passphrase) and keyslot 1 (recovery key), argon2id, 32 MiB"),
         "{}",
@@ -116,6 +149,17 @@ fn first_boot_then_unlock_survives_power_off() {
         "figure: first boot, QEMU start -> vault created and /persist open: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // The boot room gets its volume, formatted on first use; it keeps a marker in
+    // /persist and one in /tmp (synced: what the room wrote reaches the vault).
+    keeper_opens_with_its_volume(&mut m, " (formatted on first use)");
+    let cmd = "grep -c '^/dev/vdb /persist ext4 rw,nosuid,nodev' /proc/mounts && \
+               echo kept-in-vault > /persist/marker && echo kept-in-tmp > /tmp/marker && sync";
+    let (out, status) = m.in_room("keeper", cmd, ROOM).unwrap();
+    assert_eq!(
+        (out.as_slice(), status),
+        (&["1".to_string()][..], 0),
+        "{out:?}"
+    );
     m.system_powerdown().unwrap();
     let status = m.wait_exit(Duration::from_secs(120)).unwrap();
     assert!(status.success(), "QEMU exit {status}");
@@ -125,7 +169,7 @@ fn first_boot_then_unlock_survives_power_off() {
     // Second boot: wait past the watchdog timeout at the prompt (bay0's loop must keep
     // tickling it), a wrong passphrase, then the right one.
     let started = Instant::now();
-    let mut m = Machine::start(st.options("vault-second-boot").append(append).watchdog()).unwrap();
+    let mut m = Machine::start(options("vault-second-boot")).unwrap();
     m.wait_for("Vault passphrase", BOOT).unwrap();
     std::thread::sleep(Duration::from_secs(12));
     assert!(
@@ -162,6 +206,19 @@ fn first_boot_then_unlock_survives_power_off() {
     eprintln!(
         "figure: second boot, QEMU start -> /persist open: {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    // Amnesia: the room's /tmp is new, its vault volume is what it was.
+    keeper_opens_with_its_volume(&mut m, "");
+    let cmd = "cat /persist/marker; ls /tmp/marker 2>&1";
+    let (out, status) = m.in_room("keeper", cmd, ROOM).unwrap();
+    assert_eq!(
+        out.first().map(String::as_str),
+        Some("kept-in-vault"),
+        "{out:?}"
+    );
+    assert!(
+        status != 0 && out.get(1).is_some_and(|l| l.contains("No such file")),
+        "/tmp/marker survived the power-off: {out:?}"
     );
     m.system_powerdown().unwrap();
     assert!(m.wait_exit(Duration::from_secs(120)).unwrap().success());

@@ -10,6 +10,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod rng;
 mod sys;
@@ -34,6 +35,8 @@ pub use queue::{DeviceFault, FdRegistry, QueueCtx, QueueMask};
 
 /// Virtio device ids (virtio spec 1.2, section 5).
 pub const TYPE_BLOCK: u32 = 2;
+/// Network card.
+pub const TYPE_NET: u32 = 1;
 /// Entropy source.
 pub const TYPE_RNG: u32 = 4;
 /// Socket device.
@@ -68,6 +71,12 @@ pub enum VirtioError {
     VsockInUse(std::path::PathBuf, &'static str),
     /// The guest CID is reserved (0, 1, 2 and u32::MAX are not valid guest CIDs).
     VsockCid(u64),
+    /// Connecting to (or setting up) the network backend's Unix socket failed.
+    NetBackend(std::path::PathBuf, std::io::Error),
+    /// The inherited network backend descriptor is not a usable Unix stream socket.
+    NetFd(i32, std::io::Error),
+    /// Making the network backend socket non-blocking failed.
+    NetSetup(std::io::Error),
     /// The virtio-queue crate refused a queue size (internal invariant).
     Queue(virtio_queue::Error),
 }
@@ -86,6 +95,11 @@ impl fmt::Display for VirtioError {
             Self::VsockLock(p, _) => write!(f, "cannot lock {}", p.display()),
             Self::VsockInUse(p, why) => write!(f, "vsock socket {} is in use: {why}", p.display()),
             Self::VsockCid(c) => write!(f, "invalid vsock guest CID {c}"),
+            Self::NetBackend(p, _) => {
+                write!(f, "cannot connect to the network backend {}", p.display())
+            }
+            Self::NetFd(fd, _) => write!(f, "cannot use fd {fd} as the network backend"),
+            Self::NetSetup(_) => write!(f, "cannot set up the network backend socket"),
             Self::Queue(_) => write!(f, "invalid virtio queue parameters"),
         }
     }
@@ -99,7 +113,10 @@ impl std::error::Error for VirtioError {
             | Self::EventFd(e)
             | Self::TimerFd(e)
             | Self::VsockBind(_, e)
-            | Self::VsockLock(_, e) => Some(e),
+            | Self::VsockLock(_, e)
+            | Self::NetBackend(_, e)
+            | Self::NetFd(_, e)
+            | Self::NetSetup(e) => Some(e),
             Self::Queue(e) => Some(e),
             Self::DiskNotSectorAligned(_) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
         }
@@ -239,5 +256,32 @@ pub fn build_vsock(
     cfg: &VsockConfig,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let dev = vsock::Vsock::new(cfg)?;
+    handle(mem, irq, dev)
+}
+
+/// Connect to the network backend listening at `path` (at start, before any seccomp
+/// filter; the connection is never re-established). The connect does not wait: a backend
+/// whose listen backlog is full is an error now, not a VMM stuck at start.
+pub fn connect_net_backend(
+    path: &std::path::Path,
+) -> Result<std::os::unix::net::UnixStream, VirtioError> {
+    sys::connect_unix_nonblocking(path).map_err(|e| VirtioError::NetBackend(path.to_path_buf(), e))
+}
+
+/// Take over the inherited descriptor `fd` as the network backend: it must be an open Unix
+/// stream socket. Call it before the process opens any descriptor of its own (the number
+/// could otherwise name one of those).
+pub fn adopt_net_backend(fd: i32) -> Result<std::os::unix::net::UnixStream, VirtioError> {
+    sys::adopt_unix_stream(fd).map_err(|e| VirtioError::NetFd(fd, e))
+}
+
+/// Build the virtio-net device over `backend` (from [`connect_net_backend`] or
+/// [`adopt_net_backend`]).
+pub fn build_net(
+    mem: GuestMemoryMmap<()>,
+    irq: IrqLine,
+    backend: std::os::unix::net::UnixStream,
+) -> Result<VirtioDeviceHandle, VirtioError> {
+    let dev = net::Net::new(backend).map_err(VirtioError::NetSetup)?;
     handle(mem, irq, dev)
 }

@@ -343,6 +343,46 @@ pub fn chain_copy(
     done
 }
 
+/// Write `data` into the device-writable bytes of a chain, starting `skip` bytes into them
+/// (like [`chain_copy`] towards the chain, from a shared slice). Returns the bytes written
+/// (short when the chain ends or memory is not accessible).
+pub fn chain_write(
+    chain: DescriptorChain<&GuestMemoryMmap<()>>,
+    mem: &GuestMemoryMmap<()>,
+    skip: u64,
+    data: &[u8],
+) -> usize {
+    let mut pos: u64 = 0;
+    let mut done: usize = 0;
+    for d in chain.filter(|d| d.is_write_only()) {
+        if done >= data.len() {
+            break;
+        }
+        let len = u64::from(d.len());
+        let end = pos.saturating_add(len);
+        if end <= skip {
+            pos = end;
+            continue;
+        }
+        let inner = skip.saturating_sub(pos);
+        let take = usize::try_from(len.saturating_sub(inner))
+            .unwrap_or(usize::MAX)
+            .min(data.len().saturating_sub(done));
+        let Some(addr) = d.addr().checked_add(inner) else {
+            return done;
+        };
+        let Some(part) = data.get(done..done.saturating_add(take)) else {
+            return done;
+        };
+        if mem.write_slice(part, addr).is_err() {
+            return done;
+        }
+        done = done.saturating_add(take);
+        pos = end;
+    }
+    done
+}
+
 /// Registration of file descriptors with the event loop (an `EventOps` in the VMM, a
 /// recorder in tests).
 pub trait FdRegistry {

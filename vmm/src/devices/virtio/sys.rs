@@ -76,6 +76,54 @@ pub fn connect_unix_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
     Ok(UnixStream::from(owned))
 }
 
+fn socket_option(fd: std::os::fd::RawFd, name: libc::c_int) -> std::io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: `v` and `len` are valid for writes and outlive the call; `len` is the size of
+    // `v`, so the kernel writes at most that much. A bad fd is reported as an error.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            std::ptr::from_mut(&mut v).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// Take ownership of the inherited descriptor `fd`, which must be an open, connected
+/// Unix stream socket; it is made close-on-exec and non-blocking. The caller makes sure
+/// nothing else in the process owns `fd` (it runs before the process opens any file).
+pub fn adopt_unix_stream(fd: std::os::fd::RawFd) -> std::io::Result<UnixStream> {
+    // SAFETY: F_GETFD reads the descriptor flags only; a closed fd gives EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let not_stream =
+        || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a Unix stream socket");
+    if socket_option(fd, libc::SO_DOMAIN).map_err(|_| not_stream())? != libc::AF_UNIX
+        || socket_option(fd, libc::SO_TYPE)? != libc::SOCK_STREAM
+    {
+        return Err(not_stream());
+    }
+    // SAFETY: F_SETFD on an open descriptor, no pointers.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and owned by nobody else in this process (the
+    // caller's contract): the returned stream becomes its only owner.
+    let s = unsafe { UnixStream::from_raw_fd(fd) };
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
 /// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
 /// without waiting: `WouldBlock` when another process holds it. The lock lives as long as
 /// the returned file (and dies with the process).

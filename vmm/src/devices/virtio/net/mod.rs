@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! virtio-net over a Unix stream socket that speaks QEMU's `-netdev stream` framing
+//! (4-byte big-endian length + Ethernet frame), the protocol of passt.
+//!
+//! - Queues: rx (0) and tx (1); no control queue, no multiqueue.
+//! - Features: VIRTIO_NET_F_MAC (a fixed MAC, [`MAC`]), VIRTIO_NET_F_MTU ([`MTU`]), EVENT_IDX,
+//!   INDIRECT_DESC. **No offloads**: no CSUM / GUEST_CSUM, no TSO/UFO (host or guest), no
+//!   MRG_RXBUF. The guest computes its own checksums and sends frames of at most its MTU;
+//!   each received frame goes whole into one rx chain (frames that do not fit the chain are
+//!   dropped, never truncated). No VIRTIO_NET_F_STATUS: the configuration space is fixed at
+//!   build time, so the link cannot be reported down; a closed backend drops frames instead.
+//! - Guest frames (tx): a chain must carry a 12-byte header with `flags` and `gso_type` 0
+//!   followed by 14..=[`frame::MAX_FRAME`] bytes (at most [`frame::MAX_CHAIN_BYTES`] in all,
+//!   device-readable descriptors only). Anything else is dropped and counted.
+//! - Bounded buffering, backpressure both ways, nothing grows with what either side does:
+//!   frames for the backend wait in a [`TX_QUEUE_BYTES`] queue; when it is full the guest's
+//!   tx chains stay in the ring until the socket drains (the guest's driver stops its queue).
+//!   Bytes from the backend are read into a [`RX_QUEUE_BYTES`] queue only while it has room,
+//!   and frames leave it only into rx chains the guest posted: a guest that posts none stops
+//!   the device from reading, and the backend's socket buffer fills (passt then drops).
+//! - A length prefix above [`frame::MAX_FRAME`], EOF or a socket error closes the backend
+//!   for good (one line on stderr); the guest's frames are then dropped.
+//! - Work per event-loop turn: [`TURN_BYTES`] (tx and rx together).
+
+mod event_handler;
+pub mod frame;
+#[cfg(test)]
+mod tests;
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use virtio_queue::{DescriptorChain, Queue};
+use vm_memory::GuestMemoryMmap;
+
+use super::mmio::EXTRA_EVENT_BASE;
+use super::queue::{
+    chain_copy, chain_len, chain_write, drain_queue, Budget, DeviceFault, FdRegistry, Pass, Step,
+};
+use frame::{ByteQueue, FrameError, Peek, LEN_PREFIX, MAX_CHAIN_BYTES, MIN_FRAME, VNET_HDR_LEN};
+
+/// VIRTIO_NET_F_MTU: the configuration space carries the MTU.
+pub const F_MTU: u64 = 1 << 3;
+/// VIRTIO_NET_F_MAC: the configuration space carries the MAC.
+pub const F_MAC: u64 = 1 << 5;
+/// The guest's MAC: locally administered, unicast. Every room gets the same one (each
+/// room has its own backend, so they never share a segment).
+pub const MAC: [u8; 6] = [0x02, 0x41, 0x4e, 0x43, 0x48, 0x01];
+/// The MTU offered. Without MRG_RXBUF or guest offloads Linux posts rx buffers of
+/// 1518 bytes (plus the header), so larger frames could not be delivered anyway; passt
+/// must be started with `--mtu 1500` (its DHCP otherwise offers 65520).
+pub const MTU: u16 = 1500;
+/// Bytes buffered towards the backend (at least two maximal frames).
+pub const TX_QUEUE_BYTES: usize = 2 * (LEN_PREFIX + frame::MAX_FRAME);
+/// Bytes buffered from the backend (at least two maximal frames).
+pub const RX_QUEUE_BYTES: usize = 2 * (LEN_PREFIX + frame::MAX_FRAME);
+/// Bytes moved per event-loop turn (tx and rx together).
+pub const TURN_BYTES: u64 = 256 * 1024;
+/// Queue sizes: rx, tx.
+pub const QUEUE_SIZE: u16 = 256;
+const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE, QUEUE_SIZE];
+const RXQ: usize = 0;
+const TXQ: usize = 1;
+const EV_BACKEND: u32 = EXTRA_EVENT_BASE;
+/// Configuration space: mac[6], status (unused), max_virtqueue_pairs (1), mtu.
+const CONFIG_LEN: usize = 12;
+
+/// Why the backend connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The backend closed its end.
+    Eof,
+    /// Reading or writing the socket failed.
+    Io(ErrorKind),
+    /// The backend broke the framing.
+    Framing(FrameError),
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Eof => f.write_str("the backend closed the connection"),
+            Self::Io(k) => write!(f, "socket error: {k}"),
+            Self::Framing(e) => write!(f, "the backend broke the framing: {e}"),
+        }
+    }
+}
+
+/// Frame counters (tests, and the log line when the backend closes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NetStats {
+    /// Guest frames queued for the backend.
+    pub tx_frames: u64,
+    /// Guest chains dropped: malformed header, bad size, unreadable memory, no backend.
+    pub tx_dropped: u64,
+    /// Frames delivered to the guest.
+    pub rx_frames: u64,
+    /// Backend frames dropped: shorter than an Ethernet header, or larger than the rx
+    /// chain they were meant for.
+    pub rx_dropped: u64,
+    /// Rx chains returned unused because they cannot hold even a minimal frame.
+    pub rx_unusable: u64,
+}
+
+/// What to do with one tx chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxCheck {
+    /// A frame of this many bytes after the header.
+    Frame(usize),
+    /// Not a frame we pass on.
+    Drop,
+}
+
+/// Check the size of a tx chain whose device-readable bytes are `readable`.
+fn tx_size(readable: u64) -> TxCheck {
+    let Ok(n) = usize::try_from(readable) else {
+        return TxCheck::Drop;
+    };
+    if n > MAX_CHAIN_BYTES {
+        return TxCheck::Drop;
+    }
+    match n.checked_sub(VNET_HDR_LEN) {
+        Some(f) if f >= MIN_FRAME => TxCheck::Frame(f),
+        _ => TxCheck::Drop,
+    }
+}
+
+/// The header of a guest frame asks for nothing we offered: no checksum offload
+/// (`flags`), no segmentation (`gso_type`).
+fn tx_header_ok(hdr: &[u8; VNET_HDR_LEN]) -> bool {
+    hdr.first() == Some(&0) && hdr.get(1) == Some(&0)
+}
+
+/// The virtio-net device.
+#[derive(Debug)]
+pub struct Net {
+    config: [u8; CONFIG_LEN],
+    backend: Option<UnixStream>,
+    /// Edge-triggered readiness of the backend socket (set by epoll, cleared by EAGAIN).
+    readable: bool,
+    writable: bool,
+    rx: ByteQueue,
+    tx: ByteQueue,
+    /// The tx queue holds chains that wait for room in `tx` (the socket is slow).
+    tx_blocked: bool,
+    stats: NetStats,
+    closed: Option<Closed>,
+}
+
+impl Net {
+    /// A device over `backend`, a connected stream socket (made non-blocking here).
+    pub fn new(backend: UnixStream) -> std::io::Result<Self> {
+        backend.set_nonblocking(true)?;
+        let mut config = [0u8; CONFIG_LEN];
+        let (mac, rest) = config.split_at_mut(6);
+        mac.copy_from_slice(&MAC);
+        // status (2 bytes) stays 0: VIRTIO_NET_F_STATUS is not offered.
+        rest.get_mut(2..4)
+            .unwrap_or(&mut [])
+            .copy_from_slice(&1u16.to_le_bytes());
+        rest.get_mut(4..6)
+            .unwrap_or(&mut [])
+            .copy_from_slice(&MTU.to_le_bytes());
+        Ok(Self {
+            config,
+            backend: Some(backend),
+            readable: false,
+            // Until the socket says otherwise (a write that would block).
+            writable: true,
+            rx: ByteQueue::new(RX_QUEUE_BYTES),
+            tx: ByteQueue::new(TX_QUEUE_BYTES),
+            tx_blocked: false,
+            stats: NetStats::default(),
+            closed: None,
+        })
+    }
+
+    /// Frame counters.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// Why the backend was closed, if it was.
+    pub fn closed(&self) -> Option<Closed> {
+        self.closed
+    }
+
+    /// Bytes waiting for the backend and bytes waiting for the guest (tests).
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.tx.len(), self.rx.len())
+    }
+
+    /// Whether guest frames wait for room towards the backend (tests).
+    pub fn tx_blocked(&self) -> bool {
+        self.tx_blocked
+    }
+
+    /// Note that epoll reported the socket readable / writable (tests call it directly).
+    pub fn set_ready(&mut self, readable: bool, writable: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
+    }
+
+    fn close(&mut self, why: Closed, reg: &mut dyn FdRegistry) {
+        let Some(s) = self.backend.take() else {
+            return;
+        };
+        reg.remove(s.as_raw_fd());
+        self.closed = Some(why);
+        self.readable = false;
+        self.writable = false;
+        let st = self.stats;
+        crate::log::say(format_args!(
+            "net: backend closed: {why}; the room has no network from now on \
+             (frames: {} sent, {} received, {} + {} dropped)",
+            st.tx_frames, st.rx_frames, st.tx_dropped, st.rx_dropped
+        ));
+    }
+
+    /// Write queued frames to the backend until it would block or the queue is empty.
+    pub fn flush(&mut self, reg: &mut dyn FdRegistry) {
+        while self.writable && !self.tx.is_empty() {
+            let Some(s) = self.backend.as_mut() else {
+                // Nobody to send to: whatever was queued is lost with the backend.
+                self.tx.consume(usize::MAX);
+                return;
+            };
+            match s.write(self.tx.data()) {
+                Ok(0) => return self.close(Closed::Eof, reg),
+                Ok(n) => self.tx.consume(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return self.close(Closed::Io(e.kind()), reg),
+            }
+        }
+        if self.backend.is_none() {
+            self.tx.consume(usize::MAX);
+        }
+    }
+
+    /// Read from the backend into the rx queue (one read). Returns whether bytes arrived.
+    fn fill(&mut self, reg: &mut dyn FdRegistry) -> bool {
+        if !self.readable {
+            return false;
+        }
+        let Some(s) = self.backend.as_mut() else {
+            return false;
+        };
+        let room = self.rx.spare_mut();
+        if room.is_empty() {
+            return false;
+        }
+        loop {
+            match s.read(room) {
+                Ok(0) => {
+                    self.close(Closed::Eof, reg);
+                    return false;
+                }
+                Ok(n) => {
+                    self.rx.commit(n);
+                    return true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return false;
+                }
+                Err(e) => {
+                    self.close(Closed::Io(e.kind()), reg);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Handle one tx chain; returns the step for the ring and the bytes it cost.
+    fn handle_tx(
+        &mut self,
+        chain: DescriptorChain<&GuestMemoryMmap<()>>,
+        mem: &GuestMemoryMmap<()>,
+        reg: &mut dyn FdRegistry,
+    ) -> (Step, u64) {
+        let TxCheck::Frame(len) = tx_size(chain_len(chain.clone(), false)) else {
+            self.stats.tx_dropped = self.stats.tx_dropped.saturating_add(1);
+            return (Step::Used(0), VNET_HDR_LEN as u64);
+        };
+        if self.backend.is_none() {
+            self.stats.tx_dropped = self.stats.tx_dropped.saturating_add(1);
+            return (Step::Used(0), VNET_HDR_LEN as u64);
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        if chain_copy(chain.clone(), mem, 0, &mut hdr, false) < VNET_HDR_LEN || !tx_header_ok(&hdr)
+        {
+            self.stats.tx_dropped = self.stats.tx_dropped.saturating_add(1);
+            return (Step::Used(0), VNET_HDR_LEN as u64);
+        }
+        let need = LEN_PREFIX.saturating_add(len);
+        if self.tx.reserve(need).is_none() {
+            self.flush(reg);
+        }
+        let Some(slot) = self.tx.reserve(need) else {
+            // Backpressure: the chain stays in the ring until the socket drains.
+            self.tx_blocked = self.backend.is_some();
+            return (Step::Keep, 0);
+        };
+        let (pfx, body) = slot.split_at_mut(LEN_PREFIX);
+        if chain_copy(chain, mem, VNET_HDR_LEN as u64, body, false) < len {
+            // Part of the frame is not in guest memory: nothing is committed.
+            self.stats.tx_dropped = self.stats.tx_dropped.saturating_add(1);
+            return (Step::Used(0), VNET_HDR_LEN as u64);
+        }
+        pfx.copy_from_slice(&frame::prefix(len));
+        self.tx.commit(need);
+        self.stats.tx_frames = self.stats.tx_frames.saturating_add(1);
+        (Step::Used(0), need as u64)
+    }
+
+    /// Move the guest's frames to the backend queue, within `budget` and a queue's worth
+    /// of chains, then write what can be written. Chains that find the queue full stay in
+    /// the ring (see [`Net::tx_blocked`]); the socket's next writable edge resumes them.
+    pub fn process_tx(
+        &mut self,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap<()>,
+        reg: &mut dyn FdRegistry,
+        budget: &mut Budget<'_>,
+    ) -> Result<Pass, DeviceFault> {
+        self.tx_blocked = false;
+        let pass = drain_queue(queue, mem, |chain| {
+            if !budget.allows() {
+                return Step::Stop;
+            }
+            let (step, cost) = self.handle_tx(chain, mem, reg);
+            budget.spend(cost);
+            step
+        })?;
+        self.flush(reg);
+        Ok(pass)
+    }
+
+    /// The next whole frame from the backend, dropping runts; `None` when no whole frame
+    /// can be had now. Closes the backend on a framing error (the rest of its stream is
+    /// meaningless).
+    fn next_frame(&mut self, reg: &mut dyn FdRegistry) -> Option<usize> {
+        // Each round consumes a frame or reads bytes; both are bounded by the queue and
+        // the socket, and a read that brings nothing ends the loop.
+        loop {
+            match frame::peek(self.rx.data()) {
+                Ok(Peek::Frame { len }) if len < MIN_FRAME => {
+                    self.rx.consume(LEN_PREFIX.saturating_add(len));
+                    self.stats.rx_dropped = self.stats.rx_dropped.saturating_add(1);
+                }
+                Ok(Peek::Frame { len }) => return Some(len),
+                Ok(Peek::Incomplete) => {
+                    if !self.fill(reg) {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    self.rx.consume(usize::MAX);
+                    self.close(Closed::Framing(e), reg);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Fill rx chains with frames from the backend, within `budget` and a queue's worth
+    /// of chains. Without rx chains nothing is read (backpressure on the backend).
+    pub fn process_rx(
+        &mut self,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap<()>,
+        reg: &mut dyn FdRegistry,
+        budget: &mut Budget<'_>,
+    ) -> Result<Pass, DeviceFault> {
+        drain_queue(queue, mem, |chain| {
+            if !budget.allows() {
+                return Step::Stop;
+            }
+            let cap = chain_len(chain.clone(), true);
+            if cap < (VNET_HDR_LEN + MIN_FRAME) as u64 {
+                self.stats.rx_unusable = self.stats.rx_unusable.saturating_add(1);
+                return Step::Used(0);
+            }
+            loop {
+                let Some(len) = self.next_frame(reg) else {
+                    return Step::Keep;
+                };
+                let total = len.saturating_add(VNET_HDR_LEN);
+                if total as u64 > cap {
+                    // Never truncated: the frame is dropped and the chain waits for the next.
+                    self.rx.consume(LEN_PREFIX.saturating_add(len));
+                    self.stats.rx_dropped = self.stats.rx_dropped.saturating_add(1);
+                    continue;
+                }
+                let mut hdr = [0u8; VNET_HDR_LEN];
+                // num_buffers = 1 (the only value without MRG_RXBUF).
+                if let Some(nb) = hdr.get_mut(10..12) {
+                    nb.copy_from_slice(&1u16.to_le_bytes());
+                }
+                let mut wrote = chain_copy(chain.clone(), mem, 0, &mut hdr, true);
+                let body = self
+                    .rx
+                    .data()
+                    .get(LEN_PREFIX..LEN_PREFIX.saturating_add(len))
+                    .unwrap_or(&[]);
+                wrote = wrote.saturating_add(chain_write(chain, mem, VNET_HDR_LEN as u64, body));
+                self.rx.consume(LEN_PREFIX.saturating_add(len));
+                self.stats.rx_frames = self.stats.rx_frames.saturating_add(1);
+                budget.spend(total as u64);
+                return Step::Used(u32::try_from(wrote).unwrap_or(u32::MAX));
+            }
+        })
+    }
+}
