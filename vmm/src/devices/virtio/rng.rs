@@ -3,9 +3,17 @@
 //!
 //! Work is bounded: at most [`MAX_BYTES_PER_CHAIN`] bytes go into one chain and at most
 //! [`MAX_BYTES_PER_TURN`] bytes per event-loop turn; the rest waits for the next turn.
-//! The VMM thread never blocks on entropy: getrandom runs with GRND_NONBLOCK, and while the
-//! host's pool is not initialised yet (the first room after a host boot) the request stays
-//! in the ring and a one-shot timer retries every [`RETRY`]; the other devices keep running.
+//! The VMM thread never blocks on entropy once the guest runs: getrandom runs with
+//! GRND_NONBLOCK, and while the source is not ready the request stays in the ring and a
+//! one-shot timer retries every [`RETRY`]; the other devices keep running.
+//!
+//! The host's pool is made ready at setup, before the guest runs ([`Entropy::seed`]): on
+//! Linux 5.18 and later an unseeded pool is seeded actively only for a caller that waits
+//! for it (getrandom without GRND_NONBLOCK runs the kernel's CPU-jitter entropy loop);
+//! otherwise only interrupt timings, a hardware rng driver or a trusted CPU rng credit it,
+//! and a quiet host (the arm64 anchor host under QEMU has none of those) may never get
+//! there. A room whose virtio-rng never answers may not boot at all (the arm64 room kernel
+//! stalls right after its first block read, its virtio-rng request pending).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
@@ -37,6 +45,9 @@ const EV_RETRY: u32 = EXTRA_EVENT_BASE;
 pub trait Entropy {
     /// Fill `buf` completely, or fail; `WouldBlock` when the source is not ready yet.
     fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Make the source ready, waiting for it if it is not (setup only, before the guest
+    /// runs: see the module doc). Returns whether it had to wait.
+    fn seed(&mut self) -> std::io::Result<bool>;
 }
 
 /// getrandom(2) with GRND_NONBLOCK.
@@ -78,6 +89,19 @@ impl Entropy for KernelEntropy {
             }
         }
         Ok(())
+    }
+
+    /// Waits for the host's pool when a non-blocking read says it is not initialised. The
+    /// test-only `unready` window is not waited for (it exists to exercise the retry path).
+    fn seed(&mut self) -> std::io::Result<bool> {
+        let mut probe = [0u8; 1];
+        match sys::getrandom_nonblocking(&mut probe) {
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                sys::getrandom_blocking(&mut probe).map(|_| true)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -192,8 +216,22 @@ impl Rng<KernelEntropy> {
 }
 
 impl<E: Entropy> Rng<E> {
-    /// A device over `entropy` (tests use a controllable source).
-    pub fn with_entropy(entropy: E) -> Result<Self, VirtioError> {
+    /// A device over `entropy` (tests use a controllable source), seeded first: this waits
+    /// for a host pool that is not initialised yet (see the module doc), saying so on
+    /// stderr. A source that cannot be seeded is said too; the device then serves the room
+    /// once the source is ready (retry timer).
+    pub fn with_entropy(mut entropy: E) -> Result<Self, VirtioError> {
+        let start = std::time::Instant::now();
+        match entropy.seed() {
+            Ok(false) => {}
+            Ok(true) => crate::log::say(format_args!(
+                "virtio-rng: the host entropy pool was not initialised: waited {} ms for the kernel to seed it",
+                start.elapsed().as_millis()
+            )),
+            Err(e) => crate::log::say(format_args!(
+                "virtio-rng: cannot wait for the host entropy pool ({e}): the room gets entropy once it is ready"
+            )),
+        }
         Ok(Self {
             entropy,
             retry: TimerFd::new().map_err(|e| VirtioError::TimerFd(e.into()))?,

@@ -10,6 +10,27 @@ pub fn getrandom_nonblocking(buf: &mut [u8]) -> std::io::Result<usize> {
     usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
 }
 
+/// Fill `buf` from the kernel's random pool, waiting (getrandom(2) with no flags) while the
+/// pool is not initialised. Waiting is what makes Linux (5.18 and later) seed an unseeded
+/// pool itself, from CPU timing jitter; nothing else is guaranteed to seed it on a quiet
+/// host. Setup only: never call this from the event loop.
+pub fn getrandom_blocking(buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: as in `getrandom_nonblocking`: `buf` is a valid writable slice that
+        // outlives the call and getrandom writes at most `buf.len()` bytes into it.
+        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) => return Ok(n),
+            Err(_) => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;

@@ -25,6 +25,9 @@ impl Entropy for Pattern {
         self.0 += buf.len() as u64;
         Ok(())
     }
+    fn seed(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }
 
 #[test]
@@ -136,6 +139,78 @@ impl Entropy for NotYet {
         buf.fill(0x77);
         Ok(())
     }
+    /// Waiting does not help (like the test-only `--test-entropy-unready-ms` window).
+    fn seed(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// The kernel's pool as Linux (5.18 and later) behaves on a quiet host: a non-blocking read
+/// fails until somebody waits for the pool, and only that wait seeds it (the CPU-jitter
+/// loop). Nothing else ever makes it ready.
+#[derive(Default)]
+struct SeededOnlyByWaiting {
+    seeded: bool,
+    waits: u32,
+}
+
+impl Entropy for SeededOnlyByWaiting {
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if !self.seeded {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        buf.fill(0x33);
+        Ok(())
+    }
+    fn seed(&mut self) -> std::io::Result<bool> {
+        self.waits += 1;
+        let waited = !self.seeded;
+        self.seeded = true;
+        Ok(waited)
+    }
+}
+
+/// Regression (arm64 rooms hung after issue 15): with GRND_NONBLOCK alone nobody ever waited
+/// for the host's pool, so on the quiet arm64 anchor host it was never seeded, the rng
+/// retried every 20 ms forever and the room kernel stalled at boot. The device is seeded
+/// when it is built (before the guest runs), once, and serves the first request at once.
+#[test]
+fn the_device_seeds_an_unseeded_pool_before_the_guest_runs() {
+    use crate::devices::virtio::queue::{Interrupt, NullRegistry, QueueCtx};
+    let m = mem();
+    let vq = MockSplitQueue::new(&m, 16);
+    let mut queues = [queue(&vq)];
+    push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
+    let mut dev = Rng::with_entropy(SeededOnlyByWaiting::default()).unwrap();
+    assert_eq!(dev.entropy_mut().waits, 1, "seeded once, at build time");
+    let irq = Interrupt::new(crate::devices::irq::IrqLine::none());
+    let stop = AtomicBool::new(false);
+    let mut reg = NullRegistry::default();
+    let mut ctx = QueueCtx {
+        mem: &m,
+        queues: &mut queues,
+        interrupt: &irq,
+        stop: &stop,
+    };
+    assert_eq!(dev.process_queue(0, &mut ctx, &mut reg).unwrap(), 0);
+    assert!(!dev.retry_armed(), "no retry: the first request was served");
+    assert_eq!(used_idx(&vq, &m), 1);
+    assert_eq!(used_elem(&vq, &m, 0), (0, 64));
+    assert_eq!(m.read_obj::<u8>(GuestAddress(0x1_0000 + 63)).unwrap(), 0x33);
+    assert_eq!(irq.raised(), 1);
+    assert_eq!(dev.entropy_mut().waits, 1, "the event loop never waits");
+}
+
+/// Seeding the kernel source leaves the host's pool initialised for good: seeding again
+/// never waits, and the non-blocking source fills buffers.
+#[test]
+fn kernel_entropy_seed_leaves_the_pool_ready() {
+    let mut e = KernelEntropy::default();
+    e.seed().unwrap();
+    assert!(!e.seed().unwrap(), "a seeded pool needs no wait");
+    let mut buf = [0u8; 64];
+    e.fill(&mut buf).unwrap();
+    assert_ne!(buf, [0u8; 64]);
 }
 
 /// The VMM thread never waits for entropy: a pool that is not ready leaves the request in
