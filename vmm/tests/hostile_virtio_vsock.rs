@@ -530,15 +530,10 @@ const RNG_Q: u64 = 0x60_0000;
 const RNG_AVAIL: u64 = 0x61_0000;
 const RNG_USED: u64 = 0x62_0000;
 
-#[test]
-fn rng_flood_of_huge_buffers_is_served_in_bounded_turns() {
-    // Regression (review): this used to assert only that the run completed. Now it shows
-    // the bound: a full 256-entry rng ring of 4 GiB buffers (each capped at 64 KiB:
-    // 16 MiB of entropy in all) is notified, then one vsock packet. The rng works at most
-    // 256 KiB per event-loop turn, so the vsock packet is handled long before the ring is
-    // drained; afterwards every rng buffer is still served, 64 KiB each.
-    require_kvm();
-    let path = unique("rngflood");
+/// One run of the flood: the rng used index the guest read just before notifying vsock
+/// (NOTIFY), the one it read once the vsock packet was served (PROBE), and the outcome.
+fn rng_flood_run(attempt: u32) -> (u64, u64, Outcome) {
+    let path = unique(&format!("rngflood{attempt}"));
     let (rng, vs) = (virtio_base(0), virtio_base(1));
     let mut s = Script::new();
     s.init(rng)
@@ -555,6 +550,8 @@ fn rng_flood_of_huge_buffers_is_served_in_bounded_turns() {
         .offer(TXQ, 0, 0, 1);
     s.write(RNG_AVAIL + 2, 2, 256)
         .notify(rng, 0)
+        .print("NOTIFY")
+        .read(RNG_USED + 2, 2)
         .notify(vs, 1)
         .poll(TXQ + USED + 2, 2, 1)
         .print("PROBE")
@@ -567,18 +564,48 @@ fn rng_flood_of_huge_buffers_is_served_in_bounded_turns() {
         .end();
     let o = run_vsock(&s, &path);
     assert_served(&o);
-    let probe = after(&o, "PROBE");
-    let rng_used = u64::from_str_radix(probe[0].trim_start_matches("R "), 16).unwrap();
-    assert!(
-        rng_used < 256,
-        "the vsock packet waited for the whole rng ring (16 MiB of entropy): {o:#?}"
-    );
+    let value = |tag: &str| {
+        let l = after(&o, tag);
+        u64::from_str_radix(l[0].trim_start_matches("R "), 16).unwrap()
+    };
+    let (before, at_probe) = (value("NOTIFY"), value("PROBE"));
     let a = after(&o, "DRAINED");
     assert_eq!(
         &a[..2],
         [r(65536), r(S_OK)],
         "all 256 served, 64 KiB each: {o:#?}"
     );
+    (before, at_probe, o)
+}
+
+#[test]
+fn rng_flood_of_huge_buffers_is_served_in_bounded_turns() {
+    // Regression (review): this used to assert only that the run completed. Now it shows
+    // the bound: a full 256-entry rng ring of 4 GiB buffers (each capped at 64 KiB:
+    // 16 MiB of entropy in all) is notified, then one vsock packet. The rng works at most
+    // 256 KiB per event-loop turn, so the vsock packet is handled long before the ring is
+    // drained; afterwards every rng buffer is still served, 64 KiB each.
+    //
+    // The experiment needs the vsock notify to arrive while the rng still has work: on a
+    // loaded host the guest's vcpu can be preempted between the two notifies for as long
+    // as the rng needs to drain the whole ring (seen once in 20 soak runs). The guest reads
+    // the rng's used index just before it notifies vsock: a run in which the ring was
+    // already drained then measured nothing, and is run again (the bound itself is never
+    // retried: the first run that measures it decides).
+    require_kvm();
+    for attempt in 0..5 {
+        let (before, at_probe, o) = rng_flood_run(attempt);
+        if before >= 256 {
+            eprintln!("attempt {attempt}: the rng drained its ring before the vsock notify");
+            continue;
+        }
+        assert!(
+            at_probe < 256,
+            "the vsock packet waited for the whole rng ring (16 MiB of entropy): {o:#?}"
+        );
+        return;
+    }
+    panic!("in 5 runs the rng always drained its ring before the guest notified vsock");
 }
 
 #[test]
