@@ -326,12 +326,15 @@ impl Rooms {
     }
 
     /// Shutdown: kills every room's VMM at once, but a room with a vault volume is asked
-    /// to power off (its agent syncs first); the supervisor's grace period, then its
-    /// SIGKILL, bound the wait. (A VMM is PID 1 of its PID namespace: the SIGTERM sent to
+    /// to power off (its agent syncs first) and killed after [`STOP_GRACE_MS`] (or the
+    /// supervisor's SIGKILL at the end of the shutdown grace, if that comes first). (A VMM is PID 1 of its PID namespace: the SIGTERM sent to
     /// every process does not reach it.)
     pub fn kill_all(&mut self) {
+        let now = sys::monotonic_ms();
         for r in self.slots.iter_mut().flatten() {
             r.phase = Phase::Stopping;
+            // Housekeeping kills a stopping room at `kill_at_ms`: not before the grace.
+            r.kill_at_ms = now.saturating_add(STOP_GRACE_MS);
             if !power_off(r) {
                 kill(r);
             }
