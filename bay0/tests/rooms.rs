@@ -14,12 +14,14 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const BAY0: &str = env!("CARGO_BIN_EXE_bay0");
 
@@ -86,30 +88,7 @@ impl Bay0 {
             let text = format!("name = \"{room}\"\n{POLICY}{extra}");
             std::fs::write(layout.join(format!("policies/{room}.toml")), text).unwrap();
         }
-        let mut child = Command::new(BAY0)
-            .arg("--hosted")
-            .arg(dir.join("state"))
-            .arg("--layout")
-            .arg(&layout)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
+        let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout);
         let b = Bay0 {
             child,
             log,

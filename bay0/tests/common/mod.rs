@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Shared by bay0's hosted integration tests (rooms.rs, courier.rs).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Starts hosted bay0 (`--hosted STATE --layout LAYOUT`); its stdout and stderr lines are
+/// collected, as they come, into the returned log.
+pub fn spawn_hosted(bay0: &str, state: &Path, layout: &Path) -> (Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(bay0)
+        .arg("--hosted")
+        .arg(state)
+        .arg("--layout")
+        .arg(layout)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    (child, log)
+}
