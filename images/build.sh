@@ -186,6 +186,8 @@ for applet in sorted(set(sys.stdin.read().split())):
     # `room` (uid 1000) is who the console shell runs as unless the policy makes the room
     # privileged (tools/anchor-agent: ROOM_UID).
     printf 'root:x:0:0:root:/root:/bin/sh\nroom:x:1000:1000:room:/home/room:/bin/sh\n' >"$root/etc/passwd"
+    # The resolver of a room with a network (the agent writes it; /etc is read-only).
+    ln -s /run/resolv.conf "$root/etc/resolv.conf"
     printf 'root:x:0:\nroom:x:1000:\n' >"$root/etc/group"
     printf '%s\n' "$M_MOTD" >"$root/etc/motd"
     printf '%s\n' "$flavour" >"$root/etc/anchor-flavour"

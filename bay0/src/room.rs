@@ -237,6 +237,9 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
             ("--ro", &img),
             ("--dev", "kvm"),
         ]);
+        if policy.network() == Network::Outbound {
+            opts(&[("--net", "outbound")]);
+        }
         for lib in ["/lib", "/lib64", "/usr/lib"] {
             if layout.host_libs && std::path::Path::new(lib).exists() {
                 opts(&[("--ro", &format!("{lib}:{lib}"))]);
@@ -281,13 +284,17 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
     })
 }
 
-/// What of the policy this release does not grant (logged, never silently widened).
-pub fn not_granted(resolved: &Resolved) -> impl Iterator<Item = &'static str> {
+/// What of the policy this release does not grant (logged, never silently widened);
+/// `ns`: the room runs in namespaces (their network is not built).
+pub fn not_granted(resolved: &Resolved, ns: bool) -> impl Iterator<Item = &'static str> {
     let policy = resolved.policy();
-    let network = policy.network() != Network::None;
+    let network = ns && policy.network() != Network::None;
     let devices = !policy.devices().is_empty();
     [
-        (network, "network (rooms have none in this release)"),
+        (
+            network,
+            "network (namespace rooms have none in this release)",
+        ),
         (devices, "devices (none are passed through in this release)"),
     ]
     .into_iter()
@@ -373,8 +380,14 @@ mod tests {
 
     #[test]
     fn lifetimes_and_privilege_come_from_the_policy() {
-        let (web, _) = plan_of("web", true).unwrap();
+        let (web, web_argv) = plan_of("web", true).unwrap();
         assert_eq!((web.max_s, web.idle_s), (Some(12 * 3600), Some(2 * 3600)));
+        // An outbound room's jail starts its network before the VMM (`--net` is the
+        // jail's, so it comes before `--`); a network-none room has no `--net`.
+        let dashes = web_argv.iter().position(|a| a == "--").unwrap();
+        assert_eq!(value_of(&web_argv[..dashes], "--net"), "outbound");
+        let (_, work_argv) = plan_of("work", true).unwrap();
+        assert!(!work_argv.iter().any(|a| a == "--net"));
         let (_, dev) = plan_of("dev", true).unwrap();
         assert!(value_of(&dev, "--cmdline").contains("anchor.privileged=1"));
     }
@@ -474,9 +487,10 @@ mod tests {
         let l = layout();
         let mut d = crate::logger::Line::default();
         let web = crate::policy::load_room(&l.policies, "web", &mut d).unwrap();
-        assert!(not_granted(&web).any(|m| m.starts_with("network")));
+        assert!(not_granted(&web, true).any(|m| m.starts_with("network")));
+        assert!(!not_granted(&web, false).any(|m| m.starts_with("network")));
         let work = crate::policy::load_room(&l.policies, "work", &mut d).unwrap();
-        assert!(!not_granted(&work).any(|m| m.starts_with("network")));
+        assert!(!not_granted(&work, true).any(|m| m.starts_with("network")));
     }
 
     #[test]

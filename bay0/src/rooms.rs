@@ -219,7 +219,7 @@ impl Rooms {
                 "its vault volume is in use by another open room",
             ));
         }
-        for what in room::not_granted(&resolved) {
+        for what in room::not_granted(&resolved, plan.backend == "namespaces") {
             crate::log_warn!("room {name}: not granted: {what}");
         }
         if let Some(why) = plan.no_volume {

@@ -16,7 +16,7 @@ usage: anchor-jail --name ROOM --uid UID --gid GID --run-dir DIR
                    --memory BYTES --pids N --cpu-weight N
                    [--nofile N] [--nproc N] [--fsize BYTES]
                    [--ro HOST_PATH:JAIL_PATH]... [--rw HOST_FILE:JAIL_PATH]...
-                   [--dev kvm|urandom|null]... -- PROGRAM [ARG]...
+                   [--dev kvm|urandom|null]... [--net outbound] -- PROGRAM [ARG]...
        anchor-jail --backend namespaces --name ROOM --uid UID --gid GID --run-dir DIR
                    --memory BYTES --pids N --cpu-weight N [--cpus N] --image SQUASHFS
                    [--nofile N] [--nproc N] [--fsize BYTES]
@@ -36,6 +36,12 @@ makes it accessible to UID), the --dev device nodes under /dev (owned by UID), a
 (the room's run directory, owned by UID) as /run; PROGRAM runs as UID:GID with no
 capabilities. The memory cgroup kills the whole group on OOM. Defaults: --nofile 256,
 --nproc 64, --fsize 0 (a --rw file is written only within --fsize BYTES).
+--net outbound (PROGRAM is anchor-vmm): before leaving the host's network namespace,
+start /usr/bin/passt on one end of a Unix socket pair, in the room's cgroup and PID
+namespace, as UID:GID with no capabilities (no inbound ports, gateway not mapped to
+the host, DNS forwarded to the host's resolver); PROGRAM gets the other end as
+`--net-fd N`, a `--net-deny ADDR` for each IPv4 address of the host, and
+`anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3` appended to its `--cmdline` value.
 
 Second form (--backend namespaces: the whole room on the host kernel): fresh user, mount,
 IPC, UTS, network (loopback only, up), cgroup and time namespaces (the room's clocks
@@ -114,6 +120,8 @@ pub struct Config {
     pub devs: Vec<Dev>,
     /// The room's SquashFS image (namespaces).
     pub image: Option<PathBuf>,
+    /// The room's network (`--net`, VMM rooms only).
+    pub net: Option<crate::net::Mode>,
     pub program: CString,
     pub argv: Vec<CString>,
 }
@@ -165,7 +173,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let (mut uid, mut gid, mut run_dir) = (None, None, None);
     let (mut memory, mut pids, mut weight, mut cpus) = (None, None, None, None);
     let (mut nofile, mut nproc, mut fsize) = (None, None, None);
-    let (mut backend, mut image) = (Backend::Vmm, None);
+    let (mut backend, mut image, mut net) = (Backend::Vmm, None, None);
     let (mut binds, mut devs) = (Vec::new(), Vec::new());
     let mut i = 0;
     let mut rest: &[std::ffi::OsString] = &[];
@@ -226,6 +234,12 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                     writable,
                 });
             }
+            "--net" => {
+                net = Some(
+                    crate::net::Mode::parse(v)
+                        .ok_or_else(|| Error::Usage(format!("--net wants outbound, not {v:?}")))?,
+                )
+            }
             "--dev" => devs.push(
                 Dev::parse(v)
                     .ok_or_else(|| Error::Usage(format!("--dev: unknown device {v:?}")))?,
@@ -265,9 +279,9 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         return usage("--cpus wants 1..=1024");
     }
     let namespaces = backend == Backend::Namespaces;
-    if namespaces && (!binds.is_empty() || !devs.is_empty()) {
+    if namespaces && (!binds.is_empty() || !devs.is_empty() || net.is_some()) {
         return usage(
-            "--ro, --rw and --dev are for the VMM jail; a namespace room gets its image and a fixed /dev",
+            "--ro, --rw, --dev and --net are for the VMM jail; a namespace room gets its image and a fixed /dev",
         );
     }
     if namespaces != image.is_some() {
@@ -316,6 +330,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         binds,
         devs,
         image,
+        net,
         program: program_path,
         argv,
     })))
@@ -380,6 +395,11 @@ mod tests {
         assert_eq!(c.devs, vec![Dev::Kvm, Dev::Urandom]);
         assert_eq!(c.program.to_bytes(), b"/bin/vmm");
         assert_eq!(c.argv.len(), 3);
+        assert_eq!(c.net, None);
+        let Command::Run(n) = parse(&args(&format!("{BASE} --net outbound -- /v"))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(n.net, Some(crate::net::Mode::Outbound));
     }
 
     #[test]
@@ -392,6 +412,7 @@ mod tests {
             ("--ro a:/x -- /v", "not absolute"),
             ("--ro /a -- /v", "HOST:JAIL"),
             ("--dev mem -- /v", "unknown device"),
+            ("--net inbound -- /v", "--net wants outbound"),
             ("--bogus 1 -- /v", "unknown option"),
             ("", "no program"),
         ] {
@@ -440,9 +461,13 @@ mod tests {
             ),
             (
                 "--backend namespaces --image /i --dev kvm -- /v",
-                "--ro, --rw and --dev",
+                "--ro, --rw, --dev and --net",
             ),
             ("--backend ns --image /i -- /v", "wants vmm or namespaces"),
+            (
+                "--backend namespaces --image /i --net outbound -- /v",
+                "--ro, --rw, --dev and --net",
+            ),
             ("--cpus 0 -- /v", "--cpus wants"),
         ] {
             let e = parse(&args(&format!("{BASE} {extra}")))
@@ -516,7 +541,7 @@ mod tests {
                     "--backend namespaces --image /i --rw {}:/v -- /v",
                     file.display()
                 ),
-                "--ro, --rw and --dev are for the VMM jail",
+                "--ro, --rw, --dev and --net are for the VMM jail",
             ),
         ] {
             let e = parse(&args(&format!("{BASE} {extra}")))

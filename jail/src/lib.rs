@@ -15,6 +15,7 @@ pub mod args;
 pub mod cgroup;
 pub mod confine;
 pub mod error;
+pub mod net;
 pub mod privs;
 pub mod room;
 pub mod root;
@@ -38,13 +39,24 @@ pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
         cfg.limits.pids,
         cfg.limits.cpu_weight
     ));
+    // The network stack starts here: in the room's cgroup, in the host's network namespace.
+    let net = cfg
+        .net
+        .map(|_| net::start(&cfg.name, cfg.uid, cfg.gid))
+        .transpose()?;
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET)?;
     sys::sethostname(&cfg.name)?;
     root::build_and_enter(cfg)?;
     privs::limit(&cfg.rlimits)?;
     sys::umask_private();
     privs::drop_to(cfg.uid, cfg.gid)?;
-    sys::exec(&cfg.program, &cfg.argv)
+    match &net {
+        Some((fd, deny)) => {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(fd);
+            sys::exec(&cfg.program, &net::vmm_argv(&cfg.argv, fd, deny)?)
+        }
+        None => sys::exec(&cfg.program, &cfg.argv),
+    }
 }
 
 /// One `anchor-jail: ...` line on stderr, in one write (bay0 logs it with the room name).

@@ -556,3 +556,39 @@ pub fn clock_secs(clock: libc::clockid_t) -> i64 {
         0
     }
 }
+
+/// socketpair(AF_UNIX, SOCK_STREAM) with close-on-exec on both ends.
+pub fn socketpair_stream() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a writable array of two ints, as socketpair(2) expects.
+    let ret = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    check("socketpair for the room's network", ret)?;
+    let [a, b] = fds;
+    // SAFETY: socketpair just returned this descriptor; it is owned only here.
+    let a = unsafe { OwnedFd::from_raw_fd(a) };
+    // SAFETY: as above, for the other end.
+    let b = unsafe { OwnedFd::from_raw_fd(b) };
+    Ok((a, b))
+}
+
+/// Clears close-on-exec on `fd` (it is handed to the next program).
+pub fn set_inheritable(fd: libc::c_int) -> Result<()> {
+    // SAFETY: F_SETFD with integer flags only changes this descriptor's flags.
+    check("keep a descriptor across exec", unsafe {
+        libc::fcntl(fd, libc::F_SETFD, 0)
+    })
+    .map(drop)
+}
+
+/// _exit(2): ends a forked child at once (no destructors, no atexit handlers).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of this process.
+    unsafe { libc::_exit(code) }
+}

@@ -348,7 +348,7 @@ fn setup(
     }
     if let Some(backend) = net {
         let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
-        let h = virtio::build_net(mem.clone(), irq, backend)
+        let h = virtio::build_net(mem.clone(), irq, backend, cfg.net_deny.clone())
             .map_err(|e| BuildError::Virtio("virtio-net", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }

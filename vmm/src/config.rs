@@ -80,6 +80,8 @@ pub struct VmConfig {
     pub vsock: Option<VsockConfig>,
     /// Optional network device.
     pub net: Option<NetConfig>,
+    /// `--net-deny`: the network device is strict and refuses these addresses too.
+    pub net_deny: Option<Vec<std::net::Ipv4Addr>>,
     /// Serial output.
     pub serial: SerialTarget,
     /// Boot timer device present.
@@ -128,11 +130,14 @@ fn err(flag: &str, msg: impl Into<String>) -> UsageError {
     }
 }
 
+/// Most `--net-deny` addresses (a host has a handful).
+pub const MAX_NET_DENY: usize = 256;
+
 /// Usage text.
 pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
-                  [--net-uds PATH | --net-fd N]
+                  [--net-uds PATH | --net-fd N] [--net-deny IPV4]...
                   [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
                   [--exit-stats] [--vm-type ordinary|protected] [--help]
 
@@ -153,6 +158,9 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
   --net-fd N         the same device over the inherited, connected Unix stream
                      socket N (>= 3), e.g. one end of a socketpair whose other
                      end was given to `passt --fd`
+  --net-deny IPV4    drop guest frames to this IPv4 address (repeatable: the
+                     host's own addresses); with any, only IPv4 and ARP frames
+                     leave. Frames to 127/8, 0/8 and 224/4 and above never leave.
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
@@ -239,6 +247,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut uds = None;
     let mut net_uds = None;
     let mut net_fd = None;
+    let mut net_deny: Option<Vec<std::net::Ipv4Addr>> = None;
     let mut serial = None;
     let mut vm_type = None;
     let mut boot_timer = false;
@@ -279,6 +288,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vsock-uds",
             "--net-uds",
             "--net-fd",
+            "--net-deny",
             "--serial",
             "--vm-type",
         ];
@@ -301,6 +311,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
             "--net-uds" => set_once(&mut net_uds, flag, path(flag, &v)?)?,
             "--net-fd" => set_once(&mut net_fd, flag, number(flag, &v)?)?,
+            "--net-deny" => net_deny.get_or_insert_with(Vec::new).push(
+                v.parse()
+                    .map_err(|_| err(flag, format!("{v:?} is not an IPv4 address")))?,
+            ),
             "--vm-type" => set_once(&mut vm_type, flag, vm_type_arg(&v)?)?,
             _ => set_once(&mut serial, flag, serial_target(&v)?)?,
         }
@@ -348,6 +362,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         }
         (Some(_), Some(_)) => return Err(err("--net-fd", "not together with --net-uds")),
     };
+    if net.is_none() && net_deny.is_some() {
+        return Err(err("--net-deny", "needs --net-uds or --net-fd"));
+    }
+    if net_deny.as_ref().is_some_and(|d| d.len() > MAX_NET_DENY) {
+        return Err(err(
+            "--net-deny",
+            format!("more than {MAX_NET_DENY} addresses"),
+        ));
+    }
     let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some()) + u64::from(net.is_some());
     if devices > layout::MAX_VIRTIO_DEVICES {
         return Err(err(
@@ -376,6 +399,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         vcpus,
         vsock,
         net,
+        net_deny,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
         exit_stats,
@@ -452,6 +476,36 @@ mod tests {
             panic!()
         };
         assert_eq!(c.net, None);
+    }
+
+    #[test]
+    fn net_deny_lists_addresses_and_needs_a_network() {
+        let Command::Run(c) = p(&[
+            "--kernel",
+            "/k",
+            "--net-fd",
+            "7",
+            "--net-deny",
+            "10.77.0.1",
+            "--net-deny",
+            "127.0.0.1",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let want = vec![
+            std::net::Ipv4Addr::new(10, 77, 0, 1),
+            std::net::Ipv4Addr::LOCALHOST,
+        ];
+        assert_eq!(c.net_deny, Some(want));
+        let e = p(&["--kernel", "/k", "--net-deny", "10.0.0.1"]).unwrap_err();
+        assert!(e.msg.contains("needs --net-uds or --net-fd"), "{e}");
+        let e = p(&["--kernel", "/k", "--net-fd", "7", "--net-deny", "::1"]).unwrap_err();
+        assert!(e.msg.contains("is not an IPv4 address"), "{e}");
+        let Command::Run(c) = p(&["--kernel", "/k", "--net-fd", "7"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.net_deny, None);
     }
 
     #[test]

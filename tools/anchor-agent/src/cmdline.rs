@@ -59,6 +59,8 @@ pub enum Warning {
     BadPersist(String),
     /// `anchor.backend=` is neither `microvm` nor `namespaces`.
     BadBackend(String),
+    /// `anchor.net=` is not `ADDR/PREFIX,GATEWAY,DNS`.
+    BadNet(String),
     /// An `anchor.` key the agent does not know.
     UnknownKey(String),
 }
@@ -96,6 +98,10 @@ impl fmt::Display for Warning {
                     "anchor.backend={v:?} is not microvm|namespaces; using microvm"
                 )
             }
+            Warning::BadNet(v) => write!(
+                f,
+                "anchor.net={v:?} is not ADDR/PREFIX,GATEWAY,DNS; no network"
+            ),
             Warning::UnknownKey(k) => write!(f, "unknown setting {k:?} ignored"),
         }
     }
@@ -120,6 +126,8 @@ pub struct Settings {
     pub persist: Option<String>,
     /// A namespace room (`anchor.backend=namespaces`).
     pub namespaces: bool,
+    /// The room's network (`anchor.net=`), if its policy grants one.
+    pub net: Option<crate::net::NetSettings>,
 }
 
 impl Default for Settings {
@@ -133,6 +141,7 @@ impl Default for Settings {
             pids_max: None,
             persist: None,
             namespaces: false,
+            net: None,
         }
     }
 }
@@ -247,6 +256,10 @@ pub fn parse(cmdline: &str) -> (Settings, Vec<Warning>) {
                     warnings.push(Warning::BadBackend(value.to_owned()));
                 }
             },
+            "net" => match crate::net::parse(value) {
+                Some(n) => s.net = Some(n),
+                None => warnings.push(Warning::BadNet(value.to_owned())),
+            },
             _ => warnings.push(Warning::UnknownKey(param.clone())),
         }
     }
@@ -327,7 +340,7 @@ mod tests {
     #[test]
     fn all_keys() {
         let (s, w) =
-            parse("anchor.room=dev-2 anchor.exit=poweroff anchor.shell=off anchor.vsock_echo=5000 anchor.persist=/dev/vdb");
+            parse("anchor.room=dev-2 anchor.exit=poweroff anchor.shell=off anchor.vsock_echo=5000 anchor.persist=/dev/vdb anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3");
         assert_eq!(
             s,
             Settings {
@@ -339,9 +352,15 @@ mod tests {
                 pids_max: None,
                 persist: Some("/dev/vdb".into()),
                 namespaces: false,
+                net: crate::net::parse("10.0.2.15/24,10.0.2.2,10.0.2.3"),
             }
         );
-        assert!(w.is_empty());
+        assert!(s.net.is_some() && w.is_empty());
+        let (s, w) = parse("anchor.net=10.0.2.15");
+        assert_eq!(
+            (s.net, w),
+            (None, vec![Warning::BadNet("10.0.2.15".into())])
+        );
     }
 
     #[test]

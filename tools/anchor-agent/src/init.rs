@@ -459,6 +459,12 @@ pub fn run_pid1() -> ! {
             say(&format!("{e}"));
         }
     }
+    if let Some(net) = settings.net.filter(|_| !settings.namespaces) {
+        match crate::net::setup(&net) {
+            Ok(line) => say(&line),
+            Err(e) => say(&format!("network: {e}; the room has no network")),
+        }
+    }
     if let Some(dev) = &settings.persist {
         match crate::volume::setup(dev) {
             Ok(msg) => say(&msg),

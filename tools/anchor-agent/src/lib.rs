@@ -13,6 +13,7 @@ pub mod courier;
 pub mod echo;
 pub mod error;
 pub mod init;
+pub mod net;
 pub mod sys;
 pub mod umbilical;
 pub mod volume;

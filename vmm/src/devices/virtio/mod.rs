@@ -276,12 +276,16 @@ pub fn adopt_net_backend(fd: i32) -> Result<std::os::unix::net::UnixStream, Virt
 }
 
 /// Build the virtio-net device over `backend` (from [`connect_net_backend`] or
-/// [`adopt_net_backend`]).
+/// [`adopt_net_backend`]); with `deny`, its egress rule is strict (see [`net::egress`]).
 pub fn build_net(
     mem: GuestMemoryMmap<()>,
     irq: IrqLine,
     backend: std::os::unix::net::UnixStream,
+    deny: Option<Vec<std::net::Ipv4Addr>>,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
-    let dev = net::Net::new(backend).map_err(VirtioError::NetSetup)?;
+    let mut dev = net::Net::new(backend).map_err(VirtioError::NetSetup)?;
+    if let Some(list) = deny {
+        dev.set_egress(net::egress::Egress::strict(list));
+    }
     handle(mem, irq, dev)
 }

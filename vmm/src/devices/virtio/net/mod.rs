@@ -21,7 +21,10 @@
 //! - A length prefix above [`frame::MAX_FRAME`], EOF or a socket error closes the backend
 //!   for good (one line on stderr); the guest's frames are then dropped.
 //! - Work per event-loop turn: [`TURN_BYTES`] (tx and rx together).
+//! - Guest frames the [`egress::Egress`] rule refuses (the host's own addresses: loopback
+//!   always, the anchor host's addresses with `--net-deny`) are dropped and counted.
 
+pub mod egress;
 mod event_handler;
 pub mod frame;
 #[cfg(test)]
@@ -101,6 +104,8 @@ pub struct NetStats {
     pub rx_dropped: u64,
     /// Rx chains returned unused because they cannot hold even a minimal frame.
     pub rx_unusable: u64,
+    /// Guest frames refused by the egress rule (addressed to the host itself).
+    pub tx_refused: u64,
 }
 
 /// What to do with one tx chain.
@@ -146,6 +151,7 @@ pub struct Net {
     tx_blocked: bool,
     stats: NetStats,
     closed: Option<Closed>,
+    egress: egress::Egress,
 }
 
 impl Net {
@@ -173,7 +179,13 @@ impl Net {
             tx_blocked: false,
             stats: NetStats::default(),
             closed: None,
+            egress: egress::Egress::default(),
         })
+    }
+
+    /// Replaces the egress rule (the default refuses only loopback and the like).
+    pub fn set_egress(&mut self, rule: egress::Egress) {
+        self.egress = rule;
     }
 
     /// Frame counters.
@@ -213,8 +225,8 @@ impl Net {
         let st = self.stats;
         crate::log::say(format_args!(
             "net: backend closed: {why}; the room has no network from now on \
-             (frames: {} sent, {} received, {} + {} dropped)",
-            st.tx_frames, st.rx_frames, st.tx_dropped, st.rx_dropped
+             (frames: {} sent, {} received, {} + {} dropped, {} refused)",
+            st.tx_frames, st.rx_frames, st.tx_dropped, st.rx_dropped, st.tx_refused
         ));
     }
 
@@ -308,6 +320,11 @@ impl Net {
         if chain_copy(chain, mem, VNET_HDR_LEN as u64, body, false) < len {
             // Part of the frame is not in guest memory: nothing is committed.
             self.stats.tx_dropped = self.stats.tx_dropped.saturating_add(1);
+            return (Step::Used(0), VNET_HDR_LEN as u64);
+        }
+        if !self.egress.allows(body.get(..len).unwrap_or_default()) {
+            // Addressed to the host itself: nothing is committed.
+            self.stats.tx_refused = self.stats.tx_refused.saturating_add(1);
             return (Step::Used(0), VNET_HDR_LEN as u64);
         }
         pfx.copy_from_slice(&frame::prefix(len));

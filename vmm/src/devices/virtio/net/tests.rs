@@ -562,3 +562,38 @@ mod props {
         }
     }
 }
+
+/// An IPv4 frame (Ethernet + a 20-byte IPv4 header, no payload) to `dst`.
+fn ipv4_to(dst: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[30..34].copy_from_slice(&dst);
+    f
+}
+
+#[test]
+fn frames_to_the_host_itself_never_reach_the_backend() {
+    let mut h = h();
+    // Always: loopback and "this host"; the device's ring moves on.
+    h.send(vnet_hdr(0, 0), &ipv4_to([127, 0, 0, 1]));
+    h.send(vnet_hdr(0, 0), &ipv4_to([0, 0, 0, 0]));
+    let remote = ipv4_to([10, 77, 0, 2]);
+    h.send(vnet_hdr(0, 0), &remote);
+    assert_eq!(h.backend_frames(1), std::slice::from_ref(&remote));
+    h.backend_quiet();
+    assert_eq!((h.dev.stats().tx_refused, h.dev.stats().tx_frames), (2, 1));
+    assert_eq!(used_idx(&h.txq, h.m), 3);
+    // Strict (the jail's --net-deny): the host's addresses and non-IPv4 frames too.
+    h.dev
+        .set_egress(egress::Egress::strict(vec![std::net::Ipv4Addr::new(
+            10, 77, 0, 1,
+        )]));
+    h.send(vnet_hdr(0, 0), &ipv4_to([10, 77, 0, 1]));
+    h.send(vnet_hdr(0, 0), &eth(60, 1));
+    h.send(vnet_hdr(0, 0), &remote);
+    assert_eq!(h.backend_frames(1), [remote]);
+    h.backend_quiet();
+    assert_eq!((h.dev.stats().tx_refused, h.dev.stats().tx_frames), (4, 2));
+    assert_eq!(h.dev.buffered(), (0, 0));
+}

@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! A microVM room's network (`--net outbound`): passt, a user-mode network stack, as one
+//! more process of the room (docs/ARCHITECTURE.md, "Network").
+//!
+//! The jail, still root in the anchor host's network namespace and already in the room's
+//! cgroup and PID namespace, makes a connected Unix socket pair and forks passt on one
+//! end, before it gives the VMM its own empty network namespace. passt runs as the
+//! room's uid with no capability and no_new_privs, sandboxes itself further (its own
+//! user and mount namespaces, an empty root, a seccomp filter), has no inbound port
+//! forwards, does not map the gateway address to the anchor host, and turns the
+//! guest's connections into ordinary sockets of the anchor host. The VMM gets the other
+//! end (`--net-fd`), the room kernel gets its address on its command line
+//! (`anchor.net=`), and the VMM drops every guest frame addressed to the anchor host
+//! itself: loopback, the unspecified network, multicast and broadcast, and each address
+//! the anchor host has when the room starts (`--net-deny`; passt would connect to them
+//! as local sockets). passt is the jail's child in the room's PID namespace: when the
+//! VMM (its PID 1) ends, the kernel kills it, so nothing of it outlives the room.
+
+use std::ffi::{CStr, CString};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::{note, privs, sys};
+
+/// The network a room may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Connections out through passt; nothing in, nothing of the anchor host.
+    Outbound,
+}
+
+impl Mode {
+    /// `--net VALUE`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        (s == "outbound").then_some(Mode::Outbound)
+    }
+}
+
+/// The user-mode network stack (Debian's passt, in the anchor host's initramfs).
+pub const PASST: &CStr = c"/usr/bin/passt";
+const PASST_PATH: &str = "/usr/bin/passt";
+
+/// The room's side of its link: every room is alone on its own link behind its own
+/// passt, so every room gets the same addresses (like QEMU's user networking).
+pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+pub const PREFIX: u8 = 24;
+/// The room's default gateway (passt answers for it; not mapped to the anchor host).
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// The room's DNS server: passt forwards what is sent here to the anchor host's
+/// resolver (the first nameserver of its /etc/resolv.conf).
+pub const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// The frame size both passt and the VMM's device use (passt offers 65520 otherwise).
+pub const MTU: u16 = 1500;
+
+/// The kernel command-line argument that tells the room's agent its address.
+pub fn cmdline_arg() -> String {
+    format!("anchor.net={GUEST}/{PREFIX},{GATEWAY},{DNS}")
+}
+
+/// passt's command line, for the socket at descriptor `fd`.
+pub fn passt_argv(fd: i32) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "passt",
+        "--fd",
+        "",
+        "--foreground",
+        "--quiet",
+        "--stderr",
+        "--ipv4-only",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(slot) = v.get_mut(2) {
+        *slot = fd.to_string();
+    }
+    let pairs: [(&str, String); 8] = [
+        ("--mtu", MTU.to_string()),
+        ("--address", GUEST.to_string()),
+        ("--netmask", PREFIX.to_string()),
+        ("--gateway", GATEWAY.to_string()),
+        ("--dns", DNS.to_string()),
+        ("--dns-forward", DNS.to_string()),
+        // No inbound port forwards of either protocol.
+        ("--tcp-ports", "none".into()),
+        ("--udp-ports", "none".into()),
+    ];
+    for (k, val) in pairs {
+        v.push(k.into());
+        v.push(val);
+    }
+    // The gateway is not the anchor host; no IPv6 services (the host has no IPv6).
+    v.extend(["--no-map-gw", "--no-dhcpv6", "--no-ndp", "--no-ra"].map(String::from));
+    v
+}
+
+/// The IPv4 addresses of the network namespace whose `/proc/net/fib_trie` is `text`:
+/// every `/32 host LOCAL` entry, sorted, without duplicates.
+pub fn local_addresses(text: &str) -> Vec<Ipv4Addr> {
+    let mut last: Option<Ipv4Addr> = None;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(addr) = t.strip_prefix("|-- ") {
+            last = addr.trim().parse().ok();
+        } else if t.starts_with("/32 host LOCAL") {
+            out.extend(last);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The VMM's command line with the network added: `--net-fd FD`, one `--net-deny` per
+/// address of the anchor host, and [`cmdline_arg`] appended to its `--cmdline` value.
+pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CString>> {
+    let mut out = Vec::with_capacity(argv.len() + 2 + 2 * deny.len());
+    let mut seen_cmdline = false;
+    let mut after_cmdline = false;
+    for a in argv {
+        if after_cmdline {
+            let mut v = a.as_bytes().to_vec();
+            v.push(b' ');
+            v.extend_from_slice(cmdline_arg().as_bytes());
+            out.push(CString::new(v).map_err(|_| Error::Unsupported("NUL in --cmdline"))?);
+            after_cmdline = false;
+            continue;
+        }
+        after_cmdline = a.as_bytes() == b"--cmdline";
+        seen_cmdline |= after_cmdline;
+        out.push(a.clone());
+    }
+    if !seen_cmdline || after_cmdline {
+        return Err(Error::Unsupported(
+            "--net needs the VMM's --cmdline (the room's address goes there)",
+        ));
+    }
+    let word = |s: String| CString::new(s).map_err(|_| Error::Unsupported("NUL in an argument"));
+    out.push(word("--net-fd".into())?);
+    out.push(word(fd.to_string())?);
+    for a in deny {
+        out.push(word("--net-deny".into())?);
+        out.push(word(a.to_string())?);
+    }
+    Ok(out)
+}
+
+/// Starts passt for room `name` as `uid`:`gid` (see the module documentation). Call it
+/// in the room's cgroup and PID namespace, in the anchor host's network namespace.
+/// Returns the VMM's end of the socket (inheritable) and the anchor host's addresses.
+pub fn start(name: &str, uid: u32, gid: u32) -> Result<(OwnedFd, Vec<Ipv4Addr>)> {
+    let passt = Path::new(PASST_PATH);
+    if !passt.is_file() {
+        return Err(Error::Path {
+            op: "network outbound needs passt at",
+            path: passt.display().to_string(),
+            errno: libc::ENOENT,
+        });
+    }
+    let fib = Path::new("/proc/net/fib_trie");
+    let text = std::fs::read_to_string(fib).map_err(|e| crate::root::io_err("read", fib, &e))?;
+    let host = local_addresses(&text);
+    let (vmm_end, passt_end) = sys::socketpair_stream()?;
+    let argv = passt_argv(passt_end.as_raw_fd())
+        .into_iter()
+        .map(|a| CString::new(a).map_err(|_| Error::Unsupported("NUL in passt's arguments")))
+        .collect::<Result<Vec<_>>>()?;
+    if sys::fork()? == 0 {
+        // The child: becomes passt or exits; never returns into the jail.
+        let e = child(&passt_end, uid, gid, &argv);
+        note(format_args!("room {name}: passt: {}", e));
+        sys::exit_now(1);
+    }
+    drop(passt_end);
+    sys::set_inheritable(vmm_end.as_raw_fd())?;
+    note(format_args!(
+        "room {name}: network outbound: passt as uid {uid}, room address {GUEST}/{PREFIX}, \
+         {} anchor-host address(es) refused",
+        host.len()
+    ));
+    Ok((vmm_end, host))
+}
+
+/// passt's side of the fork: its descriptors, its uid, no capability, then exec.
+fn child(sock: &OwnedFd, uid: u32, gid: u32, argv: &[CString]) -> Error {
+    let run = || -> Result<core::convert::Infallible> {
+        sys::die_with_parent()?;
+        // stdin: nothing; stdout joins stderr (bay0's log of the room), never the console.
+        let null = sys::open_path(Path::new("/dev/null"), libc::O_RDWR)?;
+        sys::dup2(null.as_raw_fd(), libc::STDIN_FILENO)?;
+        sys::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO)?;
+        sys::set_inheritable(sock.as_raw_fd())?;
+        sys::setrlimit(libc::RLIMIT_CORE, 0)?;
+        privs::drop_to(uid, gid)?;
+        sys::exec(PASST, argv)
+    };
+    match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIB: &str = "\
+Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 10.77.0.0/24 2 0 2
+        +-- 10.77.0.0/30 2 0 2
+           |-- 10.77.0.0
+              /24 link UNICAST
+           |-- 10.77.0.1
+              /32 host LOCAL
+        |-- 10.77.0.255
+           /32 link BROADCAST
+     +-- 127.0.0.0/8 2 0 2
+        |-- 127.0.0.1
+           /32 host LOCAL
+Local:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 10.77.0.1
+        /32 host LOCAL
+     |-- 127.0.0.1
+        /32 host LOCAL
+";
+
+    #[test]
+    fn the_anchor_hosts_addresses_are_its_local_host_routes() {
+        assert_eq!(
+            local_addresses(FIB),
+            vec![Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(127, 0, 0, 1)]
+        );
+        assert!(local_addresses("").is_empty());
+        assert!(local_addresses("|-- not-an-address\n /32 host LOCAL\n").is_empty());
+    }
+
+    fn c(v: &[&str]) -> Vec<CString> {
+        v.iter().map(|s| CString::new(*s).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_vmm_gets_the_socket_the_deny_list_and_the_address_on_its_cmdline() {
+        let argv = c(&["/bin/anchor-vmm", "--cmdline", "quiet ro", "--vcpus", "1"]);
+        let deny = [Ipv4Addr::new(10, 77, 0, 1)];
+        let out = vmm_argv(&argv, 5, &deny).unwrap();
+        let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            words,
+            [
+                "/bin/anchor-vmm",
+                "--cmdline",
+                "quiet ro anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3",
+                "--vcpus",
+                "1",
+                "--net-fd",
+                "5",
+                "--net-deny",
+                "10.77.0.1"
+            ]
+        );
+        for bad in [&["/bin/anchor-vmm"][..], &["/bin/anchor-vmm", "--cmdline"]] {
+            let e = vmm_argv(&c(bad), 5, &deny).unwrap_err().to_string();
+            assert!(e.contains("--net needs the VMM's --cmdline"), "{e}");
+        }
+    }
+
+    #[test]
+    fn passt_is_told_everything_that_keeps_the_room_outbound_only() {
+        let argv = passt_argv(7);
+        let has = |k: &str, v: &str| argv.windows(2).any(|w| w[0] == k && w[1] == v);
+        assert!(has("--fd", "7") && has("--mtu", "1500"));
+        assert!(has("--tcp-ports", "none") && has("--udp-ports", "none"));
+        assert!(has("--address", "10.0.2.15") && has("--gateway", "10.0.2.2"));
+        assert!(has("--dns-forward", "10.0.2.3") && has("--dns", "10.0.2.3"));
+        for flag in ["--no-map-gw", "--foreground", "--ipv4-only"] {
+            assert!(argv.iter().any(|a| a == flag), "{flag}");
+        }
+        assert_eq!(Mode::parse("outbound"), Some(Mode::Outbound));
+        assert_eq!(Mode::parse("none"), None);
+    }
+}
