@@ -53,6 +53,7 @@ pub fn jail(run_dir: &Path) -> Result<(), Error> {
             fsize: 0,
             memlock: 0,
         },
+        net: None,
         binds: Vec::new(),
         devs: Vec::new(),
         image: None,

@@ -21,7 +21,9 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
+use crate::args::Config;
 use crate::error::{Error, Result};
+use crate::root::{self, mkdir_all};
 use crate::{note, privs, sys};
 
 /// The network a room may have.
@@ -49,7 +51,8 @@ pub const PREFIX: u8 = 24;
 /// The room's default gateway (passt answers for it; not mapped to the anchor host).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// The room's DNS server: passt forwards what is sent here to the anchor host's
-/// resolver (the first nameserver of its /etc/resolv.conf).
+/// resolver (the first nameserver of its /etc/resolv.conf that is not a loopback
+/// address; with none, the room has no DNS).
 pub const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 /// The frame size both passt and the VMM's device use (passt offers 65520 otherwise).
 pub const MTU: u16 = 1500;
@@ -75,12 +78,13 @@ pub fn passt_argv(fd: i32) -> Vec<String> {
     if let Some(slot) = v.get_mut(2) {
         *slot = fd.to_string();
     }
-    let pairs: [(&str, String); 8] = [
+    // No `--dns`: with it this passt forwards the queries for --dns-forward to the
+    // host's loopback; without it, to the first nameserver of the host's resolv.conf.
+    let pairs: [(&str, String); 7] = [
         ("--mtu", MTU.to_string()),
         ("--address", GUEST.to_string()),
         ("--netmask", PREFIX.to_string()),
         ("--gateway", GATEWAY.to_string()),
-        ("--dns", DNS.to_string()),
         ("--dns-forward", DNS.to_string()),
         // No inbound port forwards of either protocol.
         ("--tcp-ports", "none".into()),
@@ -147,10 +151,11 @@ pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CStr
     Ok(out)
 }
 
-/// Starts passt for room `name` as `uid`:`gid` (see the module documentation). Call it
-/// in the room's cgroup and PID namespace, in the anchor host's network namespace.
-/// Returns the VMM's end of the socket (inheritable) and the anchor host's addresses.
-pub fn start(name: &str, uid: u32, gid: u32) -> Result<(OwnedFd, Vec<Ipv4Addr>)> {
+/// Starts passt for the room of `cfg` (see the module documentation). Call it in the
+/// room's cgroup and PID namespace, in the anchor host's network namespace. Returns the
+/// VMM's end of the socket (inheritable) and the anchor host's addresses.
+pub fn start(cfg: &Config) -> Result<(OwnedFd, Vec<Ipv4Addr>)> {
+    let (name, uid) = (&cfg.name, cfg.uid);
     let passt = Path::new(PASST_PATH);
     if !passt.is_file() {
         return Err(Error::Path {
@@ -169,7 +174,7 @@ pub fn start(name: &str, uid: u32, gid: u32) -> Result<(OwnedFd, Vec<Ipv4Addr>)>
         .collect::<Result<Vec<_>>>()?;
     if sys::fork()? == 0 {
         // The child: becomes passt or exits; never returns into the jail.
-        let e = child(&passt_end, uid, gid, &argv);
+        let e = child(&passt_end, cfg, &argv);
         note(format_args!("room {name}: passt: {}", e));
         sys::exit_now(1);
     }
@@ -183,17 +188,35 @@ pub fn start(name: &str, uid: u32, gid: u32) -> Result<(OwnedFd, Vec<Ipv4Addr>)>
     Ok((vmm_end, host))
 }
 
-/// passt's side of the fork: its descriptors, its uid, no capability, then exec.
-fn child(sock: &OwnedFd, uid: u32, gid: u32, argv: &[CString]) -> Error {
+/// passt's side of the fork: its descriptors, a root it can pivot away from, its uid,
+/// no capability, then exec.
+fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString]) -> Error {
     let run = || -> Result<core::convert::Infallible> {
         sys::die_with_parent()?;
+        // passt sandboxes itself with pivot_root, which the anchor host's initramfs root
+        // (rootfs) refuses: it gets a private mount namespace whose root is a recursive
+        // bind of the host's (what it reads at start: itself, its libraries, /proc,
+        // /etc/resolv.conf), from which it then pivots into its own empty root.
+        sys::unshare(libc::CLONE_NEWNS)?;
+        root::make_private()?;
+        let top = cfg.run_dir.join(".net");
+        mkdir_all(&top)?;
+        sys::mount(
+            "bind the host's root for passt",
+            Some(Path::new("/")),
+            &top,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?;
+        root::enter(&top)?;
         // stdin: nothing; stdout joins stderr (bay0's log of the room), never the console.
         let null = sys::open_path(Path::new("/dev/null"), libc::O_RDWR)?;
         sys::dup2(null.as_raw_fd(), libc::STDIN_FILENO)?;
         sys::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO)?;
         sys::set_inheritable(sock.as_raw_fd())?;
         sys::setrlimit(libc::RLIMIT_CORE, 0)?;
-        privs::drop_to(uid, gid)?;
+        privs::drop_to(cfg.uid, cfg.gid)?;
         sys::exec(PASST, argv)
     };
     match run() {
@@ -277,7 +300,8 @@ Local:
         assert!(has("--fd", "7") && has("--mtu", "1500"));
         assert!(has("--tcp-ports", "none") && has("--udp-ports", "none"));
         assert!(has("--address", "10.0.2.15") && has("--gateway", "10.0.2.2"));
-        assert!(has("--dns-forward", "10.0.2.3") && has("--dns", "10.0.2.3"));
+        assert!(has("--dns-forward", "10.0.2.3"));
+        assert!(!argv.iter().any(|a| a == "--dns" || a == "-D"));
         for flag in ["--no-map-gw", "--foreground", "--ipv4-only"] {
             assert!(argv.iter().any(|a| a == flag), "{flag}");
         }

@@ -63,6 +63,16 @@ if ((!MINIMAL)); then
   for f in policies/*.toml ${EXTRA_POLICIES:+"$EXTRA_POLICIES"/*.toml}; do
     [[ -f "$f" ]] && add "etc/anchor/policies/$(basename "$f")" "$f" 0644
   done
+  # passt, the user-mode network stack anchor-jail starts for a room with network =
+  # "outbound" (Debian's passt; dynamically linked: its libraries and the loader come
+  # along). It re-executes itself as passt.avx2 where the CPU has AVX2.
+  passt=$(command -v passt || echo /usr/bin/passt)
+  [[ -x "$passt" ]] || die "passt not found (apt-get install passt; scripts/setup.sh)"
+  add usr/bin/passt "$passt" 0755
+  [[ -x "$passt.avx2" ]] && add usr/bin/passt.avx2 "$passt.avx2" 0755
+  while read -r lib; do
+    add "${lib#/}" "$lib" 0755
+  done < <(libs_of "$passt")
   # The vault helper (dynamically linked: libtss2, libcryptsetup) and mke2fs for the
   # vault's filesystem, with their shared libraries and the loader; libtss2-tctildr
   # dlopen()s its TCTI, which ldd cannot see.
@@ -79,7 +89,7 @@ if ((!MINIMAL)); then
     done < <( { libs_of "$ANCHOR_OUT/bin/anchor-vault"; libs_of "$mke2fs"; libs_of "$tcti"; echo "$tcti"; } | sort -u)
   fi
 fi
-LC_ALL=C sort -o "$manifest" "$manifest"
+LC_ALL=C sort -u -o "$manifest" "$manifest"
 
 # Cache key: this script, and every destination, mode and source content.
 key=$( {

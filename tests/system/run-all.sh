@@ -34,9 +34,13 @@ tests/system/mkinitramfs.sh --minimal --bay0 "$stall_target/x86_64-unknown-linux
 export ANCHOR_VAULT_TEST_INITRAMFS="$ANCHOR_OUT/initramfs-vault-test.cpio.gz"
 tests/system/mk-vault-test-initramfs.sh "$ANCHOR_INITRAMFS" "$ANCHOR_VAULT_TEST_INITRAMFS"
 
-# The product initramfs plus the small test rooms (tests/system/policies).
+# The product initramfs plus the small test rooms (tests/system/policies) and the
+# network tests' stand-in for the outside world (tests/system/net-tools).
 export ANCHOR_ROOMS_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-rooms.cpio.gz"
-tests/system/mkinitramfs.sh --policies tests/system/policies --out "$ANCHOR_ROOMS_INITRAMFS"
+tests/system/net-tools/build.sh "$ANCHOR_OUT/bin/anchor-outside"
+tests/system/mkinitramfs.sh --policies tests/system/policies --out "$ANCHOR_ROOMS_INITRAMFS" \
+  --extra "$ANCHOR_OUT/bin/anchor-outside:usr/lib/anchor/test/anchor-outside" \
+  --extra tests/system/net-tools/resolv.conf:etc/resolv.conf
 
 echo "run-all: kernel $ANCHOR_HOST_KERNEL, initramfs $ANCHOR_INITRAMFS"
 status=0

@@ -13,7 +13,8 @@ use std::process::Command;
 pub const IFACE: &str = "eth0";
 /// Where the resolver goes (/etc/resolv.conf in every image is a link to it).
 pub const RESOLV_CONF: &str = "/run/resolv.conf";
-const IP: &str = "/bin/ip";
+/// busybox, whose `ip` applet does the work (every room image has it at this path).
+const BUSYBOX: &str = "/bin/busybox";
 
 /// What `anchor.net=` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +45,12 @@ pub fn parse(value: &str) -> Option<NetSettings> {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(IP)
+    let out = Command::new(BUSYBOX)
+        .arg("ip")
         .args(args)
         .env_clear()
         .output()
-        .map_err(|e| format!("{IP}: {e}"))?;
+        .map_err(|e| format!("{BUSYBOX} ip: {e}"))?;
     if out.status.success() {
         return Ok(());
     }

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! A room's network, end to end, in the anchor host (our host kernel + the rooms
+//! initramfs under QEMU TCG with nested KVM, bay0 as PID 1 with its operator shell).
+//!
+//! "The outside world" is anchor-outside (tests/system/net-tools: DNS for
+//! `*.anchor-test`, HTTP, echo) in a network namespace of its own, joined to the anchor
+//! host by a veth pair (anchor host 10.77.0.1, outside 10.77.0.2, the anchor host's
+//! default route and resolver). No traffic leaves the anchor host. An outbound room
+//! (tests/system/policies/surf.toml) reaches the outside by address and by name through
+//! its passt, and reaches nothing of the anchor host: not its loopback, not its own
+//! address, not another room; passt runs jailed, in the room's cgroup, and is gone with
+//! the room. A room without network has only loopback.
+//!
+//! Needs: qemu-system-x86_64, $ANCHOR_OUT/host-bzImage, the rooms initramfs with
+//! anchor-outside and the test resolv.conf (tests/system/run-all.sh builds it).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use anchor_systest::{rooms_initramfs, Machine, Options};
+use std::time::{Duration, Instant};
+
+/// Hang detection only (TCG + nesting on a busy 2-core machine).
+const BOOT: Duration = Duration::from_secs(180);
+const ROOM: Duration = Duration::from_secs(240);
+const SHELL: Duration = Duration::from_secs(90);
+
+/// Runs `cmd` in the operator shell; its output, which must end with status 0.
+fn sh(m: &mut Machine, cmd: &str) -> String {
+    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
+    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
+    out
+}
+
+/// Runs `cmd` in the attached room's shell: its output lines and exit status.
+fn room_sh(m: &mut Machine, room: &str, cmd: &str) -> (String, i32) {
+    let (lines, status) = m
+        .in_room(room, cmd, ROOM)
+        .unwrap_or_else(|e| panic!("`{cmd}` in {room}: {e}"));
+    (lines.join("\n"), status)
+}
+
+fn attach(m: &mut Machine, room: &str) {
+    let from = m.serial().len();
+    m.type_text(&format!("anchorctl room console {room}\r"))
+        .unwrap();
+    m.wait_for_line_from(
+        from,
+        &format!("attached to room {room} (Ctrl-] detaches)"),
+        SHELL,
+    )
+    .unwrap();
+    m.type_text("\r").unwrap();
+    m.wait_for_from(from, &format!("{room}| {room}:"), SHELL)
+        .unwrap();
+}
+
+fn detach(m: &mut Machine, room: &str) {
+    let from = m.serial().len();
+    m.type_text("\x1d").unwrap();
+    m.wait_for_line_from(from, &format!("[detached from room {room}]"), SHELL)
+        .unwrap();
+    m.wait_for_from(from, "anchor# ", SHELL).unwrap();
+}
+
+/// Starts `room` and waits for its agent's network line (or its ready line).
+fn start(m: &mut Machine, room: &str) {
+    let out = sh(m, &format!("anchorctl room start {room}"));
+    assert!(out.contains(&format!("room {room} ready")), "{out}");
+}
+
+/// The passt processes of the anchor host (pid and name), one per line.
+fn passts(m: &mut Machine) -> String {
+    sh(
+        m,
+        "for p in /proc/[0-9]*; do case $(cat $p/comm 2>/dev/null) in passt*) echo ${p#/proc/} $(cat $p/comm);; esac; done",
+    )
+    .trim()
+    .to_string()
+}
+
+/// bay0's descriptors, the rooms' cgroups and run directories, and the mounts.
+fn footprint(m: &mut Machine) -> String {
+    sh(
+        m,
+        "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
+         cg=$(ls /sys/fs/cgroup/anchor 2>/dev/null | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms 2>/dev/null | tr '\\n' ,)",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
+    let t0 = Instant::now();
+    let opts = Options::from_env("network")
+        .unwrap()
+        .initramfs(rooms_initramfs().unwrap())
+        .append("bay0.shell=1")
+        .watchdog();
+    let mut m = Machine::start(opts).unwrap();
+    m.wait_for_line("bay0: ready", BOOT).unwrap();
+    m.wait_for("anchor# ", SHELL).unwrap();
+    sh(&mut m, "stty cols 1000");
+
+    // The outside: its own network namespace, a veth pair to the anchor host.
+    sh(
+        &mut m,
+        "/bin/unshare -n /usr/lib/anchor/test/anchor-outside 10.77.0.2 & OUTSIDE=$!; sleep 1",
+    );
+    sh(
+        &mut m,
+        "ip link add ah0 type veth && ip link set veth0 netns $OUTSIDE && \
+         ip addr add 10.77.0.1/24 dev ah0 && ip link set ah0 up && ip link set lo up && \
+         ip route add default via 10.77.0.2",
+    );
+    sh(
+        &mut m,
+        "nsenter -t $OUTSIDE -n sh -c 'ip link set lo up && ip addr add 10.77.0.2/24 dev veth0 && ip link set veth0 up'",
+    );
+    let page = sh(&mut m, "wget -q -O - http://10.77.0.2/");
+    assert!(page.contains("hello from the outside"), "{page}");
+    // What a room must never reach: a listener on every address of the anchor host (its
+    // loopback, its own address on the outside link); it records a connection in a file.
+    sh(
+        &mut m,
+        "rm -f /run/hit-*; nc -ll -p 9999 -e sh -c 'echo HOST-REACHED; touch /run/hit-any' & \
+         sleep 0.5; echo listeners up",
+    );
+    let ready = sh(&mut m, "netstat -ltn 2>/dev/null | grep -c ':9999 '");
+    assert_eq!(ready.trim(), "1", "{ready}");
+    // The listener answers locally (so its silence towards the room below means something).
+    let local = sh(
+        &mut m,
+        "echo | nc 127.0.0.1 9999; ls /run/hit-any && rm /run/hit-any",
+    );
+    assert!(local.contains("HOST-REACHED"), "{local}");
+
+    let before = footprint(&mut m);
+    assert_eq!(passts(&mut m), "", "a passt runs before any room");
+
+    // The outbound room: its passt, jailed, in the room's cgroup and PID namespace.
+    let t1 = Instant::now();
+    start(&mut m, "surf");
+    eprintln!(
+        "figure: anchorctl room start surf (with passt) {:.1} s",
+        t1.elapsed().as_secs_f64()
+    );
+    let log = m.serial();
+    assert!(
+        log.contains("room surf: network outbound: passt as uid"),
+        "the jail did not report the network"
+    );
+    assert!(
+        !log.contains("room surf: not granted: network"),
+        "an outbound microVM room is granted its network"
+    );
+    let p = passts(&mut m);
+    assert_eq!(p.lines().count(), 1, "one passt for one room: {p}");
+    let pid = p.split(' ').next().unwrap().to_string();
+    let status = sh(
+        &mut m,
+        &format!("grep -E '^(Uid|Gid|NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/{pid}/status; cat /proc/{pid}/cgroup; ls -A /proc/{pid}/root/ | wc -l; readlink /proc/{pid}/ns/net; readlink /proc/1/ns/net"),
+    );
+    eprintln!("passt in the anchor host:\n{status}");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{status}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        field("Uid:").starts_with("640"),
+        "passt is not a room uid:\n{status}"
+    );
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    assert_eq!(field("Seccomp:"), "2", "{status}");
+    assert!(
+        status.contains("/anchor/surf"),
+        "passt is not in the room's cgroup:\n{status}"
+    );
+    let lines: Vec<&str> = status.lines().collect();
+    // passt's root is an empty directory: bay0's control socket and the VMM's vsock
+    // socket (under /run) do not exist for it.
+    assert!(
+        lines.iter().any(|l| l.trim() == "0"),
+        "passt sees files:\n{status}"
+    );
+    // passt lives in the anchor host's network namespace (the VMM has an empty one).
+    let nets: Vec<&&str> = lines.iter().filter(|l| l.starts_with("net:[")).collect();
+    assert_eq!(nets.len(), 2, "{status}");
+    assert_eq!(
+        nets[0], nets[1],
+        "passt is not in the host's network namespace"
+    );
+    let mem = sh(&mut m, "cat /sys/fs/cgroup/anchor/surf/memory.current");
+    eprintln!(
+        "figure: surf's cgroup (VMM + passt + guest RAM touched) {} KiB",
+        mem.trim().parse::<u64>().unwrap_or(0) / 1024
+    );
+
+    attach(&mut m, "surf");
+    let (ip, _) = room_sh(&mut m, "surf", "ip -4 addr show eth0; ip route");
+    assert!(ip.contains("inet 10.0.2.15/24"), "{ip}");
+    assert!(ip.contains("default via 10.0.2.2"), "{ip}");
+    // The outside, by address and by name.
+    let (page, st) = room_sh(&mut m, "surf", "timeout 60 wget -q -O - http://10.77.0.2/");
+    assert_eq!(st, 0, "{page}");
+    assert!(
+        page.contains("anchor-outside: hello from the outside"),
+        "{page}"
+    );
+    let (ns, st) = room_sh(&mut m, "surf", "nslookup www.anchor-test");
+    assert_eq!(st, 0, "{ns}");
+    assert!(ns.contains("Address: 10.77.0.2"), "{ns}");
+    let (page, st) = room_sh(
+        &mut m,
+        "surf",
+        "timeout 60 wget -q -O - http://www.anchor-test/",
+    );
+    assert_eq!(st, 0, "{page}");
+    assert!(page.contains("hello from the outside"), "{page}");
+    let (ns, _) = room_sh(&mut m, "surf", "nslookup nosuch.example");
+    assert!(ns.contains("NXDOMAIN"), "{ns}");
+    // Nothing of the anchor host: its loopback, the gateway and DNS addresses (not
+    // mapped to it), its own address on the outside link, the room's own address.
+    for addr in [
+        "127.0.0.1",
+        "10.0.2.2",
+        "10.0.2.3",
+        "10.77.0.1",
+        "10.0.2.15",
+    ] {
+        let cmd = format!("echo | nc -w 5 {addr} 9999 2>&1; echo rc=$?");
+        let (out, _) = room_sh(&mut m, "surf", &cmd);
+        assert!(
+            !out.contains("HOST-REACHED"),
+            "{addr} reached the anchor host: {out}"
+        );
+    }
+    detach(&mut m, "surf");
+    let hit = sh(&mut m, "ls /run/hit-* 2>/dev/null | wc -l");
+    assert_eq!(hit.trim(), "0", "a room reached the anchor host's listener");
+
+    // Another outbound room: it listens; the first room cannot reach it either.
+    start(&mut m, "surf2");
+    attach(&mut m, "surf2");
+    room_sh(
+        &mut m,
+        "surf2",
+        "nc -ll -p 8080 -e sh -c 'echo ROOM2-REACHED' & sleep 1; netstat -ltn 2>/dev/null | grep -c ':8080 '",
+    );
+    detach(&mut m, "surf2");
+    assert_eq!(passts(&mut m).lines().count(), 2, "one passt per room");
+    attach(&mut m, "surf");
+    for addr in ["10.0.2.15", "10.0.2.2", "10.77.0.1"] {
+        let (out, _) = room_sh(
+            &mut m,
+            "surf",
+            &format!("echo | nc -w 5 {addr} 8080 2>&1; echo rc=$?"),
+        );
+        assert!(!out.contains("ROOM2-REACHED"), "{addr}: {out}");
+    }
+    detach(&mut m, "surf");
+    sh(&mut m, "anchorctl room stop surf2");
+
+    // A room without network: loopback only.
+    start(&mut m, "alpha");
+    attach(&mut m, "alpha");
+    let (ifs, _) = room_sh(
+        &mut m,
+        "alpha",
+        "echo ifs=$(ls /sys/class/net | tr '\\n' ,)",
+    );
+    assert!(ifs.lines().any(|l| l == "ifs=lo,"), "{ifs}");
+    detach(&mut m, "alpha");
+    sh(&mut m, "anchorctl room stop alpha");
+    assert_eq!(
+        passts(&mut m).lines().count(),
+        1,
+        "surf2's passt outlived it"
+    );
+
+    // passt ends with its room, every time; nothing else is left behind.
+    sh(&mut m, "anchorctl room stop surf");
+    assert_eq!(passts(&mut m), "", "passt outlived its room");
+    assert_eq!(footprint(&mut m), before);
+    for _ in 0..3 {
+        start(&mut m, "surf");
+        assert_eq!(passts(&mut m).lines().count(), 1);
+        sh(&mut m, "anchorctl room stop surf");
+        assert_eq!(passts(&mut m), "");
+    }
+    assert_eq!(footprint(&mut m), before);
+    // A room whose VMM is killed from outside takes its passt with it.
+    start(&mut m, "surf");
+    let from = m.serial().len();
+    sh(
+        &mut m,
+        "kill -9 $(anchorctl room list | awk '$1 == \"surf\" { print $7 }')",
+    );
+    let ended = m
+        .wait_for_line_from(from, "bay0: room surf (pid", SHELL)
+        .unwrap();
+    assert!(ended.line.contains("killed by signal 9"), "{}", ended.line);
+    assert_eq!(passts(&mut m), "", "passt outlived its killed room");
+    assert_eq!(footprint(&mut m), before);
+    assert!(
+        !m.serial().contains("net: backend closed"),
+        "a room lost its passt"
+    );
+
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
+    eprintln!("figure: whole run {:.1} s", t0.elapsed().as_secs_f64());
+}
