@@ -19,12 +19,18 @@
 #   kernel) and, as their ceiling, the same bytes over an in-room AF_UNIX socketpair; and,
 #   for anchor-vmm builds with --exit-stats, KVM's exit counters sampled around each
 #   transfer: VM exits per MiB read.
+# - network runs: the room fetches 16 MiB over HTTP (MiB/s) and makes 20 TCP connect +
+#   one-byte echo + close round trips (ms) to anchor-outside in its own network namespace
+#   of the anchor host, through a fresh passt per run behind each VMM (anchor-vmm
+#   --net-uds with the rooms' egress rule; QEMU -netdev stream + virtio-net-device, its
+#   defaults); the same passt options as rooms get (jail/src/net.rs).
 # QEMU inside: -M microvm,x-option-roms=off,rtc=off,acpi=off -accel kvm -cpu host
 # -bios qboot.rom -device i8042 -no-reboot, virtio-blk-device (virtio-mmio) disks.
 # Clock: CLOCK_MONOTONIC of the anchor host (bench-run) and of the room (roombench).
 #
 # usage: tests/system/bench-nested.sh [N]   (N boot runs per VMM, default 5; env BENCH_NESTED_N)
 # env:   BENCH_NESTED_IO (I/O runs per VMM, default 2; 0 = none),
+#        BENCH_NESTED_NET (network runs per VMM, default 2; 0 = none),
 #        BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 2400),
 #        BENCH_NESTED_QEMU_CPU (QEMU's -cpu inside, default host),
 #        BENCH_VMM_BEFORE (another anchor-vmm binary to measure as "before"),
@@ -38,6 +44,7 @@ cd "$(dirname "$0")/../.."
 export ANCHOR_CACHE ANCHOR_OUT
 N="${1:-${BENCH_NESTED_N:-5}}"
 IO="${BENCH_NESTED_IO:-2}"
+NET="${BENCH_NESTED_NET:-2}"
 TIMEOUT="${BENCH_NESTED_TIMEOUT:-2400}"
 QCPU="${BENCH_NESTED_QEMU_CPU:-host}"
 VERBOSE="${BENCH_NESTED_VERBOSE:-0}"
@@ -58,7 +65,7 @@ set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1 \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 quiet bench.n=$N bench.io=$IO bench.qcpu=$QCPU bench.verbose=$VERBOSE" \
+  -append "console=ttyS0 panic=-1 printk.time=1 quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 set -e
@@ -85,6 +92,7 @@ names = {"ours": "anchor-vmm", "before": "anchor-vmm before", "qemu": "qemu micr
 order = [v for v in ("ours", "before", "qemu")]
 runs = {v: [] for v in order}
 io = {v: [] for v in order}
+net = {v: [] for v in order}
 broken, warm = [], {}
 
 def fields(line):
@@ -95,6 +103,11 @@ for line in text.splitlines():
         f = fields(line)
         if f.get("vmm") in io:
             io[f["vmm"]].append(f)
+        continue
+    if line.startswith("bench-net: "):
+        f = fields(line)
+        if f.get("vmm") in net:
+            net[f["vmm"]].append(f)
         continue
     if not line.startswith("bench-result: "):
         continue
@@ -114,7 +127,7 @@ for line in text.splitlines():
         warm[vmm] = rec
         continue
     runs[vmm].append(rec)
-order = [v for v in order if runs[v] or io[v] or v in warm]
+order = [v for v in order if runs[v] or io[v] or net[v] or v in warm]
 for l in text.splitlines():
     if l.startswith("bench-init: ") and l != "bench-init: done":
         print(l)
@@ -225,12 +238,32 @@ if any(io.values()):
                 print(f"  ratio {names[v]}/qemu: disk seq read {a:.3f}   4 KiB random read IOPS {b:.3f}")
             except (statistics.StatisticsError, ZeroDivisionError):
                 pass
+if any(net.values()):
+    print("network in the room (roombench, through passt to anchor-outside in its own netns), medians:")
+    tp = {v: [num(f, "tcp_get.mib_per_s") for f in net[v]] for v in order}
+    lat = {v: [num(f, "tcp_connect.median_ms") for f in net[v]] for v in order}
+    for vmm in order:
+        if not net[vmm]:
+            continue
+        ok = sum(1 for x in lat[vmm] if x is not None)
+        print(f"  {names[vmm]:17}: TCP download {medf(tp[vmm], '.1f')} MiB/s   connect + 1-byte echo + close "
+              f"{medf(lat[vmm], '.2f')} ms (median of 20 per run)   [{ok}/{len(net[vmm])} ok]")
+    if net.get("qemu"):
+        for v in order:
+            if v == "qemu" or not net[v]:
+                continue
+            try:
+                a = statistics.median([x for x in tp[v] if x]) / statistics.median([x for x in tp["qemu"] if x])
+                b = statistics.median([x for x in lat[v] if x]) / statistics.median([x for x in lat["qemu"] if x])
+                print(f"  ratio {names[v]}/qemu: TCP download {a:.3f}   connect latency {b:.3f}")
+            except (statistics.StatisticsError, ZeroDivisionError):
+                pass
 for b in broken:
     print(f"  FAILED run: {b}")
 for l in text.splitlines():
     if verbose and l.startswith(("bench-serial[", "bench-stderr[")):
         print(f"  {l}")
-    elif l.startswith(("bench-serial[io", "bench-stderr[io")):
+    elif l.startswith(("bench-serial[io", "bench-stderr[io", "bench-serial[net", "bench-stderr[net", "bench-stderr[passt")):
         print(f"  {l}")
 if not runs["ours"]:
     sys.exit("bench-nested: anchor-vmm never reached the marker (see the log)")

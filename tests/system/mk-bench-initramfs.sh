@@ -25,6 +25,9 @@
 #                         with zeros to a 64 MiB "bench disk" in the anchor host's tmpfs
 #                         (the room mounts it to run roombench and reads the raw device
 #                         for the disk figures).
+#   passt + anchor-outside  network runs: the same passt (user-mode stack, the rooms' own)
+#                         behind each VMM, anchor-outside (tests/system/net-tools) in its own
+#                         network namespace as the peer; roombench tcp-get / tcp-connect.
 # Both VMMs go through the same helper, so the measurement overhead is the same for both.
 # The cpio is not compressed: gunzip of ~80 MB under TCG would cost more than copying it.
 #
@@ -32,12 +35,14 @@
 # bench.io=M (I/O runs per VMM, default 2; 0 = none), bench.qcpu=MODEL (QEMU's -cpu inside,
 # default host), bench.timeout=S (per boot run, default 120), bench.iotimeout=S (per I/O run,
 # default 600), bench.warmup=W (uncounted warm-up rounds, reported as run=0, default 1),
-# bench.vmms=ours,before,qemu (which VMMs, default every one present), bench.verbose=1
+# bench.vmms=ours,before,qemu (which VMMs, default every one present), bench.net=K (network
+# runs per VMM, default 2; 0 = none), bench.verbose=1
 # (diagnostic: room console without `quiet`, with printk times, printed in full for every
 # run).
 # Per boot run: `bench-result: vmm=ours|before|qemu run=I first_ms=.. marker_ms=.. exit_ms=..
 # gone_ms=.. status=.. timeout=0|1 guest_uptime_s=.. host_uptime_s=..`; per I/O run:
-# `bench-io: vmm=.. run=I <bench-run fields> <roombench key=value fields>`; then
+# `bench-io: vmm=.. run=I <bench-run fields> <roombench key=value fields>`; per network run
+# `bench-net: vmm=.. run=I <bench-run fields> <roombench key=value fields>`; then
 # `bench-init: done` and power-off.
 set -euo pipefail
 SELF=$(realpath "$0")
@@ -73,12 +78,14 @@ for f in /usr/share/qemu/qboot.rom /usr/share/qboot/bios.bin /usr/share/seabios/
 done
 [[ -n "$QBOOT" ]] || die "qboot.rom (QEMU's microvm firmware) not found: apt-get install qemu-system-data"
 command -v gcc >/dev/null || die "gcc missing: apt-get install gcc libc6-dev"
-mapfile -t LIBS < <(libs_of "$QEMU")
+PASST=$(command -v passt) || die "passt missing: apt-get install passt"
+NETTOOLS="$(dirname "$SELF")/net-tools"
+mapfile -t LIBS < <( { libs_of "$QEMU"; libs_of "$PASST"; } | sort -u)
 ((${#LIBS[@]} > 0)) || die "ldd lists no libraries for $QEMU"
 
 # Cache key: this script (it holds /init and the helper) and every input file.
 key=$( { sha256sum "$SELF" "$INITRAMFS_LIB" "$VMM" "$KERNEL" "$IMAGE" "$BUSYBOX" "$QEMU" "$QBOOT" \
-           "${LIBS[@]}" "$TOOLS"/*.c ${BEFORE:+"$BEFORE"}
+           "${LIBS[@]}" "$TOOLS"/*.c "$PASST" "$NETTOOLS"/*.c ${BEFORE:+"$BEFORE"}
          gcc --version | head -n 1; mksquashfs -version | head -n 1; } | sha256sum | cut -d' ' -f1)
 if [[ -f "$OUT" && -f "$OUT.key" && "$(cat "$OUT.key")" == "$key" ]]; then
   echo "mk-bench-initramfs: $OUT up to date" >&2
@@ -89,7 +96,8 @@ fi
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,usr/bin,usr/lib/anchor/kernel,usr/lib/anchor/images}
 install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
-for a in sh mount mkdir cat sed cut ls uname poweroff sleep echo grep head tail seq dmesg dd rm; do
+for a in sh mount mkdir cat sed cut ls uname poweroff sleep echo grep head tail seq dmesg dd rm \
+         ip unshare nsenter chroot kill tr; do
   ln -s busybox "$stage/bin/$a"
 done
 install -m 0755 "$VMM" "$stage/usr/bin/anchor-vmm"
@@ -103,6 +111,9 @@ install -D -m 0644 "$QBOOT" "$stage/usr/share/qemu/qboot.rom"
 for t in bench-run vsock-peer roombench; do
   gcc -O2 -Wall -Wextra -Werror -static -o "$stage/usr/bin/$t" "$TOOLS/$t.c"
 done
+install -m 0755 "$PASST" "$stage/usr/bin/passt"
+[[ -x "$PASST.avx2" ]] && install -m 0755 "$PASST.avx2" "$stage/usr/bin/passt.avx2"
+"$NETTOOLS/build.sh" "$stage/usr/bin/anchor-outside"
 # roombench on a squashfs (/init pads it to the 64 MiB bench disk at run time).
 mkdir "$stage/rb"
 mv "$stage/usr/bin/roombench" "$stage/rb/roombench"
@@ -244,6 +255,59 @@ if [ "$io" -gt 0 ]; then
       fi
     done
   done
+fi
+# Network runs: the room (shell, root) fetches 16 MiB over HTTP from anchor-outside and
+# makes 20 connect + one-byte echo + close round trips to it, through a fresh passt per
+# run (the rooms' own options; anchor-vmm also with its strict egress rule, as in a room)
+# behind each VMM. anchor-outside lives in its own network namespace, 10.77.0.2, through
+# a veth pair; nothing leaves the anchor host.
+netn=$(arg net); [ -n "$netn" ] || netn=2
+if [ "$netn" -gt 0 ]; then
+  ip link set lo up
+  unshare -n /usr/bin/anchor-outside 10.77.0.2 >/dev/null 2>&1 & OUTSIDE=$!
+  sleep 1
+  ip link add ah0 type veth && ip link set veth0 netns "$OUTSIDE" &&
+    ip addr add 10.77.0.1/24 dev ah0 && ip link set ah0 up && ip route add default via 10.77.0.2
+  nsenter -t "$OUTSIDE" -n sh -c 'ip link set lo up; ip addr add 10.77.0.2/24 dev veth0; ip link set veth0 up'
+  if [ ! -f /tmp/bench.disk ]; then
+    cp /usr/lib/anchor/images/roombench.squashfs /tmp/bench.disk
+    dd if=/dev/zero of=/tmp/bench.disk bs=1M seek=1 count=63 conv=notrunc 2>/dev/null
+  fi
+  NETROOM="$BASE anchor.shell=on anchor.privileged=1 anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3"
+  {
+    echo; echo true
+    echo 'for d in vda vdb vdc; do [ "$(cat /sys/block/$d/size)" = 131072 ] && D=/dev/$d; done; mkdir -p /tmp/b; mount -t squashfs -o ro $D /tmp/b'
+    echo '/tmp/b/roombench tcp-get 10.77.0.2 16'
+    echo '/tmp/b/roombench tcp-connect 10.77.0.2 20'
+    echo 'exit'
+  } > /tmp/net.sh
+  # passt cannot pivot away from the initramfs root: it runs from a bind of it, moved over
+  # / in a mount namespace of its own (what anchor-jail does for rooms).
+  mkdir -p /tmp/passt-root
+  for i in $(seq 1 "$netn"); do
+    for v in $VMMS; do
+      sock=/tmp/passt-$v-$i.sock
+      unshare -m sh -c "mount --make-rprivate / && mount --rbind / /tmp/passt-root && cd /tmp/passt-root && mount --move . / && exec chroot . /usr/bin/passt -f -q -1 --runas 65534:65534 --socket $sock --mtu 1500 -4 --no-map-gw -t none -u none -a 10.0.2.15 -n 24 -g 10.0.2.2 --dns-forward 10.0.2.3 --no-dhcpv6 --no-ndp --no-ra" >"/tmp/passt-$v-$i.log" 2>&1 &
+      w=0; while [ ! -S "$sock" ] && [ "$w" -lt 100 ]; do sleep 0.1; w=$((w + 1)); done
+      vmm_args "$v" "$NETROOM" /tmp/bench.disk boot
+      if [ "$v" = qemu ]; then
+        echo "-netdev" >> "$ARGS_FILE"; echo "stream,id=n0,server=off,addr.type=unix,addr.path=$sock" >> "$ARGS_FILE"
+        echo "-device" >> "$ARGS_FILE"; echo "virtio-net-device,netdev=n0" >> "$ARGS_FILE"
+      else
+        printf '%s\n' --net-uds "$sock" --net-deny 10.77.0.1 --net-deny 127.0.0.1 >> "$ARGS_FILE"
+      fi
+      r=$(bench "$iotmo" "$MARK" "/tmp/net-$v-$i.serial" "/tmp/net-$v-$i.err" -i ':~# ' /tmp/net.sh)
+      rb=$(tr -d '\r' < "/tmp/net-$v-$i.serial" | sed -n 's/^roombench: \([a-z0-9_]*\) \(.*=.*\)/\1 \2/p' |
+           while read -r name rest; do for kv in $rest; do printf ' %s.%s' "$name" "$kv"; done; done)
+      echo "bench-net: vmm=$v run=$i $r$rb"
+      if [ "$verbose" = 1 ] || ! grep -q 'roombench: tcp_connect' "/tmp/net-$v-$i.serial" || ! grep -q 'roombench: tcp_get' "/tmp/net-$v-$i.serial"; then
+        tail -n "$lines" "/tmp/net-$v-$i.serial" | sed "s/^/bench-serial[net-$v#$i]: /"
+        tail -n 20 "/tmp/net-$v-$i.err" | sed "s/^/bench-stderr[net-$v#$i]: /"
+        sed "s/^/bench-stderr[passt-$v#$i]: /" "/tmp/passt-$v-$i.log"
+      fi
+    done
+  done
+  kill "$OUTSIDE" 2>/dev/null
 fi
 # The anchor host's own entropy state matters: getrandom(2) blocks until its crng is ready.
 dmesg | grep -i 'random:' | sed 's/^/bench-init: host dmesg: /'

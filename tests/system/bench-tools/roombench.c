@@ -8,6 +8,10 @@
  *   roombench vsock-recv PORT MIB  connect, ask the host for MIB MiB, read them
  *   roombench loop MIB           AF_UNIX socketpair between two processes in the room,
  *                                  MIB MiB through it (the in-room loopback ceiling)
+ *   roombench tcp-get IPV4 MIB   HTTP GET /bytes/N from anchor-outside (TCP 80) through the
+ *                                  room's network: MiB/s from connect to the last byte
+ *   roombench tcp-connect IPV4 COUNT  COUNT times: connect to anchor-outside's echo port
+ *                                  (TCP 7), one byte there and back, close: latencies
  * Each prints one line `roombench: NAME key=value...`; around each transfer it prints
  * `roombench: mark NAME-start` / `roombench: mark NAME-end` (the host samples the VMM's
  * KVM exit counters there). Exit status 0, or 1 with a message. */
@@ -23,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/vm_sockets.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #define MIB (1024 * 1024)
 
@@ -186,6 +192,64 @@ static int loop(long mib) {
   return 0;
 }
 
+static int tcp_to(const char *ip, int port) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) { errno = EINVAL; die("address"); }
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0) die("socket");
+  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) die("connect");
+  return s;
+}
+
+static int tcp_get(const char *ip, long mib) {
+  char req[96];
+  char *buf = buffer(64 * 1024);
+  mark("tcp-start");
+  double t0 = now();
+  int s = tcp_to(ip, 80);
+  int n = snprintf(req, sizeof req, "GET /bytes/%ld HTTP/1.0\r\n\r\n", mib * MIB);
+  write_all(s, req, (size_t)n);
+  long long total = 0;
+  for (;;) {
+    ssize_t r = read(s, buf, 64 * 1024);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) die("read");
+    if (r == 0) break;
+    total += r;
+  }
+  double t = now() - t0;
+  close(s);
+  mark("tcp-end");
+  /* The body is what was asked for; the rest is the response head. */
+  printf("roombench: tcp_get mib=%ld got=%lld seconds=%.3f mib_per_s=%.1f\n", mib, total, t,
+         (double)(mib * MIB) / MIB / t);
+  return total >= mib * MIB ? 0 : 1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static int tcp_connect(const char *ip, int count) {
+  if (count < 1 || count > 10000) { errno = EINVAL; die("count"); }
+  double *ms = calloc((size_t)count, sizeof *ms);
+  if (!ms) die("calloc");
+  for (int i = 0; i < count; i++) {
+    char c = 'x';
+    double t0 = now();
+    int s = tcp_to(ip, 7);
+    write_all(s, &c, 1);
+    if (read(s, &c, 1) != 1) die("echo");
+    close(s);
+    ms[i] = (now() - t0) * 1000.0;
+  }
+  qsort(ms, (size_t)count, sizeof *ms, cmp_double);
+  printf("roombench: tcp_connect count=%d median_ms=%.3f min_ms=%.3f max_ms=%.3f\n", count,
+         ms[count / 2], ms[0], ms[count - 1]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc == 4 && !strcmp(argv[1], "seq")) return seq(argv[2], atol(argv[3]));
@@ -193,7 +257,9 @@ int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "vsock-send")) return vsock_send(atoi(argv[2]), atol(argv[3]));
   if (argc == 4 && !strcmp(argv[1], "vsock-recv")) return vsock_recv(atoi(argv[2]), atol(argv[3]));
   if (argc == 3 && !strcmp(argv[1], "loop")) return loop(atol(argv[2]));
+  if (argc == 4 && !strcmp(argv[1], "tcp-get")) return tcp_get(argv[2], atol(argv[3]));
+  if (argc == 4 && !strcmp(argv[1], "tcp-connect")) return tcp_connect(argv[2], atoi(argv[3]));
   fprintf(stderr, "usage: roombench seq DEV MIB | rand DEV SECONDS | vsock-send PORT MIB | "
-                  "vsock-recv PORT MIB | loop MIB\n");
+                  "vsock-recv PORT MIB | loop MIB | tcp-get IPV4 MIB | tcp-connect IPV4 COUNT\n");
   return 2;
 }
