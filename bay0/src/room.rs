@@ -291,10 +291,7 @@ pub fn not_granted(resolved: &Resolved, ns: bool) -> impl Iterator<Item = &'stat
     let network = ns && policy.network() != Network::None;
     let devices = !policy.devices().is_empty();
     [
-        (
-            network,
-            "network (namespace rooms have none in this release)",
-        ),
+        (network, "network (namespace rooms have none yet)"),
         (devices, "devices (none are passed through in this release)"),
     ]
     .into_iter()

@@ -88,6 +88,10 @@ impl Bay0 {
             let text = format!("name = \"{room}\"\n{POLICY}{extra}");
             std::fs::write(layout.join(format!("policies/{room}.toml")), text).unwrap();
         }
+        // An outbound room (the jail starts its passt).
+        let n = format!("{name}{tag}-n");
+        let text = format!("name = \"{n}\"\nnetwork = \"outbound\"\n{POLICY}memory = \"128MiB\"\n");
+        std::fs::write(layout.join(format!("policies/{n}.toml")), text).unwrap();
         let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout);
         let b = Bay0 {
             child,
@@ -287,6 +291,84 @@ fn a_hundred_start_stop_cycles_leave_nothing_behind() {
         );
     }
     // The last VMM is reaped before `stop` answers; cgroups may take a tick longer.
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut after = b.footprint();
+    while after != before && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        after = b.footprint();
+    }
+    assert_eq!(
+        before, after,
+        "(fds, children, mounts, cgroups, run dirs) before vs after"
+    );
+}
+
+/// The processes in room `real`'s cgroup: (pid, command).
+fn in_cgroup(real: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let cg = std::fs::read_to_string(p.join("cgroup")).unwrap_or_default();
+        if cg.contains(&format!("/anchor/{real}\n")) {
+            let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            found.push((
+                e.file_name().to_string_lossy().into_owned(),
+                comm.trim().into(),
+            ));
+        }
+    }
+    found
+}
+
+/// Waits until room `real` has its passt (hang detection only: it is the jail's child,
+/// which becomes passt at its exec, perhaps after the room reported ready).
+fn wait_passt(real: &str) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let procs = in_cgroup(real);
+        let n = procs.iter().filter(|(_, c)| c.starts_with("passt")).count();
+        if n == 1 {
+            return;
+        }
+        assert!(n == 0 && Instant::now() < end, "passts: {procs:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn outbound_rooms_take_their_passt_with_them_every_time() {
+    if !std::path::Path::new("/usr/bin/passt").is_file() {
+        panic!("this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)");
+    }
+    let b = Bay0::start("net");
+    let real = b.real("net-n");
+    assert!(
+        b.answer("start net-n")
+            .starts_with("ok room net-n ready in"),
+        "{}",
+        b.log()
+    );
+    // The jail started exactly one passt, in the room's cgroup.
+    wait_passt(&real);
+    assert!(
+        b.log().contains("network outbound: passt as uid"),
+        "{}",
+        b.log()
+    );
+    assert_eq!(b.answer("stop net-n"), "ok room net-n stopped");
+    assert_eq!(in_cgroup(&real), []);
+    let before = b.footprint();
+    for i in 0..50 {
+        let started = b.answer("start net-n");
+        assert!(
+            started.starts_with("ok room net-n ready in"),
+            "cycle {i}: {started}"
+        );
+        wait_passt(&real);
+        assert_eq!(b.answer("stop net-n"), "ok room net-n stopped", "cycle {i}");
+        // bay0 answers once the VMM is reaped; its PID namespace (and passt) went first.
+        assert_eq!(in_cgroup(&real), [], "cycle {i}: passt outlived its room");
+    }
     let end = Instant::now() + Duration::from_secs(5);
     let mut after = b.footprint();
     while after != before && Instant::now() < end {
