@@ -327,14 +327,17 @@ impl Rooms {
         }
     }
 
-    /// Resets the room in `slot`; the slot to wait on for it to be ready. A fresh room of
-    /// the same name opens at once in another slot while the old VMM is killed and torn
-    /// down beside it (its run directory and cgroup set aside first). A room with a vault
-    /// volume (it powers off before the volume is free), or whose leftovers cannot be set
-    /// aside, or that does not fit beside its old self, is closed first and opened again
-    /// in its own slot once it has ended.
+    /// Resets the room in `slot`; the slot to wait on for it to be ready. On a machine with
+    /// more than one CPU a fresh room of the same name opens at once in another slot while
+    /// the old VMM is killed and torn down beside it (its run directory and cgroup set
+    /// aside first). On one CPU, for a room with a vault volume (it powers off before the
+    /// volume is free), or whose leftovers cannot be set aside, or that does not fit beside
+    /// its old self, the room is closed first and opened again in its own slot once it has
+    /// ended.
     pub fn reset(&mut self, ep: &OwnedFd, slot: usize, now_ms: u64) -> usize {
-        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping;
+        // Side by side only pays with a second CPU for the old VMM's teardown.
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping && cpus > 1;
         let run = &self.layout.run;
         let set = self.get(slot).filter(fresh).and_then(|r| {
             set_aside(run, Path::new(cgroup::ROOT), r.name.as_str(), r.pid).map(|a| (r.name, a))

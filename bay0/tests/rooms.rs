@@ -352,6 +352,21 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
         "a room's VMM runs as root: {}",
         uid(a)
     );
+    // The jail's rlimits hold for the VMM (soft = hard): open files, processes of its uid
+    // (the policy's 1 vCPU + the VMM's threads: pids.max), no file created or extended, no
+    // core dumps, no locked memory.
+    let limits = std::fs::read_to_string(format!("/proc/{a}/limits")).unwrap();
+    for (name, value) in [
+        ("Max open files", "256"),
+        ("Max processes", "17"),
+        ("Max file size", "0"),
+        ("Max core file size", "0"),
+        ("Max locked memory", "0"),
+    ] {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        let fields: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        assert_eq!(fields[..2], [value, value], "{line}");
+    }
     // A VMM that dies is noticed, logged with its reason, and its room cleaned up.
     // SAFETY: kill has no memory arguments.
     assert_eq!(unsafe { libc::kill(a, libc::SIGKILL) }, 0);
@@ -410,7 +425,8 @@ fn reset_opens_the_room_beside_its_old_vmm_and_leaves_nothing_behind() {
             &format!("room reset-a (pid {old}) killed by signal 9: closed"),
             Duration::from_secs(10),
         );
-        // The new room opened before the old VMM was reaped: side by side.
+        // With a second CPU the new room opened before the old VMM was reaped (side by
+        // side); on one CPU only after it.
         let log = b.log();
         let real = b.real("reset-a");
         let opened = line_at(
@@ -418,19 +434,20 @@ fn reset_opens_the_room_beside_its_old_vmm_and_leaves_nothing_behind() {
             &[&format!("room {real} opened"), &format!("(pid {new})")],
         );
         let closed = line_at(&log, &[&format!("room {real} (pid {old}) killed")]);
-        assert!(
-            opened < closed,
-            "reset {i}: the new room opened after the old one ended:\n{log}"
-        );
+        let side_by_side = std::thread::available_parallelism().map_or(1, usize::from) > 1;
+        assert_eq!(opened < closed, side_by_side, "reset {i}:\n{log}");
     }
     // A room that fits only once is closed first and opened again when it has ended.
     ready("reset-big");
     let a = b.answer("reset reset-big");
     assert!(a.starts_with("ok room reset-big ready in"), "{a}");
-    b.wait_log(
-        "room reset-big: reopens once it has ended: not enough memory",
-        Duration::from_secs(1),
-    );
+    let side_by_side = std::thread::available_parallelism().map_or(1, usize::from) > 1;
+    if side_by_side {
+        b.wait_log(
+            "room reset-big: reopens once it has ended: not enough memory",
+            Duration::from_secs(1),
+        );
+    }
     assert_eq!(b.answer("stop reset-big"), "ok room reset-big stopped");
     assert_eq!(b.answer("stop reset-a"), "ok room reset-a stopped");
     // Nothing of the old rooms (set aside as NAME_PID) is left once they ended.
