@@ -149,10 +149,16 @@ fn bench_rooms() {
         median(stop.clone())
     );
     println!(
-        "bench-rooms: anchorctl room reset (-> ready again), median of 5: {:.2} s ({reset:?}); \
-         reset the plain way (close, then open): {} of 5",
+        "bench-rooms: anchorctl room reset (-> ready again), median of 5: {:.2} s ({reset:?}); {}",
         median(reset.clone()),
-        fell_back.trim()
+        if cpus > 1 {
+            format!(
+                "beside the old VMM ({} of 5 closed first for lack of memory)",
+                fell_back.trim()
+            )
+        } else {
+            "one CPU: closed, then opened".to_string()
+        }
     );
     println!("bench-rooms: bay0 RSS idle {idle} KiB, with three rooms {with_three} KiB");
     let c: Vec<u64> = charged
