@@ -64,23 +64,17 @@ pub fn cmdline_arg() -> String {
 
 /// passt's command line, for the socket at descriptor `fd`.
 pub fn passt_argv(fd: i32) -> Vec<String> {
-    let mut v: Vec<String> = [
+    let fixed = [
         "passt",
-        "--fd",
-        "",
         "--foreground",
         "--quiet",
         "--stderr",
         "--ipv4-only",
-    ]
-    .map(String::from)
-    .to_vec();
-    if let Some(slot) = v.get_mut(2) {
-        *slot = fd.to_string();
-    }
+    ];
     // No `--dns`: with it this passt forwards the queries for --dns-forward to the
     // host's loopback; without it, to the first nameserver of the host's resolv.conf.
-    let pairs: [(&str, String); 7] = [
+    let pairs: [(&str, String); 8] = [
+        ("--fd", fd.to_string()),
         ("--mtu", MTU.to_string()),
         ("--address", GUEST.to_string()),
         ("--netmask", PREFIX.to_string()),
@@ -90,12 +84,14 @@ pub fn passt_argv(fd: i32) -> Vec<String> {
         ("--tcp-ports", "none".into()),
         ("--udp-ports", "none".into()),
     ];
+    // The gateway is not the anchor host; no IPv6 services (the host has no IPv6).
+    let flags = ["--no-map-gw", "--no-dhcpv6", "--no-ndp", "--no-ra"];
+    let mut v: Vec<String> = fixed.iter().map(|s| (*s).to_string()).collect();
     for (k, val) in pairs {
-        v.push(k.into());
+        v.push(k.to_string());
         v.push(val);
     }
-    // The gateway is not the anchor host; no IPv6 services (the host has no IPv6).
-    v.extend(["--no-map-gw", "--no-dhcpv6", "--no-ndp", "--no-ra"].map(String::from));
+    v.extend(flags.iter().map(|s| (*s).to_string()));
     v
 }
 
