@@ -40,7 +40,7 @@ pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
         cfg.limits.cpu_weight
     ));
     // The network stack starts here: in the room's cgroup, in the host's network namespace.
-    let net = cfg.net.map(|_| net::start(cfg)).transpose()?;
+    let net = cfg.net.map(|_| net::start(cfg)).transpose()?.flatten();
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET)?;
     sys::sethostname(&cfg.name)?;
     root::build_and_enter(cfg)?;
