@@ -13,7 +13,7 @@ PKGS=(
   mtools dosfstools fdisk python3-venv faketime
   e2fsprogs libtss2-tcti-device0 libtss2-tcti-swtpm0
   libseccomp-dev  # vmm/bench-firecracker.sh: builds the Firecracker peer of `make bench`
-  passt  # the rooms' userspace network stack (issue 16): anchor-vmm --net-uds speaks its framing
+  passt  # the rooms' userspace network stack: anchor-jail starts one per outbound room (in the initramfs)
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from
