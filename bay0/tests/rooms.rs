@@ -46,6 +46,9 @@ fn require_root() {
 
 const POLICY: &str = "image = \"base\"\nbackend = \"microvm\"\n[resources]\nvcpus = 1\n";
 
+/// bay0's descriptors, its children, its mounts, the rooms' cgroups and run directories.
+type Footprint = (usize, String, usize, Vec<String>, Vec<String>);
+
 struct Bay0 {
     child: Child,
     log: Arc<Mutex<String>>,
@@ -209,7 +212,7 @@ impl Bay0 {
 
     /// What a room could leave behind: bay0's descriptors, its children, its mounts, the
     /// rooms' cgroups and run directories.
-    fn footprint(&self) -> (usize, String, usize, Vec<String>, Vec<String>) {
+    fn footprint(&self) -> Footprint {
         let pid = self.inner_pid();
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -238,6 +241,23 @@ impl Bay0 {
             })
             .unwrap_or_default();
         (fds, children.trim().to_string(), mounts, cgroups, rundirs)
+    }
+}
+
+impl Bay0 {
+    /// Waits (up to 5 s: cgroups may take a tick longer than the VMM's reaping) for the
+    /// footprint to be `before` again, and asserts it is.
+    fn assert_back_to(&self, before: &Footprint) {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut after = self.footprint();
+        while after != *before && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+            after = self.footprint();
+        }
+        assert_eq!(
+            *before, after,
+            "(fds, children, mounts, cgroups, run dirs) before vs after"
+        );
     }
 }
 
@@ -299,16 +319,7 @@ fn a_hundred_start_stop_cycles_leave_nothing_behind() {
         );
     }
     // The last VMM is reaped before `stop` answers; cgroups may take a tick longer.
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut after = b.footprint();
-    while after != before && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-        after = b.footprint();
-    }
-    assert_eq!(
-        before, after,
-        "(fds, children, mounts, cgroups, run dirs) before vs after"
-    );
+    b.assert_back_to(&before);
 }
 
 #[test]
@@ -449,16 +460,7 @@ fn reset_opens_the_room_beside_its_old_vmm_and_leaves_nothing_behind() {
     assert_eq!(b.answer("stop reset-big"), "ok room reset-big stopped");
     assert_eq!(b.answer("stop reset-a"), "ok room reset-a stopped");
     // Nothing of the old rooms (set aside as NAME_PID) is left once they ended.
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut after = b.footprint();
-    while after != before && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-        after = b.footprint();
-    }
-    assert_eq!(
-        before, after,
-        "(fds, children, mounts, cgroups, run dirs) before vs after"
-    );
+    b.assert_back_to(&before);
 }
 
 #[test]
