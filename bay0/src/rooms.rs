@@ -64,6 +64,8 @@ pub struct Room {
     pub pid: i32,
     pub phase: Phase,
     pub started_ms: u64,
+    /// How long after its start the agent reported ready (ms; 0 before).
+    pub ready_ms: u64,
     pub memory_mib: u64,
     pub vcpus: u32,
     charged_mib: u64,
@@ -289,6 +291,7 @@ impl Rooms {
             pid,
             phase: Phase::Booting,
             started_ms: now_ms,
+            ready_ms: 0,
             memory_mib: plan.memory_mib,
             vcpus: plan.vcpus,
             charged_mib: plan.charged_mib,
@@ -399,6 +402,7 @@ impl Rooms {
             _ => {
                 if read_umbilical(r, notices) {
                     let (name, ms) = (r.name, sys::monotonic_ms().saturating_sub(r.started_ms));
+                    r.ready_ms = ms;
                     notices.push(Notice::Ready { slot, ms });
                     // Its old self, held stopped while it booted (reset), goes now.
                     let old = |o: &&Room| o.aside.is_some() && o.name.as_str() == name.as_str();

@@ -400,6 +400,35 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
     assert_eq!(b.answer("stop two-b"), "ok room two-b stopped");
 }
 
+#[test]
+fn requests_that_overtake_a_booting_room_all_hear_of_its_successor() {
+    let b = Bay0::start("spam");
+    let before = b.footprint();
+    // `start`, then two `reset`s written before the first room could be ready: each
+    // waiting client follows the room to the one that replaced it and hears it is ready.
+    let mut clients: Vec<UnixStream> = Vec::new();
+    for req in ["start spam-a", "reset spam-a", "reset spam-a"] {
+        let mut s = b.connect();
+        s.write_all(format!("{}\n", b.real(req)).as_bytes())
+            .unwrap();
+        clients.push(s);
+        // The next request must find the room already in the table.
+        b.wait_log("room spam-a opened", Duration::from_secs(10));
+    }
+    for (i, mut s) in clients.into_iter().enumerate() {
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let text = b.shown(&text);
+        assert!(
+            text.starts_with("ok room spam-a ready in"),
+            "request {i}: {text}\n{}",
+            b.log()
+        );
+    }
+    assert_eq!(b.answer("stop spam-a"), "ok room spam-a stopped");
+    b.assert_back_to(&before);
+}
+
 /// A room memory that bay0's admission lets in once but not twice on this machine: 60 %
 /// of what is left for rooms (MemTotal less the host reserve).
 fn big_mib() -> u64 {
