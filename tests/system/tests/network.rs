@@ -72,25 +72,36 @@ fn start(m: &mut Machine, room: &str) {
     assert!(out.contains(&format!("room {room} ready")), "{out}");
 }
 
-/// The passt processes of the anchor host (pid and name), one per line.
+/// The passt processes of the anchor host (pid and name), one per line. Only those
+/// lines: the anchor host's kernel messages share the console and may land in between.
 fn passts(m: &mut Machine) -> String {
-    sh(
+    let out = sh(
         m,
-        "for p in /proc/[0-9]*; do case $(cat $p/comm 2>/dev/null) in passt*) echo ${p#/proc/} $(cat $p/comm);; esac; done",
-    )
-    .trim()
-    .to_string()
+        "for p in /proc/[0-9]*; do case $(cat $p/comm 2>/dev/null) in passt*) echo passt-pid ${p#/proc/} $(cat $p/comm);; esac; done",
+    );
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("passt-pid "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value of the first output line `KEY=VALUE` (kernel messages may share the console).
+fn value(out: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{out}"))
+        .to_string()
 }
 
 /// bay0's descriptors, the rooms' cgroups and run directories, and the mounts.
 fn footprint(m: &mut Machine) -> String {
-    sh(
+    let out = sh(
         m,
         "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
          cg=$(ls /sys/fs/cgroup/anchor 2>/dev/null | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms 2>/dev/null | tr '\\n' ,)",
-    )
-    .trim()
-    .to_string()
+    );
+    format!("fds={}", value(&out, "fds"))
 }
 
 #[test]
@@ -130,8 +141,11 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         "rm -f /run/hit-*; nc -ll -p 9999 -e sh -c 'echo HOST-REACHED; touch /run/hit-any' & \
          sleep 0.5; echo listeners up",
     );
-    let ready = sh(&mut m, "netstat -ltn 2>/dev/null | grep -c ':9999 '");
-    assert_eq!(ready.trim(), "1", "{ready}");
+    let ready = sh(
+        &mut m,
+        "echo listening=$(netstat -ltn 2>/dev/null | grep -c ':9999 ')",
+    );
+    assert_eq!(value(&ready, "listening"), "1", "{ready}");
     // The listener answers locally (so its silence towards the room below means something).
     let local = sh(
         &mut m,
@@ -163,7 +177,7 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     let pid = p.split(' ').next().unwrap().to_string();
     let status = sh(
         &mut m,
-        &format!("grep -E '^(Uid|Gid|NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/{pid}/status; cat /proc/{pid}/cgroup; ls -A /proc/{pid}/root/ | wc -l; readlink /proc/{pid}/ns/net; readlink /proc/1/ns/net"),
+        &format!("grep -E '^(Uid|Gid|NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/{pid}/status; cat /proc/{pid}/cgroup; echo rootfiles=$(ls -A /proc/{pid}/root/ | wc -l); readlink /proc/{pid}/ns/net; readlink /proc/1/ns/net"),
     );
     eprintln!("passt in the anchor host:\n{status}");
     let field = |name: &str| {
@@ -189,8 +203,9 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     let lines: Vec<&str> = status.lines().collect();
     // passt's root is an empty directory: bay0's control socket and the VMM's vsock
     // socket (under /run) do not exist for it.
-    assert!(
-        lines.iter().any(|l| l.trim() == "0"),
+    assert_eq!(
+        value(&status, "rootfiles"),
+        "0",
         "passt sees files:\n{status}"
     );
     // passt lives in the anchor host's network namespace (the VMM has an empty one).
@@ -200,10 +215,13 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         nets[0], nets[1],
         "passt is not in the host's network namespace"
     );
-    let mem = sh(&mut m, "cat /sys/fs/cgroup/anchor/surf/memory.current");
+    let mem = sh(
+        &mut m,
+        "echo mem=$(cat /sys/fs/cgroup/anchor/surf/memory.current)",
+    );
     eprintln!(
         "figure: surf's cgroup (VMM + passt + guest RAM touched) {} KiB",
-        mem.trim().parse::<u64>().unwrap_or(0) / 1024
+        value(&mem, "mem").parse::<u64>().unwrap_or(0) / 1024
     );
 
     attach(&mut m, "surf");
@@ -246,8 +264,12 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         );
     }
     detach(&mut m, "surf");
-    let hit = sh(&mut m, "ls /run/hit-* 2>/dev/null | wc -l");
-    assert_eq!(hit.trim(), "0", "a room reached the anchor host's listener");
+    let hit = sh(&mut m, "echo hits=$(ls /run/hit-* 2>/dev/null | wc -l)");
+    assert_eq!(
+        value(&hit, "hits"),
+        "0",
+        "a room reached the anchor host's listener"
+    );
 
     // Another outbound room: it listens; the first room cannot reach it either.
     start(&mut m, "surf2");
