@@ -261,7 +261,7 @@ fn the_tpm_refuses_an_image_signed_by_another_key() {
         key: theirs.pcr_key(),
         expected: match &policy {
             SealPolicy::SignedPcr11 { expected, .. } => expected.clone(),
-            SealPolicy::Pcr { .. } => unreachable!(),
+            SealPolicy::Pcr { .. } => panic!("sealed to a plain PCR policy"),
         },
     };
     let their_approval = t
