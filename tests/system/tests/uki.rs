@@ -456,7 +456,13 @@ fn the_vault_opens_after_a_signed_update_and_not_for_a_foreign_pcr_policy() {
         p1 != p2 && p2 != pf,
         "the images measure alike: the test proves nothing"
     );
-    let dev = Device::new("vault", &[("anchor-A.efi", v1)], &[], 64);
+    // Room for one 30 MB product UKI at a time (each is deleted before the next is put).
+    let dev = Device::new("vault", &[("anchor-A.efi", v1)], &[], 96);
+    let replace = |uki: &Path| {
+        dev.del("EFI/Linux/anchor-A.efi");
+        dev.put("EFI/Linux/anchor-A.efi", uki);
+        assert_eq!(dev.slots(), ["anchor-A.efi"]);
+    };
     let disk = dev.dir.join("vault.img");
     std::fs::File::create(&disk)
         .unwrap()
@@ -504,7 +510,7 @@ fn the_vault_opens_after_a_signed_update_and_not_for_a_foreign_pcr_policy() {
     power_down(m);
 
     // The update: v2 in the slot. Another PCR 11, signed by our key: the passphrase opens.
-    dev.put("EFI/Linux/anchor-A.efi", &v2);
+    replace(&v2);
     let t = Instant::now();
     let mut m = boot("uki-vault-v2");
     m.wait_for("Vault passphrase", BOOT).unwrap();
@@ -521,7 +527,7 @@ fn the_vault_opens_after_a_signed_update_and_not_for_a_foreign_pcr_policy() {
 
     // Our db key signed it, another key its PCR 11 policy: the firmware boots it, the
     // vault refuses it before asking the passphrase; the recovery key opens.
-    dev.put("EFI/Linux/anchor-A.efi", &foreign);
+    replace(&foreign);
     let mut m = boot("uki-vault-foreign-pcr");
     let refused = m
         .wait_for("not by the key this vault trusts", BOOT)
