@@ -3,7 +3,9 @@
 //! the product UKI boots to a room and its PCR 11 is what we predicted and signed; the
 //! firmware refuses unsigned and tampered images; and an A/B "device" lives through
 //! power cuts at every step of an update, boots into it, refuses downgrades and tampered
-//! updates before writing, and falls back by itself from an update that panics.
+//! updates before writing, and falls back by itself from an update that panics; and the
+//! vault, sealed to our signed PCR 11 policy, opens after a signed update and not for an
+//! image whose PCR 11 policy another key signed.
 //!
 //! Needs: `make uki` ($ANCHOR_OUT/anchor.efi) and uki/tests/mk-test-ukis.sh
 //! ($ANCHOR_OUT/uki-test/), QEMU, OVMF, swtpm, mtools (tests/system/run-all.sh builds the
