@@ -5,6 +5,8 @@
 
 pub use libc;
 
+pub mod cgroup;
+
 use core::fmt;
 
 /// A failed system call: what was being done and the errno.
