@@ -239,6 +239,7 @@ impl Rooms {
                 .as_ref()
                 .map_or("", |_| ", vault volume attached")
         );
+        crate::vault::audit_room(name, "opened", None, &[("backend", plan.backend)]);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(room);
         }
@@ -392,6 +393,9 @@ impl Rooms {
             name.as_str(),
             why.as_str()
         );
+        let st = status.to_string();
+        let f = [("status", st.as_str()), ("why", why.as_str())];
+        crate::vault::audit_room(name.as_str(), what, Some(status.exit_code()), &f);
         let restart = r.restart;
         drop(r);
         self.clean(name);

@@ -71,6 +71,20 @@ pub fn is_open() -> bool {
     OPEN.load(Ordering::Relaxed) && RealMounts.is_mount_point(c"/persist").unwrap_or(false)
 }
 
+/// Appends bay0's audit record made from the log so far (in /persist once the vault is
+/// open: docs/AUDIT-LOG-FORMAT.md) and starts the helper that anchors it in the TPM.
+pub fn audit_with(derive: impl FnOnce(&[u8]) -> Option<Vec<u8>>) {
+    let anchor = is_open().then_some(&[HELPER, "audit", "anchor"][..]);
+    if let Err(e) = sys::audit::append(crate::courier::AUDIT_LOG, derive, anchor) {
+        crate::log_warn!("audit log: {e}");
+    }
+}
+
+/// A room opened (`code` None) or ended (its VMM's exit code; `how`: what it was).
+pub fn audit_room(room: &str, how: &str, code: Option<i32>, facts: &[(&str, &str)]) {
+    audit_with(|log| anchor_policy::audit::room_line(log, room, how, code, facts));
+}
+
 /// At shutdown, after sync: unmount /persist (detached if still busy).
 pub fn close() {
     if !is_open() {
