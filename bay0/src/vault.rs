@@ -85,17 +85,18 @@ pub fn audit_room(room: &str, how: &str, code: Option<i32>, facts: &[(&str, &str
     audit_with(|log| anchor_policy::audit::room_line(log, room, how, code, facts));
 }
 
-/// At shutdown, after sync: unmount /persist (detached if still busy).
+/// At shutdown, after sync: anchor the audit log's last records, then unmount /persist
+/// (detached if still busy).
 pub fn close() {
     if !is_open() {
         return;
     }
-    let r = match RealMounts.umount(c"/persist", 0) {
-        Err(Error::Sys {
-            errno: libc::EBUSY, ..
-        }) => RealMounts.umount(c"/persist", libc::MNT_DETACH),
-        other => other,
-    };
+    // The last records (rooms closed at shutdown) are anchored before /persist goes.
+    let _ = sys::audit::run_within(&[HELPER, "audit", "anchor"], 10_000);
+    let mut r = RealMounts.umount(c"/persist", 0);
+    if r.as_ref().is_err_and(|e| e.errno() == Some(libc::EBUSY)) {
+        r = RealMounts.umount(c"/persist", libc::MNT_DETACH);
+    }
     match r {
         Ok(()) => crate::log_info!("vault: /persist unmounted"),
         Err(e) => crate::log_warn!("vault: unmount /persist: {e}"),

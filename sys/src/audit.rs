@@ -105,6 +105,30 @@ pub fn append(
     cmd.spawn().map(drop)
 }
 
+/// Runs `argv` (the anchor helper) to its end, waiting at most `wait_ms` before killing
+/// it: the last records' anchoring at shutdown, when nothing else is waited for. Its
+/// exit status, or `TimedOut`.
+pub fn run_within(argv: &[&str], wait_ms: u64) -> std::io::Result<std::process::ExitStatus> {
+    let (helper, args) = argv.split_first().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let mut cmd = std::process::Command::new(helper);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    crate::clean_signals_on_exec(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let mut waited = 0;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if waited >= wait_ms {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+        waited += LOCK_RETRY_MS;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +242,14 @@ mod tests {
         let e = append(&log, |_| None, Some(&["/nonexistent/anchor-vault"])).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_helper_run_within_a_deadline_is_waited_for_or_killed() {
+        let ok = run_within(&["/bin/sh", "-c", "exit 3"], 10_000).unwrap();
+        assert_eq!(ok.code(), Some(3));
+        let e = run_within(&["/bin/sleep", "30"], 50).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(run_within(&[], 10).is_err());
     }
 }
