@@ -7,6 +7,8 @@ pub mod audit;
 
 pub use libc;
 
+pub mod cgroup;
+
 use core::fmt;
 
 /// A failed system call: what was being done and the errno.
