@@ -245,6 +245,7 @@ impl Rooms {
                 .as_ref()
                 .map_or("", |_| ", vault volume attached")
         );
+        crate::vault::audit_room(name, "opened", None, &[("backend", plan.backend)]);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(room);
         }
@@ -444,6 +445,9 @@ impl Rooms {
             name.as_str(),
             why.as_str()
         );
+        let st = status.to_string();
+        let f = [("status", st.as_str()), ("why", why.as_str())];
+        crate::vault::audit_room(name.as_str(), what, Some(status.exit_code()), &f);
         let restart = r.restart;
         // A room reset beside its old self: that one's leftovers go; consoles follow.
         let mut new_slot = r.aside.and_then(|_| self.find(name.as_str()));
