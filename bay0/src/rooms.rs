@@ -64,6 +64,8 @@ pub struct Room {
     pub pid: i32,
     pub phase: Phase,
     pub started_ms: u64,
+    /// How long after its start the agent reported ready (ms; 0 before).
+    pub ready_ms: u64,
     pub memory_mib: u64,
     pub vcpus: u32,
     charged_mib: u64,
@@ -119,20 +121,23 @@ pub fn mem_total_mib() -> u64 {
 /// name, or `NAME_PID` once set aside.
 type Leftover = anchor_text::fixed::Fixed<48>;
 
-/// Moves a closing room's run directory and cgroups to `NAME_PID` (PID: its VMM's), so that a
-/// new room of the same name can open beside it; undone, and `None`, when either cannot be
-/// moved (`cgroup::rename` moves all places or none).
+/// Moves a closing room's run directory and cgroup to `NAME_PID` (PID: its VMM's), so that
+/// a new room of the same name can open beside it; `None`, with nothing moved, when either
+/// cannot be (see `cgroup::set_aside`: on v2 the room's processes move to a frozen cgroup).
 fn set_aside(run: &Path, root: &Path, name: &str, pid: i32) -> Option<Leftover> {
     let mut aside = Leftover::default();
     core::fmt::Write::write_fmt(&mut aside, format_args!("{name}_{pid}")).ok()?;
-    let cg =
-        |a: &str, b: &str| cgroup::rename(root, &format!("anchor/{a}"), &format!("anchor/{b}"));
-    cg(name, aside.as_str()).ok()?;
-    let moved = std::fs::rename(run.join(name), run.join(aside.as_str())).is_ok();
-    if !moved {
-        let _ = cg(aside.as_str(), name);
+    let (dir, to) = (run.join(name), run.join(aside.as_str()));
+    std::fs::rename(&dir, &to).ok()?;
+    let (from_cg, to_cg) = (
+        format!("anchor/{name}"),
+        format!("anchor/{}", aside.as_str()),
+    );
+    if cgroup::set_aside(root, &from_cg, &to_cg).is_err() {
+        let _ = std::fs::rename(&to, &dir);
+        return None;
     }
-    moved.then_some(aside)
+    Some(aside)
 }
 
 /// The room table.
@@ -240,6 +245,7 @@ impl Rooms {
                 .as_ref()
                 .map_or("", |_| ", vault volume attached")
         );
+        crate::vault::audit_room(name, "opened", None, &[("backend", plan.backend)]);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(room);
         }
@@ -289,6 +295,7 @@ impl Rooms {
             pid,
             phase: Phase::Booting,
             started_ms: now_ms,
+            ready_ms: 0,
             memory_mib: plan.memory_mib,
             vcpus: plan.vcpus,
             charged_mib: plan.charged_mib,
@@ -323,21 +330,19 @@ impl Rooms {
         r.phase = Phase::Stopping;
         r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
         if !power_off(r) {
-            kill(r);
+            signal(r, libc::SIGKILL);
         }
     }
 
-    /// Resets the room in `slot`; the slot to wait on for it to be ready. On a machine with
-    /// more than one CPU a fresh room of the same name opens at once in another slot while
-    /// the old VMM is killed and torn down beside it (its run directory and cgroup set
-    /// aside first). On one CPU, for a room with a vault volume (it powers off before the
-    /// volume is free), or whose leftovers cannot be set aside, or that does not fit beside
-    /// its old self, the room is closed first and opened again in its own slot once it has
-    /// ended.
+    /// Resets the room in `slot`; the slot to wait on for it to be ready. A fresh room of
+    /// the same name opens at once in another slot while the old one is held stopped
+    /// (SIGSTOP: it takes no CPU from the new room's boot) and set aside (run directory and
+    /// cgroup renamed); the old one is killed, and torn down, once the new room is ready or
+    /// after [`STOP_GRACE_MS`]. A room with a vault volume (it powers off before the
+    /// volume is free), whose leftovers cannot be set aside, or that does not fit beside its
+    /// old self, is closed first and opened again in its own slot once it has ended.
     pub fn reset(&mut self, ep: &OwnedFd, slot: usize, now_ms: u64) -> usize {
-        // Side by side only pays with a second CPU for the old VMM's teardown.
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping && cpus > 1;
+        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping;
         let run = &self.layout.run;
         let set = self.get(slot).filter(fresh).and_then(|r| {
             set_aside(run, Path::new(cgroup::ROOT), r.name.as_str(), r.pid).map(|a| (r.name, a))
@@ -347,9 +352,10 @@ impl Rooms {
             return slot;
         };
         if let Some(r) = self.get_mut(slot) {
-            r.aside = Some(aside);
+            (r.aside, r.phase) = (Some(aside), Phase::Stopping);
+            r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
+            signal(r, libc::SIGSTOP);
         }
-        self.stop(slot, false, now_ms);
         let mut detail = Line::default();
         self.start(ep, name.as_str(), now_ms, &mut detail)
             .unwrap_or_else(|e| {
@@ -358,7 +364,10 @@ impl Rooms {
                     "room {n}: reopens once it has ended: {e} {}",
                     detail.as_str()
                 );
-                self.stop(slot, true, now_ms);
+                if let Some(r) = self.get_mut(slot) {
+                    r.restart = true;
+                    signal(r, libc::SIGKILL);
+                }
                 slot
             })
     }
@@ -374,7 +383,7 @@ impl Rooms {
             // Housekeeping kills a stopping room at `kill_at_ms`: not before the grace.
             r.kill_at_ms = now.saturating_add(STOP_GRACE_MS);
             if !power_off(r) {
-                kill(r);
+                signal(r, libc::SIGKILL);
             }
         }
     }
@@ -396,10 +405,16 @@ impl Rooms {
             2 => accept_umbilical(r, slot, ep),
             _ => {
                 if read_umbilical(r, notices) {
-                    notices.push(Notice::Ready {
-                        slot,
-                        ms: sys::monotonic_ms().saturating_sub(r.started_ms),
-                    });
+                    let (name, ms) = (r.name, sys::monotonic_ms().saturating_sub(r.started_ms));
+                    r.ready_ms = ms;
+                    notices.push(Notice::Ready { slot, ms });
+                    // Its old self, held stopped while it booted (reset), goes now.
+                    let old = |o: &&Room| o.aside.is_some() && o.name.as_str() == name.as_str();
+                    self.slots
+                        .iter()
+                        .flatten()
+                        .filter(old)
+                        .for_each(|o| signal(o, libc::SIGKILL));
                 }
             }
         }
@@ -430,6 +445,9 @@ impl Rooms {
             name.as_str(),
             why.as_str()
         );
+        let st = status.to_string();
+        let f = [("status", st.as_str()), ("why", why.as_str())];
+        crate::vault::audit_room(name.as_str(), what, Some(status.exit_code()), &f);
         let restart = r.restart;
         // A room reset beside its old self: that one's leftovers go; consoles follow.
         let mut new_slot = r.aside.and_then(|_| self.find(name.as_str()));
@@ -477,7 +495,7 @@ impl Rooms {
             };
             if r.phase == Phase::Stopping {
                 if now_ms >= r.kill_at_ms {
-                    kill(r);
+                    signal(r, libc::SIGKILL);
                     r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
                 }
                 continue;
@@ -524,9 +542,9 @@ fn power_off(r: &Room) -> bool {
     asked
 }
 
-fn kill(r: &Room) {
-    if let Err(e) = sys::kill(r.pid, libc::SIGKILL) {
-        crate::log_warn!("room {}: SIGKILL: {e}", r.name.as_str());
+fn signal(r: &Room, sig: i32) {
+    if let Err(e) = sys::kill(r.pid, sig) {
+        crate::log_warn!("room {}: signal {sig}: {e}", r.name.as_str());
     }
 }
 

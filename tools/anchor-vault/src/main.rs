@@ -133,7 +133,12 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
             }
             print(&commands::audit_append(&paths, &e)?)
         }
-        Command::Audit(AuditCommand::Anchor) => print(&commands::audit_anchor(&paths, tcti)?),
+        Command::Audit(AuditCommand::Anchor) => {
+            // A shutdown's SIGTERM to every process must not cut an anchoring short: it
+            // takes milliseconds, and bay0 waits for it before powering off.
+            sys::ignore_termination();
+            print(&commands::audit_anchor(&paths, tcti)?)
+        }
         Command::Audit(AuditCommand::TpmState) => print(&commands::audit_tpm_state(tcti)?),
         Command::ResetLockout => {
             let _ = sys::protect_memory();

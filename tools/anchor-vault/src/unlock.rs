@@ -370,7 +370,7 @@ pub fn finish(
         ));
     }
     let anchored = match &settled.unanchored_because {
-        None => "anchored in the TPM".to_owned(),
+        None => format!("anchored in the TPM ({} now)", settled.anchored_now),
         Some(why) => format!("NOT anchored ({why})"),
     };
     for r in persist::ensure_for_policies(&paths.mount, &paths.policies) {
