@@ -5,6 +5,10 @@
 
 pub use libc;
 
+pub mod channel;
+
+pub use channel::Side;
+
 use core::fmt;
 
 /// A failed system call: what was being done and the errno.
@@ -701,17 +705,14 @@ pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
 }
 
 /// Starts `argv` (see [`spawn`], with `clone_flags`) holding exactly two connections, as
-/// its stdin and stdout: Unix stream sockets connected to `socks` (each first sent
-/// `hello`, without ever waiting: see [`connect_unix`]); its stderr is a pipe. Returns
-/// the child's pid and the pipe's (non-blocking) read end.
+/// its stdin and stdout (for the courier: see [`channel`] for how they are made); its
+/// stderr is a pipe. Returns the child's pid and the pipe's (non-blocking) read end.
 pub fn spawn_connected(
     argv: &[std::ffi::CString],
-    socks: &[std::path::PathBuf; 2],
-    hello: &[u8],
+    conns: [OwnedFd; 2],
     clone_flags: libc::c_int,
 ) -> Result<(i32, OwnedFd)> {
-    let [a, b] = socks;
-    let (first, second) = (connect_unix(a, hello)?, connect_unix(b, hello)?);
+    let [first, second] = conns;
     let (err, err_w) = pipe()?;
     let stdio = [first.as_raw_fd(), second.as_raw_fd(), err_w.as_raw_fd()];
     Ok((spawn(&Spawn::child(argv, stdio, clone_flags))?, err))
