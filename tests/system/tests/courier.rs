@@ -610,10 +610,27 @@ fn sha_in(m: &mut Machine, room: &str, path: &str) -> [u8; 32] {
     )
 }
 
+/// Unless `out` (a client's lines) has `want`: detaches from `from`, shows what `to` and
+/// `from` printed lately (their consoles' scrollback) and fails.
+fn delivered(m: &mut Machine, out: &[String], want: &str, from: &str, to: &str) {
+    if out.iter().any(|l| l.contains(want)) {
+        return;
+    }
+    detach(m, from);
+    let mut seen = String::new();
+    for room in [to, from] {
+        let start = m.serial().len();
+        attach(m, room);
+        seen.push_str(&m.serial()[start..]);
+        detach(m, room);
+    }
+    panic!("{from} -> {to}: no {want:?} in {out:?}; consoles:\n{seen}");
+}
+
 /// Namespace rooms have the courier too: they have no vsock, so bay0 passes each one a
 /// socket on its umbilical (SCM_RIGHTS) and the agent serves it as it serves a vsock
-/// connection. A microVM room sends to a namespace room, the namespace room sends to a
-/// microVM room and to another namespace room; each item arrives byte-identical under
+/// connection. A namespace room sends to another namespace room and to a microVM room,
+/// and a microVM room sends to a namespace room; each item arrives byte-identical under
 /// the room's ~/Incoming (a namespace room's shell user is its root: /root/Incoming), and
 /// each transfer is audited.
 #[test]
@@ -625,22 +642,8 @@ fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
     }
     assert!(sh(&mut m, "anchorctl room list").contains("namespaces"));
 
-    // microVM -> namespace room.
-    attach(&mut m, "sender");
-    let (out, status) = in_room(&mut m, "sender", &format!("{SEEDED} 3 > three"), BIG);
-    assert_eq!(status, 0, "{out:?}");
-    let sha = sha_in(&mut m, "sender", "three");
-    let out = send_yes(&mut m, "sender", "three", "nsmail");
-    assert!(
-        out.iter()
-            .any(|l| l.contains("courier: delivered three to room nsmail as ~/Incoming/three")),
-        "{out:?}"
-    );
-    detach(&mut m, "sender");
+    // namespace room -> namespace room, then -> microVM room.
     attach(&mut m, "nsmail");
-    assert_eq!(sha_in(&mut m, "nsmail", "/root/Incoming/three"), sha);
-
-    // namespace room -> microVM room, then -> namespace room.
     let (out, status) = in_room(
         &mut m,
         "nsmail",
@@ -649,10 +652,10 @@ fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
     );
     assert_eq!(status, 0, "{out:?}");
     let note = sha_in(&mut m, "nsmail", "/tmp/note.bin");
-    for to in ["receiver", "nspost"] {
+    for to in ["nspost", "receiver"] {
         let out = send_yes(&mut m, "nsmail", "/tmp/note.bin", to);
         let want = format!("courier: delivered /tmp/note.bin to room {to} as ~/Incoming/note.bin");
-        assert!(out.iter().any(|l| l.contains(&want)), "{to}: {out:?}");
+        delivered(&mut m, &out, &want, "nsmail", to);
     }
     detach(&mut m, "nsmail");
     attach(&mut m, "receiver");
@@ -662,6 +665,19 @@ fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
     assert_eq!(sha_in(&mut m, "nspost", "/root/Incoming/note.bin"), note);
     detach(&mut m, "nspost");
 
+    // microVM room -> namespace room.
+    attach(&mut m, "sender");
+    let (out, status) = in_room(&mut m, "sender", &format!("{SEEDED} 3 > three"), BIG);
+    assert_eq!(status, 0, "{out:?}");
+    let sha = sha_in(&mut m, "sender", "three");
+    let out = send_yes(&mut m, "sender", "three", "nsmail");
+    let want = "courier: delivered three to room nsmail as ~/Incoming/three";
+    delivered(&mut m, &out, want, "sender", "nsmail");
+    detach(&mut m, "sender");
+    attach(&mut m, "nsmail");
+    assert_eq!(sha_in(&mut m, "nsmail", "/root/Incoming/three"), sha);
+    detach(&mut m, "nsmail");
+
     let shown = sh(&mut m, "anchorctl audit show --file /run/anchor/audit.log");
     let records: Vec<&str> = shown
         .lines()
@@ -669,9 +685,9 @@ fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
         .collect();
     assert_eq!(records.len(), 3, "{shown}");
     for (r, want) in records.iter().zip([
-        "from=sender to=nsmail name=three size=3145728 ",
-        "from=nsmail to=receiver name=note.bin size=200000 ",
         "from=nsmail to=nspost name=note.bin size=200000 ",
+        "from=nsmail to=receiver name=note.bin size=200000 ",
+        "from=sender to=nsmail name=three size=3145728 ",
     ]) {
         assert!(
             r.contains(want) && r.contains("decision=yes outcome=delivered"),
