@@ -5,33 +5,8 @@
 use crate::error::Error;
 use std::ffi::OsString;
 
-/// Printed by `--help`.
-pub const HELP: &str = "\
-bay0: the Anchor OS PID 1 supervisor
-
-usage:
-  bay0                              as the kernel's init (PID 1); settings come from the
-                                    kernel command line: bay0.watchdog_timeout=SECS,
-                                    bay0.watchdog_interval=SECS, bay0.shutdown_grace=SECS,
-                                    bay0.room=NAME[,NAME...] (open these rooms at boot
-                                    from /etc/anchor/policies/NAME.toml; the first gets
-                                    bay0's console, Ctrl-] leaves it), bay0.shell=1 (an
-                                    operator shell on bay0's console, for anchorctl),
-                                    bay0.courier_timeout=SECS (the courier prompt's, 60)
-                                    bay0 serves anchorctl on /run/anchor/control.sock
-  bay0 --hosted STATE_DIR [--layout DIR] [-- CMD [ARGS...]]
-                                    run as PID 1 of new PID, mount, IPC and UTS namespaces
-                                    on an ordinary Linux (needs root); /run and /tmp are
-                                    STATE_DIR/run and STATE_DIR/tmp; the log goes to
-                                    stderr; CMD runs as a supervised child. SIGTERM or
-                                    SIGINT stops the children and exits 0. --layout
-                                    DIR takes the rooms' files from DIR (anchor-jail,
-                                    anchor-vmm, vmlinux, images/, policies/) instead of
-                                    the system paths, with the host's libraries
-                                    visible read-only in the jail (tests)
-  bay0 --help                       this text
-  bay0 --version                    the version
-";
+/// Printed by `--help` (plain text, kept beside the code).
+pub const HELP: &str = include_str!("help.txt");
 
 /// What bay0 was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

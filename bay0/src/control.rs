@@ -310,9 +310,14 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
             false
         }
         (Verb::Stop | Verb::Reset, Some(slot)) => {
-            let reset = req.verb == Verb::Reset;
-            rooms.stop(slot, reset, now_ms);
-            c.mode = Mode::Wait(slot, req.verb);
+            let wait = match req.verb {
+                Verb::Reset => rooms.reset(ep, slot, now_ms),
+                _ => {
+                    rooms.stop(slot, false, now_ms);
+                    slot
+                }
+            };
+            c.mode = Mode::Wait(wait, req.verb);
             c.deadline_ms = now_ms.saturating_add(READY_TIMEOUT_MS);
             true
         }
@@ -378,7 +383,7 @@ fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
         }
     }
     let total = crate::rooms::mem_total_mib();
-    let reserved = crate::rooms::reserve_mib(total);
+    let reserved = anchor_policy::admission::reserve_mib(total);
     let used = rooms.used_mib();
     say!(
         fd,

@@ -20,7 +20,7 @@ pub enum Error {
     /// bay0 cannot uphold one of its own invariants.
     Fatal(&'static str),
     /// A room does not fit in the memory left for rooms (MiB).
-    Memory { need_mib: u32, free_mib: u32 },
+    Memory(anchor_policy::admission::NoRoom),
 }
 
 /// Result with bay0's error.
@@ -59,7 +59,7 @@ impl fmt::Display for Error {
             Error::Policy(msg) => write!(f, "policy: {msg}"),
             Error::Room(msg) => f.write_str(msg),
             Error::Fatal(msg) => write!(f, "fatal: {msg}"),
-            Error::Memory { need_mib, free_mib } => write!(
+            Error::Memory(anchor_policy::admission::NoRoom { need_mib, free_mib }) => write!(
                 f,
                 "not enough memory: the room needs {need_mib} MiB (its memory plus the VMM's \
                  overhead) and {free_mib} MiB are left for rooms"

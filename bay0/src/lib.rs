@@ -3,7 +3,6 @@
 
 pub mod logger;
 
-pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod console;

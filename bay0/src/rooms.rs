@@ -12,9 +12,12 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 
+use anchor_policy::admission;
 use anchor_proto::courier::{Malformed, Manifest};
 use anchor_proto::umbilical::{self, Decoder, Kind};
+use anchor_sys::cgroup;
 
 use crate::config::RoomName;
 use crate::error::{Error, Result};
@@ -28,8 +31,6 @@ use anchor_text::console::{Renderer, Scrollback};
 pub const MAX_ROOMS: usize = 8;
 /// How long a room asked to power off gets before its VMM is killed.
 pub const STOP_GRACE_MS: u64 = 3_000;
-/// Memory kept for the host (bay0, the kernel, page cache): the larger of this and 1/8.
-pub const RESERVE_MIN_MIB: u64 = 192;
 /// How long before a lifetime limit the room is warned.
 const WARN_LEAD_MS: u64 = 60_000;
 /// First epoll token of the room descriptors (4 per slot: console, stderr, umbilical
@@ -73,6 +74,8 @@ pub struct Room {
     idle_ms: Option<u64>,
     pub last_input_ms: u64,
     warned: bool,
+    /// Where its run directory and cgroup were moved when it was reset (see [`set_aside`]).
+    aside: Option<Leftover>,
     /// The vault volume file (the room is asked to power off before it is killed).
     volume: Option<std::path::PathBuf>,
     pub pty: OwnedFd,
@@ -107,33 +110,29 @@ pub enum Notice {
     Courier(RoomName, core::result::Result<Manifest, Malformed>),
 }
 
-/// Memory kept for the host out of `total_mib`.
-pub fn reserve_mib(total_mib: u64) -> u64 {
-    RESERVE_MIN_MIB.max(total_mib / 8)
-}
-
-/// Admission: does a room needing `need_mib` fit next to rooms using `used_mib`?
-pub fn admit(total_mib: u64, used_mib: u64, need_mib: u64) -> Result<()> {
-    let free = total_mib
-        .saturating_sub(reserve_mib(total_mib))
-        .saturating_sub(used_mib);
-    if need_mib <= free {
-        return Ok(());
-    }
-    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
-    Err(Error::Memory {
-        need_mib: clamp(need_mib),
-        free_mib: clamp(free),
-    })
-}
-
-/// MemTotal from /proc/meminfo, in MiB.
+/// MemTotal of this machine, in MiB.
 pub fn mem_total_mib() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    admission::mem_total_mib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
+}
+
+/// The name of what a room leaves on the host (its run directory, its cgroup): the room's
+/// name, or `NAME_PID` once set aside.
+type Leftover = anchor_text::fixed::Fixed<48>;
+
+/// Moves a closing room's run directory and cgroups to `NAME_PID` (PID: its VMM's), so that a
+/// new room of the same name can open beside it; undone, and `None`, when either cannot be
+/// moved (`cgroup::rename` moves all places or none).
+fn set_aside(run: &Path, root: &Path, name: &str, pid: i32) -> Option<Leftover> {
+    let mut aside = Leftover::default();
+    core::fmt::Write::write_fmt(&mut aside, format_args!("{name}_{pid}")).ok()?;
+    let cg =
+        |a: &str, b: &str| cgroup::rename(root, &format!("anchor/{a}"), &format!("anchor/{b}"));
+    cg(name, aside.as_str()).ok()?;
+    let moved = std::fs::rename(run.join(name), run.join(aside.as_str())).is_ok();
+    if !moved {
+        let _ = cg(aside.as_str(), name);
+    }
+    moved.then_some(aside)
 }
 
 /// The room table.
@@ -143,7 +142,7 @@ pub struct Rooms {
     pub layout: Layout,
     pub kvm: bool,
     /// Rooms whose cgroup could not be removed yet (processes still exiting).
-    stale_cgroups: Vec<RoomName>,
+    stale_cgroups: Vec<Leftover>,
 }
 
 fn token(slot: usize, kind: u64) -> u64 {
@@ -175,9 +174,10 @@ impl Rooms {
 
     /// The slot of the open room called `name`.
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|r| r.as_ref().is_some_and(|r| r.name.as_str() == name))
+        self.slots.iter().position(|r| {
+            r.as_ref()
+                .is_some_and(|r| r.name.as_str() == name && r.aside.is_none())
+        })
     }
 
     pub fn get(&self, slot: usize) -> Option<&Room> {
@@ -212,7 +212,8 @@ impl Rooms {
         let resolved = crate::policy::load_room(&self.layout.policies, name, detail)?;
         let open = crate::vault::is_open();
         let plan = room::plan(&self.layout, &resolved, self.kvm, open, slot)?;
-        admit(mem_total_mib(), self.used_mib(), plan.charged_mib)?;
+        admission::admit(mem_total_mib(), self.used_mib(), plan.charged_mib)
+            .map_err(Error::Memory)?;
         let busy = |r: &Room| r.volume.is_some() && r.volume == plan.volume;
         if self.slots.iter().flatten().any(busy) {
             return Err(Error::Room(
@@ -297,6 +298,7 @@ impl Rooms {
             idle_ms: plan.idle_s.map(|s| s.saturating_mul(1000)),
             last_input_ms: now_ms,
             warned: false,
+            aside: None,
             volume: plan.volume.clone(),
             pty,
             render: Renderer::new(name.as_str()),
@@ -323,6 +325,42 @@ impl Rooms {
         if !power_off(r) {
             kill(r);
         }
+    }
+
+    /// Resets the room in `slot`; the slot to wait on for it to be ready. On a machine with
+    /// more than one CPU a fresh room of the same name opens at once in another slot while
+    /// the old VMM is killed and torn down beside it (its run directory and cgroup set
+    /// aside first). On one CPU, for a room with a vault volume (it powers off before the
+    /// volume is free), or whose leftovers cannot be set aside, or that does not fit beside
+    /// its old self, the room is closed first and opened again in its own slot once it has
+    /// ended.
+    pub fn reset(&mut self, ep: &OwnedFd, slot: usize, now_ms: u64) -> usize {
+        // Side by side only pays with a second CPU for the old VMM's teardown.
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping && cpus > 1;
+        let run = &self.layout.run;
+        let set = self.get(slot).filter(fresh).and_then(|r| {
+            set_aside(run, Path::new(cgroup::ROOT), r.name.as_str(), r.pid).map(|a| (r.name, a))
+        });
+        let Some((name, aside)) = set else {
+            self.stop(slot, true, now_ms);
+            return slot;
+        };
+        if let Some(r) = self.get_mut(slot) {
+            r.aside = Some(aside);
+        }
+        self.stop(slot, false, now_ms);
+        let mut detail = Line::default();
+        self.start(ep, name.as_str(), now_ms, &mut detail)
+            .unwrap_or_else(|e| {
+                let n = name.as_str();
+                crate::log_warn!(
+                    "room {n}: reopens once it has ended: {e} {}",
+                    detail.as_str()
+                );
+                self.stop(slot, true, now_ms);
+                slot
+            })
     }
 
     /// Shutdown: kills every room's VMM at once, but a room with a vault volume is asked
@@ -393,9 +431,10 @@ impl Rooms {
             why.as_str()
         );
         let restart = r.restart;
+        // A room reset beside its old self: that one's leftovers go; consoles follow.
+        let mut new_slot = r.aside.and_then(|_| self.find(name.as_str()));
+        self.clean(r.aside.as_ref().map_or(name.as_str(), Leftover::as_str));
         drop(r);
-        self.clean(name);
-        let mut new_slot = None;
         if restart {
             let mut detail = Line::default();
             match self.start(ep, name.as_str(), now_ms, &mut detail) {
@@ -415,22 +454,23 @@ impl Rooms {
     }
 
     /// Removes what a room left on the host: its run directory and its cgroup.
-    fn clean(&mut self, name: RoomName) {
-        let dir = self.layout.run.join(name.as_str());
+    fn clean(&mut self, name: &str) {
+        let dir = self.layout.run.join(name);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                crate::log_warn!("room {}: removing {}: {e}", name.as_str(), dir.display());
+                crate::log_warn!("room {name}: removing {}: {e}", dir.display());
             }
         }
-        if !crate::cgroup::remove(name.as_str()) {
-            self.stale_cgroups.push(name);
+        if !cgroup::remove(Path::new(cgroup::ROOT), &format!("anchor/{name}")) {
+            self.stale_cgroups.extend(Leftover::parse(name, |_| true));
         }
     }
 
     /// Once a second: lifetime limits, stop deadlines, leftover cgroups.
     pub fn tick(&mut self, now_ms: u64) {
-        self.stale_cgroups
-            .retain(|n| !crate::cgroup::remove(n.as_str()));
+        self.stale_cgroups.retain(|n| {
+            !cgroup::remove(Path::new(cgroup::ROOT), &format!("anchor/{}", n.as_str()))
+        });
         for slot in 0..MAX_ROOMS {
             let Some(r) = self.get_mut(slot) else {
                 continue;
@@ -593,28 +633,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn admission_keeps_the_host_reserve_and_counts_running_rooms() {
-        assert_eq!(reserve_mib(1024), 192);
-        assert_eq!(reserve_mib(8192), 1024);
-        assert!(admit(3072, 0, 2112).is_ok());
-        assert_eq!(
-            admit(3072, 2112, 2112),
-            Err(Error::Memory {
-                need_mib: 2112,
-                free_mib: 3072 - 384 - 2112
-            })
-        );
-        assert!(admit(1024, 0, 2112).is_err());
-        assert!(admit(0, 0, 1).is_err());
-        let msg = admit(1024, 0, 2112).unwrap_err().to_string();
+    fn a_room_that_does_not_fit_is_refused_with_both_figures() {
+        let e = admission::admit(1024, 0, 2112)
+            .map_err(Error::Memory)
+            .unwrap_err();
+        let msg = e.to_string();
         assert!(
             msg.contains("needs 2112 MiB") && msg.contains("832 MiB are left"),
             "{msg}"
         );
+        assert!(mem_total_mib() > 0);
     }
 
     #[test]
-    fn meminfo_is_read() {
-        assert!(mem_total_mib() > 0);
+    fn a_room_set_aside_moves_its_run_directory_and_cgroups_or_nothing() {
+        let tmp = std::env::temp_dir().join(format!("bay0-aside-{}", std::process::id()));
+        let (run, cg) = (tmp.join("run"), tmp.join("cg"));
+        for dir in [
+            "run/web",
+            "run/work",
+            "cg/anchor/web",
+            "cg/memory/anchor/web",
+            "cg/memory/anchor/work",
+        ] {
+            std::fs::create_dir_all(tmp.join(dir)).unwrap();
+        }
+        assert_eq!(
+            set_aside(&run, &cg, "web", 4242).unwrap().as_str(),
+            "web_4242"
+        );
+        for dir in [
+            "run/web_4242",
+            "cg/anchor/web_4242",
+            "cg/memory/anchor/web_4242",
+        ] {
+            assert!(tmp.join(dir).is_dir(), "{dir}");
+        }
+        assert!(!run.join("web").exists() && !cg.join("anchor/web").exists());
+        // A cgroup that cannot be moved (the name is taken): everything stays where it was.
+        std::fs::create_dir_all(cg.join("memory/anchor/work_4243/busy")).unwrap();
+        assert!(set_aside(&run, &cg, "work", 4243).is_none());
+        assert!(run.join("work").is_dir() && cg.join("memory/anchor/work").is_dir());
+        assert!(cg.join("memory/anchor/work_4243/busy").is_dir());
+        // No run directory to move: the cgroups moved first are moved back.
+        std::fs::create_dir_all(cg.join("anchor/gone")).unwrap();
+        assert!(set_aside(&run, &cg, "gone", 4244).is_none());
+        assert!(cg.join("anchor/gone").is_dir() && !cg.join("anchor/gone_4244").exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -74,7 +74,9 @@ impl Bay0 {
         // Room names are unique per test and per run: cgroups are the host's, shared by
         // every test running on the machine.
         let tag = format!("{:x}", std::process::id() % 0x10_0000);
+        let big = format!("memory = \"{}MiB\"\n", big_mib());
         for (room, extra) in [
+            ("big", big.as_str()),
             ("a", "memory = \"128MiB\"\n"),
             ("b", "memory = \"128MiB\"\n"),
             ("huge", "memory = \"900GiB\"\n"),
@@ -157,12 +159,12 @@ impl Bay0 {
         self.ask(request).last().cloned().unwrap_or_default()
     }
 
-    /// The host pid of a running room's VMM.
+    /// The host pid of a running room's VMM (not of one being closed beside it).
     fn pid_of(&self, room: &str) -> i32 {
         let line = self
             .ask("list")
             .into_iter()
-            .find(|l| l.starts_with(&format!("room name={room} ")))
+            .find(|l| l.starts_with(&format!("room name={room} ")) && !l.contains("state=stopping"))
             .unwrap();
         let pid = line
             .split(' ')
@@ -185,6 +187,16 @@ impl Bay0 {
             }
         }
         panic!("no child of bay0 ({inner}: {children:?}) has pid {pid} in its namespace");
+    }
+
+    /// The pid bay0's namespace gives host process `host`.
+    fn ns_pid(&self, host: i32) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+        let ns = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .unwrap();
+        ns.split_whitespace().nth(1).unwrap().to_string()
     }
 
     /// Host pid of the namespace's PID 1 (bay0 itself).
@@ -340,6 +352,21 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
         "a room's VMM runs as root: {}",
         uid(a)
     );
+    // The jail's rlimits hold for the VMM (soft = hard): open files, processes of its uid
+    // (the policy's 1 vCPU + the VMM's threads: pids.max), no file created or extended, no
+    // core dumps, no locked memory.
+    let limits = std::fs::read_to_string(format!("/proc/{a}/limits")).unwrap();
+    for (name, value) in [
+        ("Max open files", "256"),
+        ("Max processes", "17"),
+        ("Max file size", "0"),
+        ("Max core file size", "0"),
+        ("Max locked memory", "0"),
+    ] {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        let fields: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        assert_eq!(fields[..2], [value, value], "{line}");
+    }
     // A VMM that dies is noticed, logged with its reason, and its room cleaned up.
     // SAFETY: kill has no memory arguments.
     assert_eq!(unsafe { libc::kill(a, libc::SIGKILL) }, 0);
@@ -360,6 +387,80 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
     );
     assert_eq!(rundirs, ["two-b"]);
     assert_eq!(b.answer("stop two-b"), "ok room two-b stopped");
+}
+
+/// A room memory that bay0's admission lets in once but not twice on this machine: 60 %
+/// of what is left for rooms (MemTotal less the host reserve).
+fn big_mib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total = anchor_policy::admission::mem_total_mib(&meminfo);
+    (total - anchor_policy::admission::reserve_mib(total)) * 6 / 10
+}
+
+/// The position of the first log line holding every one of `parts`.
+fn line_at(log: &str, parts: &[&str]) -> usize {
+    log.lines()
+        .position(|l| parts.iter().all(|p| l.contains(p)))
+        .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{log}"))
+}
+
+#[test]
+fn reset_opens_the_room_beside_its_old_vmm_and_leaves_nothing_behind() {
+    let b = Bay0::start("reset");
+    let ready = |room: &str| {
+        let a = b.answer(&format!("start {room}"));
+        assert!(a.starts_with(&format!("ok room {room} ready in")), "{a}");
+    };
+    ready("reset-a");
+    assert_eq!(b.answer("stop reset-a"), "ok room reset-a stopped");
+    let before = b.footprint();
+    ready("reset-a");
+    for i in 0..5 {
+        let old = b.ns_pid(b.pid_of("reset-a"));
+        let a = b.answer("reset reset-a");
+        assert!(a.starts_with("ok room reset-a ready in"), "reset {i}: {a}");
+        let new = b.ns_pid(b.pid_of("reset-a"));
+        assert_ne!(old, new, "reset {i}");
+        b.wait_log(
+            &format!("room reset-a (pid {old}) killed by signal 9: closed"),
+            Duration::from_secs(10),
+        );
+        // With a second CPU the new room opened before the old VMM was reaped (side by
+        // side); on one CPU only after it.
+        let log = b.log();
+        let real = b.real("reset-a");
+        let opened = line_at(
+            &log,
+            &[&format!("room {real} opened"), &format!("(pid {new})")],
+        );
+        let closed = line_at(&log, &[&format!("room {real} (pid {old}) killed")]);
+        let side_by_side = std::thread::available_parallelism().map_or(1, usize::from) > 1;
+        assert_eq!(opened < closed, side_by_side, "reset {i}:\n{log}");
+    }
+    // A room that fits only once is closed first and opened again when it has ended.
+    ready("reset-big");
+    let a = b.answer("reset reset-big");
+    assert!(a.starts_with("ok room reset-big ready in"), "{a}");
+    let side_by_side = std::thread::available_parallelism().map_or(1, usize::from) > 1;
+    if side_by_side {
+        b.wait_log(
+            "room reset-big: reopens once it has ended: not enough memory",
+            Duration::from_secs(1),
+        );
+    }
+    assert_eq!(b.answer("stop reset-big"), "ok room reset-big stopped");
+    assert_eq!(b.answer("stop reset-a"), "ok room reset-a stopped");
+    // Nothing of the old rooms (set aside as NAME_PID) is left once they ended.
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut after = b.footprint();
+    while after != before && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        after = b.footprint();
+    }
+    assert_eq!(
+        before, after,
+        "(fds, children, mounts, cgroups, run dirs) before vs after"
+    );
 }
 
 #[test]

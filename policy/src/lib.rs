@@ -7,6 +7,7 @@
 //! check the whole chain (subset rules, depth <= [`MAX_DEPTH`], no cycles).
 //! The language is documented in docs/POLICY.md.
 
+pub mod admission;
 pub mod arbiter;
 pub mod courier;
 mod error;

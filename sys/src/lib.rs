@@ -5,6 +5,7 @@
 
 pub use libc;
 
+pub mod cgroup;
 pub mod channel;
 
 pub use channel::Side;

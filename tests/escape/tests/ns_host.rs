@@ -284,6 +284,19 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
         "anchor-umbilical fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "
     );
     assert_eq!(sh("ls /sys | wc -l"), "0");
+    // The jail's rlimits (soft = hard): open files, processes of the room's uid (its
+    // pids_max), no core dumps; files may grow (the tmpfs size bounds them).
+    let limits = sh("cat /proc/self/limits");
+    for (name, value) in [
+        ("Max open files", "4096"),
+        ("Max processes", "40"),
+        ("Max core file size", "0"),
+        ("Max file size", "unlimited"),
+    ] {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        let fields: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        assert_eq!(fields[..2], [value, value], "{line}");
+    }
     // Amnesia: a reset forgets what the room wrote.
     sh("echo kept > /tmp/marker");
     drop(c);

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Rooms' cgroups as bay0 handles them after `anchor-jail` made them: a room's cgroup is
+//! `anchor/NAME` under the cgroup v2 root (`/sys/fs/cgroup`), or under each v1 controller
+//! it uses (`memory/`, `pids/`, `cpu/`). bay0 removes a room's cgroup once its VMM has
+//! ended, and renames it out of the way when a room is reset while its old VMM is still
+//! being torn down (a cgroup may be renamed within its parent, v1 and v2 alike).
+
+use std::path::Path;
+
+/// Where the cgroup hierarchies are mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+/// Every place (relative to [`ROOT`]) a room's cgroup can be: v2, then the v1 controllers.
+const PLACES: [&str; 4] = ["", "memory/", "pids/", "cpu/"];
+
+/// Removes `rel` (e.g. `anchor/web`) in every place under `root`; true when none is left.
+/// A cgroup that still holds processes (they are being killed with their room's PID
+/// namespace) has them sent SIGKILL, so a later call can remove it.
+pub fn remove(root: &Path, rel: &str) -> bool {
+    let mut gone = true;
+    for place in PLACES {
+        let dir = root.join(place).join(rel);
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => {
+                gone = false;
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs"));
+                for pid in procs
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                {
+                    let _ = crate::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    gone
+}
+
+/// Renames `rel` to `to` (same parent) in every place under `root` where it exists. On a
+/// failure other than "not there" the places already renamed are renamed back, so the
+/// cgroup is either wholly moved or left as it was; the error is the failure's.
+pub fn rename(root: &Path, rel: &str, to: &str) -> crate::Result<()> {
+    for (i, place) in PLACES.iter().enumerate() {
+        let dir = root.join(place);
+        match std::fs::rename(dir.join(rel), dir.join(to)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                for done in PLACES.iter().take(i) {
+                    let dir = root.join(done);
+                    let _ = std::fs::rename(dir.join(to), dir.join(rel));
+                }
+                return Err(crate::Error {
+                    op: "rename a room's cgroup",
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(tag: &str) -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("anchor-sys-cg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for place in ["anchor", "memory/anchor", "pids/anchor"] {
+            std::fs::create_dir_all(root.join(place).join("web")).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn rename_moves_every_place_that_exists_and_remove_takes_them() {
+        let root = tree("rename");
+        rename(&root, "anchor/web", "anchor/_42").unwrap();
+        for place in ["anchor", "memory/anchor", "pids/anchor"] {
+            assert!(!root.join(place).join("web").exists(), "{place}");
+            assert!(root.join(place).join("_42").is_dir(), "{place}");
+        }
+        assert!(!root.join("cpu/anchor/_42").exists());
+        assert!(remove(&root, "anchor/_42"));
+        assert!(!root.join("memory/anchor/_42").exists());
+        assert!(remove(&root, "anchor/nothing-here"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_rename_onto_a_busy_name_is_an_error_and_undone_and_a_busy_cgroup_is_not_gone() {
+        let root = tree("busy");
+        std::fs::create_dir_all(root.join("pids/anchor/_7/child")).unwrap();
+        let e = rename(&root, "anchor/web", "anchor/_7").unwrap_err();
+        assert_eq!(e.op, "rename a room's cgroup");
+        // The v2 and memory places, moved before pids failed, are back where they were.
+        for place in ["anchor", "memory/anchor", "pids/anchor"] {
+            assert!(root.join(place).join("web").is_dir(), "{place}");
+        }
+        assert!(!root.join("anchor/_7").exists() && !root.join("memory/anchor/_7").exists());
+        // A directory that cannot be removed (here: not empty) is reported as left over.
+        std::fs::write(root.join("anchor/web/cgroup.procs"), "").unwrap();
+        assert!(!remove(&root, "anchor/web"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
