@@ -15,7 +15,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use crate::{check, connect_unix, owned, peer_uid, write, Error, Result};
+use crate::{check, connect_only, owned, peer_uid, write, Error, Result};
 
 /// The error when the listener at a room's socket is not the room's.
 pub const NOT_THE_ROOMS: &str =
@@ -60,11 +60,12 @@ impl<'a> Side<'a> {
     }
 }
 
-/// Connects to the Unix socket at `path` (never waiting: see [`connect_unix`]) and,
-/// only if the process listening there runs as `uid`, writes `hello`; otherwise the
-/// connection is closed unused and the error is [`NOT_THE_ROOMS`] (EACCES).
+/// Connects to the Unix socket at `path` (never waiting: see [`crate::connect_unix`])
+/// and, only if the process listening there runs as `uid`, writes `hello`; otherwise the
+/// connection is closed unused (not a byte written) and the error is [`NOT_THE_ROOMS`]
+/// (EACCES).
 pub fn connect_room(path: &Path, uid: u32, hello: &[u8]) -> Result<OwnedFd> {
-    let fd = connect_unix(path, &[])?;
+    let fd = connect_only(path)?;
     if peer_uid(fd.as_raw_fd())? != uid {
         return Err(Error {
             op: NOT_THE_ROOMS,
@@ -269,8 +270,8 @@ mod tests {
 
     /// Run by [`a_listener_running_as_another_uid_is_refused`] in a child process (this
     /// test binary again, under another uid): listens at `$ANCHOR_SYS_LISTEN_AT`, says so
-    /// in `$ANCHOR_SYS_LISTEN_AT.ready`, and takes two connections. Without the variable
-    /// it does nothing.
+    /// in `$ANCHOR_SYS_LISTEN_AT.ready`, takes two connections, reads each to its end and
+    /// writes what it got in `.got`. Without the variable it does nothing.
     #[test]
     fn listener_helper() {
         let Some(path) = std::env::var_os("ANCHOR_SYS_LISTEN_AT") else {
@@ -279,9 +280,12 @@ mod tests {
         let path = std::path::PathBuf::from(path);
         let l = UnixListener::bind(&path).unwrap();
         std::fs::write(path.with_extension("ready"), b"").unwrap();
+        let mut got = Vec::new();
         for c in l.incoming().take(2) {
-            drop(c.unwrap());
+            c.unwrap().read_to_end(&mut got).unwrap();
+            got.push(b'|');
         }
+        std::fs::write(path.with_extension("got"), got).unwrap();
     }
 
     /// A listener that really runs as another uid (this test binary again, as uid 64123;
@@ -315,8 +319,11 @@ mod tests {
         }
         let e = connect_room(&path, 64_124, b"x").unwrap_err();
         assert_eq!((e.op, e.errno), (NOT_THE_ROOMS, libc::EACCES));
-        assert!(connect_room(&path, 64_123, b"x").is_ok());
+        drop(connect_room(&path, 64_123, b"hello").unwrap());
         assert!(child.wait().unwrap().success());
+        // The refused connection carried nothing; the room's own got its line.
+        let got = std::fs::read(path.with_extension("got")).unwrap();
+        assert_eq!(got, b"|hello|");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

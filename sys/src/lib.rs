@@ -672,6 +672,20 @@ pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
 /// line: it fits the empty socket buffer); the connection, close-on-exec. A listener that
 /// does not accept (its backlog full) is an error, never a wait.
 pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
+    let fd = connect_only(path)?;
+    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
+    if n != hello.len() {
+        return Err(Error {
+            op: "write the connection's first line",
+            errno: libc::EAGAIN,
+        });
+    }
+    Ok(fd)
+}
+
+/// Connects a non-blocking Unix stream socket to `path` (see [`connect_unix`]) and
+/// writes nothing; the connection, close-on-exec.
+pub fn connect_only(path: &std::path::Path) -> Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: plain socket(2) call; the result is checked and owned by `owned`.
@@ -695,13 +709,6 @@ pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
     // SAFETY: `addr` is a valid sockaddr_un of `len` bytes for the duration of the call.
     let ret = unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) };
     check("connect", ret)?;
-    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
-    if n != hello.len() {
-        return Err(Error {
-            op: "write the connection's first line",
-            errno: libc::EAGAIN,
-        });
-    }
     Ok(fd)
 }
 
