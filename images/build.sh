@@ -197,7 +197,8 @@ PRETTY_NAME="Anchor OS $flavour room"
 EOF
     cat >"$root/etc/profile" <<'EOF'
 export PS1='\h:\w\$ '
-[ -r /etc/motd ] && cat /etc/motd
+# The shell's own builtins print the motd: no process is started before the first prompt.
+[ -r /etc/motd ] && while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done </etc/motd
 EOF
     # Normalise modes: nothing group/world-writable except /tmp; /root private.
     chmod -R u+rwX,go+rX,go-w "$root"

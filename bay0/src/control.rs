@@ -15,7 +15,7 @@ use anchor_proto::control::{self, Verb, MAX_CLIENTS, REQUEST_MAX, REQUEST_TIMEOU
 
 use crate::error::Result;
 use crate::logger::Line;
-use crate::rooms::{Notice, Rooms};
+use crate::rooms::{Notice, Phase, Rooms};
 use crate::sys;
 use core::fmt::Write as _;
 
@@ -223,9 +223,12 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                     say!(&c.fd, "ok room {n} stopped");
                     false
                 }
-                (Mode::Wait(s, Verb::Reset), Some(ns)) if s == slot => {
-                    c.mode = Mode::Wait(ns, Verb::Reset);
-                    true
+                // Its successor (reset) may be ready already: then say so now.
+                (Mode::Wait(s, verb @ (Verb::Reset | Verb::Start)), Some(ns)) if s == slot => {
+                    c.mode = Mode::Wait(ns, verb);
+                    let ready = rooms.get(ns).is_some_and(|r| r.phase == Phase::Ready);
+                    let ms = rooms.get(ns).map_or(0, |r| r.ready_ms);
+                    !ready || answer(c, &Notice::Ready { slot: ns, ms }, rooms)
                 }
                 (Mode::Wait(s, _), _) if s == slot => {
                     let what = crate::room::describe_exit(status.exit_code());

@@ -64,6 +64,8 @@ pub struct Room {
     pub pid: i32,
     pub phase: Phase,
     pub started_ms: u64,
+    /// How long after its start the agent reported ready (ms; 0 before).
+    pub ready_ms: u64,
     pub memory_mib: u64,
     pub vcpus: u32,
     charged_mib: u64,
@@ -289,6 +291,7 @@ impl Rooms {
             pid,
             phase: Phase::Booting,
             started_ms: now_ms,
+            ready_ms: 0,
             memory_mib: plan.memory_mib,
             vcpus: plan.vcpus,
             charged_mib: plan.charged_mib,
@@ -323,21 +326,19 @@ impl Rooms {
         r.phase = Phase::Stopping;
         r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
         if !power_off(r) {
-            kill(r);
+            signal(r, libc::SIGKILL);
         }
     }
 
-    /// Resets the room in `slot`; the slot to wait on for it to be ready. On a machine with
-    /// more than one CPU a fresh room of the same name opens at once in another slot while
-    /// the old VMM is killed and torn down beside it (its run directory and cgroup set
-    /// aside first). On one CPU, for a room with a vault volume (it powers off before the
-    /// volume is free), or whose leftovers cannot be set aside, or that does not fit beside
-    /// its old self, the room is closed first and opened again in its own slot once it has
-    /// ended.
+    /// Resets the room in `slot`; the slot to wait on for it to be ready. A fresh room of
+    /// the same name opens at once in another slot while the old one is held stopped
+    /// (SIGSTOP: it takes no CPU from the new room's boot) and set aside (run directory and
+    /// cgroup renamed); the old one is killed, and torn down, once the new room is ready or
+    /// after [`STOP_GRACE_MS`]. A room with a vault volume (it powers off before the
+    /// volume is free), whose leftovers cannot be set aside, or that does not fit beside its
+    /// old self, is closed first and opened again in its own slot once it has ended.
     pub fn reset(&mut self, ep: &OwnedFd, slot: usize, now_ms: u64) -> usize {
-        // Side by side only pays with a second CPU for the old VMM's teardown.
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping && cpus > 1;
+        let fresh = |r: &&Room| r.volume.is_none() && r.phase != Phase::Stopping;
         let run = &self.layout.run;
         let set = self.get(slot).filter(fresh).and_then(|r| {
             set_aside(run, Path::new(cgroup::ROOT), r.name.as_str(), r.pid).map(|a| (r.name, a))
@@ -347,9 +348,10 @@ impl Rooms {
             return slot;
         };
         if let Some(r) = self.get_mut(slot) {
-            r.aside = Some(aside);
+            (r.aside, r.phase) = (Some(aside), Phase::Stopping);
+            r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
+            signal(r, libc::SIGSTOP);
         }
-        self.stop(slot, false, now_ms);
         let mut detail = Line::default();
         self.start(ep, name.as_str(), now_ms, &mut detail)
             .unwrap_or_else(|e| {
@@ -358,7 +360,10 @@ impl Rooms {
                     "room {n}: reopens once it has ended: {e} {}",
                     detail.as_str()
                 );
-                self.stop(slot, true, now_ms);
+                if let Some(r) = self.get_mut(slot) {
+                    r.restart = true;
+                    signal(r, libc::SIGKILL);
+                }
                 slot
             })
     }
@@ -374,7 +379,7 @@ impl Rooms {
             // Housekeeping kills a stopping room at `kill_at_ms`: not before the grace.
             r.kill_at_ms = now.saturating_add(STOP_GRACE_MS);
             if !power_off(r) {
-                kill(r);
+                signal(r, libc::SIGKILL);
             }
         }
     }
@@ -396,10 +401,16 @@ impl Rooms {
             2 => accept_umbilical(r, slot, ep),
             _ => {
                 if read_umbilical(r, notices) {
-                    notices.push(Notice::Ready {
-                        slot,
-                        ms: sys::monotonic_ms().saturating_sub(r.started_ms),
-                    });
+                    let (name, ms) = (r.name, sys::monotonic_ms().saturating_sub(r.started_ms));
+                    r.ready_ms = ms;
+                    notices.push(Notice::Ready { slot, ms });
+                    // Its old self, held stopped while it booted (reset), goes now.
+                    let old = |o: &&Room| o.aside.is_some() && o.name.as_str() == name.as_str();
+                    self.slots
+                        .iter()
+                        .flatten()
+                        .filter(old)
+                        .for_each(|o| signal(o, libc::SIGKILL));
                 }
             }
         }
@@ -477,7 +488,7 @@ impl Rooms {
             };
             if r.phase == Phase::Stopping {
                 if now_ms >= r.kill_at_ms {
-                    kill(r);
+                    signal(r, libc::SIGKILL);
                     r.kill_at_ms = now_ms.saturating_add(STOP_GRACE_MS);
                 }
                 continue;
@@ -524,9 +535,9 @@ fn power_off(r: &Room) -> bool {
     asked
 }
 
-fn kill(r: &Room) {
-    if let Err(e) = sys::kill(r.pid, libc::SIGKILL) {
-        crate::log_warn!("room {}: SIGKILL: {e}", r.name.as_str());
+fn signal(r: &Room, sig: i32) {
+    if let Err(e) = sys::kill(r.pid, sig) {
+        crate::log_warn!("room {}: signal {sig}: {e}", r.name.as_str());
     }
 }
 

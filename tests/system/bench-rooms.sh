@@ -10,8 +10,7 @@ cd "$(dirname "$(realpath "$0")")/../.."
 export ANCHOR_CACHE ANCHOR_OUT
 export ANCHOR_ROOMS_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-rooms.cpio.gz"
 tests/system/mkinitramfs.sh --policies tests/system/policies --out "$ANCHOR_ROOMS_INITRAMFS" >/dev/null
-# One vCPU as in `make run`, then two: reset opens the new room beside the old VMM only
-# when there is a second CPU for the old one's teardown.
+# One vCPU as in `make run`, then two.
 for cpus in 1 2; do
   ANCHOR_BENCH_CPUS=$cpus cargo test --quiet -p anchor-systest --test bench_rooms -- --ignored --nocapture 2>&1 \
     | grep -E '^bench-rooms:|panicked|FAILED'

@@ -62,8 +62,7 @@ fn bench_rooms() {
         .unwrap()
         .initramfs(rooms_initramfs().unwrap())
         .append("bay0.shell=1 quiet");
-    // `make run`'s anchor host has one vCPU; reset opens the new room beside the old VMM
-    // only with more (ANCHOR_BENCH_CPUS=2 shows that path).
+    // `make run`'s anchor host has one vCPU (ANCHOR_BENCH_CPUS=2 for two).
     opts.cpus = std::env::var("ANCHOR_BENCH_CPUS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -149,16 +148,10 @@ fn bench_rooms() {
         median(stop.clone())
     );
     println!(
-        "bench-rooms: anchorctl room reset (-> ready again), median of 5: {:.2} s ({reset:?}); {}",
+        "bench-rooms: anchorctl room reset (-> ready again), median of 5: {:.2} s ({reset:?}); \
+         beside the old VMM, held stopped ({} of 5 closed first for lack of memory)",
         median(reset.clone()),
-        if cpus > 1 {
-            format!(
-                "beside the old VMM ({} of 5 closed first for lack of memory)",
-                fell_back.trim()
-            )
-        } else {
-            "one CPU: closed, then opened".to_string()
-        }
+        fell_back.trim()
     );
     println!("bench-rooms: bay0 RSS idle {idle} KiB, with three rooms {with_three} KiB");
     let c: Vec<u64> = charged
