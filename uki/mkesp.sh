@@ -43,14 +43,20 @@ sbsign --key "$KEYS/db.key" --cert "$KEYS/db.crt" --output "$work/BOOTX64.EFI" "
   || die "signing systemd-boot failed"
 printf 'timeout 0\neditor no\nauto-entries no\nauto-firmware no\n' > "$work/loader.conf"
 
+(( SIZE >= 34 )) || die "--size must be at least 34 MiB (FAT32)"
 rm -f "$OUT.tmp"
 truncate -s "${SIZE}M" "$OUT.tmp"
-# One partition from 1 MiB to the end, of the EFI System type, with a fixed UUID (the
-# loader reports it as LoaderDevicePartUUID; anchor-update finds the ESP by it).
-printf 'label: gpt\nlabel-id: 5B1A8C77-5E7F-4C1B-9B64-3F2D2F1C0A01\nstart=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=7D44A5C1-96B4-4E43-A7B2-0E53C3B5E5A1, name="ESP"\n' \
-  | sfdisk -q "$OUT.tmp" >/dev/null
+# One partition from 1 MiB to 1 MiB before the end (the backup GPT lives in the last 33
+# sectors), of the EFI System type, with a fixed UUID (the loader reports it as
+# LoaderDevicePartUUID; anchor-update finds the ESP by it).
+sectors=$(( (SIZE - 2) * 2048 ))
+printf 'label: gpt\nlabel-id: 5B1A8C77-5E7F-4C1B-9B64-3F2D2F1C0A01\nstart=2048, size=%d, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=7D44A5C1-96B4-4E43-A7B2-0E53C3B5E5A1, name="ESP"\n' \
+  "$sectors" | sfdisk -q "$OUT.tmp" >/dev/null
 img="$OUT.tmp@@1M"
-mformat -i "$img" -F -v ANCHOR-ESP -N 0a1c5e5a ::
+# The filesystem exactly fills the partition (-T): left to itself mformat sizes it to the
+# rest of the image file, 1 MiB past the partition's end, over the backup GPT; a file
+# placed there is overwritten when the firmware repairs that GPT at the next boot.
+mformat -i "$img" -T "$sectors" -F -v ANCHOR-ESP -N 0a1c5e5a ::
 mmd -i "$img" ::/EFI ::/EFI/BOOT ::/EFI/Linux ::/loader
 mcopy -i "$img" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i "$img" "$work/loader.conf" ::/loader/loader.conf

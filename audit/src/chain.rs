@@ -161,6 +161,62 @@ impl Chain {
     }
 }
 
+/// The chain continuing `log` (a whole log file's contents): after its last good record.
+/// A damaged tail is left as it is and chained past, so verification still names it.
+pub fn chain_after(log: &[u8]) -> Chain {
+    let good =
+        crate::verify(log).or_else(|bad| crate::verify(log.get(..bad.offset).unwrap_or_default()));
+    good.map_or(Chain::new(), |g| Chain::resume(g.records, g.head))
+}
+
+/// The record that comes after `log` as a whole line, ready to append.
+pub fn next_line(log: &[u8], entry: &Entry<'_>) -> Result<Vec<u8>, RecordError> {
+    let mut buf = vec![0u8; MAX_RECORD];
+    let n = chain_after(log).encode(entry, &mut buf)?.len;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// [`next_line`] for a record written now by `actor` (`None` if it cannot be encoded:
+/// a bad event name or too long a record).
+pub fn next_line_now(
+    log: &[u8],
+    actor: &str,
+    event: &str,
+    fields: &[(&str, &[u8])],
+) -> Option<Vec<u8>> {
+    let time = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs());
+    let entry = Entry {
+        time,
+        actor,
+        event,
+        fields,
+    };
+    next_line(log, &entry).ok()
+}
+
+/// bay0's record of a room opening or ending, after `log`. `code` is `None` when the
+/// room opened (`room.start`); otherwise its VMM's exit code: `room.stop` when bay0
+/// closed it (`how` is `closed`) or it powered off (code 0), `room.end` for any other
+/// end (the VMM failed or was killed). Fields: `room`, `how`, then `facts`; all escaped.
+pub fn room_line(
+    log: &[u8],
+    room: &str,
+    how: &str,
+    code: Option<i32>,
+    facts: &[(&str, &str)],
+) -> Option<Vec<u8>> {
+    let event = match code {
+        None => "room.start",
+        Some(0) => "room.stop",
+        Some(_) if how == "closed" => "room.stop",
+        Some(_) => "room.end",
+    };
+    let mut fields: Vec<(&str, &[u8])> = vec![("room", room.as_bytes()), ("how", how.as_bytes())];
+    fields.extend(facts.iter().map(|(k, v)| (*k, v.as_bytes())));
+    next_line_now(log, "bay0", event, &fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +294,56 @@ mod tests {
             nv = h.finalize().into();
         }
         assert_eq!(chain.head(), nv);
+    }
+
+    #[test]
+    fn the_next_line_continues_the_log_even_past_a_damaged_tail() {
+        let mut log = Vec::new();
+        let mut chain = Chain::new();
+        let mut buf = [0u8; MAX_RECORD];
+        chain.append(&mut log, &entry("one"), &mut buf).unwrap();
+        let fields: [(&str, &[u8]); 1] = [("room", b"we b\n")];
+        let two = next_line_now(&log, "bay0", "room.start", &fields).unwrap();
+        log.extend_from_slice(&two);
+        let v = crate::verify(&log).unwrap();
+        assert_eq!(v.records, 2);
+        let r = Record::parse(two.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(
+            (r.seq, r.actor.as_str(), r.event.as_str()),
+            (2, "bay0", "room.start")
+        );
+        assert_eq!(r.field("room"), Some(&b"we b\n"[..]));
+        assert!(!two[..two.len() - 1].contains(&b'\n'), "one line only");
+        // A cut-off tail: the next record chains after the last good one.
+        log.extend_from_slice(b"v1 seq=3 tim");
+        let three = next_line_now(&log, "bay0", "room.stop", &[]).unwrap();
+        let r = Record::parse(three.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!((r.seq, r.prev), (3, v.head));
+        assert!(next_line_now(&log, "bay0", "Bad Event", &[]).is_none());
+        assert_eq!(chain_after(b"garbage").records(), 0);
+    }
+
+    #[test]
+    fn room_records_name_the_event_by_how_the_room_ended() {
+        let mut log = Vec::new();
+        let hostile = "a b\nv1 seq=9 \x1b[2J";
+        for (code, how, event) in [
+            (None, "opened", "room.start"),
+            (Some(0), "the room powered off", "room.stop"),
+            (Some(137), "closed", "room.stop"),
+            (Some(3), "anchor-vmm failed (VMM error)", "room.end"),
+        ] {
+            let line = room_line(&log, hostile, how, code, &[("why", hostile)]).unwrap();
+            let r = Record::parse(line.strip_suffix(b"\n").unwrap()).unwrap();
+            assert_eq!(r.event, event);
+            assert_eq!(r.field("room"), Some(hostile.as_bytes()));
+            assert_eq!(r.field("how"), Some(how.as_bytes()));
+            assert_eq!(r.field("why"), Some(hostile.as_bytes()));
+            let text = std::str::from_utf8(&line).unwrap();
+            assert_eq!(text.matches('\n').count(), 1, "{text}");
+            assert!(!text.contains('\x1b') && !text.contains("a b"), "{text}");
+            log.extend_from_slice(&line);
+        }
+        assert_eq!(crate::verify(&log).unwrap().records, 4);
     }
 }

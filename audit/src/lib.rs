@@ -14,7 +14,7 @@ pub mod escape;
 pub mod record;
 pub mod verify;
 
-pub use chain::{Appended, Chain, ChainError};
+pub use chain::{chain_after, next_line, next_line_now, room_line, Appended, Chain, ChainError};
 pub use record::{Entry, Record, RecordError, MAX_FIELDS, MAX_RECORD};
 pub use verify::{verify, verify_anchored, Anchor, AnchorProblem, Bad, Problem, Verified};
 

@@ -22,7 +22,8 @@ use crate::sys;
 
 const NEWPID: i32 = libc::CLONE_NEWPID;
 
-/// The audit log until the vault is open (the vault issue moves it to /persist).
+/// The audit log's path for bay0: a file until the vault is open, then anchor-vault's
+/// symlink to /persist's log (docs/AUDIT-LOG-FORMAT.md).
 pub const AUDIT_LOG: &str = "/run/anchor/audit.log";
 /// The prompt is up: bay0's console shows nothing but bay0's own lines, and no key typed
 /// on it reaches a room or the operator shell.
@@ -100,9 +101,8 @@ impl Courier {
             let _ = umb.write(&v.answer());
         }
         crate::log_notice!("{v}");
-        let append = || sys::append_derived(AUDIT_LOG, 0o600, |log| v.record_now(log));
-        if let Some(Err(e)) = v.audit.then(append) {
-            crate::log_warn!("audit log {AUDIT_LOG}: {e}");
+        if v.audit {
+            crate::vault::audit_with(|log| v.record_now(log));
         }
     }
 }

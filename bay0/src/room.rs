@@ -142,12 +142,11 @@ fn cstr(s: impl Into<Vec<u8>>) -> Result<CString> {
 /// The policy's vault volume file and its size, or why the room gets none now (None: the
 /// policy asks for none). Granted only when the vault is open and anchor-vault made the
 /// file (a regular file) at exactly the policy's quota.
-fn volume(layout: &Layout, room: &Resolved, ns: bool, open: bool) -> Option<Grant> {
+fn volume(layout: &Layout, room: &Resolved, open: bool) -> Option<Grant> {
     let persist = room.policy().persist()?;
     let name = format!("{}.img", persist.volume().as_str());
     let (file, size) = (layout.volumes.join(name), persist.size().bytes());
     Some(match std::fs::symlink_metadata(&file) {
-        _ if ns => Err("namespace rooms get no vault volume in this release"),
         _ if !open => Err("the vault is locked"),
         Ok(m) if m.is_file() && m.len() == size => Ok((file, size)),
         Ok(m) if m.is_file() => Err("its size differs from the policy"),
@@ -180,7 +179,7 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
     let image = layout
         .images
         .join(format!("{}.squashfs", policy.image().as_str()));
-    let (granted, no_volume) = match volume(layout, room, ns, vault) {
+    let (granted, no_volume) = match volume(layout, room, vault) {
         Some(Ok(v)) => (Some(v), None),
         Some(Err(why)) => (None, Some(why)),
         None => (None, None),
@@ -223,6 +222,8 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
             ("--cpus", &vcpus),
             ("--image", &image_s),
         ]);
+        let vol = granted.as_ref().map(|(file, _)| file.to_string_lossy());
+        vol.iter().for_each(|v| opts(&[("--volume", v)]));
         opts(&[("--", "/sbin/init"), ("anchor.backend=namespaces", &init)]);
     } else {
         let ro = |host: &PathBuf, jail: &str| format!("{}:{jail}", host.to_string_lossy());
@@ -526,6 +527,28 @@ mod tests {
     }
 
     #[test]
+    fn a_namespace_room_gets_its_vault_volume_from_the_jail() {
+        let ns = KEEPER.replace("microvm", "namespaces");
+        let (p, argv) = plan_in(&ns, true, true, "vol-ns", sized(8 << 20));
+        let file = std::env::temp_dir().join(format!(
+            "bay0-vol-ns-{}/volumes/notes.img",
+            std::process::id()
+        ));
+        assert_eq!(
+            (p.volume.as_deref(), p.no_volume),
+            (Some(file.as_path()), None)
+        );
+        let sep = argv.iter().position(|a| a == "--").unwrap();
+        assert_eq!(
+            value_of(&argv[..sep], "--volume"),
+            file.display().to_string()
+        );
+        assert!(!argv
+            .iter()
+            .any(|a| a == "--rw" || a.contains("anchor.persist")));
+    }
+
+    #[test]
     fn a_vault_volume_that_cannot_be_given_now_is_refused_with_the_reason() {
         let ns = KEEPER.replace("microvm", "namespaces");
         // (policy, vault open, volume file size if made, why it is refused)
@@ -538,12 +561,7 @@ mod tests {
                 Some(4 << 20),
                 "its size differs from the policy",
             ),
-            (
-                ns.as_str(),
-                true,
-                Some(8 << 20),
-                "namespace rooms get no vault volume in this release",
-            ),
+            (ns.as_str(), false, Some(8 << 20), "the vault is locked"),
         ];
         for (i, (text, open, size, why)) in cases.into_iter().enumerate() {
             let prepare = |d: &Path| size.map_or((), |len| sized(len)(d));

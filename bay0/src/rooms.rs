@@ -121,20 +121,23 @@ pub fn mem_total_mib() -> u64 {
 /// name, or `NAME_PID` once set aside.
 type Leftover = anchor_text::fixed::Fixed<48>;
 
-/// Moves a closing room's run directory and cgroups to `NAME_PID` (PID: its VMM's), so that a
-/// new room of the same name can open beside it; undone, and `None`, when either cannot be
-/// moved (`cgroup::rename` moves all places or none).
+/// Moves a closing room's run directory and cgroup to `NAME_PID` (PID: its VMM's), so that
+/// a new room of the same name can open beside it; `None`, with nothing moved, when either
+/// cannot be (see `cgroup::set_aside`: on v2 the room's processes move to a frozen cgroup).
 fn set_aside(run: &Path, root: &Path, name: &str, pid: i32) -> Option<Leftover> {
     let mut aside = Leftover::default();
     core::fmt::Write::write_fmt(&mut aside, format_args!("{name}_{pid}")).ok()?;
-    let cg =
-        |a: &str, b: &str| cgroup::rename(root, &format!("anchor/{a}"), &format!("anchor/{b}"));
-    cg(name, aside.as_str()).ok()?;
-    let moved = std::fs::rename(run.join(name), run.join(aside.as_str())).is_ok();
-    if !moved {
-        let _ = cg(aside.as_str(), name);
+    let (dir, to) = (run.join(name), run.join(aside.as_str()));
+    std::fs::rename(&dir, &to).ok()?;
+    let (from_cg, to_cg) = (
+        format!("anchor/{name}"),
+        format!("anchor/{}", aside.as_str()),
+    );
+    if cgroup::set_aside(root, &from_cg, &to_cg).is_err() {
+        let _ = std::fs::rename(&to, &dir);
+        return None;
     }
-    moved.then_some(aside)
+    Some(aside)
 }
 
 /// The room table.
@@ -242,6 +245,7 @@ impl Rooms {
                 .as_ref()
                 .map_or("", |_| ", vault volume attached")
         );
+        crate::vault::audit_room(name, "opened", None, &[("backend", plan.backend)]);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(room);
         }
@@ -441,6 +445,9 @@ impl Rooms {
             name.as_str(),
             why.as_str()
         );
+        let st = status.to_string();
+        let f = [("status", st.as_str()), ("why", why.as_str())];
+        crate::vault::audit_room(name.as_str(), what, Some(status.exit_code()), &f);
         let restart = r.restart;
         // A room reset beside its old self: that one's leftovers go; consoles follow.
         let mut new_slot = r.aside.and_then(|_| self.find(name.as_str()));

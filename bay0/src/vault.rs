@@ -71,17 +71,32 @@ pub fn is_open() -> bool {
     OPEN.load(Ordering::Relaxed) && RealMounts.is_mount_point(c"/persist").unwrap_or(false)
 }
 
-/// At shutdown, after sync: unmount /persist (detached if still busy).
+/// Appends bay0's audit record made from the log so far (in /persist once the vault is
+/// open: docs/AUDIT-LOG-FORMAT.md) and starts the helper that anchors it in the TPM.
+pub fn audit_with(derive: impl FnOnce(&[u8]) -> Option<Vec<u8>>) {
+    let anchor = is_open().then_some(&[HELPER, "audit", "anchor"][..]);
+    if let Err(e) = sys::audit::append(crate::courier::AUDIT_LOG, derive, anchor) {
+        crate::log_warn!("audit log: {e}");
+    }
+}
+
+/// A room opened (`code` None) or ended (its VMM's exit code; `how`: what it was).
+pub fn audit_room(room: &str, how: &str, code: Option<i32>, facts: &[(&str, &str)]) {
+    audit_with(|log| anchor_policy::audit::room_line(log, room, how, code, facts));
+}
+
+/// At shutdown, after sync: anchor the audit log's last records, then unmount /persist
+/// (detached if still busy).
 pub fn close() {
     if !is_open() {
         return;
     }
-    let r = match RealMounts.umount(c"/persist", 0) {
-        Err(Error::Sys {
-            errno: libc::EBUSY, ..
-        }) => RealMounts.umount(c"/persist", libc::MNT_DETACH),
-        other => other,
-    };
+    // The last records (rooms closed at shutdown) are anchored before /persist goes.
+    let _ = sys::audit::run_within(&[HELPER, "audit", "anchor"], 10_000);
+    let mut r = RealMounts.umount(c"/persist", 0);
+    if r.as_ref().is_err_and(|e| e.errno() == Some(libc::EBUSY)) {
+        r = RealMounts.umount(c"/persist", libc::MNT_DETACH);
+    }
     match r {
         Ok(()) => crate::log_info!("vault: /persist unmounted"),
         Err(e) => crate::log_warn!("vault: unmount /persist: {e}"),

@@ -398,6 +398,29 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
     );
     assert_eq!(rundirs, ["two-b"]);
     assert_eq!(b.answer("stop two-b"), "ok room two-b stopped");
+    // Each start and end is an audit record (hash-chained, the room name escaped).
+    let log = std::fs::read(b.dir.join("state/run/anchor/audit.log")).unwrap();
+    anchor_audit::verify(&log).unwrap_or_else(|bad| panic!("audit log: {bad}"));
+    let records: Vec<(String, String, String)> = log
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| anchor_audit::Record::parse(l).unwrap())
+        .map(|r| {
+            let field = |k| String::from_utf8_lossy(r.field(k).unwrap_or_default()).into_owned();
+            (r.event.clone(), b.shown(&field("room")), field("how"))
+        })
+        .collect();
+    let want = [
+        ("room.start", "two-a", "opened"),
+        ("room.start", "two-b", "opened"),
+        ("room.end", "two-a", "anchor-vmm was killed (SIGKILL)"),
+        ("room.stop", "two-b", "closed"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(e, r, h)| (e.to_string(), r.to_string(), h.to_string()))
+        .collect();
+    assert_eq!(records, want);
 }
 
 #[test]

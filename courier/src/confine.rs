@@ -56,6 +56,7 @@ pub fn jail(run_dir: &Path) -> Result<(), Error> {
         binds: Vec::new(),
         devs: Vec::new(),
         image: None,
+        volume: None,
         program: CString::default(),
         argv: Vec::new(),
     };

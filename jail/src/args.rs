@@ -19,7 +19,7 @@ usage: anchor-jail --name ROOM --uid UID --gid GID --run-dir DIR
                    [--dev kvm|urandom|null]... -- PROGRAM [ARG]...
        anchor-jail --backend namespaces --name ROOM --uid UID --gid GID --run-dir DIR
                    --memory BYTES --pids N --cpu-weight N [--cpus N] --image SQUASHFS
-                   [--nofile N] [--nproc N] [--fsize BYTES]
+                   [--volume FILE] [--nofile N] [--nproc N] [--fsize BYTES]
                    -- PROGRAM [ARG]...
 
 Both forms put PROGRAM in the room's cgroup (anchor/ROOM: memory.max BYTES without swap,
@@ -43,7 +43,11 @@ start at zero); uid and gid 0 in the room are UID and GID on the host, nothing e
 mapped; the root is SQUASHFS, attached read-only through an autoclear loop device, with
 one tmpfs of BYTES/2 for /tmp /run /var /home /root /dev/shm, a /dev of null zero full
 random urandom tty and a private devpts, /proc with the host's knobs read-only or
-masked, and DIR/vsock_1024 (bay0's umbilical socket) at /dev/anchor-umbilical. PROGRAM
+masked, and DIR/vsock_1024 (bay0's umbilical socket) at /dev/anchor-umbilical. With
+--volume, FILE (the room's vault volume: one regular file, its size the quota) is
+formatted ext4 if it is all zeros, attached through an autoclear loop device and
+mounted at /persist (nodev, nosuid, noexec, writable by the room's root only), its
+contents given to UID:GID; a FILE holding anything but ext2/3/4 is refused. PROGRAM
 (a path in the image, normally /sbin/init) runs as the room's PID 1 with no capability
 in any namespace (securebits locked, so uid 0 cannot regain any), under landlock where
 the kernel has it (whether it applied is printed on stderr) and the room's seccomp
@@ -114,6 +118,8 @@ pub struct Config {
     pub devs: Vec<Dev>,
     /// The room's SquashFS image (namespaces).
     pub image: Option<PathBuf>,
+    /// The room's vault volume, mounted at /persist (namespaces).
+    pub volume: Option<PathBuf>,
     pub program: CString,
     pub argv: Vec<CString>,
 }
@@ -165,7 +171,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let (mut uid, mut gid, mut run_dir) = (None, None, None);
     let (mut memory, mut pids, mut weight, mut cpus) = (None, None, None, None);
     let (mut nofile, mut nproc, mut fsize) = (None, None, None);
-    let (mut backend, mut image) = (Backend::Vmm, None);
+    let (mut backend, mut image, mut volume) = (Backend::Vmm, None, None);
     let (mut binds, mut devs) = (Vec::new(), Vec::new());
     let mut i = 0;
     let mut rest: &[std::ffi::OsString] = &[];
@@ -208,6 +214,10 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                     return usage(format!("--image: {v:?} is not an absolute path"));
                 }
                 image = Some(PathBuf::from(v));
+            }
+            "--volume" => {
+                regular_file(Path::new(v))?;
+                volume = Some(PathBuf::from(v));
             }
             "--ro" | "--rw" => {
                 let (host, jail) = v
@@ -270,6 +280,9 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
             "--ro, --rw and --dev are for the VMM jail; a namespace room gets its image and a fixed /dev",
         );
     }
+    if volume.is_some() && !namespaces {
+        return usage("--volume is for a namespace room (a VMM gets its volume with --rw)");
+    }
     if namespaces != image.is_some() {
         return usage("--image is required with --backend namespaces, and only there");
     }
@@ -316,6 +329,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         binds,
         devs,
         image,
+        volume,
         program: program_path,
         argv,
     })))

@@ -162,8 +162,9 @@ impl core::fmt::Display for LandlockOutcome {
 /// Restricts the room's file access (where the kernel has landlock): read and execute
 /// everywhere; write only on its tmpfs directories and a few devices; no device nodes
 /// anywhere; with ABI 6, no abstract socket or signal beyond the room. /proc is
-/// read-only. Call after entering the room's root and setting no_new_privs.
-pub fn landlock() -> Result<LandlockOutcome> {
+/// read-only. With `persist` (a vault volume is mounted), /persist is writable too.
+/// Call after entering the room's root and setting no_new_privs.
+pub fn landlock(persist: bool) -> Result<LandlockOutcome> {
     let abi = TESTED_ABI;
     let all = AccessFs::from_all(abi);
     let no_nodes = all & !(AccessFs::MakeChar | AccessFs::MakeBlock);
@@ -180,6 +181,9 @@ pub fn landlock() -> Result<LandlockOutcome> {
     ];
     for dir in WRITABLE {
         rules.push(rule(dir, no_nodes)?);
+    }
+    if persist {
+        rules.push(rule("/persist", no_nodes)?);
     }
     for dev in DEVICES {
         let access = if dev == "/dev/pts" {

@@ -20,6 +20,7 @@ pub mod room;
 pub mod root;
 pub mod seccomp;
 pub mod sys;
+pub mod volume;
 
 use error::Result;
 

@@ -17,7 +17,8 @@
 //! full, random, urandom and tty bound from the host, a private devpts instance, and
 //! bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's
 //! knobs (/proc/sys, /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys,
-//! kmsg, ...) masked. /sys is not mounted. When the room's last process ends, the mount
+//! kmsg, ...) masked. /sys is not mounted. A vault volume (`--volume`) is mounted at
+//! /persist (see [`crate::volume`]). When the room's last process ends, the mount
 //! namespace goes, and with it every mount, the tmpfs, and (autoclear) the loop device.
 
 use std::ffi::CString;
@@ -106,7 +107,7 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     crate::privs::limit(&cfg.rlimits)?;
     confine::become_room_root(cfg.uid, cfg.gid)?;
     confine::give_up_capabilities()?;
-    let landlock = confine::landlock()?;
+    let landlock = confine::landlock(cfg.volume.is_some())?;
     note(format_args!("room {}: landlock {landlock}", cfg.name));
     crate::seccomp::install()?;
     // The room's stderr is its console, like a microVM's; the jail's own failure from
@@ -227,6 +228,18 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
     }
     build_dev(cfg, &new_root.join("dev"), &state)?;
     build_proc(&new_root.join("proc"))?;
+    if let Some(file) = &cfg.volume {
+        let fresh = crate::volume::attach(cfg, file, &new_root)?;
+        let how = if fresh {
+            " (formatted on first use)"
+        } else {
+            ""
+        };
+        note(format_args!(
+            "room {}: vault volume mounted on /persist{how}",
+            cfg.name
+        ));
+    }
     Ok(new_root)
 }
 

@@ -332,11 +332,23 @@ pub fn kill(pid: i32, sig: i32) -> Result<()> {
 /// comes apart when its last user, the room's mount, goes away). Returns the device's
 /// open descriptor (to keep it until the mount holds it) and its path.
 pub fn loop_attach_readonly(image: &Path) -> Result<(OwnedFd, std::path::PathBuf)> {
+    loop_attach(image, false)
+}
+
+/// [`loop_attach_readonly`], writable when `writable` (a room's vault volume).
+pub fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::PathBuf)> {
     const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
     const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
     const LO_FLAGS_READ_ONLY: u32 = 1;
     const LO_FLAGS_AUTOCLEAR: u32 = 4;
-    let backing = open_path(image, libc::O_RDONLY)?;
+    let (mode, read_only) = if writable {
+        (libc::O_RDWR, 0)
+    } else {
+        (libc::O_RDONLY, LO_FLAGS_READ_ONLY)
+    };
+    // A writable backing file is never reached through a symlink.
+    let nofollow = if writable { libc::O_NOFOLLOW } else { 0 };
+    let backing = open_path(image, mode | nofollow)?;
     let control = open_path(Path::new("/dev/loop-control"), libc::O_RDWR)?;
     let mut name = [0u8; 64];
     for (d, s) in name
@@ -352,12 +364,12 @@ pub fn loop_attach_readonly(image: &Path) -> Result<(OwnedFd, std::path::PathBuf
         let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
         let n = check("find a free loop device (/dev/loop-control)", n)?;
         let path = std::path::PathBuf::from(format!("/dev/loop{n}"));
-        let dev = open_path(&path, libc::O_RDONLY)?;
+        let dev = open_path(&path, mode)?;
         let cfg = LoopConfig {
             fd: u32::try_from(backing.as_raw_fd()).unwrap_or(u32::MAX),
             block_size: 0,
             info: LoopInfo64 {
-                lo_flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+                lo_flags: read_only | LO_FLAGS_AUTOCLEAR,
                 lo_file_name: name,
                 ..LoopInfo64::default()
             },

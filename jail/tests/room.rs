@@ -124,6 +124,7 @@ fn image(dir: &Path, skip: &str) -> PathBuf {
     let tree = dir.join("tree");
     for d in [
         "bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "var", "home", "root", "mnt",
+        "persist",
     ] {
         if d != skip {
             std::fs::create_dir_all(tree.join(d)).unwrap();
@@ -155,17 +156,31 @@ fn remove_cgroups(room: &str) {
 
 /// Runs `script` with busybox sh as the room's PID 1.
 fn run_room(dir: &Path, room: &str, image: &Path, script: &str) -> Output {
+    run_room_as(dir, room, image, 64_200, &[], script)
+}
+
+/// [`run_room`] as host uid `uid`, with more jail options.
+fn run_room_as(
+    dir: &Path,
+    room: &str,
+    image: &Path,
+    uid: u32,
+    extra: &[&std::ffi::OsStr],
+    script: &str,
+) -> Output {
     let run = dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
-    std::os::unix::fs::chown(&run, Some(64_200), Some(64_200)).unwrap();
+    std::os::unix::fs::chown(&run, Some(uid), Some(uid)).unwrap();
     let _ = std::fs::remove_file(run.join("vsock_1024"));
     let _umbilical = UnixListener::bind(run.join("vsock_1024")).unwrap();
-    std::os::unix::fs::chown(run.join("vsock_1024"), Some(64_200), Some(64_200)).unwrap();
+    std::os::unix::fs::chown(run.join("vsock_1024"), Some(uid), Some(uid)).unwrap();
     remove_cgroups(room);
+    let id = uid.to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_anchor-jail"))
         .args(["--backend", "namespaces", "--name", room])
-        .args(["--uid", "64200", "--gid", "64200", "--run-dir"])
+        .args(["--uid", &id, "--gid", &id, "--run-dir"])
         .arg(&run)
+        .args(extra)
         .args(["--memory", &(96u64 << 20).to_string(), "--pids", "32"])
         .args(["--cpu-weight", "100", "--cpus", "1", "--image"])
         .arg(image)
@@ -309,4 +324,153 @@ fn a_broken_room_is_refused_with_one_clear_line() {
         assert_eq!(loops_of(&image), Vec::<String>::new(), "{image:?}");
     }
     assert_eq!(loops_of(&no_tmp), Vec::<String>::new());
+}
+
+/// A namespace room's vault volume: the same sparse image file a microVM room gets,
+/// formatted on first use, mounted at /persist nodev,nosuid,noexec and owned by the
+/// room's root, its size the quota; the data outlives the room (also under another
+/// slot's uid); the room reaches no other volume, no loop device and no host path; a
+/// volume holding something else, or given through a symlink, is refused.
+#[test]
+fn a_namespace_room_keeps_its_vault_volume_and_reaches_no_other() {
+    need_root_and_tools();
+    let pid = std::process::id();
+    let dir = Scratch(PathBuf::from(format!("/var/tmp/anchor-jail-vol-{pid}")));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(dir.0.join("volumes")).unwrap();
+    let img = image(&dir.0, "");
+    let room = format!("jv{}", pid % 100_000);
+    let mine = dir.0.join("volumes/notes.img");
+    let other = dir.0.join("volumes/other.img");
+    for f in [&mine, &other] {
+        std::fs::File::create(f).unwrap().set_len(16 << 20).unwrap();
+    }
+    std::fs::write(&other, b"secret of another room").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&other)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let vol = |f: &Path| {
+        vec![
+            std::ffi::OsStr::new("--volume").to_owned(),
+            f.as_os_str().to_owned(),
+        ]
+    };
+    let args = vol(&mine);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let first = "\
+        grep ' /persist ' /proc/mounts | cut -d' ' -f3,4 | sed 's/^/mount=/'; \
+        echo owner=$(stat -c %u:%g /persist); \
+        echo kept > /persist/note && echo written; \
+        mkdir -p /persist/deep/er && echo x > /persist/deep/er/f; \
+        df -k /persist | tail -n 1 | awk '{print \"size=\" $2}'; \
+        dd if=/dev/zero of=/persist/big bs=1M count=32 2>/dev/null || echo quota-enforced; \
+        rm -f /persist/big; \
+        cp /bin/busybox /persist/bb && (/persist/bb true 2>/dev/null || echo noexec); \
+        rm -f /persist/bb; \
+        grep ' ext4 ' /proc/mounts | grep -cv -e ' /persist ' -e ' /dev/anchor-umbilical ' \
+            | sed 's/^/other-ext4=/'; \
+        ls /dev | grep -c loop | sed 's/^/loops=/'; \
+        mount -t ext4 /dev/loop0 /mnt 2>/dev/null || echo mount-refused; \
+        test -e /var/tmp/anchor-jail-vol-PID/volumes/other.img || echo other-unseen; \
+        grep -rqs 'secret of another room' /persist /tmp /mnt /run || echo secret-unseen; \
+        echo done"
+        .replace("PID", &pid.to_string());
+    let out = run_room_as(&dir.0, &room, &img, 64_200, &args, &first);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(out.status.success(), "{}\n{ctx}", out.status);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("mount=ext4 rw,nosuid,nodev,noexec")),
+        "{ctx}"
+    );
+    for want in [
+        "owner=0:0",
+        "written",
+        "quota-enforced",
+        "noexec",
+        "other-ext4=0",
+        "loops=0",
+        "mount-refused",
+        "other-unseen",
+        "secret-unseen",
+        "done",
+    ] {
+        assert!(stdout.lines().any(|l| l == want), "missing {want:?}\n{ctx}");
+    }
+    let size: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("size="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (8 << 10..=16 << 10).contains(&size),
+        "{size} KiB for a 16 MiB volume\n{ctx}"
+    );
+    assert!(
+        stderr.contains("vault volume mounted on /persist (formatted on first use)"),
+        "{ctx}"
+    );
+    assert_eq!(
+        std::fs::metadata(&mine).unwrap().len(),
+        16 << 20,
+        "the file grew"
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !loops_of(&mine).is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        loops_of(&mine),
+        Vec::<String>::new(),
+        "the loop device outlived the room"
+    );
+
+    // The next start (another slot, so another host uid): the data is there and the
+    // room's root owns it.
+    let second = "cat /persist/note; cat /persist/deep/er/f; \
+                  echo again > /persist/deep/er/f && echo rewritten; \
+                  echo owner=$(stat -c %u /persist/deep/er/f)";
+    let out = run_room_as(&dir.0, &room, &img, 64_201, &args, second);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(out.status.success(), "{ctx}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["kept", "x", "rewritten", "owner=0"],
+        "{ctx}"
+    );
+    assert!(
+        stderr.contains("vault volume mounted on /persist\n"),
+        "{ctx}"
+    );
+
+    // Refused: a volume holding something else (the other room's bytes) and a symlink.
+    let link = dir.0.join("volumes/link.img");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    for (file, why) in [
+        (&other, "not a file system a room made"),
+        (&link, "symlink"),
+    ] {
+        let args = vol(file);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let out = run_room_as(&dir.0, &room, &img, 64_200, &args, "echo ran");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && !stdout.contains("ran"),
+            "{stdout}{stderr}"
+        );
+        assert!(stderr.contains(why), "{why}: {stderr}");
+    }
+    assert!(std::fs::read(&other)
+        .unwrap()
+        .starts_with(b"secret of another room"));
 }

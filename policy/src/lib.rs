@@ -20,6 +20,8 @@ mod show;
 mod units;
 mod validate;
 
+/// The audit log format, for bay0's records (bay0 reaches it through this crate).
+pub use anchor_audit as audit;
 pub use courier::{courier_allowed, Refusal};
 pub use error::{PolicyError, Problem, ProblemKind};
 pub use model::{

@@ -2,8 +2,8 @@
 //! Rooms' cgroups as bay0 handles them after `anchor-jail` made them: a room's cgroup is
 //! `anchor/NAME` under the cgroup v2 root (`/sys/fs/cgroup`), or under each v1 controller
 //! it uses (`memory/`, `pids/`, `cpu/`). bay0 removes a room's cgroup once its VMM has
-//! ended, and renames it out of the way when a room is reset while its old VMM is still
-//! being torn down (a cgroup may be renamed within its parent, v1 and v2 alike).
+//! ended, and sets it aside ([`set_aside`]) when a room is reset while its old self is
+//! still there, so the new room can have the name.
 
 use std::path::Path;
 
@@ -61,6 +61,56 @@ pub fn rename(root: &Path, rel: &str, to: &str) -> crate::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Moves cgroup `rel` out of the way as `to` (same parent), all or nothing. cgroup v1
+/// renames it (every hierarchy, see [`rename`]). cgroup v2 refuses renames (EPERM): there
+/// `to` is made and frozen, every process of `rel` is moved into it (frozen as it arrives;
+/// memory already charged stays with `rel`'s accounting until it is freed), and the
+/// emptied `rel` is removed; if it cannot be, the processes go back and `to` goes.
+pub fn set_aside(root: &Path, rel: &str, to: &str) -> crate::Result<()> {
+    match rename(root, rel, to) {
+        Err(e) if e.errno == libc::EPERM => move_all(&root.join(rel), &root.join(to)),
+        other => other,
+    }
+}
+
+fn io_err(op: &'static str) -> impl Fn(std::io::Error) -> crate::Error {
+    move |e| crate::Error {
+        op,
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
+/// cgroup v2's [`set_aside`].
+fn move_all(from: &Path, to: &Path) -> crate::Result<()> {
+    std::fs::create_dir(to).map_err(io_err("make the set-aside cgroup"))?;
+    let moved = std::fs::write(to.join("cgroup.freeze"), "1")
+        .map_err(io_err("freeze the set-aside cgroup"))
+        .and_then(|()| {
+            move_procs(from, to);
+            std::fs::remove_dir(from).map_err(io_err("remove the emptied cgroup"))
+        });
+    if moved.is_err() {
+        move_procs(to, from);
+        let _ = std::fs::remove_dir(to);
+    }
+    moved
+}
+
+/// Moves every process of cgroup `from` into `to`; processes forked while the list was
+/// read are moved in a later round (at most 8).
+fn move_procs(from: &Path, to: &Path) {
+    for _ in 0..8 {
+        let procs = std::fs::read_to_string(from.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() {
+            return;
+        }
+        for pid in procs.lines() {
+            // A process that has ended meanwhile cannot be moved (ESRCH): nothing to do.
+            let _ = std::fs::write(to.join("cgroup.procs"), pid);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! `unsafe` block with its reason. Callers get safe functions that return a [`Error`]: what
 //! was being done and the errno, `Copy` and allocation-free (bay0's error-path rule).
 
+pub mod audit;
+
 pub use libc;
 
 pub mod cgroup;

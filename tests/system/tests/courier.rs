@@ -412,11 +412,20 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     ]) {
         assert!(r.contains(d), "{r}");
     }
+    // The rooms' starts are audited in the same chain.
+    for room in ["sender", "receiver"] {
+        let start = format!(" bay0 room.start room={room} how=opened backend=microvm");
+        assert!(shown.contains(&start), "{shown}");
+    }
+    let total = shown.lines().filter(|l| l.starts_with('#')).count();
     let verified = sh(
         &mut m,
         "anchorctl audit verify --file /run/anchor/audit.log --no-tpm",
     );
-    assert!(verified.contains("intact: 5 records"), "{verified}");
+    assert!(
+        verified.contains(&format!("intact: {total} records")),
+        "{verified}"
+    );
 
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();
@@ -575,11 +584,20 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         log.contains("reason=anchor-courier%20killed%20by%20signal%209"),
         "{log}"
     );
+    // The killed rooms' ends are audited too (a VMM's unexpected end: room.end).
+    for room in ["sender", "receiver"] {
+        let end = format!(" bay0 room.end room={room} how=anchor-vmm%20was%20killed%20(SIGKILL) ");
+        assert!(log.contains(&end), "{log}");
+    }
+    let total = log.lines().filter(|l| l.starts_with('#')).count();
     let verified = sh(
         &mut m,
         "anchorctl audit verify --file /run/anchor/audit.log --no-tpm",
     );
-    assert!(verified.contains("intact: 3 records"), "{verified}");
+    assert!(
+        verified.contains(&format!("intact: {total} records")),
+        "{verified}"
+    );
 
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();

@@ -285,6 +285,7 @@ fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
         "kept",
     );
     detach(&mut m, "alpha");
+    let from = m.serial().len();
     let t = Instant::now();
     let out = sh(&mut m, "anchorctl room reset alpha");
     assert!(out.contains("room alpha ready in"), "{out}");
@@ -292,6 +293,31 @@ fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
         "figure: anchorctl room reset alpha {:.2} s (nested, TCG)",
         t.elapsed().as_secs_f64()
     );
+    // The new room opened beside the old one (held frozen in cgroup v2 and stopped), which
+    // ended only afterwards; the old one's set-aside leftovers (`alpha_PID`) then go.
+    let ended = m
+        .wait_for_line_from(from, "bay0: room alpha (pid", SHELL)
+        .unwrap();
+    let opened = m
+        .wait_for_from(from, "bay0: room alpha opened", SHELL)
+        .unwrap();
+    assert!(
+        opened.end < ended.end,
+        "the reset waited for the old room to end:\n{}",
+        &m.serial()[from..]
+    );
+    let mut left = String::new();
+    for _ in 0..20 {
+        left = sh(
+            &mut m,
+            "ls /run/anchor/rooms /sys/fs/cgroup/anchor | grep alpha_ || true",
+        );
+        if left.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(left.trim().is_empty(), "left after the reset: {left}");
     attach(&mut m, "alpha");
     in_room(
         &mut m,

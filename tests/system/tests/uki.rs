@@ -3,7 +3,9 @@
 //! the product UKI boots to a room and its PCR 11 is what we predicted and signed; the
 //! firmware refuses unsigned and tampered images; and an A/B "device" lives through
 //! power cuts at every step of an update, boots into it, refuses downgrades and tampered
-//! updates before writing, and falls back by itself from an update that panics.
+//! updates before writing, and falls back by itself from an update that panics; and the
+//! vault, sealed to our signed PCR 11 policy, opens after a signed update and not for an
+//! image whose PCR 11 policy another key signed.
 //!
 //! Needs: `make uki` ($ANCHOR_OUT/anchor.efi) and uki/tests/mk-test-ukis.sh
 //! ($ANCHOR_OUT/uki-test/), QEMU, OVMF, swtpm, mtools (tests/system/run-all.sh builds the
@@ -420,4 +422,136 @@ fn ab_update_survives_power_cuts_refuses_bad_updates_and_falls_back_from_a_panic
     drop(m);
     assert_eq!(dev.slots(), ["anchor-A+0-3.efi", "anchor-B.efi"]);
     eprintln!("figure: A/B test total {:.1} s", secs(total));
+}
+
+/// The vault's passphrase (tests only).
+const PASS: &str = "correct horse battery";
+/// A vault step under TCG (argon2id at 32 MiB, mkfs, the TPM).
+const VAULT: Duration = Duration::from_secs(240);
+
+/// Power the machine down the way a person would (ACPI button) and wait for QEMU to end.
+fn power_down(mut m: Machine) {
+    m.system_powerdown().unwrap();
+    let status = m.wait_exit(Duration::from_secs(120)).unwrap();
+    assert!(status.success(), "QEMU exit {status}");
+}
+
+/// The vault through the signed PCR 11 policy in real boots (OVMF Secure Boot, swtpm,
+/// the product initramfs): created at the first boot of v1, sealed to the PCR key the UKI
+/// carries; after an "update" to v2 (another PCR 11, signed by the same key) the
+/// passphrase opens it with nothing re-enrolled; an image our db key signed (so the
+/// firmware boots it) but whose PCR 11 policy another key signed is refused before the
+/// passphrase, with a line naming both keys, and the recovery key opens the vault.
+#[test]
+fn the_vault_opens_after_a_signed_update_and_not_for_a_foreign_pcr_policy() {
+    let (v1, v2, foreign) = (
+        image("vault-v1.efi"),
+        image("vault-v2.efi"),
+        image("vault-v2-foreign-pcr.efi"),
+    );
+    let (p1, p2, pf) = (
+        predicted_pcr11(&v1),
+        predicted_pcr11(&v2),
+        predicted_pcr11(&foreign),
+    );
+    assert!(
+        p1 != p2 && p2 != pf,
+        "the images measure alike: the test proves nothing"
+    );
+    // Room for one 30 MB product UKI at a time (each is deleted before the next is put).
+    let dev = Device::new("vault", &[("anchor-A.efi", v1)], &[], 96);
+    let replace = |uki: &Path| {
+        dev.del("EFI/Linux/anchor-A.efi");
+        dev.put("EFI/Linux/anchor-A.efi", uki);
+        assert_eq!(dev.slots(), ["anchor-A.efi"]);
+    };
+    let disk = dev.dir.join("vault.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let boot = |name: &str| Machine::start(dev.options(name).disk(disk.clone())).unwrap();
+    let pcr11 = |m: &Machine| {
+        m.wait_for_line("anchor-update: pcr11: sha256 ", BOOT)
+            .unwrap()
+            .line
+    };
+
+    // v1, first boot: the blank disk becomes a vault sealed to the UKI's PCR key.
+    let t = Instant::now();
+    let mut m = boot("uki-vault-v1");
+    m.wait_for("this is the first boot", BOOT).unwrap();
+    m.wait_for("New vault passphrase", VAULT).unwrap();
+    m.type_text(&format!("{PASS}\n")).unwrap();
+    m.wait_for("Type it again", VAULT).unwrap();
+    m.type_text(&format!("{PASS}\n")).unwrap();
+    let sealed = m.wait_for("Sealing policy:", VAULT).unwrap();
+    assert!(
+        sealed.line.contains(
+            "TPM2 signed PCR policy, SHA-256 bank: PCR 11 (unified kernel image) as signed by key "
+        ) && sealed
+            .line
+            .contains("PCRs 7 (Secure Boot state and keys) as sealed"),
+        "{}",
+        sealed.line
+    );
+    let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
+    let key = m.wait_for_from(banner.end, "-", VAULT).unwrap();
+    let key = key.line.trim().to_owned();
+    assert_eq!(key.len(), 39, "recovery key line: {key:?}");
+    m.wait_for("Press Enter once", VAULT).unwrap();
+    m.type_text("\n").unwrap();
+    m.wait_for("/persist open: unlocked with the new vault", VAULT)
+        .unwrap();
+    m.wait_for("bay0: vault: /persist is open", VAULT).unwrap();
+    assert!(pcr11(&m).ends_with(&p1), "PCR 11 is not v1's");
+    eprintln!(
+        "figure: firmware -> vault created and open (UKI v1, OVMF, TCG) {:.1} s",
+        secs(t)
+    );
+    power_down(m);
+
+    // The update: v2 in the slot. Another PCR 11, signed by our key: the passphrase opens.
+    replace(&v2);
+    let t = Instant::now();
+    let mut m = boot("uki-vault-v2");
+    m.wait_for("Vault passphrase", BOOT).unwrap();
+    m.type_text(&format!("{PASS}\n")).unwrap();
+    m.wait_for("/persist open: unlocked with the passphrase", VAULT)
+        .unwrap();
+    m.wait_for("bay0: vault: /persist is open", VAULT).unwrap();
+    assert!(pcr11(&m).ends_with(&p2), "PCR 11 is not v2's");
+    eprintln!(
+        "figure: firmware -> vault open with the passphrase after the update (UKI v2) {:.1} s",
+        secs(t)
+    );
+    power_down(m);
+
+    // Our db key signed it, another key its PCR 11 policy: the firmware boots it, the
+    // vault refuses it before asking the passphrase; the recovery key opens.
+    replace(&foreign);
+    let mut m = boot("uki-vault-foreign-pcr");
+    let refused = m
+        .wait_for("not by the key this vault trusts", BOOT)
+        .unwrap();
+    assert!(
+        refused.line.contains("PCR 11 policy is signed by key "),
+        "{}",
+        refused.line
+    );
+    m.wait_for("Recovery key: ", VAULT).unwrap();
+    m.type_text(&format!("{key}\n")).unwrap();
+    m.wait_for("/persist open: unlocked with the recovery key", VAULT)
+        .unwrap();
+    assert!(
+        pcr11(&m).ends_with(&pf),
+        "PCR 11 is not the foreign-policy image's"
+    );
+    let log = m.serial();
+    assert!(
+        !log.contains("Vault passphrase"),
+        "the passphrase was asked for an image the vault does not trust"
+    );
+    assert!(!log.contains(PASS), "the passphrase was echoed");
+    power_down(m);
 }

@@ -126,34 +126,29 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    fn open_append(path: &Path, chain: Chain) -> Result<LogFile, AuditError> {
+    /// Open an existing log whose chain verifies, or start an empty one from `origin`.
+    /// The file stays locked against the other writers (bay0, other anchor-vault
+    /// commands) while this handle lives; see [`anchor_sys::audit`].
+    pub fn open(path: &Path, origin: anchor_audit::Hash) -> Result<LogFile, AuditError> {
+        let io = |e| AuditError::Io(path.to_path_buf(), e);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
+        let mut file = anchor_sys::audit::open_locked(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let chain = if bytes.is_empty() {
+            Chain::resume(0, origin)
+        } else {
+            let v = verify(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
+            Chain::resume(v.records, v.head)
+        };
         Ok(LogFile {
             path: path.to_path_buf(),
             file,
             chain,
             appended: Vec::new(),
         })
-    }
-
-    /// Open an existing log whose chain verifies, or start an empty one from `origin`.
-    pub fn open(path: &Path, origin: anchor_audit::Hash) -> Result<LogFile, AuditError> {
-        let chain = match read_all(path)? {
-            Some(bytes) => {
-                let v = verify(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
-                Chain::resume(v.records, v.head)
-            }
-            None => Chain::resume(0, origin),
-        };
-        LogFile::open_append(path, chain)
     }
 
     /// Append `event` (one write, then fsync).
@@ -240,6 +235,7 @@ pub fn settle(
     events: &[Event],
 ) -> Result<Settled, AuditError> {
     let mut out = Settled::default();
+    let _anchoring = anchor_lock(log_path)?;
     let nv = match tcti.map(read_anchor) {
         Some(Ok(nv)) => Some(nv),
         Some(Err(e)) => {
@@ -333,11 +329,22 @@ pub fn anchor_digests(
 }
 
 /// Move the pre-unlock log's records into `log`; returns how many. The pre-unlock log
-/// is removed afterwards. A break in its chain is recorded, not hidden.
+/// is then replaced, atomically and under its writers' lock, by a symlink to `log`, so
+/// every later record of bay0's (which names the pre-unlock path) lands in the vault.
+/// A break in its chain is recorded, not hidden.
 fn carry_over(pre_unlock: &Path, log: &mut LogFile) -> Result<u64, AuditError> {
-    let Some(bytes) = read_all(pre_unlock)? else {
-        return Ok(0);
-    };
+    let io = |e| AuditError::Io(pre_unlock.to_path_buf(), e);
+    // A symlink left by an earlier unlock of this boot points into the vault: nothing
+    // to carry, and it is made again below.
+    if std::fs::symlink_metadata(pre_unlock).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(pre_unlock).map_err(io)?;
+    }
+    if let Some(dir) = pre_unlock.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
+    }
+    let mut pre = anchor_sys::audit::open_locked(pre_unlock).map_err(io)?;
+    let mut bytes = Vec::new();
+    pre.read_to_end(&mut bytes).map_err(io)?;
     let (good_len, problem) = match verify(&bytes) {
         Ok(_) => (bytes.len(), None),
         Err(bad) => (bad.offset, Some(bad.to_string())),
@@ -348,18 +355,59 @@ fn carry_over(pre_unlock: &Path, log: &mut LogFile) -> Result<u64, AuditError> {
         .filter(|l| !l.is_empty())
         .filter_map(|l| Record::parse(l).ok())
         .collect();
-    let count = records.len().to_string();
-    let from = pre_unlock.display().to_string();
-    let mut summary = Event::new("audit.carry", &[("from", &from), ("records", &count)]);
-    if let Some(p) = &problem {
-        summary
-            .fields
-            .push(("problem".into(), p.as_bytes().to_vec()));
+    if !bytes.is_empty() {
+        let count = records.len().to_string();
+        let from = pre_unlock.display().to_string();
+        let mut summary = Event::new("audit.carry", &[("from", &from), ("records", &count)]);
+        if let Some(p) = &problem {
+            summary
+                .fields
+                .push(("problem".into(), p.as_bytes().to_vec()));
+        }
+        log.append(&summary)?;
+        for r in &records {
+            log.append(&Event::from_record(r))?;
+        }
     }
-    log.append(&summary)?;
-    for r in &records {
-        log.append(&Event::from_record(r))?;
-    }
-    std::fs::remove_file(pre_unlock).map_err(|e| AuditError::Io(pre_unlock.to_path_buf(), e))?;
+    let link = pre_unlock.with_extension("log.link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&log.path, &link).map_err(|e| AuditError::Io(link.clone(), e))?;
+    std::fs::rename(&link, pre_unlock).map_err(io)?;
+    drop(pre);
     Ok(records.len() as u64)
+}
+
+/// Where anchoring is serialised: one process at a time reads the TPM anchor and
+/// advances it, so two never extend the same record twice.
+pub fn anchor_lock_path(log_path: &Path) -> PathBuf {
+    log_path.with_file_name("anchor.lock")
+}
+
+/// Take the anchoring lock for the log at `log_path` (waits for another anchoring
+/// process, at most a minute).
+pub fn anchor_lock(log_path: &Path) -> Result<File, AuditError> {
+    let path = anchor_lock_path(log_path);
+    let io = |e| AuditError::Io(path.clone(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    anchor_sys::audit::flock_within(&file, false, 60_000).map_err(io)?;
+    Ok(file)
+}
+
+/// The log at `path` as it stands between two appends (read under the writers' lock).
+pub fn read_whole(path: &Path) -> Result<Vec<u8>, AuditError> {
+    let io = |e| AuditError::Io(path.to_path_buf(), e);
+    let mut file = File::open(path).map_err(io)?;
+    anchor_sys::audit::flock_within(&file, true, anchor_sys::audit::LOCK_WAIT_MS).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }

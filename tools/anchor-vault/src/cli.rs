@@ -61,15 +61,34 @@ pub struct Global {
     /// mke2fs to make the vault's filesystem with (default: found in /usr/sbin, /sbin).
     #[arg(long, global = true, value_name = "PATH")]
     pub mkfs: Option<PathBuf>,
+    /// The running image's signed PCR 11 policy (systemd-measure JSON), checked at unlock
+    /// when the vault was sealed to a signed policy. systemd-stub puts the booted UKI's
+    /// `.pcrsig` there.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/.extra/tpm2-pcr-signature.json"
+    )]
+    pub pcr_signature: PathBuf,
 }
 
 /// How a new vault is made.
 #[derive(Debug, Args, Clone)]
 pub struct CreateArgs {
-    /// PCRs (SHA-256 bank) the key is sealed to, comma-separated; PCR 15 is always
-    /// added as the vault's own lock.
+    /// PCRs (SHA-256 bank) the key is sealed to by value, comma-separated; PCR 15 is
+    /// always added as the vault's own lock.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "7")]
     pub pcrs: Vec<u8>,
+    /// Also seal to PCR 11 through a policy signed by this RSA public key (PEM): any
+    /// system image whose `.pcrsig` carries that key's signature over its PCR 11 opens
+    /// the vault, updates included. Default: the booted UKI's key,
+    /// /.extra/tpm2-pcr-public-key.pem, if that file exists (else PCRs by value only).
+    #[arg(long, value_name = "PEM", conflicts_with = "no_signed_pcr11")]
+    pub pcr_public_key: Option<PathBuf>,
+    /// Do not seal to a signed PCR 11 policy, even when booted from a UKI.
+    #[arg(long)]
+    pub no_signed_pcr11: bool,
     /// argon2id memory per keyslot, MiB (default 1024).
     #[arg(long, value_name = "MIB")]
     pub argon2_memory_mib: Option<u32>,

@@ -219,7 +219,8 @@ pub fn audit_append(paths: &Paths, event: &Event) -> Result<String, VaultError> 
 pub fn audit_anchor(paths: &Paths, tcti: Option<&str>) -> Result<String, VaultError> {
     let tcti = tpm::find(tcti)?;
     let log = paths.log();
-    let bytes = std::fs::read(&log).map_err(|e| auditlog::AuditError::Io(log.clone(), e))?;
+    let _anchoring = auditlog::anchor_lock(&log)?;
+    let bytes = auditlog::read_whole(&log)?;
     let nv = auditlog::read_anchor(&tcti)?;
     let v = verify(&bytes).map_err(|b| auditlog::AuditError::Broken(log.clone(), b))?;
     let a = verify_anchored(&bytes, &auditlog::anchor_of(&v, &nv))
@@ -276,6 +277,10 @@ pub fn reset_lockout(con: &mut dyn Console, tcti: Option<&str>) -> Result<Outcom
 
 /// `lock`: unmount /persist and close the vault.
 pub fn lock(paths: &Paths) -> Result<String, VaultError> {
+    // bay0's records go to a pre-unlock log again (carried over at the next unlock).
+    if std::fs::symlink_metadata(&paths.pre_log).is_ok_and(|m| m.file_type().is_symlink()) {
+        let _ = std::fs::remove_file(&paths.pre_log);
+    }
     if persist::is_open(&paths.mount) {
         sys::umount(&paths.mount).map_err(|e| persist::PersistError::Io(paths.mount.clone(), e))?;
     }

@@ -8,7 +8,8 @@ use anchor_vault::cli::{AuditCommand, Cli, Command, CreateArgs, VolumeCommand};
 use anchor_vault::console::{Console, Terminal};
 use anchor_vault::error::{Outcome, VaultError, EXIT_ERROR, EXIT_USAGE};
 use anchor_vault::luks::Argon2Cost;
-use anchor_vault::settings::{self, DaSettings, InitOptions, Paths, UnlockOptions};
+use anchor_vault::settings::{self, DaSettings, InitOptions, Paths, PcrKeyChoice, UnlockOptions};
+use anchor_vault::tpm::signed;
 use anchor_vault::{commands, provision, sys, unlock};
 use clap::Parser;
 
@@ -18,8 +19,14 @@ fn init_options(c: &CreateArgs, open: bool) -> InitOptions {
         .map(|m| m.saturating_mul(1024))
         .or_else(|| settings::argon2_kib_from_cmdline(&settings::cmdline()))
         .unwrap_or(Argon2Cost::DEFAULT.memory_kib);
+    let pcr_key = match (&c.pcr_public_key, c.no_signed_pcr11) {
+        (_, true) => PcrKeyChoice::Off,
+        (Some(p), false) => PcrKeyChoice::Required(p.clone()),
+        (None, false) => PcrKeyChoice::IfPresent(signed::PUBLIC_KEY_FILE.into()),
+    };
     InitOptions {
         pcrs: c.pcrs.clone(),
+        pcr_key,
         cost: Argon2Cost {
             memory_kib,
             iterations: c.argon2_iterations,
@@ -60,6 +67,7 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
         pre_log: g.pre_log.clone(),
         policies: g.policies.clone(),
         mkfs: g.mkfs.clone(),
+        pcr_signature: g.pcr_signature.clone(),
         ..Paths::system(disk.unwrap_or_default())
     };
     let tcti = g.tpm.as_deref();
@@ -125,7 +133,12 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
             }
             print(&commands::audit_append(&paths, &e)?)
         }
-        Command::Audit(AuditCommand::Anchor) => print(&commands::audit_anchor(&paths, tcti)?),
+        Command::Audit(AuditCommand::Anchor) => {
+            // A shutdown's SIGTERM to every process must not cut an anchoring short: it
+            // takes milliseconds, and bay0 waits for it before powering off.
+            sys::ignore_termination();
+            print(&commands::audit_anchor(&paths, tcti)?)
+        }
         Command::Audit(AuditCommand::TpmState) => print(&commands::audit_tpm_state(tcti)?),
         Command::ResetLockout => {
             let _ = sys::protect_memory();

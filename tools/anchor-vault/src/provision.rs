@@ -15,11 +15,11 @@ use crate::error::{Outcome, VaultError};
 use crate::keys::{self, RecoveryKey, Secret, SALT_LEN, TPM_SECRET_LEN};
 use crate::luks::{self, DiskState, RECOVERY_SLOT, TPM_SLOT};
 use crate::persist;
-use crate::settings::{InitOptions, Paths};
+use crate::settings::{InitOptions, Paths, PcrKeyChoice};
 use crate::sys::esys::RawEsys;
 use crate::token::{AuditNv, VaultToken};
 use crate::tpm::nv::Indices;
-use crate::tpm::{self, SealPolicy, Tpm, TpmError};
+use crate::tpm::{self, PcrKey, SealPolicy, Tpm, TpmError};
 use crate::unlock::{self, How, Timing};
 
 /// The shortest passphrase accepted.
@@ -93,6 +93,17 @@ fn take_lockout(
     ))
 }
 
+/// The key a new vault's signed PCR 11 policy trusts, if any.
+fn pcr_key(choice: &PcrKeyChoice) -> Result<Option<PcrKey>, VaultError> {
+    match choice {
+        PcrKeyChoice::Off => Ok(None),
+        PcrKeyChoice::IfPresent(p) if !p.exists() => Ok(None),
+        PcrKeyChoice::IfPresent(p) | PcrKeyChoice::Required(p) => PcrKey::read(p)
+            .map(Some)
+            .map_err(|e| TpmError::Signed(e).into()),
+    }
+}
+
 /// Prepare the TPM side: seal the secret, define the audit anchor, note who owns the
 /// lockout hierarchy.
 fn prepare_tpm(tcti: &str, pass: &[u8], opts: &InitOptions) -> Result<Sealed, VaultError> {
@@ -101,7 +112,10 @@ fn prepare_tpm(tcti: &str, pass: &[u8], opts: &InitOptions) -> Result<Sealed, Va
     if da.owner_auth_set {
         return Err(TpmError::OwnerAuth.into());
     }
-    let policy = tpm.pcr_policy(&opts.pcrs)?;
+    let policy = match pcr_key(&opts.pcr_key)? {
+        Some(key) => tpm.signed_policy(key, &opts.pcrs)?,
+        None => tpm.pcr_policy(&opts.pcrs)?,
+    };
     let secret = keys::random(TPM_SECRET_LEN)?;
     let salt = keys::random(SALT_LEN)?;
     let blob = tpm.seal(&secret, &*keys::tpm_auth(&salt, pass), &policy)?;
@@ -231,7 +245,13 @@ fn create(
         let _ = luks::deactivate(&paths.disk, &paths.mapper);
         return Err(e.into());
     }
-    let pcrs: Vec<String> = opts.pcrs.iter().map(u8::to_string).collect();
+    let mut pcrs: Vec<String> = opts.pcrs.iter().map(u8::to_string).collect();
+    if let Some(key) = sealed.token.policy.signing_key() {
+        pcrs.push(format!(
+            "11:signed:{}",
+            tpm::signed::short(&key.fingerprint())
+        ));
+    }
     let cost = opts.cost.to_string();
     let events = vec![Event::new(
         "vault.init",
@@ -256,5 +276,10 @@ impl Tpm {
     /// A PCR policy over `pcrs` with their current values.
     pub fn pcr_policy(&mut self, pcrs: &[u8]) -> Result<SealPolicy, TpmError> {
         Ok(SealPolicy::pcr_now(self.ctx(), pcrs)?)
+    }
+
+    /// A signed PCR 11 policy trusting `key`, plus `pcrs` with their current values.
+    pub fn signed_policy(&mut self, key: PcrKey, pcrs: &[u8]) -> Result<SealPolicy, TpmError> {
+        Ok(SealPolicy::signed_now(self.ctx(), key, pcrs)?)
     }
 }

@@ -8,6 +8,7 @@ use crate::auditlog;
 use crate::luks::Argon2Cost;
 use crate::persist;
 use crate::tpm::policy::DEFAULT_PCRS;
+use crate::tpm::signed;
 
 /// Paths the commands use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct Paths {
     pub policies: PathBuf,
     /// mke2fs, if not in the usual places.
     pub mkfs: Option<PathBuf>,
+    /// The running image's signed PCR 11 policy (systemd-stub's copy of `.pcrsig`).
+    pub pcr_signature: PathBuf,
 }
 
 impl Paths {
@@ -36,6 +39,7 @@ impl Paths {
             pre_log: PathBuf::from(auditlog::PRE_UNLOCK_LOG),
             policies: PathBuf::from("/etc/anchor/policies"),
             mkfs: None,
+            pcr_signature: PathBuf::from(signed::SIGNATURE_FILE),
         }
     }
 
@@ -69,11 +73,24 @@ impl Default for DaSettings {
     }
 }
 
+/// Which key a new vault's signed PCR 11 policy trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcrKeyChoice {
+    /// This file if it exists (the running UKI's `.pcrpkey`), else no signed policy.
+    IfPresent(PathBuf),
+    /// This file; an error if it cannot be read.
+    Required(PathBuf),
+    /// No signed PCR 11 policy: PCRs by value only.
+    Off,
+}
+
 /// How a new vault is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitOptions {
-    /// PCRs the secret is sealed to (besides the lock PCR).
+    /// PCRs the secret is sealed to by value (besides the lock PCR).
     pub pcrs: Vec<u8>,
+    /// The signed PCR 11 policy's key.
+    pub pcr_key: PcrKeyChoice,
     /// argon2id cost of both keyslots.
     pub cost: Argon2Cost,
     /// Dictionary-attack settings.
@@ -87,6 +104,7 @@ impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             pcrs: DEFAULT_PCRS.to_vec(),
+            pcr_key: PcrKeyChoice::IfPresent(PathBuf::from(signed::PUBLIC_KEY_FILE)),
             cost: Argon2Cost::DEFAULT,
             da: DaSettings::default(),
             open: true,

@@ -28,7 +28,7 @@ use crate::provision;
 use crate::settings::{Paths, UnlockOptions};
 use crate::token::VaultToken;
 use crate::tpm::policy::{pcr_meaning, LOCK_PCR};
-use crate::tpm::{self, DaStatus, Tpm, TpmError};
+use crate::tpm::{self, DaStatus, PcrSignature, SignedError, Tpm, TpmError};
 
 /// Recovery-key attempts before giving up.
 pub const RECOVERY_TRIES: u32 = 3;
@@ -127,6 +127,11 @@ fn explain_pcrs(con: &mut dyn Console, changed: &[u8]) {
     con.say("The TPM will not release the vault key. If you changed firmware settings or updated the system yourself, use the recovery key; if you did not, treat this as a warning sign.");
 }
 
+fn explain_signed(con: &mut dyn Console, e: &SignedError) {
+    con.say(&format!("The TPM will not release the vault key: {e}."));
+    con.say("Use the recovery key. If you did not install another system image yourself, treat this as a warning sign.");
+}
+
 fn tries_note(da: Option<&DaStatus>) -> String {
     match da {
         Some(d) if d.tries_left() == 0 => "The TPM now refuses further tries (lockout).".into(),
@@ -170,6 +175,24 @@ fn passphrase_phase(
         );
         return Ok(Phase::Recovery);
     }
+    // A signed PCR 11 policy: the TPM checks the running image's signature once, before
+    // any passphrase is asked for (typing one could not help a foreign image).
+    let approval = match tpm.approve(&token.policy, &PcrSignature::read(&paths.pcr_signature)) {
+        Ok(a) => a,
+        Err(TpmError::Signed(e)) => {
+            explain_signed(con, &e);
+            pre_audit(
+                con,
+                paths,
+                &Event::new("vault.unlock.refused", &[("reason", e.reason())]),
+            );
+            return Ok(Phase::Recovery);
+        }
+        Err(e) => {
+            con.say(&format!("The TPM could not check the system image's signed PCR 11 policy: {e}. Use the recovery key."));
+            return Ok(Phase::Recovery);
+        }
+    };
     for attempt in 1..=opts.tries {
         let Some(pass) = con.secret(PASSPHRASE_PROMPT)? else {
             return Ok(Phase::GiveUp);
@@ -179,7 +202,7 @@ fn passphrase_phase(
         }
         let start = Instant::now();
         let auth = keys::tpm_auth(&token.salt, &pass);
-        match tpm.unseal(&token.blob, &*auth, &token.policy) {
+        match tpm.unseal(&token.blob, &*auth, &token.policy, approval.as_ref()) {
             Ok(secret) => {
                 let tpm_s = start.elapsed().as_secs_f64();
                 let key = keys::keyslot_key(&secret, &pass, &token.salt);
@@ -347,7 +370,7 @@ pub fn finish(
         ));
     }
     let anchored = match &settled.unanchored_because {
-        None => "anchored in the TPM".to_owned(),
+        None => format!("anchored in the TPM ({} now)", settled.anchored_now),
         Some(why) => format!("NOT anchored ({why})"),
     };
     for r in persist::ensure_for_policies(&paths.mount, &paths.policies) {

@@ -89,9 +89,10 @@ fn unlock_carries_the_pre_unlock_records_over_and_anchors_everything() {
     // audit.start + audit.carry + 1 carried + 2 new.
     assert_eq!((out.records, out.carried, out.anchored_now), (5, 1, 5));
     assert!(out.tampered.is_none() && out.unanchored_because.is_none());
-    assert!(
-        !s.pre().exists(),
-        "the pre-unlock log is removed once carried"
+    assert_eq!(
+        std::fs::read_link(s.pre()).unwrap(),
+        s.log(),
+        "the pre-unlock log becomes a symlink to the vault's log once carried"
     );
     let bytes = std::fs::read(s.log()).unwrap();
     assert_eq!(s.check(&bytes).unwrap(), 0);
@@ -253,4 +254,128 @@ fn a_broken_pre_unlock_log_is_recorded_not_hidden() {
     let text = std::fs::read_to_string(s.log()).unwrap();
     assert!(!text.contains("\nv1 seq=99"), "{text}");
     assert_eq!(s.check(text.as_bytes()).unwrap(), 0);
+}
+
+/// What bay0 does after unlock: append a record of its own through the pre-unlock path
+/// (anchor-sys, under the writers' lock), then run `anchor-vault audit anchor`.
+fn bay0_appends(s: &Setup, room: &str) {
+    let line = |log: &[u8]| anchor_audit::room_line(log, room, "opened", None, &[]);
+    std::fs::create_dir_all(s.pre().parent().unwrap()).unwrap(); // bay0 makes /run/anchor
+    anchor_sys::audit::append(s.pre(), line, None).unwrap();
+}
+
+fn paths(s: &Setup) -> anchor_vault::settings::Paths {
+    let mut p = anchor_vault::settings::Paths::system(s.dir.path().join("vault.img"));
+    p.mount = s.dir.path().join("persist");
+    p.pre_log = s.pre();
+    p
+}
+
+/// A reboot: /run is a new tmpfs, so the pre-unlock log (the symlink) is gone.
+fn reboot(s: &Setup) {
+    std::fs::remove_file(s.pre()).unwrap();
+}
+
+#[test]
+fn records_bay0_writes_after_unlock_are_in_the_vault_anchored_and_survive_a_reboot() {
+    let s = Setup::new();
+    bay0_appends(&s, "before"); // pre-unlock: carried over
+    s.settle(&events(1, "a"));
+    let at_unlock = std::fs::read(s.log()).unwrap();
+    bay0_appends(&s, "after");
+    let bytes = std::fs::read(s.log()).unwrap();
+    let v = verify(&bytes).unwrap();
+    assert_eq!(
+        v.records, 5,
+        "audit.start, audit.carry, 1 carried, 1 new, bay0's"
+    );
+    assert!(String::from_utf8_lossy(&bytes).contains("event=room.start room=after how=opened"));
+    assert_eq!(
+        s.check(&bytes).unwrap(),
+        1,
+        "bay0's record is not anchored yet"
+    );
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    assert!(said.ends_with("5 records, 1 anchored now"), "{said}");
+    assert_eq!(s.check(&bytes).unwrap(), 0);
+    // Reboot: the log verifies against the TPM, bay0's record included, and the next
+    // unlock continues it.
+    reboot(&s);
+    let out = s.settle(&[]);
+    assert!(out.tampered.is_none(), "{:?}", out.tampered);
+    assert_eq!((out.records, out.carried), (5, 0));
+    let after_reboot = std::fs::read(s.log()).unwrap();
+    assert_eq!(s.check(&after_reboot).unwrap(), 0);
+    // Putting back the log as it was at unlock (bay0's record cut off) is detected.
+    let (line, why) = first_bad(&s, &at_unlock);
+    assert_eq!(line, 5, "{why}");
+    assert!(why.contains("missing"), "{why}");
+    // And settling such a replayed log at the next unlock keeps it aside and says why.
+    std::fs::write(s.log(), &at_unlock).unwrap();
+    reboot_if_linked(&s);
+    let out = s.settle(&[]);
+    let (problem, _) = out.tampered.expect("the replayed log was accepted");
+    assert!(problem.contains("record 5 (line 5): missing"), "{problem}");
+}
+
+fn reboot_if_linked(s: &Setup) {
+    if s.pre().symlink_metadata().is_ok() {
+        reboot(s);
+    }
+}
+
+#[test]
+fn concurrent_anchoring_never_extends_a_record_twice() {
+    let s = Setup::new();
+    s.settle(&[]);
+    for i in 0..6 {
+        bay0_appends(&s, &format!("r{i}"));
+    }
+    let p = paths(&s);
+    let tcti = s.tpm.tcti();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| anchor_vault::commands::audit_anchor(&p, Some(&tcti))))
+            .collect();
+        for r in runs {
+            r.join().unwrap().unwrap();
+        }
+    });
+    let bytes = std::fs::read(s.log()).unwrap();
+    assert_eq!(s.check(&bytes).unwrap(), 0);
+    let nv = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
+    let v = verify(&bytes).unwrap();
+    assert_eq!(auditlog::anchor_of(&v, &nv).count, v.records);
+}
+
+#[test]
+fn a_bay0_record_racing_the_carry_over_lands_in_the_vault() {
+    // bay0 holds the pre-unlock log's lock while the carry-over starts: the carry-over
+    // waits, then carries that record too.
+    let s = Setup::new();
+    bay0_appends(&s, "first");
+    let held = anchor_sys::audit::open_locked(&s.pre()).unwrap();
+    let settling = std::thread::scope(|scope| {
+        let t = scope.spawn(|| s.settle(&[]));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut f = &held;
+        let line = anchor_audit::room_line(
+            &std::fs::read(s.pre()).unwrap(),
+            "second",
+            "opened",
+            None,
+            &[],
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut f, &line).unwrap();
+        drop(held);
+        t.join().unwrap()
+    });
+    assert_eq!(settling.carried, 2);
+    bay0_appends(&s, "third");
+    let text = String::from_utf8(std::fs::read(s.log()).unwrap()).unwrap();
+    for room in ["first", "second", "third"] {
+        assert!(text.contains(&format!("room={room} ")), "{room}: {text}");
+    }
+    assert_eq!(verify(text.as_bytes()).unwrap().records, 5);
 }

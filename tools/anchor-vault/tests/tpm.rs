@@ -35,16 +35,22 @@ fn the_tpm_checks_the_passphrase_and_counts_failures() {
     let mut t = Tpm::open(&tpm.tcti()).unwrap();
     let good = keys::tpm_auth(&[1; 32], b"right passphrase");
     let bad = keys::tpm_auth(&[1; 32], b"wrong passphrase");
-    assert_eq!(&*t.unseal(&blob, &*good, &policy).unwrap(), &[42u8; 32]);
+    assert_eq!(
+        &*t.unseal(&blob, &*good, &policy, None).unwrap(),
+        &[42u8; 32]
+    );
     let before = t.da_status().unwrap().failures;
     assert!(matches!(
-        t.unseal(&blob, &*bad, &policy),
+        t.unseal(&blob, &*bad, &policy, None),
         Err(TpmError::AuthFail)
     ));
     assert_eq!(t.da_status().unwrap().failures, before + 1);
     // Unsealing twice in one connection works (sessions and objects were flushed).
     for _ in 0..4 {
-        assert_eq!(&*t.unseal(&blob, &*good, &policy).unwrap(), &[42u8; 32]);
+        assert_eq!(
+            &*t.unseal(&blob, &*good, &policy, None).unwrap(),
+            &[42u8; 32]
+        );
     }
 }
 
@@ -58,11 +64,11 @@ fn the_tpm_refuses_after_a_pcr_changes_without_counting_a_guess() {
     assert_eq!(t.changed_pcrs(&policy).unwrap(), vec![7]);
     let before = t.da_status().unwrap().failures;
     assert!(matches!(
-        t.unseal(&blob, &*good, &policy),
+        t.unseal(&blob, &*good, &policy, None),
         Err(TpmError::PolicyFail)
     ));
     assert!(matches!(
-        t.unseal(&blob, &*keys::tpm_auth(&[1; 32], b"x"), &policy),
+        t.unseal(&blob, &*keys::tpm_auth(&[1; 32], b"x"), &policy, None),
         Err(TpmError::PolicyFail)
     ));
     assert_eq!(t.da_status().unwrap().failures, before);
@@ -74,11 +80,11 @@ fn extending_the_lock_pcr_ends_unsealing_until_reboot() {
     let (blob, policy) = sealed(&tpm);
     let mut t = Tpm::open(&tpm.tcti()).unwrap();
     let good = keys::tpm_auth(&[1; 32], b"right passphrase");
-    assert!(t.unseal(&blob, &*good, &policy).is_ok());
+    assert!(t.unseal(&blob, &*good, &policy, None).is_ok());
     t.extend_pcr(LOCK_PCR, &digest(b"anchor-vault: vault opened"))
         .unwrap();
     assert!(matches!(
-        t.unseal(&blob, &*good, &policy),
+        t.unseal(&blob, &*good, &policy, None),
         Err(TpmError::PolicyFail)
     ));
     assert_eq!(t.changed_pcrs(&policy).unwrap(), vec![LOCK_PCR]);
@@ -91,14 +97,14 @@ fn a_blob_sealed_by_another_tpm_does_not_load() {
     let (blob, policy) = sealed(&a);
     let mut t = Tpm::open(&b.tcti()).unwrap();
     let good = keys::tpm_auth(&[1; 32], b"right passphrase");
-    match t.unseal(&blob, &*good, &policy) {
+    match t.unseal(&blob, &*good, &policy, None) {
         Err(TpmError::Blob(why)) => assert!(why.contains("another TPM"), "{why}"),
         other => panic!("{other:?}"),
     }
     let mut damaged = blob.clone();
     damaged.public.truncate(10);
     assert!(matches!(
-        t.unseal(&damaged, &*good, &policy),
+        t.unseal(&damaged, &*good, &policy, None),
         Err(TpmError::Blob(_))
     ));
 }

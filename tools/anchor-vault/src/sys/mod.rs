@@ -180,3 +180,11 @@ pub fn read_byte(fd: RawFd) -> io::Result<Option<u8>> {
         }
     }
 }
+
+/// Ignore SIGTERM, SIGINT and SIGHUP from here on (a short step that must finish).
+pub fn ignore_termination() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}

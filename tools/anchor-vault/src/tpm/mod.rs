@@ -19,6 +19,7 @@
 
 pub mod nv;
 pub mod policy;
+pub mod signed;
 
 use core::fmt;
 use std::path::Path;
@@ -43,6 +44,7 @@ use zeroize::Zeroizing;
 use crate::keys::Secret;
 use crate::sys::esys::{RawError, RawEsys};
 pub use policy::{PolicyError, SealPolicy};
+pub use signed::{Approval, PcrKey, PcrSignature, SignedError};
 
 /// Where to look for a TPM when none is named.
 pub const DEVICES: [&str; 2] = ["/dev/tpmrm0", "/dev/tpm0"];
@@ -72,6 +74,8 @@ pub enum TpmError {
     Policy(PolicyError),
     /// The sealed blobs in the token are damaged.
     Blob(&'static str),
+    /// The running image's signed PCR 11 policy does not satisfy the vault's.
+    Signed(SignedError),
 }
 
 impl fmt::Display for TpmError {
@@ -92,6 +96,7 @@ impl fmt::Display for TpmError {
             TpmError::Raw(e) => write!(f, "{e}"),
             TpmError::Policy(e) => write!(f, "{e}"),
             TpmError::Blob(why) => write!(f, "sealed key in the vault header: {why}"),
+            TpmError::Signed(e) => write!(f, "{e}"),
         }
     }
 }
@@ -102,6 +107,7 @@ impl std::error::Error for TpmError {
             TpmError::Connect(_, e) | TpmError::Command(_, e) => Some(e),
             TpmError::Raw(e) => Some(e),
             TpmError::Policy(e) => Some(e),
+            TpmError::Signed(e) => e.source(),
             _ => None,
         }
     }
@@ -111,6 +117,7 @@ impl From<PolicyError> for TpmError {
     fn from(e: PolicyError) -> Self {
         match e {
             PolicyError::Tpm(op, err) => classify(op, err),
+            PolicyError::Signed(e) => TpmError::Signed(e),
             other => TpmError::Policy(other),
         }
     }
@@ -354,7 +361,7 @@ impl Tpm {
             let ps = PolicySession::try_from(session)
                 .map_err(|e| TpmError::Command("trial session", e))?;
             self.ctx
-                .execute_without_session(|c| policy.run(c, ps, true))?;
+                .execute_without_session(|c| policy.run(c, ps, true, None))?;
             self.ctx
                 .execute_without_session(|c| c.policy_get_digest(ps))
                 .map_err(|e| classify("PolicyGetDigest", e))
@@ -396,12 +403,31 @@ impl Tpm {
         result
     }
 
-    /// Unseal `blob` with authorization value `auth`, if `policy` holds.
+    /// The TPM's approval of the running image's signed PCR 11 policy, for a signed
+    /// `policy` (`None` for a plain PCR policy, which needs none).
+    pub fn approve(
+        &mut self,
+        policy: &SealPolicy,
+        sigs: &PcrSignature,
+    ) -> Result<Option<Approval>, TpmError> {
+        let Some(key) = policy.signing_key() else {
+            return Ok(None);
+        };
+        let now = policy::read_pcrs(&mut self.ctx, &[signed::SIGNED_PCR])?;
+        let (_, pcr11) = now.first().ok_or(PolicyError::ShortRead)?;
+        signed::approve(&mut self.ctx, key, sigs, pcr11)
+            .map(Some)
+            .map_err(TpmError::Signed)
+    }
+
+    /// Unseal `blob` with authorization value `auth`, if `policy` holds (a signed policy
+    /// needs the TPM's `approval`, from [`Tpm::approve`]).
     pub fn unseal(
         &mut self,
         blob: &SealedBlob,
         auth: &[u8],
         policy: &SealPolicy,
+        approval: Option<&Approval>,
     ) -> Result<Secret, TpmError> {
         let public =
             Public::unmarshall(&blob.public).map_err(|_| TpmError::Blob("public part damaged"))?;
@@ -431,7 +457,7 @@ impl Tpm {
                     let ps = PolicySession::try_from(session)
                         .map_err(|e| TpmError::Command("policy session", e))?;
                     self.ctx
-                        .execute_without_session(|c| policy.run(c, ps, false))?;
+                        .execute_without_session(|c| policy.run(c, ps, false, approval))?;
                     self.ctx
                         .execute_with_session(Some(session), |c| c.unseal(object.into()))
                         .map_err(|e| classify("Unseal", e))

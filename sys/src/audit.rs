@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Appending to the audit log from bay0 (docs/AUDIT-LOG-FORMAT.md, "Who writes where").
+//!
+//! Every writer of the log (bay0 here, anchor-vault in its own crate) holds an exclusive
+//! `flock` on the log file while it reads the chain's end and appends, so two writers
+//! never fork the chain. bay0 always names the pre-unlock path (`/run/anchor/audit.log`);
+//! when the vault opens, anchor-vault carries that file's records into /persist and
+//! atomically replaces the file by a symlink to the persistent log. A writer that was
+//! waiting for the lock on the old file sees it unlinked (`st_nlink == 0`) once it gets
+//! the lock, and opens the path again, now the persistent log: no record falls between
+//! the two files. The writer never waits more than [`LOCK_WAIT_MS`] for the lock (bay0 is
+//! single-threaded): a lock held longer fails the append with `EWOULDBLOCK`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::Path;
+
+/// Longest wait for another writer's lock.
+pub const LOCK_WAIT_MS: u64 = 2000;
+/// How often the lock is tried again meanwhile.
+const LOCK_RETRY_MS: u64 = 5;
+
+/// Takes `flock(LOCK_EX)` on `file` (or `LOCK_SH` when `shared`) without blocking:
+/// `Ok(false)` if another open file description holds a conflicting lock.
+pub fn try_flock(file: &File, shared: bool) -> std::io::Result<bool> {
+    let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX } | libc::LOCK_NB;
+    loop {
+        // SAFETY: flock on a descriptor `file` owns; no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// [`try_flock`] again every few milliseconds for at most `wait_ms`.
+pub fn flock_within(file: &File, shared: bool, wait_ms: u64) -> std::io::Result<()> {
+    let mut waited = 0;
+    while !try_flock(file, shared)? {
+        if waited >= wait_ms {
+            return Err(std::io::Error::from_raw_os_error(libc::EWOULDBLOCK));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+        waited += LOCK_RETRY_MS;
+    }
+    Ok(())
+}
+
+/// Opens the log at `path` (following a symlink; created 0600) and locks it, opening it
+/// again if the file it first found was replaced while it waited.
+pub fn open_locked(path: &Path) -> std::io::Result<File> {
+    let mut attempts = 0;
+    loop {
+        let mut o = OpenOptions::new();
+        let file = o
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        flock_within(&file, false, LOCK_WAIT_MS)?;
+        if file.metadata()?.nlink() > 0 {
+            return Ok(file);
+        }
+        attempts += 1;
+        if attempts >= 8 {
+            return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+        }
+    }
+}
+
+/// Appends to the audit log at `path` what `derive` makes of its current contents (one
+/// write, then fsync), under the writers' lock; `derive` returning `None` appends
+/// nothing. Then, if `anchor` is given (a helper's argv), starts it with stdin and
+/// stdout on /dev/null to anchor the record in the TPM; it is not waited for here (the
+/// caller reaps its children).
+pub fn append(
+    path: impl AsRef<Path>,
+    derive: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    anchor: Option<&[&str]>,
+) -> std::io::Result<()> {
+    let mut file = open_locked(path.as_ref())?;
+    let mut old = Vec::new();
+    file.read_to_end(&mut old)?;
+    if let Some(new) = derive(&old) {
+        file.write_all(&new)?;
+        file.sync_data()?;
+    }
+    drop(file);
+    let Some((helper, args)) = anchor.and_then(<[&str]>::split_first) else {
+        return Ok(());
+    };
+    let mut cmd = std::process::Command::new(helper);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    crate::clean_signals_on_exec(&mut cmd);
+    cmd.spawn().map(drop)
+}
+
+/// Runs `argv` (the anchor helper) to its end, waiting at most `wait_ms` before killing
+/// it: the last records' anchoring at shutdown, when nothing else is waited for. Its
+/// exit status, or `TimedOut`.
+pub fn run_within(argv: &[&str], wait_ms: u64) -> std::io::Result<std::process::ExitStatus> {
+    let (helper, args) = argv.split_first().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let mut cmd = std::process::Command::new(helper);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    crate::clean_signals_on_exec(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let mut waited = 0;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if waited >= wait_ms {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+        waited += LOCK_RETRY_MS;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("anchor-sys-audit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn appends_what_derive_makes_of_the_contents() {
+        let dir = tmp("derive");
+        let log = dir.join("audit.log");
+        append(
+            &log,
+            |old| Some([old, b"one\n"].concat()[old.len()..].to_vec()),
+            None,
+        )
+        .unwrap();
+        append(
+            &log,
+            |old| Some(format!("{}\n", old.len()).into_bytes()),
+            None,
+        )
+        .unwrap();
+        append(&log, |_| None, None).unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"one\n4\n");
+        let mode = std::fs::metadata(&log).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_held_lock_fails_the_append_instead_of_waiting_forever() {
+        let dir = tmp("held");
+        let log = dir.join("audit.log");
+        let holder = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        assert!(try_flock(&holder, false).unwrap());
+        let e = append(&log, |_| Some(b"x\n".to_vec()), None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EWOULDBLOCK));
+        drop(holder);
+        append(&log, |_| Some(b"x\n".to_vec()), None).unwrap();
+        assert_eq!(std::fs::read(&log).unwrap(), b"x\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The carry-over: a writer waiting on the old file while it is replaced by a symlink
+    /// appends to the symlink's target, never to the unlinked file.
+    #[test]
+    fn a_writer_waiting_on_a_replaced_file_appends_to_its_replacement() {
+        let dir = tmp("replaced");
+        let pre = dir.join("pre.log");
+        let persistent = dir.join("persistent.log");
+        std::fs::write(&pre, b"old\n").unwrap();
+        let carrier = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&pre)
+            .unwrap();
+        assert!(try_flock(&carrier, false).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let pre = pre.clone();
+            std::thread::spawn(move || {
+                tx.send(()).unwrap();
+                append(
+                    &pre,
+                    |old| Some(format!("after {}\n", old.len()).into_bytes()),
+                    None,
+                )
+            })
+        };
+        rx.recv().unwrap();
+        // Whether the writer opened the old file before the swap or not, its record must
+        // land in the persistent log.
+        std::fs::write(&persistent, b"carried old\n").unwrap();
+        let link = dir.join("pre.log.new");
+        std::os::unix::fs::symlink(&persistent, &link).unwrap();
+        std::fs::rename(&link, &pre).unwrap();
+        drop(carrier);
+        writer.join().unwrap().unwrap();
+        assert_eq!(
+            std::fs::read(&persistent).unwrap(),
+            b"carried old\nafter 12\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_anchor_helper_is_started_after_the_append() {
+        let dir = tmp("helper");
+        let log = dir.join("audit.log");
+        let seen = dir.join("seen");
+        let script = format!("cat {} > {}", log.display(), seen.display());
+        let argv = ["/bin/sh", "-c", script.as_str()];
+        append(&log, |_| Some(b"rec\n".to_vec()), Some(&argv)).unwrap();
+        for _ in 0..2000 {
+            if std::fs::read(&seen).is_ok_and(|s| s == b"rec\n") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(std::fs::read(&seen).unwrap(), b"rec\n");
+        let e = append(&log, |_| None, Some(&["/nonexistent/anchor-vault"])).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_helper_run_within_a_deadline_is_waited_for_or_killed() {
+        let ok = run_within(&["/bin/sh", "-c", "exit 3"], 10_000).unwrap();
+        assert_eq!(ok.code(), Some(3));
+        let e = run_within(&["/bin/sleep", "30"], 50).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(run_within(&[], 10).is_err());
+    }
+}
