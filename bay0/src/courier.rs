@@ -12,10 +12,11 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use anchor_policy::arbiter::{Arbiter, RoomView, Step, Verdict};
-use anchor_proto::courier::{Launch, Malformed, Manifest, CONNECT_LINE};
+use anchor_proto::courier::{Launch, Malformed, Manifest, CHANNEL_FRAME, CONNECT_LINE};
 use anchor_text::prompt::{Prompt, Surface};
 
 use crate::config::RoomName;
+use crate::room::ROOM_UID_BASE;
 use crate::rooms::{Phase, Room, Rooms};
 use crate::sys;
 
@@ -41,9 +42,8 @@ impl Courier {
     /// A request from room `from`.
     pub fn request(&mut self, rooms: Option<&Rooms>, from: &str, req: Request, now: u64) {
         let view = |n: &str| rooms?.get(rooms?.find(n)?);
-        // A namespace room has no courier channel (no vsock) yet: never ready for one.
-        let ok = |r: &Room| r.phase == Phase::Ready && r.backend == "microvm";
-        let view = |n: &str| view(n).map(|r| RoomView::new(&r.courier, ok(r)));
+        let ok = |r: &Room| r.phase == Phase::Ready;
+        let view = |n: &str| view(n).map(|r| RoomView::new(&r.courier, ok(r), r.backend));
         let v = self.arb.request(now, from, req, view);
         self.done(rooms, v);
     }
@@ -107,13 +107,21 @@ impl Courier {
     }
 }
 
-/// Connects to both rooms' agents and starts anchor-courier with the two connections
-/// as its stdin and stdout; its pid and the read end of its stderr.
+/// Connects to both rooms' agents (a microVM room's hybrid vsock socket, used only if its
+/// listener is the room's uid; a namespace room gets a socket passed on its umbilical:
+/// anchor-sys `channel`) and starts anchor-courier with the two connections as its stdin
+/// and stdout; its pid and the read end of its stderr.
 fn launch(rooms: Option<&Rooms>, l: &Launch) -> crate::error::Result<(i32, OwnedFd)> {
     let nul = crate::error::Error::Room("a NUL byte in the courier's command");
     let argv = l.argv(b"/usr/lib/anchor/anchor-courier").ok_or(nul)?;
-    let run = rooms.map_or(crate::room::Layout::system().run, |r| r.layout.run.clone());
-    let at = |room: &str| run.join(room).join("vsock");
-    let child = sys::spawn_connected(&argv, &[at(&l.from), at(&l.to)], CONNECT_LINE, NEWPID)?;
-    Ok(child)
+    let rooms = rooms.ok_or(crate::error::Error::Room("no room table"))?;
+    let open = |(n, vsock): (&str, bool)| {
+        let slot = rooms.find(n).unwrap_or(usize::MAX);
+        let uid = ROOM_UID_BASE.saturating_add(u32::try_from(slot).unwrap_or(u32::MAX));
+        let umb = rooms.get(slot).and_then(|r| r.umb.as_ref());
+        let at = rooms.layout.run.join(n).join("vsock");
+        sys::Side::new(vsock, &at, uid, umb).open(CONNECT_LINE, &CHANNEL_FRAME)
+    };
+    let [from, to] = l.sides().map(open);
+    Ok(sys::spawn_connected(&argv, [from?, to?], NEWPID)?)
 }

@@ -10,12 +10,13 @@ use anchor_proto::courier::Launch;
 
 const USAGE: &str = "\
 usage: anchor-courier --id HEX32 --token HEX32 --from ROOM --to ROOM --size BYTES
-                      --sha256 HEX64 --name NAME [--vsock]
+                      --sha256 HEX64 --name NAME [--vsock-from] [--vsock-to]
 
 Started by bay0 (as root, PID 1 of a new PID namespace) once the user approved a courier
 transfer on bay0's prompt, with stdin connected to the source room's agent and stdout to
-the destination room's agent (--vsock: each connection first answers `OK <port>`, as
-anchor-vmm's hybrid vsock does). It confines itself (empty read-only root, no network,
+the destination room's agent (--vsock-from, --vsock-to: that connection first answers
+`OK <port>`, as anchor-vmm's hybrid vsock does for a microVM room; without, it is a
+socket bay0 passed to a namespace room's agent over its umbilical). It confines itself (empty read-only root, no network,
 uid 63999, no capabilities, seccomp), fetches the item with the request's --token,
 delivers it under transfer id --id with its --name, --size and --sha256, and commits it
 only if the source sent exactly --size bytes. A peer that makes no progress for 30 s

@@ -171,15 +171,20 @@ fn text(payload: &[u8]) -> String {
 }
 
 /// Carries the item `l` describes from `src` to `dst`; the name the destination stored it
-/// under. `l.vsock`: both streams start with the hybrid vsock's `OK` line.
+/// under. `l.vsock`: which streams (source, destination) start with the hybrid vsock's
+/// `OK` line (a microVM room's); the others are sockets passed to a namespace room's
+/// agent, which start with the agent's first frame.
 pub fn run<S: Read + Write, D: Read + Write>(
     src: &mut S,
     dst: &mut D,
     l: &Launch,
 ) -> Result<String, TransferError> {
     use Side::{Destination, Source};
-    if l.vsock {
+    let [vsock_src, vsock_dst] = l.vsock;
+    if vsock_src {
         handshake(src, Source)?;
+    }
+    if vsock_dst {
         handshake(dst, Destination)?;
     }
     let mut payload = [0u8; PAYLOAD_MAX];

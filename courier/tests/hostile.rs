@@ -131,9 +131,9 @@ impl Rig {
         self.now += anchor_proto::courier::Budget::REFILL_MS;
         let (web, work) = (&self.web, &self.work);
         let view = |n: &str| match n {
-            "web" => Some(RoomView::new(web, true)),
-            "work" => Some(RoomView::new(work, true)),
-            "stopped" => Some(RoomView::new(work, false)),
+            "web" => Some(RoomView::new(web, true, "microvm")),
+            "work" => Some(RoomView::new(work, true, "microvm")),
+            "stopped" => Some(RoomView::new(work, false, "microvm")),
             _ => None,
         };
         self.arb.request(self.now, "web", req, view)
@@ -194,7 +194,7 @@ impl Rig {
             panic!("yes did not launch")
         };
         assert!(self.arb.started(Ok(4242)).is_none());
-        l.vsock = false;
+        l.vsock = [false, false];
         *l
     }
 
@@ -375,8 +375,8 @@ fn hostile_requests_and_streams_get_a_reason_an_audit_record_and_leave_nothing()
     for _ in 0..10_000 {
         let (web, work) = (&r.web, &r.work);
         let view = |n: &str| match n {
-            "web" => Some(RoomView::new(web, true)),
-            _ => Some(RoomView::new(work, true)),
+            "web" => Some(RoomView::new(web, true, "microvm")),
+            _ => Some(RoomView::new(work, true, "microvm")),
         };
         let v = r
             .arb

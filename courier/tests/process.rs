@@ -89,7 +89,7 @@ fn launch(data: &[u8], id: u8) -> Launch {
         name: "item.bin".into(),
         size: data.len() as u64,
         sha256: Sha256::digest(data).into(),
-        vsock: false,
+        vsock: [false, false],
     }
 }
 
@@ -240,7 +240,7 @@ fn a_courier_killed_mid_transfer_leaves_nothing() {
 fn bad_command_lines_fail_with_one_line_and_help_tells_the_truth() {
     let out = Command::new(COURIER).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success() && help.contains("uid 63999") && help.contains("--vsock"));
+    assert!(out.status.success() && help.contains("uid 63999") && help.contains("--vsock-from"));
     let out = Command::new(COURIER).args(["--id", "zz"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();

@@ -101,6 +101,7 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     sys::sethostname(&cfg.name)?;
     sys::interface_up("lo")?;
     clocks_start_at_zero()?;
+    enter_time_namespace()?;
     let new_root = build(cfg, image)?;
     root::enter(&new_root)?;
     crate::privs::limit(&cfg.rlimits)?;
@@ -118,9 +119,21 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     Err(e)
 }
 
+/// Joins the time namespace unshared above now (its offsets are written), rather than
+/// at exec: Linux 6.1 (the anchor host's kernel) moves a process into a new time
+/// namespace only when it forks (newer kernels also at exec), and a process whose time
+/// namespace differs from its children's cannot make threads (clone with CLONE_VM or
+/// CLONE_THREAD fails with EINVAL), so the room's PID 1 (the agent) could not start its
+/// umbilical and courier threads. Entering it here works on every kernel; exec then has
+/// nothing left to switch.
+fn enter_time_namespace() -> Result<()> {
+    let ns = sys::open_path(Path::new("/proc/self/ns/time_for_children"), libc::O_RDONLY)?;
+    sys::setns(&ns, libc::CLONE_NEWTIME)
+}
+
 /// The room's monotonic and boot-time clocks start near zero, as a microVM's would (its
-/// uptime is the room's age). Written before any process enters the time namespace:
-/// this process does at exec.
+/// uptime is the room's age). Written before any process enters the time namespace
+/// (this one does next, [`enter_time_namespace`]).
 fn clocks_start_at_zero() -> Result<()> {
     let text = format!(
         "monotonic -{} 0\nboottime -{} 0\n",

@@ -44,6 +44,13 @@ pub fn unshare(flags: libc::c_int) -> Result<()> {
     check("unshare namespaces", unsafe { libc::unshare(flags) }).map(drop)
 }
 
+/// setns(2): joins the namespace `fd` refers to (of kind `nstype`, e.g. CLONE_NEWTIME).
+pub fn setns(fd: &OwnedFd, nstype: libc::c_int) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns only changes this process's namespace membership; `fd` is open.
+    check("setns", unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
 /// sethostname(2) (in the jail's own UTS namespace).
 pub fn sethostname(name: &str) -> Result<()> {
     // SAFETY: the pointer/length pair describes `name`'s bytes, valid for the call.

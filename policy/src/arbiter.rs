@@ -33,16 +33,26 @@ use crate::model::Courier;
 /// Keys pressed sooner than this after the prompt appeared do not answer it.
 pub const ANSWER_DELAY_MS: u64 = 1_000;
 
-/// A room as the arbiter sees it: its courier rights and whether it runs.
+/// A room as the arbiter sees it: its courier rights, whether it runs, and how the
+/// courier reaches its agent.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomView<'a> {
     pub rights: &'a Courier,
     pub ready: bool,
+    /// Over its hybrid vsock (a microVM room); else over a socket passed on its umbilical
+    /// (a namespace room).
+    pub vsock: bool,
 }
 
 impl<'a> RoomView<'a> {
-    pub fn new(rights: &'a Courier, ready: bool) -> Self {
-        RoomView { rights, ready }
+    /// `backend`: how the room runs, "microvm" (reached over vsock) or "namespaces".
+    pub fn new(rights: &'a Courier, ready: bool, backend: &str) -> Self {
+        let vsock = backend == "microvm";
+        RoomView {
+            rights,
+            ready,
+            vsock,
+        }
     }
 }
 
@@ -184,6 +194,8 @@ struct Pending {
     dropped: u32,
     /// The approved transfer's courier (0 while it is being started).
     courier: Option<i32>,
+    /// How the courier reaches the source and the destination ([`Launch::vsock`]).
+    vsock: [bool; 2],
 }
 
 /// Rooms whose request budget is kept (the least recently used goes beyond).
@@ -252,14 +264,15 @@ impl Arbiter {
             shown_ms: now_ms,
             dropped,
             courier: None,
+            vsock: [true; 2],
         };
         let why = match (req, within) {
             (_, false) => "too many courier requests (5 at once, then 1 every 6 s)".to_string(),
             (Err(e), _) => e.to_string(),
             (Ok(m), _) => match self.admit(from, &m, &room) {
-                Some(why) => why,
-                None => {
-                    self.pending = Some(p);
+                Err(why) => why,
+                Ok(vsock) => {
+                    self.pending = Some(Pending { vsock, ..p });
                     return None;
                 }
             },
@@ -269,32 +282,30 @@ impl Arbiter {
         Some(v)
     }
 
+    /// Whether the request may go to the prompt: how the courier will reach both rooms
+    /// (see [`Launch::vsock`]), or why not.
     fn admit<'a>(
         &self,
         from: &str,
         m: &Manifest,
         room: &impl Fn(&str) -> Option<RoomView<'a>>,
-    ) -> Option<String> {
-        let to = match m.check() {
-            Ok((to, _)) => to,
-            Err(e) => return Some(e.to_string()),
-        };
+    ) -> Result<[bool; 2], String> {
+        let (to, _) = m.check().map_err(|e| e.to_string())?;
         if self.pending.is_some() {
-            return Some("busy: another transfer is waiting for approval or under way".into());
+            return Err("busy: another transfer is waiting for approval or under way".into());
         }
-        // `ready`: the room's agent is up and the room can take part (bay0 says not ready
-        // for a namespace room: it has no courier channel yet).
+        // `ready`: the room's agent is up (it reported ready on its umbilical).
         let Some(src) = room(from).filter(|s| s.ready) else {
-            return Some(format!(
-                "room {from} cannot send now (not ready, or a namespace room)"
+            return Err(format!(
+                "room {from} cannot send now (its agent is not ready)"
             ));
         };
         let Some(dst) = room(to).filter(|d| d.ready) else {
-            return Some(format!("room {to} is not running (or is a namespace room)"));
+            return Err(format!("room {to} is not running"));
         };
         courier_allowed(from, src.rights, to, dst.rights, m.size)
-            .err()
-            .map(|refusal| Explained { refusal, from, to }.to_string())
+            .map_err(|refusal| Explained { refusal, from, to }.to_string())?;
+        Ok([src.vsock, dst.vsock])
     }
 
     fn end(&mut self, decision: &'static str, outcome: Outcome, why: String) -> Option<Verdict> {
@@ -325,7 +336,7 @@ impl Arbiter {
             name: String::from_utf8_lossy(p.req.name()).into_owned(),
             size: p.req.size,
             sha256: p.req.sha256,
-            vsock: true,
+            vsock: p.vsock,
         })))
     }
 
@@ -415,14 +426,8 @@ mod tests {
         }
         fn room(&self, n: &str) -> Option<RoomView<'_>> {
             match n {
-                "web" => Some(RoomView {
-                    rights: &self.web,
-                    ready: true,
-                }),
-                "work" => Some(RoomView {
-                    rights: &self.work,
-                    ready: self.work_ready,
-                }),
+                "web" => Some(RoomView::new(&self.web, true, "microvm")),
+                "work" => Some(RoomView::new(&self.work, self.work_ready, "namespaces")),
                 _ => None,
             }
         }
@@ -461,10 +466,7 @@ mod tests {
         );
         assert_eq!(v.from, "work");
         let v = refused(req("nosuch", "a", 1), "web");
-        assert_eq!(
-            v.reason,
-            "room nosuch is not running (or is a namespace room)"
-        );
+        assert_eq!(v.reason, "room nosuch is not running");
         let v = refused(req("work", "a", u64::MAX), "web");
         assert!(v.reason.contains("courier.max_size"), "{}", v.reason);
         let v = refused(Err(Malformed::Length { got: 3, want: 58 }), "web");
@@ -501,6 +503,8 @@ mod tests {
             (l.from.as_str(), l.to.as_str(), l.name.as_str(), l.id),
             ("web", "work", "r.pdf", [1; 16])
         );
+        // web runs as a microVM (vsock), work in namespaces (a passed socket).
+        assert_eq!(l.vsock, [true, false]);
         assert!(!a.prompting());
         // No second launch, no timeout while it runs.
         assert!(a.key(ANSWER_DELAY_MS * 2, true, [2; 16]).is_none());
@@ -600,7 +604,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                " decision=refused outcome=refused reason=room%20nosuch%20is%20not%20running%20"
+                " decision=refused outcome=refused reason=room%20nosuch%20is%20not%20running dropped=0 "
             ),
             "{text}"
         );
@@ -624,9 +628,6 @@ mod tests {
         let v = a
             .request(0, "web", req("work", "f", 1), |n| w.room(n))
             .unwrap();
-        assert_eq!(
-            v.reason,
-            "room work is not running (or is a namespace room)"
-        );
+        assert_eq!(v.reason, "room work is not running");
     }
 }

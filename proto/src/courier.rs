@@ -32,6 +32,7 @@ pub const DATA_PORT: u32 = 1025;
 pub const NAME_MAX: usize = 200;
 /// Longest name the wire format can express (its length is one byte).
 pub const WIRE_NAME_MAX: usize = 255;
+pub use crate::umbilical::CHANNEL_FRAME;
 /// What bay0 writes on a microVM room's hybrid vsock socket to reach [`DATA_PORT`].
 pub const CONNECT_LINE: &[u8] = b"CONNECT 1025\n";
 /// Longest room name.
@@ -546,6 +547,9 @@ pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// The flags that mark the source's and the destination's connection as hybrid vsock.
+const VSOCK_FLAGS: [&str; 2] = ["--vsock-from", "--vsock-to"];
+
 /// What bay0 hands `anchor-courier` on its command line (the two connections are its
 /// stdin, the source, and stdout, the destination).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,8 +563,10 @@ pub struct Launch {
     pub name: String,
     pub size: u64,
     pub sha256: Digest,
-    /// Each connection first answers `OK <port>\n` (anchor-vmm's hybrid vsock).
-    pub vsock: bool,
+    /// Which connections (source, destination) first answer `OK <port>\n`
+    /// (anchor-vmm's hybrid vsock: a microVM room); the other kind is a socket passed to a
+    /// namespace room's agent over its umbilical ([`crate::umbilical::Kind::CourierChannel`]).
+    pub vsock: [bool; 2],
 }
 
 impl Launch {
@@ -583,10 +589,18 @@ impl Launch {
             "--name".into(),
             self.name.clone(),
         ];
-        if self.vsock {
-            v.push("--vsock".into());
+        for (on, flag) in self.vsock.into_iter().zip(VSOCK_FLAGS) {
+            if on {
+                v.push(flag.into());
+            }
         }
         v
+    }
+
+    /// The source and the destination room, each with whether it is reached over vsock.
+    pub fn sides(&self) -> [(&str, bool); 2] {
+        let [from, to] = self.vsock;
+        [(self.from.as_str(), from), (self.to.as_str(), to)]
     }
 
     /// The whole argv: `program`, then [`Launch::args`]; `None` if a NUL byte is in one.
@@ -596,18 +610,21 @@ impl Launch {
         all.map(|a| std::ffi::CString::new(a).ok()).collect()
     }
 
-    /// Parses [`Launch::args`] (every flag exactly once, `--vsock` optional); the error
-    /// names the flag.
+    /// Parses [`Launch::args`] (every flag exactly once, `--vsock-from` and `--vsock-to`
+    /// optional); the error names the flag.
     pub fn parse(args: &[String]) -> Result<Launch, String> {
-        let mut vsock = false;
+        let mut vsock = [false; 2];
         let mut seen: [Option<&str>; 7] = [None; 7];
         const FLAGS: [&str; 7] = [
             "--id", "--token", "--from", "--to", "--size", "--sha256", "--name",
         ];
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            if flag == "--vsock" {
-                vsock = true;
+            if let Some(i) = VSOCK_FLAGS.iter().position(|f| f == flag) {
+                match vsock.get_mut(i) {
+                    Some(on @ false) => *on = true,
+                    _ => return Err(format!("{flag} given twice")),
+                }
                 continue;
             }
             let i = FLAGS
@@ -859,11 +876,19 @@ mod tests {
             name: "--to".into(),
             size: 99,
             sha256: [0xcd; 32],
-            vsock: true,
+            vsock: [true, true],
         };
         assert_eq!(Launch::parse(&l.args()), Ok(l.clone()));
+        for vsock in [[false, false], [true, false], [false, true]] {
+            let mixed = Launch { vsock, ..l.clone() };
+            assert_eq!(Launch::parse(&mixed.args()), Ok(mixed.clone()));
+            assert_eq!(mixed.sides(), [("web", vsock[0]), ("work", vsock[1])]);
+        }
+        let mut twice = l.args();
+        twice.push("--vsock-to".into());
+        assert_eq!(Launch::parse(&twice).unwrap_err(), "--vsock-to given twice");
         let argv = l.argv(b"/usr/lib/anchor/anchor-courier").unwrap();
-        assert_eq!(argv.len(), 16);
+        assert_eq!(argv.len(), 17);
         assert_eq!(argv[0].to_bytes(), b"/usr/lib/anchor/anchor-courier");
         assert_eq!(l.argv(b"a\0b"), None);
         let mut args = l.args();

@@ -42,7 +42,18 @@ pub enum Kind {
     CourierRequest,
     /// bay0 -> agent: how a courier request ended (payload: [`crate::courier::Answer`]).
     CourierAnswer,
+    /// bay0 -> a namespace room's agent: a courier data connection (payload: empty). The
+    /// frame's first byte carries one Unix stream socket as `SCM_RIGHTS` ancillary data:
+    /// the agent serves it exactly as a microVM room's agent serves a data connection on
+    /// vsock port [`crate::courier::DATA_PORT`]. A namespace room has no vsock, and bay0
+    /// never connects to a path the room can write, so the connection comes to the room
+    /// over the umbilical it already holds. See [`FdQueue`] for how the agent matches
+    /// descriptors to frames.
+    CourierChannel,
 }
+
+/// A [`Kind::CourierChannel`] frame: bay0 sends it with one descriptor attached.
+pub const CHANNEL_FRAME: [u8; HEADER] = [6, 0, 0, 0];
 
 /// The kinds of one channel's frames: each channel has its own set, so a frame meant for
 /// another channel is an unknown kind.
@@ -61,6 +72,7 @@ impl FrameKind for Kind {
             Kind::Notice => 3,
             Kind::CourierRequest => 4,
             Kind::CourierAnswer => 5,
+            Kind::CourierChannel => 6,
         }
     }
 
@@ -71,6 +83,7 @@ impl FrameKind for Kind {
             3 => Kind::Notice,
             4 => Kind::CourierRequest,
             5 => Kind::CourierAnswer,
+            6 => Kind::CourierChannel,
             _ => return None,
         })
     }
@@ -234,6 +247,57 @@ impl<K: FrameKind> Frames<K> {
     }
 }
 
+/// Descriptors received on the umbilical (`SCM_RIGHTS`), waiting for the
+/// [`Kind::CourierChannel`] frames they came with. bay0 sends each such frame in one
+/// `sendmsg` with its descriptor; Linux hands the descriptor to the `recvmsg` that
+/// returns the frame's first byte and ends that read there, so a descriptor is always
+/// received no later than its frame is decoded, and in the same order as the frames:
+/// the agent pushes every descriptor it receives and takes the oldest one for each
+/// channel frame it decodes. At most [`FdQueue::MAX`] wait; beyond that the newest is
+/// given back to be closed (only bay0 writes here, but nothing may grow without bound).
+#[derive(Debug)]
+pub struct FdQueue<T> {
+    waiting: std::collections::VecDeque<T>,
+}
+
+impl<T> Default for FdQueue<T> {
+    fn default() -> Self {
+        FdQueue {
+            waiting: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T> FdQueue<T> {
+    /// Descriptors kept waiting at most.
+    pub const MAX: usize = 4;
+
+    /// A descriptor was received; `Some` (it, to be closed) when the queue is full.
+    pub fn push(&mut self, fd: T) -> Option<T> {
+        if self.waiting.len() >= Self::MAX {
+            return Some(fd);
+        }
+        self.waiting.push_back(fd);
+        None
+    }
+
+    /// A [`Kind::CourierChannel`] frame was decoded: its descriptor (`None`: it came
+    /// without one).
+    pub fn take(&mut self) -> Option<T> {
+        self.waiting.pop_front()
+    }
+
+    /// Descriptors waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 /// Writes one frame to `w` (blocking).
 pub fn write_frame<W: std::io::Write, K: FrameKind>(
     w: &mut W,
@@ -324,7 +388,103 @@ mod tests {
         assert_eq!(d.pending(), 0);
     }
 
+    #[test]
+    fn the_channel_frame_is_an_empty_courier_channel_frame() {
+        assert_eq!(
+            encode_vec(Kind::CourierChannel, &[]).unwrap(),
+            CHANNEL_FRAME.to_vec()
+        );
+        assert_eq!(Kind::from_code(6), Some(Kind::CourierChannel));
+        assert_eq!(Kind::from_code(7), None);
+        let mut q = FdQueue::default();
+        for i in 0..FdQueue::<u32>::MAX as u32 {
+            assert_eq!(q.push(i), None);
+        }
+        assert_eq!(q.push(99), Some(99), "a full queue gives the newest back");
+        assert_eq!((q.take(), q.len()), (Some(0), 3));
+    }
+
+    /// Plays the kernel's rule for a stream socket carrying descriptors: a read returns
+    /// the descriptor of the first segment it touches that has one and ends with that
+    /// segment. `segments`: (bytes, descriptor) in send order; `reads`: read sizes.
+    fn deliver(
+        segments: &[(Vec<u8>, Option<u32>)],
+        reads: &[usize],
+    ) -> Vec<(Vec<u8>, Option<u32>)> {
+        let mut out = Vec::new();
+        let (mut seg, mut at, mut r) = (0usize, 0usize, 0usize);
+        while seg < segments.len() {
+            let want = reads[r % reads.len()].max(1);
+            r += 1;
+            let (mut got, mut fd) = (Vec::new(), None);
+            while got.len() < want && seg < segments.len() {
+                let (bytes, attached) = &segments[seg];
+                if at == 0 && attached.is_some() {
+                    fd = *attached;
+                }
+                let n = (want - got.len()).min(bytes.len() - at);
+                got.extend_from_slice(&bytes[at..at + n]);
+                at += n;
+                let had_fd = attached.is_some();
+                if at == bytes.len() {
+                    seg += 1;
+                    at = 0;
+                }
+                if had_fd {
+                    break;
+                }
+            }
+            out.push((got, fd));
+        }
+        out
+    }
+
     proptest! {
+        #[test]
+        fn each_channel_frame_gets_its_own_descriptor_in_any_chunking(
+            msgs in proptest::collection::vec((0u8..6, proptest::collection::vec(any::<u8>(), 0..64)), 0..30),
+            reads in proptest::collection::vec(1usize..40, 1..8),
+        ) {
+            let kinds = [Kind::Ready, Kind::PowerOff, Kind::Notice, Kind::CourierRequest, Kind::CourierAnswer, Kind::CourierChannel];
+            let mut segments = Vec::new();
+            let mut next_fd = 100u32;
+            let mut sent = Vec::new();
+            for (k, p) in &msgs {
+                let kind = kinds[usize::from(*k)];
+                if kind == Kind::CourierChannel {
+                    segments.push((CHANNEL_FRAME.to_vec(), Some(next_fd)));
+                    sent.push(next_fd);
+                    next_fd += 1;
+                } else {
+                    segments.push((encode_vec(kind, p).unwrap(), None));
+                }
+            }
+            let mut d = Decoder::default();
+            let mut q = FdQueue::default();
+            let mut payload = [0u8; PAYLOAD_MAX];
+            let mut got = Vec::new();
+            for (bytes, fd) in deliver(&segments, &reads) {
+                if let Some(fd) = fd {
+                    prop_assert_eq!(q.push(fd), None);
+                }
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    let space = d.space();
+                    let n = space.len().min(rest.len());
+                    space[..n].copy_from_slice(&rest[..n]);
+                    d.filled(n);
+                    rest = &rest[n..];
+                    while let Some((k, _)) = d.next_frame(&mut payload).unwrap() {
+                        if k == Kind::CourierChannel {
+                            got.push(q.take());
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(got, sent.into_iter().map(Some).collect::<Vec<_>>());
+            prop_assert!(q.is_empty());
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_or_overflow(bytes in proptest::collection::vec(any::<u8>(), 0..10000), chunk in 1usize..5000) {
             let _ = decode_all(&bytes, chunk);
@@ -332,10 +492,10 @@ mod tests {
 
         #[test]
         fn valid_streams_decode_to_what_was_sent(
-            msgs in proptest::collection::vec((0u8..5, proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
+            msgs in proptest::collection::vec((0u8..6, proptest::collection::vec(any::<u8>(), 0..300)), 0..20),
             chunk in 1usize..700,
         ) {
-            let kinds = [Kind::Ready, Kind::PowerOff, Kind::Notice, Kind::CourierRequest, Kind::CourierAnswer];
+            let kinds = [Kind::Ready, Kind::PowerOff, Kind::Notice, Kind::CourierRequest, Kind::CourierAnswer, Kind::CourierChannel];
             let mut wire = Vec::new();
             for (k, p) in &msgs {
                 wire.extend(encode_vec(kinds[usize::from(*k)], p).unwrap());

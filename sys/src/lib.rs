@@ -8,6 +8,9 @@ pub mod audit;
 pub use libc;
 
 pub mod cgroup;
+pub mod channel;
+
+pub use channel::Side;
 
 use core::fmt;
 
@@ -671,6 +674,20 @@ pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
 /// line: it fits the empty socket buffer); the connection, close-on-exec. A listener that
 /// does not accept (its backlog full) is an error, never a wait.
 pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
+    let fd = connect_only(path)?;
+    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
+    if n != hello.len() {
+        return Err(Error {
+            op: "write the connection's first line",
+            errno: libc::EAGAIN,
+        });
+    }
+    Ok(fd)
+}
+
+/// Connects a non-blocking Unix stream socket to `path` (see [`connect_unix`]) and
+/// writes nothing; the connection, close-on-exec.
+pub fn connect_only(path: &std::path::Path) -> Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: plain socket(2) call; the result is checked and owned by `owned`.
@@ -694,28 +711,18 @@ pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
     // SAFETY: `addr` is a valid sockaddr_un of `len` bytes for the duration of the call.
     let ret = unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) };
     check("connect", ret)?;
-    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
-    if n != hello.len() {
-        return Err(Error {
-            op: "write the connection's first line",
-            errno: libc::EAGAIN,
-        });
-    }
     Ok(fd)
 }
 
 /// Starts `argv` (see [`spawn`], with `clone_flags`) holding exactly two connections, as
-/// its stdin and stdout: Unix stream sockets connected to `socks` (each first sent
-/// `hello`, without ever waiting: see [`connect_unix`]); its stderr is a pipe. Returns
-/// the child's pid and the pipe's (non-blocking) read end.
+/// its stdin and stdout (for the courier: see [`channel`] for how they are made); its
+/// stderr is a pipe. Returns the child's pid and the pipe's (non-blocking) read end.
 pub fn spawn_connected(
     argv: &[std::ffi::CString],
-    socks: &[std::path::PathBuf; 2],
-    hello: &[u8],
+    conns: [OwnedFd; 2],
     clone_flags: libc::c_int,
 ) -> Result<(i32, OwnedFd)> {
-    let [a, b] = socks;
-    let (first, second) = (connect_unix(a, hello)?, connect_unix(b, hello)?);
+    let [first, second] = conns;
     let (err, err_w) = pipe()?;
     let stdio = [first.as_raw_fd(), second.as_raw_fd(), err_w.as_raw_fd()];
     Ok((spawn(&Spawn::child(argv, stdio, clone_flags))?, err))

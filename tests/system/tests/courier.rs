@@ -252,7 +252,14 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     m.wait_for_line_from(line.end, "sender| @@no 1", SHELL)
         .unwrap();
 
-    // No answer: the stated timeout refuses it.
+    // No answer: the stated timeout refuses it. Meanwhile the room prints a line every
+    // half second: bay0 holds its console, so none of them shows while the prompt is up
+    // (they show before and after it).
+    let ticker = "(i=0; while [ $i -lt 80 ]; do echo tick-$i; i=$((i+1)); sleep 0.5; done; \
+                  echo tick-end) &";
+    let from = m.serial().len();
+    m.type_text(&format!("{ticker}\r")).unwrap();
+    m.wait_for_line_from(from, "sender| tick-2", SHELL).unwrap();
     let from = ask(
         &mut m,
         "courier send small.txt --to receiver; echo @@timeout $?",
@@ -263,6 +270,69 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     let line = m.wait_for_line_from(from, &timed, SHELL).unwrap();
     m.wait_for_line_from(line.end, "sender| @@timeout 3", SHELL)
         .unwrap();
+    let end = m
+        .wait_for_line_from(line.end, "sender| tick-end", SHELL)
+        .unwrap();
+    let log = m.serial();
+    let up = from + log[from..].find(TITLE).unwrap();
+    let verdict = "bay0: courier: sender -> receiver: timeout";
+    let down = up + log[up..].find(verdict).unwrap();
+    let ticks = |text: &str| text.matches("sender| tick-").count();
+    let (before, during, after) = (
+        ticks(&log[..up]),
+        ticks(&log[up..down]),
+        ticks(&log[down..end.end]),
+    );
+    eprintln!("figure: room lines before/while/after the prompt: {before}/{during}/{after}");
+    assert!(
+        before >= 1 && after >= 1,
+        "{before} {after}:\n{}",
+        &log[from..end.end]
+    );
+    assert_eq!(
+        during,
+        0,
+        "room output while the prompt was up:\n{}",
+        &log[up..down]
+    );
+
+    // Neither No nor the timeout left anything in the destination.
+    detach(&mut m, "sender");
+    assert_eq!(incoming(&mut m), Vec::<String>::new());
+
+    // A compromised VMM (the room's uid owns its run directory) replaces the receiver's
+    // vsock socket with a link to the sender's: bay0 must not deliver into the sender. It
+    // checks the listener's uid, refuses, and the sender hears why.
+    let plant = "cd /run/anchor/rooms/receiver && mv vsock vsock.real && \
+                 ln -s /run/anchor/rooms/sender/vsock vsock && ls -l vsock";
+    assert!(sh(&mut m, plant).contains("-> /run/anchor/rooms/sender/vsock"));
+    attach(&mut m, "sender");
+    let from = ask(
+        &mut m,
+        "courier send small.txt --to receiver; echo @@planted $?",
+    );
+    m.send_key(&["y"]).unwrap();
+    let line = m
+        .wait_for_line_from(from, "sender| courier: failed: ", SHELL)
+        .unwrap();
+    assert!(
+        line.line.contains("its listener is not the room's uid"),
+        "{}",
+        line.line
+    );
+    m.wait_for_line_from(line.end, "sender| @@planted 4", SHELL)
+        .unwrap();
+    assert_eq!(
+        listing(&mut m, "sender", "~/Incoming"),
+        Vec::<String>::new()
+    );
+    detach(&mut m, "sender");
+    sh(
+        &mut m,
+        "cd /run/anchor/rooms/receiver && rm vsock && mv vsock.real vsock",
+    );
+    assert_eq!(incoming(&mut m), Vec::<String>::new());
+    attach(&mut m, "sender");
 
     // Yes: the prompt is on the screen, Y on the keyboard, 100 MiB arrive byte-identical.
     let from = ask(&mut m, "courier send big --to receiver; echo @@big $?");
@@ -320,9 +390,10 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
         .lines()
         .filter(|l| l.contains(" bay0 courier "))
         .collect();
-    assert_eq!(records.len(), 4, "{shown}");
+    assert_eq!(records.len(), 5, "{shown}");
     for (i, want) in [
         "from=receiver to=sender name=x size=2 ",
+        "from=sender to=receiver name=small.txt size=5 ",
         "from=sender to=receiver name=small.txt size=5 ",
         "from=sender to=receiver name=small.txt size=5 ",
         "from=sender to=receiver name=big size=104857600 ",
@@ -336,6 +407,7 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
         "decision=refused outcome=refused reason=policy:",
         "decision=no outcome=refused",
         "decision=timeout outcome=timed-out",
+        "decision=yes outcome=failed reason=the%20courier%20could%20not%20start",
         "decision=yes outcome=delivered reason=big ",
     ]) {
         assert!(r.contains(d), "{r}");
@@ -363,9 +435,21 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
 /// The ~/Incoming of the receiver, as `ls -A` lists it.
 fn incoming(m: &mut Machine) -> Vec<String> {
     attach(m, "receiver");
-    let (out, _) = in_room(m, "receiver", "ls -A ~/Incoming 2>/dev/null", SHELL);
+    let listed = listing(m, "receiver", "~/Incoming");
     detach(m, "receiver");
-    out.into_iter().filter(|l| !l.trim().is_empty()).collect()
+    listed
+}
+
+/// `ls -A DIR` in the attached `room`: each name printed behind a marker of its own, so
+/// that nothing else the console shows (the room's scrollback, replayed on attach, may
+/// still be arriving) is taken for a name.
+fn listing(m: &mut Machine, room: &str, dir: &str) -> Vec<String> {
+    let tag = format!("@@ls-{}@@ ", MARK.fetch_add(1, Ordering::Relaxed));
+    let cmd = format!("ls -A {dir} 2>/dev/null | sed 's/^/{tag}/'");
+    let (out, _) = in_room(m, room, &cmd, SHELL);
+    out.iter()
+        .filter_map(|l| l.strip_prefix(&tag).map(str::to_string))
+        .collect()
 }
 
 /// Sends `mid` from the sender in the background (its client's output goes to
@@ -515,6 +599,128 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         "{verified}"
     );
 
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
+}
+
+/// Sends `file` from the attached `from` to `to`, approves it with Y and waits for the
+/// client's result; the client's lines.
+fn send_yes(m: &mut Machine, from: &str, file: &str, to: &str) -> Vec<String> {
+    let n = MARK.fetch_add(1, Ordering::Relaxed);
+    let start = ask(
+        m,
+        &format!("courier send {file} --to {to}; echo @@sent-{n} $?"),
+    );
+    m.send_key(&["y"]).unwrap();
+    let end = m
+        .wait_for_line_from(start, &format!("{from}| @@sent-{n} "), ROOM)
+        .unwrap();
+    let prefix = format!("{from}| ");
+    m.serial()[start..end.end]
+        .lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, rest)| rest.to_string()))
+        .collect()
+}
+
+/// The SHA-256 of `path` in the attached `room`.
+fn sha_in(m: &mut Machine, room: &str, path: &str) -> [u8; 32] {
+    let (out, status) = in_room(m, room, &format!("sha256sum {path}"), SHELL);
+    assert_eq!(status, 0, "{out:?}");
+    let file = path.rsplit('/').next().unwrap();
+    hex32(
+        out.iter()
+            .find(|l| l.ends_with(file))
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap(),
+    )
+}
+
+/// Unless `out` (a client's lines) has `want`: detaches from `from`, shows what `to` and
+/// `from` printed lately (their consoles' scrollback) and fails.
+fn delivered(m: &mut Machine, out: &[String], want: &str, from: &str, to: &str) {
+    if out.iter().any(|l| l.contains(want)) {
+        return;
+    }
+    detach(m, from);
+    let mut seen = String::new();
+    for room in [to, from] {
+        let start = m.serial().len();
+        attach(m, room);
+        seen.push_str(&m.serial()[start..]);
+        detach(m, room);
+    }
+    panic!("{from} -> {to}: no {want:?} in {out:?}; consoles:\n{seen}");
+}
+
+/// Namespace rooms have the courier too: they have no vsock, so bay0 passes each one a
+/// socket on its umbilical (SCM_RIGHTS) and the agent serves it as it serves a vsock
+/// connection. A namespace room sends to another namespace room and to a microVM room,
+/// and a microVM room sends to a namespace room; each item arrives byte-identical under
+/// the room's ~/Incoming (a namespace room's shell user is its root: /root/Incoming), and
+/// each transfer is audited.
+#[test]
+fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
+    let mut m = machine("courier-ns", false);
+    for room in ["sender", "receiver", "nsmail", "nspost"] {
+        let out = sh(&mut m, &format!("anchorctl room start {room}"));
+        assert!(out.contains("ready"), "{out}");
+    }
+    assert!(sh(&mut m, "anchorctl room list").contains("namespaces"));
+
+    // namespace room -> namespace room, then -> microVM room.
+    attach(&mut m, "nsmail");
+    let (out, status) = in_room(
+        &mut m,
+        "nsmail",
+        "head -c 200000 /dev/urandom > /tmp/note.bin",
+        SHELL,
+    );
+    assert_eq!(status, 0, "{out:?}");
+    let note = sha_in(&mut m, "nsmail", "/tmp/note.bin");
+    for to in ["nspost", "receiver"] {
+        let out = send_yes(&mut m, "nsmail", "/tmp/note.bin", to);
+        let want = format!("courier: delivered /tmp/note.bin to room {to} as ~/Incoming/note.bin");
+        delivered(&mut m, &out, &want, "nsmail", to);
+    }
+    detach(&mut m, "nsmail");
+    attach(&mut m, "receiver");
+    assert_eq!(sha_in(&mut m, "receiver", "~/Incoming/note.bin"), note);
+    detach(&mut m, "receiver");
+    attach(&mut m, "nspost");
+    assert_eq!(sha_in(&mut m, "nspost", "/root/Incoming/note.bin"), note);
+    detach(&mut m, "nspost");
+
+    // microVM room -> namespace room.
+    attach(&mut m, "sender");
+    let (out, status) = in_room(&mut m, "sender", &format!("{SEEDED} 3 > three"), BIG);
+    assert_eq!(status, 0, "{out:?}");
+    let sha = sha_in(&mut m, "sender", "three");
+    let out = send_yes(&mut m, "sender", "three", "nsmail");
+    let want = "courier: delivered three to room nsmail as ~/Incoming/three";
+    delivered(&mut m, &out, want, "sender", "nsmail");
+    detach(&mut m, "sender");
+    attach(&mut m, "nsmail");
+    assert_eq!(sha_in(&mut m, "nsmail", "/root/Incoming/three"), sha);
+    detach(&mut m, "nsmail");
+
+    let shown = sh(&mut m, "anchorctl audit show --file /run/anchor/audit.log");
+    let records: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains(" bay0 courier "))
+        .collect();
+    assert_eq!(records.len(), 3, "{shown}");
+    for (r, want) in records.iter().zip([
+        "from=nsmail to=nspost name=note.bin size=200000 ",
+        "from=nsmail to=receiver name=note.bin size=200000 ",
+        "from=sender to=nsmail name=three size=3145728 ",
+    ]) {
+        assert!(
+            r.contains(want) && r.contains("decision=yes outcome=delivered"),
+            "{r}"
+        );
+    }
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();
 }

@@ -403,19 +403,19 @@ pub fn shutdown(exit: ExitMode) -> ! {
 }
 
 /// The whole PID 1 sequence.
-/// The room's side of the courier: the `courier send` socket and the vsock data port.
+/// The room's side of the courier: the `courier send` socket and, in a microVM room, the
+/// vsock data port (a namespace room gets its data connections over the umbilical). The
+/// home is the shell user's: /root in a privileged or a namespace room (whose shell is
+/// the room's root), else /home/room.
 fn start_courier(settings: &Settings) {
+    let root = settings.privileged || settings.namespaces;
     crate::courier::start(crate::courier::Config {
         home: crate::courier::Home {
-            dir: if settings.privileged {
-                "/root"
-            } else {
-                "/home/room"
-            }
-            .into(),
-            owner: (!settings.privileged).then_some((ROOM_UID, ROOM_UID)),
+            dir: if root { "/root" } else { "/home/room" }.into(),
+            owner: (!root).then_some((ROOM_UID, ROOM_UID)),
         },
         socket: crate::courier::SOCKET.into(),
+        vsock: !settings.namespaces,
     });
 }
 
@@ -476,13 +476,9 @@ pub fn run_pid1() -> ! {
     let socket = settings
         .namespaces
         .then_some(anchor_proto::umbilical::ROOM_SOCKET);
+    // The courier first: a data connection bay0 passes on the umbilical finds it ready.
+    start_courier(&settings);
     crate::umbilical::start(settings.exit, socket);
-    if settings.namespaces {
-        // No data channel reaches a namespace room yet (bay0 refuses its transfers).
-        say("courier: not available in a namespace room in this release");
-    } else {
-        start_courier(&settings);
-    }
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let uptime = cmdline::uptime_seconds(&uptime).unwrap_or("?");
     if failed == 0 {

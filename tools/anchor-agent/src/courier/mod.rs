@@ -6,9 +6,11 @@
 //!   the agent checks it ([`source::check`]), hashes it, and sends one request at a time
 //!   to bay0 over the umbilical; bay0's answer ends the client's wait;
 //! - serves data connections ([`handle_data`], transport-neutral: any connected
-//!   stream; microVM rooms take them on vsock port [`DATA_PORT`] from the host only): a
-//!   courier's fetch of the pending request (once: the token is spent), or a courier's
-//!   delivery into ~/Incoming ([`store`]).
+//!   stream): a courier's fetch of the pending request (once: the token is spent), or a
+//!   courier's delivery into ~/Incoming ([`store`]). A microVM room takes them on vsock
+//!   port [`DATA_PORT`] from the host only; a namespace room (no vsock) gets each one
+//!   from bay0 as a socket passed on its umbilical ([`on_channel`]). Either way the
+//!   connection is served the same.
 
 pub mod bench;
 pub mod client;
@@ -46,6 +48,9 @@ pub struct Config {
     pub home: Home,
     /// The local socket for clients.
     pub socket: PathBuf,
+    /// Listen on vsock port [`DATA_PORT`] (a microVM room); a namespace room gets its
+    /// data connections over the umbilical instead ([`on_channel`]).
+    pub vsock: bool,
 }
 
 /// A request sent to bay0, waiting for its answer (and for its one fetch).
@@ -63,6 +68,8 @@ static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
 static SEEN: Mutex<store::Seen> = Mutex::new(store::Seen::new());
 static BUSY: AtomicBool = AtomicBool::new(false);
 static DATA: AtomicUsize = AtomicUsize::new(0);
+/// Where deliveries go, once [`start`] ran (a channel passed before that is closed).
+static HOME: std::sync::OnceLock<Home> = std::sync::OnceLock::new();
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -97,8 +104,19 @@ pub fn on_answer(payload: &[u8]) {
     }
 }
 
-/// Starts the client socket and the vsock data port, each served by its own thread.
+/// A data connection bay0 passed on the umbilical (a namespace room's
+/// [`anchor_proto::umbilical::Kind::CourierChannel`]): served as a vsock one is.
+pub fn on_channel(conn: std::os::fd::OwnedFd) {
+    match HOME.get() {
+        Some(home) => serve_data_connection(File::from(conn), home.clone()),
+        None => say("courier: a data connection came before the courier started; closed"),
+    }
+}
+
+/// Starts the client socket and (in a microVM room) the vsock data port, each served by
+/// its own thread.
 pub fn start(cfg: Config) {
+    let _ = HOME.set(cfg.home.clone());
     let _ = std::fs::remove_file(&cfg.socket);
     match UnixListener::bind(&cfg.socket) {
         Ok(l) => {
@@ -112,6 +130,9 @@ pub fn start(cfg: Config) {
         )),
     }
     let home = cfg.home;
+    if !cfg.vsock {
+        return;
+    }
     spawn("courier-data", move || {
         match crate::sys::vsock_listen(DATA_PORT) {
             Ok(l) => loop {

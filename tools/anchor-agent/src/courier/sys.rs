@@ -72,9 +72,11 @@ pub fn send_with_fd(sock: &UnixStream, msg: &[u8], fd: RawFd) -> io::Result<()> 
     Ok(())
 }
 
-/// Receives one message into `buf`; its length and the descriptor attached, if any
-/// (more than one, or anything but SCM_RIGHTS, is closed and refused).
-pub fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+/// Receives one message into `buf` (from a Unix socket: a client's, or a namespace
+/// room's umbilical; on a vsock umbilical nothing is ever attached); its length and the
+/// descriptor attached, if any (more than one, or anything but SCM_RIGHTS, is closed and
+/// refused).
+pub fn recv_with_fd(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
