@@ -741,6 +741,26 @@ impl Machine {
         Ok((lines, status.unwrap_or(-1)))
     }
 
+    /// Attaches the operator shell's terminal to `room` (`anchorctl room console`) and
+    /// waits for the room's prompt.
+    pub fn attach_console(&mut self, room: &str, timeout: Duration) -> Result<()> {
+        let from = self.serial().len();
+        self.type_text(&format!("anchorctl room console {room}\r"))?;
+        let attached = format!("attached to room {room} (Ctrl-] detaches)");
+        self.wait_for_line_from(from, &attached, timeout)?;
+        self.type_text("\r")?;
+        self.wait_for_from(from, &format!("{room}| {room}:"), timeout)
+            .map(drop)
+    }
+
+    /// Ctrl-]: back to the operator shell; waits for bay0's line saying so.
+    pub fn detach_console(&mut self, room: &str, timeout: Duration) -> Result<()> {
+        let from = self.serial().len();
+        self.type_text("\x1d")?;
+        let detached = format!("[detached from room {room}]");
+        self.wait_for_line_from(from, &detached, timeout).map(drop)
+    }
+
     /// Type `text` on the serial console.
     pub fn type_text(&mut self, text: &str) -> Result<()> {
         let stdin = self

@@ -44,25 +44,12 @@ fn room_sh(m: &mut Machine, room: &str, cmd: &str) -> (String, i32) {
 }
 
 fn attach(m: &mut Machine, room: &str) {
-    let from = m.serial().len();
-    m.type_text(&format!("anchorctl room console {room}\r"))
-        .unwrap();
-    m.wait_for_line_from(
-        from,
-        &format!("attached to room {room} (Ctrl-] detaches)"),
-        SHELL,
-    )
-    .unwrap();
-    m.type_text("\r").unwrap();
-    m.wait_for_from(from, &format!("{room}| {room}:"), SHELL)
-        .unwrap();
+    m.attach_console(room, SHELL).unwrap();
 }
 
 fn detach(m: &mut Machine, room: &str) {
     let from = m.serial().len();
-    m.type_text("\x1d").unwrap();
-    m.wait_for_line_from(from, &format!("[detached from room {room}]"), SHELL)
-        .unwrap();
+    m.detach_console(room, SHELL).unwrap();
     m.wait_for_from(from, "anchor# ", SHELL).unwrap();
 }
 

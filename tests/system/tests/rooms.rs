@@ -74,26 +74,12 @@ fn in_room(m: &mut Machine, room: &str, cmd: &str, expect: &str) -> String {
 
 /// Attaches the operator shell's terminal to `room` (anchorctl room console).
 fn attach(m: &mut Machine, room: &str) {
-    let from = m.serial().len();
-    m.type_text(&format!("anchorctl room console {room}\r"))
-        .unwrap();
-    m.wait_for_line_from(
-        from,
-        &format!("attached to room {room} (Ctrl-] detaches)"),
-        SHELL,
-    )
-    .unwrap();
-    m.type_text("\r").unwrap();
-    m.wait_for_from(from, &format!("{room}| {room}:"), SHELL)
-        .unwrap();
+    m.attach_console(room, SHELL).unwrap();
 }
 
 /// Ctrl-]: back to the operator shell.
 fn detach(m: &mut Machine, room: &str) {
-    let from = m.serial().len();
-    m.type_text("\x1d").unwrap();
-    m.wait_for_line_from(from, &format!("[detached from room {room}]"), SHELL)
-        .unwrap();
+    m.detach_console(room, SHELL).unwrap();
 }
 
 /// `anchorctl room list --json` -> (name, state) pairs.
