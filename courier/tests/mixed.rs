@@ -17,6 +17,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod common;
+
 use anchor_agent::courier::{self as agent, Home};
 use anchor_courier::transfer;
 use anchor_proto::courier::{Data, Launch};
@@ -24,17 +26,7 @@ use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
 use sha2::{Digest, Sha256};
 
 fn home(tag: &str) -> (PathBuf, Home) {
-    let dir = PathBuf::from(format!(
-        "/var/tmp/courier-mixed-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let home = Home {
-        dir: dir.clone(),
-        owner: None,
-    };
-    (dir, home)
+    common::home("mixed", tag)
 }
 
 /// A connection whose reads give up after `stall` without progress (the courier's and

@@ -23,6 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anchor_agent::courier::{self as agent, Home};
 use anchor_proto::courier::{Data, Launch};
 use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
@@ -31,17 +33,7 @@ use sha2::{Digest, Sha256};
 const COURIER: &str = env!("CARGO_BIN_EXE_anchor-courier");
 
 fn home(name: &str) -> (PathBuf, Home) {
-    let dir = PathBuf::from(format!(
-        "/var/tmp/courier-process-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let home = Home {
-        dir: dir.clone(),
-        owner: None,
-    };
-    (dir, home)
+    common::home("process", name)
 }
 
 /// Between fork and exec: a private mount namespace with a fresh tmpfs on /run, as

@@ -53,10 +53,7 @@ pub fn rename(root: &Path, rel: &str, to: &str) -> crate::Result<()> {
                     let dir = root.join(done);
                     let _ = std::fs::rename(dir.join(to), dir.join(rel));
                 }
-                return Err(crate::Error {
-                    op: "rename a room's cgroup",
-                    errno: e.raw_os_error().unwrap_or(libc::EIO),
-                });
+                return Err(io_err("rename a room's cgroup")(e));
             }
         }
     }
