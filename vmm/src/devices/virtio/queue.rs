@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use event_manager::{EventOps, EventSet, Events};
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::devices::irq::IrqLine;
 
@@ -307,40 +307,16 @@ pub fn chain_copy(
     buf: &mut [u8],
     to_chain: bool,
 ) -> usize {
-    let mut pos: u64 = 0;
-    let mut done: usize = 0;
-    for d in chain.filter(|d| d.is_write_only() == to_chain) {
-        if done >= buf.len() {
-            break;
-        }
-        let len = u64::from(d.len());
-        let end = pos.saturating_add(len);
-        if end <= skip {
-            pos = end;
-            continue;
-        }
-        let inner = skip.saturating_sub(pos);
-        let take = usize::try_from(len.saturating_sub(inner))
-            .unwrap_or(usize::MAX)
-            .min(buf.len().saturating_sub(done));
-        let Some(addr) = d.addr().checked_add(inner) else {
-            return done;
-        };
-        let Some(part) = buf.get_mut(done..done.saturating_add(take)) else {
-            return done;
-        };
-        let ok = if to_chain {
-            mem.write_slice(part, addr).is_ok()
-        } else {
-            mem.read_slice(part, addr).is_ok()
-        };
-        if !ok {
-            return done;
-        }
-        done = done.saturating_add(take);
-        pos = end;
-    }
-    done
+    let total = buf.len();
+    chain_walk(chain, to_chain, skip, total, |addr, range| {
+        buf.get_mut(range).is_some_and(|part| {
+            if to_chain {
+                mem.write_slice(part, addr).is_ok()
+            } else {
+                mem.read_slice(part, addr).is_ok()
+            }
+        })
+    })
 }
 
 /// Write `data` into the device-writable bytes of a chain, starting `skip` bytes into them
@@ -352,10 +328,27 @@ pub fn chain_write(
     skip: u64,
     data: &[u8],
 ) -> usize {
+    chain_walk(chain, true, skip, data.len(), |addr, range| {
+        data.get(range)
+            .is_some_and(|part| mem.write_slice(part, addr).is_ok())
+    })
+}
+
+/// Walks the device-readable (`writable == false`) or device-writable bytes of a chain
+/// from `skip` on, piece by piece, until `total` bytes: `io(addr, range)` moves the
+/// caller's bytes at `range` to or from guest address `addr` and says whether it could.
+/// Returns the bytes moved (short when the chain ends, an address overflows or `io` fails).
+fn chain_walk(
+    chain: DescriptorChain<&GuestMemoryMmap<()>>,
+    writable: bool,
+    skip: u64,
+    total: usize,
+    mut io: impl FnMut(GuestAddress, core::ops::Range<usize>) -> bool,
+) -> usize {
     let mut pos: u64 = 0;
     let mut done: usize = 0;
-    for d in chain.filter(|d| d.is_write_only()) {
-        if done >= data.len() {
+    for d in chain.filter(|d| d.is_write_only() == writable) {
+        if done >= total {
             break;
         }
         let len = u64::from(d.len());
@@ -367,14 +360,11 @@ pub fn chain_write(
         let inner = skip.saturating_sub(pos);
         let take = usize::try_from(len.saturating_sub(inner))
             .unwrap_or(usize::MAX)
-            .min(data.len().saturating_sub(done));
+            .min(total.saturating_sub(done));
         let Some(addr) = d.addr().checked_add(inner) else {
             return done;
         };
-        let Some(part) = data.get(done..done.saturating_add(take)) else {
-            return done;
-        };
-        if mem.write_slice(part, addr).is_err() {
+        if !io(addr, done..done.saturating_add(take)) {
             return done;
         }
         done = done.saturating_add(take);
