@@ -161,6 +161,29 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
     m.type_text("\r").unwrap();
     shell_ready(&mut m, from);
 
+    // The first room after the host booted found the host's entropy pool ready: the host
+    // kernel credits the CPU's RNG at boot, so the crng is initialised before bay0 starts
+    // any room, and the VMM never waits to seed it (it says so on stderr when it must,
+    // and bay0 logs the VMM's stderr under the room's name, as the jail's line shows).
+    let log = m.serial();
+    let opened = anchor_systest::find_line(&log, 0, "bay0: room alpha opened").unwrap();
+    assert!(
+        log.contains("bay0: room alpha: anchor-jail: room alpha: "),
+        "the room's stderr lines never reached the log: the check below would prove nothing"
+    );
+    assert!(
+        log.get(..opened.end)
+            .is_some_and(|before| before.contains("random: crng init done")),
+        "the host's crng was not ready when the first room started"
+    );
+    assert!(
+        !log.contains("entropy pool was not initialised"),
+        "the first room's VMM waited for the host's entropy pool: {}",
+        anchor_systest::find_line(&log, 0, "entropy pool was not initialised")
+            .map(|f| f.line)
+            .unwrap_or_default()
+    );
+
     // A second room at once.
     let t1 = Instant::now();
     let out = sh(&mut m, "anchorctl room start beta");
