@@ -10,7 +10,8 @@
 #   `anchor.shell=off`: the agent prints `anchor-agent: room base ready`, then resets the
 #   room with reboot=k) N times with each VMM, alternating, after one uncounted warm-up
 #   round (the first nested boot pays one-off costs in the host: it is reported on its
-#   own, "first room after host boot"). Per VMM: exec -> agent marker, exec -> VMM exit,
+#   own, "first room after host boot", against the later rooms, with the host's entropy
+#   state before it and any time its VMM waited for the host's pool). Per VMM: exec -> agent marker, exec -> VMM exit,
 #   exec -> every process the VMM started gone, the room kernel's own uptime at the marker.
 # - I/O runs: the room's shell runs roombench (tests/system/bench-tools/roombench.c) on a
 #   64 MiB bench disk: sequential 1 MiB O_DIRECT reads (MiB/s), 4 KiB O_DIRECT random reads
