@@ -11,8 +11,9 @@
 #   room with reboot=k) N times with each VMM, alternating, after one uncounted warm-up
 #   round (the first nested boot pays one-off costs in the host: it is reported on its
 #   own, "first room after host boot", against the later rooms, with the host's entropy
-#   state before it and any time its VMM waited for the host's pool). Per VMM: exec -> agent marker, exec -> VMM exit,
-#   exec -> every process the VMM started gone, the room kernel's own uptime at the marker.
+#   state before it and any time its VMM waited for the host's pool). Per VMM: exec ->
+#   agent marker, exec -> VMM exit, exec -> every process the VMM started gone, the room
+#   kernel's own uptime at the marker.
 # - I/O runs: the room's shell runs roombench (tests/system/bench-tools/roombench.c) on a
 #   64 MiB bench disk: sequential 1 MiB O_DIRECT reads (MiB/s), 4 KiB O_DIRECT random reads
 #   at queue depth 1 (IOPS), vsock transfers room -> host and host -> room (anchor-vmm's
@@ -174,8 +175,10 @@ for vmm in order:
     later = med([x[1] for x in r]) if r else float("nan")
     waited = [l.split("waited ", 1)[1].split(" ms", 1)[0] for l in text.splitlines()
               if l.startswith(f"bench-stderr[{vmm}#0]: ") and "entropy pool was not initialised: waited " in l]
-    print(f"  {names[vmm]:17}: first room after boot {w[1] / 1000:6.3f} s   later rooms (median) {later / 1000:6.3f} s"
-          f"   first / later {w[1] / later:.2f}" if r else f"  {names[vmm]:17}: first room after boot {w[1] / 1000:6.3f} s")
+    head = f"  {names[vmm]:17}: first room after boot {w[1] / 1000:6.3f} s"
+    if r:
+        head += f"   later rooms (median) {later / 1000:6.3f} s   first / later {w[1] / later:.2f}"
+    print(head)
     print(f"  {'':17}  first room: exec -> first serial byte {w[0] / 1000:.3f} s (later median "
           f"{med([x[0] for x in r]) / 1000:.3f} s), room uptime at the marker {w[4]} s, host uptime at exec {w[5]} s"
           + (f", waited {waited[0]} ms for the host entropy pool" if waited else ""))
