@@ -283,9 +283,10 @@ fn setup(
     let mut cmdline = cfg.cmdline.clone();
     let mut index = 0u64;
     // Queue notifications: a KVM ioeventfd per queue on QueueNotify (datamatch = queue
-    // index), so a notify never leaves the kernel; without the capability (said once,
-    // here) or when registering fails, the notify exits and the transport signals the same
-    // eventfd from the vcpu thread.
+    // index), registered when the driver first sets DRIVER_OK, so a notify never leaves
+    // the kernel after that; before it, without the capability (said once, here) or when
+    // registering fails, the notify exits and the transport signals the same eventfd from
+    // the vcpu thread.
     let ioeventfd = vm.has_ioeventfd();
     if !ioeventfd {
         crate::log::say(format_args!(
@@ -299,14 +300,9 @@ fn setup(
      -> Result<(), BuildError> {
         let base = layout::VIRTIO_MMIO_BASE + *index * layout::VIRTIO_MMIO_SIZE;
         if ioeventfd {
+            // Armed now, registered at the driver's first DRIVER_OK (see LazyNotify).
             let addr = base + virtio::mmio::reg::QUEUE_NOTIFY;
-            for (q, evt) in (0u32..).zip(&handle.notify) {
-                if let Err(e) = vm.register_notify(evt, addr, q) {
-                    crate::log::say(format_args!(
-                        "virtio device {index}: queue {q} notifications exit to the VMM: {e}"
-                    ));
-                }
-            }
+            handle.lazy_notify.arm(vm.notify_registrar(addr, *index));
         }
         bus.insert(base, layout::VIRTIO_MMIO_SIZE, handle.mmio)
             .map_err(BuildError::Bus)?;
