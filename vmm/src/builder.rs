@@ -215,13 +215,12 @@ fn setup(
 
     let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
     let mut sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
-    // The stdout console is shared with other writers: whole lines, one write each.
-    let line_started = if cfg.serial == SerialTarget::Stdout {
+    // Whole lines, one write each (the stdout console is shared with other writers); a
+    // line left open is written out shortly after it started (`serial_flush`).
+    let line_started = {
         let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
         sink = sink.with_partial_notify(evt.try_clone().map_err(BuildError::EventFd)?);
         Some(evt)
-    } else {
-        None
     };
     let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
