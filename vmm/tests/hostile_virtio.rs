@@ -825,7 +825,10 @@ fn ioeventfds_exist_only_from_the_first_driver_ok_and_survive_a_reset_flood() {
         s.blk_read(b, 2, n);
     }
     s.write(AVAIL + 2, 2, 0).write(USED + 2, 2, 0);
-    s.repeat(100, 16).init(b).queue(b, 0, 16, DESC, AVAIL, USED).reg(b, reg::STATUS, S_OK);
+    s.repeat(100, 16)
+        .init(b)
+        .queue(b, 0, 16, DESC, AVAIL, USED)
+        .reg(b, reg::STATUS, S_OK);
     s.notify(rng, 0);
     blk_recover_and_read(&mut s);
     common::require_kvm();

@@ -338,13 +338,21 @@ mod tests {
         for &b in b"PVH ok" {
             dev.write(0, b);
         }
-        assert_eq!(std::fs::read(&p).unwrap(), b"", "no byte before the newline");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"",
+            "no byte before the newline"
+        );
         assert_eq!(evt.read().unwrap(), 1, "one open-line signal per line");
         dev.write(0, b'\n');
         assert_eq!(std::fs::read(&p).unwrap(), b"PVH ok\n");
         dev.write(0, b'$');
         dev.flush();
-        assert_eq!(std::fs::read(&p).unwrap(), b"PVH ok\n$", "flush writes the open line");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"PVH ok\n$",
+            "flush writes the open line"
+        );
     }
 
     #[test]

@@ -197,7 +197,8 @@ impl Vm {
         let fd = self.fd.clone();
         Box::new(move |evts: &[EventFd]| {
             for (q, evt) in (0u32..).zip(evts) {
-                if let Err(e) = fd.register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr), q) {
+                if let Err(e) = fd.register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr), q)
+                {
                     crate::log::say(format_args!(
                         "virtio device {device}: queue {q} notifications exit to the VMM: KVM_IOEVENTFD: {e}"
                     ));
