@@ -447,6 +447,70 @@ fn the_unlock_dialog_follows_updates_and_sends_foreign_images_to_the_recovery_ke
     assert!(r.out.contains(opened), "{}", r.out);
 }
 
+/// `init` on an image whose signed policy it could not use itself (signed by another key,
+/// not covering this PCR 11, or missing) refuses before asking anything, and the disk
+/// stays blank; on our signed image the same command creates the vault.
+#[test]
+fn init_refuses_to_seal_a_vault_this_image_could_not_open() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let vault = disk(dir.path(), 40);
+    let ours = Signer::new(dir.path(), "ours");
+    let theirs = Signer::new(dir.path(), "theirs");
+    let tcti = tpm.tcti();
+    let init = |sig: &Path, stdin: &str| {
+        let mut all = vec![
+            "--pcr-signature",
+            sig.to_str().unwrap(),
+            "init",
+            "--no-open",
+            "--pcr-public-key",
+            ours.public.to_str().unwrap(),
+        ];
+        all.extend_from_slice(&CHEAP);
+        run_with(&vault, Some(&tcti), dir.path(), &all, stdin)
+    };
+    let blank = |why: &str| {
+        let head = std::fs::read(&vault).unwrap();
+        assert!(
+            head.iter().take(1 << 20).all(|&b| b == 0),
+            "{why}: disk written"
+        );
+    };
+    let now = boot(&tpm, b"anchor UKI version 1");
+    let elsewhere = boot(&tpm, b"some other image");
+    boot(&tpm, b"anchor UKI version 1");
+    let cases = [
+        (
+            theirs.sign(dir.path(), "theirs.json", &now),
+            "not by the key this vault trusts",
+        ),
+        (
+            ours.sign(dir.path(), "other.json", &elsewhere),
+            "no policy signed in",
+        ),
+        (dir.path().join("missing.json"), "missing"),
+    ];
+    for (sig, why) in &cases {
+        // No passphrase is typed: a refusal must come before the dialog asks for one.
+        let r = init(sig, "");
+        assert_ne!(r.code, Some(0), "{}", r.out);
+        assert!(
+            r.out
+                .contains("not creating a vault this image could not open again"),
+            "{}",
+            r.out
+        );
+        assert!(r.out.contains(why), "{why}: {}", r.out);
+        assert!(r.out.contains("nothing was changed"), "{}", r.out);
+        assert!(!r.out.contains("passphrase"), "asked anyway: {}", r.out);
+        blank(why);
+    }
+    let good = ours.sign(dir.path(), "v1.json", &now);
+    let r = init(&good, &format!("{PASS}\n{PASS}\n\n"));
+    assert_eq!(r.code, Some(0), "{}", r.out);
+}
+
 /// A vault sealed before signed policies existed (PCRs by value) keeps opening: it never
 /// looks at the image's signature.
 #[test]
