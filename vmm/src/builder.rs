@@ -217,11 +217,8 @@ fn setup(
     let mut sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
     // Whole lines, one write each (the stdout console is shared with other writers); a
     // line left open is written out shortly after it started (`serial_flush`).
-    let line_started = {
-        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
-        sink = sink.with_partial_notify(evt.try_clone().map_err(BuildError::EventFd)?);
-        Some(evt)
-    };
+    let line_started = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    sink = sink.with_partial_notify(line_started.try_clone().map_err(BuildError::EventFd)?);
     let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
@@ -237,10 +234,8 @@ fn setup(
 
     let mut events: EventManager<Subscriber> =
         EventManager::new().map_err(BuildError::EventManager)?;
-    if let Some(started) = line_started {
-        let flush = SerialFlush::new(serial.clone(), started).map_err(BuildError::EventFd)?;
-        events.add_subscriber(Arc::new(Mutex::new(flush)));
-    }
+    let flush = SerialFlush::new(serial.clone(), line_started).map_err(BuildError::EventFd)?;
+    events.add_subscriber(Arc::new(Mutex::new(flush)));
     if cfg.serial == SerialTarget::Stdout {
         // The console is interactive: what is typed on stdin goes to the guest.
         let stdin = std::io::stdin()

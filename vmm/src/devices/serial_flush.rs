@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Writes out a console line that stays open. With `--serial stdout` the UART's sink
-//! holds output until a newline so that each line reaches the console in one
-//! write(2) (see `serial`); a shell prompt or the echo of typed characters has no
+//! Writes out a console line that stays open. The UART's sink holds output until a
+//! newline so that each line reaches the console, file or socket in one write(2)
+//! (see `serial`); a shell prompt or the echo of typed characters has no
 //! newline, so when a line starts the sink signals `started`, and this handler, on
 //! the VMM thread, arms a one-shot timer and writes out whatever of the line is
 //! there when it fires. A line the guest finishes within [`OPEN_LINE_DELAY`] (the
@@ -22,7 +22,7 @@ use crate::devices::serial::SerialDevice;
 /// How long an open line may wait before it is written out anyway.
 pub const OPEN_LINE_DELAY: Duration = Duration::from_millis(50);
 
-/// Open-line flusher for the stdout console.
+/// Open-line flusher for the serial sink (every target).
 #[derive(Debug)]
 pub struct SerialFlush {
     serial: Arc<Mutex<SerialDevice>>,
