@@ -72,7 +72,7 @@ set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1 \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}" \
+  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 set -e
