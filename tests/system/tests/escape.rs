@@ -285,6 +285,10 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
         log.contains("room nsauto: anchor-jail: room nsauto: landlock "),
         "no landlock line"
     );
+    // bay0 mounted cgroup2 favordynmods: moving the jail into the room's cgroup waits for
+    // no RCU grace period.
+    let mounts = sh(&mut m, "grep ' /sys/fs/cgroup cgroup2 ' /proc/mounts");
+    assert!(mounts.contains("favordynmods"), "{mounts}");
     let cg = sh(
         &mut m,
         "cd /sys/fs/cgroup/anchor/nsauto && echo $(cat memory.max pids.max cpu.max)",
