@@ -32,6 +32,8 @@ pub struct SystemConsole {
     shell: Option<(OwnedFd, i32)>,
     /// Bytes dropped because the console could not take them.
     pub dropped: u64,
+    /// What the console shows after its last newline (drawn again after a helper's line).
+    open: anchor_text::lines::OpenLine<512>,
 }
 
 impl SystemConsole {
@@ -43,6 +45,7 @@ impl SystemConsole {
             shell_wanted: false,
             shell: None,
             dropped: 0,
+            open: Default::default(),
         };
         let tty = matches!(sys::console_passthrough(libc::STDIN_FILENO), Ok(true));
         if tty
@@ -115,7 +118,14 @@ impl SystemConsole {
             Ok(n) => self.dropped = self.dropped.saturating_add((bytes.len() - n) as u64),
             Err(_) => self.dropped = self.dropped.saturating_add(bytes.len() as u64),
         }
+        self.open.wrote(bytes);
         crate::logger::console_line_open(bytes.last() != Some(&b'\n'));
+    }
+
+    /// A helper's line, on a line of its own, with the open line drawn again after it.
+    pub fn put_line(&mut self, line: &[u8]) {
+        let bytes = self.open.interject(line);
+        self.put(&bytes);
     }
 
     /// Gives the console to room `slot`, showing what it printed lately.

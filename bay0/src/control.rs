@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 
 use anchor_proto::control::{self, Verb, MAX_CLIENTS, REQUEST_MAX, REQUEST_TIMEOUT_MS};
 
-use crate::error::Result;
+use crate::error::{io, Result};
 use crate::logger::Line;
 use crate::rooms::{Notice, Phase, Rooms};
 use crate::sys;
@@ -65,23 +65,16 @@ fn send_line(mut fd: &UnixStream, args: core::fmt::Arguments<'_>) {
     let _ = fd.write(line.as_bytes());
 }
 
-fn io_err(op: &'static str) -> impl Fn(std::io::Error) -> crate::error::Error {
-    move |e| crate::error::Error::Sys {
-        op,
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    }
-}
-
 impl Control {
     /// Listens at `path` (mode 0600; its directory is root's alone anyway).
     pub fn open(ep: &OwnedFd, path: &str) -> Result<Control> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).map_err(io_err("bind the control socket"))?;
+        let listener = UnixListener::bind(path).map_err(io("bind the control socket"))?;
         let mode = std::fs::Permissions::from_mode(0o600);
-        std::fs::set_permissions(path, mode).map_err(io_err("chmod the control socket"))?;
+        std::fs::set_permissions(path, mode).map_err(io("chmod the control socket"))?;
         listener
             .set_nonblocking(true)
-            .map_err(io_err("control socket"))?;
+            .map_err(io("control socket"))?;
         sys::epoll_add(ep, listener.as_raw_fd(), TOKEN_LISTEN)?;
         Ok(Control {
             listener,
@@ -231,7 +224,7 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                     !ready || answer(c, &Notice::Ready { slot: ns, ms }, rooms)
                 }
                 (Mode::Wait(s, _), _) if s == slot => {
-                    let what = crate::room::describe_exit(status.exit_code());
+                    let what = anchor_proto::exit::room(status.exit_code());
                     let sep = if why.as_str().is_empty() { "" } else { ": " };
                     say!(
                         &c.fd,
@@ -273,12 +266,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
         }
         return true;
     };
-    let mut line = [0u8; REQUEST_MAX];
-    let len = end.min(REQUEST_MAX);
-    if let (Some(dst), Some(src)) = (line.get_mut(..len), filled.get(..len)) {
-        dst.copy_from_slice(src);
-    }
-    let req = match control::parse_request(line.get(..len).unwrap_or_default()) {
+    let req = match control::parse_request(filled.get(..end).unwrap_or_default()) {
         Ok(r) => r,
         Err(e) => {
             say!(&c.fd, "err {e}");

@@ -38,6 +38,14 @@ impl Error {
 
 pub use anchor_sys::errno_name;
 
+/// Maps a std I/O error to [`Error::Sys`] for `op` (EIO when it carries no errno).
+pub fn io(op: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::Sys {
+        op,
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
+
 impl From<anchor_sys::Error> for Error {
     fn from(e: anchor_sys::Error) -> Error {
         Error::Sys {

@@ -23,6 +23,7 @@ const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TICK: u64 = 2;
 const TOKEN_STOP: u64 = 3;
 const TOKEN_HOUSEKEEPING: u64 = 6;
+const TOKEN_HELPER: u64 = 8;
 const TOKEN_INPUT: u64 = 100;
 
 /// The loop's descriptors and what it drives.
@@ -44,6 +45,11 @@ pub struct EventLoop {
     /// The vault unlock helper, and the settings to open the console with after it.
     vault: Option<(i32, Config)>,
     pub courier: crate::courier::Courier,
+    /// The output of the update helper, shown on the console line by line.
+    helper_out: Option<(
+        OwnedFd,
+        anchor_text::lines::Lines<{ crate::logger::LINE_MAX }>,
+    )>,
 }
 
 /// The process table as PID 1 sees it (a trait so the loop is tested without
@@ -113,6 +119,7 @@ impl EventLoop {
             console: None,
             vault: None,
             courier: Default::default(),
+            helper_out: None,
         };
         sys::epoll_add(&lp.epoll, lp.signals.as_raw_fd(), TOKEN_SIGNAL)?;
         sys::epoll_add(&lp.epoll, lp.tick.as_raw_fd(), TOKEN_TICK)?;
@@ -181,7 +188,12 @@ impl EventLoop {
             }
         }
         match crate::update::spawn_bless(&config.boot_rooms, unhealthy) {
-            Some(Ok(pid)) => self.supervise(pid),
+            Some(Ok((pid, out))) => {
+                self.supervise(pid);
+                if sys::epoll_add(&self.epoll, out.as_raw_fd(), TOKEN_HELPER).is_ok() {
+                    self.helper_out = Some((out, Default::default()));
+                }
+            }
             Some(Err(e)) => crate::log_error!("{}: {e}", crate::update::HELPER),
             None => {}
         }
@@ -216,7 +228,7 @@ impl EventLoop {
             if let Some((_, config)) = self.vault.take_if(|(p, _)| *p == pid) {
                 let code = WaitStatus(status).exit_code();
                 crate::vault::unlock_ended(code);
-                let locked = (code != 0).then(|| crate::vault::describe_exit(code));
+                let locked = (code != 0).then(|| anchor_proto::exit::vault(code));
                 self.open_console(&config, locked);
                 continue;
             }
@@ -287,6 +299,7 @@ impl EventLoop {
                     ctl.tick(now);
                 }
             }
+            TOKEN_HELPER => self.helper_output(),
             console::TOKEN_INPUT => {
                 if let (Some(c), Some(rooms)) = (self.console.as_mut(), self.rooms.as_mut()) {
                     c.on_input(rooms, now);
@@ -339,6 +352,23 @@ impl EventLoop {
             } else if let Some(ctl) = self.control.as_mut() {
                 ctl.notify(n, rooms);
             }
+        }
+    }
+
+    /// The update helper wrote: its complete lines go to the console (closed at its end).
+    fn helper_output(&mut self) {
+        let Some((fd, lines)) = self.helper_out.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        match sys::read("read helper output", fd.as_raw_fd(), &mut buf) {
+            Ok(n @ 1..) => lines.feed(buf.get(..n).unwrap_or_default(), |line| {
+                if let Some(c) = self.console.as_mut() {
+                    c.put_line(line.as_bytes());
+                }
+            }),
+            Err(e) if e.errno == libc::EAGAIN => {}
+            _ => self.helper_out = None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! relay is killed, the kernel kills the inner PID 1 (parent-death signal) and with it
 //! the whole namespace.
 
-use crate::error::{Error, Result};
+use crate::error::{io, Error, Result};
 use crate::supervisor::WaitStatus;
 use crate::sys::{self, Fork, SigSet};
 use std::ffi::{CString, OsStr, OsString};
@@ -29,17 +29,10 @@ const RELAYED: [i32; 5] = [
     libc::SIGCHLD,
 ];
 
-fn io_err(op: &'static str, e: &std::io::Error) -> Error {
-    Error::Sys {
-        op,
-        errno: e.raw_os_error().unwrap_or(0),
-    }
-}
-
 /// Create the state directory and the namespaces, and fork.
 pub fn enter(state_dir: &OsStr) -> Result<Role> {
-    std::fs::create_dir_all(state_dir).map_err(|e| io_err("create STATE_DIR", &e))?;
-    let abs = std::fs::canonicalize(state_dir).map_err(|e| io_err("resolve STATE_DIR", &e))?;
+    std::fs::create_dir_all(state_dir).map_err(io("create STATE_DIR"))?;
+    let abs = std::fs::canonicalize(state_dir).map_err(io("resolve STATE_DIR"))?;
     let abs = CString::new(abs.as_os_str().as_bytes())
         .map_err(|_| Error::Usage("STATE_DIR contains NUL"))?;
     // Blocked before the fork: the inner PID 1 inherits the mask and loses nothing.
@@ -84,24 +77,30 @@ fn relay(inner: i32, set: &SigSet) -> i32 {
     }
 }
 
-/// Start the hosted command as a child of PID 1; its pid.
-pub fn spawn(command: &[OsString]) -> Result<i32> {
+/// Start a command (the hosted one, or a helper) as a child of PID 1; its pid. Its
+/// stdout and stderr go to `out` when given, else to bay0's own.
+pub fn spawn(command: &[OsString], out: Option<std::os::fd::OwnedFd>) -> Result<i32> {
     let (prog, args) = command.split_first().ok_or(Error::Usage("empty command"))?;
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
+    if let Some(fd) = out {
+        cmd.stdout(fd.try_clone().map_err(io("spawn command"))?)
+            .stderr(fd);
+    }
     sys::clean_signals_on_exec(&mut cmd);
-    let child = cmd.spawn().map_err(|e| io_err("spawn command", &e))?;
+    let child = cmd.spawn().map_err(io("spawn command"))?;
     i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn spawning_nothing_or_a_missing_program_is_an_error() {
-        assert_eq!(spawn(&[]), Err(Error::Usage("empty command")));
-        let e = spawn(&["/nonexistent/bay0-test".into()]).unwrap_err();
+        assert_eq!(spawn(&[], None), Err(Error::Usage("empty command")));
+        let e = spawn(&["/nonexistent/bay0-test".into()], None).unwrap_err();
         assert_eq!(
             e,
             Error::Sys {
@@ -112,8 +111,28 @@ mod tests {
     }
 
     #[test]
+    fn a_helpers_output_can_go_to_a_pipe() {
+        let (out, w) = sys::pipe().unwrap();
+        let argv = [
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo out; echo err >&2".into(),
+        ];
+        let pid = spawn(&argv, Some(w)).unwrap();
+        assert_eq!(
+            sys::reap_pid_blocking(pid).map(|s| WaitStatus(s).exit_code()),
+            Ok(0)
+        );
+        let mut got = String::new();
+        // The helper is gone and bay0 kept no copy of the write end: so this read ends
+        // at EOF (the descriptor is non-blocking: a kept copy would give EAGAIN).
+        std::fs::File::from(out).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "out\nerr\n");
+    }
+
+    #[test]
     fn a_spawned_command_gets_a_pid() {
-        let pid = spawn(&["/bin/true".into()]).unwrap();
+        let pid = spawn(&["/bin/true".into()], None).unwrap();
         assert!(pid > 1);
         assert_eq!(
             sys::reap_pid_blocking(pid).map(|s| WaitStatus(s).exit_code()),

@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::policy::{Backend, Network, Resolved};
+use crate::policy::{Network, Resolved};
 
 /// Where the base keeps what rooms are made of (all read-only, inside the signed image).
 #[derive(Debug, Clone)]
@@ -123,18 +123,6 @@ pub struct Plan {
     pub backend: &'static str,
 }
 
-/// Decide how the room runs (true: in namespaces), or why it cannot. `kvm` says whether
-/// KVM can run a VM here (probed once at boot).
-pub fn check_backend(backend: Backend, kvm: bool) -> Result<bool> {
-    match (backend, kvm) {
-        (Backend::Microvm | Backend::Auto, true) => Ok(false),
-        (Backend::Microvm, false) => Err(Error::Room(
-            "no usable KVM on this machine and the policy demands backend microvm",
-        )),
-        (Backend::Auto | Backend::Namespaces, _) => Ok(true),
-    }
-}
-
 fn cstr(s: impl Into<Vec<u8>>) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Room("a path contains a NUL byte"))
 }
@@ -161,7 +149,10 @@ type Grant = core::result::Result<(PathBuf, u64), &'static str>;
 pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usize) -> Result<Plan> {
     use std::os::unix::ffi::OsStrExt;
     let policy = room.policy();
-    let ns = check_backend(policy.backend(), kvm)?;
+    let ns = policy
+        .backend()
+        .runs_in_namespaces(kvm)
+        .map_err(Error::Room)?;
     let name = policy.name().as_str();
     let res = policy.resources();
     let uid = ROOM_UID_BASE + u32::try_from(slot).map_err(|_| Error::Room("slot"))?;
@@ -285,34 +276,6 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
     })
 }
 
-/// What of the policy this release does not grant (logged, never silently widened);
-/// `ns`: the room runs in namespaces (their network is not built).
-pub fn not_granted(resolved: &Resolved, ns: bool) -> impl Iterator<Item = &'static str> {
-    let policy = resolved.policy();
-    let network = ns && policy.network() != Network::None;
-    let devices = !policy.devices().is_empty();
-    [
-        (network, "network (namespace rooms have none yet)"),
-        (devices, "devices (none are passed through in this release)"),
-    ]
-    .into_iter()
-    .filter_map(|(wanted, what)| wanted.then_some(what))
-}
-
-/// What an `anchor-vmm` (or jail) exit status means.
-pub fn describe_exit(code: i32) -> &'static str {
-    match code {
-        0 => "the room powered off",
-        1 => "anchor-jail could not build the room's jail",
-        2 => "anchor-vmm refused its command line",
-        3 => "anchor-vmm failed (VMM error)",
-        4 => "the room's guest faulted",
-        127 => "anchor-jail could not be started",
-        137 => "anchor-vmm was killed (SIGKILL)",
-        _ => "anchor-vmm ended unexpectedly",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,23 +361,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn backends_map_to_what_exists() {
-        assert_eq!(check_backend(Backend::Microvm, true), Ok(false));
-        assert_eq!(check_backend(Backend::Auto, true), Ok(false));
-        assert!(matches!(
-            check_backend(Backend::Microvm, false),
-            Err(Error::Room(_))
-        ));
-        for (b, kvm) in [
-            (Backend::Auto, false),
-            (Backend::Namespaces, true),
-            (Backend::Namespaces, false),
-        ] {
-            assert_eq!(check_backend(b, kvm), Ok(true), "{b:?}");
-        }
-    }
-
     /// A policy in a scratch directory (the shipped ones are all microvm).
     fn plan_text(text: &str, kvm: bool) -> (Plan, Vec<String>) {
         plan_in(text, kvm, false, "plan", |_| ())
@@ -485,17 +431,19 @@ mod tests {
         let l = layout();
         let mut d = crate::logger::Line::default();
         let web = crate::policy::load_room(&l.policies, "web", &mut d).unwrap();
-        assert!(not_granted(&web, true).any(|m| m.starts_with("network")));
-        assert!(!not_granted(&web, false).any(|m| m.starts_with("network")));
+        assert!(web
+            .policy()
+            .not_granted(true)
+            .any(|m| m.starts_with("network")));
+        assert!(!web
+            .policy()
+            .not_granted(false)
+            .any(|m| m.starts_with("network")));
         let work = crate::policy::load_room(&l.policies, "work", &mut d).unwrap();
-        assert!(!not_granted(&work, true).any(|m| m.starts_with("network")));
-    }
-
-    #[test]
-    fn exit_codes_are_described() {
-        assert_eq!(describe_exit(0), "the room powered off");
-        assert_eq!(describe_exit(4), "the room's guest faulted");
-        assert_eq!(describe_exit(99), "anchor-vmm ended unexpectedly");
+        assert!(!work
+            .policy()
+            .not_granted(true)
+            .any(|m| m.starts_with("network")));
     }
 
     const KEEPER: &str = "name = \"lab\"\nimage = \"base\"\nbackend = \"microvm\"\n\

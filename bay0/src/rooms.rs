@@ -20,7 +20,7 @@ use anchor_proto::umbilical::{self, Decoder, Kind};
 use anchor_sys::cgroup;
 
 use crate::config::RoomName;
-use crate::error::{Error, Result};
+use crate::error::{io, Error, Result};
 use crate::logger::Line;
 use crate::room::{self, Layout, Plan};
 use crate::supervisor::WaitStatus;
@@ -84,7 +84,7 @@ pub struct Room {
     pub render: Renderer,
     pub scroll: Scrollback,
     err: OwnedFd,
-    err_line: Line,
+    err_line: anchor_text::lines::Lines<{ crate::logger::LINE_MAX }>,
     pub last_err: Line,
     umb_listen: UnixListener,
     /// The agent's umbilical connection (bay0 writes whole frames, never waits).
@@ -160,13 +160,6 @@ fn hand_over(path: &std::path::Path, uid: u32, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("chmod"))
 }
 
-fn io(op: &'static str) -> impl Fn(std::io::Error) -> Error {
-    move |e| Error::Sys {
-        op,
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    }
-}
-
 impl Rooms {
     pub fn new(layout: Layout, kvm: bool) -> Rooms {
         Rooms {
@@ -225,7 +218,7 @@ impl Rooms {
                 "its vault volume is in use by another open room",
             ));
         }
-        for what in room::not_granted(&resolved, plan.backend == "namespaces") {
+        for what in resolved.policy().not_granted(plan.backend == "namespaces") {
             crate::log_warn!("room {name}: not granted: {what}");
         }
         if let Some(why) = plan.no_volume {
@@ -311,7 +304,7 @@ impl Rooms {
             render: Renderer::new(name.as_str()),
             scroll: Scrollback::default(),
             err,
-            err_line: Line::default(),
+            err_line: Default::default(),
             last_err: Line::default(),
             umb_listen,
             umb: None,
@@ -437,7 +430,7 @@ impl Rooms {
         let (what, why) = if r.phase == Phase::Stopping {
             ("closed", Line::default())
         } else {
-            (room::describe_exit(status.exit_code()), r.last_err)
+            (anchor_proto::exit::room(status.exit_code()), r.last_err)
         };
         let sep = if why.as_str().is_empty() { "" } else { ": " };
         crate::log_notice!(
@@ -575,16 +568,11 @@ fn read_console(r: &mut Room, out: &mut Vec<u8>) {
 fn read_stderr(r: &mut Room) {
     let mut buf = [0u8; 1024];
     while let Ok(n @ 1..) = sys::read("read room stderr", r.err.as_raw_fd(), &mut buf) {
-        for &b in buf.get(..n).unwrap_or_default() {
-            if b == b'\n' {
-                crate::log_info!("room {}: {}", r.name.as_str(), r.err_line.as_str());
-                r.last_err.clear();
-                let _ = core::fmt::Write::write_str(&mut r.last_err, r.err_line.as_str());
-                r.err_line.clear();
-            } else if (0x20..0x7f).contains(&b) {
-                let _ = core::fmt::Write::write_char(&mut r.err_line, char::from(b));
-            }
-        }
+        r.err_line.feed(buf.get(..n).unwrap_or_default(), |line| {
+            crate::log_info!("room {}: {line}", r.name.as_str());
+            r.last_err.clear();
+            r.last_err.push_str(line);
+        });
     }
 }
 

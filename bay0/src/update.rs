@@ -2,11 +2,14 @@
 //! The A/B update hook: once per boot, after the boot rooms were started, bay0 spawns
 //! `anchor-update bless --room NAME...`. The helper judges the boot (each boot room must
 //! reach ready, as bay0's control socket reports it) and blesses the running slot
-//! (docs/SIGNING.md). All the logic lives in the helper.
+//! (docs/SIGNING.md). All the logic lives in the helper. Its output comes back through a
+//! pipe and is shown a line at a time, never inside a room's open line (see
+//! `anchor_text::lines`).
 
 use crate::config::RoomName;
 use crate::error::Result;
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 
 /// The helper, present in a base built as a UKI (uki/build.sh).
 pub const HELPER: &str = "/usr/lib/anchor/anchor-update";
@@ -26,12 +29,21 @@ pub fn bless_argv(rooms: &[Option<RoomName>], unhealthy: Option<&str>) -> Vec<Os
     argv
 }
 
-/// Spawn the helper; None when this base has none (booted without a UKI).
-pub fn spawn_bless(rooms: &[Option<RoomName>], unhealthy: Option<&str>) -> Option<Result<i32>> {
+/// Spawn the helper: its pid and the read end of its output; None when this base has
+/// none (booted without a UKI).
+pub fn spawn_bless(
+    rooms: &[Option<RoomName>],
+    unhealthy: Option<&str>,
+) -> Option<Result<(i32, OwnedFd)>> {
     if !std::path::Path::new(HELPER).exists() {
         return None;
     }
-    Some(crate::hosted::spawn(&bless_argv(rooms, unhealthy)))
+    let argv = bless_argv(rooms, unhealthy);
+    Some(
+        crate::sys::pipe()
+            .map_err(Into::into)
+            .and_then(|(out, w)| Ok((crate::hosted::spawn(&argv, Some(w))?, out))),
+    )
 }
 
 #[cfg(test)]

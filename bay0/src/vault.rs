@@ -44,25 +44,16 @@ pub fn start_unlock(disk: &VaultDisk) -> Result<i32> {
     i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
 }
 
-/// What an `anchor-vault unlock` exit status means (its documented exit codes).
-pub fn describe_exit(code: i32) -> &'static str {
-    match code {
-        0 => "/persist is open",
-        2 => "anchor-vault refused its command line",
-        3 => "no right passphrase or recovery key was given",
-        4 => "the disk holds no vault",
-        5 => "both copies of the vault header are damaged (nothing was changed)",
-        _ => "anchor-vault failed (its message is on the console)",
-    }
-}
-
 /// The unlock helper ended with `code`: remember and log the outcome.
 pub fn unlock_ended(code: i32) {
     OPEN.store(code == 0, Ordering::Relaxed);
     if code == 0 {
-        crate::log_notice!("vault: {}", describe_exit(code));
+        crate::log_notice!("vault: {}", anchor_proto::exit::vault(code));
     } else {
-        crate::log_warn!("vault stays locked (exit {code}): {}", describe_exit(code));
+        crate::log_warn!(
+            "vault stays locked (exit {code}): {}",
+            anchor_proto::exit::vault(code)
+        );
     }
 }
 
@@ -127,12 +118,5 @@ mod tests {
     fn a_locked_vault_is_not_open() {
         OPEN.store(false, Ordering::Relaxed);
         assert!(!is_open());
-    }
-
-    #[test]
-    fn exit_codes_are_described() {
-        assert_eq!(describe_exit(0), "/persist is open");
-        assert!(describe_exit(5).contains("nothing was changed"));
-        assert!(describe_exit(99).contains("failed"));
     }
 }

@@ -13,6 +13,8 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::Path;
 
+use anchor_proto::volume::{contents, Contents, HEAD};
+
 use crate::args::Config;
 use crate::error::{Error, Result};
 use crate::root::io_err;
@@ -20,31 +22,6 @@ use crate::sys;
 
 /// Where the volume appears in the room (an empty directory in every room image).
 pub const MOUNT_POINT: &str = "persist";
-
-/// Bytes of the file's head judged.
-const HEAD: usize = 64 << 10;
-
-/// What the first 64 KiB of a volume say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Contents {
-    /// All zeros: never used (anchor-vault makes volumes as sparse files).
-    Blank,
-    /// An ext2/3/4 superblock (magic 0xEF53 at byte 1080).
-    Ext,
-    /// Something else.
-    Other,
-}
-
-/// Judge a volume by its first bytes.
-pub fn contents(head: &[u8]) -> Contents {
-    if head.get(1080..1082) == Some(&[0x53, 0xef][..]) {
-        Contents::Ext
-    } else if head.iter().all(|&b| b == 0) {
-        Contents::Blank
-    } else {
-        Contents::Other
-    }
-}
 
 fn head_of(file: &Path) -> Result<Vec<u8>> {
     let f = File::open(file).map_err(|e| io_err("open the vault volume", file, &e))?;
@@ -154,18 +131,6 @@ pub fn give_to(root: &Path, uid: u32, gid: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn volumes_are_judged_by_their_first_bytes() {
-        let mut head = vec![0u8; HEAD];
-        assert_eq!(contents(&head), Contents::Blank);
-        head[1080] = 0x53;
-        head[1081] = 0xef;
-        assert_eq!(contents(&head), Contents::Ext);
-        head[1081] = 0;
-        assert_eq!(contents(&head), Contents::Other);
-        assert_eq!(contents(&[]), Contents::Blank);
-    }
 
     #[test]
     fn a_tree_is_given_away_without_following_symlinks() {

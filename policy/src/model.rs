@@ -89,6 +89,18 @@ impl Backend {
         }
     }
 
+    /// Whether a room with this backend runs in namespaces on a machine where KVM is
+    /// (`kvm`) or is not usable; an error when it cannot run there at all.
+    pub fn runs_in_namespaces(self, kvm: bool) -> Result<bool, &'static str> {
+        match (self, kvm) {
+            (Self::Microvm | Self::Auto, true) => Ok(false),
+            (Self::Microvm, false) => {
+                Err("no usable KVM on this machine and the policy demands backend microvm")
+            }
+            (Self::Auto | Self::Namespaces, _) => Ok(true),
+        }
+    }
+
     /// Whether a child with backend `self` is never weaker than a parent with `parent`,
     /// whatever `auto` resolves to on this machine. `auto` resolves the same way for a
     /// parent and its child (one machine), so `auto` under `auto` is allowed; `auto`
@@ -322,6 +334,20 @@ impl Policy {
     pub fn devices(&self) -> &BTreeSet<Device> {
         &self.devices
     }
+    /// What this policy asks for and this release does not give a room, `ns` when it
+    /// runs in namespaces (the room opens with less, never more).
+    pub fn not_granted(&self, ns: bool) -> impl Iterator<Item = &'static str> {
+        let network = ns && self.network != Network::None;
+        [
+            (network, "network (namespace rooms have none yet)"),
+            (
+                !self.devices.is_empty(),
+                "devices (none are passed through in this release)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(wanted, what)| wanted.then_some(what))
+    }
     /// Resource limits.
     pub fn resources(&self) -> &Resources {
         &self.resources
@@ -347,6 +373,23 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_map_to_what_this_machine_has() {
+        assert_eq!(Backend::Microvm.runs_in_namespaces(true), Ok(false));
+        assert_eq!(Backend::Auto.runs_in_namespaces(true), Ok(false));
+        assert!(Backend::Microvm
+            .runs_in_namespaces(false)
+            .unwrap_err()
+            .contains("demands backend microvm"));
+        for (b, kvm) in [
+            (Backend::Auto, false),
+            (Backend::Namespaces, true),
+            (Backend::Namespaces, false),
+        ] {
+            assert_eq!(b.runs_in_namespaces(kvm), Ok(true), "{b:?}");
+        }
+    }
 
     #[test]
     fn names() {

@@ -9,8 +9,11 @@
 //! - [`prompt`]: the courier's trusted prompt, with the file name a room chose shown
 //!   escaped, as text lines and as pixels drawn with [`font`] (a built-in bitmap font).
 //! - [`fixed`]: short texts in fixed arrays (log lines, names), which never allocate.
+//! - [`lines`]: byte streams cut into lines, and lines interjected on a shared console
+//!   without tearing the line a room left open.
 
 pub mod console;
 pub mod fixed;
 pub mod font;
+pub mod lines;
 pub mod prompt;

@@ -235,6 +235,11 @@ fn signed_uki_boots_under_secure_boot_to_a_room_and_is_measured() {
         !m.serial().contains("anchor-update: error"),
         "anchor-update reported an error"
     );
+    // bless runs while the room's ready line may still be arriving byte by byte: its lines
+    // come through bay0, which ends the room's open line and draws it again after them, so
+    // the room's line is whole (it was once torn: `work| aanchor-update: ...`).
+    m.wait_for_line("work| anchor-agent: room work ready", Duration::ZERO)
+        .unwrap();
     drop(m);
     assert_eq!(dev.slots(), ["anchor-A.efi"]);
 }

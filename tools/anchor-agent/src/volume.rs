@@ -10,6 +10,8 @@
 use std::ffi::CString;
 use std::io::Read;
 
+use anchor_proto::volume::{contents, Contents, HEAD};
+
 use crate::sys;
 
 /// Where the volume is mounted (an empty directory in every room image).
@@ -17,30 +19,8 @@ pub const MOUNT_POINT: &str = "/persist";
 /// Owner of a freshly formatted volume's root: the console shell's user.
 pub const ROOM_UID: u32 = 1000;
 
-/// What the first 64 KiB of a disk say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Contents {
-    /// All zeros: never used.
-    Blank,
-    /// An ext2/3/4 superblock (magic 0xEF53 at byte 1080).
-    Ext,
-    /// Something else.
-    Other,
-}
-
-/// Judge a disk by its first bytes.
-pub fn contents(head: &[u8]) -> Contents {
-    if head.get(1080..1082) == Some(&[0x53, 0xef][..]) {
-        Contents::Ext
-    } else if head.iter().all(|&b| b == 0) {
-        Contents::Blank
-    } else {
-        Contents::Other
-    }
-}
-
 fn read_head(dev: &str) -> Result<Vec<u8>, String> {
-    let mut head = vec![0u8; 64 << 10];
+    let mut head = vec![0u8; HEAD];
     std::fs::File::open(dev)
         .and_then(|mut f| f.read_exact(&mut head))
         .map_err(|e| format!("reading {dev}: {e}"))?;
@@ -104,18 +84,6 @@ pub fn setup(dev: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn disks_are_judged_by_their_first_bytes() {
-        let mut head = vec![0u8; 64 << 10];
-        assert_eq!(contents(&head), Contents::Blank);
-        head[1080] = 0x53;
-        head[1081] = 0xef;
-        assert_eq!(contents(&head), Contents::Ext);
-        head[1081] = 0;
-        assert_eq!(contents(&head), Contents::Other);
-        assert_eq!(contents(&[]), Contents::Blank);
-    }
 
     #[test]
     fn a_filesystem_made_by_mke2fs_is_recognised() {

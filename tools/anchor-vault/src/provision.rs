@@ -104,6 +104,28 @@ fn pcr_key(choice: &PcrKeyChoice) -> Result<Option<PcrKey>, VaultError> {
     }
 }
 
+/// Before anything is asked or written: a vault sealed to a signed PCR 11 policy opens
+/// only on an image whose `.pcrsig` covers its PCR 11 under the trusted key, so refuse
+/// to create one on an image that could not open it itself (a wrong `.pcrpkey`, a
+/// signature made with another key or for another image, no signature at all).
+fn image_opens_what_it_seals(
+    tcti: &str,
+    opts: &InitOptions,
+    signature: &std::path::Path,
+) -> Result<(), VaultError> {
+    let Some(key) = pcr_key(&opts.pcr_key)? else {
+        return Ok(());
+    };
+    let mut tpm = Tpm::open(tcti)?;
+    let policy = tpm.signed_policy(key, &opts.pcrs)?;
+    match tpm.approve(&policy, &tpm::signed::PcrSignature::read(signature)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(VaultError::Refused(format!(
+            "not creating a vault this image could not open again: {e}; nothing was changed"
+        ))),
+    }
+}
+
 /// Prepare the TPM side: seal the secret, define the audit anchor, note who owns the
 /// lockout hierarchy.
 fn prepare_tpm(tcti: &str, pass: &[u8], opts: &InitOptions) -> Result<Sealed, VaultError> {
@@ -200,6 +222,7 @@ fn create(
             )))
         }
     };
+    image_opens_what_it_seals(&tcti, opts, &paths.pcr_signature)?;
     let Some(pass) = new_passphrase(con)? else {
         con.say("No passphrase chosen: no vault was created.");
         return Ok(Outcome::NoVault);

@@ -107,6 +107,41 @@ impl Signer {
     }
 }
 
+/// One machine: a TPM, a blank vault disk, our PCR signing key and someone else's.
+struct Device {
+    tpm: Swtpm,
+    dir: tempfile::TempDir,
+    vault: PathBuf,
+    ours: Signer,
+    theirs: Signer,
+}
+
+impl Device {
+    fn new() -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        Device {
+            tpm: Swtpm::start(),
+            vault: disk(dir.path(), 40),
+            ours: Signer::new(dir.path(), "ours"),
+            theirs: Signer::new(dir.path(), "theirs"),
+            dir,
+        }
+    }
+
+    /// anchor-vault `args` on a boot whose image's `.pcrsig` is `sig`.
+    fn run(&self, sig: &Path, args: &[&str], stdin: &str) -> common::Run {
+        let mut all = vec!["--pcr-signature", sig.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_with(
+            &self.vault,
+            Some(&self.tpm.tcti()),
+            self.dir.path(),
+            &all,
+            stdin,
+        )
+    }
+}
+
 /// Boot `image`: power-cycle the TPM, extend PCR 11 with its digest; PCR 11's value.
 fn boot(tpm: &Swtpm, image: &[u8]) -> [u8; 32] {
     tpm.power_cycle();
@@ -338,18 +373,10 @@ fn a_missing_or_unsigned_pcr11_policy_is_a_clear_refusal() {
 /// The unlock dialog: the product path up to the keyslot (`unlock --check`).
 #[test]
 fn the_unlock_dialog_follows_updates_and_sends_foreign_images_to_the_recovery_key() {
-    let tpm = Swtpm::start();
-    let dir = tempfile::tempdir().unwrap();
-    let vault = disk(dir.path(), 40);
-    let ours = Signer::new(dir.path(), "ours");
-    let theirs = Signer::new(dir.path(), "theirs");
-    let tcti = tpm.tcti();
-    let run = |args: &[&str], sig: &Path, stdin: &str| {
-        let mut all = vec!["--pcr-signature", sig.to_str().unwrap()];
-        all.extend_from_slice(args);
-        run_with(&vault, Some(&tcti), dir.path(), &all, stdin)
-    };
-    let v1 = boot(&tpm, b"anchor UKI version 1");
+    let d = Device::new();
+    let (tpm, dir, ours, theirs) = (&d.tpm, &d.dir, &d.ours, &d.theirs);
+    let run = |args: &[&str], sig: &Path, stdin: &str| d.run(sig, args, stdin);
+    let v1 = boot(tpm, b"anchor UKI version 1");
     let v1_file = ours.sign(dir.path(), "v1.json", &v1);
     let mut init = vec![
         "init",
@@ -382,14 +409,14 @@ fn the_unlock_dialog_follows_updates_and_sends_foreign_images_to_the_recovery_ke
     assert!(r.out.contains(opened), "{}", r.out);
 
     // An update signed by our key: the same vault opens, nothing re-enrolled.
-    let v2 = boot(&tpm, b"anchor UKI version 2");
+    let v2 = boot(tpm, b"anchor UKI version 2");
     let v2_file = ours.sign(dir.path(), "v2.json", &v2);
     let r = run(&["unlock", "--check"], &v2_file, &format!("{PASS}\n"));
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(r.out.contains(opened), "{}", r.out);
 
     // A foreign image: refused before any passphrase is asked; the recovery key opens.
-    let foreign = boot(&tpm, b"someone else's UKI");
+    let foreign = boot(tpm, b"someone else's UKI");
     let foreign_file = theirs.sign(dir.path(), "foreign.json", &foreign);
     let r = run(
         &["unlock", "--check"],
@@ -441,10 +468,62 @@ fn the_unlock_dialog_follows_updates_and_sends_foreign_images_to_the_recovery_ke
         );
     }
     // Back on our image, the passphrase works again: nothing was used up.
-    boot(&tpm, b"anchor UKI version 2");
+    boot(tpm, b"anchor UKI version 2");
     let r = run(&["unlock", "--check"], &v2_file, &format!("{PASS}\n"));
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(r.out.contains(opened), "{}", r.out);
+}
+
+/// `init` on an image whose signed policy it could not use itself (signed by another key,
+/// not covering this PCR 11, or missing) refuses before asking anything, and the disk
+/// stays blank; on our signed image the same command creates the vault.
+#[test]
+fn init_refuses_to_seal_a_vault_this_image_could_not_open() {
+    let d = Device::new();
+    let (tpm, dir, ours, theirs, vault) = (&d.tpm, &d.dir, &d.ours, &d.theirs, &d.vault);
+    let mut args = vec!["init", "--no-open", "--pcr-public-key"];
+    args.push(ours.public.to_str().unwrap());
+    args.extend_from_slice(&CHEAP);
+    let init = |sig: &Path, stdin: &str| d.run(sig, &args, stdin);
+    let blank = |why: &str| {
+        let head = std::fs::read(vault).unwrap();
+        assert!(
+            head.iter().take(1 << 20).all(|&b| b == 0),
+            "{why}: disk written"
+        );
+    };
+    let now = boot(tpm, b"anchor UKI version 1");
+    let elsewhere = boot(tpm, b"some other image");
+    boot(tpm, b"anchor UKI version 1");
+    let cases = [
+        (
+            theirs.sign(dir.path(), "theirs.json", &now),
+            "not by the key this vault trusts",
+        ),
+        (
+            ours.sign(dir.path(), "other.json", &elsewhere),
+            "no policy signed in",
+        ),
+        (dir.path().join("missing.json"), "missing"),
+    ];
+    for (sig, why) in &cases {
+        // No passphrase is typed: a refusal must come before the dialog asks for one.
+        let r = init(sig, "");
+        assert_ne!(r.code, Some(0), "{}", r.out);
+        assert!(
+            r.out
+                .contains("not creating a vault this image could not open again"),
+            "{}",
+            r.out
+        );
+        assert!(r.out.contains(why), "{why}: {}", r.out);
+        assert!(r.out.contains("nothing was changed"), "{}", r.out);
+        assert!(!r.out.contains("passphrase"), "asked anyway: {}", r.out);
+        blank(why);
+    }
+    let good = ours.sign(dir.path(), "v1.json", &now);
+    let r = init(&good, &format!("{PASS}\n{PASS}\n\n"));
+    assert_eq!(r.code, Some(0), "{}", r.out);
 }
 
 /// A vault sealed before signed policies existed (PCRs by value) keeps opening: it never
