@@ -215,14 +215,10 @@ fn setup(
 
     let latch = Arc::new(ExitLatch::new().map_err(BuildError::EventFd)?);
     let mut sink = Sink::open(&cfg.serial).map_err(BuildError::Serial)?;
-    // The stdout console is shared with other writers: whole lines, one write each.
-    let line_started = if cfg.serial == SerialTarget::Stdout {
-        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
-        sink = sink.with_partial_notify(evt.try_clone().map_err(BuildError::EventFd)?);
-        Some(evt)
-    } else {
-        None
-    };
+    // Whole lines, one write each (the stdout console is shared with other writers); a
+    // line left open is written out shortly after it started (`serial_flush`).
+    let line_started = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    sink = sink.with_partial_notify(line_started.try_clone().map_err(BuildError::EventFd)?);
     let serial_irq = vm.irq_line(layout::SERIAL_IRQ).map_err(BuildError::Vm)?;
     let input_room = EventFd::new(libc::EFD_NONBLOCK).map_err(BuildError::EventFd)?;
     let input_room_dev = input_room.try_clone().map_err(BuildError::EventFd)?;
@@ -238,10 +234,8 @@ fn setup(
 
     let mut events: EventManager<Subscriber> =
         EventManager::new().map_err(BuildError::EventManager)?;
-    if let Some(started) = line_started {
-        let flush = SerialFlush::new(serial.clone(), started).map_err(BuildError::EventFd)?;
-        events.add_subscriber(Arc::new(Mutex::new(flush)));
-    }
+    let flush = SerialFlush::new(serial.clone(), line_started).map_err(BuildError::EventFd)?;
+    events.add_subscriber(Arc::new(Mutex::new(flush)));
     if cfg.serial == SerialTarget::Stdout {
         // The console is interactive: what is typed on stdin goes to the guest.
         let stdin = std::io::stdin()
@@ -283,9 +277,10 @@ fn setup(
     let mut cmdline = cfg.cmdline.clone();
     let mut index = 0u64;
     // Queue notifications: a KVM ioeventfd per queue on QueueNotify (datamatch = queue
-    // index), so a notify never leaves the kernel; without the capability (said once,
-    // here) or when registering fails, the notify exits and the transport signals the same
-    // eventfd from the vcpu thread.
+    // index), registered when the driver first sets DRIVER_OK, so a notify never leaves
+    // the kernel after that; before it, without the capability (said once, here) or when
+    // registering fails, the notify exits and the transport signals the same eventfd from
+    // the vcpu thread.
     let ioeventfd = vm.has_ioeventfd();
     if !ioeventfd {
         crate::log::say(format_args!(
@@ -299,14 +294,9 @@ fn setup(
      -> Result<(), BuildError> {
         let base = layout::VIRTIO_MMIO_BASE + *index * layout::VIRTIO_MMIO_SIZE;
         if ioeventfd {
+            // Armed now, registered at the driver's first DRIVER_OK (see LazyNotify).
             let addr = base + virtio::mmio::reg::QUEUE_NOTIFY;
-            for (q, evt) in (0u32..).zip(&handle.notify) {
-                if let Err(e) = vm.register_notify(evt, addr, q) {
-                    crate::log::say(format_args!(
-                        "virtio device {index}: queue {q} notifications exit to the VMM: {e}"
-                    ));
-                }
-            }
+            handle.lazy_notify.arm(vm.notify_registrar(addr, *index));
         }
         bus.insert(base, layout::VIRTIO_MMIO_SIZE, handle.mmio)
             .map_err(BuildError::Bus)?;

@@ -802,6 +802,55 @@ fn queue_notifies_go_through_ioeventfd_and_odd_ones_are_harmless() {
     assert_eq!(stat(&o, "notify_exits"), Some(2), "{o:#?}");
 }
 
+#[test]
+fn ioeventfds_exist_only_from_the_first_driver_ok_and_survive_a_reset_flood() {
+    // KVM ioeventfds are registered at a device's first accepted DRIVER_OK, not before:
+    // until then a 4-byte notify of a queue index exits to the VMM (counted by
+    // --exit-stats) and still reaches the device. A DRIVER_OK refused (queue not ready)
+    // registers nothing; a device whose driver never comes (the rng here) keeps exiting.
+    // After 100 resets and DRIVER_OKs the first registration is still the only one (a
+    // second would be refused by KVM with EEXIST and said on stderr), notifies no longer
+    // exit, and the device serves.
+    let mut s = Script::new();
+    let b = virtio_base(0);
+    let rng = virtio_base(1);
+    s.init(b)
+        .notify(b, 0)
+        .reg(b, reg::STATUS, S_OK)
+        .read(b + reg::STATUS, 4)
+        .notify(b, 0)
+        .notify(rng, 0);
+    let b = blk_up(&mut s);
+    for n in 1..=5 {
+        s.blk_read(b, 2, n);
+    }
+    s.write(AVAIL + 2, 2, 0).write(USED + 2, 2, 0);
+    s.repeat(100, 16)
+        .init(b)
+        .queue(b, 0, 16, DESC, AVAIL, USED)
+        .reg(b, reg::STATUS, S_OK);
+    s.notify(rng, 0);
+    blk_recover_and_read(&mut s);
+    common::require_kvm();
+    let d = disk("rw");
+    let o = run_script(&s, &["--disk", d.to_str().unwrap(), "--exit-stats"], T);
+    let _ = std::fs::remove_file(&d);
+    assert_serves_sector_1(&o);
+    let lines: Vec<&str> = o.serial.lines().collect();
+    // The refused DRIVER_OK left FEATURES_OK alone.
+    assert_eq!(lines[0], r(S_FEAT), "{o:#?}");
+    for n in 0..5 {
+        assert_eq!(
+            lines[1 + 3 * n..4 + 3 * n],
+            ["P ok", &r(rep(0x42)), &r(0)],
+            "{o:#?}"
+        );
+    }
+    // Two blk notifies before its first DRIVER_OK, two for the driverless rng; none after.
+    assert_eq!(stat(&o, "notify_exits"), Some(4), "{o:#?}");
+    assert!(!o.stderr.contains("notifications exit"), "{o:#?}");
+}
+
 /// Bring the blk device up with VIRTIO_RING_F_EVENT_IDX acked and a 16-entry queue.
 fn blk_up_event_idx(s: &mut Script, used: u64) -> u64 {
     let b = virtio_base(0);

@@ -6,11 +6,14 @@
 //! listens on, e.g. bay0's logger). The sink never grows without bound:
 //! bytes are staged in a fixed 4 KiB line buffer and written out on newline
 //! or when full; a non-blocking socket that cannot take more drops bytes
-//! (counted) instead of queueing them. On `stdout` (a console other programs
-//! write to as well) whole lines go out as one write(2) each, so no other
-//! writer can land inside a room's line; a line that stays open (a shell
-//! prompt, typed characters being echoed) is written out by `serial_flush`
-//! shortly after it started, through the `partial` notifier.
+//! (counted) instead of queueing them. Whole lines go out as one write(2) each
+//! (on `stdout`, a console other programs write to as well, no other writer can
+//! land inside a room's line); a line that stays open (a shell prompt, typed
+//! characters being echoed) is written out by `serial_flush` shortly after it
+//! started, through the `partial` notifier. vm-superio calls `Write::flush`
+//! after every byte the guest sends: that flush is deliberately a no-op here
+//! (it used to write every byte out on its own, one write(2) and one VMM
+//! thread wake-up per byte); [`Sink::write_out`] is the real one.
 //!
 //! Input: with `--serial stdout` the VMM's stdin feeds the UART's receive
 //! FIFO (see `serial_input`), so a person can type into the room's console.
@@ -126,6 +129,11 @@ impl Sink {
         !self.buf.is_empty()
     }
 
+    /// Writes out whatever is buffered (an open line), now.
+    pub fn write_out(&mut self) {
+        self.drain();
+    }
+
     /// Bytes dropped because a socket reader was too slow.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -176,8 +184,9 @@ impl Write for Sink {
         Ok(data.len())
     }
 
+    /// A no-op: vm-superio flushes after every byte (see the module doc). Bytes
+    /// go out at a newline, when the buffer is full, or through [`Sink::write_out`].
     fn flush(&mut self) -> io::Result<()> {
-        self.drain();
         Ok(())
     }
 }
@@ -239,9 +248,9 @@ impl SerialDevice {
         let _ = self.inner.write(offset, value);
     }
 
-    /// Flushes buffered output.
+    /// Writes out buffered output (an open line).
     pub fn flush(&mut self) {
-        let _ = self.inner.writer_mut().flush();
+        self.inner.writer_mut().write_out();
     }
 }
 
@@ -262,6 +271,12 @@ mod tests {
         s.write_all(&big).unwrap();
         assert!(s.buf.capacity() <= SINK_BUF + 64);
         s.flush().unwrap();
+        assert_ne!(
+            std::fs::read(&p).unwrap().len(),
+            4 + big.len(),
+            "Write::flush (called by vm-superio after every byte) keeps the open line"
+        );
+        s.write_out();
         assert_eq!(std::fs::read(&p).unwrap().len(), 4 + big.len());
     }
 
@@ -303,7 +318,41 @@ mod tests {
         s.write_all(b"/ # ").unwrap();
         assert_eq!(evt.read().unwrap(), 1);
         s.flush().unwrap();
-        assert!(!s.has_partial(), "flush writes the open line");
+        assert!(s.has_partial(), "Write::flush keeps the open line");
+        s.write_out();
+        assert!(!s.has_partial(), "write_out writes the open line");
+    }
+
+    #[test]
+    fn guest_bytes_through_the_uart_go_out_one_line_per_write() {
+        // vm-superio flushes its writer after every transmitted byte: the line must
+        // still reach the file only at its newline, whole.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("o");
+        let evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let sink = Sink::open(&SerialTarget::File(p.clone()))
+            .unwrap()
+            .with_partial_notify(evt.try_clone().unwrap());
+        let room = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut dev = SerialDevice::new(IrqLine::none(), sink, room);
+        for &b in b"PVH ok" {
+            dev.write(0, b);
+        }
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"",
+            "no byte before the newline"
+        );
+        assert_eq!(evt.read().unwrap(), 1, "one open-line signal per line");
+        dev.write(0, b'\n');
+        assert_eq!(std::fs::read(&p).unwrap(), b"PVH ok\n");
+        dev.write(0, b'$');
+        dev.flush();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"PVH ok\n$",
+            "flush writes the open line"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::arch::current::ioapic::{Ioapic, IoapicPin, MsiSink, NUM_PINS};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::current::layout;
 use crate::devices::irq::IrqLine;
+use crate::devices::virtio::NotifyRegistrar;
 
 /// VM errors.
 #[derive(Debug)]
@@ -186,13 +187,24 @@ impl Vm {
         self.kvm.check_extension(kvm_ioctls::Cap::Ioeventfd)
     }
 
-    /// Makes KVM signal `evt` when the guest writes the 32-bit value `value` to the MMIO
-    /// address `addr`, without leaving the kernel (a virtio QueueNotify register, `value`
-    /// = the queue index). Other widths and values still exit to the VMM.
-    pub fn register_notify(&self, evt: &EventFd, addr: u64, value: u32) -> Result<(), VmError> {
-        self.fd
-            .register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr), value)
-            .map_err(step("KVM_IOEVENTFD"))
+    /// A registrar for the virtio device `device` whose QueueNotify register is at `addr`:
+    /// when fired (at the driver's first DRIVER_OK, on a vcpu thread), it makes KVM signal
+    /// queue q's eventfd when the guest writes the 32-bit value q to `addr`, without
+    /// leaving the kernel. Other widths and values still exit to the VMM. A queue KVM
+    /// refuses is said once on stderr and keeps exiting (the transport signals the same
+    /// eventfd).
+    pub fn notify_registrar(&self, addr: u64, device: u64) -> NotifyRegistrar {
+        let fd = self.fd.clone();
+        Box::new(move |evts: &[EventFd]| {
+            for (q, evt) in (0u32..).zip(evts) {
+                if let Err(e) = fd.register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr), q)
+                {
+                    crate::log::say(format_args!(
+                        "virtio device {device}: queue {q} notifications exit to the VMM: KVM_IOEVENTFD: {e}"
+                    ));
+                }
+            }
+        })
     }
 
     /// Creates an EventFd registered as an irqfd for `gsi`.

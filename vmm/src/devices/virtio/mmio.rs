@@ -4,10 +4,12 @@
 //! only atomics (interrupt status, DEVICE_NEEDS_RESET, a "yield now" flag), and a register
 //! access never waits for device work. Activation (DRIVER_OK) and reset take the worker's
 //! lock after asking it to yield, which it does within one chunk of work.
-//! Queue notifications normally never get here: the VMM registers a KVM ioeventfd per queue
-//! on QueueNotify (datamatch = queue index), so KVM signals the queue's eventfd without
-//! leaving the kernel; a notify that does exit (no ioeventfd support, another width or
-//! value) signals the same eventfd from here.
+//! Queue notifications normally never get here: at the device's first accepted DRIVER_OK
+//! the transport fires the registrar the VMM armed ([`super::LazyNotify`]), which registers
+//! a KVM ioeventfd per queue on QueueNotify (datamatch = queue index), so KVM signals the
+//! queue's eventfd without leaving the kernel; a notify that does exit (before that first
+//! DRIVER_OK, no ioeventfd support, another width or value) signals the same eventfd from
+//! here. Registration happens once per device: resets and later DRIVER_OKs keep it.
 //!
 //! Guest rules enforced here:
 //! - registers are 32-bit; other access widths read as 0 and are ignored on write;
@@ -31,7 +33,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::queue::{DeviceFault, Interrupt};
 use super::worker::{Shared, SharedWorker, Worker};
-use super::{VirtioDevice, VirtioError, F_EVENT_IDX, F_VERSION_1};
+use super::{LazyNotify, VirtioDevice, VirtioError, F_EVENT_IDX, F_VERSION_1};
 use crate::devices::bus::MmioDevice;
 use crate::devices::irq::IrqLine;
 
@@ -109,6 +111,8 @@ pub struct MmioTransport<D> {
     regs: Vec<QueueRegs>,
     /// The queues' notification eventfds (the worker's, duplicated).
     notify: Vec<EventFd>,
+    /// Turns `notify` into KVM ioeventfds at the first accepted DRIVER_OK.
+    lazy_notify: Arc<LazyNotify>,
     status: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
@@ -173,6 +177,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             mem,
             queues,
             notify,
+            lazy_notify: Arc::new(LazyNotify::default()),
             status: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
@@ -202,6 +207,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// ioeventfds on QueueNotify).
     pub fn queue_evts(&self) -> &[EventFd] {
         &self.notify
+    }
+
+    /// The slot the VMM arms with its ioeventfd registrar (fired at the first accepted
+    /// DRIVER_OK, then never again).
+    pub fn lazy_notify(&self) -> Arc<LazyNotify> {
+        self.lazy_notify.clone()
     }
 
     /// Whether the device is running (tests).
@@ -373,6 +384,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
                     return;
                 }
                 self.status = val;
+                self.lazy_notify.fire(&self.notify);
                 let event_idx = self.driver_features & F_EVENT_IDX != 0;
                 let states: Vec<_> = self
                     .queues

@@ -123,17 +123,68 @@ impl std::error::Error for VirtioError {
     }
 }
 
+/// Registers a device's queue notification eventfds (by queue index) with KVM, one
+/// ioeventfd per queue on QueueNotify. It runs at most once, on the vcpu thread that
+/// writes the device's first accepted DRIVER_OK.
+pub type NotifyRegistrar = Box<dyn FnOnce(&[EventFd]) + Send>;
+
+/// A [`NotifyRegistrar`] waiting for the driver, shared by the transport (which fires it)
+/// and the VMM core (which arms it).
+///
+/// Why not at build time: KVM frees the replaced I/O bus of every ioeventfd registration
+/// through an SRCU callback (Linux 6.18: `call_srcu` in `kvm_io_bus_register_dev`), and
+/// destroying the VM waits for every pending callback (`srcu_barrier` in
+/// `kvm_destroy_vm`). A normal SRCU grace period plus the callback delay takes 2-4 jiffies
+/// (8-16 ms at HZ=250), so a room that registered at build time and ends within that
+/// window pays it at exit: it was most of a tiny guest's whole cycle (see
+/// vmm/README.md, "Benchmarks and cold start"). Registered at DRIVER_OK (as QEMU starts
+/// its ioeventfds when the driver is up), a guest without a virtio driver registers
+/// nothing and a real room's grace period ends long before the room does. Until then a
+/// notify exits to the VMM and the transport signals the same eventfd.
+#[derive(Default)]
+pub struct LazyNotify(Mutex<Option<NotifyRegistrar>>);
+
+impl LazyNotify {
+    /// Arms the registrar (replacing one not yet fired).
+    pub fn arm(&self, f: NotifyRegistrar) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(f);
+        }
+    }
+
+    /// Runs the registrar once; later calls do nothing.
+    pub fn fire(&self, evts: &[EventFd]) {
+        let f = self.0.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(f) = f {
+            f(evts);
+        }
+    }
+
+    /// Whether a registrar is armed and not yet fired (tests).
+    pub fn is_armed(&self) -> bool {
+        self.0.lock().is_ok_and(|slot| slot.is_some())
+    }
+}
+
+impl fmt::Debug for LazyNotify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyNotify")
+            .field("armed", &self.is_armed())
+            .finish()
+    }
+}
+
 /// What the VMM core needs to wire one virtio device: the MMIO window (register side,
 /// vcpu threads), the event subscriber (device work, VMM thread; a separate object behind
-/// its own lock) and the queue notification eventfds (by queue index), which the VMM
-/// registers as KVM ioeventfds on the QueueNotify register.
+/// its own lock) and the slot for the registrar that turns the queue notification
+/// eventfds into KVM ioeventfds on the QueueNotify register once the driver is up.
 pub struct VirtioDeviceHandle {
     /// Register window; called from vcpu threads.
     pub mmio: Arc<Mutex<dyn MmioDevice>>,
     /// Queue processing; runs on the VMM thread's event manager.
     pub subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>>,
-    /// Queue notification eventfds, by queue index.
-    pub notify: Vec<EventFd>,
+    /// Where the VMM arms the ioeventfd registration (fired at the first DRIVER_OK).
+    pub lazy_notify: Arc<LazyNotify>,
 }
 
 impl fmt::Debug for VirtioDeviceHandle {
@@ -213,18 +264,13 @@ fn handle<D: VirtioDevice + 'static>(
     device: D,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let (transport, worker) = MmioTransport::new(mem, irq, device)?;
-    let notify = transport
-        .queue_evts()
-        .iter()
-        .map(EventFd::try_clone)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(VirtioError::EventFd)?;
+    let lazy_notify = transport.lazy_notify();
     let mmio: Arc<Mutex<dyn MmioDevice>> = Arc::new(Mutex::new(transport));
     let subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>> = worker;
     Ok(VirtioDeviceHandle {
         mmio,
         subscriber,
-        notify,
+        lazy_notify,
     })
 }
 

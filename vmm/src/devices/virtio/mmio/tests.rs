@@ -430,3 +430,42 @@ fn event_idx_suppresses_interrupts_until_used_event() {
     let avail_event: u16 = m.read_obj(GuestAddress(USED + 4 + 8 * 16)).unwrap();
     assert_eq!(avail_event, 3);
 }
+
+#[test]
+fn ioeventfd_registration_fires_once_at_the_first_accepted_driver_ok() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut t = transport();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let queues = Arc::new(AtomicUsize::new(0));
+    let (c, q) = (calls.clone(), queues.clone());
+    t.lazy_notify().arm(Box::new(move |evts| {
+        c.fetch_add(1, Ordering::SeqCst);
+        q.store(evts.len(), Ordering::SeqCst);
+    }));
+    // Not before FEATURES_OK, not at a DRIVER_OK refused because a queue is not ready.
+    wr(&mut t, reg::QUEUE_NOTIFY, 0);
+    negotiate(&mut t);
+    driver_ok(&mut t);
+    assert_eq!(rd(&mut t, reg::STATUS) & status::DRIVER_OK, 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(t.lazy_notify().is_armed());
+    // The first accepted DRIVER_OK registers every queue of the device.
+    setup_queue(&mut t, 16);
+    driver_ok(&mut t);
+    assert_ne!(rd(&mut t, reg::STATUS) & status::DRIVER_OK, 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(queues.load(Ordering::SeqCst), t.queue_evts().len());
+    assert!(!t.lazy_notify().is_armed());
+    // Resets and later DRIVER_OKs keep that registration and never repeat it.
+    for _ in 0..50 {
+        wr(&mut t, reg::STATUS, 0);
+        negotiate(&mut t);
+        setup_queue(&mut t, 16);
+        driver_ok(&mut t);
+        assert_ne!(rd(&mut t, reg::STATUS) & status::DRIVER_OK, 0);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The exit path still signals the same eventfd (a notify KVM did not take).
+    wr(&mut t, reg::QUEUE_NOTIFY, 0);
+    assert!(t.queue_evts()[0].read().unwrap() >= 1);
+}
