@@ -54,14 +54,16 @@ const NOEXEC: libc::c_ulong = NOSUID_NODEV | libc::MS_NOEXEC;
 
 /// The plan, in mount order (unmounted in reverse): /dev/pts gives ptys to room consoles
 /// and the operator shell (only root opens the multiplexer); /sys/fs/cgroup holds the
-/// rooms' cgroups (anchor-jail creates them under `anchor/`).
+/// rooms' cgroups (anchor-jail creates them under `anchor/`), `favordynmods` so that
+/// moving a process between cgroups (each room start; a reset's set-aside) waits for no
+/// RCU grace period (forks and exits pay a little instead; Linux >= 6.1).
 #[rustfmt::skip]
 pub const PLAN: [MountSpec; 7] = [
     spec(c"/proc", c"proc", NOEXEC, None, Hosted::Mount),
     spec(c"/sys", c"sysfs", NOEXEC, None, Hosted::Skip),
     spec(c"/dev", c"devtmpfs", libc::MS_NOSUID, Some(c"mode=0755"), Hosted::Skip),
     spec(c"/dev/pts", c"devpts", NOEXEC, Some(c"mode=0620,ptmxmode=0600"), Hosted::Skip),
-    spec(c"/sys/fs/cgroup", c"cgroup2", NOEXEC, None, Hosted::Skip),
+    spec(c"/sys/fs/cgroup", c"cgroup2", NOEXEC, Some(c"favordynmods"), Hosted::Skip),
     spec(c"/run", c"tmpfs", NOSUID_NODEV, Some(c"mode=0755"), Hosted::BindState(c"run")),
     spec(c"/tmp", c"tmpfs", NOSUID_NODEV, Some(c"mode=1777"), Hosted::BindState(c"tmp")),
 ];

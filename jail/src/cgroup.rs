@@ -128,6 +128,12 @@ impl Hierarchy {
 
     /// Creates the room's cgroup with `limits` and moves this process into it.
     pub fn enter(&self, room: &str, limits: &Limits) -> Result<()> {
+        join(&self.prepare(room, limits)?, "0")
+    }
+
+    /// Creates the room's cgroup with `limits`; its `cgroup.procs` file(s) (one per
+    /// hierarchy on v1), to [`join`] it through.
+    pub fn prepare(&self, room: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
         for dir in self.dirs(room) {
             // A leftover directory of an earlier run of this room: empty ones go.
             if dir.exists() && std::fs::remove_dir(&dir).is_err() {
@@ -157,7 +163,7 @@ impl Hierarchy {
                     let quota = u64::from(n).saturating_mul(CPU_PERIOD_US);
                     write_file(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
                 }
-                write_file(&dir.join("cgroup.procs"), "0")
+                Ok(vec![dir.join("cgroup.procs")])
             }
             Hierarchy::V1([memory, pids, cpu]) => {
                 let make = |ctrl: &PathBuf| -> Result<PathBuf> {
@@ -179,13 +185,21 @@ impl Hierarchy {
                     write_file(&c.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
                     write_file(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
-                for d in [m, p, c] {
-                    write_file(&d.join("cgroup.procs"), "0")?;
-                }
-                Ok(())
+                Ok([m, p, c].iter().map(|d| d.join("cgroup.procs")).collect())
             }
         }
     }
+}
+
+/// Moves the process `pid` (as this process's PID namespace numbers it; "0": this
+/// process) into the cgroup whose `cgroup.procs` file(s) [`Hierarchy::prepare`] gave.
+///
+/// The first move after a quiet spell waits for an RCU grace period in the kernel
+/// (cgroup_threadgroup_rwsem; several ms), unless the hierarchy is mounted with
+/// `favordynmods` (bay0 mounts the anchor host's cgroup2 so): see
+/// docs/ARCHITECTURE.md, "The namespace backend".
+pub fn join(procs: &[PathBuf], pid: &str) -> Result<()> {
+    procs.iter().try_for_each(|f| write_file(f, pid))
 }
 
 #[cfg(test)]

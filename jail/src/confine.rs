@@ -24,38 +24,123 @@ const SECUREBITS: libc::c_ulong = (1 << 0) // SECBIT_NOROOT
     | (1 << 6) // SECBIT_NO_CAP_AMBIENT_RAISE
     | (1 << 7); // SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
 
-/// Enters a new user namespace whose uid 0 and gid 0 are `uid` and `gid` on the host
-/// (nothing else is mapped, setgroups is denied) and becomes its uid/gid 0.
+/// The jail's privileged helper, forked at the very start of a namespace room (still
+/// root, in the host's namespaces, in bay0's cgroup) so that its two jobs cost the jail
+/// no wait of its own:
 ///
-/// The maps are written by a helper forked beforehand, which is still root on the host:
-/// a process cannot map a host id other than its own from inside the namespace it just
-/// created. So this works even where unprivileged user namespaces are switched off.
-pub fn become_room_root(uid: u32, gid: u32) -> Result<()> {
-    sys::setgroups_none()?;
-    let me = sys::getpid();
-    let (mut ours, mut theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| Error::Sys {
-            op: "socketpair for the user namespace helper",
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-        })?;
-    let helper = sys::fork()?;
-    if helper == 0 {
-        drop(ours);
-        let code = match write_maps(&mut theirs, me, uid, gid) {
-            Ok(()) => 0,
-            Err(e) => {
-                crate::note(format_args!("user namespace helper: {e}"));
-                1
-            }
-        };
-        std::process::exit(code);
+/// 1. it moves the jail into the room's cgroup while the jail builds the room's
+///    namespaces and mounts: a move may wait several milliseconds in the kernel for an
+///    RCU grace period (see [`crate::cgroup::join`]), time the jail now spends working.
+///    The jail checks the move is done ([`Helper::joined`]) before anything that must
+///    happen inside the cgroup: its cgroup namespace, and the exec of the room's program;
+/// 2. once the jail has created its user namespace, it writes that namespace's maps: a
+///    process cannot map a host id other than its own from inside the namespace it just
+///    created, and the helper is still root on the host. So this works even where
+///    unprivileged user namespaces are switched off.
+///
+/// The jail waits for the helper to end before it execs anything; no room code ever
+/// runs beside it.
+#[derive(Debug)]
+pub struct Helper {
+    pid: i32,
+    sock: std::os::unix::net::UnixStream,
+}
+
+impl Helper {
+    /// Forks the helper; `procs` are the room's `cgroup.procs` files, `uid`/`gid` the host
+    /// ids the room's uid and gid 0 become.
+    pub fn start(procs: Vec<std::path::PathBuf>, uid: u32, gid: u32) -> Result<Helper> {
+        let me = sys::getpid();
+        // Our /proc directory as the /proc seen now names it: the helper opens the id map
+        // files through it once the user namespace exists (by then the jail has left this
+        // mount tree; the helper has not).
+        let proc_dir = sys::open_path(Path::new("/proc/self"), libc::O_PATH | libc::O_DIRECTORY)?;
+        let (ours, mut theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| Error::Sys {
+                op: "socketpair for the jail's helper",
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
+        let pid = sys::fork()?;
+        if pid == 0 {
+            drop(ours);
+            let code = match helper(&mut theirs, &proc_dir, &procs, me, uid, gid) {
+                Ok(()) => 0,
+                // The jail gave up and says why itself (its line stays the last one).
+                Err(None) => 1,
+                Err(Some(e)) => {
+                    crate::note(format_args!("the jail's helper: {e}"));
+                    1
+                }
+            };
+            sys::exit_now(code);
+        }
+        // The room never holds a handle on the host's /proc.
+        drop((theirs, proc_dir));
+        Ok(Helper { pid, sock: ours })
     }
-    drop(theirs);
+
+    /// Waits until the helper has moved the jail into the room's cgroup.
+    pub fn joined(&mut self) -> Result<()> {
+        let mut byte = [0u8; 1];
+        match std::io::Read::read_exact(&mut self.sock, &mut byte) {
+            Ok(()) if byte == *b"m" => Ok(()),
+            _ => Err(Error::Unsupported(
+                "the jail's helper could not move the jail into the room's cgroup",
+            )),
+        }
+    }
+}
+
+/// The helper's side (see [`Helper`]); `Err(None)`: the jail gave up (it reports why).
+fn helper(
+    sock: &mut std::os::unix::net::UnixStream,
+    proc_dir: &std::os::fd::OwnedFd,
+    procs: &[std::path::PathBuf],
+    jail: i32,
+    uid: u32,
+    gid: u32,
+) -> core::result::Result<(), Option<Error>> {
+    use std::io::{Read, Write};
+    sys::die_with_parent()?;
+    let joined = crate::cgroup::join(procs, &jail.to_string());
+    let told = sock.write_all(if joined.is_ok() { b"m" } else { b"x" });
+    joined?;
+    let mut byte = [0u8; 1];
+    let read = sock.read_exact(&mut byte);
+    if told.is_err() || read.is_err() || byte != *b"u" {
+        return Err(None);
+    }
+    for (file, text) in [
+        (c"setgroups", "deny".to_string()),
+        (c"uid_map", format!("0 {uid} 1\n")),
+        (c"gid_map", format!("0 {gid} 1\n")),
+    ] {
+        let fd = sys::open_at(proc_dir, file, libc::O_WRONLY)?;
+        std::fs::File::from(fd)
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::Path {
+                op: "write",
+                path: format!("/proc/{jail}/{}", file.to_string_lossy()),
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
+    }
+    Ok(())
+}
+
+/// Enters a new user namespace whose uid 0 and gid 0 are the host ids `helper` was given
+/// (nothing else is mapped, setgroups is denied; the helper writes the maps) and becomes
+/// its uid/gid 0. Ends the helper.
+pub fn become_room_root(helper: Helper) -> Result<()> {
+    sys::setgroups_none()?;
+    let Helper {
+        pid,
+        sock: mut ours,
+    } = helper;
     let created = sys::unshare(libc::CLONE_NEWUSER);
-    // Tell the helper either way; it maps only after a byte.
+    // Tell the helper either way; it maps only after a "u".
     let told = std::io::Write::write_all(&mut ours, if created.is_ok() { b"u" } else { b"x" });
     drop(ours);
-    let code = sys::wait_exit_code(helper);
+    let code = sys::wait_exit_code(pid);
     created?;
     if told.is_err() || code != 0 {
         return Err(Error::Unsupported(
@@ -64,36 +149,6 @@ pub fn become_room_root(uid: u32, gid: u32) -> Result<()> {
     }
     sys::setresgid(0)?;
     sys::setresuid(0)
-}
-
-/// The helper's half: wait for the namespace, then map it.
-fn write_maps(
-    sock: &mut std::os::unix::net::UnixStream,
-    pid: i32,
-    uid: u32,
-    gid: u32,
-) -> Result<()> {
-    sys::die_with_parent()?;
-    let mut byte = [0u8; 1];
-    let read = std::io::Read::read_exact(sock, &mut byte);
-    if read.is_err() || byte != *b"u" {
-        return Err(Error::Unsupported(
-            "the jail did not create its user namespace",
-        ));
-    }
-    for (file, text) in [
-        ("setgroups", "deny".to_string()),
-        ("uid_map", format!("0 {uid} 1\n")),
-        ("gid_map", format!("0 {gid} 1\n")),
-    ] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, text).map_err(|e| Error::Path {
-            op: "write",
-            path,
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-        })?;
-    }
-    Ok(())
 }
 
 /// Drops every capability of the room's user namespace, locks securebits so that uid 0

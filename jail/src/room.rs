@@ -77,7 +77,10 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
         .as_deref()
         .ok_or(Error::Unsupported("a namespace room needs --image"))?;
     let cg = cgroup::Hierarchy::detect()?;
-    cg.enter(&cfg.name, &cfg.limits)?;
+    // The helper moves us into the room's cgroup while we build the room (the move can
+    // wait on the kernel for milliseconds); we check it is done before the cgroup
+    // namespace is made, and everything runs inside the cgroup from there on.
+    let mut helper = confine::Helper::start(cg.prepare(&cfg.name, &cfg.limits)?, cfg.uid, cfg.gid)?;
     note(format_args!(
         "room {}: namespaces backend; cgroup {} (memory {} MiB, pids {}, cpu weight {}{})",
         cfg.name,
@@ -95,7 +98,6 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS
             | libc::CLONE_NEWNET
-            | libc::CLONE_NEWCGROUP
             | libc::CLONE_NEWTIME,
     )?;
     sys::sethostname(&cfg.name)?;
@@ -105,7 +107,10 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     let new_root = build(cfg, image)?;
     root::enter(&new_root)?;
     crate::privs::limit(&cfg.rlimits)?;
-    confine::become_room_root(cfg.uid, cfg.gid)?;
+    // A cgroup namespace is rooted at the cgroup its creator is in: the room's, now.
+    helper.joined()?;
+    sys::unshare(libc::CLONE_NEWCGROUP)?;
+    confine::become_room_root(helper)?;
     confine::give_up_capabilities()?;
     let landlock = confine::landlock(cfg.volume.is_some())?;
     note(format_args!("room {}: landlock {landlock}", cfg.name));

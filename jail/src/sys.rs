@@ -611,3 +611,25 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no memory of this process.
     unsafe { libc::_exit(code) }
 }
+
+/// openat(2) of `name` under the directory `dir` with `flags` | O_CLOEXEC (symlinks not
+/// followed in the last component).
+pub fn open_at(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: `dir` is an open descriptor; `name` is NUL-terminated and outlives the call.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::Path {
+            op: "open",
+            path: name.to_string_lossy().into_owned(),
+            errno: errno(),
+        });
+    }
+    // SAFETY: `fd` was just returned by openat, is valid and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

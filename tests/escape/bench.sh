@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Namespace room benchmarks on this machine (tests/escape/tests/bench_ns.rs): start ->
-# first command inside vs bubblewrap with the same namespaces and image, reset, memory of
+# first command inside vs bubblewrap with the same namespaces and image (pre-mounted; with
+# a fresh loop mount; with the room's cgroup too: the like-for-like peer), every contender
+# once per round so load falls on all alike; medians and ratios. Then reset, and memory of
 # an idle room. Printed, never asserted. Needs root and the artefacts of `make images`.
+#   BENCH_NS_RUNS=N   rounds (default 20); e.g. BENCH_NS_RUNS=50 tests/escape/bench.sh
 set -euo pipefail
 cd "$(dirname "$(realpath "$0")")/../.."
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"

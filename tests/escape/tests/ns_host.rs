@@ -262,6 +262,13 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
             .split('\n')
             .all(|l| l.ends_with("0000000000000000") || l.ends_with('1') || l.ends_with('2'))
     );
+    // Its cgroup namespace is rooted at its own cgroup (the jail makes it only once it is
+    // in there): it sees itself at the root of every hierarchy, not where the host put it.
+    let cg = sh("cat /proc/self/cgroup");
+    assert!(
+        !cg.is_empty() && cg.lines().all(|l| l.ends_with(":/")),
+        "{cg}"
+    );
     // Its PID 1 is the agent; its hostname is its name; its clocks started with it.
     assert_eq!(sh("cat /proc/1/comm"), "init");
     assert_eq!(sh("hostname"), "nsshape");
