@@ -69,10 +69,12 @@ mkdir -p "$(dirname "$LOG")"
 echo "bench-nested: booting the anchor host under TCG ($N runs per VMM; serial log $LOG)" >&2
 t0=$SECONDS
 set +e
-timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1 \
+# BENCH_NESTED_QEMU_EXTRA: more QEMU options for the anchor host (e.g. -mem-prealloc).
+# shellcheck disable=SC2086
+timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1 ${BENCH_NESTED_QEMU_EXTRA:-} \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}" \
+  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 set -e

@@ -219,6 +219,9 @@ run() {
 # came up also pays one-off costs in the anchor host (TCG translating KVM's paths, entropy).
 # Whether the host's crng was ready before the first room (the VMM waits for it otherwise).
 echo "bench-init: host entropy before the first room: entropy_avail=$(cat /proc/sys/kernel/random/entropy_avail) (256: the crng is ready) at host uptime $(cut -d' ' -f1 /proc/uptime) s"
+# bench.delay=S: wait S seconds before the first room (is the first room's extra time the
+# host still finishing its own boot?).
+delay=$(arg delay); [ -n "$delay" ] && sleep "$delay"
 w=0
 while [ "$w" -lt "$warm" ]; do for v in $VMMS; do run "$v" 0; done; w=$((w + 1)); done
 for i in $(seq 1 "$n"); do for v in $VMMS; do run "$v" "$i"; done; done
