@@ -368,7 +368,13 @@ impl EventLoop {
                 }
             }),
             Err(e) if e.errno == libc::EAGAIN => {}
-            _ => self.helper_out = None,
+            _ => {
+                // Its end: a last line without a newline is shown too.
+                if let (Some(c), false) = (self.console.as_mut(), lines.pending().is_empty()) {
+                    c.put_line(lines.pending().as_bytes());
+                }
+                self.helper_out = None;
+            }
         }
     }
 
