@@ -15,7 +15,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use crate::{check, connect_only, owned, peer_uid, write, Error, Result};
+use crate::{check, connect_only, owned, peer_uid, write_hello, Error, Result};
 
 /// The error when the listener at a room's socket is not the room's.
 pub const NOT_THE_ROOMS: &str =
@@ -72,13 +72,7 @@ pub fn connect_room(path: &Path, uid: u32, hello: &[u8]) -> Result<OwnedFd> {
             errno: libc::EACCES,
         });
     }
-    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
-    if n != hello.len() {
-        return Err(Error {
-            op: "write the connection's first line",
-            errno: libc::EAGAIN,
-        });
-    }
+    write_hello(&fd, hello)?;
     Ok(fd)
 }
 

@@ -675,14 +675,21 @@ pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
 /// does not accept (its backlog full) is an error, never a wait.
 pub fn connect_unix(path: &std::path::Path, hello: &[u8]) -> Result<OwnedFd> {
     let fd = connect_only(path)?;
-    let n = write("write the connection's first line", fd.as_raw_fd(), hello)?;
-    if n != hello.len() {
+    write_hello(&fd, hello)?;
+    Ok(fd)
+}
+
+/// Writes a new connection's first line whole, in one write (a short line fits the empty
+/// socket buffer; a partial write is EAGAIN, never a wait).
+pub(crate) fn write_hello(fd: &OwnedFd, hello: &[u8]) -> Result<()> {
+    let op = "write the connection's first line";
+    if write(op, fd.as_raw_fd(), hello)? != hello.len() {
         return Err(Error {
-            op: "write the connection's first line",
+            op,
             errno: libc::EAGAIN,
         });
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// Connects a non-blocking Unix stream socket to `path` (see [`connect_unix`]) and
