@@ -207,6 +207,35 @@ fn footprint(m: &mut Machine) -> String {
         .to_string()
 }
 
+/// bay0 (the host's PID 1) sleeps while its rooms idle: the CPU time it uses over two
+/// idle seconds (/proc/1/stat utime + stime, in 1/100 s) is about nothing, not the whole
+/// CPU of a loop spinning on a descriptor that stays ready (a namespace room's jail stderr,
+/// closed for good once the jail became the agent, did that: 1.9 million reads a second
+/// in hosted bay0). The margin is twentyfold: a spin takes ~200 ticks here.
+fn assert_bay0_idles(m: &mut Machine) {
+    let out = sh(
+        m,
+        "t() { set -- $(cut -d')' -f2 /proc/1/stat); echo $((${12} + ${13})); }; \
+         a=$(t); sleep 2; b=$(t); echo bay0-ticks=$((b - a)) of $a..$b",
+    );
+    let line = out
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("bay0-ticks="))
+        .unwrap_or_else(|| panic!("no bay0-ticks line in:\n{out}"));
+    let (ticks, span) = line.split_once(" of ").unwrap_or((line, ""));
+    let ticks: u64 = ticks.parse().unwrap_or_else(|_| panic!("{line}"));
+    assert!(
+        span.split("..").all(|t| t.parse::<u64>().is_ok()),
+        "/proc/1/stat unreadable: {line}"
+    );
+    eprintln!("figure: bay0's CPU over 2 idle seconds: {ticks}/100 s");
+    assert!(
+        ticks < 10,
+        "bay0 used {ticks}/100 s of CPU in 2 s with its rooms idle: its loop spins"
+    );
+}
+
 #[test]
 fn a_microvm_room_keeps_every_wall_standing() {
     let t0 = Instant::now();
@@ -242,6 +271,7 @@ fn a_microvm_room_keeps_every_wall_standing() {
     attach(&mut m, "nsroom");
     in_room(&mut m, "nsroom", "echo other-$((1+1))", "other-2");
     detach(&mut m, "nsroom");
+    assert_bay0_idles(&mut m);
     // Closing the microVM ends everything in it: its processes lived in its own kernel.
     sh(&mut m, "anchorctl room stop escvm");
     let left = sh(
@@ -317,6 +347,7 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
     );
     in_room(&mut m, "nsauto", "echo still-$((40+2))", "still-42");
     detach(&mut m, "nsauto");
+    assert_bay0_idles(&mut m);
     // The processes that tried to outlive the room are host processes here: they must
     // be gone with it, and so must its cgroup, loop device and run directory.
     let running = sh(&mut m, "ps -o pid,args | grep -c '[s]leep 98765' || true");
