@@ -117,6 +117,9 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     confine::give_up_capabilities()?;
     let landlock = confine::landlock(cfg.volume.is_some())?;
     note(format_args!("room {}: landlock {landlock}", cfg.name));
+    // The room's program gets its console on 0, 1 and 2 and nothing else: no
+    // descriptor the jail was started with (bay0's, or a test harness's) reaches it.
+    sys::cloexec_from(3)?;
     crate::seccomp::install()?;
     // The room's stderr is its console, like a microVM's; the jail's own failure from
     // here on still goes to bay0's log.

@@ -563,6 +563,19 @@ pub fn seccomp_install(op: &'static str, prog: &[u8]) -> Result<()> {
     check(op, i32::try_from(ret).unwrap_or(-1)).map(drop)
 }
 
+/// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): every descriptor from `first` on closes
+/// at the next exec.
+pub fn cloexec_from(first: u32) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags of this process's descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    check(
+        "mark descriptors close-on-exec",
+        i32::try_from(ret).unwrap_or(-1),
+    )
+    .map(drop)
+}
+
 /// dup(2) with close-on-exec.
 pub fn dup_cloexec(fd: libc::c_int) -> Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC only adds a descriptor to this process's table.
