@@ -13,7 +13,10 @@
 #   own, "first room after host boot", against the later rooms, with the host's entropy
 #   state before it and any time its VMM waited for the host's pool). Per VMM: exec ->
 #   agent marker, exec -> VMM exit, exec -> every process the VMM started gone, the room
-#   kernel's own uptime at the marker.
+#   kernel's own uptime at the marker. Per room also the translation blocks TCG made for it
+#   (QEMU's `info jit` at marks around the room): the first room after a boot translates
+#   the host's KVM paths and its VMM's code, which later rooms find translated (a cost
+#   of the emulated machine: hardware has no translator).
 # - I/O runs: the room's shell runs roombench (tests/system/bench-tools/roombench.c) on a
 #   64 MiB bench disk: sequential 1 MiB O_DIRECT reads (MiB/s), 4 KiB O_DIRECT random reads
 #   at queue depth 1 (IOPS), vsock transfers room -> host and host -> room (anchor-vmm's
@@ -67,16 +70,68 @@ INITRAMFS=$(tests/system/mk-bench-initramfs.sh) || die "cannot build the bench i
 LOG="$ANCHOR_OUT/bench/nested-bench.log"
 mkdir -p "$(dirname "$LOG")"
 echo "bench-nested: booting the anchor host under TCG ($N runs per VMM; serial log $LOG)" >&2
+# TCG's translation work per room: a watcher answers each `bench-jit:` mark of the serial
+# log with the translator's TB count from QEMU's monitor (`info jit`), into $LOG.jit.
+MON_DIR=$(mktemp -d /tmp/anchor-bench-mon.XXXXXX)
+trap 'rm -rf "$MON_DIR"' EXIT
+: >"$LOG"
+: >"$LOG.jit"
+python3 - "$MON_DIR/monitor.sock" "$LOG" "$LOG.jit" <<'PY' &
+import re, select, socket, sys, time
+sock_path, log, out = sys.argv[1:4]
+s = None
+for _ in range(600):
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock_path)
+        break
+    except OSError:
+        s = None
+        time.sleep(0.05)
+if s is None:
+    sys.exit(0)
+buf = b""
+def reply():
+    global buf
+    while b"(qemu)" not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise EOFError
+        buf += d
+    r, _, buf = buf.partition(b"(qemu)")
+    return r.decode(errors="replace")
+seen = 0
+with open(out, "w") as o:
+    try:
+        reply()
+        while True:
+            with open(log, errors="replace") as f:
+                lines = f.read().replace("\r", "").split("\n")[:-1]
+            for l in lines[seen:]:
+                if l.startswith("bench-jit: "):
+                    s.sendall(b"info jit\n")
+                    m = re.search(r"TB count\s+(\d+)", reply())
+                    o.write(f"{l} tb={m.group(1) if m else '?'}\n")
+                    o.flush()
+            seen = len(lines)
+            # Readable while idle = QEMU closed the monitor (it exited).
+            if select.select([s], [], [], 0.02)[0] and not s.recv(65536):
+                break
+    except (EOFError, OSError):
+        pass
+PY
 t0=$SECONDS
 set +e
 # BENCH_NESTED_QEMU_EXTRA: more QEMU options for the anchor host (e.g. -mem-prealloc).
 # shellcheck disable=SC2086
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 1024 -smp 1 ${BENCH_NESTED_QEMU_EXTRA:-} \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
+  -monitor "unix:$MON_DIR/monitor.sock,server=on,wait=off" \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
   -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
+wait
 set -e
 elapsed=$((SECONDS - t0))
 # A run that broke still prints what it measured before it broke, then fails.
@@ -92,10 +147,20 @@ elif ! grep -q '^bench-init: done' "$LOG"; then
   broke="the bench /init did not finish (log: $LOG)"
 fi
 
-python3 - "$LOG" "$N" "$elapsed" "$VERBOSE" <<'PY'
+python3 - "$LOG" "$N" "$elapsed" "$VERBOSE" "$LOG.jit" <<'PY'
 import statistics, sys
 
 log, n, elapsed, verbose = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+# TCG's TB count at each room's begin/end mark: the code the translator had to translate
+# for that room (the emulated host's own code once per boot, the room's every time).
+tbs = {}
+for line in open(sys.argv[5], errors="replace"):
+    f = dict(kv.split("=", 1) for kv in line.split()[2:] if "=" in kv)
+    if f.get("tb", "?").isdigit():
+        tbs.setdefault((f.get("vmm"), f.get("run")), {})[line.split()[1]] = int(f["tb"])
+def translated(vmm, run):
+    t = tbs.get((vmm, run), {})
+    return t["end"] - t["begin"] if "begin" in t and "end" in t else None
 text = open(log, errors="replace").read().replace("\r", "")
 names = {"ours": "anchor-vmm", "before": "anchor-vmm before", "qemu": "qemu microvm"}
 order = [v for v in ("ours", "before", "qemu")]
@@ -184,6 +249,12 @@ for vmm in order:
     print(f"  {'':17}  first room: exec -> first serial byte {w[0] / 1000:.3f} s (later median "
           f"{med([x[0] for x in r]) / 1000:.3f} s), room uptime at the marker {w[4]} s, host uptime at exec {w[5]} s"
           + (f", waited {waited[0]} ms for the host entropy pool" if waited else ""))
+    first_tb = translated(vmm, "0")
+    later_tb = [t for t in (translated(vmm, str(i)) for i in range(1, n + 1)) if t is not None]
+    if first_tb is not None and later_tb:
+        lt = statistics.median(later_tb)
+        print(f"  {'':17}  TCG translation blocks made for the room (QEMU `info jit`): first room {first_tb}, "
+              f"later rooms median {lt:.0f} ({first_tb - lt:+.0f}: code of the emulated host run for the first time)")
 base = "qemu" if runs["qemu"] else None
 if base:
     qm = med([x[1] for x in runs["qemu"]])

@@ -41,7 +41,8 @@
 # (diagnostic: room console without `quiet`, with printk times, printed in full for every
 # run).
 # Per boot run: `bench-result: vmm=ours|before|qemu run=I first_ms=.. marker_ms=.. exit_ms=..
-# gone_ms=.. status=.. timeout=0|1 guest_uptime_s=.. host_uptime_s=..`; per I/O run:
+# gone_ms=.. status=.. timeout=0|1 guest_uptime_s=.. host_uptime_s=..`, between
+# `bench-jit: begin|end vmm=.. run=I` marks (each followed by a 0.3 s pause); per I/O run:
 # `bench-io: vmm=.. run=I <bench-run fields> <roombench key=value fields>`; per network run
 # `bench-net: vmm=.. run=I <bench-run fields> <roombench key=value fields>`; then
 # `bench-init: done` and power-off.
@@ -199,11 +200,17 @@ bench() {
   unset IFS; set +f
   bench-run "$@"
 }
+# A JIT mark: bench-nested.sh reads QEMU's `info jit` (the TB count of the TCG translator
+# that runs this host) when the line appears; the pause lets it answer before anything else
+# runs, so a room's count is its translation work alone (outside the timed part).
+jit_mark() { echo "bench-jit: $1 vmm=$2 run=$3"; sleep 0.3; }
 run() {
   label=$1 i=$2
+  jit_mark begin "$label" "$i"
   hup=$(cut -d' ' -f1 /proc/uptime)
   vmm_args "$label" "$ROOM" "" boot
   r=$(bench "$tmo" "$MARK" "/tmp/$label-$i.serial" "/tmp/$label-$i.err")
+  jit_mark end "$label" "$i"
   up=$(sed -n 's/.*room base ready (uptime \([0-9.]*\) s).*/\1/p' "/tmp/$label-$i.serial" | head -n 1)
   echo "bench-result: vmm=$label run=$i $r guest_uptime_s=${up:-none} host_uptime_s=$hup"
   case "$r" in
