@@ -14,8 +14,8 @@
 //!    close are serialised by the disk's open mutex), and one already running down
 //!    refuses the open (newer kernels) or the status query (Linux 6.1) with ENXIO;
 //! 3. `LOOP_GET_STATUS64` on that descriptor must show the image's own device and inode
-//!    (so never another file that took the path), offset 0, no size limit, and the flags
-//!    read-only and autoclear, which is how [`crate::sys::loop_attach_readonly`] makes
+//!    (so never another file that took the path), offset 0, no size limit, no transfer
+//!    function, and the flags read-only and autoclear, which is how [`crate::sys::loop_attach_readonly`] makes
 //!    them ([`shareable`]); anything else, or any error, and the next candidate is tried;
 //! 4. none left: a fresh device, as before sharing existed.
 //!
@@ -52,6 +52,8 @@ pub struct LoopStatus {
     pub sizelimit: u64,
     /// `LO_FLAGS_*`.
     pub flags: u32,
+    /// A transfer function (old kernels' cryptoloop; 0: the file's bytes as they are).
+    pub encrypt_type: u32,
 }
 
 /// A file's identity: the major and minor numbers of its device, and its inode.
@@ -86,13 +88,14 @@ pub fn decode_dev(dev: u64) -> (u32, u32) {
 }
 
 /// True only for a device a room may share: the whole of `image` (its device and
-/// inode, offset 0, no size limit), read-only and autoclear.
+/// inode, offset 0, no size limit, no transfer function), read-only and autoclear.
 pub fn shareable(status: &LoopStatus, image: FileId) -> bool {
     let want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     decode_dev(status.device) == (image.major, image.minor)
         && status.inode == image.inode
         && status.offset == 0
         && status.sizelimit == 0
+        && status.encrypt_type == 0
         && status.flags & want == want
 }
 
@@ -210,6 +213,7 @@ mod tests {
             offset: 0,
             sizelimit: 0,
             flags: LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR,
+            encrypt_type: 0,
         }
     }
 
@@ -276,6 +280,13 @@ mod tests {
                 "no flags",
                 LoopStatus {
                     flags: 0,
+                    ..exact()
+                },
+            ),
+            (
+                "a transfer function",
+                LoopStatus {
+                    encrypt_type: 1,
                     ..exact()
                 },
             ),

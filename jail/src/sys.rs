@@ -403,6 +403,7 @@ pub fn loop_status(dev: &OwnedFd) -> Result<crate::image::LoopStatus> {
         offset: info.lo_offset,
         sizelimit: info.lo_sizelimit,
         flags: info.lo_flags,
+        encrypt_type: info.lo_encrypt_type,
     })
 }
 
