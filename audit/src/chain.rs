@@ -161,12 +161,37 @@ impl Chain {
     }
 }
 
-/// The chain continuing `log` (a whole log file's contents): after its last good record.
-/// A damaged tail is left as it is and chained past, so verification still names it.
+/// The chain continuing `log` (a whole log file's contents). Usually after its last
+/// record, read from the end: when that line is whole and its hash matches its own body
+/// and `prev`, the chain resumes from its seq and hash, so an append costs the same however
+/// long the log has grown (bay0 appends on every room start and stop, on its single event
+/// loop). Whether the records before it are intact is for verification to say
+/// (`anchor-vault audit verify`, the TPM anchor), never for the writer. Otherwise (a
+/// cut-off or altered last line) after the last good record found by verifying from the
+/// start: the damaged tail is left as it is and chained past, so verification still
+/// names it.
 pub fn chain_after(log: &[u8]) -> Chain {
+    if log.is_empty() {
+        return Chain::new();
+    }
+    if let Some(chain) = after_last_line(log) {
+        return chain;
+    }
     let good =
         crate::verify(log).or_else(|bad| crate::verify(log.get(..bad.offset).unwrap_or_default()));
     good.map_or(Chain::new(), |g| Chain::resume(g.records, g.head))
+}
+
+/// The chain after `log`'s last line, if that line is a whole, self-consistent record.
+fn after_last_line(log: &[u8]) -> Option<Chain> {
+    let body = log.strip_suffix(b"\n")?;
+    let start = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |nl| nl + 1);
+    let record = crate::record::Record::parse(body.get(start..)?).ok()?;
+    (record.seq >= 1 && record.hash == link(&record.prev, &record.digest))
+        .then_some(Chain::resume(record.seq, record.hash))
 }
 
 /// The record that comes after `log` as a whole line, ready to append.
@@ -321,6 +346,43 @@ mod tests {
         assert_eq!((r.seq, r.prev), (3, v.head));
         assert!(next_line_now(&log, "bay0", "Bad Event", &[]).is_none());
         assert_eq!(chain_after(b"garbage").records(), 0);
+        // An altered last line (whole, but its hash no longer matches): the same.
+        let mut altered = log[..log.len() - 12].to_vec();
+        let mut four = three.clone();
+        let at = four.windows(9).position(|w| w == b"room.stop").unwrap();
+        four[at..at + 9].copy_from_slice(b"room.stap");
+        altered.extend_from_slice(&three);
+        altered.extend_from_slice(&four);
+        let five = chain_after(&altered);
+        let r3 = Record::parse(three.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!((five.records(), five.head()), (3, r3.hash));
+    }
+
+    #[test]
+    fn the_next_line_is_found_from_the_end_of_a_long_log() {
+        let mut log = Vec::new();
+        let mut chain = Chain::new();
+        let mut buf = [0u8; MAX_RECORD];
+        for _ in 0..1000 {
+            chain.append(&mut log, &entry("one"), &mut buf).unwrap();
+        }
+        assert_eq!(chain_after(&log), chain);
+        // Damage in the middle is verification's to name; the writer carries on after
+        // the last record, so the damage stays where it is and sequence numbers go on.
+        let at = log.len() / 2;
+        log[at] ^= 1;
+        assert_eq!(chain_after(&log), chain);
+        assert!(crate::verify(&log).is_err());
+        let next = next_line_now(&log, "bay0", "room.start", &[]).unwrap();
+        let r = Record::parse(next.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!((r.seq, r.prev), (1001, chain.head()));
+        // One line only, whole and consistent: the chain resumes from it.
+        let mut one = Vec::new();
+        Chain::new()
+            .append(&mut one, &entry("one"), &mut buf)
+            .unwrap();
+        assert_eq!(chain_after(&one).records(), 1);
+        assert_eq!(chain_after(b"").records(), 0);
     }
 
     #[test]

@@ -394,7 +394,10 @@ impl Rooms {
         let Some(r) = self.get_mut(slot) else { return };
         match rel % 4 {
             0 => read_console(r, out),
-            1 => read_stderr(r),
+            // Its writers gone (a namespace room's jail became the agent, whose stderr is
+            // the console): unwatched, or its endless EPOLLHUP would spin the loop.
+            1 if read_stderr(r) => drop(sys::epoll_del(ep, r.err.as_raw_fd())),
+            1 => {}
             2 => accept_umbilical(r, slot, ep),
             _ => {
                 if read_umbilical(r, notices) {
@@ -421,7 +424,7 @@ impl Rooms {
             .iter()
             .position(|r| r.as_ref().is_some_and(|r| r.pid == pid))?;
         let mut r = self.slots.get_mut(slot)?.take()?;
-        read_stderr(&mut r);
+        let _ = read_stderr(&mut r);
         // The volume is root's again while no room runs it (its uid goes to other rooms).
         let _ = r.volume.as_ref().map(|v| hand_over(v, 0, 0o600));
         let status = WaitStatus(status);
@@ -565,14 +568,19 @@ fn read_console(r: &mut Room, out: &mut Vec<u8>) {
 }
 
 /// Logs the VMM's (and jail's) stderr lines under the room's name; keeps the last one.
-fn read_stderr(r: &mut Room) {
+/// True once every writer has closed it.
+fn read_stderr(r: &mut Room) -> bool {
     let mut buf = [0u8; 1024];
-    while let Ok(n @ 1..) = sys::read("read room stderr", r.err.as_raw_fd(), &mut buf) {
-        r.err_line.feed(buf.get(..n).unwrap_or_default(), |line| {
-            crate::log_info!("room {}: {line}", r.name.as_str());
-            r.last_err.clear();
-            r.last_err.push_str(line);
-        });
+    loop {
+        match sys::read("read room stderr", r.err.as_raw_fd(), &mut buf) {
+            Ok(0) => return true,
+            Ok(n) => r.err_line.feed(buf.get(..n).unwrap_or_default(), |line| {
+                crate::log_info!("room {}: {line}", r.name.as_str());
+                r.last_err.clear();
+                r.last_err.push_str(line);
+            }),
+            Err(_) => return false,
+        }
     }
 }
 
