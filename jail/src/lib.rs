@@ -15,6 +15,7 @@ pub mod args;
 pub mod cgroup;
 pub mod confine;
 pub mod error;
+pub mod image;
 pub mod net;
 pub mod privs;
 pub mod room;

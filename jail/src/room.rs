@@ -12,14 +12,16 @@
 //! inside its user namespace.
 //!
 //! The file system: the room's SquashFS image, attached read-only through an autoclear
-//! loop device, is the root; one tmpfs of half the room's memory holds every writable
+//! loop device (a running room's of the same image when there is one, see
+//! [`crate::image`]), is the root; one tmpfs of half the room's memory holds every writable
 //! path (/tmp /run /var /home /root /dev/shm); /dev is a read-only tmpfs with null, zero,
 //! full, random, urandom and tty bound from the host, a private devpts instance, and
 //! bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's
 //! knobs (/proc/sys, /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys,
 //! kmsg, ...) masked. /sys is not mounted. A vault volume (`--volume`) is mounted at
 //! /persist (see [`crate::volume`]). When the room's last process ends, the mount
-//! namespace goes, and with it every mount, the tmpfs, and (autoclear) the loop device.
+//! namespace goes, and with it every mount, the tmpfs, and (autoclear, with the image's
+//! last room) the loop device.
 
 use std::ffi::CString;
 use std::os::unix::fs::symlink;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::Config;
 use crate::error::{Error, Result};
+use crate::image::{self as loopdev, How};
 use crate::root::{inside, io_err, mkdir_all};
 use crate::{cgroup, confine, note, root, sys};
 
@@ -114,6 +117,9 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     confine::give_up_capabilities()?;
     let landlock = confine::landlock(cfg.volume.is_some())?;
     note(format_args!("room {}: landlock {landlock}", cfg.name));
+    // The room's program gets its console on 0, 1 and 2 and nothing else: no
+    // descriptor the jail was started with (bay0's, or a test harness's) reaches it.
+    sys::cloexec_from(3)?;
     crate::seccomp::install()?;
     // The room's stderr is its console, like a microVM's; the jail's own failure from
     // here on still goes to bay0's log.
@@ -184,7 +190,7 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
     let state = cfg.run_dir.join(".state");
     mkdir_all(&new_root)?;
     mkdir_all(&state)?;
-    // The image: read-only, through a loop device that frees itself with the mount.
+    // The image: read-only, through a loop device that frees itself with the last mount.
     let meta = std::fs::metadata(image).map_err(|e| io_err("the room image", image, &e))?;
     if !meta.is_file() {
         return Err(Error::Path {
@@ -193,16 +199,7 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
             errno: libc::EINVAL,
         });
     }
-    let (loop_dev, loop_path) = sys::loop_attach_readonly(image)?;
-    sys::mount(
-        "mount the room image",
-        Some(&loop_path),
-        &new_root,
-        Some(c"squashfs"),
-        libc::MS_RDONLY | NOSUID_NODEV,
-        None,
-    )?;
-    drop(loop_dev);
+    mount_image(cfg, image, &meta, &new_root)?;
     // One tmpfs for every writable path, owned by the room's root.
     let bytes = tmpfs_bytes(cfg.limits.memory_bytes);
     let opts = cstring(format!(
@@ -246,6 +243,61 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
         ));
     }
     Ok(new_root)
+}
+
+/// Mounts `image` read-only on `new_root`: through the loop device of a running room of
+/// the same image when there is one (one superblock, one page cache), else through a
+/// fresh one (see [`crate::image`]). Logs which, once.
+fn mount_image(
+    cfg: &Config,
+    image: &Path,
+    meta: &std::fs::Metadata,
+    new_root: &Path,
+) -> Result<()> {
+    let mount = |dev: &loopdev::Attached| {
+        sys::mount(
+            "mount the room image",
+            Some(&dev.path),
+            new_root,
+            Some(c"squashfs"),
+            libc::MS_RDONLY | NOSUID_NODEV,
+            None,
+        )
+    };
+    let shared = loopdev::find_shared(image, meta);
+    // A shared device's mount should not fail where a fresh one's succeeds; if it does
+    // (say, the other room's superblock is still being torn down), a fresh device.
+    let (dev, retried) = match shared {
+        Some(dev) => match mount(&dev) {
+            Ok(()) => (dev, None),
+            Err(e) => {
+                drop(dev);
+                let fresh = loopdev::attach_fresh(image)?;
+                mount(&fresh)?;
+                (fresh, Some(e))
+            }
+        },
+        None => {
+            let fresh = loopdev::attach_fresh(image)?;
+            mount(&fresh)?;
+            (fresh, None)
+        }
+    };
+    let name = dev.name();
+    match (dev.how, retried) {
+        (How::Shared(_), _) => note(format_args!(
+            "room {}: image shared with a running room ({name})",
+            cfg.name
+        )),
+        (How::Fresh, Some(e)) => note(format_args!(
+            "room {}: image attached on {name} (sharing a running room's device failed: {e})",
+            cfg.name
+        )),
+        (How::Fresh, None) => note(format_args!("room {}: image attached on {name}", cfg.name)),
+    }
+    // The mount holds the device now; autoclear frees it with the last mount.
+    drop(dev);
+    Ok(())
 }
 
 /// The room's /dev: a few host nodes, its own ptys, shared memory, the umbilical.

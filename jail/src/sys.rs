@@ -339,8 +339,7 @@ pub fn loop_attach_readonly(image: &Path) -> Result<(OwnedFd, std::path::PathBuf
 pub fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::PathBuf)> {
     const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
     const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-    const LO_FLAGS_READ_ONLY: u32 = 1;
-    const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    use crate::image::{LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY};
     let (mode, read_only) = if writable {
         (libc::O_RDWR, 0)
     } else {
@@ -387,6 +386,25 @@ pub fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::
     Err(Error::Unsupported(
         "no free loop device after 16 tries (other rooms took them)",
     ))
+}
+
+/// LOOP_GET_STATUS64 on an open loop device (ENXIO: the device is not bound, or is
+/// coming apart).
+pub fn loop_status(dev: &OwnedFd) -> Result<crate::image::LoopStatus> {
+    const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+    let mut info = LoopInfo64::default();
+    // SAFETY: `info` has the kernel's struct loop_info64 layout, is writable and outlives
+    // the call; the kernel only writes it.
+    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &raw mut info) };
+    check("read a loop device's status", ret)?;
+    Ok(crate::image::LoopStatus {
+        device: info.lo_device,
+        inode: info.lo_inode,
+        offset: info.lo_offset,
+        sizelimit: info.lo_sizelimit,
+        flags: info.lo_flags,
+        encrypt_type: info.lo_encrypt_type,
+    })
 }
 
 /// `struct loop_info64` (linux/loop.h).
@@ -544,6 +562,19 @@ pub fn seccomp_install(op: &'static str, prog: &[u8]) -> Result<()> {
         )
     };
     check(op, i32::try_from(ret).unwrap_or(-1)).map(drop)
+}
+
+/// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): every descriptor from `first` on closes
+/// at the next exec.
+pub fn cloexec_from(first: u32) -> Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags of this process's descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    check(
+        "mark descriptors close-on-exec",
+        i32::try_from(ret).unwrap_or(-1),
+    )
+    .map(drop)
 }
 
 /// dup(2) with close-on-exec.

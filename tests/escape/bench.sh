@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Namespace room benchmarks on this machine (tests/escape/tests/bench_ns.rs): start ->
-# first command inside vs bubblewrap with the same namespaces and image (pre-mounted; with
-# a fresh loop mount; with the room's cgroup too: the like-for-like peer), every contender
-# once per round so load falls on all alike; medians and ratios. Then reset, and memory of
-# an idle room. Printed, never asserted. Needs root and the artefacts of `make images`.
+# first command inside, for a room alone and beside another room of its image, vs
+# bubblewrap with the same namespaces and image (pre-mounted; with a fresh loop mount;
+# with the room's cgroup too: the like-for-like peer; with the cgroup and a loop mount
+# beside a mounted copy), every contender once per round, 50 ms apart, so load falls on
+# all alike; medians and ratios. The same rounds with each cgroup move right after a
+# bystander's (the anchor host's favordynmods, approximated), and with favordynmods
+# itself where unmounting undoes it (Linux < 6.18). Then reset, and memory of an idle
+# room. Printed, never asserted. Needs root and the artefacts of `make images`.
 #   BENCH_NS_RUNS=N   rounds (default 20); e.g. BENCH_NS_RUNS=50 tests/escape/bench.sh
+#   BENCH_NS_FAVORDYNMODS=1   the favordynmods rounds on Linux >= 6.18 too (NOT undone:
+#                     cgroup.procs writes stay per-process until reboot)
 set -euo pipefail
 cd "$(dirname "$(realpath "$0")")/../.."
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"

@@ -232,6 +232,11 @@ fn sh_in(c: &mut Console, cmd: &str) -> String {
 
 #[test]
 fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
+    // A descriptor bay0 inherits without close-on-exec (a harness's pipe, say): it must
+    // not reach the room.
+    let mut leak = [0; 2];
+    // SAFETY: `leak` is a writable array of two ints, as pipe(2) expects.
+    assert_eq!(unsafe { libc::pipe(leak.as_mut_ptr()) }, 0);
     let b = Bay0::start("shape", &[("nsshape", ns_policy("nsshape", 96, 40))]);
     assert!(
         b.answer("start nsshape")
@@ -239,6 +244,31 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
         "{}",
         b.log()
     );
+    // The room's PID 1 holds its console and its own sockets, nothing it was started with.
+    let agent = b.room_pid("nsshape");
+    let bay0_has = |want: &str| {
+        std::fs::read_dir(format!("/proc/{}/fd", b.pid()))
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).unwrap().to_string_lossy() == want)
+    };
+    let pipe = std::fs::read_link(format!("/proc/self/fd/{}", leak[0])).unwrap();
+    assert!(
+        bay0_has(&pipe.to_string_lossy()),
+        "bay0 did not inherit the pipe"
+    );
+    for e in std::fs::read_dir(format!("/proc/{agent}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let target = std::fs::read_link(e.path()).unwrap();
+        let target = target.to_string_lossy();
+        assert!(
+            target.starts_with("/dev/pts/") || target.starts_with("socket:["),
+            "the room's PID 1 holds fd {:?} -> {target}",
+            e.file_name()
+        );
+    }
     let rec = b.record("nsshape");
     for f in [
         "backend=namespaces",

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Namespace rooms of one image share its loop device (jail/src/image.rs): a room that
+//! starts while another of its image runs mounts the image through that room's device
+//! (one SquashFS superblock, one page cache), each room keeps working when the other
+//! stops, two rooms started at the same moment both get the right image, and once the
+//! last room of the image is gone no loop device backs it any more.
+//!
+//! Needs root, and `make images` (static binaries + the base image) done first.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{loop_devices_of, ns_policy, Bay0, Console};
+use std::time::{Duration, Instant};
+
+/// `MAJOR:MINOR` of the device behind the root of the process `pid`'s mount namespace
+/// (its SquashFS image), from the host's view of its mountinfo.
+fn root_device(pid: i32) -> String {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let roots: Vec<&str> = info
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+            f.get(4) == Some(&"/") && fstype == Some("squashfs")
+        })
+        .collect();
+    assert_eq!(roots.len(), 1, "no single squashfs root:\n{info}");
+    roots[0].split(' ').nth(2).unwrap().to_string()
+}
+
+/// The backing file of the block device `MAJOR:MINOR`, if it is a bound loop device.
+fn backing_file(dev: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/dev/block/{dev}/loop/backing_file"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// `loopN` of `/sys/dev/block/MAJOR:MINOR`.
+fn device_name(dev: &str) -> String {
+    std::fs::read_link(format!("/sys/dev/block/{dev}"))
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The jail's image lines for `room` in bay0's log, in order.
+fn image_notes(b: &Bay0, room: &str) -> Vec<String> {
+    let key = format!("room {room}: image ");
+    b.log()
+        .lines()
+        .filter_map(|l| l.find(&key).map(|i| l[i + key.len()..].to_string()))
+        .collect()
+}
+
+fn start(b: &Bay0, room: &str) {
+    let ok = b.answer(&format!("start {room}"));
+    assert!(
+        ok.starts_with(&format!("ok room {room} ready")),
+        "{ok}\n{}",
+        b.log()
+    );
+}
+
+fn stop(b: &Bay0, room: &str) {
+    assert_eq!(
+        b.answer(&format!("stop {room}")),
+        format!("ok room {room} stopped")
+    );
+}
+
+/// Waits (hang detection only) until no loop device backs the test's image.
+fn settle_no_loops(b: &Bay0) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut left = loop_devices_of(&b.image);
+    while !left.is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        left = loop_devices_of(&b.image);
+    }
+    left
+}
+
+#[test]
+fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
+    let (a, b_) = ("nsshare-a", "nsshare-b");
+    let b = Bay0::start(
+        "share",
+        &[(a, ns_policy(a, 64, 32)), (b_, ns_policy(b_, 64, 32))],
+    );
+    let image = b.image.to_string_lossy().into_owned();
+
+    // The first room attaches a device of its own.
+    start(&b, a);
+    let dev_a = root_device(b.room_pid(a));
+    let name = device_name(&dev_a);
+    assert!(name.starts_with("loop"), "{dev_a} is {name}");
+    assert_eq!(backing_file(&dev_a).as_deref(), Some(image.as_str()));
+    assert_eq!(image_notes(&b, a), [format!("attached on {name}")]);
+
+    // The second mounts the image through it: same device, one superblock.
+    start(&b, b_);
+    let dev_b = root_device(b.room_pid(b_));
+    assert_eq!(dev_b, dev_a, "the second room has a device of its own");
+    assert_eq!(
+        image_notes(&b, b_),
+        [format!("shared with a running room ({name})")]
+    );
+    assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
+
+    // Stopping the first leaves the second working, still on that device, reading
+    // image files it had not read yet.
+    stop(&b, a);
+    let mut c = Console::attach(&b, b_);
+    let (out, status) = c.run(
+        "wc -l < /usr/lib/anchor/escape/escape.sh; echo room-$((20+22))",
+        "",
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, 0, "{out:?}");
+    assert_eq!(out.last().map(String::as_str), Some("room-42"), "{out:?}");
+    assert!(
+        out.first().and_then(|n| n.trim().parse::<u32>().ok()) > Some(10),
+        "{out:?}"
+    );
+    drop(c);
+    assert_eq!(root_device(b.room_pid(b_)), dev_a);
+    assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
+
+    // The first comes back while the second runs: shared again, one line per start.
+    start(&b, a);
+    assert_eq!(root_device(b.room_pid(a)), dev_a);
+    assert_eq!(
+        image_notes(&b, a),
+        [
+            format!("attached on {name}"),
+            format!("shared with a running room ({name})")
+        ]
+    );
+
+    // With the last room of the image gone, so is its loop device; then a new room
+    // attaches a fresh one.
+    stop(&b, b_);
+    assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
+    stop(&b, a);
+    let left = settle_no_loops(&b);
+    assert!(left.is_empty(), "loop devices outlived the rooms: {left:?}");
+    start(&b, b_);
+    assert_eq!(image_notes(&b, b_).len(), 2);
+    assert!(
+        image_notes(&b, b_)[1].starts_with("attached on loop"),
+        "{:?}",
+        image_notes(&b, b_)
+    );
+    stop(&b, b_);
+    let left = settle_no_loops(&b);
+    assert!(left.is_empty(), "loop devices outlived the rooms: {left:?}");
+    let fp = b.footprint("nsshare-");
+    assert!(fp.cgroups.is_empty() && fp.run_dirs.is_empty(), "{fp:?}");
+}
+
+#[test]
+fn rooms_of_one_image_started_at_once_both_get_it() {
+    let (c, d) = ("nsrace-c", "nsrace-d");
+    let b = Bay0::start(
+        "race",
+        &[(c, ns_policy(c, 64, 32)), (d, ns_policy(d, 64, 32))],
+    );
+    let image = b.image.to_string_lossy().into_owned();
+    let (mut shared, mut separate) = (0, 0);
+    for round in 0..10 {
+        std::thread::scope(|s| {
+            let one = s.spawn(|| b.answer(&format!("start {c}")));
+            let two = s.spawn(|| b.answer(&format!("start {d}")));
+            for (room, answer) in [(c, one.join().unwrap()), (d, two.join().unwrap())] {
+                assert!(
+                    answer.starts_with(&format!("ok room {room} ready")),
+                    "round {round}: {answer}\n{}",
+                    b.log()
+                );
+            }
+        });
+        let (dc, dd) = (root_device(b.room_pid(c)), root_device(b.room_pid(d)));
+        for dev in [&dc, &dd] {
+            assert_eq!(
+                backing_file(dev).as_deref(),
+                Some(image.as_str()),
+                "round {round}: {dev}"
+            );
+        }
+        let loops = loop_devices_of(&b.image);
+        if dc == dd {
+            shared += 1;
+            assert_eq!(loops.len(), 1, "round {round}: {loops:?}");
+        } else {
+            separate += 1;
+            assert_eq!(loops.len(), 2, "round {round}: {loops:?}");
+        }
+        // Each start logged how it got its image, once.
+        for room in [c, d] {
+            assert_eq!(image_notes(&b, room).len(), round + 1, "{room}");
+        }
+        stop(&b, c);
+        stop(&b, d);
+        let left = settle_no_loops(&b);
+        assert!(
+            left.is_empty(),
+            "round {round}: loop devices left: {left:?}"
+        );
+    }
+    eprintln!("10 simultaneous starts: {shared} shared one device, {separate} attached two");
+}
