@@ -180,6 +180,25 @@ pub fn mount_all() -> usize {
     failed
 }
 
+/// How long a page the room used stays safe from eviction (the multi-generational LRU's
+/// thrashing prevention; ChromeOS uses the same second).
+const MIN_TTL_MS: &str = "1000";
+
+/// The room's kernel kills a program rather than thrash (guest-kernel fragments:
+/// CONFIG_LRU_GEN): the pages used in the last second are never evicted, and when memory
+/// cannot hold them the OOM killer runs. Without it, a program eating the room's memory
+/// livelocked the room for minutes, its programs' pages evicted and re-read from the image
+/// disk over and over (no swap). MicroVM rooms only: a namespace room's kernel is the
+/// host's, whose settings are not the room's to make.
+fn protect_working_set() {
+    let path = "/sys/kernel/mm/lru_gen/min_ttl_ms";
+    if let Err(e) = std::fs::write(path, MIN_TTL_MS) {
+        say(&format!(
+            "{path}: {e}; a room out of memory may thrash instead of killing a program"
+        ));
+    }
+}
+
 /// Conventional directories inside the fresh tmpfs mounts.
 pub fn make_conventional_dirs() {
     for (dir, mode) in [
@@ -433,6 +452,7 @@ pub fn run_pid1() -> ! {
         (0, args.join(" "))
     } else {
         let failed = mount_all();
+        protect_working_set();
         ensure_console();
         (
             failed,
