@@ -190,8 +190,7 @@ fn after_last_line(log: &[u8]) -> Option<Chain> {
         .rposition(|&b| b == b'\n')
         .map_or(0, |nl| nl + 1);
     let record = crate::record::Record::parse(body.get(start..)?).ok()?;
-    (record.seq >= 1 && record.hash == link(&record.prev, &record.digest))
-        .then_some(Chain::resume(record.seq, record.hash))
+    (record.seq >= 1 && record.is_intact()).then_some(Chain::resume(record.seq, record.hash))
 }
 
 /// The record that comes after `log` as a whole line, ready to append.

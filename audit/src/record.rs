@@ -255,6 +255,13 @@ impl Record {
         })
     }
 
+    /// Whether the record's `hash` is the link of its own `prev` and body: the line was
+    /// written whole by a writer of the chain and not altered since (what verification
+    /// checks of every record, and the writer of the last one before chaining after it).
+    pub fn is_intact(&self) -> bool {
+        self.hash == crate::chain::link(&self.prev, &self.digest)
+    }
+
     /// The value of field `key`, if present.
     pub fn field(&self, key: &str) -> Option<&[u8]> {
         self.fields

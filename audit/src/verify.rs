@@ -7,7 +7,6 @@
 
 use core::fmt;
 
-use crate::chain::link;
 use crate::record::{Record, RecordError};
 use crate::{Hash, GENESIS};
 
@@ -138,7 +137,7 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
         };
         let line = rest.get(..nl).unwrap_or_default();
         let record = Record::parse(line).map_err(|e| bad(Problem::Malformed(e)))?;
-        if record.hash != link(&record.prev, &record.digest) {
+        if !record.is_intact() {
             return Err(bad(Problem::Modified));
         }
         if record.seq > expected {
