@@ -100,20 +100,20 @@ def reply():
         buf += d
     r, _, buf = buf.partition(b"(qemu)")
     return r.decode(errors="replace")
-seen = 0
-with open(out, "w") as o:
+# The log is followed, not re-read: only what QEMU appended since the last turn.
+partial = ""
+with open(out, "w") as o, open(log, errors="replace") as f:
     try:
         reply()
         while True:
-            with open(log, errors="replace") as f:
-                lines = f.read().replace("\r", "").split("\n")[:-1]
-            for l in lines[seen:]:
+            partial += f.read().replace("\r", "")
+            *lines, partial = partial.split("\n")
+            for l in lines:
                 if l.startswith("bench-jit: "):
                     s.sendall(b"info jit\n")
                     m = re.search(r"TB count\s+(\d+)", reply())
                     o.write(f"{l} tb={m.group(1) if m else '?'}\n")
                     o.flush()
-            seen = len(lines)
             # Readable while idle = QEMU closed the monitor (it exited).
             if select.select([s], [], [], 0.02)[0] and not s.recv(65536):
                 break
