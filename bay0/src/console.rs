@@ -144,11 +144,14 @@ impl SystemConsole {
         }
     }
 
-    /// Keys typed on bay0's console.
-    pub fn on_input(&mut self, rooms: &mut Rooms, now_ms: u64) {
+    /// Keys typed on bay0's console. A console whose terminal went away (EOF, or EIO from
+    /// a pty whose other end closed) is unwatched: its EPOLLHUP would spin the loop.
+    pub fn on_input(&mut self, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) {
         let mut buf = [0u8; 256];
-        let Ok(n @ 1..) = sys::read("read console", libc::STDIN_FILENO, &mut buf) else {
-            return;
+        let n = match sys::read("read console", libc::STDIN_FILENO, &mut buf) {
+            Ok(n @ 1..) => n,
+            Err(e) if e.errno != libc::EIO => return,
+            _ => return sys::epoll_del(ep, libc::STDIN_FILENO).unwrap_or_default(),
         };
         let keys = buf.get(..n).unwrap_or_default();
         let mut rest = keys;

@@ -302,7 +302,7 @@ impl EventLoop {
             TOKEN_HELPER => self.helper_output(),
             console::TOKEN_INPUT => {
                 if let (Some(c), Some(rooms)) = (self.console.as_mut(), self.rooms.as_mut()) {
-                    c.on_input(rooms, now);
+                    c.on_input(&self.epoll, rooms, now);
                 }
             }
             console::TOKEN_SHELL => {

@@ -19,7 +19,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,7 @@ impl Bay0 {
             let text = format!("name = \"{room}\"\n{POLICY}[courier]\n{courier}\n");
             std::fs::write(layout.join(format!("policies/{room}.toml")), text).unwrap();
         }
-        let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout);
+        let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout, Stdio::null());
         let b = Bay0 { child, log, dir };
         b.wait_log(0, "bay0: ready");
         b

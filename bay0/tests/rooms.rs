@@ -63,6 +63,11 @@ struct Bay0 {
 
 impl Bay0 {
     fn start(name: &str) -> Bay0 {
+        Bay0::start_with(name, Stdio::null())
+    }
+
+    /// [`Bay0::start`] with `stdin` as bay0's console input.
+    fn start_with(name: &str, stdin: Stdio) -> Bay0 {
         require_root();
         // Not under /tmp or /run: hosted bay0 mounts its own over those.
         let dir = PathBuf::from(format!("/var/tmp/bay0-rooms-{name}-{}", std::process::id()));
@@ -97,7 +102,7 @@ impl Bay0 {
         let n = format!("{name}{tag}-n");
         let text = format!("name = \"{n}\"\nnetwork = \"outbound\"\n{POLICY}memory = \"128MiB\"\n");
         std::fs::write(layout.join(format!("policies/{n}.toml")), text).unwrap();
-        let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout);
+        let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout, stdin);
         let b = Bay0 {
             child,
             log,
@@ -828,3 +833,65 @@ fn a_room_past_its_lifetime_is_warned_then_closed() {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// CPU time (user + system, clock ticks) process `pid` has used.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), counted from the state field (3).
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_console_that_hangs_up_leaves_bay0_idle() {
+    // bay0's console is a terminal whose other end then goes away (a pty whose master
+    // closes: reads give EIO; a hung-up tty gives EOF). bay0 must stop watching it: its
+    // level-triggered EPOLLHUP would otherwise spin the loop for as long as bay0 runs.
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the other pointers may be null.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: openpty just returned this descriptor; nothing else owns it.
+    let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(master) };
+    // SAFETY: as above, for the other end.
+    let slave = unsafe { std::os::fd::OwnedFd::from_raw_fd(slave) };
+    // bay0 must not inherit the master (it would keep the terminal open): openpty's
+    // descriptors are inheritable, and a child gets every inheritable one. Its stdin is a
+    // dup of the slave, made in the child.
+    for fd in [&master, &slave] {
+        // SAFETY: F_SETFD on a descriptor this test owns.
+        let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        assert_eq!(r, 0, "FD_CLOEXEC: {}", std::io::Error::last_os_error());
+    }
+    let b = Bay0::start_with("hangup", Stdio::from(slave));
+    let pid = b.inner_pid();
+    let idle = |what: &str| {
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_secs(2));
+        let used = cpu_ticks(pid) - before;
+        assert!(
+            used < 20,
+            "{what}: bay0 used {used} ticks in 2 s (spinning?); log:\n{}",
+            b.log()
+        );
+    };
+    idle("console open");
+    drop(master);
+    idle("console hung up");
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        state.contains(") S "),
+        "bay0 is not sleeping in its loop after the hang-up ({state}); log:\n{}",
+        b.log()
+    );
+}

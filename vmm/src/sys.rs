@@ -5,7 +5,62 @@ use std::io;
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion};
+
+/// The huge-page size guest RAM is aligned to: a PMD on x86_64 and on arm64 with 4 KiB
+/// pages, the size KVM maps a stage-2 fault at when the host backs it with one page.
+pub const GUEST_RAM_ALIGN: usize = 2 << 20;
+
+/// Maps `len` bytes (a multiple of 4 KiB) of anonymous, private, unreserved read-write
+/// memory starting on a `GUEST_RAM_ALIGN` boundary, and asks the kernel for transparent
+/// huge pages over it (`MADV_HUGEPAGE`). Returns the region and whether the kernel took
+/// the advice (a kernel without THP refuses it; the memory then works in 4 KiB pages).
+///
+/// Aligned because KVM maps a guest 2 MiB range with one huge stage-2 entry only when
+/// guest-physical and host-virtual addresses agree modulo 2 MiB, and guest RAM ranges
+/// start 2 MiB aligned. The region is not owned: nothing unmaps it. One VMM process runs
+/// one VM, whose memory lives until the process exits (the runner never drops it); a
+/// unit test that drops one leaves the address range mapped.
+pub fn map_guest_ram(len: usize) -> io::Result<(MmapRegion<()>, bool)> {
+    let padded = len
+        .checked_add(GUEST_RAM_ALIGN)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing: no
+    // existing memory is affected.
+    let base = unsafe { libc::mmap(std::ptr::null_mut(), padded, prot, flags, -1, 0) };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let base = base as usize;
+    let start = base.next_multiple_of(GUEST_RAM_ALIGN);
+    let head = start - base;
+    let tail = padded - head - len;
+    // Failing to unmap an end would only leave unused address space behind.
+    if head > 0 {
+        // SAFETY: [base, start) is the head of the mapping made above, before the part
+        // kept; nothing refers to it.
+        unsafe { libc::munmap(base as *mut libc::c_void, head) };
+    }
+    if tail > 0 {
+        // SAFETY: [start + len, base + padded) is the tail of that mapping, after the part
+        // kept; nothing refers to it.
+        unsafe { libc::munmap((start + len) as *mut libc::c_void, tail) };
+    }
+    // SAFETY: advice over the kept part of our own mapping; it changes no contents.
+    let huge = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE) } == 0;
+    let builder = MmapRegionBuilder::new(len)
+        .with_mmap_prot(prot)
+        .with_mmap_flags(flags);
+    // SAFETY: [start, start + len) is a live read-write mapping of this process that
+    // nothing else uses and nothing unmaps (see above).
+    let region = unsafe { builder.with_raw_mmap_pointer(start as *mut u8) }
+        .build()
+        .map_err(io::Error::other)?;
+    Ok((region, huge))
+}
 
 /// Registers every region of `mem` with KVM as a memory slot.
 pub fn register_guest_memory(

@@ -6,15 +6,21 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-/// Starts hosted bay0 (`--hosted STATE --layout LAYOUT`); its stdout and stderr lines are
-/// collected, as they come, into the returned log.
-pub fn spawn_hosted(bay0: &str, state: &Path, layout: &Path) -> (Child, Arc<Mutex<String>>) {
+/// Starts hosted bay0 (`--hosted STATE --layout LAYOUT`) with `stdin` as its console input
+/// (a terminal makes it take the console over); its stdout and stderr lines are collected,
+/// as they come, into the returned log.
+pub fn spawn_hosted(
+    bay0: &str,
+    state: &Path,
+    layout: &Path,
+    stdin: Stdio,
+) -> (Child, Arc<Mutex<String>>) {
     let mut child = Command::new(bay0)
         .arg("--hosted")
         .arg(state)
         .arg("--layout")
         .arg(layout)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
