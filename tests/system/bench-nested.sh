@@ -17,6 +17,9 @@
 #   (QEMU's `info jit` at marks around the room): the first room after a boot translates
 #   the host's KVM paths and its VMM's code, which later rooms find translated (a cost
 #   of the emulated machine: hardware has no translator).
+# - idle runs: a room whose shell waits for input, per VMM: its VMM's CPU time (all its
+#   threads, the guest's time included) over 5 s, 2 s after its marker (what an idle room
+#   costs its host: the room kernel's timer ticks, each a VM exit, and the VMM's wake-ups).
 # - I/O runs: the room's shell runs roombench (tests/system/bench-tools/roombench.c) on a
 #   64 MiB bench disk: sequential 1 MiB O_DIRECT reads (MiB/s), 4 KiB O_DIRECT random reads
 #   at queue depth 1 (IOPS), vsock transfers room -> host and host -> room (anchor-vmm's
@@ -35,6 +38,7 @@
 #
 # usage: tests/system/bench-nested.sh [N]   (N boot runs per VMM, default 5; env BENCH_NESTED_N)
 # env:   BENCH_NESTED_IO (I/O runs per VMM, default 2; 0 = none),
+#        BENCH_NESTED_IDLE (idle runs per VMM, default 1; 0 = none),
 #        BENCH_NESTED_NET (network runs per VMM, default 1; 0 = none; each may take up to
 #        240 s: QEMU's exit after a network run is slow here),
 #        BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 2400 + 600 per network run),
@@ -52,6 +56,7 @@ cd "$(dirname "$0")/../.."
 export ANCHOR_CACHE ANCHOR_OUT
 N="${1:-${BENCH_NESTED_N:-5}}"
 IO="${BENCH_NESTED_IO:-2}"
+IDLE="${BENCH_NESTED_IDLE:-1}"
 NET="${BENCH_NESTED_NET:-1}"
 TIMEOUT="${BENCH_NESTED_TIMEOUT:-$((2400 + 600 * ${BENCH_NESTED_NET:-1}))}"
 QCPU="${BENCH_NESTED_QEMU_CPU:-host}"
@@ -128,7 +133,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -monitor "unix:$MON_DIR/monitor.sock,server=on,wait=off" \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
+  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.idle=$IDLE bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 wait
@@ -166,6 +171,7 @@ names = {"ours": "anchor-vmm", "before": "anchor-vmm before", "qemu": "qemu micr
 order = [v for v in ("ours", "before", "qemu")]
 runs = {v: [] for v in order}
 io = {v: [] for v in order}
+idle = {v: [] for v in order}
 net = {v: [] for v in order}
 broken, warm = [], {}
 
@@ -173,6 +179,11 @@ def fields(line):
     return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
 
 for line in text.splitlines():
+    if line.startswith("bench-idle: "):
+        f = fields(line)
+        if f.get("vmm") in idle:
+            idle[f["vmm"]].append(f)
+        continue
     if line.startswith("bench-io: "):
         f = fields(line)
         if f.get("vmm") in io:
@@ -201,7 +212,7 @@ for line in text.splitlines():
         warm[vmm] = rec
         continue
     runs[vmm].append(rec)
-order = [v for v in order if runs[v] or io[v] or net[v] or v in warm]
+order = [v for v in order if runs[v] or io[v] or net[v] or idle[v] or v in warm]
 for l in text.splitlines():
     if l.startswith("bench-init: ") and l != "bench-init: done":
         print(l)
@@ -282,6 +293,16 @@ def per(f, mark, stat, div):
 def medf(vals, spec):
     v = [x for x in vals if x is not None]
     return format(statistics.median(v), spec) if v else "n/a"
+
+if any(idle.values()):
+    print("idle room (its shell waiting for input), 2 s after its marker: its VMM's CPU time over 5 s")
+    cpu = {v: [num(f, "ticks") for f in idle[v]] for v in order}
+    for vmm in order:
+        if not idle[vmm]:
+            continue
+        ok = sum(1 for x in cpu[vmm] if x is not None)
+        print(f"  {names[vmm]:17s}: {medf(cpu[vmm], '.0f')}/100 s of CPU in 5 s (median; runs: "
+              f"{' '.join(f.get('ticks', 'broken') for f in idle[vmm])})   [{ok}/{len(idle[vmm])} ok]")
 
 if any(io.values()):
     print("I/O in the room (roombench), medians over the runs:")

@@ -233,6 +233,42 @@ w=0
 while [ "$w" -lt "$warm" ]; do for v in $VMMS; do run "$v" 0; done; w=$((w + 1)); done
 for i in $(seq 1 "$n"); do for v in $VMMS; do run "$v" "$i"; done; done
 
+# Idle runs: a room whose shell waits for input (stdin a FIFO held open by a writer that
+# never writes); 2 s after its marker, its VMM's CPU time (user + system of all its
+# threads, the vcpu's guest time included; /proc/PID/stat, 1/100 s) over 5 s.
+idle=$(arg idle); [ -n "$idle" ] || idle=1
+ticks() { set -- $(cut -d')' -f2 "/proc/$1/stat"); echo $((${12} + ${13})); }
+if [ "$idle" -gt 0 ]; then
+  IDLEROOM="$BASE anchor.shell=on"
+  for i in $(seq 1 "$idle"); do
+    for v in $VMMS; do
+      vmm_args "$v" "$IDLEROOM" "" boot
+      rm -f /tmp/idle-in; mkfifo /tmp/idle-in
+      sleep 600 > /tmp/idle-in &
+      w=$!
+      set -f; IFS='
+'
+      # shellcheck disable=SC2046
+      set -- $(cat "$ARGS_FILE")
+      unset IFS; set +f
+      "$@" < /tmp/idle-in > "/tmp/idle-$v-$i.serial" 2> "/tmp/idle-$v-$i.err" &
+      p=$!
+      k=0
+      while [ "$k" -lt 1200 ] && ! grep -q "$MARK" "/tmp/idle-$v-$i.serial"; do sleep 0.1; k=$((k + 1)); done
+      sleep 2
+      a=$(ticks "$p"); sleep 5; b=$(ticks "$p")
+      if grep -q "$MARK" "/tmp/idle-$v-$i.serial" && [ -n "$a" ] && [ -n "$b" ]; then
+        echo "bench-idle: vmm=$v run=$i ticks=$((b - a)) secs=5"
+      else
+        echo "bench-idle: vmm=$v run=$i broken"
+        tail -n 20 "/tmp/idle-$v-$i.serial" | sed "s/^/bench-serial[idle-$v#$i]: /"
+        tail -n 20 "/tmp/idle-$v-$i.err" | sed "s/^/bench-stderr[idle-$v#$i]: /"
+      fi
+      kill "$p" "$w" 2>/dev/null; wait "$p" "$w" 2>/dev/null
+    done
+  done
+fi
+
 # I/O runs: the room's shell (typed in through the console once its prompt shows) mounts
 # the bench disk, runs roombench on it (sequential and random reads), through vsock
 # (anchor-vmm only: both directions, to vsock-peer on the host; QEMU has no vsock without
