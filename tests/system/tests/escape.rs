@@ -236,6 +236,28 @@ fn assert_bay0_idles(m: &mut Machine) {
     );
 }
 
+/// An open microVM room's memory is in 2 MiB pages: the host kernel has transparent huge
+/// pages for mappings that ask, and anchor-vmm asks for its guest RAM (2 MiB aligned), so
+/// KVM maps it 2 MiB at a time. Nothing else on the host asks, so the host's anonymous
+/// huge pages are the rooms' (a booted room kernel sits in several). A host kernel
+/// without THP has no AnonHugePages line at all.
+fn assert_guest_ram_in_huge_pages(m: &mut Machine) {
+    let out = sh(
+        m,
+        "awk '/^AnonHugePages:/ { print \"huge-kib=\" $2 }' /proc/meminfo",
+    );
+    let kib: u64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("huge-kib="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no AnonHugePages in /proc/meminfo (no THP?):\n{out}"));
+    eprintln!("figure: anonymous huge pages with a microVM room open: {kib} KiB");
+    assert!(
+        kib >= 4096,
+        "only {kib} KiB of huge pages with a microVM room open: its guest RAM is in 4 KiB pages"
+    );
+}
+
 #[test]
 fn a_microvm_room_keeps_every_wall_standing() {
     let t0 = Instant::now();
@@ -255,6 +277,7 @@ fn a_microvm_room_keeps_every_wall_standing() {
             .any(|l| l.starts_with("nsroom ") && l.contains("namespaces")),
         "{list}"
     );
+    assert_guest_ram_in_huge_pages(&mut m);
     let other = room_pid(&mut m, "nsroom");
     attach(&mut m, "escvm");
     run_suite(

@@ -53,14 +53,22 @@ pub fn create(mem_mib: u64) -> Result<(GuestMemoryMmap<()>, Vec<layout::RamRange
     let bytes = mem_mib << 20;
     let ranges = layout::ram_ranges(bytes);
     let mut v = Vec::with_capacity(ranges.len());
+    let mut huge = true;
     for &(start, len) in &ranges {
         let len = usize::try_from(len).map_err(|_| MemoryError::Size(mem_mib))?;
-        let (region, _huge) = crate::sys::map_guest_ram(len).map_err(MemoryError::Map)?;
+        let (region, advised) = crate::sys::map_guest_ram(len).map_err(MemoryError::Map)?;
+        huge &= advised;
         let region =
             GuestRegionMmap::new(region, GuestAddress(start)).ok_or(MemoryError::Size(mem_mib))?;
         v.push(region);
     }
     let mem = GuestMemoryMmap::from_regions(v).map_err(MemoryError::Regions)?;
+    if !huge {
+        // Said at start, once: the room works, each first touch of a 4 KiB page costs an exit.
+        crate::log::say(format_args!(
+            "guest RAM in 4 KiB pages: the host kernel has no transparent huge pages"
+        ));
+    }
     Ok((mem, ranges))
 }
 
