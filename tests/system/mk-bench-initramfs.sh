@@ -191,15 +191,18 @@ vmm_args() {
   : > "$ARGS_FILE"
   for x in "$@"; do printf '%s\n' "$x" >> "$ARGS_FILE"; done
 }
-# Runs bench-run with the arguments saved by vmm_args (one per line; no word splitting).
-bench() {
+# Replaces the calling (sub)shell with "$@" followed by the arguments saved by vmm_args
+# (one per line; no word splitting).
+exec_saved() {
   set -f; IFS='
 '
   # shellcheck disable=SC2046
-  set -- "$@" -- $(cat "$ARGS_FILE")
+  set -- "$@" $(cat "$ARGS_FILE")
   unset IFS; set +f
-  bench-run "$@"
+  exec "$@"
 }
+# Runs bench-run with the arguments saved by vmm_args.
+bench() { (exec_saved bench-run "$@" --); }
 # A JIT mark: bench-nested.sh reads QEMU's `info jit` (the TB count of the TCG translator
 # that runs this host) when the line appears; the pause lets it answer before anything else
 # runs, so a room's count is its translation work alone (outside the timed part).
@@ -246,12 +249,7 @@ if [ "$idle" -gt 0 ]; then
       rm -f /tmp/idle-in; mkfifo /tmp/idle-in
       sleep 600 > /tmp/idle-in &
       w=$!
-      set -f; IFS='
-'
-      # shellcheck disable=SC2046
-      set -- $(cat "$ARGS_FILE")
-      unset IFS; set +f
-      "$@" < /tmp/idle-in > "/tmp/idle-$v-$i.serial" 2> "/tmp/idle-$v-$i.err" &
+      exec_saved < /tmp/idle-in > "/tmp/idle-$v-$i.serial" 2> "/tmp/idle-$v-$i.err" &
       p=$!
       k=0
       while [ "$k" -lt 1200 ] && ! grep -q "$MARK" "/tmp/idle-$v-$i.serial"; do sleep 0.1; k=$((k + 1)); done
