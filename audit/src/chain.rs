@@ -182,6 +182,13 @@ pub fn chain_after(log: &[u8]) -> Chain {
     good.map_or(Chain::new(), |g| Chain::resume(g.records, g.head))
 }
 
+/// Whether `end`, the last whole lines of a log, is enough for [`chain_after`]: its last
+/// line is a whole, self-consistent record, so the chain resumes from it whatever came
+/// before (a writer then reads only the end of a long log: anchor-sys `audit::append`).
+pub fn resumes_from_end(end: &[u8]) -> bool {
+    after_last_line(end).is_some()
+}
+
 /// The chain after `log`'s last line, if that line is a whole, self-consistent record.
 fn after_last_line(log: &[u8]) -> Option<Chain> {
     let body = log.strip_suffix(b"\n")?;
@@ -355,6 +362,25 @@ mod tests {
         let five = chain_after(&altered);
         let r3 = Record::parse(three.strip_suffix(b"\n").unwrap()).unwrap();
         assert_eq!((five.records(), five.head()), (3, r3.hash));
+    }
+
+    #[test]
+    fn the_end_of_a_log_is_enough_when_its_last_line_is_an_intact_record() {
+        let mut log = Vec::new();
+        let mut chain = Chain::new();
+        let mut buf = [0u8; MAX_RECORD];
+        for _ in 0..3 {
+            chain.append(&mut log, &entry("one"), &mut buf).unwrap();
+        }
+        let second = log.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert!(resumes_from_end(&log) && resumes_from_end(&log[second..]));
+        assert_eq!(chain_after(&log[second..]), chain);
+        assert!(!resumes_from_end(b""));
+        assert!(!resumes_from_end(&log[..log.len() - 1]), "cut off");
+        let mut altered = log.clone();
+        let last = altered.len() - 2;
+        altered[last] ^= 1;
+        assert!(!resumes_from_end(&altered), "altered");
     }
 
     #[test]

@@ -10,9 +10,14 @@
 //! the lock, and opens the path again, now the persistent log: no record falls between
 //! the two files. The writer never waits more than [`LOCK_WAIT_MS`] for the lock (bay0 is
 //! single-threaded): a lock held longer fails the append with `EWOULDBLOCK`.
+//!
+//! A long log is not read whole: the chain resumes from its last record, so an append
+//! reads the last [`END_BYTES`] and falls back to the whole log only when its last line
+//! is cut off or altered (anchor-audit `chain_after`). The log only grows (in /persist,
+//! across boots); bay0's cost and memory per append stay the same.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
@@ -21,6 +26,9 @@ use std::path::Path;
 pub const LOCK_WAIT_MS: u64 = 2000;
 /// How often the lock is tried again meanwhile.
 const LOCK_RETRY_MS: u64 = 5;
+/// How much of a long log's end an append reads: two of the longest records, so the last
+/// line and the newline before it always fall inside.
+pub const END_BYTES: u64 = 2 * anchor_audit::MAX_RECORD as u64;
 
 /// Takes `flock(LOCK_EX)` on `file` (or `LOCK_SH` when `shared`) without blocking:
 /// `Ok(false)` if another open file description holds a conflicting lock.
@@ -76,20 +84,50 @@ pub fn open_locked(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// What an append derives its record from: the log's last whole lines when its last line
+/// is an intact record (the chain resumes from it), else the whole log.
+fn contents(file: &mut File) -> std::io::Result<Vec<u8>> {
+    let from = file.metadata()?.len().saturating_sub(END_BYTES);
+    let mut end = Vec::new();
+    if from > 0 {
+        file.seek(SeekFrom::Start(from))?;
+        file.read_to_end(&mut end)?;
+        // The first line read is most likely cut: whole lines only.
+        let cut = end
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(end.len(), |nl| nl + 1);
+        end.drain(..cut);
+        if anchor_audit::chain::resumes_from_end(&end) {
+            return Ok(end);
+        }
+        file.seek(SeekFrom::Start(0))?;
+        end.clear();
+    }
+    file.read_to_end(&mut end)?;
+    Ok(end)
+}
+
 /// Appends to the audit log at `path` what `derive` makes of its current contents (one
 /// write, then fsync), under the writers' lock; `derive` returning `None` appends
-/// nothing. Then, if `anchor` is given (a helper's argv), starts it with stdin and
-/// stdout on /dev/null to anchor the record in the TPM; it is not waited for here (the
-/// caller reaps its children).
+/// nothing. `derive` is given the log's last whole lines when its last line is an intact
+/// record, else the whole log: enough for anchor-audit's `chain_after` either way. After
+/// a cut-off last line, what it makes starts on a new line. Then, if `anchor` is given (a
+/// helper's argv), starts it with stdin and stdout on /dev/null to anchor the record in
+/// the TPM; it is not waited for here (the caller reaps its children).
 pub fn append(
     path: impl AsRef<Path>,
     derive: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
     anchor: Option<&[&str]>,
 ) -> std::io::Result<()> {
     let mut file = open_locked(path.as_ref())?;
-    let mut old = Vec::new();
-    file.read_to_end(&mut old)?;
-    if let Some(new) = derive(&old) {
+    let old = contents(&mut file)?;
+    if let Some(mut new) = derive(&old) {
+        // After a cut-off last line (a write the power cut short) the record starts a line
+        // of its own: the damage stays a line of its own for verification to name.
+        if old.last().is_some_and(|&b| b != b'\n') {
+            new.insert(0, b'\n');
+        }
         file.write_all(&new)?;
         file.sync_data()?;
     }
@@ -162,6 +200,87 @@ mod tests {
         let mode = std::fs::metadata(&log).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Bytes this thread has read through read(2) and friends so far.
+    fn bytes_read() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        let line = io.lines().find(|l| l.starts_with("rchar:")).unwrap();
+        line["rchar:".len()..].trim().parse().unwrap()
+    }
+
+    fn room_opened(log: &[u8]) -> Option<Vec<u8>> {
+        anchor_audit::room_line(log, "web", "opened", None, &[])
+    }
+
+    /// The last record of the log at `path`.
+    fn last_record(path: &Path) -> anchor_audit::Record {
+        last_record_of(&std::fs::read(path).unwrap())
+    }
+
+    /// The log only grows (in /persist, across boots): an append reads its end, never
+    /// the whole of it. Here 64 MiB of NUL bytes (a hole) come before three records.
+    #[test]
+    fn an_append_reads_only_the_end_of_a_long_log() {
+        let dir = tmp("long");
+        let log = dir.join("audit.log");
+        let mut records = Vec::new();
+        for _ in 0..3 {
+            let next = room_opened(&records).unwrap();
+            records.extend_from_slice(&next);
+        }
+        let third = last_record_of(&records);
+        let file = File::create(&log).unwrap();
+        file.set_len(64 << 20).unwrap();
+        drop(file);
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(b"\n").unwrap();
+        file.write_all(&records).unwrap();
+        drop(file);
+        let before = bytes_read();
+        append(&log, room_opened, None).unwrap();
+        // The end of the log, and this thread's reads of /proc for the count.
+        let read = bytes_read() - before;
+        assert!(read < 2 * END_BYTES, "read {read} bytes of a 64 MiB log");
+        let fourth = last_record(&log);
+        assert_eq!((fourth.seq, fourth.prev), (4, third.hash));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A cut-off last line: the end of the log is not enough, the whole log is read, the
+    /// record chained after the last good one (as anchor-audit `chain_after` says) and
+    /// written as a line of its own, after the cut-off one.
+    #[test]
+    fn a_cut_off_last_line_makes_the_append_read_the_whole_log() {
+        let dir = tmp("cut");
+        let log = dir.join("audit.log");
+        let mut records = Vec::new();
+        while records.len() as u64 <= 3 * END_BYTES {
+            let next = room_opened(&records).unwrap();
+            records.extend_from_slice(&next);
+        }
+        let good = last_record_of(&records);
+        let cut = room_opened(&records).unwrap();
+        records.extend_from_slice(&cut[..cut.len() / 2]);
+        std::fs::write(&log, &records).unwrap();
+        let before = bytes_read();
+        append(&log, room_opened, None).unwrap();
+        assert!(bytes_read() - before >= records.len() as u64);
+        let next = last_record(&log);
+        assert_eq!((next.seq, next.prev), (good.seq + 1, good.hash));
+        let written = std::fs::read(&log).unwrap();
+        assert_eq!(written[..records.len()], records[..]);
+        assert_eq!(written[records.len()], b'\n');
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn last_record_of(log: &[u8]) -> anchor_audit::Record {
+        let body = log.strip_suffix(b"\n").unwrap();
+        let start = body
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |nl| nl + 1);
+        anchor_audit::Record::parse(&body[start..]).unwrap()
     }
 
     #[test]
