@@ -812,30 +812,6 @@ pub fn pwrite_all(op: &'static str, fd: &OwnedFd, buf: &[u8], offset: u64) -> Re
     Ok(())
 }
 
-/// Appends to the file at `path` (created with `mode`) what `derive` makes of its
-/// current contents, in one write(2); `derive` returning `None` appends nothing.
-pub fn append_derived(
-    path: &str,
-    mode: u32,
-    derive: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
-) -> std::io::Result<()> {
-    use std::io::{Read as _, Write as _};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    let mut f = o
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(mode)
-        .open(path)?;
-    let mut old = Vec::new();
-    f.read_to_end(&mut old)?;
-    match derive(&old) {
-        Some(new) => f.write_all(&new),
-        None => Ok(()),
-    }
-}
-
 /// Fills `buf` from the kernel's random number generator.
 pub fn getrandom(buf: &mut [u8]) -> Result<()> {
     let mut done = 0usize;
