@@ -131,6 +131,7 @@ impl Drop for Bay0 {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        common::remove_room_cgroups(|n| ["cq-src", "cq-dst", "cq-no"].contains(&n));
     }
 }
 

@@ -280,22 +280,7 @@ impl Drop for Bay0 {
         let _ = std::fs::remove_dir_all(&self.dir);
         // The rooms bay0 still had open die with it; their cgroups are this test's to go.
         let prefix = format!("{}{}-", self.name, self.tag);
-        for c in ["memory", "pids", "cpu"] {
-            let Ok(dir) = std::fs::read_dir(format!("/sys/fs/cgroup/{c}/anchor")) else {
-                continue;
-            };
-            for e in dir.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    // Until their processes are reaped (up to 10 s).
-                    for _ in 0..200 {
-                        if std::fs::remove_dir(e.path()).is_ok() {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-        }
+        common::remove_room_cgroups(|n| n.starts_with(&prefix));
     }
 }
 

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Starts hosted bay0 (`--hosted STATE --layout LAYOUT`) with `stdin` as its console input
 /// (a terminal makes it take the console over); its stdout and stderr lines are collected,
@@ -40,4 +41,31 @@ pub fn spawn_hosted(
         });
     }
     (child, log)
+}
+
+/// After the test killed bay0: the cgroups of the rooms it still had open (every room
+/// whose name `ours` accepts) are the test's to remove, with anchor-sys's own
+/// `cgroup::remove`, once the rooms' processes are gone (up to 10 s a room).
+pub fn remove_room_cgroups(ours: impl Fn(&str) -> bool) {
+    let root = Path::new(anchor_sys::cgroup::ROOT);
+    let mut names = Vec::new();
+    for place in ["anchor", "memory/anchor", "pids/anchor", "cpu/anchor"] {
+        let Ok(dir) = std::fs::read_dir(root.join(place)) else {
+            continue;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() && ours(&name) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    for name in names {
+        for _ in 0..200 {
+            if anchor_sys::cgroup::remove(root, &format!("anchor/{name}")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

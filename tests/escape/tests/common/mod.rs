@@ -65,6 +65,8 @@ pub struct Bay0 {
     pub dir: PathBuf,
     /// This test's copy of the base image (its loop devices are told apart by it).
     pub image: PathBuf,
+    /// This test's rooms (their cgroups are removed when the test ends).
+    rooms: Vec<String>,
 }
 
 impl Bay0 {
@@ -115,6 +117,7 @@ impl Bay0 {
             log,
             dir,
             image,
+            rooms: policies.iter().map(|(n, _)| n.to_string()).collect(),
         };
         b.wait_log("bay0: ready", Duration::from_secs(20));
         b
@@ -252,6 +255,17 @@ impl Drop for Bay0 {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // The rooms bay0 still had open die with it; their cgroups are this test's to go
+        // (once their processes are gone, up to 10 s a room).
+        let root = Path::new(anchor_sys::cgroup::ROOT);
+        for room in &self.rooms {
+            for _ in 0..200 {
+                if anchor_sys::cgroup::remove(root, &format!("anchor/{room}")) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
 
