@@ -39,6 +39,23 @@ pub fn remove(root: &Path, rel: &str) -> bool {
     gone
 }
 
+/// [`remove`] again every 50 ms until `rel` is gone, for at most `wait_ms`: for callers
+/// that may block while a killed room's processes are reaped (test harnesses that killed
+/// bay0; bay0 itself retries from its event loop instead). True when none is left.
+pub fn remove_within(root: &Path, rel: &str, wait_ms: u64) -> bool {
+    let mut waited = 0;
+    loop {
+        if remove(root, rel) {
+            return true;
+        }
+        if waited >= wait_ms {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 50;
+    }
+}
+
 /// Renames `rel` to `to` (same parent) in every place under `root` where it exists. On a
 /// failure other than "not there" the places already renamed are renamed back, so the
 /// cgroup is either wholly moved or left as it was; the error is the failure's.
@@ -152,6 +169,8 @@ mod tests {
         // A directory that cannot be removed (here: not empty) is reported as left over.
         std::fs::write(root.join("anchor/web/cgroup.procs"), "").unwrap();
         assert!(!remove(&root, "anchor/web"));
+        assert!(!remove_within(&root, "anchor/web", 100));
+        assert!(remove_within(&root, "anchor/nothing-here", 0));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

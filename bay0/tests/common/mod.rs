@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Starts hosted bay0 (`--hosted STATE --layout LAYOUT`) with `stdin` as its console input
 /// (a terminal makes it take the console over); its stdout and stderr lines are collected,
@@ -61,11 +60,6 @@ pub fn remove_room_cgroups(ours: impl Fn(&str) -> bool) {
         }
     }
     for name in names {
-        for _ in 0..200 {
-            if anchor_sys::cgroup::remove(root, &format!("anchor/{name}")) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        anchor_sys::cgroup::remove_within(root, &format!("anchor/{name}"), 10_000);
     }
 }

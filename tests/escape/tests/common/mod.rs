@@ -259,12 +259,7 @@ impl Drop for Bay0 {
         // (once their processes are gone, up to 10 s a room).
         let root = Path::new(anchor_sys::cgroup::ROOT);
         for room in &self.rooms {
-            for _ in 0..200 {
-                if anchor_sys::cgroup::remove(root, &format!("anchor/{room}")) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            anchor_sys::cgroup::remove_within(root, &format!("anchor/{room}"), 10_000);
         }
     }
 }
