@@ -18,6 +18,7 @@ use crate::arch::current::boot::{self, BootError, KernelEntry};
 use crate::arch::current::layout;
 #[cfg(target_arch = "x86_64")]
 use crate::arch::current::{ioapic, mptable};
+use crate::arch::mapped::MappedReader;
 use crate::config::{NetConfig, VmConfig};
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{BusError, MmioBusBuilder};
@@ -136,7 +137,11 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     }
     .transpose()
     .map_err(|e| BuildError::Virtio("virtio-net", e))?;
-    let mut kernel = open("kernel", &cfg.kernel)?;
+    let kernel_file = open("kernel", &cfg.kernel)?;
+    // Copied from a mapping, not read (see `crate::sys::FileMap`); unmapped when `build` returns.
+    let kernel = crate::sys::FileMap::new(&kernel_file)
+        .map_err(|e| BuildError::Open("kernel", cfg.kernel.clone(), e))?;
+    let mut kernel = MappedReader::new(kernel.volatile());
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
     let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
     #[cfg(not(target_arch = "aarch64"))]
@@ -185,8 +190,8 @@ fn exit_stats(vcpus: &[VcpuFd]) -> Vec<crate::stats::StatsFd> {
 }
 
 /// What `build` opened before the VM existed.
-struct Opened<'a> {
-    kernel: &'a mut File,
+struct Opened<'a, 'm> {
+    kernel: &'a mut MappedReader<'m>,
     initrd: Option<File>,
     /// The virtio-net backend socket.
     net: Option<std::os::unix::net::UnixStream>,
@@ -198,7 +203,7 @@ fn setup(
     vm: &Vm,
     mem: &GuestMemoryMmap<()>,
     ranges: &[layout::RamRange],
-    opened: Opened<'_>,
+    opened: Opened<'_, '_>,
 ) -> Result<Parts, BuildError> {
     let Opened {
         kernel,

@@ -62,6 +62,86 @@ pub fn map_guest_ram(len: usize) -> io::Result<(MmapRegion<()>, bool)> {
     Ok((region, huge))
 }
 
+/// A regular file mapped whole, private and read-only, with its pages mapped up front
+/// (`MAP_POPULATE`: one call instead of a fault per page). Unmapped on drop.
+///
+/// Why a kernel is copied from a mapping rather than with `read(2)`: both copy the same
+/// bytes once, but `read` copies inside the host kernel with the instruction the kernel
+/// picks (`rep movsb` on CPUs with ERMS), which an emulated host such as the nested test
+/// machine (QEMU TCG) runs a byte at a time. Measured there on the 18.7 MB room vmlinux:
+/// `read` 29-31 ms; mapping it 2.5-3.2 ms plus a user-space copy 4.2-4.5 ms. On this
+/// development host (hardware-virtualised) the two are level: 2.5 ms against 2.8 ms.
+///
+/// The contents are reached only through [`FileMap::volatile`]: another process may write
+/// the file while it is mapped, so no `&[u8]` is ever made of it. A file truncated while
+/// mapped makes a read past its new end fault (SIGBUS); the VMM maps only the room kernel,
+/// from the read-only base, and only while it copies it before the guest exists.
+#[derive(Debug)]
+pub struct FileMap {
+    addr: *mut u8,
+    len: usize,
+}
+
+impl FileMap {
+    /// Maps `file` (a regular file; an empty one gives an empty map).
+    pub fn new(file: &std::fs::File) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let len =
+            usize::try_from(meta.len()).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        if len == 0 {
+            return Ok(Self {
+                addr: std::ptr::NonNull::dangling().as_ptr(),
+                len: 0,
+            });
+        }
+        let flags = libc::MAP_PRIVATE | libc::MAP_POPULATE;
+        // SAFETY: a fresh read-only mapping of an open file at an address of the kernel's
+        // choosing: no existing memory is affected.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                flags,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            addr: addr.cast(),
+            len,
+        })
+    }
+
+    /// The mapped bytes.
+    pub fn volatile(&self) -> vm_memory::VolatileSlice<'_> {
+        // SAFETY: [addr, addr + len) is this map's live mapping (or, for len 0, no
+        // memory at all), readable for as long as `self` is borrowed. Writing through
+        // the slice would fault (PROT_READ); nothing here writes to it.
+        unsafe { vm_memory::VolatileSlice::new(self.addr, self.len) }
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `new`, unmapped once; no slice of it outlives
+            // `self` (`volatile` borrows it).
+            unsafe { libc::munmap(self.addr.cast(), self.len) };
+        }
+    }
+}
+
 /// Registers every region of `mem` with KVM as a memory slot.
 pub fn register_guest_memory(
     vm: &VmFd,
@@ -167,4 +247,32 @@ pub fn forbidden_syscall() {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and takes no pointers.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_file_map_holds_the_files_bytes() {
+        let want: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&want).unwrap();
+        let map = FileMap::new(&f).unwrap();
+        let v = map.volatile();
+        assert_eq!(v.len(), want.len());
+        let mut got = vec![0u8; want.len()];
+        assert_eq!(v.copy_to(&mut got[..]), want.len());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_empty_file_maps_to_nothing_and_a_directory_is_refused() {
+        let f = tempfile::tempfile().unwrap();
+        assert_eq!(FileMap::new(&f).unwrap().volatile().len(), 0);
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        let e = FileMap::new(&dir).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file");
+    }
 }

@@ -9,5 +9,6 @@ pub mod x86_64;
 pub use self::x86_64 as current;
 
 pub mod aarch64;
+pub mod mapped;
 #[cfg(target_arch = "aarch64")]
 pub use self::aarch64 as current;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, ReadVolatile};
 
 use super::image::{self, ImageError};
 use super::layout::{self, RamRange};
@@ -88,13 +88,18 @@ fn ram_end(mem: &GuestMemoryMmap<()>) -> u64 {
     mem.last_addr().0.saturating_add(1)
 }
 
-/// Loads an arm64 Image at the start of RAM + text_offset.
-pub fn load_kernel(mem: &GuestMemoryMmap<()>, file: &mut File) -> Result<KernelEntry, BootError> {
+/// Loads an arm64 Image, read from `file` (a file, or a mapped one), at the start of
+/// RAM + text_offset.
+pub fn load_kernel<F>(mem: &GuestMemoryMmap<()>, file: &mut F) -> Result<KernelEntry, BootError>
+where
+    F: Read + Seek + ReadVolatile,
+{
     let fdt_addr = layout::fdt_addr(ram_end(mem)).ok_or(BootError::NoRoomForFdt)?;
     let file_len = file
-        .metadata()
-        .map_err(|e| BootError::Io("kernel", e))?
-        .len();
+        .seek(SeekFrom::End(0))
+        .map_err(|e| BootError::Io("kernel", e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| BootError::Io("kernel", e))?;
     let mut head = [0u8; image::HEADER_SIZE];
     let got = file
         .read(&mut head)

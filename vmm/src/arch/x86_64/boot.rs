@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::fs::File;
+use std::io::{Read, Seek};
 
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
@@ -13,7 +14,7 @@ use linux_loader::loader::elf::start_info::{
 };
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
 
 use super::gdt;
 use super::layout::{self, RamRange};
@@ -81,9 +82,13 @@ pub struct KernelEntry {
     pub kernel_end: u64,
 }
 
-/// Loads an ELF kernel; a PVH note selects the PVH protocol.
-pub fn load_kernel(mem: &GuestMemoryMmap<()>, file: &mut File) -> Result<KernelEntry, BootError> {
-    let r = Elf::load(mem, None, file, Some(GuestAddress(layout::HIMEM_START)))
+/// Loads an ELF kernel read from `image` (a file, or a mapped one); a PVH note selects
+/// the PVH protocol.
+pub fn load_kernel<F>(mem: &GuestMemoryMmap<()>, image: &mut F) -> Result<KernelEntry, BootError>
+where
+    F: Read + Seek + ReadVolatile,
+{
+    let r = Elf::load(mem, None, image, Some(GuestAddress(layout::HIMEM_START)))
         .map_err(BootError::Kernel)?;
     let (entry, mode) = match r.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(a) => (a.0, EntryMode::Pvh),
