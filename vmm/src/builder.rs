@@ -145,7 +145,7 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
     let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
     #[cfg(not(target_arch = "aarch64"))]
-    let vm = Vm::new().map_err(BuildError::Vm)?;
+    let vm = Vm::new(layout::ioapic_pins(cfg.virtio_devices())).map_err(BuildError::Vm)?;
     #[cfg(target_arch = "aarch64")]
     let vm = Vm::with_type(cfg.vm_type).map_err(BuildError::Vm)?;
     vm.register_memory(&mem).map_err(BuildError::Vm)?;
@@ -352,7 +352,7 @@ fn setup(
     boot::write_boot_structures(mem, entry.mode, &cmdline, initrd, ranges)
         .map_err(BuildError::Boot)?;
     #[cfg(target_arch = "x86_64")]
-    mptable::write(mem, cfg.vcpus).map_err(BuildError::Mptable)?;
+    mptable::write(mem, cfg.vcpus, vm.ioapic.pins()).map_err(BuildError::Mptable)?;
 
     let mut vcpus = Vec::with_capacity(usize::from(cfg.vcpus));
     for id in 0..cfg.vcpus {

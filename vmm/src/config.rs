@@ -97,6 +97,22 @@ pub struct VmConfig {
     pub test_entropy_unready_ms: u64,
 }
 
+/// How many virtio devices a VM has: its disks, the rng every VM gets, and vsock and
+/// network when asked for.
+pub fn virtio_devices(disks: usize, vsock: bool, net: bool) -> u64 {
+    (disks as u64)
+        .saturating_add(1)
+        .saturating_add(u64::from(vsock))
+        .saturating_add(u64::from(net))
+}
+
+impl VmConfig {
+    /// How many virtio devices this VM has (see [`virtio_devices`]).
+    pub fn virtio_devices(&self) -> u64 {
+        virtio_devices(self.disks.len(), self.vsock.is_some(), self.net.is_some())
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -371,7 +387,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             format!("more than {MAX_NET_DENY} addresses"),
         ));
     }
-    let devices = disks.len() as u64 + 1 + u64::from(vsock.is_some()) + u64::from(net.is_some());
+    let devices = virtio_devices(disks.len(), vsock.is_some(), net.is_some());
     if devices > layout::MAX_VIRTIO_DEVICES {
         return Err(err(
             "--disk",

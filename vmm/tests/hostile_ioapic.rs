@@ -173,12 +173,51 @@ fn hostile_ioapic_programming_leaves_the_vmm_serving() {
     let o = run_script(&s, &[], T);
     assert_served(&o);
     let regs = after(&o, "REGS");
-    assert_eq!(regs[0], r(0x0017_0011), "version is read-only: {o:#?}");
+    assert_eq!(regs[0], r(0x0005_0011), "version is read-only: {o:#?}");
     let a = after(&o, "SERVE");
     assert_eq!(a[0], "P ok", "{o:#?}");
     assert!(pending(a[1], 0x48), "{o:#?}");
     assert!(
         pending(a[2], 0x46),
         "a level entry is delivered as an edge: {o:#?}"
+    );
+}
+
+#[test]
+fn the_ioapic_has_the_pins_the_rooms_devices_use_and_no_more() {
+    // Without --disk and vsock: the serial line (pin 4) and the rng (pin 5), so six pins:
+    // the version register says "highest entry 5", and entry 6 does not exist.
+    let mut s = Script::new();
+    s.write(LAPIC_SVR, 4, 0x1ff)
+        .write(IOAPIC, 4, 0x01)
+        .read(IOWIN, 4)
+        .ioapic(0x10 + 2 * 6, 0x41)
+        .read(IOWIN, 4)
+        .ioapic(0x10 + 2 * 5, 0x41 | MASKED)
+        .read(IOWIN, 4)
+        .end();
+    let o = run_script(&s, &[], T);
+    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert_eq!(
+        lines,
+        [r(0x0005_0011).as_str(), &r(0), &r(0x41 | MASKED), "END"],
+        "{o:#?}"
+    );
+    // With vsock too: seven pins, and the vsock device's interrupt (pin 6) is wired.
+    let uds = common::unique("ioapic-vsock");
+    let mut s = Script::new();
+    s.write(IOAPIC, 4, 0x01).read(IOWIN, 4).end();
+    let o = run_script(
+        &s,
+        &["--vsock-cid", "3", "--vsock-uds", uds.to_str().unwrap()],
+        T,
+    );
+    let _ = std::fs::remove_file(&uds);
+    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    assert_eq!(
+        o.serial.lines().next(),
+        Some(r(0x0006_0011).as_str()),
+        "{o:#?}"
     );
 }

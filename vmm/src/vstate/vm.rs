@@ -12,7 +12,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 #[cfg(target_arch = "x86_64")]
-use crate::arch::current::ioapic::{Ioapic, IoapicPin, MsiSink, NUM_PINS};
+use crate::arch::current::ioapic::{Ioapic, IoapicPin, MsiSink, MAX_PINS};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::current::layout;
 use crate::devices::irq::IrqLine;
@@ -92,12 +92,12 @@ impl MsiSink for KvmMsi {
 
 impl Vm {
     /// Opens /dev/kvm, creates the VM with KVM's split irqchip (local APICs in the kernel,
-    /// the IOAPIC here; no PIC, no PIT: rooms boot with the TSC-deadline LAPIC timer) and
-    /// the TSS. Guest memory is registered separately (`register_memory`), before any vcpu
+    /// the IOAPIC here, with `pins` pins; no PIC, no PIT: rooms boot with the TSC-deadline
+    /// LAPIC timer) and the TSS. Guest memory is registered separately (`register_memory`), before any vcpu
     /// exists: KVM waits for an SRCU grace period on every memory-slot change, and that
     /// wait grows when vcpu ioctls run at the same time.
     #[cfg(target_arch = "x86_64")]
-    pub fn new() -> Result<Self, VmError> {
+    pub fn new(pins: usize) -> Result<Self, VmError> {
         let kvm = Kvm::new().map_err(step("cannot open /dev/kvm"))?;
         let fd = Arc::new(kvm.create_vm().map_err(step("KVM_CREATE_VM"))?);
         fd.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
@@ -109,10 +109,10 @@ impl Vm {
             ..Default::default()
         };
         // Pins reserved for IOAPIC routes (we use none: messages go by KVM_SIGNAL_MSI).
-        split.args[0] = NUM_PINS as u64;
+        split.args[0] = MAX_PINS as u64;
         fd.enable_cap(&split)
             .map_err(step("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)"))?;
-        let ioapic = Arc::new(Ioapic::new(Box::new(KvmMsi(fd.clone()))));
+        let ioapic = Arc::new(Ioapic::new(pins, Box::new(KvmMsi(fd.clone()))));
         Ok(Self { kvm, fd, ioapic })
     }
 
@@ -121,7 +121,7 @@ impl Vm {
     pub fn irq_line(&self, gsi: u32) -> Result<IrqLine, VmError> {
         let pin = usize::try_from(gsi)
             .ok()
-            .filter(|p| *p < NUM_PINS)
+            .filter(|p| *p < self.ioapic.pins())
             .ok_or(VmError::Kvm {
                 step: "IOAPIC pin",
                 source: kvm_ioctls::Error::new(libc::EINVAL),

@@ -64,6 +64,19 @@ pub const MAX_MEM_MIB: u64 = 16 * 1024;
 // The virtio windows stay below KVM's identity map / TSS pages.
 const _: () =
     assert!(VIRTIO_MMIO_BASE + MAX_VIRTIO_DEVICES * VIRTIO_MMIO_SIZE <= KVM_IDENTITY_MAP_ADDRESS);
+// Every virtio GSI is a pin of the IOAPIC.
+const _: () = assert!(
+    VIRTIO_FIRST_GSI as u64 + MAX_VIRTIO_DEVICES <= super::ioapic::MAX_PINS as u64
+        && SERIAL_IRQ < VIRTIO_FIRST_GSI
+);
+
+/// The IOAPIC pins a room with `virtio_devices` devices uses: the serial line's and one
+/// per device, from `VIRTIO_FIRST_GSI` on (the pins below it that no device uses are
+/// kept so that GSI = pin; they stay masked).
+pub fn ioapic_pins(virtio_devices: u64) -> usize {
+    let n = u64::from(VIRTIO_FIRST_GSI).saturating_add(virtio_devices.min(MAX_VIRTIO_DEVICES));
+    usize::try_from(n).unwrap_or(super::ioapic::MAX_PINS)
+}
 
 /// One guest RAM range `(start, len)`.
 pub type RamRange = (u64, u64);
@@ -117,5 +130,14 @@ mod tests {
                 (HIMEM_START, (32 << 20) - HIMEM_START, 1)
             ]
         );
+    }
+
+    #[test]
+    fn a_room_gets_the_pins_its_devices_use() {
+        // The serial line (4) and the first device (5): the smallest IOAPIC.
+        assert_eq!(ioapic_pins(1), 6);
+        assert_eq!(ioapic_pins(4), 9);
+        assert_eq!(ioapic_pins(MAX_VIRTIO_DEVICES), 24);
+        assert_eq!(ioapic_pins(u64::MAX), 24);
     }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Intel MultiProcessor Specification 1.4 table: tells a guest without ACPI
-//! about its vcpus (local APIC ids = vcpu ids), the ISA bus, the in-kernel
-//! IOAPIC and how IRQs 0..=23 are wired to it. Placed at the start of the EBDA
+//! about its vcpus (local APIC ids = vcpu ids), the ISA bus, the IOAPIC and how
+//! IRQs 0..pins are wired to it (one entry per IOAPIC pin, IRQ N to pin N). Placed at the start of the EBDA
 //! (0x9fc00), which Linux scans ("last KiB of base memory").
 
 use std::fmt;
@@ -16,8 +16,6 @@ const APIC_DEFAULT_ADDR: u32 = 0xfee0_0000;
 const IOAPIC_DEFAULT_ADDR: u32 = 0xfec0_0000;
 const APIC_VERSION: u8 = 0x14;
 const IOAPIC_VERSION: u8 = 0x11;
-/// Highest IOAPIC pin.
-const IRQ_MAX: u8 = 23;
 const CPU_STEPPING: u32 = 0x600;
 const CPU_FEATURE_APIC: u32 = 0x200;
 const CPU_FEATURE_FPU: u32 = 0x001;
@@ -53,9 +51,9 @@ fn checksum(bytes: &[u8]) -> u8 {
     0u8.wrapping_sub(bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
 }
 
-/// Builds the floating pointer + configuration table for `cpus` vcpus,
-/// as it must appear at `MPTABLE_START`.
-pub fn build(cpus: u8) -> Result<Vec<u8>, MptableError> {
+/// Builds the floating pointer + configuration table for `cpus` vcpus and an IOAPIC
+/// with `pins` pins (at most 24), as it must appear at `MPTABLE_START`.
+pub fn build(cpus: u8, pins: usize) -> Result<Vec<u8>, MptableError> {
     if cpus == 0 || cpus > 32 {
         return Err(MptableError::TooManyCpus(cpus));
     }
@@ -81,7 +79,7 @@ pub fn build(cpus: u8) -> Result<Vec<u8>, MptableError> {
     entries.extend_from_slice(&[2, ioapic_id, IOAPIC_VERSION, 1]); // IOAPIC, enabled
     entries.extend_from_slice(&IOAPIC_DEFAULT_ADDR.to_le_bytes());
     count += 1;
-    for irq in 0..=IRQ_MAX {
+    for irq in 0..pins.min(super::ioapic::MAX_PINS) as u8 {
         // I/O interrupt: INT, conforming polarity/trigger, ISA irq -> IOAPIC pin.
         entries.extend_from_slice(&[3, 0, 0, 0, 0, irq, ioapic_id, irq]);
         count += 1;
@@ -130,9 +128,9 @@ pub fn build(cpus: u8) -> Result<Vec<u8>, MptableError> {
     Ok(fp)
 }
 
-/// Writes the MP table for `cpus` vcpus into guest memory.
-pub fn write(mem: &GuestMemoryMmap<()>, cpus: u8) -> Result<(), MptableError> {
-    let t = build(cpus)?;
+/// Writes the MP table for `cpus` vcpus and a `pins`-pin IOAPIC into guest memory.
+pub fn write(mem: &GuestMemoryMmap<()>, cpus: u8, pins: usize) -> Result<(), MptableError> {
+    let t = build(cpus, pins)?;
     mem.write_slice(&t, GuestAddress(MPTABLE_START))
         .map_err(MptableError::Memory)
 }
@@ -143,8 +141,8 @@ mod tests {
 
     #[test]
     fn checksums_and_layout() {
-        for cpus in [1u8, 2, 16, 32] {
-            let t = build(cpus).unwrap();
+        for (cpus, pins) in [(1u8, 6), (2, 24), (16, 9), (32, 24)] {
+            let t = build(cpus, pins).unwrap();
             assert_eq!(&t[..4], b"_MP_");
             assert_eq!(t[..16].iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
             let addr = u32::from_le_bytes(t[4..8].try_into().unwrap());
@@ -155,11 +153,31 @@ mod tests {
             assert_eq!(len, table.len());
             assert_eq!(table.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
             let count = u16::from_le_bytes([table[34], table[35]]);
-            assert_eq!(count, u16::from(cpus) + 1 + 1 + 24 + 2);
+            assert_eq!(count, u16::from(cpus) + 1 + 1 + pins as u16 + 2);
             // First processor entry is the enabled BSP with APIC id 0.
             assert_eq!(&table[44..48], &[0, 0, APIC_VERSION, 3]);
         }
-        assert!(build(0).is_err());
-        assert!(build(33).is_err());
+        assert!(build(0, 24).is_err());
+        assert!(build(33, 24).is_err());
+    }
+
+    #[test]
+    fn one_interrupt_entry_per_ioapic_pin() {
+        let entries = |pins: usize| {
+            let t = build(1, pins).unwrap();
+            // After the header (16 + 44), one processor (20), the bus and the IOAPIC (8 each).
+            t[16 + 44 + 20 + 16..]
+                .chunks(8)
+                .filter(|e| e[0] == 3)
+                .map(|e| (e[5], e[7]))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(entries(6), (0u8..6).map(|i| (i, i)).collect::<Vec<_>>());
+        assert_eq!(entries(24).len(), 24);
+        assert_eq!(
+            entries(1000).len(),
+            24,
+            "never more than the IOAPIC can have"
+        );
     }
 }
