@@ -55,8 +55,9 @@ const NOEXEC: libc::c_ulong = NOSUID_NODEV | libc::MS_NOEXEC;
 /// The plan, in mount order (unmounted in reverse): /dev/pts gives ptys to room consoles
 /// and the operator shell (only root opens the multiplexer); /sys/fs/cgroup holds the
 /// rooms' cgroups (anchor-jail creates them under `anchor/`), `favordynmods` so that
-/// moving a process between cgroups (each room start; a reset's set-aside) waits for no
-/// RCU grace period (forks and exits pay a little instead; Linux >= 6.1).
+/// moving a process between cgroups (each room start; a reset's set-aside; KVM_CREATE_VM
+/// on x86_64, which moves the VM's own kernel thread into its creator's cgroups) waits
+/// for no RCU grace period (forks and exits pay a little instead; Linux >= 6.1).
 #[rustfmt::skip]
 pub const PLAN: [MountSpec; 7] = [
     spec(c"/proc", c"proc", NOEXEC, None, Hosted::Mount),

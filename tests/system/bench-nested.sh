@@ -33,7 +33,10 @@
 #   --net-uds with the rooms' egress rule; QEMU -netdev stream + virtio-net-device, its
 #   defaults); the same passt options as rooms get (jail/src/net.rs).
 # QEMU inside: -M microvm,x-option-roms=off,rtc=off,acpi=off -accel kvm -cpu host
-# -bios qboot.rom -device i8042 -no-reboot, virtio-blk-device (virtio-mmio) disks.
+# -bios qboot.rom -device i8042 -no-reboot, virtio-blk-device (virtio-mmio) disks and a
+# virtio-rng-device: the same virtual hardware anchor-vmm gives the room (every room gets
+# an entropy source; without one QEMU's room ends its boot with the crng not initialised,
+# and the guest skips the rng's probe and first reads that ours pays for).
 # Clock: CLOCK_MONOTONIC of the anchor host (bench-run) and of the room (roombench).
 #
 # usage: tests/system/bench-nested.sh [N]   (N boot runs per VMM, default 5; env BENCH_NESTED_N)
@@ -43,6 +46,8 @@
 #        240 s: QEMU's exit after a network run is slow here),
 #        BENCH_NESTED_TIMEOUT (whole anchor-host run, s, default 2400 + 600 per network run),
 #        BENCH_NESTED_QEMU_CPU (QEMU's -cpu inside, default host),
+#        BENCH_NESTED_QEMU_RNG (1 = QEMU's room gets a virtio-rng like ours, the default;
+#        0 = none, as this bench did before 2026-12-01),
 #        BENCH_VMM_BEFORE (another anchor-vmm binary to measure as "before"),
 #        BENCH_NESTED_VMMS (which VMMs and in which order, e.g. qemu,ours: the first one
 #        boots the first room after the host boot; default ours[,before],qemu),
@@ -60,12 +65,14 @@ IDLE="${BENCH_NESTED_IDLE:-1}"
 NET="${BENCH_NESTED_NET:-1}"
 TIMEOUT="${BENCH_NESTED_TIMEOUT:-$((2400 + 600 * ${BENCH_NESTED_NET:-1}))}"
 QCPU="${BENCH_NESTED_QEMU_CPU:-host}"
+QRNG="${BENCH_NESTED_QEMU_RNG:-1}"
 VERBOSE="${BENCH_NESTED_VERBOSE:-0}"
 VMMS="${BENCH_NESTED_VMMS:-}"
 die() { echo "bench-nested: $*" >&2; exit 1; }
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$N'"
 [[ "$VMMS" =~ ^[a-z,]*$ ]] || die "BENCH_NESTED_VMMS must be a comma-separated list of ours, before, qemu, got '$VMMS'"
 [[ "$IO" =~ ^[0-9]+$ ]] || die "BENCH_NESTED_IO must be a number, got '$IO'"
+[[ "$QRNG" == 0 || "$QRNG" == 1 ]] || die "BENCH_NESTED_QEMU_RNG=$QRNG: expected 0 or 1"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/setup.sh"
 command -v python3 >/dev/null || die "python3 missing"
 HOST_KERNEL="${ANCHOR_HOST_KERNEL:-$ANCHOR_OUT/host-bzImage}"
@@ -133,7 +140,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -monitor "unix:$MON_DIR/monitor.sock,server=on,wait=off" \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.idle=$IDLE bench.net=$NET bench.qcpu=$QCPU bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
+  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check quiet bench.n=$N bench.io=$IO bench.idle=$IDLE bench.net=$NET bench.qcpu=$QCPU bench.qrng=$QRNG bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 wait
