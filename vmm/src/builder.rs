@@ -139,9 +139,9 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     .map_err(|e| BuildError::Virtio("virtio-net", e))?;
     let kernel_file = open("kernel", &cfg.kernel)?;
     // Copied from a mapping, not read (see `crate::sys::FileMap`); unmapped when `build` returns.
-    let kernel = crate::sys::FileMap::new(&kernel_file)
+    let kernel_map = crate::sys::FileMap::new(&kernel_file)
         .map_err(|e| BuildError::Open("kernel", cfg.kernel.clone(), e))?;
-    let mut kernel = MappedReader::new(kernel.volatile());
+    let mut kernel = MappedReader::new(kernel_map.volatile());
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;
     let (mem, ranges) = memory::create(cfg.mem_mib).map_err(BuildError::Memory)?;
     #[cfg(not(target_arch = "aarch64"))]

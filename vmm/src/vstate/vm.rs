@@ -93,9 +93,9 @@ impl MsiSink for KvmMsi {
 impl Vm {
     /// Opens /dev/kvm, creates the VM with KVM's split irqchip (local APICs in the kernel,
     /// the IOAPIC here, with `pins` pins; no PIC, no PIT: rooms boot with the TSC-deadline
-    /// LAPIC timer) and the TSS. Guest memory is registered separately (`register_memory`), before any vcpu
-    /// exists: KVM waits for an SRCU grace period on every memory-slot change, and that
-    /// wait grows when vcpu ioctls run at the same time.
+    /// LAPIC timer) and the TSS. Guest memory is registered separately
+    /// (`register_memory`), before any vcpu exists: KVM waits for an SRCU grace period on
+    /// every memory-slot change, and that wait grows when vcpu ioctls run at the same time.
     #[cfg(target_arch = "x86_64")]
     pub fn new(pins: usize) -> Result<Self, VmError> {
         let kvm = Kvm::new().map_err(step("cannot open /dev/kvm"))?;
