@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # BENCH-ONLY initramfs of the arm64 anchor host for tests/system/bench-arm64.sh: the arm64
 # room (room Image + arm64 base.squashfs, 128 MiB, 1 vcpu, `quiet`, `anchor.shell=off`)
-# booted N times by anchor-vmm and by QEMU's own `-M virt` (KVM, -cpu host), alternating
+# booted N times by anchor-vmm and by QEMU's own `-M virt` (KVM, -cpu host, a virtio-blk
+# disk and a virtio-rng like ours: the same devices for the same guest), alternating
 # after one uncounted warm-up pair, each timed by the same helper as the x86_64 bench
 # (bench-run: CLOCK_MONOTONIC at exec, first serial byte, the agent's marker, exit; its C
-# source is taken from tests/system/mk-bench-initramfs.sh and cross-compiled static).
+# source, tests/system/bench-tools/bench-run.c, cross-compiled static).
 # Never the product initramfs and never used by a test.
 #
 # usage: mk-arm64-bench-initramfs.sh [--out PATH]   prints the path on stdout
@@ -58,8 +59,8 @@ done
 LDSO="$QROOT/lib/ld-linux-aarch64.so.1"
 [[ -e "$LDSO" ]] || die "no arm64 dynamic loader in $QROOT"
 
-HELPER_SRC=$(sed -n '/^cat > "\$stage\/bench-run.c" <<.EOF.$/,/^EOF$/p' "$HERE/mk-bench-initramfs.sh" | sed '1d;$d')
-[[ "$HELPER_SRC" == *"int main"* ]] || die "cannot find bench-run.c in tests/system/mk-bench-initramfs.sh"
+HELPER_SRC=$(cat "$HERE/bench-tools/bench-run.c") || die "cannot read tests/system/bench-tools/bench-run.c"
+[[ "$HELPER_SRC" == *"int main"* ]] || die "tests/system/bench-tools/bench-run.c has no main"
 
 key=$( { sha256sum "$SELF" "$HERE/initramfs-lib.sh" "$A/bin/anchor-vmm" "$A/guest-Image" \
            "$A/images/base.squashfs" "$BUSYBOX" "$QEMU" "${libs[@]}"
@@ -121,7 +122,8 @@ vmms() {
   run qemu "$1" qemu-system-aarch64 -M virt,gic-version=host -accel kvm -cpu host -m 128 -smp 1 \
     -nodefaults -no-user-config -display none -no-reboot -serial stdio \
     -kernel "$K" -append "$QROOM" \
-    -drive "id=root,file=$IMG,format=raw,if=none,readonly=on" -device virtio-blk-device,drive=root
+    -drive "id=root,file=$IMG,format=raw,if=none,readonly=on" -device virtio-blk-device,drive=root \
+    -device virtio-rng-device
 }
 w=0
 while [ "$w" -lt "$warm" ]; do vmms 0; w=$((w + 1)); done
