@@ -21,13 +21,11 @@ impl<'a> MappedReader<'a> {
         Self { src, pos: 0 }
     }
 
-    /// What is left from the position on (empty at or past the end).
-    fn rest(&self) -> VolatileSlice<'a> {
-        let at = usize::try_from(self.pos).map_or(self.src.len(), |p| p.min(self.src.len()));
-        // `at <= len`, so neither call can fail; an empty slice stands in if one did.
-        self.src
-            .offset(at)
-            .unwrap_or_else(|_| self.src.subslice(0, 0).unwrap_or(self.src))
+    /// What is left from the position on; `None` past the end (nothing to read).
+    fn rest(&self) -> Option<VolatileSlice<'a>> {
+        usize::try_from(self.pos)
+            .ok()
+            .and_then(|p| self.src.offset(p).ok())
     }
 
     fn advance(&mut self, n: usize) {
@@ -37,7 +35,10 @@ impl<'a> MappedReader<'a> {
 
 impl Read for MappedReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.rest().copy_to(buf);
+        let Some(rest) = self.rest() else {
+            return Ok(0);
+        };
+        let n = rest.copy_to(buf);
         self.advance(n);
         Ok(n)
     }
@@ -67,7 +68,9 @@ impl ReadVolatile for MappedReader<'_> {
         &mut self,
         buf: &mut VolatileSlice<B>,
     ) -> Result<usize, VolatileMemoryError> {
-        let rest = self.rest();
+        let Some(rest) = self.rest() else {
+            return Ok(0);
+        };
         let n = rest.len().min(buf.len());
         rest.subslice(0, n)?
             .copy_to_volatile_slice(buf.subslice(0, n)?);
