@@ -32,6 +32,10 @@ use crate::vstate::memory::{self, MemoryError};
 use crate::vstate::vcpu::{self, PortDevices, VcpuCtx, VcpuError};
 use crate::vstate::vm::{Vm, VmError};
 
+/// KVM memory slot of the first virtio device's register page (guest RAM takes the slots
+/// from 0, one per region; a few at most).
+const REGISTER_PAGE_FIRST_SLOT: u32 = 32;
+
 /// The event manager type run on the VMM thread.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
@@ -292,6 +296,17 @@ fn setup(
             "KVM lacks KVM_CAP_IOEVENTFD: virtio queue notifications exit to the VMM (slower)"
         ));
     }
+    // Register reads: on x86_64 each device's register page is the guest's read-only view
+    // of its window (a KVM memory slot), so reads never exit; writes still do. aarch64
+    // keeps the exits: the guest maps the window as Device memory while the VMM writes the
+    // page through a cacheable mapping, and without stage-2 forced write-back (FEAT_S2FWB,
+    // which the Duet 5's cores lack) the guest could read stale values.
+    let register_pages = cfg!(target_arch = "x86_64") && vm.has_readonly_mem();
+    if cfg!(target_arch = "x86_64") && !register_pages {
+        crate::log::say(format_args!(
+            "KVM lacks KVM_CAP_READONLY_MEM: virtio register reads exit to the VMM (slower)"
+        ));
+    }
     let mut add = |handle: virtio::VirtioDeviceHandle,
                    bus: &mut MmioBusBuilder,
                    events: &mut EventManager<Subscriber>,
@@ -305,6 +320,15 @@ fn setup(
         }
         bus.insert(base, layout::VIRTIO_MMIO_SIZE, handle.mmio)
             .map_err(BuildError::Bus)?;
+        if register_pages {
+            let slot =
+                REGISTER_PAGE_FIRST_SLOT.saturating_add(u32::try_from(*index).unwrap_or(u32::MAX));
+            if let Err(e) = vm.map_register_page(slot, base, &handle.registers) {
+                crate::log::say(format_args!(
+                    "virtio device {index}: register reads exit to the VMM: {e}"
+                ));
+            }
+        }
         events.add_subscriber(handle.subscriber);
         // x86_64 rooms learn their devices from the command line; aarch64
         // rooms from the device tree (a GIC interrupt is not a Linux IRQ number).

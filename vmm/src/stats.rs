@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! `--exit-stats`: VM exit counts from KVM's binary statistics (KVM_GET_STATS_FD, one fd
 //! per vcpu, opened at setup), summed over the vcpus and printed as one stderr line when
-//! the VM stops, plus the queue notifications that reached the VMM as MMIO exits (the slow
-//! path; with ioeventfds there are none). Used by the benchmarks (exits per MiB read).
+//! the VM stops, plus the queue notifications and the virtio register reads that reached
+//! the VMM as MMIO exits (the slow paths; with ioeventfds and read-only register pages
+//! there are none). Used by the benchmarks (exits per MiB read).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -12,6 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Queue notifications handled by a virtio-mmio transport on a vcpu thread (an MMIO exit
 /// that KVM did not turn into an ioeventfd signal).
 pub static NOTIFY_EXITS: AtomicU64 = AtomicU64::new(0);
+
+/// virtio-mmio register reads handled by a transport on a vcpu thread (an MMIO exit; with
+/// the register page mapped into the guest read-only there are none).
+pub static REGISTER_READ_EXITS: AtomicU64 = AtomicU64::new(0);
 
 /// The per-vcpu statistics reported, in this order, when KVM has them.
 pub const REPORTED: &[&str] = &[
@@ -107,8 +112,9 @@ pub fn line(fds: &[StatsFd]) -> String {
     }
     let _ = write!(
         out,
-        " notify_exits={}",
-        NOTIFY_EXITS.load(Ordering::Relaxed)
+        " notify_exits={} register_read_exits={}",
+        NOTIFY_EXITS.load(Ordering::Relaxed),
+        REGISTER_READ_EXITS.load(Ordering::Relaxed)
     );
     out
 }

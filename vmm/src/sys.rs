@@ -142,6 +142,98 @@ impl Drop for FileMap {
     }
 }
 
+/// Bytes in a [`RegisterPage`]: one 4 KiB page, the size of a virtio-mmio window.
+pub const REGISTER_PAGE_SIZE: usize = 4096;
+
+/// One page of anonymous memory holding a virtio-mmio device's registers as the guest
+/// reads them (`devices::virtio::mmio`). The VMM may hand it to KVM as a read-only memory
+/// slot over the device's window, so the guest's vcpus read it while VMM threads update
+/// it: it is only ever accessed as `AtomicU32` words, never as plain memory. The guest
+/// cannot write it (writes to a read-only slot exit to the VMM as MMIO).
+#[derive(Debug)]
+pub struct RegisterPage {
+    addr: std::ptr::NonNull<std::sync::atomic::AtomicU32>,
+}
+
+// SAFETY: the page is reached only through `&AtomicU32` (see `word`), which is Sync;
+// the pointer is owned by this value and unmapped only in Drop.
+unsafe impl Send for RegisterPage {}
+// SAFETY: as for Send: every access is atomic.
+unsafe impl Sync for RegisterPage {}
+
+impl RegisterPage {
+    /// A zeroed page.
+    pub fn new() -> io::Result<Self> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing: no
+        // existing memory is affected. The kernel zero-fills it.
+        let addr =
+            unsafe { libc::mmap(std::ptr::null_mut(), REGISTER_PAGE_SIZE, prot, flags, -1, 0) };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let addr = std::ptr::NonNull::new(addr.cast())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        Ok(Self { addr })
+    }
+
+    /// The 32-bit word at byte `offset` (a multiple of 4 below the page size).
+    pub fn word(&self, offset: u64) -> Option<&std::sync::atomic::AtomicU32> {
+        let off = usize::try_from(offset).ok()?;
+        if off % 4 != 0 || off >= REGISTER_PAGE_SIZE {
+            return None;
+        }
+        // SAFETY: `off / 4` words into the page stays inside the page's mapping (checked
+        // above), so the offset pointer is in bounds of one allocation.
+        let p = unsafe { self.addr.as_ptr().add(off / 4) };
+        // SAFETY: `p` is in the live page and 4-byte aligned (the page is page-aligned);
+        // AtomicU32 has the size and alignment of u32 and every access to the page is
+        // atomic, so sharing it with the guest's reads (which Rust does not see) races
+        // with nothing Rust reads non-atomically. The reference lives no longer than
+        // `self`, which owns the mapping.
+        Some(unsafe { &*p })
+    }
+
+    /// The page's address in this process (for KVM's memory slot).
+    pub fn host_addr(&self) -> u64 {
+        self.addr.as_ptr() as u64
+    }
+}
+
+impl Drop for RegisterPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; no `word` reference outlives
+        // `self`. A page handed to KVM is never dropped (see `register_register_page`).
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), REGISTER_PAGE_SIZE) };
+    }
+}
+
+/// Makes `page` the guest's read-only view of the guest-physical page at `gpa`, as KVM
+/// memory slot `slot` (KVM_MEM_READONLY: guest reads are served from the page without
+/// an exit, writes exit to the VMM as MMIO). The page is kept alive for the life of the
+/// process, as guest RAM is (one VMM process runs one VM).
+pub fn register_register_page(
+    vm: &VmFd,
+    slot: u32,
+    gpa: u64,
+    page: &std::sync::Arc<RegisterPage>,
+) -> Result<(), kvm_ioctls::Error> {
+    let r = kvm_userspace_memory_region {
+        slot,
+        guest_phys_addr: gpa,
+        memory_size: REGISTER_PAGE_SIZE as u64,
+        userspace_addr: page.host_addr(),
+        flags: kvm_bindings::KVM_MEM_READONLY,
+    };
+    // SAFETY: `userspace_addr` is a live mapping of exactly `memory_size` bytes, and it
+    // stays mapped until the process exits: a reference to the page is leaked below,
+    // so its Drop never runs, whatever happens to the VM or the transport.
+    unsafe { vm.set_user_memory_region(r)? };
+    std::mem::forget(page.clone());
+    Ok(())
+}
+
 /// Registers every region of `mem` with KVM as a memory slot.
 pub fn register_guest_memory(
     vm: &VmFd,
@@ -253,6 +345,26 @@ pub fn exit_now(code: i32) -> ! {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_register_page_is_zeroed_page_aligned_and_has_only_aligned_words() {
+        use std::sync::atomic::Ordering;
+        let p = RegisterPage::new().unwrap();
+        assert_eq!(p.host_addr() % REGISTER_PAGE_SIZE as u64, 0);
+        for off in (0..REGISTER_PAGE_SIZE as u64).step_by(4) {
+            assert_eq!(
+                p.word(off).unwrap().load(Ordering::SeqCst),
+                0,
+                "offset {off}"
+            );
+        }
+        assert!(p.word(1).is_none());
+        assert!(p.word(0x62).is_none());
+        assert!(p.word(REGISTER_PAGE_SIZE as u64).is_none());
+        assert!(p.word(u64::MAX - 3).is_none());
+        p.word(0xffc).unwrap().store(0xdead_beef, Ordering::SeqCst);
+        assert_eq!(p.word(0xffc).unwrap().load(Ordering::SeqCst), 0xdead_beef);
+    }
 
     #[test]
     fn a_file_map_holds_the_files_bytes() {

@@ -562,7 +562,9 @@ fn status_abuse_unknown_features_and_driver_ok_without_features_ok() {
             r(0x7472_6976),
             r(2),
             r(S_ACK_DRV),
-            r(0),
+            // A 2-byte read gives the register's low bytes, as a read of the register
+            // page does (writes of odd widths stay ignored).
+            r(0x6976),
             r(S_ACK_DRV | u64::from(status::FAILED)),
         ],
         "{o:#?}"
@@ -927,4 +929,69 @@ fn event_idx_suppresses_interrupts_and_survives_hostile_event_fields() {
         [&r(1), "P ok", &r(rep(0x41)), &r(0), &r(0)],
         "a used ring ending 2 bytes before the end of RAM works; 4 bytes later it is refused: {o:#?}"
     );
+}
+
+#[test]
+fn register_reads_are_served_from_the_register_page_without_exits() {
+    // On x86_64 with KVM_CAP_READONLY_MEM each device's registers are a read-only page in
+    // the guest's view of its window: a read of any width is answered without an exit and
+    // shows every register write the VMM handled before it (selectors, status, queue
+    // readiness, InterruptStatus after an ACK); writes still exit. Without the capability
+    // the VMM says so at start and the same reads exit (counted by --exit-stats), with the
+    // same values.
+    let mut s = Script::new();
+    let b = virtio_base(0);
+    s.print("ID")
+        .read(b + reg::MAGIC, 4)
+        .read(b + reg::VERSION, 4)
+        .read(b + reg::DEVICE_ID, 4)
+        .read(b + reg::MAGIC, 2)
+        .read(b + reg::MAGIC + 1, 1)
+        .reg(b, reg::DEVICE_FEATURES_SEL, 1)
+        .read(b + reg::DEVICE_FEATURES, 4)
+        .reg(b, reg::QUEUE_SEL, 9)
+        .read(b + reg::QUEUE_NUM_MAX, 4)
+        .reg(b, reg::QUEUE_SEL, 0)
+        .read(b + reg::QUEUE_NUM_MAX, 4)
+        .reg(b, reg::STATUS, status::ACKNOWLEDGE.into())
+        .read(b + reg::STATUS, 4)
+        .reg(b, reg::STATUS, 0)
+        .read(b + reg::STATUS, 4);
+    let b = blk_up(&mut s);
+    s.print("UP")
+        .read(b + reg::STATUS, 4)
+        .read(b + reg::QUEUE_READY, 4);
+    s.blk_read(b, 2, 1);
+    s.print("INT")
+        .read(b + reg::INTERRUPT_STATUS, 4)
+        .reg(b, reg::INTERRUPT_ACK, 1)
+        .read(b + reg::INTERRUPT_STATUS, 4);
+    s.serve_sector_1(b, 2);
+    common::require_kvm();
+    let d = disk("regpage");
+    let o = run_script(&s, &["--disk", d.to_str().unwrap(), "--exit-stats"], T);
+    let _ = std::fs::remove_file(&d);
+    assert_serves_sector_1(&o);
+    let magic = r(u64::from(anchor_vmm::devices::virtio::mmio::MAGIC));
+    assert_eq!(
+        after(&o, "ID")[..10],
+        [
+            magic.as_str(),
+            &r(2),      // version
+            &r(2),      // device id: block
+            &r(0x6976), // 2 bytes of the magic, "vi"
+            &r(0x69),   // its second byte alone
+            &r(1),      // feature bits 32..63: VERSION_1
+            &r(0),      // QueueNumMax of a queue that does not exist
+            &r(256),    // ... and of queue 0
+            &r(1),      // status after ACKNOWLEDGE
+            &r(0),      // ... and after a reset
+        ],
+        "{o:#?}"
+    );
+    assert_eq!(after(&o, "UP")[..2], [r(0xf), r(1)], "{o:#?}");
+    assert_eq!(after(&o, "INT")[..2], [r(1), r(0)], "{o:#?}");
+    let lacks = o.stderr.contains("KVM lacks KVM_CAP_READONLY_MEM");
+    let want = if lacks { 14 } else { 0 };
+    assert_eq!(stat(&o, "register_read_exits"), Some(want), "{o:#?}");
 }

@@ -3,14 +3,17 @@
 //! register reads and writes of any width and offset (status sequences, feature bits
 //! including EVENT_IDX, queue setup, notify, ack, reset), guest-memory pokes into the
 //! rings, and event-loop turns of the worker, in any order. Never panics; the register side
-//! answers within bounds.
+//! answers within bounds; the register page (what the guest reads without an exit) always
+//! shows the transport's status and InterruptStatus.
 #![no_main]
 
 use anchor_vmm::devices::bus::MmioDevice;
 use anchor_vmm::devices::irq::IrqLine;
-use anchor_vmm::devices::virtio::mmio::MmioTransport;
+use anchor_vmm::devices::virtio::mmio::{reg, MmioTransport};
 use anchor_vmm::devices::virtio::queue::{Interrupt, NullRegistry};
 use anchor_vmm::devices::virtio::rng::Rng;
+use std::sync::atomic::Ordering;
+
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const MEM: u64 = 0x10_0000;
@@ -20,11 +23,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     let Ok(rng) = Rng::new() else { return };
-    let Ok((mut t, worker)) =
-        MmioTransport::with_interrupt(mem.clone(), Interrupt::new(IrqLine::none()), rng)
-    else {
+    let Ok(interrupt) = Interrupt::new(IrqLine::none()) else {
         return;
     };
+    let Ok((mut t, worker)) = MmioTransport::with_interrupt(mem.clone(), interrupt, rng) else {
+        return;
+    };
+    let page = t.register_page();
     let mut reg = NullRegistry::default();
     for op in data.chunks_exact(8) {
         let kind = op[0] & 3;
@@ -53,5 +58,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 let _ = mem.write_obj(val, GuestAddress(addr));
             }
         }
+        // The page the guest reads without an exit always shows the transport's status
+        // (DEVICE_NEEDS_RESET included) and the same InterruptStatus.
+        let word = |off: u64| page.word(off).map(|w| w.load(Ordering::SeqCst));
+        assert_eq!(word(reg::STATUS), Some(t.status()));
+        assert_eq!(word(reg::INTERRUPT_STATUS), Some(t.interrupt().status()));
     }
 });

@@ -187,6 +187,23 @@ impl Vm {
         self.kvm.check_extension(kvm_ioctls::Cap::Ioeventfd)
     }
 
+    /// Whether KVM has read-only memory slots (KVM_CAP_READONLY_MEM).
+    pub fn has_readonly_mem(&self) -> bool {
+        self.kvm.check_extension(kvm_ioctls::Cap::ReadonlyMem)
+    }
+
+    /// Maps `page` into the guest read-only at `gpa` as memory slot `slot` (see
+    /// [`crate::sys::register_register_page`]).
+    pub fn map_register_page(
+        &self,
+        slot: u32,
+        gpa: u64,
+        page: &Arc<crate::sys::RegisterPage>,
+    ) -> Result<(), VmError> {
+        crate::sys::register_register_page(&self.fd, slot, gpa, page)
+            .map_err(step("KVM_SET_USER_MEMORY_REGION (register page)"))
+    }
+
     /// A registrar for the virtio device `device` whose QueueNotify register is at `addr`:
     /// when fired (at the driver's first DRIVER_OK, on a vcpu thread), it makes KVM signal
     /// queue q's eventfd when the guest writes the 32-bit value q to `addr`, without

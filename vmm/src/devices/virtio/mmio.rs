@@ -11,8 +11,18 @@
 //! DRIVER_OK, no ioeventfd support, another width or value) signals the same eventfd from
 //! here. Registration happens once per device: resets and later DRIVER_OKs keep it.
 //!
+//! What the guest reads is kept in the device's register page ([`RegisterPage`]): after
+//! every register write the transport re-renders the words a write can change (features
+//! for the selected half, the selected queue's size and readiness, the status), the
+//! worker sets DEVICE_NEEDS_RESET there, and InterruptStatus lives there. On x86_64 the
+//! VMM maps the page into the guest as a read-only KVM memory slot over the device's
+//! window, so a register read never leaves the guest (a device interrupt costs one exit,
+//! the acknowledgement, instead of two); a read that does exit (no KVM_CAP_READONLY_MEM,
+//! aarch64) is answered from the same page, so both paths see the same bytes.
+//!
 //! Guest rules enforced here:
-//! - registers are 32-bit; other access widths read as 0 and are ignored on write;
+//! - registers are 32-bit; writes of other widths are ignored; a read of any width
+//!   returns the page's bytes (what the covering 32-bit reads would give);
 //! - writes to read-only registers are ignored;
 //! - features may only be written between DRIVER and FEATURES_OK; FEATURES_OK is refused
 //!   (stays clear) unless the driver acked VERSION_1 and nothing we did not offer;
@@ -36,6 +46,10 @@ use super::worker::{Shared, SharedWorker, Worker};
 use super::{LazyNotify, VirtioDevice, VirtioError, F_EVENT_IDX, F_VERSION_1};
 use crate::devices::bus::MmioDevice;
 use crate::devices::irq::IrqLine;
+use crate::sys::{RegisterPage, REGISTER_PAGE_SIZE};
+
+// The register page covers the whole device window.
+const _: () = assert!(reg::WINDOW as usize == REGISTER_PAGE_SIZE);
 
 /// Event data values at or above this belong to the device, below are queue indexes.
 pub const EXTRA_EVENT_BASE: u32 = 0x100;
@@ -102,9 +116,7 @@ pub struct MmioTransport<D> {
     worker: SharedWorker<D>,
     shared: Arc<Shared>,
     mem: GuestMemoryMmap<()>,
-    device_type: u32,
     features: u64,
-    config: Vec<u8>,
     /// The driver's view of each queue, validated at QueueReady; handed to the worker (as
     /// state) at DRIVER_OK.
     queues: Vec<Queue>,
@@ -118,7 +130,6 @@ pub struct MmioTransport<D> {
     driver_features_sel: u32,
     driver_features: u64,
     queue_sel: u32,
-    config_generation: u32,
 }
 
 fn set_half(v: u64, high: bool, half: u32) -> u64 {
@@ -134,6 +145,44 @@ fn half(v: u64, high: bool) -> u32 {
     u32::try_from(h).unwrap_or(0)
 }
 
+/// Writes the registers that never change (identity, shared-memory regions: none, the
+/// configuration generation, the configuration space) into a fresh register page.
+fn write_fixed_registers(page: &RegisterPage, device_type: u32, config: &[u8]) {
+    let set = |offset: u64, v: u32| {
+        if let Some(w) = page.word(offset) {
+            w.store(v, Ordering::SeqCst);
+        }
+    };
+    set(reg::MAGIC, MAGIC);
+    set(reg::VERSION, 2);
+    set(reg::DEVICE_ID, device_type);
+    set(reg::VENDOR_ID, VENDOR_ID);
+    // No shared memory regions: every length and base reads as all ones.
+    for offset in (reg::SHM_LEN_LOW..=reg::SHM_BASE_HIGH).step_by(4) {
+        set(offset, u32::MAX);
+    }
+    set(reg::CONFIG_GENERATION, 0);
+    for (offset, chunk) in (reg::CONFIG..).step_by(4).zip(config.chunks(4)) {
+        let mut b = [0u8; 4];
+        b.iter_mut().zip(chunk).for_each(|(d, s)| *d = *s);
+        set(offset, u32::from_le_bytes(b));
+    }
+}
+
+/// A read of `data.len()` bytes at `offset` in the window, from the page (bytes past the
+/// page read as 0).
+fn read_page(page: &RegisterPage, offset: u64, data: &mut [u8]) {
+    for (i, byte) in (0u64..).zip(data.iter_mut()) {
+        *byte = offset.checked_add(i).map_or(0, |at| {
+            let word = page.word(at & !3).map_or(0, |w| w.load(Ordering::SeqCst));
+            word.to_le_bytes()
+                .get((at & 3) as usize)
+                .copied()
+                .unwrap_or(0)
+        });
+    }
+}
+
 impl<D: VirtioDevice> MmioTransport<D> {
     /// Wrap `device`; `irq` is the device's interrupt line. Returns the register side
     /// (for the MMIO bus) and the worker (for the event loop).
@@ -142,10 +191,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
         irq: IrqLine,
         device: D,
     ) -> Result<(Self, SharedWorker<D>), VirtioError> {
-        Self::with_interrupt(mem, Interrupt::new(irq), device)
+        let interrupt = Interrupt::new(irq).map_err(VirtioError::RegisterPage)?;
+        Self::with_interrupt(mem, interrupt, device)
     }
 
-    /// Wrap `device` with a given interrupt (tests use one without irqfd).
+    /// Wrap `device` with a given interrupt (tests use one without irqfd); the registers
+    /// live in the interrupt's register page.
     pub fn with_interrupt(
         mem: GuestMemoryMmap<()>,
         interrupt: Interrupt,
@@ -161,12 +212,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
             notify.push(e.try_clone().map_err(VirtioError::EventFd)?);
             evts.push(e);
         }
+        write_fixed_registers(
+            interrupt.page(),
+            device.device_type(),
+            device.config_space(),
+        );
         let shared = Arc::new(Shared::new(interrupt));
         let transport = Self {
             regs: vec![QueueRegs::default(); sizes.len()],
-            device_type: device.device_type(),
             features: device.avail_features() | F_VERSION_1,
-            config: device.config_space().to_vec(),
             worker: Arc::new(Mutex::new(Worker::new(
                 device,
                 mem.clone(),
@@ -183,8 +237,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
             driver_features_sel: 0,
             driver_features: 0,
             queue_sel: 0,
-            config_generation: 0,
         };
+        transport.publish();
         let worker = transport.worker.clone();
         Ok((transport, worker))
     }
@@ -201,6 +255,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// Interrupt state (tests).
     pub fn interrupt(&self) -> &Interrupt {
         &self.shared.interrupt
+    }
+
+    /// The page holding the registers as the guest reads them (the VMM maps it into the
+    /// guest read-only where KVM allows).
+    pub fn register_page(&self) -> Arc<RegisterPage> {
+        self.shared.interrupt.page().clone()
     }
 
     /// The queue notification eventfds, by queue index (the VMM registers them as KVM
@@ -239,7 +299,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
         let shared = self.shared.clone();
         self.with_worker(|w| {
             w.reset();
-            shared.needs_reset.store(false, Ordering::SeqCst);
+            shared.clear_needs_reset();
         });
         self.status = 0;
         self.driver_features = 0;
@@ -265,28 +325,34 @@ impl<D: VirtioDevice> MmioTransport<D> {
             && st & (status::DRIVER_OK | status::FAILED | status::DEVICE_NEEDS_RESET) == 0
     }
 
-    fn read_reg(&self, offset: u64) -> u32 {
-        let max_size = |i: usize| self.queues.get(i).map_or(0, |q| u32::from(q.max_size()));
-        match offset {
-            reg::MAGIC => MAGIC,
-            reg::VERSION => 2,
-            reg::DEVICE_ID => self.device_type,
-            reg::VENDOR_ID => VENDOR_ID,
-            reg::DEVICE_FEATURES => match self.device_features_sel {
+    /// Re-renders the words of the register page that a register write can change.
+    /// (InterruptStatus and DEVICE_NEEDS_RESET are kept there by their writers.)
+    fn publish(&self) {
+        let page = self.shared.interrupt.page();
+        let set = |offset: u64, v: u32| {
+            if let Some(w) = page.word(offset) {
+                w.store(v, Ordering::SeqCst);
+            }
+        };
+        set(
+            reg::DEVICE_FEATURES,
+            match self.device_features_sel {
                 0 => half(self.features, false),
                 1 => half(self.features, true),
                 _ => 0,
             },
-            reg::QUEUE_NUM_MAX => self.selected().map_or(0, max_size),
-            reg::QUEUE_READY => self
-                .selected()
-                .and_then(|i| self.queues.get(i))
-                .map_or(0, |q| u32::from(q.ready())),
-            reg::INTERRUPT_STATUS => self.shared.interrupt.status(),
-            reg::STATUS => self.status(),
-            reg::SHM_LEN_LOW..=reg::SHM_BASE_HIGH => u32::MAX,
-            reg::CONFIG_GENERATION => self.config_generation,
-            _ => 0,
+        );
+        let queue = self.selected().and_then(|i| self.queues.get(i));
+        set(
+            reg::QUEUE_NUM_MAX,
+            queue.map_or(0, |q| u32::from(q.max_size())),
+        );
+        set(reg::QUEUE_READY, queue.map_or(0, |q| u32::from(q.ready())));
+        if let Some(w) = page.word(reg::STATUS) {
+            // Keep DEVICE_NEEDS_RESET, which the worker may set at any moment.
+            let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                Some(self.status | (old & status::DEVICE_NEEDS_RESET))
+            });
         }
     }
 
@@ -444,34 +510,13 @@ impl<D: VirtioDevice> MmioTransport<D> {
             _ => {}
         }
     }
-
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        let Some(end) = start.checked_add(data.len()) else {
-            return;
-        };
-        if let Some(src) = self.config.get(start..end) {
-            data.copy_from_slice(src);
-        }
-    }
 }
 
 impl<D: VirtioDevice> MmioDevice for MmioTransport<D> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        if offset >= reg::CONFIG {
-            let off = offset.saturating_sub(reg::CONFIG);
-            self.read_config(off, data);
-            return;
-        }
-        data.fill(0);
-        if data.len() != 4 || offset % 4 != 0 {
-            return;
-        }
-        let v = self.read_reg(offset).to_le_bytes();
-        data.copy_from_slice(&v);
+        // Only here when the read exited (see the module doc).
+        crate::stats::REGISTER_READ_EXITS.fetch_add(1, Ordering::Relaxed);
+        read_page(self.shared.interrupt.page(), offset, data);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -486,6 +531,7 @@ impl<D: VirtioDevice> MmioDevice for MmioTransport<D> {
             return;
         }
         self.write_reg(offset, u32::from_le_bytes(bytes));
+        self.publish();
     }
 }
 

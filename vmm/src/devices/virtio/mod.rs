@@ -63,6 +63,8 @@ pub enum VirtioError {
     EventFd(std::io::Error),
     /// Creating a timerfd failed.
     TimerFd(std::io::Error),
+    /// Mapping the page that holds a device's registers failed.
+    RegisterPage(std::io::Error),
     /// Binding the vsock Unix socket failed.
     VsockBind(std::path::PathBuf, std::io::Error),
     /// Opening or locking the vsock socket's lock file failed.
@@ -91,6 +93,7 @@ impl fmt::Display for VirtioError {
             }
             Self::EventFd(_) => write!(f, "cannot create an eventfd"),
             Self::TimerFd(_) => write!(f, "cannot create a timerfd"),
+            Self::RegisterPage(_) => write!(f, "cannot map the device's register page"),
             Self::VsockBind(p, _) => write!(f, "cannot bind the vsock Unix socket {}", p.display()),
             Self::VsockLock(p, _) => write!(f, "cannot lock {}", p.display()),
             Self::VsockInUse(p, why) => write!(f, "vsock socket {} is in use: {why}", p.display()),
@@ -112,6 +115,7 @@ impl std::error::Error for VirtioError {
             | Self::DiskSize(e)
             | Self::EventFd(e)
             | Self::TimerFd(e)
+            | Self::RegisterPage(e)
             | Self::VsockBind(_, e)
             | Self::VsockLock(_, e)
             | Self::NetBackend(_, e)
@@ -185,6 +189,9 @@ pub struct VirtioDeviceHandle {
     pub subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>>,
     /// Where the VMM arms the ioeventfd registration (fired at the first DRIVER_OK).
     pub lazy_notify: Arc<LazyNotify>,
+    /// The registers as the guest reads them (mapped into the guest read-only where the
+    /// VMM can, see [`mmio`]).
+    pub registers: Arc<crate::sys::RegisterPage>,
 }
 
 impl fmt::Debug for VirtioDeviceHandle {
@@ -265,12 +272,14 @@ fn handle<D: VirtioDevice + 'static>(
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let (transport, worker) = MmioTransport::new(mem, irq, device)?;
     let lazy_notify = transport.lazy_notify();
+    let registers = transport.register_page();
     let mmio: Arc<Mutex<dyn MmioDevice>> = Arc::new(Mutex::new(transport));
     let subscriber: Arc<Mutex<dyn MutEventSubscriber + Send>> = worker;
     Ok(VirtioDeviceHandle {
         mmio,
         subscriber,
         lazy_notify,
+        registers,
     })
 }
 

@@ -6,12 +6,14 @@ use std::fmt;
 use std::os::fd::RawFd;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use event_manager::{EventOps, EventSet, Events};
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::devices::irq::IrqLine;
+use crate::sys::RegisterPage;
 
 /// Interrupt status bit: a used buffer was added.
 pub const INT_VRING: u32 = 1;
@@ -59,28 +61,46 @@ impl From<virtio_queue::Error> for DeviceFault {
 
 /// Interrupt state of one device: the InterruptStatus register and the irqfd. Shared by
 /// the vcpu threads (register reads, InterruptACK) and the VMM thread (raising), so the
-/// status is an atomic and never waits on a lock.
+/// status is an atomic and never waits on a lock. It lives in the device's register page
+/// ([`crate::sys::RegisterPage`]), the one copy the guest reads, with or without an exit.
 #[derive(Debug)]
 pub struct Interrupt {
-    status: AtomicU32,
+    page: Arc<RegisterPage>,
     irq: IrqLine,
     raised: AtomicU64,
 }
 
 impl Interrupt {
-    /// `irq` is the device's interrupt line (a line to nothing in unit tests).
-    pub fn new(irq: IrqLine) -> Self {
+    /// `irq` is the device's interrupt line (a line to nothing in unit tests); the status
+    /// lives in a register page of its own.
+    pub fn new(irq: IrqLine) -> std::io::Result<Self> {
+        Ok(Self::with_page(irq, Arc::new(RegisterPage::new()?)))
+    }
+
+    /// As `new`, with the status in `page` (the device's register page).
+    pub fn with_page(irq: IrqLine, page: Arc<RegisterPage>) -> Self {
         Self {
-            status: AtomicU32::new(0),
+            page,
             irq,
             raised: AtomicU64::new(0),
         }
     }
 
+    fn word(&self) -> Option<&AtomicU32> {
+        self.page.word(super::mmio::reg::INTERRUPT_STATUS)
+    }
+
+    /// The register page the status lives in.
+    pub fn page(&self) -> &Arc<RegisterPage> {
+        &self.page
+    }
+
     /// Set `bits` in InterruptStatus and raise the interrupt line.
     pub fn raise(&self, bits: u32) {
         // The status is visible before the interrupt: the guest's handler reads it.
-        self.status.fetch_or(bits, Ordering::SeqCst);
+        if let Some(w) = self.word() {
+            w.fetch_or(bits, Ordering::SeqCst);
+        }
         self.raised.fetch_add(1, Ordering::Relaxed);
         // Best effort: a failed irqfd write means its counter is saturated, so the
         // interrupt is pending anyway.
@@ -89,12 +109,14 @@ impl Interrupt {
 
     /// InterruptStatus register value.
     pub fn status(&self) -> u32 {
-        self.status.load(Ordering::SeqCst)
+        self.word().map_or(0, |w| w.load(Ordering::SeqCst))
     }
 
     /// InterruptACK: clear the acknowledged bits.
     pub fn ack(&self, bits: u32) {
-        self.status.fetch_and(!bits, Ordering::SeqCst);
+        if let Some(w) = self.word() {
+            w.fetch_and(!bits, Ordering::SeqCst);
+        }
     }
 
     /// How many times the interrupt was raised (tests).

@@ -41,6 +41,23 @@ impl Shared {
             stop: AtomicBool::new(false),
         }
     }
+
+    /// The device failed: DEVICE_NEEDS_RESET in the status the guest reads. Called with
+    /// the worker's lock held, as `clear_needs_reset` is, so the two never interleave.
+    pub fn set_needs_reset(&self) {
+        self.needs_reset.store(true, Ordering::SeqCst);
+        if let Some(w) = self.interrupt.page().word(super::mmio::reg::STATUS) {
+            w.fetch_or(super::mmio::status::DEVICE_NEEDS_RESET, Ordering::SeqCst);
+        }
+    }
+
+    /// A reset: DEVICE_NEEDS_RESET cleared (worker's lock held, see `set_needs_reset`).
+    pub fn clear_needs_reset(&self) {
+        self.needs_reset.store(false, Ordering::SeqCst);
+        if let Some(w) = self.interrupt.page().word(super::mmio::reg::STATUS) {
+            w.fetch_and(!super::mmio::status::DEVICE_NEEDS_RESET, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A worker as shared between the register side and the event loop.
@@ -152,7 +169,7 @@ impl<D: VirtioDevice> Worker<D> {
     /// Mark the device broken: DEVICE_NEEDS_RESET + config interrupt, no more processing.
     pub fn fail(&mut self, _fault: DeviceFault) {
         self.active = false;
-        self.shared.needs_reset.store(true, Ordering::SeqCst);
+        self.shared.set_needs_reset();
         self.shared.interrupt.raise(INT_CONFIG);
     }
 

@@ -14,7 +14,7 @@ type T = MmioTransport<Rng>;
 fn transport() -> T {
     MmioTransport::with_interrupt(
         mem(),
-        Interrupt::new(crate::devices::irq::IrqLine::none()),
+        Interrupt::new(crate::devices::irq::IrqLine::none()).unwrap(),
         Rng::new().unwrap(),
     )
     .unwrap()
@@ -81,13 +81,14 @@ fn identity_registers() {
     assert_eq!(rd(&mut t, reg::MAGIC), MAGIC);
     assert_eq!(rd(&mut t, reg::VERSION), 2);
     assert_eq!(rd(&mut t, reg::QUEUE_NUM_MAX), 256);
-    // Other widths and unaligned offsets read as zero.
+    // Other widths and unaligned offsets read the bytes the covering 32-bit reads give
+    // (as the guest does from the register page without an exit).
     let mut b = [0xffu8; 2];
     t.read(reg::MAGIC, &mut b);
-    assert_eq!(b, [0, 0]);
+    assert_eq!(b, *b"vi");
     let mut b = [0xffu8; 4];
     t.read(reg::MAGIC + 1, &mut b);
-    assert_eq!(b, [0; 4]);
+    assert_eq!(b, [b'i', b'r', b't', 2]);
     // Unknown queue selected: max 0.
     wr(&mut t, reg::QUEUE_SEL, 7);
     assert_eq!(rd(&mut t, reg::QUEUE_NUM_MAX), 0);
@@ -468,4 +469,56 @@ fn ioeventfd_registration_fires_once_at_the_first_accepted_driver_ok() {
     // The exit path still signals the same eventfd (a notify KVM did not take).
     wr(&mut t, reg::QUEUE_NOTIFY, 0);
     assert!(t.queue_evts()[0].read().unwrap() >= 1);
+}
+
+/// The register page is what the guest reads without an exit: it equals an exiting read
+/// at every offset, follows the selectors and the status, holds InterruptStatus, and
+/// keeps DEVICE_NEEDS_RESET (set by the worker) across later register writes until a
+/// reset clears it.
+#[test]
+fn the_register_page_is_the_guests_view_and_keeps_needs_reset_until_reset() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut t = transport();
+    let page = t.register_page();
+    let word = |off: u64| page.word(off).unwrap().load(SeqCst);
+    let check_all = |t: &mut T| {
+        for off in (0..reg::WINDOW).step_by(4) {
+            assert_eq!(rd(t, off), word(off), "offset {off:#x}");
+        }
+    };
+    check_all(&mut t);
+    assert_eq!(word(reg::MAGIC), MAGIC);
+    assert_eq!(word(reg::DEVICE_ID), TYPE_RNG);
+    assert_eq!(word(reg::SHM_LEN_LOW), u32::MAX);
+    wr(&mut t, reg::DEVICE_FEATURES_SEL, 1);
+    assert_eq!(word(reg::DEVICE_FEATURES), 1);
+    wr(&mut t, reg::QUEUE_SEL, 3);
+    assert_eq!(word(reg::QUEUE_NUM_MAX), 0);
+    wr(&mut t, reg::QUEUE_SEL, 0);
+    assert_eq!(word(reg::QUEUE_NUM_MAX), 256);
+    negotiate(&mut t);
+    setup_queue(&mut t, 16);
+    assert_eq!(word(reg::QUEUE_READY), 1);
+    driver_ok(&mut t);
+    assert_eq!(word(reg::STATUS) & status::DRIVER_OK, status::DRIVER_OK);
+    check_all(&mut t);
+    t.interrupt().raise(INT_VRING);
+    assert_eq!(word(reg::INTERRUPT_STATUS), INT_VRING);
+    wr(&mut t, reg::INTERRUPT_ACK, INT_VRING);
+    assert_eq!(word(reg::INTERRUPT_STATUS), 0);
+    // A device fault, then register writes: the bit stays for the guest to see.
+    let m = t.mem().clone();
+    m.write_obj(40u16, GuestAddress(AVAIL + 2)).unwrap();
+    t.run_queue(0, &mut NullRegistry::default());
+    assert_ne!(word(reg::STATUS) & status::DEVICE_NEEDS_RESET, 0);
+    wr(&mut t, reg::QUEUE_SEL, 0);
+    wr(&mut t, reg::DEVICE_FEATURES_SEL, 0);
+    wr(&mut t, reg::STATUS, status::ACKNOWLEDGE);
+    assert_ne!(word(reg::STATUS) & status::DEVICE_NEEDS_RESET, 0);
+    check_all(&mut t);
+    wr(&mut t, reg::STATUS, 0);
+    assert_eq!(word(reg::STATUS), 0);
+    assert_eq!(word(reg::INTERRUPT_STATUS), 0);
+    assert_eq!(word(reg::QUEUE_READY), 0);
+    check_all(&mut t);
 }

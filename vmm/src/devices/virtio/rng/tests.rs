@@ -183,7 +183,7 @@ fn the_device_seeds_an_unseeded_pool_before_the_guest_runs() {
     push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
     let mut dev = Rng::with_entropy(SeededOnlyByWaiting::default()).unwrap();
     assert_eq!(dev.entropy_mut().waits, 1, "seeded once, at build time");
-    let irq = Interrupt::new(crate::devices::irq::IrqLine::none());
+    let irq = Interrupt::new(crate::devices::irq::IrqLine::none()).unwrap();
     let stop = AtomicBool::new(false);
     let mut reg = NullRegistry::default();
     let mut ctx = QueueCtx {
@@ -247,7 +247,7 @@ fn the_device_retries_on_a_timer_when_starved() {
     let mut queues = [queue(&vq)];
     push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
     let mut dev = Rng::with_entropy(NotYet { ready: false }).unwrap();
-    let irq = Interrupt::new(crate::devices::irq::IrqLine::none());
+    let irq = Interrupt::new(crate::devices::irq::IrqLine::none()).unwrap();
     let stop = AtomicBool::new(false);
     let mut reg = NullRegistry::default();
     let mut ctx = QueueCtx {
