@@ -122,6 +122,11 @@ fn assert_served(o: &Outcome) {
 
 /// Run a script against one disk (device 0 = blk, 1 = rng).
 fn run_blk(s: &Script, ro: bool) -> Outcome {
+    run_blk_with(s, ro, &[])
+}
+
+/// As [`run_blk`], with `extra` VMM arguments after the disk.
+fn run_blk_with(s: &Script, ro: bool, extra: &[&str]) -> Outcome {
     common::require_kvm();
     let d = disk(if ro { "ro" } else { "rw" });
     let arg = if ro {
@@ -129,7 +134,9 @@ fn run_blk(s: &Script, ro: bool) -> Outcome {
     } else {
         d.display().to_string()
     };
-    let o = run_script(s, &["--disk", &arg], T);
+    let mut args = vec!["--disk", arg.as_str()];
+    args.extend_from_slice(extra);
+    let o = run_script(s, &args, T);
     let _ = std::fs::remove_file(&d);
     o
 }
@@ -786,10 +793,7 @@ fn queue_notifies_go_through_ioeventfd_and_odd_ones_are_harmless() {
         .read(b + reg::QUEUE_NOTIFY, 4)
         .read(USED + 2, 2);
     s.serve_sector_1(b, 11);
-    common::require_kvm();
-    let d = disk("rw");
-    let o = run_script(&s, &["--disk", d.to_str().unwrap(), "--exit-stats"], T);
-    let _ = std::fs::remove_file(&d);
+    let o = run_blk_with(&s, false, &["--exit-stats"]);
     assert_serves_sector_1(&o);
     let reads: Vec<&str> = o.serial.lines().take(30).collect();
     for n in 0..10 {
@@ -833,10 +837,7 @@ fn ioeventfds_exist_only_from_the_first_driver_ok_and_survive_a_reset_flood() {
         .reg(b, reg::STATUS, S_OK);
     s.notify(rng, 0);
     blk_recover_and_read(&mut s);
-    common::require_kvm();
-    let d = disk("rw");
-    let o = run_script(&s, &["--disk", d.to_str().unwrap(), "--exit-stats"], T);
-    let _ = std::fs::remove_file(&d);
+    let o = run_blk_with(&s, false, &["--exit-stats"]);
     assert_serves_sector_1(&o);
     let lines: Vec<&str> = o.serial.lines().collect();
     // The refused DRIVER_OK left FEATURES_OK alone.
@@ -967,10 +968,7 @@ fn register_reads_are_served_from_the_register_page_without_exits() {
         .reg(b, reg::INTERRUPT_ACK, 1)
         .read(b + reg::INTERRUPT_STATUS, 4);
     s.serve_sector_1(b, 2);
-    common::require_kvm();
-    let d = disk("regpage");
-    let o = run_script(&s, &["--disk", d.to_str().unwrap(), "--exit-stats"], T);
-    let _ = std::fs::remove_file(&d);
+    let o = run_blk_with(&s, false, &["--exit-stats"]);
     assert_serves_sector_1(&o);
     let magic = r(u64::from(anchor_vmm::devices::virtio::mmio::MAGIC));
     assert_eq!(
