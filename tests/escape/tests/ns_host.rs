@@ -223,6 +223,41 @@ fn a_hundred_namespace_room_cycles_leave_nothing_behind() {
     );
 }
 
+/// The descriptors `pid` holds once its set stops changing: bay0 answers "ready" when the
+/// room's agent greets it on the umbilical, while the agent is still finishing its start
+/// (reading /proc/uptime, spawning the shell through a close-on-exec pipe), so one listing
+/// can catch a descriptor that is gone by the time it is read, or a transient one. Two
+/// listings 50 ms apart that agree, every link read, end the wait (at most 10 s); an
+/// inherited descriptor stays in every listing, so the caller's check still sees it.
+fn settled_fds(pid: i32) -> Vec<(String, String)> {
+    let list = || -> Option<Vec<(String, String)>> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+            let target = std::fs::read_link(e.path()).ok()?;
+            v.push((
+                e.file_name().to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            ));
+        }
+        v.sort();
+        Some(v)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = list();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = list();
+        if now.is_some() && now == last {
+            return now.unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PID {pid}'s descriptors never settled: {now:?}"
+        );
+        last = now;
+    }
+}
+
 /// Runs `cmd` in an attached room; its output, which must end with status 0.
 fn sh_in(c: &mut Console, cmd: &str) -> String {
     let (out, status) = c.run(cmd, "", Duration::from_secs(30));
@@ -257,16 +292,10 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
         bay0_has(&pipe.to_string_lossy()),
         "bay0 did not inherit the pipe"
     );
-    for e in std::fs::read_dir(format!("/proc/{agent}/fd"))
-        .unwrap()
-        .flatten()
-    {
-        let target = std::fs::read_link(e.path()).unwrap();
-        let target = target.to_string_lossy();
+    for (fd, target) in settled_fds(agent) {
         assert!(
             target.starts_with("/dev/pts/") || target.starts_with("socket:["),
-            "the room's PID 1 holds fd {:?} -> {target}",
-            e.file_name()
+            "the room's PID 1 holds fd {fd} -> {target}"
         );
     }
     let rec = b.record("nsshape");
