@@ -95,6 +95,9 @@ pub struct VmConfig {
     /// Test-only: the host entropy source reports "not ready" for this many ms after start
     /// (exercises virtio-rng's retry path under the real seccomp filter).
     pub test_entropy_unready_ms: u64,
+    /// Test-only: do not map the virtio register pages into the guest, so register reads
+    /// exit as on a KVM without KVM_CAP_READONLY_MEM (exercises that path end to end).
+    pub test_register_reads_exit: bool,
 }
 
 /// How many virtio devices a VM has: its disks, the rng every VM gets, and vsock and
@@ -270,6 +273,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut exit_stats = false;
     let mut trigger = false;
     let mut unready = 0;
+    let mut reads_exit = false;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         let flag = a.as_str();
@@ -286,6 +290,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         }
         if cfg!(feature = "seccomp-test-trigger") && flag == "--seccomp-test-trigger" {
             trigger = true;
+            continue;
+        }
+        if cfg!(feature = "seccomp-test-trigger") && flag == "--test-register-reads-exit" {
+            reads_exit = true;
             continue;
         }
         if cfg!(feature = "seccomp-test-trigger") && flag == "--test-entropy-unready-ms" {
@@ -422,6 +430,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         vm_type: vm_type.unwrap_or_default(),
         seccomp_test_trigger: trigger,
         test_entropy_unready_ms: unready,
+        test_register_reads_exit: reads_exit,
     })))
 }
 
