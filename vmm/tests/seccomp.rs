@@ -209,6 +209,33 @@ fn default_build_has_no_trigger_flag() {
     assert!(o.stderr.contains("--seccomp-test-trigger"), "{o:#?}");
 }
 
+/// Runs the trigger build on the interpreter guest with script `s`, 32 MiB and a disk
+/// holding `disk`, plus `extra` arguments; the run must end cleanly (exit 0, no signal).
+fn run_trigger_build(s: &Script, disk: &[u8], extra: &[&str]) -> common::Outcome {
+    require_kvm();
+    let bin = trigger_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, disk).unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, s.bytes()).unwrap();
+    let mut args = vec![
+        "--kernel",
+        guest_elf().to_str().unwrap(),
+        "--initrd",
+        script.to_str().unwrap(),
+        "--mem-mib",
+        "32",
+        "--disk",
+        img.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run_vmm_with(&bin, &args, Duration::from_secs(20));
+    assert_eq!(o.signal, None, "{o:#?}");
+    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    o
+}
+
 #[test]
 fn rng_retry_path_runs_under_the_vmm_filter() {
     // A host whose entropy pool is not initialised yet (the first room after a host boot)
@@ -218,11 +245,6 @@ fn rng_retry_path_runs_under_the_vmm_filter() {
     // meanwhile is served at once (the VMM thread never waits for entropy).
     use anchor_vmm::devices::virtio::mmio::reg;
     use common::virtio::{r, F_WRITE, S_OK};
-    require_kvm();
-    let bin = trigger_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("disk.img");
-    std::fs::write(&img, [0x61u8; 512]).unwrap();
     let (blk, rng) = (common::virtio_base(0), common::virtio_base(1));
     let (bq, rq) = (0x20_0000u64, 0x30_0000u64);
     let mut s = Script::new();
@@ -253,26 +275,7 @@ fn rng_retry_path_runs_under_the_vmm_filter() {
         .print("RNG")
         .read(rq + 0x2008, 4)
         .end();
-    let script = dir.path().join("script");
-    std::fs::write(&script, s.bytes()).unwrap();
-    let o = run_vmm_with(
-        &bin,
-        &[
-            "--kernel",
-            guest_elf().to_str().unwrap(),
-            "--initrd",
-            script.to_str().unwrap(),
-            "--mem-mib",
-            "32",
-            "--disk",
-            img.to_str().unwrap(),
-            "--test-entropy-unready-ms",
-            "1000",
-        ],
-        Duration::from_secs(20),
-    );
-    assert_eq!(o.signal, None, "{o:#?}");
-    assert_eq!(o.exit_code, Some(0), "{o:#?}");
+    let o = run_trigger_build(&s, &[0x61; 512], &["--test-entropy-unready-ms", "1000"]);
     let lines: Vec<&str> = o.serial.lines().collect();
     let blk_at = lines.iter().position(|l| *l == "BLK").unwrap();
     assert_eq!(
@@ -293,11 +296,6 @@ fn register_reads_that_exit_are_answered_from_the_register_page_under_the_vcpu_f
     // read: the same values as without the exit (hostile_virtio's register-page case).
     use anchor_vmm::devices::virtio::mmio::{reg, status, MAGIC};
     use common::virtio::{after, r};
-    require_kvm();
-    let bin = trigger_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("disk.img");
-    std::fs::write(&img, [0u8; 512]).unwrap();
     let b = common::virtio_base(0);
     let mut s = Script::new();
     s.print("ID")
@@ -310,26 +308,11 @@ fn register_reads_that_exit_are_answered_from_the_register_page_under_the_vcpu_f
         .read(b + reg::STATUS, 4)
         .read(b + reg::CONFIG, 4)
         .end();
-    let script = dir.path().join("script");
-    std::fs::write(&script, s.bytes()).unwrap();
-    let o = run_vmm_with(
-        &bin,
-        &[
-            "--kernel",
-            guest_elf().to_str().unwrap(),
-            "--initrd",
-            script.to_str().unwrap(),
-            "--mem-mib",
-            "32",
-            "--disk",
-            img.to_str().unwrap(),
-            "--exit-stats",
-            "--test-register-reads-exit",
-        ],
-        Duration::from_secs(20),
+    let o = run_trigger_build(
+        &s,
+        &[0; 512],
+        &["--exit-stats", "--test-register-reads-exit"],
     );
-    assert_eq!(o.signal, None, "{o:#?}");
-    assert_eq!(o.exit_code, Some(0), "{o:#?}");
     assert_eq!(
         after(&o, "ID")[..6],
         [
