@@ -195,6 +195,19 @@ impl RegisterPage {
         Some(unsafe { &*p })
     }
 
+    /// The word at `offset` (0 for an offset `word` refuses).
+    pub fn get(&self, offset: u64) -> u32 {
+        self.word(offset)
+            .map_or(0, |w| w.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Stores `v` in the word at `offset` (nothing for an offset `word` refuses).
+    pub fn set(&self, offset: u64, v: u32) {
+        if let Some(w) = self.word(offset) {
+            w.store(v, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     /// The page's address in this process (for KVM's memory slot).
     pub fn host_addr(&self) -> u64 {
         self.addr.as_ptr() as u64

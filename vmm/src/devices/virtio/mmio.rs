@@ -148,11 +148,7 @@ fn half(v: u64, high: bool) -> u32 {
 /// Writes the registers that never change (identity, shared-memory regions: none, the
 /// configuration generation, the configuration space) into a fresh register page.
 fn write_fixed_registers(page: &RegisterPage, device_type: u32, config: &[u8]) {
-    let set = |offset: u64, v: u32| {
-        if let Some(w) = page.word(offset) {
-            w.store(v, Ordering::SeqCst);
-        }
-    };
+    let set = |offset: u64, v: u32| page.set(offset, v);
     set(reg::MAGIC, MAGIC);
     set(reg::VERSION, 2);
     set(reg::DEVICE_ID, device_type);
@@ -174,8 +170,8 @@ fn write_fixed_registers(page: &RegisterPage, device_type: u32, config: &[u8]) {
 fn read_page(page: &RegisterPage, offset: u64, data: &mut [u8]) {
     for (i, byte) in (0u64..).zip(data.iter_mut()) {
         *byte = offset.checked_add(i).map_or(0, |at| {
-            let word = page.word(at & !3).map_or(0, |w| w.load(Ordering::SeqCst));
-            word.to_le_bytes()
+            page.get(at & !3)
+                .to_le_bytes()
                 .get((at & 3) as usize)
                 .copied()
                 .unwrap_or(0)
@@ -329,11 +325,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// (InterruptStatus and DEVICE_NEEDS_RESET are kept there by their writers.)
     fn publish(&self) {
         let page = self.shared.interrupt.page();
-        let set = |offset: u64, v: u32| {
-            if let Some(w) = page.word(offset) {
-                w.store(v, Ordering::SeqCst);
-            }
-        };
+        let set = |offset: u64, v: u32| page.set(offset, v);
         set(
             reg::DEVICE_FEATURES,
             match self.device_features_sel {

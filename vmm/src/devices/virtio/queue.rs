@@ -109,7 +109,7 @@ impl Interrupt {
 
     /// InterruptStatus register value.
     pub fn status(&self) -> u32 {
-        self.word().map_or(0, |w| w.load(Ordering::SeqCst))
+        self.page.get(super::mmio::reg::INTERRUPT_STATUS)
     }
 
     /// InterruptACK: clear the acknowledged bits.
