@@ -159,25 +159,31 @@ fn default_binary() -> PathBuf {
     vmm_bin()
 }
 
+/// Runs `bin` on the interpreter guest with script `s` (in a temporary directory) and 32
+/// MiB, plus `extra` arguments.
+fn run_guest(bin: &Path, s: &Script, extra: &[&str]) -> common::Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, s.bytes()).unwrap();
+    let mut args = vec![
+        "--kernel",
+        guest_elf().to_str().unwrap(),
+        "--initrd",
+        script.to_str().unwrap(),
+        "--mem-mib",
+        "32",
+    ];
+    args.extend_from_slice(extra);
+    run_vmm_with(bin, &args, Duration::from_secs(20))
+}
+
 #[test]
 fn forbidden_syscall_from_the_vmm_dies_with_sigsys() {
     require_kvm();
-    let bin = trigger_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("script");
-    std::fs::write(&script, Script::new().print("UP").end().bytes()).unwrap();
-    let o = run_vmm_with(
-        &bin,
-        &[
-            "--kernel",
-            guest_elf().to_str().unwrap(),
-            "--initrd",
-            script.to_str().unwrap(),
-            "--mem-mib",
-            "32",
-            "--seccomp-test-trigger",
-        ],
-        Duration::from_secs(20),
+    let o = run_guest(
+        &trigger_binary(),
+        Script::new().print("UP").end(),
+        &["--seccomp-test-trigger"],
     );
     assert!(!o.timed_out, "{o:?}");
     assert_eq!(o.signal, Some(libc::SIGSYS), "{o:?}");
@@ -188,22 +194,10 @@ fn default_build_has_no_trigger_flag() {
     // Regression (review): this test used to return early (and pass) when the
     // test binary was built with the feature; now it checks a default build
     // in every configuration.
-    let bin = default_binary();
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("script");
-    std::fs::write(&script, Script::new().end().bytes()).unwrap();
-    let o = run_vmm_with(
-        &bin,
-        &[
-            "--kernel",
-            guest_elf().to_str().unwrap(),
-            "--initrd",
-            script.to_str().unwrap(),
-            "--mem-mib",
-            "32",
-            "--seccomp-test-trigger",
-        ],
-        Duration::from_secs(20),
+    let o = run_guest(
+        &default_binary(),
+        Script::new().end(),
+        &["--seccomp-test-trigger"],
     );
     assert_eq!(o.exit_code, Some(2), "{o:#?}");
     assert!(o.stderr.contains("--seccomp-test-trigger"), "{o:#?}");
@@ -213,24 +207,12 @@ fn default_build_has_no_trigger_flag() {
 /// holding `disk`, plus `extra` arguments; the run must end cleanly (exit 0, no signal).
 fn run_trigger_build(s: &Script, disk: &[u8], extra: &[&str]) -> common::Outcome {
     require_kvm();
-    let bin = trigger_binary();
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
     std::fs::write(&img, disk).unwrap();
-    let script = dir.path().join("script");
-    std::fs::write(&script, s.bytes()).unwrap();
-    let mut args = vec![
-        "--kernel",
-        guest_elf().to_str().unwrap(),
-        "--initrd",
-        script.to_str().unwrap(),
-        "--mem-mib",
-        "32",
-        "--disk",
-        img.to_str().unwrap(),
-    ];
+    let mut args = vec!["--disk", img.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let o = run_vmm_with(&bin, &args, Duration::from_secs(20));
+    let o = run_guest(&trigger_binary(), s, &args);
     assert_eq!(o.signal, None, "{o:#?}");
     assert_eq!(o.exit_code, Some(0), "{o:#?}");
     o
