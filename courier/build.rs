@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Compiles the courier's seccomp filter (seccomp/courier.json, seccompiler's JSON
 //! frontend) into BPF at build time, stored in OUT_DIR as raw `struct sock_filter`
-//! records (the kernel's layout) for include_bytes!, as anchor-vmm does.
+//! records (the kernel's layout) for include_bytes!, as anchor-vmm does, its syscall
+//! dispatch laid out as a search tree by anchor-bpf.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,11 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prog = map
         .get("courier")
         .ok_or("seccomp/courier.json has no filter named courier")?;
-    let mut f = std::fs::File::create(out.join("courier.bpf"))?;
-    for ins in prog {
-        f.write_all(&ins.code.to_le_bytes())?;
-        f.write_all(&[ins.jt, ins.jf])?;
-        f.write_all(&ins.k.to_le_bytes())?;
-    }
+    // Same answers, a search tree instead of a chain (anchor-bpf; the build fails if the
+    // laid-out program answers any checked input differently).
+    let insns = prog.iter().map(|i| (i.code, i.jt, i.jf, i.k));
+    std::fs::write(out.join("courier.bpf"), anchor_bpf::laid_out(&arch, insns)?)?;
     Ok(())
 }

@@ -2,15 +2,14 @@
 //! Compiles the namespace room's seccomp filters (seccomp/room.json, seccompiler's JSON
 //! frontend) into BPF at build time, like anchor-vmm's: each program is stored in OUT_DIR
 //! as raw `struct sock_filter` records (8 bytes, little-endian: code u16, jt u8, jf u8,
-//! k u32) and included into the binary with include_bytes!.
+//! k u32) and included into the binary with include_bytes!, after anchor-bpf has laid out
+//! its syscall dispatch as a search tree (same answers, checked here).
 //!
 //! Two filters, installed in this order: `room` allows what a Linux userland needs and
 //! answers everything else (unknown syscalls included) with ENOSYS, so C libraries fall
 //! back (clone3 -> clone); `room_deny` answers the calls a room must never make with
 //! EPERM. The later filter's answer wins between two errnos.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Syscalls of the (x86_64-written) filters that do not exist on aarch64, where the same
@@ -96,12 +95,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let prog = map
             .get(kind)
             .ok_or_else(|| format!("{src} has no filter named {kind}"))?;
-        let mut f = File::create(out.join(format!("{kind}.bpf")))?;
-        for ins in prog {
-            f.write_all(&ins.code.to_le_bytes())?;
-            f.write_all(&[ins.jt, ins.jf])?;
-            f.write_all(&ins.k.to_le_bytes())?;
-        }
+        // Same answers, a search tree instead of a chain (anchor-bpf; the build fails
+        // if the laid-out program answers any checked input differently).
+        let insns = prog.iter().map(|i| (i.code, i.jt, i.jf, i.k));
+        std::fs::write(
+            out.join(format!("{kind}.bpf")),
+            anchor_bpf::laid_out(&arch, insns)?,
+        )?;
     }
     Ok(())
 }

@@ -3,10 +3,9 @@
 //! JSON frontend) into BPF at build time. Each program is stored in OUT_DIR as
 //! raw `struct sock_filter` records (8 bytes, little-endian: code u16, jt u8,
 //! jf u8, k u32) -- the kernel's own layout, so the runtime needs no decoder
-//! crate -- and included into the binary with include_bytes!.
+//! crate -- and included into the binary with include_bytes!, after anchor-bpf has
+//! laid out its syscall dispatch as a search tree (same answers, checked here).
 
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Syscalls in the (x86_64-written) filters that do not exist on aarch64, where
@@ -46,12 +45,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let prog = map
             .get(kind)
             .ok_or_else(|| format!("{src} has no filter named {kind}"))?;
-        let mut f = File::create(out.join(format!("{kind}.bpf")))?;
-        for ins in prog {
-            f.write_all(&ins.code.to_le_bytes())?;
-            f.write_all(&[ins.jt, ins.jf])?;
-            f.write_all(&ins.k.to_le_bytes())?;
-        }
+        // Same answers, a search tree instead of a chain (anchor-bpf; the build fails
+        // if the laid-out program answers any checked input differently).
+        let insns = prog.iter().map(|i| (i.code, i.jt, i.jf, i.k));
+        std::fs::write(
+            out.join(format!("{kind}.bpf")),
+            anchor_bpf::laid_out(&arch, insns)?,
+        )?;
     }
     println!("cargo:rerun-if-changed=build.rs");
     Ok(())

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The layout of real filters (ours, compiled by seccompiler as the build scripts do)
+//! and of generated ones: shorter, and answering every input like the original.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+
+use anchor_bpf::{equivalent, relayout, run, Data, Error, Insn};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+const X86_64: u32 = 0xc000_003e;
+const AARCH64: u32 = 0xc000_00b7;
+
+fn ours(p: &BpfProgram) -> Vec<Insn> {
+    p.iter()
+        .map(|i| Insn {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect()
+}
+
+fn compiled(json: &str, kind: &str) -> Vec<Insn> {
+    let map = seccompiler::compile_from_json(json.as_bytes(), TargetArch::x86_64).unwrap();
+    ours(map.get(kind).unwrap())
+}
+
+fn real() -> Vec<(&'static str, Vec<Insn>)> {
+    let room = include_str!("../../jail/seccomp/room.json");
+    vec![
+        ("room", compiled(room, "room")),
+        ("room_deny", compiled(room, "room_deny")),
+        (
+            "vmm",
+            compiled(include_str!("../../vmm/seccomp/vmm.json"), "vmm"),
+        ),
+        (
+            "vcpu",
+            compiled(include_str!("../../vmm/seccomp/vcpu.json"), "vcpu"),
+        ),
+        (
+            "courier",
+            compiled(include_str!("../../courier/seccomp/courier.json"), "courier"),
+        ),
+    ]
+}
+
+fn data(nr: u32, arch: u32, args: [u64; 6]) -> Data {
+    Data {
+        nr,
+        arch,
+        ip: 0,
+        args,
+    }
+}
+
+#[test]
+fn our_filters_get_shorter_and_answer_every_syscall_number_alike() {
+    for (name, p) in real() {
+        let t = relayout(&p, X86_64).unwrap();
+        assert!(t.len() < p.len(), "{name}: {} -> {}", p.len(), t.len());
+        // A dense sweep independent of the checker's choice of inputs.
+        for nr in 0..2048u32 {
+            for args in [[0; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
+                for arch in [X86_64, AARCH64] {
+                    let d = data(nr, arch, args);
+                    assert_eq!(
+                        run(&p, &d).unwrap().ret,
+                        run(&t, &d).unwrap().ret,
+                        "{name} {d:?}"
+                    );
+                }
+            }
+        }
+        println!("{name}: {} -> {} instructions", p.len(), t.len());
+    }
+}
+
+#[test]
+fn the_checker_finds_a_changed_answer() {
+    for (name, p) in real() {
+        let t = relayout(&p, X86_64).unwrap();
+        // Every return of the laid-out program, changed in turn, is caught.
+        for (at, i) in t.iter().enumerate() {
+            if i.code != 0x06 {
+                continue;
+            }
+            let mut bad = t.clone();
+            bad[at].k ^= 1;
+            assert!(
+                matches!(equivalent(&p, &bad, X86_64), Err(Error::Differs { .. })),
+                "{name}: a changed return at {at} went unnoticed"
+            );
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn random_filter(rng: &mut Rng) -> SeccompFilter {
+    let ops = |rng: &mut Rng| match rng.below(7) {
+        0 => SeccompCmpOp::Eq,
+        1 => SeccompCmpOp::Ne,
+        2 => SeccompCmpOp::Lt,
+        3 => SeccompCmpOp::Le,
+        4 => SeccompCmpOp::Gt,
+        5 => SeccompCmpOp::Ge,
+        _ => SeccompCmpOp::MaskedEq(rng.below(16)),
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for _ in 0..rng.below(300) + 1 {
+        let nr = rng.below(460) as i64;
+        let mut chain = Vec::new();
+        if rng.below(4) == 0 {
+            for _ in 0..rng.below(3) + 1 {
+                let conds = (0..rng.below(3) + 1)
+                    .map(|_| {
+                        let len = if rng.below(2) == 0 {
+                            SeccompCmpArgLen::Dword
+                        } else {
+                            SeccompCmpArgLen::Qword
+                        };
+                        let v = if rng.below(2) == 0 {
+                            rng.below(20)
+                        } else {
+                            rng.next()
+                        };
+                        SeccompCondition::new(rng.below(6) as u8, len, ops(rng), v).unwrap()
+                    })
+                    .collect();
+                chain.push(SeccompRule::new(conds).unwrap());
+            }
+        }
+        rules.insert(nr, chain);
+    }
+    let (mismatch, matched) = match rng.below(3) {
+        0 => (SeccompAction::KillProcess, SeccompAction::Allow),
+        1 => (SeccompAction::Errno(38), SeccompAction::Allow),
+        _ => (SeccompAction::Allow, SeccompAction::Errno(1)),
+    };
+    SeccompFilter::new(rules, mismatch, matched, TargetArch::x86_64).unwrap()
+}
+
+#[test]
+fn generated_filters_answer_alike() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..60 {
+        let f = random_filter(&mut rng);
+        let p: BpfProgram = f.try_into().unwrap();
+        let p = ours(&p);
+        let t = relayout(&p, X86_64).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(
+            t.len() <= p.len(),
+            "round {round}: {} -> {}",
+            p.len(),
+            t.len()
+        );
+        for _ in 0..2000 {
+            let nr = rng.below(512) as u32;
+            let args = [0; 6].map(|_: u64| {
+                if rng.below(2) == 0 {
+                    rng.below(20)
+                } else {
+                    rng.next()
+                }
+            });
+            let d = data(nr, X86_64, args);
+            assert_eq!(
+                run(&p, &d).unwrap().ret,
+                run(&t, &d).unwrap().ret,
+                "round {round} {d:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_foreign_architecture_gets_the_originals_answer() {
+    for (name, p) in real() {
+        let t = relayout(&p, X86_64).unwrap();
+        for arch in [0, AARCH64, 0x4000_0003, X86_64 ^ 0x8000_0000] {
+            let d = data(0, arch, [0; 6]);
+            assert_eq!(run(&p, &d).unwrap().ret, run(&t, &d).unwrap().ret, "{name}");
+        }
+    }
+}
