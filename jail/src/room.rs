@@ -226,7 +226,16 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
             });
         }
         mkdir_owned(&state.join(dir), mode, cfg.uid, cfg.gid)?;
-        bind(&state.join(dir), &target, NOSUID_NODEV)?;
+        // A bind mount takes the flags of the mount it comes from: the tmpfs's nosuid and
+        // nodev, with no second call to set them.
+        sys::mount(
+            "bind",
+            Some(&state.join(dir)),
+            &target,
+            None,
+            libc::MS_BIND,
+            None,
+        )?;
     }
     build_dev(cfg, &new_root.join("dev"), &state)?;
     build_proc(&new_root.join("proc"))?;
@@ -376,10 +385,20 @@ fn build_proc(proc: &Path) -> Result<()> {
             bind(&p, &p, libc::MS_RDONLY | hidden)?;
         }
     }
+    // The first masked file gets /dev/null, made read-only, nosuid, nodev and noexec; the
+    // others are bound from that mount and take its flags with it (one call each).
+    let mut mask: Option<std::path::PathBuf> = None;
     for name in PROC_MASKED_FILES {
         let p = proc.join(name);
-        if p.is_file() {
-            bind(Path::new("/dev/null"), &p, libc::MS_RDONLY | hidden)?;
+        if !p.is_file() {
+            continue;
+        }
+        match &mask {
+            Some(first) => sys::mount("bind", Some(first), &p, None, libc::MS_BIND, None)?,
+            None => {
+                bind(Path::new("/dev/null"), &p, libc::MS_RDONLY | hidden)?;
+                mask = Some(p);
+            }
         }
     }
     for name in PROC_MASKED_DIRS {

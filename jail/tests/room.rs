@@ -229,6 +229,11 @@ fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
         echo dev=$(ls /dev | tr '\\n' ' '); \
         echo sys=$(ls /sys | wc -l); \
         grep -q ' /proc/sys proc ro,' /proc/mounts && echo proc-sys-ro; \
+        for d in /tmp /run /var /home /root /dev/shm; do \
+          grep \" $d tmpfs \" /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1-4 | sed 's/^/w=/'; done; \
+        for f in kcore keys kmsg timer_list; do [ -e /proc/$f ] || continue; \
+          echo mask=$f $(grep \" /proc/$f \" /proc/mounts | cut -d' ' -f4 | cut -d, -f1-4) \
+            $(head -c 1 /proc/$f 2>/dev/null | wc -c); done; \
         echo x > /proc/self/comm 2>/dev/null || echo proc-write-refused; \
         mknod /tmp/k c 1 1 2>/dev/null || echo mknod-refused; \
         mkfifo /tmp/f && echo fifo-ok; \
@@ -259,6 +264,13 @@ fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
         "dev=anchor-umbilical fd full null ptmx pts random shm stderr stdin stdout tty urandom zero",
         "sys=0",
         "proc-sys-ro",
+        // Writable paths: the room's tmpfs, bound with its flags.
+        "w=/tmp rw,nosuid,nodev,relatime",
+        "w=/run rw,nosuid,nodev,relatime",
+        "w=/var rw,nosuid,nodev,relatime",
+        "w=/home rw,nosuid,nodev,relatime",
+        "w=/root rw,nosuid,nodev,relatime",
+        "w=/dev/shm rw,nosuid,nodev,noexec",
         "proc-write-refused",
         "mknod-refused",
         "fifo-ok",
@@ -267,6 +279,16 @@ fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
         "umbilical",
         "done",
     ] {
+        assert!(stdout.lines().any(|l| l == want), "missing {want:?}\n{ctx}");
+    }
+    // Host secrets the host kernel has: a read-only /dev/null each, which reads nothing.
+    let masked = ["kcore", "keys", "kmsg", "timer_list"]
+        .into_iter()
+        .filter(|f| Path::new("/proc").join(f).exists())
+        .collect::<Vec<_>>();
+    assert!(masked.len() >= 2, "{masked:?}");
+    for f in masked {
+        let want = format!("mask={f} ro,nosuid,nodev,noexec 0");
         assert!(stdout.lines().any(|l| l == want), "missing {want:?}\n{ctx}");
     }
     assert!(
