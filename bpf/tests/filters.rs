@@ -50,7 +50,10 @@ fn real() -> Vec<(&'static str, Vec<Insn>)> {
         ),
         (
             "courier",
-            compiled(include_str!("../../courier/seccomp/courier.json"), "courier"),
+            compiled(
+                include_str!("../../courier/seccomp/courier.json"),
+                "courier",
+            ),
         ),
     ]
 }
