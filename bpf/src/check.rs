@@ -1,14 +1,17 @@
 //! Runs two programs on the same inputs and reports the first that they answer
 //! differently: every syscall number either program tells apart (each compared constant,
 //! one below and one above), on the target and on foreign architecture words; and, for
-//! every number at which either reads arguments, each argument set in turn to each
-//! constant an argument was compared with (and its neighbours and upper-half copies),
-//! repeated while that finds new constants.
+//! every number at which either reads arguments, the paths through the argument checks:
+//! starting from all-zero and all-ones arguments, every comparison of an argument word
+//! that a run makes is flipped in turn (the word set to the constant, one below, one
+//! above) in a new input that keeps the rest, so rules that need several arguments to
+//! match at once are reached too (up to [`PATHS`] inputs per number).
 //!
-//! The argument sweep changes one argument at a time, so a rule that needs two arguments
-//! to match at once may not be reached by it. That part of the answer rests on how the
-//! layout is built: the argument checks are the original's instructions, copied in their
-//! order with only their jump distances shortened, entered with the same data.
+//! Beyond what this explores, the answer rests on how the layout is built: the argument
+//! checks are the original's instructions, copied in their order with only their jump
+//! distances shortened, entered with the same data.
+
+use std::collections::HashSet;
 
 use crate::insn::{Insn, CLASS_MASK, JA, JMP};
 use crate::interp::{run_noting, Data};
@@ -18,8 +21,9 @@ use crate::Error;
 /// aarch64.
 const FOREIGN: [u32; 4] = [0, 0x4000_0003, 0xc000_003e, 0xc000_00b7];
 
-/// Rounds of the argument sweep (each adds the constants the last one uncovered).
-const SWEEPS: usize = 4;
+/// Most inputs tried per syscall number and architecture word whose answer depends on
+/// arguments.
+pub const PATHS: usize = 512;
 
 /// The constants of every conditional jump of `prog`.
 fn constants(prog: &[Insn]) -> Vec<u32> {
@@ -27,21 +31,6 @@ fn constants(prog: &[Insn]) -> Vec<u32> {
         .filter(|i| i.code & CLASS_MASK == JMP && i.code != JA)
         .map(|i| i.k)
         .collect()
-}
-
-/// Argument values worth trying for compared constants `ks`.
-fn values(ks: &[u32]) -> Vec<u64> {
-    let mut v: Vec<u64> = ks
-        .iter()
-        .flat_map(|&k| {
-            let k = u64::from(k);
-            [k, k.wrapping_sub(1), k + 1, k << 32, (k << 32) | k]
-        })
-        .chain([0, u64::MAX])
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 /// Checks that `relaid` answers like `original` (a program for `arch`).
@@ -59,7 +48,7 @@ pub fn equivalent(original: &[Insn], relaid: &[Insn], arch: u32) -> Result<(), E
     arches.extend(FOREIGN);
 
     // Runs both; the same answer or the difference. Notes compared argument constants.
-    let same = |d: &Data, compared: &mut Vec<u32>| -> Result<bool, Error> {
+    let same = |d: &Data, compared: &mut Vec<(u32, u32)>| -> Result<bool, Error> {
         let a = run_noting(original, d, compared)?;
         let b = run_noting(relaid, d, compared)?;
         if a.ret != b.ret {
@@ -81,36 +70,26 @@ pub fn equivalent(original: &[Insn], relaid: &[Insn], arch: u32) -> Result<(), E
                 ip: 0,
                 args: [0; 6],
             };
-            let mut compared = Vec::new();
             let all_ones = Data {
+                ip: u64::MAX,
                 args: [u64::MAX; 6],
                 ..base
             };
-            if !(same(&base, &mut compared)? | same(&all_ones, &mut compared)?) {
-                continue;
-            }
-            let mut tried: Vec<u64> = Vec::new();
-            for _ in 0..SWEEPS {
-                let fresh: Vec<u64> = values(&compared)
-                    .into_iter()
-                    .filter(|v| tried.binary_search(v).is_err())
-                    .collect();
-                if fresh.is_empty() {
-                    break;
+            let mut todo = vec![base, all_ones];
+            let mut seen: HashSet<Data> = todo.iter().copied().collect();
+            while let Some(d) = todo.pop() {
+                let mut compared = Vec::new();
+                if !same(&d, &mut compared)? {
+                    continue;
                 }
-                for slot in 0..6 {
-                    for &v in &fresh {
-                        let mut d = base;
-                        if let Some(arg) = d.args.get_mut(slot) {
-                            *arg = v;
+                for (offset, k) in compared {
+                    for v in [k, k.wrapping_sub(1), k.wrapping_add(1)] {
+                        let next = d.with_word(offset, v);
+                        if seen.len() < PATHS && seen.insert(next) {
+                            todo.push(next);
                         }
-                        same(&d, &mut compared)?;
                     }
                 }
-                tried.extend(fresh);
-                tried.sort_unstable();
-                compared.sort_unstable();
-                compared.dedup();
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::insn::{self, Insn, CLASS_MASK, DATA_LEN, OFF_ARCH, OFF_NR};
 use crate::Error;
 
 /// The input of a seccomp program: `struct seccomp_data`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Data {
     pub nr: u32,
     pub arch: u32,
@@ -16,6 +16,21 @@ pub struct Data {
 }
 
 impl Data {
+    /// `self` with the 32-bit word at `offset` (of the instruction pointer or an argument)
+    /// set to `v`; unchanged for any other offset.
+    pub fn with_word(mut self, offset: u32, v: u32) -> Data {
+        let slot = match offset {
+            8 | 12 => Some(&mut self.ip),
+            16..=60 => self.args.get_mut(((offset - 16) / 8) as usize),
+            _ => None,
+        };
+        if let Some(x) = slot {
+            let shift = if offset % 8 == 0 { 0 } else { 32 };
+            *x = (*x & !(0xffff_ffffu64 << shift)) | (u64::from(v) << shift);
+        }
+        self
+    }
+
     /// The 32-bit word at `offset` (4-byte aligned, inside the struct), little-endian.
     pub fn word(&self, offset: u32) -> Option<u32> {
         if offset % 4 != 0 || offset >= DATA_LEN {
@@ -51,12 +66,16 @@ pub fn run(prog: &[Insn], data: &Data) -> Result<Run, Error> {
     run_noting(prog, data, &mut Vec::new())
 }
 
-/// Runs `prog` on `data`, adding to `compared` the constant of every conditional jump
-/// taken or not while A held (a value computed from) the instruction pointer or an
-/// argument.
-pub fn run_noting(prog: &[Insn], data: &Data, compared: &mut Vec<u32>) -> Result<Run, Error> {
+/// Runs `prog` on `data`, adding to `compared` (offset, constant) for every conditional
+/// jump made while A held (a value computed from) the word of the instruction pointer or
+/// of an argument at that offset of `struct seccomp_data`.
+pub fn run_noting(
+    prog: &[Insn],
+    data: &Data,
+    compared: &mut Vec<(u32, u32)>,
+) -> Result<Run, Error> {
     let mut a: u32 = 0;
-    let mut from_args = false;
+    let mut from_args: Option<u32> = None;
     let mut pc = 0usize;
     let mut read_args = false;
     loop {
@@ -74,12 +93,12 @@ pub fn run_noting(prog: &[Insn], data: &Data, compared: &mut Vec<u32>) -> Result
             insn::LD => {
                 a = match i.code {
                     insn::LD_W_ABS => {
-                        from_args = i.k >= 8;
-                        read_args |= from_args;
+                        from_args = (i.k >= 8).then_some(i.k);
+                        read_args |= from_args.is_some();
                         data.word(i.k).ok_or(Error::BadLoad { pc, offset: i.k })?
                     }
                     insn::LD_IMM => {
-                        from_args = false;
+                        from_args = None;
                         i.k
                     }
                     _ => return Err(unsupported),
@@ -93,8 +112,8 @@ pub fn run_noting(prog: &[Insn], data: &Data, compared: &mut Vec<u32>) -> Result
             insn::JMP if i.code == insn::JA => pc += 1 + i.k as usize,
             insn::JMP => {
                 let t = insn::taken(i.code, a, i.k).ok_or(unsupported)?;
-                if from_args {
-                    compared.push(i.k);
+                if let Some(offset) = from_args {
+                    compared.push((offset, i.k));
                 }
                 pc += 1 + usize::from(if t { i.jt } else { i.jf });
             }
@@ -133,6 +152,10 @@ mod tests {
         assert_eq!(d.word(60), Some(0xffff_0000));
         assert_eq!(d.word(64), None);
         assert_eq!(d.word(2), None);
+        let e = d.with_word(20, 7).with_word(8, 9);
+        assert_eq!(e.args[0], 0x0000_0007_cccc_dddd);
+        assert_eq!(e.ip, 0x1122_3344_0000_0009);
+        assert_eq!(d.with_word(4, 1), d);
     }
 
     #[test]
