@@ -33,6 +33,13 @@ pub fn relayout(prog: &[Insn], arch: u32) -> Result<Vec<Insn>, Error> {
     if out.len() > MAX_INSNS {
         return Err(Error::TooLong(out.len()));
     }
+    // The kernel loads only programs whose last instruction is a return.
+    if out.last().is_none_or(|i| i.code & CLASS_MASK != insn::RET) {
+        return Err(Error::Shape {
+            pc: out.len(),
+            why: "the laid-out program does not end in a return",
+        });
+    }
     check::equivalent(prog, &out, arch)?;
     Ok(out)
 }
