@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 //! Runs two programs on the same inputs and reports the first that they answer
 //! differently: every syscall number either program tells apart (each compared constant,
 //! one below and one above), on the target and on foreign architecture words; and, for
