@@ -12,21 +12,9 @@
 
 use std::time::Instant;
 
-use anchor_bpf::{relayout, Insn, AUDIT_ARCH_X86_64};
-use seccompiler::TargetArch;
+mod common;
 
-fn compiled(json: &str, kind: &str) -> Vec<Insn> {
-    let map = seccompiler::compile_from_json(json.as_bytes(), TargetArch::x86_64).unwrap();
-    map[kind]
-        .iter()
-        .map(|i| Insn {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect()
-}
+use anchor_bpf::{relayout, Insn, AUDIT_ARCH_X86_64};
 
 /// Microseconds one install of `prog` takes, in a forked child.
 fn install_us(prog: &[Insn]) -> f64 {
@@ -100,26 +88,7 @@ fn bench_seccomp_install() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(41);
-    let room = include_str!("../../jail/seccomp/room.json");
-    let filters = [
-        ("namespace room, allow list", compiled(room, "room")),
-        ("namespace room, deny list", compiled(room, "room_deny")),
-        (
-            "anchor-vmm, vmm thread",
-            compiled(include_str!("../../vmm/seccomp/vmm.json"), "vmm"),
-        ),
-        (
-            "anchor-vmm, vcpu thread",
-            compiled(include_str!("../../vmm/seccomp/vcpu.json"), "vcpu"),
-        ),
-        (
-            "courier",
-            compiled(
-                include_str!("../../courier/seccomp/courier.json"),
-                "courier",
-            ),
-        ),
-    ];
+    let filters = common::real();
     let started = Instant::now();
     println!(
         "bench bpf: seccomp filter install, median of {runs} installs each, alternating (x86_64)"
@@ -133,7 +102,7 @@ fn bench_seccomp_install() {
         }
         let (ma, mb) = (median(a), median(b));
         println!(
-            "bench bpf:   {name:<28} seccompiler {:>5} insns {ma:>7.1} us   laid out {:>4} insns {mb:>6.1} us   ratio {:.3}",
+            "bench bpf:   {name:<10} seccompiler {:>5} insns {ma:>7.1} us   laid out {:>4} insns {mb:>6.1} us   ratio {:.3}",
             chain.len(),
             tree.len(),
             mb / ma

@@ -8,9 +8,12 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use anchor_bpf::{equivalent, relayout, run, Data, Error, Insn};
+use anchor_bpf::{equivalent, relayout, run, Data, Error};
+use common::{ours, real};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -18,45 +21,6 @@ use seccompiler::{
 
 const X86_64: u32 = 0xc000_003e;
 const AARCH64: u32 = 0xc000_00b7;
-
-fn ours(p: &BpfProgram) -> Vec<Insn> {
-    p.iter()
-        .map(|i| Insn {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect()
-}
-
-fn compiled(json: &str, kind: &str) -> Vec<Insn> {
-    let map = seccompiler::compile_from_json(json.as_bytes(), TargetArch::x86_64).unwrap();
-    ours(map.get(kind).unwrap())
-}
-
-fn real() -> Vec<(&'static str, Vec<Insn>)> {
-    let room = include_str!("../../jail/seccomp/room.json");
-    vec![
-        ("room", compiled(room, "room")),
-        ("room_deny", compiled(room, "room_deny")),
-        (
-            "vmm",
-            compiled(include_str!("../../vmm/seccomp/vmm.json"), "vmm"),
-        ),
-        (
-            "vcpu",
-            compiled(include_str!("../../vmm/seccomp/vcpu.json"), "vcpu"),
-        ),
-        (
-            "courier",
-            compiled(
-                include_str!("../../courier/seccomp/courier.json"),
-                "courier",
-            ),
-        ),
-    ]
-}
 
 fn data(nr: u32, arch: u32, args: [u64; 6]) -> Data {
     Data {
