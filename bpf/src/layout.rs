@@ -29,6 +29,12 @@ pub fn relayout(prog: &[Insn], arch: u32) -> Result<Vec<Insn>, Error> {
     ];
     let tree_end = out.len() + tree_len(&ranges);
     emit_tree(&ranges, tree_end, &residual, &mut out)?;
+    if out.len() != tree_end {
+        return Err(Error::Shape {
+            pc: out.len(),
+            why: "the search tree is not the length its jumps assume",
+        });
+    }
     out.extend(residual.code()?);
     if out.len() > MAX_INSNS {
         return Err(Error::TooLong(out.len()));
