@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use crate::insn::{Insn, CLASS_MASK, JA, JMP};
+use crate::insn::{jump_constants, Insn};
 use crate::interp::{run_noting, Data};
 use crate::Error;
 
@@ -26,18 +26,11 @@ const FOREIGN: [u32; 4] = [0, 0x4000_0003, 0xc000_003e, 0xc000_00b7];
 /// arguments.
 pub const PATHS: usize = 512;
 
-/// The constants of every conditional jump of `prog`.
-fn constants(prog: &[Insn]) -> Vec<u32> {
-    prog.iter()
-        .filter(|i| i.code & CLASS_MASK == JMP && i.code != JA)
-        .map(|i| i.k)
-        .collect()
-}
-
 /// Checks that `relaid` answers like `original` (a program for `arch`).
 pub fn equivalent(original: &[Insn], relaid: &[Insn], arch: u32) -> Result<(), Error> {
-    let mut ks = constants(original);
-    ks.extend(constants(relaid));
+    let ks: Vec<u32> = jump_constants(original)
+        .chain(jump_constants(relaid))
+        .collect();
     let mut numbers: Vec<u32> = ks
         .iter()
         .flat_map(|&k| [k.wrapping_sub(1), k, k.wrapping_add(1)])

@@ -107,6 +107,13 @@ pub fn taken(code: u16, a: u32, k: u32) -> Option<bool> {
     })
 }
 
+/// The constant k of every conditional jump of `prog` (what the program compares with).
+pub fn jump_constants(prog: &[Insn]) -> impl Iterator<Item = u32> + '_ {
+    prog.iter()
+        .filter(|i| i.code & CLASS_MASK == JMP && i.code != JA)
+        .map(|i| i.k)
+}
+
 /// The pcs an instruction at `pc` can go to next (none for a return), or None for an
 /// opcode this crate does not support. Targets may lie past the program: callers check.
 pub fn successors(pc: usize, i: &Insn) -> Option<Vec<usize>> {

@@ -121,12 +121,10 @@ pub fn outcome(prog: &[Insn], nr: Option<u32>, arch: Arch) -> Result<Outcome, Er
 /// Sorted, starting with 0.
 pub fn range_starts(prog: &[Insn]) -> Vec<u32> {
     let mut starts = vec![0u32];
-    for i in prog {
-        if i.code & CLASS_MASK == insn::JMP && i.code != insn::JA {
-            starts.push(i.k);
-            if let Some(next) = i.k.checked_add(1) {
-                starts.push(next);
-            }
+    for k in insn::jump_constants(prog) {
+        starts.push(k);
+        if let Some(next) = k.checked_add(1) {
+            starts.push(next);
         }
     }
     starts.sort_unstable();
