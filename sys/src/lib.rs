@@ -9,6 +9,9 @@ pub use libc;
 
 pub mod cgroup;
 pub mod channel;
+mod spawn;
+
+pub use spawn::{spawn, spawn_confined, Confine, Spawn};
 
 pub use channel::Side;
 
@@ -563,81 +566,6 @@ pub fn peer_uid(fd: RawFd) -> Result<u32> {
         )
     };
     check("SO_PEERCRED", ret).map(|_| cred.uid)
-}
-
-/// What a spawned child gets.
-#[derive(Debug, Clone, Copy)]
-pub struct Spawn<'a> {
-    /// Program path and argv (argv\[0\] included), environment.
-    pub argv: &'a [std::ffi::CString],
-    pub envp: &'a [std::ffi::CString],
-    /// Descriptors that become the child's 0, 1, 2.
-    pub stdio: [RawFd; 3],
-    /// clone(2) namespace flags (e.g. CLONE_NEWPID).
-    pub clone_flags: libc::c_int,
-    /// Make stdin the controlling terminal of a new session.
-    pub ctty: bool,
-}
-
-impl<'a> Spawn<'a> {
-    /// `argv` with these stdio descriptors and clone flags, no environment, no terminal.
-    pub fn child(argv: &'a [std::ffi::CString], stdio: [RawFd; 3], clone_flags: i32) -> Self {
-        Spawn {
-            argv,
-            envp: &[],
-            stdio,
-            clone_flags,
-            ctty: false,
-        }
-    }
-}
-
-/// Starts a child (clone(2) with `clone_flags`, then execve); its pid. The child only
-/// makes async-signal-safe calls before exec (bay0 is single-threaded anyway) and
-/// exits 127 if exec fails.
-pub fn spawn(s: &Spawn<'_>) -> Result<i32> {
-    let prog = s.argv.first().ok_or(Error {
-        op: "spawn an empty command",
-        errno: libc::EINVAL,
-    })?;
-    let mut argv: Vec<*const libc::c_char> = s.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(core::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = s.envp.iter().map(|a| a.as_ptr()).collect();
-    envp.push(core::ptr::null());
-    let flags = libc::c_ulong::try_from(s.clone_flags | libc::SIGCHLD).unwrap_or(0);
-    // SAFETY: without CLONE_VM or a stack argument, clone behaves like fork: the child
-    // gets a copy of our (single-threaded) address space.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    let pid = check("clone", i32::try_from(pid).unwrap_or(-1))?;
-    if pid != 0 {
-        return Ok(pid);
-    }
-    // Child: only async-signal-safe calls from here to exec; each one acts on this new
-    // process only, and every pointer was prepared above and outlives the call.
-    let empty = SigSet::of(&[]);
-    for (target, fd) in (0..).zip(s.stdio) {
-        if fd != target {
-            // SAFETY: see above (dup2 on descriptors we own).
-            unsafe { libc::dup2(fd, target) };
-        } else {
-            // SAFETY: see above (clear FD_CLOEXEC on a descriptor we own).
-            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-        }
-    }
-    if s.ctty {
-        // SAFETY: see above.
-        unsafe { libc::setsid() };
-        // SAFETY: see above (fd 0 is the pty slave).
-        unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
-    }
-    // SAFETY: see above (a valid empty set).
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty.0, core::ptr::null_mut()) };
-    // SAFETY: see above.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // SAFETY: see above (NULL-terminated arrays of NUL-terminated strings).
-    unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    // SAFETY: see above; exec failed.
-    unsafe { libc::_exit(127) }
 }
 
 const WDIOC_KEEPALIVE: libc::c_ulong = 0x8004_5705; // _IOR('W', 5, int)

@@ -13,7 +13,6 @@ use crate::sys;
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -312,53 +311,62 @@ pub fn spawn_shell(settings: &Settings) -> Result<libc::pid_t> {
             })?
     };
     let io_err = |e: std::io::Error| Error::Sys {
-        op: "dup console tty",
+        op: "make the shell's home",
         errno: e.raw_os_error().unwrap_or(0),
     };
-    let (out, err) = (
-        tty.try_clone().map_err(io_err)?,
-        tty.try_clone().map_err(io_err)?,
-    );
     let cgroup = match settings.pids_max {
         Some(n) if !settings.namespaces => Some(shell_cgroup(n)?),
         _ => None,
     };
     let (uid, home) = if settings.privileged || settings.namespaces {
-        (None, "/root")
+        (None, c"/root")
     } else {
-        let home = "/home/room";
-        make_dir(home, 0o700).map_err(io_err)?;
-        std::os::unix::fs::chown(home, Some(ROOM_UID), Some(ROOM_UID)).map_err(io_err)?;
+        let home = c"/home/room";
+        let path = home.to_str().unwrap_or_default();
+        make_dir(path, 0o700).map_err(io_err)?;
+        std::os::unix::fs::chown(path, Some(ROOM_UID), Some(ROOM_UID)).map_err(io_err)?;
         (Some(ROOM_UID), home)
     };
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-l")
-        .env_clear()
-        .env("HOME", home)
-        .env("USER", if uid.is_some() { "room" } else { "root" })
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("TERM", "linux")
-        .env("ANCHOR_ROOM", &settings.room)
-        .current_dir(home)
-        .stdin(Stdio::from(tty))
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
-    let cg_fd = cgroup.as_ref().map(AsRawFd::as_raw_fd);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (setsid, ioctl, write, setgroups, setresgid, setresuid).
-    unsafe {
-        cmd.pre_exec(move || {
-            sys::become_tty_session_leader()?;
-            sys::confine_child(cg_fd, uid)
+    let text = |s: String| {
+        std::ffi::CString::new(s).map_err(|_| Error::Sys {
+            op: "a NUL byte in the shell's environment",
+            errno: libc::EINVAL,
         })
     };
-    let child = cmd.spawn().map_err(|e| Error::Sys {
-        op: "spawn /bin/sh",
-        errno: e.raw_os_error().unwrap_or(0),
+    let argv = [c"/bin/sh".to_owned(), c"-l".to_owned()];
+    let envp = [
+        text(format!("HOME={}", home.to_string_lossy()))?,
+        text(format!(
+            "USER={}",
+            if uid.is_some() { "room" } else { "root" }
+        ))?,
+        text("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".to_owned())?,
+        text("TERM=linux".to_owned())?,
+        text(format!("ANCHOR_ROOM={}", settings.room))?,
+    ];
+    let fd = tty.as_raw_fd();
+    // The child borrows our memory until it execs (no copy of the agent's address space:
+    // see anchor_sys::spawn), making itself a session leader with the tty as its
+    // controlling terminal (job control works), joining the cgroup, dropping to `uid`.
+    let pid = anchor_sys::spawn_confined(
+        &anchor_sys::Spawn {
+            argv: &argv,
+            envp: &envp,
+            stdio: [fd, fd, fd],
+            clone_flags: 0,
+            ctty: true,
+        },
+        &anchor_sys::Confine {
+            cwd: Some(home),
+            cgroup_procs: cgroup.as_ref().map(AsRawFd::as_raw_fd),
+            uid,
+        },
+    )
+    .map_err(|e| Error::Sys {
+        op: e.op,
+        errno: e.errno,
     })?;
-    let pid = libc::pid_t::try_from(child.id()).unwrap_or(-1);
-    // The child is reaped by `reap_until`, not through `child`.
-    drop(child);
+    // Reaped by `reap_until`.
     Ok(pid)
 }
 

@@ -80,48 +80,6 @@ pub fn dup2(op: &'static str, from: RawFd, to: RawFd) -> Result<()> {
     check(op, unsafe { libc::dup2(from, to) }).map(drop)
 }
 
-/// setsid(2) then ioctl(0, TIOCSCTTY): make fd 0 (a tty) the controlling terminal of
-/// a new session. Only async-signal-safe calls: usable between fork and exec.
-pub fn become_tty_session_leader() -> std::io::Result<()> {
-    // SAFETY: setsid takes no arguments and only changes the caller's session.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal); fd 0 belongs
-    // to the caller.
-    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Between fork and exec of the console shell: join the room's cgroup through the open
-/// `cgroup.procs` descriptor `cgroup` (writing "0" moves the writer), then, for an
-/// unprivileged shell, drop to `uid` (no supplementary groups). Only async-signal-safe
-/// system calls.
-pub fn confine_child(cgroup: Option<RawFd>, uid: Option<u32>) -> std::io::Result<()> {
-    let fail = |ret: libc::c_long| {
-        if ret < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
-    if let Some(fd) = cgroup {
-        // SAFETY: writes one byte from a static buffer to a descriptor we own.
-        fail(unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } as libc::c_long)?;
-    }
-    if let Some(uid) = uid {
-        // SAFETY: an empty group list: the kernel reads no memory.
-        fail(unsafe { libc::setgroups(0, core::ptr::null()) }.into())?;
-        // SAFETY: plain integer arguments.
-        fail(unsafe { libc::setresgid(uid, uid, uid) }.into())?;
-        // SAFETY: plain integer arguments.
-        fail(unsafe { libc::setresuid(uid, uid, uid) }.into())?;
-    }
-    Ok(())
-}
-
 /// A connected AF_VSOCK stream socket to `cid`:`port`.
 pub fn vsock_connect(cid: u32, port: u32) -> Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked and owned by `owned`.
