@@ -178,6 +178,7 @@ impl SystemConsole {
             Focus::Shell => self.shell.as_ref().map(|(pty, _)| pty.as_raw_fd()),
             Focus::Room(slot) => rooms.get_mut(slot).map(|r| {
                 r.last_input_ms = now_ms;
+                r.render.typed();
                 r.pty.as_raw_fd()
             }),
             Focus::None => None,

@@ -334,11 +334,9 @@ fn console_input(c: &mut Client, slot: usize, rooms: &mut Rooms, now_ms: u64) ->
     };
     if let Some(r) = rooms.get_mut(slot) {
         r.last_input_ms = now_ms;
-        let _ = sys::write(
-            "write room console",
-            r.pty.as_raw_fd(),
-            buf.get(..n).unwrap_or_default(),
-        );
+        r.render.typed();
+        let keys = buf.get(..n).unwrap_or_default();
+        let _ = sys::write("console input", r.pty.as_raw_fd(), keys);
     }
     true
 }

@@ -564,6 +564,10 @@ fn read_console(r: &mut Room, out: &mut Vec<u8>) {
         let start = out.len();
         r.render.render(buf.get(..n).unwrap_or_default(), out);
         r.scroll.push(out.get(start..).unwrap_or_default());
+        // bay0 is the room's terminal: it answers where the cursor is (see cursor_report).
+        if let Some(reply) = r.render.cursor_report() {
+            let _ = sys::write("answer the room", r.pty.as_raw_fd(), reply.as_bytes());
+        }
     }
 }
 

@@ -41,7 +41,18 @@ pub struct Renderer {
     cr: bool,
     /// Column after the prefix (for backspace and cursor-left bounds).
     col: usize,
+    /// Cursor position questions (`ESC [ 6 n`) not answered yet, at most
+    /// [`CURSOR_QUERIES_MAX`].
+    cursor_queries: usize,
+    /// Keys reached the room since the last [`Renderer::render`]: see
+    /// [`Renderer::cursor_report`].
+    typed: bool,
+    /// The questions in what is being rendered may be answered.
+    answerable: bool,
 }
+
+/// Questions answered per [`Renderer::cursor_report`]: a room asking in a loop gets no more.
+const CURSOR_QUERIES_MAX: usize = 4;
 
 impl Renderer {
     /// A renderer prefixing lines with `name| `.
@@ -66,7 +77,37 @@ impl Renderer {
             line_start: true,
             cr: false,
             col: 0,
+            cursor_queries: 0,
+            typed: false,
+            answerable: true,
         }
+    }
+
+    /// Keys were written to the room's console input.
+    pub fn typed(&mut self) {
+        self.typed = true;
+    }
+
+    /// What a terminal answers a room that asked where its cursor is (`ESC [ 6 n`), for
+    /// every question rendered since the last call (at most [`CURSOR_QUERIES_MAX`]):
+    /// `ESC [ 1 ; COL R`, COL counted within the room's own line (the prefix is not the
+    /// room's), the row unknown and given as 1. The question itself never reaches a
+    /// terminal (it would answer into whatever has the keyboard), so without this answer
+    /// a room waits for one that never comes: busybox's shell asks after every prompt and,
+    /// unanswered, sleeps 20 ms after every command line typed.
+    ///
+    /// Questions in output rendered after keys were typed (since the render before) stay
+    /// unanswered: the room may have asked before the keys reached it, and an answer
+    /// queued behind them would be read by whatever the keys start (busybox, seeing the
+    /// keys first, then waits its 20 ms; a real terminal has the same race).
+    pub fn cursor_report(&mut self) -> Option<String> {
+        if self.cursor_queries == 0 {
+            return None;
+        }
+        let one = format!("\x1b[1;{}R", self.col.saturating_add(1));
+        let all = one.repeat(self.cursor_queries);
+        self.cursor_queries = 0;
+        Some(all)
     }
 
     /// True when the last thing rendered ended a line.
@@ -94,6 +135,7 @@ impl Renderer {
 
     /// Renders `input` (raw room output) onto `out`.
     pub fn render(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.answerable = !core::mem::take(&mut self.typed);
         for &b in input {
             if self.cr && self.state == State::Ground {
                 self.cr = false;
@@ -226,6 +268,10 @@ impl Renderer {
                             self.col -= n;
                         }
                     }
+                    // Device status report 6: where is the cursor (see `cursor_report`).
+                    b'n' if params == b"6" && self.answerable => {
+                        self.cursor_queries = (self.cursor_queries + 1).min(CURSOR_QUERIES_MAX);
+                    }
                     b'C' => {
                         let n = n.min(256);
                         out.extend_from_slice(format!("\x1b[{n}C").as_bytes());
@@ -295,6 +341,53 @@ mod tests {
         let mut out = Vec::new();
         r.render(input, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_cursor_position_question_is_answered_with_the_rooms_own_column() {
+        let mut r = Renderer::new("web");
+        let mut out = Vec::new();
+        assert_eq!(r.cursor_report(), None);
+        r.render(b"web:~# \x1b[6n", &mut out);
+        // Not shown (it is a question to the terminal), answered once.
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), "web| web:~# ");
+        assert_eq!(r.cursor_report().as_deref(), Some("\x1b[1;8R"));
+        assert_eq!(r.cursor_report(), None);
+        // Text before the prompt on the same line moves the column, not the prefix.
+        r.render(b"\r\nno newline> \x1b[", &mut out);
+        r.render(b"6n", &mut out);
+        assert_eq!(r.cursor_report().as_deref(), Some("\x1b[1;13R"));
+        // Other device status questions and private forms get no answer.
+        r.render(b"\x1b[5n\x1b[?6n", &mut out);
+        assert_eq!(r.cursor_report().as_deref(), None);
+    }
+
+    #[test]
+    fn a_question_that_may_predate_typed_keys_is_not_answered() {
+        let mut r = Renderer::new("web");
+        let mut out = Vec::new();
+        r.typed();
+        r.render(b"web:~# \x1b[6n", &mut out);
+        assert_eq!(r.cursor_report(), None);
+        // The next question, with no keys typed since the last render, is answered.
+        r.render(b"\x1b[6n", &mut out);
+        assert_eq!(r.cursor_report().as_deref(), Some("\x1b[1;8R"));
+        // A question split across two renders with keys typed in between: unanswered.
+        r.render(b"\x1b[", &mut out);
+        r.typed();
+        r.render(b"6n", &mut out);
+        assert_eq!(r.cursor_report(), None);
+    }
+
+    #[test]
+    fn a_room_asking_in_a_loop_gets_a_bounded_answer() {
+        let mut r = Renderer::new("web");
+        let mut out = Vec::new();
+        r.render(&b"\x1b[6n".repeat(10_000), &mut out);
+        assert!(out.is_empty());
+        let reply = r.cursor_report().unwrap();
+        assert_eq!(reply, "\x1b[1;1R".repeat(CURSOR_QUERIES_MAX));
+        assert_eq!(r.cursor_report(), None);
     }
 
     #[test]

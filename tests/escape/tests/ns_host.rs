@@ -400,3 +400,70 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
     s.read_to_string(&mut all).unwrap();
     assert!(all.contains("room name=nsshape state=stopped"), "{all}");
 }
+
+/// The room's shell runs on its console as a terminal's shell does, and bay0 plays the
+/// terminal's part: the shell leads its own session with the console as its controlling
+/// terminal (so Ctrl-C interrupts the command in the foreground), and a program asking
+/// where the cursor is (`ESC [ 6 n`, as busybox's shell does after every prompt; without
+/// an answer it sleeps 20 ms after every command line) gets bay0's answer, its column
+/// counted on the room's own line.
+#[test]
+fn the_console_shell_leads_its_terminal_and_bay0_answers_it() {
+    let room = "nstty";
+    let b = Bay0::start("tty", &[(room, ns_policy(room, 64, 32))]);
+    assert!(
+        b.answer(&format!("start {room}"))
+            .starts_with(&format!("ok room {room} ready")),
+        "{}",
+        b.log()
+    );
+    let mut c = Console::attach(&b, room);
+    let t = Duration::from_secs(20);
+
+    // Session id (field 6) is the shell's own pid; its controlling tty (field 7) is set.
+    let (lines, status) = c.run("echo \"$$ $(cut -d' ' -f6,7 /proc/$$/stat)\"", "", t);
+    assert_eq!(status, 0, "{lines:?}");
+    let fields: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(
+        fields[0], fields[1],
+        "the shell does not lead its session: {lines:?}"
+    );
+    assert_ne!(
+        fields[2], "0",
+        "the shell has no controlling terminal: {lines:?}"
+    );
+
+    // Ctrl-C ends a foreground command long before it would end by itself.
+    c.stream.write_all(b"sleep 3607\r").unwrap();
+    let end = Instant::now() + t;
+    while processes_with("sleep 3607").is_empty() {
+        assert!(Instant::now() < end, "sleep never started: {}", c.seen);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.stream.write_all(b"\x03").unwrap();
+    let (lines, status) = c.run("echo interrupted", "", t);
+    assert_eq!(
+        (lines.last().map(String::as_str), status),
+        (Some("interrupted"), 0)
+    );
+
+    // The question, asked after "abc" on a fresh line: the answer is column 4. Asked
+    // again (after 1 s without an answer) should it share bay0's read with the echo of
+    // the typed command: bay0 leaves that one unanswered (see anchor-text's
+    // cursor_report).
+    let ask = "stty -icanon -echo min 0 time 10; i=0; r=; \
+               while [ -z \"$r\" ] && [ $i -lt 5 ]; do i=$((i+1)); printf '\\nabc\\033[6n'; \
+               r=$(dd bs=1 count=6 2>/dev/null); done; stty sane; printf '%s' \"$r\" | od -An -c";
+    let (lines, status) = c.run(ask, "", t);
+    assert_eq!(status, 0, "{lines:?}");
+    let answer: Vec<&str> = lines
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .skip_while(|w| *w != "033")
+        .collect();
+    assert_eq!(answer, ["033", "[", "1", ";", "4", "R"], "{lines:?}");
+    assert_eq!(
+        b.answer(&format!("stop {room}")),
+        format!("ok room {room} stopped")
+    );
+}
