@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The raw system calls of Anchor OS's host-side programs (bay0 and its helpers), each
-//! `unsafe` block with its reason. Callers get safe functions that return a [`Error`]: what
-//! was being done and the errno, `Copy` and allocation-free (bay0's error-path rule).
+//! `unsafe` block with its reason (the in-room agent uses its [`spawn`] too). Callers get
+//! safe functions that return a [`Error`]: what was being done and the errno, `Copy` and
+//! allocation-free (bay0's error-path rule).
 
 pub mod audit;
 
