@@ -5,9 +5,10 @@
 //! development host (a guest of a paravirtual hypervisor) cloning bay0's address space
 //! and running the child in it until exec took ~0.3 ms of every room start.
 //!
-//! While the child shares our memory it only makes raw system calls (no libc state, no
-//! allocation, no lock), reads what [`spawn`] prepared, and writes nothing but the
-//! failure it reports back. We are suspended until it has exec'd or exited
+//! While the child shares our memory it only makes raw system calls through libc's
+//! syscall() (no allocation, no lock, no libc state but errno, which the parent does not
+//! read after a successful clone), reads what [`spawn`] prepared, and writes nothing but
+//! the failure it reports back. We are suspended until it has exec'd or exited
 //! (CLONE_VFORK); every signal is blocked around the clone, and the child resets every
 //! handler to its default before it unblocks them, so no handler of ours ever runs in it.
 
