@@ -11,6 +11,8 @@
     dead_code
 )]
 
+pub mod peer;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
