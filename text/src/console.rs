@@ -99,7 +99,9 @@ impl Renderer {
     /// Questions in output rendered after keys were typed (since the render before) stay
     /// unanswered: the room may have asked before the keys reached it, and an answer
     /// queued behind them would be read by whatever the keys start (busybox, seeing the
-    /// keys first, then waits its 20 ms; a real terminal has the same race).
+    /// keys first, then waits its 20 ms; a real terminal has the same race). So does the
+    /// prompt after a builtin when it comes back in the same read as the echo of the
+    /// Enter that ran it: from here the two cases look alike.
     pub fn cursor_report(&mut self) -> Option<String> {
         if self.cursor_queries == 0 {
             return None;

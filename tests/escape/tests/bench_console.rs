@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::peer::{bwrap_sandbox, Mounted};
+use common::peer::{bwrap_sandbox, runs, Mounted};
 use common::{ns_policy, Bay0, Console};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -28,14 +28,6 @@ const ROOM: &str = "nsbcon";
 /// How long after its prompt each command is typed.
 const PAUSE: Duration = Duration::from_millis(30);
 const T: Duration = Duration::from_secs(20);
-
-fn runs() -> usize {
-    std::env::var("BENCH_NS_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(20)
-}
 
 fn median_ms(v: &mut [f64]) -> String {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -21,20 +21,11 @@
 
 mod common;
 
-use common::peer::{bwrap, Mounted};
+use common::peer::{bwrap, mount_image, runs, Mounted};
 use common::{ns_policy, Bay0};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Timed runs of each contender (after two untimed ones); `BENCH_NS_RUNS` overrides.
-fn runs() -> usize {
-    std::env::var("BENCH_NS_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(20)
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -144,19 +135,8 @@ fn peer_cgroup() -> Vec<String> {
 fn bwrap_with(image: &std::path::Path, dir: &std::path::Path, cgroup: bool) -> Duration {
     let t0 = Instant::now();
     let mnt = dir.join("bwrap-full");
-    std::fs::create_dir_all(&mnt).unwrap();
     let procs = if cgroup { peer_cgroup() } else { Vec::new() };
-    let out = Command::new("mount")
-        .args(["-t", "squashfs", "-o", "ro,loop"])
-        .arg(image)
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mount_image(image, &mnt);
     let join: String = procs.iter().map(|p| format!("echo $$ > {p}; ")).collect();
     let peer = bwrap(&mnt, "echo first-$((1+1))");
     let mut child = Command::new("sh")

@@ -14,20 +14,35 @@ pub struct Mounted(pub std::path::PathBuf);
 impl Mounted {
     pub fn new(image: &std::path::Path, dir: &std::path::Path) -> Mounted {
         let mnt = dir.join("bwrap-root");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "squashfs", "-o", "ro,loop"])
-            .arg(image)
-            .arg(&mnt)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        mount_image(image, &mnt);
         Mounted(mnt)
     }
+}
+
+/// `mount -t squashfs -o ro,loop IMAGE MNT` (util-linux sets up the loop device), `mnt`
+/// made first.
+pub fn mount_image(image: &std::path::Path, mnt: &std::path::Path) {
+    std::fs::create_dir_all(mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "squashfs", "-o", "ro,loop"])
+        .arg(image)
+        .arg(mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Timed runs of each contender (after two untimed ones); `BENCH_NS_RUNS` overrides.
+pub fn runs() -> usize {
+    std::env::var("BENCH_NS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(20)
 }
 
 impl Drop for Mounted {
