@@ -62,17 +62,45 @@ const STACK_BYTES: usize = 64 * 1024;
 /// An inaccessible page below it, so an overflow faults instead of writing our memory.
 const GUARD_BYTES: usize = 4096;
 
-/// Where the child failed, written by the child before it exits (read after the clone).
-const STEPS: [&str; 8] = [
-    "spawn: set up the child's standard descriptors",
-    "spawn: enter the working directory",
-    "spawn: make a new session with the terminal",
-    "spawn: join the cgroup",
-    "spawn: become the user",
-    "spawn: reset the child's signal handlers",
-    "spawn: unblock the child's signals",
-    "spawn: exec",
-];
+/// Where a child failed before its program ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Stdio = 1,
+    Cwd,
+    Session,
+    Cgroup,
+    User,
+    Handlers,
+    Unblock,
+    Exec,
+}
+
+impl Step {
+    /// Every step, in order (a failed one travels to the parent as its number).
+    const ALL: [Step; 8] = [
+        Step::Stdio,
+        Step::Cwd,
+        Step::Session,
+        Step::Cgroup,
+        Step::User,
+        Step::Handlers,
+        Step::Unblock,
+        Step::Exec,
+    ];
+
+    fn op(self) -> &'static str {
+        match self {
+            Step::Stdio => "spawn: set up the child's standard descriptors",
+            Step::Cwd => "spawn: enter the working directory",
+            Step::Session => "spawn: make a new session with the terminal",
+            Step::Cgroup => "spawn: join the cgroup",
+            Step::User => "spawn: become the user",
+            Step::Handlers => "spawn: reset the child's signal handlers",
+            Step::Unblock => "spawn: unblock the child's signals",
+            Step::Exec => "spawn: exec",
+        }
+    }
+}
 
 /// What the child reads, and the one thing it writes (its failure).
 struct Child {
@@ -84,7 +112,7 @@ struct Child {
     cwd: *const libc::c_char,
     cgroup_procs: Option<RawFd>,
     uid: Option<u32>,
-    /// Index into [`STEPS`] + 1 of the step that failed (0: none).
+    /// The [`Step`] that failed, as its number (0: none).
     failed_step: AtomicI32,
     errno: AtomicI32,
 }
@@ -210,11 +238,10 @@ pub fn spawn_confined(s: &Spawn<'_>, confine: &Confine<'_>) -> Result<i32> {
         return Ok(pid);
     }
     reap(pid);
-    let op = usize::try_from(step - 1)
-        .ok()
-        .and_then(|i| STEPS.get(i))
-        .copied()
-        .unwrap_or("spawn");
+    let op = Step::ALL
+        .iter()
+        .find(|s| **s as i32 == step)
+        .map_or("spawn", |s| s.op());
     Err(Error {
         op,
         errno: child.errno.load(Ordering::Acquire),
@@ -245,53 +272,54 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Child` of `spawn`, alive while we run (CLONE_VFORK); we only
     // read it, and store into its atomics.
     let c = unsafe { &*arg.cast::<Child>() };
-    let fail = |step: i32, errno: i32| -> c_int {
+    let fail = |step: Step, errno: i32| -> c_int {
         c.errno.store(errno, Ordering::Release);
-        c.failed_step.store(step, Ordering::Release);
+        c.failed_step.store(step as i32, Ordering::Release);
         // SAFETY: ends this child only (its own thread group); nothing to clean up.
         unsafe { libc::syscall(libc::SYS_exit_group, 127) };
         127
     };
-    match prepare(c) {
-        Ok(()) => {}
-        Err((step, e)) => return fail(step, e),
+    if let Err((step, e)) = prepare(c) {
+        return fail(step, e);
     }
     // SAFETY: NULL-terminated arrays of NUL-terminated strings prepared by `spawn`.
     let e = raw(unsafe { libc::syscall(libc::SYS_execve, c.prog, c.argv, c.envp) });
-    fail(8, e.err().unwrap_or(libc::EIO))
+    fail(Step::Exec, e.err().unwrap_or(libc::EIO))
 }
 
-/// Every step of the child before exec; the failed one (its [`STEPS`] number) and errno.
-fn prepare(c: &Child) -> core::result::Result<(), (i32, i32)> {
-    child_stdio(c.stdio).map_err(|e| (1, e))?;
+/// Every step of the child before exec; the failed one and errno.
+fn prepare(c: &Child) -> core::result::Result<(), (Step, i32)> {
+    child_stdio(c.stdio).map_err(|e| (Step::Stdio, e))?;
     if !c.cwd.is_null() {
         // SAFETY: a NUL-terminated path prepared by `spawn_confined`.
-        raw(unsafe { libc::syscall(libc::SYS_chdir, c.cwd) }).map_err(|e| (2, e))?;
+        raw(unsafe { libc::syscall(libc::SYS_chdir, c.cwd) }).map_err(|e| (Step::Cwd, e))?;
     }
     if c.ctty {
         // SAFETY: no arguments; acts on this child only.
-        raw(unsafe { libc::syscall(libc::SYS_setsid) }).map_err(|e| (3, e))?;
+        raw(unsafe { libc::syscall(libc::SYS_setsid) }).map_err(|e| (Step::Session, e))?;
         // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal); fd 0 is ours.
         raw(unsafe { libc::syscall(libc::SYS_ioctl, 0, libc::TIOCSCTTY, 0) })
-            .map_err(|e| (3, e))?;
+            .map_err(|e| (Step::Session, e))?;
     }
     if let Some(fd) = c.cgroup_procs {
         // SAFETY: writes one byte from a static buffer to a descriptor of this child.
         raw(unsafe { libc::syscall(libc::SYS_write, fd, b"0".as_ptr(), 1usize) })
-            .map_err(|e| (4, e))?;
+            .map_err(|e| (Step::Cgroup, e))?;
     }
     if let Some(id) = c.uid {
         // Raw calls act on this child alone; libc's would act on every thread of the
         // parent whose memory we share.
         // SAFETY: an empty group list: the kernel reads no memory.
         raw(unsafe { libc::syscall(libc::SYS_setgroups, 0usize, core::ptr::null::<u32>()) })
-            .map_err(|e| (5, e))?;
+            .map_err(|e| (Step::User, e))?;
         // SAFETY: plain integer arguments.
-        raw(unsafe { libc::syscall(libc::SYS_setresgid, id, id, id) }).map_err(|e| (5, e))?;
+        raw(unsafe { libc::syscall(libc::SYS_setresgid, id, id, id) })
+            .map_err(|e| (Step::User, e))?;
         // SAFETY: plain integer arguments.
-        raw(unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) }).map_err(|e| (5, e))?;
+        raw(unsafe { libc::syscall(libc::SYS_setresuid, id, id, id) })
+            .map_err(|e| (Step::User, e))?;
     }
-    default_handlers().map_err(|e| (6, e))?;
+    default_handlers().map_err(|e| (Step::Handlers, e))?;
     let empty: u64 = 0;
     // SAFETY: an empty 8-byte kernel signal set; the old mask is not requested.
     raw(unsafe {
@@ -303,7 +331,7 @@ fn prepare(c: &Child) -> core::result::Result<(), (i32, i32)> {
             8usize,
         )
     })
-    .map_err(|e| (7, e))?;
+    .map_err(|e| (Step::Unblock, e))?;
     Ok(())
 }
 
@@ -528,7 +556,7 @@ mod tests {
         assert_eq!(
             e,
             Error {
-                op: STEPS[0],
+                op: Step::Stdio.op(),
                 errno: libc::EBADF
             }
         );

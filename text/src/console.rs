@@ -44,11 +44,9 @@ pub struct Renderer {
     /// Cursor position questions (`ESC [ 6 n`) not answered yet, at most
     /// [`CURSOR_QUERIES_MAX`].
     cursor_queries: usize,
-    /// Keys reached the room since the last [`Renderer::render`]: see
+    /// Keys reached the room since the render before the current or next one: see
     /// [`Renderer::cursor_report`].
     typed: bool,
-    /// The questions in what is being rendered may be answered.
-    answerable: bool,
 }
 
 /// Questions answered per [`Renderer::cursor_report`]: a room asking in a loop gets no more.
@@ -79,7 +77,6 @@ impl Renderer {
             col: 0,
             cursor_queries: 0,
             typed: false,
-            answerable: true,
         }
     }
 
@@ -137,7 +134,6 @@ impl Renderer {
 
     /// Renders `input` (raw room output) onto `out`.
     pub fn render(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        self.answerable = !core::mem::take(&mut self.typed);
         for &b in input {
             if self.cr && self.state == State::Ground {
                 self.cr = false;
@@ -175,6 +171,7 @@ impl Renderer {
                 }
             }
         }
+        self.typed = false;
     }
 
     fn ground(&mut self, b: u8, out: &mut Vec<u8>) {
@@ -271,7 +268,7 @@ impl Renderer {
                         }
                     }
                     // Device status report 6: where is the cursor (see `cursor_report`).
-                    b'n' if params == b"6" && self.answerable => {
+                    b'n' if params == b"6" && !self.typed => {
                         self.cursor_queries = (self.cursor_queries + 1).min(CURSOR_QUERIES_MAX);
                     }
                     b'C' => {

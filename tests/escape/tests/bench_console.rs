@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::peer::{bwrap_sandbox, runs, Mounted};
+use common::peer::{bwrap_sandbox, median, runs, Mounted};
 use common::{ns_policy, Bay0, Console};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -29,13 +29,13 @@ const ROOM: &str = "nsbcon";
 const PAUSE: Duration = Duration::from_millis(30);
 const T: Duration = Duration::from_secs(20);
 
-fn median_ms(v: &mut [f64]) -> String {
-    v.sort_by(|a, b| a.total_cmp(b));
+fn median_ms(v: &[f64]) -> String {
+    let (min, max) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     format!(
-        "median {:.2} ms, min {:.2} ms, max {:.2} ms (n={})",
-        v[v.len() / 2],
-        v[0],
-        v[v.len() - 1],
+        "median {:.2} ms, min {min:.2} ms, max {max:.2} ms (n={})",
+        median(v),
         v.len()
     )
 }
@@ -159,26 +159,20 @@ fn bench_console_round_trip_against_bwrap() {
         .answer(&format!("start {ROOM}"))
         .starts_with(&format!("ok room {ROOM} ready")));
     let runs = runs();
-    let mut ours = ours(&b, runs);
-    let mut peer = peer(&root.0, runs);
-    let ratio = {
-        let m = |v: &mut Vec<f64>| {
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
-        m(&mut ours) / m(&mut peer)
-    };
+    let ours = ours(&b, runs);
+    let peer = peer(&root.0, runs);
+    let ratio = median(&ours) / median(&peer);
     println!(
         "bench-ns: console round trip, a command typed {} ms after its prompt -> its output:",
         PAUSE.as_millis()
     );
     println!(
         "bench-ns:   ours, namespace room's console shell via bay0   {}",
-        median_ms(&mut ours)
+        median_ms(&ours)
     );
     println!(
         "bench-ns:   busybox sh -l under bwrap on a pty (the terminal) {}; ours/this = {ratio:.2}",
-        median_ms(&mut peer)
+        median_ms(&peer)
     );
     assert_eq!(
         b.answer(&format!("stop {ROOM}")),

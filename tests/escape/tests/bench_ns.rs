@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::peer::{bwrap, mount_image, runs, Mounted};
+use common::peer::{bwrap, median, mount_image, runs, Mounted};
 use common::{ns_policy, Bay0};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -40,12 +40,6 @@ fn summary(v: &mut [f64]) -> String {
         v[0],
         v.len()
     )
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    s[s.len() / 2]
 }
 
 /// Attaches to the room's console, types a command at once and waits for its output.

@@ -84,3 +84,10 @@ pub fn bwrap_sandbox(root: &std::path::Path) -> Command {
     c.args(["--proc", "/proc", "--dev", "/dev", "--hostname", "bw"]);
     c
 }
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
