@@ -699,6 +699,9 @@ fn hostile_requests_and_streams_get_a_reason_an_audit_record_and_leave_nothing()
     let v = r.carry(&l, &mut src, &mut dst);
     has(&v.reason, "not enough space in ~/Incoming");
     assert_eq!(std::fs::read_dir(tiny.join("Incoming")).unwrap().count(), 0);
+    // Unmounted, or the rig's directory could not be removed after the test.
+    let unmounted = std::process::Command::new("umount").arg(&tiny).status();
+    assert!(unmounted.unwrap().success(), "umount {}", tiny.display());
 
     case("the destination dies mid-transfer: nothing is left, the courier says failed");
     let l = r.approve(manifest(b"big.bin", big.len() as u64, &big));

@@ -335,8 +335,18 @@ fn prepare(c: &Child) -> core::result::Result<(), (Step, i32)> {
     Ok(())
 }
 
-/// Makes `stdio` the child's descriptors 0, 1 and 2 (inheritable).
-fn child_stdio(stdio: [RawFd; 3]) -> core::result::Result<(), i32> {
+/// Makes `stdio` the child's descriptors 0, 1 and 2 (inheritable). A source that is
+/// itself one of 0, 1 and 2 but not its own target is first copied above them (closed
+/// at exec), so no dup3 overwrites a descriptor a later one still reads from (`[1, 0,
+/// 2]` swaps stdin and stdout).
+fn child_stdio(mut stdio: [RawFd; 3]) -> core::result::Result<(), i32> {
+    for (target, fd) in (0..).zip(stdio.iter_mut()) {
+        if (0..3).contains(fd) && *fd != target {
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor of this child; no memory involved.
+            *fd = raw(unsafe { libc::syscall(libc::SYS_fcntl, *fd, libc::F_DUPFD_CLOEXEC, 3) })?
+                as RawFd;
+        }
+    }
     for (target, fd) in (0..).zip(stdio) {
         if fd == target {
             // SAFETY: clears FD_CLOEXEC on a descriptor of this child.
@@ -547,6 +557,23 @@ mod tests {
         let dir = [cs("/")];
         let e = spawn(&Spawn::child(&dir, [0, 1, 2], 0)).unwrap_err();
         assert_eq!(e.errno, libc::EACCES);
+    }
+
+    #[test]
+    fn stdio_may_name_the_parents_own_0_1_2_in_any_order() {
+        // The child's stderr is the parent's stdout: it must not become the pipe the
+        // child's stdout was made first.
+        let argv = [cs("/bin/sh"), cs("-c"), cs("readlink /proc/self/fd/2")];
+        let (mut r, w) = pipe();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let stdio = [null.as_raw_fd(), w.as_raw_fd(), 1];
+        let pid = spawn(&Spawn::child(&argv, stdio, 0)).unwrap();
+        drop(w);
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        assert_eq!(wait(pid), 0);
+        let ours = std::fs::read_link("/proc/self/fd/1").unwrap();
+        assert_eq!(out.trim_end(), ours.to_str().unwrap());
     }
 
     #[test]

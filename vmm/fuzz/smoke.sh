@@ -17,6 +17,8 @@ export CARGO_TARGET_DIR="${VMM_FUZZ_TARGET_DIR:-$cache/target-vmm-fuzz}"
 work="$(mktemp -d)"
 artifacts="$cache/vmm-fuzz-artifacts"
 trap 'rm -rf "$work"' EXIT
+# vsock_tx binds a socket (and its lock file) in the temporary directory: ours, removed above.
+export TMPDIR="$work"
 
 cd "$here"
 if ! cargo +nightly fuzz --help >/dev/null 2>&1; then
