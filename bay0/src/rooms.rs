@@ -301,7 +301,7 @@ impl Rooms {
             aside: None,
             volume: plan.volume.clone(),
             pty,
-            render: Renderer::new(name.as_str()),
+            render: Renderer::for_screen(name.as_str(), sys::columns(libc::STDOUT_FILENO)),
             scroll: Scrollback::default(),
             err,
             err_line: Default::default(),

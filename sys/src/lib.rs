@@ -470,6 +470,22 @@ pub fn console_passthrough(fd: RawFd) -> Result<bool> {
     Ok(true)
 }
 
+/// The width in columns of the terminal on `fd`; 0 when `fd` is no terminal or its size
+/// is not known (a serial line's is 0 until someone sets it).
+pub fn columns(fd: RawFd) -> usize {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into `size`, which outlives the call.
+    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) } != 0 {
+        return 0;
+    }
+    usize::from(size.ws_col)
+}
+
 /// Sleep until a signal handler runs (none ever does): the "never return" of PID 1.
 pub fn pause_forever() -> ! {
     loop {
@@ -790,6 +806,25 @@ mod tests {
         let ior = |nr: libc::c_ulong| (2 << 30) | (4 << 16) | (0x57 << 8) | nr;
         assert_eq!(WDIOC_KEEPALIVE, ior(5));
         assert_eq!(WDIOC_SETTIMEOUT, ior(6) | (1 << 30));
+    }
+
+    #[test]
+    fn a_terminal_tells_its_width_and_anything_else_says_0() {
+        let (master, slave) = open_pty().unwrap();
+        assert_eq!(columns(slave.as_raw_fd()), 0, "a new pty has no size yet");
+        let size = libc::winsize {
+            ws_row: 50,
+            ws_col: 132,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the valid pointer.
+        let set = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(set, 0);
+        assert_eq!(columns(slave.as_raw_fd()), 132);
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(columns(file.as_raw_fd()), 0);
+        assert_eq!(columns(-1), 0);
     }
 
     #[test]

@@ -4,14 +4,28 @@
 //! everything that could paint outside the room's own line or talk back to the terminal
 //! is dropped: escape sequences (CSI, OSC, DCS, APC, PM, SOS and the rest) except erase-
 //! to-end-of-line and cursor left/right within the line, C0 controls other than tab,
-//! newline and backspace (never past the start of the line), C1 controls, invalid UTF-8
-//! and the bidirectional overrides. A lone carriage return restarts the line with its
-//! prefix. The renderer keeps only a few bytes of state per room.
+//! newline and backspace, C1 controls, invalid UTF-8 and the bidirectional overrides. A
+//! lone carriage return restarts the line with its prefix. The renderer keeps only a few
+//! bytes of state per room.
+//!
+//! Backspace and cursor-left must never reach the prefix, so the renderer keeps two
+//! counts of the room's column: the least it can be (`sure`) and the most (`col`). They
+//! differ only for characters whose width terminals disagree on: a non-ASCII character
+//! outside a few scripts every terminal draws one column wide may take 0 (combining) to 2
+//! (East Asian wide) columns. Tabs become spaces (a terminal's tab stops would count the
+//! prefix too). Backspace and cursor-left go back at most `sure` columns; cursor-right
+//! stops short of the right margin (a terminal clamps it there, and would then come back
+//! further than it went). On a screen whose width is known ([`Renderer::for_screen`]) a
+//! room's line is broken, and the next row prefixed, before the terminal would wrap it
+//! onto a row of its own; of a screen of unknown width (a serial line says none) that
+//! one row can still start without the prefix.
 
 /// Longest prefix (`NAME| `).
 const PREFIX_MAX: usize = 34;
 /// Longest CSI sequence kept for inspection; longer ones are dropped whole.
 const CSI_MAX: usize = 16;
+/// The narrowest screen assumed when its width is unknown (cursor-right stops short of it).
+const COLUMNS_MIN: usize = 80;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -39,8 +53,12 @@ pub struct Renderer {
     line_start: bool,
     /// A carriage return waits to see whether a newline follows.
     cr: bool,
-    /// Column after the prefix (for backspace and cursor-left bounds).
+    /// Column after the prefix, at most (the column a cursor report gives).
     col: usize,
+    /// Column after the prefix, at least: backspace and cursor-left never go further back.
+    sure: usize,
+    /// The screen's width in columns (0: unknown).
+    columns: usize,
     /// Cursor position questions (`ESC [ 6 n`) not answered yet, at most
     /// [`CURSOR_QUERIES_MAX`].
     cursor_queries: usize,
@@ -53,7 +71,16 @@ pub struct Renderer {
 const CURSOR_QUERIES_MAX: usize = 4;
 
 impl Renderer {
-    /// A renderer prefixing lines with `name| `.
+    /// A renderer prefixing lines with `name| `, for a screen `columns` wide (0: unknown):
+    /// a line is broken before the terminal would wrap it.
+    pub fn for_screen(name: &str, columns: usize) -> Renderer {
+        Renderer {
+            columns,
+            ..Renderer::new(name)
+        }
+    }
+
+    /// A renderer prefixing lines with `name| `, for a screen of unknown width.
     pub fn new(name: &str) -> Renderer {
         let mut prefix = [0u8; PREFIX_MAX];
         let mut len = 0;
@@ -75,6 +102,8 @@ impl Renderer {
             line_start: true,
             cr: false,
             col: 0,
+            sure: 0,
+            columns: 0,
             cursor_queries: 0,
             typed: false,
         }
@@ -114,13 +143,37 @@ impl Renderer {
         self.line_start && !self.cr
     }
 
-    fn text(&mut self, out: &mut Vec<u8>, bytes: &[u8], width: usize) {
+    /// Columns a room's line may take on a screen `columns` wide: the prefix's, and the
+    /// last column (where some terminals wrap at once), are not the room's.
+    fn room_columns(&self, columns: usize) -> usize {
+        columns.saturating_sub(self.prefix_len.saturating_add(1))
+    }
+
+    /// `bytes`, taking at least `sure` and at most `width` columns.
+    fn text(&mut self, out: &mut Vec<u8>, bytes: &[u8], sure: usize, width: usize) {
+        let full = self.col.saturating_add(width) > self.room_columns(self.columns);
+        if self.columns > 0 && !self.line_start && full {
+            self.newline(out);
+        }
+        self.start_line(out);
+        out.extend_from_slice(bytes);
+        self.col = self.col.saturating_add(width);
+        self.sure = self.sure.saturating_add(sure);
+    }
+
+    /// The prefix, when it is due.
+    fn start_line(&mut self, out: &mut Vec<u8>) {
         if self.line_start {
             out.extend_from_slice(self.prefix.get(..self.prefix_len).unwrap_or_default());
             self.line_start = false;
         }
-        out.extend_from_slice(bytes);
-        self.col = self.col.saturating_add(width);
+    }
+
+    /// Moves the counts back `n` columns, at most `sure`; returns how many.
+    fn back(&mut self, n: usize) -> usize {
+        let n = n.min(self.sure);
+        (self.col, self.sure) = (self.col.saturating_sub(n), self.sure - n);
+        n
     }
 
     fn newline(&mut self, out: &mut Vec<u8>) {
@@ -129,7 +182,7 @@ impl Renderer {
         }
         out.extend_from_slice(b"\r\n");
         self.line_start = true;
-        self.col = 0;
+        (self.col, self.sure) = (0, 0);
     }
 
     /// Renders `input` (raw room output) onto `out`.
@@ -144,7 +197,7 @@ impl Renderer {
                 // A lone CR: back to column 0 and write the prefix again over itself.
                 out.push(b'\r');
                 self.line_start = true;
-                self.col = 0;
+                (self.col, self.sure) = (0, 0);
             }
             match self.state {
                 State::Ground => self.ground(b, out),
@@ -191,16 +244,16 @@ impl Renderer {
             self.utf8_need = 0;
         }
         match b {
-            0x20..=0x7e => self.text(out, &[b], 1),
+            0x20..=0x7e => self.text(out, &[b], 1, 1),
             b'\n' => self.newline(out),
             b'\r' => self.cr = true,
             b'\t' => {
-                let to = (self.col / 8 + 1) * 8;
-                self.text(out, b"\t", to - self.col);
+                let n = 8 - self.col % 8;
+                self.text(out, b"        ".get(..n).unwrap_or_default(), n, n);
             }
-            0x08 if self.col > 0 => {
+            0x08 if self.sure > 0 => {
+                self.back(1);
                 out.push(0x08);
-                self.col -= 1;
             }
             0x1b => self.state = State::Esc,
             0xc2..=0xf4 => {
@@ -233,7 +286,8 @@ impl Renderer {
             copy.get_mut(..n)
                 .unwrap_or_default()
                 .copy_from_slice(bytes.get(..n).unwrap_or_default());
-            self.text(out, copy.get(..n).unwrap_or_default(), 1);
+            let (sure, width) = if one_column(c) { (1, 1) } else { (0, 2) };
+            self.text(out, copy.get(..n).unwrap_or_default(), sure, width);
         }
     }
 
@@ -259,22 +313,31 @@ impl Renderer {
                 match b {
                     // Erase to the end of the line (only the default form).
                     b'K' if params.is_empty() || params == b"0" => out.extend_from_slice(b"\x1b[K"),
-                    // Cursor left, never into the prefix; cursor right.
+                    // Cursor left, never into the prefix.
                     b'D' => {
-                        let n = n.min(self.col);
+                        let n = self.back(n);
                         if n > 0 {
                             out.extend_from_slice(format!("\x1b[{n}D").as_bytes());
-                            self.col -= n;
                         }
                     }
                     // Device status report 6: where is the cursor (see `cursor_report`).
                     b'n' if params == b"6" && !self.typed => {
                         self.cursor_queries = (self.cursor_queries + 1).min(CURSOR_QUERIES_MAX);
                     }
+                    // Cursor right, never as far as the right margin.
                     b'C' => {
-                        let n = n.min(256);
-                        out.extend_from_slice(format!("\x1b[{n}C").as_bytes());
-                        self.col += n;
+                        self.start_line(out);
+                        let edge = if self.columns > 0 {
+                            self.columns
+                        } else {
+                            COLUMNS_MIN
+                        };
+                        let n = n.min(self.room_columns(edge).saturating_sub(self.col));
+                        if n > 0 {
+                            out.extend_from_slice(format!("\x1b[{n}C").as_bytes());
+                            self.col = self.col.saturating_add(n);
+                            self.sure = self.sure.saturating_add(n);
+                        }
                     }
                     _ => {}
                 }
@@ -283,6 +346,15 @@ impl Renderer {
             _ => self.state = State::Ground,
         }
     }
+}
+
+/// Characters every terminal draws one column wide: Latin-1 and Latin Extended A/B, the
+/// basic Greek letters and Cyrillic without its combining marks (all assigned, none
+/// combining, none wide). Width of anything else is uncertain (0 to 2).
+fn one_column(c: char) -> bool {
+    matches!(c,
+        '\u{a0}'..='\u{ac}' | '\u{ae}'..='\u{24f}' | '\u{391}'..='\u{3a1}'
+        | '\u{3a3}'..='\u{3c9}' | '\u{400}'..='\u{482}' | '\u{48a}'..='\u{4ff}')
 }
 
 /// The last bytes a room rendered, replayed when someone attaches to its console.
