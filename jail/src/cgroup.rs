@@ -135,11 +135,22 @@ impl Hierarchy {
     /// hierarchy on v1), to [`join`] it through.
     pub fn prepare(&self, room: &str, limits: &Limits) -> Result<Vec<PathBuf>> {
         for dir in self.dirs(room) {
-            // A leftover directory of an earlier run of this room: empty ones go.
-            if dir.exists() && std::fs::remove_dir(&dir).is_err() {
-                return Err(Error::Unsupported(
-                    "the room's cgroup from its previous run still holds processes",
-                ));
+            match std::fs::symlink_metadata(&dir) {
+                // A cgroup v1 control file of anchor/ (`tasks`): never a room's cgroup.
+                Ok(m) if !m.is_dir() => {
+                    return Err(Error::Path {
+                        op: "the room's name is a cgroup control file, not a cgroup:",
+                        path: dir.display().to_string(),
+                        errno: libc::ENOTDIR,
+                    })
+                }
+                // A leftover directory of an earlier run of this room: empty ones go.
+                Ok(_) if std::fs::remove_dir(&dir).is_err() => {
+                    return Err(Error::Unsupported(
+                        "the room's cgroup from its previous run still holds processes",
+                    ));
+                }
+                _ => {}
             }
         }
         match self {
@@ -241,6 +252,34 @@ mod tests {
         let v1 = Hierarchy::detect_at(&dir, true).unwrap();
         assert!(matches!(v1, Hierarchy::V1(_)));
         assert_eq!(v1.dirs("web")[1], dir.join("pids/anchor/web"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A valid room name can be a cgroup v1 control file of `anchor/` (`tasks`): the
+    /// room is refused for that reason, not as a leftover cgroup "still holding
+    /// processes", and the file is left alone.
+    #[test]
+    fn a_room_named_like_a_v1_control_file_is_refused_for_that() {
+        let dir = std::env::temp_dir().join(format!("jail-cg-tasks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let v1 = CONTROLLERS.map(|c| dir.join(c));
+        for d in &v1 {
+            std::fs::create_dir_all(d.join(GROUP)).unwrap();
+            std::fs::write(d.join(GROUP).join("tasks"), "").unwrap();
+        }
+        let limits = Limits {
+            memory_bytes: 64 << 20,
+            pids: 32,
+            cpu_weight: 100,
+            cpus: None,
+            oom_group: false,
+        };
+        let e = Hierarchy::V1(v1.clone())
+            .prepare("tasks", &limits)
+            .unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("not a cgroup") && e.contains("tasks"), "{e}");
+        assert!(v1[0].join(GROUP).join("tasks").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,6 +19,11 @@ pub const MEMORY_MIN_MIB: u64 = 32;
 pub const MEMORY_MAX_MIB: u64 = 1 << 20;
 /// vCPU range.
 pub const VCPUS: (u32, u32) = (1, 64);
+/// Most vCPUs and memory a microVM room can have: what anchor-vmm accepts (its
+/// `config::MAX_VCPUS` and `layout::MAX_MEM_MIB`); a namespace room has no VMM.
+pub const MICROVM_VCPUS_MAX: u32 = 16;
+/// See [`MICROVM_VCPUS_MAX`] (16 GiB).
+pub const MICROVM_MEMORY_MAX_MIB: u64 = 16 << 10;
 /// cgroup v2 cpu.weight range, and the default (the kernel's own default).
 pub const CPU_WEIGHT: (u32, u32) = (1, 10_000);
 /// Default cpu.weight.
@@ -334,6 +339,28 @@ pub(crate) fn validate(
         Some(s) => v.int("resources.pids_max", s, PIDS_MAX),
         None => Some(PIDS_MAX_DEFAULT),
     };
+
+    // A microVM (backend microvm, or auto where KVM works) gets exactly these from
+    // anchor-vmm, which refuses more: refused here, not once the room is opening.
+    if backend.is_some_and(|b| b != Backend::Namespaces) {
+        let why = "anchor-vmm's limit; backend \"namespaces\" has none";
+        if let (Some(n), Some(s)) = (vcpus, res.and_then(|r| r.vcpus.as_ref())) {
+            if n > MICROVM_VCPUS_MAX {
+                let msg = format!(
+                    "{n} is more than a microVM room can have ({MICROVM_VCPUS_MAX}; {why})"
+                );
+                v.err("resources.vcpus", Some(&s.span()), msg);
+            }
+        }
+        if let (Some(m), Some(s)) = (memory, res.and_then(|r| r.memory.as_ref())) {
+            if m.mib() > MICROVM_MEMORY_MAX_MIB {
+                let max = ByteSize::from_mib(MICROVM_MEMORY_MAX_MIB)
+                    .map_or_else(String::new, |s| s.to_string());
+                let msg = format!("{m} is more than a microVM room can have ({max}; {why})");
+                v.err("resources.memory", Some(&s.span()), msg);
+            }
+        }
+    }
 
     // [lifetime]
     let life = raw.lifetime.as_ref().map(|l| l.get_ref());

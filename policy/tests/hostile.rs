@@ -559,3 +559,31 @@ fn all_subset_violations_reported_together() {
         assert!(keys.contains(&k), "{k} missing from {err}");
     }
 }
+
+/// A microVM room gets exactly its policy's vCPUs and memory from anchor-vmm, which
+/// refuses more than 16 vCPUs or 16 GiB (vmm/src/config.rs MAX_VCPUS, the layouts'
+/// MAX_MEM_MIB): a policy that asks more must be refused here, not by the VMM once the
+/// room is opening. `auto` is a microVM wherever KVM works.
+#[test]
+fn microvm_rooms_fit_what_anchor_vmm_can_give() {
+    for backend in ["microvm", "auto"] {
+        let b = BASE.replace("\"microvm\"", &format!("\"{backend}\""));
+        let err = rejected("t.toml", b.replace("vcpus = 1", "vcpus = 17").as_bytes());
+        assert_problem(&err, "t.toml:6:resources.vcpus", "microVM");
+        let err = rejected("t.toml", b.replace("1GiB", "16385MiB").as_bytes());
+        assert_problem(&err, "t.toml:5:resources.memory", "microVM");
+        assert!(parse(
+            "t.toml",
+            b.replace("vcpus = 1", "vcpus = 16")
+                .replace("1GiB", "16GiB")
+                .as_bytes()
+        )
+        .is_ok());
+    }
+    // A namespace room has no VMM: the policy's own ranges apply.
+    let ns = BASE
+        .replace("\"microvm\"", "\"namespaces\"")
+        .replace("vcpus = 1", "vcpus = 64")
+        .replace("1GiB", "64GiB");
+    assert!(parse("t.toml", ns.as_bytes()).is_ok());
+}

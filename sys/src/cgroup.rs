@@ -23,6 +23,8 @@ pub fn remove(root: &Path, rel: &str) -> bool {
         match std::fs::remove_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // A v1 control file (`anchor/tasks`): no room's cgroup is there.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
             Err(_) => {
                 gone = false;
                 let procs = std::fs::read_to_string(dir.join("cgroup.procs"));
@@ -138,6 +140,19 @@ mod tests {
             std::fs::create_dir_all(root.join(place).join("web")).unwrap();
         }
         root
+    }
+
+    /// `anchor/tasks` on cgroup v1 is the hierarchy's own control file, not a room's
+    /// cgroup: nothing of a room named `tasks` is left to remove (bay0 would otherwise
+    /// keep retrying it every second, one more entry per refused start), and the file
+    /// stays.
+    #[test]
+    fn a_control_file_named_like_the_room_is_not_a_leftover() {
+        let root = tree("tasks");
+        std::fs::write(root.join("memory/anchor/tasks"), "").unwrap();
+        assert!(remove(&root, "anchor/tasks"));
+        assert!(root.join("memory/anchor/tasks").is_file());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
