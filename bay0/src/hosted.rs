@@ -123,11 +123,24 @@ mod tests {
             sys::reap_pid_blocking(pid).map(|s| WaitStatus(s).exit_code()),
             Ok(0)
         );
-        let mut got = String::new();
-        // The helper is gone and bay0 kept no copy of the write end: so this read ends
-        // at EOF (the descriptor is non-blocking: a kept copy would give EAGAIN).
-        std::fs::File::from(out).read_to_string(&mut got).unwrap();
-        assert_eq!(got, "out\nerr\n");
+        // The helper is gone and bay0 kept no copy of the write end: so reading comes to
+        // EOF. The descriptor is non-blocking: a copy kept would give EAGAIN for ever.
+        // Tests sharing a process (cargo test's threads) may briefly see EAGAIN too:
+        // another test's child holds every descriptor between its clone and its exec.
+        let mut got = Vec::new();
+        let mut out = std::fs::File::from(out);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match out.read_to_end(&mut got) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < end, "no EOF: a copy was kept");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, b"out\nerr\n");
     }
 
     #[test]
