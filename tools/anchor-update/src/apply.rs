@@ -19,7 +19,8 @@ use crate::verify::{self, Trust, VerifyError};
 use crate::version::Version;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// The steps of an apply, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,8 @@ pub enum ApplyError {
         slot_file: String,
     },
     Esp(EspError),
+    /// Another apply holds the ESP.
+    Busy,
 }
 
 impl fmt::Display for ApplyError {
@@ -142,6 +145,9 @@ impl fmt::Display for ApplyError {
                  same clusters); check the ESP with fsck.vfat before updating"
             ),
             ApplyError::Esp(e) => write!(f, "{e}"),
+            ApplyError::Busy => f.write_str(
+                "update refused, nothing written: another update is being applied to this ESP",
+            ),
         }
     }
 }
@@ -190,10 +196,11 @@ pub fn target_slot(state: &EspState, running: &Running) -> Result<Slot, ApplyErr
             (false, false) => return Err(ApplyError::RunningUnknown),
         },
     };
-    if let Some(f) = state.single(slot) {
-        if f.entry.counter != Counter::Good {
-            return Err(ApplyError::RunningNotBlessed(slot));
-        }
+    // On trial unless one of its files is good: a power cut inside a counter rename (FAT
+    // has no atomic rename) can leave the slot under two trial names.
+    let files = state.files(slot);
+    if !files.is_empty() && !files.iter().any(|f| f.entry.counter == Counter::Good) {
+        return Err(ApplyError::RunningNotBlessed(slot));
     }
     Ok(slot.other())
 }
@@ -214,6 +221,9 @@ pub fn apply(
     let image = read_limited(path)?;
     verify::verify(&image, trust).map_err(ApplyError::Untrusted)?;
     let version = crate::esp::image_version(&image).map_err(ApplyError::NoVersion)?;
+    // Held until the slot is armed: a second apply would remove this one's temp file, or
+    // have its own (unsynced) one armed under this one's name.
+    let _lock = esp.lock()?.ok_or(ApplyError::Busy)?;
     let state = esp.scan()?;
     let target = target_slot(&state, running)?;
     let floor = floor(esp, &state, running)?;
@@ -337,11 +347,32 @@ fn read_limited(path: &str) -> Result<Vec<u8>, ApplyError> {
         path: path.to_string(),
         err,
     };
-    let meta = std::fs::metadata(path).map_err(read)?;
+    // O_NONBLOCK: opening a fifo must not wait for a writer; the descriptor is checked
+    // before anything is read (a device or a fifo has no length to bound the read).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    if !meta.is_file() {
+        return Err(read(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     if meta.len() > MAX_IMAGE {
         return Err(ApplyError::TooBig(meta.len()));
     }
-    std::fs::read(path).map_err(read)
+    // The file may grow after fstat: never read more than one byte past the limit.
+    let mut image = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_IMAGE + 1)
+        .read_to_end(&mut image)
+        .map_err(read)?;
+    if image.len() as u64 > MAX_IMAGE {
+        return Err(ApplyError::TooBig(image.len() as u64));
+    }
+    Ok(image)
 }
 
 fn check_space(esp: &Esp, state: &EspState, target: Slot, need: u64) -> Result<(), ApplyError> {

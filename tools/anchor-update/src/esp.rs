@@ -162,6 +162,14 @@ impl Esp {
         self.sync_dir()
     }
 
+    /// An exclusive lock on the ESP (flock on its root directory), held while the
+    /// returned file is open; None when another process holds it.
+    pub fn lock(&self) -> Result<Option<File>, EspError> {
+        let f = File::open(&self.root).map_err(io_err("open", &self.root))?;
+        let locked = crate::sys::try_lock_exclusive(&f).map_err(io_err("lock", &self.root))?;
+        Ok(locked.then_some(f))
+    }
+
     /// fsync the entry directory.
     pub fn sync_dir(&self) -> Result<(), EspError> {
         let dir = self.entry_dir();

@@ -64,12 +64,41 @@ pub fn sections(image: &[u8]) -> Result<Vec<Section<'_>>, PeError> {
     Ok(out)
 }
 
-/// The loaded bytes of the section called `name`, if there is one.
+/// Largest loaded size [`section`] gives (it reads files not yet verified: what a
+/// header claims is not allocated).
+pub const MAX_SECTION: usize = 1 << 20;
+
+/// The loaded bytes of the section called `name`, if there is one. Only that section is
+/// loaded, and one loaded larger than [`MAX_SECTION`] is refused.
 pub fn section<'a>(image: &'a [u8], name: &str) -> Result<Option<Cow<'a, [u8]>>, PeError> {
-    Ok(sections(image)?
-        .into_iter()
-        .find(|s| s.name == name)
-        .map(|s| s.data))
+    let pe = PeFile64::parse(image).map_err(|e| PeError::Parse(e.to_string()))?;
+    for s in pe.section_table().iter() {
+        let raw_name = s.raw_name();
+        let end = raw_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw_name.len());
+        if raw_name.get(..end) != Some(name.as_bytes()) {
+            continue;
+        }
+        let vsize = usize::try_from(s.virtual_size.get(LE)).unwrap_or(usize::MAX);
+        if vsize > MAX_SECTION {
+            return Err(PeError::Parse(format!(
+                "section {name} is {vsize} bytes loaded, more than {MAX_SECTION}"
+            )));
+        }
+        let raw = s
+            .pe_data(image)
+            .map_err(|e| PeError::Parse(e.to_string()))?;
+        if let Some(loaded) = raw.get(..vsize) {
+            return Ok(Some(Cow::Borrowed(loaded)));
+        }
+        // Loaded memory past the raw data is zero-filled.
+        let mut v = raw.to_vec();
+        v.resize(vsize, 0);
+        return Ok(Some(Cow::Owned(v)));
+    }
+    Ok(None)
 }
 
 fn u32_at(b: &[u8], at: usize, what: &'static str) -> Result<u32, PeError> {

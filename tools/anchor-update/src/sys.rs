@@ -33,6 +33,22 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// flock(LOCK_EX | LOCK_NB): Ok(false) when another open file description holds it.
+pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock takes no pointers; `f` keeps the descriptor open for the call.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// Give this process its own mount namespace whose mounts do not propagate back, so the
 /// ESP and efivarfs mounts it makes vanish when it exits.
 pub fn private_mounts() -> io::Result<()> {

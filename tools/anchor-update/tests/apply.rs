@@ -428,3 +428,165 @@ fn a_leftover_identical_to_a_slot_is_not_removed() {
     assert!(e.to_string().contains("fsck.vfat"), "{e}");
     assert_eq!(w.listing(), before);
 }
+
+// ---- Hostile and broken inputs ----
+
+/// A power cut inside a counter rename (systemd-boot's before each boot, FAT has no atomic
+/// rename) can leave the running slot under two trial names. The slot is still on trial:
+/// the other, known-good slot must not be replaced.
+#[test]
+fn a_running_slot_under_two_trial_names_is_still_on_trial() {
+    let w = world();
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    w.put("anchor-A+3-0.efi", &v2);
+    w.put("anchor-A+2-1.efi", &v2);
+    w.put("anchor-B.efi", &uki(w.dir.path(), "1", &w.k));
+    let before = w.listing();
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    let r = apply::apply(
+        &w.esp,
+        v3.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "2"),
+        3,
+        &mut Quiet,
+    );
+    assert!(
+        matches!(r, Err(ApplyError::RunningNotBlessed(Slot::A))),
+        "{r:?}"
+    );
+    assert_eq!(w.listing(), before, "the known-good slot B was replaced");
+}
+
+/// An update path that is a fifo (or a device: /dev/zero has length 0 too) is refused
+/// as not a regular file; it is never read (a fifo without writer would block, /dev/zero
+/// would be read without bound).
+#[test]
+fn an_update_that_is_not_a_regular_file_is_refused() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let before = w.listing();
+    let fifo = w.dir.path().join("update.fifo");
+    run(Command::new("mkfifo").arg(&fifo));
+    // A writer that feeds junk once a reader opens the fifo (so that the code before the
+    // fix, which reads it, returns instead of blocking).
+    let p = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+            let _ = f.write_all(b"MZ not an image");
+        }
+    });
+    let r = apply::apply(
+        &w.esp,
+        fifo.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    );
+    // Release the writer if nothing opened the fifo for reading.
+    let _unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    writer.join().unwrap();
+    match &r {
+        Err(ApplyError::Read { err, .. }) => {
+            assert!(err.to_string().contains("not a regular file"), "{err}")
+        }
+        other => panic!("a fifo was read as an update: {other:?}"),
+    }
+    assert_eq!(w.listing(), before);
+}
+
+/// Two applies at once: one must not arm the other's file (unsynced, maybe half
+/// written) under its own name and report its own version. P1 stops after sync; P2
+/// cleans (removes P1's temp), writes its own temp; P1 then arms.
+#[test]
+fn concurrent_applies_do_not_arm_each_others_files() {
+    use std::sync::mpsc;
+    let w = std::sync::Arc::new(world());
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    let (synced_tx, synced_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+
+    struct Pause {
+        synced: mpsc::Sender<()>,
+        go: mpsc::Receiver<()>,
+    }
+    impl Observer for Pause {
+        fn after(&mut self, step: Step, _: &str) {
+            if step == Step::Sync {
+                let _ = self.synced.send(());
+                let _ = self.go.recv();
+            }
+        }
+    }
+    let (w1, p1) = (w.clone(), v2.clone());
+    std::thread::spawn(move || {
+        let mut obs = Pause {
+            synced: synced_tx,
+            go: go_rx,
+        };
+        let r = apply::apply(
+            &w1.esp,
+            p1.to_str().unwrap(),
+            &w1.trust(),
+            &running(Slot::A, "1"),
+            3,
+            &mut obs,
+        );
+        let _ = done_tx.send(r);
+    });
+    synced_rx.recv().unwrap();
+
+    struct Second {
+        go: mpsc::Sender<()>,
+        done: mpsc::Receiver<Result<apply::Applied, ApplyError>>,
+        first: Option<Result<apply::Applied, ApplyError>>,
+    }
+    impl Observer for Second {
+        fn after(&mut self, step: Step, _: &str) {
+            if step == Step::Write && self.first.is_none() {
+                let _ = self.go.send(());
+                self.first = self.done.recv().ok();
+            }
+        }
+    }
+    let mut second = Second {
+        go: go_tx,
+        done: done_rx,
+        first: None,
+    };
+    let r2 = apply::apply(
+        &w.esp,
+        v3.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut second,
+    );
+    if second.first.is_none() {
+        let _ = second.go.send(());
+        second.first = second.done.recv().ok();
+    }
+    let r1 = second.first.unwrap();
+    // Whatever each reports, an apply that says it armed a file armed its own bytes.
+    for (r, image) in [(&r1, &v2), (&r2, &v3)] {
+        if let Ok(a) = r {
+            assert!(
+                std::fs::read(w.esp.entry_path(&a.file)).unwrap() == std::fs::read(image).unwrap(),
+                "apply of {} reported {a:?}, but {} holds other bytes (other apply: {:?})",
+                image.display(),
+                a.file,
+                if std::ptr::eq(r, &r1) { &r2 } else { &r1 }
+            );
+        }
+    }
+    assert!(r1.is_ok() || r2.is_ok(), "{r1:?} {r2:?}");
+}
