@@ -5,8 +5,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anchor_courier::{confine, sys, transfer};
+use anchor_courier::transfer::{self, Until};
+use anchor_courier::{confine, sys};
 use anchor_proto::courier::Launch;
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: anchor-courier --id HEX32 --token HEX32 --from ROOM --to ROOM --size BYTES
@@ -20,7 +22,8 @@ socket bay0 passed to a namespace room's agent over its umbilical). It confines 
 uid 63999, no capabilities, seccomp), fetches the item with the request's --token,
 delivers it under transfer id --id with its --name, --size and --sha256, and commits it
 only if the source sent exactly --size bytes. A peer that makes no progress for 30 s
-fails the transfer. Its last line on stderr is `delivered NAME` (exit 0: the name the
+fails the transfer, and so does a transfer still running after 120 s + 1 s per MiB of
+--size (however steadily a peer trickles). Its last line on stderr is `delivered NAME` (exit 0: the name the
 destination stored it under in ~/Incoming) or `failed REASON` (exit 1).
 ";
 
@@ -63,8 +66,9 @@ fn main() -> ExitCode {
         sys::blocking_with_timeouts(1, STALL_S)?;
         Ok((src, dst))
     });
+    let until = Instant::now() + Duration::from_secs(transfer::allowance_secs(l.size));
     let (mut src, mut dst) = match streams {
-        Ok(s) => s,
+        Ok((src, dst)) => (Until { inner: src, until }, Until { inner: dst, until }),
         Err(e) => return finish(false, &format!("the courier's connections: {e}")),
     };
     if let Err(e) = confine::seccomp() {

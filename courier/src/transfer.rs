@@ -4,18 +4,76 @@
 //! the destination room's agent, commit only when the source's stream ended exactly at
 //! the approved size, and report the name the destination stored it under. Generic over
 //! the streams, so the same code runs on vsock connections, Unix sockets and test pairs.
-//! Timeouts are the streams' own (the binary sets SO_RCVTIMEO / SO_SNDTIMEO).
+//! Stall timeouts are the streams' own (the binary sets SO_RCVTIMEO / SO_SNDTIMEO); the
+//! whole transfer's time allowance is [`Until`]'s.
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
-use anchor_proto::courier::{cut, Data, Launch, Manifest, MANIFEST_MAX, TEXT_MAX};
+use anchor_proto::courier::{cut, is_candidate, Data, Launch, Manifest, MANIFEST_MAX, TEXT_MAX};
 use anchor_proto::umbilical::{encode, Frames, HEADER, PAYLOAD_MAX};
 
 /// Bytes moved per read.
 pub const CHUNK: usize = 256 * 1024;
 /// Longest `OK <port>\n` line of the hybrid vsock handshake.
 const OK_LINE_MAX: usize = 32;
+
+/// Seconds a whole transfer of `size` bytes may take: 2 minutes, and 1 s more per MiB.
+/// Every byte a peer sends resets its stall timeout, so without this a room sending one
+/// byte before each timeout would hold the courier, and with it every other room's
+/// courier requests (one transfer at a time), for as long as it liked.
+pub fn allowance_secs(size: u64) -> u64 {
+    120 + size.div_ceil(1 << 20)
+}
+
+/// A stream whose reads and writes fail once `until` has passed ([`Overdue`]). It is
+/// checked before each call: one already waiting ends at the stream's own stall timeout.
+#[derive(Debug)]
+pub struct Until<S> {
+    pub inner: S,
+    pub until: Instant,
+}
+
+/// The error of a read or write past the transfer's allowance.
+#[derive(Debug)]
+pub struct Overdue;
+
+impl fmt::Display for Overdue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("past the transfer's time allowance")
+    }
+}
+
+impl std::error::Error for Overdue {}
+
+impl<S> Until<S> {
+    fn check(&self) -> io::Result<()> {
+        if Instant::now() < self.until {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::TimedOut, Overdue))
+        }
+    }
+}
+
+impl<S: Read> Read for Until<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.check()?;
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Write> Write for Until<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check()?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// Which end of the transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +112,13 @@ impl TransferError {
             TransferError::Handshake(s, why) => {
                 format!("{}'s agent did not take the connection ({why})", room(s))
             }
+            TransferError::Io(s, what, e) if overdue(e) => format!(
+                "the transfer took longer than its allowance ({} s for {} bytes; time ran \
+                 out {what}, with {})",
+                allowance_secs(l.size),
+                l.size,
+                room(s)
+            ),
             TransferError::Io(s, what, e) if stalled(e) => {
                 format!(
                     "{} stalled ({what}: no progress before the timeout)",
@@ -96,6 +161,10 @@ impl fmt::Display for TransferError {
 }
 
 impl std::error::Error for TransferError {}
+
+fn overdue(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Overdue>())
+}
 
 fn stalled(e: &io::Error) -> bool {
     matches!(
@@ -168,6 +237,53 @@ fn text(payload: &[u8]) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
     cut(&clean, TEXT_MAX).to_string()
+}
+
+/// The destination's refusal as the sender may hear it: the agent's reasons
+/// (tools/anchor-agent `StoreError`) reduced to their fixed words, so a destination room
+/// cannot send text of its own back to the source room (the courier carries data one
+/// way); anything else is withheld.
+pub fn destination_reason(payload: &[u8]) -> String {
+    let t = text(payload);
+    let fixed: &[(&str, &str)] = &[
+        (
+            "refused: this transfer was delivered before",
+            "refused: this transfer was delivered before",
+        ),
+        ("refused: ", "refused: the delivery was malformed"),
+        (
+            "~/Incoming is a symbolic link",
+            "~/Incoming is a symbolic link; nothing is written through it",
+        ),
+        ("~/Incoming", "~/Incoming could not be prepared"),
+        (
+            "not enough space in ~/Incoming",
+            "not enough space in ~/Incoming",
+        ),
+        (
+            "the item ended after",
+            "the item ended early; nothing was stored",
+        ),
+        (
+            "the transfer was not completed",
+            "the transfer was not completed; nothing was stored",
+        ),
+        (
+            "the bytes received do not match the approved SHA-256",
+            "the bytes received do not match the approved SHA-256; nothing was stored",
+        ),
+        (
+            "the name and ",
+            "the name and every numbered variant of it exist in ~/Incoming",
+        ),
+    ];
+    match fixed.iter().find(|(p, _)| t.starts_with(p)) {
+        Some((_, say)) => (*say).to_string(),
+        None if t.ends_with("; nothing was stored") => {
+            "it could not store the item; nothing was stored".to_string()
+        }
+        None => "its agent refused with a reason the courier does not pass on".to_string(),
+    }
 }
 
 /// Carries the item `l` describes from `src` to `dst`; the name the destination stored it
@@ -247,17 +363,27 @@ pub fn run<S: Read + Write, D: Read + Write>(
         return match next(dst, &mut from_dst, Destination, &mut payload) {
             Ok(Some((Data::Failed, n))) => Err(TransferError::Refused(
                 Destination,
-                text(payload.get(..n).unwrap_or_default()),
+                destination_reason(payload.get(..n).unwrap_or_default()),
             )),
             _ => Err(e),
         };
     }
     sent?;
     match next(dst, &mut from_dst, Destination, &mut payload)? {
-        Some((Data::Stored, n)) => Ok(text(payload.get(..n).unwrap_or_default())),
+        Some((Data::Stored, n)) => {
+            // Only a name the destination may store it under: never text of its own.
+            let stored = core::str::from_utf8(payload.get(..n).unwrap_or_default()).ok();
+            match stored.filter(|s| is_candidate(&l.name, s)) {
+                Some(s) => Ok(s.to_string()),
+                None => Err(TransferError::Protocol(
+                    Destination,
+                    "stored it under a name it may not have chosen".into(),
+                )),
+            }
+        }
         Some((Data::Failed, n)) => Err(TransferError::Refused(
             Destination,
-            text(payload.get(..n).unwrap_or_default()),
+            destination_reason(payload.get(..n).unwrap_or_default()),
         )),
         Some((k, _)) => Err(TransferError::Protocol(
             Destination,

@@ -410,6 +410,29 @@ pub struct Answer<'a> {
     pub text: &'a str,
 }
 
+/// Most ` (N)` suffixes a destination tries before giving up.
+pub const MAX_SUFFIX: u32 = 1000;
+
+/// The `n`th name a destination tries for `name`: `name` itself, then `stem (n).ext`
+/// (the extension is what follows the last `.`, unless that dot starts the name).
+pub fn candidate(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => {
+            let (stem, ext) = name.split_at(dot);
+            format!("{stem} ({n}){ext}")
+        }
+        _ => format!("{name} ({n})"),
+    }
+}
+
+/// Whether `stored` is one of the names a destination may store `name` under.
+pub fn is_candidate(name: &str, stored: &str) -> bool {
+    (0..=MAX_SUFFIX).any(|n| candidate(name, n) == stored)
+}
+
 /// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
 pub fn cut(text: &str, max: usize) -> &str {
     let mut end = text.len().min(max);

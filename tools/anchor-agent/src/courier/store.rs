@@ -36,8 +36,7 @@ pub struct Home {
 pub const INCOMING: &str = "Incoming";
 /// Bytes read per step.
 const CHUNK: usize = 256 * 1024;
-/// Most ` (N)` suffixes tried before giving up.
-const MAX_SUFFIX: u32 = 1000;
+use anchor_proto::courier::MAX_SUFFIX;
 /// Transfer ids remembered.
 const SEEN_MAX: usize = 64;
 
@@ -129,20 +128,7 @@ impl Seen {
     }
 }
 
-/// The `n`th name tried for `name`: `name` itself, then `stem (n).ext` (the extension is
-/// what follows the last `.`, unless that dot starts the name).
-pub fn candidate(name: &str, n: u32) -> String {
-    if n == 0 {
-        return name.to_string();
-    }
-    match name.rfind('.') {
-        Some(dot) if dot > 0 => {
-            let (stem, ext) = name.split_at(dot);
-            format!("{stem} ({n}){ext}")
-        }
-        _ => format!("{name} ({n})"),
-    }
-}
+pub use anchor_proto::courier::candidate;
 
 fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))

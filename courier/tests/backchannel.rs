@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! The courier carries one item in one direction, yet the destination room's agent used
+//! to choose the text the source room hears back: its `Stored` name and its `Failed`
+//! reason reached the sender's `courier send` output verbatim (control characters aside).
+//! A destination room (compromised, holding data) could thus send up to 400 bytes of its
+//! choosing to the source room on every approved transfer: data crossing the other way,
+//! with no prompt for that direction. Now only a name it may store the item under, and
+//! the fixed words of the agent's reasons, come back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use anchor_courier::transfer;
+use anchor_proto::courier::{Data, Launch};
+use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
+use sha2::{Digest, Sha256};
+
+fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    (a, b)
+}
+
+const SECRET: &str = "work-db-password=hunter2;api-key=AKIAEXAMPLE0123456789";
+
+/// The transfer with an honest-looking source and a destination that answers `answer`.
+fn carry(answer: Data) -> String {
+    let item = b"an approved item".to_vec();
+    let l = Launch {
+        id: [3; 16],
+        token: [4; 16],
+        from: "web".into(),
+        to: "work".into(),
+        name: "item.txt".into(),
+        size: item.len() as u64,
+        sha256: Sha256::digest(&item).into(),
+        vsock: [false, false],
+    };
+    let (mut src, mut s_end) = pair();
+    let data = item.clone();
+    let source = std::thread::spawn(move || {
+        let mut p = [0u8; PAYLOAD_MAX];
+        let _ = Frames::<Data>::default().read_from(&mut s_end, &mut p);
+        write_frame(&mut s_end, Data::Offer, &(data.len() as u64).to_le_bytes()).unwrap();
+        std::io::Write::write_all(&mut s_end, &data).unwrap();
+    });
+    let (mut dst, mut d_end) = pair();
+    let dest = std::thread::spawn(move || {
+        // Takes the delivery and its commit, then answers with its own text.
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !all.ends_with(&[0x44, 0, 0, 0]) {
+            let n = d_end.read(&mut buf).unwrap();
+            assert!(n > 0);
+            all.extend_from_slice(&buf[..n]);
+        }
+        write_frame(&mut d_end, answer, SECRET.as_bytes()).unwrap();
+    });
+    let r = transfer::run(&mut src, &mut dst, &l);
+    source.join().unwrap();
+    dest.join().unwrap();
+    // What bay0 gets on the courier's stderr, and forwards to the sender and the audit.
+    match r {
+        Ok(name) => format!("delivered {name}"),
+        Err(e) => format!("failed {}", e.explain(&l)),
+    }
+}
+
+#[test]
+fn the_destination_cannot_send_its_own_text_back_to_the_source() {
+    for answer in [Data::Stored, Data::Failed] {
+        let line = carry(answer);
+        assert!(
+            !line.contains(SECRET),
+            "{answer:?}: the destination's text reaches the sender: {line:?}"
+        );
+    }
+}
+
+/// Every reason the real agent gives keeps its category for the sender (the fixed words),
+/// and none of the destination's own details (numbers, error texts) comes through.
+#[test]
+fn every_reason_of_the_agent_reaches_the_sender_as_fixed_words() {
+    use anchor_agent::courier::store::StoreError;
+    use anchor_courier::transfer::destination_reason;
+    let e = || std::io::Error::from_raw_os_error(libc::EACCES);
+    let reasons = [
+        StoreError::Request(anchor_proto::courier::RequestError::Room),
+        StoreError::Repeated,
+        StoreError::IncomingIsLink,
+        StoreError::Incoming(e()),
+        StoreError::NoSpace {
+            free: 12345,
+            need: 67890,
+        },
+        StoreError::Short {
+            got: 4242,
+            size: 9999,
+        },
+        StoreError::NoCommit,
+        StoreError::Mismatch,
+        StoreError::Io("writing the item", e()),
+        StoreError::NoFreeName,
+    ];
+    for r in reasons {
+        let said = destination_reason(r.to_string().as_bytes());
+        assert!(!said.contains("does not pass on"), "{r}: withheld ({said})");
+        for detail in ["12345", "67890", "4242", "9999", "denied"] {
+            assert!(!said.contains(detail), "{r}: {said}");
+        }
+    }
+    let own = destination_reason(b"work-db-password=hunter2; nothing was stored");
+    assert!(!own.contains("hunter2"), "{own}");
+}
