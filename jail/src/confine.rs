@@ -44,6 +44,8 @@ const SECUREBITS: libc::c_ulong = (1 << 0) // SECBIT_NOROOT
 pub struct Helper {
     pid: i32,
     sock: std::os::unix::net::UnixStream,
+    uid: u32,
+    gid: u32,
 }
 
 impl Helper {
@@ -76,7 +78,12 @@ impl Helper {
         }
         // The room never holds a handle on the host's /proc.
         drop((theirs, proc_dir));
-        Ok(Helper { pid, sock: ours })
+        Ok(Helper {
+            pid,
+            sock: ours,
+            uid,
+            gid,
+        })
     }
 
     /// Waits until the helper has moved the jail into the room's cgroup.
@@ -135,7 +142,17 @@ pub fn become_room_root(helper: Helper) -> Result<()> {
     let Helper {
         pid,
         sock: mut ours,
+        uid,
+        gid,
     } = helper;
+    // The namespace is owned by the room's host uid, not by host root: the kernel counts
+    // what a namespace's processes hold against per-user limits at every level up to the
+    // host's, charging its owner there (inotify instances and watches, queued signals and
+    // POSIX timers, locked shared memory). Owned by root, one room could use up host root's
+    // share, which bay0 and every other room draw on. Only the effective ids change;
+    // SECBIT_NO_SETUID_FIXUP keeps the capabilities the helper handshake still needs.
+    sys::set_securebits(1 << 2)?;
+    sys::set_effective_ids(uid, gid)?;
     let created = sys::unshare(libc::CLONE_NEWUSER);
     // Tell the helper either way; it maps only after a "u".
     let told = std::io::Write::write_all(&mut ours, if created.is_ok() { b"u" } else { b"x" });

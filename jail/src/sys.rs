@@ -205,6 +205,16 @@ pub fn setresuid(uid: u32) -> Result<()> {
     check("setresuid", unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
 }
 
+/// setresgid(-1, gid, -1) then setresuid(-1, uid, -1): only the effective ids change
+/// (the real and saved ones stay, so permitted capabilities do too).
+pub fn set_effective_ids(uid: u32, gid: u32) -> Result<()> {
+    let keep = libc::uid_t::MAX;
+    // SAFETY: plain integer arguments (-1: unchanged).
+    check("setresgid", unsafe { libc::setresgid(keep, gid, keep) })?;
+    // SAFETY: as above.
+    check("setresuid", unsafe { libc::setresuid(keep, uid, keep) }).map(drop)
+}
+
 /// umask(2): files and sockets the program creates are its own alone.
 pub fn umask_private() {
     // SAFETY: umask only sets this process's file creation mask; it cannot fail.

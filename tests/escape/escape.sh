@@ -83,6 +83,7 @@ p mount-tmpfs
 p new-mount-api
 p unshare
 p setns
+p clone-namespaces
 p chroot-escape "$marker"
 p pivot-root
 
@@ -101,6 +102,26 @@ p proc-sys
 p sys-write
 p sysrq
 p host-kernel-log "$kmsg"
+p io-uring
+p socket-families
+p tty-inject
+
+# The room's PID 1 (the agent holds bay0's umbilical): its memory and descriptors, a
+# second umbilical, and the signals that would stop or kill it.
+p init-memory
+p umbilical
+signal_init() {
+    kill -STOP 1 2>/dev/null
+    kill -KILL 1 2>/dev/null
+    state=$(awk '/^State:/ { print $2 }' /proc/1/status 2>/dev/null)
+    kill -CONT 1 2>/dev/null
+    if [ -n "$state" ] && [ "$state" != T ] && [ "$state" != t ]; then
+        say "BLOCKED signal-init: SIGSTOP and SIGKILL to PID 1 from the room did nothing (state $state)"
+    else
+        say "ESCAPED signal-init: PID 1 after SIGSTOP and SIGKILL: state ${state:-gone}"
+    fi
+}
+signal_init
 
 # The host's sockets and network.
 p unix-socket control-socket /run/anchor/control.sock "$control"
@@ -135,6 +156,24 @@ setuid() {
     fi
 }
 setuid
+
+# A crash must not reach a core dump helper of the host (a core_pattern pipe runs as host
+# root): a namespace room's hard RLIMIT_CORE is 0, and nothing is written.
+coredump() {
+    d=/tmp/.escape-core
+    mkdir -p "$d"
+    pattern=$(cat /proc/sys/kernel/core_pattern 2>/dev/null)
+    hard=$(ulimit -H -c)
+    (cd "$d" && sh -c 'ulimit -c unlimited 2>/dev/null; kill -SEGV $$') >/dev/null 2>&1
+    files=$(ls "$d" | head -n 3 | tr '\n' ' ')
+    rm -rf "$d"
+    if [ "$backend" = microvm ] || { [ "$hard" = 0 ] && [ -z "$files" ]; }; then
+        say "BLOCKED core-dump: hard core limit $hard, core_pattern '$pattern', core files: ${files:-none} (backend $backend)"
+    else
+        say "ESCAPED core-dump: hard core limit $hard, core_pattern '$pattern', core files: ${files:-none}"
+    fi
+}
+coredump
 
 # A fork bomb: the room's pids limit must stop it. The bomb runs in a subshell (a
 # failed fork ends only that shell); its children are killed with builtins only, since

@@ -662,6 +662,208 @@ pub fn capabilities() -> Verdict {
     }
 }
 
+/// New namespaces through clone(2) (its flags are a register the room's seccomp filter
+/// reads) and clone3(2) (its flags are in memory, where no filter can look; CLONE_NEWTIME
+/// exists only there).
+pub fn clone_namespaces(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut reached = false;
+    for (flag, name) in [
+        (libc::CLONE_NEWUSER, "user"),
+        (libc::CLONE_NEWNS, "mount"),
+        (libc::CLONE_NEWNET, "net"),
+        (libc::CLONE_NEWPID, "pid"),
+        (libc::CLONE_NEWUTS, "uts"),
+        (libc::CLONE_NEWIPC, "ipc"),
+        (libc::CLONE_NEWCGROUP, "cgroup"),
+    ] {
+        let r = sys::clone_and_reap(flag as libc::c_ulong);
+        reached |= r.is_ok();
+        how.push(answer(&format!("clone({name})"), &r));
+    }
+    for (flag, name) in [
+        (libc::CLONE_NEWUSER as u64, "user"),
+        (libc::CLONE_NEWTIME as u64, "time"),
+        (libc::CLONE_NEWNS as u64, "mount"),
+    ] {
+        let r = sys::clone3_and_reap(flag);
+        reached |= r.is_ok();
+        how.push(answer(&format!("clone3({name})"), &r));
+    }
+    cx.kernel_facility("clone-namespaces", reached, &how.join(", "))
+}
+
+/// io_uring: a large kernel attack surface, and a way around a seccomp filter (its
+/// operations are not system calls).
+pub fn io_uring(cx: Context) -> Verdict {
+    let r = sys::io_uring_setup();
+    cx.kernel_facility("io-uring", r.is_ok(), &answer("io_uring_setup", &r))
+}
+
+/// The room's PID 1 (the agent holds the umbilical) by every way but ptrace: its memory
+/// through /proc and process_vm_readv, its descriptors through /proc/1/fd and pidfd_getfd.
+pub fn init_memory() -> Verdict {
+    let mut how = Vec::new();
+    let mut got = false;
+    let mem = sys::open("/proc/1/mem", libc::O_RDONLY);
+    got |= mem.is_ok();
+    how.push(answer("open /proc/1/mem", &mem));
+    let read = sys::process_vm_read(1, 0x40_0000);
+    // EFAULT: past the permission check (the address is simply unmapped).
+    got |= read.is_ok() || read == Err(libc::EFAULT);
+    how.push(answer("process_vm_readv(1)", &read));
+    let link = std::fs::read_link("/proc/1/fd/0");
+    got |= link.is_ok();
+    how.push(format!(
+        "readlink /proc/1/fd/0: {}",
+        match &link {
+            Ok(p) => p.display().to_string(),
+            Err(e) => describe(e.raw_os_error().unwrap_or(0)),
+        }
+    ));
+    match sys::pidfd_open(1) {
+        Err(e) => how.push(format!("pidfd_open(1): {}", describe(e))),
+        Ok(pidfd) => {
+            let mut errs = Vec::new();
+            for target in 0..16 {
+                match sys::pidfd_getfd(&pidfd, target) {
+                    Ok(_) => {
+                        got = true;
+                        errs.push(format!("{target}: taken"));
+                    }
+                    Err(libc::EBADF) => {}
+                    Err(e) => errs.push(format!("{target}: {}", describe(e))),
+                }
+            }
+            errs.dedup_by(|a, b| a.split(": ").nth(1) == b.split(": ").nth(1));
+            how.push(format!("pidfd_getfd(1, 0..16): {}", errs.join(" ")));
+        }
+    }
+    let detail = format!(
+        "PID 1 ({}): {}",
+        comm(1).unwrap_or_default(),
+        how.join("; ")
+    );
+    if got {
+        escaped("init-memory", detail)
+    } else {
+        blocked("init-memory", detail)
+    }
+}
+
+/// Socket families a room has no use for: raw packets, the kernel's audit, uevent and
+/// socket-diagnostic netlink, vsock, the kernel's crypto API, XDP.
+pub fn socket_families(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut reached = false;
+    for (domain, kind, proto, name) in [
+        (libc::AF_PACKET, libc::SOCK_RAW, 0, "packet"),
+        (libc::AF_INET, 10, 0, "inet/SOCK_PACKET"),
+        (
+            libc::AF_INET,
+            libc::SOCK_RAW,
+            libc::IPPROTO_ICMP,
+            "inet/raw",
+        ),
+        (
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_AUDIT,
+            "netlink/audit",
+        ),
+        (
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_KOBJECT_UEVENT,
+            "netlink/uevent",
+        ),
+        (
+            libc::AF_NETLINK,
+            libc::SOCK_RAW,
+            libc::NETLINK_SOCK_DIAG,
+            "netlink/sock_diag",
+        ),
+        (libc::AF_VSOCK, libc::SOCK_STREAM, 0, "vsock"),
+        (libc::AF_ALG, libc::SOCK_SEQPACKET, 0, "alg"),
+        (libc::AF_XDP, libc::SOCK_RAW, 0, "xdp"),
+    ] {
+        let r = sys::socket(domain, kind, proto);
+        // EAFNOSUPPORT / EPROTONOSUPPORT: the kernel has no such family (not reached).
+        let ok = r.is_ok();
+        reached |= ok;
+        how.push(answer(name, &r));
+    }
+    cx.kernel_facility("socket-families", reached, &how.join(", "))
+}
+
+/// The console: push input into it (TIOCSTI), drive it as a virtual console (TIOCLINUX),
+/// take the host kernel's console output (TIOCCONS).
+pub fn tty_inject(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut reached = false;
+    for (req, name) in [
+        (libc::TIOCSTI, "TIOCSTI"),
+        (libc::TIOCLINUX, "TIOCLINUX"),
+        (libc::TIOCCONS, "TIOCCONS"),
+    ] {
+        let r = sys::ioctl_byte(libc::STDIN_FILENO, req as libc::c_ulong);
+        // ENOTTY/EINVAL: past the permission check (the request means nothing here).
+        reached |= !matches!(r, Err(e) if refused(e) || e == libc::EBADF);
+        how.push(answer(name, &r));
+    }
+    cx.kernel_facility("tty-inject", reached, &how.join(", "))
+}
+
+/// A second connection to bay0's umbilical (the agent's first one is the only one bay0
+/// serves): bay0 must close it without a byte. The read has a hang guard only.
+pub fn umbilical() -> Verdict {
+    let path = "/dev/anchor-umbilical";
+    if !Path::new(path).exists() {
+        return blocked(
+            "umbilical",
+            format!("no {path} in this room (a microVM's umbilical is the agent's vsock)"),
+        );
+    }
+    let mut s = match std::os::unix::net::UnixStream::connect(path) {
+        Err(e) => return blocked("umbilical", format!("connect {path}: {}", e.kind())),
+        Ok(s) => s,
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => blocked(
+            "umbilical",
+            format!("connect {path}: accepted, then closed by bay0 unread (one agent per boot)"),
+        ),
+        Ok(n) => escaped(
+            "umbilical",
+            format!("bay0 sent {n} bytes on a second umbilical"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => blocked(
+            "umbilical",
+            format!("connect {path}: reset by bay0 (one agent per boot)"),
+        ),
+        Err(e) => escaped(
+            "umbilical",
+            format!("bay0 kept a second umbilical open ({})", e.kind()),
+        ),
+    }
+}
+
+/// Takes as much of the kernel's per-user counts as the room's limits allow: inotify
+/// instances (up to 4096) and queued real-time signals (up to 200000). The kernel charges
+/// them to the user that owns the room's user namespace at every level up to the host's;
+/// another room (or the host's root) must still get its own.
+pub fn ucount_hog() -> String {
+    let inotify = (0..4096)
+        .map_while(|_| sys::inotify_init().ok())
+        .collect::<Vec<_>>();
+    let signals = sys::queue_rt_signals(200_000);
+    let n = inotify.len();
+    std::mem::forget(inotify);
+    format!("UCOUNTS inotify={n} signals={signals}")
+}
+
 /// Runs one command line of the probe; the verdicts (or a usage error).
 pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -698,6 +900,25 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "new-mount-api" => one(new_mount_api(cx)),
         "unshare" => one(unshare(cx)),
         "setns" => one(setns(cx)),
+        "clone-namespaces" => one(clone_namespaces(cx)),
+        "io-uring" => one(io_uring(cx)),
+        "init-memory" => one(init_memory()),
+        "socket-families" => one(socket_families(cx)),
+        "tty-inject" => one(tty_inject(cx)),
+        "umbilical" => one(umbilical()),
+        "ucount-hog" => {
+            // Not an attempt: the harness's load for the per-user counts test
+            // (tests/escape/tests/ns_ucounts.rs). Prints `UCOUNTS ...`, then holds what it
+            // took until it is killed when asked to.
+            let line = ucount_hog();
+            let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
+            if rest.first() == Some(&"hold") {
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            Ok(Vec::new())
+        }
         "chroot-escape" => one(chroot_escape(arg(0)?)),
         "pivot-root" => one(pivot_root()),
         "device" => one(device(arg(0)?)),

@@ -283,3 +283,130 @@ pub fn describe(e: Errno) -> String {
         None => text,
     }
 }
+
+/// A child made by raw clone(2) with `flags` (plus SIGCHLD, no new stack: fork-like); the
+/// child exits at once, the parent reaps it. Ok(()) when the kernel made the child.
+pub fn clone_and_reap(flags: libc::c_ulong) -> Answer<()> {
+    // SAFETY: without CLONE_VM the child has its own copy of memory and only calls _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: the child ends at once, touching nothing.
+        unsafe { libc::_exit(0) };
+    }
+    let pid = int(pid)?;
+    // SAFETY: reaps our own child; a null status pointer is allowed.
+    unsafe { libc::waitpid(pid as libc::pid_t, core::ptr::null_mut(), 0) };
+    Ok(())
+}
+
+/// clone3(2) with `flags` (struct clone_args in memory, where a seccomp filter cannot
+/// look); the child exits at once, the parent reaps it.
+pub fn clone3_and_reap(flags: u64) -> Answer<()> {
+    let mut args = [0u64; 11];
+    args[0] = flags;
+    args[4] = libc::SIGCHLD as u64;
+    // SAFETY: `args` is a valid struct clone_args (version 2, 88 bytes) for the call;
+    // without CLONE_VM the child has its own memory and only calls _exit.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize) };
+    if pid == 0 {
+        // SAFETY: the child ends at once.
+        unsafe { libc::_exit(0) };
+    }
+    let pid = int(pid)?;
+    // SAFETY: reaps our own child.
+    unsafe { libc::waitpid(pid as libc::pid_t, core::ptr::null_mut(), 0) };
+    Ok(())
+}
+
+/// io_uring_setup(2) with one entry and zeroed parameters.
+pub fn io_uring_setup() -> Answer<OwnedFd> {
+    let mut params = [0u8; 120];
+    // SAFETY: `params` is a zeroed struct io_uring_params (120 bytes) the kernel may fill.
+    fd(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) })
+}
+
+/// process_vm_readv(2) of 8 bytes at `addr` of `pid`.
+pub fn process_vm_read(pid: i32, addr: usize) -> Answer<usize> {
+    let mut buf = [0u8; 8];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes our own buffer; the remote address is only read by the
+    // kernel after its permission check.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    int(n as libc::c_long).map(|n| n as usize)
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> Answer<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })
+}
+
+/// pidfd_getfd(2): a copy of descriptor `target` of the process `pidfd` refers to.
+pub fn pidfd_getfd(pidfd: &OwnedFd, target: i32) -> Answer<OwnedFd> {
+    // SAFETY: plain integer arguments; a descriptor returned is owned by us.
+    fd(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0u32) })
+}
+
+/// socket(2).
+pub fn socket(domain: i32, kind: i32, protocol: i32) -> Answer<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    fd(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) }.into())
+}
+
+/// ioctl(fd, request, &byte): TIOCSTI-style requests that read one byte (or ignore it).
+pub fn ioctl_byte(fd: RawFd, request: libc::c_ulong) -> Answer<()> {
+    let mut byte: u8 = 0;
+    // SAFETY: the pointer is to a valid byte that outlives the call.
+    int(unsafe { libc::ioctl(fd, request, &raw mut byte) }.into()).map(drop)
+}
+
+/// inotify_init1(IN_CLOEXEC).
+pub fn inotify_init() -> Answer<OwnedFd> {
+    // SAFETY: plain integer argument.
+    fd(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) }.into())
+}
+
+/// Blocks SIGRTMIN and queues it to this process until the kernel refuses (or `max`);
+/// how many were queued (they stay queued while the process lives).
+pub fn queue_rt_signals(max: u64) -> u64 {
+    let sig = libc::SIGRTMIN();
+    // SAFETY: an all-zero sigset_t is a valid (empty) set.
+    let mut set: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset for the call.
+    unsafe { libc::sigemptyset(&raw mut set) };
+    // SAFETY: as above.
+    unsafe { libc::sigaddset(&raw mut set, sig) };
+    // SAFETY: blocks a signal of our own; `set` outlives the call.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &raw const set, core::ptr::null_mut()) };
+    let value = libc::sigval {
+        sival_ptr: core::ptr::null_mut(),
+    };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let mut n = 0;
+    while n < max {
+        // SAFETY: the signal goes to ourselves, where it is blocked.
+        let r = unsafe { libc::sigqueue(me, sig, value) };
+        if r != 0 {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
