@@ -149,9 +149,9 @@ pub fn become_room_root(helper: Helper) -> Result<()> {
     // what a namespace's processes hold against per-user limits at every level up to the
     // host's, charging its owner there (inotify instances and watches, queued signals and
     // POSIX timers, locked shared memory). Owned by root, one room could use up host root's
-    // share, which bay0 and every other room draw on. Only the effective ids change;
-    // SECBIT_NO_SETUID_FIXUP keeps the capabilities the helper handshake still needs.
-    sys::set_securebits(1 << 2)?;
+    // share, which bay0 and every other room draw on. Only the effective ids change (the
+    // jail needs no capability of the host's from here: the new namespace gives it all of
+    // its own, and the helper, still root, writes the maps).
     sys::set_effective_ids(uid, gid)?;
     let created = sys::unshare(libc::CLONE_NEWUSER);
     // Tell the helper either way; it maps only after a "u".

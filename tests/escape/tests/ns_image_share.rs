@@ -52,12 +52,24 @@ fn device_name(dev: &str) -> String {
 }
 
 /// The jail's image lines for `room` in bay0's log, in order.
-fn image_notes(b: &Bay0, room: &str) -> Vec<String> {
+/// How `room`'s starts got the image (the jail's line in bay0's log), once there are `n`
+/// of them. bay0 logs the line before it answers the start, but its log reaches this test
+/// through a pipe and a reader thread, which may still hold the newest line when the
+/// answer is in: waited for (20 s at most), then returned as it is.
+fn image_notes(b: &Bay0, room: &str, n: usize) -> Vec<String> {
     let key = format!("room {room}: image ");
-    b.log()
-        .lines()
-        .filter_map(|l| l.find(&key).map(|i| l[i + key.len()..].to_string()))
-        .collect()
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let notes: Vec<String> = b
+            .log()
+            .lines()
+            .filter_map(|l| l.find(&key).map(|i| l[i + key.len()..].to_string()))
+            .collect();
+        if notes.len() >= n || Instant::now() > end {
+            return notes;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn start(b: &Bay0, room: &str) {
@@ -102,14 +114,14 @@ fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
     let name = device_name(&dev_a);
     assert!(name.starts_with("loop"), "{dev_a} is {name}");
     assert_eq!(backing_file(&dev_a).as_deref(), Some(image.as_str()));
-    assert_eq!(image_notes(&b, a), [format!("attached on {name}")]);
+    assert_eq!(image_notes(&b, a, 1), [format!("attached on {name}")]);
 
     // The second mounts the image through it: same device, one superblock.
     start(&b, b_);
     let dev_b = root_device(b.room_pid(b_));
     assert_eq!(dev_b, dev_a, "the second room has a device of its own");
     assert_eq!(
-        image_notes(&b, b_),
+        image_notes(&b, b_, 1),
         [format!("shared with a running room ({name})")]
     );
     assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
@@ -137,7 +149,7 @@ fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
     start(&b, a);
     assert_eq!(root_device(b.room_pid(a)), dev_a);
     assert_eq!(
-        image_notes(&b, a),
+        image_notes(&b, a, 2),
         [
             format!("attached on {name}"),
             format!("shared with a running room ({name})")
@@ -152,12 +164,9 @@ fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
     let left = settle_no_loops(&b);
     assert!(left.is_empty(), "loop devices outlived the rooms: {left:?}");
     start(&b, b_);
-    assert_eq!(image_notes(&b, b_).len(), 2);
-    assert!(
-        image_notes(&b, b_)[1].starts_with("attached on loop"),
-        "{:?}",
-        image_notes(&b, b_)
-    );
+    let notes = image_notes(&b, b_, 2);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes[1].starts_with("attached on loop"), "{notes:?}");
     stop(&b, b_);
     let left = settle_no_loops(&b);
     assert!(left.is_empty(), "loop devices outlived the rooms: {left:?}");
@@ -204,7 +213,7 @@ fn rooms_of_one_image_started_at_once_both_get_it() {
         }
         // Each start logged how it got its image, once.
         for room in [c, d] {
-            assert_eq!(image_notes(&b, room).len(), round + 1, "{room}");
+            assert_eq!(image_notes(&b, room, round + 1).len(), round + 1, "{room}");
         }
         stop(&b, c);
         stop(&b, d);
