@@ -23,8 +23,9 @@ uid 63999, no capabilities, seccomp), fetches the item with the request's --toke
 delivers it under transfer id --id with its --name, --size and --sha256, and commits it
 only if the source sent exactly --size bytes. A peer that makes no progress for 30 s
 fails the transfer, and so does a transfer still running after 120 s + 1 s per MiB of
---size (however steadily a peer trickles). Its last line on stderr is `delivered NAME` (exit 0: the name the
-destination stored it under in ~/Incoming) or `failed REASON` (exit 1).
+--size (however steadily a peer trickles). Its last line on stderr is `delivered NAME`
+(exit 0: the name the destination stored it under in ~/Incoming, one of the names it
+may choose) or `failed REASON` (exit 1).
 ";
 
 /// Seconds a peer may make no progress.

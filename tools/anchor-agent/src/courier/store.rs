@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use anchor_proto::courier::{Data, Digest, Manifest, RequestError, Token};
+use anchor_proto::courier::{Data, Digest, Manifest, RequestError, Token, MAX_SUFFIX};
 use anchor_proto::umbilical::{Frames, PAYLOAD_MAX};
 use sha2::{Digest as _, Sha256};
 
@@ -36,7 +36,6 @@ pub struct Home {
 pub const INCOMING: &str = "Incoming";
 /// Bytes read per step.
 const CHUNK: usize = 256 * 1024;
-use anchor_proto::courier::MAX_SUFFIX;
 /// Transfer ids remembered.
 const SEEN_MAX: usize = 64;
 
