@@ -799,19 +799,32 @@ pub fn socket_families(cx: Context) -> Verdict {
 /// The console: push input into it (TIOCSTI), drive it as a virtual console (TIOCLINUX),
 /// take the host kernel's console output (TIOCCONS).
 pub fn tty_inject(cx: Context) -> Verdict {
+    let names = ["TIOCSTI", "TIOCLINUX", "TIOCCONS"];
+    let requests = [libc::TIOCSTI, libc::TIOCLINUX, libc::TIOCCONS].map(|r| r as libc::c_ulong);
+    let answers = match sys::on_own_terminal(requests) {
+        Ok(a) => a,
+        Err(e) => {
+            return escaped(
+                "tty-inject",
+                format!("no terminal of its own to try on: {}", describe(e)),
+            )
+        }
+    };
     let mut how = Vec::new();
     let mut reached = false;
-    for (req, name) in [
-        (libc::TIOCSTI, "TIOCSTI"),
-        (libc::TIOCLINUX, "TIOCLINUX"),
-        (libc::TIOCCONS, "TIOCCONS"),
-    ] {
-        let r = sys::ioctl_byte(libc::STDIN_FILENO, req as libc::c_ulong);
+    for (name, r) in names.iter().zip(answers) {
         // ENOTTY/EINVAL: past the permission check (the request means nothing here).
         reached |= !matches!(r, Err(e) if refused(e) || e == libc::EBADF);
         how.push(answer(name, &r));
     }
-    cx.kernel_facility("tty-inject", reached, &how.join(", "))
+    cx.kernel_facility(
+        "tty-inject",
+        reached,
+        &format!(
+            "{} (on a pty of its own, its controlling terminal)",
+            how.join(", ")
+        ),
+    )
 }
 
 /// A second connection to bay0's umbilical (the agent's first one is the only one bay0

@@ -376,6 +376,86 @@ pub fn ioctl_byte(fd: RawFd, request: libc::c_ulong) -> Answer<()> {
     int(unsafe { libc::ioctl(fd, request, &raw mut byte) }.into()).map(drop)
 }
 
+/// Each of `requests` (terminal ioctls taking a byte, 0) made on a terminal of the
+/// probe's own, never on the console it reports on (a TIOCSTI the room's own kernel
+/// allows would push a byte into the console's input): a child in a session of its own
+/// opens a fresh pty, which becomes its controlling terminal (TIOCSTI asks for that), makes
+/// the requests and sends their answers back. `Err` when the child could not get its pty.
+pub fn on_own_terminal(requests: [libc::c_ulong; 3]) -> Answer<[Answer<()>; 3]> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
+    let [r, w] = fds;
+    // SAFETY: the probe has one thread; the child makes only system calls and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // [setup errno, answer 1, 2, 3] (0: succeeded).
+        let mut out = [0i32; 4];
+        let mut setup = || -> Answer<()> {
+            // SAFETY: plain system call.
+            int(unsafe { libc::setsid() }.into())?;
+            // SAFETY: a NUL-terminated static path.
+            let master = int(unsafe { libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR) }.into())?;
+            let master = master as RawFd;
+            let unlock: libc::c_int = 0;
+            // SAFETY: TIOCSPTLCK reads one int from the valid pointer.
+            int(unsafe { libc::ioctl(master, libc::TIOCSPTLCK, &unlock) }.into())?;
+            let mut n: libc::c_uint = 0;
+            // SAFETY: TIOCGPTN writes one unsigned int to the valid pointer.
+            int(unsafe { libc::ioctl(master, libc::TIOCGPTN, &mut n) }.into())?;
+            let path = c(&format!("/dev/pts/{n}"))?;
+            // SAFETY: a NUL-terminated path; without O_NOCTTY the session leader's first
+            // terminal becomes its controlling one.
+            let slave = int(unsafe { libc::open(path.as_ptr(), libc::O_RDWR) }.into())?;
+            for (slot, req) in out.iter_mut().skip(1).zip(requests) {
+                *slot = ioctl_byte(slave as RawFd, req).err().unwrap_or(0);
+            }
+            Ok(())
+        };
+        let set_up = setup().err().unwrap_or(0);
+        if let Some(first) = out.first_mut() {
+            *first = set_up;
+        }
+        let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        // SAFETY: writes the valid buffer.
+        unsafe { libc::write(w, bytes.as_ptr().cast(), bytes.len()) };
+        // SAFETY: ends the child without running any of the parent's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+    // SAFETY: closes the write end, which the parent owns.
+    unsafe { libc::close(w) };
+    let mut bytes = [0u8; 16];
+    let got = if pid > 0 {
+        // SAFETY: reads into the valid buffer.
+        unsafe { libc::read(r, bytes.as_mut_ptr().cast(), bytes.len()) }
+    } else {
+        -1
+    };
+    let fork_errno = errno();
+    // SAFETY: closes the read end, which the parent owns.
+    unsafe { libc::close(r) };
+    if pid < 0 {
+        return Err(fork_errno);
+    }
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a valid int.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if got != 16 {
+        return Err(libc::EIO);
+    }
+    let mut v = [0i32; 4];
+    for (slot, b) in v.iter_mut().zip(bytes.chunks_exact(4)) {
+        let mut four = [0u8; 4];
+        four.copy_from_slice(b);
+        *slot = i32::from_ne_bytes(four);
+    }
+    let a = |e: i32| if e == 0 { Ok(()) } else { Err(e) };
+    match v {
+        [0, x, y, z] => Ok([a(x), a(y), a(z)]),
+        [e, ..] => Err(e),
+    }
+}
+
 /// inotify_init1(IN_CLOEXEC).
 pub fn inotify_init() -> Answer<OwnedFd> {
     // SAFETY: plain integer argument.
