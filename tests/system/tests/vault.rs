@@ -123,13 +123,14 @@ fn first_boot_then_unlock_survives_power_off() {
     m.type_text(&format!("{PASS}\n")).unwrap();
     m.wait_for("Type it again", SHORT).unwrap();
     m.type_text(&format!("{PASS}\n")).unwrap();
-    let created = m.wait_for("Vault created on /dev/vda", VAULT).unwrap();
-    let banner = m.wait_for("RECOVERY KEY", SHORT).unwrap();
+    let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
     let key = m.wait_for_from(banner.end, "-", SHORT).unwrap();
     let key = key.line.trim().to_owned();
     assert_eq!(key.len(), 39, "recovery key line: {key:?}");
     m.wait_for("Press Enter once", SHORT).unwrap();
     m.type_text("\n").unwrap();
+    // The disk is written only once the recovery key has been copied.
+    let created = m.wait_for("Vault created on /dev/vda", VAULT).unwrap();
     let open = m.wait_for("/persist open:", VAULT).unwrap();
     assert!(
         open.line

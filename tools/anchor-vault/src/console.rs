@@ -52,7 +52,9 @@ impl Terminal {
     }
 
     fn read_line(&mut self) -> io::Result<Option<Secret>> {
-        let mut buf = Zeroizing::new(Vec::with_capacity(128));
+        // Room for the longest line up front: a Vec that grew would free its earlier,
+        // smaller buffers unwiped (Zeroizing wipes only the last one).
+        let mut buf = Zeroizing::new(Vec::with_capacity(MAX_LINE));
         let mut too_long = false;
         loop {
             match sys::read_byte(self.input)? {

@@ -227,6 +227,9 @@ pub fn ensure_volume(
         .truncate(false)
         .write(true)
         .mode(0o600)
+        // A symlink in place of the volume is refused (ELOOP): its target is not ours
+        // to resize, and bay0 would not grant it to a room anyway.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| PersistError::Io(path.clone(), e))?;
     file.set_len(size)

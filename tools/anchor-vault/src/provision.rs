@@ -231,21 +231,26 @@ fn create(
     let started = Instant::now();
     let sealed = prepare_tpm(&tcti, &pass, opts)?;
     drop(pass);
+    let tpm_s = started.elapsed().as_secs_f64();
+    con.say(&format!(
+        "Sealing policy: {}.",
+        sealed.token.policy.describe()
+    ));
+    // Shown before the disk is written: a power cut while a person copies the key
+    // (the one step that waits for them) must leave the disk blank, not a vault that
+    // opens but holds no filesystem and that nothing will replace.
+    show_recovery_key(con, &recovery)?;
+    let started = Instant::now();
     let mut vault = luks::format(&paths.disk)?;
     vault.add_keyslot(TPM_SLOT, &sealed.keyslot, opts.cost)?;
     vault.add_keyslot(RECOVERY_SLOT, recovery.text().as_bytes(), opts.cost)?;
     vault.set_token(&sealed.token.to_json())?;
-    let created_s = started.elapsed().as_secs_f64();
+    let created_s = tpm_s + started.elapsed().as_secs_f64();
     con.say(&format!(
         "Vault created on {} in {created_s:.1} s: LUKS2 aes-xts-plain64, keyslot {TPM_SLOT} (TPM + passphrase) and keyslot {RECOVERY_SLOT} (recovery key), {}.",
         paths.disk.display(),
         opts.cost
     ));
-    con.say(&format!(
-        "Sealing policy: {}.",
-        sealed.token.policy.describe()
-    ));
-    show_recovery_key(con, &recovery)?;
     let da_note = match sealed.da_note.clone() {
         Some(note) => note,
         None => {

@@ -435,7 +435,26 @@ pub fn unlock(
         con.say("The vault header's first copy was damaged; it was restored from the second copy.");
         pre_audit(con, paths, &Event::new("vault.header.repaired", &[]));
     }
-    let token = VaultToken::from_json(&vault.token()?)?;
+    // Keyslot 1 (the recovery key) needs no token: one this anchor-vault cannot read
+    // (damaged, removed, a newer anchor-vault's) sends the person to the recovery key.
+    let token = match vault
+        .token()
+        .map_err(VaultError::from)
+        .and_then(|t| VaultToken::from_json(&t).map_err(VaultError::from))
+    {
+        Ok(t) => Some(t),
+        Err(e) => {
+            con.say(&format!(
+                "The vault's TPM keyslot cannot be used ({e}): use the recovery key."
+            ));
+            pre_audit(
+                con,
+                paths,
+                &Event::new("vault.unlock.refused", &[("reason", "unreadable-token")]),
+            );
+            None
+        }
+    };
     let mut tpm = match tpm::find(opts.tcti.as_deref()).and_then(|t| Tpm::open(&t)) {
         Ok(t) => Some(t),
         Err(TpmError::Absent) => {
@@ -459,9 +478,9 @@ pub fn unlock(
             None
         }
     };
-    let mut phase = match tpm.as_mut() {
-        Some(t) => passphrase_phase(con, t, &mut vault, &token, paths, opts)?,
-        None => Phase::Recovery,
+    let mut phase = match (tpm.as_mut(), &token) {
+        (Some(t), Some(token)) => passphrase_phase(con, t, &mut vault, token, paths, opts)?,
+        _ => Phase::Recovery,
     };
     if matches!(phase, Phase::Recovery) {
         phase = recovery_phase(con, &mut vault, paths, opts.check)?;
