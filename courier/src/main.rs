@@ -43,7 +43,20 @@ fn finish(ok: bool, text: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Not std::env::args(): it panics on an argument that is not UTF-8.
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let args = match args {
+        Ok(a) => a,
+        Err(bad) => {
+            return finish(
+                false,
+                &format!("anchor-courier: usage: argument {bad:?} is not UTF-8"),
+            )
+        }
+    };
     if args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{USAGE}");
         return ExitCode::SUCCESS;

@@ -241,4 +241,17 @@ fn bad_command_lines_fail_with_one_line_and_help_tells_the_truth() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);
+    // An argument that is not UTF-8: the same one line, not a panic.
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(COURIER)
+        .args(["--name".as_ref(), std::ffi::OsStr::from_bytes(b"\xff")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("failed anchor-courier: usage: ") && err.contains("not UTF-8"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
 }

@@ -174,6 +174,28 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Usage(format!("{what} contains a NUL byte")))
 }
 
+/// Every option; each takes a value.
+const VALUE_FLAGS: [&str; 18] = [
+    "--name",
+    "--uid",
+    "--gid",
+    "--run-dir",
+    "--memory",
+    "--pids",
+    "--cpu-weight",
+    "--nofile",
+    "--nproc",
+    "--fsize",
+    "--cpus",
+    "--backend",
+    "--image",
+    "--volume",
+    "--ro",
+    "--rw",
+    "--net",
+    "--dev",
+];
+
 /// Parses the arguments (without the program name).
 pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let mut name = None;
@@ -182,6 +204,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let (mut nofile, mut nproc, mut fsize) = (None, None, None);
     let (mut backend, mut image, mut volume, mut net) = (Backend::Vmm, None, None, None);
     let (mut binds, mut devs) = (Vec::new(), Vec::new());
+    let mut seen: Vec<&str> = Vec::new();
     let mut i = 0;
     let mut rest: &[std::ffi::OsString] = &[];
     while let Some(arg) = args.get(i) {
@@ -193,9 +216,26 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
             rest = args.get(i + 1..).unwrap_or_default();
             break;
         }
+        if !VALUE_FLAGS.contains(&flag.as_ref()) {
+            return usage(format!("unknown option {flag} (see --help)"));
+        }
         let Some(value) = args.get(i + 1) else {
             return usage(format!("{flag} needs a value (see --help)"));
         };
+        // Only --ro, --rw and --dev repeat; a second --name (or --memory...) is a mistake,
+        // not an override.
+        if !matches!(flag.as_ref(), "--ro" | "--rw" | "--dev") {
+            if seen.contains(&flag.as_ref()) {
+                return usage(format!("{flag} given more than once"));
+            }
+            seen.push(
+                VALUE_FLAGS
+                    .iter()
+                    .copied()
+                    .find(|f| *f == flag)
+                    .unwrap_or(""),
+            );
+        }
         let v = value
             .to_str()
             .ok_or_else(|| Error::Usage(format!("{flag}: value is not UTF-8")))?;
@@ -225,7 +265,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                 image = Some(PathBuf::from(v));
             }
             "--volume" => {
-                regular_file(Path::new(v))?;
+                regular_file("--volume", Path::new(v))?;
                 volume = Some(PathBuf::from(v));
             }
             "--ro" | "--rw" => {
@@ -237,7 +277,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                 }
                 let writable = flag == "--rw";
                 if writable {
-                    regular_file(Path::new(host))?;
+                    regular_file("--rw", Path::new(host))?;
                 }
                 binds.push(Bind {
                     host: PathBuf::from(host),
@@ -351,18 +391,19 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     })))
 }
 
-/// A `--rw` host path must name one regular file by its real path: no symlink (as the
-/// file or anywhere above it), no directory, device, FIFO or socket. Its identity
-/// (device, inode) is returned, so the mount can be checked to show this very file.
-pub fn regular_file(host: &Path) -> Result<(u64, u64)> {
+/// A `--rw` host path (or the `--volume` file, `flag` names which) must name one regular
+/// file by its real path: no symlink (as the file or anywhere above it), no directory,
+/// device, FIFO or socket. Its identity (device, inode) is returned, so the mount can be
+/// checked to show this very file.
+pub fn regular_file(flag: &str, host: &Path) -> Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let refuse = |why: &str| usage(format!("--rw: {} {why}", host.display()));
+    let refuse = |why: &str| usage(format!("{flag}: {} {why}", host.display()));
     let meta = match std::fs::symlink_metadata(host) {
         Ok(m) => m,
         Err(e) => return refuse(&format!("cannot be read: {e}")),
     };
     if meta.file_type().is_symlink() {
-        return refuse("is a symlink (a --rw path must name the file itself)");
+        return refuse("is a symlink (the path must name the file itself)");
     }
     if !meta.is_file() {
         return refuse("is not a regular file");
@@ -429,6 +470,13 @@ mod tests {
             ("--dev mem -- /v", "unknown device"),
             ("--net inbound -- /v", "--net wants outbound"),
             ("--bogus 1 -- /v", "unknown option"),
+            ("--version", "unknown option --version"),
+            ("--name other -- /v", "--name given more than once"),
+            ("--memory 1 -- /v", "--memory given more than once"),
+            (
+                "--backend namespaces --image /i --volume /nonexistent/v -- /v",
+                "--volume: /nonexistent/v cannot be read",
+            ),
             ("", "no program"),
         ] {
             let line = format!("{BASE} {extra}");

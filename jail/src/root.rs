@@ -104,7 +104,7 @@ pub fn build_and_enter(cfg: &Config) -> Result<()> {
 /// between the check and the mount is caught).
 fn bind_writable(host: &Path, target: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let checked = crate::args::regular_file(host)?;
+    let checked = crate::args::regular_file("--rw", host)?;
     sys::mount("bind", Some(host), target, None, libc::MS_BIND, None)?;
     let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount("restrict a writable bind", None, target, None, rw, None)?;

@@ -71,7 +71,7 @@ fn format(file: &Path) -> Result<()> {
 /// Formats `file` if blank and mounts it at `new_root`/persist for the room of `cfg`;
 /// whether it was formatted now.
 pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<bool> {
-    crate::args::regular_file(file)?;
+    crate::args::regular_file("--volume", file)?;
     let formatted = match contents(&head_of(file)?) {
         Contents::Ext => false,
         Contents::Blank => {

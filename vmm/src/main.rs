@@ -10,7 +10,16 @@ use anchor_vmm::{builder, runner, sys};
 
 fn main() {
     let start = Instant::now();
-    let cfg = match config::parse(std::env::args().skip(1)) {
+    // Not std::env::args(): it panics on an argument that is not UTF-8.
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect();
+    let args = args.unwrap_or_else(|bad| {
+        anchor_vmm::log::say(format_args!("argument {bad:?} is not UTF-8"));
+        std::process::exit(EXIT_USAGE);
+    });
+    let cfg = match config::parse(args) {
         Ok(Command::Help) => {
             print!("{}", config::USAGE);
             std::process::exit(EXIT_OK);

@@ -30,10 +30,18 @@ fn main() -> ExitCode {
         let socket = std::path::Path::new(anchor_agent::courier::SOCKET);
         return ExitCode::from(anchor_agent::courier::client::run(&args, socket, out, err));
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
     if init::is_pid1() {
         init::run_pid1();
     }
+    // Not std::env::args(): it panics on an argument that is not UTF-8.
+    let args: Option<Vec<String>> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().ok())
+        .collect();
+    let Some(args) = args else {
+        console::say_fmt(format_args!("{}", Error::Usage("an argument is not UTF-8")));
+        return ExitCode::from(2);
+    };
     let result = match args
         .iter()
         .map(String::as_str)
@@ -57,8 +65,8 @@ fn main() -> ExitCode {
             }
             .map(|n| console::print_line(&format!("{n} bytes")))
         }
-        ["--parse-cmdline"] => show_settings("/proc/cmdline"),
-        ["--parse-cmdline", file] => show_settings(file),
+        ["--parse-cmdline"] => return show_settings("/proc/cmdline"),
+        ["--parse-cmdline", file] => return show_settings(file),
         _ => Err(Error::Usage(USAGE)),
     };
     match result {
@@ -70,11 +78,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn show_settings(path: &str) -> Result<(), Error> {
-    let raw = std::fs::read_to_string(path).map_err(|e| Error::Sys {
-        op: "read command line file",
-        errno: e.raw_os_error().unwrap_or(0),
-    })?;
+fn show_settings(path: &str) -> ExitCode {
+    // The error names the file, and says what std says (a file that is not UTF-8 has no
+    // errno: it once read "Success (os error 0)").
+    let raw = match std::fs::read_to_string(path) {
+        Ok(raw) => raw,
+        Err(e) => {
+            console::say_fmt(format_args!("cannot read command line file {path}: {e}"));
+            return ExitCode::from(2);
+        }
+    };
     let (s, warnings) = cmdline::parse(&raw);
     for w in &warnings {
         console::say_fmt(format_args!("{w}"));
@@ -86,5 +99,5 @@ fn show_settings(path: &str) -> Result<(), Error> {
         Some(p) => console::print_line(&format!("vsock_echo={p}")),
         None => console::print_line("vsock_echo=off"),
     }
-    Ok(())
+    ExitCode::SUCCESS
 }

@@ -44,3 +44,42 @@ fn bad_usage_exits_2_with_a_message() {
         assert!(stderr.starts_with("anchor-agent: usage:"), "{stderr}");
     }
 }
+
+#[test]
+fn an_argument_that_is_not_utf8_is_a_usage_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = agent()
+        .arg(std::ffi::OsStr::from_bytes(b"--parse-cmdline\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr, "anchor-agent: usage: an argument is not UTF-8\n");
+}
+
+#[test]
+fn parse_cmdline_names_the_file_it_cannot_read() {
+    let dir = std::env::temp_dir().join(format!("anchor-agent-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_utf8 = dir.join("cmdline");
+    std::fs::write(&not_utf8, b"anchor.room=web \xff\n").unwrap();
+    let missing = dir.join("missing");
+    for (file, why) in [
+        (&not_utf8, "stream did not contain valid UTF-8"),
+        (&missing, "No such file or directory"),
+        (&dir, "Is a directory"),
+    ] {
+        let out = agent().arg("--parse-cmdline").arg(file).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.starts_with(&format!(
+                "anchor-agent: cannot read command line file {}: {why}",
+                file.display()
+            )) && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

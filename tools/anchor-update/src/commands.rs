@@ -74,7 +74,7 @@ pub struct Opened {
 pub fn open(target: &Target) -> Result<Opened, CmdError> {
     match &target.esp {
         Some(dir) => Ok(Opened {
-            esp: Esp::new(dir),
+            esp: Esp::new(esp_dir(dir)?),
             running: Running {
                 slot: target.running,
                 version: None,
@@ -94,6 +94,26 @@ pub fn open(target: &Target) -> Result<Opened, CmdError> {
             })
         }
     }
+}
+
+/// A `--esp DIR` must be an existing directory: a mistyped one would otherwise read as an
+/// ESP without slots ("nothing to boot") and exit 0.
+fn esp_dir(dir: &Path) -> Result<&Path, CmdError> {
+    let esp_err = |err| {
+        CmdError::Esp(EspError::Io {
+            op: "--esp",
+            path: dir.to_path_buf(),
+            err,
+        })
+    };
+    let meta = std::fs::metadata(dir).map_err(esp_err)?;
+    if !meta.is_dir() {
+        return Err(esp_err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        )));
+    }
+    Ok(dir)
 }
 
 /// Read the trusted certificate.

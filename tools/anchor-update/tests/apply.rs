@@ -357,10 +357,19 @@ fn anchorctl_update_cli() {
             .arg(&w.k.der)
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        // Progress and status on stdout, an error on stderr.
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            assert!(out.stderr.is_empty(), "{text}");
+        } else if out.status.code() == Some(1) {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.starts_with("anchor-update: error: "), "{text}");
+        }
+        (out.status.code(), text)
     };
     let (code, out) = ctl(&[
         "apply",
@@ -400,7 +409,8 @@ fn anchorctl_update_cli() {
         "--running",
         "A",
     ]);
-    assert_eq!(code, Some(1));
+    // Out of 1..=9: a usage error (exit 2), before anything is read.
+    assert_eq!(code, Some(2));
 }
 
 #[test]
@@ -589,4 +599,26 @@ fn concurrent_applies_do_not_arm_each_others_files() {
         }
     }
     assert!(r1.is_ok() || r2.is_ok(), "{r1:?} {r2:?}");
+}
+
+#[test]
+fn status_refuses_an_esp_dir_that_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = dir.path().join("missing");
+    for esp in [&missing, &file] {
+        let out = Command::new(env!("CARGO_BIN_EXE_anchor-update"))
+            .arg("status")
+            .arg("--esp")
+            .arg(esp)
+            .output()
+            .unwrap();
+        assert!(out.stdout.is_empty());
+        let all = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{esp:?}: {all}");
+        assert!(all.contains(&format!("--esp {}: ", esp.display())), "{all}");
+        assert!(!all.contains("slot A"), "{all}");
+    }
+    assert!(!missing.exists());
 }

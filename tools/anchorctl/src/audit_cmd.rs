@@ -120,16 +120,18 @@ pub fn tpm_state(
     }
 }
 
-/// Verify `file`; with `anchor` (counter, head) also against the TPM anchor.
+/// Verify `file`; with `anchor` (counter, head) also against the TPM anchor. The verdict
+/// goes to `out`; a file that cannot be read is an error, on `err` (as `audit show` does).
 pub fn verify_file(
     file: &Path,
     anchor: Option<Result<(u64, anchor_audit::Hash), String>>,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> io::Result<Verdict> {
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
-            writeln!(out, "{}: cannot read: {e}", file.display())?;
+            writeln!(err, "anchorctl: {}: cannot read: {e}", file.display())?;
             return Ok(Verdict::Bad);
         }
     };

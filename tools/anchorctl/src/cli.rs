@@ -132,15 +132,39 @@ pub enum RoomCommand {
     /// reason it could not start).
     Start {
         /// The room (its policy is /etc/anchor/policies/NAME.toml).
+        #[arg(value_parser = room_name)]
         name: String,
     },
     /// Close a room: everything in it is forgotten (only its vault volume, if it has one,
     /// is synced first).
-    Stop { name: String },
+    Stop {
+        #[arg(value_parser = room_name)]
+        name: String,
+    },
     /// Close a room and open it again from its pristine image; returns once it is ready.
-    Reset { name: String },
+    Reset {
+        #[arg(value_parser = room_name)]
+        name: String,
+    },
     /// Attach this terminal to a room's console. Ctrl-] detaches (the room keeps running).
-    Console { name: String },
+    Console {
+        #[arg(value_parser = room_name)]
+        name: String,
+    },
+}
+
+/// A room name as bay0 accepts it, checked before anything is sent: the request is one
+/// line, so a name with a space or a newline would otherwise reach bay0 as another
+/// request's words (`stop "web\nx"` stopped web).
+fn room_name(s: &str) -> Result<String, String> {
+    if anchor_proto::name::is_valid(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a room name (1-{} of a-z 0-9 -, not starting with -)",
+            anchor_proto::name::NAME_MAX
+        ))
+    }
 }
 
 /// `anchorctl update ...`
@@ -164,7 +188,8 @@ pub enum UpdateCommand {
         #[arg(value_name = "FILE")]
         file: String,
         /// Trial boots before falling back (1-9).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(anchor_update::slots::MAX_TRIES)))]
         tries: u32,
         #[command(flatten)]
         target: UpdateTarget,

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
             tpm,
         }) => {
             let anchor = (!no_tpm).then(|| audit_cmd::tpm_state(anchor_vault, tpm.as_deref()));
-            match audit_cmd::verify_file(file, anchor, &mut out) {
+            match audit_cmd::verify_file(file, anchor, &mut out, &mut err) {
                 Ok(Verdict::Intact) => Ok(Outcome::Ok),
                 Ok(Verdict::Bad) => Ok(Outcome::Invalid),
                 Ok(Verdict::Unanchored) => return ExitCode::from(3),

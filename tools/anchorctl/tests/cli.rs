@@ -185,9 +185,64 @@ fn usage_errors_exit_2() {
         &["policy", "frobnicate"],
         &["policy", "show"],
         &["--bogus"],
+        &["update", "apply", "x.efi", "--tries", "0"],
+        &["update", "apply", "x.efi", "--tries", "10"],
     ] {
         let out = anchorctl(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn room_commands_refuse_a_bad_room_name_before_talking_to_bay0() {
+    // The socket does not exist: a name that passes would say "cannot reach bay0" (exit 1).
+    for name in ["", "Web", "web x", "web\nstop work", &"a".repeat(33)] {
+        for verb in ["start", "stop", "reset", "console"] {
+            let out = anchorctl(&["--socket", "/nonexistent/h8.sock", "room", verb, name]);
+            assert_eq!(out.status.code(), Some(2), "{verb} {name:?}");
+            let err = text(&out.stderr);
+            assert!(err.contains("is not a room name"), "{verb} {name:?}: {err}");
+            assert!(err.contains(&format!("{name:?}")), "{verb} {name:?}: {err}");
+            assert!(out.stdout.is_empty());
+        }
+    }
+    let out = anchorctl(&["--socket", "/nonexistent/h8.sock", "room", "start", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot reach bay0"));
+}
+
+#[test]
+fn update_status_refuses_a_missing_esp_dir() {
+    let out = anchorctl(&["update", "status", "--esp", "/nonexistent/esp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "anchorctl: --esp /nonexistent/esp: No such file or directory (os error 2)\n"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn audit_commands_report_an_unreadable_log_on_stderr() {
+    for args in [
+        &["audit", "show", "--file", "/nonexistent/audit.log"][..],
+        &[
+            "audit",
+            "verify",
+            "--file",
+            "/nonexistent/audit.log",
+            "--no-tpm",
+        ],
+    ] {
+        let cmd = args[1];
+        let out = anchorctl(args);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert!(out.stdout.is_empty(), "{cmd}: {}", text(&out.stdout));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("anchorctl: /nonexistent/audit.log: ") && err.lines().count() == 1,
+            "{cmd}: {err}"
+        );
     }
 }

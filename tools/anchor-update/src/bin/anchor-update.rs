@@ -55,8 +55,9 @@ enum Command {
     Apply {
         /// The update (a UKI signed with our Secure Boot db key).
         file: String,
-        /// Boots the new slot gets before systemd-boot falls back.
-        #[arg(long, default_value_t = 3)]
+        /// Boots the new slot gets before systemd-boot falls back (1-9).
+        #[arg(long, default_value_t = 3,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(anchor_update::slots::MAX_TRIES)))]
         tries: u32,
         #[command(flatten)]
         target: TargetArgs,
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
         } => bless(&mut out, &rooms, timeout, unhealthy),
         Command::Status { target } => {
             let r = commands::status(&target.into(), &mut out, PREFIX);
-            report(&mut out, r)
+            report(&mut std::io::stderr(), r)
         }
         Command::Apply {
             file,
@@ -128,7 +129,9 @@ fn main() -> ExitCode {
                 stop_after,
             };
             let r = commands::apply(&target.into(), &file, tries, &mut progress);
-            report(&mut out, r.map(drop))
+            // The error on stderr (progress stays on stdout); bless keeps one stream: bay0
+            // reads its stdout and stderr through one pipe anyway.
+            report(&mut std::io::stderr(), r.map(drop))
         }
     };
     if ok {
@@ -150,7 +153,9 @@ fn report(out: &mut dyn Write, r: Result<(), commands::CmdError>) -> bool {
 
 /// The health check: every boot room reaches `running` (ready) in bay0's room list.
 fn rooms_health(rooms: &[String], timeout: u64) -> Result<(), String> {
-    let end = Instant::now() + Duration::from_secs(timeout);
+    // checked: `Instant + Duration` panics past the clock's range (--timeout 2^64-1);
+    // so long a wait has no deadline.
+    let end = Instant::now().checked_add(Duration::from_secs(timeout));
     let mut waiting: Vec<&String> = rooms.iter().collect();
     loop {
         let states = room_states().unwrap_or_default();
@@ -173,7 +178,7 @@ fn rooms_health(rooms: &[String], timeout: u64) -> Result<(), String> {
         if still.is_empty() {
             return Ok(());
         }
-        if Instant::now() >= end {
+        if end.is_some_and(|end| Instant::now() >= end) {
             let names: Vec<&str> = still.iter().map(|s| s.as_str()).collect();
             return Err(format!(
                 "room(s) {} not ready after {timeout} s",
@@ -319,5 +324,14 @@ mod test_hooks {
             }
         }
         say(out, PREFIX, "test hook: staged updates done");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_huge_timeout_is_no_panic() {
+        assert_eq!(super::rooms_health(&[], u64::MAX), Ok(()));
+        assert_eq!(super::rooms_health(&[], 0), Ok(()));
     }
 }

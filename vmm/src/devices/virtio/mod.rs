@@ -54,11 +54,11 @@ pub const F_EVENT_IDX: u64 = 1 << 29;
 #[derive(Debug)]
 pub enum VirtioError {
     /// Opening the backing file of a block device failed.
-    OpenDisk(std::io::Error),
+    OpenDisk(std::path::PathBuf, std::io::Error),
     /// Reading the size of a block device's backing file failed.
-    DiskSize(std::io::Error),
+    DiskSize(std::path::PathBuf, std::io::Error),
     /// The backing file of a block device is not a whole number of 512-byte sectors.
-    DiskNotSectorAligned(u64),
+    DiskNotSectorAligned(std::path::PathBuf, u64),
     /// Creating an eventfd failed.
     EventFd(std::io::Error),
     /// Creating a timerfd failed.
@@ -86,10 +86,16 @@ pub enum VirtioError {
 impl fmt::Display for VirtioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::OpenDisk(_) => write!(f, "cannot open disk image"),
-            Self::DiskSize(_) => write!(f, "cannot read the size of the disk image"),
-            Self::DiskNotSectorAligned(n) => {
-                write!(f, "disk image size {n} is not a multiple of 512")
+            Self::OpenDisk(p, _) => write!(f, "cannot open disk image {}", p.display()),
+            Self::DiskSize(p, _) => {
+                write!(f, "cannot read the size of the disk image {}", p.display())
+            }
+            Self::DiskNotSectorAligned(p, n) => {
+                write!(
+                    f,
+                    "disk image {}: size {n} is not a multiple of 512",
+                    p.display()
+                )
             }
             Self::EventFd(_) => write!(f, "cannot create an eventfd"),
             Self::TimerFd(_) => write!(f, "cannot create a timerfd"),
@@ -111,8 +117,8 @@ impl fmt::Display for VirtioError {
 impl std::error::Error for VirtioError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::OpenDisk(e)
-            | Self::DiskSize(e)
+            Self::OpenDisk(_, e)
+            | Self::DiskSize(_, e)
             | Self::EventFd(e)
             | Self::TimerFd(e)
             | Self::RegisterPage(e)
@@ -122,7 +128,7 @@ impl std::error::Error for VirtioError {
             | Self::NetFd(_, e)
             | Self::NetSetup(e) => Some(e),
             Self::Queue(e) => Some(e),
-            Self::DiskNotSectorAligned(_) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
+            Self::DiskNotSectorAligned(..) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
         }
     }
 }

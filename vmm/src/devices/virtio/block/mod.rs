@@ -52,11 +52,13 @@ impl Block {
             .read(true)
             .write(!cfg.read_only)
             .open(&cfg.path)
-            .map_err(VirtioError::OpenDisk)?;
-        let meta = file.metadata().map_err(VirtioError::DiskSize)?;
+            .map_err(|e| VirtioError::OpenDisk(cfg.path.clone(), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| VirtioError::DiskSize(cfg.path.clone(), e))?;
         let size = meta.len();
         if size % SECTOR_SIZE != 0 {
-            return Err(VirtioError::DiskNotSectorAligned(size));
+            return Err(VirtioError::DiskNotSectorAligned(cfg.path.clone(), size));
         }
         let id_text = format!("anchor-{:x}-{:x}", meta.dev(), meta.ino());
         Ok(Self::from_file(

@@ -612,9 +612,22 @@ fn block_open_reads_capacity_and_flags() {
     assert!(matches!(
         super::Block::open(&cfg),
         Err(crate::devices::virtio::VirtioError::DiskNotSectorAligned(
+            _,
             4196
         ))
     ));
+    // The error names the file (a room may have several disks).
+    let e = super::Block::open(&cfg).unwrap_err().to_string();
+    assert!(e.contains(&tmp.path().display().to_string()), "{e}");
+    let missing = BlockConfig {
+        path: tmp.path().with_extension("missing"),
+        read_only: true,
+    };
+    let e = super::Block::open(&missing).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("cannot open disk image {}", missing.path.display())
+    );
 }
 
 mod props {
