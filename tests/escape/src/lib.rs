@@ -309,19 +309,22 @@ pub fn new_mount_api(cx: Context) -> Verdict {
     cx.kernel_facility("new-mount-api", reached, &detail)
 }
 
+/// The namespaces unshare(2) and clone(2) can make (time only through unshare and clone3).
+const NAMESPACES: [(libc::c_int, &str); 7] = [
+    (libc::CLONE_NEWNS, "mount"),
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWPID, "pid"),
+    (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWCGROUP, "cgroup"),
+    (libc::CLONE_NEWUSER, "user"),
+];
+
 /// New namespaces of every kind.
 pub fn unshare(cx: Context) -> Verdict {
     let mut how = Vec::new();
     let mut reached = false;
-    for (flag, name) in [
-        (libc::CLONE_NEWNS, "mount"),
-        (libc::CLONE_NEWNET, "net"),
-        (libc::CLONE_NEWPID, "pid"),
-        (libc::CLONE_NEWUTS, "uts"),
-        (libc::CLONE_NEWIPC, "ipc"),
-        (libc::CLONE_NEWCGROUP, "cgroup"),
-        (libc::CLONE_NEWUSER, "user"),
-    ] {
+    for (flag, name) in NAMESPACES {
         let r = sys::unshare(flag);
         reached |= r.is_ok();
         how.push(answer(name, &r));
@@ -668,15 +671,7 @@ pub fn capabilities() -> Verdict {
 pub fn clone_namespaces(cx: Context) -> Verdict {
     let mut how = Vec::new();
     let mut reached = false;
-    for (flag, name) in [
-        (libc::CLONE_NEWUSER, "user"),
-        (libc::CLONE_NEWNS, "mount"),
-        (libc::CLONE_NEWNET, "net"),
-        (libc::CLONE_NEWPID, "pid"),
-        (libc::CLONE_NEWUTS, "uts"),
-        (libc::CLONE_NEWIPC, "ipc"),
-        (libc::CLONE_NEWCGROUP, "cgroup"),
-    ] {
+    for (flag, name) in NAMESPACES {
         let r = sys::clone_and_reap(flag as libc::c_ulong);
         reached |= r.is_ok();
         how.push(answer(&format!("clone({name})"), &r));

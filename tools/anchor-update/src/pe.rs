@@ -41,12 +41,7 @@ pub fn sections(image: &[u8]) -> Result<Vec<Section<'_>>, PeError> {
     let pe = PeFile64::parse(image).map_err(|e| PeError::Parse(e.to_string()))?;
     let mut out = Vec::new();
     for s in pe.section_table().iter() {
-        let raw_name = s.raw_name();
-        let end = raw_name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(raw_name.len());
-        let name = String::from_utf8_lossy(raw_name.get(..end).unwrap_or(&[])).into_owned();
+        let name = String::from_utf8_lossy(name_of(s.raw_name())).into_owned();
         let vsize = usize::try_from(s.virtual_size.get(LE)).unwrap_or(usize::MAX);
         let raw = s
             .pe_data(image)
@@ -64,6 +59,12 @@ pub fn sections(image: &[u8]) -> Result<Vec<Section<'_>>, PeError> {
     Ok(out)
 }
 
+/// A section's name: its 8-byte field up to the first NUL.
+fn name_of(raw: &[u8]) -> &[u8] {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    raw.get(..end).unwrap_or_default()
+}
+
 /// Largest loaded size [`section`] gives (it reads files not yet verified: what a
 /// header claims is not allocated).
 pub const MAX_SECTION: usize = 1 << 20;
@@ -73,12 +74,7 @@ pub const MAX_SECTION: usize = 1 << 20;
 pub fn section<'a>(image: &'a [u8], name: &str) -> Result<Option<Cow<'a, [u8]>>, PeError> {
     let pe = PeFile64::parse(image).map_err(|e| PeError::Parse(e.to_string()))?;
     for s in pe.section_table().iter() {
-        let raw_name = s.raw_name();
-        let end = raw_name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(raw_name.len());
-        if raw_name.get(..end) != Some(name.as_bytes()) {
+        if name_of(s.raw_name()) != name.as_bytes() {
             continue;
         }
         let vsize = usize::try_from(s.virtual_size.get(LE)).unwrap_or(usize::MAX);
