@@ -9,38 +9,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use anchor_courier::transfer;
-use anchor_proto::courier::{Data, Launch};
-use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
-use sha2::{Digest, Sha256};
+mod common;
 
-fn pair() -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    for s in [&a, &b] {
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    }
-    (a, b)
-}
+use anchor_courier::transfer;
+use anchor_proto::courier::Data;
+use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
 
 const SECRET: &str = "work-db-password=hunter2;api-key=AKIAEXAMPLE0123456789";
 
 /// The transfer with an honest-looking source and a destination that answers `answer`.
 fn carry(answer: Data) -> String {
     let item = b"an approved item".to_vec();
-    let l = Launch {
-        id: [3; 16],
-        token: [4; 16],
-        from: "web".into(),
-        to: "work".into(),
-        name: "item.txt".into(),
-        size: item.len() as u64,
-        sha256: Sha256::digest(&item).into(),
-        vsock: [false, false],
-    };
-    let (mut src, mut s_end) = pair();
+    let l = common::launch("item.txt", &item);
+    let (mut src, mut s_end) = common::pair(Duration::from_secs(20));
     let data = item.clone();
     let source = std::thread::spawn(move || {
         let mut p = [0u8; PAYLOAD_MAX];
@@ -48,7 +31,7 @@ fn carry(answer: Data) -> String {
         write_frame(&mut s_end, Data::Offer, &(data.len() as u64).to_le_bytes()).unwrap();
         std::io::Write::write_all(&mut s_end, &data).unwrap();
     });
-    let (mut dst, mut d_end) = pair();
+    let (mut dst, mut d_end) = common::pair(Duration::from_secs(20));
     let dest = std::thread::spawn(move || {
         // Takes the delivery and its commit, then answers with its own text.
         let mut all = Vec::new();

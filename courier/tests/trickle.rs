@@ -7,25 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use anchor_agent::courier as agent;
 use anchor_courier::transfer::{self, Until};
-use anchor_proto::courier::{Data, Launch};
+use anchor_proto::courier::Data;
 use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
-use sha2::{Digest, Sha256};
-
-fn pair(stall: Duration) -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    for s in [&a, &b] {
-        s.set_read_timeout(Some(stall)).unwrap();
-        s.set_write_timeout(Some(stall)).unwrap();
-    }
-    (a, b)
-}
 
 #[test]
 fn the_allowance_is_two_minutes_and_a_second_per_mib() {
@@ -45,17 +34,8 @@ fn a_trickling_source_is_stopped_at_the_allowance_and_nothing_is_stored() {
     let gap = Duration::from_millis(50);
     let item = b"a trickled item, 24 byte".to_vec();
     let (dir, home) = common::home("trickle", "src");
-    let l = Launch {
-        id: [3; 16],
-        token: [4; 16],
-        from: "web".into(),
-        to: "work".into(),
-        name: "slow.txt".into(),
-        size: item.len() as u64,
-        sha256: Sha256::digest(&item).into(),
-        vsock: [false, false],
-    };
-    let (src, mut theirs) = pair(stall);
+    let l = common::launch("slow.txt", &item);
+    let (src, mut theirs) = common::pair(stall);
     let data = item.clone();
     let source = std::thread::spawn(move || {
         let mut dec = Frames::<Data>::default();
@@ -70,7 +50,7 @@ fn a_trickling_source_is_stopped_at_the_allowance_and_nothing_is_stored() {
         }
     });
     // The honest destination: the real agent code.
-    let (dst, mut agent_end) = pair(stall);
+    let (dst, mut agent_end) = common::pair(stall);
     let h = home.clone();
     let dest = std::thread::spawn(move || agent::handle_data(&mut agent_end, &h));
     let until = Instant::now() + Duration::from_millis(300);

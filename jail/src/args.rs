@@ -216,25 +216,19 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
             rest = args.get(i + 1..).unwrap_or_default();
             break;
         }
-        if !VALUE_FLAGS.contains(&flag.as_ref()) {
+        let Some(&known) = VALUE_FLAGS.iter().find(|f| **f == flag) else {
             return usage(format!("unknown option {flag} (see --help)"));
-        }
+        };
         let Some(value) = args.get(i + 1) else {
             return usage(format!("{flag} needs a value (see --help)"));
         };
         // Only --ro, --rw and --dev repeat; a second --name (or --memory...) is a mistake,
         // not an override.
-        if !matches!(flag.as_ref(), "--ro" | "--rw" | "--dev") {
-            if seen.contains(&flag.as_ref()) {
+        if !matches!(known, "--ro" | "--rw" | "--dev") {
+            if seen.contains(&known) {
                 return usage(format!("{flag} given more than once"));
             }
-            seen.push(
-                VALUE_FLAGS
-                    .iter()
-                    .copied()
-                    .find(|f| *f == flag)
-                    .unwrap_or(""),
-            );
+            seen.push(known);
         }
         let v = value
             .to_str()
