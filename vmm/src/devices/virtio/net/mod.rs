@@ -10,8 +10,9 @@
 //!   dropped, never truncated). No VIRTIO_NET_F_STATUS: the configuration space is fixed at
 //!   build time, so the link cannot be reported down; a closed backend drops frames instead.
 //! - Guest frames (tx): a chain must carry a 12-byte header with `flags` and `gso_type` 0
-//!   followed by 14..=[`frame::MAX_FRAME`] bytes (at most [`frame::MAX_CHAIN_BYTES`] in all,
-//!   device-readable descriptors only). Anything else is dropped and counted.
+//!   followed by 14..=[`MAX_TX_FRAME`] bytes (the MTU offered, an Ethernet header and one
+//!   VLAN tag; device-readable descriptors only). Anything else is dropped and counted.
+//!   Each frame goes to the backend in a write of its own ([`Net::flush`]).
 //! - Bounded buffering, backpressure both ways, nothing grows with what either side does:
 //!   frames for the backend wait in a [`TX_QUEUE_BYTES`] queue; when it is full the guest's
 //!   tx chains stay in the ring until the socket drains (the guest's driver stops its queue).
@@ -41,7 +42,7 @@ use super::mmio::EXTRA_EVENT_BASE;
 use super::queue::{
     chain_copy, chain_len, chain_write, drain_queue, Budget, DeviceFault, FdRegistry, Pass, Step,
 };
-use frame::{ByteQueue, FrameError, Peek, LEN_PREFIX, MAX_CHAIN_BYTES, MIN_FRAME, VNET_HDR_LEN};
+use frame::{ByteQueue, FrameError, Peek, LEN_PREFIX, MIN_FRAME, VNET_HDR_LEN};
 
 /// VIRTIO_NET_F_MTU: the configuration space carries the MTU.
 pub const F_MTU: u64 = 1 << 3;
@@ -54,6 +55,11 @@ pub const MAC: [u8; 6] = [0x02, 0x41, 0x4e, 0x43, 0x48, 0x01];
 /// 1518 bytes (plus the header), so larger frames could not be delivered anyway; passt
 /// must be started with `--mtu 1500` (its DHCP otherwise offers 65520).
 pub const MTU: u16 = 1500;
+/// Largest guest frame passed on: the MTU, an Ethernet header and one VLAN tag. The
+/// guest was offered this MTU, and a frame this small (with its prefix) is one socket
+/// buffer of a Unix stream socket, which the kernel takes whole or not at all (see
+/// [`Net::flush`]).
+pub const MAX_TX_FRAME: usize = MTU as usize + 18;
 /// Bytes buffered towards the backend (at least two maximal frames).
 pub const TX_QUEUE_BYTES: usize = 2 * (LEN_PREFIX + frame::MAX_FRAME);
 /// Bytes buffered from the backend (at least two maximal frames).
@@ -122,7 +128,7 @@ fn tx_size(readable: u64) -> TxCheck {
     let Ok(n) = usize::try_from(readable) else {
         return TxCheck::Drop;
     };
-    if n > MAX_CHAIN_BYTES {
+    if n > VNET_HDR_LEN + MAX_TX_FRAME {
         return TxCheck::Drop;
     }
     match n.checked_sub(VNET_HDR_LEN) {
@@ -149,6 +155,9 @@ pub struct Net {
     tx: ByteQueue,
     /// The tx queue holds chains that wait for room in `tx` (the socket is slow).
     tx_blocked: bool,
+    /// Bytes of the frame at the head of `tx` (prefix included) that a partial write
+    /// left unwritten; 0: the head is a length prefix.
+    tx_head_left: usize,
     stats: NetStats,
     closed: Option<Closed>,
     egress: egress::Egress,
@@ -177,6 +186,7 @@ impl Net {
             rx: ByteQueue::new(RX_QUEUE_BYTES),
             tx: ByteQueue::new(TX_QUEUE_BYTES),
             tx_blocked: false,
+            tx_head_left: 0,
             stats: NetStats::default(),
             closed: None,
             egress: egress::Egress::default(),
@@ -230,17 +240,38 @@ impl Net {
         ));
     }
 
-    /// Write queued frames to the backend until it would block or the queue is empty.
+    /// Write queued frames to the backend until it would block or the queue is empty:
+    /// one frame (prefix and frame together) per write.
+    ///
+    /// Never several frames in one write: a stream socket may take only part of a write,
+    /// so what passt reads could then end at any byte, and this passt (2023-03-09) loses
+    /// a length prefix that ends its read (and a frame whose rest comes in more than one
+    /// piece). Its parse then starts inside a frame the guest wrote, where the guest can
+    /// place a whole second frame that the egress rule never saw (measured: to
+    /// 127.0.0.1). A write of one frame of at most [`MAX_TX_FRAME`] bytes is one socket
+    /// buffer, which a Unix stream socket takes whole or not at all; should a write still
+    /// come back short, the rest of that frame goes alone in the next one.
     pub fn flush(&mut self, reg: &mut dyn FdRegistry) {
         while self.writable && !self.tx.is_empty() {
             let Some(s) = self.backend.as_mut() else {
                 // Nobody to send to: whatever was queued is lost with the backend.
-                self.tx.consume(usize::MAX);
-                return;
+                break;
             };
-            match s.write(self.tx.data()) {
+            if self.tx_head_left == 0 {
+                self.tx_head_left = match frame::peek(self.tx.data()) {
+                    Ok(Peek::Frame { len }) => LEN_PREFIX.saturating_add(len),
+                    // The queue holds only whole frames that handle_tx put there.
+                    _ => self.tx.len(),
+                };
+            }
+            let data = self.tx.data();
+            let head = data.get(..self.tx_head_left).unwrap_or(data);
+            match s.write(head) {
                 Ok(0) => return self.close(Closed::Eof, reg),
-                Ok(n) => self.tx.consume(n),
+                Ok(n) => {
+                    self.tx.consume(n);
+                    self.tx_head_left = self.tx_head_left.saturating_sub(n);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return self.close(Closed::Io(e.kind()), reg),
@@ -248,6 +279,7 @@ impl Net {
         }
         if self.backend.is_none() {
             self.tx.consume(usize::MAX);
+            self.tx_head_left = 0;
         }
     }
 
