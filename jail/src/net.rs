@@ -51,8 +51,8 @@ pub const PREFIX: u8 = 24;
 /// The room's default gateway (passt answers for it; not mapped to the anchor host).
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// The room's DNS server: passt forwards what is sent here to the anchor host's
-/// resolver (the first nameserver of its /etc/resolv.conf that is not a loopback
-/// address; with none, the room has no DNS).
+/// resolver (the first IPv4 nameserver of its /etc/resolv.conf; when that is not a
+/// remote address, the VMM refuses this address and the room has no DNS: [`deny_list`]).
 pub const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 /// The frame size both passt and the VMM's device use (passt offers 65520 otherwise).
 pub const MTU: u16 = 1500;
@@ -113,6 +113,47 @@ pub fn local_addresses(text: &str) -> Vec<Ipv4Addr> {
     out
 }
 
+/// Where passt sends the room's DNS queries (to [`DNS`] port 53), read from the anchor
+/// host's `/etc/resolv.conf` (`None`: there is none) as passt reads it: the last word of
+/// the first `nameserver ` line that is an IPv4 address (cut at `%`), 0.0.0.0 when no
+/// line is. IPv6 lines are skipped as passt skips them; `None` for a line whose word this
+/// reads differently from passt (neither IPv4 nor IPv6).
+pub fn dns_target(resolv: Option<&str>) -> Option<Ipv4Addr> {
+    for line in resolv.unwrap_or_default().lines() {
+        if !line.starts_with("nameserver ") {
+            continue;
+        }
+        let word = line.rsplit(' ').next().unwrap_or_default();
+        let word = word.split('%').next().unwrap_or_default();
+        if let Ok(a) = word.parse::<Ipv4Addr>() {
+            return Some(a);
+        }
+        if word.parse::<std::net::Ipv6Addr>().is_err() {
+            return None;
+        }
+    }
+    Some(Ipv4Addr::UNSPECIFIED)
+}
+
+/// What the VMM refuses (`--net-deny`) for a room on the anchor host whose
+/// `/proc/net/fib_trie` is `fib` and whose `/etc/resolv.conf` is `resolv`: the anchor
+/// host's addresses, and the DNS forwarder [`DNS`] too when passt would forward it to
+/// the anchor host itself (a loopback, unspecified, multicast or own address: passt
+/// forwards there whatever the room sends to port 53), or to an address this cannot
+/// tell. The room then has no DNS, never the anchor host's port 53.
+pub fn deny_list(fib: &str, resolv: Option<&str>) -> Vec<Ipv4Addr> {
+    let mut deny = local_addresses(fib);
+    let remote = dns_target(resolv).is_some_and(|a| {
+        let first = a.octets()[0];
+        first != 0 && first != 127 && first < 224 && !deny.contains(&a)
+    });
+    if !remote {
+        deny.push(DNS);
+        deny.sort_unstable();
+    }
+    deny
+}
+
 /// The VMM's command line with the network added: `--net-fd FD`, one `--net-deny` per
 /// address of the anchor host, and [`cmdline_arg`] appended to its `--cmdline` value.
 pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CString>> {
@@ -162,7 +203,15 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Ipv4Addr>)>> {
     }
     let fib = Path::new("/proc/net/fib_trie");
     let text = std::fs::read_to_string(fib).map_err(|e| crate::root::io_err("read", fib, &e))?;
-    let host = local_addresses(&text);
+    // What passt reads for its DNS forwarder (none: the same as no nameserver).
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").ok();
+    let host = deny_list(&text, resolv.as_deref());
+    if host.contains(&DNS) {
+        note(format_args!(
+            "room {name}: no DNS: the anchor host's /etc/resolv.conf names no remote \
+             IPv4 nameserver (passt would forward the room's queries to the anchor host)"
+        ));
+    }
     let (vmm_end, passt_end) = sys::socketpair_stream()?;
     let argv = passt_argv(passt_end.as_raw_fd())
         .into_iter()
@@ -178,7 +227,7 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Ipv4Addr>)>> {
     sys::set_inheritable(vmm_end.as_raw_fd())?;
     note(format_args!(
         "room {name}: network outbound: passt as uid {uid}, room address {GUEST}/{PREFIX}, \
-         {} anchor-host address(es) refused",
+         {} address(es) refused",
         host.len()
     ));
     Ok(Some((vmm_end, host)))
@@ -257,6 +306,44 @@ Local:
         );
         assert!(local_addresses("").is_empty());
         assert!(local_addresses("|-- not-an-address\n /32 host LOCAL\n").is_empty());
+    }
+
+    /// Regression (review, network escape): passt sends what the room sends to
+    /// 10.0.2.3:53 to the first IPv4 nameserver of the anchor host's resolv.conf, even a
+    /// loopback one (with `--no-map-gw` it only leaves it out of its DHCP answer), and with
+    /// none at all to 0.0.0.0, which is the anchor host itself: measured with this passt,
+    /// a room's datagram to 10.0.2.3:53 reached a listener on the anchor host's
+    /// 127.0.0.1:53 in both cases. Then the forwarder's address is refused as well.
+    #[test]
+    fn the_dns_forwarder_is_refused_when_the_resolver_is_the_anchor_host() {
+        let host = local_addresses(FIB);
+        let with_dns = |extra: &[Ipv4Addr]| {
+            let mut v = host.clone();
+            v.extend_from_slice(extra);
+            v.sort_unstable();
+            v
+        };
+        for resolv in [
+            None,
+            Some(""),
+            Some("# no nameserver\nsearch example.org\n"),
+            Some("nameserver 127.0.0.53\nnameserver 10.77.0.2\n"),
+            Some("nameserver 10.77.0.1\n"),
+            Some("nameserver 0.0.0.0\n"),
+            Some("nameserver 224.0.0.1\n"),
+            Some("nameserver ::1\n"),
+            Some("nameserver 10.77.0.2x\nnameserver 10.77.0.2\n"),
+        ] {
+            assert_eq!(deny_list(FIB, resolv), with_dns(&[DNS]), "{resolv:?}");
+        }
+        for resolv in [
+            "nameserver 10.77.0.2\n",
+            "nameserver 10.77.0.2\nnameserver 127.0.0.1\n",
+            "search x\nnameserver ::1\nnameserver  10.77.0.2%eth0\n",
+            "nameserver\t127.0.0.1\nnameserver 10.77.0.2\n",
+        ] {
+            assert_eq!(deny_list(FIB, Some(resolv)), host, "{resolv:?}");
+        }
     }
 
     fn c(v: &[&str]) -> Vec<CString> {
