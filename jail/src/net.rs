@@ -181,7 +181,10 @@ pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CStr
     let word = |s: String| CString::new(s).map_err(|_| Error::Unsupported("NUL in an argument"));
     out.push(word("--net-fd".into())?);
     out.push(word(fd.to_string())?);
-    for a in deny {
+    // The device is strict only with a list: 0.0.0.0 (refused anyway) stands in for an
+    // anchor host with no address.
+    let none = [Ipv4Addr::UNSPECIFIED];
+    for a in if deny.is_empty() { &none[..] } else { deny } {
         out.push(word("--net-deny".into())?);
         out.push(word(a.to_string())?);
     }
@@ -370,6 +373,12 @@ Local:
                 "10.77.0.1"
             ]
         );
+        // Regression (review): the device is strict (IPv4 and ARP only) only when it is
+        // given a list; an anchor host with no address (its loopback down, no uplink)
+        // gave none, and the room's IPv6, VLAN and other frames went to passt.
+        let out = vmm_argv(&argv, 5, &[]).unwrap();
+        let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(words[words.len() - 2..], ["--net-deny", "0.0.0.0"]);
         for bad in [&["/bin/anchor-vmm"][..], &["/bin/anchor-vmm", "--cmdline"]] {
             let e = vmm_argv(&c(bad), 5, &deny).unwrap_err().to_string();
             assert!(e.contains("--net needs the VMM's --cmdline"), "{e}");
