@@ -12,8 +12,8 @@
 //! end (`--net-fd`), the room kernel gets its address on its command line
 //! (`anchor.net=`), and the VMM drops every guest frame addressed to the anchor host
 //! itself: loopback, the unspecified network, multicast and broadcast, and each address
-//! the anchor host has when the room starts (`--net-deny`; passt would connect to them
-//! as local sockets). passt is the jail's child in the room's PID namespace: when the
+//! and local network the anchor host has when the room starts (`--net-deny`; passt would
+//! connect to them as local sockets). passt is the jail's child in the room's PID namespace: when the
 //! VMM (its PID 1) ends, the kernel kills it, so nothing of it outlives the room.
 
 use std::ffi::{CStr, CString};
@@ -95,17 +95,37 @@ pub fn passt_argv(fd: i32) -> Vec<String> {
     v
 }
 
-/// The IPv4 addresses of the network namespace whose `/proc/net/fib_trie` is `text`:
-/// every `/32 host LOCAL` entry, sorted, without duplicates.
-pub fn local_addresses(text: &str) -> Vec<Ipv4Addr> {
+/// An IPv4 network the anchor host holds as its own: an address and a prefix length (32:
+/// one address).
+pub type Local = (Ipv4Addr, u8);
+
+/// Whether `net` holds `a`.
+pub fn holds(net: &Local, a: Ipv4Addr) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32u32.saturating_sub(u32::from(net.1)))
+        .unwrap_or(0);
+    (u32::from(a) ^ u32::from(net.0)) & mask == 0
+}
+
+/// The IPv4 networks of the network namespace whose `/proc/net/fib_trie` is `text` that
+/// are its own: every `/N host LOCAL` entry (N = 32 for an address; less for an address
+/// on the loopback device with a prefix, or a local route, which make every address of
+/// the network the host's), sorted, without duplicates.
+pub fn local_addresses(text: &str) -> Vec<Local> {
     let mut last: Option<Ipv4Addr> = None;
     let mut out = Vec::new();
     for line in text.lines() {
         let t = line.trim_start();
         if let Some(addr) = t.strip_prefix("|-- ") {
             last = addr.trim().parse().ok();
-        } else if t.starts_with("/32 host LOCAL") {
-            out.extend(last);
+        } else if let Some(rest) = t.strip_prefix('/') {
+            let mut words = rest.split_whitespace();
+            let prefix = words.next().and_then(|p| p.parse::<u8>().ok());
+            if words.next() == Some("host") && words.next() == Some("LOCAL") {
+                if let (Some(a), Some(p)) = (last, prefix.filter(|p| *p <= 32)) {
+                    out.push((a, p));
+                }
+            }
         }
     }
     out.sort_unstable();
@@ -141,14 +161,14 @@ pub fn dns_target(resolv: Option<&str>) -> Option<Ipv4Addr> {
 /// the anchor host itself (a loopback, unspecified, multicast or own address: passt
 /// forwards there whatever the room sends to port 53), or to an address this cannot
 /// tell. The room then has no DNS, never the anchor host's port 53.
-pub fn deny_list(fib: &str, resolv: Option<&str>) -> Vec<Ipv4Addr> {
+pub fn deny_list(fib: &str, resolv: Option<&str>) -> Vec<Local> {
     let mut deny = local_addresses(fib);
     let remote = dns_target(resolv).is_some_and(|a| {
         let first = a.octets()[0];
-        first != 0 && first != 127 && first < 224 && !deny.contains(&a)
+        first != 0 && first != 127 && first < 224 && !deny.iter().any(|n| holds(n, a))
     });
     if !remote {
-        deny.push(DNS);
+        deny.push((DNS, 32));
         deny.sort_unstable();
     }
     deny
@@ -156,7 +176,7 @@ pub fn deny_list(fib: &str, resolv: Option<&str>) -> Vec<Ipv4Addr> {
 
 /// The VMM's command line with the network added: `--net-fd FD`, one `--net-deny` per
 /// address of the anchor host, and [`cmdline_arg`] appended to its `--cmdline` value.
-pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CString>> {
+pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Local]) -> Result<Vec<CString>> {
     let mut out = Vec::with_capacity(argv.len() + 2 + 2 * deny.len());
     let mut seen_cmdline = false;
     let mut after_cmdline = false;
@@ -183,10 +203,14 @@ pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CStr
     out.push(word(fd.to_string())?);
     // The device is strict only with a list: 0.0.0.0 (refused anyway) stands in for an
     // anchor host with no address.
-    let none = [Ipv4Addr::UNSPECIFIED];
-    for a in if deny.is_empty() { &none[..] } else { deny } {
+    let none = [(Ipv4Addr::UNSPECIFIED, 32)];
+    for (a, p) in if deny.is_empty() { &none[..] } else { deny } {
         out.push(word("--net-deny".into())?);
-        out.push(word(a.to_string())?);
+        out.push(word(if *p < 32 {
+            format!("{a}/{p}")
+        } else {
+            a.to_string()
+        })?);
     }
     Ok(out)
 }
@@ -196,7 +220,7 @@ pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Ipv4Addr]) -> Result<Vec<CStr
 /// VMM's end of the socket (inheritable) and the anchor host's addresses; `None` when
 /// this anchor host has no passt (an arm64 one, today): the room gets no network, and
 /// the log says so (less than the policy asks, never more).
-pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Ipv4Addr>)>> {
+pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
     let (name, uid) = (&cfg.name, cfg.uid);
     if !Path::new(PASST_PATH).is_file() {
         note(format_args!(
@@ -209,7 +233,7 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Ipv4Addr>)>> {
     // What passt reads for its DNS forwarder (none: the same as no nameserver).
     let resolv = std::fs::read_to_string("/etc/resolv.conf").ok();
     let host = deny_list(&text, resolv.as_deref());
-    if host.contains(&DNS) {
+    if host.contains(&(DNS, 32)) {
         note(format_args!(
             "room {name}: no DNS: the anchor host's /etc/resolv.conf names no remote \
              IPv4 nameserver (passt would forward the room's queries to the anchor host)"
@@ -301,11 +325,59 @@ Local:
         /32 host LOCAL
 ";
 
+    /// Regression (review, network escape): an address on the loopback device with a
+    /// prefix (`ip addr add 10.99.0.1/24 dev lo`) or a local route (`ip route add local
+    /// 10.98.0.0/16 dev lo`) makes a whole network the anchor host's own (measured: a
+    /// connection to 10.99.0.7 reached a listener of the host). Only the /32 entries were
+    /// refused; the whole network must be.
+    #[test]
+    fn local_networks_are_refused_whole() {
+        let fib = "\
+Local:
+  +-- 0.0.0.0/1 2 0 2
+        +-- 10.99.0.0/24 2 0 2
+              |-- 10.99.0.0
+                 /24 host LOCAL
+              |-- 10.99.0.1
+                 /32 host LOCAL
+        |-- 10.98.0.0
+           /16 host LOCAL
+";
+        let got = local_addresses(fib);
+        assert_eq!(
+            got,
+            vec![
+                (Ipv4Addr::new(10, 98, 0, 0), 16),
+                (Ipv4Addr::new(10, 99, 0, 0), 24),
+                (Ipv4Addr::new(10, 99, 0, 1), 32),
+            ]
+        );
+        let argv = c(&["/bin/anchor-vmm", "--cmdline", "quiet"]);
+        let out = vmm_argv(&argv, 5, &got).unwrap();
+        let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            words[5..],
+            [
+                "--net-deny",
+                "10.98.0.0/16",
+                "--net-deny",
+                "10.99.0.0/24",
+                "--net-deny",
+                "10.99.0.1"
+            ]
+        );
+        // A resolver inside a local network is the anchor host too.
+        assert!(deny_list(fib, Some("nameserver 10.98.7.7\n")).contains(&(DNS, 32)));
+    }
+
     #[test]
     fn the_anchor_hosts_addresses_are_its_local_host_routes() {
         assert_eq!(
             local_addresses(FIB),
-            vec![Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(127, 0, 0, 1)]
+            vec![
+                (Ipv4Addr::new(10, 77, 0, 1), 32),
+                (Ipv4Addr::new(127, 0, 0, 1), 32)
+            ]
         );
         assert!(local_addresses("").is_empty());
         assert!(local_addresses("|-- not-an-address\n /32 host LOCAL\n").is_empty());
@@ -320,7 +392,7 @@ Local:
     #[test]
     fn the_dns_forwarder_is_refused_when_the_resolver_is_the_anchor_host() {
         let host = local_addresses(FIB);
-        let with_dns = |extra: &[Ipv4Addr]| {
+        let with_dns = |extra: &[Local]| {
             let mut v = host.clone();
             v.extend_from_slice(extra);
             v.sort_unstable();
@@ -337,7 +409,7 @@ Local:
             Some("nameserver ::1\n"),
             Some("nameserver 10.77.0.2x\nnameserver 10.77.0.2\n"),
         ] {
-            assert_eq!(deny_list(FIB, resolv), with_dns(&[DNS]), "{resolv:?}");
+            assert_eq!(deny_list(FIB, resolv), with_dns(&[(DNS, 32)]), "{resolv:?}");
         }
         for resolv in [
             "nameserver 10.77.0.2\n",
@@ -356,7 +428,7 @@ Local:
     #[test]
     fn the_vmm_gets_the_socket_the_deny_list_and_the_address_on_its_cmdline() {
         let argv = c(&["/bin/anchor-vmm", "--cmdline", "quiet ro", "--vcpus", "1"]);
-        let deny = [Ipv4Addr::new(10, 77, 0, 1)];
+        let deny = [(Ipv4Addr::new(10, 77, 0, 1), 32)];
         let out = vmm_argv(&argv, 5, &deny).unwrap();
         let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
         assert_eq!(

@@ -80,8 +80,8 @@ pub struct VmConfig {
     pub vsock: Option<VsockConfig>,
     /// Optional network device.
     pub net: Option<NetConfig>,
-    /// `--net-deny`: the network device is strict and refuses these addresses too.
-    pub net_deny: Option<Vec<std::net::Ipv4Addr>>,
+    /// `--net-deny`: the network device is strict and refuses these networks too.
+    pub net_deny: Option<Vec<crate::devices::virtio::net::egress::Net4>>,
     /// Serial output.
     pub serial: SerialTarget,
     /// Boot timer device present.
@@ -177,9 +177,10 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
   --net-fd N         the same device over the inherited, connected Unix stream
                      socket N (>= 3), e.g. one end of a socketpair whose other
                      end was given to `passt --fd`
-  --net-deny IPV4    drop guest frames to this IPv4 address (repeatable: the
-                     host's own addresses); with any, only IPv4 and ARP frames
-                     leave. Frames to 127/8, 0/8 and 224/4 and above never leave.
+  --net-deny IPV4[/N] drop guest frames to this IPv4 address or network
+                     (repeatable: the host's own addresses and local networks);
+                     with any, only IPv4 and ARP frames leave. Frames to 127/8,
+                     0/8 and 224/4 and above never leave.
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
@@ -266,7 +267,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut uds = None;
     let mut net_uds = None;
     let mut net_fd = None;
-    let mut net_deny: Option<Vec<std::net::Ipv4Addr>> = None;
+    let mut net_deny: Option<Vec<crate::devices::virtio::net::egress::Net4>> = None;
     let mut serial = None;
     let mut vm_type = None;
     let mut boot_timer = false;
@@ -335,10 +336,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
             "--net-uds" => set_once(&mut net_uds, flag, path(flag, &v)?)?,
             "--net-fd" => set_once(&mut net_fd, flag, number(flag, &v)?)?,
-            "--net-deny" => net_deny.get_or_insert_with(Vec::new).push(
-                v.parse()
-                    .map_err(|_| err(flag, format!("{v:?} is not an IPv4 address")))?,
-            ),
+            "--net-deny" => net_deny
+                .get_or_insert_with(Vec::new)
+                .push(v.parse().map_err(|_| {
+                    err(
+                        flag,
+                        format!("{v:?} is not an IPv4 address or ADDRESS/PREFIX"),
+                    )
+                })?),
             "--vm-type" => set_once(&mut vm_type, flag, vm_type_arg(&v)?)?,
             _ => set_once(&mut serial, flag, serial_target(&v)?)?,
         }
@@ -519,14 +524,35 @@ mod tests {
             panic!()
         };
         let want = vec![
-            std::net::Ipv4Addr::new(10, 77, 0, 1),
-            std::net::Ipv4Addr::LOCALHOST,
+            std::net::Ipv4Addr::new(10, 77, 0, 1).into(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
         ];
         assert_eq!(c.net_deny, Some(want));
+        // Regression (review): a local network of the anchor host (an address with a
+        // prefix on its loopback device, a local route) is refused whole.
+        let Command::Run(c) = p(&[
+            "--kernel",
+            "/k",
+            "--net-fd",
+            "7",
+            "--net-deny",
+            "10.99.0.0/24",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let net = crate::devices::virtio::net::egress::Net4::new(
+            std::net::Ipv4Addr::new(10, 99, 0, 0),
+            24,
+        );
+        assert_eq!(c.net_deny, net.map(|n| vec![n]));
         let e = p(&["--kernel", "/k", "--net-deny", "10.0.0.1"]).unwrap_err();
         assert!(e.msg.contains("needs --net-uds or --net-fd"), "{e}");
         let e = p(&["--kernel", "/k", "--net-fd", "7", "--net-deny", "::1"]).unwrap_err();
-        assert!(e.msg.contains("is not an IPv4 address"), "{e}");
+        assert!(
+            e.msg.contains("is not an IPv4 address or ADDRESS/PREFIX"),
+            "{e}"
+        );
         let Command::Run(c) = p(&["--kernel", "/k", "--net-fd", "7"]).unwrap() else {
             panic!()
         };

@@ -342,11 +342,11 @@ pub fn build_net(
     mem: GuestMemoryMmap<()>,
     irq: IrqLine,
     backend: std::os::unix::net::UnixStream,
-    deny: Option<Vec<std::net::Ipv4Addr>>,
+    deny: Option<Vec<net::egress::Net4>>,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let mut dev = net::Net::new(backend).map_err(VirtioError::NetSetup)?;
     if let Some(list) = deny {
-        dev.set_egress(net::egress::Egress::strict(list));
+        dev.set_egress(net::egress::Egress::strict_nets(list));
     }
     handle(mem, irq, dev)
 }

@@ -6,7 +6,8 @@
 //! the host's own addresses would reach the host itself. The device therefore drops,
 //! always, IPv4 frames to loopback (127/8), "this network" (0/8), multicast (224/4) and
 //! the reserved and broadcast range (240/4); and, when the VMM is given a deny list
-//! (`--net-deny`, one entry per address of the anchor host), IPv4 frames to those
+//! (`--net-deny`, one entry per address or local network of the anchor host), IPv4
+//! frames to those
 //! addresses and every frame that is neither IPv4 nor ARP (the stack then sees nothing
 //! it could route some other way: no IPv6, no VLAN tags).
 
@@ -19,12 +20,54 @@ const ARP: [u8; 2] = [0x08, 0x06];
 const IPV4_VERSION: usize = 14;
 const IPV4_DST: core::ops::Range<usize> = 30..34;
 
+/// An IPv4 network: an address and a prefix length (32: that address alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net4 {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Net4 {
+    /// The network of `addr` with `prefix` bits (`None` above 32).
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
+        (prefix <= 32).then_some(Self { addr, prefix })
+    }
+
+    /// Whether `a` is in this network.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32u32.saturating_sub(u32::from(self.prefix)))
+            .unwrap_or(0);
+        (u32::from(a) ^ u32::from(self.addr)) & mask == 0
+    }
+}
+
+impl From<Ipv4Addr> for Net4 {
+    fn from(addr: Ipv4Addr) -> Self {
+        Self { addr, prefix: 32 }
+    }
+}
+
+impl std::str::FromStr for Net4 {
+    type Err = ();
+
+    /// `A.B.C.D` or `A.B.C.D/N` (N at most 32).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) if !p.starts_with('+') => (a, p.parse::<u8>().map_err(|_| ())?),
+            Some(_) => return Err(()),
+            None => (s, 32),
+        };
+        Self::new(a.parse().map_err(|_| ())?, p).ok_or(())
+    }
+}
+
 /// The device's egress rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Egress {
     /// `None`: only the fixed rules. `Some`: strict (IPv4 and ARP only) and these
-    /// addresses refused as well.
-    deny: Option<Vec<Ipv4Addr>>,
+    /// networks refused as well.
+    deny: Option<Vec<Net4>>,
 }
 
 /// Addresses that always mean "this host" or "everyone here", never one remote peer.
@@ -36,6 +79,11 @@ fn never_remote(a: Ipv4Addr) -> bool {
 impl Egress {
     /// Strict: IPv4 and ARP only, and never to `deny`.
     pub fn strict(deny: Vec<Ipv4Addr>) -> Self {
+        Self::strict_nets(deny.into_iter().map(Net4::from).collect())
+    }
+
+    /// Strict: IPv4 and ARP only, and never into the networks `deny`.
+    pub fn strict_nets(deny: Vec<Net4>) -> Self {
         Self { deny: Some(deny) }
     }
 
@@ -58,7 +106,7 @@ impl Egress {
         }
         match &self.deny {
             None => true,
-            Some(list) => version == Some(4) && !list.contains(&dst),
+            Some(list) => version == Some(4) && !list.iter().any(|n| n.contains(dst)),
         }
     }
 }
@@ -113,6 +161,38 @@ mod tests {
         let mut v5 = ipv4_to([10, 77, 0, 2]);
         v5[14] = 0x55;
         assert!(!strict.allows(&v5));
+    }
+
+    /// Regression (review, network escape): an address on the anchor host's loopback
+    /// device with a prefix, or a local route, makes a whole network the host's own; the
+    /// rule named single addresses only.
+    #[test]
+    fn a_denied_network_refuses_every_address_in_it() {
+        let net: Net4 = "10.99.0.0/24".parse().unwrap();
+        let strict = Egress::strict_nets(vec![net, "10.77.0.1".parse().unwrap()]);
+        for dst in [
+            [10, 99, 0, 0],
+            [10, 99, 0, 7],
+            [10, 99, 0, 255],
+            [10, 77, 0, 1],
+        ] {
+            assert!(!strict.allows(&ipv4_to(dst)), "{dst:?}");
+        }
+        for dst in [[10, 99, 1, 0], [10, 98, 255, 255], [10, 77, 0, 2]] {
+            assert!(strict.allows(&ipv4_to(dst)), "{dst:?}");
+        }
+        let all: Net4 = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1)));
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0/8",
+            "/8",
+            "::1",
+        ] {
+            assert!(bad.parse::<Net4>().is_err(), "{bad}");
+        }
     }
 
     use proptest::prelude::*;
