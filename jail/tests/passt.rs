@@ -24,7 +24,8 @@ use std::time::Duration;
 
 const MAC: [u8; 6] = [0x02, 0x41, 0x4e, 0x43, 0x48, 0x01];
 
-/// passt on one end of a socket pair, with the jail's arguments; the other end.
+/// passt on one end of a socket pair, with the jail's arguments and the jail's seccomp
+/// filter for it; the other end.
 fn passt() -> (Child, UnixStream) {
     let path = anchor_jail::net::PASST.to_str().unwrap();
     assert!(
@@ -38,9 +39,42 @@ fn passt() -> (Child, UnixStream) {
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    // The filter the jail installs before it execs passt, made ready before the fork
+    // (nothing is allocated between fork and exec).
+    let filters: Vec<libc::sock_filter> = anchor_jail::net::passt_filter()
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_le_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: u16::try_from(filters.len()).unwrap(),
+        filter: filters.as_ptr().cast_mut(),
+    };
+    let prog_addr = &raw const prog as usize;
     let keep_open = move || {
         // SAFETY: fcntl on a descriptor this process owns; async-signal-safe.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0 {
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `prog_addr` is the address of `prog` (pointing at `filters`), both alive
+        // in the parent's memory, which the child has a copy of; the kernel copies it.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                prog_addr as *const libc::sock_fprog,
+            )
+        };
+        if r == 0 {
             Ok(())
         } else {
             Err(std::io::Error::last_os_error())
@@ -52,7 +86,7 @@ fn passt() -> (Child, UnixStream) {
         cmd.pre_exec(keep_open);
     }
     let child = cmd.spawn().unwrap();
-    drop(theirs);
+    drop((theirs, filters));
     (child, ours)
 }
 
@@ -144,4 +178,63 @@ fn a_short_dhcp_request_does_not_overwrite_the_next_frame() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(got.as_deref(), Some(&b"after the request"[..]));
+}
+
+/// Regression (review, network escape: one room reaching another): this passt sends a
+/// room's datagrams from a socket bound to 0.0.0.0 and the room's own source port, with
+/// SO_REUSEADDR, which lets any other socket with it bind the same port, whatever its
+/// uid; the socket bound last gets the unicast datagrams. A room that sent one datagram
+/// from the port another room's query used got that room's answer (measured with two
+/// passts of different uids). The jail's filter makes passt's SO_REUSEADDR fail (passt
+/// goes on without it): the second room's bind fails, the answer reaches its room.
+#[test]
+fn a_room_cannot_take_another_rooms_udp_port() {
+    let (mut b, mut b_sock) = passt();
+    let (mut a, mut a_sock) = passt();
+    let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let guest = Ipv4Addr::new(10, 0, 2, 15);
+    let port = server.local_addr().unwrap().port();
+    // Room B asks from its port 40600.
+    let q = udp(guest, Ipv4Addr::LOCALHOST, 40600, port, b"query of room B");
+    b_sock.write_all(&framed(&[q])).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, b_addr) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"query of room B");
+    // Room A sends anything from the same port, then the answer to B comes.
+    let elsewhere = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    elsewhere
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let e_port = elsewhere.local_addr().unwrap().port();
+    let f = udp(guest, Ipv4Addr::LOCALHOST, 40600, e_port, b"room A");
+    a_sock.write_all(&framed(&[f])).unwrap();
+    // Room A's datagram has been handled (sent, or refused at its bind) once a second
+    // one, from another port, arrives.
+    let f = udp(guest, Ipv4Addr::LOCALHOST, 40601, e_port, b"room A, later");
+    a_sock.write_all(&framed(&[f])).unwrap();
+    loop {
+        let n = elsewhere.recv(&mut buf).unwrap();
+        if &buf[..n] == b"room A, later" {
+            break;
+        }
+    }
+    server.send_to(b"answer for room B", b_addr).unwrap();
+    let frame_with = |sock: &mut UnixStream| {
+        // Hang detection only.
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut got = vec![0u8; 4096];
+        let n = std::io::Read::read(sock, &mut got).unwrap_or(0);
+        got[..n].windows(17).any(|w| w == b"answer for room B")
+    };
+    let to_b = frame_with(&mut b_sock);
+    let to_a = !to_b && frame_with(&mut a_sock);
+    for c in [&mut a, &mut b] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    assert!(!to_a, "room A got room B's answer");
+    assert!(to_b, "room B's answer reached room B");
 }
