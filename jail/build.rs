@@ -5,7 +5,10 @@
 //! k u32) and included into the binary with include_bytes!, after anchor-bpf has laid out
 //! its syscall dispatch as a search tree (same answers, checked here).
 //!
-//! Two filters, installed in this order: `room` allows what a Linux userland needs and
+//! seccomp/passt.json's `passt_deny` is anchor-jail's filter under an outbound room's
+//! passt (see `net::PASST_DENY_BPF`).
+//!
+//! The room's two filters, installed in this order: `room` allows what a Linux userland needs and
 //! answers everything else (unknown syscalls included) with ENOSYS, so C libraries fall
 //! back (clone3 -> clone); `room_deny` answers the calls a room must never make with
 //! EPERM. The later filter's answer wins between two errnos.
@@ -91,7 +94,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     let json = filter_json(&std::fs::read(src)?, &arch)?;
     let map = seccompiler::compile_from_json(serde_json::to_vec(&json)?.as_slice(), target)?;
-    for kind in ["room", "room_deny"] {
+    // passt's: not an allow list, stacked under the one passt installs itself.
+    let passt_src = "seccomp/passt.json";
+    println!("cargo:rerun-if-changed={passt_src}");
+    let passt = seccompiler::compile_from_json(std::fs::read(passt_src)?.as_slice(), target)?;
+    for (kind, src, map) in [
+        ("room", src, &map),
+        ("room_deny", src, &map),
+        ("passt_deny", passt_src, &passt),
+    ] {
         let prog = map
             .get(kind)
             .ok_or_else(|| format!("{src} has no filter named {kind}"))?;

@@ -269,53 +269,17 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
     Ok(Some((vmm_end, host)))
 }
 
-/// A seccomp filter (classic BPF, 8 bytes an instruction as `sys::seccomp_install`
-/// takes it) for passt: `setsockopt(fd, SOL_SOCKET, SO_REUSEADDR or SO_REUSEPORT, ..)`
-/// fails with EPERM; everything else is left to passt's own filter, stacked on it.
+/// anchor-jail's seccomp filter for passt (seccomp/passt.json, compiled by build.rs;
+/// classic BPF, 8 bytes an instruction as `sys::seccomp_install` takes it):
+/// `setsockopt(fd, SOL_SOCKET, SO_REUSEADDR or SO_REUSEPORT, ..)` fails with EPERM;
+/// everything else is left to passt's own filter, stacked on it.
 ///
 /// Why: this passt sends a room's datagrams from a socket bound to 0.0.0.0 and the
 /// room's source port, with SO_REUSEADDR, and two UDP sockets that both have it may bind
 /// the same port whatever their uids: the one bound last gets the datagrams. One room
 /// could so take the answers to another room's queries. passt goes on without the
 /// option (it only logs), and a second bind of a port fails.
-pub fn passt_filter() -> Vec<u8> {
-    #[cfg(target_arch = "x86_64")]
-    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
-    #[cfg(target_arch = "aarch64")]
-    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
-    const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET: u16 = 0x06; // BPF_RET | BPF_K
-    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
-    const EPERM: u32 = 0x0005_0000 | 1; // SECCOMP_RET_ERRNO | EPERM
-                                        // struct seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8 i (the low half first:
-                                        // both architectures are little-endian; level and optname are ints).
-    let nr = u32::try_from(libc::SYS_setsockopt).unwrap_or(u32::MAX);
-    let level = u32::try_from(libc::SOL_SOCKET).unwrap_or(u32::MAX);
-    let reuse_addr = u32::try_from(libc::SO_REUSEADDR).unwrap_or(u32::MAX);
-    let reuse_port = u32::try_from(libc::SO_REUSEPORT).unwrap_or(u32::MAX);
-    // (code, jump if true, jump if false, k); jumps count from the next instruction.
-    let prog: [(u16, u8, u8, u32); 11] = [
-        (LD_ABS, 0, 0, 4),
-        (JEQ, 0, 7, ARCH), // another ABI: allow (9)
-        (LD_ABS, 0, 0, 0),
-        (JEQ, 0, 5, nr), // not setsockopt: allow (9)
-        (LD_ABS, 0, 0, 24),
-        (JEQ, 0, 3, level), // not SOL_SOCKET: allow (9)
-        (LD_ABS, 0, 0, 32),
-        (JEQ, 2, 0, reuse_addr), // EPERM (10)
-        (JEQ, 1, 0, reuse_port), // EPERM (10), else allow (9)
-        (RET, 0, 0, ALLOW),
-        (RET, 0, 0, EPERM),
-    ];
-    let mut out = Vec::with_capacity(prog.len() * 8);
-    for (code, jt, jf, k) in prog {
-        out.extend_from_slice(&code.to_le_bytes());
-        out.extend_from_slice(&[jt, jf]);
-        out.extend_from_slice(&k.to_le_bytes());
-    }
-    out
-}
+pub static PASST_DENY_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/passt_deny.bpf"));
 
 /// passt's side of the fork: its descriptors, a root it can pivot away from, its uid,
 /// no capability, then exec.
@@ -346,7 +310,7 @@ fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString]) -> Error {
         sys::set_inheritable(sock.as_raw_fd())?;
         sys::setrlimit(libc::RLIMIT_CORE, 0)?;
         privs::drop_to(cfg.uid, cfg.gid)?;
-        sys::seccomp_install("install passt's seccomp filter", &passt_filter())?;
+        sys::seccomp_install("install passt's seccomp filter", PASST_DENY_BPF)?;
         sys::exec(PASST, argv)
     };
     match run() {

@@ -41,7 +41,7 @@ fn passt() -> (Child, UnixStream) {
         .stdout(Stdio::null());
     // The filter the jail installs before it execs passt, made ready before the fork
     // (nothing is allocated between fork and exec).
-    let filters: Vec<libc::sock_filter> = anchor_jail::net::passt_filter()
+    let filters: Vec<libc::sock_filter> = anchor_jail::net::PASST_DENY_BPF
         .chunks_exact(8)
         .map(|c| libc::sock_filter {
             code: u16::from_le_bytes([c[0], c[1]]),
