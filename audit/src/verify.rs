@@ -27,6 +27,8 @@ pub struct Verified {
     /// The value of the first record's `base` field, if it has one (the TPM counter's
     /// value when the log started).
     pub base: Option<u64>,
+    /// Lines (1-based) holding a torn append the chain continues past (see [`verify`]).
+    pub torn: Vec<u64>,
 }
 
 /// What is wrong with the first bad record.
@@ -112,19 +114,53 @@ fn seq_of(line: &[u8]) -> Option<u64> {
     Record::parse(line).ok().map(|r| r.seq)
 }
 
+/// Whether `line` (not a record) is what a torn append leaves: the start of a record
+/// line (`v1 seq=...` cut short), or bytes a power cut left as NULs after such a start.
+/// Never a blank line or other text.
+fn looks_torn(line: &[u8], expected: u64) -> bool {
+    const START: &[u8] = b"v1 seq=";
+    let kept = line
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(&[][..], |last| line.get(..=last).unwrap_or_default());
+    if kept.is_empty() {
+        return !line.is_empty();
+    }
+    if START.starts_with(kept) {
+        return true;
+    }
+    let Some(rest) = kept.strip_prefix(START) else {
+        return false;
+    };
+    // A whole sequence number must be the expected one.
+    match rest.iter().position(|&b| b == b' ') {
+        Some(end) => rest.get(..end) == Some(expected.to_string().as_bytes()),
+        None => rest.iter().all(u8::is_ascii_digit),
+    }
+}
+
 /// Verify the chain of `log` (the whole file). The first record may start from any
 /// `prev` (the chain's origin); every later one must link to the record before it.
+///
+/// A torn append (a write a power cut or a full disk cut short, which the next writer
+/// left on a line of its own and chained past) is not a break: when a line is the
+/// start of a record cut short and the very next line is the record expected there,
+/// linked to the record before the torn line, the torn line is skipped and named in
+/// [`Verified::torn`]. Nothing in the chain can hide behind it: the records on both
+/// sides are linked to each other.
 pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
     let mut hashes: Vec<Hash> = Vec::new();
     let mut digests: Vec<Hash> = Vec::new();
+    let mut torn = Vec::new();
     let mut head = GENESIS;
     let mut origin = GENESIS;
     let mut base = None;
     let mut offset = 0usize;
     let mut line_no = 0u64;
+    let mut records = 0u64;
     while offset < log.len() {
         line_no += 1;
-        let expected = line_no;
+        let expected = records + 1;
         let rest = log.get(offset..).unwrap_or_default();
         let bad = |problem| Bad {
             line: line_no,
@@ -136,7 +172,25 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
             return Err(bad(Problem::Incomplete));
         };
         let line = rest.get(..nl).unwrap_or_default();
-        let record = Record::parse(line).map_err(|e| bad(Problem::Malformed(e)))?;
+        let record = match Record::parse(line) {
+            Ok(r) => r,
+            Err(e) => {
+                let next = rest.get(nl + 1..).unwrap_or_default();
+                let continues = next
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .and_then(|end| Record::parse(next.get(..end)?).ok())
+                    .is_some_and(|r| {
+                        r.is_intact() && r.seq == expected && (records == 0 || r.prev == head)
+                    });
+                if continues && looks_torn(line, expected) {
+                    torn.push(line_no);
+                    offset += nl + 1;
+                    continue;
+                }
+                return Err(bad(Problem::Malformed(e)));
+            }
+        };
         if !record.is_intact() {
             return Err(bad(Problem::Modified));
         }
@@ -163,7 +217,7 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
                 Problem::OutOfPlace { found: record.seq }
             }));
         }
-        if line_no == 1 {
+        if records == 0 {
             origin = record.prev;
             base = record
                 .field("base")
@@ -175,19 +229,36 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
         head = record.hash;
         hashes.push(head);
         digests.push(record.digest);
+        records = expected;
         offset += nl + 1;
     }
-    if line_no == 0 {
+    if records == 0 {
         head = origin;
     }
     Ok(Verified {
-        records: line_no,
+        records,
         origin,
         head,
         hashes,
         digests,
         base,
+        torn,
     })
+}
+
+/// [`verify`] for a writer about to append, and for checking a log against its anchor: a
+/// log whose last line was cut short (a torn append nobody has written past yet) is the
+/// log before that line. Also returns how many bytes that is: less than `log.len()` says
+/// the next record must start a line of its own (the torn line stays, and [`verify`]
+/// skips it once the chain goes on past it).
+pub fn verify_for_append(log: &[u8]) -> Result<(Verified, usize), Bad> {
+    match verify(log) {
+        Ok(v) => Ok((v, log.len())),
+        Err(bad) if bad.problem == Problem::Incomplete => {
+            verify(log.get(..bad.offset).unwrap_or_default()).map(|v| (v, bad.offset))
+        }
+        Err(bad) => Err(bad),
+    }
 }
 
 /// What the TPM holds about the log: how many records were anchored and the head then.
@@ -454,6 +525,84 @@ mod tests {
         // A cut exactly at a record boundary is only visible against the anchor.
         let whole = &l[..bad.offset];
         assert_eq!(verify(whole).unwrap().records, 3);
+    }
+
+    /// A power cut (or a full disk) in the middle of an append leaves the start of a
+    /// record without its end; the next writer starts a line of its own and chains after
+    /// the last whole record (anchor-sys `audit::append`). That log must still verify,
+    /// every record after the torn line included, or one torn write would make the log
+    /// unverifiable (and unanchorable) from then on.
+    #[test]
+    fn a_torn_append_the_chain_continues_past_is_named_not_fatal() {
+        let (l, _) = log(5);
+        let ls = lines(&l);
+        for cut in [1, 7, 12, ls[2].len() / 2, ls[2].len() - 2] {
+            let mut torn = ls[..2].concat();
+            torn.extend_from_slice(&ls[2][..cut]);
+            // What the writers see: the log before the torn line, and a line to start.
+            let (before, whole) = verify_for_append(&torn).unwrap();
+            assert_eq!(
+                (before.records, whole),
+                (2, ls[..2].concat().len()),
+                "cut {cut}"
+            );
+            let mut next = Vec::new();
+            let mut chain = Chain::resume(before.records, before.head);
+            let mut buf = [0u8; MAX_RECORD];
+            let e = Entry {
+                time: 1,
+                actor: "bay0",
+                event: "room.start",
+                fields: &[],
+            };
+            chain.append(&mut next, &e, &mut buf).unwrap();
+            torn.push(b'\n');
+            torn.extend_from_slice(&next);
+            let v = verify(&torn).unwrap_or_else(|b| panic!("cut at {cut}: {b}"));
+            assert_eq!(
+                (v.records, v.head, v.torn.clone()),
+                (3, chain.head(), vec![3])
+            );
+            assert_eq!(verify_for_append(&torn).unwrap(), (v, torn.len()));
+        }
+        // NULs where a power cut lost the data of a torn append.
+        let mut zeros = ls[..2].concat();
+        zeros.extend_from_slice(&[0u8; 40]);
+        zeros.push(b'\n');
+        zeros.extend_from_slice(&ls[2]);
+        assert_eq!(verify(&zeros).unwrap().torn, vec![3]);
+    }
+
+    /// Only a torn append is skipped: a line that is not the start of a record, a torn
+    /// line not followed by the record expected there, and a cut-off record that was in
+    /// the chain (the next record links to it) all remain breaks.
+    #[test]
+    fn only_a_torn_append_is_skipped() {
+        let (l, _) = log(4);
+        let ls = lines(&l);
+        let with = |middle: &[u8], after: &[Vec<u8>]| {
+            let mut out = ls[..2].concat();
+            out.extend_from_slice(middle);
+            out.extend_from_slice(&after.concat());
+            out
+        };
+        let garbage = with(b"not a record\n", &ls[2..]);
+        assert!(matches!(first_bad(&garbage).problem, Problem::Malformed(_)));
+        let wrong_seq = with(b"v1 seq=7 ti\n", &ls[2..]);
+        assert!(matches!(
+            first_bad(&wrong_seq).problem,
+            Problem::Malformed(_)
+        ));
+        // Record 3 cut short in place: record 4 links to the whole record 3.
+        let mut cut = ls[2][..20].to_vec();
+        cut.push(b'\n');
+        let replaced = with(&cut, &ls[3..]);
+        let bad = first_bad(&replaced);
+        assert_eq!((bad.line, bad.record), (3, 3));
+        assert!(matches!(bad.problem, Problem::Malformed(_)), "{bad}");
+        // A torn line at the very end with nothing after it is still a torn tail.
+        let tail = with(&cut, &[]);
+        assert!(matches!(first_bad(&tail).problem, Problem::Malformed(_)));
     }
 
     #[test]

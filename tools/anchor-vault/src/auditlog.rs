@@ -9,13 +9,15 @@
 
 use core::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anchor_audit::verify::Verified;
-use anchor_audit::{verify, Anchor, AnchorProblem, Chain, ChainError, Entry, Record, MAX_RECORD};
+use anchor_audit::{
+    verify, verify_for_append, Anchor, AnchorProblem, Chain, ChainError, Entry, Record, MAX_RECORD,
+};
 
 use crate::tpm::nv::{self, Indices, NvState};
 use crate::tpm::{Tpm, TpmError};
@@ -127,8 +129,9 @@ pub struct LogFile {
 
 impl LogFile {
     /// Open an existing log whose chain verifies, or start an empty one from `origin`.
-    /// The file stays locked against the other writers (bay0, other anchor-vault
-    /// commands) while this handle lives; see [`anchor_sys::audit`].
+    /// A last line cut short (a torn append) is left as it is and chained past
+    /// ([`verify_for_append`]). The file stays locked against the other writers (bay0,
+    /// other anchor-vault commands) while this handle lives; see [`anchor_sys::audit`].
     pub fn open(path: &Path, origin: anchor_audit::Hash) -> Result<LogFile, AuditError> {
         let io = |e| AuditError::Io(path.to_path_buf(), e);
         if let Some(dir) = path.parent() {
@@ -140,7 +143,8 @@ impl LogFile {
         let chain = if bytes.is_empty() {
             Chain::resume(0, origin)
         } else {
-            let v = verify(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
+            let (v, _) =
+                verify_for_append(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
             Chain::resume(v.records, v.head)
         };
         Ok(LogFile {
@@ -151,8 +155,14 @@ impl LogFile {
         })
     }
 
-    /// Append `event` (one write, then fsync).
+    /// Append `event` (one write, then fsync). After a line cut short (a torn append
+    /// found at open, or a write of ours that failed half way) it starts a line of its own.
     pub fn append(&mut self, event: &Event) -> Result<(), AuditError> {
+        if ends_mid_line(&self.file).map_err(|e| AuditError::Io(self.path.clone(), e))? {
+            self.file
+                .write_all(b"\n")
+                .map_err(|e| AuditError::Io(self.path.clone(), e))?;
+        }
         let fields: Vec<(&str, &[u8])> = event
             .fields
             .iter()
@@ -180,6 +190,17 @@ impl LogFile {
     pub fn records(&self) -> u64 {
         self.chain.records()
     }
+}
+
+/// Whether the log file's last byte is not a newline (its last line was cut short).
+fn ends_mid_line(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let Some(last) = file.metadata()?.len().checked_sub(1) else {
+        return Ok(false);
+    };
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, last)?;
+    Ok(byte != *b"\n")
 }
 
 /// Append `event` to the pre-unlock log at `path`. A damaged pre-unlock log is moved
@@ -252,11 +273,16 @@ pub fn settle(
     let mut lag = false;
     let mut to_anchor: Vec<anchor_audit::Hash> = Vec::new();
     if let Some(bytes) = &existing {
-        let problem = match verify(bytes) {
+        // A last line cut short (a power cut in an append) is no sign of tampering: the
+        // log is checked without it, and the next record starts a line of its own.
+        let problem = match verify_for_append(bytes) {
             Err(bad) => Some(bad.to_string()),
-            Ok(v) => match &nv {
+            Ok((v, whole)) => match &nv {
                 None => None,
-                Some(nv) => match anchor_audit::verify_anchored(bytes, &anchor_of(&v, nv)) {
+                Some(nv) => match anchor_audit::verify_anchored(
+                    bytes.get(..whole).unwrap_or_default(),
+                    &anchor_of(&v, nv),
+                ) {
                     Ok(a) => {
                         lag = a.counter_lag;
                         let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);

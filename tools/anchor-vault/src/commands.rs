@@ -222,9 +222,14 @@ pub fn audit_anchor(paths: &Paths, tcti: Option<&str>) -> Result<String, VaultEr
     let _anchoring = auditlog::anchor_lock(&log)?;
     let bytes = auditlog::read_whole(&log)?;
     let nv = auditlog::read_anchor(&tcti)?;
-    let v = verify(&bytes).map_err(|b| auditlog::AuditError::Broken(log.clone(), b))?;
-    let a = verify_anchored(&bytes, &auditlog::anchor_of(&v, &nv))
-        .map_err(|p| VaultError::Refused(format!("{}: {p}", log.display())))?;
+    // A last line cut short (a torn append nobody wrote past yet) is not anchored.
+    let (v, whole) = anchor_audit::verify_for_append(&bytes)
+        .map_err(|b| auditlog::AuditError::Broken(log.clone(), b))?;
+    let a = verify_anchored(
+        bytes.get(..whole).unwrap_or_default(),
+        &auditlog::anchor_of(&v, &nv),
+    )
+    .map_err(|p| VaultError::Refused(format!("{}: {p}", log.display())))?;
     let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
     let todo = v.digests.get(first..).unwrap_or_default();
     auditlog::anchor_digests(&tcti, a.counter_lag, todo)?;

@@ -379,3 +379,62 @@ fn a_bay0_record_racing_the_carry_over_lands_in_the_vault() {
     }
     assert_eq!(verify(text.as_bytes()).unwrap().records, 5);
 }
+
+/// A power cut in the middle of bay0's append (after unlock, into /persist) leaves the
+/// start of a record without its end: the next unlock must carry on with the log (every
+/// record in it intact and anchored), not keep it aside as tampered and start over; bay0's
+/// and anchor-vault's next records chain past the torn line, and `audit anchor` still
+/// anchors them.
+#[test]
+fn a_torn_append_is_survived_not_taken_for_tampering() {
+    let s = Setup::new();
+    s.settle(&events(2, "a"));
+    bay0_appends(&s, "whole");
+    anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    let whole = std::fs::read(s.log()).unwrap();
+    // The power cut: half of bay0's next record reached the disk.
+    let next = anchor_audit::room_line(&whole, "cut", "opened", None, &[]).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&next[..next.len() / 2]);
+    std::fs::write(s.log(), &torn).unwrap();
+    reboot(&s);
+    let out = s.settle(&events(1, "b"));
+    assert!(out.tampered.is_none(), "{:?}", out.tampered);
+    assert_eq!(
+        out.records, 5,
+        "the 4 records before the cut and the new one"
+    );
+    let bytes = std::fs::read(s.log()).unwrap();
+    assert!(bytes.starts_with(&torn), "the torn line is kept as it was");
+    let v = verify(&bytes).unwrap_or_else(|b| panic!("{b}"));
+    assert_eq!((v.records, v.torn.clone()), (5, vec![5]));
+    assert_eq!(s.check(&bytes).unwrap(), 0);
+    // bay0 appends again and is anchored.
+    bay0_appends(&s, "later");
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    assert!(said.ends_with("6 records, 1 anchored now"), "{said}");
+}
+
+/// The same cut in the pre-unlock log (a refused passphrase recorded, then a power cut
+/// or a full /run in the middle of the next record): the next pre-unlock record must
+/// not push the earlier ones aside, and the unlock carries all of them into the vault.
+#[test]
+fn a_torn_pre_unlock_append_loses_no_earlier_record() {
+    let s = Setup::new();
+    let refused = Event::new("vault.unlock.refused", &[("reason", "wrong-passphrase")]);
+    auditlog::append_pre_unlock(&s.pre(), &refused).unwrap();
+    auditlog::append_pre_unlock(&s.pre(), &refused).unwrap();
+    let mut pre = std::fs::read(s.pre()).unwrap();
+    pre.extend_from_slice(b"v1 seq=3 time=17");
+    std::fs::write(s.pre(), &pre).unwrap();
+    auditlog::append_pre_unlock(&s.pre(), &refused).unwrap();
+    bay0_appends(&s, "early");
+    let out = s.settle(&[]);
+    assert_eq!(
+        out.carried, 4,
+        "both refusals, the one after the cut, bay0's"
+    );
+    let text = std::fs::read_to_string(s.log()).unwrap();
+    assert_eq!(text.matches("reason=wrong-passphrase").count(), 3, "{text}");
+    assert_eq!(s.check(text.as_bytes()).unwrap(), 0);
+}

@@ -142,6 +142,14 @@ pub fn verify_file(
             return Ok(Verdict::Bad);
         }
     };
+    for line in &v.torn {
+        writeln!(
+            out,
+            "{}: line {line}: a torn append (a write cut short, e.g. by a power cut): \
+             skipped, the chain continues past it",
+            file.display()
+        )?;
+    }
     match anchor {
         None => {
             writeln!(
