@@ -7,13 +7,15 @@
 //! (nodev, nosuid, noexec). Only the room's root (host uid UID) is mapped into the room,
 //! so the volume's root and everything in it are given to UID:GID before the room starts
 //! (a volume written under another slot's uid, or by a microVM room, stays usable).
-//! A file holding something other than a blank or an ext2/3/4 superblock is refused.
+//! A file holding something other than a blank or an ext2/3/4 superblock is refused, but
+//! for a format of ours cut short (anchor-proto `volume`: the mark at its end), which is
+//! formatted again.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use anchor_proto::volume::{contents, Contents, HEAD};
+use anchor_proto::volume::{self as judge, Contents};
 
 use crate::args::Config;
 use crate::error::{Error, Result};
@@ -22,18 +24,6 @@ use crate::sys;
 
 /// Where the volume appears in the room (an empty directory in every room image).
 pub const MOUNT_POINT: &str = "persist";
-
-fn head_of(file: &Path) -> Result<Vec<u8>> {
-    let f = File::open(file).map_err(|e| io_err("open the vault volume", file, &e))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| io_err("stat the vault volume", file, &e))?;
-    let len = usize::try_from(meta.len()).unwrap_or(usize::MAX).min(HEAD);
-    let mut head = vec![0u8; len];
-    f.read_exact_at(&mut head, 0)
-        .map_err(|e| io_err("read the vault volume", file, &e))?;
-    Ok(head)
-}
 
 /// mke2fs from e2fsprogs, where the host keeps it.
 fn mke2fs() -> Option<&'static str> {
@@ -47,24 +37,76 @@ fn mke2fs() -> Option<&'static str> {
     .find(|p| Path::new(p).is_file())
 }
 
-fn format(file: &Path) -> Result<()> {
-    let mkfs = mke2fs().ok_or(Error::Unsupported(
-        "no mke2fs on this host to format the room's vault volume",
-    ))?;
+fn open_volume(file: &Path, write: bool) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(file)
+        .map_err(|e| io_err("open the vault volume", file, &e))
+}
+
+/// What the volume `file` holds: its head and the block where a format's mark goes.
+fn judge_file(file: &Path) -> Result<Contents> {
+    judge::judge_volume(&open_volume(file, false)?)
+        .map_err(|e| io_err("read the vault volume", file, &e))
+}
+
+/// Writes (`on`) or clears the format's mark on `file`, durably.
+fn put_mark(file: &Path, on: bool) -> Result<()> {
+    judge::set_mark(&open_volume(file, true)?, on)
+        .map_err(|e| io_err("write the format mark on the vault volume", file, &e))
+}
+
+/// Formats `file` with the mke2fs at `mkfs`: the mark first (durable), mke2fs on
+/// everything before it, then the mark cleared. Cut short anywhere, the volume is blank,
+/// or [`Contents::Unfinished`] (formatted again next time), or ext.
+fn format_with(file: &Path, mkfs: &Path) -> Result<()> {
+    put_mark(file, true)?;
+    let len = judge::size(&open_volume(file, false)?)
+        .map_err(|e| io_err("read the vault volume", file, &e))?;
+    let kib = judge::fs_kib(len).unwrap_or(0).to_string();
     let out = std::process::Command::new(mkfs)
         .args(["-q", "-F", "-t", "ext4", "-m", "0", "-L", "persist"])
         .arg(file)
+        .arg(kib)
         .env_clear()
         .output()
         .map_err(|e| io_err("run mke2fs on", file, &e))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Path {
+    if !out.status.success() {
+        return Err(Error::Path {
             op: "mke2fs failed on",
             path: file.display().to_string(),
             errno: libc::EIO,
-        })
+        });
+    }
+    put_mark(file, false)
+}
+
+/// Formats `file` if it is blank or a format was cut short (with the mke2fs at `mkfs`);
+/// whether it was formatted now. Refuses anything else but ext.
+fn prepare(file: &Path, mkfs: Option<&Path>) -> Result<bool> {
+    match judge_file(file)? {
+        Contents::Ext => {
+            // A format that finished but was cut short before its mark was cleared.
+            let marked = judge::is_marked(&open_volume(file, false)?)
+                .map_err(|e| io_err("read the vault volume", file, &e))?;
+            if marked {
+                put_mark(file, false)?;
+            }
+            Ok(false)
+        }
+        Contents::Blank | Contents::Unfinished => {
+            let mkfs = mkfs.ok_or(Error::Unsupported(
+                "no mke2fs on this host to format the room's vault volume",
+            ))?;
+            format_with(file, mkfs)?;
+            Ok(true)
+        }
+        Contents::Other => Err(Error::Path {
+            op: "the vault volume holds something that is not a file system a room made:",
+            path: file.display().to_string(),
+            errno: libc::EINVAL,
+        }),
     }
 }
 
@@ -72,20 +114,7 @@ fn format(file: &Path) -> Result<()> {
 /// whether it was formatted now.
 pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<bool> {
     crate::args::regular_file("--volume", file)?;
-    let formatted = match contents(&head_of(file)?) {
-        Contents::Ext => false,
-        Contents::Blank => {
-            format(file)?;
-            true
-        }
-        Contents::Other => {
-            return Err(Error::Path {
-                op: "the vault volume holds something that is not a file system a room made:",
-                path: file.display().to_string(),
-                errno: libc::EINVAL,
-            })
-        }
-    };
+    let formatted = prepare(file, mke2fs().map(Path::new))?;
     let target = new_root.join(MOUNT_POINT);
     if !target.is_dir() {
         return Err(Error::Path {
@@ -131,6 +160,64 @@ pub fn give_to(root: &Path, uid: u32, gid: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anchor_proto::volume::MARK;
+    use std::os::unix::fs::FileExt as _;
+
+    /// A volume whose first format was cut short (the room closed or the power went
+    /// while mke2fs ran: everything but the superblock, which mke2fs writes last) must
+    /// be formatted again at the next start, not refused for ever as "something that is
+    /// not a file system"; anything else that is not ext stays refused.
+    #[test]
+    fn a_format_cut_short_is_done_again_and_nothing_else_is_formatted_over() {
+        let Some(real) = mke2fs() else {
+            panic!("mke2fs missing (apt-get install e2fsprogs)");
+        };
+        let dir = std::env::temp_dir().join(format!("jail-format-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let vol = dir.join("v.img");
+        File::create(&vol).unwrap().set_len(32 << 20).unwrap();
+        // mke2fs cut short just before its last write, the superblock.
+        let cut = dir.join("mke2fs-cut-short");
+        std::fs::write(
+            &cut,
+            format!(
+                "#!/bin/sh\n{real} \"$@\" || exit 1\n\
+                 for a; do case $a in /*) f=$a;; esac; done\n\
+                 dd if=/dev/zero of=\"$f\" bs=1024 seek=1 count=1 conv=notrunc 2>/dev/null\n\
+                 kill -9 $$\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cut, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        assert!(prepare(&vol, Some(&cut)).is_err());
+        assert_eq!(judge_file(&vol).unwrap(), Contents::Unfinished);
+        assert!(
+            prepare(&vol, Some(Path::new(real))).unwrap(),
+            "formatted again"
+        );
+        assert_eq!(judge_file(&vol).unwrap(), Contents::Ext);
+        let mut tail = [0u8; MARK.len()];
+        File::open(&vol)
+            .unwrap()
+            .read_exact_at(&mut tail, (32 << 20) - 4096)
+            .unwrap();
+        assert_eq!(tail, [0u8; MARK.len()], "the mark is cleared");
+        assert!(!prepare(&vol, Some(Path::new(real))).unwrap(), "kept");
+        // Not ours: refused, untouched.
+        let other = dir.join("other.img");
+        File::create(&other).unwrap().set_len(32 << 20).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .write_all_at(b"XFSB", 0)
+            .unwrap();
+        assert!(prepare(&other, Some(Path::new(real))).is_err());
+        assert_eq!(judge_file(&other).unwrap(), Contents::Other);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_tree_is_given_away_without_following_symlinks() {

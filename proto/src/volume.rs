@@ -3,7 +3,11 @@
 //! namespace room's volume, on the host) and anchor-agent (a microVM room's `/dev/vdb`,
 //! in the guest). anchor-vault makes every volume as a sparse file, so a blank head means
 //! "never used: format it"; an ext2/3/4 superblock means "mount it"; anything else is
-//! refused, never formatted over.
+//! refused, never formatted over -- but for a format cut short (the room closed, or the
+//! power lost, while mke2fs ran: it writes the superblock last, so the head is then
+//! neither blank nor ext). A format first writes [`MARK`] in the volume's last block
+//! (which the filesystem leaves out), then runs mke2fs, then clears the mark: a head that
+//! is not ext with the mark at the end is [`Contents::Unfinished`], formatted again.
 
 /// Bytes of a volume's head that are judged.
 pub const HEAD: usize = 64 << 10;
@@ -17,6 +21,81 @@ pub enum Contents {
     Ext,
     /// Something else.
     Other,
+    /// Not ext, with [`MARK`] in the last block: a format of ours was cut short.
+    Unfinished,
+}
+
+/// The block at a volume's end that holds [`MARK`] while a format is under way.
+pub const MARK_BLOCK: u64 = 4096;
+/// What that block starts with meanwhile.
+pub const MARK: &[u8; 32] = b"anchor-volume: format under way\n";
+
+/// Where the mark goes on a volume of `len` bytes (its last whole [`MARK_BLOCK`]); the
+/// filesystem gets the bytes before it. `None` for a volume too small to format.
+pub fn mark_at(len: u64) -> Option<u64> {
+    let at = (len / MARK_BLOCK).checked_sub(1)?.checked_mul(MARK_BLOCK)?;
+    (at >= HEAD as u64).then_some(at)
+}
+
+/// The size to give mke2fs for a volume of `len` bytes, in KiB (what both e2fsprogs'
+/// and busybox's mke2fs take as a plain number): everything before the mark.
+pub fn fs_kib(len: u64) -> Option<u64> {
+    mark_at(len).map(|at| at / 1024)
+}
+
+/// Whether `tail` (read at [`mark_at`]) holds the mark.
+pub fn marked(tail: &[u8]) -> bool {
+    tail.starts_with(MARK)
+}
+
+/// The size of `volume` (a file or a block device, whose metadata says 0).
+pub fn size(volume: &std::fs::File) -> std::io::Result<u64> {
+    use std::io::Seek as _;
+    let mut f = volume;
+    let len = f.seek(std::io::SeekFrom::End(0))?;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    Ok(len)
+}
+
+/// Judge the volume open as `volume`: its head and its mark block.
+pub fn judge_volume(volume: &std::fs::File) -> std::io::Result<Contents> {
+    use std::os::unix::fs::FileExt as _;
+    let len = size(volume)?;
+    let mut head = vec![0u8; usize::try_from(len).unwrap_or(HEAD).min(HEAD)];
+    volume.read_exact_at(&mut head, 0)?;
+    let mut tail = [0u8; MARK.len()];
+    if let Some(at) = mark_at(len) {
+        volume.read_exact_at(&mut tail, at)?;
+    }
+    Ok(judge(&head, &tail))
+}
+
+/// Whether the volume open as `volume` holds the mark.
+pub fn is_marked(volume: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let Some(at) = mark_at(size(volume)?) else {
+        return Ok(false);
+    };
+    let mut tail = [0u8; MARK.len()];
+    volume.read_exact_at(&mut tail, at)?;
+    Ok(marked(&tail))
+}
+
+/// Writes the mark (`on`) or clears it, and makes that durable (`volume` open for
+/// writing). A volume too small to format is `InvalidInput`.
+pub fn set_mark(volume: &std::fs::File, on: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let at = mark_at(size(volume)?).ok_or(std::io::ErrorKind::InvalidInput)?;
+    volume.write_all_at(if on { MARK } else { &[0u8; MARK.len()] }, at)?;
+    volume.sync_all()
+}
+
+/// Judge a volume by its first bytes and the block at [`mark_at`].
+pub fn judge(head: &[u8], tail: &[u8]) -> Contents {
+    match contents(head) {
+        Contents::Other if marked(tail) => Contents::Unfinished,
+        c => c,
+    }
 }
 
 /// Judge a volume by its first bytes.
@@ -44,5 +123,22 @@ mod tests {
         head[1081] = 0;
         assert_eq!(contents(&head), Contents::Other);
         assert_eq!(contents(&[]), Contents::Blank);
+    }
+
+    #[test]
+    fn a_format_cut_short_is_told_apart_by_the_mark() {
+        let mut head = vec![0u8; HEAD];
+        head[8192] = 1; // what mke2fs writes before its superblock
+        assert_eq!(judge(&head, &[0u8; 64]), Contents::Other);
+        assert_eq!(judge(&head, MARK), Contents::Unfinished);
+        head[1080] = 0x53;
+        head[1081] = 0xef;
+        assert_eq!(judge(&head, MARK), Contents::Ext);
+        assert_eq!(judge(&[0u8; HEAD], MARK), Contents::Blank);
+        assert_eq!(mark_at(64 << 20), Some((64 << 20) - 4096));
+        assert_eq!(mark_at((64 << 20) + 100), Some((64 << 20) - 4096));
+        assert_eq!(fs_kib(64 << 20), Some(65532));
+        assert_eq!(mark_at(HEAD as u64), None);
+        assert_eq!(mark_at(0), None);
     }
 }

@@ -5,12 +5,12 @@
 //! creates the volume as a sparse file (all zeros); the agent formats it on first use
 //! with the image's mke2fs: ext4 with a journal where the image carries e2fsprogs, else
 //! busybox's (the ext2 layout, mounted by the ext4 driver, no journal). The host never
-//! formats or mounts a volume. A disk holding something else is left alone.
+//! formats or mounts a volume. A disk holding something else is left alone, but for a
+//! format of ours cut short (anchor-proto `volume`: the mark at its end), formatted again.
 
 use std::ffi::CString;
-use std::io::Read;
 
-use anchor_proto::volume::{contents, Contents, HEAD};
+use anchor_proto::volume::{self as judge, Contents};
 
 use crate::sys;
 
@@ -19,43 +19,67 @@ pub const MOUNT_POINT: &str = "/persist";
 /// Owner of a freshly formatted volume's root: the console shell's user.
 pub const ROOM_UID: u32 = 1000;
 
-fn read_head(dev: &str) -> Result<Vec<u8>, String> {
-    let mut head = vec![0u8; HEAD];
-    std::fs::File::open(dev)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .map_err(|e| format!("reading {dev}: {e}"))?;
-    Ok(head)
+fn open_volume(dev: &str, write: bool) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(dev)
+        .map_err(|e| format!("opening {dev}: {e}"))
+}
+
+/// Writes (`on`) or clears the format's mark on `dev`, durably.
+fn put_mark(dev: &str, on: bool) -> Result<(), String> {
+    judge::set_mark(&open_volume(dev, true)?, on)
+        .map_err(|e| format!("writing the format mark on {dev}: {e}"))
+}
+
+/// Formats `dev` with `mke2fs` (a program name, looked up in the usual directories): the
+/// mark first, mke2fs on everything before it, then the mark cleared.
+fn format_with(dev: &str, mke2fs: &str) -> Result<(), String> {
+    put_mark(dev, true)?;
+    let len = judge::size(&open_volume(dev, false)?).map_err(|e| format!("sizing {dev}: {e}"))?;
+    let kib = judge::fs_kib(len).unwrap_or(0).to_string();
+    let mkfs = |args: &[&str]| {
+        std::process::Command::new(mke2fs)
+            .args(args)
+            .arg(dev)
+            .arg(&kib)
+            .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+            .output()
+    };
+    // e2fsprogs first (ext4, journal); busybox's mke2fs knows no -t.
+    let ext4 = mkfs(&["-q", "-F", "-t", "ext4", "-L", "persist"]);
+    if !ext4.as_ref().is_ok_and(|o| o.status.success()) {
+        let out = mkfs(&["-F", "-L", "persist"]).map_err(|e| format!("mke2fs: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mke2fs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    put_mark(dev, false)
+}
+
+/// Formats `dev` if blank or if a format of ours was cut short; whether it did.
+fn prepare(dev: &str, mke2fs: &str) -> Result<bool, String> {
+    let read = |e: std::io::Error| format!("reading {dev}: {e}");
+    match judge::judge_volume(&open_volume(dev, false)?).map_err(read)? {
+        Contents::Ext => {
+            // A format that finished but was cut short before its mark was cleared.
+            if judge::is_marked(&open_volume(dev, false)?).map_err(read)? {
+                put_mark(dev, false)?;
+            }
+            Ok(false)
+        }
+        Contents::Blank | Contents::Unfinished => format_with(dev, mke2fs).map(|()| true),
+        Contents::Other => Err("holds something that is not a filesystem this room made".into()),
+    }
 }
 
 /// Format (if blank) and mount the volume; a line for the console.
 pub fn setup(dev: &str) -> Result<String, String> {
-    let formatted = match contents(&read_head(dev)?) {
-        Contents::Ext => false,
-        Contents::Blank => {
-            let mkfs = |args: &[&str]| {
-                std::process::Command::new("mke2fs")
-                    .args(args)
-                    .arg(dev)
-                    .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
-                    .output()
-            };
-            // e2fsprogs first (ext4, journal); busybox's mke2fs knows no -t.
-            let ext4 = mkfs(&["-q", "-F", "-t", "ext4", "-L", "persist"]);
-            if !ext4.as_ref().is_ok_and(|o| o.status.success()) {
-                let out = mkfs(&["-F", "-L", "persist"]).map_err(|e| format!("mke2fs: {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "mke2fs failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
-            }
-            true
-        }
-        Contents::Other => {
-            return Err("holds something that is not a filesystem this room made".into())
-        }
-    };
+    let formatted = prepare(dev, "mke2fs")?;
     let cs = |s: &str| CString::new(s).map_err(|_| "path with a NUL byte".to_owned());
     let (source, target, fstype) = (cs(dev)?, cs(MOUNT_POINT)?, cs("ext4")?);
     sys::mount(
@@ -85,36 +109,53 @@ pub fn setup(dev: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The first format of a room's volume cut short (the room closed, or the power
+    /// went, while mke2fs ran: everything but the superblock, which it writes last) is
+    /// done again at the next start instead of the volume being refused for ever; the
+    /// result reads back as ext, and is kept from then on.
     #[test]
-    fn a_filesystem_made_by_mke2fs_is_recognised() {
-        // What `setup` formats reads back as ext (mounting it needs a room).
-        let Some(mke2fs) = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
-            .iter()
+    fn a_format_cut_short_is_done_again() {
+        let Some(real) = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+            .into_iter()
             .find(|p| std::path::Path::new(p).exists())
         else {
             panic!("mke2fs missing (apt-get install e2fsprogs)");
         };
         let dir = std::env::temp_dir().join(format!("agent-volume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let img = dir.join("v.img");
         std::fs::File::create(&img)
             .unwrap()
             .set_len(8 << 20)
             .unwrap();
-        assert_eq!(
-            contents(&read_head(img.to_str().unwrap()).unwrap()),
-            Contents::Blank
-        );
-        let ok = std::process::Command::new(mke2fs)
-            .args(["-q", "-F", "-L", "persist"])
-            .arg(&img)
-            .status()
+        let img = img.to_str().unwrap();
+        let cut = dir.join("mke2fs-cut-short");
+        std::fs::write(
+            &cut,
+            format!(
+                "#!/bin/sh\n{real} \"$@\" || exit 1\n\
+                 for a; do case $a in /*) f=$a;; esac; done\n\
+                 dd if=/dev/zero of=\"$f\" bs=1024 seek=1 count=1 conv=notrunc 2>/dev/null\n\
+                 kill -9 $$\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cut, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        assert!(ok.success());
-        assert_eq!(
-            contents(&read_head(img.to_str().unwrap()).unwrap()),
-            Contents::Ext
-        );
+        let judged = || judge::judge_volume(&std::fs::File::open(img).unwrap()).unwrap();
+        assert_eq!(judged(), Contents::Blank);
+        assert!(prepare(img, cut.to_str().unwrap()).is_err());
+        assert_eq!(judged(), Contents::Unfinished);
+        assert!(prepare(img, real).unwrap(), "formatted again");
+        assert_eq!(judged(), Contents::Ext);
+        assert!(!judge::is_marked(&std::fs::File::open(img).unwrap()).unwrap());
+        assert!(!prepare(img, real).unwrap(), "kept");
+        // Something else is left alone.
+        let other = dir.join("other.img");
+        std::fs::write(&other, vec![7u8; 1 << 20]).unwrap();
+        assert!(prepare(other.to_str().unwrap(), real).is_err());
+        assert_eq!(std::fs::read(&other).unwrap(), vec![7u8; 1 << 20]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
