@@ -25,6 +25,10 @@ pub const TPM_SLOT: u32 = 0;
 pub const RECOVERY_SLOT: u32 = 1;
 /// The LUKS2 token type naming the TPM keyslot's parameters.
 pub const TOKEN_TYPE: &str = "anchor-vault-tpm2";
+/// The LUKS2 token type that says the vault's creation is under way (written right after
+/// the header, removed once its filesystem is made): a vault that still has it never
+/// held anything and may be created again.
+pub const UNFINISHED_TYPE: &str = "anchor-vault-unfinished";
 /// The LUKS2 label.
 pub const LABEL: &str = "anchor-vault";
 /// Bytes of the LUKS2 binary header's magic, first copy and second copy.
@@ -158,6 +162,15 @@ pub fn probe(disk: &Path) -> Result<DiskState, LuksError> {
     } else {
         Ok(DiskState::Foreign)
     }
+}
+
+/// Whether `disk` holds a vault whose creation was cut short: its LUKS2 metadata (either
+/// copy) names an [`UNFINISHED_TYPE`] token. Read only (loading the header through
+/// libcryptsetup may repair it, and `init` must not write to a vault it refuses).
+pub fn unfinished(disk: &Path) -> Result<bool, LuksError> {
+    let needle = format!("\"{UNFINISHED_TYPE}\"");
+    let head = read_prefix(disk, BLANK_PROBE)?;
+    Ok(head.windows(needle.len()).any(|w| w == needle.as_bytes()))
 }
 
 fn crypt(op: &'static str) -> impl Fn(LibcryptErr) -> LuksError {
@@ -309,9 +322,13 @@ impl Vault {
     }
 
     fn find_token(&mut self) -> Result<Option<u32>, LuksError> {
+        self.find_token_of(TOKEN_TYPE)
+    }
+
+    fn find_token_of(&mut self, kind: &str) -> Result<Option<u32>, LuksError> {
         for id in 0..32u32 {
             match self.dev.token_handle().json_get(id) {
-                Ok(v) if v.get("type").and_then(Value::as_str) == Some(TOKEN_TYPE) => {
+                Ok(v) if v.get("type").and_then(Value::as_str) == Some(kind) => {
                     return Ok(Some(id))
                 }
                 Ok(_) => {}
@@ -320,6 +337,32 @@ impl Vault {
             }
         }
         Ok(None)
+    }
+
+    /// Say in the header that this vault's creation is under way (right after [`format`]).
+    pub fn mark_unfinished(&mut self) -> Result<(), LuksError> {
+        let token = serde_json::json!({ "type": UNFINISHED_TYPE, "keyslots": [] });
+        self.dev
+            .token_handle()
+            .json_set(TokenInput::AddToken(&token))
+            .map_err(crypt("token_json_set(unfinished)"))?;
+        Ok(())
+    }
+
+    /// The vault is made (its filesystem too): drop the mark of [`Vault::mark_unfinished`].
+    pub fn mark_finished(&mut self) -> Result<(), LuksError> {
+        if let Some(id) = self.find_token_of(UNFINISHED_TYPE)? {
+            self.dev
+                .token_handle()
+                .json_set(TokenInput::RemoveToken(id))
+                .map_err(crypt("token_json_set(finished)"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this vault's creation was cut short (it never held anything).
+    pub fn is_unfinished(&mut self) -> Result<bool, LuksError> {
+        Ok(self.find_token_of(UNFINISHED_TYPE)?.is_some())
     }
 
     /// The vault token.

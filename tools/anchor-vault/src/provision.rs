@@ -166,6 +166,9 @@ fn prepare_tpm(tcti: &str, pass: &[u8], opts: &InitOptions) -> Result<Sealed, Va
     })
 }
 
+/// What is said before a vault whose creation was cut short is created again.
+pub const CUT_SHORT: &str = "The vault's creation on this disk was cut short (before its filesystem was made): it never held anything. Creating it again.";
+
 /// Create a vault on `paths.disk`; `force` allows overwriting a non-LUKS disk.
 pub fn init(
     con: &mut dyn Console,
@@ -176,6 +179,9 @@ pub fn init(
 ) -> Result<Outcome, VaultError> {
     match luks::probe(&paths.disk)? {
         DiskState::Blank => {}
+        DiskState::Luks if luks::unfinished(&paths.disk)? => {
+            con.say(CUT_SHORT);
+        }
         DiskState::Luks => {
             return Err(VaultError::Refused(format!(
                 "{} already holds a LUKS header (a vault, perhaps a damaged one): refusing to overwrite it; nothing was changed",
@@ -241,7 +247,11 @@ fn create(
     // opens but holds no filesystem and that nothing will replace.
     show_recovery_key(con, &recovery)?;
     let started = Instant::now();
+    // Until the filesystem is made, the header says the creation is under way: cut short
+    // (a failure, a kill, a power cut), the vault is created again, never left as one
+    // that opens but can never be mounted and that nothing would replace.
     let mut vault = luks::format(&paths.disk)?;
+    vault.mark_unfinished()?;
     vault.add_keyslot(TPM_SLOT, &sealed.keyslot, opts.cost)?;
     vault.add_keyslot(RECOVERY_SLOT, recovery.text().as_bytes(), opts.cost)?;
     vault.set_token(&sealed.token.to_json())?;
@@ -251,28 +261,38 @@ fn create(
         paths.disk.display(),
         opts.cost
     ));
-    let da_note = match sealed.da_note.clone() {
-        Some(note) => note,
-        None => {
-            take_lockout(&tcti, &recovery, opts).unwrap_or_else(|e| format!("not changed ({e})"))
-        }
+    // The lockout authorization is taken once the vault is made: a creation cut short
+    // before must not leave the TPM's lockout owned by a recovery key that opens nothing.
+    let lockout = |con: &mut dyn Console| {
+        let da_note = match sealed.da_note.clone() {
+            Some(note) => note,
+            None => take_lockout(&tcti, &recovery, opts)
+                .unwrap_or_else(|e| format!("not changed ({e})")),
+        };
+        con.say(&format!("TPM dictionary-attack settings {da_note}."));
     };
-    con.say(&format!("TPM dictionary-attack settings {da_note}."));
-    drop(recovery);
     if !opts.open {
+        // Header and TPM objects only, as asked: nothing more will be made here.
+        vault.mark_finished()?;
+        lockout(con);
         return Ok(Outcome::Done);
     }
     let start = Instant::now();
     vault.activate(&paths.mapper, TPM_SLOT, &sealed.keyslot)?;
     let keyslot_s = start.elapsed().as_secs_f64();
-    drop(sealed.keyslot);
     let mkfs = persist::find_mkfs(paths.mkfs.as_deref()).ok_or_else(|| {
         VaultError::Refused("mke2fs not found: cannot make the vault's filesystem".to_owned())
-    })?;
-    if let Err(e) = persist::mkfs(&mkfs, &persist::mapper_path(&paths.mapper)) {
+    });
+    let made = mkfs.and_then(|mkfs| {
+        persist::mkfs(&mkfs, &persist::mapper_path(&paths.mapper)).map_err(VaultError::from)
+    });
+    if let Err(e) = made.and_then(|()| vault.mark_finished().map_err(VaultError::from)) {
         let _ = luks::deactivate(&paths.disk, &paths.mapper);
-        return Err(e.into());
+        return Err(e);
     }
+    lockout(con);
+    drop(recovery);
+    drop(sealed.keyslot);
     let mut pcrs: Vec<String> = opts.pcrs.iter().map(u8::to_string).collect();
     if let Some(key) = sealed.token.policy.signing_key() {
         pcrs.push(format!(

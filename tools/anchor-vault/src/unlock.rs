@@ -435,6 +435,19 @@ pub fn unlock(
         con.say("The vault header's first copy was damaged; it was restored from the second copy.");
         pre_audit(con, paths, &Event::new("vault.header.repaired", &[]));
     }
+    if vault.is_unfinished()? {
+        if opts.first_boot {
+            drop(vault);
+            con.say(provision::CUT_SHORT);
+            return provision::first_boot(con, paths, &opts.init, opts.tcti.as_deref());
+        }
+        con.say(&format!(
+            "{}: the vault's creation was cut short (before its filesystem was made); \
+             create it again with `anchorctl vault init`.",
+            paths.disk.display()
+        ));
+        return Ok(Outcome::NoVault);
+    }
     // Keyslot 1 (the recovery key) needs no token: one this anchor-vault cannot read
     // (damaged, removed, a newer anchor-vault's) sends the person to the recovery key.
     let token = match vault

@@ -138,3 +138,45 @@ fn a_volume_that_is_a_symlink_is_refused_and_its_target_left_alone() {
     assert_eq!(len, 17, "the symlink's target was resized to {len} ({r:?})");
     assert!(r.is_err(), "{r:?}");
 }
+
+/// Creating a vault writes the LUKS2 header first, then its keyslots and token, then
+/// opens it and makes its filesystem. Cut short after the header (here: the filesystem
+/// cannot be made; a kill or a power cut in those seconds of key derivation and TPM work
+/// leaves the same), the disk held a vault that never held anything and never will (no
+/// filesystem: every unlock fails to mount it), and `init` refused to replace it for
+/// ever. A creation cut short must be made again; a finished vault is still refused.
+#[test]
+fn a_vault_whose_creation_was_cut_short_is_created_again() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 40);
+    let mut init = vec![
+        "--mkfs",
+        "/nonexistent/mke2fs",
+        "--mapper",
+        "anchor-test-cut-short",
+        "init",
+    ];
+    init.extend_from_slice(&CHEAP);
+    let typed = format!("{PASS}\n{PASS}\n\n");
+    let first = common::run_with(&disk, Some(&tpm.tcti()), dir.path(), &init, &typed);
+    assert_ne!(first.code, Some(0), "{}", first.out);
+    assert_eq!(luks::probe(&disk).unwrap(), DiskState::Luks);
+    let mut again = vec!["init", "--no-open"];
+    again.extend_from_slice(&CHEAP);
+    let second = common::run_with(&disk, Some(&tpm.tcti()), dir.path(), &again, &typed);
+    assert_eq!(second.code, Some(0), "{}", second.out);
+    assert!(second.out.contains("cut short"), "{}", second.out);
+    let check = common::run_with(
+        &disk,
+        Some(&tpm.tcti()),
+        dir.path(),
+        &["unlock", "--check"],
+        &format!("{PASS}\n"),
+    );
+    assert_eq!(check.code, Some(0), "{}", check.out);
+    // Finished: never replaced.
+    let third = common::run_with(&disk, Some(&tpm.tcti()), dir.path(), &again, &typed);
+    assert_ne!(third.code, Some(0), "{}", third.out);
+    assert!(third.out.contains("refusing to overwrite"), "{}", third.out);
+}
