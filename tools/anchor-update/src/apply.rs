@@ -82,6 +82,9 @@ pub enum ApplyError {
     /// The running slot is still on trial: replacing the other one would leave no
     /// known-good slot.
     RunningNotBlessed(Slot),
+    /// The slot said to be running has no image on this ESP, and the other one holds the
+    /// only bootable image: writing it would leave nothing to boot.
+    RunningMissing(Slot),
     /// Tries outside 1..=MAX_TRIES.
     BadTries(u32),
     /// Not enough room on the ESP.
@@ -128,6 +131,13 @@ impl fmt::Display for ApplyError {
                 f,
                 "update refused: the running slot {s} has not passed its health check yet \
                  (writing slot {} now would leave no known-good slot)",
+                s.other()
+            ),
+            ApplyError::RunningMissing(s) => write!(
+                f,
+                "update refused, nothing written: slot {s}, said to be running, has no image \
+                 on this ESP, and slot {} holds its only bootable one (writing it would leave \
+                 nothing to boot): is this the right ESP, and the right --running?",
                 s.other()
             ),
             ApplyError::BadTries(n) => write!(f, "--tries {n}: must be 1..={MAX_TRIES}"),
@@ -201,6 +211,12 @@ pub fn target_slot(state: &EspState, running: &Running) -> Result<Slot, ApplyErr
     let files = state.files(slot);
     if !files.is_empty() && !files.iter().any(|f| f.entry.counter == Counter::Good) {
         return Err(ApplyError::RunningNotBlessed(slot));
+    }
+    // Said to run but not on this ESP: the other slot is all there is to boot, and
+    // cleaning it would leave nothing until the update is armed (a bad image is no loss).
+    let other = state.files(slot.other());
+    if files.is_empty() && other.iter().any(|f| !f.entry.counter.is_bad()) {
+        return Err(ApplyError::RunningMissing(slot));
     }
     Ok(slot.other())
 }

@@ -622,3 +622,47 @@ fn status_refuses_an_esp_dir_that_is_not_a_directory() {
     }
     assert!(!missing.exists());
 }
+
+/// The slot said to be running (`--running`, or the loader's variables when this ESP is
+/// not the one the machine booted from) has no image on this ESP, and the other slot
+/// holds the only bootable one. Writing "the slot not running" would remove that image
+/// first: until the new one is armed (and for good if it fails its health check) the
+/// ESP has no bootable entry. Refused, nothing written.
+#[test]
+fn the_only_bootable_image_is_never_removed_for_a_slot_said_to_run() {
+    let w = world();
+    let v1 = uki(w.dir.path(), "1", &w.k);
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    for only in ["anchor-B.efi", "anchor-B+2-1.efi"] {
+        for f in std::fs::read_dir(w.esp.entry_dir()).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        w.put(only, &v1);
+        let before = w.listing();
+        let e = apply::apply(
+            &w.esp,
+            v2.to_str().unwrap(),
+            &w.trust(),
+            &running(Slot::A, "1"),
+            3,
+            &mut Quiet,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("nothing written"), "{only}: {e}");
+        assert_eq!(w.listing(), before, "{only}: the ESP changed");
+    }
+    // A bad image is no loss: a recovery may write over it.
+    for f in std::fs::read_dir(w.esp.entry_dir()).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    w.put("anchor-B+0-3.efi", &v1);
+    apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap();
+}
