@@ -438,3 +438,62 @@ fn a_torn_pre_unlock_append_loses_no_earlier_record() {
     assert_eq!(text.matches("reason=wrong-passphrase").count(), 3, "{text}");
     assert_eq!(s.check(text.as_bytes()).unwrap(), 0);
 }
+
+/// A full disk in the middle of an append (a small tmpfs filled to the last page: the
+/// record's write stops at the page boundary, then ENOSPC). Once there is room again,
+/// the next append goes on: the log verifies, every whole record in it, and names the
+/// torn line; before, the log could not be opened for appending again.
+#[test]
+fn a_full_disk_mid_append_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "audit-enospc"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount a tmpfs (needs root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let path = mnt.join("audit.log");
+    let long = "x".repeat(1500);
+    let event = || Event::new("room.note", &[("text", long.as_str())]);
+    let mut log = auditlog::LogFile::open(&path, anchor_audit::GENESIS).unwrap();
+    log.append(&event()).unwrap();
+    // Fill the file system.
+    let filler = mnt.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let page = vec![0xaa_u8; 4096];
+    while std::io::Write::write_all(&mut f, &page).is_ok() {}
+    drop(f);
+    let mut failed = 0;
+    for _ in 0..4 {
+        if log.append(&event()).is_err() {
+            failed += 1;
+            break;
+        }
+    }
+    assert_eq!(failed, 1, "the disk never filled");
+    drop(log);
+    let torn = std::fs::read(&path).unwrap();
+    assert_ne!(
+        torn.last(),
+        Some(&b'\n'),
+        "no partial write: nothing to show"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let mut log = auditlog::LogFile::open(&path, anchor_audit::GENESIS)
+        .unwrap_or_else(|e| panic!("reopening after ENOSPC: {e}"));
+    let before = log.records();
+    log.append(&event()).unwrap();
+    drop(log);
+    let v = verify(&std::fs::read(&path).unwrap()).unwrap_or_else(|b| panic!("{b}"));
+    assert_eq!(v.records, before + 1);
+    assert_eq!(v.torn.len(), 1);
+}
