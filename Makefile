@@ -82,6 +82,7 @@ images: setup static
 
 initramfs: static kernels images
 	tests/system/mkinitramfs.sh
+	tests/system/scripts/mkinitramfs-cache.sh
 
 # arm64 (the Duet 5 path): cross-built static binaries, arm64 kernels from the same
 # linux-source (cached by input hash like the x86_64 ones), arm64 room images and the

@@ -91,6 +91,7 @@ kbuild_arch_main() {
     end="$(kb_now)"
     printf 'built=%s seconds=%s source=%s arch=%s\n' "$(date -u +%FT%TZ)" "$((end - start))" \
         "$version" "$arch" >"$tmpc/BUILDINFO"
+    sync "$tmpc"/* # on disk before they are renamed into the cache (a power cut)
     rm -rf "$cdir"
     mv "$tmpc" "$cdir"
     kb_publish "$cdir/$artifact_name"

@@ -177,6 +177,7 @@ kbuild_main() {
     cp "$obj/.config" "$tmpc/config"
     end="$(kb_now)"
     printf 'built=%s seconds=%s source=%s\n' "$(date -u +%FT%TZ)" "$((end - start))" "$version" >"$tmpc/BUILDINFO"
+    sync "$tmpc"/* # on disk before they are renamed into the cache (a power cut)
     rm -rf "$cdir"
     mv "$tmpc" "$cdir"
     kb_publish "$cdir/$artifact_name"

@@ -246,6 +246,7 @@ build_flavour() {
     # mksquashfs refuses SOURCE_DATE_EPOCH together with -all-time/-mkfs-time.
     env -u SOURCE_DATE_EPOCH nice -n 10 mksquashfs "$stage/root" "$stage/img" "${MKSQ_OPTS[@]}" >/dev/null \
         || die "mksquashfs failed for $flavour"
+    sync "$stage/img" # on disk before it is renamed into the cache (a power cut)
     mv "$stage/img" "$cached"
     ln -f "$cached" "$out" 2>/dev/null || cp -f "$cached" "$out"
     printf 'images: %s%-5s %9d bytes  built in %d ms (%s) sha256 %s\n' "$IMG_TAG" "$flavour" \

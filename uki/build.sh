@@ -137,6 +137,7 @@ if [[ ! -f "$cdir/anchor.efi" ]]; then
   cp "$work/signed.efi" "$tmpc/anchor.efi"
   cp "$work/pcr11" "$tmpc/anchor.efi.pcr11"
   chmod 0644 "$tmpc"/*
+  sync "$tmpc"/* # on disk before they are renamed into the cache (a power cut)
   rm -rf "$cdir"; mv "$tmpc" "$cdir"
   echo "uki/build: built $cdir/anchor.efi"
 else

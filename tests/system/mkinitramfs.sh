@@ -103,9 +103,15 @@ cache_dir="$ANCHOR_CACHE/initramfs"
 cached="$cache_dir/$key.cpio.gz"
 mkdir -p "$cache_dir" "$(dirname "$OUT")"
 
+# A cached archive that is not a whole gzip stream (a power cut after its rename, before
+# its bytes reached the disk, leaves it empty or cut off) is built again.
+if [[ -f "$cached" ]] && ! gzip -t "$cached" 2>/dev/null; then
+  echo "mkinitramfs: $cached is damaged (cut off?): building it again" >&2
+  rm -f "$cached"
+fi
 if [[ ! -f "$cached" ]]; then
   stage=$(mktemp -d)
-  trap 'rm -rf "$stage"; rm -f "$manifest"' EXIT
+  trap 'rm -rf "$stage"; rm -f "$manifest" "${tmp:-}"' EXIT
   # /persist: the vault's mount point (/ is read-only once bay0 runs).
   mkdir -p "$stage"/{dev,proc,sys,run,tmp,etc,persist,usr/bin,usr/lib}
   while IFS=$'\t' read -r dest src mode; do
@@ -121,8 +127,14 @@ if [[ ! -f "$cached" ]]; then
     mknod -m 0600 "$stage/dev/console" c 5 1
     mknod -m 0666 "$stage/dev/null" c 1 3
   fi
-  cpio_stage "$stage" | gzip -n -6 > "$cached.tmp"
-  mv "$cached.tmp" "$cached"
+  # A temporary name of its own (two runs may build the same key at once), on disk
+  # before it is renamed into place.
+  tmp=$(mktemp "$cached.XXXXXX.tmp")
+  chmod 0644 "$tmp"
+  cpio_stage "$stage" | gzip -n -6 > "$tmp"
+  sync "$tmp"
+  mv "$tmp" "$cached"
+  sync "$cache_dir"
   echo "mkinitramfs: built $cached"
 else
   echo "mkinitramfs: cached $cached"
