@@ -82,7 +82,6 @@ images: setup static
 
 initramfs: static kernels images
 	tests/system/mkinitramfs.sh
-	tests/system/scripts/mkinitramfs-cache.sh
 
 # arm64 (the Duet 5 path): cross-built static binaries, arm64 kernels from the same
 # linux-source (cached by input hash like the x86_64 ones), arm64 room images and the
@@ -119,6 +118,7 @@ uki-check: uki
 	uki/tests/mk-test-ukis.sh
 
 systest: initramfs images-repro arm64 uki-check
+	tests/system/scripts/mkinitramfs-cache.sh
 	tests/system/run-all.sh
 
 test: setup lint gates unit escape fuzz-smoke systest
