@@ -103,8 +103,16 @@ p sys-write
 p sysrq
 p host-kernel-log "$kmsg"
 p io-uring
+p aio-exhaust
+p compat-syscalls
 p socket-families
 p tty-inject
+p tty-ldisc
+p add-key
+p name-to-handle
+p quotactl
+p rlimit-raise
+p ns-owner
 
 # The room's PID 1 (the agent holds bay0's umbilical): its memory and descriptors, a
 # second umbilical, and the signals that would stop or kill it.
@@ -223,10 +231,16 @@ tmpfs() {
 tmpfs
 
 # Processes that try to outlive the room: their own session, ignoring the signals a
-# polite shutdown sends. The harness checks the host for them after the room closed.
+# polite shutdown sends; one stopped (SIGSTOP: it takes no signal but SIGKILL until it
+# is continued); one orphaned by a double fork in a session of its own (its parent is
+# gone, PID 1 inherits it). The harness checks the host for them after the room closed.
 setsid sh -c 'trap "" HUP TERM INT; exec sleep 987654' </dev/null >/dev/null 2>&1 &
 sh -c 'trap "" HUP; exec sleep 987653' </dev/null >/dev/null 2>&1 &
-say "LINGER linger: started 'sleep 987654' (own session, ignores HUP TERM INT) and 'sleep 987653' (ignores HUP, like nohup)"
+# (In a session of its own: a stopped process in a group that becomes orphaned later is
+# sent SIGHUP and SIGCONT by the kernel; one stopped in an orphaned group stays stopped.)
+setsid sh -c 'kill -STOP $$; exec sleep 987652' </dev/null >/dev/null 2>&1 &
+(setsid sh -c 'trap "" HUP TERM INT; sleep 987651 & exit 0' </dev/null >/dev/null 2>&1 &)
+say "LINGER linger: started 'sleep 987654' (own session, ignores HUP TERM INT), 'sleep 987653' (ignores HUP, like nohup), a stopped shell about to run 'sleep 987652' and an orphaned 'sleep 987651' (double fork, own session)"
 
 blocked=$(grep -c '^BLOCKED ' "$log")
 escaped=$(grep -c '^ESCAPED ' "$log")

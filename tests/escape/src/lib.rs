@@ -872,6 +872,226 @@ pub fn ucount_hog() -> String {
     format!("UCOUNTS inotify={n} signals={signals}")
 }
 
+/// Linux AIO: its contexts come out of one count for the whole kernel (fs.aio-max-nr,
+/// namespaced by nothing, limited per user by nothing). Takes all the kernel grants, then
+/// reads the host-wide count: a room that can bring it to the maximum leaves every other
+/// room, bay0 and the host with EAGAIN. Everything taken is given back before the verdict.
+pub fn aio_exhaust(cx: Context) -> Verdict {
+    let read = |f: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/fs/{f}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let max = read("aio-max-nr").unwrap_or(65_536);
+    let first = sys::io_setup(u32::try_from(max).unwrap_or(u32::MAX));
+    let mut taken = Vec::new();
+    let mut last = first;
+    let mut nr = u32::try_from(max).unwrap_or(u32::MAX);
+    while taken.len() < 4096 {
+        match last {
+            Ok(ctx) => taken.push(ctx),
+            Err(libc::EAGAIN | libc::EINVAL) if nr > 1 => nr /= 2,
+            Err(_) => break,
+        }
+        last = sys::io_setup(nr);
+    }
+    let host_count = read("aio-nr");
+    for ctx in &taken {
+        sys::io_destroy(*ctx);
+    }
+    let detail = format!(
+        "{}; {} context(s) taken, the kernel-wide count then {} of fs.aio-max-nr {max}",
+        answer("io_setup(fs.aio-max-nr events)", &first),
+        taken.len(),
+        host_count.map_or_else(|| "unknown".into(), |n| n.to_string()),
+    );
+    let all_taken = !taken.is_empty() && host_count.is_none_or(|n| n >= max);
+    cx.kernel_facility("aio-exhaust", all_taken, &detail)
+}
+
+/// The other system call entry points of an x86_64 kernel: x32 (number | 0x40000000) and
+/// 32-bit (int 0x80, i386 numbers). A filter written for x86_64 numbers that let them in
+/// would be bypassed; unshare(CLONE_NEWUSER) through each, in a child.
+pub fn compat_syscalls(cx: Context) -> Verdict {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut how = Vec::new();
+        let mut reached = false;
+        for (name, call) in [
+            (
+                "x32 unshare(user)",
+                sys::x32_unshare_user as fn() -> libc::c_long,
+            ),
+            ("int 0x80 unshare(user)", sys::int80_unshare_user),
+        ] {
+            match sys::in_child(call) {
+                Err(e) => how.push(format!("{name}: fork: {}", describe(e))),
+                Ok(sys::Ended::Succeeded) => {
+                    reached = true;
+                    how.push(format!("{name}: succeeded"));
+                }
+                Ok(sys::Ended::Failed(e)) => how.push(format!("{name}: {}", describe(e))),
+                Ok(sys::Ended::Killed(sig)) => how.push(format!(
+                    "{name}: the caller was killed by signal {sig}{}",
+                    if sig == libc::SIGSYS {
+                        " (seccomp: a foreign architecture)"
+                    } else {
+                        ""
+                    }
+                )),
+            }
+        }
+        cx.kernel_facility("compat-syscalls", reached, &how.join("; "))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        blocked(
+            "compat-syscalls",
+            format!(
+                "not tried on {}: the probe holds no 32-bit code (the filters check the architecture of every call)",
+                std::env::consts::ARCH
+            ),
+        )
+    }
+}
+
+/// Line disciplines (TIOCSETD: n_gsm, n_hdlc and friends were kernel exploit routes), and
+/// the terminal requests the deny filter refuses, again with bits above the 32 the kernel
+/// reads set (a filter comparing all 64 would miss them).
+pub fn tty_ldisc(cx: Context) -> Verdict {
+    const HIGH: libc::c_ulong = 1 << 32;
+    let names = ["TIOCSETD", "TIOCSTI|1<<32", "TIOCSETD|1<<32"];
+    let requests = [
+        libc::TIOCSETD as libc::c_ulong,
+        libc::TIOCSTI as libc::c_ulong | HIGH,
+        libc::TIOCSETD as libc::c_ulong | HIGH,
+    ];
+    let answers = match sys::on_own_terminal(requests) {
+        Ok(a) => a,
+        Err(e) => {
+            return escaped(
+                "tty-ldisc",
+                format!("no terminal of its own to try on: {}", describe(e)),
+            )
+        }
+    };
+    let mut how = Vec::new();
+    let mut reached = false;
+    for (name, r) in names.iter().zip(answers) {
+        reached |= !matches!(r, Err(e) if refused(e) || e == libc::EBADF);
+        how.push(answer(name, &r));
+    }
+    cx.kernel_facility(
+        "tty-ldisc",
+        reached,
+        &format!("{} (N_TTY, on a pty of its own)", how.join(", ")),
+    )
+}
+
+/// Kernel keyrings beyond keyctl: adding a key, asking for one (request_key may start a
+/// user-mode helper as host root).
+pub fn add_key(cx: Context) -> Verdict {
+    let a = sys::add_key();
+    let b = sys::request_key();
+    // ENOKEY from request_key: the kernel looked (past the permission checks).
+    let reached = a.is_ok() || !matches!(b, Err(e) if refused(e));
+    let detail = format!(
+        "{}; {}",
+        answer("add_key(user)", &a),
+        answer("request_key(user)", &b)
+    );
+    cx.kernel_facility("add-key", reached, &detail)
+}
+
+/// name_to_handle_at: the handle half of the "shocker" escape (open-by-handle is the
+/// other half).
+pub fn name_to_handle(cx: Context) -> Verdict {
+    let r = sys::name_to_handle_root();
+    let reached = !matches!(r, Err(e) if refused(e));
+    cx.kernel_facility(
+        "name-to-handle",
+        reached,
+        &answer("name_to_handle_at(/)", &r),
+    )
+}
+
+/// quotactl on the device under the room's root (the host's quota code parses it).
+pub fn quotactl(cx: Context) -> Verdict {
+    let device = root_device().map_or_else(|| "/dev/root".to_string(), |(s, ..)| s);
+    let r = sys::quotactl_getinfo(&device);
+    let reached = !matches!(r, Err(e) if refused(e));
+    cx.kernel_facility(
+        "quotactl",
+        reached,
+        &answer(&format!("quotactl(Q_GETINFO, {device})"), &r),
+    )
+}
+
+/// Raising hard resource limits (CAP_SYS_RESOURCE of the host's user namespace).
+pub fn rlimit_raise(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut raised = false;
+    for (res, name) in [
+        (libc::RLIMIT_NPROC, "NPROC"),
+        (libc::RLIMIT_NOFILE, "NOFILE"),
+        (libc::RLIMIT_CORE, "CORE"),
+        (libc::RLIMIT_MEMLOCK, "MEMLOCK"),
+        (libc::RLIMIT_RTPRIO, "RTPRIO"),
+        (libc::RLIMIT_SIGPENDING, "SIGPENDING"),
+        (libc::RLIMIT_MSGQUEUE, "MSGQUEUE"),
+    ] {
+        let hard = match sys::hard_rlimit(res) {
+            Ok(h) => h,
+            Err(e) => {
+                how.push(format!("{name}: getrlimit {}", describe(e)));
+                continue;
+            }
+        };
+        if hard == libc::RLIM_INFINITY {
+            how.push(format!("{name}: already unlimited"));
+            continue;
+        }
+        let r = sys::setrlimit(res, hard.saturating_add(1));
+        raised |= r.is_ok();
+        how.push(answer(
+            &format!("{name} {hard} -> {}", hard.saturating_add(1)),
+            &r,
+        ));
+    }
+    cx.kernel_facility("rlimit-raise", raised, &how.join(", "))
+}
+
+/// The namespaces around the room's, by descriptor: NS_GET_USERNS (a namespace's owner:
+/// the host's user namespace for every one the jail made) and NS_GET_PARENT (the host's
+/// PID and user namespaces).
+pub fn ns_owner(cx: Context) -> Verdict {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    const NS_GET_PARENT: libc::c_ulong = 0xb702;
+    let mut how = Vec::new();
+    let mut reached = false;
+    for ns in ["user", "pid", "net", "mnt", "uts", "ipc", "cgroup", "time"] {
+        let path = format!("/proc/self/ns/{ns}");
+        let file = match sys::open(&path, libc::O_RDONLY) {
+            Ok(f) => f,
+            Err(e) => {
+                how.push(format!("{ns}: open {}", describe(e)));
+                continue;
+            }
+        };
+        for (req, what) in [(NS_GET_USERNS, "owner"), (NS_GET_PARENT, "parent")] {
+            if what == "parent" && !["user", "pid"].contains(&ns) {
+                continue;
+            }
+            let r = sys::ns_ioctl(&file, req);
+            reached |= r.is_ok();
+            how.push(answer(&format!("{ns} {what}"), &r));
+        }
+    }
+    cx.kernel_facility("ns-owner", reached, &how.join(", "))
+}
+
 /// Runs one command line of the probe; the verdicts (or a usage error).
 pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -910,6 +1130,14 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "setns" => one(setns(cx)),
         "clone-namespaces" => one(clone_namespaces(cx)),
         "io-uring" => one(io_uring(cx)),
+        "aio-exhaust" => one(aio_exhaust(cx)),
+        "compat-syscalls" => one(compat_syscalls(cx)),
+        "tty-ldisc" => one(tty_ldisc(cx)),
+        "add-key" => one(add_key(cx)),
+        "name-to-handle" => one(name_to_handle(cx)),
+        "quotactl" => one(quotactl(cx)),
+        "rlimit-raise" => one(rlimit_raise(cx)),
+        "ns-owner" => one(ns_owner(cx)),
         "init-memory" => one(init_memory()),
         "socket-families" => one(socket_families(cx)),
         "tty-inject" => one(tty_inject(cx)),
@@ -1010,6 +1238,16 @@ mod tests {
         assert!(host_loopback(port, "token-42").escaped);
         server.join().unwrap();
         assert!(writable("proc-sys", &PROC_SYS).escaped);
+        // The new attempts' calls reach the kernel from the host (each harmless: a handle
+        // read, N_TTY set on a pty of its own, a child's user namespace, namespace
+        // descriptors closed unused). (rlimit-raise is not asserted: this harness's root
+        // may lack CAP_SYS_RESOURCE.)
+        let host = Context { own_kernel: false };
+        assert!(ns_owner(host).escaped, "{}", ns_owner(host));
+        assert!(name_to_handle(host).escaped, "{}", name_to_handle(host));
+        assert!(tty_ldisc(host).escaped, "{}", tty_ldisc(host));
+        #[cfg(target_arch = "x86_64")]
+        assert!(compat_syscalls(host).escaped, "{}", compat_syscalls(host));
         assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
     }
 }

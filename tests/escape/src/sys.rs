@@ -369,11 +369,12 @@ pub fn socket(domain: i32, kind: i32, protocol: i32) -> Answer<OwnedFd> {
     fd(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) }.into())
 }
 
-/// ioctl(fd, request, &byte): TIOCSTI-style requests that read one byte (or ignore it).
+/// ioctl(fd, request, &zero): requests that read one byte (TIOCSTI: a NUL) or one int
+/// (TIOCSETD: 0, N_TTY, the line discipline a terminal already has), or ignore it.
 pub fn ioctl_byte(fd: RawFd, request: libc::c_ulong) -> Answer<()> {
-    let mut byte: u8 = 0;
-    // SAFETY: the pointer is to a valid byte that outlives the call.
-    int(unsafe { libc::ioctl(fd, request, &raw mut byte) }.into()).map(drop)
+    let mut zero: libc::c_int = 0;
+    // SAFETY: the pointer is to a valid int that outlives the call.
+    int(unsafe { libc::ioctl(fd, request, &raw mut zero) }.into()).map(drop)
 }
 
 /// Each of `requests` (terminal ioctls taking a byte, 0) made on a terminal of the
@@ -489,4 +490,194 @@ pub fn queue_rt_signals(max: u64) -> u64 {
         n += 1;
     }
     n
+}
+
+/// io_setup(2) for `nr` events: the new AIO context.
+pub fn io_setup(nr: u32) -> Answer<libc::c_ulong> {
+    let mut ctx: libc::c_ulong = 0;
+    // SAFETY: `ctx` is a valid aio_context_t (zero, as the call requires) the kernel fills.
+    int(unsafe { libc::syscall(libc::SYS_io_setup, nr, &raw mut ctx) })?;
+    Ok(ctx)
+}
+
+/// io_destroy(2).
+pub fn io_destroy(ctx: libc::c_ulong) {
+    // SAFETY: `ctx` is a context io_setup gave us; nothing is in flight on it.
+    unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+}
+
+/// How a child made by [`in_child`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The call in the child succeeded.
+    Succeeded,
+    /// The call in the child failed with this errno.
+    Failed(Errno),
+    /// The kernel killed the child with this signal (SIGSYS: a seccomp filter).
+    Killed(i32),
+}
+
+/// Runs `call` (a raw system call returning the kernel's value) in a forked child, which
+/// exits at once; how it ended. For calls that may kill the caller or change its
+/// namespaces.
+pub fn in_child(call: fn() -> libc::c_long) -> Answer<Ended> {
+    // SAFETY: the probe has one thread; the child makes one system call and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let r = call();
+        let code = if r >= 0 { 0 } else { (-r).clamp(1, 250) as i32 };
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    if pid < 0 {
+        return Err(errno());
+    }
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a valid int.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    Ok(if libc::WIFSIGNALED(status) {
+        Ended::Killed(libc::WTERMSIG(status))
+    } else {
+        match libc::WEXITSTATUS(status) {
+            0 => Ended::Succeeded,
+            e => Ended::Failed(e),
+        }
+    })
+}
+
+/// unshare(CLONE_NEWUSER) through the x32 entry point (syscall number | 0x40000000): the
+/// kernel's answer, negated errno on failure.
+#[cfg(target_arch = "x86_64")]
+pub fn x32_unshare_user() -> libc::c_long {
+    const X32: libc::c_long = 0x4000_0000;
+    // SAFETY: unshare only changes the calling (short-lived child) process.
+    let r = unsafe { libc::syscall(libc::SYS_unshare | X32, libc::CLONE_NEWUSER) };
+    if r < 0 {
+        -libc::c_long::from(errno())
+    } else {
+        r
+    }
+}
+
+/// unshare(CLONE_NEWUSER) through the 32-bit entry point (int 0x80, i386 number 310):
+/// the kernel's answer (negated errno on failure).
+#[cfg(target_arch = "x86_64")]
+pub fn int80_unshare_user() -> libc::c_long {
+    let nr: libc::c_long = 310;
+    let ret: libc::c_long;
+    // SAFETY: int 0x80 with eax = unshare and ebx = the flags takes no pointers; it only
+    // changes the calling (short-lived child) process, and clobbers nothing but eax (rbx,
+    // LLVM's, holds the flags only around the instruction and is restored).
+    unsafe {
+        core::arch::asm!(
+            "xchg {flags}, rbx",
+            "int 0x80",
+            "xchg {flags}, rbx",
+            flags = inout(reg) libc::CLONE_NEWUSER as libc::c_long => _,
+            inlateout("rax") nr => ret,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// add_key(2) of a "user" key into the session keyring.
+pub fn add_key() -> Answer<libc::c_long> {
+    // SAFETY: NUL-terminated static strings and a valid one-byte payload.
+    int(unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c"anchor-escape".as_ptr(),
+            c"x".as_ptr(),
+            1usize,
+            -3i32, // KEY_SPEC_SESSION_KEYRING
+        )
+    })
+}
+
+/// request_key(2) of a "user" key that does not exist.
+pub fn request_key() -> Answer<libc::c_long> {
+    // SAFETY: NUL-terminated static strings, no callout info.
+    int(unsafe {
+        libc::syscall(
+            libc::SYS_request_key,
+            c"user".as_ptr(),
+            c"anchor-escape-none".as_ptr(),
+            core::ptr::null::<libc::c_char>(),
+            0i32,
+        )
+    })
+}
+
+/// name_to_handle_at(2) of "/" (the first half of the "shocker" escape).
+pub fn name_to_handle_root() -> Answer<()> {
+    // struct file_handle: handle_bytes, handle_type, then up to 128 bytes.
+    let mut handle = [0u32; 2 + 32];
+    handle[0] = 128;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `handle` is a struct file_handle with room for the 128 bytes it announces;
+    // `mount_id` is a valid int.
+    int(unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            handle.as_mut_ptr(),
+            &raw mut mount_id,
+            0i32,
+        )
+    })
+    .map(drop)
+}
+
+/// quotactl(Q_GETINFO, user quotas) on `device` (read only).
+pub fn quotactl_getinfo(device: &str) -> Answer<()> {
+    let dev = c(device)?;
+    let mut info = [0u8; 64];
+    // QCMD(Q_GETINFO, USRQUOTA): (0x800005 << 8) | 0.
+    let cmd = (0x0080_0005u32 << 8) as libc::c_int;
+    // SAFETY: a NUL-terminated path and a buffer larger than struct if_dqinfo.
+    int(unsafe {
+        libc::syscall(
+            libc::SYS_quotactl,
+            cmd,
+            dev.as_ptr(),
+            0i32,
+            info.as_mut_ptr(),
+        )
+    })
+    .map(drop)
+}
+
+/// setrlimit(2) of `resource` to `value`, soft and hard.
+pub fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> Answer<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `lim` is a valid struct rlimit.
+    int(unsafe { libc::setrlimit(resource, &lim) }.into()).map(drop)
+}
+
+/// getrlimit(2): the hard limit of `resource`.
+pub fn hard_rlimit(resource: libc::__rlimit_resource_t) -> Answer<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid struct rlimit the kernel fills.
+    int(unsafe { libc::getrlimit(resource, &mut lim) }.into())?;
+    Ok(lim.rlim_max)
+}
+
+/// ioctl(ns, request) on a namespace file (NS_GET_USERNS, NS_GET_PARENT): a descriptor
+/// of the related namespace.
+pub fn ns_ioctl(ns: &OwnedFd, request: libc::c_ulong) -> Answer<OwnedFd> {
+    // SAFETY: these nsfs requests take no argument.
+    fd(unsafe { libc::ioctl(ns.as_raw_fd(), request) }.into())
 }
