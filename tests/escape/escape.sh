@@ -215,6 +215,13 @@ memory() {
 }
 memory
 
+# Memory past the room's limit in socket buffers (TCP on the room's loopback).
+if [ "$mem_mib" -gt 0 ]; then
+    p socket-memory "$mem_mib"
+else
+    say "ESCAPED socket-memory: no mem_mib given, nothing to judge against"
+fi
+
 # Fill /tmp past its size.
 tmpfs() {
     size=$(df -k /tmp | awk 'NR == 2 { print $2 }')

@@ -1092,6 +1092,71 @@ pub fn ns_owner(cx: Context) -> Verdict {
     cx.kernel_facility("ns-owner", reached, &how.join(", "))
 }
 
+/// Memory past the room's limit in socket buffers: loopback TCP connections whose
+/// receiver never reads, each filled until the kernel pushes back (cgroup v1 counts TCP
+/// buffers apart from memory.limit_in_bytes, and not at all unless asked; the kernel-wide
+/// tcp_mem is then the only bound, shared with the host and every room). More queued than
+/// the room's whole memory, with the queuing process still alive, is an escape.
+/// Everything is closed again before the verdict.
+pub fn socket_memory(mem_mib: u64) -> Verdict {
+    const CHUNK: usize = 64 << 10;
+    let target = (mem_mib + 64) << 20;
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", 0)) {
+        Ok(l) => l,
+        Err(e) => {
+            return blocked(
+                "socket-memory",
+                format!("no loopback listener: {}", e.kind()),
+            )
+        }
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return blocked("socket-memory", "no loopback listener address");
+    };
+    let chunk = vec![0u8; CHUNK];
+    let (mut held, mut queued, mut meagre) = (Vec::new(), 0u64, 0);
+    let mut stop = String::from("target reached");
+    while queued < target {
+        let pair = std::net::TcpStream::connect(addr)
+            .and_then(|c| Ok((listener.accept()?.0, c)))
+            .and_then(|(s, c)| c.set_nonblocking(true).map(|()| (s, c)));
+        let (server, mut client) = match pair {
+            Ok(p) => p,
+            Err(e) => {
+                stop = format!("connection {}: {}", held.len() + 1, e.kind());
+                break;
+            }
+        };
+        let mut took = 0u64;
+        while took < target - queued {
+            match client.write(&chunk) {
+                Ok(n) if n > 0 => took += n as u64,
+                _ => break,
+            }
+        }
+        queued += took;
+        held.push((server, client));
+        // The kernel lets each new connection queue a little whatever the limits; a run
+        // of connections that took little each means it is pushing back.
+        meagre = if took < 256 << 10 { meagre + 1 } else { 0 };
+        if meagre >= 8 {
+            stop = "the kernel pushed back (8 connections in a row took under 256 KiB)".into();
+            break;
+        }
+    }
+    let n = held.len();
+    drop(held);
+    let detail = format!(
+        "{} MiB queued in the send and receive buffers of {n} loopback TCP connection(s) of a {mem_mib} MiB room ({stop})",
+        queued >> 20
+    );
+    if mem_mib > 0 && queued > mem_mib << 20 {
+        escaped("socket-memory", detail)
+    } else {
+        blocked("socket-memory", detail)
+    }
+}
+
 /// Runs one command line of the probe; the verdicts (or a usage error).
 pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -1138,6 +1203,12 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "quotactl" => one(quotactl(cx)),
         "rlimit-raise" => one(rlimit_raise(cx)),
         "ns-owner" => one(ns_owner(cx)),
+        "socket-memory" => {
+            let mib = arg(0)?
+                .parse()
+                .map_err(|_| "socket-memory: the room's memory in MiB")?;
+            one(socket_memory(mib))
+        }
         "init-memory" => one(init_memory()),
         "socket-families" => one(socket_families(cx)),
         "tty-inject" => one(tty_inject(cx)),
