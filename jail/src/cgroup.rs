@@ -72,6 +72,12 @@ fn mkdir(path: &Path) -> Result<()> {
     }
 }
 
+/// cgroup v1 memory.kmem.tcp.limit_in_bytes for a room of `memory_bytes`: a quarter of
+/// it, in whole pages (charged beside memory.limit_in_bytes, not within it).
+pub fn tcp_bytes_v1(memory_bytes: u64) -> u64 {
+    (memory_bytes / 4) & !0xfff
+}
+
 /// cgroup v1 cpu.shares for a v2 weight (100 <-> 1024).
 pub fn shares_for_weight(weight: u32) -> u64 {
     (u64::from(weight) * 1024 / 100).clamp(2, 262_144)
@@ -188,6 +194,14 @@ impl Hierarchy {
                 write_file(&m.join("memory.limit_in_bytes"), &bytes)?;
                 // Memory+swap, where swap accounting exists.
                 let _ = write_file(&m.join("memory.memsw.limit_in_bytes"), &bytes);
+                // v1 charges TCP buffers to a counter of their own, and only once it has a
+                // limit: without one, a room's loopback connections could hold kernel
+                // memory up to the host-wide tcp_mem, far past memory.limit_in_bytes (the
+                // escape suite's socket-memory). v2 charges them to memory.max.
+                write_file(
+                    &m.join("memory.kmem.tcp.limit_in_bytes"),
+                    &tcp_bytes_v1(limits.memory_bytes).to_string(),
+                )?;
                 write_file(&p.join("pids.max"), &limits.pids.to_string())?;
                 let shares = shares_for_weight(limits.cpu_weight);
                 write_file(&c.join("cpu.shares"), &shares.to_string())?;
@@ -223,6 +237,12 @@ mod tests {
         assert_eq!(shares_for_weight(200), 2048);
         assert_eq!(shares_for_weight(1), 10);
         assert_eq!(shares_for_weight(10_000), 102_400);
+    }
+
+    #[test]
+    fn v1_tcp_buffers_get_a_quarter_of_the_rooms_memory() {
+        assert_eq!(tcp_bytes_v1(128 << 20), 32 << 20);
+        assert_eq!(tcp_bytes_v1((64 << 20) + 5), 16 << 20);
     }
 
     #[test]

@@ -402,6 +402,11 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
             read("/sys/fs/cgroup/memory/anchor/nsshape/memory.limit_in_bytes"),
             (96u64 << 20).to_string()
         );
+        // TCP buffers, which v1 counts apart: a quarter of the memory.
+        assert_eq!(
+            read("/sys/fs/cgroup/memory/anchor/nsshape/memory.kmem.tcp.limit_in_bytes"),
+            (24u64 << 20).to_string()
+        );
         assert_eq!(read("/sys/fs/cgroup/pids/anchor/nsshape/pids.max"), "40");
         assert_eq!(
             read("/sys/fs/cgroup/cpu/anchor/nsshape/cpu.cfs_quota_us"),
