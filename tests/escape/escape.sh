@@ -113,6 +113,7 @@ p name-to-handle
 p quotactl
 p rlimit-raise
 p ns-owner
+p image-watch "$here/escape.sh"
 
 # The room's PID 1 (the agent holds bay0's umbilical): its memory and descriptors, a
 # second umbilical, and the signals that would stop or kill it.

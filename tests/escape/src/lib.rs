@@ -1157,6 +1157,43 @@ pub fn socket_memory(mem_mib: u64) -> Verdict {
     }
 }
 
+/// Read-side inotify events (open, read, close) on a file of the room's image. Rooms of
+/// one image share its inodes (one superblock), so a watch the kernel accepts there
+/// reports every other room's opens and reads of that file too, as they happen: which
+/// programs it runs, which files it reads. The probe proves the watch works on its own
+/// open of `file` (a file of the image), in a child.
+pub fn image_watch(cx: Context, file: &str) -> Verdict {
+    let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_CLOSE_NOWRITE;
+    let r = sys::inotify_init().and_then(|fd| {
+        sys::inotify_add_watch(&fd, file, mask)?;
+        Ok(fd)
+    });
+    let detail = match &r {
+        Err(e) => format!(
+            "inotify_add_watch({file}, IN_OPEN|IN_ACCESS|IN_CLOSE_NOWRITE): {}",
+            describe(*e)
+        ),
+        Ok(fd) => {
+            // SAFETY: the probe has one thread; the child only reads the file and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let _ = std::fs::read(file);
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            if pid > 0 {
+                // SAFETY: reaps our own child.
+                unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+            }
+            match sys::inotify_pending(fd) {
+                Ok(n) => format!("inotify_add_watch({file}, IN_OPEN|IN_ACCESS|IN_CLOSE_NOWRITE): accepted; another process's read of it gave {n} bytes of events (every room of this image would be seen the same way)"),
+                Err(e) => format!("inotify_add_watch({file}): accepted; no events to read ({})", describe(e)),
+            }
+        }
+    };
+    cx.kernel_facility("image-watch", r.is_ok(), &detail)
+}
+
 /// Runs one command line of the probe; the verdicts (or a usage error).
 pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -1203,6 +1240,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "quotactl" => one(quotactl(cx)),
         "rlimit-raise" => one(rlimit_raise(cx)),
         "ns-owner" => one(ns_owner(cx)),
+        "image-watch" => one(image_watch(cx, arg(0)?)),
         "socket-memory" => {
             let mib = arg(0)?
                 .parse()
@@ -1319,6 +1357,14 @@ mod tests {
         assert!(tty_ldisc(host).escaped, "{}", tty_ldisc(host));
         #[cfg(target_arch = "x86_64")]
         assert!(compat_syscalls(host).escaped, "{}", compat_syscalls(host));
+        let watched = std::env::temp_dir().join(format!("escape-watch-{}", std::process::id()));
+        std::fs::write(&watched, b"x").unwrap();
+        let v = image_watch(host, watched.to_str().unwrap());
+        std::fs::remove_file(&watched).unwrap();
+        assert!(
+            v.escaped && v.detail.contains("gave") && !v.detail.contains("gave 0 "),
+            "{v}"
+        );
         assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
     }
 }

@@ -681,3 +681,18 @@ pub fn ns_ioctl(ns: &OwnedFd, request: libc::c_ulong) -> Answer<OwnedFd> {
     // SAFETY: these nsfs requests take no argument.
     fd(unsafe { libc::ioctl(ns.as_raw_fd(), request) }.into())
 }
+
+/// inotify_add_watch(2) of `path` with `mask`.
+pub fn inotify_add_watch(fd: &OwnedFd, path: &str, mask: u32) -> Answer<()> {
+    let p = c(path)?;
+    // SAFETY: a NUL-terminated path; the watch belongs to our own inotify instance.
+    int(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), p.as_ptr(), mask) }.into()).map(drop)
+}
+
+/// The bytes of events waiting on an inotify instance (FIONREAD), without blocking.
+pub fn inotify_pending(fd: &OwnedFd) -> Answer<libc::c_int> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the valid pointer.
+    int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) }.into())?;
+    Ok(n)
+}
