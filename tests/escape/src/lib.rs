@@ -1096,36 +1096,67 @@ pub fn ns_owner(cx: Context) -> Verdict {
 /// receiver never reads, each filled until the kernel pushes back (cgroup v1 counts TCP
 /// buffers apart from memory.limit_in_bytes, and not at all unless asked; the kernel-wide
 /// tcp_mem is then the only bound, shared with the host and every room). More queued than
-/// the room's whole memory, with the queuing process still alive, is an escape.
-/// Everything is closed again before the verdict.
+/// the room's whole memory is an escape. The filling runs in a child holding a 32 MiB
+/// decoy, so that where socket buffers count in the room's memory (cgroup v2, a microVM)
+/// the OOM killer, which does not see them, picks the filler and not the room's agent;
+/// the child reports its progress as it goes.
 pub fn socket_memory(mem_mib: u64) -> Verdict {
-    const CHUNK: usize = 64 << 10;
     let target = (mem_mib + 64) << 20;
-    let listener = match std::net::TcpListener::bind(("127.0.0.1", 0)) {
-        Ok(l) => l,
-        Err(e) => {
-            return blocked(
-                "socket-memory",
-                format!("no loopback listener: {}", e.kind()),
-            )
-        }
+    let run = sys::in_child_reporting(|report| {
+        let decoy = vec![1u8; 32 << 20];
+        let why = fill_tcp_buffers(target, report);
+        std::hint::black_box(&decoy);
+        why
+    });
+    let (queued, how) = match run {
+        Err(e) => return blocked("socket-memory", format!("fork: {}", describe(e))),
+        Ok((last, ended)) => (
+            last.unwrap_or(0),
+            match ended {
+                sys::Ended::Succeeded => "target reached".to_string(),
+                sys::Ended::Failed(1) => "no loopback listener".to_string(),
+                sys::Ended::Failed(2) => "a connection failed".to_string(),
+                sys::Ended::Failed(3) => {
+                    "the kernel pushed back: 8 connections in a row took under 256 KiB".to_string()
+                }
+                sys::Ended::Failed(e) => format!("the filler exited with status {e}"),
+                sys::Ended::Killed(sig) => {
+                    format!("the filler was killed by signal {sig} at the room's limit")
+                }
+            },
+        ),
+    };
+    let detail = format!(
+        "{} MiB queued in the buffers of loopback TCP connections nobody reads, in a {mem_mib} MiB room ({how})",
+        queued >> 20
+    );
+    if mem_mib > 0 && queued > mem_mib << 20 {
+        escaped("socket-memory", detail)
+    } else {
+        blocked("socket-memory", detail)
+    }
+}
+
+/// Fills the buffers of loopback TCP connections nobody reads with up to `target` bytes,
+/// reporting the running total after each connection; why it stopped: 0 the target was
+/// reached, 1 no listener, 2 a connection failed, 3 the kernel pushed back.
+fn fill_tcp_buffers(target: u64, report: &mut dyn FnMut(u64)) -> i32 {
+    const CHUNK: usize = 64 << 10;
+    let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", 0)) else {
+        return 1;
     };
     let Ok(addr) = listener.local_addr() else {
-        return blocked("socket-memory", "no loopback listener address");
+        return 1;
     };
     let chunk = vec![0u8; CHUNK];
     let (mut held, mut queued, mut meagre) = (Vec::new(), 0u64, 0);
-    let mut stop = String::from("target reached");
     while queued < target {
         let pair = std::net::TcpStream::connect(addr)
             .and_then(|c| Ok((listener.accept()?.0, c)))
             .and_then(|(s, c)| c.set_nonblocking(true).map(|()| (s, c)));
-        let (server, mut client) = match pair {
-            Ok(p) => p,
-            Err(e) => {
-                stop = format!("connection {}: {}", held.len() + 1, e.kind());
-                break;
-            }
+        let Ok((server, mut client)) = pair else {
+            report(queued);
+            return 2;
         };
         let mut took = 0u64;
         while took < target - queued {
@@ -1136,25 +1167,15 @@ pub fn socket_memory(mem_mib: u64) -> Verdict {
         }
         queued += took;
         held.push((server, client));
+        report(queued);
         // The kernel lets each new connection queue a little whatever the limits; a run
         // of connections that took little each means it is pushing back.
         meagre = if took < 256 << 10 { meagre + 1 } else { 0 };
         if meagre >= 8 {
-            stop = "the kernel pushed back (8 connections in a row took under 256 KiB)".into();
-            break;
+            return 3;
         }
     }
-    let n = held.len();
-    drop(held);
-    let detail = format!(
-        "{} MiB queued in the send and receive buffers of {n} loopback TCP connection(s) of a {mem_mib} MiB room ({stop})",
-        queued >> 20
-    );
-    if mem_mib > 0 && queued > mem_mib << 20 {
-        escaped("socket-memory", detail)
-    } else {
-        blocked("socket-memory", detail)
-    }
+    0
 }
 
 /// Read-side inotify events (open, read, close) on a file of the room's image. Rooms of

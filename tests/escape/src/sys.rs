@@ -696,3 +696,58 @@ pub fn inotify_pending(fd: &OwnedFd) -> Answer<libc::c_int> {
     int(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) }.into())?;
     Ok(n)
 }
+
+/// Runs `work` in a forked child that reports numbers to the parent through a pipe as it
+/// goes (so a child the kernel kills halfway has still told how far it got); the last
+/// number it reported, and how it ended (`work`'s return value is the child's exit status:
+/// 0 is [`Ended::Succeeded`]).
+pub fn in_child_reporting(
+    work: impl FnOnce(&mut dyn FnMut(u64)) -> i32,
+) -> Answer<(Option<u64>, Ended)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
+    let [r, w] = fds;
+    // SAFETY: the probe has one thread; the child runs `work` and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: the child's copy of the read end, which it does not use.
+        unsafe { libc::close(r) };
+        let mut report = |n: u64| {
+            let b = n.to_ne_bytes();
+            // SAFETY: writes the valid 8-byte buffer (a pipe write of 8 bytes is atomic).
+            unsafe { libc::write(w, b.as_ptr().cast(), b.len()) };
+        };
+        let code = work(&mut report);
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    let fork_errno = errno();
+    // SAFETY: the parent's write end, which it does not use.
+    unsafe { libc::close(w) };
+    if pid < 0 {
+        // SAFETY: the read end, ours.
+        unsafe { libc::close(r) };
+        return Err(fork_errno);
+    }
+    let mut last = None;
+    let mut b = [0u8; 8];
+    // SAFETY: reads into the valid 8-byte buffer; the reports are whole 8-byte writes.
+    while unsafe { libc::read(r, b.as_mut_ptr().cast(), b.len()) } == 8 {
+        last = Some(u64::from_ne_bytes(b));
+    }
+    // SAFETY: the read end, ours.
+    unsafe { libc::close(r) };
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a valid int.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let ended = if libc::WIFSIGNALED(status) {
+        Ended::Killed(libc::WTERMSIG(status))
+    } else {
+        match libc::WEXITSTATUS(status) {
+            0 => Ended::Succeeded,
+            e => Ended::Failed(e),
+        }
+    };
+    Ok((last, ended))
+}
