@@ -183,6 +183,20 @@ fn the_escape_suite_finds_every_wall_of_a_namespace_room_standing() {
     assert_eq!(sha256(&b.image), image_before, "the room's image changed");
     assert_eq!(b.answer(&format!("stop {other}")), "ok room esc-b stopped");
     assert!(b.log().contains("landlock applied"), "{}", b.log());
+    // Nor does anything else of theirs (a stopped process, an orphan, connections full
+    // of unread data): no cgroup, no run directory, no loop device of the image.
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut left = b.footprint("esc-");
+    while !(left.cgroups.is_empty() && left.run_dirs.is_empty() && left.loops.is_empty())
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        left = b.footprint("esc-");
+    }
+    assert!(
+        left.cgroups.is_empty() && left.run_dirs.is_empty() && left.loops.is_empty(),
+        "the rooms left {left:?}"
+    );
 }
 
 #[test]
