@@ -217,10 +217,13 @@ memory() {
 memory
 
 # Memory past the room's limit in socket buffers (TCP on the room's loopback).
+# And in the kernel's netlink replies (routing requests nobody reads the answers to).
 if [ "$mem_mib" -gt 0 ]; then
     p socket-memory "$mem_mib"
+    p netlink-memory "$mem_mib"
 else
     say "ESCAPED socket-memory: no mem_mib given, nothing to judge against"
+    say "ESCAPED netlink-memory: no mem_mib given, nothing to judge against"
 fi
 
 # Fill /tmp past its size.

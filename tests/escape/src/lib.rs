@@ -1178,6 +1178,84 @@ fn fill_tcp_buffers(target: u64, report: &mut dyn FnMut(u64)) -> i32 {
     0
 }
 
+/// Memory past the room's limit in netlink replies: the kernel's answers to routing
+/// requests (RTM_GETLINK) queue on the asking socket until its receive buffer is full, in
+/// kernel memory no cgroup is charged for, so sockets times buffer is the only bound. More
+/// queued than the room's whole memory is an escape. In a child holding a decoy, as
+/// [`socket_memory`].
+pub fn netlink_memory(mem_mib: u64) -> Verdict {
+    let target = (mem_mib + 64) << 20;
+    let run = sys::in_child_reporting(|report| {
+        let decoy = vec![1u8; 32 << 20];
+        let why = fill_netlink(target, report);
+        std::hint::black_box(&decoy);
+        why
+    });
+    let (queued, how) = match run {
+        Err(e) => return blocked("netlink-memory", format!("fork: {}", describe(e))),
+        Ok((last, ended)) => (
+            last.unwrap_or(0),
+            match ended {
+                sys::Ended::Succeeded => "target reached".to_string(),
+                sys::Ended::Failed(1) => answer(
+                    "socket(AF_NETLINK, NETLINK_ROUTE)",
+                    &sys::netlink_route_socket().map(drop),
+                ),
+                sys::Ended::Failed(2) => "a socket or request failed".to_string(),
+                sys::Ended::Failed(3) => {
+                    "the kernel pushed back: 8 sockets in a row took under 64 KiB".to_string()
+                }
+                sys::Ended::Failed(e) => format!("the filler exited with status {e}"),
+                sys::Ended::Killed(sig) => {
+                    format!("the filler was killed by signal {sig} at the room's limit")
+                }
+            },
+        ),
+    };
+    let detail = format!(
+        "{} MiB of routing replies queued on netlink sockets nobody reads, in a {mem_mib} MiB room ({how})",
+        queued >> 20
+    );
+    if mem_mib > 0 && queued > mem_mib << 20 {
+        escaped("netlink-memory", detail)
+    } else {
+        blocked("netlink-memory", detail)
+    }
+}
+
+/// Fills NETLINK_ROUTE sockets with replies nobody reads, up to `target` bytes, reporting
+/// the running total after each socket; why it stopped: 0 the target was reached, 1 no
+/// socket at all, 2 a later socket or request failed, 3 the kernel pushed back.
+fn fill_netlink(target: u64, report: &mut dyn FnMut(u64)) -> i32 {
+    let (mut held, mut queued, mut meagre) = (Vec::new(), 0u64, 0);
+    while queued < target {
+        let Ok(sock) = sys::netlink_route_socket() else {
+            return if held.is_empty() { 1 } else { 2 };
+        };
+        let mut have = 0;
+        loop {
+            if sys::netlink_getlink(&sock, 256).is_err() {
+                report(queued + have);
+                return 2;
+            }
+            let now = sys::socket_rmem(&sock).unwrap_or(0);
+            if now <= have || queued + now >= target {
+                have = now.max(have);
+                break;
+            }
+            have = now;
+        }
+        queued += have;
+        held.push(sock);
+        report(queued);
+        meagre = if have < 64 << 10 { meagre + 1 } else { 0 };
+        if meagre >= 8 {
+            return 3;
+        }
+    }
+    0
+}
+
 /// Read-side inotify events (open, read, close) on a file of the room's image. Rooms of
 /// one image share its inodes (one superblock), so a watch the kernel accepts there
 /// reports every other room's opens and reads of that file too, as they happen: which
@@ -1262,6 +1340,12 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "rlimit-raise" => one(rlimit_raise(cx)),
         "ns-owner" => one(ns_owner(cx)),
         "image-watch" => one(image_watch(cx, arg(0)?)),
+        "netlink-memory" => {
+            let mib = arg(0)?
+                .parse()
+                .map_err(|_| "netlink-memory: the room's memory in MiB")?;
+            one(netlink_memory(mib))
+        }
         "socket-memory" => {
             let mib = arg(0)?
                 .parse()

@@ -751,3 +751,68 @@ pub fn in_child_reporting(
     };
     Ok((last, ended))
 }
+
+/// A NETLINK_ROUTE socket with the largest receive buffer it may have (SO_RCVBUF is
+/// capped by net.core.rmem_max).
+pub fn netlink_route_socket() -> Answer<OwnedFd> {
+    let sock = socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
+    let big: libc::c_int = 1 << 30;
+    // SAFETY: SO_RCVBUF reads one int from the valid pointer.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const big).cast(),
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Ok(sock)
+}
+
+/// Sends `n` RTM_GETLINK requests (for the loopback, index 1) on a NETLINK_ROUTE socket;
+/// the kernel queues one reply for each on the socket until its receive buffer is full.
+pub fn netlink_getlink(sock: &OwnedFd, n: usize) -> Answer<()> {
+    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes).
+    let mut req = [0u8; 32];
+    req[0..4].copy_from_slice(&32u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&(libc::RTM_GETLINK).to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[20..24].copy_from_slice(&1i32.to_ne_bytes());
+    // SAFETY: an all-zero sockaddr_nl addresses the kernel.
+    let mut to: libc::sockaddr_nl = unsafe { core::mem::zeroed() };
+    to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    for _ in 0..n {
+        // SAFETY: the request and the address are valid for their lengths.
+        int(unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&raw const to).cast(),
+                core::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        } as libc::c_long)?;
+    }
+    Ok(())
+}
+
+/// The bytes queued for reading on a socket, as the kernel counts them against its
+/// receive buffer (SO_MEMINFO, SK_MEMINFO_RMEM_ALLOC).
+pub fn socket_rmem(sock: &OwnedFd) -> Answer<u64> {
+    let mut info = [0u32; 9];
+    let mut len = core::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: SO_MEMINFO writes at most `len` bytes into the valid array.
+    int(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    }
+    .into())?;
+    Ok(u64::from(info[0]))
+}
