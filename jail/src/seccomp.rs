@@ -100,6 +100,11 @@ mod tests {
         // clone3 passes its flags in memory a filter cannot read: it is left out, so it
         // gets ENOSYS and C libraries fall back to clone, whose flags are checked.
         assert!(!allow.contains(&"clone3") && !deny.contains(&"clone3"));
+        // Netlink replies are kernel memory no cgroup is charged for: no netlink socket.
+        assert!(
+            !SOURCE.contains("AF_NETLINK"),
+            "a netlink socket rule in seccomp/room.json"
+        );
         // Linux AIO draws on one kernel-wide count (fs.aio-max-nr) a room could take whole.
         for aio in ["io_setup", "io_submit", "io_getevents", "io_pgetevents"] {
             assert!(!allow.contains(&aio), "{aio} is in the allow list");

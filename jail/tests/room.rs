@@ -71,6 +71,7 @@ fn the_room_filter_denies_what_it_must_and_keeps_programs_working() {
         "unknown-1000",
         "clone3",
         "socket-netlink-uevent",
+        "socket-netlink-route",
         "socket-vsock",
         "socket-alg",
         "socketpair-inet",
@@ -81,12 +82,7 @@ fn the_room_filter_denies_what_it_must_and_keeps_programs_working() {
             "{case} is not in the allow list: ENOSYS"
         );
     }
-    for case in [
-        "getpid",
-        "socket-unix",
-        "socket-inet",
-        "socket-netlink-route",
-    ] {
+    for case in ["getpid", "socket-unix", "socket-inet"] {
         assert_eq!(answer(case), "ok", "{case} must work");
     }
     assert_eq!(
@@ -220,8 +216,8 @@ fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
         echo pid1=$(cat /proc/1/comm) procs=$(ls -d /proc/[0-9]* | wc -l); \
         echo host=$(hostname); \
         echo up=$(cut -d. -f1 /proc/uptime); \
-        ip link | grep -c '^[0-9]' | sed 's/^/links=/'; \
-        ip link show lo | grep -q 'UP' && echo lo=up; \
+        tail -n +3 /proc/net/dev | wc -l | sed 's/^ */links=/'; \
+        ifconfig lo | grep -q 'UP' && echo lo=up; \
         grep ' / ' /proc/mounts | cut -d' ' -f3,4 | sed 's/^/root=/'; \
         df -k /tmp | tail -n 1 | awk '{print \"tmp=\" $2}'; \
         touch /tmp/w && echo tmp-writable; \
