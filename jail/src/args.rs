@@ -46,8 +46,8 @@ the host, DNS forwarded to the host's resolver); PROGRAM gets the other end as
 Second form (--backend namespaces: the whole room on the host kernel): fresh user, mount,
 IPC, UTS, network (loopback only, up), cgroup and time namespaces (the room's clocks
 start at zero); uid and gid 0 in the room are UID and GID on the host, nothing else is
-mapped; the root is SQUASHFS, attached read-only through an autoclear loop device (the
-one of a running room of the same SQUASHFS when there is one: one superblock), with
+mapped; the root is SQUASHFS, attached read-only through an autoclear loop device of
+its own (never a running room's: rooms share no superblock, no inode), with
 one tmpfs of BYTES/2 for /tmp /run /var /home /root /dev/shm, a /dev of null zero full
 random urandom tty and a private devpts, /proc with the host's knobs read-only or
 masked, and DIR/vsock_1024 (bay0's umbilical socket) at /dev/anchor-umbilical. With

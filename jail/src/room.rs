@@ -12,16 +12,15 @@
 //! inside its user namespace.
 //!
 //! The file system: the room's SquashFS image, attached read-only through an autoclear
-//! loop device (a running room's of the same image when there is one, see
-//! [`crate::image`]), is the root; one tmpfs of half the room's memory holds every writable
-//! path (/tmp /run /var /home /root /dev/shm); /dev is a read-only tmpfs with null, zero,
+//! loop device of its own (never another room's, see [`crate::image`]), is the root; one
+//! tmpfs of half the room's memory holds every writable path (/tmp /run /var /home /root
+//! /dev/shm); /dev is a read-only tmpfs with null, zero,
 //! full, random, urandom and tty bound from the host, a private devpts instance, and
 //! bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's
 //! knobs (/proc/sys, /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys,
 //! kmsg, ...) masked. /sys is not mounted. A vault volume (`--volume`) is mounted at
 //! /persist (see [`crate::volume`]). When the room's last process ends, the mount
-//! namespace goes, and with it every mount, the tmpfs, and (autoclear, with the image's
-//! last room) the loop device.
+//! namespace goes, and with it every mount, the tmpfs, and (autoclear) the loop device.
 
 use std::ffi::CString;
 use std::os::unix::fs::symlink;
@@ -29,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::Config;
 use crate::error::{Error, Result};
-use crate::image::{self as loopdev, How};
+use crate::image as loopdev;
 use crate::root::{inside, io_err, mkdir_all};
 use crate::{cgroup, confine, note, root, sys};
 
@@ -199,7 +198,7 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
             errno: libc::EINVAL,
         });
     }
-    mount_image(cfg, image, &meta, &new_root)?;
+    mount_image(cfg, image, &new_root)?;
     // One tmpfs for every writable path, owned by the room's root.
     let bytes = tmpfs_bytes(cfg.limits.memory_bytes);
     let opts = cstring(format!(
@@ -254,56 +253,23 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
     Ok(new_root)
 }
 
-/// Mounts `image` read-only on `new_root`: through the loop device of a running room of
-/// the same image when there is one (one superblock, one page cache), else through a
-/// fresh one (see [`crate::image`]). Logs which, once.
-fn mount_image(
-    cfg: &Config,
-    image: &Path,
-    meta: &std::fs::Metadata,
-    new_root: &Path,
-) -> Result<()> {
-    let mount = |dev: &loopdev::Attached| {
-        sys::mount(
-            "mount the room image",
-            Some(&dev.path),
-            new_root,
-            Some(c"squashfs"),
-            libc::MS_RDONLY | NOSUID_NODEV,
-            None,
-        )
-    };
-    let shared = loopdev::find_shared(image, meta);
-    // A shared device's mount should not fail where a fresh one's succeeds; if it does
-    // (say, the other room's superblock is still being torn down), a fresh device.
-    let (dev, retried) = match shared {
-        Some(dev) => match mount(&dev) {
-            Ok(()) => (dev, None),
-            Err(e) => {
-                drop(dev);
-                let fresh = loopdev::attach_fresh(image)?;
-                mount(&fresh)?;
-                (fresh, Some(e))
-            }
-        },
-        None => {
-            let fresh = loopdev::attach_fresh(image)?;
-            mount(&fresh)?;
-            (fresh, None)
-        }
-    };
-    let name = dev.name();
-    match (dev.how, retried) {
-        (How::Shared(_), _) => note(format_args!(
-            "room {}: image shared with a running room ({name})",
-            cfg.name
-        )),
-        (How::Fresh, Some(e)) => note(format_args!(
-            "room {}: image attached on {name} (sharing a running room's device failed: {e})",
-            cfg.name
-        )),
-        (How::Fresh, None) => note(format_args!("room {}: image attached on {name}", cfg.name)),
-    }
+/// Mounts `image` read-only on `new_root` through a loop device of the room's own (never
+/// another room's: see [`crate::image`]), and logs which.
+fn mount_image(cfg: &Config, image: &Path, new_root: &Path) -> Result<()> {
+    let dev = loopdev::attach(image)?;
+    sys::mount(
+        "mount the room image",
+        Some(&dev.path),
+        new_root,
+        Some(c"squashfs"),
+        libc::MS_RDONLY | NOSUID_NODEV,
+        None,
+    )?;
+    note(format_args!(
+        "room {}: image attached on {}",
+        cfg.name,
+        dev.name()
+    ));
     // The mount holds the device now; autoclear frees it with the last mount.
     drop(dev);
     Ok(())

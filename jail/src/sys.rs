@@ -398,25 +398,6 @@ pub fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::
     ))
 }
 
-/// LOOP_GET_STATUS64 on an open loop device (ENXIO: the device is not bound, or is
-/// coming apart).
-pub fn loop_status(dev: &OwnedFd) -> Result<crate::image::LoopStatus> {
-    const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
-    let mut info = LoopInfo64::default();
-    // SAFETY: `info` has the kernel's struct loop_info64 layout, is writable and outlives
-    // the call; the kernel only writes it.
-    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &raw mut info) };
-    check("read a loop device's status", ret)?;
-    Ok(crate::image::LoopStatus {
-        device: info.lo_device,
-        inode: info.lo_inode,
-        offset: info.lo_offset,
-        sizelimit: info.lo_sizelimit,
-        flags: info.lo_flags,
-        encrypt_type: info.lo_encrypt_type,
-    })
-}
-
 /// `struct loop_info64` (linux/loop.h).
 #[repr(C)]
 #[derive(Clone, Copy)]

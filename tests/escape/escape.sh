@@ -20,12 +20,16 @@
 #   other=ROOM     another open room (its socket is the target)
 #   control=PATH   bay0's control socket as the host sees it (default /run/anchor/control.sock)
 #   abstract=NAME  an abstract Unix socket the host listens on
+#   neighbour_read=PATH neighbour_lock=PATH   files of the image that another room of the
+#                  same image reads over and over / holds an exclusive flock on (the
+#                  harness starts it there: `anchor-escape-probe neighbour READ LOCK`)
 set -u
 here=$(dirname "$0")
 probe="$here/anchor-escape-probe"
 backend=unknown mem_mib=0 pids_max=0 host_pids= marker=/nonexistent-host-marker
 kmsg=no-kmsg-token port=0 token=no-token other=none abstract=anchor-escape-none
 control=/run/anchor/control.sock
+neighbour_read=/etc/anchor-flavour neighbour_lock=/etc/os-release
 for a in "$@"; do
     v=${a#*=}
     case "$a" in
@@ -40,6 +44,8 @@ for a in "$@"; do
         other=*) other=$v ;;
         abstract=*) abstract=$v ;;
         control=*) control=$v ;;
+        neighbour_read=*) neighbour_read=$v ;;
+        neighbour_lock=*) neighbour_lock=$v ;;
         *) echo "escape.sh: unknown argument $a" >&2; exit 2 ;;
     esac
 done
@@ -113,7 +119,8 @@ p name-to-handle
 p quotactl
 p rlimit-raise
 p ns-owner
-p image-watch "$here/escape.sh"
+p image-watch "$neighbour_read"
+p image-lock "$neighbour_lock"
 
 # The room's PID 1 (the agent holds bay0's umbilical): its memory and descriptors, a
 # second umbilical, and the signals that would stop or kill it.

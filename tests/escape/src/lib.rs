@@ -1256,41 +1256,124 @@ fn fill_netlink(target: u64, report: &mut dyn FnMut(u64)) -> i32 {
     0
 }
 
-/// Read-side inotify events (open, read, close) on a file of the room's image. Rooms of
-/// one image share its inodes (one superblock), so a watch the kernel accepts there
-/// reports every other room's opens and reads of that file too, as they happen: which
-/// programs it runs, which files it reads. The probe proves the watch works on its own
-/// open of `file` (a file of the image), in a child.
-pub fn image_watch(cx: Context, file: &str) -> Verdict {
+/// Another room's reads of a file of the image, seen through inotify. Rooms that shared
+/// the image's SquashFS superblock would share its inodes, and a read-side watch on one
+/// would report every other room's opens and reads of it as they happen. `file` is a file
+/// of the image that another room of the image reads over and over (the harness starts
+/// it with the probe's `neighbour`). The watch must see this room's own read of the file
+/// (else the attempt proves nothing, and says so as ESCAPED); before that, for `quiet`,
+/// no event may come.
+pub fn image_watch(cx: Context, file: &str, quiet: Duration) -> Verdict {
+    const NAME: &str = "image-watch";
     let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_CLOSE_NOWRITE;
-    let r = sys::inotify_init().and_then(|fd| {
+    let what = format!("inotify_add_watch({file}, IN_OPEN|IN_ACCESS|IN_CLOSE_NOWRITE)");
+    let fd = match sys::inotify_init().and_then(|fd| {
         sys::inotify_add_watch(&fd, file, mask)?;
         Ok(fd)
-    });
-    let detail = match &r {
-        Err(e) => format!(
-            "inotify_add_watch({file}, IN_OPEN|IN_ACCESS|IN_CLOSE_NOWRITE): {}",
-            describe(*e)
+    }) {
+        Ok(fd) => fd,
+        Err(e) => return cx.kernel_facility(NAME, false, &format!("{what}: {}", describe(e))),
+    };
+    let counted = (|| {
+        sys::inotify_drain(&fd)?;
+        std::thread::sleep(quiet);
+        let foreign = sys::inotify_pending(&fd)?;
+        sys::inotify_drain(&fd)?;
+        // SAFETY: the probe has one thread; the child only reads the file and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let _ = std::fs::read(file);
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        if pid > 0 {
+            // SAFETY: reaps our own child.
+            unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+        }
+        Ok((foreign, sys::inotify_pending(&fd)?))
+    })();
+    match counted {
+        Err(e) => escaped(NAME, format!("{what}: accepted, then {}: the attempt proves nothing", describe(e))),
+        Ok((_, 0)) => escaped(
+            NAME,
+            format!("{what}: accepted, but this room's own read of it raised no event: the attempt proves nothing"),
         ),
-        Ok(fd) => {
-            // SAFETY: the probe has one thread; the child only reads the file and exits.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                let _ = std::fs::read(file);
-                // SAFETY: ends the child without running the parent's exit handlers.
-                unsafe { libc::_exit(0) }
-            }
-            if pid > 0 {
-                // SAFETY: reaps our own child.
-                unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
-            }
-            match sys::inotify_pending(fd) {
-                Ok(n) => format!("inotify_add_watch({file}, IN_OPEN|IN_ACCESS|IN_CLOSE_NOWRITE): accepted; another process's read of it gave {n} bytes of events (every room of this image would be seen the same way)"),
-                Err(e) => format!("inotify_add_watch({file}): accepted; no events to read ({})", describe(e)),
-            }
+        Ok((0, own)) => blocked(
+            NAME,
+            format!(
+                "{what}: {} ms while another room of the image reads it raised no event here (this room's own read: {own} bytes of events)",
+                quiet.as_millis()
+            ),
+        ),
+        Ok((foreign, _)) => escaped(
+            NAME,
+            format!(
+                "{what}: {foreign} bytes of events in {} ms from another room's reads of it (rooms share the image's inodes)",
+                quiet.as_millis()
+            ),
+        ),
+    }
+}
+
+/// Another room's lock on a file of the image, seen from this room. Rooms that shared the
+/// image's superblock would share its inodes and so their flock and POSIX locks: a
+/// channel between rooms (one takes and drops a lock, the other tries it) that no courier
+/// approves. `file` is a file of the image on which another room of the image holds an
+/// exclusive flock (the harness starts it with the probe's `neighbour`).
+pub fn image_lock(file: &str) -> Verdict {
+    const NAME: &str = "image-lock";
+    let f = match sys::open(file, libc::O_RDONLY | libc::O_CLOEXEC) {
+        Ok(f) => f,
+        Err(e) => {
+            return escaped(
+                NAME,
+                format!("open {file}: {}: the attempt proves nothing", describe(e)),
+            )
         }
     };
-    cx.kernel_facility("image-watch", r.is_ok(), &detail)
+    match sys::flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => blocked(
+            NAME,
+            format!("flock({file}, LOCK_EX|LOCK_NB): taken, though another room of the image holds it: no lock crosses rooms"),
+        ),
+        Err(e) if e == libc::EWOULDBLOCK => escaped(
+            NAME,
+            format!("flock({file}, LOCK_EX|LOCK_NB): {}: another room's lock is seen here (rooms share the image's inodes)", describe(e)),
+        ),
+        Err(e) => blocked(NAME, format!("flock({file}, LOCK_EX|LOCK_NB): {}", describe(e))),
+    }
+}
+
+/// Not an attempt: the harness's neighbour room for image-watch and image-lock. A child
+/// (the room ends it) takes an exclusive flock on `lock`, then reads `read` every 20 ms;
+/// the caller returns once the lock is held.
+pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
+    let f = sys::open(lock, libc::O_RDONLY | libc::O_CLOEXEC)
+        .map_err(|e| format!("neighbour: open {lock}: {}", describe(e)))?;
+    sys::flock(&f, libc::LOCK_EX | libc::LOCK_NB)
+        .map_err(|e| format!("neighbour: flock {lock}: {}", describe(e)))?;
+    // SAFETY: the probe has one thread; the child loops on its own and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err("neighbour: fork failed".into());
+    }
+    if pid == 0 {
+        // The child keeps the lock (its copy of the open file description) and lets go
+        // of the console.
+        if let Ok(null) = sys::open("/dev/null", libc::O_RDWR) {
+            for n in 0..3 {
+                // SAFETY: dup2 onto the child's own standard descriptors.
+                unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), n) };
+            }
+        }
+        loop {
+            let _ = std::fs::read(read);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(format!(
+        "NEIGHBOUR reading {read} and holding a flock on {lock} (pid {pid})"
+    ))
 }
 
 /// Runs one command line of the probe; the verdicts (or a usage error).
@@ -1339,7 +1422,13 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "quotactl" => one(quotactl(cx)),
         "rlimit-raise" => one(rlimit_raise(cx)),
         "ns-owner" => one(ns_owner(cx)),
-        "image-watch" => one(image_watch(cx, arg(0)?)),
+        "image-watch" => one(image_watch(cx, arg(0)?, Duration::from_secs(1))),
+        "image-lock" => one(image_lock(arg(0)?)),
+        "neighbour" => {
+            let line = neighbour(arg(0)?, arg(1)?)?;
+            let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
+            Ok(Vec::new())
+        }
         "netlink-memory" => {
             let mib = arg(0)?
                 .parse()
@@ -1462,14 +1551,35 @@ mod tests {
         assert!(tty_ldisc(host).escaped, "{}", tty_ldisc(host));
         #[cfg(target_arch = "x86_64")]
         assert!(compat_syscalls(host).escaped, "{}", compat_syscalls(host));
-        let watched = std::env::temp_dir().join(format!("escape-watch-{}", std::process::id()));
-        std::fs::write(&watched, b"x").unwrap();
-        let v = image_watch(host, watched.to_str().unwrap());
-        std::fs::remove_file(&watched).unwrap();
-        assert!(
-            v.escaped && v.detail.contains("gave") && !v.detail.contains("gave 0 "),
-            "{v}"
-        );
+        // Two "rooms" that share inodes (here: one host): the neighbour's reads and lock
+        // are seen.
+        let dir = std::env::temp_dir().join(format!("escape-share-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (read, lock) = (dir.join("read"), dir.join("lock"));
+        std::fs::write(&read, b"x").unwrap();
+        std::fs::write(&lock, b"x").unwrap();
+        let (read, lock) = (read.to_str().unwrap(), lock.to_str().unwrap());
+        let quiet = Duration::from_millis(300);
+        let v = image_watch(host, read, quiet);
+        assert!(!v.escaped, "nobody reads it yet: {v}");
+        let line = neighbour(read, lock).unwrap();
+        let pid: i32 = line
+            .rsplit("(pid ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap();
+        let v = image_watch(host, read, quiet);
+        assert!(v.escaped && v.detail.contains("bytes of events in"), "{v}");
+        let v = image_lock(lock);
+        assert!(v.escaped && v.detail.contains("another room's lock"), "{v}");
+        // SAFETY: ends the neighbour child this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: reaps it.
+        unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+        assert!(!image_lock(lock).escaped);
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
     }
 }

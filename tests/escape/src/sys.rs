@@ -697,6 +697,23 @@ pub fn inotify_pending(fd: &OwnedFd) -> Answer<libc::c_int> {
     Ok(n)
 }
 
+/// Reads and drops every event waiting on an inotify instance (without blocking).
+pub fn inotify_drain(fd: &OwnedFd) -> Answer<()> {
+    let mut buf = [0u8; 4096];
+    while inotify_pending(fd)? > 0 {
+        // SAFETY: reads into a buffer of ours, at most its length; events are waiting, so
+        // the read does not block.
+        int(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } as _)?;
+    }
+    Ok(())
+}
+
+/// flock(2) on an open file.
+pub fn flock(file: &OwnedFd, how: libc::c_int) -> Answer<()> {
+    // SAFETY: plain integer arguments on a descriptor of ours.
+    int(unsafe { libc::flock(file.as_raw_fd(), how) }.into()).map(drop)
+}
+
 /// Runs `work` in a forked child that reports numbers to the parent through a pipe as it
 /// goes (so a child the kernel kills halfway has still told how far it got); the last
 /// number it reported, and how it ended (`work`'s return value is the child's exit status:

@@ -2,8 +2,9 @@
 //! Namespace room benchmarks on this machine (`make bench` runs them through
 //! tests/escape/bench.sh; printed, never asserted): start -> first command inside, against
 //! bubblewrap (`bwrap`, Debian's) with the same namespaces and the same image in the same
-//! run, for a room alone and for a room started while another room of its image runs (it
-//! shares that room's loop device and page cache); reset; the memory an idle namespace
+//! run, for a room alone and for a room started while another room of its image runs
+//! (with a loop device and superblock of its own: rooms share none; the image file's pages
+//! are warm in the host's page cache); reset; the memory an idle namespace
 //! room costs. Contenders run in turn, 50 ms apart (see [`settle`]: on this host a cgroup
 //! move right after another skips the RCU grace period the first one waits for). Then
 //! the same rounds with every contender's cgroup move made right after a bystander's
@@ -353,8 +354,8 @@ fn rounds(b: &Bay0, peers: &Peers, runs: usize, reset: bool, warm: Option<&Warm>
         let with_all = bwrap_with(&peers.fresh, &b.dir, true);
         settle(warm);
         let with_all_reused = bwrap_with(&peers.premounted, &b.dir, true);
-        // Ours again while another room of the image runs (started untimed): it mounts
-        // the image through that room's loop device, its pages warm.
+        // Ours again while another room of the image runs (started untimed): a loop
+        // device of its own, the image file's pages warm in the host's page cache.
         let ok = b.answer(&format!("start {OTHER}"));
         assert!(ok.starts_with(&format!("ok room {OTHER} ready")), "{ok}");
         settle(warm);
@@ -540,9 +541,10 @@ fn bench_namespace_rooms_against_bwrap() {
          image: a room start must do both (docs/TESTING.md); ours also does landlock, \
          seccomp, a time namespace, masks /proc, starts the agent (which starts a login \
          shell) and goes through bay0 and the room's console. \"another room of the image \
-         running\": the room mounts the image through that room's loop device (no loop \
-         setup, its pages warm); its like-for-like peer is the last one (util-linux reuses \
-         the pre-mounted copy's device the same way)"
+         running\": a loop device and superblock of its own all the same (rooms share \
+         none: docs/ARCHITECTURE.md), only the host's page cache of the image file is \
+         warm; the last peer reuses the pre-mounted copy's device (util-linux does), \
+         which a room never does"
     );
     println!(
         "bench-ns: reset (stop + start, until ready): {}",

@@ -169,10 +169,17 @@ impl Bay0 {
     }
 
     /// The `list` record of an open room.
+    /// bay0's `list` record of `room`: the open room's, not the one a reset set aside
+    /// (listed under the same name, `state=stopping`, until its last process is reaped).
     pub fn record(&self, room: &str) -> String {
-        self.ask("list")
-            .into_iter()
-            .find(|l| l.starts_with(&format!("room name={room} ")))
+        let lines = self.ask("list");
+        let mine = |l: &&String| l.starts_with(&format!("room name={room} "));
+        let open = lines
+            .iter()
+            .filter(mine)
+            .find(|l| !l.contains(" state=stopping "));
+        open.or_else(|| lines.iter().find(mine))
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -293,6 +300,7 @@ pub fn loop_devices_of(image: &Path) -> Vec<String> {
             }
         }
     }
+    found.sort();
     found
 }
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Namespace rooms of one image share its loop device (jail/src/image.rs): a room that
-//! starts while another of its image runs mounts the image through that room's device
-//! (one SquashFS superblock, one page cache), each room keeps working when the other
-//! stops, two rooms started at the same moment both get the right image, and once the
-//! last room of the image is gone no loop device backs it any more.
+//! Namespace rooms of one image never share its loop device (jail/src/image.rs): each
+//! room mounts the image through a device of its own, so no two rooms share a SquashFS
+//! superblock (its inodes, locks, inotify events, page cache); each room keeps working
+//! when the other stops, two rooms started at the same moment both get the right image,
+//! and once a room is gone no loop device of it backs the image any more.
 //!
 //! Needs root, and `make images` (static binaries + the base image) done first.
 #![allow(
@@ -88,11 +88,12 @@ fn stop(b: &Bay0, room: &str) {
     );
 }
 
-/// Waits (hang detection only) until no loop device backs the test's image.
-fn settle_no_loops(b: &Bay0) -> Vec<String> {
+/// Waits (hang detection only) until the loop devices backing the test's image are
+/// `want` (sorted).
+fn settle_loops(b: &Bay0, want: &[String]) -> Vec<String> {
     let end = Instant::now() + Duration::from_secs(10);
     let mut left = loop_devices_of(&b.image);
-    while !left.is_empty() && Instant::now() < end {
+    while left != want && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
         left = loop_devices_of(&b.image);
     }
@@ -100,10 +101,10 @@ fn settle_no_loops(b: &Bay0) -> Vec<String> {
 }
 
 #[test]
-fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
-    let (a, b_) = ("nsshare-a", "nsshare-b");
+fn rooms_of_one_image_share_no_device_and_leave_nothing_behind() {
+    let (a, b_) = ("nsapart-a", "nsapart-b");
     let b = Bay0::start(
-        "share",
+        "apart",
         &[(a, ns_policy(a, 64, 32)), (b_, ns_policy(b_, 64, 32))],
     );
     let image = b.image.to_string_lossy().into_owned();
@@ -111,24 +112,34 @@ fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
     // The first room attaches a device of its own.
     start(&b, a);
     let dev_a = root_device(b.room_pid(a));
-    let name = device_name(&dev_a);
-    assert!(name.starts_with("loop"), "{dev_a} is {name}");
+    let name_a = device_name(&dev_a);
+    assert!(name_a.starts_with("loop"), "{dev_a} is {name_a}");
     assert_eq!(backing_file(&dev_a).as_deref(), Some(image.as_str()));
-    assert_eq!(image_notes(&b, a, 1), [format!("attached on {name}")]);
+    assert_eq!(image_notes(&b, a, 1), [format!("attached on {name_a}")]);
 
-    // The second mounts the image through it: same device, one superblock.
+    // So does the second, while the first runs: another device, another superblock.
     start(&b, b_);
     let dev_b = root_device(b.room_pid(b_));
-    assert_eq!(dev_b, dev_a, "the second room has a device of its own");
-    assert_eq!(
-        image_notes(&b, b_, 1),
-        [format!("shared with a running room ({name})")]
+    assert_ne!(
+        dev_b, dev_a,
+        "the second room mounted the first room's device"
     );
-    assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
+    let name_b = device_name(&dev_b);
+    assert_eq!(backing_file(&dev_b).as_deref(), Some(image.as_str()));
+    assert_eq!(image_notes(&b, b_, 1), [format!("attached on {name_b}")]);
+    let mut both = vec![name_a.clone(), name_b.clone()];
+    both.sort();
+    assert_eq!(loop_devices_of(&b.image), both);
 
-    // Stopping the first leaves the second working, still on that device, reading
-    // image files it had not read yet.
+    // Stopping the first frees its device and leaves the second working on its own,
+    // reading image files it had not read yet.
     stop(&b, a);
+    let left = settle_loops(&b, std::slice::from_ref(&name_b));
+    assert_eq!(
+        left,
+        std::slice::from_ref(&name_b),
+        "the first room's device outlived it"
+    );
     let mut c = Console::attach(&b, b_);
     let (out, status) = c.run(
         "wc -l < /usr/lib/anchor/escape/escape.sh; echo room-$((20+22))",
@@ -142,35 +153,25 @@ fn rooms_of_one_image_share_its_loop_device_and_leave_nothing_behind() {
         "{out:?}"
     );
     drop(c);
-    assert_eq!(root_device(b.room_pid(b_)), dev_a);
-    assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
+    assert_eq!(root_device(b.room_pid(b_)), dev_b);
 
-    // The first comes back while the second runs: shared again, one line per start.
+    // The first comes back while the second runs: a device of its own again.
     start(&b, a);
-    assert_eq!(root_device(b.room_pid(a)), dev_a);
-    assert_eq!(
-        image_notes(&b, a, 2),
-        [
-            format!("attached on {name}"),
-            format!("shared with a running room ({name})")
-        ]
+    let again = root_device(b.room_pid(a));
+    assert_ne!(
+        again, dev_b,
+        "the first room mounted the second room's device"
     );
-
-    // With the last room of the image gone, so is its loop device; then a new room
-    // attaches a fresh one.
-    stop(&b, b_);
-    assert_eq!(loop_devices_of(&b.image), std::slice::from_ref(&name));
-    stop(&b, a);
-    let left = settle_no_loops(&b);
-    assert!(left.is_empty(), "loop devices outlived the rooms: {left:?}");
-    start(&b, b_);
-    let notes = image_notes(&b, b_, 2);
+    let notes = image_notes(&b, a, 2);
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(notes[1].starts_with("attached on loop"), "{notes:?}");
+
+    // With both rooms gone, so are their devices.
     stop(&b, b_);
-    let left = settle_no_loops(&b);
+    stop(&b, a);
+    let left = settle_loops(&b, &[]);
     assert!(left.is_empty(), "loop devices outlived the rooms: {left:?}");
-    let fp = b.footprint("nsshare-");
+    let fp = b.footprint("nsapart-");
     assert!(fp.cgroups.is_empty() && fp.run_dirs.is_empty(), "{fp:?}");
 }
 
@@ -182,7 +183,6 @@ fn rooms_of_one_image_started_at_once_both_get_it() {
         &[(c, ns_policy(c, 64, 32)), (d, ns_policy(d, 64, 32))],
     );
     let image = b.image.to_string_lossy().into_owned();
-    let (mut shared, mut separate) = (0, 0);
     for round in 0..10 {
         std::thread::scope(|s| {
             let one = s.spawn(|| b.answer(&format!("start {c}")));
@@ -196,6 +196,7 @@ fn rooms_of_one_image_started_at_once_both_get_it() {
             }
         });
         let (dc, dd) = (root_device(b.room_pid(c)), root_device(b.room_pid(d)));
+        assert_ne!(dc, dd, "round {round}: two rooms on one device");
         for dev in [&dc, &dd] {
             assert_eq!(
                 backing_file(dev).as_deref(),
@@ -203,25 +204,17 @@ fn rooms_of_one_image_started_at_once_both_get_it() {
                 "round {round}: {dev}"
             );
         }
-        let loops = loop_devices_of(&b.image);
-        if dc == dd {
-            shared += 1;
-            assert_eq!(loops.len(), 1, "round {round}: {loops:?}");
-        } else {
-            separate += 1;
-            assert_eq!(loops.len(), 2, "round {round}: {loops:?}");
-        }
-        // Each start logged how it got its image, once.
+        assert_eq!(loop_devices_of(&b.image).len(), 2, "round {round}");
+        // Each start logged its device, once.
         for room in [c, d] {
             assert_eq!(image_notes(&b, room, round + 1).len(), round + 1, "{room}");
         }
         stop(&b, c);
         stop(&b, d);
-        let left = settle_no_loops(&b);
+        let left = settle_loops(&b, &[]);
         assert!(
             left.is_empty(),
             "round {round}: loop devices left: {left:?}"
         );
     }
-    eprintln!("10 simultaneous starts: {shared} shared one device, {separate} attached two");
 }
