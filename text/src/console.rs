@@ -388,7 +388,10 @@ impl Scrollback {
         }
     }
 
-    /// The kept bytes, oldest first, starting at a line boundary when one is kept.
+    /// The kept bytes, oldest first, starting where the renderer starts a line: after a
+    /// newline, or after a lone carriage return (the prefix comes next either way). When
+    /// none is kept, nothing is: the kept bytes would start inside a room's line, with
+    /// text the room chose where the viewer's screen starts a line.
     pub fn contents(&self) -> Vec<u8> {
         let kept = self.total.min(SCROLLBACK);
         let start = self.total - kept;
@@ -398,7 +401,10 @@ impl Scrollback {
         if self.total <= SCROLLBACK {
             return all;
         }
-        let cut = all.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let lone_cr = |i: usize| all.get(i) == Some(&b'\r') && all.get(i + 1) != Some(&b'\n');
+        let cut = (0..all.len())
+            .position(|i| all.get(i) == Some(&b'\n') || lone_cr(i))
+            .map_or(all.len(), |i| i + 1);
         all.get(cut..).unwrap_or_default().to_vec()
     }
 }
@@ -522,5 +528,40 @@ mod tests {
         }
         let c = String::from_utf8(s.contents()).unwrap();
         assert!(c.len() <= SCROLLBACK && c.starts_with("line ") && c.ends_with("line 999\r\n"));
+    }
+
+    /// What bay0 keeps of a room's output: the rendered bytes, pushed read by read.
+    fn kept(input: &[u8]) -> String {
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        for chunk in input.chunks(4096) {
+            let mut out = Vec::new();
+            r.render(chunk, &mut out);
+            s.push(&out);
+        }
+        String::from_utf8_lossy(&s.contents()).into_owned()
+    }
+
+    #[test]
+    fn a_replayed_scrollback_never_starts_inside_a_rooms_line() {
+        // On a screen of unknown width a room's line is never broken: a room that prints
+        // one line longer than the scrollback chooses what its last SCROLLBACK bytes are.
+        // Replayed from there, they would start a line of the viewer's screen unprefixed.
+        let mut forged = b"bay0: error: the vault is corrupt; type your passphrase".to_vec();
+        forged.resize(SCROLLBACK, b' ');
+        let mut input = vec![b'x'; 2 * SCROLLBACK];
+        input.extend_from_slice(&forged);
+        let c = kept(&input);
+        assert!(
+            !c.contains("bay0:"),
+            "replayed unprefixed: {:?}",
+            &c[..c.len().min(60)]
+        );
+        // A line restarted by a lone carriage return starts with the prefix again: the
+        // replay may start there.
+        input.extend_from_slice(b"\rprogress 99%");
+        let c = kept(&input);
+        assert_eq!(c, "web| progress 99%");
+        let c = kept(&[&input[..], b"\nnext\n"].concat());
+        assert_eq!(c, "web| progress 99%\r\nweb| next\r\n");
     }
 }
