@@ -590,13 +590,14 @@ fn read_stderr(r: &mut Room) -> bool {
 
 fn accept_umbilical(r: &mut Room, slot: usize, ep: &OwnedFd) {
     while let Ok((conn, _)) = r.umb_listen.accept() {
-        // One agent per boot: the first connection is the agent (it connects before any
-        // other program of the room runs); later ones are refused.
+        // One agent at a time: the first connection is the agent (it connects before any
+        // other program of the room runs); others are refused while it holds its own. A
+        // new one is read from its first byte, never as the rest of an old one's frame.
         if r.umb.is_none()
             && conn.set_nonblocking(true).is_ok()
             && sys::epoll_add(ep, conn.as_raw_fd(), token(slot, 3)).is_ok()
         {
-            r.umb = Some(conn);
+            (r.umb, *r.dec) = (Some(conn), Decoder::default());
         }
     }
 }

@@ -847,6 +847,19 @@ fn cpu_ticks(pid: i32) -> u64 {
 }
 
 #[test]
+fn an_agent_that_connects_again_is_read_from_its_first_byte() {
+    // The room's agent dies in the middle of a frame (a courier request cut short) and a
+    // new agent connects: bay0 must read the new connection from its first byte, not as
+    // the rest of the old connection's frame (which would swallow the new agent's
+    // `ready`, or end its umbilical over a kind made of two connections' bytes).
+    let b = Bay0::start("umbcut");
+    let answer = b.answer("start umbcut-a");
+    assert!(answer.starts_with("ok room umbcut-a ready in "), "{answer}");
+    assert!(!b.log().contains("umbilical closed"), "{}", b.log());
+    assert_eq!(b.answer("stop umbcut-a"), "ok room umbcut-a stopped");
+}
+
+#[test]
 fn a_console_that_hangs_up_leaves_bay0_idle() {
     // bay0's console is a terminal whose other end then goes away (a pty whose master
     // closes: reads give EIO; a hung-up tty gives EOF). bay0 must stop watching it: its

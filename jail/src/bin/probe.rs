@@ -15,7 +15,8 @@
 //! its console, against the host paths bay0 uses (/run/anchor/control.sock, the umbilical
 //! of the room named like it with `-other` at the end), a host abstract
 //! socket named `anchor-probe-target`, other pids, its image, and memory past its
-//! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB).
+//! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB). When it starts with
+//! `umbcut`, its agent first dies in the middle of a frame and connects again.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -81,13 +82,16 @@ fn fake_room(args: &[String]) {
         say("fake room: no umbilical");
         std::process::exit(3);
     };
-    let _ = umb.write_all(&[1, 0, 0, 0]);
-    say("fake room: ready");
     let cmdline = arg(args, "--cmdline").unwrap_or_default();
     let room = cmdline
         .split(' ')
         .find_map(|w| w.strip_prefix("anchor.room="))
         .unwrap_or("");
+    if room.starts_with("umbcut") {
+        umb = agent_cut_mid_frame(umb);
+    }
+    let _ = umb.write_all(&[1, 0, 0, 0]);
+    say("fake room: ready");
     if room.starts_with("probe") {
         let mib: u64 = arg(args, "--mem-mib")
             .and_then(|m| m.parse().ok())
@@ -141,6 +145,29 @@ fn fake_room(args: &[String]) {
     }
     loop {
         std::thread::park();
+    }
+}
+
+/// A room whose name starts with `umbcut` plays an agent that dies in the middle of a
+/// courier request (a header and 2 of its 10 payload bytes sent) and is started again:
+/// the new agent connects afresh (again until bay0 takes the connection: it refuses a
+/// second one while it still holds the first) and starts from a frame's first byte.
+fn agent_cut_mid_frame(mut umb: UnixStream) -> UnixStream {
+    use std::io::Read;
+    let _ = umb.write_all(&[4, 0, 10, 0, 1, 2]);
+    drop(umb);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(mut again) = UnixStream::connect("/run/vsock_1024") else {
+            continue;
+        };
+        let wait = Some(std::time::Duration::from_millis(500));
+        let _ = again.set_read_timeout(wait);
+        // Refused: bay0 closes it at once. Taken: bay0 says nothing until it has to.
+        if !matches!(again.read(&mut [0u8; 1]), Ok(0)) {
+            let _ = again.set_read_timeout(None);
+            return again;
+        }
     }
 }
 
