@@ -32,6 +32,8 @@ pub struct SystemConsole {
     shell: Option<(OwnedFd, i32)>,
     /// Bytes dropped because the console could not take them.
     pub dropped: u64,
+    /// After a loss the console gets room output again only from a line's start.
+    viewer: anchor_text::console::Viewer,
     /// What the console shows after its last newline (drawn again after a helper's line).
     open: anchor_text::lines::OpenLine<512>,
 }
@@ -45,6 +47,7 @@ impl SystemConsole {
             shell_wanted: false,
             shell: None,
             dropped: 0,
+            viewer: Default::default(),
             open: Default::default(),
         };
         let tty = matches!(sys::console_passthrough(libc::STDIN_FILENO), Ok(true));
@@ -113,11 +116,9 @@ impl SystemConsole {
         if bytes.is_empty() || crate::courier::HOLD.load(Relaxed) {
             return;
         }
-        match sys::write("console", libc::STDOUT_FILENO, bytes) {
-            Ok(n) if n == bytes.len() => {}
-            Ok(n) => self.dropped = self.dropped.saturating_add((bytes.len() - n) as u64),
-            Err(_) => self.dropped = self.dropped.saturating_add(bytes.len() as u64),
-        }
+        let write = |b: &[u8]| sys::write("console", libc::STDOUT_FILENO, b).unwrap_or(0);
+        let lost = self.viewer.show(bytes, write);
+        self.dropped = self.dropped.saturating_add(lost as u64);
         self.open.wrote(bytes);
         crate::logger::console_line_open(bytes.last() != Some(&b'\n'));
     }

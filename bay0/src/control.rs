@@ -41,6 +41,8 @@ struct Client {
     len: usize,
     deadline_ms: u64,
     mode: Mode,
+    /// A console viewer: what it could not take is lost, and it resumes at a line start.
+    view: anchor_text::console::Viewer,
 }
 
 /// The listener and its clients.
@@ -112,6 +114,7 @@ impl Control {
                     len: 0,
                     deadline_ms: now_ms.saturating_add(REQUEST_TIMEOUT_MS),
                     mode: Mode::Request,
+                    view: Default::default(),
                 });
             }
         }
@@ -141,18 +144,16 @@ impl Control {
     }
 
     fn close(&mut self, i: usize) {
-        if let Some(slot) = self.clients.get_mut(i) {
-            // Closing the descriptor also takes it out of the epoll set.
-            *slot = None;
-        }
+        // Closing the descriptor also takes it out of the epoll set.
+        let _ = self.clients.get_mut(i).map(Option::take);
     }
 
     /// Room output for the clients attached to `slot`'s console.
     pub fn show(&mut self, slot: usize, bytes: &[u8]) {
-        for c in self.clients.iter().flatten() {
+        for c in self.clients.iter_mut().flatten() {
             if c.mode == Mode::Console(slot) {
                 // A viewer that cannot keep up loses output, never stalls bay0.
-                let _ = (&c.fd).write(bytes);
+                c.view.show(bytes, |b| (&c.fd).write(b).unwrap_or(0));
             }
         }
     }
@@ -234,7 +235,7 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                     false
                 }
                 (Mode::Console(s), ns) if s == slot => {
-                    say!(&c.fd, "\r\nbay0: room {n} ended ({status})\r");
+                    say!(&c.fd, "\x18\r\nbay0: room {n} ended ({status})\r");
                     match ns {
                         Some(ns) => {
                             c.mode = Mode::Console(ns);
@@ -315,7 +316,8 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
         (Verb::Console, Some(slot)) => {
             say!(&c.fd, "ok attached to room {name} (Ctrl-] detaches)");
             if let Some(r) = rooms.get_mut(slot) {
-                let _ = (&c.fd).write(&r.scroll.contents());
+                c.view
+                    .show(&r.scroll.contents(), |b| (&c.fd).write(b).unwrap_or(0));
                 r.last_input_ms = now_ms;
             }
             c.mode = Mode::Console(slot);

@@ -401,11 +401,53 @@ impl Scrollback {
         if self.total <= SCROLLBACK {
             return all;
         }
-        let lone_cr = |i: usize| all.get(i) == Some(&b'\r') && all.get(i + 1) != Some(&b'\n');
-        let cut = (0..all.len())
-            .position(|i| all.get(i) == Some(&b'\n') || lone_cr(i))
-            .map_or(all.len(), |i| i + 1);
+        let cut = line_start(&all).unwrap_or(all.len());
         all.get(cut..).unwrap_or_default().to_vec()
+    }
+}
+
+/// Where the renderer next starts a line in `bytes` (its output): just after the first
+/// newline or lone carriage return (the prefix comes next either way).
+fn line_start(bytes: &[u8]) -> Option<usize> {
+    let lone_cr = |i: usize| bytes.get(i) == Some(&b'\r') && bytes.get(i + 1) != Some(&b'\n');
+    (0..bytes.len())
+        .position(|i| bytes.get(i) == Some(&b'\n') || lone_cr(i))
+        .map(|i| i + 1)
+}
+
+/// What a viewer gets before output resumes after a loss: CAN (ends an escape sequence
+/// a terminal may be inside) and CR LF (ends the torn line).
+pub const RESUME: &[u8] = b"\x18\r\n";
+
+/// One terminal showing rendered room output that may lose some of it: bay0 never waits
+/// for a viewer (a control client's socket, its own console), and what one cannot take
+/// at once is dropped. The renderer's guarantees hold for its whole output, not for an
+/// arbitrary part of it: after a loss the terminal may be inside an escape sequence the
+/// renderer began (the room's next bytes would finish it), or on a line whose prefix it
+/// never got (the room's next text would start it). So after a loss the output resumes
+/// only where the renderer starts a line, and after [`RESUME`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Viewer {
+    lost: bool,
+}
+
+impl Viewer {
+    /// Shows `bytes` with `write` (which writes what it can at once and says how much; 0
+    /// on an error); how many of `bytes` were lost (not written).
+    pub fn show(&mut self, bytes: &[u8], mut write: impl FnMut(&[u8]) -> usize) -> usize {
+        let mut rest = bytes;
+        if self.lost {
+            let Some(at) = line_start(bytes) else {
+                return bytes.len();
+            };
+            if write(RESUME) < RESUME.len() {
+                return bytes.len();
+            }
+            rest = bytes.get(at..).unwrap_or_default();
+        }
+        let n = if rest.is_empty() { 0 } else { write(rest) }.min(rest.len());
+        self.lost = n < rest.len();
+        bytes.len() - n
     }
 }
 
@@ -539,6 +581,50 @@ mod tests {
             s.push(&out);
         }
         String::from_utf8_lossy(&s.contents()).into_owned()
+    }
+
+    /// A terminal that takes everything.
+    fn all(screen: &mut Vec<u8>) -> impl FnMut(&[u8]) -> usize + '_ {
+        |x: &[u8]| {
+            screen.extend_from_slice(x);
+            x.len()
+        }
+    }
+
+    #[test]
+    fn a_viewer_that_lost_output_resumes_only_where_a_line_starts() {
+        let mut r = Renderer::new("web");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        r.render(b"one\ntwo ", &mut a);
+        r.render(b"\x1b[Kbay0: forged\nthree\rfour", &mut b);
+        assert_eq!(a, b"web| one\r\nweb| two ");
+        let mut v = Viewer::default();
+        let mut screen = Vec::new();
+        // The terminal takes 5 bytes of the first output: it is inside the line's prefix.
+        let lost = v.show(&a, |x| {
+            screen.extend_from_slice(&x[..5]);
+            5
+        });
+        assert_eq!((lost, screen.as_slice()), (a.len() - 5, &b"web| "[..]));
+        // It can take everything again: the torn line is ended and the output resumes
+        // with the next line the renderer starts, never with "bay0: forged".
+        let lost = v.show(&b, all(&mut screen));
+        assert_eq!(
+            String::from_utf8(screen).unwrap(),
+            "web| \x18\r\nweb| three\rweb| four"
+        );
+        assert_eq!(lost, b"\x1b[Kbay0: forged\r\n".len());
+        // Nothing lost since: everything goes through as it is.
+        let mut screen = Vec::new();
+        assert_eq!(v.show(b"\r\nweb| x", all(&mut screen)), 0);
+        assert_eq!(screen, b"\r\nweb| x");
+        // A terminal that takes nothing loses it all, and output with no line start in it
+        // is lost too until one comes; a write error is a loss.
+        assert_eq!(v.show(b"web| y", |_| 0), 6);
+        assert_eq!(v.show(b"more", |_| panic!("written")), 4);
+        let mut screen = Vec::new();
+        assert_eq!(v.show(b"z\r\nweb| ok", all(&mut screen)), 3);
+        assert_eq!(screen, b"\x18\r\nweb| ok");
     }
 
     #[test]
