@@ -38,11 +38,13 @@ impl<const N: usize> Lines<N> {
 
 /// What a terminal shows after its last newline: the bytes written since, so that they
 /// can be drawn again after an interjected line. Keeps the first `N` bytes of the open
-/// line (a longer one is redrawn cut).
+/// line (a longer one is redrawn cut, and then followed by CAN: the cut may fall inside
+/// an escape sequence, which the room's next bytes would otherwise finish).
 #[derive(Debug, Clone, Copy)]
 pub struct OpenLine<const N: usize> {
     buf: [u8; N],
     len: usize,
+    cut: bool,
 }
 
 impl<const N: usize> Default for OpenLine<N> {
@@ -50,6 +52,7 @@ impl<const N: usize> Default for OpenLine<N> {
         OpenLine {
             buf: [0; N],
             len: 0,
+            cut: false,
         }
     }
 }
@@ -59,12 +62,13 @@ impl<const N: usize> OpenLine<N> {
     pub fn wrote(&mut self, bytes: &[u8]) {
         let tail = match bytes.iter().rposition(|&b| b == b'\n') {
             Some(nl) => {
-                self.len = 0;
+                (self.len, self.cut) = (0, false);
                 bytes.get(nl + 1..).unwrap_or_default()
             }
             None => bytes,
         };
         let take = tail.len().min(N.saturating_sub(self.len));
+        self.cut |= take < tail.len();
         if let (Some(dst), Some(src)) = (
             self.buf.get_mut(self.len..self.len + take),
             tail.get(..take),
@@ -80,15 +84,19 @@ impl<const N: usize> OpenLine<N> {
     }
 
     /// The bytes that show `line` on a line of its own: the open line ended (CR LF), the
-    /// line and its CR LF (the console is raw), then the open line drawn again. One buffer, for one write.
+    /// line and its CR LF (the console is raw), then the open line drawn again (a cut one
+    /// followed by CAN). One buffer, for one write.
     pub fn interject(&self, line: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(line.len() + self.len + 4);
+        let mut out = Vec::with_capacity(line.len() + self.len + 5);
         if self.len > 0 {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(self.as_bytes());
+        if self.cut {
+            out.push(0x18);
+        }
         out
     }
 }
@@ -136,6 +144,26 @@ mod tests {
         open.wrote(b"nchor-agent: room work ready\r\n");
         assert_eq!(open.as_bytes(), b"");
         assert_eq!(open.interject(b"x"), b"x\r\n");
+    }
+
+    #[test]
+    fn a_redrawn_open_line_cut_inside_an_escape_sequence_leaves_none_open() {
+        // A room's open line, rendered, whose erase-line sequence the cut falls into.
+        let mut r = crate::console::Renderer::new("web");
+        let mut rendered = Vec::new();
+        r.render(b"0123456789\x1b[K", &mut rendered);
+        assert_eq!(rendered, b"web| 0123456789\x1b[K");
+        let mut open = OpenLine::<16>::default();
+        open.wrote(&rendered);
+        assert_eq!(open.as_bytes(), b"web| 0123456789\x1b");
+        let out = open.interject(b"anchor-update: blessed");
+        // Drawn again, the line must not leave the terminal inside a sequence (the room's
+        // next bytes, "[2J" say, would finish it): CAN ends it.
+        let esc = out.iter().rposition(|&b| b == 0x1b).unwrap();
+        assert_eq!(&out[esc..], b"\x1b\x18");
+        // A line that fits is drawn again as it was, and a newline starts over.
+        open.wrote(b"\r\nweb| \x1b[K");
+        assert_eq!(open.interject(b"x"), b"\r\nx\r\nweb| \x1b[K");
     }
 
     #[test]
