@@ -100,8 +100,10 @@ impl Courier {
         if let Some(mut umb) = sender.and_then(|r| r.umb.as_ref()) {
             let _ = umb.write(&v.answer());
         }
-        crate::log_notice!("{v}");
+        // A refusal over the room's budget is neither logged nor audited on its own (a
+        // room must not flood either): the next verdict that is says how many there were.
         if v.audit {
+            crate::log_notice!("{v}");
             crate::vault::audit_with(|log| v.record_now(log));
         }
     }

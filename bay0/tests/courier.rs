@@ -270,6 +270,10 @@ fn requests_are_answered_audited_prompted_cancelled_and_bounded_through_bay0() {
         "{} records for a flood",
         records.len() - before
     );
+    // Nor is the log flooded: only what is audited is logged (a room's flood would
+    // otherwise be one kernel log line per request, printed on the serial console).
+    let logged = b.log().matches("bay0: courier: cq-src -> cq-no").count();
+    assert!(logged <= 1 + 5, "{logged} log lines for a flood");
 
     // Every record: the sender from the transport, decision, outcome, reason.
     let courier: Vec<&String> = records

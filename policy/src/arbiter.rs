@@ -172,7 +172,11 @@ impl fmt::Display for Verdict {
             "courier: {} -> {to}: {d}, {o}: {}",
             self.from,
             clean(&self.reason)
-        )
+        )?;
+        match self.dropped {
+            0 => Ok(()),
+            n => write!(f, " ({n} more refused over its budget before this one)"),
+        }
     }
 }
 
@@ -578,6 +582,9 @@ mod tests {
             .unwrap();
         assert!(v.audit);
         assert_eq!(v.dropped, 1000 - Budget::BURST);
+        // Its log line says so too (bay0 logs only the audited ones).
+        let more = format!(" ({} more refused over its budget before this one)", v.dropped);
+        assert!(v.to_string().ends_with(&more), "{v}");
         assert_eq!(
             v.fields()[9].1,
             (1000 - Budget::BURST).to_string().as_bytes()
