@@ -400,7 +400,7 @@ impl Rooms {
             1 => {}
             2 => accept_umbilical(r, slot, ep),
             _ => {
-                if read_umbilical(r, notices) {
+                if read_umbilical(r, notices, ep) {
                     let (name, ms) = (r.name, sys::monotonic_ms().saturating_sub(r.started_ms));
                     r.ready_ms = ms;
                     notices.push(Notice::Ready { slot, ms });
@@ -549,9 +549,7 @@ fn send_notice(r: &Room, text: &[u8]) {
         return;
     };
     let mut frame = [0u8; umbilical::HEADER + umbilical::NOTICE_MAX];
-    let text = text
-        .get(..umbilical::NOTICE_MAX.min(text.len()))
-        .unwrap_or_default();
+    let text = text.get(..umbilical::NOTICE_MAX).unwrap_or(text);
     if let Ok(n) = umbilical::encode(Kind::Notice, text, &mut frame) {
         let _ = umb.write(frame.get(..n).unwrap_or_default());
     }
@@ -603,8 +601,9 @@ fn accept_umbilical(r: &mut Room, slot: usize, ep: &OwnedFd) {
 }
 
 /// Reads umbilical frames (courier requests become notices); true when the agent
-/// reported ready.
-fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>) -> bool {
+/// reported ready. A frame that breaks the rules ends the umbilical for good: no other
+/// connection is taken (one logged line, however often the room would try again).
+fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>, ep: &OwnedFd) -> bool {
     let Some(mut umb) = r.umb.as_ref() else {
         return false;
     };
@@ -636,7 +635,8 @@ fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>) -> bool {
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => {
-                    crate::log_warn!("room {}: {e}; umbilical closed", r.name.as_str());
+                    crate::log_warn!("room {}: {e}; umbilical closed for good", r.name.as_str());
+                    let _ = sys::epoll_del(ep, r.umb_listen.as_raw_fd());
                     r.umb = None;
                     return ready;
                 }

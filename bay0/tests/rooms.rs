@@ -921,6 +921,26 @@ fn an_agent_that_connects_again_is_read_from_its_first_byte() {
 }
 
 #[test]
+fn a_room_that_sends_garbage_on_its_umbilical_again_and_again_is_logged_once() {
+    // A frame that breaks the rules ends the room's umbilical. A room that connected again
+    // to break them again, as fast as it can, would be one log line each time: on the
+    // anchor host a kernel log line printed on the serial console, in bay0's loop. The
+    // umbilical ends for good instead.
+    let b = Bay0::start("umbjunk");
+    let mut s = b.connect();
+    s.write_all(b.real("start umbjunk-a\n").as_bytes()).unwrap();
+    b.wait_log("unknown umbilical frame kind 9", Duration::from_secs(20));
+    // Meanwhile the room tries again (it gives each try up after a second of silence).
+    std::thread::sleep(Duration::from_secs(3));
+    let warned = b.log().matches("unknown umbilical frame kind 9").count();
+    assert_eq!(warned, 1, "{}", b.log());
+    assert_eq!(b.answer("stop umbjunk-a"), "ok room umbjunk-a stopped");
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.contains("ended before it was ready"), "{text}");
+}
+
+#[test]
 fn a_console_that_hangs_up_leaves_bay0_idle() {
     // bay0's console is a terminal whose other end then goes away (a pty whose master
     // closes: reads give EIO; a hung-up tty gives EOF). bay0 must stop watching it: its

@@ -16,7 +16,8 @@
 //! of the room named like it with `-other` at the end), a host abstract
 //! socket named `anchor-probe-target`, other pids, its image, and memory past its
 //! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB). When it starts with
-//! `umbcut`, its agent first dies in the middle of a frame and connects again.
+//! `umbcut`, its agent first dies in the middle of a frame and connects again; with
+//! `umbjunk`, it sends garbage on its umbilical, again on every new connection.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -89,6 +90,9 @@ fn fake_room(args: &[String]) {
         .unwrap_or("");
     if room.starts_with("umbcut") {
         umb = agent_cut_mid_frame(umb);
+    }
+    if room.starts_with("umbjunk") {
+        umb = agent_sends_junk(umb);
     }
     let _ = umb.write_all(&[1, 0, 0, 0]);
     say("fake room: ready");
@@ -169,6 +173,23 @@ fn agent_cut_mid_frame(mut umb: UnixStream) -> UnixStream {
             return again;
         }
     }
+}
+
+/// A room whose name starts with `umbjunk` plays an agent that sends a frame of an unknown
+/// kind, and connects again to send it again when bay0 closes its umbilical (50 times;
+/// it gives a connection up after a second of silence).
+fn agent_sends_junk(mut umb: UnixStream) -> UnixStream {
+    use std::io::Read;
+    for _ in 0..50 {
+        let _ = umb.write_all(&[9, 0, 0, 0]);
+        let _ = umb.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let _ = umb.read(&mut [0u8; 1]);
+        match UnixStream::connect("/run/vsock_1024") {
+            Ok(again) => umb = again,
+            Err(_) => break,
+        }
+    }
+    umb
 }
 
 fn main() {
