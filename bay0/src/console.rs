@@ -114,7 +114,8 @@ impl SystemConsole {
     /// Writes to bay0's console without ever blocking (what does not fit is dropped).
     pub fn put(&mut self, bytes: &[u8]) {
         if bytes.is_empty() || crate::courier::HOLD.load(Relaxed) {
-            return;
+            // Held for the courier prompt: lost (the room's output resumes at a line start).
+            return self.viewer.dropped(bytes);
         }
         let write = |b: &[u8]| sys::write("console", libc::STDOUT_FILENO, b).unwrap_or(0);
         let lost = self.viewer.show(bytes, write);

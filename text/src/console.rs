@@ -449,6 +449,11 @@ impl Viewer {
         self.lost = n < rest.len();
         bytes.len() - n
     }
+
+    /// `bytes` were not shown at all (the viewer was held): a loss like any other.
+    pub fn dropped(&mut self, bytes: &[u8]) {
+        self.lost |= !bytes.is_empty();
+    }
 }
 
 #[cfg(test)]
@@ -625,6 +630,13 @@ mod tests {
         let mut screen = Vec::new();
         assert_eq!(v.show(b"z\r\nweb| ok", all(&mut screen)), 3);
         assert_eq!(screen, b"\x18\r\nweb| ok");
+        // Output held back (bay0's console during the courier prompt) is lost too.
+        v.dropped(b"");
+        let mut screen = Vec::new();
+        assert_eq!(v.show(b" still", all(&mut screen)), 0);
+        v.dropped(b"\r\nweb| ");
+        assert_eq!(v.show(b"bay0: forged\r\nweb| a", all(&mut screen)), 14);
+        assert_eq!(screen, b" still\x18\r\nweb| a");
     }
 
     #[test]
