@@ -117,6 +117,12 @@ impl SystemConsole {
             // Held for the courier prompt: lost (the room's output resumes at a line start).
             return self.viewer.dropped(bytes);
         }
+        // A log line ended a room's open line (see the logger): the rest of that line, shown
+        // now, would start a line of its own without the prefix. It is lost instead.
+        let ended = !crate::logger::console_line_open(true) && !self.open.as_bytes().is_empty();
+        if ended && matches!(self.focus, Focus::Room(_)) {
+            self.viewer.dropped(b"\n");
+        }
         let write = |b: &[u8]| sys::write("console", libc::STDOUT_FILENO, b).unwrap_or(0);
         let lost = self.viewer.show(bytes, write);
         self.dropped = self.dropped.saturating_add(lost as u64);
@@ -215,10 +221,9 @@ impl SystemConsole {
     pub fn on_shell(&mut self) {
         let mut buf = [0u8; 4096];
         let Some((pty, _)) = &self.shell else { return };
-        if let Ok(n @ 1..) = sys::read("read shell", pty.as_raw_fd(), &mut buf) {
-            if self.focus == Focus::Shell {
-                self.put(buf.get(..n).unwrap_or_default());
-            }
+        let read = sys::read("read shell", pty.as_raw_fd(), &mut buf);
+        if let (Ok(n @ 1..), Focus::Shell) = (read, self.focus) {
+            self.put(buf.get(..n).unwrap_or_default());
         }
     }
 
@@ -229,15 +234,13 @@ impl SystemConsole {
             self.shell = None;
             self.spawn_shell(ep);
         }
-        if let Some(slot) = room_slot {
-            if self.focus == Focus::Room(slot) {
-                self.focus = if self.shell.is_some() {
-                    Focus::Shell
-                } else {
-                    Focus::None
-                };
-                self.put(b"\r\n");
-            }
+        if room_slot.is_some_and(|slot| self.focus == Focus::Room(slot)) {
+            self.focus = if self.shell.is_some() {
+                Focus::Shell
+            } else {
+                Focus::None
+            };
+            self.put(b"\r\n");
         }
     }
 }

@@ -38,9 +38,10 @@ static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 /// every log line starts a line of its own.
 static CONSOLE_OPEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Record whether the last thing written to the console left its line open.
-pub fn console_line_open(open: bool) {
-    CONSOLE_OPEN.store(open, Ordering::Relaxed);
+/// Record whether the last thing written to the console left its line open; whether the
+/// line was still open before (false: nothing left it open, or a log line ended it).
+pub fn console_line_open(open: bool) -> bool {
+    CONSOLE_OPEN.swap(open, Ordering::Relaxed)
 }
 
 /// A log line (or any short message): a fixed buffer that silently truncates.

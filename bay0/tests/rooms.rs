@@ -15,6 +15,7 @@
 )]
 
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,6 +69,44 @@ impl Bay0 {
 
     /// [`Bay0::start`] with `stdin` as bay0's console input.
     fn start_with(name: &str, stdin: Stdio) -> Bay0 {
+        Bay0::start_spawned(name, |state, layout| {
+            common::spawn_hosted(BAY0, state, layout, stdin)
+        })
+    }
+
+    /// [`Bay0::start`] with a terminal as bay0's console, its log on that terminal too:
+    /// `slave` is bay0's stdin, stdout and stderr; what it shows is read from `master`.
+    fn start_on_terminal(name: &str, slave: OwnedFd, master: std::fs::File) -> Bay0 {
+        Bay0::start_spawned(name, |state, layout| {
+            let io = || Stdio::from(slave.try_clone().unwrap());
+            let child = Command::new(BAY0)
+                .arg("--hosted")
+                .arg(state)
+                .arg("--layout")
+                .arg(layout)
+                .stdin(io())
+                .stdout(io())
+                .stderr(io())
+                .spawn()
+                .unwrap();
+            drop(slave);
+            let log = Arc::new(Mutex::new(String::new()));
+            let shown = log.clone();
+            std::thread::spawn(move || {
+                let (mut master, mut buf) = (master, [0u8; 4096]);
+                while let Ok(n @ 1..) = master.read(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    shown.lock().unwrap().push_str(&text);
+                }
+            });
+            (child, log)
+        })
+    }
+
+    fn start_spawned(
+        name: &str,
+        spawn: impl FnOnce(&Path, &Path) -> (Child, Arc<Mutex<String>>),
+    ) -> Bay0 {
         require_root();
         // Not under /tmp or /run: hosted bay0 mounts its own over those.
         let dir = PathBuf::from(format!("/var/tmp/bay0-rooms-{name}-{}", std::process::id()));
@@ -110,7 +149,7 @@ impl Bay0 {
         let n = format!("{name}{tag}-n");
         let text = format!("name = \"{n}\"\nnetwork = \"outbound\"\n{POLICY}memory = \"128MiB\"\n");
         std::fs::write(layout.join(format!("policies/{n}.toml")), text).unwrap();
-        let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout, stdin);
+        let (child, log) = spawn(&dir.join("state"), &layout);
         let b = Bay0 {
             child,
             log,
@@ -940,11 +979,9 @@ fn a_room_that_sends_garbage_on_its_umbilical_again_and_again_is_logged_once() {
     assert!(text.contains("ended before it was ready"), "{text}");
 }
 
-#[test]
-fn a_console_that_hangs_up_leaves_bay0_idle() {
-    // bay0's console is a terminal whose other end then goes away (a pty whose master
-    // closes: reads give EIO; a hung-up tty gives EOF). bay0 must stop watching it: its
-    // level-triggered EPOLLHUP would otherwise spin the loop for as long as bay0 runs.
+/// A terminal (master, slave), neither inherited by children.
+fn terminal() -> (OwnedFd, OwnedFd) {
+    use std::os::fd::{AsRawFd, FromRawFd};
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty writes two descriptors; the other pointers may be null.
     let r = unsafe {
@@ -957,19 +994,60 @@ fn a_console_that_hangs_up_leaves_bay0_idle() {
         )
     };
     assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    use std::os::fd::{AsRawFd, FromRawFd};
     // SAFETY: openpty just returned this descriptor; nothing else owns it.
-    let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(master) };
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
     // SAFETY: as above, for the other end.
-    let slave = unsafe { std::os::fd::OwnedFd::from_raw_fd(slave) };
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     // bay0 must not inherit the master (it would keep the terminal open): openpty's
-    // descriptors are inheritable, and a child gets every inheritable one. Its stdin is a
-    // dup of the slave, made in the child.
+    // descriptors are inheritable, and a child gets every inheritable one. Its stdio are
+    // dups of the slave, made in the child.
     for fd in [&master, &slave] {
         // SAFETY: F_SETFD on a descriptor this test owns.
         let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
         assert_eq!(r, 0, "FD_CLOEXEC: {}", std::io::Error::last_os_error());
     }
+    (master, slave)
+}
+
+#[test]
+fn a_log_line_that_ends_a_rooms_open_line_never_leaves_the_rest_unprefixed() {
+    // bay0's console shows a room whose line is open ("NAME| x"); a log line of bay0's
+    // ends it and takes a line of its own. The rest of the room's line, printed next,
+    // must not start the following line of the screen without the prefix: rendered as
+    // the rest of a line, it has none.
+    let (master, slave) = terminal();
+    let mut keys = std::fs::File::from(master.try_clone().unwrap());
+    let b = Bay0::start_on_terminal("ended", slave, master.into());
+    assert!(b.answer("start ended-a").starts_with("ok"));
+    // Ctrl-] gives the console to the next open room (there is no operator shell).
+    keys.write_all(&[anchor_proto::control::DETACH_KEY])
+        .unwrap();
+    b.wait_log("console: room ended-a", Duration::from_secs(10));
+    // The stand-in room echoes what is typed on the console, through a 1 KiB line buffer:
+    // a line longer than that comes back in part at once, and the rest with its newline.
+    keys.write_all(&[b'x'; 1100]).unwrap();
+    b.wait_log("ended-a| xxxxxxxx", Duration::from_secs(10));
+    // Any log line will do: another room opens.
+    assert!(b.answer("start ended-b").starts_with("ok"));
+    keys.write_all(b"bay0: forged\r\ny\r\n").unwrap();
+    b.wait_log("ended-a| y", Duration::from_secs(10));
+    let log = b.log();
+    let bare: Vec<&str> = log
+        .lines()
+        .map(|l| l.trim_matches(['\r', '\x18']))
+        .filter(|l| l.contains("forged") && !l.starts_with(&b.real("ended-a| ")))
+        .collect();
+    assert!(bare.is_empty(), "{bare:?} in:\n{log}");
+    assert_eq!(b.answer("stop ended-b"), "ok room ended-b stopped");
+    assert_eq!(b.answer("stop ended-a"), "ok room ended-a stopped");
+}
+
+#[test]
+fn a_console_that_hangs_up_leaves_bay0_idle() {
+    // bay0's console is a terminal whose other end then goes away (a pty whose master
+    // closes: reads give EIO; a hung-up tty gives EOF). bay0 must stop watching it: its
+    // level-triggered EPOLLHUP would otherwise spin the loop for as long as bay0 runs.
+    let (master, slave) = terminal();
     let b = Bay0::start_with("hangup", Stdio::from(slave));
     let pid = b.inner_pid();
     let idle = |what: &str| {
