@@ -8,8 +8,10 @@
 //!
 //! Frames: a 4-byte header (kind: u8, reserved: u8 = 0, payload length: u16 little
 //! endian) and at most [`PAYLOAD_MAX`] bytes of payload. A frame that breaks a rule
-//! (unknown kind, reserved byte set, payload too long) ends the connection: a room that
-//! sends garbage only loses its own umbilical. The courier's data connections use the
+//! (unknown kind, reserved byte set, payload too long) ends the connection, and bay0 takes
+//! no other from that room (it is logged once): a room that sends garbage only loses its
+//! own umbilical. A connection that ends cleanly may be followed by a new one (an agent
+//! started again), read from its first byte. The courier's data connections use the
 //! same framing with their own kinds ([`crate::courier::Data`]): [`Frames`] decodes
 //! either, by the kind type it is given.
 
