@@ -583,7 +583,10 @@ mod tests {
         assert!(v.audit);
         assert_eq!(v.dropped, 1000 - Budget::BURST);
         // Its log line says so too (bay0 logs only the audited ones).
-        let more = format!(" ({} more refused over its budget before this one)", v.dropped);
+        let more = format!(
+            " ({} more refused over its budget before this one)",
+            v.dropped
+        );
         assert!(v.to_string().ends_with(&more), "{v}");
         assert_eq!(
             v.fields()[9].1,

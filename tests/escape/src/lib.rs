@@ -947,6 +947,7 @@ pub fn compat_syscalls(cx: Context) -> Verdict {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = cx;
         blocked(
             "compat-syscalls",
             format!(
