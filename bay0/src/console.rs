@@ -121,7 +121,7 @@ impl SystemConsole {
         // now, would start a line of its own without the prefix. It is lost instead.
         let ended = !crate::logger::console_line_open(true) && !self.open.as_bytes().is_empty();
         if ended && matches!(self.focus, Focus::Room(_)) {
-            self.viewer.dropped(b"\n");
+            self.viewer.torn();
         }
         let write = |b: &[u8]| sys::write("console", libc::STDOUT_FILENO, b).unwrap_or(0);
         let lost = self.viewer.show(bytes, write);

@@ -429,15 +429,25 @@ pub const RESUME: &[u8] = b"\x18\r\n";
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Viewer {
     lost: bool,
+    /// The output handed to this viewer so far (shown or not) ends where a line ends: the
+    /// renderer's next byte starts a line.
+    eol: bool,
 }
 
 impl Viewer {
     /// Shows `bytes` with `write` (which writes what it can at once and says how much; 0
     /// on an error); how many of `bytes` were lost (not written).
     pub fn show(&mut self, bytes: &[u8], mut write: impl FnMut(&[u8]) -> usize) -> usize {
+        if bytes.is_empty() {
+            return 0;
+        }
+        let was_eol = self.eol;
+        self.eol = matches!(bytes.last(), Some(b'\n' | b'\r'));
         let mut rest = bytes;
         if self.lost {
-            let Some(at) = line_start(bytes) else {
+            // Where the renderer starts a line: right here when the lost output ended
+            // one, else after the next line end in `bytes`.
+            let Some(at) = (if was_eol { Some(0) } else { line_start(bytes) }) else {
                 return bytes.len();
             };
             if write(RESUME) < RESUME.len() {
@@ -452,7 +462,17 @@ impl Viewer {
 
     /// `bytes` were not shown at all (the viewer was held): a loss like any other.
     pub fn dropped(&mut self, bytes: &[u8]) {
-        self.lost |= !bytes.is_empty();
+        if let Some(last) = bytes.last() {
+            self.lost = true;
+            self.eol = matches!(last, b'\n' | b'\r');
+        }
+    }
+
+    /// What comes next continues a line the viewer was not shown the start of (bay0's own
+    /// line ended it on the terminal): lost up to the next line the renderer starts.
+    pub fn torn(&mut self) {
+        self.lost = true;
+        self.eol = false;
     }
 }
 
@@ -637,6 +657,17 @@ mod tests {
         v.dropped(b"\r\nweb| ");
         assert_eq!(v.show(b"bay0: forged\r\nweb| a", all(&mut screen)), 14);
         assert_eq!(screen, b" still\x18\r\nweb| a");
+        // Held output that ended a line: the next line is shown whole (after the mark of
+        // the loss), never eaten waiting for a line start it already is.
+        v.dropped(b"\r\nweb| held\r\n");
+        let mut screen = Vec::new();
+        assert_eq!(v.show(b"web| next\r\nweb| ", all(&mut screen)), 0);
+        assert_eq!(screen, b"\x18\r\nweb| next\r\nweb| ");
+        // A line bay0's own output tore: its rest is lost up to the next line start.
+        v.torn();
+        let mut screen = Vec::new();
+        assert_eq!(v.show(b"rest\r\nweb| b", all(&mut screen)), 6);
+        assert_eq!(screen, b"\x18\r\nweb| b");
     }
 
     #[test]
