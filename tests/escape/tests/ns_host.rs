@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{ns_policy, processes_with, Bay0, Console};
+use common::{ns_policy, processes_with, root_device, Bay0, Console};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -107,20 +107,12 @@ fn the_escape_suite_finds_every_wall_of_a_namespace_room_standing() {
         out.iter().any(|l| l.starts_with("NEIGHBOUR reading")),
         "{out:?}"
     );
-    let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", b.room_pid(other))).unwrap();
-    let root_dev = info
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - squashfs "))
-        .and_then(|l| l.split(' ').nth(2))
-        .map(|d| {
-            let (maj, min) = d.split_once(':').unwrap();
-            format!(
-                "{:02x}:{:02x}:",
-                maj.parse::<u32>().unwrap(),
-                min.parse::<u32>().unwrap()
-            )
-        })
-        .unwrap_or_else(|| panic!("no squashfs root for {other}:\n{info}"));
+    // /proc/locks names a file's device as `MAJ:MIN:` in hex.
+    let (maj, min) = root_device(b.room_pid(other))
+        .split_once(':')
+        .map(|(a, i)| (a.parse::<u32>().unwrap(), i.parse::<u32>().unwrap()))
+        .unwrap();
+    let root_dev = format!("{maj:02x}:{min:02x}:");
     let locks = std::fs::read_to_string("/proc/locks").unwrap();
     assert!(
         locks

@@ -15,24 +15,8 @@
 
 mod common;
 
-use common::{loop_devices_of, ns_policy, Bay0, Console};
+use common::{loop_devices_of, ns_policy, root_device, Bay0, Console};
 use std::time::{Duration, Instant};
-
-/// `MAJOR:MINOR` of the device behind the root of the process `pid`'s mount namespace
-/// (its SquashFS image), from the host's view of its mountinfo.
-fn root_device(pid: i32) -> String {
-    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    let roots: Vec<&str> = info
-        .lines()
-        .filter(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
-            f.get(4) == Some(&"/") && fstype == Some("squashfs")
-        })
-        .collect();
-    assert_eq!(roots.len(), 1, "no single squashfs root:\n{info}");
-    roots[0].split(' ').nth(2).unwrap().to_string()
-}
 
 /// The backing file of the block device `MAJOR:MINOR`, if it is a bound loop device.
 fn backing_file(dev: &str) -> Option<String> {

@@ -304,6 +304,22 @@ pub fn loop_devices_of(image: &Path) -> Vec<String> {
     found
 }
 
+/// `MAJOR:MINOR` of the device behind the root of the process `pid`'s mount namespace
+/// (its SquashFS image), from the host's view of its mountinfo.
+pub fn root_device(pid: i32) -> String {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let roots: Vec<&str> = info
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+            f.get(4) == Some(&"/") && fstype == Some("squashfs")
+        })
+        .collect();
+    assert_eq!(roots.len(), 1, "no single squashfs root:\n{info}");
+    roots[0].split(' ').nth(2).unwrap().to_string()
+}
+
 /// Host processes whose command line contains `needle`.
 pub fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
