@@ -1102,25 +1102,43 @@ pub fn ns_owner(cx: Context) -> Verdict {
 /// the OOM killer, which does not see them, picks the filler and not the room's agent;
 /// the child reports its progress as it goes.
 pub fn socket_memory(mem_mib: u64) -> Verdict {
+    let why = |code| match code {
+        1 => Some("no loopback listener".to_string()),
+        2 => Some("a connection failed".to_string()),
+        3 => Some("the kernel pushed back: 8 connections in a row took under 256 KiB".to_string()),
+        _ => None,
+    };
+    let what = "queued in the buffers of loopback TCP connections nobody reads";
+    filled_past_the_room("socket-memory", what, mem_mib, fill_tcp_buffers, why)
+}
+
+/// The verdict `name` of `fill` (up to the room's memory + 64 MiB, in a child that holds a
+/// 32 MiB decoy and reports its running total): ESCAPED when more than the room's whole
+/// memory (`mem_mib`) was queued. `what` says where the bytes queued; `why` names the
+/// filler's own stops (exit codes 1..=3).
+fn filled_past_the_room(
+    name: &str,
+    what: &str,
+    mem_mib: u64,
+    fill: fn(u64, &mut dyn FnMut(u64)) -> i32,
+    why: impl Fn(i32) -> Option<String>,
+) -> Verdict {
     let target = (mem_mib + 64) << 20;
     let run = sys::in_child_reporting(|report| {
         let decoy = vec![1u8; 32 << 20];
-        let why = fill_tcp_buffers(target, report);
+        let stop = fill(target, report);
         std::hint::black_box(&decoy);
-        why
+        stop
     });
     let (queued, how) = match run {
-        Err(e) => return blocked("socket-memory", format!("fork: {}", describe(e))),
+        Err(e) => return blocked(name, format!("fork: {}", describe(e))),
         Ok((last, ended)) => (
             last.unwrap_or(0),
             match ended {
                 sys::Ended::Succeeded => "target reached".to_string(),
-                sys::Ended::Failed(1) => "no loopback listener".to_string(),
-                sys::Ended::Failed(2) => "a connection failed".to_string(),
-                sys::Ended::Failed(3) => {
-                    "the kernel pushed back: 8 connections in a row took under 256 KiB".to_string()
+                sys::Ended::Failed(e) => {
+                    why(e).unwrap_or_else(|| format!("the filler exited with status {e}"))
                 }
-                sys::Ended::Failed(e) => format!("the filler exited with status {e}"),
                 sys::Ended::Killed(sig) => {
                     format!("the filler was killed by signal {sig} at the room's limit")
                 }
@@ -1128,13 +1146,13 @@ pub fn socket_memory(mem_mib: u64) -> Verdict {
         ),
     };
     let detail = format!(
-        "{} MiB queued in the buffers of loopback TCP connections nobody reads, in a {mem_mib} MiB room ({how})",
+        "{} MiB {what}, in a {mem_mib} MiB room ({how})",
         queued >> 20
     );
     if mem_mib > 0 && queued > mem_mib << 20 {
-        escaped("socket-memory", detail)
+        escaped(name, detail)
     } else {
-        blocked("socket-memory", detail)
+        blocked(name, detail)
     }
 }
 
@@ -1185,43 +1203,17 @@ fn fill_tcp_buffers(target: u64, report: &mut dyn FnMut(u64)) -> i32 {
 /// queued than the room's whole memory is an escape. In a child holding a decoy, as
 /// [`socket_memory`].
 pub fn netlink_memory(mem_mib: u64) -> Verdict {
-    let target = (mem_mib + 64) << 20;
-    let run = sys::in_child_reporting(|report| {
-        let decoy = vec![1u8; 32 << 20];
-        let why = fill_netlink(target, report);
-        std::hint::black_box(&decoy);
-        why
-    });
-    let (queued, how) = match run {
-        Err(e) => return blocked("netlink-memory", format!("fork: {}", describe(e))),
-        Ok((last, ended)) => (
-            last.unwrap_or(0),
-            match ended {
-                sys::Ended::Succeeded => "target reached".to_string(),
-                sys::Ended::Failed(1) => answer(
-                    "socket(AF_NETLINK, NETLINK_ROUTE)",
-                    &sys::netlink_route_socket().map(drop),
-                ),
-                sys::Ended::Failed(2) => "a socket or request failed".to_string(),
-                sys::Ended::Failed(3) => {
-                    "the kernel pushed back: 8 sockets in a row took under 64 KiB".to_string()
-                }
-                sys::Ended::Failed(e) => format!("the filler exited with status {e}"),
-                sys::Ended::Killed(sig) => {
-                    format!("the filler was killed by signal {sig} at the room's limit")
-                }
-            },
-        ),
+    let why = |code| match code {
+        1 => Some(answer(
+            "socket(AF_NETLINK, NETLINK_ROUTE)",
+            &sys::netlink_route_socket().map(drop),
+        )),
+        2 => Some("a socket or request failed".to_string()),
+        3 => Some("the kernel pushed back: 8 sockets in a row took under 64 KiB".to_string()),
+        _ => None,
     };
-    let detail = format!(
-        "{} MiB of routing replies queued on netlink sockets nobody reads, in a {mem_mib} MiB room ({how})",
-        queued >> 20
-    );
-    if mem_mib > 0 && queued > mem_mib << 20 {
-        escaped("netlink-memory", detail)
-    } else {
-        blocked("netlink-memory", detail)
-    }
+    let what = "of routing replies queued on netlink sockets nobody reads";
+    filled_past_the_room("netlink-memory", what, mem_mib, fill_netlink, why)
 }
 
 /// Fills NETLINK_ROUTE sockets with replies nobody reads, up to `target` bytes, reporting
