@@ -440,8 +440,14 @@ impl Net {
                 let total = len.saturating_add(VNET_HDR_LEN);
                 if total as u64 > cap {
                     // Never truncated: the frame is dropped and the chain waits for the next.
+                    // The drop is work of this turn: a guest posting only small chains must
+                    // not make one turn drain the backend (nor keep a waiting vcpu waiting).
                     self.rx.consume(LEN_PREFIX.saturating_add(len));
                     self.stats.rx_dropped = self.stats.rx_dropped.saturating_add(1);
+                    budget.spend(total as u64);
+                    if !budget.allows() {
+                        return Step::Stop;
+                    }
                     continue;
                 }
                 let mut hdr = [0u8; VNET_HDR_LEN];

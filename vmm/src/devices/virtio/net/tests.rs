@@ -504,6 +504,51 @@ fn rx_work_per_turn_is_bounded_by_the_budget() {
     assert_eq!(h.collect_rx().len(), 10);
 }
 
+/// Regression (review, hostile guest): a frame dropped because the guest's rx chain is
+/// too small for it cost the turn nothing, so one small rx chain made one turn read and
+/// drop everything the backend had, whatever the turn's budget (and whatever a vcpu
+/// waiting for a reset had asked through the stop flag).
+#[test]
+fn frames_dropped_for_a_small_rx_chain_count_against_the_turn_budget() {
+    let mut h = h();
+    for i in 0..40 {
+        h.backend_send(&eth(1500, i));
+    }
+    h.post_rx(1, 100);
+    h.dev.set_ready(true, false);
+    let p = h
+        .dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut budget(4000))
+        .unwrap();
+    assert!(p.more, "work was left for the next turn");
+    assert_eq!(p.used, 0, "no frame fits the chain");
+    assert_eq!(
+        h.dev.stats().rx_dropped,
+        3,
+        "1500-byte drops until 4000 bytes are spent"
+    );
+    let p = h
+        .dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut budget(u64::MAX))
+        .unwrap();
+    assert_eq!((p.used, p.more), (0, false), "the chain waits for a frame");
+    assert_eq!(h.dev.stats().rx_dropped, 40);
+    // A stop request (a vcpu resetting the device) ends the drops as well.
+    for i in 0..5 {
+        h.backend_send(&eth(1500, i));
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut b = Budget::new(u64::MAX, &stop);
+    b.spend(0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let p = h
+        .dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut b)
+        .unwrap();
+    assert!(p.more);
+    assert_eq!(h.dev.stats().rx_dropped, 40);
+}
+
 #[test]
 fn a_driver_reset_keeps_the_backend() {
     let mut h = h();
