@@ -671,6 +671,44 @@ fn blk_full_queue_of_small_requests_is_served_turn_after_turn() {
     assert!(o.serial.lines().take(20).all(|l| l == "P ok"), "{o:#?}");
 }
 
+/// Regression (review): a turn that served a full queue (sixteen requests offered at
+/// once) left VIRTQ_USED_F_NO_NOTIFY set in the used ring and asked for no other turn. A
+/// driver that follows the spec (Linux does) then never notifies again: the disk stalls
+/// for good. Once the turn is over the flag must be clear (the rng round trip after the
+/// batch shows that turn has ended: one VMM thread serves both devices, in order).
+#[test]
+fn blk_full_queue_served_in_one_turn_wants_the_next_notification() {
+    let rng = virtio_base(1);
+    let mut s = Script::new();
+    s.init(rng)
+        .queue(rng, 0, 16, RNG_DESC, RNG_DESC + 0x1000, RNG_DESC + 0x2000)
+        .reg(rng, reg::STATUS, S_OK)
+        .desc(RNG_DESC, 0, RNG_BUF, 16, F_WRITE, 0);
+    let b = blk_up(&mut s);
+    s.blk_header(4, 0)
+        .desc(DESC, 0, HDR, 16, F_NEXT, 1)
+        .desc(DESC, 1, STATUS_BYTE, 1, F_WRITE, 0);
+    for slot in 0..16 {
+        s.write(AVAIL + 4 + 2 * slot, 2, 0);
+    }
+    s.write(AVAIL + 2, 2, 16)
+        .notify(b, 0)
+        .poll(USED + 2, 2, 16)
+        .avail(RNG_DESC + 0x1000, 0, 0, 1)
+        .notify(rng, 0)
+        .poll(RNG_DESC + 0x2000 + 2, 2, 1)
+        .print("FLAGS")
+        .read(USED, 2)
+        .end();
+    let o = run_blk(&s, false);
+    assert_served(&o);
+    assert_eq!(
+        after(&o, "FLAGS"),
+        [r(0).as_str(), "END"],
+        "NO_NOTIFY left set: {o:#?}"
+    );
+}
+
 /// Rng queue (device 1) for the fairness probe.
 const RNG_DESC: u64 = 0x28_0000;
 const RNG_BUF: u64 = 0x29_0000;

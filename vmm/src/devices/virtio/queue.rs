@@ -264,9 +264,9 @@ pub const MAX_CHAIN_DESCRIPTORS: usize = 512;
 /// empty, `f` stops, or a queue's worth of chains was used. Chains longer than
 /// [`MAX_CHAIN_DESCRIPTORS`] are returned unused (length 0) without reaching `f`.
 /// Notifications from the driver are suppressed while the device works and re-enabled once
-/// the ring is empty (with VIRTIO_RING_F_EVENT_IDX through `avail_event`, otherwise through
-/// the used ring's NO_NOTIFY flag); a chain that raced the re-enable is served in the same
-/// pass. Errors that concern the whole queue become a [`DeviceFault`]. The caller raises the
+/// the ring is empty or a queue's worth was used (with VIRTIO_RING_F_EVENT_IDX through
+/// `avail_event`, otherwise through the used ring's NO_NOTIFY flag); a chain that raced the
+/// re-enable is served in the same pass, or the next turn after a queue's worth. Errors that concern the whole queue become a [`DeviceFault`]. The caller raises the
 /// interrupt ([`QueueCtx::notify_used`]) once all its used chains of the turn are added.
 pub fn drain_queue<F>(
     queue: &mut Queue,
@@ -283,8 +283,10 @@ where
     // that race with the driver (bounded anyway, whatever the guest does).
     for _ in 0..limit.saturating_mul(2).saturating_add(2) {
         if pass.used >= limit {
-            let avail = queue.avail_idx(mem, std::sync::atomic::Ordering::Acquire)?;
-            pass.more = avail.0 != queue.next_avail();
+            // A queue's worth for this turn. Notifications come back on before leaving
+            // (a driver that sees them off never notifies again); what is still available,
+            // or raced the re-enable, is the next turn's.
+            pass.more = queue.enable_notification(mem)?;
             return Ok(pass);
         }
         let next = {
@@ -443,5 +445,67 @@ impl FdRegistry for NullRegistry {
     fn remove(&mut self, fd: RawFd) -> bool {
         self.fds.retain(|f| *f != fd);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use virtio_queue::mock::MockSplitQueue;
+    use virtio_queue::{Queue, QueueT};
+    use vm_memory::{Address, Bytes, GuestMemoryMmap};
+
+    use super::*;
+    use crate::devices::virtio::test_utils::*;
+
+    const SIZE: u16 = 16;
+
+    /// Whether a driver that just moved the available index from `old` to `new` notifies
+    /// the device (virtio 1.2, 2.7.7.2 and 2.7.10: `vring_need_event` with EVENT_IDX,
+    /// otherwise the used ring's NO_NOTIFY flag).
+    fn driver_kicks(
+        vq: &MockSplitQueue<GuestMemoryMmap<()>>,
+        m: &GuestMemoryMmap<()>,
+        event_idx: bool,
+        old: u16,
+        new: u16,
+    ) -> bool {
+        let used = used_addr(vq);
+        if event_idx {
+            let at = used.unchecked_add(4 + 8 * u64::from(SIZE));
+            let avail_event: u16 = m.read_obj(at).unwrap();
+            new.wrapping_sub(avail_event).wrapping_sub(1) < new.wrapping_sub(old)
+        } else {
+            let flags: u16 = m.read_obj(used).unwrap();
+            flags & 1 == 0
+        }
+    }
+
+    /// Regression (review): a pass that used exactly a queue's worth of chains and found
+    /// the ring empty returned without re-enabling notifications (NO_NOTIFY left set, or
+    /// `avail_event` left a queue behind) and without asking for another turn: the driver
+    /// then never notified again and the queue stalled for good (virtio-blk and -rng have
+    /// no other wake-up). A driver that fills its ring in one go does this.
+    #[test]
+    fn a_full_queue_served_in_one_pass_still_hears_the_next_notification() {
+        for event_idx in [false, true] {
+            let m = mem();
+            let vq = MockSplitQueue::new(&m, SIZE);
+            let mut q: Queue = queue(&vq);
+            q.set_event_idx(event_idx);
+            for i in 0..SIZE {
+                push_chain(&vq, &m, &chain(&[(0x1_0000, 1, true)], i), i);
+            }
+            let pass = drain_queue(&mut q, &m, |_| Step::Used(0)).unwrap();
+            assert_eq!(pass.used, u32::from(SIZE), "event_idx {event_idx}");
+            if pass.more {
+                // Asking for another turn would do as well: that turn re-enables them.
+                continue;
+            }
+            push_chain(&vq, &m, &chain(&[(0x1_0000, 1, true)], 0), 0);
+            assert!(
+                driver_kicks(&vq, &m, event_idx, SIZE, SIZE + 1),
+                "event_idx {event_idx}: the driver sees no need to notify and nothing else will come"
+            );
+        }
     }
 }
