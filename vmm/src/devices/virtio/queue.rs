@@ -266,8 +266,9 @@ pub const MAX_CHAIN_DESCRIPTORS: usize = 512;
 /// Notifications from the driver are suppressed while the device works and re-enabled once
 /// the ring is empty or a queue's worth was used (with VIRTIO_RING_F_EVENT_IDX through
 /// `avail_event`, otherwise through the used ring's NO_NOTIFY flag); a chain that raced the
-/// re-enable is served in the same pass, or the next turn after a queue's worth. Errors that concern the whole queue become a [`DeviceFault`]. The caller raises the
-/// interrupt ([`QueueCtx::notify_used`]) once all its used chains of the turn are added.
+/// re-enable is served in the same pass, or the next turn after a queue's worth. Errors
+/// that concern the whole queue become a [`DeviceFault`]. The caller raises the interrupt
+/// ([`QueueCtx::notify_used`]) once all its used chains of the turn are added.
 pub fn drain_queue<F>(
     queue: &mut Queue,
     mem: &GuestMemoryMmap<()>,
