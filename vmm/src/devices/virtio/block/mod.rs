@@ -6,7 +6,6 @@ pub mod request;
 mod tests;
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::MetadataExt;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -60,12 +59,18 @@ impl Block {
         if size % SECTOR_SIZE != 0 {
             return Err(VirtioError::DiskNotSectorAligned(cfg.path.clone(), size));
         }
-        let id_text = format!("anchor-{:x}-{:x}", meta.dev(), meta.ino());
+        // What the disk is, never where it lives: the host's device and inode numbers of
+        // the image file are none of the guest's business.
+        let id_text: &[u8] = if cfg.read_only {
+            b"anchor-ro"
+        } else {
+            b"anchor-rw"
+        };
         Ok(Self::from_file(
             file,
             size / SECTOR_SIZE,
             cfg.read_only,
-            id_text.as_bytes(),
+            id_text,
         ))
     }
 

@@ -710,3 +710,26 @@ mod props {
         }
     }
 }
+
+/// Review: the disk's GET_ID answer was `anchor-<dev>-<ino>`, the host's device and inode
+/// numbers of the image file, given to the guest. It says what the disk is, never where.
+#[test]
+fn the_disk_id_names_no_host_file() {
+    use crate::devices::virtio::BlockConfig;
+    use std::os::unix::fs::MetadataExt;
+    for (read_only, want) in [(true, &b"anchor-ro"[..]), (false, &b"anchor-rw"[..])] {
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        tmp.write_all(&[0u8; 4096]).unwrap();
+        let meta = tmp.as_file().metadata().unwrap();
+        let cfg = BlockConfig {
+            path: tmp.path().to_path_buf(),
+            read_only,
+        };
+        let b = super::Block::open(&cfg).unwrap();
+        let mut expect = [0u8; ID_LEN];
+        expect[..want.len()].copy_from_slice(want);
+        assert_eq!(b.id(), &expect);
+        let text = String::from_utf8_lossy(b.id()).into_owned();
+        assert!(!text.contains(&format!("{:x}", meta.ino())), "{text}");
+    }
+}
