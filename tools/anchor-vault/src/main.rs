@@ -164,10 +164,14 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(outcome) => ExitCode::from(outcome.code()),
         Err(e) => {
+            // Most errors already say their cause; a cause is added only where one does not.
             let mut msg = format!("anchor-vault: {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
+                let cause = s.to_string();
+                if !msg.contains(&cause) {
+                    msg.push_str(&format!(": {cause}"));
+                }
                 source = s.source();
             }
             let mut t = Terminal::stdio();

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Hostile command lines for the anchor-vault binary (no TPM needed): an error is one line that names its cause once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs anchor-vault with `args` and stdin at /dev/null. A run that has not ended after a
+/// minute is killed and reported as blocked (a hang guard, not a timing assertion: every
+/// run here ends at once or never).
+fn vault(args: &[&str], dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anchor-vault"))
+        .args(args)
+        .args(["--pre-log"])
+        .arg(dir.join("pre.log"))
+        .args(["--mount"])
+        .arg(dir.join("persist"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("anchor-vault {args:?} blocked");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_error_is_one_line_naming_its_cause_once() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-disk");
+    let out = vault(&["unlock", "--disk", missing.to_str().unwrap()], d.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.starts_with("anchor-vault: "), "{text}");
+    assert!(text.contains(missing.to_str().unwrap()), "{text}");
+}
