@@ -127,10 +127,31 @@ pub enum DiskState {
     Foreign,
 }
 
+/// Open `disk` to read it: a block device or an image file. O_NONBLOCK: a FIFO (or a
+/// terminal) named as the disk must be refused, not waited on (its open would block
+/// until a writer came, and its bytes are nobody's vault).
+fn open_disk(disk: &Path) -> Result<std::fs::File, LuksError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io = |e| LuksError::Io(disk.to_path_buf(), e);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(disk)
+        .map_err(io)?;
+    let kind = f.metadata().map_err(io)?.file_type();
+    if !(kind.is_file() || kind.is_block_device()) {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a disk (a block device or an image file)",
+        )));
+    }
+    Ok(f)
+}
+
 /// Look at `disk` (read-only).
 pub fn probe(disk: &Path) -> Result<DiskState, LuksError> {
     let io = |e| LuksError::Io(disk.to_path_buf(), e);
-    let mut f = std::fs::File::open(disk).map_err(io)?;
+    let mut f = open_disk(disk)?;
     let mut head = vec![0u8; BLANK_PROBE];
     let mut filled = 0;
     while filled < head.len() {
@@ -200,7 +221,7 @@ impl fmt::Debug for Vault {
 }
 
 fn read_prefix(path: &Path, n: usize) -> Result<Vec<u8>, LuksError> {
-    let mut f = std::fs::File::open(path).map_err(|e| LuksError::Io(path.to_path_buf(), e))?;
+    let mut f = open_disk(path)?;
     let mut buf = vec![0u8; n];
     f.read_exact(&mut buf)
         .map_err(|e| LuksError::Io(path.to_path_buf(), e))?;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Hostile command lines for the anchor-vault binary (no TPM needed): an error is one line that names its cause once.
+//! Hostile command lines for the anchor-vault binary (no TPM needed): a disk that is not a
+//! disk is refused, not waited on; an error is one line that names its cause once.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -36,6 +37,32 @@ fn vault(args: &[&str], dir: &Path) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn a_fifo_named_as_the_disk_is_refused_not_waited_on() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("disk");
+    mkfifo(&fifo);
+    let disk = fifo.to_str().unwrap();
+    let out = vault(&["status", "--disk", disk], d.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("state: unreadable (") && text.contains("not a disk"),
+        "{text}"
+    );
+    for cmd in ["unlock", "init"] {
+        let out = vault(&[cmd, "--disk", disk], d.path());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {text}");
+        assert!(text.contains("not a disk"), "{cmd}: {text}");
+    }
 }
 
 #[test]
