@@ -344,8 +344,8 @@ fn check_twins(esp: &Esp, state: &EspState) -> Result<(), ApplyError> {
                 if std::fs::metadata(&spath).map_or(0, |m| m.len()) != tlen || tlen == 0 {
                     continue;
                 }
-                let a = std::fs::read(&tpath).map_err(io_err("read", &tpath))?;
-                let b = std::fs::read(&spath).map_err(io_err("read", &spath))?;
+                let a = crate::esp::read_slot_file(&tpath)?;
+                let b = crate::esp::read_slot_file(&spath)?;
                 if a == b {
                     return Err(ApplyError::Twin {
                         temp: temp.clone(),

@@ -144,7 +144,7 @@ impl Esp {
     /// The IMAGE_VERSION of a slot file (reads the file).
     pub fn version_of(&self, file: &str) -> Result<Version, EspError> {
         let path = self.entry_path(file);
-        let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+        let bytes = read_slot_file(&path)?;
         image_version(&bytes).map_err(|what| EspError::Image { path, what })
     }
 
@@ -177,6 +177,42 @@ impl Esp {
             .and_then(|d| d.sync_all())
             .map_err(io_err("sync", &dir))
     }
+}
+
+/// The bytes of a file in the entry directory. What is there is not trusted yet: a FIFO
+/// is refused rather than waited on (O_NONBLOCK open, then only a regular file is read),
+/// and at most [`crate::apply::MAX_IMAGE`] bytes are read (a slot holds no more).
+pub fn read_slot_file(path: &Path) -> Result<Vec<u8>, EspError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let limit = crate::apply::MAX_IMAGE;
+    let fail = |what: String| EspError::Image {
+        path: path.to_path_buf(),
+        what,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io_err("read", path))?;
+    let meta = file.metadata().map_err(io_err("read", path))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".to_string()));
+    }
+    if meta.len() > limit {
+        return Err(fail(format!(
+            "{} bytes, more than the {limit} a slot may hold",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    if bytes.len() as u64 > limit {
+        return Err(fail(format!("more than the {limit} bytes a slot may hold")));
+    }
+    Ok(bytes)
 }
 
 /// Why an image has no usable version.

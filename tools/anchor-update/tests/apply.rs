@@ -666,3 +666,57 @@ fn the_only_bootable_image_is_never_removed_for_a_slot_said_to_run() {
     )
     .unwrap();
 }
+
+/// A slot file on the ESP that is a FIFO (an ESP directory given with `--esp` may hold
+/// anything) is refused as not a regular file, never read: status and apply's floor
+/// (which reads every good slot's version) blocked in open(2) until a writer came.
+#[test]
+fn a_slot_file_that_is_a_fifo_is_refused_not_read() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let w = world();
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let fifo = w.esp.entry_path("anchor-A.efi");
+    run(Command::new("mkfifo").arg(&fifo));
+    // A writer that feeds junk each time a reader opens the fifo (so that the code before
+    // the fix, which opens and reads it, returns instead of blocking).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p, s) = (fifo.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all(b"MZ not an image");
+            }
+        }
+    });
+    let report = anchor_update::status::report(&w.esp, Some(Slot::A));
+    let r = apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Release the writer if nothing opens the fifo for reading any more.
+    let _unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    writer.join().unwrap();
+    let report = report.unwrap();
+    assert!(
+        report.contains("slot A: unreadable (") && report.contains("not a regular file"),
+        "{report}"
+    );
+    match &r {
+        Err(ApplyError::Esp(e)) => assert!(e.to_string().contains("not a regular file"), "{e}"),
+        other => panic!("a fifo slot file was read: {other:?}"),
+    }
+    let names: Vec<String> = std::fs::read_dir(w.esp.entry_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["anchor-A.efi".to_string()], "nothing written");
+}
