@@ -89,14 +89,19 @@ pub struct CreateArgs {
     /// Do not seal to a signed PCR 11 policy, even when booted from a UKI.
     #[arg(long)]
     pub no_signed_pcr11: bool,
-    /// argon2id memory per keyslot, MiB (default 1024).
-    #[arg(long, value_name = "MIB")]
+    /// argon2id memory per keyslot, MiB, 1-4096 (default 1024).
+    // The ranges are libcryptsetup's argon2id limits: checked here, before the passphrase
+    // dialog, the TPM and the disk, instead of by libcryptsetup after the header is written.
+    #[arg(long, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::luks::MAX_ARGON2_MIB)))]
     pub argon2_memory_mib: Option<u32>,
-    /// argon2id passes.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// argon2id passes (at least 4).
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(4..))]
     pub argon2_iterations: u32,
-    /// argon2id lanes.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// argon2id lanes (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub argon2_lanes: u32,
     /// TPM dictionary-attack: failures before lockout (set only if nobody owns the
     /// TPM's lockout authorization yet).

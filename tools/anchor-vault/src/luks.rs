@@ -39,6 +39,9 @@ const SECOND_OFFSETS: [u64; 7] = [0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x8
 /// How much of a disk must be zero for it to count as blank.
 pub const BLANK_PROBE: usize = 1 << 20;
 
+/// The most argon2id memory libcryptsetup accepts for a keyslot: 4 GiB.
+pub const MAX_ARGON2_MIB: u32 = 4096;
+
 /// The argon2id cost of both keyslots (written as chosen: never benchmarked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Cost {

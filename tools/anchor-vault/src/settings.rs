@@ -137,14 +137,14 @@ pub fn disk_from_cmdline(cmdline: &str) -> Option<PathBuf> {
 }
 
 /// An argon2 memory cost for first-boot creation from the kernel command line
-/// (`anchor.vault_argon2_kib=N`, N >= 8192): lets small test machines create a vault
-/// quickly. It only ever applies when a vault is created.
+/// (`anchor.vault_argon2_kib=N`, N from 8192 up to libcryptsetup's 4 GiB): lets small test
+/// machines create a vault quickly. It only ever applies when a vault is created.
 pub fn argon2_kib_from_cmdline(cmdline: &str) -> Option<u32> {
     cmdline
         .split_ascii_whitespace()
         .find_map(|w| w.strip_prefix("anchor.vault_argon2_kib="))
         .and_then(|n| n.parse().ok())
-        .filter(|&n| n >= 8192)
+        .filter(|&n| (8192..=crate::luks::MAX_ARGON2_MIB * 1024).contains(&n))
 }
 
 /// The kernel command line (empty if unreadable).
@@ -170,6 +170,11 @@ mod tests {
         assert_eq!(argon2_kib_from_cmdline(c), Some(32768));
         assert_eq!(disk_from_cmdline("bay0.vault=vdb"), None);
         assert_eq!(argon2_kib_from_cmdline("anchor.vault_argon2_kib=1"), None);
+        // More than libcryptsetup accepts: the default cost, not a failed creation.
+        assert_eq!(
+            argon2_kib_from_cmdline("anchor.vault_argon2_kib=4194305"),
+            None
+        );
         assert_eq!(argon2_kib_from_cmdline("x"), None);
     }
 }

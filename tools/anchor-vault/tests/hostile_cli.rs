@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -80,4 +82,36 @@ fn an_error_is_one_line_naming_its_cause_once() {
     );
     assert!(text.starts_with("anchor-vault: "), "{text}");
     assert!(text.contains(missing.to_str().unwrap()), "{text}");
+}
+
+/// An argon2id cost libcryptsetup refuses is a usage error, found before anything happens:
+/// it was refused only after the passphrase dialog, the TPM sealing and the recovery key
+/// were done and the LUKS2 header was written over the disk.
+#[test]
+fn an_argon2_cost_libcryptsetup_refuses_is_a_usage_error_before_anything_is_written() {
+    let tpm = common::Swtpm::start();
+    let d = tempfile::tempdir().unwrap();
+    let disk = common::disk(d.path(), 40);
+    let pass = format!("{0}\n{0}\n\n", common::PASS);
+    for (flag, value) in [
+        ("--argon2-iterations", "1"),
+        ("--argon2-lanes", "0"),
+        ("--argon2-memory-mib", "0"),
+        ("--argon2-memory-mib", "8192"),
+    ] {
+        let mut args = vec!["init", "--no-open"];
+        args.extend_from_slice(&common::CHEAP);
+        // The bad value in place of the cheap one.
+        let i = args.iter().position(|a| *a == flag).unwrap();
+        args[i + 1] = value;
+        let r = common::run_with(&disk, Some(&tpm.tcti()), d.path(), &args, &pass);
+        assert_eq!(r.code, Some(2), "{flag} {value}: {}", r.out);
+        assert!(r.out.contains(flag), "{flag} {value}: {}", r.out);
+        assert!(!r.out.contains("RECOVERY KEY"), "{flag} {value}: {}", r.out);
+        let bytes = std::fs::read(&disk).unwrap();
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "{flag} {value}: the disk was written"
+        );
+    }
 }
