@@ -164,7 +164,9 @@ pub enum VolumeCommand {
     /// Make sure volume NAME exists with quota SIZE (e.g. 8GiB); print its path (the
     /// room's extra disk). Grows a volume whose quota grew; never shrinks one.
     Attach {
+        /// The volume (a name like a room's: a-z, 0-9 and -).
         name: String,
+        /// Its quota: a whole number of MiB, written like a policy's (e.g. 512MiB, 8GiB).
         #[arg(long, value_name = "SIZE")]
         size: String,
     },
@@ -177,8 +179,10 @@ pub enum VolumeCommand {
 pub enum AuditCommand {
     /// Append a record (to /persist's log when open, else the pre-unlock log).
     Append {
+        /// Who the record names as its actor.
         #[arg(long, default_value = "anchor-vault")]
         actor: String,
+        /// What happened (the record's event name).
         #[arg(long)]
         event: String,
         /// KEY=VALUE fields.

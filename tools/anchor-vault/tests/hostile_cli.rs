@@ -115,3 +115,50 @@ fn an_argon2_cost_libcryptsetup_refuses_is_a_usage_error_before_anything_is_writ
         );
     }
 }
+
+/// The options and arguments `BIN ARGS -h` lists without a description.
+fn undocumented(bin: &str, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let mut listing = false;
+    let mut bad = Vec::new();
+    for line in help.lines() {
+        if line == "Options:" || line == "Arguments:" {
+            listing = true;
+        } else if line.is_empty() {
+            listing = false;
+        } else if listing && line.starts_with("  ") {
+            let item = line.trim_start();
+            let about = item.split_once("  ").map_or("", |(_, a)| a.trim());
+            if about.is_empty() || about.starts_with('[') {
+                bad.push(format!("{args:?}: {item}"));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn help_describes_every_option_and_argument() {
+    let mut bad = Vec::new();
+    for args in [
+        &["init"][..],
+        &["unlock"],
+        &["status"],
+        &["volume", "attach"],
+        &["volume", "list"],
+        &["audit", "append"],
+        &["audit", "anchor"],
+        &["audit", "tpm-state"],
+        &["reset-lockout"],
+        &["lock"],
+    ] {
+        bad.extend(undocumented(env!("CARGO_BIN_EXE_anchor-vault"), args));
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}

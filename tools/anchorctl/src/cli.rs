@@ -95,6 +95,7 @@ pub enum AuditCommand {
     /// Print the records, one per line: `#SEQ DATE TIME ACTOR EVENT KEY=VALUE...`
     /// (values stay escaped as stored); a line that is not a record is shown as `#?`.
     Show {
+        /// The audit log to read.
         #[arg(long, value_name = "FILE", default_value = AUDIT_LOG)]
         file: PathBuf,
         /// Print the stored lines unchanged.
@@ -104,6 +105,7 @@ pub enum AuditCommand {
     /// Check the hash chain and compare the log with its TPM anchor (read with
     /// `anchor-vault audit tpm-state`). Prints `intact` or the first bad record and why.
     Verify {
+        /// The audit log to check.
         #[arg(long, value_name = "FILE", default_value = AUDIT_LOG)]
         file: PathBuf,
         /// Check the chain only, not the TPM anchor.
@@ -138,16 +140,19 @@ pub enum RoomCommand {
     /// Close a room: everything in it is forgotten (only its vault volume, if it has one,
     /// is synced first).
     Stop {
+        /// The room.
         #[arg(value_parser = room_name)]
         name: String,
     },
     /// Close a room and open it again from its pristine image; returns once it is ready.
     Reset {
+        /// The room (its policy is /etc/anchor/policies/NAME.toml).
         #[arg(value_parser = room_name)]
         name: String,
     },
     /// Attach this terminal to a room's console. Ctrl-] detaches (the room keeps running).
     Console {
+        /// The room.
         #[arg(value_parser = room_name)]
         name: String,
     },

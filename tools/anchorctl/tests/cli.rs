@@ -246,3 +246,55 @@ fn audit_commands_report_an_unreadable_log_on_stderr() {
         );
     }
 }
+
+/// The options and arguments `BIN ARGS -h` lists without a description.
+fn undocumented(bin: &str, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .arg("-h")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let mut listing = false;
+    let mut bad = Vec::new();
+    for line in help.lines() {
+        if line == "Options:" || line == "Arguments:" {
+            listing = true;
+        } else if line.is_empty() {
+            listing = false;
+        } else if listing && line.starts_with("  ") {
+            let item = line.trim_start();
+            let about = item.split_once("  ").map_or("", |(_, a)| a.trim());
+            if about.is_empty() || about.starts_with('[') {
+                bad.push(format!("{args:?}: {item}"));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn help_describes_every_option_and_argument() {
+    let bin = env!("CARGO_BIN_EXE_anchorctl");
+    let mut bad = Vec::new();
+    for args in [
+        &["policy", "check"][..],
+        &["policy", "show"],
+        &["update", "status"],
+        &["update", "apply"],
+        &["room", "list"],
+        &["room", "start"],
+        &["room", "stop"],
+        &["room", "reset"],
+        &["room", "console"],
+        &["status"],
+        &["vault", "status"],
+        &["vault", "init"],
+        &["audit", "show"],
+        &["audit", "verify"],
+    ] {
+        bad.extend(undocumented(bin, args));
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}

@@ -21,18 +21,27 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Zero the PE timestamp and fix the checksum, in place (objcopy stamps the time).
-    Finalize { uki: PathBuf },
+    Finalize {
+        /// The assembled UKI (rewritten in place).
+        uki: PathBuf,
+    },
     /// Print the PCR 11 events systemd-stub will log for UKI and the resulting PCR 11
     /// (`pcr11 HEX`) and PolicyPCR digest (`policy HEX`).
-    Pcr11 { uki: PathBuf },
+    Pcr11 {
+        /// The UKI.
+        uki: PathBuf,
+    },
     /// Write the 32-byte PolicyPCR digest for UKI's PCR 11 to OUT (what the PCR key signs).
     Policy {
+        /// The UKI.
         uki: PathBuf,
+        /// Where to write the digest.
         #[arg(long)]
         out: PathBuf,
     },
     /// Print the `.pcrsig` JSON for a policy digest file, its signature and the public key.
     Pcrsig {
+        /// The 32-byte PolicyPCR digest (written by `anchor-uki policy`).
         #[arg(long)]
         policy: PathBuf,
         /// RSA PKCS#1 v1.5 signature over SHA-256(policy) (openssl dgst -sha256 -sign).
@@ -45,12 +54,17 @@ enum Command {
     /// Verify UKI's Authenticode signature against a DER certificate (as anchor-update
     /// does before writing a slot).
     Verify {
+        /// The signed UKI.
         uki: PathBuf,
+        /// The certificate it must be signed with (DER).
         #[arg(long)]
         cert: PathBuf,
     },
     /// Print the IMAGE_VERSION of UKI's `.osrel`.
-    Version { uki: PathBuf },
+    Version {
+        /// The UKI.
+        uki: PathBuf,
+    },
 }
 
 fn read(p: &PathBuf) -> Result<Vec<u8>, String> {
