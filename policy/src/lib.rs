@@ -28,7 +28,9 @@ pub use model::{
     Backend, Ceiling, Courier, Device, Lifetime, Name, Network, Persist, Policy, Resources,
     MAX_NAME_LEN,
 };
-pub use nesting::{load, missing_parent, read_policy_file, resolve, Resolved, MAX_DEPTH};
+pub use nesting::{
+    file_label, load, missing_parent, read_policy_file, resolve, Resolved, MAX_DEPTH,
+};
 pub use parse::{parse, MAX_FILE_BYTES};
 pub use show::Effective;
 pub use units::{ByteSize, Limit};

@@ -46,10 +46,28 @@ impl Resolved {
     }
 }
 
+/// How a problem names the file at `path`: its path, with control characters escaped (a
+/// file name may hold a newline or a terminal escape; a problem stays one plain line).
+pub fn file_label(path: &Path) -> String {
+    let shown = path.display().to_string();
+    if !shown.chars().any(char::is_control) {
+        return shown;
+    }
+    let mut out = String::with_capacity(shown.len());
+    for c in shown.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Reads a policy file, refusing non-regular files and anything over `MAX_FILE_BYTES`
 /// (only `MAX_FILE_BYTES + 1` bytes are ever read). Errors are `FILE: message` problems.
 pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, Problem> {
-    let label = path.display().to_string();
+    let label = file_label(path);
     let fail = |what: &str, e: &dyn Display| Problem::file(&label, format!("cannot {what}: {e}"));
     // Checked before opening so that a FIFO cannot block the open.
     let meta = std::fs::metadata(path).map_err(|e| fail("read", &e))?;
@@ -81,14 +99,14 @@ pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, Problem> {
 /// each, and checks every child against its parent. The room's `name` must equal the
 /// file's stem, because that is how parents are found.
 pub fn load(path: &Path) -> Result<Resolved, PolicyError> {
-    let label = path.display().to_string();
+    let label = file_label(path);
     let bytes = read_policy_file(path).map_err(PolicyError::one)?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let mut lookup = |parent: &Name| {
         // Safe to join: a Name has no '/', '.' or other path syntax.
         let p = dir.join(format!("{parent}.toml"));
-        read_policy_file(&p).map(|b| (p.display().to_string(), b))
+        read_policy_file(&p).map(|b| (file_label(&p), b))
     };
     resolve_inner(&label, &bytes, Some(stem), &mut lookup)
 }

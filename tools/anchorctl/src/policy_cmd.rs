@@ -21,7 +21,7 @@ pub fn check(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> io:
     let mut outcome = Outcome::Ok;
     for file in files {
         match anchor_policy::load(file) {
-            Ok(_) => writeln!(out, "{}: ok", file.display())?,
+            Ok(_) => writeln!(out, "{}: ok", anchor_policy::file_label(file))?,
             Err(e) => {
                 report(&e, err)?;
                 outcome = Outcome::Invalid;
@@ -54,7 +54,7 @@ pub fn show(
         writeln!(
             out,
             "# Effective policy of {} (depth {} of at most {}; defaults filled in)",
-            file.display(),
+            anchor_policy::file_label(file),
             resolved.depth(),
             anchor_policy::MAX_DEPTH
         )?;

@@ -298,3 +298,26 @@ fn help_describes_every_option_and_argument() {
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+/// A file name with a newline or a terminal escape in it: every problem stays one line
+/// that starts with the name, its control characters escaped (nothing reaches the
+/// terminal as a control sequence).
+#[test]
+fn a_file_name_with_control_characters_is_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a\nb\u{1b}[31m.toml");
+    std::fs::write(&file, "name = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_anchorctl"))
+        .args(["policy", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    let label = format!("{}/a\\nb\\u{{1b}}[31m.toml:", dir.path().display());
+    assert!(err.lines().count() >= 2, "{err}");
+    for line in err.lines() {
+        assert!(line.starts_with(&label), "{line:?} in {err:?}");
+    }
+}
