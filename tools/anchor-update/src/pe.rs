@@ -36,9 +36,23 @@ pub struct Section<'a> {
     pub data: Cow<'a, [u8]>,
 }
 
+/// Most bytes all sections of an image may load to together (what a header claims is
+/// not allocated: 96 sections of 4 GiB each are no UKI).
+pub const MAX_LOADED: u64 = crate::apply::MAX_IMAGE;
+
 /// All sections of `image`, in file order.
 pub fn sections(image: &[u8]) -> Result<Vec<Section<'_>>, PeError> {
     let pe = PeFile64::parse(image).map_err(|e| PeError::Parse(e.to_string()))?;
+    let total: u64 = pe
+        .section_table()
+        .iter()
+        .map(|s| u64::from(s.virtual_size.get(LE)))
+        .sum();
+    if total > MAX_LOADED {
+        return Err(PeError::Parse(format!(
+            "its sections load to {total} bytes, more than {MAX_LOADED}"
+        )));
+    }
     let mut out = Vec::new();
     for s in pe.section_table().iter() {
         let name = String::from_utf8_lossy(name_of(s.raw_name())).into_owned();

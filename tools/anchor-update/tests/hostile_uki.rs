@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! anchor-uki reads UKIs it did not build yet: what a section header claims is not
+//! allocated. In its own binary: the child runs under an address-space limit.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+
+/// The stub with its .text section's VirtualSize set to `vsize`.
+fn stub_with_vsize(vsize: u32) -> Vec<u8> {
+    let mut b = std::fs::read(STUB).unwrap();
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let pe = u32::from_le_bytes(b[0x3c..0x40].try_into().unwrap()) as usize;
+    let (nsec, opt) = (u16_at(&b, pe + 6), u16_at(&b, pe + 20));
+    let table = pe + 24 + opt;
+    let text = (0..nsec)
+        .map(|i| table + 40 * i)
+        .find(|&o| &b[o..o + 8] == b".text\0\0\0")
+        .unwrap();
+    b[text + 8..text + 12].copy_from_slice(&vsize.to_le_bytes());
+    b
+}
+
+/// `anchor-uki pcr11` loads every section as the firmware would: a header claiming a
+/// 4 GiB section is refused with a message, not allocated (which aborted the process
+/// under an address-space limit, or took 4 GiB per section without one).
+#[test]
+fn anchor_uki_refuses_sections_that_load_to_more_than_an_image_may_hold() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let uki = d.path().join("hostile.efi");
+    std::fs::write(&uki, stub_with_vsize(0xffff_fff0)).unwrap();
+    let limit: u64 = 3 << 30;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
+    cmd.arg("pcr11").arg(&uki);
+    // SAFETY: setrlimit is async-signal-safe and only changes the child's own limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rl) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!("anchor-uki: {}: ", uki.display())) && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(err.contains("more than"), "{err}");
+    assert!(out.stdout.is_empty());
+}
