@@ -61,3 +61,46 @@ fn anchor_uki_refuses_sections_that_load_to_more_than_an_image_may_hold() {
     assert!(err.contains("more than"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// `anchor-uki finalize` rewrites the UKI in place: a write cut short (here by a file
+/// size limit, as by a full disk) leaves the UKI as it was, not truncated.
+#[test]
+fn finalize_cut_short_leaves_the_uki_whole() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let uki = d.path().join("anchor.efi");
+    let mut bytes = std::fs::read(STUB).unwrap();
+    // A nonzero timestamp, as objcopy writes it: finalize has something to change.
+    let pe = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
+    bytes[pe + 8..pe + 12].copy_from_slice(&0x6000_0000u32.to_le_bytes());
+    std::fs::write(&uki, &bytes).unwrap();
+    let limit = (bytes.len() / 2) as u64;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
+    cmd.arg("finalize").arg(&uki);
+    // SAFETY: signal and setrlimit are async-signal-safe and only change the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A write past the limit fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!("anchor-uki: {}: ", uki.display())) && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(std::fs::read(&uki).unwrap() == bytes, "the UKI was changed");
+    let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "a temporary file was left: {left:?}");
+}

@@ -5,7 +5,7 @@
 
 use anchor_update::{esp, pcr, pe, verify};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// UKI build helper (docs/SIGNING.md).
@@ -71,12 +71,35 @@ fn read(p: &PathBuf) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// Replace the file at `path` with `bytes`, whole or not at all: a write cut short (a full
+/// disk, a kill) must not leave half a UKI where the whole one was. The bytes go to a
+/// sibling temporary file (same permissions), synced, then renamed over `path`.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let perms = std::fs::metadata(path)?.permissions();
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".finalize");
+    let temp = path.with_file_name(name);
+    let written = (|| {
+        let mut f = std::fs::File::create(&temp)?;
+        f.set_permissions(perms)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
 fn run(cmd: Command) -> Result<(), String> {
     match cmd {
         Command::Finalize { uki } => {
             let mut img = read(&uki)?;
             pe::finalize(&mut img).map_err(|e| format!("{}: {e}", uki.display()))?;
-            std::fs::write(&uki, img).map_err(|e| format!("{}: {e}", uki.display()))
+            replace(&uki, &img).map_err(|e| format!("{}: {e}", uki.display()))
         }
         Command::Pcr11 { uki } => {
             let img = read(&uki)?;
