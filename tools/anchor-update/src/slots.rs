@@ -99,9 +99,12 @@ impl EntryName {
     /// and the firmware are case-insensitive). Anything else is not a slot.
     pub fn parse(file: &str) -> Option<EntryName> {
         let rest = file.strip_prefix(PREFIX)?;
-        let stem = rest
-            .strip_suffix(".efi")
-            .or_else(|| rest.strip_suffix(".EFI"))?;
+        // systemd-boot takes `.efi` in any case (`.Efi` too) as a boot entry.
+        let cut = rest.len().checked_sub(4)?;
+        let stem = rest.get(..cut).filter(|_| {
+            rest.get(cut..)
+                .is_some_and(|s| s.eq_ignore_ascii_case(".efi"))
+        })?;
         let mut chars = stem.chars();
         let slot = Slot::parse(&chars.next()?.to_string())?;
         let tail = chars.as_str();

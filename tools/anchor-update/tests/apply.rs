@@ -720,3 +720,31 @@ fn a_slot_file_that_is_a_fifo_is_refused_not_read() {
         .collect();
     assert_eq!(names, vec!["anchor-A.efi".to_string()], "nothing written");
 }
+
+/// systemd-boot takes a file ending in `.efi` in any case as a boot entry: a slot file
+/// named `anchor-A.Efi` is slot A to status (it was "empty"), and apply neither sees the
+/// slot as empty nor leaves it beside the new one.
+#[test]
+fn a_slot_file_with_a_mixed_case_suffix_is_still_the_slot() {
+    let w = world();
+    w.put("anchor-A.Efi", &uki(w.dir.path(), "1", &w.k));
+    w.put("anchor-B+0-3.eFI", &uki(w.dir.path(), "1", &w.k));
+    let report = anchor_update::status::report(&w.esp, Some(Slot::A)).unwrap();
+    assert!(
+        report.contains("slot A: version 1, good (running) [anchor-A.Efi]"),
+        "{report}"
+    );
+    assert!(report.contains("slot B: version 1, bad: "), "{report}");
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let r = apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    );
+    assert!(r.is_ok(), "{r:?}");
+    let names: Vec<String> = w.listing().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["anchor-A.Efi", "anchor-B+3-0.efi"]);
+}
