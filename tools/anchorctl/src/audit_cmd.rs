@@ -53,10 +53,30 @@ fn escaped(value: &[u8]) -> String {
     s
 }
 
+/// The bytes of the log at `file`, a regular file: a FIFO is refused, not waited on
+/// (O_NONBLOCK open), and a device is not read without end.
+fn read_log(file: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(file)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Print every record of `file` readably (values stay escaped: nothing in the log can
 /// reach the terminal as a control sequence).
 pub fn show(file: &Path, raw: bool, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<bool> {
-    let bytes = match std::fs::read(file) {
+    let bytes = match read_log(file) {
         Ok(b) => b,
         Err(e) => {
             writeln!(err, "anchorctl: {}: {e}", file.display())?;
@@ -128,7 +148,7 @@ pub fn verify_file(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<Verdict> {
-    let bytes = match std::fs::read(file) {
+    let bytes = match read_log(file) {
         Ok(b) => b,
         Err(e) => {
             writeln!(err, "anchorctl: {}: cannot read: {e}", file.display())?;

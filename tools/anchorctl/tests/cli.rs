@@ -321,3 +321,47 @@ fn a_file_name_with_control_characters_is_shown_escaped() {
         assert!(line.starts_with(&label), "{line:?} in {err:?}");
     }
 }
+
+/// An audit log path that is a FIFO is refused as not a regular file, not read: the
+/// commands blocked in open(2) until a writer came (and read whatever it wrote).
+#[test]
+fn audit_commands_refuse_a_fifo_log() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("audit.log");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A writer that feeds a junk line each time a reader opens the fifo (so that the
+    // code before the fix, which opens and reads it, returns instead of blocking).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p, s) = (fifo.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all(b"junk\n");
+            }
+        }
+    });
+    let f = fifo.to_str().unwrap();
+    let outs = [
+        anchorctl(&["audit", "show", "--file", f]),
+        anchorctl(&["audit", "verify", "--file", f, "--no-tpm"]),
+    ];
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    writer.join().unwrap();
+    for out in outs {
+        assert_eq!(out.status.code(), Some(1));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!("anchorctl: {f}: ")) && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    }
+}
