@@ -37,20 +37,20 @@ fn anchor_uki_refuses_sections_that_load_to_more_than_an_image_may_hold() {
     let limit: u64 = 3 << 30;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
     cmd.arg("pcr11").arg(&uki);
-    // SAFETY: setrlimit is async-signal-safe and only changes the child's own limit.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &rl) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let limit_memory = move || {
+        let rl = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure only calls setrlimit, which is safe between fork and exec.
+    unsafe { cmd.pre_exec(limit_memory) };
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -77,22 +77,23 @@ fn finalize_cut_short_leaves_the_uki_whole() {
     let limit = (bytes.len() / 2) as u64;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
     cmd.arg("finalize").arg(&uki);
-    // SAFETY: signal and setrlimit are async-signal-safe and only change the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            // A write past the limit fails with EFBIG instead of killing the process.
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let limit_file_size = move || {
+        // A write past the limit fails with EFBIG instead of killing the process.
+        // SAFETY: setting a signal to SIG_IGN is async-signal-safe.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        let rl = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
+        if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &rl) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure only calls signal and setrlimit, safe between fork and exec.
+    unsafe { cmd.pre_exec(limit_file_size) };
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
