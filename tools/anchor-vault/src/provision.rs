@@ -220,6 +220,9 @@ fn create(
     opts: &InitOptions,
     tcti: Option<&str>,
 ) -> Result<Outcome, VaultError> {
+    // Before anything is asked: a PCR list the sealing would refuse after the dialog.
+    tpm::policy::check_pcrs(&opts.pcrs)
+        .map_err(|e| VaultError::Refused(format!("--pcrs: {e}; nothing was changed")))?;
     let tcti = match tpm::find(tcti) {
         Ok(t) => t,
         Err(e) => {

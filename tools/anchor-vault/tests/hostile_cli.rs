@@ -162,3 +162,30 @@ fn help_describes_every_option_and_argument() {
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+/// A PCR list the TPM sealing refuses (out of range, the vault's own lock PCR 15, twice
+/// the same, more than 7) is refused before the passphrase is asked for, not after.
+#[test]
+fn a_bad_pcr_list_is_refused_before_the_passphrase_dialog() {
+    let tpm = common::Swtpm::start();
+    let d = tempfile::tempdir().unwrap();
+    let disk = common::disk(d.path(), 40);
+    let pass = format!("{0}\n{0}\n\n", common::PASS);
+    for pcrs in ["99", "15", "7,7", "0,1,2,3,4,5,6,7"] {
+        let mut args = vec!["init", "--no-open", "--pcrs", pcrs];
+        args.extend_from_slice(&common::CHEAP);
+        let r = common::run_with(&disk, Some(&tpm.tcti()), d.path(), &args, &pass);
+        assert_eq!(r.code, Some(1), "--pcrs {pcrs}: {}", r.out);
+        assert_eq!(r.out.lines().count(), 1, "--pcrs {pcrs}: {}", r.out);
+        assert!(
+            r.out.starts_with("anchor-vault: --pcrs: ") && r.out.contains("nothing was changed"),
+            "--pcrs {pcrs}: {}",
+            r.out
+        );
+        let bytes = std::fs::read(&disk).unwrap();
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "--pcrs {pcrs}: the disk was written"
+        );
+    }
+}
