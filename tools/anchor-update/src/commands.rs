@@ -122,7 +122,8 @@ pub fn trust(target: &Target) -> Result<Trust, CmdError> {
         .cert
         .clone()
         .unwrap_or_else(|| PathBuf::from(device::DB_CERT));
-    let der = std::fs::read(&path).map_err(|e| CmdError::Cert {
+    // A certificate is a few KiB; a FIFO or a device named by --cert is refused.
+    let der = crate::esp::read_regular(&path, 1 << 20).map_err(|e| CmdError::Cert {
         path: path.clone(),
         err: e.to_string(),
     })?;

@@ -179,40 +179,44 @@ impl Esp {
     }
 }
 
-/// The bytes of a file in the entry directory. What is there is not trusted yet: a FIFO
-/// is refused rather than waited on (O_NONBLOCK open, then only a regular file is read),
-/// and at most [`crate::apply::MAX_IMAGE`] bytes are read (a slot holds no more).
-pub fn read_slot_file(path: &Path) -> Result<Vec<u8>, EspError> {
+/// The bytes of the regular file at `path`, at most `limit` of them. What is there is
+/// not trusted: a FIFO is refused rather than waited on (O_NONBLOCK open, then only a
+/// regular file is read), and a file that is, or grows, longer than `limit` is refused.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let limit = crate::apply::MAX_IMAGE;
-    let fail = |what: String| EspError::Image {
-        path: path.to_path_buf(),
-        what,
-    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(io_err("read", path))?;
-    let meta = file.metadata().map_err(io_err("read", path))?;
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(fail("not a regular file".to_string()));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
+    let too_long = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("longer than the {limit} bytes expected"),
+        )
+    };
     if meta.len() > limit {
-        return Err(fail(format!(
-            "{} bytes, more than the {limit} a slot may hold",
-            meta.len()
-        )));
+        return Err(too_long());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io_err("read", path))?;
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(fail(format!("more than the {limit} bytes a slot may hold")));
+        return Err(too_long());
     }
     Ok(bytes)
+}
+
+/// The bytes of a file in the entry directory: a regular file of at most
+/// [`crate::apply::MAX_IMAGE`] bytes (a slot holds no more), see [`read_regular`].
+pub fn read_slot_file(path: &Path) -> Result<Vec<u8>, EspError> {
+    read_regular(path, crate::apply::MAX_IMAGE).map_err(io_err("read", path))
 }
 
 /// Why an image has no usable version.

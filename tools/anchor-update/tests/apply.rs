@@ -748,3 +748,51 @@ fn a_slot_file_with_a_mixed_case_suffix_is_still_the_slot() {
     let names: Vec<String> = w.listing().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["anchor-A.Efi", "anchor-B+3-0.efi"]);
 }
+
+/// A `--cert` that is a FIFO is refused as not a regular file, never read: apply blocked
+/// in open(2) until a writer came.
+#[test]
+fn a_cert_that_is_a_fifo_is_refused_not_read() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let w = world();
+    let fifo = w.dir.path().join("db.fifo");
+    run(Command::new("mkfifo").arg(&fifo));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p, s) = (fifo.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all(b"not a certificate");
+            }
+        }
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_anchor-update"))
+        .args([
+            "apply",
+            "/nonexistent/update.efi",
+            "--running",
+            "A",
+            "--esp",
+        ])
+        .arg(w.esp.root())
+        .arg("--cert")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "anchor-update: error: trusted certificate {}: not a regular file\n",
+            fifo.display()
+        )
+    );
+}
