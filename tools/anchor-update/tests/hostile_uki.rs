@@ -105,3 +105,51 @@ fn finalize_cut_short_leaves_the_uki_whole() {
     let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "a temporary file was left: {left:?}");
 }
+
+/// Every file anchor-uki reads is a regular file: a FIFO is refused, not waited on.
+#[test]
+fn anchor_uki_refuses_a_fifo() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("in.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A writer that feeds junk each time a reader opens the fifo (so that the code before
+    // the fix, which opens and reads it, returns instead of blocking).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p, s) = (fifo.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all(b"MZ junk");
+            }
+        }
+    });
+    let f = fifo.to_str().unwrap();
+    let outs: Vec<_> = [
+        &["pcr11", f][..],
+        &["version", f],
+        &["verify", STUB, "--cert", f],
+    ]
+    .iter()
+    .map(|args| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"))
+            .args(*args)
+            .output()
+            .unwrap()
+    })
+    .collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _unblock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    writer.join().unwrap();
+    for out in outs {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err, format!("anchor-uki: {f}: not a regular file\n"));
+    }
+}

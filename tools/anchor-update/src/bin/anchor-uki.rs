@@ -67,8 +67,10 @@ enum Command {
     },
 }
 
-fn read(p: &PathBuf) -> Result<Vec<u8>, String> {
-    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+/// A regular file of at most an image's size (a FIFO or a device is refused, not read).
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    esp::read_regular(p, anchor_update::apply::MAX_IMAGE)
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Replace the file at `path` with `bytes`, whole or not at all: a write cut short (a full
