@@ -132,8 +132,9 @@ pub enum Command {
     /// Open the vault and mount it: passphrase (checked by the TPM), or the recovery
     /// key when the TPM cannot help. Mounts nodev,nosuid,noexec.
     Unlock {
-        /// Passphrase attempts before offering the recovery key.
-        #[arg(long, value_name = "N", default_value_t = 3)]
+        /// Passphrase attempts before offering the recovery key (at least 1).
+        #[arg(long, value_name = "N", default_value_t = 3,
+              value_parser = clap::value_parser!(u32).range(1..))]
         tries: u32,
         /// Only check that the key opens the vault: no device, mount or PCR lock.
         #[arg(long)]

@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
             let _ = sys::protect_memory();
             let opts = UnlockOptions {
                 tcti: g.tpm.clone(),
-                tries: (*tries).max(1),
+                tries: *tries,
                 check: *check,
                 first_boot: *first_boot,
                 init: init_options(create, true),

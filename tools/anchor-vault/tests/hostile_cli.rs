@@ -189,3 +189,13 @@ fn a_bad_pcr_list_is_refused_before_the_passphrase_dialog() {
         );
     }
 }
+
+/// `unlock --tries 0` is a usage error: it was taken as 1 without a word.
+#[test]
+fn unlock_tries_0_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let disk = common::disk(d.path(), 1);
+    let r = common::run_with(&disk, None, d.path(), &["unlock", "--tries", "0"], "");
+    assert_eq!(r.code, Some(2), "{}", r.out);
+    assert!(r.out.contains("--tries"), "{}", r.out);
+}
