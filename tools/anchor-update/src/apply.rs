@@ -271,26 +271,17 @@ pub fn apply(
     // 3. write
     std::fs::create_dir_all(esp.entry_dir()).map_err(io_err("create", &esp.entry_dir()))?;
     let temp_path = esp.entry_path(&temp);
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&temp_path)
         .map_err(io_err("create", &temp_path))?;
-    f.write_all(&image).map_err(io_err("write", &temp_path))?;
-    obs.after(
-        Step::Write,
-        &format!("{} bytes written to {temp}", image.len()),
-    );
-
-    // 4. sync
-    f.sync_all().map_err(io_err("sync", &temp_path))?;
-    drop(f);
-    esp.sync_dir()?;
-    let back = std::fs::read(&temp_path).map_err(io_err("read back", &temp_path))?;
-    if Sha256::digest(&back) != Sha256::digest(&image) {
-        return Err(ApplyError::ReadBack);
+    // 3. write and 4. sync; cut short by an error (a full ESP, an I/O error, bytes that
+    // read back wrong), the half-written file is removed, not left for the next apply.
+    if let Err(e) = write_and_sync(esp, f, &temp, &image, obs) {
+        let _ = esp.remove(&temp);
+        return Err(e);
     }
-    obs.after(Step::Sync, &format!("{temp} synced and read back"));
 
     // 5. arm
     let armed = EntryName {
@@ -312,6 +303,32 @@ pub fn apply(
         file: armed,
         tries,
     })
+}
+
+/// Steps 3 (write) and 4 (sync) of an apply: `image` into the new file `f`, `temp` in
+/// the entry directory, synced and read back.
+fn write_and_sync(
+    esp: &Esp,
+    mut f: std::fs::File,
+    temp: &str,
+    image: &[u8],
+    obs: &mut dyn Observer,
+) -> Result<(), ApplyError> {
+    let temp_path = esp.entry_path(temp);
+    f.write_all(image).map_err(io_err("write", &temp_path))?;
+    obs.after(
+        Step::Write,
+        &format!("{} bytes written to {temp}", image.len()),
+    );
+    f.sync_all().map_err(io_err("sync", &temp_path))?;
+    drop(f);
+    esp.sync_dir()?;
+    let back = std::fs::read(&temp_path).map_err(io_err("read back", &temp_path))?;
+    if Sha256::digest(&back) != Sha256::digest(image) {
+        return Err(ApplyError::ReadBack);
+    }
+    obs.after(Step::Sync, &format!("{temp} synced and read back"));
+    Ok(())
 }
 
 /// The lowest version an update must exceed: the running base's, and every good slot's

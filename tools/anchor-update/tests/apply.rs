@@ -796,3 +796,44 @@ fn a_cert_that_is_a_fifo_is_refused_not_read() {
         )
     );
 }
+
+/// A write cut short (here by a file size limit, as by a full ESP or an I/O error) leaves
+/// no half-written file on the ESP: the running slot as it was and nothing else.
+#[test]
+fn a_write_cut_short_leaves_no_half_written_file() {
+    use std::os::unix::process::CommandExt;
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let before = w.listing();
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let limit = std::fs::metadata(&v2).unwrap().len() / 2;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-update"));
+    cmd.arg("apply")
+        .arg(&v2)
+        .args(["--running", "A", "--esp"])
+        .arg(w.esp.root())
+        .arg("--cert")
+        .arg(&w.k.der);
+    let limit_file_size = move || {
+        // A write past the limit fails with EFBIG instead of killing the process.
+        // SAFETY: setting a signal to SIG_IGN is async-signal-safe.
+        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        let rl = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
+        if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &rl) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure only calls signal and setrlimit, safe between fork and exec.
+    unsafe { cmd.pre_exec(limit_file_size) };
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("anchor-update: error: write "), "{err}");
+    assert_eq!(w.listing(), before);
+}
