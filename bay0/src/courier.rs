@@ -66,14 +66,15 @@ impl Courier {
 
     /// A child ended (`room`: the room whose VMM it was).
     pub fn ended(&mut self, rooms: Option<&Rooms>, pid: i32, status: i32, room: Option<RoomName>) {
-        let mut out = [0u8; 1024];
-        let mine = self.arb.courier() == Some(pid);
+        let (mut out, mine) = ([0u8; 1024], self.arb.courier() == Some(pid));
         let err = self.err.take_if(|_| mine);
         let n = err.map_or(0, |mut f| f.read(&mut out).unwrap_or(0));
         let st = crate::supervisor::WaitStatus(status);
         let text = out.get(..n).unwrap_or_default();
-        let room = room.as_ref().map(RoomName::as_str);
-        let v = self.arb.ended(pid, st.exit_code() == 0, text, &st, room);
+        // A room reset beside its old self: the old one's end is not the new one's.
+        let again = |n: &str| Some(rooms?.get(rooms?.find(n)?)?.started_ms);
+        let room = room.as_ref().map(RoomName::as_str).map(|n| (n, again(n)));
+        let v = self.arb.reaped(pid, st.exit_code() == 0, text, &st, room);
         self.done(rooms, v);
     }
 

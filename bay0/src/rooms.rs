@@ -628,7 +628,8 @@ fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>, ep: &OwnedFd) -> bool
                     r.phase = Phase::Ready;
                     ready = true;
                 }
-                Ok(Some((Kind::CourierRequest, n))) => {
+                // A room set aside by a reset no longer speaks for its name (its successor does).
+                Ok(Some((Kind::CourierRequest, n))) if r.aside.is_none() => {
                     let req = Manifest::decode(payload.get(..n).unwrap_or_default());
                     notices.push(Notice::Courier(r.name, req));
                 }

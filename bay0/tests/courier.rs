@@ -48,15 +48,22 @@ struct Bay0 {
     child: Child,
     log: Arc<Mutex<String>>,
     dir: PathBuf,
+    ours: &'static [&'static str],
 }
 
 impl Bay0 {
     /// bay0 with rooms `cq-src` (may send to `cq-dst` and `cq-no`), `cq-dst` (receives
-    /// from `cq-src`) and `cq-no` (receives from nobody).
-    fn start() -> Bay0 {
+    /// from `cq-src`), `cq-no` (receives from nobody), `cq-held` (may send to `cq-sink`;
+    /// its stand-in does not report ready by itself) and `cq-sink` (receives from
+    /// `cq-held`). `tag` names its directory (tests run at once in one process); `ours`:
+    /// the rooms the test opens (their cgroups are the test's to remove at its end).
+    fn start(tag: &str, ours: &'static [&'static str]) -> Bay0 {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
-        let dir = PathBuf::from(format!("/var/tmp/bay0-courier-{}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/var/tmp/bay0-courier-{tag}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let layout = dir.join("layout");
         std::fs::create_dir_all(layout.join("images")).unwrap();
@@ -73,12 +80,19 @@ impl Bay0 {
             ("cq-src", "send_to = [\"cq-dst\", \"cq-no\"]"),
             ("cq-dst", "receive_from = [\"cq-src\"]"),
             ("cq-no", ""),
+            ("cq-held", "send_to = [\"cq-sink\"]"),
+            ("cq-sink", "receive_from = [\"cq-held\"]"),
         ] {
             let text = format!("name = \"{room}\"\n{POLICY}[courier]\n{courier}\n");
             std::fs::write(layout.join(format!("policies/{room}.toml")), text).unwrap();
         }
         let (child, log) = common::spawn_hosted(BAY0, &dir.join("state"), &layout, Stdio::null());
-        let b = Bay0 { child, log, dir };
+        let b = Bay0 {
+            child,
+            log,
+            dir,
+            ours,
+        };
         b.wait_log(0, "bay0: ready");
         b
     }
@@ -131,7 +145,9 @@ impl Drop for Bay0 {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
-        common::remove_room_cgroups(|n| ["cq-src", "cq-dst", "cq-no"].contains(&n));
+        // A room set aside by a reset leaves `NAME_PID` until it has ended.
+        let ours = self.ours;
+        common::remove_room_cgroups(|n| ours.contains(&n.split('_').next().unwrap_or(n)));
     }
 }
 
@@ -143,14 +159,24 @@ struct Console {
 
 impl Console {
     fn attach(b: &Bay0, room: &str) -> Console {
+        Console::attach_as(b, room, "ready")
+    }
+
+    /// Attaches to `room` and waits for its stand-in's `test room: WORD` line.
+    fn attach_as(b: &Bay0, room: &str, word: &str) -> Console {
         let mut s = b.connect();
         s.write_all(format!("console {room}\n").as_bytes()).unwrap();
         let mut c = Console {
             s,
             got: String::new(),
         };
-        c.wait(&format!("{room}| test room: ready"));
+        c.wait(&format!("{room}| test room: {word}"));
         c
+    }
+
+    /// Types a line into the room.
+    fn type_line(&mut self, line: &str) {
+        self.s.write_all(format!("{line}\r").as_bytes()).unwrap();
     }
 
     /// Waits for `needle`; the rest of its line.
@@ -199,7 +225,7 @@ fn request(token: u8, to: &str, name: &[u8], size: u64) -> Vec<u8> {
 
 #[test]
 fn requests_are_answered_audited_prompted_cancelled_and_bounded_through_bay0() {
-    let b = Bay0::start();
+    let b = Bay0::start("flow", &["cq-src", "cq-dst", "cq-no"]);
     for room in ["cq-src", "cq-dst", "cq-no"] {
         let ok = b.answer(&format!("start {room}"));
         assert!(ok.starts_with(&format!("ok room {room} ready")), "{ok}");
@@ -298,4 +324,97 @@ fn requests_are_answered_audited_prompted_cancelled_and_bounded_through_bay0() {
     assert!(courier[..4]
         .iter()
         .all(|r| r.contains(" decision=refused outcome=refused ")));
+}
+
+/// The last line a control request that waits (start, reset) is answered with.
+fn answer_of(mut s: UnixStream) -> String {
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines().last().unwrap_or_default().to_string()
+}
+
+/// The courier records of the audit log that name room `from` as the sender.
+fn courier_records(b: &Bay0, from: &str) -> Vec<String> {
+    let f = format!(" actor=bay0 event=courier from={from} ");
+    b.audit().into_iter().filter(|r| r.contains(&f)).collect()
+}
+
+/// A reset sets the old room aside (stopped, its run directory and cgroup renamed) while
+/// a new room of the same name boots; both carry the same name, so what bay0 hears on the
+/// old one's umbilical, and its end, must not be taken for the new one's:
+///
+/// - a request from a process of the set-aside room that still runs (bay0 stops only the
+///   room's first process) is not a request of the new room: before the fix it was
+///   answered on the new room's umbilical and audited as `from=cq-held`;
+/// - a request the new room makes as soon as it is ready (in the same write as its
+///   `Ready`: before bay0 kills the old one) is not cancelled when the old one ends:
+///   before the fix it was, "room cq-held ended before the answer";
+/// - but a prompt raised before the reset (here: to the room being reset) is still
+///   cancelled when the old room ends.
+#[test]
+fn a_room_set_aside_by_a_reset_is_not_taken_for_its_successor() {
+    let b = Bay0::start("reset", &["cq-held", "cq-sink"]);
+    let tok = |t: u8| format!("{t:02x}").repeat(16);
+    let ready = encode_vec(Kind::Ready, &[]).unwrap();
+    let ok = b.answer("start cq-sink");
+    assert!(ok.starts_with("ok room cq-sink ready"), "{ok}");
+    let mut start = b.connect();
+    start.write_all(b"start cq-held\n").unwrap();
+    let mut old = Console::attach_as(&b, "cq-held", "held");
+    old.raw(&ready, 1);
+    let ok = answer_of(start);
+    assert!(ok.starts_with("ok room cq-held ready"), "{ok}");
+
+    // The old room's child takes the console over; the reset stops the old room's first
+    // process and opens the new room (held: not ready until the test says so).
+    old.type_line("fork");
+    old.wait("test room: forked");
+    let from = b.log().len();
+    let mut reset = b.connect();
+    reset.write_all(b"reset cq-held\n").unwrap();
+    b.wait_log(from, "room cq-held opened");
+    // The set-aside room's child asks (the console still shows the old room).
+    old.raw(&request(1, "cq-sink", b"old.txt", 1), 1);
+    // Everything bay0 read before the child's console line is handled by now.
+    assert!(b.answer("list").starts_with("ok"));
+    assert_eq!(
+        courier_records(&b, "cq-held"),
+        Vec::<String>::new(),
+        "a request from the set-aside room was taken for the new room's"
+    );
+
+    // The new room is ready and asks in the same write; the old room is killed then.
+    let mut new = Console::attach_as(&b, "cq-held", "held");
+    let mut both = ready.clone();
+    both.extend(request(2, "cq-sink", b"new.txt", 1));
+    let from = b.log().len();
+    new.raw(&both, 1);
+    let ok = answer_of(reset);
+    assert!(ok.starts_with("ok room cq-held ready"), "{ok}");
+    b.wait_log(
+        from,
+        "bay0: courier: Room cq-held asks to send a file to room cq-sink.",
+    );
+    let at = b.wait_log(from, "room cq-held (pid ");
+    b.wait_log(at, ": closed");
+    // Its prompt is still up: another request is busy (else: cq-no is not running).
+    new.raw(&request(3, "cq-no", b"more.txt", 1), 1);
+    let line = new.wait(&format!("answer refused {} ", tok(3)));
+    assert!(line.starts_with("busy"), "{line}");
+    assert!(
+        !new.got.contains(&format!("answer failed {}", tok(2))),
+        "the new room's request was cancelled by the old room's end:\n{}",
+        new.got
+    );
+
+    // A prompt raised before a reset of its destination is cancelled when the old
+    // destination ends (the new one never heard of it).
+    let ok = b.answer("reset cq-sink");
+    assert!(ok.starts_with("ok room cq-sink ready"), "{ok}");
+    let line = new.wait(&format!("answer failed {} ", tok(2)));
+    assert_eq!(line, "room cq-sink ended before the answer");
+    let records = courier_records(&b, "cq-held");
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert!(records[0].contains(" name=more.txt ") && records[0].contains(" decision=refused "));
+    assert!(records[1].contains(" name=new.txt ") && records[1].contains(" decision=cancelled "));
 }

@@ -12,7 +12,8 @@
 //!    ([`Step::Launch`], with a fresh transfer id), and [`Arbiter::started`] records it;
 //! 3. [`Arbiter::tick`]: the prompt's timeout (no answer means no);
 //! 4. [`Arbiter::ended`]: the courier ended (its result line) or a room of the pending
-//!    request ended before the answer.
+//!    request ended before the answer ([`Arbiter::reaped`]: unless that room was reset
+//!    beside its old self and the request is the new room's).
 //!
 //! Every request ends in exactly one [`Verdict`]: the answer to the sender and the audit
 //! record ([`Verdict::record`], chained onto the log it is given; not audited only when
@@ -385,6 +386,22 @@ impl Arbiter {
         status: &dyn fmt::Display,
         room: Option<&str>,
     ) -> Option<Verdict> {
+        self.reaped(pid, ok, out, status, room.map(|r| (r, None)))
+    }
+
+    /// [`Arbiter::ended`], where `room` comes with when another room of its name opened,
+    /// if one is open: a reset opens the new room beside the old one, which ends later
+    /// (bay0's `Rooms::reset`). A request on the prompt made after the new room opened
+    /// is the new room's business (it involves the new one: only a ready room may send or
+    /// receive), and stays; one made before is cancelled.
+    pub fn reaped(
+        &mut self,
+        pid: i32,
+        ok: bool,
+        out: &[u8],
+        status: &dyn fmt::Display,
+        room: Option<(&str, Option<u64>)>,
+    ) -> Option<Verdict> {
         let p = self.pending.as_ref()?;
         if p.courier == Some(pid) {
             let (outcome, why) = match result_of(ok, out) {
@@ -393,8 +410,10 @@ impl Arbiter {
             };
             return self.end("yes", outcome, why);
         }
-        let r =
-            room.filter(|r| p.courier.is_none() && (*r == p.from || r.as_bytes() == p.req.room()))?;
+        let before = |opened: Option<u64>| opened.is_none_or(|ms| p.shown_ms <= ms);
+        let (r, _) = room.filter(|&(r, opened)| {
+            p.courier.is_none() && before(opened) && (r == p.from || r.as_bytes() == p.req.room())
+        })?;
         let why = format!("room {r} ended before the answer");
         self.end("cancelled", Outcome::Failed, why)
     }
@@ -563,6 +582,44 @@ mod tests {
         assert!(a.ended(99, false, b"", &"", Some("dev")).is_none());
         let v = a.ended(99, false, b"", &"", Some("work")).unwrap();
         assert_eq!(v.decision, "cancelled");
+    }
+
+    /// A reset opens the new room beside the old one (same name); the old one ends later.
+    /// Its end cancels what was asked before the new room opened (the old room's), never
+    /// what was asked since (the new room's: the sender or the destination is the new one).
+    #[test]
+    fn the_end_of_a_room_reset_beside_its_old_self_cancels_only_what_was_asked_before() {
+        let w = World::new();
+        let mut a = arbiter();
+        assert!(a
+            .request(5_000, "web", req("work", "f", 1), |n| w.room(n))
+            .is_none());
+        // The old work ends; the new work opened at 4 s, before the request: it stays.
+        assert!(a
+            .reaped(99, false, b"", &"", Some(("work", Some(4_000))))
+            .is_none());
+        assert!(a.prompting());
+        // The old web ends; the new web opened just before the request (it stays), or
+        // on its ms (the old web's request, read in the same ms as the reset: it goes).
+        assert!(a
+            .reaped(99, false, b"", &"", Some(("web", Some(4_999))))
+            .is_none());
+        let v = a.reaped(99, false, b"", &"", Some(("web", Some(5_000))));
+        assert_eq!(v.unwrap().reason, "room web ended before the answer");
+        // No room of the name open again: whatever it asked goes.
+        assert!(a
+            .request(7_000, "web", req("work", "f", 1), |n| w.room(n))
+            .is_none());
+        let v = a.reaped(98, false, b"", &"", Some(("work", None))).unwrap();
+        assert_eq!(v.decision, "cancelled");
+        // Nor does a room's end cut a transfer under way short.
+        a.request(8_000, "web", req("work", "f", 1), |n| w.room(n));
+        a.key(10_000, true, [4; 16]);
+        a.started(Ok(77));
+        assert!(a
+            .reaped(97, false, b"", &"", Some(("work", None)))
+            .is_none());
+        assert_eq!(a.courier(), Some(77));
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //!
 //! - `raw HEX [COUNT]`: writes these bytes (a whole frame, or garbage) COUNT times (1 by
 //!   default), in one write;
+//! - `fork`: a child process takes the console commands over (this process reads them no
+//!   more): it holds the umbilical too, and is not stopped when bay0 stops this one (a
+//!   room set aside by a reset, whose other processes still run);
+//!
+//! A room whose name starts with `cq-held` does not report ready by itself (the test
+//! sends the `Ready` frame with `raw`, alone or with other frames in the same write).
 //!
 //! and prints every answer bay0 sends as one console line, `answer OUTCOME TOKEN TEXT`
 //! (`answer malformed` for one it cannot read), and exits when bay0 asks the room to power
@@ -26,8 +32,14 @@ fn main() {
         say("test room: no umbilical");
         std::process::exit(3);
     };
-    let _ = umb.write_all(&encode_vec(Kind::Ready, &[]).unwrap_or_default());
-    say("test room: ready");
+    // The kernel command line anchor-vmm would get names the room.
+    let held = std::env::args().any(|a| a.split(' ').any(|w| w.starts_with("anchor.room=cq-held")));
+    if held {
+        say("test room: held");
+    } else {
+        let _ = umb.write_all(&encode_vec(Kind::Ready, &[]).unwrap_or_default());
+        say("test room: ready");
+    }
     let Ok(mut reader) = umb.try_clone() else {
         std::process::exit(3);
     };
@@ -70,8 +82,21 @@ fn main() {
         }
         let text = String::from_utf8_lossy(&line).into_owned();
         let mut words = text.split_whitespace();
-        if words.next() != Some("raw") {
-            continue;
+        match words.next() {
+            Some("raw") => {}
+            Some("fork") => {
+                // SAFETY: fork has no preconditions; the child goes on with this loop (the
+                // umbilical reader thread is not in it, and holds no lock the loop takes).
+                match unsafe { libc::fork() } {
+                    0 => say("test room: forked"),
+                    -1 => say("test room: fork failed"),
+                    _ => loop {
+                        std::thread::sleep(std::time::Duration::from_secs(3600));
+                    },
+                }
+                continue;
+            }
+            _ => continue,
         }
         let bytes: Vec<u8> = match words.next() {
             Some(h) if h.len() % 2 == 0 => h
