@@ -587,7 +587,9 @@ fn read_stderr(r: &mut Room) -> bool {
 }
 
 fn accept_umbilical(r: &mut Room, slot: usize, ep: &OwnedFd) {
-    while let Ok((conn, _)) = r.umb_listen.accept() {
+    // A few a turn: a room connecting without pause must not hold the loop (epoll is
+    // level-triggered: what is left wakes the next turn, after the other descriptors).
+    for (conn, _) in (0..8).map_while(|_| r.umb_listen.accept().ok()) {
         // One agent at a time: the first connection is the agent (it connects before any
         // other program of the room runs); others are refused while it holds its own. A
         // new one is read from its first byte, never as the rest of an old one's frame.
@@ -653,6 +655,124 @@ fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>, ep: &OwnedFd) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A room as bay0 keeps it, with its umbilical listener at `dir/NAME.sock` and no
+    /// process behind it (its pid is one no process has: a signal to it fails, logged).
+    fn room(name: &str, dir: &Path) -> Room {
+        let null = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let text = format!("name = \"{name}\"\nimage = \"base\"\nbackend = \"namespaces\"\n[resources]\nmemory = \"64MiB\"\nvcpus = 1\n");
+        let policy = anchor_policy::parse("r.toml", text.as_bytes()).unwrap();
+        let umb_listen = UnixListener::bind(dir.join(format!("{name}.sock"))).unwrap();
+        umb_listen.set_nonblocking(true).unwrap();
+        Room {
+            name: crate::config::room_name(name).unwrap(),
+            backend: "namespaces",
+            pid: i32::MAX,
+            phase: Phase::Ready,
+            started_ms: 0,
+            ready_ms: 0,
+            memory_mib: 64,
+            vcpus: 1,
+            charged_mib: 64,
+            restart: false,
+            kill_at_ms: u64::MAX,
+            max_at_ms: None,
+            idle_ms: None,
+            last_input_ms: 0,
+            warned: false,
+            aside: None,
+            volume: None,
+            pty: null(),
+            render: Renderer::for_screen(name, 80),
+            scroll: Scrollback::default(),
+            err: null(),
+            err_line: Default::default(),
+            last_err: Line::default(),
+            umb_listen,
+            umb: None,
+            dec: Box::default(),
+            courier: policy.courier().clone(),
+        }
+    }
+
+    fn scratch(what: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("bay0-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A room whose processes connect to its umbilical without pause (a second connection
+    /// is refused while the agent holds its own) must not hold bay0's loop: one turn
+    /// takes a few connections, epoll (level-triggered) brings the listener back after the
+    /// other descriptors had theirs. Before, one turn accepted until none was left: 8
+    /// processes of a namespace room connecting in a loop held bay0 for 20 to 62 s at a
+    /// time (no console, no control request, no reaping, no watchdog tickle: the
+    /// hardware watchdog resets the machine after 60 s without one).
+    #[test]
+    fn a_room_connecting_to_its_umbilical_without_pause_does_not_hold_the_loop() {
+        let dir = scratch("umb-flood");
+        let ep = sys::epoll().unwrap();
+        let mut rooms = Rooms::new(Layout::under(&dir), false);
+        rooms.slots[0] = Some(room("flood", &dir));
+        let path = dir.join("flood.sock");
+        let _agent = UnixStream::connect(&path).unwrap();
+        let others: Vec<UnixStream> = (0..100)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let (mut notices, mut out) = (Vec::new(), Vec::new());
+        rooms.on_token(&ep, token(0, 2), &mut notices, &mut out);
+        // The first connection is the agent's.
+        assert!(rooms.get(0).unwrap().umb.is_some());
+        // The others were closed unread, but not all of them in one turn.
+        let closed = |s: &UnixStream| {
+            s.set_nonblocking(true).unwrap();
+            matches!((&*s).read(&mut [0u8; 1]), Ok(0))
+        };
+        let gone = others.iter().filter(|s| closed(s)).count();
+        assert!(
+            gone < others.len(),
+            "one turn accepted all {gone} connections"
+        );
+        // Later turns take the rest.
+        for _ in 0..others.len() {
+            rooms.on_token(&ep, token(0, 2), &mut notices, &mut out);
+        }
+        assert_eq!(others.iter().filter(|s| closed(s)).count(), others.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A reset sets the old room aside while a new room of the same name opens: a
+    /// courier request still arriving on the old one's umbilical is not the new room's
+    /// (bay0 would answer it on the new room's umbilical, with the new room's rights).
+    #[test]
+    fn a_room_set_aside_makes_no_courier_request() {
+        let dir = scratch("umb-aside");
+        let ep = sys::epoll().unwrap();
+        let mut rooms = Rooms::new(Layout::under(&dir), false);
+        let m = Manifest::new([1; 16], "work", b"a.txt", 1, [2; 32]).unwrap();
+        let frame = umbilical::encode_vec(Kind::CourierRequest, &m.to_vec()).unwrap();
+        let mut agents = Vec::new();
+        for (slot, name, aside) in [(0, "web", true), (1, "other", false)] {
+            let mut r = room(name, &dir);
+            let (bay0, mut agent) = UnixStream::pair().unwrap();
+            bay0.set_nonblocking(true).unwrap();
+            agent.write_all(&frame).unwrap();
+            r.umb = Some(bay0);
+            r.aside = aside
+                .then(|| Leftover::parse("web_4242", |_| true))
+                .flatten();
+            rooms.slots[slot] = Some(r);
+            agents.push(agent);
+        }
+        let mut notices = Vec::new();
+        rooms.on_token(&ep, token(0, 3), &mut notices, &mut Vec::new());
+        assert!(notices.is_empty(), "{notices:?}");
+        // The same frame on an open room's umbilical is its request.
+        rooms.on_token(&ep, token(1, 3), &mut notices, &mut Vec::new());
+        assert!(matches!(notices.as_slice(), [Notice::Courier(n, Ok(_))] if n.as_str() == "other"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_room_that_does_not_fit_is_refused_with_both_figures() {
