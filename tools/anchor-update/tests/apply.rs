@@ -683,9 +683,19 @@ fn a_slot_file_that_is_a_fifo_is_refused_not_read() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (p, s) = (fifo.clone(), stop.clone());
     let writer = std::thread::spawn(move || {
+        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
+        // buffer alive between readers, and one blocked on a full buffer never returns
+        // while the test holds a reader that does not read.
         while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
-                let _ = f.write_all(b"MZ not an image");
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&p)
+            {
+                Ok(mut f) => {
+                    let _ = f.write(b"MZ not an image");
+                }
+                Err(_) => std::thread::yield_now(),
             }
         }
     });
@@ -699,11 +709,6 @@ fn a_slot_file_that_is_a_fifo_is_refused_not_read() {
         &mut Quiet,
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    // Release the writer if nothing opens the fifo for reading any more.
-    let _unblock = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo);
     writer.join().unwrap();
     let report = report.unwrap();
     assert!(
@@ -761,9 +766,19 @@ fn a_cert_that_is_a_fifo_is_refused_not_read() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (p, s) = (fifo.clone(), stop.clone());
     let writer = std::thread::spawn(move || {
+        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
+        // buffer alive between readers, and one blocked on a full buffer never returns
+        // while the test holds a reader that does not read.
         while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
-                let _ = f.write_all(b"not a certificate");
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&p)
+            {
+                Ok(mut f) => {
+                    let _ = f.write(b"not a certificate");
+                }
+                Err(_) => std::thread::yield_now(),
             }
         }
     });
@@ -781,10 +796,6 @@ fn a_cert_that_is_a_fifo_is_refused_not_read() {
         .output()
         .unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _unblock = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo);
     writer.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

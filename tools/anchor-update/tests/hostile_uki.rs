@@ -121,9 +121,19 @@ fn anchor_uki_refuses_a_fifo() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (p, s) = (fifo.clone(), stop.clone());
     let writer = std::thread::spawn(move || {
+        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
+        // buffer alive between readers, and one blocked on a full buffer never returns
+        // while the test holds a reader that does not read.
         while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
-                let _ = f.write_all(b"MZ junk");
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&p)
+            {
+                Ok(mut f) => {
+                    let _ = f.write(b"MZ junk");
+                }
+                Err(_) => std::thread::yield_now(),
             }
         }
     });
@@ -142,10 +152,6 @@ fn anchor_uki_refuses_a_fifo() {
     })
     .collect();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _unblock = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo);
     writer.join().unwrap();
     for out in outs {
         let err = String::from_utf8_lossy(&out.stderr);
