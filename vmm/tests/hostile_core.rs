@@ -549,3 +549,86 @@ fn fault_on_one_vcpu_stops_another_that_is_busy_in_the_guest() {
     assert_eq!(o.serial, "P ok\n", "vcpu 1 did not run: {o:#?}");
     assert!(one_line_stderr(&o).contains("triple fault"));
 }
+
+/// Regression (review): a console that stops reading (`--serial stdout` into a full pipe
+/// or pty) blocks the vcpu that writes to it while it holds the UART, which is the
+/// intended backpressure on the guest. The VMM thread's open-line flusher then waited
+/// for the UART too, so the VMM thread (the event loop: every virtio device and the exit
+/// latch) hung with it: a reset requested by another vcpu was never acted on and the VMM
+/// ran on until it was killed.
+#[test]
+fn a_stalled_console_does_not_wedge_the_vmm_thread() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    common::require_kvm();
+    // Real-mode code for vcpu 1 (SIPI vector 0x10 -> 0x1000:0): wait for vcpu 0's flag at
+    // 0x600, give it time to block on the console, then reset through the i8042.
+    #[rustfmt::skip]
+    let ap: [u8; 24] = [
+        0x80, 0x3e, 0x00, 0x06, 0x01,       // cmpb $1, 0x600
+        0x75, 0xf9,                         // jne .-5
+        0x66, 0xb9, 0x00, 0x00, 0x10, 0x00, // mov $0x100000, %ecx
+        0x66, 0x49,                         // dec %ecx
+        0x75, 0xfc,                         // jnz .-2
+        0xb0, 0xfe,                         // mov $0xfe, %al
+        0xe6, 0x64,                         // out %al, $0x64
+        0xf4,                               // hlt
+        0xeb, 0xfd,                         // jmp .-1
+    ];
+    let icr_lo = 0xfee0_0300;
+    let icr_hi = 0xfee0_0310;
+    let mut s = Script::new();
+    s.code(0x1_0000, &ap)
+        .write(icr_hi, 4, 1 << 24)
+        .write(icr_lo, 4, 0x4500) // INIT
+        .write(icr_hi, 4, 1 << 24)
+        .write(icr_lo, 4, 0x4610) // SIPI, vector 0x10
+        .write(0x600, 1, 1)
+        .repeat(1_000_000, 1)
+        .print("FLOOD123")
+        .end();
+    let script = common::unique("script");
+    std::fs::write(&script, s.bytes()).unwrap();
+    // A pipe of one page that nobody reads: the console stalls after 4 KiB.
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors were just created and are owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETPIPE_SZ on our own pipe.
+    assert!(unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) } >= 4096);
+    let mut child = std::process::Command::new(common::vmm_bin())
+        .arg("--kernel")
+        .arg(common::guest_elf())
+        .arg("--initrd")
+        .arg(&script)
+        .args(["--mem-mib", "32", "--vcpus", "2", "--serial", "stdout"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(wr))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let errs = std::thread::spawn(move || {
+        let mut v = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut v);
+        v
+    });
+    let (status, timed_out, _, _) = common::wait_bounded(&mut child, T);
+    let stderr = errs.join().unwrap();
+    let _ = std::fs::remove_file(&script);
+    // SAFETY: a non-blocking read end lets us drain what reached the console.
+    unsafe { libc::fcntl(rd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut console = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut console);
+    assert!(
+        !timed_out,
+        "the VMM hung behind its stalled console after vcpu 1's reset: {stderr}"
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("guest reset (i8042)"), "{stderr}");
+    assert!(
+        console.len() < 9 * 1_000_000,
+        "the console never stalled ({} bytes)",
+        console.len()
+    );
+}

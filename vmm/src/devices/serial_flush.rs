@@ -11,7 +11,7 @@
 //! is also how late the echo of a typed key appears, so it is kept short.
 
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
@@ -52,8 +52,16 @@ impl MutEventSubscriber for SerialFlush {
             let _ = self.timer.reset(OPEN_LINE_DELAY, None);
         } else if events.fd() == self.timer.as_raw_fd() {
             let _ = self.timer.wait();
-            if let Ok(mut s) = self.serial.lock() {
-                s.flush();
+            // Never wait for the UART here: a vcpu holds it while its write blocks on a
+            // console that stopped reading (backpressure on the guest), and this thread
+            // runs every virtio device and the exit latch. Try again a delay later (the
+            // vcpu's own write may have taken the open line out by then).
+            match self.serial.try_lock() {
+                Ok(mut s) => s.flush(),
+                Err(TryLockError::WouldBlock) => {
+                    let _ = self.timer.reset(OPEN_LINE_DELAY, None);
+                }
+                Err(TryLockError::Poisoned(_)) => {}
             }
         }
     }

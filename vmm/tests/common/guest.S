@@ -42,7 +42,7 @@ next:
 	mov	8(%rbx), %rdi		# addr
 	mov	16(%rbx), %rbp		# val
 	add	$24, %rbx
-	cmp	$9, %eax
+	cmp	$10, %eax
 	ja	badop
 	jmp	*optable(,%rax,8)
 
@@ -164,6 +164,22 @@ op_hlt:
 	hlt
 	jmp	next
 
+# CALL: run the code at addr (scratch RAM the script wrote) with rbp = val;
+# it returns with `ret` and may clobber rax, rcx, rdx, rsi, rdi, r11, rbp.
+op_call:
+	push	%rbx
+	push	%r8
+	push	%r9
+	push	%r10
+	push	%r14
+	call	*%rdi
+	pop	%r14
+	pop	%r10
+	pop	%r9
+	pop	%r8
+	pop	%rbx
+	jmp	next
+
 op_poll:
 	mov	$1000000, %r11d
 	mov	%ecx, %r12d
@@ -226,6 +242,7 @@ puthex:					# print low ecx nibbles of rbp, msb first
 optable:
 	.quad op_end, op_write, op_read, op_outb, op_inb
 	.quad op_print, op_repeat, op_triple, op_hlt, op_poll
+	.quad op_call
 	.balign 8
 empty_idt:
 	.word 0

@@ -27,6 +27,7 @@ pub const OP_REPEAT: u32 = 6;
 pub const OP_TRIPLE: u32 = 7;
 pub const OP_HLT: u32 = 8;
 pub const OP_POLL: u32 = 9;
+pub const OP_CALL: u32 = 10;
 
 /// Scratch guest RAM scripts may use freely.
 pub const SCRATCH_START: u64 = 0x0020_0000;
@@ -89,6 +90,21 @@ impl Script {
     pub fn poll(&mut self, addr: u64, size: u32, val: u64) -> &mut Self {
         assert!(matches!(size, 1 | 2 | 4 | 8), "bad poll size {size}");
         self.op(OP_POLL, size, addr, val)
+    }
+
+    /// Copies `code` to `addr` (scratch RAM), eight bytes per write.
+    pub fn code(&mut self, addr: u64, code: &[u8]) -> &mut Self {
+        for (i, chunk) in code.chunks(8).enumerate() {
+            let mut b = [0x90u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write(addr + 8 * i as u64, 8, u64::from_le_bytes(b));
+        }
+        self
+    }
+
+    /// Calls the code at `addr` with rbp = `val`; it must end with `ret`.
+    pub fn call(&mut self, addr: u64, val: u64) -> &mut Self {
+        self.op(OP_CALL, 0, addr, val)
     }
 
     pub fn triple_fault(&mut self) -> &mut Self {
@@ -222,6 +238,36 @@ fn build_guest(name: &str, what: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("binutils `ld` is needed to build the {what}: {e}"));
     assert!(st.success(), "linking the {what} failed");
     elf
+}
+
+/// Assembles a 64-bit snippet (AT&T syntax) with binutils; returns its bytes.
+pub fn assemble(src: &str) -> Vec<u8> {
+    let dir = scratch_dir();
+    let base = unique("snippet");
+    let s = base.with_extension("S");
+    let obj = base.with_extension("o");
+    let bin = base.with_extension("bin");
+    std::fs::write(&s, format!("\t.code64\n\t.text\n{src}\n")).unwrap();
+    let st = tool("as")
+        .args(["--64", "-o"])
+        .arg(&obj)
+        .arg(&s)
+        .status()
+        .unwrap();
+    assert!(st.success(), "assembling {src:?} failed");
+    let st = tool("objcopy")
+        .args(["-O", "binary", "-j", ".text"])
+        .arg(&obj)
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(st.success(), "objcopy of {src:?} failed");
+    let out = std::fs::read(&bin).unwrap();
+    for p in [s, obj, bin] {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = dir;
+    out
 }
 
 /// The anchor-vmm binary under test: cargo's build for this test, or the
