@@ -558,6 +558,19 @@ fn fault_on_one_vcpu_stops_another_that_is_busy_in_the_guest() {
 /// ran on until it was killed.
 #[test]
 fn a_stalled_console_does_not_wedge_the_vmm_thread() {
+    stalled_console_then_reset(false);
+}
+
+/// The same with keys typed while the console is stalled: the VMM thread moving them
+/// into the UART's receive FIFO waited for the UART as well.
+#[test]
+fn input_typed_into_a_stalled_console_does_not_wedge_the_vmm_thread() {
+    stalled_console_then_reset(true);
+}
+
+/// vcpu 0 floods a console nobody reads (a one-page pipe) and blocks on it; vcpu 1 then
+/// resets the VM. With `typing`, a byte arrives on stdin every 20 ms meanwhile.
+fn stalled_console_then_reset(typing: bool) {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     common::require_kvm();
     // Real-mode code for vcpu 1 (SIPI vector 0x10 -> 0x1000:0): wait for vcpu 0's flag at
@@ -602,11 +615,26 @@ fn a_stalled_console_does_not_wedge_the_vmm_thread() {
         .arg("--initrd")
         .arg(&script)
         .args(["--mem-mib", "32", "--vcpus", "2", "--serial", "stdout"])
-        .stdin(std::process::Stdio::null())
+        .stdin(if typing {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .stdout(std::process::Stdio::from(wr))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let typist = child.stdin.take().map(|mut keys| {
+        std::thread::spawn(move || {
+            // Ends when the VMM is gone (EPIPE) or after 30 s.
+            for _ in 0..1500 {
+                if std::io::Write::write_all(&mut keys, b"k").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    });
     let mut err = child.stderr.take().unwrap();
     let errs = std::thread::spawn(move || {
         let mut v = String::new();
@@ -615,6 +643,9 @@ fn a_stalled_console_does_not_wedge_the_vmm_thread() {
     });
     let (status, timed_out, _, _) = common::wait_bounded(&mut child, T);
     let stderr = errs.join().unwrap();
+    if let Some(t) = typist {
+        t.join().unwrap();
+    }
     let _ = std::fs::remove_file(&script);
     // SAFETY: a non-blocking read end lets us drain what reached the console.
     unsafe { libc::fcntl(rd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };

@@ -8,21 +8,29 @@
 //! - when the FIFO is full, stdin is taken out of the epoll set until the guest
 //!   has read the FIFO empty (`InputEvents` signals `room`);
 //! - end of input, or a stdin that cannot be polled (e.g. /dev/null or a regular
-//!   file), just ends input: the room keeps running.
+//!   file), just ends input: the room keeps running;
+//! - the UART is never waited for: a vcpu holds it while its output blocks on a console
+//!   that stopped reading, and this is the VMM thread (every virtio device, the exit
+//!   latch). stdin then leaves the epoll set and is polled again [`RETRY`] later.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::Duration;
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::timerfd::TimerFd;
 
 use crate::devices::serial::SerialDevice;
 
 /// Most bytes moved per event (the 16550 FIFO holds 64).
 const CHUNK: usize = 64;
+
+/// How long input waits when a vcpu holds the UART.
+pub const RETRY: Duration = Duration::from_millis(10);
 
 /// stdin -> UART receive FIFO.
 #[derive(Debug)]
@@ -30,6 +38,9 @@ pub struct SerialInput {
     serial: Arc<Mutex<SerialDevice>>,
     input: File,
     room: EventFd,
+    /// Resumes polling stdin after the UART was busy (`None`: no timer could be made,
+    /// and input then waits for the UART instead).
+    retry: Option<TimerFd>,
     polling: bool,
     ended: bool,
 }
@@ -42,6 +53,7 @@ impl SerialInput {
             serial,
             input: File::from(input),
             room,
+            retry: TimerFd::new().ok(),
             polling: false,
             ended: false,
         }
@@ -65,10 +77,30 @@ impl SerialInput {
 
     /// Moves what fits from the input to the FIFO.
     fn feed(&mut self, ops: &mut EventOps) {
-        let Ok(mut serial) = self.serial.lock() else {
-            self.ended = true;
-            self.stop_polling(ops);
-            return;
+        let dev = Arc::clone(&self.serial);
+        let mut serial = match dev.try_lock() {
+            Ok(s) => s,
+            Err(TryLockError::WouldBlock) => {
+                if let Some(t) = self.retry.as_mut() {
+                    if t.reset(RETRY, None).is_ok() {
+                        self.stop_polling(ops);
+                        return;
+                    }
+                }
+                match dev.lock() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.ended = true;
+                        self.stop_polling(ops);
+                        return;
+                    }
+                }
+            }
+            Err(TryLockError::Poisoned(_)) => {
+                self.ended = true;
+                self.stop_polling(ops);
+                return;
+            }
         };
         let room = serial.input_capacity().min(CHUNK);
         if room == 0 {
@@ -110,6 +142,11 @@ impl MutEventSubscriber for SerialInput {
             self.start_polling(ops);
             return;
         }
+        if let Some(t) = self.retry.as_mut().filter(|t| events.fd() == t.as_raw_fd()) {
+            let _ = t.wait();
+            self.start_polling(ops);
+            return;
+        }
         if events.fd() == self.input.as_raw_fd() {
             if events.event_set().contains(EventSet::IN) {
                 self.feed(ops);
@@ -125,6 +162,11 @@ impl MutEventSubscriber for SerialInput {
         if ops.add(Events::new(&self.room, EventSet::IN)).is_err() {
             self.ended = true;
             return;
+        }
+        if let Some(t) = &self.retry {
+            if ops.add(Events::new(t, EventSet::IN)).is_err() {
+                self.retry = None;
+            }
         }
         self.start_polling(ops);
     }
