@@ -130,8 +130,9 @@ pub fn run(built: Built, opts: RunOptions) -> Stop {
     for t in &threads {
         sys::kick_thread(t.as_pthread_t());
     }
+    // What the console takes now of an open line; a stalled console never holds the exit.
     if let Ok(mut s) = ctx.ports.serial.try_lock() {
-        s.flush();
+        s.flush_now();
     }
     if opts.exit_stats {
         crate::log::say(format_args!("{}", crate::stats::line(&stats)));

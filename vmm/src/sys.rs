@@ -283,6 +283,30 @@ pub fn vcpu_stats_fd(vcpu: &kvm_ioctls::VcpuFd) -> io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
+/// Sets or clears O_NONBLOCK on the open file behind `fd`; returns whether it was set
+/// before (so the caller can put it back).
+pub fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL takes no argument and only reads this descriptor's status flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let was = flags & libc::O_NONBLOCK != 0;
+    let want = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if want != flags {
+        // SAFETY: F_SETFL with an int of status flags only changes this open file's flags.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, want) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(was)
+}
+
 thread_local! {
     /// This vcpu thread's `kvm_run.immediate_exit` byte (null elsewhere).
     static IMMEDIATE_EXIT: std::cell::Cell<*mut u8> = const { std::cell::Cell::new(std::ptr::null_mut()) };

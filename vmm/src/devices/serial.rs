@@ -23,6 +23,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -68,7 +69,8 @@ impl std::error::Error for SerialError {
 const SINK_BUF: usize = 4096;
 
 enum Out {
-    Stdout(io::Stdout),
+    /// A descriptor of its own for the VMM's stdout (same open file), written unbuffered.
+    Stdout(File),
     File(File),
     Socket(UnixStream),
 }
@@ -97,7 +99,12 @@ impl Sink {
     /// Opens the target.
     pub fn open(t: &SerialTarget) -> Result<Self, SerialError> {
         let out = match t {
-            SerialTarget::Stdout => Out::Stdout(io::stdout()),
+            SerialTarget::Stdout => Out::Stdout(File::from(
+                io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| SerialError::Open(PathBuf::from("stdout"), e))?,
+            )),
             SerialTarget::File(p) => {
                 Out::File(File::create(p).map_err(|e| SerialError::Open(p.clone(), e))?)
             }
@@ -158,9 +165,42 @@ impl Sink {
         let lost = self.buf.len().saturating_sub(done);
         self.dropped = self.dropped.saturating_add(lost as u64);
         self.buf.clear();
-        if let Out::Stdout(s) = &mut self.out {
-            let _ = s.flush();
+    }
+
+    /// Writes out what the target takes now, without waiting: the VMM thread's flush of
+    /// an open line. `stdout` (a pty or pipe, blocking so that a vcpu's output waits for
+    /// a slow console) is switched to non-blocking for this write only; the caller holds
+    /// the UART, so no vcpu writes meanwhile. What a full console does not take stays
+    /// buffered; returns true when bytes are left. Other targets never wait: as `write_out`.
+    pub fn write_out_now(&mut self) -> bool {
+        let Out::Stdout(f) = &mut self.out else {
+            self.drain();
+            return false;
+        };
+        let Ok(restore) = crate::sys::set_nonblocking(f.as_fd(), true) else {
+            // Cannot be made non-blocking (not open): the line waits for its newline.
+            return false;
+        };
+        let mut done = 0;
+        while let Some(rest) = self.buf.get(done..).filter(|r| !r.is_empty()) {
+            match f.write(rest) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // EIO, EPIPE: nobody reads; drop as `drain` does.
+                    let lost = self.buf.len().saturating_sub(done);
+                    self.dropped = self.dropped.saturating_add(lost as u64);
+                    done = self.buf.len();
+                }
+            }
         }
+        if !restore {
+            let _ = crate::sys::set_nonblocking(f.as_fd(), false);
+        }
+        self.buf.drain(..done);
+        !self.buf.is_empty()
     }
 }
 
@@ -248,9 +288,15 @@ impl SerialDevice {
         let _ = self.inner.write(offset, value);
     }
 
-    /// Writes out buffered output (an open line).
+    /// Writes out buffered output (an open line), blocking on a full console.
     pub fn flush(&mut self) {
         self.inner.writer_mut().write_out();
+    }
+
+    /// Writes out what the console takes of an open line now, never waiting (the VMM
+    /// thread); true when bytes are left for a later try (see [`Sink::write_out_now`]).
+    pub fn flush_now(&mut self) -> bool {
+        self.inner.writer_mut().write_out_now()
     }
 }
 
@@ -385,6 +431,41 @@ mod tests {
         }
         assert_eq!(room.read().unwrap(), 1, "emptying the FIFO signals room");
         assert_eq!(dev.input_capacity(), cap);
+    }
+
+    #[test]
+    fn an_open_line_for_a_full_console_is_kept_not_waited_for() {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe fills the two-element array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fds[0] was just made by pipe and nothing else owns it.
+        let mut rd = File::from(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        // SAFETY: as above, for fds[1].
+        let mut console = File::from(unsafe { OwnedFd::from_raw_fd(fds[1]) });
+        // SAFETY: F_SETPIPE_SZ on our own pipe; it takes an int and touches no memory.
+        assert!(unsafe { libc::fcntl(console.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) } >= 4096);
+        console.write_all(&[b'.'; 4095]).unwrap();
+        let mut s = Sink {
+            out: Out::Stdout(console.try_clone().unwrap()),
+            buf: Vec::new(),
+            dropped: 0,
+            partial: None,
+        };
+        s.buf.extend_from_slice(b"/ # ");
+        assert!(s.write_out_now(), "a full console leaves the line buffered");
+        assert_eq!(s.buf, b"/ # ", "nothing is lost");
+        assert_eq!(s.dropped(), 0);
+        // SAFETY: F_GETFL only reads our own descriptor's status flags.
+        let flags = unsafe { libc::fcntl(console.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "the console is blocking again");
+        let mut got = vec![0u8; 4095];
+        rd.read_exact(&mut got).unwrap();
+        assert!(!s.write_out_now(), "room again: the line goes out");
+        let mut rest = [0u8; 4];
+        rd.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"/ # ");
     }
 
     #[test]

@@ -52,16 +52,18 @@ impl MutEventSubscriber for SerialFlush {
             let _ = self.timer.reset(OPEN_LINE_DELAY, None);
         } else if events.fd() == self.timer.as_raw_fd() {
             let _ = self.timer.wait();
-            // Never wait for the UART here: a vcpu holds it while its write blocks on a
-            // console that stopped reading (backpressure on the guest), and this thread
-            // runs every virtio device and the exit latch. Try again a delay later (the
-            // vcpu's own write may have taken the open line out by then).
-            match self.serial.try_lock() {
-                Ok(mut s) => s.flush(),
-                Err(TryLockError::WouldBlock) => {
-                    let _ = self.timer.reset(OPEN_LINE_DELAY, None);
-                }
-                Err(TryLockError::Poisoned(_)) => {}
+            // Never wait here, for the UART or for the console: a vcpu holds the UART
+            // while its write blocks on a console that stopped reading (backpressure on
+            // the guest), and this thread runs every virtio device and the exit latch.
+            // A busy UART, or a line a full console did not take, is tried again a delay
+            // later.
+            let again = match self.serial.try_lock() {
+                Ok(mut s) => s.flush_now(),
+                Err(TryLockError::WouldBlock) => true,
+                Err(TryLockError::Poisoned(_)) => false,
+            };
+            if again {
+                let _ = self.timer.reset(OPEN_LINE_DELAY, None);
             }
         }
     }

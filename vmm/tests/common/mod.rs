@@ -240,6 +240,21 @@ fn build_guest(name: &str, what: &str) -> PathBuf {
     elf
 }
 
+/// A pipe of one page (4 KiB): (read end, write end).
+pub fn one_page_pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fds[0] was just made by pipe2 and nothing else owns it.
+    let rd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, for fds[1].
+    let wr = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[1]) };
+    // SAFETY: F_SETPIPE_SZ on our own pipe; it takes an int and touches no memory.
+    assert!(unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) } >= 4096);
+    (std::fs::File::from(rd), std::fs::File::from(wr))
+}
+
 /// Assembles a 64-bit snippet (AT&T syntax) with binutils; returns its bytes.
 pub fn assemble(src: &str) -> Vec<u8> {
     let dir = scratch_dir();
