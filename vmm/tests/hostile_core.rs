@@ -678,3 +678,62 @@ fn stalled_console_then_reset(guest: &Script, typing: bool) {
         "the guest's lines did not reach the console: {stderr}"
     );
 }
+
+/// Instructions a hostile kernel can run against the platform: each ends the VM with
+/// exit 4 and one line naming the guest fault, or is absorbed (the VMM serves on).
+#[test]
+fn vcpu_level_faults_end_the_vm_with_a_guest_fault() {
+    const CODE: u64 = 0x30_0000;
+    let faults = [
+        // #GP (no IDT): a write to an MSR that does not exist.
+        "mov $0x12345678, %ecx\n xor %eax, %eax\n xor %edx, %edx\n wrmsr\n ret",
+        // Instruction fetch from MMIO outside any device, and from the IOAPIC.
+        "mov $0xe0000000, %rax\n call *%rax\n ret",
+        "mov $0xfec00000, %rax\n call *%rax\n ret",
+        // 16- and 32-byte accesses to device MMIO.
+        "mov $0xfec00000, %rdi\n movdqu %xmm0, (%rdi)\n ret",
+        "mov $0xe0000000, %rdi\n xor %eax, %eax\n xor %edx, %edx\n lock cmpxchg16b (%rdi)\n ret",
+        "mov $0xe0000000, %rdi\n vmovdqu (%rdi), %ymm0\n ret",
+    ];
+    for src in faults {
+        let code = common::assemble(src);
+        let o = run_script(
+            Script::new()
+                .code(CODE, &code)
+                .print("PRE")
+                .call(CODE, 0)
+                .print("POST")
+                .end(),
+            &[],
+            T,
+        );
+        assert_exit(&o, 4);
+        assert_eq!(o.serial, "PRE\n", "{src}: {o:#?}");
+        assert!(o.stderr.trim_end().ends_with(")"), "{src}: {o:#?}");
+        assert!(o.stderr.contains("guest fault"), "{src}: {o:#?}");
+    }
+    // Locked read-modify-writes, xchg and string copies on the read-only register page of
+    // the first virtio device (the rng) and on the IOAPIC: absorbed. The magic stays; the
+    // locked increment of STATUS (0x70) reaches the device as a write of 1 (ACKNOWLEDGE).
+    let absorbed = "mov $0xd0000000, %rax\n lock incl (%rax)\n lock incl 0x70(%rax)\n \
+                    mov $1, %ecx\n xchg %ecx, 0x70(%rax)\n \
+                    mov $0x300000, %rsi\n mov %rax, %rdi\n mov $4096, %ecx\n rep movsb\n \
+                    mov $0xfec00000, %rdi\n mov $0x300000, %rsi\n mov $4096, %ecx\n rep movsb\n \
+                    ret";
+    let code = common::assemble(absorbed);
+    let o = run_script(
+        Script::new()
+            .code(CODE, &code)
+            .call(CODE, 0)
+            .read(common::virtio_base(0), 4)
+            .read(common::virtio_base(0) + 0x70, 4)
+            .end(),
+        &[],
+        T,
+    );
+    assert_exit(&o, 0);
+    assert_eq!(
+        o.serial, "R 0000000074726976\nR 0000000000000001\nEND\n",
+        "{o:#?}"
+    );
+}
