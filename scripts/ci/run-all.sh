@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 rc=0
-for g in spdx bay0-loc bay0-deps no-panics aarch64-check; do
+for g in spdx bay0-loc bay0-deps no-panics doc-refs aarch64-check; do
   ./"$g".sh || rc=1
 done
 exit $rc

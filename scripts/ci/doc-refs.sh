@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Gate: what the docs cite exists. (1) Every Rust test the docs name (`MOD::tests::NAME`,
+# `MOD::tests::PREFIX_*`, or a bare `snake_case_name_of_six_or_more_words`) is a `fn` in
+# the tree (for MOD::tests::, in MOD.rs or MOD/); every other `a::b` path cited ends in
+# an item that exists. (2) docs/SYSCALL-JUSTIFICATIONS.md has exactly the rules of every
+# seccomp filter: one row per rule of each filter's JSON, under the filter's name, with
+# the same argument values, and no row for a rule the filter lacks (the crates' unit tests
+# check one direction, by name only).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+command -v python3 >/dev/null || fail "python3 missing (run scripts/setup.sh)"
+out=$(python3 - <<'EOF'
+import glob, json, re, subprocess, sys
+
+docs = ["README.md"] + sorted(glob.glob("docs/*.md")) + sorted(
+    glob.glob("*/README.md") + glob.glob("*/*/README.md"))
+rs = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", "*.rs"],
+                    capture_output=True, text=True, check=True).stdout.split()
+src = {}
+for f in rs:
+    try:
+        src[f] = open(f, encoding="utf-8", errors="replace").read()
+    except OSError:
+        pass
+bad = []
+cited = 0
+
+def fns(name, files, prefix=False):
+    pat = re.compile(r"\bfn " + re.escape(name) + (r"\w*" if prefix else r"\b"))
+    return any(pat.search(src[f]) for f in files)
+
+def item(name):
+    pat = re.compile(r"\b(fn|struct|enum|mod|trait|const|type|static|macro_rules!) "
+                     + re.escape(name) + r"\b|^\s*" + re.escape(name) + r"\s*[({,]", re.M)
+    return any(f.endswith("/" + name + ".rs") or pat.search(t) for f, t in src.items())
+
+for d in docs:
+    text = open(d, encoding="utf-8").read()
+    for ref in sorted(set(re.findall(r"`([A-Za-z_][\w:]*::[\w*]+)`", text))):
+        cited += 1
+        parts = ref.split("::")
+        if len(parts) >= 3 and parts[-2] == "tests":
+            mod, name = parts[-3], parts[-1]
+            files = [f for f in src if f.endswith("/" + mod + ".rs") or ("/" + mod + "/") in f]
+            ok = fns(name.rstrip("*"), files, name.endswith("*"))
+        else:
+            ok = item(parts[-1].rstrip("*"))
+        if not ok:
+            bad.append(f"{d}: `{ref}` names nothing in the tree")
+    for name in sorted(set(re.findall(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+){5,})`", text))):
+        cited += 1
+        if not fns(name, src):
+            bad.append(f"{d}: test `{name}` is no fn in the tree")
+
+# Seccomp filters: every JSON rule <-> one row of the doc, under the filter's name.
+FILTERS = {"vmm": "vmm/seccomp/vmm.json", "vcpu": "vmm/seccomp/vcpu.json",
+           "courier": "courier/seccomp/courier.json", "room": "jail/seccomp/room.json",
+           "room_deny": "jail/seccomp/room.json", "passt_deny": "jail/seccomp/passt.json"}
+jsons = sorted(glob.glob("*/seccomp/*.json"))
+for j in jsons:
+    for k in json.load(open(j)):
+        if FILTERS.get(k) != j:
+            bad.append(f"{j}: filter {k} is not known to scripts/ci/doc-refs.sh")
+doc = "docs/SYSCALL-JUSTIFICATIONS.md"
+rows = {}
+for line in open(doc, encoding="utf-8"):
+    m = re.match(r"\| (\w+) \| (\w+) \| ([^|]*) \|", line)
+    if m and m.group(1) in FILTERS:
+        rows.setdefault(m.group(1), []).append((m.group(2), m.group(3).strip()))
+rules = 0
+for kind, path in FILTERS.items():
+    want = {}
+    for r in json.load(open(path))[kind]["filter"]:
+        rules += 1
+        vals = set()
+        for a in r.get("args", []):
+            op = a["op"]
+            vals.add(str(a["val"]) if op == "eq" else hex(op["masked_eq"]) if a["val"] else "0")
+        want.setdefault(r["syscall"], []).append(vals)
+    have = {}
+    for name, args in rows.get(kind, []):
+        have.setdefault(name, []).append(args)
+    for name in sorted(set(want) | set(have)):
+        w, h = want.get(name, []), have.get(name, [])
+        if not h:
+            bad.append(f"{doc}: no `| {kind} | {name} |` row: {path} has it")
+            continue
+        if not w:
+            bad.append(f"{doc}: `| {kind} | {name} |` is justified but {path} has no such rule")
+            continue
+        # A row with "any" stands for a rule without argument checks; each other row
+        # names its rule's values (one row may name several alternatives, as passt's).
+        unconditioned = [v for v in w if not v]
+        if unconditioned and any(a != "any" for a in h):
+            bad.append(f"{doc}: `| {kind} | {name} |` names arguments; {path} checks none")
+        if not unconditioned and "any" in h:
+            bad.append(f"{doc}: `| {kind} | {name} |` says any; {path} checks arguments")
+        for v in w:
+            if v and not any(all(re.search(r"\b" + re.escape(x) + r"\b", a) for x in v)
+                             for a in h):
+                bad.append(f"{doc}: no `| {kind} | {name} |` row names {sorted(v)} ({path})")
+        if len(h) > len(w):
+            bad.append(f"{doc}: {len(h)} `| {kind} | {name} |` rows for {len(w)} rules in {path}")
+
+for b in bad:
+    print(b, file=sys.stderr)
+print(f"{cited} code references in {len(docs)} docs, {rules} seccomp rules of {len(jsons)} filter files")
+sys.exit(1 if bad else 0)
+EOF
+) || fail "the docs cite what is not there (above)"
+pass "$out"
