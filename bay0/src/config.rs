@@ -276,6 +276,37 @@ mod tests {
         }
     }
 
+    /// Every setting the command line takes is named in `bay0 --help` (the test-only
+    /// debug_stall_after aside): the keys are read from the parser's own match arms.
+    #[test]
+    fn help_names_every_setting() {
+        let src = include_str!("config.rs");
+        let body = src.split("fn from_cmdline").nth(1).unwrap();
+        let body = body.split("#[cfg(test)]").next().unwrap();
+        let keys: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix('"'))
+            .filter_map(|l| l.split_once('"'))
+            .filter(|(_, rest)| rest.starts_with(" =>") || rest.starts_with(" if "))
+            .map(|(key, _)| key)
+            .collect();
+        assert!(keys.len() >= 7, "{keys:?}");
+        for key in keys {
+            let (_, problems) = parse(&format!("bay0.{key}=1"));
+            assert!(
+                problems.iter().all(|p| !p.contains("unknown bay0 setting")),
+                "{key}: {problems:?}"
+            );
+            if key != "debug_stall_after" {
+                let shown = format!("bay0.{key}=");
+                assert!(
+                    crate::cli::HELP.contains(&shown),
+                    "bay0 --help lacks {shown}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn interval_is_capped_by_the_driver_timeout() {
         let w = WatchdogConfig {
