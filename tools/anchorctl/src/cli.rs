@@ -36,8 +36,8 @@ pub enum Command {
     /// host).
     #[command(subcommand)]
     Room(RoomCommand),
-    /// Every room (name, backend, state, uptime, memory, vCPUs, VMM pid) and the host's
-    /// memory.
+    /// Every room (name, backend, state, uptime, memory, vCPUs, pid: its VMM's, or a
+    /// namespace room's agent's) and the host's memory.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -124,7 +124,7 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum RoomCommand {
     /// Every room with a policy: open ones with backend, state, uptime, memory, vCPUs and
-    /// VMM pid, the others as stopped.
+    /// pid (its VMM's, or a namespace room's agent's), the others as stopped.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
