@@ -3,7 +3,8 @@
 # Gate: what the docs cite exists. (1) Every Rust test the docs name (`MOD::tests::NAME`,
 # `MOD::tests::PREFIX_*`, or a bare `snake_case_name_of_six_or_more_words`) is a `fn` in
 # the tree (for MOD::tests::, in MOD.rs or MOD/); every other `a::b` path cited ends in
-# an item that exists. (2) docs/SYSCALL-JUSTIFICATIONS.md has exactly the rules of every
+# an item that exists; every file named in backticks exists (a crate README's relative
+# to its folder). (2) docs/SYSCALL-JUSTIFICATIONS.md has exactly the rules of every
 # seccomp filter: one row per rule of each filter's JSON, under the filter's name, with
 # the same argument values, and no row for a rule the filter lacks (the crates' unit tests
 # check one direction, by name only).
@@ -11,7 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || fail "python3 missing (run scripts/setup.sh)"
 out=$(python3 - <<'EOF'
-import glob, json, re, subprocess, sys
+import glob, json, os, re, subprocess, sys
 
 docs = ["README.md"] + sorted(glob.glob("docs/*.md")) + sorted(
     glob.glob("*/README.md") + glob.glob("*/*/README.md"))
@@ -52,6 +53,27 @@ for d in docs:
         cited += 1
         if not fns(name, src):
             bad.append(f"{d}: test `{name}` is no fn in the tree")
+
+# Files the docs name exist: in a crate's README, relative to its folder (or the root),
+# a bare name somewhere under it; in README.md and docs/, anywhere as a path suffix.
+tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"],
+                         capture_output=True, text=True, check=True).stdout.split()
+known = set(tracked)
+for d in docs:
+    base = os.path.dirname(d)
+    text = open(d, encoding="utf-8").read()
+    for p in sorted(set(re.findall(
+            r"`([A-Za-z0-9_.][A-Za-z0-9_./-]*\.(?:rs|sh|json|toml|md|S|c|py|nix))`", text))):
+        cited += 1
+        if p in known or os.path.normpath(os.path.join(base, p)) in known:
+            continue
+        if base in ("", "docs"):
+            ok = any(f.endswith("/" + p) for f in tracked)
+        else:
+            ok = "/" not in p and any(f.startswith(base + "/") and f.endswith("/" + p)
+                                      for f in tracked)
+        if not ok:
+            bad.append(f"{d}: `{p}` is no file of the tree")
 
 # Seccomp filters: every JSON rule <-> one row of the doc, under the filter's name.
 FILTERS = {"vmm": "vmm/seccomp/vmm.json", "vcpu": "vmm/seccomp/vcpu.json",
