@@ -7,7 +7,8 @@
 # to its folder). (2) docs/SYSCALL-JUSTIFICATIONS.md has exactly the rules of every
 # seccomp filter: one row per rule of each filter's JSON, under the filter's name, with
 # the same argument values, and no row for a rule the filter lacks (the crates' unit tests
-# check one direction, by name only).
+# check one direction, by name only). (3) The host kernel options docs/KERNEL-HARDENING.md
+# lists are what host-kernel/config-x86_64.fragment sets.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || fail "python3 missing (run scripts/setup.sh)"
@@ -125,9 +126,32 @@ for kind, path in FILTERS.items():
         if len(h) > len(w):
             bad.append(f"{doc}: {len(h)} `| {kind} | {name} |` rows for {len(w)} rules in {path}")
 
+# docs/KERNEL-HARDENING.md's host option tables say what the x86_64 host fragment sets:
+# `SYM` is SYM=y, `SYM=V` is SYM=V, "no `SYM`" is off or absent.
+frag = {}
+for line in open("host-kernel/config-x86_64.fragment", encoding="utf-8"):
+    m = re.match(r"CONFIG_(\w+)=(.*)|# CONFIG_(\w+) is not set", line.strip())
+    if m:
+        frag[m.group(1) or m.group(3)] = m.group(2) if m.group(1) else "n"
+kdoc = open("docs/KERNEL-HARDENING.md", encoding="utf-8").read()
+host = kdoc.split("## Host kernel, option by option", 1)[-1].split("\n## ", 1)[0]
+options = 0
+for row in host.splitlines():
+    if not row.startswith("| `"):
+        continue
+    for neg, sym, val in re.findall(r"(no |)`([A-Z0-9_]+)(?:=([^`]*))?`", row.split("|")[1]):
+        options += 1
+        have = frag.get(sym)
+        if neg and have not in (None, "n"):
+            bad.append(f"docs/KERNEL-HARDENING.md: no `{sym}`, but the host fragment sets {have}")
+        if not neg and have != (val or "y"):
+            bad.append(f"docs/KERNEL-HARDENING.md: `{sym}`={val or 'y'}, the host fragment: {have}")
+if options < 50:
+    bad.append(f"docs/KERNEL-HARDENING.md: only {options} host options found (format changed?)")
+
 for b in bad:
     print(b, file=sys.stderr)
-print(f"{cited} code references in {len(docs)} docs, {rules} seccomp rules of {len(jsons)} filter files")
+print(f"{cited} code references in {len(docs)} docs, {rules} seccomp rules of {len(jsons)} filter files, {options} host kernel options")
 sys.exit(1 if bad else 0)
 EOF
 ) || fail "the docs cite what is not there (above)"
