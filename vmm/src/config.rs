@@ -164,7 +164,8 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
                      64-bit ELF (Linux 64-bit boot protocol); aarch64: a Linux
                      arm64 Image (booted with a device tree in x0)
   --initrd PATH      initial ramdisk
-  --cmdline STR      kernel command line (default: console=ttyS0 reboot=k panic=1 ...)
+  --cmdline STR      kernel command line (default: console=ttyS0 panic=1 nomodule,
+                     on x86_64 also reboot=k pci=off and i8042 settings)
   --disk PATH[,ro]   virtio-blk disk, repeatable, in order (,ro = read-only)
   --mem-mib N        guest RAM in MiB, 16..=16384 (default 128)
   --vcpus N          number of vcpus, 1..=16 (default 1)
