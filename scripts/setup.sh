@@ -12,6 +12,8 @@ PKGS=(
   libclang-dev libcryptsetup-dev libtss2-dev pkg-config python3 socat device-tree-compiler
   mtools dosfstools fdisk python3-venv faketime
   e2fsprogs libtss2-tcti-device0 libtss2-tcti-swtpm0
+  jq  # scripts/ci/bay0-deps.sh reads cargo metadata with it
+  strace less  # images/flavours/dev.toml copies them (with bash and jq) from this machine
   libseccomp-dev  # vmm/bench-firecracker.sh: builds the Firecracker peer of `make bench`
   passt  # the rooms' userspace network stack: anchor-jail starts one per outbound room (in the initramfs)
 )
