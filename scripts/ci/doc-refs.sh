@@ -15,10 +15,11 @@ command -v python3 >/dev/null || fail "python3 missing (run scripts/setup.sh)"
 out=$(python3 - <<'EOF'
 import glob, json, os, re, subprocess, sys
 
-docs = ["README.md"] + sorted(glob.glob("docs/*.md")) + sorted(
-    glob.glob("*/README.md") + glob.glob("*/*/README.md"))
-rs = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", "*.rs"],
-                    capture_output=True, text=True, check=True).stdout.split()
+tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"],
+                         capture_output=True, text=True, check=True).stdout.split()
+docs = [f for f in tracked if f == "README.md" or re.fullmatch(r"docs/[^/]+\.md", f)
+        or re.fullmatch(r"[^/]+/([^/]+/)?README\.md", f)]
+rs = [f for f in tracked if f.endswith(".rs")]
 src = {}
 for f in rs:
     try:
@@ -57,8 +58,6 @@ for d in docs:
 
 # Files the docs name exist: in a crate's README, relative to its folder (or the root),
 # a bare name somewhere under it; in README.md and docs/, anywhere as a path suffix.
-tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"],
-                         capture_output=True, text=True, check=True).stdout.split()
 known = set(tracked)
 for d in docs:
     base = os.path.dirname(d)
