@@ -473,35 +473,19 @@ fn a_running_slot_under_two_trial_names_is_still_on_trial() {
 /// would be read without bound).
 #[test]
 fn an_update_that_is_not_a_regular_file_is_refused() {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let w = world();
     w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
     let before = w.listing();
-    let fifo = w.dir.path().join("update.fifo");
-    run(Command::new("mkfifo").arg(&fifo));
-    // A writer that feeds junk once a reader opens the fifo (so that the code before the
-    // fix, which reads it, returns instead of blocking).
-    let p = fifo.clone();
-    let writer = std::thread::spawn(move || {
-        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
-            let _ = f.write_all(b"MZ not an image");
-        }
-    });
+    let fifo = anchor_testkit::Fifo::fed(&w.dir.path().join("update.fifo"), b"MZ not an image");
     let r = apply::apply(
         &w.esp,
-        fifo.to_str().unwrap(),
+        fifo.as_str(),
         &w.trust(),
         &running(Slot::A, "1"),
         3,
         &mut Quiet,
     );
-    // Release the writer if nothing opened the fifo for reading.
-    let _unblock = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo);
-    writer.join().unwrap();
+    drop(fifo);
     match &r {
         Err(ApplyError::Read { err, .. }) => {
             assert!(err.to_string().contains("not a regular file"), "{err}")
@@ -672,33 +656,9 @@ fn the_only_bootable_image_is_never_removed_for_a_slot_said_to_run() {
 /// (which reads every good slot's version) blocked in open(2) until a writer came.
 #[test]
 fn a_slot_file_that_is_a_fifo_is_refused_not_read() {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let w = world();
     let v2 = uki(w.dir.path(), "2", &w.k);
-    let fifo = w.esp.entry_path("anchor-A.efi");
-    run(Command::new("mkfifo").arg(&fifo));
-    // A writer that feeds junk each time a reader opens the fifo (so that the code before
-    // the fix, which opens and reads it, returns instead of blocking).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (p, s) = (fifo.clone(), stop.clone());
-    let writer = std::thread::spawn(move || {
-        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
-        // buffer alive between readers, and one blocked on a full buffer never returns
-        // while the test holds a reader that does not read.
-        while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&p)
-            {
-                Ok(mut f) => {
-                    let _ = f.write(b"MZ not an image");
-                }
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    });
+    let fifo = anchor_testkit::Fifo::fed(&w.esp.entry_path("anchor-A.efi"), b"MZ not an image");
     let report = anchor_update::status::report(&w.esp, Some(Slot::A));
     let r = apply::apply(
         &w.esp,
@@ -708,8 +668,7 @@ fn a_slot_file_that_is_a_fifo_is_refused_not_read() {
         3,
         &mut Quiet,
     );
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    drop(fifo);
     let report = report.unwrap();
     assert!(
         report.contains("slot A: unreadable (") && report.contains("not a regular file"),
@@ -758,30 +717,8 @@ fn a_slot_file_with_a_mixed_case_suffix_is_still_the_slot() {
 /// in open(2) until a writer came.
 #[test]
 fn a_cert_that_is_a_fifo_is_refused_not_read() {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let w = world();
-    let fifo = w.dir.path().join("db.fifo");
-    run(Command::new("mkfifo").arg(&fifo));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (p, s) = (fifo.clone(), stop.clone());
-    let writer = std::thread::spawn(move || {
-        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
-        // buffer alive between readers, and one blocked on a full buffer never returns
-        // while the test holds a reader that does not read.
-        while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&p)
-            {
-                Ok(mut f) => {
-                    let _ = f.write(b"not a certificate");
-                }
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    });
+    let fifo = anchor_testkit::Fifo::fed(&w.dir.path().join("db.fifo"), b"not a certificate");
     let out = Command::new(env!("CARGO_BIN_EXE_anchor-update"))
         .args([
             "apply",
@@ -792,18 +729,16 @@ fn a_cert_that_is_a_fifo_is_refused_not_read() {
         ])
         .arg(w.esp.root())
         .arg("--cert")
-        .arg(&fifo)
+        .arg(fifo.path())
         .output()
         .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(
         err,
         format!(
             "anchor-update: error: trusted certificate {}: not a regular file\n",
-            fifo.display()
+            fifo.path().display()
         )
     );
 }

@@ -109,35 +109,9 @@ fn finalize_cut_short_leaves_the_uki_whole() {
 /// Every file anchor-uki reads is a regular file: a FIFO is refused, not waited on.
 #[test]
 fn anchor_uki_refuses_a_fifo() {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let d = tempfile::tempdir().unwrap();
-    let fifo = d.path().join("in.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    // A writer that feeds junk each time a reader opens the fifo (so that the code before
-    // the fix, which opens and reads it, returns instead of blocking).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (p, s) = (fifo.clone(), stop.clone());
-    let writer = std::thread::spawn(move || {
-        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
-        // buffer alive between readers, and one blocked on a full buffer never returns
-        // while the test holds a reader that does not read.
-        while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&p)
-            {
-                Ok(mut f) => {
-                    let _ = f.write(b"MZ junk");
-                }
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    });
-    let f = fifo.to_str().unwrap();
+    let fifo = anchor_testkit::Fifo::fed(&d.path().join("in.fifo"), b"MZ junk");
+    let f = fifo.as_str();
     let outs: Vec<_> = [
         &["pcr11", f][..],
         &["version", f],
@@ -151,8 +125,8 @@ fn anchor_uki_refuses_a_fifo() {
             .unwrap()
     })
     .collect();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    let f = f.to_string();
+    drop(fifo);
     for out in outs {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");

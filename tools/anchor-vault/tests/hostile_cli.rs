@@ -41,18 +41,12 @@ fn vault(args: &[&str], dir: &Path) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
-
 #[test]
 fn a_fifo_named_as_the_disk_is_refused_not_waited_on() {
     let d = tempfile::tempdir().unwrap();
-    let fifo = d.path().join("disk");
-    mkfifo(&fifo);
-    let disk = fifo.to_str().unwrap();
+    // Fed, so that code which opens it blocking gets bytes (and fails) instead of hanging.
+    let fifo = anchor_testkit::Fifo::fed(&d.path().join("disk"), b"not a vault");
+    let disk = fifo.as_str();
     let out = vault(&["status", "--disk", disk], d.path());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -116,33 +110,6 @@ fn an_argon2_cost_libcryptsetup_refuses_is_a_usage_error_before_anything_is_writ
     }
 }
 
-/// The options and arguments `BIN ARGS -h` lists without a description.
-fn undocumented(bin: &str, args: &[&str]) -> Vec<String> {
-    let out = std::process::Command::new(bin)
-        .args(args)
-        .arg("-h")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{args:?}");
-    let help = String::from_utf8(out.stdout).unwrap();
-    let mut listing = false;
-    let mut bad = Vec::new();
-    for line in help.lines() {
-        if line == "Options:" || line == "Arguments:" {
-            listing = true;
-        } else if line.is_empty() {
-            listing = false;
-        } else if listing && line.starts_with("  ") {
-            let item = line.trim_start();
-            let about = item.split_once("  ").map_or("", |(_, a)| a.trim());
-            if about.is_empty() || about.starts_with('[') {
-                bad.push(format!("{args:?}: {item}"));
-            }
-        }
-    }
-    bad
-}
-
 #[test]
 fn help_describes_every_option_and_argument() {
     let mut bad = Vec::new();
@@ -158,7 +125,10 @@ fn help_describes_every_option_and_argument() {
         &["reset-lockout"],
         &["lock"],
     ] {
-        bad.extend(undocumented(env!("CARGO_BIN_EXE_anchor-vault"), args));
+        bad.extend(anchor_testkit::undocumented(
+            env!("CARGO_BIN_EXE_anchor-vault"),
+            args,
+        ));
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }

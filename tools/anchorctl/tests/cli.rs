@@ -247,33 +247,6 @@ fn audit_commands_report_an_unreadable_log_on_stderr() {
     }
 }
 
-/// The options and arguments `BIN ARGS -h` lists without a description.
-fn undocumented(bin: &str, args: &[&str]) -> Vec<String> {
-    let out = std::process::Command::new(bin)
-        .args(args)
-        .arg("-h")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{args:?}");
-    let help = String::from_utf8(out.stdout).unwrap();
-    let mut listing = false;
-    let mut bad = Vec::new();
-    for line in help.lines() {
-        if line == "Options:" || line == "Arguments:" {
-            listing = true;
-        } else if line.is_empty() {
-            listing = false;
-        } else if listing && line.starts_with("  ") {
-            let item = line.trim_start();
-            let about = item.split_once("  ").map_or("", |(_, a)| a.trim());
-            if about.is_empty() || about.starts_with('[') {
-                bad.push(format!("{args:?}: {item}"));
-            }
-        }
-    }
-    bad
-}
-
 #[test]
 fn help_describes_every_option_and_argument() {
     let bin = env!("CARGO_BIN_EXE_anchorctl");
@@ -294,7 +267,7 @@ fn help_describes_every_option_and_argument() {
         &["audit", "show"],
         &["audit", "verify"],
     ] {
-        bad.extend(undocumented(bin, args));
+        bad.extend(anchor_testkit::undocumented(bin, args));
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
@@ -326,41 +299,14 @@ fn a_file_name_with_control_characters_is_shown_escaped() {
 /// commands blocked in open(2) until a writer came (and read whatever it wrote).
 #[test]
 fn audit_commands_refuse_a_fifo_log() {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("audit.log");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    // A writer that feeds a junk line each time a reader opens the fifo (so that the
-    // code before the fix, which opens and reads it, returns instead of blocking).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (p, s) = (fifo.clone(), stop.clone());
-    let writer = std::thread::spawn(move || {
-        // Non-blocking, open and write alike: a writer waiting in open(2) keeps the fifo's
-        // buffer alive between readers, and one blocked on a full buffer never returns
-        // while the test holds a reader that does not read.
-        while !s.load(std::sync::atomic::Ordering::SeqCst) {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&p)
-            {
-                Ok(mut f) => {
-                    let _ = f.write(b"junk\n");
-                }
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    });
-    let f = fifo.to_str().unwrap();
+    let fifo = anchor_testkit::Fifo::fed(&dir.path().join("audit.log"), b"junk\n");
+    let f = fifo.as_str().to_string();
     let outs = [
-        anchorctl(&["audit", "show", "--file", f]),
-        anchorctl(&["audit", "verify", "--file", f, "--no-tpm"]),
+        anchorctl(&["audit", "show", "--file", &f]),
+        anchorctl(&["audit", "verify", "--file", &f, "--no-tpm"]),
     ];
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    drop(fifo);
     for out in outs {
         assert_eq!(out.status.code(), Some(1));
         let err = text(&out.stderr);
