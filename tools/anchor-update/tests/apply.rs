@@ -747,7 +747,6 @@ fn a_cert_that_is_a_fifo_is_refused_not_read() {
 /// no half-written file on the ESP: the running slot as it was and nothing else.
 #[test]
 fn a_write_cut_short_leaves_no_half_written_file() {
-    use std::os::unix::process::CommandExt;
     let w = world();
     w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
     let before = w.listing();
@@ -760,23 +759,7 @@ fn a_write_cut_short_leaves_no_half_written_file() {
         .arg(w.esp.root())
         .arg("--cert")
         .arg(&w.k.der);
-    let limit_file_size = move || {
-        // A write past the limit fails with EFBIG instead of killing the process.
-        // SAFETY: setting a signal to SIG_IGN is async-signal-safe.
-        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-        let rl = libc::rlimit {
-            rlim_cur: limit,
-            rlim_max: limit,
-        };
-        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
-        if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &rl) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the closure only calls signal and setrlimit, safe between fork and exec.
-    unsafe { cmd.pre_exec(limit_file_size) };
+    anchor_testkit::limited(&mut cmd, libc::RLIMIT_FSIZE, limit);
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -30,27 +30,13 @@ fn stub_with_vsize(vsize: u32) -> Vec<u8> {
 /// under an address-space limit, or took 4 GiB per section without one).
 #[test]
 fn anchor_uki_refuses_sections_that_load_to_more_than_an_image_may_hold() {
-    use std::os::unix::process::CommandExt;
     let d = tempfile::tempdir().unwrap();
     let uki = d.path().join("hostile.efi");
     std::fs::write(&uki, stub_with_vsize(0xffff_fff0)).unwrap();
     let limit: u64 = 3 << 30;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
     cmd.arg("pcr11").arg(&uki);
-    let limit_memory = move || {
-        let rl = libc::rlimit {
-            rlim_cur: limit,
-            rlim_max: limit,
-        };
-        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
-        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the closure only calls setrlimit, which is safe between fork and exec.
-    unsafe { cmd.pre_exec(limit_memory) };
+    anchor_testkit::limited(&mut cmd, libc::RLIMIT_AS, limit);
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -66,7 +52,6 @@ fn anchor_uki_refuses_sections_that_load_to_more_than_an_image_may_hold() {
 /// size limit, as by a full disk) leaves the UKI as it was, not truncated.
 #[test]
 fn finalize_cut_short_leaves_the_uki_whole() {
-    use std::os::unix::process::CommandExt;
     let d = tempfile::tempdir().unwrap();
     let uki = d.path().join("anchor.efi");
     let mut bytes = std::fs::read(STUB).unwrap();
@@ -77,23 +62,7 @@ fn finalize_cut_short_leaves_the_uki_whole() {
     let limit = (bytes.len() / 2) as u64;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
     cmd.arg("finalize").arg(&uki);
-    let limit_file_size = move || {
-        // A write past the limit fails with EFBIG instead of killing the process.
-        // SAFETY: setting a signal to SIG_IGN is async-signal-safe.
-        unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-        let rl = libc::rlimit {
-            rlim_cur: limit,
-            rlim_max: limit,
-        };
-        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
-        if unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &rl) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the closure only calls signal and setrlimit, safe between fork and exec.
-    unsafe { cmd.pre_exec(limit_file_size) };
+    anchor_testkit::limited(&mut cmd, libc::RLIMIT_FSIZE, limit);
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

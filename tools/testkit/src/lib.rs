@@ -3,7 +3,9 @@
 //! anchor-vault; never linked into a product binary):
 //! - [`undocumented`]: the options and arguments a `--help` lists with no description;
 //! - [`Fifo`]: a fifo at a path, fed junk without ever blocking, for the tests that name a
-//!   fifo where a file is wanted (the code must refuse it, not wait on it or read it).
+//!   fifo where a file is wanted (the code must refuse it, not wait on it or read it);
+//! - [`limited`]: a command run under a resource limit (a write cut short by a full disk,
+//!   an allocation refused), set between fork and exec.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -39,6 +41,35 @@ pub fn undocumented(bin: &str, args: &[&str]) -> Vec<String> {
         }
     }
     bad
+}
+
+/// `cmd`, to be run with `resource` (`libc::RLIMIT_FSIZE`, `libc::RLIMIT_AS`, ...)
+/// limited to `limit`. Under RLIMIT_FSIZE a write past the limit fails with EFBIG instead
+/// of killing the process (SIGXFSZ is ignored), as a full disk makes it fail.
+pub fn limited(
+    cmd: &mut std::process::Command,
+    resource: libc::__rlimit_resource_t,
+    limit: u64,
+) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let set = move || {
+        if resource == libc::RLIMIT_FSIZE {
+            // SAFETY: setting a signal to SIG_IGN is async-signal-safe.
+            unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+        }
+        let rl = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: setrlimit reads a valid rlimit struct; it is async-signal-safe.
+        if unsafe { libc::setrlimit(resource, &rl) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure only calls signal and setrlimit, safe between fork and exec.
+    unsafe { cmd.pre_exec(set) }
 }
 
 /// A fifo, and a thread that writes `junk` to it each time a reader has it open, so that
