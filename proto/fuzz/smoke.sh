@@ -1,23 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Short fuzz smoke run of every anchor-proto fuzz target (cargo +nightly fuzz). Exits
-# non-zero if a target crashes, leaks or times out. Usage: proto/fuzz/smoke.sh [SECONDS]
+# Short fuzz smoke run of every anchor-proto fuzz target (scripts/fuzz-crate.sh). Exits non-zero if a
+# target crashes, leaks or times out. Usage: proto/fuzz/smoke.sh [SECONDS_PER_TARGET]
 set -euo pipefail
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-run_target="$here/../../scripts/fuzz-target.sh"
-secs="${1:-${FUZZ_SECONDS:-20}}"
-cache="${ANCHOR_CACHE:-/var/cache/anchor-os}"
-export CARGO_TARGET_DIR="${PROTO_FUZZ_TARGET_DIR:-$cache/target-proto-fuzz}"
-artifacts="$cache/proto-fuzz-artifacts"
-
-cd "$here"
-if ! cargo +nightly fuzz --help >/dev/null 2>&1; then
-    echo "proto fuzz smoke: needs cargo-fuzz and a nightly toolchain (scripts/setup.sh)" >&2
-    exit 1
-fi
-
-for target in $(cargo +nightly fuzz list); do
-    "$run_target" "proto fuzz" "$here" "$target" "$secs" "$artifacts" -max_len=20000
-done
-echo "proto fuzz smoke: ok"
+exec "$here/../../scripts/fuzz-crate.sh" proto "$here" 20000 "$@"
