@@ -11,22 +11,9 @@
 
 use anchor_update::esp::{Esp, EspError};
 
-const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+mod common;
 
-/// The stub with its .text section's VirtualSize set to `vsize`.
-fn stub_with_vsize(vsize: u32) -> Vec<u8> {
-    let mut b = std::fs::read(STUB).unwrap();
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let pe = u32::from_le_bytes(b[0x3c..0x40].try_into().unwrap()) as usize;
-    let (nsec, opt) = (u16_at(&b, pe + 6), u16_at(&b, pe + 20));
-    let table = pe + 24 + opt;
-    let text = (0..nsec)
-        .map(|i| table + 40 * i)
-        .find(|&o| &b[o..o + 8] == b".text\0\0\0")
-        .unwrap();
-    b[text + 8..text + 12].copy_from_slice(&vsize.to_le_bytes());
-    b
-}
+use common::stub_with_vsize;
 
 fn vm_size() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -8,22 +8,9 @@
     clippy::indexing_slicing
 )]
 
-const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+mod common;
 
-/// The stub with its .text section's VirtualSize set to `vsize`.
-fn stub_with_vsize(vsize: u32) -> Vec<u8> {
-    let mut b = std::fs::read(STUB).unwrap();
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let pe = u32::from_le_bytes(b[0x3c..0x40].try_into().unwrap()) as usize;
-    let (nsec, opt) = (u16_at(&b, pe + 6), u16_at(&b, pe + 20));
-    let table = pe + 24 + opt;
-    let text = (0..nsec)
-        .map(|i| table + 40 * i)
-        .find(|&o| &b[o..o + 8] == b".text\0\0\0")
-        .unwrap();
-    b[text + 8..text + 12].copy_from_slice(&vsize.to_le_bytes());
-    b
-}
+use common::{stub_with_vsize, STUB};
 
 /// `anchor-uki pcr11` loads every section as the firmware would: a header claiming a
 /// 4 GiB section is refused with a message, not allocated (which aborted the process
