@@ -42,7 +42,7 @@ next:
 	mov	8(%rbx), %rdi		# addr
 	mov	16(%rbx), %rbp		# val
 	add	$24, %rbx
-	cmp	$10, %eax
+	cmp	$11, %eax
 	ja	badop
 	jmp	*optable(,%rax,8)
 
@@ -204,6 +204,26 @@ op_poll:
 	call	puts
 	jmp	next
 
+# POLLBITS size addr bits: until every bit of `bits` is set in the value at addr (at most
+# 1e6 reads), then "P ok" or "P timeout" (an interrupt the device raises from another
+# thread shows in the local APIC's IRR a little after the used ring it follows).
+op_pollbits:
+	mov	$1000000, %r11d
+	mov	%ecx, %r12d
+10:	mov	%r12d, %ecx
+	call	load
+	and	%rbp, %rax
+	cmp	%rbp, %rax
+	je	11f
+	dec	%r11d
+	jnz	10b
+	lea	msg_ptimeout(%rip), %rsi
+	call	puts
+	jmp	next
+11:	lea	msg_pok(%rip), %rsi
+	call	puts
+	jmp	next
+
 # ---- output helpers (clobber rax, rdx, rsi, ecx where noted) ----
 putc:
 	mov	$0x3f8, %dx
@@ -242,7 +262,7 @@ puthex:					# print low ecx nibbles of rbp, msb first
 optable:
 	.quad op_end, op_write, op_read, op_outb, op_inb
 	.quad op_print, op_repeat, op_triple, op_hlt, op_poll
-	.quad op_call
+	.quad op_call, op_pollbits
 	.balign 8
 empty_idt:
 	.word 0

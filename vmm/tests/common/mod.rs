@@ -28,6 +28,7 @@ pub const OP_TRIPLE: u32 = 7;
 pub const OP_HLT: u32 = 8;
 pub const OP_POLL: u32 = 9;
 pub const OP_CALL: u32 = 10;
+pub const OP_POLL_BITS: u32 = 11;
 
 /// Scratch guest RAM scripts may use freely.
 pub const SCRATCH_START: u64 = 0x0020_0000;
@@ -90,6 +91,13 @@ impl Script {
     pub fn poll(&mut self, addr: u64, size: u32, val: u64) -> &mut Self {
         assert!(matches!(size, 1 | 2 | 4 | 8), "bad poll size {size}");
         self.op(OP_POLL, size, addr, val)
+    }
+
+    /// Waits (at most 1e6 reads) until every bit of `bits` is set in the value at `addr`;
+    /// prints "P ok" or "P timeout".
+    pub fn poll_bits(&mut self, addr: u64, size: u32, bits: u64) -> &mut Self {
+        assert!(matches!(size, 1 | 2 | 4 | 8), "bad poll size {size}");
+        self.op(OP_POLL_BITS, size, addr, bits)
     }
 
     /// Copies `code` to `addr` (scratch RAM), eight bytes per write.
