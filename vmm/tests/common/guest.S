@@ -181,38 +181,32 @@ op_call:
 	jmp	next
 
 op_poll:
-	mov	$1000000, %r11d
-	mov	%ecx, %r12d
 	# mask val to size
+	mov	$-1, %r15
 	cmp	$8, %ecx
 	jae	10f
+	mov	%ecx, %r12d
 	lea	(,%rcx,8), %ecx
-	mov	$1, %rax
-	shl	%cl, %rax
-	dec	%rax
-	and	%rax, %rbp
-10:	mov	%r12d, %ecx
-	call	load
-	cmp	%rbp, %rax
-	je	11f
-	dec	%r11d
-	jnz	10b
-	lea	msg_ptimeout(%rip), %rsi
-	call	puts
-	jmp	next
-11:	lea	msg_pok(%rip), %rsi
-	call	puts
-	jmp	next
+	mov	$1, %r15
+	shl	%cl, %r15
+	dec	%r15
+	and	%r15, %rbp
+	mov	%r12d, %ecx
+10:	jmp	poll
 
 # POLLBITS size addr bits: until every bit of `bits` is set in the value at addr (at most
 # 1e6 reads), then "P ok" or "P timeout" (an interrupt the device raises from another
 # thread shows in the local APIC's IRR a little after the used ring it follows).
 op_pollbits:
+	mov	%rbp, %r15
+
+# Both polls: until (value at addr & r15) == rbp.
+poll:
 	mov	$1000000, %r11d
 	mov	%ecx, %r12d
 10:	mov	%r12d, %ecx
 	call	load
-	and	%rbp, %rax
+	and	%r15, %rax
 	cmp	%rbp, %rax
 	je	11f
 	dec	%r11d
