@@ -8,8 +8,14 @@ SHELL := /bin/bash
 
 ANCHOR_CACHE ?= /var/cache/anchor-os
 export ANCHOR_CACHE
-CARGO_TARGET_DIR ?= $(ANCHOR_CACHE)/target
+# This checkout's own cargo target dir under the cache (scripts/cargo-target.sh says why).
+ifndef CARGO_TARGET_DIR
+CARGO_TARGET_DIR := $(shell ANCHOR_CACHE='$(ANCHOR_CACHE)' scripts/cargo-target.sh)
+endif
 export CARGO_TARGET_DIR
+# Whole-crate builds: incremental state only costs time and disk on a build that runs once.
+CARGO_INCREMENTAL ?= 0
+export CARGO_INCREMENTAL
 # Where finished artifacts are linked by the build scripts (stable names).
 ANCHOR_OUT ?= $(ANCHOR_CACHE)/out
 export ANCHOR_OUT

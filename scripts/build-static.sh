@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
-: "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
+: "${CARGO_TARGET_DIR:=$(scripts/cargo-target.sh)}"
 export CARGO_TARGET_DIR
 die() { echo "build-static: $*" >&2; exit 1; }
 

@@ -5,7 +5,7 @@
 # target crashes, leaks or times out.
 # Usage: scripts/fuzz-crate.sh NAME FUZZ_DIR MAX_LEN [SECONDS_PER_TARGET]
 #   NAME      the crate's short name: messages ("NAME fuzz"), the build cache
-#             ($ANCHOR_CACHE/target-NAME-fuzz, or $NAME_FUZZ_TARGET_DIR) and where a
+#             (`scripts/cargo-target.sh NAME-fuzz`, or $NAME_FUZZ_TARGET_DIR) and where a
 #             crashing input is kept ($ANCHOR_CACHE/NAME-fuzz-artifacts)
 #   MAX_LEN   libFuzzer's -max_len for the crate's inputs
 #   SECONDS_PER_TARGET defaults to $FUZZ_SECONDS, else 20
@@ -18,7 +18,7 @@ secs="${4:-${FUZZ_SECONDS:-20}}"
 run_target="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fuzz-target.sh"
 cache="${ANCHOR_CACHE:-/var/cache/anchor-os}"
 dir_var="$(printf '%s' "$name" | tr '[:lower:]-' '[:upper:]_')_FUZZ_TARGET_DIR"
-export CARGO_TARGET_DIR="${!dir_var:-$cache/target-$name-fuzz}"
+export CARGO_TARGET_DIR="${!dir_var:-$("$(dirname "$run_target")/cargo-target.sh" "$name-fuzz")}"
 artifacts="$cache/$name-fuzz-artifacts"
 
 cd "$here"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 command -v cargo-fuzz >/dev/null || { echo "fuzz-smoke: cargo-fuzz missing (run scripts/setup.sh)" >&2; exit 1; }
 rustup toolchain list | grep -q '^nightly' || { echo "fuzz-smoke: the nightly toolchain is missing" >&2; exit 1; }
 # Fuzz builds go to their own cache dir (nightly + sanitizer flags never share artefacts).
-export CARGO_TARGET_DIR="${ANCHOR_CACHE:-/var/cache/anchor-os}/target-fuzz"
+export CARGO_TARGET_DIR="$(scripts/cargo-target.sh fuzz)"
 found=0
 for s in */fuzz/smoke.sh; do
   [[ -f "$s" ]] || continue

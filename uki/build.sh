@@ -33,7 +33,7 @@ ROOT=$(dirname "$HERE")
 source "$ROOT/tests/system/initramfs-lib.sh"
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
-: "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
+: "${CARGO_TARGET_DIR:=$("$ROOT/scripts/cargo-target.sh")}"
 export CARGO_TARGET_DIR
 die() { echo "uki/build: $*" >&2; exit 1; }
 

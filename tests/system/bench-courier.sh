@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$(realpath "$0")")/../.."
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
-: "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
+: "${CARGO_TARGET_DIR:=$(scripts/cargo-target.sh)}"
 export ANCHOR_CACHE ANCHOR_OUT
 relay="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/anchor-courier-bench"
 [[ -x "$relay" ]] || scripts/build-static.sh >/dev/null

@@ -113,7 +113,7 @@ else
   # anchor-vmm with the test-only `--seccomp-test-trigger` (a forbidden syscall on the VMM
   # thread once its filter is in): proves the aarch64 filters kill, not only load. Own
   # target dir, so the release binaries are never built with the feature.
-  trig="$ANCHOR_CACHE/target-aarch64-seccomp-trigger"
+  trig="$(scripts/cargo-target.sh aarch64-seccomp-trigger)"
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_TARGET_DIR="$trig" \
     cargo build --quiet --release --locked --target aarch64-unknown-linux-gnu -p anchor-vmm \

@@ -23,7 +23,7 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run
 [[ -f "$ANCHOR_INITRAMFS" ]] || die "initramfs $ANCHOR_INITRAMFS missing: run tests/system/mkinitramfs.sh (make initramfs)"
 
 # The debug-stall bay0 (test-only; see bay0/Cargo.toml) and its initramfs.
-stall_target="$ANCHOR_CACHE/target-debug-stall"
+stall_target="$(scripts/cargo-target.sh debug-stall)"
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_TARGET_DIR="$stall_target" \
   cargo build --quiet --release --locked --target x86_64-unknown-linux-gnu -p bay0 --features debug-stall
 export ANCHOR_STALL_INITRAMFS="$ANCHOR_CACHE/systest/initramfs-debug-stall.cpio.gz"

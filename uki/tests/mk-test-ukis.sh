@@ -49,7 +49,7 @@ cp "$PRODUCT" "$OUT/anchor.tampered.efi"
 flip "$OUT/anchor.tampered.efi" .cmdline
 
 # anchor-update with test hooks (own target dir: the release binary is never touched).
-hooks_target="$ANCHOR_CACHE/target-test-hooks"
+hooks_target="$("$ROOT/scripts/cargo-target.sh" test-hooks)"
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_TARGET_DIR="$hooks_target" \
   cargo build --quiet --release --locked --manifest-path "$ROOT/Cargo.toml" \
   --target x86_64-unknown-linux-gnu -p anchor-update --bin anchor-update --features test-hooks

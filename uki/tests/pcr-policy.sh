@@ -18,7 +18,7 @@ set -euo pipefail
 SELF=$(realpath "$0")
 ROOT=$(realpath "$(dirname "$SELF")/../..")
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
-: "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
+: "${CARGO_TARGET_DIR:=$("$ROOT/scripts/cargo-target.sh")}"
 export ANCHOR_CACHE CARGO_TARGET_DIR
 fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }

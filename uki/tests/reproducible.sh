@@ -13,7 +13,7 @@ export TZ=UTC
 ROOT=$(realpath "$(dirname "$0")/../..")
 : "${ANCHOR_CACHE:=/var/cache/anchor-os}"
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
-: "${CARGO_TARGET_DIR:=$ANCHOR_CACHE/target}"
+: "${CARGO_TARGET_DIR:=$("$ROOT/scripts/cargo-target.sh")}"
 export CARGO_TARGET_DIR
 fail=0
 for f in host-bzImage initramfs.cpio.gz bin/anchor-update; do

@@ -13,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 run_target="$here/../../scripts/fuzz-target.sh"
 secs="${1:-${FUZZ_SECONDS:-20}}"
 cache="${ANCHOR_CACHE:-/var/cache/anchor-os}"
-export CARGO_TARGET_DIR="${VMM_FUZZ_TARGET_DIR:-$cache/target-vmm-fuzz}"
+export CARGO_TARGET_DIR="${VMM_FUZZ_TARGET_DIR:-$("$here/../../scripts/cargo-target.sh" vmm-fuzz)}"
 work="$(mktemp -d)"
 artifacts="$cache/vmm-fuzz-artifacts"
 trap 'rm -rf "$work"' EXIT
