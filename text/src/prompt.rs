@@ -79,6 +79,21 @@ fn wrap(text: &str, width: usize) -> impl Iterator<Item = &str> {
         .filter_map(move |i| text.get(i * width..((i + 1) * width).min(text.len())))
 }
 
+/// Appends `text` (ASCII) as lines of at most `cols` characters, broken at spaces where
+/// it can be (a word longer than a line is split).
+fn wrap_words(text: &str, cols: usize, out: &mut Vec<String>) {
+    let cols = cols.max(1);
+    let mut rest = text;
+    while rest.len() > cols {
+        let head = rest.get(..=cols).unwrap_or(rest);
+        let at = head.rfind(' ').filter(|&i| i > 0).unwrap_or(cols);
+        let (line, next) = rest.split_at_checked(at).unwrap_or((rest, ""));
+        out.push(line.trim_end().to_string());
+        rest = next.trim_start();
+    }
+    out.push(rest.to_string());
+}
+
 impl<'a> Prompt<'a> {
     /// A prompt for a transfer of `name` (`size` bytes, `sha256`) from room `from` to
     /// room `to`, refused after `timeout_s` without an answer.
@@ -103,61 +118,70 @@ impl<'a> Prompt<'a> {
     /// The title line (also the marker a reader of the console looks for).
     pub const TITLE: &'static str = "ANCHOR TRUSTED PROMPT - drawn by bay0, never by a room";
 
-    /// The prompt as lines of at most `cols` characters (printable ASCII only).
+    /// The prompt as lines of at most `cols` characters (printable ASCII only). Nothing is
+    /// cut but the title and the middle of a long file name: a longer line is wrapped.
     pub fn lines(&self, cols: usize) -> Vec<String> {
-        let cols = cols.max(20);
+        self.fitted(cols, NAME_LINES, false)
+    }
+
+    /// [`Prompt::lines`] with the file name on at most `name_lines` lines (at least 3): a
+    /// longer name shows its beginning, how many characters are not shown, and its end.
+    /// `compact`: without the blank lines.
+    fn fitted(&self, cols: usize, name_lines: usize, compact: bool) -> Vec<String> {
+        let (cols, name_lines) = (cols.max(20), name_lines.max(3));
         let mut sha = [0u8; 16];
         for (pair, b) in sha.chunks_exact_mut(2).zip(self.sha256.iter()) {
             let hex = format!("{b:02x}");
             pair.copy_from_slice(hex.as_bytes());
         }
-        let mut out = vec![
-            Prompt::TITLE.to_string(),
-            String::new(),
-            format!(
-                "Room {} asks to send a file to room {}.",
-                self.from, self.to
-            ),
-            String::new(),
-        ];
+        let mut title = Prompt::TITLE.to_string();
+        title.truncate(cols);
+        let blank = if compact { None } else { Some(String::new()) };
+        let mut out: Vec<String> = [Some(title), blank.clone()].into_iter().flatten().collect();
+        let (from, to) = (self.from, self.to);
+        let room = format!("Room {from} asks to send a file to room {to}.");
+        wrap_words(&room, cols, &mut out);
+        out.extend(blank.clone());
         let name = Escaped(self.name).to_string();
         let label = "File:    ";
-        let pieces: Vec<&str> = wrap(&name, cols - label.len()).collect();
-        for (i, piece) in pieces.iter().take(NAME_LINES).enumerate() {
+        let width = cols - label.len();
+        let pieces: Vec<&str> = wrap(&name, width).collect();
+        let mut shown: Vec<&str> = pieces.clone();
+        let mut cut = None;
+        if pieces.len() > name_lines {
+            shown.truncate(name_lines - 2);
+            let tail = name
+                .get(name.len().saturating_sub(width)..)
+                .unwrap_or_default();
+            let hidden = name.len() - (name_lines - 2) * width - tail.len();
+            cut = Some(format!("[{hidden} characters not shown]"));
+            shown.push(tail);
+        }
+        for (i, piece) in shown.iter().enumerate() {
             let lead = if i == 0 { label } else { "         " };
-            if i + 1 == NAME_LINES && pieces.len() > NAME_LINES {
-                let shown: usize = pieces.iter().take(NAME_LINES - 1).map(|p| p.len()).sum();
-                out.push(format!(
-                    "{lead}[{} more characters not shown]",
-                    name.len() - shown
-                ));
-            } else {
-                out.push(format!("{lead}{piece}"));
+            if let (Some(cut), true) = (&cut, i + 1 == shown.len()) {
+                wrap_words(&format!("{lead}{cut}"), cols, &mut out);
             }
+            out.push(format!("{lead}{piece}"));
         }
-        out.push(format!(
-            "Size:    {} bytes ({})",
-            self.size,
-            human(self.size)
-        ));
-        out.push(format!(
-            "SHA-256: {}...",
-            core::str::from_utf8(&sha).unwrap_or("?")
-        ));
-        out.push(String::new());
-        out.push("Press Y to send it. Press N or Esc to refuse.".into());
-        out.push(format!("No answer within {} s refuses it.", self.timeout_s));
-        for line in &mut out {
-            if line.len() > cols {
-                line.truncate(cols);
-            }
-        }
+        let size = format!("Size:    {} bytes ({})", self.size, human(self.size));
+        wrap_words(&size, cols, &mut out);
+        let sha = core::str::from_utf8(&sha).unwrap_or("?");
+        wrap_words(&format!("SHA-256: {sha}..."), cols, &mut out);
+        out.extend(blank);
+        wrap_words(
+            "Press Y to send it. Press N or Esc to refuse.",
+            cols,
+            &mut out,
+        );
+        let timeout = format!("No answer within {} s refuses it.", self.timeout_s);
+        wrap_words(&timeout, cols, &mut out);
         out
     }
 
     /// The prompt drawn for `surface`: a whole frame (`stride * height` bytes) to write
-    /// at offset 0 of the framebuffer; `None` for a pixel format it cannot draw (then
-    /// the console shows the prompt alone).
+    /// at offset 0 of the framebuffer; `None` for a pixel format it cannot draw or a
+    /// screen too small for every line of it (then the console shows the prompt alone).
     pub fn draw(&self, surface: &Surface) -> Option<Vec<u8>> {
         let font = font::builtin()?;
         let s = surface;
@@ -183,13 +207,16 @@ impl<'a> Prompt<'a> {
         frame.rect(0, 0, width, height, BACKGROUND);
         let cols = width / font.width - 2;
         let rows = height / font.height;
+        // Every line must be on the screen: a long name gives up lines (not the rooms,
+        // size, hash or keys), then the blank lines go; a screen too small even then is
+        // not drawn on at all.
+        let lines = [false, true]
+            .into_iter()
+            .flat_map(|compact| (3..=NAME_LINES).rev().map(move |n| (n, compact)))
+            .map(|(n, compact)| self.fitted(cols, n, compact))
+            .find(|l| l.len() <= rows.saturating_sub(2))?;
         frame.rect(0, 0, width, font.height * 2, TITLE_BAR);
-        for (row, line) in self
-            .lines(cols)
-            .iter()
-            .enumerate()
-            .take(rows.saturating_sub(2))
-        {
+        for (row, line) in lines.iter().enumerate() {
             let (fg, bg) = if row == 0 {
                 (TITLE_TEXT, TITLE_BAR)
             } else {
@@ -399,13 +426,159 @@ mod tests {
             .iter()
             .filter(|l| l.starts_with("File:") || l.starts_with("         "))
             .collect();
+        // The beginning, the cut, the end (with the closing quote).
         assert_eq!(shown.len(), NAME_LINES);
-        assert_eq!(
-            shown[NAME_LINES - 1].trim(),
-            "[209 more characters not shown]"
-        );
+        assert_eq!(shown[NAME_LINES - 2].trim(), "[209 characters not shown]");
+        assert!(shown[NAME_LINES - 1].ends_with("\\u{4e00}\""), "{lines:#?}");
         let short = prompt(b"x").lines(40);
         assert_eq!(short.iter().filter(|l| l.starts_with("File:")).count(), 1);
+    }
+
+    /// What the frame shows, read back glyph by glyph: each text row (title included) as
+    /// the ASCII characters whose glyphs match its cells ('?' for none), trailing spaces
+    /// trimmed.
+    fn screen_text(frame: &[u8], s: &Surface) -> Vec<String> {
+        let f = font::builtin().unwrap();
+        let bpp = s.bytes_per_pixel as usize;
+        let px = |x: usize, y: usize| {
+            let at = y * s.stride as usize + x * bpp;
+            let mut v = [0u8; 4];
+            v[..bpp].copy_from_slice(&frame[at..at + bpp]);
+            u32::from_le_bytes(v)
+        };
+        let (cols, rows) = (s.width as usize / f.width - 2, s.height as usize / f.height);
+        let mut out = Vec::new();
+        for row in 0..rows.saturating_sub(2) {
+            let y0 = f.height / 2 + row * f.height + if row == 0 { 0 } else { f.height };
+            let fg = s.pixel(if row == 0 { TITLE_TEXT } else { TEXT });
+            let mut line = String::new();
+            for col in 0..cols {
+                let x0 = f.width + col * f.width;
+                let lit = |c: u8| {
+                    (0..f.height).all(|gy| {
+                        (0..f.width).all(|gx| f.pixel(c, gx, gy) == (px(x0 + gx, y0 + gy) == fg))
+                    })
+                };
+                line.push((0x20..0x7f).find(|&c| lit(c)).map_or('?', char::from));
+            }
+            out.push(line.trim_end().to_string());
+        }
+        out
+    }
+
+    /// A VGA-sized screen (640x480, 38 columns, 15 rows of the 16x32 font).
+    fn vga() -> Surface {
+        Surface {
+            width: 640,
+            height: 480,
+            stride: 640 * 3,
+            ..vesa_24()
+        }
+    }
+
+    /// Every line is shown whole, wrapped rather than cut: on a narrow screen the
+    /// destination room's name was cut after its first letter (38 columns), and two long
+    /// room names differing only at their end looked the same (62 columns).
+    #[test]
+    fn room_names_and_keys_are_never_cut_off() {
+        let words = |lines: &[String]| {
+            lines
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let p = prompt(b"report.pdf");
+        let at38 = p.lines(38);
+        assert!(at38.iter().all(|l| l.len() <= 38), "{at38:#?}");
+        let text = words(&at38);
+        for want in [
+            "Room web asks to send a file to room work.",
+            "Press Y to send it. Press N or Esc to refuse.",
+            "Size: 104857600 bytes (100.0 MiB)",
+        ] {
+            assert!(text.contains(want), "{want:?} not in {at38:#?}");
+        }
+        let (from, to) = (
+            "finance-records-2024-private-aaa",
+            "finance-records-2024-private-zzz",
+        );
+        let p = Prompt {
+            from,
+            to,
+            ..prompt(b"r.pdf")
+        };
+        let at62 = p.lines(62);
+        assert!(at62.iter().all(|l| l.len() <= 62), "{at62:#?}");
+        let want = format!("Room {from} asks to send a file to room {to}.");
+        assert!(words(&at62).contains(&want), "{at62:#?}");
+    }
+
+    /// A name too long for the prompt keeps its end in view (where its extension is): the
+    /// middle is cut, and the cut is said.
+    #[test]
+    fn a_long_name_shows_its_beginning_and_its_end() {
+        let name = format!("invoice.pdf{}.desktop", "\u{4e00}".repeat(60));
+        let lines = prompt(name.as_bytes()).lines(62);
+        let text = lines.join("\n");
+        assert!(text.contains("File:    \"invoice.pdf\\u{4e00}"), "{text}");
+        assert!(text.contains("\\u{4e00}.desktop\""), "{text}");
+        assert!(text.contains("characters not shown]"), "{text}");
+        assert!(lines.iter().all(|l| l.len() <= 62), "{text}");
+    }
+
+    /// What the screen shows (read back from the pixels) holds every part of the prompt,
+    /// whatever the name: on a 640x480 screen the size, hash, keys and timeout of a
+    /// request with a long name fell below the last row, and the destination was cut.
+    #[test]
+    fn the_screen_shows_the_whole_prompt_even_when_small() {
+        let name = format!("invoice.pdf{}.desktop", "\u{4e00}".repeat(60));
+        let p = prompt(name.as_bytes());
+        for s in [vga(), vesa_24()] {
+            let shown = screen_text(&p.draw(&s).unwrap(), &s);
+            let all = shown.join("\n");
+            let words = shown
+                .join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            for want in [
+                "Room web asks to send a file to room work.",
+                "Size: 104857600 bytes (100.0 MiB)",
+                "SHA-256: abababababababab...",
+                "Press Y to send it. Press N or Esc to refuse.",
+                "No answer within 60 s refuses it.",
+            ] {
+                assert!(
+                    words.contains(want),
+                    "{}x{}: {want:?} not on screen:\n{all}",
+                    s.width,
+                    s.height
+                );
+            }
+            assert!(
+                all.contains(".desktop\""),
+                "{}x{}: the name's end not on screen:\n{all}",
+                s.width,
+                s.height
+            );
+        }
+        // A screen too small for all of it is not drawn on (the console has the prompt).
+        let tiny = Surface {
+            width: 24 * 16,
+            height: 12 * 32,
+            stride: 24 * 16 * 3,
+            ..vga()
+        };
+        assert!(p.draw(&tiny).is_none());
+        // The short prompt on the usual screen is drawn as its lines say.
+        let s = vesa_24();
+        let q = prompt(b"report.pdf");
+        let shown = screen_text(&q.draw(&s).unwrap(), &s);
+        let cols = s.width as usize / 16 - 2;
+        for (i, line) in q.lines(cols).iter().enumerate() {
+            assert_eq!(&shown[i], line.trim_end());
+        }
     }
 
     fn vesa_24() -> Surface {
