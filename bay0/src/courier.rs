@@ -48,12 +48,12 @@ impl Courier {
         self.done(rooms, v);
     }
 
-    /// Y (`yes`), N or Esc was pressed on a keyboard.
-    pub fn key(&mut self, rooms: Option<&Rooms>, yes: Option<bool>, now: u64) {
-        let (Some(yes), mut id) = (yes, [0u8; 16]) else {
+    /// Keys were pressed on a keyboard (each when the kernel saw it): maybe the answer.
+    pub fn key(&mut self, rooms: Option<&Rooms>, keys: &[crate::input::Press], now: u64) {
+        let (true, mut id) = (self.arb.prompting() && !keys.is_empty(), [0u8; 16]) else {
             return;
         };
-        let v = match sys::getrandom(&mut id).map(|()| self.arb.key(now, yes, id)) {
+        let v = match sys::getrandom(&mut id).map(|()| self.arb.keys(now, keys, id)) {
             Ok(Some(Step::Launch(l))) => match launch(rooms, &l) {
                 Ok((pid, err)) => self.err.replace(err.into()).and(self.arb.started(Ok(pid))),
                 Err(e) => self.arb.started(Err(&e)),
@@ -86,12 +86,14 @@ impl Courier {
         if let (Some((from, m, t)), false) = (self.arb.asking(), was) {
             let to = String::from_utf8_lossy(m.room());
             let p = Prompt::of(from, &to, m.name(), m.size, &m.sha256, t);
-            for l in p.lines(100) {
-                crate::log_notice!("courier: {l}");
-            }
             // Without a framebuffer (or a format it can draw) the console has the prompt.
             let drawn = |v: &_, f: &_| Surface::from_fbdev(v, f).and_then(|s| p.draw(&s));
-            let _ = sys::fb_present(drawn, true);
+            let (_, lines) = (sys::fb_present(drawn, true), p.lines(100));
+            // A key counts from when it is drawn (then it is logged).
+            self.arb.shown(sys::monotonic_ms());
+            for l in lines {
+                crate::log_notice!("courier: {l}");
+            }
         }
         if was && !up {
             let _ = sys::fb_present(|v, f| Surface::from_fbdev(v, f).map(|s| s.blank()), false);

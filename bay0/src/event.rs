@@ -322,8 +322,9 @@ impl EventLoop {
             }
             t if t >= rooms::TOKEN_BASE => self.room_event(t),
             _ => {
-                let yes = power_input(&mut self.inputs, &self.epoll, token, sup, &mut host);
-                self.courier.key(self.rooms.as_ref(), yes, now);
+                let keys = power_input(&mut self.inputs, &self.epoll, token, sup, &mut host);
+                self.courier
+                    .key(self.rooms.as_ref(), &keys.unwrap_or_default(), now);
             }
         }
         Ok(())
@@ -402,18 +403,21 @@ fn power_input(
     token: u64,
     sup: &mut Supervisor,
     host: &mut LoopHost<'_>,
-) -> Option<bool> {
+) -> Option<Vec<crate::input::Press>> {
     let index = usize::try_from(token.saturating_sub(TOKEN_INPUT)).unwrap_or(usize::MAX);
     let slot = inputs.get_mut(index)?;
     let fd = slot.as_ref()?;
     match crate::input::read_presses(fd) {
-        Ok([power, yes, no]) => {
-            if power > 0 {
+        Ok(keys) => {
+            if keys
+                .iter()
+                .any(|&(_, code)| code == crate::input::KEY_POWER)
+            {
                 crate::log_notice!("power button pressed");
                 sup.handle(Input::PowerKey, host);
             }
-            // The courier prompt's answer: Y alone is yes; N or Esc (even with Y) is no.
-            (yes + no > 0).then_some(no == 0)
+            // Every press: the courier's arbiter says which answer the prompt, and when.
+            Some(keys)
         }
         Err(e) => {
             crate::log_warn!("input device gone ({e}); no longer watched");
@@ -474,6 +478,51 @@ mod tests {
         let stop = lp.run(&mut Supervisor::new(5), &mut fake).unwrap();
         assert_eq!(stop, Stop::PowerOff);
         assert_eq!(fake.sent, [libc::SIGTERM, libc::SIGCONT]);
+    }
+
+    /// A press of `code` the kernel dated `at_ms` (CLOCK_MONOTONIC, as bay0 sets it).
+    fn press_at(code: u16, at_ms: u64) -> Vec<u8> {
+        let mut ev = Vec::new();
+        ev.extend_from_slice(&i64::try_from(at_ms / 1000).unwrap().to_ne_bytes());
+        ev.extend_from_slice(&i64::try_from(at_ms % 1000 * 1000).unwrap().to_ne_bytes());
+        ev.extend_from_slice(&crate::input::EV_KEY.to_ne_bytes());
+        ev.extend_from_slice(&code.to_ne_bytes());
+        ev.extend_from_slice(&1i32.to_ne_bytes());
+        ev
+    }
+
+    /// A press counts from when it was made (the kernel's time of the event), not from
+    /// when bay0 got round to reading it: a Y pressed 0.2 s after the prompt came up
+    /// (the human typing into a room) does not answer it, even when bay0 reads it after
+    /// the answer delay (its loop was busy: drawing the prompt, a flood of room events).
+    #[test]
+    fn a_press_too_soon_does_not_answer_the_prompt_when_read_late() {
+        use anchor_policy::arbiter::{RoomView, ANSWER_DELAY_MS};
+        let mut lp = EventLoop::new().unwrap();
+        let (dev, mut key) = std::os::unix::net::UnixStream::pair().unwrap();
+        dev.set_nonblocking(true).unwrap();
+        lp.add_input(dev.into()).unwrap();
+        let policy = "name = \"r\"\nimage = \"base\"\nbackend = \"microvm\"\n[resources]\n\
+                      memory = \"64MiB\"\nvcpus = 1\n[courier]\nsend_to = [\"work\"]\n\
+                      receive_from = [\"web\"]\n";
+        let policy = anchor_policy::parse("r.toml", policy.as_bytes()).unwrap();
+        let view = |_: &str| Some(RoomView::new(policy.courier(), true, "microvm"));
+        let m = anchor_proto::courier::Manifest::new([5; 16], "work", b"f", 1, [7; 32]);
+        let shown = sys::monotonic_ms();
+        assert!(lp.courier.arb.request(shown, "web", m, view).is_none());
+        key.write_all(&press_at(crate::input::KEY_Y, shown + 200))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ANSWER_DELAY_MS + 200));
+        let mut fake = Fake {
+            alive: 0,
+            sent: vec![],
+        };
+        lp.dispatch(TOKEN_INPUT, &mut Supervisor::new(5), &mut fake)
+            .unwrap();
+        let answered = !lp.courier.arb.prompting();
+        let _ = lp.courier.arb.tick(u64::MAX);
+        crate::courier::HOLD.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(!answered, "a Y pressed 0.2 s after the prompt answered it");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! ACPI button driver (and any keyboard with a power key) is an evdev device reporting
 //! KEY_POWER; the kernel does not signal init for it, so bay0 watches those devices and
 //! a press means "power off cleanly" (this is how QEMU's `system_powerdown` reaches us).
-//! Keyboards (KEY_Y) are watched too: Y, N and Esc answer the courier prompt.
+//! Keyboards (KEY_Y) are watched too: their presses go to the courier prompt, dated by
+//! the kernel (CLOCK_MONOTONIC), so a press counts from when it was made, not read.
 
 use crate::error::Result;
 use std::ffi::CString;
@@ -13,12 +14,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub const EV_KEY: u16 = 1;
 /// linux/input-event-codes.h
 pub const KEY_POWER: u16 = 116;
-/// linux/input-event-codes.h: the prompt's answers.
+/// linux/input-event-codes.h: a key every keyboard has.
 pub const KEY_Y: u16 = 21;
-pub const KEY_N: u16 = 49;
-pub const KEY_ESC: u16 = 1;
-/// What [`read_presses`] counts: the power key; Y; N or Esc.
-const COUNTED: [&[u16]; 3] = [&[KEY_POWER], &[KEY_Y], &[KEY_N, KEY_ESC]];
+/// A key press: when the kernel saw it (ms of CLOCK_MONOTONIC, which
+/// [`open_power_buttons`] asks for) and its code.
+pub type Press = (u64, u16);
 /// sizeof(struct input_event) on 64-bit Linux: timeval (16) + type, code (2+2) + value (4).
 pub const EVENT_SIZE: usize = 24;
 /// At most this many input devices are watched.
@@ -30,20 +30,18 @@ pub fn has_key(bits: &[u8], key: u16) -> bool {
         .is_some_and(|b| b & (1 << (key % 8)) != 0)
 }
 
-/// Count presses (value 1) of any of `keys` in a buffer of raw input events.
-pub fn presses(buf: &[u8], keys: &[u16]) -> usize {
-    buf.chunks_exact(EVENT_SIZE)
-        .filter(|ev| {
-            let field = |at: usize| ev.get(at..at + 2).and_then(|b| <[u8; 2]>::try_from(b).ok());
-            let ty = field(16).map(u16::from_ne_bytes);
-            let code = field(18).map(u16::from_ne_bytes);
-            let value = ev
-                .get(20..24)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(i32::from_ne_bytes);
-            ty == Some(EV_KEY) && code.is_some_and(|c| keys.contains(&c)) && value == Some(1)
-        })
-        .count()
+/// The key presses (value 1) in a buffer of raw input events, in order.
+pub fn presses(buf: &[u8]) -> impl Iterator<Item = Press> + '_ {
+    buf.chunks_exact(EVENT_SIZE).filter_map(|ev| {
+        let word = |at: usize| ev.get(at..at + 8)?.try_into().ok().map(i64::from_ne_bytes);
+        let field = |at: usize| ev.get(at..at + 2)?.try_into().ok().map(u16::from_ne_bytes);
+        let value = ev.get(20..24)?.try_into().ok().map(i32::from_ne_bytes);
+        let ms = word(0)?
+            .saturating_mul(1000)
+            .saturating_add(word(8)? / 1000);
+        let press = field(16) == Some(EV_KEY) && value == Some(1);
+        press.then_some((u64::try_from(ms).unwrap_or(0), field(18)?))
+    })
 }
 
 /// Open every /dev/input/event* that reports KEY_POWER or KEY_Y (non-blocking).
@@ -75,6 +73,7 @@ pub fn open_power_buttons() -> Vec<OwnedFd> {
         };
         let mut bits = [0u8; 96];
         let keys = crate::sys::evdev_key_bits(&fd, &mut bits).is_ok();
+        let _ = crate::sys::evdev_monotonic(&fd);
         if keys && (has_key(&bits, KEY_POWER) || has_key(&bits, KEY_Y)) {
             found.push(fd);
         }
@@ -82,10 +81,10 @@ pub fn open_power_buttons() -> Vec<OwnedFd> {
     found
 }
 
-/// Read what is pending on a device; presses of the power key, of Y, of N or Esc.
-pub fn read_presses(fd: &OwnedFd) -> Result<[usize; 3]> {
+/// Read what is pending on a device: its key presses, in order.
+pub fn read_presses(fd: &OwnedFd) -> Result<Vec<Press>> {
     let mut buf = [0u8; EVENT_SIZE * 16];
-    let mut n = [0; 3];
+    let mut n = Vec::new();
     loop {
         let got = match crate::sys::read("read input", fd.as_raw_fd(), &mut buf) {
             Ok(0) => return Ok(n),
@@ -93,9 +92,7 @@ pub fn read_presses(fd: &OwnedFd) -> Result<[usize; 3]> {
             Err(e) if e.errno() == Some(libc::EAGAIN) => return Ok(n),
             Err(e) => return Err(e.into()),
         };
-        for (count, keys) in n.iter_mut().zip(COUNTED) {
-            *count += presses(got, keys);
-        }
+        n.extend(presses(got));
     }
 }
 
@@ -122,23 +119,27 @@ mod tests {
     }
 
     #[test]
-    fn only_power_presses_count() {
+    fn presses_are_read_with_their_time_and_code() {
         let mut buf = Vec::new();
         buf.extend(event(EV_KEY, KEY_POWER, 1)); // press
         buf.extend(event(0, 0, 0)); // SYN_REPORT
         buf.extend(event(EV_KEY, KEY_POWER, 0)); // release
-        buf.extend(event(EV_KEY, 30, 1)); // KEY_A
+        buf.extend(event(EV_KEY, 30, 2)); // autorepeat of KEY_A
         buf.extend(event(4, KEY_POWER, 1)); // EV_MSC with the same code
-        assert_eq!(presses(&buf, &[KEY_POWER]), 1);
-        buf.extend(event(EV_KEY, KEY_POWER, 1));
-        assert_eq!(presses(&buf, &[KEY_POWER]), 2);
-        assert_eq!(presses(&buf, &[30, 99]), 1);
+        let mut late = event(EV_KEY, KEY_Y, 1);
+        late[..8].copy_from_slice(&12i64.to_ne_bytes()); // 12 s
+        late[8..16].copy_from_slice(&345_678i64.to_ne_bytes()); // and 345.678 ms
+        buf.extend(late);
+        assert_eq!(
+            presses(&buf).collect::<Vec<_>>(),
+            [(0, KEY_POWER), (12_345, KEY_Y)]
+        );
         // A torn trailing event is ignored.
-        assert_eq!(presses(&buf[..buf.len() - 1], &[KEY_POWER]), 1);
+        assert_eq!(presses(&buf[..buf.len() - 1]).count(), 1);
     }
 
     #[test]
-    fn power_yes_and_no_keys_are_counted_apart() {
+    fn pending_presses_are_read_in_order() {
         use std::io::Write;
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -147,21 +148,25 @@ mod tests {
             (KEY_Y, 1),
             (KEY_Y, 0),
             (KEY_Y, 2),
-            (KEY_N, 1),
-            (KEY_ESC, 1),
+            (49, 1),
+            (1, 1),
             (KEY_POWER, 1),
-            (30, 1),
         ] {
             buf.extend(event(EV_KEY, code, value));
         }
         b.write_all(&buf).unwrap();
-        assert_eq!(read_presses(&a.into()).unwrap(), [1, 1, 2]);
+        let codes: Vec<u16> = read_presses(&a.into())
+            .unwrap()
+            .iter()
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(codes, [KEY_Y, 49, 1, KEY_POWER]);
     }
 
     #[test]
     fn reading_an_empty_nonblocking_source_gives_no_presses() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        assert_eq!(read_presses(&a.into()).unwrap(), [0, 0, 0]);
+        assert!(read_presses(&a.into()).unwrap().is_empty());
     }
 }

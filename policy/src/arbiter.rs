@@ -31,8 +31,16 @@ use anchor_proto::umbilical::HEADER;
 use crate::courier::{courier_allowed, Explained};
 use crate::model::Courier;
 
-/// Keys pressed sooner than this after the prompt appeared do not answer it.
+/// A key answers the prompt only when the keyboard was quiet this long before it: no
+/// press since the prompt appeared, or since the last press while it is up, is sooner.
+/// Typing into a room when the prompt comes up cannot answer it, however long it goes on.
 pub const ANSWER_DELAY_MS: u64 = 1_000;
+/// The keys that answer, as Linux input-event-codes.h numbers them: Y is yes, N or Esc
+/// is no; any other key pressed while the prompt is up only restarts the quiet time, but
+/// for the modifiers (Shift, Ctrl, Alt, Meta), which count for nothing: Shift+Y is Y.
+pub const KEY_YES: u16 = 21;
+pub const KEY_NO: [u16; 2] = [49, 1];
+const MODIFIERS: [u16; 8] = [29, 42, 54, 56, 97, 100, 125, 126];
 
 /// A room as the arbiter sees it: its courier rights, whether it runs, and how the
 /// courier reaches its agent.
@@ -196,6 +204,8 @@ struct Pending {
     req: Manifest,
     id: Token,
     shown_ms: u64,
+    /// The prompt's appearance, or the last key pressed since (the quiet time's start).
+    quiet_ms: u64,
     dropped: u32,
     /// The approved transfer's courier (0 while it is being started).
     courier: Option<i32>,
@@ -267,6 +277,7 @@ impl Arbiter {
             req: *req.as_ref().unwrap_or(&Manifest::default()),
             id: [0; 16],
             shown_ms: now_ms,
+            quiet_ms: now_ms,
             dropped,
             courier: None,
             vsock: [true; 2],
@@ -318,13 +329,40 @@ impl Arbiter {
         Some(Verdict::new(&p, decision, outcome, why))
     }
 
-    /// A key on bay0's keyboard: Y (`yes`), N or Esc. `id` is a fresh random transfer id.
+    /// The prompt is on the screen now (drawn): the quiet time starts again.
+    pub fn shown(&mut self, now_ms: u64) {
+        if let Some(p) = self.pending.as_mut().filter(|p| p.courier.is_none()) {
+            p.quiet_ms = p.quiet_ms.max(now_ms);
+        }
+    }
+
+    /// One key pressed at `now_ms` on bay0's keyboard: Y (`yes`), N or Esc (see
+    /// [`Arbiter::keys`]).
     pub fn key(&mut self, now_ms: u64, yes: bool, id: Token) -> Option<Step> {
+        let code = if yes { KEY_YES } else { KEY_NO[0] };
+        self.keys(now_ms, &[(now_ms, code)], id)
+    }
+
+    /// Keys pressed on bay0's keyboard, read together at `now_ms`: when the kernel saw
+    /// each press (ms on the clock of `now_ms`; a later time counts as `now_ms`) and its
+    /// key code. The first press after [`ANSWER_DELAY_MS`] of quiet decides: Y is yes
+    /// (unless N or Esc follows it in the same read), N or Esc is no, another key nothing.
+    /// `id` is a fresh random transfer id.
+    pub fn keys(&mut self, now_ms: u64, presses: &[(u64, u16)], id: Token) -> Option<Step> {
         let p = self.pending.as_mut().filter(|p| p.courier.is_none())?;
-        if now_ms < p.shown_ms.saturating_add(ANSWER_DELAY_MS) {
+        let (mut answer, mut no) = (None, false);
+        for &(at, code) in presses.iter().filter(|p| !MODIFIERS.contains(&p.1)) {
+            let at = at.min(now_ms);
+            if answer.is_none() && at >= p.quiet_ms.saturating_add(ANSWER_DELAY_MS) {
+                answer = Some(code);
+            }
+            p.quiet_ms = p.quiet_ms.max(at);
+            no |= answer.is_some() && KEY_NO.contains(&code);
+        }
+        if !no && answer? != KEY_YES {
             return None;
         }
-        if !yes {
+        if no {
             let why = "declined on the anchor's keyboard".to_string();
             return self
                 .end("no", Outcome::Refused, why)
@@ -517,9 +555,10 @@ mod tests {
             .request(5, "web", req("work", "x", 1), |n| w.room(n))
             .unwrap();
         assert!(v.reason.starts_with("busy"));
-        // Keys before the answer delay do nothing.
+        // Keys before the answer delay do nothing (and the delay counts again from them).
         assert!(a.key(ANSWER_DELAY_MS - 1, true, [1; 16]).is_none());
-        let Some(Step::Launch(l)) = a.key(ANSWER_DELAY_MS, true, [1; 16]) else {
+        assert!(a.key(ANSWER_DELAY_MS, true, [1; 16]).is_none());
+        let Some(Step::Launch(l)) = a.key(ANSWER_DELAY_MS * 2, true, [1; 16]) else {
             panic!()
         };
         assert_eq!(
@@ -530,7 +569,7 @@ mod tests {
         assert_eq!(l.vsock, [true, false]);
         assert!(!a.prompting());
         // No second launch, no timeout while it runs.
-        assert!(a.key(ANSWER_DELAY_MS * 2, true, [2; 16]).is_none());
+        assert!(a.key(ANSWER_DELAY_MS * 4, true, [2; 16]).is_none());
         assert!(a.started(Ok(42)).is_none());
         assert!(a.tick(u64::MAX).is_none());
         assert_eq!(a.courier(), Some(42));
@@ -544,6 +583,92 @@ mod tests {
         );
         assert_eq!(v.fields()[5].1, "01".repeat(16).as_bytes());
         assert!(a.pending.is_none());
+    }
+
+    /// Someone typing into a room when the prompt comes up goes on typing for a while
+    /// before they see it: a Y typed in that flow must not answer, however late after the
+    /// prompt appeared. A key answers only after the keyboard was quiet for
+    /// ANSWER_DELAY_MS (counted from the prompt's appearance and from every press since).
+    #[test]
+    fn a_key_typed_in_the_flow_of_typing_does_not_answer() {
+        let w = World::new();
+        let mut a = arbiter();
+        let ask = |a: &mut Arbiter, at: u64| {
+            assert!(a
+                .request(at, "web", req("work", "f", 1), |n| w.room(n))
+                .is_none())
+        };
+        ask(&mut a, 0);
+        // Y at 0.9 s (too soon), then Y again 0.6 s later: still typing.
+        assert!(a.key(900, true, [1; 16]).is_none());
+        assert!(a.key(1_500, true, [1; 16]).is_none());
+        assert!(a.key(2_300, false, [1; 16]).is_none());
+        assert!(a.prompting());
+        // A pause of a second, then Y: the answer.
+        assert!(matches!(a.key(3_300, true, [1; 16]), Some(Step::Launch(_))));
+    }
+
+    /// Presses read together count by the kernel's time of each; other keys restart the
+    /// quiet time; N or Esc after an answering Y in the same read makes it a no; the
+    /// quiet time starts when the prompt is drawn.
+    #[test]
+    fn presses_count_by_their_own_time_and_any_key_restarts_the_quiet_time() {
+        let w = World::new();
+        let mut a = arbiter();
+        let ask = |a: &mut Arbiter, at: u64| {
+            assert!(a
+                .request(at, "web", req("work", "f", 1), |n| w.room(n))
+                .is_none())
+        };
+        const A: u16 = 30;
+        ask(&mut a, 0);
+        // Read 5 s after the prompt, pressed 0.5 s after it: too soon.
+        assert!(a.keys(5_000, &[(500, KEY_YES)], [1; 16]).is_none());
+        // Another key typed at 1.6 s, then Y at 2.2 s: still typing.
+        assert!(a
+            .keys(5_000, &[(1_600, A), (2_200, KEY_YES)], [1; 16])
+            .is_none());
+        // A press dated after the read counts as read.
+        assert!(a.keys(2_500, &[(9_999, KEY_YES)], [1; 16]).is_none());
+        // Y after a quiet second, Esc right after it in the same read: no.
+        let Some(Step::Done(v)) = a.keys(4_000, &[(3_600, KEY_YES), (3_610, 1)], [1; 16]) else {
+            panic!()
+        };
+        assert_eq!(v.decision, "no");
+        // Drawn at 10.4 s (asked at 10 s): a Y at 11.2 s is too soon, one at 12.3 s is yes.
+        ask(&mut a, 10_000);
+        a.shown(10_400);
+        assert!(a.keys(11_300, &[(11_200, KEY_YES)], [1; 16]).is_none());
+        let step = a.keys(12_300, &[(12_300, KEY_YES), (12_310, A)], [1; 16]);
+        assert!(matches!(step, Some(Step::Launch(_))));
+        // Shift (left, right) held for a capital Y counts for nothing: Shift+Y is Y.
+        a.started(Err(&"test"));
+        ask(&mut a, 20_000);
+        let shift_y = [(21_100, 42), (21_150, 54), (21_200, KEY_YES)];
+        assert!(matches!(
+            a.keys(21_300, &shift_y, [1; 16]),
+            Some(Step::Launch(_))
+        ));
+    }
+
+    /// A request that takes the place of another on the prompt (the first one's room
+    /// ended) gets its own quiet second: a Y meant for the first, landing just after the
+    /// second appeared, does not approve the second.
+    #[test]
+    fn a_y_meant_for_a_prompt_that_went_does_not_approve_the_next() {
+        let w = World::new();
+        let mut a = arbiter();
+        assert!(a
+            .request(0, "web", req("work", "harmless.txt", 1), |n| w.room(n))
+            .is_none());
+        let v = a.reaped(9, false, b"", &"", Some(("web", None))).unwrap();
+        assert_eq!(v.decision, "cancelled");
+        assert!(a
+            .request(4_900, "web", req("work", "secrets.db", 1), |n| w.room(n))
+            .is_none());
+        assert!(a.key(5_000, true, [1; 16]).is_none());
+        assert_eq!(a.asking().unwrap().1.name(), b"secrets.db");
+        assert!(matches!(a.key(6_500, true, [1; 16]), Some(Step::Launch(_))));
     }
 
     #[test]

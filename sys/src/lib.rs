@@ -615,6 +615,17 @@ pub fn evdev_key_bits(fd: &OwnedFd, bits: &mut [u8; 96]) -> Result<usize> {
     Ok(usize::try_from(check("EVIOCGBIT", ret)?).unwrap_or(0))
 }
 
+/// EVIOCSCLOCKID: an evdev device dates its events by CLOCK_MONOTONIC from now on (the
+/// clock of [`monotonic_ms`]; the default is the wall clock, which can jump).
+pub fn evdev_monotonic(fd: &OwnedFd) -> Result<()> {
+    // _IOC(_IOC_WRITE, 'E', 0xa0, sizeof(int))
+    let req: libc::c_ulong = (1 << 30) | (4 << 16) | (0x45 << 8) | 0xa0;
+    let clock: libc::c_int = libc::CLOCK_MONOTONIC;
+    // SAFETY: the request reads one int from the pointer, and `clock` is one.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), req, &clock) };
+    check("EVIOCSCLOCKID", ret).map(drop)
+}
+
 /// Connects a non-blocking Unix stream socket to `path` and writes `hello` (a short
 /// line: it fits the empty socket buffer); the connection, close-on-exec. A listener that
 /// does not accept (its backlog full) is an error, never a wait.
