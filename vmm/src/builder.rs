@@ -143,7 +143,9 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     .map_err(|e| BuildError::Virtio("virtio-net", e))?;
     let kernel_file = open("kernel", &cfg.kernel)?;
     // Copied from a mapping, not read (see `crate::sys::FileMap`); unmapped when `build` returns.
-    let kernel_map = crate::sys::FileMap::new(&kernel_file)
+    // Read in up front only if it can fit in guest RAM: a larger file cannot load (an arm64
+    // Image is loaded whole, an ELF's segments must fit), and only its header is read.
+    let kernel_map = crate::sys::FileMap::new(&kernel_file, cfg.mem_mib.saturating_mul(1 << 20))
         .map_err(|e| BuildError::Open("kernel", cfg.kernel.clone(), e))?;
     let mut kernel = MappedReader::new(kernel_map.volatile());
     let initrd = cfg.initrd.as_ref().map(|p| open("initrd", p)).transpose()?;

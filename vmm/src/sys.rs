@@ -63,7 +63,11 @@ pub fn map_guest_ram(len: usize) -> io::Result<(MmapRegion<()>, bool)> {
 }
 
 /// A regular file mapped whole, private and read-only, with its pages mapped up front
-/// (`MAP_POPULATE`: one call instead of a fault per page). Unmapped on drop.
+/// (`MAP_POPULATE`: one call instead of a fault per page) when it is no larger than the
+/// caller says it can use; a larger one is mapped lazily, so only what a loader reads is
+/// read (a kernel file larger than guest RAM is refused after its header, not after
+/// reading all of it: a sparse 1 TiB "kernel" cost an hour and the host's page cache).
+/// Unmapped on drop.
 ///
 /// Why a kernel is copied from a mapping rather than with `read(2)`: both copy the same
 /// bytes once, but `read` copies inside the host kernel with the instruction the kernel
@@ -83,8 +87,9 @@ pub struct FileMap {
 }
 
 impl FileMap {
-    /// Maps `file` (a regular file; an empty one gives an empty map).
-    pub fn new(file: &std::fs::File) -> io::Result<Self> {
+    /// Maps `file` (a regular file; an empty one gives an empty map), its pages read in
+    /// up front only if it is at most `populate_max` bytes long.
+    pub fn new(file: &std::fs::File, populate_max: u64) -> io::Result<Self> {
         use std::os::fd::AsRawFd;
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -101,7 +106,11 @@ impl FileMap {
                 len: 0,
             });
         }
-        let flags = libc::MAP_PRIVATE | libc::MAP_POPULATE;
+        let flags = if meta.len() <= populate_max {
+            libc::MAP_PRIVATE | libc::MAP_POPULATE
+        } else {
+            libc::MAP_PRIVATE
+        };
         // SAFETY: a fresh read-only mapping of an open file at an address of the kernel's
         // choosing: no existing memory is affected.
         let addr = unsafe {
@@ -408,20 +417,23 @@ mod tests {
         let want: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&want).unwrap();
-        let map = FileMap::new(&f).unwrap();
-        let v = map.volatile();
-        assert_eq!(v.len(), want.len());
-        let mut got = vec![0u8; want.len()];
-        assert_eq!(v.copy_to(&mut got[..]), want.len());
-        assert_eq!(got, want);
+        // Read in up front, or (larger than the caller's bound) lazily: the same bytes.
+        for populate_max in [u64::MAX, 100] {
+            let map = FileMap::new(&f, populate_max).unwrap();
+            let v = map.volatile();
+            assert_eq!(v.len(), want.len());
+            let mut got = vec![0u8; want.len()];
+            assert_eq!(v.copy_to(&mut got[..]), want.len());
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
     fn an_empty_file_maps_to_nothing_and_a_directory_is_refused() {
         let f = tempfile::tempfile().unwrap();
-        assert_eq!(FileMap::new(&f).unwrap().volatile().len(), 0);
+        assert_eq!(FileMap::new(&f, u64::MAX).unwrap().volatile().len(), 0);
         let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
-        let e = FileMap::new(&dir).unwrap_err();
+        let e = FileMap::new(&dir, u64::MAX).unwrap_err();
         assert_eq!(e.to_string(), "not a regular file");
     }
 }

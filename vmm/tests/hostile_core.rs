@@ -342,6 +342,28 @@ fn missing_or_garbage_kernel_is_a_vmm_error() {
     assert!(one_line_stderr(&o).contains("initrd"), "{o:#?}");
 }
 
+/// Regression (review): the kernel file was mapped with MAP_POPULATE whole before any
+/// loader looked at it, so a kernel "file" far larger than guest RAM (here a sparse
+/// 512 MiB one for a 32 MiB guest; a 1 TiB one costs an hour of CPU and the host's page
+/// cache) was read in full before being refused for what its first page already said.
+/// Nothing that large can load (an arm64 Image is loaded whole; an ELF's segments must
+/// fit in RAM): it is refused without being read, and the VMM stays small.
+#[test]
+fn a_kernel_file_larger_than_guest_ram_is_refused_without_reading_it() {
+    common::require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(512 << 20).unwrap();
+    drop(f);
+    let o = run_vmm(
+        &["--kernel", huge.to_str().unwrap(), "--mem-mib", "32"],
+        Duration::from_secs(120),
+    );
+    assert_exit(&o, 3);
+    assert!(one_line_stderr(&o).contains("kernel"), "{o:#?}");
+}
+
 #[test]
 fn serial_socket_that_does_not_exist_is_a_vmm_error() {
     let o = run_script(
