@@ -296,15 +296,14 @@ pub fn run(fd: &mut VcpuFd, id: u8, ctx: &VcpuCtx) {
                 fd.set_kvm_immediate_exit(0);
                 None
             }
-            // arm64: a data abort outside memory that the CPU gave no syndrome
-            // for (e.g. a load pair from MMIO) cannot be emulated by KVM.
+            // arm64: some guest faults come back as KVM_RUN errors (an MMIO access
+            // without a syndrome, a vcpu the guest made unrunnable).
             #[cfg(target_arch = "aarch64")]
-            Err(e) if e.errno() == libc::ENOSYS => Some(Stop::new(
-                EXIT_GUEST_FAULT,
-                format!(
-                    "guest fault: vcpu {id}: MMIO access KVM cannot decode (no valid syndrome)"
-                ),
-            )),
+            Err(e) => {
+                let reason = fd.get_kvm_run().exit_reason;
+                crate::arch::aarch64::run::run_failed(id, e.errno(), reason)
+            }
+            #[cfg(not(target_arch = "aarch64"))]
             Err(e) => Some(Stop::new(
                 EXIT_VMM_ERROR,
                 format!("vcpu {id}: KVM_RUN failed: {e}"),
