@@ -103,7 +103,7 @@ else
   done
   obj=$(mktemp -d); trap 'rm -rf "$stage" "$obj"' EXIT
   n=0
-  for c in boot reset abuse nisv smp wfi; do
+  for c in boot reset abuse nisv smp wfi psci; do
     n=$((n + 1))
     aarch64-linux-gnu-as --defsym CASE=$n -o "$obj/$c.o" "$HERE/arm64/guest.S" ||
       die "assembling guest case $c (binutils-aarch64-linux-gnu)"
@@ -150,6 +150,7 @@ if [ "$case_" = guests ]; then
   run abuse 300 --kernel $G/abuse.img --mem-mib 32 --disk /usr/lib/anchor/images/base.squashfs,ro
   run nisv 300 --kernel $G/nisv.img --mem-mib 32 --disk /usr/lib/anchor/images/base.squashfs,ro
   run smp 300 --kernel $G/smp.img --mem-mib 32 --vcpus 2
+  run psci 300 --kernel $G/psci.img --mem-mib 32
   run notimage 300 --kernel $G/not-an-image.elf --mem-mib 32
   run protected 300 --kernel $G/boot.img --mem-mib 32 --vm-type protected
   # The VMM thread's filter kills the process on a forbidden syscall (SIGSYS: 128 + 31).

@@ -18,6 +18,12 @@
 //                   vcpu 1 (started powered off) prints and powers the machine off
 //   CASE 6 wfi      interrupts masked, WFI forever: the vcpu sleeps in KVM (used to
 //                   inspect the running VMM's threads, then killed)
+//   CASE 7 psci     firmware calls with nonsense (unknown SMCCC ids over HVC and SMC,
+//                   CPU_ON of a vcpu that does not exist and of itself, SYSTEM_RESET2
+//                   with a reserved type) and MMIO at the edges (a 64-bit UART read,
+//                   reads in the GIC's unused space, above RAM, beyond the IPA range,
+//                   with a vector table that skips a faulting access): each answer is
+//                   checked and printed, then SYSTEM_OFF (none of it may end the VM)
 
     .equ UART, 0x40001000
     .equ VIRTIO0, 0x40100000
@@ -25,6 +31,10 @@
     .equ PSCI_SYSTEM_OFF, 0x84000008
     .equ PSCI_SYSTEM_RESET, 0x84000009
     .equ PSCI_CPU_ON, 0xc4000003
+    .equ PSCI_VERSION, 0x84000000
+    .equ PSCI_SYSTEM_RESET2, 0xc4000012
+    .equ SMCCC_UNKNOWN, 0xc6001234
+    .equ GIC_UNUSED, 0x48030000     // after the one vcpu's redistributor
 
     .text
     .globl _start
@@ -182,6 +192,99 @@ secondary:
 1:  bl      puts
     b       off
 .endif
+.if CASE == 7
+    // A data abort the guest takes itself (beyond the IPA range) skips the access and
+    // sets x28.
+    adr     x0, vectors
+    msr     vbar_el1, x0
+    isb
+    // PSCI_VERSION answers a version (bit 31 clear, not 0).
+    ldr     x0, =PSCI_VERSION
+    hvc     #0
+    adr     x1, msg_psci_ver_ok
+    adr     x2, msg_psci_ver_bad
+    tst     w0, #0x80000000
+    csel    x1, x2, x1, ne
+    cmp     w0, #0
+    csel    x0, x2, x1, eq
+    bl      puts
+    // An unknown SMCCC function over HVC: NOT_SUPPORTED (-1), the VM goes on.
+    ldr     x0, =SMCCC_UNKNOWN
+    hvc     #0
+    adr     x1, msg_hvc_unknown_ok
+    adr     x2, msg_hvc_unknown_bad
+    cmn     x0, #1
+    csel    x0, x1, x2, eq
+    bl      puts
+    // The same over SMC (trapped by KVM): -1.
+    ldr     x0, =SMCCC_UNKNOWN
+    smc     #0
+    adr     x1, msg_smc_unknown_ok
+    adr     x2, msg_smc_unknown_bad
+    cmn     x0, #1
+    csel    x0, x1, x2, eq
+    bl      puts
+    // CPU_ON for an MPIDR no vcpu has: INVALID_PARAMETERS (-2).
+    ldr     x0, =PSCI_CPU_ON
+    mov     x1, #0x7f
+    mov     x2, #0
+    mov     x3, #0
+    hvc     #0
+    adr     x1, msg_cpu_on_none_ok
+    adr     x2, msg_cpu_on_none_bad
+    cmn     x0, #2
+    csel    x0, x1, x2, eq
+    bl      puts
+    // CPU_ON for the calling vcpu: ALREADY_ON (-4).
+    ldr     x0, =PSCI_CPU_ON
+    mov     x1, #0
+    mov     x2, #0
+    mov     x3, #0
+    hvc     #0
+    adr     x1, msg_cpu_on_self_ok
+    adr     x2, msg_cpu_on_self_bad
+    cmn     x0, #4
+    csel    x0, x1, x2, eq
+    bl      puts
+    // SYSTEM_RESET2 with a reserved reset type: refused (negative), no reset.
+    ldr     x0, =PSCI_SYSTEM_RESET2
+    mov     x1, #1
+    mov     x2, #0
+    hvc     #0
+    adr     x1, msg_reset2_ok
+    adr     x2, msg_reset2_bad
+    cmp     x0, #0
+    csel    x0, x1, x2, lt
+    bl      puts
+    // A 64-bit read of the UART's registers: handled, the VM goes on.
+    ldr     x1, =UART
+    ldr     x3, [x1]
+    adr     x0, msg_uart_wide
+    bl      puts
+    // Reads in the GIC's window that no GIC frame covers, and above RAM: all ones.
+    ldr     x1, =GIC_UNUSED
+    ldr     w3, [x1]
+    mov     x4, #1
+    lsl     x4, x4, #36             // 64 GiB: above RAM, inside any IPA range
+    ldr     w5, [x4]
+    and     w3, w3, w5
+    adr     x1, msg_holes_ok
+    adr     x2, msg_holes_bad
+    cmn     w3, #1
+    csel    x0, x1, x2, eq
+    bl      puts
+    // Beyond any IPA range: the guest takes the abort (the VMM sees nothing).
+    mov     x28, #0
+    mov     x4, #1
+    lsl     x4, x4, #52
+    ldr     w5, [x4]
+    adr     x1, msg_beyond_ok
+    adr     x2, msg_beyond_bad
+    cmp     x28, #1
+    csel    x0, x1, x2, eq
+    bl      puts
+    b       off
+.endif
 .if CASE == 6
     adr     x0, msg_wfi
     bl      puts
@@ -198,6 +301,18 @@ off:
 hang:
     wfi
     b       hang
+
+// Exception vectors (CASE 7): skip the faulting instruction, set x28.
+    .balign 2048
+vectors:
+    .rept   16
+    mrs     x27, elr_el1
+    add     x27, x27, #4
+    msr     elr_el1, x27
+    mov     x28, #1
+    eret
+    .balign 0x80
+    .endr
 
 // puts(x0 = NUL-terminated string): byte writes to the UART's THR.
 puts:
@@ -230,6 +345,23 @@ msg_cpu1_ok:        .asciz "arm64-guest: smp: vcpu 1 running (MPIDR aff0 1)\n"
 msg_cpu1_bad:       .asciz "arm64-guest: smp: FAIL secondary has the wrong MPIDR\n"
 msg_wfi:            .asciz "arm64-guest: wfi: sleeping with interrupts masked\n"
 msg_off:            .asciz "arm64-guest: PSCI SYSTEM_OFF\n"
+msg_psci_ver_ok:    .asciz "arm64-guest: psci: PSCI_VERSION answered\n"
+msg_psci_ver_bad:   .asciz "arm64-guest: psci: FAIL PSCI_VERSION\n"
+msg_hvc_unknown_ok: .asciz "arm64-guest: psci: unknown HVC function is NOT_SUPPORTED\n"
+msg_hvc_unknown_bad: .asciz "arm64-guest: psci: FAIL unknown HVC function\n"
+msg_smc_unknown_ok: .asciz "arm64-guest: psci: unknown SMC function is NOT_SUPPORTED\n"
+msg_smc_unknown_bad: .asciz "arm64-guest: psci: FAIL unknown SMC function\n"
+msg_cpu_on_none_ok: .asciz "arm64-guest: psci: CPU_ON of no vcpu is INVALID_PARAMETERS\n"
+msg_cpu_on_none_bad: .asciz "arm64-guest: psci: FAIL CPU_ON of no vcpu\n"
+msg_cpu_on_self_ok: .asciz "arm64-guest: psci: CPU_ON of itself is ALREADY_ON\n"
+msg_cpu_on_self_bad: .asciz "arm64-guest: psci: FAIL CPU_ON of itself\n"
+msg_reset2_ok:      .asciz "arm64-guest: psci: SYSTEM_RESET2 with a reserved type refused\n"
+msg_reset2_bad:     .asciz "arm64-guest: psci: FAIL SYSTEM_RESET2 with a reserved type\n"
+msg_uart_wide:      .asciz "arm64-guest: psci: 64-bit UART read survived\n"
+msg_holes_ok:       .asciz "arm64-guest: psci: GIC hole and above-RAM reads are all ones\n"
+msg_holes_bad:      .asciz "arm64-guest: psci: FAIL GIC hole or above-RAM read\n"
+msg_beyond_ok:      .asciz "arm64-guest: psci: beyond the IPA range the guest takes the abort\n"
+msg_beyond_bad:     .asciz "arm64-guest: psci: FAIL no abort beyond the IPA range\n"
 
     .ltorg
     .balign 16

@@ -10,7 +10,8 @@
 //!   stays up;
 //! - the same with the host KVM in protected mode (pKVM): the room gets an ordinary VM,
 //!   and anchor-vmm says so and that the host refuses protected VMs;
-//! - anchor-vmm's aarch64 boot protocol and exit paths against hand-made arm64 guests
+//! - anchor-vmm's aarch64 boot protocol, exit paths and firmware-call/MMIO edge cases
+//!   against hand-made arm64 guests
 //!   (tests/system/arm64/guest.S, run by a test-only busybox /init);
 //! - without virtualization (`virtualization=off`: the host kernel starts at EL1, no
 //!   /dev/kvm): a `backend = "auto"` room (tests/system/policies/nsauto.toml) opens in
@@ -349,7 +350,7 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     let mut m = Machine::start(opts).unwrap();
     let kvm = m.wait_for("arm64-init: /dev/kvm ", BOOT).unwrap();
     assert!(kvm.line.ends_with("present"), "{}", kvm.line);
-    // Hang detection only: nine VMM runs under nested KVM in TCG on a shared machine.
+    // Hang detection only: ten VMM runs under nested KVM in TCG on a shared machine.
     m.wait_for("arm64-init: done", Duration::from_secs(1200))
         .unwrap();
     let status = m.wait_exit(Duration::from_secs(60)).unwrap();
@@ -400,6 +401,27 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
         "{log}"
     );
     assert_eq!(exit_of(case(&log, "smp")), 0);
+    // Firmware calls with nonsense and MMIO at the edges are answered (by KVM, or as
+    // unmapped by the VMM) and the VM goes on to power off normally.
+    for check in [
+        "PSCI_VERSION answered",
+        "unknown HVC function is NOT_SUPPORTED",
+        "unknown SMC function is NOT_SUPPORTED",
+        "CPU_ON of no vcpu is INVALID_PARAMETERS",
+        "CPU_ON of itself is ALREADY_ON",
+        "SYSTEM_RESET2 with a reserved type refused",
+        "64-bit UART read survived",
+        "GIC hole and above-RAM reads are all ones",
+        "beyond the IPA range the guest takes the abort",
+    ] {
+        assert!(
+            log.contains(&format!("[psci] arm64-guest: psci: {check}")),
+            "psci check {check:?} missing:\n{log}"
+        );
+    }
+    assert!(!log.contains("arm64-guest: psci: FAIL"), "{log}");
+    assert_eq!(exit_of(case(&log, "psci")), 0);
+    assert!(log.contains("[psci stderr] anchor-vmm: guest powered off"));
     // Not an Image: refused before any guest runs, VMM error (3), one clear line.
     assert_eq!(exit_of(case(&log, "notimage")), 3);
     assert!(log.contains("[notimage stderr] anchor-vmm: cannot load kernel: not an arm64 Image"));
