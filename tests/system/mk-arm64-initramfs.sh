@@ -26,6 +26,8 @@
 # The --nested /init reads `arm64.case=` from its command line:
 #   guests   run every hand-made guest, printing `arm64-case: NAME exit=N` after each
 #            (the guest's serial lines are printed as they come)
+#   gicv2    on a host whose GIC is a GICv2: a few hand-made guests, 8 and 9 vcpus, and
+#            the base room, the same way
 #   room     boot the base room (agent marker, then the agent resets the room), with
 #            `arm64.vmtype=ordinary|protected` passed to anchor-vmm
 # and prints `arm64-init: done` before powering off.
@@ -48,7 +50,7 @@ while (($#)); do
     --nested) MODE=nested; shift ;;
     --out) OUT="${2:?--out needs a path}"; shift 2 ;;
     --policies) EXTRA_POLICIES="${2:?--policies needs a directory}"; shift 2 ;;
-    -h|--help) sed -n '3,31p' "$SELF"; exit 0 ;;
+    -h|--help) sed -n '3,33p' "$SELF"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -171,6 +173,18 @@ if [ "$case_" = guests ]; then
   done
   echo "arm64-case: wfi cpu_ticks=$(cut -d' ' -f14,15 /proc/$vmm/stat)"
   kill $vmm; wait $vmm; echo "arm64-case: wfi killed exit=$?"
+elif [ "$case_" = gicv2 ]; then
+  # The host's GIC is a GICv2 (QEMU virt gic-version=2): anchor-vmm falls back to an
+  # in-kernel GICv2, which serves at most 8 vcpus.
+  run boot 300 --kernel $G/boot.img --mem-mib 32
+  run smp 300 --kernel $G/smp.img --mem-mib 32 --vcpus 2
+  run psci 300 --kernel $G/psci.img --mem-mib 32
+  run eight 300 --kernel $G/boot.img --mem-mib 32 --vcpus 8
+  run nine 300 --kernel $G/boot.img --mem-mib 32 --vcpus 9
+  # A real room: its interrupts (UART, virtio-blk root) go through the GICv2.
+  run room 600 --kernel /usr/lib/anchor/kernel/Image --disk /usr/lib/anchor/images/base.squashfs,ro \
+    --mem-mib 128 --vcpus 2 \
+    --cmdline "console=ttyS0 quiet panic=-1 root=/dev/vda ro rootfstype=squashfs init=/sbin/init anchor.room=base anchor.shell=off"
 elif [ "$case_" = room ]; then
   vt=$(arg arm64.vmtype); [ -n "$vt" ] || vt=ordinary
   echo "arm64-init: starting anchor-vmm at $(up) s (room base, --vm-type $vt)"

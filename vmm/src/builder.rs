@@ -153,7 +153,7 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     #[cfg(not(target_arch = "aarch64"))]
     let vm = Vm::new(layout::ioapic_pins(cfg.virtio_devices())).map_err(BuildError::Vm)?;
     #[cfg(target_arch = "aarch64")]
-    let vm = Vm::with_type(cfg.vm_type).map_err(BuildError::Vm)?;
+    let vm = Vm::with_type(cfg.vm_type, usize::from(cfg.vcpus)).map_err(BuildError::Vm)?;
     vm.register_memory(&mem).map_err(BuildError::Vm)?;
     let opened = Opened {
         kernel: &mut kernel,

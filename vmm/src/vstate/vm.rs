@@ -138,21 +138,24 @@ impl Vm {
         self.irqfd(gsi).map(IrqLine::eventfd)
     }
 
-    /// aarch64: an ordinary VM with its GIC (see `with_type`).
+    /// aarch64: an ordinary one-vcpu VM with its GIC (see `with_type`).
     #[cfg(target_arch = "aarch64")]
     pub fn new() -> Result<Self, VmError> {
-        Self::with_type(crate::arch::current::kvm::VmType::Ordinary)
+        Self::with_type(crate::arch::current::kvm::VmType::Ordinary, 1)
     }
 
-    /// aarch64: opens /dev/kvm, creates a VM of type `want` and its GIC, and
-    /// says in one line on stderr which VM the room got and what the host
+    /// aarch64: opens /dev/kvm, creates a VM of type `want` and its GIC for `vcpus`
+    /// vcpus, and says in one line on stderr which VM the room got and what the host
     /// offers (a protected VM that KVM refuses is an error, never a downgrade).
     #[cfg(target_arch = "aarch64")]
-    pub fn with_type(want: crate::arch::current::kvm::VmType) -> Result<Self, VmError> {
+    pub fn with_type(
+        want: crate::arch::current::kvm::VmType,
+        vcpus: usize,
+    ) -> Result<Self, VmError> {
         use crate::arch::current::kvm;
         let k = Kvm::new().map_err(step("cannot open /dev/kvm"))?;
         let (fd, support) = kvm::create_vm(&k, want).map_err(VmError::Arch)?;
-        let gic = kvm::create_gic(&fd).map_err(VmError::Arch)?;
+        let gic = kvm::create_gic(&fd, vcpus).map_err(VmError::Arch)?;
         let offered = match support {
             kvm::ProtectedSupport::Offered => "offered".to_owned(),
             kvm::ProtectedSupport::Refused(errno) => format!(

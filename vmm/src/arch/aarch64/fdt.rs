@@ -20,6 +20,17 @@ pub enum GicVersion {
     V2,
 }
 
+impl GicVersion {
+    /// Most vcpus this GIC serves: KVM's GICv2 addresses 8 (it refuses a 9th vcpu once the
+    /// GIC exists); GICv3 as many as the layout has redistributor space for.
+    pub const fn max_vcpus(self) -> usize {
+        match self {
+            Self::V3 => layout::MAX_VCPUS as usize,
+            Self::V2 => layout::GIC_V2_MAX_VCPUS,
+        }
+    }
+}
+
 impl fmt::Display for GicVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -101,8 +112,11 @@ pub fn build(c: &FdtConfig<'_>) -> Result<Vec<u8>, FdtError> {
     if c.mpidrs.is_empty() {
         return Err(FdtError::Invalid("no vcpus"));
     }
-    if c.gic == GicVersion::V2 && c.mpidrs.len() > layout::GIC_V2_MAX_VCPUS {
-        return Err(FdtError::Invalid("GICv2 addresses at most 8 vcpus"));
+    if c.mpidrs.len() > c.gic.max_vcpus() {
+        return Err(FdtError::Invalid(match c.gic {
+            GicVersion::V2 => "GICv2 addresses at most 8 vcpus",
+            GicVersion::V3 => "more vcpus than the GICv3 layout has redistributors for",
+        }));
     }
     if c.virtio_devices > layout::MAX_VIRTIO_DEVICES {
         return Err(FdtError::Invalid("too many virtio devices"));
@@ -326,6 +340,10 @@ mod tests {
         let nine: Vec<u64> = (0..9).collect();
         assert!(build(&cfg(&nine, &ram, GicVersion::V2)).is_err());
         assert!(build(&cfg(&nine, &ram, GicVersion::V3)).is_ok());
+        assert_eq!(GicVersion::V2.max_vcpus(), 8);
+        assert_eq!(GicVersion::V3.max_vcpus(), layout::MAX_VCPUS as usize);
+        let seventeen: Vec<u64> = (0..17).collect();
+        assert!(build(&cfg(&seventeen, &ram, GicVersion::V3)).is_err());
         assert!(build(&cfg(&[], &ram, GicVersion::V3)).is_err());
         let mut c = cfg(&[0], &ram, GicVersion::V3);
         c.virtio_devices = layout::MAX_VIRTIO_DEVICES + 1;

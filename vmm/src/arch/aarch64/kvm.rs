@@ -133,9 +133,11 @@ fn val_addr<T>(v: &T) -> u64 {
 }
 
 /// Creates the GIC (v3, else v2) at the layout's addresses with
-/// `GIC_NR_IRQS` interrupts. Created before the vcpus so irqfds can be
-/// registered early; `Gic::init` finishes it once every vcpu exists.
-pub fn create_gic(vm: &VmFd) -> Result<Gic, KvmError> {
+/// `GIC_NR_IRQS` interrupts, for `vcpus` vcpus. Created before the vcpus so irqfds can be
+/// registered early; `Gic::init` finishes it once every vcpu exists. A GICv2 refuses
+/// more than 8 vcpus, said here: KVM itself would only fail the 9th KVM_CREATE_VCPU
+/// with EINVAL.
+pub fn create_gic(vm: &VmFd, vcpus: usize) -> Result<Gic, KvmError> {
     let mut dev = kvm_create_device {
         type_: kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3,
         fd: 0,
@@ -151,6 +153,9 @@ pub fn create_gic(vm: &VmFd) -> Result<Gic, KvmError> {
             (fd, GicVersion::V2)
         }
     };
+    if version == GicVersion::V2 && vcpus > version.max_vcpus() {
+        return Err(KvmError::TooManyVcpusForGicV2(vcpus));
+    }
     let grp = KVM_DEV_ARM_VGIC_GRP_ADDR;
     match version {
         GicVersion::V3 => {
@@ -202,7 +207,7 @@ impl Gic {
     /// Initialises the GIC once all `vcpus` exist (before the first KVM_RUN),
     /// then registers the deferred irqfds with `vm`.
     pub fn init(&self, vm: &VmFd, vcpus: usize) -> Result<(), KvmError> {
-        if self.version == GicVersion::V2 && vcpus > layout::GIC_V2_MAX_VCPUS {
+        if self.version == GicVersion::V2 && vcpus > self.version.max_vcpus() {
             return Err(KvmError::TooManyVcpusForGicV2(vcpus));
         }
         set_attr(
