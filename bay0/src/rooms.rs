@@ -313,10 +313,12 @@ impl Rooms {
         })
     }
 
-    /// Closes the room in `slot` (and opens it again once it has ended, if `restart`).
+    /// Closes the room in `slot` (and opens it again once it has ended, if `restart`). The
+    /// last request decides: a stop that comes while a reset closes the room first is not
+    /// undone by the reopening the reset asked for.
     pub fn stop(&mut self, slot: usize, restart: bool, now_ms: u64) {
         let Some(r) = self.get_mut(slot) else { return };
-        r.restart |= restart;
+        r.restart = restart;
         if r.phase == Phase::Stopping {
             return;
         }

@@ -1070,3 +1070,93 @@ fn a_console_that_hangs_up_leaves_bay0_idle() {
         b.log()
     );
 }
+
+impl Bay0 {
+    /// Requests that bay0 reads in one turn of its loop, in this order, before anything
+    /// they cause (a VMM's end) can reach it: the connections are accepted first (a `list`
+    /// made after them is answered), then bay0 is held stopped (SIGSTOP, which reaches the
+    /// PID 1 of a namespace from outside it) while each request is written and `then`
+    /// runs, and continued. The clients, to read the answers from.
+    fn at_once(&self, requests: &[&str], then: impl FnOnce(i32)) -> Vec<UnixStream> {
+        let clients: Vec<UnixStream> = requests.iter().map(|_| self.connect()).collect();
+        assert_eq!(self.ask("list").last().unwrap(), "ok");
+        let pid = self.inner_pid();
+        // SAFETY: kill has no memory arguments.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let stopped = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .contains(") T ")
+        {
+            assert!(Instant::now() < stopped, "bay0 did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for (mut s, req) in clients.iter().zip(requests) {
+            s.write_all(format!("{}\n", self.real(req)).as_bytes())
+                .unwrap();
+        }
+        then(pid);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        clients
+    }
+
+    /// The rest of what bay0 says to `s`, with short room names.
+    fn read_all(&self, mut s: UnixStream) -> String {
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        self.shown(&text)
+    }
+
+    /// The `list` line of room `room` (the open one, not one being closed beside it).
+    fn listed(&self, room: &str) -> String {
+        let lines = self.ask("list");
+        let mine: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("room name={room} ")))
+            .collect();
+        assert_eq!(mine.len(), 1, "{lines:?}");
+        mine[0].clone()
+    }
+
+    /// Makes the next reset of `room` close it first and open it again once it has ended
+    /// (as for a room with a vault volume, or one that fits only once): the name its run
+    /// directory would be set aside as is taken.
+    fn block_set_aside(&self, room: &str) -> PathBuf {
+        let line = self.listed(room);
+        let pid = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("pid="))
+            .unwrap();
+        let rooms = self.dir.join("state/run/anchor/rooms");
+        let taken = rooms.join(format!("{}_{pid}", self.real(room)));
+        std::fs::create_dir_all(taken.join("busy")).unwrap();
+        taken
+    }
+}
+
+#[test]
+fn a_stop_that_overtakes_a_reset_closing_the_room_first_is_not_undone() {
+    // A reset that must close the room before it opens it again (a vault volume, a room
+    // that fits only once; here the name to set it aside as is taken), then a stop before
+    // the old VMM has ended: the stop answers `stopped`, so the room must not open again
+    // behind the user's back once the old one has ended.
+    let b = Bay0::start("stopreset");
+    assert!(b
+        .answer("start stopreset-a")
+        .starts_with("ok room stopreset-a ready"));
+    let taken = b.block_set_aside("stopreset-a");
+    let mut clients = b.at_once(&["reset stopreset-a", "stop stopreset-a"], |_| {});
+    let stop = b.read_all(clients.pop().unwrap());
+    assert_eq!(stop.trim_end(), "ok room stopreset-a stopped");
+    let reset = b.read_all(clients.pop().unwrap());
+    assert!(reset.starts_with("err room stopreset-a: "), "{reset}");
+    // Whatever it is about to do is decided by the time the stop is answered.
+    assert_eq!(
+        b.listed("stopreset-a"),
+        "room name=stopreset-a state=stopped",
+        "{}",
+        b.log()
+    );
+    std::fs::remove_dir_all(taken).unwrap();
+}
