@@ -160,25 +160,19 @@ impl Control {
 
     /// Tells waiting clients what happened to a room.
     pub fn notify(&mut self, notice: &Notice, rooms: &Rooms) {
-        for i in 0..self.clients.len() {
-            let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
-                continue;
-            };
-            if !answer(c, notice, rooms) {
-                self.close(i);
+        for slot in &mut self.clients {
+            if slot.as_mut().is_some_and(|c| !answer(c, notice, rooms)) {
+                *slot = None;
             }
         }
     }
 
     /// Once a second: clients that took too long.
     pub fn tick(&mut self, now_ms: u64) {
-        for i in 0..self.clients.len() {
-            let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+        for slot in &mut self.clients {
+            let Some(c) = slot.as_mut().filter(|c| now_ms >= c.deadline_ms) else {
                 continue;
             };
-            if now_ms < c.deadline_ms {
-                continue;
-            }
             match c.mode {
                 Mode::Request => say!(&c.fd, "err timeout: no request line within 5 s"),
                 Mode::Wait(..) => say!(
@@ -187,7 +181,7 @@ impl Control {
                 ),
                 Mode::Console(_) => continue,
             }
-            self.close(i);
+            *slot = None;
         }
     }
 }

@@ -207,13 +207,14 @@ impl EventLoop {
             for &token in tokens.iter().take(n) {
                 let before = sup.phase();
                 self.dispatch(token, sup, procs)?;
-                self.after_children();
+                // Rooms have nothing to save: they go at once, not after the grace. First:
+                // a room that ended being reset (reaped by the shutdown) opens no more.
                 if before == Phase::Running && sup.phase() != Phase::Running {
-                    // Rooms have nothing to save: they go at once, not after the grace.
                     if let Some(rooms) = self.rooms.as_mut() {
                         rooms.kill_all();
                     }
                 }
+                self.after_children();
                 if let Phase::Done(stop) = sup.phase() {
                     return Ok(stop);
                 }

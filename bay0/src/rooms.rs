@@ -148,6 +148,8 @@ pub struct Rooms {
     pub kvm: bool,
     /// Rooms whose cgroup could not be removed yet (processes still exiting).
     stale_cgroups: Vec<Leftover>,
+    /// bay0 is shutting down: no room opens any more (not even one being reset).
+    closing: bool,
 }
 
 fn token(slot: usize, kind: u64) -> u64 {
@@ -167,6 +169,7 @@ impl Rooms {
             layout,
             kvm,
             stale_cgroups: Vec::new(),
+            closing: false,
         }
     }
 
@@ -199,6 +202,9 @@ impl Rooms {
         now_ms: u64,
         detail: &mut Line,
     ) -> Result<usize> {
+        if self.closing {
+            return Err(Error::Room("bay0 is shutting down"));
+        }
         if self.find(name).is_some() {
             return Err(Error::Room("already running"));
         }
@@ -373,12 +379,14 @@ impl Rooms {
     /// every process does not reach it.)
     pub fn kill_all(&mut self) {
         let now = sys::monotonic_ms();
+        self.closing = true;
         for r in self.slots.iter_mut().flatten() {
             r.phase = Phase::Stopping;
             // Housekeeping kills a stopping room at `kill_at_ms`: not before the grace.
             r.kill_at_ms = now.saturating_add(STOP_GRACE_MS);
+            // Its VMM may have been reaped already (by the shutdown), its end not handled.
             if !power_off(r) {
-                signal(r, libc::SIGKILL);
+                let _ = sys::kill(r.pid, libc::SIGKILL);
             }
         }
     }

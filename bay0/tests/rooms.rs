@@ -1071,18 +1071,26 @@ fn a_console_that_hangs_up_leaves_bay0_idle() {
     );
 }
 
+/// What [`Bay0::at_once`] does while bay0 is held stopped.
+enum Step<'a> {
+    Ask(&'a str),
+    Signal(i32),
+}
+
 impl Bay0 {
-    /// Requests that bay0 reads in one turn of its loop, in this order, before anything
-    /// they cause (a VMM's end) can reach it: the connections are accepted first (a `list`
-    /// made after them is answered), then bay0 is held stopped (SIGSTOP, which reaches the
-    /// PID 1 of a namespace from outside it) while each request is written and `then`
-    /// runs, and continued. The clients, to read the answers from.
-    fn at_once(&self, requests: &[&str], then: impl FnOnce(i32)) -> Vec<UnixStream> {
-        let clients: Vec<UnixStream> = requests.iter().map(|_| self.connect()).collect();
+    /// Requests (and signals) that bay0 reads in one turn of its loop, in this order,
+    /// before anything they cause (a VMM's end) can reach it: the connections are accepted
+    /// first (a `list` made after them is answered), then bay0 is held stopped (SIGSTOP,
+    /// which reaches the PID 1 of a namespace from outside it) while each request is
+    /// written and each signal sent, and continued. The clients, to read the answers from.
+    fn at_once(&self, steps: &[Step]) -> Vec<UnixStream> {
+        let n = steps.iter().filter(|s| matches!(s, Step::Ask(_))).count();
+        let clients: Vec<UnixStream> = (0..n).map(|_| self.connect()).collect();
         assert_eq!(self.ask("list").last().unwrap(), "ok");
         let pid = self.inner_pid();
         // SAFETY: kill has no memory arguments.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        let kill = |sig| assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        kill(libc::SIGSTOP);
         let stopped = Instant::now() + Duration::from_secs(10);
         while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap()
@@ -1091,13 +1099,18 @@ impl Bay0 {
             assert!(Instant::now() < stopped, "bay0 did not stop");
             std::thread::sleep(Duration::from_millis(10));
         }
-        for (mut s, req) in clients.iter().zip(requests) {
-            s.write_all(format!("{}\n", self.real(req)).as_bytes())
-                .unwrap();
+        let mut next = clients.iter();
+        for step in steps {
+            match step {
+                Step::Ask(req) => next
+                    .next()
+                    .unwrap()
+                    .write_all(format!("{}\n", self.real(req)).as_bytes())
+                    .unwrap(),
+                Step::Signal(sig) => kill(*sig),
+            }
         }
-        then(pid);
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        kill(libc::SIGCONT);
         clients
     }
 
@@ -1146,7 +1159,10 @@ fn a_stop_that_overtakes_a_reset_closing_the_room_first_is_not_undone() {
         .answer("start stopreset-a")
         .starts_with("ok room stopreset-a ready"));
     let taken = b.block_set_aside("stopreset-a");
-    let mut clients = b.at_once(&["reset stopreset-a", "stop stopreset-a"], |_| {});
+    let mut clients = b.at_once(&[
+        Step::Ask("reset stopreset-a"),
+        Step::Ask("stop stopreset-a"),
+    ]);
     let stop = b.read_all(clients.pop().unwrap());
     assert_eq!(stop.trim_end(), "ok room stopreset-a stopped");
     let reset = b.read_all(clients.pop().unwrap());
@@ -1159,4 +1175,75 @@ fn a_stop_that_overtakes_a_reset_closing_the_room_first_is_not_undone() {
         b.log()
     );
     std::fs::remove_dir_all(taken).unwrap();
+}
+
+impl Bay0 {
+    /// Waits (up to 30 s) for bay0 to exit after a shutdown; its exit status.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "bay0 did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The log lines after the first that holds `marker`.
+fn log_after(log: &str, marker: &str) -> Vec<String> {
+    let at = line_at(log, &[marker]);
+    log.lines().skip(at + 1).map(str::to_string).collect()
+}
+
+#[test]
+fn a_reset_cut_short_by_a_shutdown_does_not_open_the_room_again() {
+    // A reset that closes the room first (see above), then the shutdown (SIGTERM) before
+    // the old VMM has ended: the room must not open again while everything is going.
+    let mut b = Bay0::start("downreset");
+    assert!(b
+        .answer("start downreset-a")
+        .starts_with("ok room downreset-a ready"));
+    let taken = b.block_set_aside("downreset-a");
+    let mut clients = b.at_once(&[Step::Ask("reset downreset-a"), Step::Signal(libc::SIGTERM)]);
+    let reset = b.read_all(clients.pop().unwrap());
+    assert!(!reset.starts_with("ok"), "{reset}");
+    assert!(b.wait_exit().success());
+    let after = log_after(&b.log(), "shutdown (power off) on SIGTERM");
+    let opened: Vec<&String> = after.iter().filter(|l| l.contains(" opened: ")).collect();
+    assert!(
+        opened.is_empty(),
+        "a room opened during the shutdown: {opened:?}\n{}",
+        b.log()
+    );
+    std::fs::remove_dir_all(taken).unwrap();
+}
+
+#[test]
+fn a_start_that_comes_during_the_shutdown_is_refused() {
+    // The shutdown has begun (its rooms are being killed, bay0 waits for them to end):
+    // a room started now would only be killed at the end of the grace period, with no
+    // chance to power off, and it would hold the shutdown up until then.
+    let mut b = Bay0::start("downstart");
+    assert!(b
+        .answer("start downstart-a")
+        .starts_with("ok room downstart-a ready"));
+    let mut clients = b.at_once(&[Step::Signal(libc::SIGTERM), Step::Ask("start downstart-b")]);
+    let start = b.read_all(clients.pop().unwrap());
+    assert_eq!(
+        start.trim_end(),
+        "err room downstart-b: bay0 is shutting down",
+        "{}",
+        b.log()
+    );
+    assert!(b.wait_exit().success());
+    let after = log_after(&b.log(), "shutdown (power off) on SIGTERM");
+    assert!(
+        !after
+            .iter()
+            .any(|l| l.contains(" opened: ") || l.contains("grace period over")),
+        "{}",
+        b.log()
+    );
 }
