@@ -173,11 +173,13 @@ impl Rooms {
         }
     }
 
-    /// The slot of the open room called `name`.
+    /// The slot of the open room called `name`: not one set aside by a reset (its
+    /// successor has the name), unless it is to open again once it has ended (the
+    /// successor could not open beside it): until then it is the room, to stop or list.
     pub fn find(&self, name: &str) -> Option<usize> {
         self.slots.iter().position(|r| {
             r.as_ref()
-                .is_some_and(|r| r.name.as_str() == name && r.aside.is_none())
+                .is_some_and(|r| r.name.as_str() == name && (r.aside.is_none() || r.restart))
         })
     }
 

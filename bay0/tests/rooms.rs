@@ -1247,3 +1247,55 @@ fn a_start_that_comes_during_the_shutdown_is_refused() {
         b.log()
     );
 }
+
+impl Bay0 {
+    /// Adds a policy for room `room` (128 MiB, like `-a`).
+    fn add_room(&self, room: &str) {
+        let real = self.real(room);
+        let text = format!("name = \"{real}\"\n{POLICY}memory = \"128MiB\"\n");
+        let file = self.dir.join(format!("layout/policies/{real}.toml"));
+        std::fs::write(file, text).unwrap();
+    }
+}
+
+#[test]
+fn a_room_reset_while_no_other_fits_beside_it_is_still_its_name() {
+    // Eight rooms open (all the slots): a reset cannot open the new room beside the old
+    // one, so the old one is killed and the room opens again once it has ended. Until
+    // then the room is still there for a stop, for `list` and for a start.
+    let b = Bay0::start("full");
+    let names: Vec<String> = "abcdefgh".chars().map(|c| format!("full-{c}")).collect();
+    for n in &names {
+        b.add_room(n);
+        let a = b.answer(&format!("start {n}"));
+        assert!(a.starts_with(&format!("ok room {n} ready")), "{a}");
+    }
+    let mut clients = b.at_once(&[
+        Step::Ask("reset full-a"),
+        Step::Ask("list"),
+        Step::Ask("start full-a"),
+        Step::Ask("stop full-a"),
+    ]);
+    let stop = b.read_all(clients.pop().unwrap());
+    let start = b.read_all(clients.pop().unwrap());
+    let list = b.read_all(clients.pop().unwrap());
+    let reset = b.read_all(clients.pop().unwrap());
+    let lines: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with("room name=full-a "))
+        .collect();
+    assert!(
+        lines.len() == 1 && lines[0].contains(" state=stopping "),
+        "{lines:?}"
+    );
+    assert_eq!(start.trim_end(), "err room full-a: already running");
+    assert_eq!(stop.trim_end(), "ok room full-a stopped", "{}", b.log());
+    assert!(reset.starts_with("err room full-a: "), "{reset}");
+    assert_eq!(b.listed("full-a"), "room name=full-a state=stopped");
+    for n in &names[1..] {
+        assert_eq!(
+            b.answer(&format!("stop {n}")),
+            format!("ok room {n} stopped")
+        );
+    }
+}
