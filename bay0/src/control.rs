@@ -138,14 +138,10 @@ impl Control {
             }
             Mode::Console(slot) => console_input(c, slot, rooms, now_ms),
         };
-        if !keep {
-            self.close(i);
-        }
-    }
-
-    fn close(&mut self, i: usize) {
         // Closing the descriptor also takes it out of the epoll set.
-        let _ = self.clients.get_mut(i).map(Option::take);
+        if !keep {
+            let _ = self.clients.get_mut(i).map(Option::take);
+        }
     }
 
     /// Room output for the clients attached to `slot`'s console.

@@ -442,7 +442,7 @@ impl Rooms {
         let status = WaitStatus(status);
         let name = r.name;
         // A room bay0 closed ended as asked; otherwise its VMM's last line says why.
-        let (what, why) = if r.phase == Phase::Stopping {
+        let (what, mut why) = if r.phase == Phase::Stopping {
             ("closed", Line::default())
         } else {
             (anchor_proto::exit::room(status.exit_code()), r.last_err)
@@ -465,8 +465,11 @@ impl Rooms {
             let mut detail = Line::default();
             match self.start(ep, name.as_str(), now_ms, &mut detail) {
                 Ok(s) => new_slot = Some(s),
+                // Said to the clients waiting for it (a reset), too.
                 Err(e) => {
-                    crate::log_error!("room {}: reopening: {e} {}", name.as_str(), detail.as_str())
+                    let (n, d) = (name.as_str(), detail.as_str());
+                    crate::log_error!("room {n}: reopening: {e} {d}");
+                    why.push_str(&format!("not opened again: {e} {d}"));
                 }
             }
         }

@@ -1299,3 +1299,27 @@ fn a_room_reset_while_no_other_fits_beside_it_is_still_its_name() {
         );
     }
 }
+
+#[test]
+fn a_reset_that_cannot_open_the_room_again_says_why() {
+    // A reset that closes the room first, and the room cannot be opened again (here its
+    // policy went bad meanwhile; as well: another room took the memory or the slot): the
+    // client that asked for the reset hears why, not only that the old VMM was killed.
+    let b = Bay0::start("rewhy");
+    assert!(b
+        .answer("start rewhy-a")
+        .starts_with("ok room rewhy-a ready"));
+    let taken = b.block_set_aside("rewhy-a");
+    let real = b.real("rewhy-a");
+    let policy = b.dir.join(format!("layout/policies/{real}.toml"));
+    std::fs::write(&policy, format!("name = \"{real}\"\nbogus = 1\n")).unwrap();
+    let reset = b.answer("reset rewhy-a");
+    assert!(
+        reset.starts_with("err room rewhy-a: ")
+            && reset.contains("not opened again: policy: ")
+            && reset.contains("bogus"),
+        "{reset}"
+    );
+    assert_eq!(b.listed("rewhy-a"), "room name=rewhy-a state=stopped");
+    std::fs::remove_dir_all(taken).unwrap();
+}
