@@ -22,8 +22,13 @@ fn io_fail(what: &str, socket: &Path) -> impl Fn(io::Error) -> Failure {
     move |e| Failure::Io(format!("{what}: {e}"))
 }
 
-/// Sends one request and returns the reply lines (records, then the final ok/err).
-fn request(socket: &Path, verb: Verb, room: &str) -> Result<(UnixStream, Vec<Reply>), Failure> {
+/// Sends one request and returns the reply lines (records, then the final ok/err), and
+/// what came after the final line in the same read (a console's first output).
+fn request(
+    socket: &Path,
+    verb: Verb,
+    room: &str,
+) -> Result<(UnixStream, Vec<Reply>, Vec<u8>), Failure> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         Failure::Io(format!(
             "cannot reach bay0 at {}: {e} (anchorctl runs on the anchor host, as root)",
@@ -53,7 +58,7 @@ fn request(socket: &Path, verb: Verb, room: &str) -> Result<(UnixStream, Vec<Rep
             Reply::Err(msg) => return Err(Failure::Refused(msg)),
             Reply::Ok(_) => {
                 replies.push(reply);
-                return Ok((stream, replies));
+                return Ok((stream, replies, reader.buffer().to_vec()));
             }
             Reply::Record { .. } => replies.push(reply),
         }
@@ -62,7 +67,7 @@ fn request(socket: &Path, verb: Verb, room: &str) -> Result<(UnixStream, Vec<Rep
 
 /// `room start|stop|reset NAME`: prints bay0's `ok` text.
 pub fn simple(socket: &Path, verb: Verb, room: &str, out: &mut dyn Write) -> Result<(), Failure> {
-    let (_, replies) = request(socket, verb, room)?;
+    let (_, replies, _) = request(socket, verb, room)?;
     if let Some(Reply::Ok(text)) = replies.last() {
         let _ = writeln!(out, "{}", if text.is_empty() { "ok" } else { text });
     }
@@ -87,7 +92,7 @@ fn uptime(secs: &str) -> String {
 
 /// `room list` / `status`: a table, or JSON with `json`. `host` adds the memory summary.
 pub fn list(socket: &Path, json: bool, host: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let (_, replies) = request(socket, Verb::List, "")?;
+    let (_, replies, _) = request(socket, Verb::List, "")?;
     let records: Vec<(&str, &[(String, String)])> = replies
         .iter()
         .filter_map(|r| match r {
@@ -172,10 +177,13 @@ pub fn list(socket: &Path, json: bool, host: bool, out: &mut dyn Write) -> Resul
 /// `room console NAME`: the terminal becomes the room's console until Ctrl-] (or the
 /// room ends).
 pub fn console(socket: &Path, room: &str) -> Result<(), Failure> {
-    let (stream, replies) = request(socket, Verb::Console, room)?;
+    let (stream, replies, first) = request(socket, Verb::Console, room)?;
     if let Some(Reply::Ok(text)) = replies.last() {
         eprint!("{text}\r\n");
     }
+    let _ = io::stdout()
+        .write_all(&first)
+        .and_then(|()| io::stdout().flush());
     let raw = crate::sys::RawTerminal::enter(libc::STDIN_FILENO);
     let mut from_room = stream.try_clone().map_err(io_fail("socket", socket))?;
     let printer = std::thread::spawn(move || {
@@ -192,19 +200,25 @@ pub fn console(socket: &Path, room: &str) -> Result<(), Failure> {
         }
     });
     let mut to_room = stream;
-    let mut stdin = io::stdin();
     let mut buf = [0u8; 1024];
-    loop {
-        let n = match stdin.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+    // Until Ctrl-], the end of the input, or the room's end (bay0 closed the connection:
+    // the printer is done), which must not wait for the next key.
+    while !printer.is_finished() {
+        if !crate::sys::wait_input(libc::STDIN_FILENO, 100) {
+            continue;
+        }
+        let n = match crate::sys::read(libc::STDIN_FILENO, &mut buf) {
+            Ok(0) => break,
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
         let keys = buf.get(..n).unwrap_or_default();
         let (send, detach) = match keys.iter().position(|&b| b == DETACH_KEY) {
             Some(i) => (keys.get(..i).unwrap_or_default(), true),
             None => (keys, false),
         };
-        if to_room.write_all(send).is_err() || detach || printer.is_finished() {
+        if to_room.write_all(send).is_err() || detach {
             break;
         }
     }

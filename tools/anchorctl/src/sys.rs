@@ -38,3 +38,22 @@ impl Drop for RawTerminal {
         }
     }
 }
+
+/// Waits up to `ms` milliseconds for `fd` to have input (or to be at its end, or broken);
+/// false when it has none yet (or the wait was interrupted).
+pub fn wait_input(fd: libc::c_int, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the call.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// read(2) from `fd` (unbuffered: what poll said is there is all there is).
+pub fn read(fd: libc::c_int, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}

@@ -317,3 +317,101 @@ fn audit_commands_refuse_a_fifo_log() {
         assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     }
 }
+
+/// A one-connection stand-in for bay0 at a fresh socket: it reads the request line, then
+/// writes `reply` in one write and, if `close`, closes the connection (else it keeps it
+/// until the client closes its end). The socket's path and the request it got.
+fn fake_bay0(
+    tag: &str,
+    reply: &'static [u8],
+    close: bool,
+) -> (PathBuf, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, Read, Write};
+    let path = std::env::temp_dir().join(format!("anchorctl-{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let served = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        std::io::BufReader::new(&s).read_line(&mut request).unwrap();
+        s.write_all(reply).unwrap();
+        if !close {
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+        request
+    });
+    (path, served)
+}
+
+/// `anchorctl room console web` against `socket`, its input a pipe (`keys`, written
+/// then held open and silent, like a terminal nobody types on); waits (hang detection
+/// only) for it to exit.
+fn console_web(socket: &Path, keys: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anchorctl"))
+        .args([
+            "--socket",
+            socket.to_str().unwrap(),
+            "room",
+            "console",
+            "web",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(keys).unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("anchorctl is still attached (nothing left to wait for)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn room_console_returns_when_the_room_ends_without_a_key_pressed() {
+    // bay0 tells the attached client that the room ended and closes the connection:
+    // anchorctl must give the terminal back then, not only at the next key.
+    let (socket, served) = fake_bay0(
+        "console-end",
+        b"ok attached to room web (Ctrl-] detaches)\n\x18\r\nbay0: room web ended (exit 0)\r\n",
+        true,
+    );
+    let out = console_web(&socket, b"");
+    assert_eq!(served.join().unwrap(), "console web\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).ends_with("[detached from room web]\r\n"),
+        "{out:?}"
+    );
+    let _ = std::fs::remove_file(socket);
+}
+
+#[test]
+fn room_console_shows_what_bay0_sends_with_its_answer() {
+    // bay0 writes the room's recent output (its scrollback) right behind `ok attached`,
+    // usually arriving with it: anchorctl must show it, not drop it with the buffer it
+    // read the answer line through.
+    let (socket, served) = fake_bay0(
+        "console-back",
+        b"ok attached to room web (Ctrl-] detaches)\nweb| what the room printed lately\r\n",
+        false,
+    );
+    // Ctrl-] detaches.
+    let out = console_web(&socket, &[0x1d]);
+    assert_eq!(served.join().unwrap(), "console web\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "web| what the room printed lately\r\n",
+        "{out:?}"
+    );
+    let _ = std::fs::remove_file(socket);
+}
