@@ -207,8 +207,10 @@ impl Rooms {
         if self.closing {
             return Err(Error::Room("bay0 is shutting down"));
         }
-        if self.find(name).is_some() {
-            return Err(Error::Room("already running"));
+        // A room being stopped still has its name, but is not running.
+        if let Some(r) = self.find(name).and_then(|s| self.get(s)) {
+            let why = (r.phase == Phase::Stopping && !r.restart).then_some("still stopping");
+            return Err(Error::Room(why.unwrap_or("already running")));
         }
         let slot = self
             .slots

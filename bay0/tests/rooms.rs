@@ -1323,3 +1323,25 @@ fn a_reset_that_cannot_open_the_room_again_says_why() {
     assert_eq!(b.listed("rewhy-a"), "room name=rewhy-a state=stopped");
     std::fs::remove_dir_all(taken).unwrap();
 }
+
+#[test]
+fn a_start_that_overtakes_a_stop_says_the_room_is_stopping() {
+    // A start while the room is being stopped cannot open it (its name is still taken),
+    // and must not claim it is running: once the stop is done, it is not.
+    let b = Bay0::start("stopstart");
+    assert!(b
+        .answer("start stopstart-a")
+        .starts_with("ok room stopstart-a ready"));
+    let mut clients = b.at_once(&[
+        Step::Ask("stop stopstart-a"),
+        Step::Ask("start stopstart-a"),
+    ]);
+    let start = b.read_all(clients.pop().unwrap());
+    let stop = b.read_all(clients.pop().unwrap());
+    assert_eq!(stop.trim_end(), "ok room stopstart-a stopped");
+    assert_eq!(start.trim_end(), "err room stopstart-a: still stopping");
+    assert_eq!(
+        b.listed("stopstart-a"),
+        "room name=stopstart-a state=stopped"
+    );
+}
