@@ -128,14 +128,8 @@ impl Control {
         };
         let keep = match c.mode {
             Mode::Request => read_request(c, ep, rooms, now_ms),
-            Mode::Wait(..) => {
-                // Nothing is expected; EOF means the client gave up waiting.
-                let mut b = [0u8; 64];
-                matches!(
-                    sys::read("read control", c.fd.as_raw_fd(), &mut b),
-                    Ok(1..) | Err(_)
-                )
-            }
+            // Nothing is expected; EOF means the client gave up waiting.
+            Mode::Wait(..) => !matches!((&c.fd).read(&mut [0u8; 64]), Ok(0)),
             Mode::Console(slot) => console_input(c, slot, rooms, now_ms),
         };
         // Closing the descriptor also takes it out of the epoll set.

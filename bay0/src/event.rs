@@ -207,14 +207,17 @@ impl EventLoop {
             for &token in tokens.iter().take(n) {
                 let before = sup.phase();
                 self.dispatch(token, sup, procs)?;
-                // Rooms have nothing to save: they go at once, not after the grace. First:
-                // a room that ended being reset (reaped by the shutdown) opens no more.
-                if before == Phase::Running && sup.phase() != Phase::Running {
-                    if let Some(rooms) = self.rooms.as_mut() {
-                        rooms.kill_all();
-                    }
+                // Once the shutdown began no room opens (not one that ended being reset,
+                // reaped by the shutdown); the others have nothing to save: they go at once,
+                // not after the grace.
+                let closing = before == Phase::Running && sup.phase() != Phase::Running;
+                if let Some(rooms) = self.rooms.as_mut().filter(|_| closing) {
+                    rooms.closing = true;
                 }
                 self.after_children();
+                if let Some(rooms) = self.rooms.as_mut().filter(|_| closing) {
+                    rooms.kill_all();
+                }
                 if let Phase::Done(stop) = sup.phase() {
                     return Ok(stop);
                 }

@@ -149,7 +149,7 @@ pub struct Rooms {
     /// Rooms whose cgroup could not be removed yet (processes still exiting).
     stale_cgroups: Vec<Leftover>,
     /// bay0 is shutting down: no room opens any more (not even one being reset).
-    closing: bool,
+    pub closing: bool,
 }
 
 fn token(slot: usize, kind: u64) -> u64 {
@@ -383,14 +383,12 @@ impl Rooms {
     /// every process does not reach it.)
     pub fn kill_all(&mut self) {
         let now = sys::monotonic_ms();
-        self.closing = true;
         for r in self.slots.iter_mut().flatten() {
             r.phase = Phase::Stopping;
             // Housekeeping kills a stopping room at `kill_at_ms`: not before the grace.
             r.kill_at_ms = now.saturating_add(STOP_GRACE_MS);
-            // Its VMM may have been reaped already (by the shutdown), its end not handled.
             if !power_off(r) {
-                let _ = sys::kill(r.pid, libc::SIGKILL);
+                signal(r, libc::SIGKILL);
             }
         }
     }
