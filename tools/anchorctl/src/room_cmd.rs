@@ -106,8 +106,10 @@ pub fn list(socket: &Path, json: bool, host: bool, out: &mut dyn Write) -> Resul
             serde_json::Value::Object(
                 f.iter()
                     .map(|(k, v)| {
-                        let val = v.parse::<u64>().map_or_else(
-                            |_| serde_json::Value::String(v.clone()),
+                        // A name is a string even when it is all digits (`007`).
+                        let number = v.parse::<u64>().ok().filter(|_| k != "name");
+                        let val = number.map_or_else(
+                            || serde_json::Value::String(v.clone()),
                             serde_json::Value::from,
                         );
                         (k.clone(), val)

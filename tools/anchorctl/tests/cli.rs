@@ -415,3 +415,23 @@ fn room_console_shows_what_bay0_sends_with_its_answer() {
     );
     let _ = std::fs::remove_file(socket);
 }
+
+#[test]
+fn room_list_json_keeps_a_room_name_of_digits_a_string() {
+    // `007` is a valid room name (a-z 0-9 -): JSON must show it as bay0 named it, not as
+    // the number 7. Numeric fields are numbers.
+    let (socket, served) = fake_bay0(
+        "list-json",
+        b"room name=007 backend=namespaces state=running uptime_s=5 memory_mib=64 vcpus=1 pid=9\nroom name=42 state=stopped\nhost memory_mib=1000 reserved_mib=256 rooms_mib=64 free_mib=680\nok\n",
+        true,
+    );
+    let out = anchorctl(&["--socket", socket.to_str().unwrap(), "status", "--json"]);
+    assert_eq!(served.join().unwrap(), "list\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["rooms"][0]["name"], "007", "{doc}");
+    assert_eq!(doc["rooms"][0]["pid"], 9, "{doc}");
+    assert_eq!(doc["rooms"][1]["name"], "42", "{doc}");
+    assert_eq!(doc["host"]["free_mib"], 680, "{doc}");
+    let _ = std::fs::remove_file(socket);
+}
