@@ -8,6 +8,7 @@
 //! [`STOP_GRACE_MS`]. When its VMM ends, everything of the room goes: run directory,
 //! cgroup, descriptors.
 
+use core::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -469,7 +470,7 @@ impl Rooms {
                 Err(e) => {
                     let (n, d) = (name.as_str(), detail.as_str());
                     crate::log_error!("room {n}: reopening: {e} {d}");
-                    why.push_str(&format!("not opened again: {e} {d}"));
+                    let _ = write!(why, "not opened again: {e} {d}");
                 }
             }
         }
