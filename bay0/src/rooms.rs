@@ -409,7 +409,7 @@ impl Rooms {
             0 => read_console(r, out),
             // Its writers gone (a namespace room's jail became the agent, whose stderr is
             // the console): unwatched, or its endless EPOLLHUP would spin the loop.
-            1 if read_stderr(r) => drop(sys::epoll_del(ep, r.err.as_raw_fd())),
+            1 if read_stderr(r, 8) => drop(sys::epoll_del(ep, r.err.as_raw_fd())),
             1 => {}
             2 => accept_umbilical(r, slot, ep),
             _ => {
@@ -437,7 +437,7 @@ impl Rooms {
             .iter()
             .position(|r| r.as_ref().is_some_and(|r| r.pid == pid))?;
         let mut r = self.slots.get_mut(slot)?.take()?;
-        let _ = read_stderr(&mut r);
+        let _ = read_stderr(&mut r, 1024);
         // The volume is root's again while no room runs it (its uid goes to other rooms).
         let _ = r.volume.as_ref().map(|v| hand_over(v, 0, 0o600));
         let status = WaitStatus(status);
@@ -586,20 +586,22 @@ fn read_console(r: &mut Room, out: &mut Vec<u8>) {
 }
 
 /// Logs the VMM's (and jail's) stderr lines under the room's name; keeps the last one.
-/// True once every writer has closed it.
-fn read_stderr(r: &mut Room) -> bool {
+/// True once every writer has closed it. At most `reads` reads: a few a turn, so that a VMM
+/// writing without pause does not hold the loop (epoll is level-triggered: what is left
+/// wakes the next turn); the rest of the pipe (at most 1 MiB) once the room has ended.
+fn read_stderr(r: &mut Room, reads: usize) -> bool {
     let mut buf = [0u8; 1024];
-    loop {
+    for _ in 0..reads {
         match sys::read("read room stderr", r.err.as_raw_fd(), &mut buf) {
             Ok(0) => return true,
             Ok(n) => r.err_line.feed(buf.get(..n).unwrap_or_default(), |line| {
                 crate::log_info!("room {}: {line}", r.name.as_str());
-                r.last_err.clear();
-                r.last_err.push_str(line);
+                r.last_err = Line::parse(line, |_| true).unwrap_or_default();
             }),
             Err(_) => return false,
         }
     }
+    false
 }
 
 fn accept_umbilical(r: &mut Room, slot: usize, ep: &OwnedFd) {
@@ -755,6 +757,46 @@ mod tests {
             rooms.on_token(&ep, token(0, 2), &mut notices, &mut out);
         }
         assert_eq!(others.iter().filter(|s| closed(s)).count(), others.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression (review, compromised VMM): a room's VMM writing its stderr without
+    /// pause (its seccomp filter allows `write`, from every thread) must not hold bay0's
+    /// loop, any more than its umbilical may: one turn reads a few KiB of it, epoll
+    /// (level-triggered) brings it back after the other descriptors had theirs. Before,
+    /// one turn read until the pipe was empty, which a writer on the other CPU keeps
+    /// it from ever being: no console, no control request, no reaping, no watchdog.
+    #[test]
+    fn a_vmm_writing_its_stderr_without_pause_does_not_hold_the_loop() {
+        let dir = scratch("stderr-flood");
+        let ep = sys::epoll().unwrap();
+        let mut rooms = Rooms::new(Layout::under(&dir), false);
+        let mut r = room("flood", &dir);
+        let (err, err_w) = sys::pipe().unwrap();
+        r.err = err;
+        rooms.slots[0] = Some(r);
+        // Half a pipe of lines: what a writer that never stops keeps there, and more.
+        let mut w = std::fs::File::from(err_w);
+        let line = [b"x".repeat(63), b"\n".to_vec()].concat();
+        for _ in 0..32 * 1024 / line.len() {
+            w.write_all(&line).unwrap();
+        }
+        let (mut notices, mut out) = (Vec::new(), Vec::new());
+        rooms.on_token(&ep, token(0, 1), &mut notices, &mut out);
+        let r = rooms.get(0).unwrap();
+        assert_eq!(r.last_err.as_str(), "x".repeat(63), "it read some lines");
+        let mut left = [0u8; 1];
+        let n = sys::read("test", r.err.as_raw_fd(), &mut left);
+        assert!(matches!(n, Ok(1)), "one turn read the whole pipe: {n:?}");
+        // Later turns take the rest, and see the writer gone.
+        drop(w);
+        for _ in 0..64 {
+            rooms.on_token(&ep, token(0, 1), &mut notices, &mut out);
+        }
+        assert!(
+            sys::read("test", rooms.get(0).unwrap().err.as_raw_fd(), &mut left)
+                .is_ok_and(|n| n == 0)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
