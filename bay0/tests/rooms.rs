@@ -902,6 +902,7 @@ fn a_compromised_vmm_started_by_bay0_reaches_nothing_outside_its_room() {
         "chroot",
         "capabilities",
         "memory-over-cgroup",
+        "inherited-fds",
     ] {
         assert!(
             got.contains(&format!("probe-a| BLOCKED {name}: ")),

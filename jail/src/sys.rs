@@ -568,6 +568,12 @@ pub fn cloexec_from(first: u32) -> Result<()> {
     .map(drop)
 }
 
+/// Whether `fd` is an open descriptor of this process (fcntl F_GETFD).
+pub fn is_open(fd: libc::c_int) -> bool {
+    // SAFETY: F_GETFD only reads this descriptor's flags.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// dup(2) with close-on-exec.
 pub fn dup_cloexec(fd: libc::c_int) -> Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC only adds a descriptor to this process's table.

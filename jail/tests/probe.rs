@@ -3,8 +3,8 @@
 //! anchor-jail with the options bay0 uses (its own uid, cgroup limits, no capabilities, a
 //! minimal root) and tries to reach another room's socket, a host socket (path and
 //! abstract), the host's loopback, /proc of other processes, the room image for writing,
-//! ptrace and signals to an outside process, mounts, mknod, chroot, uid 0, and memory past
-//! its cgroup. Every attempt must be BLOCKED.
+//! ptrace and signals to an outside process, mounts, mknod, chroot, uid 0, memory past
+//! its cgroup, and a descriptor the jail was started with. Every attempt must be BLOCKED.
 //!
 //! Needs root (cgroups, namespaces, mknod); fails with a clear message otherwise.
 #![allow(
@@ -112,7 +112,26 @@ fn a_jailed_program_cannot_reach_anything_outside_its_room() {
         .args(["--abstract", &abstract_name, "--tcp", &port.to_string()])
         .args(["--image", "/room/image", "--outside-pid", &pid.to_string()])
         .args(["--memory-bytes", &(2 * limit).to_string()]);
+    // Whoever starts the jail may hold a descriptor it did not mean to pass on (here a
+    // directory of the host, from which a program outside the jail's root could open
+    // anything its uid may): the jailed program must not start with it.
+    let host_dir = std::fs::File::open(&dir.0).unwrap();
+    let host_fd = std::os::fd::AsRawFd::as_raw_fd(&host_dir);
+    let hook = move || {
+        // SAFETY: dup2 only changes this process's descriptor table; the new descriptor
+        // 9 is inheritable.
+        if unsafe { libc::dup2(host_fd, 9) } == 9 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the hook runs between fork and exec and only calls dup2 (async-signal-safe).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, hook);
+    }
     let out = cmd.output().unwrap();
+    drop(host_dir);
     remove_cgroups(&room);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -128,6 +147,7 @@ fn a_jailed_program_cannot_reach_anything_outside_its_room() {
     );
     assert!(!stdout.contains("ESCAPED"), "{context}");
     for name in [
+        "inherited-fds",
         "other-room-socket",
         "host-socket",
         "host-abstract-socket",

@@ -192,8 +192,20 @@ fn agent_sends_junk(mut umb: UnixStream) -> UnixStream {
     umb
 }
 
+/// The descriptors above 2 open when the probe started (before it opened any), less the
+/// one its --net-fd names (an outbound room's VMM gets that one).
+static INHERITED: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+
+fn inherited_fds(args: &[String]) -> Vec<i32> {
+    let net: Option<i32> = arg(args, "--net-fd").and_then(|f| f.parse().ok());
+    (3..1024)
+        .filter(|fd| Some(*fd) != net && sys::is_open(*fd))
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let _ = INHERITED.set(inherited_fds(&args));
     if args.get(1).map(String::as_str) == Some("--room-seccomp") {
         room_seccomp();
     } else if args.iter().any(|a| a == "--kernel") {
@@ -348,6 +360,14 @@ mod raw {
 /// Makes every attempt the arguments allow, one line each.
 fn attempts(args: &[String]) {
     let args = args.to_vec();
+    match INHERITED.get().map(Vec::as_slice).unwrap_or_default() {
+        [] => report("inherited-fds", false, "none beyond 0, 1, 2"),
+        fds => report(
+            "inherited-fds",
+            true,
+            &format!("started holding descriptors {fds:?} of whoever started the jail"),
+        ),
+    }
     for (name, flag) in [
         ("other-room-socket", "--other-socket"),
         ("host-socket", "--host-socket"),
