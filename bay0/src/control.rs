@@ -158,17 +158,17 @@ impl Control {
     }
 
     /// Once a second: clients that took too long.
-    pub fn tick(&mut self, now_ms: u64) {
+    pub fn tick(&mut self, now_ms: u64, rooms: Option<&Rooms>) {
         for slot in &mut self.clients {
             let Some(c) = slot.as_mut().filter(|c| now_ms >= c.deadline_ms) else {
                 continue;
             };
             match c.mode {
                 Mode::Request => say!(&c.fd, "err timeout: no request line within 5 s"),
-                Mode::Wait(..) => say!(
-                    &c.fd,
-                    "err the room's agent did not report ready within 180 s"
-                ),
+                Mode::Wait(s, v) => {
+                    let n = rooms.and_then(|r| Some(r.get(s)?.name.as_str()));
+                    say!(&c.fd, "err room {}: {}", n.unwrap_or("?"), v.overdue())
+                }
                 Mode::Console(_) => continue,
             }
             *slot = None;
@@ -365,4 +365,64 @@ fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
         "host memory_mib={total} reserved_mib={reserved} rooms_mib={used} free_mib={}",
         total.saturating_sub(reserved).saturating_sub(used)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rooms::tests::{room, scratch};
+
+    /// A client whose wait runs out hears which room and what it waited for: a start or
+    /// reset waits for the agent's ready, a stop for the room's end (it was told "did not
+    /// report ready" for a stop, and no room was named).
+    #[test]
+    fn a_wait_that_runs_out_names_the_room_and_what_did_not_happen() {
+        let dir = scratch("ctl-overdue");
+        let ep = sys::epoll().unwrap();
+        let path = dir.join("control.sock");
+        let mut ctl = Control::open(&ep, path.to_str().unwrap()).unwrap();
+        let mut rooms = Rooms::new(crate::room::Layout::under(&dir), false);
+        rooms.slots[0] = Some(room("web", &dir));
+        let mut peers = Vec::new();
+        for (i, verb) in [Verb::Start, Verb::Stop, Verb::Reset]
+            .into_iter()
+            .enumerate()
+        {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            ctl.clients[i] = Some(Client {
+                fd: ours,
+                buf: [0; REQUEST_MAX],
+                len: 0,
+                deadline_ms: READY_TIMEOUT_MS,
+                mode: Mode::Wait(0, verb),
+                view: Default::default(),
+            });
+            peers.push(theirs);
+        }
+        ctl.tick(READY_TIMEOUT_MS - 1, Some(&rooms));
+        assert!(
+            ctl.clients.iter().take(3).all(Option::is_some),
+            "ran out early"
+        );
+        ctl.tick(READY_TIMEOUT_MS, Some(&rooms));
+        let secs = READY_TIMEOUT_MS / 1000;
+        let said: Vec<String> = peers
+            .iter_mut()
+            .map(|p| {
+                let mut s = String::new();
+                p.read_to_string(&mut s).unwrap();
+                s
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                format!("err room web: its agent did not report ready within {secs} s\n"),
+                format!("err room web: its agent has not ended within {secs} s\n"),
+                format!("err room web: its agent did not report ready within {secs} s\n"),
+            ]
+        );
+        assert!(ctl.clients.iter().all(Option::is_none));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

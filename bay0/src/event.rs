@@ -300,7 +300,7 @@ impl EventLoop {
                     self.courier.done(Some(rooms), v);
                 }
                 if let Some(ctl) = self.control.as_mut() {
-                    ctl.tick(now);
+                    ctl.tick(now, self.rooms.as_ref());
                 }
             }
             TOKEN_HELPER => self.helper_output(),

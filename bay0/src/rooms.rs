@@ -671,12 +671,12 @@ fn read_umbilical(r: &mut Room, notices: &mut Vec<Notice>, ep: &OwnedFd) -> bool
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A room as bay0 keeps it, with its umbilical listener at `dir/NAME.sock` and no
     /// process behind it (its pid is one no process has: a signal to it fails, logged).
-    fn room(name: &str, dir: &Path) -> Room {
+    pub(crate) fn room(name: &str, dir: &Path) -> Room {
         let null = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
         let text = format!("name = \"{name}\"\nimage = \"base\"\nbackend = \"namespaces\"\n[resources]\nmemory = \"64MiB\"\nvcpus = 1\n");
         let policy = anchor_policy::parse("r.toml", text.as_bytes()).unwrap();
@@ -713,7 +713,7 @@ mod tests {
         }
     }
 
-    fn scratch(what: &str) -> std::path::PathBuf {
+    pub(crate) fn scratch(what: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("bay0-{what}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -65,6 +65,16 @@ impl Verb {
         })
     }
 
+    /// What a room a client waits on after this verb has failed to do in time (the
+    /// answer bay0 gives when the wait runs out): a stop waits for the room's end, a
+    /// start or reset for its agent's ready.
+    pub fn overdue(self) -> &'static str {
+        match self {
+            Verb::Stop => "its agent has not ended within 180 s",
+            _ => "its agent did not report ready within 180 s",
+        }
+    }
+
     /// Whether the verb names a room.
     pub fn takes_room(self) -> bool {
         !matches!(self, Verb::List)
