@@ -531,7 +531,7 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
     let want = [
         ("room.start", "two-a", "opened"),
         ("room.start", "two-b", "opened"),
-        ("room.end", "two-a", "anchor-vmm was killed (SIGKILL)"),
+        ("room.end", "two-a", "the room was killed (SIGKILL)"),
         ("room.stop", "two-b", "closed"),
     ];
     let want: Vec<(String, String, String)> = want

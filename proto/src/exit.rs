@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! What the exit status of one of bay0's helpers means: anchor-jail (and the anchor-vmm
 //! it becomes) for a room, and `anchor-vault unlock`. Each program documents its codes
-//! (jail/README.md, vmm/README.md, tools/anchor-vault); bay0 logs and answers with these
+//! (jail/src/main.rs, vmm/README.md, tools/anchor-vault); bay0 logs and answers with these
 //! words, so the codes are part of the contract between bay0 and its helpers.
 
-/// What a room's exit status (anchor-jail, then anchor-vmm in its place) means.
+/// What a room's exit status means: anchor-jail's, then that of what it execs in its place
+/// (anchor-vmm in a microVM room, the agent in a namespace room: the words for a kill or
+/// an unknown code fit both).
 pub fn room(code: i32) -> &'static str {
     match code {
         0 => "the room powered off",
@@ -13,8 +15,8 @@ pub fn room(code: i32) -> &'static str {
         3 => "anchor-vmm failed (VMM error)",
         4 => "the room's guest faulted",
         127 => "anchor-jail could not be started",
-        137 => "anchor-vmm was killed (SIGKILL)",
-        _ => "anchor-vmm ended unexpectedly",
+        137 => "the room was killed (SIGKILL)",
+        _ => "the room ended unexpectedly",
     }
 }
 
@@ -38,8 +40,8 @@ mod tests {
     fn room_exit_codes_are_described() {
         assert_eq!(room(0), "the room powered off");
         assert_eq!(room(4), "the room's guest faulted");
-        assert_eq!(room(137), "anchor-vmm was killed (SIGKILL)");
-        assert_eq!(room(99), "anchor-vmm ended unexpectedly");
+        assert_eq!(room(137), "the room was killed (SIGKILL)");
+        assert_eq!(room(99), "the room ended unexpectedly");
     }
 
     #[test]
