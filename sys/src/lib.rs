@@ -721,7 +721,8 @@ pub fn kd_graphics(tty: &OwnedFd, graphics: bool) -> Result<()> {
 /// Shows a whole frame on /dev/fb0: `frame` draws it for the framebuffer's raw
 /// screeninfo (see [`fb_screeninfo`]; `None`: a format it cannot draw). With `graphics`
 /// the kernel's text console is switched off the framebuffer first (KDSETMODE on
-/// /dev/tty0, when there is one); without, it is switched back on after the frame.
+/// /dev/tty0, when there is one); without, it is switched back on after the frame, and
+/// what was typed on it in the meantime is dropped ([`drop_typed`]).
 pub fn fb_present(
     frame: impl FnOnce(&[u8; 160], &[u8; 80]) -> Option<Vec<u8>>,
     graphics: bool,
@@ -743,9 +744,23 @@ pub fn fb_present(
     }
     pwrite_all("draw on /dev/fb0", &fb, &frame, 0)?;
     match (&tty, graphics) {
-        (Some(t), false) => kd_graphics(t, false),
+        // What was typed on the text console while the frame was up goes with it: the
+        // kernel's keyboard feeds the text console as well as evdev, so the key that
+        // answered the courier prompt (read from evdev) would otherwise reach whatever
+        // reads the console next (a room, the operator shell).
+        (Some(t), false) => kd_graphics(t, false).and_then(|()| drop_typed(t)),
         _ => Ok(()),
     }
+}
+
+/// Drops what was typed on a terminal and not read yet (tcflush TCIFLUSH: the line
+/// discipline's buffer and the input its driver has not passed on yet).
+pub fn drop_typed(tty: &OwnedFd) -> Result<()> {
+    // SAFETY: tcflush takes a descriptor and a constant by value.
+    check("tcflush", unsafe {
+        libc::tcflush(tty.as_raw_fd(), libc::TCIFLUSH)
+    })
+    .map(drop)
 }
 
 /// Writes all of `buf` at `offset` of `fd` (pwrite(2), retried for short writes).
@@ -886,5 +901,19 @@ mod tests {
         mkdir("mkdir", c"/tmp", 0o755).unwrap();
         let e = mkdir("mkdir", c"/nonexistent-bay0/x", 0o755).unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOENT));
+    }
+
+    /// What was typed on a terminal and not read yet is gone after [`drop_typed`] (the
+    /// courier prompt's answering key, typed on the text console too, reaches no room).
+    #[test]
+    fn typed_input_not_yet_read_is_dropped() {
+        let (master, slave) = open_pty().unwrap();
+        let mut m = std::fs::File::from(master);
+        std::io::Write::write_all(&mut m, b"y").unwrap();
+        drop_typed(&slave).unwrap();
+        std::io::Write::write_all(&mut m, b"z").unwrap();
+        let mut buf = [0u8; 8];
+        let n = std::io::Read::read(&mut std::fs::File::from(slave), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"z");
     }
 }
