@@ -359,19 +359,17 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     let log = m.serial();
 
     // Boot protocol: every check the guest makes passes, then PSCI SYSTEM_OFF -> exit 0.
-    for check in [
-        "x0 points at a device tree",
-        "x1-x3 are zero",
-        "running at EL1",
-        "MMU off",
-        "entered at the load address",
-    ] {
-        assert!(
-            log.contains(&format!("[boot] arm64-guest: boot: {check}")),
-            "boot check {check:?} missing:\n{log}"
-        );
-    }
-    assert!(!log.contains("arm64-guest: boot: FAIL"), "{log}");
+    guest_passed(
+        &log,
+        "boot",
+        &[
+            "x0 points at a device tree",
+            "x1-x3 are zero",
+            "running at EL1",
+            "MMU off",
+            "entered at the load address",
+        ],
+    );
     assert_eq!(exit_of(case(&log, "boot")), 0);
     assert!(log.contains("[boot stderr] anchor-vmm: guest powered off"));
     // PSCI SYSTEM_RESET ends the VMM with the same code as on x86_64.
@@ -404,23 +402,21 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
     assert_eq!(exit_of(case(&log, "smp")), 0);
     // Firmware calls with nonsense and MMIO at the edges are answered (by KVM, or as
     // unmapped by the VMM) and the VM goes on to power off normally.
-    for check in [
-        "PSCI_VERSION answered",
-        "unknown HVC function is NOT_SUPPORTED",
-        "unknown SMC function is NOT_SUPPORTED",
-        "CPU_ON of no vcpu is INVALID_PARAMETERS",
-        "CPU_ON of itself is ALREADY_ON",
-        "SYSTEM_RESET2 with a reserved type refused",
-        "64-bit UART read survived",
-        "GIC hole and above-RAM reads are all ones",
-        "beyond the IPA range the guest takes the abort",
-    ] {
-        assert!(
-            log.contains(&format!("[psci] arm64-guest: psci: {check}")),
-            "psci check {check:?} missing:\n{log}"
-        );
-    }
-    assert!(!log.contains("arm64-guest: psci: FAIL"), "{log}");
+    guest_passed(
+        &log,
+        "psci",
+        &[
+            "PSCI_VERSION answered",
+            "unknown HVC function is NOT_SUPPORTED",
+            "unknown SMC function is NOT_SUPPORTED",
+            "CPU_ON of no vcpu is INVALID_PARAMETERS",
+            "CPU_ON of itself is ALREADY_ON",
+            "SYSTEM_RESET2 with a reserved type refused",
+            "64-bit UART read survived",
+            "GIC hole and above-RAM reads are all ones",
+            "beyond the IPA range the guest takes the abort",
+        ],
+    );
     assert_eq!(exit_of(case(&log, "psci")), 0);
     assert!(log.contains("[psci stderr] anchor-vmm: guest powered off"));
     // Not an Image: refused before any guest runs, VMM error (3), one clear line.
@@ -443,6 +439,21 @@ fn arm64_vmm_boot_protocol_and_exits_against_hand_made_guests() {
         assert!(t.ends_with("state=S"), "a thread spins: {t}");
     }
     eprintln!("figure: arm64 guest cases: {}", case(&log, "boot"));
+}
+
+/// Every check the hand-made guest's `case` reports passed (a line `[CASE] arm64-guest:
+/// CASE: CHECK` each), and none failed.
+fn guest_passed(log: &str, case: &str, checks: &[&str]) {
+    for check in checks {
+        assert!(
+            log.contains(&format!("[{case}] arm64-guest: {case}: {check}")),
+            "{case} check {check:?} missing:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains(&format!("arm64-guest: {case}: FAIL")),
+        "{log}"
+    );
 }
 
 /// The host's GIC is a GICv2 (QEMU virt `gic-version=2`; arm64 hardware without a GICv3
