@@ -3,7 +3,8 @@
 //! jail, still root on the host, builds everything the room is made of in its private
 //! mount namespace, enters it, then becomes the room's uid 0 in a user namespace that
 //! owns nothing, gives up every capability for good and execs the room's agent as PID 1
-//! (docs/ARCHITECTURE.md, "The namespace backend").
+//! (docs/ARCHITECTURE.md, "The namespace backend"). Before anything else it lifts the host's
+//! table of open files to its maximum (see [`FILE_MAX`]).
 //!
 //! Every namespace but the user namespace is created while the jail is still root on
 //! the host, so all of them belong to the host's user namespace: the room holds no
@@ -79,6 +80,7 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
         .as_deref()
         .ok_or(Error::Unsupported("a namespace room needs --image"))?;
     let cg = cgroup::Hierarchy::detect()?;
+    lift_file_table(&cfg.name)?;
     // The helper moves us into the room's cgroup while we build the room (the move can
     // wait on the kernel for milliseconds); we check it is done before the cgroup
     // namespace is made, and everything runs inside the cgroup from there on.
@@ -127,6 +129,34 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     let Err(e) = sys::exec(&cfg.program, &cfg.argv);
     let _ = sys::dup2(std::os::fd::AsRawFd::as_raw_fd(&log), libc::STDERR_FILENO);
     Err(e)
+}
+
+/// The host kernel's table of open files (fs.file-max, about a tenth of RAM in KiB by
+/// default) is one count for the whole machine, with no share per room and only host root
+/// allowed past it: a room whose processes each open as many files as their rlimit allows
+/// could fill it (it takes a few hundred MiB of the room's memory), and every other room,
+/// and every unprivileged process of the host (VMMs, passt, the courier), would then fail
+/// to open anything (ENFILE). Every open file and descriptor slot is charged to the memory
+/// cgroup of the room that opened it, which is the bound a room must meet; so, as systemd
+/// does on every host it boots, the count is lifted to its maximum (never lowered). The
+/// room cannot change it back: its /proc/sys is read-only.
+pub const FILE_MAX: &str = "/proc/sys/fs/file-max";
+/// The largest fs.file-max the kernel accepts (LONG_MAX).
+pub const FILE_MAX_LIMIT: u64 = i64::MAX as u64;
+
+fn lift_file_table(room: &str) -> Result<()> {
+    let path = Path::new(FILE_MAX);
+    let now = std::fs::read_to_string(path).map_err(|e| io_err("read", path, &e))?;
+    if now.trim().parse::<u64>().is_ok_and(|n| n >= FILE_MAX_LIMIT) {
+        return Ok(());
+    }
+    std::fs::write(path, format!("{FILE_MAX_LIMIT}\n")).map_err(|e| io_err("write", path, &e))?;
+    note(format_args!(
+        "room {room}: fs.file-max raised from {} to {FILE_MAX_LIMIT} (open files are bounded \
+         by each room's memory cgroup, not by one count for the whole host)",
+        now.trim()
+    ));
+    Ok(())
 }
 
 /// Joins the time namespace unshared above now (its offsets are written), rather than

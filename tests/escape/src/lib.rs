@@ -872,6 +872,83 @@ pub fn ucount_hog() -> String {
     format!("UCOUNTS inotify={n} signals={signals}")
 }
 
+/// The host's table of open files: fs.file-max is one count for the whole kernel, with no
+/// share per room (only host root may open past it). Holder processes open /dev/null
+/// until the room's limits stop them, up to what half the room's memory (`mem_mib`)
+/// holds at 256 bytes a file (what an open file and its descriptor slot cost the room's
+/// memory cgroup), or until the table would be full. ENFILE on the way is an escape: the
+/// table is full, and every other room and unprivileged process of the host now fails to
+/// open anything. Without `hold` the holders are killed before the verdict; with it they
+/// keep their files after the probe ends, until the room does (the load of
+/// tests/escape/tests/ns_files.rs, which then looks at what another room and the host can
+/// still open).
+pub fn file_table(mem_mib: u64, hold: bool) -> Verdict {
+    const NAME: &str = "file-table";
+    const PER_HOLDER: u64 = 4000;
+    let read = |f: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/fs/{f}"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (Some(max), Some(open)) = (read("file-max"), read("file-nr")) else {
+        return escaped(
+            NAME,
+            "/proc/sys/fs/file-max or file-nr unreadable: nothing to judge",
+        );
+    };
+    let budget = (mem_mib << 20) / 2 / 256;
+    let target = budget.min(max.saturating_sub(open).saturating_add(PER_HOLDER));
+    let (mut held, mut holders, mut stop) = (0u64, Vec::new(), String::new());
+    let mut full = false;
+    while held < target {
+        match sys::holder_of_files(PER_HOLDER.min(target - held)) {
+            Err(e) => {
+                stop = format!("fork: {}", describe(e));
+                break;
+            }
+            Ok((pid, n, why)) => {
+                holders.push(pid);
+                held += n;
+                if why == libc::ENFILE {
+                    full = true;
+                    stop = format!("open: {}", describe(why));
+                    break;
+                }
+                if n == 0 {
+                    stop = format!("open: {}", describe(why));
+                    break;
+                }
+            }
+        }
+    }
+    if stop.is_empty() {
+        stop = "the target was reached".into();
+    }
+    let detail = format!(
+        "{held} files held by {} process(es) of a {mem_mib} MiB room ({stop}); fs.file-max {max}, \
+         {open} open before",
+        holders.len()
+    );
+    if !hold {
+        for pid in holders {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            // SAFETY: reaps our own child; a null status pointer is allowed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
+    if full {
+        escaped(
+            NAME,
+            format!("{detail}: the host-wide table of open files is full"),
+        )
+    } else {
+        blocked(NAME, detail)
+    }
+}
+
 /// Linux AIO: its contexts come out of one count for the whole kernel (fs.aio-max-nr,
 /// namespaced by nothing, limited per user by nothing). Takes all the kernel grants, then
 /// reads the host-wide count: a room that can bring it to the maximum leaves every other
@@ -1433,6 +1510,12 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
                 .parse()
                 .map_err(|_| "socket-memory: the room's memory in MiB")?;
             one(socket_memory(mib))
+        }
+        "file-table" => {
+            let mib = arg(0)?
+                .parse()
+                .map_err(|_| "file-table: the room's memory in MiB")?;
+            one(file_table(mib, rest.get(1) == Some(&"hold")))
         }
         "init-memory" => one(init_memory()),
         "socket-families" => one(socket_families(cx)),

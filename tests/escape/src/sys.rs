@@ -833,3 +833,57 @@ pub fn socket_rmem(sock: &OwnedFd) -> Answer<u64> {
     .into())?;
     Ok(u64::from(info[0]))
 }
+
+/// Forks a child that opens /dev/null up to `most` times (or until an open fails) and
+/// keeps every descriptor until it is killed; returns its pid, how many it opened and the
+/// errno that stopped it (0: it opened all `most`).
+pub fn holder_of_files(most: u64) -> Answer<(i32, u64, Errno)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
+    let [r, w] = fds;
+    // SAFETY: the probe has one thread; the child opens files, reports, and sleeps.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: the child's copy of the read end, which it does not use.
+        unsafe { libc::close(r) };
+        let (mut n, mut stop) = (0u64, 0);
+        while n < most {
+            // SAFETY: a valid NUL-terminated path; the descriptor is kept on purpose.
+            if unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) } < 0 {
+                stop = errno();
+                break;
+            }
+            n += 1;
+        }
+        let b = (u128::from(n) | (u128::from(stop.unsigned_abs()) << 64)).to_ne_bytes();
+        // SAFETY: writes the valid 16-byte buffer (a pipe write of 16 bytes is atomic).
+        unsafe { libc::write(w, b.as_ptr().cast(), b.len()) };
+        // SAFETY: our write end; then wait to be killed, holding every file.
+        unsafe { libc::close(w) };
+        loop {
+            // SAFETY: pause has no preconditions.
+            unsafe { libc::pause() };
+        }
+    }
+    let fork_errno = errno();
+    // SAFETY: the parent's write end, which it does not use.
+    unsafe { libc::close(w) };
+    if pid < 0 {
+        // SAFETY: the read end, ours.
+        unsafe { libc::close(r) };
+        return Err(fork_errno);
+    }
+    let mut b = [0u8; 16];
+    // SAFETY: reads into the valid 16-byte buffer; the report is one 16-byte write.
+    let got = unsafe { libc::read(r, b.as_mut_ptr().cast(), b.len()) };
+    // SAFETY: the read end, ours.
+    unsafe { libc::close(r) };
+    if got != 16 {
+        return Ok((pid, 0, libc::EIO));
+    }
+    let report = u128::from_ne_bytes(b);
+    let n = u64::try_from(report & u128::from(u64::MAX)).unwrap_or(0);
+    let stop = Errno::try_from(report >> 64).unwrap_or(libc::EIO);
+    Ok((pid, n, stop))
+}
