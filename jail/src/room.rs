@@ -81,18 +81,19 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
         .ok_or(Error::Unsupported("a namespace room needs --image"))?;
     let cg = cgroup::Hierarchy::detect()?;
     lift_file_table(&cfg.name)?;
+    let (limits, rlimits) = within_host_tasks(cfg);
     // The helper moves us into the room's cgroup while we build the room (the move can
     // wait on the kernel for milliseconds); we check it is done before the cgroup
     // namespace is made, and everything runs inside the cgroup from there on.
-    let mut helper = confine::Helper::start(cg.prepare(&cfg.name, &cfg.limits)?, cfg.uid, cfg.gid)?;
+    let mut helper = confine::Helper::start(cg.prepare(&cfg.name, &limits)?, cfg.uid, cfg.gid)?;
     note(format_args!(
         "room {}: namespaces backend; cgroup {} (memory {} MiB, pids {}, cpu weight {}{})",
         cfg.name,
         cg.describe(),
-        cfg.limits.memory_bytes >> 20,
-        cfg.limits.pids,
-        cfg.limits.cpu_weight,
-        cfg.limits
+        limits.memory_bytes >> 20,
+        limits.pids,
+        limits.cpu_weight,
+        limits
             .cpus
             .map(|n| format!(", {n} CPU(s) of time"))
             .unwrap_or_default(),
@@ -110,7 +111,7 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     enter_time_namespace()?;
     let new_root = build(cfg, image)?;
     root::enter(&new_root)?;
-    crate::privs::limit(&cfg.rlimits)?;
+    crate::privs::limit(&rlimits)?;
     // A cgroup namespace is rooted at the cgroup its creator is in: the room's, now.
     helper.joined()?;
     sys::unshare(libc::CLONE_NEWCGROUP)?;
@@ -157,6 +158,59 @@ fn lift_file_table(room: &str) -> Result<()> {
         now.trim()
     ));
     Ok(())
+}
+
+/// The host's task counts (kernel.pid_max and kernel.threads-max) are one each for the
+/// whole machine, and every task of a room takes one in the host's PID namespace too: no
+/// one is exempt, host root included. A policy may give a room up to 65536 tasks, twice a
+/// small host's whole PID space (32768 below 32 CPUs); a room that took it all would leave
+/// bay0, the host and every other room unable to fork. So a room gets at most a
+/// [`TASK_SHARE`]th of the host's (pids.max and RLIMIT_NPROC alike; said in the log when
+/// it is lowered): bay0 runs at most 8 rooms, so all of them together take at most half.
+pub const TASK_SHARE: u64 = 16;
+
+/// The kernel's default pid_max: 32768, or 1024 a CPU on a host of more than 32.
+fn default_pid_max() -> u64 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    cpus.saturating_mul(1024).max(32_768)
+}
+
+/// `cfg`'s cgroup limits and rlimits, their task counts lowered to the room's share of
+/// the host's (see [`TASK_SHARE`]). The jail runs in the room's PID namespace already,
+/// and where pid_max is per namespace (Linux >= 6.14) it reads the room's (4194304), not
+/// the host's: so the kernel's default pid_max bounds the host's too (a host that raised
+/// its pid_max gets the default's share; one that lowered it is seen only on kernels
+/// where pid_max is one for the machine).
+fn within_host_tasks(cfg: &Config) -> (cgroup::Limits, crate::privs::Rlimits) {
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let host = [
+        read("pid_max"),
+        read("threads-max"),
+        Some(default_pid_max()),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(32_768);
+    let share = (host / TASK_SHARE).max(1);
+    let (mut limits, mut rlimits) = (cfg.limits, cfg.rlimits);
+    if limits.pids > share || rlimits.nproc > share {
+        note(format_args!(
+            "room {}: at most {share} tasks (pids {} lowered): a {TASK_SHARE}th of the \
+             host's {host} (kernel.pid_max, threads-max), which bay0, the host and every \
+             room share",
+            cfg.name, limits.pids
+        ));
+    }
+    limits.pids = limits.pids.min(share);
+    rlimits.nproc = rlimits.nproc.min(share);
+    (limits, rlimits)
 }
 
 /// Joins the time namespace unshared above now (its offsets are written), rather than

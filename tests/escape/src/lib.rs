@@ -904,7 +904,7 @@ pub fn file_table(mem_mib: u64, hold: bool) -> Verdict {
     let (mut held, mut holders, mut stop) = (0u64, Vec::new(), String::new());
     let mut full = false;
     while held < target {
-        match sys::holder_of_files(PER_HOLDER.min(target - held)) {
+        match sys::holder(PER_HOLDER.min(target - held), sys::keep_a_file) {
             Err(e) => {
                 stop = format!("fork: {}", describe(e));
                 break;
@@ -947,6 +947,92 @@ pub fn file_table(mem_mib: u64, hold: bool) -> Verdict {
     } else {
         blocked(NAME, detail)
     }
+}
+
+/// The host's process ids: every task of a room also takes an id in the host's PID
+/// namespace, out of one space for the whole machine (kernel.pid_max, 32768 on a host of
+/// up to 32 CPUs) that host root draws on too. Starts threads (the cheapest tasks) until
+/// one fails, up to the room's own limit (RLIMIT_NPROC, which the jail sets to the
+/// room's pids.max) or pid_max as the room reads it (on Linux >= 6.14 its own PID
+/// namespace's, not the host's), whichever is lower. ESCAPED when the kernel
+/// said EAGAIN while the room held fewer tasks than its own limit: something shared with
+/// the host ran out (the PID space, or kernel.threads-max), and bay0, the host and every
+/// other room can then fork nothing. With `hold`, the threads are kept after the verdict
+/// until a line comes on stdin (tests/escape/tests/ns_pids.rs looks at the host and
+/// another room meanwhile).
+pub fn pid_space(hold: bool) -> Verdict {
+    const NAME: &str = "pid-space";
+    // Threads per holder process: each takes a few mappings (stack, guards, signal
+    // stack), and a process may have 65530 (vm.max_map_count).
+    const PER_HOLDER: u64 = 4000;
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let (Some(pid_max), Ok(nproc)) = (pid_max, sys::soft_rlimit(libc::RLIMIT_NPROC)) else {
+        return escaped(NAME, "pid_max or RLIMIT_NPROC unreadable: nothing to judge");
+    };
+    let target = nproc.min(pid_max.saturating_add(64));
+    let (mut started, mut holders, mut stop) = (0u64, Vec::new(), None);
+    while started < target {
+        match sys::holder(PER_HOLDER.min(target - started), sys::keep_a_thread) {
+            Err(e) => {
+                stop = Some(e);
+                break;
+            }
+            Ok((pid, n, why)) => {
+                holders.push(pid);
+                started += n;
+                if why != 0 {
+                    stop = Some(why);
+                    break;
+                }
+            }
+        }
+    }
+    let tasks = room_tasks();
+    let detail = format!(
+        "{started} thread(s) started in {} process(es) ({}); the room then had {tasks} \
+         task(s), its limit (RLIMIT_NPROC) {nproc}, kernel.pid_max {pid_max} as the room reads it",
+        holders.len(),
+        stop.map_or_else(|| "the target was reached".into(), describe),
+    );
+    let short = stop == Some(libc::EAGAIN) && tasks < nproc;
+    let verdict = if short {
+        escaped(
+            NAME,
+            format!("{detail}: a count the whole host shares ran out first"),
+        )
+    } else {
+        blocked(NAME, detail)
+    };
+    if hold {
+        let _ = std::io::stdout().write_all(format!("{verdict}\n").as_bytes());
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+    for pid in holders {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        // SAFETY: reaps our own child; a null status pointer is allowed.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+    verdict
+}
+
+/// Every task (thread) of the room: the tasks of every process its /proc shows.
+fn room_tasks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_dir(e.path().join("task")).ok())
+        .map(|tasks| tasks.count() as u64)
+        .sum()
 }
 
 /// Linux AIO: its contexts come out of one count for the whole kernel (fs.aio-max-nr,
@@ -1517,6 +1603,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
                 .map_err(|_| "file-table: the room's memory in MiB")?;
             one(file_table(mib, rest.get(1) == Some(&"hold")))
         }
+        "pid-space" => one(pid_space(rest.first() == Some(&"hold"))),
         "init-memory" => one(init_memory()),
         "socket-families" => one(socket_families(cx)),
         "tty-inject" => one(tty_inject(cx)),

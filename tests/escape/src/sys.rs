@@ -675,6 +675,17 @@ pub fn hard_rlimit(resource: libc::__rlimit_resource_t) -> Answer<u64> {
     Ok(lim.rlim_max)
 }
 
+/// getrlimit(2): the soft limit.
+pub fn soft_rlimit(resource: libc::__rlimit_resource_t) -> Answer<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid struct rlimit the kernel fills.
+    int(unsafe { libc::getrlimit(resource, &mut lim) }.into())?;
+    Ok(lim.rlim_cur)
+}
+
 /// ioctl(ns, request) on a namespace file (NS_GET_USERNS, NS_GET_PARENT): a descriptor
 /// of the related namespace.
 pub fn ns_ioctl(ns: &OwnedFd, request: libc::c_ulong) -> Answer<OwnedFd> {
@@ -834,24 +845,23 @@ pub fn socket_rmem(sock: &OwnedFd) -> Answer<u64> {
     Ok(u64::from(info[0]))
 }
 
-/// Forks a child that opens /dev/null up to `most` times (or until an open fails) and
-/// keeps every descriptor until it is killed; returns its pid, how many it opened and the
-/// errno that stopped it (0: it opened all `most`).
-pub fn holder_of_files(most: u64) -> Answer<(i32, u64, Errno)> {
+/// Forks a child that takes one thing with `take` up to `most` times (or until `take`
+/// fails) and keeps everything it took until it is killed; returns its pid, how many it
+/// took and the errno that stopped it (0: it took all `most`).
+pub fn holder(most: u64, take: fn() -> Answer<()>) -> Answer<(i32, u64, Errno)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
     let [r, w] = fds;
-    // SAFETY: the probe has one thread; the child opens files, reports, and sleeps.
+    // SAFETY: the probe has one thread; the child takes, reports, and sleeps.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: the child's copy of the read end, which it does not use.
         unsafe { libc::close(r) };
         let (mut n, mut stop) = (0u64, 0);
         while n < most {
-            // SAFETY: a valid NUL-terminated path; the descriptor is kept on purpose.
-            if unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) } < 0 {
-                stop = errno();
+            if let Err(e) = take() {
+                stop = e;
                 break;
             }
             n += 1;
@@ -886,4 +896,21 @@ pub fn holder_of_files(most: u64) -> Answer<(i32, u64, Errno)> {
     let n = u64::try_from(report & u128::from(u64::MAX)).unwrap_or(0);
     let stop = Errno::try_from(report >> 64).unwrap_or(libc::EIO);
     Ok((pid, n, stop))
+}
+
+/// For [`holder`]: opens /dev/null and keeps the descriptor.
+pub fn keep_a_file() -> Answer<()> {
+    // SAFETY: a valid NUL-terminated path; the descriptor is kept on purpose.
+    int(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) }.into()).map(drop)
+}
+
+/// For [`holder`]: starts a thread (64 KiB of stack) that sleeps for good.
+pub fn keep_a_thread() -> Answer<()> {
+    std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(|| loop {
+            std::thread::park();
+        })
+        .map(drop)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EAGAIN))
 }
