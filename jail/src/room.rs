@@ -80,7 +80,14 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
         .as_deref()
         .ok_or(Error::Unsupported("a namespace room needs --image"))?;
     let cg = cgroup::Hierarchy::detect()?;
-    lift_file_table(&cfg.name)?;
+    // Not fatal: where it cannot be lifted (a read-only /proc/sys) the room still works,
+    // and the log says what is left open.
+    if let Err(e) = lift_file_table(&cfg.name) {
+        note(format_args!(
+            "room {}: {e}; the host's table of open files stays shared by every room",
+            cfg.name
+        ));
+    }
     let (limits, rlimits) = within_host_tasks(cfg);
     // The helper moves us into the room's cgroup while we build the room (the move can
     // wait on the kernel for milliseconds); we check it is done before the cgroup
