@@ -573,7 +573,7 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
     );
     // The killed rooms' ends are audited too (a VMM's unexpected end: room.end).
     for room in ["sender", "receiver"] {
-        let end = format!(" bay0 room.end room={room} how=anchor-vmm%20was%20killed%20(SIGKILL) ");
+        let end = format!(" bay0 room.end room={room} how=the%20room%20was%20killed%20(SIGKILL) ");
         assert!(log.contains(&end), "{log}");
     }
     let total = log.lines().filter(|l| l.starts_with('#')).count();
