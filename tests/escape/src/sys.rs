@@ -725,28 +725,22 @@ pub fn flock(file: &OwnedFd, how: libc::c_int) -> Answer<()> {
     int(unsafe { libc::flock(file.as_raw_fd(), how) }.into()).map(drop)
 }
 
-/// Runs `work` in a forked child that reports numbers to the parent through a pipe as it
-/// goes (so a child the kernel kills halfway has still told how far it got); the last
-/// number it reported, and how it ended (`work`'s return value is the child's exit status:
-/// 0 is [`Ended::Succeeded`]).
-pub fn in_child_reporting(
-    work: impl FnOnce(&mut dyn FnMut(u64)) -> i32,
-) -> Answer<(Option<u64>, Ended)> {
+/// Forks a child that runs `child` with the write end of a fresh pipe and exits with what
+/// it returns; the child's pid and the pipe's read end (at its end once every write end
+/// is closed: the child's, at the latest with its exit).
+fn fork_with_pipe(child: impl FnOnce(RawFd) -> i32) -> Answer<(i32, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
     let [r, w] = fds;
-    // SAFETY: the probe has one thread; the child runs `work` and exits.
+    // SAFETY: the pipe's read end, just made and owned by nobody else.
+    let r = unsafe { OwnedFd::from_raw_fd(r) };
+    // SAFETY: the probe has one thread; the child runs `child` and exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: the child's copy of the read end, which it does not use.
-        unsafe { libc::close(r) };
-        let mut report = |n: u64| {
-            let b = n.to_ne_bytes();
-            // SAFETY: writes the valid 8-byte buffer (a pipe write of 8 bytes is atomic).
-            unsafe { libc::write(w, b.as_ptr().cast(), b.len()) };
-        };
-        let code = work(&mut report);
+        // The child's copy of the read end, which it does not use.
+        drop(r);
+        let code = child(w);
         // SAFETY: ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(code) }
     }
@@ -754,18 +748,33 @@ pub fn in_child_reporting(
     // SAFETY: the parent's write end, which it does not use.
     unsafe { libc::close(w) };
     if pid < 0 {
-        // SAFETY: the read end, ours.
-        unsafe { libc::close(r) };
         return Err(fork_errno);
     }
+    Ok((pid, r))
+}
+
+/// Runs `work` in a forked child that reports numbers to the parent through a pipe as it
+/// goes (so a child the kernel kills halfway has still told how far it got); the last
+/// number it reported, and how it ended (`work`'s return value is the child's exit status:
+/// 0 is [`Ended::Succeeded`]).
+pub fn in_child_reporting(
+    work: impl FnOnce(&mut dyn FnMut(u64)) -> i32,
+) -> Answer<(Option<u64>, Ended)> {
+    let (pid, r) = fork_with_pipe(|w| {
+        let mut report = |n: u64| {
+            let b = n.to_ne_bytes();
+            // SAFETY: writes the valid 8-byte buffer (a pipe write of 8 bytes is atomic).
+            unsafe { libc::write(w, b.as_ptr().cast(), b.len()) };
+        };
+        work(&mut report)
+    })?;
     let mut last = None;
     let mut b = [0u8; 8];
     // SAFETY: reads into the valid 8-byte buffer; the reports are whole 8-byte writes.
-    while unsafe { libc::read(r, b.as_mut_ptr().cast(), b.len()) } == 8 {
+    while unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) } == 8 {
         last = Some(u64::from_ne_bytes(b));
     }
-    // SAFETY: the read end, ours.
-    unsafe { libc::close(r) };
+    drop(r);
     let mut status = 0;
     // SAFETY: reaps our own child; `status` is a valid int.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -849,15 +858,7 @@ pub fn socket_rmem(sock: &OwnedFd) -> Answer<u64> {
 /// fails) and keeps everything it took until it is killed; returns its pid, how many it
 /// took and the errno that stopped it (0: it took all `most`).
 pub fn holder(most: u64, take: fn() -> Answer<()>) -> Answer<(i32, u64, Errno)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
-    let [r, w] = fds;
-    // SAFETY: the probe has one thread; the child takes, reports, and sleeps.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: the child's copy of the read end, which it does not use.
-        unsafe { libc::close(r) };
+    let (pid, r) = fork_with_pipe(|w| {
         let (mut n, mut stop) = (0u64, 0);
         while n < most {
             if let Err(e) = take() {
@@ -869,26 +870,17 @@ pub fn holder(most: u64, take: fn() -> Answer<()>) -> Answer<(i32, u64, Errno)> 
         let b = (u128::from(n) | (u128::from(stop.unsigned_abs()) << 64)).to_ne_bytes();
         // SAFETY: writes the valid 16-byte buffer (a pipe write of 16 bytes is atomic).
         unsafe { libc::write(w, b.as_ptr().cast(), b.len()) };
-        // SAFETY: our write end; then wait to be killed, holding every file.
+        // SAFETY: our write end; then wait to be killed, holding everything taken.
         unsafe { libc::close(w) };
         loop {
             // SAFETY: pause has no preconditions.
             unsafe { libc::pause() };
         }
-    }
-    let fork_errno = errno();
-    // SAFETY: the parent's write end, which it does not use.
-    unsafe { libc::close(w) };
-    if pid < 0 {
-        // SAFETY: the read end, ours.
-        unsafe { libc::close(r) };
-        return Err(fork_errno);
-    }
+    })?;
     let mut b = [0u8; 16];
     // SAFETY: reads into the valid 16-byte buffer; the report is one 16-byte write.
-    let got = unsafe { libc::read(r, b.as_mut_ptr().cast(), b.len()) };
-    // SAFETY: the read end, ours.
-    unsafe { libc::close(r) };
+    let got = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+    drop(r);
     if got != 16 {
         return Ok((pid, 0, libc::EIO));
     }

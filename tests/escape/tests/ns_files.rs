@@ -12,10 +12,8 @@
 
 mod common;
 
-use common::{ns_policy, Bay0, Console};
+use common::{Bay0, Console, PROBE};
 use std::time::Duration;
-
-const PROBE: &str = "/usr/lib/anchor/escape/anchor-escape-probe";
 
 /// Opens /dev/null as uid and gid 65534 (a host process without privileges) in a child;
 /// Ok, or the errno.
@@ -60,20 +58,7 @@ fn a_room_that_opens_every_file_it_may_leaves_other_rooms_and_the_host_theirs() 
     // (about a tenth of RAM in KiB) once RAM is under 30 GiB; 1024 processes of 4000
     // descriptors each are more again.
     let (hog, other) = ("files-a", "files-b");
-    let b = Bay0::start(
-        "files",
-        &[
-            (hog, ns_policy(hog, 1536, 1024)),
-            (other, ns_policy(other, 64, 32)),
-        ],
-    );
-    for room in [hog, other] {
-        assert!(
-            b.answer(&format!("start {room}")).starts_with("ok room"),
-            "{}",
-            b.log()
-        );
-    }
+    let b = Bay0::hog_and_other("files", (hog, 1536, 1024), other);
     let mut a = Console::attach(&b, hog);
     // The probe's holder processes keep their files after it ends (until the room does).
     let (out, _) = a.run(

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{ns_policy, processes_with, root_device, Bay0, Console};
+use common::{ns_policy, processes_with, root_device, Bay0, Console, PROBE};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -98,7 +98,7 @@ fn the_escape_suite_finds_every_wall_of_a_namespace_room_standing() {
     // other room's own device.
     let mut o = Console::attach(&b, other);
     let (out, status) = o.run(
-        "/usr/lib/anchor/escape/anchor-escape-probe neighbour /etc/anchor-flavour /etc/os-release",
+        &format!("{PROBE} neighbour /etc/anchor-flavour /etc/os-release"),
         "",
         Duration::from_secs(20),
     );

@@ -12,31 +12,16 @@
 
 mod common;
 
-use common::{ns_policy, Bay0, Console};
+use common::{Bay0, Console, PROBE};
 use std::io::Write;
 use std::time::Duration;
-
-const PROBE: &str = "/usr/lib/anchor/escape/anchor-escape-probe";
 
 #[test]
 fn a_room_that_starts_every_task_it_may_leaves_other_rooms_and_the_host_able_to_fork() {
     // A policy may give a room up to 65536 tasks; this machine's pid_max is 32768 (the
     // kernel's default below 32 CPUs). 40000 threads of 64 KiB stacks fit in 4 GiB.
     let (hog, other) = ("pids-a", "pids-b");
-    let b = Bay0::start(
-        "pids",
-        &[
-            (hog, ns_policy(hog, 4096, 40_000)),
-            (other, ns_policy(other, 64, 32)),
-        ],
-    );
-    for room in [hog, other] {
-        assert!(
-            b.answer(&format!("start {room}")).starts_with("ok room"),
-            "{}",
-            b.log()
-        );
-    }
+    let b = Bay0::hog_and_other("pids", (hog, 4096, 40_000), other);
     // Both consoles first: attaching runs a program in the room.
     let mut a = Console::attach(&b, hog);
     let mut o = Console::attach(&b, other);

@@ -12,10 +12,8 @@
 
 mod common;
 
-use common::{ns_policy, Bay0, Console};
+use common::{Bay0, Console, PROBE};
 use std::time::Duration;
-
-const PROBE: &str = "/usr/lib/anchor/escape/anchor-escape-probe";
 
 fn counts(line: &str) -> (u64, u64) {
     let field = |k: &str| -> u64 {
@@ -30,20 +28,7 @@ fn counts(line: &str) -> (u64, u64) {
 #[test]
 fn a_room_that_takes_every_per_user_count_leaves_other_rooms_and_the_host_theirs() {
     let (hog, other) = ("ucnt-a", "ucnt-b");
-    let b = Bay0::start(
-        "ucounts",
-        &[
-            (hog, ns_policy(hog, 128, 64)),
-            (other, ns_policy(other, 64, 32)),
-        ],
-    );
-    for room in [hog, other] {
-        assert!(
-            b.answer(&format!("start {room}")).starts_with("ok room"),
-            "{}",
-            b.log()
-        );
-    }
+    let b = Bay0::hog_and_other("ucounts", (hog, 128, 64), other);
     let mut a = Console::attach(&b, hog);
     // The hog keeps what it took (it is killed with its room).
     let (out, _) = a.run(

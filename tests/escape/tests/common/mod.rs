@@ -61,6 +61,9 @@ pub fn ns_policy(name: &str, memory_mib: u32, pids_max: u32) -> String {
     )
 }
 
+/// The escape probe, where the room image has it.
+pub const PROBE: &str = "/usr/lib/anchor/escape/anchor-escape-probe";
+
 pub struct Bay0 {
     child: Child,
     log: Arc<Mutex<String>>,
@@ -72,6 +75,28 @@ pub struct Bay0 {
 }
 
 impl Bay0 {
+    /// bay0 with two namespace rooms, both started: `hog` (`memory_mib`, `pids_max`), the
+    /// room that takes all it may of something the host shares, and `other` (64 MiB, 32
+    /// tasks), the neighbour that must keep its own.
+    pub fn hog_and_other(tag: &str, hog: (&str, u32, u32), other: &str) -> Bay0 {
+        let (name, memory_mib, pids_max) = hog;
+        let b = Bay0::start(
+            tag,
+            &[
+                (name, ns_policy(name, memory_mib, pids_max)),
+                (other, ns_policy(other, 64, 32)),
+            ],
+        );
+        for room in [name, other] {
+            assert!(
+                b.answer(&format!("start {room}")).starts_with("ok room"),
+                "{}",
+                b.log()
+            );
+        }
+        b
+    }
+
     /// bay0 with the rooms `policies` (name, policy text) in a scratch layout.
     pub fn start(tag: &str, policies: &[(&str, String)]) -> Bay0 {
         require_root();
