@@ -505,6 +505,13 @@ mod tests {
         }
     }
 
+    /// Room web asks to send "f" (1 byte) to room work at `at`: the prompt comes up.
+    fn ask(a: &mut Arbiter, w: &World, at: u64) {
+        assert!(a
+            .request(at, "web", req("work", "f", 1), |n| w.room(n))
+            .is_none());
+    }
+
     #[test]
     fn refusals_are_answered_and_audited_with_their_reason() {
         let w = World::new();
@@ -593,12 +600,7 @@ mod tests {
     fn a_key_typed_in_the_flow_of_typing_does_not_answer() {
         let w = World::new();
         let mut a = arbiter();
-        let ask = |a: &mut Arbiter, at: u64| {
-            assert!(a
-                .request(at, "web", req("work", "f", 1), |n| w.room(n))
-                .is_none())
-        };
-        ask(&mut a, 0);
+        ask(&mut a, &w, 0);
         // Y at 0.9 s (too soon), then Y again 0.6 s later: still typing.
         assert!(a.key(900, true, [1; 16]).is_none());
         assert!(a.key(1_500, true, [1; 16]).is_none());
@@ -615,13 +617,8 @@ mod tests {
     fn presses_count_by_their_own_time_and_any_key_restarts_the_quiet_time() {
         let w = World::new();
         let mut a = arbiter();
-        let ask = |a: &mut Arbiter, at: u64| {
-            assert!(a
-                .request(at, "web", req("work", "f", 1), |n| w.room(n))
-                .is_none())
-        };
         const A: u16 = 30;
-        ask(&mut a, 0);
+        ask(&mut a, &w, 0);
         // Read 5 s after the prompt, pressed 0.5 s after it: too soon.
         assert!(a.keys(5_000, &[(500, KEY_YES)], [1; 16]).is_none());
         // Another key typed at 1.6 s, then Y at 2.2 s: still typing.
@@ -636,14 +633,14 @@ mod tests {
         };
         assert_eq!(v.decision, "no");
         // Drawn at 10.4 s (asked at 10 s): a Y at 11.2 s is too soon, one at 12.3 s is yes.
-        ask(&mut a, 10_000);
+        ask(&mut a, &w, 10_000);
         a.shown(10_400);
         assert!(a.keys(11_300, &[(11_200, KEY_YES)], [1; 16]).is_none());
         let step = a.keys(12_300, &[(12_300, KEY_YES), (12_310, A)], [1; 16]);
         assert!(matches!(step, Some(Step::Launch(_))));
         // Shift (left, right) held for a capital Y counts for nothing: Shift+Y is Y.
         a.started(Err(&"test"));
-        ask(&mut a, 20_000);
+        ask(&mut a, &w, 20_000);
         let shift_y = [(21_100, 42), (21_150, 54), (21_200, KEY_YES)];
         assert!(matches!(
             a.keys(21_300, &shift_y, [1; 16]),
@@ -675,27 +672,22 @@ mod tests {
     fn no_timeout_a_failed_start_a_killed_courier_and_a_vanished_room() {
         let w = World::new();
         let mut a = arbiter();
-        let ask = |a: &mut Arbiter| {
-            assert!(a
-                .request(0, "web", req("work", "f", 1), |n| w.room(n))
-                .is_none())
-        };
-        ask(&mut a);
+        ask(&mut a, &w, 0);
         let Some(Step::Done(v)) = a.key(2000, false, [0; 16]) else {
             panic!()
         };
         assert_eq!((v.decision, v.outcome), ("no", Outcome::Refused));
-        ask(&mut a);
+        ask(&mut a, &w, 0);
         assert!(a.tick(59_999).is_none());
         let v = a.tick(60_000).unwrap();
         assert_eq!((v.decision, v.outcome), ("timeout", Outcome::TimedOut));
         assert!(v.reason.contains("60 s"));
-        ask(&mut a);
+        ask(&mut a, &w, 0);
         a.key(2000, true, [3; 16]);
         let v = a.started(Err(&"connect: ECONNREFUSED")).unwrap();
         assert_eq!(v.outcome, Outcome::Failed);
         assert!(v.reason.contains("ECONNREFUSED"));
-        ask(&mut a);
+        ask(&mut a, &w, 0);
         a.key(2000, true, [3; 16]);
         a.started(Ok(7));
         let v = a.ended(7, false, b"", &"killed by signal 9", None).unwrap();
@@ -703,7 +695,7 @@ mod tests {
             (v.outcome, v.reason.as_str()),
             (Outcome::Failed, "anchor-courier killed by signal 9")
         );
-        ask(&mut a);
+        ask(&mut a, &w, 0);
         assert!(a.ended(99, false, b"", &"", Some("dev")).is_none());
         let v = a.ended(99, false, b"", &"", Some("work")).unwrap();
         assert_eq!(v.decision, "cancelled");
