@@ -1091,27 +1091,19 @@ impl Bay0 {
         let pid = self.inner_pid();
         // SAFETY: kill has no memory arguments.
         let kill = |sig| assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-        kill(libc::SIGSTOP);
-        let stopped = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap()
-            .contains(") T ")
-        {
-            assert!(Instant::now() < stopped, "bay0 did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let mut next = clients.iter();
-        for step in steps {
-            match step {
-                Step::Ask(req) => next
-                    .next()
-                    .unwrap()
-                    .write_all(format!("{}\n", self.real(req)).as_bytes())
-                    .unwrap(),
-                Step::Signal(sig) => kill(*sig),
+        anchor_testkit::while_stopped(pid, || {
+            let mut next = clients.iter();
+            for step in steps {
+                match step {
+                    Step::Ask(req) => next
+                        .next()
+                        .unwrap()
+                        .write_all(format!("{}\n", self.real(req)).as_bytes())
+                        .unwrap(),
+                    Step::Signal(sig) => kill(*sig),
+                }
             }
-        }
-        kill(libc::SIGCONT);
+        });
         clients
     }
 

@@ -21,22 +21,11 @@ fn at_once(b: &Bay0, requests: &[&str]) -> Vec<UnixStream> {
     let clients: Vec<UnixStream> = requests.iter().map(|_| b.connect()).collect();
     // Answered after the connections above were accepted.
     assert_eq!(b.answer("list"), "ok");
-    let pid = b.pid();
-    // SAFETY: kill has no memory arguments.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    let end = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap()
-        .contains(") T ")
-    {
-        assert!(Instant::now() < end, "bay0 did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for (mut c, r) in clients.iter().zip(requests) {
-        c.write_all(format!("{r}\n").as_bytes()).unwrap();
-    }
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    anchor_testkit::while_stopped(b.pid(), || {
+        for (mut c, r) in clients.iter().zip(requests) {
+            c.write_all(format!("{r}\n").as_bytes()).unwrap();
+        }
+    });
     clients
 }
 

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! What the host tools' tests share (a dev-dependency of anchorctl, anchor-update and
-//! anchor-vault; never linked into a product binary):
+//! What the tests of several crates share (a dev-dependency of anchorctl, anchor-update,
+//! anchor-vault, bay0 and the escape suite; never linked into a product binary):
 //! - [`undocumented`]: the options and arguments a `--help` lists with no description;
 //! - [`Fifo`]: a fifo at a path, fed junk without ever blocking, for the tests that name a
 //!   fifo where a file is wanted (the code must refuse it, not wait on it or read it);
 //! - [`limited`]: a command run under a resource limit (a write cut short by a full disk,
-//!   an allocation refused), set between fork and exec.
+//!   an allocation refused), set between fork and exec;
+//! - [`while_stopped`]: a process held stopped while a test sets things up for it (bay0
+//!   reading several control requests in one turn of its loop).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -135,6 +137,30 @@ impl Drop for Fifo {
             let _ = w.join();
         }
     }
+}
+
+/// Runs `f` while process `pid` is stopped: SIGSTOP, then wait (up to 10 s) until the
+/// kernel shows it stopped (`T` in /proc/PID/stat: the signal is taken asynchronously),
+/// then `f`, then SIGCONT. From outside its PID namespace SIGSTOP reaches even a
+/// namespace's PID 1.
+pub fn while_stopped<T>(pid: i32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: kill has no memory arguments.
+    let kill = |sig| assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
+    kill(libc::SIGSTOP);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .contains(") T ")
+    {
+        assert!(
+            std::time::Instant::now() < end,
+            "process {pid} did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = f();
+    kill(libc::SIGCONT);
+    out
 }
 
 #[cfg(test)]
