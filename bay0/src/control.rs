@@ -41,8 +41,8 @@ struct Client {
     len: usize,
     deadline_ms: u64,
     mode: Mode,
-    /// A console viewer: what it could not take is lost, and it resumes at a line start.
-    view: anchor_text::console::Viewer,
+    /// A console client: shown the room's output at its own pace, from the scrollback.
+    view: anchor_text::console::Follower,
 }
 
 /// The listener and its clients.
@@ -122,36 +122,35 @@ impl Control {
 
     /// A client connection is readable.
     pub fn on_token(&mut self, ep: &OwnedFd, tok: u64, rooms: &mut Rooms, now_ms: u64) {
-        let i = usize::try_from(tok.saturating_sub(TOKEN_BASE)).unwrap_or(usize::MAX);
-        let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
-            return;
-        };
-        let keep = match c.mode {
-            Mode::Request => read_request(c, ep, rooms, now_ms),
-            // Nothing is expected; EOF means the client gave up waiting.
-            Mode::Wait(..) => !matches!((&c.fd).read(&mut [0u8; 64]), Ok(0)),
-            Mode::Console(slot) => console_input(c, slot, rooms, now_ms),
-        };
-        // Closing the descriptor also takes it out of the epoll set.
-        if !keep {
-            let _ = self.clients.get_mut(i).map(Option::take);
-        }
+        self.each(|c, t| {
+            let keep = match c.mode {
+                _ if t != tok => return true,
+                Mode::Request => read_request(c, ep, rooms, now_ms),
+                // Nothing is expected; EOF means the client gave up waiting.
+                Mode::Wait(..) => !matches!((&c.fd).read(&mut [0u8; 64]), Ok(0)),
+                Mode::Console(slot) => console_input(c, slot, rooms, now_ms),
+            };
+            // A console just attached, or room to write for one that output waits for.
+            keep && follow(c, ep, tok, rooms, &[])
+        });
     }
 
-    /// Room output for the clients attached to `slot`'s console.
-    pub fn show(&mut self, slot: usize, bytes: &[u8]) {
-        for c in self.clients.iter_mut().flatten() {
-            if c.mode == Mode::Console(slot) {
-                // A viewer that cannot keep up loses output, never stalls bay0.
-                c.view.show(bytes, |b| (&c.fd).write(b).unwrap_or(0));
-            }
-        }
+    /// Room output (`fresh`, just kept in its scrollback) for the clients attached to
+    /// `slot`'s console.
+    pub fn show(&mut self, ep: &OwnedFd, slot: usize, rooms: &Rooms, fresh: &[u8]) {
+        self.each(|c, tok| c.mode != Mode::Console(slot) || follow(c, ep, tok, rooms, fresh));
     }
 
     /// Tells waiting clients what happened to a room.
-    pub fn notify(&mut self, notice: &Notice, rooms: &Rooms) {
-        for slot in &mut self.clients {
-            if slot.as_mut().is_some_and(|c| !answer(c, notice, rooms)) {
+    pub fn notify(&mut self, ep: &OwnedFd, notice: &Notice, rooms: &Rooms) {
+        self.each(|c, tok| answer(c, notice, rooms) && follow(c, ep, tok, rooms, &[]));
+    }
+
+    /// `f` for every client and its token; closes those it returns false for (closing the
+    /// descriptor also takes it out of the epoll set).
+    fn each(&mut self, mut f: impl FnMut(&mut Client, u64) -> bool) {
+        for (tok, slot) in (TOKEN_BASE..).zip(&mut self.clients) {
+            if slot.as_mut().is_some_and(|c| !f(c, tok)) {
                 *slot = None;
             }
         }
@@ -159,20 +158,18 @@ impl Control {
 
     /// Once a second: clients that took too long.
     pub fn tick(&mut self, now_ms: u64, rooms: Option<&Rooms>) {
-        for slot in &mut self.clients {
-            let Some(c) = slot.as_mut().filter(|c| now_ms >= c.deadline_ms) else {
-                continue;
-            };
+        self.each(|c, _| {
             match c.mode {
+                Mode::Console(_) => return true,
+                _ if now_ms < c.deadline_ms => return true,
                 Mode::Request => say!(&c.fd, "err timeout: no request line within 5 s"),
                 Mode::Wait(s, v) => {
                     let n = rooms.and_then(|r| Some(r.get(s)?.name.as_str()));
                     say!(&c.fd, "err room {}: {}", n.unwrap_or("?"), v.overdue())
                 }
-                Mode::Console(_) => continue,
             }
-            *slot = None;
-        }
+            false
+        });
     }
 }
 
@@ -220,13 +217,9 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                 }
                 (Mode::Console(s), ns) if s == slot => {
                     say!(&c.fd, "\x18\r\nbay0: room {n} ended ({status})\r");
-                    match ns {
-                        Some(ns) => {
-                            c.mode = Mode::Console(ns);
-                            true
-                        }
-                        None => false,
-                    }
+                    // On in its successor (reset), shown from its first line; else closed.
+                    (c.mode, c.view) = (Mode::Console(ns.unwrap_or(s)), Default::default());
+                    ns.is_some()
                 }
                 _ => true,
             }
@@ -300,13 +293,29 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
         (Verb::Console, Some(slot)) => {
             say!(&c.fd, "ok attached to room {name} (Ctrl-] detaches)");
             if let Some(r) = rooms.get_mut(slot) {
-                c.view
-                    .show(&r.scroll.contents(), |b| (&c.fd).write(b).unwrap_or(0));
+                // Its scrollback is shown at once (on_token follows it).
+                c.view = Default::default();
                 r.last_input_ms = now_ms;
             }
             c.mode = Mode::Console(slot);
             true
         }
+    }
+}
+
+/// Shows a console client what it was not shown yet of its room's output (`fresh` the
+/// newest, just kept). While output waits for it, bay0 waits for room to write too. False
+/// when its connection broke (a write error other than WouldBlock).
+fn follow(c: &mut Client, ep: &OwnedFd, tok: u64, rooms: &Rooms, fresh: &[u8]) -> bool {
+    let Mode::Console(slot) = c.mode else {
+        return true;
+    };
+    match rooms
+        .get(slot)
+        .map(|r| c.view.follow(&r.scroll, fresh, |b| (&c.fd).write(b)))
+    {
+        Some(Ok(Some(behind))) => sys::epoll_watch(ep, c.fd.as_raw_fd(), tok, behind).is_ok(),
+        r => !matches!(r, Some(Err(_))),
     }
 }
 

@@ -251,7 +251,7 @@ impl EventLoop {
             if let (Some(n), Some(ctl), Some(rooms)) =
                 (&notice, self.control.as_mut(), self.rooms.as_ref())
             {
-                ctl.notify(n, rooms);
+                ctl.notify(&self.epoll, n, rooms);
             }
             if let Some(i) = self.supervised.iter().position(|&p| p == pid) {
                 self.supervised.swap_remove(i);
@@ -347,7 +347,7 @@ impl EventLoop {
                 c.show(slot, &out);
             }
             if let Some(ctl) = self.control.as_mut() {
-                ctl.show(slot, &out);
+                ctl.show(&self.epoll, slot, rooms, &out);
             }
         }
         for n in &notices {
@@ -355,7 +355,7 @@ impl EventLoop {
                 let now = sys::monotonic_ms();
                 self.courier.request(Some(rooms), from.as_str(), *req, now);
             } else if let Some(ctl) = self.control.as_mut() {
-                ctl.notify(n, rooms);
+                ctl.notify(&self.epoll, n, rooms);
             }
         }
     }

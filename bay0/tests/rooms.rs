@@ -721,9 +721,9 @@ fn a_console_client_that_falls_behind_never_sees_a_line_without_the_prefix() {
     let mut s = b.connect();
     s.write_all(b.real("console behind-a\n").as_bytes())
         .unwrap();
-    // The stand-in room echoes what is typed through a 1 KiB line buffer: a line typed in
-    // two parts comes back in two writes, the line's start (its first 1024 bytes) and,
-    // a moment later, the rest with the newline. A viewer that lost a line's start but
+    // The stand-in room echoes what is typed as it reads it (256 bytes at most a read): a
+    // line typed in two parts comes back in several writes, the line's start and, a
+    // moment later, the rest with the newline. A viewer that lost a line's start but
     // neither the end of the line before nor the rest would see the rest start a line of
     // its screen, unprefixed. Read slowly, bay0 drops much of the flood.
     let parts: [&[u8]; 2] = [
@@ -768,6 +768,52 @@ fn a_console_client_that_falls_behind_never_sees_a_line_without_the_prefix() {
         bare.iter().take(3).collect::<Vec<_>>()
     );
     assert_eq!(b.answer("stop behind-a"), "ok room behind-a stopped");
+}
+
+#[test]
+fn a_console_client_that_stops_reading_for_a_while_loses_nothing() {
+    // Someone types fast while their console client is not scheduled (or its terminal
+    // is paused): the echo comes back a byte a write. A stream socket is full after some
+    // 280 unread writes however small, so bay0 must keep what the client did not take
+    // yet (in the room's scrollback) and write it when the client reads again.
+    let b = Bay0::start("pause");
+    assert!(b.answer("start pause-a").starts_with("ok"));
+    let mut s = b.connect();
+    s.write_all(b.real("console pause-a\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(20);
+    while !b
+        .shown(&String::from_utf8_lossy(&got))
+        .contains("pause-a| fake room: ready\r\n")
+    {
+        assert!(Instant::now() < end, "no prompt: {got:?}");
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "console closed");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // 1500 keys, a write each, a millisecond apart; the stand-in room echoes each as it
+    // comes, a write each, like a shell. Nothing is read meanwhile.
+    let line: String = (0..1500)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    for k in line.bytes().chain(*b"\r") {
+        s.write_all(&[k]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let want = format!("pause-a| {line}");
+    let mut seen = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    while !seen.contains(&want) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("no whole echo ({e}): {seen:?}"));
+        assert!(n > 0, "console closed");
+        got.extend_from_slice(&buf[..n]);
+        seen = b.shown(&String::from_utf8_lossy(&got));
+    }
+    assert!(!seen.contains('\x18'), "output was lost: {seen:?}");
+    assert_eq!(b.answer("stop pause-a"), "ok room pause-a stopped");
 }
 
 #[test]
@@ -1024,8 +1070,8 @@ fn a_log_line_that_ends_a_rooms_open_line_never_leaves_the_rest_unprefixed() {
     keys.write_all(&[anchor_proto::control::DETACH_KEY])
         .unwrap();
     b.wait_log("console: room ended-a", Duration::from_secs(10));
-    // The stand-in room echoes what is typed on the console, through a 1 KiB line buffer:
-    // a line longer than that comes back in part at once, and the rest with its newline.
+    // The stand-in room echoes what is typed on the console as it reads it: a line is
+    // shown before its newline comes.
     keys.write_all(&[b'x'; 1100]).unwrap();
     b.wait_log("ended-a| xxxxxxxx", Duration::from_secs(10));
     // Any log line will do: another room opens.

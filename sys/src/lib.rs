@@ -301,6 +301,19 @@ pub fn epoll_add(ep: &OwnedFd, fd: RawFd, token: u64) -> Result<()> {
     check("epoll_ctl add", ret).map(drop)
 }
 
+/// Watch `fd` (added with [`epoll_add`]) for input, and also for room to write when
+/// `writable` (a client that output waits for), reporting `token`.
+pub fn epoll_watch(ep: &OwnedFd, fd: RawFd, token: u64, writable: bool) -> Result<()> {
+    let out = if writable { libc::EPOLLOUT } else { 0 };
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | out) as u32,
+        u64: token,
+    };
+    // SAFETY: `ev` is a valid epoll_event; the kernel copies it.
+    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+    check("epoll_ctl mod", ret).map(drop)
+}
+
 /// Stop watching `fd`.
 pub fn epoll_del(ep: &OwnedFd, fd: RawFd) -> Result<()> {
     let mut ev = libc::epoll_event { events: 0, u64: 0 };
@@ -872,6 +885,24 @@ mod tests {
         assert_eq!(epoll_wait(&ep, &mut tokens, 2000).unwrap(), 1);
         assert_eq!(tokens[0], 42);
         epoll_del(&ep, t.as_raw_fd()).unwrap();
+    }
+
+    #[test]
+    fn epoll_watch_reports_room_to_write_only_while_asked() {
+        let ep = epoll().unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        epoll_add(&ep, a.as_raw_fd(), 7).unwrap();
+        let mut tokens = [0u64; 16];
+        // Writable all along, but only input was asked for.
+        assert_eq!(epoll_wait(&ep, &mut tokens, 0).unwrap(), 0);
+        epoll_watch(&ep, a.as_raw_fd(), 7, true).unwrap();
+        assert_eq!(epoll_wait(&ep, &mut tokens, 2000).unwrap(), 1);
+        assert_eq!(tokens[0], 7);
+        epoll_watch(&ep, a.as_raw_fd(), 7, false).unwrap();
+        assert_eq!(epoll_wait(&ep, &mut tokens, 0).unwrap(), 0);
+        // Not watched at all: an error, not a silent add.
+        let (c, _d) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(epoll_watch(&ep, c.as_raw_fd(), 8, true).is_err());
     }
 
     #[test]

@@ -404,6 +404,128 @@ impl Scrollback {
         let cut = line_start(&all).unwrap_or(all.len());
         all.get(cut..).unwrap_or_default().to_vec()
     }
+
+    /// Bytes `from..to` of the output, where all of them are still kept; as the two
+    /// parts of the ring they are in.
+    fn span(&self, from: usize, to: usize) -> [&[u8]; 2] {
+        let len = to.saturating_sub(from).min(SCROLLBACK);
+        let head = from % SCROLLBACK;
+        let first = len.min(SCROLLBACK - head);
+        let tail = len - first;
+        [
+            self.buf.get(head..head + first).unwrap_or_default(),
+            self.buf.get(..tail).unwrap_or_default(),
+        ]
+    }
+}
+
+/// One client following a room's console (a control connection): bay0 never waits for
+/// it, but what its socket cannot take at once is not dropped while the room's
+/// [`Scrollback`] still holds it. The client is shown it when it can take more, the
+/// whole backlog in one write. A client so far behind that the scrollback forgot what it
+/// was not shown has lost that, and resumes as a [`Viewer`] does: after [`RESUME`], where
+/// the renderer starts a line.
+///
+/// A [`Viewer`] would lose output to a client that only missed a few milliseconds of CPU:
+/// a stream socket is full after some 280 unread writes however small they are (each
+/// takes a kernel buffer of its own), and a shell's echo is a write per key.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Follower {
+    /// Where the next byte to show is in the room's output (counted as [`Scrollback`]
+    /// counts it).
+    at: usize,
+    /// What came before `at` was not all shown: [`RESUME`] is due.
+    lost: bool,
+    /// `at` may be inside a line: output is shown from the next line start.
+    seek: bool,
+    /// Output is waiting for the client to take it.
+    behind: bool,
+    /// `at` was set from the scrollback (the first [`Follower::follow`]): before that, the
+    /// follower is new and lost nothing.
+    placed: bool,
+}
+
+/// A new follower ([`Follower::default`]) is first shown the lines the scrollback holds
+/// (when it forgot the oldest output, from the first line start in it; none when it holds
+/// no line start), with no [`RESUME`] before them: it lost nothing.
+impl Follower {
+    /// Shows what the client was not shown yet with `write` (which writes what it can at
+    /// once, `WouldBlock` when nothing): from `kept` and from `fresh`, the newest output,
+    /// which `kept` ends with (it may have forgotten the start of it already). `Ok(Some(
+    /// behind))` when whether output waits for the client changed: the caller waits for
+    /// its socket to be writable, or stops. An error of `write` other than `WouldBlock`:
+    /// the client is gone.
+    pub fn follow(
+        &mut self,
+        kept: &Scrollback,
+        fresh: &[u8],
+        mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
+    ) -> std::io::Result<Option<bool>> {
+        let was = self.behind;
+        self.behind = self.show(kept, fresh, |b| match write(b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            r => r.map(|n| n.min(b.len())),
+        })?;
+        Ok((self.behind != was).then_some(self.behind))
+    }
+
+    /// The output from `at` on, as it is kept: in the ring, then in `fresh`.
+    fn pending<'a>(&self, kept: &'a Scrollback, fresh: &'a [u8]) -> [&'a [u8]; 3] {
+        let fresh_from = kept.total.saturating_sub(fresh.len());
+        let [a, b] = kept.span(self.at, fresh_from);
+        let skip = self.at.saturating_sub(fresh_from);
+        [a, b, fresh.get(skip..).unwrap_or_default()]
+    }
+
+    /// True when output is left for the client to take.
+    fn show(
+        &mut self,
+        kept: &Scrollback,
+        fresh: &[u8],
+        mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
+    ) -> std::io::Result<bool> {
+        let total = kept.total;
+        let oldest = total.saturating_sub(SCROLLBACK.max(fresh.len()));
+        // Past the end: output of a room the client no longer follows.
+        self.at = self.at.min(total);
+        if self.at < oldest {
+            (self.at, self.lost, self.seek) = (oldest, self.placed, true);
+        }
+        self.placed = true;
+        if self.seek {
+            let mut bytes = self.pending(kept, fresh).into_iter().flatten().peekable();
+            let mut skip = 0;
+            while let Some(&b) = bytes.next() {
+                skip += 1;
+                if b == b'\n' || (b == b'\r' && bytes.peek() != Some(&&b'\n')) {
+                    self.seek = false;
+                    break;
+                }
+            }
+            self.at += skip;
+            if self.seek {
+                return Ok(false);
+            }
+        }
+        if self.lost {
+            if write(RESUME)? < RESUME.len() {
+                // Written whole again next time (a second CAN is harmless).
+                return Ok(true);
+            }
+            self.lost = false;
+        }
+        for part in self.pending(kept, fresh) {
+            if part.is_empty() {
+                continue;
+            }
+            let n = write(part)?;
+            self.at += n;
+            if n < part.len() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// Where the renderer next starts a line in `bytes` (its output): just after the first
@@ -668,6 +790,154 @@ mod tests {
         let mut screen = Vec::new();
         assert_eq!(v.show(b"rest\r\nweb| b", all(&mut screen)), 6);
         assert_eq!(screen, b"\x18\r\nweb| b");
+    }
+
+    /// One read of a room's output as bay0 keeps it and hands it on: its rendered bytes
+    /// (`fresh`), after they were pushed to the scrollback.
+    fn read(r: &mut Renderer, s: &mut Scrollback, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        r.render(input, &mut out);
+        s.push(&out);
+        out
+    }
+
+    #[test]
+    fn a_follower_that_stops_reading_for_a_while_loses_nothing() {
+        // A shell echoing a long typed line: a write per key.
+        let line: Vec<u8> = (0..2000).map(|i| b'a' + (i % 26) as u8).collect();
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        let mut f = Follower::default();
+        let (mut screen, mut changes) = (Vec::new(), Vec::new());
+        // The client takes nothing for the first 1500 writes (the whole backlog is
+        // more than a third of the scrollback), then everything again.
+        for (i, c) in [&line[..], b"\n"].concat().chunks(1).enumerate() {
+            let out = read(&mut r, &mut s, c);
+            let took = f.follow(&s, &out, |b| {
+                if i < 1500 {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                screen.extend_from_slice(b);
+                Ok(b.len())
+            });
+            changes.extend(took.unwrap());
+        }
+        let want = format!("web| {}\r\n", String::from_utf8(line).unwrap());
+        assert_eq!(String::from_utf8(screen).unwrap(), want);
+        // It waited for the client once, and stopped when it had taken everything.
+        assert_eq!(changes, [true, false]);
+        // Nothing new: nothing written, nothing changed.
+        assert_eq!(f.follow(&s, b"", |_| panic!("written")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_follower_takes_what_its_socket_takes_and_the_rest_when_it_is_writable() {
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        let mut f = Follower::default();
+        let (mut screen, mut changes) = (Vec::new(), Vec::new());
+        for c in [&b"one\n"[..], b"two\n", b"three\n"] {
+            let out = read(&mut r, &mut s, c);
+            // 7 bytes a read; the rest would block.
+            let mut left = 7;
+            let took = f.follow(&s, &out, |b| {
+                if left == 0 {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                let n = b.len().min(left);
+                left -= n;
+                screen.extend_from_slice(&b[..n]);
+                Ok(n)
+            });
+            changes.push(took.unwrap());
+        }
+        // Behind from the first read on; each write goes on where the last one stopped.
+        assert_eq!(changes, [Some(true), None, None]);
+        assert_eq!(screen, b"web| one\r\nweb| two\r\nw");
+        // Writable again: the rest comes from the scrollback, in one write.
+        let mut writes = 0;
+        let took = f.follow(&s, b"", |b| {
+            writes += 1;
+            screen.extend_from_slice(b);
+            Ok(b.len())
+        });
+        assert_eq!((took.unwrap(), writes), (Some(false), 1));
+        assert_eq!(screen, b"web| one\r\nweb| two\r\nweb| three\r\n");
+    }
+
+    #[test]
+    fn a_follower_too_far_behind_resumes_where_a_line_starts() {
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        let mut f = Follower::default();
+        let mut input = Vec::new();
+        for i in 0..1000 {
+            input.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        // More output than the scrollback holds while the client takes nothing.
+        for c in input[..input.len() / 2].chunks(100) {
+            let out = read(&mut r, &mut s, c);
+            let took = f.follow(&s, &out, |_| Err(std::io::ErrorKind::WouldBlock.into()));
+            assert!(took.is_ok());
+        }
+        // The client takes everything again from here.
+        let mut screen = Vec::new();
+        for c in input[input.len() / 2..].chunks(4096) {
+            let out = read(&mut r, &mut s, c);
+            f.follow(&s, &out, all_io(&mut screen)).unwrap();
+        }
+        let seen = String::from_utf8(screen).unwrap();
+        assert!(seen.starts_with("\x18\r\nweb| line "), "{}", &seen[..40]);
+        assert!(seen.ends_with("web| line 999\r\n"));
+        // Every line after the mark is whole and prefixed.
+        let lines: Vec<&str> = seen[3..].split_terminator("\r\n").collect();
+        assert!(
+            lines.iter().all(|l| l.starts_with("web| line ")),
+            "{lines:?}"
+        );
+        // Caught up, it sees a read longer than the scrollback whole.
+        let mut screen = Vec::new();
+        let out = read(&mut r, &mut s, &input);
+        assert!(out.len() > SCROLLBACK);
+        f.follow(&s, &out, all_io(&mut screen)).unwrap();
+        assert_eq!(screen, kept_all(&input));
+    }
+
+    #[test]
+    fn an_attached_follower_is_shown_the_kept_lines_and_never_half_a_line() {
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        read(&mut r, &mut s, b"one\ntwo");
+        let mut screen = Vec::new();
+        let mut f = Follower::default();
+        f.follow(&s, b"", all_io(&mut screen)).unwrap();
+        assert_eq!(screen, b"web| one\r\nweb| two");
+        // A line longer than the scrollback: none of it is shown, not even the text that
+        // follows when the line goes on (it would start the client's line unprefixed).
+        let mut forged = b"bay0: error: type your passphrase".to_vec();
+        forged.resize(2 * SCROLLBACK, b' ');
+        read(&mut r, &mut s, &forged);
+        let mut screen = Vec::new();
+        let mut f = Follower::default();
+        f.follow(&s, b"", all_io(&mut screen)).unwrap();
+        let out = read(&mut r, &mut s, b"bay0: more\nnext\n");
+        f.follow(&s, &out, all_io(&mut screen)).unwrap();
+        assert_eq!(screen, b"web| next\r\n");
+        // A write error other than WouldBlock: the client is gone.
+        read(&mut r, &mut s, b"x\n");
+        let gone = f.follow(&s, b"", |_| Err(std::io::ErrorKind::BrokenPipe.into()));
+        assert_eq!(gone.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    /// A socket that takes everything.
+    fn all_io(screen: &mut Vec<u8>) -> impl FnMut(&[u8]) -> std::io::Result<usize> + '_ {
+        |x: &[u8]| {
+            screen.extend_from_slice(x);
+            Ok(x.len())
+        }
+    }
+
+    /// The whole rendered output of `input`.
+    fn kept_all(input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Renderer::new("web").render(input, &mut out);
+        out
     }
 
     #[test]

@@ -124,8 +124,11 @@ fn fake_room(args: &[String]) {
     std::thread::spawn(|| {
         let mut buf = [0u8; 256];
         let mut stdin = std::io::stdin();
+        // As a shell echoes keys: a write for each read.
         while let Ok(n @ 1..) = stdin.read(&mut buf) {
-            let _ = std::io::stdout().write_all(buf.get(..n).unwrap_or_default());
+            let mut out = std::io::stdout();
+            let _ = out.write_all(buf.get(..n).unwrap_or_default());
+            let _ = out.flush();
         }
     });
     let mut head = [0u8; 4];

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! A room's console output, as hostile as it likes, through what bay0 shows it with: the
 //! renderer (for a screen of unknown width or one 60..295 columns wide), the scrollback
-//! replayed to a new viewer, and a viewer whose terminal takes only part of some writes.
+//! replayed to a new viewer, a viewer whose terminal takes only part of some writes, and a
+//! follower (a control client) whose socket now and then takes part of the backlog or
+//! nothing.
 //! Beyond "no crash", what reaches each terminal is replayed on a model of a terminal,
 //! which fails the run on anything console.rs promises never happens:
 //! - a byte a terminal could act on other than text, CR, LF, backspace, erase-to-end-of-
@@ -14,12 +16,13 @@
 //! - on a screen of known width, anything reaching its last column (where a terminal
 //!   would wrap a row that has no prefix).
 //!
-//! Also: the same input in other pieces renders to the same bytes.
+//! Also: the same input in other pieces renders to the same bytes, and a follower that
+//! never said it lost output (CAN) was shown all of it.
 //! The input: byte 0 picks the screen width, byte 1 the room name's length, byte 2 the
 //! pieces' size and byte 3 the viewer's write budget; the rest is the room's output.
 #![no_main]
 
-use anchor_text::console::{Renderer, Scrollback, Viewer, RESUME};
+use anchor_text::console::{Follower, Renderer, Scrollback, Viewer, RESUME};
 use libfuzzer_sys::fuzz_target;
 
 /// The renderer's "one column, whatever the terminal" characters (console.rs `one_column`).
@@ -288,11 +291,27 @@ fuzz_target!(|data: &[u8]| {
     let mut viewer = Viewer::default();
     let mut seen = Vec::new();
     let mut left = usize::from(*budget);
-    for part in input.chunks(usize::from(*piece) % 64 + 1) {
+    let (mut follower, mut followed) = (Follower::default(), Vec::new());
+    for (n, part) in input.chunks(usize::from(*piece) % 64 + 1).enumerate() {
         let mut out = Vec::new();
         r.render(part, &mut out);
         pieces.extend_from_slice(&out);
         back.push(&out);
+        // The follower's socket takes nothing on every other read, `budget` bytes on the
+        // others; then it has room again (EPOLLOUT) and takes as much once more.
+        for fresh in [&out[..], b""] {
+            let mut room = if n % 2 == 0 { 0 } else { usize::from(*budget) };
+            let took = follower.follow(&back, fresh, |b: &[u8]| {
+                if room == 0 {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                let k = b.len().min(room);
+                room -= k;
+                followed.extend_from_slice(&b[..k]);
+                Ok(k)
+            });
+            assert!(took.is_ok());
+        }
         // The viewer's terminal takes `budget` bytes, then a write of any size, then
         // `budget` bytes again, and so on: the rest of a write it cuts short is lost.
         viewer.show(&out, |b: &[u8]| {
@@ -319,4 +338,14 @@ fuzz_target!(|data: &[u8]| {
     // A replay starts where a line starts: a new terminal shows it like the room's own.
     Terminal::new(prefix.as_bytes(), columns, false).feed(&back.contents());
     Terminal::new(prefix.as_bytes(), columns, true).feed(&seen);
+    // Writable at last, with room for everything.
+    let all = follower.follow(&back, b"", |b: &[u8]| {
+        followed.extend_from_slice(b);
+        Ok(b.len())
+    });
+    assert!(all.is_ok());
+    Terminal::new(prefix.as_bytes(), columns, true).feed(&followed);
+    if !followed.contains(&0x18) {
+        assert!(followed == whole, "a follower lost output and did not say so");
+    }
 });
