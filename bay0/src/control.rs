@@ -218,7 +218,8 @@ fn answer(c: &mut Client, notice: &Notice, rooms: &Rooms) -> bool {
                 (Mode::Console(s), ns) if s == slot => {
                     say!(&c.fd, "\x18\r\nbay0: room {n} ended ({status})\r");
                     // On in its successor (reset), shown from its first line; else closed.
-                    (c.mode, c.view) = (Mode::Console(ns.unwrap_or(s)), Default::default());
+                    c.mode = Mode::Console(ns.unwrap_or(s));
+                    c.view.restart();
                     ns.is_some()
                 }
                 _ => true,
@@ -294,7 +295,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
             say!(&c.fd, "ok attached to room {name} (Ctrl-] detaches)");
             if let Some(r) = rooms.get_mut(slot) {
                 // Its scrollback is shown at once (on_token follows it).
-                c.view = Default::default();
+                c.view.restart();
                 r.last_input_ms = now_ms;
             }
             c.mode = Mode::Console(slot);
@@ -305,7 +306,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
 
 /// Shows a console client what it was not shown yet of its room's output (`fresh` the
 /// newest, just kept). While output waits for it, bay0 waits for room to write too. False
-/// when its connection broke (a write error other than WouldBlock).
+/// when its connection broke (a write error other than WouldBlock) or its room is gone.
 fn follow(c: &mut Client, ep: &OwnedFd, tok: u64, rooms: &Rooms, fresh: &[u8]) -> bool {
     let Mode::Console(slot) = c.mode else {
         return true;
@@ -315,7 +316,8 @@ fn follow(c: &mut Client, ep: &OwnedFd, tok: u64, rooms: &Rooms, fresh: &[u8]) -
         .map(|r| c.view.follow(&r.scroll, fresh, |b| (&c.fd).write(b)))
     {
         Some(Ok(Some(behind))) => sys::epoll_watch(ep, c.fd.as_raw_fd(), tok, behind).is_ok(),
-        r => !matches!(r, Some(Err(_))),
+        // A console of a room that is gone (never left so: see answer) is closed.
+        r => matches!(r, Some(Ok(_))),
     }
 }
 

@@ -257,6 +257,14 @@ sh -c 'trap "" HUP; exec sleep 987653' </dev/null >/dev/null 2>&1 &
 # (In a session of its own: a stopped process in a group that becomes orphaned later is
 # sent SIGHUP and SIGCONT by the kernel; one stopped in an orphaned group stays stopped.)
 setsid sh -c 'kill -STOP $$; exec sleep 987652' </dev/null >/dev/null 2>&1 &
+# The harness checks that this one is still stopped when the room closes: said once it
+# has stopped itself (5 s at most), not while it may still be on its way there.
+stopped=$! i=0
+while [ $i -lt 100 ]; do
+  case "$(sed 's/.*) //' /proc/$stopped/stat 2>/dev/null)" in T*) break ;; esac
+  sleep 0.05
+  i=$((i + 1))
+done
 (setsid sh -c 'trap "" HUP TERM INT; sleep 987651 & exit 0' </dev/null >/dev/null 2>&1 &)
 say "LINGER linger: started 'sleep 987654' (own session, ignores HUP TERM INT), 'sleep 987653' (ignores HUP, like nohup), a stopped shell about to run 'sleep 987652' and an orphaned 'sleep 987651' (double fork, own session)"
 

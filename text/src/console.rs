@@ -449,6 +449,16 @@ pub struct Follower {
 /// (when it forgot the oldest output, from the first line start in it; none when it holds
 /// no line start), with no [`RESUME`] before them: it lost nothing.
 impl Follower {
+    /// Follows another room's output (a reset room's successor), as new; whether output
+    /// waits for the client is kept, so that the next [`Follower::follow`] says when it
+    /// changes (the caller's wait for the socket stays in step).
+    pub fn restart(&mut self) {
+        *self = Follower {
+            behind: self.behind,
+            ..Follower::default()
+        };
+    }
+
     /// Shows what the client was not shown yet with `write` (which writes what it can at
     /// once, `WouldBlock` when nothing): from `kept` and from `fresh`, the newest output,
     /// which `kept` ends with (it may have forgotten the start of it already). `Ok(Some(
@@ -923,6 +933,23 @@ mod tests {
         read(&mut r, &mut s, b"x\n");
         let gone = f.follow(&s, b"", |_| Err(std::io::ErrorKind::BrokenPipe.into()));
         assert_eq!(gone.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_restarted_follower_says_when_it_no_longer_waits_for_its_client() {
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        let mut f = Follower::default();
+        let out = read(&mut r, &mut s, b"old room\n");
+        let blocked = f.follow(&s, &out, |_| Err(std::io::ErrorKind::WouldBlock.into()));
+        assert_eq!(blocked.unwrap(), Some(true));
+        // The successor's output, all taken at once: the caller must hear that nothing
+        // waits any more (or it would wait for a writable socket for ever, and wake for it).
+        f.restart();
+        let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
+        read(&mut r, &mut s, b"new room\n");
+        let mut screen = Vec::new();
+        assert_eq!(f.follow(&s, b"", all_io(&mut screen)).unwrap(), Some(false));
+        assert_eq!(screen, b"web| new room\r\n");
     }
 
     /// A socket that takes everything.
