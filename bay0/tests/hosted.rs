@@ -28,6 +28,8 @@ fn require_root() {
 struct Hosted {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// The threads that copy bay0's stdout and stderr into `log`, line by line.
+    readers: Vec<std::thread::JoinHandle<()>>,
     state: PathBuf,
 }
 
@@ -45,20 +47,26 @@ impl Hosted {
             .spawn()
             .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let mut l = log.lock().unwrap();
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
+            }));
         }
-        let h = Hosted { child, log, state };
+        let h = Hosted {
+            child,
+            log,
+            readers,
+            state,
+        };
         h.wait_log("bay0: ready", Duration::from_secs(20));
         h
     }
@@ -92,10 +100,21 @@ impl Hosted {
             .unwrap()
     }
 
+    /// Waits for bay0 to exit and for the log to hold all it wrote: the lines are copied
+    /// by threads of their own, which may not have read the last ones yet when the exit
+    /// is seen (they end at the end of the pipes, which every process below bay0 held).
     fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                while !self.readers.iter().all(|r| r.is_finished()) {
+                    assert!(
+                        Instant::now() < end,
+                        "bay0 exited but its output did not end within {timeout:?}; log:\n{}",
+                        self.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return status;
             }
             assert!(
