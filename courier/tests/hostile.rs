@@ -222,6 +222,12 @@ impl Drop for Rig {
     }
 }
 
+/// How long the courier's end waits for a source that stalls before it gives up.
+const STALL_MS: u64 = 700;
+/// A wait no peer that keeps going reaches, even on a loaded machine: for the ends whose
+/// timeout is not what a case is about.
+const PATIENT_MS: u64 = 30_000;
+
 fn pair(timeout_ms: u64) -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().unwrap();
     for s in [&a, &b] {
@@ -526,7 +532,17 @@ fn hostile_requests_and_streams_get_a_reason_an_audit_record_and_leave_nothing()
     let stall: Play = Box::new(|mut s: UnixStream| {
         let _ = write_frame(&mut s, Data::Offer, &18u64.to_le_bytes());
         let _ = s.write_all(b"the ");
-        std::thread::sleep(Duration::from_millis(1500));
+        // Then nothing, and the connection held open until the courier has given up on
+        // it (closed its end), however long it took to get there.
+        let end = Instant::now() + Duration::from_millis(PATIENT_MS);
+        while Instant::now() < end {
+            use std::io::ErrorKind::{Interrupted, WouldBlock};
+            match s.read(&mut [0u8; 64]) {
+                Ok(1..) => {}
+                Err(e) if matches!(e.kind(), WouldBlock | Interrupted) => {}
+                Ok(0) | Err(_) => break,
+            }
+        }
     });
     let spoof: Play = Box::new(|mut s: UnixStream| {
         let _ = write_frame(&mut s, Data::Stored, b"item.txt");
@@ -569,8 +585,14 @@ fn hostile_requests_and_streams_get_a_reason_an_audit_record_and_leave_nothing()
     ] {
         case(what);
         let l = approved(&mut r);
-        let mut src = hostile(700, play);
-        let mut dst = agent_side(&r.home, 700);
+        // Only a source that stalls is to be waited for no longer than that.
+        let ms = if reason == "stalled" {
+            STALL_MS
+        } else {
+            PATIENT_MS
+        };
+        let mut src = hostile(ms, play);
+        let mut dst = agent_side(&r.home, PATIENT_MS);
         let v = r.carry(&l, &mut src, &mut dst);
         assert_eq!(v.outcome, Outcome::Failed, "{what}");
         has(&v.reason, reason);
@@ -629,8 +651,8 @@ fn hostile_requests_and_streams_get_a_reason_an_audit_record_and_leave_nothing()
     std::os::unix::fs::symlink(&elsewhere, r.home.dir.join("Incoming")).unwrap();
     let l = approved(&mut r);
     let (mut src, mut dst) = (
-        hostile(700, offer(18, ok_data.clone())),
-        agent_side(&r.home, 700),
+        hostile(PATIENT_MS, offer(18, ok_data.clone())),
+        agent_side(&r.home, PATIENT_MS),
     );
     let v = r.carry(&l, &mut src, &mut dst);
     has(&v.reason, "~/Incoming is a symbolic link");
