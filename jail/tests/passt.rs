@@ -119,6 +119,15 @@ fn framed(frames: &[Vec<u8>]) -> Vec<u8> {
     w
 }
 
+/// `N` UDP ports free on this host now, for a guest's source ports: passt sends the
+/// guest's datagrams from a socket bound to the same port on the host (without
+/// SO_REUSEADDR), so a port another test's passt (or anything else on the machine)
+/// holds would be refused and its datagram dropped.
+fn free_udp_ports<const N: usize>() -> [u16; N] {
+    let held = [(); N].map(|()| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap());
+    held.map(|s| s.local_addr().unwrap().port())
+}
+
 /// A listener on this host's loopback, and a guest datagram to it.
 fn listener_and_datagram(payload: &[u8]) -> (UdpSocket, Vec<u8>) {
     let l = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -126,7 +135,8 @@ fn listener_and_datagram(payload: &[u8]) -> (UdpSocket, Vec<u8>) {
     l.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let port = l.local_addr().unwrap().port();
     let guest = Ipv4Addr::new(10, 0, 2, 15);
-    let f = udp(guest, Ipv4Addr::LOCALHOST, 40000, port, payload);
+    let [sport] = free_udp_ports();
+    let f = udp(guest, Ipv4Addr::LOCALHOST, sport, port, payload);
     (l, f)
 }
 
@@ -197,8 +207,9 @@ fn a_room_cannot_take_another_rooms_udp_port() {
         .unwrap();
     let guest = Ipv4Addr::new(10, 0, 2, 15);
     let port = server.local_addr().unwrap().port();
-    // Room B asks from its port 40600.
-    let q = udp(guest, Ipv4Addr::LOCALHOST, 40600, port, b"query of room B");
+    let [b_port, later] = free_udp_ports();
+    // Room B asks from its port `b_port`.
+    let q = udp(guest, Ipv4Addr::LOCALHOST, b_port, port, b"query of room B");
     b_sock.write_all(&framed(&[q])).unwrap();
     let mut buf = [0u8; 64];
     let (n, b_addr) = server.recv_from(&mut buf).unwrap();
@@ -209,11 +220,11 @@ fn a_room_cannot_take_another_rooms_udp_port() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let e_port = elsewhere.local_addr().unwrap().port();
-    let f = udp(guest, Ipv4Addr::LOCALHOST, 40600, e_port, b"room A");
+    let f = udp(guest, Ipv4Addr::LOCALHOST, b_port, e_port, b"room A");
     a_sock.write_all(&framed(&[f])).unwrap();
     // Room A's datagram has been handled (sent, or refused at its bind) once a second
     // one, from another port, arrives.
-    let f = udp(guest, Ipv4Addr::LOCALHOST, 40601, e_port, b"room A, later");
+    let f = udp(guest, Ipv4Addr::LOCALHOST, later, e_port, b"room A, later");
     a_sock.write_all(&framed(&[f])).unwrap();
     loop {
         let n = elsewhere.recv(&mut buf).unwrap();
