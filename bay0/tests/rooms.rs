@@ -908,8 +908,11 @@ fn a_compromised_vmm_started_by_bay0_reaches_nothing_outside_its_room() {
     let b = Bay0::start("probe");
     let _abstract = {
         use std::os::linux::net::SocketAddrExt;
-        let addr =
-            std::os::unix::net::SocketAddr::from_abstract_name("anchor-probe-target").unwrap();
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(format!(
+            "anchor-probe{}-target",
+            b.tag
+        ))
+        .unwrap();
         std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
     };
     assert!(

@@ -14,7 +14,7 @@
 //! (`anchor.room=` in `--cmdline`) starts with `probe`, it first makes its attempts on
 //! its console, against the host paths bay0 uses (/run/anchor/control.sock, the umbilical
 //! of the room named like it with `-other` at the end), a host abstract
-//! socket named `anchor-probe-target`, other pids, its image, and memory past its
+//! socket named `anchor-STEM-target` (its name without the last `-` part), other pids, its image, and memory past its
 //! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB). When it starts with
 //! `umbcut`, its agent first dies in the middle of a frame and connects again; with
 //! `umbjunk`, it sends garbage on its umbilical, again on every new connection.
@@ -100,13 +100,16 @@ fn fake_room(args: &[String]) {
         let mib: u64 = arg(args, "--mem-mib")
             .and_then(|m| m.parse().ok())
             .unwrap_or(0);
+        // Named after the room (`STEM-a` beside `STEM-other`): tests that run side by
+        // side on one machine have rooms, and host sockets, of their own.
+        let stem = room.rsplit_once('-').map_or(room, |(stem, _)| stem);
         let targets: Vec<String> = [
             "--other-socket",
-            "/run/anchor/rooms/probe-other/vsock_1024",
+            &format!("/run/anchor/rooms/{stem}-other/vsock_1024"),
             "--host-socket",
             "/run/anchor/control.sock",
             "--abstract",
-            "anchor-probe-target",
+            &format!("anchor-{stem}-target"),
             "--tcp",
             "22",
             "--image",
