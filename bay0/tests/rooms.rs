@@ -1224,11 +1224,22 @@ fn a_stop_that_overtakes_a_reset_closing_the_room_first_is_not_undone() {
 }
 
 impl Bay0 {
-    /// Waits (up to 30 s) for bay0 to exit after a shutdown; its exit status.
+    /// Waits (up to 30 s) for bay0 to exit after a shutdown, and for the log to hold all
+    /// it wrote: the threads that copy its output, each with a handle on the log, may
+    /// not have read the last lines when the exit is seen (they end, and let go of the
+    /// log, at the end of their pipe). Its exit status.
     fn wait_exit(&mut self) -> std::process::ExitStatus {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                while Arc::strong_count(&self.log) > 1 {
+                    assert!(
+                        Instant::now() < end,
+                        "bay0's output did not end:\n{}",
+                        self.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 return status;
             }
             assert!(Instant::now() < end, "bay0 did not exit:\n{}", self.log());
