@@ -13,11 +13,11 @@
 //! sends, echoes its console input, and powers off when bay0 asks. When the room's name
 //! (`anchor.room=` in `--cmdline`) starts with `probe`, it first makes its attempts on
 //! its console, against the host paths bay0 uses (/run/anchor/control.sock, the umbilical
-//! of the room named like it with `-other` at the end), a host abstract
-//! socket named `anchor-STEM-target` (its name without the last `-` part), other pids, its image, and memory past its
-//! cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB). When it starts with
-//! `umbcut`, its agent first dies in the middle of a frame and connects again; with
-//! `umbjunk`, it sends garbage on its umbilical, again on every new connection.
+//! of the room named like it with `-other` at the end), a host abstract socket named
+//! `anchor-STEM-target` (STEM: its name without the last `-` part), other pids, its image,
+//! and memory past its cgroup (its --mem-mib plus bay0's VMM overhead plus 64 MiB). When
+//! it starts with `umbcut`, its agent first dies in the middle of a frame and connects
+//! again; with `umbjunk`, it sends garbage on its umbilical, again on every new connection.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;

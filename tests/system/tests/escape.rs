@@ -129,7 +129,8 @@ fn host_targets(m: &mut Machine) -> (String, String) {
     );
     sh(
         m,
-        "ip link set lo up && (nc -ll -p 7777 -e /tmp/serve </dev/null >/dev/null 2>&1 &); sleep 1",
+        "ip link set lo up && (nc -ll -p 7777 -e /tmp/serve </dev/null >/dev/null 2>&1 &); \
+         i=0; while [ $i -lt 100 ] && ! netstat -ltn | grep -q ':7777 '; do sleep 0.1; i=$((i+1)); done",
     );
     // The targets are real: the host itself reaches them (bay0 leaves the host's loopback
     // down; the test brings it up, so a room that could reach it would).
