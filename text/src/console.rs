@@ -393,11 +393,9 @@ impl Scrollback {
     /// none is kept, nothing is: the kept bytes would start inside a room's line, with
     /// text the room chose where the viewer's screen starts a line.
     pub fn contents(&self) -> Vec<u8> {
-        let kept = self.total.min(SCROLLBACK);
-        let start = self.total - kept;
-        let all: Vec<u8> = (start..self.total)
-            .filter_map(|i| self.buf.get(i % SCROLLBACK).copied())
-            .collect();
+        let all = self
+            .span(self.total.saturating_sub(SCROLLBACK), self.total)
+            .concat();
         if self.total <= SCROLLBACK {
             return all;
         }
@@ -503,18 +501,13 @@ impl Follower {
         }
         self.placed = true;
         if self.seek {
-            let mut bytes = self.pending(kept, fresh).into_iter().flatten().peekable();
-            let mut skip = 0;
-            while let Some(&b) = bytes.next() {
-                skip += 1;
-                if b == b'\n' || (b == b'\r' && bytes.peek() != Some(&&b'\n')) {
-                    self.seek = false;
-                    break;
+            let pending = self.pending(kept, fresh);
+            match line_start(pending.into_iter().flatten()) {
+                Some(skip) => (self.at, self.seek) = (self.at + skip, false),
+                None => {
+                    self.at = total;
+                    return Ok(false);
                 }
-            }
-            self.at += skip;
-            if self.seek {
-                return Ok(false);
             }
         }
         if self.lost {
@@ -540,11 +533,19 @@ impl Follower {
 
 /// Where the renderer next starts a line in `bytes` (its output): just after the first
 /// newline or lone carriage return (the prefix comes next either way).
-fn line_start(bytes: &[u8]) -> Option<usize> {
-    let lone_cr = |i: usize| bytes.get(i) == Some(&b'\r') && bytes.get(i + 1) != Some(&b'\n');
-    (0..bytes.len())
-        .position(|i| bytes.get(i) == Some(&b'\n') || lone_cr(i))
-        .map(|i| i + 1)
+///
+/// `bytes` may come in pieces (a ring's two parts and a read's output): a CR at the end
+/// of one and an LF at the start of the next are one line end.
+fn line_start<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> Option<usize> {
+    let mut bytes = bytes.into_iter().peekable();
+    let mut i = 0;
+    while let Some(&b) = bytes.next() {
+        i += 1;
+        if b == b'\n' || (b == b'\r' && bytes.peek() != Some(&&b'\n')) {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// What a viewer gets before output resumes after a loss: CAN (ends an escape sequence
@@ -733,9 +734,7 @@ mod tests {
     fn kept(input: &[u8]) -> String {
         let (mut r, mut s) = (Renderer::new("web"), Scrollback::default());
         for chunk in input.chunks(4096) {
-            let mut out = Vec::new();
-            r.render(chunk, &mut out);
-            s.push(&out);
+            read(&mut r, &mut s, chunk);
         }
         String::from_utf8_lossy(&s.contents()).into_owned()
     }
