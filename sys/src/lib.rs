@@ -292,34 +292,52 @@ pub fn epoll() -> Result<OwnedFd> {
 
 /// Watch `fd` for input on `ep`, reporting `token`.
 pub fn epoll_add(ep: &OwnedFd, fd: RawFd, token: u64) -> Result<()> {
-    let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
-        u64: token,
-    };
-    // SAFETY: `ev` is a valid epoll_event; the kernel copies it.
-    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-    check("epoll_ctl add", ret).map(drop)
+    epoll_ctl(
+        ep,
+        libc::EPOLL_CTL_ADD,
+        fd,
+        libc::EPOLLIN,
+        token,
+        "epoll_ctl add",
+    )
 }
 
 /// Watch `fd` (added with [`epoll_add`]) for input, and also for room to write when
 /// `writable` (a client that output waits for), reporting `token`.
 pub fn epoll_watch(ep: &OwnedFd, fd: RawFd, token: u64, writable: bool) -> Result<()> {
     let out = if writable { libc::EPOLLOUT } else { 0 };
-    let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | out) as u32,
-        u64: token,
-    };
-    // SAFETY: `ev` is a valid epoll_event; the kernel copies it.
-    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
-    check("epoll_ctl mod", ret).map(drop)
+    epoll_ctl(
+        ep,
+        libc::EPOLL_CTL_MOD,
+        fd,
+        libc::EPOLLIN | out,
+        token,
+        "epoll_ctl mod",
+    )
 }
 
 /// Stop watching `fd`.
 pub fn epoll_del(ep: &OwnedFd, fd: RawFd) -> Result<()> {
-    let mut ev = libc::epoll_event { events: 0, u64: 0 };
-    // SAFETY: `ev` is valid (ignored by the kernel for DEL).
-    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
-    check("epoll_ctl del", ret).map(drop)
+    epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, 0, 0, "epoll_ctl del")
+}
+
+/// One `epoll_ctl` call: `op` on `fd` for `events`, reporting `token`; `what` names it in
+/// the error.
+fn epoll_ctl(
+    ep: &OwnedFd,
+    op: i32,
+    fd: RawFd,
+    events: i32,
+    token: u64,
+    what: &'static str,
+) -> Result<()> {
+    let mut ev = libc::epoll_event {
+        events: events as u32,
+        u64: token,
+    };
+    // SAFETY: `ev` is a valid epoll_event; the kernel copies it (and ignores it for DEL).
+    let ret = unsafe { libc::epoll_ctl(ep.as_raw_fd(), op, fd, &mut ev) };
+    check(what, ret).map(drop)
 }
 
 /// Wait for events; writes their tokens into `tokens`, returns how many. EINTR gives 0.

@@ -46,6 +46,13 @@ fn io<T>(what: &str, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error(format!("{what}: {e}")))
 }
 
+/// A shell snippet (for the anchor host's or a room's busybox sh) that waits until `cond`
+/// succeeds, 10 s at most, looking every 0.1 s: for what a test would otherwise assume
+/// after a fixed sleep. `cond`'s output goes through (the last try's is what it printed).
+pub fn shell_until(cond: &str) -> String {
+    format!("i=0; until {cond} || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done")
+}
+
 /// `$ANCHOR_CACHE` (default /var/cache/anchor-os).
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("ANCHOR_CACHE")

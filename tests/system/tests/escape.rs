@@ -17,7 +17,7 @@
     clippy::indexing_slicing
 )]
 
-use anchor_systest::{rooms_initramfs, Machine, Options};
+use anchor_systest::{rooms_initramfs, shell_until, Machine, Options};
 use std::time::{Duration, Instant};
 
 /// Hang detection only (TCG + nesting on a busy 2-core machine).
@@ -129,8 +129,10 @@ fn host_targets(m: &mut Machine) -> (String, String) {
     );
     sh(
         m,
-        "ip link set lo up && (nc -ll -p 7777 -e /tmp/serve </dev/null >/dev/null 2>&1 &); \
-         i=0; while [ $i -lt 100 ] && ! netstat -ltn | grep -q ':7777 '; do sleep 0.1; i=$((i+1)); done",
+        &format!(
+            "ip link set lo up && (nc -ll -p 7777 -e /tmp/serve </dev/null >/dev/null 2>&1 &); {}",
+            shell_until("netstat -ltn | grep -q ':7777 '")
+        ),
     );
     // The targets are real: the host itself reaches them (bay0 leaves the host's loopback
     // down; the test brings it up, so a room that could reach it would).

@@ -20,7 +20,7 @@
     clippy::indexing_slicing
 )]
 
-use anchor_systest::{rooms_initramfs, Machine, Options};
+use anchor_systest::{rooms_initramfs, shell_until, Machine, Options};
 use std::time::{Duration, Instant};
 
 /// Hang detection only (TCG + nesting on a busy 2-core machine).
@@ -106,12 +106,13 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
 
     // The outside: its own network namespace, a veth pair to the anchor host. Its veth
     // end moves into that namespace: waited for (10 s at most), not assumed after a sleep.
+    let moved = r#"[ "$(readlink /proc/$OUTSIDE/ns/net)" != "$(readlink /proc/$$/ns/net)" ]"#;
     sh(
         &mut m,
-        "/bin/unshare -n /usr/lib/anchor/test/anchor-outside 10.77.0.2 & OUTSIDE=$!; \
-         i=0; while [ $i -lt 100 ] && \
-         [ \"$(readlink /proc/$OUTSIDE/ns/net)\" = \"$(readlink /proc/$$/ns/net)\" ]; \
-         do sleep 0.1; i=$((i+1)); done",
+        &format!(
+            "/bin/unshare -n /usr/lib/anchor/test/anchor-outside 10.77.0.2 & OUTSIDE=$!; {}",
+            shell_until(moved)
+        ),
     );
     sh(
         &mut m,
@@ -124,18 +125,17 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         "nsenter -t $OUTSIDE -n sh -c 'ip link set lo up && ip addr add 10.77.0.2/24 dev veth0 && ip link set veth0 up'",
     );
     // Its web server listens once it has started (waited for, 10 s at most).
-    let page = sh(
-        &mut m,
-        "i=0; until wget -q -O - http://10.77.0.2/ || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done",
-    );
+    let page = sh(&mut m, &shell_until("wget -q -O - http://10.77.0.2/"));
     assert!(page.contains("hello from the outside"), "{page}");
     // What a room must never reach: a listener on every address of the anchor host (its
     // loopback, its own address on the outside link); it records a connection in a file.
     sh(
         &mut m,
-        "rm -f /run/hit-*; nc -ll -p 9999 -e sh -c 'echo HOST-REACHED; touch /run/hit-any' & \
-         i=0; while [ $i -lt 100 ] && ! netstat -ltn | grep -q ':9999 '; \
-         do sleep 0.1; i=$((i+1)); done; echo listeners up",
+        &format!(
+            "rm -f /run/hit-*; nc -ll -p 9999 -e sh -c 'echo HOST-REACHED; touch /run/hit-any' & \
+             {}; echo listeners up",
+            shell_until("netstat -ltn | grep -q ':9999 '")
+        ),
     );
     let ready = sh(
         &mut m,
@@ -273,8 +273,10 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     room_sh(
         &mut m,
         "surf2",
-        "nc -ll -p 8080 -e sh -c 'echo ROOM2-REACHED' & i=0; \
-         while [ $i -lt 100 ] && ! netstat -ltn | grep -q ':8080 '; do sleep 0.1; i=$((i+1)); done",
+        &format!(
+            "nc -ll -p 8080 -e sh -c 'echo ROOM2-REACHED' & {}",
+            shell_until("netstat -ltn | grep -q ':8080 '")
+        ),
     );
     // It answers inside its own room (so its silence towards the first room means
     // something).
