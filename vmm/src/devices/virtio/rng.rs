@@ -25,7 +25,8 @@ use vmm_sys_util::timerfd::TimerFd;
 
 use super::mmio::EXTRA_EVENT_BASE;
 use super::queue::{
-    drain_queue, queue_bit, Budget, DeviceFault, FdRegistry, Pass, QueueCtx, QueueMask, Step,
+    chain_len, drain_queue, queue_bit, Budget, DeviceFault, FdRegistry, Pass, QueueCtx, QueueMask,
+    Step,
 };
 use super::{sys, VirtioDevice, VirtioError, F_EVENT_IDX, F_INDIRECT_DESC, TYPE_RNG};
 
@@ -114,14 +115,22 @@ pub struct Fill {
     pub starved: bool,
 }
 
-/// Fill the writable descriptors of `chain`, up to `cap` bytes.
+/// Fill the writable descriptors of `chain`, up to `cap` bytes. The bytes are drawn from
+/// `entropy` 4 KiB at a time whatever the chain's layout, and never more than
+/// the chain can still take: the number of calls to the source follows the bytes written,
+/// not the number of descriptors (a chain of one-byte buffers would otherwise cost one
+/// getrandom(2) per byte).
 pub fn fill_chain<E: Entropy>(
     chain: DescriptorChain<&GuestMemoryMmap<()>>,
     mem: &GuestMemoryMmap<()>,
     entropy: &mut E,
     cap: u32,
 ) -> Fill {
+    let room = chain_len(chain.clone(), true).min(u64::from(cap));
+    let room = u32::try_from(room).unwrap_or(cap);
     let mut buf = [0u8; CHUNK];
+    // Drawn bytes not yet written: buf[at..have].
+    let (mut at, mut have) = (0usize, 0usize);
     let mut fill = Fill {
         written: 0,
         starved: false,
@@ -131,29 +140,39 @@ pub fn fill_chain<E: Entropy>(
             continue;
         }
         let mut done: u32 = 0;
-        while done < d.len() && fill.written < cap {
-            let n = (d.len() - done).min(cap - fill.written).min(CHUNK as u32);
-            let Some(chunk) = buf.get_mut(..n as usize) else {
+        while done < d.len() && fill.written < room {
+            if at >= have {
+                let want = usize::try_from(room - fill.written)
+                    .unwrap_or(CHUNK)
+                    .min(CHUNK);
+                let Some(chunk) = buf.get_mut(..want) else {
+                    return fill;
+                };
+                match entropy.fill(chunk) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        fill.starved = true;
+                        return fill;
+                    }
+                    Err(_) => return fill,
+                }
+                (at, have) = (0, want);
+            }
+            let n = (d.len() - done).min(u32::try_from(have.saturating_sub(at)).unwrap_or(0));
+            let Some(part) = buf.get(at..at.saturating_add(n as usize)) else {
                 return fill;
             };
             let Some(addr) = d.addr().checked_add(u64::from(done)) else {
                 return fill;
             };
-            match entropy.fill(chunk) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    fill.starved = true;
-                    return fill;
-                }
-                Err(_) => return fill,
-            }
-            if mem.write_slice(chunk, addr).is_err() {
+            if mem.write_slice(part, addr).is_err() {
                 return fill;
             }
+            at = at.saturating_add(n as usize);
             done = done.saturating_add(n);
             fill.written = fill.written.saturating_add(n);
         }
-        if fill.written >= cap {
+        if fill.written >= room {
             break;
         }
     }
