@@ -364,8 +364,9 @@ fn gather<'m>(
     Some(())
 }
 
-/// Work on a validated request within `budget`: FLUSH and GET_ID finish at once; IN and OUT
-/// move at most [`IO_BYTES`] per disk call, checking the budget between calls.
+/// Work on a validated request within `budget`: FLUSH (charged [`IO_BYTES`]) and GET_ID
+/// finish at once; IN and OUT move at most [`IO_BYTES`] per disk call, checking the budget
+/// between calls.
 pub fn execute<D: Disk>(
     req: &Request,
     progress: &mut Progress,
@@ -376,7 +377,10 @@ pub fn execute<D: Disk>(
 ) -> Exec {
     match req.kind {
         T_FLUSH => {
-            budget.spend(0);
+            // A flush moves no byte of the request, but fdatasync(2) can cost more than a
+            // chunk of I/O: it is charged as one, or a ring of flushes would run the
+            // queue's worth of them in one turn.
+            budget.spend(IO_BYTES);
             return Exec::Done(if disk.flush().is_ok() { S_OK } else { S_IOERR }, 0);
         }
         T_GET_ID => {
