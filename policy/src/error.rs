@@ -46,6 +46,8 @@ pub struct Problem {
     key: Option<String>,
     message: String,
     kind: ProblemKind,
+    /// A summary line standing for this many problems that are not listed (0: a problem).
+    more: usize,
 }
 
 impl Problem {
@@ -57,6 +59,7 @@ impl Problem {
             key: None,
             message: message.into(),
             kind: ProblemKind::File,
+            more: 0,
         }
     }
 
@@ -73,6 +76,7 @@ impl Problem {
             key: Some(key.into()),
             message: message.into(),
             kind: ProblemKind::Value,
+            more: 0,
         }
     }
 
@@ -84,6 +88,7 @@ impl Problem {
             key: None,
             message: message.into(),
             kind: ProblemKind::Syntax,
+            more: 0,
         }
     }
 
@@ -138,14 +143,39 @@ pub struct PolicyError {
     problems: Vec<Problem>,
 }
 
+/// Most problems one error lists; the rest are counted on one last line. A 64 KiB file
+/// can hold 20 000 bad entries: listed one by one they made megabytes of messages.
+pub const MAX_PROBLEMS: usize = 100;
+
 impl PolicyError {
-    /// Wraps a list of problems; `None` when the list is empty (nothing wrong).
+    /// Wraps a list of problems, in the order given, the first [`MAX_PROBLEMS`] of them
+    /// and then one line counting the others; `None` when the list is empty.
     pub(crate) fn from_problems(problems: Vec<Problem>) -> Option<Self> {
-        if problems.is_empty() {
-            None
-        } else {
-            Some(Self { problems })
+        let mut listed = Vec::with_capacity(problems.len().min(MAX_PROBLEMS + 1));
+        let (mut more, mut more_file) = (0usize, None);
+        for p in problems {
+            if p.more == 0 && listed.len() < MAX_PROBLEMS {
+                listed.push(p);
+                continue;
+            }
+            more = more.saturating_add(p.more.max(1));
+            more_file.get_or_insert(p.file);
         }
+        if let Some(file) = more_file {
+            let mut summary = Problem::file(
+                &file,
+                format!("{more} more problem(s) not listed (at most {MAX_PROBLEMS} are)"),
+            );
+            summary.more = more;
+            listed.push(summary);
+        }
+        (!listed.is_empty()).then_some(Self { problems: listed })
+    }
+
+    /// Wraps a non-empty list of problems, all of them (for a caller that orders them
+    /// before [`PolicyError::from_problems`] picks those listed).
+    pub(crate) fn all(problems: Vec<Problem>) -> Self {
+        Self { problems }
     }
 
     pub(crate) fn one(problem: Problem) -> Self {
@@ -180,10 +210,13 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
+/// Longest user text a message quotes whole (a key written in the file included).
+pub(crate) const SHOWN_MAX: usize = 40;
+
 /// Renders a user-supplied string safely for a message: control characters and quotes
 /// escaped, long values cut (a 10 MB name must not become a 10 MB error line).
 pub(crate) fn shown(value: &str) -> String {
-    const MAX_CHARS: usize = 40;
+    const MAX_CHARS: usize = SHOWN_MAX;
     let mut out = String::from("\"");
     for (i, c) in value.chars().enumerate() {
         if i >= MAX_CHARS {

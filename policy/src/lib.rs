@@ -23,7 +23,7 @@ mod validate;
 /// The audit log format, for bay0's records (bay0 reaches it through this crate).
 pub use anchor_audit as audit;
 pub use courier::{courier_allowed, Refusal};
-pub use error::{PolicyError, Problem, ProblemKind};
+pub use error::{PolicyError, Problem, ProblemKind, MAX_PROBLEMS};
 pub use model::{
     Backend, Ceiling, Courier, Device, Lifetime, Name, Network, Persist, Policy, Resources,
     MAX_NAME_LEN,

@@ -205,11 +205,12 @@ fn resolve_inner(
         let (parent, plines) = match parse_with_lines(&pfile, &pbytes) {
             Ok(ok) => ok,
             Err(e) => {
-                problems.extend(e.into_problems());
+                // The child's line first: a long list of the parent's may be cut short.
                 problems.push(at_parent(
                     child,
-                    format!("parent \"{parent_name}\" ({pfile}) is invalid, see above"),
+                    format!("parent \"{parent_name}\" ({pfile}) is invalid; its problems follow"),
                 ));
+                problems.extend(e.into_problems());
                 break;
             }
         };

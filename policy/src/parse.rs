@@ -92,12 +92,26 @@ fn check_file<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Problem> {
     Ok(text)
 }
 
-/// 1-based line of a byte offset.
+/// 1-based line of a byte offset (one lookup; see [`Lines`] for many).
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()
-        .get(..end)
-        .map_or(1, |b| b.iter().filter(|&&c| c == b'\n').count() + 1)
+    Lines::new(text).of(offset)
+}
+
+/// Where a text's lines end, so that many byte offsets become line numbers without a
+/// scan of the text each: a hostile file with thousands of problems costs a binary
+/// search per problem, not a pass over up to 64 KiB (quadratic: seconds of bay0's loop).
+pub(crate) struct Lines(Vec<usize>);
+
+impl Lines {
+    pub(crate) fn new(text: &str) -> Self {
+        let newlines = text.bytes().enumerate().filter(|&(_, b)| b == b'\n');
+        Self(newlines.map(|(i, _)| i).collect())
+    }
+
+    /// 1-based line of a byte offset (offsets past the end are on the last line).
+    pub(crate) fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset).saturating_add(1)
+    }
 }
 
 fn toml_problem(file: &str, text: &str, err: &toml::de::Error) -> Problem {
@@ -132,7 +146,7 @@ fn key_from_line(text: &str, offset: usize) -> Option<String> {
     if line.starts_with('[') {
         let header = line.split('#').next().unwrap_or("").trim();
         let header = header.trim_matches(|c| c == '[' || c == ']').trim();
-        return plain(header).then(|| header.to_owned());
+        return plain(header).then(|| cut_key(header));
     }
     let key = line.split('=').next().unwrap_or("").trim();
     if !line.contains('=') || !plain(key) {
@@ -154,9 +168,19 @@ fn key_from_line(text: &str, offset: usize) -> Option<String> {
                 .to_owned()
         });
     match table {
-        Some(t) if plain(&t) => Some(format!("{t}.{key}")),
+        Some(t) if plain(&t) => Some(format!("{}.{}", cut_key(&t), cut_key(key))),
         Some(_) => None,
-        None => Some(key.to_owned()),
+        None => Some(cut_key(key)),
+    }
+}
+
+/// A key written in the file as a problem names it: whole up to the length of user text
+/// a message quotes, else quoted and cut like that text.
+fn cut_key(key: &str) -> String {
+    if key.len() <= crate::error::SHOWN_MAX {
+        key.to_owned()
+    } else {
+        crate::error::shown(key)
     }
 }
 
@@ -207,6 +231,7 @@ fn value_key_at(value: &Spanned<DeValue<'_>>, span: &Range<usize>) -> Option<Str
 fn key_text(key: &Spanned<toml::de::DeString<'_>>) -> String {
     let raw: &str = key.get_ref();
     let safe = !raw.is_empty()
+        && raw.len() <= crate::error::SHOWN_MAX
         && raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -258,5 +283,13 @@ mod tests {
         assert_eq!(line_of("a\nb\nc", 0), 1);
         assert_eq!(line_of("a\nb\nc", 2), 2);
         assert_eq!(line_of("a\nb\nc", 99), 3);
+        // The index gives what counting the newlines before each offset gives.
+        let text = "\n\nab\n\ncd\nef\n\n";
+        let lines = Lines::new(text);
+        for offset in 0..text.len() + 3 {
+            let end = offset.min(text.len());
+            let counted = text[..end].bytes().filter(|&b| b == b'\n').count() + 1;
+            assert_eq!(lines.of(offset), counted, "{offset}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 use toml::de::{DeTable, DeValue};
 
 use crate::error::{shown, Problem, ProblemKind};
-use crate::parse::line_of;
+use crate::parse::Lines;
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -59,13 +59,13 @@ const POLICY: &[(&str, Kind)] = &[
 /// Every unknown key and wrong-typed value in a syntactically valid document.
 pub(crate) fn shape_problems(file: &str, text: &str, doc: &DeTable<'_>) -> Vec<Problem> {
     let mut out = Vec::new();
-    walk(file, text, doc, POLICY, "", &mut out);
+    walk(file, &Lines::new(text), doc, POLICY, "", &mut out);
     out
 }
 
 fn walk(
     file: &str,
-    text: &str,
+    lines: &Lines,
     table: &DeTable<'_>,
     schema: &[(&str, Kind)],
     prefix: &str,
@@ -76,13 +76,13 @@ fn walk(
         let plain = raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let name = if plain && !raw.is_empty() {
+        let name = if plain && !raw.is_empty() && raw.len() <= crate::error::SHOWN_MAX {
             raw.to_owned()
         } else {
             shown(raw)
         };
         let path = format!("{prefix}{name}");
-        let line = Some(line_of(text, key.span().start));
+        let line = Some(lines.of(key.span().start));
         let Some(&(_, kind)) = schema.iter().find(|(k, _)| *k == raw) else {
             let expected: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
             out.push(
@@ -97,7 +97,7 @@ fn walk(
             continue;
         };
         let found = value.get_ref();
-        let vline = Some(line_of(text, value.span().start));
+        let vline = Some(lines.of(value.span().start));
         match (kind, found) {
             (Int, DeValue::Integer(n)) => {
                 if i64::from_str_radix(n.as_str(), n.radix()).is_err() {
@@ -114,7 +114,7 @@ fn walk(
                         out.push(
                             Problem::key(
                                 file,
-                                Some(line_of(text, item.span().start)),
+                                Some(lines.of(item.span().start)),
                                 format!("{path}[{i}]"),
                                 format!("expected a string, found {}", item.get_ref().type_str()),
                             )
@@ -124,7 +124,7 @@ fn walk(
                 }
             }
             (Table(inner), DeValue::Table(t)) => {
-                walk(file, text, t, inner, &format!("{path}."), out)
+                walk(file, lines, t, inner, &format!("{path}."), out)
             }
             _ => out.push(
                 Problem::key(

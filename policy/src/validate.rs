@@ -9,7 +9,7 @@ use crate::error::{shown, PolicyError, Problem, ProblemKind};
 use crate::model::{
     Backend, Ceiling, Courier, Device, Lifetime, Name, Network, Persist, Policy, Resources,
 };
-use crate::parse::{line_of, KeyLines};
+use crate::parse::{KeyLines, Lines};
 use crate::raw::{NameList, RawPolicy, S};
 use crate::units::{ByteSize, Limit};
 
@@ -47,14 +47,14 @@ pub const LIFETIME_MAX_SECS: u64 = 365 * 86_400;
 
 struct V<'a> {
     file: &'a str,
-    text: &'a str,
+    line_starts: Lines,
     problems: Vec<Problem>,
     lines: KeyLines,
 }
 
 impl V<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
-        line_of(self.text, span.start)
+        self.line_starts.of(span.start)
     }
 
     fn at(&mut self, key: &'static str, span: &Range<usize>) {
@@ -268,7 +268,7 @@ pub(crate) fn validate(
 ) -> Result<(Policy, KeyLines), PolicyError> {
     let mut v = V {
         file,
-        text,
+        line_starts: Lines::new(text),
         problems: Vec::new(),
         lines: KeyLines::new(),
     };
@@ -458,8 +458,9 @@ pub(crate) fn validate(
     };
 
     let problems = std::mem::take(&mut v.problems);
-    if let Some(err) = PolicyError::from_problems(problems) {
-        return Err(err);
+    if !problems.is_empty() {
+        // All of them: the caller sorts them into file order before listing the first.
+        return Err(PolicyError::all(problems));
     }
     // No problem was reported, so every required value is present. Still written without
     // panics: a missing value here would be a bug, reported as a problem, not a crash.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use anchor_policy::{parse, resolve, Name, PolicyError, Problem, Resolved};
+use anchor_policy::{parse, resolve, Name, PolicyError, Problem, Resolved, MAX_PROBLEMS};
 
 /// A valid top-level room; cases append to or edit it.
 const BASE: &str = "name = \"room\"\nimage = \"base\"\nbackend = \"microvm\"\n\
@@ -127,6 +127,122 @@ fn every_problem_is_reported_not_just_the_first() {
         assert_problem(&err, prefix, "");
     }
     assert_eq!(err.problems().len(), 6, "{err}");
+}
+
+/// A 64 KiB file holds thousands of bad entries: the report lists the first
+/// MAX_PROBLEMS in file order and counts the rest on one line, for every kind of
+/// problem (values, shape, duplicates), and a child of such a parent still says first
+/// that its parent is invalid. (Each problem once also cost a scan of the whole text
+/// for its line: seconds for one file.)
+#[test]
+fn thousands_of_problems_make_a_bounded_report() {
+    let fill = |head: &str, entry: &str| {
+        let mut t = format!("{BASE}{head}");
+        let mut n = 0;
+        while t.len() + entry.len() + 2 < anchor_policy::MAX_FILE_BYTES {
+            t.push_str(entry);
+            n += 1;
+        }
+        t.push_str("]\n");
+        (t, n)
+    };
+    let cases = [
+        (
+            "bad names",
+            "[courier]\nsend_to = [\n",
+            "\"A\",\n",
+            "t.toml:9:courier.send_to[0]",
+        ),
+        (
+            "duplicates",
+            "[courier]\nsend_to = [\"a\", ",
+            "\"a\",",
+            "t.toml:8:courier.send_to[1]",
+        ),
+        (
+            "wrong types",
+            "[courier]\nsend_to = [\n",
+            "1,\n",
+            "t.toml:9:courier.send_to[0]",
+        ),
+    ];
+    for (what, head, entry, first) in cases {
+        let (text, n) = fill(head, entry);
+        assert!(n > 5000, "{what}: {n}");
+        let err = rejected("t.toml", text.as_bytes());
+        let problems = err.problems();
+        assert_eq!(problems.len(), MAX_PROBLEMS + 1, "{what}");
+        assert!(
+            problems[0].to_string().starts_with(first),
+            "{what}: {}",
+            problems[0]
+        );
+        let lines: Vec<usize> = problems[..MAX_PROBLEMS]
+            .iter()
+            .map(|p| p.line_number().unwrap())
+            .collect();
+        assert!(
+            lines.windows(2).all(|w| w[0] <= w[1]),
+            "{what}: not in file order"
+        );
+        let last = problems[MAX_PROBLEMS].to_string();
+        let counted = n - MAX_PROBLEMS;
+        assert_eq!(
+            last,
+            format!("t.toml: {counted} more problem(s) not listed (at most {MAX_PROBLEMS} are)"),
+            "{what}"
+        );
+        assert!(
+            err.to_string().len() < 100 * 200,
+            "{what}: {} bytes",
+            err.to_string().len()
+        );
+    }
+    let mut many_keys = BASE.to_owned();
+    for i in 0.. {
+        let line = format!("k{i} = 1\n");
+        if many_keys.len() + line.len() > anchor_policy::MAX_FILE_BYTES {
+            break;
+        }
+        many_keys.push_str(&line);
+    }
+    let err = rejected("t.toml", many_keys.as_bytes());
+    assert_eq!(err.problems().len(), MAX_PROBLEMS + 1);
+    // A key is user text too: a 60 000-byte one is cut like any other.
+    let long_key = format!("{BASE}{} = 1\n", "k".repeat(60_000));
+    let long = rejected("t.toml", long_key.as_bytes());
+    let cut = format!("t.toml:7:resources.\"{}...\": unknown key", "k".repeat(40));
+    assert!(long.to_string().starts_with(&cut), "{long}");
+    assert!(long.to_string().len() < 300, "{long}");
+    // And in a syntax error, where the key comes from the line itself.
+    for text in [
+        format!("{BASE}{} = \n", "k".repeat(60_000)),
+        format!("{BASE}[{t}]\n[{t}]\n", t = "k".repeat(30_000)),
+    ] {
+        let long = rejected("t.toml", text.as_bytes());
+        assert!(long.to_string().contains(&"k".repeat(40)), "{long}");
+        assert!(long.to_string().len() < 300, "{long}");
+    }
+    assert_problem(&err, "t.toml:7:resources.k0", "unknown key");
+
+    let mut files = BTreeMap::new();
+    files.insert("kid".to_owned(), nestable("kid", Some("big")));
+    files.insert("big".to_owned(), many_keys.replace("\"room\"", "\"big\""));
+    let err = resolve_in(&files, "kid").unwrap_err();
+    assert_eq!(err.problems().len(), MAX_PROBLEMS + 1, "{err}");
+    assert!(
+        err.problems()[0]
+            .to_string()
+            .starts_with("kid.toml:2:parent: parent \"big\""),
+        "{}",
+        err.problems()[0]
+    );
+    assert_problem(&err, "big.toml:7:resources.k0", "unknown key");
+    let last = err.problems()[MAX_PROBLEMS].to_string();
+    assert!(
+        last.starts_with("big.toml: ") && last.contains("more problem(s) not listed"),
+        "{last}"
+    );
 }
 
 #[test]
