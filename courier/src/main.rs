@@ -57,7 +57,8 @@ fn main() -> ExitCode {
             )
         }
     };
-    if args.iter().any(|a| a == "--help" || a == "-h") {
+    // Only on its own: an argument's value (a file may be named `--help`) is not a flag.
+    if matches!(args.as_slice(), [a] if a == "--help" || a == "-h") {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }

@@ -255,3 +255,42 @@ fn bad_command_lines_fail_with_one_line_and_help_tells_the_truth() {
     );
     assert_eq!(err.lines().count(), 1);
 }
+
+/// A file may be called `--help` or `-h` (the courier's names allow it): it is carried
+/// like any other. The courier took the name's value for its own --help, wrote its usage
+/// into the destination's connection and exited 0 with no result line.
+#[test]
+fn an_item_named_like_the_help_flag_is_carried() {
+    for (i, name) in ["--help", "-h"].into_iter().enumerate() {
+        let (dir, home) = home(&format!("help{i}"));
+        let data = b"not a usage text".to_vec();
+        let l = Launch {
+            name: name.into(),
+            ..launch(&data, 10 + i as u8)
+        };
+        let (mut child, src, mut dst) = start(&l);
+        let (go, wait) = mpsc::channel();
+        go.send(()).unwrap();
+        let d = data.clone();
+        let s = std::thread::spawn(move || source(src, d, 0, wait));
+        let h = home.clone();
+        let a = std::thread::spawn(move || agent::handle_data(&mut dst, &h));
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        a.join().unwrap();
+        assert!(status.success(), "{name}: {status:?} {err}");
+        assert_eq!(err, format!("delivered {name}\n"));
+        s.join().unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("Incoming").join(name)).unwrap(),
+            data
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
