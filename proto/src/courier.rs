@@ -105,13 +105,17 @@ pub fn is_bidi(c: char) -> bool {
     matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Characters that take no visible space or stand in for nothing: zero-width spaces and
-/// joiners, the soft hyphen, line and paragraph separators, fillers, tags.
+/// Characters that take no visible space or stand in for nothing: every default-ignorable
+/// code point (Unicode's Default_Ignorable_Code_Point: soft hyphen, zero-width spaces and
+/// joiners, fillers, variation selectors, invisible operators, tags, and the code points
+/// reserved as such) that is not a bidirectional one ([`is_bidi`]), and the line and
+/// paragraph separators and interlinear annotation marks.
 pub fn is_invisible(c: char) -> bool {
     matches!(c, '\u{ad}' | '\u{34f}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
         | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200d}' | '\u{2028}' | '\u{2029}'
-        | '\u{2060}'..='\u{2064}' | '\u{3164}' | '\u{feff}' | '\u{ffa0}' | '\u{fff9}'..='\u{fffb}'
-        | '\u{e0000}'..='\u{e007f}')
+        | '\u{2060}'..='\u{2065}' | '\u{206a}'..='\u{206f}' | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// The file name the courier may carry: one path component of 1..=[`NAME_MAX`] bytes of
@@ -836,6 +840,54 @@ mod tests {
             NameError::Bidi('\u{202e}').to_string(),
             "the file name holds the bidirectional formatting character U+202E"
         );
+    }
+
+    /// Every default-ignorable code point (Unicode's Default_Ignorable_Code_Point, what
+    /// renderers draw as nothing) but the bidirectional ones is an invisible character:
+    /// `report\u{fe0f}.pdf` (a variation selector) looked like `report.pdf` wherever it
+    /// landed. The visible neighbours of each range stay allowed.
+    #[test]
+    fn every_default_ignorable_character_is_invisible() {
+        const IGNORABLE: &[(u32, u32)] = &[
+            (0xad, 0xad),
+            (0x34f, 0x34f),
+            (0x115f, 0x1160),
+            (0x17b4, 0x17b5),
+            (0x180b, 0x180f),
+            (0x200b, 0x200d),
+            (0x2060, 0x2065),
+            (0x206a, 0x206f),
+            (0x3164, 0x3164),
+            (0xfe00, 0xfe0f),
+            (0xfeff, 0xfeff),
+            (0xffa0, 0xffa0),
+            (0xfff0, 0xfff8),
+            (0x1bca0, 0x1bca3),
+            (0x1d173, 0x1d17a),
+            (0xe0000, 0xe0fff),
+        ];
+        for &(lo, hi) in IGNORABLE {
+            for c in (lo..=hi).filter_map(char::from_u32) {
+                let name = format!("report{c}.pdf");
+                assert_eq!(
+                    check_name(name.as_bytes()),
+                    Err(NameError::Invisible(c)),
+                    "U+{:04X}",
+                    u32::from(c)
+                );
+            }
+        }
+        for visible in [
+            '\u{ac}',
+            '\u{ae}',
+            '\u{2070}',
+            '\u{fe10}',
+            '\u{1d172}',
+            '\u{1d17b}',
+        ] {
+            let name = format!("report{visible}.pdf");
+            assert!(check_name(name.as_bytes()).is_ok(), "{visible:?}");
+        }
     }
 
     #[test]
