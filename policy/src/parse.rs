@@ -117,7 +117,15 @@ impl Lines {
 fn toml_problem(file: &str, text: &str, err: &toml::de::Error) -> Problem {
     let message = clean(err.message());
     let Some(span) = err.span() else {
-        return Problem::line(file, None, message);
+        // The one error the parser gives without a place: a dotted key or table name of
+        // too many parts. Found here by its dots, so the problem names its line.
+        return match deep_key_at(text) {
+            Some(at) if message == "recursion limit" => {
+                let why = format!("a key of {DEEP_KEY} or more dotted parts is nested too deep");
+                Problem::line(file, Some(line_of(text, at)), why)
+            }
+            _ => Problem::line(file, None, message),
+        };
     };
     let line = Some(line_of(text, span.start));
     let (key, kind) = match DeTable::parse(text) {
@@ -128,6 +136,32 @@ fn toml_problem(file: &str, text: &str, err: &toml::de::Error) -> Problem {
         Some(key) => Problem::key(file, line, key, message).with_kind(kind),
         None => Problem::line(file, line, message).with_kind(kind),
     }
+}
+
+/// How many parts of a dotted key the TOML parser refuses (its recursion limit).
+const DEEP_KEY: usize = 80;
+
+/// The offset of the first line whose key (before any `=`) or table header has at least
+/// [`DEEP_KEY`] dotted parts, dots inside quotes not counted.
+fn deep_key_at(text: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let (mut dots, mut quote) = (0usize, None);
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), _) if c == q => quote = None,
+                (None, '.') => dots += 1,
+                (None, '=' | '#') => break,
+                _ => {}
+            }
+        }
+        if dots.saturating_add(1) >= DEEP_KEY {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
 }
 
 /// For TOML syntax errors (no parsed document to walk): the key written on the error's
@@ -276,6 +310,17 @@ mod tests {
         assert_eq!(key_from_line("x = [[[", 5).unwrap(), "x");
         assert_eq!(key_from_line("[t]\n[t]\n", 5).unwrap(), "t");
         assert!(key_from_line("\"q\" = [[", 7).is_none());
+    }
+
+    #[test]
+    fn too_deep_keys_are_found_by_their_dots() {
+        let deep = vec!["k"; DEEP_KEY].join(".");
+        let text = format!("a = \"{}\"\n\"x.y\" = 1\n{deep} = 1\n", ".".repeat(200));
+        assert_eq!(deep_key_at(&text).map(|at| line_of(&text, at)), Some(3));
+        let text = format!("a = 1\n[{deep}]\n");
+        assert_eq!(deep_key_at(&text).map(|at| line_of(&text, at)), Some(2));
+        let shallow = vec!["k"; DEEP_KEY - 1].join(".");
+        assert_eq!(deep_key_at(&format!("{shallow} = 1\n")), None);
     }
 
     #[test]

@@ -77,6 +77,8 @@ fn hostile_single_files() {
             b
         }, "t.toml", "file is 10485760 bytes; the limit is 65536 bytes"),
         ("deeply nested arrays", huge_nesting.into_bytes(), "t.toml:8:lifetime.max", "recursion"),
+        ("deeply dotted key", format!("{BASE}{} = 1\n", vec!["a"; 20_000].join(".")).into_bytes(), "t.toml:7", "nested too deep"),
+        ("deeply dotted table", format!("{BASE}[{}]\n", vec!["a"; 90].join(".")).into_bytes(), "t.toml:7", "nested too deep"),
         ("duplicate key", format!("{BASE}vcpus = 2\n").into_bytes(), "t.toml:7:resources.vcpus", "duplicate key"),
         ("duplicate table", format!("{BASE}[resources]\n").into_bytes(), "t.toml:7:resources", "duplicate key"),
         ("missing backend (no silent default)", BASE.replace("backend = \"microvm\"\n", "").into_bytes(), "t.toml:backend", "missing; there is no default"),
