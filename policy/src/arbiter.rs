@@ -167,12 +167,22 @@ impl Verdict {
 }
 
 impl fmt::Display for Verdict {
-    /// One log line (the room-chosen names escaped by the caller's logger rules: only
-    /// checked names or none reach here unescaped).
+    /// One log line, printable ASCII only: what a room chose (a destination that is not a
+    /// room name, a stored name, a source's refusal) is escaped as the prompt escapes a
+    /// file name (`\u{202e}`, `\\`; a control character is `?`), so no bidirectional
+    /// override or other look-alike text reaches bay0's console.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let clean = |s: &str| -> String {
-            let s = s.chars().map(|c| if c.is_control() { '?' } else { c });
-            s.take(400).collect()
+            let mut out = String::new();
+            for c in s.chars().take(400) {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    ' '..='~' => out.push(c),
+                    c if c.is_control() => out.push('?'),
+                    c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+                }
+            }
+            out
         };
         let to = clean(&String::from_utf8_lossy(self.req.room()));
         let (d, o) = (self.decision, self.outcome.as_str());
@@ -737,6 +747,48 @@ mod tests {
             .reaped(97, false, b"", &"", Some(("work", None)))
             .is_none());
         assert_eq!(a.courier(), Some(77));
+    }
+
+    /// The log line shows room-chosen text escaped: a destination that is not a room name
+    /// (a malformed request) and a source's refusal in the courier's result line, each
+    /// with a right-to-left override, and a stored name with a non-ASCII letter.
+    #[test]
+    fn log_lines_escape_what_a_room_chose() {
+        let w = World::new();
+        let printable = |line: &str| line.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+        let mut a = arbiter();
+        let v = a
+            .request(0, "web", req("w\u{202e}x", "f", 1), |n| w.room(n))
+            .unwrap();
+        let line = v.to_string();
+        assert!(printable(&line), "{line:?}");
+        assert!(
+            line.starts_with("courier: web -> w\\u{202e}x: refused"),
+            "{line}"
+        );
+        for (ok, out, shown) in [
+            (
+                false,
+                "failed the source room web: gpj\u{202e}exe.\\x\n",
+                "yes, failed: the source room web: gpj\\u{202e}exe.\\\\x",
+            ),
+            (
+                true,
+                "delivered caf\u{e9}.txt\n",
+                "yes, delivered: caf\\u{e9}.txt",
+            ),
+        ] {
+            ask(&mut a, &w, 10_000);
+            assert!(matches!(
+                a.key(20_000, true, [1; 16]),
+                Some(Step::Launch(_))
+            ));
+            assert!(a.started(Ok(42)).is_none());
+            let v = a.ended(42, ok, out.as_bytes(), &"exited", None).unwrap();
+            let line = v.to_string();
+            assert!(printable(&line), "{line:?}");
+            assert_eq!(line, format!("courier: web -> work: {shown}"));
+        }
     }
 
     #[test]
