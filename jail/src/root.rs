@@ -115,7 +115,10 @@ fn bind_writable(host: &Path, target: &Path) -> Result<()> {
             host.display()
         )));
     }
-    Ok(())
+    // The VMM's guest writes this file's blocks as it likes: marked, so that the host
+    // kernel never mounts it (a namespace room's vault volume, crate::volume).
+    let fd = sys::open_path(target, libc::O_RDONLY | libc::O_NOFOLLOW)?;
+    sys::mark_guest_disk(&fd, host)
 }
 
 /// Makes the mount at `new_root` this process's root and working directory, the old root

@@ -338,6 +338,56 @@ pub fn kill(pid: i32, sig: i32) -> Result<()> {
     check("kill", unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
+/// The extended attribute that marks a file once given to a microVM as a writable disk:
+/// its guest wrote the file's blocks as it liked, so the host kernel never mounts what it
+/// holds (see [`crate::volume`]). In the `trusted` namespace: only host root
+/// (CAP_SYS_ADMIN in the host's user namespace) reads, sets or removes it, never a room.
+pub const GUEST_DISK: &CStr = c"trusted.anchor.guest-disk";
+
+/// fsetxattr(2): [`GUEST_DISK`] on the open file `fd` (`path` for the error).
+pub fn mark_guest_disk(fd: &OwnedFd, path: &Path) -> Result<()> {
+    let value = b"1";
+    // SAFETY: `fd` is open, the name is NUL-terminated and the value's pointer/length
+    // pair describes `value`; the kernel only reads them during the call.
+    let ret = unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            GUEST_DISK.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    check_path(
+        "mark as a microVM's disk (xattr trusted.anchor.guest-disk)",
+        path,
+        ret,
+    )
+}
+
+/// Whether the open file `fd` carries [`GUEST_DISK`] (`path` for the error).
+pub fn is_guest_disk(fd: &OwnedFd, path: &Path) -> Result<bool> {
+    // SAFETY: `fd` is open and the name NUL-terminated; a NULL buffer of size 0 asks
+    // only for the value's size, so the kernel writes nothing.
+    let ret = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            GUEST_DISK.as_ptr(),
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    match (ret, errno()) {
+        (0.., _) => Ok(true),
+        (_, libc::ENODATA) => Ok(false),
+        (_, errno) => Err(Error::Path {
+            op: "read the xattr trusted.anchor.guest-disk of",
+            path: path.display().to_string(),
+            errno,
+        }),
+    }
+}
+
 /// A read-only loop device for `image`, configured with LOOP_CONFIGURE (autoclear: it
 /// comes apart when its last user, the room's mount, goes away). Returns the device's
 /// open descriptor (to keep it until the mount holds it) and its path.

@@ -6,10 +6,12 @@
 //! it through an autoclear loop device and mounts it at /persist in the room
 //! (nodev, nosuid, noexec). Only the room's root (host uid UID) is mapped into the room,
 //! so the volume's root and everything in it are given to UID:GID before the room starts
-//! (a volume written under another slot's uid, or by a microVM room, stays usable).
+//! (a volume written under another slot's uid stays usable).
 //! A file holding something other than a blank or an ext2/3/4 superblock is refused, but
 //! for a format of ours cut short (anchor-proto `volume`: the mark at its end), which is
-//! formatted again.
+//! formatted again; so is a file that was ever a microVM's disk (the VMM jail marks it,
+//! `trusted.anchor.guest-disk`): its guest wrote its blocks, and the host kernel never
+//! parses a file system a guest made.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt as _;
@@ -82,6 +84,22 @@ fn format_with(file: &Path, mkfs: &Path) -> Result<()> {
     put_mark(file, false)
 }
 
+/// Refuses a file that was a microVM's writable disk ([`sys::GUEST_DISK`]): its guest
+/// wrote every block as it liked (a microVM room's agent formats its own volume), and a
+/// file system made to trip the host kernel's ext4 code would be parsed by the host
+/// kernel, outside every room. Such a volume stays a microVM room's (docs/THREAT-MODEL.md).
+fn refuse_guest_disk(file: &Path) -> Result<()> {
+    let fd = sys::open_path(file, libc::O_RDONLY | libc::O_NOFOLLOW)?;
+    if sys::is_guest_disk(&fd, file)? {
+        return Err(Error::Path {
+            op: "the vault volume was a microVM room's disk, which the host kernel never mounts:",
+            path: file.display().to_string(),
+            errno: libc::EPERM,
+        });
+    }
+    Ok(())
+}
+
 /// Formats `file` if it is blank or a format was cut short (with the mke2fs at `mkfs`);
 /// whether it was formatted now. Refuses anything else but ext.
 fn prepare(file: &Path, mkfs: Option<&Path>) -> Result<bool> {
@@ -114,6 +132,7 @@ fn prepare(file: &Path, mkfs: Option<&Path>) -> Result<bool> {
 /// whether it was formatted now.
 pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<bool> {
     crate::args::regular_file("--volume", file)?;
+    refuse_guest_disk(file)?;
     let formatted = prepare(file, mke2fs().map(Path::new))?;
     let target = new_root.join(MOUNT_POINT);
     if !target.is_dir() {

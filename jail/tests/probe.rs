@@ -194,9 +194,27 @@ fn bad_command_lines_exit_2_with_one_line() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--run-dir DIR"));
 }
 
+/// The value of the jail's trusted.anchor.guest-disk mark on `file`, if any.
+fn guest_disk_mark(file: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+    let mut value = [0u8; 16];
+    // SAFETY: both strings are NUL-terminated and `value` is writable for its length.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"trusted.anchor.guest-disk".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    usize::try_from(n).ok().map(|n| value[..n].to_vec())
+}
+
 /// `--rw`: the one regular file a room's VMM may write (its vault volume). Inside the
 /// jail it can be written up to `--fsize` but not grown, not executed; the rest of the
-/// root stays read-only. A symlink in its place is refused before anything runs.
+/// root stays read-only; the host file is marked as a guest's disk. A symlink in its
+/// place is refused before anything runs.
 #[test]
 fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     need_root();
@@ -220,6 +238,7 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     // Executable by its mode on purpose: only the mount's noexec can stop it running.
     std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::symlink(&volume, dir.0.join("link.img")).unwrap();
+    assert_eq!(guest_disk_mark(&volume), None);
     let room = format!("jr{}", pid % 100_000);
     let jail = |host: &Path, script: &str| {
         remove_cgroups(&room);
@@ -274,6 +293,12 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     );
     let data = std::fs::read(&volume).unwrap();
     assert_eq!((&data[..7], data.len()), (&b"written"[..], 8192));
+    // Marked as a guest's disk: the host kernel never mounts it (tests/room.rs).
+    assert_eq!(
+        guest_disk_mark(&volume).as_deref(),
+        Some(&b"1"[..]),
+        "{context}"
+    );
 
     let out = jail(&dir.0.join("link.img"), "echo ran");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -348,7 +348,8 @@ fn a_broken_room_is_refused_with_one_clear_line() {
 /// formatted on first use, mounted at /persist nodev,nosuid,noexec and owned by the
 /// room's root, its size the quota; the data outlives the room (also under another
 /// slot's uid); the room reaches no other volume, no loop device and no host path; a
-/// volume holding something else, or given through a symlink, is refused.
+/// volume holding something else, given through a symlink, or marked as a microVM's
+/// disk, is refused.
 #[test]
 fn a_namespace_room_keeps_its_vault_volume_and_reaches_no_other() {
     need_root_and_tools();
@@ -491,4 +492,44 @@ fn a_namespace_room_keeps_its_vault_volume_and_reaches_no_other() {
     assert!(std::fs::read(&other)
         .unwrap()
         .starts_with(b"secret of another room"));
+
+    // A volume that was a microVM's disk (the VMM jail marks its --rw file:
+    // tests/probe.rs) holds blocks a guest wrote as it liked: the host kernel never
+    // mounts it, whatever it holds (here the room's own ext4, data and all).
+    mark_guest_disk(&mine);
+    let args = vol(&mine);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let out = run_room_as(&dir.0, &room, &img, 64_200, &args, "echo ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !stdout.contains("ran"),
+        "{stdout}{stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(
+            "the vault volume was a microVM room's disk, which the host kernel never mounts"
+        ) && last.contains(&*mine.to_string_lossy()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("vault volume mounted"), "{stderr}");
+    assert_eq!(loops_of(&mine), Vec::<String>::new());
+}
+
+/// Sets the VMM jail's trusted.anchor.guest-disk mark on `file`, as host root.
+fn mark_guest_disk(file: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated; the value's pointer/length pair is valid.
+    let ret = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"trusted.anchor.guest-disk".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
 }
