@@ -483,13 +483,14 @@ fn two_rooms_run_at_once_and_a_killed_vmm_is_cleaned_up() {
     );
     // The jail's rlimits hold for the VMM (soft = hard): open files, processes of its uid
     // (the policy's 1 vCPU + the VMM's threads: pids.max), no file created or extended, no
-    // core dumps, no locked memory.
+    // core dumps (a core limit of 1 byte: 0 would not stop a core_pattern pipe), no locked
+    // memory.
     let limits = std::fs::read_to_string(format!("/proc/{a}/limits")).unwrap();
     for (name, value) in [
         ("Max open files", "256"),
         ("Max processes", "17"),
         ("Max file size", "0"),
-        ("Max core file size", "0"),
+        ("Max core file size", "1"),
         ("Max locked memory", "0"),
     ] {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();

@@ -308,7 +308,7 @@ fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString]) -> Error {
         sys::dup2(null.as_raw_fd(), libc::STDIN_FILENO)?;
         sys::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO)?;
         sys::set_inheritable(sock.as_raw_fd())?;
-        sys::setrlimit(libc::RLIMIT_CORE, 0)?;
+        sys::setrlimit(libc::RLIMIT_CORE, privs::CORE_LIMIT)?;
         privs::drop_to(cfg.uid, cfg.gid)?;
         sys::seccomp_install("install passt's seccomp filter", PASST_DENY_BPF)?;
         sys::exec(PASST, argv)

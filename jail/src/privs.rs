@@ -31,12 +31,22 @@ impl Default for Rlimits {
     }
 }
 
-/// Applies `rl`, plus no core dumps and no real-time priority.
+/// The core limit of every jailed program: one byte. A limit of 0 stops only core files;
+/// a host core_pattern that pipes to a program (`|/usr/lib/systemd/systemd-coredump ...`)
+/// ignores it, and the kernel runs that program as host root, in the host's namespaces,
+/// with the crashed process's memory (a room's, a VMM's guest memory) on its standard
+/// input. A limit of exactly 1 stops both: the kernel keeps that value to catch a crashing
+/// core helper, and takes no core dump of any kind (core(5); fs/coredump.c). A namespace
+/// room cannot change it (its seccomp filter refuses RLIMIT_CORE to setrlimit and
+/// prlimit64); lowering it to 0 would bring the pipe back.
+pub const CORE_LIMIT: u64 = 1;
+
+/// Applies `rl`, plus no core dumps ([`CORE_LIMIT`]) and no real-time priority.
 pub fn limit(rl: &Rlimits) -> Result<()> {
     sys::setrlimit(libc::RLIMIT_NOFILE, rl.nofile)?;
     sys::setrlimit(libc::RLIMIT_NPROC, rl.nproc)?;
     sys::setrlimit(libc::RLIMIT_FSIZE, rl.fsize)?;
-    sys::setrlimit(libc::RLIMIT_CORE, 0)?;
+    sys::setrlimit(libc::RLIMIT_CORE, CORE_LIMIT)?;
     sys::setrlimit(libc::RLIMIT_RTPRIO, 0)?;
     sys::setrlimit(libc::RLIMIT_MEMLOCK, rl.memlock)
 }

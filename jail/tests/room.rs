@@ -64,6 +64,8 @@ fn the_room_filter_denies_what_it_must_and_keeps_programs_working() {
         "syslog",
         "reboot",
         "ioctl-tiocsti",
+        "setrlimit-core",
+        "prlimit64-core-set",
     ] {
         assert_eq!(answer(case), eperm, "{case} must be denied with EPERM");
     }
@@ -82,9 +84,14 @@ fn the_room_filter_denies_what_it_must_and_keeps_programs_working() {
             "{case} is not in the allow list: ENOSYS"
         );
     }
-    for case in ["getpid", "socket-unix", "socket-inet"] {
+    for case in ["getpid", "socket-unix", "socket-inet", "prlimit64-core-get"] {
         assert_eq!(answer(case), "ok", "{case} must work");
     }
+    assert_eq!(
+        answer("prlimit64-nofile-set"),
+        libc::EFAULT.to_string(),
+        "other limits may be set (the bad address is what fails)"
+    );
     assert_eq!(
         answer("ioctl-tcgets"),
         libc::EBADF.to_string(),

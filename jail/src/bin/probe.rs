@@ -330,6 +330,20 @@ mod raw {
         ("ioctl-tiocsti", || {
             call!(libc::SYS_ioctl, -1, libc::TIOCSTI, 0usize)
         }),
+        // A new core limit is refused (it stays 1 byte); reading it, and other limits, are
+        // not. A non-NULL bad address: a call let through fails with EFAULT.
+        ("setrlimit-core", || {
+            call!(libc::SYS_setrlimit, libc::RLIMIT_CORE, 8usize)
+        }),
+        ("prlimit64-core-set", || {
+            call!(libc::SYS_prlimit64, 0, libc::RLIMIT_CORE, 8usize, 0usize)
+        }),
+        ("prlimit64-core-get", || {
+            call!(libc::SYS_prlimit64, 0, libc::RLIMIT_CORE, 0usize, 0usize)
+        }),
+        ("prlimit64-nofile-set", || {
+            call!(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 8usize, 0usize)
+        }),
         ("ioctl-tcgets", || {
             call!(libc::SYS_ioctl, -1, libc::TCGETS, 0usize)
         }),

@@ -1532,6 +1532,75 @@ pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
     ))
 }
 
+/// The name a crashing child of [`core_dump`] gives itself (`%e` of a core_pattern).
+pub const CRASH_COMM: &str = "escape-crash";
+
+/// A crash must not reach a core dump helper of the host: a core_pattern that starts with
+/// `|` runs its program as host root, in the host's namespaces, with the crashed process's
+/// memory on its standard input, and the kernel ignores a core limit of 0 for it (only a
+/// limit of exactly 1 byte stops it). Two children crash (SIGSEGV): one after setting its
+/// core limit to 0, one after trying to lift it; the kernel's core-dump bit in their
+/// status (or a core file where they crashed) says a dump was taken.
+pub fn core_dump(cx: Context) -> Verdict {
+    const NAME: &str = "core-dump";
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("unreadable: {e}"));
+    let limits = |what: &str| match (
+        sys::soft_rlimit(libc::RLIMIT_CORE),
+        sys::hard_rlimit(libc::RLIMIT_CORE),
+    ) {
+        (Ok(s), Ok(h)) => format!("{what} {s}/{h}"),
+        (Err(e), _) | (_, Err(e)) => format!("{what} {}", describe(e)),
+    };
+    let mut how = vec![format!("core_pattern '{pattern}'"), limits("core limit")];
+    let mut dumped = false;
+    for (i, (core, said)) in [(0, "0"), (libc::RLIM_INFINITY, "unlimited")]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = format!("/tmp/.escape-core-{i}");
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return escaped(
+                NAME,
+                format!("mkdir {dir}: {e}: the attempt proves nothing"),
+            );
+        }
+        let crash = sys::crash_in_child(core, CRASH_COMM, &dir);
+        let files: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        match crash {
+            Err(e) => {
+                return escaped(
+                    NAME,
+                    format!(
+                    "the crashing child did not die of a signal ({}): the attempt proves nothing",
+                    describe(e)
+                ),
+                )
+            }
+            Ok(c) => {
+                dumped |= c.dumped || !files.is_empty();
+                how.push(format!(
+                    "a crash after setting the core limit to {said} ({}): signal {}, {}, core files: {}",
+                    answer("setrlimit", &sys::probe_core_limit(core)),
+                    c.signal,
+                    if c.dumped { "core dumped" } else { "no core dump" },
+                    if files.is_empty() { "none".into() } else { files.join(" ") }
+                ));
+            }
+        }
+    }
+    cx.kernel_facility(NAME, dumped, &how.join("; "))
+}
+
 /// Runs one command line of the probe; the verdicts (or a usage error).
 pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -1605,6 +1674,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         }
         "pid-space" => one(pid_space(rest.first() == Some(&"hold"))),
         "init-memory" => one(init_memory()),
+        "core-dump" => one(core_dump(cx)),
         "socket-families" => one(socket_families(cx)),
         "tty-inject" => one(tty_inject(cx)),
         "umbilical" => one(umbilical()),

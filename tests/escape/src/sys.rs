@@ -906,3 +906,86 @@ pub fn keep_a_thread() -> Answer<()> {
         .map(drop)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EAGAIN))
 }
+
+/// How a crashing child ended: its signal, and whether the kernel took a core dump of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crash {
+    pub signal: i32,
+    pub dumped: bool,
+}
+
+/// Forks a child that first tries to set its core limit to `core` (soft and hard; a
+/// failure is not fatal: what the kernel then does is the answer), names itself `comm` and
+/// dies of SIGSEGV in `dir` (a core file would land there); how it ended.
+pub fn crash_in_child(core: u64, comm: &str, dir: &str) -> Answer<Crash> {
+    let name = c(comm)?;
+    let dir = c(dir)?;
+    // SAFETY: the probe has one thread; the child makes a few system calls and dies.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let lim = libc::rlimit {
+            rlim_cur: core,
+            rlim_max: core,
+        };
+        // SAFETY: a valid struct rlimit; acts on this child alone.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) };
+        // SAFETY: integer arguments; acts on this child alone.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        // SAFETY: a NUL-terminated name the kernel copies (at most 16 bytes).
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::chdir(dir.as_ptr()) };
+        // SAFETY: restores the default action of SIGSEGV in this child.
+        unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        // SAFETY: an integer call; the signal ends this child.
+        unsafe { libc::kill(me, libc::SIGSEGV) };
+        // SAFETY: ends the child (if the signal did not) without the parent's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+    if pid < 0 {
+        return Err(errno());
+    }
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a valid int.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if !libc::WIFSIGNALED(status) {
+        return Err(libc::ECHILD);
+    }
+    Ok(Crash {
+        signal: libc::WTERMSIG(status),
+        dumped: libc::WCOREDUMP(status),
+    })
+}
+
+/// Whether this process could set its core limit to `value` (soft and hard), tried in a
+/// child so that the probe's own limit stays as it was.
+pub fn probe_core_limit(value: u64) -> Answer<()> {
+    // SAFETY: the probe has one thread; the child makes one system call and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let lim = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: a valid struct rlimit; acts on this child alone.
+        let code = if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) } == 0 {
+            0
+        } else {
+            errno().clamp(1, 250)
+        };
+        // SAFETY: ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    if pid < 0 {
+        return Err(errno());
+    }
+    let mut status = 0;
+    // SAFETY: reaps our own child; `status` is a valid int.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}

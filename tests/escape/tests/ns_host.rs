@@ -414,12 +414,13 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
     );
     assert_eq!(sh("ls /sys | wc -l"), "0");
     // The jail's rlimits (soft = hard): open files, processes of the room's uid (its
-    // pids_max), no core dumps; files may grow (the tmpfs size bounds them).
+    // pids_max), no core dumps (a core limit of 1 byte: 0 would not stop a core_pattern
+    // pipe); files may grow (the tmpfs size bounds them).
     let limits = sh("cat /proc/self/limits");
     for (name, value) in [
         ("Max open files", "4096"),
         ("Max processes", "40"),
-        ("Max core file size", "0"),
+        ("Max core file size", "1"),
         ("Max file size", "unlimited"),
     ] {
         let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
