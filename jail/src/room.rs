@@ -15,13 +15,13 @@
 //! The file system: the room's SquashFS image, attached read-only through an autoclear
 //! loop device of its own (never another room's, see [`crate::image`]), is the root; one
 //! tmpfs of half the room's memory holds every writable path (/tmp /run /var /home /root
-//! /dev/shm); /dev is a read-only tmpfs with null, zero,
-//! full, random, urandom and tty bound from the host, a private devpts instance, and
-//! bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's
-//! knobs (/proc/sys, /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys,
-//! kmsg, ...) masked. /sys is not mounted. A vault volume (`--volume`) is mounted at
-//! /persist (see [`crate::volume`]). When the room's last process ends, the mount
-//! namespace goes, and with it every mount, the tmpfs, and (autoclear) the loop device.
+//! /dev/shm); /dev is a read-only tmpfs with null, zero, full, random, urandom and tty
+//! nodes of its own (never the host's), a private devpts instance, and bay0's umbilical
+//! socket; /proc is the room's own (its PID namespace), with the host's knobs (/proc/sys,
+//! /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys, kmsg, ...) masked.
+//! /sys is not mounted. A vault volume (`--volume`) is mounted at /persist (see
+//! [`crate::volume`]). When the room's last process ends, the mount namespace goes, and
+//! with it every mount, the tmpfs, and (autoclear) the loop device.
 
 use std::ffi::CString;
 use std::os::unix::fs::symlink;
@@ -45,8 +45,19 @@ const WRITABLE: [(&str, u32); 5] = [
     ("root", 0o700),
 ];
 
-/// Device nodes bound from the host's /dev into the room's.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The room's device nodes: name, major, minor (Linux's fixed numbers), each made anew in
+/// the room's own /dev (mode 0666, owned by host root), never bound from the host's: a node
+/// shared with the host would share its inode, and so every inotify event of the host's
+/// and every other room's opens and reads of it, and its flock locks (a channel between
+/// rooms, and a view of the host's activity; escape suite: dev-watch, dev-lock).
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// /proc entries the room may read but not write (the host kernel's knobs).
 const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
@@ -328,7 +339,7 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
         )?;
     }
     build_dev(cfg, &new_root.join("dev"), &state)?;
-    build_proc(&new_root.join("proc"))?;
+    build_proc(&new_root.join("proc"), &new_root.join("dev/null"))?;
     if let Some(file) = &cfg.volume {
         let fresh = crate::volume::attach(cfg, file, &new_root)?;
         let how = if fresh {
@@ -366,24 +377,22 @@ fn mount_image(cfg: &Config, image: &Path, new_root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The room's /dev: a few host nodes, its own ptys, shared memory, the umbilical.
+/// The room's /dev: its own device nodes, ptys, shared memory, the umbilical. Its tmpfs
+/// is the one file system of the room that allows device nodes (the nodes the jail makes;
+/// it is read-only before the room runs, and the room could not make one anyway).
 fn build_dev(cfg: &Config, dev: &Path, state: &Path) -> Result<()> {
     sys::mount(
         "mount the room's /dev",
         Some(Path::new("tmpfs")),
         dev,
         Some(c"tmpfs"),
-        NOSUID_NODEV | libc::MS_NOEXEC,
+        libc::MS_NOSUID | libc::MS_NOEXEC,
         Some(c"mode=0755,size=64k,nr_inodes=64"),
     )?;
-    for name in DEVICES {
-        let target = dev.join(name);
-        create_file(&target)?;
-        bind(
-            &Path::new("/dev").join(name),
-            &target,
-            libc::MS_NOSUID | libc::MS_NOEXEC,
-        )?;
+    for (name, major, minor) in DEVICES {
+        let node = dev.join(name);
+        sys::mknod_char(&node, 0o666, major, minor)?;
+        sys::chmod(&node, 0o666)?;
     }
     let pts = dev.join("pts");
     mkdir_all(&pts)?;
@@ -420,13 +429,14 @@ fn build_dev(cfg: &Config, dev: &Path, state: &Path) -> Result<()> {
         None,
         dev,
         None,
-        libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV | libc::MS_NOEXEC,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
         None,
     )
 }
 
-/// The room's /proc: its own processes; the host's knobs read-only, secrets masked.
-fn build_proc(proc: &Path) -> Result<()> {
+/// The room's /proc: its own processes; the host's knobs read-only, secrets masked with
+/// `null` (the room's own /dev/null, not the host's: see [`DEVICES`]).
+fn build_proc(proc: &Path, null: &Path) -> Result<()> {
     let hidden = NOSUID_NODEV | libc::MS_NOEXEC;
     sys::mount(
         "mount the room's /proc",
@@ -453,7 +463,7 @@ fn build_proc(proc: &Path) -> Result<()> {
         match &mask {
             Some(first) => sys::mount("bind", Some(first), &p, None, libc::MS_BIND, None)?,
             None => {
-                bind(Path::new("/dev/null"), &p, libc::MS_RDONLY | hidden)?;
+                bind(null, &p, libc::MS_RDONLY | hidden)?;
                 mask = Some(p);
             }
         }

@@ -23,6 +23,8 @@
 #   neighbour_read=PATH neighbour_lock=PATH   files of the image that another room of the
 #                  same image reads over and over / holds an exclusive flock on (the
 #                  harness starts it there: `anchor-escape-probe neighbour READ LOCK`)
+#   dev_read=PATH dev_lock=PATH   device nodes another room reads over and over / holds an
+#                  exclusive flock on (`anchor-escape-probe neighbour /dev/null /dev/zero`)
 set -u
 here=$(dirname "$0")
 probe="$here/anchor-escape-probe"
@@ -30,6 +32,7 @@ backend=unknown mem_mib=0 pids_max=0 host_pids= marker=/nonexistent-host-marker
 kmsg=no-kmsg-token port=0 token=no-token other=none abstract=anchor-escape-none
 control=/run/anchor/control.sock
 neighbour_read=/etc/anchor-flavour neighbour_lock=/etc/os-release
+dev_read=/dev/null dev_lock=/dev/zero
 for a in "$@"; do
     v=${a#*=}
     case "$a" in
@@ -46,6 +49,8 @@ for a in "$@"; do
         control=*) control=$v ;;
         neighbour_read=*) neighbour_read=$v ;;
         neighbour_lock=*) neighbour_lock=$v ;;
+        dev_read=*) dev_read=$v ;;
+        dev_lock=*) dev_lock=$v ;;
         *) echo "escape.sh: unknown argument $a" >&2; exit 2 ;;
     esac
 done
@@ -121,6 +126,8 @@ p rlimit-raise
 p ns-owner
 p image-watch "$neighbour_read"
 p image-lock "$neighbour_lock"
+p dev-watch "$dev_read"
+p dev-lock "$dev_lock"
 
 # The room's PID 1 (the agent holds bay0's umbilical): its memory and descriptors, a
 # second umbilical, and the signals that would stop or kill it.

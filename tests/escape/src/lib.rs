@@ -1420,7 +1420,25 @@ fn fill_netlink(target: u64, report: &mut dyn FnMut(u64)) -> i32 {
 /// (else the attempt proves nothing, and says so as ESCAPED); before that, for `quiet`,
 /// no event may come.
 pub fn image_watch(cx: Context, file: &str, quiet: Duration) -> Verdict {
-    const NAME: &str = "image-watch";
+    watch("image-watch", cx, file, quiet)
+}
+
+/// The room's device nodes (/dev/urandom, /dev/null, ...) watched as in [`image_watch`]:
+/// a room whose nodes were the host's (bound from its /dev) would see every open and read
+/// of them by the host and by every other room (a channel between rooms, and a view of
+/// the host's activity). `file` is a device another room reads every 20 ms (the
+/// harness's `neighbour`). A microVM's devices are its own kernel's.
+pub fn dev_watch(cx: Context, file: &str, quiet: Duration) -> Verdict {
+    let v = watch("dev-watch", cx, file, quiet);
+    if v.escaped && cx.own_kernel {
+        return cx.kernel_facility("dev-watch", true, &v.detail);
+    }
+    v
+}
+
+fn watch(name: &str, cx: Context, file: &str, quiet: Duration) -> Verdict {
+    let name_owned = name.to_string();
+    let name = name_owned.as_str();
     let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_CLOSE_NOWRITE;
     let what = format!("inotify_add_watch({file}, IN_OPEN|IN_ACCESS|IN_CLOSE_NOWRITE)");
     let fd = match sys::inotify_init().and_then(|fd| {
@@ -1428,7 +1446,7 @@ pub fn image_watch(cx: Context, file: &str, quiet: Duration) -> Verdict {
         Ok(fd)
     }) {
         Ok(fd) => fd,
-        Err(e) => return cx.kernel_facility(NAME, false, &format!("{what}: {}", describe(e))),
+        Err(e) => return cx.kernel_facility(name, false, &format!("{what}: {}", describe(e))),
     };
     let counted = (|| {
         sys::inotify_drain(&fd)?;
@@ -1449,22 +1467,22 @@ pub fn image_watch(cx: Context, file: &str, quiet: Duration) -> Verdict {
         Ok((foreign, sys::inotify_pending(&fd)?))
     })();
     match counted {
-        Err(e) => escaped(NAME, format!("{what}: accepted, then {}: the attempt proves nothing", describe(e))),
+        Err(e) => escaped(name, format!("{what}: accepted, then {}: the attempt proves nothing", describe(e))),
         Ok((_, 0)) => escaped(
-            NAME,
+            name,
             format!("{what}: accepted, but this room's own read of it raised no event: the attempt proves nothing"),
         ),
         Ok((0, own)) => blocked(
-            NAME,
+            name,
             format!(
-                "{what}: {} ms while another room of the image reads it raised no event here (this room's own read: {own} bytes of events)",
+                "{what}: {} ms while another room reads it raised no event here (this room's own read: {own} bytes of events)",
                 quiet.as_millis()
             ),
         ),
         Ok((foreign, _)) => escaped(
-            NAME,
+            name,
             format!(
-                "{what}: {foreign} bytes of events in {} ms from another room's reads of it (rooms share the image's inodes)",
+                "{what}: {foreign} bytes of events in {} ms from another room's reads of it (rooms share its inode)",
                 quiet.as_millis()
             ),
         ),
@@ -1477,26 +1495,36 @@ pub fn image_watch(cx: Context, file: &str, quiet: Duration) -> Verdict {
 /// approves. `file` is a file of the image on which another room of the image holds an
 /// exclusive flock (the harness starts it with the probe's `neighbour`).
 pub fn image_lock(file: &str) -> Verdict {
-    const NAME: &str = "image-lock";
+    lock("image-lock", file)
+}
+
+/// The room's device nodes locked as in [`image_lock`]: a device node shared with the host
+/// and other rooms (bound from the host's /dev) would share their flock locks too. `file`
+/// is a device on which another room holds an exclusive flock (the harness's `neighbour`).
+pub fn dev_lock(file: &str) -> Verdict {
+    lock("dev-lock", file)
+}
+
+fn lock(name: &str, file: &str) -> Verdict {
     let f = match sys::open(file, libc::O_RDONLY | libc::O_CLOEXEC) {
         Ok(f) => f,
         Err(e) => {
             return escaped(
-                NAME,
+                name,
                 format!("open {file}: {}: the attempt proves nothing", describe(e)),
             )
         }
     };
     match sys::flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => blocked(
-            NAME,
-            format!("flock({file}, LOCK_EX|LOCK_NB): taken, though another room of the image holds it: no lock crosses rooms"),
+            name,
+            format!("flock({file}, LOCK_EX|LOCK_NB): taken, though another room holds it: no lock crosses rooms"),
         ),
         Err(e) if e == libc::EWOULDBLOCK => escaped(
-            NAME,
-            format!("flock({file}, LOCK_EX|LOCK_NB): {}: another room's lock is seen here (rooms share the image's inodes)", describe(e)),
+            name,
+            format!("flock({file}, LOCK_EX|LOCK_NB): {}: another room's lock is seen here (rooms share its inode)", describe(e)),
         ),
-        Err(e) => blocked(NAME, format!("flock({file}, LOCK_EX|LOCK_NB): {}", describe(e))),
+        Err(e) => blocked(name, format!("flock({file}, LOCK_EX|LOCK_NB): {}", describe(e))),
     }
 }
 
@@ -1649,6 +1677,8 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "ns-owner" => one(ns_owner(cx)),
         "image-watch" => one(image_watch(cx, arg(0)?, Duration::from_secs(1))),
         "image-lock" => one(image_lock(arg(0)?)),
+        "dev-watch" => one(dev_watch(cx, arg(0)?, Duration::from_secs(1))),
+        "dev-lock" => one(dev_lock(arg(0)?)),
         "neighbour" => {
             let line = neighbour(arg(0)?, arg(1)?)?;
             let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
