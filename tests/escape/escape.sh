@@ -110,6 +110,7 @@ p userfaultfd
 p keyctl
 p open-by-handle
 p proc-sys
+p proc-self-write
 p sys-write
 p sysrq
 p host-kernel-log "$kmsg"

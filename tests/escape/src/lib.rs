@@ -1560,6 +1560,40 @@ pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
     ))
 }
 
+/// The room's own /proc/self files that would give it what it lacks: OOM immunity
+/// (oom_score_adj -1000, which needs CAP_SYS_RESOURCE), new id maps and setgroups (host
+/// ids), other clocks (timens_offsets). Each write must be refused; a value that took is
+/// read back and named.
+pub fn proc_self_write(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut wrote = false;
+    for (file, text) in [
+        ("oom_score_adj", "-1000\n"),
+        ("setgroups", "allow\n"),
+        ("uid_map", "0 0 4294967295\n"),
+        ("gid_map", "0 0 4294967295\n"),
+        ("timens_offsets", "monotonic 86400 0\n"),
+    ] {
+        let path = format!("/proc/self/{file}");
+        let r = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        match r {
+            Ok(()) => {
+                wrote = true;
+                let now = std::fs::read_to_string(&path).unwrap_or_default();
+                how.push(format!("{file}: written (now {:?})", now.trim()));
+            }
+            Err(e) => how.push(format!(
+                "{file}: {}",
+                describe(e.raw_os_error().unwrap_or(0))
+            )),
+        }
+    }
+    cx.kernel_facility("proc-self-write", wrote, &how.join(", "))
+}
+
 /// The name a crashing child of [`core_dump`] gives itself (`%e` of a core_pattern).
 pub const CRASH_COMM: &str = "escape-crash";
 
@@ -1705,6 +1739,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "pid-space" => one(pid_space(rest.first() == Some(&"hold"))),
         "init-memory" => one(init_memory()),
         "core-dump" => one(core_dump(cx)),
+        "proc-self-write" => one(proc_self_write(cx)),
         "socket-families" => one(socket_families(cx)),
         "tty-inject" => one(tty_inject(cx)),
         "umbilical" => one(umbilical()),
