@@ -116,6 +116,10 @@ fn in_room(m: &mut Machine, room: &str, cmd: &str, expect: &str) -> String {
 /// The neighbour for image-watch and image-lock (tests/escape/escape.sh's defaults).
 const NEIGHBOUR: &str =
     "/usr/lib/anchor/escape/anchor-escape-probe neighbour /etc/anchor-flavour /etc/os-release";
+/// The neighbour for dev-watch and dev-lock (escape.sh's defaults): each room's device
+/// nodes are its own.
+const NEIGHBOUR_DEV: &str =
+    "/usr/lib/anchor/escape/anchor-escape-probe neighbour /dev/null /dev/zero";
 
 /// What the attempts aim at, set up by the operator shell on the anchor host.
 fn host_targets(m: &mut Machine) -> (String, String) {
@@ -387,9 +391,16 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
     );
     let other = room_pid(&mut m, "nsroom");
     // The other room of the image reads one of its files over and over and holds a lock
-    // on another: image-watch and image-lock must see neither from this room.
+    // on another, and does the same with /dev/null and /dev/zero: image-watch,
+    // image-lock, dev-watch and dev-lock must see none of it from this room.
     attach(&mut m, "nsroom");
     in_room(&mut m, "nsroom", NEIGHBOUR, "NEIGHBOUR reading");
+    in_room(
+        &mut m,
+        "nsroom",
+        NEIGHBOUR_DEV,
+        "NEIGHBOUR reading /dev/null",
+    );
     detach(&mut m, "nsroom");
     attach(&mut m, "nsauto");
     in_room(&mut m, "nsauto", "id", "uid=0(root) gid=0(root)");
