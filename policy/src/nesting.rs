@@ -7,6 +7,7 @@
 
 use std::fmt::Display;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use crate::error::{PolicyError, Problem, ProblemKind};
@@ -69,12 +70,18 @@ pub fn file_label(path: &Path) -> String {
 pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, Problem> {
     let label = file_label(path);
     let fail = |what: &str, e: &dyn Display| Problem::file(&label, format!("cannot {what}: {e}"));
-    // Checked before opening so that a FIFO cannot block the open.
-    let meta = std::fs::metadata(path).map_err(|e| fail("read", &e))?;
+    // Opened without blocking (a FIFO, even one swapped in for the file a moment before,
+    // would block the open until some writer came), then checked through the descriptor:
+    // what is read is what was checked.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| fail("read", &e))?;
+    let meta = file.metadata().map_err(|e| fail("read", &e))?;
     if !meta.is_file() {
         return Err(Problem::file(&label, "not a regular file"));
     }
-    let file = std::fs::File::open(path).map_err(|e| fail("open", &e))?;
     let limit = u64::try_from(MAX_FILE_BYTES)
         .unwrap_or(u64::MAX)
         .saturating_add(1);

@@ -123,6 +123,16 @@ fn unreadable_and_special_files_rejected() {
     has(&load(&dir).unwrap_err(), &dir, ": not a regular file");
     let zero = Path::new("/dev/zero");
     has(&load(zero).unwrap_err(), zero, ": not a regular file");
+    // A FIFO no one writes: refused at once, never waited on (the open does not block,
+    // and the check is made on what was opened, so a FIFO swapped in for a checked
+    // file cannot hold the reader either).
+    let fifo = tempdir().join("fifo.toml");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    has(&load(&fifo).unwrap_err(), &fifo, ": not a regular file");
+    std::fs::remove_file(&fifo).unwrap();
 }
 
 #[test]
