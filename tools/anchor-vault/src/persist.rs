@@ -228,10 +228,18 @@ pub fn ensure_volume(
         .write(true)
         .mode(0o600)
         // A symlink in place of the volume is refused (ELOOP): its target is not ours
-        // to resize, and bay0 would not grant it to a room anyway.
-        .custom_flags(libc::O_NOFOLLOW)
+        // to resize, and bay0 would not grant it to a room anyway. O_NONBLOCK: a FIFO
+        // in its place must be refused, not waited on (a blocking open waits for a
+        // reader for ever); only a regular file is a volume.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(&path)
+        .map_err(|e| PersistError::Io(path.clone(), not_regular_if_fifo(e)))?;
+    let meta = file
+        .metadata()
         .map_err(|e| PersistError::Io(path.clone(), e))?;
+    if !meta.is_file() {
+        return Err(PersistError::Io(path, not_regular()));
+    }
     file.set_len(size)
         .and_then(|()| file.sync_all())
         .map_err(|e| PersistError::Io(path.clone(), e))?;
@@ -243,6 +251,19 @@ pub fn ensure_volume(
             Ensured::Created
         },
     ))
+}
+
+fn not_regular() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")
+}
+
+/// ENXIO is what a non-blocking write open of a FIFO without a reader says; EISDIR a
+/// directory's: both are "not a regular file" to the reader of the error.
+fn not_regular_if_fifo(e: std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(libc::ENXIO | libc::EISDIR) => not_regular(),
+        _ => e,
+    }
 }
 
 /// Make the volumes the policies in `dir` ask for, each once with the largest quota any
@@ -298,6 +319,7 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn volumes_are_sparse_quota_sized_and_never_shrink() {
@@ -326,6 +348,54 @@ mod tests {
             ensure_volume(root, "../etc", 1 << 20),
             Err(PersistError::BadName(_))
         ));
+    }
+
+    /// A volume file that is a FIFO is refused as not a regular file, never opened for
+    /// writing: a blocking open would wait for a reader for ever (the unlock dialog makes
+    /// the policies' volumes: boot hung). The test holds a reader open so that the old
+    /// blocking open returns and the test fails instead of hanging.
+    #[test]
+    fn a_volume_file_that_is_a_fifo_is_refused_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let vols = root.join(VOLUMES);
+        std::fs::create_dir_all(&vols).unwrap();
+        let fifo = vols.join("work.img");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let e = ensure_volume(root, "work", 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("work.img") && e.contains("not a regular file"),
+            "{e}"
+        );
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        // Without a reader (at boot, nobody reads it) it is refused too, not waited on.
+        drop(reader);
+        let e = ensure_volume(root, "work", 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("work.img") && e.contains("not a regular file"),
+            "{e}"
+        );
+        // A directory in its place is refused the same way.
+        std::fs::create_dir(vols.join("dir.img")).unwrap();
+        let e = ensure_volume(root, "dir", 1 << 20).unwrap_err().to_string();
+        assert!(
+            e.contains("dir.img") && e.contains("not a regular file"),
+            "{e}"
+        );
     }
 
     #[test]
