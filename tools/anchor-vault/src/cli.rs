@@ -166,10 +166,11 @@ pub enum VolumeCommand {
     /// room's extra disk). Grows a volume whose quota grew; never shrinks one.
     Attach {
         /// The volume (a name like a room's: a-z, 0-9 and -).
+        #[arg(value_parser = volume_name)]
         name: String,
         /// Its quota: a whole number of MiB, written like a policy's (e.g. 512MiB, 8GiB).
-        #[arg(long, value_name = "SIZE")]
-        size: String,
+        #[arg(long, value_name = "SIZE", value_parser = quota)]
+        size: u64,
     },
     /// List volumes: NAME QUOTA_BYTES USED_BYTES PATH.
     List,
@@ -187,10 +188,28 @@ pub enum AuditCommand {
         #[arg(long)]
         event: String,
         /// KEY=VALUE fields.
-        fields: Vec<String>,
+        #[arg(value_parser = key_value)]
+        fields: Vec<(String, String)>,
     },
     /// Check /persist's log against the TPM anchor and anchor its new records.
     Anchor,
     /// Print the TPM anchor: `counter=N head=HEX`.
     TpmState,
+}
+
+/// A volume NAME: a name like a room's (a usage error otherwise, before anything is done).
+fn volume_name(text: &str) -> Result<String, String> {
+    anchor_policy::Name::parse(text).map(|n| n.as_str().to_owned())
+}
+
+/// A volume quota in bytes, written like a policy's size.
+fn quota(text: &str) -> Result<u64, String> {
+    anchor_policy::ByteSize::parse(text).map(anchor_policy::ByteSize::bytes)
+}
+
+/// An audit field: KEY=VALUE.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }

@@ -113,9 +113,7 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
         }
         Command::Status => print(&commands::status(&paths, tcti)),
         Command::Volume(VolumeCommand::Attach { name, size }) => {
-            let bytes = anchor_policy::ByteSize::parse(size)
-                .map_err(|e| VaultError::Refused(format!("--size {size}: {e}")))?;
-            print(&commands::volume_ensure(&paths, name, bytes.bytes())?)
+            print(&commands::volume_ensure(&paths, name, *size)?)
         }
         Command::Volume(VolumeCommand::List) => print(&commands::volume_list(&paths)?),
         Command::Audit(AuditCommand::Append {
@@ -125,11 +123,8 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
         }) => {
             let mut e = Event::new(event, &[]);
             e.actor.clone_from(actor);
-            for f in fields {
-                let (k, v) = f
-                    .split_once('=')
-                    .ok_or_else(|| VaultError::Refused(format!("field {f:?} is not KEY=VALUE")))?;
-                e.fields.push((k.to_owned(), v.as_bytes().to_vec()));
+            for (k, v) in fields {
+                e.fields.push((k.clone(), v.as_bytes().to_vec()));
             }
             print(&commands::audit_append(&paths, &e)?)
         }

@@ -169,3 +169,37 @@ fn unlock_tries_0_is_a_usage_error() {
     assert_eq!(r.code, Some(2), "{}", r.out);
     assert!(r.out.contains("--tries"), "{}", r.out);
 }
+
+/// A volume NAME that is not a name, a --size that is not a size and an audit field that
+/// is not KEY=VALUE are usage errors (exit 2, as the help says), each naming what it
+/// refused, found before anything else is looked at (a bad name was answered with "the
+/// vault is not open", exit 1).
+#[test]
+fn bad_volume_and_audit_arguments_are_usage_errors() {
+    let d = tempfile::tempdir().unwrap();
+    for (args, names) in [
+        (
+            &["volume", "attach", "../etc", "--size", "1MiB"][..],
+            "../etc",
+        ),
+        (
+            &["volume", "attach", "work", "--size", "12foo"][..],
+            "12foo",
+        ),
+        (&["volume", "attach", "work", "--size", "0MiB"][..], "0MiB"),
+        (
+            &["audit", "append", "--event", "ok", "novalue"][..],
+            "novalue",
+        ),
+    ] {
+        let out = vault(args, d.path());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(names), "{args:?}: {text}");
+        assert!(!d.path().join("pre.log").exists(), "{args:?}: log written");
+    }
+}
