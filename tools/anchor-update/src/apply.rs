@@ -101,6 +101,12 @@ pub enum ApplyError {
         temp: String,
         slot_file: String,
     },
+    /// A file clean would remove is a directory (or cannot be looked at): found before
+    /// anything is removed, so a refused update never leaves the other slot emptied.
+    NotRemovable {
+        path: String,
+        why: String,
+    },
     Esp(EspError),
     /// Another apply holds the ESP.
     Busy,
@@ -153,6 +159,11 @@ impl fmt::Display for ApplyError {
                 "update refused, nothing written: the leftover {temp} has the same bytes as \
                  {slot_file}, probably a rename cut short by a power loss (both names on the \
                  same clusters); check the ESP with fsck.vfat before updating"
+            ),
+            ApplyError::NotRemovable { path, why } => write!(
+                f,
+                "update refused, nothing written: {path} cannot be removed to make room for \
+                 the update ({why}); remove it by hand"
             ),
             ApplyError::Esp(e) => write!(f, "{e}"),
             ApplyError::Busy => f.write_str(
@@ -253,6 +264,7 @@ pub fn apply(
     }
     check_space(esp, &state, target, image.len() as u64)?;
     check_twins(esp, &state)?;
+    check_removable(esp, &state, target)?;
     obs.after(
         Step::Verify,
         &format!("update {path}: signed by our key, version {version}, for slot {target}"),
@@ -370,6 +382,29 @@ fn check_twins(esp: &Esp, state: &EspState) -> Result<(), ApplyError> {
                     });
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every file clean will remove (the target slot's files and the leftovers) can be
+/// removed: a directory under such a name would stop clean half-way, after the target's
+/// image was already gone.
+fn check_removable(esp: &Esp, state: &EspState, target: Slot) -> Result<(), ApplyError> {
+    let names = state
+        .files(target)
+        .iter()
+        .map(|f| &f.file)
+        .chain(state.temps.iter());
+    for name in names {
+        let path = esp.entry_path(name);
+        let refuse = |why: String| ApplyError::NotRemovable {
+            path: path.display().to_string(),
+            why,
+        };
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| refuse(e.to_string()))?;
+        if meta.is_dir() {
+            return Err(refuse("a directory, not an image".to_string()));
         }
     }
     Ok(())

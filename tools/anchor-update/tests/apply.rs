@@ -766,3 +766,41 @@ fn a_write_cut_short_leaves_no_half_written_file() {
     assert!(err.starts_with("anchor-update: error: write "), "{err}");
     assert_eq!(w.listing(), before);
 }
+
+/// Something clean cannot remove (a directory named like a leftover or a slot file: an
+/// ESP may hold anything) refuses the update before anything is removed. Clean removed
+/// the other slot's image first and then failed on the leftover: a refused update had
+/// left the machine with one bootable image instead of two.
+#[test]
+fn a_leftover_clean_cannot_remove_refuses_before_anything_is_removed() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "2", &w.k));
+    w.put("anchor-B.efi", &uki(w.dir.path(), "1", &w.k));
+    let names = |w: &World| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(w.esp.entry_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    for odd in ["anchor-B.efi.new", "anchor-B+0-3.efi"] {
+        std::fs::create_dir(w.esp.entry_path(odd)).unwrap();
+        let before = names(&w);
+        let e = apply::apply(
+            &w.esp,
+            v3.to_str().unwrap(),
+            &w.trust(),
+            &running(Slot::A, "2"),
+            3,
+            &mut Quiet,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("nothing written"), "{odd}: {text}");
+        assert!(text.contains(odd), "{odd}: {text}");
+        assert_eq!(names(&w), before, "{odd}: the ESP changed");
+        std::fs::remove_dir(w.esp.entry_path(odd)).unwrap();
+    }
+}
