@@ -50,6 +50,12 @@ impl fmt::Display for Recovery {
 pub enum BlessError {
     /// The slot that booted has no file on the ESP (renamed behind our back?).
     Missing(EntryName),
+    /// The slot that booted is under several names (a counter rename cut short by a
+    /// power loss: FAT has no atomic rename, both names may share the same clusters).
+    Several {
+        slot: Slot,
+        files: Vec<String>,
+    },
     Esp(EspError),
 }
 
@@ -61,6 +67,14 @@ impl fmt::Display for BlessError {
                 "the booted slot {} ({}) is not on the ESP",
                 e.slot,
                 e.file_name()
+            ),
+            BlessError::Several { slot, files } => write!(
+                f,
+                "the booted slot {slot} is under {} names ({}), probably a counter rename \
+                 cut short by a power loss (both names on the same clusters): not blessed; \
+                 check the ESP with fsck.vfat",
+                files.len(),
+                files.join(", ")
             ),
             BlessError::Esp(e) => write!(f, "{e}"),
         }
@@ -84,7 +98,16 @@ pub fn bless(
 ) -> Result<Result<Blessed, Recovery>, BlessError> {
     let state = esp.scan()?;
     let slot = booted.slot;
-    let mine = state.single(slot).ok_or(BlessError::Missing(booted))?;
+    let mine = match state.files(slot) {
+        [one] => one,
+        [] => return Err(BlessError::Missing(booted)),
+        several => {
+            return Err(BlessError::Several {
+                slot,
+                files: several.iter().map(|f| f.file.clone()).collect(),
+            })
+        }
+    };
     let left = match mine.entry.counter {
         Counter::Good => return Ok(Ok(Blessed::AlreadyGood(slot))),
         Counter::Counting { left, .. } => left,
@@ -205,6 +228,29 @@ mod tests {
         assert!(bless(&esp, e("anchor-A+0-3.efi"), Err("x".into()))
             .unwrap()
             .is_err());
+    }
+
+    /// A power cut inside a counter rename (FAT has no atomic rename) can leave the booted
+    /// slot under two names. bless said "the booted slot B is not on the ESP", which is
+    /// false: the error names the files and what to do, and nothing is renamed.
+    #[test]
+    fn a_booted_slot_under_two_names_is_named_not_called_missing() {
+        let files = ["anchor-A.efi", "anchor-B+1-2.efi", "anchor-B+2-1.efi"];
+        let (_d, esp) = esp_with(&files);
+        let err = bless(&esp, e("anchor-B+1-2.efi"), Ok(())).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("not on the ESP"), "{text}");
+        assert!(
+            text.contains("anchor-B+1-2.efi") && text.contains("anchor-B+2-1.efi"),
+            "{text}"
+        );
+        assert!(text.contains("fsck.vfat"), "{text}");
+        let mut names: Vec<String> = std::fs::read_dir(esp.entry_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, files);
     }
 
     #[test]
