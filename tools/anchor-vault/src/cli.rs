@@ -103,12 +103,17 @@ pub struct CreateArgs {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub argon2_lanes: u32,
-    /// TPM dictionary-attack: failures before lockout (set only if nobody owns the
-    /// TPM's lockout authorization yet).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    /// TPM dictionary-attack: failures before lockout, at least 1 (set only if nobody
+    /// owns the TPM's lockout authorization yet).
+    // 0 puts every DA-protected authorization in lockout for good: the passphrase would
+    // never open the vault.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub tpm_max_tries: u32,
-    /// TPM dictionary-attack: seconds after which one failure is forgiven.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// TPM dictionary-attack: seconds after which one failure is forgiven, at least 1.
+    // 0 is the TPM's "dictionary-attack protection off": failures are not even counted.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub tpm_recovery_secs: u32,
 }
 

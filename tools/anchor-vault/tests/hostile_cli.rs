@@ -203,3 +203,29 @@ fn bad_volume_and_audit_arguments_are_usage_errors() {
         assert!(!d.path().join("pre.log").exists(), "{args:?}: log written");
     }
 }
+
+/// `--tpm-recovery-secs 0` and `--tpm-max-tries 0` are usage errors, refused before
+/// anything is asked or written. To a TPM, a recovery time of 0 disables dictionary-attack
+/// protection (failures are never counted: unlimited passphrase guesses), and 0 tries
+/// locks every DA-protected authorization out for good (the passphrase never opens the
+/// vault); the help read "seconds after which one failure is forgiven", and init said
+/// "one forgiven every 0 s".
+#[test]
+fn a_tpm_lockout_setting_that_disables_or_bricks_the_lockout_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let disk = common::disk(d.path(), 40);
+    let pass = format!("{0}\n{0}\n\n", common::PASS);
+    for flag in ["--tpm-recovery-secs", "--tpm-max-tries"] {
+        let mut args = vec!["init", "--no-open", flag, "0"];
+        args.extend_from_slice(&common::CHEAP);
+        let r = common::run_with(&disk, None, d.path(), &args, &pass);
+        assert_eq!(r.code, Some(2), "{flag} 0: {}", r.out);
+        assert!(r.out.contains(flag), "{flag} 0: {}", r.out);
+        assert!(!r.out.contains("RECOVERY KEY"), "{flag} 0: {}", r.out);
+        let bytes = std::fs::read(&disk).unwrap();
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "{flag} 0: the disk was written"
+        );
+    }
+}
