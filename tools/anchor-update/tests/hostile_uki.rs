@@ -89,3 +89,39 @@ fn anchor_uki_refuses_a_fifo() {
         assert_eq!(err, format!("anchor-uki: {f}: not a regular file\n"));
     }
 }
+
+/// `anchor-uki finalize` writes its temporary file only as a new file: a symlink planted
+/// under the temporary name (`.NAME.finalize` beside the UKI) was followed, so the file
+/// it pointed to was truncated and overwritten with the UKI, and the symlink was then
+/// renamed over the UKI. Now a leftover under that name is removed (never followed) and
+/// the UKI is replaced by a regular file.
+#[test]
+fn finalize_never_writes_through_a_symlink_at_its_temporary_name() {
+    let d = tempfile::tempdir().unwrap();
+    let uki = d.path().join("anchor.efi");
+    let mut bytes = std::fs::read(STUB).unwrap();
+    let pe = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
+    bytes[pe + 8..pe + 12].copy_from_slice(&0x6000_0000u32.to_le_bytes());
+    std::fs::write(&uki, &bytes).unwrap();
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, d.path().join(".anchor.efi.finalize")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"))
+        .arg("finalize")
+        .arg(&uki)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious",
+        "written through"
+    );
+    let meta = std::fs::symlink_metadata(&uki).unwrap();
+    assert!(meta.file_type().is_file(), "the UKI is now {meta:?}");
+    let done = std::fs::read(&uki).unwrap();
+    assert_eq!(done.len(), bytes.len());
+    assert_ne!(done, bytes, "not finalized");
+    assert!(!d.path().join(".anchor.efi.finalize").exists());
+}

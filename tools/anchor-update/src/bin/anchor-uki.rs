@@ -75,7 +75,10 @@ fn read(p: &Path) -> Result<Vec<u8>, String> {
 
 /// Replace the file at `path` with `bytes`, whole or not at all: a write cut short (a full
 /// disk, a kill) must not leave half a UKI where the whole one was. The bytes go to a
-/// sibling temporary file (same permissions), synced, then renamed over `path`.
+/// sibling temporary file (same permissions), synced, then renamed over `path`, and the
+/// directory synced. The temporary file is always a new one: whatever is under its name
+/// (a leftover of a killed run, a symlink planted there) is removed, never written
+/// through.
 fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let perms = std::fs::metadata(path)?.permissions();
@@ -83,12 +86,24 @@ fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     name.push(path.file_name().unwrap_or_default());
     name.push(".finalize");
     let temp = path.with_file_name(name);
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let written = (|| {
-        let mut f = std::fs::File::create(&temp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         f.set_permissions(perms)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
