@@ -289,6 +289,15 @@ pub fn lock(paths: &Paths) -> Result<String, VaultError> {
     if persist::is_open(&paths.mount) {
         sys::umount(&paths.mount).map_err(|e| persist::PersistError::Io(paths.mount.clone(), e))?;
     }
+    // Not open: nothing to close (libcryptsetup, asked to, fails with EINVAL and lines
+    // of its own on stderr).
+    let mapper = persist::mapper_path(&paths.mapper);
+    if std::fs::symlink_metadata(&mapper).is_err() {
+        return Ok(format!(
+            "the vault is not open ({} does not exist): nothing to close",
+            mapper.display()
+        ));
+    }
     match luks::deactivate(&paths.disk, &paths.mapper) {
         Ok(()) => Ok("vault closed".to_owned()),
         Err(LuksError::Crypt(_, e)) => Err(VaultError::Refused(format!(

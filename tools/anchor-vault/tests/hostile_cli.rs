@@ -229,3 +229,27 @@ fn a_tpm_lockout_setting_that_disables_or_bricks_the_lockout_is_a_usage_error() 
         );
     }
 }
+
+/// `lock` when the vault is not open says so in one line naming the mapper device, and
+/// succeeds (the vault is closed): it asked libcryptsetup to deactivate a device that does
+/// not exist and printed "closing anchor-vault: IO error occurred: Invalid argument"
+/// after libcryptsetup's own lines on stderr, exit 1.
+#[test]
+fn lock_when_the_vault_is_not_open_says_so_in_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let disk = common::disk(d.path(), 1);
+    let mapper = "anchor-vault-test-never-opened";
+    let out = vault(
+        &["lock", "--disk", disk.to_str().unwrap(), "--mapper", mapper],
+        d.path(),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(&format!("/dev/mapper/{mapper}")), "{text}");
+    assert!(text.contains("not open"), "{text}");
+}
