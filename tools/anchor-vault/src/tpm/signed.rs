@@ -186,8 +186,16 @@ impl PcrKey {
 
     /// Read a PEM file.
     pub fn read(path: &Path) -> Result<PcrKey, SignedError> {
-        let text = std::fs::read_to_string(path)
+        // A regular file of at most 1 MiB (a PEM key is a few hundred bytes): a FIFO or
+        // a device is refused, not waited on or read without bound.
+        let bytes = anchor_update::esp::read_regular(path, 1 << 20)
             .map_err(|e| SignedError::KeyUnreadable(path.to_owned(), e))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            SignedError::KeyUnreadable(
+                path.to_owned(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+            )
+        })?;
         PcrKey::from_pem(&text)
     }
 
@@ -273,10 +281,9 @@ pub enum PcrSignature {
 impl PcrSignature {
     /// Read `path` (at most 1 MiB).
     pub fn read(path: &Path) -> PcrSignature {
-        let text = match std::fs::read(path) {
-            Ok(b) if b.len() > 1 << 20 => {
-                return PcrSignature::Malformed(path.to_owned(), "larger than 1 MiB".into())
-            }
+        // A regular file of at most 1 MiB: a FIFO or a device is refused, not waited on
+        // or read without bound.
+        let text = match anchor_update::esp::read_regular(path, 1 << 20) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return PcrSignature::Missing(path.to_owned())
@@ -437,6 +444,31 @@ mod tests {
         assert!(e.to_string().contains("none.json is missing"), "{e}");
         assert_eq!(e.reason(), "no-signed-pcr-policy");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The signature file (`--pcr-signature`) and the public key (`--pcr-public-key`)
+    /// are read only if they are regular files: a FIFO is refused, not waited on or read
+    /// (it blocked until a writer came, and a device like /dev/zero was read without
+    /// bound before the 1 MiB check). The FIFO here is fed, so the old read returned.
+    #[test]
+    fn a_signature_or_key_that_is_not_a_regular_file_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = anchor_testkit::Fifo::fed(&dir.path().join("sig.fifo"), b"{}");
+        let path = fifo.path().to_owned();
+        let sig = PcrSignature::read(&path);
+        let key = PcrKey::read(&path).map(|_| ()).unwrap_err().to_string();
+        drop(fifo);
+        match sig {
+            PcrSignature::Malformed(p, why) => {
+                assert_eq!(p, path);
+                assert!(why.contains("not a regular file"), "{why}");
+            }
+            other => panic!("a fifo was read: {other:?}"),
+        }
+        assert!(
+            key.contains("sig.fifo") && key.contains("not a regular file"),
+            "{key}"
+        );
     }
 
     #[test]
