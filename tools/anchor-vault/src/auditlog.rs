@@ -104,9 +104,28 @@ impl Event {
     }
 }
 
+/// A log is a regular file: a FIFO (or a device) under its name is refused, not read (a
+/// read of a FIFO opened read-write, as the writers open a log, waits for ever).
+fn regular(file: &File) -> std::io::Result<()> {
+    if file.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}
+
 fn read_all(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
-    match File::open(path) {
+    // O_NONBLOCK: a FIFO must be refused, not waited on in open(2).
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    match opened {
         Ok(mut f) => {
+            regular(&f).map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
             let mut buf = Vec::new();
             f.read_to_end(&mut buf)
                 .map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
@@ -138,6 +157,7 @@ impl LogFile {
             std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
         }
         let mut file = anchor_sys::audit::open_locked(path).map_err(io)?;
+        regular(&file).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let chain = if bytes.is_empty() {
@@ -369,6 +389,7 @@ fn carry_over(pre_unlock: &Path, log: &mut LogFile) -> Result<u64, AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
     }
     let mut pre = anchor_sys::audit::open_locked(pre_unlock).map_err(io)?;
+    regular(&pre).map_err(io)?;
     let mut bytes = Vec::new();
     pre.read_to_end(&mut bytes).map_err(io)?;
     let (good_len, problem) = match verify(&bytes) {
@@ -431,7 +452,12 @@ pub fn anchor_lock(log_path: &Path) -> Result<File, AuditError> {
 /// The log at `path` as it stands between two appends (read under the writers' lock).
 pub fn read_whole(path: &Path) -> Result<Vec<u8>, AuditError> {
     let io = |e| AuditError::Io(path.to_path_buf(), e);
-    let mut file = File::open(path).map_err(io)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    regular(&file).map_err(io)?;
     anchor_sys::audit::flock_within(&file, true, anchor_sys::audit::LOCK_WAIT_MS).map_err(io)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io)?;

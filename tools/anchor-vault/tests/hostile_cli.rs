@@ -253,3 +253,27 @@ fn lock_when_the_vault_is_not_open_says_so_in_one_line() {
     assert!(text.contains(&format!("/dev/mapper/{mapper}")), "{text}");
     assert!(text.contains("not open"), "{text}");
 }
+
+/// An audit log that is not a regular file (here `--pre-log` names a FIFO) is refused in
+/// one line naming it: `audit append` opened it read-write (which does not block on a
+/// FIFO) and then waited for ever to read the log it would append to.
+#[test]
+fn an_audit_log_that_is_a_fifo_is_refused_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("pre.log");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = vault(&["audit", "append", "--event", "test", "k=v"], d.path());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(&fifo.display().to_string()) && text.contains("not a regular file"),
+        "{text}"
+    );
+}
