@@ -108,8 +108,14 @@ fn bind_writable(host: &Path, target: &Path) -> Result<()> {
     sys::mount("bind", Some(host), target, None, libc::MS_BIND, None)?;
     let rw = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount("restrict a writable bind", None, target, None, rw, None)?;
-    let shown = std::fs::metadata(target).map_err(|e| io_err("stat", target, &e))?;
-    if (shown.dev(), shown.ino()) != checked || !shown.is_file() {
+    // Opened once (never blocking, should a FIFO have been swapped in): the identity is
+    // checked and the mark set on what was opened.
+    let shown = std::fs::File::from(sys::open_path(
+        target,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    )?);
+    let meta = shown.metadata().map_err(|e| io_err("stat", target, &e))?;
+    if (meta.dev(), meta.ino()) != checked || !meta.is_file() {
         return Err(Error::Usage(format!(
             "--rw: {} changed while it was being mounted",
             host.display()
@@ -117,8 +123,7 @@ fn bind_writable(host: &Path, target: &Path) -> Result<()> {
     }
     // The VMM's guest writes this file's blocks as it likes: marked, so that the host
     // kernel never mounts it (a namespace room's vault volume, crate::volume).
-    let fd = sys::open_path(target, libc::O_RDONLY | libc::O_NOFOLLOW)?;
-    sys::mark_guest_disk(&fd, host)
+    sys::mark_guest_disk(&shown, host)
 }
 
 /// Makes the mount at `new_root` this process's root and working directory, the old root

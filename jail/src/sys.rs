@@ -345,7 +345,7 @@ pub fn kill(pid: i32, sig: i32) -> Result<()> {
 pub const GUEST_DISK: &CStr = c"trusted.anchor.guest-disk";
 
 /// fsetxattr(2): [`GUEST_DISK`] on the open file `fd` (`path` for the error).
-pub fn mark_guest_disk(fd: &OwnedFd, path: &Path) -> Result<()> {
+pub fn mark_guest_disk(fd: &impl AsRawFd, path: &Path) -> Result<()> {
     let value = b"1";
     // SAFETY: `fd` is open, the name is NUL-terminated and the value's pointer/length
     // pair describes `value`; the kernel only reads them during the call.
