@@ -99,6 +99,18 @@ fn source(mut s: UnixStream, data: Vec<u8>, pause_at: usize, go: mpsc::Receiver<
     }
 }
 
+/// The courier's exit status and all it wrote on stderr.
+fn finish(child: &mut Child) -> (std::process::ExitStatus, String) {
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap(), err)
+}
+
 fn status_of(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
 }
@@ -188,14 +200,7 @@ fn the_courier_runs_unprivileged_confined_and_delivers() {
     go.send(()).unwrap();
     s.join().unwrap();
     a.join().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
+    let (status, err) = finish(&mut child);
     assert!(status.success(), "{status:?} {err}");
     assert_eq!(err, "delivered item.bin\n");
     assert_eq!(std::fs::read(dir.join("Incoming/item.bin")).unwrap(), data);
@@ -275,14 +280,7 @@ fn an_item_named_like_the_help_flag_is_carried() {
         let s = std::thread::spawn(move || source(src, d, 0, wait));
         let h = home.clone();
         let a = std::thread::spawn(move || agent::handle_data(&mut dst, &h));
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = child.wait().unwrap();
+        let (status, err) = finish(&mut child);
         a.join().unwrap();
         assert!(status.success(), "{name}: {status:?} {err}");
         assert_eq!(err, format!("delivered {name}\n"));

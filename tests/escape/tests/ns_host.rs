@@ -97,16 +97,20 @@ fn the_escape_suite_finds_every_wall_of_a_namespace_room_standing() {
     // see neither from this room. The lock is checked on the host: it exists, on the
     // other room's own device.
     let mut o = Console::attach(&b, other);
-    let (out, status) = o.run(
-        &format!("{PROBE} neighbour /etc/anchor-flavour /etc/os-release"),
-        "",
-        Duration::from_secs(20),
-    );
-    assert_eq!(status, 0, "{out:?}");
-    assert!(
-        out.iter().any(|l| l.starts_with("NEIGHBOUR reading")),
-        "{out:?}"
-    );
+    // Starts the other room's probe reading `read` over and over and locking `lock`.
+    let mut neighbour = |read: &str, lock: &str| {
+        let (out, status) = o.run(
+            &format!("{PROBE} neighbour {read} {lock}"),
+            "",
+            Duration::from_secs(20),
+        );
+        assert_eq!(status, 0, "{out:?}");
+        assert!(
+            out.iter().any(|l| l.starts_with("NEIGHBOUR reading")),
+            "{out:?}"
+        );
+    };
+    neighbour("/etc/anchor-flavour", "/etc/os-release");
     // /proc/locks names a file's device as `MAJ:MIN:` in hex.
     let (maj, min) = root_device(b.room_pid(other))
         .split_once(':')
@@ -123,16 +127,7 @@ fn the_escape_suite_finds_every_wall_of_a_namespace_room_standing() {
 
     // And opens /dev/null over and over, holding an exclusive flock on /dev/zero
     // (dev-watch and dev-lock: each room's device nodes must be its own).
-    let (out, status) = o.run(
-        &format!("{PROBE} neighbour /dev/null /dev/zero"),
-        "",
-        Duration::from_secs(20),
-    );
-    assert_eq!(status, 0, "{out:?}");
-    assert!(
-        out.iter().any(|l| l.starts_with("NEIGHBOUR reading")),
-        "{out:?}"
-    );
+    neighbour("/dev/null", "/dev/zero");
 
     let mut c = Console::attach(&b, room);
     let cmd = format!(

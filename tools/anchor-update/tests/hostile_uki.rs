@@ -35,17 +35,23 @@ fn anchor_uki_refuses_sections_that_load_to_more_than_an_image_may_hold() {
     assert!(out.stdout.is_empty());
 }
 
+/// `dir`/anchor.efi: the stub with a nonzero timestamp, as objcopy writes it (finalize has
+/// something to change); its path and bytes.
+fn stamped_uki(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let uki = dir.join("anchor.efi");
+    let mut bytes = std::fs::read(STUB).unwrap();
+    let pe = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
+    bytes[pe + 8..pe + 12].copy_from_slice(&0x6000_0000u32.to_le_bytes());
+    std::fs::write(&uki, &bytes).unwrap();
+    (uki, bytes)
+}
+
 /// `anchor-uki finalize` rewrites the UKI in place: a write cut short (here by a file
 /// size limit, as by a full disk) leaves the UKI as it was, not truncated.
 #[test]
 fn finalize_cut_short_leaves_the_uki_whole() {
     let d = tempfile::tempdir().unwrap();
-    let uki = d.path().join("anchor.efi");
-    let mut bytes = std::fs::read(STUB).unwrap();
-    // A nonzero timestamp, as objcopy writes it: finalize has something to change.
-    let pe = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
-    bytes[pe + 8..pe + 12].copy_from_slice(&0x6000_0000u32.to_le_bytes());
-    std::fs::write(&uki, &bytes).unwrap();
+    let (uki, bytes) = stamped_uki(d.path());
     let limit = (bytes.len() / 2) as u64;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"));
     cmd.arg("finalize").arg(&uki);
@@ -98,11 +104,7 @@ fn anchor_uki_refuses_a_fifo() {
 #[test]
 fn finalize_never_writes_through_a_symlink_at_its_temporary_name() {
     let d = tempfile::tempdir().unwrap();
-    let uki = d.path().join("anchor.efi");
-    let mut bytes = std::fs::read(STUB).unwrap();
-    let pe = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
-    bytes[pe + 8..pe + 12].copy_from_slice(&0x6000_0000u32.to_le_bytes());
-    std::fs::write(&uki, &bytes).unwrap();
+    let (uki, bytes) = stamped_uki(d.path());
     let victim = d.path().join("victim");
     std::fs::write(&victim, b"precious").unwrap();
     std::os::unix::fs::symlink(&victim, d.path().join(".anchor.efi.finalize")).unwrap();

@@ -369,33 +369,24 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
             .unwrap();
-        let e = ensure_volume(root, "work", 1 << 20)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("work.img") && e.contains("not a regular file"),
-            "{e}"
-        );
+        let refused = |name: &str| {
+            let e = ensure_volume(root, name, 1 << 20).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{name}.img")) && e.contains("not a regular file"),
+                "{e}"
+            );
+        };
+        refused("work");
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
             .file_type()
             .is_fifo());
         // Without a reader (at boot, nobody reads it) it is refused too, not waited on.
         drop(reader);
-        let e = ensure_volume(root, "work", 1 << 20)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("work.img") && e.contains("not a regular file"),
-            "{e}"
-        );
+        refused("work");
         // A directory in its place is refused the same way.
         std::fs::create_dir(vols.join("dir.img")).unwrap();
-        let e = ensure_volume(root, "dir", 1 << 20).unwrap_err().to_string();
-        assert!(
-            e.contains("dir.img") && e.contains("not a regular file"),
-            "{e}"
-        );
+        refused("dir");
     }
 
     #[test]
