@@ -406,11 +406,12 @@ impl Rooms {
         let slot = usize::try_from(rel / 4).unwrap_or(usize::MAX);
         let Some(r) = self.get_mut(slot) else { return };
         match rel % 4 {
-            0 => read_console(r, out),
-            // Its writers gone (a namespace room's jail became the agent, whose stderr is
-            // the console): unwatched, or its endless EPOLLHUP would spin the loop.
+            // Its console closed by every program of the room (reads give EIO), or its
+            // stderr's writers gone (a namespace room's jail became the agent, whose stderr
+            // is the console): unwatched, or its endless EPOLLHUP would spin the loop.
+            0 if read_console(r, out) => drop(sys::epoll_del(ep, r.pty.as_raw_fd())),
             1 if read_stderr(r, 8) => drop(sys::epoll_del(ep, r.err.as_raw_fd())),
-            1 => {}
+            0 | 1 => {}
             2 => accept_umbilical(r, slot, ep),
             _ => {
                 if read_umbilical(r, notices, ep) {
@@ -571,18 +572,22 @@ fn send_notice(r: &Room, text: &[u8]) {
     }
 }
 
-fn read_console(r: &mut Room, out: &mut Vec<u8>) {
+/// Renders what the room printed; true once no program holds its console (EIO: every one
+/// closed it, or the VMM is gone; what they printed before is read first).
+fn read_console(r: &mut Room, out: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; 4096];
-    // EIO after the VMM is gone, EAGAIN when drained: nothing to show either way.
-    if let Ok(n) = sys::read("read room console", r.pty.as_raw_fd(), &mut buf) {
-        let start = out.len();
-        r.render.render(buf.get(..n).unwrap_or_default(), out);
-        r.scroll.push(out.get(start..).unwrap_or_default());
-        // bay0 is the room's terminal: it answers where the cursor is (see cursor_report).
-        if let Some(reply) = r.render.cursor_report() {
-            let _ = sys::write("answer the room", r.pty.as_raw_fd(), reply.as_bytes());
-        }
+    let n = match sys::read("read room console", r.pty.as_raw_fd(), &mut buf) {
+        Ok(n) => n,
+        Err(e) => return e.errno != libc::EAGAIN,
+    };
+    let start = out.len();
+    r.render.render(buf.get(..n).unwrap_or_default(), out);
+    r.scroll.push(out.get(start..).unwrap_or_default());
+    // bay0 is the room's terminal: it answers where the cursor is (see cursor_report).
+    if let Some(reply) = r.render.cursor_report() {
+        let _ = sys::write("answer the room", r.pty.as_raw_fd(), reply.as_bytes());
     }
+    false
 }
 
 /// Logs the VMM's (and jail's) stderr lines under the room's name; keeps the last one.
@@ -797,6 +802,40 @@ pub(crate) mod tests {
             sys::read("test", rooms.get(0).unwrap().err.as_raw_fd(), &mut left)
                 .is_ok_and(|n| n == 0)
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A room whose programs all close its console (a namespace room's, or a compromised
+    /// VMM, closing their stdio) and go on running: the pty's master then reads EIO and
+    /// polls EPOLLHUP for good. bay0 must stop watching it, as it does a room's stderr and
+    /// its own console: before, the level-triggered EPOLLHUP woke the loop without pause
+    /// for the room's whole life (one core of the host spent on reads that fail).
+    #[test]
+    fn a_room_that_closes_its_console_is_no_longer_watched() {
+        let dir = scratch("pty-hup");
+        let ep = sys::epoll().unwrap();
+        let mut rooms = Rooms::new(Layout::under(&dir), false);
+        let mut r = room("hup", &dir);
+        let (pty, slave) = sys::open_pty().unwrap();
+        sys::epoll_add(&ep, pty.as_raw_fd(), token(0, 0)).unwrap();
+        r.pty = pty;
+        rooms.slots[0] = Some(r);
+        // What it printed before it closed the console is still shown.
+        std::fs::File::from(slave).write_all(b"bye\n").unwrap();
+        let mut tokens = [0u64; 16];
+        let (mut notices, mut out) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            if sys::epoll_wait(&ep, &mut tokens, 0).unwrap() == 0 {
+                break;
+            }
+            rooms.on_token(&ep, token(0, 0), &mut notices, &mut out);
+        }
+        assert!(
+            String::from_utf8_lossy(&out).contains("hup| bye"),
+            "{out:?}"
+        );
+        let n = sys::epoll_wait(&ep, &mut tokens, 0).unwrap();
+        assert_eq!(n, 0, "the closed console still wakes the loop");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
