@@ -59,11 +59,12 @@ macro_rules! say {
     };
 }
 
-/// Sends one formatted line (best effort: a client that does not read loses it).
+/// Sends one formatted line, cut to fit with its newline (best effort: a client that does
+/// not read loses it).
 fn send_line(mut fd: &UnixStream, args: core::fmt::Arguments<'_>) {
     let mut line = Line::default();
     let _ = line.write_fmt(args);
-    let _ = line.write_char('\n');
+    line.push_tail("\n");
     let _ = fd.write(line.as_bytes());
 }
 
@@ -382,6 +383,49 @@ fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
 mod tests {
     use super::*;
     use crate::rooms::tests::{room, scratch};
+
+    /// Every answer is one whole line, however long what it carries: a room that ends
+    /// before it is ready is answered with its VMM's last stderr line, which may fill a
+    /// log line on its own (a long error chain, or a VMM taken over by its guest). The
+    /// newline was written only if it still fitted: the client got 512 bytes and no line
+    /// end, which anchorctl reports as "bay0 sent a malformed line", the reason lost.
+    #[test]
+    fn an_answer_carrying_a_long_vmm_line_is_one_whole_line() {
+        let dir = scratch("ctl-long");
+        let ep = sys::epoll().unwrap();
+        let path = dir.join("control.sock");
+        let mut ctl = Control::open(&ep, path.to_str().unwrap()).unwrap();
+        let rooms = Rooms::new(crate::room::Layout::under(&dir), false);
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ctl.clients[0] = Some(Client {
+            fd: ours,
+            buf: [0; REQUEST_MAX],
+            len: 0,
+            deadline_ms: READY_TIMEOUT_MS,
+            mode: Mode::Wait(0, Verb::Start),
+            view: Default::default(),
+        });
+        let why = Line::parse(&"anchor-vmm: x".repeat(38), |_| true).unwrap();
+        let notice = Notice::Ended {
+            slot: 0,
+            name: crate::config::room_name("web").unwrap(),
+            status: crate::supervisor::WaitStatus(3 << 8),
+            why,
+            new_slot: None,
+        };
+        ctl.notify(&ep, &notice, &rooms);
+        assert!(ctl.clients[0].is_none(), "answered and closed");
+        let mut said = String::new();
+        theirs.read_to_string(&mut said).unwrap();
+        assert!(said.ends_with('\n'), "no line end in {} bytes", said.len());
+        assert!(said.len() <= control::REPLY_LINE_MAX, "{}", said.len());
+        let reply = control::parse_reply(said.trim_end_matches('\n'));
+        assert!(
+            matches!(&reply, Some(control::Reply::Err(e)) if e.starts_with("room web: ended before it was ready")),
+            "{reply:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A client whose wait runs out hears which room and what it waited for: a start or
     /// reset waits for the agent's ready, a stop for the room's end (it was told "did not
