@@ -7,21 +7,86 @@
 //! [`OpenLine::interject`]: the open line is ended, the helper's line gets a line of its
 //! own, and the open line is drawn again below it, so the room's text stays whole.
 
+use core::fmt::Write as _;
+use std::time::Instant;
+
 use crate::fixed::Fixed;
 
+/// Lines passed on at once, before [`PER_SECOND`] applies.
+pub const BURST: u32 = 64;
+/// Lines a second passed on once a burst is spent.
+pub const PER_SECOND: u32 = 10;
+
 /// Cuts a byte stream into lines of printable ASCII (anything else is dropped; a line
-/// longer than `N` bytes is cut). Never allocates.
+/// longer than `N` bytes is cut), and passes them on at a pace: [`BURST`] at once, then
+/// [`PER_SECOND`] a second. What bay0 reads this way (a VMM's stderr, a helper's output)
+/// it writes to the kernel's log, one record a line, which the kernel also prints on the
+/// consoles: a VMM taken over by its guest, writing empty lines without pause (8 KiB a
+/// turn of bay0's loop, so 8192 records), would flood the log, push every other record
+/// out of it, and hold bay0 in its writes while a slow console printed them. Lines beyond
+/// the pace are left out, and their count is said before the next line passed on.
+/// Never allocates.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Lines<const N: usize> {
     line: Fixed<N>,
+    pace: Pace,
+}
+
+/// A token bucket of lines.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pace {
+    tokens: u32,
+    /// When tokens were last added (none yet: the first line fills the bucket).
+    since: Option<Instant>,
+    left_out: u64,
+}
+
+impl Pace {
+    /// Whether one more line may pass at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        match self.since {
+            None => (self.tokens, self.since) = (BURST, Some(now)),
+            Some(t) => {
+                let earned =
+                    now.saturating_duration_since(t).as_millis() * u128::from(PER_SECOND) / 1000;
+                if earned > 0 {
+                    let earned = u32::try_from(earned).unwrap_or(BURST);
+                    self.tokens = self.tokens.saturating_add(earned).min(BURST);
+                    self.since = Some(now);
+                }
+            }
+        }
+        if self.tokens == 0 {
+            self.left_out = self.left_out.saturating_add(1);
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 impl<const N: usize> Lines<N> {
-    /// Feeds `bytes`; `each` gets every line they complete (without its newline).
-    pub fn feed(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
+    /// Feeds `bytes`; `each` gets every line they complete (without its newline), as the
+    /// pace allows (see [`Lines`]).
+    pub fn feed(&mut self, bytes: &[u8], each: impl FnMut(&str)) {
+        self.feed_at(bytes, Instant::now(), each);
+    }
+
+    /// [`Lines::feed`] at `now`.
+    pub fn feed_at(&mut self, bytes: &[u8], now: Instant, mut each: impl FnMut(&str)) {
         for &b in bytes {
             if b == b'\n' {
-                each(self.line.as_str());
+                if self.pace.take(now) {
+                    if self.pace.left_out == 0 {
+                        each(self.line.as_str());
+                    } else {
+                        let mut said = Fixed::<N>::default();
+                        let _ = write!(said, "[{} lines left out] ", self.pace.left_out);
+                        said.push_str(self.line.as_str());
+                        each(said.as_str());
+                        self.pace.left_out = 0;
+                    }
+                }
                 self.line.clear();
             } else if (0x20..0x7f).contains(&b) {
                 let mut c = [0u8; 1];
@@ -117,6 +182,47 @@ mod tests {
         });
         assert_eq!(got, ["ab[2Jc", "second l", ""]);
         assert_eq!(l.pending(), "");
+    }
+
+    /// A flood of lines (a VMM taken over by its guest writing empty lines to its stderr
+    /// without pause) passes a burst, then the pace; the count left out is said with the
+    /// next line passed on. Before, every line was passed on: 8192 kernel log records a
+    /// turn of bay0's loop.
+    #[test]
+    fn a_flood_of_lines_is_paced_and_what_was_left_out_is_counted() {
+        let mut l = Lines::<64>::default();
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        l.feed_at(&[b'\n'; 8192], t0, |s| got.push(s.to_string()));
+        assert_eq!(got.len(), BURST as usize);
+        got.clear();
+        // Half a second on: half a second's worth, the first saying what was left out.
+        let t1 = t0 + std::time::Duration::from_millis(500);
+        l.feed_at(b"a\nb\nc\nd\ne\nf\ng\n", t1, |s| got.push(s.to_string()));
+        assert_eq!(got, ["[8128 lines left out] a", "b", "c", "d", "e"]);
+        got.clear();
+        // A line long enough to fill the line on its own is cut after the count.
+        let t2 = t1 + std::time::Duration::from_secs(1);
+        l.feed_at(format!("{}\n", "x".repeat(100)).as_bytes(), t2, |s| {
+            got.push(s.to_string())
+        });
+        assert_eq!(got, [format!("[2 lines left out] {}", "x".repeat(45))]);
+    }
+
+    /// Lines at the pace or slower all pass, however many.
+    #[test]
+    fn lines_at_the_pace_all_pass() {
+        let mut l = Lines::<16>::default();
+        let mut t = Instant::now();
+        let mut got = 0;
+        for _ in 0..1000 {
+            l.feed_at(b"line\n", t, |s| {
+                assert_eq!(s, "line");
+                got += 1;
+            });
+            t += std::time::Duration::from_millis(u64::from(1000 / PER_SECOND));
+        }
+        assert_eq!(got, 1000);
     }
 
     #[test]
