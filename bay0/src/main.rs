@@ -90,6 +90,8 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     }
     let how = if machine { "machine" } else { "hosted" };
     log_info!("starting as PID 1 ({how})");
+    // Before any room: no room can take the locks of the kernel's one anonymous inode.
+    let _anon = sys::pin_anon_inode_locks().inspect_err(|e| log_warn!("{e}"));
     // Probed once: `auto` rooms are microVMs only where KVM really runs a VM.
     let kvm = sys::kvm_usable();
     match kvm {

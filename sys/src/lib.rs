@@ -282,6 +282,38 @@ pub fn timer_ack(fd: &OwnedFd) -> Result<u64> {
     }
 }
 
+/// Pins the locks of the kernel's one anonymous inode; bay0 keeps the descriptor for its
+/// whole life. Every eventfd, epoll, timerfd, signalfd and inotify descriptor of the
+/// machine (and pidfd before Linux 6.9) is a file of that one inode, so every process,
+/// in every room and on the host, locks the same inode through them: one namespace room
+/// taking an exclusive flock or a byte-range write lock on its own eventfd was seen by
+/// every other room trying one on its own (a channel between rooms no courier approves),
+/// and would stall a host program waiting for one. Held here first: a shared flock and a
+/// whole-file OFD read lock, so nobody can ever take an exclusive flock or a write lock
+/// there again, and what anyone else can take (shared and read locks) changes nothing
+/// another process can see: the first conflicting lock the kernel reports is always
+/// this one (escape suite: anon-lock).
+pub fn pin_anon_inode_locks() -> Result<OwnedFd> {
+    // SAFETY: plain system call with constant arguments.
+    let fd = owned("eventfd for the anonymous inode's locks", unsafe {
+        libc::eventfd(0, libc::EFD_CLOEXEC)
+    })?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let ret = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    check("flock the anonymous inode (shared)", ret)?;
+    // SAFETY: a zeroed flock is a valid value; the fields are set below.
+    let mut lock: libc::flock = unsafe { core::mem::zeroed() };
+    lock.l_type = libc::F_RDLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // l_start 0, l_len 0: the whole file, however far it grows; an OFD lock (l_pid 0)
+    // belongs to this open file description, not to the process, so closing another
+    // descriptor of the inode (bay0 closes timerfds and signalfds) does not drop it.
+    // SAFETY: F_OFD_SETLK reads the valid flock struct we pass.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    check("lock the anonymous inode (OFD read lock)", ret)?;
+    Ok(fd)
+}
+
 /// A new epoll instance.
 pub fn epoll() -> Result<OwnedFd> {
     // SAFETY: plain system call with a constant flag.
@@ -856,6 +888,36 @@ pub fn kvm_usable() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_anonymous_inode_locks_leave_nothing_for_others_to_take_or_see() {
+        let pin = pin_anon_inode_locks().unwrap();
+        // Another descriptor of the same inode (a new open file description, as another
+        // room's eventfd or epoll would be).
+        // SAFETY: plain system call with constant arguments.
+        let other = owned("eventfd", unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) }).unwrap();
+        // SAFETY: plain system call with constant arguments.
+        let ep = owned("epoll", unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).unwrap();
+        for fd in [&other, &ep] {
+            // SAFETY: flock on descriptors this test owns.
+            let ex = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            assert_eq!((ex, errno()), (-1, libc::EWOULDBLOCK));
+            // SAFETY: as above.
+            let sh = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+            assert_eq!(sh, 0);
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_UN) }, 0);
+            // SAFETY: a zeroed flock asking about a whole-file write lock.
+            let mut l: libc::flock = unsafe { core::mem::zeroed() };
+            l.l_type = libc::F_WRLCK as libc::c_short;
+            // SAFETY: F_OFD_GETLK reads and fills the valid struct.
+            let got = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut l) };
+            assert_eq!(got, 0);
+            let seen = (i32::from(l.l_type), l.l_start, l.l_len, l.l_pid);
+            assert_eq!(seen, (libc::F_RDLCK, 0, 0, -1));
+        }
+        drop(pin);
+    }
 
     #[test]
     fn ioctl_numbers_match_linux_headers() {

@@ -1528,6 +1528,73 @@ fn lock(name: &str, file: &str) -> Verdict {
     }
 }
 
+/// The kernel's one anonymous inode, locked from a room. Every eventfd, epoll, timerfd,
+/// signalfd and inotify descriptor of the machine is a file of that one inode, in every
+/// room and on the host: a room that takes an exclusive flock or a write lock through its
+/// own eventfd is seen by every other room trying one (a channel between rooms no courier
+/// approves), and stalls any host program that waits for one. bay0 pins the inode first
+/// (a shared flock and a whole-file OFD read lock, anchor_sys::pin_anon_inode_locks), so
+/// here the exclusive flock must be refused, a shared one taken, and the write lock in the
+/// way must be that whole-file read lock. The harness's `neighbour` room tries to hold an
+/// exclusive flock and a write lock there.
+pub fn anon_lock(cx: Context) -> Verdict {
+    const NAME: &str = "anon-lock";
+    let mut how = Vec::new();
+    let mut crossed = false;
+    for (kind, file) in sys::anon_inode_files() {
+        let f = match file {
+            Ok(f) => f,
+            Err(e) => {
+                how.push(format!("{kind}: {}", describe(e)));
+                continue;
+            }
+        };
+        let ino = sys::inode_of(&f).map_or_else(describe, |(_, i)| format!("inode {i}"));
+        let flock = match sys::flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => {
+                crossed = true;
+                let _ = sys::flock(&f, libc::LOCK_UN);
+                "flock LOCK_EX taken (every other holder of the inode would wait on it)".to_string()
+            }
+            Err(e) if e == libc::EWOULDBLOCK => match sys::flock(&f, libc::LOCK_SH | libc::LOCK_NB)
+            {
+                Ok(()) => {
+                    let _ = sys::flock(&f, libc::LOCK_UN);
+                    "flock LOCK_EX EWOULDBLOCK, LOCK_SH taken".to_string()
+                }
+                Err(e) => {
+                    crossed = true;
+                    format!(
+                        "flock LOCK_SH {}: another room's exclusive lock is seen here",
+                        describe(e)
+                    )
+                }
+            },
+            Err(e) => format!("flock LOCK_EX {}", describe(e)),
+        };
+        let range = match sys::ofd_getlk(&f, libc::F_WRLCK) {
+            Ok((t, ..)) if t == libc::F_UNLCK => {
+                crossed = true;
+                "no lock in the way of a whole-file write lock (every other room would see it)"
+                    .to_string()
+            }
+            Ok((t, 0, 0, -1)) if t == libc::F_RDLCK => {
+                "a write lock meets the host's whole-file read lock".to_string()
+            }
+            Ok((t, start, len, pid)) => {
+                crossed = true;
+                format!(
+                    "a write lock meets another's lock (type {t}, start {start}, length {len}, \
+                     pid {pid}): seen from another room"
+                )
+            }
+            Err(e) => format!("F_OFD_GETLK {}", describe(e)),
+        };
+        how.push(format!("{kind} ({ino}): {flock}; {range}"));
+    }
+    cx.kernel_facility(NAME, crossed, &how.join("; "))
+}
+
 /// Not an attempt: the harness's neighbour room for image-watch and image-lock. A child
 /// (the room ends it) takes an exclusive flock on `lock`, then reads `read` every 20 ms;
 /// the caller returns once the lock is held.
@@ -1536,6 +1603,19 @@ pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
         .map_err(|e| format!("neighbour: open {lock}: {}", describe(e)))?;
     sys::flock(&f, libc::LOCK_EX | libc::LOCK_NB)
         .map_err(|e| format!("neighbour: flock {lock}: {}", describe(e)))?;
+    // The kernel's anonymous inode too (anon-lock), where it can: it must not.
+    let anon = sys::anon_inode_files()
+        .into_iter()
+        .find_map(|(_, f)| f.ok());
+    let anon_held = anon.as_ref().map(|a| {
+        (
+            answer(
+                "flock LOCK_EX",
+                &sys::flock(a, libc::LOCK_EX | libc::LOCK_NB),
+            ),
+            answer("write lock", &sys::ofd_setlk(a, libc::F_WRLCK)),
+        )
+    });
     // SAFETY: the probe has one thread; the child loops on its own and never returns.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -1555,8 +1635,12 @@ pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    let anon = anon_held.map_or_else(
+        || "no anonymous-inode file".to_string(),
+        |(f, w)| format!("anonymous inode: {f}, {w}"),
+    );
     Ok(format!(
-        "NEIGHBOUR reading {read} and holding a flock on {lock} (pid {pid})"
+        "NEIGHBOUR reading {read} and holding a flock on {lock}; {anon} (pid {pid})"
     ))
 }
 
@@ -1713,6 +1797,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "image-lock" => one(image_lock(arg(0)?)),
         "dev-watch" => one(dev_watch(cx, arg(0)?, Duration::from_secs(1))),
         "dev-lock" => one(dev_lock(arg(0)?)),
+        "anon-lock" => one(anon_lock(cx)),
         "neighbour" => {
             let line = neighbour(arg(0)?, arg(1)?)?;
             let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
@@ -1872,11 +1957,41 @@ mod tests {
         assert!(v.escaped && v.detail.contains("bytes of events in"), "{v}");
         let v = image_lock(lock);
         assert!(v.escaped && v.detail.contains("another room's lock"), "{v}");
+        // The kernel's anonymous inode: the neighbour's exclusive flock on its eventfd is
+        // seen through any of ours (unless a hosted bay0 on this machine pinned it first).
+        if line.contains("flock LOCK_EX: succeeded") {
+            let v = anon_lock(host);
+            assert!(
+                v.escaped && v.detail.contains("exclusive lock is seen"),
+                "{v}"
+            );
+        }
         // SAFETY: ends the neighbour child this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         // SAFETY: reaps it.
         unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
         assert!(!image_lock(lock).escaped);
+        // Pinned as bay0 pins it, nothing is left to take or see.
+        let pin = anchor_sys::pin_anon_inode_locks().unwrap();
+        let v = anon_lock(host);
+        assert!(
+            !v.escaped && v.detail.contains("the host's whole-file read lock"),
+            "{v}"
+        );
+        let line = neighbour(read, lock).unwrap();
+        assert!(line.contains("anonymous inode: flock LOCK_EX: Resource temporarily unavailable, write lock: Resource temporarily unavailable"), "{line}");
+        let pid: i32 = line
+            .rsplit("(pid ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap();
+        // SAFETY: ends and reaps the neighbour child this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: reaps it.
+        unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+        drop(pin);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
     }

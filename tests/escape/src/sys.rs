@@ -725,6 +725,57 @@ pub fn flock(file: &OwnedFd, how: libc::c_int) -> Answer<()> {
     int(unsafe { libc::flock(file.as_raw_fd(), how) }.into()).map(drop)
 }
 
+/// The anonymous-inode files a room can make: eventfd, epoll, timerfd, signalfd and
+/// inotify (each a file of the kernel's one anonymous inode), with their names.
+pub fn anon_inode_files() -> Vec<(&'static str, Answer<OwnedFd>)> {
+    // SAFETY: an all-zero sigset_t is a valid (empty) set for signalfd.
+    let empty: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: plain system call with constant arguments.
+    let event = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    // SAFETY: as above.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    // SAFETY: as above.
+    let timer = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC) };
+    // SAFETY: signalfd reads the valid set above.
+    let signal = unsafe { libc::signalfd(-1, &empty, libc::SFD_CLOEXEC) };
+    vec![
+        ("eventfd", fd(event.into())),
+        ("epoll", fd(epoll.into())),
+        ("timerfd", fd(timer.into())),
+        ("signalfd", fd(signal.into())),
+        ("inotify", inotify_init()),
+    ]
+}
+
+/// The device and inode number of an open file.
+pub fn inode_of(file: &OwnedFd) -> Answer<(u64, u64)> {
+    // SAFETY: an all-zero stat is a valid buffer; fstat fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat for the call.
+    int(unsafe { libc::fstat(file.as_raw_fd(), &mut st) }.into())?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// F_OFD_GETLK for a whole-file lock of `kind` (F_RDLCK, F_WRLCK): the first lock in the
+/// way as (type, start, length, pid), or F_UNLCK when none is.
+pub fn ofd_getlk(file: &OwnedFd, kind: libc::c_int) -> Answer<(i32, i64, i64, i32)> {
+    // SAFETY: an all-zero flock is a valid request (SEEK_SET, start 0, length 0: whole).
+    let mut l: libc::flock = unsafe { core::mem::zeroed() };
+    l.l_type = kind as libc::c_short;
+    // SAFETY: F_OFD_GETLK reads and fills the valid struct.
+    int(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut l) }.into())?;
+    Ok((l.l_type.into(), l.l_start, l.l_len, l.l_pid))
+}
+
+/// F_OFD_SETLK of a whole-file lock of `kind` (F_RDLCK, F_WRLCK, F_UNLCK), not waiting.
+pub fn ofd_setlk(file: &OwnedFd, kind: libc::c_int) -> Answer<()> {
+    // SAFETY: as in ofd_getlk.
+    let mut l: libc::flock = unsafe { core::mem::zeroed() };
+    l.l_type = kind as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the valid struct.
+    int(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &l) }.into()).map(drop)
+}
+
 /// Forks a child that runs `child` with the write end of a fresh pipe and exits with what
 /// it returns; the child's pid and the pipe's read end (at its end once every write end
 /// is closed: the child's, at the latest with its exit).
