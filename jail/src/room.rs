@@ -61,9 +61,14 @@ const DEVICES: [(&str, u32, u32); 6] = [
 
 /// /proc entries the room may read but not write (the host kernel's knobs).
 const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
-/// /proc files hidden behind /dev/null (host secrets and kernel internals).
-const PROC_MASKED_FILES: [&str; 8] = [
+/// /proc files hidden behind /dev/null (host secrets and kernel internals). `locks` is one
+/// list for the whole machine that shows every OFD lock (pid -1: its owner is an open
+/// file, not a process the PID namespace could hide) with its inode and byte range: the
+/// host's, and every other room's, which a room could set at numbers of its choosing (a
+/// channel between rooms; escape suite: proc-locks).
+const PROC_MASKED_FILES: [&str; 9] = [
     "kcore",
+    "locks",
     "keys",
     "key-users",
     "kmsg",

@@ -130,6 +130,7 @@ p image-lock "$neighbour_lock"
 p dev-watch "$dev_read"
 p dev-lock "$dev_lock"
 p anon-lock
+p proc-locks
 
 # The room's PID 1 (the agent holds bay0's umbilical): its memory and descriptors, a
 # second umbilical, and the signals that would stop or kill it.

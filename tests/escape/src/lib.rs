@@ -1595,6 +1595,44 @@ pub fn anon_lock(cx: Context) -> Verdict {
     cx.kernel_facility(NAME, crossed, &how.join("; "))
 }
 
+/// Where the harness's neighbour room holds an OFD read lock on its own eventfd (one
+/// byte at this offset): proc-locks looks for it.
+pub const NEIGHBOUR_OFD_MARK: i64 = 0x5eed_0001;
+
+/// /proc/locks, read from a room. It is one file for the whole machine: the kernel hides
+/// the flock and POSIX locks of processes outside the reader's PID namespace, but shows
+/// every OFD lock (its owner is an open file, pid -1) with its device, inode and byte
+/// range, the host's and every other room's. One room taking OFD locks at ranges it
+/// chooses (on its own eventfd, or any file of its own) writes numbers another room reads
+/// here: a channel between rooms no courier approves, and a view of the host's locking
+/// (QEMU and others lock their images so). The harness's `neighbour` room holds one byte
+/// at [`NEIGHBOUR_OFD_MARK`]; a room seeing it is ESCAPED.
+pub fn proc_locks(cx: Context) -> Verdict {
+    const NAME: &str = "proc-locks";
+    let text = match std::fs::read_to_string("/proc/locks") {
+        Ok(t) => t,
+        Err(e) => return blocked(NAME, format!("read /proc/locks: {e}")),
+    };
+    let mark = format!(" {NEIGHBOUR_OFD_MARK} {NEIGHBOUR_OFD_MARK}");
+    let ofd = text.lines().filter(|l| l.contains("OFDLCK")).count();
+    match text.lines().find(|l| l.contains("OFDLCK") && l.ends_with(&mark)) {
+        Some(line) => cx.kernel_facility(
+            NAME,
+            true,
+            &format!(
+                "another room's OFD lock is seen here: {line:?} ({ofd} OFD lock(s) of the machine listed)"
+            ),
+        ),
+        None => blocked(
+            NAME,
+            format!(
+                "{} bytes, {ofd} OFD lock(s), no other room's lock among them",
+                text.len()
+            ),
+        ),
+    }
+}
+
 /// Not an attempt: the harness's neighbour room for image-watch and image-lock. A child
 /// (the room ends it) takes an exclusive flock on `lock`, then reads `read` every 20 ms;
 /// the caller returns once the lock is held.
@@ -1614,6 +1652,11 @@ pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
                 &sys::flock(a, libc::LOCK_EX | libc::LOCK_NB),
             ),
             answer("write lock", &sys::ofd_setlk(a, libc::F_WRLCK)),
+            // One byte read-locked at a number of its choosing (proc-locks).
+            answer(
+                "read lock at the mark",
+                &sys::ofd_setlk_at(a, libc::F_RDLCK, NEIGHBOUR_OFD_MARK, 1),
+            ),
         )
     });
     // SAFETY: the probe has one thread; the child loops on its own and never returns.
@@ -1637,7 +1680,7 @@ pub fn neighbour(read: &str, lock: &str) -> Result<String, String> {
     }
     let anon = anon_held.map_or_else(
         || "no anonymous-inode file".to_string(),
-        |(f, w)| format!("anonymous inode: {f}, {w}"),
+        |(f, w, m)| format!("anonymous inode: {f}, {w}, {m}"),
     );
     Ok(format!(
         "NEIGHBOUR reading {read} and holding a flock on {lock}; {anon} (pid {pid})"
@@ -1798,6 +1841,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "dev-watch" => one(dev_watch(cx, arg(0)?, Duration::from_secs(1))),
         "dev-lock" => one(dev_lock(arg(0)?)),
         "anon-lock" => one(anon_lock(cx)),
+        "proc-locks" => one(proc_locks(cx)),
         "neighbour" => {
             let line = neighbour(arg(0)?, arg(1)?)?;
             let _ = std::io::stdout().write_all(format!("{line}\n").as_bytes());
@@ -1979,7 +2023,14 @@ mod tests {
             "{v}"
         );
         let line = neighbour(read, lock).unwrap();
-        assert!(line.contains("anonymous inode: flock LOCK_EX: Resource temporarily unavailable, write lock: Resource temporarily unavailable"), "{line}");
+        assert!(line.contains("anonymous inode: flock LOCK_EX: Resource temporarily unavailable, write lock: Resource temporarily unavailable, read lock at the mark: succeeded"), "{line}");
+        // The neighbour's read lock at its mark, seen in the host's /proc/locks: what a
+        // room whose /proc/locks is not masked sees too.
+        let v = proc_locks(host);
+        assert!(
+            v.escaped && v.detail.contains("another room's OFD lock"),
+            "{v}"
+        );
         let pid: i32 = line
             .rsplit("(pid ")
             .next()

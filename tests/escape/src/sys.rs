@@ -769,9 +769,15 @@ pub fn ofd_getlk(file: &OwnedFd, kind: libc::c_int) -> Answer<(i32, i64, i64, i3
 
 /// F_OFD_SETLK of a whole-file lock of `kind` (F_RDLCK, F_WRLCK, F_UNLCK), not waiting.
 pub fn ofd_setlk(file: &OwnedFd, kind: libc::c_int) -> Answer<()> {
+    ofd_setlk_at(file, kind, 0, 0)
+}
+
+/// F_OFD_SETLK of a lock of `kind` on `len` bytes at `start` (length 0: to the end).
+pub fn ofd_setlk_at(file: &OwnedFd, kind: libc::c_int, start: i64, len: i64) -> Answer<()> {
     // SAFETY: as in ofd_getlk.
     let mut l: libc::flock = unsafe { core::mem::zeroed() };
     l.l_type = kind as libc::c_short;
+    (l.l_start, l.l_len) = (start, len);
     // SAFETY: F_OFD_SETLK reads the valid struct.
     int(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &l) }.into()).map(drop)
 }
