@@ -65,10 +65,15 @@ const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
 /// list for the whole machine that shows every OFD lock (pid -1: its owner is an open
 /// file, not a process the PID namespace could hide) with its inode and byte range: the
 /// host's, and every other room's, which a room could set at numbers of its choosing (a
-/// channel between rooms; escape suite: proc-locks).
-const PROC_MASKED_FILES: [&str; 9] = [
+/// channel between rooms; escape suite: proc-locks). `diskstats` and `partitions` list
+/// every block device of the machine: each other room's own loop devices, with their
+/// sizes and exact I/O counts, which that room drives at will (its vault volume's writes,
+/// its image's reads after dropping its own cache).
+const PROC_MASKED_FILES: [&str; 11] = [
     "kcore",
     "locks",
+    "diskstats",
+    "partitions",
     "keys",
     "key-users",
     "kmsg",

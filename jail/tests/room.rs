@@ -234,7 +234,7 @@ fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
         grep -q ' /proc/sys proc ro,' /proc/mounts && echo proc-sys-ro; \
         for d in /tmp /run /var /home /root /dev/shm; do \
           grep \" $d tmpfs \" /proc/mounts | cut -d' ' -f2,4 | cut -d, -f1-4 | sed 's/^/w=/'; done; \
-        for f in kcore keys kmsg timer_list; do [ -e /proc/$f ] || continue; \
+        for f in kcore keys kmsg timer_list locks diskstats partitions; do [ -e /proc/$f ] || continue; \
           echo mask=$f $(grep \" /proc/$f \" /proc/mounts | cut -d' ' -f4 | cut -d, -f1-4) \
             $(head -c 1 /proc/$f 2>/dev/null | wc -c); done; \
         echo x > /proc/self/comm 2>/dev/null || echo proc-write-refused; \
@@ -285,10 +285,18 @@ fn a_namespace_room_has_the_promised_shape_and_leaves_nothing() {
         assert!(stdout.lines().any(|l| l == want), "missing {want:?}\n{ctx}");
     }
     // Host secrets the host kernel has: a read-only /dev/null each, which reads nothing.
-    let masked = ["kcore", "keys", "kmsg", "timer_list"]
-        .into_iter()
-        .filter(|f| Path::new("/proc").join(f).exists())
-        .collect::<Vec<_>>();
+    let masked = [
+        "kcore",
+        "keys",
+        "kmsg",
+        "timer_list",
+        "locks",
+        "diskstats",
+        "partitions",
+    ]
+    .into_iter()
+    .filter(|f| Path::new("/proc").join(f).exists())
+    .collect::<Vec<_>>();
     assert!(masked.len() >= 2, "{masked:?}");
     for f in masked {
         let want = format!("mask={f} ro,nosuid,nodev,noexec 0");
