@@ -54,6 +54,12 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// resolver (the first IPv4 nameserver of its /etc/resolv.conf; when that is not a
 /// remote address, the VMM refuses this address and the room has no DNS: [`deny_list`]).
 pub const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// passt's open files limit (soft and hard; passt takes it whole): each guest TCP
+/// connection and each UDP source port the guest sends from is one socket of passt, and
+/// each such port is bound on the anchor host while passt holds it (docs/ARCHITECTURE.md,
+/// "Network"), so this also bounds the ports one room can hold. 4096 is what passt got
+/// from bay0 (the kernel's hard limit for init) before the jail set it.
+pub const PASST_NOFILE: u64 = 4096;
 /// The frame size both passt and the VMM's device use (passt offers 65520 otherwise).
 pub const MTU: u16 = 1500;
 
@@ -269,6 +275,18 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
     Ok(Some((vmm_end, host)))
 }
 
+/// passt's resource limits: [`PASST_NOFILE`] open files, the room's process count (passt
+/// has the VMM's uid), and no file writes or locked memory (it needs neither: no pcap, no
+/// pid file).
+pub fn passt_rlimits(cfg: &Config) -> privs::Rlimits {
+    privs::Rlimits {
+        nofile: PASST_NOFILE,
+        nproc: cfg.rlimits.nproc,
+        fsize: 0,
+        memlock: 0,
+    }
+}
+
 /// anchor-jail's seccomp filter for passt (seccomp/passt.json, compiled by build.rs;
 /// classic BPF, 8 bytes an instruction as `sys::seccomp_install` takes it):
 /// `setsockopt(fd, SOL_SOCKET, SO_REUSEADDR or SO_REUSEPORT, ..)` fails with EPERM;
@@ -307,8 +325,12 @@ fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString]) -> Error {
         let null = sys::open_path(Path::new("/dev/null"), libc::O_RDWR)?;
         sys::dup2(null.as_raw_fd(), libc::STDIN_FILENO)?;
         sys::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO)?;
+        // Nothing of whoever started the jail (passt closes no descriptor it inherits,
+        // and takes the open files limit it is given as its own): 0, 1, 2 and its socket,
+        // and limits of its own.
+        sys::cloexec_from(3)?;
         sys::set_inheritable(sock.as_raw_fd())?;
-        sys::setrlimit(libc::RLIMIT_CORE, privs::CORE_LIMIT)?;
+        privs::limit(&passt_rlimits(cfg))?;
         privs::drop_to(cfg.uid, cfg.gid)?;
         sys::seccomp_install("install passt's seccomp filter", PASST_DENY_BPF)?;
         sys::exec(PASST, argv)

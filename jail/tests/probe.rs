@@ -50,6 +50,25 @@ fn remove_cgroups(room: &str) {
     }
 }
 
+/// Makes `cmd` start holding `file` as its descriptor 9 (inheritable), as a careless
+/// starter of the jail would.
+fn started_holding(cmd: &mut Command, file: &std::fs::File) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    let hook = move || {
+        // SAFETY: dup2 only changes this process's descriptor table; the new descriptor
+        // 9 is inheritable.
+        if unsafe { libc::dup2(fd, 9) } == 9 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the hook runs between fork and exec and only calls dup2 (async-signal-safe).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, hook);
+    }
+}
+
 #[test]
 fn a_jailed_program_cannot_reach_anything_outside_its_room() {
     need_root();
@@ -116,20 +135,7 @@ fn a_jailed_program_cannot_reach_anything_outside_its_room() {
     // directory of the host, from which a program outside the jail's root could open
     // anything its uid may): the jailed program must not start with it.
     let host_dir = std::fs::File::open(&dir.0).unwrap();
-    let host_fd = std::os::fd::AsRawFd::as_raw_fd(&host_dir);
-    let hook = move || {
-        // SAFETY: dup2 only changes this process's descriptor table; the new descriptor
-        // 9 is inheritable.
-        if unsafe { libc::dup2(host_fd, 9) } == 9 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the hook runs between fork and exec and only calls dup2 (async-signal-safe).
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, hook);
-    }
+    started_holding(&mut cmd, &host_dir);
     let out = cmd.output().unwrap();
     drop(host_dir);
     remove_cgroups(&room);
@@ -305,4 +311,153 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is a symlink"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+}
+
+/// The passt of room `room` (pid), once the jail's child has become it (comm `passt`, or
+/// `passt.avx2`, which passt execs on a CPU with AVX2; in the room's cgroup); `None` if
+/// `jail` ended first.
+fn passt_of(room: &str, jail: &mut std::process::Child) -> Option<u32> {
+    // Hang detection only: the jail forks passt before it execs the room's program.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}"));
+            let passt = read("comm").is_ok_and(|c| c.starts_with("passt"));
+            if passt && read("cgroup").is_ok_and(|c| c.contains(&format!("/anchor/{room}\n"))) {
+                return Some(pid);
+            }
+        }
+        if jail.try_wait().unwrap().is_some() {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("room {room}: no passt after 30 s");
+}
+
+/// Regression (review, network): the jail hands the VMM nothing of whoever started it
+/// (every other descriptor is closed at its exec, its rlimits are the room's), but it
+/// forked passt before any of that, and passt (the room's uid, parsing the guest's
+/// frames) kept both: a descriptor the jail was started with (here a directory of the
+/// host; passt closes none it inherits), and the starter's rlimits, such as its open
+/// files limit, which bounds how many UDP ports of the anchor host one room's passt can
+/// hold (each source port the guest sends from is one socket bound on the host), and an
+/// unlimited file size. passt now gets 0, 1, 2 and its socket, and limits of its own.
+#[test]
+fn passt_gets_nothing_of_whoever_started_the_jail() {
+    need_root();
+    assert!(
+        anchor_jail::net::PASST
+            .to_str()
+            .is_ok_and(|p| Path::new(p).is_file()),
+        "this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)"
+    );
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing (apt-get install busybox-static)"
+    );
+    let pid = std::process::id();
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+    let dir = Scratch(tmp.join(format!("anchor-jail-net-{pid}")));
+    let run = dir.0.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    chown(&run, 64_103);
+    let room = format!("jn{}", pid % 100_000);
+    remove_cgroups(&room);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));
+    cmd.args([
+        "--name",
+        &room,
+        "--uid",
+        "64103",
+        "--gid",
+        "64103",
+        "--run-dir",
+    ])
+    .arg(&run)
+    .args([
+        "--memory",
+        "134217728",
+        "--pids",
+        "32",
+        "--cpu-weight",
+        "50",
+    ])
+    .args(["--ro", "/bin/busybox:/bin/busybox", "--net", "outbound"])
+    // The room's program stands in for the VMM until its input ends; the jail
+    // requires a --cmdline (it appends the room's address there).
+    .args([
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo up; read x; exit 0",
+        "--cmdline",
+        "q",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let host_dir = std::fs::File::open(&dir.0).unwrap();
+    started_holding(&mut cmd, &host_dir);
+    let mut jail = cmd.spawn().unwrap();
+    drop(host_dir);
+    let mut up = String::new();
+    let mut out = std::io::BufReader::new(jail.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut up).unwrap();
+    let passt = passt_of(&room, &mut jail);
+    let seen = passt.map(|p| {
+        let fds: Vec<(String, PathBuf)> = std::fs::read_dir(format!("/proc/{p}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((e.file_name().to_string_lossy().into_owned(), target))
+            })
+            .collect();
+        let limits = std::fs::read_to_string(format!("/proc/{p}/limits")).unwrap();
+        (fds, limits)
+    });
+    drop(jail.stdin.take());
+    let status = jail.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut jail.stderr.take().unwrap(), &mut err).unwrap();
+    remove_cgroups(&room);
+    let context = format!("up: {up:?}, status {status}\nstderr:\n{err}");
+    let (fds, limits) = seen.unwrap_or_else(|| panic!("passt never ran\n{context}"));
+    assert!(status.success(), "{context}");
+    let mut problems: Vec<String> = fds
+        .iter()
+        .filter(|(_, target)| target == &dir.0)
+        .map(|(fd, _)| format!("descriptor {fd} is the starter's directory"))
+        .collect();
+    let (nofile, nproc) = (
+        anchor_jail::net::PASST_NOFILE.to_string(),
+        anchor_jail::privs::Rlimits::default().nproc.to_string(),
+    );
+    for (name, want) in [
+        ("Max open files", nofile.as_str()),
+        ("Max processes", nproc.as_str()),
+        ("Max file size", "0"),
+        ("Max locked memory", "0"),
+    ] {
+        // "NAME  SOFT  HARD  UNITS": both must be `want`.
+        let line = limits.lines().find_map(|l| l.strip_prefix(name));
+        let got: Vec<&str> = line
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(2)
+            .collect();
+        if got != [want, want] {
+            problems.push(format!("{name} {got:?}, not {want}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "passt: {problems:?}\n{limits}\n{context}"
+    );
 }
