@@ -148,13 +148,29 @@ pub fn local_addresses(text: &str) -> Vec<Local> {
     out
 }
 
+/// The longest resolv.conf line (bytes, without its "\n") [`dns_target`] reads as passt
+/// does. passt reads the file through a buffer of BUFSIZ bytes (8192 with glibc): behind a
+/// line of 8192 bytes or more, this passt lost the next line (measured: a nameserver
+/// line after a long comment was not read, and the room's queries went to 0.0.0.0, the
+/// anchor host). The bound leaves room for a libc with a smaller BUFSIZ (musl: 1024).
+pub const MAX_RESOLV_LINE: usize = 1023;
+
 /// Where passt sends the room's DNS queries (to [`DNS`] port 53), read from the anchor
 /// host's `/etc/resolv.conf` (`None`: there is none) as passt reads it: the last word of
 /// the first `nameserver ` line that is an IPv4 address (cut at `%`), 0.0.0.0 when no
 /// line is. IPv6 lines are skipped as passt skips them; `None` for a line whose word this
-/// reads differently from passt (neither IPv4 nor IPv6).
+/// reads differently from passt (neither IPv4 nor IPv6), for a file with a NUL byte, and
+/// for one with a line longer than [`MAX_RESOLV_LINE`]. Lines end at "\n" only, as
+/// passt's do: a "\r" before it stays in the word (passt then skips the line; so does
+/// this, as one it cannot read).
 pub fn dns_target(resolv: Option<&str>) -> Option<Ipv4Addr> {
-    for line in resolv.unwrap_or_default().lines() {
+    let text = resolv.unwrap_or_default();
+    // passt's C strings end at a NUL, and it reads a file through a fixed buffer: where
+    // its lines go on after a NUL or a line longer than that is its business.
+    if text.contains('\0') || text.split('\n').any(|l| l.len() > MAX_RESOLV_LINE) {
+        return None;
+    }
+    for line in text.split('\n') {
         if !line.starts_with("nameserver ") {
             continue;
         }
@@ -251,7 +267,8 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
     if host.contains(&(DNS, 32)) {
         note(format_args!(
             "room {name}: no DNS: the anchor host's /etc/resolv.conf names no remote \
-             IPv4 nameserver (passt would forward the room's queries to the anchor host)"
+             IPv4 nameserver, or one the jail cannot read as passt does (passt would, or \
+             could, forward the room's queries to the anchor host)"
         ));
     }
     let (vmm_end, passt_end) = sys::socketpair_stream()?;
@@ -461,6 +478,44 @@ Local:
             "search x\nnameserver ::1\nnameserver  10.77.0.2%eth0\n",
             "nameserver\t127.0.0.1\nnameserver 10.77.0.2\n",
         ] {
+            assert_eq!(deny_list(FIB, Some(resolv)), host, "{resolv:?}");
+        }
+    }
+
+    /// Regression (review, network escape): the jail read resolv.conf with Rust's
+    /// `lines()`, which also ends a line at "\r\n", and Rust strings, which go on past a
+    /// NUL; passt reads C strings split at "\n" only. Measured with this passt: with a
+    /// file written with CRLF line ends, "192.0.2.99\r" is no address to passt, which
+    /// skips the line and forwards the room's queries to the next nameserver it reads
+    /// (127.0.0.1) or, with none, to 0.0.0.0: both reached a listener on the anchor
+    /// host's 127.0.0.1:53, while the jail took 192.0.2.99 for the target and let
+    /// 10.0.2.3 through. The same with "nameserver 127.0.0.1\0 192.0.2.99" (passt stops
+    /// at the NUL), and with a comment line of 8192 bytes before the nameserver line
+    /// (passt did not read the line after it; see [`MAX_RESOLV_LINE`]). Such a file is
+    /// one the jail cannot read as passt does: no DNS.
+    #[test]
+    fn a_resolv_conf_passt_reads_otherwise_leaves_the_room_without_dns() {
+        let host = local_addresses(FIB);
+        let mut with_dns = host.clone();
+        with_dns.push((DNS, 32));
+        with_dns.sort_unstable();
+        for resolv in [
+            "nameserver 10.77.0.2\r\n",
+            "search x\r\nnameserver 10.77.0.2\r\noptions y\r\n",
+            "nameserver 10.77.0.2\r\nnameserver 127.0.0.1\n",
+            "nameserver 127.0.0.1\0 10.77.0.2\n",
+            "# \0\nnameserver 10.77.0.2\n",
+        ] {
+            assert_eq!(deny_list(FIB, Some(resolv)), with_dns, "{resolv:?}");
+        }
+        // Behind a comment line of 8192 bytes this passt did not read the next line.
+        let long = |n: usize| format!("#{}\nnameserver 10.77.0.2\n", "a".repeat(n - 1));
+        for n in [MAX_RESOLV_LINE + 1, 8192] {
+            assert_eq!(deny_list(FIB, Some(&long(n))), with_dns, "a line of {n}");
+        }
+        // A CR elsewhere than in a nameserver line, or a long line within the bound,
+        // changes nothing for passt.
+        for resolv in ["search x\r\nnameserver 10.77.0.2\n", &long(MAX_RESOLV_LINE)] {
             assert_eq!(deny_list(FIB, Some(resolv)), host, "{resolv:?}");
         }
     }
