@@ -21,7 +21,8 @@
 //!   the device from reading, and the backend's socket buffer fills (passt then drops).
 //! - A length prefix above [`frame::MAX_FRAME`], EOF or a socket error closes the backend
 //!   for good (one line on stderr); the guest's frames are then dropped.
-//! - Work per event-loop turn: [`TURN_BYTES`] (tx and rx together).
+//! - Work per event-loop turn: [`TURN_BYTES`] (tx and rx together; frames dropped either
+//!   way count too, runts from the backend by their bytes).
 //! - Guest frames the [`egress::Egress`] rule refuses (the host's own addresses: loopback
 //!   always, the anchor host's addresses with `--net-deny`) are dropped and counted.
 
@@ -141,6 +142,17 @@ fn tx_size(readable: u64) -> TxCheck {
 /// (`flags`), no segmentation (`gso_type`).
 fn tx_header_ok(hdr: &[u8; VNET_HDR_LEN]) -> bool {
     hdr.first() == Some(&0) && hdr.get(1) == Some(&0)
+}
+
+/// What the backend has for the guest now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// A whole frame of this many bytes (after its prefix) at the head of the rx queue.
+    Frame(usize),
+    /// Nothing whole yet (or the backend is closed): the readiness edge brings us back.
+    Wait,
+    /// The turn's budget was spent dropping runts.
+    Spent,
 }
 
 /// The virtio-net device.
@@ -388,28 +400,33 @@ impl Net {
         Ok(pass)
     }
 
-    /// The next whole frame from the backend, dropping runts; `None` when no whole frame
-    /// can be had now. Closes the backend on a framing error (the rest of its stream is
-    /// meaningless).
-    fn next_frame(&mut self, reg: &mut dyn FdRegistry) -> Option<usize> {
-        // Each round consumes a frame or reads bytes; both are bounded by the queue and
-        // the socket, and a read that brings nothing ends the loop.
+    /// The next whole frame from the backend, dropping runts. Closes the backend on a
+    /// framing error (the rest of its stream is meaningless).
+    fn next_frame(&mut self, reg: &mut dyn FdRegistry, budget: &mut Budget<'_>) -> Next {
+        // Each round consumes a frame or reads bytes. A dropped runt is work of the turn
+        // (its bytes, at least one): a backend sending runts without pause must not hold
+        // the turn for as long as it writes.
         loop {
             match frame::peek(self.rx.data()) {
                 Ok(Peek::Frame { len }) if len < MIN_FRAME => {
-                    self.rx.consume(LEN_PREFIX.saturating_add(len));
+                    let n = LEN_PREFIX.saturating_add(len);
+                    self.rx.consume(n);
                     self.stats.rx_dropped = self.stats.rx_dropped.saturating_add(1);
+                    budget.spend(n as u64);
+                    if !budget.allows() {
+                        return Next::Spent;
+                    }
                 }
-                Ok(Peek::Frame { len }) => return Some(len),
+                Ok(Peek::Frame { len }) => return Next::Frame(len),
                 Ok(Peek::Incomplete) => {
                     if !self.fill(reg) {
-                        return None;
+                        return Next::Wait;
                     }
                 }
                 Err(e) => {
                     self.rx.consume(usize::MAX);
                     self.close(Closed::Framing(e), reg);
-                    return None;
+                    return Next::Wait;
                 }
             }
         }
@@ -434,8 +451,10 @@ impl Net {
                 return Step::Used(0);
             }
             loop {
-                let Some(len) = self.next_frame(reg) else {
-                    return Step::Keep;
+                let len = match self.next_frame(reg, budget) {
+                    Next::Frame(len) => len,
+                    Next::Wait => return Step::Keep,
+                    Next::Spent => return Step::Stop,
                 };
                 let total = len.saturating_add(VNET_HDR_LEN);
                 if total as u64 > cap {

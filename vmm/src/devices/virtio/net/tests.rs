@@ -549,6 +549,60 @@ fn frames_dropped_for_a_small_rx_chain_count_against_the_turn_budget() {
     assert_eq!(h.dev.stats().rx_dropped, 40);
 }
 
+/// Regression (review, hostile backend): runts from the backend (frames shorter than an
+/// Ethernet header, zero-length ones included) were dropped at no cost to the turn, and
+/// the device read the socket again for more, so a backend (passt taken over) sending
+/// runts without pause held the VMM thread in one turn for as long as it wrote (here:
+/// all 20000 of them in one turn of 4000 bytes), whatever a vcpu waiting for a reset
+/// had asked through the stop flag.
+#[test]
+fn runts_from_the_backend_count_against_the_turn_budget() {
+    let mut h = h();
+    let runts = 20_000u64;
+    // One write: the socket holds them all at once (80 000 bytes).
+    h.peer.write_all(&vec![0u8; 4 * runts as usize]).unwrap();
+    h.post_rx(1, RX_LEN);
+    h.dev.set_ready(true, false);
+    let p = h
+        .dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut budget(4000))
+        .unwrap();
+    assert!(p.more, "work was left for the next turn");
+    assert_eq!(p.used, 0);
+    assert_eq!(
+        h.dev.stats().rx_dropped,
+        1000,
+        "4-byte runts (their prefix) until 4000 bytes are spent"
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut b = Budget::new(u64::MAX, &stop);
+    b.spend(0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let p = h
+        .dev
+        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut b)
+        .unwrap();
+    assert!(p.more, "a stop request ends the drops as well");
+    assert_eq!(h.dev.stats().rx_dropped, 1000);
+    // Later turns drop the rest, and the chain still takes a frame after them.
+    h.backend_send(&eth(60, 7));
+    let mut turns = 0;
+    let got = loop {
+        let got = h.collect_rx();
+        if !got.is_empty() {
+            break got;
+        }
+        h.dev
+            .process_rx(&mut h.rx, h.m, &mut h.reg, &mut budget(4000))
+            .unwrap();
+        turns += 1;
+        assert!(turns <= runts / 1000 + 1, "{turns} turns");
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, eth(60, 7));
+    assert_eq!(h.dev.stats().rx_dropped, runts);
+}
+
 #[test]
 fn a_driver_reset_keeps_the_backend() {
     let mut h = h();
