@@ -115,4 +115,33 @@ mod tests {
         assert!(d.contains("typo.toml") && d.contains("swap"), "{d}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A room whose vault volume an unrelated policy names too is refused (its data would
+    /// reach that room across boots, outside the courier), with both files in the detail.
+    #[test]
+    fn a_room_sharing_its_vault_volume_with_an_unrelated_policy_is_refused() {
+        let dir = std::env::temp_dir().join(format!("bay0-policy-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a", "b"] {
+            let text = format!(
+                "name = \"{name}\"\nimage = \"base\"\nbackend = \"microvm\"\n\
+                 [resources]\nmemory = \"1GiB\"\nvcpus = 1\n\
+                 [persist]\nvolume = \"notes\"\nsize = \"8MiB\"\n"
+            );
+            std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+        }
+        let mut d = Line::default();
+        let e = load_room(&dir, "a", &mut d).unwrap_err();
+        assert_eq!(
+            e,
+            Error::Policy(anchor_policy::ProblemKind::Volume.as_str())
+        );
+        let d = String::from_utf8_lossy(d.as_bytes()).into_owned();
+        assert!(
+            d.contains("a.toml") && d.contains("b.toml") && d.contains("\"notes\""),
+            "{e:?}: {d}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -22,6 +22,8 @@ pub enum ProblemKind {
     Value,
     /// Nesting: a child wider than its parent, too deep, a cycle, or an unusable parent.
     Nesting,
+    /// A vault volume that an unrelated policy (another top-level room's family) names too.
+    Volume,
 }
 
 impl ProblemKind {
@@ -34,6 +36,7 @@ impl ProblemKind {
             Self::Missing => "required policy key missing",
             Self::Value => "policy value out of range or malformed",
             Self::Nesting => "nested policy wider than its parent, too deep or cyclic",
+            Self::Volume => "vault volume also named by an unrelated room's policy",
         }
     }
 }

@@ -4,7 +4,8 @@
 //! A policy is a small TOML file, one per room. It is parsed once into a typed, immutable
 //! [`Policy`] (parse -> validate -> typed value); validation reports every problem as
 //! `FILE:LINE:KEY: message`. A nested room names its `parent`; [`load`] / [`resolve`]
-//! check the whole chain (subset rules, depth <= [`MAX_DEPTH`], no cycles).
+//! check the whole chain (subset rules, depth <= [`MAX_DEPTH`], no cycles); [`load`] also
+//! refuses a vault volume that an unrelated policy in the same directory names.
 //! The language is documented in docs/POLICY.md.
 
 pub mod admission;
@@ -19,6 +20,7 @@ mod schema;
 mod show;
 mod units;
 mod validate;
+mod volume;
 
 /// The audit log format, for bay0's records (bay0 reaches it through this crate).
 pub use anchor_audit as audit;

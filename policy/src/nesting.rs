@@ -104,7 +104,9 @@ pub fn read_policy_file(path: &Path) -> Result<Vec<u8>, Problem> {
 
 /// Loads a policy file and its parents (`<parent>.toml` in the same directory), validates
 /// each, and checks every child against its parent. The room's `name` must equal the
-/// file's stem, because that is how parents are found.
+/// file's stem, because that is how parents are found. The directory is the machine's
+/// set of policies: a vault volume that another top-level policy in it names too (an
+/// unrelated room's) is refused, since its data would cross between the two rooms.
 pub fn load(path: &Path) -> Result<Resolved, PolicyError> {
     let label = file_label(path);
     let bytes = read_policy_file(path).map_err(PolicyError::one)?;
@@ -115,7 +117,22 @@ pub fn load(path: &Path) -> Result<Resolved, PolicyError> {
         let p = dir.join(format!("{parent}.toml"));
         read_policy_file(&p).map(|b| (file_label(&p), b))
     };
-    resolve_inner(&label, &bytes, Some(stem), &mut lookup)
+    let resolved = resolve_inner(&label, &bytes, Some(stem), &mut lookup)?;
+    let line = |key: &'static str| {
+        let lines = parse_with_lines(&label, &bytes).map(|(_, lines)| lines);
+        lines.ok().and_then(|l| l.get(key).copied())
+    };
+    // "a.toml" has the parent "", which names no directory to list.
+    let listed = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let claims = crate::volume::unrelated_claims(listed, &resolved, &label, line);
+    match PolicyError::from_problems(claims) {
+        Some(e) => Err(e),
+        None => Ok(resolved),
+    }
 }
 
 /// Resolves a policy whose parents come from `lookup` (name -> (file label, bytes)).

@@ -153,3 +153,61 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A vault volume belongs to one top-level room and the rooms nested in it. Two unrelated
+/// policies naming one volume would hand its data from one room to the other across
+/// boots (room A writes it, room B opens it later): a path between rooms outside the
+/// courier. Each of them, and every room nested in either, is refused in one line naming
+/// both files and the volume; rooms with other volumes or none are untouched.
+#[test]
+fn unrelated_policies_naming_one_vault_volume_are_refused() {
+    let dir = std::env::temp_dir().join(format!("anchor-policy-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let room = |name: &str, extra: &str, volume: Option<&str>| {
+        let persist = volume
+            .map(|v| format!("[persist]\nvolume = \"{v}\"\nsize = \"64MiB\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "name = \"{name}\"\n{extra}image = \"base\"\nbackend = \"microvm\"\n\
+             [resources]\nmemory = \"512MiB\"\nvcpus = 1\n{persist}"
+        );
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let nesting = "[nesting]\nallowed = true\nmax_children = 1\nmemory = \"512MiB\"\n\
+                   vcpus = 1\npids_max = 512\n";
+    let a = room("a", "", Some("notes"));
+    // The nested room shares its parent's volume: that is allowed.
+    std::fs::write(&a, std::fs::read_to_string(&a).unwrap() + nesting).unwrap();
+    let kid = room("kid", "parent = \"a\"\n", Some("notes"));
+    let c = room("c", "", Some("other"));
+    let d = room("d", "", None);
+    for ok in [&a, &kid, &c, &d] {
+        load(ok).unwrap();
+    }
+    let b = room("b", "", Some("notes"));
+    let claim = |e: &PolicyError, file: &Path, other: &Path| {
+        let p = problems(e);
+        assert_eq!(p.len(), 1, "{e}");
+        assert!(
+            p[0].starts_with(&format!("{}:", file.display()))
+                && p[0].contains(":persist.volume: vault volume \"notes\" is also named by ")
+                && p[0].contains(&other.display().to_string())
+                && !p[0].contains('\n'),
+            "{e}"
+        );
+    };
+    claim(&load(&a).unwrap_err(), &a, &b);
+    claim(&load(&b).unwrap_err(), &b, &a);
+    claim(&load(&kid).unwrap_err(), &kid, &b);
+    load(&c).unwrap();
+    load(&d).unwrap();
+    // A file that does not declare the name its file says (never loadable, so never a
+    // room) claims nothing.
+    std::fs::rename(&b, dir.join("misnamed.toml")).unwrap();
+    load(&a).unwrap();
+    load(&kid).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -269,6 +269,8 @@ fn not_regular_if_fifo(e: std::io::Error) -> std::io::Error {
 /// Make the volumes the policies in `dir` ask for, each once with the largest quota any
 /// policy gives it (a nested room shares its parent's volume with a smaller size). Each
 /// problem is returned with the policy file it came from and does not stop the others.
+/// A policy that does not load makes nothing: one whose volume an unrelated policy names
+/// too (anchor-policy refuses both, docs/POLICY.md "`[persist]`") gets no volume made.
 pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensured), String>> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -285,13 +287,15 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
     for file in files {
         let resolved = match anchor_policy::load(&file) {
             Ok(r) => r,
+            // A problem names its own file first; another file's (a parent's) is said
+            // after the policy's.
             Err(e) => {
-                let first = e
-                    .problems()
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                out.push(Err(format!("{}: {first}", file.display())));
+                let label = anchor_policy::file_label(&file);
+                out.push(Err(match e.problems().first() {
+                    Some(p) if p.file_name() == label => p.to_string(),
+                    Some(p) => format!("{label}: {p}"),
+                    None => label,
+                }));
                 continue;
             }
         };
@@ -429,6 +433,55 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(volumes(&root).unwrap()[0].size, 64 << 20);
+    }
+
+    /// Two unrelated policies naming one volume would hand its data from one room to the
+    /// other across boots, outside the courier: neither gets it, the volume is not made
+    /// (nor anything under its name), and each refusal is one line naming both files and
+    /// the volume. A room with a volume of its own still gets it.
+    #[test]
+    fn unrelated_policies_naming_one_volume_get_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("policies");
+        std::fs::create_dir_all(&pol).unwrap();
+        let room = |name: &str, volume: &str| {
+            let text = format!(
+                "name = \"{name}\"\nimage = \"work\"\nbackend = \"microvm\"\n\
+                 [resources]\nmemory = \"512MiB\"\nvcpus = 1\n\
+                 [persist]\nvolume = \"{volume}\"\nsize = \"16MiB\"\n"
+            );
+            let path = pol.join(format!("{name}.toml"));
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (a, b) = (room("a", "shared"), room("b", "shared"));
+        room("c", "own");
+        let root = dir.path().join("vault");
+        std::fs::create_dir_all(&root).unwrap();
+        let r = ensure_for_policies(&root, &pol);
+        let refused: Vec<&String> = r.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(refused.len(), 2, "{r:?}");
+        for (e, (file, other)) in refused.iter().zip([(&a, &b), (&b, &a)]) {
+            assert!(
+                e.starts_with(&format!("{file}:"))
+                    && e.contains("\"shared\"")
+                    && e.contains(other.as_str())
+                    && !e.contains('\n'),
+                "{e}"
+            );
+            assert_eq!(e.matches(file.as_str()).count(), 1, "{e}");
+        }
+        assert!(
+            r.contains(&Ok(("own".to_owned(), Ensured::Created))),
+            "{r:?}"
+        );
+        let names: Vec<String> = volumes(&root)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, ["own"]);
+        assert!(!root.join(VOLUMES).join("shared.img").exists());
     }
 
     #[test]

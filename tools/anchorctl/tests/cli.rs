@@ -118,6 +118,37 @@ fn check_wider_child_names_each_field() {
     }
 }
 
+/// `policy check NAME.toml` run in the policy directory (the file named without a
+/// directory) sees the other policies there too: two naming one vault volume are refused.
+#[test]
+fn check_in_the_policy_directory_sees_a_vault_volume_named_twice() {
+    let dir = std::env::temp_dir().join(format!("anchorctl-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["a", "b"] {
+        let text = format!(
+            "name = \"{name}\"\nimage = \"base\"\nbackend = \"microvm\"\n\
+             [resources]\nmemory = \"512MiB\"\nvcpus = 1\n\
+             [persist]\nvolume = \"notes\"\nsize = \"8MiB\"\n"
+        );
+        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_anchorctl"))
+        .args(["policy", "check", "a.toml"])
+        .current_dir(&dir)
+        .output()
+        .expect("run anchorctl");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).starts_with(
+            "a.toml:8:persist.volume: vault volume \"notes\" is also named by ./b.toml, "
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn check_missing_file_exits_1() {
     let out = anchorctl(&["policy", "check", "no/such/file.toml"]);

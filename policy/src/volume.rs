@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+//! Who may name a vault volume: one top-level room and the rooms nested in it.
+//!
+//! A volume keeps its data from one opening of a room to the next. Were two unrelated
+//! policies to name the same volume, whatever one room wrote would be read by the other
+//! when it opened later: a path between rooms outside the courier (spec: the courier is
+//! the only way data crosses rooms; invariant 3, no ambient IPC between rooms). A nested
+//! room may share its parent's volume (docs/POLICY.md, subset rules: the same `volume`),
+//! so the owner of a volume is a whole family, named by its top-level room.
+//!
+//! The policies of a machine are the `*.toml` files of one directory (parents are found
+//! there too), so a policy is checked against its siblings when it is loaded. Every room
+//! of a family names its top-level room's volume (the subset rules), so looking at the
+//! other top-level policies is enough: if one of them names the same volume, the two
+//! families share it.
+
+use std::path::Path;
+
+use crate::error::{Problem, ProblemKind};
+use crate::nesting::{file_label, read_policy_file, Resolved};
+use crate::parse::parse;
+
+/// Problems (one per other claimant, in file name order) when a top-level policy in
+/// `dir` other than `resolved`'s own top-level room names its vault volume, reported
+/// against `file` at the line `line` gives for its `persist.volume` (asked only then).
+pub(crate) fn unrelated_claims(
+    dir: &Path,
+    resolved: &Resolved,
+    file: &str,
+    line: impl FnOnce(&'static str) -> Option<usize>,
+) -> Vec<Problem> {
+    let Some(volume) = resolved.policy().persist().map(|p| p.volume()) else {
+        return Vec::new();
+    };
+    let top = resolved.ancestors().last().unwrap_or(resolved.policy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let claimants: Vec<_> = paths
+        .iter()
+        .filter(|path| {
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                return false;
+            };
+            // A file that cannot be loaded is no room: it claims nothing (and is refused
+            // on its own when anything tries to open it).
+            let Some(other) = read_policy_file(path)
+                .ok()
+                .and_then(|bytes| parse(&file_label(path), &bytes).ok())
+            else {
+                return false;
+            };
+            other.parent().is_none()
+                && other.name().as_str() == stem
+                && other.name() != top.name()
+                && other.persist().is_some_and(|p| p.volume() == volume)
+        })
+        .collect();
+    if claimants.is_empty() {
+        return Vec::new();
+    }
+    let key = "persist.volume";
+    let line = line(key);
+    claimants
+        .into_iter()
+        .map(|path| {
+            Problem::key(
+                file,
+                line,
+                key,
+                format!(
+                    "vault volume \"{volume}\" is also named by {}, a room neither nested in \
+                     this one nor containing it: a volume belongs to one top-level room and the \
+                     rooms nested in it (data crosses rooms only through the courier)",
+                    file_label(path)
+                ),
+            )
+            .with_kind(ProblemKind::Volume)
+        })
+        .collect()
+}
