@@ -40,6 +40,21 @@ impl Drop for Scratch {
     }
 }
 
+/// A scratch directory for a jail run (`anchor-jail-TAG-PID` under the temp dir) with its
+/// run directory owned by `uid`; busybox must be there for the jail's program.
+fn scratch_run(tag: &str, uid: u32) -> (Scratch, PathBuf) {
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox missing (apt-get install busybox-static)"
+    );
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+    let dir = Scratch(tmp.join(format!("anchor-jail-{tag}-{}", std::process::id())));
+    let run = dir.0.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    chown(&run, uid);
+    (dir, run)
+}
+
 fn chown(path: &Path, uid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
 }
@@ -224,17 +239,8 @@ fn guest_disk_mark(file: &Path) -> Option<Vec<u8>> {
 #[test]
 fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     need_root();
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox missing (apt-get install busybox-static)"
-    );
     let pid = std::process::id();
-    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
-    let dir = Scratch(tmp.join(format!("anchor-jail-rw-{pid}")));
-    let run = dir.0.join("run");
-    std::fs::create_dir_all(&run).unwrap();
-    chown(&run, 64_102);
+    let (dir, run) = scratch_run("rw", 64_102);
     let volume = dir.0.join("volume.img");
     std::fs::File::create(&volume)
         .unwrap()
@@ -355,17 +361,8 @@ fn passt_gets_nothing_of_whoever_started_the_jail() {
             .is_ok_and(|p| Path::new(p).is_file()),
         "this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)"
     );
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox missing (apt-get install busybox-static)"
-    );
     let pid = std::process::id();
-    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
-    let dir = Scratch(tmp.join(format!("anchor-jail-net-{pid}")));
-    let run = dir.0.join("run");
-    std::fs::create_dir_all(&run).unwrap();
-    chown(&run, 64_103);
+    let (dir, run) = scratch_run("net", 64_103);
     let room = format!("jn{}", pid % 100_000);
     remove_cgroups(&room);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));

@@ -1919,6 +1919,24 @@ pub const USAGE: &str = "anchor-escape-probe [--own-kernel] ATTEMPT [ARG...]; se
 mod tests {
     use super::*;
 
+    /// The pid of the neighbour child, from the line `neighbour` returns.
+    fn neighbour_pid(line: &str) -> i32 {
+        line.rsplit("(pid ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .parse()
+            .unwrap()
+    }
+
+    /// Ends and reaps the neighbour child a test started.
+    fn end_neighbour(pid: i32) {
+        // SAFETY: ends the neighbour child this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: reaps it.
+        unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+    }
+
     #[test]
     fn verdicts_read_as_the_suite_prints_them() {
         assert_eq!(blocked("a", "b").to_string(), "BLOCKED a: b");
@@ -1990,13 +2008,7 @@ mod tests {
         let v = image_watch(host, read, quiet);
         assert!(!v.escaped, "nobody reads it yet: {v}");
         let line = neighbour(read, lock).unwrap();
-        let pid: i32 = line
-            .rsplit("(pid ")
-            .next()
-            .unwrap()
-            .trim_end_matches(')')
-            .parse()
-            .unwrap();
+        let pid = neighbour_pid(&line);
         let v = image_watch(host, read, quiet);
         assert!(v.escaped && v.detail.contains("bytes of events in"), "{v}");
         let v = image_lock(lock);
@@ -2010,10 +2022,7 @@ mod tests {
                 "{v}"
             );
         }
-        // SAFETY: ends the neighbour child this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        // SAFETY: reaps it.
-        unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+        end_neighbour(pid);
         assert!(!image_lock(lock).escaped);
         // Pinned as bay0 pins it, nothing is left to take or see.
         let pin = anchor_sys::pin_anon_inode_locks().unwrap();
@@ -2031,17 +2040,8 @@ mod tests {
             v.escaped && v.detail.contains("another room's OFD lock"),
             "{v}"
         );
-        let pid: i32 = line
-            .rsplit("(pid ")
-            .next()
-            .unwrap()
-            .trim_end_matches(')')
-            .parse()
-            .unwrap();
-        // SAFETY: ends and reaps the neighbour child this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        // SAFETY: reaps it.
-        unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
+        let pid = neighbour_pid(&line);
+        end_neighbour(pid);
         drop(pin);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
