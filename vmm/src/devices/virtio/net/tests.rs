@@ -80,6 +80,18 @@ fn vnet_hdr(flags: u8, gso: u8) -> [u8; VNET_HDR_LEN] {
 }
 
 impl H {
+    /// One rx turn whose budget is unbounded but whose stop flag is set (a vcpu resetting
+    /// the device asks the VMM thread to stop) after its first check.
+    fn rx_turn_asked_to_stop(&mut self) -> Pass {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let mut b = Budget::new(u64::MAX, &stop);
+        b.spend(0);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.dev
+            .process_rx(&mut self.rx, self.m, &mut self.reg, &mut b)
+            .unwrap()
+    }
+
     /// Lay `bytes` out in the next tx slot and offer it as a chain of descriptors with
     /// the given lengths and writability (the bytes are cut in that order).
     fn offer_tx(&mut self, bytes: &[u8], parts: &[(u32, bool)]) {
@@ -537,14 +549,7 @@ fn frames_dropped_for_a_small_rx_chain_count_against_the_turn_budget() {
     for i in 0..5 {
         h.backend_send(&eth(1500, i));
     }
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut b = Budget::new(u64::MAX, &stop);
-    b.spend(0);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let p = h
-        .dev
-        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut b)
-        .unwrap();
+    let p = h.rx_turn_asked_to_stop();
     assert!(p.more);
     assert_eq!(h.dev.stats().rx_dropped, 40);
 }
@@ -574,14 +579,7 @@ fn runts_from_the_backend_count_against_the_turn_budget() {
         1000,
         "4-byte runts (their prefix) until 4000 bytes are spent"
     );
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut b = Budget::new(u64::MAX, &stop);
-    b.spend(0);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let p = h
-        .dev
-        .process_rx(&mut h.rx, h.m, &mut h.reg, &mut b)
-        .unwrap();
+    let p = h.rx_turn_asked_to_stop();
     assert!(p.more, "a stop request ends the drops as well");
     assert_eq!(h.dev.stats().rx_dropped, 1000);
     // Later turns drop the rest, and the chain still takes a frame after them.
