@@ -263,6 +263,20 @@ while [ $i -lt 100 ]; do
   i=$((i + 1))
 done
 (setsid sh -c 'trap "" HUP TERM INT; sleep 987651 & exit 0' </dev/null >/dev/null 2>&1 &)
+# Said once each sleep runs (5 s at most each): a fork returns before its child has
+# exec'd, and the harness looks for each one by its command line on the host.
+running() {
+  i=0
+  while [ $i -lt 100 ]; do
+    for c in /proc/[0-9]*/cmdline; do
+      case "$(tr '\0' ' ' < "$c" 2>/dev/null)" in "sleep $1 ") return 0 ;; esac
+    done
+    sleep 0.05
+    i=$((i + 1))
+  done
+  say "NOTE linger: 'sleep $1' not seen running after 5 s"
+}
+for n in 987654 987653 987651; do running $n; done
 say "LINGER linger: started 'sleep 987654' (own session, ignores HUP TERM INT), 'sleep 987653' (ignores HUP, like nohup), a stopped shell about to run 'sleep 987652' and an orphaned 'sleep 987651' (double fork, own session)"
 
 blocked=$(grep -c '^BLOCKED ' "$log")
