@@ -8,7 +8,7 @@
 use std::fmt::Display;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{PolicyError, Problem, ProblemKind};
 use crate::model::{Name, Policy};
@@ -45,6 +45,17 @@ impl Resolved {
     pub fn into_policy(self) -> Policy {
         self.room
     }
+}
+
+/// The policy files of `dir` (the machine's set: every `*.toml` in it), in name order.
+pub fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// How a problem names the file at `path`: its path, with control characters escaped (a

@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use crate::error::{Problem, ProblemKind};
-use crate::nesting::{file_label, read_policy_file, Resolved};
+use crate::nesting::{file_label, policy_files, read_policy_file, Resolved};
 use crate::parse::parse;
 
 /// Problems (one per other claimant, in file name order) when a top-level policy in
@@ -33,15 +33,9 @@ pub(crate) fn unrelated_claims(
         return Vec::new();
     };
     let top = resolved.ancestors().last().unwrap_or(resolved.policy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(paths) = policy_files(dir) else {
         return Vec::new();
     };
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     let claimants: Vec<_> = paths
         .iter()
         .filter(|path| {

@@ -273,15 +273,9 @@ fn not_regular_if_fifo(e: std::io::Error) -> std::io::Error {
 /// too (anchor-policy refuses both, docs/POLICY.md "`[persist]`") gets no volume made.
 pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensured), String>> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(files) = anchor_policy::policy_files(dir) else {
         return out;
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
     // volume -> (largest quota, the policy file that asks for it)
     let mut wanted: std::collections::BTreeMap<String, (u64, PathBuf)> = Default::default();
     for file in files {
