@@ -40,6 +40,17 @@ impl Drop for Scratch {
     }
 }
 
+/// The jail for room `room` as `uid` (its gid too) with the run directory `run`, the
+/// room's cgroups left by an earlier run removed first; the caller adds the rest.
+fn jail_for(room: &str, uid: u32, run: &Path) -> Command {
+    remove_cgroups(room);
+    let id = uid.to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));
+    cmd.args(["--name", room, "--uid", &id, "--gid", &id, "--run-dir"])
+        .arg(run);
+    cmd
+}
+
 /// A scratch directory for a jail run (`anchor-jail-TAG-PID` under the temp dir) with its
 /// run directory owned by `uid`; busybox must be there for the jail's program.
 fn scratch_run(tag: &str, uid: u32) -> (Scratch, PathBuf) {
@@ -111,22 +122,18 @@ fn a_jailed_program_cannot_reach_anything_outside_its_room() {
     std::fs::write(&image, b"pristine").unwrap();
 
     let room = format!("jt{}", pid % 100_000);
-    remove_cgroups(&room);
     let limit: u64 = 64 << 20;
     let probe = env!("CARGO_BIN_EXE_anchor-jail-probe");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));
-    cmd.args(["--name", &room, "--uid", "64100", "--gid", "64100"])
-        .arg("--run-dir")
-        .arg(&mine)
-        .args([
-            "--memory",
-            &limit.to_string(),
-            "--pids",
-            "16",
-            "--cpu-weight",
-            "50",
-        ])
-        .args(["--nofile", "64", "--nproc", "16"]);
+    let mut cmd = jail_for(&room, 64_100, &mine);
+    cmd.args([
+        "--memory",
+        &limit.to_string(),
+        "--pids",
+        "16",
+        "--cpu-weight",
+        "50",
+    ])
+    .args(["--nofile", "64", "--nproc", "16"]);
     // The probe is a dynamically linked test binary: give it the host's libraries
     // (read-only) beside what bay0's jail would hold.
     for lib in ["/lib", "/lib64", "/usr/lib"] {
@@ -253,28 +260,17 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     assert_eq!(guest_disk_mark(&volume), None);
     let room = format!("jr{}", pid % 100_000);
     let jail = |host: &Path, script: &str| {
-        remove_cgroups(&room);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));
-        cmd.args([
-            "--name",
-            &room,
-            "--uid",
-            "64102",
-            "--gid",
-            "64102",
-            "--run-dir",
-        ])
-        .arg(&run)
-        .args(["--memory", "67108864", "--pids", "16", "--cpu-weight", "50"])
-        .args([
-            "--fsize",
-            "8192",
-            "--ro",
-            "/bin/busybox:/bin/busybox",
-            "--rw",
-        ])
-        .arg(format!("{}:/volume.img", host.display()))
-        .args(["--", "/bin/busybox", "sh", "-c", script]);
+        let mut cmd = jail_for(&room, 64_102, &run);
+        cmd.args(["--memory", "67108864", "--pids", "16", "--cpu-weight", "50"])
+            .args([
+                "--fsize",
+                "8192",
+                "--ro",
+                "/bin/busybox:/bin/busybox",
+                "--rw",
+            ])
+            .arg(format!("{}:/volume.img", host.display()))
+            .args(["--", "/bin/busybox", "sh", "-c", script]);
         let out = cmd.output().unwrap();
         remove_cgroups(&room);
         out
@@ -364,19 +360,8 @@ fn passt_gets_nothing_of_whoever_started_the_jail() {
     let pid = std::process::id();
     let (dir, run) = scratch_run("net", 64_103);
     let room = format!("jn{}", pid % 100_000);
-    remove_cgroups(&room);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-jail"));
+    let mut cmd = jail_for(&room, 64_103, &run);
     cmd.args([
-        "--name",
-        &room,
-        "--uid",
-        "64103",
-        "--gid",
-        "64103",
-        "--run-dir",
-    ])
-    .arg(&run)
-    .args([
         "--memory",
         "134217728",
         "--pids",
