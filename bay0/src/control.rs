@@ -354,17 +354,8 @@ fn list(fd: &UnixStream, rooms: &Rooms, now_ms: u64) {
             r.pid
         );
     }
-    let mut names: Vec<String> = std::fs::read_dir(&rooms.layout.policies)
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    for file in &names {
-        let Some(name) = file.strip_suffix(".toml") else {
-            continue;
-        };
+    let files = anchor_policy::policy_files(&rooms.layout.policies).unwrap_or_default();
+    for name in files.iter().filter_map(|f| f.file_stem()?.to_str()) {
         if anchor_proto::name::is_valid(name) && rooms.find(name).is_none() {
             say!(fd, "room name={name} state=stopped");
         }
