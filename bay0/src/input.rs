@@ -46,39 +46,24 @@ pub fn presses(buf: &[u8]) -> impl Iterator<Item = Press> + '_ {
 
 /// Open every /dev/input/event* that reports KEY_POWER or KEY_Y (non-blocking).
 pub fn open_power_buttons() -> Vec<OwnedFd> {
-    let mut found = Vec::new();
     let Ok(dir) = std::fs::read_dir("/dev/input") else {
-        return found;
+        return Vec::new();
     };
-    let mut names: Vec<_> = dir.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("event"))
+        .collect();
     names.sort();
-    for name in names {
-        if found.len() >= MAX_DEVICES {
-            break;
-        }
-        if !name.to_str().is_some_and(|n| n.starts_with("event")) {
-            continue;
-        }
-        let mut path = b"/dev/input/".to_vec();
-        path.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
-        let Ok(path) = CString::new(path) else {
-            continue;
-        };
-        let Ok(fd) = crate::sys::open(
-            "open input device",
-            &path,
-            libc::O_RDONLY | libc::O_NONBLOCK,
-        ) else {
-            continue;
-        };
+    let open = |name: &String| {
+        let path = CString::new(format!("/dev/input/{name}")).ok()?;
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+        let fd = crate::sys::open("open input device", &path, flags).ok()?;
         let mut bits = [0u8; 96];
         let keys = crate::sys::evdev_key_bits(&fd, &mut bits).is_ok();
         let _ = crate::sys::evdev_monotonic(&fd);
-        if keys && (has_key(&bits, KEY_POWER) || has_key(&bits, KEY_Y)) {
-            found.push(fd);
-        }
-    }
-    found
+        (keys && (has_key(&bits, KEY_POWER) || has_key(&bits, KEY_Y))).then_some(fd)
+    };
+    names.iter().filter_map(open).take(MAX_DEVICES).collect()
 }
 
 /// Read what is pending on a device: its key presses, in order.
