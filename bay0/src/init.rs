@@ -131,6 +131,14 @@ pub enum Mode<'a> {
     Hosted(&'a CStr),
 }
 
+impl MountSpec {
+    /// Mounts this file system (its type names its source too).
+    fn mount(&self, ops: &mut dyn MountOps) -> Result<()> {
+        let fs = Some(self.fstype);
+        ops.mount(fs, self.target, fs, self.flags, self.data)
+    }
+}
+
 /// Which plan entries bay0 mounted itself (to unmount them at shutdown).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Mounted([bool; PLAN.len()]);
@@ -174,20 +182,12 @@ pub fn mount_all(
                 ops.mkdir(&src, 0o755)?;
                 ops.mount(Some(&src), spec.target, None, libc::MS_BIND, None)
             }),
-            (Mode::Hosted(_), Hosted::Mount) => ops.mount(
-                Some(spec.fstype),
-                spec.target,
-                Some(spec.fstype),
-                spec.flags,
-                spec.data,
-            ),
+            (Mode::Hosted(_), Hosted::Mount) => spec.mount(ops),
             (Mode::Machine, _) => mount_fresh(ops, spec),
         };
         match result {
             Ok(()) => *done = true,
-            Err(Error::Sys {
-                errno: libc::EBUSY, ..
-            }) => {}
+            Err(e) if e.errno() == Some(libc::EBUSY) => {}
             Err(e) => report(spec.target, e),
         }
     }
@@ -209,27 +209,23 @@ fn mount_fresh(ops: &mut dyn MountOps, spec: &MountSpec) -> Result<()> {
             errno: libc::EBUSY,
         });
     }
-    ops.mount(
-        Some(spec.fstype),
-        spec.target,
-        Some(spec.fstype),
-        spec.flags,
-        spec.data,
-    )
+    spec.mount(ops)
 }
 
 /// Unmount what [`mount_all`] mounted, in reverse order. Busy file systems are detached.
 pub fn unmount_all(ops: &mut dyn MountOps, mounted: Mounted, report: &mut dyn FnMut(&CStr, Error)) {
     for target in mounted.targets().rev() {
-        let result = match ops.umount(target, 0) {
-            Err(Error::Sys {
-                errno: libc::EBUSY, ..
-            }) => ops.umount(target, libc::MNT_DETACH),
-            other => other,
-        };
-        if let Err(e) = result {
+        if let Err(e) = unmount(ops, target) {
             report(target, e);
         }
+    }
+}
+
+/// Unmounts `target`; a busy file system is detached.
+pub fn unmount(ops: &mut dyn MountOps, target: &CStr) -> Result<()> {
+    match ops.umount(target, 0) {
+        Err(e) if e.errno() == Some(libc::EBUSY) => ops.umount(target, libc::MNT_DETACH),
+        other => other,
     }
 }
 

@@ -84,11 +84,7 @@ pub fn close() {
     }
     // The last records (rooms closed at shutdown) are anchored before /persist goes.
     let _ = sys::audit::run_within(&[HELPER, "audit", "anchor"], 10_000);
-    let mut r = RealMounts.umount(c"/persist", 0);
-    if r.as_ref().is_err_and(|e| e.errno() == Some(libc::EBUSY)) {
-        r = RealMounts.umount(c"/persist", libc::MNT_DETACH);
-    }
-    match r {
+    match crate::init::unmount(&mut RealMounts, c"/persist") {
         Ok(()) => crate::log_info!("vault: /persist unmounted"),
         Err(e) => crate::log_warn!("vault: unmount /persist: {e}"),
     }
