@@ -232,16 +232,10 @@ pub fn unmount(ops: &mut dyn MountOps, target: &CStr) -> Result<()> {
 /// Let every /dev/kmsg line through: the kernel rate-limits userspace writes by default
 /// (10 lines per 5 s), which would swallow bay0's shutdown log.
 pub fn unlimit_kmsg() -> Result<()> {
-    let fd = crate::sys::open(
-        "open printk_devkmsg",
-        c"/proc/sys/kernel/printk_devkmsg",
-        libc::O_WRONLY,
-    )?;
-    crate::sys::write(
-        "write printk_devkmsg",
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        b"on\n",
-    )?;
+    use std::os::fd::AsRawFd;
+    let path = c"/proc/sys/kernel/printk_devkmsg";
+    let fd = crate::sys::open("open printk_devkmsg", path, libc::O_WRONLY)?;
+    crate::sys::write("write printk_devkmsg", fd.as_raw_fd(), b"on\n")?;
     Ok(())
 }
 
