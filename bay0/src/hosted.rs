@@ -10,6 +10,7 @@ use crate::error::{io, Error, Result};
 use crate::supervisor::WaitStatus;
 use crate::sys::{self, Fork, SigSet};
 use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
 /// Which side of the fork we are on.
@@ -78,17 +79,16 @@ fn relay(inner: i32, set: &SigSet) -> i32 {
 }
 
 /// Start a command (the hosted one, or a helper) as a child of PID 1; its pid. Its
-/// stdout and stderr go to `out` when given, else to bay0's own.
-pub fn spawn(command: &[OsString], out: Option<std::os::fd::OwnedFd>) -> Result<i32> {
+/// stdout and stderr go to `out` when given, else to bay0's own; `op` names a failure.
+pub fn spawn(op: &'static str, command: &[OsString], out: Option<OwnedFd>) -> Result<i32> {
     let (prog, args) = command.split_first().ok_or(Error::Usage("empty command"))?;
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args);
     if let Some(fd) = out {
-        cmd.stdout(fd.try_clone().map_err(io("spawn command"))?)
-            .stderr(fd);
+        cmd.stdout(fd.try_clone().map_err(io(op))?).stderr(fd);
     }
     sys::clean_signals_on_exec(&mut cmd);
-    let child = cmd.spawn().map_err(io("spawn command"))?;
+    let child = cmd.spawn().map_err(io(op))?;
     i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
 }
 
@@ -99,8 +99,11 @@ mod tests {
 
     #[test]
     fn spawning_nothing_or_a_missing_program_is_an_error() {
-        assert_eq!(spawn(&[], None), Err(Error::Usage("empty command")));
-        let e = spawn(&["/nonexistent/bay0-test".into()], None).unwrap_err();
+        assert_eq!(
+            spawn("spawn command", &[], None),
+            Err(Error::Usage("empty command"))
+        );
+        let e = spawn("spawn command", &["/nonexistent/bay0-test".into()], None).unwrap_err();
         assert_eq!(
             e,
             Error::Sys {
@@ -118,7 +121,7 @@ mod tests {
             "-c".into(),
             "echo out; echo err >&2".into(),
         ];
-        let pid = spawn(&argv, Some(w)).unwrap();
+        let pid = spawn("spawn command", &argv, Some(w)).unwrap();
         assert_eq!(
             sys::reap_pid_blocking(pid).map(|s| WaitStatus(s).exit_code()),
             Ok(0)
@@ -145,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_spawned_command_gets_a_pid() {
-        let pid = spawn(&["/bin/true".into()], None).unwrap();
+        let pid = spawn("spawn command", &["/bin/true".into()], None).unwrap();
         assert!(pid > 1);
         assert_eq!(
             sys::reap_pid_blocking(pid).map(|s| WaitStatus(s).exit_code()),

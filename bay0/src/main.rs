@@ -108,7 +108,7 @@ fn run(mode: Mode<'_>, command: &[OsString], layout: Layout) -> Result<core::con
     }
     event_loop.set_stall_after(config.debug_stall_after);
     if !command.is_empty() {
-        match hosted::spawn(command, None) {
+        match hosted::spawn("spawn command", command, None) {
             Ok(pid) => {
                 log_info!("started command as pid {pid}");
                 event_loop.supervise(pid);

@@ -42,7 +42,7 @@ pub fn spawn_bless(
     Some(
         crate::sys::pipe()
             .map_err(Into::into)
-            .and_then(|(out, w)| Ok((crate::hosted::spawn(&argv, Some(w))?, out))),
+            .and_then(|(out, w)| Ok((crate::hosted::spawn("spawn command", &argv, Some(w))?, out))),
     )
 }
 

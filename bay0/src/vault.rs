@@ -34,14 +34,8 @@ pub fn parse_disk(text: &str) -> Result<VaultDisk> {
 
 /// Start the unlock dialog on bay0's console; the helper's pid for supervision.
 pub fn start_unlock(disk: &VaultDisk) -> Result<i32> {
-    let mut cmd = std::process::Command::new(HELPER);
-    cmd.args(["--disk", disk.as_str(), "unlock", "--first-boot"]);
-    sys::clean_signals_on_exec(&mut cmd);
-    let child = cmd.spawn().map_err(|e| Error::Sys {
-        op: "start anchor-vault",
-        errno: e.raw_os_error().unwrap_or(libc::EIO),
-    })?;
-    i32::try_from(child.id()).map_err(|_| Error::Fatal("child pid out of range"))
+    let argv = [HELPER, "--disk", disk.as_str(), "unlock", "--first-boot"].map(Into::into);
+    crate::hosted::spawn("start anchor-vault", &argv, None)
 }
 
 /// The unlock helper ended with `code`: remember and log the outcome.
