@@ -65,14 +65,9 @@ fn relay(inner: i32, set: &SigSet) -> i32 {
                 Ok(None) => {}
                 Err(_) => return 1,
             },
-            Ok(sig) => {
-                let forward = if sig == libc::SIGINT {
-                    libc::SIGINT
-                } else {
-                    libc::SIGTERM
-                };
-                let _ = sys::kill(inner, forward);
-            }
+            // SIGINT (a reboot) is passed on as it is, the other stop signals as SIGTERM.
+            Ok(libc::SIGINT) => drop(sys::kill(inner, libc::SIGINT)),
+            Ok(_) => drop(sys::kill(inner, libc::SIGTERM)),
             Err(_) => return 1,
         }
     }
