@@ -103,10 +103,8 @@ impl Default for Config {
 }
 
 fn number(value: &str, min: u32, max: u32, what: &'static str) -> Result<u32, Error> {
-    match value.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(Error::Config(what)),
-    }
+    let n = value.parse().ok().filter(|n| (min..=max).contains(n));
+    n.ok_or(Error::Config(what))
 }
 
 impl Config {

@@ -91,12 +91,9 @@ impl Control {
             if fd.set_nonblocking(true).is_err() {
                 continue;
             }
-            match sys::peer_uid(fd.as_raw_fd()) {
-                Ok(0) => {}
-                _ => {
-                    say!(&fd, "err permission denied: only root may control rooms");
-                    continue;
-                }
+            if !matches!(sys::peer_uid(fd.as_raw_fd()), Ok(0)) {
+                say!(&fd, "err permission denied: only root may control rooms");
+                continue;
             }
             let Some(i) = self.clients.iter().position(Option::is_none) else {
                 say!(

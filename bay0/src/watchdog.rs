@@ -27,9 +27,7 @@ impl RealDevice {
     pub fn open() -> Result<Option<RealDevice>> {
         match crate::sys::open("open /dev/watchdog", DEVICE, libc::O_WRONLY) {
             Ok(fd) => Ok(Some(RealDevice(fd))),
-            Err(e) if e.errno() == Some(libc::ENOENT) || e.errno() == Some(libc::ENODEV) => {
-                Ok(None)
-            }
+            Err(e) if matches!(e.errno(), Some(libc::ENOENT | libc::ENODEV)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
