@@ -127,7 +127,7 @@ type Leftover = anchor_text::fixed::Fixed<48>;
 /// cannot be (see `cgroup::set_aside`: on v2 the room's processes move to a frozen cgroup).
 fn set_aside(run: &Path, root: &Path, name: &str, pid: i32) -> Option<Leftover> {
     let mut aside = Leftover::default();
-    core::fmt::Write::write_fmt(&mut aside, format_args!("{name}_{pid}")).ok()?;
+    write!(aside, "{name}_{pid}").ok()?;
     let (dir, to) = (run.join(name), run.join(aside.as_str()));
     std::fs::rename(&dir, &to).ok()?;
     let (from_cg, to_cg) = (
@@ -518,11 +518,8 @@ impl Rooms {
                 (r.max_at_ms, "its lifetime is over"),
                 (idle_at, "it was idle too long"),
             ];
-            let Some((at, why)) = due
-                .into_iter()
-                .filter_map(|(at, why)| at.map(|at| (at, why)))
-                .min_by_key(|(at, _)| *at)
-            else {
+            let set = due.into_iter().filter_map(|(at, why)| Some((at?, why)));
+            let Some((at, why)) = set.min_by_key(|&(at, _)| at) else {
                 continue;
             };
             if now_ms >= at {
@@ -532,10 +529,7 @@ impl Rooms {
                 r.warned = true;
                 let secs = (at - now_ms).div_ceil(1000);
                 let mut text = Line::default();
-                let _ = core::fmt::Write::write_fmt(
-                    &mut text,
-                    format_args!("bay0: this room closes in {secs} s: {why}"),
-                );
+                let _ = write!(text, "bay0: this room closes in {secs} s: {why}");
                 crate::log_notice!("room {}: closes in {secs} s: {why}", r.name.as_str());
                 send_notice(r, text.as_bytes());
             }
