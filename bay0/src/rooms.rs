@@ -277,13 +277,8 @@ impl Rooms {
         hand_over(&umb_path, plan.uid, 0o600)?;
         let (pty, slave) = sys::open_pty()?;
         let (err, err_w) = sys::pipe()?;
-        let pid = sys::spawn(&sys::Spawn {
-            argv: &plan.argv,
-            envp: &[],
-            stdio: [slave.as_raw_fd(), slave.as_raw_fd(), err_w.as_raw_fd()],
-            clone_flags: libc::CLONE_NEWPID,
-            ctty: false,
-        })?;
+        let stdio = [slave.as_raw_fd(), slave.as_raw_fd(), err_w.as_raw_fd()];
+        let pid = sys::spawn(&sys::Spawn::child(&plan.argv, stdio, libc::CLONE_NEWPID))?;
         drop((slave, err_w));
         for (fd, kind) in [
             (pty.as_raw_fd(), 0),
