@@ -69,19 +69,14 @@ impl SystemConsole {
             return;
         }
         let started = sys::open_pty().and_then(|(pty, slave)| {
-            let cs = |s: &str| {
-                CString::new(s).map_err(|_| sys::Error {
-                    op: "shell argument",
-                    errno: libc::EINVAL,
-                })
-            };
-            let argv = [cs("/bin/sh")?];
+            let argv = [CString::from(c"/bin/sh")];
             let envp = [
-                cs("HOME=/root")?,
-                cs("PATH=/usr/bin:/bin:/usr/sbin:/sbin")?,
-                cs("TERM=linux")?,
-                cs("PS1=anchor# ")?,
-            ];
+                c"HOME=/root",
+                c"PATH=/usr/bin:/bin:/usr/sbin:/sbin",
+                c"TERM=linux",
+                c"PS1=anchor# ",
+            ]
+            .map(CString::from);
             let fd = slave.as_raw_fd();
             let pid = sys::spawn(&sys::Spawn {
                 argv: &argv,
