@@ -6,7 +6,8 @@
 //! running slot untouched and bootable, see docs/SIGNING.md "Power cuts"):
 //!
 //! 1. `verify` — read the file, check its Authenticode signature against our db
-//!    certificate and its version against the floor. Nothing is written before this passes.
+//!    certificate, its version against the floor and its architecture against the running
+//!    slot's. Nothing is written before this passes.
 //! 2. `clean`  — remove the inactive slot's old image and leftovers of an interrupted apply.
 //! 3. `write`  — write the image to `EFI/Linux/anchor-X.efi.new` (not a boot entry).
 //! 4. `sync`   — fsync it and read it back (the bytes on the ESP are the verified bytes).
@@ -107,6 +108,13 @@ pub enum ApplyError {
         path: String,
         why: String,
     },
+    /// Built for another architecture than the base it updates (PE machine types): the
+    /// firmware and systemd-boot of this machine would never start it.
+    WrongMachine {
+        update: u16,
+        machine: u16,
+        slot_file: String,
+    },
     Esp(EspError),
     /// Another apply holds the ESP.
     Busy,
@@ -164,6 +172,17 @@ impl fmt::Display for ApplyError {
                 f,
                 "update refused, nothing written: {path} cannot be removed to make room for \
                  the update ({why}); remove it by hand"
+            ),
+            ApplyError::WrongMachine {
+                update,
+                machine,
+                slot_file,
+            } => write!(
+                f,
+                "update refused, nothing written: the update is built for {}, but this \
+                 machine's base ({slot_file}) is {}: it would never boot",
+                crate::pe::machine_name(*update),
+                crate::pe::machine_name(*machine)
             ),
             ApplyError::Esp(e) => write!(f, "{e}"),
             ApplyError::Busy => f.write_str(
@@ -262,6 +281,7 @@ pub fn apply(
             });
         }
     }
+    check_machine(esp, &state, target, &image)?;
     check_space(esp, &state, target, image.len() as u64)?;
     check_twins(esp, &state)?;
     check_removable(esp, &state, target)?;
@@ -360,6 +380,41 @@ fn floor(esp: &Esp, state: &EspState, running: &Running) -> Result<Option<Versio
         }
     }
     Ok(floor)
+}
+
+/// The update must be built for the machine the ESP's base runs on: the PE machine type
+/// of the running slot's image (or, when that slot has none here, of the slot being
+/// replaced). An ESP with no readable image gives nothing to compare with (an installer
+/// may write another architecture's ESP).
+fn check_machine(
+    esp: &Esp,
+    state: &EspState,
+    target: Slot,
+    image: &[u8],
+) -> Result<(), ApplyError> {
+    let update = crate::pe::machine(image)
+        .map_err(|e| ApplyError::Untrusted(VerifyError::NotPe(e.to_string())))?;
+    let running = state.files(target.other());
+    let files = if running.is_empty() {
+        state.files(target)
+    } else {
+        running
+    };
+    for f in files {
+        let bytes = crate::esp::read_slot_file(&esp.entry_path(&f.file))?;
+        let Ok(machine) = crate::pe::machine(&bytes) else {
+            continue;
+        };
+        if machine != update {
+            return Err(ApplyError::WrongMachine {
+                update,
+                machine,
+                slot_file: f.file.clone(),
+            });
+        }
+        return Ok(());
+    }
+    Ok(())
 }
 
 /// Refuse to touch a leftover that is byte-identical to a slot file (see [`ApplyError::Twin`]).

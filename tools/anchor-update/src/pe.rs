@@ -111,6 +111,22 @@ pub fn section<'a>(image: &'a [u8], name: &str) -> Result<Option<Cow<'a, [u8]>>,
     Ok(None)
 }
 
+/// The COFF Machine field of `image`: the only architecture whose firmware (and whose
+/// systemd-boot, which lists only images of its own machine type) will run it.
+pub fn machine(image: &[u8]) -> Result<u16, PeError> {
+    let pe = PeFile64::parse(image).map_err(|e| PeError::Parse(e.to_string()))?;
+    Ok(pe.nt_headers().file_header.machine.get(LE))
+}
+
+/// A PE machine type in words (`x86-64`, `arm64`, or the number).
+pub fn machine_name(machine: u16) -> String {
+    match machine {
+        object::pe::IMAGE_FILE_MACHINE_AMD64 => "x86-64".to_string(),
+        object::pe::IMAGE_FILE_MACHINE_ARM64 => "arm64".to_string(),
+        other => format!("machine type {other:#06x}"),
+    }
+}
+
 fn u32_at(b: &[u8], at: usize, what: &'static str) -> Result<u32, PeError> {
     let bytes: [u8; 4] = b
         .get(at..at.saturating_add(4))

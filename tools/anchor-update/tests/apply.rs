@@ -78,7 +78,12 @@ fn uki(dir: &Path, version: &str, k: &Keys) -> PathBuf {
         .arg(format!(".linux={}", linux.display()))
         .args(["--change-section-vma", ".linux=0x21000", STUB])
         .arg(&unsigned));
-    let signed = dir.join(format!("anchor-{version}.efi"));
+    sign(dir, &unsigned, &format!("anchor-{version}.efi"), k)
+}
+
+/// Sign `unsigned` with `k` as `dir/name`.
+fn sign(dir: &Path, unsigned: &Path, name: &str, k: &Keys) -> PathBuf {
+    let signed = dir.join(name);
     run(Command::new("sbsign")
         .arg("--key")
         .arg(&k.key)
@@ -86,8 +91,25 @@ fn uki(dir: &Path, version: &str, k: &Keys) -> PathBuf {
         .arg(&k.crt)
         .arg("--output")
         .arg(&signed)
-        .arg(&unsigned));
+        .arg(unsigned));
     signed
+}
+
+/// A signed UKI of `version` whose PE header says it is built for `machine` (the COFF
+/// Machine field, patched before signing: the signature is valid).
+fn uki_for_machine(dir: &Path, version: &str, machine: u16, k: &Keys) -> PathBuf {
+    uki(dir, version, k);
+    let mut image = std::fs::read(dir.join(format!("u-{version}.efi"))).unwrap();
+    let nt = u32::from_le_bytes(image[0x3c..0x40].try_into().unwrap()) as usize;
+    image[nt + 4..nt + 6].copy_from_slice(&machine.to_le_bytes());
+    let unsigned = dir.join(format!("u-{version}-{machine:x}.efi"));
+    std::fs::write(&unsigned, image).unwrap();
+    sign(
+        dir,
+        &unsigned,
+        &format!("anchor-{version}-{machine:x}.efi"),
+        k,
+    )
 }
 
 struct World {
@@ -803,4 +825,48 @@ fn a_leftover_clean_cannot_remove_refuses_before_anything_is_removed() {
         assert_eq!(names(&w), before, "{odd}: the ESP changed");
         std::fs::remove_dir(w.esp.entry_path(odd)).unwrap();
     }
+}
+
+/// An update signed with our key but built for another architecture (arm64 here, where
+/// the slots hold x86-64 images) was armed: systemd-boot lists only images for its own
+/// machine type, so it never booted, while `status` promised it for the next boot and the
+/// pending update it replaced was gone. It is refused before anything is written.
+#[test]
+fn an_update_for_another_architecture_is_refused() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    w.put("anchor-B+3-0.efi", &uki(w.dir.path(), "2", &w.k));
+    let before = w.listing();
+    let arm64 = uki_for_machine(w.dir.path(), "3", 0xaa64, &w.k);
+    verify::verify(&std::fs::read(&arm64).unwrap(), &w.trust()).unwrap();
+    let e = apply::apply(
+        &w.esp,
+        arm64.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ApplyError::WrongMachine { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("update refused, nothing written: ")
+            && text.contains("arm64")
+            && text.contains("x86-64")
+            && text.contains("anchor-A.efi"),
+        "{text}"
+    );
+    assert_eq!(w.listing(), before, "a refused update changed the ESP");
+    // The same image for this architecture goes in.
+    let x86 = uki_for_machine(w.dir.path(), "3", 0x8664, &w.k);
+    apply::apply(
+        &w.esp,
+        x86.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap();
 }
