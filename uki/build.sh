@@ -69,7 +69,10 @@ done
 [[ -f "$KERNEL" ]] || die "kernel $KERNEL missing: run host-kernel/build.sh"
 [[ -f "$INITRAMFS" ]] || die "initramfs $INITRAMFS missing: run tests/system/mkinitramfs.sh"
 [[ -x "$HELPER" ]] || die "anchor-update $HELPER missing: run scripts/build-static.sh"
-[[ $VERSION =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "version $VERSION is not dotted numbers"
+# What anchor-update reads as a version (tools/anchor-update/src/version.rs): a base with
+# any other would boot, but no update could ever be applied on it (the floor is unreadable).
+[[ $VERSION =~ ^[0-9]{1,9}(\.[0-9]{1,9}){0,7}$ ]] \
+  || die "version $VERSION: must be 1 to 8 dotted numbers of at most 9 digits each"
 
 KEYS=$("$HERE/keys.sh")
 cargo build --quiet --release --locked --manifest-path "$ROOT/Cargo.toml" -p anchor-update --bin anchor-uki
@@ -132,6 +135,8 @@ if [[ ! -f "$cdir/anchor.efi" ]]; then
     "$work/withsig.efi" >/dev/null 2>"$work/sbsign.log" || { cat "$work/sbsign.log" >&2; die "sbsign failed"; }
   sbverify --cert "$KEYS/db.crt" "$work/signed.efi" >/dev/null 2>&1 || die "sbverify refuses the signed UKI"
   "$TOOL" verify "$work/signed.efi" --cert "$KEYS/db.der" >/dev/null
+  [[ $("$TOOL" version "$work/signed.efi") == "$VERSION" ]] \
+    || die "anchor-update does not read version $VERSION from the signed UKI"
   mkdir -p "$ANCHOR_CACHE/uki/images"
   tmpc=$(mktemp -d "$cdir.tmp.XXXXXX")
   cp "$work/signed.efi" "$tmpc/anchor.efi"

@@ -127,3 +127,52 @@ fn finalize_never_writes_through_a_symlink_at_its_temporary_name() {
     assert_ne!(done, bytes, "not finalized");
     assert!(!d.path().join(".anchor.efi.finalize").exists());
 }
+
+/// uki/build.sh took any dotted number as IMAGE_VERSION, while anchor-update reads at most
+/// 8 parts of at most 9 digits each: a base built as version 202612021234 (a timestamp)
+/// was signed and booted, but every later `apply` on it was refused (the floor reads the
+/// running slot's version: "version part ... is not a number") and `status` called it
+/// unreadable. The build now refuses such a version, before it makes keys or builds.
+#[test]
+fn build_refuses_a_version_anchor_update_cannot_read() {
+    let d = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let file = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let kernel = file("bzImage", "kernel");
+    let initramfs = file("initramfs", "initramfs");
+    let helper = file("anchor-update", "#!/bin/sh\n");
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cache = d.path().join("cache");
+    let uki = d.path().join("out/anchor.efi");
+    for version in ["202612021234", "1.2.3.4.5.6.7.8.9"] {
+        let out = std::process::Command::new("bash")
+            .arg(root.join("uki/build.sh"))
+            .args(["--version", version, "--kernel"])
+            .arg(&kernel)
+            .arg("--initramfs")
+            .arg(&initramfs)
+            .arg("--update-helper")
+            .arg(&helper)
+            .arg("--out")
+            .arg(&uki)
+            .env("ANCHOR_CACHE", &cache)
+            .env("ANCHOR_OUT", d.path().join("out"))
+            .env_remove("ANCHOR_KEYS")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{version}: {err}");
+        assert!(
+            err.starts_with(&format!("uki/build: version {version}: ")) && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(
+            !uki.exists() && !cache.exists(),
+            "{version}: built or made keys"
+        );
+    }
+}
