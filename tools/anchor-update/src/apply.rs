@@ -236,16 +236,21 @@ pub fn target_slot(state: &EspState, running: &Running) -> Result<Slot, ApplyErr
             (false, false) => return Err(ApplyError::RunningUnknown),
         },
     };
+    // The other slot, about to be replaced, can still boot (a bad image is no loss: a
+    // recovery writes over it).
+    let files = state.files(slot);
+    let other_boots = state
+        .files(slot.other())
+        .iter()
+        .any(|f| !f.entry.counter.is_bad());
     // On trial unless one of its files is good: a power cut inside a counter rename (FAT
     // has no atomic rename) can leave the slot under two trial names.
-    let files = state.files(slot);
-    if !files.is_empty() && !files.iter().any(|f| f.entry.counter == Counter::Good) {
+    if !files.is_empty() && !files.iter().any(|f| f.entry.counter == Counter::Good) && other_boots {
         return Err(ApplyError::RunningNotBlessed(slot));
     }
     // Said to run but not on this ESP: the other slot is all there is to boot, and
-    // cleaning it would leave nothing until the update is armed (a bad image is no loss).
-    let other = state.files(slot.other());
-    if files.is_empty() && other.iter().any(|f| !f.entry.counter.is_bad()) {
+    // cleaning it would leave nothing until the update is armed.
+    if files.is_empty() && other_boots {
         return Err(ApplyError::RunningMissing(slot));
     }
     Ok(slot.other())

@@ -37,10 +37,11 @@ impl fmt::Display for Recovery {
             "RECOVERY NEEDED: no slot can boot: slot {} has used its last try and failed its \
              health check ({}), slot {} is bad or empty. Keep this machine off the network; \
              write a signed image to the ESP from another machine (anchorctl update apply \
-             FILE --esp DIR, docs/SIGNING.md \"Recovery\")",
+             FILE --esp DIR --running {}, docs/SIGNING.md \"Recovery\")",
             self.booted,
             self.reason,
-            self.booted.other()
+            self.booted.other(),
+            self.booted
         )
     }
 }
@@ -220,6 +221,9 @@ mod tests {
         assert!(rec
             .to_string()
             .starts_with("RECOVERY NEEDED: no slot can boot"));
+        // The command it names is one apply takes (tests/apply.rs,
+        // recovery_writes_over_a_bad_slot_when_no_slot_can_boot).
+        assert!(rec.to_string().contains("--esp DIR --running B,"), "{rec}");
         // A healthy last-chance boot recovers by itself.
         let r = bless(&esp, e("anchor-B+0-3.efi"), Ok(())).unwrap().unwrap();
         assert!(matches!(r, Blessed::Blessed { slot: Slot::B, .. }));

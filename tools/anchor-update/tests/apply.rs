@@ -870,3 +870,56 @@ fn an_update_for_another_architecture_is_refused() {
     )
     .unwrap();
 }
+
+/// The recovery bless prints when no slot can boot ("write a signed image to the ESP from
+/// another machine") was refused: every slot on trial or bad counted as "the running slot
+/// has not passed its health check", which guards a known-good other slot, but here there
+/// was none to guard. A slot that can no longer boot is now written over; a running slot
+/// on trial still never replaces one that can boot.
+#[test]
+fn recovery_writes_over_a_bad_slot_when_no_slot_can_boot() {
+    let w = world();
+    let offline = |slot| Running {
+        slot,
+        version: None,
+    };
+    let apply_v = |v: &str, r: Running| {
+        let file = uki(w.dir.path(), v, &w.k);
+        apply::apply(
+            &w.esp,
+            file.to_str().unwrap(),
+            &w.trust(),
+            &r,
+            3,
+            &mut Quiet,
+        )
+    };
+    // Both slots used their last try (bless said RECOVERY NEEDED).
+    w.put("anchor-A+0-3.efi", &uki(w.dir.path(), "1", &w.k));
+    w.put("anchor-B+0-3.efi", &uki(w.dir.path(), "2", &w.k));
+    let a = std::fs::read(w.esp.entry_path("anchor-A+0-3.efi")).unwrap();
+    let done = apply_v("3", offline(Some(Slot::A))).unwrap();
+    assert_eq!(
+        (done.slot, done.file.as_str()),
+        (Slot::B, "anchor-B+3-0.efi")
+    );
+    assert_eq!(
+        std::fs::read(w.esp.entry_path("anchor-A+0-3.efi")).unwrap(),
+        a
+    );
+    // Only one slot, and it is bad: no --running needed.
+    for f in std::fs::read_dir(w.esp.entry_dir()).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    w.put("anchor-A+0-3.efi", &uki(w.dir.path(), "1", &w.k));
+    let done = apply_v("2", offline(None)).unwrap();
+    assert_eq!(
+        (done.slot, done.file.as_str()),
+        (Slot::B, "anchor-B+3-0.efi")
+    );
+    // Running on its last try while the other slot can still boot: refused as before.
+    let before = w.listing();
+    let e = apply_v("4", offline(Some(Slot::A))).unwrap_err();
+    assert!(matches!(e, ApplyError::RunningNotBlessed(Slot::A)), "{e}");
+    assert_eq!(w.listing(), before);
+}
