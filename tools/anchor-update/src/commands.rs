@@ -32,8 +32,17 @@ pub enum CmdError {
     Device(DeviceError),
     Esp(EspError),
     Apply(ApplyError),
+    /// The update file itself was refused (signature, version, size, architecture): the
+    /// line names it.
+    Refused {
+        file: String,
+        err: ApplyError,
+    },
     Bless(BlessError),
-    Cert { path: PathBuf, err: String },
+    Cert {
+        path: PathBuf,
+        err: String,
+    },
 }
 
 impl fmt::Display for CmdError {
@@ -42,6 +51,7 @@ impl fmt::Display for CmdError {
             CmdError::Device(e) => write!(f, "{e}"),
             CmdError::Esp(e) => write!(f, "{e}"),
             CmdError::Apply(e) => write!(f, "{e}"),
+            CmdError::Refused { file, err } => write!(f, "{err} ({file})"),
             CmdError::Bless(e) => write!(f, "{e}"),
             CmdError::Cert { path, err } => {
                 write!(f, "trusted certificate {}: {err}", path.display())
@@ -189,7 +199,17 @@ pub fn apply(
     let trust = trust(target)?;
     let opened = open(target)?;
     let applied = apply::apply(&opened.esp, file, &trust, &opened.running, tries, progress)
-        .map_err(CmdError::Apply)?;
+        .map_err(|err| match err {
+            ApplyError::TooBig(_)
+            | ApplyError::Untrusted(_)
+            | ApplyError::NoVersion(_)
+            | ApplyError::Downgrade { .. }
+            | ApplyError::WrongMachine { .. } => CmdError::Refused {
+                file: file.to_string(),
+                err,
+            },
+            other => CmdError::Apply(other),
+        })?;
     if let Some(dev) = opened.device {
         dev.close().map_err(|e| {
             CmdError::Esp(EspError::Io {

@@ -923,3 +923,58 @@ fn recovery_writes_over_a_bad_slot_when_no_slot_can_boot() {
     assert!(matches!(e, ApplyError::RunningNotBlessed(Slot::A)), "{e}");
     assert_eq!(w.listing(), before);
 }
+
+/// A refused update is one line on stderr that names the file: the refusals about the
+/// file itself (not signed, another signer, truncated, empty, not newer, too big) said
+/// only "update refused, nothing written: the image is not signed", not which image.
+#[test]
+fn a_refused_update_is_one_line_naming_the_file() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "2", &w.k));
+    let before = w.listing();
+    let d = w.dir.path();
+    let signed = std::fs::read(uki(d, "3", &w.k)).unwrap();
+    let foreign = uki(d, "4", &keys(d, "foreign"));
+    let truncated = d.join("truncated.efi");
+    std::fs::write(&truncated, &signed[..signed.len() - 100]).unwrap();
+    let empty = d.join("empty.efi");
+    std::fs::write(&empty, b"").unwrap();
+    let old = uki(d, "1", &w.k);
+    let big = d.join("big.efi");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(apply::MAX_IMAGE + 1)
+        .unwrap();
+    let unsigned = d.join("u-3.efi");
+    for (file, why) in [
+        (&unsigned, "not signed"),
+        (&foreign, "not our db key"),
+        (&truncated, "refused"),
+        (&empty, "not an EFI image"),
+        (&old, "not newer than 2"),
+        (&big, "more than"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_anchor-update"))
+            .arg("apply")
+            .arg(file)
+            .arg("--esp")
+            .arg(w.esp.root())
+            .arg("--cert")
+            .arg(&w.k.der)
+            .arg("--running")
+            .arg("A")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(out.stdout.is_empty(), "{file:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("anchor-update: error: ")
+                && err.contains(why)
+                && err.contains(&file.display().to_string()),
+            "{err}"
+        );
+    }
+    assert_eq!(w.listing(), before, "a refused update changed the ESP");
+}
