@@ -183,8 +183,9 @@ pub enum UpdateCommand {
     },
     /// Install an update into the slot that is not running and arm it for a trial boot.
     ///
-    /// FILE must be a UKI signed with our Secure Boot db key and newer than the running
-    /// base and every good slot (no downgrades); otherwise nothing is written. The image
+    /// FILE must be a UKI signed with our Secure Boot db key, built for the architecture of
+    /// the running slot's image, and newer than the running base and every good slot (no
+    /// downgrades); otherwise nothing is written, and the line says why and names FILE. The image
     /// is written to a temporary file, synced, read back, then renamed to
     /// `anchor-X+N-0.efi`: the next N boots try it, and unless one of them passes bay0's
     /// health check the machine falls back to the old slot by itself.
