@@ -61,9 +61,14 @@ pub fn running_version() -> Option<Version> {
     crate::osrel::anchor_version(&raw).ok()
 }
 
+/// Whether this machine booted through UEFI (else it has no ESP and no A/B slots).
+pub fn booted_through_uefi() -> bool {
+    Path::new("/sys/firmware/efi").is_dir()
+}
+
 /// Enter a private mount namespace, read the loader variables and mount the ESP.
 pub fn open() -> Result<Device, DeviceError> {
-    if !Path::new("/sys/firmware/efi").is_dir() {
+    if !booted_through_uefi() {
         return Err(DeviceError::NotUefi);
     }
     sys::private_mounts().map_err(DeviceError::Namespace)?;

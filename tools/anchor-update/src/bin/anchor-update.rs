@@ -225,25 +225,39 @@ fn room_states() -> Option<Vec<(String, String)>> {
 }
 
 fn bless(out: &mut dyn Write, rooms: &[String], timeout: u64, unhealthy: Option<String>) -> bool {
-    let opened = match commands::open(&Target::default()) {
+    if !anchor_update::device::booted_through_uefi() {
+        say(out, PREFIX, NOT_UEFI);
+        return true;
+    }
+    commands::report_pcr11(out, PREFIX);
+    let health = || match unhealthy {
+        Some(reason) => Err(reason),
+        None => rooms_health(rooms, timeout),
+    };
+    bless_esp(out, &Target::default(), health)
+}
+
+const NOT_UEFI: &str = "not booted through UEFI: no A/B slots here, nothing to bless";
+
+/// Run the health check, then open the ESP and bless. The check may wait minutes for the
+/// rooms; the ESP is mounted (read-write, FAT's dirty bit set) only after it, for the
+/// moment bless takes, so a reset during an unhealthy trial boot does not find it mounted.
+fn bless_esp(
+    out: &mut dyn Write,
+    target: &Target,
+    health: impl FnOnce() -> Result<(), String>,
+) -> bool {
+    let health = health();
+    let opened = match commands::open(target) {
         Ok(o) => o,
         Err(commands::CmdError::Device(DeviceError::NotUefi)) => {
-            say(
-                out,
-                PREFIX,
-                "not booted through UEFI: no A/B slots here, nothing to bless",
-            );
+            say(out, PREFIX, NOT_UEFI);
             return true;
         }
         Err(e) => {
             say(out, PREFIX, &format!("error: {e}"));
             return false;
         }
-    };
-    commands::report_pcr11(out, PREFIX);
-    let health = match unhealthy {
-        Some(reason) => Err(reason),
-        None => rooms_health(rooms, timeout),
     };
     let blessed = match commands::bless_boot(&opened, health, out, PREFIX) {
         Ok(b) => b,
@@ -333,5 +347,25 @@ mod tests {
     fn a_huge_timeout_is_no_panic() {
         assert_eq!(super::rooms_health(&[], u64::MAX), Ok(()));
         assert_eq!(super::rooms_health(&[], 0), Ok(()));
+    }
+
+    /// The ESP is opened only once the health check is over: here the ESP directory
+    /// appears during the check, and bless finds it (opened first, it would not exist).
+    #[test]
+    fn the_esp_is_opened_after_the_health_check() {
+        let dir = std::env::temp_dir().join(format!("anchor-update-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = super::Target {
+            esp: Some(dir.clone()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let blessed = super::bless_esp(&mut out, &target, || {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())
+        });
+        let text = String::from_utf8(out).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(blessed, "{text}");
+        assert!(text.contains("nothing to bless"), "{text}");
     }
 }
