@@ -132,6 +132,18 @@ fn explain_signed(con: &mut dyn Console, e: &SignedError) {
     con.say("Use the recovery key. If you did not install another system image yourself, treat this as a warning sign.");
 }
 
+/// The TPM is there but cannot be used (`e`): said and audited; the recovery key is next.
+fn tpm_unusable(con: &mut dyn Console, paths: &Paths, e: &TpmError) {
+    con.say(&format!(
+        "The TPM cannot be used ({e}): use the recovery key."
+    ));
+    pre_audit(
+        con,
+        paths,
+        &Event::new("vault.unlock.refused", &[("reason", "tpm-unusable")]),
+    );
+}
+
 fn tries_note(da: Option<&DaStatus>) -> String {
     match da {
         Some(d) if d.tries_left() == 0 => "The TPM now refuses further tries (lockout).".into(),
@@ -161,7 +173,15 @@ fn passphrase_phase(
         );
         return Ok(Phase::Recovery);
     }
-    let changed = tpm.changed_pcrs(&token.policy)?;
+    // A TPM that connects but fails its commands (failure mode) cannot help either: the
+    // recovery key, not an error that ends the dialog before it is asked for.
+    let changed = match tpm.changed_pcrs(&token.policy) {
+        Ok(c) => c,
+        Err(e) => {
+            tpm_unusable(con, paths, &e);
+            return Ok(Phase::Recovery);
+        }
+    };
     if !changed.is_empty() {
         explain_pcrs(con, &changed);
         let pcrs: Vec<String> = changed.iter().map(u8::to_string).collect();
@@ -480,14 +500,7 @@ pub fn unlock(
             None
         }
         Err(e) => {
-            con.say(&format!(
-                "The TPM cannot be used ({e}): use the recovery key."
-            ));
-            pre_audit(
-                con,
-                paths,
-                &Event::new("vault.unlock.refused", &[("reason", "tpm-unusable")]),
-            );
+            tpm_unusable(con, paths, &e);
             None
         }
     };

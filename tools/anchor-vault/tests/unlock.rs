@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{digest, disk, run_with, Fixture, CHEAP, PASS};
+use common::{digest, disk, run_with, FailingTpm, Fixture, CHEAP, PASS};
 
 fn refusals(f: &Fixture, reason: &str) -> usize {
     std::fs::read_to_string(f.pre_log())
@@ -199,6 +199,29 @@ fn no_tpm_means_the_recovery_key() {
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert!(r.out.contains("needs a TPM 2.0"), "{}", r.out);
     assert_eq!(digest(&d), before);
+}
+
+/// A TPM that connects but fails its commands (a TPM in failure mode answers
+/// TPM_RC_FAILURE to nearly everything) ended `unlock` with "anchor-vault: TPM PCR_Read:
+/// ..." and exit 1 before the recovery key was ever asked for: the vault stayed locked for
+/// a person holding the key that opens it without any TPM. It is now a TPM that cannot be
+/// used: said, audited, and the recovery key opens.
+#[test]
+fn a_tpm_that_fails_its_commands_still_lets_the_recovery_key_open() {
+    let f = Fixture::new(10);
+    let broken = FailingTpm::start();
+    let r = run_with(
+        &f.disk,
+        Some(&broken.tcti()),
+        f.dir.path(),
+        &["unlock", "--check"],
+        &format!("{}\n", f.recovery),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.out.contains("The TPM cannot be used ("), "{}", r.out);
+    assert!(r.out.contains("use the recovery key"), "{}", r.out);
+    assert!(r.out.contains("Checked: the recovery key"), "{}", r.out);
+    assert_eq!(refusals(&f, "tpm-unusable"), 1);
 }
 
 /// Overwrite `len` bytes at `at` with garbage.

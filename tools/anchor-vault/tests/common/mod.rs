@@ -123,6 +123,74 @@ impl Drop for Swtpm {
     }
 }
 
+/// A TPM that is there but does no work: every command is answered with TPM_RC_FAILURE,
+/// as a TPM in failure mode answers (it connects; only a self-test can bring it back).
+/// Speaks swtpm's two TCP channels: commands on `port`, control on `port + 1`.
+pub struct FailingTpm {
+    pub port: u16,
+}
+
+impl FailingTpm {
+    pub fn start() -> FailingTpm {
+        let (cmd, ctrl) = loop {
+            let cmd = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = cmd.local_addr().unwrap().port();
+            if let Ok(ctrl) = TcpListener::bind(("127.0.0.1", port.wrapping_add(1))) {
+                break (cmd, ctrl);
+            }
+        };
+        let port = cmd.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for c in ctrl.incoming().flatten() {
+                std::thread::spawn(move || failing_control(c));
+            }
+        });
+        std::thread::spawn(move || {
+            for c in cmd.incoming().flatten() {
+                std::thread::spawn(move || failing_commands(c));
+            }
+        });
+        FailingTpm { port }
+    }
+
+    /// The TCTI string for this TPM.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+}
+
+/// Control channel: every request is acknowledged (a 4-byte zero result).
+fn failing_control(mut c: std::net::TcpStream) {
+    use std::io::Read;
+    let mut buf = [0u8; 256];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 || c.write_all(&[0; 4]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Command channel: read each command (10-byte header, its size, the rest) and answer
+/// TPM_ST_NO_SESSIONS, 10 bytes, TPM_RC_FAILURE.
+fn failing_commands(mut c: std::net::TcpStream) {
+    use std::io::Read;
+    loop {
+        let mut head = [0u8; 10];
+        if c.read_exact(&mut head).is_err() {
+            return;
+        }
+        let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let mut rest = vec![0u8; size.saturating_sub(10)];
+        if c.read_exact(&mut rest).is_err() {
+            return;
+        }
+        let reply = [0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01];
+        if c.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
 /// A sparse disk image of `mib` MiB in `dir`.
 pub fn disk(dir: &Path, mib: u64) -> PathBuf {
     let p = dir.join("vault.img");
