@@ -38,6 +38,10 @@ const MAGIC_2: &[u8; 6] = b"SKUL\xba\xbe";
 const SECOND_OFFSETS: [u64; 7] = [0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000];
 /// How much of a disk must be zero for it to count as blank.
 pub const BLANK_PROBE: usize = 1 << 20;
+/// Where a vault's data area starts (LUKS2's default offset, which [`format`] keeps) and
+/// how much of it must be zero too: a vault whose first MiB was wiped still holds its
+/// encrypted filesystem there, which a saved header opens again.
+pub const DATA_PROBE: (u64, usize) = (16 << 20, 64 << 10);
 
 /// The most argon2id memory libcryptsetup accepts for a keyslot: 4 GiB.
 pub const MAX_ARGON2_MIB: u32 = 4096;
@@ -122,7 +126,8 @@ impl std::error::Error for LuksError {
 /// What a disk holds, judged without changing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskState {
-    /// Its first MiB is all zeros and no LUKS magic is anywhere it could be.
+    /// Its first MiB and the start of a vault's data area are all zeros, and no LUKS
+    /// magic is anywhere it could be.
     Blank,
     /// A LUKS header magic is present (whether or not it loads).
     Luks,
@@ -181,11 +186,27 @@ pub fn probe(disk: &Path) -> Result<DiskState, LuksError> {
             return Ok(DiskState::Luks);
         }
     }
-    if head.iter().all(|&b| b == 0) {
+    if head.iter().all(|&b| b == 0) && data_area_zero(&mut f).map_err(io)? {
         Ok(DiskState::Blank)
     } else {
         Ok(DiskState::Foreign)
     }
+}
+
+/// Whether the start of where a vault's data area would be ([`DATA_PROBE`]) is all zeros
+/// (or beyond the end of the disk).
+fn data_area_zero(f: &mut std::fs::File) -> std::io::Result<bool> {
+    let (at, len) = DATA_PROBE;
+    f.seek(SeekFrom::Start(at))?;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        match f.read(rest)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(buf.iter().all(|&b| b == 0))
 }
 
 /// Whether `disk` holds a vault whose creation was cut short: its LUKS2 metadata (either
@@ -477,6 +498,10 @@ mod tests {
         d[0x4000..0x4006].copy_from_slice(MAGIC_2);
         std::fs::write(&p, &d).unwrap();
         assert_eq!(probe(&p).unwrap(), DiskState::Luks, "second copy alone");
+        let mut d = vec![0u8; 17 << 20];
+        d[(16 << 20) + 100] = 1;
+        std::fs::write(&p, &d).unwrap();
+        assert_eq!(probe(&p).unwrap(), DiskState::Foreign, "a data area");
         std::fs::write(&p, b"").unwrap();
         assert_eq!(probe(&p).unwrap(), DiskState::Blank);
         assert!(matches!(

@@ -180,3 +180,48 @@ fn a_vault_whose_creation_was_cut_short_is_created_again() {
     assert_ne!(third.code, Some(0), "{}", third.out);
     assert!(third.out.contains("refusing to overwrite"), "{}", third.out);
 }
+
+/// A vault whose first MiB was zeroed (both LUKS2 header copies and its keyslots: a
+/// `dd bs=1M count=1`, a wipe cut short) still holds its encrypted filesystem from 16 MiB
+/// on, which a saved header (`cryptsetup luksHeaderRestore`, as the damaged-header message
+/// advises) opens again. Only the first MiB was looked at, so it was taken for a blank
+/// disk: bay0's first-boot flow created a new vault over it (header, keyslots, then its
+/// mke2fs over the old data) and `init` did so without `--force`. It is not blank: the
+/// first boot leaves it alone (exit 4), `init` wants `--force`, and not a byte changes.
+#[test]
+fn a_vault_whose_header_was_zeroed_is_not_taken_for_a_blank_disk() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk(dir.path(), 40);
+    // What an old vault leaves beyond its first MiB: ciphertext where its data area starts.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(16 << 20)).unwrap();
+    let ciphertext: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(151) % 251) as u8 | 1)
+        .collect();
+    f.write_all(&ciphertext).unwrap();
+    drop(f);
+    let before = common::digest(&disk);
+    let typed = format!("{PASS}\n{PASS}\n\n");
+    let boot = common::run_with(
+        &disk,
+        Some(&tpm.tcti()),
+        dir.path(),
+        &["unlock", "--first-boot"],
+        &typed,
+    );
+    assert_eq!(boot.code, Some(4), "{}", boot.out);
+    assert!(boot.out.contains("not an Anchor vault"), "{}", boot.out);
+    assert_eq!(
+        common::digest(&disk),
+        before,
+        "first boot wrote to the disk"
+    );
+    let mut init = vec!["init", "--no-open"];
+    init.extend_from_slice(&CHEAP);
+    let made = common::run_with(&disk, Some(&tpm.tcti()), dir.path(), &init, &typed);
+    assert_eq!(made.code, Some(1), "{}", made.out);
+    assert!(made.out.contains("without --force"), "{}", made.out);
+    assert_eq!(common::digest(&disk), before, "init wrote to the disk");
+    assert_eq!(luks::probe(&disk).unwrap(), DiskState::Foreign);
+}
