@@ -3,7 +3,8 @@
 //! token, checking and activating, and looking at a disk without changing it.
 //!
 //! Layout written by [`format`]: LUKS2, aes-xts-plain64 with a 512-bit volume key,
-//! 4096-byte sectors, label `anchor-vault`; keyslot [`TPM_SLOT`] (TPM secret +
+//! 4096-byte sectors, label `anchor-vault` (`anchor-vault-unfinished` until the vault is
+//! made: [`UNFINISHED_LABEL`]); keyslot [`TPM_SLOT`] (TPM secret +
 //! passphrase) and keyslot [`RECOVERY_SLOT`] (recovery key), both argon2id with the
 //! fixed cost [`Argon2Cost`]; a token of type [`TOKEN_TYPE`] describing keyslot 0.
 
@@ -25,12 +26,18 @@ pub const TPM_SLOT: u32 = 0;
 pub const RECOVERY_SLOT: u32 = 1;
 /// The LUKS2 token type naming the TPM keyslot's parameters.
 pub const TOKEN_TYPE: &str = "anchor-vault-tpm2";
-/// The LUKS2 token type that says the vault's creation is under way (written right after
-/// the header, removed once its filesystem is made): a vault that still has it never
-/// held anything and may be created again.
+/// The LUKS2 token type that said a vault's creation was under way before
+/// [`UNFINISHED_LABEL`] did (a vault cut short by an older anchor-vault still has it).
 pub const UNFINISHED_TYPE: &str = "anchor-vault-unfinished";
 /// The LUKS2 label.
 pub const LABEL: &str = "anchor-vault";
+/// The label [`format`] writes, in the same write as the header: the vault's creation is
+/// under way. [`Vault::mark_finished`] makes it [`LABEL`] once the filesystem is made; a
+/// vault that still has it never held anything and may be created again.
+pub const UNFINISHED_LABEL: &str = "anchor-vault-unfinished";
+/// Where the label is in a LUKS2 binary header, and its size.
+const LABEL_AT: usize = 24;
+const LABEL_LEN: usize = 48;
 /// Bytes of the LUKS2 binary header's magic, first copy and second copy.
 const MAGIC_1: &[u8; 6] = b"LUKS\xba\xbe";
 const MAGIC_2: &[u8; 6] = b"SKUL\xba\xbe";
@@ -209,13 +216,30 @@ fn data_area_zero(f: &mut std::fs::File) -> std::io::Result<bool> {
     Ok(buf.iter().all(|&b| b == 0))
 }
 
-/// Whether `disk` holds a vault whose creation was cut short: its LUKS2 metadata (either
-/// copy) names an [`UNFINISHED_TYPE`] token. Read only (loading the header through
-/// libcryptsetup may repair it, and `init` must not write to a vault it refuses).
+/// Whether `disk` holds a vault whose creation was cut short: either LUKS2 header copy is
+/// labelled [`UNFINISHED_LABEL`] or names an [`UNFINISHED_TYPE`] token. Read only (loading
+/// the header through libcryptsetup may repair it, and `init` must not write to a vault it
+/// refuses).
 pub fn unfinished(disk: &Path) -> Result<bool, LuksError> {
     let needle = format!("\"{UNFINISHED_TYPE}\"");
     let head = read_prefix(disk, BLANK_PROBE)?;
-    Ok(head.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    let labelled = |at: usize, magic: &[u8; 6]| {
+        let label = at.saturating_add(LABEL_AT);
+        head.get(at..at.saturating_add(6)) == Some(&magic[..])
+            && head
+                .get(label..label.saturating_add(LABEL_LEN))
+                .and_then(|l| l.split(|&b| b == 0).next())
+                == Some(UNFINISHED_LABEL.as_bytes())
+    };
+    let second = SECOND_OFFSETS
+        .iter()
+        .filter_map(|&o| usize::try_from(o).ok())
+        .any(|o| labelled(o, MAGIC_2));
+    Ok(
+        labelled(0, MAGIC_1)
+            || second
+            || head.windows(needle.len()).any(|w| w == needle.as_bytes()),
+    )
 }
 
 fn crypt(op: &'static str) -> impl Fn(LibcryptErr) -> LuksError {
@@ -264,7 +288,8 @@ fn pbkdf(cost: Argon2Cost) -> CryptPbkdfType {
     }
 }
 
-/// Write a new LUKS2 header on `disk` (destroys what was there: callers check first).
+/// Write a new LUKS2 header on `disk` (destroys what was there: callers check first),
+/// labelled [`UNFINISHED_LABEL`] until [`Vault::mark_finished`].
 pub fn format(disk: &Path) -> Result<Vault, LuksError> {
     let mut dev = CryptInit::init(disk).map_err(crypt("init"))?;
     let params = CryptParamsLuks2 {
@@ -274,7 +299,7 @@ pub fn format(disk: &Path) -> Result<Vault, LuksError> {
         data_alignment: 0,
         data_device: None,
         sector_size: 4096,
-        label: Some(LABEL.to_owned()),
+        label: Some(UNFINISHED_LABEL.to_owned()),
         subsystem: None,
     };
     let mut params_ref: CryptParamsLuks2Ref<'_> =
@@ -384,17 +409,8 @@ impl Vault {
         Ok(None)
     }
 
-    /// Say in the header that this vault's creation is under way (right after [`format`]).
-    pub fn mark_unfinished(&mut self) -> Result<(), LuksError> {
-        let token = serde_json::json!({ "type": UNFINISHED_TYPE, "keyslots": [] });
-        self.dev
-            .token_handle()
-            .json_set(TokenInput::AddToken(&token))
-            .map_err(crypt("token_json_set(unfinished)"))?;
-        Ok(())
-    }
-
-    /// The vault is made (its filesystem too): drop the mark of [`Vault::mark_unfinished`].
+    /// The vault is made (its filesystem too): label it [`LABEL`] (and drop an older
+    /// anchor-vault's [`UNFINISHED_TYPE`] token, if any).
     pub fn mark_finished(&mut self) -> Result<(), LuksError> {
         if let Some(id) = self.find_token_of(UNFINISHED_TYPE)? {
             self.dev
@@ -402,12 +418,15 @@ impl Vault {
                 .json_set(TokenInput::RemoveToken(id))
                 .map_err(crypt("token_json_set(finished)"))?;
         }
-        Ok(())
+        self.dev
+            .context_handle()
+            .set_label(Some(LABEL), None)
+            .map_err(crypt("set_label"))
     }
 
     /// Whether this vault's creation was cut short (it never held anything).
     pub fn is_unfinished(&mut self) -> Result<bool, LuksError> {
-        Ok(self.find_token_of(UNFINISHED_TYPE)?.is_some())
+        Ok(self.find_token_of(UNFINISHED_TYPE)?.is_some() || unfinished(&self.path)?)
     }
 
     /// The vault token.

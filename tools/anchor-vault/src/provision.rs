@@ -250,11 +250,11 @@ fn create(
     // opens but holds no filesystem and that nothing will replace.
     show_recovery_key(con, &recovery)?;
     let started = Instant::now();
-    // Until the filesystem is made, the header says the creation is under way: cut short
-    // (a failure, a kill, a power cut), the vault is created again, never left as one
-    // that opens but can never be mounted and that nothing would replace.
+    // Until the filesystem is made, the header says the creation is under way (its label,
+    // written with the header itself): cut short (a failure, a kill, a power cut), the
+    // vault is created again, never left as one that opens but can never be mounted, or
+    // has no keyslot, and that nothing would replace.
     let mut vault = luks::format(&paths.disk)?;
-    vault.mark_unfinished()?;
     vault.add_keyslot(TPM_SLOT, &sealed.keyslot, opts.cost)?;
     vault.add_keyslot(RECOVERY_SLOT, recovery.text().as_bytes(), opts.cost)?;
     vault.set_token(&sealed.token.to_json())?;
