@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The console anchor-vault is given (its stdin and stdout: bay0's trusted console at
-//! boot). Every line is one write(2); secrets are read byte by byte straight into a
-//! wiped buffer. For a dialog, echo is off for the whole session (not per prompt), so
+//! boot). Every line is one writev(2) of the line and its newline, never a copy (a line
+//! may hold the recovery key); secrets are read byte by byte straight into a wiped buffer. For a dialog, echo is off for the whole session (not per prompt), so
 //! what a person types ahead while the TPM or argon2 works is neither echoed nor lost.
 
 use std::io;
@@ -75,11 +75,8 @@ impl Terminal {
 
 impl Console for Terminal {
     fn say(&mut self, line: &str) {
-        let mut buf = String::with_capacity(line.len() + 1);
-        buf.push_str(line);
-        buf.push('\n');
         // Nothing better to do if the console is gone.
-        let _ = sys::write_all(self.output, buf.as_bytes());
+        let _ = sys::write_line(self.output, line.as_bytes());
     }
 
     fn secret(&mut self, prompt: &str) -> io::Result<Option<Secret>> {

@@ -9,6 +9,8 @@
 
 use std::time::Instant;
 
+use zeroize::Zeroizing;
+
 use crate::auditlog::Event;
 use crate::console::Console;
 use crate::error::{Outcome, VaultError};
@@ -48,9 +50,15 @@ fn new_passphrase(con: &mut dyn Console) -> Result<Option<Secret>, VaultError> {
     Ok(None)
 }
 
-fn show_recovery_key(con: &mut dyn Console, key: &RecoveryKey) -> Result<(), VaultError> {
+/// Show the new recovery key, once, and wait for Enter.
+pub fn show_recovery_key(con: &mut dyn Console, key: &RecoveryKey) -> Result<(), VaultError> {
     con.say("================================ RECOVERY KEY ================================");
-    con.say(&format!("    {}", key.text()));
+    // Built in a wiped buffer of its final size (it never grows, so no unwiped copy is
+    // left behind by a reallocation).
+    let mut line = Zeroizing::new(String::with_capacity(4 + key.text().len()));
+    line.push_str("    ");
+    line.push_str(key.text());
+    con.say(&line);
     con.say("==============================================================================");
     con.say("Write it down now and keep it away from this machine: it is shown only this once.");
     con.say("It opens the vault when the TPM cannot (changed boot chain, TPM lockout, no TPM).");

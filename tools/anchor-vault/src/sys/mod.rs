@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Every `unsafe` block and raw system call of anchor-vault: terminal echo, mount(2),
+//! Every `unsafe` block and raw system call of anchor-vault: terminal echo, writev(2), mount(2),
 //! prctl(2), statvfs(3), and (in [`esys`]) the few TPM commands tss-esapi 7 lacks.
 
 pub mod esys;
@@ -158,6 +158,39 @@ pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
         }
         let n = usize::try_from(n).unwrap_or(0);
         bytes = bytes.get(n..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// `line` and a newline to `fd` in one writev(2), copying nothing (a line may hold a
+/// secret, such as the recovery key shown once); what the kernel did not take is written
+/// after it.
+pub fn write_line(fd: RawFd, line: &[u8]) -> io::Result<()> {
+    let iov = [
+        libc::iovec {
+            iov_base: line.as_ptr().cast_mut().cast(),
+            iov_len: line.len(),
+        },
+        libc::iovec {
+            iov_base: b"\n".as_ptr().cast_mut().cast(),
+            iov_len: 1,
+        },
+    ];
+    let n = loop {
+        // SAFETY: both iovecs point at readable buffers of their lengths, which writev
+        // only reads.
+        let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+        if n >= 0 {
+            break usize::try_from(n).unwrap_or(0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    if n <= line.len() {
+        write_all(fd, line.get(n..).unwrap_or_default())?;
+        write_all(fd, b"\n")?;
     }
     Ok(())
 }
