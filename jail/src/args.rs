@@ -32,7 +32,8 @@ First form (--backend vmm, the default: a room's anchor-vmm): fresh mount, IPC, 
 network namespaces; a root file system holding only each --ro file or directory
 (read-only, nosuid, nodev), each --rw file (writable, nosuid, nodev, noexec: one
 regular file, never a symlink, a path under one, a directory or a device; the caller
-makes it accessible to UID), the --dev device nodes under /dev (owned by UID), and DIR
+makes it accessible to UID) -- each bind at a JAIL_PATH of its own, none inside
+another's --, the --dev device nodes under /dev (owned by UID), and DIR
 (the room's run directory, owned by UID) as /run; PROGRAM runs as UID:GID with no
 capabilities. The memory cgroup kills the whole group on OOM. Defaults: --nofile 256,
 --nproc 64, --fsize 0 (a --rw file is written only within --fsize BYTES).
@@ -323,6 +324,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     if cpus.is_some_and(|c| !(1..=1024).contains(&c)) {
         return usage("--cpus wants 1..=1024");
     }
+    overlapping_binds(&binds)?;
     let namespaces = backend == Backend::Namespaces;
     if namespaces && (!binds.is_empty() || !devs.is_empty() || net.is_some()) {
         return usage(
@@ -383,6 +385,32 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         program: program_path,
         argv,
     })))
+}
+
+/// Refuses two binds at one jail path, or one inside another's: the second would be
+/// made inside the first (a host file or directory bound there), never in the jail's own
+/// tmpfs, and a `--rw` host file under it would be truncated by its creation. Sorted by
+/// components, a path's descendants follow it at once, so neighbours are enough (no
+/// quadratic walk over a command line of many binds).
+fn overlapping_binds(binds: &[Bind]) -> Result<()> {
+    let mut paths: Vec<&Path> = binds.iter().map(|b| b.jail.as_path()).collect();
+    paths.sort_unstable();
+    for pair in paths.windows(2) {
+        let [outer, inner] = pair else { continue };
+        if !inner.starts_with(outer) {
+            continue;
+        }
+        let at = if outer == inner {
+            "is bound twice".to_owned()
+        } else {
+            format!("is inside {}, bound too", outer.display())
+        };
+        return usage(format!(
+            "--ro/--rw: jail path {} {at} (each bind needs a path of its own)",
+            inner.display()
+        ));
+    }
+    Ok(())
 }
 
 /// A `--rw` host path (or the `--volume` file, `flag` names which) must name one regular
@@ -472,11 +500,30 @@ mod tests {
                 "--volume: /nonexistent/v cannot be read",
             ),
             ("", "no program"),
+            ("--ro /a:/x --ro /b:/x -- /v", "jail path /x is bound twice"),
+            (
+                "--ro /a:/lib --ro /b:/lib/x/y -- /v",
+                "jail path /lib/x/y is inside /lib, bound too",
+            ),
+            (
+                "--ro /b:/lib/x --ro /a:/lib -- /v",
+                "jail path /lib/x is inside /lib, bound too",
+            ),
+            (
+                "--ro /a:/a --ro /c:/a/b/c --ro /d:/a/b0 --ro /e:/a0 -- /v",
+                "jail path /a/b/c is inside /a, bound too",
+            ),
         ] {
             let line = format!("{BASE} {extra}");
             let e = parse(&args(line.trim())).unwrap_err().to_string();
             assert!(e.contains(why), "{extra}: {e}");
         }
+        // Neighbours are not nested: /lib64 is not inside /lib.
+        let libs = format!(
+            "{BASE} --ro /lib:/lib --ro /lib64:/lib64 --ro /usr/lib:/usr/lib --ro /x:/lib-x \
+             --ro /y:/lib0/lib -- /v"
+        );
+        assert!(parse(&args(&libs)).is_ok());
         let root = BASE.replace("--uid 64001", "--uid 0");
         let e = parse(&args(&format!("{root} -- /v")))
             .unwrap_err()

@@ -65,7 +65,13 @@ pub fn build_and_enter(cfg: &Config) -> Result<()> {
         if meta.is_dir() {
             mkdir_all(&target)?;
         } else {
-            std::fs::File::create(&target).map_err(|e| io_err("create", &target, &e))?;
+            // A new, empty file of the jail's tmpfs: never an existing one opened for
+            // writing (truncated), whatever the paths given.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+                .map_err(|e| io_err("create", &target, &e))?;
         }
         if bind.writable {
             bind_writable(&bind.host, &target)?;

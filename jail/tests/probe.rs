@@ -315,6 +315,40 @@ fn a_rw_file_is_writable_within_fsize_and_nothing_more() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
 }
 
+/// Two binds at one jail path (or one inside another's): refused before anything is
+/// built. The jail once made the second bind's file inside the first, opening the bound
+/// host file for writing: a room's vault volume, bound `--rw`, was truncated to 0 bytes
+/// on the host and the jail ran its program as if nothing had happened.
+#[test]
+fn a_bind_over_another_leaves_the_host_file_whole() {
+    need_root();
+    let pid = std::process::id();
+    let (dir, run) = scratch_run("overlap", 64_103);
+    let volume = dir.0.join("volume.img");
+    std::fs::write(&volume, b"the room's data").unwrap();
+    chown(&volume, 64_103);
+    let room = format!("jo{}", pid % 100_000);
+    let rw = format!("{}:/volume.img", volume.display());
+    for second in [["--ro", "/bin/busybox:/volume.img"], ["--rw", rw.as_str()]] {
+        let mut cmd = jail_for(&room, 64_103, &run);
+        cmd.args(["--memory", "67108864", "--pids", "16", "--cpu-weight", "50"])
+            .args(["--ro", "/bin/busybox:/bin/busybox", "--rw", &rw])
+            .args(second)
+            .args(["--", "/bin/busybox", "echo", "ran"]);
+        let out = cmd.output().unwrap();
+        remove_cgroups(&room);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            std::fs::read(&volume).unwrap(),
+            b"the room's data",
+            "{second:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(2), "{second:?}: {stderr}");
+        assert!(stderr.contains("/volume.img is bound twice"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+    }
+}
+
 /// The passt of room `room` (pid), once the jail's child has become it (comm `passt`, or
 /// `passt.avx2`, which passt execs on a CPU with AVX2; in the room's cgroup); `None` if
 /// `jail` ended first.
