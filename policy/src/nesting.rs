@@ -122,13 +122,21 @@ pub fn load(path: &Path) -> Result<Resolved, PolicyError> {
     let label = file_label(path);
     let bytes = read_policy_file(path).map_err(PolicyError::one)?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    // The file's own name, as the file system has it (not UTF-8 perhaps), compared and
+    // quoted: a name never matches a stem that is not UTF-8, and a control character in
+    // it is escaped like any user text a message quotes.
+    let stem = path.file_stem().map(|s| s.to_string_lossy());
+    let file_name = path.file_name().map(|s| s.to_string_lossy());
+    let expect = (
+        stem.as_deref().unwrap_or(""),
+        file_name.as_deref().unwrap_or(""),
+    );
     let mut lookup = |parent: &Name| {
         // Safe to join: a Name has no '/', '.' or other path syntax.
         let p = dir.join(format!("{parent}.toml"));
         read_policy_file(&p).map(|b| (file_label(&p), b))
     };
-    let resolved = resolve_inner(&label, &bytes, Some(stem), &mut lookup)?;
+    let resolved = resolve_inner(&label, &bytes, Some(expect), &mut lookup)?;
     let line = |key: &'static str| {
         let lines = parse_with_lines(&label, &bytes).map(|(_, lines)| lines);
         lines.ok().and_then(|l| l.get(key).copied())
@@ -172,21 +180,22 @@ struct Link {
 fn resolve_inner(
     file: &str,
     bytes: &[u8],
-    expect_name: Option<&str>,
+    expect_name: Option<(&str, &str)>,
     lookup: &mut Lookup<'_>,
 ) -> Result<Resolved, PolicyError> {
     let (policy, lines) = parse_with_lines(file, bytes)?;
     let mut problems = Vec::new();
-    if let Some(stem) = expect_name {
+    if let Some((stem, file_name)) = expect_name {
         if policy.name().as_str() != stem {
             problems.push(Problem::key(
                 file,
                 lines.get("name").copied(),
                 "name",
                 format!(
-                    "\"{}\" does not match the file name \"{stem}.toml\" (parents are found \
-                     as <name>.toml, so they must agree)",
-                    policy.name()
+                    "\"{}\" does not match the file name {} (parents are found as \
+                     <name>.toml, so they must agree)",
+                    policy.name(),
+                    crate::error::shown(file_name)
                 ),
             ));
         }

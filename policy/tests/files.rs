@@ -135,6 +135,43 @@ fn unreadable_and_special_files_rejected() {
     std::fs::remove_file(&fifo).unwrap();
 }
 
+/// A policy whose `name` differs from its file's name is refused with one plain line that
+/// quotes the file's real name: a terminal escape in the file name is escaped (it went
+/// to the terminal raw), a name that is not UTF-8 or has no `.toml` is quoted as it is
+/// (it was quoted as ".toml", "noext.toml", ".toml.toml").
+#[test]
+fn a_misnamed_file_is_quoted_escaped_and_as_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("anchor-policy-misnamed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = "name = \"a\"\nimage = \"base\"\nbackend = \"microvm\"\n\
+                [resources]\nmemory = \"1GiB\"\nvcpus = 1\n";
+    for (file, quoted) in [
+        (&b"b\x1b[31m.toml"[..], "\"b\\u{1b}[31m.toml\""),
+        (&b"c\xff.toml"[..], "\"c\u{fffd}.toml\""),
+        (&b".toml"[..], "\".toml\""),
+        (&b"noext"[..], "\"noext\""),
+    ] {
+        let path = dir.join(std::ffi::OsStr::from_bytes(file));
+        std::fs::write(&path, text).unwrap();
+        let e = load(&path).unwrap_err();
+        let lines = problems(&e);
+        assert_eq!(lines.len(), 1, "{e}");
+        let line = &lines[0];
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.ends_with(&format!(
+                ":1:name: \"a\" does not match the file name {quoted} (parents are found \
+                 as <name>.toml, so they must agree)"
+            )),
+            "{line:?}"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn oversized_file_rejected_before_parsing() {
     let dir = tempdir();
