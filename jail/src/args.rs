@@ -286,10 +286,14 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                         .ok_or_else(|| Error::Usage(format!("--net wants outbound, not {v:?}")))?,
                 )
             }
-            "--dev" => devs.push(
-                Dev::parse(v)
-                    .ok_or_else(|| Error::Usage(format!("--dev: unknown device {v:?}")))?,
-            ),
+            "--dev" => {
+                let dev = Dev::parse(v)
+                    .ok_or_else(|| Error::Usage(format!("--dev: unknown device {v:?}")))?;
+                if devs.contains(&dev) {
+                    return usage(format!("--dev {v} given more than once"));
+                }
+                devs.push(dev);
+            }
             _ => return usage(format!("unknown option {flag} (see --help)")),
         }
         i += 2;
@@ -490,6 +494,10 @@ mod tests {
             ("--ro a:/x -- /v", "not absolute"),
             ("--ro /a -- /v", "HOST:JAIL"),
             ("--dev mem -- /v", "unknown device"),
+            (
+                "--dev kvm --dev null --dev kvm -- /v",
+                "--dev kvm given more than once",
+            ),
             ("--net inbound -- /v", "--net wants outbound"),
             ("--bogus 1 -- /v", "unknown option"),
             ("--version", "unknown option --version"),
