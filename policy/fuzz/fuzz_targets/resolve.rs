@@ -2,7 +2,7 @@
 //! Nesting resolution on arbitrary sets of policies. The input is split on lines reading
 //! `%%`: part 0 is the room, part i is the policy named `p{i}` (so `parent = "p1"` finds
 //! part 1). Oracle: every accepted chain is within the depth limit and each child is no
-//! wider than its parent on the fields checked here independently.
+//! wider than its parent on every field (checked here independently).
 #![no_main]
 
 use anchor_policy::{resolve, Name, Problem};
@@ -33,7 +33,27 @@ fuzz_target!(|data: &[u8]| {
             assert!(child.network() <= parent.network());
             assert!(child.devices().is_subset(parent.devices()));
             assert!(child.lifetime().max().within(parent.lifetime().max()));
+            assert!(child.lifetime().idle().within(parent.lifetime().idle()));
             assert!(!child.privileged() || parent.privileged());
+            assert!(child.resources().cpu_weight() <= parent.resources().cpu_weight());
+            assert!(child.resources().vcpus() <= ceil.vcpus());
+            assert!(child.resources().pids_max() <= ceil.pids_max());
+            // Never weaker, with or without KVM.
+            for kvm in [true, false] {
+                let ns = |b: anchor_policy::Backend| b.runs_in_namespaces(kvm).unwrap_or(false);
+                assert!(!ns(child.backend()) || ns(parent.backend()));
+            }
+            let (cc, pc) = (child.courier(), parent.courier());
+            assert!(cc.send_to().is_subset(pc.send_to()));
+            assert!(cc.receive_from().is_subset(pc.receive_from()));
+            assert!(cc.max_size() <= pc.max_size());
+            if let Some(cp) = child.persist() {
+                let pp = parent.persist().expect("a persisting child's parent persists");
+                assert!(cp.volume() == pp.volume() && cp.size() <= pp.size());
+            }
+            if let Some(cn) = child.nesting() {
+                assert!(cn.max_children() <= ceil.max_children());
+            }
             child = parent;
         }
     }
