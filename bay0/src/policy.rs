@@ -99,6 +99,10 @@ mod tests {
             &format!("name = \"kid\"\nparent = \"web\"\n{base}"),
         );
         write("web.toml", &format!("name = \"web\"\n{base}"));
+        write(
+            "orphan.toml",
+            &format!("name = \"orphan\"\nparent = \"nobody\"\n{base}"),
+        );
         let reason = |room: &str| match load_room(&dir, room, &mut Line::default()) {
             Err(Error::Policy(r)) => r,
             other => panic!("{room}: {other:?}"),
@@ -108,6 +112,13 @@ mod tests {
         assert_eq!(reason("big"), anchor_policy::ProblemKind::Value.as_str());
         assert_eq!(reason("kid"), anchor_policy::ProblemKind::Nesting.as_str());
         assert_eq!(reason("missing"), anchor_policy::ProblemKind::File.as_str());
+        // The compact reason must not say "wider than its parent" of a parent that is
+        // not there (it did); the detail line names the missing file.
+        assert!(
+            reason("orphan").contains("parent missing"),
+            "{}",
+            reason("orphan")
+        );
         assert!(load_room(&dir, "web", &mut Line::default()).is_ok());
         let mut d = Line::default();
         let _ = load_room(&dir, "typo", &mut d);

@@ -35,7 +35,10 @@ impl ProblemKind {
             Self::Shape => "unknown key or wrong type in policy",
             Self::Missing => "required policy key missing",
             Self::Value => "policy value out of range or malformed",
-            Self::Nesting => "nested policy wider than its parent, too deep or cyclic",
+            Self::Nesting => {
+                "nested policy refused by its parent chain (parent missing or invalid, child \
+                 wider than its parent, too deep or cyclic)"
+            }
             Self::Volume => "vault volume also named by an unrelated room's policy",
         }
     }
