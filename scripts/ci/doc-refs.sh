@@ -8,7 +8,8 @@
 # seccomp filter: one row per rule of each filter's JSON, under the filter's name, with
 # the same argument values, and no row for a rule the filter lacks (the crates' unit tests
 # check one direction, by name only). (3) The host kernel options docs/KERNEL-HARDENING.md
-# lists are what host-kernel/config-x86_64.fragment sets.
+# lists are what host-kernel/config-x86_64.fragment sets. (4) "N attempts" of the escape
+# suite is the count tests/escape/attempts.txt lists.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || fail "python3 missing (run scripts/setup.sh)"
@@ -147,6 +148,16 @@ for row in host.splitlines():
             bad.append(f"docs/KERNEL-HARDENING.md: `{sym}`={val or 'y'}, the host fragment: {have}")
 if options < 50:
     bad.append(f"docs/KERNEL-HARDENING.md: only {options} host options found (format changed?)")
+
+# The escape suite's attempt count, wherever the docs give one ("N attempts"), is the
+# number of attempts tests/escape/attempts.txt lists (it grew three times past README).
+attempts = sum(1 for l in open("tests/escape/attempts.txt", encoding="utf-8")
+               if l.strip() and not l.startswith("#"))
+for d in docs:
+    for n in re.findall(r"\b(\d+) attempts\b", open(d, encoding="utf-8").read()):
+        cited += 1
+        if int(n) != attempts:
+            bad.append(f"{d}: {n} attempts, tests/escape/attempts.txt lists {attempts}")
 
 for b in bad:
     print(b, file=sys.stderr)
