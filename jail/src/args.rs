@@ -32,8 +32,9 @@ First form (--backend vmm, the default: a room's anchor-vmm): fresh mount, IPC, 
 network namespaces; a root file system holding only each --ro file or directory
 (read-only, nosuid, nodev), each --rw file (writable, nosuid, nodev, noexec: one
 regular file, never a symlink, a path under one, a directory or a device; the caller
-makes it accessible to UID) -- each bind at a JAIL_PATH of its own, none inside
-another's --, the --dev device nodes under /dev (owned by UID), and DIR
+makes it accessible to UID; marked as a guest's disk, xattr trusted.anchor.guest-disk,
+so that the second form never mounts it) -- each bind at a JAIL_PATH of its own, none
+inside another's --, the --dev device nodes under /dev (owned by UID), and DIR
 (the room's run directory, owned by UID) as /run; PROGRAM runs as UID:GID with no
 capabilities. The memory cgroup kills the whole group on OOM. Defaults: --nofile 256,
 --nproc 64, --fsize 0 (a --rw file is written only within --fsize BYTES).
@@ -55,7 +56,10 @@ masked, and DIR/vsock_1024 (bay0's umbilical socket) at /dev/anchor-umbilical. W
 --volume, FILE (the room's vault volume: one regular file, its size the quota) is
 formatted ext4 if it is all zeros, attached through an autoclear loop device and
 mounted at /persist (nodev, nosuid, noexec, writable by the room's root only), its
-contents given to UID:GID; a FILE holding anything but ext2/3/4 is refused. PROGRAM
+contents given to UID:GID; a FILE holding anything but ext2/3/4, or marked as a
+microVM's disk by the first form, is refused. The room's task count (pids.max and
+RLIMIT_NPROC) is at most a sixteenth of the host's (kernel.pid_max, threads-max; said on
+stderr when it lowers --pids or --nproc). PROGRAM
 (a path in the image, normally /sbin/init) runs as the room's PID 1 with no capability
 in any namespace (securebits locked, so uid 0 cannot regain any), under landlock where
 the kernel has it (whether it applied is printed on stderr) and the room's seccomp
