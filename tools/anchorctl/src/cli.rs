@@ -229,11 +229,12 @@ pub enum PolicyCommand {
     /// problems on stderr, one per line, as `FILE:LINE:KEY: message` (LINE when known, KEY
     /// when the problem has one). All shape problems (unknown keys, wrong types) are
     /// listed together; once the shape is right, all value problems (ranges, units, names,
-    /// nesting) are; a TOML syntax error is reported alone. A parent named by
-    /// `parent = "x"` is read from x.toml in the same directory, and each file's `name`
-    /// must equal its file name without `.toml`. A policy with `[persist]` is refused when
-    /// another top-level policy in its directory (every *.toml there) names the same vault
-    /// volume. Exits 0 if all files are valid, 1 if not.
+    /// nesting) are; a TOML syntax error is reported alone; at most 100 are listed, then
+    /// a line counts the rest. A parent named by `parent = "x"` is read from x.toml in the
+    /// same directory, and each file's `name` must equal its file name without `.toml`. A
+    /// policy with `[persist]` is refused when another top-level policy in its directory
+    /// (every *.toml there) names the same vault volume. Exits 0 if all files are valid, 1
+    /// if not.
     Check {
         /// Policy files to check.
         #[arg(required = true, value_name = "FILE")]
