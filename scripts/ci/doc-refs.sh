@@ -9,7 +9,8 @@
 # the same argument values, and no row for a rule the filter lacks (the crates' unit tests
 # check one direction, by name only). (3) The host kernel options docs/KERNEL-HARDENING.md
 # lists are what host-kernel/config-x86_64.fragment sets. (4) "N attempts" of the escape
-# suite is the count tests/escape/attempts.txt lists.
+# suite is the count tests/escape/attempts.txt lists. (5) Every long option quoted in
+# backticks exists in the tree.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || fail "python3 missing (run scripts/setup.sh)"
@@ -158,6 +159,22 @@ for d in docs:
         cited += 1
         if int(n) != attempts:
             bad.append(f"{d}: {n} attempts, tests/escape/attempts.txt lists {attempts}")
+
+# Every long option the docs quote (`... --flag ...`) is one the tree has: written out in
+# a source file, a script or the Makefile, or a field of a clap-derived command line
+# (`--foo-bar` is the field foo_bar). Options of other projects' tools are listed here.
+FOREIGN = {"--engine"}  # sbsign's (docs/SIGNING.md)
+text_src = "".join(open(f, encoding="utf-8", errors="replace").read() for f in tracked
+                   if f.endswith((".rs", ".sh", ".S", ".json", ".txt")) or f == "Makefile")
+clap = "".join(t for t in src.values() if "clap" in t)
+for d in docs:
+    quoted = re.findall(r"`[^`\n]*`", open(d, encoding="utf-8").read())
+    for flag in sorted({f for q in quoted for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", q)}):
+        cited += 1
+        field = re.escape(flag[2:].replace("-", "_"))
+        if flag not in text_src and flag not in FOREIGN \
+                and not re.search(r"\b(pub )?" + field + r": ", clap):
+            bad.append(f"{d}: option `{flag}` is in no source file, script or clap field")
 
 for b in bad:
     print(b, file=sys.stderr)
