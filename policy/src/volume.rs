@@ -14,7 +14,7 @@
 //! other top-level policies is enough: if one of them names the same volume, the two
 //! families share it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Problem, ProblemKind};
 use crate::nesting::{file_label, policy_files, read_policy_file, Resolved};
@@ -29,12 +29,33 @@ pub(crate) fn unrelated_claims(
     file: &str,
     line: impl FnOnce(&'static str) -> Option<usize>,
 ) -> Vec<Problem> {
+    claims_among(policy_files(dir), dir, resolved, file, line)
+}
+
+/// [`unrelated_claims`] among `listed`, the listing of `dir`. A directory that cannot be
+/// listed refuses the volume (fail closed): an unrelated claimant could be in it unseen.
+fn claims_among(
+    listed: std::io::Result<Vec<PathBuf>>,
+    dir: &Path,
+    resolved: &Resolved,
+    file: &str,
+    line: impl FnOnce(&'static str) -> Option<usize>,
+) -> Vec<Problem> {
     let Some(volume) = resolved.policy().persist().map(|p| p.volume()) else {
         return Vec::new();
     };
     let top = resolved.ancestors().last().unwrap_or(resolved.policy());
-    let Ok(paths) = policy_files(dir) else {
-        return Vec::new();
+    let key = "persist.volume";
+    let paths = match listed {
+        Ok(paths) => paths,
+        Err(e) => {
+            let message = format!(
+                "vault volume \"{volume}\": {} cannot be listed to check that no unrelated \
+                 room names it too ({e})",
+                file_label(dir)
+            );
+            return vec![Problem::key(file, line(key), key, message).with_kind(ProblemKind::Volume)];
+        }
     };
     let claimants: Vec<_> = paths
         .iter()
@@ -59,7 +80,6 @@ pub(crate) fn unrelated_claims(
     if claimants.is_empty() {
         return Vec::new();
     }
-    let key = "persist.volume";
     let line = line(key);
     claimants
         .into_iter()
@@ -78,4 +98,32 @@ pub(crate) fn unrelated_claims(
             .with_kind(ProblemKind::Volume)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_be_listed_refuses_the_volume() {
+        let text = "name = \"a\"\nimage = \"base\"\nbackend = \"microvm\"\n[resources]\n\
+                    memory = \"512MiB\"\nvcpus = 1\n[persist]\nvolume = \"notes\"\n\
+                    size = \"64MiB\"\n";
+        let resolved = crate::resolve("a.toml", text.as_bytes(), |_| {
+            Err(Problem::file("x", "no parent"))
+        })
+        .unwrap();
+        let unlisted = || Err(std::io::Error::other("Input/output error"));
+        let dir = Path::new("/policies");
+        let p = claims_among(unlisted(), dir, &resolved, "a.toml", |_| Some(9));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].kind(), ProblemKind::Volume);
+        assert_eq!(p[0].key_path(), Some("persist.volume"));
+        assert!(
+            p[0].message().contains("/policies cannot be listed"),
+            "{p:?}"
+        );
+        // Listed, with no other claimant: nothing to say.
+        assert!(claims_among(Ok(Vec::new()), dir, &resolved, "a.toml", |_| None).is_empty());
+    }
 }
