@@ -271,10 +271,17 @@ fn not_regular_if_fifo(e: std::io::Error) -> std::io::Error {
 /// problem is returned with the policy file it came from and does not stop the others.
 /// A policy that does not load makes nothing: one whose volume an unrelated policy names
 /// too (anchor-policy refuses both, docs/POLICY.md "`[persist]`") gets no volume made.
+/// A directory that cannot be listed is one problem; one that does not exist makes nothing.
 pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensured), String>> {
     let mut out = Vec::new();
-    let Ok(files) = anchor_policy::policy_files(dir) else {
-        return out;
+    let files = match anchor_policy::policy_files(dir) {
+        Ok(files) => files,
+        // No policy directory: no room, so no volume to make.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            out.push(Err(format!("{}: cannot be listed: {e}", dir.display())));
+            return out;
+        }
     };
     // volume -> (largest quota, the policy file that asks for it)
     let mut wanted: std::collections::BTreeMap<String, (u64, PathBuf)> = Default::default();
@@ -476,6 +483,26 @@ mod tests {
             .collect();
         assert_eq!(names, ["own"]);
         assert!(!root.join(VOLUMES).join("shared.img").exists());
+    }
+
+    /// A policy directory that cannot be listed is said (it was passed over in silence);
+    /// one that is not there holds no room and makes nothing.
+    #[test]
+    fn a_policy_directory_that_cannot_be_listed_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("policies");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let r = ensure_for_policies(dir.path(), &not_a_dir);
+        assert_eq!(r.len(), 1, "{r:?}");
+        let e = r[0].as_ref().unwrap_err();
+        assert!(
+            e.starts_with(&format!("{}: cannot be listed", not_a_dir.display())),
+            "{e}"
+        );
+        assert_eq!(
+            ensure_for_policies(dir.path(), &dir.path().join("none")),
+            vec![]
+        );
     }
 
     #[test]
