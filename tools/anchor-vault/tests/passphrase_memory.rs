@@ -5,41 +5,14 @@
 //! This test binary's allocator looks into every block freed while a secret is read.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use anchor_vault::console::{Console, Terminal};
 
-const MARKER: &[u8] = b"vault-secret-mkr";
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static FOUND: AtomicUsize = AtomicUsize::new(0);
-
-struct Snoop;
-
-// SAFETY: every call is passed on to System unchanged; dealloc only reads the block
-// it is about to free, which is still valid.
-unsafe impl GlobalAlloc for Snoop {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::Relaxed) {
-            // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
-            let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-            if block.windows(MARKER.len()).any(|w| w == MARKER) {
-                FOUND.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod snoop;
 
 #[global_allocator]
-static GLOBAL: Snoop = Snoop;
+static GLOBAL: snoop::Snoop = snoop::Snoop;
+
+const MARKER: &[u8] = b"vault-secret-mkr";
 
 #[test]
 fn a_long_passphrase_leaves_no_copy_in_freed_memory() {
@@ -56,14 +29,10 @@ fn a_long_passphrase_leaves_no_copy_in_freed_memory() {
     let stdin = unsafe { libc::dup2(fds[0], libc::STDIN_FILENO) };
     assert_eq!(stdin, libc::STDIN_FILENO);
     let mut t = Terminal::stdio();
-    ARMED.store(true, Ordering::Relaxed);
+    snoop::arm(MARKER);
     let secret = t.secret("Vault passphrase: ").unwrap().unwrap();
     assert_eq!(secret.len(), 320);
     drop(secret);
-    ARMED.store(false, Ordering::Relaxed);
-    assert_eq!(
-        FOUND.load(Ordering::Relaxed),
-        0,
-        "freed heap blocks still held the passphrase"
-    );
+    let found = snoop::disarm();
+    assert_eq!(found, 0, "freed heap blocks still held the passphrase");
 }

@@ -6,44 +6,17 @@
 //! the key is shown.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use anchor_vault::console::Terminal;
 use anchor_vault::keys::RecoveryKey;
 use anchor_vault::provision::show_recovery_key;
 
-/// The text of the key the test shows (16 bytes of 0x5e).
-const MARKER: &[u8] = b"5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e";
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static FOUND: AtomicUsize = AtomicUsize::new(0);
-
-struct Snoop;
-
-// SAFETY: every call is passed on to System unchanged; dealloc only reads the block
-// it is about to free, which is still valid.
-unsafe impl GlobalAlloc for Snoop {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::Relaxed) {
-            // SAFETY: `ptr` is a live block of `layout.size()` bytes until freed below.
-            let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
-            if block.windows(MARKER.len()).any(|w| w == MARKER) {
-                FOUND.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod snoop;
 
 #[global_allocator]
-static GLOBAL: Snoop = Snoop;
+static GLOBAL: snoop::Snoop = snoop::Snoop;
+
+/// The text of the key the test shows (16 bytes of 0x5e).
+const MARKER: &[u8] = b"5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e";
 
 fn pipe() -> [i32; 2] {
     let mut fds = [0; 2];
@@ -71,10 +44,10 @@ fn the_recovery_key_shown_at_creation_leaves_no_copy_in_freed_memory() {
     assert_eq!(piped, libc::STDOUT_FILENO);
     let key = RecoveryKey::from_bytes(&[0x5e; 16]);
     let mut t = Terminal::stdio();
-    ARMED.store(true, Ordering::Relaxed);
+    snoop::arm(MARKER);
     show_recovery_key(&mut t, &key).unwrap();
     drop(key);
-    ARMED.store(false, Ordering::Relaxed);
+    let found = snoop::disarm();
     let mut shown = vec![0u8; 16384];
     // SAFETY: reads at most `shown.len()` bytes into `shown`.
     let n = unsafe { libc::read(output[0], shown.as_mut_ptr().cast(), shown.len()) };
@@ -88,9 +61,5 @@ fn the_recovery_key_shown_at_creation_leaves_no_copy_in_freed_memory() {
         "the key is shown once: {}",
         String::from_utf8_lossy(&shown)
     );
-    assert_eq!(
-        FOUND.load(Ordering::Relaxed),
-        0,
-        "freed heap blocks still held the recovery key"
-    );
+    assert_eq!(found, 0, "freed heap blocks still held the recovery key");
 }
