@@ -255,6 +255,10 @@ pub fn destination_reason(payload: &[u8]) -> String {
             "~/Incoming is a symbolic link",
             "~/Incoming is a symbolic link; nothing is written through it",
         ),
+        (
+            "~/Incoming is not a directory",
+            "~/Incoming is not a directory; nothing was stored",
+        ),
         ("~/Incoming", "~/Incoming could not be prepared"),
         (
             "not enough space in ~/Incoming",

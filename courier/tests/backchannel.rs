@@ -75,6 +75,7 @@ fn every_reason_of_the_agent_reaches_the_sender_as_fixed_words() {
         StoreError::Request(anchor_proto::courier::RequestError::Room),
         StoreError::Repeated,
         StoreError::IncomingIsLink,
+        StoreError::IncomingNotDir,
         StoreError::Incoming(e()),
         StoreError::NoSpace {
             free: 12345,
@@ -96,6 +97,10 @@ fn every_reason_of_the_agent_reaches_the_sender_as_fixed_words() {
             assert!(!said.contains(detail), "{r}: {said}");
         }
     }
+    assert_eq!(
+        destination_reason(StoreError::IncomingNotDir.to_string().as_bytes()),
+        "~/Incoming is not a directory; nothing was stored"
+    );
     let own = destination_reason(b"work-db-password=hunter2; nothing was stored");
     assert!(!own.contains("hunter2"), "{own}");
 }

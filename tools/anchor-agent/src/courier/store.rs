@@ -48,6 +48,8 @@ pub enum StoreError {
     Repeated,
     /// ~/Incoming is a symbolic link.
     IncomingIsLink,
+    /// ~/Incoming is something else than a directory (a file, a FIFO, ...).
+    IncomingNotDir,
     /// ~/Incoming could not be prepared.
     Incoming(io::Error),
     NoSpace {
@@ -75,6 +77,9 @@ impl fmt::Display for StoreError {
             StoreError::Repeated => f.write_str("refused: this transfer was delivered before"),
             StoreError::IncomingIsLink => {
                 f.write_str("~/Incoming is a symbolic link; nothing is written through it")
+            }
+            StoreError::IncomingNotDir => {
+                f.write_str("~/Incoming is not a directory; nothing is written there")
             }
             StoreError::Incoming(e) => write!(f, "~/Incoming: {e}"),
             StoreError::NoSpace { free, need } => write!(
@@ -140,11 +145,16 @@ fn incoming(home: &Home) -> Result<OwnedFd, StoreError> {
     let home_fd = sys::open_dir(None, &dir).map_err(StoreError::Incoming)?;
     let name = cstr(INCOMING).map_err(StoreError::Incoming)?;
     let created = sys::mkdir_at(home_fd.as_raw_fd(), &name, 0o700).map_err(StoreError::Incoming)?;
+    // O_DIRECTORY | O_NOFOLLOW fails alike (ENOTDIR, or ELOOP) on a link and on a file:
+    // what is there says which.
     let fd = sys::open_dir(Some(home_fd.as_raw_fd()), &name).map_err(|e| {
-        if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
-            StoreError::IncomingIsLink
-        } else {
-            StoreError::Incoming(e)
+        match (
+            e.raw_os_error(),
+            sys::is_symlink_at(home_fd.as_raw_fd(), &name),
+        ) {
+            (Some(libc::ELOOP | libc::ENOTDIR), true) => StoreError::IncomingIsLink,
+            (Some(libc::ENOTDIR), false) => StoreError::IncomingNotDir,
+            _ => StoreError::Incoming(e),
         }
     })?;
     if let (true, Some((uid, gid))) = (created, home.owner) {
@@ -262,6 +272,39 @@ mod tests {
         assert_eq!(all.len(), MAX_SUFFIX as usize + 1);
         let long = "x".repeat(anchor_proto::courier::NAME_MAX);
         assert!(candidate(&long, MAX_SUFFIX).len() <= 255);
+    }
+
+    /// A file where ~/Incoming should be is not a directory, and said so: it was reported
+    /// as "~/Incoming is a symbolic link" (open with O_DIRECTORY | O_NOFOLLOW fails with
+    /// ENOTDIR on both). A link is still reported as a link; neither is written to.
+    #[test]
+    fn a_file_in_place_of_incoming_is_not_called_a_link() {
+        let dir = std::env::temp_dir().join(format!("courier-notdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let home = Home {
+            dir: dir.clone(),
+            owner: None,
+        };
+        let m = Manifest::new([3; 16], "web", b"f", 0, Sha256::digest(b"").into()).unwrap();
+        let receive_into = |home: &Home| {
+            let mut dec = Frames::<Data>::default();
+            receive(&mut &b""[..], &mut dec, &m, home, &mut |_| true)
+        };
+        std::fs::write(dir.join(INCOMING), b"mine").unwrap();
+        let e = receive_into(&home).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "~/Incoming is not a directory; nothing is written there"
+        );
+        assert_eq!(std::fs::read(dir.join(INCOMING)).unwrap(), b"mine");
+        std::fs::remove_file(dir.join(INCOMING)).unwrap();
+        std::fs::create_dir(dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join(INCOMING)).unwrap();
+        let e = receive_into(&home).unwrap_err();
+        assert!(matches!(e, StoreError::IncomingIsLink), "{e}");
+        assert_eq!(std::fs::read_dir(dir.join("elsewhere")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -132,6 +132,16 @@ pub fn open_dir(dir: Option<RawFd>, name: &CStr) -> io::Result<OwnedFd> {
     owned(unsafe { libc::openat(dir.unwrap_or(libc::AT_FDCWD), name.as_ptr(), flags) })
 }
 
+/// Whether `name` in `dir` is a symbolic link (fstatat, not following it); false when it
+/// cannot be read.
+pub fn is_symlink_at(dir: RawFd, name: &CStr) -> bool {
+    // SAFETY: stat is plain old data; all-zero is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated and `st` writable, both valid for the call.
+    let ret = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    ret == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
 /// mkdirat(2); an existing entry is not an error (it is checked when opened).
 pub fn mkdir_at(dir: RawFd, name: &CStr, mode: libc::mode_t) -> io::Result<bool> {
     // SAFETY: `name` is NUL-terminated and outlives the call.
