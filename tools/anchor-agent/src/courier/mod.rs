@@ -19,7 +19,7 @@ pub mod store;
 pub mod sys;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -39,6 +39,10 @@ pub const SOCKET: &str = "/run/courier.sock";
 pub const STALL_S: u32 = 30;
 /// Data connections served at once (more are closed at once).
 const MAX_DATA: usize = 4;
+/// `courier send` clients served at once (each holds a thread; more are refused at once).
+const MAX_CLIENTS: usize = 8;
+/// How long a client may take to send its request once connected.
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The host's vsock context id: the only peer a data connection may come from.
 const HOST_CID: u32 = 2;
 
@@ -122,7 +126,7 @@ pub fn start(cfg: Config) {
         Ok(l) => {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o666));
-            spawn("courier-local", move || serve_clients(&l));
+            spawn("courier-local", move || serve_clients(&l, REQUEST_WAIT));
         }
         Err(e) => say(&format!(
             "courier: no client socket {}: {e}",
@@ -281,10 +285,36 @@ fn final_line(outcome: Outcome, text: &str) -> String {
     format!("{} {clean}\n", outcome.as_str())
 }
 
-fn serve_clients(listener: &UnixListener) {
+/// Serves the room's `courier send` clients, each on its own thread: at most
+/// [`MAX_CLIENTS`] at once (another is refused at once), each given `wait` to send its
+/// request. So no program in the room, however many connections it opens and leaves
+/// idle, makes the agent hold threads without bound or keeps other clients out for good.
+fn serve_clients(listener: &UnixListener, wait: std::time::Duration) {
+    let live = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        spawn("courier-client", move || handle_client(conn));
+        let Ok(mut conn) = conn else { continue };
+        if live.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            live.fetch_sub(1, Ordering::SeqCst);
+            let why = format!("too many courier clients at once in this room ({MAX_CLIENTS})");
+            let _ = conn.set_nonblocking(true);
+            let _ = conn.write_all(final_line(Outcome::Refused, &why).as_bytes());
+            continue;
+        }
+        // Released when the client's thread ends (or when it cannot start).
+        let slot = Slot(live.clone());
+        spawn("courier-client", move || {
+            let _slot = slot;
+            serve_client(conn, wait);
+        });
+    }
+}
+
+/// One of [`serve_clients`]'s places, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -297,17 +327,31 @@ impl Drop for Claim {
     }
 }
 
-/// One `courier send`: `send\0ROOM\0NAME` with the open file attached.
-pub fn handle_client(mut conn: UnixStream) {
-    let (outcome, text) = request(&mut conn);
+/// One `courier send`: `send\0ROOM\0NAME` with the open file attached (within
+/// [`REQUEST_WAIT`] of connecting).
+pub fn handle_client(conn: UnixStream) {
+    serve_client(conn, REQUEST_WAIT);
+}
+
+fn serve_client(mut conn: UnixStream, wait: std::time::Duration) {
+    let (outcome, text) = request(&mut conn, wait);
     let _ = conn.write_all(final_line(outcome, &text).as_bytes());
 }
 
-fn request(conn: &mut UnixStream) -> (Outcome, String) {
+fn request(conn: &mut UnixStream, wait: std::time::Duration) -> (Outcome, String) {
     let refused = |t: String| (Outcome::Refused, t);
     let mut buf = [0u8; 512];
+    if let Err(e) = conn.set_read_timeout(Some(wait)) {
+        return refused(format!("bad request: {e}"));
+    }
     let (n, fd) = match sys::recv_with_fd(conn, &mut buf) {
         Ok(r) => r,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            let ms = wait.as_millis();
+            return refused(format!(
+                "bad request: none came within {ms} ms of connecting"
+            ));
+        }
         Err(e) => return refused(format!("bad request: {e}")),
     };
     let mut parts = buf.get(..n).unwrap_or_default().splitn(3, |&b| b == 0);
@@ -376,4 +420,61 @@ fn request(conn: &mut UnixStream) -> (Outcome, String) {
     answer
         .recv()
         .unwrap_or((Outcome::Failed, "the umbilical to bay0 closed".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+
+    /// A listener in a new directory, served by [`serve_clients`] with `wait`.
+    fn clients(tag: &str, wait: Duration) -> (PathBuf, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("courier-clients-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("courier.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || serve_clients(&l, wait));
+        (dir, sock)
+    }
+
+    /// The one line the agent answers a client with (a long read timeout: hang
+    /// detection only).
+    fn answer(c: &UnixStream) -> String {
+        c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let mut line = String::new();
+        BufReader::new(c).read_line(&mut line).unwrap();
+        line
+    }
+
+    /// Any program in a room may connect to /run/courier.sock. Each connection got its
+    /// own thread, which waited for the request without end: connections left idle
+    /// piled up threads in the agent (the room's PID 1) without bound, and kept their
+    /// threads for good. Now at most MAX_CLIENTS are served at once (another is refused
+    /// at once) and each has its wait to send its request.
+    #[test]
+    fn idle_clients_are_bounded_and_let_go() {
+        let (dir, sock) = clients("bound", Duration::from_secs(600));
+        let idle: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&sock).unwrap())
+            .collect();
+        let extra = UnixStream::connect(&sock).unwrap();
+        assert_eq!(
+            answer(&extra),
+            format!("refused too many courier clients at once in this room ({MAX_CLIENTS})\n")
+        );
+        drop(idle);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let (dir, sock) = clients("wait", Duration::from_millis(200));
+        let idle = UnixStream::connect(&sock).unwrap();
+        assert_eq!(
+            answer(&idle),
+            "refused bad request: none came within 200 ms of connecting\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
