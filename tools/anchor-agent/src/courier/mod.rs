@@ -20,6 +20,7 @@ pub mod sys;
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
+use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -163,14 +164,14 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
 /// Serves one data connection on its own thread (at most [`MAX_DATA`] at once), with
 /// the stall timeouts set.
 pub fn serve_data_connection(mut stream: File, home: Home) {
-    if DATA.fetch_add(1, Ordering::SeqCst) >= MAX_DATA {
-        DATA.fetch_sub(1, Ordering::SeqCst);
+    let Some(slot) = Slot::take(&DATA, MAX_DATA) else {
         return;
-    }
+    };
     let _ = sys::set_timeouts(stream.as_raw_fd(), STALL_S);
+    // The place is given back when the thread ends, or when it cannot start.
     spawn("courier-conn", move || {
+        let _slot = slot;
         handle_data(&mut stream, &home);
-        DATA.fetch_sub(1, Ordering::SeqCst);
     });
 }
 
@@ -293,15 +294,13 @@ fn serve_clients(listener: &UnixListener, wait: std::time::Duration) {
     let live = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
-        if live.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-            live.fetch_sub(1, Ordering::SeqCst);
+        let Some(slot) = Slot::take(live.clone(), MAX_CLIENTS) else {
             let why = format!("too many courier clients at once in this room ({MAX_CLIENTS})");
             let _ = conn.set_nonblocking(true);
             let _ = conn.write_all(final_line(Outcome::Refused, &why).as_bytes());
             continue;
-        }
-        // Released when the client's thread ends (or when it cannot start).
-        let slot = Slot(live.clone());
+        };
+        // Given back when the client's thread ends, or when it cannot start.
         spawn("courier-client", move || {
             let _slot = slot;
             serve_client(conn, wait);
@@ -309,10 +308,22 @@ fn serve_clients(listener: &UnixListener, wait: std::time::Duration) {
     }
 }
 
-/// One of [`serve_clients`]'s places, given back when dropped.
-struct Slot(Arc<AtomicUsize>);
+/// One of a bounded number of places (data connections, clients), counted in `C`; given
+/// back when dropped, so also when the thread it was taken for could not start.
+struct Slot<C: Deref<Target = AtomicUsize>>(C);
 
-impl Drop for Slot {
+impl<C: Deref<Target = AtomicUsize>> Slot<C> {
+    /// One of `max` places counted in `count`; `None` when all are taken.
+    fn take(count: C, max: usize) -> Option<Slot<C>> {
+        if count.fetch_add(1, Ordering::SeqCst) >= max {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(count))
+    }
+}
+
+impl<C: Deref<Target = AtomicUsize>> Drop for Slot<C> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
