@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The console anchor-vault is given (its stdin and stdout: bay0's trusted console at
 //! boot). Every line is one writev(2) of the line and its newline, never a copy (a line
-//! may hold the recovery key); secrets are read byte by byte straight into a wiped buffer. For a dialog, echo is off for the whole session (not per prompt), so
-//! what a person types ahead while the TPM or argon2 works is neither echoed nor lost.
+//! may hold the recovery key); secrets are read byte by byte straight into a wiped
+//! buffer. For a dialog, echo is off for the whole session (not per prompt), so what a
+//! person types ahead while the TPM or argon2 works is neither echoed nor lost.
 
 use std::io;
 use std::os::fd::RawFd;

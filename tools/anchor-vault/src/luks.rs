@@ -167,18 +167,7 @@ fn open_disk(disk: &Path) -> Result<std::fs::File, LuksError> {
 pub fn probe(disk: &Path) -> Result<DiskState, LuksError> {
     let io = |e| LuksError::Io(disk.to_path_buf(), e);
     let mut f = open_disk(disk)?;
-    let mut head = vec![0u8; BLANK_PROBE];
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = f
-            .read(head.get_mut(filled..).unwrap_or_default())
-            .map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    head.truncate(filled);
+    let head = read_at_most(&mut f, 0, BLANK_PROBE).map_err(io)?;
     let magic_at = |off: u64, magic: &[u8; 6]| -> bool {
         let start = usize::try_from(off).unwrap_or(usize::MAX);
         head.get(start..start.saturating_add(6)) == Some(&magic[..])
@@ -204,16 +193,17 @@ pub fn probe(disk: &Path) -> Result<DiskState, LuksError> {
 /// (or beyond the end of the disk).
 fn data_area_zero(f: &mut std::fs::File) -> std::io::Result<bool> {
     let (at, len) = DATA_PROBE;
+    Ok(read_at_most(f, at, len)?.iter().all(|&b| b == 0))
+}
+
+/// Up to `len` bytes of `f` from offset `at` (fewer where the disk ends before).
+fn read_at_most(f: &mut std::fs::File, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
     f.seek(SeekFrom::Start(at))?;
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-        match f.read(rest)? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(buf.iter().all(|&b| b == 0))
+    let mut buf = Vec::with_capacity(len);
+    f.by_ref()
+        .take(u64::try_from(len).unwrap_or(u64::MAX))
+        .read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Whether `disk` holds a vault whose creation was cut short: either LUKS2 header copy is
