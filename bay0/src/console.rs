@@ -151,10 +151,8 @@ impl SystemConsole {
     /// a pty whose other end closed) is unwatched: its EPOLLHUP would spin the loop.
     pub fn on_input(&mut self, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) {
         let mut buf = [0u8; 256];
-        let n = match sys::read("read console", libc::STDIN_FILENO, &mut buf) {
-            Ok(n @ 1..) => n,
-            Err(e) if e.errno != libc::EIO => return,
-            _ => return sys::epoll_del(ep, libc::STDIN_FILENO).unwrap_or_default(),
+        let Some(n) = sys::read_terminal("read console", libc::STDIN_FILENO, &mut buf) else {
+            return sys::epoll_del(ep, libc::STDIN_FILENO).unwrap_or_default();
         };
         let keys = buf.get(..n).unwrap_or_default();
         let mut rest = keys;
@@ -212,13 +210,18 @@ impl SystemConsole {
         }
     }
 
-    /// The operator shell printed something.
-    pub fn on_shell(&mut self) {
+    /// The operator shell printed something. A pty every program of the shell closed
+    /// (reads give EIO) is unwatched, as a room's is, until the shell ends and starts again.
+    pub fn on_shell(&mut self, ep: &OwnedFd) {
         let mut buf = [0u8; 4096];
         let Some((pty, _)) = &self.shell else { return };
-        let read = sys::read("read shell", pty.as_raw_fd(), &mut buf);
-        if let (Ok(n @ 1..), Focus::Shell) = (read, self.focus) {
-            self.put(buf.get(..n).unwrap_or_default());
+        match (
+            sys::read_terminal("read shell", pty.as_raw_fd(), &mut buf),
+            self.focus,
+        ) {
+            (None, _) => drop(sys::epoll_del(ep, pty.as_raw_fd())),
+            (Some(n), Focus::Shell) => self.put(buf.get(..n).unwrap_or_default()),
+            _ => {}
         }
     }
 
@@ -237,5 +240,42 @@ impl SystemConsole {
             };
             self.put(b"\r\n");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// Everything on the operator shell's pty closes its stdio and goes on running
+    /// (`exec >&- 2>&- <&-; sleep`): the pty's master then reads EIO and polls EPOLLHUP
+    /// for good.
+    /// bay0 must stop watching it, as it does a room's console: before, the
+    /// level-triggered EPOLLHUP woke bay0's single-threaded loop without pause.
+    #[test]
+    fn a_shell_that_closes_its_pty_is_no_longer_watched() {
+        let ep = sys::epoll().unwrap();
+        let (pty, slave) = sys::open_pty().unwrap();
+        sys::epoll_add(&ep, pty.as_raw_fd(), TOKEN_SHELL).unwrap();
+        let mut c = SystemConsole {
+            focus: Focus::None,
+            shell_wanted: true,
+            shell: Some((pty, 0)),
+            dropped: 0,
+            viewer: Default::default(),
+            open: Default::default(),
+        };
+        std::fs::File::from(slave).write_all(b"bye\n").unwrap();
+        let mut tokens = [0u64; 16];
+        for _ in 0..3 {
+            if sys::epoll_wait(&ep, &mut tokens, 0).unwrap() == 0 {
+                break;
+            }
+            c.on_shell(&ep);
+        }
+        let n = sys::epoll_wait(&ep, &mut tokens, 0).unwrap();
+        assert_eq!(n, 0, "the hung-up shell pty still wakes the loop");
+        assert!(c.shell.is_some(), "the shell is still bay0's until it ends");
     }
 }

@@ -311,7 +311,7 @@ impl EventLoop {
             }
             console::TOKEN_SHELL => {
                 if let Some(c) = self.console.as_mut() {
-                    c.on_shell();
+                    c.on_shell(&self.epoll);
                 }
             }
             control::TOKEN_LISTEN => {

@@ -565,9 +565,8 @@ fn send_notice(r: &Room, text: &[u8]) {
 /// closed it, or the VMM is gone; what they printed before is read first).
 fn read_console(r: &mut Room, out: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; 4096];
-    let n = match sys::read("read room console", r.pty.as_raw_fd(), &mut buf) {
-        Ok(n) => n,
-        Err(e) => return e.errno != libc::EAGAIN,
+    let Some(n) = sys::read_terminal("read room console", r.pty.as_raw_fd(), &mut buf) else {
+        return true;
     };
     let start = out.len();
     r.render.render(buf.get(..n).unwrap_or_default(), out);

@@ -167,6 +167,20 @@ pub fn read(op: &'static str, fd: RawFd, buf: &mut [u8]) -> Result<usize> {
     })
 }
 
+/// A non-blocking read of a terminal (a pty's master, or bay0's console): `Some(n)`
+/// bytes (0: nothing now), or `None` once its other side is gone (EOF, or EIO from a
+/// pty's master whose every program closed the other end) or the read fails. Such a
+/// descriptor polls EPOLLHUP for good: the caller stops watching it, or its level-triggered
+/// wake-ups would spin the event loop.
+pub fn read_terminal(op: &'static str, fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    match read(op, fd, buf) {
+        Ok(0) => None,
+        Ok(n) => Some(n),
+        Err(e) if matches!(e.errno, libc::EAGAIN | libc::EINTR) => Some(0),
+        Err(_) => None,
+    }
+}
+
 /// write(2) of `buf`.
 pub fn write(op: &'static str, fd: RawFd, buf: &[u8]) -> Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
