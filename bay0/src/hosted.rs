@@ -141,6 +141,26 @@ mod tests {
         assert_eq!(got, b"out\nerr\n");
     }
 
+    /// `bay0 --help` said only SIGTERM and SIGINT stop a hosted bay0, but the relay
+    /// forwards SIGHUP and SIGQUIT too (as SIGTERM): the help names every one it forwards.
+    #[test]
+    fn the_help_names_every_signal_the_relay_forwards() {
+        let name = |s| match s {
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGINT => "SIGINT",
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGQUIT => "SIGQUIT",
+            _ => "an unnamed signal",
+        };
+        for s in RELAYED.into_iter().filter(|&s| s != libc::SIGCHLD) {
+            assert!(
+                crate::cli::HELP.contains(name(s)),
+                "--help omits {}",
+                name(s)
+            );
+        }
+    }
+
     #[test]
     fn a_spawned_command_gets_a_pid() {
         let pid = spawn("spawn command", &["/bin/true".into()], None).unwrap();
