@@ -17,7 +17,7 @@ use anchor_text::prompt::{Prompt, Surface};
 
 use crate::config::RoomName;
 use crate::room::ROOM_UID_BASE;
-use crate::rooms::{Phase, Room, Rooms};
+use crate::rooms::{Phase, Rooms};
 use crate::sys;
 
 const NEWPID: i32 = libc::CLONE_NEWPID;
@@ -41,10 +41,7 @@ type Request = core::result::Result<Manifest, Malformed>;
 impl Courier {
     /// A request from room `from`.
     pub fn request(&mut self, rooms: Option<&Rooms>, from: &str, req: Request, now: u64) {
-        let view = |n: &str| rooms?.get(rooms?.find(n)?);
-        let ok = |r: &Room| r.phase == Phase::Ready;
-        let view = |n: &str| view(n).map(|r| RoomView::new(&r.courier, ok(r), r.backend));
-        let v = self.arb.request(now, from, req, view);
+        let v = self.arb.request(now, from, req, |n| view(rooms, n));
         self.done(rooms, v);
     }
 
@@ -78,12 +75,22 @@ impl Courier {
         self.done(rooms, v);
     }
 
-    /// Shows the prompt when it has just come up, clears it when it has just gone, and
-    /// concludes a verdict: the answer to the sender, the log line, the audit record.
+    /// Concludes a verdict (the answer to the sender, the log line, the audit record),
+    /// clears the prompt when it has gone, gives the slot to the next waiting request
+    /// (concluding those refused or cancelled) and shows its prompt.
     pub fn done(&mut self, rooms: Option<&Rooms>, v: Option<Verdict>) {
-        let up = self.arb.prompting();
-        let was = HOLD.swap(up, Relaxed);
-        if let (Some((from, m, t)), false) = (self.arb.asking(), was) {
+        if let Some(v) = v {
+            conclude(rooms, v);
+        }
+        if !self.arb.prompting() && HOLD.swap(false, Relaxed) {
+            let _ = sys::fb_present(|v, f| Surface::from_fbdev(v, f).map(|s| s.blank()), false);
+        }
+        while let Some(v) = self.arb.next(sys::monotonic_ms(), |n| view(rooms, n)) {
+            conclude(rooms, v);
+        }
+        if let (Some((from, m, t)), false) =
+            (self.arb.asking(), HOLD.swap(self.arb.prompting(), Relaxed))
+        {
             let to = String::from_utf8_lossy(m.room());
             let p = Prompt::of(from, &to, m.name(), m.size, &m.sha256, t);
             // Without a framebuffer (or a format it can draw) the console has the prompt.
@@ -95,20 +102,30 @@ impl Courier {
                 crate::log_notice!("courier: {l}");
             }
         }
-        if was && !up {
-            let _ = sys::fb_present(|v, f| Surface::from_fbdev(v, f).map(|s| s.blank()), false);
-        }
-        let Some(v) = v else { return };
-        let sender = rooms.and_then(|r| r.get(r.find(&v.from)?));
-        if let Some(mut umb) = sender.and_then(|r| r.umb.as_ref()) {
-            let _ = umb.write(&v.answer());
-        }
-        // A refusal over the room's budget is neither logged nor audited on its own (a
-        // room must not flood either): the next verdict that is says how many there were.
-        if v.audit {
-            crate::log_notice!("{v}");
-            crate::vault::audit_with(|log| v.record_now(log));
-        }
+    }
+}
+
+/// Room `n` as the arbiter sees it, if it is open.
+fn view<'a>(rooms: Option<&'a Rooms>, n: &str) -> Option<RoomView<'a>> {
+    let r = rooms?.get(rooms?.find(n)?)?;
+    Some(RoomView::new(
+        &r.courier,
+        r.phase == Phase::Ready,
+        r.backend,
+    ))
+}
+
+/// The answer to the sender, the log line, the audit record. A refusal over the room's
+/// budget is neither logged nor audited on its own (a room must not flood either): the
+/// next verdict that is says how many there were.
+fn conclude(rooms: Option<&Rooms>, v: Verdict) {
+    let sender = rooms.and_then(|r| r.get(r.find(&v.from)?));
+    if let Some(mut umb) = sender.and_then(|r| r.umb.as_ref()) {
+        let _ = umb.write(&v.answer());
+    }
+    if v.audit {
+        crate::log_notice!("{v}");
+        crate::vault::audit_with(|log| v.record_now(log));
     }
 }
 

@@ -52,10 +52,10 @@ struct Bay0 {
 }
 
 impl Bay0 {
-    /// bay0 with rooms `cq-src` (may send to `cq-dst` and `cq-no`), `cq-dst` (receives
-    /// from `cq-src`), `cq-no` (receives from nobody), `cq-held` (may send to `cq-sink`;
-    /// its stand-in does not report ready by itself) and `cq-sink` (receives from
-    /// `cq-held`). `tag` names its directory (tests run at once in one process); `ours`:
+    /// bay0 with rooms `cq-src` (may send to `cq-dst` and `cq-no`), `cq-two` (may send to
+    /// `cq-dst`), `cq-dst` (receives from `cq-src` and `cq-two`), `cq-no` (receives from
+    /// nobody), `cq-held` (may send to `cq-sink`; its stand-in does not report ready by
+    /// itself) and `cq-sink` (receives from `cq-held`). `tag` names its directory (tests run at once in one process); `ours`:
     /// the rooms the test opens (their cgroups are the test's to remove at its end).
     fn start(tag: &str, ours: &'static [&'static str]) -> Bay0 {
         // SAFETY: geteuid has no preconditions.
@@ -78,7 +78,8 @@ impl Bay0 {
         std::fs::write(layout.join("images/base.squashfs"), b"image").unwrap();
         for (room, courier) in [
             ("cq-src", "send_to = [\"cq-dst\", \"cq-no\"]"),
-            ("cq-dst", "receive_from = [\"cq-src\"]"),
+            ("cq-dst", "receive_from = [\"cq-src\", \"cq-two\"]"),
+            ("cq-two", "send_to = [\"cq-dst\"]"),
             ("cq-no", ""),
             ("cq-held", "send_to = [\"cq-sink\"]"),
             ("cq-sink", "receive_from = [\"cq-held\"]"),
@@ -324,6 +325,34 @@ fn requests_are_answered_audited_prompted_cancelled_and_bounded_through_bay0() {
     assert!(courier[..4]
         .iter()
         .all(|r| r.contains(" decision=refused outcome=refused ")));
+}
+
+/// Two rooms ask for the one prompt: the second room's request, made while the first's
+/// prompt is up, waits its turn (before, it was refused "busy", so a room asking again the
+/// moment its prompt ended could keep the prompt from every other room) and comes up
+/// when the first prompt ends.
+#[test]
+fn a_second_rooms_request_waits_for_its_turn_through_bay0() {
+    let b = Bay0::start("turns", &["cq-src", "cq-two", "cq-dst"]);
+    for room in ["cq-src", "cq-two", "cq-dst"] {
+        let ok = b.answer(&format!("start {room}"));
+        assert!(ok.starts_with(&format!("ok room {room} ready")), "{ok}");
+    }
+    let (mut src, mut two) = (Console::attach(&b, "cq-src"), Console::attach(&b, "cq-two"));
+    let tok = |t: u8| format!("{t:02x}").repeat(16);
+    let from = b.log().len();
+    src.raw(&request(1, "cq-dst", b"one.txt", 1), 1);
+    let at = b.wait_log(from, "Room cq-src asks to send a file to room cq-dst.");
+    two.raw(&request(2, "cq-dst", b"two.txt", 1), 1);
+    // The first prompt ends (its sender stops): the second room's prompt comes up.
+    assert_eq!(b.answer("stop cq-src"), "ok room cq-src stopped");
+    let at = b.wait_log(at, "room cq-src ended before the answer");
+    b.wait_log(at, "Room cq-two asks to send a file to room cq-dst.");
+    assert!(!two.got.contains("busy"), "{}", two.got);
+    // It is answered once, when it ends.
+    assert_eq!(b.answer("stop cq-dst"), "ok room cq-dst stopped");
+    let line = two.wait(&format!("answer failed {} ", tok(2)));
+    assert_eq!(line, "room cq-dst ended before the answer");
 }
 
 /// The last line a control request that waits (start, reset) is answered with.

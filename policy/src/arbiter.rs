@@ -4,9 +4,9 @@
 //!
 //! 1. [`Arbiter::request`]: a request from room `from` (bay0 knows the sender from the
 //!    umbilical it arrived on; the request never names it) is refused at once -- over the
-//!    room's [`Budget`], malformed, a bad name, busy, the destination not running, either
-//!    policy saying no ([`crate::courier_allowed`]) -- or it becomes the pending request
-//!    and bay0 shows the prompt;
+//!    room's [`Budget`], malformed, a bad name, the destination not running, either
+//!    policy saying no ([`crate::courier_allowed`]), busy -- or it becomes the pending
+//!    request and bay0 shows the prompt, or it waits its turn ([`Arbiter::next`]);
 //! 2. [`Arbiter::key`]: a key on bay0's keyboard, no earlier than [`ANSWER_DELAY_MS`] after
 //!    the prompt appeared: no ends it; yes asks bay0 to launch the courier
 //!    ([`Step::Launch`], with a fresh transfer id), and [`Arbiter::started`] records it;
@@ -225,11 +225,18 @@ struct Pending {
 
 /// Rooms whose request budget is kept (the least recently used goes beyond).
 const BUDGETS: usize = 32;
+/// Requests waiting for the prompt while another is pending (more are "busy").
+pub const WAITING: usize = 8;
 
-/// The arbiter: at most one request pending.
+/// The arbiter: at most one request pending; others wait their turn, one per room, in
+/// the order they came. A room's next request comes after those already waiting, so a
+/// room asking again the moment its prompt ends cannot keep the prompt from the others.
 #[derive(Debug, Default)]
 pub struct Arbiter {
     pending: Option<Pending>,
+    waiting: Vec<Pending>,
+    /// Verdicts on waiting requests a room's end cancelled, for [`Arbiter::next`].
+    cancelled: Vec<Verdict>,
     budgets: Vec<(String, Budget)>,
     /// Seconds the prompt waits for an answer.
     pub timeout_s: u32,
@@ -273,7 +280,8 @@ impl Arbiter {
     }
 
     /// A request from room `from`; `room` describes rooms by name. `Some` when refused
-    /// at once, `None` when the prompt is to be shown.
+    /// at once, `None` when the prompt is to be shown or the request waits its turn (a
+    /// room with a request pending or waiting, or a full [`WAITING`] line, is busy).
     pub fn request<'a>(
         &mut self,
         now_ms: u64,
@@ -297,8 +305,12 @@ impl Arbiter {
             (Err(e), _) => e.to_string(),
             (Ok(m), _) => match self.admit(from, &m, &room) {
                 Err(why) => why,
-                Ok(vsock) => {
+                Ok(vsock) if self.pending.is_none() && self.waiting.is_empty() => {
                     self.pending = Some(Pending { vsock, ..p });
+                    return None;
+                }
+                Ok(vsock) => {
+                    self.waiting.push(Pending { vsock, ..p });
                     return None;
                 }
             },
@@ -317,7 +329,7 @@ impl Arbiter {
         room: &impl Fn(&str) -> Option<RoomView<'a>>,
     ) -> Result<[bool; 2], String> {
         let (to, _) = m.check().map_err(|e| e.to_string())?;
-        if self.pending.is_some() {
+        if self.waiting.len() >= WAITING || self.has(from) {
             return Err("busy: another transfer is waiting for approval or under way".into());
         }
         // `ready`: the room's agent is up (it reported ready on its umbilical).
@@ -332,6 +344,45 @@ impl Arbiter {
         courier_allowed(from, src.rights, to, dst.rights, m.size)
             .map_err(|refusal| Explained { refusal, from, to }.to_string())?;
         Ok([src.vsock, dst.vsock])
+    }
+
+    /// Whether room `from` has a request pending or waiting.
+    fn has(&self, from: &str) -> bool {
+        self.pending
+            .iter()
+            .chain(&self.waiting)
+            .any(|p| p.from == from)
+    }
+
+    /// Once the slot is free (call after every verdict): the first waiting request is
+    /// checked again (its rooms may have ended) and goes to the prompt (`None`, as
+    /// [`Arbiter::request`]), or is refused; and a waiting request a room's end cancelled
+    /// is concluded. Call again while it returns a verdict.
+    pub fn next<'a>(
+        &mut self,
+        now_ms: u64,
+        room: impl Fn(&str) -> Option<RoomView<'a>>,
+    ) -> Option<Verdict> {
+        if let Some(v) = self.cancelled.pop() {
+            return Some(v);
+        }
+        if self.pending.is_some() || self.waiting.is_empty() {
+            return None;
+        }
+        let p = self.waiting.remove(0);
+        match self.admit(&p.from, &p.req, &room) {
+            Ok(vsock) => {
+                let (shown_ms, quiet_ms) = (now_ms, now_ms);
+                self.pending = Some(Pending {
+                    vsock,
+                    shown_ms,
+                    quiet_ms,
+                    ..p
+                });
+                None
+            }
+            Err(why) => Some(Verdict::new(&p, "refused", Outcome::Refused, why)),
+        }
     }
 
     fn end(&mut self, decision: &'static str, outcome: Outcome, why: String) -> Option<Verdict> {
@@ -450,6 +501,21 @@ impl Arbiter {
         status: &dyn fmt::Display,
         room: Option<(&str, Option<u64>)>,
     ) -> Option<Verdict> {
+        // A waiting request of a room that ended (made before a room of its name opened
+        // again) is cancelled: [`Arbiter::next`] concludes it.
+        let gone = |p: &Pending, (r, opened): (&str, Option<u64>)| {
+            let before = opened.is_none_or(|ms| p.shown_ms <= ms);
+            before && (r == p.from || r.as_bytes() == p.req.room())
+        };
+        let (ended, waiting) = core::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|p| room.is_some_and(|r| gone(p, r)));
+        self.waiting = waiting;
+        for p in ended {
+            let why = format!("room {} ended before its turn", room.map_or("", |r| r.0));
+            let v = Verdict::new(&p, "cancelled", Outcome::Failed, why);
+            self.cancelled.push(v);
+        }
         let p = self.pending.as_ref()?;
         if p.courier == Some(pid) {
             let (outcome, why) = match result_of(ok, out) {
@@ -491,13 +557,13 @@ mod tests {
         fn new() -> World {
             World {
                 web: rights("send_to = [\"work\"]\n"),
-                work: rights("receive_from = [\"web\"]\n"),
+                work: rights("receive_from = [\"web\", \"dev\"]\n"),
                 work_ready: true,
             }
         }
         fn room(&self, n: &str) -> Option<RoomView<'_>> {
             match n {
-                "web" => Some(RoomView::new(&self.web, true, "microvm")),
+                "web" | "dev" => Some(RoomView::new(&self.web, true, "microvm")),
                 "work" => Some(RoomView::new(&self.work, self.work_ready, "namespaces")),
                 _ => None,
             }
@@ -520,6 +586,85 @@ mod tests {
         assert!(a
             .request(at, "web", req("work", "f", 1), |n| w.room(n))
             .is_none());
+    }
+
+    /// Two rooms ask for the one prompt: web asks again the moment each of its prompts
+    /// ends (within its budget, one every 6 s). Before, dev's requests were refused
+    /// "busy" whenever web's prompt was up, so web could keep the prompt for good; now
+    /// dev's request waits and goes before web's next one.
+    #[test]
+    fn a_room_asking_again_at_once_cannot_keep_the_prompt_from_another() {
+        let mut w = World::new();
+        let mut a = arbiter();
+        ask(&mut a, &w, 0);
+        let dev = a.request(10, "dev", req("work", "d", 1), |n| w.room(n));
+        assert!(
+            dev.is_none(),
+            "dev was refused: {:?}",
+            dev.map(|v| v.reason)
+        );
+        assert_eq!(a.asking().unwrap().0, "web", "web's prompt stays up");
+        // One waiting request a room: dev asking again is busy.
+        let v = a.request(20, "dev", req("work", "e", 1), |n| w.room(n));
+        assert!(v.unwrap().reason.starts_with("busy"));
+        // web's prompt ends (N); web asks again at once; then the slot is given out.
+        let Some(Step::Done(v)) = a.key(2_000, false, [1; 16]) else {
+            panic!("N did not end web's prompt")
+        };
+        assert_eq!((v.from.as_str(), v.decision), ("web", "no"));
+        let again = a.request(2_001, "web", req("work", "f", 1), |n| w.room(n));
+        assert!(again.is_none());
+        assert!(a.next(2_002, |n| w.room(n)).is_none());
+        assert_eq!(a.asking().map(|p| p.0), Some("dev"), "dev goes first");
+        assert_eq!(a.asking().unwrap().1.name(), b"d");
+        // Its prompt counts from when it came up: no timeout 60 s after dev asked.
+        assert!(a.tick(60_010).is_none());
+        let v = a.tick(62_002).unwrap();
+        assert_eq!((v.from.as_str(), v.decision), ("dev", "timeout"));
+        assert!(a.next(62_003, |n| w.room(n)).is_none());
+        assert_eq!(a.asking().map(|p| p.0), Some("web"));
+        // A waiting request is checked again when its turn comes: work has stopped.
+        let dev = a.request(62_004, "dev", req("work", "g", 1), |n| w.room(n));
+        assert!(dev.is_none());
+        assert!(a.key(64_000, false, [1; 16]).is_some());
+        w.work_ready = false;
+        let v = a.next(64_001, |n| w.room(n)).unwrap();
+        assert_eq!(
+            (v.from.as_str(), v.reason.as_str()),
+            ("dev", "room work is not running")
+        );
+        assert!(a.next(64_002, |n| w.room(n)).is_none());
+        assert!(a.asking().is_none());
+    }
+
+    /// A room that ends while its request waits: the request is cancelled (answered and
+    /// audited once), not shown later as if the room (or a new one of its name) asked.
+    #[test]
+    fn a_waiting_request_of_a_room_that_ended_is_cancelled() {
+        let w = World::new();
+        let mut a = arbiter();
+        ask(&mut a, &w, 0);
+        assert!(a
+            .request(10, "dev", req("work", "d", 1), |n| w.room(n))
+            .is_none());
+        // dev ended; a new dev opened after its request (a reset): still cancelled.
+        assert!(a
+            .reaped(99, false, b"", &"", Some(("dev", Some(20))))
+            .is_none());
+        assert_eq!(
+            a.asking().unwrap().0,
+            "web",
+            "web's prompt is not dev's business"
+        );
+        let v = a.next(30, |n| w.room(n)).unwrap();
+        assert_eq!(
+            (v.from.as_str(), v.decision, v.reason.as_str()),
+            ("dev", "cancelled", "room dev ended before its turn")
+        );
+        assert!(a.next(31, |n| w.room(n)).is_none());
+        assert!(a.key(2_000, false, [1; 16]).is_some());
+        assert!(a.next(2_001, |n| w.room(n)).is_none());
+        assert!(a.asking().is_none(), "dev's request came back");
     }
 
     #[test]
