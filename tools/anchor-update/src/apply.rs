@@ -10,7 +10,8 @@
 //!    slot's. Nothing is written before this passes.
 //! 2. `clean`  — remove the inactive slot's old image and leftovers of an interrupted apply.
 //! 3. `write`  — write the image to `EFI/Linux/anchor-X.efi.new` (not a boot entry).
-//! 4. `sync`   — fsync it and read it back (the bytes on the ESP are the verified bytes).
+//! 4. `sync`   — fsync it, drop its pages from the page cache and read it back from the
+//!    device (the bytes on the ESP are the verified bytes).
 //! 5. `arm`    — rename it to `anchor-X+N-0.efi` and fsync the directory: from here on
 //!    systemd-boot boots it first, N times at most, until `bless` keeps it.
 
@@ -358,6 +359,9 @@ fn write_and_sync(
         &format!("{} bytes written to {temp}", image.len()),
     );
     f.sync_all().map_err(io_err("sync", &temp_path))?;
+    // The pages the write filled are dropped, so the read-back fetches what reached the
+    // device, not what is still in memory (a device that lost or garbled the write).
+    crate::sys::drop_cached(&f).map_err(io_err("drop the cached pages of", &temp_path))?;
     drop(f);
     esp.sync_dir()?;
     let back = std::fs::read(&temp_path).map_err(io_err("read back", &temp_path))?;

@@ -33,6 +33,20 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// Drop the file's clean pages from the page cache (posix_fadvise POSIX_FADV_DONTNEED),
+/// so the next read of them comes from the device. Pages still dirty or under writeback
+/// stay: call it after fsync.
+pub fn drop_cached(f: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise takes no pointers; `f` keeps the descriptor open for the call.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    // It returns the error number instead of setting errno.
+    match r {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
 /// flock(LOCK_EX | LOCK_NB): Ok(false) when another open file description holds it.
 pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;

@@ -978,3 +978,62 @@ fn a_refused_update_is_one_line_naming_the_file() {
     }
     assert_eq!(w.listing(), before, "a refused update changed the ESP");
 }
+
+/// A counter of this thread's I/O (/proc/thread-self/io): `read_bytes` counts what it
+/// made the kernel fetch from the block device, `rchar` every byte read(2) gave it.
+fn thread_io(counter: &str) -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix(counter)?.strip_prefix(": ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no {counter} in /proc/thread-self/io:\n{io}"))
+}
+
+/// `counter` after the write step and after the sync step.
+struct IoAt {
+    counter: &'static str,
+    write: u64,
+    sync: u64,
+}
+
+impl Observer for IoAt {
+    fn after(&mut self, step: Step, _: &str) {
+        match step {
+            Step::Write => self.write = thread_io(self.counter),
+            Step::Sync => self.sync = thread_io(self.counter),
+            _ => {}
+        }
+    }
+}
+
+/// The read-back after fsync checks what reached the disk: the written file's cached
+/// pages are dropped first, so reading it back fetches every byte from the device
+/// (this thread's read_bytes grows by at least the image). The read-back used to be
+/// served from the page cache the write had just filled, and checked nothing.
+#[test]
+fn the_read_back_fetches_the_image_from_the_disk_not_the_page_cache() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let len = std::fs::metadata(&v2).unwrap().len();
+    let mut io = IoAt {
+        counter: "read_bytes",
+        write: 0,
+        sync: 0,
+    };
+    apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut io,
+    )
+    .unwrap();
+    let fetched = io.sync - io.write;
+    assert!(
+        fetched >= len,
+        "the read-back fetched {fetched} bytes from the device for a {len}-byte image: it \
+         came from the page cache (this test needs {} on a block-device filesystem, not tmpfs)",
+        w.dir.path().display()
+    );
+}
