@@ -278,7 +278,10 @@ pub fn apply(
     let _lock = esp.lock()?.ok_or(ApplyError::Busy)?;
     let state = esp.scan()?;
     let target = target_slot(&state, running)?;
-    let floor = floor(esp, &state, running)?;
+    // Each slot image verify needs is read once: its version (the floor) and machine
+    // type come from the same bytes.
+    let mut images = SlotImages::default();
+    let floor = floor(esp, &state, running, &mut images)?;
     if let Some(floor) = floor {
         if version <= floor {
             return Err(ApplyError::Downgrade {
@@ -287,7 +290,7 @@ pub fn apply(
             });
         }
     }
-    check_machine(esp, &state, target, &image)?;
+    check_machine(esp, &state, target, &image, &mut images)?;
     check_space(esp, &state, target, image.len() as u64)?;
     check_twins(esp, &state)?;
     check_removable(esp, &state, target)?;
@@ -372,17 +375,55 @@ fn write_and_sync(
     Ok(())
 }
 
+/// What verify learnt from a slot image: its version and its PE machine type.
+struct ImageFacts {
+    version: Result<Version, String>,
+    machine: Result<u16, crate::pe::PeError>,
+}
+
+/// The slot images verify has read, by file name: each is read once.
+#[derive(Default)]
+struct SlotImages(std::collections::BTreeMap<String, ImageFacts>);
+
+impl SlotImages {
+    fn get(&mut self, esp: &Esp, file: &str) -> Result<&ImageFacts, EspError> {
+        use std::collections::btree_map::Entry;
+        match self.0.entry(file.to_string()) {
+            Entry::Occupied(known) => Ok(known.into_mut()),
+            Entry::Vacant(new) => {
+                let bytes = crate::esp::read_slot_file(&esp.entry_path(file))?;
+                Ok(new.insert(ImageFacts {
+                    version: crate::esp::image_version(&bytes),
+                    machine: crate::pe::machine(&bytes),
+                }))
+            }
+        }
+    }
+}
+
 /// The lowest version an update must exceed: the running base's, and every good slot's
 /// (also the one about to be replaced: a machine never goes back below a version it once
 /// booted healthy). Slots on trial or bad do not count.
-fn floor(esp: &Esp, state: &EspState, running: &Running) -> Result<Option<Version>, ApplyError> {
+fn floor(
+    esp: &Esp,
+    state: &EspState,
+    running: &Running,
+    images: &mut SlotImages,
+) -> Result<Option<Version>, ApplyError> {
     let mut floor = running.version.clone();
     for slot in Slot::ALL {
         for f in state.files(slot) {
             if f.entry.counter != Counter::Good {
                 continue;
             }
-            let v = esp.version_of(&f.file)?;
+            let v = images
+                .get(esp, &f.file)?
+                .version
+                .clone()
+                .map_err(|what| EspError::Image {
+                    path: esp.entry_path(&f.file),
+                    what,
+                })?;
             if floor.as_ref().is_none_or(|fl| v > *fl) {
                 floor = Some(v);
             }
@@ -400,6 +441,7 @@ fn check_machine(
     state: &EspState,
     target: Slot,
     image: &[u8],
+    images: &mut SlotImages,
 ) -> Result<(), ApplyError> {
     let update = crate::pe::machine(image)
         .map_err(|e| ApplyError::Untrusted(VerifyError::NotPe(e.to_string())))?;
@@ -410,8 +452,7 @@ fn check_machine(
         running
     };
     for f in files {
-        let bytes = crate::esp::read_slot_file(&esp.entry_path(&f.file))?;
-        let Ok(machine) = crate::pe::machine(&bytes) else {
+        let Ok(machine) = images.get(esp, &f.file)?.machine else {
             continue;
         };
         if machine != update {

@@ -1037,3 +1037,45 @@ fn the_read_back_fetches_the_image_from_the_disk_not_the_page_cache() {
         w.dir.path().display()
     );
 }
+
+/// Verify reads the update and each slot image it needs once: the running slot's image
+/// gives both the version floor and the machine type. It was read twice (once for each),
+/// so the two checks could see different bytes.
+#[test]
+fn verify_reads_the_running_slot_image_once() {
+    let w = world();
+    let v1 = uki(w.dir.path(), "1", &w.k);
+    w.put("anchor-A.efi", &v1);
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let (slot_len, update_len) = (
+        std::fs::metadata(&v1).unwrap().len(),
+        std::fs::metadata(&v2).unwrap().len(),
+    );
+    let trust = w.trust();
+    // rchar at the start, and (below) when verify is done.
+    struct AtVerify(u64);
+    impl Observer for AtVerify {
+        fn after(&mut self, step: Step, _: &str) {
+            if step == Step::Verify {
+                self.0 = thread_io("rchar");
+            }
+        }
+    }
+    let mut at = AtVerify(0);
+    let start = thread_io("rchar");
+    apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &trust,
+        &running(Slot::A, "1"),
+        3,
+        &mut at,
+    )
+    .unwrap();
+    let read = at.0 - start;
+    assert!(
+        read >= update_len + slot_len && read < update_len + slot_len + slot_len / 2,
+        "verify read {read} bytes: the update is {update_len}, the running slot's image \
+         {slot_len} (read more than once?)"
+    );
+}
