@@ -82,6 +82,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf 'NAME="Anchor OS"\nID=anchor\nIMAGE_ID=anchor\nIMAGE_VERSION=%s\nVERSION_ID=%s\nPRETTY_NAME="Anchor OS %s"\nHOME_URL="https://anchor-os.example/"\n' \
   "$VERSION" "$VERSION" "$VERSION" > "$work/os-release"
+# systemd-boot reads .osrel with its own rules (no single quotes, no escapes: see
+# tools/anchor-update/src/osrel.rs); a value it would read otherwise than a shell does,
+# or another version than the one asked for, is refused here, naming the key.
+[[ $("$TOOL" check-osrel "$work/os-release" 2>&1) == "$VERSION" ]] \
+  || die "$("$TOOL" check-osrel "$work/os-release" 2>&1 | sed 's/^anchor-uki: //')"
 printf '%s' "$CMDLINE" > "$work/cmdline"
 cp "$KEYS/pcr.pub.pem" "$work/pcrpkey"
 # The archive the UKI adds to the product initramfs (the kernel unpacks both, in order).

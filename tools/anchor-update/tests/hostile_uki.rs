@@ -176,3 +176,39 @@ fn build_refuses_a_version_anchor_update_cannot_read() {
         );
     }
 }
+
+/// `anchor-uki check-osrel` (uki/build.sh runs it on the os-release before it becomes the
+/// `.osrel`) refuses a value systemd-boot and a shell would read differently, in one line
+/// naming the file and the key, and prints the version of a plain one.
+#[test]
+fn check_osrel_refuses_a_value_read_two_ways_naming_file_and_key() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let f = d.path().join("os-release");
+        std::fs::write(&f, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_anchor-uki"))
+            .arg("check-osrel")
+            .arg(&f)
+            .output()
+            .unwrap();
+        let (o, e) = (out.stdout, out.stderr);
+        (
+            out.status.code(),
+            String::from_utf8(o).unwrap(),
+            String::from_utf8(e).unwrap(),
+            f,
+        )
+    };
+    let (code, out, err, _) = run("NAME=\"Anchor OS\"\nID=anchor\nIMAGE_VERSION=2.1\n");
+    assert_eq!((code, out.as_str()), (Some(0), "2.1\n"), "{err}");
+    // A shell reads 9; systemd-boot reads '9' (with the quotes), anchor-update used to read 9.
+    let (code, out, err, f) = run("ID=anchor\nIMAGE_VERSION='9'\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.starts_with(&format!(
+            "anchor-uki: {}: IMAGE_VERSION (line 2): ",
+            f.display()
+        )) && err.lines().count() == 1,
+        "{err}"
+    );
+}

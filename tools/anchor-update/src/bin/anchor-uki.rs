@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! anchor-uki: build-time helper of uki/build.sh (runs on the build machine, never on the
 //! device): make an assembled UKI reproducible, predict its PCR 11, write the PolicyPCR
-//! digest to be signed, wrap the signature as `.pcrsig` JSON, verify a signed UKI.
+//! digest to be signed, wrap the signature as `.pcrsig` JSON, verify a signed UKI, check
+//! the os-release that becomes its `.osrel`.
 
-use anchor_update::{esp, pcr, pe, verify};
+use anchor_update::{esp, osrel, pcr, pe, verify};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -59,6 +60,13 @@ enum Command {
         /// The certificate it must be signed with (DER).
         #[arg(long)]
         cert: PathBuf,
+    },
+    /// Check an os-release file before it becomes a UKI's `.osrel`: every value reads
+    /// the same to systemd-boot and to a shell (bare, or in plain double quotes; each key
+    /// once), and it names an Anchor OS version; print that version.
+    CheckOsrel {
+        /// The os-release file.
+        file: PathBuf,
     },
     /// Print the IMAGE_VERSION of UKI's `.osrel`.
     Version {
@@ -157,6 +165,14 @@ fn run(cmd: Command) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", cert.display()))?;
             verify::verify(&read(&uki)?, &trust).map_err(|e| format!("{}: {e}", uki.display()))?;
             println!("{}: signed by {}", uki.display(), cert.display());
+            Ok(())
+        }
+        Command::CheckOsrel { file } => {
+            let raw = esp::read_regular(&file, pe::MAX_SECTION as u64)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let at = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
+            osrel::check_plain(&raw).map_err(|e| at(&e))?;
+            println!("{}", osrel::anchor_version(&raw).map_err(|e| at(&e))?);
             Ok(())
         }
         Command::Version { uki } => {
