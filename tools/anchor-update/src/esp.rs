@@ -229,7 +229,7 @@ pub fn image_version(image: &[u8]) -> Result<Version, String> {
     let osrel = pe::section(image, ".osrel")
         .map_err(version_error)?
         .ok_or_else(|| "no .osrel section (not a UKI)".to_string())?;
-    osrel::anchor_version(&osrel).map_err(|e: OsRelError| e.to_string())
+    osrel::anchor_version(osrel).map_err(|e: OsRelError| e.to_string())
 }
 
 /// The boot entry systemd-boot will pick among `candidates` (slot, counter, version):

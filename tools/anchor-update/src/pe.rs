@@ -83,32 +83,48 @@ fn name_of(raw: &[u8]) -> &[u8] {
 /// header claims is not allocated).
 pub const MAX_SECTION: usize = 1 << 20;
 
-/// The loaded bytes of the section called `name`, if there is one. Only that section is
-/// loaded, and one loaded larger than [`MAX_SECTION`] is refused.
-pub fn section<'a>(image: &'a [u8], name: &str) -> Result<Option<Cow<'a, [u8]>>, PeError> {
+/// The bytes of the section `name` as systemd-boot reads them for its menu (Debian 12's
+/// systemd-boot 252, src/boot/efi/pe.c `locate_sections`: every section whose 8-byte name
+/// *starts with* `name` matches and the last one wins; VirtualSize bytes are read from the
+/// file at PointerToRawData). Refused where a reader could take other bytes: more than one
+/// section matching (later systemd-boots take the first exact name), or a VirtualSize past
+/// the section's raw data (systemd-boot reads on into the file, the firmware loads zeros).
+/// One loaded larger than [`MAX_SECTION`] is refused too (this reads files not verified).
+pub fn section<'a>(image: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, PeError> {
     let pe = PeFile64::parse(image).map_err(|e| PeError::Parse(e.to_string()))?;
-    for s in pe.section_table().iter() {
-        if name_of(s.raw_name()) != name.as_bytes() {
-            continue;
-        }
-        let vsize = usize::try_from(s.virtual_size.get(LE)).unwrap_or(usize::MAX);
-        if vsize > MAX_SECTION {
-            return Err(PeError::Parse(format!(
-                "section {name} is {vsize} bytes loaded, more than {MAX_SECTION}"
-            )));
-        }
-        let raw = s
-            .pe_data(image)
-            .map_err(|e| PeError::Parse(e.to_string()))?;
-        if let Some(loaded) = raw.get(..vsize) {
-            return Ok(Some(Cow::Borrowed(loaded)));
-        }
-        // Loaded memory past the raw data is zero-filled.
-        let mut v = raw.to_vec();
-        v.resize(vsize, 0);
-        return Ok(Some(Cow::Owned(v)));
+    let mut found = pe
+        .section_table()
+        .iter()
+        .filter(|s| s.raw_name().starts_with(name.as_bytes()));
+    let Some(s) = found.next() else {
+        return Ok(None);
+    };
+    let more = found.count();
+    if more > 0 {
+        return Err(PeError::Parse(format!(
+            "{} sections named {name}...: systemd-boot and anchor-update could read \
+             different ones",
+            more + 1
+        )));
     }
-    Ok(None)
+    let vsize = usize::try_from(s.virtual_size.get(LE)).unwrap_or(usize::MAX);
+    if vsize > MAX_SECTION {
+        return Err(PeError::Parse(format!(
+            "section {name} is {vsize} bytes loaded, more than {MAX_SECTION}"
+        )));
+    }
+    // `pe_data` is the raw data, cut to VirtualSize, and refused past the file's end.
+    let raw = s
+        .pe_data(image)
+        .map_err(|e| PeError::Parse(format!("section {name}: {e}")))?;
+    if raw.len() < vsize {
+        return Err(PeError::Parse(format!(
+            "section {name} is {vsize} bytes loaded but holds only {} in the file \
+             (systemd-boot would read the bytes after it)",
+            raw.len()
+        )));
+    }
+    Ok(Some(raw))
 }
 
 /// The COFF Machine field of `image`: the only architecture whose firmware (and whose
