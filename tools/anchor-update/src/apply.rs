@@ -8,11 +8,13 @@
 //! 1. `verify` — read the file, check its Authenticode signature against our db
 //!    certificate, its version against the floor and its architecture against the running
 //!    slot's. Nothing is written before this passes.
-//! 2. `clean`  — remove the inactive slot's old image and leftovers of an interrupted apply.
+//! 2. `clean`  — remove leftovers of an interrupted apply, and the inactive slot's old image
+//!    when the ESP has no room for the update beside it (else it goes at `arm`).
 //! 3. `write`  — write the image to `EFI/Linux/anchor-X.efi.new` (not a boot entry).
 //! 4. `sync`   — fsync it, drop its pages from the page cache and read it back from the
 //!    device (the bytes on the ESP are the verified bytes).
-//! 5. `arm`    — rename it to `anchor-X+N-0.efi` and fsync the directory: from here on
+//! 5. `arm`    — remove the inactive slot's old image if still there, rename the new one to
+//!    `anchor-X+N-0.efi` and fsync the directory: from here on
 //!    systemd-boot boots it first, N times at most, until `bless` keeps it.
 
 use crate::esp::{io_err, Esp, EspError, EspState};
@@ -291,7 +293,7 @@ pub fn apply(
         }
     }
     check_machine(esp, &state, target, &image, &mut images)?;
-    check_space(esp, &state, target, image.len() as u64)?;
+    let clean_first = check_space(esp, &state, target, image.len() as u64)?;
     check_twins(esp, &state)?;
     check_removable(esp, &state, target)?;
     obs.after(
@@ -299,15 +301,26 @@ pub fn apply(
         &format!("update {path}: signed by our key, version {version}, for slot {target}"),
     );
 
-    // 2. clean
-    for f in state.files(target) {
-        esp.remove(&f.file)?;
+    // 2. clean: the leftovers, and the target's old image only when the update needs its
+    // room; else that image stays (and bootable, should the write fail) until arm.
+    if clean_first {
+        for f in state.files(target) {
+            esp.remove(&f.file)?;
+        }
     }
     let temp = target.temp_name();
     for t in &state.temps {
         esp.remove(t)?;
     }
-    obs.after(Step::Clean, &format!("slot {target} emptied"));
+    let kept = !clean_first && !state.files(target).is_empty();
+    obs.after(
+        Step::Clean,
+        &if kept {
+            format!("leftovers removed; slot {target}'s old image stays until the update is synced")
+        } else {
+            format!("slot {target} emptied")
+        },
+    );
 
     // 3. write
     std::fs::create_dir_all(esp.entry_dir()).map_err(io_err("create", &esp.entry_dir()))?;
@@ -333,6 +346,11 @@ pub fn apply(
         },
     }
     .file_name();
+    if !clean_first {
+        for f in state.files(target) {
+            esp.remove(&f.file)?;
+        }
+    }
     esp.rename(&temp, &armed)?;
     obs.after(
         Step::Arm,
@@ -548,9 +566,13 @@ fn read_limited(path: &str) -> Result<Vec<u8>, ApplyError> {
     Ok(image)
 }
 
-fn check_space(esp: &Esp, state: &EspState, target: Slot, need: u64) -> Result<(), ApplyError> {
+/// Whether the update fits on the ESP, and whether the target slot's old image must be
+/// removed first to make room for it (true), or can stay until the update is synced
+/// (false: a write that fails, e.g. an ESP filled up by someone else, then leaves both
+/// slots as they were). Unknown free space: removed first, as it may be needed.
+fn check_space(esp: &Esp, state: &EspState, target: Slot, need: u64) -> Result<bool, ApplyError> {
     let Some(free) = crate::sys::free_bytes(esp.root()) else {
-        return Ok(());
+        return Ok(true);
     };
     // What clean will free: the target's old files and leftovers.
     let mut freed = 0u64;
@@ -570,5 +592,5 @@ fn check_space(esp: &Esp, state: &EspState, target: Slot, need: u64) -> Result<(
             free: free + freed,
         });
     }
-    Ok(())
+    Ok(free < need)
 }

@@ -789,6 +789,51 @@ fn a_write_cut_short_leaves_no_half_written_file() {
     assert_eq!(w.listing(), before);
 }
 
+/// A write cut short (a file size limit here, as an ESP filled up by another writer: the
+/// same failed write(2)) while the ESP has room for the update beside the other slot's
+/// image leaves both slots as they were: the old image of the slot being replaced stays
+/// until the update is synced. Clean removed it before the write, so a failed apply left
+/// one bootable slot instead of two.
+#[test]
+fn a_write_cut_short_keeps_both_slots_when_the_esp_has_room_for_three() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    w.put("anchor-B.efi", &uki(w.dir.path(), "0.5", &w.k));
+    let before = w.listing();
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    let limit = std::fs::metadata(&v2).unwrap().len() / 2;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-update"));
+    cmd.arg("apply")
+        .arg(&v2)
+        .args(["--running", "A", "--esp"])
+        .arg(w.esp.root())
+        .arg("--cert")
+        .arg(&w.k.der);
+    anchor_testkit::limited(&mut cmd, libc::RLIMIT_FSIZE, limit);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("anchor-update: error: write "), "{err}");
+    assert_eq!(
+        w.listing(),
+        before,
+        "slot B's image was removed for a failed write"
+    );
+    // Without the limit the update replaces slot B at arm.
+    let done = apply::apply(
+        &w.esp,
+        v2.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap();
+    let names: Vec<String> = w.listing().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["anchor-A.efi", "anchor-B+3-0.efi"]);
+    assert_eq!(done.file, "anchor-B+3-0.efi");
+}
+
 /// Something clean cannot remove (a directory named like a leftover or a slot file: an
 /// ESP may hold anything) refuses the update before anything is removed. Clean removed
 /// the other slot's image first and then failed on the leftover: a refused update had
