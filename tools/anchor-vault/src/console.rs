@@ -52,26 +52,62 @@ impl Terminal {
         Ok(t)
     }
 
-    fn read_line(&mut self) -> io::Result<Option<Secret>> {
+    /// One line (without its newline). A line longer than [`MAX_LINE`] is read to its
+    /// end (nothing of it is left for the next prompt) and given back as `TooLong`: its
+    /// first bytes are wiped with the buffer, never taken for a shorter line.
+    fn read_line(&mut self) -> io::Result<Input> {
         // Room for the longest line up front: a Vec that grew would free its earlier,
         // smaller buffers unwiped (Zeroizing wipes only the last one).
         let mut buf = Zeroizing::new(Vec::with_capacity(MAX_LINE));
         let mut too_long = false;
         loop {
             match sys::read_byte(self.input)? {
-                None if buf.is_empty() && !too_long => return Ok(None),
+                None if buf.is_empty() && !too_long => return Ok(Input::End),
                 None | Some(b'\n') => break,
                 Some(b'\r') => {}
                 Some(b) if buf.len() < MAX_LINE => buf.push(b),
                 Some(_) => too_long = true,
             }
         }
-        if too_long {
-            buf.clear();
-            self.say(&format!("(input longer than {MAX_LINE} bytes ignored)"));
-        }
-        Ok(Some(buf))
+        Ok(if too_long {
+            Input::TooLong
+        } else {
+            Input::Line(buf)
+        })
     }
+
+    /// Show `prompt` and read a line, asking again (after a one-line refusal naming
+    /// `what`) as long as the line is longer than [`MAX_LINE`].
+    fn ask(&mut self, prompt: &str, what: &str, secret: bool) -> io::Result<Option<Secret>> {
+        loop {
+            sys::write_all(self.output, prompt.as_bytes())?;
+            let per_prompt = match self.echo_off {
+                None if secret => sys::EchoOff::new(self.input)?,
+                _ => None,
+            };
+            let read = self.read_line();
+            drop(per_prompt);
+            if secret || self.echo_off.is_some() {
+                // The Enter the person typed was not echoed: end the prompt's line.
+                sys::write_all(self.output, b"\n")?;
+            }
+            match read? {
+                Input::End => return Ok(None),
+                Input::Line(line) => return Ok(Some(line)),
+                Input::TooLong => self.say(&format!(
+                    "{what} longer than {MAX_LINE} bytes: refused (nothing of it was kept); type it again."
+                )),
+            }
+        }
+    }
+}
+
+/// What one read of a line found.
+enum Input {
+    Line(Secret),
+    /// Longer than [`MAX_LINE`]: read to its end, and its beginning wiped.
+    TooLong,
+    End,
 }
 
 impl Console for Terminal {
@@ -81,24 +117,11 @@ impl Console for Terminal {
     }
 
     fn secret(&mut self, prompt: &str) -> io::Result<Option<Secret>> {
-        sys::write_all(self.output, prompt.as_bytes())?;
-        let per_prompt = match self.echo_off {
-            Some(_) => None,
-            None => sys::EchoOff::new(self.input)?,
-        };
-        let line = self.read_line();
-        drop(per_prompt);
-        // The Enter the person typed was not echoed: end the prompt's line.
-        sys::write_all(self.output, b"\n")?;
-        line
+        self.ask(prompt, "passphrase", true)
     }
 
     fn line(&mut self, prompt: &str) -> io::Result<Option<String>> {
-        sys::write_all(self.output, prompt.as_bytes())?;
-        let line = self.read_line()?;
-        if self.echo_off.is_some() {
-            sys::write_all(self.output, b"\n")?;
-        }
+        let line = self.ask(prompt, "line", false)?;
         Ok(line.map(|l| String::from_utf8_lossy(&l).trim().to_owned()))
     }
 }

@@ -54,6 +54,26 @@ fn wrong_passphrases_then_the_right_one() {
     assert_eq!(r.code, Some(3), "{}", r.out);
 }
 
+/// A pasted passphrase longer than the console's line was taken for an empty line: the
+/// dialog went to the recovery key (which then read the next line as one). It is refused
+/// in one line, costs no TPM try, and the passphrase prompt comes again.
+#[test]
+fn an_over_long_passphrase_is_refused_and_asked_for_again() {
+    let f = Fixture::new(10);
+    let long = "x".repeat(anchor_vault::console::MAX_LINE + 1);
+    let r = f.run(&["unlock", "--check"], &format!("{long}\n{PASS}\n"));
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(r.count("passphrase longer than 1024 bytes"), 1, "{}", r.out);
+    assert_eq!(r.count("Vault passphrase"), 2, "{}", r.out);
+    assert!(!r.out.contains("Recovery key"), "{}", r.out);
+    assert!(
+        r.out.contains("Checked: the passphrase opens the vault"),
+        "{}",
+        r.out
+    );
+    assert_eq!(refusals(&f, "wrong-passphrase"), 0);
+}
+
 #[test]
 fn tpm_lockout_is_explained_and_the_recovery_key_still_opens() {
     let f = Fixture::new(3);
