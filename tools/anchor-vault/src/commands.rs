@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The smaller commands: status, volumes, the audit log's TPM side, reset-lockout, lock.
+//! The smaller commands: status (which never writes to the vault disk), volumes, the audit log's TPM side, reset-lockout, lock.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -37,20 +37,22 @@ pub fn status(paths: &Paths, tcti: Option<&str>) -> String {
         Ok(DiskState::Foreign) => {
             let _ = writeln!(s, "  state: holds something that is not a vault");
         }
-        Ok(DiskState::Luks) => match Vault::open(&paths.disk) {
+        // Looked at through an in-memory copy of the header: loading one repairs a
+        // damaged header copy, and status writes nothing to the disk.
+        Ok(DiskState::Luks) => match Vault::inspect(&paths.disk) {
             Err(e) => {
                 let _ = writeln!(s, "  state: {e}");
             }
             Ok(mut v) => {
-                let _ = writeln!(
-                    s,
-                    "  state: LUKS2 vault{}",
-                    if v.repaired {
-                        " (first header copy was damaged: restored from the second)"
-                    } else {
-                        ""
-                    }
-                );
+                let _ = write!(s, "  state: LUKS2 vault");
+                if let Some(r) = v.repaired {
+                    let _ = write!(
+                        s,
+                        " (its {} header copy is damaged; the other is whole, and the next `anchor-vault unlock` restores it)",
+                        r.as_str()
+                    );
+                }
+                let _ = writeln!(s);
                 for slot in v.keyslots() {
                     let what = match slot {
                         TPM_SLOT => "TPM + passphrase",

@@ -41,6 +41,10 @@ const LABEL_LEN: usize = 48;
 /// Bytes of the LUKS2 binary header's magic, first copy and second copy.
 const MAGIC_1: &[u8; 6] = b"LUKS\xba\xbe";
 const MAGIC_2: &[u8; 6] = b"SKUL\xba\xbe";
+/// Both copies of the largest LUKS2 header (4 MiB each) lie in a disk's first 8 MiB.
+const HEADERS_SPAN: usize = 8 << 20;
+/// Where the binary header says its size (each copy's), a big-endian u64.
+const HDR_SIZE_AT: usize = 8;
 /// Where a second header copy may start (LUKS2 allows these metadata sizes).
 const SECOND_OFFSETS: [u64; 7] = [0x4000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000];
 /// How much of a disk must be zero for it to count as blank.
@@ -243,13 +247,56 @@ fn errno_of(e: &LibcryptErr) -> Option<i32> {
     }
 }
 
+/// A LUKS2 header copy that was damaged and restored from the other one while loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The first (primary) copy, at the start of the disk.
+    First,
+    /// The second (secondary) copy, right after the first.
+    Second,
+}
+
+impl Restored {
+    /// "first" or "second".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restored::First => "first",
+            Restored::Second => "second",
+        }
+    }
+}
+
+/// Which copy loading changed, from the disk's first bytes before and after.
+fn restored<'a>(before: &'a [u8], after: &'a [u8]) -> Option<Restored> {
+    let size = after
+        .get(HDR_SIZE_AT..HDR_SIZE_AT + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(usize::MAX, |b| {
+            usize::try_from(u64::from_be_bytes(b)).unwrap_or(usize::MAX)
+        });
+    let part = |b: &'a [u8], from: usize| -> &'a [u8] {
+        let end = from.saturating_add(size).min(b.len());
+        b.get(from.min(end)..end).unwrap_or_default()
+    };
+    if part(before, 0) != part(after, 0) {
+        Some(Restored::First)
+    } else if part(before, size) != part(after, size) {
+        Some(Restored::Second)
+    } else {
+        None
+    }
+}
+
 /// An opened (loaded) vault header.
 pub struct Vault {
     dev: CryptDevice,
     path: PathBuf,
-    /// The primary header copy was damaged and libcryptsetup restored it from the
-    /// secondary while loading.
-    pub repaired: bool,
+    /// A damaged header copy libcryptsetup restored from the other while loading (on the
+    /// disk for [`Vault::open`], only in the in-memory copy for [`Vault::inspect`]).
+    pub repaired: Option<Restored>,
+    /// The in-memory header copy [`Vault::inspect`] loaded (kept open: `dev` reads it
+    /// through /proc/self/fd).
+    _copy: Option<std::fs::File>,
 }
 
 impl fmt::Debug for Vault {
@@ -306,38 +353,78 @@ pub fn format(disk: &Path) -> Result<Vault, LuksError> {
     Ok(Vault {
         dev,
         path: disk.to_path_buf(),
-        repaired: false,
+        repaired: None,
+        _copy: None,
     })
 }
 
+/// libcryptsetup's load of the LUKS2 header at `at` (`disk` names it in errors).
+fn load(at: &Path, disk: &Path) -> Result<CryptDevice, LuksError> {
+    let mut dev = CryptInit::init(at).map_err(crypt("init"))?;
+    match dev
+        .context_handle()
+        .load::<()>(Some(EncryptionFormat::Luks2), None)
+    {
+        Ok(()) => Ok(dev),
+        Err(e) if errno_of(&e) == Some(libc::EINVAL) => Err(LuksError::Damaged(disk.to_path_buf())),
+        Err(e) => Err(LuksError::Crypt("load", e)),
+    }
+}
+
 impl Vault {
-    /// Load the header of `disk`. A damaged primary copy is restored from the secondary
+    /// Load the header of `disk`. A damaged copy is restored on the disk from the other
     /// by libcryptsetup (reported through [`Vault::repaired`]); if both are damaged
     /// nothing is written and [`LuksError::Damaged`] says so.
     pub fn open(disk: &Path) -> Result<Vault, LuksError> {
+        let io = |e| LuksError::Io(disk.to_path_buf(), e);
         match probe(disk)? {
             DiskState::Luks => {}
             DiskState::Blank | DiskState::Foreign => {
                 return Err(LuksError::NotAVault(disk.to_path_buf()))
             }
         }
-        let before = read_prefix(disk, 16384)?;
-        let mut dev = CryptInit::init(disk).map_err(crypt("init"))?;
-        match dev
-            .context_handle()
-            .load::<()>(Some(EncryptionFormat::Luks2), None)
-        {
-            Ok(()) => {}
-            Err(e) if errno_of(&e) == Some(libc::EINVAL) => {
-                return Err(LuksError::Damaged(disk.to_path_buf()))
-            }
-            Err(e) => return Err(LuksError::Crypt("load", e)),
-        }
-        let after = read_prefix(disk, 16384)?;
+        let before = read_at_most(&mut open_disk(disk)?, 0, HEADERS_SPAN).map_err(io)?;
+        let dev = load(disk, disk)?;
+        let after = read_at_most(&mut open_disk(disk)?, 0, HEADERS_SPAN).map_err(io)?;
         Ok(Vault {
             dev,
             path: disk.to_path_buf(),
-            repaired: before != after,
+            repaired: restored(&before, &after),
+            _copy: None,
+        })
+    }
+
+    /// Load a copy of `disk`'s header made in memory, never writing to the disk: for
+    /// commands that only look (`status`). libcryptsetup restores a damaged header copy
+    /// while loading; here only the in-memory copy is restored, and [`Vault::repaired`]
+    /// says which copy `unlock` would restore on the disk. Keyslots cannot be opened.
+    pub fn inspect(disk: &Path) -> Result<Vault, LuksError> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let io = |e| LuksError::Io(disk.to_path_buf(), e);
+        match probe(disk)? {
+            DiskState::Luks => {}
+            DiskState::Blank | DiskState::Foreign => {
+                return Err(LuksError::NotAVault(disk.to_path_buf()))
+            }
+        }
+        let mut f = open_disk(disk)?;
+        let before = read_at_most(&mut f, 0, HEADERS_SPAN).map_err(io)?;
+        // As long as the disk (a sparse copy: libcryptsetup checks the header's areas
+        // fit), holding only its first bytes.
+        let len = f.seek(SeekFrom::End(0)).map_err(io)?;
+        let mut copy = crate::sys::memfd("anchor-vault-header").map_err(io)?;
+        copy.write_all(&before).map_err(io)?;
+        copy.set_len(len.max(u64::try_from(before.len()).unwrap_or(u64::MAX)))
+            .map_err(io)?;
+        let at = PathBuf::from(format!("/proc/self/fd/{}", copy.as_raw_fd()));
+        let dev = load(&at, disk)?;
+        let after = read_at_most(&mut copy, 0, HEADERS_SPAN).map_err(io)?;
+        Ok(Vault {
+            dev,
+            path: disk.to_path_buf(),
+            repaired: restored(&before, &after),
+            _copy: Some(copy),
         })
     }
 

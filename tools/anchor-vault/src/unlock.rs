@@ -3,8 +3,8 @@
 //!
 //! 1. Look at the disk without changing it: blank (first boot: offer to create the
 //!    vault), something else (refuse), both LUKS2 header copies damaged (say so, exit 5,
-//!    nothing written). A damaged first copy is restored from the second by
-//!    libcryptsetup, and said.
+//!    nothing written). A damaged copy (first or second) is restored on the disk from
+//!    the other by libcryptsetup, and said and audited (`status` only reports it).
 //! 2. Before asking anything, ask the TPM: no TPM, dictionary-attack lockout, or PCRs
 //!    that differ from the sealed ones each go straight to the recovery key, with a
 //!    plain explanation (typing the passphrase could not help).
@@ -22,7 +22,7 @@ use crate::auditlog::{self, Event};
 use crate::console::Console;
 use crate::error::{Outcome, VaultError};
 use crate::keys::{self, RecoveryKey};
-use crate::luks::{self, DiskState, LuksError, Vault, RECOVERY_SLOT, TPM_SLOT};
+use crate::luks::{self, DiskState, LuksError, Restored, Vault, RECOVERY_SLOT, TPM_SLOT};
 use crate::persist;
 use crate::provision;
 use crate::settings::{Paths, UnlockOptions};
@@ -451,9 +451,19 @@ pub fn unlock(
         }
         Err(e) => return Err(e.into()),
     };
-    if vault.repaired {
-        con.say("The vault header's first copy was damaged; it was restored from the second copy.");
-        pre_audit(con, paths, &Event::new("vault.header.repaired", &[]));
+    if let Some(r) = vault.repaired {
+        let (bad, good) = match r {
+            Restored::First => ("first", "second"),
+            Restored::Second => ("second", "first"),
+        };
+        con.say(&format!(
+            "The vault header's {bad} copy was damaged; it was restored from the {good} copy."
+        ));
+        pre_audit(
+            con,
+            paths,
+            &Event::new("vault.header.repaired", &[("copy", bad)]),
+        );
     }
     if vault.is_unfinished()? {
         if opts.first_boot {

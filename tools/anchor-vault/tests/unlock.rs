@@ -266,6 +266,42 @@ fn a_damaged_primary_header_opens_from_the_secondary() {
     assert_eq!(r.code, Some(0), "{}", r.out);
 }
 
+/// `status` loaded the header through libcryptsetup on the disk itself, and loading
+/// writes a damaged header copy back from the other: looking at the vault changed it.
+/// Now status looks at an in-memory copy (and says which copy `unlock` will restore);
+/// `unlock` restores it on the disk and says so, for either copy.
+#[test]
+fn status_writes_nothing_to_a_disk_with_a_damaged_header_copy() {
+    let f = Fixture::new(10);
+    // Inside the second copy's binary header (at 16 KiB), then the first's.
+    for (at, copy, other) in [
+        (0x4000 + 0x100, "second", "first"),
+        (0x100, "first", "second"),
+    ] {
+        damage(&f.disk, at, 64);
+        let before = digest(&f.disk);
+        let r = f.run(&["status"], "");
+        assert_eq!(r.code, Some(0), "{}", r.out);
+        assert_eq!(digest(&f.disk), before, "status wrote to the disk");
+        assert!(
+            r.out
+                .contains(&format!("its {copy} header copy is damaged")),
+            "{}",
+            r.out
+        );
+        assert!(r.out.contains("keyslot 0: TPM + passphrase"), "{}", r.out);
+        let r = f.run(&["unlock", "--check"], &format!("{PASS}\n"));
+        assert_eq!(r.code, Some(0), "{}", r.out);
+        let said = format!(
+            "The vault header's {copy} copy was damaged; it was restored from the {other} copy."
+        );
+        assert!(r.out.contains(&said), "{}", r.out);
+        assert_ne!(digest(&f.disk), before, "unlock restored nothing");
+        let r = f.run(&["status"], "");
+        assert!(!r.out.contains("header copy is damaged"), "{}", r.out);
+    }
+}
+
 #[test]
 fn both_headers_damaged_is_a_clear_error_and_nothing_is_written() {
     let f = Fixture::new(10);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Every `unsafe` block and raw system call of anchor-vault: terminal echo, writev(2), mount(2),
-//! prctl(2), statvfs(3), and (in [`esys`]) the few TPM commands tss-esapi 7 lacks.
+//! prctl(2), statvfs(3), memfd_create(2), and (in [`esys`]) the few TPM commands tss-esapi 7 lacks.
 
 pub mod esys;
 
@@ -193,6 +193,20 @@ pub fn write_line(fd: RawFd, line: &[u8]) -> io::Result<()> {
         write_all(fd, b"\n")?;
     }
     Ok(())
+}
+
+/// A new anonymous in-memory file (memfd_create(2), close-on-exec): nothing written to it
+/// reaches a disk.
+pub fn memfd(name: &str) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 /// read(2) one byte from `fd`; `None` at end of file.
