@@ -207,6 +207,11 @@ impl DaStatus {
     }
 }
 
+/// Bytes of TPM2_StirRandom's input that overwrite an unseal response in ESYS's buffer:
+/// a 10-byte header, 2 size bytes and 128 bytes (the most a TPM's StirRandom takes)
+/// cover the response header, its parameter size and a sealed secret of up to 122 bytes.
+const SCRUB_LEN: usize = 128;
+
 /// An open TPM connection.
 pub struct Tpm {
     ctx: Context,
@@ -463,6 +468,9 @@ impl Tpm {
                         .map_err(|e| classify("Unseal", e))
                 })();
                 self.flush(SessionHandle::from(session).into());
+                if unsealed.is_ok() {
+                    self.scrub_response();
+                }
                 let data = unsealed?;
                 Ok(Zeroizing::new(data.value().to_vec()))
             })();
@@ -471,6 +479,19 @@ impl Tpm {
         })();
         self.flush(srk.into());
         result
+    }
+
+    /// Overwrite the unsealed secret in ESYS's command/response buffer. ESYS decrypts
+    /// the unseal response in place there, and the buffer is only overwritten by later
+    /// commands as far as they reach, then freed unwiped when the context ends. A
+    /// TPM2_StirRandom of [`SCRUB_LEN`] zero bytes is marshalled over the start of the
+    /// buffer, past the response's secret, before it is sent (whatever the TPM answers;
+    /// known bytes stirred in take nothing from its randomness).
+    fn scrub_response(&mut self) {
+        let Ok(zeros) = SensitiveData::try_from(vec![0u8; SCRUB_LEN]) else {
+            return;
+        };
+        let _ = self.ctx.execute_without_session(|c| c.stir_random(zeros));
     }
 
     /// Which PCRs `policy` reads now differ from what it demands.
