@@ -91,6 +91,9 @@ impl VaultToken {
             "combine": COMBINE,
             "recovery_keyslot": RECOVERY_SLOT,
         });
+        if let (Some(n), Some(obj)) = (&self.blob.srk_name, v.as_object_mut()) {
+            obj.insert("srk_name".into(), json!(hex::encode(n)));
+        }
         if let (Some(a), Some(obj)) = (self.audit, v.as_object_mut()) {
             obj.insert(
                 "audit_nv".into(),
@@ -129,6 +132,10 @@ impl VaultToken {
             blob: SealedBlob {
                 public: bytes(v, "tpm2_public")?,
                 private: bytes(v, "tpm2_private")?,
+                srk_name: match v.get("srk_name") {
+                    None => None,
+                    Some(_) => Some(bytes(v, "srk_name")?),
+                },
             },
             policy,
             salt: bytes(v, "salt")?,
@@ -147,6 +154,7 @@ mod tests {
             blob: SealedBlob {
                 public: vec![1, 2, 3],
                 private: vec![4, 5],
+                srk_name: Some(vec![0, 11, 7]),
             },
             policy: SealPolicy::Pcr {
                 expected: vec![(7, [9; 32])],
@@ -165,6 +173,9 @@ mod tests {
             VaultToken::from_json(&bad),
             Err(TokenError::Field("salt"))
         ));
+        let mut older = j.clone();
+        older.as_object_mut().unwrap().remove("srk_name");
+        assert_eq!(VaultToken::from_json(&older).unwrap().blob.srk_name, None);
         let mut newer = j;
         newer["version"] = json!(2);
         assert!(VaultToken::from_json(&newer).is_err());

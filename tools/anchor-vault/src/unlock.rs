@@ -281,6 +281,13 @@ fn passphrase_phase(
             }
             Err(e) => {
                 con.say(&format!("The TPM could not open the vault key: {e}."));
+                if matches!(e, TpmError::SrkChanged) {
+                    pre_audit(
+                        con,
+                        paths,
+                        &Event::new("vault.unlock.refused", &[("reason", "srk-changed")]),
+                    );
+                }
                 return Ok(Phase::Recovery);
             }
         }

@@ -54,6 +54,39 @@ fn the_tpm_checks_the_passphrase_and_counts_failures() {
     }
 }
 
+/// The storage root key the TPM answers with was taken on trust: something between the
+/// machine and its TPM could answer CreatePrimary with a key of its own, receive the
+/// salt of the session the secret comes back under, and read the secret. Its name is
+/// recorded when sealing and a different one is refused before anything is sent under
+/// it. A different SRK is made here by TPM2_Clear (a new owner seed).
+#[test]
+fn a_different_storage_root_key_is_refused_before_anything_is_sent_under_it() {
+    let tpm = Swtpm::start();
+    let (blob, policy) = sealed(&tpm);
+    assert_eq!(
+        blob.srk_name.as_ref().map(Vec::len),
+        Some(34),
+        "a SHA-256 name"
+    );
+    tpm.tool(&["tpm2_clear", "-c", "p"]);
+    let mut t = Tpm::open(&tpm.tcti()).unwrap();
+    let good = keys::tpm_auth(&[1; 32], b"right passphrase");
+    let e = t.unseal(&blob, &*good, &policy, None).unwrap_err();
+    assert!(matches!(e, TpmError::SrkChanged), "{e}");
+    assert!(
+        e.to_string()
+            .contains("storage root key is not the one the vault was sealed under"),
+        "{e}"
+    );
+    // A token written before the name was recorded is not checked (the load fails here).
+    let mut older = blob;
+    older.srk_name = None;
+    assert!(matches!(
+        t.unseal(&older, &*good, &policy, None),
+        Err(TpmError::Blob(_))
+    ));
+}
+
 #[test]
 fn the_tpm_refuses_after_a_pcr_changes_without_counting_a_guess() {
     let tpm = Swtpm::start();
@@ -97,7 +130,15 @@ fn a_blob_sealed_by_another_tpm_does_not_load() {
     let (blob, policy) = sealed(&a);
     let mut t = Tpm::open(&b.tcti()).unwrap();
     let good = keys::tpm_auth(&[1; 32], b"right passphrase");
-    match t.unseal(&blob, &*good, &policy, None) {
+    // Its storage root key is another: refused before the blob is sent.
+    assert!(matches!(
+        t.unseal(&blob, &*good, &policy, None),
+        Err(TpmError::SrkChanged)
+    ));
+    // Without the recorded name (an older token), the TPM refuses to load it.
+    let mut older = blob.clone();
+    older.srk_name = None;
+    match t.unseal(&older, &*good, &policy, None) {
         Err(TpmError::Blob(why)) => assert!(why.contains("another TPM"), "{why}"),
         other => panic!("{other:?}"),
     }

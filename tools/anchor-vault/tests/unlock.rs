@@ -164,6 +164,24 @@ fn a_changed_boot_chain_is_refused_and_the_recovery_key_works() {
     );
 }
 
+/// A storage root key other than the one the vault was sealed under (here the TPM was
+/// cleared: a new owner seed) is named in one line, audited, and the recovery key opens.
+#[test]
+fn a_different_storage_root_key_sends_the_dialog_to_the_recovery_key() {
+    let f = Fixture::new(10);
+    f.tpm.tool(&["tpm2_clear", "-c", "p"]);
+    let r = f.run(&["unlock", "--check"], &format!("{PASS}\n{}\n", f.recovery));
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(
+        r.out
+            .contains("storage root key is not the one the vault was sealed under"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("Checked: the recovery key"), "{}", r.out);
+    assert_eq!(refusals(&f, "srk-changed"), 1);
+}
+
 #[test]
 fn the_vault_locks_its_own_pcr_so_a_second_unseal_this_boot_fails() {
     let f = Fixture::new(10);

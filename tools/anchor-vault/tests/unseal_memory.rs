@@ -54,7 +54,7 @@ fn sealed_in_child(tpm: &Swtpm) -> SealedBlob {
         let policy = t.pcr_policy(&[7]).unwrap();
         let blob = t.seal(SECRET, &*auth(), &policy).unwrap();
         let mut out = Vec::new();
-        for part in [&blob.public, &blob.private] {
+        for part in [&blob.public, &blob.private, blob.srk_name.as_ref().unwrap()] {
             out.extend_from_slice(&u32::try_from(part.len()).unwrap().to_le_bytes());
             out.extend_from_slice(part);
         }
@@ -81,10 +81,11 @@ fn sealed_in_child(tpm: &Swtpm) -> SealedBlob {
         parts.push(bytes[at + 4..at + 4 + n].to_vec());
         at += 4 + n;
     }
-    assert_eq!(parts.len(), 2, "the child sealed nothing");
+    assert_eq!(parts.len(), 3, "the child sealed nothing");
     SealedBlob {
         public: parts[0].clone(),
         private: parts[1].clone(),
+        srk_name: Some(parts[2].clone()),
     }
 }
 

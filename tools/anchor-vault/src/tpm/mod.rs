@@ -74,6 +74,9 @@ pub enum TpmError {
     Policy(PolicyError),
     /// The sealed blobs in the token are damaged.
     Blob(&'static str),
+    /// The TPM answered with a storage root key other than the one the vault was sealed
+    /// under (another TPM, one cleared since, or someone between the machine and its TPM).
+    SrkChanged,
     /// The running image's signed PCR 11 policy does not satisfy the vault's.
     Signed(SignedError),
 }
@@ -96,6 +99,11 @@ impl fmt::Display for TpmError {
             TpmError::Raw(e) => write!(f, "{e}"),
             TpmError::Policy(e) => write!(f, "{e}"),
             TpmError::Blob(why) => write!(f, "sealed key in the vault header: {why}"),
+            TpmError::SrkChanged => f.write_str(
+                "the TPM's storage root key is not the one the vault was sealed under \
+                 (another TPM, this one cleared since, or something between this machine \
+                 and its TPM answering for it); nothing was sent to it",
+            ),
             TpmError::Signed(e) => write!(f, "{e}"),
         }
     }
@@ -175,6 +183,9 @@ pub struct SealedBlob {
     pub public: Vec<u8>,
     /// TPM2B_PRIVATE contents.
     pub private: Vec<u8>,
+    /// The TPM name of the storage root key it was sealed under (`None` in a token
+    /// written before it was recorded: not checked then).
+    pub srk_name: Option<Vec<u8>>,
 }
 
 /// The dictionary-attack state.
@@ -302,6 +313,14 @@ impl Tpm {
         let _ = self.ctx.flush_context(handle);
     }
 
+    /// The TPM name of `key` (as ESYS computed it from the public part it was given).
+    fn name_of(&mut self, key: KeyHandle) -> Result<Vec<u8>, TpmError> {
+        self.ctx
+            .tr_get_name(key.into())
+            .map(|n| n.value().to_vec())
+            .map_err(|e| classify("TR_GetName", e))
+    }
+
     fn srk(&mut self) -> Result<KeyHandle, TpmError> {
         let template = srk_template().map_err(|e| TpmError::Command("SRK template", e))?;
         self.ctx
@@ -402,6 +421,7 @@ impl Tpm {
             Ok(SealedBlob {
                 public,
                 private: created.out_private.value().to_vec(),
+                srk_name: Some(self.name_of(srk)?),
             })
         })();
         self.flush(srk.into());
@@ -440,6 +460,13 @@ impl Tpm {
             .map_err(|_| TpmError::Blob("private part damaged"))?;
         let srk = self.srk()?;
         let result = (|| {
+            // Before anything is sent under it: a storage root key that is not the one
+            // sealed under would receive the session's salt (and so the secret).
+            if let Some(sealed_under) = &blob.srk_name {
+                if self.name_of(srk)? != *sealed_under {
+                    return Err(TpmError::SrkChanged);
+                }
+            }
             let object = self
                 .ctx
                 .execute_with_session(Some(AuthSession::Password), |c| {
