@@ -42,10 +42,11 @@ capabilities. The memory cgroup kills the whole group on OOM. Defaults: --nofile
 start /usr/bin/passt on one end of a Unix socket pair, in the room's cgroup and PID
 namespace, as UID:GID with no capabilities (no inbound ports, gateway not mapped to
 the host, DNS forwarded to the host's resolver); PROGRAM gets the other end as
-`--net-fd N`, a `--net-deny ADDR[/N]` for each IPv4 address and local network of the
-host (and for 10.0.2.3, so no DNS, when the host's resolver is the host itself or
-cannot be read), and `anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3` appended to its
-`--cmdline` value.
+`--net-fd N`, `--net-host-fd M` (a NETLINK_ROUTE socket of the host's network namespace:
+the VMM refuses every address the host holds as its own, as it is at each frame),
+`--net-deny 10.0.2.3` (so no DNS) when the host's resolver is the host itself or cannot
+be read, and `anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3` appended to its `--cmdline`
+value.
 
 Second form (--backend namespaces: the whole room on the host kernel): fresh user, mount,
 IPC, UTS, network (loopback only, up), cgroup and time namespaces (the room's clocks

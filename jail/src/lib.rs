@@ -49,14 +49,20 @@ pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
     privs::limit(&cfg.rlimits)?;
     sys::umask_private();
     privs::drop_to(cfg.uid, cfg.gid)?;
-    // The VMM gets 0, 1, 2 and its passt socket, nothing else: no descriptor the jail
-    // was started with (bay0's, or a test harness's) reaches it.
+    // The VMM gets 0, 1, 2, its passt socket and its view of the host's addresses,
+    // nothing else: no descriptor the jail was started with (bay0's, or a test
+    // harness's) reaches it.
     sys::cloexec_from(3)?;
     match &net {
-        Some((fd, deny)) => {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(fd);
+        Some(link) => {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&link.backend);
+            let host = std::os::fd::AsRawFd::as_raw_fd(&link.host);
             sys::set_inheritable(fd)?;
-            sys::exec(&cfg.program, &net::vmm_argv(&cfg.argv, fd, deny)?)
+            sys::set_inheritable(host)?;
+            sys::exec(
+                &cfg.program,
+                &net::vmm_argv(&cfg.argv, fd, host, &link.deny)?,
+            )
         }
         None => sys::exec(&cfg.program, &cfg.argv),
     }

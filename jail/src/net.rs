@@ -205,9 +205,10 @@ pub fn deny_list(fib: &str, resolv: Option<&str>) -> Vec<Local> {
     deny
 }
 
-/// The VMM's command line with the network added: `--net-fd FD`, one `--net-deny` per
-/// address of the anchor host, and [`cmdline_arg`] appended to its `--cmdline` value.
-pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Local]) -> Result<Vec<CString>> {
+/// The VMM's command line with the network added: `--net-fd FD`, `--net-host-fd HOST`
+/// (the VMM follows the anchor host's own addresses through it), one `--net-deny` per
+/// entry of `deny`, and [`cmdline_arg`] appended to its `--cmdline` value.
+pub fn vmm_argv(argv: &[CString], fd: i32, host: i32, deny: &[Local]) -> Result<Vec<CString>> {
     let mut out = Vec::with_capacity(argv.len() + 2 + 2 * deny.len());
     let mut seen_cmdline = false;
     let mut after_cmdline = false;
@@ -232,6 +233,8 @@ pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Local]) -> Result<Vec<CString
     let word = |s: String| CString::new(s).map_err(|_| Error::Unsupported("NUL in an argument"));
     out.push(word("--net-fd".into())?);
     out.push(word(fd.to_string())?);
+    out.push(word("--net-host-fd".into())?);
+    out.push(word(host.to_string())?);
     // The device is strict only with a list: 0.0.0.0 (refused anyway) stands in for an
     // anchor host with no address.
     let none = [(Ipv4Addr::UNSPECIFIED, 32)];
@@ -246,12 +249,27 @@ pub fn vmm_argv(argv: &[CString], fd: i32, deny: &[Local]) -> Result<Vec<CString
     Ok(out)
 }
 
+/// What the VMM gets of the room's network.
+#[derive(Debug)]
+pub struct Link {
+    /// Its end of passt's socket (`--net-fd`).
+    pub backend: OwnedFd,
+    /// A NETLINK_ROUTE socket of the anchor host's network namespace, subscribed to its
+    /// address and route changes (`--net-host-fd`): the VMM refuses whatever address the
+    /// host holds as its own at the time of each frame, not only those it held when the
+    /// room started.
+    pub host: OwnedFd,
+    /// What the VMM cannot learn through `host` (`--net-deny`): the DNS forwarder when
+    /// passt would forward it to the anchor host ([`deny_list`]).
+    pub deny: Vec<Local>,
+}
+
 /// Starts passt for the room of `cfg` (see the module documentation). Call it in the
-/// room's cgroup and PID namespace, in the anchor host's network namespace. Returns the
-/// VMM's end of the socket (inheritable) and the anchor host's addresses; `None` when
-/// this anchor host has no passt (an arm64 one, today): the room gets no network, and
-/// the log says so (less than the policy asks, never more).
-pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
+/// room's cgroup and PID namespace, in the anchor host's network namespace. Returns what
+/// the VMM gets (close-on-exec); `None` when this anchor host has no passt (an arm64 one,
+/// today): the room gets no network, and the log says so (less than the policy asks,
+/// never more).
+pub fn start(cfg: &Config) -> Result<Option<Link>> {
     let (name, uid) = (&cfg.name, cfg.uid);
     if !Path::new(PASST_PATH).is_file() {
         note(format_args!(
@@ -271,6 +289,7 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
              could, forward the room's queries to the anchor host)"
         ));
     }
+    let watch = sys::route_watch_socket()?;
     let (vmm_end, passt_end) = sys::socketpair_stream()?;
     let argv = passt_argv(passt_end.as_raw_fd())
         .into_iter()
@@ -283,13 +302,17 @@ pub fn start(cfg: &Config) -> Result<Option<(OwnedFd, Vec<Local>)>> {
         sys::exit_now(1);
     }
     drop(passt_end);
-    sys::set_inheritable(vmm_end.as_raw_fd())?;
     note(format_args!(
         "room {name}: network outbound: passt as uid {uid}, room address {GUEST}/{PREFIX}, \
-         {} address(es) refused",
+         {} address(es) refused now (the VMM follows the anchor host's as they change)",
         host.len()
     ));
-    Ok(Some((vmm_end, host)))
+    let deny = host.into_iter().filter(|n| *n == (DNS, 32)).collect();
+    Ok(Some(Link {
+        backend: vmm_end,
+        host: watch,
+        deny,
+    }))
 }
 
 /// passt's resource limits: [`PASST_NOFILE`] open files, the room's process count (passt
@@ -414,10 +437,10 @@ Local:
             ]
         );
         let argv = c(&["/bin/anchor-vmm", "--cmdline", "quiet"]);
-        let out = vmm_argv(&argv, 5, &got).unwrap();
+        let out = vmm_argv(&argv, 5, 6, &got).unwrap();
         let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
         assert_eq!(
-            words[5..],
+            words[7..],
             [
                 "--net-deny",
                 "10.98.0.0/16",
@@ -528,7 +551,7 @@ Local:
     fn the_vmm_gets_the_socket_the_deny_list_and_the_address_on_its_cmdline() {
         let argv = c(&["/bin/anchor-vmm", "--cmdline", "quiet ro", "--vcpus", "1"]);
         let deny = [(Ipv4Addr::new(10, 77, 0, 1), 32)];
-        let out = vmm_argv(&argv, 5, &deny).unwrap();
+        let out = vmm_argv(&argv, 5, 6, &deny).unwrap();
         let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
         assert_eq!(
             words,
@@ -540,6 +563,8 @@ Local:
                 "1",
                 "--net-fd",
                 "5",
+                "--net-host-fd",
+                "6",
                 "--net-deny",
                 "10.77.0.1"
             ]
@@ -547,11 +572,11 @@ Local:
         // Regression (review): the device is strict (IPv4 and ARP only) only when it is
         // given a list; an anchor host with no address (its loopback down, no uplink)
         // gave none, and the room's IPv6, VLAN and other frames went to passt.
-        let out = vmm_argv(&argv, 5, &[]).unwrap();
+        let out = vmm_argv(&argv, 5, 6, &[]).unwrap();
         let words: Vec<&str> = out.iter().map(|s| s.to_str().unwrap()).collect();
         assert_eq!(words[words.len() - 2..], ["--net-deny", "0.0.0.0"]);
         for bad in [&["/bin/anchor-vmm"][..], &["/bin/anchor-vmm", "--cmdline"]] {
-            let e = vmm_argv(&c(bad), 5, &deny).unwrap_err().to_string();
+            let e = vmm_argv(&c(bad), 5, 6, &deny).unwrap_err().to_string();
             assert!(e.contains("--net needs the VMM's --cmdline"), "{e}");
         }
     }

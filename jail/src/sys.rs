@@ -675,6 +675,32 @@ pub fn socketpair_stream() -> Result<(OwnedFd, OwnedFd)> {
     Ok((a, b))
 }
 
+/// A NETLINK_ROUTE socket of this network namespace (close-on-exec), subscribed to its
+/// IPv4 address and route changes: the VMM follows the anchor host's own addresses
+/// through it (`--net-host-fd`).
+pub fn route_watch_socket() -> Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    check("netlink socket for the host's addresses", fd)?;
+    // SAFETY: socket just returned this descriptor; it is owned only here.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; all zeros is a valid value.
+    let mut sa: libc::sockaddr_nl = unsafe { core::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    sa.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE) as u32;
+    let len = core::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `sa` is a valid sockaddr_nl that outlives the call, and `len` is its size.
+    let ret = unsafe { libc::bind(fd, core::ptr::from_ref(&sa).cast(), len) };
+    check("subscribe to the host's address changes", ret)?;
+    Ok(owned)
+}
+
 /// Clears close-on-exec on `fd` (it is handed to the next program).
 pub fn set_inheritable(fd: libc::c_int) -> Result<()> {
     // SAFETY: F_SETFD with integer flags only changes this descriptor's flags.

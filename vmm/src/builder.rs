@@ -141,6 +141,12 @@ pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     }
     .transpose()
     .map_err(|e| BuildError::Virtio("virtio-net", e))?;
+    let net_host = cfg
+        .net_host_fd
+        .map(virtio::adopt_net_host)
+        .transpose()
+        .map_err(|e| BuildError::Virtio("virtio-net", e))?;
+    let net = net.map(|n| (n, net_host));
     let kernel_file = open("kernel", &cfg.kernel)?;
     // Copied from a mapping, not read (see `crate::sys::FileMap`); unmapped when `build` returns.
     // Read in up front only if it can fit in guest RAM: a larger file cannot load (an arm64
@@ -199,8 +205,11 @@ fn exit_stats(vcpus: &[VcpuFd]) -> Vec<crate::stats::StatsFd> {
 struct Opened<'a, 'm> {
     kernel: &'a mut MappedReader<'m>,
     initrd: Option<File>,
-    /// The virtio-net backend socket.
-    net: Option<std::os::unix::net::UnixStream>,
+    /// The virtio-net backend socket, and what follows the anchor host's own networks.
+    net: Option<(
+        std::os::unix::net::UnixStream,
+        Option<virtio::net::host::HostNets>,
+    )>,
 }
 
 fn setup(
@@ -368,9 +377,9 @@ fn setup(
             .map_err(|e| BuildError::Virtio("virtio-vsock", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }
-    if let Some(backend) = net {
+    if let Some((backend, net_host)) = net {
         let irq = vm.irq_line(gsi(index)).map_err(BuildError::Vm)?;
-        let h = virtio::build_net(mem.clone(), irq, backend, cfg.net_deny.clone())
+        let h = virtio::build_net(mem.clone(), irq, backend, cfg.net_deny.clone(), net_host)
             .map_err(|e| BuildError::Virtio("virtio-net", e))?;
         add(h, &mut bus, &mut events, &mut index)?;
     }

@@ -82,6 +82,9 @@ pub struct VmConfig {
     pub net: Option<NetConfig>,
     /// `--net-deny`: the network device is strict and refuses these networks too.
     pub net_deny: Option<Vec<crate::devices::virtio::net::egress::Net4>>,
+    /// `--net-host-fd`: an inherited NETLINK_ROUTE socket of the anchor host; the device
+    /// is strict and refuses the host's local networks as they are at each moment.
+    pub net_host_fd: Option<i32>,
     /// Serial output.
     pub serial: SerialTarget,
     /// Boot timer device present.
@@ -157,6 +160,7 @@ pub const USAGE: &str = "\
 usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro]]...
                   [--mem-mib N] [--vcpus N] [--vsock-cid N --vsock-uds PATH]
                   [--net-uds PATH | --net-fd N] [--net-deny IPV4[/N]]...
+                  [--net-host-fd N]
                   [--serial stdout|file:PATH|socket:PATH] [--boot-timer]
                   [--exit-stats] [--vm-type ordinary|protected] [--help]
 
@@ -182,6 +186,12 @@ usage: anchor-vmm --kernel PATH [--initrd PATH] [--cmdline STR] [--disk PATH[,ro
                      (repeatable: the host's own addresses and local networks);
                      with any, only IPv4 and ARP frames leave. Frames to 127/8,
                      0/8 and 224/4 and above never leave.
+  --net-host-fd N    the inherited NETLINK_ROUTE socket N (>= 3) of the host's
+                     network namespace, subscribed to its IPv4 address and route
+                     changes: guest frames to any address the host holds as its
+                     own (a local route) at that moment are dropped too, however
+                     new; only IPv4 and ARP frames leave. The VMM exits 3 if the
+                     host's routes cannot be read through it at start.
   --serial TARGET    serial output: stdout (default), file:PATH (created or
                      truncated), socket:PATH (connects to a listening Unix socket)
   --boot-timer       enable the boot-timer device (x86_64 0xc0000000,
@@ -268,6 +278,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     let mut uds = None;
     let mut net_uds = None;
     let mut net_fd = None;
+    let mut net_host_fd = None;
     let mut net_deny: Option<Vec<crate::devices::virtio::net::egress::Net4>> = None;
     let mut serial = None;
     let mut vm_type = None;
@@ -315,6 +326,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--net-uds",
             "--net-fd",
             "--net-deny",
+            "--net-host-fd",
             "--serial",
             "--vm-type",
         ];
@@ -337,6 +349,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--vsock-uds" => set_once(&mut uds, flag, path(flag, &v)?)?,
             "--net-uds" => set_once(&mut net_uds, flag, path(flag, &v)?)?,
             "--net-fd" => set_once(&mut net_fd, flag, number(flag, &v)?)?,
+            "--net-host-fd" => set_once(&mut net_host_fd, flag, number(flag, &v)?)?,
             "--net-deny" => net_deny
                 .get_or_insert_with(Vec::new)
                 .push(v.parse().map_err(|_| {
@@ -395,6 +408,22 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
     if net.is_none() && net_deny.is_some() {
         return Err(err("--net-deny", "needs --net-uds or --net-fd"));
     }
+    let net_host_fd = net_host_fd
+        .map(|fd: u64| {
+            i32::try_from(fd)
+                .ok()
+                .filter(|h| *h >= 3 && Some(NetConfig::Fd(*h)) != net)
+                .ok_or_else(|| {
+                    err(
+                        "--net-host-fd",
+                        format!("{fd} is not a descriptor >= 3 of its own"),
+                    )
+                })
+        })
+        .transpose()?;
+    if net.is_none() && net_host_fd.is_some() {
+        return Err(err("--net-host-fd", "needs --net-uds or --net-fd"));
+    }
     if net_deny.as_ref().is_some_and(|d| d.len() > MAX_NET_DENY) {
         return Err(err(
             "--net-deny",
@@ -430,6 +459,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         vsock,
         net,
         net_deny,
+        net_host_fd,
         serial: serial.unwrap_or(SerialTarget::Stdout),
         boot_timer,
         exit_stats,
@@ -507,6 +537,26 @@ mod tests {
             panic!()
         };
         assert_eq!(c.net, None);
+    }
+
+    #[test]
+    fn net_host_fd_is_a_descriptor_of_its_own_and_needs_a_network() {
+        let Command::Run(c) =
+            p(&["--kernel", "/k", "--net-fd", "7", "--net-host-fd", "8"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.net_host_fd, Some(8));
+        for (bad, why) in [
+            (&["--net-host-fd", "8"][..], "needs --net-uds or --net-fd"),
+            (&["--net-fd", "7", "--net-host-fd", "7"], "of its own"),
+            (&["--net-fd", "7", "--net-host-fd", "2"], "of its own"),
+        ] {
+            let mut a = vec!["--kernel", "/k"];
+            a.extend_from_slice(bad);
+            let e = p(&a).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]

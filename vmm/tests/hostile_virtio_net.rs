@@ -662,3 +662,87 @@ fn net_fd_that_is_not_a_stream_socket_is_refused() {
         );
     }
 }
+
+/// An IPv4 frame (Ethernet + a 20-byte IPv4 header, padding) to `dst`.
+fn ipv4_to(dst: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[30..34].copy_from_slice(&dst);
+    f
+}
+
+/// A NETLINK_ROUTE socket of the calling thread's network namespace, subscribed to IPv4
+/// address and route changes, inheritable (what the jail hands the VMM).
+fn route_socket() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE) };
+    assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero sockaddr_nl is valid.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    sa.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE) as u32;
+    // SAFETY: `sa` is a valid sockaddr_nl for the call, with its size.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            std::ptr::from_ref(&sa).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    owned
+}
+
+/// Regression (review, network escape: the deny list was fixed when the room started):
+/// the real VMM, under its seccomp filters, follows the host's local routes through
+/// `--net-host-fd`. Here the host (a private network namespace) gains 10.58.0.1 after
+/// the socket was made: the guest's frame to it is dropped, one to 10.58.0.2 goes out.
+#[test]
+fn net_an_address_the_host_gained_is_refused_under_seccomp() {
+    require_kvm();
+    let (path, be) = backend(move |mut s| {
+        let mut frames = Vec::new();
+        loop {
+            match read_frame(&mut s) {
+                Ok(f) => frames.push(f),
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(frames),
+                Err(e) => return Err(format!("after {} frames: {e}", frames.len())),
+            }
+        }
+    });
+    let o = std::thread::spawn(move || {
+        // SAFETY: unshare with a constant flag; it changes this thread's namespace only.
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "needs root: {}", std::io::Error::last_os_error());
+        let sock = route_socket();
+        let ip = |a: &str| {
+            let st = std::process::Command::new("ip")
+                .args(a.split(' '))
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {a}");
+        };
+        ip("link set lo up");
+        ip("addr add 10.58.0.1/32 dev lo");
+        let mut s = Script::new();
+        s.net_up()
+            .send_frame(0, &ipv4_to([10, 58, 0, 1]), 1)
+            .send_frame(1, &ipv4_to([10, 58, 0, 2]), 2)
+            .read(net() + reg::STATUS, 4)
+            .end();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock).to_string();
+        let p = path.display().to_string();
+        let o = run_script(&s, &["--net-uds", &p, "--net-host-fd", &fd], T);
+        let _ = std::fs::remove_file(&path);
+        o
+    })
+    .join()
+    .unwrap();
+    assert_served(&o);
+    let frames = be.join().unwrap().unwrap();
+    assert_eq!(frames, [ipv4_to([10, 58, 0, 2])], "{o:#?}");
+}

@@ -77,6 +77,9 @@ pub enum VirtioError {
     NetBackend(std::path::PathBuf, std::io::Error),
     /// The inherited network backend descriptor is not a usable Unix stream socket.
     NetFd(i32, std::io::Error),
+    /// The inherited descriptor of the anchor host's routes is not a NETLINK_ROUTE
+    /// socket, or its local routes cannot be read through it.
+    NetHostFd(i32, std::io::Error),
     /// Making the network backend socket non-blocking failed.
     NetSetup(std::io::Error),
     /// The virtio-queue crate refused a queue size (internal invariant).
@@ -108,6 +111,12 @@ impl fmt::Display for VirtioError {
                 write!(f, "cannot connect to the network backend {}", p.display())
             }
             Self::NetFd(fd, _) => write!(f, "cannot use fd {fd} as the network backend"),
+            Self::NetHostFd(fd, _) => {
+                write!(
+                    f,
+                    "cannot read the anchor host's own addresses through fd {fd}"
+                )
+            }
             Self::NetSetup(_) => write!(f, "cannot set up the network backend socket"),
             Self::Queue(_) => write!(f, "invalid virtio queue parameters"),
         }
@@ -126,6 +135,7 @@ impl std::error::Error for VirtioError {
             | Self::VsockLock(_, e)
             | Self::NetBackend(_, e)
             | Self::NetFd(_, e)
+            | Self::NetHostFd(_, e)
             | Self::NetSetup(e) => Some(e),
             Self::Queue(e) => Some(e),
             Self::DiskNotSectorAligned(..) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
@@ -336,17 +346,32 @@ pub fn adopt_net_backend(fd: i32) -> Result<std::os::unix::net::UnixStream, Virt
     sys::adopt_unix_stream(fd).map_err(|e| VirtioError::NetFd(fd, e))
 }
 
+/// Take over the inherited descriptor `fd` as the anchor host's NETLINK_ROUTE socket
+/// and read its local networks (see [`net::host`]). Call it before the process opens any
+/// descriptor of its own.
+pub fn adopt_net_host(fd: i32) -> Result<net::host::HostNets, VirtioError> {
+    sys::adopt_netlink_route(fd)
+        .and_then(net::host::HostNets::new)
+        .map_err(|e| VirtioError::NetHostFd(fd, e))
+}
+
 /// Build the virtio-net device over `backend` (from [`connect_net_backend`] or
-/// [`adopt_net_backend`]); with `deny`, its egress rule is strict (see [`net::egress`]).
+/// [`adopt_net_backend`]); with `deny` or `host`, its egress rule is strict (see
+/// [`net::egress`]) and, with `host`, refuses the anchor host's local networks as they
+/// are at each moment.
 pub fn build_net(
     mem: GuestMemoryMmap<()>,
     irq: IrqLine,
     backend: std::os::unix::net::UnixStream,
     deny: Option<Vec<net::egress::Net4>>,
+    host: Option<net::host::HostNets>,
 ) -> Result<VirtioDeviceHandle, VirtioError> {
     let mut dev = net::Net::new(backend).map_err(VirtioError::NetSetup)?;
-    if let Some(list) = deny {
-        dev.set_egress(net::egress::Egress::strict_nets(list));
+    if deny.is_some() || host.is_some() {
+        dev.set_egress(net::egress::Egress::strict_nets(deny.unwrap_or_default()));
+    }
+    if let Some(h) = host {
+        dev.set_host(h);
     }
     handle(mem, irq, dev)
 }

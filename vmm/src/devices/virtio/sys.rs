@@ -124,6 +124,76 @@ pub fn adopt_unix_stream(fd: std::os::fd::RawFd) -> std::io::Result<UnixStream> 
     Ok(s)
 }
 
+/// Take ownership of the inherited descriptor `fd`, which must be an open NETLINK_ROUTE
+/// socket (made by the jail in the anchor host's network namespace: its address
+/// notifications, and route dumps, are that namespace's); it is made close-on-exec. The
+/// caller makes sure nothing else in the process owns `fd`.
+pub fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_GETFD reads the descriptor flags only; a closed fd gives EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let not_route = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a NETLINK_ROUTE socket",
+        )
+    };
+    if socket_option(fd, libc::SO_DOMAIN).map_err(|_| not_route())? != libc::AF_NETLINK
+        || socket_option(fd, libc::SO_PROTOCOL)? != libc::NETLINK_ROUTE
+    {
+        return Err(not_route());
+    }
+    // SAFETY: F_SETFD on an open descriptor, no pointers.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and owned by nobody else in this process (the
+    // caller's contract): the returned descriptor becomes its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// send(2) of one netlink message to the kernel on `fd` (no address: the kernel).
+pub fn netlink_send(fd: std::os::fd::BorrowedFd<'_>, msg: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length describe `msg`, valid for reads for the call.
+    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    match usize::try_from(n) {
+        Ok(n) if n == msg.len() => Ok(()),
+        Ok(_) => Err(std::io::ErrorKind::WriteZero.into()),
+        Err(_) => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// recv(2) of one netlink datagram on `fd` without waiting (`WouldBlock` when none is
+/// queued). Returns the datagram's whole length (MSG_TRUNC): more than `buf.len()` means
+/// it did not fit and was cut.
+pub fn netlink_recv(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: the pointer and length describe `buf`, valid for writes for the call;
+        // the kernel writes at most `buf.len()` bytes.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(n) => return Ok(n),
+            Err(_) => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
 /// without waiting: `WouldBlock` when another process holds it. The lock lives as long as
 /// the returned file (and dies with the process).

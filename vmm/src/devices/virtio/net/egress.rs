@@ -76,6 +76,17 @@ fn never_remote(a: Ipv4Addr) -> bool {
     first == 0 || first == 127 || first >= 224
 }
 
+/// The IPv4 destination of the Ethernet `frame`, when it is an IPv4 frame that has one.
+pub fn ipv4_destination(frame: &[u8]) -> Option<Ipv4Addr> {
+    if frame.get(ETHERTYPE) != Some(&IPV4[..]) {
+        return None;
+    }
+    frame
+        .get(IPV4_DST)
+        .and_then(|d| <[u8; 4]>::try_from(d).ok())
+        .map(Ipv4Addr::from)
+}
+
 impl Egress {
     /// Strict: IPv4 and ARP only, and never to `deny`.
     pub fn strict(deny: Vec<Ipv4Addr>) -> Self {

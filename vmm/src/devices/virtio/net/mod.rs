@@ -24,11 +24,14 @@
 //! - Work per event-loop turn: [`TURN_BYTES`] (tx and rx together; frames dropped either
 //!   way count too, runts from the backend by their bytes).
 //! - Guest frames the [`egress::Egress`] rule refuses (the host's own addresses: loopback
-//!   always, the anchor host's addresses with `--net-deny`) are dropped and counted.
+//!   always, the anchor host's addresses with `--net-deny`) are dropped and counted, and
+//!   so are IPv4 frames to the anchor host's local networks as they are now
+//!   ([`host::HostNets`], `--net-host-fd`), read again whenever the host's change.
 
 pub mod egress;
 mod event_handler;
 pub mod frame;
+pub mod host;
 #[cfg(test)]
 mod tests;
 
@@ -144,6 +147,15 @@ fn tx_header_ok(hdr: &[u8; VNET_HDR_LEN]) -> bool {
     hdr.first() == Some(&0) && hdr.get(1) == Some(&0)
 }
 
+/// Whether `frame` goes to none of the anchor host's local networks that `host` follows
+/// (all refused while they are unknown).
+fn off_host(host: Option<&host::HostNets>, frame: &[u8]) -> bool {
+    let (Some(h), Some(dst)) = (host, egress::ipv4_destination(frame)) else {
+        return true;
+    };
+    h.nets().is_some_and(|l| !l.iter().any(|n| n.contains(dst)))
+}
+
 /// What the backend has for the guest now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
@@ -173,6 +185,7 @@ pub struct Net {
     stats: NetStats,
     closed: Option<Closed>,
     egress: egress::Egress,
+    host: Option<host::HostNets>,
 }
 
 impl Net {
@@ -202,12 +215,18 @@ impl Net {
             stats: NetStats::default(),
             closed: None,
             egress: egress::Egress::default(),
+            host: None,
         })
     }
 
     /// Replaces the egress rule (the default refuses only loopback and the like).
     pub fn set_egress(&mut self, rule: egress::Egress) {
         self.egress = rule;
+    }
+
+    /// Also refuse IPv4 frames to the anchor host's local networks as `host` follows them.
+    pub fn set_host(&mut self, host: host::HostNets) {
+        self.host = Some(host);
     }
 
     /// Frame counters.
@@ -366,7 +385,8 @@ impl Net {
             self.stats.tx_dropped = self.stats.tx_dropped.saturating_add(1);
             return (Step::Used(0), VNET_HDR_LEN as u64);
         }
-        if !self.egress.allows(body.get(..len).unwrap_or_default()) {
+        let frame = body.get(..len).unwrap_or_default();
+        if !self.egress.allows(frame) || !off_host(self.host.as_ref(), frame) {
             // Addressed to the host itself: nothing is committed.
             self.stats.tx_refused = self.stats.tx_refused.saturating_add(1);
             return (Step::Used(0), VNET_HDR_LEN as u64);
@@ -388,6 +408,10 @@ impl Net {
         budget: &mut Budget<'_>,
     ) -> Result<Pass, DeviceFault> {
         self.tx_blocked = false;
+        // The host's addresses as they are now, before any frame of this batch is judged.
+        if let Some(h) = self.host.as_mut() {
+            h.refresh();
+        }
         let pass = drain_queue(queue, mem, |chain| {
             if !budget.allows() {
                 return Step::Stop;

@@ -797,3 +797,124 @@ fn guest_frames_above_the_mtu_are_dropped() {
     h.backend_quiet();
     assert_eq!(MAX_TX_FRAME, 1518);
 }
+
+/// `ip ARGS` in the calling thread's network namespace (a spawned process inherits it).
+fn ip(args: &str) {
+    let st = std::process::Command::new("ip")
+        .args(args.split(' '))
+        .status()
+        .expect("this test needs iproute2's ip");
+    assert!(st.success(), "ip {args}: {st}");
+}
+
+/// A NETLINK_ROUTE socket of the calling thread's network namespace, subscribed to IPv4
+/// address and route changes, as the jail makes it for the VMM.
+fn route_socket() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero sockaddr_nl is valid.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    sa.nl_groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE) as u32;
+    // SAFETY: `sa` is a valid sockaddr_nl for the call, with its size.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            std::ptr::from_ref(&sa).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    owned
+}
+
+/// Runs `f` in a thread of its own in a fresh network namespace (needs root).
+fn in_private_netns(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        // SAFETY: unshare with a constant flag; it changes this thread's namespace only.
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            r,
+            0,
+            "this test needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        f();
+    })
+    .join()
+    .unwrap();
+}
+
+/// Regression (review, network escape, item "deny list fixed at start"): the device
+/// refused the anchor host's addresses as the jail read them when the room started
+/// (`--net-deny`), so an address the host gained later (a new interface, a DHCP lease,
+/// `ip addr add ... dev lo`) was the anchor host's own and still reachable from the
+/// room through passt until the room restarted. The device now follows the host's local
+/// routes through its NETLINK_ROUTE socket: a frame is judged against them as they are
+/// when its batch is taken from the ring.
+#[test]
+fn an_address_the_host_gains_after_the_start_is_refused_at_once() {
+    in_private_netns(|| {
+        ip("link set lo up");
+        let mut h = h();
+        let host = host::HostNets::new(route_socket()).unwrap();
+        h.dev.set_egress(egress::Egress::strict_nets(Vec::new()));
+        h.dev.set_host(host);
+        let new = ipv4_to([10, 55, 0, 1]);
+        let in_net = ipv4_to([10, 56, 3, 4]);
+        // Not the host's yet: they leave.
+        h.send(vnet_hdr(0, 0), &new);
+        h.send(vnet_hdr(0, 0), &in_net);
+        assert_eq!(h.backend_frames(2), [new.clone(), in_net.clone()]);
+        assert_eq!(h.dev.stats().tx_refused, 0);
+        // The host gains an address and a local network while the room runs.
+        ip("addr add 10.55.0.1/32 dev lo");
+        ip("route add local 10.56.0.0/16 dev lo");
+        h.send(vnet_hdr(0, 0), &new);
+        h.send(vnet_hdr(0, 0), &in_net);
+        h.backend_quiet();
+        assert_eq!(h.dev.stats().tx_refused, 2);
+        // And loses them: remote again.
+        ip("addr del 10.55.0.1/32 dev lo");
+        ip("route del local 10.56.0.0/16 dev lo");
+        h.send(vnet_hdr(0, 0), &new);
+        assert_eq!(h.backend_frames(1), [new]);
+        assert_eq!(h.dev.stats().tx_refused, 2);
+    });
+}
+
+/// Review (item "more than 256 deny entries"): a host with many addresses is read whole
+/// from its routes (no argument per address, no limit of 256), and each is refused.
+#[test]
+fn a_host_with_many_addresses_has_each_refused() {
+    in_private_netns(|| {
+        ip("link set lo up");
+        for i in 0..300u16 {
+            ip(&format!(
+                "addr add 10.57.{}.{}/32 dev lo",
+                i / 200,
+                1 + i % 200
+            ));
+        }
+        let host = host::HostNets::new(route_socket()).unwrap();
+        // 300 addresses, 127.0.0.1 and 127.0.0.0/8.
+        assert_eq!(host.nets().map(<[_]>::len), Some(302));
+        let mut h = h();
+        h.dev.set_egress(egress::Egress::strict_nets(Vec::new()));
+        h.dev.set_host(host);
+        h.send(vnet_hdr(0, 0), &ipv4_to([10, 57, 1, 100]));
+        h.send(vnet_hdr(0, 0), &ipv4_to([10, 57, 0, 1]));
+        h.backend_quiet();
+        assert_eq!(h.dev.stats().tx_refused, 2);
+    });
+}
