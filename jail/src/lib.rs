@@ -49,6 +49,8 @@ pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
     privs::limit(&cfg.rlimits)?;
     sys::umask_private();
     privs::drop_to(cfg.uid, cfg.gid)?;
+    // The uid change cleared the death signal (when the jail is not bay0's child).
+    sys::die_with_parent()?;
     // The VMM gets 0, 1, 2, its passt socket and its view of the host's addresses,
     // nothing else: no descriptor the jail was started with (bay0's, or a test
     // harness's) reaches it.

@@ -19,16 +19,23 @@ fn main() {
     };
     // bay0 starts us as PID 1 of a fresh PID namespace. Started any other way (by hand,
     // by a test), make one: the child is its PID 1, we wait and pass its status on.
+    // The child dies with us: its death signal is set again after each uid change (which
+    // clears it), and a pipe whose write end only we hold shows it that we died before.
     if sys::getpid() != 1 {
-        let forked = sys::unshare(libc::CLONE_NEWPID).and_then(|()| sys::fork());
+        let forked = sys::pipe().and_then(|(r, w)| {
+            sys::unshare(libc::CLONE_NEWPID)?;
+            Ok((sys::fork()?, r, w))
+        });
         match forked {
-            Ok(0) => {
+            Ok((0, r, w)) => {
+                drop(w);
+                sys::watch_parent(r);
                 if let Err(e) = sys::die_with_parent() {
                     note(format_args!("room {}: {e}", cfg.name));
                     std::process::exit(1);
                 }
             }
-            Ok(child) => std::process::exit(sys::wait_exit_code(child)),
+            Ok((child, _, _w)) => std::process::exit(sys::wait_exit_code(child)),
             Err(e) => {
                 note(format_args!("room {}: new PID namespace: {e}", cfg.name));
                 std::process::exit(1);

@@ -295,9 +295,10 @@ pub fn start(cfg: &Config) -> Result<Option<Link>> {
         .into_iter()
         .map(|a| CString::new(a).map_err(|_| Error::Unsupported("NUL in passt's arguments")))
         .collect::<Result<Vec<_>>>()?;
+    let jail = sys::getpid();
     if sys::fork()? == 0 {
         // The child: becomes passt or exits; never returns into the jail.
-        let e = child(&passt_end, cfg, &argv);
+        let e = child(&passt_end, cfg, &argv, jail);
         note(format_args!("room {name}: passt: {}", e));
         sys::exit_now(1);
     }
@@ -341,9 +342,8 @@ pub static PASST_DENY_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pas
 
 /// passt's side of the fork: its descriptors, a root it can pivot away from, its uid,
 /// no capability, then exec.
-fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString]) -> Error {
+fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString], jail: i32) -> Error {
     let run = || -> Result<core::convert::Infallible> {
-        sys::die_with_parent()?;
         // passt sandboxes itself with pivot_root, which the anchor host's initramfs root
         // (rootfs) refuses: it gets a private mount namespace whose root is a recursive
         // bind of the host's (what it reads at start: itself, its libraries, /proc,
@@ -372,6 +372,12 @@ fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString]) -> Error {
         sys::set_inheritable(sock.as_raw_fd())?;
         privs::limit(&passt_rlimits(cfg))?;
         privs::drop_to(cfg.uid, cfg.gid)?;
+        // After the uid change, which clears it; the jail may have died before it was set
+        // (it is PID 1 of the room's PID namespace, whose end kills passt in any case).
+        sys::die_with_parent()?;
+        if sys::getppid() != jail {
+            return Err(Error::Unsupported("the jail ended before passt started"));
+        }
         sys::seccomp_install("install passt's seccomp filter", PASST_DENY_BPF)?;
         sys::exec(PASST, argv)
     };

@@ -145,6 +145,8 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     sys::unshare(libc::CLONE_NEWCGROUP)?;
     confine::become_room_root(helper)?;
     confine::give_up_capabilities()?;
+    // Becoming the room's root cleared the death signal (when the jail is not bay0's child).
+    sys::die_with_parent()?;
     let landlock = confine::landlock(cfg.volume.is_some())?;
     note(format_args!("room {}: landlock {landlock}", cfg.name));
     // The room's program gets its console on 0, 1 and 2 and nothing else: no

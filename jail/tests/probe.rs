@@ -477,3 +477,100 @@ fn passt_gets_nothing_of_whoever_started_the_jail() {
         "passt: {problems:?}\n{limits}\n{context}"
     );
 }
+
+/// The pids of the processes in room `room`'s cgroup now (zombies included: they are
+/// gone only once reaped).
+fn room_processes(room: &str) -> Vec<u32> {
+    let mine = format!("/anchor/{room}\n");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&mine))
+        })
+        .collect()
+}
+
+/// Regression (review, network, item "passt's die-with-parent"): a jail started by hand
+/// (not PID 1: a test, a benchmark, an operator) makes the room's PID namespace itself and
+/// runs the room in a child that was to die with it (PR_SET_PDEATHSIG). The kernel
+/// forgets that signal at the uid change (setresuid, and a namespace room's new user
+/// namespace), which came after it, and passt's too (set before its own uid change), so
+/// a jail killed with SIGKILL left its room, the VMM's stand-in and its passt, running
+/// for good: the room's network stayed up after the room was closed. The signal is now
+/// set again after each uid change, and a parent that died before it was set is seen
+/// through a pipe (the child's getppid() is 0 in its own PID namespace).
+#[test]
+fn a_room_and_its_passt_end_with_a_jail_killed_by_hand() {
+    need_root();
+    assert!(
+        anchor_jail::net::PASST
+            .to_str()
+            .is_ok_and(|p| Path::new(p).is_file()),
+        "this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)"
+    );
+    let pid = std::process::id();
+    let (_dir, run) = scratch_run("netkill", 64_104);
+    let room = format!("jk{}", pid % 100_000);
+    let mut cmd = jail_for(&room, 64_104, &run);
+    cmd.args([
+        "--memory",
+        "134217728",
+        "--pids",
+        "32",
+        "--cpu-weight",
+        "50",
+    ])
+    .args(["--ro", "/bin/busybox:/bin/busybox", "--net", "outbound"])
+    // The room's program stands in for the VMM; it would wait for its input for good.
+    .args([
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo up; read x",
+        "--cmdline",
+        "q",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut jail = cmd.spawn().unwrap();
+    let mut up = String::new();
+    let mut out = std::io::BufReader::new(jail.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut up).unwrap();
+    if up != "up\n" {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut jail.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("the room did not start: {up:?}\n{err}");
+    }
+    assert!(passt_of(&room, &mut jail).is_some(), "passt never ran");
+    // The starter is killed; the room's input stays open (held here).
+    // (Child::wait closes the child's stdin: taken out first, and held.)
+    let input = jail.stdin.take();
+    jail.kill().unwrap();
+    jail.wait().unwrap();
+    // Hang detection only: the kernel kills the room at once.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut left = room_processes(&room);
+    while !left.is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        left = room_processes(&room);
+    }
+    let names: Vec<String> = left
+        .iter()
+        .map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default())
+        .collect();
+    for p in &left {
+        // SAFETY: kill(2) of a process of this test's own room (cleanup).
+        unsafe { libc::kill(i32::try_from(*p).unwrap(), libc::SIGKILL) };
+    }
+    drop(input);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    remove_cgroups(&room);
+    assert!(
+        left.is_empty(),
+        "room {room} outlived its jail: {left:?} {names:?}"
+    );
+}
