@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{PolicyError, Problem, ProblemKind};
-use crate::model::{Name, Policy};
+use crate::model::{Backend, Name, Policy};
 use crate::parse::{parse_with_lines, KeyLines, MAX_FILE_BYTES};
 
 /// Deepest nesting: a chain of at most 5 policies, top-level room included.
@@ -454,6 +454,11 @@ fn subset_problems(child: &Link, parent: &Policy, problems: &mut Vec<Problem>) {
                     "persist.size",
                     format!("{} exceeds parent \"{pn}\"'s {}", cp.size(), pp.size()),
                 );
+            }
+            // A volume a microVM used is a guest disk the host never mounts again, so a
+            // namespace parent would lose its own volume to its child for good.
+            if parent.backend() == Backend::Namespaces && c.backend() != Backend::Namespaces {
+                err("persist.volume", format!("backend \"{}\" may run as a microVM, whose disk the host kernel never mounts again, and parent \"{pn}\" runs in namespaces: sharing its volume would lock the parent out of it for good (give this room backend = \"namespaces\" or no [persist])", c.backend().as_str()));
             }
         }
     }

@@ -653,6 +653,35 @@ fn child_wider_than_parent_on_each_field() {
     );
 }
 
+/// A microVM child of a namespace parent would mark their shared volume as a guest disk
+/// (the VMM jail does, before the VMM runs), which the namespace jail then refuses for
+/// good: the parent would lose its own volume. Such a child may not name it; a namespace
+/// child may, and a microVM child without `[persist]` is fine.
+#[test]
+fn a_child_that_may_run_as_a_microvm_cannot_share_a_namespace_parents_volume() {
+    let (parent, child) = parent_and_child();
+    let ns = |t: &str| t.replacen("backend = \"microvm\"", "backend = \"namespaces\"", 1);
+    let mut files = BTreeMap::new();
+    files.insert("p".to_owned(), ns(&parent));
+    for backend in ["microvm", "auto"] {
+        let kid = child.replacen("\"microvm\"", &format!("\"{backend}\""), 1);
+        files.insert("c".to_owned(), kid);
+        let err = resolve_in(&files, "c").unwrap_err();
+        assert_eq!(err.problems().len(), 1, "{err}");
+        assert_problem(
+            &err,
+            "c.toml:15:persist.volume",
+            &format!("backend \"{backend}\" may run as a microVM"),
+        );
+        assert_problem(&err, "c.toml:15:persist.volume", "lock the parent out");
+    }
+    files.insert("c".to_owned(), ns(&child));
+    assert_eq!(resolve_in(&files, "c").unwrap().depth(), 2);
+    let amnesiac = child.replacen("[persist]\nvolume = \"v\"\nsize = \"1GiB\"\n", "", 1);
+    files.insert("c".to_owned(), amnesiac);
+    assert_eq!(resolve_in(&files, "c").unwrap().depth(), 2);
+}
+
 #[test]
 fn all_subset_violations_reported_together() {
     let (parent, child) = parent_and_child();

@@ -337,6 +337,9 @@ fn assert_subset(c: &Policy, p: &Policy) {
         let pp = p.persist().expect("child persists only if parent does");
         assert_eq!(cp.volume(), pp.volume());
         assert!(cp.size() <= pp.size());
+        // One volume is mounted by one kind of room: a microVM's disk is never a namespace
+        // room's again.
+        assert!(p.backend() != Backend::Namespaces || c.backend() == Backend::Namespaces);
     }
     if let Some(cc) = c.nesting() {
         assert!(cc.max_children() <= ceil.max_children());
@@ -372,7 +375,11 @@ proptest! {
         }
         // Completeness: a child that widens nothing, under a valid parent that allows
         // nesting, and valid on its own, must be accepted.
-        let widened = k.contains(&0);
+        // A child that may run as a microVM sharing a namespace parent's volume narrows
+        // the backend but would lock the parent out of its volume: refused too.
+        let shares_across_backends =
+            p.backend == "namespaces" && c.backend != "namespaces" && c.persist.is_some();
+        let widened = k.contains(&0) || shares_across_backends;
         let parent_ok = parse("p.toml", ptext.as_bytes()).is_ok_and(|pp| pp.nesting().is_some());
         if !widened && parent_ok && parse("c.toml", ctext.as_bytes()).is_ok() {
             let r = resolve_pair(&ptext, &ctext);
