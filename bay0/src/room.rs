@@ -117,7 +117,7 @@ pub struct Plan {
     /// disk; bay0 gives it to the room's uid at every start.
     pub volume: Option<PathBuf>,
     /// Why the vault volume the policy asks for is not granted.
-    pub no_volume: Option<&'static str>,
+    pub no_volume: Option<anchor_policy::vault::NotGranted>,
     pub courier: anchor_policy::Courier,
     /// "microvm" or "namespaces".
     pub backend: &'static str,
@@ -126,23 +126,6 @@ pub struct Plan {
 fn cstr(s: impl Into<Vec<u8>>) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Room("a path contains a NUL byte"))
 }
-
-/// The policy's vault volume file and its size, or why the room gets none now (None: the
-/// policy asks for none). Granted only when the vault is open and anchor-vault made the
-/// file (a regular file) at exactly the policy's quota.
-fn volume(layout: &Layout, room: &Resolved, open: bool) -> Option<Grant> {
-    let persist = room.policy().persist()?;
-    let name = format!("{}.img", persist.volume().as_str());
-    let (file, size) = (layout.volumes.join(name), persist.size().bytes());
-    Some(match std::fs::symlink_metadata(&file) {
-        _ if !open => Err("the vault is locked"),
-        Ok(m) if m.is_file() && m.len() == size => Ok((file, size)),
-        Ok(m) if m.is_file() => Err("its size differs from the policy"),
-        _ => Err("the volume was not made"),
-    })
-}
-
-type Grant = core::result::Result<(PathBuf, u64), &'static str>;
 
 /// The launch plan for `room` in slot `slot`; `vault`: is /persist open (room volumes
 /// are granted only then).
@@ -170,7 +153,7 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
     let image = layout
         .images
         .join(format!("{}.squashfs", policy.image().as_str()));
-    let (granted, no_volume) = match volume(layout, room, vault) {
+    let (granted, no_volume) = match anchor_policy::vault::grant(&layout.volumes, room, vault) {
         Some(Ok(v)) => (Some(v), None),
         Some(Err(why)) => (None, Some(why)),
         None => (None, None),
@@ -450,11 +433,21 @@ mod tests {
                           [resources]\nmemory = \"256MiB\"\nvcpus = 1\n\
                           [persist]\nvolume = \"notes\"\nsize = \"8MiB\"\n";
 
+    /// The volume `notes` at `len` bytes, owned by room `lab` (anchor-vault's record).
     fn sized(len: u64) -> impl FnOnce(&Path) {
+        owned(len, "lab")
+    }
+
+    fn owned(len: u64, owner: &'static str) -> impl FnOnce(&Path) {
         move |dir| {
             let f = std::fs::File::create(dir.join("notes.img")).unwrap();
             f.set_len(len).unwrap();
+            std::fs::write(dir.join("notes.owner"), format!("{owner}\n")).unwrap();
         }
+    }
+
+    fn why(p: &Plan) -> Option<String> {
+        p.no_volume.as_ref().map(ToString::to_string)
     }
 
     #[test]
@@ -522,10 +515,13 @@ mod tests {
             ),
             (ns.as_str(), false, Some(8 << 20), "the vault is locked"),
         ];
-        for (i, (text, open, size, why)) in cases.into_iter().enumerate() {
+        for (i, (text, open, size, reason)) in cases.into_iter().enumerate() {
             let prepare = |d: &Path| size.map_or((), |len| sized(len)(d));
             let (p, argv) = plan_in(text, true, open, &format!("vol-no{i}"), prepare);
-            assert_eq!((p.volume.as_ref(), p.no_volume), (None, Some(why)), "{why}");
+            assert_eq!(
+                (p.volume.as_ref(), why(&p).as_deref()),
+                (None, Some(reason))
+            );
             assert!(!argv.iter().any(|a| a == "--rw"
                 || a == "--fsize"
                 || a.contains("volume.img")
@@ -535,7 +531,7 @@ mod tests {
         let (p, _) = plan_in(KEEPER, true, true, "vol-dir", |d| {
             std::fs::create_dir(d.join("notes.img")).unwrap()
         });
-        assert_eq!(p.no_volume, Some("the volume was not made"));
+        assert_eq!(why(&p).as_deref(), Some("the volume was not made"));
         // A symlink where the volume should be is not the volume.
         let (p, _) = plan_in(KEEPER, true, true, "vol-link", |d| {
             std::fs::File::create(d.join("real.img"))
@@ -544,7 +540,17 @@ mod tests {
                 .unwrap();
             std::os::unix::fs::symlink(d.join("real.img"), d.join("notes.img")).unwrap();
         });
-        assert_eq!(p.no_volume, Some("the volume was not made"));
+        assert_eq!(why(&p).as_deref(), Some("the volume was not made"));
+        // A volume an earlier room made (an update removed its policy) is not this room's:
+        // one line names the volume, its owner and this room, and how to hand it over.
+        let (p, argv) = plan_in(KEEPER, true, true, "vol-foreign", owned(8 << 20, "old"));
+        let line = why(&p).unwrap();
+        assert!(
+            line.starts_with("volume \"notes\" belongs to room \"old\", not to \"lab\": ")
+                && line.contains("anchor-vault volume give notes --to lab"),
+            "{line}"
+        );
+        assert!(p.volume.is_none() && !argv.iter().any(|a| a.contains("volume.img")));
         // No [persist]: nothing asked, nothing refused, nothing given.
         let (p, argv) = plan_in(
             &KEEPER.replace("[persist]\nvolume = \"notes\"\nsize = \"8MiB\"\n", ""),

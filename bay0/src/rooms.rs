@@ -232,7 +232,7 @@ impl Rooms {
         for what in resolved.policy().not_granted(plan.backend == "namespaces") {
             crate::log_warn!("room {name}: not granted: {what}");
         }
-        if let Some(why) = plan.no_volume {
+        if let Some(why) = &plan.no_volume {
             crate::log_warn!("room {name}: not granted: vault volume ({why})");
         }
         let room_name =

@@ -20,6 +20,7 @@ mod schema;
 mod show;
 mod units;
 mod validate;
+pub mod vault;
 mod volume;
 
 /// The audit log format, for bay0's records (bay0 reaches it through this crate).

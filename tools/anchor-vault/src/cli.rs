@@ -168,7 +168,8 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Make sure volume NAME exists with quota SIZE (e.g. 8GiB); print its path (the
-    /// room's extra disk). Grows a volume whose quota grew; never shrinks one.
+    /// room's extra disk). Grows a volume whose quota grew; never shrinks one. With
+    /// --for, for the rooms of ROOM (a volume another room owns is refused).
     Attach {
         /// The volume (a name like a room's: a-z, 0-9 and -).
         #[arg(value_parser = volume_name)]
@@ -176,9 +177,36 @@ pub enum VolumeCommand {
         /// Its quota: a whole number of MiB, written like a policy's (e.g. 512MiB, 8GiB).
         #[arg(long, value_name = "SIZE", value_parser = quota)]
         size: u64,
+        /// The top-level room whose family owns it (recorded in volumes/NAME.owner; a
+        /// new volume, or one without a record, becomes this room's). Without it the
+        /// owner record is left as it is: a new volume has none, so bay0 gives it to no
+        /// room until `volume give` (or the next unlock, for the room whose policy names
+        /// it).
+        #[arg(long = "for", value_name = "ROOM", value_parser = volume_name)]
+        owner: Option<String>,
     },
-    /// List volumes: NAME QUOTA_BYTES USED_BYTES PATH.
+    /// List volumes: NAME QUOTA_BYTES USED_BYTES PATH OWNER (`-`: no owner record).
     List,
+    /// Hand volume NAME, with its data, over to ROOM's family of rooms: from now on only
+    /// ROOM and the rooms nested in it are given it (bay0 checks the owner record at each
+    /// opening; a room that has it open keeps it until it closes). For a volume an update
+    /// left behind (its room's policy gone) that a new room's policy names.
+    Give {
+        /// The volume.
+        #[arg(value_parser = volume_name)]
+        name: String,
+        /// The top-level room that owns it from now on.
+        #[arg(long, value_name = "ROOM", value_parser = volume_name)]
+        to: String,
+    },
+    /// Delete volume NAME and its data for good (a room that has it open keeps writing
+    /// to a file nobody will find again: close it first). A policy that names it gets a
+    /// new, empty volume at the next unlock.
+    Delete {
+        /// The volume.
+        #[arg(value_parser = volume_name)]
+        name: String,
+    },
 }
 
 /// `anchor-vault audit ...`

@@ -179,25 +179,76 @@ fn audit_summary(log: &Path, nv: Option<&tpm::nv::NvState>) -> String {
     }
 }
 
-/// `volume create|attach NAME --size SIZE`: make sure it exists; its path.
-pub fn volume_ensure(paths: &Paths, name: &str, size: u64) -> Result<String, VaultError> {
+/// A name the command line already checked.
+fn name(text: &str) -> Result<anchor_policy::Name, VaultError> {
+    anchor_policy::Name::parse(text).map_err(|e| persist::PersistError::BadName(e).into())
+}
+
+fn open_vault(paths: &Paths) -> Result<(), VaultError> {
     if !persist::is_open(&paths.mount) {
         return Err(persist::PersistError::NotOpen.into());
     }
-    let (path, _) = persist::ensure_volume(&paths.mount, name, size)?;
+    Ok(())
+}
+
+/// `volume attach NAME --size SIZE [--for ROOM]`: make sure it exists (ROOM's); its path.
+pub fn volume_ensure(
+    paths: &Paths,
+    volume: &str,
+    size: u64,
+    owner: Option<&str>,
+) -> Result<String, VaultError> {
+    open_vault(paths)?;
+    let (path, _) = match owner {
+        Some(owner) => persist::ensure_owned(&paths.mount, &name(volume)?, size, &name(owner)?)?,
+        None => persist::ensure_volume(&paths.mount, volume, size)?,
+    };
     Ok(path.display().to_string())
 }
 
 /// `volume list`.
 pub fn volume_list(paths: &Paths) -> Result<String, VaultError> {
-    if !persist::is_open(&paths.mount) {
-        return Err(persist::PersistError::NotOpen.into());
-    }
+    open_vault(paths)?;
+    let dir = paths.mount.join(persist::VOLUMES);
     let mut s = String::new();
     for v in persist::volumes(&paths.mount)? {
-        let _ = writeln!(s, "{} {} {} {}", v.name, v.size, v.used, v.path.display());
+        let owner = name(&v.name)
+            .ok()
+            .and_then(|n| anchor_policy::vault::read_owner(&dir, &n).ok().flatten())
+            .map_or_else(|| "-".to_owned(), |o| o.to_string());
+        let _ = writeln!(
+            s,
+            "{} {} {} {} {owner}",
+            v.name,
+            v.size,
+            v.used,
+            v.path.display()
+        );
     }
     Ok(s)
+}
+
+/// `volume give NAME --to ROOM`: recorded, and in the audit log.
+pub fn volume_give(paths: &Paths, volume: &str, to: &str) -> Result<String, VaultError> {
+    open_vault(paths)?;
+    let old = persist::give(&paths.mount, &name(volume)?, &name(to)?)?;
+    let from = old.map_or_else(|| "-".to_owned(), |o| o.to_string());
+    let event = Event::new(
+        "volume.give",
+        &[("volume", volume), ("from", &from), ("to", to)],
+    );
+    audit_append(paths, &event)?;
+    Ok(format!(
+        "volume {volume} now belongs to room {to} and the rooms nested in it (it was {from}'s)"
+    ))
+}
+
+/// `volume delete NAME`: gone, and in the audit log.
+pub fn volume_delete(paths: &Paths, volume: &str) -> Result<String, VaultError> {
+    open_vault(paths)?;
+    persist::delete(&paths.mount, &name(volume)?)?;
+    audit_append(paths, &Event::new("volume.delete", &[("volume", volume)]))?;
+    Ok(format!("volume {volume} deleted"))
 }
 
 /// `audit append`: to the persistent log when the vault is open, else the pre-unlock

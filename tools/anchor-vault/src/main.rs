@@ -112,10 +112,16 @@ fn run(cli: Cli) -> Result<Outcome, VaultError> {
             unlock::unlock(&mut con, &paths, &opts)
         }
         Command::Status => print(&commands::status(&paths, tcti)),
-        Command::Volume(VolumeCommand::Attach { name, size }) => {
-            print(&commands::volume_ensure(&paths, name, *size)?)
-        }
+        Command::Volume(VolumeCommand::Attach { name, size, owner }) => print(
+            &commands::volume_ensure(&paths, name, *size, owner.as_deref())?,
+        ),
         Command::Volume(VolumeCommand::List) => print(&commands::volume_list(&paths)?),
+        Command::Volume(VolumeCommand::Give { name, to }) => {
+            print(&commands::volume_give(&paths, name, to)?)
+        }
+        Command::Volume(VolumeCommand::Delete { name }) => {
+            print(&commands::volume_delete(&paths, name)?)
+        }
         Command::Audit(AuditCommand::Append {
             actor,
             event,

@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anchor_policy::Name;
+use anchor_policy::{vault, Name};
 
 use crate::sys;
 
@@ -43,6 +43,14 @@ pub enum PersistError {
     Shrink { name: String, have: u64, want: u64 },
     /// /persist is not mounted.
     NotOpen,
+    /// The volume's owner record names another top-level room than the one asking.
+    Foreign {
+        name: String,
+        owner: String,
+        family: String,
+    },
+    /// `volume give` or `volume delete` of a volume that is not there.
+    NoVolume(String),
 }
 
 impl fmt::Display for PersistError {
@@ -67,6 +75,17 @@ impl fmt::Display for PersistError {
                 want >> 20
             ),
             PersistError::NotOpen => f.write_str("the vault is not open (/persist is not mounted)"),
+            PersistError::Foreign {
+                name,
+                owner,
+                family,
+            } => write!(
+                f,
+                "volume {name} belongs to room {owner}, not to {family}: kept as it is, for \
+                 {owner} only (`anchor-vault volume give {name} --to {family}` hands it and its \
+                 data over, `anchor-vault volume delete {name}` deletes it)"
+            ),
+            PersistError::NoVolume(name) => write!(f, "there is no volume {name}"),
         }
     }
 }
@@ -185,6 +204,84 @@ pub enum Ensured {
     Created,
     Grown,
     Existing,
+    /// It was there without an owner record (made before records were kept, or by hand):
+    /// now it is the family's that names it (and was, unchanged, otherwise as Existing).
+    Adopted,
+}
+
+/// The vault's volume directory under `root`, made if missing.
+fn volume_dir(root: &Path) -> Result<PathBuf, PersistError> {
+    let dir = root.join(VOLUMES);
+    std::fs::create_dir_all(&dir).map_err(|e| PersistError::Io(dir.clone(), e))?;
+    Ok(dir)
+}
+
+/// [`ensure_volume`] for the rooms of top-level room `family`, who own the volume (its
+/// owner record, `volumes/NAME.owner`, anchor-policy's `vault` module): a volume another
+/// family owns is kept as it is and refused; one without a record is recorded as
+/// `family`'s first (a new volume, or one made before records were kept).
+pub fn ensure_owned(
+    root: &Path,
+    name: &Name,
+    size: u64,
+    family: &Name,
+) -> Result<(PathBuf, Ensured), PersistError> {
+    let dir = volume_dir(root)?;
+    let record = vault::owner_path(&dir, name);
+    let exists = std::fs::symlink_metadata(vault::image_path(&dir, name)).is_ok();
+    let owner = vault::read_owner(&dir, name).map_err(|e| PersistError::Io(record.clone(), e))?;
+    let adopted = match owner {
+        Some(owner) if owner == *family => false,
+        Some(owner) if exists => {
+            return Err(PersistError::Foreign {
+                name: name.to_string(),
+                owner: owner.to_string(),
+                family: family.to_string(),
+            })
+        }
+        // A record left by a volume deleted by hand, or none: the family's now.
+        _ => {
+            vault::write_owner(&dir, name, family).map_err(|e| PersistError::Io(record, e))?;
+            exists
+        }
+    };
+    let (path, how) = ensure_volume(root, name.as_str(), size)?;
+    Ok((path, if adopted { Ensured::Adopted } else { how }))
+}
+
+/// `volume give NAME --to ROOM`: the volume is `to`'s family's from now on (its old
+/// owner's rooms no longer get it); the old owner, if it had one.
+pub fn give(root: &Path, name: &Name, to: &Name) -> Result<Option<Name>, PersistError> {
+    let dir = root.join(VOLUMES);
+    let image = vault::image_path(&dir, name);
+    if !std::fs::symlink_metadata(&image).is_ok_and(|m| m.is_file()) {
+        return Err(PersistError::NoVolume(name.to_string()));
+    }
+    let record = vault::owner_path(&dir, name);
+    // An unreadable record is replaced: saying who owns it is what `give` is for.
+    let old = vault::read_owner(&dir, name).ok().flatten();
+    vault::write_owner(&dir, name, to).map_err(|e| PersistError::Io(record, e))?;
+    Ok(old)
+}
+
+/// `volume delete NAME`: the volume file (its data) and its owner record go.
+pub fn delete(root: &Path, name: &Name) -> Result<(), PersistError> {
+    let dir = root.join(VOLUMES);
+    let image = vault::image_path(&dir, name);
+    match std::fs::remove_file(&image) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PersistError::NoVolume(name.to_string()))
+        }
+        Err(e) => return Err(PersistError::Io(image, e)),
+    }
+    let record = vault::owner_path(&dir, name);
+    match std::fs::remove_file(&record) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PersistError::Io(record, e)),
+        _ => std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| PersistError::Io(dir, e)),
+    }
 }
 
 /// Make sure volume `name` exists under `root` (the vault's mount point: callers check
@@ -283,8 +380,8 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
             return out;
         }
     };
-    // volume -> (largest quota, the policy file that asks for it)
-    let mut wanted: std::collections::BTreeMap<String, (u64, PathBuf)> = Default::default();
+    // volume -> (largest quota, the policy file that asks for it, the family owning it)
+    let mut wanted: std::collections::BTreeMap<Name, (u64, PathBuf, Name)> = Default::default();
     for file in files {
         let resolved = match anchor_policy::load(&file) {
             Ok(r) => r,
@@ -304,17 +401,19 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
             continue;
         };
         let size = persist.size().bytes();
+        // One family per volume: anchor-policy refused the policies of any other.
+        let family = vault::family(&resolved).clone();
         let entry = wanted
-            .entry(persist.volume().as_str().to_owned())
-            .or_insert((0, file.clone()));
+            .entry(persist.volume().clone())
+            .or_insert((0, file.clone(), family));
         if size > entry.0 {
-            *entry = (size, file);
+            (entry.0, entry.1) = (size, file);
         }
     }
-    for (name, (size, file)) in wanted {
+    for (name, (size, file, family)) in wanted {
         out.push(
-            ensure_volume(root, &name, size)
-                .map(|(_, how)| (name.clone(), how))
+            ensure_owned(root, &name, size, &family)
+                .map(|(_, how)| (name.to_string(), how))
                 .map_err(|e| format!("{}: {e}", file.display())),
         );
     }
@@ -324,7 +423,7 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::{FileExt, FileTypeExt};
 
     #[test]
     fn volumes_are_sparse_quota_sized_and_never_shrink() {
@@ -483,6 +582,103 @@ mod tests {
             .collect();
         assert_eq!(names, ["own"]);
         assert!(!root.join(VOLUMES).join("shared.img").exists());
+    }
+
+    /// A top-level room with a volume, in `pol`.
+    fn keeper(pol: &Path, name: &str, volume: &str) {
+        let text = format!(
+            "name = \"{name}\"\nimage = \"work\"\nbackend = \"microvm\"\n\
+             [resources]\nmemory = \"512MiB\"\nvcpus = 1\n\
+             [persist]\nvolume = \"{volume}\"\nsize = \"16MiB\"\n"
+        );
+        std::fs::write(pol.join(format!("{name}.toml")), text).unwrap();
+    }
+
+    /// An update removes room `old` (its policy) and adds room `diary`, whose policy names
+    /// the volume `old` left in the vault: `diary` got `old`'s data. Now the volume is kept
+    /// as it is, for `old`'s family only, and the unlock says so in one line naming the
+    /// policy, the volume, its owner and how to hand it over or delete it.
+    #[test]
+    fn a_volume_an_update_left_behind_is_not_made_for_a_new_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("policies");
+        std::fs::create_dir_all(&pol).unwrap();
+        let root = dir.path().join("vault");
+        std::fs::create_dir_all(&root).unwrap();
+        keeper(&pol, "old", "notes");
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(r, vec![Ok(("notes".to_owned(), Ensured::Created))]);
+        let img = root.join(VOLUMES).join("notes.img");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .write_all_at(b"old's secret", 0)
+            .unwrap();
+        std::fs::remove_file(pol.join("old.toml")).unwrap();
+        keeper(&pol, "diary", "notes");
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(r.len(), 1, "{r:?}");
+        let e = r[0].as_ref().unwrap_err();
+        let diary = pol.join("diary.toml").display().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{diary}: volume notes belongs to room old, not to diary"
+            )) && e.contains("`anchor-vault volume give notes --to diary`")
+                && e.contains("`anchor-vault volume delete notes`")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        assert_eq!(&std::fs::read(&img).unwrap()[..12], b"old's secret");
+    }
+
+    /// `give` hands a volume over (the new family's from then on, the old one's no more);
+    /// `delete` removes it with its record; a volume without a record (made before records
+    /// were kept) is adopted by the family whose policy names it, and said.
+    #[test]
+    fn volumes_are_handed_over_deleted_or_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("policies");
+        std::fs::create_dir_all(&pol).unwrap();
+        let root = dir.path().join("vault");
+        let n = |s: &str| Name::parse(s).unwrap();
+        ensure_owned(&root, &n("notes"), 16 << 20, &n("old")).unwrap();
+        keeper(&pol, "diary", "notes");
+        assert!(ensure_for_policies(&root, &pol)[0].is_err());
+        assert_eq!(
+            give(&root, &n("notes"), &n("diary")).unwrap(),
+            Some(n("old"))
+        );
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(r, vec![Ok(("notes".to_owned(), Ensured::Existing))]);
+        assert!(matches!(
+            ensure_owned(&root, &n("notes"), 16 << 20, &n("old")),
+            Err(PersistError::Foreign { .. })
+        ));
+        delete(&root, &n("notes")).unwrap();
+        assert!(std::fs::read_dir(root.join(VOLUMES))
+            .unwrap()
+            .next()
+            .is_none());
+        assert!(matches!(
+            give(&root, &n("notes"), &n("diary")),
+            Err(PersistError::NoVolume(_))
+        ));
+        assert!(matches!(
+            delete(&root, &n("notes")),
+            Err(PersistError::NoVolume(_))
+        ));
+        // Made before owner records were kept: the family naming it adopts it, once.
+        ensure_volume(&root, "notes", 16 << 20).unwrap();
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(r, vec![Ok(("notes".to_owned(), Ensured::Adopted))]);
+        let r = ensure_for_policies(&root, &pol);
+        assert_eq!(r, vec![Ok(("notes".to_owned(), Ensured::Existing))]);
+        let dir = root.join(VOLUMES);
+        assert_eq!(
+            vault::read_owner(&dir, &n("notes")).unwrap(),
+            Some(n("diary"))
+        );
     }
 
     /// A policy directory that cannot be listed is said (it was passed over in silence);

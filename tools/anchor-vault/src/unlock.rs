@@ -408,6 +408,9 @@ pub fn finish(
             Ok((name, persist::Ensured::Grown)) => {
                 con.say(&format!("room volume {name} grown to its new quota"))
             }
+            Ok((name, persist::Ensured::Adopted)) => con.say(&format!(
+                "room volume {name} had no owner record: it now belongs to the room whose policy names it"
+            )),
             Ok(_) => {}
             Err(e) => con.say(&format!("room volume not made: {e}")),
         }

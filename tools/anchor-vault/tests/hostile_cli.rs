@@ -119,6 +119,8 @@ fn help_describes_every_option_and_argument() {
         &["status"],
         &["volume", "attach"],
         &["volume", "list"],
+        &["volume", "give"],
+        &["volume", "delete"],
         &["audit", "append"],
         &["audit", "anchor"],
         &["audit", "tpm-state"],
@@ -179,14 +181,19 @@ fn bad_volume_and_audit_arguments_are_usage_errors() {
     let d = tempfile::tempdir().unwrap();
     for (args, names) in [
         (
-            &["volume", "attach", "../etc", "--size", "1MiB"][..],
+            &["volume", "attach", "../etc", "--size", "1MiB", "--for", "w"][..],
             "../etc",
         ),
         (
-            &["volume", "attach", "work", "--size", "12foo"][..],
+            &["volume", "attach", "work", "--size", "12foo", "--for", "w"][..],
             "12foo",
         ),
-        (&["volume", "attach", "work", "--size", "0MiB"][..], "0MiB"),
+        (
+            &["volume", "attach", "work", "--size", "0MiB", "--for", "w"][..],
+            "0MiB",
+        ),
+        (&["volume", "give", "work", "--to", "A"][..], "\"A\""),
+        (&["volume", "delete", "a/b"][..], "a/b"),
         (
             &["audit", "append", "--event", "ok", "novalue"][..],
             "novalue",
