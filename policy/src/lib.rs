@@ -32,7 +32,8 @@ pub use model::{
     MAX_NAME_LEN,
 };
 pub use nesting::{
-    file_label, load, missing_parent, policy_files, read_policy_file, resolve, Resolved, MAX_DEPTH,
+    file_label, load, load_dir, missing_parent, policy_files, read_policy_file, resolve, Resolved,
+    MAX_DEPTH,
 };
 pub use parse::{parse, MAX_FILE_BYTES};
 pub use show::Effective;

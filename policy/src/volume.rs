@@ -17,8 +17,39 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Problem, ProblemKind};
+use crate::model::Name;
 use crate::nesting::{file_label, policy_files, read_policy_file, Resolved};
 use crate::parse::parse;
+
+/// A top-level policy of the directory that names a vault volume.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimant {
+    path: PathBuf,
+    room: Name,
+    volume: Name,
+}
+
+/// The claimants among the policy files `paths`, whose bytes `read` gives (`None`: the
+/// file cannot be read). A file that cannot be loaded is no room: it claims nothing (and
+/// is refused on its own when anything tries to open it).
+pub(crate) fn claimants(
+    paths: &[PathBuf],
+    mut read: impl FnMut(&Path) -> Option<Vec<u8>>,
+) -> Vec<Claimant> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let stem = path.file_stem().and_then(|s| s.to_str())?;
+            let other = parse(&file_label(path), &read(path)?).ok()?;
+            let volume = other.persist()?.volume().clone();
+            (other.parent().is_none() && other.name().as_str() == stem).then(|| Claimant {
+                path: path.clone(),
+                room: other.name().clone(),
+                volume,
+            })
+        })
+        .collect()
+}
 
 /// Problems (one per other claimant, in file name order) when a top-level policy in
 /// `dir` other than `resolved`'s own top-level room names its vault volume, reported
@@ -29,13 +60,17 @@ pub(crate) fn unrelated_claims(
     file: &str,
     line: impl FnOnce(&'static str) -> Option<usize>,
 ) -> Vec<Problem> {
-    claims_among(policy_files(dir), dir, resolved, file, line)
+    if resolved.policy().persist().is_none() {
+        return Vec::new();
+    }
+    let listed = policy_files(dir).map(|paths| claimants(&paths, |p| read_policy_file(p).ok()));
+    claims_among(listed.as_deref(), dir, resolved, file, line)
 }
 
-/// [`unrelated_claims`] among `listed`, the listing of `dir`. A directory that cannot be
+/// [`unrelated_claims`] among `listed`, the claimants of `dir`. A directory that cannot be
 /// listed refuses the volume (fail closed): an unrelated claimant could be in it unseen.
-fn claims_among(
-    listed: std::io::Result<Vec<PathBuf>>,
+pub(crate) fn claims_among(
+    listed: Result<&[Claimant], &std::io::Error>,
     dir: &Path,
     resolved: &Resolved,
     file: &str,
@@ -44,10 +79,10 @@ fn claims_among(
     let Some(volume) = resolved.policy().persist().map(|p| p.volume()) else {
         return Vec::new();
     };
-    let top = resolved.ancestors().last().unwrap_or(resolved.policy());
+    let top = crate::vault::family(resolved);
     let key = "persist.volume";
-    let paths = match listed {
-        Ok(paths) => paths,
+    let all = match listed {
+        Ok(all) => all,
         Err(e) => {
             let message = format!(
                 "vault volume \"{volume}\": {} cannot be listed to check that no unrelated \
@@ -57,33 +92,17 @@ fn claims_among(
             return vec![Problem::key(file, line(key), key, message).with_kind(ProblemKind::Volume)];
         }
     };
-    let claimants: Vec<_> = paths
+    let others: Vec<_> = all
         .iter()
-        .filter(|path| {
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-                return false;
-            };
-            // A file that cannot be loaded is no room: it claims nothing (and is refused
-            // on its own when anything tries to open it).
-            let Some(other) = read_policy_file(path)
-                .ok()
-                .and_then(|bytes| parse(&file_label(path), &bytes).ok())
-            else {
-                return false;
-            };
-            other.parent().is_none()
-                && other.name().as_str() == stem
-                && other.name() != top.name()
-                && other.persist().is_some_and(|p| p.volume() == volume)
-        })
+        .filter(|c| c.room != *top && c.volume == *volume)
         .collect();
-    if claimants.is_empty() {
+    if others.is_empty() {
         return Vec::new();
     }
     let line = line(key);
-    claimants
+    others
         .into_iter()
-        .map(|path| {
+        .map(|c| {
             Problem::key(
                 file,
                 line,
@@ -92,7 +111,7 @@ fn claims_among(
                     "vault volume \"{volume}\" is also named by {}, a room neither nested in \
                      this one nor containing it: a volume belongs to one top-level room and the \
                      rooms nested in it (data crosses rooms only through the courier)",
-                    file_label(path)
+                    file_label(&c.path)
                 ),
             )
             .with_kind(ProblemKind::Volume)
@@ -113,9 +132,9 @@ mod tests {
             Err(Problem::file("x", "no parent"))
         })
         .unwrap();
-        let unlisted = || Err(std::io::Error::other("Input/output error"));
+        let unlisted = std::io::Error::other("Input/output error");
         let dir = Path::new("/policies");
-        let p = claims_among(unlisted(), dir, &resolved, "a.toml", |_| Some(9));
+        let p = claims_among(Err(&unlisted), dir, &resolved, "a.toml", |_| Some(9));
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].kind(), ProblemKind::Volume);
         assert_eq!(p[0].key_path(), Some("persist.volume"));
@@ -124,6 +143,6 @@ mod tests {
             "{p:?}"
         );
         // Listed, with no other claimant: nothing to say.
-        assert!(claims_among(Ok(Vec::new()), dir, &resolved, "a.toml", |_| None).is_empty());
+        assert!(claims_among(Ok(&[]), dir, &resolved, "a.toml", |_| None).is_empty());
     }
 }

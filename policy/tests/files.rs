@@ -248,3 +248,54 @@ fn unrelated_policies_naming_one_vault_volume_are_refused() {
     load(&kid).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `load_dir` (each file read and parsed once, what anchor-vault does at unlock) answers
+/// exactly as `load` does file by file, over a directory holding every case the volume
+/// check and the parent chain see: two unrelated claimants of one volume, a child of one
+/// of them, a room with a volume of its own, a file that does not parse, a misnamed
+/// file, a child whose parent is missing, and a directory named like a policy.
+#[test]
+fn load_dir_answers_as_load_does_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = |name: &str, parent: Option<&str>, volume: &str| {
+        let parent = parent.map_or(String::new(), |p| format!("parent = \"{p}\"\n"));
+        let nesting = if parent.is_empty() {
+            "[nesting]\nallowed = true\nmax_children = 1\nmemory = \"512MiB\"\nvcpus = 1\npids_max = 512\n"
+        } else {
+            ""
+        };
+        format!(
+            "name = \"{name}\"\n{parent}image = \"base\"\nbackend = \"microvm\"\n\
+             [resources]\nmemory = \"512MiB\"\nvcpus = 1\n\
+             [persist]\nvolume = \"{volume}\"\nsize = \"16MiB\"\n{nesting}"
+        )
+    };
+    let files = [
+        ("a", room("a", None, "shared")),
+        ("b", room("b", None, "shared")),
+        ("c", room("c", Some("a"), "shared")),
+        ("d", room("d", None, "own")),
+        ("e", "name = \"e\"\nvcpus = [\n".to_owned()),
+        ("f", room("other", None, "own")),
+        ("g", room("g", Some("ghost"), "own")),
+    ];
+    for (stem, text) in &files {
+        std::fs::write(dir.path().join(format!("{stem}.toml")), text).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("h.toml")).unwrap();
+    let each: Vec<_> = anchor_policy::policy_files(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.clone(), load(&f)))
+        .collect();
+    let all = anchor_policy::load_dir(dir.path()).unwrap();
+    assert_eq!(all, each);
+    // The cases are what they claim: a, b and c refused for the shared volume, d accepted.
+    let refused: Vec<bool> = all.iter().map(|(_, r)| r.is_err()).collect();
+    assert_eq!(
+        refused,
+        [true, true, true, false, true, true, true, true],
+        "{all:#?}"
+    );
+    assert!(anchor_policy::load_dir(&dir.path().join("none")).is_err());
+}

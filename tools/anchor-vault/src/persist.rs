@@ -371,7 +371,9 @@ fn not_regular_if_fifo(e: std::io::Error) -> std::io::Error {
 /// A directory that cannot be listed is one problem; one that does not exist makes nothing.
 pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensured), String>> {
     let mut out = Vec::new();
-    let files = match anchor_policy::policy_files(dir) {
+    // Each file read and parsed once for the whole directory (a file-by-file load reads
+    // every other file again for its volume check: quadratic in the number of policies).
+    let files = match anchor_policy::load_dir(dir) {
         Ok(files) => files,
         // No policy directory: no room, so no volume to make.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
@@ -382,8 +384,8 @@ pub fn ensure_for_policies(root: &Path, dir: &Path) -> Vec<Result<(String, Ensur
     };
     // volume -> (largest quota, the policy file that asks for it, the family owning it)
     let mut wanted: std::collections::BTreeMap<Name, (u64, PathBuf, Name)> = Default::default();
-    for file in files {
-        let resolved = match anchor_policy::load(&file) {
+    for (file, loaded) in files {
+        let resolved = match loaded {
             Ok(r) => r,
             // A problem names its own file first; another file's (a parent's) is said
             // after the policy's.
