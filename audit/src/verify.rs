@@ -7,8 +7,9 @@
 
 use core::fmt;
 
+use crate::chain::Chain;
 use crate::record::{Record, RecordError};
-use crate::{Hash, GENESIS};
+use crate::Hash;
 
 /// A log that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,15 +150,33 @@ fn looks_torn(line: &[u8], expected: u64) -> bool {
 /// [`Verified::torn`]. Nothing in the chain can hide behind it: the records on both
 /// sides are linked to each other.
 pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
+    walk(log, None)
+}
+
+/// [`verify`] from a known place in the chain: `rest` are the lines that follow record
+/// `after.records` (whose hash is `after.head`), and the first of them must link to it.
+/// Line numbers, [`Verified::hashes`] and [`Verified::digests`] count from the start of
+/// `rest`; `records` and `head` are the whole chain's. What the anchoring step checks:
+/// only the records after the last anchored one ([`locate_anchored`]).
+pub fn verify_after(after: Chain, rest: &[u8]) -> Result<Verified, Bad> {
+    walk(rest, Some(after))
+}
+
+fn walk(log: &[u8], after: Option<Chain>) -> Result<Verified, Bad> {
     let mut hashes: Vec<Hash> = Vec::new();
     let mut digests: Vec<Hash> = Vec::new();
     let mut torn = Vec::new();
-    let mut head = GENESIS;
-    let mut origin = GENESIS;
+    let start = after.unwrap_or_default();
+    let first = start.records();
+    let mut head = start.head();
+    let mut origin = head;
     let mut base = None;
     let mut offset = 0usize;
     let mut line_no = 0u64;
-    let mut records = 0u64;
+    let mut records = first;
+    // The first record of a whole log may start from any `prev` (its origin); after a
+    // known record, every record must link to the one before it.
+    let free_start = |records: u64| after.is_none() && records == 0;
     while offset < log.len() {
         line_no += 1;
         let expected = records + 1;
@@ -181,7 +200,9 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
                     .position(|&b| b == b'\n')
                     .and_then(|end| Record::parse(next.get(..end)?).ok())
                     .is_some_and(|r| {
-                        r.is_intact() && r.seq == expected && (records == 0 || r.prev == head)
+                        r.is_intact()
+                            && r.seq == expected
+                            && (free_start(records) || r.prev == head)
                     });
                 if continues && looks_torn(line, expected) {
                     torn.push(line_no);
@@ -209,15 +230,18 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
             }));
         }
         if record.seq < expected {
-            let index = usize::try_from(record.seq.saturating_sub(1)).unwrap_or(usize::MAX);
-            let copy = record.seq >= 1 && hashes.get(index) == Some(&record.hash);
+            let index = record
+                .seq
+                .checked_sub(first + 1)
+                .and_then(|i| usize::try_from(i).ok());
+            let copy = index.is_some_and(|i| hashes.get(i) == Some(&record.hash));
             return Err(bad(if copy {
                 Problem::Duplicate { of: record.seq }
             } else {
                 Problem::OutOfPlace { found: record.seq }
             }));
         }
-        if records == 0 {
+        if free_start(records) {
             origin = record.prev;
             base = record
                 .field("base")
@@ -232,7 +256,7 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
         records = expected;
         offset += nl + 1;
     }
-    if records == 0 {
+    if records == first {
         head = origin;
     }
     Ok(Verified {
@@ -258,6 +282,79 @@ pub fn verify_for_append(log: &[u8]) -> Result<(Verified, usize), Bad> {
             verify(log.get(..bad.offset).unwrap_or_default()).map(|v| (v, bad.offset))
         }
         Err(bad) => Err(bad),
+    }
+}
+
+/// Where the last anchored record stands, as [`locate_anchored`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Located {
+    /// The record is the line ending just before `offset` in the bytes searched; its
+    /// `seq` and hash are the chain's state there. `lag`: it is the record after the
+    /// counted ones (the TPM's head is one record ahead of its counter).
+    At { offset: usize, seq: u64, lag: bool },
+    /// Not in these bytes: it may stand further back (search more of the log).
+    Earlier,
+    /// The search passed the place the anchored record belongs without finding it
+    /// there: only verifying the whole log can say what is wrong.
+    Nowhere,
+}
+
+/// Find the last anchored record in `end`, the last bytes of a log (`from_start`: they
+/// are the whole log, else their first line may be cut and is not looked at), from the
+/// end backwards: the whole, self-consistent record whose hash is the TPM's head and
+/// whose `seq` is the anchored count (or one more: a crash between the two TPM steps).
+/// The bytes after it are what the anchoring step verifies ([`verify_after`]); nothing
+/// before it is read, so anchoring costs the same however long the log has grown.
+/// A last line without its newline (a torn append) is passed over.
+pub fn locate_anchored(end: &[u8], from_start: bool, anchor: &Anchor) -> Located {
+    let skip = if from_start {
+        0
+    } else {
+        match end.iter().position(|&b| b == b'\n') {
+            Some(nl) => nl + 1,
+            None => return Located::Earlier,
+        }
+    };
+    let Some(last_nl) = end.iter().rposition(|&b| b == b'\n') else {
+        return if from_start {
+            Located::Nowhere
+        } else {
+            Located::Earlier
+        };
+    };
+    let mut line_end = last_nl;
+    while line_end >= skip {
+        let line_start = end
+            .get(skip..line_end)
+            .unwrap_or_default()
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(skip, |nl| skip + nl + 1);
+        let line = end.get(line_start..line_end).unwrap_or_default();
+        if let Ok(r) = Record::parse(line) {
+            if r.is_intact() {
+                let lag = r.seq == anchor.count.saturating_add(1);
+                if r.hash == anchor.head && (r.seq == anchor.count || lag) {
+                    return Located::At {
+                        offset: line_end + 1,
+                        seq: r.seq,
+                        lag,
+                    };
+                }
+                if r.seq <= anchor.count {
+                    return Located::Nowhere;
+                }
+            }
+        }
+        match line_start.checked_sub(1) {
+            Some(prev_end) if line_start > skip => line_end = prev_end,
+            _ => break,
+        }
+    }
+    if from_start {
+        Located::Nowhere
+    } else {
+        Located::Earlier
     }
 }
 
@@ -358,8 +455,8 @@ pub fn verify_anchored(log: &[u8], anchor: &Anchor) -> Result<Anchored, AnchorPr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::Chain;
     use crate::record::{Entry, MAX_RECORD};
+    use crate::GENESIS;
     use proptest::prelude::*;
 
     /// A log of `n` records; also the chain after it.
@@ -722,6 +819,89 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_anchored_record_is_found_from_the_end() {
+        let (l, _) = log(8);
+        let v = verify(&l).unwrap();
+        let ls = lines(&l);
+        let at = |k: usize| Anchor {
+            count: k as u64,
+            head: v.hashes[k - 1],
+        };
+        let end_of = |k: usize| ls[..k].concat().len();
+        // Whole log: found, with the records after it verified on their own.
+        let Located::At { offset, seq, lag } = locate_anchored(&l, true, &at(5)) else {
+            panic!("not found")
+        };
+        assert_eq!((offset, seq, lag), (end_of(5), 5, false));
+        let after = verify_after(Chain::resume(5, v.hashes[4]), &l[offset..]).unwrap();
+        assert_eq!((after.records, after.head), (8, v.head));
+        assert_eq!(after.digests, v.digests[5..].to_vec());
+        // Only the end: its first (maybe cut) line is never taken for a record.
+        let from = end_of(4) + 3;
+        assert_eq!(locate_anchored(&l[from..], false, &at(5)), Located::Earlier);
+        let from = end_of(4) - 1;
+        let Located::At { offset, .. } = locate_anchored(&l[from..], false, &at(5)) else {
+            panic!("not found in the end")
+        };
+        assert_eq!(from + offset, end_of(5));
+        // A crash between the two TPM steps: the head is record 6, the counter says 5.
+        let lagging = Anchor {
+            count: 5,
+            head: v.hashes[5],
+        };
+        assert!(matches!(
+            locate_anchored(&l, true, &lagging),
+            Located::At {
+                seq: 6,
+                lag: true,
+                ..
+            }
+        ));
+        // Passing the place without the head there: only the whole log can tell.
+        let wrong = Anchor {
+            count: 5,
+            head: [9; 32],
+        };
+        assert_eq!(locate_anchored(&l, true, &wrong), Located::Nowhere);
+        assert_eq!(
+            locate_anchored(&l[end_of(2)..], false, &wrong),
+            Located::Nowhere
+        );
+        // A last line cut short is passed over.
+        let mut torn = l.clone();
+        torn.extend_from_slice(b"v1 seq=9 ti");
+        assert!(matches!(
+            locate_anchored(&torn, true, &at(8)),
+            Located::At { seq: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn records_after_the_anchored_one_must_chain_from_it() {
+        let (l, _) = log(6);
+        let v = verify(&l).unwrap();
+        let ls = lines(&l);
+        let after = Chain::resume(3, v.hashes[2]);
+        assert_eq!(verify_after(after, &ls[3..].concat()).unwrap().records, 6);
+        // Record 4 left out: record 5 does not follow the anchored record 3.
+        let bad = verify_after(after, &ls[4..].concat()).unwrap_err();
+        assert!(matches!(bad.problem, Problem::Missing { .. }), "{bad}");
+        // Right number, wrong head: even the first record must link to the anchored one.
+        let elsewhere = Chain::resume(3, [1; 32]);
+        let bad = verify_after(elsewhere, &ls[3..].concat()).unwrap_err();
+        assert_eq!((bad.line, bad.problem), (1, Problem::BrokenLink));
+        // A copy of an anchored record is not taken as new.
+        let bad = verify_after(after, &ls[2..].concat()).unwrap_err();
+        assert!(
+            matches!(bad.problem, Problem::OutOfPlace { found: 3 }),
+            "{bad}"
+        );
+        // Nothing after it: the chain stays where it is.
+        let none = verify_after(after, b"").unwrap();
+        assert_eq!((none.records, none.head), (3, v.hashes[2]));
+    }
+
     proptest! {
         #[test]
         fn any_single_byte_change_is_caught_at_or_before_its_line(
@@ -737,6 +917,34 @@ mod tests {
                 Ok(_) => prop_assert!(false, "change at byte {at} not detected"),
                 Err(AnchorProblem::Chain(bad)) => prop_assert!(bad.line <= line_of_byte),
                 Err(_) => {}
+            }
+        }
+
+        /// The anchoring step never anchors a changed record after the anchored one, and
+        /// a change before it (the TPM binds those) does not stop it.
+        #[test]
+        fn anchoring_from_the_end_takes_only_intact_new_records(
+            n in 2u64..8, k in 1u64..8, pick in any::<prop::sample::Index>(), xor in 1u8..=255
+        ) {
+            let k = k.min(n - 1);
+            let (l, _) = log(n);
+            let v = verify(&l).unwrap();
+            let anchor = Anchor { count: k, head: v.hashes[k as usize - 1] };
+            let end_k = lines(&l)[..k as usize].concat().len();
+            let at = pick.index(l.len());
+            let mut damaged = l.clone();
+            damaged[at] ^= xor;
+            let found = match locate_anchored(&damaged, true, &anchor) {
+                Located::At { offset, seq, lag } => {
+                    prop_assert!(!lag);
+                    verify_after(Chain::resume(seq, anchor.head), &damaged[offset..]).ok()
+                }
+                _ => None,
+            };
+            if at >= end_k {
+                prop_assert!(found.is_none(), "a change at byte {} was anchored", at);
+            } else if let Some(after) = found {
+                prop_assert_eq!(after.digests, v.digests[k as usize..].to_vec());
             }
         }
 

@@ -38,6 +38,8 @@ pub enum AuditError {
     Append(PathBuf, ChainError),
     /// The log file's chain is broken where it must not be.
     Broken(PathBuf, anchor_audit::Bad),
+    /// The log does not match its TPM anchor.
+    Anchor(PathBuf, AnchorProblem),
     /// The TPM anchor could not be read or advanced.
     Tpm(TpmError),
 }
@@ -48,6 +50,7 @@ impl fmt::Display for AuditError {
             AuditError::Io(p, e) => write!(f, "audit log {}: {e}", p.display()),
             AuditError::Append(p, e) => write!(f, "audit log {}: {e}", p.display()),
             AuditError::Broken(p, b) => write!(f, "audit log {}: {b}", p.display()),
+            AuditError::Anchor(p, a) => write!(f, "audit log {}: {a}", p.display()),
             AuditError::Tpm(e) => write!(f, "audit log TPM anchor: {e}"),
         }
     }
@@ -59,6 +62,7 @@ impl std::error::Error for AuditError {
             AuditError::Io(_, e) => Some(e),
             AuditError::Append(_, e) => Some(e),
             AuditError::Broken(_, b) => Some(b),
+            AuditError::Anchor(_, a) => Some(a),
             AuditError::Tpm(e) => Some(e),
         }
     }
@@ -449,17 +453,126 @@ pub fn anchor_lock(log_path: &Path) -> Result<File, AuditError> {
     Ok(file)
 }
 
-/// The log at `path` as it stands between two appends (read under the writers' lock).
-pub fn read_whole(path: &Path) -> Result<Vec<u8>, AuditError> {
+/// How much of a log's end the anchoring step reads first; four times more each time the
+/// last anchored record is not in it.
+pub const TAIL_WINDOW: u64 = 64 * 1024;
+
+/// The records of a log not anchored yet, checked to chain from the anchored head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unanchored {
+    /// Records in the log (without a last line cut short).
+    pub records: u64,
+    /// The TPM's head is one record ahead of its counter: bump the counter first.
+    pub lag: bool,
+    /// The body digests to extend the head with, in order.
+    pub digests: Vec<anchor_audit::Hash>,
+    /// Where reading the log started (0: it was read, and verified, whole).
+    pub read_from: u64,
+}
+
+/// The records of the log at `path` that the TPM anchor `nv` does not hold yet, read
+/// under the writers' lock. Only the log's end is read and checked: the last anchored
+/// record is found from the end ([`anchor_audit::locate_anchored`]: the whole,
+/// self-consistent record whose hash is the TPM's head and whose number is the anchored
+/// count), and every record after it must chain from it ([`anchor_audit::verify_after`];
+/// a torn append is passed over, a last line cut short is left for later). What came
+/// before it the TPM already binds: a change there is for `anchorctl audit verify` and
+/// the check at unlock to find, and does not stop later records being anchored. When
+/// the end cannot tell (no such record, or a break after it), the whole log is verified
+/// against the anchor, as at unlock, and its first problem is the error.
+pub fn unanchored(path: &Path, nv: &NvState) -> Result<Unanchored, AuditError> {
+    use std::os::unix::fs::FileExt as _;
     let io = |e| AuditError::Io(path.to_path_buf(), e);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(io)?;
     regular(&file).map_err(io)?;
     anchor_sys::audit::flock_within(&file, true, anchor_sys::audit::LOCK_WAIT_MS).map_err(io)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(io)?;
-    Ok(bytes)
+    let len = file.metadata().map_err(io)?.len();
+    let read = |from: u64, to: u64| -> Result<Vec<u8>, AuditError> {
+        let mut buf = vec![0u8; usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut buf, from).map_err(io)?;
+        Ok(buf)
+    };
+    // The first record's `base`: the TPM counter's value when this log started.
+    let first = read(0, len.min(MAX_RECORD as u64))?;
+    let base = first
+        .split(|&b| b == b'\n')
+        .next()
+        .filter(|_| first.contains(&b'\n'))
+        .and_then(|l| Record::parse(l).ok())
+        .filter(|r| r.seq == 1 && r.is_intact())
+        .and_then(|r| {
+            r.field("base")
+                .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+        });
+    // No base (no `audit.start` first): the whole log is verified, as `anchor_of` does.
+    let count = base.map_or(0, |b: u64| nv.counter.saturating_sub(b));
+    let anchor = Anchor {
+        count,
+        head: nv.head,
+    };
+    if count > 0 {
+        if let Some(found) = from_the_end(&read, len, &anchor)? {
+            return Ok(found);
+        }
+    }
+    let bytes = read(0, len)?;
+    // A last line cut short (a torn append nobody wrote past yet) is not anchored.
+    let (v, whole) =
+        verify_for_append(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
+    let a =
+        anchor_audit::verify_anchored(bytes.get(..whole).unwrap_or_default(), &anchor_of(&v, nv))
+            .map_err(|p| AuditError::Anchor(path.to_path_buf(), p))?;
+    let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
+    Ok(Unanchored {
+        records: v.records,
+        lag: a.counter_lag,
+        digests: v.digests.get(first..).unwrap_or_default().to_vec(),
+        read_from: 0,
+    })
+}
+
+/// [`unanchored`] from the log's end (`read(from, to)` reads its bytes), if that can tell.
+fn from_the_end(
+    read: &dyn Fn(u64, u64) -> Result<Vec<u8>, AuditError>,
+    len: u64,
+    anchor: &Anchor,
+) -> Result<Option<Unanchored>, AuditError> {
+    let mut window = TAIL_WINDOW;
+    loop {
+        let from = len.saturating_sub(window);
+        let end = read(from, len)?;
+        match anchor_audit::locate_anchored(&end, from == 0, anchor) {
+            // A counter behind the head (a crash between the two TPM steps: rare) is
+            // moved on only once the whole log verifies: the count comes from the first
+            // record's `base`, which nothing here checks the rest of the chain against.
+            anchor_audit::Located::At { lag: true, .. } => return Ok(None),
+            anchor_audit::Located::At { offset, seq, lag } => {
+                let rest = end.get(offset..).unwrap_or_default();
+                let after = Chain::resume(seq, anchor.head);
+                // A last line cut short (a torn append nobody wrote past yet) waits.
+                let checked = anchor_audit::verify_after(after, rest).or_else(|bad| {
+                    if bad.problem == anchor_audit::Problem::Incomplete {
+                        anchor_audit::verify_after(
+                            after,
+                            rest.get(..bad.offset).unwrap_or_default(),
+                        )
+                    } else {
+                        Err(bad)
+                    }
+                });
+                return Ok(checked.ok().map(|v| Unanchored {
+                    records: v.records,
+                    lag,
+                    digests: v.digests,
+                    read_from: from,
+                }));
+            }
+            anchor_audit::Located::Earlier if from > 0 => window = window.saturating_mul(4),
+            _ => return Ok(None),
+        }
+    }
 }

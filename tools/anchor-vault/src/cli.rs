@@ -224,7 +224,8 @@ pub enum AuditCommand {
         #[arg(value_parser = key_value)]
         fields: Vec<(String, String)>,
     },
-    /// Check /persist's log against the TPM anchor and anchor its new records.
+    /// Anchor /persist's log's new records in the TPM: those after the anchored one, checked
+    /// to chain from it (the whole log is verified only when its end cannot tell).
     Anchor,
     /// Print the TPM anchor: `counter=N head=HEX`.
     TpmState,

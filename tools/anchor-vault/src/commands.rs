@@ -268,28 +268,19 @@ pub fn audit_append(paths: &Paths, event: &Event) -> Result<String, VaultError> 
     }
 }
 
-/// `audit anchor`: check the persistent log against the TPM and anchor its new records.
+/// `audit anchor`: anchor the persistent log's new records ([`auditlog::unanchored`]).
 pub fn audit_anchor(paths: &Paths, tcti: Option<&str>) -> Result<String, VaultError> {
     let tcti = tpm::find(tcti)?;
     let log = paths.log();
     let _anchoring = auditlog::anchor_lock(&log)?;
-    let bytes = auditlog::read_whole(&log)?;
     let nv = auditlog::read_anchor(&tcti)?;
-    // A last line cut short (a torn append nobody wrote past yet) is not anchored.
-    let (v, whole) = anchor_audit::verify_for_append(&bytes)
-        .map_err(|b| auditlog::AuditError::Broken(log.clone(), b))?;
-    let a = verify_anchored(
-        bytes.get(..whole).unwrap_or_default(),
-        &auditlog::anchor_of(&v, &nv),
-    )
-    .map_err(|p| VaultError::Refused(format!("{}: {p}", log.display())))?;
-    let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
-    let todo = v.digests.get(first..).unwrap_or_default();
-    auditlog::anchor_digests(&tcti, a.counter_lag, todo)?;
+    let todo = auditlog::unanchored(&log, &nv)?;
+    auditlog::anchor_digests(&tcti, todo.lag, &todo.digests)?;
+    let (records, todo) = (todo.records, todo.digests);
     Ok(format!(
         "{}: {} records, {} anchored now",
         log.display(),
-        v.records,
+        records,
         todo.len()
     ))
 }

@@ -497,3 +497,177 @@ fn a_full_disk_mid_append_is_survived() {
     assert_eq!(v.records, before + 1);
     assert_eq!(v.torn.len(), 1);
 }
+
+/// Flip a byte in the middle of record `n` (1-based line) of the persistent log.
+fn damage_record(s: &Setup, n: usize) {
+    let mut ls = lines(&s.log());
+    let at = ls[n - 1].len() / 2;
+    ls[n - 1][at] ^= 0x01;
+    std::fs::write(s.log(), ls.concat()).unwrap();
+}
+
+/// `audit anchor` runs after every record bay0 writes (a hostile room can make ~14,400 a
+/// day): it reads and checks only the records after the last anchored one, never the
+/// whole log. Shown by behaviour: an anchored record far back that was changed is not
+/// read by it (the new record is anchored), yet verification and the next unlock still
+/// name it. Before, every anchoring verified the whole log: it refused here, and left
+/// every later record unanchored (open to being cut off unseen) from then on.
+#[test]
+fn anchoring_checks_only_the_records_after_the_anchored_one() {
+    let s = Setup::new();
+    s.settle(&events(30, "a"));
+    damage_record(&s, 3);
+    bay0_appends(&s, "after");
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti()))
+        .expect("the new record chains from the anchored head");
+    assert!(said.ends_with("32 records, 1 anchored now"), "{said}");
+    let nv = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
+    let last = lines(&s.log()).pop().unwrap();
+    let last = anchor_audit::Record::parse(last.strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(
+        (nv.head, last.seq),
+        (last.hash, 32),
+        "the TPM holds the new head"
+    );
+    // A second run finds nothing left (never twice).
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    assert!(said.ends_with("32 records, 0 anchored now"), "{said}");
+    // The full check still names the changed record...
+    let (line, why) = first_bad(&s, &std::fs::read(s.log()).unwrap());
+    assert_eq!(line, 3, "{why}");
+    assert!(why.contains("modified"), "{why}");
+    // ... and so does the next unlock, which keeps the log aside.
+    reboot(&s);
+    let (problem, _) = s
+        .settle(&[])
+        .tampered
+        .expect("the damage went unseen at unlock");
+    assert!(problem.starts_with("record 3 (line 3)"), "{problem}");
+}
+
+/// Append `n` records straight to the persistent log (as bay0 would, without anchoring).
+fn append_unanchored(s: &Setup, n: usize, tag: &str) {
+    use std::io::Write as _;
+    let bytes = std::fs::read(s.log()).unwrap();
+    let mut chain = anchor_audit::chain_after(&bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; anchor_audit::MAX_RECORD];
+    for i in 0..n {
+        let room = format!("{tag}{i}");
+        let fields: [(&str, &[u8]); 2] = [("room", room.as_bytes()), ("why", &[b'x'; 200])];
+        let e = anchor_audit::Entry {
+            time: 1,
+            actor: "bay0",
+            event: "room.end",
+            fields: &fields,
+        };
+        chain.append(&mut out, &e, &mut buf).unwrap();
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.log())
+        .unwrap();
+    f.write_all(&out).unwrap();
+}
+
+/// Anchors that fell far behind (more unanchored records than the first read of the
+/// log's end holds): it reads further back until it reaches the anchored record, and
+/// still not the whole log.
+#[test]
+fn anchoring_that_fell_behind_reads_back_only_to_the_anchored_record() {
+    let s = Setup::new();
+    let long = "x".repeat(3800);
+    let big: Vec<Event> = (0..80)
+        .map(|i| Event::new("room.end", &[("room", &format!("a{i}")), ("why", &long)]))
+        .collect();
+    s.settle(&big); // ~310 KiB anchored
+    append_unanchored(&s, 300, "r"); // ~80 KiB: more than the first read of the end
+    damage_record(&s, 2);
+    let nv = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
+    let todo = auditlog::unanchored(&s.log(), &nv).unwrap();
+    assert_eq!(
+        (todo.records, todo.digests.len(), todo.lag),
+        (381, 300, false)
+    );
+    let ls = lines(&s.log());
+    let start = |n: usize| -> u64 { ls[..n - 1].iter().map(|l| l.len() as u64).sum() };
+    let size = std::fs::metadata(s.log()).unwrap().len();
+    assert!(
+        size - start(82) > auditlog::TAIL_WINDOW,
+        "more than one read"
+    );
+    assert!(
+        todo.read_from > start(3) && todo.read_from < start(81),
+        "read from {}",
+        todo.read_from
+    );
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    assert!(said.ends_with("381 records, 300 anchored now"), "{said}");
+    let (line, _) = first_bad(&s, &std::fs::read(s.log()).unwrap());
+    assert_eq!(line, 2);
+}
+
+/// What the check from the end still refuses, falling back to the whole log for its
+/// message: a record after the anchored one that does not chain from it, and a log cut
+/// back past the anchored record. A torn append after it, and a crash between the two
+/// TPM steps, are survived as before.
+#[test]
+fn anchoring_from_the_end_never_anchors_what_does_not_chain() {
+    let s = Setup::new();
+    s.settle(&events(3, "a"));
+    let anchored = std::fs::read(s.log()).unwrap();
+    let nv0 = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
+    // A record of another chain, numbered right, consistent with itself.
+    let mut other = anchor_audit::Chain::resume(4, [7; 32]);
+    let mut forged = Vec::new();
+    let mut buf = [0u8; anchor_audit::MAX_RECORD];
+    let e = anchor_audit::Entry {
+        time: 1,
+        actor: "bay0",
+        event: "room.start",
+        fields: &[],
+    };
+    other.append(&mut forged, &e, &mut buf).unwrap();
+    let mut bytes = anchored.clone();
+    bytes.extend_from_slice(&forged);
+    std::fs::write(s.log(), &bytes).unwrap();
+    let e = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap_err();
+    assert!(
+        e.to_string().contains("record 5 (line 5): not chained"),
+        "{e}"
+    );
+    assert_eq!(
+        auditlog::read_anchor(&s.tpm.tcti()).unwrap(),
+        nv0,
+        "nothing anchored"
+    );
+    // Cut back past the anchored record.
+    let ls = lines(&s.log());
+    std::fs::write(s.log(), ls[..3].concat()).unwrap();
+    let e = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap_err();
+    assert!(e.to_string().contains("TPM anchor counts 4 records"), "{e}");
+    assert_eq!(auditlog::read_anchor(&s.tpm.tcti()).unwrap(), nv0);
+    // A torn append right after the anchored record, chained past, then a torn last line.
+    let mut torn = anchored.clone();
+    torn.extend_from_slice(b"v1 seq=5 time=1");
+    std::fs::write(s.log(), &torn).unwrap();
+    bay0_appends(&s, "past");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.log())
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"v1 seq=6 ti").unwrap();
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    assert!(said.ends_with("5 records, 1 anchored now"), "{said}");
+    // A crash between the two TPM steps: the head holds record 6, the counter does not.
+    bay0_appends(&s, "lag");
+    let v = verify(&std::fs::read(s.log()).unwrap()).unwrap();
+    let mut raw = anchor_vault::sys::esys::RawEsys::open(&s.tpm.tcti()).unwrap();
+    raw.nv_extend(Indices::default().head, &v.digests[5])
+        .unwrap();
+    drop(raw);
+    bay0_appends(&s, "next");
+    let said = anchor_vault::commands::audit_anchor(&paths(&s), Some(&s.tpm.tcti())).unwrap();
+    assert!(said.ends_with("7 records, 1 anchored now"), "{said}");
+    assert_eq!(s.check(&std::fs::read(s.log()).unwrap()).unwrap(), 0);
+}
