@@ -17,8 +17,8 @@ pub mod verify;
 pub use chain::{chain_after, next_line, next_line_now, room_line, Appended, Chain, ChainError};
 pub use record::{Entry, Record, RecordError, MAX_FIELDS, MAX_RECORD};
 pub use verify::{
-    locate_anchored, verify, verify_after, verify_anchored, verify_for_append, Anchor,
-    AnchorProblem, Bad, Located, Problem, Verified,
+    locate_anchored, match_anchor, verify, verify_after, verify_anchored, verify_for_append,
+    Anchor, AnchorProblem, Bad, Located, Problem, Verified,
 };
 
 /// A SHA-256 value.

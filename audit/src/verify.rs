@@ -150,7 +150,7 @@ fn looks_torn(line: &[u8], expected: u64) -> bool {
 /// [`Verified::torn`]. Nothing in the chain can hide behind it: the records on both
 /// sides are linked to each other.
 pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
-    walk(log, None)
+    walk(log, None, false).map(|(v, _)| v)
 }
 
 /// [`verify`] from a known place in the chain: `rest` are the lines that follow record
@@ -159,10 +159,22 @@ pub fn verify(log: &[u8]) -> Result<Verified, Bad> {
 /// `rest`; `records` and `head` are the whole chain's. What the anchoring step checks:
 /// only the records after the last anchored one ([`locate_anchored`]).
 pub fn verify_after(after: Chain, rest: &[u8]) -> Result<Verified, Bad> {
-    walk(rest, Some(after))
+    walk(rest, Some(after), false).map(|(v, _)| v)
 }
 
-fn walk(log: &[u8], after: Option<Chain>) -> Result<Verified, Bad> {
+#[cfg(test)]
+thread_local! {
+    /// Passes over a log this thread's [`walk`] made: what proves a check reads it once.
+    pub(crate) static WALKS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// The one pass over a log. `cut_tail`: a last line without its newline ends the log
+/// before it (the length returned) instead of being [`Problem::Incomplete`]; every line
+/// before it is checked exactly as [`verify`] checks it (a torn line before it looks at
+/// the next line only when that line is whole, and a line cut short is not whole).
+fn walk(log: &[u8], after: Option<Chain>, cut_tail: bool) -> Result<(Verified, usize), Bad> {
+    #[cfg(test)]
+    WALKS.with(|w| w.set(w.get() + 1));
     let mut hashes: Vec<Hash> = Vec::new();
     let mut digests: Vec<Hash> = Vec::new();
     let mut torn = Vec::new();
@@ -188,6 +200,9 @@ fn walk(log: &[u8], after: Option<Chain>) -> Result<Verified, Bad> {
             problem,
         };
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            if cut_tail {
+                break;
+            }
             return Err(bad(Problem::Incomplete));
         };
         let line = rest.get(..nl).unwrap_or_default();
@@ -259,7 +274,7 @@ fn walk(log: &[u8], after: Option<Chain>) -> Result<Verified, Bad> {
     if records == first {
         head = origin;
     }
-    Ok(Verified {
+    let verified = Verified {
         records,
         origin,
         head,
@@ -267,22 +282,17 @@ fn walk(log: &[u8], after: Option<Chain>) -> Result<Verified, Bad> {
         digests,
         base,
         torn,
-    })
+    };
+    Ok((verified, offset))
 }
 
 /// [`verify`] for a writer about to append, and for checking a log against its anchor: a
 /// log whose last line was cut short (a torn append nobody has written past yet) is the
 /// log before that line. Also returns how many bytes that is: less than `log.len()` says
 /// the next record must start a line of its own (the torn line stays, and [`verify`]
-/// skips it once the chain goes on past it).
+/// skips it once the chain goes on past it). One pass over the log, as [`verify`].
 pub fn verify_for_append(log: &[u8]) -> Result<(Verified, usize), Bad> {
-    match verify(log) {
-        Ok(v) => Ok((v, log.len())),
-        Err(bad) if bad.problem == Problem::Incomplete => {
-            verify(log.get(..bad.offset).unwrap_or_default()).map(|v| (v, bad.offset))
-        }
-        Err(bad) => Err(bad),
-    }
+    walk(log, None, true)
 }
 
 /// Where the last anchored record stands, as [`locate_anchored`] found it.
@@ -418,7 +428,12 @@ pub struct Anchored {
 
 /// Verify `log` and compare it with the TPM `anchor`.
 pub fn verify_anchored(log: &[u8], anchor: &Anchor) -> Result<Anchored, AnchorProblem> {
-    let verified = verify(log).map_err(AnchorProblem::Chain)?;
+    match_anchor(verify(log).map_err(AnchorProblem::Chain)?, anchor)
+}
+
+/// Compare a log that verified ([`verify`], [`verify_for_append`]) with the TPM
+/// `anchor`, without reading the log again: [`verify_anchored`] after its own pass.
+pub fn match_anchor(verified: Verified, anchor: &Anchor) -> Result<Anchored, AnchorProblem> {
     let n = verified.records;
     if n < anchor.count {
         return Err(AnchorProblem::Truncated {
@@ -902,6 +917,82 @@ mod tests {
         assert_eq!((none.records, none.head), (3, v.hashes[2]));
     }
 
+    /// The check at unlock as it was: [`verify_for_append`] as two passes when the last
+    /// line is cut short, then [`verify_anchored`], which verifies the log again.
+    fn unlock_check_before(
+        log: &[u8],
+        anchor: impl Fn(&Verified) -> Anchor,
+    ) -> Result<(Anchored, usize), AnchorProblem> {
+        let (v, whole) = match verify(log) {
+            Ok(v) => (v, log.len()),
+            Err(bad) if bad.problem == Problem::Incomplete => {
+                let v = verify(&log[..bad.offset]).map_err(AnchorProblem::Chain)?;
+                (v, bad.offset)
+            }
+            Err(bad) => return Err(AnchorProblem::Chain(bad)),
+        };
+        verify_anchored(&log[..whole], &anchor(&v)).map(|a| (a, whole))
+    }
+
+    /// The check at unlock now: one pass, then the comparison with the anchor.
+    fn unlock_check(
+        log: &[u8],
+        anchor: impl Fn(&Verified) -> Anchor,
+    ) -> Result<(Anchored, usize), AnchorProblem> {
+        let (v, whole) = verify_for_append(log).map_err(AnchorProblem::Chain)?;
+        let a = anchor(&v);
+        match_anchor(v, &a).map(|a| (a, whole))
+    }
+
+    fn walks_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        WALKS.with(|w| w.set(0));
+        let out = f();
+        (out, WALKS.with(core::cell::Cell::get))
+    }
+
+    /// `k` records, a torn append (the first `cut` bytes of a record and a newline), then
+    /// `m` more records chained past it, as the writers leave a log after a power cut.
+    fn torn_log(k: u64, cut: usize, m: u64) -> Vec<u8> {
+        let (mut l, mut chain) = log(k);
+        let mut buf = [0u8; MAX_RECORD];
+        let e = Entry {
+            time: 2,
+            actor: "bay0",
+            event: "room.start",
+            fields: &[],
+        };
+        let mut lost = Vec::new();
+        let mut lost_chain = chain;
+        lost_chain.append(&mut lost, &e, &mut buf).unwrap();
+        l.extend_from_slice(&lost[..cut.clamp(1, lost.len() - 1)]);
+        l.push(b'\n');
+        for _ in 0..m {
+            chain.append(&mut l, &e, &mut buf).unwrap();
+        }
+        l
+    }
+
+    /// A 100k-record log (a week of a hostile room) was verified two or three times at
+    /// unlock: a last line cut short made `verify_for_append` verify the log, then the
+    /// log before that line; the check against the anchor then verified it once more.
+    #[test]
+    fn the_unlock_check_reads_the_log_once() {
+        let (whole, chain) = log(5);
+        let mut torn_tail = whole.clone();
+        torn_tail.extend_from_slice(b"v1 seq=6 ti");
+        let anchor = |_: &Verified| Anchor {
+            count: 5,
+            head: chain.head(),
+        };
+        for l in [&whole, &torn_tail, &torn_log(3, 20, 2)] {
+            let (now, walks) = walks_of(|| unlock_check(l, anchor));
+            let (before, _) = walks_of(|| unlock_check_before(l, anchor));
+            assert_eq!(now, before);
+            assert_eq!(walks, 1);
+            assert_eq!(walks_of(|| verify_for_append(l)).1, 1);
+        }
+    }
+
     proptest! {
         #[test]
         fn any_single_byte_change_is_caught_at_or_before_its_line(
@@ -946,6 +1037,38 @@ mod tests {
             } else if let Some(after) = found {
                 prop_assert_eq!(after.digests, v.digests[k as usize..].to_vec());
             }
+        }
+
+        /// The one pass at unlock gives what the two did: the same verdict, the same first
+        /// problem at the same line, the same torn lines and length, for whole logs, logs
+        /// cut short, torn appends chained past, changed bytes, and any anchor.
+        #[test]
+        fn the_unlock_check_in_one_pass_says_what_two_did(
+            n in 0u64..7, m in 0u64..3, kind in 0u8..4, pick in any::<prop::sample::Index>(),
+            xor in 1u8..=255, count in 0u64..9, head in 0usize..10,
+        ) {
+            let mut l = match kind {
+                0 | 1 => log(n).0,
+                _ => torn_log(n, pick.index(200), m),
+            };
+            if kind == 1 && !l.is_empty() {
+                l.truncate(pick.index(l.len()));
+            }
+            if kind == 3 && !l.is_empty() {
+                let at = pick.index(l.len());
+                l[at] ^= xor;
+            }
+            let anchor = |v: &Verified| Anchor {
+                count: count.min(v.records + 1),
+                head: match head {
+                    0 => v.origin,
+                    9 => [7; 32],
+                    k => v.hashes.get(k - 1).copied().unwrap_or(v.head),
+                },
+            };
+            let (now, walks) = walks_of(|| unlock_check(&l, anchor));
+            prop_assert_eq!(now, unlock_check_before(&l, anchor));
+            prop_assert_eq!(walks, 1);
         }
 
         #[test]

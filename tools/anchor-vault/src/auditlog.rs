@@ -121,23 +121,35 @@ fn regular(file: &File) -> std::io::Result<()> {
     }
 }
 
-fn read_all(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
+/// Whether a log exists at `path` (a regular file: anything else is an error). Nothing is
+/// read: the log is read once, under its writers' lock ([`open_read`]).
+fn exists(path: &Path) -> Result<bool, AuditError> {
     // O_NONBLOCK: a FIFO must be refused, not waited on in open(2).
     let opened = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path);
     match opened {
-        Ok(mut f) => {
+        Ok(f) => {
             regular(&f).map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
-            let mut buf = Vec::new();
-            f.read_to_end(&mut buf)
-                .map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
-            Ok(Some(buf))
+            Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(AuditError::Io(path.to_path_buf(), e)),
     }
+}
+
+/// Open the log at `path` (made if missing), locked against the other writers, and read it.
+fn open_read(path: &Path) -> Result<(File, Vec<u8>), AuditError> {
+    let io = |e| AuditError::Io(path.to_path_buf(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
+    }
+    let mut file = anchor_sys::audit::open_locked(path).map_err(io)?;
+    regular(&file).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok((file, bytes))
 }
 
 /// An open log file and its chain.
@@ -156,14 +168,7 @@ impl LogFile {
     /// ([`verify_for_append`]). The file stays locked against the other writers (bay0,
     /// other anchor-vault commands) while this handle lives; see [`anchor_sys::audit`].
     pub fn open(path: &Path, origin: anchor_audit::Hash) -> Result<LogFile, AuditError> {
-        let io = |e| AuditError::Io(path.to_path_buf(), e);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| AuditError::Io(dir.to_path_buf(), e))?;
-        }
-        let mut file = anchor_sys::audit::open_locked(path).map_err(io)?;
-        regular(&file).map_err(io)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
+        let (file, bytes) = open_read(path)?;
         let chain = if bytes.is_empty() {
             Chain::resume(0, origin)
         } else {
@@ -171,12 +176,17 @@ impl LogFile {
                 verify_for_append(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
             Chain::resume(v.records, v.head)
         };
-        Ok(LogFile {
+        Ok(LogFile::resume(path, file, chain))
+    }
+
+    /// A log `file` (open, locked) whose chain stands at `chain`.
+    fn resume(path: &Path, file: File, chain: Chain) -> LogFile {
+        LogFile {
             path: path.to_path_buf(),
             file,
             chain,
             appended: Vec::new(),
-        })
+        }
     }
 
     /// Append `event` (one write, then fsync). After a line cut short (a torn append
@@ -292,41 +302,39 @@ pub fn settle(
             None
         }
     };
-    let existing = read_all(log_path)?;
+    let origin = nv.map_or(anchor_audit::GENESIS, |n| n.head);
+    let existed = exists(log_path)?;
     let mut restart: Option<(String, PathBuf)> = None;
     let mut lag = false;
     let mut to_anchor: Vec<anchor_audit::Hash> = Vec::new();
-    if let Some(bytes) = &existing {
-        // A last line cut short (a power cut in an append) is no sign of tampering: the
-        // log is checked without it, and the next record starts a line of its own.
-        let problem = match verify_for_append(bytes) {
-            Err(bad) => Some(bad.to_string()),
-            Ok((v, whole)) => match &nv {
-                None => None,
-                Some(nv) => match anchor_audit::verify_anchored(
-                    bytes.get(..whole).unwrap_or_default(),
-                    &anchor_of(&v, nv),
-                ) {
-                    Ok(a) => {
-                        lag = a.counter_lag;
-                        let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
-                        to_anchor = v.digests.get(first..).unwrap_or_default().to_vec();
-                        None
-                    }
-                    Err(AnchorProblem::Chain(bad)) => Some(bad.to_string()),
-                    Err(p) => Some(p.to_string()),
-                },
-            },
-        };
-        if let Some(problem) = problem {
-            let aside = log_path.with_extension(format!("log.damaged.{}", now()));
-            std::fs::rename(log_path, &aside).map_err(|e| AuditError::Io(aside.clone(), e))?;
-            restart = Some((problem, aside));
+    let mut kept: Option<LogFile> = None;
+    if existed {
+        // Read once, under the writers' lock, and verified in one pass.
+        let (file, bytes) = open_read(log_path)?;
+        match check(&bytes, nv.as_ref()) {
+            Ok(checked) => {
+                lag = checked.lag;
+                to_anchor = checked.unanchored;
+                let chain = if bytes.is_empty() {
+                    Chain::resume(0, origin)
+                } else {
+                    checked.chain
+                };
+                kept = Some(LogFile::resume(log_path, file, chain));
+            }
+            Err(problem) => {
+                let aside = log_path.with_extension(format!("log.damaged.{}", now()));
+                std::fs::rename(log_path, &aside).map_err(|e| AuditError::Io(aside.clone(), e))?;
+                drop(file);
+                restart = Some((problem, aside));
+            }
         }
     }
-    let fresh = existing.is_none() || restart.is_some();
-    let origin = nv.map_or(anchor_audit::GENESIS, |n| n.head);
-    let mut log = LogFile::open(log_path, origin)?;
+    let fresh = !existed || restart.is_some();
+    let mut log = match kept {
+        Some(log) => log,
+        None => LogFile::open(log_path, origin)?,
+    };
     if fresh {
         let base = nv.map_or(0, |n| n.counter).to_string();
         let mut start = Event::new("audit.start", &[("base", &base)]);
@@ -360,6 +368,40 @@ pub fn settle(
         }
     }
     Ok(out)
+}
+
+/// What [`check`] found in a log that may be kept.
+struct Checked {
+    /// Where its chain stands.
+    chain: Chain,
+    /// The TPM's counter is one behind its head.
+    lag: bool,
+    /// The body digests of its records the TPM does not hold yet.
+    unanchored: Vec<anchor_audit::Hash>,
+}
+
+/// The check at unlock: the log's chain (one pass over `bytes`) and, given the TPM's state,
+/// the anchor; or the first problem. A last line cut short (a power cut in an append) is
+/// no sign of tampering: the log is checked without it, and the next record starts a line
+/// of its own.
+fn check(bytes: &[u8], nv: Option<&NvState>) -> Result<Checked, String> {
+    let (v, _) = verify_for_append(bytes).map_err(|bad| bad.to_string())?;
+    let chain = Chain::resume(v.records, v.head);
+    let Some(nv) = nv else {
+        return Ok(Checked {
+            chain,
+            lag: false,
+            unanchored: Vec::new(),
+        });
+    };
+    let anchor = anchor_of(&v, nv);
+    let a = anchor_audit::match_anchor(v, &anchor).map_err(|p| p.to_string())?;
+    let first = usize::try_from(a.verified.records - a.unanchored).unwrap_or(usize::MAX);
+    Ok(Checked {
+        chain,
+        lag: a.counter_lag,
+        unanchored: a.verified.digests.get(first..).unwrap_or_default().to_vec(),
+    })
 }
 
 /// Extend and count each digest (after bumping a lagging counter).
@@ -520,12 +562,14 @@ pub fn unanchored(path: &Path, nv: &NvState) -> Result<Unanchored, AuditError> {
         }
     }
     let bytes = read(0, len)?;
-    // A last line cut short (a torn append nobody wrote past yet) is not anchored.
-    let (v, whole) =
+    // A last line cut short (a torn append nobody wrote past yet) is not anchored. One
+    // pass over the log: the anchor is compared with what it verified.
+    let (v, _) =
         verify_for_append(&bytes).map_err(|b| AuditError::Broken(path.to_path_buf(), b))?;
-    let a =
-        anchor_audit::verify_anchored(bytes.get(..whole).unwrap_or_default(), &anchor_of(&v, nv))
-            .map_err(|p| AuditError::Anchor(path.to_path_buf(), p))?;
+    let anchor = anchor_of(&v, nv);
+    let a = anchor_audit::match_anchor(v, &anchor)
+        .map_err(|p| AuditError::Anchor(path.to_path_buf(), p))?;
+    let v = a.verified;
     let first = usize::try_from(v.records - a.unanchored).unwrap_or(usize::MAX);
     Ok(Unanchored {
         records: v.records,

@@ -671,3 +671,67 @@ fn anchoring_from_the_end_never_anchors_what_does_not_chain() {
     assert!(said.ends_with("7 records, 1 anchored now"), "{said}");
     assert_eq!(s.check(&std::fs::read(s.log()).unwrap()).unwrap(), 0);
 }
+
+/// Bytes this thread has read (read(2) and the like) so far: /proc/thread-self/io.
+fn bytes_read_by_this_thread() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The unlock read the persistent log twice (once to check it, once more to open it for
+/// appending) and verified it two or three times (`verify_for_append`, again in
+/// `verify_anchored`, and again at the open): ~1.3 s a pass for a log a hostile room grew
+/// to 100k records in a week. It reads it once now, under the writers' lock, and checks
+/// it in one pass (the pass is counted in anchor-audit's
+/// `the_unlock_check_reads_the_log_once`); the verdict is the same.
+#[test]
+fn unlock_reads_the_log_once() {
+    use std::io::Write as _;
+    let s = Setup::new();
+    s.settle(&[]);
+    let bytes = std::fs::read(s.log()).unwrap();
+    let mut chain = anchor_audit::chain_after(&bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; anchor_audit::MAX_RECORD];
+    let why = [b'x'; 2000];
+    for i in 0..500 {
+        let room = format!("r{i}");
+        let fields: [(&str, &[u8]); 2] = [("room", room.as_bytes()), ("why", &why)];
+        let e = anchor_audit::Entry {
+            time: 1,
+            actor: "bay0",
+            event: "room.end",
+            fields: &fields,
+        };
+        chain.append(&mut out, &e, &mut buf).unwrap();
+    }
+    // And a torn append at the end (the path that verified three times).
+    out.extend_from_slice(b"v1 seq=502 ti");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.log())
+        .unwrap()
+        .write_all(&out)
+        .unwrap();
+    let size = std::fs::metadata(s.log()).unwrap().len();
+    let before = bytes_read_by_this_thread();
+    let settled = s.settle(&events(1, "u"));
+    let read = bytes_read_by_this_thread() - before;
+    assert_eq!(
+        (settled.tampered, settled.records, settled.anchored_now),
+        (None, 502, 501)
+    );
+    // The log once, and a little more (the TPM's answers, the empty pre-unlock log).
+    assert!(
+        read >= size && read < size + size / 4,
+        "read {read} bytes for a log of {size}"
+    );
+    let after = std::fs::read(s.log()).unwrap();
+    let v = verify(&after).unwrap_or_else(|b| panic!("{b}"));
+    assert_eq!((v.records, v.torn.clone()), (502, vec![502]));
+    assert_eq!(s.check(&after).unwrap(), 0);
+}
