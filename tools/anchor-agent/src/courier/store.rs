@@ -10,7 +10,7 @@
 //! file goes with its descriptor.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -206,12 +206,7 @@ pub fn receive<S: Read>(
         let try_name = candidate(name, n);
         let c = cstr(&try_name).map_err(|e| StoreError::Io("naming the file", e))?;
         match sys::link_tmpfile(file.as_raw_fd(), dir.as_raw_fd(), &c) {
-            Ok(()) => {
-                File::from(dir)
-                    .sync_all()
-                    .map_err(|e| StoreError::Io("writing ~/Incoming to storage", e))?;
-                return Ok(try_name);
-            }
+            Ok(()) => return make_durable(&file, File::from(dir), try_name, &c),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 return Err(StoreError::Io(
@@ -223,6 +218,48 @@ pub fn receive<S: Read>(
         }
     }
     Err(StoreError::NoFreeName)
+}
+
+/// Makes the name just linked in (`name`, `c` in `dir`) durable: fsyncs ~/Incoming. When
+/// that fails, the link is undone and the transfer fails: a failed transfer leaves nothing
+/// in ~/Incoming, as at every other step. Only when the name cannot be taken back either
+/// (the file system went read-only after the error, or something else stands under the
+/// name now) is the item reported delivered: it is there, under that name.
+fn make_durable(file: &File, dir: File, name: String, c: &CStr) -> Result<String, StoreError> {
+    let Err(e) = sync_dir(&dir) else {
+        return Ok(name);
+    };
+    match unlink_if_same(&dir, c, file) {
+        Ok(()) => Err(StoreError::Io("writing ~/Incoming to storage", e)),
+        Err(_) => Ok(name),
+    }
+}
+
+#[cfg(not(test))]
+fn sync_dir(dir: &File) -> io::Result<()> {
+    dir.sync_all()
+}
+
+#[cfg(not(test))]
+fn unlink_if_same(dir: &File, name: &CStr, file: &File) -> io::Result<()> {
+    sys::unlink_if_same(dir.as_raw_fd(), name, file.as_raw_fd())
+}
+
+/// The tests' seam: the two steps above fail with an errno a test chose.
+#[cfg(test)]
+fn sync_dir(dir: &File) -> io::Result<()> {
+    match tests::FAIL_DIR_SYNC.with(std::cell::Cell::get) {
+        Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+        None => dir.sync_all(),
+    }
+}
+
+#[cfg(test)]
+fn unlink_if_same(dir: &File, name: &CStr, file: &File) -> io::Result<()> {
+    match tests::FAIL_UNLINK.with(std::cell::Cell::get) {
+        Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+        None => sys::unlink_if_same(dir.as_raw_fd(), name, file.as_raw_fd()),
+    }
 }
 
 /// Writes exactly `size` bytes from `stream` into `out`, hashing them.
@@ -259,6 +296,71 @@ fn copy_hashing<S: Read, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// The errno fsync of ~/Incoming fails with (none: it runs).
+        pub(super) static FAIL_DIR_SYNC: Cell<Option<i32>> = const { Cell::new(None) };
+        /// The errno taking a name back fails with (none: it runs).
+        pub(super) static FAIL_UNLINK: Cell<Option<i32>> = const { Cell::new(None) };
+    }
+
+    /// What a test home's ~/Incoming holds: names and contents.
+    fn incoming_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        let mut all: Vec<_> = std::fs::read_dir(dir.join(INCOMING))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// An fsync of ~/Incoming that fails after the file was linked in under its name made
+    /// the transfer fail ("nothing was stored") while the file stood in ~/Incoming under
+    /// that name. Now the name is taken back: the report and ~/Incoming agree. When it
+    /// cannot be taken back, the file is there, and the item is reported delivered.
+    #[test]
+    fn a_failed_directory_sync_leaves_what_the_report_says() {
+        let dir = std::env::temp_dir().join(format!("courier-dirsync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(INCOMING)).unwrap();
+        let home = Home {
+            dir: dir.clone(),
+            owner: None,
+        };
+        let body = b"the report";
+        let deliver = |id: u8| {
+            let m =
+                Manifest::new([id; 16], "web", b"r.txt", 10, Sha256::digest(body).into()).unwrap();
+            let mut stream = body.to_vec();
+            stream.extend_from_slice(
+                &anchor_proto::umbilical::encode_vec(Data::Commit, &[]).unwrap(),
+            );
+            let mut dec = Frames::<Data>::default();
+            receive(&mut &stream[..], &mut dec, &m, &home, &mut |_| true)
+        };
+        FAIL_DIR_SYNC.with(|f| f.set(Some(libc::EIO)));
+        let e = deliver(1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "writing ~/Incoming to storage: Input/output error (os error 5); nothing was stored"
+        );
+        assert_eq!(incoming_files(&dir), vec![]);
+        // The name cannot be taken back: the item is there, and reported delivered.
+        FAIL_UNLINK.with(|f| f.set(Some(libc::EROFS)));
+        assert_eq!(deliver(2).unwrap(), "r.txt");
+        assert_eq!(incoming_files(&dir), vec![("r.txt".into(), body.to_vec())]);
+        FAIL_DIR_SYNC.with(|f| f.set(None));
+        FAIL_UNLINK.with(|f| f.set(None));
+        assert_eq!(deliver(3).unwrap(), "r (1).txt");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn candidates_keep_the_extension_and_never_repeat() {

@@ -178,6 +178,25 @@ pub fn link_tmpfile(file: RawFd, dir: RawFd, name: &CStr) -> io::Result<()> {
     .map(drop)
 }
 
+/// Removes `name` from `dir` if it is still the file open as `file` (same device and
+/// inode, not following a symbolic link): what a link just made is undone with. Fails
+/// with ESTALE, removing nothing, when something else stands under that name now.
+pub fn unlink_if_same(dir: RawFd, name: &CStr, file: RawFd) -> io::Result<()> {
+    // SAFETY: stat is plain old data; all-zero is a valid value to be overwritten.
+    let mut ours: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `ours` is a valid, writable stat for the kernel to fill.
+    check(unsafe { libc::fstat(file, &mut ours) })?;
+    // SAFETY: as above.
+    let mut there: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `name` is NUL-terminated and `there` writable, both valid for the call.
+    check(unsafe { libc::fstatat(dir, name.as_ptr(), &mut there, libc::AT_SYMLINK_NOFOLLOW) })?;
+    if (ours.st_dev, ours.st_ino) != (there.st_dev, there.st_ino) {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    check(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) }).map(drop)
+}
+
 /// Bytes available to the caller in the file system holding `fd`.
 pub fn free_bytes(fd: RawFd) -> io::Result<u64> {
     // SAFETY: statvfs is plain old data; all-zero is a valid value to be overwritten.
