@@ -353,8 +353,8 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
     build_dev(cfg, &new_root.join("dev"), &state)?;
     build_proc(&new_root.join("proc"), &new_root.join("dev/null"))?;
     if let Some(file) = &cfg.volume {
-        let fresh = crate::volume::attach(cfg, file, &new_root)?;
-        let how = if fresh {
+        let attached = crate::volume::attach(cfg, file, &new_root)?;
+        let how = if attached.formatted {
             " (formatted on first use)"
         } else {
             ""
@@ -363,6 +363,13 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
             "room {}: vault volume mounted on /persist{how}",
             cfg.name
         ));
+        if let Some(grown) = attached.grown {
+            note(format_args!(
+                "room {}: vault volume {}: {grown}",
+                cfg.name,
+                file.display()
+            ));
+        }
     }
     Ok(new_root)
 }

@@ -791,6 +791,18 @@ pub fn open_at(dir: &OwnedFd, name: &CStr, flags: libc::c_int) -> Result<OwnedFd
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// EXT4_IOC_RESIZE_FS (`_IOW('f', 16, __u64)`): grows the ext filesystem mounted at `dir`
+/// online to `blocks` of its blocks. The ext4 driver does it in journaled steps, each
+/// leaving a consistent filesystem: cut short, it is smaller, and growing it again goes on.
+pub fn ext4_grow(dir: &Path, blocks: u64) -> Result<()> {
+    const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
+    let fd = open_path(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW)?;
+    // SAFETY: `fd` is open; the argument points to a u64 that outlives the call and the
+    // kernel only reads it.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), EXT4_IOC_RESIZE_FS, &blocks) };
+    check_path("grow the file system mounted on", dir, ret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

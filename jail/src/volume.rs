@@ -11,7 +11,9 @@
 //! for a format of ours cut short (anchor-proto `volume`: the mark at its end), which is
 //! formatted again; so is a file that was ever a microVM's disk (the VMM jail marks it,
 //! `trusted.anchor.guest-disk`): its guest wrote its blocks, and the host kernel never
-//! parses a file system a guest made.
+//! parses a file system a guest made. A file longer than its file system (anchor-vault
+//! grew it: its quota grew) has the file system grown online once mounted (`EXT4_IOC_RESIZE_FS`);
+//! if that fails the room keeps the old size, and the log says so.
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt as _;
@@ -128,12 +130,38 @@ fn prepare(file: &Path, mkfs: Option<&Path>) -> Result<bool> {
     }
 }
 
-/// Formats `file` if blank and mounts it at `new_root`/persist for the room of `cfg`;
-/// whether it was formatted now.
-pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<bool> {
+/// What [`attach`] did besides mounting the volume.
+#[derive(Debug)]
+pub struct Attached {
+    /// It was blank (or a format was cut short) and was formatted now.
+    pub formatted: bool,
+    /// Its quota had grown: the line saying whether its file system grew with it.
+    pub grown: Option<String>,
+}
+
+/// Grows the file system mounted at `target` as `growth` says (the volume's file grew with
+/// its quota, the file system inside it did not); the line for the log. Growing is online,
+/// by the ext4 driver that mounted it; if it fails, the room keeps the old size, and the
+/// line says so.
+fn grow(target: &Path, growth: judge::Growth) -> String {
+    let mib = |b: u64| (b + (1 << 19)) >> 20;
+    let (from, to) = (mib(growth.from_bytes()), mib(growth.to_bytes()));
+    match sys::ext4_grow(target, growth.to) {
+        Ok(()) => format!("file system grown from {from} MiB to {to} MiB (its quota grew)"),
+        Err(e) => {
+            format!("file system kept at {from} MiB, not grown to its quota of {to} MiB: {e}")
+        }
+    }
+}
+
+/// Formats `file` if blank, mounts it at `new_root`/persist for the room of `cfg`, and
+/// grows its file system if the file grew (its quota did) since it was made.
+pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<Attached> {
     crate::args::regular_file("--volume", file)?;
     refuse_guest_disk(file)?;
     let formatted = prepare(file, mke2fs().map(Path::new))?;
+    let growth = judge::growth_of(&open_volume(file, false)?)
+        .map_err(|e| io_err("read the vault volume", file, &e))?;
     let target = new_root.join(MOUNT_POINT);
     if !target.is_dir() {
         return Err(Error::Path {
@@ -152,8 +180,9 @@ pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<bool> {
         None,
     )?;
     drop(dev);
+    let grown = growth.map(|g| grow(&target, g));
     give_to(&target, cfg.uid, cfg.gid)?;
-    Ok(formatted)
+    Ok(Attached { formatted, grown })
 }
 
 /// Gives `root` and everything under it to `uid`:`gid`, never following a symlink

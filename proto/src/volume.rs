@@ -90,6 +90,83 @@ pub fn set_mark(volume: &std::fs::File, on: bool) -> std::io::Result<()> {
     volume.sync_all()
 }
 
+/// Where an ext2/3/4 superblock starts on its volume, and what of it is read.
+const SUPERBLOCK: usize = 1024;
+const SUPERBLOCK_READ: usize = 0x154;
+
+/// An ext filesystem that is smaller than its volume: the quota grew (anchor-vault grows
+/// the file, never the filesystem inside it, which it never parses). What the room's side
+/// (the agent in a microVM, the jail for a namespace room) grows it to after mounting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Growth {
+    /// The filesystem's block size, in bytes.
+    pub block_size: u64,
+    /// Its blocks now.
+    pub from: u64,
+    /// Its blocks once grown: everything before the mark, as a format would give it.
+    pub to: u64,
+}
+
+impl Growth {
+    /// The filesystem's size now, in bytes.
+    pub fn from_bytes(&self) -> u64 {
+        self.from.saturating_mul(self.block_size)
+    }
+    /// Its size once grown, in bytes.
+    pub fn to_bytes(&self) -> u64 {
+        self.to.saturating_mul(self.block_size)
+    }
+}
+
+/// The block count and block size an ext2/3/4 superblock at `head[1024..]` states;
+/// `None` when `head` holds none (or a block size no ext makes).
+pub fn ext_size(head: &[u8]) -> Option<(u64, u64)> {
+    let sb = head.get(SUPERBLOCK..SUPERBLOCK + SUPERBLOCK_READ)?;
+    let u32_at = |at: usize| -> Option<u64> {
+        let b: [u8; 4] = sb.get(at..at + 4)?.try_into().ok()?;
+        Some(u64::from(u32::from_le_bytes(b)))
+    };
+    if sb.get(0x38..0x3a) != Some(&[0x53, 0xef][..]) {
+        return None;
+    }
+    // s_log_block_size: 1 KiB << it; ext makes 1 KiB..=64 KiB.
+    let log = u32_at(0x18)?;
+    let block_size = (log <= 6).then(|| 1024u64 << log)?;
+    let lo = u32_at(0x04)?;
+    // INCOMPAT_64BIT: s_blocks_count_hi counts too.
+    let hi = if u32_at(0x60)? & 0x80 != 0 {
+        u32_at(0x150)?
+    } else {
+        0
+    };
+    Some((hi << 32 | lo, block_size))
+}
+
+/// How the ext filesystem whose first bytes are `head`, on a volume of `len` bytes, is to
+/// grow: to everything before the mark block (what [`fs_kib`] gives a format); `None` when
+/// it is that large already (or larger), or `head` is not ext.
+pub fn growth(head: &[u8], len: u64) -> Option<Growth> {
+    let (from, block_size) = ext_size(head)?;
+    let to = mark_at(len)? / block_size;
+    (to > from).then_some(Growth {
+        block_size,
+        from,
+        to,
+    })
+}
+
+/// [`growth`] of the volume open as `volume`.
+pub fn growth_of(volume: &std::fs::File) -> std::io::Result<Option<Growth>> {
+    use std::os::unix::fs::FileExt as _;
+    let len = size(volume)?;
+    let mut head = [0u8; SUPERBLOCK + SUPERBLOCK_READ];
+    if len < head.len() as u64 {
+        return Ok(None);
+    }
+    volume.read_exact_at(&mut head, 0)?;
+    Ok(growth(&head, len))
+}
+
 /// Judge a volume by its first bytes and the block at [`mark_at`].
 pub fn judge(head: &[u8], tail: &[u8]) -> Contents {
     match contents(head) {
@@ -123,6 +200,36 @@ mod tests {
         head[1081] = 0;
         assert_eq!(contents(&head), Contents::Other);
         assert_eq!(contents(&[]), Contents::Blank);
+    }
+
+    /// The superblock's block count is read as ext keeps it (the high half only with
+    /// 64bit), and a filesystem smaller than what its volume now leaves before the mark
+    /// is to grow to exactly that; one that fills it, or a head that is not ext, is not.
+    #[test]
+    fn a_filesystem_smaller_than_its_volume_is_to_grow() {
+        let mut head = vec![0u8; HEAD];
+        let put = |h: &mut Vec<u8>, at: usize, v: u32| {
+            h[1024 + at..1024 + at + 4].copy_from_slice(&v.to_le_bytes())
+        };
+        assert_eq!(ext_size(&head), None);
+        head[1080] = 0x53;
+        head[1081] = 0xef;
+        put(&mut head, 0x04, 8188); // 1 KiB blocks: an 8 MiB volume's fs_kib
+        assert_eq!(ext_size(&head), Some((8188, 1024)));
+        let g = growth(&head, 16 << 20).unwrap();
+        assert_eq!((g.from, g.to, g.block_size), (8188, 16380, 1024));
+        assert_eq!(g.to * 1024, fs_kib(16 << 20).unwrap() * 1024);
+        assert_eq!(g.to_bytes(), (16 << 20) - 4096);
+        assert_eq!(growth(&head, 8 << 20), None, "fills its volume already");
+        assert_eq!(growth(&head, 4 << 20), None, "never shrunk");
+        put(&mut head, 0x18, 2); // 4 KiB blocks
+        put(&mut head, 0x150, 1); // a high half, counted only with 64bit
+        assert_eq!(ext_size(&head), Some((8188, 4096)));
+        put(&mut head, 0x60, 0x80);
+        assert_eq!(ext_size(&head), Some(((1 << 32) + 8188, 4096)));
+        put(&mut head, 0x18, 40); // no block size ext makes
+        assert_eq!(ext_size(&head), None);
+        assert_eq!(ext_size(&head[..1100]), None, "too short to hold it");
     }
 
     #[test]

@@ -273,3 +273,25 @@ pub fn console_line_discipline(fd: RawFd) -> Result<()> {
     })
     .map(drop)
 }
+
+/// EXT4_IOC_RESIZE_FS (`_IOW('f', 16, __u64)`): grows the ext filesystem mounted at `dir`
+/// online to `blocks` of its blocks. The ext4 driver does it in journaled steps, each
+/// leaving a consistent filesystem: cut short, it is smaller, and growing it again goes on.
+pub fn ext4_grow(dir: &CStr, blocks: u64) -> Result<()> {
+    const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `dir` is NUL-terminated and outlives the call.
+    let fd = owned("open the mount point", unsafe {
+        libc::open(dir.as_ptr(), flags)
+    })?;
+    // SAFETY: `fd` is open; the argument points to a u64 that outlives the call and the
+    // kernel only reads it.
+    let ret = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            EXT4_IOC_RESIZE_FS,
+            &blocks,
+        )
+    };
+    check("EXT4_IOC_RESIZE_FS", ret).map(drop)
+}

@@ -6,7 +6,9 @@
 //! quota: the room sees a disk of exactly that size and cannot write more. The sum of
 //! all quotas never exceeds what the vault filesystem can hold (no overcommit), so a
 //! room can always fill its quota. The host never mounts a volume: the room formats it
-//! on first use and only the room's kernel ever parses what is inside.
+//! on first use and only the room's kernel ever parses what is inside. A volume grown
+//! here (its quota grew) gets its file system grown by the side that mounts it, at the
+//! room's next start (docs/ARCHITECTURE.md, "A quota that grows").
 
 use core::fmt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

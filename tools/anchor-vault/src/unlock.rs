@@ -406,7 +406,7 @@ pub fn finish(
                 con.say(&format!("room volume {name} created"))
             }
             Ok((name, persist::Ensured::Grown)) => {
-                con.say(&format!("room volume {name} grown to its new quota"))
+                con.say(&format!("room volume {name} grown to its new quota (its room's file system grows to match at the room's next start)"))
             }
             Ok((name, persist::Ensured::Adopted)) => con.say(&format!(
                 "room volume {name} had no owner record: it now belongs to the room whose policy names it"
