@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anchor_policy::{vault, Name};
+use anchor_proto::volume::{self as judge, Contents};
 
 use crate::sys;
 
@@ -324,6 +325,7 @@ pub fn ensure_volume(
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .mode(0o600)
         // A symlink in place of the volume is refused (ELOOP): its target is not ours
@@ -339,8 +341,21 @@ pub fn ensure_volume(
     if !meta.is_file() {
         return Err(PersistError::Io(path, not_regular()));
     }
+    // A first format cut short (anchor-proto `volume`: its mark in the last block) stays
+    // one after growing: the mark goes to the new last block, where the room's side looks
+    // for it, or the volume would be judged "something else" and refused for good.
+    let unfinished = have.is_some()
+        && judge::judge_volume(&file).map_err(|e| PersistError::Io(path.clone(), e))?
+            == Contents::Unfinished;
     file.set_len(size)
         .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            if unfinished {
+                judge::set_mark(&file, true)
+            } else {
+                Ok(())
+            }
+        })
         .map_err(|e| PersistError::Io(path.clone(), e))?;
     Ok((
         path,
@@ -456,6 +471,44 @@ mod tests {
             ensure_volume(root, "../etc", 1 << 20),
             Err(PersistError::BadName(_))
         ));
+    }
+
+    /// A volume whose first format was cut short (the mark in its last block) and whose
+    /// quota then grew is still told apart as a format cut short, formatted again at the
+    /// room's next start: the mark moves to the new last block. It stayed at the old one,
+    /// and the grown volume was judged "something else", refused by the room for good.
+    #[test]
+    fn a_format_cut_short_stays_one_when_the_volume_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (p, _) = ensure_volume(root, "work", 8 << 20).unwrap();
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&p)
+                .unwrap()
+        };
+        judge::set_mark(&open(), true).unwrap();
+        open().write_all_at(&[1u8; 4096], 4096).unwrap(); // what mke2fs wrote before
+        assert_eq!(judge::judge_volume(&open()).unwrap(), Contents::Unfinished);
+        assert_eq!(
+            ensure_volume(root, "work", 16 << 20).unwrap().1,
+            Ensured::Grown
+        );
+        assert_eq!(judge::judge_volume(&open()).unwrap(), Contents::Unfinished);
+        // Anything else grows as it is, no mark added.
+        let (q, _) = ensure_volume(root, "other", 8 << 20).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&q)
+            .unwrap()
+            .write_all_at(&[1u8; 4096], 4096)
+            .unwrap();
+        ensure_volume(root, "other", 16 << 20).unwrap();
+        let f = std::fs::File::open(&q).unwrap();
+        assert_eq!(judge::judge_volume(&f).unwrap(), Contents::Other);
+        assert!(!judge::is_marked(&f).unwrap());
     }
 
     /// A volume file that is a FIFO is refused as not a regular file, never opened for
