@@ -139,21 +139,6 @@ pub struct Attached {
     pub grown: Option<String>,
 }
 
-/// Grows the file system mounted at `target` as `growth` says (the volume's file grew with
-/// its quota, the file system inside it did not); the line for the log. Growing is online,
-/// by the ext4 driver that mounted it; if it fails, the room keeps the old size, and the
-/// line says so.
-fn grow(target: &Path, growth: judge::Growth) -> String {
-    let mib = |b: u64| (b + (1 << 19)) >> 20;
-    let (from, to) = (mib(growth.from_bytes()), mib(growth.to_bytes()));
-    match sys::ext4_grow(target, growth.to) {
-        Ok(()) => format!("file system grown from {from} MiB to {to} MiB (its quota grew)"),
-        Err(e) => {
-            format!("file system kept at {from} MiB, not grown to its quota of {to} MiB: {e}")
-        }
-    }
-}
-
 /// Formats `file` if blank, mounts it at `new_root`/persist for the room of `cfg`, and
 /// grows its file system if the file grew (its quota did) since it was made.
 pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<Attached> {
@@ -180,7 +165,7 @@ pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<Attached> {
         None,
     )?;
     drop(dev);
-    let grown = growth.map(|g| grow(&target, g));
+    let grown = growth.map(|g| g.said(sys::ext4_grow(&target, g.to)));
     give_to(&target, cfg.uid, cfg.gid)?;
     Ok(Attached { formatted, grown })
 }

@@ -116,6 +116,19 @@ impl Growth {
     pub fn to_bytes(&self) -> u64 {
         self.to.saturating_mul(self.block_size)
     }
+
+    /// The log line for `grown`, what growing it online came to: grown, or kept at the
+    /// old size (the room starts either way), with the reason.
+    pub fn said<E: core::fmt::Display>(&self, grown: Result<(), E>) -> String {
+        let mib = |b: u64| (b + (1 << 19)) >> 20;
+        let (from, to) = (mib(self.from_bytes()), mib(self.to_bytes()));
+        match grown {
+            Ok(()) => format!("file system grown from {from} MiB to {to} MiB (its quota grew)"),
+            Err(e) => {
+                format!("file system kept at {from} MiB, not grown to its quota of {to} MiB: {e}")
+            }
+        }
+    }
 }
 
 /// The block count and block size an ext2/3/4 superblock at `head[1024..]` states;

@@ -11,7 +11,7 @@
 //! system grown online once mounted (`EXT4_IOC_RESIZE_FS`, by the room's own kernel); if
 //! that fails the room keeps the old size, and the console line says so.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 
 use anchor_proto::volume::{self as judge, Contents};
 
@@ -80,20 +80,6 @@ fn prepare(dev: &str, mke2fs: &str) -> Result<bool, String> {
     }
 }
 
-/// Grows the file system mounted at `target` as `growth` says (the disk grew with its
-/// quota, the file system on it did not): online, by the room's own ext4 driver. What to
-/// add to the console line; if it fails, the room keeps the old size and the line says so.
-fn grow(target: &CStr, growth: judge::Growth) -> String {
-    let mib = |b: u64| (b + (1 << 19)) >> 20;
-    let (from, to) = (mib(growth.from_bytes()), mib(growth.to_bytes()));
-    match sys::ext4_grow(target, growth.to) {
-        Ok(()) => format!("; file system grown from {from} MiB to {to} MiB (its quota grew)"),
-        Err(e) => {
-            format!("; file system kept at {from} MiB, not grown to its quota of {to} MiB: {e}")
-        }
-    }
-}
-
 /// Format (if blank), mount the volume and grow its file system if the disk grew since;
 /// a line for the console.
 pub fn setup(dev: &str) -> Result<String, String> {
@@ -115,7 +101,9 @@ pub fn setup(dev: &str) -> Result<String, String> {
         std::os::unix::fs::chown(MOUNT_POINT, Some(ROOM_UID), Some(ROOM_UID))
             .map_err(|e| format!("chown {MOUNT_POINT}: {e}"))?;
     }
-    let grown = growth.map(|g| grow(&target, g)).unwrap_or_default();
+    let grown = growth
+        .map(|g| format!("; {}", g.said(sys::ext4_grow(&target, g.to))))
+        .unwrap_or_default();
     Ok(format!(
         "vault volume {dev} mounted on {MOUNT_POINT}{}{grown}",
         if formatted {
