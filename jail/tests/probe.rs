@@ -51,6 +51,33 @@ fn jail_for(room: &str, uid: u32, run: &Path) -> Command {
     cmd
 }
 
+/// The jail of an outbound room `room` (uid `uid`, run directory `run`) whose program,
+/// standing in for the VMM, is busybox `sh -c script` (the jail requires a --cmdline: it
+/// appends the room's address there), its standard streams piped. Needs passt.
+fn outbound_stand_in(room: &str, uid: u32, run: &Path, script: &str) -> Command {
+    assert!(
+        anchor_jail::net::PASST
+            .to_str()
+            .is_ok_and(|p| Path::new(p).is_file()),
+        "this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)"
+    );
+    let mut cmd = jail_for(room, uid, run);
+    cmd.args([
+        "--memory",
+        "134217728",
+        "--pids",
+        "32",
+        "--cpu-weight",
+        "50",
+    ])
+    .args(["--ro", "/bin/busybox:/bin/busybox", "--net", "outbound"])
+    .args(["--", "/bin/busybox", "sh", "-c", script, "--cmdline", "q"])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    cmd
+}
+
 /// A scratch directory for a jail run (`anchor-jail-TAG-PID` under the temp dir) with its
 /// run directory owned by `uid`; busybox must be there for the jail's program.
 fn scratch_run(tag: &str, uid: u32) -> (Scratch, PathBuf) {
@@ -385,39 +412,11 @@ fn passt_of(room: &str, jail: &mut std::process::Child) -> Option<u32> {
 #[test]
 fn passt_gets_nothing_of_whoever_started_the_jail() {
     need_root();
-    assert!(
-        anchor_jail::net::PASST
-            .to_str()
-            .is_ok_and(|p| Path::new(p).is_file()),
-        "this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)"
-    );
     let pid = std::process::id();
     let (dir, run) = scratch_run("net", 64_103);
     let room = format!("jn{}", pid % 100_000);
-    let mut cmd = jail_for(&room, 64_103, &run);
-    cmd.args([
-        "--memory",
-        "134217728",
-        "--pids",
-        "32",
-        "--cpu-weight",
-        "50",
-    ])
-    .args(["--ro", "/bin/busybox:/bin/busybox", "--net", "outbound"])
-    // The room's program stands in for the VMM until its input ends; the jail
-    // requires a --cmdline (it appends the room's address there).
-    .args([
-        "--",
-        "/bin/busybox",
-        "sh",
-        "-c",
-        "echo up; read x; exit 0",
-        "--cmdline",
-        "q",
-    ])
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    // The room's program stands in for the VMM until its input ends.
+    let mut cmd = outbound_stand_in(&room, 64_103, &run, "echo up; read x; exit 0");
     let host_dir = std::fs::File::open(&dir.0).unwrap();
     started_holding(&mut cmd, &host_dir);
     let mut jail = cmd.spawn().unwrap();
@@ -504,38 +503,11 @@ fn room_processes(room: &str) -> Vec<u32> {
 #[test]
 fn a_room_and_its_passt_end_with_a_jail_killed_by_hand() {
     need_root();
-    assert!(
-        anchor_jail::net::PASST
-            .to_str()
-            .is_ok_and(|p| Path::new(p).is_file()),
-        "this test needs /usr/bin/passt (apt-get install passt; scripts/setup.sh)"
-    );
     let pid = std::process::id();
     let (_dir, run) = scratch_run("netkill", 64_104);
     let room = format!("jk{}", pid % 100_000);
-    let mut cmd = jail_for(&room, 64_104, &run);
-    cmd.args([
-        "--memory",
-        "134217728",
-        "--pids",
-        "32",
-        "--cpu-weight",
-        "50",
-    ])
-    .args(["--ro", "/bin/busybox:/bin/busybox", "--net", "outbound"])
     // The room's program stands in for the VMM; it would wait for its input for good.
-    .args([
-        "--",
-        "/bin/busybox",
-        "sh",
-        "-c",
-        "echo up; read x",
-        "--cmdline",
-        "q",
-    ])
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    let mut cmd = outbound_stand_in(&room, 64_104, &run, "echo up; read x");
     let mut jail = cmd.spawn().unwrap();
     let mut up = String::new();
     let mut out = std::io::BufReader::new(jail.stdout.take().unwrap());
