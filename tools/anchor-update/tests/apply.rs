@@ -774,13 +774,10 @@ fn a_cert_that_is_a_fifo_is_refused_not_read() {
     );
 }
 
-/// A write cut short (here by a file size limit, as by a full ESP or an I/O error) leaves
-/// no half-written file on the ESP: the running slot as it was and nothing else.
-#[test]
-fn a_write_cut_short_leaves_no_half_written_file() {
-    let w = world();
-    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
-    let before = w.listing();
+/// `anchor-update apply` of a version 2 update (running slot A) whose write is cut short
+/// halfway by a file size limit (the same failed write(2) as a full ESP): it must fail
+/// with one line naming the write. The update's file.
+fn apply_cut_short(w: &World) -> PathBuf {
     let v2 = uki(w.dir.path(), "2", &w.k);
     let limit = std::fs::metadata(&v2).unwrap().len() / 2;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-update"));
@@ -795,6 +792,17 @@ fn a_write_cut_short_leaves_no_half_written_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.starts_with("anchor-update: error: write "), "{err}");
+    v2
+}
+
+/// A write cut short (here by a file size limit, as by a full ESP or an I/O error) leaves
+/// no half-written file on the ESP: the running slot as it was and nothing else.
+#[test]
+fn a_write_cut_short_leaves_no_half_written_file() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let before = w.listing();
+    apply_cut_short(&w);
     assert_eq!(w.listing(), before);
 }
 
@@ -809,20 +817,7 @@ fn a_write_cut_short_keeps_both_slots_when_the_esp_has_room_for_three() {
     w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
     w.put("anchor-B.efi", &uki(w.dir.path(), "0.5", &w.k));
     let before = w.listing();
-    let v2 = uki(w.dir.path(), "2", &w.k);
-    let limit = std::fs::metadata(&v2).unwrap().len() / 2;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_anchor-update"));
-    cmd.arg("apply")
-        .arg(&v2)
-        .args(["--running", "A", "--esp"])
-        .arg(w.esp.root())
-        .arg("--cert")
-        .arg(&w.k.der);
-    anchor_testkit::limited(&mut cmd, libc::RLIMIT_FSIZE, limit);
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("anchor-update: error: write "), "{err}");
+    let v2 = apply_cut_short(&w);
     assert_eq!(
         w.listing(),
         before,
