@@ -5,7 +5,7 @@
 use crate::rooms::Rooms;
 use crate::sys;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 
 /// epoll token of bay0's console input (fd 0).
@@ -30,6 +30,8 @@ pub struct SystemConsole {
     pub focus: Focus,
     shell_wanted: bool,
     shell: Option<(OwnedFd, i32)>,
+    /// Where keys are read from: bay0's stdin.
+    input: RawFd,
     /// Bytes dropped because the console could not take them.
     pub dropped: u64,
     /// After a loss the console gets room output again only from a line's start.
@@ -46,6 +48,7 @@ impl SystemConsole {
             focus: Focus::None,
             shell_wanted: false,
             shell: None,
+            input: libc::STDIN_FILENO,
             dropped: 0,
             viewer: Default::default(),
             open: Default::default(),
@@ -151,8 +154,8 @@ impl SystemConsole {
     /// a pty whose other end closed) is unwatched: its EPOLLHUP would spin the loop.
     pub fn on_input(&mut self, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) {
         let mut buf = [0u8; 256];
-        let Some(n) = sys::read_terminal("read console", libc::STDIN_FILENO, &mut buf) else {
-            return sys::epoll_del(ep, libc::STDIN_FILENO).unwrap_or_default();
+        let Some(n) = sys::read_terminal("read console", self.input, &mut buf) else {
+            return sys::epoll_del(ep, self.input).unwrap_or_default();
         };
         let keys = buf.get(..n).unwrap_or_default();
         let mut rest = keys;
@@ -184,9 +187,17 @@ impl SystemConsole {
             }),
             Focus::None => None,
         };
-        if let (Some(fd), false) = (fd, keys.is_empty() || crate::courier::HOLD.load(Relaxed)) {
+        if let (Some(fd), false) = (
+            fd,
+            keys.is_empty() || crate::courier::KEYS_HELD.load(Relaxed),
+        ) {
             let _ = sys::write("console input", fd, keys);
         }
+    }
+
+    /// Drops what was typed on the console and not read yet.
+    pub fn drop_typed(&self) {
+        let _ = sys::drop_typed(self.input);
     }
 
     /// Ctrl-] in a room: to the operator shell, or else to the next open room.
@@ -244,9 +255,23 @@ impl SystemConsole {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write as _;
+
+    /// A console reading keys from `input`, with the operator shell on `shell` (a pty's
+    /// master) focused.
+    pub(crate) fn with_shell(input: RawFd, shell: OwnedFd) -> SystemConsole {
+        SystemConsole {
+            focus: Focus::Shell,
+            shell_wanted: true,
+            shell: Some((shell, 0)),
+            input,
+            dropped: 0,
+            viewer: Default::default(),
+            open: Default::default(),
+        }
+    }
 
     /// Everything on the operator shell's pty closes its stdio and goes on running
     /// (`exec >&- 2>&- <&-; sleep`): the pty's master then reads EIO and polls EPOLLHUP
@@ -262,6 +287,7 @@ mod tests {
             focus: Focus::None,
             shell_wanted: true,
             shell: Some((pty, 0)),
+            input: libc::STDIN_FILENO,
             dropped: 0,
             viewer: Default::default(),
             open: Default::default(),

@@ -28,6 +28,9 @@ pub const AUDIT_LOG: &str = "/run/anchor/audit.log";
 /// The prompt is up: bay0's console shows nothing but bay0's own lines, and no key typed
 /// on it reaches a room or the operator shell.
 pub static HOLD: AtomicBool = AtomicBool::new(false);
+/// No key typed on bay0's console reaches a room or the operator shell: the prompt is up,
+/// or the key that ended it is not up yet (`Arbiter::holds_keys`).
+pub static KEYS_HELD: AtomicBool = AtomicBool::new(false);
 
 /// The arbiter and the running courier's stderr.
 #[derive(Debug, Default)]
@@ -45,9 +48,10 @@ impl Courier {
         self.done(rooms, v);
     }
 
-    /// Keys were pressed on a keyboard (each when the kernel saw it): maybe the answer.
+    /// Keys were pressed or released on a keyboard (each when the kernel saw it): maybe the
+    /// answer, or the end of the key that answered.
     pub fn key(&mut self, rooms: Option<&Rooms>, keys: &[crate::input::Press], now: u64) {
-        let (true, mut id) = (self.arb.prompting() && !keys.is_empty(), [0u8; 16]) else {
+        let (true, mut id) = (self.arb.holds_keys() && !keys.is_empty(), [0u8; 16]) else {
             return;
         };
         let v = match sys::getrandom(&mut id).map(|()| self.arb.keys(now, keys, id)) {
@@ -102,6 +106,7 @@ impl Courier {
                 crate::log_notice!("courier: {l}");
             }
         }
+        KEYS_HELD.store(self.arb.holds_keys(), Relaxed);
     }
 }
 

@@ -329,6 +329,10 @@ impl EventLoop {
                 let keys = power_input(&mut self.inputs, &self.epoll, token, sup, &mut host);
                 self.courier
                     .key(self.rooms.as_ref(), &keys.unwrap_or_default(), now);
+                // The key that ended the prompt is up: what it queued on the console goes.
+                if let (true, Some(c)) = (self.courier.arb.take_released(), &self.console) {
+                    c.drop_typed();
+                }
             }
         }
         Ok(())
@@ -415,7 +419,7 @@ fn power_input(
         Ok(keys) => {
             if keys
                 .iter()
-                .any(|&(_, code)| code == crate::input::KEY_POWER)
+                .any(|&(_, code, down)| down && code == crate::input::KEY_POWER)
             {
                 crate::log_notice!("power button pressed");
                 sup.handle(Input::PowerKey, host);
@@ -502,6 +506,9 @@ mod tests {
     #[test]
     fn a_press_too_soon_does_not_answer_the_prompt_when_read_late() {
         use anchor_policy::arbiter::{RoomView, ANSWER_DELAY_MS};
+        let _courier = COURIER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut lp = EventLoop::new().unwrap();
         let (dev, mut key) = std::os::unix::net::UnixStream::pair().unwrap();
         dev.set_nonblocking(true).unwrap();
@@ -526,7 +533,114 @@ mod tests {
         let answered = !lp.courier.arb.prompting();
         let _ = lp.courier.arb.tick(u64::MAX);
         crate::courier::HOLD.store(false, std::sync::atomic::Ordering::Relaxed);
+        crate::courier::KEYS_HELD.store(false, std::sync::atomic::Ordering::Relaxed);
         assert!(!answered, "a Y pressed 0.2 s after the prompt answered it");
+    }
+
+    /// The tests that bring up the prompt (which holds bay0's console, process-wide) take
+    /// turns.
+    static COURIER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// A key press or release (`down`) of `code` the kernel dated `at_ms`.
+    fn key_at(code: u16, at_ms: u64, down: bool) -> Vec<u8> {
+        let mut ev = press_at(code, at_ms);
+        ev[20..24].copy_from_slice(&i32::from(down).to_ne_bytes());
+        ev
+    }
+
+    /// Waits (no time limit) until `fd` has something to read.
+    fn readable(fd: std::os::fd::RawFd) {
+        let ep = sys::epoll().unwrap();
+        sys::epoll_add(&ep, fd, 1).unwrap();
+        sys::epoll_wait(&ep, &mut [0u64; 16], -1).unwrap();
+    }
+
+    /// The key that answers the prompt reaches bay0 twice: as an evdev press, and as a
+    /// byte on its console's terminal (the kernel's keyboard feeds the text console too;
+    /// that byte passes through the terminal's flip buffer after evdev has the press). Here
+    /// evdev's N comes first and ends the prompt, then the N byte is read from the
+    /// terminal, then an autorepeat's byte is queued, then N goes up, then the human types
+    /// `ls`. Before, the console was held only while the prompt was up: the N reached the
+    /// focused operator shell (or room: a room could learn the answer, or get an unwanted
+    /// `y`). Now it stays held until the answering key is up, what the terminal queued
+    /// until then is dropped, and only `ls` reaches the shell.
+    #[test]
+    fn the_key_that_answers_the_prompt_does_not_reach_the_focused_shell() {
+        use anchor_policy::arbiter::{RoomView, KEY_NO};
+        use std::io::Read as _;
+        let _courier = COURIER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lp = EventLoop::new().unwrap();
+        let (dev, mut evdev) = std::os::unix::net::UnixStream::pair().unwrap();
+        dev.set_nonblocking(true).unwrap();
+        lp.add_input(dev.into()).unwrap();
+        let dir = crate::rooms::tests::scratch("answer-key");
+        lp.rooms = Some(Rooms::new(crate::room::Layout::under(&dir), false));
+        // bay0's terminal: the keyboard writes to `keyboard`, bay0 reads `terminal`.
+        let (keyboard, terminal) = sys::open_pty().unwrap();
+        sys::set_nonblocking(terminal.as_raw_fd()).unwrap();
+        let mut keyboard = std::fs::File::from(keyboard);
+        let (shell, shell_tty) = sys::open_pty().unwrap();
+        sys::set_nonblocking(shell_tty.as_raw_fd()).unwrap();
+        let input = terminal.as_raw_fd();
+        lp.console = Some(crate::console::tests::with_shell(input, shell));
+        let policy = "name = \"r\"\nimage = \"base\"\nbackend = \"microvm\"\n[resources]\n\
+                      memory = \"64MiB\"\nvcpus = 1\n[courier]\nsend_to = [\"work\"]\n\
+                      receive_from = [\"web\"]\n";
+        let policy = anchor_policy::parse("r.toml", policy.as_bytes()).unwrap();
+        let view = |_: &str| Some(RoomView::new(policy.courier(), true, "microvm"));
+        let m = anchor_proto::courier::Manifest::new([5; 16], "work", b"f", 1, [7; 32]);
+        let shown = sys::monotonic_ms().saturating_sub(5_000);
+        assert!(lp.courier.arb.request(shown, "web", m, view).is_none());
+        let mut fake = Fake {
+            alive: 0,
+            sent: vec![],
+        };
+        let mut sup = Supervisor::new(5);
+        let mut turn = |lp: &mut EventLoop, token| lp.dispatch(token, &mut sup, &mut fake).unwrap();
+        // N down on evdev: the prompt ends (no).
+        evdev
+            .write_all(&key_at(KEY_NO[0], shown + 2_000, true))
+            .unwrap();
+        turn(&mut lp, TOKEN_INPUT);
+        assert!(!lp.courier.arb.prompting(), "N did not answer");
+        // Its byte is read from the terminal after; an autorepeat's is queued, unread.
+        for _ in 0..2 {
+            keyboard.write_all(b"n").unwrap();
+            readable(input);
+            turn(&mut lp, console::TOKEN_INPUT);
+        }
+        keyboard.write_all(b"n").unwrap();
+        readable(input);
+        // N up on evdev, then `ls` typed.
+        evdev
+            .write_all(&key_at(KEY_NO[0], shown + 2_300, false))
+            .unwrap();
+        turn(&mut lp, TOKEN_INPUT);
+        keyboard.write_all(b"ls\r").unwrap();
+        // bay0 reads its terminal, the shell what bay0 forwards, until the shell has `ls`.
+        let (ep, mut got, mut buf) = (sys::epoll().unwrap(), Vec::new(), [0u8; 64]);
+        sys::epoll_add(&ep, input, console::TOKEN_INPUT).unwrap();
+        sys::epoll_add(&ep, shell_tty.as_raw_fd(), console::TOKEN_SHELL).unwrap();
+        let mut shell_tty = std::fs::File::from(shell_tty);
+        while !got.ends_with(b"ls\r") {
+            let mut tokens = [0u64; 16];
+            let n = sys::epoll_wait(&ep, &mut tokens, -1).unwrap();
+            for &t in &tokens[..n] {
+                if t == console::TOKEN_INPUT {
+                    turn(&mut lp, t);
+                } else {
+                    let n = shell_tty.read(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            got, b"ls\r",
+            "the shell got the key that answered the prompt"
+        );
     }
 
     #[test]

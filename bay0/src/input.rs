@@ -3,8 +3,8 @@
 //! ACPI button driver (and any keyboard with a power key) is an evdev device reporting
 //! KEY_POWER; the kernel does not signal init for it, so bay0 watches those devices and
 //! a press means "power off cleanly" (this is how QEMU's `system_powerdown` reaches us).
-//! Keyboards (KEY_Y) are watched too: their presses go to the courier prompt, dated by
-//! the kernel (CLOCK_MONOTONIC), so a press counts from when it was made, not read.
+//! Keyboards (KEY_Y) are watched too: their presses and releases go to the courier prompt,
+//! dated by the kernel (CLOCK_MONOTONIC), so a press counts from when it was made, not read.
 
 use crate::error::Result;
 use std::ffi::CString;
@@ -16,9 +16,9 @@ pub const EV_KEY: u16 = 1;
 pub const KEY_POWER: u16 = 116;
 /// linux/input-event-codes.h: a key every keyboard has.
 pub const KEY_Y: u16 = 21;
-/// A key press: when the kernel saw it (ms of CLOCK_MONOTONIC, which
-/// [`open_power_buttons`] asks for) and its code.
-pub type Press = (u64, u16);
+/// A key press or release: when the kernel saw it (ms of CLOCK_MONOTONIC, which
+/// [`open_power_buttons`] asks for), its code, and true for a press.
+pub type Press = anchor_policy::arbiter::Key;
 /// sizeof(struct input_event) on 64-bit Linux: timeval (16) + type, code (2+2) + value (4).
 pub const EVENT_SIZE: usize = 24;
 /// At most this many input devices are watched.
@@ -30,7 +30,7 @@ pub fn has_key(bits: &[u8], key: u16) -> bool {
         .is_some_and(|b| b & (1 << (key % 8)) != 0)
 }
 
-/// The key presses (value 1) in a buffer of raw input events, in order.
+/// The key presses (value 1) and releases (0) in a buffer of raw input events, in order.
 pub fn presses(buf: &[u8]) -> impl Iterator<Item = Press> + '_ {
     buf.chunks_exact(EVENT_SIZE).filter_map(|ev| {
         let word = |at: usize| ev.get(at..at + 8)?.try_into().ok().map(i64::from_ne_bytes);
@@ -39,8 +39,8 @@ pub fn presses(buf: &[u8]) -> impl Iterator<Item = Press> + '_ {
         let ms = word(0)?
             .saturating_mul(1000)
             .saturating_add(word(8)? / 1000);
-        let press = field(16) == Some(EV_KEY) && value == Some(1);
-        press.then_some((u64::try_from(ms).unwrap_or(0), field(18)?))
+        let key = field(16) == Some(EV_KEY) && matches!(value, Some(0 | 1));
+        key.then_some((u64::try_from(ms).unwrap_or(0), field(18)?, value == Some(1)))
     })
 }
 
@@ -66,7 +66,7 @@ pub fn open_power_buttons() -> Vec<OwnedFd> {
     names.iter().filter_map(open).take(MAX_DEVICES).collect()
 }
 
-/// Read what is pending on a device: its key presses, in order.
+/// Read what is pending on a device: its key presses and releases, in order.
 pub fn read_presses(fd: &OwnedFd) -> Result<Vec<Press>> {
     let mut buf = [0u8; EVENT_SIZE * 16];
     let mut n = Vec::new();
@@ -117,10 +117,14 @@ mod tests {
         buf.extend(late);
         assert_eq!(
             presses(&buf).collect::<Vec<_>>(),
-            [(0, KEY_POWER), (12_345, KEY_Y)]
+            [
+                (0, KEY_POWER, true),
+                (0, KEY_POWER, false),
+                (12_345, KEY_Y, true)
+            ]
         );
         // A torn trailing event is ignored.
-        assert_eq!(presses(&buf[..buf.len() - 1]).count(), 1);
+        assert_eq!(presses(&buf[..buf.len() - 1]).count(), 2);
     }
 
     #[test]
@@ -140,12 +144,19 @@ mod tests {
             buf.extend(event(EV_KEY, code, value));
         }
         b.write_all(&buf).unwrap();
-        let codes: Vec<u16> = read_presses(&a.into())
+        let codes: Vec<(u16, bool)> = read_presses(&a.into())
             .unwrap()
             .iter()
-            .map(|p| p.1)
+            .map(|p| (p.1, p.2))
             .collect();
-        assert_eq!(codes, [KEY_Y, 49, 1, KEY_POWER]);
+        let want = [
+            (KEY_Y, true),
+            (KEY_Y, false),
+            (49, true),
+            (1, true),
+            (KEY_POWER, true),
+        ];
+        assert_eq!(codes, want);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! 2. [`Arbiter::key`]: a key on bay0's keyboard, no earlier than [`ANSWER_DELAY_MS`] after
 //!    the prompt appeared: no ends it; yes asks bay0 to launch the courier
 //!    ([`Step::Launch`], with a fresh transfer id), and [`Arbiter::started`] records it;
+//!    bay0's terminal input stays held until that key is up ([`Arbiter::holds_keys`]);
 //! 3. [`Arbiter::tick`]: the prompt's timeout (no answer means no);
 //! 4. [`Arbiter::ended`]: the courier ended (its result line) or a room of the pending
 //!    request ended before the answer ([`Arbiter::reaped`]: unless that room was reset
@@ -40,6 +41,9 @@ pub const ANSWER_DELAY_MS: u64 = 1_000;
 /// for the modifiers (Shift, Ctrl, Alt, Meta), which count for nothing: Shift+Y is Y.
 pub const KEY_YES: u16 = 21;
 pub const KEY_NO: [u16; 2] = [49, 1];
+/// A key event as bay0 reads it from evdev: when the kernel saw it (ms), its key code,
+/// and whether it went down (a press) or up (a release; autorepeats are not given).
+pub type Key = (u64, u16, bool);
 const MODIFIERS: [u16; 8] = [29, 42, 54, 56, 97, 100, 125, 126];
 
 /// A room as the arbiter sees it: its courier rights, whether it runs, and how the
@@ -240,12 +244,33 @@ pub struct Arbiter {
     budgets: Vec<(String, Budget)>,
     /// Seconds the prompt waits for an answer.
     pub timeout_s: u32,
+    /// The key that ended the prompt, while it is down; and whether it went up since
+    /// [`Arbiter::take_released`] was last asked.
+    held: Option<u16>,
+    released: bool,
 }
 
 impl Arbiter {
     /// True while the prompt is up.
     pub fn prompting(&self) -> bool {
         self.pending.as_ref().is_some_and(|p| p.courier.is_none())
+    }
+
+    /// Keys typed on bay0's terminal go to nobody: the prompt is up, or the key that ended
+    /// it is still down. The kernel's keyboard feeds the text console as well as evdev:
+    /// that key's press queued its byte (and its autorepeats follow) on the terminal,
+    /// where bay0 may read it only after the prompt went; a room must not get it. A key
+    /// pressed after that key went up reaches the room again. Should its release never be
+    /// seen (the keyboard went away with the key down), the next release of that key ends
+    /// the hold.
+    pub fn holds_keys(&self) -> bool {
+        self.prompting() || self.held.is_some()
+    }
+
+    /// True once after the key that ended the prompt went up: bay0 drops what is queued
+    /// on its terminal then (tcflush), all of it typed before that release was read.
+    pub fn take_released(&mut self) -> bool {
+        core::mem::take(&mut self.released)
     }
 
     /// The request on the prompt: its sender, its manifest, and the prompt's timeout.
@@ -401,25 +426,37 @@ impl Arbiter {
     /// [`Arbiter::keys`]).
     pub fn key(&mut self, now_ms: u64, yes: bool, id: Token) -> Option<Step> {
         let code = if yes { KEY_YES } else { KEY_NO[0] };
-        self.keys(now_ms, &[(now_ms, code)], id)
+        self.keys(now_ms, &[(now_ms, code, true)], id)
     }
 
-    /// Keys pressed on bay0's keyboard, read together at `now_ms`: when the kernel saw
-    /// each press (ms on the clock of `now_ms`; a later time counts as `now_ms`) and its
-    /// key code. The first press after [`ANSWER_DELAY_MS`] of quiet decides: Y is yes
-    /// (unless N or Esc follows it in the same read), N or Esc is no, another key nothing.
-    /// `id` is a fresh random transfer id.
-    pub fn keys(&mut self, now_ms: u64, presses: &[(u64, u16)], id: Token) -> Option<Step> {
-        let p = self.pending.as_mut().filter(|p| p.courier.is_none())?;
+    /// Keys pressed and released on bay0's keyboard, read together at `now_ms`, in order
+    /// ([`Key`]; a press dated later than `now_ms` counts as `now_ms`). The first press
+    /// after [`ANSWER_DELAY_MS`] of quiet decides: Y is yes (unless N or Esc follows it in
+    /// the same read), N or Esc is no, another key nothing. The key that ended the prompt
+    /// holds bay0's terminal input until it is up ([`Arbiter::holds_keys`]), whatever
+    /// read its release comes in. `id` is a fresh random transfer id.
+    pub fn keys(&mut self, now_ms: u64, keys: &[Key], id: Token) -> Option<Step> {
         let (mut answer, mut no) = (None, false);
-        for &(at, code) in presses.iter().filter(|p| !MODIFIERS.contains(&p.1)) {
+        for &(at, code, down) in keys.iter().filter(|k| !MODIFIERS.contains(&k.1)) {
+            if !down {
+                self.released |= self.held.take_if(|h| *h == code).is_some();
+                continue;
+            }
+            let Some(p) = self.pending.as_mut().filter(|p| p.courier.is_none()) else {
+                continue;
+            };
             let at = at.min(now_ms);
             if answer.is_none() && at >= p.quiet_ms.saturating_add(ANSWER_DELAY_MS) {
                 answer = Some(code);
             }
             p.quiet_ms = p.quiet_ms.max(at);
-            no |= answer.is_some() && KEY_NO.contains(&code);
+            let refuses = answer.is_some() && KEY_NO.contains(&code);
+            no |= refuses;
+            if refuses || (answer == Some(KEY_YES) && code == KEY_YES) {
+                self.held = Some(code);
+            }
         }
+        let p = self.pending.as_mut().filter(|p| p.courier.is_none())?;
         if !no && answer? != KEY_YES {
             return None;
         }
@@ -775,32 +812,96 @@ mod tests {
         const A: u16 = 30;
         ask(&mut a, &w, 0);
         // Read 5 s after the prompt, pressed 0.5 s after it: too soon.
-        assert!(a.keys(5_000, &[(500, KEY_YES)], [1; 16]).is_none());
+        assert!(a.keys(5_000, &[(500, KEY_YES, true)], [1; 16]).is_none());
         // Another key typed at 1.6 s, then Y at 2.2 s: still typing.
         assert!(a
-            .keys(5_000, &[(1_600, A), (2_200, KEY_YES)], [1; 16])
+            .keys(5_000, &[(1_600, A, true), (2_200, KEY_YES, true)], [1; 16])
             .is_none());
         // A press dated after the read counts as read.
-        assert!(a.keys(2_500, &[(9_999, KEY_YES)], [1; 16]).is_none());
+        assert!(a.keys(2_500, &[(9_999, KEY_YES, true)], [1; 16]).is_none());
         // Y after a quiet second, Esc right after it in the same read: no.
-        let Some(Step::Done(v)) = a.keys(4_000, &[(3_600, KEY_YES), (3_610, 1)], [1; 16]) else {
+        let Some(Step::Done(v)) =
+            a.keys(4_000, &[(3_600, KEY_YES, true), (3_610, 1, true)], [1; 16])
+        else {
             panic!()
         };
         assert_eq!(v.decision, "no");
         // Drawn at 10.4 s (asked at 10 s): a Y at 11.2 s is too soon, one at 12.3 s is yes.
         ask(&mut a, &w, 10_000);
         a.shown(10_400);
-        assert!(a.keys(11_300, &[(11_200, KEY_YES)], [1; 16]).is_none());
-        let step = a.keys(12_300, &[(12_300, KEY_YES), (12_310, A)], [1; 16]);
+        assert!(a
+            .keys(11_300, &[(11_200, KEY_YES, true)], [1; 16])
+            .is_none());
+        let step = a.keys(
+            12_300,
+            &[(12_300, KEY_YES, true), (12_310, A, true)],
+            [1; 16],
+        );
         assert!(matches!(step, Some(Step::Launch(_))));
         // Shift (left, right) held for a capital Y counts for nothing: Shift+Y is Y.
         a.started(Err(&"test"));
         ask(&mut a, &w, 20_000);
-        let shift_y = [(21_100, 42), (21_150, 54), (21_200, KEY_YES)];
+        let shift_y = [
+            (21_100, 42, true),
+            (21_150, 54, true),
+            (21_200, KEY_YES, true),
+        ];
         assert!(matches!(
             a.keys(21_300, &shift_y, [1; 16]),
             Some(Step::Launch(_))
         ));
+    }
+
+    /// The key that ends the prompt put a byte on bay0's terminal too (the kernel's
+    /// keyboard feeds the text console as well as evdev), which bay0 may read only after
+    /// the prompt went: terminal input stays held until that key is up, whatever read its
+    /// release comes in, and bay0 is told once to drop what the terminal queued. Before,
+    /// the hold ended with the prompt, and the answer's byte reached the focused room.
+    #[test]
+    fn the_key_that_ends_the_prompt_holds_the_terminal_until_it_is_up() {
+        let w = World::new();
+        let mut a = arbiter();
+        const A: u16 = 30;
+        assert!(!a.holds_keys());
+        ask(&mut a, &w, 0);
+        assert!(a.holds_keys(), "the prompt is up");
+        // Y answers; the prompt is gone, Y is still down.
+        assert!(matches!(
+            a.keys(2_000, &[(2_000, KEY_YES, true)], [1; 16]),
+            Some(Step::Launch(_))
+        ));
+        assert!(!a.prompting());
+        assert!(a.holds_keys(), "Y is down: its byte may still be read");
+        // Another key's release, or a press, does not end it; nothing to drop yet.
+        assert!(a
+            .keys(2_050, &[(2_050, A, true), (2_060, A, false)], [1; 16])
+            .is_none());
+        assert!(a.holds_keys() && !a.take_released());
+        // Y up: the hold ends, and bay0 drops what its terminal queued, once.
+        assert!(a.keys(2_100, &[(2_100, KEY_YES, false)], [1; 16]).is_none());
+        assert!(!a.holds_keys());
+        assert!(a.take_released());
+        assert!(!a.take_released());
+        // Y pressed and released in one read (a quick tap): N in the same read after it
+        // makes it a no, N holds until it is up, here in the same read too.
+        a.started(Err(&"test"));
+        ask(&mut a, &w, 10_000);
+        let tap = [
+            (11_500, KEY_YES, true),
+            (11_520, KEY_NO[0], true),
+            (11_540, KEY_YES, false),
+        ];
+        assert!(matches!(a.keys(11_600, &tap, [1; 16]), Some(Step::Done(_))));
+        assert!(a.holds_keys() && !a.take_released());
+        assert!(a
+            .keys(11_700, &[(11_700, KEY_NO[0], false)], [1; 16])
+            .is_none());
+        assert!(!a.holds_keys() && a.take_released());
+        // A key that does not end the prompt holds nothing beyond it; a timeout neither.
+        ask(&mut a, &w, 20_000);
+        assert!(a.keys(21_500, &[(21_500, A, true)], [1; 16]).is_none());
+        assert!(a.tick(100_000).is_some());
+        assert!(!a.holds_keys() && !a.take_released());
     }
 
     /// A request that takes the place of another on the prompt (the first one's room

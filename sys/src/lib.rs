@@ -822,22 +822,19 @@ pub fn fb_present(
     pwrite_all("draw on /dev/fb0", &fb, &frame, 0)?;
     match (&tty, graphics) {
         // What was typed on the text console while the frame was up goes with it: the
-        // kernel's keyboard feeds the text console as well as evdev, so the key that
-        // answered the courier prompt (read from evdev) would otherwise reach whatever
-        // reads the console next (a room, the operator shell).
-        (Some(t), false) => kd_graphics(t, false).and_then(|()| drop_typed(t)),
+        // kernel's keyboard feeds the text console as well as evdev. (The key that
+        // answered the courier prompt can still queue its byte, or autorepeats, after
+        // this: bay0 holds its console's keys until that key's release and flushes then.)
+        (Some(t), false) => kd_graphics(t, false).and_then(|()| drop_typed(t.as_raw_fd())),
         _ => Ok(()),
     }
 }
 
 /// Drops what was typed on a terminal and not read yet (tcflush TCIFLUSH: the line
 /// discipline's buffer and the input its driver has not passed on yet).
-pub fn drop_typed(tty: &OwnedFd) -> Result<()> {
+pub fn drop_typed(tty: RawFd) -> Result<()> {
     // SAFETY: tcflush takes a descriptor and a constant by value.
-    check("tcflush", unsafe {
-        libc::tcflush(tty.as_raw_fd(), libc::TCIFLUSH)
-    })
-    .map(drop)
+    check("tcflush", unsafe { libc::tcflush(tty, libc::TCIFLUSH) }).map(drop)
 }
 
 /// Writes all of `buf` at `offset` of `fd` (pwrite(2), retried for short writes).
@@ -1035,7 +1032,7 @@ mod tests {
         let (master, slave) = open_pty().unwrap();
         let mut m = std::fs::File::from(master);
         std::io::Write::write_all(&mut m, b"y").unwrap();
-        drop_typed(&slave).unwrap();
+        drop_typed(slave.as_raw_fd()).unwrap();
         std::io::Write::write_all(&mut m, b"z").unwrap();
         let mut buf = [0u8; 8];
         let n = std::io::Read::read(&mut std::fs::File::from(slave), &mut buf).unwrap();
