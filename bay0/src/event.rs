@@ -299,6 +299,7 @@ impl EventLoop {
                     let v = self.courier.arb.tick(now);
                     self.courier.done(Some(rooms), v);
                 }
+                self.answer_key_up();
                 if let Some(ctl) = self.control.as_mut() {
                     ctl.tick(now, self.rooms.as_ref());
                 }
@@ -329,10 +330,7 @@ impl EventLoop {
                 let keys = power_input(&mut self.inputs, &self.epoll, token, sup, &mut host);
                 self.courier
                     .key(self.rooms.as_ref(), &keys.unwrap_or_default(), now);
-                // The key that ended the prompt is up: what it queued on the console goes.
-                if let (true, Some(c)) = (self.courier.arb.take_released(), &self.console) {
-                    c.drop_typed();
-                }
+                self.answer_key_up();
             }
         }
         Ok(())
@@ -384,6 +382,14 @@ impl EventLoop {
                 }
                 self.helper_out = None;
             }
+        }
+    }
+
+    /// The key that ended the prompt is up (or its hold ran out, its release lost): what
+    /// it queued on the console goes.
+    fn answer_key_up(&mut self) {
+        if let (true, Some(c)) = (self.courier.arb.take_released(), &self.console) {
+            c.drop_typed();
         }
     }
 

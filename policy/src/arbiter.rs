@@ -231,6 +231,9 @@ struct Pending {
 const BUDGETS: usize = 32;
 /// Requests waiting for the prompt while another is pending (more are "busy").
 pub const WAITING: usize = 8;
+/// Longest the key that ended the prompt holds bay0's terminal input when its release
+/// is never seen ([`Arbiter::holds_keys`]); a human lets go well within it.
+pub const HOLD_MAX_MS: u64 = 2_000;
 
 /// The arbiter: at most one request pending; others wait their turn, one per room, in
 /// the order they came. A room's next request comes after those already waiting, so a
@@ -244,9 +247,9 @@ pub struct Arbiter {
     budgets: Vec<(String, Budget)>,
     /// Seconds the prompt waits for an answer.
     pub timeout_s: u32,
-    /// The key that ended the prompt, while it is down; and whether it went up since
-    /// [`Arbiter::take_released`] was last asked.
-    held: Option<u16>,
+    /// The key that ended the prompt, while it is down, and when it ended it; and whether
+    /// it went up (or the hold ran out) since [`Arbiter::take_released`] was last asked.
+    held: Option<(u16, u64)>,
     released: bool,
 }
 
@@ -261,8 +264,9 @@ impl Arbiter {
     /// that key's press queued its byte (and its autorepeats follow) on the terminal,
     /// where bay0 may read it only after the prompt went; a room must not get it. A key
     /// pressed after that key went up reaches the room again. Should its release never be
-    /// seen (the keyboard went away with the key down), the next release of that key ends
-    /// the hold.
+    /// seen (the keyboard went away with the key down, events were dropped), the hold
+    /// ends [`HOLD_MAX_MS`] after the answer all the same ([`Arbiter::tick`]): the console
+    /// never stays deaf.
     pub fn holds_keys(&self) -> bool {
         self.prompting() || self.held.is_some()
     }
@@ -439,7 +443,7 @@ impl Arbiter {
         let (mut answer, mut no) = (None, false);
         for &(at, code, down) in keys.iter().filter(|k| !MODIFIERS.contains(&k.1)) {
             if !down {
-                self.released |= self.held.take_if(|h| *h == code).is_some();
+                self.released |= self.held.take_if(|h| h.0 == code).is_some();
                 continue;
             }
             let Some(p) = self.pending.as_mut().filter(|p| p.courier.is_none()) else {
@@ -453,7 +457,7 @@ impl Arbiter {
             let refuses = answer.is_some() && KEY_NO.contains(&code);
             no |= refuses;
             if refuses || (answer == Some(KEY_YES) && code == KEY_YES) {
-                self.held = Some(code);
+                self.held = Some((code, now_ms));
             }
         }
         let p = self.pending.as_mut().filter(|p| p.courier.is_none())?;
@@ -500,6 +504,12 @@ impl Arbiter {
 
     /// Once a second: a prompt past its timeout is a no.
     pub fn tick(&mut self, now_ms: u64) -> Option<Verdict> {
+        if self
+            .held
+            .is_some_and(|(_, at)| now_ms >= at.saturating_add(HOLD_MAX_MS))
+        {
+            (self.held, self.released) = (None, true);
+        }
         let p = self.pending.as_ref().filter(|p| p.courier.is_none())?;
         let due = p.shown_ms.saturating_add(u64::from(self.timeout_s) * 1000);
         if now_ms < due {
@@ -902,6 +912,17 @@ mod tests {
         assert!(a.keys(21_500, &[(21_500, A, true)], [1; 16]).is_none());
         assert!(a.tick(100_000).is_some());
         assert!(!a.holds_keys() && !a.take_released());
+        // N ends a prompt and its release is never seen (the keyboard went away): the
+        // hold ends HOLD_MAX_MS later at a tick, and bay0 is told to drop the queue.
+        ask(&mut a, &w, 40_000);
+        assert!(matches!(
+            a.keys(41_500, &[(41_500, KEY_NO[0], true)], [1; 16]),
+            Some(Step::Done(_))
+        ));
+        assert!(a.tick(41_500 + HOLD_MAX_MS - 1).is_none());
+        assert!(a.holds_keys() && !a.take_released());
+        assert!(a.tick(41_500 + HOLD_MAX_MS).is_none());
+        assert!(!a.holds_keys() && a.take_released());
     }
 
     /// A request that takes the place of another on the prompt (the first one's room
