@@ -32,6 +32,8 @@ pub struct SystemConsole {
     shell: Option<(OwnedFd, i32)>,
     /// Where keys are read from: bay0's stdin.
     input: RawFd,
+    /// `input` is a virtual console, fed by the keyboard the prompt is answered on.
+    keyboard_fed: bool,
     /// Bytes dropped because the console could not take them.
     pub dropped: u64,
     /// After a loss the console gets room output again only from a line's start.
@@ -49,6 +51,7 @@ impl SystemConsole {
             shell_wanted: false,
             shell: None,
             input: libc::STDIN_FILENO,
+            keyboard_fed: sys::is_virtual_console(libc::STDIN_FILENO),
             dropped: 0,
             viewer: Default::default(),
             open: Default::default(),
@@ -187,17 +190,22 @@ impl SystemConsole {
             }),
             Focus::None => None,
         };
-        if let (Some(fd), false) = (
-            fd,
-            keys.is_empty() || crate::courier::KEYS_HELD.load(Relaxed),
-        ) {
+        // Past the prompt only a virtual console gets the answer key's byte (a serial one
+        // is typed on elsewhere).
+        let held = match self.keyboard_fed {
+            true => &crate::courier::KEYS_HELD,
+            false => &crate::courier::HOLD,
+        };
+        if let (Some(fd), false) = (fd, keys.is_empty() || held.load(Relaxed)) {
             let _ = sys::write("console input", fd, keys);
         }
     }
 
     /// Drops what was typed on the console and not read yet.
     pub fn drop_typed(&self) {
-        let _ = sys::drop_typed(self.input);
+        if self.keyboard_fed {
+            let _ = sys::drop_typed(self.input);
+        }
     }
 
     /// Ctrl-] in a room: to the operator shell, or else to the next open room.
@@ -267,6 +275,7 @@ pub(crate) mod tests {
             shell_wanted: true,
             shell: Some((shell, 0)),
             input,
+            keyboard_fed: true,
             dropped: 0,
             viewer: Default::default(),
             open: Default::default(),
@@ -288,6 +297,7 @@ pub(crate) mod tests {
             shell_wanted: true,
             shell: Some((pty, 0)),
             input: libc::STDIN_FILENO,
+            keyboard_fed: false,
             dropped: 0,
             viewer: Default::default(),
             open: Default::default(),

@@ -830,6 +830,15 @@ pub fn fb_present(
     }
 }
 
+/// Whether the terminal `tty` is a virtual console, fed by the machine's keyboard: only
+/// one answers KDGKBTYPE (a serial line or a pty does not).
+pub fn is_virtual_console(tty: RawFd) -> bool {
+    const KDGKBTYPE: libc::c_ulong = 0x4B33;
+    let mut kind: libc::c_char = 0;
+    // SAFETY: KDGKBTYPE writes one char into `kind`, which outlives the call.
+    unsafe { libc::ioctl(tty, KDGKBTYPE, &mut kind) == 0 }
+}
+
 /// Drops what was typed on a terminal and not read yet (tcflush TCIFLUSH: the line
 /// discipline's buffer and the input its driver has not passed on yet).
 pub fn drop_typed(tty: RawFd) -> Result<()> {
