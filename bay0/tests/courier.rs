@@ -52,11 +52,13 @@ struct Bay0 {
 }
 
 impl Bay0 {
-    /// bay0 with rooms `cq-src` (may send to `cq-dst` and `cq-no`), `cq-two` (may send to
-    /// `cq-dst`), `cq-dst` (receives from `cq-src` and `cq-two`), `cq-no` (receives from
-    /// nobody), `cq-held` (may send to `cq-sink`; its stand-in does not report ready by
-    /// itself) and `cq-sink` (receives from `cq-held`). `tag` names its directory (tests run at once in one process); `ours`:
-    /// the rooms the test opens (their cgroups are the test's to remove at its end).
+    /// bay0 with rooms `cq-src` (may send to `cq-dst` and `cq-no`), `cq-dst` (receives from
+    /// `cq-src`), `cq-no` (receives from nobody), `cq-one` and `cq-two` (may send to
+    /// `cq-to`), `cq-to` (receives from both), `cq-held` (may send to `cq-sink`; its
+    /// stand-in does not report ready by itself) and `cq-sink` (receives from `cq-held`).
+    /// `tag` names its directory. The tests run at once (nextest: one process each) and a
+    /// room's cgroup is named after the room, so no two tests open a room of one name.
+    /// `ours`: the rooms the test opens (their cgroups are the test's to remove at its end).
     fn start(tag: &str, ours: &'static [&'static str]) -> Bay0 {
         // SAFETY: geteuid has no preconditions.
         assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
@@ -78,8 +80,10 @@ impl Bay0 {
         std::fs::write(layout.join("images/base.squashfs"), b"image").unwrap();
         for (room, courier) in [
             ("cq-src", "send_to = [\"cq-dst\", \"cq-no\"]"),
-            ("cq-dst", "receive_from = [\"cq-src\", \"cq-two\"]"),
-            ("cq-two", "send_to = [\"cq-dst\"]"),
+            ("cq-dst", "receive_from = [\"cq-src\"]"),
+            ("cq-one", "send_to = [\"cq-to\"]"),
+            ("cq-two", "send_to = [\"cq-to\"]"),
+            ("cq-to", "receive_from = [\"cq-one\", \"cq-two\"]"),
             ("cq-no", ""),
             ("cq-held", "send_to = [\"cq-sink\"]"),
             ("cq-sink", "receive_from = [\"cq-held\"]"),
@@ -333,26 +337,26 @@ fn requests_are_answered_audited_prompted_cancelled_and_bounded_through_bay0() {
 /// when the first prompt ends.
 #[test]
 fn a_second_rooms_request_waits_for_its_turn_through_bay0() {
-    let b = Bay0::start("turns", &["cq-src", "cq-two", "cq-dst"]);
-    for room in ["cq-src", "cq-two", "cq-dst"] {
+    let b = Bay0::start("turns", &["cq-one", "cq-two", "cq-to"]);
+    for room in ["cq-one", "cq-two", "cq-to"] {
         let ok = b.answer(&format!("start {room}"));
         assert!(ok.starts_with(&format!("ok room {room} ready")), "{ok}");
     }
-    let (mut src, mut two) = (Console::attach(&b, "cq-src"), Console::attach(&b, "cq-two"));
+    let (mut one, mut two) = (Console::attach(&b, "cq-one"), Console::attach(&b, "cq-two"));
     let tok = |t: u8| format!("{t:02x}").repeat(16);
     let from = b.log().len();
-    src.raw(&request(1, "cq-dst", b"one.txt", 1), 1);
-    let at = b.wait_log(from, "Room cq-src asks to send a file to room cq-dst.");
-    two.raw(&request(2, "cq-dst", b"two.txt", 1), 1);
+    one.raw(&request(1, "cq-to", b"one.txt", 1), 1);
+    let at = b.wait_log(from, "Room cq-one asks to send a file to room cq-to.");
+    two.raw(&request(2, "cq-to", b"two.txt", 1), 1);
     // The first prompt ends (its sender stops): the second room's prompt comes up.
-    assert_eq!(b.answer("stop cq-src"), "ok room cq-src stopped");
-    let at = b.wait_log(at, "room cq-src ended before the answer");
-    b.wait_log(at, "Room cq-two asks to send a file to room cq-dst.");
+    assert_eq!(b.answer("stop cq-one"), "ok room cq-one stopped");
+    let at = b.wait_log(at, "room cq-one ended before the answer");
+    b.wait_log(at, "Room cq-two asks to send a file to room cq-to.");
     assert!(!two.got.contains("busy"), "{}", two.got);
     // It is answered once, when it ends.
-    assert_eq!(b.answer("stop cq-dst"), "ok room cq-dst stopped");
+    assert_eq!(b.answer("stop cq-to"), "ok room cq-to stopped");
     let line = two.wait(&format!("answer failed {} ", tok(2)));
-    assert_eq!(line, "room cq-dst ended before the answer");
+    assert_eq!(line, "room cq-to ended before the answer");
 }
 
 /// The last line a control request that waits (start, reset) is answered with.
