@@ -15,11 +15,18 @@ pub fn getrandom_nonblocking(buf: &mut [u8]) -> std::io::Result<usize> {
 /// pool itself, from CPU timing jitter; nothing else is guaranteed to seed it on a quiet
 /// host. Setup only: never call this from the event loop.
 pub fn getrandom_blocking(buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
+    retry_interrupted(|| {
         // SAFETY: as in `getrandom_nonblocking`: `buf` is a valid writable slice that
         // outlives the call and getrandom writes at most `buf.len()` bytes into it.
-        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-        match usize::try_from(n) {
+        unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) }
+    })
+}
+
+/// Runs the system call `call` (a byte count, or -1 with errno) again while it is
+/// interrupted by a signal (EINTR); its count, or its error.
+fn retry_interrupted(mut call: impl FnMut() -> isize) -> std::io::Result<usize> {
+    loop {
+        match usize::try_from(call()) {
             Ok(n) => return Ok(n),
             Err(_) => {
                 let e = std::io::Error::last_os_error();
@@ -101,49 +108,36 @@ fn socket_option(fd: std::os::fd::RawFd, name: libc::c_int) -> std::io::Result<l
 /// Unix stream socket; it is made close-on-exec and non-blocking. The caller makes sure
 /// nothing else in the process owns `fd` (it runs before the process opens any file).
 pub fn adopt_unix_stream(fd: std::os::fd::RawFd) -> std::io::Result<UnixStream> {
-    // SAFETY: F_GETFD reads the descriptor flags only; a closed fd gives EBADF.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let not_stream =
-        || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a Unix stream socket");
-    if socket_option(fd, libc::SO_DOMAIN).map_err(|_| not_stream())? != libc::AF_UNIX
-        || socket_option(fd, libc::SO_TYPE)? != libc::SOCK_STREAM
-    {
-        return Err(not_stream());
-    }
-    // SAFETY: F_SETFD on an open descriptor, no pointers.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is open (checked above) and owned by nobody else in this process (the
-    // caller's contract): the returned stream becomes its only owner.
-    let s = unsafe { UnixStream::from_raw_fd(fd) };
+    let what = "not a Unix stream socket";
+    let s = UnixStream::from(adopt_socket(
+        fd,
+        libc::AF_UNIX,
+        (libc::SO_TYPE, libc::SOCK_STREAM),
+        what,
+    )?);
     s.set_nonblocking(true)?;
     Ok(s)
 }
 
-/// Take ownership of the inherited descriptor `fd`, which must be an open NETLINK_ROUTE
-/// socket (made by the jail in the anchor host's network namespace: its address
-/// notifications, and route dumps, are that namespace's); it is made close-on-exec. The
-/// caller makes sure nothing else in the process owns `fd`.
-pub fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
+/// Take ownership of the inherited descriptor `fd` if it is an open socket of `domain`
+/// whose socket option `kind.0` is `kind.1` (else InvalidInput, saying `what`); it is made
+/// close-on-exec. The caller makes sure nothing else in the process owns `fd`.
+fn adopt_socket(
+    fd: std::os::fd::RawFd,
+    domain: libc::c_int,
+    kind: (libc::c_int, libc::c_int),
+    what: &'static str,
+) -> std::io::Result<OwnedFd> {
     // SAFETY: F_GETFD reads the descriptor flags only; a closed fd gives EBADF.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let not_route = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a NETLINK_ROUTE socket",
-        )
-    };
-    if socket_option(fd, libc::SO_DOMAIN).map_err(|_| not_route())? != libc::AF_NETLINK
-        || socket_option(fd, libc::SO_PROTOCOL)? != libc::NETLINK_ROUTE
+    let wrong = || std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    if socket_option(fd, libc::SO_DOMAIN).map_err(|_| wrong())? != domain
+        || socket_option(fd, kind.0)? != kind.1
     {
-        return Err(not_route());
+        return Err(wrong());
     }
     // SAFETY: F_SETFD on an open descriptor, no pointers.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
@@ -152,6 +146,20 @@ pub fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
     // SAFETY: `fd` is open (checked above) and owned by nobody else in this process (the
     // caller's contract): the returned descriptor becomes its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Take ownership of the inherited descriptor `fd`, which must be an open NETLINK_ROUTE
+/// socket (made by the jail in the anchor host's network namespace: its address
+/// notifications, and route dumps, are that namespace's); it is made close-on-exec. The
+/// caller makes sure nothing else in the process owns `fd`.
+pub fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
+    let what = "not a NETLINK_ROUTE socket";
+    adopt_socket(
+        fd,
+        libc::AF_NETLINK,
+        (libc::SO_PROTOCOL, libc::NETLINK_ROUTE),
+        what,
+    )
 }
 
 /// send(2) of one netlink message to the kernel on `fd` (no address: the kernel).
@@ -171,27 +179,18 @@ pub fn netlink_send(fd: std::os::fd::BorrowedFd<'_>, msg: &[u8]) -> std::io::Res
 /// it did not fit and was cut.
 pub fn netlink_recv(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
-    loop {
+    retry_interrupted(|| {
         // SAFETY: the pointer and length describe `buf`, valid for writes for the call;
         // the kernel writes at most `buf.len()` bytes.
-        let n = unsafe {
+        unsafe {
             libc::recv(
                 fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             )
-        };
-        match usize::try_from(n) {
-            Ok(n) => return Ok(n),
-            Err(_) => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
         }
-    }
+    })
 }
 
 /// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
