@@ -237,14 +237,42 @@ fn ends_mid_line(file: &File) -> std::io::Result<bool> {
     Ok(byte != *b"\n")
 }
 
+/// Most names [`move_aside`] tries for one damaged log before it gives up.
+const ASIDE_TRIES: u32 = 1000;
+
+/// Moves the damaged log at `path` to `<stem>.<extension>` beside it, or, where that name
+/// is taken (an earlier damage in the same second, or a clock that starts at the same
+/// time every boot), to `….1`, `….2`, …: an aside never replaces an earlier one, so
+/// no evidence is lost. A link, then the unlink of the old name: a crash between them
+/// leaves the log under both names, and the next check moves it aside again (a copy,
+/// never a loss). Returns the name it was kept under.
+fn move_aside(path: &Path, extension: &str) -> Result<PathBuf, AuditError> {
+    let first = path.with_extension(extension);
+    let mut aside = first.clone();
+    for n in 1..=ASIDE_TRIES {
+        match std::fs::hard_link(path, &aside) {
+            Ok(()) => {
+                std::fs::remove_file(path).map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
+                return Ok(aside);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                aside = path.with_extension(format!("{extension}.{n}"));
+            }
+            Err(e) => return Err(AuditError::Io(aside, e)),
+        }
+    }
+    let full = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "every aside name taken");
+    Err(AuditError::Io(first, full))
+}
+
 /// Append `event` to the pre-unlock log at `path`. A damaged pre-unlock log is moved
-/// aside (`.damaged`) and a new one started, so the event is never lost.
+/// aside (`.damaged`, never over an earlier one) and a new one started, so the event is
+/// never lost.
 pub fn append_pre_unlock(path: &Path, event: &Event) -> Result<(), AuditError> {
     let mut log = match LogFile::open(path, anchor_audit::GENESIS) {
         Ok(l) => l,
         Err(AuditError::Broken(..)) => {
-            let aside = path.with_extension("log.damaged");
-            std::fs::rename(path, &aside).map_err(|e| AuditError::Io(aside, e))?;
+            move_aside(path, "log.damaged")?;
             LogFile::open(path, anchor_audit::GENESIS)?
         }
         Err(e) => return Err(e),
@@ -323,8 +351,7 @@ pub fn settle(
                 kept = Some(LogFile::resume(log_path, file, chain));
             }
             Err(problem) => {
-                let aside = log_path.with_extension(format!("log.damaged.{}", now()));
-                std::fs::rename(log_path, &aside).map_err(|e| AuditError::Io(aside.clone(), e))?;
+                let aside = move_aside(log_path, &format!("log.damaged.{}", now()))?;
                 drop(file);
                 restart = Some((problem, aside));
             }

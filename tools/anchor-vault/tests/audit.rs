@@ -256,6 +256,61 @@ fn a_broken_pre_unlock_log_is_recorded_not_hidden() {
     assert_eq!(s.check(text.as_bytes()).unwrap(), 0);
 }
 
+/// Every damaged log is kept: a second damage (the same boot for the pre-unlock log, the
+/// same second or a clock that restarts each boot for the persistent one) must not move
+/// its log over the first one's aside.
+#[test]
+fn a_second_damaged_log_never_replaces_the_first_ones_aside() {
+    let s = Setup::new();
+    let asides = |dir: &Path, stem: &str| {
+        let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(stem))
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, b)| b).collect::<Vec<_>>()
+    };
+    let x = Event::new("x", &[]);
+    auditlog::append_pre_unlock(&s.pre(), &x).unwrap();
+    for damage in [&b"not a record one\n"[..], b"not a record two\n"] {
+        std::fs::write(s.pre(), damage).unwrap();
+        auditlog::append_pre_unlock(&s.pre(), &x).unwrap();
+    }
+    let kept = asides(s.pre().parent().unwrap(), "audit.log.damaged");
+    assert_eq!(
+        kept,
+        [
+            b"not a record one\n".to_vec(),
+            b"not a record two\n".to_vec()
+        ],
+        "both damaged pre-unlock logs kept"
+    );
+    // The persistent log: the names its clock would give in the next seconds are taken
+    // already (as after a clock that starts at the same time every boot).
+    s.settle(&events(2, "a"));
+    let dir = s.log().parent().unwrap().to_path_buf();
+    let now = auditlog::now();
+    for t in now..now + 30 {
+        std::fs::write(dir.join(format!("audit.log.damaged.{t}")), b"earlier").unwrap();
+    }
+    for damage in [&b"tampered one\n"[..], b"tampered two\n"] {
+        std::fs::write(s.log(), damage).unwrap();
+        let out = s.settle(&[]);
+        let (_, aside) = out.tampered.expect("tampering reported");
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            damage,
+            "{}",
+            aside.display()
+        );
+    }
+    let kept = asides(&dir, "audit.log.damaged");
+    assert_eq!(kept.len(), 32, "30 earlier files and two asides");
+    assert_eq!(kept.iter().filter(|b| *b == b"earlier").count(), 30);
+}
+
 /// What bay0 does after unlock: append a record of its own through the pre-unlock path
 /// (anchor-sys, under the writers' lock), then run `anchor-vault audit anchor`.
 fn bay0_appends(s: &Setup, room: &str) {
