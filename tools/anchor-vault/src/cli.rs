@@ -199,9 +199,10 @@ pub enum VolumeCommand {
         #[arg(long, value_name = "ROOM", value_parser = volume_name)]
         to: String,
     },
-    /// Delete volume NAME and its data for good (a room that has it open keeps writing
-    /// to a file nobody will find again: close it first). A policy that names it gets a
-    /// new, empty volume at the next unlock.
+    /// Delete volume NAME and its data for good. Refused, naming the holder, while a
+    /// room has it attached (a process has the file open, or a loop device is backed by
+    /// it): close that room first. A policy that names it gets a new, empty volume at the
+    /// next unlock.
     Delete {
         /// The volume.
         #[arg(value_parser = volume_name)]

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod console;
 pub mod error;
 pub mod hex;
+pub mod holders;
 pub mod keys;
 pub mod luks;
 pub mod persist;

@@ -54,6 +54,8 @@ pub enum PersistError {
     },
     /// `volume give` or `volume delete` of a volume that is not there.
     NoVolume(String),
+    /// `volume delete` of a volume a room has attached: who holds it.
+    InUse { name: String, by: String },
 }
 
 impl fmt::Display for PersistError {
@@ -89,6 +91,11 @@ impl fmt::Display for PersistError {
                  data over, `anchor-vault volume delete {name}` deletes it)"
             ),
             PersistError::NoVolume(name) => write!(f, "there is no volume {name}"),
+            PersistError::InUse { name, by } => write!(
+                f,
+                "volume {name} is in use ({by}): close the room it is attached to, then \
+                 delete it; nothing was deleted"
+            ),
         }
     }
 }
@@ -267,10 +274,27 @@ pub fn give(root: &Path, name: &Name, to: &Name) -> Result<Option<Name>, Persist
     Ok(old)
 }
 
-/// `volume delete NAME`: the volume file (its data) and its owner record go.
+/// `volume delete NAME`: the volume file (its data) and its owner record go, unless a
+/// room has it attached (a process has it open or a loop device is backed by it).
 pub fn delete(root: &Path, name: &Name) -> Result<(), PersistError> {
+    use std::os::unix::fs::MetadataExt;
     let dir = root.join(VOLUMES);
     let image = vault::image_path(&dir, name);
+    match std::fs::symlink_metadata(&image) {
+        Ok(m) if m.is_file() => {
+            let by = crate::holders::holder(m.dev(), m.ino())
+                .map_err(|e| PersistError::Io(image.clone(), e))?;
+            if let Some(by) = by {
+                let name = name.to_string();
+                return Err(PersistError::InUse { name, by });
+            }
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PersistError::NoVolume(name.to_string()))
+        }
+        Err(e) => return Err(PersistError::Io(image, e)),
+    }
     match std::fs::remove_file(&image) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -687,6 +711,53 @@ mod tests {
             "{e}"
         );
         assert_eq!(&std::fs::read(&img).unwrap()[..12], b"old's secret");
+    }
+
+    /// A volume a room has attached is not deleted: not while a process has it open (a
+    /// microVM room's VMM), not while a loop device is backed by it (a namespace room's
+    /// mount); the error names the holder. Once let go, it deletes.
+    #[test]
+    fn a_volume_in_use_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let n = Name::parse("notes").unwrap();
+        let (path, _) = ensure_owned(&root, &n, 16 << 20, &n).unwrap();
+        let open = std::fs::File::open(&path).unwrap();
+        let e = delete(&root, &n).unwrap_err().to_string();
+        let me = format!("process {} (", std::process::id());
+        assert!(
+            e.contains("volume notes is in use") && e.contains(&me),
+            "{e}"
+        );
+        assert!(e.contains("nothing was deleted"), "{e}");
+        assert!(
+            path.exists()
+                && vault::read_owner(&root.join(VOLUMES), &n)
+                    .unwrap()
+                    .is_some()
+        );
+        drop(open);
+        // A loop device backed by it, no process holding the file.
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {out:?}");
+        let device = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let refused = delete(&root, &n);
+        let detached = std::process::Command::new("losetup")
+            .args(["--detach", &device])
+            .status()
+            .unwrap();
+        let e = refused.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("loop device {device} is backed by it")),
+            "{e}"
+        );
+        assert!(detached.success() && path.exists());
+        delete(&root, &n).unwrap();
+        assert!(!path.exists());
     }
 
     /// `give` hands a volume over (the new family's from then on, the old one's no more);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Every `unsafe` block and raw system call of anchor-vault: terminal echo, writev(2), mount(2),
-//! prctl(2), statvfs(3), memfd_create(2), and (in [`esys`]) the few TPM commands tss-esapi 7 lacks.
+//! prctl(2), statvfs(3), memfd_create(2), a loop device's backing file, and (in [`esys`]) the few TPM commands tss-esapi 7 lacks.
 
 pub mod esys;
 
@@ -134,6 +134,42 @@ pub fn fs_space(path: &Path) -> io::Result<FsSpace> {
         total: st.f_blocks.saturating_mul(frsize),
         free: st.f_bavail.saturating_mul(frsize),
     })
+}
+
+/// `struct loop_info64` (linux/loop.h), as LOOP_GET_STATUS64 fills it.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+/// The (device, inode) of the file behind the loop device `dev`, or None if it has none.
+pub fn loop_backing(dev: &std::fs::File) -> io::Result<Option<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+    // SAFETY: LoopInfo64 is plain integers and byte arrays; all zeroes is a valid value.
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    // SAFETY: LOOP_GET_STATUS64 writes one `struct loop_info64` to the pointer given,
+    // which is ours, live and of that layout.
+    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &raw mut info) };
+    if ret == 0 {
+        return Ok(Some((info.device, info.inode)));
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+        e => Err(e),
+    }
 }
 
 /// True if `path` is a mount point (its device differs from its parent's).
