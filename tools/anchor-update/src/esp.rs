@@ -233,8 +233,10 @@ pub fn image_version(image: &[u8]) -> Result<Version, String> {
 }
 
 /// The boot entry systemd-boot will pick among `candidates` (slot, counter, version):
-/// entries with tries left before those without, then the highest version.
-pub fn next_boot(candidates: &[(Slot, Counter, Option<Version>)]) -> Option<Slot> {
+/// entries with tries left before those without, then the highest version. Only images
+/// whose version reads are candidates: systemd-boot lists no image whose `.osrel` it
+/// cannot read.
+pub fn next_boot(candidates: &[(Slot, Counter, Version)]) -> Option<Slot> {
     candidates
         .iter()
         .min_by(|x, y| {
@@ -280,7 +282,7 @@ mod tests {
 
     #[test]
     fn next_boot_prefers_tries_left_then_the_newest() {
-        let v = |s: &str| Some(Version::parse(s).unwrap());
+        let v = |s: &str| Version::parse(s).unwrap();
         let trying = Counter::Counting { left: 2, done: 1 };
         let bad = Counter::Counting { left: 0, done: 3 };
         assert_eq!(

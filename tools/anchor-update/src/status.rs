@@ -13,6 +13,7 @@ pub fn report(esp: &Esp, running: Option<Slot>) -> Result<String, EspError> {
     let state = esp.scan()?;
     let mut out = String::new();
     let mut candidates = Vec::new();
+    let mut unreadable = 0usize;
     for slot in Slot::ALL {
         let files = state.files(slot);
         let mark = if running == Some(slot) {
@@ -40,7 +41,10 @@ pub fn report(esp: &Esp, running: Option<Slot>) -> Result<String, EspError> {
                 }
             };
             let _ = writeln!(out, "slot {slot}: {vtext}, {state_text}{mark} [{}]", f.file);
-            candidates.push((slot, f.entry.counter, version.ok()));
+            match version {
+                Ok(v) => candidates.push((slot, f.entry.counter, v)),
+                Err(_) => unreadable += 1,
+            }
         }
         if files.len() > 1 {
             let _ = writeln!(
@@ -65,6 +69,13 @@ pub fn report(esp: &Esp, running: Option<Slot>) -> Result<String, EspError> {
                 ""
             };
             let _ = writeln!(out, "next boot: slot {s}{note}");
+        }
+        None if unreadable > 0 => {
+            let _ = writeln!(
+                out,
+                "next boot: nothing to boot (RECOVERY: no slot's image can be read, and \
+                 systemd-boot lists none it cannot read)"
+            );
         }
         None => {
             let _ = writeln!(

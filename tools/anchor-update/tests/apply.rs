@@ -328,9 +328,9 @@ impl Observer for Checker<'_> {
         let cands: Vec<_> = Slot::ALL
             .iter()
             .filter_map(|&s| {
-                state
-                    .single(s)
-                    .map(|f| (s, f.entry.counter, self.w.esp.version_of(&f.file).ok()))
+                let f = state.single(s)?;
+                let version = self.w.esp.version_of(&f.file).ok()?;
+                Some((s, f.entry.counter, version))
             })
             .collect();
         let next = next_boot(&cands).unwrap();
@@ -680,6 +680,33 @@ fn the_only_bootable_image_is_never_removed_for_a_slot_said_to_run() {
         &mut Quiet,
     )
     .unwrap();
+}
+
+/// `status` names as the next boot only an image systemd-boot would list: one whose
+/// `.osrel` reads. An unreadable image on trial was named over a readable bad one, and
+/// with no readable image at all slot A was named.
+#[test]
+fn status_never_names_an_unreadable_image_as_the_next_boot() {
+    let w = world();
+    let v1 = uki(w.dir.path(), "1", &w.k);
+    std::fs::write(w.esp.entry_path("anchor-A+3-0.efi"), b"MZ not an image").unwrap();
+    w.put("anchor-B+0-3.efi", &v1);
+    let report = anchor_update::status::report(&w.esp, None).unwrap();
+    assert!(report.contains("slot A: unreadable ("), "{report}");
+    assert!(
+        report.ends_with("next boot: slot B (RECOVERY: every slot is bad)\n"),
+        "{report}"
+    );
+    std::fs::remove_file(w.esp.entry_path("anchor-B+0-3.efi")).unwrap();
+    std::fs::write(w.esp.entry_path("anchor-B.efi"), b"").unwrap();
+    let report = anchor_update::status::report(&w.esp, None).unwrap();
+    assert!(
+        report.ends_with(
+            "next boot: nothing to boot (RECOVERY: no slot's image can be read, and \
+             systemd-boot lists none it cannot read)\n"
+        ),
+        "{report}"
+    );
 }
 
 /// A slot file on the ESP that is a FIFO (an ESP directory given with `--esp` may hold
