@@ -136,35 +136,19 @@ pub fn fs_space(path: &Path) -> io::Result<FsSpace> {
     })
 }
 
-/// `struct loop_info64` (linux/loop.h), as LOOP_GET_STATUS64 fills it.
-#[repr(C)]
-struct LoopInfo64 {
-    device: u64,
-    inode: u64,
-    rdevice: u64,
-    offset: u64,
-    sizelimit: u64,
-    number: u32,
-    encrypt_type: u32,
-    encrypt_key_size: u32,
-    flags: u32,
-    file_name: [u8; 64],
-    crypt_name: [u8; 64],
-    encrypt_key: [u8; 32],
-    init: [u64; 2],
-}
-
 /// The (device, inode) of the file behind the loop device `dev`, or None if it has none.
 pub fn loop_backing(dev: &std::fs::File) -> io::Result<Option<(u64, u64)>> {
     use std::os::fd::AsRawFd;
     const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
-    // SAFETY: LoopInfo64 is plain integers and byte arrays; all zeroes is a valid value.
-    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-    // SAFETY: LOOP_GET_STATUS64 writes one `struct loop_info64` to the pointer given,
-    // which is ours, live and of that layout.
-    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &raw mut info) };
+    // `struct loop_info64` (linux/loop.h): 232 bytes, 8-aligned, starting with the backing
+    // file's `lo_device` and `lo_inode` (u64 each); anchor-jail's sys.rs spells out all
+    // of it for LOOP_CONFIGURE. Only those two are read here.
+    let mut info = [0u64; 29];
+    // SAFETY: LOOP_GET_STATUS64 writes one 232-byte `struct loop_info64` to the pointer
+    // given: `info` is ours, live, 232 bytes and 8-aligned.
+    let ret = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, info.as_mut_ptr()) };
     if ret == 0 {
-        return Ok(Some((info.device, info.inode)));
+        return Ok(info.first().copied().zip(info.get(1).copied()));
     }
     match io::Error::last_os_error() {
         e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
