@@ -13,7 +13,11 @@
 //!   /tmp; power off. Second boot: a wrong passphrase, then the right one while the
 //!   watchdog keeps running; the log written in the first boot is there and matches the
 //!   TPM anchor; the room opens again with its volume: the /persist marker is there, the
-//!   /tmp one is gone (amnesia by default, the vault volume excepted). The audit log
+//!   /tmp one is gone (amnesia by default, the vault volume excepted). The second boot's
+//!   policy gives keeper 16 MiB (an archive appended to the initramfs with its own
+//!   keeper.toml): anchor-vault grows the volume file at unlock, and the room's agent grows
+//!   its file system online after mounting it (`df` in the room sees the new size, the
+//!   marker is kept), the microVM path of a quota that grows. The audit log
 //!   after the second unlock holds 8 records: the first boot's 3, bay0's `room.start`
 //!   and `room.stop` of keeper (written into /persist after the unlock, each anchored by
 //!   `anchor-vault audit anchor` during that boot, so only the second boot's 3 are
@@ -34,7 +38,8 @@
     clippy::indexing_slicing
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anchor_systest::{cache_dir, rooms_initramfs, vault_test_initramfs, Machine, Options};
@@ -97,6 +102,36 @@ fn keeper_opens_with_its_volume(m: &mut Machine, how: &str) {
     assert_eq!(status, 0);
 }
 
+/// The rooms initramfs with keeper's policy giving its volume `size`: an archive with that
+/// one file appended (the kernel unpacks concatenated archives in order, and a later file
+/// replaces an earlier one of the same name), made in `dir`.
+fn rooms_initramfs_with_keeper_at(dir: &Path, size: &str) -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(here.join("policies/keeper.toml")).unwrap();
+    let policy = shipped.replace("size = \"8MiB\"", &format!("size = \"{size}\""));
+    assert_ne!(
+        policy, shipped,
+        "keeper.toml no longer says size = \"8MiB\""
+    );
+    let stage = dir.join("keeper-overlay");
+    let policies = stage.join("etc/anchor/policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("keeper.toml"), policy).unwrap();
+    let out = dir.join(format!("initramfs-rooms-keeper-{size}.cpio.gz"));
+    let script =
+        r#"set -euo pipefail; source "$1"; { cat "$2"; cpio_stage "$3" | gzip -n; } > "$4""#;
+    let status = Command::new("bash")
+        .args(["-c", script, "bash"])
+        .arg(here.join("initramfs-lib.sh"))
+        .arg(rooms_initramfs().unwrap())
+        .arg(&stage)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "making {}: {status}", out.display());
+    out
+}
+
 /// The figure after `word` in `line` (e.g. "in 3.21 s").
 fn number_after(line: &str, word: &str) -> Option<f64> {
     let at = line.find(word)? + word.len();
@@ -108,16 +143,16 @@ fn first_boot_then_unlock_survives_power_off() {
     let st = State::new("persist");
     let append = "bay0.vault=/dev/vda anchor.vault_argon2_kib=32768 \
                   bay0.watchdog_timeout=8 bay0.watchdog_interval=2 bay0.room=keeper";
-    let options = |name: &str| {
+    let options = |name: &str, initramfs: PathBuf| {
         st.options(name)
-            .initramfs(rooms_initramfs().unwrap())
+            .initramfs(initramfs)
             .append(append)
             .watchdog()
     };
 
     // First boot: the blank disk becomes a vault.
     let started = Instant::now();
-    let mut m = Machine::start(options("vault-first-boot")).unwrap();
+    let mut m = Machine::start(options("vault-first-boot", rooms_initramfs().unwrap())).unwrap();
     m.wait_for("this is the first boot", BOOT).unwrap();
     m.wait_for("New vault passphrase", SHORT).unwrap();
     m.type_text(&format!("{PASS}\n")).unwrap();
@@ -183,9 +218,11 @@ fn first_boot_then_unlock_survives_power_off() {
     drop(m);
 
     // Second boot: wait past the watchdog timeout at the prompt (bay0's loop must keep
-    // tickling it), a wrong passphrase, then the right one.
+    // tickling it), a wrong passphrase, then the right one. keeper's policy now gives its
+    // volume 16 MiB.
+    let grown = rooms_initramfs_with_keeper_at(&st.dir, "16MiB");
     let started = Instant::now();
-    let mut m = Machine::start(options("vault-second-boot")).unwrap();
+    let mut m = Machine::start(options("vault-second-boot", grown)).unwrap();
     m.wait_for("Vault passphrase", BOOT).unwrap();
     std::thread::sleep(Duration::from_secs(12));
     assert!(
@@ -229,17 +266,37 @@ fn first_boot_then_unlock_survives_power_off() {
         "figure: second boot, QEMU start -> /persist open: {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    // Amnesia: the room's /tmp is new, its vault volume is what it was.
-    keeper_opens_with_its_volume(&mut m, "");
-    let cmd = "cat /persist/marker; ls /tmp/marker 2>&1";
+    assert!(
+        m.serial()
+            .contains("room volume keeper grown to its new quota"),
+        "anchor-vault did not grow the volume to the new policy's quota"
+    );
+    // Amnesia: the room's /tmp is new, its vault volume is what it was, its file system
+    // grown online by the room's agent to the new quota.
+    keeper_opens_with_its_volume(
+        &mut m,
+        "; file system grown from 8 MiB to 16 MiB (its quota grew)",
+    );
+    let cmd = "cat /persist/marker; df -k /persist | tail -n 1; ls /tmp/marker 2>&1";
     let (out, status) = m.in_room("keeper", cmd, ROOM).unwrap();
     assert_eq!(
         out.first().map(String::as_str),
         Some("kept-in-vault"),
         "{out:?}"
     );
+    // df's second column: the file system's size in KiB, 16 MiB less ext4's own
+    // metadata (an 8 MiB one shows under 8192).
+    let kib: u64 = out
+        .get(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("no df line: {out:?}"));
     assert!(
-        status != 0 && out.get(1).is_some_and(|l| l.contains("No such file")),
+        (12 << 10..=16 << 10).contains(&kib),
+        "/persist is {kib} KiB, not grown to 16 MiB: {out:?}"
+    );
+    assert!(
+        status != 0 && out.get(2).is_some_and(|l| l.contains("No such file")),
         "/tmp/marker survived the power-off: {out:?}"
     );
     m.system_powerdown().unwrap();
