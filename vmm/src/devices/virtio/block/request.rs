@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! virtio-blk request parsing and execution: pure queue logic, no epoll.
 //!
-//! A request is a descriptor chain: a device-readable 16-byte header
-//! `{type: u32, reserved: u32, sector: u64}`, at most [`SEG_MAX`] data descriptors
-//! (device-writable for IN and GET_ID, device-readable for OUT), and a final device-writable
-//! status byte. The chain is validated completely (directions, lengths, segment count,
-//! sector range with checked arithmetic, every buffer inside guest memory) before any I/O,
-//! and its data segments are copied into the request (a fixed array: the guest cannot change
-//! them afterwards, and nothing is sized by the guest). Data moves between the disk and guest
+//! A request is a descriptor chain read as bytes, whatever its descriptors: the first 16
+//! device-readable bytes are the header `{type: u32, reserved: u32, sector: u64}`, then
+//! the data (device-readable for OUT, device-writable for IN and GET_ID, in at most
+//! [`SEG_MAX`] pieces), and the last device-writable byte is the status. The chain is
+//! validated completely (directions, lengths, segment count, sector range with checked
+//! arithmetic, every buffer inside guest memory) before any I/O, and its data segments are
+//! copied into the request (a fixed array: the guest cannot change them afterwards, and
+//! nothing is sized by the guest). Data moves between the disk and guest
 //! memory directly (preadv/pwritev on the guest's buffers), at most [`IO_BYTES`] per call,
 //! so a large request is carried out over several event-loop turns ([`Progress`]).
 
@@ -49,7 +50,7 @@ pub const S_IOERR: u8 = 1;
 /// Unsupported request type.
 pub const S_UNSUPP: u8 = 2;
 
-const HEADER_LEN: u32 = 16;
+const HEADER_LEN: usize = 16;
 
 /// One data segment of a request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,20 +98,33 @@ pub enum ParseError {
     },
 }
 
-/// Validated shape of a chain, gathered in one pass without allocating.
+/// A chain's bytes as the device sees them, gathered in one pass without allocating.
+///
+/// Any descriptor layout is served (virtio 1.x, "Message Framing": the device must not
+/// assume one). The device-readable bytes, in chain order, are the 16-byte header and then
+/// OUT's data; the device-writable bytes are IN's (or GET_ID's) data and then the status,
+/// the last writable byte. A descriptor may hold the header and data, data and the status,
+/// or one part of the header only; Linux happens to give each part descriptors of its own.
 #[derive(Debug)]
 struct Shape {
-    /// Descriptors in the chain (header + data + status).
-    count: u32,
-    header: Option<Descriptor>,
-    last: Option<Descriptor>,
-    /// The data descriptors seen so far (all but the header and the last one), as long as
-    /// there are at most SEG_MAX of them.
+    /// The header bytes gathered so far.
+    hdr: [u8; HEADER_LEN],
+    hdr_got: usize,
+    /// The last device-writable descriptor with a byte in it: its last byte is the status.
+    last_w: Option<Descriptor>,
+    /// Zero-length writable descriptors after `last_w` (data pieces if another follows).
+    zeros_w: u32,
+    /// The data pieces, as long as there are at most SEG_MAX of them (zero-length pieces
+    /// are counted, not kept).
     segs: [Seg; SEG_MAX],
     nsegs: usize,
+    /// Data pieces seen, zero-length ones included: the seg_max the driver promised.
+    pieces: u32,
     data_len: u64,
     data_writable: Option<bool>,
     mixed_dirs: bool,
+    /// A device-readable descriptor came after a device-writable one.
+    misordered: bool,
     out_of_memory: bool,
     /// The walk stopped on a descriptor that says NEXT: virtio-queue cut the chain short
     /// (a loop, a u32 length overflow, a bad index or a nested indirect table).
@@ -120,14 +134,17 @@ struct Shape {
 impl Default for Shape {
     fn default() -> Self {
         Self {
-            count: 0,
-            header: None,
-            last: None,
+            hdr: [0; HEADER_LEN],
+            hdr_got: 0,
+            last_w: None,
+            zeros_w: 0,
             segs: [Seg::default(); SEG_MAX],
             nsegs: 0,
+            pieces: 0,
             data_len: 0,
             data_writable: None,
             mixed_dirs: false,
+            misordered: false,
             out_of_memory: false,
             truncated: false,
         }
@@ -135,9 +152,89 @@ impl Default for Shape {
 }
 
 impl Shape {
-    /// Data segments in the chain (header and status excluded).
-    fn data_segments(&self) -> u32 {
-        self.count.saturating_sub(2)
+    /// One piece of the request's data: `len` bytes at `addr`, device-writable or not.
+    /// A zero-length piece counts against seg_max and carries nothing, not even a
+    /// direction.
+    fn piece(&mut self, addr: GuestAddress, len: u32, writable: bool) {
+        self.pieces = self.pieces.saturating_add(1);
+        if len == 0 {
+            return;
+        }
+        self.data_len = self.data_len.saturating_add(u64::from(len));
+        if let Some(slot) = self.segs.get_mut(self.nsegs) {
+            *slot = Seg { addr, len };
+            self.nsegs = self.nsegs.saturating_add(1);
+        }
+        match self.data_writable {
+            None => self.data_writable = Some(writable),
+            Some(x) if x != writable => self.mixed_dirs = true,
+            Some(_) => {}
+        }
+    }
+
+    /// A device-readable descriptor: header bytes first, then data.
+    fn readable(&mut self, mem: &GuestMemoryMmap<()>, d: &Descriptor) {
+        if self.last_w.is_some() && d.len() > 0 {
+            self.misordered = true;
+        }
+        let need = self.hdr.len().saturating_sub(self.hdr_got);
+        if need == 0 {
+            self.piece(d.addr(), d.len(), false);
+            return;
+        }
+        let take = need.min(usize::try_from(d.len()).unwrap_or(usize::MAX));
+        if take == 0 {
+            return;
+        }
+        let end = self.hdr_got.saturating_add(take);
+        let read = self
+            .hdr
+            .get_mut(self.hdr_got..end)
+            .is_some_and(|part| mem.read_slice(part, d.addr()).is_ok());
+        if read {
+            self.hdr_got = end;
+        } else {
+            self.out_of_memory = true;
+        }
+        // take <= need <= 16
+        let take = u32::try_from(take).unwrap_or(u32::MAX);
+        if d.len() > take {
+            match d.addr().checked_add(u64::from(take)) {
+                Some(rest) => self.piece(rest, d.len().saturating_sub(take), false),
+                None => self.out_of_memory = true,
+            }
+        }
+    }
+
+    /// A device-writable descriptor: data, until one with a byte in it follows.
+    fn writable(&mut self, d: Descriptor) {
+        if d.len() == 0 {
+            self.zeros_w = self.zeros_w.saturating_add(1);
+            return;
+        }
+        if let Some(prev) = self.last_w.replace(d) {
+            self.piece(prev.addr(), prev.len(), true);
+        }
+        for _ in 0..std::mem::take(&mut self.zeros_w) {
+            self.piece(d.addr(), 0, true);
+        }
+    }
+
+    /// The last writable descriptor, which holds the status byte: its bytes before the
+    /// status are data. Zero-length descriptors after it carry nothing.
+    fn close(&mut self) {
+        if let Some(last) = self.last_w {
+            if last.len() > 1 {
+                self.piece(last.addr(), last.len().saturating_sub(1), true);
+            }
+        }
+    }
+
+    /// Where the status byte goes, if the chain has one in guest memory.
+    fn status_addr(&self, mem: &GuestMemoryMmap<()>) -> Option<GuestAddress> {
+        let last = self.last_w.filter(|d| in_memory(mem, d))?;
+        last.addr()
+            .checked_add(u64::from(last.len().saturating_sub(1)))
     }
 }
 
@@ -155,33 +252,25 @@ fn in_memory(mem: &GuestMemoryMmap<()>, d: &Descriptor) -> bool {
 
 fn shape(chain: DescriptorChain<&GuestMemoryMmap<()>>, mem: &GuestMemoryMmap<()>) -> Shape {
     let mut s = Shape::default();
+    let mut last_readable = false;
     for d in chain {
-        s.count = s.count.saturating_add(1);
         s.truncated = d.has_next();
         if !in_memory(mem, &d) {
             s.out_of_memory = true;
         }
-        if s.header.is_none() {
-            s.header = Some(d);
-            continue;
+        if d.is_write_only() {
+            s.writable(d);
+        } else {
+            s.readable(mem, &d);
         }
-        // The previous "last" was a data descriptor after all.
-        if let Some(prev) = s.last.replace(d) {
-            s.data_len = s.data_len.saturating_add(u64::from(prev.len()));
-            if let Some(slot) = s.segs.get_mut(s.nsegs) {
-                *slot = Seg {
-                    addr: prev.addr(),
-                    len: prev.len(),
-                };
-                s.nsegs = s.nsegs.saturating_add(1);
-            }
-            let w = prev.is_write_only();
-            match s.data_writable {
-                None => s.data_writable = Some(w),
-                Some(x) if x != w => s.mixed_dirs = true,
-                Some(_) => {}
-            }
+        if d.len() > 0 {
+            last_readable = !d.is_write_only();
         }
+    }
+    s.close();
+    if last_readable {
+        // The chain ends in bytes the device may not write: no status byte.
+        s.last_w = None;
     }
     s
 }
@@ -198,35 +287,28 @@ pub fn parse(
         // Whatever came last is not the status descriptor the driver meant.
         return Err(ParseError::NoStatus);
     }
-    let status = s
-        .last
-        .filter(|d| d.is_write_only() && d.len() >= 1 && in_memory(mem, d));
-    let Some(status) = status else {
+    let Some(status_addr) = s.status_addr(mem) else {
         return Err(ParseError::NoStatus);
     };
     let bad = |st: u8| ParseError::Bad {
-        addr: status.addr(),
+        addr: status_addr,
         status: st,
     };
-    let Some(header) = s.header else {
-        return Err(bad(S_IOERR));
-    };
-    if header.is_write_only() || header.len() < HEADER_LEN || s.out_of_memory {
+    if s.hdr_got < s.hdr.len() || s.out_of_memory || s.misordered {
         return Err(bad(S_IOERR));
     }
     // seg_max is a promise the driver made when it read our configuration.
-    if s.data_segments() > SEG_MAX as u32 {
+    if s.pieces > SEG_MAX as u32 {
         return Err(bad(S_IOERR));
     }
-    let kind: u32 = mem.read_obj(header.addr()).map_err(|_| bad(S_IOERR))?;
-    let sector_addr = header.addr().checked_add(8).ok_or(bad(S_IOERR))?;
-    let sector: u64 = mem.read_obj(sector_addr).map_err(|_| bad(S_IOERR))?;
-    let (kind, sector) = (u32::from_le(kind), u64::from_le(sector));
+    let [k0, k1, k2, k3, _, _, _, _, s0, s1, s2, s3, s4, s5, s6, s7] = s.hdr;
+    let kind = u32::from_le_bytes([k0, k1, k2, k3]);
+    let sector = u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
     let req = Request {
         kind,
         sector,
         data_len: s.data_len,
-        status_addr: status.addr(),
+        status_addr,
         segs: s.segs,
         nsegs: s.nsegs,
     };

@@ -228,13 +228,109 @@ fn missing_or_readonly_status_returns_chain_untouched() {
     assert_eq!((st, len), (0xff, 0));
     let (st, len) = run(&mut f, &[(HDR, 16, false)], false);
     assert_eq!((st, len), (0xff, 0));
-    // Zero-length status descriptor.
+    // A chain that ends in bytes the device may not write, whatever came before.
+    let (st, len) = run(
+        &mut f,
+        &[(HDR, 16, false), (STATUS, 1, true), (DATA, 512, false)],
+        false,
+    );
+    assert_eq!((st, len), (0xff, 0));
+    // A zero-length descriptor at the end carries nothing: the status byte is the last
+    // writable byte before it, here the data buffer's last (511 bytes of data: refused).
+    f.mem.write_obj(0xffu8, GuestAddress(DATA + 511)).unwrap();
     let (st, len) = run(
         &mut f,
         &[(HDR, 16, false), (DATA, 512, true), (STATUS, 0, true)],
         false,
     );
-    assert_eq!((st, len), (0xff, 0));
+    assert_eq!((st, len), (0xff, 1));
+    assert_eq!(
+        f.mem.read_obj::<u8>(GuestAddress(DATA + 511)).unwrap(),
+        S_IOERR
+    );
+}
+
+/// Any descriptor layout, as virtio 1.x requires of a device ("Message Framing"): a
+/// descriptor may hold the header and the data, the data and the status byte, or part of
+/// the header. Regression: the header was the first descriptor's first 16 bytes (the rest
+/// of it ignored) and the status the last descriptor's first byte, so a write whose data
+/// shared the header's descriptor wrote nothing and answered OK, and a read whose status
+/// shared the data's descriptor had the status written over its first byte.
+#[test]
+fn any_descriptor_layout_is_served() {
+    let mut f = fixture();
+    // OUT: header and data in one descriptor.
+    header(&f.mem, T_OUT, 7);
+    f.mem
+        .write_slice(&[0x5a; 512], GuestAddress(HDR + 16))
+        .unwrap();
+    let parts = [(HDR, 16 + 512, false), (STATUS, 1, true)];
+    assert_eq!(run(&mut f, &parts, false), (S_OK, 1));
+    let mut buf = [0u8; 512];
+    f.disk.seek(SeekFrom::Start(7 * 512)).unwrap();
+    f.disk.read_exact(&mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0x5a), "the write reached the disk");
+
+    // IN: data and status in one descriptor.
+    header(&f.mem, T_IN, 3);
+    f.mem.write_obj(0xffu8, GuestAddress(DATA + 512)).unwrap();
+    let parts = [(HDR, 16, false), (DATA, 512 + 1, true)];
+    let (_, len) = run(&mut f, &parts, false);
+    assert_eq!(len, 513);
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(DATA)).unwrap(), 3);
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(DATA + 511)).unwrap(), 3);
+    assert_eq!(
+        f.mem.read_obj::<u8>(GuestAddress(DATA + 512)).unwrap(),
+        S_OK
+    );
+
+    // IN: the header in two pieces, the data across two descriptors, the second of
+    // which holds the status too.
+    header(&f.mem, T_IN, 10);
+    let parts = [
+        (HDR, 5, false),
+        (HDR + 5, 11, false),
+        (DATA, 300, true),
+        (DATA + 0x1000, 212 + 1, true),
+    ];
+    f.mem
+        .write_obj(0xffu8, GuestAddress(DATA + 0x1000 + 212))
+        .unwrap();
+    let (_, len) = run(&mut f, &parts, false);
+    assert_eq!(len, 513);
+    assert_eq!(f.mem.read_obj::<u8>(GuestAddress(DATA + 299)).unwrap(), 10);
+    assert_eq!(
+        f.mem
+            .read_obj::<u8>(GuestAddress(DATA + 0x1000 + 211))
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        f.mem
+            .read_obj::<u8>(GuestAddress(DATA + 0x1000 + 212))
+            .unwrap(),
+        S_OK
+    );
+
+    // GET_ID: the id and the status in one descriptor.
+    header(&f.mem, T_GET_ID, 0);
+    let parts = [(HDR, 16, false), (DATA, ID_LEN as u32 + 1, true)];
+    let (_, len) = run(&mut f, &parts, false);
+    assert_eq!(len, ID_LEN as u32 + 1);
+    let mut id = [0u8; ID_LEN + 1];
+    f.mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+    assert_eq!(&id[..ID_LEN], ID);
+    assert_eq!(id[ID_LEN], S_OK);
+
+    // Device-readable bytes after device-writable ones break the framing: refused.
+    header(&f.mem, T_OUT, 0);
+    let parts = [
+        (HDR, 16, false),
+        (DATA, 4, true),
+        (DATA + 0x1000, 512, false),
+        (STATUS, 1, true),
+    ];
+    assert_eq!(run(&mut f, &parts, false), (S_IOERR, 1));
 }
 
 #[test]
@@ -653,7 +749,54 @@ mod props {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// A request means the same whatever its descriptors: cut into pieces anywhere
+        /// (the header split, data sharing a descriptor with the header or the status), it
+        /// gives the status, used length, data read and disk contents of the same request
+        /// in the usual three descriptors.
+        #[test]
+        fn a_request_means_the_same_in_any_layout(
+            kind in prop_oneof![Just(T_IN), Just(T_OUT), Just(T_FLUSH), Just(T_GET_ID)],
+            sector in 0u64..70,
+            data_len in prop_oneof![0usize..=8, Just(20), Just(21)].prop_map(|n| if n > 8 { n } else { n * 512 }),
+            rcuts in proptest::collection::vec(0usize..700, 0..6),
+            wcuts in proptest::collection::vec(0usize..700, 0..6),
+            fill in any::<u8>(),
+        ) {
+            let payload: Vec<u8> = (0..data_len).map(|i| fill.wrapping_add(i as u8)).collect();
+            let mut hdr = [0u8; 16];
+            hdr[..4].copy_from_slice(&kind.to_le_bytes());
+            hdr[8..].copy_from_slice(&sector.to_le_bytes());
+            let mut readable = hdr.to_vec();
+            let wdata = if kind == T_OUT {
+                readable.extend_from_slice(&payload);
+                0
+            } else {
+                data_len
+            };
+            let mut results = Vec::new();
+            for (cuts, base) in [((&[16usize][..], &[wdata][..]), 0x8_0000u64), ((&rcuts[..], &wcuts[..]), 0x8_0000)] {
+                let mut f = fixture();
+                let got = run_split(&mut f, &readable, wdata + 1, cuts, base);
+                let mut disk = Vec::new();
+                f.disk.seek(SeekFrom::Start(0)).unwrap();
+                f.disk.read_to_end(&mut disk).unwrap();
+                results.push((got, disk));
+            }
+            let (a, b) = (&results[0], &results[1]);
+            prop_assert!(a.0 == b.0, "status, used length, writable bytes: {:?} vs {:?}", a.0, b.0);
+            prop_assert!(a.1 == b.1, "the disks differ");
+            // And the usual layout did what the request says.
+            let ((status, used, _), _) = &results[0];
+            let ok = match kind {
+                T_IN | T_OUT => sector + (data_len / 512) as u64 <= SECTORS && data_len % 512 == 0,
+                T_GET_ID => data_len >= ID_LEN,
+                _ => true,
+            };
+            prop_assert_eq!(*status, if ok { S_OK } else { S_IOERR });
+            prop_assert_eq!(*used as usize, if ok && kind != T_OUT && kind != T_FLUSH { wdata.min(if kind == T_GET_ID { ID_LEN } else { wdata }) + 1 } else { 1 });
+        }
 
         #[test]
         fn parser_enforces_request_rules(
@@ -679,17 +822,27 @@ mod props {
                 q.iter(&f.mem).unwrap().next().unwrap()
             };
             let writable: u64 = parts.iter().filter(|p| p.2).map(|p| u64::from(p.1)).sum();
+            let readable: u64 = parts.iter().filter(|p| !p.2).map(|p| u64::from(p.1)).sum();
+            // The status byte: the last byte of the last descriptor with bytes in it, if
+            // that one is device-writable.
+            let status = parts
+                .iter()
+                .rev()
+                .find(|p| p.1 > 0)
+                .filter(|p| p.2)
+                .map(|p| GuestAddress(p.0.wrapping_add(u64::from(p.1) - 1)));
             match parse(chain.clone(), &f.mem, SECTORS, ro) {
                 Ok(req) => {
                     prop_assert!([T_IN, T_OUT, T_FLUSH, T_GET_ID].contains(&req.kind));
-                    prop_assert!(!hdr_writable && hdr_len >= 16 && status_writable && status_len >= 1);
+                    prop_assert!(readable >= 16);
+                    prop_assert_eq!(Some(req.status_addr), status);
                     if req.kind == T_IN || req.kind == T_OUT {
                         prop_assert_eq!(req.data_len % 512, 0);
                         prop_assert!(req.sector.checked_add(req.data_len / 512).is_some_and(|e| e <= SECTORS));
                         prop_assert!(req.kind == T_IN || !ro);
                     }
                 }
-                Err(ParseError::Bad { addr, .. }) => prop_assert_eq!(addr, GuestAddress(STATUS)),
+                Err(ParseError::Bad { addr, .. }) => prop_assert_eq!(Some(addr), status),
                 Err(ParseError::NoStatus) => {}
             }
             let before = {
@@ -709,6 +862,63 @@ mod props {
             }
         }
     }
+}
+
+/// One request laid out as the split descriptors of `cuts` (see
+/// [`props::a_request_means_the_same_in_any_layout`]): its readable stream (header, then
+/// OUT's data) and its writable stream (IN's or GET_ID's data, then the status byte) cut
+/// into pieces at the given lengths, each piece at an address of its own from `base`.
+/// Returns (status byte, used length, the writable stream's bytes after the request).
+fn run_split(
+    f: &mut Fixture,
+    readable: &[u8],
+    writable_len: usize,
+    cuts: (&[usize], &[usize]),
+    base: u64,
+) -> (u8, u32, Vec<u8>) {
+    // Stream -> pieces: (address, offset in stream, length).
+    let place = |len: usize, cuts: &[usize], first: u64| {
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for (i, c) in cuts.iter().chain([&usize::MAX]).enumerate() {
+            let n = (*c).min(len - at);
+            pieces.push((first + 0x2000 * i as u64, at, n));
+            at += n;
+            if at == len {
+                break;
+            }
+        }
+        pieces
+    };
+    let r = place(readable.len(), cuts.0, base);
+    let w = place(writable_len, cuts.1, base + 0x2000 * r.len() as u64);
+    for &(a, at, n) in &r {
+        f.mem
+            .write_slice(&readable[at..at + n], GuestAddress(a))
+            .unwrap();
+    }
+    for &(a, _, n) in &w {
+        f.mem.write_slice(&vec![0xff; n], GuestAddress(a)).unwrap();
+    }
+    let mut parts: Vec<(u64, u32, bool)> =
+        r.iter().map(|&(a, _, n)| (a, n as u32, false)).collect();
+    parts.extend(w.iter().map(|&(a, _, n)| (a, n as u32, true)));
+    let vq = MockSplitQueue::new(&f.mem, 32);
+    let mut q = queue(&vq);
+    push_chain(&vq, &f.mem, &chain(&parts, 0), 0);
+    let chain = {
+        use virtio_queue::QueueOwnedT;
+        q.iter(&f.mem).unwrap().next().unwrap()
+    };
+    let used = handle_chain(chain, &f.mem, &mut f.disk, SECTORS, false, ID);
+    let mut out = vec![0u8; writable_len];
+    for &(a, at, n) in &w {
+        f.mem
+            .read_slice(&mut out[at..at + n], GuestAddress(a))
+            .unwrap();
+    }
+    let status = out.last().copied().unwrap_or(0xff);
+    (status, used, out)
 }
 
 /// Review: the disk's GET_ID answer was `anchor-<dev>-<ino>`, the host's device and inode
