@@ -13,7 +13,7 @@ pub fn report(esp: &Esp, running: Option<Slot>) -> Result<String, EspError> {
     let state = esp.scan()?;
     let mut out = String::new();
     let mut candidates = Vec::new();
-    let mut unreadable = 0usize;
+    let mut unreadable = false;
     for slot in Slot::ALL {
         let files = state.files(slot);
         let mark = if running == Some(slot) {
@@ -43,7 +43,7 @@ pub fn report(esp: &Esp, running: Option<Slot>) -> Result<String, EspError> {
             let _ = writeln!(out, "slot {slot}: {vtext}, {state_text}{mark} [{}]", f.file);
             match version {
                 Ok(v) => candidates.push((slot, f.entry.counter, v)),
-                Err(_) => unreadable += 1,
+                Err(_) => unreadable = true,
             }
         }
         if files.len() > 1 {
@@ -70,7 +70,7 @@ pub fn report(esp: &Esp, running: Option<Slot>) -> Result<String, EspError> {
             };
             let _ = writeln!(out, "next boot: slot {s}{note}");
         }
-        None if unreadable > 0 => {
+        None if unreadable => {
             let _ = writeln!(
                 out,
                 "next boot: nothing to boot (RECOVERY: no slot's image can be read, and \

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! Every `unsafe` block and raw system call of anchor-vault: terminal echo, writev(2), mount(2),
-//! prctl(2), statvfs(3), memfd_create(2), a loop device's backing file, and (in [`esys`]) the few TPM commands tss-esapi 7 lacks.
+//! Every `unsafe` block and raw system call of anchor-vault: terminal echo, writev(2),
+//! mount(2), prctl(2), statvfs(3), memfd_create(2), a loop device's backing file, and (in
+//! [`esys`]) the few TPM commands tss-esapi 7 lacks.
 
 pub mod esys;
 
