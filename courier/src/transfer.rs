@@ -218,7 +218,14 @@ fn next<R: Read>(
         match dec.next_frame(payload) {
             Ok(Some(f)) => return Ok(Some(f)),
             Ok(None) => {}
-            Err(e) => return Err(TransferError::Protocol(side, e.to_string())),
+            // The sender hears this: a destination's header bytes stay its own.
+            Err(e) => {
+                let what = match side {
+                    Side::Source => e.to_string(),
+                    Side::Destination => "a malformed frame".into(),
+                };
+                return Err(TransferError::Protocol(side, what));
+            }
         }
         match r.read(dec.space()) {
             Ok(0) if dec.pending() == 0 => return Ok(None),
@@ -389,9 +396,9 @@ pub fn run<S: Read + Write, D: Read + Write>(
             Destination,
             destination_reason(payload.get(..n).unwrap_or_default()),
         )),
-        Some((k, _)) => Err(TransferError::Protocol(
+        Some(_) => Err(TransferError::Protocol(
             Destination,
-            format!("{k:?} instead of stored or failed"),
+            "a frame other than stored or failed".into(),
         )),
         None => Err(TransferError::Protocol(
             Destination,

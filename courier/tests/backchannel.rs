@@ -19,8 +19,17 @@ use anchor_proto::umbilical::{write_frame, Frames, PAYLOAD_MAX};
 
 const SECRET: &str = "work-db-password=hunter2;api-key=AKIAEXAMPLE0123456789";
 
-/// The transfer with an honest-looking source and a destination that answers `answer`.
+/// The transfer with an honest-looking source and a destination that answers `answer`
+/// with the secret as its payload.
 fn carry(answer: Data) -> String {
+    let mut frame = [0u8; PAYLOAD_MAX + 4];
+    let n = anchor_proto::umbilical::encode(answer, SECRET.as_bytes(), &mut frame).unwrap();
+    carry_raw(frame[..n].to_vec())
+}
+
+/// The transfer with an honest-looking source and a destination that answers with these
+/// bytes.
+fn carry_raw(answer: Vec<u8>) -> String {
     let item = b"an approved item".to_vec();
     let l = common::launch("item.txt", &item);
     let (mut src, mut s_end) = common::pair(Duration::from_secs(20));
@@ -41,7 +50,7 @@ fn carry(answer: Data) -> String {
             assert!(n > 0);
             all.extend_from_slice(&buf[..n]);
         }
-        write_frame(&mut d_end, answer, SECRET.as_bytes()).unwrap();
+        std::io::Write::write_all(&mut d_end, &answer).unwrap();
     });
     let r = transfer::run(&mut src, &mut dst, &l);
     source.join().unwrap();
@@ -60,6 +69,28 @@ fn the_destination_cannot_send_its_own_text_back_to_the_source() {
         assert!(
             !line.contains(SECRET),
             "{answer:?}: the destination's text reaches the sender: {line:?}"
+        );
+    }
+}
+
+/// A destination that breaks the protocol on purpose picks the kind, the reserved byte or
+/// the length of its answer's header; none of those numbers reaches the sender.
+#[test]
+fn a_broken_answer_says_only_that_the_destination_broke_the_protocol() {
+    use anchor_proto::umbilical::FrameKind;
+    let stored = Data::Stored.code();
+    let fetch = Data::Fetch.code();
+    for (what, answer, chosen) in [
+        ("an unknown kind", vec![0xab, 0, 0, 0], "171"),
+        ("a reserved byte set", vec![stored, 0xcd, 0, 0], "205"),
+        ("an over-long length", vec![stored, 0, 0x39, 0x30], "12345"),
+        ("another kind", vec![fetch, 0, 0, 0], "Fetch"),
+    ] {
+        let line = carry_raw(answer);
+        assert!(line.contains("broke the protocol"), "{what}: {line}");
+        assert!(
+            !line.contains(chosen),
+            "{what}: the sender hears {chosen}: {line}"
         );
     }
 }
