@@ -448,8 +448,28 @@ pub fn loop_attach_readonly(image: &Path) -> Result<(OwnedFd, std::path::PathBuf
     loop_attach(image, false)
 }
 
-/// [`loop_attach_readonly`], writable when `writable` (a room's vault volume).
-pub fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::PathBuf)> {
+/// [`loop_attach_readonly`], writable when `writable`.
+fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::PathBuf)> {
+    let mode = if writable {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    };
+    // A writable backing file is never reached through a symlink.
+    let nofollow = if writable { libc::O_NOFOLLOW } else { 0 };
+    let backing = open_path(image, mode | nofollow)?;
+    loop_attach_open(&backing, image, writable)
+}
+
+/// Attaches the open file `backing` (opened from `image`, read-write when `writable`) to
+/// a free loop device (autoclear): the device and its path. The device holds `backing`'s
+/// open file description, and with it any `flock` taken on it (a room's vault volume),
+/// until it is cleared.
+pub fn loop_attach_open(
+    backing: &impl AsRawFd,
+    image: &Path,
+    writable: bool,
+) -> Result<(OwnedFd, std::path::PathBuf)> {
     const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
     const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
     use crate::image::{LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY};
@@ -458,9 +478,6 @@ pub fn loop_attach(image: &Path, writable: bool) -> Result<(OwnedFd, std::path::
     } else {
         (libc::O_RDONLY, LO_FLAGS_READ_ONLY)
     };
-    // A writable backing file is never reached through a symlink.
-    let nofollow = if writable { libc::O_NOFOLLOW } else { 0 };
-    let backing = open_path(image, mode | nofollow)?;
     let control = open_path(Path::new("/dev/loop-control"), libc::O_RDWR)?;
     let mut name = [0u8; 64];
     for (d, s) in name
@@ -550,6 +567,28 @@ struct LoopConfig {
 }
 
 /// open(2) of `path` with `flags` | O_CLOEXEC.
+/// Takes a shared `flock` on `fd` without waiting: `false` when another open file
+/// description holds it exclusively.
+pub fn try_lock_shared(fd: &impl AsRawFd, path: &Path) -> Result<bool> {
+    loop {
+        // SAFETY: flock on a descriptor the caller owns; no memory is passed.
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            errno => {
+                return Err(Error::Path {
+                    op: "lock",
+                    path: path.display().to_string(),
+                    errno: errno.unwrap_or(libc::EIO),
+                })
+            }
+        }
+    }
+}
+
 pub fn open_path(path: &Path, flags: libc::c_int) -> Result<OwnedFd> {
     let p = cpath(path)?;
     // SAFETY: `p` is NUL-terminated and outlives the call.

@@ -16,6 +16,7 @@
 //! if that fails the room keeps the old size, and the log says so.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
@@ -139,10 +140,45 @@ pub struct Attached {
     pub grown: Option<String>,
 }
 
+/// Opens the volume `file` read-write and takes its shared `flock`, which the loop device
+/// keeps (it holds this open file) for as long as the room has the volume mounted.
+/// `anchor-vault volume delete` holds the exclusive lock from its check until the file is
+/// unlinked: a volume being deleted is refused, and once this lock is held no delete goes
+/// through. A file deleted or replaced between the open and the lock is refused too (the
+/// room would write where no name reaches).
+fn claim(file: &Path) -> Result<OwnedFd> {
+    let fd = sys::open_path(file, libc::O_RDWR | libc::O_NOFOLLOW)?;
+    let refused = |op, errno| Error::Path {
+        op,
+        path: file.display().to_string(),
+        errno,
+    };
+    if !sys::try_lock_shared(&fd, file)? {
+        return Err(refused(
+            "not attached: anchor-vault volume delete is deleting the vault volume",
+            libc::EBUSY,
+        ));
+    }
+    let held = File::from(fd.try_clone().map_err(|e| io_err("dup", file, &e))?)
+        .metadata()
+        .map_err(|e| io_err("stat", file, &e))?;
+    let named = std::fs::symlink_metadata(file).ok();
+    let same = named.is_some_and(|n| (n.dev(), n.ino()) == (held.dev(), held.ino()));
+    if held.nlink() == 0 || !same {
+        return Err(refused(
+            "not attached: the vault volume was deleted or replaced while it was being \
+             attached:",
+            libc::ENOENT,
+        ));
+    }
+    Ok(fd)
+}
+
 /// Formats `file` if blank, mounts it at `new_root`/persist for the room of `cfg`, and
 /// grows its file system if the file grew (its quota did) since it was made.
 pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<Attached> {
     crate::args::regular_file("--volume", file)?;
+    let volume = claim(file)?;
     refuse_guest_disk(file)?;
     let formatted = prepare(file, mke2fs().map(Path::new))?;
     let growth = judge::growth_of(&open_volume(file, false)?)
@@ -155,7 +191,7 @@ pub fn attach(cfg: &Config, file: &Path, new_root: &Path) -> Result<Attached> {
             errno: libc::ENOENT,
         });
     }
-    let (dev, dev_path) = sys::loop_attach(file, true)?;
+    let (dev, dev_path) = sys::loop_attach_open(&volume, file, true)?;
     sys::mount(
         "mount the room's vault volume",
         Some(&dev_path),

@@ -708,3 +708,78 @@ fn mark_guest_disk(file: &Path) {
     };
     assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
 }
+
+/// `anchor-vault volume delete` and a room starting with the same volume cannot both win:
+/// the delete holds the volume's lock (flock, exclusive) from its check to the unlink, and
+/// a room holds it shared from the moment it opens the file for as long as the volume is
+/// mounted (the loop device keeps the locked file). A volume being deleted is not attached
+/// (the room does not start); a volume a room has attached cannot be locked for a delete.
+#[test]
+fn a_volume_being_deleted_is_not_attached_nor_one_attached_deleted() {
+    need_root_and_tools();
+    let pid = std::process::id();
+    let dir = Scratch(PathBuf::from(format!("/var/tmp/anchor-jail-del-{pid}")));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(dir.0.join("volumes")).unwrap();
+    let img = image(&dir.0, "");
+    let room = format!("jd{}", pid % 100_000);
+    let vol = dir.0.join("volumes/gone.img");
+    std::fs::File::create(&vol)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let lock = |f: &std::fs::File| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor the test owns.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        r == 0
+    };
+    let args = [std::ffi::OsStr::new("--volume"), vol.as_os_str()];
+
+    let deleter = std::fs::File::open(&vol).unwrap();
+    assert!(lock(&deleter));
+    let out = run_room_as(&dir.0, &room, &img, 64_220, &args, "echo started");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("started"), "{stdout}");
+    assert!(
+        stderr.contains("not attached: anchor-vault volume delete is deleting the vault volume"),
+        "{stderr}"
+    );
+    assert!(loops_of(&vol).is_empty());
+    drop(deleter);
+
+    let room_dir = dir.0.clone();
+    let (img2, vol2, room2) = (img.clone(), vol.clone(), room.clone());
+    let running = std::thread::spawn(move || {
+        let args = [std::ffi::OsStr::new("--volume"), vol2.as_os_str()];
+        run_room_as(&room_dir, &room2, &img2, 64_220, &args, "echo up; sleep 3")
+    });
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while loops_of(&vol).is_empty() && !running.is_finished() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let attached = !loops_of(&vol).is_empty();
+    let deleter = std::fs::File::open(&vol).unwrap();
+    let deletable = lock(&deleter);
+    let out = running.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(attached, "the room never attached its volume\n{stderr}");
+    assert!(
+        !deletable,
+        "a volume a room has attached could be locked for a delete"
+    );
+    loops_gone(&vol);
+    // The loop device lets go of the file (and its lock) when it is cleared, which the
+    // kernel may finish a moment after the device shows no backing file.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !lock(&deleter) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the room's lock outlived it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -200,9 +200,10 @@ pub enum VolumeCommand {
         to: String,
     },
     /// Delete volume NAME and its data for good. Refused, naming the holder, while a
-    /// room has it attached (a process has the file open, or a loop device is backed by
-    /// it): close that room first. A policy that names it gets a new, empty volume at the
-    /// next unlock.
+    /// room has it attached or is attaching it (it holds the volume's lock, a process has
+    /// the file open, or a loop device is backed by it): close that room first. A room
+    /// starting while the delete runs is refused the volume. A policy that names it gets a
+    /// new, empty volume at the next unlock.
     Delete {
         /// The volume.
         #[arg(value_parser = volume_name)]

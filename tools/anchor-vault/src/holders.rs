@@ -5,21 +5,25 @@
 //! the volume would get an empty one beside it.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// A process or loop device that holds the file with device `dev` and inode `ino`, said
-/// in a few words, or None when nothing does. Processes that end while they are looked at,
-/// and loop devices that go, are passed over; a /proc or /sys that cannot be listed is an
-/// error (the caller cannot tell, so it must not go on).
-pub fn holder(dev: u64, ino: u64) -> io::Result<Option<String>> {
-    if let Some(pid) = process_holding(dev, ino)? {
+/// in a few words, or None when nothing does; `mine`, a descriptor of this process's own
+/// that does not count. Processes that end while they are looked at, and loop devices that
+/// go, are passed over; a /proc or /sys that cannot be listed is an error (the caller
+/// cannot tell, so it must not go on).
+pub fn holder(dev: u64, ino: u64, mine: Option<RawFd>) -> io::Result<Option<String>> {
+    if let Some(pid) = process_holding(dev, ino, mine)? {
         return Ok(Some(format!("process {pid} ({}) has it open", comm(pid))));
     }
     Ok(loop_holding(dev, ino)?.map(|name| format!("loop device /dev/{name} is backed by it")))
 }
 
-fn process_holding(dev: u64, ino: u64) -> io::Result<Option<u32>> {
+fn process_holding(dev: u64, ino: u64, mine: Option<RawFd>) -> io::Result<Option<u32>> {
+    let me = std::process::id();
+    let skip = mine.map(|fd| fd.to_string());
     for entry in std::fs::read_dir("/proc")? {
         let Some(pid) = entry?
             .file_name()
@@ -33,6 +37,9 @@ fn process_holding(dev: u64, ino: u64) -> io::Result<Option<u32>> {
             continue;
         };
         for fd in fds.flatten() {
+            if pid == me && skip.as_deref().is_some_and(|s| fd.file_name() == s) {
+                continue;
+            }
             // stat(2) through the magic link: the open file's own device and inode.
             if std::fs::metadata(fd.path()).is_ok_and(|m| (m.dev(), m.ino()) == (dev, ino)) {
                 return Ok(Some(pid));

@@ -276,25 +276,26 @@ pub fn give(root: &Path, name: &Name, to: &Name) -> Result<Option<Name>, Persist
 
 /// `volume delete NAME`: the volume file (its data) and its owner record go, unless a
 /// room has it attached (a process has it open or a loop device is backed by it).
+///
+/// The check and the unlink are one step against a room starting at the same moment: the
+/// volume's lock is `flock` on its file, which a room's VMM and anchor-jail hold shared from
+/// the moment they open it (before they check what they opened) for as long as they serve
+/// it. `delete` holds it exclusively from before its check until the file is gone, so a
+/// room either has it (the lock is refused: nothing is deleted) or finds it gone or being
+/// deleted (the room refuses to start with it).
 pub fn delete(root: &Path, name: &Name) -> Result<(), PersistError> {
-    use std::os::unix::fs::MetadataExt;
     let dir = root.join(VOLUMES);
     let image = vault::image_path(&dir, name);
-    match std::fs::symlink_metadata(&image) {
-        Ok(m) if m.is_file() => {
-            let by = crate::holders::holder(m.dev(), m.ino())
-                .map_err(|e| PersistError::Io(image.clone(), e))?;
-            if let Some(by) = by {
-                let name = name.to_string();
-                return Err(PersistError::InUse { name, by });
-            }
-        }
-        Ok(_) => {}
+    let lock = match std::fs::symlink_metadata(&image) {
+        Ok(m) if m.is_file() => Some(lock_for_delete(&image, name)?),
+        // Something else at its name (no room attaches anything but a regular file,
+        // reached without following a link) is only removed.
+        Ok(_) => None,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(PersistError::NoVolume(name.to_string()))
         }
         Err(e) => return Err(PersistError::Io(image, e)),
-    }
+    };
     match std::fs::remove_file(&image) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -303,12 +304,63 @@ pub fn delete(root: &Path, name: &Name) -> Result<(), PersistError> {
         Err(e) => return Err(PersistError::Io(image, e)),
     }
     let record = vault::owner_path(&dir, name);
-    match std::fs::remove_file(&record) {
+    let done = match std::fs::remove_file(&record) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PersistError::Io(record, e)),
         _ => std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| PersistError::Io(dir, e)),
+    };
+    // The lock goes with the file, once its name is gone.
+    drop(lock);
+    done
+}
+
+/// The volume file `image`, locked exclusively, once nothing holds it: the name still
+/// holds the file that was locked, and no process (but this one's lock) has it open and no
+/// loop device is backed by it.
+fn lock_for_delete(image: &Path, name: &Name) -> Result<std::fs::File, PersistError> {
+    use std::os::fd::AsRawFd;
+    let in_use = |by: &str| PersistError::InUse {
+        name: name.to_string(),
+        by: by.to_owned(),
+    };
+    let io = |e| PersistError::Io(image.to_path_buf(), e);
+    let file = match open_nofollow(image) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PersistError::NoVolume(name.to_string()))
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let held = file.metadata().map_err(io)?;
+    if !anchor_sys::audit::try_flock(&file, false).map_err(io)? {
+        return Err(in_use("a room is attaching it or has it attached"));
     }
+    // Under the lock: a volume deleted and made again in between is another file.
+    match std::fs::symlink_metadata(image) {
+        Ok(m) if (m.dev(), m.ino()) == (held.dev(), held.ino()) => {}
+        Ok(_) => return Err(in_use("it was replaced while it was being deleted")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PersistError::NoVolume(name.to_string()))
+        }
+        Err(e) => return Err(io(e)),
+    }
+    // Holders that take no lock (a program or a loop device set up by hand).
+    let by = crate::holders::holder(held.dev(), held.ino(), Some(file.as_raw_fd())).map_err(io)?;
+    match by {
+        Some(by) => Err(in_use(&by)),
+        None => Ok(file),
+    }
+}
+
+/// Opens `path` read-only, never through a symbolic link, never blocking (a FIFO put in
+/// its place).
+fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Make sure volume `name` exists under `root` (the vault's mount point: callers check
@@ -756,6 +808,38 @@ mod tests {
             "{e}"
         );
         assert!(detached.success() && path.exists());
+        delete(&root, &n).unwrap();
+        assert!(!path.exists());
+    }
+
+    /// A room holds its volume's lock (shared) from the moment it opens the file: delete
+    /// refuses while it does and says so; the lock it takes itself stops a room from
+    /// attaching the volume while it deletes it (anchor-jail's and the VMM's tests).
+    #[test]
+    fn a_volume_whose_lock_a_room_holds_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vault");
+        let n = Name::parse("notes").unwrap();
+        let (path, _) = ensure_owned(&root, &n, 16 << 20, &n).unwrap();
+        let room = std::fs::File::open(&path).unwrap();
+        assert!(anchor_sys::audit::try_flock(&room, true).unwrap());
+        let e = delete(&root, &n).unwrap_err().to_string();
+        assert!(
+            e.contains("volume notes is in use (a room is attaching it or has it attached)"),
+            "{e}"
+        );
+        assert!(path.exists());
+        drop(room);
+        // A symbolic link at a volume's name is removed, never followed (its target stays).
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let again = Name::parse("other").unwrap();
+        let link = vault::image_path(&root.join(VOLUMES), &again);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        delete(&root, &again).unwrap();
+        assert!(std::fs::symlink_metadata(&link).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        // Our own lock does not count as a holder.
         delete(&root, &n).unwrap();
         assert!(!path.exists());
     }

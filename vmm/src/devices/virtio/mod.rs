@@ -57,6 +57,12 @@ pub enum VirtioError {
     OpenDisk(std::path::PathBuf, std::io::Error),
     /// Reading the size of a block device's backing file failed.
     DiskSize(std::path::PathBuf, std::io::Error),
+    /// A block device's backing file is locked by `anchor-vault volume delete`.
+    DiskBeingDeleted(std::path::PathBuf),
+    /// A block device's backing file was deleted or replaced while it was being opened.
+    DiskGone(std::path::PathBuf),
+    /// Locking a block device's backing file failed.
+    DiskLock(std::path::PathBuf, std::io::Error),
     /// The backing file of a block device is not a whole number of 512-byte sectors.
     DiskNotSectorAligned(std::path::PathBuf, u64),
     /// Creating an eventfd failed.
@@ -93,6 +99,17 @@ impl fmt::Display for VirtioError {
             Self::DiskSize(p, _) => {
                 write!(f, "cannot read the size of the disk image {}", p.display())
             }
+            Self::DiskBeingDeleted(p) => write!(
+                f,
+                "disk image {} is being deleted (anchor-vault volume delete holds its lock)",
+                p.display()
+            ),
+            Self::DiskGone(p) => write!(
+                f,
+                "disk image {} was deleted or replaced while it was being opened",
+                p.display()
+            ),
+            Self::DiskLock(p, _) => write!(f, "cannot lock the disk image {}", p.display()),
             Self::DiskNotSectorAligned(p, n) => {
                 write!(
                     f,
@@ -128,6 +145,7 @@ impl std::error::Error for VirtioError {
         match self {
             Self::OpenDisk(_, e)
             | Self::DiskSize(_, e)
+            | Self::DiskLock(_, e)
             | Self::EventFd(e)
             | Self::TimerFd(e)
             | Self::RegisterPage(e)
@@ -138,7 +156,11 @@ impl std::error::Error for VirtioError {
             | Self::NetHostFd(_, e)
             | Self::NetSetup(e) => Some(e),
             Self::Queue(e) => Some(e),
-            Self::DiskNotSectorAligned(..) | Self::VsockCid(_) | Self::VsockInUse(..) => None,
+            Self::DiskNotSectorAligned(..)
+            | Self::DiskBeingDeleted(_)
+            | Self::DiskGone(_)
+            | Self::VsockCid(_)
+            | Self::VsockInUse(..) => None,
         }
     }
 }

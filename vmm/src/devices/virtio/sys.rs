@@ -206,13 +206,24 @@ pub fn lock_exclusive(path: &Path) -> std::io::Result<std::fs::File> {
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid fd we own; no pointers involved.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    flock_nb(&f, libc::LOCK_EX)?;
     Ok(f)
+}
+
+/// `flock(op | LOCK_NB)` on `f`: `WouldBlock` when another open file description holds a
+/// conflicting lock.
+pub fn flock_nb(f: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a valid fd we own; no pointers involved.
+        if unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Bind a Unix stream listener at `path` with the umask set to 0177 for the bind, so the

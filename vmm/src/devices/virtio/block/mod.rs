@@ -6,6 +6,7 @@ pub mod request;
 mod tests;
 
 use std::fs::{File, OpenOptions};
+use std::path::Path;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -32,6 +33,32 @@ const QUEUE_SIZES: &[u16] = &[QUEUE_SIZE];
 /// Length of struct virtio_blk_config up to and including `blk_size` .. `opt_io_size`.
 const CONFIG_LEN: usize = 36;
 
+/// Holds the shared `flock` on the open image for as long as `file` lives (the VMM's
+/// life), and checks that `path` still names it. `anchor-vault volume delete` takes the
+/// exclusive lock before it checks that nothing holds a volume and keeps it until the file
+/// is unlinked: a volume being deleted is refused here, and once this lock is held no
+/// delete goes through. A file deleted or replaced between the open and the lock is
+/// refused too: the guest would write data no name reaches. Runs before seccomp.
+fn claim(file: &File, path: &Path) -> Result<(), VirtioError> {
+    use std::os::unix::fs::MetadataExt;
+    let gone = || VirtioError::DiskGone(path.to_path_buf());
+    match super::sys::flock_nb(file, libc::LOCK_SH) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(VirtioError::DiskBeingDeleted(path.to_path_buf()))
+        }
+        Err(e) => return Err(VirtioError::DiskLock(path.to_path_buf(), e)),
+    }
+    let held = file
+        .metadata()
+        .map_err(|e| VirtioError::DiskSize(path.to_path_buf(), e))?;
+    let named = std::fs::metadata(path).map_err(|_| gone())?;
+    if held.nlink() == 0 || (held.dev(), held.ino()) != (named.dev(), named.ino()) {
+        return Err(gone());
+    }
+    Ok(())
+}
+
 /// The virtio-blk device.
 #[derive(Debug)]
 pub struct Block {
@@ -52,6 +79,7 @@ impl Block {
             .write(!cfg.read_only)
             .open(&cfg.path)
             .map_err(|e| VirtioError::OpenDisk(cfg.path.clone(), e))?;
+        claim(&file, &cfg.path)?;
         let meta = file
             .metadata()
             .map_err(|e| VirtioError::DiskSize(cfg.path.clone(), e))?;

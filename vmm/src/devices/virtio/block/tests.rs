@@ -726,6 +726,86 @@ fn block_open_reads_capacity_and_flags() {
     );
 }
 
+/// A second open file description of `path` (another process's, as far as flock goes).
+fn other_open(path: &std::path::Path) -> std::fs::File {
+    std::fs::File::open(path).unwrap()
+}
+
+/// `anchor-vault volume delete` holds a volume's exclusive lock from its check to the
+/// unlink: a VMM opening the disk then refuses it. A VMM serving a disk holds the shared
+/// lock for its life, so the delete's exclusive lock is refused until the VMM is gone.
+#[test]
+fn a_disk_being_deleted_is_refused_and_an_open_disk_is_not_deleted() {
+    use crate::devices::virtio::sys::flock_nb;
+    use crate::devices::virtio::{BlockConfig, VirtioError};
+    for read_only in [false, true] {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        tmp.as_file().set_len(8 * 512).unwrap();
+        let cfg = BlockConfig {
+            path: tmp.path().to_path_buf(),
+            read_only,
+        };
+        let deleter = other_open(tmp.path());
+        flock_nb(&deleter, libc::LOCK_EX).unwrap();
+        let e = super::Block::open(&cfg).unwrap_err();
+        assert!(matches!(e, VirtioError::DiskBeingDeleted(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "disk image {} is being deleted (anchor-vault volume delete holds its lock)",
+                tmp.path().display()
+            )
+        );
+        drop(deleter);
+        let served = super::Block::open(&cfg).unwrap();
+        let deleter = other_open(tmp.path());
+        let refused = flock_nb(&deleter, libc::LOCK_EX).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+        // Another room sharing a read-only image is no conflict.
+        let _second = super::Block::open(&cfg).unwrap();
+        drop((served, _second));
+        flock_nb(&deleter, libc::LOCK_EX).unwrap();
+    }
+}
+
+/// A disk deleted, or replaced by another file, between the VMM's open and its lock is
+/// refused: its guest would write where no name reaches.
+#[test]
+fn a_disk_deleted_or_replaced_before_its_lock_is_refused() {
+    use crate::devices::virtio::VirtioError;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("volume.img");
+    std::fs::write(&path, [0u8; 4096]).unwrap();
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let newer = dir.path().join("newer.img");
+    std::fs::write(&newer, [0u8; 4096]).unwrap();
+    std::fs::rename(&newer, &path).unwrap();
+    let e = super::claim(&opened, &path).unwrap_err();
+    assert!(matches!(e, VirtioError::DiskGone(_)), "{e:?}");
+    let opened = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let e = super::claim(&opened, &path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "disk image {} was deleted or replaced while it was being opened",
+            path.display()
+        )
+    );
+    // A file of the same name made after the unlink does not make the old one good.
+    std::fs::write(&path, [0u8; 4096]).unwrap();
+    assert!(matches!(
+        super::claim(&opened, &path),
+        Err(VirtioError::DiskGone(_))
+    ));
+    let fresh = std::fs::File::open(&path).unwrap();
+    super::claim(&fresh, &path).unwrap();
+}
+
 mod props {
     use proptest::prelude::*;
 
