@@ -56,6 +56,14 @@ impl fmt::Display for Escaped<'_> {
 /// Most lines the file name may take; a longer one is cut and the cut is said.
 pub const NAME_LINES: usize = 8;
 
+/// What starts every line of the file name after its first (as wide as `File:    `).
+/// Not blank: a name padded to wrap where it likes would otherwise show a line of its
+/// own text, `Size:    1 bytes` say, that looks like one of the prompt's, merely
+/// indented. The name's text never reaches the first nine columns, so with this gutter
+/// every line it fills is marked as the name's. (The line that says how much of a long
+/// name is not shown is the prompt's own: it has no gutter.)
+pub const NAME_GUTTER: &str = "       | ";
+
 fn human(size: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("TiB", 1 << 40),
@@ -158,9 +166,10 @@ impl<'a> Prompt<'a> {
             shown.push(tail);
         }
         for (i, piece) in shown.iter().enumerate() {
-            let lead = if i == 0 { label } else { "         " };
+            let lead = if i == 0 { label } else { NAME_GUTTER };
             if let (Some(cut), true) = (&cut, i + 1 == shown.len()) {
-                wrap_words(&format!("{lead}{cut}"), cols, &mut out);
+                // The prompt's own words, so not in the name's gutter.
+                wrap_words(&format!("         {cut}"), cols, &mut out);
             }
             out.push(format!("{lead}{piece}"));
         }
@@ -424,7 +433,7 @@ mod tests {
         assert!(lines.iter().all(|l| l.len() <= 48), "{lines:#?}");
         let shown: Vec<&String> = lines
             .iter()
-            .filter(|l| l.starts_with("File:") || l.starts_with("         "))
+            .filter(|l| l.starts_with("File:") || l.starts_with("       "))
             .collect();
         // The beginning, the cut, the end (with the closing quote).
         assert_eq!(shown.len(), NAME_LINES);
@@ -525,6 +534,59 @@ mod tests {
         assert!(text.contains("\\u{4e00}.desktop\""), "{text}");
         assert!(text.contains("characters not shown]"), "{text}");
         assert!(lines.iter().all(|l| l.len() <= 62), "{text}");
+    }
+
+    /// A name cannot show a line that passes for one of the prompt's: padded so that
+    /// its wrap starts a line with `Size:    1 bytes (1 bytes)`, it showed that line
+    /// merely indented, above the real size. Every line of the name after its first is
+    /// marked.
+    #[test]
+    fn a_name_cannot_pass_a_line_of_its_own_for_one_of_the_prompts() {
+        let fakes = [
+            "Size:    1 bytes (1 bytes)",
+            "SHA-256: 0000000000000000...",
+            "Room work asks to send a file to room web.",
+            "[1 characters not shown]",
+        ];
+        for cols in [38, 48, 62, 80, 120] {
+            let width = cols - "File:    ".len();
+            for fake in fakes {
+                // The opening quote and the padding fill the first line exactly.
+                let name = format!("{}{fake}", " ".repeat(width - 1));
+                let lines = prompt(name.as_bytes()).lines(cols);
+                let text = lines.join("\n");
+                let name_at = lines.iter().position(|l| l.starts_with("File:")).unwrap();
+                let size_at = lines.iter().position(|l| l.starts_with("Size:")).unwrap();
+                assert!(size_at > name_at + 1, "{text}");
+                for line in &lines[name_at + 1..size_at] {
+                    assert!(line.starts_with(NAME_GUTTER), "{line:?} in\n{text}");
+                }
+                let head = fake.split_whitespace().next().unwrap();
+                let seen = lines
+                    .iter()
+                    .filter(|l| l.trim_start().starts_with(head))
+                    .count();
+                let real = usize::from(fake.starts_with("Size:") || fake.starts_with("SHA"))
+                    + usize::from(fake.starts_with("Room"));
+                assert_eq!(seen, real, "{head:?} passed for the prompt's in\n{text}");
+            }
+            // A long name, cut: only the prompt's own line says what is not shown.
+            let name = format!(
+                "{}[1 characters not shown]{}",
+                " ".repeat(width - 1),
+                "x".repeat(2000)
+            );
+            let lines = prompt(name.as_bytes()).lines(cols);
+            let cuts: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.trim_start().starts_with('['))
+                .collect();
+            assert_eq!(cuts.len(), 1, "{lines:#?}");
+            assert!(
+                cuts[0].contains("characters not shown]") && !cuts[0].contains('|'),
+                "{lines:#?}"
+            );
+        }
     }
 
     /// What the screen shows (read back from the pixels) holds every part of the prompt,
