@@ -6,7 +6,7 @@
 //! stack.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anchor_audit::{match_anchor, verify, Anchor, Record};
@@ -20,6 +20,33 @@ pub enum Verdict {
     Bad,
     /// The chain is intact but the TPM anchor could not be read: exit 3.
     Unanchored,
+}
+
+/// The log `audit show|verify` read when no `--file` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// The persistent log (or what reading it says is wrong with it).
+    Persistent(PathBuf),
+    /// The vault is not open: this boot's log, kept until the vault opens and then carried
+    /// into it. The TPM anchors none of it yet.
+    ThisBoot(PathBuf),
+}
+
+/// Which log to read by default: `persistent` (the vault's) unless it is not there and
+/// `this_boot` is a regular file, which it is only while the vault is not open (unlock
+/// replaces it with a symlink to `persistent`). A persistent log missing from an open
+/// vault is never covered up by the pre-unlock one: it is read, and its absence named.
+pub fn locate(persistent: &Path, this_boot: &Path) -> Located {
+    let missing = matches!(
+        std::fs::symlink_metadata(persistent),
+        Err(e) if e.kind() == io::ErrorKind::NotFound
+    );
+    let boot_file = std::fs::symlink_metadata(this_boot).is_ok_and(|m| m.file_type().is_file());
+    if missing && boot_file {
+        Located::ThisBoot(this_boot.to_path_buf())
+    } else {
+        Located::Persistent(persistent.to_path_buf())
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SSZ` for seconds since the epoch.
@@ -190,6 +217,7 @@ pub fn verify_file(
             Ok(Verdict::Unanchored)
         }
         Some(Ok((counter, head))) => {
+            let started = v.base.is_some();
             let base = v.base.unwrap_or(counter);
             let anchor = Anchor {
                 count: counter.saturating_sub(base),
@@ -209,8 +237,18 @@ pub fn verify_file(
                     )?;
                     Ok(Verdict::Intact)
                 }
-                Err(p) => {
+                Err(p) if started => {
                     writeln!(out, "{}: BAD: {p}", file.display())?;
+                    Ok(Verdict::Bad)
+                }
+                Err(p) => {
+                    writeln!(
+                        out,
+                        "{}: BAD: {p}; it has no audit.start record, as a log the TPM \
+                         anchors does (a log kept before the vault opens has none, and is \
+                         anchored only once carried into the vault: --no-tpm checks its chain)",
+                        file.display()
+                    )?;
                     Ok(Verdict::Bad)
                 }
             }
@@ -221,6 +259,36 @@ pub fn verify_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (make run, vault locked): `anchorctl audit show` said only
+    /// "/persist/audit/audit.log: No such file or directory", though this boot's log held
+    /// every record so far. The persistent log is read whenever it is there, and never
+    /// passed over when only it is missing from an open vault (this boot's path is then
+    /// a symlink to it).
+    #[test]
+    fn the_log_of_this_boot_is_read_only_while_the_vault_is_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let persist = dir.path().join("persist/audit.log");
+        let boot = dir.path().join("run/audit.log");
+        let persistent = Located::Persistent(persist.clone());
+        // Neither there: the persistent log, whose absence reading it names.
+        assert_eq!(locate(&persist, &boot), persistent);
+        // Vault not open: this boot's regular file.
+        std::fs::create_dir_all(boot.parent().unwrap()).unwrap();
+        std::fs::write(&boot, b"").unwrap();
+        assert_eq!(locate(&persist, &boot), Located::ThisBoot(boot.clone()));
+        // Vault open, its log missing: this boot's path is a symlink to it, not a log.
+        std::fs::remove_file(&boot).unwrap();
+        std::os::unix::fs::symlink(&persist, &boot).unwrap();
+        assert_eq!(locate(&persist, &boot), persistent);
+        // Vault open with its log: the persistent one, whatever this boot's path holds.
+        std::fs::create_dir_all(persist.parent().unwrap()).unwrap();
+        std::fs::write(&persist, b"").unwrap();
+        assert_eq!(locate(&persist, &boot), persistent);
+        std::fs::remove_file(&boot).unwrap();
+        std::fs::write(&boot, b"").unwrap();
+        assert_eq!(locate(&persist, &boot), persistent);
+    }
 
     #[test]
     fn utc_dates() {

@@ -55,6 +55,8 @@ pub enum Command {
 pub const ANCHOR_VAULT: &str = "/usr/bin/anchor-vault";
 /// The persistent audit log.
 pub const AUDIT_LOG: &str = "/persist/audit/audit.log";
+/// This boot's audit log until the vault opens (then a symlink to [`AUDIT_LOG`]).
+pub const BOOT_AUDIT_LOG: &str = "/run/anchor/audit.log";
 
 /// `anchorctl vault ...`
 #[derive(Debug, Subcommand)]
@@ -95,9 +97,11 @@ pub enum AuditCommand {
     /// Print the records, one per line: `#SEQ DATE TIME ACTOR EVENT KEY=VALUE...`
     /// (values stay escaped as stored); a line that is not a record is shown as `#?`.
     Show {
-        /// The audit log to read.
-        #[arg(long, value_name = "FILE", default_value = AUDIT_LOG)]
-        file: PathBuf,
+        /// The audit log to read [default: /persist/audit/audit.log; while the vault is
+        /// not open, this boot's log, /run/anchor/audit.log, carried into the vault when it
+        /// opens].
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         /// Print the stored lines unchanged.
         #[arg(long)]
         raw: bool,
@@ -105,9 +109,11 @@ pub enum AuditCommand {
     /// Check the hash chain and compare the log with its TPM anchor (read with
     /// `anchor-vault audit tpm-state`). Prints `intact` or the first bad record and why.
     Verify {
-        /// The audit log to check.
-        #[arg(long, value_name = "FILE", default_value = AUDIT_LOG)]
-        file: PathBuf,
+        /// The audit log to check [default: /persist/audit/audit.log; while the vault is
+        /// not open, this boot's log, /run/anchor/audit.log, whose chain alone is checked:
+        /// its records are anchored once carried into the vault].
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         /// Check the chain only, not the TPM anchor.
         #[arg(long)]
         no_tpm: bool,

@@ -2,11 +2,14 @@
 //! anchorctl entry point: parse arguments, run, map the outcome to an exit status.
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anchor_proto::control::Verb;
-use anchorctl::audit_cmd::{self, Verdict};
-use anchorctl::cli::{AuditCommand, Cli, Command, PolicyCommand, RoomCommand, VaultCommand};
+use anchorctl::audit_cmd::{self, Located, Verdict};
+use anchorctl::cli::{
+    AuditCommand, Cli, Command, PolicyCommand, RoomCommand, VaultCommand, AUDIT_LOG, BOOT_AUDIT_LOG,
+};
 use anchorctl::policy_cmd::{self, Outcome};
 use anchorctl::room_cmd::{self, Failure};
 use anchorctl::update_cmd;
@@ -19,6 +22,26 @@ fn vault_exit(r: Result<i32, String>, err: &mut dyn Write) -> ExitCode {
         Err(e) => {
             let _ = writeln!(err, "anchorctl: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The log `audit show|verify` read: `--file`, or [`audit_cmd::locate`]'s choice, said on
+/// `err` when it is this boot's log; and whether it is.
+fn audit_log(file: Option<&Path>, err: &mut dyn Write) -> (PathBuf, bool) {
+    if let Some(f) = file {
+        return (f.to_path_buf(), false);
+    }
+    match audit_cmd::locate(Path::new(AUDIT_LOG), Path::new(BOOT_AUDIT_LOG)) {
+        Located::Persistent(p) => (p, false),
+        Located::ThisBoot(p) => {
+            let _ = writeln!(
+                err,
+                "anchorctl: the vault is not open ({AUDIT_LOG} is not there): this boot's \
+                 log, {}, which is carried into the vault when it opens",
+                p.display()
+            );
+            (p, true)
         }
     }
 }
@@ -69,7 +92,8 @@ fn main() -> ExitCode {
             return vault_exit(vault_cmd::run(anchor_vault, &all), &mut err);
         }
         Command::Audit(AuditCommand::Show { file, raw }) => {
-            audit_cmd::show(file, *raw, &mut out, &mut err).map(|ok| {
+            let (file, _) = audit_log(file.as_deref(), &mut err);
+            audit_cmd::show(&file, *raw, &mut out, &mut err).map(|ok| {
                 if ok {
                     Outcome::Ok
                 } else {
@@ -83,8 +107,11 @@ fn main() -> ExitCode {
             anchor_vault,
             tpm,
         }) => {
-            let anchor = (!no_tpm).then(|| audit_cmd::tpm_state(anchor_vault, tpm.as_deref()));
-            match audit_cmd::verify_file(file, anchor, &mut out, &mut err) {
+            let (file, this_boot) = audit_log(file.as_deref(), &mut err);
+            // This boot's log is anchored only once carried into the vault: its chain alone.
+            let anchor =
+                (!no_tpm && !this_boot).then(|| audit_cmd::tpm_state(anchor_vault, tpm.as_deref()));
+            match audit_cmd::verify_file(&file, anchor, &mut out, &mut err) {
                 Ok(Verdict::Intact) => Ok(Outcome::Ok),
                 Ok(Verdict::Bad) => Ok(Outcome::Invalid),
                 Ok(Verdict::Unanchored) => return ExitCode::from(3),

@@ -156,6 +156,7 @@ fn verify_compares_with_the_tpm_anchor() {
         "{}",
         text(&o)
     );
+    assert!(!text(&o).contains("no audit.start"), "{}", text(&o));
     // No TPM anchor to read: the chain is reported, with exit 3.
     let o = anchorctl(&[
         "audit",
@@ -171,6 +172,52 @@ fn verify_compares_with_the_tpm_anchor() {
         "{}",
         text(&o)
     );
+}
+
+/// Regression (make run, vault locked): a log kept before the vault opens (bay0's records,
+/// no `audit.start`) compared with a TPM that anchored other records was only "BAD: the
+/// log does not match the TPM anchor", as if rewritten. Still BAD (a persistent log
+/// without its `audit.start` is one), but it says what such a log is and how to check it.
+#[test]
+fn a_log_with_no_audit_start_compared_with_the_tpm_says_what_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let mut chain = Chain::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; MAX_RECORD];
+    for room in ["work", "web"] {
+        let fields: [(&str, &[u8]); 2] = [("room", room.as_bytes()), ("how", b"opened")];
+        let e = Entry {
+            time: 1_796_022_235,
+            actor: "bay0",
+            event: "room.start",
+            fields: &fields,
+        };
+        chain.append(&mut out, &e, &mut buf).unwrap();
+    }
+    std::fs::write(&log, out).unwrap();
+    let f = log.to_str().unwrap();
+    let anchored = write_log(&dir.path().join("persist.log"), 3);
+    let vault = fake_vault(dir.path(), 3, &anchored.head());
+    let o = anchorctl(&[
+        "audit",
+        "verify",
+        "--file",
+        f,
+        "--anchor-vault",
+        vault.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("BAD: record 1 (line 1): the log does not match the TPM anchor"),
+        "{t}"
+    );
+    assert!(t.contains("it has no audit.start record"), "{t}");
+    assert!(t.contains("--no-tpm checks its chain"), "{t}");
+    let o = anchorctl(&["audit", "verify", "--no-tpm", "--file", f]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("chain intact: 2 records"), "{}", text(&o));
 }
 
 #[test]
