@@ -213,7 +213,7 @@ impl SystemConsole {
         if self.shell.is_some() {
             self.focus = Focus::Shell;
             self.put(b"\r\n");
-            crate::log_notice!("console: operator shell (rooms keep running; `anchorctl room console NAME` returns)");
+            crate::log_notice!("console: operator shell (rooms keep running; `anchorctl room console NAME` returns; Enter shows its prompt)");
             return;
         }
         let from = match self.focus {
