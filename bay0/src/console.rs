@@ -81,6 +81,7 @@ impl SystemConsole {
                 c"PATH=/usr/bin:/bin:/usr/sbin:/sbin",
                 c"TERM=linux",
                 c"PS1=anchor# ",
+                c"ENV=/etc/anchor/operator.sh",
             ]
             .map(CString::from);
             let fd = slave.as_raw_fd();
@@ -244,8 +245,17 @@ impl SystemConsole {
         }
     }
 
-    /// A child ended: the shell is started again; a room that had the console gives it
-    /// back.
+    /// The shutdown began: the operator shell is hung up (an interactive shell ignores the
+    /// shutdown's SIGTERM and held it for the whole grace) and not started again.
+    pub fn closing(&mut self) {
+        self.shell_wanted = false;
+        if let Some((_, pid)) = &self.shell {
+            let _ = sys::kill(*pid, libc::SIGHUP);
+        }
+    }
+
+    /// A child ended: the shell is started again (not once the shutdown began); a room
+    /// that had the console gives it back.
     pub fn ended(&mut self, ep: &OwnedFd, pid: i32, room_slot: Option<usize>) {
         if self.shell.as_ref().is_some_and(|(_, p)| *p == pid) {
             self.shell = None;
@@ -280,6 +290,28 @@ pub(crate) mod tests {
             viewer: Default::default(),
             open: Default::default(),
         }
+    }
+
+    /// Regression (`make run`): at shutdown the interactive operator shell ignored the
+    /// SIGTERM sent to all, held the shutdown for its whole grace, was killed, and was
+    /// started again just before the power-off. Now it is hung up and stays gone.
+    #[test]
+    fn the_shutdown_hangs_up_the_shell_and_does_not_start_it_again() {
+        let ep = sys::epoll().unwrap();
+        let (pty, _slave) = sys::open_pty().unwrap();
+        let mut shell = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(shell.id()).unwrap();
+        let mut c = with_shell(libc::STDIN_FILENO, pty);
+        c.shell = c.shell.take().map(|(fd, _)| (fd, pid));
+        c.closing();
+        let status = shell.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(libc::SIGHUP), "{status}");
+        c.ended(&ep, pid, None);
+        assert!(c.shell.is_none(), "a shell was started during the shutdown");
     }
 
     /// Everything on the operator shell's pty closes its stdio and goes on running

@@ -17,7 +17,14 @@ use crate::watchdog::Watchdog;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// The signals PID 1 handles; all are blocked and read from the signalfd.
-pub const SIGNALS: [i32; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGPWR];
+pub const SIGNALS: [i32; 6] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGPWR,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 const TOKEN_SIGNAL: u64 = 1;
 const TOKEN_TICK: u64 = 2;
@@ -213,6 +220,9 @@ impl EventLoop {
                 let closing = before == Phase::Running && sup.phase() != Phase::Running;
                 if let Some(rooms) = self.rooms.as_mut().filter(|_| closing) {
                     rooms.closing = true;
+                }
+                if let Some(c) = self.console.as_mut().filter(|_| closing) {
+                    c.closing();
                 }
                 self.after_children();
                 if let Some(rooms) = self.rooms.as_mut().filter(|_| closing) {

@@ -43,6 +43,8 @@ impl fmt::Display for Input {
             Input::Signal(libc::SIGTERM) => f.write_str("SIGTERM"),
             Input::Signal(libc::SIGINT) => f.write_str("SIGINT"),
             Input::Signal(libc::SIGPWR) => f.write_str("SIGPWR"),
+            Input::Signal(libc::SIGUSR1) => f.write_str("SIGUSR1 (halt)"),
+            Input::Signal(libc::SIGUSR2) => f.write_str("SIGUSR2 (poweroff)"),
             Input::Signal(libc::SIGCHLD) => f.write_str("SIGCHLD"),
             Input::Signal(n) => write!(f, "signal {n}"),
             Input::PowerKey => f.write_str("power button"),
@@ -127,9 +129,9 @@ impl Supervisor {
     pub fn handle(&mut self, input: Input, host: &mut dyn Host) -> Phase {
         match input {
             Input::Signal(libc::SIGCHLD) => self.reap(host),
-            Input::Signal(libc::SIGTERM | libc::SIGPWR) | Input::PowerKey => {
-                self.begin_stop(Stop::PowerOff, input, host)
-            }
+            // SIGUSR1 and SIGUSR2: busybox's halt and poweroff (bay0 has no halt).
+            Input::Signal(libc::SIGTERM | libc::SIGPWR | libc::SIGUSR1 | libc::SIGUSR2)
+            | Input::PowerKey => self.begin_stop(Stop::PowerOff, input, host),
             Input::Signal(libc::SIGINT) => self.begin_stop(Stop::Reboot, input, host),
             Input::Signal(sig) => crate::log_debug!("ignoring signal {sig}"),
             Input::StopTimer => self.stop_timer(host),
@@ -311,6 +313,21 @@ mod tests {
             fake.calls,
             ["kill 15", "kill 18", "timer 5000", "reaped 11", "reaped 10"]
         );
+    }
+
+    /// Regression (`make run`): busybox's poweroff and halt signal PID 1 with SIGUSR2 and
+    /// SIGUSR1 (busybox init's), which bay0 ignored: the operator's `poweroff` did nothing.
+    #[test]
+    fn busyboxs_poweroff_and_halt_signals_power_off() {
+        for sig in [libc::SIGUSR2, libc::SIGUSR1] {
+            let mut fake = Fake::new(vec![], vec![(10, vec![libc::SIGTERM])]);
+            let mut sup = Supervisor::new(5);
+            assert_eq!(
+                sup.handle(Input::Signal(sig), &mut fake),
+                Phase::Done(Stop::PowerOff)
+            );
+            assert!(Input::Signal(sig).to_string().starts_with("SIGUSR"));
+        }
     }
 
     #[test]

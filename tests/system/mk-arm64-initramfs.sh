@@ -87,6 +87,8 @@ if [[ "$MODE" == product ]]; then
     die "$BUSYBOX and /bin/busybox are different builds: cannot take the applet list from the host"
   mkdir -p "$stage/bin"
   install -m 0755 "$BUSYBOX" "$stage/bin/busybox"
+  # What the operator shell reads at its start ($ENV): bay0/operator/operator.sh.
+  install -D -m 0644 bay0/operator/operator.sh "$stage/etc/anchor/operator.sh"
   for applet in $(/bin/busybox --list | LC_ALL=C sort); do
     [[ "$applet" == busybox || -e "$stage/bin/$applet" ]] || ln -s busybox "$stage/bin/$applet"
   done

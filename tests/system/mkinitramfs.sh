@@ -52,6 +52,9 @@ if ((!MINIMAL)); then
   [[ -f "$ANCHOR_OUT/bin/anchorctl" ]] && add usr/bin/anchorctl "$ANCHOR_OUT/bin/anchorctl" 0755
   # The operator shell (bay0.shell=1) and its tools: busybox-static, applets linked below.
   [[ -x "$BUSYBOX" ]] && add bin/busybox "$BUSYBOX" 0755
+  # What the operator shell reads at its start ($ENV): poweroff, halt and reboot that
+  # send bay0's signals (busybox's applets send busybox init's).
+  add etc/anchor/operator.sh bay0/operator/operator.sh 0644
   [[ -f "$ANCHOR_OUT/guest-vmlinux" ]] && add usr/lib/anchor/kernel/vmlinux "$ANCHOR_OUT/guest-vmlinux" 0644
   for f in "$ANCHOR_OUT"/images/*.squashfs; do
     [[ -f "$f" ]] && add "usr/lib/anchor/images/$(basename "$f")" "$f" 0644

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The anchor host boots with bay0 as /init, and the ACPI power button powers it off
-//! cleanly. Needs QEMU, the host kernel ($ANCHOR_HOST_KERNEL) and the initramfs.
+//! The anchor host boots with bay0 as /init, and the ACPI power button, Ctrl-Alt-Del and
+//! the operator shell's poweroff and reboot shut it down cleanly. Needs QEMU, the host kernel ($ANCHOR_HOST_KERNEL) and the initramfs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -118,4 +118,89 @@ fn ctrl_alt_del_reboots_cleanly() {
         assert!(found.is_some(), "missing (in this order) {line:?}");
         at = found.unwrap().end;
     }
+}
+
+/// The operator shell's `poweroff` or `reboot` (`bay0.shell=1`): the clean shutdown it
+/// asks for, seen in bay0's log lines `order` and QEMU's shutdown `reason`. An option is
+/// refused first (nothing skips the clean shutdown).
+fn operator_shell_shuts_down(cmd: &str, reason: &str, order: &[&str]) {
+    let name = cmd.replace(' ', "-");
+    let opts = Options::from_env(&format!("operator-{name}"))
+        .unwrap()
+        .append("bay0.shell=1");
+    let mut m = Machine::start(opts).unwrap();
+    m.wait_for("anchor# ", BOOT).unwrap();
+    if !cmd.starts_with("busybox ") {
+        let (out, status) = m.sh(&format!("{cmd} -f"), Duration::from_secs(30)).unwrap();
+        assert_eq!(status, 2, "{out}");
+        assert!(out.contains(&format!("{cmd}: takes no options")), "{out}");
+    }
+    m.type_text(&format!("{cmd}\r")).unwrap();
+    let status = m.wait_exit(Duration::from_secs(90)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let shutdown = m.wait_event("SHUTDOWN", Duration::from_secs(5)).unwrap();
+    assert_eq!(shutdown["data"]["reason"], reason, "{shutdown}");
+    let log = m.serial();
+    let mut at = 0;
+    let mut shutdown_began = None;
+    for line in order {
+        let found = anchor_systest::find_marker_line(&log, at, line);
+        assert!(found.is_some(), "missing (in this order) {line:?}");
+        at = found.unwrap().end;
+        shutdown_began.get_or_insert(at);
+    }
+    // The shell (interactive: it ignores SIGTERM) was hung up, so the shutdown did not
+    // wait out its grace for it, and it was not started again before the end.
+    let after = log.get(shutdown_began.unwrap_or(0)..).unwrap_or_default();
+    assert!(!after.contains("grace period over"), "{after}");
+    assert!(!after.contains("operator shell started"), "{after}");
+}
+
+/// Regression (`make run`): busybox's `poweroff` signals PID 1 with SIGUSR2 (busybox
+/// init's power off), which bay0 did not take: nothing happened. bay0 takes it now, and
+/// the operator shell's `poweroff` (bay0/operator/operator.sh) sends bay0's SIGTERM.
+#[test]
+fn the_operator_shells_poweroff_powers_off_cleanly() {
+    operator_shell_shuts_down(
+        "poweroff",
+        "guest-shutdown",
+        &[
+            "bay0: shutdown (power off) on SIGTERM: sending SIGTERM to all processes",
+            "bay0: shutdown: all processes have ended",
+            "bay0: file systems synced and unmounted; powering off",
+            "reboot: Power down",
+        ],
+    );
+}
+
+/// busybox's own `poweroff` applet (SIGUSR2), run by name past the operator shell's
+/// function, powers off cleanly too.
+#[test]
+fn busyboxs_poweroff_powers_off_cleanly() {
+    operator_shell_shuts_down(
+        "busybox poweroff",
+        "guest-shutdown",
+        &[
+            "bay0: shutdown (power off) on SIGUSR2 (poweroff): sending SIGTERM to all processes",
+            "bay0: shutdown: all processes have ended",
+            "bay0: file systems synced and unmounted; powering off",
+            "reboot: Power down",
+        ],
+    );
+}
+
+/// Regression (`make run`): busybox's `reboot` sends SIGTERM (busybox init's reboot),
+/// which is bay0's power off. The operator shell's `reboot` sends SIGINT, Ctrl-Alt-Del's.
+#[test]
+fn the_operator_shells_reboot_reboots_cleanly() {
+    operator_shell_shuts_down(
+        "reboot",
+        "guest-reset",
+        &[
+            "bay0: shutdown (reboot) on SIGINT: sending SIGTERM to all processes",
+            "bay0: shutdown: all processes have ended",
+            "bay0: file systems synced and unmounted; rebooting",
+            "reboot: Restarting system",
+        ],
+    );
 }
