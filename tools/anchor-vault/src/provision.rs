@@ -222,6 +222,17 @@ pub fn first_boot(
     create(con, paths, opts, tcti)
 }
 
+/// What the creation line adds when the written cost has fewer lanes than `chosen`.
+fn lanes_note(chosen: luks::Argon2Cost, written: luks::Argon2Cost) -> String {
+    if written.parallel >= chosen.parallel {
+        return String::new();
+    }
+    format!(
+        " ({} lanes asked: libcryptsetup gives argon2id at most one per online CPU)",
+        chosen.parallel
+    )
+}
+
 fn create(
     con: &mut dyn Console,
     paths: &Paths,
@@ -267,10 +278,12 @@ fn create(
     vault.add_keyslot(RECOVERY_SLOT, recovery.text().as_bytes(), opts.cost)?;
     vault.set_token(&sealed.token.to_json())?;
     let created_s = tpm_s + started.elapsed().as_secs_f64();
+    // The cost as written: libcryptsetup gives argon2id at most one lane per online CPU.
+    let written = vault.keyslot_cost(TPM_SLOT).unwrap_or(opts.cost);
     con.say(&format!(
-        "Vault created on {} in {created_s:.1} s: LUKS2 aes-xts-plain64, keyslot {TPM_SLOT} (TPM + passphrase) and keyslot {RECOVERY_SLOT} (recovery key), {}.",
+        "Vault created on {} in {created_s:.1} s: LUKS2 aes-xts-plain64, keyslot {TPM_SLOT} (TPM + passphrase) and keyslot {RECOVERY_SLOT} (recovery key), {written}{}.",
         paths.disk.display(),
-        opts.cost
+        lanes_note(opts.cost, written)
     ));
     // The lockout authorization is taken once the vault is made: a creation cut short
     // before must not leave the TPM's lockout owned by a recovery key that opens nothing.

@@ -471,3 +471,58 @@ fn a_passphrase_typed_on_a_terminal_is_not_echoed() {
     );
     assert!(!text.contains(PASS), "the passphrase was echoed: {text}");
 }
+
+/// Regression (`make run VAULT=1`, a one-CPU machine): the creation line said "4 lanes",
+/// the lanes asked for; libcryptsetup wrote 1 (at most one per online CPU), as `status`
+/// then said. The line now gives the cost as written, and the lanes asked beside it.
+#[test]
+fn the_creation_line_gives_the_cost_as_written() {
+    let tpm = common::Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = disk(dir.path(), 40);
+    // SAFETY: sysconf reads a system value; no memory is passed.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let asked = 64;
+    let written = u64::try_from(cpus).unwrap().min(asked);
+    let lanes = asked.to_string();
+    let args = [
+        "init",
+        "--no-open",
+        "--argon2-memory-mib",
+        "32",
+        "--argon2-iterations",
+        "4",
+        "--argon2-lanes",
+        &lanes,
+    ];
+    let r = run_with(
+        &d,
+        Some(&tpm.tcti()),
+        dir.path(),
+        &args,
+        &format!("{PASS}\n{PASS}\n\n"),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    let line = r
+        .out
+        .lines()
+        .find(|l| l.contains("Vault created on"))
+        .unwrap_or_else(|| panic!("no creation line in:\n{}", r.out));
+    assert!(
+        line.contains(&format!("argon2id, 32 MiB, 4 iterations, {written} lanes")),
+        "{line}"
+    );
+    assert_eq!(
+        line.contains(&format!("({asked} lanes asked")),
+        written < asked,
+        "{line}"
+    );
+    let status = run_with(&d, Some(&tpm.tcti()), dir.path(), &["status"], "");
+    assert!(
+        status.out.contains(&format!(
+            "keyslot 0: TPM + passphrase, argon2id, 32 MiB, 4 iterations, {written} lanes"
+        )),
+        "{}",
+        status.out
+    );
+}
