@@ -237,18 +237,15 @@ pub fn verify_file(
                     )?;
                     Ok(Verdict::Intact)
                 }
-                Err(p) if started => {
-                    writeln!(out, "{}: BAD: {p}", file.display())?;
-                    Ok(Verdict::Bad)
-                }
                 Err(p) => {
-                    writeln!(
-                        out,
-                        "{}: BAD: {p}; it has no audit.start record, as a log the TPM \
-                         anchors does (a log kept before the vault opens has none, and is \
-                         anchored only once carried into the vault: --no-tpm checks its chain)",
-                        file.display()
-                    )?;
+                    let lacks = if started {
+                        ""
+                    } else {
+                        "; it has no audit.start record, as a log the TPM anchors does (a log \
+                         kept before the vault opens has none, and is anchored only once \
+                         carried into the vault: --no-tpm checks its chain)"
+                    };
+                    writeln!(out, "{}: BAD: {p}{lacks}", file.display())?;
                     Ok(Verdict::Bad)
                 }
             }
