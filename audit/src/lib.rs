@@ -21,6 +21,11 @@ pub use verify::{
     Anchor, AnchorProblem, Bad, Located, Problem, Verified,
 };
 
+/// The audit log's path on the anchor host before the vault is open (tmpfs): bay0 and
+/// anchor-vault write records there, anchorctl reads it. At unlock anchor-vault carries
+/// its records into the vault and replaces it with a symlink to the persistent log.
+pub const PRE_UNLOCK_LOG: &str = "/run/anchor/audit.log";
+
 /// A SHA-256 value.
 pub type Hash = [u8; 32];
 

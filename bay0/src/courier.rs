@@ -24,7 +24,7 @@ const NEWPID: i32 = libc::CLONE_NEWPID;
 
 /// The audit log's path for bay0: a file until the vault is open, then anchor-vault's
 /// symlink to /persist's log (docs/AUDIT-LOG-FORMAT.md).
-pub const AUDIT_LOG: &str = "/run/anchor/audit.log";
+pub const AUDIT_LOG: &str = anchor_policy::audit::PRE_UNLOCK_LOG;
 /// The prompt is up: bay0's console shows nothing but bay0's own lines, and no key typed
 /// on it reaches a room or the operator shell.
 pub static HOLD: AtomicBool = AtomicBool::new(false);

@@ -45,7 +45,7 @@ impl Layout {
             vmm: PathBuf::from("/usr/bin/anchor-vmm"),
             kernel: PathBuf::from(ROOM_KERNEL),
             images: PathBuf::from("/usr/lib/anchor/images"),
-            policies: PathBuf::from("/etc/anchor/policies"),
+            policies: PathBuf::from(anchor_policy::POLICY_DIR),
             run: PathBuf::from("/run/anchor/rooms"),
             volumes: PathBuf::from("/persist/volumes"),
             host_libs: false,

@@ -23,6 +23,10 @@ mod validate;
 pub mod vault;
 mod volume;
 
+/// Where the anchor host keeps the rooms' policies, `NAME.toml` each (bay0 opens rooms
+/// from them; anchor-vault reads their volumes; anchorctl points there).
+pub const POLICY_DIR: &str = "/etc/anchor/policies";
+
 /// The audit log format, for bay0's records (bay0 reaches it through this crate).
 pub use anchor_audit as audit;
 pub use courier::{courier_allowed, Refusal};

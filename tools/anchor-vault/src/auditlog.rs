@@ -23,7 +23,7 @@ use crate::tpm::nv::{self, Indices, NvState};
 use crate::tpm::{Tpm, TpmError};
 
 /// Records written before the vault is open (tmpfs; carried over on unlock).
-pub const PRE_UNLOCK_LOG: &str = "/run/anchor/audit.log";
+pub use anchor_audit::PRE_UNLOCK_LOG;
 /// The persistent log, relative to the vault's mount point.
 pub const LOG: &str = "audit/audit.log";
 /// Who anchor-vault's records name as their actor.

@@ -47,7 +47,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "FILE",
-        default_value = "/run/anchor/audit.log"
+        default_value = anchor_audit::PRE_UNLOCK_LOG
     )]
     pub pre_log: PathBuf,
     /// Room policies, for the volumes they ask for.
@@ -55,7 +55,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "DIR",
-        default_value = "/etc/anchor/policies"
+        default_value = anchor_policy::POLICY_DIR
     )]
     pub policies: PathBuf,
     /// mke2fs to make the vault's filesystem with (default: found in /usr/sbin, /sbin).

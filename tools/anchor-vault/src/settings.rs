@@ -37,7 +37,7 @@ impl Paths {
             mount: PathBuf::from(persist::MOUNT_POINT),
             mapper: persist::MAPPER_NAME.to_owned(),
             pre_log: PathBuf::from(auditlog::PRE_UNLOCK_LOG),
-            policies: PathBuf::from("/etc/anchor/policies"),
+            policies: PathBuf::from(anchor_policy::POLICY_DIR),
             mkfs: None,
             pcr_signature: PathBuf::from(signed::SIGNATURE_FILE),
         }

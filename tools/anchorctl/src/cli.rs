@@ -55,8 +55,6 @@ pub enum Command {
 pub const ANCHOR_VAULT: &str = "/usr/bin/anchor-vault";
 /// The persistent audit log.
 pub const AUDIT_LOG: &str = "/persist/audit/audit.log";
-/// This boot's audit log until the vault opens (then a symlink to [`AUDIT_LOG`]).
-pub const BOOT_AUDIT_LOG: &str = "/run/anchor/audit.log";
 
 /// `anchorctl vault ...`
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anchor_proto::control::Verb;
 use anchorctl::audit_cmd::{self, Located, Verdict};
 use anchorctl::cli::{
-    AuditCommand, Cli, Command, PolicyCommand, RoomCommand, VaultCommand, AUDIT_LOG, BOOT_AUDIT_LOG,
+    AuditCommand, Cli, Command, PolicyCommand, RoomCommand, VaultCommand, AUDIT_LOG,
 };
 use anchorctl::policy_cmd::{self, Outcome};
 use anchorctl::room_cmd::{self, Failure};
@@ -32,7 +32,10 @@ fn audit_log(file: Option<&Path>, err: &mut dyn Write) -> (PathBuf, bool) {
     if let Some(f) = file {
         return (f.to_path_buf(), false);
     }
-    match audit_cmd::locate(Path::new(AUDIT_LOG), Path::new(BOOT_AUDIT_LOG)) {
+    match audit_cmd::locate(
+        Path::new(AUDIT_LOG),
+        Path::new(anchor_audit::PRE_UNLOCK_LOG),
+    ) {
         Located::Persistent(p) => (p, false),
         Located::ThisBoot(p) => {
             let _ = writeln!(

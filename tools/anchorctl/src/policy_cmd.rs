@@ -15,9 +15,6 @@ pub enum Outcome {
     Invalid,
 }
 
-/// Where the anchor host keeps the rooms' policies (bay0 reads NAME.toml there).
-pub const POLICY_DIR: &str = "/etc/anchor/policies";
-
 /// Checks each file (and its parent chain); writes `FILE: ok` lines to `out` and every
 /// problem to `err`.
 pub fn check(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> io::Result<Outcome> {
@@ -82,7 +79,7 @@ fn report(file: &Path, e: &PolicyError, err: &mut dyn Write) -> io::Result<()> {
     for p in e.problems() {
         writeln!(err, "{p}")?;
     }
-    if let Some(policy) = room_policy(file, Path::new(POLICY_DIR)) {
+    if let Some(policy) = room_policy(file, Path::new(anchor_policy::POLICY_DIR)) {
         writeln!(
             err,
             "anchorctl: a policy file's path is wanted: room {}'s is {}",
