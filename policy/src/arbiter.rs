@@ -189,10 +189,12 @@ impl fmt::Display for Verdict {
             out
         };
         let to = clean(&String::from_utf8_lossy(self.req.room()));
+        // A refusal made with no prompt is one word, not "refused, refused".
         let (d, o) = (self.decision, self.outcome.as_str());
+        let (sep, o) = if d == o { ("", "") } else { (", ", o) };
         write!(
             f,
-            "courier: {} -> {to}: {d}, {o}: {}",
+            "courier: {} -> {to}: {d}{sep}{o}: {}",
             self.from,
             clean(&self.reason)
         )?;
@@ -1030,7 +1032,7 @@ mod tests {
         let line = v.to_string();
         assert!(printable(&line), "{line:?}");
         assert!(
-            line.starts_with("courier: web -> w\\u{202e}x: refused"),
+            line.starts_with("courier: web -> w\\u{202e}x: refused: "),
             "{line}"
         );
         for (ok, out, shown) in [
