@@ -127,7 +127,7 @@ pub fn start(cfg: Config) {
         Ok(l) => {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o666));
-            spawn("courier-local", move || serve_clients(&l, REQUEST_WAIT));
+            spawn("courier-local", move || serve_clients(&l, WAITS));
         }
         Err(e) => say(&format!(
             "courier: no client socket {}: {e}",
@@ -290,7 +290,7 @@ fn final_line(outcome: Outcome, text: &str) -> String {
 /// [`MAX_CLIENTS`] at once (another is refused at once), each given `wait` to send its
 /// request. So no program in the room, however many connections it opens and leaves
 /// idle, makes the agent hold threads without bound or keeps other clients out for good.
-fn serve_clients(listener: &UnixListener, wait: std::time::Duration) {
+fn serve_clients(listener: &UnixListener, waits: Waits) {
     let live = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { continue };
@@ -303,7 +303,7 @@ fn serve_clients(listener: &UnixListener, wait: std::time::Duration) {
         // Given back when the client's thread ends, or when it cannot start.
         spawn("courier-client", move || {
             let _slot = slot;
-            serve_client(conn, wait);
+            serve_client(conn, waits);
         });
     }
 }
@@ -341,15 +341,32 @@ impl Drop for Claim {
 /// One `courier send`: `send\0ROOM\0NAME` with the open file attached (within
 /// [`REQUEST_WAIT`] of connecting).
 pub fn handle_client(conn: UnixStream) {
-    serve_client(conn, REQUEST_WAIT);
+    serve_client(conn, WAITS);
 }
 
-fn serve_client(mut conn: UnixStream, wait: std::time::Duration) {
-    let (outcome, text) = request(&mut conn, wait);
+fn serve_client(mut conn: UnixStream, waits: Waits) {
+    let (outcome, text) = request(&mut conn, waits);
     let _ = conn.write_all(final_line(outcome, &text).as_bytes());
 }
 
-fn request(conn: &mut UnixStream, wait: std::time::Duration) -> (Outcome, String) {
+/// A client's waits.
+#[derive(Debug, Clone, Copy)]
+struct Waits {
+    /// For its request, from connecting.
+    request: std::time::Duration,
+    /// For bay0's answer before the client is told it waits for approval on the anchor's
+    /// screen: bay0 refuses at once (milliseconds) what it will not prompt for, while a
+    /// prompt's answer takes a human's keypress.
+    refused_at_once: std::time::Duration,
+}
+
+const WAITS: Waits = Waits {
+    request: REQUEST_WAIT,
+    refused_at_once: std::time::Duration::from_millis(300),
+};
+
+fn request(conn: &mut UnixStream, waits: Waits) -> (Outcome, String) {
+    let wait = waits.request;
     let refused = |t: String| (Outcome::Refused, t);
     let mut buf = [0u8; 512];
     if let Err(e) = conn.set_read_timeout(Some(wait)) {
@@ -427,10 +444,17 @@ fn request(conn: &mut UnixStream, wait: std::time::Duration) -> (Outcome, String
         lock(&PENDING).take();
         return (Outcome::Failed, e);
     }
+    // What the rooms' policies or states do not allow, bay0 refuses at once, with no
+    // prompt: that answer alone, not "waiting for approval" first (it was said before
+    // every refusal, for a moment, as if a prompt were up).
+    let closed = || (Outcome::Failed, "the umbilical to bay0 closed".to_string());
+    match answer.recv_timeout(waits.refused_at_once) {
+        Ok(a) => return a,
+        Err(mpsc::RecvTimeoutError::Disconnected) => return closed(),
+        Err(mpsc::RecvTimeoutError::Timeout) => {}
+    }
     let _ = conn.write_all(b"progress waiting 0 0\n");
-    answer
-        .recv()
-        .unwrap_or((Outcome::Failed, "the umbilical to bay0 closed".into()))
+    answer.recv().unwrap_or_else(|_| closed())
 }
 
 #[cfg(test)]
@@ -440,15 +464,24 @@ mod tests {
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
 
-    /// A listener in a new directory, served by [`serve_clients`] with `wait`.
+    /// A listener in a new directory, served by [`serve_clients`] with `wait` for the
+    /// request.
     fn clients(tag: &str, wait: Duration) -> (PathBuf, PathBuf) {
+        let waits = Waits {
+            request: wait,
+            ..WAITS
+        };
+        clients_waiting(tag, waits)
+    }
+
+    fn clients_waiting(tag: &str, waits: Waits) -> (PathBuf, PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("courier-clients-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("courier.sock");
         let l = UnixListener::bind(&sock).unwrap();
-        std::thread::spawn(move || serve_clients(&l, wait));
+        std::thread::spawn(move || serve_clients(&l, waits));
         (dir, sock)
     }
 
@@ -466,6 +499,65 @@ mod tests {
     /// piled up threads in the agent (the room's PID 1) without bound, and kept their
     /// threads for good. Now at most MAX_CLIENTS are served at once (another is refused
     /// at once) and each has its wait to send its request.
+    /// Found in `make run`: `courier send FILE --to ROOM` for a room that is not running
+    /// (or the sender itself) printed "waiting for approval on the anchor's screen" and
+    /// then bay0's refusal: no prompt was ever shown. A request bay0 answers at once is
+    /// told its answer alone; one that waits for a keypress is told it waits.
+    #[test]
+    fn a_request_bay0_refuses_at_once_is_not_said_to_wait_for_approval() {
+        use anchor_proto::umbilical::{Decoder, PAYLOAD_MAX};
+        use std::os::fd::OwnedFd;
+        // A wide window: a thread held up on a loaded machine must not pass for a prompt.
+        let at_once = Duration::from_secs(1);
+        let waits = Waits {
+            refused_at_once: at_once,
+            ..WAITS
+        };
+        let (dir, sock) = clients_waiting("at-once", waits);
+        let item = dir.join("item");
+        std::fs::write(&item, b"x").unwrap();
+        let (agent, mut bay0) = UnixStream::pair().unwrap();
+        attach_umbilical(File::from(OwnedFd::from(agent)));
+        for (delay, waits) in [(Duration::ZERO, false), (at_once * 3, true)] {
+            let c = UnixStream::connect(&sock).unwrap();
+            let f = File::open(&item).unwrap();
+            sys::send_with_fd(&c, b"send\0web\0item", f.as_raw_fd()).unwrap();
+            // bay0: reads the request, answers it after `delay`.
+            let (mut dec, mut payload) = (Decoder::default(), [0u8; PAYLOAD_MAX]);
+            let (kind, n) = loop {
+                if let Some(frame) = dec.next_frame(&mut payload).unwrap() {
+                    break frame;
+                }
+                let n = bay0.read(dec.space()).unwrap();
+                assert!(n > 0, "the umbilical closed");
+                dec.filled(n);
+            };
+            assert_eq!(kind, Kind::CourierRequest);
+            let token = Manifest::decode(&payload[..n]).unwrap().token;
+            std::thread::sleep(delay);
+            let mut out = [0u8; anchor_proto::courier::ANSWER_MAX];
+            let text = "room web is not running";
+            let len = Answer {
+                token,
+                outcome: Outcome::Refused,
+                text,
+            }
+            .encode(&mut out);
+            on_answer(&out[..len]);
+            c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+            let mut lines = String::new();
+            BufReader::new(&c).read_to_string(&mut lines).unwrap();
+            let said_wait = lines.lines().any(|l| l.starts_with("progress waiting"));
+            assert_eq!(said_wait, waits, "answered after {delay:?}: {lines:?}");
+            assert!(
+                lines.ends_with("refused room web is not running\n"),
+                "{lines:?}"
+            );
+        }
+        detach_umbilical();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn idle_clients_are_bounded_and_let_go() {
         let (dir, sock) = clients("bound", Duration::from_secs(600));
