@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use anchor_vault::luks::{self, DiskState, Vault};
-use common::{disk, Fixture, Swtpm, CHEAP, PASS};
+use common::{disk, typed_at_creation, Fixture, Swtpm, CHEAP, PASS};
 
 /// the first-boot flow writes the LUKS2 header, both keyslots and the token,
 /// then waits for a person to press Enter under the recovery key, and only after that
@@ -82,7 +82,7 @@ fn a_power_cut_while_the_recovery_key_is_shown_leaves_the_disk_blank() {
             Some(&tpm.tcti()),
             dir.path(),
             &["init", "--force", "--no-open"],
-            &format!("{PASS}\n{PASS}\n\n"),
+            &typed_at_creation(),
         );
         panic!(
             "the disk holds a half-made vault after a power cut at the recovery key:\n\
@@ -158,7 +158,7 @@ fn a_vault_whose_creation_was_cut_short_is_created_again() {
         "init",
     ];
     init.extend_from_slice(&CHEAP);
-    let typed = format!("{PASS}\n{PASS}\n\n");
+    let typed = typed_at_creation();
     let first = common::run_with(&disk, Some(&tpm.tcti()), dir.path(), &init, &typed);
     assert_ne!(first.code, Some(0), "{}", first.out);
     assert_eq!(luks::probe(&disk).unwrap(), DiskState::Luks);
@@ -202,7 +202,7 @@ fn a_vault_whose_header_was_zeroed_is_not_taken_for_a_blank_disk() {
     f.write_all(&ciphertext).unwrap();
     drop(f);
     let before = common::digest(&disk);
-    let typed = format!("{PASS}\n{PASS}\n\n");
+    let typed = typed_at_creation();
     let boot = common::run_with(
         &disk,
         Some(&tpm.tcti()),

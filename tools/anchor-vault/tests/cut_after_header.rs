@@ -12,7 +12,7 @@
 mod common;
 
 use anchor_vault::luks::{self, DiskState};
-use common::{disk, Swtpm, CHEAP, PASS};
+use common::{disk, typed_at_creation, Swtpm, CHEAP, PASS};
 
 /// The mark that a creation is under way was a token added in a second header write
 /// after the LUKS2 header itself: a power cut or a kill between the two left a header with
@@ -27,7 +27,7 @@ fn a_creation_cut_short_right_after_the_header_is_created_again() {
     let disk = disk(dir.path(), 40);
     drop(luks::format(&disk).unwrap());
     assert_eq!(luks::probe(&disk).unwrap(), DiskState::Luks);
-    let typed = format!("{PASS}\n{PASS}\n\n");
+    let typed = typed_at_creation();
     let unlock = common::run_with(
         &disk,
         Some(&tpm.tcti()),

@@ -25,7 +25,7 @@ use anchor_vault::keys;
 use anchor_vault::tpm::policy::LOCK_PCR;
 use anchor_vault::tpm::signed::short;
 use anchor_vault::tpm::{PcrKey, PcrSignature, SealPolicy, SealedBlob, SignedError, Tpm, TpmError};
-use common::{disk, recovery_key_of, run_with, Swtpm, CHEAP, PASS};
+use common::{disk, recovery_key_of, run_with, typed_at_creation, Swtpm, CHEAP, PASS};
 use sha2::{Digest, Sha256};
 
 const SECRET: [u8; 32] = [42; 32];
@@ -385,7 +385,7 @@ fn the_unlock_dialog_follows_updates_and_sends_foreign_images_to_the_recovery_ke
         ours.public.to_str().unwrap(),
     ];
     init.extend_from_slice(&CHEAP);
-    let r = run(&init, &v1_file, &format!("{PASS}\n{PASS}\n\n"));
+    let r = run(&init, &v1_file, &typed_at_creation());
     assert_eq!(r.code, Some(0), "{}", r.out);
     let fp = short(&ours.fingerprint());
     assert!(
@@ -522,7 +522,7 @@ fn init_refuses_to_seal_a_vault_this_image_could_not_open() {
         blank(why);
     }
     let good = ours.sign(dir.path(), "v1.json", &now);
-    let r = init(&good, &format!("{PASS}\n{PASS}\n\n"));
+    let r = init(&good, &typed_at_creation());
     assert_eq!(r.code, Some(0), "{}", r.out);
 }
 
@@ -544,13 +544,7 @@ fn a_vault_sealed_to_pcrs_by_value_still_opens() {
         "/nonexistent/tpm2-pcr-signature.json",
     ];
     init.extend_from_slice(&CHEAP);
-    let r = run_with(
-        &vault,
-        Some(&tcti),
-        dir.path(),
-        &init,
-        &format!("{PASS}\n{PASS}\n\n"),
-    );
+    let r = run_with(&vault, Some(&tcti), dir.path(), &init, &typed_at_creation());
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(
         r.out.contains("Sealing policy: TPM2 PCR policy"),
@@ -588,13 +582,7 @@ fn a_vault_sealed_to_pcrs_by_value_still_opens() {
         ours.key.to_str().unwrap(),
     ];
     init.extend_from_slice(&CHEAP);
-    let r = run_with(
-        &other,
-        Some(&tcti),
-        dir.path(),
-        &init,
-        &format!("{PASS}\n{PASS}\n\n"),
-    );
+    let r = run_with(&other, Some(&tcti), dir.path(), &init, &typed_at_creation());
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert!(r.out.contains("PCR policy public key"), "{}", r.out);
     assert!(

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{digest, disk, run_with, FailingTpm, Fixture, CHEAP, PASS};
+use common::{digest, disk, run_with, typed_at_creation, FailingTpm, Fixture, CHEAP, PASS};
 
 fn refusals(f: &Fixture, reason: &str) -> usize {
     std::fs::read_to_string(f.pre_log())
@@ -338,11 +338,11 @@ fn both_headers_damaged_is_a_clear_error_and_nothing_is_written() {
     assert_eq!(digest(&f.disk), before, "unlock wrote to the disk");
     // Not for the first-boot flow either, nor for init: a damaged vault is never
     // taken for a blank disk.
-    let r = f.run(&["unlock", "--first-boot"], &format!("{PASS}\n{PASS}\n\n"));
+    let r = f.run(&["unlock", "--first-boot"], &typed_at_creation());
     assert_eq!(r.code, Some(5), "{}", r.out);
     let mut args = vec!["init", "--no-open", "--force"];
     args.extend_from_slice(&CHEAP);
-    let r = f.run(&args, &format!("{PASS}\n{PASS}\n\n"));
+    let r = f.run(&args, &typed_at_creation());
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert!(r.out.contains("refusing to overwrite"), "{}", r.out);
     assert_eq!(digest(&f.disk), before, "init wrote to the disk");
@@ -364,7 +364,7 @@ fn init_refuses_disks_that_are_not_blank() {
         Some(&tpm.tcti()),
         dir.path(),
         &args,
-        &format!("{PASS}\n{PASS}\n\n"),
+        &typed_at_creation(),
     );
     assert_eq!(r.code, Some(1), "{}", r.out);
     assert!(r.out.contains("not blank"), "{}", r.out);
@@ -500,7 +500,7 @@ fn the_creation_line_gives_the_cost_as_written() {
         Some(&tpm.tcti()),
         dir.path(),
         &args,
-        &format!("{PASS}\n{PASS}\n\n"),
+        &typed_at_creation(),
     );
     assert_eq!(r.code, Some(0), "{}", r.out);
     let line = r

@@ -231,6 +231,12 @@ pub struct Fixture {
 
 pub const PASS: &str = "correct horse battery";
 
+/// What the operator types when a vault is made (`init`, `unlock --first-boot`): the
+/// passphrase, again to confirm it, then Enter once the recovery key is copied.
+pub fn typed_at_creation() -> String {
+    format!("{PASS}\n{PASS}\n\n")
+}
+
 impl Fixture {
     /// Run anchor-vault with `args` (after the global options) and `stdin`.
     pub fn run(&self, args: &[&str], stdin: &str) -> Run {
