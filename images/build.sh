@@ -208,6 +208,18 @@ EOF
 export PS1='\h:\w\$ '
 # The shell's own builtins print the motd: no process is started before the first prompt.
 [ -r /etc/motd ] && while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done </etc/motd
+# busybox's reboot signals PID 1 (SIGTERM), which the agent ignores: a room is not
+# restarted from inside (exit closes it; so do poweroff and halt where the shell is root).
+reboot() {
+    echo "reboot: a room does not restart itself: exit closes it; on the anchor host, anchorctl room reset $(hostname) opens it again, fresh" >&2
+    return 1
+}
+# busybox's poweroff and halt signal PID 1, which only the room's root may; the room's
+# user closes the room just as well by leaving this login shell (the agent then ends it).
+if [ "$USER" != root ]; then
+    poweroff() { exit 0; }
+    halt() { exit 0; }
+fi
 EOF
     # Normalise modes: nothing group/world-writable except /tmp; /root private.
     chmod -R u+rwX,go+rX,go-w "$root"

@@ -212,10 +212,7 @@ impl SystemConsole {
     /// Ctrl-] in a room: to the operator shell, or else to the next open room.
     fn leave_room(&mut self, rooms: &Rooms) {
         if self.shell.is_some() {
-            self.focus = Focus::Shell;
-            self.put(b"\r\n");
-            crate::log_notice!("console: operator shell (rooms keep running; `anchorctl room console NAME` returns; Enter shows its prompt)");
-            return;
+            return self.focus_shell();
         }
         let from = match self.focus {
             Focus::Room(s) => s + 1,
@@ -261,14 +258,22 @@ impl SystemConsole {
             self.shell = None;
             self.spawn_shell(ep);
         }
+        // Its room ended: the operator shell, said so (the console showed nothing more).
         if room_slot.is_some_and(|slot| self.focus == Focus::Room(slot)) {
-            self.focus = if self.shell.is_some() {
-                Focus::Shell
-            } else {
-                Focus::None
-            };
+            if self.shell.is_some() {
+                return self.focus_shell();
+            }
+            self.focus = Focus::None;
             self.put(b"\r\n");
         }
+    }
+
+    /// The operator shell gets the console. Its prompt, printed while a room had it, is
+    /// not kept: the line says that Enter shows it.
+    fn focus_shell(&mut self) {
+        self.focus = Focus::Shell;
+        self.put(b"\r\n");
+        crate::log_notice!("console: operator shell (rooms keep running; `anchorctl room console NAME` returns; Enter shows its prompt)");
     }
 }
 

@@ -260,7 +260,7 @@ fn read_request(c: &mut Client, ep: &OwnedFd, rooms: &mut Rooms, now_ms: u64) ->
         }
         (Verb::Start, _) => {
             let mut detail = Line::default();
-            match rooms.start(ep, name, now_ms, &mut detail) {
+            match rooms.start(ep, (name, "opened"), now_ms, &mut detail) {
                 Ok(slot) => {
                     c.mode = Mode::Wait(slot, Verb::Start);
                     c.deadline_ms = now_ms.saturating_add(READY_TIMEOUT_MS);

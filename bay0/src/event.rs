@@ -184,7 +184,7 @@ impl EventLoop {
                 return;
             };
             let mut detail = crate::logger::Line::default();
-            match rooms.start(&self.epoll, name.as_str(), now, &mut detail) {
+            match rooms.start(&self.epoll, (name.as_str(), "opened"), now, &mut detail) {
                 Ok(slot) if i == 0 => {
                     if let Some(c) = self.console.as_mut() {
                         c.focus_room(slot, rooms);

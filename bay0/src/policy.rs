@@ -39,7 +39,13 @@ pub fn load(path: &Path, detail: &mut Line) -> Result<Resolved> {
 /// charset first, so a requested name can never walk out of `dir`.
 pub fn load_room(dir: &Path, room: &str, detail: &mut Line) -> Result<Resolved> {
     let name = Name::parse(room).map_err(|_| Error::Policy("invalid room name"))?;
-    load(&dir.join(format!("{name}.toml")), detail)
+    let path = dir.join(format!("{name}.toml"));
+    // No policy file: no such room (not a policy that failed to load).
+    if !path.exists() {
+        let _ = write!(detail, "there is no {}", path.display());
+        return Err(Error::Room("no such room"));
+    }
+    load(&path, detail)
 }
 
 #[cfg(test)]
@@ -61,6 +67,24 @@ mod tests {
         }
         let dev = load(&shipped().join("dev.toml"), &mut Line::default()).unwrap();
         assert!(dev.policy().privileged() && dev.policy().nesting().is_some());
+    }
+
+    /// Found in `make run`: `anchorctl room start nosuch` said "policy: policy file
+    /// unreadable, empty, too large or not UTF-8: ...: cannot read: No such file or
+    /// directory (os error 2)", and bay0 logged a rejected policy.
+    #[test]
+    fn a_room_with_no_policy_file_is_no_such_room() {
+        let mut detail = Line::default();
+        let e = load_room(&shipped(), "nosuch", &mut detail).unwrap_err();
+        assert_eq!(e, Error::Room("no such room"));
+        let want = format!("there is no {}", shipped().join("nosuch.toml").display());
+        assert_eq!(detail.as_str(), want);
+        // A policy file that is there but unreadable is still a policy problem.
+        let dir = std::env::temp_dir().join(format!("bay0-nopolicy-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("dir.toml")).unwrap();
+        let e = load_room(&dir, "dir", &mut Line::default()).unwrap_err();
+        assert!(matches!(e, Error::Policy(_)), "{e:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -111,7 +135,7 @@ mod tests {
         assert_eq!(reason("typo"), anchor_policy::ProblemKind::Shape.as_str());
         assert_eq!(reason("big"), anchor_policy::ProblemKind::Value.as_str());
         assert_eq!(reason("kid"), anchor_policy::ProblemKind::Nesting.as_str());
-        assert_eq!(reason("missing"), anchor_policy::ProblemKind::File.as_str());
+        // A room with no policy file: `a_room_with_no_policy_file_is_no_such_room`.
         // The compact reason must not say "wider than its parent" of a parent that is
         // not there (it did); the detail line names the missing file.
         assert!(

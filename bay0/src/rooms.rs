@@ -197,11 +197,12 @@ impl Rooms {
         self.slots.iter().flatten().map(|r| r.charged_mib).sum()
     }
 
-    /// Opens room `name`; its slot. On failure `detail` may hold more about why.
+    /// Opens room `name`; its slot. On failure `detail` may hold more about why. `how`:
+    /// `opened` (asked to start) or `reset` (reopened by a reset), as audited.
     pub fn start(
         &mut self,
         ep: &OwnedFd,
-        name: &str,
+        (name, how): (&str, &'static str),
         now_ms: u64,
         detail: &mut Line,
     ) -> Result<usize> {
@@ -249,7 +250,7 @@ impl Rooms {
                 .as_ref()
                 .map_or("", |_| ", vault volume attached")
         );
-        crate::vault::audit_room(name, "opened", None, &[("backend", plan.backend)]);
+        crate::vault::audit_room(name, how, None, &[("backend", plan.backend)]);
         if let Some(s) = self.slots.get_mut(slot) {
             *s = Some(room);
         }
@@ -358,7 +359,7 @@ impl Rooms {
             signal(r, libc::SIGSTOP);
         }
         let mut detail = Line::default();
-        self.start(ep, name.as_str(), now_ms, &mut detail)
+        self.start(ep, (name.as_str(), "reset"), now_ms, &mut detail)
             .unwrap_or_else(|e| {
                 let n = name.as_str();
                 crate::log_warn!(
@@ -411,7 +412,8 @@ impl Rooms {
             _ => {
                 if read_umbilical(r, notices, ep) {
                     let (name, ms) = (r.name, sys::monotonic_ms().saturating_sub(r.started_ms));
-                    r.ready_ms = ms;
+                    // Its setup's lines (a namespace room's jail's last) are no reason it ends.
+                    (r.ready_ms, r.last_err) = (ms, Line::default());
                     notices.push(Notice::Ready { slot, ms });
                     // Its old self, held stopped while it booted (reset), goes now.
                     let old = |o: &&Room| o.aside.is_some() && o.name.as_str() == name.as_str();
@@ -438,12 +440,7 @@ impl Rooms {
         let _ = r.volume.as_ref().map(|v| hand_over(v, 0, 0o600));
         let status = WaitStatus(status);
         let name = r.name;
-        // A room bay0 closed ended as asked; otherwise its VMM's last line says why.
-        let (what, mut why) = if r.phase == Phase::Stopping {
-            ("closed", Line::default())
-        } else {
-            (anchor_proto::exit::room(status.exit_code()), r.last_err)
-        };
+        let (what, mut why) = how_it_ended(r.phase, status.exit_code(), r.last_err);
         let sep = if why.as_str().is_empty() { "" } else { ": " };
         crate::log_notice!(
             "room {} (pid {pid}) {status}: {what}{sep}{}",
@@ -460,7 +457,7 @@ impl Rooms {
         drop(r);
         if restart {
             let mut detail = Line::default();
-            match self.start(ep, name.as_str(), now_ms, &mut detail) {
+            match self.start(ep, (name.as_str(), "reset"), now_ms, &mut detail) {
                 Ok(s) => new_slot = Some(s),
                 // Said to the clients waiting for it (a reset), too.
                 Err(e) => {
@@ -542,6 +539,16 @@ fn power_off(r: &Room) -> bool {
         crate::log_info!("room {}: asked to power off", r.name.as_str());
     }
     asked
+}
+
+/// What a room's end was and why: one bay0 closed ended as asked, one that powered off
+/// needs no why; otherwise its VMM's last line since it was ready (its jail's, if never).
+fn how_it_ended(phase: Phase, code: i32, last_err: Line) -> (&'static str, Line) {
+    match (phase, code) {
+        (Phase::Stopping, _) => ("closed", Line::default()),
+        (_, 0) => (anchor_proto::exit::room(0), Line::default()),
+        _ => (anchor_proto::exit::room(code), last_err),
+    }
 }
 
 fn signal(r: &Room, sig: i32) {
@@ -856,6 +863,58 @@ pub(crate) mod tests {
         // The same frame on an open room's umbilical is its request.
         rooms.on_token(&ep, token(1, 3), &mut notices, &mut Vec::new());
         assert!(matches!(notices.as_slice(), [Notice::Courier(n, Ok(_))] if n.as_str() == "other"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Found driving a namespace room: `exit` at its shell (the room powered off) was
+    /// logged and audited with `why=anchor-jail: room nsb: landlock applied (kernel ABI
+    /// 7)`, the jail's last line before it became the agent; a web room that powered off
+    /// would have had its VMM's "net: backend closed" as the why. A room's setup lines
+    /// are forgotten once it is ready; a room that powered off has no why.
+    #[test]
+    fn a_rooms_setup_lines_and_a_power_off_give_no_reason_it_ended() {
+        let dir = scratch("why");
+        let ep = sys::epoll().unwrap();
+        let mut rooms = Rooms::new(Layout::under(&dir), false);
+        let mut r = room("ns", &dir);
+        r.phase = Phase::Booting;
+        let (err, err_w) = sys::pipe().unwrap();
+        r.err = err;
+        let (bay0, mut agent) = UnixStream::pair().unwrap();
+        bay0.set_nonblocking(true).unwrap();
+        r.umb = Some(bay0);
+        rooms.slots[0] = Some(r);
+        let mut w = std::fs::File::from(err_w);
+        let (mut notices, mut out) = (Vec::new(), Vec::new());
+        w.write_all(b"anchor-jail: room ns: landlock applied\n")
+            .unwrap();
+        rooms.on_token(&ep, token(0, 1), &mut notices, &mut out);
+        let last = |rooms: &Rooms| rooms.get(0).unwrap().last_err;
+        assert_eq!(
+            last(&rooms).as_str(),
+            "anchor-jail: room ns: landlock applied"
+        );
+        agent
+            .write_all(&umbilical::encode_vec(Kind::Ready, &[]).unwrap())
+            .unwrap();
+        rooms.on_token(&ep, token(0, 3), &mut notices, &mut out);
+        assert!(
+            matches!(notices.as_slice(), [Notice::Ready { slot: 0, .. }]),
+            "{notices:?}"
+        );
+        assert_eq!(last(&rooms).as_str(), "", "a setup line outlived the ready");
+        // A line after the ready is the reason of an end that was no power-off.
+        w.write_all(b"anchor-vmm: the guest faulted\n").unwrap();
+        rooms.on_token(&ep, token(0, 1), &mut notices, &mut out);
+        let (phase, line) = (Phase::Ready, last(&rooms));
+        assert_eq!(
+            how_it_ended(phase, 4, line),
+            ("the room's guest faulted", line)
+        );
+        assert_eq!(line.as_str(), "anchor-vmm: the guest faulted");
+        let none = Line::default();
+        assert_eq!(how_it_ended(phase, 0, line), ("the room powered off", none));
+        assert_eq!(how_it_ended(Phase::Stopping, 4, line), ("closed", none));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

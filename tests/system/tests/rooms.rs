@@ -82,6 +82,21 @@ fn detach(m: &mut Machine, room: &str) {
     m.detach_console(room, SHELL).unwrap();
 }
 
+/// Types `poweroff` in the attached `room`; once the room has ended and anchorctl has
+/// given the terminal back, what the serial console showed meanwhile.
+fn poweroff_inside(m: &mut Machine, room: &str) -> String {
+    let from = m.serial().len();
+    m.type_text("poweroff\r").unwrap();
+    // The console client's line: bay0's own log line and the agent's may come after an
+    // unfinished line (the shell's next prompt) on this one serial terminal.
+    let ended = format!("bay0: room {room} ended (exited with status 0)");
+    m.wait_for_line_from(from, &ended, SHELL).unwrap();
+    // anchorctl gives the terminal back to the operator shell: type nothing before.
+    let detached = format!("[detached from room {room}]");
+    m.wait_for_line_from(from, &detached, SHELL).unwrap();
+    m.serial().get(from..).unwrap_or_default().to_string()
+}
+
 /// `anchorctl room list --json` -> (name, state) pairs.
 fn states(m: &mut Machine) -> Vec<(String, String)> {
     let out = sh(m, "anchorctl room list --json");
@@ -225,7 +240,12 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
 
     // Errors: one line, naming the room and the reason.
     let out = sh_fails(&mut m, "anchorctl room start nosuch");
-    assert!(out.contains("anchorctl: room nosuch: policy: "), "{out}");
+    assert!(
+        out.contains(
+            "anchorctl: room nosuch: no such room: there is no /etc/anchor/policies/nosuch.toml"
+        ),
+        "{out}"
+    );
     let out = sh_fails(&mut m, "anchorctl room start huge");
     assert!(
         out.contains("anchorctl: room huge: not enough memory: the room needs"),
@@ -237,8 +257,15 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
         "{out}"
     );
 
+    // `poweroff` in an unprivileged room (busybox's may not signal PID 1: its login
+    // shell's function leaves the shell) closes it too; it said "poweroff: (null):
+    // Operation not permitted" before.
+    attach(&mut m, "beta");
+    let seen = poweroff_inside(&mut m, "beta");
+    assert!(!seen.contains("Operation not permitted"), "{seen}");
+    assert_eq!(state_of(&mut m, "beta"), "stopped");
+
     // A privileged room is root inside, and still jailed outside.
-    sh(&mut m, "anchorctl room stop beta");
     assert!(sh(&mut m, "anchorctl room start root").contains("room root ready"));
     attach(&mut m, "root");
     in_room(&mut m, "root", "id", "uid=0(root) gid=0(root)");
@@ -248,8 +275,23 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
         !ps.lines().any(|l| l.trim_start().starts_with("root ")),
         "a VMM runs as root:\n{ps}"
     );
-    // Stopping one room leaves the other running.
-    sh(&mut m, "anchorctl room stop root");
+    // `poweroff` in a privileged room (root inside) closes it: busybox signals the room's
+    // PID 1, the agent (it did nothing before). The room ends as powered off, the
+    // console client is told, and the other room runs on.
+    attach(&mut m, "root");
+    let seen = poweroff_inside(&mut m, "root");
+    assert!(
+        seen.contains("anchor-agent: poweroff asked in the room"),
+        "{seen}"
+    );
+    let stop = sh(
+        &mut m,
+        "anchorctl audit show | grep ' room.stop room=root ' | tail -n 1",
+    );
+    assert!(
+        stop.contains(" how=the%20room%20powered%20off status=exited%20with%20status%200 why="),
+        "{stop}"
+    );
     assert_eq!(state_of(&mut m, "root"), "stopped");
     assert_eq!(state_of(&mut m, "alpha"), "running");
 
@@ -288,6 +330,30 @@ fn skewed_tsc() -> String {
         Some(mhz) => format!("tsc_early_khz={}", (mhz * 1000.0 * 0.997) as u64),
         None => String::new(),
     }
+}
+
+/// Found in `make run`: `exit` (or `poweroff`) in the boot room, which had bay0's console,
+/// closed it and left the console showing nothing: the operator shell had it, its prompt
+/// not shown, and nothing said so. bay0 now says so, as on Ctrl-].
+#[test]
+fn the_boot_room_closed_from_inside_gives_the_console_to_the_operator_shell() {
+    let mut m = machine("rooms-exit", "bay0.room=alpha");
+    m.wait_for("alpha| alpha:~$ ", SHELL).unwrap();
+    let from = m.serial().len();
+    m.type_text("exit\r").unwrap();
+    m.wait_for_line_from(
+        from,
+        "alpha| anchor-agent: shell exited (status 0x0)",
+        SHELL,
+    )
+    .unwrap();
+    m.wait_for_line_from(from, "bay0: console: operator shell", SHELL)
+        .unwrap();
+    m.type_text("\r").unwrap();
+    shell_ready(&mut m, from);
+    assert_eq!(state_of(&mut m, "alpha"), "stopped");
+    m.system_powerdown().unwrap();
+    m.wait_for_line("reboot: Power down", BOOT).unwrap();
 }
 
 #[test]

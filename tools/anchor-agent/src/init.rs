@@ -384,14 +384,38 @@ pub fn spawn_echo(port: u32) -> Result<libc::pid_t> {
     Ok(libc::pid_t::try_from(child.id()).unwrap_or(-1))
 }
 
-/// Reaps children until `main` (if any) has exited, or until no child is left.
-/// Returns the raw wait status of `main` if it was seen.
-pub fn reap_until(main: Option<libc::pid_t>) -> Option<libc::c_int> {
+/// How [`reap_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// `main` exited: its raw wait status.
+    Main(libc::c_int),
+    /// No child is left.
+    NoChildren,
+    /// One of [`sys::STOP_SIGNALS`] came: busybox's `poweroff` or `halt` in the room.
+    Asked(libc::c_int),
+}
+
+/// Reaps children until `main` (if any) has exited, no child is left, or a stop signal
+/// comes. `signals`: SIGCHLD and the stop signals are blocked ([`sys::block_signals`]);
+/// without it, waits in waitpid(2) and sees no stop signal.
+pub fn reap_until(main: Option<libc::pid_t>, signals: bool) -> Reaped {
     loop {
-        match sys::reap(true) {
-            Ok(sys::Reaped::Child(pid, status)) if Some(pid) == main => return Some(status),
-            Ok(sys::Reaped::Child(..) | sys::Reaped::NoneYet) => {}
-            Ok(sys::Reaped::NoChildren) => return None,
+        match sys::reap(!signals) {
+            Ok(sys::Reaped::Child(pid, status)) if Some(pid) == main => {
+                return Reaped::Main(status)
+            }
+            Ok(sys::Reaped::Child(..)) => {}
+            Ok(sys::Reaped::NoChildren) => return Reaped::NoChildren,
+            // Every ended child is reaped: wait for the next (a SIGCHLD pending since the
+            // last waitpid wakes this at once) or for a stop signal.
+            Ok(sys::Reaped::NoneYet) => match sys::wait_signal() {
+                Ok(libc::SIGCHLD) => {}
+                Ok(sig) => return Reaped::Asked(sig),
+                Err(e) => {
+                    say(&format!("{e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            },
             Err(e) => {
                 say(&format!("{e}"));
                 std::thread::sleep(Duration::from_millis(100));
@@ -447,6 +471,10 @@ fn start_courier(settings: &Settings) {
 }
 
 pub fn run_pid1() -> ! {
+    // Before any thread starts: every thread then leaves these signals to PID 1's wait.
+    let signals = sys::block_signals()
+        .map_err(|e| say(&format!("{e}; poweroff and halt in the room do nothing")))
+        .is_ok();
     // A namespace room's settings are the agent's arguments (/proc/cmdline is the
     // host's there); a microVM room's are the kernel command line.
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -528,9 +556,17 @@ pub fn run_pid1() -> ! {
     } else {
         None
     };
-    let status = reap_until(shell);
-    if let Some(st) = status {
-        say(&format!("shell exited (status {st:#x})"));
+    match reap_until(shell, signals) {
+        Reaped::Main(st) => say(&format!("shell exited (status {st:#x})")),
+        Reaped::Asked(sig) => {
+            let what = if sig == libc::SIGUSR1 {
+                "halt"
+            } else {
+                "poweroff"
+            };
+            say(&format!("{what} asked in the room"));
+        }
+        Reaped::NoChildren => {}
     }
     shutdown(settings.exit)
 }

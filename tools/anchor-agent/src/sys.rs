@@ -136,6 +136,55 @@ pub fn reap(block: bool) -> Result<Reaped> {
     }
 }
 
+/// What PID 1 waits for besides its children: busybox's `poweroff` (SIGUSR2) and `halt`
+/// (SIGUSR1), which signal PID 1 as busybox's init reads them. (Not SIGTERM, busybox's
+/// `reboot`: `kill 1` says it too, and a room does not restart itself.)
+pub const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGUSR2, libc::SIGUSR1];
+
+/// The set [`wait_signal`] takes: SIGCHLD and [`STOP_SIGNALS`].
+fn waited_set() -> Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for both calls; the signals are valid numbers.
+    check("sigemptyset", unsafe { libc::sigemptyset(&mut set) })?;
+    for sig in [libc::SIGCHLD].iter().chain(STOP_SIGNALS.iter()) {
+        // SAFETY: as above.
+        check("sigaddset", unsafe { libc::sigaddset(&mut set, *sig) })?;
+    }
+    Ok(set)
+}
+
+/// Blocks SIGCHLD and [`STOP_SIGNALS`] in this thread and in every thread it starts from
+/// now on, so that they stay pending for [`wait_signal`] (children get an empty mask: the
+/// standard library's spawn resets it).
+pub fn block_signals() -> Result<()> {
+    let set = waited_set()?;
+    // SAFETY: `set` is a valid sigset_t; the old mask is not asked for (null).
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(Error::Sys {
+            op: "pthread_sigmask",
+            errno: ret,
+        });
+    }
+    Ok(())
+}
+
+/// Waits for SIGCHLD or one of [`STOP_SIGNALS`] (blocked by [`block_signals`]); its number.
+pub fn wait_signal() -> Result<libc::c_int> {
+    let set = waited_set()?;
+    loop {
+        // SAFETY: `set` is a valid sigset_t; the siginfo is not asked for (null).
+        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return Ok(sig);
+        }
+        if errno() != libc::EINTR {
+            return check("sigwaitinfo", sig);
+        }
+    }
+}
+
 /// kill(-1, sig): signal every process except PID 1.
 pub fn kill_all(sig: libc::c_int) {
     // SAFETY: kill has no memory arguments; failure (ESRCH: nobody left) is fine.
