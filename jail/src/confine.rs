@@ -203,6 +203,9 @@ const DEVICES: [&str; 7] = [
     "/dev/pts",
 ];
 
+/// The room's console (bay0's pty), a device the room reads, writes and controls too.
+const CONSOLE: &str = "/dev/console";
+
 fn ll_err(e: landlock::RulesetError) -> Error {
     Error::Landlock(e.to_string())
 }
@@ -264,6 +267,10 @@ pub fn landlock(persist: bool) -> Result<LandlockOutcome> {
             device
         };
         rules.push(rule(dev, access)?);
+    }
+    // The room's console, where the jail bound it (crate::room: stdin is a terminal).
+    if Path::new(CONSOLE).exists() {
+        rules.push(rule(CONSOLE, device)?);
     }
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)

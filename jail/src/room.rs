@@ -16,8 +16,8 @@
 //! loop device of its own (never another room's, see [`crate::image`]), is the root; one
 //! tmpfs of half the room's memory holds every writable path (/tmp /run /var /home /root
 //! /dev/shm); /dev is a read-only tmpfs with null, zero, full, random, urandom and tty
-//! nodes of its own (never the host's), a private devpts instance, and bay0's umbilical
-//! socket; /proc is the room's own (its PID namespace), with the host's knobs (/proc/sys,
+//! nodes of its own (never the host's), a private devpts instance, the room's console
+//! (bay0's pty, bound as /dev/console) and bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's knobs (/proc/sys,
 //! /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys, kmsg, ...) masked.
 //! /sys is not mounted. A vault volume (`--volume`) is mounted at /persist (see
 //! [`crate::volume`]). When the room's last process ends, the mount namespace goes, and
@@ -443,6 +443,7 @@ fn build_dev(cfg: &Config, dev: &Path, state: &Path) -> Result<()> {
         .run_dir
         .join(format!("vsock_{}", anchor_proto::umbilical::PORT));
     bind(&socket, &umbilical, NOSUID_NODEV | libc::MS_NOEXEC)?;
+    console(cfg, dev)?;
     sys::mount(
         "make the room's /dev read-only",
         None,
@@ -451,6 +452,48 @@ fn build_dev(cfg: &Config, dev: &Path, state: &Path) -> Result<()> {
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
         None,
     )
+}
+
+/// The room's console, bay0's pty the jail got as stdin, appears as /dev/console (as a
+/// container's does): it belongs to another devpts instance than the room's own /dev/pts,
+/// so without it no path in the room names the terminal the room's shell runs on, and
+/// `tty`, ttyname(3) and every program that asks which terminal it has found none ("not a
+/// tty"). The same inode, bound: the room reaches nothing it does not already hold open.
+/// Nothing when stdin is no terminal (a jail run by hand or by a test without one), nor
+/// when the terminal has no path of its own here (said in the log).
+///
+/// The bind's source is the pty's path in this mount namespace (the kernel binds only a
+/// mount of the caller's namespace, and stdin was opened in bay0's), checked to be the
+/// very file stdin is.
+fn console(cfg: &Config, dev: &Path) -> Result<()> {
+    use std::io::IsTerminal;
+    use std::os::unix::fs::MetadataExt;
+    if !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let stdin = Path::new("/proc/self/fd/0");
+    let pty = std::fs::read_link(stdin).map_err(|e| io_err("readlink", stdin, &e))?;
+    let (held, named) = (std::fs::metadata(stdin), std::fs::metadata(&pty));
+    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+        (a.dev(), a.ino(), a.rdev()) == (b.dev(), b.ino(), b.rdev())
+    };
+    if !matches!((&held, &named), (Ok(a), Ok(b)) if same(a, b)) {
+        // The room still runs on it; only its name is missing (as before).
+        note(format_args!(
+            "room {}: no /dev/console: its terminal (stdin) is not {} in the jail's mount \
+             namespace",
+            cfg.name,
+            pty.display()
+        ));
+        return Ok(());
+    }
+    // Owned by the room's uid (its root), as a container's console is: the room may open
+    // it again (the pty is this room's alone; bay0 makes a new one for every room).
+    std::os::unix::fs::chown(&pty, Some(cfg.uid), Some(cfg.gid))
+        .map_err(|e| io_err("chown", &pty, &e))?;
+    let console = dev.join("console");
+    create_file(&console)?;
+    bind(&pty, &console, libc::MS_NOSUID | libc::MS_NOEXEC)
 }
 
 /// The room's /proc: its own processes; the host's knobs read-only, secrets masked with

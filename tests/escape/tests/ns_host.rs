@@ -418,7 +418,8 @@ fn a_namespace_room_is_its_image_its_tmpfs_and_nothing_else() {
     assert!(sh("touch /etc/x 2>&1 || echo refused").ends_with("refused"));
     assert_eq!(
         sh("ls /dev | tr '\\n' ' '"),
-        "anchor-umbilical fd full null ptmx pts random shm stderr stdin stdout tty urandom zero "
+        "anchor-umbilical console fd full null ptmx pts random shm stderr stdin stdout tty \
+         urandom zero "
     );
     assert_eq!(sh("ls /sys | wc -l"), "0");
     // The jail's rlimits (soft = hard): open files, processes of the room's uid (its
@@ -509,6 +510,25 @@ fn the_console_shell_leads_its_terminal_and_bay0_answers_it() {
         fields[2], "0",
         "the shell has no controlling terminal: {lines:?}"
     );
+
+    // The terminal has a name in the room: /dev/console is the very pty the shell runs on
+    // (bay0's, of another devpts instance than the room's /dev/pts), the room's own to
+    // open again. Before, `tty` said "not a tty": no path in the room named it.
+    let (lines, status) = c.run("tty", "", t);
+    assert_eq!((lines, status), (vec!["/dev/console".to_string()], 0));
+    let (lines, status) = c.run(
+        "stat -L -c '%t:%T %i %U %a' /proc/self/fd/0 /dev/console; echo mine >/dev/console",
+        "",
+        t,
+    );
+    assert_eq!(status, 0, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[0], lines[1],
+        "/dev/console is not the shell's terminal"
+    );
+    assert!(lines[0].ends_with(" root 600"), "{lines:?}");
+    assert_eq!(lines[2], "mine");
 
     // Ctrl-C ends a foreground command long before it would end by itself.
     c.stream.write_all(b"sleep 3607\r").unwrap();
