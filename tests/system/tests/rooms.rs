@@ -284,6 +284,13 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
         seen.contains("anchor-agent: poweroff asked in the room"),
         "{seen}"
     );
+    // Before the room kernel's "reboot: Restarting system": the room does not come back.
+    assert!(
+        seen.contains(
+            "anchor-agent: stopping the room (its VM ends by a reset: the room does not restart)"
+        ),
+        "{seen}"
+    );
     let stop = sh(
         &mut m,
         "anchorctl audit show | grep ' room.stop room=root ' | tail -n 1",
