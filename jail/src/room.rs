@@ -17,8 +17,9 @@
 //! tmpfs of half the room's memory holds every writable path (/tmp /run /var /home /root
 //! /dev/shm); /dev is a read-only tmpfs with null, zero, full, random, urandom and tty
 //! nodes of its own (never the host's), a private devpts instance, the room's console
-//! (bay0's pty, bound as /dev/console) and bay0's umbilical socket; /proc is the room's own (its PID namespace), with the host's knobs (/proc/sys,
-//! /proc/sysrq-trigger, ...) read-only and its secrets (kcore, keys, kmsg, ...) masked.
+//! (bay0's pty, bound as /dev/console) and bay0's umbilical socket; /proc is the room's
+//! own (its PID namespace), with the host's knobs (/proc/sys, /proc/sysrq-trigger, ...)
+//! read-only and its secrets (kcore, keys, kmsg, ...) masked.
 //! /sys is not mounted. A vault volume (`--volume`) is mounted at /persist (see
 //! [`crate::volume`]). When the room's last process ends, the mount namespace goes, and
 //! with it every mount, the tmpfs, and (autoclear) the loop device.
