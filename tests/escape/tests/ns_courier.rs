@@ -82,12 +82,8 @@ fn a_namespace_room_asks_to_send_to_a_namespace_room_and_is_prompted_refused_and
     c.wait_for("nsc-a| @@sent 4", WAIT);
     drop(c);
 
-    let log = std::fs::read_to_string(b.dir.join("state/run/anchor/audit.log")).unwrap();
-    let records: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" event=courier "))
-        .collect();
-    assert_eq!(records.len(), 2, "{log}");
+    let records = b.audit_records(" event=courier ");
+    assert_eq!(records.len(), 2, "{records:?}");
     assert!(
         records[0].contains(" event=courier from=nsc-b to=nsc-a name=x size=2 ")
             && records[0].contains(" decision=refused outcome=refused reason=policy:"),

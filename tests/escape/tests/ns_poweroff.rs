@@ -82,12 +82,8 @@ fn poweroff_and_halt_in_a_room_close_it_and_kill_1_does_not() {
             "{list:?}"
         );
     }
-    let log = std::fs::read_to_string(b.dir.join("state/run/anchor/audit.log")).unwrap();
-    let ends: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(" event=room.stop room=off "))
-        .collect();
-    assert_eq!(ends.len(), 2, "{log}");
+    let ends = b.audit_records(" event=room.stop room=off ");
+    assert_eq!(ends.len(), 2, "{ends:?}");
     for end in ends {
         // A room that powered off has no why (not the jail's last setup line).
         assert!(

@@ -193,7 +193,6 @@ impl Bay0 {
         self.ask(request).last().cloned().unwrap_or_default()
     }
 
-    /// The `list` record of an open room.
     /// bay0's `list` record of `room`: the open room's, not the one a reset set aside
     /// (listed under the same name, `state=stopping`, until its last process is reaped).
     pub fn record(&self, room: &str) -> String {
@@ -206,6 +205,16 @@ impl Bay0 {
         open.or_else(|| lines.iter().find(mine))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The records of bay0's audit log (this boot's: a hosted bay0 has no vault) that
+    /// contain `needle`, in order.
+    pub fn audit_records(&self, needle: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("state/run/anchor/audit.log")).unwrap();
+        log.lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
     }
 
     /// bay0's own host pid (PID 1 of its namespaces).

@@ -287,9 +287,10 @@ fn final_line(outcome: Outcome, text: &str) -> String {
 }
 
 /// Serves the room's `courier send` clients, each on its own thread: at most
-/// [`MAX_CLIENTS`] at once (another is refused at once), each given `wait` to send its
-/// request. So no program in the room, however many connections it opens and leaves
-/// idle, makes the agent hold threads without bound or keeps other clients out for good.
+/// [`MAX_CLIENTS`] at once (another is refused at once), each given `waits.request` to
+/// send its request. So no program in the room, however many connections it opens and
+/// leaves idle, makes the agent hold threads without bound or keeps other clients out for
+/// good.
 fn serve_clients(listener: &UnixListener, waits: Waits) {
     let live = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
@@ -494,11 +495,6 @@ mod tests {
         line
     }
 
-    /// Any program in a room may connect to /run/courier.sock. Each connection got its
-    /// own thread, which waited for the request without end: connections left idle
-    /// piled up threads in the agent (the room's PID 1) without bound, and kept their
-    /// threads for good. Now at most MAX_CLIENTS are served at once (another is refused
-    /// at once) and each has its wait to send its request.
     /// Found in `make run`: `courier send FILE --to ROOM` for a room that is not running
     /// (or the sender itself) printed "waiting for approval on the anchor's screen" and
     /// then bay0's refusal: no prompt was ever shown. A request bay0 answers at once is
@@ -558,6 +554,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Any program in a room may connect to /run/courier.sock. Each connection got its
+    /// own thread, which waited for the request without end: connections left idle
+    /// piled up threads in the agent (the room's PID 1) without bound, and kept their
+    /// threads for good. Now at most MAX_CLIENTS are served at once (another is refused
+    /// at once) and each has its wait to send its request.
     #[test]
     fn idle_clients_are_bounded_and_let_go() {
         let (dir, sock) = clients("bound", Duration::from_secs(600));
