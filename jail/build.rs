@@ -6,7 +6,8 @@
 //! its syscall dispatch as a search tree (same answers, checked here).
 //!
 //! seccomp/passt.json's `passt_deny` is anchor-jail's filter under an outbound room's
-//! passt (see `net::PASST_DENY_BPF`).
+//! passt (see `net::PASST_DENY_BPF`); seccomp/relay.json's `relay` is the allow list of a
+//! namespace room's network relay (see `relay::RELAY_BPF`).
 //!
 //! The room's two filters, installed in this order: `room` allows what a Linux userland needs and
 //! answers everything else (unknown syscalls included) with ENOSYS, so C libraries fall
@@ -98,10 +99,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let passt_src = "seccomp/passt.json";
     println!("cargo:rerun-if-changed={passt_src}");
     let passt = seccompiler::compile_from_json(std::fs::read(passt_src)?.as_slice(), target)?;
+    // The relay's: an allow list, with no name that differs between the architectures.
+    let relay_src = "seccomp/relay.json";
+    println!("cargo:rerun-if-changed={relay_src}");
+    let relay = seccompiler::compile_from_json(std::fs::read(relay_src)?.as_slice(), target)?;
     for (kind, src, map) in [
         ("room", src, &map),
         ("room_deny", src, &map),
         ("passt_deny", passt_src, &passt),
+        ("relay", relay_src, &relay),
     ] {
         let prog = map
             .get(kind)

@@ -16,6 +16,7 @@ PKGS=(
   strace less  # images/flavours/dev.toml copies them (with bash and jq) from this machine
   libseccomp-dev  # vmm/bench-firecracker.sh: builds the Firecracker peer of `make bench`
   passt  # the rooms' userspace network stack: anchor-jail starts one per outbound room (in the initramfs)
+  iproute2  # jail/tests/room.rs: "the outside" of a namespace room is a netns behind a veth pair
 )
 
 # QEMU comes from bookworm-backports (10.x): the machine image ships qemu-utils from

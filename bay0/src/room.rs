@@ -79,6 +79,9 @@ pub const ROOM_CID: u32 = 3;
 /// Room slot N runs as uid and gid `ROOM_UID_BASE + N` (never root, never shared by two
 /// rooms running at the same time).
 pub const ROOM_UID_BASE: u32 = 64_000;
+/// A namespace room's passt and network relay run as `NET_UID_BASE + N`: not the room's
+/// uid, so the room's processes can neither signal nor trace them.
+pub const NET_UID_BASE: u32 = 64_100;
 /// Memory charged for a room on top of its policy memory: the VMM process (~1.3 MiB), its
 /// vsock buffers (up to 2 MiB), and the kernel memory charged to the room's cgroup for
 /// KVM's page tables and per-VM structures, with headroom. Part of the room's cgroup
@@ -189,6 +192,14 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
         ("--nproc", &tasks),
     ]);
     let (vcpus, image_s) = (res.vcpus().to_string(), image.to_string_lossy());
+    let net_uid =
+        (NET_UID_BASE + u32::try_from(slot).map_err(|_| Error::Room("slot"))?).to_string();
+    if policy.network() == Network::Outbound {
+        opts(&[("--net", "outbound")]);
+        if ns {
+            opts(&[("--net-uid", &net_uid)]);
+        }
+    }
     if ns {
         let init = format!("anchor.room={name}");
         opts(&[
@@ -212,9 +223,6 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
             ("--ro", &img),
             ("--dev", "kvm"),
         ]);
-        if policy.network() == Network::Outbound {
-            opts(&[("--net", "outbound")]);
-        }
         for lib in ["/lib", "/lib64", "/usr/lib"] {
             if layout.host_libs && std::path::Path::new(lib).exists() {
                 opts(&[("--ro", &format!("{lib}:{lib}"))]);
@@ -409,24 +417,26 @@ mod tests {
         assert!(argv.contains(&"/bin/anchor-vmm".to_string()));
     }
 
+    /// A namespace room's network is granted as a microVM's is: its jail gets `--net
+    /// outbound` and the uid its passt and relay run as (not the room's, which must not
+    /// signal or trace them; one per slot, like the room's).
     #[test]
-    fn capabilities_not_yet_built_are_reported_not_granted() {
+    fn an_outbound_namespace_room_gets_its_network_and_a_uid_for_it() {
         let l = layout();
         let mut d = crate::logger::Line::default();
         let web = crate::policy::load_room(&l.policies, "web", &mut d).unwrap();
-        assert!(web
-            .policy()
-            .not_granted(true)
-            .any(|m| m.starts_with("network")));
-        assert!(!web
-            .policy()
-            .not_granted(false)
-            .any(|m| m.starts_with("network")));
-        let work = crate::policy::load_room(&l.policies, "work", &mut d).unwrap();
-        assert!(!work
-            .policy()
-            .not_granted(true)
-            .any(|m| m.starts_with("network")));
+        assert!(!web.policy().not_granted().any(|m| m.starts_with("network")));
+        let text = "name = \"lab\"\nimage = \"base\"\nbackend = \"namespaces\"\n\
+                    network = \"outbound\"\n[resources]\nmemory = \"256MiB\"\nvcpus = 1\n";
+        let (p, argv) = plan_text(text, true);
+        assert_eq!(p.backend, "namespaces");
+        let dashes = argv.iter().position(|a| a == "--").unwrap();
+        assert_eq!(value_of(&argv[..dashes], "--net"), "outbound");
+        // Slot 1 (the plan tests' slot): uid 64001, network uid 64101.
+        assert_eq!(value_of(&argv[..dashes], "--uid"), "64001");
+        assert_eq!(value_of(&argv[..dashes], "--net-uid"), "64101");
+        let (_, work) = plan_text(&text.replace("outbound", "none"), false);
+        assert!(!work.iter().any(|a| a == "--net" || a == "--net-uid"));
     }
 
     const KEEPER: &str = "name = \"lab\"\nimage = \"base\"\nbackend = \"microvm\"\n\

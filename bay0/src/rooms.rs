@@ -230,7 +230,7 @@ impl Rooms {
                 "its vault volume is in use by another open room",
             ));
         }
-        for what in resolved.policy().not_granted(plan.backend == "namespaces") {
+        for what in resolved.policy().not_granted() {
             crate::log_warn!("room {name}: not granted: {what}");
         }
         if let Some(why) = &plan.no_volume {

@@ -54,6 +54,7 @@ pub fn jail(run_dir: &Path) -> Result<(), Error> {
             memlock: 0,
         },
         net: None,
+        net_uid: None,
         binds: Vec::new(),
         devs: Vec::new(),
         image: None,

@@ -20,7 +20,7 @@ usage: anchor-jail --name ROOM --uid UID --gid GID --run-dir DIR
        anchor-jail --backend namespaces --name ROOM --uid UID --gid GID --run-dir DIR
                    --memory BYTES --pids N --cpu-weight N [--cpus N] --image SQUASHFS
                    [--volume FILE] [--nofile N] [--nproc N] [--fsize BYTES]
-                   -- PROGRAM [ARG]...
+                   [--net outbound --net-uid UID] -- PROGRAM [ARG]...
 
 Both forms put PROGRAM in the room's cgroup (anchor/ROOM: memory.max BYTES without swap,
 pids.max N, cpu weight N, with --cpus the CPU time of N CPUs; cgroup v2 where it has the
@@ -49,10 +49,10 @@ be read, and `anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3` appended to its `--cmdl
 value.
 
 Second form (--backend namespaces: the whole room on the host kernel): fresh user, mount,
-IPC, UTS, network (loopback only, up), cgroup and time namespaces (the room's clocks
-start at zero); uid and gid 0 in the room are UID and GID on the host, nothing else is
-mapped; the root is SQUASHFS, attached read-only through an autoclear loop device of
-its own (never a running room's: rooms share no superblock, no inode), with
+IPC, UTS, network (loopback, up; with --net eth0 too), cgroup and time namespaces (the
+room's clocks start at zero); uid and gid 0 in the room are UID and GID on the host,
+nothing else is mapped; the root is SQUASHFS, attached read-only through an autoclear
+loop device of its own (never a running room's: rooms share no superblock, no inode), with
 one tmpfs of BYTES/2 for /tmp /run /var /home /root /dev/shm, a /dev of null zero full
 random urandom tty and a private devpts, /proc with the host's knobs read-only or
 masked, and DIR/vsock_1024 (bay0's umbilical socket) at /dev/anchor-umbilical. With
@@ -68,6 +68,15 @@ in any namespace (securebits locked, so uid 0 cannot regain any), under landlock
 the kernel has it (whether it applied is printed on stderr) and the room's seccomp
 filter, its stderr joined to its stdout (the console). Only the chosen process is OOM
 killed. Defaults: --nofile 4096, --nproc the --pids value, --fsize unlimited.
+--net outbound --net-uid NUID: the room's network namespace gets eth0 (a TAP device,
+10.0.2.15/24, MTU 1500, default route via 10.0.2.2) besides loopback, set up by the jail
+(the room cannot change it); passt starts as in the first form, and a relay forked by the
+jail carries frames between eth0 and passt, refusing those addressed to the host itself
+as the VMM does (loopback, multicast, broadcast, every address the host holds as its own
+at each frame, and 10.0.2.3 when DNS would reach the host). passt and the relay run as
+NUID:NUID (not UID: the room's processes may neither signal nor trace them), with no
+capabilities; the relay is not dumpable and under a seccomp allow list of its own.
+PROGRAM gets `anchor.net=10.0.2.15/24,10.0.2.2,10.0.2.3` as one more argument.
 
 Exit status: PROGRAM's, or 1 when the jail cannot be built (the reason on stderr), 2
 for a bad command line.
@@ -133,8 +142,10 @@ pub struct Config {
     pub devs: Vec<Dev>,
     /// The room's SquashFS image (namespaces).
     pub image: Option<PathBuf>,
-    /// The room's network (`--net`, VMM rooms only).
+    /// The room's network (`--net`).
     pub net: Option<crate::net::Mode>,
+    /// The uid and gid of a namespace room's passt and relay (`--net-uid`).
+    pub net_uid: Option<u32>,
     /// The room's vault volume, mounted at /persist (namespaces).
     pub volume: Option<PathBuf>,
     pub program: CString,
@@ -183,7 +194,7 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString> {
 }
 
 /// Every option; each takes a value.
-const VALUE_FLAGS: [&str; 18] = [
+const VALUE_FLAGS: [&str; 19] = [
     "--name",
     "--uid",
     "--gid",
@@ -201,6 +212,7 @@ const VALUE_FLAGS: [&str; 18] = [
     "--ro",
     "--rw",
     "--net",
+    "--net-uid",
     "--dev",
 ];
 
@@ -211,6 +223,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     let (mut memory, mut pids, mut weight, mut cpus) = (None, None, None, None);
     let (mut nofile, mut nproc, mut fsize) = (None, None, None);
     let (mut backend, mut image, mut volume, mut net) = (Backend::Vmm, None, None, None);
+    let mut net_uid = None;
     let (mut binds, mut devs) = (Vec::new(), Vec::new());
     let mut seen: Vec<&str> = Vec::new();
     let mut i = 0;
@@ -293,6 +306,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
                         .ok_or_else(|| Error::Usage(format!("--net wants outbound, not {v:?}")))?,
                 )
             }
+            "--net-uid" => net_uid = Some(number::<u32>(&flag, v)?),
             "--dev" => {
                 let dev = Dev::parse(v)
                     .ok_or_else(|| Error::Usage(format!("--dev: unknown device {v:?}")))?;
@@ -337,10 +351,20 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
     }
     overlapping_binds(&binds)?;
     let namespaces = backend == Backend::Namespaces;
-    if namespaces && (!binds.is_empty() || !devs.is_empty() || net.is_some()) {
+    if namespaces && (!binds.is_empty() || !devs.is_empty()) {
         return usage(
-            "--ro, --rw, --dev and --net are for the VMM jail; a namespace room gets its image and a fixed /dev",
+            "--ro, --rw and --dev are for the VMM jail; a namespace room gets its image and a fixed /dev",
         );
+    }
+    match (namespaces && net.is_some(), net_uid) {
+        (true, None) => return usage("--net with --backend namespaces needs --net-uid"),
+        (false, Some(_)) => {
+            return usage("--net-uid is for a namespace room's --net (a VMM's passt is UID's)")
+        }
+        (true, Some(n)) if n == 0 || n == uid || n == gid => {
+            return usage("--net-uid must be neither root nor the room's uid or gid")
+        }
+        _ => {}
     }
     if volume.is_some() && !namespaces {
         return usage("--volume is for a namespace room (a VMM gets its volume with --rw)");
@@ -392,6 +416,7 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Command> {
         devs,
         image,
         net,
+        net_uid,
         volume,
         program: program_path,
         argv,
@@ -564,6 +589,13 @@ mod tests {
         assert_eq!(c.rlimits.nproc, 24);
         assert_eq!(c.rlimits.nofile, 4096);
         assert_eq!(c.rlimits.fsize, libc::RLIM_INFINITY);
+        assert_eq!((c.net, c.net_uid), (None, None));
+        let with_net = line.replace(" -- ", " --net outbound --net-uid 64101 -- ");
+        let Command::Run(n) = parse(&args(&with_net)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(n.net, Some(crate::net::Mode::Outbound));
+        assert_eq!(n.net_uid, Some(64101));
         let Command::Run(v) = parse(&args(&format!("{BASE} -- /v"))).unwrap() else {
             panic!()
         };
@@ -580,12 +612,28 @@ mod tests {
             ),
             (
                 "--backend namespaces --image /i --dev kvm -- /v",
-                "--ro, --rw, --dev and --net",
+                "--ro, --rw and --dev",
             ),
             ("--backend ns --image /i -- /v", "wants vmm or namespaces"),
             (
                 "--backend namespaces --image /i --net outbound -- /v",
-                "--ro, --rw, --dev and --net",
+                "--net with --backend namespaces needs --net-uid",
+            ),
+            (
+                "--backend namespaces --image /i --net outbound --net-uid 64001 -- /v",
+                "neither root nor the room's uid",
+            ),
+            (
+                "--backend namespaces --image /i --net outbound --net-uid 0 -- /v",
+                "neither root nor the room's uid",
+            ),
+            (
+                "--net outbound --net-uid 64101 -- /v",
+                "--net-uid is for a namespace",
+            ),
+            (
+                "--backend namespaces --image /i --net-uid 64101 -- /v",
+                "--net-uid is for a namespace",
             ),
             ("--cpus 0 -- /v", "--cpus wants"),
         ] {
@@ -660,7 +708,7 @@ mod tests {
                     "--backend namespaces --image /i --rw {}:/v -- /v",
                     file.display()
                 ),
-                "--ro, --rw, --dev and --net are for the VMM jail",
+                "--ro, --rw and --dev are for the VMM jail",
             ),
         ] {
             let e = parse(&args(&format!("{BASE} {extra}")))

@@ -18,6 +18,7 @@ pub mod error;
 pub mod image;
 pub mod net;
 pub mod privs;
+pub mod relay;
 pub mod room;
 pub mod root;
 pub mod seccomp;
@@ -42,7 +43,11 @@ pub fn run(cfg: &args::Config) -> Result<core::convert::Infallible> {
         cfg.limits.cpu_weight
     ));
     // The network stack starts here: in the room's cgroup, in the host's network namespace.
-    let net = cfg.net.map(|_| net::start(cfg)).transpose()?.flatten();
+    let net = cfg
+        .net
+        .map(|_| net::start(cfg, cfg.uid))
+        .transpose()?
+        .flatten();
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET)?;
     sys::sethostname(&cfg.name)?;
     root::build_and_enter(cfg)?;

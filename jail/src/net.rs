@@ -264,13 +264,13 @@ pub struct Link {
     pub deny: Vec<Local>,
 }
 
-/// Starts passt for the room of `cfg` (see the module documentation). Call it in the
-/// room's cgroup and PID namespace, in the anchor host's network namespace. Returns what
-/// the VMM gets (close-on-exec); `None` when this anchor host has no passt (an arm64 one,
-/// today): the room gets no network, and the log says so (less than the policy asks,
-/// never more).
-pub fn start(cfg: &Config) -> Result<Option<Link>> {
-    let (name, uid) = (&cfg.name, cfg.uid);
+/// Starts passt for the room of `cfg` as `uid` (see the module documentation). Call it in
+/// the room's cgroup and PID namespace, in the anchor host's network namespace. Returns
+/// what the VMM (or a namespace room's relay, [`attach_room`]) gets (close-on-exec);
+/// `None` when this anchor host has no passt (an arm64 one, today): the room gets no
+/// network, and the log says so (less than the policy asks, never more).
+pub fn start(cfg: &Config, uid: u32) -> Result<Option<Link>> {
+    let name = &cfg.name;
     if !Path::new(PASST_PATH).is_file() {
         note(format_args!(
             "room {name}: not granted: network (no {PASST_PATH} on this anchor host)"
@@ -298,15 +298,16 @@ pub fn start(cfg: &Config) -> Result<Option<Link>> {
     let jail = sys::getpid();
     if sys::fork()? == 0 {
         // The child: becomes passt or exits; never returns into the jail.
-        let e = child(&passt_end, cfg, &argv, jail);
+        let e = child(&passt_end, cfg, uid, &argv, jail);
         note(format_args!("room {name}: passt: {}", e));
         sys::exit_now(1);
     }
     drop(passt_end);
     note(format_args!(
         "room {name}: network outbound: passt as uid {uid}, room address {GUEST}/{PREFIX}, \
-         {} address(es) refused now (the VMM follows the anchor host's as they change)",
-        host.len()
+         {} address(es) refused now (the {} follows the anchor host's as they change)",
+        host.len(),
+        if uid == cfg.uid { "VMM" } else { "relay" }
     ));
     let deny = host.into_iter().filter(|n| *n == (DNS, 32)).collect();
     Ok(Some(Link {
@@ -314,6 +315,35 @@ pub fn start(cfg: &Config) -> Result<Option<Link>> {
         host: watch,
         deny,
     }))
+}
+
+/// The name of a namespace room's network device.
+pub const ROOM_IFACE: &str = "eth0";
+
+/// A namespace room's side of its network, in the room's network namespace (call it
+/// after the jail entered it, as root, before the room's processes exist): eth0, a TAP
+/// device with the room's address, MTU and default route, which the room cannot change
+/// (the namespace belongs to the anchor host's user namespace), and the relay between
+/// eth0 and passt, as `uid` ([`crate::relay`]).
+pub fn attach_room(cfg: &Config, link: Link, uid: u32) -> Result<()> {
+    let tap = sys::tap::make(ROOM_IFACE)?;
+    // A host kernel with IPv6 gives eth0 a link-local address, and the room's kernel then
+    // sends neighbour discovery the relay refuses: the room would show an IPv6 address
+    // that reaches nothing. (The anchor host's kernel has no IPv6.)
+    let v6 = Path::new("/proc/sys/net/ipv6/conf")
+        .join(ROOM_IFACE)
+        .join("disable_ipv6");
+    if v6.exists() {
+        std::fs::write(&v6, "1\n").map_err(|e| crate::root::io_err("write", &v6, &e))?;
+    }
+    sys::tap::configure(ROOM_IFACE, MTU, GUEST, PREFIX, GATEWAY)?;
+    crate::relay::spawn(cfg, tap, link, uid)?;
+    note(format_args!(
+        "room {}: {ROOM_IFACE} {GUEST}/{PREFIX}, gateway {GATEWAY}, MTU {MTU} (the room \
+         cannot change them); the relay to passt as uid {uid}",
+        cfg.name
+    ));
+    Ok(())
 }
 
 /// passt's resource limits: [`PASST_NOFILE`] open files, the room's process count (passt
@@ -342,7 +372,7 @@ pub static PASST_DENY_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pas
 
 /// passt's side of the fork: its descriptors, a root it can pivot away from, its uid,
 /// no capability, then exec.
-fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString], jail: i32) -> Error {
+fn child(sock: &OwnedFd, cfg: &Config, uid: u32, argv: &[CString], jail: i32) -> Error {
     let run = || -> Result<core::convert::Infallible> {
         // passt sandboxes itself with pivot_root, which the anchor host's initramfs root
         // (rootfs) refuses: it gets a private mount namespace whose root is a recursive
@@ -371,7 +401,10 @@ fn child(sock: &OwnedFd, cfg: &Config, argv: &[CString], jail: i32) -> Error {
         sys::cloexec_from(3)?;
         sys::set_inheritable(sock.as_raw_fd())?;
         privs::limit(&passt_rlimits(cfg))?;
-        privs::drop_to(cfg.uid, cfg.gid)?;
+        // A microVM room's passt has the VMM's uid; a namespace room's, the room's network
+        // uid (the room's processes must not signal or trace it).
+        let gid = if uid == cfg.uid { cfg.gid } else { uid };
+        privs::drop_to(uid, gid)?;
         // After the uid change, which clears it; the jail may have died before it was set
         // (it is PID 1 of the room's PID namespace, whose end kills passt in any case).
         sys::die_with_parent()?;

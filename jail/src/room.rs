@@ -12,6 +12,11 @@
 //! (no mount, no umount, no ifconfig, no sethostname), even if it regained capabilities
 //! inside its user namespace.
 //!
+//! The network: loopback, up; with `--net outbound` also eth0, a TAP device the jail
+//! makes and sets up in the room's network namespace before anything else of the room
+//! exists, whose frames a relay of the jail's carries to the room's passt (see
+//! [`crate::net::attach_room`] and [`crate::relay`]).
+//!
 //! The file system: the room's SquashFS image, attached read-only through an autoclear
 //! loop device of its own (never another room's, see [`crate::image`]), is the root; one
 //! tmpfs of half the room's memory holds every writable path (/tmp /run /var /home /root
@@ -32,7 +37,7 @@ use crate::args::Config;
 use crate::error::{Error, Result};
 use crate::image as loopdev;
 use crate::root::{inside, io_err, mkdir_all};
-use crate::{cgroup, confine, note, root, sys};
+use crate::{cgroup, confine, net, note, root, sys};
 
 /// Where bay0's umbilical socket appears in the room (the agent connects to it).
 pub const UMBILICAL: &str = anchor_proto::umbilical::ROOM_SOCKET;
@@ -127,22 +132,40 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
             .map(|n| format!(", {n} CPU(s) of time"))
             .unwrap_or_default(),
     ));
+    // An outbound room's passt starts here: in the room's cgroup (so the move must be
+    // done), in the host's network namespace; its relay once the room's namespace exists.
+    let mut joined = false;
+    let link = match (cfg.net, cfg.net_uid) {
+        (Some(_), Some(uid)) => {
+            helper.joined()?;
+            joined = true;
+            net::start(cfg, uid)?.map(|l| (l, uid))
+        }
+        _ => None,
+    };
+    sys::unshare(libc::CLONE_NEWNET)?;
+    sys::interface_up("lo")?;
+    let mut argv = cfg.argv.clone();
+    if let Some((l, uid)) = link {
+        net::attach_room(cfg, l, uid)?;
+        argv.push(
+            CString::new(net::cmdline_arg())
+                .map_err(|_| Error::Unsupported("NUL in the room's address"))?,
+        );
+    }
     sys::unshare(
-        libc::CLONE_NEWNS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWNET
-            | libc::CLONE_NEWTIME,
+        libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWTIME,
     )?;
     sys::sethostname(&cfg.name)?;
-    sys::interface_up("lo")?;
     clocks_start_at_zero()?;
     enter_time_namespace()?;
     let new_root = build(cfg, image)?;
     root::enter(&new_root)?;
     crate::privs::limit(&rlimits)?;
     // A cgroup namespace is rooted at the cgroup its creator is in: the room's, now.
-    helper.joined()?;
+    if !joined {
+        helper.joined()?;
+    }
     sys::unshare(libc::CLONE_NEWCGROUP)?;
     confine::become_room_root(helper)?;
     confine::give_up_capabilities()?;
@@ -158,7 +181,7 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     // here on still goes to bay0's log.
     let log = sys::dup_cloexec(libc::STDERR_FILENO)?;
     sys::dup2(libc::STDOUT_FILENO, libc::STDERR_FILENO)?;
-    let Err(e) = sys::exec(&cfg.program, &cfg.argv);
+    let Err(e) = sys::exec(&cfg.program, &argv);
     let _ = sys::dup2(std::os::fd::AsRawFd::as_raw_fd(&log), libc::STDERR_FILENO);
     Err(e)
 }

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+pub mod tap;
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -314,6 +316,13 @@ pub fn watch_parent(read_end: OwnedFd) {
         read_end.into_raw_fd(),
         core::sync::atomic::Ordering::Relaxed,
     );
+}
+
+/// The descriptor [`watch_parent`] was given, if any (a child that closes the others
+/// keeps it, or [`die_with_parent`] takes the parent for dead).
+pub fn parent_watch_fd() -> Option<libc::c_int> {
+    let fd = PARENT_WATCH.load(core::sync::atomic::Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
 }
 
 /// prctl(PR_SET_PDEATHSIG, SIGKILL): die with the parent. The kernel forgets it at every
@@ -840,6 +849,59 @@ pub fn ext4_grow(dir: &Path, blocks: u64) -> Result<()> {
     // kernel only reads it.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), EXT4_IOC_RESIZE_FS, &blocks) };
     check_path("grow the file system mounted on", dir, ret)
+}
+
+/// close_range(first, last, 0).
+fn close_range(first: libc::c_uint, last: libc::c_uint) -> Result<()> {
+    // SAFETY: closes descriptors of this process only; the caller owns them and nothing
+    // refers to them afterwards.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    if ret != 0 {
+        return Err(Error::Sys {
+            op: "close the descriptors not needed",
+            errno: errno(),
+        });
+    }
+    Ok(())
+}
+
+/// Closes every descriptor of this process but `keep`. Whatever else refers to a closed
+/// one (an `OwnedFd` of the caller's) must never be used again: call it in a child that
+/// goes on with `keep` only.
+pub fn close_all_except(keep: &[libc::c_int]) -> Result<()> {
+    let mut keep: Vec<libc::c_uint> = keep
+        .iter()
+        .filter_map(|k| libc::c_uint::try_from(*k).ok())
+        .collect();
+    keep.sort_unstable();
+    let mut first: libc::c_uint = 0;
+    for k in keep {
+        if k > first {
+            close_range(first, k - 1)?;
+        }
+        first = k.saturating_add(1);
+    }
+    close_range(first, libc::c_uint::MAX)
+}
+
+/// Sets O_NONBLOCK on `fd`.
+pub fn set_nonblocking(fd: libc::c_int) -> Result<()> {
+    // SAFETY: F_GETFL takes no pointer.
+    let flags = check("read a descriptor's flags", unsafe {
+        libc::fcntl(fd, libc::F_GETFL)
+    })?;
+    // SAFETY: F_SETFL with integer flags only changes this descriptor's flags.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    check("make a descriptor non-blocking", ret).map(drop)
+}
+
+/// prctl(PR_SET_DUMPABLE): not dumpable means no core dump, and no ptrace, /proc/PID/mem
+/// or /proc/PID/fd for anyone without CAP_SYS_PTRACE over its user namespace, whatever
+/// their uid.
+pub fn set_dumpable(on: bool) -> Result<()> {
+    // SAFETY: prctl with integer arguments only changes this process's dumpable flag.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
+    check("set the dumpable flag", ret).map(drop)
 }
 
 #[cfg(test)]

@@ -80,7 +80,8 @@ for d in docs:
 # Seccomp filters: every JSON rule <-> one row of the doc, under the filter's name.
 FILTERS = {"vmm": "vmm/seccomp/vmm.json", "vcpu": "vmm/seccomp/vcpu.json",
            "courier": "courier/seccomp/courier.json", "room": "jail/seccomp/room.json",
-           "room_deny": "jail/seccomp/room.json", "passt_deny": "jail/seccomp/passt.json"}
+           "room_deny": "jail/seccomp/room.json", "passt_deny": "jail/seccomp/passt.json",
+           "relay": "jail/seccomp/relay.json"}
 jsons = sorted(glob.glob("*/seccomp/*.json"))
 for j in jsons:
     for k in json.load(open(j)):

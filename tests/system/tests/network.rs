@@ -9,7 +9,9 @@
 //! (tests/system/policies/surf.toml) reaches the outside by address and by name through
 //! its passt, and reaches nothing of the anchor host: not its loopback, not its own
 //! address, not another room; passt runs jailed, in the room's cgroup, and is gone with
-//! the room. A room without network has only loopback.
+//! the room. A room without network has only loopback. A namespace room granted
+//! `outbound` (tests/system/policies/surfns.toml) does the same through the TAP device
+//! and relay its jail gives it.
 //!
 //! Needs: qemu-system-x86_64, $ANCHOR_OUT/host-bzImage, the rooms initramfs with
 //! anchor-outside and the test resolv.conf (tests/system/run-all.sh builds it).
@@ -342,7 +344,94 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         "a room lost its passt"
     );
 
+    namespace_room(&mut m, &before);
+
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();
     eprintln!("figure: whole run {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// The anchor host's processes of a namespace room's network uid (641xx), one `uid
+/// comm` line each.
+fn net_uid_processes(m: &mut Machine) -> String {
+    let out = sh(
+        m,
+        "for p in /proc/[0-9]*; do u=$(awk '/^Uid:/ { print $2 }' $p/status 2>/dev/null); \
+         case $u in 641??) echo net-uid $u $(cat $p/comm);; esac; done",
+    );
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("net-uid "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A namespace room granted `outbound` (tests/system/policies/surfns.toml): eth0 made and
+/// set up by its jail, which the room cannot change; its passt and its relay run as the
+/// room's network uid (not the room's); the outside by address and by name; nothing of
+/// the anchor host (its address on the outside link, the gateway and DNS addresses);
+/// nothing left after the room.
+fn namespace_room(m: &mut Machine, before: &str) {
+    start(m, "surfns");
+    let log = m.serial();
+    assert!(
+        log.contains("room surfns: eth0 10.0.2.15/24, gateway 10.0.2.2"),
+        "the jail did not set up eth0"
+    );
+    assert!(!log.contains("room surfns: not granted: network"));
+    let procs = net_uid_processes(m);
+    assert!(
+        procs.lines().any(|l| l.ends_with(" anchor-jail")) && procs.contains(" passt"),
+        "no relay and passt under a network uid: {procs}"
+    );
+    attach(m, "surfns");
+    let (ifc, _) = room_sh(m, "surfns", "ifconfig eth0; route -n");
+    assert!(ifc.contains("inet addr:10.0.2.15"), "{ifc}");
+    assert!(ifc.contains("10.0.2.2"), "{ifc}");
+    let (page, st) = room_sh(m, "surfns", "timeout 60 wget -q -O - http://10.77.0.2/");
+    assert_eq!(st, 0, "{page}");
+    assert!(page.contains("hello from the outside"), "{page}");
+    let (ns, st) = room_sh(m, "surfns", "nslookup www.anchor-test");
+    assert_eq!(st, 0, "{ns}");
+    assert!(ns.contains("Address: 10.77.0.2"), "{ns}");
+    let (page, st) = room_sh(
+        m,
+        "surfns",
+        "timeout 60 wget -q -O - http://www.anchor-test/",
+    );
+    assert_eq!(st, 0, "{page}");
+    assert!(page.contains("hello from the outside"), "{page}");
+    for addr in ["10.0.2.2", "10.0.2.3", "10.77.0.1", "127.0.0.1"] {
+        let cmd = format!("echo | nc -w 5 {addr} 9999 2>&1; echo rc=$?");
+        let (out, _) = room_sh(m, "surfns", &cmd);
+        assert!(
+            !out.contains("HOST-REACHED"),
+            "{addr} reached the anchor host: {out}"
+        );
+    }
+    // The room may not change its network, nor end its relay or passt (the words echoed
+    // are split in the command, so that its echo on the console is not taken for them).
+    let (tried, _) = room_sh(
+        m,
+        "surfns",
+        "ifconfig eth0 10.0.2.99 2>&1; route del default 2>&1; \
+         for p in /proc/[0-9]*; do u=$(awk '/^Uid:/ { print $2 }' $p/status 2>/dev/null); \
+         [ \"$u\" = 65534 ] && { kill -9 ${p#/proc/} 2>/dev/null && echo KIL''LED || echo kill-ref''used; }; \
+         done; ifconfig eth0 | grep -o 'inet addr:[0-9.]*'",
+    );
+    assert!(tried.contains("inet addr:10.0.2.15"), "{tried}");
+    assert!(!tried.contains("KILLED"), "{tried}");
+    assert!(tried.matches("kill-refused").count() >= 2, "{tried}");
+    let (page, st) = room_sh(m, "surfns", "timeout 60 wget -q -O - http://10.77.0.2/");
+    assert_eq!(st, 0, "{page}");
+    detach(m, "surfns");
+    let hit = sh(m, "echo hits=$(ls /run/hit-* 2>/dev/null | wc -l)");
+    assert_eq!(
+        value(&hit, "hits"),
+        "0",
+        "a namespace room reached the anchor host"
+    );
+    sh(m, "anchorctl room stop surfns");
+    assert_eq!(passts(m), "", "passt outlived its namespace room");
+    assert_eq!(net_uid_processes(m), "", "the relay outlived its room");
+    assert_eq!(footprint(m), before);
 }

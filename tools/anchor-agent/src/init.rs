@@ -523,8 +523,14 @@ pub fn run_pid1() -> ! {
             say(&format!("{e}"));
         }
     }
-    if let Some(net) = settings.net.filter(|_| !settings.namespaces) {
-        match crate::net::setup(&net) {
+    if let Some(net) = settings.net {
+        // A namespace room's eth0 is the jail's work; its resolver is the agent's.
+        let done = if settings.namespaces {
+            crate::net::resolver(&net)
+        } else {
+            crate::net::setup(&net)
+        };
+        match done {
             Ok(line) => say(&line),
             Err(e) => say(&format!("network: {e}; the room has no network")),
         }

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The room's network, when its policy grants one: `anchor.net=ADDR/PREFIX,GATEWAY,DNS`
-//! on the kernel command line (anchor-jail puts it there and starts passt with the same
-//! addresses). The agent configures eth0 statically with busybox's `ip` (the room
-//! kernel has no DHCP client, and a fixed plan needs none) and writes the resolver to
-//! /run/resolv.conf (the image's /etc/resolv.conf points there). Without the argument
-//! the room has only loopback.
+//! on the kernel command line of a microVM room, among the agent's arguments in a
+//! namespace room (anchor-jail puts it there and starts passt with the same addresses).
+//! In a microVM the agent configures eth0 statically with busybox's `ip` (the room
+//! kernel has no DHCP client, and a fixed plan needs none); in a namespace room the jail
+//! has done that. Either way the agent writes the resolver to /run/resolv.conf (the
+//! image's /etc/resolv.conf points there). Without the argument the room has only
+//! loopback.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 
 /// The interface of the room's virtio-net device.
@@ -66,12 +69,22 @@ pub fn setup(s: &NetSettings) -> Result<String, String> {
     ip(&["addr", "add", &cidr, "dev", IFACE])?;
     ip(&["link", "set", IFACE, "up"])?;
     ip(&["route", "add", "default", "via", &gw, "dev", IFACE])?;
-    std::fs::write(RESOLV_CONF, format!("nameserver {}\n", s.dns))
-        .map_err(|e| format!("{RESOLV_CONF}: {e}"))?;
+    resolver(s)
+}
+
+/// Writes the resolver only: in a namespace room anchor-jail has set up eth0 (the room may
+/// not change its network namespace, which is the anchor host's); the line to print.
+pub fn resolver(s: &NetSettings) -> Result<String, String> {
+    write_resolver(Path::new(RESOLV_CONF), s.dns)?;
     Ok(format!(
-        "network: {IFACE} {cidr}, gateway {gw}, DNS {}",
-        s.dns
+        "network: {IFACE} {}/{}, gateway {}, DNS {}",
+        s.address, s.prefix, s.gateway, s.dns
     ))
+}
+
+fn write_resolver(path: &Path, dns: Ipv4Addr) -> Result<(), String> {
+    std::fs::write(path, format!("nameserver {dns}\n"))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -100,5 +113,20 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_resolver_names_the_rooms_dns_forwarder() {
+        let dir = std::env::temp_dir().join(format!("agent-resolv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("resolv.conf");
+        write_resolver(&file, Ipv4Addr::new(10, 0, 2, 3)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "nameserver 10.0.2.3\n"
+        );
+        let e = write_resolver(&dir.join("no/such"), Ipv4Addr::LOCALHOST).unwrap_err();
+        assert!(e.contains("no/such"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

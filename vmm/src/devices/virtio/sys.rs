@@ -162,37 +162,6 @@ pub fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
     )
 }
 
-/// send(2) of one netlink message to the kernel on `fd` (no address: the kernel).
-pub fn netlink_send(fd: std::os::fd::BorrowedFd<'_>, msg: &[u8]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the pointer and length describe `msg`, valid for reads for the call.
-    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-    match usize::try_from(n) {
-        Ok(n) if n == msg.len() => Ok(()),
-        Ok(_) => Err(std::io::ErrorKind::WriteZero.into()),
-        Err(_) => Err(std::io::Error::last_os_error()),
-    }
-}
-
-/// recv(2) of one netlink datagram on `fd` without waiting (`WouldBlock` when none is
-/// queued). Returns the datagram's whole length (MSG_TRUNC): more than `buf.len()` means
-/// it did not fit and was cut.
-pub fn netlink_recv(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    retry_interrupted(|| {
-        // SAFETY: the pointer and length describe `buf`, valid for writes for the call;
-        // the kernel writes at most `buf.len()` bytes.
-        unsafe {
-            libc::recv(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        }
-    })
-}
-
 /// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
 /// without waiting: `WouldBlock` when another process holds it. The lock lives as long as
 /// the returned file (and dies with the process).

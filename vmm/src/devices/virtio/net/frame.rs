@@ -6,71 +6,18 @@
 //! preceded by its length as a 4-byte big-endian integer. There is no virtio-net header on
 //! the wire; the device adds it towards the guest and strips it from the guest's frames.
 //!
-//! Everything here is pure (no I/O): the device feeds the queues from and to its socket.
+//! The framing itself is `anchor_net::stream` (shared with anchor-jail's relay for namespace
+//! rooms), re-exported here. Everything here is pure (no I/O): the device feeds the
+//! queues from and to its socket.
 
-/// Bytes of the length prefix on the wire.
-pub const LEN_PREFIX: usize = 4;
+pub use anchor_net::stream::{peek, prefix, FrameError, Peek, LEN_PREFIX, MAX_FRAME, MIN_FRAME};
+
 /// `struct virtio_net_hdr_v1` (VIRTIO_F_VERSION_1: `num_buffers` is always present).
 pub const VNET_HDR_LEN: usize = 12;
 /// Most bytes of one frame as a virtio chain carries it, virtio-net header included.
 pub const MAX_CHAIN_BYTES: usize = 65550;
-/// Largest Ethernet frame accepted from either side (the chain bound minus the header).
-/// A length prefix above this closes the backend connection: the stream is out of step.
-pub const MAX_FRAME: usize = MAX_CHAIN_BYTES - VNET_HDR_LEN;
-/// Smallest frame passed on (an Ethernet header); shorter ones are dropped.
-pub const MIN_FRAME: usize = 14;
-
-/// The backend broke the framing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
-    /// A length prefix above [`MAX_FRAME`].
-    TooLong(u32),
-}
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::TooLong(n) => write!(f, "frame length {n} is above {MAX_FRAME}"),
-        }
-    }
-}
-
-impl std::error::Error for FrameError {}
-
-/// What the head of a byte stream holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peek {
-    /// Not a whole frame yet (read more).
-    Incomplete,
-    /// A whole frame of `len` bytes follows the prefix.
-    Frame {
-        /// Frame length (without the prefix).
-        len: usize,
-    },
-}
-
-/// Look at the head of `data` (the bytes received from the backend, in order).
-pub fn peek(data: &[u8]) -> Result<Peek, FrameError> {
-    let Some(prefix) = data.get(..LEN_PREFIX) else {
-        return Ok(Peek::Incomplete);
-    };
-    let mut be = [0u8; LEN_PREFIX];
-    be.copy_from_slice(prefix);
-    let n = u32::from_be_bytes(be);
-    let len = usize::try_from(n).map_err(|_| FrameError::TooLong(n))?;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLong(n));
-    }
-    if data.len().saturating_sub(LEN_PREFIX) < len {
-        return Ok(Peek::Incomplete);
-    }
-    Ok(Peek::Frame { len })
-}
-
-/// The length prefix of a `len`-byte frame (`len` <= [`MAX_FRAME`]).
-pub fn prefix(len: usize) -> [u8; LEN_PREFIX] {
-    u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes()
-}
+// The stream's bound is the chain's minus the header: a frame either side passes on fits.
+const _: () = assert!(MAX_CHAIN_BYTES - VNET_HDR_LEN == MAX_FRAME);
 
 /// A fixed-capacity FIFO of bytes, allocated once. Data is kept contiguous (the unread part
 /// is moved to the front when the tail runs out of room), so a frame can always be read or
@@ -161,25 +108,6 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn peek_reads_big_endian_prefixes() {
-        assert_eq!(peek(&[]), Ok(Peek::Incomplete));
-        assert_eq!(peek(&[0, 0, 0]), Ok(Peek::Incomplete));
-        assert_eq!(peek(&[0, 0, 0, 2, 9]), Ok(Peek::Incomplete));
-        assert_eq!(peek(&[0, 0, 0, 2, 9, 9, 7]), Ok(Peek::Frame { len: 2 }));
-        assert_eq!(peek(&[0, 0, 0, 0]), Ok(Peek::Frame { len: 0 }));
-        let max = prefix(MAX_FRAME);
-        assert_eq!(peek(&max), Ok(Peek::Incomplete));
-        let over = u32::try_from(MAX_FRAME + 1).unwrap();
-        assert_eq!(
-            peek(&over.to_be_bytes()),
-            Err(FrameError::TooLong(over)),
-            "a prefix above the bound is an error even before its bytes arrive"
-        );
-        assert_eq!(peek(&[0xff; 4]), Err(FrameError::TooLong(u32::MAX)));
-        assert_eq!(MAX_FRAME + VNET_HDR_LEN, 65550);
-    }
-
-    #[test]
     fn queue_keeps_data_contiguous_and_bounded() {
         let mut q = ByteQueue::new(10);
         q.reserve(6).unwrap().copy_from_slice(b"abcdef");
@@ -226,17 +154,6 @@ mod tests {
                 }
                 prop_assert!(q.len() <= 32);
                 prop_assert_eq!(q.data().to_vec(), model.iter().copied().collect::<Vec<_>>());
-            }
-        }
-
-        /// Whatever the backend sends, peek either asks for more, names a whole frame
-        /// within the data, or reports a bound violation; it never reads out of range.
-        #[test]
-        fn peek_never_overreads(data in proptest::collection::vec(any::<u8>(), 0..64)) {
-            match peek(&data) {
-                Ok(Peek::Frame { len }) => prop_assert!(LEN_PREFIX + len <= data.len()),
-                Ok(Peek::Incomplete) => {}
-                Err(FrameError::TooLong(n)) => prop_assert!(n as usize > MAX_FRAME),
             }
         }
     }

@@ -28,12 +28,14 @@
 //!   so are IPv4 frames to the anchor host's local networks as they are now
 //!   ([`host::HostNets`], `--net-host-fd`), read again whenever the host's change.
 
-pub mod egress;
 mod event_handler;
 pub mod frame;
-pub mod host;
 #[cfg(test)]
 mod tests;
+
+/// The egress rule and the host's own networks are anchor-net's (shared with anchor-jail's
+/// relay for namespace rooms).
+pub use anchor_net::{egress, host};
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -145,15 +147,6 @@ fn tx_size(readable: u64) -> TxCheck {
 /// (`flags`), no segmentation (`gso_type`).
 fn tx_header_ok(hdr: &[u8; VNET_HDR_LEN]) -> bool {
     hdr.first() == Some(&0) && hdr.get(1) == Some(&0)
-}
-
-/// Whether `frame` goes to none of the anchor host's local networks that `host` follows
-/// (all refused while they are unknown).
-fn off_host(host: Option<&host::HostNets>, frame: &[u8]) -> bool {
-    let (Some(h), Some(dst)) = (host, egress::ipv4_destination(frame)) else {
-        return true;
-    };
-    h.nets().is_some_and(|l| !l.iter().any(|n| n.contains(dst)))
 }
 
 /// What the backend has for the guest now.
@@ -386,7 +379,7 @@ impl Net {
             return (Step::Used(0), VNET_HDR_LEN as u64);
         }
         let frame = body.get(..len).unwrap_or_default();
-        if !self.egress.allows(frame) || !off_host(self.host.as_ref(), frame) {
+        if !self.egress.allows(frame) || !host::off_host(self.host.as_ref(), frame) {
             // Addressed to the host itself: nothing is committed.
             self.stats.tx_refused = self.stats.tx_refused.saturating_add(1);
             return (Step::Used(0), VNET_HDR_LEN as u64);
@@ -409,8 +402,11 @@ impl Net {
     ) -> Result<Pass, DeviceFault> {
         self.tx_blocked = false;
         // The host's addresses as they are now, before any frame of this batch is judged.
-        if let Some(h) = self.host.as_mut() {
-            h.refresh();
+        if self.host.as_mut().is_some_and(host::HostNets::refresh) {
+            crate::log::say(format_args!(
+                "net: cannot read the anchor host's local routes; every IPv4 frame is \
+                 refused until they can be"
+            ));
         }
         let pass = drain_queue(queue, mem, |chain| {
             if !budget.allows() {

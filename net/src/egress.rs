@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! Which guest frames may leave for the backend.
 //!
+//! The rule anchor-vmm's virtio-net device applies to a microVM guest's frames, and
+//! anchor-jail's relay to a namespace room's (the "guest" below, either way).
+//!
 //! A user-mode stack such as passt turns each guest connection into a socket of the host
 //! it runs on, to the very address the guest wrote: a frame to 127.0.0.1 or to one of
 //! the host's own addresses would reach the host itself. The device therefore drops,

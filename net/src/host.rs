@@ -2,11 +2,12 @@
 //! The anchor host's own IPv4 addresses and networks, followed while the room runs
 //! (`--net-host-fd`).
 //!
-//! The jail hands the VMM a NETLINK_ROUTE socket of the anchor host's network namespace,
-//! subscribed to its IPv4 address and route changes. Whatever the kernel takes as this
-//! host's own is a route of type RTN_LOCAL (`ip route show table local type local`: each
-//! address, and each network made local by an address with a prefix on the loopback
-//! device or by a local route); the device refuses guest frames to any of them. Before
+//! The jail hands the VMM (or, for a namespace room, its own relay) a NETLINK_ROUTE
+//! socket of the anchor host's network namespace, subscribed to its IPv4 address and
+//! route changes. Whatever the kernel takes as this host's own is a route of type
+//! RTN_LOCAL (`ip route show table local type local`: each address, and each network made
+//! local by an address with a prefix on the loopback device or by a local route); the
+//! device ([`off_host`]) refuses guest frames to any of them. Before
 //! it judges guest frames, the device reads what the socket has queued without waiting:
 //! nothing (the usual case) costs one system call; any notification, or a lost one
 //! (ENOBUFS), makes it dump the routes anew. The kernel queues the notification before
@@ -19,8 +20,8 @@ use std::io::ErrorKind;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::egress::Net4;
-use crate::devices::virtio::sys;
+use crate::egress::{ipv4_destination, Net4};
+use crate::sys;
 
 /// Most local routes followed (a laptop has a few; 16384 of 8 bytes is 128 KiB).
 pub const MAX_HOST_NETS: usize = 16384;
@@ -167,7 +168,8 @@ impl HostNets {
             seq: 0,
             buf: vec![0; BUF],
         };
-        h.refresh();
+        // Nothing was known before: it cannot have just become unknown.
+        let _ = h.refresh();
         if h.nets.is_none() {
             return Err(std::io::Error::new(
                 ErrorKind::InvalidData,
@@ -183,8 +185,11 @@ impl HostNets {
     }
 
     /// Catch up with the host: read what is queued, without waiting; on any change, or
-    /// a notification lost, read the whole list anew.
-    pub fn refresh(&mut self) {
+    /// a notification lost, read the whole list anew. Returns true when the list was
+    /// known and just became unknown (every IPv4 frame is refused until it can be read:
+    /// the caller says so once).
+    #[must_use = "true means every IPv4 frame is refused from now on: tell the operator"]
+    pub fn refresh(&mut self) -> bool {
         let mut changed = self.dirty || self.nets.is_none();
         for _ in 0..DRAIN_MAX {
             match sys::netlink_recv(self.sock.as_fd(), &mut self.buf) {
@@ -194,16 +199,12 @@ impl HostNets {
                 Err(_) => changed = true,
             }
         }
-        if changed {
-            let had = self.nets.is_some();
-            self.nets = self.dump();
-            if had && self.nets.is_none() {
-                crate::log::say(format_args!(
-                    "net: cannot read the anchor host's local routes; every IPv4 frame \
-                     is refused until they can be"
-                ));
-            }
+        if !changed {
+            return false;
         }
+        let had = self.nets.is_some();
+        self.nets = self.dump();
+        had && self.nets.is_none()
     }
 
     fn dump(&mut self) -> Option<Vec<Net4>> {
@@ -227,6 +228,16 @@ impl HostNets {
         }
         None
     }
+}
+
+/// Whether `frame` goes to none of the anchor host's local networks that `host` follows
+/// (all refused while they are unknown; a frame with no IPv4 destination, or no `host`,
+/// goes).
+pub fn off_host(host: Option<&HostNets>, frame: &[u8]) -> bool {
+    let (Some(h), Some(dst)) = (host, ipv4_destination(frame)) else {
+        return true;
+    };
+    h.nets().is_some_and(|l| !l.iter().any(|n| n.contains(dst)))
 }
 
 #[cfg(test)]
@@ -333,7 +344,9 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
-        fn any_bytes_are_read_without_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn any_bytes_are_read_without_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..200)
+        ) {
             let mut out = Vec::new();
             let _ = parse_batch(&data, 1, &mut out, &mut false);
             prop_assert!(out.len() <= data.len() / (NLMSG_HDR + RTMSG));
