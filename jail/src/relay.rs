@@ -276,6 +276,9 @@ pub fn run(tap: &OwnedFd, stack: &OwnedFd, host: &mut HostNets, relay: &mut Rela
 /// needs, every other call answered with EPERM.
 pub static RELAY_BPF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/relay.bpf"));
 
+/// The relay's name in /proc (`comm`).
+pub const RELAY_NAME: &core::ffi::CStr = c"anchor-relay";
+
 /// The relay's resource limits: its few descriptors, the tasks of its uid (passt's too),
 /// no file writes, no locked memory.
 const RELAY_RLIMITS: crate::privs::Rlimits = crate::privs::Rlimits {
@@ -324,6 +327,10 @@ fn child(tap: &OwnedFd, link: Link, uid: u32, jail: i32) -> String {
         keep.extend(sys::parent_watch_fd());
         sys::close_all_except(&keep)?;
         sys::set_nonblocking(backend.as_raw_fd())?;
+        // The room sees the relay in its PID namespace (`ps`, /proc/PID/comm): as what it
+        // is, not as the jail. (Its /proc/PID/cmdline is still the jail's command line:
+        // pointing it elsewhere needs CAP_SYS_RESOURCE, which not every host's root has.)
+        sys::set_process_name(RELAY_NAME)?;
         crate::privs::limit(&RELAY_RLIMITS)?;
         crate::privs::drop_to(uid, uid)?;
         sys::set_dumpable(false)?;

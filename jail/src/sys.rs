@@ -318,6 +318,14 @@ pub fn watch_parent(read_end: OwnedFd) {
     );
 }
 
+/// Names this process `name` in /proc (its `comm`: PR_SET_NAME, at most 15 bytes shown).
+pub fn set_process_name(name: &core::ffi::CStr) -> Result<()> {
+    // SAFETY: PR_SET_NAME reads the NUL-terminated string `name`, valid for the call, and
+    // copies at most 16 bytes of it.
+    let ret = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    check("set the process name", ret).map(drop)
+}
+
 /// The descriptor [`watch_parent`] was given, if any (a child that closes the others
 /// keeps it, or [`die_with_parent`] takes the parent for dead).
 pub fn parent_watch_fd() -> Option<libc::c_int> {

@@ -925,6 +925,7 @@ fn an_outbound_namespace_room_reaches_out_and_never_the_host() {
         for d in /proc/[0-9]*; do p=${d#/proc/}; \
           u=$(awk '/^Uid:/ { print $2 }' $d/status 2>/dev/null); \
           [ -z \"$u\" ] || [ \"$u\" = 0 ] && continue; \
+          echo \"comm=$(cat $d/comm)\"; \
           kill -9 $p 2>/dev/null && echo killed=$p || echo kill-refused; \
           cat $d/environ >/dev/null 2>&1 && echo environ-read || echo environ-refused; \
         done; \
@@ -953,7 +954,10 @@ fn an_outbound_namespace_room_reaches_out_and_never_the_host() {
     }
     // No IPv6 address that would reach nothing (on a host kernel with IPv6).
     assert!(!stdout.contains("inet6"), "{ctx}");
-    // passt and the relay: seen, neither killed nor read.
+    // passt and the relay: seen (the relay as itself, not as the jail), neither killed
+    // nor read.
+    assert!(stdout.lines().any(|l| l == "comm=anchor-relay"), "{ctx}");
+    assert!(!stdout.contains("comm=anchor-jail"), "{ctx}");
     let refused = stdout.lines().filter(|l| *l == "kill-refused").count();
     assert!(refused >= 2, "{refused} kill(s) refused\n{ctx}");
     assert!(
