@@ -380,7 +380,7 @@ fn namespace_room(m: &mut Machine, before: &str) {
     assert!(!log.contains("room surfns: not granted: network"));
     let procs = net_uid_processes(m);
     assert!(
-        procs.lines().any(|l| l.ends_with(" anchor-jail")) && procs.contains(" passt"),
+        procs.lines().any(|l| l.ends_with(" anchor-relay")) && procs.contains(" passt"),
         "no relay and passt under a network uid: {procs}"
     );
     attach(m, "surfns");
