@@ -141,7 +141,8 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
         .map_err(Error::Room)?;
     let name = policy.name().as_str();
     let res = policy.resources();
-    let uid = ROOM_UID_BASE + u32::try_from(slot).map_err(|_| Error::Room("slot"))?;
+    let slot = u32::try_from(slot).map_err(|_| Error::Room("slot"))?;
+    let uid = ROOM_UID_BASE + slot;
     let run_dir = layout.run.join(name);
     let memory_mib = res.memory().mib();
     // A namespace room has no VMM: its cgroup caps the room itself, at its memory and
@@ -192,8 +193,7 @@ pub fn plan(layout: &Layout, room: &Resolved, kvm: bool, vault: bool, slot: usiz
         ("--nproc", &tasks),
     ]);
     let (vcpus, image_s) = (res.vcpus().to_string(), image.to_string_lossy());
-    let net_uid =
-        (NET_UID_BASE + u32::try_from(slot).map_err(|_| Error::Room("slot"))?).to_string();
+    let net_uid = (NET_UID_BASE + slot).to_string();
     if policy.network() == Network::Outbound {
         opts(&[("--net", "outbound")]);
         if ns {

@@ -139,53 +139,6 @@ impl Relay {
     }
 }
 
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// read(2) into `buf`: `Ok(None)` when nothing is there now (EAGAIN, EINTR).
-fn read_now(fd: &OwnedFd, buf: &mut [u8]) -> core::result::Result<Option<usize>, i32> {
-    // SAFETY: the pointer and length describe `buf`, valid for writes for the call.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    match usize::try_from(n) {
-        Ok(n) => Ok(Some(n)),
-        Err(_) => match errno() {
-            libc::EAGAIN | libc::EINTR => Ok(None),
-            e => Err(e),
-        },
-    }
-}
-
-/// send(2) of what passt may take now, without SIGPIPE: the bytes taken (0: none now).
-fn send_now(fd: &OwnedFd, bytes: &[u8]) -> core::result::Result<usize, i32> {
-    if bytes.is_empty() {
-        return Ok(0);
-    }
-    // SAFETY: the pointer and length describe `bytes`, valid for reads for the call.
-    let n = unsafe {
-        libc::send(
-            fd.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
-    match usize::try_from(n) {
-        Ok(n) => Ok(n),
-        Err(_) => match errno() {
-            libc::EAGAIN | libc::EINTR => Ok(0),
-            e => Err(e),
-        },
-    }
-}
-
-/// One frame to eth0; the room's kernel takes it or drops it (a full socket queue), as a
-/// NIC's receive path would: nothing to retry.
-fn deliver(tap: &OwnedFd, frame: &[u8]) {
-    // SAFETY: the pointer and length describe `frame`, valid for reads for the call.
-    let _ = unsafe { libc::write(tap.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-}
-
 fn text(errno: i32) -> String {
     std::io::Error::from_raw_os_error(errno).to_string()
 }
@@ -218,22 +171,18 @@ pub fn run(tap: &OwnedFd, stack: &OwnedFd, host: &mut HostNets, relay: &mut Rela
                 revents: 0,
             },
         ];
-        // SAFETY: `fds` is an array of two valid pollfds for the call; no timeout, no
-        // signal mask change.
-        let ret = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, core::ptr::null(), core::ptr::null()) };
-        if ret < 0 {
-            match errno() {
-                libc::EINTR => continue,
-                e => return format!("ppoll: {}", text(e)),
-            }
+        match sys::relay_io::wait(&mut fds) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => return format!("ppoll: {}", text(e)),
         }
         let [tap_fd, stack_fd] = fds;
         if stack_fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-            match read_now(stack, &mut buf) {
+            match sys::relay_io::read_now(stack, &mut buf) {
                 Ok(Some(0)) => return "passt closed its socket".into(),
                 Ok(Some(n)) => {
                     let got = buf.get(..n).unwrap_or_default();
-                    if let Err(e) = relay.from_stack(got, |f| deliver(tap, f)) {
+                    if let Err(e) = relay.from_stack(got, |f| sys::relay_io::write_frame(tap, f)) {
                         return format!("passt's stream is out of step: {e}");
                     }
                 }
@@ -253,7 +202,7 @@ pub fn run(tap: &OwnedFd, stack: &OwnedFd, host: &mut HostNets, relay: &mut Rela
                 if !relay.wants_room_frames() {
                     break;
                 }
-                match read_now(tap, &mut buf) {
+                match sys::relay_io::read_now(tap, &mut buf) {
                     Ok(Some(n)) => {
                         let frame = buf.get(..n).unwrap_or_default();
                         relay.from_room(frame, Some(host));
@@ -265,7 +214,7 @@ pub fn run(tap: &OwnedFd, stack: &OwnedFd, host: &mut HostNets, relay: &mut Rela
         } else if tap_fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             return "eth0 went away".into();
         }
-        match send_now(stack, relay.pending()) {
+        match sys::relay_io::send_now(stack, relay.pending()) {
             Ok(n) => relay.sent(n),
             Err(e) => return format!("write to passt: {}", text(e)),
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+pub mod relay_io;
 pub mod tap;
 
 fn errno() -> i32 {
@@ -641,11 +642,11 @@ pub fn interface_up(name: &str) -> Result<()> {
     // SAFETY: `req` has the layout of struct ifreq (name, then the flags member of the
     // union, padded to 40 bytes) and outlives both calls.
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
-    check("read the loopback interface's flags", ret)?;
+    check("read a network interface's flags", ret)?;
     req.flags |= libc::IFF_UP as libc::c_short;
     // SAFETY: as above.
     let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) };
-    check("bring the loopback interface up", ret).map(drop)
+    check("bring a network interface up", ret).map(drop)
 }
 
 /// prctl(PR_SET_SECUREBITS, bits).

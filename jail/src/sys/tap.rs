@@ -153,23 +153,7 @@ pub fn configure(
         libc::SIOCSIFNETMASK,
         &mut req,
     )?;
-    let mut req = ifreq(name);
-    ioctl_ifreq(
-        &sock,
-        "read the room's interface flags",
-        libc::SIOCGIFFLAGS,
-        &mut req,
-    )?;
-    let up = (libc::IFF_UP as libc::c_short).to_ne_bytes();
-    for (d, s) in req.data.iter_mut().zip(up) {
-        *d |= s;
-    }
-    ioctl_ifreq(
-        &sock,
-        "bring the room's interface up",
-        libc::SIOCSIFFLAGS,
-        &mut req,
-    )?;
+    super::interface_up(name)?;
     let any = Ipv4Addr::UNSPECIFIED;
     let mut route = Rtentry {
         pad1: 0,
