@@ -17,6 +17,8 @@
 #   marker=PATH    a file that exists only on the host
 #   kmsg=TOKEN     a line the host wrote into its kernel log
 #   port=N token=T a TCP service on the host's loopback that answers T
+#                  (and, on TCP and UDP, on every address of the host: host-network)
+#   hosts=A,B      the host's own IPv4 addresses (a room cannot learn them)
 #   other=ROOM     another open room (its socket is the target)
 #   control=PATH   bay0's control socket as the host sees it (default /run/anchor/control.sock)
 #   abstract=NAME  an abstract Unix socket the host listens on
@@ -29,7 +31,7 @@ set -u
 here=$(dirname "$0")
 probe="$here/anchor-escape-probe"
 backend=unknown mem_mib=0 pids_max=0 host_pids= marker=/nonexistent-host-marker
-kmsg=no-kmsg-token port=0 token=no-token other=none abstract=anchor-escape-none
+kmsg=no-kmsg-token port=0 token=no-token hosts= other=none abstract=anchor-escape-none
 control=/run/anchor/control.sock
 neighbour_read=/etc/anchor-flavour neighbour_lock=/etc/os-release
 dev_read=/dev/null dev_lock=/dev/zero
@@ -44,6 +46,7 @@ for a in "$@"; do
         kmsg=*) kmsg=$v ;;
         port=*) port=$v ;;
         token=*) token=$v ;;
+        hosts=*) hosts=$(echo "$v" | tr , ' ') ;;
         other=*) other=$v ;;
         abstract=*) abstract=$v ;;
         control=*) control=$v ;;
@@ -154,6 +157,9 @@ p unix-socket control-socket /run/anchor/control.sock "$control"
 p unix-socket other-room-socket "/run/anchor/rooms/$other/vsock_1024"
 p abstract-socket "$abstract"
 p host-loopback "$port" "$token"
+# Through the room's network (eth0, where the policy grants one): passt's gateway and
+# DNS addresses and the host's own; the egress rule lets none of them reach the host.
+p host-network "$port" "$token" $hosts
 
 # A setuid copy of the shell: uid 0 of a namespace room is an unprivileged host uid, and
 # nothing in a room is mounted suid.

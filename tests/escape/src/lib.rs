@@ -640,6 +640,98 @@ pub fn host_loopback(port: u16, token: &str) -> Verdict {
     }
 }
 
+/// The addresses passt gives a room for its gateway and its DNS server (a microVM room,
+/// or a namespace room with `network = "outbound"`): passt's own, never the host's
+/// (passt runs with `--no-map-gw`, and the egress rule drops DNS to 10.0.2.3 when the
+/// host's resolver is on its loopback).
+const PASST_GATEWAY_AND_DNS: [[u8; 4]; 2] = [[10, 0, 2, 2], [10, 0, 2, 3]];
+/// How long each address is given to answer.
+const HOST_NET_WAIT: Duration = Duration::from_secs(2);
+
+/// The host's service (`token` on TCP and UDP `port`, on every address of the host)
+/// through the room's network: at passt's gateway and DNS addresses and at each of
+/// `hosts`, the host's own IPv4 addresses (which a room cannot learn; the harness names
+/// them). All addresses at once, TCP and UDP each. Outbound means the world, never the
+/// anchor host: the egress rule (the VMM's virtio-net device, a namespace room's relay)
+/// drops every frame to an address the host holds.
+pub fn host_network(port: u16, token: &str, hosts: &[std::net::Ipv4Addr]) -> Verdict {
+    let mut targets: Vec<std::net::Ipv4Addr> = PASST_GATEWAY_AND_DNS
+        .iter()
+        .map(|a| std::net::Ipv4Addr::from(*a))
+        .collect();
+    for h in hosts {
+        if !targets.contains(h) {
+            targets.push(*h);
+        }
+    }
+    let tries: Vec<_> = targets
+        .iter()
+        .map(|&ip| {
+            let token = token.to_string();
+            std::thread::spawn(move || {
+                let addr = std::net::SocketAddr::from((ip, port));
+                (ip, tcp_answer(addr, &token), udp_answer(addr, &token))
+            })
+        })
+        .collect();
+    let mut how = Vec::new();
+    for t in tries {
+        let Ok((ip, tcp, udp)) = t.join() else {
+            return escaped("host-network", "a try of the probe died: no verdict");
+        };
+        match (tcp, udp) {
+            (Ok(()), _) => {
+                return escaped(
+                    "host-network",
+                    format!("the host's TCP service on port {port} answered at {ip}"),
+                )
+            }
+            (_, Ok(())) => {
+                return escaped(
+                    "host-network",
+                    format!("the host's UDP service on port {port} answered at {ip}"),
+                )
+            }
+            (Err(t), Err(u)) => how.push(format!("{ip}: tcp {t}, udp {u}")),
+        }
+    }
+    blocked("host-network", how.join("; "))
+}
+
+/// Ok if the service at `addr` answers `token` over TCP; else what happened.
+fn tcp_answer(addr: std::net::SocketAddr, token: &str) -> Result<(), String> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, HOST_NET_WAIT)
+        .map_err(|e| format!("{:?}", e.kind()))?;
+    let _ = s.set_read_timeout(Some(HOST_NET_WAIT));
+    let _ = s.write_all(b"\n");
+    let mut got = [0u8; 256];
+    let n = s.read(&mut got).unwrap_or(0);
+    if String::from_utf8_lossy(got.get(..n).unwrap_or_default()).contains(token) {
+        Ok(())
+    } else {
+        Err(format!("connected, {n} byte(s) not the host's answer"))
+    }
+}
+
+/// Ok if the service at `addr` answers `token` to a UDP datagram; else what happened.
+fn udp_answer(addr: std::net::SocketAddr, token: &str) -> Result<(), String> {
+    let s = std::net::UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| format!("{:?}", e.kind()))?;
+    let _ = s.set_read_timeout(Some(HOST_NET_WAIT));
+    s.send_to(b"anchor-escape\n", addr)
+        .map_err(|e| format!("{:?}", e.kind()))?;
+    let mut got = [0u8; 256];
+    match s.recv_from(&mut got) {
+        Ok((n, from)) => {
+            if String::from_utf8_lossy(got.get(..n).unwrap_or_default()).contains(token) {
+                Ok(())
+            } else {
+                Err(format!("{n} byte(s) from {from}, not the host's answer"))
+            }
+        }
+        Err(e) => Err(format!("no answer ({:?})", e.kind())),
+    }
+}
+
 /// Capabilities the probe (a room process) holds.
 pub fn capabilities() -> Verdict {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -1908,6 +2000,19 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
             let port = arg(0)?.parse().map_err(|_| "host-loopback: bad port")?;
             one(host_loopback(port, arg(1)?))
         }
+        "host-network" => {
+            let port = arg(0)?.parse().map_err(|_| "host-network: bad port")?;
+            let hosts = rest
+                .get(2..)
+                .unwrap_or_default()
+                .iter()
+                .map(|h| {
+                    h.parse()
+                        .map_err(|_| format!("{h:?} is not an IPv4 address"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            one(host_network(port, arg(1)?, &hosts))
+        }
         _ => Err(format!("unknown attempt {attempt:?} ({USAGE})")),
     }
 }
@@ -1962,6 +2067,10 @@ mod tests {
         assert!(run(&["nosuch".into()]).is_err());
         assert!(run(&["host-pids".into(), "x".into()]).is_err());
         assert!(run(&["host-file".into()]).is_err());
+        let bad = ["host-network", "1", "t", "10.0.2"].map(String::from);
+        assert!(run(&bad)
+            .unwrap_err()
+            .contains("\"10.0.2\" is not an IPv4 address"));
     }
 
     /// Run as root on the host (no room around it), the probe must see what a room must
@@ -1984,6 +2093,31 @@ mod tests {
             s.write_all(b"token-42\n").unwrap();
         });
         assert!(host_loopback(port, "token-42").escaped);
+        server.join().unwrap();
+        // The host's service on all its addresses, TCP and UDP: found at its own address
+        // (here the loopback one: the harness has no other it can count on).
+        let tcp = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let udp = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        let local = std::net::Ipv4Addr::LOCALHOST;
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = tcp.accept().unwrap();
+            s.write_all(b"token-43\n").unwrap();
+        });
+        let v = host_network(port, "token-43", &[local]);
+        assert!(v.escaped && v.detail.contains("TCP service"), "{v}");
+        server.join().unwrap();
+        // (It answers every datagram: the first tries' are queued too.)
+        udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut b = [0u8; 64];
+            while let Ok((_, from)) = udp.recv_from(&mut b) {
+                let _ = udp.send_to(b"token-43\n", from);
+            }
+        });
+        // No TCP listener now: only UDP answers.
+        let v = host_network(port, "token-43", &[local]);
+        assert!(v.escaped && v.detail.contains("UDP service"), "{v}");
         server.join().unwrap();
         assert!(writable("proc-sys", &PROC_SYS).escaped);
         // The new attempts' calls reach the kernel from the host (each harmless: a handle
