@@ -276,10 +276,11 @@ fn child(tap: &OwnedFd, link: Link, uid: u32, jail: i32) -> String {
         keep.extend(sys::parent_watch_fd());
         sys::close_all_except(&keep)?;
         sys::set_nonblocking(backend.as_raw_fd())?;
-        // The room sees the relay in its PID namespace (`ps`, /proc/PID/comm): as what it
-        // is, not as the jail. (Its /proc/PID/cmdline is still the jail's command line:
-        // pointing it elsewhere needs CAP_SYS_RESOURCE, which not every host's root has.)
+        // The room sees the relay in its PID namespace (`ps`, /proc/PID/comm and
+        // /proc/PID/cmdline): as what it is, not as the jail, and without the jail's
+        // command line (the room's run directory and image path on the host).
         sys::set_process_name(RELAY_NAME)?;
+        sys::title::set_command_line(RELAY_NAME.to_bytes())?;
         crate::privs::limit(&RELAY_RLIMITS)?;
         crate::privs::drop_to(uid, uid)?;
         sys::set_dumpable(false)?;

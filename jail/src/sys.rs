@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 pub mod relay_io;
 pub mod tap;
+pub mod title;
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)

@@ -926,6 +926,7 @@ fn an_outbound_namespace_room_reaches_out_and_never_the_host() {
           u=$(awk '/^Uid:/ { print $2 }' $d/status 2>/dev/null); \
           [ -z \"$u\" ] || [ \"$u\" = 0 ] && continue; \
           echo \"comm=$(cat $d/comm)\"; \
+          echo \"cmdline=$(tr '\\0' ' ' < $d/cmdline)\"; \
           kill -9 $p 2>/dev/null && echo killed=$p || echo kill-refused; \
           cat $d/environ >/dev/null 2>&1 && echo environ-read || echo environ-refused; \
         done; \
@@ -958,6 +959,20 @@ fn an_outbound_namespace_room_reaches_out_and_never_the_host() {
     // nor read.
     assert!(stdout.lines().any(|l| l == "comm=anchor-relay"), "{ctx}");
     assert!(!stdout.contains("comm=anchor-jail"), "{ctx}");
+    // Its command line too is its own, not the jail's (the room's name, its run directory
+    // and image on the host): one argument, as a process exec'd with argv
+    // ["anchor-relay"] shows (each NUL shown as a space).
+    assert!(
+        stdout.lines().any(|l| l == "cmdline=anchor-relay "),
+        "{ctx}"
+    );
+    let host_paths = dir.0.to_str().unwrap();
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.starts_with("cmdline=") && (l.contains(&room) || l.contains(host_paths))),
+        "{ctx}"
+    );
     let refused = stdout.lines().filter(|l| *l == "kill-refused").count();
     assert!(refused >= 2, "{refused} kill(s) refused\n{ctx}");
     assert!(

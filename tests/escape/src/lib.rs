@@ -98,6 +98,16 @@ fn comm(pid: i32) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// The program name a process's command line starts with (argv[0] without its
+/// directory): a fork of a host program keeps the host program's command line, whatever
+/// its `comm` says.
+fn argv0(pid: i32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let first = raw.split(|&b| b == 0).next()?;
+    let name = first.rsplit(|&b| b == b'/').next()?;
+    Some(String::from_utf8_lossy(name).into_owned())
+}
+
 fn visible(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -120,8 +130,11 @@ fn visible_pids() -> Vec<i32> {
 pub fn host_pids(extra: &[i32]) -> Vec<Verdict> {
     let pids = visible_pids();
     let names: Vec<String> = pids.iter().filter_map(|&p| comm(p)).collect();
+    // By name, and by the program its command line names.
+    let commands: Vec<String> = pids.iter().filter_map(|&p| argv0(p)).collect();
     let host: Vec<&String> = names
         .iter()
+        .chain(&commands)
         .filter(|n| HOST_ONLY.contains(&n.as_str()))
         .collect();
     let (mut exists, mut signalled) = (Vec::new(), Vec::new());
