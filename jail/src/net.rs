@@ -262,6 +262,9 @@ pub struct Link {
     /// What the VMM cannot learn through `host` (`--net-deny`): the DNS forwarder when
     /// passt would forward it to the anchor host ([`deny_list`]).
     pub deny: Vec<Local>,
+    /// passt's pid in the jail's PID namespace (the room's): a namespace room sees passt
+    /// there, and must not see the anchor host's network through its /proc/PID/net.
+    pub passt: libc::pid_t,
 }
 
 /// Starts passt for the room of `cfg` as `uid` (see the module documentation). Call it in
@@ -296,7 +299,8 @@ pub fn start(cfg: &Config, uid: u32) -> Result<Option<Link>> {
         .map(|a| CString::new(a).map_err(|_| Error::Unsupported("NUL in passt's arguments")))
         .collect::<Result<Vec<_>>>()?;
     let jail = sys::getpid();
-    if sys::fork()? == 0 {
+    let passt = sys::fork()?;
+    if passt == 0 {
         // The child: becomes passt or exits; never returns into the jail.
         let e = child(&passt_end, cfg, uid, &argv, jail);
         note(format_args!("room {name}: passt: {}", e));
@@ -314,18 +318,30 @@ pub fn start(cfg: &Config, uid: u32) -> Result<Option<Link>> {
         backend: vmm_end,
         host: watch,
         deny,
+        passt,
     }))
 }
 
 /// The name of a namespace room's network device.
 pub const ROOM_IFACE: &str = "eth0";
 
+/// A namespace room's network device, made by [`attach_room`]: eth0's descriptor and
+/// what the relay joins it to, as `uid` (`crate::relay::spawn` takes all three).
+#[derive(Debug)]
+pub struct RoomNet {
+    pub tap: OwnedFd,
+    pub link: Link,
+    pub uid: u32,
+}
+
 /// A namespace room's side of its network, in the room's network namespace (call it
 /// after the jail entered it, as root, before the room's processes exist): eth0, a TAP
 /// device with the room's address, MTU and default route, which the room cannot change
-/// (the namespace belongs to the anchor host's user namespace), and the relay between
-/// eth0 and passt, as `uid` ([`crate::relay`]).
-pub fn attach_room(cfg: &Config, link: Link, uid: u32) -> Result<()> {
+/// (the namespace belongs to the anchor host's user namespace). The relay between eth0
+/// and passt ([`crate::relay`]) is forked later, once the jail is in the room's mount
+/// namespace and root: the room reads a process's mount table in /proc/PID/mountinfo,
+/// and a relay forked here would show the anchor host's.
+pub fn attach_room(cfg: &Config, link: Link, uid: u32) -> Result<RoomNet> {
     let tap = sys::tap::make(ROOM_IFACE)?;
     // A host kernel with IPv6 gives eth0 a link-local address, and the room's kernel then
     // sends neighbour discovery the relay refuses: the room would show an IPv6 address
@@ -337,13 +353,12 @@ pub fn attach_room(cfg: &Config, link: Link, uid: u32) -> Result<()> {
         std::fs::write(&v6, "1\n").map_err(|e| crate::root::io_err("write", &v6, &e))?;
     }
     sys::tap::configure(ROOM_IFACE, MTU, GUEST, PREFIX, GATEWAY)?;
-    crate::relay::spawn(cfg, tap, link, uid)?;
     note(format_args!(
         "room {}: {ROOM_IFACE} {GUEST}/{PREFIX}, gateway {GATEWAY}, MTU {MTU} (the room \
          cannot change them); the relay to passt as uid {uid}",
         cfg.name
     ));
-    Ok(())
+    Ok(RoomNet { tap, link, uid })
 }
 
 /// passt's resource limits: [`PASST_NOFILE`] open files, the room's process count (passt

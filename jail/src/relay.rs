@@ -239,8 +239,10 @@ const RELAY_RLIMITS: crate::privs::Rlimits = crate::privs::Rlimits {
 
 /// Forks the relay for the room of `cfg` between `tap` (eth0, made in the room's network
 /// namespace) and `link` (passt's socket and the anchor host's netlink socket), running as
-/// `uid`; the jail keeps none of the three. Call it in the room's cgroup and PID
-/// namespace, as root, before the room's processes exist.
+/// `uid`; the jail keeps none of the three. Call it in the room's cgroup, PID and mount
+/// namespaces, in the room's root (the room reads the relay's /proc/PID/mountinfo: it
+/// must show the room's own mounts, never the anchor host's), as root, before the room's
+/// processes exist.
 pub fn spawn(cfg: &Config, tap: OwnedFd, link: Link, uid: u32) -> Result<()> {
     let jail = sys::getpid();
     if sys::fork()? == 0 {
@@ -257,6 +259,7 @@ fn child(tap: &OwnedFd, link: Link, uid: u32, jail: i32) -> String {
         backend,
         host,
         deny,
+        passt: _,
     } = link;
     let setup = || -> Result<HostNets> {
         // stdin: nothing (the jail's is the room's console); stdout joins stderr (bay0's

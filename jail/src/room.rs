@@ -146,21 +146,28 @@ pub fn run(cfg: &Config) -> Result<core::convert::Infallible> {
     sys::unshare(libc::CLONE_NEWNET)?;
     sys::interface_up("lo")?;
     let mut argv = cfg.argv.clone();
-    if let Some((l, uid)) = link {
-        net::attach_room(cfg, l, uid)?;
-        argv.push(
-            CString::new(net::cmdline_arg())
-                .map_err(|_| Error::Unsupported("NUL in the room's address"))?,
-        );
-    }
+    let room_net = match link {
+        Some((l, uid)) => {
+            argv.push(
+                CString::new(net::cmdline_arg())
+                    .map_err(|_| Error::Unsupported("NUL in the room's address"))?,
+            );
+            Some(net::attach_room(cfg, l, uid)?)
+        }
+        None => None,
+    };
     sys::unshare(
         libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWTIME,
     )?;
     sys::sethostname(&cfg.name)?;
     clocks_start_at_zero()?;
     enter_time_namespace()?;
-    let new_root = build(cfg, image)?;
+    let passt = room_net.as_ref().map(|n| n.link.passt);
+    let new_root = build(cfg, image, passt)?;
     root::enter(&new_root)?;
+    if let Some(n) = room_net {
+        crate::relay::spawn(cfg, n.tap, n.link, n.uid)?;
+    }
     crate::privs::limit(&rlimits)?;
     // A cgroup namespace is rooted at the cgroup its creator is in: the room's, now.
     if !joined {
@@ -321,7 +328,7 @@ fn bind(source: &Path, target: &Path, flags: libc::c_ulong) -> Result<()> {
 }
 
 /// Mounts everything under the room's run directory; returns the new root.
-fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
+fn build(cfg: &Config, image: &Path, passt: Option<libc::pid_t>) -> Result<PathBuf> {
     root::make_private()?;
     let new_root = cfg.run_dir.join(".root");
     let state = cfg.run_dir.join(".state");
@@ -375,7 +382,7 @@ fn build(cfg: &Config, image: &Path) -> Result<PathBuf> {
         )?;
     }
     build_dev(cfg, &new_root.join("dev"), &state)?;
-    build_proc(&new_root.join("proc"), &new_root.join("dev/null"))?;
+    build_proc(&new_root.join("proc"), &new_root.join("dev/null"), passt)?;
     if let Some(file) = &cfg.volume {
         let attached = crate::volume::attach(cfg, file, &new_root)?;
         let how = if attached.formatted {
@@ -521,8 +528,9 @@ fn console(cfg: &Config, dev: &Path) -> Result<()> {
 }
 
 /// The room's /proc: its own processes; the host's knobs read-only, secrets masked with
-/// `null` (the room's own /dev/null, not the host's: see [`DEVICES`]).
-fn build_proc(proc: &Path, null: &Path) -> Result<()> {
+/// `null` (the room's own /dev/null, not the host's: see [`DEVICES`]); and the network
+/// namespace of `passt` (the room's passt, in the anchor host's) masked.
+fn build_proc(proc: &Path, null: &Path, passt: Option<libc::pid_t>) -> Result<()> {
     let hidden = NOSUID_NODEV | libc::MS_NOEXEC;
     sys::mount(
         "mount the room's /proc",
@@ -554,8 +562,14 @@ fn build_proc(proc: &Path, null: &Path) -> Result<()> {
             }
         }
     }
-    for name in PROC_MASKED_DIRS {
-        let p = proc.join(name);
+    let passt_net = passt
+        .map(|pid| passt_net_dirs(proc, pid))
+        .unwrap_or_default();
+    for p in PROC_MASKED_DIRS
+        .iter()
+        .map(|name| proc.join(name))
+        .chain(passt_net)
+    {
         if p.is_dir() {
             sys::mount(
                 "mask a /proc directory",
@@ -568,6 +582,25 @@ fn build_proc(proc: &Path, null: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The directories of the room's /proc (`proc`) that show the network namespace of
+/// passt (`pid`): `PID/net` and `PID/task/TID/net` for each of its tasks. passt is in
+/// the room's PID namespace (the room sees it in `ps`) but in the anchor host's network
+/// namespace, and /proc/PID/net is readable by whoever sees the process, without the
+/// ptrace check that guards its other namespaces: the room would read the host's
+/// interfaces, addresses and routes there, and every TCP, UDP and Unix socket of the
+/// host, other rooms' passt connections among them.
+fn passt_net_dirs(proc: &Path, pid: libc::pid_t) -> Vec<PathBuf> {
+    let dir = proc.join(pid.to_string());
+    let tasks = std::fs::read_dir(dir.join("task"))
+        .map(|d| {
+            d.flatten()
+                .map(|t| t.path().join("net"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    std::iter::once(dir.join("net")).chain(tasks).collect()
 }
 
 #[cfg(test)]

@@ -927,6 +927,8 @@ fn an_outbound_namespace_room_reaches_out_and_never_the_host() {
           [ -z \"$u\" ] || [ \"$u\" = 0 ] && continue; \
           echo \"comm=$(cat $d/comm)\"; \
           echo \"cmdline=$(tr '\\0' ' ' < $d/cmdline)\"; \
+          echo \"mounts=$(cmp -s $d/mountinfo /proc/self/mountinfo && echo own || wc -l < $d/mountinfo)\"; \
+          echo \"netdev=$(awk 'NR > 2 { s = s $1 } END { print s }' $d/net/dev 2>/dev/null)\"; \
           kill -9 $p 2>/dev/null && echo killed=$p || echo kill-refused; \
           cat $d/environ >/dev/null 2>&1 && echo environ-read || echo environ-refused; \
         done; \
@@ -973,6 +975,16 @@ fn an_outbound_namespace_room_reaches_out_and_never_the_host() {
             .any(|l| l.starts_with("cmdline=") && (l.contains(&room) || l.contains(host_paths))),
         "{ctx}"
     );
+    // What /proc shows of their namespaces without a ptrace check: the relay, the room's
+    // own mounts and network; passt (in the anchor host's network namespace), its own
+    // empty root and no network at all (masked), never the host's interfaces.
+    let lines = |p: &str| -> Vec<&str> {
+        let mut v: Vec<&str> = stdout.lines().filter(|l| l.starts_with(p)).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(lines("mounts="), ["mounts=1", "mounts=own"], "{ctx}");
+    assert_eq!(lines("netdev="), ["netdev=", "netdev=lo:eth0:"], "{ctx}");
     let refused = stdout.lines().filter(|l| *l == "kill-refused").count();
     assert!(refused >= 2, "{refused} kill(s) refused\n{ctx}");
     assert!(

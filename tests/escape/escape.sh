@@ -84,6 +84,10 @@ say "ESCAPE-SUITE start: backend=$backend uid=$(id -u) room=$(hostname)"
 # Who we are, who we see.
 p capabilities
 p host-pids $host_pids
+# The /proc files of the processes we see that show a namespace's contents without a
+# ptrace check (/proc/PID/net, /proc/PID/mountinfo): passt lives in the host's network
+# namespace; none may show us the host's.
+p proc-namespaces
 p ptrace-host $host_pids
 p ptrace-init
 p host-file "$marker"

@@ -180,6 +180,128 @@ pub fn host_pids(extra: &[i32]) -> Vec<Verdict> {
     vec![see, signal]
 }
 
+/// The interfaces a /proc/…/net/dev `text` lists.
+fn interfaces(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_string()))
+        .collect()
+}
+
+/// The addresses a /proc/…/net/fib_trie `text` marks as the namespace's own (`host LOCAL`).
+fn local_addresses(text: &str) -> Vec<String> {
+    let mut last = "";
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if let Some(a) = l.trim().strip_prefix("|-- ") {
+            last = a;
+        } else if l.contains("host LOCAL") && !out.iter().any(|o| o == last) {
+            out.push(last.to_string());
+        }
+    }
+    out
+}
+
+/// The paths of the Unix sockets a /proc/…/net/unix `text` lists (bound ones, by path or
+/// abstract name: its eighth field).
+fn unix_paths(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(7).map(str::to_string))
+        .collect()
+}
+
+/// The mount points a /proc/…/mountinfo `text` lists (its fifth field).
+fn mount_points(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Reads the entries of a /proc file's text.
+type Parse = fn(&str) -> Vec<String>;
+
+/// The anchor host's namespaces through the /proc files of a process the room sees:
+/// `/proc/PID/net` (the network namespace of PID, readable by whoever sees it, with no
+/// ptrace check) and `/proc/PID/mountinfo` (its mount table, likewise). A process of the
+/// room's PID namespace that lives in another network or mount namespace (passt, which
+/// must be in the host's network namespace; the relay) would show the host's interfaces,
+/// addresses and sockets (other rooms' connections among them) or the host's mounts.
+/// Every visible process must show no interface, address, Unix socket or mount point the
+/// room's own do not have.
+pub fn proc_namespaces(cx: Context) -> Verdict {
+    let name = "proc-namespaces";
+    // What each /proc file shows, as a list to compare, and what the entries are.
+    let views: [(&str, Parse, &str); 4] = [
+        ("net/dev", interfaces, "network interface(s)"),
+        ("net/fib_trie", local_addresses, "address(es)"),
+        ("net/unix", unix_paths, "Unix socket(s)"),
+        ("mountinfo", mount_points, "mount point(s)"),
+    ];
+    let view = |pid: &str, file: &str, parse: Parse| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .ok()
+            .map(|t| parse(&t))
+    };
+    let own = || -> Vec<Vec<String>> {
+        views
+            .iter()
+            .map(|(file, parse, _)| view("self", file, *parse).unwrap_or_default())
+            .collect()
+    };
+    let before = own();
+    let me = std::process::id().try_into().unwrap_or(0);
+    let mut theirs = Vec::new();
+    for pid in visible_pids().into_iter().filter(|&p| p != me) {
+        let who = format!("pid {pid} ({})", comm(pid).unwrap_or_default());
+        let shown: Vec<Option<Vec<String>>> = views
+            .iter()
+            .map(|(file, parse, _)| view(&pid.to_string(), file, *parse))
+            .collect();
+        theirs.push((who, shown));
+    }
+    // The room's own views before and after: what a room process made or ended while
+    // the others were read (a socket) is the room's own, not another namespace's.
+    let after = own();
+    let (mut seen, mut masked, mut other) = (0, 0, Vec::new());
+    for (who, shown) in &theirs {
+        if shown.first().is_some_and(Option::is_some) {
+            seen += 1;
+        } else {
+            masked += 1;
+        }
+        for (i, (_, _, what)) in views.iter().enumerate() {
+            let is_own = |e: &String| {
+                [&before, &after]
+                    .iter()
+                    .any(|o| o.get(i).is_some_and(|v| v.contains(e)))
+            };
+            let foreign: Vec<&String> = shown
+                .get(i)
+                .and_then(Option::as_ref)
+                .map(|v| v.iter().filter(|e| !is_own(e)).collect())
+                .unwrap_or_default();
+            if !foreign.is_empty() {
+                other.push(format!(
+                    "{who}: {} {what} not the room's, {:?}",
+                    foreign.len(),
+                    foreign.iter().take(4).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    let detail = if other.is_empty() {
+        format!(
+            "{seen} other process(es) show the room's own interfaces ({}), addresses, \
+             sockets and mounts, {masked} show no network at all",
+            before.first().map(|v| v.join(" ")).unwrap_or_default()
+        )
+    } else {
+        format!("another namespace seen through /proc: {}", other.join("; "))
+    };
+    cx.kernel_facility(name, !other.is_empty(), &detail)
+}
+
 /// ptrace(PTRACE_ATTACH) of host processes (pids not in the room's /proc).
 pub fn ptrace_host(pids: &[i32]) -> Verdict {
     let mut how = Vec::new();
@@ -1920,6 +2042,7 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
     match attempt {
         "capabilities" => one(capabilities()),
         "host-pids" => Ok(host_pids(&pids()?)),
+        "proc-namespaces" => one(proc_namespaces(cx)),
         "ptrace-host" => one(ptrace_host(&pids()?)),
         "ptrace-init" => one(ptrace_init()),
         "host-file" => one(host_file(arg(0)?)),
@@ -2192,5 +2315,43 @@ mod tests {
         drop(pin);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(device("mem").escaped || !Path::new("/dev/mem").exists());
+        // A process in a mount namespace of its own, with a mount the host has not: its
+        // /proc/PID/mountinfo shows it. (In its own network namespace it would show only
+        // a loopback, which is no interface the host lacks.)
+        let mnt = std::env::temp_dir().join(format!("escape-ns-{}", std::process::id()));
+        std::fs::create_dir_all(&mnt).unwrap();
+        let script = format!(
+            "mount -t tmpfs none {} && echo up && exec sleep 30",
+            mnt.display()
+        );
+        let mut child = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut up = [0u8; 3];
+        child.stdout.take().unwrap().read_exact(&mut up).unwrap();
+        let v = proc_namespaces(host);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir(&mnt).unwrap();
+        assert!(
+            v.escaped && v.detail.contains(&mnt.display().to_string()),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn interfaces_and_mount_points_are_read_as_proc_shows_them() {
+        let dev = "Inter-|   Receive\n face |bytes\n    lo:  1 2 3\n  eth0: 4 5 6\n";
+        assert_eq!(interfaces(dev), ["lo", "eth0"]);
+        let info =
+            "22 1 0:21 / /proc rw - proc proc rw\n48 92 7:0 / / ro - squashfs /dev/loop0 ro\n";
+        assert_eq!(mount_points(info), ["/proc", "/"]);
+        assert!(interfaces("").is_empty() && mount_points("").is_empty());
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.0.2.15\n        /32 host LOCAL\n     |-- 10.0.2.255\n        /32 link BROADCAST\nLocal:\n     |-- 10.0.2.15\n        /32 host LOCAL\n     |-- 127.0.0.1\n        /32 host LOCAL\n";
+        assert_eq!(local_addresses(fib), ["10.0.2.15", "127.0.0.1"]);
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n0000: 00000002 00000000 00010000 0001 01 123 /run/anchor/control.sock\n0000: 00000003 00000000 00000000 0001 03 124\n";
+        assert_eq!(unix_paths(unix), ["/run/anchor/control.sock"]);
     }
 }
