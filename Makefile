@@ -29,7 +29,7 @@ CARGO ?= cargo
 all: build
 
 help:
-	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work|, MEM=MiB, VAULT=1: a vault kept in \$$ANCHOR_CACHE/run-vault)"
+	@echo "make run        boot Anchor OS under QEMU on this terminal: bay0 as PID 1 opens the work room (ROOM=web|dev|work|, MEM=MiB, VAULT=1: a vault kept in \$$ANCHOR_CACHE/run-vault, NET=0: no uplink)"
 	@echo "make test       everything CI runs: setup, lint, gates, unit, escape, fuzz smoke, kernels, images, system tests"
 	@echo "make escape     namespace rooms on this host: the escape-resistance suite, 100-cycle leak test (needs images)"
 	@echo "make bench      benchmarks (printed figures, never asserted)"
@@ -135,13 +135,17 @@ test: setup lint gates unit escape fuzz-smoke systest
 # next to the host's reserve (docs/ARCHITECTURE.md, admission).
 # VAULT=1 adds the vault: a disk and a TPM (swtpm) kept in $(ANCHOR_CACHE)/run-vault
 # between runs (made at the first boot, unlocked with its passphrase at every later one;
-# remove the directory to start again). See tests/system/run-qemu.sh --help.
+# remove the directory to start again). NET=0 boots the anchor host without its uplink
+# (QEMU's user-mode network, which it configures at boot; outbound rooms reach the world
+# through it). See tests/system/run-qemu.sh --help.
 ROOM ?= work
 MEM ?= 6144
 VAULT ?=
+NET ?=
 run: initramfs
 	ANCHOR_MEM=$(MEM) ANCHOR_APPEND="bay0.shell=1 $(if $(ROOM),bay0.room=$(ROOM)) $(APPEND)" \
-	  tests/system/run-qemu.sh --interactive $(if $(VAULT),--vault "$(ANCHOR_CACHE)/run-vault")
+	  tests/system/run-qemu.sh --interactive $(if $(filter 0,$(NET)),,--uplink) \
+	  $(if $(VAULT),--vault "$(ANCHOR_CACHE)/run-vault")
 
 qemu: run
 

@@ -125,6 +125,10 @@ if [[ ! -f "$cached" ]]; then
       [[ "$applet" == busybox || -e "$stage/bin/$applet" ]] || ln -s busybox "$stage/bin/$applet"
     done
   fi
+  # The anchor host's resolver: what the kernel learnt at boot when it configured the
+  # uplink itself (`ip=dhcp`: /proc/net/pnp lists the DHCP server's nameservers, none
+  # otherwise); passt reads it for an outbound room's DNS. Unless one was shipped.
+  [[ -e "$stage/etc/resolv.conf" ]] || ln -s ../proc/net/pnp "$stage/etc/resolv.conf"
   if [[ $(id -u) -eq 0 ]]; then
     # The kernel opens /dev/console for init's stdio before /dev is mounted.
     mknod -m 0600 "$stage/dev/console" c 5 1

@@ -8,6 +8,12 @@
 #        run-qemu.sh --until PATTERN --log FILE [--timeout SECS] [-- QEMU_ARGS...]
 #          headless: boot, wait until PATTERN shows on serial (logged to FILE), stop
 #          QEMU; exit 0 if seen, 1 if not (used by bay0/bench.sh).
+#        --uplink (either mode; `make run` passes it unless NET=0): the anchor host gets a
+#          virtio-net NIC on QEMU's user-mode network (10.0.9.0/24, no IPv6) and
+#          configures it itself at boot (`ip=dhcp`): address 10.0.9.15, gateway and DNS
+#          10.0.9.2/.3, so outbound rooms reach what this machine reaches. QEMU maps
+#          10.0.9.2 to this machine's own loopback: a room reaches services listening
+#          there too.
 #        --vault DIR (either mode): a vault that outlives the run (`make run VAULT=1`):
 #          DIR/vault.img (a sparse 32 GiB raw disk, made on first use: the shipped
 #          policies' volumes, 8 + 16 GiB, fit) as /dev/vda with bay0.vault=/dev/vda, and
@@ -25,7 +31,7 @@ set -euo pipefail
 KERNEL="${ANCHOR_HOST_KERNEL:-$ANCHOR_OUT/host-bzImage}"
 INITRAMFS="${ANCHOR_INITRAMFS:-$ANCHOR_OUT/initramfs.cpio.gz}"
 APPEND="console=ttyS0 panic=-1 printk.time=1 ${ANCHOR_APPEND:-}"
-MODE="" UNTIL="" LOG="" TIMEOUT=180 VAULT=""
+MODE="" UNTIL="" LOG="" TIMEOUT=180 VAULT="" UPLINK=0
 die() { echo "run-qemu: $*" >&2; exit 2; }
 while (($#)); do
   case "$1" in
@@ -34,8 +40,9 @@ while (($#)); do
     --log) LOG="${2:?--log needs a file}"; shift 2 ;;
     --timeout) TIMEOUT="${2:?--timeout needs seconds}"; shift 2 ;;
     --vault) VAULT="${2:?--vault needs a directory}"; shift 2 ;;
+    --uplink) UPLINK=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '3,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,27p' "$0" | cut -c3-; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -78,8 +85,16 @@ if [[ -n "$VAULT" ]]; then
     -drive "file=$VAULT/vault.img,if=none,id=vault,format=raw" -device virtio-blk-pci,drive=vault)
   APPEND="$APPEND bay0.vault=/dev/vda anchor.vault_argon2_kib=$KIB"
 fi
+# The uplink (--uplink); without it, no NIC at all (QEMU's default one has no driver in
+# the host kernel).
+NET_ARGS=(-nic none)
+if ((UPLINK)); then
+  NET_ARGS=(-nic "user,model=virtio-net-pci,net=10.0.9.0/24,ipv6=off")
+  APPEND="$APPEND ip=dhcp"
+fi
 QEMU=(qemu-system-x86_64 -M q35 -accel tcg -cpu max -m "$MEM" -smp 1
-  -kernel "$KERNEL" -initrd "$INITRAMFS" -append "$APPEND" -device i6300esb "${VAULT_ARGS[@]}")
+  -kernel "$KERNEL" -initrd "$INITRAMFS" -append "$APPEND" -device i6300esb "${VAULT_ARGS[@]}"
+  "${NET_ARGS[@]}")
 
 if [[ "$MODE" == interactive ]]; then
   echo "run-qemu: booting Anchor OS (bay0 as PID 1) under QEMU TCG. Ctrl-A X quits;" >&2

@@ -31,6 +31,54 @@ fn run_qemu(dir: &Path, log: &Path, until: &str) -> Output {
         .unwrap()
 }
 
+/// `make run`'s uplink (`run-qemu.sh --uplink`): the kernel configures QEMU's user-mode
+/// network before bay0 from `ip=dhcp`, and /etc/resolv.conf shows its DNS server (what
+/// the anchor host then does with it: uplink.rs). Without the flag: no NIC at all.
+#[test]
+fn an_uplink_run_boots_with_its_network_configured_by_the_kernel() {
+    let dir = cache_dir().join(format!("systest/run/make-run-net-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("serial.log");
+    let boot = |uplink: bool| {
+        let mut c = Command::new("tests/system/run-qemu.sh");
+        c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .env("ANCHOR_HOST_KERNEL", host_kernel().unwrap())
+            .env("ANCHOR_INITRAMFS", initramfs().unwrap())
+            .env("ANCHOR_APPEND", "bay0.shell=1")
+            .args(["--until", "bay0: ready", "--timeout", "180", "--log"])
+            .arg(&log);
+        if uplink {
+            c.arg("--uplink");
+        }
+        let out = c.output().unwrap();
+        let serial = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{}\n{serial}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serial
+    };
+    let serial = boot(true);
+    assert!(serial.contains(" ip=dhcp"), "{serial}");
+    let config = serial
+        .lines()
+        .skip_while(|l| !l.contains("IP-Config: Complete"))
+        .take(6)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        config.contains("ipaddr=10.0.9.15") && config.contains("gw=10.0.9.2"),
+        "{serial}"
+    );
+    assert!(config.contains("nameserver0=10.0.9.3"), "{serial}");
+    let serial = boot(false);
+    assert!(!serial.contains("ip=dhcp"), "{serial}");
+    assert!(!serial.contains("IP-Config"), "{serial}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The swtpm processes serving `dir`'s TPM state.
 fn swtpms_of(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
