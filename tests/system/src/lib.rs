@@ -721,6 +721,15 @@ impl Machine {
         Ok((body.to_string(), status))
     }
 
+    /// [`Machine::sh`] for a command that must succeed: its output, or an error naming
+    /// the command, its status and what it printed.
+    pub fn sh_ok(&mut self, cmd: &str, timeout: Duration) -> Result<String> {
+        match self.sh(cmd, timeout)? {
+            (out, 0) => Ok(out),
+            (out, status) => err(format!("`{cmd}` exited with {status}:\n{out}")),
+        }
+    }
+
     /// Runs `cmd` in the shell of `room`, whose console is on the serial line (a boot
     /// room, or one attached with `anchorctl room console`): its output lines (without
     /// the `room| ` prefix) and its exit status.

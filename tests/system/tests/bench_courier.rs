@@ -27,12 +27,6 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(3600);
 const TITLE: &str = "bay0: courier: ANCHOR TRUSTED PROMPT";
 
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, T).unwrap();
-    assert_eq!(status, 0, "`{cmd}`:\n{out}");
-    out
-}
-
 fn attach(m: &mut Machine, room: &str) {
     let from = m.serial().len();
     m.type_text(&format!("anchorctl room console {room}\r"))
@@ -94,9 +88,12 @@ fn bench_courier() {
     let mut m = Machine::start(opts).unwrap();
     m.wait_for_line("bay0: ready", T).unwrap();
     m.wait_for_from(0, "anchor# ", T).unwrap();
-    sh(&mut m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", T).unwrap();
     for room in ["bsend", "brecv"] {
-        assert!(sh(&mut m, &format!("anchorctl room start {room}")).contains("ready"));
+        assert!(m
+            .sh_ok(&format!("anchorctl room start {room}"), T)
+            .unwrap()
+            .contains("ready"));
     }
     attach(&mut m, "bsend");
     let t = Instant::now();
@@ -130,10 +127,9 @@ fn bench_courier() {
         "listening",
     );
     detach(&mut m, "brecv");
-    let out = sh(
-        &mut m,
-        "anchor-courier-bench relay /run/anchor/rooms/bsend/vsock /run/anchor/rooms/brecv/vsock 5001",
-    );
+    let relay =
+        "anchor-courier-bench relay /run/anchor/rooms/bsend/vsock /run/anchor/rooms/brecv/vsock 5001";
+    let out = m.sh_ok(relay, T).unwrap();
     let line = out.lines().find(|l| l.starts_with("relayed ")).unwrap();
     let words: Vec<&str> = line.split(' ').collect();
     let (bytes, secs): (f64, f64) = (words[1].parse().unwrap(), words[4].parse().unwrap());

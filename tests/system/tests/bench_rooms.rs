@@ -21,21 +21,17 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(300);
 
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, T).unwrap();
-    assert_eq!(status, 0, "`{cmd}`:\n{out}");
-    out
-}
-
 /// Seconds `cmd` took in the anchor host.
 fn timed(m: &mut Machine, cmd: &str) -> f64 {
-    let out = sh(
-        m,
-        &format!(
+    let out = m
+        .sh_ok(
+            &format!(
             "t0=$(cut -d' ' -f1 /proc/uptime); {cmd} >/dev/null; t1=$(cut -d' ' -f1 /proc/uptime); \
              echo took=$(echo \"$t1 $t0\" | awk '{{printf \"%.2f\", $1 - $2}}')"
         ),
-    );
+            T,
+        )
+        .unwrap();
     out.lines()
         .find_map(|l| l.trim().strip_prefix("took="))
         .and_then(|v| v.parse().ok())
@@ -48,7 +44,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn rss_kib(m: &mut Machine) -> u64 {
-    let out = sh(m, "grep VmRSS /proc/1/status");
+    let out = m.sh_ok("grep VmRSS /proc/1/status", T).unwrap();
     out.lines()
         .find_map(|l| l.trim().strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -72,7 +68,7 @@ fn bench_rooms() {
     // `quiet`: bay0's own lines stay in the kernel log; its operator shell's prompt says
     // it is up.
     m.wait_for("anchor# ", T).unwrap();
-    sh(&mut m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", T).unwrap();
     let idle = rss_kib(&mut m);
 
     let (mut start, mut stop) = (Vec::new(), Vec::new());
@@ -85,26 +81,23 @@ fn bench_rooms() {
         "(anchorctl room start alpha & anchorctl room start beta & anchorctl room start gamma & wait)",
     );
     let with_three = rss_kib(&mut m);
-    let charged = sh(
-        &mut m,
+    let charged = m.sh_ok(
         "cat /sys/fs/cgroup/anchor/alpha/memory.current /sys/fs/cgroup/anchor/alpha/memory.peak",
-    );
-    sh(
-        &mut m,
-        "anchorctl room stop beta; anchorctl room stop gamma",
-    );
+        T,
+    ).unwrap();
+    m.sh_ok("anchorctl room stop beta; anchorctl room stop gamma", T)
+        .unwrap();
     // Each reset from a settled room (the previous reset's old VMM has been torn down).
     let reset: Vec<f64> = (0..5)
         .map(|_| {
-            sh(&mut m, "sleep 3");
+            m.sh_ok("sleep 3", T).unwrap();
             timed(&mut m, "anchorctl room reset alpha")
         })
         .collect();
-    let fell_back = sh(
-        &mut m,
-        "dmesg | grep -c 'reopens once it has ended' || true",
-    );
-    sh(&mut m, "anchorctl room stop alpha");
+    let fell_back = m
+        .sh_ok("dmesg | grep -c 'reopens once it has ended' || true", T)
+        .unwrap();
+    m.sh_ok("anchorctl room stop alpha", T).unwrap();
 
     // The same VMM, by hand and jailed (the arguments bay0 builds; see bay0/src/room.rs).
     let vmm_args =
@@ -115,10 +108,11 @@ fn bench_rooms() {
         "--kernel /boot/vmlinux --disk /images/room.squashfs,ro --mem-mib 160 --vcpus 1 \
         --cmdline 'console=ttyS0 quiet reboot=k panic=-1 root=/dev/vda ro rootfstype=squashfs \
         init=/sbin/init anchor.room=bench anchor.shell=off' --serial stdout";
-    sh(
-        &mut m,
+    m.sh_ok(
         "mkdir -p /run/anchor/rooms/bench && chown 64007:64007 /run/anchor/rooms/bench",
-    );
+        T,
+    )
+    .unwrap();
     let (mut bare, mut jailed) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         bare.push(timed(

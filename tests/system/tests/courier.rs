@@ -46,14 +46,8 @@ fn machine(name: &str, framebuffer: bool) -> Machine {
     let mut m = Machine::start(opts).unwrap();
     m.wait_for_line("bay0: ready", BOOT).unwrap();
     m.wait_for_from(0, "anchor# ", SHELL).unwrap();
-    sh(&mut m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", ROOM).unwrap();
     m
-}
-
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
-    out
 }
 
 fn attach(m: &mut Machine, room: &str) {
@@ -181,7 +175,10 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     let t0 = Instant::now();
     let mut m = machine("courier-prompt", true);
     for room in ["sender", "receiver"] {
-        assert!(sh(&mut m, &format!("anchorctl room start {room}")).contains("ready"));
+        assert!(m
+            .sh_ok(&format!("anchorctl room start {room}"), ROOM)
+            .unwrap()
+            .contains("ready"));
     }
     eprintln!(
         "figure: boot + two rooms {:.1} s",
@@ -292,7 +289,10 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     // checks the listener's uid, refuses, and the sender hears why.
     let plant = "cd /run/anchor/rooms/receiver && mv vsock vsock.real && \
                  ln -s /run/anchor/rooms/sender/vsock vsock && ls -l vsock";
-    assert!(sh(&mut m, plant).contains("-> /run/anchor/rooms/sender/vsock"));
+    assert!(m
+        .sh_ok(plant, ROOM)
+        .unwrap()
+        .contains("-> /run/anchor/rooms/sender/vsock"));
     attach(&mut m, "sender");
     let from = ask(
         &mut m,
@@ -314,10 +314,11 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
         Vec::<String>::new()
     );
     detach(&mut m, "sender");
-    sh(
-        &mut m,
+    m.sh_ok(
         "cd /run/anchor/rooms/receiver && rm vsock && mv vsock.real vsock",
-    );
+        ROOM,
+    )
+    .unwrap();
     assert_eq!(incoming(&mut m), Vec::<String>::new());
     attach(&mut m, "sender");
 
@@ -373,7 +374,7 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
 
     // Every decision is in the audit log, and the log verifies. The vault is not open:
     // anchorctl reads this boot's log by default, and says so.
-    let shown = sh(&mut m, "anchorctl audit show");
+    let shown = m.sh_ok("anchorctl audit show", ROOM).unwrap();
     assert!(
         shown.contains("the vault is not open")
             && shown.contains("this boot's log, /run/anchor/audit.log"),
@@ -412,7 +413,7 @@ fn prompt_no_timeout_policy_and_a_100_mib_item_with_the_audit_log() {
     }
     let total = shown.lines().filter(|l| l.starts_with('#')).count();
     // Its chain alone: the TPM anchors its records once they are carried into the vault.
-    let verified = sh(&mut m, "anchorctl audit verify");
+    let verified = m.sh_ok("anchorctl audit verify", ROOM).unwrap();
     assert!(
         verified.contains(&format!(
             "/run/anchor/audit.log: chain intact: {total} records (not compared"
@@ -461,13 +462,14 @@ fn send_and_kill(m: &mut Machine, then: &str) -> usize {
     let ten = "until grep -q 'sending mid: 10%' /tmp/send.log; do sleep 0.2; done";
     assert_eq!(in_room(m, "sender", ten, BIG).1, 0);
     detach(m, "sender");
-    sh(
-        m,
+    m.sh_ok(
         &format!(
             "p=$(pidof anchor-courier) && \
              grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/$p/status > /tmp/watch.log && {then}"
         ),
-    );
+        ROOM,
+    )
+    .unwrap();
     from
 }
 
@@ -492,7 +494,7 @@ fn failed_line(m: &mut Machine, from: usize, failed: &str) -> String {
 
 /// What the kill saw of the courier.
 fn watched(m: &mut Machine) -> String {
-    sh(m, "cat /tmp/watch.log")
+    m.sh_ok("cat /tmp/watch.log", ROOM).unwrap()
 }
 
 const VMM_OF: &str = "anchorctl room list | awk '$1 == \"ROOM\" { print $7 }'";
@@ -501,7 +503,10 @@ const VMM_OF: &str = "anchorctl room list | awk '$1 == \"ROOM\" { print $7 }'";
 fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audited() {
     let mut m = machine("courier-kill", false);
     for room in ["sender", "receiver"] {
-        assert!(sh(&mut m, &format!("anchorctl room start {room}")).contains("ready"));
+        assert!(m
+            .sh_ok(&format!("anchorctl room start {room}"), ROOM)
+            .unwrap()
+            .contains("ready"));
     }
     let make = |m: &mut Machine| {
         attach(m, "sender");
@@ -550,7 +555,10 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
 
     // The destination room killed mid-transfer: the courier fails, the sender hears it,
     // and the room, opened again, has nothing.
-    assert!(sh(&mut m, "anchorctl room start sender").contains("ready"));
+    assert!(m
+        .sh_ok("anchorctl room start sender", ROOM)
+        .unwrap()
+        .contains("ready"));
     make(&mut m);
     let from = send_and_kill(
         &mut m,
@@ -564,10 +572,15 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         "{out}"
     );
     detach(&mut m, "sender");
-    assert!(sh(&mut m, "anchorctl room start receiver").contains("ready"));
+    assert!(m
+        .sh_ok("anchorctl room start receiver", ROOM)
+        .unwrap()
+        .contains("ready"));
     assert_eq!(incoming(&mut m), Vec::<String>::new());
 
-    let log = sh(&mut m, "anchorctl audit show --file /run/anchor/audit.log");
+    let log = m
+        .sh_ok("anchorctl audit show --file /run/anchor/audit.log", ROOM)
+        .unwrap();
     assert_eq!(
         log.matches("decision=yes outcome=failed").count(),
         3,
@@ -583,10 +596,12 @@ fn killing_the_courier_the_source_or_the_destination_leaves_nothing_and_is_audit
         assert!(log.contains(&end), "{log}");
     }
     let total = log.lines().filter(|l| l.starts_with('#')).count();
-    let verified = sh(
-        &mut m,
-        "anchorctl audit verify --file /run/anchor/audit.log --no-tpm",
-    );
+    let verified = m
+        .sh_ok(
+            "anchorctl audit verify --file /run/anchor/audit.log --no-tpm",
+            ROOM,
+        )
+        .unwrap();
     assert!(
         verified.contains(&format!("intact: {total} records")),
         "{verified}"
@@ -657,10 +672,15 @@ fn delivered(m: &mut Machine, out: &[String], want: &str, from: &str, to: &str) 
 fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
     let mut m = machine("courier-ns", false);
     for room in ["sender", "receiver", "nsmail", "nspost"] {
-        let out = sh(&mut m, &format!("anchorctl room start {room}"));
+        let out = m
+            .sh_ok(&format!("anchorctl room start {room}"), ROOM)
+            .unwrap();
         assert!(out.contains("ready"), "{out}");
     }
-    assert!(sh(&mut m, "anchorctl room list").contains("namespaces"));
+    assert!(m
+        .sh_ok("anchorctl room list", ROOM)
+        .unwrap()
+        .contains("namespaces"));
 
     // namespace room -> namespace room, then -> microVM room.
     attach(&mut m, "nsmail");
@@ -698,7 +718,9 @@ fn namespace_rooms_send_and_receive_over_a_socket_passed_on_the_umbilical() {
     assert_eq!(sha_in(&mut m, "nsmail", "/root/Incoming/three"), sha);
     detach(&mut m, "nsmail");
 
-    let shown = sh(&mut m, "anchorctl audit show --file /run/anchor/audit.log");
+    let shown = m
+        .sh_ok("anchorctl audit show --file /run/anchor/audit.log", ROOM)
+        .unwrap();
     let records: Vec<&str> = shown
         .lines()
         .filter(|l| l.contains(" bay0 courier "))

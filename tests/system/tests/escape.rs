@@ -57,23 +57,18 @@ fn machine(name: &str, kvm: bool) -> Machine {
     };
     assert!(line.contains(want), "{line}");
     m.wait_for("anchor# ", SHELL).unwrap();
-    sh(&mut m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", ROOM).unwrap();
     m
-}
-
-/// Runs `cmd` in the operator shell; its output, which must end with status 0.
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
-    out
 }
 
 /// The host pid of an open room (anchorctl room list: NAME ... PID last).
 fn room_pid(m: &mut Machine, room: &str) -> u32 {
-    let out = sh(
-        m,
-        &format!("anchorctl room list | awk '$1 == \"{room}\" {{ print $7 }}'"),
-    );
+    let out = m
+        .sh_ok(
+            &format!("anchorctl room list | awk '$1 == \"{room}\" {{ print $7 }}'"),
+            ROOM,
+        )
+        .unwrap();
     out.trim()
         .parse()
         .unwrap_or_else(|_| panic!("no pid for {room}: {out}"))
@@ -124,26 +119,27 @@ const NEIGHBOUR_DEV: &str =
 /// What the attempts aim at, set up by the operator shell on the anchor host.
 fn host_targets(m: &mut Machine) -> (String, String) {
     let token = format!("anchor-escape-{}", std::process::id());
-    sh(
-        m,
-        &format!(
-            "echo {token} > /tmp/escape-marker && printf '#!/bin/sh\\necho {token}\\n' > /tmp/serve \
-             && chmod +x /tmp/serve && echo 'anchor-escape: {token}-kmsg' > /dev/kmsg"
-        ),
+    let plant = format!(
+        "echo {token} > /tmp/escape-marker && printf '#!/bin/sh\\necho {token}\\n' > /tmp/serve \
+         && chmod +x /tmp/serve && echo 'anchor-escape: {token}-kmsg' > /dev/kmsg"
     );
-    sh(
-        m,
+    m.sh_ok(&plant, ROOM).unwrap();
+    m.sh_ok(
         &format!(
             "ip link set lo up && (nc -ll -p 7777 -e /tmp/serve </dev/null >/dev/null 2>&1 &); {}",
             shell_until("netstat -ltn | grep -q ':7777 '")
         ),
-    );
+        ROOM,
+    )
+    .unwrap();
     // The targets are real: the host itself reaches them (bay0 leaves the host's loopback
     // down; the test brings it up, so a room that could reach it would).
-    let out = sh(
-        m,
-        "echo | nc 127.0.0.1 7777; dmesg | grep -c anchor-escape:",
-    );
+    let out = m
+        .sh_ok(
+            "echo | nc 127.0.0.1 7777; dmesg | grep -c anchor-escape:",
+            ROOM,
+        )
+        .unwrap();
     assert!(out.contains(&token), "the host's loopback service: {out}");
     (token.clone(), format!("{token}-kmsg"))
 }
@@ -204,12 +200,10 @@ fn run_suite(m: &mut Machine, room: &str, args: &str) -> Vec<String> {
 /// Only the `fds=` line: a kernel message (a loaded machine's clocksource warning) can land
 /// on the shared serial console in the middle of the shell's output.
 fn footprint(m: &mut Machine) -> String {
-    let out = sh(
-        m,
-        "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
+    let cmd = "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
          cg=$(ls /sys/fs/cgroup/anchor | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms | tr '\\n' ,) \
-         loops=$(cat /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l)",
-    );
+         loops=$(cat /sys/block/loop*/loop/backing_file 2>/dev/null | wc -l)";
+    let out = m.sh_ok(cmd, ROOM).unwrap();
     out.lines()
         .rev()
         .find(|l| l.starts_with("fds="))
@@ -224,11 +218,13 @@ fn footprint(m: &mut Machine) -> String {
 /// closed for good once the jail became the agent, did that: 1.9 million reads a second
 /// in hosted bay0). The margin is twentyfold: a spin takes ~200 ticks here.
 fn assert_bay0_idles(m: &mut Machine) {
-    let out = sh(
-        m,
-        "t() { set -- $(cut -d')' -f2 /proc/1/stat); echo $((${12} + ${13})); }; \
+    let out = m
+        .sh_ok(
+            "t() { set -- $(cut -d')' -f2 /proc/1/stat); echo $((${12} + ${13})); }; \
          a=$(t); sleep 2; b=$(t); echo bay0-ticks=$((b - a)) of $a..$b",
-    );
+            ROOM,
+        )
+        .unwrap();
     let line = out
         .lines()
         .rev()
@@ -253,10 +249,12 @@ fn assert_bay0_idles(m: &mut Machine) {
 /// huge pages are the rooms' (a booted room kernel sits in several). A host kernel
 /// without THP has no AnonHugePages line at all.
 fn assert_guest_ram_in_huge_pages(m: &mut Machine) {
-    let out = sh(
-        m,
-        "awk '/^AnonHugePages:/ { print \"huge-kib=\" $2 }' /proc/meminfo",
-    );
+    let out = m
+        .sh_ok(
+            "awk '/^AnonHugePages:/ { print \"huge-kib=\" $2 }' /proc/meminfo",
+            ROOM,
+        )
+        .unwrap();
     let kib: u64 = out
         .lines()
         .find_map(|l| l.trim().strip_prefix("huge-kib="))
@@ -275,9 +273,15 @@ fn a_microvm_room_keeps_every_wall_standing() {
     let mut m = machine("escape-microvm", true);
     let (token, kmsg) = host_targets(&mut m);
     // The other room is a namespace room: both backends side by side.
-    assert!(sh(&mut m, "anchorctl room start nsroom").contains("room nsroom ready"));
-    assert!(sh(&mut m, "anchorctl room start escvm").contains("room escvm ready"));
-    let list = sh(&mut m, "anchorctl room list");
+    assert!(m
+        .sh_ok("anchorctl room start nsroom", ROOM)
+        .unwrap()
+        .contains("room nsroom ready"));
+    assert!(m
+        .sh_ok("anchorctl room start escvm", ROOM)
+        .unwrap()
+        .contains("room escvm ready"));
+    let list = m.sh_ok("anchorctl room list", ROOM).unwrap();
     assert!(
         list.lines()
             .any(|l| l.starts_with("escvm ") && l.contains("microvm")),
@@ -328,14 +332,16 @@ fn a_microvm_room_keeps_every_wall_standing() {
     detach(&mut m, "nsroom");
     assert_bay0_idles(&mut m);
     // Closing the microVM ends everything in it: its processes lived in its own kernel.
-    sh(&mut m, "anchorctl room stop escvm");
-    let left = sh(
-        &mut m,
-        "ps -o pid,user,args | grep -E '98765[34]|anchor-vm[m]' || true",
-    );
+    m.sh_ok("anchorctl room stop escvm", ROOM).unwrap();
+    let left = m
+        .sh_ok(
+            "ps -o pid,user,args | grep -E '98765[34]|anchor-vm[m]' || true",
+            ROOM,
+        )
+        .unwrap();
     assert!(left.trim().is_empty(), "left behind: {left}");
     eprintln!("escape-table: escvm: BLOCKED linger: nothing of the room runs after it closed");
-    sh(&mut m, "anchorctl room stop nsroom");
+    m.sh_ok("anchorctl room stop nsroom", ROOM).unwrap();
     assert_eq!(m.count("Linux version"), 1, "the anchor host rebooted");
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();
@@ -351,16 +357,19 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
     assert_ne!(status, 0, "{out}");
     assert!(out.contains("no usable KVM on this machine"), "{out}");
     let (token, kmsg) = host_targets(&mut m);
-    assert!(sh(&mut m, "anchorctl room start nsroom").contains("room nsroom ready"));
+    assert!(m
+        .sh_ok("anchorctl room start nsroom", ROOM)
+        .unwrap()
+        .contains("room nsroom ready"));
     let before = footprint(&mut m);
     let t = Instant::now();
-    let out = sh(&mut m, "anchorctl room start nsauto");
+    let out = m.sh_ok("anchorctl room start nsauto", ROOM).unwrap();
     assert!(out.contains("room nsauto ready in"), "{out}");
     eprintln!(
         "figure: anchorctl room start nsauto (namespaces, TCG) {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    let list = sh(&mut m, "anchorctl room list");
+    let list = m.sh_ok("anchorctl room list", ROOM).unwrap();
     assert!(
         list.lines()
             .any(|l| l.starts_with("nsauto ") && l.contains("namespaces")),
@@ -378,12 +387,16 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
     );
     // bay0 mounted cgroup2 favordynmods: moving the jail into the room's cgroup waits for
     // no RCU grace period.
-    let mounts = sh(&mut m, "grep ' /sys/fs/cgroup cgroup2 ' /proc/mounts");
+    let mounts = m
+        .sh_ok("grep ' /sys/fs/cgroup cgroup2 ' /proc/mounts", ROOM)
+        .unwrap();
     assert!(mounts.contains("favordynmods"), "{mounts}");
-    let cg = sh(
-        &mut m,
-        "cd /sys/fs/cgroup/anchor/nsauto && echo $(cat memory.max pids.max cpu.max)",
-    );
+    let cg = m
+        .sh_ok(
+            "cd /sys/fs/cgroup/anchor/nsauto && echo $(cat memory.max pids.max cpu.max)",
+            ROOM,
+        )
+        .unwrap();
     assert_eq!(
         cg.trim(),
         format!("{} 64 100000 100000", 128u64 << 20),
@@ -417,14 +430,18 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
     assert_bay0_idles(&mut m);
     // The processes that tried to outlive the room are host processes here: they must
     // be gone with it, and so must its cgroup, loop device and run directory.
-    let running = sh(&mut m, "ps -o pid,args | grep -c '[s]leep 98765' || true");
+    let running = m
+        .sh_ok("ps -o pid,args | grep -c '[s]leep 98765' || true", ROOM)
+        .unwrap();
     assert_eq!(
         running.trim(),
         "4",
         "the linger attempt did not start: {running}"
     );
-    sh(&mut m, "anchorctl room stop nsauto");
-    let left = sh(&mut m, "ps -o pid,args | grep '[s]leep 98765' || true");
+    m.sh_ok("anchorctl room stop nsauto", ROOM).unwrap();
+    let left = m
+        .sh_ok("ps -o pid,args | grep '[s]leep 98765' || true", ROOM)
+        .unwrap();
     assert!(
         left.trim().is_empty(),
         "processes outlived their room: {left}"
@@ -437,20 +454,26 @@ fn without_kvm_auto_rooms_run_in_namespaces_and_keep_every_wall_standing() {
     detach(&mut m, "nsroom");
     // Start/stop and reset cycles leave nothing behind.
     for _ in 0..5 {
-        assert!(sh(&mut m, "anchorctl room start nsauto").contains("ready"));
-        sh(&mut m, "anchorctl room stop nsauto");
+        assert!(m
+            .sh_ok("anchorctl room start nsauto", ROOM)
+            .unwrap()
+            .contains("ready"));
+        m.sh_ok("anchorctl room stop nsauto", ROOM).unwrap();
     }
     assert_eq!(footprint(&mut m), before);
-    assert!(sh(&mut m, "anchorctl room start nsauto").contains("ready"));
+    assert!(m
+        .sh_ok("anchorctl room start nsauto", ROOM)
+        .unwrap()
+        .contains("ready"));
     let t = Instant::now();
-    let out = sh(&mut m, "anchorctl room reset nsauto");
+    let out = m.sh_ok("anchorctl room reset nsauto", ROOM).unwrap();
     assert!(out.contains("room nsauto ready in"), "{out}");
     eprintln!(
         "figure: anchorctl room reset nsauto (namespaces, TCG) {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    sh(&mut m, "anchorctl room stop nsauto");
-    sh(&mut m, "anchorctl room stop nsroom");
+    m.sh_ok("anchorctl room stop nsauto", ROOM).unwrap();
+    m.sh_ok("anchorctl room stop nsroom", ROOM).unwrap();
     assert_eq!(m.count("Linux version"), 1, "the anchor host rebooted");
     m.system_powerdown().unwrap();
     m.wait_for_line("reboot: Power down", BOOT).unwrap();

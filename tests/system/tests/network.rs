@@ -30,13 +30,6 @@ const BOOT: Duration = Duration::from_secs(180);
 const ROOM: Duration = Duration::from_secs(240);
 const SHELL: Duration = Duration::from_secs(90);
 
-/// Runs `cmd` in the operator shell; its output, which must end with status 0.
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
-    out
-}
-
 /// Runs `cmd` in the attached room's shell: its output lines and exit status.
 fn room_sh(m: &mut Machine, room: &str, cmd: &str) -> (String, i32) {
     let (lines, status) = m
@@ -57,17 +50,16 @@ fn detach(m: &mut Machine, room: &str) {
 
 /// Starts `room` and waits for its agent's network line (or its ready line).
 fn start(m: &mut Machine, room: &str) {
-    let out = sh(m, &format!("anchorctl room start {room}"));
+    let out = m
+        .sh_ok(&format!("anchorctl room start {room}"), ROOM)
+        .unwrap();
     assert!(out.contains(&format!("room {room} ready")), "{out}");
 }
 
 /// The passt processes of the anchor host (pid and name), one per line. Only those
 /// lines: the anchor host's kernel messages share the console and may land in between.
 fn passts(m: &mut Machine) -> String {
-    let out = sh(
-        m,
-        "for p in /proc/[0-9]*; do case $(cat $p/comm 2>/dev/null) in passt*) echo passt-pid ${p#/proc/} $(cat $p/comm);; esac; done",
-    );
+    let out = m.sh_ok("for p in /proc/[0-9]*; do case $(cat $p/comm 2>/dev/null) in passt*) echo passt-pid ${p#/proc/} $(cat $p/comm);; esac; done", ROOM).unwrap();
     out.lines()
         .filter_map(|l| l.trim().strip_prefix("passt-pid "))
         .collect::<Vec<_>>()
@@ -85,11 +77,9 @@ fn value(out: &str, key: &str) -> String {
 
 /// bay0's descriptors, the rooms' cgroups and run directories, and the mounts.
 fn footprint(m: &mut Machine) -> String {
-    let out = sh(
-        m,
-        "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
-         cg=$(ls /sys/fs/cgroup/anchor 2>/dev/null | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms 2>/dev/null | tr '\\n' ,)",
-    );
+    let cmd = "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
+         cg=$(ls /sys/fs/cgroup/anchor 2>/dev/null | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms 2>/dev/null | tr '\\n' ,)";
+    let out = m.sh_ok(cmd, ROOM).unwrap();
     format!("fds={}", value(&out, "fds"))
 }
 
@@ -104,51 +94,57 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     let mut m = Machine::start(opts).unwrap();
     m.wait_for_line("bay0: ready", BOOT).unwrap();
     m.wait_for("anchor# ", SHELL).unwrap();
-    sh(&mut m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", ROOM).unwrap();
 
     // The outside: its own network namespace, a veth pair to the anchor host. Its veth
     // end moves into that namespace: waited for (10 s at most), not assumed after a sleep.
     let moved = r#"[ "$(readlink /proc/$OUTSIDE/ns/net)" != "$(readlink /proc/$$/ns/net)" ]"#;
-    sh(
-        &mut m,
+    m.sh_ok(
         &format!(
             "/bin/unshare -n /usr/lib/anchor/test/anchor-outside 10.77.0.2 & OUTSIDE=$!; {}",
             shell_until(moved)
         ),
-    );
-    sh(
-        &mut m,
+        ROOM,
+    )
+    .unwrap();
+    m.sh_ok(
         "ip link add ah0 type veth && ip link set veth0 netns $OUTSIDE && \
          ip addr add 10.77.0.1/24 dev ah0 && ip link set ah0 up && ip link set lo up && \
          ip route add default via 10.77.0.2",
-    );
-    sh(
-        &mut m,
-        "nsenter -t $OUTSIDE -n sh -c 'ip link set lo up && ip addr add 10.77.0.2/24 dev veth0 && ip link set veth0 up'",
-    );
+        ROOM,
+    )
+    .unwrap();
+    m.sh_ok("nsenter -t $OUTSIDE -n sh -c 'ip link set lo up && ip addr add 10.77.0.2/24 dev veth0 && ip link set veth0 up'", ROOM).unwrap();
     // Its web server listens once it has started (waited for, 10 s at most).
-    let page = sh(&mut m, &shell_until("wget -q -O - http://10.77.0.2/"));
+    let page = m
+        .sh_ok(&shell_until("wget -q -O - http://10.77.0.2/"), ROOM)
+        .unwrap();
     assert!(page.contains("hello from the outside"), "{page}");
     // What a room must never reach: a listener on every address of the anchor host (its
     // loopback, its own address on the outside link); it records a connection in a file.
-    sh(
-        &mut m,
+    m.sh_ok(
         &format!(
             "rm -f /run/hit-*; nc -ll -p 9999 -e sh -c 'echo HOST-REACHED; touch /run/hit-any' & \
              {}; echo listeners up",
             shell_until("netstat -ltn | grep -q ':9999 '")
         ),
-    );
-    let ready = sh(
-        &mut m,
-        "echo listening=$(netstat -ltn 2>/dev/null | grep -c ':9999 ')",
-    );
+        ROOM,
+    )
+    .unwrap();
+    let ready = m
+        .sh_ok(
+            "echo listening=$(netstat -ltn 2>/dev/null | grep -c ':9999 ')",
+            ROOM,
+        )
+        .unwrap();
     assert_eq!(value(&ready, "listening"), "1", "{ready}");
     // The listener answers locally (so its silence towards the room below means something).
-    let local = sh(
-        &mut m,
-        "echo | nc 127.0.0.1 9999; ls /run/hit-any && rm /run/hit-any",
-    );
+    let local = m
+        .sh_ok(
+            "echo | nc 127.0.0.1 9999; ls /run/hit-any && rm /run/hit-any",
+            ROOM,
+        )
+        .unwrap();
     assert!(local.contains("HOST-REACHED"), "{local}");
 
     let before = footprint(&mut m);
@@ -173,10 +169,7 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     let p = passts(&mut m);
     assert_eq!(p.lines().count(), 1, "one passt for one room: {p}");
     let pid = p.split(' ').next().unwrap().to_string();
-    let status = sh(
-        &mut m,
-        &format!("grep -E '^(Uid|Gid|NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/{pid}/status; cat /proc/{pid}/cgroup; echo rootfiles=$(ls -A /proc/{pid}/root/ | wc -l); readlink /proc/{pid}/ns/net; readlink /proc/1/ns/net"),
-    );
+    let status = m.sh_ok(&format!("grep -E '^(Uid|Gid|NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/{pid}/status; cat /proc/{pid}/cgroup; echo rootfiles=$(ls -A /proc/{pid}/root/ | wc -l); readlink /proc/{pid}/ns/net; readlink /proc/1/ns/net"), ROOM).unwrap();
     eprintln!("passt in the anchor host:\n{status}");
     let field = |name: &str| {
         status
@@ -213,10 +206,12 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         nets[0], nets[1],
         "passt is not in the host's network namespace"
     );
-    let mem = sh(
-        &mut m,
-        "echo mem=$(cat /sys/fs/cgroup/anchor/surf/memory.current)",
-    );
+    let mem = m
+        .sh_ok(
+            "echo mem=$(cat /sys/fs/cgroup/anchor/surf/memory.current)",
+            ROOM,
+        )
+        .unwrap();
     eprintln!(
         "figure: surf's cgroup (VMM + passt + guest RAM touched) {} KiB",
         value(&mem, "mem").parse::<u64>().unwrap_or(0) / 1024
@@ -262,7 +257,9 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         );
     }
     detach(&mut m, "surf");
-    let hit = sh(&mut m, "echo hits=$(ls /run/hit-* 2>/dev/null | wc -l)");
+    let hit = m
+        .sh_ok("echo hits=$(ls /run/hit-* 2>/dev/null | wc -l)", ROOM)
+        .unwrap();
     assert_eq!(
         value(&hit, "hits"),
         "0",
@@ -296,7 +293,7 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
         assert!(!out.contains("ROOM2-REACHED"), "{addr}: {out}");
     }
     detach(&mut m, "surf");
-    sh(&mut m, "anchorctl room stop surf2");
+    m.sh_ok("anchorctl room stop surf2", ROOM).unwrap();
 
     // A room without network: loopback only.
     start(&mut m, "alpha");
@@ -308,7 +305,7 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     );
     assert!(ifs.lines().any(|l| l == "ifs=lo,"), "{ifs}");
     detach(&mut m, "alpha");
-    sh(&mut m, "anchorctl room stop alpha");
+    m.sh_ok("anchorctl room stop alpha", ROOM).unwrap();
     assert_eq!(
         passts(&mut m).lines().count(),
         1,
@@ -316,23 +313,24 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
     );
 
     // passt ends with its room, every time; nothing else is left behind.
-    sh(&mut m, "anchorctl room stop surf");
+    m.sh_ok("anchorctl room stop surf", ROOM).unwrap();
     assert_eq!(passts(&mut m), "", "passt outlived its room");
     assert_eq!(footprint(&mut m), before);
     for _ in 0..3 {
         start(&mut m, "surf");
         assert_eq!(passts(&mut m).lines().count(), 1);
-        sh(&mut m, "anchorctl room stop surf");
+        m.sh_ok("anchorctl room stop surf", ROOM).unwrap();
         assert_eq!(passts(&mut m), "");
     }
     assert_eq!(footprint(&mut m), before);
     // A room whose VMM is killed from outside takes its passt with it.
     start(&mut m, "surf");
     let from = m.serial().len();
-    sh(
-        &mut m,
+    m.sh_ok(
         "kill -9 $(anchorctl room list | awk '$1 == \"surf\" { print $7 }')",
-    );
+        ROOM,
+    )
+    .unwrap();
     let ended = m
         .wait_for_line_from(from, "bay0: room surf (pid", SHELL)
         .unwrap();
@@ -354,11 +352,13 @@ fn an_outbound_room_reaches_the_outside_and_nothing_of_the_anchor_host() {
 /// The anchor host's processes of a namespace room's network uid (641xx), one `uid
 /// comm` line each.
 fn net_uid_processes(m: &mut Machine) -> String {
-    let out = sh(
-        m,
-        "for p in /proc/[0-9]*; do u=$(awk '/^Uid:/ { print $2 }' $p/status 2>/dev/null); \
+    let out = m
+        .sh_ok(
+            "for p in /proc/[0-9]*; do u=$(awk '/^Uid:/ { print $2 }' $p/status 2>/dev/null); \
          case $u in 641??) echo net-uid $u $(cat $p/comm);; esac; done",
-    );
+            ROOM,
+        )
+        .unwrap();
     out.lines()
         .filter_map(|l| l.trim().strip_prefix("net-uid "))
         .collect::<Vec<_>>()
@@ -424,13 +424,15 @@ fn namespace_room(m: &mut Machine, before: &str) {
     let (page, st) = room_sh(m, "surfns", "timeout 60 wget -q -O - http://10.77.0.2/");
     assert_eq!(st, 0, "{page}");
     detach(m, "surfns");
-    let hit = sh(m, "echo hits=$(ls /run/hit-* 2>/dev/null | wc -l)");
+    let hit = m
+        .sh_ok("echo hits=$(ls /run/hit-* 2>/dev/null | wc -l)", ROOM)
+        .unwrap();
     assert_eq!(
         value(&hit, "hits"),
         "0",
         "a namespace room reached the anchor host"
     );
-    sh(m, "anchorctl room stop surfns");
+    m.sh_ok("anchorctl room stop surfns", ROOM).unwrap();
     assert_eq!(passts(m), "", "passt outlived its namespace room");
     assert_eq!(net_uid_processes(m), "", "the relay outlived its room");
     assert_eq!(footprint(m), before);

@@ -45,17 +45,10 @@ fn machine(name: &str, append: &str) -> Machine {
 /// it never folds long command lines (the serial console has no size of its own).
 fn shell_ready(m: &mut Machine, from: usize) {
     m.wait_for_from(from, "anchor# ", SHELL).unwrap();
-    sh(m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", ROOM).unwrap();
 }
 
-/// Runs `cmd` in the operator shell; its output, which must end with status 0.
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
-    out
-}
-
-/// Runs `cmd` in the operator shell; its output, which must end with status `want`.
+/// Runs `cmd` in the operator shell; its output, which must end with a failing status.
 fn sh_fails(m: &mut Machine, cmd: &str) -> String {
     let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
     assert_ne!(status, 0, "`{cmd}` should have failed:\n{out}");
@@ -99,7 +92,7 @@ fn poweroff_inside(m: &mut Machine, room: &str) -> String {
 
 /// `anchorctl room list --json` -> (name, state) pairs.
 fn states(m: &mut Machine) -> Vec<(String, String)> {
-    let out = sh(m, "anchorctl room list --json");
+    let out = m.sh_ok("anchorctl room list --json", ROOM).unwrap();
     let json = out
         .get(out.find('{').unwrap()..=out.rfind('}').unwrap())
         .unwrap();
@@ -213,7 +206,7 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
 
     // A second room at once.
     let t1 = Instant::now();
-    let out = sh(&mut m, "anchorctl room start beta");
+    let out = m.sh_ok("anchorctl room start beta", ROOM).unwrap();
     assert!(out.contains("room beta ready in"), "{out}");
     eprintln!(
         "figure: anchorctl room start beta {:.1} s",
@@ -223,7 +216,7 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
     for room in ["alpha", "beta"] {
         assert!(st.contains(&(room.into(), "running".into())), "{st:?}");
     }
-    let table = sh(&mut m, "anchorctl status");
+    let table = m.sh_ok("anchorctl status", ROOM).unwrap();
     assert!(
         table.contains("NAME") && table.contains("host: "),
         "{table}"
@@ -266,11 +259,14 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
     assert_eq!(state_of(&mut m, "beta"), "stopped");
 
     // A privileged room is root inside, and still jailed outside.
-    assert!(sh(&mut m, "anchorctl room start root").contains("room root ready"));
+    assert!(m
+        .sh_ok("anchorctl room start root", ROOM)
+        .unwrap()
+        .contains("room root ready"));
     attach(&mut m, "root");
     in_room(&mut m, "root", "id", "uid=0(root) gid=0(root)");
     detach(&mut m, "root");
-    let ps = sh(&mut m, "ps -o user,comm | grep anchor-vmm");
+    let ps = m.sh_ok("ps -o user,comm | grep anchor-vmm", ROOM).unwrap();
     assert!(
         !ps.lines().any(|l| l.trim_start().starts_with("root ")),
         "a VMM runs as root:\n{ps}"
@@ -291,10 +287,12 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
         ),
         "{seen}"
     );
-    let stop = sh(
-        &mut m,
-        "anchorctl audit show | grep ' room.stop room=root ' | tail -n 1",
-    );
+    let stop = m
+        .sh_ok(
+            "anchorctl audit show | grep ' room.stop room=root ' | tail -n 1",
+            ROOM,
+        )
+        .unwrap();
     assert!(
         stop.contains(" how=the%20room%20powered%20off status=exited%20with%20status%200 why="),
         "{stop}"
@@ -309,13 +307,9 @@ fn a_boot_room_two_rooms_at_once_and_clear_errors() {
 
 /// bay0's descriptors, the rooms' cgroups and run directories, and the mounts.
 fn footprint(m: &mut Machine) -> String {
-    sh(
-        m,
-        "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
-         cg=$(ls /sys/fs/cgroup/anchor | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms | tr '\\n' ,)",
-    )
-    .trim()
-    .to_string()
+    let cmd = "echo fds=$(ls /proc/1/fd | wc -l) mounts=$(wc -l < /proc/mounts) \
+         cg=$(ls /sys/fs/cgroup/anchor | grep -v '\\.' | tr '\\n' ,) run=$(ls /run/anchor/rooms | tr '\\n' ,)";
+    m.sh_ok(cmd, ROOM).unwrap().trim().to_string()
 }
 
 /// A kernel argument that makes the anchor host's first TSC calibration 0.3% low, so its
@@ -367,7 +361,10 @@ fn the_boot_room_closed_from_inside_gives_the_console_to_the_operator_shell() {
 fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
     let mut m = machine("rooms-life", &skewed_tsc());
     shell_ready(&mut m, 0);
-    assert!(sh(&mut m, "anchorctl room start alpha").contains("room alpha ready"));
+    assert!(m
+        .sh_ok("anchorctl room start alpha", ROOM)
+        .unwrap()
+        .contains("room alpha ready"));
     let before = footprint(&mut m);
 
     // Amnesia: what a room writes is gone after a reset.
@@ -381,7 +378,7 @@ fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
     detach(&mut m, "alpha");
     let from = m.serial().len();
     let t = Instant::now();
-    let out = sh(&mut m, "anchorctl room reset alpha");
+    let out = m.sh_ok("anchorctl room reset alpha", ROOM).unwrap();
     assert!(out.contains("room alpha ready in"), "{out}");
     eprintln!(
         "figure: anchorctl room reset alpha {:.2} s (nested, TCG)",
@@ -402,10 +399,12 @@ fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
     );
     let mut left = String::new();
     for _ in 0..20 {
-        left = sh(
-            &mut m,
-            "ls /run/anchor/rooms /sys/fs/cgroup/anchor | grep alpha_ || true",
-        );
+        left = m
+            .sh_ok(
+                "ls /run/anchor/rooms /sys/fs/cgroup/anchor | grep alpha_ || true",
+                ROOM,
+            )
+            .unwrap();
         if left.trim().is_empty() {
             break;
         }
@@ -422,7 +421,10 @@ fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
     detach(&mut m, "alpha");
 
     // A room that fills its memory: its own kernel kills the hog; nothing else notices.
-    assert!(sh(&mut m, "anchorctl room start hog").contains("room hog ready"));
+    assert!(m
+        .sh_ok("anchorctl room start hog", ROOM)
+        .unwrap()
+        .contains("room hog ready"));
     attach(&mut m, "hog");
     let from = m.serial().len();
     // A string that doubles until the room's memory is gone.
@@ -441,31 +443,40 @@ fn reset_forgets_kill_is_cleaned_up_and_a_full_room_harms_nothing() {
         1,
         "the anchor host rebooted (watchdog?)"
     );
-    sh(&mut m, "anchorctl room stop hog");
+    m.sh_ok("anchorctl room stop hog", ROOM).unwrap();
 
     // A VMM killed from outside is noticed, logged with its reason, and cleaned up.
     let from = m.serial().len();
-    sh(
-        &mut m,
+    m.sh_ok(
         "kill -9 $(anchorctl room list | awk '$1 == \"alpha\" { print $7 }')",
-    );
+        ROOM,
+    )
+    .unwrap();
     let ended = m
         .wait_for_line_from(from, "bay0: room alpha (pid", SHELL)
         .unwrap();
     assert!(ended.line.contains("killed by signal 9"), "{}", ended.line);
     assert_eq!(state_of(&mut m, "alpha"), "stopped");
-    let gone = sh(&mut m, "ls /run/anchor/rooms /sys/fs/cgroup/anchor");
+    let gone = m
+        .sh_ok("ls /run/anchor/rooms /sys/fs/cgroup/anchor", ROOM)
+        .unwrap();
     assert!(!gone.contains("alpha"), "{gone}");
 
     // Start/stop cycles leave nothing behind (100 of them run in bay0's hosted tests).
-    assert!(sh(&mut m, "anchorctl room start alpha").contains("ready"));
+    assert!(m
+        .sh_ok("anchorctl room start alpha", ROOM)
+        .unwrap()
+        .contains("ready"));
     assert_eq!(footprint(&mut m), before);
     for _ in 0..5 {
-        sh(&mut m, "anchorctl room stop alpha");
-        assert!(sh(&mut m, "anchorctl room start alpha").contains("ready"));
+        m.sh_ok("anchorctl room stop alpha", ROOM).unwrap();
+        assert!(m
+            .sh_ok("anchorctl room start alpha", ROOM)
+            .unwrap()
+            .contains("ready"));
     }
     assert_eq!(footprint(&mut m), before);
-    sh(&mut m, "anchorctl room stop alpha");
+    m.sh_ok("anchorctl room stop alpha", ROOM).unwrap();
     let log = m.serial();
     assert!(
         !log.contains("rcu_sched self-detected stall"),

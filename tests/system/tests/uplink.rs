@@ -24,13 +24,6 @@ const BOOT: Duration = Duration::from_secs(180);
 const ROOM: Duration = Duration::from_secs(240);
 const SHELL: Duration = Duration::from_secs(90);
 
-/// Runs `cmd` in the operator shell; its output, which must end with status 0.
-fn sh(m: &mut Machine, cmd: &str) -> String {
-    let (out, status) = m.sh(cmd, ROOM).unwrap_or_else(|e| panic!("`{cmd}`: {e}"));
-    assert_eq!(status, 0, "`{cmd}` failed:\n{out}");
-    out
-}
-
 #[test]
 fn the_anchor_host_configures_its_uplink_and_the_web_room_reaches_the_world_through_it() {
     // This machine's service: QEMU's user-mode network takes the anchor host's
@@ -54,13 +47,13 @@ fn the_anchor_host_configures_its_uplink_and_the_web_room_reaches_the_world_thro
     let mut m = Machine::start(opts).unwrap();
     m.wait_for_line("bay0: ready", BOOT).unwrap();
     m.wait_for("anchor# ", SHELL).unwrap();
-    sh(&mut m, "stty cols 1000");
+    m.sh_ok("stty cols 1000", ROOM).unwrap();
 
     // Configured by the kernel before bay0: address, route, resolver.
-    let conf = sh(
-        &mut m,
+    let conf = m.sh_ok(
         "ifconfig eth0; route -n; echo resolv=$(readlink /etc/resolv.conf); cat /etc/resolv.conf",
-    );
+        ROOM,
+    ).unwrap();
     assert!(conf.contains("inet addr:10.0.9.15"), "{conf}");
     assert!(
         conf.lines()
@@ -70,20 +63,23 @@ fn the_anchor_host_configures_its_uplink_and_the_web_room_reaches_the_world_thro
     assert!(conf.contains("resolv=../proc/net/pnp"), "{conf}");
     assert!(conf.contains("nameserver 10.0.9.3"), "{conf}");
     // The anchor host itself reaches this machine's service.
-    let out = sh(&mut m, &format!("sleep 2 | nc 10.0.9.2 {port}"));
+    let out = m
+        .sh_ok(&format!("sleep 2 | nc 10.0.9.2 {port}"), ROOM)
+        .unwrap();
     assert!(out.contains(&token), "{out}");
     // A listener on every address of the anchor host, which the room must not reach.
-    sh(
-        &mut m,
+    m.sh_ok(
         &format!(
             "nc -ll -p 9999 -e sh -c 'echo HOST-REACHED' & {}",
             shell_until("netstat -ltn | grep -q ':9999 '")
         ),
-    );
-    let local = sh(&mut m, "echo | nc 10.0.9.15 9999");
+        ROOM,
+    )
+    .unwrap();
+    let local = m.sh_ok("echo | nc 10.0.9.15 9999", ROOM).unwrap();
     assert!(local.contains("HOST-REACHED"), "{local}");
 
-    let out = sh(&mut m, "anchorctl room start web");
+    let out = m.sh_ok("anchorctl room start web", ROOM).unwrap();
     assert!(out.contains("room web ready"), "{out}");
     let log = m.serial();
     assert!(
@@ -115,6 +111,6 @@ fn the_anchor_host_configures_its_uplink_and_the_web_room_reaches_the_world_thro
         "the web room reached the anchor host's own address:\n{text}"
     );
     m.detach_console("web", SHELL).unwrap();
-    let out = sh(&mut m, "anchorctl room stop web");
+    let out = m.sh_ok("anchorctl room stop web", ROOM).unwrap();
     assert!(out.contains("room web stopped"), "{out}");
 }
