@@ -7,7 +7,7 @@
 # $ANCHOR_CACHE/kernels/guest-<hash>; linked as $ANCHOR_OUT/guest-vmlinux.
 # A second run with the same inputs is a no-op. Shares the extracted source tree and
 # the one-kernel-build-at-a-time lock with host-kernel/build.sh.
-# (config-arm64.fragment is the Duet 5 fragment; it is not built yet.)
+# (The arm64 kernel, from config-arm64.fragment, is build-arm64.sh's.)
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 KB_NAME=guest

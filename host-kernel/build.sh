@@ -5,7 +5,7 @@
 # tinyconfig + host-kernel/config-x86_64.fragment, every fragment option verified
 # after olddefconfig. Cached under $ANCHOR_CACHE/kernels/host-<hash>; the result is
 # linked as $ANCHOR_OUT/host-bzImage. A second run with the same inputs is a no-op.
-# (config-arm64.fragment is the Duet 5 fragment; it is not built yet.)
+# (The arm64 kernel, from config-arm64.fragment, is build-arm64.sh's.)
 set -eu
 here="$(cd "$(dirname "$0")" && pwd)"
 KB_NAME=host
