@@ -81,10 +81,9 @@ fn bench_rooms() {
         "(anchorctl room start alpha & anchorctl room start beta & anchorctl room start gamma & wait)",
     );
     let with_three = rss_kib(&mut m);
-    let charged = m.sh_ok(
-        "cat /sys/fs/cgroup/anchor/alpha/memory.current /sys/fs/cgroup/anchor/alpha/memory.peak",
-        T,
-    ).unwrap();
+    let memory =
+        "cat /sys/fs/cgroup/anchor/alpha/memory.current /sys/fs/cgroup/anchor/alpha/memory.peak";
+    let charged = m.sh_ok(memory, T).unwrap();
     m.sh_ok("anchorctl room stop beta; anchorctl room stop gamma", T)
         .unwrap();
     // Each reset from a settled room (the previous reset's old VMM has been torn down).

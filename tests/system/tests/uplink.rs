@@ -50,10 +50,9 @@ fn the_anchor_host_configures_its_uplink_and_the_web_room_reaches_the_world_thro
     m.sh_ok("stty cols 1000", ROOM).unwrap();
 
     // Configured by the kernel before bay0: address, route, resolver.
-    let conf = m.sh_ok(
-        "ifconfig eth0; route -n; echo resolv=$(readlink /etc/resolv.conf); cat /etc/resolv.conf",
-        ROOM,
-    ).unwrap();
+    let show =
+        "ifconfig eth0; route -n; echo resolv=$(readlink /etc/resolv.conf); cat /etc/resolv.conf";
+    let conf = m.sh_ok(show, ROOM).unwrap();
     assert!(conf.contains("inet addr:10.0.9.15"), "{conf}");
     assert!(
         conf.lines()
