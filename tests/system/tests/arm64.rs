@@ -268,8 +268,7 @@ fn arm64_host_without_virtualization_opens_auto_rooms_in_namespaces() {
         .unwrap();
     m.type_text("\r").unwrap();
     m.wait_for_from(from, "anchor# ", SHELL).unwrap();
-    let (list, status) = m.sh("anchorctl room list", SHELL).unwrap();
-    assert_eq!(status, 0, "{list}");
+    let list = m.sh_ok("anchorctl room list", SHELL).unwrap();
     assert!(
         list.lines()
             .any(|l| l.starts_with("nsauto ") && l.contains("namespaces")),
@@ -282,8 +281,7 @@ fn arm64_host_without_virtualization_opens_auto_rooms_in_namespaces() {
         out.contains("no usable KVM on this machine and the policy demands backend microvm"),
         "{out}"
     );
-    let (out, status) = m.sh("anchorctl room stop nsauto", SHELL).unwrap();
-    assert_eq!(status, 0, "{out}");
+    let out = m.sh_ok("anchorctl room stop nsauto", SHELL).unwrap();
     assert!(out.contains("room nsauto stopped"), "{out}");
     let closed = m
         .wait_for("bay0: room nsauto (pid ", Duration::ZERO)
