@@ -119,8 +119,8 @@ pub fn send_with_fd(sock: RawFd, bytes: &[u8], fd: RawFd) -> Result<()> {
             errno: libc::EINVAL,
         });
     }
-    // SAFETY: `cmsg` points into `control` (checked non-null), aligned by CMSG_FIRSTHDR,
-    // and `control` outlives this function.
+    // SAFETY: `cmsg` points into `control` (checked non-null), which outlives this
+    // function; it is the start of `control`, whose u64s align it for a cmsghdr.
     let header = unsafe { &mut *cmsg };
     header.cmsg_level = libc::SOL_SOCKET;
     header.cmsg_type = libc::SCM_RIGHTS;
@@ -360,5 +360,61 @@ mod tests {
         while (&bay0_umb).write(&filler).is_ok() {}
         let e = pass_channel(bay0_umb.as_raw_fd(), &[6, 0, 0, 0]).unwrap_err();
         assert_eq!(e.errno, libc::EAGAIN);
+    }
+
+    /// Sends one byte on `sock` with `fds` in one SCM_RIGHTS message (what a hostile
+    /// client of the agent's courier socket can do).
+    fn send_fds(sock: RawFd, fds: &[RawFd]) {
+        let mut byte = [7u8];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let ints = u32::try_from(4 * fds.len()).unwrap();
+        let mut control = vec![0u64; 64];
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut hdr: libc::msghdr = unsafe { core::mem::zeroed() };
+        hdr.msg_iov = &raw mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size (at most 512 bytes here: 64 u64s).
+        hdr.msg_controllen = unsafe { libc::CMSG_SPACE(ints) } as _;
+        // SAFETY: CMSG_FIRSTHDR reads `hdr`'s control fields only.
+        let first = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+        // SAFETY: `first` is the start of `control`: u64-aligned, room for the header.
+        let cmsg = unsafe { &mut *first };
+        cmsg.cmsg_level = libc::SOL_SOCKET;
+        cmsg.cmsg_type = libc::SCM_RIGHTS;
+        // SAFETY: CMSG_LEN only computes a size.
+        cmsg.cmsg_len = unsafe { libc::CMSG_LEN(ints) } as _;
+        // SAFETY: CMSG_DATA addresses the ints after the header, inside `control`.
+        let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+        for (i, fd) in fds.iter().enumerate() {
+            // SAFETY: int `i` of the data is inside `control` (CMSG_SPACE above).
+            let at = unsafe { data.add(i) };
+            // SAFETY: `at` points at 4 writable bytes of `control`.
+            unsafe { core::ptr::write_unaligned(at, *fd) };
+        }
+        // SAFETY: `hdr` and what it points to are valid for the call.
+        assert_eq!(unsafe { libc::sendmsg(sock, &hdr, 0) }, 1);
+    }
+
+    #[test]
+    fn more_than_one_descriptor_is_refused_and_every_one_closed() {
+        // 2 fit in the control buffer (refused, closed by us); 40 do not (MSG_CTRUNC:
+        // refused; the kernel closes what did not fit, we close the rest).
+        for count in [2usize, 40] {
+            let (client, agent) = UnixStream::pair().unwrap();
+            let (mut r, w) = std::io::pipe().unwrap();
+            let many = vec![w.as_raw_fd(); count];
+            send_fds(client.as_raw_fd(), &many);
+            let mut buf = [0u8; 16];
+            let e = recv_with_fd(agent.as_raw_fd(), &mut buf).unwrap_err();
+            assert_eq!(e.errno, libc::EPROTO, "{count} descriptors");
+            // Every copy of the write end is gone once ours is: the read end sees EOF.
+            drop(w);
+            let mut rest = Vec::new();
+            assert_eq!(r.read_to_end(&mut rest).unwrap(), 0, "{count} descriptors");
+        }
     }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The courier's raw system calls in the room (kept apart from the agent's own `sys` so
 //! the courier stays in its own modules), each `unsafe` block with its reason: passing a
-//! file descriptor over a Unix socket, directory-relative opens that never follow a
+//! file descriptor over a Unix socket (through anchor-sys's), directory-relative opens that never follow a
 //! symbolic link, O_TMPFILE and linking it in without replacing anything, randomness,
 //! and the peer of a vsock connection.
 
@@ -24,104 +24,27 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Space for one descriptor's control message.
-const CMSG_SPACE: usize = 32;
+/// anchor-sys's error as an `io::Error` of its errno's kind (EAGAIN stays WouldBlock,
+/// EINTR Interrupted), its text (the call and the errno's name) kept.
+fn io_error(e: anchor_sys::Error) -> io::Error {
+    io::Error::new(io::Error::from_raw_os_error(e.errno).kind(), e)
+}
 
-/// Sends `msg` with descriptor `fd` attached (SCM_RIGHTS).
+/// Sends `msg` with descriptor `fd` attached (SCM_RIGHTS), all at once: anchor-sys's
+/// [`anchor_sys::channel::send_with_fd`] (the one control-message builder of the
+/// workspace, its buffer aligned for a cmsghdr). It does not wait: a request goes out
+/// on a connection whose buffer is empty, or not at all.
 pub fn send_with_fd(sock: &UnixStream, msg: &[u8], fd: RawFd) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: msg.as_ptr().cast_mut().cast(),
-        iov_len: msg.len(),
-    };
-    let mut control = [0u8; CMSG_SPACE];
-    // SAFETY: msghdr is plain old data; all-zero is valid before the fields are set.
-    let mut hdr: libc::msghdr = unsafe { core::mem::zeroed() };
-    hdr.msg_iov = &raw mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = control.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE only computes a size.
-    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
-    // SAFETY: `hdr` points at `control`, large enough for one header with one int.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
-    if cmsg.is_null() {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: CMSG_LEN only computes a size.
-    let cmsg_len = unsafe { libc::CMSG_LEN(4) } as _;
-    // SAFETY: `cmsg` points into `control` (checked non-null above), which outlives
-    // this function, and is aligned for a cmsghdr by CMSG_FIRSTHDR.
-    let header = unsafe { &mut *cmsg };
-    header.cmsg_level = libc::SOL_SOCKET;
-    header.cmsg_type = libc::SCM_RIGHTS;
-    header.cmsg_len = cmsg_len;
-    // SAFETY: CMSG_DATA addresses the int after the header, inside `control`.
-    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-    // SAFETY: `data` points at 4 writable bytes inside `control` (CMSG_SPACE(4) above).
-    unsafe { core::ptr::write_unaligned(data, fd) };
-    // SAFETY: `hdr` and everything it points to are valid for the call.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if usize::try_from(n).ok() != Some(msg.len()) {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            "message cut short",
-        ));
-    }
-    Ok(())
+    anchor_sys::channel::send_with_fd(sock.as_raw_fd(), msg, fd).map_err(io_error)
 }
 
 /// Receives one message into `buf` (from a Unix socket: a client's, or a namespace
 /// room's umbilical; on a vsock umbilical nothing is ever attached); its length and the
-/// descriptor attached, if any (more than one, or anything but SCM_RIGHTS, is closed and
-/// refused).
+/// descriptor attached, if any (more than one, or a truncated control message, is closed
+/// and refused): [`anchor_sys::channel::recv_with_fd`], which waits as the socket does
+/// (its timeout ends the wait with WouldBlock).
 pub fn recv_with_fd(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u8; 64];
-    // SAFETY: msghdr is plain old data; all-zero is valid before the fields are set.
-    let mut hdr: libc::msghdr = unsafe { core::mem::zeroed() };
-    hdr.msg_iov = &raw mut iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = control.as_mut_ptr().cast();
-    hdr.msg_controllen = control.len() as _;
-    // SAFETY: `hdr` and the buffers it points to are valid for the call; received
-    // descriptors get O_CLOEXEC.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
-    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    let mut fds = Vec::new();
-    // SAFETY: the kernel filled `control` up to msg_controllen; the CMSG macros walk it.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
-    while !cmsg.is_null() {
-        // SAFETY: `cmsg` is a header inside `control`, as returned by the CMSG macros.
-        let header = unsafe { &*cmsg };
-        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN only computes a size.
-            let head = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = header.cmsg_len.saturating_sub(head) / 4;
-            // SAFETY: CMSG_DATA addresses the data after this header, inside `control`.
-            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
-            for i in 0..count {
-                // SAFETY: the kernel wrote `count` ints after the header, inside `control`.
-                let at = unsafe { data.add(i) };
-                // SAFETY: `at` points at one of those ints (possibly unaligned).
-                let fd = unsafe { core::ptr::read_unaligned(at) };
-                fds.push(owned(fd)?);
-            }
-        }
-        // SAFETY: walks to the next header inside `control` (or null at its end).
-        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
-    }
-    if hdr.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "more than one descriptor attached",
-        ));
-    }
-    Ok((n, fds.pop()))
+    anchor_sys::channel::recv_with_fd(sock.as_raw_fd(), buf).map_err(io_error)
 }
 
 /// Opens directory `name` (relative to `dir`, or absolute) without following a symbolic
