@@ -234,10 +234,8 @@ pub fn ensure_console() {
         .write(true)
         .open("/dev/console")
     {
-        for fd in 0..=2 {
-            // Nothing to report to if this fails: there is no console.
-            let _ = sys::dup2("dup2(console)", f.as_raw_fd(), fd);
-        }
+        // Nothing to report to if this fails: there is no console.
+        let _ = sys::make_stdio(f.into());
     }
 }
 

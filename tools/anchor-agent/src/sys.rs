@@ -74,6 +74,32 @@ pub fn fd_is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
+/// Makes the open file `f` the process's descriptors 0, 1 and 2, kept across exec,
+/// whichever number `f` has itself: when it is one of the three (the lowest free number,
+/// when the kernel opened no console for init), that one is kept and made inheritable,
+/// not closed with `f`. The first error, if any, after trying all three.
+pub fn make_stdio(f: OwnedFd) -> Result<()> {
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(f);
+    let mut result = Ok(());
+    for fd in 0..=2 {
+        let r = if fd == raw {
+            // SAFETY: F_SETFD only clears this descriptor's close-on-exec flag.
+            check("keep the console open across exec", unsafe {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            })
+        } else {
+            // SAFETY: dup2 only manipulates the descriptor table.
+            check("dup2(console)", unsafe { libc::dup2(raw, fd) })
+        };
+        result = result.and(r.map(drop));
+    }
+    if raw > 2 {
+        // SAFETY: `raw` came from `f` above, is ours alone and is closed once, here.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    result
+}
+
 /// dup2(2).
 pub fn dup2(op: &'static str, from: RawFd, to: RawFd) -> Result<()> {
     // SAFETY: dup2 only manipulates the descriptor table.
@@ -343,4 +369,53 @@ pub fn ext4_grow(dir: &CStr, blocks: u64) -> Result<()> {
         )
     };
     check("EXT4_IOC_RESIZE_FS", ret).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// In a child with fds 0, 1 and 2 closed, a file opened close-on-exec (so as fd 0)
+    /// becomes all three, each open and inheritable, and still the same file.
+    #[test]
+    fn make_stdio_keeps_the_file_when_it_is_fd_0() {
+        // SAFETY: the child only makes system calls (no allocation, no lock) and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = (|| {
+                for fd in 0..=2 {
+                    // SAFETY: the child's own descriptors; nothing else uses them.
+                    unsafe { libc::close(fd) };
+                }
+                let flags = libc::O_RDWR | libc::O_CLOEXEC;
+                // SAFETY: a NUL-terminated static path.
+                let raw = unsafe { libc::open(c"/dev/null".as_ptr(), flags) };
+                if raw != 0 {
+                    return false;
+                }
+                // SAFETY: `raw` was just opened and is owned by nothing else.
+                let f = unsafe { OwnedFd::from_raw_fd(raw) };
+                if make_stdio(f).is_err() {
+                    return false;
+                }
+                (0..=2).all(|fd| {
+                    // SAFETY: stat is plain old data; F_GETFD only reads the table.
+                    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+                    // SAFETY: `st` is writable for fstat.
+                    let stat_ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+                    // SAFETY: F_GETFD only reads the descriptor's flags.
+                    let inherited = unsafe { libc::fcntl(fd, libc::F_GETFD) } == 0;
+                    stat_ok && inherited && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+                })
+            })();
+            // SAFETY: the forked child ends here without running the parent's exit code.
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        let mut status = 0;
+        // SAFETY: `status` is writable; `pid` is our child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(status, 0, "fds 0..2 after make_stdio: not the console file");
+    }
 }
