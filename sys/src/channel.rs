@@ -170,11 +170,15 @@ pub fn recv_with_fd(sock: RawFd, buf: &mut [u8]) -> Result<(usize, Option<OwnedF
         if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN only computes a size.
             let head = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = (header.cmsg_len as usize).saturating_sub(head) / 4;
             // SAFETY: CMSG_DATA addresses the data after this header, inside `control`.
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            // No further than `control`'s end, whatever the header says.
+            let end = control.as_ptr_range().end as usize;
+            let room = end.saturating_sub(data as usize) / 4;
+            let count = ((header.cmsg_len as usize).saturating_sub(head) / 4).min(room);
             for i in 0..count {
-                // SAFETY: the kernel wrote `count` ints after the header, inside `control`.
+                // SAFETY: the kernel wrote `count` ints after the header, and each is
+                // inside `control` (`room` above).
                 let at = unsafe { data.add(i) };
                 // SAFETY: `at` points at one of those ints (possibly unaligned).
                 let fd = unsafe { core::ptr::read_unaligned(at) };

@@ -12,7 +12,7 @@ pub mod cgroup;
 pub mod channel;
 mod spawn;
 
-pub use spawn::{spawn, spawn_confined, Confine, Spawn};
+pub use spawn::{spawn, spawn_confined, Confine, Spawn, NAMESPACE_FLAGS};
 
 pub use channel::Side;
 
@@ -473,9 +473,12 @@ pub enum Fork {
     Child,
 }
 
-/// fork(2). bay0 has no threads, so the child may run any code.
+/// fork(2), for a caller without threads (bay0, its only user), whose child may then run
+/// any code. (A threaded caller's child could find a lock held forever by a thread it
+/// does not have; the agent and the jail, which have threads or may, use their own.)
 pub fn fork() -> Result<Fork> {
-    // SAFETY: bay0 is single-threaded: no lock can be held by another thread in the child.
+    // SAFETY: fork itself has no preconditions; what the child may do is the caller's
+    // (above): bay0 is single-threaded, so no lock is held by another thread in its child.
     let pid = check("fork", unsafe { libc::fork() })?;
     Ok(if pid == 0 {
         Fork::Child

@@ -26,7 +26,8 @@ pub struct Spawn<'a> {
     pub envp: &'a [std::ffi::CString],
     /// Descriptors that become the child's 0, 1, 2.
     pub stdio: [RawFd; 3],
-    /// clone(2) namespace flags (e.g. CLONE_NEWPID).
+    /// clone(2) namespace flags (e.g. CLONE_NEWPID); any other flag is refused
+    /// ([`NAMESPACE_FLAGS`]).
     pub clone_flags: libc::c_int,
     /// Make stdin the controlling terminal of a new session.
     pub ctty: bool,
@@ -191,8 +192,28 @@ pub fn spawn(s: &Spawn<'_>) -> Result<i32> {
     spawn_confined(s, &Confine::default())
 }
 
+/// The clone(2) flags a [`Spawn`] may add: new namespaces only. The others would break
+/// what the child may do while it shares our memory (CLONE_THREAD, CLONE_SIGHAND,
+/// CLONE_FILES: its exit, handler resets and dup3s would be ours too), change its exit
+/// signal (the low byte), or have the kernel write through clone's thread-id and TLS
+/// arguments, which `spawn` does not pass (CLONE_*SETTID, CLONE_CHILD_CLEARTID,
+/// CLONE_SETTLS, CLONE_PIDFD).
+pub const NAMESPACE_FLAGS: c_int = libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWCGROUP;
+
 /// [`spawn`], the child also doing what `confine` says before its program runs.
 pub fn spawn_confined(s: &Spawn<'_>, confine: &Confine<'_>) -> Result<i32> {
+    if s.clone_flags & !NAMESPACE_FLAGS != 0 {
+        return Err(Error {
+            op: "spawn: a clone flag other than a new namespace",
+            errno: libc::EINVAL,
+        });
+    }
     let prog = s.argv.first().ok_or(Error {
         op: "spawn an empty command",
         errno: libc::EINVAL,
@@ -587,6 +608,21 @@ mod tests {
                 errno: libc::EBADF
             }
         );
+    }
+
+    #[test]
+    fn a_clone_flag_other_than_a_namespace_is_refused() {
+        let argv = [cs("/bin/true")];
+        for flag in [
+            libc::CLONE_THREAD | libc::CLONE_SIGHAND,
+            libc::CLONE_FILES,
+            libc::CLONE_PIDFD,
+            libc::CLONE_CHILD_CLEARTID,
+            libc::SIGUSR1,
+        ] {
+            let e = spawn(&Spawn::child(&argv, [0, 1, 2], flag)).unwrap_err();
+            assert_eq!(e.errno, libc::EINVAL, "flag {flag:#x}");
+        }
     }
 
     #[test]
