@@ -277,13 +277,17 @@ fn child(tap: &OwnedFd, link: Link, uid: u32, jail: i32) -> String {
             host.as_raw_fd(),
         ];
         keep.extend(sys::parent_watch_fd());
-        sys::close_all_except(&keep)?;
+        // SAFETY: this child never returns (it ends in exit_now below) and uses only the
+        // descriptors kept; those closed are never touched or dropped again.
+        unsafe { sys::close_all_except(&keep) }?;
         sys::set_nonblocking(backend.as_raw_fd())?;
         // The room sees the relay in its PID namespace (`ps`, /proc/PID/comm and
         // /proc/PID/cmdline): as what it is, not as the jail, and without the jail's
         // command line (the room's run directory and image path on the host).
         sys::set_process_name(RELAY_NAME)?;
-        sys::title::set_command_line(RELAY_NAME.to_bytes())?;
+        // SAFETY: this child has one thread and reads its arguments no more; /proc is the
+        // room's, mounted by the jail before any room process existed (see `spawn`).
+        unsafe { sys::title::set_command_line(RELAY_NAME.to_bytes()) }?;
         crate::privs::limit(&RELAY_RLIMITS)?;
         crate::privs::drop_to(uid, uid)?;
         sys::set_dumpable(false)?;

@@ -863,8 +863,8 @@ pub fn ext4_grow(dir: &Path, blocks: u64) -> Result<()> {
 
 /// close_range(first, last, 0).
 fn close_range(first: libc::c_uint, last: libc::c_uint) -> Result<()> {
-    // SAFETY: closes descriptors of this process only; the caller owns them and nothing
-    // refers to them afterwards.
+    // SAFETY: closes descriptors of this process only; that nothing refers to them
+    // afterwards is close_all_except's contract, its only caller.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
     if ret != 0 {
         return Err(Error::Sys {
@@ -875,10 +875,14 @@ fn close_range(first: libc::c_uint, last: libc::c_uint) -> Result<()> {
     Ok(())
 }
 
-/// Closes every descriptor of this process but `keep`. Whatever else refers to a closed
-/// one (an `OwnedFd` of the caller's) must never be used again: call it in a child that
-/// goes on with `keep` only.
-pub fn close_all_except(keep: &[libc::c_int]) -> Result<()> {
+/// Closes every descriptor of this process but `keep`.
+///
+/// # Safety
+/// Whatever else refers to a closed one (an `OwnedFd` or `File` of the caller's, up the
+/// stack) must never be used or dropped again, where a later descriptor could have
+/// taken its number: call it in a child that goes on with `keep` only and never returns
+/// (it ends with `exit_now`; panics abort).
+pub unsafe fn close_all_except(keep: &[libc::c_int]) -> Result<()> {
     let mut keep: Vec<libc::c_uint> = keep
         .iter()
         .filter_map(|k| libc::c_uint::try_from(*k).ok())

@@ -130,20 +130,25 @@ pub fn virtio_cmdline_entry(index: u64) -> String {
 }
 
 /// Builds everything; nothing runs yet. Guest memory is registered with KVM first, right
-/// after the VM exists: no vcpu ioctl runs at the same time (see `Vm::new`).
+/// after the VM exists: no vcpu ioctl runs at the same time (see `Vm::new`). Call it
+/// once, before the process opens any descriptor of its own: `cfg`'s `--net-fd` and
+/// `--net-host-fd` are taken over as inherited descriptors (owned by nothing else).
 pub fn build(cfg: &VmConfig, start: Instant) -> Result<Built, BuildError> {
     // The network backend first: an inherited descriptor must be claimed before this
     // process opens any of its own, and a missing backend fails the start at once.
     let net = match &cfg.net {
         None => None,
         Some(NetConfig::Uds(p)) => Some(virtio::connect_net_backend(p)),
-        Some(NetConfig::Fd(fd)) => Some(virtio::adopt_net_backend(*fd)),
+        // SAFETY: inherited from the command line (>= 3, distinct from --net-host-fd:
+        // `config`), claimed here, first, before this process opens a descriptor.
+        Some(NetConfig::Fd(fd)) => Some(unsafe { virtio::adopt_net_backend(*fd) }),
     }
     .transpose()
     .map_err(|e| BuildError::Virtio("virtio-net", e))?;
     let net_host = cfg
         .net_host_fd
-        .map(virtio::adopt_net_host)
+        // SAFETY: as for --net-fd above, and distinct from it (`config`).
+        .map(|fd| unsafe { virtio::adopt_net_host(fd) })
         .transpose()
         .map_err(|e| BuildError::Virtio("virtio-net", e))?;
     let net = net.map(|n| (n, net_host));

@@ -3,7 +3,6 @@
 //! thread, seccomp on every thread before the first guest instruction, and
 //! the process exit once the first terminal condition is latched.
 
-use std::os::unix::thread::JoinHandleExt;
 use std::sync::{Arc, Barrier};
 
 use event_manager::{EventOps, Events, MutEventSubscriber, SubscriberOps};
@@ -128,7 +127,7 @@ pub fn run(built: Built, opts: RunOptions) -> Stop {
     }
     // Stop the other vcpus promptly (they also die with the process).
     for t in &threads {
-        sys::kick_thread(t.as_pthread_t());
+        sys::kick_thread(t);
     }
     // What the console takes now of an open line; a stalled console never holds the exit.
     if let Ok(mut s) = ctx.ports.serial.try_lock() {

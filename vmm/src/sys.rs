@@ -322,9 +322,16 @@ thread_local! {
 }
 
 /// Registers the calling vcpu thread's `immediate_exit` byte for the kick
-/// handler. The pointer targets the vcpu's mmapped `kvm_run`, which lives as
-/// long as the VcpuFd, and the VcpuFd is never dropped (the thread parks).
-pub fn register_immediate_exit(flag: &mut u8) {
+/// handler, which stores 1 in it (volatile) whenever the kick signal arrives.
+///
+/// # Safety
+/// `flag` must stay valid for writes for as long as this thread can take the kick
+/// signal (the borrow ends here; the pointer is kept): the byte of the vcpu's mmapped
+/// `kvm_run`, which lives as long as its VcpuFd, never dropped (the thread parks).
+/// The handler's store may come between any two of the thread's own accesses to the
+/// byte, so the thread must read nothing from it that the store could invalidate:
+/// only the kernel reads it (KVM_RUN), and the thread only writes 0 to it.
+pub unsafe fn register_immediate_exit(flag: &mut u8) {
     let p: *mut u8 = flag;
     IMMEDIATE_EXIT.with(|c| c.set(p));
 }
@@ -352,7 +359,8 @@ pub fn install_kick_handler() -> io::Result<()> {
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = kick_handler as extern "C" fn(libc::c_int) as usize;
     sa.sa_flags = 0;
-    // SAFETY: sa is fully initialised; the handler is async-signal-safe (empty).
+    // SAFETY: sa is fully initialised; the handler is async-signal-safe (a
+    // const-initialised TLS read and one volatile store).
     let r = unsafe { libc::sigaction(kick_signal(), &sa, std::ptr::null_mut()) };
     if r == 0 {
         Ok(())
@@ -361,12 +369,13 @@ pub fn install_kick_handler() -> io::Result<()> {
     }
 }
 
-/// Sends the kick signal to a thread.
-pub fn kick_thread(t: libc::pthread_t) {
-    // SAFETY: `t` comes from a JoinHandle of a thread that is never joined
-    // or detached before the process exits, so the id stays valid.
+/// Sends the kick signal to the thread of `t`.
+pub fn kick_thread<T>(t: &std::thread::JoinHandle<T>) {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: the id comes from `t`, a JoinHandle borrowed for the call: the thread
+    // has not been joined or detached, so the id still names it.
     unsafe {
-        libc::pthread_kill(t, kick_signal());
+        libc::pthread_kill(t.as_pthread_t(), kick_signal());
     }
 }
 

@@ -41,9 +41,14 @@ pub fn lay_title(area: &mut [u8], title: &[u8]) {
 /// more would mean /proc/self/stat said something unexpected).
 const MAX_ARGS: usize = 128 * 1024;
 
-/// Sets this process's command line to `title` (see the module). Call it in a
-/// single-threaded child that no longer reads its arguments.
-pub fn set_command_line(title: &[u8]) -> Result<()> {
+/// Sets this process's command line to `title` (see the module).
+///
+/// # Safety
+/// The caller is single-threaded and reads its arguments no more, and `/proc` is a proc
+/// file system of its own PID namespace, mounted by it or its jail (nothing a room
+/// could have put there): the memory overwritten is wherever /proc/self/stat says the
+/// argument strings are.
+pub unsafe fn set_command_line(title: &[u8]) -> Result<()> {
     let text = std::fs::read_to_string("/proc/self/stat").map_err(|e| Error::Path {
         op: "read",
         path: "/proc/self/stat".into(),
@@ -58,8 +63,8 @@ pub fn set_command_line(title: &[u8]) -> Result<()> {
             "/proc/self/stat names argument strings too long to be this process's",
         ));
     }
-    // SAFETY: [start, end) is where the kernel put this process's argument strings at
-    // exec (its own stack, mapped readable and writable for its whole life; nothing has
+    // SAFETY: [start, end) is, by the caller's contract on /proc, where the kernel put
+    // this process's argument strings at exec (its own stack, mapped readable and writable for its whole life; nothing has
     // moved them: no PR_SET_MM). No Rust reference points into them: the standard
     // library keeps only raw pointers to them, and this process is single-threaded and
     // reads its arguments no more. The slice lives for this function only.

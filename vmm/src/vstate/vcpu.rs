@@ -285,7 +285,9 @@ fn exit_name(e: &VcpuExit<'_>) -> &'static str {
 /// Runs the vcpu until the VM stops. Never returns an error: every terminal
 /// condition goes through the latch.
 pub fn run(fd: &mut VcpuFd, id: u8, ctx: &VcpuCtx) {
-    crate::sys::register_immediate_exit(&mut fd.get_kvm_run().immediate_exit);
+    // SAFETY: the byte is in this vcpu's kvm_run mapping, which outlives the thread (its
+    // VcpuFd is never dropped); this loop only writes 0 to it (set_kvm_immediate_exit).
+    unsafe { crate::sys::register_immediate_exit(&mut fd.get_kvm_run().immediate_exit) };
     loop {
         if ctx.latch.is_stopping() {
             return;

@@ -362,17 +362,24 @@ pub fn connect_net_backend(
 }
 
 /// Take over the inherited descriptor `fd` as the network backend: it must be an open Unix
-/// stream socket. Call it before the process opens any descriptor of its own (the number
-/// could otherwise name one of those).
-pub fn adopt_net_backend(fd: i32) -> Result<std::os::unix::net::UnixStream, VirtioError> {
-    sys::adopt_unix_stream(fd).map_err(|e| VirtioError::NetFd(fd, e))
+/// stream socket.
+///
+/// # Safety
+/// Call it before the process opens any descriptor of its own (the number could
+/// otherwise name one of those), and at most once for `fd`.
+pub unsafe fn adopt_net_backend(fd: i32) -> Result<std::os::unix::net::UnixStream, VirtioError> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { sys::adopt_unix_stream(fd) }.map_err(|e| VirtioError::NetFd(fd, e))
 }
 
 /// Take over the inherited descriptor `fd` as the anchor host's NETLINK_ROUTE socket
-/// and read its local networks (see [`net::host`]). Call it before the process opens any
-/// descriptor of its own.
-pub fn adopt_net_host(fd: i32) -> Result<net::host::HostNets, VirtioError> {
-    sys::adopt_netlink_route(fd)
+/// and read its local networks (see [`net::host`]).
+///
+/// # Safety
+/// As [`adopt_net_backend`]: before the process opens a descriptor, once for `fd`.
+pub unsafe fn adopt_net_host(fd: i32) -> Result<net::host::HostNets, VirtioError> {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { sys::adopt_netlink_route(fd) }
         .and_then(net::host::HostNets::new)
         .map_err(|e| VirtioError::NetHostFd(fd, e))
 }

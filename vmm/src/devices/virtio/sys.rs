@@ -105,24 +105,27 @@ fn socket_option(fd: std::os::fd::RawFd, name: libc::c_int) -> std::io::Result<l
 }
 
 /// Take ownership of the inherited descriptor `fd`, which must be an open, connected
-/// Unix stream socket; it is made close-on-exec and non-blocking. The caller makes sure
-/// nothing else in the process owns `fd` (it runs before the process opens any file).
-pub fn adopt_unix_stream(fd: std::os::fd::RawFd) -> std::io::Result<UnixStream> {
+/// Unix stream socket; it is made close-on-exec and non-blocking.
+///
+/// # Safety
+/// Nothing else in the process owns `fd` (call it before the process opens any file).
+pub unsafe fn adopt_unix_stream(fd: std::os::fd::RawFd) -> std::io::Result<UnixStream> {
     let what = "not a Unix stream socket";
-    let s = UnixStream::from(adopt_socket(
-        fd,
-        libc::AF_UNIX,
-        (libc::SO_TYPE, libc::SOCK_STREAM),
-        what,
-    )?);
+    // SAFETY: the caller's contract, passed on.
+    let s = UnixStream::from(unsafe {
+        adopt_socket(fd, libc::AF_UNIX, (libc::SO_TYPE, libc::SOCK_STREAM), what)
+    }?);
     s.set_nonblocking(true)?;
     Ok(s)
 }
 
 /// Take ownership of the inherited descriptor `fd` if it is an open socket of `domain`
 /// whose socket option `kind.0` is `kind.1` (else InvalidInput, saying `what`); it is made
-/// close-on-exec. The caller makes sure nothing else in the process owns `fd`.
-fn adopt_socket(
+/// close-on-exec.
+///
+/// # Safety
+/// Nothing else in the process owns `fd`.
+unsafe fn adopt_socket(
     fd: std::os::fd::RawFd,
     domain: libc::c_int,
     kind: (libc::c_int, libc::c_int),
@@ -150,16 +153,15 @@ fn adopt_socket(
 
 /// Take ownership of the inherited descriptor `fd`, which must be an open NETLINK_ROUTE
 /// socket (made by the jail in the anchor host's network namespace: its address
-/// notifications, and route dumps, are that namespace's); it is made close-on-exec. The
-/// caller makes sure nothing else in the process owns `fd`.
-pub fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
+/// notifications, and route dumps, are that namespace's); it is made close-on-exec.
+///
+/// # Safety
+/// Nothing else in the process owns `fd`.
+pub unsafe fn adopt_netlink_route(fd: std::os::fd::RawFd) -> std::io::Result<OwnedFd> {
     let what = "not a NETLINK_ROUTE socket";
-    adopt_socket(
-        fd,
-        libc::AF_NETLINK,
-        (libc::SO_PROTOCOL, libc::NETLINK_ROUTE),
-        what,
-    )
+    let kind = (libc::SO_PROTOCOL, libc::NETLINK_ROUTE);
+    // SAFETY: the caller's contract, passed on.
+    unsafe { adopt_socket(fd, libc::AF_NETLINK, kind, what) }
 }
 
 /// Open `path` (created with mode 0600 if missing) and take an exclusive `flock` on it
