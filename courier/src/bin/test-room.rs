@@ -85,9 +85,16 @@ fn main() {
         match words.next() {
             Some("raw") => {}
             Some("fork") => {
-                // SAFETY: fork has no preconditions; the child goes on with this loop (the
-                // umbilical reader thread is not in it, and holds no lock the loop takes).
-                match unsafe { libc::fork() } {
+                // The umbilical reader thread writes to stdout too: stdout's lock is held
+                // across the fork, so the child cannot inherit it held by a thread it
+                // does not have (its first `say` would wait forever). The child's copy
+                // belongs to its one thread, which is this one, and is let go at once.
+                let out = std::io::stdout().lock();
+                // SAFETY: fork has no preconditions; the child goes on with this loop
+                // (libc's fork leaves its allocator usable in the child).
+                let pid = unsafe { libc::fork() };
+                drop(out);
+                match pid {
                     0 => say("test room: forked"),
                     -1 => say("test room: fork failed"),
                     _ => loop {

@@ -260,7 +260,9 @@ mod raw {
     macro_rules! call {
         ($($arg:expr),*) => {
             // SAFETY: every argument is an integer, NULL or a static string; a call the
-            // filter lets through fails on them or makes a throwaway descriptor.
+            // filter lets through fails on them or makes a throwaway descriptor (the clone
+            // cases add CLONE_SIGHAND without CLONE_VM, which the kernel refuses with
+            // EINVAL: no second process, were the filter to let one through).
             answer(unsafe { libc::syscall($($arg),*) })
         };
     }
@@ -275,7 +277,7 @@ mod raw {
         ("clone-newuser", || {
             call!(
                 libc::SYS_clone,
-                libc::CLONE_NEWUSER | libc::SIGCHLD,
+                libc::CLONE_NEWUSER | libc::CLONE_SIGHAND | libc::SIGCHLD,
                 0usize,
                 0usize,
                 0usize,
@@ -285,7 +287,7 @@ mod raw {
         ("clone-newnet", || {
             call!(
                 libc::SYS_clone,
-                libc::CLONE_NEWNET | libc::SIGCHLD,
+                libc::CLONE_NEWNET | libc::CLONE_SIGHAND | libc::SIGCHLD,
                 0usize,
                 0usize,
                 0usize,
