@@ -265,9 +265,11 @@ impl Rooms {
         plan: &Plan,
         now_ms: u64,
     ) -> Result<Room> {
-        // A leftover directory of an earlier run is removed first (nothing in it is kept).
+        // A leftover directory of an earlier run is removed first (nothing in it is kept);
+        // one that cannot be removed is never reused: the start fails (EEXIST).
         let _ = std::fs::remove_dir_all(&plan.run_dir);
-        std::fs::create_dir_all(&plan.run_dir).map_err(io("create the room's run directory"))?;
+        std::fs::create_dir_all(&self.layout.run).map_err(io("create the rooms' run directory"))?;
+        std::fs::create_dir(&plan.run_dir).map_err(io("create the room's run directory"))?;
         hand_over(&plan.run_dir, plan.uid, 0o700)?;
         if let Some(volume) = &plan.volume {
             hand_over(volume, plan.uid, 0o600)?;

@@ -685,6 +685,20 @@ fn errors_name_the_room_and_the_reason() {
         "err invalid room name (1-32 of a-z 0-9 -)"
     );
     assert!(b.answer("frobnicate").starts_with("err unknown request"));
+    // A leftover run directory bay0 cannot remove (a mount inside it, made in hosted
+    // bay0's mount namespace) is never reused: the start fails and says so.
+    let stuck = format!("/run/anchor/rooms/{}/stuck", b.real("errors-b"));
+    std::fs::create_dir_all(b.dir.join(format!("state{stuck}"))).unwrap();
+    let ns = format!("--mount=/proc/{}/ns/mnt", b.child.id());
+    let inside = |cmd: &[&str]| Command::new("nsenter").arg(&ns).args(cmd).status().unwrap();
+    assert!(inside(&["mount", "-t", "tmpfs", "stuck", &stuck]).success());
+    let e = b.answer("start errors-b");
+    assert!(
+        e.starts_with("err room errors-b: create the room's run directory") && e.contains("EEXIST"),
+        "{e}"
+    );
+    assert!(inside(&["umount", &stuck]).success());
+    assert!(b.answer("start errors-b").starts_with("ok"));
 }
 
 #[test]
