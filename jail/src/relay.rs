@@ -277,8 +277,8 @@ fn child(tap: &OwnedFd, link: Link, uid: u32, jail: i32) -> String {
             host.as_raw_fd(),
         ];
         keep.extend(sys::parent_watch_fd());
-        // SAFETY: this child never returns (it ends in exit_now below) and uses only the
-        // descriptors kept; those closed are never touched or dropped again.
+        // SAFETY: this child never returns (`spawn` ends it with exit_now) and uses only
+        // the descriptors kept; those closed are never touched or dropped again.
         unsafe { sys::close_all_except(&keep) }?;
         sys::set_nonblocking(backend.as_raw_fd())?;
         // The room sees the relay in its PID namespace (`ps`, /proc/PID/comm and

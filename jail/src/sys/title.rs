@@ -64,10 +64,11 @@ pub unsafe fn set_command_line(title: &[u8]) -> Result<()> {
         ));
     }
     // SAFETY: [start, end) is, by the caller's contract on /proc, where the kernel put
-    // this process's argument strings at exec (its own stack, mapped readable and writable for its whole life; nothing has
-    // moved them: no PR_SET_MM). No Rust reference points into them: the standard
-    // library keeps only raw pointers to them, and this process is single-threaded and
-    // reads its arguments no more. The slice lives for this function only.
+    // this process's argument strings at exec (its own stack, mapped readable and
+    // writable for its whole life; nothing has moved them: no PR_SET_MM). No Rust
+    // reference points into them: the standard library keeps only raw pointers to them,
+    // and this process is single-threaded and reads its arguments no more. The slice
+    // lives for this function only.
     let area = unsafe { core::slice::from_raw_parts_mut(start as *mut u8, len) };
     lay_title(area, title);
     Ok(())
