@@ -87,11 +87,11 @@ pub fn make_stdio(f: OwnedFd) -> Result<()> {
             check("keep the console open across exec", unsafe {
                 libc::fcntl(fd, libc::F_SETFD, 0)
             })
+            .map(drop)
         } else {
-            // SAFETY: dup2 only manipulates the descriptor table.
-            check("dup2(console)", unsafe { libc::dup2(raw, fd) })
+            dup2("dup2(console)", raw, fd)
         };
-        result = result.and(r.map(drop));
+        result = result.and(r);
     }
     if raw > 2 {
         // SAFETY: `raw` came from `f` above, is ours alone and is closed once, here.

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 //! The courier's raw system calls in the room (kept apart from the agent's own `sys` so
 //! the courier stays in its own modules), each `unsafe` block with its reason: passing a
-//! file descriptor over a Unix socket (through anchor-sys's), directory-relative opens that never follow a
-//! symbolic link, O_TMPFILE and linking it in without replacing anything, randomness,
-//! and the peer of a vsock connection.
+//! file descriptor over a Unix socket (through anchor-sys's), directory-relative opens
+//! that never follow a symbolic link, O_TMPFILE and linking it in without replacing
+//! anything, randomness, and the peer of a vsock connection.
 
 use std::ffi::{CStr, CString};
 use std::io;
