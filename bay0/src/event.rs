@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The single-threaded epoll loop: a signalfd (SIGCHLD, SIGTERM, SIGINT, SIGPWR), a
-//! timerfd ticking the watchdog, a timerfd for the shutdown grace period, a once-a-second
-//! housekeeping timer (room lifetimes, client timeouts), the power-button input devices,
-//! bay0's console, the operator shell's pty, the control socket and its clients, and
-//! every room's descriptors. Decisions are the [`Supervisor`]'s and the modules'; this
+//! The single-threaded epoll loop: a signalfd (the [`SIGNALS`]), a timerfd ticking the
+//! watchdog, a timerfd for the shutdown grace period, a once-a-second housekeeping timer
+//! (room lifetimes, client timeouts), the power-button input devices, bay0's console, the
+//! operator shell's pty, the update helper's output, the control socket and its clients,
+//! and every room's descriptors. Decisions are the [`Supervisor`]'s and the modules'; this
 //! module only moves events between them.
 
 use crate::config::Config;

@@ -12,8 +12,8 @@
 //! end (`--net-fd`), the room kernel gets its address on its command line
 //! (`anchor.net=`), and the VMM drops every guest frame addressed to the anchor host
 //! itself: loopback, the unspecified network, multicast and broadcast, and each address
-//! and local network the anchor host has when the room starts (`--net-deny`; passt would
-//! connect to them as local sockets). passt is the jail's child in the room's PID namespace: when the
+//! and local network the anchor host holds at the time of the frame (it follows them
+//! through `--net-host-fd`; passt would connect to them as local sockets). passt is the jail's child in the room's PID namespace: when the
 //! VMM (its PID 1) ends, the kernel kills it, so nothing of it outlives the room.
 
 use std::ffi::{CStr, CString};

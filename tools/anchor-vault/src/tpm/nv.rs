@@ -10,7 +10,8 @@
 //!
 //! Both take an empty authorization value (reading and advancing them needs no secret)
 //! and are `noDA`. The count of the log is `counter - base`, where `base` is the
-//! counter's value when the vault was created (kept in the LUKS2 token).
+//! counter's value when the log started (the `base` field of its first record,
+//! `audit.start`).
 
 use tss_esapi::attributes::NvIndexAttributesBuilder;
 use tss_esapi::constants::{NvIndexType, Tss2ResponseCodeKind};
