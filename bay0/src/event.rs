@@ -305,7 +305,7 @@ impl EventLoop {
             TOKEN_HOUSEKEEPING => {
                 sys::timer_ack(&self.housekeeping)?;
                 if let Some(rooms) = self.rooms.as_mut() {
-                    rooms.tick(now);
+                    rooms.tick(now, &self.epoll);
                     let v = self.courier.arb.tick(now);
                     self.courier.done(Some(rooms), v);
                 }

@@ -34,6 +34,9 @@ pub const MAX_ROOMS: usize = 8;
 pub const STOP_GRACE_MS: u64 = 3_000;
 /// How long before a lifetime limit the room is warned.
 const WARN_LEAD_MS: u64 = 60_000;
+/// Console bytes bay0 reads from a room a second; past them its pty is unwatched till the
+/// next tick, and the room's writers wait (bay0's rendering is outside the room's cgroup).
+pub const CONSOLE_BYTES_PER_S: usize = 256 * 1024;
 /// First epoll token of the room descriptors (4 per slot: console, stderr, umbilical
 /// listener, umbilical connection).
 pub const TOKEN_BASE: u64 = 300;
@@ -82,6 +85,8 @@ pub struct Room {
     /// The vault volume file (the room is asked to power off before it is killed).
     volume: Option<std::path::PathBuf>,
     pub pty: OwnedFd,
+    /// Console bytes left this second ([`CONSOLE_BYTES_PER_S`]); None once it closed.
+    pub console_left: Option<usize>,
     pub render: Renderer,
     pub scroll: Scrollback,
     err: OwnedFd,
@@ -310,6 +315,7 @@ impl Rooms {
             aside: None,
             volume: plan.volume.clone(),
             pty,
+            console_left: Some(CONSOLE_BYTES_PER_S),
             render: Renderer::for_screen(name.as_str(), sys::columns(libc::STDOUT_FILENO)),
             scroll: Scrollback::default(),
             err,
@@ -407,9 +413,17 @@ impl Rooms {
             // Its console closed by every program of the room (reads give EIO), or its
             // stderr's writers gone (a namespace room's jail became the agent, whose stderr
             // is the console): unwatched, or its endless EPOLLHUP would spin the loop.
-            0 if read_console(r, out) => drop(sys::epoll_del(ep, r.pty.as_raw_fd())),
+            // Or its budget for this second spent (watched again at the next tick).
+            0 => {
+                if read_console(r, out) {
+                    r.console_left = None;
+                }
+                if r.console_left.is_none_or(|left| left == 0) {
+                    let _ = sys::epoll_del(ep, r.pty.as_raw_fd());
+                }
+            }
             1 if read_stderr(r, 8) => drop(sys::epoll_del(ep, r.err.as_raw_fd())),
-            0 | 1 => {}
+            1 => {}
             2 => accept_umbilical(r, slot, ep),
             _ => {
                 if read_umbilical(r, notices, ep) {
@@ -491,8 +505,8 @@ impl Rooms {
         }
     }
 
-    /// Once a second: lifetime limits, stop deadlines, leftover cgroups.
-    pub fn tick(&mut self, now_ms: u64) {
+    /// Once a second: console budgets, lifetime limits, stop deadlines, leftover cgroups.
+    pub fn tick(&mut self, now_ms: u64, ep: &OwnedFd) {
         self.stale_cgroups.retain(|n| {
             !cgroup::remove(Path::new(cgroup::ROOT), &format!("anchor/{}", n.as_str()))
         });
@@ -500,6 +514,10 @@ impl Rooms {
             let Some(r) = self.get_mut(slot) else {
                 continue;
             };
+            if r.console_left == Some(0) {
+                let _ = sys::epoll_add(ep, r.pty.as_raw_fd(), token(slot, 0));
+            }
+            r.console_left = r.console_left.map(|_| CONSOLE_BYTES_PER_S);
             if r.phase == Phase::Stopping {
                 if now_ms >= r.kill_at_ms {
                     signal(r, libc::SIGKILL);
@@ -577,6 +595,7 @@ fn read_console(r: &mut Room, out: &mut Vec<u8>) -> bool {
     let Some(n) = sys::read_terminal("read room console", r.pty.as_raw_fd(), &mut buf) else {
         return true;
     };
+    r.console_left = r.console_left.map(|left| left.saturating_sub(n));
     let start = out.len();
     r.render.render(buf.get(..n).unwrap_or_default(), out);
     r.scroll.push(out.get(start..).unwrap_or_default());
@@ -703,6 +722,7 @@ pub(crate) mod tests {
             aside: None,
             volume: None,
             pty: null(),
+            console_left: Some(CONSOLE_BYTES_PER_S),
             render: Renderer::for_screen(name, 80),
             scroll: Scrollback::default(),
             err: null(),
@@ -759,6 +779,84 @@ pub(crate) mod tests {
             rooms.on_token(&ep, token(0, 2), &mut notices, &mut out);
         }
         assert_eq!(others.iter().filter(|s| closed(s)).count(), others.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression (review): a room printing without pause (`yes`) had bay0 read, render and
+    /// draw all of it, work done in bay0's time, outside the room's cgroup and its
+    /// cpu.max. bay0 reads [`CONSOLE_BYTES_PER_S`] of a room's console a second, then
+    /// unwatches its pty till the next tick (its writers wait on the full pty); the tick
+    /// watches it again with a new budget, and nothing printed is lost.
+    #[test]
+    fn a_room_printing_without_pause_gets_its_console_budget_a_second() {
+        let dir = scratch("console-flood");
+        let ep = sys::epoll().unwrap();
+        let mut rooms = Rooms::new(Layout::under(&dir), false);
+        let mut r = room("flood", &dir);
+        let (pty, tty) = sys::open_pty().unwrap();
+        sys::set_nonblocking(pty.as_raw_fd()).unwrap();
+        sys::set_nonblocking(tty.as_raw_fd()).unwrap();
+        sys::epoll_add(&ep, pty.as_raw_fd(), token(0, 0)).unwrap();
+        r.pty = pty;
+        rooms.slots[0] = Some(r);
+        let (mut notices, mut out) = (Vec::new(), Vec::new());
+        let (mut written, mut rendered) = (0usize, 0usize);
+        let line = [b'y'; 1000];
+        let mut budgets = 0;
+        // The pty hands what the room wrote on to bay0's side a moment later.
+        let watched = |ep: &OwnedFd| {
+            let mut tokens = [0u64; 16];
+            sys::epoll_wait(ep, &mut tokens, 300).unwrap() > 0
+        };
+        while budgets < 3 {
+            // The room fills its pty; bay0 takes what its loop is woken for.
+            while let Ok(n) = sys::write("room prints", tty.as_raw_fd(), &line) {
+                written += n;
+            }
+            if watched(&ep) {
+                out.clear();
+                rooms.on_token(&ep, token(0, 0), &mut notices, &mut out);
+                rendered += out.iter().filter(|&&b| b == b'y').count();
+                assert!(
+                    rendered < (budgets + 1) * (CONSOLE_BYTES_PER_S + 4096),
+                    "{rendered} bytes read in {budgets} seconds and still watched"
+                );
+                continue;
+            }
+            // Unwatched: this second's budget was read (the last read may pass it by less
+            // than one read's buffer), and the pty holds more.
+            let left = rooms.get(0).unwrap().console_left;
+            assert_eq!(left, Some(0), "unwatched with budget left");
+            budgets += 1;
+            assert!(
+                rendered < budgets * (CONSOLE_BYTES_PER_S + 4096),
+                "{rendered} bytes rendered in {budgets} seconds"
+            );
+            assert!(
+                rendered + 4096 > budgets * CONSOLE_BYTES_PER_S,
+                "{rendered}"
+            );
+            rooms.tick(0, &ep);
+            assert_eq!(
+                rooms.get(0).unwrap().console_left,
+                Some(CONSOLE_BYTES_PER_S)
+            );
+            assert!(watched(&ep), "the tick does not watch the console again");
+        }
+        // Nothing is lost: what the room wrote is all read once it stops.
+        loop {
+            out.clear();
+            rooms.on_token(&ep, token(0, 0), &mut notices, &mut out);
+            let n = out.iter().filter(|&&b| b == b'y').count();
+            if n == 0 && !watched(&ep) && rooms.get(0).unwrap().console_left != Some(0) {
+                break;
+            }
+            rendered += n;
+            if !watched(&ep) {
+                rooms.tick(0, &ep);
+            }
+        }
+        assert_eq!(rendered, written);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -7,7 +7,7 @@
 //! number near the end of the chain, or of one not in the filter, walks the whole chain,
 //! and the kernel walks it for every syscall number when it installs the filter (to
 //! build its cache of calls that are always allowed). For the namespace room's allow
-//! list that is a 1,454-instruction program and about 0.6 ms per room start.
+//! list that is a 1,449-instruction program and about 0.6 ms per room start.
 //!
 //! [`relayout`] keeps seccompiler's program as the definition of what the filter
 //! answers and changes only how a syscall number finds its answer:

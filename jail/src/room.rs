@@ -66,7 +66,7 @@ const DEVICES: [(&str, u32, u32); 6] = [
 ];
 
 /// /proc entries the room may read but not write (the host kernel's knobs).
-const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+const PROC_READ_ONLY: [&str; 4] = ["sys", "sysrq-trigger", "bus", "fs"];
 /// /proc files hidden behind /dev/null (host secrets and kernel internals). `locks` is one
 /// list for the whole machine that shows every OFD lock (pid -1: its owner is an open
 /// file, not a process the PID namespace could hide) with its inode and byte range: the
@@ -74,12 +74,16 @@ const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
 /// channel between rooms; escape suite: proc-locks). `diskstats` and `partitions` list
 /// every block device of the machine: each other room's own loop devices, with their
 /// sizes and exact I/O counts, which that room drives at will (its vault volume's writes,
-/// its image's reads after dropping its own cache).
-const PROC_MASKED_FILES: [&str; 11] = [
+/// its image's reads after dropping its own cache). `interrupts` and `softirqs` count the
+/// machine's interrupts per source as they happen: the keyboard's among them, which times
+/// every key the user presses in another room (escape suite: proc-interrupts).
+const PROC_MASKED_FILES: [&str; 13] = [
     "kcore",
     "locks",
     "diskstats",
     "partitions",
+    "interrupts",
+    "softirqs",
     "keys",
     "key-users",
     "kmsg",
@@ -88,8 +92,9 @@ const PROC_MASKED_FILES: [&str; 11] = [
     "latency_stats",
     "kallsyms",
 ];
-/// /proc directories hidden behind an empty read-only tmpfs.
-const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+/// /proc directories hidden behind an empty read-only tmpfs (`irq`: each interrupt's
+/// count again, in `irq/N/spurious`).
+const PROC_MASKED_DIRS: [&str; 3] = ["acpi", "scsi", "irq"];
 
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 const BIND_REMOUNT: libc::c_ulong = libc::MS_BIND | libc::MS_REMOUNT;
@@ -473,7 +478,14 @@ fn build_dev(cfg: &Config, dev: &Path, state: &Path) -> Result<()> {
     let socket = cfg
         .run_dir
         .join(format!("vsock_{}", anchor_proto::umbilical::PORT));
-    bind(&socket, &umbilical, NOSUID_NODEV | libc::MS_NOEXEC)?;
+    // Read-only like the /dev around it: connecting needs no write to the mount, while a
+    // chmod, chown or touch of the host's socket inode fails with EROFS (escape suite:
+    // host-inodes).
+    bind(
+        &socket,
+        &umbilical,
+        libc::MS_RDONLY | NOSUID_NODEV | libc::MS_NOEXEC,
+    )?;
     console(cfg, dev)?;
     sys::mount(
         "make the room's /dev read-only",
@@ -524,7 +536,14 @@ fn console(cfg: &Config, dev: &Path) -> Result<()> {
         .map_err(|e| io_err("chown", &pty, &e))?;
     let console = dev.join("console");
     create_file(&console)?;
-    bind(&pty, &console, libc::MS_NOSUID | libc::MS_NOEXEC)
+    // Read-only: a device opens for writing on a read-only mount (the terminal works), but
+    // its inode, bay0's pty in bay0's devpts, takes no chmod, chown or touch from the room
+    // (EROFS; escape suite: host-inodes).
+    bind(
+        &pty,
+        &console,
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+    )
 }
 
 /// The room's /proc: its own processes; the host's knobs read-only, secrets masked with

@@ -6,7 +6,8 @@
 //! loading, kexec, bpf, perf_event_open, userfaultfd, keyrings, open_by_handle_at, every
 //! mount call old and new, chroot and pivot_root, setns, unshare and namespace flags of
 //! clone, io_uring, the host clock, reboot, TIOCSTI, a new core limit (RLIMIT_CORE),
-//! socket families other than Unix and IP (so `ip` says EPERM, not ENOSYS).
+//! socket families other than Unix and IP (so `ip` says EPERM, not ENOSYS), IP sockets of
+//! kinds and protocols the host kernel would look for a module to serve (SCTP, DCCP, ...).
 //! Between two errnos the filter installed last wins, so a denied call says EPERM.
 
 use crate::error::Result;
@@ -120,6 +121,105 @@ mod tests {
             assert!(!allow.contains(&aio), "{aio} is in the allow list");
         }
         assert!(allow.len() > 250, "{}", allow.len());
+    }
+
+    const ALLOW: u32 = 0x7fff_0000;
+    const ERRNO: u32 = 0x0005_0000;
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = anchor_bpf::AUDIT_ARCH_X86_64;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = anchor_bpf::AUDIT_ARCH_AARCH64;
+
+    /// What the compiled program `prog` answers to syscall `nr` with `args`.
+    fn answer(prog: &[u8], nr: libc::c_long, args: [u64; 6]) -> u32 {
+        let insns: Vec<anchor_bpf::Insn> = prog
+            .chunks_exact(8)
+            .map(|c| anchor_bpf::Insn {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        let data = anchor_bpf::Data {
+            nr: nr as u32,
+            arch: ARCH,
+            ip: 0,
+            args,
+        };
+        anchor_bpf::run(&insns, &data).unwrap().ret
+    }
+
+    /// Both filters' answers to socket(domain, kind, protocol).
+    fn socket(domain: i32, kind: i32, protocol: i32) -> (u32, u32) {
+        let args = [domain as u64, kind as u64, protocol as u32 as u64, 0, 0, 0];
+        (
+            answer(ROOM_BPF, libc::SYS_socket, args),
+            answer(ROOM_DENY_BPF, libc::SYS_socket, args),
+        )
+    }
+
+    #[test]
+    fn ip_sockets_are_the_kinds_and_protocols_rooms_use_and_no_other() {
+        let flags = [
+            0,
+            libc::SOCK_NONBLOCK,
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        ];
+        for domain in [libc::AF_INET, libc::AF_INET6] {
+            for (kind, protocols) in [
+                (libc::SOCK_STREAM, &[0, libc::IPPROTO_TCP][..]),
+                (libc::SOCK_DGRAM, &[0, libc::IPPROTO_UDP, 1, 58][..]),
+                (libc::SOCK_RAW, &[1, 58][..]),
+            ] {
+                for &p in protocols {
+                    for f in flags {
+                        assert_eq!(
+                            socket(domain, kind | f, p),
+                            (ALLOW, ALLOW),
+                            "socket({domain}, {kind} | {f:#x}, {p})"
+                        );
+                    }
+                }
+            }
+            // Each kind but stream, datagram and raw; each protocol the lookup would ask
+            // modprobe for (SCTP 132, DCCP 33, L2TP 115, UDP-Lite 136, MPTCP 262, 255, -1).
+            for kind in [0, 4, 5, 6, 7, 8, 9, 10, 11, 15] {
+                for f in flags {
+                    assert_eq!(
+                        socket(domain, kind | f, 0).1,
+                        ERRNO | libc::EPERM as u32,
+                        "socket({domain}, {kind} | {f:#x}, 0)"
+                    );
+                }
+            }
+            for p in [2, 5, 7, 16, 18, 33, 57, 59, 115, 132, 136, 255, 262, -1] {
+                for kind in [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_RAW] {
+                    assert_eq!(
+                        socket(domain, kind, p).1,
+                        ERRNO | libc::EPERM as u32,
+                        "socket({domain}, {kind}, {p})"
+                    );
+                }
+            }
+        }
+        // Unix sockets of every kind stay allowed.
+        for kind in [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET] {
+            assert_eq!(socket(libc::AF_UNIX, kind, 0), (ALLOW, ALLOW));
+        }
+    }
+
+    #[test]
+    fn sync_of_every_file_system_is_not_allowed_but_a_rooms_own_flushes_are() {
+        let none = [0; 6];
+        assert_eq!(
+            answer(ROOM_BPF, libc::SYS_sync, none),
+            ERRNO | libc::ENOSYS as u32
+        );
+        for nr in [libc::SYS_fsync, libc::SYS_fdatasync, libc::SYS_syncfs] {
+            assert_eq!(answer(ROOM_BPF, nr, none), ALLOW, "syscall {nr}");
+            assert_eq!(answer(ROOM_DENY_BPF, nr, none), ALLOW, "syscall {nr}");
+        }
     }
 
     #[test]

@@ -101,7 +101,10 @@ for kind, path in FILTERS.items():
         vals = set()
         for a in r.get("args", []):
             op = a["op"]
-            vals.add(str(a["val"]) if op in ("eq", "ne") else hex(op["masked_eq"]) if a["val"] else "0")
+            if op in ("eq", "ne", "gt", "ge", "lt", "le"):
+                vals.add(str(a["val"]))
+            else:
+                vals.add(hex(op["masked_eq"]) if a["val"] else "0")
         want.setdefault(r["syscall"], []).append(vals)
     have = {}
     for name, args in rows.get(kind, []):

@@ -125,6 +125,10 @@ p io-uring
 p aio-exhaust
 p compat-syscalls
 p socket-families
+p inet-protocols
+p host-sync
+p proc-interrupts
+p host-inodes
 p tty-inject
 p tty-ldisc
 p add-key

@@ -1009,6 +1009,115 @@ pub fn socket_families(cx: Context) -> Verdict {
     cx.kernel_facility("socket-families", reached, &how.join(", "))
 }
 
+/// Sockets of the families a room has (IP) but of a kind or protocol no room program uses
+/// (SCTP, DCCP, L2TP, ...). Whatever the kernel answers, a call that gets past seccomp
+/// reaches the host kernel's protocol lookup, and a protocol it does not have makes it ask
+/// modprobe (as host root) for one: a module the host never loaded, with its bugs, loaded
+/// on a room's request. Only EPERM (the room's filter) is BLOCKED here; success and
+/// EPROTONOSUPPORT alike say the lookup ran.
+pub fn inet_protocols(cx: Context) -> Verdict {
+    const SOCK_DCCP: i32 = 6;
+    const IPPROTO_L2TP: i32 = 115;
+    let mut how = Vec::new();
+    let mut reached = false;
+    for (domain, kind, proto, name) in [
+        (
+            libc::AF_INET,
+            libc::SOCK_STREAM,
+            libc::IPPROTO_SCTP,
+            "inet/stream/sctp",
+        ),
+        (
+            libc::AF_INET,
+            libc::SOCK_SEQPACKET,
+            libc::IPPROTO_SCTP,
+            "inet/seqpacket/sctp",
+        ),
+        (libc::AF_INET, SOCK_DCCP, libc::IPPROTO_DCCP, "inet/dccp"),
+        (
+            libc::AF_INET,
+            libc::SOCK_DGRAM,
+            IPPROTO_L2TP,
+            "inet/dgram/l2tp",
+        ),
+        (libc::AF_INET, libc::SOCK_STREAM, 253, "inet/stream/253"),
+        (
+            libc::AF_INET6,
+            libc::SOCK_STREAM,
+            libc::IPPROTO_SCTP,
+            "inet6/stream/sctp",
+        ),
+        (
+            libc::AF_INET6,
+            libc::SOCK_DGRAM,
+            libc::IPPROTO_UDPLITE,
+            "inet6/dgram/udplite",
+        ),
+        (libc::AF_INET6, 9, 0, "inet6/type-9"),
+    ] {
+        let r = sys::socket(domain, kind, proto);
+        reached |= !matches!(r, Err(libc::EPERM));
+        how.push(answer(name, &r));
+    }
+    cx.kernel_facility("inet-protocols", reached, &how.join(", "))
+}
+
+/// sync(2) writes back every file system of the machine: the host's disk and every other
+/// room's volume. A room calling it in a loop would cost all of them their disk time. A
+/// room flushes its own files with fsync, fdatasync and syncfs.
+pub fn host_sync(cx: Context) -> Verdict {
+    let r = sys::sync();
+    cx.kernel_facility("host-sync", r.is_ok(), &answer("sync", &r))
+}
+
+/// The machine's interrupt counts (/proc/interrupts, /proc/softirqs, /proc/irq/N/): they
+/// rise with every key pressed in any room, a timing of another room's typing.
+pub fn proc_interrupts(cx: Context) -> Verdict {
+    let mut how = Vec::new();
+    let mut reached = false;
+    for path in ["/proc/interrupts", "/proc/softirqs"] {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => {
+                reached = true;
+                how.push(format!("{path}: {} lines", text.lines().count()));
+            }
+            Ok(_) => how.push(format!("{path}: empty")),
+            Err(e) => how.push(format!("{path}: {e}")),
+        }
+    }
+    match std::fs::read_dir("/proc/irq") {
+        Ok(dir) => {
+            let n = dir.flatten().count();
+            reached |= n > 0;
+            how.push(format!("/proc/irq: {n} entries"));
+        }
+        Err(e) => how.push(format!("/proc/irq: {e}")),
+    }
+    cx.kernel_facility("proc-interrupts", reached, &how.join(", "))
+}
+
+/// The host's own inodes a room's /dev shows it: /dev/console (bay0's pty, in bay0's
+/// devpts) and /dev/anchor-umbilical (bay0's socket). Both belong to the room's uid (its
+/// own terminal, its own socket) but live on the host's file systems: a chmod, chown or
+/// touch through these paths would change the host's inode. Tried with chmod to the mode
+/// each already has (nothing changes if it passes). The room's descriptors 0 to 2 are the
+/// same terminal opened by bay0, not through the room's /dev; they are not tried.
+pub fn host_inodes(cx: Context) -> Verdict {
+    use std::os::unix::fs::PermissionsExt;
+    let mut how = Vec::new();
+    let mut reached = false;
+    for path in ["/dev/console", "/dev/anchor-umbilical"] {
+        let Ok(meta) = std::fs::metadata(path) else {
+            how.push(format!("{path}: absent"));
+            continue;
+        };
+        let r = sys::chmod_same(path, meta.permissions().mode() & 0o7777);
+        reached |= r.is_ok();
+        how.push(answer(&format!("chmod {path}"), &r));
+    }
+    cx.kernel_facility("host-inodes", reached, &how.join(", "))
+}
+
 /// The console: push input into it (TIOCSTI), drive it as a virtual console (TIOCLINUX),
 /// take the host kernel's console output (TIOCCONS).
 pub fn tty_inject(cx: Context) -> Verdict {
@@ -2089,6 +2198,10 @@ pub fn run(args: &[String]) -> Result<Vec<Verdict>, String> {
         "core-dump" => one(core_dump(cx)),
         "proc-self-write" => one(proc_self_write(cx)),
         "socket-families" => one(socket_families(cx)),
+        "inet-protocols" => one(inet_protocols(cx)),
+        "host-sync" => one(host_sync(cx)),
+        "proc-interrupts" => one(proc_interrupts(cx)),
+        "host-inodes" => one(host_inodes(cx)),
         "tty-inject" => one(tty_inject(cx)),
         "umbilical" => one(umbilical()),
         "ucount-hog" => {

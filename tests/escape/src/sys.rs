@@ -369,6 +369,21 @@ pub fn socket(domain: i32, kind: i32, protocol: i32) -> Answer<OwnedFd> {
     fd(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) }.into())
 }
 
+/// chmod(2) of `path` to `mode`, the mode it already has: the kernel checks ownership and
+/// the mount's write access all the same, and a call that passes changes nothing.
+pub fn chmod_same(path: &str, mode: libc::mode_t) -> Answer<()> {
+    let p = c(path)?;
+    // SAFETY: `p` is a NUL-terminated string alive for the call.
+    int(unsafe { libc::chmod(p.as_ptr(), mode) }.into()).map(drop)
+}
+
+/// The raw sync(2) system call (the C library's sync() returns nothing and hides the
+/// answer).
+pub fn sync() -> Answer<()> {
+    // SAFETY: sync takes no arguments.
+    int(unsafe { libc::syscall(libc::SYS_sync) }).map(drop)
+}
+
 /// ioctl(fd, request, &zero): requests that read one byte (TIOCSTI: a NUL) or one int
 /// (TIOCSETD: 0, N_TTY, the line discipline a terminal already has), or ignore it.
 pub fn ioctl_byte(fd: RawFd, request: libc::c_ulong) -> Answer<()> {
