@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-//! The end of PID 1: once every process is gone, disarm the watchdog, sync, unmount
-//! what bay0 mounted and power off or reboot. In hosted mode bay0 exits 0 instead.
+//! The end of PID 1: once every process is gone, sync, unmount what bay0 mounted, disarm
+//! the watchdog and power off or reboot. In hosted mode bay0 exits 0 instead. The
+//! watchdog stays armed till the disks are done with: a sync, vault close or unmount that
+//! hangs gets the machine reset, not halted for good.
 //! A fatal error takes the same road on purpose: PID 1 never just exits.
 
 use crate::error::Error;
@@ -11,18 +13,18 @@ use crate::watchdog::Watchdog;
 
 /// Finish a clean shutdown. Never returns.
 pub fn finish(hosted: bool, stop: Stop, watchdog: Option<Watchdog>, mounted: Mounted) -> ! {
-    if let Some(wd) = watchdog {
-        match wd.close() {
-            Ok(()) => crate::log_info!("watchdog disarmed"),
-            Err(e) => crate::log_error!("watchdog magic close: {e}"),
-        }
-    }
     sys::sync();
     crate::vault::close();
     init::unmount_all(&mut RealMounts, mounted, &mut |target, e| {
         crate::log_warn!("unmount {}: {e}", target.to_str().unwrap_or("?"));
     });
     sys::sync();
+    if let Some(wd) = watchdog {
+        match wd.close() {
+            Ok(()) => crate::log_info!("watchdog disarmed"),
+            Err(e) => crate::log_error!("watchdog magic close: {e}"),
+        }
+    }
     if hosted {
         crate::log_info!("hosted: all processes ended, exiting");
         std::process::exit(0);
