@@ -217,10 +217,16 @@ pub fn kill_all(sig: libc::c_int) {
     unsafe { libc::kill(-1, sig) };
 }
 
-/// sync(2).
+/// sync(2), then syncfs(2) of the vault volume where one is mounted (/persist): a
+/// namespace room's seccomp filter refuses sync, which would write back every file system
+/// of the machine, so there the room's one disk is flushed by itself.
 pub fn sync() {
     // SAFETY: sync has no arguments.
     unsafe { libc::sync() };
+    if let Ok(dir) = std::fs::File::open(crate::volume::MOUNT_POINT) {
+        // SAFETY: syncfs takes a descriptor, held open by `dir` for the call.
+        unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    }
 }
 
 /// reboot(2) with `cmd` (RB_AUTOBOOT or RB_POWER_OFF). Returns only on failure.
