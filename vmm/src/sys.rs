@@ -336,6 +336,35 @@ pub unsafe fn register_immediate_exit(flag: &mut u8) {
     IMMEDIATE_EXIT.with(|c| c.set(p));
 }
 
+/// The width in bytes of each access of the port-I/O exit that KVM_RUN just returned
+/// (`kvm_run.io.size`); 1 when the exit is not port I/O.
+///
+/// kvm-ioctls hands a port-I/O exit's data over as one slice of `size * count` bytes and
+/// leaves `size` out, so `inw` (one access of 2 bytes) and `rep insb` of 2 (two of 1)
+/// would look the same without it.
+///
+/// # Safety
+/// `run` must point to the calling thread's vcpu's `kvm_run`, still mapped (its VcpuFd
+/// alive), and KVM_RUN must have returned on this thread since its last entry (the
+/// kernel writes the header only inside KVM_RUN). No reference to the header may be live
+/// meanwhile: the exit kvm-ioctls returns borrows only the data of a port-I/O or MMIO
+/// exit (port I/O: at `io.data_offset`, KVM_PIO_PAGE_OFFSET pages into the mapping, past
+/// the header; MMIO: inside the union, which this only reads for a port-I/O exit).
+pub unsafe fn pio_width(run: *const kvm_bindings::kvm_run) -> usize {
+    // SAFETY: `run` is valid for reads (the contract); `exit_reason` is a plain u32, which
+    // nothing writes while this thread is out of KVM_RUN.
+    let reason = unsafe { (*run).exit_reason };
+    if reason != kvm_bindings::KVM_EXIT_IO {
+        return 1;
+    }
+    // SAFETY: only the field's address is formed, inside the struct `run` points to.
+    let size = unsafe { std::ptr::addr_of!((*run).__bindgen_anon_1.io.size) };
+    // SAFETY: readable as above; KVM_EXIT_IO says the union holds `io`, whose `size` is a
+    // plain u8 that no live reference covers (the exit's slice is the data page).
+    let size = unsafe { size.read() };
+    usize::from(size)
+}
+
 extern "C" fn kick_handler(_: libc::c_int) {
     // Async-signal-safe: a const-initialised TLS read and one volatile store.
     let p = IMMEDIATE_EXIT.with(|c| c.get());

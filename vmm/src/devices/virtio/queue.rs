@@ -243,7 +243,10 @@ pub enum Step {
     /// Done: return it to the used ring with this many bytes written into it.
     Used(u32),
     /// Nothing to do with it now (for example an rx buffer and nothing to send): put it
-    /// back and stop, without asking for another turn (an event will bring us back).
+    /// back and stop, without asking for another turn. The driver's notifications stay off
+    /// (a driver waiting for this chain sends none anyway), so the device must have its own
+    /// way back: vsock its host sockets and tick, rng its retry timer (or another turn when
+    /// that timer cannot be used).
     Keep,
     /// This turn's budget is spent: put it back and ask for another turn.
     Stop,

@@ -5,7 +5,10 @@
 //! [`MAX_BYTES_PER_TURN`] bytes per event-loop turn; the rest waits for the next turn.
 //! The VMM thread never blocks on entropy once the guest runs: getrandom runs with
 //! GRND_NONBLOCK, and while the source is not ready the request stays in the ring and a
-//! one-shot timer retries every [`RETRY`]; the other devices keep running.
+//! one-shot timer retries every [`RETRY`]; the other devices keep running. The kept request
+//! leaves the driver's notifications off, so that timer is the device's only way back: when
+//! it cannot be armed (or the event loop refused to watch it) the device asks for another
+//! turn instead, and tries the timer again then.
 //!
 //! The host's pool is made ready at setup, before the guest runs ([`Entropy::seed`]): on
 //! Linux 5.18 and later an unseeded pool is seeded actively only for a caller that waits
@@ -219,12 +222,36 @@ pub fn process_requests<E: Entropy>(
     Ok(RngPass { pass, starved })
 }
 
+/// The one-shot timer that brings a starved device back: a timerfd in production, one that
+/// cannot be armed in tests.
+pub trait RetryTimer: AsRawFd {
+    /// Fire once, `after` from now.
+    fn arm(&mut self, after: Duration) -> std::io::Result<()>;
+    /// Consume the expiry that the event loop reported.
+    fn clear(&mut self);
+}
+
+impl RetryTimer for TimerFd {
+    fn arm(&mut self, after: Duration) -> std::io::Result<()> {
+        self.reset(after, None).map_err(std::io::Error::from)
+    }
+    fn clear(&mut self) {
+        // The timer fired (epoll said so): this read returns at once.
+        let _ = self.wait();
+    }
+}
+
 /// The virtio-rng device.
 #[derive(Debug)]
-pub struct Rng<E = KernelEntropy> {
+pub struct Rng<E = KernelEntropy, T = TimerFd> {
     entropy: E,
-    retry: TimerFd,
+    retry: T,
+    /// The retry timer is armed and its expiry will reach the device.
     retry_armed: bool,
+    /// The event loop watches the retry timer.
+    retry_watched: bool,
+    /// The retry timer could not be used since it last could (said once per such run).
+    retry_failing: bool,
 }
 
 impl Rng<KernelEntropy> {
@@ -235,11 +262,20 @@ impl Rng<KernelEntropy> {
 }
 
 impl<E: Entropy> Rng<E> {
-    /// A device over `entropy` (tests use a controllable source), seeded first: this waits
-    /// for a host pool that is not initialised yet (see the module doc), saying so on
-    /// stderr. A source that cannot be seeded is said too; the device then serves the room
-    /// once the source is ready (retry timer).
-    pub fn with_entropy(mut entropy: E) -> Result<Self, VirtioError> {
+    /// A device over `entropy` (tests use a controllable source) with a timerfd for its
+    /// retries; see [`Rng::with_timer`].
+    pub fn with_entropy(entropy: E) -> Result<Self, VirtioError> {
+        let retry = TimerFd::new().map_err(|e| VirtioError::TimerFd(e.into()))?;
+        Ok(Self::with_timer(entropy, retry))
+    }
+}
+
+impl<E: Entropy, T: RetryTimer> Rng<E, T> {
+    /// A device over `entropy`, retrying on `retry`, seeded first: this waits for a host
+    /// pool that is not initialised yet (see the module doc), saying so on stderr. A source
+    /// that cannot be seeded is said too; the device then serves the room once the source
+    /// is ready (retry timer).
+    pub fn with_timer(mut entropy: E, retry: T) -> Self {
         let start = std::time::Instant::now();
         match entropy.seed() {
             Ok(false) => {}
@@ -251,11 +287,13 @@ impl<E: Entropy> Rng<E> {
                 "virtio-rng: cannot wait for the host entropy pool ({e}): the room gets entropy once it is ready"
             )),
         }
-        Ok(Self {
+        Self {
             entropy,
-            retry: TimerFd::new().map_err(|e| VirtioError::TimerFd(e.into()))?,
+            retry,
             retry_armed: false,
-        })
+            retry_watched: false,
+            retry_failing: false,
+        }
     }
 
     /// Whether a retry is pending because the source was not ready (tests).
@@ -267,9 +305,47 @@ impl<E: Entropy> Rng<E> {
     pub fn entropy_mut(&mut self) -> &mut E {
         &mut self.entropy
     }
+
+    /// Have the event loop watch the retry timer, unless it does already.
+    fn watch_retry(&mut self, reg: &mut dyn FdRegistry) {
+        if !self.retry_watched {
+            self.retry_watched = reg.add(self.retry.as_raw_fd(), EV_RETRY, EventSet::IN);
+        }
+    }
+
+    /// Arm the retry timer for a starved request; false when its expiry would never reach
+    /// the device (the event loop refuses to watch it, or it cannot be armed). Said once per
+    /// run of such failures.
+    fn arm_retry(&mut self, reg: &mut dyn FdRegistry) -> bool {
+        self.watch_retry(reg);
+        let err = if self.retry_watched {
+            match self.retry.arm(RETRY) {
+                Ok(()) => {
+                    self.retry_failing = false;
+                    return true;
+                }
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        if !self.retry_failing {
+            self.retry_failing = true;
+            let poll = "polling the host entropy pool each turn until it is ready";
+            match err {
+                Some(e) => crate::log::say(format_args!(
+                    "virtio-rng: cannot arm the retry timer ({e}): {poll}"
+                )),
+                None => crate::log::say(format_args!(
+                    "virtio-rng: the event loop refused to watch the retry timer: {poll}"
+                )),
+            }
+        }
+        false
+    }
 }
 
-impl<E: Entropy + Send> VirtioDevice for Rng<E> {
+impl<E: Entropy + Send, T: RetryTimer + Send> VirtioDevice for Rng<E, T> {
     fn device_type(&self) -> u32 {
         TYPE_RNG
     }
@@ -289,7 +365,7 @@ impl<E: Entropy + Send> VirtioDevice for Rng<E> {
         &mut self,
         index: usize,
         ctx: &mut QueueCtx<'_>,
-        _reg: &mut dyn FdRegistry,
+        reg: &mut dyn FdRegistry,
     ) -> Result<QueueMask, DeviceFault> {
         let mut starved = false;
         let entropy = &mut self.entropy;
@@ -303,13 +379,19 @@ impl<E: Entropy + Send> VirtioDevice for Rng<E> {
             },
         )?;
         if starved && !self.retry_armed {
-            // One-shot; if arming fails the next notification retries anyway.
-            self.retry_armed = self.retry.reset(RETRY, None).is_ok();
+            // The request stays in the ring with the driver's notifications off (see
+            // `Step::Keep`), and the driver waits for it: nothing but this one-shot timer
+            // brings the device back. Without it, come back next turn instead.
+            self.retry_armed = self.arm_retry(reg);
+            if !self.retry_armed {
+                return Ok(mask | queue_bit(index));
+            }
         }
         Ok(mask)
     }
     fn register_extra(&mut self, reg: &mut dyn FdRegistry) {
-        let _ = reg.add(self.retry.as_raw_fd(), EV_RETRY, EventSet::IN);
+        // A refusal here is tried again when the timer is first needed.
+        self.watch_retry(reg);
     }
     fn process_extra(
         &mut self,
@@ -322,8 +404,7 @@ impl<E: Entropy + Send> VirtioDevice for Rng<E> {
         if data != EV_RETRY {
             return Ok(0);
         }
-        // The timer fired (epoll said so): this read returns at once.
-        let _ = self.retry.wait();
+        self.retry.clear();
         self.retry_armed = false;
         // Serve the queue again on the next turn (through its eventfd).
         Ok(if ctx.is_some() { queue_bit(0) } else { 0 })

@@ -4,7 +4,9 @@
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use super::*;
 use crate::devices::virtio::queue::MAX_CHAIN_DESCRIPTORS;
@@ -379,4 +381,93 @@ fn a_chain_of_tiny_buffers_costs_one_source_call_per_chunk() {
     pr(&mut q, &m, &mut e).unwrap();
     assert_eq!(used_elem(&vq, &m, 1), (0, 15000));
     assert_eq!(e.0, 15000, "exactly the bytes the chain holds were drawn");
+}
+
+/// A retry timer that cannot be armed (timerfd_settime failing).
+#[derive(Debug)]
+struct Unarmable(TimerFd);
+
+impl AsRawFd for Unarmable {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl RetryTimer for Unarmable {
+    fn arm(&mut self, _after: Duration) -> std::io::Result<()> {
+        Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+    }
+    fn clear(&mut self) {}
+}
+
+/// An event loop that refuses to watch any fd.
+struct Refusing;
+
+impl FdRegistry for Refusing {
+    fn add(&mut self, _fd: RawFd, _data: u32, _set: EventSet) -> bool {
+        false
+    }
+    fn remove(&mut self, _fd: RawFd) -> bool {
+        true
+    }
+}
+
+/// A starved request with no retry timer to wake the device: every turn asks for the next
+/// one (the driver will not notify: its notifications are off while the request is kept),
+/// and once the source is ready the request is served.
+fn starved_without_a_timer<T: RetryTimer + Send>(
+    mut dev: Rng<NotYet, T>,
+    reg: &mut dyn FdRegistry,
+) {
+    use crate::devices::virtio::queue::{Interrupt, QueueCtx};
+    let m = mem();
+    let vq = MockSplitQueue::new(&m, 16);
+    let mut queues = [queue(&vq)];
+    push_chain(&vq, &m, &chain(&[(0x1_0000, 64, true)], 0), 0);
+    let irq = Interrupt::new(crate::devices::irq::IrqLine::none()).unwrap();
+    let stop = AtomicBool::new(false);
+    dev.register_extra(reg);
+    let mut ctx = QueueCtx {
+        mem: &m,
+        queues: &mut queues,
+        interrupt: &irq,
+        stop: &stop,
+    };
+    for turn in 0..3 {
+        assert_eq!(
+            dev.process_queue(0, &mut ctx, reg).unwrap(),
+            1,
+            "turn {turn}: another turn is asked for (nothing else would come back)"
+        );
+        assert!(!dev.retry_armed());
+        let used_flags: u16 = m.read_obj(used_addr(&vq)).unwrap();
+        assert_eq!(used_flags & 1, 1, "the driver's notifications are off");
+    }
+    assert_eq!(used_idx(&vq, &m), 0);
+    dev.entropy_mut().ready = true;
+    assert_eq!(dev.process_queue(0, &mut ctx, reg).unwrap(), 0);
+    assert_eq!(used_idx(&vq, &m), 1);
+    assert_eq!(used_elem(&vq, &m, 0), (0, 64));
+    assert_eq!(irq.raised(), 1);
+}
+
+/// Regression (review): when the retry timer could not be armed the device said "the next
+/// notification retries anyway", but the kept request had left the driver's notifications
+/// off and the driver waits for that request: nothing ever woke the device and the guest's
+/// rng hung. Now the device asks for another turn instead, and tries the timer again then.
+#[test]
+fn a_starved_request_is_retried_each_turn_when_the_timer_cannot_be_armed() {
+    let dev = Rng::with_timer(NotYet { ready: false }, Unarmable(TimerFd::new().unwrap()));
+    starved_without_a_timer(
+        dev,
+        &mut crate::devices::virtio::queue::NullRegistry::default(),
+    );
+}
+
+/// Regression (review): the same hang when the event loop refused to watch the retry timer
+/// (its registration result was ignored): the timer was armed but its expiry reached nobody.
+#[test]
+fn a_starved_request_is_retried_each_turn_when_the_timer_is_not_watched() {
+    let dev = Rng::with_entropy(NotYet { ready: false }).unwrap();
+    starved_without_a_timer(dev, &mut Refusing);
 }

@@ -3,8 +3,9 @@
 //! their CONNECT line, connection streams), the housekeeping timer, and the
 //! `VirtioDevice` glue that runs the queue logic of the parent module after each event.
 
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Instant;
 
 use event_manager::EventSet;
@@ -13,7 +14,7 @@ use super::conn::{need, Conn, Deliver, State};
 use super::packet;
 use super::{
     deadline, parse_connect, Pending, Refusal, Vsock, EV_CONN, EV_LISTENER, EV_PENDING, EV_TIMER,
-    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TURN_BYTES, TXQ,
+    MAX_CONNECT_LINE, MAX_CONNS, MAX_PENDING, QUEUE_SIZES, RXQ, TICK, TURN_BYTES, TXQ,
 };
 use crate::devices::virtio::queue::{
     queue_bit, Budget, DeviceFault, FdRegistry, QueueCtx, QueueMask,
@@ -28,11 +29,27 @@ impl Vsock {
     }
 
     pub(super) fn accept_host(&mut self, reg: &mut dyn FdRegistry) {
+        self.accept_with(reg, |l| l.accept().map(|(s, _)| s));
+    }
+
+    /// [`Self::accept_host`] with `accept` in place of accept(2) on the listener (tests make
+    /// it fail).
+    pub(super) fn accept_with(
+        &mut self,
+        reg: &mut dyn FdRegistry,
+        mut accept: impl FnMut(&UnixListener) -> io::Result<UnixStream>,
+    ) {
         for _ in 0..MAX_PENDING {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
+            let stream = match accept(&self.listener) {
+                Ok(s) => {
+                    self.accept_failing = false;
+                    s
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                // The peer left before we took it: try the next one.
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                Err(e) => return self.pause_listener(reg, &e),
             };
             // A stream refused here is closed at the end of this iteration (dropped).
             if !self.active {
@@ -66,6 +83,29 @@ impl Vsock {
                 *s = Some(p);
             }
         }
+    }
+
+    /// accept(2) failed with the connection still waiting (EMFILE, ENFILE, ENOBUFS, ENOMEM:
+    /// nothing this turn frees): the listener is level-triggered and would be reported
+    /// again at once, the VMM thread spinning. Stop watching it; the next tick (every
+    /// [`TICK`]) watches it again and the waiting connections are tried then. Said once per
+    /// run of failures (until accept(2) gives a connection again).
+    fn pause_listener(&mut self, reg: &mut dyn FdRegistry, e: &io::Error) {
+        reg.remove(self.listener.as_raw_fd());
+        self.listener_paused = true;
+        if !self.accept_failing {
+            self.accept_failing = true;
+            crate::log::say(format_args!(
+                "vsock: cannot accept host connections ({e}): trying again every {} ms",
+                TICK.as_millis()
+            ));
+        }
+    }
+
+    /// Watch the listener (at start, and again at each tick while it is paused). A refusal
+    /// by the event loop leaves it paused for the next tick.
+    pub(super) fn watch_listener(&mut self, reg: &mut dyn FdRegistry) {
+        self.listener_paused = !reg.add(self.listener.as_raw_fd(), EV_LISTENER, EventSet::IN);
     }
 
     pub(super) fn drop_pending(
@@ -171,6 +211,9 @@ impl Vsock {
 
     pub(super) fn tick(&mut self, reg: &mut dyn FdRegistry) {
         let _ = self.timer.wait();
+        if self.listener_paused {
+            self.watch_listener(reg);
+        }
         let now = Instant::now();
         for slot in 0..self.pending.len() {
             if self
@@ -283,7 +326,7 @@ impl VirtioDevice for Vsock {
         self.bury(reg);
     }
     fn register_extra(&mut self, reg: &mut dyn FdRegistry) {
-        let _ = reg.add(self.listener.as_raw_fd(), EV_LISTENER, EventSet::IN);
+        self.watch_listener(reg);
         let _ = reg.add(self.timer.as_raw_fd(), EV_TIMER, EventSet::IN);
     }
     fn process_extra(

@@ -129,6 +129,11 @@ pub struct Vsock {
     next_local_port: u32,
     rr: usize,
     active: bool,
+    /// The listener is not watched: accept(2) failed for want of resources (or the event
+    /// loop refused it); the next tick watches it again.
+    listener_paused: bool,
+    /// accept(2) has failed since the last connection it gave (said once per such run).
+    accept_failing: bool,
     /// Host connections closed before reaching the guest, and the last reason.
     refused: u64,
     last_refusal: Option<Refusal>,
@@ -253,6 +258,8 @@ impl Vsock {
             next_local_port: FIRST_LOCAL_PORT,
             rr: 0,
             active: false,
+            listener_paused: false,
+            accept_failing: false,
             refused: 0,
             last_refusal: None,
             _lock: lock,

@@ -550,6 +550,44 @@ fn credit_accounting_is_wrapping_safe() {
     assert_eq!(c.peer_credit(), 0);
 }
 
+/// Regression (review): accept(2) failing for want of descriptors (EMFILE) returned with
+/// the connection still waiting, and the level-triggered listener was reported again at
+/// once: the VMM thread spun. Now the listener is unwatched until the next tick, which
+/// watches it again (unwatched again if accept still fails); once accept works the waiting
+/// connection is taken.
+#[test]
+fn a_listener_that_cannot_accept_is_unwatched_until_the_next_tick() {
+    use std::os::fd::AsRawFd;
+    let mut h = h();
+    h.dev.register_extra(&mut h.reg);
+    let listener = h.dev.listener.as_raw_fd();
+    let watched = |h: &H| h.reg.fds.iter().filter(|&&fd| fd == listener).count();
+    assert_eq!(watched(&h), 1);
+    let mut host = UnixStream::connect(h.dir.path().join("v.sock")).unwrap();
+    host.write_all(b"CONNECT 52\n").unwrap();
+    for round in 0..2 {
+        let mut calls = 0;
+        h.dev.accept_with(&mut h.reg, |_| {
+            calls += 1;
+            Err(std::io::Error::from_raw_os_error(libc::EMFILE))
+        });
+        assert_eq!(calls, 1, "round {round}: one failed accept per event");
+        assert_eq!(
+            watched(&h),
+            0,
+            "round {round}: unwatched while accept fails"
+        );
+        h.dev.tick(&mut h.reg);
+        assert_eq!(watched(&h), 1, "round {round}: watched again at the tick");
+    }
+    h.dev.accept_host(&mut h.reg);
+    let slot = h.dev.pending.iter().position(Option::is_some);
+    assert!(slot.is_some(), "the waiting connection was taken");
+    assert_eq!(watched(&h), 1);
+    h.dev.tick(&mut h.reg);
+    assert_eq!(watched(&h), 1, "a watched listener is not added twice");
+}
+
 /// A registry that refuses every fd (the event loop out of resources).
 #[derive(Default)]
 struct RefusingRegistry;
