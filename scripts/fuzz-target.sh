@@ -40,4 +40,4 @@ if ! cargo +nightly fuzz run "$target" "$work/corpus" -- \
     exit 1
 fi
 # The figures: executions, their rate, peak RSS and final coverage.
-grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+ *DONE' "$log" || true
+grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)|^#[0-9]+[[:space:]]*DONE' "$log" || true

@@ -3,10 +3,12 @@
 # Short fuzz smoke run of every anchor-vmm fuzz target (cargo +nightly fuzz): blk_queue
 # (descriptor chains + block requests on a fuzzer-built virtqueue, with EVENT_IDX and a small
 # per-turn byte budget), mmio_transport (the virtio-mmio register state machine and its
-# worker driven by register accesses, ring pokes and event-loop turns), vsock_packet (header
-# parser), vsock_tx (packets through the vsock connection muxer), net_queue (virtio-net frames
-# both ways between fuzzer-built rings and a backend socket fed fuzzer bytes). Exits non-zero if a
-# target crashes, leaks or times out. Usage: vmm/fuzz/smoke.sh [SECONDS_PER_TARGET]
+# worker over rng, vsock, net or block, driven by register accesses, ring pokes, event-loop
+# turns, device fd events and the host's side), vsock_packet (header parser), vsock_tx
+# (guest packets, host socket traffic, events and resets on live vsock connections, checked
+# against a model of them), net_queue (virtio-net frames both ways between fuzzer-built
+# rings and a backend socket fed fuzzer bytes). Exits non-zero if a target crashes, leaks
+# or times out. Usage: vmm/fuzz/smoke.sh [SECONDS_PER_TARGET]
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,7 +19,9 @@ export CARGO_TARGET_DIR="${VMM_FUZZ_TARGET_DIR:-$("$here/../../scripts/cargo-tar
 work="$(mktemp -d)"
 artifacts="$cache/vmm-fuzz-artifacts"
 trap 'rm -rf "$work"' EXIT
-# vsock_tx binds a socket (and its lock file) in the temporary directory: ours, removed above.
+# vsock_tx and mmio_transport bind sockets (the device's, its lock file, the harness's
+# `<sock>_<port>` listeners) and make a disk image in the temporary directory: ours,
+# removed above.
 export TMPDIR="$work"
 
 cd "$here"
