@@ -113,15 +113,19 @@ impl<D: VirtioDevice> Worker<D> {
     }
 
     /// Start the device on queues in the validated states `states` (DRIVER_OK; vcpu thread,
-    /// under this worker's lock). Returns false when the device refused to start (it is then
-    /// marked failed).
+    /// under this worker's lock). Returns false when a queue could not be rebuilt or the
+    /// device refused to start (either way it is then marked failed).
     pub(super) fn activate(&mut self, states: &[QueueState]) -> bool {
         self.queues.clear();
         for st in states {
             match Queue::try_from(*st) {
                 Ok(q) if q.is_valid(&self.mem) => self.queues.push(q),
+                // The transport validates a queue when it is made ready, so this is not
+                // reached through the registers; were it, the guest must see a failed
+                // device, not a DRIVER_OK one that never runs.
                 _ => {
                     self.queues.clear();
+                    self.fail(DeviceFault::RingAccess);
                     return false;
                 }
             }

@@ -262,6 +262,22 @@ fn requests_flow_and_interrupts_ack() {
     assert_eq!(rd(&mut t, reg::INTERRUPT_STATUS), 0);
 }
 
+/// Review: a queue state the worker cannot rebuild left the device inactive under a status
+/// of DRIVER_OK without DEVICE_NEEDS_RESET (the transport's comment says a refusal marks it
+/// failed). Not reachable through the registers (a queue is validated when made ready),
+/// so the worker is given such a state directly.
+#[test]
+fn a_queue_the_worker_cannot_rebuild_marks_the_device_failed() {
+    let mut t = transport();
+    let mut st = virtio_queue::Queue::new(16).unwrap().state();
+    st.ready = true;
+    st.desc_table = 0xffff_ffff_ffff_0000;
+    assert_eq!(t.with_worker(|w| w.activate(&[st])), Some(false));
+    assert!(!t.is_active());
+    assert_ne!(rd(&mut t, reg::STATUS) & status::DEVICE_NEEDS_RESET, 0);
+    assert_ne!(rd(&mut t, reg::INTERRUPT_STATUS) & INT_CONFIG, 0);
+}
+
 #[test]
 fn device_fault_sets_needs_reset_and_reset_recovers() {
     let mut t = transport();
