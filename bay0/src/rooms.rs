@@ -735,6 +735,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// Rooms holding one room, `name`, whose console is a real pty watched on `ep` as bay0
+    /// watches a room's; and the room's end of that pty (what its programs write to).
+    fn room_on_a_pty(name: &str, dir: &Path, ep: &OwnedFd) -> (Rooms, OwnedFd) {
+        let mut rooms = Rooms::new(Layout::under(dir), false);
+        let mut r = room(name, dir);
+        let (pty, tty) = sys::open_pty().unwrap();
+        sys::epoll_add(ep, pty.as_raw_fd(), token(0, 0)).unwrap();
+        r.pty = pty;
+        rooms.slots[0] = Some(r);
+        (rooms, tty)
+    }
+
     pub(crate) fn scratch(what: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("bay0-{what}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -791,14 +803,8 @@ pub(crate) mod tests {
     fn a_room_printing_without_pause_gets_its_console_budget_a_second() {
         let dir = scratch("console-flood");
         let ep = sys::epoll().unwrap();
-        let mut rooms = Rooms::new(Layout::under(&dir), false);
-        let mut r = room("flood", &dir);
-        let (pty, tty) = sys::open_pty().unwrap();
-        sys::set_nonblocking(pty.as_raw_fd()).unwrap();
+        let (mut rooms, tty) = room_on_a_pty("flood", &dir, &ep);
         sys::set_nonblocking(tty.as_raw_fd()).unwrap();
-        sys::epoll_add(&ep, pty.as_raw_fd(), token(0, 0)).unwrap();
-        r.pty = pty;
-        rooms.slots[0] = Some(r);
         let (mut notices, mut out) = (Vec::new(), Vec::new());
         let (mut written, mut rendered) = (0usize, 0usize);
         let line = [b'y'; 1000];
@@ -909,12 +915,7 @@ pub(crate) mod tests {
     fn a_room_that_closes_its_console_is_no_longer_watched() {
         let dir = scratch("pty-hup");
         let ep = sys::epoll().unwrap();
-        let mut rooms = Rooms::new(Layout::under(&dir), false);
-        let mut r = room("hup", &dir);
-        let (pty, slave) = sys::open_pty().unwrap();
-        sys::epoll_add(&ep, pty.as_raw_fd(), token(0, 0)).unwrap();
-        r.pty = pty;
-        rooms.slots[0] = Some(r);
+        let (mut rooms, slave) = room_on_a_pty("hup", &dir, &ep);
         // What it printed before it closed the console is still shown.
         std::fs::File::from(slave).write_all(b"bye\n").unwrap();
         let mut tokens = [0u64; 16];

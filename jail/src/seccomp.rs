@@ -132,13 +132,13 @@ mod tests {
 
     /// What the compiled program `prog` answers to syscall `nr` with `args`.
     fn answer(prog: &[u8], nr: libc::c_long, args: [u64; 6]) -> u32 {
-        let insns: Vec<anchor_bpf::Insn> = prog
-            .chunks_exact(8)
-            .map(|c| anchor_bpf::Insn {
-                code: u16::from_le_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+        let insns: Vec<anchor_bpf::Insn> = sys::sock_filters(prog)
+            .into_iter()
+            .map(|f| anchor_bpf::Insn {
+                code: f.code,
+                jt: f.jt,
+                jf: f.jf,
+                k: f.k,
             })
             .collect();
         let data = anchor_bpf::Data {

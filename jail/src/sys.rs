@@ -681,14 +681,10 @@ pub fn capset_none() -> Result<()> {
     check("drop every capability", i32::try_from(ret).unwrap_or(-1)).map(drop)
 }
 
-/// Installs the classic BPF program `prog` (raw little-endian `struct sock_filter`
-/// records) as a seccomp filter of this thread; no_new_privs must be set.
-pub fn seccomp_install(op: &'static str, prog: &[u8]) -> Result<()> {
-    if prog.is_empty() || prog.len() % 8 != 0 {
-        return Err(Error::Unsupported("an embedded seccomp filter is corrupt"));
-    }
-    let filters: Vec<libc::sock_filter> = prog
-        .chunks_exact(8)
+/// The classic BPF program `prog` (raw little-endian `struct sock_filter` records, as the
+/// build scripts store them) as the kernel's records; a trailing partial record is left out.
+pub fn sock_filters(prog: &[u8]) -> Vec<libc::sock_filter> {
+    prog.chunks_exact(8)
         .map(|c| {
             let b = |i: usize| c.get(i).copied().unwrap_or(0);
             libc::sock_filter {
@@ -698,7 +694,16 @@ pub fn seccomp_install(op: &'static str, prog: &[u8]) -> Result<()> {
                 k: u32::from_le_bytes([b(4), b(5), b(6), b(7)]),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Installs the classic BPF program `prog` (raw little-endian `struct sock_filter`
+/// records) as a seccomp filter of this thread; no_new_privs must be set.
+pub fn seccomp_install(op: &'static str, prog: &[u8]) -> Result<()> {
+    if prog.is_empty() || prog.len() % 8 != 0 {
+        return Err(Error::Unsupported("an embedded seccomp filter is corrupt"));
+    }
+    let filters = sock_filters(prog);
     let fprog = libc::sock_fprog {
         len: u16::try_from(filters.len()).unwrap_or(u16::MAX),
         filter: filters.as_ptr().cast_mut(),

@@ -41,15 +41,7 @@ fn passt() -> (Child, UnixStream) {
         .stdout(Stdio::null());
     // The filter the jail installs before it execs passt, made ready before the fork
     // (nothing is allocated between fork and exec).
-    let filters: Vec<libc::sock_filter> = anchor_jail::net::PASST_DENY_BPF
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_le_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect();
+    let filters = anchor_jail::sys::sock_filters(anchor_jail::net::PASST_DENY_BPF);
     let prog = libc::sock_fprog {
         len: u16::try_from(filters.len()).unwrap(),
         filter: filters.as_ptr().cast_mut(),
