@@ -57,7 +57,12 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Relay {
     egress: Egress,
+    /// Whole frames with their prefixes; passt has taken the first `taken` bytes.
     to_stack: Vec<u8>,
+    taken: usize,
+    /// Bytes of the frame at `taken` (prefix included) that a short send left; 0: a
+    /// length prefix starts there.
+    head_left: usize,
     from_stack: Vec<u8>,
     /// Frames refused by the rule since the start.
     pub refused: u64,
@@ -69,6 +74,8 @@ impl Relay {
         Self {
             egress,
             to_stack: Vec::with_capacity(TO_STACK_CAP),
+            taken: 0,
+            head_left: 0,
             from_stack: Vec::with_capacity(2 * (LEN_PREFIX + MAX_FRAME)),
             refused: 0,
         }
@@ -76,7 +83,12 @@ impl Relay {
 
     /// Whether eth0 may be read now: one more frame of any size fits in the queue.
     pub fn wants_room_frames(&self) -> bool {
-        self.to_stack.len() + LEN_PREFIX + ROOM_FRAME_MAX <= TO_STACK_CAP
+        self.waiting() + LEN_PREFIX + ROOM_FRAME_MAX <= TO_STACK_CAP
+    }
+
+    /// Bytes passt has not taken yet.
+    fn waiting(&self) -> usize {
+        self.to_stack.len().saturating_sub(self.taken)
     }
 
     /// A frame the room sent: queued for passt with its length prefix when the rule lets
@@ -89,8 +101,14 @@ impl Relay {
             self.refused = self.refused.saturating_add(1);
             return Verdict::Refused;
         }
-        if self.to_stack.len() + LEN_PREFIX + frame.len() > TO_STACK_CAP {
+        let need = LEN_PREFIX + frame.len();
+        if self.waiting() + need > TO_STACK_CAP {
             return Verdict::Dropped;
+        }
+        if self.to_stack.len() + need > TO_STACK_CAP {
+            // What passt took goes only now (once per queue's worth, not once per send).
+            self.to_stack.drain(..self.taken.min(self.to_stack.len()));
+            self.taken = 0;
         }
         self.to_stack
             .extend_from_slice(&stream::prefix(frame.len()));
@@ -98,14 +116,41 @@ impl Relay {
         Verdict::Sent
     }
 
-    /// The bytes waiting for passt.
+    /// What to send passt next: the frame at the head of the queue with its prefix (or
+    /// what a short send left of it), never more than one frame.
+    ///
+    /// One frame per send, as anchor-vmm's device writes them (`Net::flush`): a stream
+    /// socket that takes part of a larger send ends what passt reads at an arbitrary
+    /// byte, and this passt loses a length prefix that ends its read (and a frame whose
+    /// rest comes in more than one piece); its parse then starts inside a frame the room
+    /// chose, which can hold a frame to the anchor host that the rule never saw. A frame
+    /// of eth0's MTU is one socket buffer, which a Unix stream socket takes whole or not
+    /// at all.
     pub fn pending(&self) -> &[u8] {
-        &self.to_stack
+        let rest = self.to_stack.get(self.taken..).unwrap_or_default();
+        let head = match (self.head_left, stream::peek(rest)) {
+            (0, Ok(Peek::Frame { len })) => LEN_PREFIX + len,
+            // The queue holds only whole frames that `from_room` put there.
+            (0, _) => rest.len(),
+            (left, _) => left,
+        };
+        rest.get(..head).unwrap_or(rest)
     }
 
-    /// passt took the first `n` pending bytes.
-    pub fn sent(&mut self, n: usize) {
-        self.to_stack.drain(..n.min(self.to_stack.len()));
+    /// passt took the first `n` bytes waiting for it (of one frame or of several).
+    pub fn sent(&mut self, mut n: usize) {
+        while n > 0 && self.taken < self.to_stack.len() {
+            let head = self.pending().len();
+            let k = n.min(head);
+            self.taken += k;
+            self.head_left = head - k;
+            n -= k;
+        }
+        if self.taken >= self.to_stack.len() {
+            self.to_stack.clear();
+            self.taken = 0;
+            self.head_left = 0;
+        }
     }
 
     /// Bytes read from passt: `deliver` gets each whole frame (those shorter than an
@@ -214,9 +259,13 @@ pub fn run(tap: &OwnedFd, stack: &OwnedFd, host: &mut HostNets, relay: &mut Rela
         } else if tap_fd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
             return "eth0 went away".into();
         }
-        match sys::relay_io::send_now(stack, relay.pending()) {
-            Ok(n) => relay.sent(n),
-            Err(e) => return format!("write to passt: {}", text(e)),
+        // One frame per send (see `Relay::pending`), until passt's socket is full.
+        loop {
+            match sys::relay_io::send_now(stack, relay.pending()) {
+                Ok(0) => break,
+                Ok(n) => relay.sent(n),
+                Err(e) => return format!("write to passt: {}", text(e)),
+            }
         }
     }
 }
@@ -378,6 +427,124 @@ mod tests {
         assert!(!r.wants_room_frames());
         r.sent(usize::MAX);
         assert!(r.wants_room_frames());
+    }
+
+    /// Regression (review, network escape): the relay wrote everything waiting for passt
+    /// in one send(), as the VMM's device once did (see its test
+    /// `each_write_to_the_backend_is_one_whole_frame`). A stream socket that takes only part
+    /// of such a send ends what passt can read at an arbitrary byte, and this passt loses a
+    /// length prefix that ends its read (and a frame whose rest does not come in one
+    /// piece): its parse then starts inside a frame the room chose, which can carry a
+    /// second frame to 127.0.0.1 that the rule never saw. Each send is one whole frame
+    /// (or the rest of the one a short send cut).
+    #[test]
+    fn each_frame_goes_to_passt_in_a_send_of_its_own() {
+        let mut r = strict();
+        let a = ipv4_to([192, 0, 2, 1], 60);
+        let b = ipv4_to([192, 0, 2, 2], 100);
+        assert_eq!(r.from_room(&a, None), Verdict::Sent);
+        assert_eq!(r.from_room(&b, None), Verdict::Sent);
+        let framed = |f: &[u8]| [&(f.len() as u32).to_be_bytes()[..], f].concat();
+        assert_eq!(r.pending(), &framed(&a)[..], "the first frame alone");
+        r.sent(10);
+        assert_eq!(
+            r.pending(),
+            &framed(&a)[10..],
+            "the rest of a frame cut short"
+        );
+        r.sent(54);
+        assert_eq!(r.pending(), &framed(&b)[..]);
+        r.sent(104);
+        assert!(r.pending().is_empty());
+        // Taken together, bytes still leave in order, however they are counted.
+        for f in [&a, &b, &a] {
+            assert_eq!(r.from_room(f, None), Verdict::Sent);
+        }
+        r.sent(70);
+        assert_eq!(r.pending(), &framed(&b)[6..]);
+        r.sent(usize::MAX);
+        assert!(r.pending().is_empty());
+    }
+
+    /// A SOCK_SEQPACKET socket pair: each read of the other end is one write of this one.
+    fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [-1 as libc::c_int; 2];
+        // SAFETY: `fds` is a writable array of two ints, as socketpair(2) expects.
+        let ret = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: socketpair just returned this descriptor; it is owned only here.
+        let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        // SAFETY: as above, for the other end.
+        let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        (a, b)
+    }
+
+    /// The same, seen where passt reads: the relay's event loop between a stand-in for
+    /// eth0 and one for passt's socket (both record sockets, so each send shows).
+    #[test]
+    fn the_relay_sends_passt_one_frame_per_send() {
+        let (tap, room) = seqpacket_pair();
+        let (stack, passt) = seqpacket_pair();
+        sys::set_nonblocking(tap.as_raw_fd()).unwrap();
+        sys::set_nonblocking(stack.as_raw_fd()).unwrap();
+        let frames: Vec<Vec<u8>> = (0..4u8)
+            .map(|k| ipv4_to([192, 0, 2, 10 + k], 60 + 300 * usize::from(k)))
+            .collect();
+        // All waiting before the relay starts: it reads them in one batch.
+        for f in &frames {
+            // SAFETY: the pointer and length describe `f`, valid for reads for the call.
+            let n = unsafe { libc::write(room.as_raw_fd(), f.as_ptr().cast(), f.len()) };
+            assert_eq!(n, f.len() as isize);
+        }
+        let relay = std::thread::spawn(move || {
+            let mut host = HostNets::new(sys::route_watch_socket().unwrap()).unwrap();
+            let mut r = strict();
+            run(&tap, &stack, &mut host, &mut r)
+        });
+        let timeout = libc::timeval {
+            tv_sec: 5,
+            tv_usec: 0,
+        };
+        // SAFETY: `timeout` is a valid timeval for the call, with its size. Hang
+        // detection only: the relay sends at once.
+        let ret = unsafe {
+            libc::setsockopt(
+                passt.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                core::ptr::from_ref(&timeout).cast(),
+                core::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(ret, 0);
+        let want: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| [&(f.len() as u32).to_be_bytes()[..], f].concat())
+            .collect();
+        let total: usize = want.iter().map(Vec::len).sum();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        while got.iter().map(Vec::len).sum::<usize>() < total {
+            let mut b = vec![0u8; 1 << 16];
+            // SAFETY: `b` is a writable buffer of the length given.
+            let n = unsafe { libc::read(passt.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            assert!(n > 0, "read: {}", std::io::Error::last_os_error());
+            b.truncate(n as usize);
+            got.push(b);
+        }
+        drop(passt);
+        assert_eq!(relay.join().unwrap(), "passt closed its socket");
+        let sizes = |v: &[Vec<u8>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(&got), sizes(&want), "one send per frame");
+        assert!(got == want, "the sends are the frames, in order");
+        drop(room);
     }
 
     #[test]
