@@ -468,23 +468,7 @@ mod tests {
 
     /// A SOCK_SEQPACKET socket pair: each read of the other end is one write of this one.
     fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
-        use std::os::fd::FromRawFd;
-        let mut fds = [-1 as libc::c_int; 2];
-        // SAFETY: `fds` is a writable array of two ints, as socketpair(2) expects.
-        let ret = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
-        // SAFETY: socketpair just returned this descriptor; it is owned only here.
-        let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        // SAFETY: as above, for the other end.
-        let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
-        (a, b)
+        sys::socketpair(libc::SOCK_SEQPACKET, "socketpair for the test").unwrap()
     }
 
     /// The same, seen where passt reads: the relay's event loop between a stand-in for

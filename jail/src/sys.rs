@@ -772,17 +772,22 @@ pub fn clock_secs(clock: libc::clockid_t) -> i64 {
 
 /// socketpair(AF_UNIX, SOCK_STREAM) with close-on-exec on both ends.
 pub fn socketpair_stream() -> Result<(OwnedFd, OwnedFd)> {
+    socketpair(libc::SOCK_STREAM, "socketpair for the room's network")
+}
+
+/// socketpair(AF_UNIX, `kind`) with close-on-exec on both ends; `op` names it in errors.
+pub fn socketpair(kind: libc::c_int, op: &'static str) -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as libc::c_int; 2];
     // SAFETY: `fds` is a writable array of two ints, as socketpair(2) expects.
     let ret = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            kind | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
     };
-    check("socketpair for the room's network", ret)?;
+    check(op, ret)?;
     let [a, b] = fds;
     // SAFETY: socketpair just returned this descriptor; it is owned only here.
     let a = unsafe { OwnedFd::from_raw_fd(a) };
