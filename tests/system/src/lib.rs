@@ -640,9 +640,11 @@ impl Machine {
                 continue;
             }
             if s.closed {
+                let text = tail(&s.text);
+                drop(s);
                 return err(format!(
-                    "QEMU exited before {needle:?} appeared on serial{}",
-                    tail(&s.text)
+                    "QEMU exited before {needle:?} appeared on serial ({}){text}",
+                    self.why_it_ended()
                 ));
             }
             let now = Instant::now();
@@ -680,9 +682,12 @@ impl Machine {
                 return Ok(found);
             }
             if s.closed {
+                let text = tail(&s.text);
+                drop(s);
                 return err(format!(
-                    "QEMU exited before a line starting with {marker:?} appeared on serial{}",
-                    tail(&s.text)
+                    "QEMU exited before a line starting with {marker:?} appeared on serial \
+                     ({}){text}",
+                    self.why_it_ended()
                 ));
             }
             let now = Instant::now();
@@ -857,6 +862,32 @@ impl Machine {
         }
     }
 
+    /// The QMP events QEMU sent, in order, for a report of why a machine went away: a
+    /// `WATCHDOG` event before `SHUTDOWN` means the watchdog reset it (turned into an exit
+    /// by `-no-reboot`); `SHUTDOWN` with reason `guest-reset` alone means the guest reset
+    /// itself (a reboot, or a triple fault, which prints nothing).
+    pub fn why_it_ended(&self) -> String {
+        // The serial pipe and the QMP socket are read by different threads: give the
+        // last events a moment to arrive.
+        let _ = self.wait_event("SHUTDOWN", Duration::from_secs(2));
+        let evs = lock(&self.events.0);
+        let list: Vec<String> = evs
+            .iter()
+            .map(|e| {
+                let name = e.get("event").and_then(Value::as_str).unwrap_or("?");
+                match e.get("data") {
+                    Some(data) => format!("{name} {data}"),
+                    None => name.to_owned(),
+                }
+            })
+            .collect();
+        if list.is_empty() {
+            "no QMP event".to_owned()
+        } else {
+            format!("QMP events: {}", list.join(", "))
+        }
+    }
+
     /// Wait for QEMU to exit on its own.
     /// Once it returns, [`Machine::serial`] holds everything QEMU wrote: the reader of
     /// the console pipe has seen its end (QEMU's exit alone does not mean the last bytes
@@ -908,6 +939,7 @@ impl Machine {
             self.serial()
         );
         eprintln!("===== qemu stderr =====\n{}", lock(&self.qemu_stderr));
+        eprintln!("===== {} =====", self.why_it_ended());
         eprintln!("===== qemu {} =====", self.args.join(" "));
     }
 }

@@ -42,6 +42,12 @@ fn watchdog_resets_a_stalled_machine() {
         .unwrap();
     let event = m.wait_event("WATCHDOG", Duration::from_secs(120)).unwrap();
     assert_eq!(event["data"]["action"], "reset", "{event}");
+    // What a test whose machine went away reports names the watchdog.
+    let report = m.why_it_ended();
+    assert!(
+        report.contains("WATCHDOG {\"action\":\"reset\""),
+        "{report}"
+    );
     // The machine really restarted: a second kernel banner after the stall, and bay0 again.
     let again = m.wait_for_from(stall.end, "Linux version", BOOT).unwrap();
     m.wait_for_line_from(again.end, "bay0: ready", BOOT)
