@@ -37,7 +37,8 @@ fn where_the_cpu_is(m: &mut Machine) -> String {
             Some(json!({ "command-line": "info registers" })),
         )
         .unwrap();
-    let text = r["return"].as_str().unwrap_or_default();
+    // Machine::qmp returns the reply's "return": for this command, the text.
+    let text = r.as_str().unwrap_or_default();
     let keep = ["RAX", "RSI", "R8 ", "RIP", "CS ", "CR0", "EFER"];
     text.lines()
         .filter(|l| keep.iter().any(|k| l.starts_with(k)))
