@@ -45,6 +45,17 @@ fn boot_reaches_ready_and_bay0_stays_up() {
         !log.contains("bay0: error:"),
         "bay0 reported errors while booting"
     );
+    // The harness's highres=off (see BASE_APPEND): the anchor host's APIC timer runs
+    // periodic, so a wake-up QEMU loses is raised again at the next tick.
+    let lapic = m.hmp("info lapic").unwrap();
+    let timer = lapic
+        .lines()
+        .find(|l| l.starts_with("LVTT\t"))
+        .unwrap_or("");
+    assert!(
+        timer.contains("periodic"),
+        "the anchor host's APIC timer is not periodic: {timer:?}"
+    );
     // PID 1 keeps running: an exit would panic the kernel (and -no-reboot would end QEMU).
     std::thread::sleep(Duration::from_secs(3));
     assert!(

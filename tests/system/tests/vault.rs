@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anchor_systest::{cache_dir, rooms_initramfs, vault_test_initramfs, Machine, Options};
+use anchor_systest::{rooms_initramfs, vault_test_initramfs, Machine, VaultDisk};
 
 /// Generous: TCG on a busy 2-core machine.
 const BOOT: Duration = Duration::from_secs(240);
@@ -53,35 +53,6 @@ const SHORT: Duration = Duration::from_secs(60);
 const ROOM: Duration = Duration::from_secs(240);
 
 const PASS: &str = "correct horse battery staple";
-
-/// A disk and a TPM state that outlive the machines of one test.
-struct State {
-    dir: PathBuf,
-}
-
-impl State {
-    fn new(name: &str) -> State {
-        let dir = cache_dir().join(format!("systest/vault/{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tpm")).unwrap();
-        let disk = std::fs::File::create(dir.join("vault.img")).unwrap();
-        disk.set_len(64 << 20).unwrap();
-        State { dir }
-    }
-
-    fn options(&self, name: &str) -> Options {
-        Options::from_env(name)
-            .unwrap()
-            .tpm_state(self.dir.join("tpm"))
-            .disk(self.dir.join("vault.img"))
-    }
-}
-
-impl Drop for State {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Waits for the boot room `keeper` to open with its vault volume mounted at /persist
 /// (`how`: what the agent says about it) and for its shell prompt.
@@ -140,11 +111,12 @@ fn number_after(line: &str, word: &str) -> Option<f64> {
 
 #[test]
 fn first_boot_then_unlock_survives_power_off() {
-    let st = State::new("persist");
+    let st = VaultDisk::new("persist").unwrap();
     let append = "bay0.vault=/dev/vda anchor.vault_argon2_kib=32768 \
                   bay0.watchdog_timeout=8 bay0.watchdog_interval=2 bay0.room=keeper";
     let options = |name: &str, initramfs: PathBuf| {
         st.options(name)
+            .unwrap()
             .initramfs(initramfs)
             .append(append)
             .watchdog()
@@ -220,7 +192,7 @@ fn first_boot_then_unlock_survives_power_off() {
     // Second boot: wait past the watchdog timeout at the prompt (bay0's loop must keep
     // tickling it), a wrong passphrase, then the right one. keeper's policy now gives its
     // volume 16 MiB.
-    let grown = rooms_initramfs_with_keeper_at(&st.dir, "16MiB");
+    let grown = rooms_initramfs_with_keeper_at(st.dir(), "16MiB");
     let started = Instant::now();
     let mut m = Machine::start(options("vault-second-boot", grown)).unwrap();
     m.wait_for("Vault passphrase", BOOT).unwrap();
@@ -311,7 +283,7 @@ struct Cut {
 
 #[test]
 fn power_cuts_keep_every_acknowledged_write() {
-    let st = State::new("powercut");
+    let st = VaultDisk::new("powercut").unwrap();
     let initramfs = vault_test_initramfs().unwrap();
     let mut cuts: Vec<Cut> = Vec::new();
     // Acknowledged records to wait for before each cut (varied on purpose).
@@ -326,6 +298,7 @@ fn power_cuts_keep_every_acknowledged_write() {
     for boot in 0..=targets.len() {
         let opts = st
             .options(&format!("vault-powercut-{boot}"))
+            .unwrap()
             .initramfs(initramfs.clone())
             .append("rdinit=/vaulttest/init anchor.vault_argon2_kib=32768");
         let mut m = Machine::start(opts).unwrap();
