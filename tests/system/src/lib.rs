@@ -189,8 +189,9 @@ impl Drop for VaultDisk {
 /// upstream by an atomic or, after 10.0). With a one-shot tick that timer was the only
 /// one armed: the anchor host halts with the timer's vector pending in the APIC and never
 /// wakes (measured: `info lapic` IRR 236, RIP in default_idle, HLT=1, IF=1, for minutes;
-/// about one hang per 1,000-2,000 typed room commands, and the watchdog resets it). A
-/// periodic timer fires again 4 ms later and raises the request anew.
+/// about one hang in 2,800 typed room commands with two machines beside a CPU hog; the
+/// watchdog then resets it). A periodic timer fires again 4 ms later and raises the
+/// request anew.
 /// Emulated machines only; the product's command line carries neither.
 pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1 no_timer_check highres=off";
 /// The same for the arm64 anchor host (QEMU virt's PL011 is ttyAMA0).
