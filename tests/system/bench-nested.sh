@@ -140,7 +140,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -M q35 -accel tcg -cpu max
   -nodefaults -no-user-config -display none -no-reboot -serial stdio \
   -monitor "unix:$MON_DIR/monitor.sock,server=on,wait=off" \
   -kernel "$HOST_KERNEL" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 panic=-1 printk.time=1 no_timer_check highres=off quiet bench.n=$N bench.io=$IO bench.idle=$IDLE bench.net=$NET bench.qcpu=$QCPU bench.qrng=$QRNG bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
+  -append "$(< tests/system/emulated-x86_64.cmdline) quiet bench.n=$N bench.io=$IO bench.idle=$IDLE bench.net=$NET bench.qcpu=$QCPU bench.qrng=$QRNG bench.verbose=$VERBOSE${VMMS:+ bench.vmms=$VMMS}${BENCH_NESTED_DELAY:+ bench.delay=$BENCH_NESTED_DELAY}" \
   </dev/null >"$LOG" 2>"$LOG.stderr"
 qrc=$?
 wait

@@ -30,10 +30,11 @@ set -euo pipefail
 : "${ANCHOR_OUT:=$ANCHOR_CACHE/out}"
 KERNEL="${ANCHOR_HOST_KERNEL:-$ANCHOR_OUT/host-bzImage}"
 INITRAMFS="${ANCHOR_INITRAMFS:-$ANCHOR_OUT/initramfs.cpio.gz}"
-# highres=off keeps the emulated anchor host's APIC timer periodic: QEMU 10.0's TCG can
-# lose the wake-up of a one-shot APIC timer while a room runs nested, and the anchor host
-# then halts for good (tests/system/src/lib.rs, BASE_APPEND, has the measurement).
-APPEND="console=ttyS0 panic=-1 printk.time=1 highres=off ${ANCHOR_APPEND:-}"
+# The emulated x86_64 anchor host's command line, shared with the system tests, the
+# nested benchmark and the test UKIs: no_timer_check and highres=off, workarounds for
+# QEMU's TCG (why: tests/system/src/lib.rs, BASE_APPEND).
+BASE_APPEND=$(< "$(dirname "$0")/emulated-x86_64.cmdline")
+APPEND="$BASE_APPEND ${ANCHOR_APPEND:-}"
 MODE="" UNTIL="" LOG="" TIMEOUT=180 VAULT="" UPLINK=0
 die() { echo "run-qemu: $*" >&2; exit 2; }
 while (($#)); do

@@ -56,13 +56,10 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" CARGO_TARGET_DIR="$hook
 helper="$hooks_target/x86_64-unknown-linux-gnu/release/anchor-update"
 
 "$ROOT/tests/system/mkinitramfs.sh" --minimal --out "$OUT/min-initramfs.cpio.gz" >/dev/null
-# no_timer_check: the kernel's early IO-APIC timer check counts timer ticks during a
-# busy-wait calibrated moments before; under TCG on a loaded host the two disagree and
-# the kernel panics ("IO-APIC + timer doesn't work!", seen once in the uki soak at load
-# 11). highres=off: a periodic APIC timer, as QEMU 10.0's TCG can lose the wake-up of a
-# one-shot one while a room runs nested (tests/system/src/lib.rs, BASE_APPEND). These
-# images only ever run emulated.
-cmd="console=ttyS0 panic=-1 printk.time=1 no_timer_check highres=off"
+# The emulated x86_64 anchor host's command line (no_timer_check, highres=off: why, in
+# tests/system/src/lib.rs, BASE_APPEND). These images only ever run emulated.
+cmd=$(< "$ROOT/tests/system/emulated-x86_64.cmdline")
+[[ -n "$cmd" ]] || die "tests/system/emulated-x86_64.cmdline is empty"
 mk() { # NAME VERSION [EXTRA CMDLINE]
   "$ROOT/uki/build.sh" --initramfs "$OUT/min-initramfs.cpio.gz" --update-helper "$helper" \
     --version "$2" --cmdline "$cmd${3:+ $3}" --out "$OUT/$1" | tail -n 1

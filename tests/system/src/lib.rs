@@ -193,7 +193,10 @@ impl Drop for VaultDisk {
 /// watchdog then resets it). A periodic timer fires again 4 ms later and raises the
 /// request anew.
 /// Emulated machines only; the product's command line carries neither.
-pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 printk.time=1 no_timer_check highres=off";
+/// The line lives in `tests/system/emulated-x86_64.cmdline`, which `make run`
+/// (run-qemu.sh), the nested benchmark and the test UKIs (uki/tests/mk-test-ukis.sh) read
+/// too: every emulated x86_64 anchor host boots with the same workarounds.
+pub const BASE_APPEND: &str = include_str!("../emulated-x86_64.cmdline").trim_ascii();
 /// The same for the arm64 anchor host (QEMU virt's PL011 is ttyAMA0).
 pub const BASE_APPEND_ARM64: &str = "console=ttyAMA0 panic=-1 printk.time=1";
 
@@ -1168,6 +1171,17 @@ pub fn kernel_time(line: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_command_line_is_one_line_of_arguments() {
+        // The file is read by shell scripts too: one line, words separated by spaces.
+        assert!(!BASE_APPEND.is_empty());
+        assert!(BASE_APPEND
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' '));
+        assert!(BASE_APPEND.split(' ').any(|w| w == "highres=off"));
+        assert!(BASE_APPEND.split(' ').any(|w| w == "no_timer_check"));
+    }
 
     #[test]
     fn qemu_args_follow_the_options() {
