@@ -125,7 +125,10 @@ impl Relay {
     /// rest comes in more than one piece); its parse then starts inside a frame the room
     /// chose, which can hold a frame to the anchor host that the rule never saw. A frame
     /// of eth0's MTU is one socket buffer, which a Unix stream socket takes whole or not
-    /// at all.
+    /// at all. On passt's side, one read takes everything queued (its buffer, some 8 MiB,
+    /// is far larger than the socket's), so each of its reads ends where a send of ours
+    /// ended: at a frame's end. Should the socket's buffer ever be raised past passt's,
+    /// a read could end inside a prefix again, however the relay sends.
     pub fn pending(&self) -> &[u8] {
         let rest = self.to_stack.get(self.taken..).unwrap_or_default();
         let head = match (self.head_left, stream::peek(rest)) {
