@@ -843,6 +843,26 @@ impl Machine {
         self.wait_for_line_from(from, &detached, timeout).map(drop)
     }
 
+    /// bay0's first-boot vault dialog, answered: `pass` typed at "New vault passphrase"
+    /// and again at "Type it again", the recovery key read off the console, and Enter
+    /// pressed at "Press Enter once" (each step given `wait`). Returns the recovery key
+    /// (eight groups of four characters between dashes: 39 characters).
+    pub fn make_vault(&mut self, pass: &str, wait: Duration) -> Result<String> {
+        self.wait_for("New vault passphrase", wait)?;
+        self.type_text(&format!("{pass}\n"))?;
+        self.wait_for("Type it again", wait)?;
+        self.type_text(&format!("{pass}\n"))?;
+        let banner = self.wait_for("RECOVERY KEY", wait)?;
+        let key = self.wait_for_from(banner.end, "-", wait)?.line;
+        let key = key.trim();
+        if key.len() != 39 {
+            return Err(Error(format!("recovery key line: {key:?}")));
+        }
+        self.wait_for("Press Enter once", wait)?;
+        self.type_text("\n")?;
+        Ok(key.to_owned())
+    }
+
     /// Type `text` on the serial console.
     pub fn type_text(&mut self, text: &str) -> Result<()> {
         let stdin = self

@@ -486,10 +486,7 @@ fn the_vault_opens_after_a_signed_update_and_not_for_a_foreign_pcr_policy() {
     let t = Instant::now();
     let mut m = boot("uki-vault-v1");
     m.wait_for("this is the first boot", BOOT).unwrap();
-    m.wait_for("New vault passphrase", VAULT).unwrap();
-    m.type_text(&format!("{PASS}\n")).unwrap();
-    m.wait_for("Type it again", VAULT).unwrap();
-    m.type_text(&format!("{PASS}\n")).unwrap();
+    let key = m.make_vault(PASS, VAULT).unwrap();
     let sealed = m.wait_for("Sealing policy:", VAULT).unwrap();
     assert!(
         sealed.line.contains(
@@ -500,12 +497,6 @@ fn the_vault_opens_after_a_signed_update_and_not_for_a_foreign_pcr_policy() {
         "{}",
         sealed.line
     );
-    let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
-    let key = m.wait_for_from(banner.end, "-", VAULT).unwrap();
-    let key = key.line.trim().to_owned();
-    assert_eq!(key.len(), 39, "recovery key line: {key:?}");
-    m.wait_for("Press Enter once", VAULT).unwrap();
-    m.type_text("\n").unwrap();
     m.wait_for("/persist open: unlocked with the new vault", VAULT)
         .unwrap();
     m.wait_for("bay0: vault: /persist is open", VAULT).unwrap();

@@ -126,16 +126,7 @@ fn first_boot_then_unlock_survives_power_off() {
     let started = Instant::now();
     let mut m = Machine::start(options("vault-first-boot", rooms_initramfs().unwrap())).unwrap();
     m.wait_for("this is the first boot", BOOT).unwrap();
-    m.wait_for("New vault passphrase", SHORT).unwrap();
-    m.type_text(&format!("{PASS}\n")).unwrap();
-    m.wait_for("Type it again", SHORT).unwrap();
-    m.type_text(&format!("{PASS}\n")).unwrap();
-    let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
-    let key = m.wait_for_from(banner.end, "-", SHORT).unwrap();
-    let key = key.line.trim().to_owned();
-    assert_eq!(key.len(), 39, "recovery key line: {key:?}");
-    m.wait_for("Press Enter once", SHORT).unwrap();
-    m.type_text("\n").unwrap();
+    m.make_vault(PASS, VAULT).unwrap();
     // The disk is written only once the recovery key has been copied.
     let created = m.wait_for("Vault created on /dev/vda", VAULT).unwrap();
     let open = m.wait_for("/persist open:", VAULT).unwrap();
@@ -303,17 +294,7 @@ fn power_cuts_keep_every_acknowledged_write() {
             .append("rdinit=/vaulttest/init anchor.vault_argon2_kib=32768");
         let mut m = Machine::start(opts).unwrap();
         if boot == 0 {
-            m.wait_for("New vault passphrase", BOOT).unwrap();
-            m.type_text(&format!("{PASS}\n{PASS}\n")).unwrap();
-            let banner = m.wait_for("RECOVERY KEY", VAULT).unwrap();
-            recovery = m
-                .wait_for_from(banner.end, "-", SHORT)
-                .unwrap()
-                .line
-                .trim()
-                .to_owned();
-            m.wait_for("Press Enter once", VAULT).unwrap();
-            m.type_text("\n").unwrap();
+            recovery = m.make_vault(PASS, VAULT).unwrap();
         } else if boot == 2 {
             // This boot opens with the recovery key (keyslot 1, really activated).
             m.wait_for("Vault passphrase", BOOT).unwrap();

@@ -94,12 +94,7 @@ fn keeper_commands_until_the_watchdog_fires() {
         .arg("-action")
         .arg("watchdog=none");
     let mut m = Machine::start(opts).unwrap();
-    m.wait_for("New vault passphrase", LONG).unwrap();
-    m.type_text(&format!("{PASS}\n")).unwrap();
-    m.wait_for("Type it again", LONG).unwrap();
-    m.type_text(&format!("{PASS}\n")).unwrap();
-    m.wait_for("Press Enter once", LONG).unwrap();
-    m.type_text("\n").unwrap();
+    m.make_vault(PASS, LONG).unwrap();
     m.wait_for("keeper| keeper:~$ ", LONG).unwrap();
     let end = Instant::now() + Duration::from_secs(secs);
     let mut n = 0u64;
