@@ -145,7 +145,7 @@ pub fn pick_esp<'a>(parts: &'a [Partition], partuuid: Option<&str>) -> Option<&'
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Cursor;
 
@@ -190,14 +190,14 @@ mod tests {
 
     /// A disk with a primary GPT (LBA 1, entries at 2) and its backup (last LBA, entries
     /// 32 sectors before it).
-    fn disk_with(parts: &[([u8; 16], [u8; 16])]) -> Vec<u8> {
+    pub(crate) fn disk_with(parts: &[([u8; 16], [u8; 16])]) -> Vec<u8> {
         let mut d = vec![0u8; 512 * SECTORS];
         put_gpt(&mut d, 1, SECTORS - 1, 2, parts);
         put_gpt(&mut d, SECTORS - 1, 1, SECTORS - 33, parts);
         d
     }
 
-    const ESP_BYTES: [u8; 16] = [
+    pub(crate) const ESP_BYTES: [u8; 16] = [
         0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9,
         0x3b,
     ];
