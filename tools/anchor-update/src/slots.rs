@@ -95,10 +95,14 @@ pub struct EntryName {
 pub const MAX_TRIES: u32 = 9;
 
 impl EntryName {
-    /// Parse `anchor-A.efi`, `anchor-B+2-1.efi` (the `.efi` suffix in any case, since FAT
-    /// and the firmware are case-insensitive). Anything else is not a slot.
+    /// Parse `anchor-A.efi`, `anchor-B+2-1.efi` (prefix, slot letter and `.efi` suffix in
+    /// any case, since FAT and the firmware are case-insensitive and systemd-boot
+    /// lower-cases entry ids). Anything else is not a slot.
     pub fn parse(file: &str) -> Option<EntryName> {
-        let rest = file.strip_prefix(PREFIX)?;
+        let rest = file.get(PREFIX.len()..).filter(|_| {
+            file.get(..PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+        })?;
         // systemd-boot takes `.efi` in any case (`.Efi` too) as a boot entry.
         let cut = rest.len().checked_sub(4)?;
         let stem = rest.get(..cut).filter(|_| {
@@ -198,6 +202,23 @@ mod tests {
             .unwrap()
             .counter
             .is_bad());
+    }
+
+    /// FAT is case-insensitive and systemd-boot boots `ANCHOR-A.EFI` (an 8.3 name a FAT
+    /// tool may write in upper case) as entry `anchor-a.efi`, the id it reports in
+    /// LoaderEntrySelected. Matched case-sensitively, the prefix made such a file no slot:
+    /// status called slot A empty, apply's floor skipped its version and left it beside
+    /// the new image, bless said the booted slot was not on the ESP.
+    #[test]
+    fn the_prefix_is_matched_in_any_case() {
+        let e = EntryName::parse("ANCHOR-A.EFI").unwrap();
+        assert_eq!((e.slot, e.counter), (Slot::A, Counter::Good));
+        let e = EntryName::parse("Anchor-b+2-1.efi").unwrap();
+        assert_eq!(
+            (e.slot, e.counter),
+            (Slot::B, Counter::Counting { left: 2, done: 1 })
+        );
+        assert_eq!(EntryName::parse("ANCHOR-C.EFI"), None);
     }
 
     #[test]
