@@ -98,12 +98,13 @@ pub enum ApplyError {
     },
     /// The bytes read back differ from the bytes written.
     ReadBack,
-    /// A leftover `.efi.new` holds the same bytes as a slot: probably the other name of a
-    /// rename a power cut interrupted (both names on the same FAT clusters). Removing it
-    /// would free the slot's clusters.
+    /// A file clean would remove (a leftover `.efi.new`, or one of two names of the slot
+    /// being replaced) holds the same bytes as another slot file: probably the other name
+    /// of a rename a power cut interrupted (both names on the same FAT clusters). Removing
+    /// it would free the other's clusters (or free them twice).
     Twin {
-        temp: String,
-        slot_file: String,
+        file: String,
+        twin: String,
     },
     /// A file clean would remove is a directory (or cannot be looked at): found before
     /// anything is removed, so a refused update never leaves the other slot emptied.
@@ -165,11 +166,11 @@ impl fmt::Display for ApplyError {
             ApplyError::ReadBack => {
                 f.write_str("the update read back from the ESP differs from what was written")
             }
-            ApplyError::Twin { temp, slot_file } => write!(
+            ApplyError::Twin { file, twin } => write!(
                 f,
-                "update refused, nothing written: the leftover {temp} has the same bytes as \
-                 {slot_file}, probably a rename cut short by a power loss (both names on the \
-                 same clusters); check the ESP with fsck.vfat before updating"
+                "update refused, nothing written: {file} has the same bytes as {twin}, \
+                 probably a rename cut short by a power loss (both names on the same \
+                 clusters); check the ESP with fsck.vfat before updating"
             ),
             ApplyError::NotRemovable { path, why } => write!(
                 f,
@@ -294,7 +295,7 @@ pub fn apply(
     }
     check_machine(esp, &state, target, &image, &mut images)?;
     let clean_first = check_space(esp, &state, target, image.len() as u64)?;
-    check_twins(esp, &state)?;
+    check_twins(esp, &state, target)?;
     check_removable(esp, &state, target)?;
     obs.after(
         Step::Verify,
@@ -485,26 +486,35 @@ fn check_machine(
     Ok(())
 }
 
-/// Refuse to touch a leftover that is byte-identical to a slot file (see [`ApplyError::Twin`]).
-fn check_twins(esp: &Esp, state: &EspState) -> Result<(), ApplyError> {
+/// Refuse to remove a file that is byte-identical to another one (see
+/// [`ApplyError::Twin`]): a leftover and any slot file, or two names of the target slot
+/// (a counter rename cut short keeps the slot letter). Two slots holding the same image
+/// are not compared: an ESP may well hold one image in both.
+fn check_twins(esp: &Esp, state: &EspState, target: Slot) -> Result<(), ApplyError> {
+    let slot_files = || Slot::ALL.iter().flat_map(|s| state.files(*s));
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
     for temp in &state.temps {
-        let tpath = esp.entry_path(temp);
-        let tlen = std::fs::metadata(&tpath).map_or(0, |m| m.len());
-        for slot in Slot::ALL {
-            for f in state.files(slot) {
-                let spath = esp.entry_path(&f.file);
-                if std::fs::metadata(&spath).map_or(0, |m| m.len()) != tlen || tlen == 0 {
-                    continue;
-                }
-                let a = crate::esp::read_slot_file(&tpath)?;
-                let b = crate::esp::read_slot_file(&spath)?;
-                if a == b {
-                    return Err(ApplyError::Twin {
-                        temp: temp.clone(),
-                        slot_file: f.file.clone(),
-                    });
-                }
-            }
+        pairs.extend(slot_files().map(|f| (temp.as_str(), f.file.as_str())));
+    }
+    let mine = state.files(target);
+    for (i, f) in mine.iter().enumerate() {
+        pairs.extend(
+            mine.iter()
+                .skip(i + 1)
+                .map(|g| (f.file.as_str(), g.file.as_str())),
+        );
+    }
+    for (file, twin) in pairs {
+        let (fpath, tpath) = (esp.entry_path(file), esp.entry_path(twin));
+        let len = std::fs::metadata(&fpath).map_or(0, |m| m.len());
+        if len == 0 || std::fs::metadata(&tpath).map_or(0, |m| m.len()) != len {
+            continue;
+        }
+        if crate::esp::read_slot_file(&fpath)? == crate::esp::read_slot_file(&tpath)? {
+            return Err(ApplyError::Twin {
+                file: file.to_string(),
+                twin: twin.to_string(),
+            });
         }
     }
     Ok(())

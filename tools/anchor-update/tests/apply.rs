@@ -470,6 +470,38 @@ fn a_leftover_identical_to_a_slot_is_not_removed() {
     assert_eq!(w.listing(), before);
 }
 
+/// The same power cut inside a counter rename (systemd-boot's, or bless's) can leave the
+/// slot apply replaces under two names on the same FAT clusters. clean removed both: the
+/// second removal freed clusters already freed (and maybe reused), corrupting the FAT. Like
+/// a leftover twin, it is refused, nothing removed.
+#[test]
+fn a_target_slot_under_two_names_with_the_same_bytes_is_not_removed() {
+    let w = world();
+    w.put("anchor-A.efi", &uki(w.dir.path(), "1", &w.k));
+    let v2 = uki(w.dir.path(), "2", &w.k);
+    w.put("anchor-B+3-0.efi", &v2);
+    w.put("anchor-B+0-3.efi", &v2);
+    let before = w.listing();
+    let v3 = uki(w.dir.path(), "3", &w.k);
+    let e = apply::apply(
+        &w.esp,
+        v3.to_str().unwrap(),
+        &w.trust(),
+        &running(Slot::A, "1"),
+        3,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(matches!(e, ApplyError::Twin { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("anchor-B+0-3.efi") && text.contains("anchor-B+3-0.efi"),
+        "{text}"
+    );
+    assert!(text.contains("fsck.vfat"), "{text}");
+    assert_eq!(w.listing(), before);
+}
+
 // ---- Hostile and broken inputs ----
 
 /// A power cut inside a counter rename (systemd-boot's before each boot, FAT has no atomic
