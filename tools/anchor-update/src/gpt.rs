@@ -39,18 +39,7 @@ pub fn guid_text(b: &[u8; 16]) -> String {
 
 /// CRC-32 (IEEE 802.3, reflected, as the UEFI spec uses for GPT headers and entry arrays).
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xedb8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
+    crc32fast::hash(data)
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u32> {
