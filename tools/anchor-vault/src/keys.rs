@@ -132,8 +132,14 @@ impl RecoveryKey {
     /// Read what a person typed: case, spaces and dashes do not matter; exactly 32 hex
     /// digits do.
     pub fn parse(input: &[u8]) -> Option<RecoveryKey> {
-        let mut digits = Zeroizing::new(Vec::with_capacity(32));
+        // Sized for the key and never grown: a reallocation would free the digits read so
+        // far unwiped (Zeroizing wipes only the last buffer). A digit too many is refused
+        // before it is pushed.
+        let mut digits = Zeroizing::new(Vec::with_capacity(RECOVERY_BYTES * 2));
         for &c in input {
+            if c.is_ascii_hexdigit() && digits.len() == RECOVERY_BYTES * 2 {
+                return None;
+            }
             match c {
                 b'0'..=b'9' => digits.push(c - b'0'),
                 b'a'..=b'f' => digits.push(c - b'a' + 10),
