@@ -139,6 +139,19 @@ fn exists(path: &Path) -> Result<bool, AuditError> {
     }
 }
 
+/// The whole log at `path`, for commands that only look (`status`): a regular file only,
+/// never waited on in open(2) (a FIFO) nor read without end (a link to a device).
+pub fn read_log(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    regular(&file)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Open the log at `path` (made if missing), locked against the other writers, and read it.
 fn open_read(path: &Path) -> Result<(File, Vec<u8>), AuditError> {
     let io = |e| AuditError::Io(path.to_path_buf(), e);

@@ -156,7 +156,7 @@ pub fn status(paths: &Paths, tcti: Option<&str>) -> String {
 }
 
 fn audit_summary(log: &Path, nv: Option<&tpm::nv::NvState>) -> String {
-    let bytes = match std::fs::read(log) {
+    let bytes = match auditlog::read_log(log) {
         Ok(b) => b,
         Err(e) => return format!("{}: {e}", log.display()),
     };
@@ -353,5 +353,24 @@ pub fn lock(paths: &Paths) -> Result<String, VaultError> {
             paths.mapper
         ))),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `status` read the audit log with a plain `fs::read`: a FIFO under its name made
+    /// `status` wait for a writer for ever (and a link to a device such as /dev/zero was
+    /// read without end), where every other reader of the log refuses what is not a
+    /// regular file. The FIFO here is fed, so the old read returned and this fails.
+    #[test]
+    fn status_refuses_an_audit_log_that_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = anchor_testkit::Fifo::fed(&dir.path().join("audit.log"), b"junk\n");
+        let said = audit_summary(fifo.path(), None);
+        drop(fifo);
+        assert!(said.contains("not a regular file"), "{said}");
+        assert!(said.contains("audit.log"), "{said}");
     }
 }
