@@ -349,6 +349,10 @@ pub fn settle(
     let mut lag = false;
     let mut to_anchor: Vec<anchor_audit::Hash> = Vec::new();
     let mut kept: Option<LogFile> = None;
+    // An empty log (its creation and its first record cut apart: a power cut, a full
+    // disk) has no `audit.start`, the base its count is taken from: it starts like a new
+    // one, or every later check would count its records from the counter of the moment.
+    let mut empty = false;
     if existed {
         // Read once, under the writers' lock, and verified in one pass.
         let (file, bytes) = open_read(log_path)?;
@@ -356,7 +360,8 @@ pub fn settle(
             Ok(checked) => {
                 lag = checked.lag;
                 to_anchor = checked.unanchored;
-                let chain = if bytes.is_empty() {
+                empty = bytes.is_empty();
+                let chain = if empty {
                     Chain::resume(0, origin)
                 } else {
                     checked.chain
@@ -370,7 +375,7 @@ pub fn settle(
             }
         }
     }
-    let fresh = !existed || restart.is_some();
+    let fresh = !existed || empty || restart.is_some();
     let mut log = match kept {
         Some(log) => log,
         None => LogFile::open(log_path, origin)?,

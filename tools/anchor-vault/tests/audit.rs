@@ -204,6 +204,37 @@ fn a_tampered_log_is_kept_aside_and_a_new_one_continues_from_the_tpm() {
     );
 }
 
+/// The first unlock of a new vault creates its log, then writes `audit.start` in it (the
+/// TPM counter's value the log's count starts from). Cut off between the two (a power
+/// cut, a full disk), the log was left empty, and the next unlock resumed it as it was,
+/// without an `audit.start`: its records were then counted from whatever the counter said
+/// at each check, so every later anchoring failed ("diverges") and the next unlock took
+/// the log for tampered, set it aside and warned. An empty log starts like a new one.
+#[test]
+fn an_empty_log_left_by_a_first_unlock_cut_short_starts_like_a_new_one() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.log().parent().unwrap()).unwrap();
+    std::fs::File::create(s.log()).unwrap();
+    let out = s.settle(&events(2, "a"));
+    assert!(out.tampered.is_none(), "{:?}", out.tampered);
+    assert!(out.unanchored_because.is_none(), "{:?}", out.unanchored_because);
+    let text = String::from_utf8(std::fs::read(s.log()).unwrap()).unwrap();
+    assert!(text.starts_with("v1 seq=1 "), "{text}");
+    assert!(text.contains("event=audit.start base="), "{text}");
+    // bay0's records during that boot are anchored on top...
+    let mut log = auditlog::LogFile::open(&s.log(), anchor_audit::GENESIS).unwrap();
+    log.append(&Event::new("room.start", &[("room", "web")])).unwrap();
+    drop(log);
+    let nv = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
+    let todo = auditlog::unanchored(&s.log(), &nv).unwrap();
+    assert_eq!(todo.digests.len(), 1);
+    auditlog::anchor_digests(&s.tpm.tcti(), todo.lag, &todo.digests).unwrap();
+    // ...and the next unlock finds the log as it left it.
+    let out = s.settle(&events(1, "b"));
+    assert!(out.tampered.is_none(), "{:?}", out.tampered);
+    assert_eq!(s.check(&std::fs::read(s.log()).unwrap()).unwrap(), 0);
+}
+
 #[test]
 fn a_crash_between_the_two_tpm_updates_is_repaired() {
     let s = Setup::new();
