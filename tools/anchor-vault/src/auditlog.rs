@@ -349,9 +349,10 @@ pub fn settle(
     let mut lag = false;
     let mut to_anchor: Vec<anchor_audit::Hash> = Vec::new();
     let mut kept: Option<LogFile> = None;
-    // An empty log (its creation and its first record cut apart: a power cut, a full
-    // disk) has no `audit.start`, the base its count is taken from: it starts like a new
-    // one, or every later check would count its records from the counter of the moment.
+    // A log without a whole record (its creation and its first record cut apart, or
+    // that record torn: a power cut, a full disk) has no `audit.start`, the base its
+    // count is taken from: it starts like a new one, or every later check would count
+    // its records from the counter of the moment.
     let mut empty = false;
     if existed {
         // Read once, under the writers' lock, and verified in one pass.
@@ -360,8 +361,8 @@ pub fn settle(
             Ok(checked) => {
                 lag = checked.lag;
                 to_anchor = checked.unanchored;
-                empty = bytes.is_empty();
-                let chain = if empty {
+                empty = checked.chain.records() == 0;
+                let chain = if bytes.is_empty() {
                     Chain::resume(0, origin)
                 } else {
                     checked.chain

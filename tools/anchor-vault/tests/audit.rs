@@ -206,24 +206,44 @@ fn a_tampered_log_is_kept_aside_and_a_new_one_continues_from_the_tpm() {
 
 /// The first unlock of a new vault creates its log, then writes `audit.start` in it (the
 /// TPM counter's value the log's count starts from). Cut off between the two (a power
-/// cut, a full disk), the log was left empty, and the next unlock resumed it as it was,
-/// without an `audit.start`: its records were then counted from whatever the counter said
-/// at each check, so every later anchoring failed ("diverges") and the next unlock took
-/// the log for tampered, set it aside and warned. An empty log starts like a new one.
+/// cut, a full disk), the log was left empty (or with its first record torn), and the
+/// next unlock resumed it as it was, without an `audit.start`: its records were then
+/// counted from whatever the counter said at each check, so every later anchoring failed
+/// ("diverges") and the next unlock took the log for tampered, set it aside and warned.
+/// A log without a whole record starts like a new one.
 #[test]
 fn an_empty_log_left_by_a_first_unlock_cut_short_starts_like_a_new_one() {
+    // Empty, or holding only the start of its first record (a torn append).
+    for left in [
+        &b""[..],
+        b"v1 seq=1 time=1 actor=anchor-vault event=audit.st",
+    ] {
+        empty_log_starts_like_a_new_one(left);
+    }
+}
+
+fn empty_log_starts_like_a_new_one(left: &[u8]) {
     let s = Setup::new();
     std::fs::create_dir_all(s.log().parent().unwrap()).unwrap();
-    std::fs::File::create(s.log()).unwrap();
+    std::fs::write(s.log(), left).unwrap();
     let out = s.settle(&events(2, "a"));
     assert!(out.tampered.is_none(), "{:?}", out.tampered);
-    assert!(out.unanchored_because.is_none(), "{:?}", out.unanchored_because);
+    assert!(
+        out.unanchored_because.is_none(),
+        "{:?}",
+        out.unanchored_because
+    );
     let text = String::from_utf8(std::fs::read(s.log()).unwrap()).unwrap();
-    assert!(text.starts_with("v1 seq=1 "), "{text}");
-    assert!(text.contains("event=audit.start base="), "{text}");
+    // The first whole record (after a torn one, on a line of its own).
+    let first = text.lines().find(|l| l.contains(" hash="));
+    assert!(
+        first.is_some_and(|l| l.starts_with("v1 seq=1 ") && l.contains("event=audit.start base=")),
+        "{text}"
+    );
     // bay0's records during that boot are anchored on top...
     let mut log = auditlog::LogFile::open(&s.log(), anchor_audit::GENESIS).unwrap();
-    log.append(&Event::new("room.start", &[("room", "web")])).unwrap();
+    log.append(&Event::new("room.start", &[("room", "web")]))
+        .unwrap();
     drop(log);
     let nv = auditlog::read_anchor(&s.tpm.tcti()).unwrap();
     let todo = auditlog::unanchored(&s.log(), &nv).unwrap();

@@ -27,5 +27,8 @@ fn a_recovery_key_typed_with_a_digit_too_many_leaves_no_copy_in_freed_memory() {
     let parsed = RecoveryKey::parse(typed);
     let found = snoop::disarm();
     assert!(parsed.is_none(), "33 digits are not a recovery key");
-    assert_eq!(found, 0, "freed heap blocks still held the recovery key's digits");
+    assert_eq!(
+        found, 0,
+        "freed heap blocks still held the recovery key's digits"
+    );
 }
