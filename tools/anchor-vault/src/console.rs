@@ -22,8 +22,9 @@ pub trait Console {
     fn say(&mut self, line: &str);
     /// Ask for a secret (no echo); `None` at end of input.
     fn secret(&mut self, prompt: &str) -> io::Result<Option<Secret>>;
-    /// Ask for a line (echoed); `None` at end of input.
-    fn line(&mut self, prompt: &str) -> io::Result<Option<String>>;
+    /// Ask for a line (echoed); `None` at end of input. Kept in a wiped buffer too: a
+    /// person may type a secret at any prompt (the recovery key back, to check it).
+    fn line(&mut self, prompt: &str) -> io::Result<Option<Secret>>;
 }
 
 /// The real console on two descriptors.
@@ -120,8 +121,7 @@ impl Console for Terminal {
         self.ask(prompt, "passphrase", true)
     }
 
-    fn line(&mut self, prompt: &str) -> io::Result<Option<String>> {
-        let line = self.ask(prompt, "line", false)?;
-        Ok(line.map(|l| String::from_utf8_lossy(&l).trim().to_owned()))
+    fn line(&mut self, prompt: &str) -> io::Result<Option<Secret>> {
+        self.ask(prompt, "line", false)
     }
 }
