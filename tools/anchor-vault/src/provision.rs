@@ -79,7 +79,7 @@ struct Sealed {
 /// recovery key's (only when nobody owned the lockout hierarchy). Done after the
 /// recovery key was shown: a failure before that must not leave the TPM locked to a
 /// key nobody saw.
-fn take_lockout(
+pub(crate) fn take_lockout(
     tcti: &str,
     recovery: &RecoveryKey,
     opts: &InitOptions,

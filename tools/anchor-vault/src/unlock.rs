@@ -25,7 +25,7 @@ use crate::keys::{self, RecoveryKey};
 use crate::luks::{self, DiskState, LuksError, Restored, Vault, RECOVERY_SLOT, TPM_SLOT};
 use crate::persist;
 use crate::provision;
-use crate::settings::{Paths, UnlockOptions};
+use crate::settings::{InitOptions, Paths, UnlockOptions};
 use crate::token::VaultToken;
 use crate::tpm::policy::{pcr_meaning, LOCK_PCR};
 use crate::tpm::{self, DaStatus, PcrSignature, SignedError, Tpm, TpmError};
@@ -68,7 +68,8 @@ pub struct Timing {
 }
 
 enum Phase {
-    Opened(How, Timing),
+    /// Opened; with the recovery key that opened it, if that was the way.
+    Opened(How, Timing, Option<RecoveryKey>),
     Recovery,
     GiveUp,
 }
@@ -238,6 +239,7 @@ fn passphrase_phase(
                                 tpm_s,
                                 keyslot_s: t1.elapsed().as_secs_f64(),
                             },
+                            None,
                         ))
                     }
                     Err(LuksError::WrongKey) => {
@@ -329,6 +331,7 @@ fn recovery_phase(
                         tpm_s: 0.0,
                         keyslot_s: start.elapsed().as_secs_f64(),
                     },
+                    Some(key),
                 ))
             }
             Err(LuksError::WrongKey) => {
@@ -343,6 +346,43 @@ fn recovery_phase(
         }
     }
     Ok(Phase::GiveUp)
+}
+
+/// A TPM whose lockout hierarchy nobody owns, found by the recovery `key` that has just
+/// opened this vault: `init` takes it only once the vault is made (so that it never
+/// belongs to a recovery key that opens nothing), and a creation cut off between the two,
+/// or a TPM error then, left it unowned, so that anyone could reset the
+/// dictionary-attack counter and keep guessing the passphrase. The key takes it now, as
+/// `init` would have. `tpm` is closed meanwhile (a TPM may take one client at a time) and
+/// opened again.
+fn take_unowned_lockout(
+    con: &mut dyn Console,
+    tpm: Option<Tpm>,
+    key: &RecoveryKey,
+    init: &InitOptions,
+) -> Option<Tpm> {
+    let mut tpm = tpm?;
+    match tpm.da_status() {
+        Ok(da) if !da.lockout_auth_set => {}
+        _ => return Some(tpm),
+    }
+    let tcti = tpm.tcti().to_owned();
+    drop(tpm);
+    match provision::take_lockout(&tcti, key, init) {
+        Ok(note) => con.say(&format!(
+            "The TPM's lockout authorization was not set (the vault's creation was cut short before it was taken): TPM dictionary-attack settings {note}."
+        )),
+        Err(e) => con.say(&format!(
+            "warning: the TPM's lockout authorization is not set (anyone can reset its count of wrong passphrases), and setting it failed: {e}"
+        )),
+    }
+    match Tpm::open(&tcti) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            con.say(&format!("warning: the TPM could not be opened again: {e}"));
+            None
+        }
+    }
 }
 
 /// Mount the opened vault, lock the PCR, settle the audit log, make volumes, and say
@@ -531,13 +571,16 @@ pub fn unlock(
     if matches!(phase, Phase::Recovery) {
         phase = recovery_phase(con, &mut vault, paths, opts.check)?;
     }
-    let (how, timing) = match phase {
-        Phase::Opened(how, timing) => (how, timing),
+    let (how, timing, recovered) = match phase {
+        Phase::Opened(how, timing, key) => (how, timing, key),
         Phase::Recovery | Phase::GiveUp => {
             con.say("The vault stays locked.");
             return Ok(Outcome::Locked);
         }
     };
+    if let Some(key) = recovered {
+        tpm = take_unowned_lockout(con, tpm, &key, &opts.init);
+    }
     if opts.check {
         con.say(&format!(
             "Checked: the {} opens the vault (keyslot {:.2} s; nothing was opened).",

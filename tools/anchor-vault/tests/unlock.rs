@@ -136,6 +136,38 @@ fn reset_lockout_with_the_recovery_key_lets_the_passphrase_in_again() {
     assert!(r.out.contains("Checked: the passphrase"), "{}", r.out);
 }
 
+fn lockout_owned(f: &Fixture) -> bool {
+    anchor_vault::tpm::Tpm::open(&f.tpm.tcti())
+        .unwrap()
+        .da_status()
+        .unwrap()
+        .lockout_auth_set
+}
+
+/// `init` takes the TPM's lockout authorization (the recovery key's) only once the vault
+/// is made, so that it never belongs to a recovery key that opens nothing. A creation cut
+/// off between the two (a power cut), or a TPM error there (only said, never retried),
+/// left the lockout hierarchy unowned for good: anyone could then reset the
+/// dictionary-attack counter (from another OS too) and go on guessing the passphrase.
+/// The recovery key that opens the vault now takes it, as `init` would have.
+#[test]
+fn a_lockout_left_unowned_by_a_creation_cut_short_is_taken_by_the_recovery_key() {
+    let f = Fixture::new(10);
+    let key = anchor_vault::keys::RecoveryKey::parse(f.recovery.as_bytes()).unwrap();
+    let auth = format!("hex:{}", anchor_vault::hex::encode(&*key.lockout_auth()));
+    // The state a cut between the vault's last header write and the lockout leaves.
+    f.tpm
+        .tool(&["tpm2_changeauth", "-c", "lockout", "-p", &auth]);
+    assert!(!lockout_owned(&f));
+    let r = f.run(&["unlock", "--check"], &format!("\n{}\n", f.recovery));
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.out.contains("Checked: the recovery key"), "{}", r.out);
+    assert!(lockout_owned(&f), "{}", r.out);
+    // It is the recovery key's: it clears a lockout.
+    let r = f.run(&["reset-lockout"], &format!("{}\n", f.recovery));
+    assert_eq!(r.code, Some(0), "{}", r.out);
+}
+
 #[test]
 fn a_changed_boot_chain_is_refused_and_the_recovery_key_works() {
     let f = Fixture::new(10);
