@@ -566,14 +566,37 @@ impl Tpm {
         })
     }
 
-    /// Set the lockout authorization (it must be empty now).
+    /// Set the lockout authorization (it must be empty now). The new value is the
+    /// command's first parameter: it goes encrypted, in an HMAC session salted to the
+    /// storage root key with parameter encryption (a password session sent it in the
+    /// clear to anyone on the TPM's bus), as the sealed secret does.
     pub fn set_lockout_auth(&mut self, new: &[u8]) -> Result<(), TpmError> {
         let auth = Auth::try_from(new.to_vec()).map_err(|e| TpmError::Command("auth", e))?;
-        self.ctx
-            .execute_with_session(Some(AuthSession::Password), |c| {
-                c.hierarchy_change_auth(tss_esapi::handles::AuthHandle::Lockout, auth)
-            })
-            .map_err(|e| classify("HierarchyChangeAuth(lockout)", e))
+        let srk = self.srk()?;
+        let result = (|| {
+            let session = self.salted_session(srk, SessionType::Hmac)?;
+            // The command has no response parameter to encrypt: decrypt only.
+            let (attrs, mask) = SessionAttributesBuilder::new()
+                .with_continue_session(true)
+                .with_decrypt(true)
+                .with_encrypt(false)
+                .build();
+            let changed = self
+                .ctx
+                .tr_sess_set_attributes(session, attrs, mask)
+                .map_err(|e| classify("TRSess_SetAttributes", e))
+                .and_then(|()| {
+                    self.ctx
+                        .execute_with_session(Some(session), |c| {
+                            c.hierarchy_change_auth(tss_esapi::handles::AuthHandle::Lockout, auth)
+                        })
+                        .map_err(|e| classify("HierarchyChangeAuth(lockout)", e))
+                });
+            self.flush(SessionHandle::from(session).into());
+            changed
+        })();
+        self.flush(srk.into());
+        result
     }
 }
 
