@@ -141,7 +141,9 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 3,
               value_parser = clap::value_parser!(u32).range(1..))]
         tries: u32,
-        /// Only check that the key opens the vault: no device, mount or PCR lock.
+        /// Only check that the key opens the vault: no device, mount or PCR lock. (The
+        /// recovery key still takes a TPM lockout authorization that nobody set, as the
+        /// vault's creation would have.)
         #[arg(long)]
         check: bool,
         /// On a blank disk, offer to create the vault (bay0's first boot).
