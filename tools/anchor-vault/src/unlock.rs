@@ -353,35 +353,22 @@ fn recovery_phase(
 /// belongs to a recovery key that opens nothing), and a creation cut off between the two,
 /// or a TPM error then, left it unowned, so that anyone could reset the
 /// dictionary-attack counter and keep guessing the passphrase. The key takes it now, as
-/// `init` would have. `tpm` is closed meanwhile (a TPM may take one client at a time) and
-/// opened again.
-fn take_unowned_lockout(
-    con: &mut dyn Console,
-    tpm: Option<Tpm>,
-    key: &RecoveryKey,
-    init: &InitOptions,
-) -> Option<Tpm> {
-    let mut tpm = tpm?;
-    match tpm.da_status() {
-        Ok(da) if !da.lockout_auth_set => {}
-        _ => return Some(tpm),
+/// `init` would have, on connections of its own to the TPM at `tcti` (called once the
+/// vault's own work with the TPM is done: the PCR lock never waits on this).
+fn take_unowned_lockout(con: &mut dyn Console, tcti: &str, key: &RecoveryKey, init: &InitOptions) {
+    let unowned = Tpm::open(tcti)
+        .and_then(|mut t| t.da_status())
+        .is_ok_and(|da| !da.lockout_auth_set);
+    if !unowned {
+        return;
     }
-    let tcti = tpm.tcti().to_owned();
-    drop(tpm);
-    match provision::take_lockout(&tcti, key, init) {
+    match provision::take_lockout(tcti, key, init) {
         Ok(note) => con.say(&format!(
             "The TPM's lockout authorization was not set (the vault's creation was cut short before it was taken): TPM dictionary-attack settings {note}."
         )),
         Err(e) => con.say(&format!(
             "warning: the TPM's lockout authorization is not set (anyone can reset its count of wrong passphrases), and setting it failed: {e}"
         )),
-    }
-    match Tpm::open(&tcti) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            con.say(&format!("warning: the TPM could not be opened again: {e}"));
-            None
-        }
     }
 }
 
@@ -578,16 +565,20 @@ pub fn unlock(
             return Ok(Outcome::Locked);
         }
     };
-    if let Some(key) = recovered {
-        tpm = take_unowned_lockout(con, tpm, &key, &opts.init);
-    }
-    if opts.check {
+    let tcti = tpm.as_ref().map(|t| t.tcti().to_owned());
+    let outcome = if opts.check {
+        drop(tpm);
         con.say(&format!(
             "Checked: the {} opens the vault (keyslot {:.2} s; nothing was opened).",
             how.as_str(),
             timing.keyslot_s
         ));
-        return Ok(Outcome::Done);
+        Ok(Outcome::Done)
+    } else {
+        finish(con, paths, tpm, how, timing, Vec::new())
+    };
+    if let (Some(key), Some(tcti)) = (recovered, tcti) {
+        take_unowned_lockout(con, &tcti, &key, &opts.init);
     }
-    finish(con, paths, tpm, how, timing, Vec::new())
+    outcome
 }
