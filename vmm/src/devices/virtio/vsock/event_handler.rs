@@ -6,7 +6,6 @@
 use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Instant;
 
 use event_manager::EventSet;
 
@@ -77,7 +76,7 @@ impl Vsock {
                 stream,
                 line: [0; MAX_CONNECT_LINE],
                 len: 0,
-                deadline: deadline(),
+                deadline: deadline(&*self.clock),
             };
             if let Some(s) = self.pending.get_mut(slot) {
                 *s = Some(p);
@@ -173,7 +172,7 @@ impl Vsock {
             local,
             port,
             self.guest_cid,
-            State::Connecting(deadline()),
+            State::Connecting(deadline(&*self.clock)),
             need::REQUEST,
         );
         if !self.add_conn(cslot, c, reg) {
@@ -210,11 +209,12 @@ impl Vsock {
     }
 
     pub(super) fn tick(&mut self, reg: &mut dyn FdRegistry) {
+        // Consume the expiries (the timer is non-blocking: none due is no error here).
         let _ = self.timer.wait();
         if self.listener_paused {
             self.watch_listener(reg);
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         for slot in 0..self.pending.len() {
             if self
                 .pending

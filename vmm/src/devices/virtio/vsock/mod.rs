@@ -68,9 +68,27 @@ const EV_CONN: u32 = EXTRA_EVENT_BASE + 0x200;
 /// timerfd_settime is needed while the VM runs.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Now plus [`CONNECT_TIMEOUT`].
-fn deadline() -> Instant {
-    let now = Instant::now();
+/// Where the device reads the time its deadlines are set and checked against: the
+/// monotonic clock in production ([`MonotonicClock`]); tests and the fuzz harness move
+/// their own to reach the timeouts at will.
+pub trait Clock: Send + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Instant;
+}
+
+/// [`Instant::now`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// `clock`'s now plus [`CONNECT_TIMEOUT`].
+fn deadline(clock: &dyn Clock) -> Instant {
+    let now = clock.now();
     now.checked_add(CONNECT_TIMEOUT).unwrap_or(now)
 }
 
@@ -120,7 +138,11 @@ pub struct Vsock {
     config: [u8; 8],
     uds_path: PathBuf,
     listener: UnixListener,
+    /// The housekeeping timer, non-blocking: an expiry read when none is due returns at
+    /// once instead of stalling the VMM thread until the next one.
     timer: TimerFd,
+    /// The time deadlines are set and checked against.
+    clock: Box<dyn Clock>,
     pending: Vec<Option<Pending>>,
     conns: Vec<Option<Conn<UnixStream>>>,
     orphans: VecDeque<Header>,
@@ -160,9 +182,9 @@ fn rst_reply(h: &Header, guest_cid: u64) -> Header {
 
 /// The OP_SHUTDOWN (both directions) that `c` owes the guest; `c` then waits (bounded)
 /// for the guest's RST.
-fn shutdown_packet(c: &mut Conn<UnixStream>) -> (Header, usize) {
+fn shutdown_packet(c: &mut Conn<UnixStream>, clock: &dyn Clock) -> (Header, usize) {
     c.needs &= !need::SHUTDOWN;
-    c.state = State::Closing(deadline());
+    c.state = State::Closing(deadline(clock));
     let flags = packet::SHUTDOWN_RCV | packet::SHUTDOWN_SEND;
     (c.header(packet::OP_SHUTDOWN, 0, flags), 0)
 }
@@ -224,6 +246,11 @@ impl Vsock {
     /// path is replaced only when nobody listens on it (a stale one, left by a VMM that
     /// died); a live listener, or a file that is not a socket, is refused.
     pub fn new(cfg: &VsockConfig) -> Result<Self, VirtioError> {
+        Self::with_clock(cfg, Box::new(MonotonicClock))
+    }
+
+    /// [`Self::new`] with its deadlines on `clock` (tests and fuzzing move time).
+    pub fn with_clock(cfg: &VsockConfig, clock: Box<dyn Clock>) -> Result<Self, VirtioError> {
         if cfg.guest_cid <= HOST_CID || cfg.guest_cid >= u64::from(u32::MAX) {
             return Err(VirtioError::VsockCid(cfg.guest_cid));
         }
@@ -245,12 +272,14 @@ impl Vsock {
         timer
             .reset(TICK, Some(TICK))
             .map_err(|e| VirtioError::TimerFd(e.into()))?;
+        sys::set_nonblocking(&timer).map_err(VirtioError::TimerFd)?;
         Ok(Self {
             guest_cid: cfg.guest_cid,
             config: cfg.guest_cid.to_le_bytes(),
             uds_path: cfg.uds_path.clone(),
             listener,
             timer,
+            clock,
             pending: (0..MAX_PENDING).map(|_| None).collect(),
             conns: (0..MAX_CONNS).map(|_| None).collect(),
             orphans: VecDeque::new(),
@@ -418,7 +447,7 @@ impl Vsock {
                             } else {
                                 // The host has not taken everything the guest sent: the
                                 // reset waits for the flush (conn.rs), or the deadline.
-                                c.state = State::Closing(deadline());
+                                c.state = State::Closing(deadline(&*self.clock));
                             }
                         }
                     }
@@ -487,14 +516,16 @@ impl Vsock {
                 c.needs &= !need::RESPONSE;
                 Some((c.header(packet::OP_RESPONSE, 0, 0), 0))
             } else if c.needs & need::SHUTDOWN != 0 {
-                Some(shutdown_packet(c))
+                Some(shutdown_packet(c, &*self.clock))
             } else if c.needs & need::CREDIT != 0 {
                 c.needs &= !need::CREDIT;
                 Some((c.header(packet::OP_CREDIT_UPDATE, 0, 0), 0))
             } else {
                 match c.read_for_guest(buf, cap) {
                     Ok(Some(p)) => Some(p),
-                    Ok(None) if c.needs & need::SHUTDOWN != 0 => Some(shutdown_packet(c)),
+                    Ok(None) if c.needs & need::SHUTDOWN != 0 => {
+                        Some(shutdown_packet(c, &*self.clock))
+                    }
                     Ok(None) => None,
                     Err(conn::StreamBroken) => {
                         let h = c.header(packet::OP_RST, 0, 0);

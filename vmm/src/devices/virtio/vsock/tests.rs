@@ -43,7 +43,42 @@ struct H {
     dir: tempfile::TempDir,
 }
 
+/// A clock that moves only when told (the timeouts without waiting for them).
+#[derive(Debug, Clone)]
+struct ManualClock {
+    start: Instant,
+    elapsed: std::sync::Arc<std::sync::Mutex<Duration>>,
+}
+
+impl ManualClock {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            elapsed: Default::default(),
+        }
+    }
+    fn advance(&self, by: Duration) {
+        *self.elapsed.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.start + *self.elapsed.lock().unwrap()
+    }
+}
+
 fn h() -> H {
+    h_on(Box::new(MonotonicClock))
+}
+
+/// A device on a [`ManualClock`], and that clock.
+fn h_clocked() -> (H, ManualClock) {
+    let clock = ManualClock::new();
+    (h_on(Box::new(clock.clone())), clock)
+}
+
+fn h_on(clock: Box<dyn Clock>) -> H {
     let m: &'static GuestMemoryMmap<()> = Box::leak(Box::new(mem()));
     let rxq = MockSplitQueue::create(m, GuestAddress(0), 16);
     let txq = MockSplitQueue::create(m, GuestAddress(0x1000), 16);
@@ -53,7 +88,7 @@ fn h() -> H {
         guest_cid: CID,
         uds_path: dir.path().join("v.sock"),
     };
-    let mut dev = Vsock::new(&cfg).unwrap();
+    let mut dev = Vsock::with_clock(&cfg, clock).unwrap();
     dev.active = true;
     H {
         m,
@@ -769,4 +804,104 @@ fn data_the_host_has_not_taken_yet_survives_the_guests_close() {
     assert!(got == sent, "the bytes differ");
     assert!(ops(&h.recv()).ends_with(&[OP_RST]));
     assert_eq!(h.dev.connections(), 0);
+}
+
+/// The housekeeping timer is read only when the event loop says it expired; a read with no
+/// expiry due returns at once (the timer is non-blocking) instead of stalling the VMM
+/// thread until the next one. A tick with nothing due changes nothing.
+#[test]
+fn a_tick_with_no_expiry_due_does_not_wait_for_one() {
+    let (mut h, _clock) = h_clocked();
+    let err = h.dev.timer.wait().unwrap_err();
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        ErrorKind::WouldBlock,
+        "the first expiry is {TICK:?} away"
+    );
+    let _host = h.host_connect(b"CONNECT 60\n");
+    h.dev.tick(&mut h.reg);
+    h.dev.tick(&mut h.reg);
+    assert_eq!(h.dev.connections(), 1);
+}
+
+/// A host connection the guest never answers lives until its deadline (on the device's
+/// clock), not a tick longer: then the host stream is closed, its fd unwatched and the
+/// guest told (RST).
+#[test]
+fn an_unanswered_host_connection_is_reset_at_its_deadline_on_the_devices_clock() {
+    let (mut h, clock) = h_clocked();
+    let mut host = h.host_connect(b"CONNECT 61\n");
+    assert_eq!(h.reg.fds.len(), 1, "the connection is watched");
+    h.post_rx(4);
+    let req = h.recv();
+    assert_eq!(ops(&req), [OP_REQUEST]);
+    clock.advance(CONNECT_TIMEOUT - Duration::from_millis(1));
+    h.dev.tick(&mut h.reg);
+    assert_eq!(h.dev.connections(), 1, "not before its deadline");
+    assert!(h.recv().is_empty());
+    clock.advance(Duration::from_millis(1));
+    h.dev.tick(&mut h.reg);
+    assert_eq!(h.dev.connections(), 0, "closed at its deadline");
+    assert!(h.reg.fds.is_empty(), "and unwatched");
+    assert_closed(&mut host, "unanswered host connection");
+    let p = h.recv();
+    assert_eq!(ops(&p), [OP_RST]);
+    assert_eq!(
+        (p[0].0.src_port, p[0].0.dst_port),
+        (req[0].0.src_port, req[0].0.dst_port)
+    );
+}
+
+/// A host socket that never finishes its CONNECT line is closed at its deadline and the
+/// refusal counted; one that is not yet due stays.
+#[test]
+fn a_host_socket_without_a_connect_line_is_closed_at_its_deadline() {
+    let (mut h, clock) = h_clocked();
+    let mut first = h.host_connect(b"CONN");
+    clock.advance(Duration::from_secs(1));
+    let mut second = h.host_connect(b"CONNECT 6");
+    assert_eq!(h.dev.pending.iter().flatten().count(), 2);
+    clock.advance(CONNECT_TIMEOUT - Duration::from_secs(1));
+    h.dev.tick(&mut h.reg);
+    assert_closed(&mut first, "the first socket, due");
+    assert_eq!(h.dev.refusals(), (1, Some(Refusal::NoConnectLine)));
+    assert_eq!(h.dev.pending.iter().flatten().count(), 1);
+    second.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(
+        second.read(&mut b).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "the second socket is not due yet"
+    );
+    clock.advance(Duration::from_secs(1));
+    h.dev.tick(&mut h.reg);
+    second.set_nonblocking(false).unwrap();
+    assert_closed(&mut second, "the second socket, due");
+    assert_eq!(h.dev.refusals(), (2, Some(Refusal::NoConnectLine)));
+    assert!(h.reg.fds.is_empty(), "no pending socket stays watched");
+}
+
+/// After the host closes, the device sends SHUTDOWN and waits for the guest's RST until
+/// the deadline on its clock; then it resets the connection itself.
+#[test]
+fn a_closing_connection_the_guest_never_resets_is_reset_at_its_deadline() {
+    let (mut h, clock) = h_clocked();
+    let l = h.host_listener(82);
+    h.send(hdr(OP_REQUEST, 704, 82, 0), &[]);
+    let (host, _) = l.accept().unwrap();
+    h.post_rx(8);
+    assert_eq!(ops(&h.recv()), [OP_RESPONSE]);
+    drop(host);
+    h.readable();
+    assert_eq!(ops(&h.recv()), [OP_SHUTDOWN]);
+    clock.advance(CONNECT_TIMEOUT - Duration::from_millis(1));
+    h.dev.tick(&mut h.reg);
+    assert_eq!(h.dev.connections(), 1, "not before its deadline");
+    clock.advance(Duration::from_millis(1));
+    h.dev.tick(&mut h.reg);
+    assert_eq!(h.dev.connections(), 0);
+    assert!(h.reg.fds.is_empty());
+    let p = h.recv();
+    assert_eq!(ops(&p), [OP_RST]);
+    assert_eq!((p[0].0.src_port, p[0].0.dst_port), (82, 704));
 }
