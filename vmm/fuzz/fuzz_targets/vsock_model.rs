@@ -12,12 +12,15 @@ use anchor_vmm::devices::virtio::vsock::packet::{
     Header, HOST_CID, OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN,
     SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
 };
+use anchor_vmm::devices::virtio::vsock::CONNECT_TIMEOUT;
 
 /// Streams: guest to host and host to guest.
 pub const G2H: u8 = 0;
 pub const H2G: u8 = 1;
 /// The guest's CID.
 pub const GUEST_CID: u64 = 3;
+/// [`CONNECT_TIMEOUT`] in milliseconds of the harness's clock.
+pub const TIMEOUT_MS: u64 = CONNECT_TIMEOUT.as_millis() as u64;
 
 /// The streams' bytes repeat every `PERIOD` bytes (a prime: no chunk size divides it),
 /// so a loss, repeat or swap of anything but a multiple of it shows.
@@ -87,6 +90,11 @@ pub struct Conn {
     pub rx_cnt: u32,
     pub peer_buf: u32,
     pub peer_fwd: u32,
+    /// Harness clock (ms): when a host-initiated connection's wait for the guest's answer
+    /// ends, and the last time the device (SHUTDOWN sent) or the guest (SHUTDOWN of both
+    /// directions) started the wait for the guest's RST.
+    pub deadline: u64,
+    pub closing_at: Option<u64>,
 }
 
 impl Conn {
@@ -118,6 +126,8 @@ impl Conn {
             rx_cnt: 0,
             peer_buf: 0,
             peer_fwd: 0,
+            deadline: u64::MAX,
+            closing_at: None,
         }
     }
 
@@ -175,6 +185,11 @@ impl Conn {
 #[derive(Default)]
 pub struct Model {
     pub conns: Vec<Conn>,
+    /// The harness's clock (ms since the device was made).
+    pub now: u64,
+    /// Connections the device closed at their deadline whose RST the guest has not got
+    /// yet (local port, guest port).
+    pub expired: Vec<(u32, u32)>,
 }
 
 impl Model {
@@ -206,6 +221,19 @@ impl Model {
             return;
         }
         assert_eq!(h.buf_alloc, BUF_ALLOC, "{h:?}");
+        // The RST of a connection closed at its deadline is queued before anything of a
+        // later connection on the same ports: any other packet first means it was dropped
+        // (the queue of RST replies was full).
+        if let Some(e) = self
+            .expired
+            .iter()
+            .position(|&p| p == (h.src_port, h.dst_port))
+        {
+            self.expired.remove(e);
+            if h.op == OP_RST {
+                return;
+            }
+        }
         let Some(i) = self.find(h.src_port, h.dst_port) else {
             panic!("{h:?} is for a connection the guest was never told of");
         };
@@ -261,6 +289,7 @@ impl Model {
             OP_SHUTDOWN => {
                 assert_eq!(h.flags, SHUTDOWN_RCV | SHUTDOWN_SEND, "{h:?}");
                 c.st = St::Closing;
+                c.closing_at = Some(self.now);
             }
             OP_RW => {
                 assert!(
@@ -355,8 +384,29 @@ impl Model {
             OP_SHUTDOWN => {
                 c.no_send |= h.flags & SHUTDOWN_SEND != 0;
                 c.no_recv |= h.flags & SHUTDOWN_RCV != 0;
+                if c.no_send && c.no_recv {
+                    c.closing_at = Some(self.now);
+                }
             }
             _ => {}
         }
+    }
+}
+
+impl Conn {
+    /// The device must have closed it at a tick at `now`: a host connection the guest
+    /// never answered, or one whose SHUTDOWN the guest never answered with RST.
+    pub fn due(&self, now: u64) -> bool {
+        match self.st {
+            St::Connecting => self.deadline <= now,
+            St::Closing => self.closing_at.is_some_and(|t| t + TIMEOUT_MS <= now),
+            St::Established => false,
+        }
+    }
+
+    /// The device may have closed it at a tick at `now` (the guest shut both directions
+    /// down while the host had not taken everything).
+    pub fn may_be_due(&self, now: u64) -> bool {
+        self.no_send && self.no_recv && self.closing_at.is_some_and(|t| t + TIMEOUT_MS <= now)
     }
 }

@@ -11,7 +11,9 @@
 //! header), rx buffers posted, host-side writes, reads, half-closes and closes of the
 //! connections' streams, host connections (good and bad CONNECT lines, data right after
 //! the line), socket events (the ones that follow host reads and writes, and any set on
-//! any watched fd but the timer, whose read would block) and device resets.
+//! any watched fd but the timer), the housekeeping timer after the device's clock was
+//! moved on (the device runs on the harness's clock: deadlines are reached without
+//! waiting for them) and device resets.
 //!
 //! Checked whatever the input: every guest packet is returned in its turn; every packet
 //! the device sends is well formed (CIDs, type, an op the device may send, length equal to
@@ -24,6 +26,12 @@
 //! holds more than BUF_ALLOC bytes of a connection and the host gets every byte the guest
 //! sent, in order (and EOF after a guest SHUTDOWN(SEND)); a reset releases every stream's
 //! registration; no fd stays registered after it was closed; at most MAX_CONNS connections.
+//! At each tick: a host connection the guest has not answered by its deadline, and one
+//! whose SHUTDOWN the guest has not answered with RST by its deadline, are closed (their
+//! fd unwatched, the host reads EOF) and the guest gets their RST (unless the queue of
+//! RST replies is full); a host socket that has not sent its CONNECT line by its deadline
+//! is closed and unwatched, one not due yet is still watched and open; nothing closes a
+//! polite connection before its deadline (its RST would fail the model's checks).
 #![no_main]
 
 mod driver;
@@ -33,7 +41,9 @@ use std::io::Write;
 use std::os::fd::RawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anchor_vmm::devices::irq::IrqLine;
 use anchor_vmm::devices::virtio::queue::{Interrupt, QueueCtx};
@@ -42,13 +52,13 @@ use anchor_vmm::devices::virtio::vsock::packet::{
     parse_guest_packet, Header, HDR_LEN, HOST_CID, MAX_PKT_PAYLOAD, OP_CREDIT_REQUEST,
     OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN, TYPE_STREAM,
 };
-use anchor_vmm::devices::virtio::vsock::{Vsock, MAX_CONNS};
+use anchor_vmm::devices::virtio::vsock::{Clock, Vsock, MAX_CONNS};
 use anchor_vmm::devices::virtio::{VirtioDevice, VsockConfig};
 use driver::{fd_id, is_timer, In, Reg, Ring, Watched};
 use event_manager::EventSet;
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vsock_model::{pat, Conn, Model, St, G2H, GUEST_CID as CID, H2G};
+use vsock_model::{pat, Conn, Model, St, G2H, GUEST_CID as CID, H2G, TIMEOUT_MS};
 
 const MEM: u64 = 0x10_0000;
 const QSIZE: u16 = 16;
@@ -75,6 +85,28 @@ const MAX_OPS: usize = 256;
 /// Bytes of payload per input (guest and host writes together).
 const MAX_BYTES: u64 = 4 << 20;
 
+/// The device's clock: the harness's creation time plus the milliseconds the input moved
+/// it on.
+#[derive(Debug)]
+struct FuzzClock {
+    start: Instant,
+    ms: Arc<AtomicU64>,
+}
+
+impl Clock for FuzzClock {
+    fn now(&self) -> Instant {
+        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A host socket still sending its CONNECT line: the host's end, its deadline (ms) and
+/// the device's registration of its end.
+struct PendingHost {
+    stream: UnixStream,
+    deadline: u64,
+    ev: (RawFd, u32),
+}
+
 struct H {
     mem: GuestMemoryMmap<()>,
     queues: Vec<Queue>,
@@ -94,6 +126,9 @@ struct H {
     /// The device's listener and timer registrations (register_extra).
     base: Vec<Watched>,
     timer: Option<RawFd>,
+    /// The device's clock (ms moved on), also in `model.now`.
+    clock: Arc<AtomicU64>,
+    pending: Vec<PendingHost>,
     next_local: u32,
     bytes: u64,
 }
@@ -123,10 +158,17 @@ impl H {
             l.set_nonblocking(true).ok()?;
             listeners.push((port, l));
         }
-        let dev = Vsock::new(&VsockConfig {
-            guest_cid: CID,
-            uds_path: uds.clone(),
-        })
+        let clock = Arc::new(AtomicU64::new(0));
+        let dev = Vsock::with_clock(
+            &VsockConfig {
+                guest_cid: CID,
+                uds_path: uds.clone(),
+            },
+            Box::new(FuzzClock {
+                start: Instant::now(),
+                ms: clock.clone(),
+            }),
+        )
         .ok()?;
         let mut h = Self {
             mem,
@@ -146,6 +188,8 @@ impl H {
             junk: Vec::new(),
             base: Vec::new(),
             timer: None,
+            clock,
+            pending: Vec::new(),
             next_local: FIRST_LOCAL_PORT,
             bytes: 0,
         };
@@ -368,8 +412,17 @@ impl H {
             (Some(port), &[ev]) => {
                 let mut c = Conn::new(self.next_local, port, s, ev, true);
                 c.host_sent = early as u64;
+                c.deadline = self.model.now + TIMEOUT_MS;
                 self.next_local += 1;
                 self.model.conns.push(c);
+            }
+            (None, []) if self.watched(p) => {
+                // No newline yet: the device waits for the rest until the deadline.
+                self.pending.push(PendingHost {
+                    stream: s,
+                    deadline: self.model.now + TIMEOUT_MS,
+                    ev: p,
+                });
             }
             (_, []) => {
                 if port.is_none() {
@@ -384,10 +437,86 @@ impl H {
         self.rx();
     }
 
+    /// Whether the device's registration `ev` is still in the event loop.
+    fn watched(&self, ev: (RawFd, u32)) -> bool {
+        self.reg.fds.iter().any(|e| (e.0, e.1) == ev)
+    }
+
+    /// The device's clock moves on `ms`, then its housekeeping timer fires (as the worker
+    /// delivers it: any expiry count, the pump after it).
+    fn tick(&mut self, ms: u64) {
+        let Some(timer) = self.base.iter().find(|e| Some(e.0) == self.timer) else {
+            return;
+        };
+        let timer = (timer.0, timer.1);
+        self.model.now += ms;
+        self.clock.fetch_add(ms, Ordering::Relaxed);
+        let now = self.model.now;
+        self.event(timer, EventSet::IN);
+        assert!(
+            self.reg.added.is_empty(),
+            "unexpected registrations {:?}",
+            self.reg.added
+        );
+        let mut i = 0;
+        while i < self.model.conns.len() {
+            let c = &mut self.model.conns[i];
+            if !c.due(now) {
+                if c.may_be_due(now) {
+                    // Closed at its deadline or not, the host may miss what it had not
+                    // taken.
+                    c.clean = false;
+                }
+                i += 1;
+                continue;
+            }
+            let mut c = self.model.conns.remove(i);
+            let what = format!(
+                "conn {}:{} ({:?}, deadline {}, closing since {:?}, now {now})",
+                c.local, c.peer, c.st, c.deadline, c.closing_at
+            );
+            assert!(
+                !self.watched(c.ev),
+                "{what}: still watched after its deadline"
+            );
+            if c.host.is_some() {
+                let eof = (0..64).any(|_| c.host_read(1 << 16).is_none());
+                assert!(eof, "{what}: the host's end still open after its deadline");
+            }
+            self.model.expired.push((c.local, c.peer));
+        }
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.deadline <= now);
+        for mut p in due {
+            assert!(
+                !self.watched(p.ev),
+                "a host socket without CONNECT line still watched after its deadline"
+            );
+            let mut b = [0u8; 1];
+            let r = std::io::Read::read(&mut p.stream, &mut b);
+            assert!(
+                matches!(r, Ok(0)),
+                "a host socket without CONNECT line still open after its deadline: {r:?}"
+            );
+        }
+        for p in &wait {
+            assert!(
+                self.watched(p.ev),
+                "a host socket closed {} ms before its deadline",
+                p.deadline - now
+            );
+        }
+        self.pending = wait;
+        self.rx();
+    }
+
     fn reset(&mut self, again: bool) {
         self.dev.reset();
         self.active = false;
         self.model.conns.clear();
+        self.model.expired.clear();
+        self.pending.clear();
         self.dev.housekeeping(&mut self.reg);
         let base: Vec<_> = self.base.iter().map(|e| (e.0, e.1)).collect();
         let now: Vec<_> = self.reg.fds.iter().map(|e| (e.0, e.1)).collect();
@@ -532,6 +661,11 @@ impl H {
             _ => {
                 if kind & 0x30 == 0x30 {
                     self.reset(kind & 0x40 == 0);
+                } else {
+                    // Time passes (up to 5 s, now and then a millisecond over a round
+                    // figure), then the housekeeping timer fires.
+                    let b = inp.u8();
+                    self.tick(u64::from(b & 0x7f) * 40 + u64::from(b >> 7));
                 }
             }
         }
