@@ -6,8 +6,8 @@
 # worker over rng, vsock, net or block, driven by register accesses, ring pokes, event-loop
 # turns, device fd events and the host's side), vsock_packet (header parser), vsock_tx
 # (guest packets, host socket traffic, events, resets, and timeouts on the device's clock,
-# on live vsock connections, checked against a model of them), net_queue (virtio-net frames both ways between fuzzer-built
-# rings and a backend socket fed fuzzer bytes). Exits non-zero if a target crashes, leaks
+# on live vsock connections, checked against a model of them), net_queue (virtio-net
+# frames both ways between fuzzer-built rings and a backend socket fed fuzzer bytes). Exits non-zero if a target crashes, leaks
 # or times out. Usage: vmm/fuzz/smoke.sh [SECONDS_PER_TARGET]
 set -euo pipefail
 

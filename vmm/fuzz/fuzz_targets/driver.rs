@@ -47,7 +47,7 @@ pub fn fd_id(fd: RawFd) -> Option<(u64, u64)> {
     (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
-/// Whether `fd` is a timerfd (its read blocks until it expires: never delivered here).
+/// Whether `fd` is a timerfd (vsock_tx delivers the device's only with its clock op).
 pub fn is_timer(fd: RawFd) -> bool {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .is_ok_and(|l| l.to_string_lossy().contains("timerfd"))
@@ -147,6 +147,33 @@ impl Ring {
             self.used_seen = self.used_seen.wrapping_add(1);
         }
         out
+    }
+}
+
+/// A device clock that moves only when the harness says: its creation time plus the
+/// milliseconds in `ms`.
+#[derive(Debug)]
+pub struct FuzzClock {
+    pub start: std::time::Instant,
+    pub ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FuzzClock {
+    /// A clock at its creation time, and the handle that moves it.
+    pub fn new() -> (Self, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = Self {
+            start: std::time::Instant::now(),
+            ms: ms.clone(),
+        };
+        (c, ms)
+    }
+}
+
+impl anchor_vmm::devices::virtio::vsock::Clock for FuzzClock {
+    fn now(&self) -> std::time::Instant {
+        let ms = self.ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.start + std::time::Duration::from_millis(ms)
     }
 }
 

@@ -9,16 +9,19 @@
 //! Then 8-byte operations: register reads and writes of any width and offset (status
 //! sequences, feature bits including EVENT_IDX, queue setup, notify, ack, reset),
 //! guest-memory pokes into the rings, event-loop turns of the worker on any queue (and one
-//! past the last), events on the device's own fds (any event set; timers excluded: their
-//! read blocks until they expire), and the host's side of the device (vsock: host
-//! processes connecting with `CONNECT <port>`, writing, reading, closing; net: the backend
-//! sending frames or bytes, draining, hanging up).
+//! past the last), events on the device's own fds (any event set, the devices' timers
+//! included: vsock's housekeeping timer is non-blocking, rng retries on the harness's
+//! timer), and the host's side of the device (vsock: host processes connecting with
+//! `CONNECT <port>`, writing, reading, closing, and the device's clock moving on; net: the
+//! backend sending frames or bytes, draining, hanging up; rng: the entropy source ready or
+//! not, the retry timer armed or failing).
 //!
 //! Never panics; the register page (what the guest reads without an exit) always shows the
 //! transport's status and InterruptStatus; the worker runs the device exactly when the
 //! status says DRIVER_OK without FAILED or DEVICE_NEEDS_RESET; a reset (status 0) leaves
 //! status and InterruptStatus 0 (and no vsock connection); the devices' own bounds hold
-//! (vsock connections, net buffers).
+//! (vsock connections, net buffers); rng's retry is pending exactly while its timer is
+//! armed.
 #![no_main]
 
 mod driver;
@@ -27,7 +30,8 @@ use std::io::{Read, Write};
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anchor_vmm::devices::bus::MmioDevice;
 use anchor_vmm::devices::irq::IrqLine;
@@ -35,10 +39,10 @@ use anchor_vmm::devices::virtio::block::Block;
 use anchor_vmm::devices::virtio::mmio::{reg, status, MmioTransport, EXTRA_EVENT_BASE};
 use anchor_vmm::devices::virtio::net::{Net, RX_QUEUE_BYTES, TX_QUEUE_BYTES};
 use anchor_vmm::devices::virtio::queue::Interrupt;
-use anchor_vmm::devices::virtio::rng::Rng;
+use anchor_vmm::devices::virtio::rng::{Entropy, RetryTimer, Rng};
 use anchor_vmm::devices::virtio::vsock::{Vsock, MAX_CONNS};
 use anchor_vmm::devices::virtio::{BlockConfig, VirtioDevice, VsockConfig};
-use driver::{is_timer, Reg};
+use driver::{FuzzClock, Reg};
 use event_manager::EventSet;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -58,14 +62,93 @@ struct Nobody;
 
 impl<D> Host<D> for Nobody {}
 
-/// vsock: host processes on the device's socket.
+/// rng: an entropy source the input makes ready or not.
+#[derive(Debug)]
+struct FuzzEntropy {
+    starved: Arc<AtomicBool>,
+}
+
+impl Entropy for FuzzEntropy {
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if self.starved.load(Ordering::Relaxed) {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        buf.fill(0xa5);
+        Ok(())
+    }
+    fn seed(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// rng: a retry timer that fires when the harness delivers its event (op 4), and that
+/// the input can make fail to arm.
+#[derive(Debug)]
+struct FuzzTimer {
+    fd: std::fs::File,
+    armed: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
+}
+
+impl std::os::fd::AsRawFd for FuzzTimer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl RetryTimer for FuzzTimer {
+    fn arm(&mut self, _after: std::time::Duration) -> std::io::Result<()> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        self.armed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+    fn clear(&mut self) {
+        self.armed.store(false, Ordering::Relaxed);
+    }
+}
+
+/// rng: the source and the timer as the host has them.
+struct RngHost {
+    starved: Arc<AtomicBool>,
+    armed: Arc<AtomicBool>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Host<Rng<FuzzEntropy, FuzzTimer>> for RngHost {
+    fn act(&mut self, op: &[u8]) {
+        let on = op[2] & 1 != 0;
+        match op[1] % 4 {
+            0 => self.starved.store(on, Ordering::Relaxed),
+            1 => self.failing.store(on, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+    fn check(&self, dev: &Rng<FuzzEntropy, FuzzTimer>, _reset: bool) {
+        assert_eq!(
+            dev.retry_armed(),
+            self.armed.load(Ordering::Relaxed),
+            "the device's retry is pending exactly while its timer is armed"
+        );
+    }
+}
+
+/// vsock: host processes on the device's socket, and the device's clock.
 struct VsockHost {
     uds: PathBuf,
     streams: Vec<UnixStream>,
+    clock: Arc<AtomicU64>,
 }
 
 impl Host<Vsock> for VsockHost {
     fn act(&mut self, op: &[u8]) {
+        if op[1] & 4 != 0 {
+            // Time passes (up to 65 s); the timer fires when op 4 says so.
+            let ms = u64::from(u16::from_le_bytes([op[2], op[3]]));
+            self.clock.fetch_add(ms, Ordering::Relaxed);
+            return;
+        }
         let n = self.streams.len().max(1);
         let i = usize::from(op[2]) % n;
         match op[1] % 4 {
@@ -157,12 +240,6 @@ fn run<D: VirtioDevice + 'static>(
     if let Ok(mut w) = worker.lock() {
         w.register(&mut reg);
     }
-    let timers: Vec<RawFd> = reg
-        .fds
-        .iter()
-        .map(|e| e.0)
-        .filter(|&fd| is_timer(fd))
-        .collect();
     for op in ops.chunks_exact(8) {
         let width = [1usize, 2, 4, 8][usize::from(op[1] & 3)];
         // Mostly register offsets (0..0x200), sometimes anywhere in the window and beyond.
@@ -197,7 +274,7 @@ fn run<D: VirtioDevice + 'static>(
                 let fds: Vec<(RawFd, u32)> = reg
                     .fds
                     .iter()
-                    .filter(|e| e.1 >= EXTRA_EVENT_BASE && !timers.contains(&e.0))
+                    .filter(|e| e.1 >= EXTRA_EVENT_BASE)
                     .map(|e| (e.0, e.1))
                     .collect();
                 if let Some(&(fd, data)) = fds.get(usize::from(op[2]) % fds.len().max(1)) {
@@ -250,8 +327,23 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     match which % 4 {
         0 => {
-            let Ok(rng) = Rng::new() else { return };
-            run(mem, rng, Nobody, ops);
+            let Ok(fd) = std::fs::File::open("/dev/null") else {
+                return;
+            };
+            let host = RngHost {
+                starved: Arc::new(AtomicBool::new(false)),
+                armed: Arc::new(AtomicBool::new(false)),
+                failing: Arc::new(AtomicBool::new(false)),
+            };
+            let entropy = FuzzEntropy {
+                starved: host.starved.clone(),
+            };
+            let timer = FuzzTimer {
+                fd,
+                armed: host.armed.clone(),
+                failing: host.failing.clone(),
+            };
+            run(mem, Rng::with_timer(entropy, timer), host, ops);
         }
         1 => {
             let uds = std::env::temp_dir()
@@ -260,10 +352,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 guest_cid: 3,
                 uds_path: uds.clone(),
             };
-            let Ok(vsock) = Vsock::new(&cfg) else { return };
+            let (clock, ms) = FuzzClock::new();
+            let Ok(vsock) = Vsock::with_clock(&cfg, Box::new(clock)) else {
+                return;
+            };
             let host = VsockHost {
                 uds,
                 streams: Vec::new(),
+                clock: ms,
             };
             run(mem, vsock, host, ops);
         }

@@ -43,7 +43,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anchor_vmm::devices::irq::IrqLine;
 use anchor_vmm::devices::virtio::queue::{Interrupt, QueueCtx};
@@ -52,9 +51,9 @@ use anchor_vmm::devices::virtio::vsock::packet::{
     parse_guest_packet, Header, HDR_LEN, HOST_CID, MAX_PKT_PAYLOAD, OP_CREDIT_REQUEST,
     OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN, TYPE_STREAM,
 };
-use anchor_vmm::devices::virtio::vsock::{Clock, Vsock, MAX_CONNS};
+use anchor_vmm::devices::virtio::vsock::{Vsock, MAX_CONNS};
 use anchor_vmm::devices::virtio::{VirtioDevice, VsockConfig};
-use driver::{fd_id, is_timer, In, Reg, Ring, Watched};
+use driver::{fd_id, is_timer, FuzzClock, In, Reg, Ring, Watched};
 use event_manager::EventSet;
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -84,20 +83,6 @@ const FIRST_LOCAL_PORT: u32 = 1 << 30;
 const MAX_OPS: usize = 256;
 /// Bytes of payload per input (guest and host writes together).
 const MAX_BYTES: u64 = 4 << 20;
-
-/// The device's clock: the harness's creation time plus the milliseconds the input moved
-/// it on.
-#[derive(Debug)]
-struct FuzzClock {
-    start: Instant,
-    ms: Arc<AtomicU64>,
-}
-
-impl Clock for FuzzClock {
-    fn now(&self) -> Instant {
-        self.start + Duration::from_millis(self.ms.load(Ordering::Relaxed))
-    }
-}
 
 /// A host socket still sending its CONNECT line: the host's end, its deadline (ms) and
 /// the device's registration of its end.
@@ -158,16 +143,13 @@ impl H {
             l.set_nonblocking(true).ok()?;
             listeners.push((port, l));
         }
-        let clock = Arc::new(AtomicU64::new(0));
+        let (fuzz_clock, clock) = FuzzClock::new();
         let dev = Vsock::with_clock(
             &VsockConfig {
                 guest_cid: CID,
                 uds_path: uds.clone(),
             },
-            Box::new(FuzzClock {
-                start: Instant::now(),
-                ms: clock.clone(),
-            }),
+            Box::new(fuzz_clock),
         )
         .ok()?;
         let mut h = Self {
