@@ -442,17 +442,21 @@ impl H {
         );
         let mut i = 0;
         while i < self.model.conns.len() {
-            let c = &mut self.model.conns[i];
-            if !c.due(now) {
+            let c = &self.model.conns[i];
+            let due = c.due(now);
+            // The guest closed both directions while the host had not taken everything:
+            // the device closes it at its deadline (the host missing what it had not
+            // taken), or it had an RST to send already and keeps it until then.
+            let closed = c.may_be_due(now) && !self.watched(c.ev);
+            if !due && !closed {
                 if c.may_be_due(now) {
-                    // Closed at its deadline or not, the host may miss what it had not
-                    // taken.
-                    c.clean = false;
+                    self.model.conns[i].clean = false;
                 }
                 i += 1;
                 continue;
             }
             let mut c = self.model.conns.remove(i);
+            c.clean &= due;
             let what = format!(
                 "conn {}:{} ({:?}, deadline {}, closing since {:?}, now {now})",
                 c.local, c.peer, c.st, c.deadline, c.closing_at
