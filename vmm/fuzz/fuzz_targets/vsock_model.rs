@@ -91,9 +91,12 @@ pub struct Conn {
     pub peer_buf: u32,
     pub peer_fwd: u32,
     /// Harness clock (ms): when a host-initiated connection's wait for the guest's answer
-    /// ends, and the last time the device (SHUTDOWN sent) or the guest (SHUTDOWN of both
-    /// directions) started the wait for the guest's RST.
+    /// ends, and the first and the last time the device (SHUTDOWN sent) or the guest
+    /// (SHUTDOWN of both directions) may have started the wait for the guest's RST: the
+    /// device's deadline is between the first and the last plus the timeout (the guest's
+    /// SHUTDOWN sets it only while the host has not taken everything).
     pub deadline: u64,
+    pub closing_first: Option<u64>,
     pub closing_at: Option<u64>,
 }
 
@@ -127,6 +130,7 @@ impl Conn {
             peer_buf: 0,
             peer_fwd: 0,
             deadline: u64::MAX,
+            closing_first: None,
             closing_at: None,
         }
     }
@@ -289,6 +293,7 @@ impl Model {
             OP_SHUTDOWN => {
                 assert_eq!(h.flags, SHUTDOWN_RCV | SHUTDOWN_SEND, "{h:?}");
                 c.st = St::Closing;
+                c.closing_first = c.closing_first.or(Some(self.now));
                 c.closing_at = Some(self.now);
             }
             OP_RW => {
@@ -385,6 +390,7 @@ impl Model {
                 c.no_send |= h.flags & SHUTDOWN_SEND != 0;
                 c.no_recv |= h.flags & SHUTDOWN_RCV != 0;
                 if c.no_send && c.no_recv {
+                    c.closing_first = c.closing_first.or(Some(self.now));
                     c.closing_at = Some(self.now);
                 }
             }
@@ -404,9 +410,9 @@ impl Conn {
         }
     }
 
-    /// The device may have closed it at a tick at `now` (the guest shut both directions
-    /// down while the host had not taken everything).
+    /// The device may have closed it at a tick at `now`: past the earliest deadline it
+    /// may have set for the guest's RST.
     pub fn may_be_due(&self, now: u64) -> bool {
-        self.no_send && self.no_recv && self.closing_at.is_some_and(|t| t + TIMEOUT_MS <= now)
+        self.closing_first.is_some_and(|t| t + TIMEOUT_MS <= now)
     }
 }

@@ -444,12 +444,12 @@ impl H {
         while i < self.model.conns.len() {
             let c = &self.model.conns[i];
             let due = c.due(now);
-            // The guest closed both directions while the host had not taken everything:
-            // the device closes it at its deadline (the host missing what it had not
-            // taken), or it had an RST to send already and keeps it until then.
+            // Past the earliest deadline the device may have set for the guest's RST: it
+            // closed the connection then (the host missing what it had not taken), or its
+            // deadline is later, or it had an RST to send already and keeps it until then.
             let closed = c.may_be_due(now) && !self.watched(c.ev);
             if !due && !closed {
-                if c.may_be_due(now) {
+                if c.may_be_due(now) && c.no_send && c.no_recv {
                     self.model.conns[i].clean = false;
                 }
                 i += 1;
