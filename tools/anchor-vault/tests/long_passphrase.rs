@@ -15,23 +15,16 @@ static GLOBAL: snoop::Snoop = snoop::Snoop;
 
 const MARKER: &[u8] = b"long-secret-mkr!";
 
-fn pipe() -> [i32; 2] {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    fds
-}
-
 #[test]
 fn an_over_long_passphrase_is_refused_wiped_and_asked_for_again() {
     // Pasted: 1600 bytes (over the limit), then the passphrase meant, then another line.
     let mut typed = MARKER.repeat(100);
     typed.extend_from_slice(b"\nshort one\nnext\n");
-    let input = pipe();
+    let input = snoop::pipe();
     // SAFETY: writes `typed` (smaller than a pipe buffer) to the pipe's write end.
     let n = unsafe { libc::write(input[1], typed.as_ptr().cast(), typed.len()) };
     assert_eq!(usize::try_from(n).unwrap(), typed.len());
-    let output = pipe();
+    let output = snoop::pipe();
     // SAFETY: dup only duplicates the descriptor.
     let stdout = unsafe { libc::dup(libc::STDOUT_FILENO) };
     assert!(stdout >= 0);

@@ -18,21 +18,14 @@ static GLOBAL: snoop::Snoop = snoop::Snoop;
 /// The text of the key the test shows (16 bytes of 0x5e).
 const MARKER: &[u8] = b"5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e";
 
-fn pipe() -> [i32; 2] {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    fds
-}
-
 #[test]
 fn the_recovery_key_shown_at_creation_leaves_no_copy_in_freed_memory() {
     // The person presses Enter once the key is written down.
-    let input = pipe();
+    let input = snoop::pipe();
     // SAFETY: writes one byte (far below a pipe buffer) to the pipe's write end.
     let typed = unsafe { libc::write(input[1], b"\n".as_ptr().cast(), 1) };
     assert_eq!(typed, 1);
-    let output = pipe();
+    let output = snoop::pipe();
     // SAFETY: dup only duplicates the descriptor.
     let stdout = unsafe { libc::dup(libc::STDOUT_FILENO) };
     assert!(stdout >= 0);

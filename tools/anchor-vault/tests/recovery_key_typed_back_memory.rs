@@ -18,22 +18,15 @@ static GLOBAL: snoop::Snoop = snoop::Snoop;
 /// The text of the key the test shows (16 bytes of 0x5e), as typed back.
 const MARKER: &[u8] = b"5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e-5e5e";
 
-fn pipe() -> [i32; 2] {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    fds
-}
-
 #[test]
 fn a_recovery_key_typed_back_at_the_enter_prompt_leaves_no_copy_in_freed_memory() {
-    let input = pipe();
+    let input = snoop::pipe();
     let mut typed = MARKER.to_vec();
     typed.push(b'\n');
     // SAFETY: writes `typed` (far below a pipe buffer) to the pipe's write end.
     let n = unsafe { libc::write(input[1], typed.as_ptr().cast(), typed.len()) };
     assert_eq!(usize::try_from(n).unwrap(), typed.len());
-    let output = pipe();
+    let output = snoop::pipe();
     // SAFETY: dup only duplicates the descriptor.
     let stdout = unsafe { libc::dup(libc::STDOUT_FILENO) };
     assert!(stdout >= 0);

@@ -52,3 +52,12 @@ unsafe impl GlobalAlloc for Snoop {
         unsafe { System.dealloc(ptr, layout) }
     }
 }
+
+/// A pipe, as `[read end, write end]`: the console a test types on and reads from.
+#[allow(dead_code)] // not every test binary that snoops uses a console
+pub fn pipe() -> [i32; 2] {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    fds
+}
