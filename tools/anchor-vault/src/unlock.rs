@@ -356,12 +356,6 @@ fn recovery_phase(
 /// `init` would have, on connections of its own to the TPM at `tcti` (called once the
 /// vault's own work with the TPM is done: the PCR lock never waits on this).
 fn take_unowned_lockout(con: &mut dyn Console, tcti: &str, key: &RecoveryKey, init: &InitOptions) {
-    let unowned = Tpm::open(tcti)
-        .and_then(|mut t| t.da_status())
-        .is_ok_and(|da| !da.lockout_auth_set);
-    if !unowned {
-        return;
-    }
     match provision::take_lockout(tcti, key, init) {
         Ok(note) => con.say(&format!(
             "The TPM's lockout authorization was not set (the vault's creation was cut short before it was taken): TPM dictionary-attack settings {note}."
@@ -565,7 +559,15 @@ pub fn unlock(
             return Ok(Outcome::Locked);
         }
     };
-    let tcti = tpm.as_ref().map(|t| t.tcti().to_owned());
+    // The recovery key is kept past this point only when the TPM's lockout is unowned
+    // (see take_unowned_lockout); else it is wiped here.
+    let heal = match (recovered, tpm.as_mut()) {
+        (Some(key), Some(t)) => t
+            .da_status()
+            .is_ok_and(|da| !da.lockout_auth_set)
+            .then(|| (key, t.tcti().to_owned())),
+        _ => None,
+    };
     let outcome = if opts.check {
         drop(tpm);
         con.say(&format!(
@@ -577,7 +579,7 @@ pub fn unlock(
     } else {
         finish(con, paths, tpm, how, timing, Vec::new())
     };
-    if let (Some(key), Some(tcti)) = (recovered, tcti) {
+    if let Some((key, tcti)) = heal {
         take_unowned_lockout(con, &tcti, &key, &opts.init);
     }
     outcome
