@@ -38,25 +38,10 @@ fn retry_interrupted(mut call: impl FnMut() -> isize) -> std::io::Result<usize> 
     }
 }
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-
-/// Make `fd` non-blocking (O_NONBLOCK added to its status flags, the others kept).
-pub fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
-    let fd = fd.as_raw_fd();
-    // SAFETY: F_GETFL only reads the status flags of `fd` (a bad fd is an error).
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: F_SETFL only sets the status flags of `fd`; no memory is passed.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// Connect a non-blocking Unix stream socket to `path`. Unlike std's blocking connect this
 /// never waits: a listener with a full backlog yields `WouldBlock` at once.

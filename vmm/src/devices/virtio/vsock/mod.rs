@@ -272,7 +272,13 @@ impl Vsock {
         timer
             .reset(TICK, Some(TICK))
             .map_err(|e| VirtioError::TimerFd(e.into()))?;
-        sys::set_nonblocking(&timer).map_err(VirtioError::TimerFd)?;
+        // The event loop reads the timer only once it expired; a tick with no expiry due
+        // (tests, fuzzing) must not wait for one.
+        {
+            // SAFETY: `timer` owns this descriptor and outlives the borrow (this block).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(timer.as_raw_fd()) };
+            crate::sys::set_nonblocking(fd, true).map_err(VirtioError::TimerFd)?;
+        }
         Ok(Self {
             guest_cid: cfg.guest_cid,
             config: cfg.guest_cid.to_le_bytes(),
