@@ -12,11 +12,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 
 use anchor_vault::keys::RecoveryKey;
-use common::{disk, recovery_key_of, run_with, typed_at_creation, Swtpm, CHEAP};
+use common::{disk, recovery_key_of, run_with, swtpm_port_pair, typed_at_creation, Swtpm, CHEAP};
 
 /// A relay on two ports (swtpm's command and control channels) in front of `tpm`,
 /// keeping a copy of everything sent towards the TPM.
@@ -44,13 +44,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, record: Option<Arc<Mutex<Vec<u8>
 
 impl Relay {
     fn start(tpm: &Swtpm) -> Relay {
-        let (cmd, ctrl) = loop {
-            let cmd = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = cmd.local_addr().unwrap().port();
-            if let Ok(ctrl) = TcpListener::bind(("127.0.0.1", port.wrapping_add(1))) {
-                break (cmd, ctrl);
-            }
-        };
+        let (cmd, ctrl) = swtpm_port_pair();
         let port = cmd.local_addr().unwrap().port();
         let sent = Arc::new(Mutex::new(Vec::new()));
         for (listener, target, record) in [

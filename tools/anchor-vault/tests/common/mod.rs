@@ -130,15 +130,21 @@ pub struct FailingTpm {
     pub port: u16,
 }
 
+/// Listeners on two adjacent loopback ports, as swtpm's TCTI wants them: commands on the
+/// first, control on the next.
+pub fn swtpm_port_pair() -> (TcpListener, TcpListener) {
+    loop {
+        let cmd = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = cmd.local_addr().unwrap().port();
+        if let Ok(ctrl) = TcpListener::bind(("127.0.0.1", port.wrapping_add(1))) {
+            return (cmd, ctrl);
+        }
+    }
+}
+
 impl FailingTpm {
     pub fn start() -> FailingTpm {
-        let (cmd, ctrl) = loop {
-            let cmd = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = cmd.local_addr().unwrap().port();
-            if let Ok(ctrl) = TcpListener::bind(("127.0.0.1", port.wrapping_add(1))) {
-                break (cmd, ctrl);
-            }
-        };
+        let (cmd, ctrl) = swtpm_port_pair();
         let port = cmd.local_addr().unwrap().port();
         std::thread::spawn(move || {
             for c in ctrl.incoming().flatten() {
